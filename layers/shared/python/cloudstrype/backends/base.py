@@ -1,0 +1,56 @@
+"""What every storage backend offers the chunk pipeline: put / get / delete / exists / usage.
+
+A backend stores opaque, already-encrypted share blobs under keys the pipeline chooses
+(`[A-Za-z0-9._-]{1,200}`). Backends raise only the errors below, so the pipeline can tell
+"this share is gone" from "this backend is down right now" from "fix the credentials".
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+class BackendError(Exception):
+    """The backend failed in a way that may pass (network, 5xx, rate limit after retries)."""
+
+
+class ShareNotFound(BackendError):
+    """The backend answered, and the key is not there."""
+
+
+class BackendAuthError(BackendError):
+    """The credentials are wrong or revoked; a person must reconnect the storage."""
+
+
+class BackendFull(BackendError):
+    """The backend refused the write for lack of space or quota."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int                 # bytes in use (by everything on the account, where the API says so)
+    capacity: int | None      # total bytes, or None when the backend has no stated limit
+
+    @property
+    def free(self) -> int | None:
+        return None if self.capacity is None else max(0, self.capacity - self.used)
+
+
+class Backend(abc.ABC):
+    kind: str = ""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Idempotent: deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def usage(self) -> Usage: ...

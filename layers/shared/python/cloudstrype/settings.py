@@ -1,0 +1,86 @@
+"""Every setting of a deployment, declared once.
+
+The Lambda functions read them from their environment, the CDK stack writes the same names into
+each function's environment, and the local stack exports them before loading the handlers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str = "", *, secret: bool = False):
+    return field(default=default, metadata={"env": name, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str = _env("AWS_REGION", "us-east-1")
+    # Prefix of every DynamoDB table name, so several stacks can share an account.
+    table_prefix: str = _env("CLOUDSTRYPE_TABLE_PREFIX", "cloudstrype-")
+
+    # Auth: the user pool and how its tokens are checked. The JWKS URL and the issuer are separate
+    # because moto serves the JWKS locally but stamps AWS's issuer into the tokens.
+    user_pool_id: str = _env("CLOUDSTRYPE_USER_POOL_ID")
+    user_pool_client_id: str = _env("CLOUDSTRYPE_USER_POOL_CLIENT_ID")
+    jwks_url: str = _env("CLOUDSTRYPE_JWKS_URL")
+    token_issuer: str = _env("CLOUDSTRYPE_TOKEN_ISSUER")
+    # Locally there is no e-mail to receive Cognito's code, so new users are confirmed at once.
+    auto_confirm_users: str = _env("CLOUDSTRYPE_AUTO_CONFIRM_USERS", "false")
+
+    kms_key_id: str = _env("CLOUDSTRYPE_KMS_KEY_ID")
+    staging_bucket: str = _env("CLOUDSTRYPE_STAGING_BUCKET")
+    # Endpoint of the API Gateway management API that reaches WebSocket connections.
+    ws_management_url: str = _env("CLOUDSTRYPE_WS_MANAGEMENT_URL")
+    # Public base URL of the REST API (used to build OAuth redirect URLs).
+    public_url: str = _env("CLOUDSTRYPE_PUBLIC_URL", "http://127.0.0.1:8080")
+
+    # The `local` storage type (a directory on the server) is for the local stack only.
+    local_storage_enabled: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "false")
+
+    # OAuth applications of the cloud providers. Base URLs are settings so tests can point the
+    # clients at local servers speaking each provider's API.
+    dropbox_client_id: str = _env("CLOUDSTRYPE_DROPBOX_CLIENT_ID")
+    dropbox_client_secret: str = _env("CLOUDSTRYPE_DROPBOX_CLIENT_SECRET", secret=True)
+    gdrive_client_id: str = _env("CLOUDSTRYPE_GDRIVE_CLIENT_ID")
+    gdrive_client_secret: str = _env("CLOUDSTRYPE_GDRIVE_CLIENT_SECRET", secret=True)
+    onedrive_client_id: str = _env("CLOUDSTRYPE_ONEDRIVE_CLIENT_ID")
+    onedrive_client_secret: str = _env("CLOUDSTRYPE_ONEDRIVE_CLIENT_SECRET", secret=True)
+    box_client_id: str = _env("CLOUDSTRYPE_BOX_CLIENT_ID")
+    box_client_secret: str = _env("CLOUDSTRYPE_BOX_CLIENT_SECRET", secret=True)
+    provider_url_overrides: str = _env("CLOUDSTRYPE_PROVIDER_URL_OVERRIDES")
+
+    # Any value: logs include a stack trace for unexpected errors when set to "true".
+    debug: str = _env("CLOUDSTRYPE_DEBUG", "false")
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> environment variable name."""
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.metadata["env"] in environ:
+                values[f.name] = environ[f.metadata["env"]]
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        return {f.metadata["env"]: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def flag(self, name: str) -> bool:
+        return str(getattr(self, name)).lower() in ("1", "true", "yes", "on")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings_cache() -> None:
+    """For the local stack and tests, after they change the environment."""
+    get_settings.cache_clear()
