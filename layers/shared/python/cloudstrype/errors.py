@@ -62,6 +62,10 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
 class RangeNotSatisfiable(ApiError):
     status, code = 416, "range_not_satisfiable"
 

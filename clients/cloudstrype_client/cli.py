@@ -1,0 +1,64 @@
+"""The `cloudstrype` command.
+
+Desktop commands speak HTTP and WebSocket only. `serve` and `admin` are operator commands that
+load the server side lazily, so a desktop install never imports it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve(args) -> int:
+    from infra.local.server import serve
+    return serve(args.host, args.port, args.data_dir)
+
+
+def _admin(args) -> int:
+    from infra.local.admin import run_admin
+    return run_admin(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cloudstrype",
+                                     description="Encrypted, redundant storage over the storage "
+                                                 "you already have.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser("serve", help="run the whole stack locally (no AWS account)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--data-dir", default=".cloudstrype-data",
+                       help="where the local stack keeps its state")
+    serve.set_defaults(run=_serve)
+
+    admin = commands.add_parser("admin", help="operator tasks on a user pool")
+    admin_commands = admin.add_subparsers(dest="admin_command", metavar="TASK")
+    admin_commands.required = True
+    create = admin_commands.add_parser("create", help="create a user in the admins group")
+    create.add_argument("username")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", help="(prompted for when omitted)")
+    promote = admin_commands.add_parser("promote", help="add an existing user to admins")
+    promote.add_argument("username")
+    for task in (create, promote):
+        task.add_argument("--data-dir", default=".cloudstrype-data",
+                          help="the local stack's data directory (default)")
+        task.add_argument("--user-pool-id",
+                          help="a deployed Cognito user pool instead of the local stack")
+        task.set_defaults(run=_admin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

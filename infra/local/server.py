@@ -1,0 +1,158 @@
+"""`cloudstrype serve`: the whole stack in one process, no AWS account needed."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from infra.local import aws
+
+log = logging.getLogger("cloudstrype.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEB_DIR = REPO_ROOT / "web"
+STACK_FILE = "stack.json"
+
+
+class StartupError(Exception):
+    """A problem the person starting the stack can fix; printed without a traceback."""
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"Port {port} on {host} is already in use. Stop the program "
+                                   f"using it, or start with --port <another port>.") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(f"{host} is not an address of this machine; use --host "
+                                   f"127.0.0.1 or 0.0.0.0.") from None
+            raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+
+
+def _lock_data_dir(data_dir: Path):
+    lock_file = (data_dir / ".lock").open("w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise StartupError(f"Another Cloudstrype server is using {data_dir}; stop it first or "
+                           f"pass a different --data-dir.") from None
+    return lock_file
+
+
+class LocalStack:
+    """Everything `serve` runs, startable from tests too."""
+
+    def __init__(self, host: str, port: int, data_dir: Path):
+        self.host, self.port = host, port
+        self.data_dir = data_dir.resolve()
+        self.moto: aws.MotoServer | None = None
+        self.management_port = 0
+        self._lock_file = None
+
+    @property
+    def url(self) -> str:
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{shown}:{self.port}"
+
+    def prepare(self):
+        """Start moto, create resources and export settings; returns the gateway."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_data_dir(self.data_dir)
+        _check_port(self.host, self.port)
+        moto_host = "127.0.0.1"
+        self.moto = aws.MotoServer(self.data_dir, host=moto_host)
+        aws.configure_process_for_local_aws(self.moto.endpoint)
+        self.moto.start()
+        resources = aws.ensure_resources(self.data_dir / "resources.json")
+        self.management_port = aws.free_port("127.0.0.1")
+        os.environ.update(aws.settings_env(
+            resources, self.moto.endpoint, public_url=self.url,
+            ws_management_url=f"http://127.0.0.1:{self.management_port}"))
+        os.environ.setdefault("CLOUDSTRYPE_LOCAL_STORAGE_ROOT", str(self.data_dir / "storages"))
+        from cloudstrype.settings import reset_settings_cache
+        reset_settings_cache()
+
+        import functions
+        from infra.local.gateway import Gateway
+        apps = [functions.load_app(name) for name in functions.available_services()]
+        gateway = Gateway(apps, functions.websocket_handlers(), WEB_DIR if WEB_DIR.is_dir() else None,
+                          web_config={"apiBaseUrl": "",
+                                      "userPoolClientId": resources.user_pool_client_id})
+        (self.data_dir / STACK_FILE).write_text(json.dumps({
+            "url": self.url, "pid": os.getpid(), "aws_endpoint": self.moto.endpoint,
+            **resources.to_json()}, indent=2))
+        return gateway
+
+    async def run(self, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None):
+        from aiohttp import web
+
+        gateway = self.prepare()
+        public = web.AppRunner(gateway.public_app(), access_log=None, handle_signals=False)
+        management = web.AppRunner(gateway.management_app(), access_log=None)
+        await public.setup()
+        await management.setup()
+        try:
+            try:
+                await web.TCPSite(public, self.host, self.port).start()
+            except OSError as exc:
+                raise StartupError(f"Cannot listen on {self.host}:{self.port}: {exc.strerror}.") \
+                    from None
+            await web.TCPSite(management, "127.0.0.1", self.management_port).start()
+            print(f"Cloudstrype is running at {self.url}  (data in {self.data_dir}; Ctrl-C stops)",
+                  flush=True)
+            if ready is not None:
+                ready.set()
+            stop = stop or asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("Stopping Cloudstrype…", flush=True)
+        finally:
+            for connection in list(gateway.connections.values()):
+                if connection.socket is not None:
+                    await connection.socket.close(code=1001, message=b"Server shutting down")
+            await public.cleanup()
+            await management.cleanup()
+            gateway.executor.shutdown(wait=True, cancel_futures=True)
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        stack_file = self.data_dir / STACK_FILE
+        if stack_file.exists():
+            stack_file.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def serve(host: str, port: int, data_dir: str) -> int:
+    logging.basicConfig(level=os.environ.get("CLOUDSTRYPE_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # moto and werkzeug narrate every request; keep the console for what matters.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    stack = LocalStack(host, port, Path(data_dir))
+    try:
+        asyncio.run(stack.run())
+    except StartupError as exc:
+        print(f"cloudstrype serve: {exc}", file=sys.stderr)
+        stack.shutdown()
+        return 2
+    except KeyboardInterrupt:
+        stack.shutdown()
+    print("Stopped.", flush=True)
+    return 0

@@ -1,0 +1,172 @@
+"""Reading a request: headers, query, JSON fields and multipart parts, with 4xx errors that say
+what to fix."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudstrype import errors
+
+_MISSING = object()
+
+
+@dataclass
+class Part:
+    name: str | None
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str]          # lower-cased names
+    query: dict[str, str]
+    path_params: dict[str, str]
+    raw_body: bytes
+    principal: Any = None            # cloudstrype.auth.tokens.Principal for authenticated routes
+    _json: Any = field(default=_MISSING, repr=False)
+
+    @classmethod
+    def from_chalice(cls, request, path_params: dict) -> "Call":
+        headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+        query = dict(request.query_params or {})
+        try:
+            raw = request.raw_body or b""
+        except Exception as exc:  # malformed base64 from a hand-built event
+            raise errors.BadRequest(f"The request body could not be read: {exc}") from None
+        return cls(method=request.method, path=request.path, headers=headers, query=query,
+                   path_params=dict(path_params), raw_body=raw)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    # -- JSON -----------------------------------------------------------------------------------
+    def json(self) -> dict:
+        """The body as a JSON object (an empty body reads as {})."""
+        if self._json is _MISSING:
+            if not self.raw_body.strip():
+                self._json = {}
+            else:
+                try:
+                    self._json = json.loads(self.raw_body)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise errors.BadRequest(f"The request body is not valid JSON: {exc}.",
+                                            code="invalid_json") from None
+                if not isinstance(self._json, dict):
+                    raise errors.BadRequest("The request body must be a JSON object, e.g. "
+                                            '{"name": "value"}.', code="invalid_json")
+        return self._json
+
+    def field(self, name: str, kind: type | tuple = str, *, required: bool = True,
+              default: Any = None) -> Any:
+        body = self.json()
+        if name not in body or body[name] is None:
+            if required:
+                raise errors.BadRequest(f"Field '{name}' is required.", code="missing_field",
+                                        details={"field": name})
+            return default
+        return check_type(name, body[name], kind)
+
+    # -- query --------------------------------------------------------------------------------
+    def query_int(self, name: str, default: int, *, minimum: int | None = None,
+                  maximum: int | None = None) -> int:
+        raw = self.query.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise errors.BadRequest(f"Query parameter '{name}' must be a whole number, "
+                                    f"not {raw!r}.", code="invalid_parameter") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise errors.BadRequest(f"Query parameter '{name}' must be between {minimum} and "
+                                    f"{maximum}.", code="invalid_parameter")
+        return value
+
+    # -- multipart ----------------------------------------------------------------------------
+    def multipart(self) -> list[Part]:
+        header = self.header("content-type") or ""
+        if self.content_type != "multipart/form-data":
+            raise errors.UnsupportedMediaType(
+                "This endpoint takes multipart/form-data: send the fields and the data as form "
+                "parts.")
+        match = re.search(r'boundary="?([^";]+)"?', header)
+        if not match:
+            raise errors.BadRequest("The multipart Content-Type has no boundary.",
+                                    code="invalid_multipart")
+        return parse_multipart(self.raw_body, match.group(1).encode())
+
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "an object",
+               list: "a list", float: "a number"}
+
+
+def check_type(name: str, value: Any, kind: type | tuple) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = any(isinstance(value, k) and not (k is int and isinstance(value, bool)) for k in kinds)
+    if not ok:
+        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        raise errors.BadRequest(f"Field '{name}' must be {wanted}.", code="invalid_field",
+                                details={"field": name})
+    return value
+
+
+def parse_multipart(body: bytes, boundary: bytes) -> list[Part]:
+    """Split a multipart/form-data body exactly on its delimiters (RFC 7578), bytes untouched."""
+    delimiter = b"--" + boundary
+    if not body.startswith(delimiter):
+        body = b"\r\n" + body
+        start = body.find(b"\r\n" + delimiter)
+        if start < 0:
+            raise errors.BadRequest("The multipart body has no part delimited by its boundary.",
+                                    code="invalid_multipart")
+        body = body[start + 2:]
+    segments = (b"\r\n" + body).split(b"\r\n" + delimiter)
+    parts: list[Part] = []
+    closed = False
+    for segment in segments[1:]:
+        if segment.startswith(b"--"):
+            closed = True
+            break
+        head_end = segment.find(b"\r\n\r\n")
+        if head_end < 0:
+            raise errors.BadRequest("A multipart part has no header block.",
+                                    code="invalid_multipart")
+        headers = _part_headers(segment[:head_end].lstrip(b" \t").removeprefix(b"\r\n"))
+        disposition = headers.get("content-disposition", "")
+        parts.append(Part(
+            name=_disposition_param(disposition, "name"),
+            filename=_disposition_param(disposition, "filename"),
+            content_type=headers.get("content-type", "application/octet-stream"),
+            data=segment[head_end + 4:],
+        ))
+    if not closed:
+        raise errors.BadRequest("The multipart body ends before its closing boundary; the "
+                                "upload may have been cut off.", code="invalid_multipart")
+    return parts
+
+
+def _part_headers(block: bytes) -> dict[str, str]:
+    headers = {}
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _disposition_param(disposition: str, param: str) -> str | None:
+    match = re.search(rf'(?:^|;)\s*{param}="((?:[^"\\]|\\.)*)"', disposition)
+    if match:
+        return match.group(1).replace('\\"', '"')
+    match = re.search(rf"(?:^|;)\s*{param}=([^;\s]+)", disposition)
+    return match.group(1) if match else None

@@ -1,0 +1,182 @@
+"""A chalice app per service, with the conventions every route shares.
+
+A route handler receives a `Call` (the parsed request and, when the route needs it, the verified
+caller) and returns a dict (200 JSON) or a `Reply`. Everything a caller can get wrong becomes an
+`ApiError`, rendered as `{"error": {"code", "message"}}` with its status; anything unexpected is
+logged with a request id and answered as a 500 that names that id, never a stack trace.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chalice import Chalice, Response
+
+from cloudstrype import errors
+from cloudstrype.api.body import Call
+
+log = logging.getLogger("cloudstrype")
+
+# Who may call a route: nobody in particular, any signed-in user, or members of a group.
+PUBLIC = "public"
+USER = "user"
+ADMINS = "admins"
+
+
+@dataclass
+class Reply:
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    # Raw bytes answer (file content); `body` is then ignored.
+    data: bytes | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    service: str
+    path: str
+    method: str
+    auth: str
+    view_name: str
+
+
+class ServiceApp(Chalice):
+    """Chalice with per-thread request state, JSON errors and declared access per route.
+
+    Chalice keeps the current request on the app object. Lambda runs one invocation at a time,
+    but the local gateway serves many at once from one process, so the request is kept per
+    thread.
+    """
+
+    def __init__(self, service: str, base_path: str):
+        self._state = threading.local()
+        super().__init__(app_name=f"cloudstrype-{service}")
+        self.service = service
+        self.base_path = base_path.rstrip("/")
+        self.route_info: list[RouteInfo] = []
+        # Every body may be binary (chunk data, file content); API Gateway is configured alike.
+        self.api.binary_types = ["*/*"]
+        self.register_middleware(self._normalize, "http")
+
+    # -- per-thread chalice state -------------------------------------------------------------
+    @property
+    def current_request(self):  # type: ignore[override]
+        return getattr(self._state, "request", None)
+
+    @current_request.setter
+    def current_request(self, value):
+        self._state.request = value
+
+    @property
+    def lambda_context(self):  # type: ignore[override]
+        return getattr(self._state, "context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value):
+        self._state.context = value
+
+    # -- routes -------------------------------------------------------------------------------
+    def endpoint(self, path: str, methods: tuple[str, ...] | list[str] = ("GET",), *,
+                 auth: str = USER) -> Callable:
+        """Declare a route under the service's base path. `path` "" is the base path itself."""
+        full_path = self.base_path + path if path else self.base_path
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(handler)
+            def view(**path_params):
+                return self._run(handler, auth, path_params)
+
+            view.__name__ = f"{handler.__name__}"
+            # Chalice checks content types against this list before our code runs; we accept any
+            # and let each handler say what it needs in words (415 names the expected type).
+            self.route(full_path, methods=list(methods), content_types=["*/*"])(view)
+            for method in methods:
+                self.route_info.append(RouteInfo(self.service, full_path, method, auth,
+                                                 handler.__name__))
+            return handler
+
+        return register
+
+    def _run(self, handler, auth: str, path_params: dict) -> Response:
+        request = self.current_request
+        request_id = _request_id(request)
+        try:
+            call = Call.from_chalice(request, path_params)
+            if auth != PUBLIC:
+                from cloudstrype.auth.tokens import authenticate
+                call.principal = authenticate(call.header("authorization"))
+                if auth != USER and auth not in call.principal.groups:
+                    raise errors.Forbidden(f"This needs membership of the '{auth}' group.")
+            result = handler(call, **path_params)
+            return to_response(result)
+        except errors.ApiError as exc:
+            return _json(exc.status, exc.body(), exc.headers)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)", request.method,
+                          request.path if request else "?", request_id)
+            return _json(500, errors.error_body(
+                500, "internal_error",
+                f"Something went wrong on our side. Quote request id {request_id} if you report it."))
+
+    @staticmethod
+    def _normalize(request, get_response):
+        # Chalice refuses binary answers unless the caller sent an Accept header; callers that
+        # send none (plain HTTP libraries) accept anything.
+        if request is not None and "accept" not in request.headers:
+            request.headers._dict["accept"] = "*/*"
+        response = get_response(request)
+        # Chalice's own errors (405 and the like) come as {"Code", "Message"}; speak ours.
+        body = response.body
+        if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+            code = {405: "method_not_allowed"}.get(response.status_code, "bad_request")
+            response.body = errors.error_body(response.status_code, code, str(body.get("Message")))
+        return response
+
+    def routes_table(self) -> list[RouteInfo]:
+        return list(self.route_info)
+
+
+def to_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, Reply):
+        headers = dict(result.headers)
+        if result.data is not None:
+            headers.setdefault("Content-Type", result.content_type or "application/octet-stream")
+            return Response(body=bytes(result.data), status_code=result.status, headers=headers)
+        if result.status == 204:
+            return Response(body="", status_code=204, headers=headers)
+        return _json(result.status, result.body, headers)
+    return _json(200, result)
+
+
+def _json(status: int, body: Any, headers: dict | None = None) -> Response:
+    all_headers = {"Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    return Response(body=json.dumps(body, default=_json_default), status_code=status,
+                    headers=all_headers)
+
+
+def _json_default(value):
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _request_id(request) -> str:
+    try:
+        return request.context.get("requestId") or uuid.uuid4().hex
+    except AttributeError:
+        return uuid.uuid4().hex

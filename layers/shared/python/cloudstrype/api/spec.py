@@ -1,0 +1,138 @@
+"""The REST contract (OpenAPI 3.1), written down separately from the route code.
+
+It is served at GET /api/openapi.json. A test compares it with the routes the service apps
+really declare, so a route added without its contract (or the reverse) fails the suite.
+"""
+from __future__ import annotations
+
+import copy
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+COMPONENTS = {
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                   "description": "A Cognito id or access token from POST /api/auth/login."},
+    },
+    "schemas": {
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                     "properties": {"code": {"type": "string"},
+                                                    "message": {"type": "string"},
+                                                    "details": {"type": "object"}}}},
+        },
+        "Tokens": {
+            "type": "object",
+            "properties": {"id_token": {"type": "string"}, "access_token": {"type": "string"},
+                           "refresh_token": {"type": "string"},
+                           "expires_in": {"type": "integer"},
+                           "token_type": {"const": "Bearer"}},
+        },
+        "User": {
+            "type": "object",
+            "properties": {"user_id": {"type": "string"}, "username": {"type": "string"},
+                           "email": {"type": "string"},
+                           "groups": {"type": "array", "items": {"type": "string"}}},
+        },
+        "Group": {"type": "object", "properties": {"name": {"type": "string"},
+                                                   "description": {"type": "string"}}},
+    },
+}
+
+
+def _obj(required: list[str], **props) -> dict:
+    return {"type": "object", "required": required, "properties": props}
+
+
+S = {"type": "string"}
+I = {"type": "integer"}
+
+# (method, path) -> operation. Path parameters are named as in the route code.
+OPERATIONS: dict[tuple[str, str], dict] = {}
+
+
+def op(method: str, path: str, summary: str, *, public: bool = False, body: dict | None = None,
+       body_type: str = "application/json", query: dict | None = None,
+       responses: dict[int, str | dict] | None = None) -> None:
+    operation: dict = {"summary": summary, "responses": {}}
+    if not public:
+        operation["security"] = [{"bearer": []}]
+    params = [{"name": name, "in": "path", "required": True, "schema": S}
+              for name in _path_params(path)]
+    for name, schema in (query or {}).items():
+        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+    for status, answer in (responses or {200: "OK"}).items():
+        if isinstance(answer, str):
+            operation["responses"][str(status)] = {"description": answer}
+        else:
+            operation["responses"][str(status)] = {
+                "description": answer.get("description", "OK"),
+                "content": {answer.get("type", "application/json"): {"schema": answer["schema"]}}}
+    for status, text in ((400, "Bad input; the message says what to fix"),
+                         (401, "Missing or invalid token"), (403, "Not allowed")):
+        if public and status in (401, 403):
+            continue
+        operation["responses"].setdefault(str(status), {
+            "description": text, "content": {"application/json": {"schema": ERROR}}})
+    OPERATIONS[(method.upper(), path)] = operation
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+    return re.findall(r"\{([A-Za-z0-9_]+)\}", path)
+
+
+# -- meta --------------------------------------------------------------------------------------
+op("GET", "/api/health", "Liveness check", public=True,
+   responses={200: {"schema": _obj(["status"], status={"const": "ok"})}})
+op("GET", "/api/openapi.json", "This document", public=True)
+
+# -- auth --------------------------------------------------------------------------------------
+op("POST", "/api/auth/register", "Create an account", public=True,
+   body=_obj(["username", "email", "password"], username=S, email=S, password=S),
+   responses={201: {"schema": _obj(["user_id", "username"], user_id=S, username=S)},
+              409: "Username taken"})
+op("POST", "/api/auth/confirm", "Confirm an account with the code Cognito sent", public=True,
+   body=_obj(["username", "code"], username=S, code=S))
+op("POST", "/api/auth/login", "Sign in", public=True,
+   body=_obj(["username", "password"], username=S, password=S),
+   responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}},
+              401: "Wrong username or password"})
+op("POST", "/api/auth/refresh", "Fresh id and access tokens", public=True,
+   body=_obj(["refresh_token"], refresh_token=S),
+   responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}}})
+op("GET", "/api/auth/me", "The signed-in user",
+   responses={200: {"schema": {"$ref": "#/components/schemas/User"}}})
+op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")
+op("GET", "/api/auth/users", "List users (admins)", query={"limit": I, "next": S})
+op("DELETE", "/api/auth/users/{username}", "Delete a user (admins)",
+   responses={204: "Deleted", 404: "No such user"})
+op("GET", "/api/auth/groups", "List groups (admins)")
+op("POST", "/api/auth/groups", "Create a group (admins)",
+   body=_obj(["name"], name=S, description=S),
+   responses={201: {"schema": {"$ref": "#/components/schemas/Group"}}, 409: "Exists"})
+op("DELETE", "/api/auth/groups/{group}", "Delete a group (admins)",
+   responses={204: "Deleted", 404: "No such group"})
+op("GET", "/api/auth/groups/{group}/members", "Members of a group (admins)")
+op("PUT", "/api/auth/groups/{group}/members/{username}", "Add a user to a group (admins)",
+   responses={204: "Added", 404: "No such user or group"})
+op("DELETE", "/api/auth/groups/{group}/members/{username}",
+   "Remove a user from a group (admins)", responses={204: "Removed"})
+
+
+def document() -> dict:
+    paths: dict[str, dict] = {}
+    for (method, path), operation in sorted(OPERATIONS.items(), key=lambda kv: kv[0][1]):
+        paths.setdefault(path, {})[method.lower()] = copy.deepcopy(operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cloudstrype API", "version": "1",
+                 "description": "Errors are JSON {\"error\": {\"code\", \"message\"}}."},
+        "paths": paths,
+        "components": copy.deepcopy(COMPONENTS),
+    }

@@ -1,0 +1,34 @@
+"""The user pool, declared once: the CDK stack and the local stack both build it from this."""
+
+POOL_NAME = "cloudstrype-users"
+CLIENT_NAME = "cloudstrype-clients"
+ADMIN_GROUP = "admins"
+
+PASSWORD_POLICY = {
+    "MinimumLength": 8,
+    "RequireUppercase": True,
+    "RequireLowercase": True,
+    "RequireNumbers": True,
+    "RequireSymbols": False,
+}
+
+# Username/password sign-in and refresh from public clients (web UI, CLI, members): no secret.
+CLIENT_AUTH_FLOWS = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+
+ACCESS_TOKEN_MINUTES = 60
+ID_TOKEN_MINUTES = 60
+REFRESH_TOKEN_DAYS = 30
+
+
+def password_problems(password: str) -> list[str]:
+    """What a password lacks under PASSWORD_POLICY, in words (empty when it is fine)."""
+    problems = []
+    if len(password) < PASSWORD_POLICY["MinimumLength"]:
+        problems.append(f"at least {PASSWORD_POLICY['MinimumLength']} characters")
+    if PASSWORD_POLICY["RequireUppercase"] and not any(c.isupper() for c in password):
+        problems.append("an upper-case letter")
+    if PASSWORD_POLICY["RequireLowercase"] and not any(c.islower() for c in password):
+        problems.append("a lower-case letter")
+    if PASSWORD_POLICY["RequireNumbers"] and not any(c.isdigit() for c in password):
+        problems.append("a digit")
+    return problems

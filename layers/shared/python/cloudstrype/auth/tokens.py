@@ -1,0 +1,124 @@
+"""Verifying Cognito-issued JWTs ourselves, whatever sits in front of the function.
+
+RS256 only, against the user pool's JWKS (cached), checking signature, expiry, issuer, the app
+client and `token_use`. Both id and access tokens are accepted as bearer tokens.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import jwt
+from jwt import PyJWKClient
+
+from cloudstrype import errors
+from cloudstrype.settings import get_settings
+
+ALGORITHM = "RS256"
+# Clock skew tolerated between the token's issuer and this function.
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str            # Cognito `sub`: every item this user owns is keyed by it
+    username: str
+    groups: frozenset[str] = field(default_factory=frozenset)
+    token_use: str = "access"
+    claims: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admins" in self.groups
+
+
+class TokenVerifier:
+    def __init__(self, jwks_url: str, issuer: str, client_id: str):
+        if not (jwks_url and issuer and client_id):
+            raise RuntimeError("Token verification is not configured: set CLOUDSTRYPE_JWKS_URL, "
+                               "CLOUDSTRYPE_TOKEN_ISSUER and CLOUDSTRYPE_USER_POOL_CLIENT_ID.")
+        self.issuer = issuer
+        self.client_id = client_id
+        # PyJWKClient caches the key set and refetches it when a token names an unknown key.
+        self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=10)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise errors.Unauthorized("The bearer token is not a well-formed JWT.",
+                                      code="invalid_token") from None
+        if header.get("alg") != ALGORITHM:
+            raise errors.Unauthorized(f"Tokens must be signed with {ALGORITHM}.",
+                                      code="invalid_token")
+        try:
+            signing_key = self._jwks.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise errors.ServiceUnavailable("The token signing keys could not be fetched; try "
+                                            "again shortly.") from None
+        except jwt.PyJWTError:
+            raise errors.Unauthorized("The token was not signed by this user pool.",
+                                      code="invalid_token") from None
+        try:
+            claims = jwt.decode(
+                token, signing_key, algorithms=[ALGORITHM], issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "iss", "sub", "token_use"],
+                         # The audience claim exists only on id tokens; checked below per kind.
+                         "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise errors.Unauthorized("The token has expired; refresh it or log in again.",
+                                      code="token_expired") from None
+        except jwt.PyJWTError as exc:
+            raise errors.Unauthorized(f"The token is not valid: {exc}.",
+                                      code="invalid_token") from None
+
+        token_use = claims.get("token_use")
+        if token_use == "id":
+            audience = claims.get("aud")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if self.client_id not in audiences:
+                raise errors.Unauthorized("The token was issued to another application.",
+                                          code="invalid_token")
+            username = claims.get("cognito:username")
+        elif token_use == "access":
+            if claims.get("client_id") != self.client_id:
+                raise errors.Unauthorized("The token was issued to another application.",
+                                          code="invalid_token")
+            username = claims.get("username")
+        else:
+            raise errors.Unauthorized("Only id and access tokens are accepted.",
+                                      code="invalid_token")
+        return Principal(user_id=claims["sub"], username=username or claims["sub"],
+                         groups=frozenset(claims.get("cognito:groups") or ()),
+                         token_use=token_use, claims=claims)
+
+
+_verifier: TokenVerifier | None = None
+_verifier_lock = threading.Lock()
+
+
+def get_verifier() -> TokenVerifier:
+    global _verifier
+    with _verifier_lock:
+        settings = get_settings()
+        key = (settings.jwks_url, settings.token_issuer, settings.user_pool_client_id)
+        if _verifier is None or (_verifier._jwks.uri, _verifier.issuer, _verifier.client_id) != key:
+            _verifier = TokenVerifier(*key)
+        return _verifier
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise errors.Unauthorized("Sign in first: send 'Authorization: Bearer <token>'.",
+                                  code="missing_token", headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("The Authorization header must be 'Bearer <token>'.",
+                                  code="missing_token", headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def authenticate(authorization: str | None) -> Principal:
+    return get_verifier().verify(bearer_token(authorization))
