@@ -69,6 +69,17 @@ def register(username: str, email: str, password: str) -> dict:
 
 
 def confirm(username: str, code: str) -> None:
+    settings = get_settings()
+    try:
+        status = _cognito().admin_get_user(UserPoolId=settings.user_pool_id,
+                                           Username=username)["UserStatus"]
+    except ClientError as exc:
+        if _code(exc) == "UserNotFoundException":
+            raise errors.NotFound(f"No user '{username}'.", code="user_not_found") from None
+        raise
+    if status == "CONFIRMED":
+        raise errors.Conflict("This account is confirmed already; log in.",
+                              code="already_confirmed")
     try:
         _cognito().confirm_sign_up(ClientId=get_settings().user_pool_client_id,
                                    Username=username, ConfirmationCode=code)

@@ -1,0 +1,204 @@
+"""The auth service through real HTTP against a running local stack."""
+import pytest
+
+from tests.support import PASSWORD, assert_error, login, register_and_login, unique
+
+
+def test_register_login_me_round_trip(api):
+    username = unique()
+    created = api.post("/api/auth/register", json={"username": username,
+                                                   "email": f"{username}@example.org",
+                                                   "password": PASSWORD})
+    assert created.status_code == 201
+    assert created.json()["username"] == username
+    user_id = created.json()["user_id"]
+
+    tokens = login(api, username)
+    assert set(tokens) >= {"id_token", "access_token", "refresh_token", "expires_in",
+                           "token_type"}
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] > 0
+
+    for token in (tokens["access_token"], tokens["id_token"]):
+        me = api.as_user(token).get("/api/auth/me")
+        assert me.status_code == 200, me.text
+        assert me.json() == {"user_id": user_id, "username": username,
+                             "email": f"{username}@example.org", "groups": []}
+
+
+def test_duplicate_username_is_409(api, user):
+    again = api.post("/api/auth/register", json={"username": user.username,
+                                                 "email": "x@example.org",
+                                                 "password": PASSWORD})
+    assert_error(again, 409, "username_taken")
+
+
+@pytest.mark.parametrize("password, missing", [
+    ("Sh0rt", "at least 8 characters"),
+    ("alllowercase1", "an upper-case letter"),
+    ("ALLUPPERCASE1", "a lower-case letter"),
+    ("NoDigitsHere", "a digit"),
+])
+def test_weak_password_is_400_naming_what_is_missing(api, password, missing):
+    response = api.post("/api/auth/register", json={"username": unique(),
+                                                    "email": "a@example.org",
+                                                    "password": password})
+    error = assert_error(response, 400, "weak_password")
+    assert missing in error["message"]
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.org", "a b@example.org", ""])
+def test_bad_email_is_400(api, email):
+    response = api.post("/api/auth/register", json={"username": unique(), "email": email,
+                                                    "password": PASSWORD})
+    assert_error(response, 400, "invalid_email")
+
+
+@pytest.mark.parametrize("username", ["ab", "has space", "slash/name", "x" * 65, "-leading"])
+def test_bad_username_is_400(api, username):
+    response = api.post("/api/auth/register", json={"username": username,
+                                                    "email": "a@example.org",
+                                                    "password": PASSWORD})
+    assert_error(response, 400, "invalid_username")
+
+
+@pytest.mark.parametrize("field", ["username", "email", "password"])
+def test_missing_field_is_400_naming_it(api, field):
+    body = {"username": unique(), "email": "a@example.org", "password": PASSWORD}
+    del body[field]
+    error = assert_error(api.post("/api/auth/register", json=body), 400, "missing_field")
+    assert field in error["message"]
+
+
+@pytest.mark.parametrize("value", [123, ["list"], {"an": "object"}, True])
+def test_wrong_type_is_400_naming_the_field(api, value):
+    body = {"username": value, "email": "a@example.org", "password": PASSWORD}
+    error = assert_error(api.post("/api/auth/register", json=body), 400, "invalid_field")
+    assert "username" in error["message"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"a string"', b"\xff\xfe"])
+def test_bad_json_is_400(api, raw):
+    response = api.post("/api/auth/register", data=raw,
+                        headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_json")
+
+
+def test_wrong_password_and_unknown_user_are_the_same_401(api, user):
+    wrong = api.post("/api/auth/login", json={"username": user.username, "password": "Wr0ngPass"})
+    unknown = api.post("/api/auth/login", json={"username": unique(), "password": PASSWORD})
+    assert_error(wrong, 401, "invalid_credentials")
+    assert_error(unknown, 401, "invalid_credentials")
+    assert wrong.json() == unknown.json()
+
+
+def test_refresh_gives_fresh_tokens(api, user):
+    response = api.post("/api/auth/refresh", json={"refresh_token": user.tokens["refresh_token"]})
+    assert response.status_code == 200, response.text
+    fresh = response.json()
+    assert fresh["token_type"] == "Bearer"
+    assert fresh["refresh_token"] == user.tokens["refresh_token"]
+    me = api.as_user(fresh["access_token"]).get("/api/auth/me")
+    assert me.status_code == 200 and me.json()["username"] == user.username
+    assert api.as_user(fresh["id_token"]).get("/api/auth/me").status_code == 200
+
+
+def test_bad_refresh_token_is_401(api):
+    assert_error(api.post("/api/auth/refresh", json={"refresh_token": "garbage"}), 401,
+                 "invalid_refresh_token")
+
+
+def test_validate_shows_verified_claims(api, user):
+    response = user.api.get("/api/auth/validate")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is True
+    assert body["user_id"] == user.user_id and body["username"] == user.username
+    assert body["token_use"] == "access"
+    assert body["issuer"].startswith("https://cognito-idp.")
+
+
+def test_confirm_an_already_confirmed_user_is_409(api, user):
+    # Locally users are confirmed at registration, so a confirmation code has nothing to do.
+    response = api.post("/api/auth/confirm", json={"username": user.username, "code": "123456"})
+    assert_error(response, 409, "already_confirmed")
+    assert_error(api.post("/api/auth/confirm", json={"username": unique(), "code": "123456"}),
+                 404, "user_not_found")
+
+
+# -- admin routes ---------------------------------------------------------------------------
+
+ADMIN_ROUTES = [("GET", "/api/auth/users"), ("DELETE", "/api/auth/users/someone"),
+                ("GET", "/api/auth/groups"), ("POST", "/api/auth/groups"),
+                ("DELETE", "/api/auth/groups/g1"), ("GET", "/api/auth/groups/g1/members"),
+                ("PUT", "/api/auth/groups/g1/members/someone"),
+                ("DELETE", "/api/auth/groups/g1/members/someone")]
+
+
+@pytest.mark.parametrize("method, path", ADMIN_ROUTES)
+def test_admin_routes_refuse_other_users_with_403(user, method, path):
+    assert_error(user.api.request(method, path, json={"name": "g1"}), 403, "forbidden")
+
+
+@pytest.mark.parametrize("method, path", ADMIN_ROUTES)
+def test_admin_routes_refuse_anonymous_callers_with_401(api, method, path):
+    assert_error(api.as_user(None).request(method, path, json={"name": "g1"}), 401)
+
+
+def test_admin_manages_groups_and_members(admin, api):
+    admin_api, admin_name = admin
+    member = register_and_login(api)
+    group = unique("team")
+
+    created = admin_api.post("/api/auth/groups", json={"name": group, "description": "Team"})
+    assert created.status_code == 201, created.text
+    assert created.json() == {"name": group, "description": "Team"}
+    assert_error(admin_api.post("/api/auth/groups", json={"name": group}), 409, "group_exists")
+    assert {"name": group, "description": "Team"} in admin_api.get("/api/auth/groups").json()["groups"]
+
+    assert admin_api.put(f"/api/auth/groups/{group}/members/{member.username}").status_code == 204
+    members = admin_api.get(f"/api/auth/groups/{group}/members").json()["members"]
+    assert members == [member.username]
+    # Groups travel in tokens issued after the change.
+    fresh = login(api, member.username)
+    assert api.as_user(fresh["access_token"]).get("/api/auth/me").json()["groups"] == [group]
+
+    assert_error(admin_api.put(f"/api/auth/groups/{group}/members/{unique()}"), 404,
+                 "user_not_found")
+    assert_error(admin_api.put(f"/api/auth/groups/{unique('nogroup')}/members/{member.username}"),
+                 404, "group_not_found")
+    assert admin_api.delete(
+        f"/api/auth/groups/{group}/members/{member.username}").status_code == 204
+    assert admin_api.get(f"/api/auth/groups/{group}/members").json()["members"] == []
+
+    assert admin_api.delete(f"/api/auth/groups/{group}").status_code == 204
+    assert_error(admin_api.delete(f"/api/auth/groups/{group}"), 404, "group_not_found")
+    assert_error(admin_api.delete("/api/auth/groups/admins"), 409, "protected_group")
+    assert_error(admin_api.post("/api/auth/groups", json={"name": "bad name!"}), 400,
+                 "invalid_group")
+
+
+def test_admin_lists_and_deletes_users(admin, api):
+    admin_api, admin_name = admin
+    doomed = register_and_login(api)
+    listed = admin_api.get("/api/auth/users", params={"limit": 60})
+    assert listed.status_code == 200
+    page, names = listed.json(), set()
+    names.update(u["username"] for u in page["users"])
+    while page.get("next"):
+        page = admin_api.get("/api/auth/users", params={"limit": 60, "next": page["next"]}).json()
+        names.update(u["username"] for u in page["users"])
+    assert {doomed.username, admin_name} <= names
+    assert_error(admin_api.get("/api/auth/users", params={"limit": "many"}), 400)
+
+    assert admin_api.delete(f"/api/auth/users/{doomed.username}").status_code == 204
+    assert_error(admin_api.delete(f"/api/auth/users/{doomed.username}"), 404, "user_not_found")
+    assert_error(api.post("/api/auth/login", json={"username": doomed.username,
+                                                   "password": doomed.password}), 401)
+    assert_error(admin_api.delete(f"/api/auth/users/{admin_name}"), 409, "self_delete")
+
+
+def test_admin_me_shows_the_admins_group(admin):
+    admin_api, admin_name = admin
+    me = admin_api.get("/api/auth/me").json()
+    assert me["username"] == admin_name and me["groups"] == ["admins"]
