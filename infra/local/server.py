@@ -129,13 +129,12 @@ class LocalStack:
             self.shutdown()
 
     def shutdown(self) -> None:
+        """Stop what this instance started; a server refused at start-up owns nothing here."""
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
-        stack_file = self.data_dir / STACK_FILE
-        if stack_file.exists():
-            stack_file.unlink()
         if self._lock_file is not None:
+            (self.data_dir / STACK_FILE).unlink(missing_ok=True)
             self._lock_file.close()
             self._lock_file = None
 
