@@ -279,7 +279,7 @@ def ensure_resources(resources_file: Path) -> LocalResources:
 
 
 def settings_env(resources: LocalResources, moto_endpoint: str, public_url: str,
-                 ws_management_url: str) -> dict[str, str]:
+                 ws_management_url: str, local_storage_root: str) -> dict[str, str]:
     """The environment the handlers run with locally: the same names the CDK stack sets."""
     from cloudstrype.settings import Settings
 
@@ -297,6 +297,7 @@ def settings_env(resources: LocalResources, moto_endpoint: str, public_url: str,
         ws_management_url=ws_management_url,
         public_url=public_url,
         local_storage_enabled="true",
+        local_storage_root=local_storage_root,
     )
     env = settings.to_env()
     # Only what the local stack decides; the rest (OAuth apps, overrides) stays as configured.

@@ -78,8 +78,8 @@ class LocalStack:
         self.management_port = aws.free_port("127.0.0.1")
         os.environ.update(aws.settings_env(
             resources, self.moto.endpoint, public_url=self.url,
-            ws_management_url=f"http://127.0.0.1:{self.management_port}"))
-        os.environ.setdefault("CLOUDSTRYPE_LOCAL_STORAGE_ROOT", str(self.data_dir / "storages"))
+            ws_management_url=f"http://127.0.0.1:{self.management_port}",
+            local_storage_root=str(self.data_dir / "storages")))
         from cloudstrype.settings import reset_settings_cache
         reset_settings_cache()
 

@@ -39,6 +39,8 @@ class Settings:
 
     # The `local` storage type (a directory on the server) is for the local stack only.
     local_storage_enabled: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "false")
+    # Where a local storage given by a relative path lives.
+    local_storage_root: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ROOT", "storages")
 
     # OAuth applications of the cloud providers. Base URLs are settings so tests can point the
     # clients at local servers speaking each provider's API.

@@ -124,6 +124,59 @@ op("PUT", "/api/auth/groups/{group}/members/{username}", "Add a user to a group 
 op("DELETE", "/api/auth/groups/{group}/members/{username}",
    "Remove a user from a group (admins)", responses={204: "Removed"})
 
+# -- cloud -------------------------------------------------------------------------------------
+STORAGE = {"$ref": "#/components/schemas/Storage"}
+COMPONENTS["schemas"]["Storage"] = {
+    "type": "object",
+    "properties": {"id": S, "kind": S, "name": S, "status": S, "online": {"type": "boolean"},
+                   "settings": {"type": "object"}, "capacity": {"type": ["integer", "null"]},
+                   "used": I, "free": {"type": ["integer", "null"]}, "shares": I,
+                   "stored_bytes": I, "last_error": {"type": ["string", "null"]}}}
+COMPONENTS["schemas"]["StoredChunk"] = {
+    "type": "object",
+    "properties": {"chunk_id": S, "size": I, "encryption": S, "durability": S,
+                   "shares": {"type": "array", "items": _obj(["index", "storage_id"], index=I,
+                                                             storage_id=S)}}}
+CHUNK = {"$ref": "#/components/schemas/StoredChunk"}
+BYTES = {"type": "application/octet-stream", "schema": {"type": "string", "format": "binary"}}
+
+op("GET", "/api/cloud/providers", "Kinds of storage this deployment offers, and their fields")
+op("POST", "/api/cloud/storages", "Add a key-based or local storage (probed before saving)",
+   body=_obj(["kind"], kind=S, name=S, config={"type": "object"}),
+   responses={201: {"schema": STORAGE}, 409: "Directory already in use"})
+op("GET", "/api/cloud/storages", "The user's storages with usage and health")
+op("GET", "/api/cloud/storages/{storage_id}", "One storage",
+   responses={200: {"schema": STORAGE}, 404: "No such storage"})
+op("DELETE", "/api/cloud/storages/{storage_id}", "Remove an empty storage",
+   responses={204: "Removed", 409: "Still holds shares: drain it first"})
+op("POST", "/api/cloud/storages/{storage_id}/drain",
+   "Move the storage's shares elsewhere (call again while 202)",
+   responses={200: "Drained", 202: "Shares remain; call again"})
+op("GET", "/api/cloud/oauth/{provider}/authorize", "Start connecting a cloud account",
+   query={"name": S, "return_to": S})
+op("GET", "/api/cloud/oauth/{provider}/callback", "Where the provider sends the browser back",
+   public=True, query={"code": S, "state": S, "error": S},
+   responses={201: {"schema": STORAGE}, 302: "Back to return_to"})
+op("POST", "/api/cloud/{chunk_id}", "Store the body as given on N storages",
+   body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
+   query={"replicas": I}, responses={201: {"schema": CHUNK}, 409: "Chunk id in use"})
+op("GET", "/api/cloud/{chunk_id}", "Read a stored body", responses={200: BYTES, 404: "Unknown"})
+op("DELETE", "/api/cloud/{chunk_id}", "Delete a stored body and its copies",
+   responses={204: "Deleted"})
+
+# -- chunk -------------------------------------------------------------------------------------
+op("POST", "/api/chunk", "Encrypt, replicate or erasure-code, and store one chunk (<= 4 MiB)",
+   body=_obj(["file"], encryption={"enum": ["aes256-gcm", "aes256-md5", "none"]},
+             durability={"type": "string", "examples": ["raid1(2)", "rs(4,2)"]},
+             file={"type": "string", "format": "binary"}),
+   body_type="multipart/form-data",
+   responses={201: {"schema": CHUNK}, 413: "Over 4 MiB", 422: "Not enough usable storages"})
+op("GET", "/api/chunk/{chunk_id}", "The chunk's bytes", responses={200: BYTES, 404: "Unknown"})
+op("GET", "/api/chunk/{chunk_id}/info", "Scheme, size, shares and their health")
+op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
+   responses={204: "Deleted"})
+op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now")
+
 
 def document() -> dict:
     paths: dict[str, dict] = {}

@@ -1,0 +1,85 @@
+"""Cloud service: connecting storages, and raw blobs on the user's clouds. Routes only."""
+from cloudstrype import errors
+from cloudstrype.api.service import PUBLIC, Reply, ServiceApp
+from cloudstrype.backends import connect, registry, storages
+from cloudstrype.pipeline import store
+
+app = ServiceApp("cloud", "/api/cloud")
+
+# Raw blobs here are stored as given (the caller encrypted them), copied to N storages.
+CLOUD_KINDS = frozenset(k for k in registry.KINDS if k != "member")
+
+
+@app.endpoint("/providers")
+def providers(call):
+    return {"providers": [kind.describe() for kind in registry.available_kinds()]}
+
+
+@app.endpoint("/storages", ["POST"])
+def add_storage(call):
+    config = call.field("config", dict, required=False, default={})
+    record = storages.add_storage(call.principal.user_id, call.field("kind"),
+                                  call.field("name", required=False), config)
+    return Reply(record.public(), status=201)
+
+
+@app.endpoint("/storages")
+def list_storages(call):
+    records = [storages.refresh_usage(r) for r in storages.list_storages(call.principal.user_id)]
+    return {"storages": [r.public() for r in records]}
+
+
+@app.endpoint("/storages/{storage_id}")
+def get_storage(call, storage_id):
+    return storages.get_storage(call.principal.user_id, storage_id).public()
+
+
+@app.endpoint("/storages/{storage_id}", ["DELETE"])
+def delete_storage(call, storage_id):
+    owner = call.principal.user_id
+    storages.delete_storage(owner, storage_id, len(store.shares_on(owner, storage_id)))
+    return Reply(status=204)
+
+
+@app.endpoint("/storages/{storage_id}/drain", ["POST"])
+def drain_storage(call, storage_id):
+    result = store.drain_storage(call.principal.user_id, storage_id)
+    return Reply(result, status=200 if result["remaining"] == 0 else 202)
+
+
+@app.endpoint("/oauth/{provider}/authorize")
+def oauth_authorize(call, provider):
+    return connect.start(call.principal.user_id, provider, call.query.get("name"),
+                         call.query.get("return_to"))
+
+
+# The provider redirects the browser here: no bearer token, the state names the user.
+@app.endpoint("/oauth/{provider}/callback", auth=PUBLIC)
+def oauth_callback(call, provider):
+    record, return_to = connect.finish(provider, call.query.get("code"), call.query.get("state"),
+                                       call.query.get("error"))
+    if return_to:
+        return Reply(status=302, headers={
+            "Location": connect.return_location(return_to, record.storage_id)})
+    return Reply(record.public(), status=201)
+
+
+@app.endpoint("/{chunk_id}", ["POST"])
+def put_blob(call, chunk_id):
+    replicas = call.query_int("replicas", 0, minimum=1, maximum=16) or None
+    stored = store.put_chunk(call.principal.user_id, call.raw_body, encryption="none",
+                             durability=f"raid1({replicas})" if replicas else None,
+                             chunk_id=chunk_id, kinds=CLOUD_KINDS)
+    return Reply(stored.public(), status=201)
+
+
+@app.endpoint("/{chunk_id}")
+def get_blob(call, chunk_id):
+    return Reply(data=store.get_chunk(call.principal.user_id, chunk_id),
+                 content_type="application/octet-stream")
+
+
+@app.endpoint("/{chunk_id}", ["DELETE"])
+def delete_blob(call, chunk_id):
+    store.delete_chunk(call.principal.user_id, chunk_id)
+    return Reply(status=204)

@@ -1,0 +1,512 @@
+"""Storing chunks: encode, place shares on distinct storages in parallel, record where they went;
+read them back from the first good shares; repair what was lost.
+
+Every chunk and every share location belongs to one owner, and every lookup is by owner.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pynamodb.attributes import (BinaryAttribute, JSONAttribute, ListAttribute, MapAttribute,
+                                 NumberAttribute, NumberSetAttribute, UnicodeAttribute,
+                                 UTCDateTimeAttribute, VersionAttribute)
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.models import Model
+
+from cloudstrype import db, errors, vault
+from cloudstrype.backends import storages
+from cloudstrype.backends.base import BackendError, ShareNotFound
+from cloudstrype.pipeline import codec
+
+log = logging.getLogger("cloudstrype.pipeline")
+
+CHUNK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+MAX_CHUNK_SIZE = codec.MAX_CHUNK_SIZE
+# A read waits this long for a share before asking another storage too.
+HEDGE_SECONDS = 2.0
+# Give up on one share fetch after this long (the storage is then treated as down).
+SHARE_TIMEOUT_SECONDS = 20.0
+# Free-space weight for storages that state no capacity.
+UNKNOWN_FREE_WEIGHT = 1 << 40
+
+_io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
+
+
+class ShareLocation(MapAttribute):
+    index = NumberAttribute()
+    storage_id = UnicodeAttribute()
+    key = UnicodeAttribute()
+
+
+@db.register
+class ChunkRecord(Model):
+    class Meta(db.BaseMeta):
+        table_name = db.table_name("chunks")
+
+    owner = UnicodeAttribute(hash_key=True)
+    chunk_id = UnicodeAttribute(range_key=True)
+    size = NumberAttribute()
+    encryption = UnicodeAttribute()
+    durability = UnicodeAttribute()
+    meta = JSONAttribute()
+    wrapped_key = BinaryAttribute(null=True, legacy_encoding=False)
+    shares = ListAttribute(of=ShareLocation)
+    # Share indexes that failed a read (missing, corrupt, unreachable): the scrub repairs them.
+    damaged = NumberSetAttribute(null=True)
+    created = UTCDateTimeAttribute()
+    version = VersionAttribute()
+
+
+@db.register
+class Placement(Model):
+    """Which shares a storage holds, so a storage can be drained or a lost one repaired."""
+
+    class Meta(db.BaseMeta):
+        table_name = db.table_name("placements")
+
+    storage_ref = UnicodeAttribute(hash_key=True)    # "<owner>#<storage_id>"
+    share_ref = UnicodeAttribute(range_key=True)     # "<chunk_id>#<index>"
+    size = NumberAttribute()
+
+
+def _storage_ref(owner: str, storage_id: str) -> str:
+    return f"{owner}#{storage_id}"
+
+
+def _key_purpose(chunk_id: str) -> str:
+    return f"chunk:{chunk_id}:data-key"
+
+
+def validate_chunk_id(chunk_id: str) -> str:
+    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.match(chunk_id):
+        raise errors.BadRequest("A chunk id is 1-128 letters, digits, '-' or '_'.",
+                                code="invalid_chunk_id")
+    return chunk_id
+
+
+def _share_key(owner: str, chunk_id: str, index: int) -> str:
+    # Owner in the name: two users may point storages at one bucket without colliding. A random
+    # tail makes every write a new object, so a repair never overwrites a share in place.
+    return f"{owner}.{chunk_id}.{index}.{uuid.uuid4().hex[:8]}".lower()
+
+
+# -- placement ---------------------------------------------------------------------------------
+
+def _weight(record: storages.StorageRecord) -> float:
+    free = record.free
+    return float(UNKNOWN_FREE_WEIGHT if free is None else free) + 1.0
+
+
+def choose_storages(candidates: list, count: int, share_size: int) -> list:
+    """`count` distinct storages, weighted by free space, skipping the down and the full."""
+    now = time.time()
+    usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
+    if len(usable) < count:
+        raise errors.Unprocessable(
+            f"This needs {count} storages with room for a {share_size}-byte share each, but "
+            f"{len(usable)} of your {len(candidates)} storages are usable now. Add storages or "
+            f"choose a durability with fewer shares.", code="not_enough_storages",
+            details={"needed": count, "usable": len(usable)})
+    chosen, pool = [], list(usable)
+    for _ in range(count):
+        # Weighted sampling without replacement (Efraimidis–Spirakis would be overkill here).
+        total = sum(_weight(s) for s in pool)
+        pick = random.uniform(0, total)
+        for position, record in enumerate(pool):
+            pick -= _weight(record)
+            if pick <= 0:
+                break
+        chosen.append(pool.pop(position))
+    return chosen
+
+
+# -- write -------------------------------------------------------------------------------------
+
+@dataclass
+class StoredChunk:
+    record: ChunkRecord
+
+    def public(self) -> dict:
+        r = self.record
+        return {"chunk_id": r.chunk_id, "size": int(r.size), "encryption": r.encryption,
+                "durability": r.durability,
+                "shares": [{"index": int(s.index), "storage_id": s.storage_id}
+                           for s in sorted(r.shares, key=lambda s: s.index)]}
+
+
+def put_chunk(owner: str, data: bytes, encryption: str | None = None,
+              durability: str | None = None, chunk_id: str | None = None,
+              kinds: frozenset[str] | None = None) -> StoredChunk:
+    """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares."""
+    if len(data) > MAX_CHUNK_SIZE:
+        raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
+                                     f"one has {len(data)}. Split the data into chunks.",
+                                     code="chunk_too_large")
+    enc = codec.parse_encryption(encryption)
+    candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
+    dur = codec.parse_durability(durability or default_durability(candidates))
+    if chunk_id is None:
+        chunk_id = uuid.uuid4().hex
+    else:
+        validate_chunk_id(chunk_id)
+        if _exists(owner, chunk_id):
+            raise errors.Conflict(f"Chunk {chunk_id} exists already; delete it first to replace "
+                                  f"it.", code="chunk_exists")
+    encoded = codec.encode(chunk_id, data, enc, dur, None)
+    targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
+    spares = [s for s in candidates if s not in targets]
+    locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
+    record = ChunkRecord(owner, chunk_id, size=len(data), encryption=str(enc),
+                         durability=str(dur), meta=encoded.meta,
+                         wrapped_key=vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
+                         if encoded.data_key else None,
+                         shares=[ShareLocation(index=i, storage_id=s.storage_id, key=k)
+                                 for i, (s, k) in sorted(locations.items())],
+                         created=datetime.now(timezone.utc))
+    try:
+        record.save(condition=ChunkRecord.chunk_id.does_not_exist())
+    except PutError:
+        _delete_shares(owner, {i: (s, k) for i, (s, k) in locations.items()})
+        raise errors.Conflict(f"Chunk {chunk_id} was created by another request at the same "
+                              f"time.", code="chunk_exists") from None
+    _record_placements(owner, chunk_id, locations, encoded.info.share_size)
+    return StoredChunk(record)
+
+
+def default_durability(candidates: list) -> str:
+    usable = sum(1 for s in candidates if s.usable())
+    return "raid1(2)" if usable >= 2 else "raid1(1)"
+
+
+def _exists(owner: str, chunk_id: str) -> bool:
+    try:
+        ChunkRecord.get(owner, chunk_id, attributes_to_get=["chunk_id"])
+        return True
+    except ChunkRecord.DoesNotExist:
+        return False
+
+
+def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
+                  spares: list) -> dict[int, tuple]:
+    """Write share i to targets[i] in parallel; a failed write moves to a spare storage."""
+    locations: dict[int, tuple] = {}
+    pending: dict[Future, tuple[int, object, str]] = {}
+    spares = [s for s in spares if s.usable()]
+
+    def submit(index: int, record) -> None:
+        key = _share_key(owner, chunk_id, index)
+        future = _io.submit(storages.backend_for(record).put, key, shares[index])
+        pending[future] = (index, record, key)
+
+    for index, record in enumerate(targets):
+        submit(index, record)
+    failures = []
+    while pending:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for future in done:
+            index, record, key = pending.pop(future)
+            error = future.exception()
+            if error is None:
+                locations[index] = (record, key)
+                continue
+            failures.append(f"{record.name}: {error}")
+            storages.mark_down(record, str(error))
+            if spares:
+                submit(index, spares.pop(0))
+    if len(locations) < len(shares):
+        _delete_shares(owner, locations)
+        raise errors.ServiceUnavailable("Could not store every share of the chunk, so nothing "
+                                        "was kept: " + "; ".join(failures[:5]),
+                                        code="storage_unavailable")
+    return locations
+
+
+def _record_placements(owner: str, chunk_id: str, locations: dict, share_size: int) -> None:
+    with Placement.batch_write() as batch:
+        for index, (record, _key) in locations.items():
+            batch.save(Placement(_storage_ref(owner, record.storage_id), f"{chunk_id}#{index}",
+                                 size=share_size))
+    for record, _key in locations.values():
+        storages.count_shares(owner, record.storage_id, 1, share_size)
+
+
+def _delete_shares(owner: str, locations: dict) -> list[str]:
+    """Best effort; returns the failures (the share stays as unreadable, encrypted garbage)."""
+    futures = {_io.submit(storages.backend_for(record).delete, key): record
+               for record, key in locations.values()}
+    failures = []
+    for future, record in futures.items():
+        try:
+            future.result(timeout=SHARE_TIMEOUT_SECONDS)
+        except Exception as exc:
+            failures.append(f"{record.name}: {exc}")
+    return failures
+
+
+# -- read --------------------------------------------------------------------------------------
+
+def get_record(owner: str, chunk_id: str) -> ChunkRecord:
+    validate_chunk_id(chunk_id)
+    try:
+        return ChunkRecord.get(owner, chunk_id)
+    except ChunkRecord.DoesNotExist:
+        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found") from None
+
+
+def _storages_by_id(owner: str) -> dict:
+    return {s.storage_id: s for s in storages.list_storages(owner)}
+
+
+def _fetch_shares(record: ChunkRecord, collector: codec.ShareCollector,
+                  wanted: list[int] | None = None) -> set[int]:
+    """Fetch shares in parallel until the collector has enough; returns the failed indexes."""
+    by_id = _storages_by_id(record.owner)
+    locations = {int(s.index): s for s in record.shares}
+    order = [i for i in (wanted or collector.wanted()) if i in locations]
+    # Healthy storages first; a storage that is marked down is tried last, not never.
+    order.sort(key=lambda i: 0 if (by_id.get(locations[i].storage_id) and
+                                   by_id[locations[i].storage_id].usable()) else 1)
+    failed: set[int] = set()
+    pending: dict[Future, int] = {}
+    started: dict[Future, float] = {}
+
+    def launch() -> bool:
+        while order:
+            index = order.pop(0)
+            storage = by_id.get(locations[index].storage_id)
+            if storage is None:          # the storage was removed: the share is gone
+                failed.add(index)
+                continue
+            future = _io.submit(storages.backend_for(storage).get, locations[index].key)
+            pending[future] = index
+            started[future] = time.monotonic()
+            return True
+        return False
+
+    for _ in range(collector.needed):
+        launch()
+    while pending and not collector.enough:
+        done, _ = wait(list(pending), timeout=HEDGE_SECONDS, return_when=FIRST_COMPLETED)
+        if not done:
+            # A slow share: ask one more storage, and give up on fetches past the timeout.
+            launch()
+            now = time.monotonic()
+            for future in [f for f in pending if now - started[f] > SHARE_TIMEOUT_SECONDS]:
+                failed.add(pending.pop(future))
+                launch()
+            continue
+        for future in done:
+            index = pending.pop(future)
+            error = future.exception()
+            if error is None and collector.add(index, future.result()):
+                continue
+            failed.add(index)
+            storage = by_id.get(locations[index].storage_id)
+            if error is not None and not isinstance(error, ShareNotFound) and storage:
+                storages.mark_down(storage, str(error))
+            launch()
+    for future in pending:
+        future.cancel()
+    return failed
+
+
+def get_chunk(owner: str, chunk_id: str) -> bytes:
+    record = get_record(owner, chunk_id)
+    collector = codec.ShareCollector(record.meta)
+    failed = _fetch_shares(record, collector)
+    if failed:
+        _mark_damaged(record, failed)
+    if not collector.enough:
+        raise errors.ServiceUnavailable(
+            f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares of "
+            f"the {collector.needed} needed are reachable.", code="not_enough_shares")
+    data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id)) \
+        if record.wrapped_key else None
+    return collector.decode(chunk_id, data_key).data
+
+
+def _mark_damaged(record: ChunkRecord, indexes: set[int]) -> None:
+    try:
+        record.update(actions=[ChunkRecord.damaged.add(set(indexes))])
+    except UpdateError:
+        log.warning("could not record damaged shares of %s", record.chunk_id)
+
+
+def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
+    record = get_record(owner, chunk_id)
+    by_id = _storages_by_id(owner)
+    damaged = set(record.damaged or ())
+    checks = {}
+    if check:
+        checks = {int(s.index): _io.submit(storages.backend_for(by_id[s.storage_id]).exists,
+                                           s.key)
+                  for s in record.shares if s.storage_id in by_id}
+    shares = []
+    for share in sorted(record.shares, key=lambda s: s.index):
+        index = int(share.index)
+        storage = by_id.get(share.storage_id)
+        health = "ok"
+        if storage is None:
+            health = "lost"
+        elif index in checks:
+            try:
+                health = "ok" if checks[index].result(timeout=SHARE_TIMEOUT_SECONDS) else "missing"
+            except Exception:
+                health = "unreachable"
+        if health == "ok" and index in damaged:
+            health = "damaged"
+        shares.append({"index": index, "storage_id": share.storage_id,
+                       "storage_name": storage.name if storage else None, "health": health})
+    healthy = sum(1 for s in shares if s["health"] == "ok")
+    needed = codec.parse_durability(record.durability).needed
+    return {"chunk_id": chunk_id, "size": int(record.size), "encryption": record.encryption,
+            "durability": record.durability, "created": record.created.isoformat(),
+            "shares": shares, "healthy_shares": healthy, "needed_shares": needed,
+            "readable": healthy >= needed, "needs_repair": healthy < len(shares)}
+
+
+# -- delete ------------------------------------------------------------------------------------
+
+def delete_chunk(owner: str, chunk_id: str) -> None:
+    record = get_record(owner, chunk_id)
+    by_id = _storages_by_id(owner)
+    locations = {int(s.index): (by_id[s.storage_id], s.key) for s in record.shares
+                 if s.storage_id in by_id}
+    record.delete()
+    share_size = int(record.meta.get("share_size", 0))
+    with Placement.batch_write() as batch:
+        for share in record.shares:
+            batch.delete(Placement(_storage_ref(owner, share.storage_id),
+                                   f"{chunk_id}#{int(share.index)}"))
+    for storage, _key in locations.values():
+        storages.count_shares(owner, storage.storage_id, -1, -share_size)
+    failures = _delete_shares(owner, locations)
+    if failures:
+        log.warning("chunk %s deleted; some shares could not be removed now: %s", chunk_id,
+                    failures)
+
+
+# -- repair ------------------------------------------------------------------------------------
+
+def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) -> dict:
+    """Re-create missing or bad shares (and move shares off `move_off` storages) — no key needed.
+
+    The new shares go to storages holding no other share of the chunk; the record is updated
+    conditionally on its version, and only then are replaced shares deleted.
+    """
+    move_off = move_off or set()
+    record = get_record(owner, chunk_id)
+    by_id = _storages_by_id(owner)
+    collector = codec.ShareCollector(record.meta)
+    locations = {int(s.index): s for s in record.shares}
+    # Verify every share: repair must know exactly which ones are bad.
+    good, failed = _fetch_all(record, collector, by_id)
+    if not collector.enough:
+        raise errors.ServiceUnavailable(f"Chunk {chunk_id} has {len(collector.good_shares)} good "
+                                        f"shares of {collector.needed} needed; it cannot be "
+                                        f"repaired now.", code="not_enough_shares")
+    replace = set(failed) | {i for i, s in locations.items() if s.storage_id in move_off}
+    if not replace:
+        if record.damaged:
+            record.update(actions=[ChunkRecord.damaged.remove()])
+        return {"chunk_id": chunk_id, "repaired": []}
+    rebuilt = codec.rebuild(good, record.meta, replace).shares
+    holding = {s.storage_id for i, s in locations.items() if i not in replace}
+    candidates = [s for s in by_id.values() if s.storage_id not in holding
+                  and s.storage_id not in move_off]
+    share_size = int(record.meta.get("share_size", 0))
+    targets = choose_storages(candidates, len(rebuilt), share_size)
+    order = sorted(rebuilt)
+    spares = [s for s in candidates if s not in targets]
+    written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares)
+    new_locations = {order[position]: value for position, value in written.items()}
+    old = {i: locations[i] for i in new_locations}
+    record.shares = [ShareLocation(index=i, storage_id=new_locations[i][0].storage_id,
+                                   key=new_locations[i][1]) if i in new_locations else
+                     locations[i] for i in sorted(locations)]
+    record.damaged = None
+    try:
+        record.save()
+    except PutError:
+        _delete_shares(owner, new_locations)
+        raise errors.Conflict(f"Chunk {chunk_id} changed during its repair; try again.",
+                              code="concurrent_change") from None
+    _record_placements(owner, chunk_id, new_locations, share_size)
+    stale = {i: (by_id[s.storage_id], s.key) for i, s in old.items() if s.storage_id in by_id}
+    with Placement.batch_write() as batch:
+        for i, share in old.items():
+            batch.delete(Placement(_storage_ref(owner, share.storage_id), f"{chunk_id}#{i}"))
+    for share in old.values():
+        if share.storage_id in by_id:
+            storages.count_shares(owner, share.storage_id, -1, -share_size)
+    _delete_shares(owner, stale)
+    return {"chunk_id": chunk_id, "repaired": sorted(new_locations)}
+
+
+def _fetch_all(record: ChunkRecord, collector: codec.ShareCollector,
+               by_id: dict) -> tuple[dict[int, bytes], set[int]]:
+    """Fetch and verify every share: (good shares by index, failed indexes)."""
+    futures = {}
+    good: dict[int, bytes] = {}
+    failed = set()
+    for share in record.shares:
+        storage = by_id.get(share.storage_id)
+        if storage is None:
+            failed.add(int(share.index))
+            continue
+        futures[_io.submit(storages.backend_for(storage).get, share.key)] = int(share.index)
+    for future, index in futures.items():
+        try:
+            data = future.result(timeout=SHARE_TIMEOUT_SECONDS)
+        except Exception:
+            failed.add(index)
+            continue
+        if collector.add(index, data):
+            good[index] = data
+        else:
+            failed.add(index)
+    return good, failed
+
+
+def shares_on(owner: str, storage_id: str) -> list[tuple[str, int]]:
+    return [(ref.rsplit("#", 1)[0], int(ref.rsplit("#", 1)[1])) for ref in
+            (p.share_ref for p in Placement.query(_storage_ref(owner, storage_id)))]
+
+
+def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> dict:
+    """Move every share off a storage (it stops taking new shares at once).
+
+    Works in batches within `budget_seconds` (API Gateway allows 29 s); call again, or let the
+    scrub continue, until `remaining` is 0 — then the storage can be deleted.
+    """
+    record = storages.get_storage(owner, storage_id)
+    if record.status != storages.DRAINING:
+        record.update(actions=[storages.StorageRecord.status.set(storages.DRAINING)])
+    deadline = time.monotonic() + budget_seconds
+    moved, problems = 0, []
+    chunks = sorted({chunk for chunk, _index in shares_on(owner, storage_id)})
+    for chunk_id in chunks:
+        if time.monotonic() > deadline:
+            break
+        try:
+            moved += len(repair_chunk(owner, chunk_id, move_off={storage_id})["repaired"])
+        except errors.NotFound:
+            _forget_placements(owner, storage_id, chunk_id)
+        except errors.ApiError as exc:
+            problems.append(f"{chunk_id}: {exc.message}")
+    remaining = len(shares_on(owner, storage_id))
+    return {"storage_id": storage_id, "status": storages.DRAINING, "moved": moved,
+            "remaining": remaining, "problems": problems[:20]}
+
+
+def _forget_placements(owner: str, storage_id: str, chunk_id: str) -> None:
+    for placement in Placement.query(_storage_ref(owner, storage_id),
+                                     Placement.share_ref.startswith(f"{chunk_id}#")):
+        placement.delete()
