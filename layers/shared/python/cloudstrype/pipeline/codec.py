@@ -20,6 +20,14 @@ The associated data of the GCM encryption is ``b"cloudstrype/chunk/v1\\0" + chun
 not include the durability, so shares can be re-laid out or rebuilt (:func:`rebuild`) from the
 ciphertext alone, without the key.
 
+``aes256-md5`` (the seed's name) is AES-256-GCM exactly as above plus an MD5 of the plaintext,
+recorded in the metadata at encode and checked after decryption; ``none`` skips the encryption
+(shares are still hashed, and still bound to the chunk only through the recorded hashes).
+
+zfec is used through its low-level ``Encoder``/``Decoder``: ``easyfec`` measured the same for the
+arithmetic but needs the whole ciphertext in one buffer and copies it to split and to join, where
+this module encrypts straight into the data shares and decodes from a reused buffer.
+
 Everything needed to decode except the data key is in :attr:`EncodedChunk.meta`, a JSON-able
 dict (see :class:`ChunkMeta`). Wrapping the data key (KMS) is another module's job.
 
