@@ -1,0 +1,194 @@
+"""The cloud service over real HTTP: storages, sealed credentials, drain, raw blobs."""
+import json
+import os
+
+import boto3
+import pytest
+
+from tests.storage.conftest import S3_KEYS, Storages
+from tests.support import assert_error, register_and_login
+
+
+@pytest.fixture
+def fresh(api, tmp_path, external_s3):
+    user = register_and_login(api)
+    return Storages(user, tmp_path, *external_s3)
+
+
+def test_providers_lists_what_this_deployment_offers(user):
+    response = user.api.get("/api/cloud/providers")
+    assert response.status_code == 200
+    kinds = {p["kind"]: p for p in response.json()["providers"]}
+    assert {"local", "s3"} <= set(kinds)
+    fields = {f["name"]: f for f in kinds["s3"]["fields"]}
+    assert fields["secret_key"]["secret"] is True and fields["bucket"]["secret"] is False
+
+
+def test_add_list_get_delete_storages(fresh):
+    local = fresh.add_local("disk")
+    s3 = fresh.add_s3("bucket", f"b-{fresh.user.username}")
+    listed = fresh.user.api.get("/api/cloud/storages").json()["storages"]
+    assert {s["id"] for s in listed} == {local["id"], s3["id"]}
+    for storage in listed:
+        assert storage["online"] is True and storage["status"] == "active"
+        assert storage["shares"] == 0
+    one = fresh.user.api.get(f"/api/cloud/storages/{s3['id']}").json()
+    assert one["settings"]["bucket"] == f"b-{fresh.user.username}"
+    assert fresh.user.api.delete(f"/api/cloud/storages/{local['id']}").status_code == 204
+    assert_error(fresh.user.api.get(f"/api/cloud/storages/{local['id']}"), 404,
+                 "storage_not_found")
+
+
+def test_secrets_never_appear_in_responses_and_are_sealed_at_rest(fresh, stack):
+    created = fresh.add_s3("bucket", f"b-{fresh.user.username}")
+    everything = json.dumps([created, fresh.user.api.get("/api/cloud/storages").json(),
+                             fresh.user.api.get(f"/api/cloud/storages/{created['id']}").json()])
+    assert S3_KEYS["secret_key"] not in everything
+    assert "secret_key" not in created["settings"]
+    # What DynamoDB holds is sealed: the secret is not in the table, in any encoding we'd use.
+    info = stack.stack_info()
+    dynamo = boto3.client("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local-secret")
+    items = dynamo.scan(TableName="cloudstrype-storages")["Items"]
+    dump = json.dumps(items, default=str)
+    assert created["id"] in dump
+    assert S3_KEYS["secret_key"] not in dump
+    assert S3_KEYS["secret_key"].encode().hex() not in dump
+
+
+def test_log_never_shows_the_secret(fresh, stack):
+    fresh.add_s3("bucket", f"b-{fresh.user.username}")
+    assert S3_KEYS["secret_key"] not in stack.log()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "s3", "config": {"bucket": "x-bucket", "access_key": "a"}}, "secret_key"),
+    ({"kind": "s3", "config": {"access_key": "a", "secret_key": "b"}}, "bucket"),
+    ({"kind": "floppy", "config": {}}, "kind"),
+    ({"kind": "local", "config": {}}, "path"),
+    ({"config": {}}, "kind"),
+])
+def test_bad_storage_input_is_400_naming_the_field(fresh, body, field):
+    response = fresh.user.api.post("/api/cloud/storages", json=body)
+    error = assert_error(response, 400)
+    assert field in error["message"]
+
+
+def test_unreachable_or_wrong_s3_fails_the_probe_and_saves_nothing(fresh, external_s3):
+    endpoint, _ = external_s3
+    response = fresh.user.api.post("/api/cloud/storages", json={
+        "kind": "s3", "config": {"endpoint_url": endpoint, "bucket": "no-such-bucket-here",
+                                 **S3_KEYS}})
+    assert_error(response, 400, "probe_failed")
+    response = fresh.user.api.post("/api/cloud/storages", json={
+        "kind": "s3", "config": {"endpoint_url": "http://127.0.0.1:9", "bucket": "bucket-x",
+                                 **S3_KEYS}})
+    assert_error(response, 400, "probe_failed")
+    assert fresh.user.api.get("/api/cloud/storages").json()["storages"] == []
+
+
+def test_one_directory_cannot_be_two_storages(fresh, api):
+    first = fresh.add_local("disk")
+    again = fresh.user.api.post("/api/cloud/storages", json={
+        "kind": "local", "config": {"path": first["settings"]["path"]}})
+    assert_error(again, 409, "directory_in_use")
+    stranger = register_and_login(api)
+    theirs = stranger.api.post("/api/cloud/storages", json={
+        "kind": "local", "config": {"path": first["settings"]["path"]}})
+    assert_error(theirs, 409, "directory_in_use")
+
+
+def test_oauth_kinds_are_not_added_with_keys(fresh):
+    response = fresh.user.api.post("/api/cloud/storages",
+                                   json={"kind": "dropbox", "config": {"token": {}}})
+    assert_error(response, 400, "use_oauth")
+
+
+def test_storage_with_shares_is_409_until_drained(fresh):
+    user = fresh.user
+    disks = [fresh.add_local(f"disk{i}") for i in range(3)]
+    data = [os.urandom(20_000) for _ in range(4)]
+    chunks = []
+    for blob in data:
+        response = user.api.post("/api/chunk", files={"file": ("c", blob)},
+                                 data={"durability": "raid1(2)"})
+        assert response.status_code == 201
+        chunks.append(response.json())
+    victim = next(d for d in disks if any(s["storage_id"] == d["id"]
+                                          for c in chunks for s in c["shares"]))
+    error = assert_error(user.api.delete(f"/api/cloud/storages/{victim['id']}"), 409,
+                         "storage_not_empty")
+    assert "drain" in error["message"].lower()
+
+    drained = user.api.post(f"/api/cloud/storages/{victim['id']}/drain")
+    assert drained.status_code == 200, drained.text
+    assert drained.json()["remaining"] == 0 and drained.json()["moved"] >= 1
+    assert user.api.get(f"/api/cloud/storages/{victim['id']}").json()["status"] == "draining"
+    for chunk, blob in zip(chunks, data):
+        info = user.api.get(f"/api/chunk/{chunk['chunk_id']}/info").json()
+        assert victim["id"] not in {s["storage_id"] for s in info["shares"]}
+        assert info["healthy_shares"] == 2
+        assert user.api.get(f"/api/chunk/{chunk['chunk_id']}").content == blob
+    assert user.api.delete(f"/api/cloud/storages/{victim['id']}").status_code == 204
+    assert list((fresh.tmp / victim["name"]).rglob("*.*.*.*")) == []
+
+
+def test_drain_with_nowhere_to_go_reports_problems(fresh):
+    user = fresh.user
+    disks = [fresh.add_local(f"disk{i}") for i in range(2)]
+    stored = user.api.post("/api/chunk", files={"file": ("c", b"two copies")},
+                           data={"durability": "raid1(2)"}).json()
+    drained = user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain")
+    assert drained.status_code == 202
+    assert drained.json()["remaining"] == 1 and drained.json()["problems"]
+    assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == b"two copies"
+
+
+def test_blob_round_trip_with_replicas(fresh):
+    user = fresh.user
+    for i in range(3):
+        fresh.add_local(f"disk{i}")
+    body = os.urandom(100_000)
+    response = user.api.post("/api/cloud/blob-1?replicas=3", data=body,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 201, response.text
+    assert response.json()["chunk_id"] == "blob-1"
+    assert len({s["storage_id"] for s in response.json()["shares"]}) == 3
+    fetched = user.api.get("/api/cloud/blob-1")
+    assert fetched.status_code == 200 and fetched.content == body
+    assert fetched.headers["Content-Type"] == "application/octet-stream"
+    # Stored as given: the bytes on disk are the body (the caller encrypts).
+    copies = [p for p in fresh.tmp.rglob("*") if p.is_file() and ".blob-1." in p.name]
+    assert len(copies) == 3 and all(p.read_bytes() == body for p in copies)
+    assert_error(user.api.post("/api/cloud/blob-1", data=b"again"), 409, "chunk_exists")
+    assert user.api.get("/api/cloud/blob-1").content == body
+    assert user.api.delete("/api/cloud/blob-1").status_code == 204
+    assert_error(user.api.get("/api/cloud/blob-1"), 404)
+
+
+@pytest.mark.parametrize("chunk_id", ["has.dot", "x" * 129, "sp%20ace", "semi;colon"])
+def test_bad_blob_ids_are_400(fresh, chunk_id):
+    fresh.add_local("disk")
+    assert_error(fresh.user.api.post(f"/api/cloud/{chunk_id}", data=b"x"), 400,
+                 "invalid_chunk_id")
+
+
+def test_blob_ids_are_scoped_to_their_owner(fresh, api):
+    for i in range(2):
+        fresh.add_local(f"disk{i}")
+    assert fresh.user.api.post("/api/cloud/shared-name", data=b"owner's").status_code == 201
+    other = Storages(register_and_login(api), fresh.tmp / "other", fresh.s3_endpoint, fresh.s3)
+    other.add_local("their-disk")
+    assert_error(other.user.api.get("/api/cloud/shared-name"), 404)
+    assert_error(other.user.api.delete("/api/cloud/shared-name"), 404)
+    # The same name is free for them, and does not touch the owner's blob.
+    assert other.user.api.post("/api/cloud/shared-name?replicas=1",
+                               data=b"theirs").status_code == 201
+    assert fresh.user.api.get("/api/cloud/shared-name").content == b"owner's"
+    assert other.user.api.get("/api/cloud/shared-name").content == b"theirs"
+
+
+def test_bad_replica_count_is_400(fresh):
+    fresh.add_local("disk")
+    assert_error(fresh.user.api.post("/api/cloud/b?replicas=zero", data=b"x"), 400)
+    assert_error(fresh.user.api.post("/api/cloud/b?replicas=0", data=b"x"), 400)
