@@ -1,0 +1,144 @@
+"""A directory on the server as a backend: the `local` storage type of the local stack."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
+from .keys import check_key
+
+# "~" is not a key character, so a temporary file can never be mistaken for a share.
+TEMP_PREFIX = "~tmp-"
+# A temporary file this old was left by a process that died mid-write.
+STALE_TEMP_SECONDS = 3600
+
+
+class LocalBackend(Backend):
+    """Each share is one file directly under `root_dir`, named by its key.
+
+    Writes are atomic: the bytes go to a temporary file in the same directory, are fsynced,
+    and are renamed over the key, so a reader sees the old share or the new one, never a part.
+    """
+
+    kind = "local"
+
+    def __init__(self, root_dir: str | os.PathLike, capacity_bytes: int | None = None):
+        if capacity_bytes is not None and capacity_bytes < 0:
+            raise ValueError("capacity_bytes must be a positive number of bytes or None")
+        self.root = Path(root_dir)
+        self.capacity_bytes = capacity_bytes
+        with _os_errors(f"create the directory {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_files()
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        with _os_errors(f"write {key}"):
+            if self.capacity_bytes is not None:
+                used_after = self._used_bytes() - _size_or_zero(path) + len(data)
+                if used_after > self.capacity_bytes:
+                    raise BackendFull(
+                        f"{self.root}: writing {len(data)} bytes would use {used_after} of the "
+                        f"{self.capacity_bytes} bytes configured for this storage"
+                    )
+            fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.root)
+            try:
+                with os.fdopen(fd, "wb") as temp_file:
+                    temp_file.write(data)
+                    temp_file.flush()
+                    os.fsync(temp_file.fileno())
+                os.replace(temp_name, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp_name)
+                raise
+            self._fsync_directory()
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        with _os_errors(f"read {key}"):
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                raise ShareNotFound(f"{self.root}: no share {key}") from None
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        with _os_errors(f"look up {key}"):
+            return path.is_file()
+
+    def usage(self) -> Usage:
+        """`used` is the bytes of the files in the directory; `capacity` is the configured one,
+        else those bytes plus the filesystem's free space (so `Usage.free` is what can still be
+        written, even when other data shares the filesystem)."""
+        with _os_errors("measure the directory"):
+            used = self._used_bytes()
+            if self.capacity_bytes is not None:
+                return Usage(used=used, capacity=self.capacity_bytes)
+            return Usage(used=used, capacity=used + shutil.disk_usage(self.root).free)
+
+    def _path(self, key: str) -> Path:
+        # check_key admits no "/" and no "." or "..", so the path cannot leave the root.
+        return self.root / check_key(key)
+
+    def _used_bytes(self) -> int:
+        total = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # deleted while we looked
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def _fsync_directory(self) -> None:
+        # Makes the rename itself durable; not every platform can open a directory.
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for temp_path in self.root.glob(TEMP_PREFIX + "*"):
+            with contextlib.suppress(OSError):
+                if temp_path.stat().st_mtime < cutoff:
+                    temp_path.unlink()
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@contextlib.contextmanager
+def _os_errors(action: str) -> Iterator[None]:
+    """Turn OSError into the backend errors (callers catch FileNotFoundError first where a
+    missing file means a missing share)."""
+    try:
+        yield
+    except OSError as exc:
+        message = f"could not {action}: {exc.strerror or exc}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BackendFull(message) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise BackendAuthError(message) from exc
+        raise BackendError(message) from exc

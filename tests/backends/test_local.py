@@ -1,0 +1,159 @@
+"""The local directory backend: round trips, key safety, atomic writes, capacity."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+from cloudstrype.backends import local as local_module
+from cloudstrype.backends.base import BackendAuthError, BackendError, BackendFull, ShareNotFound
+from cloudstrype.backends.local import TEMP_PREFIX, LocalBackend
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "shares"
+
+
+@pytest.fixture
+def backend(root):
+    return LocalBackend(root)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024 * 1024 + 3], ids=["0B", "1B", "1MiB"])
+def test_put_get_exists_delete_round_trip(backend, root, size):
+    data = os.urandom(size)
+
+    backend.put("share-1", data)
+
+    assert backend.exists("share-1")
+    assert backend.get("share-1") == data
+    assert (root / "share-1").read_bytes() == data
+    backend.delete("share-1")
+    assert not backend.exists("share-1")
+    with pytest.raises(ShareNotFound):
+        backend.get("share-1")
+
+
+def test_the_directory_is_created(root):
+    LocalBackend(root / "deeper")
+    assert (root / "deeper").is_dir()
+
+
+def test_put_replaces_an_existing_share(backend):
+    backend.put("k", b"old contents")
+    backend.put("k", b"new")
+    assert backend.get("k") == b"new"
+
+
+def test_delete_of_a_missing_share_is_not_an_error(backend):
+    backend.delete("never-written")
+    assert not backend.exists("never-written")
+
+
+@pytest.mark.parametrize("key", ["../outside", "..", ".", "a/b", "/etc/passwd", "a\\b", "",
+                                 "x" * 201, "nul\x00", "é"])
+def test_keys_that_could_leave_the_directory_are_refused(backend, tmp_path, key):
+    for operation in (lambda: backend.put(key, b"x"), lambda: backend.get(key),
+                      lambda: backend.exists(key), lambda: backend.delete(key)):
+        with pytest.raises(ValueError, match="invalid share key"):
+            operation()
+    assert not (tmp_path / "outside").exists()
+
+
+def test_a_failed_write_leaves_neither_a_partial_share_nor_a_temporary_file(
+        backend, root, monkeypatch):
+    backend.put("k", b"complete old share")
+
+    def fail_fsync(fd):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(local_module.os, "fsync", fail_fsync)
+
+    with pytest.raises(BackendError, match="Input/output error"):
+        backend.put("k", b"new share that never lands")
+    with pytest.raises(BackendError):
+        backend.put("fresh", b"never visible")
+
+    monkeypatch.undo()
+    assert backend.get("k") == b"complete old share"
+    assert not backend.exists("fresh")
+    assert sorted(p.name for p in root.iterdir()) == ["k"]
+
+
+def test_a_write_interrupted_before_the_rename_is_invisible(backend, root, monkeypatch):
+    seen_during_write = []
+
+    def replace_after_looking(src, dst):
+        # At this moment the bytes are written and synced, but only under the temporary name.
+        seen_during_write.append((backend.exists("k"), os.path.basename(src)))
+        raise KeyboardInterrupt
+    monkeypatch.setattr(local_module.os, "replace", replace_after_looking)
+
+    with pytest.raises(KeyboardInterrupt):
+        backend.put("k", b"data")
+
+    assert seen_during_write[0][0] is False
+    assert seen_during_write[0][1].startswith(TEMP_PREFIX)
+    assert list(root.iterdir()) == []
+
+
+def test_stale_temporary_files_are_removed_when_the_backend_opens(root):
+    root.mkdir()
+    stale, recent = root / f"{TEMP_PREFIX}dead", root / f"{TEMP_PREFIX}busy"
+    stale.write_bytes(b"left by a crash")
+    recent.write_bytes(b"another process is writing")
+    old = time.time() - 2 * local_module.STALE_TEMP_SECONDS
+    os.utime(stale, (old, old))
+
+    LocalBackend(root)
+
+    assert not stale.exists()
+    assert recent.exists()
+
+
+def test_usage_counts_the_bytes_in_the_directory(backend):
+    backend.put("a", b"x" * 100)
+    backend.put("b", b"y" * 50)
+
+    usage = backend.usage()
+
+    assert usage.used == 150
+    # Without a configured capacity, what is left is the filesystem's free space.
+    free_now = shutil.disk_usage(backend.root).free
+    assert abs(usage.free - free_now) < 64 * 1024 * 1024
+
+
+def test_a_configured_capacity_is_reported_and_enforced(root):
+    backend = LocalBackend(root, capacity_bytes=1000)
+    backend.put("a", b"x" * 600)
+    backend.put("a", b"x" * 900)   # replacing counts the new size, not both
+
+    with pytest.raises(BackendFull, match="1000"):
+        backend.put("b", b"y" * 200)
+
+    usage = backend.usage()
+    assert (usage.used, usage.capacity, usage.free) == (900, 1000, 100)
+    assert not backend.exists("b")
+
+
+@pytest.mark.parametrize("errno_value, strerror, error_type", [
+    (28, "No space left on device", BackendFull),
+    (122, "Disk quota exceeded", BackendFull),
+    (13, "Permission denied", BackendAuthError),
+    (30, "Read-only file system", BackendError),
+])
+def test_os_errors_map_to_backend_errors(backend, monkeypatch, errno_value, strerror, error_type):
+    def failing_mkstemp(*args, **kwargs):
+        raise OSError(errno_value, strerror)
+    monkeypatch.setattr(local_module.tempfile, "mkstemp", failing_mkstemp)
+
+    with pytest.raises(error_type, match=strerror) as raised:
+        backend.put("k", b"data")
+    assert type(raised.value) is error_type
+
+
+def test_a_negative_capacity_is_refused(root):
+    with pytest.raises(ValueError):
+        LocalBackend(root, capacity_bytes=-1)
