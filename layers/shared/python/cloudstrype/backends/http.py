@@ -1,0 +1,209 @@
+"""One careful way to call a cloud provider's HTTP API, shared by the Dropbox, Google Drive,
+OneDrive and Box backends and by the OAuth account lookup.
+
+Every request has a timeout. A 401 refreshes the access token once and retries. A rate-limit
+answer (429, or what the provider uses instead) waits for Retry-After; 5xx answers and network
+errors retry with exponential backoff. Both stop after a bounded number of attempts or a total
+time budget, whichever comes first, with BackendError. A Retry-After longer than the remaining
+budget is not slept through: the call fails at once and the pipeline uses another backend.
+
+Nothing secret reaches the log: only the method, host and path of a URL (download URLs carry
+credentials in their query strings), never headers or bodies.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import requests
+from oauthlib.oauth2 import InsecureTransportError
+
+from .base import BackendAuthError, BackendError, BackendFull
+
+log = logging.getLogger(__name__)
+
+ResponseCheck = Callable[[requests.Response], bool]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one backend call tries. Tests pass tiny delays and a recording `sleep`."""
+
+    attempts: int = 5                # tries per request, the first one included
+    backoff: float = 0.5             # seconds before the first retry; doubles each time
+    max_backoff: float = 8.0
+    deadline: float = 60.0           # seconds one call may spend in all, waits included
+    timeout: tuple[float, float] = (5.0, 60.0)   # (connect, read) per HTTP request
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def backoff_delay(self, retry_number: int) -> float:
+        """Exponential backoff with jitter, so many clients do not retry in step."""
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry_number - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def is_429(response: requests.Response) -> bool:
+    return response.status_code == 429
+
+
+def is_507(response: requests.Response) -> bool:
+    return response.status_code == 507
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The Retry-After header in seconds (it may be a number or an HTTP date), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def loggable_url(url: str) -> str:
+    """scheme://host/path without the query string, which may hold a credential."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def error_detail(response: requests.Response) -> str:
+    """A short, human-readable reason from a provider's error body, whatever its shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "").strip()[:200]
+    if not isinstance(body, dict):
+        return str(body)[:200]
+    error = body.get("error")
+    if isinstance(error, dict):     # Google: {"error": {"message"}}, Graph: {"error": {"code", "message"}}
+        text = error.get("message") or error.get("code") or ""
+    elif "error_summary" in body:   # Dropbox
+        text = body["error_summary"]
+    elif "error_description" in body:   # OAuth token endpoints
+        text = f"{error}: {body['error_description']}"
+    else:                           # Box: {"code", "message"}
+        text = body.get("message") or body.get("code") or error or ""
+    return str(text)[:200]
+
+
+class ProviderClient:
+    """Sends requests to one provider through an (OAuth) session, with the rules above.
+
+    `send` returns the response for the caller to interpret (2xx, and 4xx other than 401 and
+    the provider's rate-limit answers); it raises BackendFull when `is_full` says so,
+    BackendAuthError for a 401 that a token refresh did not cure, and BackendError when the
+    retries run out. `error_for` turns any other unexpected response into the right error.
+
+    The session may be a `cloudstrype.backends.oauth.ProviderSession` (which can refresh its
+    token) or any requests.Session.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        label: str,
+        *,
+        policy: RetryPolicy | None = None,
+        is_rate_limited: ResponseCheck = is_429,
+        is_full: ResponseCheck = is_507,
+    ):
+        self.session = session
+        self.label = label
+        self.policy = policy or DEFAULT_POLICY
+        self.is_rate_limited = is_rate_limited
+        self.is_full = is_full
+
+    def send(self, method: str, url: str, **kwargs) -> requests.Response:
+        policy = self.policy
+        kwargs.setdefault("timeout", policy.timeout)
+        where = f"{self.label} {method} {loggable_url(url)}"
+        started = time.monotonic()
+        slept = 0.0
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            token_sent = getattr(self.session, "access_token", None)
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except InsecureTransportError:
+                raise BackendError(
+                    f"{where}: refusing to send an OAuth token over plain HTTP "
+                    "(set OAUTHLIB_INSECURE_TRANSPORT=1 only for local test servers)"
+                ) from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                problem = f"{type(exc).__name__}"
+                delay = policy.backoff_delay(attempt)
+            except requests.RequestException as exc:
+                raise BackendError(f"{where}: {type(exc).__name__}") from exc
+            else:
+                status = response.status_code
+                if self.is_full(response):
+                    raise BackendFull(f"{where}: out of space: {error_detail(response)}")
+                if status == 401:
+                    if refreshed or not hasattr(self.session, "refresh_access_token"):
+                        raise BackendAuthError(
+                            f"{where}: the provider rejected the access token "
+                            f"({error_detail(response)}); reconnect the storage"
+                        )
+                    # The token may have been revoked or expired early: refresh once, retry.
+                    self.session.refresh_access_token(stale=token_sent)
+                    refreshed = True
+                    continue
+                if self.is_rate_limited(response):
+                    problem = "rate limited"
+                    delay = retry_after_seconds(response)
+                    delay = policy.backoff_delay(attempt) if delay is None else delay
+                elif status >= 500:
+                    problem = f"HTTP {status} ({error_detail(response)})"
+                    delay = retry_after_seconds(response)
+                    delay = policy.backoff_delay(attempt) if delay is None else delay
+                else:
+                    return response
+            spent = max(time.monotonic() - started, slept)
+            if attempt >= policy.attempts:
+                raise BackendError(f"{where}: {problem}; gave up after {attempt} attempts")
+            if spent + delay > policy.deadline:
+                raise BackendError(
+                    f"{where}: {problem}; the next try would be in {delay:.1f} s, past the "
+                    f"{policy.deadline:.0f} s budget"
+                )
+            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)",
+                        where, problem, delay, attempt, policy.attempts)
+            policy.sleep(delay)
+            slept += delay
+
+    def error_for(self, response: requests.Response, action: str) -> BackendError:
+        """The error to raise for a response the caller did not expect."""
+        message = (f"{self.label}: could not {action}: HTTP {response.status_code} "
+                   f"({error_detail(response)})")
+        if response.status_code in (401, 403):
+            return BackendAuthError(message)
+        return BackendError(message)
+
+    def json(self, response: requests.Response, action: str) -> dict:
+        """The JSON body of a successful response, or BackendError if it is not JSON."""
+        try:
+            body = response.json()
+        except ValueError:
+            raise BackendError(f"{self.label}: could not {action}: the answer was not JSON") from None
+        if not isinstance(body, dict):
+            raise BackendError(f"{self.label}: could not {action}: unexpected answer")
+        return body

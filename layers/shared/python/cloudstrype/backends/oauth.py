@@ -1,0 +1,397 @@
+"""The OAuth2 providers (Dropbox, Google Drive, OneDrive, Box) and the authorization-code flow.
+
+Connecting a storage:
+    url, verifier = authorization_url("dropbox", redirect_uri, state)   # keep state + verifier
+    ... the user consents; the provider redirects to redirect_uri?code=...&state=...
+    token = exchange_code("dropbox", code, redirect_uri, verifier)       # store it encrypted
+    session = make_session("dropbox", token, on_token_refreshed=save)
+    account_info("dropbox", session)   # {"account_id", "display_name"} to label the storage
+
+Client ids and secrets come from the settings (CLOUDSTRYPE_<PROVIDER>_CLIENT_ID / _SECRET).
+Every base URL can be pointed elsewhere (tests, the local stack) through the setting
+CLOUDSTRYPE_PROVIDER_URL_OVERRIDES, a JSON object whose keys are `<provider>_<role>`:
+
+    dropbox_auth      https://www.dropbox.com              authorize page
+    dropbox_api       https://api.dropboxapi.com           token endpoint, RPC endpoints
+    dropbox_content   https://content.dropboxapi.com       upload / download
+    gdrive_auth       https://accounts.google.com          authorize page
+    gdrive_token      https://oauth2.googleapis.com        token endpoint
+    gdrive_api        https://www.googleapis.com           Drive v3 and its upload endpoint
+    onedrive_login    https://login.microsoftonline.com    authorize page, token endpoint
+    onedrive_api      https://graph.microsoft.com          Microsoft Graph
+    box_auth          https://account.box.com              authorize page
+    box_api           https://api.box.com                  token endpoint, API
+    box_upload        https://upload.box.com               uploads
+
+or just `<provider>` (e.g. "box") to send every role of that provider to one base URL. A base
+URL may carry a path ("http://127.0.0.1:5001/api"); API paths are appended to it. oauthlib
+refuses plain-HTTP URLs unless OAUTHLIB_INSECURE_TRANSPORT is set, which only local test
+servers should need.
+
+requests-oauthlib logs whole tokens at DEBUG level; this module raises that logger's level so
+they never reach a log.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlencode
+
+import requests
+from oauthlib.oauth2 import OAuth2Error
+from requests_oauthlib import OAuth2Session
+
+from ..settings import get_settings
+from .base import BackendAuthError, BackendError
+from .http import DEFAULT_POLICY, ProviderClient, RetryPolicy, error_detail
+
+logging.getLogger("requests_oauthlib").setLevel(logging.INFO)
+
+TokenCallback = Callable[[dict], None]
+
+# Refresh this long before the access token's stated expiry, so a request never races it.
+REFRESH_MARGIN_SECONDS = 60
+TOKEN_REQUEST_TIMEOUT = (5.0, 30.0)
+# Token errors that mean the grant is gone and a person must connect the storage again.
+_DEAD_GRANT_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "access_denied"}
+
+
+class ProviderNotConfigured(RuntimeError):
+    """This deployment has no OAuth application (client id) for the provider."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str                         # also the storage kind: "dropbox", "gdrive", ...
+    label: str                        # for people: "Google Drive"
+    default_base_urls: Mapping[str, str]   # role -> base URL
+    authorize_endpoint: tuple[str, str]    # (role, path)
+    token_endpoint: tuple[str, str]
+    scopes: tuple[str, ...]
+    pkce: bool                        # S256 code challenge in the authorization request
+    authorize_params: Mapping[str, str] = field(default_factory=dict)
+    # Microsoft wants the scopes repeated when refreshing; the others keep the granted ones.
+    refresh_with_scope: bool = False
+
+    def base_url(self, role: str) -> str:
+        overrides = provider_url_overrides()
+        url = overrides.get(f"{self.name}_{role}") or overrides.get(self.name)
+        return (url or self.default_base_urls[role]).rstrip("/")
+
+    @property
+    def authorize_url(self) -> str:
+        role, path = self.authorize_endpoint
+        return self.base_url(role) + path
+
+    @property
+    def token_url(self) -> str:
+        role, path = self.token_endpoint
+        return self.base_url(role) + path
+
+    def client_credentials(self) -> tuple[str, str]:
+        settings = get_settings()
+        client_id = getattr(settings, f"{self.name}_client_id")
+        client_secret = getattr(settings, f"{self.name}_client_secret")
+        if not client_id:
+            raise ProviderNotConfigured(
+                f"{self.label} is not set up on this server: "
+                f"CLOUDSTRYPE_{self.name.upper()}_CLIENT_ID is empty"
+            )
+        return client_id, client_secret
+
+    @property
+    def configured(self) -> bool:
+        return bool(getattr(get_settings(), f"{self.name}_client_id"))
+
+
+PROVIDERS: Mapping[str, Provider] = MappingProxyType({
+    "dropbox": Provider(
+        name="dropbox",
+        label="Dropbox",
+        default_base_urls={
+            "auth": "https://www.dropbox.com",
+            "api": "https://api.dropboxapi.com",
+            "content": "https://content.dropboxapi.com",
+        },
+        authorize_endpoint=("auth", "/oauth2/authorize"),
+        token_endpoint=("api", "/oauth2/token"),
+        scopes=("account_info.read", "files.metadata.read", "files.content.read",
+                "files.content.write"),
+        pkce=True,
+        # Without it Dropbox issues a short-lived access token and no refresh token.
+        authorize_params={"token_access_type": "offline"},
+    ),
+    "gdrive": Provider(
+        name="gdrive",
+        label="Google Drive",
+        default_base_urls={
+            "auth": "https://accounts.google.com",
+            "token": "https://oauth2.googleapis.com",
+            "api": "https://www.googleapis.com",
+        },
+        authorize_endpoint=("auth", "/o/oauth2/v2/auth"),
+        token_endpoint=("token", "/token"),
+        # drive.file: only the files this app created, nothing else of the user's.
+        scopes=("https://www.googleapis.com/auth/drive.file",),
+        pkce=True,
+        # offline: a refresh token; consent: issue it again when the user reconnects.
+        authorize_params={"access_type": "offline", "prompt": "consent"},
+    ),
+    "onedrive": Provider(
+        name="onedrive",
+        label="OneDrive",
+        default_base_urls={
+            "login": "https://login.microsoftonline.com",
+            "api": "https://graph.microsoft.com",
+        },
+        authorize_endpoint=("login", "/common/oauth2/v2.0/authorize"),
+        token_endpoint=("login", "/common/oauth2/v2.0/token"),
+        # AppFolder: read/write in Apps/<app> only. Files.Read is the least scope Graph
+        # accepts for GET /me/drive, the only place the quota is stated.
+        scopes=("offline_access", "User.Read", "Files.Read", "Files.ReadWrite.AppFolder"),
+        pkce=True,
+        refresh_with_scope=True,
+    ),
+    "box": Provider(
+        name="box",
+        label="Box",
+        default_base_urls={
+            "auth": "https://account.box.com",
+            "api": "https://api.box.com",
+            "upload": "https://upload.box.com",
+        },
+        authorize_endpoint=("auth", "/api/oauth2/authorize"),
+        token_endpoint=("api", "/oauth2/token"),
+        scopes=(),   # Box grants the scopes configured on the application
+        pkce=False,  # Box does not support PKCE
+    ),
+})
+
+OVERRIDE_KEYS = frozenset(
+    [name for name in PROVIDERS]
+    + [f"{p.name}_{role}" for p in PROVIDERS.values() for role in p.default_base_urls]
+)
+
+
+def provider_url_overrides() -> dict[str, str]:
+    """The CLOUDSTRYPE_PROVIDER_URL_OVERRIDES setting, checked (ValueError if malformed)."""
+    raw = get_settings().provider_url_overrides.strip()
+    if not raw:
+        return {}
+    try:
+        overrides = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"CLOUDSTRYPE_PROVIDER_URL_OVERRIDES is not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict) or not all(isinstance(v, str) for v in overrides.values()):
+        raise ValueError("CLOUDSTRYPE_PROVIDER_URL_OVERRIDES must be a JSON object of URL strings")
+    unknown = sorted(set(overrides) - OVERRIDE_KEYS)
+    if unknown:
+        raise ValueError(
+            f"CLOUDSTRYPE_PROVIDER_URL_OVERRIDES has unknown keys {unknown}; "
+            f"known keys are {sorted(OVERRIDE_KEYS)}"
+        )
+    return overrides
+
+
+def get_provider(provider: str | Provider) -> Provider:
+    if isinstance(provider, Provider):
+        return provider
+    try:
+        return PROVIDERS[provider]
+    except KeyError:
+        raise ValueError(
+            f"unknown OAuth provider {provider!r}; expected one of {sorted(PROVIDERS)}"
+        ) from None
+
+
+def new_code_verifier() -> str:
+    """A PKCE code verifier: 64 URL-safe characters (RFC 7636 asks for 43 to 128)."""
+    return secrets.token_urlsafe(48)
+
+
+def code_challenge_s256(code_verifier: str) -> str:
+    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorization_url(provider: str, redirect_uri: str, state: str) -> tuple[str, str | None]:
+    """The URL to send the user to, and the PKCE code verifier to keep until the code comes
+    back (None for providers without PKCE). `state` must be unguessable and checked on return."""
+    p = get_provider(provider)
+    if not state:
+        raise ValueError("state must be a non-empty, unguessable string")
+    client_id, _ = p.client_credentials()
+    params = dict(p.authorize_params)
+    code_verifier = None
+    if p.pkce:
+        code_verifier = new_code_verifier()
+        params["code_challenge"] = code_challenge_s256(code_verifier)
+        params["code_challenge_method"] = "S256"
+    session = OAuth2Session(client_id, redirect_uri=redirect_uri, scope=list(p.scopes) or None)
+    url, _ = session.authorization_url(p.authorize_url, state=state, **params)
+    return url, code_verifier
+
+
+def exchange_code(provider: str, code: str, redirect_uri: str,
+                  code_verifier: str | None) -> dict:
+    """Trade the authorization code for a token dict (access_token, refresh_token, expires_at,
+    ...). Raises BackendAuthError if the provider refuses, BackendError if it cannot be reached."""
+    p = get_provider(provider)
+    client_id, client_secret = p.client_credentials()
+    if p.pkce and not code_verifier:
+        raise ValueError(f"{p.label} uses PKCE: pass the code verifier from authorization_url")
+    # No scope on this session: providers answer with their own spelling of the granted scopes,
+    # which oauthlib would otherwise report as a scope change and raise.
+    session = OAuth2Session(client_id, redirect_uri=redirect_uri)
+    session.register_compliance_hook("access_token_response", _raise_if_transient(p))
+    extra = {"code_verifier": code_verifier} if p.pkce else {}
+    try:
+        token = session.fetch_token(
+            p.token_url, code=code, include_client_id=True, client_secret=client_secret,
+            timeout=TOKEN_REQUEST_TIMEOUT, **extra,
+        )
+    except OAuth2Error as exc:
+        raise BackendAuthError(
+            f"{p.label} refused the authorization code ({exc.error}); start connecting again"
+        ) from exc
+    except requests.RequestException as exc:
+        raise BackendError(f"could not reach {p.label}'s token endpoint: {type(exc).__name__}") from exc
+    return dict(token)
+
+
+class ProviderSession(OAuth2Session):
+    """An OAuth2Session for one connected storage.
+
+    It refreshes the access token shortly before the token's stated expiry (auto refresh) and
+    when asked to after a 401 (`refresh_access_token`), and hands every new token to
+    `on_token_refreshed` so the caller can persist it — Box and Microsoft retire the old refresh
+    token, so a token not saved is a storage lost. Safe to share between threads: one refresh
+    at a time, and a thread that saw an old token does not refresh again.
+    """
+
+    def __init__(self, provider: str | Provider, token: dict,
+                 on_token_refreshed: TokenCallback | None = None):
+        self.provider = get_provider(provider)
+        client_id, client_secret = self.provider.client_credentials()
+        super().__init__(
+            client_id,
+            token=dict(token),
+            auto_refresh_url=self.provider.token_url,
+            auto_refresh_kwargs={"client_id": client_id, "client_secret": client_secret},
+            token_updater=self._token_refreshed,
+        )
+        self._on_token_refreshed = on_token_refreshed
+        self._refresh_lock = threading.Lock()
+        self.register_compliance_hook("refresh_token_response", _raise_if_transient(self.provider))
+
+    def request(self, method, url, data=None, headers=None, withhold_token=False, **kwargs):
+        if not withhold_token and self._expires_soon():
+            self.refresh_access_token(stale=self.access_token)
+        return super().request(method, url, data=data, headers=headers,
+                               withhold_token=withhold_token, **kwargs)
+
+    def refresh_access_token(self, stale: str | None = None) -> dict:
+        """Get a new access token with the refresh token. If `stale` is given and the session
+        already holds a different access token, another thread refreshed: nothing to do."""
+        p = self.provider
+        with self._refresh_lock:
+            if stale is not None and self.access_token != stale:
+                return self.token
+            if not self.token.get("refresh_token"):
+                raise BackendAuthError(
+                    f"{p.label}: the access token expired and there is no refresh token; "
+                    "reconnect the storage"
+                )
+            body = urlencode({"scope": " ".join(p.scopes)}) if p.refresh_with_scope else ""
+            try:
+                token = self.refresh_token(p.token_url, body=body, timeout=TOKEN_REQUEST_TIMEOUT)
+            except OAuth2Error as exc:
+                if exc.error in _DEAD_GRANT_ERRORS:
+                    raise BackendAuthError(
+                        f"{p.label} refused to refresh the access token ({exc.error}); "
+                        "reconnect the storage"
+                    ) from exc
+                raise BackendError(f"{p.label}: token refresh failed ({exc.error})") from exc
+            except requests.RequestException as exc:
+                raise BackendError(
+                    f"could not reach {p.label}'s token endpoint: {type(exc).__name__}"
+                ) from exc
+            self._token_refreshed(token)
+            return token
+
+    def _expires_soon(self) -> bool:
+        expires_at = (self.token or {}).get("expires_at")
+        return bool(expires_at) and float(expires_at) - time.time() < REFRESH_MARGIN_SECONDS
+
+    def _token_refreshed(self, token: dict) -> None:
+        if self._on_token_refreshed is not None:
+            self._on_token_refreshed(dict(token))
+
+
+def make_session(provider: str, token: dict,
+                 on_token_refreshed: TokenCallback | None = None) -> ProviderSession:
+    """A session that signs requests with `token` and keeps it fresh (see ProviderSession)."""
+    if not isinstance(token, dict) or not token.get("access_token"):
+        raise ValueError("token must be a dict with an access_token")
+    return ProviderSession(provider, token, on_token_refreshed)
+
+
+def _raise_if_transient(p: Provider) -> Callable[[requests.Response], requests.Response]:
+    """A compliance hook: a token endpoint that is down or busy is a passing BackendError, not
+    an OAuth error (which would read as a dead grant)."""
+    def check(response: requests.Response) -> requests.Response:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise BackendError(
+                f"{p.label}'s token endpoint answered HTTP {response.status_code} "
+                f"({error_detail(response)}); try again later"
+            )
+        return response
+    return check
+
+
+# How each provider names the connected account: (role, method, path, id path, name paths).
+_ACCOUNT_ENDPOINTS = {
+    "dropbox": ("api", "POST", "/2/users/get_current_account",
+                ("account_id",), (("name", "display_name"), ("email",))),
+    "gdrive": ("api", "GET", "/drive/v3/about?fields=user",
+               ("user", "permissionId"), (("user", "displayName"), ("user", "emailAddress"))),
+    "onedrive": ("api", "GET", "/v1.0/me",
+                 ("id",), (("displayName",), ("userPrincipalName",))),
+    "box": ("api", "GET", "/2.0/users/me?fields=id,name,login",
+            ("id",), (("name",), ("login",))),
+}
+
+
+def account_info(provider: str, session: requests.Session,
+                 policy: RetryPolicy = DEFAULT_POLICY) -> dict[str, str]:
+    """{"account_id", "display_name"} of the account behind `session`, from the provider's
+    current-user endpoint, to label the connected storage."""
+    p = get_provider(provider)
+    role, method, path, id_path, name_paths = _ACCOUNT_ENDPOINTS[p.name]
+    client = ProviderClient(session, p.label, policy=policy)
+    response = client.send(method, p.base_url(role) + path)
+    if response.status_code != 200:
+        raise client.error_for(response, "read the account")
+    body = client.json(response, "read the account")
+    account_id = _dig(body, id_path)
+    if not account_id:
+        raise BackendError(f"{p.label}: the account answer has no id")
+    names = (_dig(body, name_path) for name_path in name_paths)
+    display_name = next((name for name in names if name), str(account_id))
+    return {"account_id": str(account_id), "display_name": str(display_name)}
+
+
+def _dig(body: dict, path: tuple[str, ...]):
+    for part in path:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(part)
+    return body

@@ -1,0 +1,260 @@
+"""Every kind of storage, how it is configured, and how to open one from its stored config.
+
+    KINDS["s3"].fields            # what to ask the user for, and which fields are secret
+    cleaned = validate_config("s3", user_input)    # ConfigError (a ValueError) naming the field
+    backend = open_backend("s3", cleaned)
+    probe(backend)                # write, read back and delete a small object
+
+OAuth kinds keep a single field, `token`, which the server fills from the authorization-code
+flow (see oauth.py); `on_token_refreshed` receives each new token so it can be saved.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from ..settings import get_settings
+from .base import Backend, BackendError, Usage
+from .box import BoxBackend
+from .dropbox import DropboxBackend
+from .gdrive import GoogleDriveBackend
+from .http import RetryPolicy
+from .local import LocalBackend
+from .oauth import PROVIDERS, TokenCallback, make_session
+from .onedrive import OneDriveBackend
+from .s3 import S3Backend
+
+
+class ConfigError(ValueError):
+    """A storage config the caller must fix; `field` names the offending field (or None)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    label: str
+    required: bool = True
+    secret: bool = False     # never shown back to the user or logged
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class StorageKind:
+    kind: str
+    label: str
+    # "oauth": connected through the provider's consent page; "keys": the user enters access
+    # keys; "local": a directory on the server (local stack only).
+    auth: str
+    fields: tuple[ConfigField, ...]
+
+    def describe(self) -> dict:
+        """A JSON-ready description for the API's list of storage kinds."""
+        return asdict(self)
+
+
+_CAPACITY = ConfigField(
+    "capacity", "Capacity in bytes", required=False,
+    help="How much of this storage Cloudstrype may fill; empty for no limit of its own.",
+)
+_TOKEN = ConfigField(
+    "token", "OAuth token", secret=True,
+    help="Filled in by the server when the user connects the account.",
+)
+
+KINDS: Mapping[str, StorageKind] = MappingProxyType({
+    "local": StorageKind("local", "Directory on the server", "local", (
+        ConfigField("path", "Directory", help="An absolute path on the server."),
+        _CAPACITY,
+    )),
+    "s3": StorageKind("s3", "S3-compatible bucket", "keys", (
+        ConfigField("endpoint_url", "Endpoint URL", required=False,
+                    help="e.g. https://s3.eu-central-003.backblazeb2.com; empty for AWS S3."),
+        ConfigField("region", "Region", required=False, help="e.g. us-east-1 (the default)."),
+        ConfigField("bucket", "Bucket"),
+        ConfigField("access_key", "Access key id"),
+        ConfigField("secret_key", "Secret access key", secret=True),
+        ConfigField("prefix", "Key prefix", required=False,
+                    help="Store shares under this prefix, e.g. cloudstrype/; empty for none."),
+        _CAPACITY,
+    )),
+    **{name: StorageKind(name, provider.label, "oauth", (_TOKEN,))
+       for name, provider in PROVIDERS.items()},
+})
+
+_OAUTH_BACKENDS: Mapping[str, Callable[..., Backend]] = {
+    "dropbox": DropboxBackend,
+    "gdrive": GoogleDriveBackend,
+    "onedrive": OneDriveBackend,
+    "box": BoxBackend,
+}
+
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
+# Lenient on purpose: S3-compatible services differ in what bucket names they accept.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+
+
+def available_kinds() -> list[StorageKind]:
+    """The kinds this deployment can offer: OAuth providers with a client id configured, and
+    `local` only where the setting allows it."""
+    settings = get_settings()
+    kinds = []
+    for info in KINDS.values():
+        if info.kind == "local" and not settings.flag("local_storage_enabled"):
+            continue
+        if info.auth == "oauth" and not PROVIDERS[info.kind].configured:
+            continue
+        kinds.append(info)
+    return kinds
+
+
+def validate_config(kind: str, config: dict) -> dict:
+    """The config with every field checked and normalized, or ConfigError saying what to fix."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown storage kind {kind!r}; expected one of {sorted(KINDS)}",
+                          field="kind")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{kind}: the configuration must be an object of fields")
+    info = KINDS[kind]
+    known = {f.name for f in info.fields}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(
+            f"{kind}: unknown field {unknown[0]!r}; the fields are {sorted(known)}", field=unknown[0]
+        )
+    for f in info.fields:
+        if f.required and _blank(config.get(f.name)):
+            raise ConfigError(f"{kind}: {f.name} ({f.label}) is required", field=f.name)
+    if kind == "local":
+        return {"path": _directory(config["path"]), "capacity": _capacity(kind, config)}
+    if kind == "s3":
+        return {
+            "endpoint_url": _endpoint_url(config.get("endpoint_url")),
+            "region": _region(config.get("region")),
+            "bucket": _text(kind, "bucket", config["bucket"], _BUCKET,
+                            "use letters, digits, '.', '-' or '_'"),
+            "access_key": _text(kind, "access_key", config["access_key"]),
+            "secret_key": _text(kind, "secret_key", config["secret_key"]),
+            "prefix": _prefix(config.get("prefix")),
+            "capacity": _capacity(kind, config),
+        }
+    token = config["token"]
+    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str) \
+            or not token["access_token"]:
+        raise ConfigError(f"{kind}: token must be an OAuth token object with an access_token",
+                          field="token")
+    return {"token": dict(token)}
+
+
+def open_backend(kind: str, config: dict, on_token_refreshed: TokenCallback | None = None,
+                 *, retry: RetryPolicy | None = None) -> Backend:
+    """A backend for a storage of `kind` with `config` (validated here). `retry` tunes the
+    HTTP providers' retries; tests pass tiny delays."""
+    cleaned = validate_config(kind, config)
+    if kind == "local":
+        return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"])
+    if kind == "s3":
+        return S3Backend(
+            endpoint_url=cleaned["endpoint_url"], region=cleaned["region"],
+            bucket=cleaned["bucket"], access_key=cleaned["access_key"],
+            secret_key=cleaned["secret_key"], prefix=cleaned["prefix"],
+            capacity_bytes=cleaned["capacity"],
+        )
+    session = make_session(kind, cleaned["token"], on_token_refreshed)
+    return _OAUTH_BACKENDS[kind](session, retry=retry)
+
+
+def probe(backend: Backend) -> Usage:
+    """Prove the storage works: write a small random object, read it back, delete it, and
+    read the usage. Raises the backend's own error type with a message saying which step
+    failed; returns the usage so the caller can show it."""
+    key = f"cloudstrype-probe-{secrets.token_hex(8)}"
+    data = secrets.token_bytes(64)
+    _probe_step("writing a test object", lambda: backend.put(key, data))
+    try:
+        read_back = _probe_step("reading the test object back", lambda: backend.get(key))
+        if read_back != data:
+            raise BackendError("storage check failed: the test object read back differs from "
+                               "what was written")
+    except BaseException:
+        with contextlib.suppress(BackendError):   # tidy up, but report the first failure
+            backend.delete(key)
+        raise
+    _probe_step("deleting the test object", lambda: backend.delete(key))
+    return _probe_step("reading the storage's usage", backend.usage)
+
+
+def _probe_step(description: str, step: Callable):
+    try:
+        return step()
+    except BackendError as exc:
+        raise type(exc)(f"storage check failed while {description}: {exc}") from exc
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(kind: str, name: str, value, pattern: re.Pattern | None = None, rule: str = "") -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{kind}: {name} must be text", field=name)
+    value = value.strip()
+    if pattern is not None and not pattern.fullmatch(value):
+        raise ConfigError(f"{kind}: {name} {value!r} is not valid: {rule}", field=name)
+    return value
+
+
+def _directory(value) -> str:
+    path = _text("local", "path", value)
+    if not os.path.isabs(path):
+        raise ConfigError(f"local: path must be an absolute directory path, got {path!r}",
+                          field="path")
+    return os.path.normpath(path)
+
+
+def _capacity(kind: str, config: dict) -> int | None:
+    value = config.get("capacity")
+    if _blank(value):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{kind}: capacity must be a positive whole number of bytes, "
+                          f"got {value!r}", field="capacity")
+    return value
+
+
+def _endpoint_url(value) -> str | None:
+    if _blank(value):
+        return None
+    url = _text("s3", "endpoint_url", value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"s3: endpoint_url must be an http(s) URL such as "
+                          f"https://s3.example.com, got {url!r}", field="endpoint_url")
+    return url.rstrip("/")
+
+
+def _region(value) -> str:
+    if _blank(value):
+        return "us-east-1"
+    return _text("s3", "region", value, _REGION, "use a region name such as us-east-1")
+
+
+def _prefix(value) -> str:
+    if _blank(value):
+        return ""
+    prefix = _text("s3", "prefix", value).strip("/")
+    if len(prefix) > 500 or any(ord(c) < 32 for c in prefix) or ".." in prefix.split("/"):
+        raise ConfigError("s3: prefix must be a short path without control characters or '..'",
+                          field="prefix")
+    return prefix + "/" if prefix else ""

@@ -1,0 +1,139 @@
+"""Any S3-compatible bucket (AWS S3, MinIO, Wasabi, Backblaze B2, ...) as a backend."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
+from .keys import check_key
+
+# Error codes (or bare HTTP statuses, which is all a HEAD response carries) by what they mean.
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+_AUTH_CODES = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "AuthorizationHeaderMalformed", "AllAccessDisabled", "AccountProblem",
+    "InvalidClientTokenId", "403",
+}
+# A missing bucket is no passing failure: a person must fix the storage's settings.
+_SETTINGS_CODES = {"NoSuchBucket", "InvalidBucketName", "PermanentRedirect"}
+_FULL_CODES = {
+    "QuotaExceeded", "StorageFull", "InsufficientStorage", "XMinioStorageFull",
+    "XMinioAdminBucketQuotaExceeded", "507",
+}
+
+
+class S3Backend(Backend):
+    """Shares are objects `<prefix><key>` in one bucket.
+
+    The client uses only the credentials given here — never the server's own AWS identity — and
+    only the endpoint given here, whatever AWS_* variables the environment holds.
+    """
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str | None,
+        bucket: str,
+        access_key: str,
+        secret_key: str,
+        prefix: str = "",
+        *,
+        capacity_bytes: int | None = None,
+        max_attempts: int = 4,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ):
+        self.endpoint_url = endpoint_url or None
+        self.bucket = bucket
+        self.prefix = prefix
+        self.capacity_bytes = capacity_bytes
+        config = Config(
+            region_name=region or "us-east-1",
+            signature_version="s3v4",
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Most S3-compatible services want path-style URLs; AWS picks its own style.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+            ignore_configured_endpoint_urls=True,
+            # Newer botocore sends CRC checksums by default, which many S3-compatible stores reject.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=None,
+            config=config,
+        )
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._errors(f"write {key}"):
+            self._client.put_object(Bucket=self.bucket, Key=self._object_name(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        with self._errors(f"read {key}", missing_means_not_found=True):
+            response = self._client.get_object(Bucket=self.bucket, Key=self._object_name(key))
+            return response["Body"].read()
+
+    def delete(self, key: str) -> None:
+        # S3's DeleteObject succeeds for a missing key, which is the contract.
+        with self._errors(f"delete {key}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._object_name(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._errors(f"look up {key}", missing_means_not_found=True):
+                self._client.head_object(Bucket=self.bucket, Key=self._object_name(key))
+        except ShareNotFound:
+            return False
+        return True
+
+    def usage(self) -> Usage:
+        """`used` sums the objects under the prefix; `capacity` is the configured one, if any
+        (S3 states no limit)."""
+        used = 0
+        with self._errors("list the bucket"):
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                used += sum(item["Size"] for item in page.get("Contents", ()))
+        return Usage(used=used, capacity=self.capacity_bytes)
+
+    def _object_name(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _errors(self, action: str, *, missing_means_not_found: bool = False):
+        where = f"s3 bucket {self.bucket!r}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+        return _s3_errors(where, action, missing_means_not_found)
+
+
+@contextlib.contextmanager
+def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterator[None]:
+    """Map botocore's exceptions to the backend errors."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = f"{where}: could not {action}: {code or status} {error.get('Message', '')}".rstrip()
+        if code in _MISSING_KEY_CODES and missing_means_not_found:
+            raise ShareNotFound(message) from exc
+        if code in _SETTINGS_CODES:
+            raise BackendAuthError(f"{message} (check the storage's bucket and endpoint)") from exc
+        if code in _AUTH_CODES or status == 403:
+            raise BackendAuthError(message) from exc
+        if code in _FULL_CODES:
+            raise BackendFull(message) from exc
+        raise BackendError(message) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        # Connection refused, timeouts, closed connections: botocore has already retried.
+        raise BackendError(f"{where}: could not {action}: {exc}") from exc

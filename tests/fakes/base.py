@@ -1,0 +1,297 @@
+"""What every fake provider shares: a real HTTP server on 127.0.0.1 (werkzeug, in a thread, on
+an ephemeral port), an OAuth2 authorization server (authorize page, token endpoint with the
+authorization_code and refresh_token grants, PKCE S256 checks, expiring access tokens), and
+switches that make the next requests fail.
+
+Each of the provider's hosts is served under its own path prefix on the one port — the
+provider's `dropbox_content` base URL is `<server>/content` — so a client that sends a request
+to the wrong host gets a 404 instead of passing by accident.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from werkzeug.http import parse_options_header
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+CLIENT_ID = "fake-client-id"
+CLIENT_SECRET = "fake-client-secret"
+
+Handler = Callable[..., Response]
+
+
+class FakeProvider:
+    name = ""                          # the provider, as in cloudstrype.backends.oauth.PROVIDERS
+    roles: tuple[str, ...] = ()        # its hosts, each served under /<role>
+    authorize_path = ""                # full path on this server, including the role prefix
+    token_path = ""
+    pkce = True                        # does the provider support PKCE (S256)?
+    rotates_refresh_tokens = False     # does a refresh retire the old refresh token?
+    basic_client_auth = True           # does the token endpoint accept HTTP Basic client auth?
+    access_token_lifetime = 3600
+
+    def __init__(self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET):
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.lock = threading.RLock()
+        self.quota_bytes = 1 << 30
+        # Observations for tests.
+        self.api_calls: list[str] = []           # "METHOD /path" of every API request
+        self.token_grants: list[str] = []        # grant_type of every token request
+        self.token_requests: list[dict] = []     # their form fields, client secret removed
+        self.authorize_requests: list[dict] = []
+        # OAuth state.
+        self._codes: dict[str, dict] = {}
+        self._access_tokens: dict[str, float] = {}    # token -> expiry (time.time())
+        self._refresh_tokens: set[str] = set()
+        # Injected failures: (status, code, retry_after) for the next API requests.
+        self._failures: deque[tuple[int, str | None, float | None]] = deque()
+        self._token_failures: deque[int] = deque()
+        self._routes: list[tuple[str, re.Pattern, Handler, str]] = []
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.route("GET", self.authorize_path, self._authorize, kind="oauth")
+        self.route("POST", self.token_path, self._token, kind="oauth")
+        self.add_routes()
+
+    # --- for subclasses -----------------------------------------------------------------------
+
+    def add_routes(self) -> None:
+        raise NotImplementedError
+
+    def error(self, status: int, code: str | None, message: str,
+              headers: dict | None = None) -> Response:
+        """An error response in the provider's own format."""
+        raise NotImplementedError
+
+    def auth_error(self, reason: str) -> Response:
+        """401 for a missing, unknown ("invalid") or expired ("expired") access token."""
+        return self.error(401, reason, f"access token {reason}")
+
+    def used_bytes(self) -> int:
+        raise NotImplementedError
+
+    def token_extras(self) -> dict:
+        return {}
+
+    def route(self, method: str, pattern: str, handler: Handler, *, kind: str = "api") -> None:
+        """kind: "api" (bearer token checked, failures injected), "oauth", or "public"
+        (pre-authenticated download URLs)."""
+        self._routes.append((method, re.compile(pattern), handler, kind))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> "FakeProvider":
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url_overrides(self) -> dict[str, str]:
+        """The CLOUDSTRYPE_PROVIDER_URL_OVERRIDES entries that point the client here."""
+        return {f"{self.name}_{role}": f"{self.url}/{role}" for role in self.roles}
+
+    # --- switches -----------------------------------------------------------------------------
+
+    def fail_next(self, status: int, *, times: int = 1, code: str | None = None,
+                  retry_after: float | None = None) -> None:
+        """The next `times` API requests get `status` (in the provider's error format)."""
+        with self.lock:
+            self._failures.extend([(status, code, retry_after)] * times)
+
+    def fail_next_token_request(self, status: int, *, times: int = 1) -> None:
+        with self.lock:
+            self._token_failures.extend([status] * times)
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far stops working now (the client still thinks it
+        valid), as when a provider ends a token early."""
+        with self.lock:
+            now = time.time()
+            self._access_tokens = {token: now - 1 for token in self._access_tokens}
+
+    def revoke_grants(self) -> None:
+        """The user disconnected the app: no access or refresh token works any more."""
+        with self.lock:
+            self._access_tokens.clear()
+            self._refresh_tokens.clear()
+
+    def issue_token(self, lifetime: float | None = None) -> dict:
+        """A token as a completed authorization would give it, for tests that skip the dance."""
+        with self.lock:
+            token = self._new_token(with_refresh_token=True, lifetime=lifetime)
+        token["expires_at"] = time.time() + token["expires_in"]
+        return token
+
+    def refresh_token_is_valid(self, refresh_token: str) -> bool:
+        with self.lock:
+            return refresh_token in self._refresh_tokens
+
+    def access_token_is_valid(self, access_token: str) -> bool:
+        with self.lock:
+            return self._access_tokens.get(access_token, 0) > time.time()
+
+    # --- HTTP plumbing ------------------------------------------------------------------------
+
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        response = self._dispatch(request)
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        for method, pattern, handler, kind in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match and request.method == method:
+                break
+        else:
+            return Response(f"no route for {request.method} {request.path}", status=404)
+        with self.lock:
+            if kind == "api":
+                self.api_calls.append(f"{request.method} {request.path}")
+                if self._failures:
+                    status, code, retry_after = self._failures.popleft()
+                    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+                    return self.error(status, code, "injected failure", headers)
+                problem = self._bearer_problem(request)
+                if problem:
+                    return self.auth_error(problem)
+            return handler(request, **match.groupdict())
+
+    def _bearer_problem(self, request: Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            return "invalid"
+        expiry = self._access_tokens.get(header[7:].strip())
+        if expiry is None:
+            return "invalid"
+        return "expired" if expiry <= time.time() else None
+
+    @staticmethod
+    def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+        return Response(json.dumps(body), status=status, headers=headers,
+                        mimetype="application/json")
+
+    # --- OAuth --------------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> Response:
+        args = request.args.to_dict()
+        self.authorize_requests.append(args)
+        if args.get("client_id") != self.client_id or args.get("response_type") != "code" \
+                or not args.get("redirect_uri"):
+            return Response("bad authorization request", status=400)
+        challenge = args.get("code_challenge") if self.pkce else None
+        if challenge and args.get("code_challenge_method") != "S256":
+            return Response("only S256 code challenges", status=400)
+        code = secrets.token_urlsafe(16)
+        self._codes[code] = {"redirect_uri": args["redirect_uri"], "challenge": challenge}
+        query = {"code": code}
+        if "state" in args:
+            query["state"] = args["state"]
+        return Response(status=302, headers={"Location": f"{args['redirect_uri']}?{urlencode(query)}"})
+
+    def _token(self, request: Request) -> Response:
+        form = request.form.to_dict()
+        self.token_grants.append(form.get("grant_type", ""))
+        self.token_requests.append({k: v for k, v in form.items() if k != "client_secret"})
+        if self._token_failures:
+            return Response("token service unavailable", status=self._token_failures.popleft())
+        if self._client_from(request, form) != (self.client_id, self.client_secret):
+            return self._oauth_error(401, "invalid_client", "client authentication failed")
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            issued = self._codes.pop(form.get("code", ""), None)
+            if issued is None or form.get("redirect_uri") != issued["redirect_uri"]:
+                return self._oauth_error(400, "invalid_grant", "bad code or redirect_uri")
+            if issued["challenge"] and _s256(form.get("code_verifier", "")) != issued["challenge"]:
+                return self._oauth_error(400, "invalid_grant", "PKCE verification failed")
+            return self.json_response(self._new_token(with_refresh_token=True))
+        if grant == "refresh_token":
+            refresh_token = form.get("refresh_token", "")
+            if refresh_token not in self._refresh_tokens:
+                return self._oauth_error(400, "invalid_grant", "unknown refresh token")
+            problem = self.check_refresh_request(form)
+            if problem:
+                return self._oauth_error(400, "invalid_request", problem)
+            if self.rotates_refresh_tokens:
+                self._refresh_tokens.discard(refresh_token)
+            return self.json_response(self._new_token(with_refresh_token=self.rotates_refresh_tokens))
+        return self._oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r}")
+
+    def check_refresh_request(self, form: dict) -> str | None:
+        """A provider-specific complaint about a refresh request, or None."""
+        return None
+
+    def _client_from(self, request: Request, form: dict) -> tuple[str | None, str | None]:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic ") and self.basic_client_auth:
+            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            return client_id, secret
+        return form.get("client_id"), form.get("client_secret")
+
+    def _new_token(self, *, with_refresh_token: bool, lifetime: float | None = None) -> dict:
+        access_token = "at-" + secrets.token_urlsafe(16)
+        lifetime = self.access_token_lifetime if lifetime is None else lifetime
+        self._access_tokens[access_token] = time.time() + lifetime
+        token = {"access_token": access_token, "token_type": "bearer", "expires_in": lifetime,
+                 **self.token_extras()}
+        if with_refresh_token:
+            refresh_token = "rt-" + secrets.token_urlsafe(16)
+            self._refresh_tokens.add(refresh_token)
+            token["refresh_token"] = refresh_token
+        return token
+
+    def _oauth_error(self, status: int, error: str, description: str) -> Response:
+        return self.json_response({"error": error, "error_description": description}, status)
+
+
+def parse_multipart(content_type: str, raw: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart body, in order, each as (lowercased headers, exact bytes).
+    Raises ValueError if the body is not well formed."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary")
+    if not boundary:
+        raise ValueError("no boundary in Content-Type")
+    delimiter = b"--" + boundary.encode()
+    body = raw.rstrip(b"\r\n")
+    if not body.startswith(delimiter) or not body.endswith(b"\r\n" + delimiter + b"--"):
+        raise ValueError("the body does not start and end with the boundary")
+    parts = []
+    for chunk in body[len(delimiter):-len(delimiter) - 4].split(b"\r\n" + delimiter):
+        if not chunk.startswith(b"\r\n") or b"\r\n\r\n" not in chunk:
+            raise ValueError("a part without headers")
+        head, content = chunk[2:].split(b"\r\n\r\n", 1)
+        headers = {}
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        parts.append((headers, content))
+    return parts
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
