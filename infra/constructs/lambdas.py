@@ -1,0 +1,112 @@
+"""How every Cloudstrype Lambda function is made: runtime, architecture, layers, settings, role.
+
+A service's functions (one per REST route, plus its WebSocket handlers) share the service's code
+asset (`functions/<service>/`) and one IAM role, so a grant is made once per service and the
+template does not grow a role and a policy per route.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from cloudstrype.settings import Settings
+from infra.constructs.layers import ARCHITECTURE, ASSET_EXCLUDES, PYTHON_RUNTIME, FunctionLayers
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+
+# API Gateway stops waiting after 29 s; a function running longer only burns money.
+API_TIMEOUT = Duration.seconds(29)
+# Services that move chunk bytes (encryption, erasure coding) get more memory, hence more CPU.
+DEFAULT_MEMORY_MB = 512
+MEMORY_MB = {"chunk": 1024, "cloud": 1024, "array": 1024, "filesystem": 1024}
+
+# Lambda sets AWS_REGION itself and refuses it as a user variable.
+RESERVED_BY_LAMBDA = {"AWS_REGION"}
+
+
+def settings_environment(settings: Settings, *, extra: Mapping[str, str] | None = None,
+                         overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every setting's environment variable, except secret ones and those Lambda reserves.
+
+    `overrides` (deployment choices such as OAuth client ids or CLOUDSTRYPE_DEBUG) may name any
+    non-secret setting; naming a secret or an unknown variable is refused.
+    """
+    secret = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
+    known = set(Settings.env_names().values())
+    environment = {name: value for name, value in settings.to_env().items()
+                   if name not in secret and name not in RESERVED_BY_LAMBDA}
+    for name, value in (overrides or {}).items():
+        if name in secret:
+            raise ValueError(f"{name} is a secret: put it in the OAuth secret, not in settings.")
+        if name not in known or name in RESERVED_BY_LAMBDA:
+            raise ValueError(f"{name} is not a setting the stack can set; settable: "
+                             f"{sorted(known - secret - RESERVED_BY_LAMBDA)}")
+        environment[name] = str(value)
+    environment.update(extra or {})
+    return environment
+
+
+def service_code(service: str) -> lambda_.Code:
+    return lambda_.Code.from_asset(str(FUNCTIONS_DIR / service), exclude=ASSET_EXCLUDES)
+
+
+class ServiceFunctions(Construct):
+    """Factory of service functions; owns one role per service and applies its grants once.
+
+    `grant(service, role)` is called when a service's role is created: the stack decides there
+    what each service may touch.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, layers: FunctionLayers,
+                 environment: Mapping[str, str],
+                 grant: Callable[[str, iam.IRole], None]) -> None:
+        super().__init__(scope, construct_id)
+        self.layers = layers
+        self.environment = dict(environment)
+        self._grant = grant
+        self._roles: dict[str, iam.Role] = {}
+        self._code: dict[str, lambda_.Code] = {}
+        self.functions: list[lambda_.Function] = []
+
+    def role(self, service: str) -> iam.Role:
+        if service not in self._roles:
+            role = iam.Role(
+                self, f"{service.capitalize()}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Cloudstrype {service} service functions",
+                managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSLambdaBasicExecutionRole")],
+            )
+            self._roles[service] = role
+            self._grant(service, role)
+        return self._roles[service]
+
+    @property
+    def roles(self) -> dict[str, iam.Role]:
+        return dict(self._roles)
+
+    def function(self, scope: Construct, construct_id: str, *, service: str, handler: str,
+                 description: str) -> lambda_.Function:
+        if service not in self._code:
+            self._code[service] = service_code(service)
+        function = lambda_.Function(
+            scope, construct_id,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            code=self._code[service],
+            handler=handler,
+            layers=self.layers.all,
+            memory_size=MEMORY_MB.get(service, DEFAULT_MEMORY_MB),
+            timeout=API_TIMEOUT,
+            environment=self.environment,
+            role=self.role(service),
+            description=description,
+        )
+        self.functions.append(function)
+        return function

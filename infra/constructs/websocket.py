@@ -1,0 +1,65 @@
+"""The members' WebSocket API: $connect / $default / $disconnect, each its own function.
+
+The handlers come from the services' chalice apps (`app.websocket_handlers`). Functions reach
+connections through the API Gateway management API at `management_url`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from aws_cdk import aws_apigatewayv2 as apigatewayv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.constructs.lambdas import ServiceFunctions
+
+
+@dataclass(frozen=True)
+class WebSocketHandler:
+    service: str
+    route_key: str      # $connect, $default, $disconnect (or a custom route key)
+    handler: str        # Lambda handler string, e.g. app.connect
+
+
+def _route_name(route_key: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", route_key) if part)
+
+
+class MemberWebSocketApi(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage_name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.api = apigatewayv2.WebSocketApi(
+            self, "Api", api_name="cloudstrype-members",
+            description="Cloudstrype array members: JSON control messages only")
+        self.stage = apigatewayv2.WebSocketStage(
+            self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True)
+        self.handler_functions = {}
+
+    @property
+    def url(self) -> str:
+        """wss:// URL members connect to."""
+        return self.stage.url
+
+    @property
+    def management_url(self) -> str:
+        """https:// endpoint of the management API (post to / drop a connection)."""
+        return self.stage.callback_url
+
+    def grant_manage_connections(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.api.grant_manage_connections(grantee)
+
+    def add_handlers(self, handlers: Iterable[WebSocketHandler],
+                     functions: ServiceFunctions) -> None:
+        for handler in handlers:
+            if handler.route_key in self.handler_functions:
+                raise ValueError(f"Two services handle the WebSocket route {handler.route_key}")
+            name = _route_name(handler.route_key)
+            function = functions.function(
+                self, f"{name}Handler", service=handler.service, handler=handler.handler,
+                description=f"WebSocket {handler.route_key} ({handler.service} service)")
+            self.api.add_route(handler.route_key, integration=integrations.
+                               WebSocketLambdaIntegration(f"{name}Integration", function))
+            self.handler_functions[handler.route_key] = function

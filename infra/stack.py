@@ -1,0 +1,139 @@
+"""The Cloudstrype stack: everything a deployment in one AWS account and region needs.
+
+Nothing about the services is declared here: routes and WebSocket handlers are read from the
+services' chalice apps (`functions`), tables from the pynamodb models (`cloudstrype.db`), the user
+pool from `cloudstrype.auth.pool`, the function settings from `cloudstrype.settings.Settings`.
+
+Context values (`cdk deploy -c name=value`, or cdk.json):
+  stage           API Gateway stage name of both APIs (default `prod`)
+  oauthSecretArn  use this Secrets Manager secret for the OAuth client secrets instead of
+                  creating one
+  settings        JSON object of further non-secret settings for every function, by environment
+                  name, e.g. {"CLOUDSTRYPE_DROPBOX_CLIENT_ID": "...", "CLOUDSTRYPE_DEBUG": "true"}
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+import functions as services
+from cloudstrype import db
+from cloudstrype.api.service import RouteInfo
+from cloudstrype.settings import Settings
+from infra.constructs.api import ServiceRestApi
+from infra.constructs.auth import UserDirectory
+from infra.constructs.data import DataStore
+from infra.constructs.lambdas import ServiceFunctions, settings_environment
+from infra.constructs.layers import FunctionLayers
+from infra.constructs.oauth import OAUTH_SECRETS_ARN_ENV, OAuthAppSecrets
+from infra.constructs.web import WebSite
+from infra.constructs.websocket import MemberWebSocketApi, WebSocketHandler
+
+STACK_NAME = "Cloudstrype"
+DEFAULT_STAGE = "prod"
+
+# Services reach the layers below them in process (filesystem -> chunk -> cloud | array), so a
+# service that touches data at all needs the whole data plane. These two are the exceptions.
+SERVICES_WITHOUT_DATA = {"meta"}
+SERVICES_MANAGING_USERS = {"auth"}
+
+
+def service_routes() -> list[RouteInfo]:
+    """Every REST route of every service present, from the apps' own route tables."""
+    return [route for name in services.available_services()
+            for route in services.load_app(name).routes_table()]
+
+
+def websocket_handlers() -> list[WebSocketHandler]:
+    handlers = []
+    for name in services.available_services():
+        app = services.load_app(name)
+        for route_key, config in getattr(app, "websocket_handlers", {}).items():
+            handlers.append(WebSocketHandler(name, route_key, config.handler_string))
+    return handlers
+
+
+class CloudstrypeStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = STACK_NAME, *,
+                 stage_name: str = DEFAULT_STAGE, oauth_secret_arn: str | None = None,
+                 settings_overrides: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id,
+                         description="Cloudstrype: encrypted, redundant storage over the "
+                                     "storage you already have", **kwargs)
+        # Loading the apps first also imports every module whose models they use, so the table
+        # registry is complete when it is read.
+        routes, handlers = service_routes(), websocket_handlers()
+        self.users = UserDirectory(self, "Users")
+        self.data = DataStore(self, "Data", models=db.all_tables())
+        self.oauth_apps = OAuthAppSecrets(self, "OAuthApps", existing_secret_arn=oauth_secret_arn)
+        self.layers = FunctionLayers(self, "Layers")
+        self.websocket = MemberWebSocketApi(self, "MemberWebSocket", stage_name=stage_name)
+        self.rest_api = ServiceRestApi(self, "RestApi", stage_name=stage_name,
+                                       user_pool=self.users.user_pool)
+
+        settings = Settings(
+            table_prefix=db.table_name(""),
+            user_pool_id=self.users.user_pool.user_pool_id,
+            user_pool_client_id=self.users.client.user_pool_client_id,
+            jwks_url=self.users.jwks_url,
+            token_issuer=self.users.issuer,
+            auto_confirm_users="false",
+            kms_key_id=self.data.key.key_id,
+            staging_bucket=self.data.staging_bucket.bucket_name,
+            ws_management_url=self.websocket.management_url,
+            public_url=self.rest_api.url,
+            local_storage_enabled="false",
+        )
+        self.functions = ServiceFunctions(
+            self, "Functions", layers=self.layers,
+            environment=settings_environment(
+                settings, extra={OAUTH_SECRETS_ARN_ENV: self.oauth_apps.arn},
+                overrides=settings_overrides),
+            grant=self._grant_service)
+        self.rest_api.add_routes(routes, self.functions)
+        self.websocket.add_handlers(handlers, self.functions)
+
+        self.web = WebSite(self, "Web", config={
+            "apiBaseUrl": self.rest_api.url,
+            "websocketUrl": self.websocket.url,
+            "region": Aws.REGION,
+            "userPoolId": self.users.user_pool.user_pool_id,
+            "userPoolClientId": self.users.client.user_pool_client_id,
+        })
+
+        for name, value, description in [
+            ("ApiUrl", self.rest_api.url, "REST API base URL (append /api/...)"),
+            ("WebSocketUrl", self.websocket.url, "Array members connect here"),
+            ("WebUrl", self.web.url, "Web UI"),
+            ("UserPoolId", self.users.user_pool.user_pool_id, "Cognito user pool"),
+            ("UserPoolClientId", self.users.client.user_pool_client_id, "Public app client"),
+            ("OAuthSecretArn", self.oauth_apps.arn, "Put the OAuth client secrets here (JSON)"),
+            ("StagingBucketName", self.data.staging_bucket.bucket_name, "Share staging"),
+        ]:
+            CfnOutput(self, name, value=value, description=description)
+
+    def _grant_service(self, service: str, role: iam.IRole) -> None:
+        if service not in SERVICES_WITHOUT_DATA:
+            self.data.grant_data_access(role)
+            self.websocket.grant_manage_connections(role)
+            self.oauth_apps.grant_read(role)
+        if service in SERVICES_MANAGING_USERS:
+            self.users.grant_admin(role)
+
+
+def stack_from_context(scope: Construct, **kwargs: Any) -> CloudstrypeStack:
+    """The stack as `cdk` builds it: options from the context values documented above."""
+    node = scope.node
+    overrides = node.try_get_context("settings") or {}
+    if isinstance(overrides, str):  # `-c settings='{...}'` arrives as a string
+        overrides = json.loads(overrides)
+    return CloudstrypeStack(
+        scope, STACK_NAME,
+        stage_name=node.try_get_context("stage") or DEFAULT_STAGE,
+        oauth_secret_arn=node.try_get_context("oauthSecretArn") or None,
+        settings_overrides=overrides,
+        **kwargs)
