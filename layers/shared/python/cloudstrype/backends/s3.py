@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 from collections.abc import Iterator
 
 import boto3
@@ -24,6 +26,17 @@ _FULL_CODES = {
     "QuotaExceeded", "StorageFull", "InsufficientStorage", "XMinioStorageFull",
     "XMinioAdminBucketQuotaExceeded", "507",
 }
+
+LIST_PAGE_SIZE = 1000   # objects per ListObjectsV2 request (S3's maximum)
+
+# One boto3 session for all backends: creating one loads the service models again, which costs
+# more than the request. Clients are thread-safe; creating them from a session is not.
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _shared_session() -> boto3.session.Session:
+    return boto3.session.Session()
 
 
 class S3Backend(Backend):
@@ -56,7 +69,8 @@ class S3Backend(Backend):
         config = Config(
             region_name=region or "us-east-1",
             signature_version="s3v4",
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            # total_max_attempts counts the first try; botocore's max_attempts would not.
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             # Most S3-compatible services want path-style URLs; AWS picks its own style.
@@ -66,14 +80,15 @@ class S3Backend(Backend):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            aws_session_token=None,
-            config=config,
-        )
+        with _SESSION_LOCK:
+            self._client = _shared_session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                aws_session_token=None,
+                config=config,
+            )
 
     def put(self, key: str, data: bytes) -> None:
         with self._errors(f"write {key}"):
@@ -103,7 +118,9 @@ class S3Backend(Backend):
         used = 0
         with self._errors("list the bucket"):
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix,
+                                       PaginationConfig={"PageSize": LIST_PAGE_SIZE})
+            for page in pages:
                 used += sum(item["Size"] for item in page.get("Contents", ()))
         return Usage(used=used, capacity=self.capacity_bytes)
 
@@ -129,10 +146,11 @@ def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterat
             raise ShareNotFound(message) from exc
         if code in _SETTINGS_CODES:
             raise BackendAuthError(f"{message} (check the storage's bucket and endpoint)") from exc
-        if code in _AUTH_CODES or status == 403:
-            raise BackendAuthError(message) from exc
+        # Before the 403 check: Ceph answers a quota overrun with 403 QuotaExceeded.
         if code in _FULL_CODES:
             raise BackendFull(message) from exc
+        if code in _AUTH_CODES or status == 403:
+            raise BackendAuthError(message) from exc
         raise BackendError(message) from exc
     except botocore.exceptions.BotoCoreError as exc:
         # Connection refused, timeouts, closed connections: botocore has already retried.
