@@ -2,3 +2,4 @@
 from cloudstrype import vault  # noqa: F401
 from cloudstrype.backends import storages  # noqa: F401
 from cloudstrype.pipeline import store  # noqa: F401
+from cloudstrype.tree import models  # noqa: F401

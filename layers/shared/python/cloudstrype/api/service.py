@@ -152,8 +152,8 @@ def to_response(result: Any) -> Response:
         if result.data is not None:
             headers.setdefault("Content-Type", result.content_type or "application/octet-stream")
             return Response(body=bytes(result.data), status_code=result.status, headers=headers)
-        if result.status == 204:
-            return Response(body="", status_code=204, headers=headers)
+        if result.status in (204, 304) or (300 <= result.status < 400 and result.body is None):
+            return Response(body="", status_code=result.status, headers=headers)
         return _json(result.status, result.body, headers)
     return _json(200, result)
 

@@ -177,6 +177,51 @@ op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
    responses={204: "Deleted"})
 op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now")
 
+# -- filesystem --------------------------------------------------------------------------------
+NODE = {"$ref": "#/components/schemas/Node"}
+COMPONENTS["schemas"]["Node"] = {
+    "type": "object",
+    "properties": {"id": S, "name": S, "path": S, "type": {"enum": ["file", "directory"]},
+                   "size": I, "created": S, "modified": S, "content_type": S, "sha256": S,
+                   "etag": S, "version": S, "durability": S, "encryption": S,
+                   "attributes": {"type": "object"}, "versions": {"type": "array"},
+                   "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
+op("GET", "/api/filesystem/info", "A directory and its children to `depth` levels",
+   query={"path": S, "depth": I, "limit": I, "cursor": S},
+   responses={200: {"schema": NODE}, 404: "No such path"})
+op("GET", "/api/filesystem/info/{file_id}", "Metadata of a file (with versions) or directory",
+   responses={200: {"schema": NODE}, 404: "Unknown id"})
+op("POST", "/api/filesystem/info/{file_id}", "Rename (name), move (path) or set attributes",
+   body={"type": "object", "properties": {"name": S, "path": S,
+                                          "attributes": {"type": "object"}}},
+   responses={200: {"schema": NODE}, 409: "Name exists"})
+op("DELETE", "/api/filesystem/info/{file_id}", "Delete a file or a directory recursively",
+   responses={204: "Deleted"})
+op("POST", "/api/filesystem/dirs", "Create a directory, parents included",
+   body=_obj(["path"], path=S), responses={201: {"schema": NODE}, 200: "Existed already"})
+op("POST", "/api/filesystem/data", "Upload a file in one request (<= 10 MB)",
+   body=_obj(["file"], path=S, name=S, durability=S, encryption=S,
+             file={"type": "string", "format": "binary"}), body_type="multipart/form-data",
+   responses={201: {"schema": NODE}})
+op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
+   query={"version": S},
+   responses={200: BYTES, 206: "Partial content", 413: "Too big for one response: use Range",
+              416: "Range not satisfiable"})
+op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
+   body=_obj(["name", "size"], path=S, name=S, size=I, content_type=S, durability=S,
+             encryption=S, sha256=S), responses={201: "Session"})
+op("GET", "/api/filesystem/uploads/{upload_id}", "Which parts arrived (to resume)")
+op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
+   "One part: exactly part_size bytes (the last one the rest); retrying is safe",
+   body={"type": "string", "format": "binary"}, body_type="application/octet-stream")
+op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded parts the file",
+   responses={201: {"schema": NODE}, 409: "Parts missing"})
+op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",
+   responses={204: "Abandoned"})
+op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
+op("PUT", "/api/filesystem/settings", "Set the user's defaults",
+   body={"type": "object", "properties": {"durability": S, "encryption": S}})
+
 
 def document() -> dict:
     paths: dict[str, dict] = {}

@@ -1,0 +1,171 @@
+"""Filesystem service: the tree, file metadata and versions, file content. Routes only; the work
+is in cloudstrype.tree."""
+from urllib.parse import quote
+
+from cloudstrype import errors
+from cloudstrype.api.service import Reply, ServiceApp
+from cloudstrype.tree import files, tree
+
+app = ServiceApp("filesystem", "/api/filesystem")
+
+
+def _node_info(owner, node):
+    info = tree.describe(owner, node, tree.path_of(owner, node))
+    if node.type == tree.FILE:
+        info["versions"] = files.versions(owner, node)
+    return info
+
+
+@app.endpoint("/info")
+def info_by_path(call):
+    owner = call.principal.user_id
+    node = tree.resolve(owner, call.query.get("path", "/"))
+    depth = call.query_int("depth", 1, minimum=0, maximum=5)
+    limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
+    return tree.tree(owner, node, depth, limit, call.query.get("cursor"))
+
+
+@app.endpoint("/info/{file_id}")
+def info(call, file_id):
+    owner = call.principal.user_id
+    return _node_info(owner, tree.get_node(owner, file_id))
+
+
+@app.endpoint("/info/{file_id}", ["POST"])
+def save_info(call, file_id):
+    owner = call.principal.user_id
+    node = tree.get_node(owner, file_id)
+    name = call.field("name", str, required=False)
+    directory = call.field("path", str, required=False)
+    attributes = call.field("attributes", dict, required=False)
+    if name is None and directory is None and attributes is None:
+        raise errors.BadRequest("Send at least one of 'name', 'path' or 'attributes'.",
+                                code="missing_field")
+    if name is not None or directory is not None:
+        node = tree.rename_or_move(owner, node, name, directory)
+    if attributes is not None:
+        node = tree.set_attributes(owner, node, attributes)
+    return _node_info(owner, node)
+
+
+@app.endpoint("/info/{file_id}", ["DELETE"])
+def delete(call, file_id):
+    owner = call.principal.user_id
+    node = tree.get_node(owner, file_id)
+    if node.node_id == tree.ROOT:
+        raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
+    files.delete_node(owner, node)
+    return Reply(status=204)
+
+
+@app.endpoint("/dirs", ["POST"])
+def make_dirs(call):
+    owner = call.principal.user_id
+    node, created = tree.make_dirs(owner, call.field("path"))
+    return Reply(tree.describe(owner, node, tree.path_of(owner, node)),
+                 status=201 if created else 200)
+
+
+@app.endpoint("/data", ["POST"])
+def upload(call):
+    fields, content, content_type, filename = {}, None, None, None
+    for part in call.multipart():
+        if part.name in ("path", "name", "durability", "encryption"):
+            fields[part.name] = part.data.decode("utf-8", "strict").strip("\r\n")
+        elif part.name == "file" or (part.name in (None, "") and part.filename is not None):
+            if content is not None:
+                raise errors.BadRequest("Send one file part per upload.",
+                                        code="invalid_multipart")
+            content, content_type, filename = part.data, part.content_type, part.filename
+        else:
+            raise errors.BadRequest(f"Unknown form field '{part.name}'; expected path, name, "
+                                    f"file, durability, encryption.", code="invalid_multipart")
+    if content is None:
+        raise errors.BadRequest("The content is missing: send it as a form part named 'file'.",
+                                code="missing_field", details={"field": "file"})
+    # An explicit name wins (and an explicitly empty one is refused); else the part's filename.
+    name = fields["name"] if "name" in fields else filename
+    if name is None:
+        raise errors.BadRequest("Field 'name' is required (or a filename on the file part).",
+                                code="missing_field", details={"field": "name"})
+    owner = call.principal.user_id
+    node = files.upload(owner, fields.get("path") or "/", name, content, content_type,
+                        fields.get("durability") or None, fields.get("encryption") or None)
+    return Reply(_node_info(owner, node), status=201)
+
+
+@app.endpoint("/data/{file_id}")
+def download(call, file_id):
+    owner = call.principal.user_id
+    node = tree.get_node(owner, file_id)
+    version = files.get_version(owner, node, call.query.get("version"))
+    size = int(version.size)
+    headers = {"ETag": version.etag, "Accept-Ranges": "bytes",
+               "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
+               "Last-Modified": version.created.strftime("%a, %d %b %Y %H:%M:%S GMT")}
+    if call.header("if-none-match") == version.etag:
+        return Reply(status=304, headers=headers)
+    wanted = files.parse_range(call.header("range"), size)
+    if wanted is None:
+        if size > files.MAX_RESPONSE_BYTES:
+            raise errors.PayloadTooLarge(
+                f"This file is {size} bytes, more than one response can carry "
+                f"({files.MAX_RESPONSE_BYTES}); read it in ranges, e.g. 'Range: bytes=0-"
+                f"{files.MAX_RESPONSE_BYTES - 1}' (the CLI and web UI do this for you).",
+                code="use_range", headers={"Accept-Ranges": "bytes",
+                                           "X-Content-Length": str(size)})
+        data = files.read(owner, version, 0, size - 1) if size else b""
+        return Reply(data=data, content_type=version.content_type, headers=headers)
+    first, last = wanted
+    if last - first + 1 > files.MAX_RESPONSE_BYTES:
+        raise errors.PayloadTooLarge(f"Ask for at most {files.MAX_RESPONSE_BYTES} bytes per "
+                                     f"range request.", code="range_too_large")
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return Reply(data=files.read(owner, version, first, last), status=206,
+                 content_type=version.content_type, headers=headers)
+
+
+@app.endpoint("/uploads", ["POST"])
+def create_upload(call):
+    session = files.create_session(
+        call.principal.user_id, call.field("path", str, required=False, default="/"),
+        call.field("name"), call.field("size", int), call.field("content_type", required=False),
+        call.field("durability", required=False), call.field("encryption", required=False),
+        call.field("sha256", required=False))
+    return Reply(session, status=201)
+
+
+@app.endpoint("/uploads/{upload_id}")
+def upload_status(call, upload_id):
+    return files.session_info(files.get_session(call.principal.user_id, upload_id))
+
+
+@app.endpoint("/uploads/{upload_id}/parts/{part}", ["PUT"])
+def upload_part(call, upload_id, part):
+    if not part.isdigit():
+        raise errors.BadRequest("The part number is a whole number from 0.", code="invalid_part")
+    return files.put_part(call.principal.user_id, upload_id, int(part), call.raw_body)
+
+
+@app.endpoint("/uploads/{upload_id}/commit", ["POST"])
+def commit_upload(call, upload_id):
+    owner = call.principal.user_id
+    return Reply(_node_info(owner, files.commit_session(owner, upload_id)), status=201)
+
+
+@app.endpoint("/uploads/{upload_id}", ["DELETE"])
+def abort_upload(call, upload_id):
+    files.abort_session(call.principal.user_id, upload_id)
+    return Reply(status=204)
+
+
+@app.endpoint("/settings")
+def get_settings(call):
+    return files.defaults(call.principal.user_id)
+
+
+@app.endpoint("/settings", ["PUT"])
+def put_settings(call):
+    return files.set_defaults(call.principal.user_id,
+                              call.field("durability", required=False),
+                              call.field("encryption", required=False))

@@ -1,0 +1,405 @@
+"""File content: versions made of chunks, one-shot uploads, upload sessions, ranged reads."""
+from __future__ import annotations
+
+import hashlib
+import math
+import mimetypes
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pynamodb.exceptions import TransactWriteError
+
+from cloudstrype import errors
+from cloudstrype.pipeline import codec, store
+from cloudstrype.tree import tree
+from cloudstrype.tree.models import (FILE, EntryRecord, NodeRecord, Profile, UploadPart,
+                                     UploadRecord, VersionRecord)
+
+CHUNK_SIZE = 4 * 1024 * 1024
+# What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+UPLOAD_TTL_SECONDS = 7 * 24 * 3600
+MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
+_parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
+
+
+def new_version_id() -> str:
+    # Sortable by time, so versions list oldest to newest by key.
+    return f"{int(time.time() * 1000):013d}{os.urandom(4).hex()}"
+
+
+def chunk_id(version_id: str, index: int) -> str:
+    return f"v{version_id}-{index}"
+
+
+def guess_type(name: str, given: str | None = None) -> str:
+    if given and given not in ("application/octet-stream", "") and "/" in given:
+        return given.split(";")[0].strip()[:255]
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+# -- defaults -------------------------------------------------------------------------------------
+
+def defaults(owner: str) -> dict:
+    try:
+        profile = Profile.get(owner)
+        return {"durability": profile.default_durability, "encryption":
+                profile.default_encryption or "aes256-gcm"}
+    except Profile.DoesNotExist:
+        return {"durability": None, "encryption": "aes256-gcm"}
+
+
+def set_defaults(owner: str, durability: str | None, encryption: str | None) -> dict:
+    current = defaults(owner)
+    if durability is not None:
+        current["durability"] = str(codec.parse_durability(durability))
+    if encryption is not None:
+        current["encryption"] = str(codec.parse_encryption(encryption))
+    Profile(owner, default_durability=current["durability"],
+            default_encryption=current["encryption"]).save()
+    return current
+
+
+def _schemes(owner: str, durability: str | None, encryption: str | None) -> tuple[str, str]:
+    chosen = defaults(owner)
+    enc = str(codec.parse_encryption(encryption or chosen["encryption"]))
+    dur = durability or chosen["durability"] or store.default_durability(
+        store.storages.list_storages(owner))
+    return str(codec.parse_durability(dur)), enc
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+@dataclass
+class NewVersion:
+    version_id: str
+    size: int
+    chunk_count: int
+    sha256: str | None
+    etag: str
+    content_type: str
+    durability: str
+    encryption: str
+
+
+def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
+                  encryption: str) -> int:
+    count = max(1, math.ceil(len(data) / CHUNK_SIZE)) if data else 0
+    view = memoryview(data)
+    futures = [_parallel.submit(store.put_chunk, owner, bytes(view[i * CHUNK_SIZE:
+                                                                   (i + 1) * CHUNK_SIZE]),
+                                encryption, durability, chunk_id(version_id, i))
+               for i in range(count)]
+    problems = []
+    for future in futures:
+        try:
+            future.result()
+        except errors.ApiError as exc:
+            problems.append(exc)
+    if problems:
+        _free_chunks(owner, version_id, count)
+        raise problems[0]
+    return count
+
+
+def _free_chunks(owner: str, version_id: str, count: int) -> None:
+    for index in range(count):
+        try:
+            store.delete_chunk(owner, chunk_id(version_id, index))
+        except errors.NotFound:
+            pass
+
+
+def upload(owner: str, directory: str, name: str, data: bytes, content_type: str | None,
+           durability: str | None, encryption: str | None) -> NodeRecord:
+    tree.check_name(name)
+    durability, encryption = _schemes(owner, durability, encryption)
+    parent, _ = tree.make_dirs(owner, directory)
+    version_id = new_version_id()
+    count = _store_chunks(owner, version_id, data, durability, encryption)
+    digest = hashlib.sha256(data).hexdigest()
+    version = NewVersion(version_id, len(data), count, digest, f'"{digest[:32]}"',
+                         guess_type(name, content_type), durability, encryption)
+    try:
+        return _attach_version(owner, parent, name, version)
+    except Exception:
+        _free_chunks(owner, version_id, count)
+        raise
+
+
+def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersion
+                    ) -> NodeRecord:
+    """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
+    stamp = tree.now()
+    record = VersionRecord(owner, "", size=version.size, chunk_size=CHUNK_SIZE,
+                           chunk_count=version.chunk_count, sha256=version.sha256,
+                           etag=version.etag, content_type=version.content_type,
+                           durability=version.durability, encryption=version.encryption,
+                           created=stamp)
+    for _attempt in range(5):
+        existing = tree.child(owner, parent.node_id, name)
+        if existing is not None and existing.type != FILE:
+            raise errors.Conflict(f"'{name}' is a directory; choose another name.",
+                                  code="name_exists")
+        if existing is None:
+            node = NodeRecord(owner, tree.new_node_id(), type=FILE, name=name,
+                              parent_id=parent.node_id, created=stamp, modified=stamp)
+        else:
+            node = tree.get_node(owner, existing.node_id)
+            node.modified = stamp
+        node.version_id = version.version_id
+        node.size, node.sha256, node.etag = version.size, version.sha256, version.etag
+        node.content_type = version.content_type
+        node.durability, node.encryption = version.durability, version.encryption
+        record.version_key = f"{node.node_id}#{version.version_id}"
+        entry = EntryRecord(tree.parent_ref(owner, parent.node_id), name, node_id=node.node_id,
+                            type=FILE, size=version.size, modified=stamp)
+        try:
+            with tree.transaction() as tx:
+                tx.save(record)
+                if existing is None:
+                    tx.save(entry, condition=EntryRecord.name.does_not_exist())
+                    tx.save(node, condition=NodeRecord.node_id.does_not_exist())
+                else:
+                    tx.save(entry, condition=EntryRecord.node_id == node.node_id)
+                    # Conditional on the node's revision: two uploads never clobber each other.
+                    tx.save(node)
+            return tree.get_node(owner, node.node_id)
+        except TransactWriteError:
+            continue          # lost a race for this name: look again and retry
+    raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
+                          code="concurrent_change")
+
+
+# -- upload sessions --------------------------------------------------------------------------
+
+def _upload_ref(owner: str, upload_id: str) -> str:
+    return f"{owner}#{upload_id}"
+
+
+def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
+                   durability: str | None, encryption: str | None, sha256: str | None) -> dict:
+    tree.check_name(name)
+    tree.split_path(directory)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > MAX_FILE_BYTES:
+        raise errors.BadRequest(f"Field 'size' must be the file's size in bytes, 0 to "
+                                f"{MAX_FILE_BYTES}.", code="invalid_field",
+                                details={"field": "size"})
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64 or
+                               any(c not in "0123456789abcdef" for c in sha256.lower())):
+        raise errors.BadRequest("Field 'sha256' must be 64 hex digits.", code="invalid_field",
+                                details={"field": "sha256"})
+    durability, encryption = _schemes(owner, durability, encryption)
+    upload_id = os.urandom(12).hex()
+    record = UploadRecord(owner, upload_id, directory=directory, name=name, size=size,
+                          chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
+                          durability=durability, encryption=encryption,
+                          sha256=sha256.lower() if sha256 else None,
+                          version_id=new_version_id(), created=tree.now(),
+                          expires_at=int(time.time()) + UPLOAD_TTL_SECONDS)
+    record.save()
+    return session_info(record)
+
+
+def _parts_total(record: UploadRecord) -> int:
+    return math.ceil(int(record.size) / int(record.chunk_size)) if record.size else 0
+
+
+def _expected_part_size(record: UploadRecord, part: int) -> int:
+    total = _parts_total(record)
+    if part == total - 1:
+        return int(record.size) - part * int(record.chunk_size)
+    return int(record.chunk_size)
+
+
+def get_session(owner: str, upload_id: str) -> UploadRecord:
+    try:
+        record = UploadRecord.get(owner, upload_id, consistent_read=True)
+    except UploadRecord.DoesNotExist:
+        raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found") \
+            from None
+    if record.expires_at < time.time():
+        raise errors.Gone(f"Upload session {upload_id} has expired; start a new one.",
+                          code="upload_expired")
+    return record
+
+
+def _received(owner: str, upload_id: str) -> dict[int, UploadPart]:
+    return {int(p.part): p for p in UploadPart.query(_upload_ref(owner, upload_id),
+                                                     consistent_read=True)}
+
+
+def session_info(record: UploadRecord) -> dict:
+    received = _received(record.owner, record.upload_id)
+    total = _parts_total(record)
+    return {"upload_id": record.upload_id, "path": record.directory, "name": record.name,
+            "size": int(record.size), "part_size": int(record.chunk_size), "parts": total,
+            "received": sorted(received), "missing": [p for p in range(total)
+                                                     if p not in received],
+            "durability": record.durability, "encryption": record.encryption,
+            "committed": bool(record.committed),
+            "expires_at": int(record.expires_at)}
+
+
+def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
+    record = get_session(owner, upload_id)
+    if record.committed:
+        raise errors.Conflict("This upload is committed already.", code="upload_committed")
+    total = _parts_total(record)
+    if part < 0 or part >= total:
+        raise errors.BadRequest(f"Part numbers of this upload are 0 to {total - 1}.",
+                                code="invalid_part")
+    expected = _expected_part_size(record, part)
+    if len(data) != expected:
+        raise errors.BadRequest(f"Part {part} must be exactly {expected} bytes; got "
+                                f"{len(data)}.", code="invalid_part_size")
+    digest = hashlib.sha256(data).hexdigest()
+    previous = _received(owner, upload_id).get(part)
+    if previous is not None and previous.sha256 == digest:
+        return {"part": part, "size": len(data), "sha256": digest, "stored": "already"}
+    cid = chunk_id(record.version_id, part)
+    if previous is not None:
+        # A different body for a part already received: the newer one wins.
+        try:
+            store.delete_chunk(owner, cid)
+        except errors.NotFound:
+            pass
+    try:
+        store.put_chunk(owner, data, record.encryption, record.durability, cid)
+    except errors.Conflict:
+        # A concurrent retry of the same part stored it first; its record follows below.
+        pass
+    UploadPart(_upload_ref(owner, upload_id), part, size=len(data), sha256=digest,
+               expires_at=int(record.expires_at)).save()
+    return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
+
+
+def commit_session(owner: str, upload_id: str) -> NodeRecord:
+    record = get_session(owner, upload_id)
+    if record.committed:
+        raise errors.Conflict("This upload is committed already.", code="upload_committed")
+    received = _received(owner, upload_id)
+    total = _parts_total(record)
+    missing = [p for p in range(total) if p not in received]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + ("…" if len(missing) > 20 else "")
+        raise errors.Conflict(f"Parts {shown} have not arrived yet; upload them, then commit.",
+                              code="parts_missing", details={"missing": missing[:1000]})
+    # Without every byte at hand, the content hash is the client's declaration; the ETag is
+    # always ours: a hash of the parts' hashes, as S3 multipart ETags are.
+    parts_hash = hashlib.sha256("".join(received[p].sha256 for p in range(total)).encode())
+    etag = f'"{parts_hash.hexdigest()[:32]}-{total}"'
+    sha256 = record.sha256
+    if total <= 1:
+        sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
+    version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
+                         record.content_type, record.durability, record.encryption)
+    parent, _ = tree.make_dirs(owner, record.directory)
+    node = _attach_version(owner, parent, record.name, version)
+    record.update(actions=[UploadRecord.committed.set(True)])
+    return node
+
+
+def abort_session(owner: str, upload_id: str) -> None:
+    record = get_session(owner, upload_id)
+    if record.committed:
+        raise errors.Conflict("This upload is committed; delete the file instead.",
+                              code="upload_committed")
+    for part in _received(owner, upload_id).values():
+        try:
+            store.delete_chunk(owner, chunk_id(record.version_id, int(part.part)))
+        except errors.NotFound:
+            pass
+        part.delete()
+    record.delete()
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+def get_version(owner: str, node: NodeRecord, version_id: str | None) -> VersionRecord:
+    if node.type != FILE:
+        raise errors.BadRequest(f"'{node.name}' is a directory; it has no content.",
+                                code="not_a_file")
+    wanted = version_id or node.version_id
+    try:
+        return VersionRecord.get(owner, f"{node.node_id}#{wanted}", consistent_read=True)
+    except VersionRecord.DoesNotExist:
+        raise errors.NotFound(f"No version {wanted} of '{node.name}'.",
+                              code="version_not_found") from None
+
+
+def versions(owner: str, node: NodeRecord) -> list[dict]:
+    return [{"version": v.version_key.split("#", 1)[1], "size": int(v.size), "sha256": v.sha256,
+             "etag": v.etag, "created": v.created.isoformat(), "durability": v.durability,
+             "encryption": v.encryption, "current": v.version_key.endswith(f"#{node.version_id}")}
+            for v in VersionRecord.query(owner, VersionRecord.version_key.startswith(
+                f"{node.node_id}#"))]
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive for a single 'bytes=' range; None for no Range header."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise errors.BadRequest("Only single ranges are supported, like 'bytes=0-1023'.",
+                                code="invalid_range")
+    first_text, dash, last_text = spec.strip().partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        if first_text == "":
+            suffix = int(last_text)
+            if suffix <= 0:
+                raise errors.RangeNotSatisfiable("An empty suffix range selects nothing.",
+                                                 headers={"Content-Range": f"bytes */{size}"})
+            first, last = max(0, size - suffix), size - 1
+        else:
+            first = int(first_text)
+            last = int(last_text) if last_text else size - 1
+    except ValueError:
+        raise errors.BadRequest(f"Malformed Range header {header!r}.", code="invalid_range") \
+            from None
+    if first < 0 or first >= size or last < first:
+        raise errors.RangeNotSatisfiable(f"The range {header!r} is outside the file's {size} "
+                                         f"bytes.", headers={"Content-Range": f"bytes */{size}"})
+    return first, min(last, size - 1)
+
+
+def read(owner: str, version: VersionRecord, first: int, last: int) -> bytes:
+    """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
+    chunk_size = int(version.chunk_size)
+    version_id = version.version_key.split("#", 1)[1]
+    indexes = range(first // chunk_size, last // chunk_size + 1)
+    chunks = list(_parallel.map(lambda i: store.get_chunk(owner, chunk_id(version_id, i)),
+                                indexes))
+    joined = b"".join(chunks)
+    offset = indexes[0] * chunk_size
+    return joined[first - offset:last - offset + 1]
+
+
+def free_version(owner: str, version: VersionRecord) -> None:
+    _free_chunks(owner, version.version_key.split("#", 1)[1], int(version.chunk_count))
+    version.delete()
+
+
+def delete_node(owner: str, node: NodeRecord) -> int:
+    """Delete a file with all its versions, or a directory recursively; returns nodes removed."""
+    removed = 0
+    if node.type == FILE:
+        for version in VersionRecord.query(owner, VersionRecord.version_key.startswith(
+                f"{node.node_id}#")):
+            free_version(owner, version)
+    else:
+        while True:
+            children, _ = tree.list_children(owner, node.node_id, 100)
+            if not children:
+                break
+            for entry in children:
+                removed += delete_node(owner, tree.get_node(owner, entry["id"]))
+    if node.node_id != tree.ROOT:
+        tree.unlink(owner, node)
+        removed += 1
+    return removed

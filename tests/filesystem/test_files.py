@@ -1,0 +1,263 @@
+"""The filesystem service over real HTTP."""
+import hashlib
+import os
+
+import pytest
+
+from tests.filesystem.conftest import download, session_upload, upload
+from tests.support import assert_error, register_and_login
+
+MiB = 1024 * 1024
+SIZES = [0, 1, 4 * MiB - 1, 4 * MiB + 1]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_one_shot_round_trip(fs_user, size):
+    data = os.urandom(size)
+    meta = upload(fs_user, "/one-shot", f"f{size}.bin", data)
+    assert meta["size"] == size and meta["type"] == "file"
+    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert meta["path"] == f"/one-shot/f{size}.bin"
+    assert download(fs_user, meta["id"]) == data
+
+
+@pytest.mark.parametrize("size", SIZES + [50 * MiB])
+def test_session_round_trip(fs_user, size):
+    data = os.urandom(size)
+    parts = -(-size // (4 * MiB))
+    order = list(reversed(range(parts)))          # any order is fine
+    meta = session_upload(fs_user, "/sessions", f"s{size}.bin", data, order=order,
+                          sha256=hashlib.sha256(data).hexdigest())
+    assert meta["size"] == size and meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert download(fs_user, meta["id"]) == data
+
+
+def test_one_shot_over_10_mb_is_413_pointing_to_sessions(fs_user):
+    response = fs_user.api.post("/api/filesystem/data", data={"path": "/", "name": "big"},
+                                files={"file": ("big", b"x" * (10 * MiB + 10))})
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_small_file_reads_whole_with_headers(fs_user):
+    meta = upload(fs_user, "/", "hello.txt", b"hello world")
+    response = fs_user.api.get(f"/api/filesystem/data/{meta['id']}")
+    assert response.status_code == 200 and response.content == b"hello world"
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.headers["Content-Length"] == "11"
+    assert response.headers["ETag"] == meta["etag"]
+    assert response.headers["Accept-Ranges"] == "bytes"
+    again = fs_user.api.get(f"/api/filesystem/data/{meta['id']}",
+                            headers={"If-None-Match": meta["etag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_large_file_without_range_is_a_clear_4xx(fs_user):
+    data = os.urandom(4 * MiB + 1)
+    meta = session_upload(fs_user, "/", "needs-ranges.bin", data)
+    error = assert_error(fs_user.api.get(f"/api/filesystem/data/{meta['id']}"), 413, "use_range")
+    assert "Range: bytes=0-" in error["message"]
+
+
+def test_ranges_at_chunk_borders(fs_user):
+    data = os.urandom(9 * MiB + 123)
+    meta = session_upload(fs_user, "/", "ranges.bin", data)
+    border = 4 * MiB
+    for first, last in [(0, 0), (border - 1, border), (border - 10, border + 10),
+                        (2 * border - 1, 2 * border + 1), (border, 2 * border - 1),
+                        (len(data) - 5, len(data) - 1), (0, 4 * MiB - 1)]:
+        response = fs_user.api.get(f"/api/filesystem/data/{meta['id']}",
+                                   headers={"Range": f"bytes={first}-{last}"})
+        assert response.status_code == 206, response.text
+        assert response.content == data[first:last + 1], (first, last)
+        assert response.headers["Content-Range"] == f"bytes {first}-{last}/{len(data)}"
+    suffix = fs_user.api.get(f"/api/filesystem/data/{meta['id']}", headers={"Range": "bytes=-7"})
+    assert suffix.content == data[-7:]
+    open_end = fs_user.api.get(f"/api/filesystem/data/{meta['id']}",
+                               headers={"Range": f"bytes={len(data) - 3}-"})
+    assert open_end.content == data[-3:]
+
+
+@pytest.mark.parametrize("header, status", [("bytes=99999999999-", 416), ("bytes=5-2", 416),
+                                            ("lines=1-2", 400), ("bytes=0-1,4-5", 400),
+                                            ("bytes=abc", 400), ("bytes=0-5000000", 413)])
+def test_bad_ranges(fs_user, header, status):
+    meta = upload(fs_user, "/", f"r-{abs(hash(header))}.bin", os.urandom(4 * MiB + 100))
+    response = fs_user.api.get(f"/api/filesystem/data/{meta['id']}", headers={"Range": header})
+    assert_error(response, status)
+    if status == 416:
+        assert response.headers["Content-Range"] == f"bytes */{4 * MiB + 100}"
+
+
+def test_tree_listing_depth_and_info(fs_user):
+    base = "/tree-" + os.urandom(3).hex()
+    upload(fs_user, f"{base}/a/b", "deep.txt", b"deep")
+    upload(fs_user, base, "top.txt", b"top")
+    listing = fs_user.api.get("/api/filesystem/info", params={"path": base, "depth": 2}).json()
+    assert listing["type"] == "directory" and listing["path"] == base
+    names = {c["name"]: c for c in listing["children"]}
+    assert set(names) == {"a", "top.txt"}
+    assert names["top.txt"]["size"] == 3 and names["a"]["type"] == "directory"
+    assert [c["name"] for c in names["a"]["children"]] == ["b"]
+    shallow = fs_user.api.get("/api/filesystem/info", params={"path": base, "depth": 0}).json()
+    assert "children" not in shallow
+    assert_error(fs_user.api.get("/api/filesystem/info", params={"path": base + "/nope"}), 404)
+    assert_error(fs_user.api.get("/api/filesystem/info", params={"path": "relative"}), 400,
+                 "invalid_path")
+
+
+def test_mkdir_creates_parents_and_is_idempotent(fs_user):
+    path = "/mk-" + os.urandom(3).hex() + "/x/y"
+    first = fs_user.api.post("/api/filesystem/dirs", json={"path": path})
+    assert first.status_code == 201 and first.json()["path"] == path
+    again = fs_user.api.post("/api/filesystem/dirs", json={"path": path})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    upload(fs_user, path, "file", b"x")
+    assert_error(fs_user.api.post("/api/filesystem/dirs", json={"path": path + "/file/sub"}),
+                 409, "not_a_directory")
+
+
+def test_rename_move_and_attributes(fs_user):
+    base = "/mv-" + os.urandom(3).hex()
+    meta = upload(fs_user, base, "old.txt", b"content")
+    renamed = fs_user.api.post(f"/api/filesystem/info/{meta['id']}", json={"name": "new.txt"})
+    assert renamed.status_code == 200 and renamed.json()["path"] == f"{base}/new.txt"
+    moved = fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                             json={"path": f"{base}/archive/2024"})
+    assert moved.json()["path"] == f"{base}/archive/2024/new.txt"
+    tagged = fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                              json={"attributes": {"color": "blue", "stars": 3}})
+    assert tagged.json()["attributes"] == {"color": "blue", "stars": 3}
+    listing = fs_user.api.get("/api/filesystem/info", params={"path": base}).json()
+    assert [c["name"] for c in listing["children"]] == ["archive"]
+    assert download(fs_user, meta["id"]) == b"content"
+    # Name clashes and impossible moves are refused.
+    upload(fs_user, f"{base}/archive/2024", "other.txt", b"o")
+    assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                                  json={"name": "other.txt"}), 409, "name_exists")
+    folder = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}/archive"}).json()
+    assert_error(fs_user.api.post(f"/api/filesystem/info/{folder['id']}",
+                                  json={"path": f"{base}/archive/2024"}), 400, "invalid_target")
+    assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}", json={}), 400)
+    assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                                  json={"attributes": {"x": [1]}}), 400)
+
+
+def test_versions_keep_old_content(fs_user):
+    base = "/ver-" + os.urandom(3).hex()
+    first = upload(fs_user, base, "doc.txt", b"version one")
+    second = upload(fs_user, base, "doc.txt", b"version two!")
+    assert second["id"] == first["id"]
+    assert second["version"] != first["version"]
+    versions = second["versions"]
+    assert [v["version"] for v in versions] == [first["version"], second["version"]]
+    assert [v["current"] for v in versions] == [False, True]
+    assert download(fs_user, first["id"]) == b"version two!"
+    assert download(fs_user, first["id"], version=first["version"]) == b"version one"
+    assert_error(fs_user.api.get(f"/api/filesystem/data/{first['id']}",
+                                 params={"version": "0000"}), 404, "version_not_found")
+
+
+def test_delete_file_and_directory_recursively_frees_chunks(fs_user):
+    base = "/del-" + os.urandom(3).hex()
+    kept = upload(fs_user, base, "a.txt", b"a")
+    nested = upload(fs_user, f"{base}/sub/deeper", "b.txt", os.urandom(1000))
+    upload(fs_user, f"{base}/sub/deeper", "b.txt", os.urandom(1000))     # a second version
+    chunk = f"v{nested['version']}-0"
+    assert fs_user.api.get(f"/api/chunk/{chunk}/info").status_code == 200
+    sub = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}/sub"}).json()
+    assert fs_user.api.delete(f"/api/filesystem/info/{sub['id']}").status_code == 204
+    assert_error(fs_user.api.get(f"/api/filesystem/info/{nested['id']}"), 404)
+    assert_error(fs_user.api.get(f"/api/chunk/{chunk}/info"), 404)
+    assert download(fs_user, kept["id"]) == b"a"
+    assert fs_user.api.delete(f"/api/filesystem/info/{kept['id']}").status_code == 204
+    root = fs_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    assert_error(fs_user.api.delete(f"/api/filesystem/info/{root['id']}"), 400)
+
+
+def test_killed_upload_resumes(fs_user):
+    data = os.urandom(13 * MiB)
+    created = fs_user.api.post("/api/filesystem/uploads", json={
+        "path": "/resume", "name": "big.bin", "size": len(data)}).json()
+    upload_id, part_size = created["upload_id"], created["part_size"]
+    assert created["parts"] == 4 and created["missing"] == [0, 1, 2, 3]
+    for part in (0, 2):
+        assert fs_user.api.put(f"/api/filesystem/uploads/{upload_id}/parts/{part}",
+                               data=data[part * part_size:(part + 1) * part_size]).ok
+    # The client "dies"; a new one asks what is missing and finishes.
+    status = fs_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()
+    assert status["received"] == [0, 2] and status["missing"] == [1, 3]
+    assert_error(fs_user.api.post(f"/api/filesystem/uploads/{upload_id}/commit"), 409,
+                 "parts_missing")
+    for part in status["missing"] + [2]:          # re-sending a part is harmless
+        response = fs_user.api.put(f"/api/filesystem/uploads/{upload_id}/parts/{part}",
+                                   data=data[part * part_size:(part + 1) * part_size])
+        assert response.status_code == 200
+    assert response.json()["stored"] == "already"
+    meta = fs_user.api.post(f"/api/filesystem/uploads/{upload_id}/commit").json()
+    assert download(fs_user, meta["id"]) == data
+    assert_error(fs_user.api.post(f"/api/filesystem/uploads/{upload_id}/commit"), 409,
+                 "upload_committed")
+
+
+def test_bad_parts_are_refused(fs_user):
+    created = fs_user.api.post("/api/filesystem/uploads", json={
+        "name": "p.bin", "size": 5 * MiB}).json()
+    url = f"/api/filesystem/uploads/{created['upload_id']}/parts"
+    assert_error(fs_user.api.put(f"{url}/0", data=b"short"), 400, "invalid_part_size")
+    assert_error(fs_user.api.put(f"{url}/2", data=b"x"), 400, "invalid_part")
+    assert_error(fs_user.api.put(f"{url}/-1", data=b"x"), 400, "invalid_part")
+    assert fs_user.api.delete(f"/api/filesystem/uploads/{created['upload_id']}").status_code == 204
+    assert_error(fs_user.api.get(f"/api/filesystem/uploads/{created['upload_id']}"), 404)
+    assert_error(fs_user.api.post("/api/filesystem/uploads", json={"name": "x", "size": -1}),
+                 400)
+    assert_error(fs_user.api.post("/api/filesystem/uploads", json={"name": "x", "size": "9"}),
+                 400)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "nul\x00byte", "x" * 256, "é" * 128])
+def test_bad_names_are_rejected(fs_user, name):
+    response = fs_user.api.post("/api/filesystem/data", files={"file": ("f", b"x")},
+                                data={"path": "/", "name": name})
+    assert_error(response, 400)
+
+
+@pytest.mark.parametrize("path", ["/a/../b", "/./a", "a/b", "//a", "/a//b", "/x/\x00"])
+def test_path_traversal_and_bad_paths_are_rejected(fs_user, path):
+    assert_error(fs_user.api.post("/api/filesystem/dirs", json={"path": path}), 400)
+    response = fs_user.api.post("/api/filesystem/data", files={"file": ("f", b"x")},
+                                data={"path": path, "name": "f"})
+    assert_error(response, 400)
+
+
+def test_unicode_names_work(fs_user):
+    name = "Résumé 履歴書 📄.txt"
+    meta = upload(fs_user, "/ünïcode", name, b"unicode")
+    assert meta["name"] == name and meta["path"] == f"/ünïcode/{name}"
+    assert download(fs_user, meta["id"]) == b"unicode"
+    assert len(("é" * 127).encode()) == 254
+    upload(fs_user, "/ünïcode", "é" * 127, b"ok at 254 bytes")
+
+
+def test_another_users_file_is_404(fs_user, api):
+    meta = upload(fs_user, "/private", "secret.txt", b"mine")
+    stranger = register_and_login(api)
+    for method, path, body in [("GET", f"/api/filesystem/info/{meta['id']}", None),
+                               ("GET", f"/api/filesystem/data/{meta['id']}", None),
+                               ("POST", f"/api/filesystem/info/{meta['id']}", {"name": "x"}),
+                               ("DELETE", f"/api/filesystem/info/{meta['id']}", None)]:
+        assert_error(stranger.api.request(method, path, json=body), 404)
+    # Their own tree does not show it.
+    assert stranger.api.get("/api/filesystem/info", params={"path": "/"}).json()["children"] == []
+    assert download(fs_user, meta["id"]) == b"mine"
+
+
+def test_defaults_apply_to_uploads(fs_user, api, tmp_path):
+    settings = fs_user.api.get("/api/filesystem/settings").json()
+    assert settings == {"durability": "raid1(2)", "encryption": "aes256-gcm"}
+    meta = upload(fs_user, "/", "defaults.txt", b"d")
+    assert meta["durability"] == "raid1(2)" and meta["encryption"] == "aes256-gcm"
+    explicit = upload(fs_user, "/", "explicit.txt", b"e", durability="rs(2,1)",
+                      encryption="none")
+    assert explicit["durability"] == "rs(2,1)" and explicit["encryption"] == "none"
+    assert_error(fs_user.api.put("/api/filesystem/settings", json={"durability": "rs(0,0)"}),
+                 400)
