@@ -1,8 +1,9 @@
 """The Cloudstrype stack: everything a deployment in one AWS account and region needs.
 
-Nothing about the services is declared here: routes and WebSocket handlers are read from the
-services' chalice apps (`functions`), tables from the pynamodb models (`cloudstrype.db`), the user
-pool from `cloudstrype.auth.pool`, the function settings from `cloudstrype.settings.Settings`.
+Nothing about the services is declared here: routes, WebSocket handlers and scheduled jobs
+(chalice `@app.schedule`) are read from the services' chalice apps (`functions`), tables from
+the pynamodb models (`cloudstrype.db`), the user pool from `cloudstrype.auth.pool`, the function
+settings from `cloudstrype.settings.Settings`.
 
 Context values (`cdk deploy -c name=value`, or cdk.json):
   stage           API Gateway stage name of both APIs (default `prod`)
@@ -14,10 +15,12 @@ Context values (`cdk deploy -c name=value`, or cdk.json):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
+from chalice.app import ScheduledEventConfig
 from constructs import Construct
 
 import functions as services
@@ -30,6 +33,7 @@ from infra.constructs.data import DataStore
 from infra.constructs.lambdas import ServiceFunctions, settings_environment
 from infra.constructs.layers import FunctionLayers
 from infra.constructs.oauth import OAUTH_SECRETS_ARN_ENV, OAuthAppSecrets
+from infra.constructs.schedules import ScheduledJob, ScheduledJobs
 from infra.constructs.web import WebSite
 from infra.constructs.websocket import MemberWebSocketApi, WebSocketHandler
 
@@ -42,31 +46,48 @@ SERVICES_WITHOUT_DATA = {"meta"}
 SERVICES_MANAGING_USERS = {"auth"}
 
 
-def service_routes() -> list[RouteInfo]:
-    """Every REST route of every service present, from the apps' own route tables."""
-    return [route for name in services.available_services()
-            for route in services.load_app(name).routes_table()]
+@dataclass
+class ServiceCatalog:
+    """What the services ask the stack for, read from their chalice apps."""
+    routes: list[RouteInfo] = field(default_factory=list)
+    websocket_handlers: list[WebSocketHandler] = field(default_factory=list)
+    scheduled_jobs: list[ScheduledJob] = field(default_factory=list)
 
+    @classmethod
+    def from_apps(cls, apps: Mapping[str, Any]) -> "ServiceCatalog":
+        catalog = cls()
+        for name, app in apps.items():
+            catalog.routes += app.routes_table()
+            for route_key, config in getattr(app, "websocket_handlers", {}).items():
+                catalog.websocket_handlers.append(
+                    WebSocketHandler(name, route_key, config.handler_string))
+            for source in getattr(app, "event_sources", []):
+                if isinstance(source, ScheduledEventConfig):
+                    expression = source.schedule_expression
+                    catalog.scheduled_jobs.append(ScheduledJob(
+                        name, source.name, source.handler_string,
+                        expression if isinstance(expression, str) else expression.to_string(),
+                        source.description))
+        return catalog
 
-def websocket_handlers() -> list[WebSocketHandler]:
-    handlers = []
-    for name in services.available_services():
-        app = services.load_app(name)
-        for route_key, config in getattr(app, "websocket_handlers", {}).items():
-            handlers.append(WebSocketHandler(name, route_key, config.handler_string))
-    return handlers
+    @classmethod
+    def load(cls) -> "ServiceCatalog":
+        """From every service present under functions/. Loading the apps also imports every
+        module whose models they use, so the table registry is complete afterwards."""
+        return cls.from_apps({name: services.load_app(name)
+                              for name in services.available_services()})
 
 
 class CloudstrypeStack(Stack):
     def __init__(self, scope: Construct, construct_id: str = STACK_NAME, *,
                  stage_name: str = DEFAULT_STAGE, oauth_secret_arn: str | None = None,
-                 settings_overrides: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+                 settings_overrides: Mapping[str, str] | None = None,
+                 catalog: ServiceCatalog | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id,
                          description="Cloudstrype: encrypted, redundant storage over the "
                                      "storage you already have", **kwargs)
-        # Loading the apps first also imports every module whose models they use, so the table
-        # registry is complete when it is read.
-        routes, handlers = service_routes(), websocket_handlers()
+        if catalog is None:
+            catalog = ServiceCatalog.load()  # before reading the tables: see load()
         self.users = UserDirectory(self, "Users")
         self.data = DataStore(self, "Data", models=db.all_tables())
         self.oauth_apps = OAuthAppSecrets(self, "OAuthApps", existing_secret_arn=oauth_secret_arn)
@@ -94,8 +115,10 @@ class CloudstrypeStack(Stack):
                 settings, extra={OAUTH_SECRETS_ARN_ENV: self.oauth_apps.arn},
                 overrides=settings_overrides),
             grant=self._grant_service)
-        self.rest_api.add_routes(routes, self.functions)
-        self.websocket.add_handlers(handlers, self.functions)
+        self.rest_api.add_routes(catalog.routes, self.functions)
+        self.websocket.add_handlers(catalog.websocket_handlers, self.functions)
+        self.scheduled_jobs = ScheduledJobs(self, "ScheduledJobs", jobs=catalog.scheduled_jobs,
+                                            functions=self.functions)
 
         self.web = WebSite(self, "Web", config={
             "apiBaseUrl": self.rest_api.url,

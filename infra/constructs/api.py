@@ -17,6 +17,7 @@ from typing import Iterable
 from aws_cdk import Aws
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from cloudstrype.api.service import PUBLIC, RouteInfo
@@ -97,7 +98,7 @@ class ServiceRestApi(Construct):
                 f"{response_type.response_type.title().replace('_', '')}Response",
                 type=response_type, status_code=status, response_headers=CORS_HEADERS,
                 templates=_error_template(code, message))
-        self.route_functions: dict[tuple[str, str], object] = {}
+        self.route_functions: dict[tuple[str, str], lambda_.Function] = {}
 
     @property
     def url(self) -> str:

@@ -92,7 +92,7 @@ class ServiceFunctions(Construct):
         return dict(self._roles)
 
     def function(self, scope: Construct, construct_id: str, *, service: str, handler: str,
-                 description: str) -> lambda_.Function:
+                 description: str, timeout: Duration = API_TIMEOUT) -> lambda_.Function:
         if service not in self._code:
             self._code[service] = service_code(service)
         function = lambda_.Function(
@@ -103,7 +103,7 @@ class ServiceFunctions(Construct):
             handler=handler,
             layers=self.layers.all,
             memory_size=MEMORY_MB.get(service, DEFAULT_MEMORY_MB),
-            timeout=API_TIMEOUT,
+            timeout=timeout,
             environment=self.environment,
             role=self.role(service),
             description=description,

@@ -110,7 +110,8 @@ class FunctionLayers(Construct):
             code=dependencies_code(),
             compatible_runtimes=[PYTHON_RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Cloudstrype third-party dependencies (layers/dependencies/requirements.txt)",
+            description="Cloudstrype third-party dependencies "
+                        "(layers/dependencies/requirements.txt)",
         )
         # layers/shared/ already has the python/ prefix Lambda puts on sys.path.
         self.shared = lambda_.LayerVersion(

@@ -12,6 +12,7 @@ from typing import Iterable
 from aws_cdk import aws_apigatewayv2 as apigatewayv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.lambdas import ServiceFunctions
@@ -36,7 +37,7 @@ class MemberWebSocketApi(Construct):
             description="Cloudstrype array members: JSON control messages only")
         self.stage = apigatewayv2.WebSocketStage(
             self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True)
-        self.handler_functions = {}
+        self.handler_functions: dict[str, lambda_.Function] = {}
 
     @property
     def url(self) -> str:

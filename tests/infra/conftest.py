@@ -69,3 +69,13 @@ def websocket_routes():
         for key, config in getattr(functions.load_app(name), "websocket_handlers", {}).items():
             found[key] = (name, config.handler_string)
     return found
+
+
+@pytest.fixture(scope="session")
+def scheduled_handlers():
+    """Handler strings of the services' chalice `@app.schedule` jobs, read from the apps."""
+    import functions
+    from chalice.app import ScheduledEventConfig
+    return [source.handler_string for name in functions.available_services()
+            for source in getattr(functions.load_app(name), "event_sources", [])
+            if isinstance(source, ScheduledEventConfig)]

@@ -19,17 +19,17 @@ def service_functions(synthesized) -> dict[str, dict]:
             if f["Properties"]["Handler"].startswith("app.")}
 
 
-def test_one_function_per_route_and_websocket_route_and_nothing_else(
-        synthesized, service_functions, routes, websocket_routes):
+def test_one_function_per_route_websocket_route_and_job_and_nothing_else(
+        synthesized, service_functions, routes, websocket_routes, scheduled_handlers):
     functions = synthesized.of_type("AWS::Lambda::Function")
     handlers = [f["Properties"]["Handler"] for f in service_functions.values()]
     assert handlers.count("app.app") == len(routes)
     assert sorted(h for h in handlers if h != "app.app") == \
-        sorted(handler for _, handler in websocket_routes.values())
+        sorted([handler for _, handler in websocket_routes.values()] + scheduled_handlers)
     # The one other function is CDK's BucketDeployment handler that copies web/ to S3.
     others = set(functions) - set(service_functions)
     assert len(others) == 1 and next(iter(others)).startswith("CustomCDKBucketDeployment")
-    assert len(functions) == len(routes) + len(websocket_routes) + 1
+    assert len(functions) == len(routes) + len(websocket_routes) + len(scheduled_handlers) + 1
 
 
 def test_functions_are_x86_64_python_with_both_layers(synthesized, service_functions):
@@ -41,7 +41,9 @@ def test_functions_are_x86_64_python_with_both_layers(synthesized, service_funct
         props = function["Properties"]
         assert props["Architectures"] == ["x86_64"], name
         assert props["Runtime"] == "python3.11", name
-        assert props["Timeout"] == 29, name
+        # API Gateway gives up after 29 s; scheduled jobs may run to Lambda's 15 minutes.
+        assert props["Timeout"] == (900 if props["Description"].startswith("Scheduled ")
+                                    else 29), name
         assert props["MemorySize"] >= 512, name
         assert {layer["Ref"] for layer in props["Layers"]} == ours, name
     for name in ours:

@@ -1,0 +1,50 @@
+"""Scheduled jobs (the scrub that repairs lost shares, and the like): chalice `@app.schedule`
+handlers of the services, each its own function started by an EventBridge rule."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.constructs.lambdas import ServiceFunctions
+
+# A job is not bound by API Gateway's 29 s; Lambda's own limit is 15 minutes.
+JOB_TIMEOUT = Duration.minutes(15)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    service: str
+    name: str           # chalice's name for the handler
+    handler: str        # Lambda handler string, e.g. app.scrub
+    expression: str     # rate(...) or cron(...)
+    description: str = ""
+
+
+def _construct_name(job: ScheduledJob) -> str:
+    words = re.split(r"[^0-9A-Za-z]+", f"{job.service} {job.name}")
+    return "".join(word[:1].upper() + word[1:] for word in words if word)
+
+
+class ScheduledJobs(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, jobs: Iterable[ScheduledJob],
+                 functions: ServiceFunctions) -> None:
+        super().__init__(scope, construct_id)
+        self.job_functions: dict[tuple[str, str], lambda_.Function] = {}
+        for job in jobs:
+            name = _construct_name(job)
+            function = functions.function(
+                self, f"{name}Function", service=job.service, handler=job.handler,
+                description=f"Scheduled {job.name}: {job.expression} ({job.service} service)",
+                timeout=JOB_TIMEOUT)
+            events.Rule(self, f"{name}Schedule",
+                        description=job.description or f"Runs {job.service}.{job.name}",
+                        schedule=events.Schedule.expression(job.expression),
+                        targets=[targets.LambdaFunction(function, retry_attempts=2)])
+            self.job_functions[(job.service, job.name)] = function
