@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from werkzeug.http import parse_options_header
@@ -54,8 +55,8 @@ class FakeProvider:
         self._codes: dict[str, dict] = {}
         self._access_tokens: dict[str, float] = {}    # token -> expiry (time.time())
         self._refresh_tokens: set[str] = set()
-        # Injected failures: (status, code, retry_after) for the next API requests.
-        self._failures: deque[tuple[int, str | None, float | None]] = deque()
+        # Injected failures for the next API requests (that match a method and path, if given).
+        self._failures: list[_Failure] = []
         self._token_failures: deque[int] = deque()
         self._routes: list[tuple[str, re.Pattern, Handler, str]] = []
         self._server = None
@@ -118,10 +119,14 @@ class FakeProvider:
     # --- switches -----------------------------------------------------------------------------
 
     def fail_next(self, status: int, *, times: int = 1, code: str | None = None,
-                  retry_after: float | None = None) -> None:
-        """The next `times` API requests get `status` (in the provider's error format)."""
+                  retry_after: float | None = None, method: str | None = None,
+                  path: str | None = None) -> None:
+        """The next `times` API requests get `status` (in the provider's error format, with
+        the error `code` if given); only requests with `method` and a path matching the regex
+        `path`, if those are given."""
+        failure = _Failure(status, code, retry_after, method, re.compile(path) if path else None)
         with self.lock:
-            self._failures.extend([(status, code, retry_after)] * times)
+            self._failures.extend([failure] * times)
 
     def fail_next_token_request(self, status: int, *, times: int = 1) -> None:
         with self.lock:
@@ -172,10 +177,12 @@ class FakeProvider:
         with self.lock:
             if kind == "api":
                 self.api_calls.append(f"{request.method} {request.path}")
-                if self._failures:
-                    status, code, retry_after = self._failures.popleft()
-                    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-                    return self.error(status, code, "injected failure", headers)
+                failure = next((f for f in self._failures if f.applies_to(request)), None)
+                if failure is not None:
+                    self._failures.remove(failure)
+                    headers = ({} if failure.retry_after is None
+                               else {"Retry-After": f"{failure.retry_after:g}"})
+                    return self.error(failure.status, failure.code, "injected failure", headers)
                 problem = self._bearer_problem(request)
                 if problem:
                     return self.auth_error(problem)
@@ -266,6 +273,19 @@ class FakeProvider:
 
     def _oauth_error(self, status: int, error: str, description: str) -> Response:
         return self.json_response({"error": error, "error_description": description}, status)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    code: str | None
+    retry_after: float | None
+    method: str | None
+    path: re.Pattern | None
+
+    def applies_to(self, request: Request) -> bool:
+        return (self.method in (None, request.method)
+                and (self.path is None or self.path.fullmatch(request.path) is not None))
 
 
 def parse_multipart(content_type: str, raw: bytes) -> list[tuple[dict[str, str], bytes]]:

@@ -24,6 +24,8 @@ class FakeDropbox(FakeProvider):
 
     def __init__(self, *args, **kwargs):
         self.files: dict[str, tuple[str, bytes]] = {}   # lowercased path -> (path, bytes)
+        # get_space_usage's "allocation"; None: an individual account with quota_bytes.
+        self.space_allocation: dict | None = None
         super().__init__(*args, **kwargs)
 
     def add_routes(self) -> None:
@@ -109,8 +111,8 @@ class FakeDropbox(FakeProvider):
     def _space_usage(self, request: Request) -> Response:
         if request.get_data():
             return Response("this endpoint takes no arguments", status=400)
-        return self.json_response({"used": self.used_bytes(), "allocation": {
-            ".tag": "individual", "allocated": self.quota_bytes}})
+        allocation = self.space_allocation or {".tag": "individual", "allocated": self.quota_bytes}
+        return self.json_response({"used": self.used_bytes(), "allocation": allocation})
 
     def _current_account(self, request: Request) -> Response:
         return self.json_response({

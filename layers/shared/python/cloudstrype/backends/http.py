@@ -92,10 +92,10 @@ def error_detail(response: requests.Response) -> str:
     if not isinstance(body, dict):
         return str(body)[:200]
     error = body.get("error")
-    if isinstance(error, dict):     # Google: {"error": {"message"}}, Graph: {"error": {"code", "message"}}
-        text = error.get("message") or error.get("code") or ""
-    elif "error_summary" in body:   # Dropbox
+    if "error_summary" in body:     # Dropbox (whose "error" is a tagged union)
         text = body["error_summary"]
+    elif isinstance(error, dict):   # Google: {"error": {"message"}}, Graph: {"error": {"code", "message"}}
+        text = error.get("message") or error.get("code") or ""
     elif "error_description" in body:   # OAuth token endpoints
         text = f"{error}: {body['error_description']}"
     else:                           # Box: {"code", "message"}
