@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloudstrype.backends.base import BackendAuthError, BackendError, Usage
+from cloudstrype.backends.base import BackendAuthError, BackendError, ShareNotFound, Usage
 from cloudstrype.backends.box import BoxBackend
 from cloudstrype.backends.dropbox import DropboxBackend
 from cloudstrype.backends.gdrive import GoogleDriveBackend
@@ -163,3 +163,44 @@ def test_box_a_download_that_is_not_ready_is_waited_for(box_fake, fast_retry, sl
 
     assert backend.get("k") == b"data"
     assert sleeps.waits == [2.0]
+
+
+def test_gdrive_a_deleted_folder_is_made_again(gdrive_fake, fast_retry):
+    backend = connect(gdrive_fake, fast_retry)
+    backend.put("k1", b"one")
+    [old_folder] = gdrive_fake.folders_named("cloudstrype")
+    for file_id in [old_folder, *[f["id"] for f in gdrive_fake.files.values()
+                                  if old_folder in f["parents"]]]:
+        del gdrive_fake.files[file_id]   # the user deleted the folder
+
+    backend.put("k2", b"two")
+
+    [new_folder] = gdrive_fake.folders_named("cloudstrype")
+    assert new_folder != old_folder
+    assert gdrive_fake.names_in(new_folder) == ["k2"]
+    assert backend.get("k2") == b"two"
+
+
+def test_box_a_deleted_folder_is_made_again_and_its_shares_are_gone(box_fake, fast_retry):
+    backend = connect(box_fake, fast_retry)
+    backend.put("k1", b"one")
+    old_folder = box_fake.folder_named("cloudstrype")
+    del box_fake.folders[old_folder]   # the user deleted the folder with its files
+    box_fake.files.clear()
+
+    backend.put("k2", b"two")
+
+    assert box_fake.folder_named("cloudstrype") not in (None, old_folder)
+    assert backend.get("k2") == b"two"
+
+
+def test_box_lookups_in_a_deleted_folder_find_nothing(box_fake, fast_retry):
+    backend = connect(box_fake, fast_retry)
+    backend.put("k1", b"one")
+    del box_fake.folders[box_fake.folder_named("cloudstrype")]
+    box_fake.files.clear()
+
+    assert not backend.exists("k1")
+    with pytest.raises(ShareNotFound):
+        backend.get("k1")
+    backend.delete("k1")

@@ -77,9 +77,13 @@ class BoxBackend(Backend):
         if len(data) > self.max_share_bytes:
             raise BackendError(f"Box: a share of {len(data)} bytes is over the "
                                f"{self.max_share_bytes} byte direct-upload limit")
-        folder_id = self._folder()
         response = self._upload(f"{self._upload_url}/files/content",
-                                {"name": key, "parent": {"id": folder_id}}, key, data)
+                                {"name": key, "parent": {"id": self._folder()}}, key, data)
+        if response.status_code == 404:
+            # The folder we knew was deleted meanwhile: find or make it again.
+            self._folder_id = None
+            response = self._upload(f"{self._upload_url}/files/content",
+                                    {"name": key, "parent": {"id": self._folder()}}, key, data)
         existing_id = _conflicting_id(response, "file")
         if existing_id is not None:
             # The name is taken: upload a new version of that file instead.
@@ -129,14 +133,20 @@ class BoxBackend(Backend):
 
     def _file_id(self, key: str) -> str | None:
         check_key(key)
-        response = self._client.send("OPTIONS", f"{self._api_url}/files/content",
-                                     json={"name": key, "parent": {"id": self._folder()}, "size": 0})
+        response = self._preflight(key)
+        if response.status_code == 404:   # our folder was deleted meanwhile
+            self._folder_id = None
+            response = self._preflight(key)
         if response.status_code == 200:
             return None
         existing_id = _conflicting_id(response, "file")
         if existing_id is None:
             raise self._client.error_for(response, f"look up {key}")
         return existing_id
+
+    def _preflight(self, key: str) -> requests.Response:
+        return self._client.send("OPTIONS", f"{self._api_url}/files/content",
+                                 json={"name": key, "parent": {"id": self._folder()}, "size": 0})
 
     def _folder(self) -> str:
         """Our folder's id: created on first use; a 409 names the one that already exists."""

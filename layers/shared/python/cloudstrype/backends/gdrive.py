@@ -72,13 +72,11 @@ class GoogleDriveBackend(Backend):
                 headers={"Content-Type": "application/octet-stream"}, data=data,
             )
         else:
-            metadata = {"name": key, "parents": [self._folders(create=True)[0]]}
-            body, content_type = _multipart_related(metadata, data)
-            response = self._client.send(
-                "POST", self._upload_url,
-                params={"uploadType": "multipart", "fields": "id"},
-                headers={"Content-Type": content_type}, data=body,
-            )
+            response = self._create(key, data)
+            if response.status_code == 404:
+                # The folder we knew was deleted meanwhile: find or make it again.
+                self._folder_ids = []
+                response = self._create(key, data)
         if response.status_code not in (200, 201):
             raise self._client.error_for(response, f"upload {key}")
 
@@ -109,6 +107,15 @@ class GoogleDriveBackend(Backend):
         quota = self._client.json(response, "read the storage quota").get("storageQuota") or {}
         limit = quota.get("limit")   # int64 values come as strings
         return Usage(used=int(quota.get("usage", 0)), capacity=int(limit) if limit else None)
+
+    def _create(self, key: str, data: bytes) -> requests.Response:
+        metadata = {"name": key, "parents": [self._folders(create=True)[0]]}
+        body, content_type = _multipart_related(metadata, data)
+        return self._client.send(
+            "POST", self._upload_url,
+            params={"uploadType": "multipart", "fields": "id"},
+            headers={"Content-Type": content_type}, data=body,
+        )
 
     def _find(self, key: str) -> list[str]:
         """Ids of the files named `key` in our folder(s), most recently modified first."""

@@ -35,11 +35,12 @@ ResponseCheck = Callable[[requests.Response], bool]
 class RetryPolicy:
     """How hard one backend call tries. Tests pass tiny delays and a recording `sleep`."""
 
-    attempts: int = 5                # tries per request, the first one included
+    attempts: int = 4                # tries per request, the first one included
     backoff: float = 0.5             # seconds before the first retry; doubles each time
-    max_backoff: float = 8.0
-    deadline: float = 60.0           # seconds one call may spend in all, waits included
-    timeout: tuple[float, float] = (5.0, 60.0)   # (connect, read) per HTTP request
+    max_backoff: float = 4.0
+    # Seconds one call may spend in all, waits included: inside API Gateway's 29 s.
+    deadline: float = 20.0
+    timeout: tuple[float, float] = (5.0, 20.0)   # (connect, read) per HTTP request
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def backoff_delay(self, retry_number: int) -> float:

@@ -58,9 +58,9 @@ class S3Backend(Backend):
         prefix: str = "",
         *,
         capacity_bytes: int | None = None,
-        max_attempts: int = 4,
+        max_attempts: int = 3,
         connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
+        read_timeout: float = 15.0,
     ):
         self.endpoint_url = endpoint_url or None
         self.bucket = bucket
