@@ -5,6 +5,7 @@ import hashlib
 import math
 import mimetypes
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ CHUNK_SIZE = 4 * 1024 * 1024
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 UPLOAD_TTL_SECONDS = 7 * 24 * 3600
 MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
+ATTACH_ATTEMPTS = 30
 _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
 
 
@@ -138,7 +140,10 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
                            etag=version.etag, content_type=version.content_type,
                            durability=version.durability, encryption=version.encryption,
                            created=stamp)
-    for _attempt in range(5):
+    for attempt in range(ATTACH_ATTEMPTS):
+        if attempt:
+            # Optimistic concurrency: back off with jitter so racing writers spread out.
+            time.sleep(random.uniform(0.005, 0.02 * min(attempt, 10)))
         existing = tree.child(owner, parent.node_id, name)
         if existing is not None and existing.type != FILE:
             raise errors.Conflict(f"'{name}' is a directory; choose another name.",

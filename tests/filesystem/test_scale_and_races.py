@@ -1,0 +1,91 @@
+"""Concurrent writes of one path, and a directory of 10,000 entries."""
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import boto3
+
+from tests.filesystem.conftest import download, upload
+from tests.support import Api
+
+
+def test_concurrent_uploads_to_one_path_make_one_file_with_every_version(fs_user, stack):
+    base = "/race-" + os.urandom(3).hex()
+    bodies = [f"writer {n}".encode() for n in range(8)]
+    writer_api = [Api(stack.url, fs_user.access_token) for _ in bodies]
+
+    def write(n):
+        response = writer_api[n].post("/api/filesystem/data", files={"file": ("f", bodies[n])},
+                                      data={"path": base, "name": "same.txt"})
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        results = list(pool.map(write, range(len(bodies))))
+    assert all(status == 201 for status, _ in results), [m for s, m in results if s != 201]
+    ids = {meta["id"] for _, meta in results}
+    assert len(ids) == 1, "one path, one file"
+    listing = fs_user.api.get("/api/filesystem/info", params={"path": base}).json()
+    assert [c["name"] for c in listing["children"]] == ["same.txt"]
+    info = fs_user.api.get(f"/api/filesystem/info/{ids.pop()}").json()
+    assert len(info["versions"]) == len(bodies)
+    assert download(fs_user, info["id"]) in bodies
+    for version in info["versions"]:
+        assert download(fs_user, info["id"], version["version"]) in bodies
+
+
+def test_concurrent_mkdirs_make_one_directory(fs_user, stack):
+    path = "/mk-race-" + os.urandom(3).hex() + "/a/b"
+    apis = [Api(stack.url, fs_user.access_token) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda a: a.post("/api/filesystem/dirs", json={"path": path}),
+                                apis))
+    assert all(r.status_code in (200, 201) for r in results)
+    assert len({r.json()["id"] for r in results}) == 1
+    parent = fs_user.api.get("/api/filesystem/info", params={"path": path.rsplit("/", 1)[0]})
+    assert [c["name"] for c in parent.json()["children"]] == ["b"]
+
+
+def test_ten_thousand_entries_list_in_fast_pages(fs_user, stack):
+    directory = upload(fs_user, "/ten-thousand", "seed.txt", b"seed")
+    parent_id = fs_user.api.get("/api/filesystem/info",
+                                params={"path": "/ten-thousand"}).json()["id"]
+    # Seed the directory index directly (the thing under test is the listing, not 10,000
+    # uploads); the rows are what the service itself writes for an empty file.
+    info = stack.stack_info()
+    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local-secret"
+                           ).Table("cloudstrype-entries")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    names = [f"file-{n:05d}.txt" for n in range(10_000)]
+    with table.batch_writer() as batch:
+        for name in names:
+            batch.put_item(Item={"parent_ref": f"{fs_user.user_id}#{parent_id}", "name": name,
+                                 "node_id": os.urandom(16).hex(), "type": "file", "size": 1,
+                                 "modified": stamp})
+    seen, cursor, pages, slowest = [], None, 0, 0.0
+    while True:
+        params = {"path": "/ten-thousand", "limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        started = time.monotonic()
+        page = fs_user.api.get("/api/filesystem/info", params=params)
+        slowest = max(slowest, time.monotonic() - started)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["children"]) <= 1000
+        seen += [c["name"] for c in body["children"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert seen == sorted(names + ["seed.txt"])
+    assert pages in (11, 12)
+    # "Fast": a page of 1,000 comes back well within a second here (generous for slow CI).
+    assert slowest < 3.0, f"slowest page took {slowest:.2f}s"
+    assert directory["name"] == "seed.txt"
+
+
+def test_bad_cursor_is_400(fs_user):
+    response = fs_user.api.get("/api/filesystem/info", params={"path": "/", "cursor": "%%%"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_cursor"
