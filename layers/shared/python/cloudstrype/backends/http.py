@@ -149,16 +149,16 @@ class ProviderClient:
                     f"{where}: refusing to send an OAuth token over plain HTTP "
                     "(set OAUTHLIB_INSECURE_TRANSPORT=1 only for local test servers)"
                 ) from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                problem = f"{type(exc).__name__}"
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                problem = type(exc).__name__
                 delay = policy.backoff_delay(attempt)
             except requests.RequestException as exc:
                 raise BackendError(f"{where}: {type(exc).__name__}") from exc
             else:
-                status = response.status_code
                 if self.is_full(response):
                     raise BackendFull(f"{where}: out of space: {error_detail(response)}")
-                if status == 401:
+                if response.status_code == 401:
                     if refreshed or not hasattr(self.session, "refresh_access_token"):
                         raise BackendAuthError(
                             f"{where}: the provider rejected the access token "
@@ -168,16 +168,12 @@ class ProviderClient:
                     self.session.refresh_access_token(stale=token_sent)
                     refreshed = True
                     continue
-                if self.is_rate_limited(response):
-                    problem = "rate limited"
-                    delay = retry_after_seconds(response)
-                    delay = policy.backoff_delay(attempt) if delay is None else delay
-                elif status >= 500:
-                    problem = f"HTTP {status} ({error_detail(response)})"
-                    delay = retry_after_seconds(response)
-                    delay = policy.backoff_delay(attempt) if delay is None else delay
-                else:
+                problem = self._passing_problem(response)
+                if problem is None:
                     return response
+                delay = retry_after_seconds(response)
+                if delay is None:
+                    delay = policy.backoff_delay(attempt)
             spent = max(time.monotonic() - started, slept)
             if attempt >= policy.attempts:
                 raise BackendError(f"{where}: {problem}; gave up after {attempt} attempts")
@@ -190,6 +186,14 @@ class ProviderClient:
                         where, problem, delay, attempt, policy.attempts)
             policy.sleep(delay)
             slept += delay
+
+    def _passing_problem(self, response: requests.Response) -> str | None:
+        """What is wrong, if the answer is one to wait out and retry; else None."""
+        if self.is_rate_limited(response):
+            return "rate limited"
+        if response.status_code >= 500:
+            return f"HTTP {response.status_code} ({error_detail(response)})"
+        return None
 
     def error_for(self, response: requests.Response, action: str) -> BackendError:
         """The error to raise for a response the caller did not expect."""
