@@ -53,6 +53,9 @@ class Settings:
     box_client_id: str = _env("CLOUDSTRYPE_BOX_CLIENT_ID")
     box_client_secret: str = _env("CLOUDSTRYPE_BOX_CLIENT_SECRET", secret=True)
     provider_url_overrides: str = _env("CLOUDSTRYPE_PROVIDER_URL_OVERRIDES")
+    # Deployed, the client secrets above live in one Secrets Manager secret (a JSON object keyed
+    # by their environment names), never in the functions' environment.
+    oauth_secrets_arn: str = _env("CLOUDSTRYPE_OAUTH_SECRETS_ARN")
 
     # Any value: logs include a stack trace for unexpected errors when set to "true".
     debug: str = _env("CLOUDSTRYPE_DEBUG", "false")
@@ -78,9 +81,28 @@ class Settings:
         return str(getattr(self, name)).lower() in ("1", "true", "yes", "on")
 
 
+def _with_secrets_manager(settings: Settings) -> Settings:
+    if not settings.oauth_secrets_arn:
+        return settings
+    import json
+
+    import boto3
+    secret = boto3.client("secretsmanager", region_name=settings.region).get_secret_value(
+        SecretId=settings.oauth_secrets_arn)
+    values = json.loads(secret.get("SecretString") or "{}")
+    filled = {}
+    for f in dataclasses.fields(Settings):
+        # Only secret fields, and only when the environment left them empty.
+        if f.metadata["secret"] and not getattr(settings, f.name) and \
+                isinstance(values.get(f.metadata["env"]), str):
+            filled[f.name] = values[f.metadata["env"]]
+    return dataclasses.replace(settings, **filled)
+
+
 @functools.cache
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """The settings, read once per process (a Lambda container)."""
+    return _with_secrets_manager(Settings.from_env())
 
 
 def reset_settings_cache() -> None:

@@ -133,6 +133,11 @@ class ServiceApp(Chalice):
         if request is not None and "accept" not in request.headers:
             request.headers._dict["accept"] = "*/*"
         response = get_response(request)
+        # The web UI calls from its own origin (CloudFront); bearer tokens, no cookies, so any
+        # origin may read the answers.
+        response.headers.setdefault("Access-Control-Allow-Origin", "*")
+        response.headers.setdefault("Access-Control-Expose-Headers",
+                                    "Content-Range, Content-Length, ETag, Accept-Ranges")
         # Chalice's own errors (405 and the like) come as {"Code", "Message"}; speak ours.
         body = response.body
         if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
