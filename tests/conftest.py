@@ -1,14 +1,35 @@
 """Fixtures shared by the whole suite: one running local stack per test session."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support import Api, cli, register_and_login, start_stack, unique, login
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("stack-data"))
+def fake_providers():
+    """Dropbox, Google Drive, OneDrive and Box, as local servers speaking their APIs."""
+    from tests.fakes import FAKES
+    fakes = {name: fake_class().start() for name, fake_class in FAKES.items()}
+    yield fakes
+    for fake in fakes.values():
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, fake_providers):
+    from tests.fakes import CLIENT_ID, CLIENT_SECRET
+    overrides, env = {}, {}
+    for name, fake in fake_providers.items():
+        overrides.update(fake.url_overrides())
+        env[f"CLOUDSTRYPE_{name.upper()}_CLIENT_ID"] = CLIENT_ID
+        env[f"CLOUDSTRYPE_{name.upper()}_CLIENT_SECRET"] = CLIENT_SECRET
+    env["CLOUDSTRYPE_PROVIDER_URL_OVERRIDES"] = json.dumps(overrides)
+    # The fake providers speak plain HTTP on loopback; oauthlib insists on HTTPS otherwise.
+    env["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    running = start_stack(tmp_path_factory.mktemp("stack-data"), env=env)
     yield running
     code = running.stop()
     assert code == 0, f"the stack did not stop cleanly ({code}):\n{running.log()}"

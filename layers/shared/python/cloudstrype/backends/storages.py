@@ -93,11 +93,14 @@ def _split_config(kind: str, config: dict) -> tuple[dict, dict]:
 
 
 def _full_config(record: StorageRecord) -> dict:
+    """What the backend is opened with: its kind's declared fields, secrets unsealed. (Labels
+    kept for display, like an OAuth account's name, are not backend settings.)"""
     config = dict(record.settings or {})
     if record.sealed_secrets:
         config.update(json.loads(vault.open_sealed(record.owner, record.sealed_secrets,
                                                    _purpose(record))))
-    return config
+    fields = {f.name for f in registry.KINDS[record.kind].fields}
+    return {name: value for name, value in config.items() if name in fields}
 
 
 def _seal(record: StorageRecord, secrets: dict) -> None:
@@ -235,6 +238,9 @@ _BACKEND_CACHE_SECONDS = 300
 
 
 def backend_for(record: StorageRecord) -> Backend:
+    if record.kind == "member":   # an array member: reached over its WebSocket, no credentials
+        from cloudstrype.array.backend import MemberBackend
+        return MemberBackend.for_record(record)
     key = (record.owner, record.storage_id)
     now = time.monotonic()
     with _cache_lock:

@@ -1,0 +1,146 @@
+"""Connecting cloud accounts through OAuth, end to end over HTTP against the local stack and
+local servers that speak each provider's API (tests/fakes)."""
+import os
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import requests
+
+from tests.support import assert_error, register_and_login
+
+PROVIDERS = ["dropbox", "gdrive", "onedrive", "box"]
+
+
+def authorize(user, provider, **params):
+    response = user.api.get(f"/api/cloud/oauth/{provider}/authorize", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def consent(authorize_url: str) -> str:
+    """The provider's consent page, approved: it redirects the browser to our callback."""
+    response = requests.get(authorize_url, allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+    return response.headers["Location"]
+
+
+def connect(user, provider, **params) -> dict:
+    started = authorize(user, provider, **params)
+    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
+    assert callback.status_code == 201, callback.text
+    return callback.json()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_authorize_url_carries_state_and_pkce_where_supported(user, provider, stack):
+    started = authorize(user, provider)
+    query = parse_qs(urlsplit(started["authorize_url"]).query)
+    assert query["state"] == [started["state"]]
+    assert query["redirect_uri"] == [f"{stack.url}/api/cloud/oauth/{provider}/callback"]
+    assert query["response_type"] == ["code"]
+    if provider == "box":
+        assert "code_challenge" not in query
+    else:
+        assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
+
+
+def test_connect_every_provider_and_store_chunks_across_them(api):
+    user = register_and_login(api)
+    connected = [connect(user, provider, name=f"My {provider}") for provider in PROVIDERS]
+    assert [c["kind"] for c in connected] == PROVIDERS
+    for storage in connected:
+        assert storage["online"] is True and storage["name"].startswith("My ")
+        assert "token" not in storage["settings"] and "access_token" not in str(storage)
+    listed = user.api.get("/api/cloud/storages").json()["storages"]
+    assert {s["kind"] for s in listed} == set(PROVIDERS)
+
+    data = os.urandom(300_000)
+    stored = user.api.post("/api/chunk", files={"file": ("c", data)},
+                           data={"durability": "rs(2,2)"})
+    assert stored.status_code == 201, stored.text
+    assert {s["storage_id"] for s in stored.json()["shares"]} == {c["id"] for c in connected}
+    assert user.api.get(f"/api/chunk/{stored.json()['chunk_id']}").content == data
+
+
+def _sealed_secrets(stack, owner: str, storage_id: str) -> bytes:
+    info = stack.stack_info()
+    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local-secret"
+                           ).Table("cloudstrype-storages")
+    item = table.get_item(Key={"owner": owner, "storage_id": storage_id},
+                          ConsistentRead=True)["Item"]
+    return bytes(item["sealed_secrets"])
+
+
+def test_expired_access_tokens_are_refreshed_and_saved(api, fake_providers, stack):
+    user = register_and_login(api)
+    storage = connect(user, "dropbox")
+    stored = user.api.post("/api/chunk", files={"file": ("c", b"refresh me")},
+                           data={"durability": "raid1(1)"}).json()
+    sealed_before = _sealed_secrets(stack, user.user_id, storage["id"])
+    fake = fake_providers["dropbox"]
+    grants_before = fake.token_grants.count("refresh_token")
+    fake.expire_access_tokens()
+    response = user.api.get(f"/api/chunk/{stored['chunk_id']}")
+    assert response.status_code == 200 and response.content == b"refresh me"
+    assert fake.token_grants.count("refresh_token") == grants_before + 1
+    assert stored["shares"][0]["storage_id"] == storage["id"]
+    # The new token was sealed and saved, so it survives the function (or server) going away.
+    assert _sealed_secrets(stack, user.user_id, storage["id"]) != sealed_before
+
+
+def test_state_is_single_use(user):
+    started = authorize(user, "gdrive")
+    callback_url = consent(started["authorize_url"])
+    assert requests.get(callback_url, allow_redirects=False, timeout=30).status_code == 201
+    again = requests.get(callback_url, allow_redirects=False, timeout=30)
+    assert_error(again, 400, "reused_state")
+
+
+def test_state_for_another_provider_is_refused(user, stack):
+    started = authorize(user, "dropbox")
+    callback = consent(started["authorize_url"]).replace("/oauth/dropbox/", "/oauth/box/")
+    assert_error(requests.get(callback, allow_redirects=False, timeout=30), 400, "invalid_state")
+
+
+def test_unknown_state_and_missing_parameters_are_refused(stack):
+    base = f"{stack.url}/api/cloud/oauth/onedrive/callback"
+    assert_error(requests.get(base, params={"code": "c", "state": "made-up"}, timeout=10), 400,
+                 "invalid_state")
+    assert_error(requests.get(base, params={"state": "s"}, timeout=10), 400, "missing_parameter")
+    assert_error(requests.get(base, params={"error": "access_denied"}, timeout=10), 400,
+                 "access_denied")
+    assert_error(requests.get(f"{stack.url}/api/cloud/oauth/myspace/callback",
+                              params={"code": "c", "state": "s"}, timeout=10), 404,
+                 "unknown_provider")
+
+
+def test_expired_state_is_refused(user, stack):
+    started = authorize(user, "box")
+    info = stack.stack_info()
+    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local-secret"
+                           ).Table("cloudstrype-oauth-states")
+    table.update_item(Key={"state": started["state"]}, UpdateExpression="SET expires_at = :t",
+                      ExpressionAttributeValues={":t": int(time.time()) - 1})
+    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
+    assert_error(callback, 400, "expired_state")
+
+
+def test_return_to_redirects_back_to_the_site_only(user):
+    started = authorize(user, "dropbox", return_to="/#/storages")
+    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
+    assert callback.status_code == 302
+    location = callback.headers["Location"]
+    assert location.startswith("/#/storages?connected=st-")
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil"):
+        assert_error(user.api.get("/api/cloud/oauth/dropbox/authorize",
+                                  params={"return_to": evil}), 400, "invalid_return_to")
+
+
+def test_authorize_needs_a_signed_in_user(api):
+    assert_error(api.as_user(None).get("/api/cloud/oauth/dropbox/authorize"), 401)
+    assert_error(api.get("/api/cloud/oauth/nope/authorize",
+                         headers={"Authorization": "Bearer x"}), 401)
