@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--user-pool-id",
                           help="a deployed Cognito user pool instead of the local stack")
         task.set_defaults(run=_admin)
+    from cloudstrype_client import member  # `array`: this machine as an array member
+    member.add_parser(commands)
     return parser
 
 

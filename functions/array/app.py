@@ -1,44 +1,71 @@
-"""Array service: the members' WebSocket API (routes only; the work is in cloudstrype.array)."""
-import json
-
-from cloudstrype import errors
-from cloudstrype.api.service import ServiceApp
-from cloudstrype.array import connections
-from cloudstrype.auth.tokens import authenticate
+"""Array service: the members' WebSocket API and /api/array/ (routes only; the work is in
+cloudstrype.array)."""
+from cloudstrype.api.service import Reply, ServiceApp
+from cloudstrype.array import service, socket
+from cloudstrype.pipeline import store
 
 app = ServiceApp("array", "/api/array")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
-def _connect_credentials(event) -> str | None:
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    if headers.get("authorization"):
-        return headers["authorization"]
-    token = (event.get("queryStringParameters") or {}).get("token")
-    # Clients that cannot set headers (browsers) pass the token as a query parameter.
-    return f"Bearer {token}" if token else None
 
 @app.on_ws_connect()
 def connect(event):
-    try:
-        authenticate(_connect_credentials(event.to_dict()))
-    except errors.ApiError as exc:
-        return {"statusCode": exc.status, "body": exc.message}
-    return {"statusCode": 200}
+    return socket.on_connect(event.to_dict(), event.connection_id)
+
 
 @app.on_ws_message()
 def message(event):
-    try:
-        request = json.loads(event.body)
-    except ValueError:
-        connections.send(event.connection_id, {"type": "error", "error": "Messages must be JSON."})
-        return
-    if request.get("type") == "ping":
-        connections.send(event.connection_id, {"type": "pong", "id": request.get("id")})
-    else:
-        connections.send(event.connection_id, {"type": "error", "id": request.get("id"),
-                                               "error": f"Unknown message type "
-                                                        f"{request.get('type')!r}."})
+    socket.on_message(event.connection_id, event.body)
+
 
 @app.on_ws_disconnect()
 def disconnect(event):
+    socket.on_disconnect(event.connection_id)
     return {"statusCode": 200}
+
+
+@app.endpoint("/members")
+def list_members(call):
+    return {"members": service.list_members(call.principal.user_id)}
+
+
+@app.endpoint("/members/{member_id}")
+def get_member(call, member_id):
+    return service.get_member(call.principal.user_id, member_id)
+
+
+@app.endpoint("/members/{member_id}", ["DELETE"])
+def delete_member(call, member_id):
+    service.delete_member(call.principal.user_id, member_id)
+    return Reply(status=204)
+
+
+@app.endpoint("/members/{member_id}/drain", ["POST"])
+def drain_member(call, member_id):
+    result = service.drain_member(call.principal.user_id, member_id)
+    return Reply(result, status=200 if result["remaining"] == 0 else 202)
+
+
+@app.endpoint("/members/{member_id}/verify", ["POST"])
+def verify_member(call, member_id):
+    result = service.verify_member(call.principal.user_id, member_id)
+    return Reply(result, status=200 if result["remaining"] == 0 else 202)
+
+
+@app.endpoint("/{chunk_id}", ["POST"])
+def put_blob(call, chunk_id):
+    replicas = call.query_int("replicas", 0, minimum=1, maximum=16) or None
+    return Reply(service.put_blob(call.principal.user_id, chunk_id, call.raw_body, replicas),
+                 status=201)
+
+
+@app.endpoint("/{chunk_id}")
+def get_blob(call, chunk_id):
+    return Reply(data=store.get_chunk(call.principal.user_id, chunk_id),
+                 content_type="application/octet-stream")
+
+
+@app.endpoint("/{chunk_id}", ["DELETE"])
+def delete_blob(call, chunk_id):
+    store.delete_chunk(call.principal.user_id, chunk_id)
+    return Reply(status=204)

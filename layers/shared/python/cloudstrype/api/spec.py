@@ -164,6 +164,38 @@ op("GET", "/api/cloud/{chunk_id}", "Read a stored body", responses={200: BYTES, 
 op("DELETE", "/api/cloud/{chunk_id}", "Delete a stored body and its copies",
    responses={204: "Deleted"})
 
+# -- array -------------------------------------------------------------------------------------
+MEMBER = {"$ref": "#/components/schemas/Member"}
+COMPONENTS["schemas"]["Member"] = {
+    "type": "object",
+    "properties": {"id": S, "name": S, "storage_id": S, "online": {"type": "boolean"},
+                   "status": S, "capacity": {"type": ["integer", "null"]}, "used": I,
+                   "free": {"type": ["integer", "null"]}, "shares": I, "stored_bytes": I,
+                   "last_seen": {"type": ["string", "null"]},
+                   "connected_since": {"type": ["string", "null"]},
+                   "version": {"type": ["string", "null"]}, "protocol": I}}
+op("GET", "/api/array/members", "The user's array members: online, space, last seen",
+   responses={200: {"schema": _obj(["members"], members={"type": "array", "items": MEMBER})}})
+op("GET", "/api/array/members/{member_id}", "One member",
+   responses={200: {"schema": MEMBER}, 404: "No such member"})
+op("DELETE", "/api/array/members/{member_id}", "Remove an empty member (it is told to stop)",
+   responses={204: "Removed", 404: "No such member", 409: "Still holds shares: drain it first"})
+op("POST", "/api/array/members/{member_id}/drain",
+   "Move the member's shares elsewhere (call again while 202)",
+   responses={200: "Drained", 202: "Shares remain; call again"})
+op("POST", "/api/array/members/{member_id}/verify",
+   "The member hashes its shares against the recorded hashes; bad ones are queued for repair",
+   responses={200: "Checked every share", 202: "Checked some; call again",
+              409: "Member offline"})
+op("POST", "/api/array/{chunk_id}", "Store the body as given on N members (no encryption)",
+   body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
+   query={"replicas": I},
+   responses={201: {"schema": CHUNK}, 409: "Chunk id in use", 422: "Not enough members online"})
+op("GET", "/api/array/{chunk_id}", "Read a stored body from the members that answer first",
+   responses={200: BYTES, 404: "Unknown", 503: "Not enough members online"})
+op("DELETE", "/api/array/{chunk_id}", "Delete a stored body and its copies",
+   responses={204: "Deleted"})
+
 # -- chunk -------------------------------------------------------------------------------------
 op("POST", "/api/chunk", "Encrypt, replicate or erasure-code, and store one chunk (<= 4 MiB)",
    body=_obj(["file"], encryption={"enum": ["aes256-gcm", "aes256-md5", "none"]},

@@ -38,3 +38,12 @@ def send(connection_id: str, message: dict) -> bool:
     except client.exceptions.GoneException:
         return False
     return True
+
+
+def close(connection_id: str) -> None:
+    """Close a connection from the server side (a removed member); a gone one is fine."""
+    client = _management_client()
+    try:
+        client.delete_connection(ConnectionId=connection_id)
+    except client.exceptions.GoneException:
+        pass

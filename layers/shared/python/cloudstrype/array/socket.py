@@ -1,0 +1,79 @@
+"""The WebSocket routes' work: `$connect`, `$default` (every message) and `$disconnect`.
+
+Each is a separate Lambda invocation in AWS. `$connect` proves who the user is; the other two
+learn it from the connection record written then.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from cloudstrype import errors
+from cloudstrype.array import connections, members, protocol
+from cloudstrype.auth.tokens import authenticate
+
+log = logging.getLogger("cloudstrype.array")
+
+
+def _credentials(event: dict) -> str | None:
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    if headers.get("authorization"):
+        return headers["authorization"]
+    token = (event.get("queryStringParameters") or {}).get("token")
+    # Clients that cannot set headers (browsers) pass the token as a query parameter.
+    return f"Bearer {token}" if token else None
+
+
+def on_connect(event: dict, connection_id: str) -> dict:
+    try:
+        principal = authenticate(_credentials(event))
+    except errors.ApiError as exc:
+        return {"statusCode": exc.status, "body": exc.message}
+    member_id = (event.get("queryStringParameters") or {}).get("member_id")
+    if member_id is not None and not protocol.valid_member_id(member_id):
+        return {"statusCode": 400,
+                "body": "member_id must be 8-64 letters, digits, '-' or '_'."}
+    members.open_connection(connection_id, principal.user_id, principal.username, member_id)
+    return {"statusCode": 200}
+
+
+def on_message(connection_id: str, body: str | None) -> None:
+    reply = handle(connection_id, body)
+    if reply is not None:
+        connections.send(connection_id, reply)
+
+
+def handle(connection_id: str, body: str | None) -> dict | None:
+    """One message in, at most one reply out."""
+    message_id = None
+    try:
+        if body is None or len(body) > protocol.MAX_MESSAGE_BYTES:
+            raise protocol.ProtocolError(f"Messages must be JSON objects under "
+                                         f"{protocol.MAX_MESSAGE_BYTES // 1024} KB.")
+        try:
+            message = json.loads(body)
+        except ValueError:
+            raise protocol.ProtocolError("Messages must be JSON.") from None
+        if not isinstance(message, dict):
+            raise protocol.ProtocolError("Messages must be JSON objects with a 'type'.")
+        message_id = message.get("id")
+        kind = message.get("type")
+        conn = members.connection(connection_id)
+        if conn is None:
+            raise protocol.ProtocolError("This connection is not known; reconnect.",
+                                         code="unknown_connection")
+        if kind == "ping":
+            return members.ping(conn, message)
+        if kind == "hello":
+            return members.hello(conn, message)
+        if kind == "result":
+            members.record_result(conn, message)
+            return None
+        raise protocol.ProtocolError(f"Unknown message type {kind!r}; expected hello, ping or "
+                                     f"result.", code="unknown_type")
+    except protocol.ProtocolError as exc:
+        return {"type": "error", "id": message_id, "code": exc.code, "error": str(exc)}
+
+
+def on_disconnect(connection_id: str) -> None:
+    members.close_connection(connection_id)
