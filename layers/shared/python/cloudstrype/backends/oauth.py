@@ -272,8 +272,8 @@ class ProviderSession(OAuth2Session):
 
     It refreshes the access token shortly before the token's stated expiry (auto refresh) and
     when asked to after a 401 (`refresh_access_token`), and hands every new token to
-    `on_token_refreshed` so the caller can persist it — Box and Microsoft retire the old refresh
-    token, so a token not saved is a storage lost. Safe to share between threads: one refresh
+    `on_token_refreshed` so the caller can persist it — Box retires the old refresh token at
+    once (and Microsoft may), so a token not saved is a storage lost. Safe to share between threads: one refresh
     at a time, and a thread that saw an old token does not refresh again.
     """
 
