@@ -28,3 +28,17 @@ def websocket_handlers() -> dict:
         for route_key, config in getattr(module.app, "websocket_handlers", {}).items():
             handlers[route_key] = getattr(module, config.handler_string.rsplit(".", 1)[-1])
     return handlers
+
+
+def scheduled_handlers() -> dict:
+    """Name -> the Lambda handler of every chalice `@app.schedule` job, across services."""
+    from chalice.app import ScheduledEventConfig
+
+    handlers = {}
+    for name in available_services():
+        module = importlib.import_module(f"functions.{name}.app")
+        for source in getattr(module.app, "event_sources", []):
+            if isinstance(source, ScheduledEventConfig):
+                handlers[f"{name}.{source.name}"] = getattr(
+                    module, source.handler_string.rsplit(".", 1)[-1])
+    return handlers

@@ -1,5 +1,7 @@
 """Chunk service: the pipeline over HTTP — encrypt, replicate or erasure-code, place, read back,
 repair. Routes only; the work is in cloudstrype.pipeline."""
+from chalice import Rate
+
 from cloudstrype import errors
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.pipeline import store
@@ -48,3 +50,9 @@ def delete_chunk(call, chunk_id):
 @app.endpoint("/{chunk_id}/repair", ["POST"])
 def repair_chunk(call, chunk_id):
     return store.repair_chunk(call.principal.user_id, chunk_id)
+
+
+# The scrub: every hour in AWS (an EventBridge rule); the local stack runs it on a timer too.
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def scrub(event):
+    return store.scrub(budget_seconds=600)

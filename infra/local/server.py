@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import sys
+import time
+import uuid
 from pathlib import Path
 
 from infra.local import aws
@@ -58,6 +60,7 @@ class LocalStack:
         self.data_dir = data_dir.resolve()
         self.moto: aws.MotoServer | None = None
         self.management_port = 0
+        self.scheduled: dict = {}
         self._lock_file = None
 
     @property
@@ -89,6 +92,7 @@ class LocalStack:
         gateway = Gateway(apps, functions.websocket_handlers(), WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
                                       "userPoolClientId": resources.user_pool_client_id})
+        self.scheduled = functions.scheduled_handlers()
         (self.data_dir / STACK_FILE).write_text(json.dumps({
             "url": self.url, "pid": os.getpid(), "aws_endpoint": self.moto.endpoint,
             **resources.to_json()}, indent=2))
@@ -113,12 +117,14 @@ class LocalStack:
                   flush=True)
             if ready is not None:
                 ready.set()
+            jobs = asyncio.create_task(self._run_schedules(gateway))
             stop = stop or asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             print("Stopping Cloudstrype…", flush=True)
+            jobs.cancel()
         finally:
             for connection in list(gateway.connections.values()):
                 if connection.socket is not None:
@@ -127,6 +133,25 @@ class LocalStack:
             await management.cleanup()
             gateway.executor.shutdown(wait=True, cancel_futures=True)
             self.shutdown()
+
+    async def _run_schedules(self, gateway) -> None:
+        """What EventBridge does in AWS: call each scheduled job's handler now and then."""
+        interval = float(os.environ.get("CLOUDSTRYPE_SCHEDULE_INTERVAL", "600"))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            for name, handler in self.scheduled.items():
+                event = {"version": "0", "id": str(uuid.uuid4()),
+                         "detail-type": "Scheduled Event", "source": "aws.events",
+                         "account": "000000000000", "region": aws.REGION,
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "resources": [f"arn:aws:events:{aws.REGION}:000000000000:rule/{name}"],
+                         "detail": {}}
+                try:
+                    result = await loop.run_in_executor(gateway.executor, handler, event, None)
+                    log.info("scheduled job %s: %s", name, result)
+                except Exception:
+                    log.exception("scheduled job %s failed", name)
 
     def shutdown(self) -> None:
         """Stop what this instance started; a server refused at start-up owns nothing here."""

@@ -510,3 +510,30 @@ def _forget_placements(owner: str, storage_id: str, chunk_id: str) -> None:
     for placement in Placement.query(_storage_ref(owner, storage_id),
                                      Placement.share_ref.startswith(f"{chunk_id}#")):
         placement.delete()
+
+
+def scrub(budget_seconds: float = 600.0) -> dict:
+    """The scheduled scrub: repair chunks whose shares failed a read, and continue drains.
+
+    Runs across all users (it is the system's own job, not a request). Stops when the budget is
+    spent; the next run continues where the damage still is.
+    """
+    deadline = time.monotonic() + budget_seconds
+    repaired, failed = 0, []
+    for record in ChunkRecord.scan(ChunkRecord.damaged.exists()):
+        if time.monotonic() > deadline:
+            break
+        try:
+            repaired += len(repair_chunk(record.owner, record.chunk_id)["repaired"])
+        except errors.ApiError as exc:
+            failed.append(f"{record.chunk_id}: {exc.message}")
+    drained = 0
+    for storage in storages.StorageRecord.scan(
+            storages.StorageRecord.status == storages.DRAINING):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        drained += drain_storage(storage.owner, storage.storage_id, remaining)["moved"]
+    if failed:
+        log.warning("scrub could not repair %d chunks: %s", len(failed), failed[:10])
+    return {"repaired_shares": repaired, "moved_shares": drained, "failed": failed[:50]}

@@ -23,7 +23,8 @@ CHUNK_SIZE = 4 * 1024 * 1024
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 UPLOAD_TTL_SECONDS = 7 * 24 * 3600
 MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
-ATTACH_ATTEMPTS = 30
+# Racing writers of one name retry (optimistic concurrency) for at most this long.
+ATTACH_SECONDS = 15.0
 _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
 
 
@@ -140,8 +141,11 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
                            etag=version.etag, content_type=version.content_type,
                            durability=version.durability, encryption=version.encryption,
                            created=stamp)
-    for attempt in range(ATTACH_ATTEMPTS):
-        if attempt:
+    deadline = time.monotonic() + ATTACH_SECONDS
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        if attempt > 1:
             # Optimistic concurrency: back off with jitter so racing writers spread out.
             time.sleep(random.uniform(0.005, 0.02 * min(attempt, 10)))
         existing = tree.child(owner, parent.node_id, name)
