@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         task.set_defaults(run=_admin)
     from cloudstrype_client import member  # `array`: this machine as an array member
     member.add_parser(commands)
+    from cloudstrype_client import commands as desktop  # login, ls, put, get, ... (HTTP only)
+    desktop.add_commands(commands)
     return parser
 
 

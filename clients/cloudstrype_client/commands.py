@@ -1,0 +1,667 @@
+"""The desktop commands: login, logout, ls, put, get, mkdir, mv, rm, cat, info, storages, members.
+
+They speak HTTP only (cloudstrype_client.api). Messages go to stderr, results to stdout; the exit
+codes are those of cloudstrype_client.errors. ``add_commands(subparsers)`` registers them on the
+`cloudstrype` parser.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import getpass
+import json
+import os
+import re
+import sys
+import time
+import webbrowser
+from datetime import datetime
+
+from cloudstrype_client import config, remote, transfer
+from cloudstrype_client.api import Client, normalize_server
+from cloudstrype_client.errors import (AUTH, CONFLICT, FAILED, INTERRUPTED, NOT_FOUND, OK,
+                                       USAGE, AuthError, CliError, NotFoundError, UsageError)
+from cloudstrype_client.progress import human_size
+
+EXIT_CODES_HELP = """exit codes: 0 ok, 1 an operation failed, 2 usage error, 3 not logged in or
+login refused, 4 not found, 5 conflict (exists, not empty, storage still holds shares),
+6 server unreachable, 130 interrupted"""
+
+OAUTH_PROVIDERS = ("dropbox", "gdrive", "onedrive", "box")
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+def _command(handler):
+    """Run a handler: CliError -> its message on stderr and its exit code."""
+    @functools.wraps(handler)
+    def run(args) -> int:
+        # Shared options are SUPPRESSed in the parsers (so that a nested parser's default never
+        # overwrites a value given earlier on the line); fill in what was not given.
+        for name, default in (("server", None), ("quiet", False), ("json", False)):
+            if not hasattr(args, name):
+                setattr(args, name, default)
+        try:
+            return handler(args) or OK
+        except CliError as exc:
+            print(f"cloudstrype {args.command}: {exc.message}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        except BrokenPipeError:
+            # The reader went away (`cloudstrype cat x | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return OK
+        except KeyboardInterrupt:
+            print("\nInterrupted; running the same command again resumes big uploads.",
+                  file=sys.stderr, flush=True)
+            # Worker threads may be mid-request: leave without waiting for them.
+            os._exit(INTERRUPTED)
+    return run
+
+
+def _client(args, **kwargs) -> Client:
+    jobs = getattr(args, "jobs", None) or 4
+    return Client.from_args(args, pool_size=max(16, 2 * jobs + 4), **kwargs)
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _local_time(text: str | None) -> str:
+    if not text:
+        return "-"
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[list[str]], headers: list[str], right: set[int] = frozenset()) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        cells = [str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i])
+                 for i, c in enumerate(row)]
+        print("  ".join(cells).rstrip())
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'500G', '1.5TiB', '1048576' -> bytes (K, M, G, T, P are powers of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500G, 2T, 1048576)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgtp".index(unit or " "))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1 or value > 64:
+        raise argparse.ArgumentTypeError("use 1 to 64")
+    return value
+
+
+# -- login / logout -------------------------------------------------------------------------------
+
+@_command
+def cmd_login(args) -> int:
+    saved = config.load_credentials()
+    server = normalize_server(args.server or os.environ.get("CLOUDSTRYPE_SERVER") or
+                              (saved or {}).get("server") or config.DEFAULT_SERVER)
+    username = args.username
+    if not username:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise UsageError("Give --username (it cannot be asked for when stdin is not a "
+                             "terminal).")
+        sys.stderr.write("Username: ")
+        sys.stderr.flush()
+        username = sys.stdin.readline().strip()
+    if not username:
+        raise UsageError("A username is needed.")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+    if not password:
+        raise UsageError("A password is needed.")
+    client = Client(server)
+    response = client.request("POST", "/api/auth/login", auth=False, retry=True, ok=(200,),
+                              json={"username": username, "password": password})
+    tokens = response.json()
+    config.save_credentials(config.tokens_to_credentials(server, username, tokens))
+    if not args.quiet:
+        print(f"Logged in to {server} as {username} (credentials in "
+              f"{config.credentials_path()}).", file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_logout(args) -> int:
+    saved = config.load_credentials()
+    removed = config.delete_credentials()
+    if not args.quiet:
+        if removed and saved:
+            print(f"Logged out of {saved.get('server')}.", file=sys.stderr)
+        else:
+            print("Not logged in.", file=sys.stderr)
+    return OK
+
+
+# -- listing and metadata -------------------------------------------------------------------------
+
+def _entry_json(entry: dict, path: str) -> dict:
+    return {"id": entry.get("id"), "name": entry.get("name"), "path": path,
+            "type": entry.get("type"), "size": int(entry.get("size") or 0),
+            "modified": entry.get("modified")}
+
+
+@_command
+def cmd_ls(args) -> int:
+    client = _client(args)
+    path = remote.normalize(args.path)
+    node = remote.lookup(client, path)
+    if node.get("type") != remote.DIRECTORY:
+        rows = [(node.get("name") or path, node, path)]
+    elif args.recursive:
+        rows = [(rel, entry, remote.join(path, rel))
+                for rel, entry in sorted(remote.walk(client, path, args.jobs),
+                                         key=lambda item: item[0])]
+    else:
+        rows = [(e["name"], e, remote.join(path, e["name"]))
+                for e in sorted(remote.list_dir(client, path), key=lambda e: e["name"])]
+    if args.json:
+        _print_json([_entry_json(entry, full) for _, entry, full in rows])
+        return OK
+    out = []
+    for shown, entry, _ in rows:
+        is_dir = entry.get("type") == remote.DIRECTORY
+        name = shown + ("/" if is_dir else "")
+        if args.long:
+            size = "-" if is_dir else str(int(entry.get("size") or 0))
+            out.append(f"{'d' if is_dir else '-'} {size:>14} {_local_time(entry.get('modified'))}"
+                       f"  {name}")
+        else:
+            out.append(name)
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    return OK
+
+
+@_command
+def cmd_info(args) -> int:
+    client = _client(args)
+    node = remote.lookup(client, args.path)
+    info = remote.file_info(client, node["id"])
+    info.setdefault("path", remote.normalize(args.path))
+    if args.json:
+        _print_json(info)
+        return OK
+    keys = ["path", "id", "type"]
+    if info.get("type") == remote.FILE:
+        keys += ["size", "content_type", "sha256", "etag", "durability", "encryption",
+                 "version"]
+    keys += ["created", "modified"]
+    for key in keys:
+        value = info.get(key)
+        if key == "size":
+            value = f"{value} ({human_size(value)})"
+        elif key in ("created", "modified"):
+            value = _local_time(value)
+        print(f"{key + ':':<14}{'-' if value is None else value}")
+    versions = info.get("versions") or []
+    if versions:
+        print(f"{'versions:':<14}{len(versions)}")
+        for v in versions:
+            mark = "*" if v.get("current") else " "
+            print(f"  {mark} {v.get('version')}  {v.get('size'):>12}  "
+                  f"{_local_time(v.get('created'))}")
+    for key, value in sorted((info.get("attributes") or {}).items()):
+        print(f"{'attribute:':<14}{key} = {value}")
+    return OK
+
+
+# -- changing the tree ----------------------------------------------------------------------------
+
+@_command
+def cmd_mkdir(args) -> int:
+    client = _client(args)
+    status = OK
+    for given in args.paths:
+        path = remote.normalize(given)
+        try:
+            if path == "/":
+                if not args.parents:
+                    raise CliError("/ exists already.", CONFLICT)
+                continue
+            if not args.parents:
+                parent, _ = remote.split(path)
+                above = remote.stat(client, parent)
+                if above is None:
+                    raise NotFoundError(f"No such directory: {parent} (use -p to create "
+                                        f"parents).")
+                if above.get("type") != remote.DIRECTORY:
+                    raise CliError(f"{parent} is a file, not a directory.", CONFLICT)
+                if remote.stat(client, path) is not None:
+                    raise CliError(f"{path} exists already.", CONFLICT)
+            client.request("POST", "/api/filesystem/dirs", json={"path": path}, retry=True,
+                           ok=(200, 201), what=path)
+        except CliError as exc:
+            print(f"cloudstrype mkdir: {exc.message}", file=sys.stderr)
+            status = exc.exit_code
+    return status
+
+
+@_command
+def cmd_mv(args) -> int:
+    client = _client(args)
+    dest = remote.normalize(args.dest)
+    target = remote.stat(client, dest)
+    into = target is not None and target.get("type") == remote.DIRECTORY
+    if len(args.sources) > 1 and not into:
+        raise UsageError(f"Moving several items needs an existing directory as DEST; {dest} is "
+                         f"{'a file' if target else 'not there'}.")
+    status = OK
+    for source in args.sources:
+        try:
+            node = remote.lookup(client, source)
+            if node.get("path") == "/" or remote.normalize(source) == "/":
+                raise UsageError("The root directory cannot be moved.")
+            if into:
+                body = {"path": dest}
+            else:
+                directory, name = remote.split(dest)
+                above = remote.stat(client, directory)
+                if above is None:
+                    raise NotFoundError(f"No such directory: {directory}")
+                if above.get("type") != remote.DIRECTORY:
+                    raise CliError(f"{directory} is a file, not a directory.", CONFLICT)
+                body = {"path": directory, "name": name}
+            client.request("POST", f"/api/filesystem/info/{node['id']}", json=body,
+                           retry=True, what=f"{remote.normalize(source)} -> {dest}")
+        except CliError as exc:
+            print(f"cloudstrype mv: {exc.message}", file=sys.stderr)
+            status = exc.exit_code
+    return status
+
+
+@_command
+def cmd_rm(args) -> int:
+    client = _client(args)
+    status = OK
+    for given in args.paths:
+        try:
+            path = remote.normalize(given)
+            if path == "/":
+                raise UsageError("Refusing to remove /; remove what is in it instead.")
+            node = remote.stat(client, path)
+            if node is None:
+                if args.force:
+                    continue
+                raise NotFoundError(f"No such file or directory: {path}")
+            if node.get("type") == remote.DIRECTORY and not args.recursive:
+                raise UsageError(f"{path} is a directory; use 'rm -r' to remove it and "
+                                 f"everything in it.")
+            client.request("DELETE", f"/api/filesystem/info/{node['id']}", ok=(204, 404),
+                           what=path)
+        except CliError as exc:
+            print(f"cloudstrype rm: {exc.message}", file=sys.stderr)
+            status = exc.exit_code
+    return status
+
+
+# -- transfers ------------------------------------------------------------------------------------
+
+def _bars(args) -> bool | None:
+    if args.quiet:
+        return False
+    return None                # decided by whether stderr is a terminal
+
+
+@_command
+def cmd_put(args) -> int:
+    client = _client(args)
+    return transfer.put(client, args.sources, args.dest, jobs=args.jobs, quiet=args.quiet,
+                        bars=_bars(args))
+
+
+@_command
+def cmd_get(args) -> int:
+    client = _client(args)
+    return transfer.get(client, args.sources, args.dest, jobs=args.jobs, quiet=args.quiet,
+                        bars=_bars(args))
+
+
+@_command
+def cmd_cat(args) -> int:
+    client = _client(args)
+    for path in args.paths:
+        transfer.cat(client, path, jobs=args.jobs)
+    return OK
+
+
+# -- storages -------------------------------------------------------------------------------------
+
+def _storages(client: Client) -> list[dict]:
+    return client.get_json("/api/cloud/storages").get("storages") or []
+
+
+def _find_storage(client: Client, ident: str) -> dict:
+    storages = _storages(client)
+    for wanted in (lambda s: s.get("id") == ident, lambda s: s.get("name") == ident):
+        found = [s for s in storages if wanted(s)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise UsageError(f"Several storages are named {ident!r}; use the id.")
+    raise NotFoundError(f"No storage {ident!r} (see 'cloudstrype storages list').")
+
+
+@_command
+def cmd_storages_list(args) -> int:
+    storages = _storages(_client(args))
+    if args.json:
+        _print_json(storages)
+        return OK
+    rows = [[s.get("id", ""), s.get("kind", ""), s.get("name", ""),
+             s.get("status", "") + ("" if s.get("online") else " (offline)"),
+             human_size(s.get("stored_bytes")), human_size(s.get("capacity")),
+             str(s.get("shares", 0))] for s in storages]
+    if not rows:
+        print("No storages yet; add one with 'cloudstrype storages add local PATH' or "
+              "'cloudstrype storages connect dropbox'.", file=sys.stderr)
+        return OK
+    _table(rows, ["ID", "KIND", "NAME", "STATUS", "STORED", "CAPACITY", "SHARES"], {4, 5, 6})
+    for s in storages:
+        if s.get("last_error"):
+            print(f"{s.get('name')}: last error: {s['last_error']}", file=sys.stderr)
+    return OK
+
+
+def _add_storage(args, kind: str, storage_config: dict) -> int:
+    client = _client(args)
+    body = {"kind": kind, "config": {k: v for k, v in storage_config.items() if v is not None}}
+    if args.name:
+        body["name"] = args.name
+    created = client.request("POST", "/api/cloud/storages", json=body, ok=(201,),
+                             what=f"adding the {kind} storage").json()
+    if args.json:
+        _print_json(created)
+    else:
+        print(created.get("id"))
+        if not args.quiet:
+            print(f"Added {kind} storage {created.get('name')!r} ({created.get('id')}).",
+                  file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_storages_add_local(args) -> int:
+    return _add_storage(args, "local", {"path": os.path.abspath(args.path),
+                                        "capacity": args.capacity})
+
+
+@_command
+def cmd_storages_add_s3(args) -> int:
+    secret = args.secret_key
+    if args.secret_key_stdin:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    elif secret is None:
+        secret = os.environ.get("CLOUDSTRYPE_S3_SECRET_KEY")
+    if not secret:
+        if not sys.stdin.isatty():
+            raise UsageError("Give the secret key with --secret-key-stdin (or "
+                             "CLOUDSTRYPE_S3_SECRET_KEY).")
+        secret = getpass.getpass("Secret access key: ")
+    return _add_storage(args, "s3", {
+        "bucket": args.bucket, "access_key": args.access_key, "secret_key": secret,
+        "endpoint_url": args.endpoint_url, "region": args.region, "prefix": args.prefix,
+        "capacity": args.capacity})
+
+
+@_command
+def cmd_storages_connect(args) -> int:
+    client = _client(args)
+    params = {}
+    if args.name:
+        params["name"] = args.name
+    before = {s.get("id") for s in _storages(client)} if args.wait else set()
+    answer = client.get_json(f"/api/cloud/oauth/{args.provider}/authorize", params=params,
+                             what=f"connecting {args.provider}")
+    url = answer["authorize_url"]
+    print(url)
+    if not args.quiet:
+        print(f"Open this address in a browser and allow access; the {args.provider} account "
+              f"then appears in 'cloudstrype storages list'.", file=sys.stderr)
+    if not args.no_browser and sys.stdout.isatty():
+        try:
+            webbrowser.open(url)
+        except Exception:                           # no browser here: the URL was printed
+            pass
+    if args.wait:
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            new = [s for s in _storages(client)
+                   if s.get("id") not in before and s.get("kind") == args.provider]
+            if new:
+                if not args.quiet:
+                    print(f"Connected {args.provider} storage {new[0].get('name')!r} "
+                          f"({new[0].get('id')}).", file=sys.stderr)
+                return OK
+        raise CliError(f"No {args.provider} account was connected within {args.wait} s.",
+                       FAILED)
+    return OK
+
+
+def _drain(client: Client, storage: dict, quiet: bool) -> None:
+    sid = storage["id"]
+    while True:
+        result = client.request("POST", f"/api/cloud/storages/{sid}/drain", ok=(200, 202),
+                                what=f"draining {storage.get('name')}").json()
+        if not quiet:
+            print(f"{storage.get('name')}: moved {result.get('moved', 0)} shares, "
+                  f"{result.get('remaining', 0)} remain.", file=sys.stderr)
+        if not result.get("remaining"):
+            return
+        if not result.get("moved"):
+            problems = "; ".join(map(str, result.get("problems") or [])) or "no progress"
+            raise CliError(f"{storage.get('name')}: {result['remaining']} shares could not be "
+                           f"moved ({problems}). Add a storage or try again later.", FAILED)
+
+
+@_command
+def cmd_storages_drain(args) -> int:
+    client = _client(args)
+    _drain(client, _find_storage(client, args.storage), args.quiet)
+    return OK
+
+
+@_command
+def cmd_storages_remove(args) -> int:
+    client = _client(args)
+    storage = _find_storage(client, args.storage)
+    if args.drain:
+        _drain(client, storage, args.quiet)
+    client.request("DELETE", f"/api/cloud/storages/{storage['id']}", ok=(204,),
+                   what=f"removing {storage.get('name')}")
+    if not args.quiet:
+        print(f"Removed storage {storage.get('name')!r} ({storage['id']}).", file=sys.stderr)
+    return OK
+
+
+# -- members --------------------------------------------------------------------------------------
+
+@_command
+def cmd_members(args) -> int:
+    client = _client(args)
+    try:
+        answer = client.get_json("/api/array/members")
+    except CliError as exc:
+        if exc.status == 404:
+            raise CliError(f"This server does not list array members (GET /api/array/members "
+                           f"answered 404: {exc.message}); it may be older than this client.",
+                           FAILED) from None
+        raise
+    members = answer.get("members", []) if isinstance(answer, dict) else answer
+    if args.json:
+        _print_json(members)
+        return OK
+    if not members:
+        print("No array members yet; run the member program on a desktop machine to add one.",
+              file=sys.stderr)
+        return OK
+    rows = [[m.get("name") or m.get("id", ""), "yes" if m.get("online") else "no",
+             human_size(m.get("capacity")), human_size(m.get("used")),
+             _local_time(m.get("last_seen"))] for m in members]
+    _table(rows, ["NAME", "ONLINE", "CAPACITY", "USED", "LAST SEEN"], {2, 3})
+    return OK
+
+
+# -- registration ---------------------------------------------------------------------------------
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", metavar="URL", default=argparse.SUPPRESS,
+                        help="the Cloudstrype server (default: $CLOUDSTRYPE_SERVER, else the "
+                             "one you logged in to, else http://127.0.0.1:8080)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or notes; errors only")
+    return common
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable JSON on stdout")
+
+
+def _jobs_flag(parser: argparse.ArgumentParser, default: int = 4) -> None:
+    parser.add_argument("-j", "--jobs", type=_positive, default=default, metavar="N",
+                        help=f"parallel transfers: files at once, and parts/ranges at once "
+                             f"(default {default})")
+
+
+def add_commands(commands) -> None:
+    """Register the desktop commands on the `cloudstrype` subparsers."""
+    common = _common()
+
+    def add(name: str, help_text: str, handler, **kwargs) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text, parents=[common],
+                                     description=help_text, epilog=EXIT_CODES_HELP, **kwargs)
+        parser.set_defaults(run=handler)
+        return parser
+
+    login = add("login", "log in and save the credentials", cmd_login)
+    login.add_argument("--username", "-u", help="(asked for when omitted)")
+    login.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of stdin")
+    add("logout", "forget the saved credentials", cmd_logout)
+
+    ls = add("ls", "list a directory", cmd_ls)
+    ls.add_argument("path", nargs="?", default="/", metavar="PATH")
+    ls.add_argument("-l", dest="long", action="store_true",
+                    help="long format: type, size in bytes, modified time, name")
+    ls.add_argument("-R", dest="recursive", action="store_true",
+                    help="everything below PATH, as paths relative to it")
+    _json_flag(ls)
+    _jobs_flag(ls)
+
+    put = add("put", "upload local files and folders", cmd_put,
+              formatter_class=argparse.RawDescriptionHelpFormatter)
+    put.description = ("Upload files and folders. A folder SRC becomes DEST/NAME; 'SRC/' copies "
+                       "its contents into DEST. One file becomes DEST unless DEST is a "
+                       "directory or ends in '/'. Interrupted big uploads resume when the same "
+                       "command runs again.")
+    put.add_argument("sources", nargs="+", metavar="SRC", help="local file or folder")
+    put.add_argument("dest", metavar="DEST", help="remote path, e.g. /backup/")
+    _jobs_flag(put)
+
+    get = add("get", "download files and folders", cmd_get)
+    get.description = ("Download files and folders. A folder SRC becomes DEST/NAME; 'SRC/' "
+                       "copies its contents into DEST. One file becomes DEST unless DEST is a "
+                       "directory or ends in '/'. Files are checked against their size and "
+                       "sha256 before they replace anything.")
+    get.add_argument("sources", nargs="+", metavar="SRC", help="remote file or folder")
+    get.add_argument("dest", metavar="DEST", help="local path")
+    _jobs_flag(get)
+
+    mkdir = add("mkdir", "create directories", cmd_mkdir)
+    mkdir.add_argument("paths", nargs="+", metavar="PATH")
+    mkdir.add_argument("-p", "--parents", action="store_true",
+                       help="create missing parents; no error when it exists")
+
+    mv = add("mv", "rename or move files and directories", cmd_mv)
+    mv.add_argument("sources", nargs="+", metavar="SRC")
+    mv.add_argument("dest", metavar="DEST",
+                    help="an existing directory to move into, or the new path")
+
+    rm = add("rm", "delete files and directories", cmd_rm)
+    rm.add_argument("paths", nargs="+", metavar="PATH")
+    rm.add_argument("-r", "-R", "--recursive", dest="recursive", action="store_true",
+                    help="delete directories and everything in them")
+    rm.add_argument("-f", "--force", action="store_true", help="no error for missing paths")
+
+    cat = add("cat", "write files' contents to stdout", cmd_cat)
+    cat.add_argument("paths", nargs="+", metavar="PATH")
+    _jobs_flag(cat)
+
+    info = add("info", "show a file's or directory's metadata", cmd_info)
+    info.add_argument("path", metavar="PATH")
+    _json_flag(info)
+
+    storages = add("storages", "list, add, connect, drain and remove storages",
+                   lambda args: cmd_storages_list(args))
+    _json_flag(storages)
+    tasks = storages.add_subparsers(dest="storages_command", metavar="TASK")
+    listing = tasks.add_parser("list", help="the storages with usage and health",
+                               parents=[common])
+    _json_flag(listing)
+    listing.set_defaults(run=cmd_storages_list)
+
+    adding = tasks.add_parser("add", help="add a key-based or local storage", parents=[common])
+    kinds = adding.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    local = kinds.add_parser("local", help="a directory on the server's machine",
+                             parents=[common])
+    local.add_argument("path", metavar="PATH")
+    s3 = kinds.add_parser("s3", help="an S3-compatible bucket", parents=[common])
+    s3.add_argument("--bucket", required=True)
+    s3.add_argument("--access-key", required=True)
+    s3.add_argument("--secret-key", help="(better: --secret-key-stdin, or asked for)")
+    s3.add_argument("--secret-key-stdin", action="store_true")
+    s3.add_argument("--endpoint-url", help="empty for AWS S3")
+    s3.add_argument("--region")
+    s3.add_argument("--prefix")
+    for parser, handler in ((local, cmd_storages_add_local), (s3, cmd_storages_add_s3)):
+        parser.add_argument("--name", help="a name to show")
+        parser.add_argument("--capacity", type=parse_size, metavar="SIZE",
+                            help="how much Cloudstrype may use, e.g. 500G")
+        _json_flag(parser)
+        parser.set_defaults(run=handler)
+
+    connect = tasks.add_parser("connect", help="connect a cloud account (OAuth)",
+                               parents=[common])
+    connect.add_argument("provider", choices=OAUTH_PROVIDERS)
+    connect.add_argument("--name", help="a name to show")
+    connect.add_argument("--no-browser", action="store_true", help="only print the address")
+    connect.add_argument("--wait", type=int, default=0, metavar="SECONDS",
+                         help="wait until the account is connected")
+    connect.set_defaults(run=cmd_storages_connect)
+
+    remove = tasks.add_parser("remove", help="remove an empty storage", parents=[common])
+    remove.add_argument("storage", metavar="ID", help="storage id or name")
+    remove.add_argument("--drain", action="store_true",
+                        help="move its shares elsewhere first")
+    remove.set_defaults(run=cmd_storages_remove)
+
+    drain = tasks.add_parser("drain", help="move a storage's shares to the others",
+                             parents=[common])
+    drain.add_argument("storage", metavar="ID", help="storage id or name")
+    drain.set_defaults(run=cmd_storages_drain)
+
+    members = add("members", "list the array members (desktop machines)", cmd_members)
+    _json_flag(members)

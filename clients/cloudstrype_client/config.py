@@ -1,0 +1,157 @@
+"""Where the desktop commands keep their state: the config folder, the saved credentials and the
+resumable-upload state.
+
+The folder is ``$XDG_CONFIG_HOME/cloudstrype`` (``~/.config/cloudstrype`` without it), mode 0700.
+Files in it are written atomically (a temporary file in the same folder, fsynced, then renamed
+over the old one) with mode 0600, so a crash never leaves half a credentials file and no other
+local user can read a token.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+try:                                    # POSIX; on other systems the state is not locked
+    import fcntl
+except ImportError:                     # pragma: no cover
+    fcntl = None
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+CREDENTIALS_FILE = "credentials.json"
+UPLOADS_FILE = "uploads.json"
+# The server forgets an unfinished upload session after 7 days; so does the state file.
+UPLOAD_STATE_TTL = 7 * 24 * 3600
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".config"
+    return root / "cloudstrype"
+
+
+def ensure_config_dir() -> Path:
+    folder = config_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(folder, 0o700)
+    return folder
+
+
+def write_private(path: Path, data: dict) -> None:
+    """Write JSON to `path` atomically, readable by the owner only."""
+    folder = ensure_config_dir() if path.parent == config_dir() else path.parent
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, sort_keys=True)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+def credentials_path() -> Path:
+    return config_dir() / CREDENTIALS_FILE
+
+
+def load_credentials() -> dict | None:
+    data = read_json(credentials_path())
+    if not data or not data.get("access_token") or not data.get("server"):
+        return None
+    return data
+
+
+def save_credentials(credentials: dict) -> None:
+    keys = ("server", "username", "access_token", "id_token", "refresh_token", "expires_at")
+    write_private(credentials_path(), {k: credentials.get(k) for k in keys})
+
+
+def delete_credentials() -> bool:
+    try:
+        credentials_path().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def tokens_to_credentials(server: str, username: str, tokens: dict,
+                          refresh_token: str | None = None) -> dict:
+    return {"server": server, "username": username,
+            "access_token": tokens["access_token"], "id_token": tokens.get("id_token"),
+            "refresh_token": tokens.get("refresh_token") or refresh_token,
+            "expires_at": int(time.time()) + int(tokens.get("expires_in") or 3600)}
+
+
+# -- resumable uploads ---------------------------------------------------------------------------
+
+class UploadState:
+    """Upload sessions in progress, by (server, user, local file, size, mtime, destination), so a
+    re-run of the same `put` continues them. Safe across threads and processes."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or config_dir() / UPLOADS_FILE
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(server: str, username: str | None, local: Path, size: int, mtime_ns: int,
+            directory: str, name: str) -> str:
+        return json.dumps([server, username or "", str(local), size, mtime_ns, directory, name])
+
+    @contextlib.contextmanager
+    def _locked(self):
+        with self._lock:
+            ensure_config_dir()
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            with open(lock_path, "a") as lock_file:
+                if fcntl is not None:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    if fcntl is not None:
+                        fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _read(self) -> dict:
+        data = read_json(self.path) or {}
+        now = time.time()
+        return {k: v for k, v in data.items()
+                if isinstance(v, dict) and now - v.get("saved", 0) < UPLOAD_STATE_TTL}
+
+    def get(self, key: str) -> dict | None:
+        with self._locked():
+            return self._read().get(key)
+
+    def put(self, key: str, entry: dict) -> None:
+        with self._locked():
+            data = self._read()
+            data[key] = {**entry, "saved": int(time.time())}
+            write_private(self.path, data)
+
+    def forget(self, key: str) -> None:
+        with self._locked():
+            data = self._read()
+            if data.pop(key, None) is not None:
+                write_private(self.path, data)

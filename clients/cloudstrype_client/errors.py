@@ -1,0 +1,63 @@
+"""Exit codes of the desktop commands, and the error that carries one.
+
+Scripts may rely on these numbers:
+
+    0  OK                 everything asked for was done
+    1  FAILED             an operation failed (server error, network trouble mid-transfer,
+                          a verification mismatch, some files of a batch not transferred)
+    2  USAGE              the command line is wrong (bad option, bad path or name, the server
+                          refused the input as invalid, 'rm' of a directory without -r)
+    3  AUTH               not logged in, wrong username or password, token refused, not allowed
+    4  NOT_FOUND          a path, id or storage does not exist
+    5  CONFLICT           something is in the way: the name exists, a storage still holds
+                          shares, an upload is incomplete
+    6  UNREACHABLE        the server could not be reached at all
+    130                   interrupted (Ctrl-C)
+"""
+from __future__ import annotations
+
+OK = 0
+FAILED = 1
+USAGE = 2
+AUTH = 3
+NOT_FOUND = 4
+CONFLICT = 5
+UNREACHABLE = 6
+INTERRUPTED = 130
+
+_BY_STATUS = {400: USAGE, 401: AUTH, 403: AUTH, 404: NOT_FOUND, 405: USAGE, 409: CONFLICT,
+              410: NOT_FOUND, 412: CONFLICT, 413: USAGE, 415: USAGE, 416: USAGE}
+
+
+def exit_code_for_status(status: int) -> int:
+    return _BY_STATUS.get(status, FAILED)
+
+
+class CliError(Exception):
+    """A failure to report to the user: one line on stderr and an exit code."""
+
+    def __init__(self, message: str, exit_code: int = FAILED, *, status: int | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.status = status          # the HTTP status, when it came from the server
+        self.code = code              # the server's error code, when there was one
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CliError):
+    def __init__(self, message: str):
+        super().__init__(message, USAGE)
+
+
+class NotFoundError(CliError):
+    def __init__(self, message: str):
+        super().__init__(message, NOT_FOUND, status=404)
+
+
+class AuthError(CliError):
+    def __init__(self, message: str):
+        super().__init__(message, AUTH)

@@ -1,0 +1,510 @@
+"""Moving bytes: `put` (uploads), `get` (downloads) and `cat`.
+
+Uploads: a file of at most 4 MiB goes in one request (POST /api/filesystem/data); a bigger one
+through an upload session whose 4 MiB parts are sent by a thread pool (``--jobs``), any order,
+each retried on transient failures. Several files move at once (another pool of the same size).
+The session id is remembered in the config folder under (server, user, local file, size, mtime,
+destination), so running the same `put` again after an interruption sends only the parts the
+server does not have yet.
+
+Downloads: the file's metadata first (size, sha256, version), then its bytes — one request up to
+4 MiB, else 4 MiB ranges of that version fetched in parallel into ``NAME.part``, which is checked
+against the size and sha256 and only then renamed to NAME.
+
+Naming follows rsync: a directory SRC is copied *as* DEST/basename(SRC), a SRC ending in '/' has
+its *contents* copied into DEST; a single file SRC goes into DEST when DEST is a directory (or ends
+in '/', or several SRCs are given), else becomes DEST.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_module
+import sys
+from collections import deque
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cloudstrype_client import remote
+from cloudstrype_client.api import Client
+from cloudstrype_client.config import UploadState
+from cloudstrype_client.errors import (CONFLICT, FAILED, NOT_FOUND, OK, USAGE, CliError,
+                                       UsageError)
+from cloudstrype_client.progress import Progress
+
+MiB = 1024 * 1024
+ONE_SHOT_MAX = 4 * MiB            # files up to this size are uploaded in one request
+RANGE_SIZE = 4 * MiB              # the server's largest range per response
+HASH_BLOCK = 4 * MiB
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _raise_first(futures) -> None:
+    """Wait for `futures`; on the first failure cancel the rest and raise it."""
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for future in done:
+        if future.exception() is not None:
+            for other in pending:
+                other.cancel()
+            wait(pending)
+            raise future.exception()
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, CliError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _exit_code(failures: list[tuple[str, BaseException]]) -> int:
+    if not failures:
+        return OK
+    codes = {exc.exit_code if isinstance(exc, CliError) else FAILED for _, exc in failures}
+    return codes.pop() if len(codes) == 1 else FAILED
+
+
+# -- put ------------------------------------------------------------------------------------------
+
+@dataclass
+class Upload:
+    local: Path
+    size: int
+    mtime_ns: int
+    directory: str                 # remote directory
+    name: str
+
+    @property
+    def remote(self) -> str:
+        return remote.join(self.directory, self.name)
+
+
+def _leaves(directories: set[str]) -> list[str]:
+    """The directories no other one is below: creating them creates the rest."""
+    ordered = sorted(d for d in directories if d != "/")
+    leaves = []
+    for i, d in enumerate(ordered):
+        following = ordered[i + 1] if i + 1 < len(ordered) else ""
+        if not following.startswith(d + "/"):
+            leaves.append(d)
+    return leaves
+
+
+def plan_put(client: Client, sources: list[str], dest: str,
+             warn) -> tuple[list[Upload], list[str]]:
+    dest_path = remote.normalize(dest)
+    dest_node = remote.stat(client, dest_path)
+    dest_is_dir = dest_node is not None and dest_node.get("type") == remote.DIRECTORY
+    into = dest_is_dir or dest.endswith("/") or len(sources) > 1
+    uploads: list[Upload] = []
+    directories: set[str] = set()
+    for source in sources:
+        path = Path(source)
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise CliError(f"No such local file or directory: {source}", NOT_FOUND) from None
+        if stat_module.S_ISDIR(info.st_mode):
+            if dest_node is not None and not dest_is_dir:
+                raise CliError(f"{dest_path} is a file; a directory cannot be copied onto it.",
+                               CONFLICT)
+            name = path.resolve().name
+            contents = source.endswith(("/", os.sep)) or not name
+            top = dest_path if contents else remote.join(dest_path, name)
+            directories.add(top)
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                relative = Path(dirpath).relative_to(path)
+                here = remote.join(top, *relative.parts) if relative.parts else top
+                directories.add(here)
+                for filename in sorted(filenames):
+                    local = Path(dirpath) / filename
+                    try:
+                        st = local.stat()
+                    except OSError as exc:
+                        warn(f"put: skipping {local}: {_describe_failure(exc)}")
+                        continue
+                    if not stat_module.S_ISREG(st.st_mode):
+                        warn(f"put: skipping {local}: not a regular file", failure=False)
+                        continue
+                    uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, filename))
+        elif stat_module.S_ISREG(info.st_mode):
+            if into:
+                directory, name = dest_path, path.name
+            else:
+                directory, name = remote.split(dest_path)
+            uploads.append(Upload(path, info.st_size, info.st_mtime_ns, directory, name))
+        else:
+            raise UsageError(f"{source} is not a regular file or a directory.")
+    return uploads, _leaves(directories)
+
+
+class Uploader:
+    def __init__(self, client: Client, progress: Progress, state: UploadState,
+                 part_pool: ThreadPoolExecutor):
+        self.client = client
+        self.progress = progress
+        self.state = state
+        self.parts = part_pool
+
+    def upload(self, item: Upload) -> dict:
+        if item.size <= ONE_SHOT_MAX:
+            return self._one_shot(item)
+        return self._session(item)
+
+    def _one_shot(self, item: Upload) -> dict:
+        data = item.local.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        node = self.client.request(
+            "POST", "/api/filesystem/data", retry=True, ok=(201,), what=item.remote,
+            data={"path": item.directory, "name": item.name},
+            files={"file": (item.name, data, "application/octet-stream")}).json()
+        if node.get("size") != len(data) or (node.get("sha256") and node["sha256"] != digest):
+            raise CliError(f"{item.remote}: the server stored {node.get('size')} bytes with "
+                           f"sha256 {node.get('sha256')}; expected {len(data)} bytes, {digest}.")
+        self.progress.advance(len(data))
+        self.progress.file_done()
+        return node
+
+    def _open_session(self, item: Upload, key: str) -> tuple[dict, str]:
+        entry = self.state.get(key)
+        session = None
+        if entry:
+            try:
+                session = self.client.get_json(f"/api/filesystem/uploads/{entry['upload_id']}")
+            except CliError as exc:
+                if exc.exit_code != NOT_FOUND:          # 404 unknown, 410 expired: start anew
+                    raise
+            if session is not None and (session.get("committed") or
+                                        session.get("size") != item.size):
+                session = None
+            if session is None:
+                self.state.forget(key)
+        sha256 = entry.get("sha256") if (entry and session) else None
+        if session is not None:
+            got = len(session.get("received") or [])
+            self.progress.message(f"Resuming upload of {item.remote}: {got} of "
+                                  f"{session['parts']} parts already uploaded.")
+            return session, sha256 or hash_file(item.local)
+        sha256 = hash_file(item.local)
+        session = self.client.post_json("/api/filesystem/uploads", {
+            "path": item.directory, "name": item.name, "size": item.size, "sha256": sha256},
+            ok=(201,), what=item.remote)
+        self.state.put(key, {"upload_id": session["upload_id"], "sha256": sha256,
+                             "remote": item.remote})
+        return session, sha256
+
+    def _session(self, item: Upload) -> dict:
+        key = UploadState.key(self.client.server, self.client.username, item.local.resolve(),
+                              item.size, item.mtime_ns, item.directory, item.name)
+        session, sha256 = self._open_session(item, key)
+        upload_id, part_size = session["upload_id"], int(session["part_size"])
+        base = f"/api/filesystem/uploads/{upload_id}"
+        bar = self.progress.file_bar(item.remote, item.size)
+
+        def part_length(n: int) -> int:
+            return min(part_size, item.size - n * part_size)
+
+        missing = [int(n) for n in session["missing"]]
+        self.progress.skip(item.size - sum(part_length(n) for n in missing), bar)
+        fd = os.open(item.local, os.O_RDONLY)
+        try:
+            def send(n: int) -> None:
+                length = part_length(n)
+                body = os.pread(fd, length, n * part_size)
+                if len(body) != length:
+                    raise CliError(f"{item.local} changed while it was being uploaded (it is "
+                                   f"shorter now); run the command again.")
+                self.client.request("PUT", f"{base}/parts/{n}", data=body, ok=(200,),
+                                    headers={"Content-Type": "application/octet-stream"},
+                                    what=f"{item.remote} part {n}")
+                self.progress.advance(length, bar)
+
+            for _ in range(3):
+                _raise_first([self.parts.submit(send, n) for n in missing])
+                try:
+                    node = self.client.request("POST", f"{base}/commit", retry=True, ok=(201,),
+                                               what=item.remote).json()
+                    break
+                except CliError as exc:
+                    if exc.code == "upload_committed":     # a retried commit that had worked
+                        node = remote.lookup(self.client, item.remote)
+                        break
+                    if exc.code != "parts_missing":
+                        raise
+                    missing = [int(n) for n in self.client.get_json(base)["missing"]]
+            else:
+                raise CliError(f"{item.remote}: the server kept missing parts; run the command "
+                               f"again to resume.", CONFLICT)
+        finally:
+            os.close(fd)
+        self.state.forget(key)
+        if node.get("size") != item.size or (node.get("sha256") not in (None, sha256)):
+            raise CliError(f"{item.remote}: the server reports {node.get('size')} bytes, sha256 "
+                           f"{node.get('sha256')}; expected {item.size} bytes, {sha256}.")
+        self.progress.file_done(bar)
+        return node
+
+
+def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
+        quiet: bool = False, bars: bool | None = None) -> int:
+    jobs = max(1, jobs)
+    unreadable: list[str] = []
+
+    def warn(text: str, failure: bool = True) -> None:
+        if failure:
+            unreadable.append(text)
+        print(text, file=sys.stderr, flush=True)
+
+    uploads, directories = plan_put(client, sources, dest, warn)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mkdir") as pool:
+        for future in [pool.submit(client.request, "POST", "/api/filesystem/dirs",
+                                   json={"path": d}, retry=True, what=d) for d in directories]:
+            future.result()
+    progress = Progress("put", sum(u.size for u in uploads), len(uploads), quiet=quiet,
+                        bars=bars)
+    uploader = Uploader(client, progress, UploadState(), ThreadPoolExecutor(
+        max_workers=jobs, thread_name_prefix="part"))
+    failures: list[tuple[str, BaseException]] = []
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
+            futures = {files.submit(uploader.upload, u): u for u in uploads}
+            for future in as_completed(futures):
+                exc = future.exception()
+                if exc is not None:
+                    if not isinstance(exc, (CliError, OSError)):
+                        raise exc
+                    item = futures[future]
+                    failures.append((str(item.local), exc))
+                    progress.message(f"put: {item.local}: {_describe_failure(exc)}", always=True)
+    finally:
+        uploader.parts.shutdown(wait=False, cancel_futures=True)
+        progress.close(summary=True)
+    if failures:
+        print(f"put: {len(failures)} of {len(uploads)} files failed; run the same command again "
+              f"to retry (big files resume where they stopped).", file=sys.stderr)
+    return _exit_code(failures) if failures else (FAILED if unreadable else OK)
+
+
+# -- get ------------------------------------------------------------------------------------------
+
+@dataclass
+class Download:
+    node: dict
+    target: Path
+    remote: str
+
+
+def _safe_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and os.sep not in name \
+        and "\x00" not in name
+
+
+def plan_get(client: Client, sources: list[str], dest: str, jobs: int
+             ) -> tuple[list[Download], list[Path]]:
+    dest_path = Path(dest)
+    into = dest_path.is_dir() or dest.endswith(("/", os.sep)) or len(sources) > 1
+    downloads: list[Download] = []
+    directories: list[Path] = []
+    for source in sources:
+        path = remote.normalize(source)
+        node = remote.lookup(client, path)
+        if node.get("type") == remote.DIRECTORY:
+            if dest_path.exists() and not dest_path.is_dir():
+                raise CliError(f"{dest} is a file; a directory cannot be copied onto it.",
+                               CONFLICT)
+            contents = source.endswith("/") or not node.get("name")
+            top = dest_path if contents else dest_path / node["name"]
+            directories.append(top)
+            for relative, entry in remote.walk(client, path, jobs):
+                parts = relative.split("/")
+                if not all(_safe_name(p) for p in parts):
+                    raise CliError(f"{remote.join(path, relative)}: the name cannot be used "
+                                   f"on this system.", USAGE)
+                local = top.joinpath(*parts)
+                if entry.get("type") == remote.DIRECTORY:
+                    directories.append(local)
+                else:
+                    downloads.append(Download(entry, local, remote.join(path, relative)))
+        else:
+            target = dest_path / node["name"] if into else dest_path
+            downloads.append(Download(node, target, path))
+    return downloads, directories
+
+
+class Downloader:
+    def __init__(self, client: Client, progress: Progress, part_pool: ThreadPoolExecutor):
+        self.client = client
+        self.progress = progress
+        self.parts = part_pool
+
+    def download(self, item: Download) -> None:
+        info = remote.file_info(self.client, item.node["id"])
+        size, expected = int(info.get("size") or 0), info.get("sha256")
+        params = {"version": info["version"]} if info.get("version") else {}
+        url = f"/api/filesystem/data/{item.node['id']}"
+        item.target.parent.mkdir(parents=True, exist_ok=True)
+        part = item.target.with_name(item.target.name + ".part")
+        bar = self.progress.file_bar(item.remote, size)
+        try:
+            if size <= RANGE_SIZE:
+                data = self.client.request("GET", url, params=params, ok=(200,),
+                                           what=item.remote).content
+                if len(data) != size:
+                    raise CliError(f"{item.remote}: received {len(data)} bytes, expected "
+                                   f"{size}.")
+                with open(part, "wb") as out:
+                    out.write(data)
+                digest = hashlib.sha256(data).hexdigest()
+                self.progress.advance(size, bar)
+            else:
+                self._ranges(url, params, size, part, item, bar)
+                digest = hash_file(part) if expected else None
+            actual = part.stat().st_size
+            if actual != size:
+                raise CliError(f"{item.remote}: wrote {actual} bytes, expected {size}.")
+            if expected and digest != expected:
+                raise CliError(f"{item.remote}: the downloaded bytes do not match the file's "
+                               f"sha256 ({digest} != {expected}); nothing was written.")
+            os.replace(part, item.target)
+        except BaseException:
+            try:
+                part.unlink()
+            except OSError:
+                pass
+            if bar is not None:
+                bar.close()
+            raise
+        modified = _timestamp(info.get("modified"))
+        if modified is not None:
+            try:
+                os.utime(item.target, (modified, modified))
+            except OSError:
+                pass
+        self.progress.file_done(bar)
+
+    def _ranges(self, url: str, params: dict, size: int, part: Path, item: Download,
+                bar) -> None:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+
+            def fetch(first: int) -> None:
+                last = min(size, first + RANGE_SIZE) - 1
+                response = self.client.request(
+                    "GET", url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                    ok=(206,), what=item.remote)
+                data = response.content
+                if len(data) != last - first + 1 or response.headers.get(
+                        "Content-Range", f"bytes {first}-{last}/{size}") != \
+                        f"bytes {first}-{last}/{size}":
+                    raise CliError(f"{item.remote}: the server sent the wrong range "
+                                   f"({response.headers.get('Content-Range')}, {len(data)} "
+                                   f"bytes) for bytes {first}-{last}.")
+                view = memoryview(data)
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(fd, view[written:], first + written)
+                self.progress.advance(len(data), bar)
+
+            _raise_first([self.parts.submit(fetch, first)
+                          for first in range(0, size, RANGE_SIZE)])
+        finally:
+            os.close(fd)
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: bool = False,
+        bars: bool | None = None) -> int:
+    jobs = max(1, jobs)
+    downloads, directories = plan_get(client, sources, dest, jobs)
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+    progress = Progress("get", sum(int(d.node.get("size") or 0) for d in downloads),
+                        len(downloads), quiet=quiet, bars=bars)
+    downloader = Downloader(client, progress, ThreadPoolExecutor(
+        max_workers=jobs, thread_name_prefix="range"))
+    failures: list[tuple[str, BaseException]] = []
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
+            futures = {files.submit(downloader.download, d): d for d in downloads}
+            for future in as_completed(futures):
+                exc = future.exception()
+                if exc is not None:
+                    if not isinstance(exc, (CliError, OSError)):
+                        raise exc
+                    item = futures[future]
+                    failures.append((item.remote, exc))
+                    progress.message(f"get: {item.remote}: {_describe_failure(exc)}",
+                                     always=True)
+    finally:
+        downloader.parts.shutdown(wait=False, cancel_futures=True)
+        progress.close(summary=True)
+    if failures:
+        print(f"get: {len(failures)} of {len(downloads)} files failed.", file=sys.stderr)
+    return _exit_code(failures)
+
+
+# -- cat ------------------------------------------------------------------------------------------
+
+def cat(client: Client, path: str, out=None, *, jobs: int = 4) -> int:
+    out = out or sys.stdout.buffer
+    node = remote.lookup(client, path)
+    if node.get("type") == remote.DIRECTORY:
+        raise CliError(f"{remote.normalize(path)} is a directory.", USAGE)
+    info = remote.file_info(client, node["id"])
+    size, expected = int(info.get("size") or 0), info.get("sha256")
+    params = {"version": info["version"]} if info.get("version") else {}
+    url = f"/api/filesystem/data/{node['id']}"
+    digest = hashlib.sha256()
+    if size <= RANGE_SIZE:
+        data = client.request("GET", url, params=params, ok=(200,), what=path).content
+        digest.update(data)
+        out.write(data)
+    else:
+        def fetch(first: int) -> bytes:
+            last = min(size, first + RANGE_SIZE) - 1
+            return client.request("GET", url, params=params, ok=(206,), what=path,
+                                  headers={"Range": f"bytes={first}-{last}"}).content
+
+        # Ranges are fetched ahead in parallel and written in order.
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="range") as pool:
+            starts = iter(range(0, size, RANGE_SIZE))
+            window: deque = deque()
+            for first in starts:
+                window.append(pool.submit(fetch, first))
+                if len(window) >= max(2, jobs):
+                    break
+            try:
+                while window:
+                    data = window.popleft().result()
+                    digest.update(data)
+                    out.write(data)
+                    following = next(starts, None)
+                    if following is not None:
+                        window.append(pool.submit(fetch, following))
+            finally:
+                for future in window:
+                    future.cancel()
+    out.flush()
+    if expected and digest.hexdigest() != expected:
+        raise CliError(f"{path}: the bytes received do not match the file's sha256.", FAILED)
+    return OK
