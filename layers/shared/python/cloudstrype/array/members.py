@@ -150,7 +150,9 @@ def _bring_online(owner: str, member_id: str, storage_id: str, member_actions: l
             transaction.update(storage, actions=[StorageRecord.status.set(ACTIVE),
                                                  StorageRecord.down_until.set(0)],
                                condition=StorageRecord.status.is_in(ACTIVE, OFFLINE))
-    except TransactWriteError:
+    except TransactWriteError as exc:
+        log.info("member %s online: storage left as it is (%s)", member_id,
+                 exc.cancellation_reasons or exc)
         # The storage is draining (or was removed): the member is reachable again, but its
         # storage keeps the status its owner chose.
         member.update(actions=member_actions)
@@ -169,8 +171,9 @@ def mark_offline(owner: str, member_id: str, connection_id: str) -> bool:
                                actions=[StorageRecord.status.set(OFFLINE)],
                                condition=StorageRecord.status == ACTIVE)
         return True
-    except TransactWriteError:
-        pass
+    except TransactWriteError as exc:
+        log.info("member %s offline: storage left as it is (%s)", member_id,
+                 exc.cancellation_reasons or exc)
     # Either the member moved to another connection (nothing to do) or its storage is not
     # active (draining, removed): then only the member record changes.
     try:

@@ -1,0 +1,118 @@
+"""Members coming and going: clean stops, lost connections, mid-transfer deaths, removal."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from tests.array.conftest import listing, wait_for
+from tests.support import assert_error, register_and_login, unique
+
+
+def test_sigterm_stops_cleanly_and_the_member_is_shown_offline(members, user):
+    member = members.start(user)
+    assert member.stop() == 0, member.log()
+    assert "stopped" in member.log()
+    info = members.wait_online(user, member, online=False, timeout=10)
+    assert info["connected_since"] is None and info["last_seen"]
+
+
+def test_a_member_holding_shares_cannot_be_removed_until_drained(members, api):
+    user = register_and_login(api)
+    first, second = members.start(user, wait=False), members.start(user, wait=False)
+    for member in (first, second):
+        members.wait_online(user, member)
+    data = os.urandom(90_000)
+    blob = unique("drain")
+    stored = user.api.post(f"/api/array/{blob}?replicas=1", data=data)
+    assert stored.status_code == 201, stored.text
+    [holder_id] = [m["id"] for m in stored.json()["members"]]
+    holder, other = (first, second) if first.member_id == holder_id else (second, first)
+
+    error = assert_error(user.api.delete(f"/api/array/members/{holder.member_id}"), 409,
+                         "member_not_empty")
+    assert "drain" in error["message"].lower()
+    drained = user.api.post(f"/api/array/members/{holder.member_id}/drain")
+    assert drained.status_code == 200 and drained.json()["remaining"] == 0, drained.text
+    assert listing(user)[holder.member_id]["status"] == "draining"
+    assert [f.read_bytes() for f in other.chunk_files(blob)] == [data]
+    wait_for(lambda: not holder.chunk_files(blob), 10, "the drained share to be deleted")
+
+    assert user.api.delete(f"/api/array/members/{holder.member_id}").status_code == 204
+    # The program is told it was removed, and stops instead of reconnecting.
+    assert holder.process.wait(timeout=15) == 0, holder.log()
+    assert "removed" in holder.log()
+    assert holder.member_id not in listing(user)
+    assert holder.storage_id not in {s["id"] for s in
+                                     user.api.get("/api/cloud/storages").json()["storages"]}
+    assert user.api.get(f"/api/array/{blob}").content == data
+    assert_error(user.api.delete(f"/api/array/members/{holder.member_id}"), 404)
+
+
+def test_a_stale_connection_takes_the_member_offline_and_it_registers_again(members, api,
+                                                                             dynamodb):
+    user = register_and_login(api)
+    member = members.start(user, extra=("--ping-interval", "1"))
+    # As if the $disconnect of its connection had been lost: the registry points at a
+    # connection API Gateway no longer has. (The program is paused meanwhile, so its pings
+    # cannot repair the registry before the write below has run into the stale connection.)
+    member.process.send_signal(signal.SIGSTOP)
+    dynamodb.update_item(
+        TableName="cloudstrype-members",
+        Key={"owner": {"S": user.user_id}, "member_id": {"S": member.member_id}},
+        UpdateExpression="SET connection_id = :gone",
+        ExpressionAttributeValues={":gone": {"S": "GoneConnId0="}})
+    started = time.monotonic()
+    response = user.api.post(f"/api/array/{unique('stale')}?replicas=1", data=b"data")
+    assert_error(response, 503, "storage_unavailable")
+    assert time.monotonic() - started < 5           # GoneException: no waiting for an answer
+    assert "gone" in response.json()["error"]["message"]
+    assert listing(user)[member.member_id]["online"] is False
+    # The member's next ping learns it is not registered; it says hello again.
+    member.process.send_signal(signal.SIGCONT)
+    members.wait_online(user, member, timeout=15)
+    blob = unique("again")
+    assert user.api.post(f"/api/array/{blob}?replicas=1", data=b"again").status_code == 201
+    assert [f.read_bytes() for f in member.chunk_files(blob)] == [b"again"]
+
+
+def test_a_member_killed_mid_transfer_loses_nothing_that_was_acknowledged(members, api):
+    user = register_and_login(api)
+    steady = [members.start(user, wait=False) for _ in range(2)]
+    # This one holds every share it downloads for a while before making it durable.
+    slow = members.start(user, wait=False, env={"CLOUDSTRYPE_MEMBER_PUT_DELAY": "8"})
+    for member in (*steady, slow):
+        members.wait_online(user, member)
+    acknowledged: dict[str, tuple[bytes, list]] = {}
+    failures = []
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            blob, data = unique("mid"), os.urandom(40_000)
+            response = user.api.post(f"/api/array/{blob}?replicas=2", data=data)
+            if response.status_code == 201:
+                acknowledged[blob] = (data, [s["storage_id"] for s in response.json()["shares"]])
+            else:
+                failures.append(response.text)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        # Wait until the slow member is in the middle of a put, then kill it.
+        wait_for(lambda: list((slow.folder / "tmp").glob("*.part")), 30,
+                 "the slow member to be mid-transfer")
+        slow.kill()
+        count = len(acknowledged)
+        wait_for(lambda: len(acknowledged) >= count + 2, 30, "writes after the kill")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures, failures
+    # The write that was on the slow member when it died went to another member instead.
+    assert not slow.share_files()
+    for blob, (data, placed) in acknowledged.items():
+        assert slow.storage_id not in placed
+        got = user.api.get(f"/api/array/{blob}")
+        assert got.status_code == 200 and got.content == data
