@@ -1,0 +1,101 @@
+"""login, logout, saved credentials, token refresh, and the auth-related exit codes."""
+from __future__ import annotations
+
+import json
+import stat
+import time
+
+from tests.support import PASSWORD, register_and_login
+
+
+def test_wrong_password_exits_3_with_the_servers_message(home, api):
+    user = register_and_login(api)
+    done = home.run("login", "--server", home.server, "--username", user.username,
+                    "--password-stdin", input="not-the-password\n")
+    assert done.returncode == 3, done
+    assert "Wrong username or password" in done.stderr
+    assert not home.credentials_file.exists()
+
+
+def test_unknown_user_exits_3(home):
+    done = home.run("login", "--server", home.server, "--username", "nobody-here-at-all",
+                    "--password-stdin", input=PASSWORD + "\n")
+    assert done.returncode == 3, done
+    assert "Wrong username or password" in done.stderr
+
+
+def test_login_saves_private_credentials_and_logout_forgets_them(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    path = home.credentials_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    saved = home.credentials()
+    assert set(saved) == {"server", "username", "access_token", "id_token", "refresh_token",
+                          "expires_at"}
+    assert saved["server"] == home.server and saved["username"] == user.username
+    assert saved["expires_at"] > time.time() + 600
+    # No temporary files are left beside it (written atomically).
+    assert sorted(p.name for p in path.parent.iterdir()) == ["credentials.json"]
+    # The saved token works: a command needing auth succeeds.
+    home.ok("ls", "/")
+
+    done = home.ok("logout")
+    assert "Logged out" in done.stderr
+    assert not path.exists()
+    again = home.run("ls", "/")
+    assert again.returncode == 3
+    assert "Not logged in" in again.stderr
+
+
+def test_not_logged_in_exits_3(home):
+    done = home.run("ls", "/", "--server", home.server)
+    assert done.returncode == 3, done
+    assert "cloudstrype login" in done.stderr
+
+
+def test_expired_token_is_refreshed_and_saved(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    before = home.credentials()
+    stale = {**before, "expires_at": int(time.time()) - 10}
+    home.credentials_file.write_text(json.dumps(stale))
+    home.ok("mkdir", "-p", "/refreshed")
+    after = home.credentials()
+    assert after["access_token"] != before["access_token"]
+    assert after["expires_at"] > time.time() + 600
+    assert after["refresh_token"] == before["refresh_token"]
+    assert stat.S_IMODE(home.credentials_file.stat().st_mode) == 0o600
+    assert "refreshed/" in home.ok("ls", "/").stdout.splitlines()
+
+
+def test_a_refused_token_is_refreshed_on_401(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    saved = home.credentials()
+    # The expiry says fine, the server says no: the 401 triggers the refresh.
+    home.credentials_file.write_text(json.dumps({**saved, "access_token": "not-a-jwt"}))
+    home.ok("ls", "/")
+    assert home.credentials()["access_token"] not in ("not-a-jwt", saved["access_token"])
+
+
+def test_a_revoked_refresh_token_asks_to_log_in_again(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    saved = home.credentials()
+    home.credentials_file.write_text(json.dumps({**saved, "expires_at": 0,
+                                                 "refresh_token": "bogus"}))
+    done = home.run("ls", "/")
+    assert done.returncode == 3, done
+    assert "cloudstrype login" in done.stderr
+
+
+def test_token_and_server_overrides(home, api, cli_user):
+    # No credentials file at all: CLOUDSTRYPE_TOKEN and CLOUDSTRYPE_SERVER are enough.
+    env = {"CLOUDSTRYPE_TOKEN": cli_user.access_token, "CLOUDSTRYPE_SERVER": home.server}
+    home.ok("mkdir", "-p", "/override-check", env=env)
+    assert "override-check/" in home.ok("ls", "/", env=env).stdout.splitlines()
+    refused = home.run("ls", "/", env={**env, "CLOUDSTRYPE_TOKEN": "garbage"})
+    assert refused.returncode == 3
+    assert "CLOUDSTRYPE_TOKEN was refused" in refused.stderr
+    assert not home.credentials_file.exists()

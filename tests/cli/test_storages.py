@@ -1,0 +1,126 @@
+"""storages (list, add local, connect, drain, remove) and members through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+from tests.support import register_and_login
+
+
+def test_add_local_list_and_remove(home, api, tmp_path):
+    user = register_and_login(api)
+    home.login(user)
+    assert "No storages yet" in home.ok("storages", "list").stderr
+    added = home.ok("storages", "add", "local", str(tmp_path / "disk-a"), "--name", "disk-a",
+                    "--capacity", "1G")
+    storage_id = added.stdout.strip()
+    assert storage_id and "Added local storage 'disk-a'" in added.stderr
+    listed = json.loads(home.ok("storages", "list", "--json").stdout)
+    assert [(s["id"], s["kind"], s["name"], s["capacity"]) for s in listed] == [
+        (storage_id, "local", "disk-a", 1024 ** 3)]
+    table = home.ok("storages", "list").stdout.splitlines()
+    assert table[0].split() == ["ID", "KIND", "NAME", "STATUS", "STORED", "CAPACITY", "SHARES"]
+    assert table[1].split()[:4] == [storage_id, "local", "disk-a", "active"]
+    assert home.ok("storages").stdout.splitlines() == table          # `list` is the default
+    # A relative path is taken from the current directory (the server is this machine).
+    (home.home / "rel").mkdir()
+    home.ok("storages", "add", "local", "rel", "--name", "relative")
+    paths = {s["name"]: s["settings"].get("path")
+             for s in json.loads(home.ok("storages", "list", "--json").stdout)}
+    assert paths["relative"] == str(home.home / "rel")
+    again = home.run("storages", "add", "local", str(tmp_path / "disk-a"))
+    assert again.returncode == 5, again                               # directory in use
+    home.ok("storages", "remove", "disk-a")                            # by name
+    home.ok("storages", "remove", "relative")
+    assert json.loads(home.ok("storages", "list", "--json").stdout) == []
+    assert home.run("storages", "remove", storage_id).returncode == 4
+
+
+def test_a_storage_with_shares_is_drained_before_removal(home, api, tmp_path):
+    user = register_and_login(api)
+    home.login(user)
+    for n in range(3):
+        home.ok("storages", "add", "local", str(tmp_path / f"d{n}"), "--name", f"d{n}")
+    data = os.urandom(300_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    home.ok("put", str(tmp_path / "f.bin"), "/f.bin")      # durability: the server's default
+    storages = json.loads(home.ok("storages", "list", "--json").stdout)
+    holder = next(s for s in storages if s["shares"] > 0)
+    refused = home.run("storages", "remove", holder["id"])
+    assert refused.returncode == 5 and "Drain it first" in refused.stderr
+    done = home.ok("storages", "remove", "--drain", holder["name"])
+    assert "0 remain" in done.stderr
+    left = json.loads(home.ok("storages", "list", "--json").stdout)
+    assert holder["id"] not in {s["id"] for s in left}
+    assert home.run("cat", "/f.bin", text=False).stdout == data
+
+
+def test_connect_prints_the_consent_address_and_waits_for_the_account(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    import subprocess
+    process = subprocess.Popen(home.command("storages", "connect", "dropbox", "--name",
+                                            "My Dropbox", "--no-browser", "--wait", "60"),
+                               env=home.env(), cwd=home.home, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http"), (url, process.stderr.read() if process.poll() else "")
+        consent = requests.get(url, allow_redirects=False, timeout=10)
+        assert consent.status_code == 302, consent.text
+        callback = requests.get(consent.headers["Location"], allow_redirects=False, timeout=30)
+        assert callback.status_code == 201, callback.text
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Connected dropbox storage 'My Dropbox'" in process.stderr.read()
+    listed = json.loads(home.ok("storages", "list", "--json").stdout)
+    assert [(s["kind"], s["name"]) for s in listed] == [("dropbox", "My Dropbox")]
+
+
+def test_members_lists_none_for_a_new_user(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    assert json.loads(home.ok("members", "--json").stdout) == []
+    assert "No array members yet" in home.ok("members").stderr
+
+
+class _NoMembersRoute(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"error": {"code": "not_found",
+                                     "message": f"No API route {self.path}."}}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_members_on_a_server_without_the_route_fails_clearly(home):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoMembersRoute)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        done = home.run("members", "--server", f"http://127.0.0.1:{server.server_port}",
+                        env={"CLOUDSTRYPE_TOKEN": "any"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1, done
+    assert "does not list array members" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_server_exits_6(home):
+    done = home.run("ls", "/", "--server", "http://127.0.0.1:9", env={"CLOUDSTRYPE_TOKEN": "x"})
+    assert done.returncode == 6, done
+    assert "Cannot reach the server" in done.stderr
