@@ -517,6 +517,12 @@ class Member:
                     return
                 elif kind == "error":
                     self.say(f"server: {message.get('error')}")
+                elif isinstance(message, dict) and message.get("request_id"):
+                    # A request of a newer protocol revision: say so rather than stay silent.
+                    await self._send({"type": "result", "request_id": message["request_id"],
+                                      "ok": False, "error": {
+                                          "code": "unsupported",
+                                          "message": f"unknown request type {kind!r}"}})
         finally:
             pinger.cancel()
             self.ws = None
