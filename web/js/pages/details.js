@@ -1,0 +1,211 @@
+// One file: its facts, versions, and where every share of every chunk lives (and how healthy).
+import { api, enc, messageOf } from "../api.js";
+import { h, icon } from "../dom.js";
+import { bytes, chunkCount, date, describeDurability, describeEncryption, parentPath, parseDurability,
+  plural } from "../format.js";
+import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
+import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
+import { filesHash } from "./files.js";
+
+const CHUNKS_SHOWN = 24;
+const HEALTH = {
+  ok: ["Healthy", "ok"],
+  missing: ["Missing", "bad"],
+  damaged: ["Damaged", "bad"],
+  lost: ["Storage removed", "bad"],
+  unreachable: ["Unreachable", "warn"],
+};
+
+async function mapLimit(values, limit, fn) {
+  const results = new Array(values.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < values.length) {
+      const index = next;
+      next += 1;
+      try {
+        results[index] = { value: await fn(values[index]) };
+      } catch (error) {
+        results[index] = { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, values.length) }, worker));
+  return results;
+}
+
+export default async function render(root, ctx) {
+  const id = ctx.params[0];
+  let info;
+  try {
+    info = await api.get(`/api/filesystem/info/${enc(id)}`);
+  } catch (error) {
+    root.append(pageHeader("File details"), alertBox("error", messageOf(error), " ",
+      h("a", { href: "#/files" }, "Go to My files")));
+    return;
+  }
+  if (!ctx.alive()) return;
+  if (info.type === "directory") {
+    ctx.navigate(filesHash(info.path), { replace: true });
+    return;
+  }
+  const dir = parentPath(info.path);
+  const item = { id: info.id, name: info.name, type: info.type };
+  document.title = `${info.name} · Cloudstrype`;
+
+  const downloadButton = h("button", { type: "button", class: "button primary" }, icon("download"),
+    h("span", {}, "Download"));
+  downloadButton.addEventListener("click", () => downloadItem(info).catch((e) => toast(messageOf(e), "error")));
+  const rename = h("button", { type: "button", class: "button" }, "Rename");
+  rename.addEventListener("click", async () => {
+    const done = await renameItem(item, dir);
+    if (done && done !== true) ctx.navigate(`#/file/${enc(info.id)}`);
+  });
+  const move = h("button", { type: "button", class: "button" }, "Move");
+  move.addEventListener("click", async () => {
+    const done = await moveItems([item], dir);
+    if (done && done !== true) ctx.navigate(`#/file/${enc(info.id)}`);
+  });
+  const remove = h("button", { type: "button", class: "button danger" }, "Delete");
+  remove.addEventListener("click", async () => {
+    if (await deleteItems([item], dir)) ctx.navigate(filesHash(dir));
+  });
+
+  const back = h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, h("ol", {},
+    h("li", {}, h("a", { href: filesHash(dir) }, dir === "/" ? "My files" : dir)),
+    h("li", {}, h("span", { "aria-current": "page" }, info.name))));
+
+  const durability = parseDurability(info.durability);
+  const facts = h("dl", { class: "facts" },
+    fact("Size", `${bytes(info.size)}${info.size >= 1000 ? ` (${info.size.toLocaleString()} bytes)` : ""}`),
+    fact("Type", info.content_type || "—"),
+    fact("Folder", dir === "/" ? "My files" : dir),
+    fact("Modified", date(info.modified)),
+    fact("Created", date(info.created)),
+    fact("Durability", h("span", {}, h("code", {}, info.durability || "—"), " — ",
+      describeDurability(info.durability))),
+    fact("Encryption", h("span", {}, h("code", {}, info.encryption || "—"), " — ",
+      describeEncryption(info.encryption))),
+    fact("Chunks", info.size ? `${plural(chunkCount(info.size), "chunk")} of up to 4 MiB, each cut into ${
+      durability ? plural(durability.shares, "share") : "shares"}` : "None (empty file)"),
+    info.sha256 ? fact("SHA-256", h("code", { class: "hash" }, info.sha256)) : null);
+
+  const versions = [...(info.versions || [])].sort((a, b) => String(b.created).localeCompare(String(a.created)));
+  const sharesBox = h("div", { class: "shares" });
+  const versionRows = versions.map((version) => {
+    const get = h("button", { type: "button", class: "button small",
+      "aria-label": `Download version from ${date(version.created)}` }, "Download");
+    get.addEventListener("click", () => downloadItem(info, version.version));
+    const where = h("button", { type: "button", class: "button small ghost",
+      "aria-label": `Show where the version from ${date(version.created)} is stored` }, "Shares");
+    where.addEventListener("click", () => showShares(sharesBox, version, ctx));
+    return h("tr", {},
+      h("td", {}, date(version.created), " ", version.current ? badge("current", "info") : null),
+      h("td", {}, bytes(version.size)),
+      h("td", {}, h("code", {}, version.durability)),
+      h("td", { class: "hide-narrow" }, h("code", {}, version.encryption)),
+      h("td", { class: "row-actions" }, get, where));
+  });
+
+  root.append(
+    back,
+    pageHeader(info.name, downloadButton, rename, move, remove),
+    section("About this file", facts),
+    section(`Versions (${versions.length})`,
+      h("p", { class: "muted" }, "Uploading a file with the same name adds a version; the newest is current."),
+      h("div", { class: "table-wrap" }, h("table", { class: "data-table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Uploaded"), h("th", { scope: "col" }, "Size"),
+          h("th", { scope: "col" }, "Durability"), h("th", { scope: "col", class: "hide-narrow" }, "Encryption"),
+          h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        h("tbody", {}, versionRows)))),
+    section("Where the shares live", sharesBox));
+  const current = versions.find((v) => v.current) || versions[0];
+  if (current) await showShares(sharesBox, current, ctx);
+  else sharesBox.append(h("p", { class: "muted" }, "This file has no stored versions."));
+}
+
+function fact(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value)];
+}
+
+async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
+  const count = chunkCount(version.size);
+  const intro = h("p", { class: "muted" }, version.current ? "The current version" : `The version from ${date(version.created)}`,
+    ` is ${count ? plural(count, "chunk") : "empty"}. Each chunk is encrypted, then cut into shares that sit on different storages.`);
+  if (!count) {
+    box.replaceChildren(intro, h("p", {}, "An empty file has no shares."));
+    return;
+  }
+  const shown = Math.min(count, limit);
+  const status = h("p", { class: "muted", role: "status" }, `Checking ${plural(shown, "chunk")}…`);
+  box.replaceChildren(intro, status);
+  const ids = Array.from({ length: shown }, (_, n) => `v${version.version}-${n}`);
+  const results = await mapLimit(ids, 4, (chunkId) => api.get(`/api/chunk/${enc(chunkId)}/info`));
+  if (!ctx.alive()) return;
+
+  const byStorage = new Map();
+  let repairs = 0;
+  let unreadable = 0;
+  const rows = results.map((result, n) => {
+    if (result.error) {
+      return h("tr", { "data-chunk": ids[n] }, h("th", { scope: "row" }, `#${n + 1}`),
+        h("td", { colspan: "2" }, alertBox("error", messageOf(result.error))));
+    }
+    const chunk = result.value;
+    if (chunk.needs_repair) repairs += 1;
+    if (!chunk.readable) unreadable += 1;
+    for (const share of chunk.shares) {
+      const name = share.storage_name || "a removed storage";
+      byStorage.set(name, (byStorage.get(name) || 0) + 1);
+    }
+    const shares = h("ul", { class: "share-list" }, chunk.shares.map((share) => {
+      const [label, kind] = HEALTH[share.health] || [share.health, "warn"];
+      return h("li", { class: `share share-${kind}`, "data-storage": share.storage_name || "" },
+        h("span", { class: "share-index" }, `Share ${share.index + 1}`),
+        h("span", { class: "share-storage" }, share.storage_name || "removed storage"),
+        badge(label, kind));
+    }));
+    const state = !chunk.readable ? badge("Cannot be read", "bad")
+      : chunk.needs_repair ? badge("Awaiting repair", "warn") : badge("Healthy", "ok");
+    const cells = [h("th", { scope: "row" }, `#${n + 1}`), h("td", {}, shares),
+      h("td", { class: "chunk-state" }, state,
+        h("div", { class: "muted small" }, `${chunk.healthy_shares} of ${chunk.shares.length} shares healthy; any ${chunk.needed_shares} rebuild it`))];
+    if (chunk.needs_repair) {
+      const repair = h("button", { type: "button", class: "button small" }, "Repair now");
+      repair.addEventListener("click", async () => {
+        busy(repair, true);
+        try {
+          const done = await api.post(`/api/chunk/${enc(chunk.chunk_id)}/repair`, {});
+          toast(done.repaired && done.repaired.length
+            ? `Re-created ${plural(done.repaired.length, "share")} of chunk #${n + 1}.`
+            : `Chunk #${n + 1} needed no repair.`, "success");
+          await showShares(box, version, ctx, limit);
+        } catch (error) {
+          toast(messageOf(error), "error");
+          busy(repair, false);
+        }
+      });
+      cells[2].append(repair);
+    }
+    return h("tr", { "data-chunk": chunk.chunk_id }, cells);
+  });
+
+  const summary = h("div", { class: "share-summary" },
+    unreadable ? alertBox("error", `${plural(unreadable, "chunk")} cannot be read right now: too few healthy shares.`)
+      : repairs ? alertBox("warning", `${plural(repairs, "chunk")} lost shares and await repair; the file is still readable.`)
+        : alertBox("success", "Every share checked is healthy."),
+    h("p", {}, "Stored on: ", [...byStorage.entries()].map(([name, n], i) => [i ? ", " : "",
+      h("strong", {}, name), ` (${plural(n, "share")})`])));
+  const table = h("div", { class: "table-wrap" }, h("table", { class: "data-table shares-table" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Chunk"), h("th", { scope: "col" }, "Shares"),
+      h("th", { scope: "col" }, "State"))),
+    h("tbody", {}, rows)));
+  const more = [];
+  if (shown < count) {
+    const all = h("button", { type: "button", class: "button" }, `Show all ${count} chunks`);
+    all.addEventListener("click", () => showShares(box, version, ctx, count));
+    more.push(h("p", { class: "muted" }, `Showing the first ${shown} of ${count} chunks. `, all));
+  }
+  box.replaceChildren(intro, summary, table, ...more);
+}
+

@@ -1,0 +1,277 @@
+// Storages: what the user has connected, how full and how healthy each is; adding a folder or an
+// S3-compatible bucket with keys; connecting a cloud account through the provider's consent page.
+import { api, ApiError, enc, messageOf } from "../api.js";
+import { h, icon, nextId } from "../dom.js";
+import { bytes, parseSize, plural } from "../format.js";
+import { alertBox, badge, busy, confirmDialog, emptyState, meter, openDialog, pageHeader, section,
+  toast } from "../ui.js";
+
+export const OAUTH_PROVIDERS = [
+  { kind: "dropbox", label: "Dropbox" },
+  { kind: "gdrive", label: "Google Drive" },
+  { kind: "onedrive", label: "OneDrive" },
+  { kind: "box", label: "Box" },
+];
+
+const KIND_LABELS = {
+  local: "Folder on the server",
+  s3: "S3-compatible bucket",
+  member: "Array member",
+  dropbox: "Dropbox",
+  gdrive: "Google Drive",
+  onedrive: "OneDrive",
+  box: "Box",
+};
+
+export function kindLabel(kind) {
+  return KIND_LABELS[kind] || kind;
+}
+
+const FIELD_HELP = {
+  local: { path: "A folder on the server: an absolute path, or a plain name to keep it in the server's data folder." },
+};
+
+export function storageState(storage) {
+  if (storage.status === "draining") return ["Draining", "warn"];
+  if (storage.status === "needs_reconnect") return ["Needs reconnecting", "bad"];
+  if (storage.status !== "active") return [storage.status, "warn"];
+  return storage.online ? ["Online", "ok"] : ["Offline", "bad"];
+}
+
+export default async function render(root, ctx) {
+  const list = h("div", { class: "storage-grid", "aria-busy": "true" },
+    h("p", { class: "loading", role: "status" }, "Loading…"));
+  const notices = h("div", { class: "notices" });
+  const addBox = h("div", { class: "add-grid" });
+  root.append(pageHeader("Storages"), notices,
+    section("Your storages",
+      h("p", { class: "muted" }, "Every chunk of your files is cut into shares that go to different storages here. No storage holds a readable copy."),
+      list),
+    section("Add a storage", addBox));
+
+  const connected = ctx.query.get("connected");
+  const oauthError = ctx.query.get("error");
+  if (connected || oauthError) history.replaceState(null, "", "#/storages");
+  if (oauthError) notices.append(alertBox("error", `The cloud account was not connected: ${oauthError}`));
+
+  let storages = [];
+  const load = async () => {
+    try {
+      const answer = await api.get("/api/cloud/storages");
+      if (!ctx.alive()) return;
+      storages = answer.storages;
+      drawList();
+      if (connected) {
+        const found = storages.find((s) => s.id === connected);
+        notices.replaceChildren(alertBox("success", found
+          ? `Connected ${found.name} (${kindLabel(found.kind)}). New shares can go there now.`
+          : "The cloud account is connected."));
+      }
+    } catch (error) {
+      list.removeAttribute("aria-busy");
+      list.replaceChildren(alertBox("error", messageOf(error)));
+    }
+  };
+
+  const drawList = () => {
+    list.removeAttribute("aria-busy");
+    if (!storages.length) {
+      list.replaceChildren(emptyState("No storages yet.",
+        "Add at least two, so every chunk can have a copy in a second place."));
+      return;
+    }
+    const sorted = [...storages].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+    list.replaceChildren(...sorted.map((storage) => storageCard(storage, load)));
+  };
+
+  let providers = [];
+  try {
+    providers = (await api.get("/api/cloud/providers")).providers;
+  } catch (error) {
+    addBox.append(alertBox("error", messageOf(error)));
+  }
+  for (const provider of providers.filter((p) => p.auth !== "oauth")) {
+    const add = h("button", { type: "button", class: "button primary" }, "Add");
+    add.addEventListener("click", () => addDialog(provider, load));
+    addBox.append(h("div", { class: "add-card", "data-kind": provider.kind },
+      h("h3", {}, icon(provider.kind === "local" ? "folder" : "storage"), h("span", {}, kindLabel(provider.kind))),
+      h("p", { class: "muted" }, provider.kind === "local"
+        ? "A folder on the machine that runs Cloudstrype. Handy for trying it out."
+        : "Amazon S3, Backblaze B2, Wasabi, MinIO… anything that speaks S3, with an access key."),
+      add));
+  }
+  for (const oauth of OAUTH_PROVIDERS) {
+    const offered = providers.find((p) => p.kind === oauth.kind);
+    const connect = h("button", { type: "button", class: "button", disabled: !offered,
+      "aria-label": `Connect ${oauth.label}` }, "Connect");
+    connect.addEventListener("click", () => connectDialog(oauth));
+    addBox.append(h("div", { class: `add-card${offered ? "" : " unavailable"}`, "data-kind": oauth.kind },
+      h("h3", {}, icon("cloud"), h("span", {}, oauth.label)),
+      h("p", { class: "muted" }, offered
+        ? `Sign in at ${oauth.label} and allow Cloudstrype to keep shares in its own folder.`
+        : `Not set up on this server (it needs an OAuth app for ${oauth.label}).`),
+      connect));
+  }
+  await load();
+}
+
+function storageCard(storage, reload) {
+  const [state, kind] = storageState(storage);
+  const where = storage.settings?.path || (storage.settings?.bucket
+    ? `${storage.settings.bucket}${storage.settings.endpoint_url ? ` at ${storage.settings.endpoint_url}` : ""}`
+    : storage.settings?.account_name || "");
+  const usage = storage.capacity
+    ? [meter(storage.used, storage.capacity, `${storage.name}: ${bytes(storage.used)} of ${bytes(storage.capacity)} used`),
+      h("p", { class: "small" }, `${bytes(storage.used)} used of ${bytes(storage.capacity)}`,
+        storage.free !== null && storage.free !== undefined ? ` · ${bytes(storage.free)} free` : "")]
+    : [h("p", { class: "small" }, `${bytes(storage.used)} used · no size limit known`)];
+  const actions = h("div", { class: "card-actions" });
+  if (storage.kind === "member") {
+    actions.append(h("a", { href: "#/members", class: "button small" }, "See members"));
+  } else {
+    if (storage.shares > 0) {
+      const drain = h("button", { type: "button", class: "button small",
+        "aria-label": `Drain ${storage.name}` }, "Drain");
+      drain.addEventListener("click", () => drainStorage(storage, drain, reload));
+      actions.append(drain);
+    }
+    const remove = h("button", { type: "button", class: "button small danger",
+      "aria-label": `Remove ${storage.name}` }, "Remove");
+    remove.addEventListener("click", () => removeStorage(storage, reload));
+    actions.append(remove);
+  }
+  return h("article", { class: "storage-card", "data-id": storage.id, "data-name": storage.name },
+    h("header", { class: "card-head" },
+      h("h3", {}, icon(storage.kind === "local" ? "folder" : storage.kind === "member" ? "members"
+        : storage.kind === "s3" ? "storage" : "cloud"), h("span", {}, storage.name)),
+      badge(state, kind)),
+    h("p", { class: "muted small card-where" }, kindLabel(storage.kind), where ? ` · ${where}` : ""),
+    usage,
+    h("dl", { class: "mini-facts" },
+      h("dt", {}, "Shares"), h("dd", {}, String(storage.shares)),
+      h("dt", {}, "Cloudstrype data"), h("dd", {}, bytes(storage.stored_bytes))),
+    storage.last_error ? alertBox("warning", `Last problem: ${storage.last_error}`) : null,
+    actions);
+}
+
+async function drainStorage(storage, button, reload) {
+  const sure = await confirmDialog({
+    title: `Drain ${storage.name}?`,
+    message: `Its ${plural(storage.shares, "share")} move to your other storages and it takes no new ones. Your files stay readable throughout.`,
+    confirmLabel: "Drain",
+  });
+  if (!sure) return;
+  busy(button, true);
+  button.textContent = "Draining…";
+  try {
+    for (;;) {
+      const response = await api.post(`/api/cloud/storages/${enc(storage.id)}/drain`, {}, { raw: true });
+      const result = await response.json();
+      if (response.status === 200 || !result.remaining) break;
+      button.textContent = `Draining… ${plural(result.remaining, "share")} left`;
+    }
+    toast(`${storage.name} is drained; you can remove it now.`, "success");
+  } catch (error) {
+    toast(messageOf(error), "error");
+  }
+  await reload();
+}
+
+async function removeStorage(storage, reload) {
+  const sure = await confirmDialog({
+    title: `Remove ${storage.name}?`,
+    message: storage.shares
+      ? `It still holds ${plural(storage.shares, "share")}. Drain it first to move them elsewhere.`
+      : "Cloudstrype stops using it. Nothing of yours is left on it.",
+    confirmLabel: "Remove", danger: true,
+  });
+  if (!sure) return;
+  try {
+    await api.del(`/api/cloud/storages/${enc(storage.id)}`);
+    toast(`Removed ${storage.name}.`, "success");
+  } catch (error) {
+    toast(messageOf(error), "error");
+  }
+  await reload();
+}
+
+function inputFor(kind, fieldInfo) {
+  const id = nextId(`storage-${fieldInfo.name}`);
+  const helpText = FIELD_HELP[kind]?.[fieldInfo.name] || (fieldInfo.name === "capacity"
+    ? "How much Cloudstrype may use, like 500 GB or 2 TB; empty for no limit."
+    : fieldInfo.help);
+  const helpId = helpText ? nextId("help") : undefined;
+  const input = h("input", { id, name: fieldInfo.name, type: fieldInfo.secret ? "password" : "text",
+    required: fieldInfo.required || undefined, autocomplete: "off", spellcheck: "false",
+    "aria-describedby": helpId });
+  return h("div", { class: "field" },
+    h("label", { for: id }, fieldInfo.name === "capacity" ? "Capacity" : fieldInfo.label,
+      fieldInfo.required ? null : h("span", { class: "optional" }, " (optional)")),
+    input, helpText ? h("p", { class: "help", id: helpId }, helpText) : null);
+}
+
+function addDialog(provider, reload) {
+  const nameId = nextId("storage-name");
+  const body = [
+    h("div", { class: "field" }, h("label", { for: nameId }, "Name", h("span", { class: "optional" }, " (optional)")),
+      h("input", { id: nameId, name: "storage_name", type: "text", autocomplete: "off",
+        placeholder: provider.kind === "local" ? "e.g. Home disk" : "e.g. Backblaze" })),
+    provider.fields.map((f) => inputFor(provider.kind, f)),
+  ];
+  return openDialog({
+    title: `Add ${kindLabel(provider.kind).toLowerCase()}`, body, submitLabel: "Add storage", wide: true,
+    onSubmit: async (form) => {
+      const config = {};
+      for (const f of provider.fields) {
+        const raw = form.elements[f.name].value.trim();
+        if (!raw) continue;
+        if (f.name === "capacity") {
+          const size = parseSize(raw);
+          if (!Number.isFinite(size) || size <= 0) {
+            form.elements[f.name].setAttribute("aria-invalid", "true");
+            throw new ApiError("Capacity: write a size like 500 GB, 2 TB or a number of bytes.");
+          }
+          config.capacity = size;
+        } else {
+          config[f.name] = raw;
+        }
+      }
+      try {
+        const added = await api.post("/api/cloud/storages", { kind: provider.kind,
+          name: form.elements.storage_name.value.trim() || undefined, config });
+        toast(`Added ${added.name}.`, "success");
+        await reload();
+        return added;
+      } catch (error) {
+        const name = error.details && error.details.field;
+        if (name && form.elements[name]) {
+          form.elements[name].setAttribute("aria-invalid", "true");
+          form.elements[name].focus();
+        }
+        throw error;
+      }
+    },
+  });
+}
+
+function connectDialog(oauth) {
+  const nameId = nextId("oauth-name");
+  return openDialog({
+    title: `Connect ${oauth.label}`,
+    body: [
+      h("p", {}, `You will go to ${oauth.label} to sign in and allow access, then come back here.`),
+      h("div", { class: "field" }, h("label", { for: nameId }, "Name", h("span", { class: "optional" }, " (optional)")),
+        h("input", { id: nameId, name: "storage_name", type: "text", autocomplete: "off",
+          placeholder: oauth.label })),
+    ],
+    submitLabel: `Continue to ${oauth.label}`,
+    onSubmit: async (form) => {
+      const answer = await api.get(`/api/cloud/oauth/${enc(oauth.kind)}/authorize`, {
+        name: form.elements.storage_name.value.trim() || undefined,
+        return_to: `${location.pathname}#/storages`,
+      });
+      location.assign(answer.authorize_url);
+      return answer;
+    },
+  });
+}

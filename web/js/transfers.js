@@ -1,0 +1,547 @@
+// Uploads and downloads, with a progress bar per file and overall.
+//
+// Uploads up to 4 MiB go in one multipart request; bigger files go through an upload session:
+// parts of `part_size` bytes, several at once, each retried on a network error or a 5xx (the
+// API makes a repeated part harmless), then a commit. A failed upload can be resumed: the
+// session says which parts arrived. Downloads up to 4 MiB are one request; bigger ones are
+// Range requests of at most 4 MiB, pinned to one version, assembled into a Blob.
+import { accessToken, apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, refresh } from "./api.js";
+import { h, icon } from "./dom.js";
+import { bytes, CHUNK_SIZE, plural } from "./format.js";
+
+// One request carries at most this much file data (Lambda's 6 MB payload, after base64).
+export const ONE_SHOT_MAX = 4 * 1024 * 1024;
+const RANGE_SIZE = 4 * 1024 * 1024;
+const FILES_AT_ONCE = 3;
+const PARTS_AT_ONCE = 3;
+const ATTEMPTS = 5;
+const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+
+class Limiter {
+  constructor(size) {
+    this.size = size;
+    this.active = 0;
+    this.waiting = [];
+  }
+
+  async run(task) {
+    if (this.active >= this.size) await new Promise((resolve) => this.waiting.push(resolve));
+    this.active += 1;
+    try {
+      return await task();
+    } finally {
+      this.active -= 1;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+const fileSlots = new Limiter(FILES_AT_ONCE);
+const requestSlots = new Limiter(6);
+const items = [];
+let nextItemId = 0;
+let panel = null;
+let drawQueued = false;
+let collapsed = false;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function cancelledError() {
+  const error = new Error("Cancelled.");
+  error.name = "AbortError";
+  return error;
+}
+
+// -- HTTP with progress ---------------------------------------------------------------------------
+
+function decodeText(xhr) {
+  if (xhr.responseType === "arraybuffer") {
+    return xhr.response ? new TextDecoder().decode(xhr.response) : "";
+  }
+  return xhr.responseText;
+}
+
+async function send(item, { method, path, query, body, headers = {}, responseType = "text",
+  onUpload, onDownload, retried = false }) {
+  if (item.cancelled) throw cancelledError();
+  const token = await accessToken();
+  const xhr = new XMLHttpRequest();
+  const result = await new Promise((resolve, reject) => {
+    xhr.open(method, apiUrl(path, query));
+    xhr.responseType = responseType;
+    xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    if (onUpload) xhr.upload.onprogress = (event) => onUpload(event.loaded, event.total);
+    if (onDownload) xhr.onprogress = (event) => onDownload(event.loaded);
+    xhr.onload = () => resolve(xhr);
+    xhr.onerror = () => reject(new ApiError(NETWORK_MESSAGE, { code: "network" }));
+    xhr.ontimeout = xhr.onerror;
+    xhr.onabort = () => reject(cancelledError());
+    item.requests.add(xhr);
+    xhr.send(body === undefined ? null : body);
+  }).finally(() => item.requests.delete(xhr));
+  if (result.status === 401 && !retried) {
+    await refresh();
+    return send(item, { method, path, query, body, headers, responseType, onUpload, onDownload,
+      retried: true });
+  }
+  if (result.status >= 400 || result.status === 0) {
+    throw await errorFrom(result.status, () => JSON.parse(decodeText(result)));
+  }
+  return result;
+}
+
+async function sendJson(item, options) {
+  const xhr = await send(item, options);
+  const text = decodeText(xhr);
+  return text ? JSON.parse(text) : null;
+}
+
+function retriable(error) {
+  return error instanceof ApiError && (error.code === "network" || RETRY_STATUSES.has(error.status));
+}
+
+async function withRetries(item, what, task) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await task();
+    } catch (error) {
+      if (item.cancelled) throw cancelledError();
+      if (!retriable(error) || attempt >= ATTEMPTS) throw error;
+      item.retries += 1;
+      item.note = `${what} did not get through; trying again (${attempt} of ${ATTEMPTS - 1})…`;
+      draw();
+      await sleep(Math.min(8000, 400 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+      item.note = "";
+    }
+  }
+}
+
+// -- uploads -------------------------------------------------------------------------------------
+
+function newItem(direction, name, dir, size) {
+  nextItemId += 1;
+  const item = { id: nextItemId, direction, name, dir, size, loaded: 0, state: "queued",
+    message: "", note: "", requests: new Set(), cancelled: false, retries: 0, parts: new Map(),
+    sessionId: null, partCount: 0, done: null };
+  items.push(item);
+  return item;
+}
+
+// files: [{file, dir}] — dir is the destination directory path. emptyDirs: paths to create.
+export function enqueueUploads(files, emptyDirs = []) {
+  const started = files.map(({ file, dir }) => {
+    const item = newItem("up", file.name, dir, file.size);
+    item.file = file;
+    item.done = runUpload(item);
+    return item;
+  });
+  for (const dir of emptyDirs) makeDir(dir);
+  showPanel();
+  draw();
+  return started;
+}
+
+async function makeDir(path) {
+  const item = { requests: new Set(), cancelled: false };
+  try {
+    await sendJson(item, { method: "POST", path: "/api/filesystem/dirs",
+      body: JSON.stringify({ path }), headers: { "Content-Type": "application/json" } });
+    changed(path.slice(0, path.lastIndexOf("/")) || "/");
+  } catch (error) {
+    const { toast } = await import("./ui.js");
+    toast(`Could not create the folder ${path}: ${messageOf(error)}`, "error");
+  }
+}
+
+function changed(dir) {
+  window.dispatchEvent(new CustomEvent("cloudstrype:changed", { detail: { dir } }));
+}
+
+async function runUpload(item) {
+  await fileSlots.run(async () => {
+    if (item.cancelled) return;
+    item.state = "running";
+    item.message = "";
+    draw();
+    try {
+      if (item.size <= ONE_SHOT_MAX) await uploadOneShot(item);
+      else await uploadInParts(item);
+      item.loaded = item.size;
+      item.state = "done";
+      changed(item.dir);
+    } catch (error) {
+      if (item.cancelled || error.name === "AbortError") {
+        item.state = "cancelled";
+      } else {
+        item.state = "failed";
+        item.message = messageOf(error);
+      }
+    }
+    item.note = "";
+    draw();
+  });
+}
+
+async function uploadOneShot(item) {
+  await withRetries(item, "The upload", () => requestSlots.run(() => {
+    const form = new FormData();
+    form.append("path", item.dir);
+    form.append("name", item.name);
+    form.append("file", item.file, item.name);
+    return send(item, { method: "POST", path: "/api/filesystem/data", body: form,
+      onUpload: (loaded, total) => {
+        item.loaded = total ? Math.min(item.size, Math.round((loaded / total) * item.size)) : 0;
+        draw();
+      } });
+  }));
+}
+
+async function startSession(item) {
+  const session = await withRetries(item, "Starting the upload", () => sendJson(item, {
+    method: "POST", path: "/api/filesystem/uploads", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ path: item.dir, name: item.name, size: item.size,
+      content_type: item.file.type || undefined }) }));
+  item.sessionId = session.upload_id;
+  item.partSize = session.part_size;
+  item.partCount = session.parts;
+  item.parts = new Map();
+  return [...Array(session.parts).keys()];
+}
+
+async function resumeSession(item) {
+  try {
+    const status = await sendJson(item, { method: "GET",
+      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}` });
+    if (status.committed) return [];
+    for (const part of status.received) item.parts.set(part, partLength(item, part));
+    return status.missing;
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 410)) {
+      return startSession(item);
+    }
+    throw error;
+  }
+}
+
+function partLength(item, part) {
+  return Math.min(item.size, (part + 1) * item.partSize) - part * item.partSize;
+}
+
+function updatePartsProgress(item) {
+  let sum = 0;
+  for (const value of item.parts.values()) sum += value;
+  item.loaded = Math.min(item.size, sum);
+  draw();
+}
+
+async function uploadParts(item, queue) {
+  let failedOnce = false;
+  const worker = async () => {
+    while (queue.length && !failedOnce) {
+      if (item.cancelled) throw cancelledError();
+      const part = queue.shift();
+      const start = part * item.partSize;
+      const blob = item.file.slice(start, start + partLength(item, part));
+      await withRetries(item, `Part ${part + 1} of ${item.partCount}`, () => requestSlots.run(() => {
+        item.parts.set(part, 0);
+        return send(item, { method: "PUT", body: blob,
+          path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/parts/${part}`,
+          headers: { "Content-Type": "application/octet-stream" },
+          onUpload: (loaded) => {
+            item.parts.set(part, Math.min(loaded, blob.size));
+            updatePartsProgress(item);
+          } });
+      })).catch((error) => {
+        failedOnce = true;
+        throw error;
+      });
+      item.parts.set(part, blob.size);
+      updatePartsProgress(item);
+    }
+  };
+  const workers = [];
+  for (let i = 0; i < PARTS_AT_ONCE; i += 1) workers.push(worker());
+  const results = await Promise.allSettled(workers);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+async function uploadInParts(item) {
+  let queue = item.sessionId ? await resumeSession(item) : await startSession(item);
+  updatePartsProgress(item);
+  for (let round = 0; round < 3; round += 1) {
+    await uploadParts(item, [...queue]);
+    try {
+      await withRetries(item, "Finishing the upload", () => sendJson(item, { method: "POST",
+        path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/commit` }));
+      return;
+    } catch (error) {
+      const missing = error.details && error.details.missing;
+      if (error.code !== "parts_missing" || !Array.isArray(missing)) throw error;
+      for (const part of missing) item.parts.delete(part);
+      queue = missing;
+    }
+  }
+  throw new ApiError("Some parts of the file did not arrive; try the upload again.");
+}
+
+function cancel(item) {
+  if (item.state === "done" || item.state === "failed" || item.state === "cancelled") return;
+  item.cancelled = true;
+  for (const xhr of item.requests) xhr.abort();
+  if (item.sessionId) {
+    const cleanup = { requests: new Set(), cancelled: false };
+    send(cleanup, { method: "DELETE",
+      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}` }).catch(() => {});
+  }
+  if (item.state === "queued") item.state = "cancelled";
+  draw();
+}
+
+function retry(item) {
+  item.cancelled = false;
+  item.state = "queued";
+  item.message = "";
+  item.done = item.direction === "up" ? runUpload(item) : runDownload(item);
+  draw();
+}
+
+// -- downloads -----------------------------------------------------------------------------------
+
+// Downloads one version of a file (the current one unless `version` is given) and saves it.
+export function download({ id, name, size, version, contentType }) {
+  const item = newItem("down", name, null, size);
+  Object.assign(item, { fileId: id, version, contentType });
+  item.done = runDownload(item);
+  showPanel();
+  draw();
+  return item;
+}
+
+async function runDownload(item) {
+  await fileSlots.run(async () => {
+    if (item.cancelled) return;
+    item.state = "running";
+    draw();
+    try {
+      const blob = await fetchContent(item);
+      item.loaded = item.size;
+      item.state = "done";
+      saveBlob(blob, item.name);
+    } catch (error) {
+      if (item.cancelled || error.name === "AbortError") item.state = "cancelled";
+      else {
+        item.state = "failed";
+        item.message = messageOf(error);
+      }
+    }
+    item.note = "";
+    draw();
+  });
+}
+
+async function fetchContent(item) {
+  const path = `/api/filesystem/data/${encodeURIComponent(item.fileId)}`;
+  const query = item.version ? { version: item.version } : undefined;
+  if (item.size <= RANGE_SIZE) {
+    const xhr = await withRetries(item, "The download", () => requestSlots.run(() => send(item, {
+      method: "GET", path, query, responseType: "arraybuffer",
+      onDownload: (loaded) => {
+        item.loaded = Math.min(item.size, loaded);
+        draw();
+      } })));
+    return new Blob([xhr.response], { type: item.contentType || "application/octet-stream" });
+  }
+  const count = Math.ceil(item.size / RANGE_SIZE);
+  const pieces = new Array(count);
+  const progress = new Map();
+  const queue = [...Array(count).keys()];
+  const worker = async () => {
+    while (queue.length) {
+      const index = queue.shift();
+      const first = index * RANGE_SIZE;
+      const last = Math.min(item.size, first + RANGE_SIZE) - 1;
+      const xhr = await withRetries(item, `Part ${index + 1} of ${count}`, () => requestSlots.run(
+        async () => {
+          const answer = await send(item, { method: "GET", path, query, responseType: "arraybuffer",
+            headers: { Range: `bytes=${first}-${last}` },
+            onDownload: (loaded) => {
+              progress.set(index, loaded);
+              item.loaded = [...progress.values()].reduce((a, b) => a + b, 0);
+              draw();
+            } });
+          if (answer.status !== 206 || answer.response.byteLength !== last - first + 1) {
+            throw new ApiError("The server sent a different part of the file than asked for.",
+              { status: 502 });
+          }
+          return answer;
+        }));
+      pieces[index] = xhr.response;
+      progress.set(index, last - first + 1);
+    }
+  };
+  const workers = [];
+  for (let i = 0; i < PARTS_AT_ONCE; i += 1) workers.push(worker());
+  const results = await Promise.allSettled(workers);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return new Blob(pieces, { type: item.contentType || "application/octet-stream" });
+}
+
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = h("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// -- the panel -----------------------------------------------------------------------------------
+
+export function initTransfers() {
+  panel = document.getElementById("transfers");
+  window.addEventListener("beforeunload", (event) => {
+    if (items.some((item) => item.state === "running" || item.state === "queued")) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+}
+
+function showPanel() {
+  if (panel) panel.hidden = false;
+}
+
+function draw() {
+  if (drawQueued || !panel) return;
+  drawQueued = true;
+  requestAnimationFrame(() => {
+    drawQueued = false;
+    render();
+  });
+}
+
+function statusText(item) {
+  const verb = item.direction === "up" ? "Uploading" : "Downloading";
+  if (item.state === "queued") return "Waiting…";
+  if (item.state === "running") {
+    const percent = item.size ? Math.floor((item.loaded / item.size) * 100) : 0;
+    const parts = item.direction === "up" && item.partCount > 1
+      ? ` in ${item.partCount} parts` : "";
+    return item.note || `${verb}${parts}… ${percent}% (${bytes(item.loaded)} of ${bytes(item.size)})`;
+  }
+  if (item.state === "done") {
+    return item.direction === "up"
+      ? `Uploaded${item.retries ? ` (${plural(item.retries, "retry", "retries")})` : ""}`
+      : "Downloaded";
+  }
+  if (item.state === "cancelled") return "Cancelled";
+  return `Failed: ${item.message}`;
+}
+
+let frame = null;
+
+function ensureFrame() {
+  if (frame) return frame;
+  const toggle = h("button", { type: "button", class: "icon-button transfers-toggle",
+    "aria-expanded": "true", "aria-controls": "transfers-list", "aria-label": "Hide transfers" },
+  icon("chevron"));
+  toggle.addEventListener("click", () => {
+    collapsed = !collapsed;
+    render();
+  });
+  const clear = h("button", { type: "button", class: "button small" }, "Close");
+  clear.addEventListener("click", () => {
+    for (let i = items.length - 1; i >= 0; i -= 1) {
+      if (!["running", "queued"].includes(items[i].state)) items.splice(i, 1);
+    }
+    render();
+  });
+  const summary = h("span", { class: "transfers-summary", role: "status" });
+  const overall = h("progress", { class: "transfers-overall", max: "100", value: "0" });
+  const list = h("ul", { class: "transfers-list", id: "transfers-list" });
+  panel.replaceChildren(h("div", { class: "transfers-head" },
+    h("h2", { class: "transfers-title" }, "Transfers"), summary, clear, toggle, overall), list);
+  frame = { toggle, clear, summary, overall, list };
+  return frame;
+}
+
+function itemElement(item) {
+  if (!item.el) {
+    const progress = h("progress", { "aria-label":
+      `${item.direction === "up" ? "Upload" : "Download"} of ${item.name}` });
+    const status = h("div", { class: "transfer-status" });
+    const actions = h("div", { class: "transfer-actions" });
+    const li = h("li", { "data-name": item.name, "data-direction": item.direction },
+      icon(item.direction === "up" ? "upload" : "download"),
+      h("div", { class: "transfer-main" },
+        h("div", { class: "transfer-name", title: item.dir || "" }, item.name), progress, status),
+      actions);
+    item.el = { li, progress, status, actions, state: null };
+  }
+  const { li, progress, status, actions } = item.el;
+  progress.max = Math.max(item.size, 1);
+  progress.value = item.state === "done" ? Math.max(item.size, 1) : item.loaded;
+  status.textContent = statusText(item);
+  status.classList.toggle("error-text", item.state === "failed");
+  if (item.el.state !== item.state) {
+    const hadFocus = li.contains(document.activeElement);
+    li.className = `transfer transfer-${item.state}`;
+    li.dataset.state = item.state;
+    const buttons = [];
+    if (item.state === "running" || item.state === "queued") {
+      const stop = h("button", { type: "button", class: "button small",
+        "aria-label": `Cancel ${item.name}` }, "Cancel");
+      stop.addEventListener("click", () => cancel(item));
+      buttons.push(stop);
+    } else if (item.state === "failed" || item.state === "cancelled") {
+      const again = h("button", { type: "button", class: "button small",
+        "aria-label": `Try ${item.name} again` }, "Try again");
+      again.addEventListener("click", () => retry(item));
+      buttons.push(again);
+    }
+    actions.replaceChildren(...buttons);
+    if (hadFocus) (buttons[0] || frame.clear).focus();
+    item.el.state = item.state;
+  }
+  return li;
+}
+
+function render() {
+  if (!items.length) {
+    panel.hidden = true;
+    return;
+  }
+  const f = ensureFrame();
+  const counted = items.filter((item) => item.state !== "cancelled");
+  const total = counted.reduce((sum, item) => sum + item.size, 0);
+  const loaded = counted.reduce((sum, item) => sum + (item.state === "done" ? item.size : item.loaded), 0);
+  const finished = items.filter((item) => item.state === "done").length;
+  const failed = items.filter((item) => item.state === "failed").length;
+  const active = items.filter((item) => item.state === "running" || item.state === "queued").length;
+  const percent = total ? Math.floor((loaded / total) * 100) : (active ? 0 : 100);
+  f.summary.textContent = active
+    ? `${finished} of ${items.length} done · ${percent}%`
+    : `${plural(finished, "transfer")} finished${failed ? `, ${failed} failed` : ""}`;
+  f.overall.value = percent;
+  f.overall.setAttribute("aria-label", `All transfers: ${percent}%`);
+  f.clear.textContent = active ? "Clear finished" : "Close";
+  f.clear.disabled = items.length - active === 0;
+  f.toggle.setAttribute("aria-expanded", String(!collapsed));
+  f.toggle.setAttribute("aria-label", collapsed ? "Show transfers" : "Hide transfers");
+  f.list.hidden = collapsed;
+  panel.classList.toggle("collapsed", collapsed);
+  const wanted = items.map(itemElement);
+  const keep = new Set(wanted);
+  for (const child of [...f.list.children]) if (!keep.has(child)) child.remove();
+  for (const li of wanted) if (li.parentNode !== f.list) f.list.append(li);
+  panel.hidden = false;
+}
+
+export function activeUploads() {
+  return items.filter((item) => item.direction === "up");
+}
+
+export { CHUNK_SIZE };
