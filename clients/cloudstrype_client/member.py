@@ -76,7 +76,7 @@ def parse_size(text: str) -> int:
             f"{text!r} is not a size; write e.g. 20GB, 500MB or 1.5TiB (GB = 10^9 bytes, "
             f"GiB = 2^30).")
     size = int(float(match.group(1)) * _UNITS[unit])
-    if size < 1024 * 1024:
+    if size < 10**6:
         raise argparse.ArgumentTypeError(f"{text!r} is too small; give a member at least 1MB.")
     return size
 

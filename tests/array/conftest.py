@@ -104,13 +104,14 @@ class Members:
 
     def start(self, user, name: str | None = None, token: str | None = "",
               extra: tuple = (), env: dict | None = None, folder: Path | None = None,
-              wait: bool = True, server: str | None = "") -> MemberProcess:
+              wait: bool = True, server: str | None = "",
+              size: str = MEMBER_SIZE) -> MemberProcess:
         """`token` "" is the user's own, None passes no --token; `server` likewise."""
         name = name or unique("member")
         member = MemberProcess(self.stack.url if server == "" else server,
                                folder or self.tmp / name,
-                               user.access_token if token == "" else token, name, extra=extra,
-                               env=env).start()
+                               user.access_token if token == "" else token, name, size=size,
+                               extra=extra, env=env).start()
         self.started.append(member)
         if wait:
             self.wait_online(user, member)
@@ -126,6 +127,8 @@ class Members:
         def state():
             if online and not member.alive():
                 raise AssertionError(f"member {member.name} exited:\n{member.log()}")
+            if not (member.folder / "member.json").exists():
+                return None
             found = listing(user).get(member.member_id)
             return found if found and found["online"] is online else None
         return wait_for(state, timeout, f"{member.name} online={online}")

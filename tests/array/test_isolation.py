@@ -116,3 +116,14 @@ def test_a_bad_member_id_is_refused_at_connect(stack, user):
                      open_timeout=10):
             pass
     assert refused.value.response.status_code == 400
+
+
+def test_a_rejected_saved_token_is_renewed_with_the_saved_refresh_token(members, user, stack,
+                                                                        tmp_path):
+    name = unique("renew")
+    saved = tmp_path / f"{name}-home" / ".config" / "cloudstrype" / "credentials.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(json.dumps({"server": stack.url, "access_token": "expired.or.revoked",
+                                 "refresh_token": user.tokens["refresh_token"]}))
+    member = members.start(user, name=name, token=None, server=None)
+    assert listing(user)[member.member_id]["online"]

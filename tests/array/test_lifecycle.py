@@ -116,3 +116,66 @@ def test_a_member_killed_mid_transfer_loses_nothing_that_was_acknowledged(member
         assert slow.storage_id not in placed
         got = user.api.get(f"/api/array/{blob}")
         assert got.status_code == 200 and got.content == data
+
+
+def test_several_transfers_at_once_and_never_beyond_the_size(members, api):
+    user = register_and_login(api)
+    # 1 MB of room; every put is held 1.5 s after its download, so the puts below overlap.
+    member = members.start(user, size="1MB", extra=("--transfers", "4"),
+                           env={"CLOUDSTRYPE_MEMBER_PUT_DELAY": "1.5"})
+    outcomes: dict[str, int] = {}
+    refusals = []
+
+    def write(blob):
+        response = user.api.post(f"/api/array/{blob}?replicas=1", data=os.urandom(400_000))
+        outcomes[blob] = response.status_code
+        if response.status_code != 201:
+            refusals.append(response.json()["error"]["message"])
+
+    threads = [threading.Thread(target=write, args=(unique("fill"),)) for _ in range(3)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    elapsed = time.monotonic() - started
+    # The server saw 1 MB free for each of the three and sent them all: the member itself took
+    # two and refused the third.
+    assert sorted(outcomes.values()) == [201, 201, 503], outcomes
+    assert "no room" in refusals[0]
+    assert elapsed < 4, "the puts were not handled at the same time"
+    on_disk = sum(p.stat().st_size for p in member.share_files())
+    assert on_disk == 800_000
+    info = wait_for(lambda: (i := listing(user)[member.member_id])["used"] == 800_000 and i,
+                    10, "the member to report its space")
+    assert info["capacity"] == 1_000_000 and info["free"] == 200_000
+
+
+def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
+    from tests.array.conftest import MemberProcess
+    from tests.support import Api, free_port, start_stack
+
+    port = free_port()
+    own = start_stack(tmp_path / "data", port=port)
+    member = None
+    try:
+        user = register_and_login(Api(own.url))
+        member = MemberProcess(own.url, tmp_path / "m", user.access_token, unique("phoenix"))
+        member.start()
+        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 30,
+                 "the member online")
+        blob = unique("kept")
+        assert user.api.post(f"/api/array/{blob}?replicas=1", data=b"kept").status_code == 201
+        assert own.stop() == 0
+        wait_for(lambda: "reconnecting" in member.log() or "cannot reach" in member.log(), 15,
+                 "the member to notice")
+        assert member.alive()
+        own = start_stack(tmp_path / "data", port=port)
+        back = wait_for(lambda: listing(user).get(member.member_id, {}).get("online") and
+                        listing(user)[member.member_id], 45, "the member back online")
+        assert back["status"] == "active"
+        assert user.api.get(f"/api/array/{blob}").content == b"kept"
+    finally:
+        if member is not None and member.alive():
+            member.kill()
+        own.stop()
