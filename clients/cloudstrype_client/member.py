@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -114,12 +113,10 @@ class ShareStore:
             self.tmp_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise Fatal(f"Cannot use {self.root}: {exc.strerror}.") from None
-        self._lock_file = (self.root / ".lock").open("w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        self._lock_file = (self.root / ".lock").open("a")
+        if not _lock(self._lock_file):
             raise Fatal(f"Another member program is using {self.root}; give each member its "
-                        f"own folder.") from None
+                        f"own folder.")
         for leftover in self.tmp_dir.iterdir():      # transfers cut short by a crash
             with contextlib.suppress(OSError):
                 leftover.unlink()
@@ -214,6 +211,24 @@ class ShareStore:
             os.fsync(out.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+
+def _lock(handle) -> bool:
+    """An exclusive lock on an open file, held until it is closed; False if another has it."""
+    try:
+        import fcntl
+    except ImportError:                       # Windows
+        import msvcrt
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -541,7 +556,10 @@ class Member:
         self.stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stopping.set)
+            try:
+                loop.add_signal_handler(sig, self.stopping.set)
+            except (NotImplementedError, RuntimeError):     # Windows
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.stopping.set))
         slots = asyncio.Semaphore(self.transfers)
         status = asyncio.create_task(self._status_loop())
         base_url = await asyncio.to_thread(self._discover_ws_url)

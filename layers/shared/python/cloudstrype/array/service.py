@@ -72,8 +72,11 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
     backend = MemberBackend(owner, member_id, member.name)
     placements = store.shares_on(owner, member.storage_id)
     deadline = time.monotonic() + budget_seconds
-    checks = []
+    checks, unread = [], 0
     for chunk_id, index in placements:
+        if time.monotonic() > deadline:
+            unread += 1
+            continue
         try:
             record = store.ChunkRecord.get(owner, chunk_id)
         except store.ChunkRecord.DoesNotExist:
@@ -109,7 +112,7 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
         elif outcome != "ok":
             problems.append({"chunk_id": record.chunk_id, "index": index, "problem": outcome})
     return {"member_id": member_id, "checked": checked, "ok": checked - len(bad) - len(problems),
-            "bad": bad, "problems": problems[:20], "remaining": skipped}
+            "bad": bad, "problems": problems[:20], "remaining": skipped + unread}
 
 
 def put_blob(owner: str, chunk_id: str, data: bytes, replicas: int | None) -> dict:

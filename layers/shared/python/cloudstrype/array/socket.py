@@ -73,6 +73,10 @@ def handle(connection_id: str, body: str | None) -> dict | None:
                                      f"result.", code="unknown_type")
     except protocol.ProtocolError as exc:
         return {"type": "error", "id": message_id, "code": exc.code, "error": str(exc)}
+    except Exception:
+        log.exception("WebSocket message from %s failed", connection_id)
+        return {"type": "error", "id": message_id, "code": "internal_error",
+                "error": "The server could not handle this message; try again."}
 
 
 def on_disconnect(connection_id: str) -> None:
