@@ -211,6 +211,12 @@ async function start() {
       document.getElementById("nav-toggle").focus();
     }
   });
+  // The skip link moves focus without touching the hash (the hash is the router's).
+  document.querySelector(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    const main = document.getElementById("main");
+    (main.querySelector(".page-title") || main).focus();
+  });
   window.addEventListener("hashchange", route);
   window.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();

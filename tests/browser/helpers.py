@@ -31,7 +31,7 @@ def login_ui(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.get_by_role("link", name="Files").wait_for()
+    page.locator("#user-area .user-name").wait_for()
 
 
 def _expiry(token: str) -> int:
@@ -48,7 +48,7 @@ def sign_in_with_tokens(page, base_url: str, user, hash_: str = "#/files") -> No
                "expires_at": _expiry(user.tokens["access_token"]), "username": user.username}
     page.evaluate("s => localStorage.setItem('cloudstrype.session', s)", json.dumps(session))
     page.goto(f"{base_url}/{hash_}")
-    page.get_by_role("link", name="Files").wait_for()
+    page.locator("#user-area .user-name").wait_for()
 
 
 def open_files(page, base_url: str, path: str = "/") -> None:

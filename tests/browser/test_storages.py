@@ -1,0 +1,180 @@
+"""Storages, members, settings and the dashboard: an S3 bucket added with keys, a cloud account
+connected through the OAuth redirect (a fake Dropbox), drain and remove, default durability and
+encryption, an offline storage and lost shares on the dashboard, repaired from there."""
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from playwright.sync_api import expect
+
+from tests.support import free_port
+
+from .helpers import open_files, row, sign_in_with_tokens, upload_files, wait_for_transfer, wait_until
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def upload_api(user, name, data, **fields):
+    response = user.api.post("/api/filesystem/data", data={"path": "/", **fields},
+                             files={"file": (name, data)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def storage_named(user, name):
+    (found,) = [s for s in user.api.get("/api/cloud/storages").json()["storages"] if s["name"] == name]
+    return found
+
+
+def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_user, s3_endpoint, tmp_path):
+    bucket = f"web-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="x",
+                 aws_secret_access_key="y").create_bucket(Bucket=bucket)
+    sign_in_with_tokens(page, base_url, web_user, "#/storages")
+    page.locator('.add-card[data-kind="s3"]').get_by_role("button", name="Add").click()
+    dialog = page.get_by_role("dialog", name="Add s3-compatible bucket")
+    dialog.get_by_label("Name").fill("bucket-one")
+    dialog.get_by_label("Endpoint URL").fill(s3_endpoint)
+    dialog.get_by_label("Region").fill("us-east-1")
+    dialog.get_by_label("Bucket").fill(bucket)
+    dialog.get_by_label("Access key id").fill("AKIAEXAMPLE")
+    secret = dialog.get_by_label("Secret access key")
+    expect(secret).to_have_attribute("type", "password")
+    secret.fill("s3cr3t-key")
+    dialog.get_by_role("button", name="Add storage").click()
+    expect(dialog).to_be_hidden()
+    card = page.locator('.storage-card[data-name="bucket-one"]')
+    expect(card).to_contain_text("S3-compatible bucket")
+    expect(card).to_contain_text(bucket)
+    expect(card).to_contain_text("Online")
+    assert "s3cr3t-key" not in page.content()
+
+    # Three copies put a share on the bucket; removing it is refused until it is drained.
+    upload_api(web_user, "kept.txt", b"keep me" * 100, durability="raid1(3)")
+    web_user.api.post("/api/cloud/storages", json={"kind": "local", "name": "disk-c",
+                                                   "config": {"path": str(tmp_path / "disk-c")}})
+    page.reload()
+    expect(card.locator(".mini-facts")).to_contain_text("Shares1")
+    card.get_by_role("button", name="Remove bucket-one").click()
+    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role("button", name="Remove").click()
+    expect(page.locator(".toast-error")).to_contain_text("drain")
+    expect(card).to_be_visible()
+
+    card.get_by_role("button", name="Drain bucket-one").click()
+    page.get_by_role("dialog", name="Drain bucket-one?").get_by_role("button", name="Drain").click()
+    expect(page.locator(".toast-success")).to_contain_text("bucket-one is drained")
+    expect(card.locator(".mini-facts")).to_contain_text("Shares0")
+    expect(card).to_contain_text("Draining")
+    card.get_by_role("button", name="Remove bucket-one").click()
+    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role("button", name="Remove").click()
+    expect(card).to_have_count(0)
+    assert "bucket-one" not in [s["name"] for s in web_user.api.get("/api/cloud/storages").json()["storages"]]
+    info = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    (kept,) = info["children"]
+    assert web_user.api.get(f"/api/filesystem/data/{kept['id']}").content == b"keep me" * 100
+
+
+def test_cloud_account_connected_through_the_oauth_redirect(page, base_url, web_user):
+    sign_in_with_tokens(page, base_url, web_user, "#/storages")
+    expect(page.locator('.add-card[data-kind="box"]').get_by_role("button", name="Connect Box")).to_be_enabled()
+    page.locator('.add-card[data-kind="dropbox"]').get_by_role("button", name="Connect Dropbox").click()
+    dialog = page.get_by_role("dialog", name="Connect Dropbox")
+    dialog.get_by_label("Name").fill("My Dropbox")
+    dialog.get_by_role("button", name="Continue to Dropbox").click()
+    # The fake provider grants at once and sends the browser back through the callback.
+    expect(page.get_by_text("Connected My Dropbox (Dropbox).")).to_be_visible()
+    assert page.url.endswith("#/storages")
+    expect(page.locator('.storage-card[data-name="My Dropbox"]')).to_contain_text("Online")
+    assert storage_named(web_user, "My Dropbox")["kind"] == "dropbox"
+
+
+def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, web_user):
+    sign_in_with_tokens(page, base_url, web_user, "#/settings")
+    durability = page.get_by_label("Durability")
+    durability.select_option("raid1(3)")
+    expect(page.locator(".settings-form .help").first).to_contain_text(
+        "needs 3 storages and you have 2 online")
+    durability.select_option("other")
+    expect(page.get_by_label("Scheme")).to_be_focused()
+    page.get_by_label("Scheme").fill("rs(0,2)")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".settings-form .alert-error")).to_be_visible()
+    assert "{" not in page.locator(".settings-form .alert-error").text_content()
+
+    durability.select_option("raid1(1)")
+    page.get_by_label("None — shares are stored readable").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".settings-form .alert-success")).to_have_text(
+        "Saved. New files use raid1(1) and none.")
+    assert web_user.api.get("/api/filesystem/settings").json() == {"durability": "raid1(1)", "encryption": "none"}
+    page.reload()
+    expect(page.get_by_label("Durability")).to_have_value("raid1(1)")
+
+    open_files(page, base_url)
+    upload_files(page, [{"name": "plain.txt", "mimeType": "text/plain", "buffer": b"readable"}])
+    wait_for_transfer(page, "plain.txt")
+    row(page, "plain.txt").get_by_role("link", name="plain.txt").click()
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("raid1(1) — 1 copy, no redundancy")
+    expect(facts).to_contain_text("none — None")
+    expect(page.locator(".shares-table .share")).to_have_count(1)
+
+
+def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, base_url, web_user, tmp_path):
+    disk_b = tmp_path / f"{web_user.username}-disk-b"
+    first = upload_api(web_user, "before.txt", b"written while all was well")
+    chunk = f"v{first['version']}-0"
+    info = web_user.api.get(f"/api/chunk/{chunk}/info").json()
+    assert {s["storage_name"] for s in info["shares"]} == {"disk-a", "disk-b"}
+    web_user.api.post("/api/cloud/storages", json={"kind": "local", "name": "disk-c",
+                                                   "config": {"path": str(tmp_path / "disk-c")}})
+    sign_in_with_tokens(page, base_url, web_user, "#/")
+    expect(page.get_by_text("Nothing at risk")).to_be_visible()
+    expect(page.locator(".redundancy")).to_contain_text("raid1(2) — 1 file")
+
+    # disk-b's directory turns into a file: writes fail and the storage is marked offline.
+    shutil.move(disk_b, tmp_path / "disk-b-elsewhere")
+    disk_b.write_text("not a directory any more")
+
+    def offline():
+        upload_api(web_user, f"probe-{uuid.uuid4().hex[:6]}.txt", b"probe")
+        return not storage_named(web_user, "disk-b")["online"]
+
+    assert wait_until(offline, timeout=20), "disk-b never went offline"
+    page.get_by_role("button", name="Check again").click()
+    risks = page.locator(".risks")
+    expect(risks).to_contain_text("disk-b is offline.")
+    expect(risks).to_contain_text("Not a directory")
+    expect(risks).to_contain_text("lost shares and await repair")
+    expect(risks.get_by_role("link", name="/before.txt")).to_be_visible()
+    expect(page.locator('.bar-row[data-storage="disk-b"]')).to_contain_text("Offline")
+
+    # The details page shows which share is gone; Repair now re-creates it elsewhere.
+    risks.get_by_role("link", name="/before.txt").click()
+    expect(page.locator('.share[data-storage="disk-b"] .badge')).not_to_have_text("Healthy")
+    expect(page.get_by_text("await repair; the file is still readable")).to_be_visible()
+    page.get_by_role("button", name="Repair now").click()
+    expect(page.locator(".toast-success")).to_contain_text("Re-created 1 share of chunk #1.")
+    expect(page.get_by_text("Every share checked is healthy.")).to_be_visible()
+    expect(page.locator('.share[data-storage="disk-c"]')).to_contain_text("Healthy")
+    assert {s["storage_name"] for s in web_user.api.get(f"/api/chunk/{chunk}/info").json()["shares"]} \
+        == {"disk-a", "disk-c"}
+
+
+def test_members_page_without_members(page, base_url, web_user):
+    sign_in_with_tokens(page, base_url, web_user, "#/members")
+    expect(page.get_by_text("No members yet.")).to_be_visible()
+    expect(page.locator("pre.command")).to_contain_text(f"cloudstrype array --server {base_url}")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+    expect(page.locator(".stat").filter(has_text="Members online")).to_contain_text("0 of 0")
