@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these parts (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the parts and exit")
     args, rest = parser.parse_known_args(argv)
+    rest = [a for a in rest if a != "--"]  # `make bench`-style `-- --size-mib 16` separators
     if args.list:
         for name in PARTS:
             print(name)
