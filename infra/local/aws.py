@@ -1,8 +1,11 @@
 """AWS on one machine: moto's server in this process, its state kept in the data directory.
 
 moto keeps everything in memory. To survive a restart we pickle its backends to
-`<data-dir>/aws-state.pickle` — after writes (at most once a second) and on shutdown — and load
-them at start. A read/write lock keeps a snapshot from seeing a request half-applied.
+`<data-dir>/aws-state.pickle` — after writes and on shutdown — and load them at start. A
+read/write lock keeps a snapshot from seeing a request half-applied. Pickling takes longer as the
+data grows, so snapshots are spaced to cost at most 1/SNAPSHOT_SHARE of the time: a clean stop
+(Ctrl-C, SIGTERM) always saves everything; a killed process loses the writes since the last
+snapshot (at least one second's, more on a big data set).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local-secret"}
 STATE_FILE = "aws-state.pickle"
 SNAPSHOT_INTERVAL = 1.0
+SNAPSHOT_SHARE = 20
+# DynamoDB transactions run alone (exclusive lock): moto applies their items one by one.
+_TRANSACTION_TARGET = "DynamoDB_20120810.TransactWriteItems"
 
 
 def _load_private_key(pem: bytes):
@@ -51,15 +57,19 @@ def _register_key_pickling() -> None:
 
 
 class _ReadWriteLock:
+    """Many readers or one writer; a waiting writer goes first, so a busy server cannot starve
+    snapshots."""
+
     def __init__(self):
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
+        self._writers_waiting = 0
 
     @contextlib.contextmanager
     def shared(self):
         with self._cond:
-            while self._writing:
+            while self._writing or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
         try:
@@ -72,8 +82,12 @@ class _ReadWriteLock:
     @contextlib.contextmanager
     def exclusive(self):
         with self._cond:
-            while self._writing or self._readers:
-                self._cond.wait()
+            self._writers_waiting += 1
+            try:
+                while self._writing or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
             self._writing = True
         try:
             yield
@@ -106,22 +120,35 @@ class MotoServer:
 
     def start(self) -> None:
         from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
 
+        from infra.local import moto_speed
+
+        moto_speed.apply()
         _register_key_pickling()
         self.restore()
         moto_app = DomainDispatcherApplication(create_backend_app)
 
         def tracked(environ, start_response):
             writes = environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "OPTIONS")
-            with self._lock.shared():
+            alone = environ.get("HTTP_X_AMZ_TARGET") == _TRANSACTION_TARGET
+            with (self._lock.exclusive() if alone else self._lock.shared()):
                 # Read the whole answer under the lock: moto builds it lazily.
                 body = list(moto_app(environ, start_response))
             if writes:
                 self._dirty.set()
             return body
 
-        self._server = make_server(self.host, self.port, tracked, threaded=True)
+        class KeepAlive(WSGIRequestHandler):
+            # HTTP/1.1: boto3 keeps its connections, instead of a new socket and server thread
+            # for every call.
+            protocol_version = "HTTP/1.1"
+
+            def log_request(self, *args, **kwargs):     # the gateway logs the API calls
+                pass
+
+        self._server = make_server(self.host, self.port, tracked, threaded=True,
+                                   request_handler=KeepAlive)
         serve = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         saver = threading.Thread(target=self._save_loop, name="moto-snapshots", daemon=True)
         self._threads = [serve, saver]
@@ -140,13 +167,18 @@ class MotoServer:
         self._dirty.set()
 
     def _save_loop(self) -> None:
+        pause = SNAPSHOT_INTERVAL
         while not self._stopping.is_set():
             if self._dirty.wait(timeout=0.5) and not self._stopping.is_set():
-                time.sleep(SNAPSHOT_INTERVAL)
+                self._stopping.wait(pause)
+                if self._stopping.is_set():
+                    return      # stop() saves the final state
+                started = time.monotonic()
                 try:
                     self.snapshot()
                 except Exception:
                     log.exception("could not save the local AWS state")
+                pause = max(SNAPSHOT_INTERVAL, SNAPSHOT_SHARE * (time.monotonic() - started))
 
     def snapshot(self) -> None:
         from moto.backends import get_backend
@@ -217,6 +249,10 @@ WEB_BUCKET = "cloudstrype-local-web"
 KMS_ALIAS = "alias/cloudstrype-local"
 
 
+class StaleDataError(Exception):
+    """The data directory was written by a version with another table layout."""
+
+
 def ensure_resources(resources_file: Path) -> LocalResources:
     """Create the pool, client, group, key, buckets and tables unless they exist (idempotent)."""
     import boto3
@@ -264,8 +300,18 @@ def ensure_resources(resources_file: Path) -> LocalResources:
             s3.create_bucket(Bucket=bucket)
 
     from cloudstrype import db
+    dynamodb = boto3.client("dynamodb")
     for model in db.all_tables():
-        if not model.exists():
+        if model.exists():
+            keys = dynamodb.describe_table(TableName=model.Meta.table_name)["Table"]["KeySchema"]
+            wanted = model._get_schema()["key_schema"]
+            if sorted((k["AttributeName"], k["KeyType"]) for k in keys) != \
+                    sorted((k["AttributeName"], k["KeyType"]) for k in wanted):
+                raise StaleDataError(
+                    f"The table {model.Meta.table_name} in this data directory has the key layout "
+                    f"of an older Cloudstrype. Start with a new --data-dir (or move the old one "
+                    f"away); this version cannot read it.")
+        else:
             model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
             ttl = getattr(model.Meta, "ttl_attribute", None)
             if ttl:

@@ -172,7 +172,7 @@ def serve(host: str, port: int, data_dir: str) -> int:
     stack = LocalStack(host, port, Path(data_dir))
     try:
         asyncio.run(stack.run())
-    except StartupError as exc:
+    except (StartupError, aws.StaleDataError) as exc:
         print(f"cloudstrype serve: {exc}", file=sys.stderr)
         stack.shutdown()
         return 2

@@ -5,9 +5,12 @@ tables registered here, with the keys, indexes and TTL attribute the models decl
 """
 from __future__ import annotations
 
+import functools
 import os
 
+from pynamodb.connection import Connection
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 _PREFIX = os.environ.get("CLOUDSTRYPE_TABLE_PREFIX", "cloudstrype-")
 _REGION = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
@@ -38,3 +41,15 @@ def all_tables() -> list[type[Model]]:
     # Importing the domain modules registers their tables.
     from cloudstrype import table_modules  # noqa: F401
     return list(TABLES)
+
+
+@functools.cache
+def _transaction_connection() -> Connection:
+    # One per process, like each model's own: a new Connection means a new botocore session and
+    # client, which costs 50-500 ms (endpoint rules are parsed again) on every request.
+    return Connection(region=BaseMeta.region, host=BaseMeta.host)
+
+
+def transaction() -> TransactWrite:
+    """A DynamoDB transaction over the shared connection."""
+    return TransactWrite(connection=_transaction_connection())

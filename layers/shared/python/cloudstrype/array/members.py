@@ -13,9 +13,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from cloudstrype import db, errors
 from cloudstrype.array import protocol
@@ -36,9 +34,7 @@ def storage_id_for(member_id: str) -> str:
     return STORAGE_PREFIX + member_id
 
 
-def _transaction() -> TransactWrite:
-    return TransactWrite(connection=Connection(region=db.BaseMeta.region,
-                                               host=db.BaseMeta.host))
+_transaction = db.transaction
 
 
 # -- connections ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from cloudstrype import errors
 from cloudstrype.pipeline import codec, store
 from cloudstrype.tree import tree
 from cloudstrype.tree.models import (FILE, EntryRecord, NodeRecord, Profile, UploadPart,
-                                     UploadRecord, VersionRecord)
+                                     UploadRecord, VersionRecord, version_file_ref)
 
 CHUNK_SIZE = 4 * 1024 * 1024
 # What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.
@@ -136,7 +136,7 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
                     ) -> NodeRecord:
     """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
     stamp = tree.now()
-    record = VersionRecord(owner, "", size=version.size, chunk_size=CHUNK_SIZE,
+    record = VersionRecord("", version.version_id, size=version.size, chunk_size=CHUNK_SIZE,
                            chunk_count=version.chunk_count, sha256=version.sha256,
                            etag=version.etag, content_type=version.content_type,
                            durability=version.durability, encryption=version.encryption,
@@ -162,7 +162,7 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
         node.size, node.sha256, node.etag = version.size, version.sha256, version.etag
         node.content_type = version.content_type
         node.durability, node.encryption = version.durability, version.encryption
-        record.version_key = f"{node.node_id}#{version.version_id}"
+        record.file_ref = version_file_ref(owner, node.node_id)
         entry = EntryRecord(tree.parent_ref(owner, parent.node_id), name, node_id=node.node_id,
                             type=FILE, size=version.size, modified=stamp)
         try:
@@ -333,18 +333,18 @@ def get_version(owner: str, node: NodeRecord, version_id: str | None) -> Version
                                 code="not_a_file")
     wanted = version_id or node.version_id
     try:
-        return VersionRecord.get(owner, f"{node.node_id}#{wanted}", consistent_read=True)
+        return VersionRecord.get(version_file_ref(owner, node.node_id), wanted,
+                                 consistent_read=True)
     except VersionRecord.DoesNotExist:
         raise errors.NotFound(f"No version {wanted} of '{node.name}'.",
                               code="version_not_found") from None
 
 
 def versions(owner: str, node: NodeRecord) -> list[dict]:
-    return [{"version": v.version_key.split("#", 1)[1], "size": int(v.size), "sha256": v.sha256,
+    return [{"version": v.version_id, "size": int(v.size), "sha256": v.sha256,
              "etag": v.etag, "created": v.created.isoformat(), "durability": v.durability,
-             "encryption": v.encryption, "current": v.version_key.endswith(f"#{node.version_id}")}
-            for v in VersionRecord.query(owner, VersionRecord.version_key.startswith(
-                f"{node.node_id}#"))]
+             "encryption": v.encryption, "current": v.version_id == node.version_id}
+            for v in VersionRecord.query(version_file_ref(owner, node.node_id))]
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -380,7 +380,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 def read(owner: str, version: VersionRecord, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
     chunk_size = int(version.chunk_size)
-    version_id = version.version_key.split("#", 1)[1]
+    version_id = version.version_id
     indexes = range(first // chunk_size, last // chunk_size + 1)
     chunks = list(_parallel.map(lambda i: store.get_chunk(owner, chunk_id(version_id, i)),
                                 indexes))
@@ -390,7 +390,7 @@ def read(owner: str, version: VersionRecord, first: int, last: int) -> bytes:
 
 
 def free_version(owner: str, version: VersionRecord) -> None:
-    _free_chunks(owner, version.version_key.split("#", 1)[1], int(version.chunk_count))
+    _free_chunks(owner, version.version_id, int(version.chunk_count))
     version.delete()
 
 
@@ -398,8 +398,7 @@ def delete_node(owner: str, node: NodeRecord) -> int:
     """Delete a file with all its versions, or a directory recursively; returns nodes removed."""
     removed = 0
     if node.type == FILE:
-        for version in VersionRecord.query(owner, VersionRecord.version_key.startswith(
-                f"{node.node_id}#")):
+        for version in VersionRecord.query(version_file_ref(owner, node.node_id)):
             free_version(owner, version)
     else:
         while True:

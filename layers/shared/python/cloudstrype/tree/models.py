@@ -64,8 +64,10 @@ class VersionRecord(Model):
     class Meta(db.BaseMeta):
         table_name = db.table_name("versions")
 
-    owner = UnicodeAttribute(hash_key=True)
-    version_key = UnicodeAttribute(range_key=True)   # "<node id>#<version id>"
+    # One partition per file, not per user: listing a file's versions reads only that file's
+    # items, and a user's files spread over DynamoDB's partitions.
+    file_ref = UnicodeAttribute(hash_key=True)       # "<owner>#<node id>", see version_file_ref
+    version_id = UnicodeAttribute(range_key=True)
     size = NumberAttribute()
     chunk_size = NumberAttribute()
     chunk_count = NumberAttribute()
@@ -75,6 +77,10 @@ class VersionRecord(Model):
     durability = UnicodeAttribute()
     encryption = UnicodeAttribute()
     created = UTCDateTimeAttribute()
+
+
+def version_file_ref(owner: str, node_id: str) -> str:
+    return f"{owner}#{node_id}"
 
 
 @db.register

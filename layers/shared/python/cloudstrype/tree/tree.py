@@ -6,9 +6,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
-from pynamodb.transactions import TransactWrite
 
 from cloudstrype import db, errors
 from cloudstrype.tree.models import DIRECTORY, FILE, ROOT, EntryRecord, NodeRecord
@@ -30,8 +28,7 @@ def parent_ref(owner: str, parent_id: str) -> str:
     return f"{owner}#{parent_id}"
 
 
-def transaction() -> TransactWrite:
-    return TransactWrite(connection=Connection(region=db.BaseMeta.region, host=db.BaseMeta.host))
+transaction = db.transaction
 
 
 # -- names and paths ------------------------------------------------------------------------------
