@@ -9,7 +9,7 @@ PORT ?= 8080
 DATA_DIR ?= .cloudstrype-data
 PYTEST_ARGS ?=
 
-.PHONY: run test bench install install-dev clean
+.PHONY: run test bench screenshots install install-dev clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Cloudstrype needs Python 3.11 or newer; found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -36,6 +36,9 @@ test: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
+
+screenshots: $(DEV_STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
