@@ -100,6 +100,25 @@ def _leaves(directories: set[str]) -> list[str]:
     return leaves
 
 
+def _each_file(command: str, jobs: int, items: list, transfer, label,
+               progress: Progress) -> list[tuple[str, BaseException]]:
+    """Run `transfer` on every item, `jobs` at once; a failed file is reported and listed, the
+    others go on. Anything but a CLI or OS error is a bug and stops the command."""
+    failures: list[tuple[str, BaseException]] = []
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
+        futures = {files.submit(transfer, item): item for item in items}
+        for future in as_completed(futures):
+            exc = future.exception()
+            if exc is None:
+                continue
+            if not isinstance(exc, (CliError, OSError)):
+                raise exc
+            name = label(futures[future])
+            failures.append((name, exc))
+            progress.message(f"{command}: {name}: {_describe_failure(exc)}", always=True)
+    return failures
+
+
 def plan_put(client: Client, sources: list[str], dest: str,
              warn) -> tuple[list[Upload], list[str]]:
     dest_path = remote.normalize(dest)
@@ -275,18 +294,9 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
                         bars=bars)
     uploader = Uploader(client, progress, UploadState(), ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="part"))
-    failures: list[tuple[str, BaseException]] = []
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
-            futures = {files.submit(uploader.upload, u): u for u in uploads}
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    if not isinstance(exc, (CliError, OSError)):
-                        raise exc
-                    item = futures[future]
-                    failures.append((str(item.local), exc))
-                    progress.message(f"put: {item.local}: {_describe_failure(exc)}", always=True)
+        failures = _each_file("put", jobs, uploads, uploader.upload, lambda u: str(u.local),
+                              progress)
     finally:
         uploader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=True)
@@ -442,19 +452,9 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
                         len(downloads), quiet=quiet, bars=bars)
     downloader = Downloader(client, progress, ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="range"))
-    failures: list[tuple[str, BaseException]] = []
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
-            futures = {files.submit(downloader.download, d): d for d in downloads}
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    if not isinstance(exc, (CliError, OSError)):
-                        raise exc
-                    item = futures[future]
-                    failures.append((item.remote, exc))
-                    progress.message(f"get: {item.remote}: {_describe_failure(exc)}",
-                                     always=True)
+        failures = _each_file("get", jobs, downloads, downloader.download, lambda d: d.remote,
+                              progress)
     finally:
         downloader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=True)
