@@ -8,6 +8,10 @@ doubled and kept growing):
   items included, so that it can roll back. Every tree write is a transaction, so each one cost
   O(size of the table). Here the rollback copies only the items the transaction names and puts
   exactly those back, which is what DynamoDB's all-or-nothing promise needs.
+* ``Table.query`` on a table's own key walks and sorts every item of the table to find one
+  partition, so each query cost O(n log n) in the table's size (listing a file's versions in a
+  table of 10,000 files took longer than the upload itself). Here a query on the table's key
+  looks at that partition's items only; queries on indexes are left as moto does them.
 * the server finds the service of each request by listing moto's package folder on disk
   (``list_of_moto_modules``); the list never changes while the process runs, so it is kept.
 
@@ -19,9 +23,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 from typing import Any
 
 _applied = False
+# The table and partition a running Table.query on the table's own key is about (per thread).
+_query_scope = threading.local()
 
 
 class _CopyKeepingTables:
@@ -109,6 +116,31 @@ def apply() -> None:
             raise
 
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+    all_items = Table.all_items
+    query = Table.query
+
+    @functools.wraps(all_items)
+    def partition_items(self):
+        scope = getattr(_query_scope, "partition", None)
+        if scope is None or scope[0] is not self:
+            return all_items(self)
+        # The same order moto's all_items gives, within one partition.
+        return sorted(self.items.get(scope[1], {}).values(), key=lambda item: item.range_key)
+
+    @functools.wraps(query)
+    def partition_query(self, hash_key, *args, **kwargs):
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name or hash_key is None or not self.range_key_attr:
+            return query(self, hash_key, *args, **kwargs)
+        _query_scope.partition = (self, hash_key)
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            _query_scope.partition = None
+
+    Table.all_items = partition_items
+    Table.query = partition_query
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules

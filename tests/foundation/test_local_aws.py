@@ -149,3 +149,28 @@ def test_a_data_directory_with_an_older_table_layout_is_refused_in_words(tmp_pat
     assert done.returncode == 2, done.stdout + done.stderr
     assert "older Cloudstrype" in done.stderr and "--data-dir" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_queries_on_the_table_key_read_one_partition_in_order(moto_server):
+    client = _client(moto_server)
+    _table(client)
+    for pk in ("a", "b", "c"):
+        for sk in ("3", "1", "2", "10"):
+            client.put_item(TableName=TABLE, Item={"pk": {"S": pk}, "sk": {"S": sk},
+                                                   "v": {"S": f"{pk}{sk}"}})
+
+    def query(**extra):
+        pages = client.get_paginator("query").paginate(
+            TableName=TABLE, KeyConditionExpression=extra.pop("condition", "pk = :p"),
+            ExpressionAttributeValues={":p": {"S": "b"}, **extra.pop("values", {})}, **extra)
+        return [item["sk"]["S"] for page in pages for item in page["Items"]]
+
+    assert query() == ["1", "10", "2", "3"]
+    assert query(ScanIndexForward=False) == ["3", "2", "10", "1"]
+    assert query(condition="pk = :p AND begins_with(sk, :s)", values={":s": {"S": "1"}}) == \
+        ["1", "10"]
+    assert query(Limit=1) == ["1", "10", "2", "3"]      # page by page, nothing lost
+    client.delete_item(TableName=TABLE, Key={"pk": {"S": "b"}, "sk": {"S": "2"}})
+    assert query() == ["1", "10", "3"]
+    assert client.query(TableName=TABLE, KeyConditionExpression="pk = :p",
+                        ExpressionAttributeValues={":p": {"S": "zzz"}})["Items"] == []
