@@ -100,14 +100,19 @@ def _rclone_config(rclone: str, root: Path) -> Path:
     return config
 
 
+def _ratio(value: float) -> str:
+    # Three significant digits, so a small ratio does not print as 0.00x.
+    return f"{value:>7.3g}x"
+
+
 def _row(label: str, ours: float, theirs: float, unit: str) -> None:
     ratio = (ours / theirs) if theirs else float("inf")
-    print(f"  {label:<34} {ours:>10.1f} {theirs:>10.1f} {unit:<8} {ratio:>6.2f}x", flush=True)
+    print(f"  {label:<34} {ours:>10.1f} {theirs:>10.1f} {unit:<8} {_ratio(ratio)}", flush=True)
 
 
 def _seconds_row(label: str, ours: float, theirs: float) -> None:
     # For durations the ratio is theirs / ours, so above 1 still means Cloudstrype was faster.
-    print(f"  {label:<34} {ours:>10.2f} {theirs:>10.2f} {'s':<8} {theirs / ours:>6.2f}x",
+    print(f"  {label:<34} {ours:>10.2f} {theirs:>10.2f} {'s':<8} {_ratio(theirs / ours)}",
           flush=True)
 
 
