@@ -2,6 +2,8 @@
 is in cloudstrype.tree."""
 from urllib.parse import quote
 
+from chalice import Rate
+
 from cloudstrype import errors
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.tree import files, tree
@@ -169,3 +171,9 @@ def put_settings(call):
     return files.set_defaults(call.principal.user_id,
                               call.field("durability", required=False),
                               call.field("encryption", required=False))
+
+
+# Expired upload sessions: every hour in AWS (an EventBridge rule); the local stack's timer too.
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def sweep_uploads(event):
+    return files.sweep_expired_uploads(budget_seconds=600)

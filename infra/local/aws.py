@@ -330,7 +330,7 @@ def settings_env(resources: LocalResources, moto_endpoint: str, public_url: str,
     from cloudstrype.settings import Settings
 
     pool_id = resources.user_pool_id
-    settings = Settings(
+    decided = dict(
         region=REGION,
         user_pool_id=pool_id,
         user_pool_client_id=resources.user_pool_client_id,
@@ -345,11 +345,7 @@ def settings_env(resources: LocalResources, moto_endpoint: str, public_url: str,
         local_storage_enabled="true",
         local_storage_root=local_storage_root,
     )
-    env = settings.to_env()
-    # Only what the local stack decides; the rest (OAuth apps, overrides) stays as configured.
-    keep_from_environment = {"CLOUDSTRYPE_PROVIDER_URL_OVERRIDES", "CLOUDSTRYPE_DEBUG"}
-    for field_name, env_name in Settings.env_names().items():
-        if env_name in keep_from_environment or field_name.endswith(("client_id", "client_secret")) \
-                and field_name != "user_pool_client_id":
-            env.pop(env_name, None)
-    return env
+    # Only what the local stack decides; every other setting (OAuth apps, provider overrides,
+    # upload TTL, ...) stays as the environment configures it, else its default.
+    names = Settings.env_names()
+    return {names[field]: value for field, value in decided.items()}

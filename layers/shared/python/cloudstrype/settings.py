@@ -57,6 +57,10 @@ class Settings:
     # by their environment names), never in the functions' environment.
     oauth_secrets_arn: str = _env("CLOUDSTRYPE_OAUTH_SECRETS_ARN")
 
+    # How long an unfinished upload session may wait for its parts; afterwards the scheduled
+    # sweep frees the chunks of the parts it received.
+    upload_ttl_seconds: str = _env("CLOUDSTRYPE_UPLOAD_TTL_SECONDS", str(7 * 24 * 3600))
+
     # Any value: logs include a stack trace for unexpected errors when set to "true".
     debug: str = _env("CLOUDSTRYPE_DEBUG", "false")
 

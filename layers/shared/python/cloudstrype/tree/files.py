@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import mimetypes
 import os
@@ -14,6 +15,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from cloudstrype import errors
 from cloudstrype.pipeline import codec, store
+from cloudstrype.settings import get_settings
 from cloudstrype.tree import tree
 from cloudstrype.tree.models import (FILE, EntryRecord, NodeRecord, Profile, UploadPart,
                                      UploadRecord, VersionRecord, version_file_ref)
@@ -21,7 +23,11 @@ from cloudstrype.tree.models import (FILE, EntryRecord, NodeRecord, Profile, Upl
 CHUNK_SIZE = 4 * 1024 * 1024
 # What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-UPLOAD_TTL_SECONDS = 7 * 24 * 3600
+log = logging.getLogger("cloudstrype.files")
+
+# After a session expires, its records stay this long before DynamoDB's TTL may drop them, so
+# the hourly sweep has days to free the chunks of its parts first.
+UPLOAD_PURGE_GRACE_SECONDS = 7 * 24 * 3600
 MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
 # Racing writers of one name retry (optimistic concurrency) for at most this long.
 ATTACH_SECONDS = 15.0
@@ -207,7 +213,8 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                           durability=durability, encryption=encryption,
                           sha256=sha256.lower() if sha256 else None,
                           version_id=new_version_id(), created=tree.now(),
-                          expires_at=int(time.time()) + UPLOAD_TTL_SECONDS)
+                          expires_at=int(time.time()) + _upload_ttl())
+    record.purge_at = int(record.expires_at) + UPLOAD_PURGE_GRACE_SECONDS
     record.save()
     return session_info(record)
 
@@ -281,7 +288,7 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
         # A concurrent retry of the same part stored it first; its record follows below.
         pass
     UploadPart(_upload_ref(owner, upload_id), part, size=len(data), sha256=digest,
-               expires_at=int(record.expires_at)).save()
+               expires_at=int(record.expires_at), purge_at=_purge_at(record)).save()
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
@@ -316,13 +323,62 @@ def abort_session(owner: str, upload_id: str) -> None:
     if record.committed:
         raise errors.Conflict("This upload is committed; delete the file instead.",
                               code="upload_committed")
-    for part in _received(owner, upload_id).values():
+    _discard(record)
+
+
+def _discard(record: UploadRecord) -> None:
+    """Free the chunks of an uncommitted session's parts, then forget the session."""
+    owner = record.owner
+    # Every part number, not only the recorded ones: a part whose chunk was stored by a request
+    # that died before recording it is freed too.
+    for part in range(_parts_total(record)):
         try:
-            store.delete_chunk(owner, chunk_id(record.version_id, int(part.part)))
+            store.delete_chunk(owner, chunk_id(record.version_id, part))
         except errors.NotFound:
             pass
+    _forget(record)
+
+
+def _forget(record: UploadRecord) -> None:
+    for part in _received(record.owner, record.upload_id).values():
         part.delete()
     record.delete()
+
+
+def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
+    """The scheduled sweep: sessions past their expiry free the chunks of the parts they got
+    (their bytes belong to no file) and are forgotten; committed ones are only forgotten, since
+    their chunks are the file's now. Across all users; stops when the budget is spent."""
+    deadline = time.monotonic() + budget_seconds
+    # A part accepted just before expiry may still be storing its chunk (< 29 s, the gateway's
+    # limit); leave each session that long after its expiry before sweeping it.
+    cutoff = time.time() - min(60.0, _upload_ttl() / 10)
+    discarded = forgotten = 0
+    failed = []
+    for record in UploadRecord.scan(UploadRecord.expires_at < int(cutoff)):
+        if time.monotonic() > deadline:
+            break
+        try:
+            if record.committed:
+                _forget(record)
+                forgotten += 1
+            else:
+                _discard(record)
+                discarded += 1
+        except errors.ApiError as exc:
+            failed.append(f"{record.upload_id}: {exc.message}")
+    if failed:
+        log.warning("upload sweep could not finish %d sessions: %s", len(failed), failed[:10])
+    return {"discarded_sessions": discarded, "forgotten_sessions": forgotten,
+            "failed": failed[:50]}
+
+
+def _upload_ttl() -> int:
+    return int(get_settings().upload_ttl_seconds)
+
+
+def _purge_at(record: UploadRecord) -> int:
+    return int(record.purge_at or int(record.expires_at) + UPLOAD_PURGE_GRACE_SECONDS)
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -87,7 +87,9 @@ def version_file_ref(owner: str, node_id: str) -> str:
 class UploadRecord(Model):
     class Meta(db.BaseMeta):
         table_name = db.table_name("uploads")
-        ttl_attribute = "expires_at"
+        # DynamoDB's TTL is only the backstop, well after `expires_at`: the scheduled sweep must
+        # see an expired session first, to free the chunks of its parts.
+        ttl_attribute = "purge_at"
 
     owner = UnicodeAttribute(hash_key=True)
     upload_id = UnicodeAttribute(range_key=True)
@@ -102,6 +104,7 @@ class UploadRecord(Model):
     version_id = UnicodeAttribute()
     created = UTCDateTimeAttribute()
     expires_at = NumberAttribute()
+    purge_at = NumberAttribute(null=True)
     committed = BooleanAttribute(default=False)
 
 
@@ -109,13 +112,14 @@ class UploadRecord(Model):
 class UploadPart(Model):
     class Meta(db.BaseMeta):
         table_name = db.table_name("upload-parts")
-        ttl_attribute = "expires_at"
+        ttl_attribute = "purge_at"                   # as the session's
 
     upload_ref = UnicodeAttribute(hash_key=True)     # "<owner>#<upload id>"
     part = NumberAttribute(range_key=True)
     size = NumberAttribute()
     sha256 = UnicodeAttribute()
     expires_at = NumberAttribute()
+    purge_at = NumberAttribute(null=True)
 
 
 @db.register
