@@ -165,3 +165,14 @@ def assert_error(response: requests.Response, status: int, code: str | None = No
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition", interval: float = 0.5):
+    """Poll `condition` until it returns something true (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -2,10 +2,9 @@
 (run by the local stack as EventBridge runs it in AWS) frees the chunks of the parts it received,
 and leaves committed files alone."""
 import os
-import time
 from pathlib import Path
 
-from tests.support import Api, register_and_login, start_stack
+from tests.support import Api, register_and_login, start_stack, wait_for
 
 MiB = 1024 * 1024
 
@@ -13,16 +12,6 @@ MiB = 1024 * 1024
 def _share_files(disks: list[Path]) -> int:
     return sum(1 for disk in disks for path in disk.rglob("*")
                if path.is_file() and not path.name.startswith("."))
-
-
-def _wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_expired_sessions_free_their_chunks_and_committed_files_stay(tmp_path):
@@ -58,7 +47,7 @@ def test_expired_sessions_free_their_chunks_and_committed_files_stay(tmp_path):
         assert _share_files(disks) == with_file + 2
 
         # Expired: refused at once with 410; then the sweep frees the shares and forgets it.
-        _wait_for(lambda: user.api.get(f"/api/filesystem/uploads/{left['upload_id']}")
+        wait_for(lambda: user.api.get(f"/api/filesystem/uploads/{left['upload_id']}")
                   .status_code == 404, what="the sweep to forget the expired session")
         assert _share_files(disks) == with_file
         storages = user.api.get("/api/cloud/storages").json()

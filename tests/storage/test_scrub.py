@@ -1,19 +1,8 @@
 """The scheduled scrub, run by the local stack as EventBridge would run it in AWS."""
 import os
-import time
 
 from tests.storage.conftest import Storages
-from tests.support import Api, register_and_login, start_stack
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support import Api, register_and_login, start_stack, wait_for
 
 
 def test_scrub_repairs_damaged_chunks_and_finishes_drains(tmp_path, external_s3):
