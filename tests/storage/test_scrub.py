@@ -33,3 +33,53 @@ def test_scrub_repairs_damaged_chunks_and_finishes_drains(tmp_path, external_s3)
         assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data
     finally:
         assert stack.stop() == 0, stack.log()
+
+
+def test_a_share_that_cannot_be_deleted_now_is_deleted_by_the_scrub_later(tmp_path):
+    """Deleting a chunk while one of its storages is unreachable leaves that share behind;
+    the scrub deletes it once the storage answers again."""
+    import boto3
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.server import ThreadedMotoServer
+
+    from tests.support import free_port
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3_server.start()
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
+    try:
+        user = register_and_login(Api(stack.url))
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="y")
+        disks = Storages(user, tmp_path, endpoint, s3)
+        bucket = f"flaky-{user.username}"
+        disks.add_local("disk")
+        disks.add_s3("flaky", bucket)
+        stored = user.api.post("/api/chunk", files={"file": ("c", os.urandom(50_000))},
+                               data={"durability": "raid1(2)"})
+        assert stored.status_code == 201, stored.text
+        chunk_id = stored.json()["chunk_id"]
+        assert len(s3.list_objects_v2(Bucket=bucket).get("Contents", [])) == 1
+
+        s3_server.stop()                 # the provider is unreachable
+        deleted = user.api.delete(f"/api/chunk/{chunk_id}")
+        assert deleted.status_code == 204, deleted.text
+        assert user.api.get(f"/api/chunk/{chunk_id}").status_code == 404
+        assert not [p for p in (tmp_path / "disk").rglob("*")
+                    if p.is_file() and not p.name.startswith(".")]
+        # moto's S3 lives in this test process: the share is still in the bucket.
+        assert len(get_backend("s3")[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys) == 1
+
+        s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        s3_server.start()                # the provider answers again
+        wait_for(lambda: not s3.list_objects_v2(Bucket=bucket).get("Contents"),
+                 what="the scrub to delete the share left in the bucket")
+        storages = {s["name"]: s for s in user.api.get("/api/cloud/storages").json()["storages"]}
+        assert storages["flaky"]["shares"] == 0
+        assert user.api.delete(f"/api/cloud/storages/{storages['flaky']['id']}").status_code == 204
+    finally:
+        assert stack.stop() == 0, stack.log()
+        s3_server.stop()

@@ -76,6 +76,23 @@ class Placement(Model):
     size = NumberAttribute()
 
 
+@db.register
+class PendingDelete(Model):
+    """A share whose delete failed: its chunk is gone, its (encrypted) bytes are not yet. The
+    scrub retries until the storage confirms, or drops the entry when the storage is removed."""
+
+    class Meta(db.BaseMeta):
+        table_name = db.table_name("pending-deletes")
+
+    owner = UnicodeAttribute(hash_key=True)
+    share_ref = UnicodeAttribute(range_key=True)     # "<storage_id>#<key>"
+    storage_id = UnicodeAttribute()
+    key = UnicodeAttribute()
+    attempts = NumberAttribute(default=1)
+    last_error = UnicodeAttribute(null=True)
+    created = UTCDateTimeAttribute()
+
+
 def _storage_ref(owner: str, storage_id: str) -> str:
     return f"{owner}#{storage_id}"
 
@@ -238,16 +255,48 @@ def _record_placements(owner: str, chunk_id: str, locations: dict, share_size: i
 
 
 def _delete_shares(owner: str, locations: dict) -> list[str]:
-    """Best effort; returns the failures (the share stays as unreadable, encrypted garbage)."""
-    futures = {_io.submit(storages.backend_for(record).delete, key): record
+    """Best effort now; a share that cannot be deleted is remembered and the scrub retries it
+    (until then it is unreadable, encrypted garbage). Returns the failures."""
+    futures = {_io.submit(storages.backend_for(record).delete, key): (record, key)
                for record, key in locations.values()}
     failures = []
-    for future, record in futures.items():
+    for future, (record, key) in futures.items():
         try:
             future.result(timeout=SHARE_TIMEOUT_SECONDS)
+        except ShareNotFound:
+            pass
         except Exception as exc:
             failures.append(f"{record.name}: {exc}")
+            PendingDelete(owner, f"{record.storage_id}#{key}", storage_id=record.storage_id,
+                          key=key, last_error=str(exc)[:500],
+                          created=datetime.now(timezone.utc)).save()
     return failures
+
+
+def retry_pending_deletes(deadline: float) -> dict:
+    """Part of the scrub: delete the shares whose first delete failed."""
+    deleted = waiting = dropped = 0
+    for pending in PendingDelete.scan():
+        if time.monotonic() > deadline:
+            break
+        try:
+            record = storages.get_storage(pending.owner, pending.storage_id)
+        except errors.NotFound:
+            pending.delete()     # the storage was removed; nothing left to reach
+            dropped += 1
+            continue
+        try:
+            storages.backend_for(record).delete(pending.key)
+        except ShareNotFound:
+            pass
+        except Exception as exc:
+            pending.update(actions=[PendingDelete.attempts.add(1),
+                                    PendingDelete.last_error.set(str(exc)[:500])])
+            waiting += 1
+            continue
+        pending.delete()
+        deleted += 1
+    return {"orphans_deleted": deleted, "orphans_waiting": waiting, "orphans_dropped": dropped}
 
 
 # -- read --------------------------------------------------------------------------------------
@@ -513,7 +562,8 @@ def _forget_placements(owner: str, storage_id: str, chunk_id: str) -> None:
 
 
 def scrub(budget_seconds: float = 600.0) -> dict:
-    """The scheduled scrub: repair chunks whose shares failed a read, and continue drains.
+    """The scheduled scrub: repair chunks whose shares failed a read, continue drains, and retry
+    share deletions that failed.
 
     Runs across all users (it is the system's own job, not a request). Stops when the budget is
     spent; the next run continues where the damage still is.
@@ -534,6 +584,8 @@ def scrub(budget_seconds: float = 600.0) -> dict:
         if remaining <= 0:
             break
         drained += drain_storage(storage.owner, storage.storage_id, remaining)["moved"]
+    orphans = retry_pending_deletes(deadline)
     if failed:
         log.warning("scrub could not repair %d chunks: %s", len(failed), failed[:10])
-    return {"repaired_shares": repaired, "moved_shares": drained, "failed": failed[:50]}
+    return {"repaired_shares": repaired, "moved_shares": drained, **orphans,
+            "failed": failed[:50]}
