@@ -9,6 +9,7 @@ to the wrong host gets a 404 instead of passing by accident.
 """
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import json
@@ -31,7 +32,7 @@ CLIENT_SECRET = "fake-client-secret"
 Handler = Callable[..., Response]
 
 
-class FakeProvider:
+class FakeProvider(abc.ABC):
     name = ""                          # the provider, as in cloudstrype.backends.oauth.PROVIDERS
     roles: tuple[str, ...] = ()        # its hosts, each served under /<role>
     authorize_path = ""                # full path on this server, including the role prefix
@@ -67,20 +68,22 @@ class FakeProvider:
 
     # --- for subclasses -----------------------------------------------------------------------
 
+    @abc.abstractmethod
     def add_routes(self) -> None:
-        raise NotImplementedError
+        """Register the provider's API endpoints with `route`."""
 
+    @abc.abstractmethod
     def error(self, status: int, code: str | None, message: str,
               headers: dict | None = None) -> Response:
         """An error response in the provider's own format."""
-        raise NotImplementedError
 
     def auth_error(self, reason: str) -> Response:
         """401 for a missing, unknown ("invalid") or expired ("expired") access token."""
         return self.error(401, reason, f"access token {reason}")
 
+    @abc.abstractmethod
     def used_bytes(self) -> int:
-        raise NotImplementedError
+        """Bytes stored, as the provider's quota endpoint reports them."""
 
     def token_extras(self) -> dict:
         return {}
