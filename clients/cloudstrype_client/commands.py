@@ -227,6 +227,15 @@ def cmd_info(args) -> int:
 
 # -- changing the tree ----------------------------------------------------------------------------
 
+def _require_directory(client, path: str, hint: str = "") -> None:
+    """NotFound when `path` does not exist, Conflict when it is a file."""
+    found = remote.stat(client, path)
+    if found is None:
+        raise NotFoundError(f"No such directory: {path}{hint}")
+    if found.get("type") != remote.DIRECTORY:
+        raise CliError(f"{path} is a file, not a directory.", CONFLICT)
+
+
 @_command
 def cmd_mkdir(args) -> int:
     client = _client(args)
@@ -240,12 +249,7 @@ def cmd_mkdir(args) -> int:
                 continue
             if not args.parents:
                 parent, _ = remote.split(path)
-                above = remote.stat(client, parent)
-                if above is None:
-                    raise NotFoundError(f"No such directory: {parent} (use -p to create "
-                                        f"parents).")
-                if above.get("type") != remote.DIRECTORY:
-                    raise CliError(f"{parent} is a file, not a directory.", CONFLICT)
+                _require_directory(client, parent, " (use -p to create parents).")
                 if remote.stat(client, path) is not None:
                     raise CliError(f"{path} exists already.", CONFLICT)
             client.request("POST", "/api/filesystem/dirs", json={"path": path}, retry=True,
@@ -275,11 +279,7 @@ def cmd_mv(args) -> int:
                 body = {"path": dest}
             else:
                 directory, name = remote.split(dest)
-                above = remote.stat(client, directory)
-                if above is None:
-                    raise NotFoundError(f"No such directory: {directory}")
-                if above.get("type") != remote.DIRECTORY:
-                    raise CliError(f"{directory} is a file, not a directory.", CONFLICT)
+                _require_directory(client, directory)
                 body = {"path": directory, "name": name}
             client.request("POST", f"/api/filesystem/info/{node['id']}", json=body,
                            retry=True, what=f"{remote.normalize(source)} -> {dest}")
