@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -63,14 +62,20 @@ def _write_random(path: Path, size: int) -> None:
             left -= len(block)
 
 
-def _timed(command: list[str], env: dict, what: str, stdin: str | None = None) -> float:
+def _run_timed(command: list[str], env: dict, what: str,
+               stdin: str | None = None) -> tuple[float, str]:
+    """(seconds, stdout) of a command that must succeed."""
     started = time.perf_counter()
     done = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed ({done.returncode}): {' '.join(command)}\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, done.stdout
+
+
+def _timed(command: list[str], env: dict, what: str, stdin: str | None = None) -> float:
+    return _run_timed(command, env, what, stdin)[0]
 
 
 def _ensure_rclone() -> str:
@@ -185,11 +190,9 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
                             "cloudstrype put (small files)")
         theirs_small = _timed(rc + ["copy", "--transfers", "8", str(small), "safe:small"], env,
                               "rclone copy (small files)")
-        listing = subprocess.run(cli + ["ls", "--json", "/small"], env=env, capture_output=True,
-                                 text=True)
-        ours_list = _timed(cli + ["ls", "-l", "/small"], env, "cloudstrype ls")
+        ours_list, listed = _run_timed(cli + ["ls", "-l", "/small"], env, "cloudstrype ls")
         theirs_list = _timed(rc + ["lsl", "safe:small"], env, "rclone lsl")
-        count = len(json.loads(listing.stdout)) if listing.returncode == 0 else -1
+        count = len(listed.splitlines())        # `ls -l`: one line per entry
         if count != small_files:
             print(f"  cloudstrype ls listed {count} entries, not {small_files}", flush=True)
             return 1

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -63,13 +64,11 @@ def _populate(stack, work: Path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        members = _check(api.get("/api/array/members"), 200)
-        listed = members.get("members", members) if isinstance(members, dict) else members
-        if any(m.get("online") for m in listed):
+        members = _check(api.get("/api/array/members"), 200)["members"]
+        if any(m.get("online") for m in members):
             break
         time.sleep(0.3)
-    user = type("User", (), {"tokens": tokens, "username": username})()
-    return user, detail_id, member
+    return SimpleNamespace(tokens=tokens, username=username), detail_id, member
 
 
 def main() -> int:
