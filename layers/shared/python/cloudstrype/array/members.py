@@ -34,9 +34,6 @@ def storage_id_for(member_id: str) -> str:
     return STORAGE_PREFIX + member_id
 
 
-_transaction = db.transaction
-
-
 # -- connections ---------------------------------------------------------------------------------
 
 # Who is on a connection never changes, so a warm Lambda (or the local gateway) keeps it.
@@ -141,7 +138,7 @@ def _bring_online(owner: str, member_id: str, storage_id: str, member_actions: l
     member = MemberRecord(owner, member_id)
     storage = StorageRecord(owner, storage_id)
     try:
-        with _transaction() as transaction:
+        with db.transaction() as transaction:
             transaction.update(member, actions=member_actions)
             transaction.update(storage, actions=[StorageRecord.status.set(ACTIVE),
                                                  StorageRecord.down_until.set(0)],
@@ -161,7 +158,7 @@ def mark_offline(owner: str, member_id: str, connection_id: str) -> bool:
     member_actions = [MemberRecord.connection_id.remove(), MemberRecord.last_seen.set(now)]
     member_condition = MemberRecord.connection_id == connection_id
     try:
-        with _transaction() as transaction:
+        with db.transaction() as transaction:
             transaction.update(member, actions=member_actions, condition=member_condition)
             transaction.update(StorageRecord(owner, storage_id_for(member_id)),
                                actions=[StorageRecord.status.set(OFFLINE)],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import TransactWriteError
 
-from cloudstrype import errors
+from cloudstrype import db, errors
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
 from cloudstrype.tree import tree
@@ -172,7 +172,7 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
         entry = EntryRecord(tree.parent_ref(owner, parent.node_id), name, node_id=node.node_id,
                             type=FILE, size=version.size, modified=stamp)
         try:
-            with tree.transaction() as tx:
+            with db.transaction() as tx:
                 tx.save(record)
                 if existing is None:
                     tx.save(entry, condition=EntryRecord.name.does_not_exist())

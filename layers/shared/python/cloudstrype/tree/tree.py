@@ -28,9 +28,6 @@ def parent_ref(owner: str, parent_id: str) -> str:
     return f"{owner}#{parent_id}"
 
 
-transaction = db.transaction
-
-
 # -- names and paths ------------------------------------------------------------------------------
 
 def check_name(name) -> str:
@@ -158,7 +155,7 @@ def _create_dir(owner: str, parent: NodeRecord, name: str) -> tuple[NodeRecord, 
     entry = EntryRecord(parent_ref(owner, parent.node_id), name, node_id=node.node_id,
                         type=DIRECTORY, size=0, modified=stamp)
     try:
-        with transaction() as tx:
+        with db.transaction() as tx:
             tx.save(entry, condition=EntryRecord.name.does_not_exist())
             tx.save(node, condition=NodeRecord.node_id.does_not_exist())
     except TransactWriteError:
@@ -254,7 +251,7 @@ def rename_or_move(owner: str, node: NodeRecord, new_name: str | None,
     entry = EntryRecord(parent_ref(owner, parent.node_id), name, node_id=node.node_id,
                         type=node.type, size=int(node.size or 0), modified=stamp)
     try:
-        with transaction() as tx:
+        with db.transaction() as tx:
             tx.save(entry, condition=EntryRecord.name.does_not_exist())
             if old_entry is not None:
                 tx.delete(old_entry, condition=EntryRecord.node_id == node.node_id)
@@ -299,7 +296,7 @@ def set_attributes(owner: str, node: NodeRecord, attributes: dict) -> NodeRecord
 
 def unlink(owner: str, node: NodeRecord) -> None:
     """Remove a node's entry and record (its content is the caller's to free first)."""
-    with transaction() as tx:
+    with db.transaction() as tx:
         entry = child(owner, node.parent_id, node.name)
         if entry is not None and entry.node_id == node.node_id:
             tx.delete(entry)
