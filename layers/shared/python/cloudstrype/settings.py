@@ -20,6 +20,10 @@ class Settings:
     region: str = _env("AWS_REGION", "us-east-1")
     # Prefix of every DynamoDB table name, so several stacks can share an account.
     table_prefix: str = _env("CLOUDSTRYPE_TABLE_PREFIX", "cloudstrype-")
+    # Where metadata lives: "dynamodb" (what the CDK sets) or "sqlite" (what `serve` sets), with
+    # the SQLite database file.
+    metadata_engine: str = _env("CLOUDSTRYPE_METADATA_ENGINE", "dynamodb")
+    metadata_path: str = _env("CLOUDSTRYPE_METADATA_PATH", "")
 
     # Auth: the user pool and how its tokens are checked. The JWKS URL and the issuer are separate
     # because moto serves the JWKS locally but stamps AWS's issuer into the tokens.

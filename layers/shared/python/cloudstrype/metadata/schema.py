@@ -1,0 +1,102 @@
+"""Tables, declared once by the domain module that owns them.
+
+A table has a hash key, an optional range key, typed fields, optional sparse secondary indexes
+and an optional expiry field. The SQLite engine, the DynamoDB engine, the CDK stack and the local
+stack all read these declarations; nothing else describes a table.
+
+Field types: `str`, `int` (any number, also floats), `bool`, `bytes`, `json` (dicts and lists),
+`set[int]`, `set[str]`. A field may be missing from an item (None is never stored).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STR, INT, BOOL, BYTES, JSON, INT_SET, STR_SET = ("str", "int", "bool", "bytes", "json",
+                                                 "set[int]", "set[str]")
+FIELD_TYPES = (STR, INT, BOOL, BYTES, JSON, INT_SET, STR_SET)
+KEY_TYPES = (STR, INT)
+
+
+@dataclass(frozen=True)
+class Index:
+    """A sparse secondary index: only items that have `hash_key` (and `range_key`) appear.
+
+    Reads through an index are eventually consistent in DynamoDB; use them for work queues
+    (damaged chunks, draining storages, expired uploads), never for a check before a write.
+    """
+    name: str
+    hash_key: str
+    range_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str                                   # short name; engines add their prefix
+    hash_key: str
+    fields: dict[str, str]                      # every field, keys included: name -> type
+    range_key: str | None = None
+    indexes: tuple[Index, ...] = ()
+    # An int field with a Unix time: once it has passed, the item is gone for every read, and
+    # the engine purges it (DynamoDB's TTL, SQLite's purge_expired).
+    expires: str | None = None
+    owner_module: str = ""                      # the one module that writes this table
+
+    def __post_init__(self):
+        for name, kind in self.fields.items():
+            if kind not in FIELD_TYPES:
+                raise ValueError(f"table {self.name}: field {name} has unknown type {kind!r}")
+        keys = [self.hash_key] + ([self.range_key] if self.range_key else [])
+        for index in self.indexes:
+            keys += [index.hash_key] + ([index.range_key] if index.range_key else [])
+        for key in keys:
+            if self.fields.get(key) not in KEY_TYPES:
+                raise ValueError(f"table {self.name}: key {key} must be a str or int field")
+        if self.expires and self.fields.get(self.expires) != INT:
+            raise ValueError(f"table {self.name}: expiry field {self.expires} must be an int")
+
+    def key_of(self, item: dict) -> dict:
+        key = {self.hash_key: item[self.hash_key]}
+        if self.range_key:
+            key[self.range_key] = item[self.range_key]
+        return key
+
+    def index(self, name: str) -> Index:
+        for index in self.indexes:
+            if index.name == name:
+                return index
+        raise KeyError(f"table {self.name} has no index {name!r}")
+
+
+TABLES: dict[str, Table] = {}
+
+
+def table(name: str, *, hash_key: str, fields: dict[str, str], range_key: str | None = None,
+          indexes: tuple[Index, ...] = (), expires: str | None = None,
+          owner_module: str = "") -> Table:
+    """Declare a table (at import of the module that owns it) and register it."""
+    declared = Table(name=name, hash_key=hash_key, fields=dict(fields), range_key=range_key,
+                     indexes=tuple(indexes), expires=expires, owner_module=owner_module)
+    existing = TABLES.get(name)
+    if existing is not None and existing != declared:
+        raise ValueError(f"table {name} is declared twice, differently "
+                         f"({existing.owner_module} and {owner_module})")
+    TABLES[name] = declared
+    return declared
+
+
+# The modules that declare tables; importing them fills TABLES.
+TABLE_MODULES = (
+    "cloudstrype.tree.store",
+    "cloudstrype.pipeline.chunk_store",
+    "cloudstrype.storages.store",
+    "cloudstrype.array.store",
+    "cloudstrype.keys.store",
+    "cloudstrype.identity.local_store",
+)
+
+
+def all_tables() -> list[Table]:
+    import importlib
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
+    return [TABLES[name] for name in sorted(TABLES)]
