@@ -1,0 +1,53 @@
+"""The engines every store conformance suite runs against: SQLite on a real file, and DynamoDB
+through pynamodb against moto in-process (the AWS stand-in, as a test tool)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+ENGINES = ("sqlite", "dynamodb")
+
+
+@pytest.fixture(scope="session")
+def _moto(tmp_path_factory):
+    import os
+
+    from moto import mock_aws
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    with mock_aws():
+        yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def make_engine(kind: str, tmp_path, request):
+    """A fresh, empty engine of one kind with every declared table."""
+    from cloudstrype.metadata import schema
+    if kind == "sqlite":
+        from cloudstrype.metadata.sqlite import SqliteEngine
+        engine = SqliteEngine(str(tmp_path / f"metadata-{uuid.uuid4().hex[:6]}.db"))
+    else:
+        request.getfixturevalue("_moto")
+        from cloudstrype.metadata.dynamodb import DynamoEngine
+        engine = DynamoEngine(prefix=f"t{uuid.uuid4().hex[:8]}-", region="us-east-1")
+    engine.create_tables(schema.all_tables())
+    return engine
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, tmp_path):
+    """Each engine in turn, installed as the process's engine for the domain stores."""
+    from cloudstrype.metadata.engine import set_engine
+    made = make_engine(request.param, tmp_path, request)
+    set_engine(made)
+    yield made
+    set_engine(None)
+    made.close()
