@@ -1,0 +1,545 @@
+"""The SQLite engine: the metadata of `cloudstrype serve`, in one file of the data directory.
+
+Layout: one SQL table per declared table, keyed (h, r) = (hash key, range key or ''), the other
+fields as compact JSON in `body`; an `exp` column for tables that expire; two columns per sparse
+index with a partial SQL index over them. The declared layout of each table is recorded, so a
+table that gains an index is migrated in place (columns added, back-filled, indexed) and a table
+whose keys changed is refused in words instead of misread.
+
+Durability: WAL with synchronous=FULL, so a commit is on disk (fsync of the log) before a write
+returns: nothing acknowledged is lost on `kill -9` or a power cut. Writes go through one
+connection under a lock (SQLite has one writer anyway) and check their conditions inside the
+same transaction; reads use a connection per thread and see every committed write.
+
+The server opens the file as the primary: it records that it is open, so a later start that
+finds the write-ahead log missing after an unclean stop refuses to run on a silently older
+database.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Iterator
+
+from cloudstrype.metadata.engine import (MAX_TRANSACTION_ITEMS, BadCursor, Change, Check,
+                                         Condition, ConditionFailed, Delete, Engine,
+                                         MetadataError, Operation, Page, Put, StoreDamaged,
+                                         StoreFull, Update, decode_cursor, encode_cursor)
+from cloudstrype.metadata.schema import BOOL, BYTES, INT, INT_SET, JSON, STR, STR_SET, Table
+
+# The engine's own format (how tables are laid out), in PRAGMA user_version.
+FORMAT_VERSION = 1
+_NO_RANGE = ""
+_MAX_PAGE = 1000
+
+
+def _sql_name(table: Table) -> str:
+    return "t_" + table.name.replace("-", "_")
+
+
+def _index_columns(position: int) -> tuple[str, str]:
+    return f"i{position}_h", f"i{position}_r"
+
+
+def _layout(table: Table) -> dict:
+    """What the SQL layout depends on; a change in anything else needs no migration."""
+    return {"hash": table.hash_key, "range": table.range_key, "expires": table.expires,
+            "indexes": [[i.name, i.hash_key, i.range_key] for i in table.indexes]}
+
+
+# -- values ------------------------------------------------------------------------------------
+
+def _encode_value(kind: str, value: Any) -> Any:
+    if kind == BYTES:
+        return base64.b64encode(bytes(value)).decode()
+    if kind in (INT_SET, STR_SET):
+        return sorted(value)
+    return value
+
+
+def _decode_value(kind: str, value: Any) -> Any:
+    if kind == BYTES:
+        return base64.b64decode(value)
+    if kind in (INT_SET, STR_SET):
+        return set(value)
+    return value
+
+
+def _check_type(table: Table, name: str, value: Any) -> None:
+    kind = table.fields.get(name)
+    if kind is None:
+        raise ValueError(f"table {table.name} declares no field {name!r}")
+    ok = {STR: lambda v: isinstance(v, str),
+          INT: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          BOOL: lambda v: isinstance(v, bool),
+          BYTES: lambda v: isinstance(v, (bytes, bytearray)),
+          JSON: lambda v: isinstance(v, (dict, list)),
+          INT_SET: lambda v: isinstance(v, (set, frozenset)) and all(
+              isinstance(x, int) and not isinstance(x, bool) for x in v),
+          STR_SET: lambda v: isinstance(v, (set, frozenset)) and all(
+              isinstance(x, str) for x in v)}[kind](value)
+    if not ok:
+        raise TypeError(f"table {table.name}: field {name} is {kind}, got {type(value).__name__}")
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix` (UTF-8 order = code point
+    order), or None when there is none."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1 if last + 1 not in range(0xD800, 0xE000) else 0xE000)
+        prefix = prefix[:-1]
+    return None
+
+
+class _Layout:
+    """How one declared table maps onto its SQL table."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.sql = _sql_name(table)
+        self.keys = {table.hash_key} | ({table.range_key} if table.range_key else set())
+        self.index_positions = {index.name: position
+                                for position, index in enumerate(table.indexes)}
+
+    def columns(self, item: dict) -> dict:
+        t = self.table
+        row = {"h": item[t.hash_key],
+               "r": item[t.range_key] if t.range_key else _NO_RANGE,
+               "body": json.dumps({k: _encode_value(t.fields[k], v) for k, v in item.items()
+                                   if k not in self.keys}, separators=(",", ":"),
+                                  ensure_ascii=False)}
+        if t.expires:
+            row["exp"] = item.get(t.expires)
+        for position, index in enumerate(t.indexes):
+            h_col, r_col = _index_columns(position)
+            present = index.hash_key in item and (not index.range_key or index.range_key in item)
+            row[h_col] = item[index.hash_key] if present else None
+            row[r_col] = (item[index.range_key] if index.range_key else _NO_RANGE) \
+                if present else None
+        return row
+
+    def item(self, h: Any, r: Any, body: str) -> dict:
+        t = self.table
+        item = {k: _decode_value(t.fields[k], v) for k, v in json.loads(body).items()}
+        item[t.hash_key] = h
+        if t.range_key:
+            item[t.range_key] = r
+        return item
+
+    def key(self, key: dict) -> tuple:
+        t = self.table
+        try:
+            h = key[t.hash_key]
+            r = key[t.range_key] if t.range_key else _NO_RANGE
+        except KeyError as missing:
+            raise ValueError(f"table {t.name}: the key needs {missing}") from None
+        return h, r
+
+    def validate(self, item: dict) -> None:
+        for name, value in item.items():
+            _check_type(self.table, name, value)
+        self.key(item)
+
+
+class SqliteEngine(Engine):
+    name = "sqlite"
+
+    def __init__(self, path: str, *, primary: bool = False, max_pages: int | None = None):
+        """`primary`: this process is the server that owns the file (it records open/closed,
+        to detect a lost write-ahead log). `max_pages` caps the file (tests of a full disk)."""
+        self.path = os.path.abspath(path)
+        self.primary = primary
+        self._max_pages = max_pages
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._layouts: dict[str, _Layout] = {}
+        wal_existed = os.path.exists(self.path + "-wal")
+        db_existed = os.path.exists(self.path)
+        self._writer = self._connect(writer=True)
+        with self._writing() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS cloudstrype_state "
+                       "(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+            db.execute("CREATE TABLE IF NOT EXISTS cloudstrype_tables "
+                       "(name TEXT PRIMARY KEY, layout TEXT NOT NULL) WITHOUT ROWID")
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT_VERSION:
+            self._writer.close()
+            raise StoreDamaged(f"{self.path} was written by a newer Cloudstrype (format "
+                               f"{version}); upgrade Cloudstrype to open it.")
+        if version < FORMAT_VERSION:
+            self._writer.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        if primary:
+            state = self._state("open")
+            if db_existed and state == "1" and not wal_existed:
+                self._writer.close()
+                raise StoreDamaged(
+                    f"The write-ahead log {self.path}-wal is missing, but the server did not "
+                    f"stop cleanly: the most recent writes would be silently lost. Put the "
+                    f"log back, or restore the data directory from a backup.")
+            self._set_state("open", "1")
+            # The "open" mark must be in the main file, not only in the log it guards.
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self, writer: bool) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=OFF")
+            if writer and self._max_pages:
+                db.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
+            if not writer:
+                db.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged(f"Cannot open the metadata database {self.path}: {exc}. Restore "
+                               f"it from a backup.") from None
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect(writer=False)
+            self._local.db = db
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed (and fsynced) on success, rolled back otherwise."""
+        with self._write_lock:
+            db = self._writer
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise _translate(exc, self.path) from None
+                raise
+
+    def _state(self, key: str) -> str | None:
+        row = self._writer.execute("SELECT value FROM cloudstrype_state WHERE key = ?",
+                                   (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_state(self, key: str, value: str) -> None:
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO cloudstrype_state (key, value) VALUES (?, ?)",
+                       (key, value))
+
+    # -- tables --------------------------------------------------------------------------------
+
+    def create_tables(self, tables: list[Table]) -> None:
+        with self._writing() as db:
+            for table in tables:
+                self._create_or_migrate(db, table)
+        for table in tables:
+            self._layouts[table.name] = _Layout(table)
+
+    def _create_or_migrate(self, db: sqlite3.Connection, table: Table) -> None:
+        sql = _sql_name(table)
+        wanted = _layout(table)
+        row = db.execute("SELECT layout FROM cloudstrype_tables WHERE name = ?",
+                         (table.name,)).fetchone()
+        if row is None:
+            columns = ["h NOT NULL", "r NOT NULL", "body TEXT NOT NULL"]
+            if table.expires:
+                columns.append("exp INTEGER")
+            for position in range(len(table.indexes)):
+                columns += list(_index_columns(position))
+            db.execute(f"CREATE TABLE {sql} ({', '.join(columns)}, PRIMARY KEY (h, r)) "
+                       f"WITHOUT ROWID")
+            self._create_indexes(db, table, range(len(table.indexes)))
+        else:
+            have = json.loads(row[0])
+            if (have["hash"], have["range"]) != (wanted["hash"], wanted["range"]):
+                raise StoreDamaged(
+                    f"The table {table.name} in {self.path} has the keys of another Cloudstrype "
+                    f"version ({have['hash']}, {have['range']}); this one cannot read it.")
+            self._migrate(db, table, have, wanted)
+        db.execute("INSERT OR REPLACE INTO cloudstrype_tables (name, layout) VALUES (?, ?)",
+                   (table.name, json.dumps(wanted)))
+
+    def _create_indexes(self, db, table: Table, positions) -> None:
+        sql = _sql_name(table)
+        for position in positions:
+            h_col, r_col = _index_columns(position)
+            db.execute(f"CREATE INDEX IF NOT EXISTS {sql}_i{position} ON {sql} "
+                       f"({h_col}, {r_col}, h, r) WHERE {h_col} IS NOT NULL")
+        if table.expires:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {sql}_exp ON {sql} (exp) "
+                       f"WHERE exp IS NOT NULL")
+
+    def _migrate(self, db, table: Table, have: dict, wanted: dict) -> None:
+        """Bring a table of an older layout to the declared one: new expiry or index columns are
+        added and filled from the stored items."""
+        if have == wanted:
+            return
+        sql = _sql_name(table)
+        existing = {r[1] for r in db.execute(f"PRAGMA table_info({sql})")}
+        if table.expires and "exp" not in existing:
+            db.execute(f"ALTER TABLE {sql} ADD COLUMN exp INTEGER")
+        for position in range(len(table.indexes)):
+            for column in _index_columns(position):
+                if column not in existing:
+                    db.execute(f"ALTER TABLE {sql} ADD COLUMN {column}")
+            db.execute(f"DROP INDEX IF EXISTS {sql}_i{position}")
+        layout = _Layout(table)
+        rows = db.execute(f"SELECT h, r, body FROM {sql}").fetchall()
+        for h, r, body in rows:
+            columns = layout.columns(layout.item(h, r, body))
+            assignments = [c for c in columns if c not in ("h", "r", "body")]
+            if assignments:
+                db.execute(f"UPDATE {sql} SET {', '.join(f'{c} = ?' for c in assignments)} "
+                           f"WHERE h = ? AND r = ?",
+                           [columns[c] for c in assignments] + [h, r])
+        self._create_indexes(db, table, range(len(table.indexes)))
+
+    def _layout_of(self, table: Table) -> _Layout:
+        layout = self._layouts.get(table.name)
+        if layout is None or layout.table is not table:
+            if layout is None:
+                self.create_tables([table])
+            layout = self._layouts[table.name] = _Layout(table)
+        return layout
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params) -> list:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise _translate(exc, self.path) from None
+
+    @staticmethod
+    def _live(layout: _Layout) -> str:
+        return "(exp IS NULL OR exp > ?)" if layout.table.expires else "?"
+
+    def _live_param(self, layout: _Layout, now: float | None = None):
+        return (now if now is not None else time.time()) if layout.table.expires else 1
+
+    def get(self, table: Table, key: dict) -> dict | None:
+        layout = self._layout_of(table)
+        h, r = layout.key(key)
+        rows = self._read(f"SELECT h, r, body FROM {layout.sql} WHERE h = ? AND r = ? AND "
+                          f"{self._live(layout)}", (h, r, self._live_param(layout)))
+        return layout.item(*rows[0]) if rows else None
+
+    def _get_in(self, db, layout: _Layout, h, r) -> dict | None:
+        row = db.execute(f"SELECT h, r, body FROM {layout.sql} WHERE h = ? AND r = ? AND "
+                         f"{self._live(layout)}", (h, r, self._live_param(layout))).fetchone()
+        return layout.item(*row) if row else None
+
+    def query(self, table: Table, hash_value: Any, *, prefix: str | None = None,
+              start: Any = None, end: Any = None, limit: int | None = None,
+              reverse: bool = False, cursor: str | None = None) -> Page:
+        layout = self._layout_of(table)
+        fingerprint = _fingerprint("q", table.name, hash_value, prefix, start, end, reverse)
+        where = ["h = ?", self._live(layout)]
+        params: list = [hash_value, self._live_param(layout)]
+        if prefix:
+            where.append("r >= ?")
+            params.append(prefix)
+            upper = _prefix_end(prefix)
+            if upper is not None:
+                where.append("r < ?")
+                params.append(upper)
+        if start is not None:
+            where.append("r >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("r <= ?")
+            params.append(end)
+        if cursor:
+            (after,) = _open_cursor(cursor, fingerprint, 1)
+            where.append("r < ?" if reverse else "r > ?")
+            params.append(after)
+        order = "DESC" if reverse else "ASC"
+        return self._page(layout, f"SELECT h, r, body FROM {layout.sql} WHERE "
+                          f"{' AND '.join(where)} ORDER BY r {order}", params, limit,
+                          lambda row: [row[1]], fingerprint)
+
+    def query_index(self, table: Table, index: str, hash_value: Any, *, before: Any = None,
+                    limit: int | None = None, cursor: str | None = None) -> Page:
+        layout = self._layout_of(table)
+        position = layout.index_positions.get(index)
+        if position is None:
+            raise KeyError(f"table {table.name} has no index {index!r}")
+        h_col, r_col = _index_columns(position)
+        fingerprint = _fingerprint("i", table.name, index, hash_value, before)
+        where = [f"{h_col} = ?", self._live(layout)]
+        params: list = [hash_value, self._live_param(layout)]
+        if before is not None:
+            where.append(f"{r_col} < ?")
+            params.append(before)
+        if cursor:
+            after = _open_cursor(cursor, fingerprint, 3)
+            where.append(f"({r_col}, h, r) > (?, ?, ?)")
+            params += after
+        return self._page(layout, f"SELECT h, r, body, {r_col} FROM {layout.sql} WHERE "
+                          f"{' AND '.join(where)} ORDER BY {r_col}, h, r", params, limit,
+                          lambda row: [row[3], row[0], row[1]], fingerprint)
+
+    def scan(self, table: Table, *, limit: int | None = None, cursor: str | None = None) -> Page:
+        layout = self._layout_of(table)
+        fingerprint = _fingerprint("s", table.name)
+        where, params = [self._live(layout)], [self._live_param(layout)]
+        if cursor:
+            where.append("(h, r) > (?, ?)")
+            params += _open_cursor(cursor, fingerprint, 2)
+        return self._page(layout, f"SELECT h, r, body FROM {layout.sql} WHERE "
+                          f"{' AND '.join(where)} ORDER BY h, r", params, limit,
+                          lambda row: [row[0], row[1]], fingerprint)
+
+    def _page(self, layout: _Layout, sql: str, params: list, limit: int | None, position,
+              fingerprint: str) -> Page:
+        size = _MAX_PAGE if not limit else max(1, min(int(limit), _MAX_PAGE))
+        rows = self._read(f"{sql} LIMIT ?", params + [size + 1])
+        more = len(rows) > size
+        rows = rows[:size]
+        items = [layout.item(row[0], row[1], row[2]) for row in rows]
+        cursor = encode_cursor({"q": fingerprint, "p": position(rows[-1])}) \
+            if more and rows else None
+        return Page(items, cursor)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put(self, table: Table, item: dict, condition: Condition | None = None) -> None:
+        self.transact([Put(table, item, condition)])
+
+    def update(self, table: Table, key: dict, change: Change,
+               condition: Condition | None = None) -> dict:
+        layout = self._layout_of(table)
+        with self._writing() as db:
+            return self._apply(db, Update(table, key, change, condition), layout, 0)
+
+    def delete(self, table: Table, key: dict, condition: Condition | None = None) -> dict | None:
+        layout = self._layout_of(table)
+        with self._writing() as db:
+            return self._apply(db, Delete(table, key, condition), layout, 0)
+
+    def transact(self, operations: list[Operation]) -> None:
+        if len(operations) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} operations")
+        layouts = [self._layout_of(op.table) for op in operations]
+        seen = set()
+        for op, layout in zip(operations, layouts):
+            target = (op.table.name, layout.key(op.item if isinstance(op, Put) else op.key))
+            if target in seen:
+                raise ValueError(f"a transaction names one item twice ({op.table.name})")
+            seen.add(target)
+        with self._writing() as db:
+            for position, (op, layout) in enumerate(zip(operations, layouts)):
+                self._apply(db, op, layout, position)
+
+    def _apply(self, db, op: Operation, layout: _Layout, position: int):
+        key_source = op.item if isinstance(op, Put) else op.key
+        h, r = layout.key(key_source)
+        current = self._get_in(db, layout, h, r)
+        if op.condition is not None and not op.condition.holds(current):
+            raise ConditionFailed(f"condition failed on {op.table.name}", index=position)
+        if isinstance(op, Check):
+            return None
+        if isinstance(op, Delete):
+            if current is not None:
+                db.execute(f"DELETE FROM {layout.sql} WHERE h = ? AND r = ?", (h, r))
+            return current
+        if isinstance(op, Put):
+            item = dict(op.item)
+        else:
+            base = current if current is not None else layout.table.key_of(op.key)
+            item = op.change.apply(base)
+            for name in layout.keys:
+                if item.get(name) != key_source[name]:
+                    raise ValueError(f"an update cannot change the key field {name}")
+        layout.validate(item)
+        row = layout.columns(item)
+        names = list(row)
+        db.execute(f"INSERT OR REPLACE INTO {layout.sql} ({', '.join(names)}) "
+                   f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
+        return item
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def purge_expired(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        removed = 0
+        for layout in list(self._layouts.values()):
+            if layout.table.expires:
+                with self._writing() as db:
+                    removed += db.execute(f"DELETE FROM {layout.sql} WHERE exp IS NOT NULL "
+                                          f"AND exp <= ?", (now,)).rowcount
+        return removed
+
+    def backup(self, destination: str) -> None:
+        """A consistent copy of the whole database while it is in use (SQLite's backup API),
+        written next to `destination` and moved into place when complete."""
+        partial = destination + ".partial"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        target = sqlite3.connect(partial)
+        try:
+            with self._write_lock:
+                self._writer.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+        with open(partial, "rb") as copy:
+            os.fsync(copy.fileno())
+        os.replace(partial, destination)
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for db in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            self._readers.clear()
+        with self._write_lock:
+            if self._writer is None:
+                return
+            if self.primary:
+                with contextlib.suppress(MetadataError):
+                    self._set_state("open", "0")
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._writer.close()
+            self._writer = None
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _open_cursor(cursor: str, fingerprint: str, size: int) -> list:
+    payload = decode_cursor(cursor)
+    position = payload.get("p")
+    if payload.get("q") != fingerprint or not isinstance(position, list) or \
+            len(position) != size:
+        raise BadCursor("The paging cursor belongs to another listing; start again.")
+    return position
+
+
+def _translate(exc: sqlite3.OperationalError, path: str) -> MetadataError:
+    message = str(exc)
+    if "full" in message:
+        return StoreFull(f"The disk holding {path} is full; nothing was written. Free some "
+                         f"space and try again.")
+    if "locked" in message or "busy" in message:
+        return MetadataError(f"The metadata database {path} is busy; try again.")
+    return MetadataError(f"The metadata database {path} failed: {message}.")
