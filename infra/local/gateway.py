@@ -88,6 +88,8 @@ class Gateway:
         app.router.add_route("*", "/api", self.rest)
         app.router.add_route("*", "/api/{tail:.*}", self.rest)
         app.router.add_route("GET", "/config.json", self.config)
+        app.router.add_route("GET", "/staging/{key:.*}", self.staging_get)
+        app.router.add_route("PUT", "/staging/{key:.*}", self.staging_put)
         app.router.add_route("GET", "/{tail:.*}", self.static)
         return app
 
@@ -232,6 +234,49 @@ class Gateway:
             return _error(404, "not_found", f"No page {request.path}.")
         return web.FileResponse(target)
 
+    # -- staging (what S3's presigned URLs are in AWS) ----------------------------------------
+    def _staging(self, request: web.Request, method: str):
+        """The local staging area and the request's PUT limit, or an error response."""
+        from cloudstrype.staging import get_staging
+        from cloudstrype.staging.local import LocalStaging, StagingDenied
+        staging = get_staging()
+        if not isinstance(staging, LocalStaging):
+            return None, None, _error(404, "not_found", f"No page {request.path}.")
+        try:
+            limit = staging.authorize(method, request.match_info["key"], request.query)
+        except StagingDenied as exc:
+            return None, None, _error(403, "forbidden", str(exc))
+        return staging, limit, None
+
+    async def staging_get(self, request: web.Request) -> web.StreamResponse:
+        staging, _, refused = self._staging(request, "GET")
+        if refused is not None:
+            return refused
+        path = staging.path_for(request.match_info["key"])
+        if not path.is_file():
+            return _error(404, "not_found", "Nothing is staged here (expired or deleted).")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    async def staging_put(self, request: web.Request) -> web.StreamResponse:
+        staging, limit, refused = self._staging(request, "PUT")
+        if refused is not None:
+            return refused
+        too_large = _error(413, "payload_too_large", f"This staging URL takes at most {limit} "
+                           f"bytes.")
+        if request.content_length is not None and request.content_length > limit:
+            return too_large
+        received = 0
+        try:
+            with staging.receive(request.match_info["key"]) as out:
+                async for block in request.content.iter_chunked(256 * 1024):
+                    received += len(block)
+                    if received > limit:
+                        raise _BodyTooLarge
+                    out.write(block)
+        except _BodyTooLarge:
+            return too_large
+        return web.Response(status=200)
+
     # -- WebSocket --------------------------------------------------------------------------
     def _ws_event(self, connection: "Connection", route_key: str, event_type: str,
                   body: str | None = None) -> dict:
@@ -352,6 +397,10 @@ class Connection:
 
     def __post_init__(self):
         self.connected_at = self.last_active = time.time()
+
+
+class _BodyTooLarge(Exception):
+    """A staging upload past its URL's limit (nothing of it is kept)."""
 
 
 def _connection_id() -> str:

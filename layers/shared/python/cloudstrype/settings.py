@@ -36,6 +36,9 @@ class Settings:
 
     kms_key_id: str = _env("CLOUDSTRYPE_KMS_KEY_ID")
     staging_bucket: str = _env("CLOUDSTRYPE_STAGING_BUCKET")
+    # `serve`: stage members' share bytes in this directory instead (URLs on public_url, signed,
+    # served by the local gateway). Set, it wins over staging_bucket.
+    staging_dir: str = _env("CLOUDSTRYPE_STAGING_DIR")
     # Endpoint of the API Gateway management API that reaches WebSocket connections.
     ws_management_url: str = _env("CLOUDSTRYPE_WS_MANAGEMENT_URL")
     # Public base URL of the REST API (used to build OAuth redirect URLs).
