@@ -14,13 +14,21 @@ import time
 import uuid
 from pathlib import Path
 
-from infra.local import aws
+from cloudstrype.metadata.engine import MetadataError
+
+REGION = "us-east-1"
 
 log = logging.getLogger("cloudstrype.local")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = REPO_ROOT / "web"
 STACK_FILE = "stack.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 class StartupError(Exception):
@@ -53,12 +61,21 @@ def _lock_data_dir(data_dir: Path):
 
 
 class LocalStack:
-    """Everything `serve` runs, startable from tests too."""
+    """Everything `serve` runs, startable from tests too.
 
-    def __init__(self, host: str, port: int, data_dir: Path):
+    Mode `local` (the default) runs the embedded services; `aws-emulated` (a test tool, set
+    CLOUDSTRYPE_SERVE_MODE) runs the same handlers against moto's AWS.
+    """
+
+    def __init__(self, host: str, port: int, data_dir: Path, mode: str | None = None):
         self.host, self.port = host, port
         self.data_dir = data_dir.resolve()
-        self.moto: aws.MotoServer | None = None
+        self.mode = mode or os.environ.get("CLOUDSTRYPE_SERVE_MODE", "local")
+        if self.mode not in ("local", "aws-emulated"):
+            raise StartupError(f"CLOUDSTRYPE_SERVE_MODE must be 'local' or 'aws-emulated', not "
+                               f"{self.mode!r}.")
+        self.services = None
+        self.moto = None
         self.management_port = 0
         self.scheduled: dict = {}
         self._lock_file = None
@@ -69,33 +86,47 @@ class LocalStack:
         return f"http://{shown}:{self.port}"
 
     def prepare(self):
-        """Start moto, create resources and export settings; returns the gateway."""
+        """Start the services behind the handlers and export their settings; returns the
+        gateway."""
+        from infra.local.services import LocalServices, export_settings
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_data_dir(self.data_dir)
         _check_port(self.host, self.port)
-        moto_host = "127.0.0.1"
-        self.moto = aws.MotoServer(self.data_dir, host=moto_host)
-        aws.configure_process_for_local_aws(self.moto.endpoint)
-        self.moto.start()
-        resources = aws.ensure_resources(self.data_dir / "resources.json")
-        self.management_port = aws.free_port("127.0.0.1")
-        os.environ.update(aws.settings_env(
-            resources, self.moto.endpoint, public_url=self.url,
-            ws_management_url=f"http://127.0.0.1:{self.management_port}",
-            local_storage_root=str(self.data_dir / "storages")))
-        from cloudstrype.settings import reset_settings_cache
-        reset_settings_cache()
+        self.management_port = free_port("127.0.0.1")
+        management_url = f"http://127.0.0.1:{self.management_port}"
+        stack_info = {"url": self.url, "pid": os.getpid(), "mode": self.mode}
+        if self.mode == "local":
+            from infra.local import upgrade
+            self.services = LocalServices(self.data_dir, self.url, management_url)
+            export_settings(self.services.settings())
+            try:
+                self.services.start()
+            except MetadataError as exc:
+                raise StartupError(str(exc)) from None
+            upgrade.import_if_needed(self.data_dir)
+        else:
+            from cloudstrype.metadata.engine import MetadataError
+
+REGION = "us-east-1"
+            self.moto = aws.MotoServer()
+            aws.configure_process_for_local_aws(self.moto.endpoint)
+            self.moto.start()
+            resources = aws.ensure_resources(self.data_dir / "resources.json")
+            export_settings(aws.settings(resources, self.moto.endpoint, public_url=self.url,
+                                         ws_management_url=management_url,
+                                         local_storage_root=str(self.data_dir / "storages")))
+            stack_info.update(aws_endpoint=self.moto.endpoint, **resources.to_json())
 
         import functions
+        from cloudstrype.settings import get_settings
         from infra.local.gateway import Gateway
         apps = [functions.load_app(name) for name in functions.available_services()]
         gateway = Gateway(apps, functions.websocket_handlers(), WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
-                                      "userPoolClientId": resources.user_pool_client_id})
+                                      "userPoolClientId": get_settings().user_pool_client_id})
         self.scheduled = functions.scheduled_handlers()
-        (self.data_dir / STACK_FILE).write_text(json.dumps({
-            "url": self.url, "pid": os.getpid(), "aws_endpoint": self.moto.endpoint,
-            **resources.to_json()}, indent=2))
+        (self.data_dir / STACK_FILE).write_text(json.dumps(stack_info, indent=2))
         return gateway
 
     async def run(self, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None):
@@ -143,9 +174,9 @@ class LocalStack:
             for name, handler in self.scheduled.items():
                 event = {"version": "0", "id": str(uuid.uuid4()),
                          "detail-type": "Scheduled Event", "source": "aws.events",
-                         "account": "000000000000", "region": aws.REGION,
+                         "account": "000000000000", "region": REGION,
                          "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "resources": [f"arn:aws:events:{aws.REGION}:000000000000:rule/{name}"],
+                         "resources": [f"arn:aws:events:{REGION}:000000000000:rule/{name}"],
                          "detail": {}}
                 try:
                     result = await loop.run_in_executor(gateway.executor, handler, event, None)
@@ -155,6 +186,9 @@ class LocalStack:
 
     def shutdown(self) -> None:
         """Stop what this instance started; a server refused at start-up owns nothing here."""
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
@@ -172,7 +206,7 @@ def serve(host: str, port: int, data_dir: str) -> int:
     stack = LocalStack(host, port, Path(data_dir))
     try:
         asyncio.run(stack.run())
-    except (StartupError, aws.StaleDataError) as exc:
+    except StartupError as exc:
         print(f"cloudstrype serve: {exc}", file=sys.stderr)
         stack.shutdown()
         return 2

@@ -1,0 +1,75 @@
+"""What stands in for AWS under `cloudstrype serve`: the embedded default, real and durable.
+
+- metadata: the SQLite engine on `<data-dir>/metadata.db` (the process's one engine);
+- identity: the local identity service (users, groups, refresh tokens in that database,
+  Cognito-compatible RS256 tokens signed with a key generated for this install);
+- keys: a master key file in place of KMS;
+- staging: a directory whose expiring signed URLs the gateway serves, in place of S3.
+
+Secrets live in `<data-dir>/secrets/`, readable by the server's user alone.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+METADATA_FILE = "metadata.db"
+SECRETS_DIR = "secrets"
+
+
+class LocalServices:
+    def __init__(self, data_dir: Path, public_url: str, ws_management_url: str):
+        self.data_dir = data_dir
+        self.public_url = public_url
+        self.ws_management_url = ws_management_url
+        self.engine = None
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.data_dir / METADATA_FILE
+
+    def secrets_dir(self) -> Path:
+        path = self.data_dir / SECRETS_DIR
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
+    def settings(self) -> dict[str, str]:
+        """The settings the handlers run with: the same names the CDK sets in AWS."""
+        secrets = self.secrets_dir()
+        return {
+            "metadata_engine": "sqlite",
+            "metadata_path": str(self.metadata_path),
+            "key_protector": "local",
+            "master_key_path": str(secrets / "master.key"),
+            "staging_dir": str(self.data_dir / "staging"),
+            "ws_management_url": self.ws_management_url,
+            "public_url": self.public_url,
+            "local_storage_enabled": "true",
+            "local_storage_root": str(self.data_dir / "storages"),
+        }
+
+    def start(self) -> None:
+        """Open the metadata database as its owner and bring its tables up to date."""
+        from cloudstrype.metadata import schema
+        from cloudstrype.metadata.engine import set_engine
+        from cloudstrype.metadata.sqlite import SqliteEngine
+
+        self.engine = SqliteEngine(str(self.metadata_path), primary=True)
+        self.engine.create_tables(schema.all_tables())
+        set_engine(self.engine)
+
+    def stop(self) -> None:
+        from cloudstrype.metadata.engine import set_engine
+        if self.engine is not None:
+            set_engine(None)
+            self.engine.close()
+            self.engine = None
+
+
+def export_settings(decided: dict[str, str]) -> None:
+    """Put decided settings (by field name) into this process's environment."""
+    from cloudstrype.settings import Settings, reset_settings_cache
+    names = Settings.env_names()
+    os.environ.update({names[name]: value for name, value in decided.items()})
+    reset_settings_cache()
