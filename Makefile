@@ -29,9 +29,13 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
 run: $(STAMP)
+	@# A data directory of Cloudstrype before the metadata engines is read with moto, once.
+	@if [ -f "$(DATA_DIR)/aws-state.pickle" ] && [ ! -f "$(DATA_DIR)/aws-state.imported" ]; then \
+		$(BIN)/python -m pip install --quiet -e '.[upgrade]'; fi
 	$(BIN)/cloudstrype serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(DEV_STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)

@@ -82,6 +82,10 @@ class ServiceUnavailable(ApiError):
     status, code = 503, "unavailable"
 
 
+class InsufficientStorage(ApiError):
+    status, code = 507, "insufficient_storage"
+
+
 class GatewayTimeout(ApiError):
     status, code = 504, "timeout"
 

@@ -20,6 +20,7 @@ from chalice import Chalice, Response
 
 from cloudstrype import errors
 from cloudstrype.api.body import Call
+from cloudstrype.metadata.engine import ConditionFailed, MetadataError, StoreFull
 
 log = logging.getLogger("cloudstrype")
 
@@ -119,6 +120,18 @@ class ServiceApp(Chalice):
             return to_response(result)
         except errors.ApiError as exc:
             return _json(exc.status, exc.body(), exc.headers)
+        except ConditionFailed:
+            # A write raced another one the domain code did not expect; nothing was written.
+            conflict = errors.Conflict("This changed while we were writing; try again.",
+                                       code="concurrent_change")
+            return _json(conflict.status, conflict.body())
+        except MetadataError as exc:
+            # Nothing was written; the message says what the operator must fix.
+            log.error("metadata store (request %s): %s", request_id, exc)
+            failure = errors.InsufficientStorage if isinstance(exc, StoreFull) \
+                else errors.ServiceUnavailable
+            failure = failure(f"{exc} (request {request_id})")
+            return _json(failure.status, failure.body(), {"Retry-After": "30"})
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", request.method,
                           request.path if request else "?", request_id)
