@@ -60,8 +60,10 @@ class RunningStack:
 
 
 def start_stack(data_dir: Path, port: int | None = None, env: dict | None = None,
-                wait: float = 60) -> RunningStack:
+                wait: float = 60, mode: str = "local") -> RunningStack:
+    """`mode`: "local" (the embedded default) or "aws-emulated" (the AWS adapters on moto)."""
     port = port or free_port()
+    env = {**(env or {}), "CLOUDSTRYPE_SERVE_MODE": mode}
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"stack-{port}.log"
     process_env = {**os.environ, **(env or {})}
