@@ -1,5 +1,6 @@
 """Filesystem service: the tree, file metadata and versions, file content. Routes only; the work
 is in cloudstrype.tree."""
+from email.utils import formatdate
 from urllib.parse import quote
 
 from chalice import Rate
@@ -104,7 +105,7 @@ def download(call, file_id):
     size = int(version.size)
     headers = {"ETag": version.etag, "Accept-Ranges": "bytes",
                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
-               "Last-Modified": version.created.strftime("%a, %d %b %Y %H:%M:%S GMT")}
+               "Last-Modified": formatdate(version.created, usegmt=True)}
     if call.header("if-none-match") == version.etag:
         return Reply(status=304, headers=headers)
     wanted = files.parse_range(call.header("range"), size)

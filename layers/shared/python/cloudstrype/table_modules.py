@@ -3,4 +3,3 @@ from cloudstrype import vault  # noqa: F401
 from cloudstrype.array import models as array_models  # noqa: F401
 from cloudstrype.backends import connect, storages  # noqa: F401
 from cloudstrype.pipeline import store  # noqa: F401
-from cloudstrype.tree import models  # noqa: F401

@@ -11,21 +11,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pynamodb.exceptions import TransactWriteError
-
-from cloudstrype import db, errors
+from cloudstrype import errors
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
 from cloudstrype.tree import tree
-from cloudstrype.tree.models import (FILE, EntryRecord, NodeRecord, Profile, UploadPart,
-                                     UploadRecord, VersionRecord, version_file_ref)
+from cloudstrype.tree.store import (FILE, Changed, Node, Profile, TreeConflict, Upload,
+                                    UploadPart, Version, tree_store)
 
 CHUNK_SIZE = 4 * 1024 * 1024
 # What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 log = logging.getLogger("cloudstrype.files")
 
-# After a session expires, its records stay this long before DynamoDB's TTL may drop them, so
+# After a session expires, its records stay this long before the engine may drop them, so
 # the hourly sweep has days to free the chunks of its parts first.
 UPLOAD_PURGE_GRACE_SECONDS = 7 * 24 * 3600
 MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
@@ -52,12 +50,11 @@ def guess_type(name: str, given: str | None = None) -> str:
 # -- defaults -------------------------------------------------------------------------------------
 
 def defaults(owner: str) -> dict:
-    try:
-        profile = Profile.get(owner)
-        return {"durability": profile.default_durability, "encryption":
-                profile.default_encryption or "aes256-gcm"}
-    except Profile.DoesNotExist:
+    profile = tree_store().get_profile(owner)
+    if profile is None:
         return {"durability": None, "encryption": "aes256-gcm"}
+    return {"durability": profile.default_durability, "encryption":
+            profile.default_encryption or "aes256-gcm"}
 
 
 def set_defaults(owner: str, durability: str | None, encryption: str | None) -> dict:
@@ -66,8 +63,7 @@ def set_defaults(owner: str, durability: str | None, encryption: str | None) -> 
         current["durability"] = str(codec.parse_durability(durability))
     if encryption is not None:
         current["encryption"] = str(codec.parse_encryption(encryption))
-    Profile(owner, default_durability=current["durability"],
-            default_encryption=current["encryption"]).save()
+    tree_store().put_profile(Profile(owner, current["durability"], current["encryption"]))
     return current
 
 
@@ -122,7 +118,7 @@ def _free_chunks(owner: str, version_id: str, count: int) -> None:
 
 
 def upload(owner: str, directory: str, name: str, data: bytes, content_type: str | None,
-           durability: str | None, encryption: str | None) -> NodeRecord:
+           durability: str | None, encryption: str | None) -> Node:
     tree.check_name(name)
     durability, encryption = _schemes(owner, durability, encryption)
     parent, _ = tree.make_dirs(owner, directory)
@@ -138,15 +134,13 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
         raise
 
 
-def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersion
-                    ) -> NodeRecord:
+def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) -> Node:
     """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
+    trees = tree_store()
     stamp = tree.now()
-    record = VersionRecord("", version.version_id, size=version.size, chunk_size=CHUNK_SIZE,
-                           chunk_count=version.chunk_count, sha256=version.sha256,
-                           etag=version.etag, content_type=version.content_type,
-                           durability=version.durability, encryption=version.encryption,
-                           created=stamp)
+    content = {"version_id": version.version_id, "size": version.size, "sha256": version.sha256,
+               "etag": version.etag, "content_type": version.content_type,
+               "durability": version.durability, "encryption": version.encryption}
     deadline = time.monotonic() + ATTACH_SECONDS
     attempt = 0
     while time.monotonic() < deadline:
@@ -158,41 +152,25 @@ def _attach_version(owner: str, parent: NodeRecord, name: str, version: NewVersi
         if existing is not None and existing.type != FILE:
             raise errors.Conflict(f"'{name}' is a directory; choose another name.",
                                   code="name_exists")
-        if existing is None:
-            node = NodeRecord(owner, tree.new_node_id(), type=FILE, name=name,
-                              parent_id=parent.node_id, created=stamp, modified=stamp)
-        else:
-            node = tree.get_node(owner, existing.node_id)
-            node.modified = stamp
-        node.version_id = version.version_id
-        node.size, node.sha256, node.etag = version.size, version.sha256, version.etag
-        node.content_type = version.content_type
-        node.durability, node.encryption = version.durability, version.encryption
-        record.file_ref = version_file_ref(owner, node.node_id)
-        entry = EntryRecord(tree.parent_ref(owner, parent.node_id), name, node_id=node.node_id,
-                            type=FILE, size=version.size, modified=stamp)
+        node_id = existing.node_id if existing is not None else tree.new_node_id()
+        record = Version(owner, node_id, chunk_size=CHUNK_SIZE,
+                         chunk_count=version.chunk_count, created=stamp, **content)
         try:
-            with db.transaction() as tx:
-                tx.save(record)
-                if existing is None:
-                    tx.save(entry, condition=EntryRecord.name.does_not_exist())
-                    tx.save(node, condition=NodeRecord.node_id.does_not_exist())
-                else:
-                    tx.save(entry, condition=EntryRecord.node_id == node.node_id)
-                    # Conditional on the node's revision: two uploads never clobber each other.
-                    tx.save(node)
-            return tree.get_node(owner, node.node_id)
-        except TransactWriteError:
+            if existing is None:
+                return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
+                                         created=stamp, modified=stamp, **content), record)
+            node = trees.get_node(owner, node_id)
+            if node is None:
+                continue          # deleted meanwhile: look again
+            # Conditional on the node's revision: two uploads never clobber each other.
+            return trees.set_version(node, record, stamp)
+        except TreeConflict:
             continue          # lost a race for this name: look again and retry
     raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
                           code="concurrent_change")
 
 
 # -- upload sessions --------------------------------------------------------------------------
-
-def _upload_ref(owner: str, upload_id: str) -> str:
-    return f"{owner}#{upload_id}"
-
 
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
                    durability: str | None, encryption: str | None, sha256: str | None) -> dict:
@@ -207,35 +185,33 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
         raise errors.BadRequest("Field 'sha256' must be 64 hex digits.", code="invalid_field",
                                 details={"field": "sha256"})
     durability, encryption = _schemes(owner, durability, encryption)
-    upload_id = os.urandom(12).hex()
-    record = UploadRecord(owner, upload_id, directory=directory, name=name, size=size,
-                          chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
-                          durability=durability, encryption=encryption,
-                          sha256=sha256.lower() if sha256 else None,
-                          version_id=new_version_id(), created=tree.now(),
-                          expires_at=int(time.time()) + _upload_ttl())
-    record.purge_at = int(record.expires_at) + UPLOAD_PURGE_GRACE_SECONDS
-    record.save()
+    expires_at = int(time.time()) + _upload_ttl()
+    record = Upload(owner, os.urandom(12).hex(), directory=directory, name=name, size=size,
+                    chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
+                    durability=durability, encryption=encryption,
+                    version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
+                    purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS,
+                    sha256=sha256.lower() if sha256 else None)
+    tree_store().create_upload(record)
     return session_info(record)
 
 
-def _parts_total(record: UploadRecord) -> int:
+def _parts_total(record: Upload) -> int:
     return math.ceil(int(record.size) / int(record.chunk_size)) if record.size else 0
 
 
-def _expected_part_size(record: UploadRecord, part: int) -> int:
+def _expected_part_size(record: Upload, part: int) -> int:
     total = _parts_total(record)
     if part == total - 1:
         return int(record.size) - part * int(record.chunk_size)
     return int(record.chunk_size)
 
 
-def get_session(owner: str, upload_id: str) -> UploadRecord:
-    try:
-        record = UploadRecord.get(owner, upload_id, consistent_read=True)
-    except UploadRecord.DoesNotExist:
-        raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found") \
-            from None
+def get_session(owner: str, upload_id: str) -> Upload:
+    record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
+        0 < len(upload_id) <= 64 else None
+    if record is None:
+        raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found")
     if record.expires_at < time.time():
         raise errors.Gone(f"Upload session {upload_id} has expired; start a new one.",
                           code="upload_expired")
@@ -243,11 +219,10 @@ def get_session(owner: str, upload_id: str) -> UploadRecord:
 
 
 def _received(owner: str, upload_id: str) -> dict[int, UploadPart]:
-    return {int(p.part): p for p in UploadPart.query(_upload_ref(owner, upload_id),
-                                                     consistent_read=True)}
+    return tree_store().parts(owner, upload_id)
 
 
-def session_info(record: UploadRecord) -> dict:
+def session_info(record: Upload) -> dict:
     received = _received(record.owner, record.upload_id)
     total = _parts_total(record)
     return {"upload_id": record.upload_id, "path": record.directory, "name": record.name,
@@ -287,12 +262,12 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     except errors.Conflict:
         # A concurrent retry of the same part stored it first; its record follows below.
         pass
-    UploadPart(_upload_ref(owner, upload_id), part, size=len(data), sha256=digest,
-               expires_at=int(record.expires_at), purge_at=_purge_at(record)).save()
+    tree_store().put_part(UploadPart(owner, upload_id, part, len(data), digest,
+                                     record.expires_at, record.purge_at))
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
-def commit_session(owner: str, upload_id: str) -> NodeRecord:
+def commit_session(owner: str, upload_id: str) -> Node:
     record = get_session(owner, upload_id)
     if record.committed:
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
@@ -314,7 +289,10 @@ def commit_session(owner: str, upload_id: str) -> NodeRecord:
                          record.content_type, record.durability, record.encryption)
     parent, _ = tree.make_dirs(owner, record.directory)
     node = _attach_version(owner, parent, record.name, version)
-    record.update(actions=[UploadRecord.committed.set(True)])
+    try:
+        tree_store().mark_committed(record)
+    except Changed:
+        pass          # a concurrent commit of the same session: the same file and version
     return node
 
 
@@ -326,7 +304,7 @@ def abort_session(owner: str, upload_id: str) -> None:
     _discard(record)
 
 
-def _discard(record: UploadRecord) -> None:
+def _discard(record: Upload) -> None:
     """Free the chunks of an uncommitted session's parts, then forget the session."""
     owner = record.owner
     # Every part number, not only the recorded ones: a part whose chunk was stored by a request
@@ -339,10 +317,8 @@ def _discard(record: UploadRecord) -> None:
     _forget(record)
 
 
-def _forget(record: UploadRecord) -> None:
-    for part in _received(record.owner, record.upload_id).values():
-        part.delete()
-    record.delete()
+def _forget(record: Upload) -> None:
+    tree_store().forget_upload(record)
 
 
 def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
@@ -355,9 +331,14 @@ def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
     cutoff = time.time() - min(60.0, _upload_ttl() / 10)
     discarded = forgotten = 0
     failed = []
-    for record in UploadRecord.scan(UploadRecord.expires_at < int(cutoff)):
+    trees = tree_store()
+    for found in trees.expired_uploads(before=int(cutoff)):
         if time.monotonic() > deadline:
             break
+        # The index may lag behind a commit: act on the session as it is now.
+        record = trees.get_upload(found.owner, found.upload_id)
+        if record is None:
+            continue
         try:
             if record.committed:
                 _forget(record)
@@ -377,30 +358,25 @@ def _upload_ttl() -> int:
     return int(get_settings().upload_ttl_seconds)
 
 
-def _purge_at(record: UploadRecord) -> int:
-    return int(record.purge_at or int(record.expires_at) + UPLOAD_PURGE_GRACE_SECONDS)
-
-
 # -- reading --------------------------------------------------------------------------------------
 
-def get_version(owner: str, node: NodeRecord, version_id: str | None) -> VersionRecord:
+def get_version(owner: str, node: Node, version_id: str | None) -> Version:
     if node.type != FILE:
         raise errors.BadRequest(f"'{node.name}' is a directory; it has no content.",
                                 code="not_a_file")
     wanted = version_id or node.version_id
-    try:
-        return VersionRecord.get(version_file_ref(owner, node.node_id), wanted,
-                                 consistent_read=True)
-    except VersionRecord.DoesNotExist:
+    found = tree_store().get_version(owner, node.node_id, wanted) if wanted else None
+    if found is None:
         raise errors.NotFound(f"No version {wanted} of '{node.name}'.",
-                              code="version_not_found") from None
+                              code="version_not_found")
+    return found
 
 
-def versions(owner: str, node: NodeRecord) -> list[dict]:
-    return [{"version": v.version_id, "size": int(v.size), "sha256": v.sha256,
-             "etag": v.etag, "created": v.created.isoformat(), "durability": v.durability,
+def versions(owner: str, node: Node) -> list[dict]:
+    return [{"version": v.version_id, "size": v.size, "sha256": v.sha256,
+             "etag": v.etag, "created": tree.iso(v.created), "durability": v.durability,
              "encryption": v.encryption, "current": v.version_id == node.version_id}
-            for v in VersionRecord.query(version_file_ref(owner, node.node_id))]
+            for v in tree_store().list_versions(owner, node.node_id)]
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -433,7 +409,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-def read(owner: str, version: VersionRecord, first: int, last: int) -> bytes:
+def read(owner: str, version: Version, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
     chunk_size = int(version.chunk_size)
     version_id = version.version_id
@@ -445,16 +421,16 @@ def read(owner: str, version: VersionRecord, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
-def free_version(owner: str, version: VersionRecord) -> None:
-    _free_chunks(owner, version.version_id, int(version.chunk_count))
-    version.delete()
+def free_version(owner: str, version: Version) -> None:
+    _free_chunks(owner, version.version_id, version.chunk_count)
+    tree_store().delete_version(owner, version.node_id, version.version_id)
 
 
-def delete_node(owner: str, node: NodeRecord) -> int:
+def delete_node(owner: str, node: Node) -> int:
     """Delete a file with all its versions, or a directory recursively; returns nodes removed."""
     removed = 0
     if node.type == FILE:
-        for version in VersionRecord.query(version_file_ref(owner, node.node_id)):
+        for version in tree_store().list_versions(owner, node.node_id):
             free_version(owner, version)
     else:
         while True:

@@ -1,0 +1,464 @@
+"""The file tree's metadata: its tables, its records, and `TreeStore`, the one module that
+reads and writes them (over whichever metadata engine the settings choose).
+
+- `nodes` (owner, node_id): a file or directory; a directory tree by parent pointers, so moving
+  a directory is one node and two entries whatever it holds. A file's current version is
+  copied onto its node.
+- `entries` (owner#parent_id, name): the directory index. A name is unique in its directory
+  because an entry is only ever created if absent; a listing is one query, sorted by name, with
+  what a listing shows (id, type, size, modified) copied onto the entry.
+- `versions` (owner#node_id, version_id): each upload of a file, oldest first. One partition per
+  file, not per user: listing a file's versions reads that file's items only.
+- `uploads` (owner, upload_id) / `upload-parts` (owner#upload_id, part): sessions for files
+  larger than one request. The sweep finds expired sessions through the sparse `by-expiry`
+  index; `purge_at` (a week later) is only the engine's backstop.
+- `profiles` (owner): a user's defaults.
+
+Times are Unix seconds (float). Every item carries its owner and every read checks it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from cloudstrype.metadata import schema
+from cloudstrype.metadata.engine import BadCursor as BadCursor  # re-exported for callers
+from cloudstrype.metadata.engine import (Change, Condition, ConditionFailed, Delete, Engine,
+                                         Put, Update, get_engine)
+from cloudstrype.metadata.schema import BOOL, INT, JSON, STR, Index
+
+DIRECTORY, FILE = "directory", "file"
+ROOT = "root"
+# The one partition of the sweep's index: sessions are few (large files only) and short-lived.
+_EXPIRY_QUEUE = "uploads"
+
+NODES = schema.table(
+    "nodes", hash_key="owner", range_key="node_id", owner_module=__name__,
+    fields={"owner": STR, "node_id": STR, "type": STR, "name": STR, "parent_id": STR,
+            "created": INT, "modified": INT, "attributes": JSON, "revision": INT,
+            "version_id": STR, "size": INT, "content_type": STR, "sha256": STR, "etag": STR,
+            "durability": STR, "encryption": STR})
+
+ENTRIES = schema.table(
+    "entries", hash_key="dir_ref", range_key="name", owner_module=__name__,
+    fields={"dir_ref": STR, "name": STR, "owner": STR, "node_id": STR, "type": STR,
+            "size": INT, "modified": INT})
+
+VERSIONS = schema.table(
+    "versions", hash_key="file_ref", range_key="version_id", owner_module=__name__,
+    fields={"file_ref": STR, "version_id": STR, "owner": STR, "size": INT, "chunk_size": INT,
+            "chunk_count": INT, "sha256": STR, "etag": STR, "content_type": STR,
+            "durability": STR, "encryption": STR, "created": INT})
+
+UPLOADS = schema.table(
+    "uploads", hash_key="owner", range_key="upload_id", owner_module=__name__,
+    fields={"owner": STR, "upload_id": STR, "directory": STR, "name": STR, "size": INT,
+            "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
+            "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
+            "purge_at": INT, "committed": BOOL, "expiry_queue": STR},
+    indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
+    expires="purge_at")
+
+UPLOAD_PARTS = schema.table(
+    "upload-parts", hash_key="upload_ref", range_key="part", owner_module=__name__,
+    fields={"upload_ref": STR, "part": INT, "owner": STR, "size": INT, "sha256": STR,
+            "expires_at": INT, "purge_at": INT},
+    expires="purge_at")
+
+PROFILES = schema.table(
+    "profiles", hash_key="owner", owner_module=__name__,
+    fields={"owner": STR, "default_durability": STR, "default_encryption": STR})
+
+
+class TreeConflict(Exception):
+    """A write lost a race; nothing was written."""
+
+
+class NameTaken(TreeConflict):
+    """The directory has an entry of that name already."""
+
+
+class Changed(TreeConflict):
+    """The node changed (or went) since it was read."""
+
+
+@dataclass
+class Node:
+    owner: str
+    node_id: str
+    type: str
+    name: str
+    parent_id: str | None          # None for the root
+    created: float
+    modified: float
+    attributes: dict = field(default_factory=dict)
+    revision: int = 1
+    # Files: the current version.
+    version_id: str | None = None
+    size: int = 0
+    content_type: str | None = None
+    sha256: str | None = None
+    etag: str | None = None
+    durability: str | None = None
+    encryption: str | None = None
+
+
+@dataclass
+class Entry:
+    owner: str
+    parent_id: str
+    name: str
+    node_id: str
+    type: str
+    size: int
+    modified: float
+
+
+@dataclass
+class Version:
+    owner: str
+    node_id: str
+    version_id: str
+    size: int
+    chunk_size: int
+    chunk_count: int
+    etag: str
+    content_type: str
+    durability: str
+    encryption: str
+    created: float
+    sha256: str | None = None
+
+
+@dataclass
+class Upload:
+    owner: str
+    upload_id: str
+    directory: str
+    name: str
+    size: int
+    chunk_size: int
+    content_type: str
+    durability: str
+    encryption: str
+    version_id: str
+    created: float
+    expires_at: int
+    purge_at: int
+    sha256: str | None = None
+    committed: bool = False
+
+
+@dataclass
+class UploadPart:
+    owner: str
+    upload_id: str
+    part: int
+    size: int
+    sha256: str
+    expires_at: int
+    purge_at: int
+
+
+@dataclass
+class Profile:
+    owner: str
+    default_durability: str | None = None
+    default_encryption: str | None = None
+
+
+_VERSION_FIELDS = ("version_id", "size", "content_type", "sha256", "etag", "durability",
+                   "encryption")
+
+
+def _dir_ref(owner: str, parent_id: str) -> str:
+    return f"{owner}#{parent_id}"
+
+
+def _file_ref(owner: str, node_id: str) -> str:
+    return f"{owner}#{node_id}"
+
+
+def _upload_ref(owner: str, upload_id: str) -> str:
+    return f"{owner}#{upload_id}"
+
+
+def _present(values: dict) -> dict:
+    """An item never stores None (a missing field is absent)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _node_item(node: Node) -> dict:
+    item = _present(dataclasses.asdict(node))
+    if not item.get("attributes"):
+        item.pop("attributes", None)
+    return item
+
+
+def _node(item: dict) -> Node:
+    return Node(owner=item["owner"], node_id=item["node_id"], type=item["type"],
+                name=item["name"], parent_id=item.get("parent_id"), created=item["created"],
+                modified=item["modified"], attributes=item.get("attributes") or {},
+                revision=int(item.get("revision", 1)), version_id=item.get("version_id"),
+                size=int(item.get("size", 0)), content_type=item.get("content_type"),
+                sha256=item.get("sha256"), etag=item.get("etag"),
+                durability=item.get("durability"), encryption=item.get("encryption"))
+
+
+def _entry_item(owner: str, parent_id: str, name: str, node_id: str, type_: str, size: int,
+                modified: float) -> dict:
+    return {"dir_ref": _dir_ref(owner, parent_id), "name": name, "owner": owner,
+            "node_id": node_id, "type": type_, "size": int(size), "modified": modified}
+
+
+def _version_item(version: Version) -> dict:
+    item = _present(dataclasses.asdict(version))
+    item["file_ref"] = _file_ref(version.owner, item.pop("node_id"))
+    return item
+
+
+def _version(item: dict, node_id: str) -> Version:
+    return Version(owner=item["owner"], node_id=node_id, version_id=item["version_id"],
+                   size=int(item["size"]), chunk_size=int(item["chunk_size"]),
+                   chunk_count=int(item["chunk_count"]), etag=item["etag"],
+                   content_type=item["content_type"], durability=item["durability"],
+                   encryption=item["encryption"], created=item["created"],
+                   sha256=item.get("sha256"))
+
+
+def _upload(item: dict) -> Upload:
+    return Upload(owner=item["owner"], upload_id=item["upload_id"],
+                  directory=item["directory"], name=item["name"], size=int(item["size"]),
+                  chunk_size=int(item["chunk_size"]), content_type=item["content_type"],
+                  durability=item["durability"], encryption=item["encryption"],
+                  version_id=item["version_id"], created=item["created"],
+                  expires_at=int(item["expires_at"]), purge_at=int(item["purge_at"]),
+                  sha256=item.get("sha256"), committed=bool(item.get("committed", False)))
+
+
+class TreeStore:
+    """The tree's metadata for every owner. Reads by one owner never see another's items."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _get(self, table, key: dict, owner: str) -> dict | None:
+        item = self.engine.get(table, key)
+        return item if item is not None and item.get("owner") == owner else None
+
+    # -- nodes and entries ------------------------------------------------------------------
+
+    def get_node(self, owner: str, node_id: str) -> Node | None:
+        item = self._get(NODES, {"owner": owner, "node_id": node_id}, owner)
+        return _node(item) if item is not None else None
+
+    def ensure_root(self, owner: str, now: float) -> Node:
+        """The owner's root directory, created on first use."""
+        found = self.get_node(owner, ROOT)
+        if found is not None:
+            return found
+        root = Node(owner, ROOT, DIRECTORY, "", None, created=now, modified=now)
+        try:
+            self.engine.put(NODES, _node_item(root), Condition.absent())
+        except ConditionFailed:
+            return self.get_node(owner, ROOT)      # made by a concurrent first request
+        return root
+
+    def get_entry(self, owner: str, parent_id: str, name: str) -> Entry | None:
+        item = self._get(ENTRIES, {"dir_ref": _dir_ref(owner, parent_id), "name": name}, owner)
+        if item is None:
+            return None
+        return Entry(owner, parent_id, name, item["node_id"], item["type"],
+                     int(item.get("size", 0)), item["modified"])
+
+    def list_entries(self, owner: str, parent_id: str, limit: int,
+                     cursor: str | None = None) -> tuple[list[Entry], str | None]:
+        """One page of a directory, by name; the cursor (None at the end) continues it.
+        Raises BadCursor for a cursor this listing did not hand out."""
+        page = self.engine.query(ENTRIES, _dir_ref(owner, parent_id), limit=limit,
+                                 cursor=cursor)
+        entries = [Entry(owner, parent_id, item["name"], item["node_id"], item["type"],
+                         int(item.get("size", 0)), item["modified"])
+                   for item in page.items if item.get("owner") == owner]
+        return entries, page.cursor
+
+    def create(self, node: Node, version: Version | None = None) -> Node:
+        """A new node under its parent, its entry and (files) its first version, all or
+        nothing. Raises NameTaken when the parent has that name already."""
+        operations = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
+                                               node.node_id, node.type, node.size,
+                                               node.modified), Condition.absent()),
+                      Put(NODES, _node_item(node), Condition.absent())]
+        if version is not None:
+            operations.append(Put(VERSIONS, _version_item(version)))
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed:
+            raise NameTaken(node.name) from None
+        return node
+
+    def set_version(self, node: Node, version: Version, now: float) -> Node:
+        """Make `version` the file's current content, if the node is still at the revision
+        read (two writers never clobber each other). Raises Changed otherwise."""
+        updated = dataclasses.replace(node, modified=now, revision=node.revision + 1,
+                                      **{f: getattr(version, f) for f in _VERSION_FIELDS})
+        node_change = Change(set=_present({f: getattr(updated, f) for f in _VERSION_FIELDS}
+                                          | {"modified": now}),
+                             remove=tuple(f for f in _VERSION_FIELDS
+                                          if getattr(updated, f) is None),
+                             add={"revision": 1})
+        entry_key = {"dir_ref": _dir_ref(node.owner, node.parent_id), "name": node.name}
+        try:
+            self.engine.transact([
+                Put(VERSIONS, _version_item(version)),
+                Update(ENTRIES, entry_key, Change(set={"size": int(version.size),
+                                                       "modified": now}),
+                       Condition.eq("node_id", node.node_id)),
+                Update(NODES, {"owner": node.owner, "node_id": node.node_id}, node_change,
+                       Condition.eq("revision", node.revision))])
+        except ConditionFailed:
+            raise Changed(node.node_id) from None
+        return updated
+
+    def move(self, node: Node, parent_id: str, name: str, now: float) -> Node:
+        """Give the node a new parent and/or name: the new entry, the old one's removal and
+        the node's change happen together. O(1) whatever a directory holds. Raises NameTaken
+        if the target name exists, Changed if the node moved on since it was read."""
+        operations = [Put(ENTRIES, _entry_item(node.owner, parent_id, name, node.node_id,
+                                               node.type, node.size, now), Condition.absent())]
+        old = self.get_entry(node.owner, node.parent_id, node.name)
+        if old is not None and old.node_id == node.node_id:
+            operations.append(Delete(ENTRIES, {"dir_ref": _dir_ref(node.owner, node.parent_id),
+                                               "name": node.name},
+                                     Condition.eq("node_id", node.node_id)))
+        operations.append(Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+                                 Change(set={"name": name, "parent_id": parent_id,
+                                             "modified": now}, add={"revision": 1}),
+                                 Condition.eq("revision", node.revision)))
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed as failed:
+            if failed.index == 0 or (failed.index is None and
+                                     self.get_entry(node.owner, parent_id, name) is not None):
+                raise NameTaken(name) from None
+            raise Changed(node.node_id) from None
+        return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
+                                   revision=node.revision + 1)
+
+    def set_attributes(self, node: Node, attributes: dict, now: float) -> Node:
+        """Replace the node's custom attributes, if it is still at the revision read."""
+        change = Change(set={"modified": now}, add={"revision": 1})
+        if attributes:
+            change.set["attributes"] = attributes
+        else:
+            change.remove = ("attributes",)
+        try:
+            self.engine.update(NODES, {"owner": node.owner, "node_id": node.node_id}, change,
+                               Condition.eq("revision", node.revision))
+        except ConditionFailed:
+            raise Changed(node.node_id) from None
+        return dataclasses.replace(node, attributes=dict(attributes), modified=now,
+                                   revision=node.revision + 1)
+
+    def remove(self, node: Node) -> None:
+        """Remove the node and its entry (versions and children are the caller's to remove
+        first)."""
+        operations = [Delete(NODES, {"owner": node.owner, "node_id": node.node_id})]
+        if node.parent_id is not None:
+            entry = self.get_entry(node.owner, node.parent_id, node.name)
+            if entry is not None and entry.node_id == node.node_id:
+                operations.append(Delete(ENTRIES, {"dir_ref": _dir_ref(node.owner,
+                                                                        node.parent_id),
+                                                   "name": node.name},
+                                         Condition.eq("node_id", node.node_id)))
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed:
+            raise Changed(node.node_id) from None
+
+    # -- versions -----------------------------------------------------------------------------
+
+    def get_version(self, owner: str, node_id: str, version_id: str) -> Version | None:
+        item = self._get(VERSIONS, {"file_ref": _file_ref(owner, node_id),
+                                    "version_id": version_id}, owner)
+        return _version(item, node_id) if item is not None else None
+
+    def list_versions(self, owner: str, node_id: str) -> list[Version]:
+        """Oldest first (version ids sort by time)."""
+        return [_version(item, node_id)
+                for item in self.engine.query_all(VERSIONS, _file_ref(owner, node_id))
+                if item.get("owner") == owner]
+
+    def delete_version(self, owner: str, node_id: str, version_id: str) -> None:
+        # The key holds the owner: another owner's version is out of reach.
+        self.engine.delete(VERSIONS, {"file_ref": _file_ref(owner, node_id),
+                                      "version_id": version_id})
+
+    # -- upload sessions ----------------------------------------------------------------------
+
+    def create_upload(self, upload: Upload) -> None:
+        item = _present(dataclasses.asdict(upload)) | {"expiry_queue": _EXPIRY_QUEUE}
+        self.engine.put(UPLOADS, item, Condition.absent())
+
+    def get_upload(self, owner: str, upload_id: str) -> Upload | None:
+        item = self._get(UPLOADS, {"owner": owner, "upload_id": upload_id}, owner)
+        return _upload(item) if item is not None else None
+
+    def mark_committed(self, upload: Upload) -> None:
+        """Once only: raises Changed if the session is committed already or gone."""
+        try:
+            self.engine.update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
+                               Change(set={"committed": True}),
+                               Condition.exists() & Condition.ne("committed", True))
+        except ConditionFailed:
+            raise Changed(upload.upload_id) from None
+
+    def put_part(self, part: UploadPart) -> None:
+        item = _present(dataclasses.asdict(part))
+        item["upload_ref"] = _upload_ref(part.owner, item.pop("upload_id"))
+        self.engine.put(UPLOAD_PARTS, item)
+
+    def parts(self, owner: str, upload_id: str) -> dict[int, UploadPart]:
+        return {int(item["part"]): UploadPart(owner, upload_id, int(item["part"]),
+                                              int(item["size"]), item["sha256"],
+                                              int(item["expires_at"]), int(item["purge_at"]))
+                for item in self.engine.query_all(UPLOAD_PARTS, _upload_ref(owner, upload_id))
+                if item.get("owner") == owner}
+
+    def forget_upload(self, upload: Upload) -> None:
+        """Delete the session's parts, then the session (so an interrupted forget is
+        found again by the sweep)."""
+        ref = _upload_ref(upload.owner, upload.upload_id)
+        for part in list(self.parts(upload.owner, upload.upload_id)):
+            self.engine.delete(UPLOAD_PARTS, {"upload_ref": ref, "part": part})
+        self.engine.delete(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id})
+
+    def expired_uploads(self, before: float, page_size: int = 100) -> Iterator[Upload]:
+        """Sessions of every owner whose expiry is before `before`, oldest first, through the
+        sparse index (never a scan). The index may lag: re-read a session before acting."""
+        cursor = None
+        while True:
+            page = self.engine.query_index(UPLOADS, "by-expiry", _EXPIRY_QUEUE, before=before,
+                                           limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield _upload(item)
+            cursor = page.cursor
+            if not cursor:
+                return
+
+    # -- profiles -----------------------------------------------------------------------------
+
+    def get_profile(self, owner: str) -> Profile | None:
+        item = self._get(PROFILES, {"owner": owner}, owner)
+        if item is None:
+            return None
+        return Profile(owner, item.get("default_durability"), item.get("default_encryption"))
+
+    def put_profile(self, profile: Profile) -> None:
+        self.engine.put(PROFILES, _present(dataclasses.asdict(profile)))
+
+
+def tree_store() -> TreeStore:
+    """The tree store over the process's metadata engine."""
+    return TreeStore(get_engine())

@@ -1,0 +1,401 @@
+"""TreeStore conformance: every operation of the tree's metadata, on each engine."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from cloudstrype.metadata.engine import BadCursor
+from cloudstrype.tree.store import (DIRECTORY, FILE, ROOT, Changed, NameTaken, Node, Profile,
+                                    TreeStore, Upload, UploadPart, Version)
+
+T0 = 1_700_000_000.25
+
+
+@pytest.fixture
+def trees(engine) -> TreeStore:
+    return TreeStore(engine)
+
+
+def owner() -> str:
+    return "u-" + uuid.uuid4().hex[:12]
+
+
+def new_dir(trees: TreeStore, who: str, parent_id: str, name: str) -> Node:
+    return trees.create(Node(who, uuid.uuid4().hex, DIRECTORY, name, parent_id, T0, T0))
+
+
+def version(who: str, node_id: str, version_id: str, size: int, sha: str | None = "ab" * 32
+            ) -> Version:
+    return Version(who, node_id, version_id, size, 4096, 1, f'"{version_id}"', "text/plain",
+                   "raid1(2)", "aes256-gcm", T0 + 1, sha)
+
+
+def new_file(trees: TreeStore, who: str, parent_id: str, name: str, size: int = 5,
+             version_id: str = "0001") -> Node:
+    node_id = uuid.uuid4().hex
+    v = version(who, node_id, version_id, size)
+    return trees.create(Node(who, node_id, FILE, name, parent_id, T0, T0, version_id=version_id,
+                             size=size, content_type=v.content_type, sha256=v.sha256,
+                             etag=v.etag, durability=v.durability, encryption=v.encryption), v)
+
+
+def race(count: int, action) -> list:
+    """Run `action(n)` in `count` threads released together; each result or exception."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(n):
+        barrier.wait()
+        try:
+            results[n] = action(n)
+        except Exception as exc:          # collected, asserted on by the caller
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+# -- nodes and entries ------------------------------------------------------------------------
+
+def test_root_is_created_once_and_read_back(trees):
+    who = owner()
+    assert trees.get_node(who, ROOT) is None
+    roots = race(4, lambda n: trees.ensure_root(who, T0 + n))
+    assert all(isinstance(r, Node) for r in roots), roots
+    assert len({r.created for r in roots}) == 1, "every caller sees the one root that was made"
+    stored = trees.get_node(who, ROOT)
+    assert (stored.type, stored.name, stored.parent_id) == (DIRECTORY, "", None)
+    assert trees.ensure_root(who, T0 + 99).created == stored.created
+
+
+def test_create_then_get_node_and_entry_round_trip(trees):
+    who = owner()
+    trees.ensure_root(who, T0)
+    folder = new_dir(trees, who, ROOT, "Photos ☀")
+    doc = new_file(trees, who, folder.node_id, "a.txt", size=12)
+    assert trees.get_node(who, folder.node_id) == folder
+    got = trees.get_node(who, doc.node_id)
+    assert got == doc and got.revision == 1 and got.created == T0 and got.size == 12
+    entry = trees.get_entry(who, folder.node_id, "a.txt")
+    assert (entry.node_id, entry.type, entry.size, entry.modified) == (doc.node_id, FILE, 12, T0)
+    assert trees.get_entry(who, folder.node_id, "b.txt") is None
+    assert trees.get_entry(who, ROOT, "a.txt") is None, "entries are per directory"
+    assert trees.get_version(who, doc.node_id, "0001").size == 12
+
+
+def test_two_creates_of_one_name_exactly_one_wins(trees):
+    who = owner()
+    results = race(6, lambda n: new_dir(trees, who, ROOT, "same"))
+    winners = [r for r in results if isinstance(r, Node)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, NameTaken) for r in results if not isinstance(r, Node)), results
+    assert trees.get_entry(who, ROOT, "same").node_id == winners[0].node_id
+    losers_nodes = [trees.get_node(who, n.node_id) for n in results if isinstance(n, Node)]
+    assert losers_nodes == winners
+    entries, _ = trees.list_entries(who, ROOT, 100)
+    assert [e.name for e in entries] == ["same"]
+
+
+def test_a_losing_create_writes_nothing(trees):
+    who = owner()
+    new_file(trees, who, ROOT, "f")
+    loser = Node(who, "loser-id", FILE, "f", ROOT, T0, T0, version_id="0002")
+    with pytest.raises(NameTaken):
+        trees.create(loser, version(who, "loser-id", "0002", 1))
+    assert trees.get_node(who, "loser-id") is None
+    assert trees.list_versions(who, "loser-id") == []
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+def test_listing_pages_are_sorted_by_name_with_opaque_cursors(trees):
+    who = owner()
+    names = [f"n{(n * 7) % 25:02d}" for n in range(25)]
+    for name in names:
+        new_file(trees, who, ROOT, name, size=len(name))
+    seen, cursor, pages = [], None, 0
+    while True:
+        entries, cursor = trees.list_entries(who, ROOT, 10, cursor)
+        assert len(entries) <= 10
+        seen += entries
+        pages += 1
+        if cursor is None:
+            break
+        assert isinstance(cursor, str) and who not in cursor and "#" not in cursor
+    assert pages == 3
+    assert [e.name for e in seen] == sorted(names)
+    assert all(e.type == FILE and e.size == 3 and e.parent_id == ROOT for e in seen)
+
+
+def test_a_cursor_is_only_good_for_its_own_listing(trees):
+    who = owner()
+    other = new_dir(trees, who, ROOT, "other")
+    for n in range(3):
+        new_file(trees, who, ROOT, f"f{n}")
+        new_file(trees, who, other.node_id, f"g{n}")
+    _, cursor = trees.list_entries(who, ROOT, 2)
+    assert cursor
+    with pytest.raises(BadCursor):
+        trees.list_entries(who, other.node_id, 2, cursor)
+    with pytest.raises(BadCursor):
+        trees.list_entries(owner(), ROOT, 2, cursor)
+    with pytest.raises(BadCursor):
+        trees.list_entries(who, ROOT, 2, "%%%not-a-cursor")
+
+
+def test_an_empty_directory_lists_nothing(trees):
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "empty")
+    assert trees.list_entries(who, folder.node_id, 10) == ([], None)
+
+
+# -- versions of a file -----------------------------------------------------------------------
+
+def test_set_version_updates_node_entry_and_keeps_versions(trees):
+    who = owner()
+    doc = new_file(trees, who, ROOT, "doc", size=5, version_id="0001")
+    newer = version(who, doc.node_id, "0002", 9, sha=None)
+    updated = trees.set_version(doc, newer, T0 + 5)
+    assert (updated.version_id, updated.size, updated.revision) == ("0002", 9, 2)
+    assert updated.sha256 is None
+    assert trees.get_node(who, doc.node_id) == updated
+    entry = trees.get_entry(who, ROOT, "doc")
+    assert (entry.size, entry.modified) == (9, T0 + 5)
+    assert [v.version_id for v in trees.list_versions(who, doc.node_id)] == ["0001", "0002"]
+    assert trees.get_version(who, doc.node_id, "0001").size == 5
+
+
+def test_two_writers_of_one_revision_exactly_one_wins(trees):
+    who = owner()
+    doc = new_file(trees, who, ROOT, "doc")
+    results = race(5, lambda n: trees.set_version(
+        doc, version(who, doc.node_id, f"01{n}", 10 + n), T0 + n))
+    winners = [r for r in results if isinstance(r, Node)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, Changed) for r in results if not isinstance(r, Node)), results
+    stored = trees.get_node(who, doc.node_id)
+    assert stored == winners[0] and stored.revision == 2
+    assert trees.get_entry(who, ROOT, "doc").size == stored.size
+
+
+def test_a_stale_set_version_writes_nothing(trees):
+    who = owner()
+    doc = new_file(trees, who, ROOT, "doc")
+    trees.set_version(doc, version(who, doc.node_id, "0002", 2), T0 + 1)
+    with pytest.raises(Changed):
+        trees.set_version(doc, version(who, doc.node_id, "0003", 3), T0 + 2)
+    assert trees.get_node(who, doc.node_id).version_id == "0002"
+    assert trees.get_version(who, doc.node_id, "0003") is None
+
+
+def test_versions_get_and_delete(trees):
+    who = owner()
+    doc = new_file(trees, who, ROOT, "doc", version_id="0001")
+    trees.set_version(doc, version(who, doc.node_id, "0002", 2), T0 + 1)
+    trees.delete_version(who, doc.node_id, "0001")
+    assert trees.get_version(who, doc.node_id, "0001") is None
+    assert [v.version_id for v in trees.list_versions(who, doc.node_id)] == ["0002"]
+    trees.delete_version(owner(), doc.node_id, "0002")
+    assert trees.get_version(who, doc.node_id, "0002") is not None, "only the owner deletes"
+
+
+# -- moving, attributes, removal --------------------------------------------------------------
+
+def test_rename_in_place(trees):
+    who = owner()
+    doc = new_file(trees, who, ROOT, "old")
+    moved = trees.move(doc, ROOT, "new", T0 + 3)
+    assert (moved.name, moved.parent_id, moved.revision, moved.modified) == ("new", ROOT, 2,
+                                                                            T0 + 3)
+    assert trees.get_node(who, doc.node_id) == moved
+    assert trees.get_entry(who, ROOT, "old") is None
+    assert trees.get_entry(who, ROOT, "new").node_id == doc.node_id
+
+
+def test_moving_a_directory_touches_only_it(trees):
+    who = owner()
+    src = new_dir(trees, who, ROOT, "src")
+    dst = new_dir(trees, who, ROOT, "dst")
+    inner = new_dir(trees, who, src.node_id, "inner")
+    leaves = [new_file(trees, who, inner.node_id, f"leaf{n}") for n in range(5)]
+    moved = trees.move(inner, dst.node_id, "inner2", T0 + 1)
+    assert moved.parent_id == dst.node_id
+    assert trees.list_entries(who, src.node_id, 10) == ([], None)
+    assert [e.name for e in trees.list_entries(who, dst.node_id, 10)[0]] == ["inner2"]
+    # Children keep their parent pointer: nothing under the directory was rewritten.
+    assert [trees.get_node(who, leaf.node_id) for leaf in leaves] == leaves
+    assert len(trees.list_entries(who, inner.node_id, 10)[0]) == 5
+
+
+def test_move_onto_a_taken_name_changes_nothing(trees):
+    who = owner()
+    a = new_file(trees, who, ROOT, "a")
+    new_file(trees, who, ROOT, "b")
+    with pytest.raises(NameTaken):
+        trees.move(a, ROOT, "b", T0 + 1)
+    assert trees.get_node(who, a.node_id) == a
+    assert trees.get_entry(who, ROOT, "a").node_id == a.node_id
+    assert trees.get_entry(who, ROOT, "b").node_id != a.node_id
+
+
+def test_a_stale_move_changes_nothing(trees):
+    who = owner()
+    a = new_file(trees, who, ROOT, "a")
+    trees.set_attributes(a, {"k": "v"}, T0 + 1)
+    with pytest.raises(Changed):
+        trees.move(a, ROOT, "c", T0 + 2)
+    assert trees.get_entry(who, ROOT, "c") is None
+    assert trees.get_entry(who, ROOT, "a").node_id == a.node_id
+    assert trees.get_node(who, a.node_id).name == "a"
+
+
+def test_two_moves_to_one_name_exactly_one_wins(trees):
+    who = owner()
+    items = [new_file(trees, who, ROOT, f"src{n}") for n in range(4)]
+    results = race(4, lambda n: trees.move(items[n], ROOT, "target", T0 + n))
+    winners = [r for r in results if isinstance(r, Node)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, NameTaken) for r in results if not isinstance(r, Node)), results
+    names = sorted(e.name for e in trees.list_entries(who, ROOT, 10)[0])
+    assert len(names) == 4 and "target" in names
+
+
+def test_set_attributes_with_revision_check(trees):
+    who = owner()
+    a = new_dir(trees, who, ROOT, "a")
+    changed = trees.set_attributes(a, {"color": "red", "n": 2}, T0 + 1)
+    assert trees.get_node(who, a.node_id).attributes == {"color": "red", "n": 2}
+    with pytest.raises(Changed):
+        trees.set_attributes(a, {"color": "blue"}, T0 + 2)
+    cleared = trees.set_attributes(changed, {}, T0 + 3)
+    assert trees.get_node(who, a.node_id) == cleared and cleared.attributes == {}
+
+
+def test_remove_drops_node_and_entry(trees):
+    who = owner()
+    a = new_file(trees, who, ROOT, "a")
+    keep = new_file(trees, who, ROOT, "b")
+    trees.remove(a)
+    assert trees.get_node(who, a.node_id) is None
+    assert trees.get_entry(who, ROOT, "a") is None
+    assert [e.node_id for e in trees.list_entries(who, ROOT, 10)[0]] == [keep.node_id]
+
+
+def test_remove_leaves_a_newer_entry_of_the_same_name(trees):
+    who = owner()
+    a = new_file(trees, who, ROOT, "a")
+    moved = trees.move(a, ROOT, "z", T0 + 1)
+    b = new_file(trees, who, ROOT, "a")
+    trees.remove(a)          # the stale record still says "a"
+    assert trees.get_node(who, moved.node_id) is None
+    assert trees.get_entry(who, ROOT, "a").node_id == b.node_id
+
+
+# -- upload sessions --------------------------------------------------------------------------
+
+def session(who: str, expires_at: int, purge_at: int | None = None, **extra) -> Upload:
+    return Upload(who, uuid.uuid4().hex[:24], "/dir", "big.bin", 10_000, 4096,
+                  "application/octet-stream", "raid1(2)", "aes256-gcm", "0009", T0,
+                  expires_at, purge_at if purge_at is not None else expires_at + 7 * 86400,
+                  **extra)
+
+
+def test_upload_session_with_parts(trees):
+    who = owner()
+    up = session(who, int(time.time()) + 3600, sha256="cd" * 32)
+    trees.create_upload(up)
+    assert trees.get_upload(who, up.upload_id) == up
+    assert trees.parts(who, up.upload_id) == {}
+    for n in (2, 0):
+        trees.put_part(UploadPart(who, up.upload_id, n, 4096, f"{n}" * 64, up.expires_at,
+                                  up.purge_at))
+    trees.put_part(UploadPart(who, up.upload_id, 0, 4096, "f" * 64, up.expires_at,
+                              up.purge_at))
+    parts = trees.parts(who, up.upload_id)
+    assert sorted(parts) == [0, 2] and parts[0].sha256 == "f" * 64 and parts[2].size == 4096
+    trees.mark_committed(up)
+    assert trees.get_upload(who, up.upload_id).committed is True
+    with pytest.raises(Changed):
+        trees.mark_committed(up)
+    trees.forget_upload(up)
+    assert trees.get_upload(who, up.upload_id) is None
+    assert trees.parts(who, up.upload_id) == {}
+
+
+def test_expired_sessions_are_found_through_the_index(trees):
+    now = int(time.time())
+    a, b = owner(), owner()
+    old = session(a, now - 300)
+    older = session(b, now - 600)
+    recent = session(a, now - 10)
+    live = session(b, now + 3600)
+    for up in (old, older, recent, live):
+        trees.create_upload(up)
+    trees.mark_committed(recent)
+    found = list(trees.expired_uploads(before=now - 5, page_size=1))
+    mine = [u for u in found if u.owner in (a, b)]
+    assert [u.upload_id for u in mine] == [older.upload_id, old.upload_id, recent.upload_id]
+    assert mine[2].committed is True
+    assert [u.upload_id for u in trees.expired_uploads(before=now - 100)
+            if u.owner in (a, b)] == [older.upload_id, old.upload_id]
+    trees.forget_upload(old)
+    assert old.upload_id not in {u.upload_id for u in trees.expired_uploads(before=now)}
+
+
+def test_past_the_backstop_a_session_is_gone(trees):
+    who = owner()
+    now = int(time.time())
+    gone = session(who, now - 8 * 86400, purge_at=now - 86400)
+    trees.create_upload(gone)
+    trees.put_part(UploadPart(who, gone.upload_id, 0, 1, "0" * 64, gone.expires_at,
+                              gone.purge_at))
+    assert trees.get_upload(who, gone.upload_id) is None
+    assert trees.parts(who, gone.upload_id) == {}
+    assert gone.upload_id not in {u.upload_id for u in trees.expired_uploads(before=now)}
+
+
+# -- profiles ---------------------------------------------------------------------------------
+
+def test_profile_defaults(trees):
+    who = owner()
+    assert trees.get_profile(who) is None
+    trees.put_profile(Profile(who, "raid1(2)", None))
+    assert trees.get_profile(who) == Profile(who, "raid1(2)", None)
+    trees.put_profile(Profile(who, "rs(2,1)", "none"))
+    assert trees.get_profile(who) == Profile(who, "rs(2,1)", "none")
+
+
+# -- owners -----------------------------------------------------------------------------------
+
+def test_another_owners_ids_are_not_found(trees):
+    who, stranger = owner(), owner()
+    trees.ensure_root(who, T0)
+    folder = new_dir(trees, who, ROOT, "private")
+    doc = new_file(trees, who, folder.node_id, "secret.txt")
+    up = session(who, int(time.time()) + 3600)
+    trees.create_upload(up)
+    trees.put_part(UploadPart(who, up.upload_id, 0, 4096, "0" * 64, up.expires_at,
+                              up.purge_at))
+    trees.put_profile(Profile(who, "raid1(3)", "aes256-gcm"))
+
+    assert trees.get_node(stranger, doc.node_id) is None
+    assert trees.get_node(stranger, folder.node_id) is None
+    assert trees.get_node(stranger, ROOT) is None
+    assert trees.get_entry(stranger, folder.node_id, "secret.txt") is None
+    assert trees.list_entries(stranger, folder.node_id, 10) == ([], None)
+    assert trees.list_entries(stranger, ROOT, 10) == ([], None)
+    assert trees.get_version(stranger, doc.node_id, "0001") is None
+    assert trees.list_versions(stranger, doc.node_id) == []
+    assert trees.get_upload(stranger, up.upload_id) is None
+    assert trees.parts(stranger, up.upload_id) == {}
+    assert trees.get_profile(stranger) is None
+    # The stranger's own root is theirs alone.
+    theirs = trees.ensure_root(stranger, T0 + 1)
+    assert theirs.owner == stranger and trees.get_node(who, ROOT).created == T0
