@@ -1,0 +1,354 @@
+"""The chunks aggregate: chunk records (with where their shares are), placements (which shares a
+storage holds) and pending deletes (shares whose delete failed), over the metadata engine.
+
+Every item carries its owner and every read checks it. Secondary paths the scrub walks — damaged
+chunks and pending deletes — are sparse indexes spread over a few shards, never scans.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+from cloudstrype.metadata import schema
+from cloudstrype.metadata.engine import (MAX_TRANSACTION_ITEMS, Change, Condition,
+                                         ConditionFailed, Delete, Engine, Operation, Put, Update,
+                                         get_engine)
+
+# Work queues (damaged chunks, pending deletes) are spread over this many index partitions so
+# that no single DynamoDB partition takes all of them.
+SHARDS = 4
+
+CHUNKS = schema.table(
+    "chunks", hash_key="owner", range_key="chunk_id",
+    fields={"owner": schema.STR, "chunk_id": schema.STR, "size": schema.INT,
+            "encryption": schema.STR, "durability": schema.STR, "meta": schema.JSON,
+            "wrapped_key": schema.BYTES, "shares": schema.JSON, "created": schema.INT,
+            "revision": schema.INT,
+            # Share indexes that failed a read; damage_shard/damaged_at exist only while the
+            # set does, so the "damaged" index holds just the chunks the scrub must repair.
+            "damaged": schema.INT_SET, "damage_shard": schema.STR, "damaged_at": schema.INT},
+    indexes=(schema.Index("damaged", hash_key="damage_shard", range_key="damaged_at"),),
+    owner_module=__name__)
+
+PLACEMENTS = schema.table(
+    "placements", hash_key="storage_ref", range_key="share_ref",
+    fields={"storage_ref": schema.STR,       # "<owner>#<storage_id>"
+            "share_ref": schema.STR,         # "<chunk_id>#<index>"
+            "owner": schema.STR, "storage_id": schema.STR, "chunk_id": schema.STR,
+            "index": schema.INT, "size": schema.INT},
+    owner_module=__name__)
+
+PENDING_DELETES = schema.table(
+    "pending-deletes", hash_key="owner", range_key="share_ref",
+    fields={"owner": schema.STR, "share_ref": schema.STR,    # "<storage_id>#<key>"
+            "storage_id": schema.STR, "key": schema.STR, "attempts": schema.INT,
+            "last_error": schema.STR, "created": schema.INT, "shard": schema.STR},
+    indexes=(schema.Index("pending", hash_key="shard", range_key="created"),),
+    owner_module=__name__)
+
+
+@dataclass(frozen=True)
+class ShareLocation:
+    index: int
+    storage_id: str
+    key: str
+
+
+@dataclass
+class Chunk:
+    owner: str
+    chunk_id: str
+    size: int
+    encryption: str
+    durability: str
+    meta: dict
+    shares: list[ShareLocation]
+    wrapped_key: bytes | None = None
+    created: float = 0.0
+    damaged: set[int] = field(default_factory=set)
+    revision: int = 0           # bumped by every change; repair compares-and-sets on it
+
+    def share(self, index: int) -> ShareLocation | None:
+        return next((s for s in self.shares if s.index == index), None)
+
+
+@dataclass(frozen=True)
+class Placement:
+    owner: str
+    storage_id: str
+    chunk_id: str
+    index: int
+    size: int
+
+
+@dataclass
+class PendingDelete:
+    owner: str
+    storage_id: str
+    key: str
+    attempts: int = 1
+    last_error: str | None = None
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    owner: str
+    chunk_id: str
+
+
+def _shard(*parts: str) -> str:
+    return str(zlib.crc32("#".join(parts).encode()) % SHARDS)
+
+
+def _storage_ref(owner: str, storage_id: str) -> str:
+    return f"{owner}#{storage_id}"
+
+
+def _chunk_item(chunk: Chunk) -> dict:
+    item = {"owner": chunk.owner, "chunk_id": chunk.chunk_id, "size": chunk.size,
+            "encryption": chunk.encryption, "durability": chunk.durability, "meta": chunk.meta,
+            "shares": _shares_json(chunk.shares), "created": int(chunk.created),
+            "revision": chunk.revision}
+    if chunk.wrapped_key:
+        item["wrapped_key"] = chunk.wrapped_key
+    return item
+
+
+def _shares_json(shares: list[ShareLocation]) -> list[dict]:
+    return [{"index": s.index, "storage_id": s.storage_id, "key": s.key}
+            for s in sorted(shares, key=lambda s: s.index)]
+
+
+def _chunk(item: dict) -> Chunk:
+    return Chunk(owner=item["owner"], chunk_id=item["chunk_id"], size=int(item["size"]),
+                 encryption=item["encryption"], durability=item["durability"],
+                 meta=item["meta"], wrapped_key=item.get("wrapped_key"),
+                 shares=[ShareLocation(int(s["index"]), s["storage_id"], s["key"])
+                         for s in item["shares"]],
+                 created=float(item.get("created", 0)),
+                 damaged={int(i) for i in item.get("damaged", ())},
+                 revision=int(item.get("revision", 0)))
+
+
+def _placement_item(owner: str, p: Placement) -> dict:
+    return {**_placement_key(owner, p.storage_id, p.chunk_id, p.index),
+            "owner": owner, "storage_id": p.storage_id, "chunk_id": p.chunk_id,
+            "index": p.index, "size": p.size}
+
+
+def _placement_key(owner: str, storage_id: str, chunk_id: str, index: int) -> dict:
+    return {"storage_ref": _storage_ref(owner, storage_id), "share_ref": f"{chunk_id}#{index}"}
+
+
+def _pending(item: dict) -> PendingDelete:
+    return PendingDelete(owner=item["owner"], storage_id=item["storage_id"], key=item["key"],
+                         attempts=int(item.get("attempts", 1)),
+                         last_error=item.get("last_error"),
+                         created=float(item.get("created", 0)))
+
+
+_DAMAGE_FIELDS = ("damaged", "damage_shard", "damaged_at")
+
+
+class ChunkStore:
+    """Domain operations on chunks, their placements and pending deletes."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # -- chunks ----------------------------------------------------------------------------
+
+    def create(self, chunk: Chunk, placement_size: int) -> bool:
+        """Record a new chunk and the placements of its shares, all or nothing; False (and
+        nothing written) when the owner has a chunk of that id already."""
+        first = Put(CHUNKS, _chunk_item(replace(chunk, revision=1)), Condition.absent())
+        placements = [Put(PLACEMENTS, _placement_item(chunk.owner, Placement(
+            chunk.owner, s.storage_id, chunk.chunk_id, s.index, placement_size)))
+            for s in chunk.shares]
+        try:
+            self._write([first] + placements)
+        except ConditionFailed:
+            return False
+        return True
+
+    def get(self, owner: str, chunk_id: str) -> Chunk | None:
+        item = self.engine.get(CHUNKS, {"owner": owner, "chunk_id": chunk_id})
+        if item is None or item.get("owner") != owner:
+            return None
+        return _chunk(item)
+
+    def exists(self, owner: str, chunk_id: str) -> bool:
+        return self.get(owner, chunk_id) is not None
+
+    def mark_damaged(self, owner: str, chunk_id: str, indexes: set[int]) -> bool:
+        """Add share indexes to the chunk's damage (and so to the scrub's queue); False when
+        the chunk is gone."""
+        if not indexes:
+            return True
+        change = Change(add_to_set={"damaged": {int(i) for i in indexes}},
+                        set_default={"damage_shard": _shard(owner, chunk_id),
+                                     "damaged_at": int(time.time())},
+                        add={"revision": 1})
+        try:
+            self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id}, change,
+                               Condition.exists())
+        except ConditionFailed:
+            return False
+        return True
+
+    def clear_damage(self, owner: str, chunk_id: str, revision: int) -> bool:
+        """Forget the damage if the chunk is still at `revision` (nothing failed since it was
+        checked); False otherwise."""
+        try:
+            self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                               Change(remove=_DAMAGE_FIELDS, add={"revision": 1}),
+                               Condition.exists() & Condition.eq("revision", revision))
+        except ConditionFailed:
+            return False
+        return True
+
+    def replace_shares(self, chunk: Chunk, new: dict[int, ShareLocation],
+                       placement_size: int) -> Chunk | None:
+        """Point the shares in `new` at their new locations, clear the damage and move the
+        placements — if the chunk is still at `chunk.revision`. Returns the updated chunk, or
+        None when it changed meanwhile (nothing written)."""
+        old = {s.index: s for s in chunk.shares}
+        shares = [new.get(i, s) for i, s in sorted(old.items())]
+        change = Change(set={"shares": _shares_json(shares)}, remove=_DAMAGE_FIELDS,
+                        add={"revision": 1})
+        first = Update(CHUNKS, {"owner": chunk.owner, "chunk_id": chunk.chunk_id}, change,
+                       Condition.exists() & Condition.eq("revision", chunk.revision))
+        puts = [Put(PLACEMENTS, _placement_item(chunk.owner, Placement(
+            chunk.owner, s.storage_id, chunk.chunk_id, i, placement_size)))
+            for i, s in sorted(new.items())]
+        put_keys = {(p.item["storage_ref"], p.item["share_ref"]) for p in puts}
+        deletes = []
+        for i in sorted(new):
+            if i in old:
+                key = _placement_key(chunk.owner, old[i].storage_id, chunk.chunk_id, i)
+                # A share rebuilt onto the storage that held it before keeps its placement.
+                if (key["storage_ref"], key["share_ref"]) not in put_keys:
+                    deletes.append(Delete(PLACEMENTS, key))
+        try:
+            self._write([first] + puts + deletes)
+        except ConditionFailed:
+            return None
+        return replace(chunk, shares=shares, damaged=set(), revision=chunk.revision + 1)
+
+    def delete(self, owner: str, chunk_id: str) -> Chunk | None:
+        """Delete the chunk and its placements; returns what was deleted (None if nothing)."""
+        while True:
+            chunk = self.get(owner, chunk_id)
+            if chunk is None:
+                return None
+            # On the revision read: the placements deleted are those of the shares deleted.
+            first = Delete(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                           Condition.eq("revision", chunk.revision))
+            deletes = [Delete(PLACEMENTS, _placement_key(owner, s.storage_id, chunk_id, s.index))
+                       for s in chunk.shares]
+            try:
+                self._write([first] + deletes)
+                return chunk
+            except ConditionFailed:
+                pass         # changed meanwhile (a repair, a damage mark): read it again
+
+    def damaged(self) -> Iterator[ChunkRef]:
+        """Every chunk with damaged shares, of every owner, oldest damage first per shard (the
+        scrub's queue; the index may lag a moment behind a write in DynamoDB)."""
+        for shard in range(SHARDS):
+            cursor = None
+            while True:
+                page = self.engine.query_index(CHUNKS, "damaged", str(shard), cursor=cursor,
+                                               limit=100)
+                for item in page.items:
+                    yield ChunkRef(item["owner"], item["chunk_id"])
+                cursor = page.cursor
+                if not cursor:
+                    break
+
+    # -- placements ------------------------------------------------------------------------
+
+    def placements(self, owner: str, storage_id: str, *, limit: int = 1000,
+                   cursor: str | None = None) -> tuple[list[Placement], str | None]:
+        """One page of the shares a storage holds, in chunk order, and the next page's cursor."""
+        page = self.engine.query(PLACEMENTS, _storage_ref(owner, storage_id), limit=limit,
+                                 cursor=cursor)
+        return ([Placement(owner, item["storage_id"], item["chunk_id"], int(item["index"]),
+                           int(item["size"])) for item in page.items
+                 if item.get("owner") == owner], page.cursor)
+
+    def all_placements(self, owner: str, storage_id: str) -> Iterator[Placement]:
+        cursor = None
+        while True:
+            found, cursor = self.placements(owner, storage_id, cursor=cursor)
+            yield from found
+            if not cursor:
+                return
+
+    def forget_placements(self, owner: str, storage_id: str, chunk_id: str) -> int:
+        """Drop the placements of one chunk on one storage (the chunk is gone)."""
+        keys = [{"storage_ref": item["storage_ref"], "share_ref": item["share_ref"]}
+                for item in self.engine.query_all(PLACEMENTS, _storage_ref(owner, storage_id),
+                                                  prefix=f"{chunk_id}#")
+                if item.get("owner") == owner]
+        self._write([Delete(PLACEMENTS, key) for key in keys])
+        return len(keys)
+
+    # -- pending deletes -------------------------------------------------------------------
+
+    def add_pending_delete(self, owner: str, storage_id: str, key: str, error: str) -> None:
+        self.engine.put(PENDING_DELETES, {
+            "owner": owner, "share_ref": f"{storage_id}#{key}", "storage_id": storage_id,
+            "key": key, "attempts": 1, "last_error": error[:500], "created": int(time.time()),
+            "shard": _shard(owner, storage_id, key)})
+
+    def pending_deletes(self, owner: str | None = None) -> Iterator[PendingDelete]:
+        """The shares waiting to be deleted: one owner's (their partition), or every owner's
+        (through the index, for the scrub)."""
+        if owner is not None:
+            for item in self.engine.query_all(PENDING_DELETES, owner):
+                yield _pending(item)
+            return
+        for shard in range(SHARDS):
+            cursor = None
+            while True:
+                page = self.engine.query_index(PENDING_DELETES, "pending", str(shard),
+                                               cursor=cursor, limit=100)
+                yield from (_pending(item) for item in page.items)
+                cursor = page.cursor
+                if not cursor:
+                    break
+
+    def pending_delete_failed(self, pending: PendingDelete, error: str) -> None:
+        """Count another failed attempt (if the entry is still there)."""
+        try:
+            self.engine.update(PENDING_DELETES, self._pending_key(pending),
+                               Change(add={"attempts": 1}, set={"last_error": error[:500]}),
+                               Condition.exists())
+        except ConditionFailed:
+            pass
+
+    def drop_pending_delete(self, pending: PendingDelete) -> None:
+        self.engine.delete(PENDING_DELETES, self._pending_key(pending))
+
+    @staticmethod
+    def _pending_key(pending: PendingDelete) -> dict:
+        return {"owner": pending.owner, "share_ref": f"{pending.storage_id}#{pending.key}"}
+
+    # -- writes in bounded transactions ------------------------------------------------------
+
+    def _write(self, operations: list[Operation]) -> None:
+        """The first MAX_TRANSACTION_ITEMS operations all or nothing, then the rest in further
+        transactions of at most that many. Only the first operation (the chunk's) carries a
+        condition, so a ConditionFailed always means that one failed and nothing was written."""
+        for start in range(0, len(operations), MAX_TRANSACTION_ITEMS):
+            batch = operations[start:start + MAX_TRANSACTION_ITEMS]
+            if batch:
+                self.engine.transact(batch)
+
+
+def chunk_store() -> ChunkStore:
+    return ChunkStore(get_engine())

@@ -1,0 +1,272 @@
+"""The chunks store, on every engine: chunks with their share locations, placements, damage and
+pending deletes — each owner's items reachable by that owner only."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from cloudstrype.metadata import engine as metadata_engine
+from cloudstrype.pipeline.chunk_store import (PLACEMENTS, Chunk, ChunkRef, ChunkStore,
+                                              Placement, ShareLocation, chunk_store)
+
+
+def make_chunk(owner: str = "alice", chunk_id: str = "c1", storages=("s1", "s2", "s3"),
+               wrapped_key: bytes | None = b"\x00sealed\xff") -> Chunk:
+    return Chunk(owner=owner, chunk_id=chunk_id, size=1000, encryption="aes256-gcm",
+                 durability=f"raid1({len(storages)})",
+                 meta={"share_size": 1016, "share_hashes": ["h"] * len(storages)},
+                 shares=[ShareLocation(i, s, f"{owner}.{chunk_id}.{i}.k")
+                         for i, s in enumerate(storages)],
+                 wrapped_key=wrapped_key, created=1700000000)
+
+
+@pytest.fixture
+def store(engine) -> ChunkStore:
+    made = chunk_store()
+    assert made.engine is engine
+    return made
+
+
+def placed(store: ChunkStore, owner: str, storage_id: str) -> list[tuple[str, int]]:
+    return [(p.chunk_id, p.index) for p in store.all_placements(owner, storage_id)]
+
+
+def test_create_get_exists_round_trip(store):
+    chunk = make_chunk()
+    assert store.create(chunk, placement_size=1016)
+    got = store.get("alice", "c1")
+    assert got == store_view(chunk)
+    assert got.revision == 1 and got.damaged == set()
+    assert got.wrapped_key == b"\x00sealed\xff"
+    assert got.share(2) == ShareLocation(2, "s3", "alice.c1.2.k")
+    assert store.exists("alice", "c1")
+    assert not store.exists("alice", "c2")
+    assert store.get("alice", "c2") is None
+    # An unencrypted chunk has no wrapped key at all.
+    assert store.create(make_chunk(chunk_id="plain", wrapped_key=None), 10)
+    assert store.get("alice", "plain").wrapped_key is None
+
+
+def test_create_if_absent_writes_nothing_the_second_time(store):
+    assert store.create(make_chunk(storages=("s1", "s2")), 1016)
+    assert not store.create(make_chunk(storages=("s3", "s4")), 1016)
+    assert [s.storage_id for s in store.get("alice", "c1").shares] == ["s1", "s2"]
+    assert placed(store, "alice", "s3") == []
+    assert placed(store, "alice", "s1") == [("c1", 0)]
+
+
+def test_create_records_placements_with_their_size(store):
+    store.create(make_chunk(), 1016)
+    page, cursor = store.placements("alice", "s2")
+    assert page == [Placement("alice", "s2", "c1", 1, 1016)] and cursor is None
+
+
+def test_owners_are_isolated(store):
+    store.create(make_chunk(owner="alice"), 1016)
+    store.create(make_chunk(owner="bob", storages=("s1",)), 1016)
+    assert store.get("bob", "c1").shares == [ShareLocation(0, "s1", "bob.c1.0.k")]
+    assert len(store.get("alice", "c1").shares) == 3
+    assert placed(store, "bob", "s2") == []
+    assert placed(store, "alice", "s2") == [("c1", 1)]
+    # Bob's damage mark and delete do not reach Alice's chunk of the same id.
+    assert store.mark_damaged("bob", "c1", {0})
+    assert store.get("alice", "c1").damaged == set()
+    store.delete("bob", "c1")
+    assert store.exists("alice", "c1") and not store.exists("bob", "c1")
+    assert not store.mark_damaged("carol", "c1", {0})
+    assert not store.exists("carol", "c1")       # marking damage never creates a chunk
+    assert store.delete("carol", "c1") is None
+    store.add_pending_delete("bob", "s1", "k1", "down")
+    assert list(store.pending_deletes("alice")) == []
+    assert [p.key for p in store.pending_deletes("bob")] == ["k1"]
+
+
+def test_damage_accumulates_and_is_listed_through_the_index(store):
+    store.create(make_chunk(chunk_id="a"), 1016)
+    store.create(make_chunk(chunk_id="b"), 1016)
+    store.create(make_chunk(owner="bob", chunk_id="c"), 1016)
+    assert list(store.damaged()) == []
+    assert store.mark_damaged("alice", "a", {1})
+    assert store.mark_damaged("alice", "a", {2, 1})
+    assert store.mark_damaged("bob", "c", {0})
+    assert store.get("alice", "a").damaged == {1, 2}
+    assert store.get("alice", "a").revision == 3           # each mark is a change
+    assert sorted(store.damaged(), key=lambda r: r.chunk_id) == [
+        ChunkRef("alice", "a"), ChunkRef("bob", "c")]
+    chunk = store.get("alice", "a")
+    assert store.clear_damage("alice", "a", chunk.revision)
+    assert store.get("alice", "a").damaged == set()
+    assert list(store.damaged()) == [ChunkRef("bob", "c")]
+    # The damage of a deleted chunk leaves the queue with it.
+    store.delete("bob", "c")
+    assert list(store.damaged()) == []
+
+
+def test_clearing_damage_is_refused_after_a_newer_failure(store):
+    store.create(make_chunk(), 1016)
+    store.mark_damaged("alice", "c1", {0})
+    checked = store.get("alice", "c1")
+    store.mark_damaged("alice", "c1", {2})                 # a read failed after the check
+    assert not store.clear_damage("alice", "c1", checked.revision)
+    assert store.get("alice", "c1").damaged == {0, 2}
+    assert list(store.damaged()) == [ChunkRef("alice", "c1")]
+
+
+def test_replace_shares_moves_placements_and_clears_damage(store):
+    store.create(make_chunk(), 1016)
+    store.mark_damaged("alice", "c1", {1})
+    chunk = store.get("alice", "c1")
+    updated = store.replace_shares(chunk, {1: ShareLocation(1, "s9", "new-key")}, 1016)
+    assert updated is not None and updated.revision == chunk.revision + 1
+    got = store.get("alice", "c1")
+    assert got == updated
+    assert [(s.index, s.storage_id, s.key) for s in got.shares] == [
+        (0, "s1", "alice.c1.0.k"), (1, "s9", "new-key"), (2, "s3", "alice.c1.2.k")]
+    assert got.damaged == set() and list(store.damaged()) == []
+    assert placed(store, "alice", "s2") == []
+    assert placed(store, "alice", "s9") == [("c1", 1)]
+    # A share rebuilt onto the storage that held it keeps exactly one placement there.
+    again = store.replace_shares(got, {0: ShareLocation(0, "s1", "rewritten")}, 1016)
+    assert again.share(0).key == "rewritten"
+    assert placed(store, "alice", "s1") == [("c1", 0)]
+
+
+def test_replace_shares_is_compare_and_set_on_the_revision(store):
+    store.create(make_chunk(), 1016)
+    stale = store.get("alice", "c1")
+    assert store.replace_shares(stale, {0: ShareLocation(0, "s7", "k7")}, 1016)
+    assert store.replace_shares(stale, {0: ShareLocation(0, "s8", "k8")}, 1016) is None
+    assert store.get("alice", "c1").share(0) == ShareLocation(0, "s7", "k7")
+    assert placed(store, "alice", "s8") == []             # the loser wrote nothing
+    assert placed(store, "alice", "s7") == [("c1", 0)]
+
+
+def test_concurrent_repairs_exactly_one_wins(store):
+    store.create(make_chunk(), 1016)
+    read = store.get("alice", "c1")
+    barrier = threading.Barrier(4)
+    results = {}
+
+    def repair(n: int) -> None:
+        barrier.wait()
+        results[n] = store.replace_shares(read, {2: ShareLocation(2, f"r{n}", f"k{n}")}, 1016)
+
+    threads = [threading.Thread(target=repair, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [n for n, result in results.items() if result is not None]
+    assert len(results) == 4 and len(winners) == 1
+    assert store.get("alice", "c1").share(2).storage_id == f"r{winners[0]}"
+    assert [n for n in range(4) if placed(store, "alice", f"r{n}")] == winners
+
+
+def test_repair_loses_to_a_damage_mark_made_meanwhile(store):
+    store.create(make_chunk(), 1016)
+    read = store.get("alice", "c1")
+    store.mark_damaged("alice", "c1", {0})
+    assert store.replace_shares(read, {1: ShareLocation(1, "s9", "k")}, 1016) is None
+    assert store.get("alice", "c1").damaged == {0}
+
+
+def test_delete_removes_the_chunk_and_its_placements(store):
+    chunk = make_chunk()
+    store.create(chunk, 1016)
+    store.create(make_chunk(chunk_id="keep"), 1016)
+    assert store.delete("alice", "c1") == store_view(chunk)
+    assert not store.exists("alice", "c1")
+    assert store.delete("alice", "c1") is None
+    for storage in ("s1", "s2", "s3"):
+        assert placed(store, "alice", storage) == [("keep", ["s1", "s2", "s3"].index(storage))]
+
+
+def store_view(chunk: Chunk) -> Chunk:
+    """The chunk as the store holds it after create."""
+    return replace(chunk, revision=1)
+
+
+def test_delete_sees_a_repair_made_after_its_read(store, monkeypatch):
+    store.create(make_chunk(), 1016)
+    original_get = store.get
+    calls = []
+
+    def get_then_repair(owner, chunk_id):
+        found = original_get(owner, chunk_id)
+        if not calls and found is not None:    # a repair lands between delete's read and write
+            store.replace_shares(found, {0: ShareLocation(0, "s9", "k9")}, 1016)
+        calls.append(chunk_id)
+        return found
+
+    monkeypatch.setattr(store, "get", get_then_repair)
+    deleted = store.delete("alice", "c1")
+    assert deleted.share(0).storage_id == "s9"         # what was deleted is what was there
+    assert len(calls) == 2
+    assert placed(store, "alice", "s9") == [] and placed(store, "alice", "s1") == []
+
+
+def test_placements_page_with_opaque_cursors(store):
+    for n in range(7):
+        store.create(make_chunk(chunk_id=f"c{n:02d}", storages=("big", f"o{n}")), 1016)
+    store.create(make_chunk(owner="bob", chunk_id="x", storages=("big",)), 1016)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = store.placements("alice", "big", limit=3, cursor=cursor)
+        assert len(page) <= 3
+        seen += [(p.chunk_id, p.index) for p in page]
+        pages += 1
+        if not cursor:
+            break
+    assert seen == [(f"c{n:02d}", 0) for n in range(7)]
+    assert pages >= 3
+    with pytest.raises(metadata_engine.BadCursor):
+        store.placements("alice", "big", cursor="not-a-cursor")
+
+
+def test_forget_placements_of_one_chunk(store):
+    store.create(make_chunk(chunk_id="c1", storages=("s1",)), 10)
+    store.create(make_chunk(chunk_id="c10", storages=("s1",)), 10)
+    assert store.forget_placements("alice", "s1", "c1") == 1
+    assert placed(store, "alice", "s1") == [("c10", 0)]
+
+
+def test_placements_beyond_one_transaction_are_written_in_batches(store, engine, monkeypatch):
+    for n in range(130):
+        engine.put(PLACEMENTS, {"storage_ref": "alice#s1", "share_ref": f"c#{n}",
+                                "owner": "alice", "storage_id": "s1", "chunk_id": "c",
+                                "index": n, "size": 1})
+    sizes = []
+    original = engine.transact
+
+    def counting(operations):
+        sizes.append(len(operations))
+        return original(operations)
+
+    monkeypatch.setattr(engine, "transact", counting)
+    assert store.forget_placements("alice", "s1", "none") == 0
+    assert sizes == []                            # nothing to write, no empty transaction
+    assert store.forget_placements("alice", "s1", "c") == 130
+    assert sizes == [100, 30]
+    assert placed(store, "alice", "s1") == []
+
+
+def test_pending_deletes_add_list_attempt_drop(store):
+    store.add_pending_delete("alice", "s1", "k1", "timed out " + "x" * 900)
+    store.add_pending_delete("alice", "s2", "k2", "refused")
+    store.add_pending_delete("bob", "s1", "k3", "refused")
+    everyone = sorted(store.pending_deletes(), key=lambda p: p.key)
+    assert [(p.owner, p.storage_id, p.key, p.attempts) for p in everyone] == [
+        ("alice", "s1", "k1", 1), ("alice", "s2", "k2", 1), ("bob", "s1", "k3", 1)]
+    assert len(everyone[0].last_error) == 500
+    first = everyone[0]
+    store.pending_delete_failed(first, "still down")
+    store.pending_delete_failed(first, "still down again")
+    again = next(p for p in store.pending_deletes("alice") if p.key == "k1")
+    assert again.attempts == 3 and again.last_error == "still down again"
+    store.drop_pending_delete(first)
+    assert sorted(p.key for p in store.pending_deletes()) == ["k2", "k3"]
+    # An attempt on an entry dropped meanwhile does not bring it back.
+    store.pending_delete_failed(first, "late")
+    assert sorted(p.key for p in store.pending_deletes()) == ["k2", "k3"]
