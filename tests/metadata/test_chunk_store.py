@@ -6,10 +6,16 @@ import threading
 from dataclasses import replace
 
 import pytest
-
 from cloudstrype.metadata import engine as metadata_engine
-from cloudstrype.pipeline.chunk_store import (PLACEMENTS, Chunk, ChunkRef, ChunkStore,
-                                              Placement, ShareLocation, chunk_store)
+from cloudstrype.pipeline.chunk_store import (
+    PLACEMENTS,
+    Chunk,
+    ChunkRef,
+    ChunkStore,
+    Placement,
+    ShareLocation,
+    chunk_store,
+)
 
 
 def make_chunk(owner: str = "alice", chunk_id: str = "c1", storages=("s1", "s2", "s3"),

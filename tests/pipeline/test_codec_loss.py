@@ -6,9 +6,14 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from cloudstrype.pipeline.codec import (
-    IntegrityError, MetaError, NotEnoughShares, ShareCollector, decode, encode, new_data_key,
+    IntegrityError,
+    MetaError,
+    NotEnoughShares,
+    ShareCollector,
+    decode,
+    encode,
+    new_data_key,
 )
 
 ENCRYPTIONS = ["none", "aes256-gcm", "aes256-md5"]
@@ -227,7 +232,7 @@ def test_collector_from_parallel_fetches(rng):
     for _ in range(5):
         collector = ShareCollector(encoded.meta)
 
-        def fetch(item):
+        def fetch(item, collector=collector):
             index, share = item
             if collector.enough:
                 return None
@@ -236,7 +241,7 @@ def test_collector_from_parallel_fetches(rng):
         with ThreadPoolExecutor(max_workers=4) as pool:
             outcomes = list(pool.map(fetch, arrivals))
         assert collector.enough
-        rejected = {index for (index, _), ok in zip(arrivals, outcomes) if ok is False}
+        rejected = {index for (index, _), ok in zip(arrivals, outcomes, strict=True) if ok is False}
         assert rejected <= corrupt
         assert collector.bad_shares == sorted(rejected)
         assert corrupt.isdisjoint(collector.good_shares)

@@ -4,12 +4,17 @@ import json
 import random
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from cloudstrype.pipeline import codec
 from cloudstrype.pipeline.codec import (
-    ChunkTooLarge, MetaError, associated_data, decode, encode, new_data_key, rebuild,
+    ChunkTooLarge,
+    MetaError,
+    associated_data,
+    decode,
+    encode,
+    new_data_key,
+    rebuild,
 )
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MiB = 1024 * 1024
 ENCRYPTIONS = ["none", "aes256-gcm", "aes256-md5"]

@@ -1,9 +1,14 @@
 """Parsing of the encryption names and durability specs, and their error messages."""
 import pytest
-
 from cloudstrype.errors import BadRequest
 from cloudstrype.pipeline.schemes import (
-    AES256_GCM, AES256_MD5, NONE, Durability, SchemeError, parse_durability, parse_encryption,
+    AES256_GCM,
+    AES256_MD5,
+    NONE,
+    Durability,
+    SchemeError,
+    parse_durability,
+    parse_encryption,
 )
 
 

@@ -12,9 +12,18 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from cloudstrype.metadata import schema
-from cloudstrype.metadata.engine import (MAX_TRANSACTION_ITEMS, Change, Condition,
-                                         ConditionFailed, Delete, Engine, Operation, Put, Update,
-                                         get_engine)
+from cloudstrype.metadata.engine import (
+    MAX_TRANSACTION_ITEMS,
+    Change,
+    Condition,
+    ConditionFailed,
+    Delete,
+    Engine,
+    Operation,
+    Put,
+    Update,
+    get_engine,
+)
 
 # Work queues (damaged chunks, pending deletes) are spread over this many index partitions so
 # that no single DynamoDB partition takes all of them.

@@ -51,8 +51,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cloudstrype.errors import PayloadTooLarge, ServiceUnavailable
 
 from .schemes import (
-    AES256_GCM, AES256_MD5, NONE, CodecError, Durability, Encryption, SchemeError,
-    parse_durability, parse_encryption,
+    AES256_GCM,
+    AES256_MD5,
+    NONE,
+    CodecError,
+    Durability,
+    Encryption,
+    SchemeError,
+    parse_durability,
+    parse_encryption,
 )
 
 __all__ = [
@@ -651,7 +658,7 @@ def rebuild(shares: Mapping[int, bytes], meta: Mapping | ChunkMeta,
         out = {i: blocks[i] for i in wanted if i < dur.k}
         if parity and info.share_size:
             out.update(zip(parity, _encoder(dur.k, dur.total_shares).encode(
-                tuple(blocks), tuple(parity))))
+                tuple(blocks), tuple(parity)), strict=True))
         elif parity:
             out.update((i, b"") for i in parity)
     for index, share in out.items():
