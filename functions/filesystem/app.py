@@ -4,7 +4,6 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from chalice import Rate
-
 from cloudstrype import errors
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.tree import files, tree

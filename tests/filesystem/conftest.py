@@ -1,5 +1,6 @@
 """A user with three local storages, for the filesystem tests."""
 import pytest
+from cloudstrype.tree.store import TreeStore
 
 from tests.support import register_and_login
 
@@ -60,3 +61,9 @@ def download(user, file_id: str, version: str | None = None) -> bytes:
         assert response.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
         out += response.content
     return bytes(out)
+
+
+def stack_tree_store(stack) -> TreeStore:
+    """The running stack's tree store, opened beside the server (to seed data in bulk)."""
+    from cloudstrype.metadata.sqlite import SqliteEngine
+    return TreeStore(SqliteEngine(str(stack.data_dir / "metadata.db")))

@@ -1,11 +1,12 @@
 """Concurrent writes of one path, and a directory of 10,000 entries."""
 import os
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
-import boto3
+from cloudstrype.tree.store import FILE, Node
 
-from tests.filesystem.conftest import download, upload
+from tests.filesystem.conftest import download, stack_tree_store, upload
 from tests.support import Api
 
 
@@ -49,19 +50,15 @@ def test_ten_thousand_entries_list_in_fast_pages(fs_user, stack):
     directory = upload(fs_user, "/ten-thousand", "seed.txt", b"seed")
     parent_id = fs_user.api.get("/api/filesystem/info",
                                 params={"path": "/ten-thousand"}).json()["id"]
-    # Seed the directory index directly (the thing under test is the listing, not 10,000
-    # uploads); the rows are what the service itself writes for an empty file.
-    info = stack.stack_info()
-    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
-                           aws_access_key_id="local", aws_secret_access_key="local-secret"
-                           ).Table("cloudstrype-entries")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+    # Seed the directory directly through the tree store, beside the server (the thing under
+    # test is the listing, not 10,000 uploads): empty files, as the service writes them.
     names = [f"file-{n:05d}.txt" for n in range(10_000)]
-    with table.batch_writer() as batch:
-        for name in names:
-            batch.put_item(Item={"parent_ref": f"{fs_user.user_id}#{parent_id}", "name": name,
-                                 "node_id": os.urandom(16).hex(), "type": "file", "size": 1,
-                                 "modified": stamp})
+    trees = stack_tree_store(stack)
+    stamp = time.time()
+    for first in range(0, len(names), 50):
+        trees.create_many([(Node(fs_user.user_id, uuid.uuid4().hex, FILE, name, parent_id,
+                                 stamp, stamp), None) for name in names[first:first + 50]])
+    trees.engine.close()
     seen, cursor, pages = [], None, 0
     while True:
         params = {"path": "/ten-thousand", "limit": 1000}

@@ -6,10 +6,20 @@ import time
 import uuid
 
 import pytest
-
 from cloudstrype.metadata.engine import BadCursor
-from cloudstrype.tree.store import (DIRECTORY, FILE, ROOT, Changed, NameTaken, Node, Profile,
-                                    TreeStore, Upload, UploadPart, Version)
+from cloudstrype.tree.store import (
+    DIRECTORY,
+    FILE,
+    ROOT,
+    Changed,
+    NameTaken,
+    Node,
+    Profile,
+    TreeStore,
+    Upload,
+    UploadPart,
+    Version,
+)
 
 T0 = 1_700_000_000.25
 
@@ -111,6 +121,19 @@ def test_a_losing_create_writes_nothing(trees):
         trees.create(loser, version(who, "loser-id", "0002", 1))
     assert trees.get_node(who, "loser-id") is None
     assert trees.list_versions(who, "loser-id") == []
+
+
+def test_create_many_is_all_or_nothing(trees):
+    who = owner()
+    new_file(trees, who, ROOT, "taken")
+    batch = [(Node(who, f"id{n}", DIRECTORY, f"d{n}", ROOT, T0, T0), None) for n in range(3)]
+    doc = Node(who, "doc-id", FILE, "taken", ROOT, T0, T0, version_id="0001", size=5)
+    with pytest.raises(NameTaken):
+        trees.create_many(batch + [(doc, version(who, "doc-id", "0001", 5))])
+    assert [e.name for e in trees.list_entries(who, ROOT, 10)[0]] == ["taken"]
+    assert trees.get_node(who, "id0") is None and trees.get_version(who, "doc-id", "0001") is None
+    trees.create_many(batch)
+    assert [e.name for e in trees.list_entries(who, ROOT, 10)[0]] == ["d0", "d1", "d2", "taken"]
 
 
 # -- listing ----------------------------------------------------------------------------------

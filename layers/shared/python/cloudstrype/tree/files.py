@@ -15,8 +15,17 @@ from cloudstrype import errors
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
 from cloudstrype.tree import tree
-from cloudstrype.tree.store import (FILE, Changed, Node, Profile, TreeConflict, Upload,
-                                    UploadPart, Version, tree_store)
+from cloudstrype.tree.store import (
+    FILE,
+    Changed,
+    Node,
+    Profile,
+    TreeConflict,
+    Upload,
+    UploadPart,
+    Version,
+    tree_store,
+)
 
 CHUNK_SIZE = 4 * 1024 * 1024
 # What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.

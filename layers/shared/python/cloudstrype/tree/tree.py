@@ -7,8 +7,17 @@ import uuid
 from datetime import datetime, timezone
 
 from cloudstrype import errors
-from cloudstrype.tree.store import (DIRECTORY, FILE, ROOT, BadCursor, Changed, Entry, NameTaken,
-                                    Node, tree_store)
+from cloudstrype.tree.store import (
+    DIRECTORY,
+    FILE,
+    ROOT,
+    BadCursor,
+    Changed,
+    Entry,
+    NameTaken,
+    Node,
+    tree_store,
+)
 
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 64
