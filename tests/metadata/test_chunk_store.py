@@ -276,3 +276,19 @@ def test_pending_deletes_add_list_attempt_drop(store):
     # An attempt on an entry dropped meanwhile does not bring it back.
     store.pending_delete_failed(first, "late")
     assert sorted(p.key for p in store.pending_deletes()) == ["k2", "k3"]
+
+
+def test_the_scrubs_work_lists_never_scan(store, engine, monkeypatch):
+    """Damaged chunks and pending deletes of every owner come from indexes, not table scans."""
+    for n in range(12):
+        store.create(make_chunk(owner=f"user{n}", chunk_id=f"c{n}"), 10)
+        store.mark_damaged(f"user{n}", f"c{n}", {n % 3})
+        store.add_pending_delete(f"user{n}", "s1", f"k{n}", "down")
+    store.create(make_chunk(owner="healthy"), 10)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("a full table scan")
+
+    monkeypatch.setattr(engine, "scan", no_scan)
+    assert sorted(r.owner for r in store.damaged()) == sorted(f"user{n}" for n in range(12))
+    assert sorted(p.key for p in store.pending_deletes()) == sorted(f"k{n}" for n in range(12))
