@@ -13,7 +13,7 @@ import importlib
 import sys
 import time
 
-PARTS = ("pipeline", "e2e")
+PARTS = ("pipeline", "metadata", "e2e")
 
 
 def _parts(value: str) -> list[str]:
