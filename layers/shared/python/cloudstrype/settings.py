@@ -35,6 +35,10 @@ class Settings:
     auto_confirm_users: str = _env("CLOUDSTRYPE_AUTO_CONFIRM_USERS", "false")
 
     kms_key_id: str = _env("CLOUDSTRYPE_KMS_KEY_ID")
+    # What protects the users' keys: "kms" (AWS KMS, the key above) or "local" (a master key
+    # file, readable by the server alone, at master_key_path; what `serve` sets).
+    key_protector: str = _env("CLOUDSTRYPE_KEY_PROTECTOR", "kms")
+    master_key_path: str = _env("CLOUDSTRYPE_MASTER_KEY_PATH")
     staging_bucket: str = _env("CLOUDSTRYPE_STAGING_BUCKET")
     # `serve`: stage members' share bytes in this directory instead (URLs on public_url, signed,
     # served by the local gateway). Set, it wins over staging_bucket.

@@ -1,10 +1,11 @@
-"""Keys at rest: one key per user, protected by KMS, that wraps everything secret of that user.
+"""Keys at rest: one key per user, protected by KMS (or the local master key), that wraps
+everything secret of that user.
 
-The user key is a 256-bit data key from KMS `GenerateDataKey`; only its KMS-encrypted form is
-stored (table `user-keys`), bound to the user by the encryption context. With it we wrap each
-chunk's data key and seal storage credentials (AES-256-GCM, with associated data naming what
-the blob is for, so a sealed blob cannot be moved to another record). Plain user keys are cached
-in memory briefly so a request does not cost one KMS call per chunk.
+The user key is a random 256-bit key; only its protected form is stored (`cloudstrype.keys`),
+bound to the user by the protector's context. With it we wrap each chunk's data key and seal
+storage credentials (AES-256-GCM, with associated data naming what the blob is for, so a sealed
+blob cannot be moved to another record). Plain user keys are cached in memory briefly so a
+request does not cost one KMS call per chunk.
 """
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ import os
 import threading
 import time
 
-import boto3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pynamodb.attributes import BinaryAttribute, UnicodeAttribute, UTCDateTimeAttribute
-from pynamodb.exceptions import PutError
-from pynamodb.models import Model
 
-from cloudstrype import db
-from cloudstrype.settings import get_settings
+from cloudstrype import errors
+from cloudstrype.keys.protector import KeyProtectorError, get_protector
+from cloudstrype.keys.store import UserKeyStore
 
 _VERSION = b"\x01"
 _CACHE_SECONDS = 300
@@ -30,22 +28,8 @@ class VaultError(Exception):
     """A sealed blob does not open: tampered with, or sealed for something else."""
 
 
-@db.register
-class UserKey(Model):
-    class Meta(db.BaseMeta):
-        table_name = db.table_name("user-keys")
-
-    owner = UnicodeAttribute(hash_key=True)
-    encrypted_key = BinaryAttribute(legacy_encoding=False)
-    created = UTCDateTimeAttribute()
-
-
 _cache: dict[str, tuple[bytes, float]] = {}
 _lock = threading.Lock()
-
-
-def _kms():
-    return boto3.client("kms", region_name=get_settings().region)
 
 
 def _context(owner: str) -> dict:
@@ -64,24 +48,32 @@ def user_key(owner: str) -> bytes:
     return key
 
 
+def forget_cached_keys() -> None:
+    """For tests and the upgrade: drop plain keys held in memory."""
+    with _lock:
+        _cache.clear()
+
+
 def _load_or_create(owner: str) -> bytes:
-    kms = _kms()
+    keys = UserKeyStore()
     try:
-        record = UserKey.get(owner)
-    except UserKey.DoesNotExist:
-        generated = kms.generate_data_key(KeyId=get_settings().kms_key_id, KeySpec="AES_256",
-                                          EncryptionContext=_context(owner))
-        from datetime import datetime, timezone
-        record = UserKey(owner, encrypted_key=generated["CiphertextBlob"],
-                         created=datetime.now(timezone.utc))
-        try:
+        protector = get_protector()
+        stored = keys.get(owner)
+        if stored is None:
+            plain, wrapped = protector.generate_data_key(_context(owner))
             # Two first requests of a new user may race; the first key written wins.
-            record.save(condition=UserKey.owner.does_not_exist())
-            return generated["Plaintext"]
-        except PutError:
-            record = UserKey.get(owner, consistent_read=True)
-    return kms.decrypt(CiphertextBlob=record.encrypted_key,
-                       EncryptionContext=_context(owner))["Plaintext"]
+            stored = keys.create(owner, wrapped, protector.name)
+            if stored.encrypted_key == wrapped:
+                return plain
+        if stored.protector != protector.name:
+            raise KeyProtectorError(f"the key of user {owner} is protected by "
+                                    f"{stored.protector!r}, but this server uses "
+                                    f"{protector.name!r}")
+        return protector.unwrap(stored.encrypted_key, _context(owner))
+    except KeyProtectorError as exc:
+        # The operator's problem, not the caller's: say so instead of a bare 500.
+        raise errors.ServiceUnavailable(f"The user's key cannot be opened: {exc}",
+                                        code="keys_unavailable") from None
 
 
 def seal(owner: str, plaintext: bytes, purpose: str) -> bytes:

@@ -7,6 +7,9 @@
 
 OAuth kinds keep a single field, `token`, which the server fills from the authorization-code
 flow (see oauth.py); `on_token_refreshed` receives each new token so it can be saved.
+
+The drivers in this package register here at import; a kind defined elsewhere (the array's
+`member`) registers itself with `register` from its own package, so this package imports none.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -53,7 +56,8 @@ class StorageKind:
     kind: str
     label: str
     # "oauth": connected through the provider's consent page; "keys": the user enters access
-    # keys; "local": a directory on the server (local stack only).
+    # keys; "local": a directory on the server (local stack only); "member": an array member,
+    # which joins by connecting (never added through the API).
     auth: str
     fields: tuple[ConfigField, ...]
 
@@ -71,25 +75,61 @@ _TOKEN = ConfigField(
     help="Filled in by the server when the user connects the account.",
 )
 
-KINDS: Mapping[str, StorageKind] = MappingProxyType({
-    "local": StorageKind("local", "Directory on the server", "local", (
-        ConfigField("path", "Directory", help="An absolute path on the server."),
-        _CAPACITY,
-    )),
-    "s3": StorageKind("s3", "S3-compatible bucket", "keys", (
-        ConfigField("endpoint_url", "Endpoint URL", required=False,
-                    help="e.g. https://s3.eu-central-003.backblazeb2.com; empty for AWS S3."),
-        ConfigField("region", "Region", required=False, help="e.g. us-east-1 (the default)."),
-        ConfigField("bucket", "Bucket"),
-        ConfigField("access_key", "Access key id"),
-        ConfigField("secret_key", "Secret access key", secret=True),
-        ConfigField("prefix", "Key prefix", required=False,
-                    help="Store shares under this prefix, e.g. cloudstrype/; empty for none."),
-        _CAPACITY,
-    )),
-    **{name: StorageKind(name, provider.label, "oauth", (_TOKEN,))
-       for name, provider in PROVIDERS.items()},
-})
+@dataclass(frozen=True)
+class Target:
+    """The storage a backend is opened for. Drivers that reach a storage through the server's
+    own records (an array member) need it; the others ignore it."""
+    owner: str = ""
+    storage_id: str = ""
+    name: str = ""
+
+
+# opener(cleaned config, target, on_token_refreshed, retry) -> Backend
+Opener = Callable[[dict, Target, "TokenCallback | None", "RetryPolicy | None"], Backend]
+Validator = Callable[[str, dict], dict]
+# Kinds a user adds through the API; the others (an array member) join on their own.
+ADDABLE = ("local", "keys", "oauth")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: StorageKind
+    opener: Opener
+    validate: Validator | None = field(default=None)
+
+
+_REGISTERED: dict[str, _Entry] = {}
+# Every registered kind, live: kinds registered later (the array's `member`) appear here too.
+KINDS: Mapping[str, StorageKind] = MappingProxyType({})
+
+
+def register(info: StorageKind, opener: Opener, validate: Validator | None = None) -> None:
+    """Make a kind of storage known: how it is described, validated and opened. `validate`
+    defaults to checking the declared fields. Registering a kind again replaces it."""
+    global KINDS
+    _REGISTERED[info.kind] = _Entry(info, opener, validate)
+    KINDS = MappingProxyType({kind: entry.info for kind, entry in _REGISTERED.items()})
+
+
+def _open_local(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+    return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"])
+
+
+def _open_s3(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+    return S3Backend(
+        endpoint_url=cleaned["endpoint_url"], region=cleaned["region"],
+        bucket=cleaned["bucket"], access_key=cleaned["access_key"],
+        secret_key=cleaned["secret_key"], prefix=cleaned["prefix"],
+        capacity_bytes=cleaned["capacity"],
+    )
+
+
+def _oauth_opener(kind: str, backend_class: Callable[..., Backend]) -> Opener:
+    def opener(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+        session = make_session(kind, cleaned["token"], on_token_refreshed)
+        return backend_class(session, retry=retry)
+    return opener
+
 
 _OAUTH_BACKENDS: Mapping[str, Callable[..., Backend]] = {
     "dropbox": DropboxBackend,
@@ -98,17 +138,66 @@ _OAUTH_BACKENDS: Mapping[str, Callable[..., Backend]] = {
     "box": BoxBackend,
 }
 
+
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 # Lenient on purpose: S3-compatible services differ in what bucket names they accept.
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 
 
+def _validate_local(kind: str, config: dict) -> dict:
+    return {"path": _directory(config["path"]), "capacity": _capacity(kind, config)}
+
+
+def _validate_s3(kind: str, config: dict) -> dict:
+    return {
+        "endpoint_url": _endpoint_url(config.get("endpoint_url")),
+        "region": _region(config.get("region")),
+        "bucket": _text(kind, "bucket", config["bucket"], _BUCKET,
+                        "use letters, digits, '.', '-' or '_'"),
+        "access_key": _text(kind, "access_key", config["access_key"]),
+        "secret_key": _text(kind, "secret_key", config["secret_key"]),
+        "prefix": _prefix(config.get("prefix")),
+        "capacity": _capacity(kind, config),
+    }
+
+
+def _validate_token(kind: str, config: dict) -> dict:
+    token = config["token"]
+    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str) \
+            or not token["access_token"]:
+        raise ConfigError(f"{kind}: token must be an OAuth token object with an access_token",
+                          field="token")
+    return {"token": dict(token)}
+
+
+register(StorageKind("local", "Directory on the server", "local", (
+    ConfigField("path", "Directory", help="An absolute path on the server."),
+    _CAPACITY,
+)), _open_local, _validate_local)
+register(StorageKind("s3", "S3-compatible bucket", "keys", (
+    ConfigField("endpoint_url", "Endpoint URL", required=False,
+                help="e.g. https://s3.eu-central-003.backblazeb2.com; empty for AWS S3."),
+    ConfigField("region", "Region", required=False, help="e.g. us-east-1 (the default)."),
+    ConfigField("bucket", "Bucket"),
+    ConfigField("access_key", "Access key id"),
+    ConfigField("secret_key", "Secret access key", secret=True),
+    ConfigField("prefix", "Key prefix", required=False,
+                help="Store shares under this prefix, e.g. cloudstrype/; empty for none."),
+    _CAPACITY,
+)), _open_s3, _validate_s3)
+for _name, _provider in PROVIDERS.items():
+    register(StorageKind(_name, _provider.label, "oauth", (_TOKEN,)),
+             _oauth_opener(_name, _OAUTH_BACKENDS[_name]), _validate_token)
+
+
 def available_kinds() -> list[StorageKind]:
-    """The kinds this deployment can offer: OAuth providers with a client id configured, and
-    `local` only where the setting allows it."""
+    """The kinds a user can add on this deployment: OAuth providers with a client id
+    configured, and `local` only where the setting allows it."""
     settings = get_settings()
     kinds = []
     for info in KINDS.values():
+        if info.auth not in ADDABLE:
+            continue
         if info.kind == "local" and not settings.flag("local_storage_enabled"):
             continue
         if info.auth == "oauth" and not PROVIDERS[info.kind].configured:
@@ -119,58 +208,34 @@ def available_kinds() -> list[StorageKind]:
 
 def validate_config(kind: str, config: dict) -> dict:
     """The config with every field checked and normalized, or ConfigError saying what to fix."""
-    if kind not in KINDS:
+    entry = _REGISTERED.get(kind)
+    if entry is None:
         raise ConfigError(f"unknown storage kind {kind!r}; expected one of {sorted(KINDS)}",
                           field="kind")
     if not isinstance(config, dict):
         raise ConfigError(f"{kind}: the configuration must be an object of fields")
-    info = KINDS[kind]
+    info = entry.info
     known = {f.name for f in info.fields}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(
-            f"{kind}: unknown field {unknown[0]!r}; the fields are {sorted(known)}", field=unknown[0]
+            f"{kind}: unknown field {unknown[0]!r}; the fields are {sorted(known)}",
+            field=unknown[0],
         )
     for f in info.fields:
         if f.required and _blank(config.get(f.name)):
             raise ConfigError(f"{kind}: {f.name} ({f.label}) is required", field=f.name)
-    if kind == "local":
-        return {"path": _directory(config["path"]), "capacity": _capacity(kind, config)}
-    if kind == "s3":
-        return {
-            "endpoint_url": _endpoint_url(config.get("endpoint_url")),
-            "region": _region(config.get("region")),
-            "bucket": _text(kind, "bucket", config["bucket"], _BUCKET,
-                            "use letters, digits, '.', '-' or '_'"),
-            "access_key": _text(kind, "access_key", config["access_key"]),
-            "secret_key": _text(kind, "secret_key", config["secret_key"]),
-            "prefix": _prefix(config.get("prefix")),
-            "capacity": _capacity(kind, config),
-        }
-    token = config["token"]
-    if not isinstance(token, dict) or not isinstance(token.get("access_token"), str) \
-            or not token["access_token"]:
-        raise ConfigError(f"{kind}: token must be an OAuth token object with an access_token",
-                          field="token")
-    return {"token": dict(token)}
+    if entry.validate is not None:
+        return entry.validate(kind, config)
+    return {name: value for name, value in config.items() if not _blank(value)}
 
 
 def open_backend(kind: str, config: dict, on_token_refreshed: TokenCallback | None = None,
-                 *, retry: RetryPolicy | None = None) -> Backend:
+                 *, retry: RetryPolicy | None = None, target: Target | None = None) -> Backend:
     """A backend for a storage of `kind` with `config` (validated here). `retry` tunes the
-    HTTP providers' retries; tests pass tiny delays."""
+    HTTP providers' retries; tests pass tiny delays. `target` names the storage."""
     cleaned = validate_config(kind, config)
-    if kind == "local":
-        return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"])
-    if kind == "s3":
-        return S3Backend(
-            endpoint_url=cleaned["endpoint_url"], region=cleaned["region"],
-            bucket=cleaned["bucket"], access_key=cleaned["access_key"],
-            secret_key=cleaned["secret_key"], prefix=cleaned["prefix"],
-            capacity_bytes=cleaned["capacity"],
-        )
-    session = make_session(kind, cleaned["token"], on_token_refreshed)
-    return _OAUTH_BACKENDS[kind](session, retry=retry)
+    return _REGISTERED[kind].opener(cleaned, target or Target(), on_token_refreshed, retry)
 
 
 def probe(backend: Backend) -> Usage:

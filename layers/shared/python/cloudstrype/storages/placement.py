@@ -1,0 +1,47 @@
+"""Where shares go: weighted by free space, online storages only, never two shares of a chunk
+on one storage."""
+from __future__ import annotations
+
+import random
+import time
+
+from cloudstrype import errors
+from cloudstrype.storages.store import Storage
+
+# Free-space weight for storages that state no capacity.
+UNKNOWN_FREE_WEIGHT = 1 << 40
+
+
+def weight(storage: Storage) -> float:
+    free = storage.free
+    return float(UNKNOWN_FREE_WEIGHT if free is None else free) + 1.0
+
+
+def choose_storages(candidates: list[Storage], count: int, share_size: int) -> list[Storage]:
+    """`count` distinct storages, weighted by free space, skipping the down and the full."""
+    now = time.time()
+    usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
+    if len(usable) < count:
+        raise errors.Unprocessable(
+            f"This needs {count} storages with room for a {share_size}-byte share each, but "
+            f"{len(usable)} of your {len(candidates)} storages are usable now. Add storages or "
+            f"choose a durability with fewer shares.", code="not_enough_storages",
+            details={"needed": count, "usable": len(usable)})
+    chosen, pool = [], list(usable)
+    for _ in range(count):
+        # Weighted sampling without replacement (Efraimidis–Spirakis would be overkill here).
+        total = sum(weight(s) for s in pool)
+        pick = random.uniform(0, total)
+        position = 0
+        for position, storage in enumerate(pool):  # noqa: B007 (used after the loop)
+            pick -= weight(storage)
+            if pick <= 0:
+                break
+        chosen.append(pool.pop(position))
+    return chosen
+
+
+def default_durability(candidates: list[Storage]) -> str:
+    """Two copies when two storages can take them, else one."""
+    usable = sum(1 for s in candidates if s.usable())
+    return "raid1(2)" if usable >= 2 else "raid1(1)"

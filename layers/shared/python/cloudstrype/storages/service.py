@@ -1,0 +1,283 @@
+"""A user's storages: what they are, their sealed credentials, their health and their space.
+
+Non-secret settings (a bucket name, a directory) are stored as they are and shown to the owner;
+secrets (keys, OAuth tokens) are sealed with the owner's key (`cloudstrype.vault`) and never leave
+this module except into a backend client.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from cloudstrype import errors, vault
+from cloudstrype.backends import registry
+from cloudstrype.backends.base import Backend, BackendError
+from cloudstrype.settings import get_settings
+from cloudstrype.storages.store import ACTIVE, DRAINING, Storage, StorageStore
+
+log = logging.getLogger("cloudstrype.storages")
+
+# A storage that just failed is skipped by placement for this long.
+DOWN_SECONDS = 60
+# Provider-reported usage is refreshed at most this often.
+USAGE_MAX_AGE_SECONDS = 600
+NAME_MAX = 100
+
+_store = StorageStore()
+
+
+def _purpose(record: Storage) -> str:
+    return f"storage:{record.storage_id}:secrets"
+
+
+def is_oauth(kind: str) -> bool:
+    info = registry.KINDS.get(kind)
+    return info is not None and info.auth == "oauth"
+
+
+def _split_config(kind: str, config: dict) -> tuple[dict, dict]:
+    secret_names = {f.name for f in registry.KINDS[kind].fields if f.secret}
+    public = {k: v for k, v in config.items() if k not in secret_names}
+    secret = {k: v for k, v in config.items() if k in secret_names}
+    return public, secret
+
+
+def _full_config(record: Storage) -> dict:
+    """What the backend is opened with: its kind's declared fields, secrets unsealed. (Labels
+    kept for display, like an OAuth account's name, are not backend settings.)"""
+    config = dict(record.settings or {})
+    if record.sealed_secrets:
+        config.update(json.loads(vault.open_sealed(record.owner, record.sealed_secrets,
+                                                   _purpose(record))))
+    fields = {f.name for f in registry.KINDS[record.kind].fields}
+    return {name: value for name, value in config.items() if name in fields}
+
+
+def _seal(record: Storage, secrets: dict) -> None:
+    record.sealed_secrets = vault.seal(record.owner, json.dumps(secrets).encode(),
+                                       _purpose(record)) if secrets else None
+
+
+def _clean_name(name: str | None, fallback: str) -> str:
+    name = (name or fallback).strip()
+    if not name or len(name) > NAME_MAX or any(ord(c) < 32 for c in name):
+        raise errors.BadRequest(f"Storage name must be 1-{NAME_MAX} printable characters.",
+                                code="invalid_name", details={"field": "name"})
+    return name
+
+
+def _new_storage(owner: str, kind: str, name: str | None) -> Storage:
+    return Storage(owner, f"st-{uuid.uuid4().hex[:12]}", kind=kind,
+                   name=_clean_name(name, kind), status=ACTIVE, created=int(time.time()))
+
+
+def _save_new(record: Storage) -> Storage:
+    if not _store.create(record):       # a random id taken: practically never
+        raise errors.Conflict("A storage with this id exists already; try again.",
+                              code="storage_exists")
+    return record
+
+
+def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storage:
+    """Validate, probe with a real write/read/delete, then save. Nothing is saved on failure."""
+    addable = [k for k, info in registry.KINDS.items() if info.auth in registry.ADDABLE]
+    if kind not in addable:
+        raise errors.BadRequest(f"Unknown storage kind '{kind}'; choose one of "
+                                f"{', '.join(sorted(addable))}.", code="invalid_kind",
+                                details={"field": "kind"})
+    if is_oauth(kind):
+        raise errors.BadRequest(f"'{kind}' storages are connected through OAuth: open "
+                                f"GET /api/cloud/oauth/{kind}/authorize.", code="use_oauth")
+    if not isinstance(config, dict):
+        raise errors.BadRequest("Field 'config' must be an object of fields.",
+                                code="invalid_config", details={"field": "config"})
+    if kind == "local":
+        config = _local_config(config)
+    try:
+        cleaned = registry.validate_config(kind, config)
+    except ValueError as exc:
+        raise errors.BadRequest(str(exc), code="invalid_config") from None
+    record = _new_storage(owner, kind, name)
+    public, secrets = _split_config(kind, cleaned)
+    record.settings = public
+    _seal(record, secrets)
+    backend = registry.open_backend(kind, cleaned, target=_target(record))
+    try:
+        registry.probe(backend)
+        usage = backend.usage()
+    except BackendError as exc:
+        raise errors.BadRequest(f"The storage did not pass a write/read/delete check: {exc}",
+                                code="probe_failed") from None
+    record.capacity = usage.capacity
+    record.provider_used = usage.used
+    record.usage_checked = time.time()
+    if kind == "local":
+        _claim_directory(Path(cleaned["path"]), record)
+    return _save_new(record)
+
+
+def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
+                       account: dict) -> Storage:
+    record = _new_storage(owner, kind, name)
+    record.settings = {"account_id": account.get("account_id"),
+                       "account_name": account.get("display_name")}
+    _seal(record, {"token": token})
+    backend = backend_for(record)
+    try:
+        registry.probe(backend)
+        usage = backend.usage()
+    except BackendError as exc:
+        _backend_cache.pop((owner, record.storage_id), None)
+        raise errors.BadRequest(f"The connected account did not pass a write/read/delete "
+                                f"check: {exc}", code="probe_failed") from None
+    record.capacity, record.provider_used = usage.capacity, usage.used
+    record.usage_checked = time.time()
+    return _save_new(record)
+
+
+_MARKER = ".cloudstrype-storage"
+
+
+def _local_config(config: dict) -> dict:
+    if not get_settings().flag("local_storage_enabled"):
+        raise errors.BadRequest("Local directory storages are turned off on this deployment.",
+                                code="kind_disabled")
+    path = config.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise errors.BadRequest("Field 'path' (a directory) is required for a local storage.",
+                                code="invalid_config", details={"field": "path"})
+    directory = Path(path).expanduser()
+    if not directory.is_absolute():
+        directory = Path(get_settings().local_storage_root) / directory
+    directory = directory.resolve()
+    marker = directory / _MARKER
+    if marker.exists():
+        raise errors.Conflict(f"{directory} is already a Cloudstrype storage; give each storage "
+                              f"its own directory.", code="directory_in_use")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.BadRequest(f"Cannot use {directory}: {exc.strerror}.",
+                                code="invalid_config", details={"field": "path"}) from None
+    return {**config, "path": str(directory)}
+
+
+def _claim_directory(directory: Path, record: Storage) -> None:
+    # One directory, one storage: two storages on one disk would break "distinct backends".
+    (directory / _MARKER).write_text(json.dumps({"storage_id": record.storage_id}))
+
+
+def list_storages(owner: str) -> list[Storage]:
+    return _store.list(owner)
+
+
+def get_storage(owner: str, storage_id: str) -> Storage:
+    record = _store.get(owner, storage_id)
+    if record is None:
+        raise errors.NotFound(f"No storage {storage_id}.", code="storage_not_found")
+    return record
+
+
+def delete_storage(owner: str, storage_id: str, shares_held: int) -> None:
+    record = get_storage(owner, storage_id)
+    if shares_held > 0:
+        raise errors.Conflict(f"Storage '{record.name}' still holds {shares_held} "
+                              f"shares. Drain it first (POST /api/cloud/storages/{storage_id}"
+                              f"/drain) to move them elsewhere.", code="storage_not_empty")
+    _store.delete(owner, storage_id)
+    if record.kind == "local":
+        marker = Path(record.settings.get("path", "")) / _MARKER
+        marker.unlink(missing_ok=True)
+    _backend_cache.pop((owner, storage_id), None)
+
+
+def start_draining(owner: str, storage_id: str) -> Storage:
+    """The storage takes no new shares from now on; the drain (and the scrub) move its shares
+    away. Idempotent."""
+    record = get_storage(owner, storage_id)
+    if record.status != DRAINING:
+        if not _store.set_status(owner, storage_id, DRAINING):
+            raise errors.NotFound(f"No storage {storage_id}.", code="storage_not_found")
+        record.status = DRAINING
+    return record
+
+
+def draining_storages():
+    """Every draining storage of every user: the scrub's work list (an index, not a scan)."""
+    return _store.draining()
+
+
+# -- backends for records, cached briefly --------------------------------------------------------
+
+_backend_cache: dict[tuple[str, str], tuple[Backend, float]] = {}
+_cache_lock = threading.Lock()
+_BACKEND_CACHE_SECONDS = 300
+
+
+def _target(record: Storage) -> registry.Target:
+    return registry.Target(owner=record.owner, storage_id=record.storage_id, name=record.name)
+
+
+def backend_for(record: Storage) -> Backend:
+    if record.kind not in registry.KINDS:
+        # e.g. a member storage in a process that never loaded the array package
+        raise BackendError(f"storage {record.name}: no driver for kind '{record.kind}' is "
+                           f"loaded here")
+    key = (record.owner, record.storage_id)
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _backend_cache.get(key)
+        if cached and cached[1] > now:
+            return cached[0]
+
+    def save_refreshed_token(token: dict) -> None:
+        # Providers rotate refresh tokens: persist the new one or the storage is lost.
+        fresh = _store.get(record.owner, record.storage_id)
+        if fresh is None or not fresh.sealed_secrets:
+            return
+        secrets = json.loads(vault.open_sealed(fresh.owner, fresh.sealed_secrets,
+                                               _purpose(fresh)))
+        secrets["token"] = token
+        _seal(fresh, secrets)
+        _store.set_sealed_secrets(fresh.owner, fresh.storage_id, fresh.sealed_secrets)
+
+    config = _full_config(record)
+    backend = registry.open_backend(record.kind, config,
+                                    on_token_refreshed=save_refreshed_token
+                                    if is_oauth(record.kind) else None,
+                                    target=_target(record))
+    with _cache_lock:
+        _backend_cache[key] = (backend, now + _BACKEND_CACHE_SECONDS)
+    return backend
+
+
+def mark_down(record: Storage, reason: str) -> None:
+    record.down_until = time.time() + DOWN_SECONDS
+    record.last_error = reason[:500]
+    try:
+        _store.mark_down(record.owner, record.storage_id, record.down_until, reason)
+    except Exception:  # health bookkeeping must never fail the request it is part of
+        log.warning("could not record that storage %s is down", record.storage_id)
+
+
+def count_shares(owner: str, storage_id: str, shares: int, size: int) -> None:
+    _store.count_shares(owner, storage_id, shares, size)
+
+
+def refresh_usage(record: Storage, force: bool = False) -> Storage:
+    if not force and time.time() - (record.usage_checked or 0) < USAGE_MAX_AGE_SECONDS:
+        return record
+    try:
+        usage = backend_for(record).usage()
+    except BackendError as exc:
+        mark_down(record, str(exc))
+        return record
+    record.capacity, record.provider_used = usage.capacity, usage.used
+    record.usage_checked = time.time()
+    _store.set_usage(record.owner, record.storage_id, used=usage.used, capacity=usage.capacity,
+                     checked=record.usage_checked)
+    return record

@@ -1,0 +1,305 @@
+"""The storages table (a user's storages) and the OAuth-states table: the one module that
+writes them. Plain dataclasses in and out, on the process's metadata engine.
+
+Another aggregate that must change a storage in its own transaction (a member coming online)
+asks this module for the Operation (`member_online_op`, `member_offline_op`) instead of
+writing the table itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator
+
+from cloudstrype.metadata import schema
+from cloudstrype.metadata.engine import (
+    Change,
+    Condition,
+    ConditionFailed,
+    Engine,
+    Update,
+    get_engine,
+)
+
+ACTIVE, DRAINING, NEEDS_RECONNECT = "active", "draining", "needs_reconnect"
+# An array member's storage while its member is not connected: placement skips it, and a
+# draining storage stays draining whatever its member does.
+OFFLINE = "offline"
+MEMBER_KIND = "member"
+MEMBER_PREFIX = "mb-"
+# The sparse "draining storages" index: only a draining storage has this field.
+DRAIN_QUEUE = "draining"
+
+STORAGES = schema.table(
+    "storages", hash_key="owner", range_key="storage_id", owner_module=__name__,
+    fields={"owner": schema.STR, "storage_id": schema.STR, "kind": schema.STR,
+            "name": schema.STR, "status": schema.STR, "settings": schema.JSON,
+            "sealed_secrets": schema.BYTES, "capacity": schema.INT,
+            "provider_used": schema.INT, "usage_checked": schema.INT,
+            "share_count": schema.INT, "stored_bytes": schema.INT, "down_until": schema.INT,
+            "last_error": schema.STR, "created": schema.INT,
+            "drain_queue": schema.STR, "drain_since": schema.INT},
+    indexes=(schema.Index("draining", hash_key="drain_queue", range_key="drain_since"),))
+
+# An OAuth state is refused as expired at `expires_at`; the row itself stays a day longer
+# (`purge_at`) so a late callback hears "expired", not "unknown".
+OAUTH_STATES = schema.table(
+    "oauth-states", hash_key="state", expires="purge_at", owner_module=__name__,
+    fields={"state": schema.STR, "owner": schema.STR, "provider": schema.STR,
+            "storage_name": schema.STR, "sealed_verifier": schema.BYTES,
+            "return_to": schema.STR, "expires_at": schema.INT, "used": schema.BOOL,
+            "purge_at": schema.INT})
+OAUTH_STATE_KEEP_SECONDS = 24 * 3600
+
+
+def member_storage_id(member_id: str) -> str:
+    return MEMBER_PREFIX + member_id
+
+
+@dataclass
+class Storage:
+    """One storage of one user (attribute names as the old StorageRecord's)."""
+    owner: str
+    storage_id: str
+    kind: str
+    name: str
+    status: str = ACTIVE
+    settings: dict = field(default_factory=dict)
+    sealed_secrets: bytes | None = None
+    capacity: int | None = None
+    provider_used: int = 0
+    usage_checked: float = 0
+    share_count: int = 0
+    stored_bytes: int = 0
+    down_until: float = 0
+    last_error: str | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def free(self) -> int | None:
+        if self.capacity is None:
+            return None
+        return max(0, int(self.capacity) - int(self.provider_used))
+
+    def usable(self, now: float | None = None) -> bool:
+        return self.status == ACTIVE and (now or time.time()) >= (self.down_until or 0)
+
+    def public(self) -> dict:
+        return {
+            "id": self.storage_id, "kind": self.kind, "name": self.name, "status": self.status,
+            "online": self.usable(), "settings": self.settings or {},
+            "capacity": None if self.capacity is None else int(self.capacity),
+            "used": int(self.provider_used or 0), "free": self.free,
+            "shares": int(self.share_count or 0), "stored_bytes": int(self.stored_bytes or 0),
+            "last_error": self.last_error,
+            "created": datetime.fromtimestamp(self.created, timezone.utc).isoformat()
+            if self.created else None,
+        }
+
+    def to_item(self) -> dict:
+        item = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.status == DRAINING:
+            item.update(drain_queue=DRAIN_QUEUE, drain_since=int(time.time()))
+        return {name: value for name, value in item.items() if value is not None}
+
+    @classmethod
+    def from_item(cls, item: dict) -> "Storage":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in item.items() if name in names}
+        if "sealed_secrets" in values:
+            values["sealed_secrets"] = bytes(values["sealed_secrets"])
+        return cls(**values)
+
+
+# Kept so callers written against the pynamodb model keep working.
+StorageRecord = Storage
+
+
+def _key(owner: str, storage_id: str) -> dict:
+    return {"owner": owner, "storage_id": storage_id}
+
+
+def _status_change(status: str, extra: dict | None = None) -> Change:
+    """Setting a status also enters the storage into, or takes it out of, the draining index."""
+    if status == DRAINING:
+        return Change(set={"status": status, **(extra or {})},
+                      set_default={"drain_queue": DRAIN_QUEUE, "drain_since": int(time.time())})
+    return Change(set={"status": status, **(extra or {})}, remove=("drain_queue", "drain_since"))
+
+
+# -- operations for another aggregate's transaction ------------------------------------------
+
+def member_online_op(owner: str, member_id: str) -> Update:
+    """The member's storage back to active and not down: unless its owner chose otherwise (a
+    draining storage stays draining) or it was removed — then the transaction fails."""
+    return Update(STORAGES, _key(owner, member_storage_id(member_id)),
+                  _status_change(ACTIVE, {"down_until": 0}),
+                  condition=Condition.is_in("status", ACTIVE, OFFLINE))
+
+
+def member_offline_op(owner: str, member_id: str) -> Update:
+    """The member's storage offline, only if it is active."""
+    return Update(STORAGES, _key(owner, member_storage_id(member_id)),
+                  _status_change(OFFLINE), condition=Condition.eq("status", ACTIVE))
+
+
+class StorageStore:
+    def __init__(self, engine: Engine | None = None):
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine or get_engine()
+
+    def create(self, storage: Storage) -> bool:
+        """Save a new storage; False (nothing written) if that id exists already."""
+        try:
+            self.engine.put(STORAGES, storage.to_item(), condition=Condition.absent())
+            return True
+        except ConditionFailed:
+            return False
+
+    def get(self, owner: str, storage_id: str) -> Storage | None:
+        item = self.engine.get(STORAGES, _key(owner, storage_id))
+        if item is None or item["owner"] != owner:
+            return None
+        return Storage.from_item(item)
+
+    def list(self, owner: str) -> list[Storage]:
+        return [Storage.from_item(item) for item in self.engine.query_all(STORAGES, owner)
+                if item["owner"] == owner]
+
+    def delete(self, owner: str, storage_id: str) -> Storage | None:
+        item = self.engine.delete(STORAGES, _key(owner, storage_id))
+        return None if item is None else Storage.from_item(item)
+
+    def set_status(self, owner: str, storage_id: str, status: str,
+                   expected: tuple[str, ...] | None = None) -> bool:
+        """Compare-and-set the status: only if the storage exists and (when given) its status
+        is one of `expected`. True if it changed."""
+        condition = Condition.exists()
+        if expected is not None:
+            condition = condition & Condition.is_in("status", *expected)
+        try:
+            self.engine.update(STORAGES, _key(owner, storage_id), _status_change(status),
+                               condition=condition)
+            return True
+        except ConditionFailed:
+            return False
+
+    def count_shares(self, owner: str, storage_id: str, shares: int, size: int) -> bool:
+        """Add to the share and byte counters atomically; False if the storage is gone."""
+        return self._update(owner, storage_id, Change(add={"share_count": shares,
+                                                           "stored_bytes": size}))
+
+    def mark_down(self, owner: str, storage_id: str, until: float, reason: str) -> bool:
+        return self._update(owner, storage_id, Change(set={"down_until": until,
+                                                           "last_error": reason[:500]}))
+
+    def set_usage(self, owner: str, storage_id: str, *, used: int,
+                  capacity: int | None = None, keep_capacity: bool = False,
+                  name: str | None = None, checked: float | None = None) -> bool:
+        """Record the space a storage reports (and a new name, for a member). Capacity None
+        means no limit, unless `keep_capacity` leaves it as it is."""
+        values = {"provider_used": used,
+                  "usage_checked": time.time() if checked is None else checked}
+        removed: tuple = ()
+        if not keep_capacity:
+            if capacity is None:
+                removed = ("capacity",)
+            else:
+                values["capacity"] = capacity
+        if name:
+            values["name"] = name
+        return self._update(owner, storage_id, Change(set=values, remove=removed))
+
+    def set_sealed_secrets(self, owner: str, storage_id: str, sealed: bytes) -> bool:
+        return self._update(owner, storage_id, Change(set={"sealed_secrets": sealed}))
+
+    def _update(self, owner: str, storage_id: str, change: Change) -> bool:
+        # Never create: a counter or health write about a removed storage is dropped.
+        try:
+            self.engine.update(STORAGES, _key(owner, storage_id), change,
+                               condition=Condition.exists())
+            return True
+        except ConditionFailed:
+            return False
+
+    def ensure_member_storage(self, owner: str, member_id: str, name: str) -> Storage:
+        """The storage of an array member, created (active, no capacity yet) on its first
+        hello; concurrent hellos agree on one."""
+        storage = Storage(owner, member_storage_id(member_id), kind=MEMBER_KIND, name=name,
+                          settings={"member_id": member_id})
+        if self.create(storage):
+            return storage
+        existing = self.get(owner, storage.storage_id)
+        if existing is None:   # removed between the two calls: make it again
+            return self.ensure_member_storage(owner, member_id, name)
+        return existing
+
+    def draining(self, limit: int | None = None) -> Iterator[Storage]:
+        """Every draining storage of every user (the scrub's work list), through the sparse
+        index: never a scan. The index may lag a little in DynamoDB; the scrub re-reads."""
+        cursor = None
+        while True:
+            page = self.engine.query_index(STORAGES, "draining", DRAIN_QUEUE, limit=limit,
+                                           cursor=cursor)
+            for item in page.items:
+                yield Storage.from_item(item)
+            cursor = page.cursor
+            if not cursor:
+                return
+
+
+# -- OAuth states --------------------------------------------------------------------------------
+
+@dataclass
+class OAuthState:
+    state: str
+    owner: str
+    provider: str
+    storage_name: str
+    expires_at: int
+    sealed_verifier: bytes | None = None
+    return_to: str | None = None
+    used: bool = False
+
+    def to_item(self) -> dict:
+        item = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        item["purge_at"] = int(self.expires_at) + OAUTH_STATE_KEEP_SECONDS
+        return {name: value for name, value in item.items() if value is not None}
+
+    @classmethod
+    def from_item(cls, item: dict) -> "OAuthState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in item.items() if name in names}
+        if "sealed_verifier" in values:
+            values["sealed_verifier"] = bytes(values["sealed_verifier"])
+        return cls(**values)
+
+
+class OAuthStateStore:
+    def __init__(self, engine: Engine | None = None):
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine or get_engine()
+
+    def create(self, state: OAuthState) -> None:
+        self.engine.put(OAUTH_STATES, state.to_item(), condition=Condition.absent())
+
+    def get(self, state: str) -> OAuthState | None:
+        item = self.engine.get(OAUTH_STATES, {"state": state})
+        return None if item is None else OAuthState.from_item(item)
+
+    def consume(self, state: str) -> bool:
+        """Mark the state used; True for exactly one caller, however many race."""
+        try:
+            self.engine.update(OAUTH_STATES, {"state": state}, Change(set={"used": True}),
+                               condition=Condition.exists() & Condition.eq("used", False))
+            return True
+        except ConditionFailed:
+            return False
