@@ -1,67 +1,48 @@
 """A member as a storage backend of the chunk pipeline.
 
 Share bytes never travel over the WebSocket (128 KB messages, text only). For a put the server
-stages the share in the staging bucket and sends the member a presigned GET URL; for a get it sends
-a presigned PUT URL and reads the staged object when the member says it uploaded. The WebSocket
-carries small JSON requests; the member's answers arrive as separate `$default` invocations, which
-write them to the `member-requests` table, and the sender polls that item (briefly: everything
-here must finish well inside API Gateway's 29 seconds).
+stages the share (cloudstrype.staging: S3 in AWS, a directory under `serve`) and sends the member
+a signed GET URL; for a get it sends a signed PUT URL and reads the staged object when the member
+says it uploaded. The WebSocket carries small JSON requests; the member's answers arrive as
+separate `$default` invocations, which write them to the request's item (array.store), and the
+sender polls that item (briefly: everything here must finish well inside API Gateway's 29 s).
 
 A put is acknowledged only when the member reports the share durable (written, fsynced, renamed)
 with the expected SHA-256 and size. A member that is offline fails at once, so the pipeline moves
 on to another storage without waiting.
+
+Importing this module registers the `member` kind in cloudstrype.backends.registry.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
-from pynamodb.exceptions import UpdateError
-
+from cloudstrype import staging
 from cloudstrype.array import connections, members
-from cloudstrype.array.models import MemberRecord, MemberRequest
+from cloudstrype.array.store import DONE, Member, MemberRequest, MemberStore
+from cloudstrype.backends import registry
 from cloudstrype.backends.base import (Backend, BackendError, BackendFull, ShareNotFound, Usage)
-from cloudstrype.backends.storages import StorageRecord
-from cloudstrype.settings import get_settings
+from cloudstrype.storages.store import (MEMBER_KIND, MEMBER_PREFIX, StorageStore,
+                                        member_storage_id)
 
 log = logging.getLogger("cloudstrype.array")
 
 # How long a request may take. Transfers move at most a 4 MiB share each way between the member
-# and S3; the rest are a stat or a hash. All stay well under API Gateway's 29 s.
+# and staging; the rest are a stat or a hash. All stay well under API Gateway's 29 s.
 TRANSFER_TIMEOUT_SECONDS = 15.0
 SMALL_TIMEOUT_SECONDS = 8.0
-# Presigned URLs live a little longer than the request that hands them out.
+# Staging URLs live a little longer than the request that hands them out.
 URL_EXPIRY_SECONDS = 120
-REQUEST_TTL_SECONDS = 3600
 # While waiting, re-check this often that the member is still on the same connection.
 MEMBER_CHECK_SECONDS = 0.5
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.01, 0.1
 STAGING_PREFIX = "members"
-
-_s3_client = None
-_s3_lock = threading.Lock()
-
-
-def _s3():
-    global _s3_client
-    with _s3_lock:
-        if _s3_client is None:
-            _s3_client = boto3.client("s3", region_name=get_settings().region,
-                                      config=Config(signature_version="s3v4",
-                                                    retries={"max_attempts": 3}))
-        return _s3_client
-
-
-def _bucket() -> str:
-    bucket = get_settings().staging_bucket
-    if not bucket:
-        raise BackendError("CLOUDSTRYPE_STAGING_BUCKET is not set; members cannot be reached.")
-    return bucket
+# The largest share there is: a whole 4 MiB chunk (raid1) plus its GCM tag, with room to spare.
+# A member's upload is never read past this, whatever it says it sent.
+MAX_SHARE_BYTES = 4 * 1024 * 1024 + 4096
 
 
 def _sha256(data: bytes) -> str:
@@ -73,33 +54,27 @@ class MemberOffline(BackendError):
 
 
 class MemberBackend(Backend):
-    kind = "member"
+    kind = MEMBER_KIND
 
     def __init__(self, owner: str, member_id: str, name: str | None = None):
         self.owner = owner
         self.member_id = member_id
         self.name = name or member_id
-
-    @classmethod
-    def for_record(cls, record: StorageRecord) -> "MemberBackend":
-        member_id = (record.settings or {}).get("member_id") or \
-            record.storage_id.removeprefix(members.STORAGE_PREFIX)
-        return cls(record.owner, member_id, record.name)
+        self.store = MemberStore()
 
     # -- the Backend interface ---------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
         member = self._online()
         digest = _sha256(data)
         staged = self._staging_key()
+        area = _staging()
         try:
-            _s3().put_object(Bucket=_bucket(), Key=staged, Body=data)
-        except Exception as exc:
+            area.put(staged, data)
+        except staging.StagingError as exc:
             raise BackendError(f"could not stage the share for member {self.name}: {exc}") \
                 from None
         try:
-            url = _s3().generate_presigned_url(
-                "get_object", Params={"Bucket": _bucket(), "Key": staged},
-                ExpiresIn=URL_EXPIRY_SECONDS)
+            url = area.url_for_get(staged, URL_EXPIRY_SECONDS)
             result = self._request(member, "put", key, TRANSFER_TIMEOUT_SECONDS,
                                    size=len(data), sha256=digest, url=url)
             self._raise_for(result, "put", key)
@@ -107,27 +82,34 @@ class MemberBackend(Backend):
                 raise BackendError(f"member {self.name} reported a different hash or size for "
                                    f"{key} than was sent")
         finally:
-            self._unstage(staged)
+            self._unstage(area, staged)
 
     def get(self, key: str) -> bytes:
         member = self._online()
         staged = self._staging_key()
-        url = _s3().generate_presigned_url(
-            "put_object", Params={"Bucket": _bucket(), "Key": staged},
-            ExpiresIn=URL_EXPIRY_SECONDS)
+        area = _staging()
+        url = area.url_for_put(staged, URL_EXPIRY_SECONDS, MAX_SHARE_BYTES)
         try:
             result = self._request(member, "get", key, TRANSFER_TIMEOUT_SECONDS, url=url)
             self._raise_for(result, "get", key)
+            size = result.get("size")
+            if not isinstance(size, int) or not 0 <= size <= MAX_SHARE_BYTES:
+                raise BackendError(f"member {self.name} reported an impossible size for {key}")
             try:
-                data = _s3().get_object(Bucket=_bucket(), Key=staged)["Body"].read()
-            except Exception as exc:
+                # Never more than the member said it sent: an upload larger than that is refused
+                # unread, so a member cannot make the server hold more than one share.
+                data = area.get(staged, size)
+            except staging.StagedObjectTooLarge:
+                raise BackendError(f"member {self.name} uploaded more for {key} than the "
+                                   f"{size} bytes it reported") from None
+            except staging.StagingError as exc:
                 raise BackendError(f"member {self.name} said it uploaded {key}, but the staged "
                                    f"copy cannot be read: {exc}") from None
         finally:
-            self._unstage(staged)
+            self._unstage(area, staged)
         # What the member meant to send arrived whole. (Whether it is the right share is the
         # pipeline's check, against the hash it recorded at write time.)
-        if len(data) != result.get("size") or _sha256(data) != result.get("sha256"):
+        if len(data) != size or _sha256(data) != result.get("sha256"):
             raise BackendError(f"the copy of {key} staged by member {self.name} is not what it "
                                f"reported sending")
         return data
@@ -154,19 +136,17 @@ class MemberBackend(Backend):
         return bool(result.get("match"))
 
     def usage(self) -> Usage:
-        try:
-            record = StorageRecord.get(self.owner, members.storage_id_for(self.member_id))
-        except StorageRecord.DoesNotExist:
-            raise BackendError(f"member {self.name} is not registered") from None
-        capacity = None if record.capacity is None else int(record.capacity)
-        return Usage(used=int(record.provider_used or 0), capacity=capacity)
+        storage = StorageStore().get(self.owner, member_storage_id(self.member_id))
+        if storage is None:
+            raise BackendError(f"member {self.name} is not registered")
+        capacity = None if storage.capacity is None else int(storage.capacity)
+        return Usage(used=int(storage.provider_used or 0), capacity=capacity)
 
     # -- requests ---------------------------------------------------------------------------
-    def _online(self) -> MemberRecord:
-        try:
-            member = MemberRecord.get(self.owner, self.member_id, consistent_read=True)
-        except MemberRecord.DoesNotExist:
-            raise MemberOffline(f"member {self.name} is not registered") from None
+    def _online(self) -> Member:
+        member = self.store.get_member(self.owner, self.member_id)
+        if member is None:
+            raise MemberOffline(f"member {self.name} is not registered")
         if not members.is_online(member):
             raise MemberOffline(f"member {self.name} is offline")
         return member
@@ -175,54 +155,48 @@ class MemberBackend(Backend):
         return f"{STAGING_PREFIX}/{self.owner}/{self.member_id}/{uuid.uuid4().hex}"
 
     @staticmethod
-    def _unstage(staged: str) -> None:
+    def _unstage(area: staging.Staging, staged: str) -> None:
         try:
-            _s3().delete_object(Bucket=_bucket(), Key=staged)
-        except Exception:   # the staging bucket expires objects anyway
+            area.delete(staged)
+        except staging.StagingError:   # staged objects expire anyway
             log.warning("could not delete staged object %s", staged)
 
-    def _request(self, member: MemberRecord, op: str, key: str, timeout: float,
-                 **fields) -> dict:
-        request_id = uuid.uuid4().hex
-        now = time.time()
-        MemberRequest(request_id, owner=self.owner, member_id=self.member_id, op=op, key=key,
-                      status="pending", created=now,
-                      expires_at=int(now + REQUEST_TTL_SECONDS)).save()
-        message = {"type": op, "request_id": request_id, "key": key, **fields}
+    def _request(self, member: Member, op: str, key: str, timeout: float, **fields) -> dict:
+        request = self.store.create_request(self.owner, self.member_id, op, key)
+        message = {"type": op, "request_id": request.request_id, "key": key, **fields}
         if not connections.send(member.connection_id, message):
             # The registry said online, API Gateway says the connection is gone.
             members.mark_offline(self.owner, self.member_id, member.connection_id)
-            _abandon(request_id)
+            self.store.abandon_request(self.owner, request.request_id)
             raise MemberOffline(f"member {self.name} is offline (its connection is gone)")
-        return self._wait(request_id, member, op, key, timeout)
+        return self._wait(request, member, op, key, timeout)
 
-    def _wait(self, request_id: str, member: MemberRecord, op: str, key: str,
+    def _wait(self, request: MemberRequest, member: Member, op: str, key: str,
               timeout: float) -> dict:
         start = time.monotonic()
         deadline = start + timeout
         next_check = start + MEMBER_CHECK_SECONDS
         delay = POLL_FIRST_SECONDS
         while True:
-            item = MemberRequest.get(request_id, consistent_read=True)
-            if item.status == "done":
-                return item.result or {"ok": False}
+            current = self.store.get_request(self.owner, request.request_id)
+            if current is not None and current.status == DONE:
+                return current.result or {"ok": False}
             now = time.monotonic()
             problem = None
-            if now >= deadline:
+            if current is None:
+                problem = f"the request for {op} {key} on member {self.name} was lost"
+            elif now >= deadline:
                 problem = f"member {self.name} did not answer {op} {key} within {timeout:.0f} s"
             elif now >= next_check:
                 next_check = now + MEMBER_CHECK_SECONDS
-                try:
-                    current = MemberRecord.get(self.owner, self.member_id, consistent_read=True)
-                    moved = current.connection_id != member.connection_id
-                except MemberRecord.DoesNotExist:
-                    moved = True
-                if moved:
+                latest = self.store.get_member(self.owner, self.member_id)
+                if latest is None or latest.connection_id != member.connection_id:
                     problem = f"member {self.name} went offline during {op} {key}"
             if problem:
-                late = _abandon(request_id)
-                if late is not None:        # the answer arrived just now after all
-                    return late
+                # A put answered after this is deleted from the member (members.record_result).
+                late = self.store.abandon_request(self.owner, request.request_id)
+                if late is not None and late.status == DONE:    # the answer arrived just now
+                    return late.result or {"ok": False}
                 raise BackendError(problem)
             time.sleep(delay)
             delay = min(delay * 1.6, POLL_MAX_SECONDS)
@@ -244,25 +218,22 @@ def _code(result: dict) -> str:
     return str((result.get("error") or {}).get("code") or "error")
 
 
-def _abandon(request_id: str) -> dict | None:
-    """Give up on a request. A put answered after this is deleted from the member (see
-    members.record_result). Returns the result instead if it arrived in the meantime."""
+def _staging() -> staging.Staging:
     try:
-        MemberRequest(request_id).update(actions=[MemberRequest.status.set("abandoned")],
-                                         condition=MemberRequest.status == "pending")
-        return None
-    except UpdateError:
-        try:
-            item = MemberRequest.get(request_id, consistent_read=True)
-        except MemberRequest.DoesNotExist:
-            return None
-        return item.result if item.status == "done" else None
+        return staging.get_staging()
+    except staging.StagingError as exc:
+        raise BackendError(str(exc)) from None
 
 
-def send_untracked(owner: str, member_id: str, connection_id: str, op: str, key: str) -> None:
-    """Send a request nobody waits for (tidying up); its result is recorded and expires."""
-    request_id = uuid.uuid4().hex
-    now = time.time()
-    MemberRequest(request_id, owner=owner, member_id=member_id, op=op, key=key,
-                  status="pending", created=now, expires_at=int(now + REQUEST_TTL_SECONDS)).save()
-    connections.send(connection_id, {"type": op, "request_id": request_id, "key": key})
+def _open_member(cleaned: dict, target: registry.Target, on_token_refreshed,
+                 retry) -> MemberBackend:
+    member_id = cleaned.get("member_id") or \
+        target.storage_id.removeprefix(MEMBER_PREFIX)
+    return MemberBackend(target.owner, member_id, target.name or None)
+
+
+# A member joins by connecting, never through the storages API; its storage's settings name it.
+registry.register(
+    registry.StorageKind(MEMBER_KIND, "Array member", "member",
+                         (registry.ConfigField("member_id", "Member id"),)),
+    _open_member)

@@ -1,11 +1,7 @@
-"""The member registry: who is connected, on which connection, and since when.
+"""The member registry: who is connected, on which connection, since when, and their answers.
 
-Two records must agree about a member being online: `MemberRecord.connection_id` (how to reach
-it) and its storage's `status` (`active` or `offline`, which placement reads). Connects,
-reconnects and disconnects of one member can arrive in any order (in AWS each is its own Lambda
-invocation), so both records move together in one DynamoDB transaction, each step conditioned on
-the connection it is about: the `$disconnect` of an old connection never takes a member offline
-that has already said hello on a new one.
+The records live in cloudstrype.array.store (one writer per table); this module is what the
+WebSocket routes do with them: hello, ping, results, disconnects, and the registry's views.
 """
 from __future__ import annotations
 
@@ -13,74 +9,59 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
-
-from cloudstrype import db, errors
-from cloudstrype.array import protocol
-from cloudstrype.array.models import ConnectionRecord, MemberRecord, MemberRequest
-from cloudstrype.backends.storages import ACTIVE, StorageRecord
+from cloudstrype import errors
+from cloudstrype.array import connections, protocol
+from cloudstrype.array.store import ABANDONED, Connection, Member, MemberStore
+from cloudstrype.storages.store import Storage, StorageStore, member_storage_id
 
 log = logging.getLogger("cloudstrype.array")
 
-MEMBER_KIND = "member"
-# A storage status of its own: placement skips it (only `active` storages take shares), and a
-# draining storage stays draining whatever its member does.
-OFFLINE = "offline"
-STORAGE_PREFIX = "mb-"
-CONNECTION_TTL_SECONDS = 3 * 3600
+# Who is on a connection never changes, so a warm Lambda (or the local gateway) keeps it.
+_connection_cache: dict[str, Connection] = {}
+_CACHE_MAX = 10_000
 
 
-def storage_id_for(member_id: str) -> str:
-    return STORAGE_PREFIX + member_id
+def _members() -> MemberStore:
+    return MemberStore()
 
 
 # -- connections ---------------------------------------------------------------------------------
 
-# Who is on a connection never changes, so a warm Lambda (or the local gateway) keeps it.
-_connection_cache: dict[str, ConnectionRecord] = {}
-_CACHE_MAX = 10_000
-
-
 def open_connection(connection_id: str, owner: str, username: str | None,
                     member_id: str | None) -> None:
-    now = time.time()
-    ConnectionRecord(connection_id, owner=owner, username=username, member_id=member_id,
-                     connected_at=now, expires_at=int(now + CONNECTION_TTL_SECONDS)).save()
+    _members().open_connection(connection_id, owner, username, member_id)
 
 
-def connection(connection_id: str) -> ConnectionRecord | None:
+def connection(connection_id: str) -> Connection | None:
     cached = _connection_cache.get(connection_id)
     if cached is not None:
         return cached
-    try:
-        record = ConnectionRecord.get(connection_id, consistent_read=True)
-    except ConnectionRecord.DoesNotExist:
-        return None
-    if record.member_id:               # complete: safe to keep
+    conn = _members().connection(connection_id)
+    if conn is not None and conn.member_id:      # complete: safe to keep
         if len(_connection_cache) >= _CACHE_MAX:
             _connection_cache.clear()
-        _connection_cache[connection_id] = record
-    return record
+        _connection_cache[connection_id] = conn
+    return conn
 
 
 def close_connection(connection_id: str) -> None:
     """`$disconnect`: forget the connection and take its member offline (if it is still the
     member's connection)."""
-    record = connection(connection_id)
+    conn = connection(connection_id)
     _connection_cache.pop(connection_id, None)
-    if record is None:
+    if conn is None:
         return
     try:
-        record.delete()
-    except Exception:  # the row expires anyway
+        _members().delete_connection(connection_id)
+    except Exception:  # the record expires anyway
         log.warning("could not delete connection record %s", connection_id)
-    if record.member_id:
-        mark_offline(record.owner, record.member_id, connection_id)
+    if conn.member_id:
+        mark_offline(conn.owner, conn.member_id, connection_id)
 
 
 # -- hello / ping / offline ----------------------------------------------------------------------
 
-def hello(conn: ConnectionRecord, message: dict) -> dict:
+def hello(conn: Connection, message: dict) -> dict:
     """Register (or re-register) the member on this connection; returns the `welcome` message."""
     version = message.get("protocol", protocol.CURRENT_PROTOCOL)
     if version not in protocol.PROTOCOL_VERSIONS:
@@ -99,100 +80,38 @@ def hello(conn: ConnectionRecord, message: dict) -> dict:
     free = protocol.non_negative_int(message, "free")
     name = protocol.clean_name(message.get("name"), f"member-{member_id[:8]}")
     program = str(message.get("version") or "")[:40] or None
-    owner, storage_id, now = conn.owner, storage_id_for(member_id), time.time()
-
+    store = _members()
     if conn.member_id is None:
-        ConnectionRecord(conn.connection_id).update(
-            actions=[ConnectionRecord.member_id.set(member_id)])
-        conn.member_id = member_id
+        if not store.bind_connection(conn, member_id):
+            raise protocol.ProtocolError("This connection is not known; reconnect.",
+                                         code="unknown_connection")
         _connection_cache[conn.connection_id] = conn
-
-    member_actions = [
-        MemberRecord.storage_id.set(storage_id), MemberRecord.name.set(name),
-        MemberRecord.connection_id.set(conn.connection_id),
-        MemberRecord.connected_at.set(conn.connected_at), MemberRecord.last_seen.set(now),
-        MemberRecord.version.set(program), MemberRecord.protocol.set(version),
-        MemberRecord.created.set(MemberRecord.created | now),
-    ]
-    try:
-        storage = StorageRecord.get(owner, storage_id, consistent_read=True)
-    except StorageRecord.DoesNotExist:
-        storage = None
-    if storage is None:
-        storage = StorageRecord(owner, storage_id, kind=MEMBER_KIND, name=name, status=ACTIVE,
-                                settings={"member_id": member_id}, capacity=None,
-                                provider_used=0, created=datetime.now(timezone.utc))
-        try:
-            storage.save(condition=StorageRecord.storage_id.does_not_exist())
-        except PutError:
-            pass                       # a concurrent hello created it: fine, update below
-    _bring_online(owner, member_id, storage_id, member_actions)
-    report_usage(owner, member_id, capacity=capacity, used=used, free=free, name=name)
-    status = StorageRecord.get(owner, storage_id, consistent_read=True).status
+    store.register(conn, member_id, name=name, version=program, protocol=version)
+    report_usage(conn.owner, member_id, capacity=capacity, used=used, free=free, name=name)
+    storage = StorageStore().get(conn.owner, member_storage_id(member_id))
     return {"type": "welcome", "id": message.get("id"), "member_id": member_id,
-            "storage_id": storage_id, "protocol": version, "status": status,
+            "storage_id": member_storage_id(member_id), "protocol": version,
+            "status": storage.status if storage else "removed",
             "ping_interval": protocol.PING_INTERVAL_SECONDS}
-
-
-def _bring_online(owner: str, member_id: str, storage_id: str, member_actions: list) -> None:
-    member = MemberRecord(owner, member_id)
-    storage = StorageRecord(owner, storage_id)
-    try:
-        with db.transaction() as transaction:
-            transaction.update(member, actions=member_actions)
-            transaction.update(storage, actions=[StorageRecord.status.set(ACTIVE),
-                                                 StorageRecord.down_until.set(0)],
-                               condition=StorageRecord.status.is_in(ACTIVE, OFFLINE))
-    except TransactWriteError as exc:
-        log.info("member %s online: storage left as it is (%s)", member_id,
-                 exc.cancellation_reasons or exc)
-        # The storage is draining (or was removed): the member is reachable again, but its
-        # storage keeps the status its owner chose.
-        member.update(actions=member_actions)
 
 
 def mark_offline(owner: str, member_id: str, connection_id: str) -> bool:
     """Take the member offline if `connection_id` is still its connection. True if it was."""
-    now = time.time()
-    member = MemberRecord(owner, member_id)
-    member_actions = [MemberRecord.connection_id.remove(), MemberRecord.last_seen.set(now)]
-    member_condition = MemberRecord.connection_id == connection_id
-    try:
-        with db.transaction() as transaction:
-            transaction.update(member, actions=member_actions, condition=member_condition)
-            transaction.update(StorageRecord(owner, storage_id_for(member_id)),
-                               actions=[StorageRecord.status.set(OFFLINE)],
-                               condition=StorageRecord.status == ACTIVE)
-        return True
-    except TransactWriteError as exc:
-        log.info("member %s offline: storage left as it is (%s)", member_id,
-                 exc.cancellation_reasons or exc)
-    # Either the member moved to another connection (nothing to do) or its storage is not
-    # active (draining, removed): then only the member record changes.
-    try:
-        member.update(actions=member_actions, condition=member_condition)
-        return True
-    except UpdateError:
-        return False
+    return _members().mark_offline(owner, member_id, connection_id)
 
 
-def ping(conn: ConnectionRecord, message: dict) -> dict:
+def ping(conn: Connection, message: dict) -> dict:
     reply = {"type": "pong", "id": message.get("id")}
     if not conn.member_id:
         return reply
-    try:
-        MemberRecord(conn.owner, conn.member_id).update(
-            actions=[MemberRecord.last_seen.set(time.time())],
-            condition=MemberRecord.connection_id == conn.connection_id)
-        reply["registered"] = True
-    except UpdateError:
-        # Not (or no longer) the member's registered connection, e.g. after a stale-connection
-        # error took it offline: the member says hello again.
-        reply["registered"] = False
-        return reply
-    report_usage(conn.owner, conn.member_id, used=protocol.non_negative_int(message, "used", False),
-                 free=protocol.non_negative_int(message, "free", False),
-                 capacity=protocol.non_negative_int(message, "capacity", False))
+    # Not (or no longer) the member's registered connection, e.g. after a stale-connection
+    # error took it offline: the member says hello again.
+    reply["registered"] = _members().touch(conn.owner, conn.member_id, conn.connection_id)
+    if reply["registered"]:
+        report_usage(conn.owner, conn.member_id,
+                     used=protocol.non_negative_int(message, "used", False),
+                     free=protocol.non_negative_int(message, "free", False),
+                     capacity=protocol.non_negative_int(message, "capacity", False))
     return reply
 
 
@@ -202,27 +121,22 @@ def report_usage(owner: str, member_id: str, *, used: int | None, free: int | No
     may really fill: at most its configured size, at most what its disk has free."""
     if used is None:
         return
-    actions = [StorageRecord.provider_used.set(used),
-               StorageRecord.usage_checked.set(time.time())]
+    new_capacity = None
     if free is not None:
         room = free if capacity is None else min(free, max(0, capacity - used))
-        actions.append(StorageRecord.capacity.set(used + room))
-    if name:
-        actions.append(StorageRecord.name.set(name))
-    try:
-        StorageRecord(owner, storage_id_for(member_id)).update(
-            actions=actions, condition=StorageRecord.storage_id.exists())
-    except UpdateError:
-        pass                                # the storage was removed
+        new_capacity = used + room
+    # A removed storage is left removed (set_usage never creates).
+    StorageStore().set_usage(owner, member_storage_id(member_id), used=used, capacity=new_capacity,
+                             keep_capacity=new_capacity is None, name=name)
 
 
-# -- results -------------------------------------------------------------------------------------
+# -- requests and results ------------------------------------------------------------------------
 
 _RESULT_FIELDS = {"ok": bool, "size": int, "sha256": str, "exists": bool, "match": bool,
                   "used": int, "free": int}
 
 
-def record_result(conn: ConnectionRecord, message: dict) -> None:
+def record_result(conn: Connection, message: dict) -> None:
     """Store a member's answer where the waiting side polls for it. Only the member the request
     went to can answer it, and only once."""
     request_id = message.get("request_id")
@@ -240,49 +154,44 @@ def record_result(conn: ConnectionRecord, message: dict) -> None:
         result["error"] = {"code": str(error.get("code", "error"))[:40],
                            "message": str(error.get("message", ""))[:500]}
     result["ok"] = bool(result.get("ok"))
-    try:
-        MemberRequest(request_id).update(
-            actions=[MemberRequest.status.set("done"), MemberRequest.result.set(result)],
-            condition=(MemberRequest.status == "pending") & (MemberRequest.owner == conn.owner)
-            & (MemberRequest.member_id == conn.member_id))
-    except UpdateError:
-        late = _late_put(request_id, conn, result)
-        if not late:
+    if not _members().answer_request(conn.owner, conn.member_id, request_id, result):
+        if not _late_answer(request_id, conn, result):
             raise protocol.ProtocolError(f"No pending request {request_id} for this member "
                                          f"(unknown, answered already, or timed out).",
-                                         code="unknown_request") from None
+                                         code="unknown_request")
     if "used" in result:
         report_usage(conn.owner, conn.member_id, used=result["used"], free=result.get("free"))
 
 
-def _late_put(request_id: str, conn: ConnectionRecord, result: dict) -> bool:
-    """A put answered after the server gave up on it: the share is on the member but nothing
-    points to it, so ask the member to delete it. True when the request was that case."""
-    try:
-        request = MemberRequest.get(request_id, consistent_read=True)
-    except DoesNotExist:
+def _late_answer(request_id: str, conn: Connection, result: dict) -> bool:
+    """An answer after the server gave up on the request. A put that succeeded then left a
+    share on the member that nothing points to, so the member is asked to delete it. True when
+    the request was such a case."""
+    request = _members().get_request(conn.owner, request_id)
+    if request is None or request.member_id != conn.member_id or request.status != ABANDONED:
         return False
-    if request.owner != conn.owner or request.member_id != conn.member_id:
-        return False
-    if request.status == "abandoned" and request.op == "put" and result.get("ok"):
-        from cloudstrype.array.backend import send_untracked
+    if request.op == "put" and result.get("ok"):
         send_untracked(conn.owner, conn.member_id, conn.connection_id, "delete", request.key)
-        return True
-    return request.status == "abandoned"
+    return True
+
+
+def send_untracked(owner: str, member_id: str, connection_id: str, op: str, key: str) -> None:
+    """Send a request nobody waits for (tidying up); its result is recorded and expires."""
+    request = _members().create_request(owner, member_id, op, key)
+    connections.send(connection_id, {"type": op, "request_id": request.request_id, "key": key})
 
 
 # -- reading the registry ------------------------------------------------------------------------
 
-def get_member(owner: str, member_id: str) -> MemberRecord:
-    if not protocol.valid_member_id(member_id):
+def get_member(owner: str, member_id: str) -> Member:
+    member = _members().get_member(owner, member_id) \
+        if protocol.valid_member_id(member_id) else None
+    if member is None:
         raise errors.NotFound(f"No member {member_id}.", code="member_not_found")
-    try:
-        return MemberRecord.get(owner, member_id, consistent_read=True)
-    except MemberRecord.DoesNotExist:
-        raise errors.NotFound(f"No member {member_id}.", code="member_not_found") from None
+    return member
 
 
-def is_online(member: MemberRecord, now: float | None = None) -> bool:
+def is_online(member: Member, now: float | None = None) -> bool:
     # A member pings every few minutes; one silent past API Gateway's idle limit is gone even if
     # its $disconnect was lost.
     now = now or time.time()
@@ -290,11 +199,11 @@ def is_online(member: MemberRecord, now: float | None = None) -> bool:
         now - float(member.last_seen or 0) < protocol.SILENT_OFFLINE_SECONDS
 
 
-def list_members(owner: str) -> list[MemberRecord]:
-    return list(MemberRecord.query(owner))
+def list_members(owner: str) -> list[Member]:
+    return _members().list_members(owner)
 
 
-def describe(member: MemberRecord, storage: StorageRecord | None) -> dict:
+def describe(member: Member, storage: Storage | None) -> dict:
     online = is_online(member)
     info = storage.public() if storage is not None else {}
     return {
@@ -315,5 +224,5 @@ def _iso(timestamp) -> str | None:
     return datetime.fromtimestamp(float(timestamp), timezone.utc).isoformat()
 
 
-def forget_member(member: MemberRecord) -> None:
-    member.delete()
+def forget_member(member: Member) -> None:
+    _members().delete_member(member.owner, member.member_id)

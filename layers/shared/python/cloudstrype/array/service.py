@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from cloudstrype import errors
 from cloudstrype.array import connections, members
 from cloudstrype.array.backend import MemberBackend
-from cloudstrype.backends import storages
 from cloudstrype.backends.base import BackendError, ShareNotFound
 from cloudstrype.pipeline import store
+from cloudstrype.storages import service as storages
+from cloudstrype.storages.store import MEMBER_KIND
 
-MEMBER_KINDS = frozenset({members.MEMBER_KIND})
+MEMBER_KINDS = frozenset({MEMBER_KIND})
 VERIFY_PARALLEL = 8
 
 
@@ -77,9 +78,8 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
         if time.monotonic() > deadline:
             unread += 1
             continue
-        try:
-            record = store.ChunkRecord.get(owner, chunk_id)
-        except store.ChunkRecord.DoesNotExist:
+        record = store.find_chunk(owner, chunk_id)
+        if record is None:
             continue
         for share in record.shares:
             if int(share.index) == index and share.storage_id == member.storage_id:
@@ -108,7 +108,7 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
         checked += 1
         if outcome in ("corrupt", "missing"):
             bad.append({"chunk_id": record.chunk_id, "index": index, "problem": outcome})
-            record.update(actions=[store.ChunkRecord.damaged.add({index})])
+            store.mark_damaged(owner, record.chunk_id, {index})
         elif outcome != "ok":
             problems.append({"chunk_id": record.chunk_id, "index": index, "problem": outcome})
     return {"member_id": member_id, "checked": checked, "ok": checked - len(bad) - len(problems),
