@@ -1,13 +1,15 @@
 """Cloud service: connecting storages, and raw blobs on the user's clouds. Routes only."""
-from cloudstrype import errors
+from cloudstrype import storages
 from cloudstrype.api.service import PUBLIC, Reply, ServiceApp
-from cloudstrype.backends import connect, registry, storages
+from cloudstrype.backends import registry
 from cloudstrype.pipeline import store
+from cloudstrype.storages import oauth_connect as connect
 
 app = ServiceApp("cloud", "/api/cloud")
 
-# Raw blobs here are stored as given (the caller encrypted them), copied to N storages.
-CLOUD_KINDS = frozenset(k for k in registry.KINDS if k != "member")
+# Raw blobs here are stored as given (the caller encrypted them), copied to N storages: cloud
+# storages only (the kinds a user adds here), never array members.
+CLOUD_KINDS = frozenset(k for k, info in registry.KINDS.items() if info.auth in registry.ADDABLE)
 
 
 @app.endpoint("/providers")
