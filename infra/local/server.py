@@ -106,9 +106,7 @@ class LocalStack:
                 raise StartupError(str(exc)) from None
             upgrade.import_if_needed(self.data_dir)
         else:
-            from cloudstrype.metadata.engine import MetadataError
-
-REGION = "us-east-1"
+            from infra.local import aws
             self.moto = aws.MotoServer()
             aws.configure_process_for_local_aws(self.moto.endpoint)
             self.moto.start()
