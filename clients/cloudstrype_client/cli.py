@@ -1,7 +1,7 @@
 """The `cloudstrype` command.
 
-Desktop commands speak HTTP and WebSocket only. `serve` and `admin` are operator commands that
-load the server side lazily, so a desktop install never imports it.
+Desktop commands speak HTTP and WebSocket only. `serve`, `backup` and `admin` are operator
+commands that load the server side lazily, so a desktop install never imports it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def _admin(args) -> int:
     return run_admin(args)
 
 
+def _backup(args) -> int:
+    from infra.local.backup import run_backup
+    return run_backup(args.data_dir, args.destination)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudstrype",
                                      description="Encrypted, redundant storage over the storage "
@@ -32,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=".cloudstrype-data",
                        help="where the local stack keeps its state")
     serve.set_defaults(run=_serve)
+
+    backup = commands.add_parser(
+        "backup", help="a consistent copy of a local stack's metadata and keys (while it runs)")
+    backup.add_argument("destination", help="a new directory to write the backup into")
+    backup.add_argument("--data-dir", default=".cloudstrype-data",
+                        help="the local stack's data directory")
+    backup.set_defaults(run=_backup)
 
     admin = commands.add_parser("admin", help="operator tasks on a user pool")
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="TASK")
