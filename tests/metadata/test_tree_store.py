@@ -136,6 +136,19 @@ def test_create_many_is_all_or_nothing(trees):
     assert [e.name for e in trees.list_entries(who, ROOT, 10)[0]] == ["d0", "d1", "d2", "taken"]
 
 
+def test_create_many_loads_more_than_one_transaction_holds(trees):
+    who = owner()
+    pairs = []
+    for n in range(120):
+        node_id = f"f{n:03d}"
+        pairs.append((Node(who, node_id, FILE, f"file-{n:03d}", ROOT, T0, T0, version_id="v",
+                           size=n), version(who, node_id, "v", n)))
+    trees.create_many(pairs)
+    entries, cursor = trees.list_entries(who, ROOT, 1000)
+    assert [e.size for e in entries] == list(range(120)) and cursor is None
+    assert trees.get_version(who, "f119", "v").size == 119
+
+
 # -- listing ----------------------------------------------------------------------------------
 
 def test_listing_pages_are_sorted_by_name_with_opaque_cursors(trees):

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from cloudstrype.metadata import schema
-from cloudstrype.metadata.engine import BadCursor as BadCursor  # re-exported for callers
 from cloudstrype.metadata.engine import (
+    MAX_TRANSACTION_ITEMS,
     Change,
     Condition,
     ConditionFailed,
@@ -34,6 +34,7 @@ from cloudstrype.metadata.engine import (
     Update,
     get_engine,
 )
+from cloudstrype.metadata.engine import BadCursor as BadCursor  # re-exported for callers
 from cloudstrype.metadata.schema import BOOL, INT, JSON, STR, Index
 
 DIRECTORY, FILE = "directory", "file"
@@ -49,8 +50,8 @@ NODES = schema.table(
             "durability": STR, "encryption": STR})
 
 ENTRIES = schema.table(
-    "entries", hash_key="dir_ref", range_key="name", owner_module=__name__,
-    fields={"dir_ref": STR, "name": STR, "owner": STR, "node_id": STR, "type": STR,
+    "entries", hash_key="parent_ref", range_key="name", owner_module=__name__,
+    fields={"parent_ref": STR, "name": STR, "owner": STR, "node_id": STR, "type": STR,
             "size": INT, "modified": INT})
 
 VERSIONS = schema.table(
@@ -180,8 +181,12 @@ _VERSION_FIELDS = ("version_id", "size", "content_type", "sha256", "etag", "dura
                    "encryption")
 
 
-def _dir_ref(owner: str, parent_id: str) -> str:
+def _parent_ref(owner: str, parent_id: str) -> str:
     return f"{owner}#{parent_id}"
+
+
+def _entry_key(owner: str, parent_id: str, name: str) -> dict:
+    return {"parent_ref": _parent_ref(owner, parent_id), "name": name}
 
 
 def _file_ref(owner: str, node_id: str) -> str:
@@ -216,7 +221,7 @@ def _node(item: dict) -> Node:
 
 def _entry_item(owner: str, parent_id: str, name: str, node_id: str, type_: str, size: int,
                 modified: float) -> dict:
-    return {"dir_ref": _dir_ref(owner, parent_id), "name": name, "owner": owner,
+    return {"parent_ref": _parent_ref(owner, parent_id), "name": name, "owner": owner,
             "node_id": node_id, "type": type_, "size": int(size), "modified": modified}
 
 
@@ -241,7 +246,8 @@ def _upload(item: dict) -> Upload:
                   chunk_size=int(item["chunk_size"]), content_type=item["content_type"],
                   durability=item["durability"], encryption=item["encryption"],
                   version_id=item["version_id"], created=item["created"],
-                  expires_at=int(item["expires_at"]), purge_at=int(item["purge_at"]),
+                  expires_at=int(item["expires_at"]),
+                  purge_at=int(item.get("purge_at", item["expires_at"])),
                   sha256=item.get("sha256"), committed=bool(item.get("committed", False)))
 
 
@@ -274,7 +280,7 @@ class TreeStore:
         return root
 
     def get_entry(self, owner: str, parent_id: str, name: str) -> Entry | None:
-        item = self._get(ENTRIES, {"dir_ref": _dir_ref(owner, parent_id), "name": name}, owner)
+        item = self._get(ENTRIES, _entry_key(owner, parent_id, name), owner)
         if item is None:
             return None
         return Entry(owner, parent_id, name, item["node_id"], item["type"],
@@ -284,7 +290,7 @@ class TreeStore:
                      cursor: str | None = None) -> tuple[list[Entry], str | None]:
         """One page of a directory, by name; the cursor (None at the end) continues it.
         Raises BadCursor for a cursor this listing did not hand out."""
-        page = self.engine.query(ENTRIES, _dir_ref(owner, parent_id), limit=limit,
+        page = self.engine.query(ENTRIES, _parent_ref(owner, parent_id), limit=limit,
                                  cursor=cursor)
         entries = [Entry(owner, parent_id, item["name"], item["node_id"], item["type"],
                          int(item.get("size", 0)), item["modified"])
@@ -298,20 +304,31 @@ class TreeStore:
         return node
 
     def create_many(self, nodes: list[tuple[Node, Version | None]]) -> None:
-        """Several `create`s in one all-or-nothing write (bulk loads: at most 33 files or 50
-        directories, the engines' transaction limit). Raises NameTaken if any name is taken."""
-        operations = []
+        """Many `create`s for bulk loads, in as few transactions as the engines allow (33 files
+        or 50 directories each). Each transaction is all or nothing; a taken name raises
+        NameTaken for its transaction, after the earlier ones were written."""
+        operations: list = []
+        names: list[str] = []
         for node, version in nodes:
-            operations += [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
-                                                    node.node_id, node.type, node.size,
-                                                    node.modified), Condition.absent()),
-                           Put(NODES, _node_item(node), Condition.absent())]
+            mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
+                                             node.node_id, node.type, node.size,
+                                             node.modified), Condition.absent()),
+                    Put(NODES, _node_item(node), Condition.absent())]
             if version is not None:
-                operations.append(Put(VERSIONS, _version_item(version)))
+                mine.append(Put(VERSIONS, _version_item(version)))
+            if len(operations) + len(mine) > MAX_TRANSACTION_ITEMS:
+                self._create_all(operations, names)
+                operations, names = [], []
+            operations += mine
+            names.append(node.name)
+        if operations:
+            self._create_all(operations, names)
+
+    def _create_all(self, operations: list, names: list[str]) -> None:
         try:
             self.engine.transact(operations)
         except ConditionFailed:
-            raise NameTaken(", ".join(node.name for node, _ in nodes)) from None
+            raise NameTaken(", ".join(names)) from None
 
     def set_version(self, node: Node, version: Version, now: float) -> Node:
         """Make `version` the file's current content, if the node is still at the revision
@@ -323,7 +340,7 @@ class TreeStore:
                              remove=tuple(f for f in _VERSION_FIELDS
                                           if getattr(updated, f) is None),
                              add={"revision": 1})
-        entry_key = {"dir_ref": _dir_ref(node.owner, node.parent_id), "name": node.name}
+        entry_key = _entry_key(node.owner, node.parent_id, node.name)
         try:
             self.engine.transact([
                 Put(VERSIONS, _version_item(version)),
@@ -344,8 +361,7 @@ class TreeStore:
                                                node.type, node.size, now), Condition.absent())]
         old = self.get_entry(node.owner, node.parent_id, node.name)
         if old is not None and old.node_id == node.node_id:
-            operations.append(Delete(ENTRIES, {"dir_ref": _dir_ref(node.owner, node.parent_id),
-                                               "name": node.name},
+            operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
                                      Condition.eq("node_id", node.node_id)))
         operations.append(Update(NODES, {"owner": node.owner, "node_id": node.node_id},
                                  Change(set={"name": name, "parent_id": parent_id,
@@ -353,9 +369,10 @@ class TreeStore:
                                  Condition.eq("revision", node.revision)))
         try:
             self.engine.transact(operations)
-        except ConditionFailed as failed:
-            if failed.index == 0 or (failed.index is None and
-                                     self.get_entry(node.owner, parent_id, name) is not None):
+        except ConditionFailed:
+            # Which condition failed, read back (not every engine can tell the position).
+            taken = self.get_entry(node.owner, parent_id, name)
+            if taken is not None and taken.node_id != node.node_id:
                 raise NameTaken(name) from None
             raise Changed(node.node_id) from None
         return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
@@ -383,9 +400,8 @@ class TreeStore:
         if node.parent_id is not None:
             entry = self.get_entry(node.owner, node.parent_id, node.name)
             if entry is not None and entry.node_id == node.node_id:
-                operations.append(Delete(ENTRIES, {"dir_ref": _dir_ref(node.owner,
-                                                                        node.parent_id),
-                                                   "name": node.name},
+                operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id,
+                                                             node.name),
                                          Condition.eq("node_id", node.node_id)))
         try:
             self.engine.transact(operations)
@@ -437,7 +453,8 @@ class TreeStore:
     def parts(self, owner: str, upload_id: str) -> dict[int, UploadPart]:
         return {int(item["part"]): UploadPart(owner, upload_id, int(item["part"]),
                                               int(item["size"]), item["sha256"],
-                                              int(item["expires_at"]), int(item["purge_at"]))
+                                              int(item["expires_at"]),
+                                              int(item.get("purge_at", item["expires_at"])))
                 for item in self.engine.query_all(UPLOAD_PARTS, _upload_ref(owner, upload_id))
                 if item.get("owner") == owner}
 
