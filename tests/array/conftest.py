@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support import ARTIFACTS, REPO, register_and_login, unique
@@ -166,8 +165,19 @@ def trio(stack, api, tmp_path_factory):
 
 
 @pytest.fixture
-def dynamodb(stack):
-    """The stack's DynamoDB, for tests that play a failure the API cannot cause."""
-    return boto3.client("dynamodb", endpoint_url=stack.stack_info()["aws_endpoint"],
-                        region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local-secret")
+def metadata(stack, monkeypatch):
+    """The stack's metadata engine, for tests that play a failure the API cannot cause."""
+    info = stack.stack_info()
+    if info.get("mode", "local") == "local":
+        from cloudstrype.metadata.sqlite import SqliteEngine
+
+        from infra.local.services import METADATA_FILE
+        engine = SqliteEngine(str(stack.data_dir / METADATA_FILE))
+    else:
+        from cloudstrype.metadata.dynamodb import DynamoEngine
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local-secret")
+        engine = DynamoEngine(prefix="cloudstrype-", region="us-east-1",
+                              host=info["aws_endpoint"])
+    yield engine
+    engine.close()

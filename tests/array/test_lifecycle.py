@@ -6,6 +6,9 @@ import signal
 import threading
 import time
 
+from cloudstrype.array.store import MEMBERS
+from cloudstrype.metadata.engine import Change, Condition
+
 from tests.array.conftest import listing, wait_for
 from tests.support import assert_error, register_and_login, unique
 
@@ -51,18 +54,15 @@ def test_a_member_holding_shares_cannot_be_removed_until_drained(members, api):
 
 
 def test_a_stale_connection_takes_the_member_offline_and_it_registers_again(members, api,
-                                                                             dynamodb):
+                                                                             metadata):
     user = register_and_login(api)
     member = members.start(user, extra=("--ping-interval", "1"))
     # As if the $disconnect of its connection had been lost: the registry points at a
     # connection API Gateway no longer has. (The program is paused meanwhile, so its pings
     # cannot repair the registry before the write below has run into the stale connection.)
     member.process.send_signal(signal.SIGSTOP)
-    dynamodb.update_item(
-        TableName="cloudstrype-members",
-        Key={"owner": {"S": user.user_id}, "member_id": {"S": member.member_id}},
-        UpdateExpression="SET connection_id = :gone",
-        ExpressionAttributeValues={":gone": {"S": "GoneConnId0="}})
+    metadata.update(MEMBERS, {"owner": user.user_id, "member_id": member.member_id},
+                    Change(set={"connection_id": "GoneConnId0="}), Condition.exists())
     started = time.monotonic()
     response = user.api.post(f"/api/array/{unique('stale')}?replicas=1", data=b"data")
     assert_error(response, 503, "storage_unavailable")

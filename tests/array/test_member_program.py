@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from cloudstrype_client.member import parse_size
+
 from tests.support import REPO
 
 

@@ -153,7 +153,7 @@ def test_killed_member_loses_nothing_and_comes_back_as_itself(trio):
             data = os.urandom(size)
             written[put_chunk(user, data, durability)["chunk_id"]] = data
     blobs = {}
-    for n in range(3):
+    for _ in range(3):
         blob, data = unique("kb"), os.urandom(70_000)
         assert user.api.post(f"/api/array/{blob}?replicas=2", data=data).status_code == 201
         blobs[blob] = data

@@ -7,10 +7,15 @@ import threading
 import time
 
 import pytest
-
-from cloudstrype.array.store import (ABANDONED, DONE, PENDING, MemberStore)
-from cloudstrype.storages.store import (ACTIVE, DRAINING, MEMBER_KIND, OFFLINE, StorageStore,
-                                        member_storage_id)
+from cloudstrype.array.store import ABANDONED, DONE, PENDING, MemberStore
+from cloudstrype.storages.store import (
+    ACTIVE,
+    DRAINING,
+    MEMBER_KIND,
+    OFFLINE,
+    StorageStore,
+    member_storage_id,
+)
 
 MEMBER = "member-0001"
 
@@ -157,27 +162,31 @@ def test_only_the_member_the_request_went_to_can_answer(members):
     assert members.get_request("alice", request.request_id).status == PENDING
 
 
+def race_answer_and_abandon(members: MemberStore) -> tuple[dict, object]:
+    request = members.create_request("alice", MEMBER, "put", "key-1")
+    barrier = threading.Barrier(2)
+    outcome = {}
+
+    def answer():
+        barrier.wait()
+        outcome["answered"] = members.answer_request("alice", MEMBER, request.request_id,
+                                                     {"ok": True})
+
+    def abandon():
+        barrier.wait()
+        outcome["abandoned"] = members.abandon_request("alice", request.request_id)
+
+    threads = [threading.Thread(target=answer), threading.Thread(target=abandon)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome, members.get_request("alice", request.request_id)
+
+
 def test_abandon_and_answer_race_exactly_one_wins(members):
     for _ in range(10):
-        request = members.create_request("alice", MEMBER, "put", "key-1")
-        barrier = threading.Barrier(2)
-        outcome = {}
-
-        def answer():
-            barrier.wait()
-            outcome["answered"] = members.answer_request("alice", MEMBER, request.request_id,
-                                                         {"ok": True})
-
-        def abandon():
-            barrier.wait()
-            outcome["abandoned"] = members.abandon_request("alice", request.request_id)
-
-        threads = [threading.Thread(target=answer), threading.Thread(target=abandon)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        final = members.get_request("alice", request.request_id)
+        outcome, final = race_answer_and_abandon(members)
         if outcome["answered"]:
             # The answer won: abandon reports it, so the waiting side uses the result.
             assert final.status == DONE and outcome["abandoned"].status == DONE

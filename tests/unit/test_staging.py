@@ -11,12 +11,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import boto3
 import pytest
 import requests
-from moto import mock_aws
-
-from cloudstrype.staging import (StagedObjectMissing, StagedObjectTooLarge, StagingError,
-                                 set_staging)
+from cloudstrype.staging import StagedObjectMissing, StagedObjectTooLarge, StagingError, set_staging
 from cloudstrype.staging.local import LocalStaging, StagingDenied
 from cloudstrype.staging.s3 import S3Staging
+from moto import mock_aws
+
 from tests.support import free_port
 
 KEY = "members/user-1/member-abc/0123abcd"

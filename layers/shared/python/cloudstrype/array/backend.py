@@ -24,9 +24,8 @@ from cloudstrype import staging
 from cloudstrype.array import connections, members
 from cloudstrype.array.store import DONE, Member, MemberRequest, MemberStore
 from cloudstrype.backends import registry
-from cloudstrype.backends.base import (Backend, BackendError, BackendFull, ShareNotFound, Usage)
-from cloudstrype.storages.store import (MEMBER_KIND, MEMBER_PREFIX, StorageStore,
-                                        member_storage_id)
+from cloudstrype.backends.base import Backend, BackendError, BackendFull, ShareNotFound, Usage
+from cloudstrype.storages.store import MEMBER_KIND, MEMBER_PREFIX, StorageStore, member_storage_id
 
 log = logging.getLogger("cloudstrype.array")
 

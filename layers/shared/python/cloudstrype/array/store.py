@@ -21,8 +21,12 @@ from dataclasses import dataclass
 
 from cloudstrype.metadata import schema
 from cloudstrype.metadata.engine import Change, Condition, ConditionFailed, Update, get_engine
-from cloudstrype.storages.store import (StorageStore, member_offline_op, member_online_op,
-                                        member_storage_id)
+from cloudstrype.storages.store import (
+    StorageStore,
+    member_offline_op,
+    member_online_op,
+    member_storage_id,
+)
 
 log = logging.getLogger("cloudstrype.array")
 

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import threading
 
-from cloudstrype.staging.base import (Staging, StagingError, StagedObjectMissing,
-                                      StagedObjectTooLarge, valid_key)
+from cloudstrype.staging.base import (
+    StagedObjectMissing,
+    StagedObjectTooLarge,
+    Staging,
+    StagingError,
+    valid_key,
+)
 
 __all__ = ["Staging", "StagingError", "StagedObjectMissing", "StagedObjectTooLarge",
            "get_staging", "set_staging", "valid_key"]

@@ -20,8 +20,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from cloudstrype.staging.base import (Staging, StagedObjectMissing, StagedObjectTooLarge,
-                                      StagingError, check_key, valid_key)
+from cloudstrype.staging.base import (
+    StagedObjectMissing,
+    StagedObjectTooLarge,
+    Staging,
+    StagingError,
+    check_key,
+    valid_key,
+)
 
 URL_PREFIX = "/staging/"
 KEY_FILE = "signing.key"

@@ -7,8 +7,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cloudstrype.staging.base import (Staging, StagedObjectMissing, StagedObjectTooLarge,
-                                      StagingError, check_key)
+from cloudstrype.staging.base import (
+    StagedObjectMissing,
+    StagedObjectTooLarge,
+    Staging,
+    StagingError,
+    check_key,
+)
 
 _MISSING = ("NoSuchKey", "404", "NotFound")
 

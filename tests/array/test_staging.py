@@ -1,0 +1,90 @@
+"""Share bytes pass through staging: a member cannot make the server hold more than a share."""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+
+import requests
+from websockets.sync.client import connect
+
+from tests.array.conftest import listing, wait_for
+from tests.support import assert_error, unique
+
+
+class RawMember:
+    """A hand-written member on a raw WebSocket: stores what it is sent, and answers a `get` by
+    uploading `padding` extra bytes after the share while reporting the true size and hash."""
+
+    def __init__(self, stack, user, padding: int):
+        self.member_id = uuid.uuid4().hex[:16]
+        self.padding = padding
+        self.shares: dict[str, bytes] = {}
+        self.uploads: list[int] = []          # status of each upload to a staging URL
+        self.ws = connect(f"{stack.ws_url}?member_id={self.member_id}", open_timeout=10,
+                          additional_headers={"Authorization": f"Bearer {user.access_token}"})
+        self.ws.send(json.dumps({"type": "hello", "member_id": self.member_id, "name": "raw",
+                                 "capacity": 10**8, "used": 0, "free": 10**8}))
+        assert json.loads(self.ws.recv(timeout=10))["type"] == "welcome"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for raw in self.ws:
+            message = json.loads(raw)
+            if message.get("type") == "put":
+                data = requests.get(message["url"], timeout=10).content
+                self.shares[message["key"]] = data
+                self._answer(message, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            elif message.get("type") == "get":
+                data = self.shares[message["key"]]
+                answer = requests.put(message["url"], data=data + b"\0" * self.padding,
+                                      timeout=30)
+                self.uploads.append(answer.status_code)
+                self._answer(message, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            elif message.get("type") in ("delete", "stat", "verify"):
+                self._answer(message, exists=message["key"] in self.shares)
+
+    def _answer(self, message: dict, **fields) -> None:
+        self.ws.send(json.dumps({"type": "result", "request_id": message["request_id"],
+                                 "ok": True, **fields}))
+
+    def close(self) -> None:
+        self.ws.close()
+        self.thread.join(timeout=10)
+
+
+def test_a_member_uploading_more_than_the_share_is_refused_unread(stack, user):
+    member = RawMember(stack, user, padding=256 * 1024)
+    try:
+        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 10,
+                 "the raw member online")
+        blob = unique("small")
+        stored = user.api.post(f"/api/array/{blob}?replicas=1", data=b"twelve bytes")
+        assert stored.status_code == 201, stored.text
+        assert list(member.shares.values()) == [b"twelve bytes"]
+        # 256 KiB arrive for a 12-byte share: the server refuses to read them.
+        assert_error(user.api.get(f"/api/array/{blob}"), 503, "not_enough_shares")
+        assert member.uploads == [200]
+        # The server is none the worse: an honest answer is read as before.
+        member.padding = 0
+        assert user.api.get(f"/api/array/{blob}").content == b"twelve bytes"
+    finally:
+        member.close()
+
+
+def test_an_upload_past_the_largest_share_is_cut_off_at_the_staging_url(stack, user):
+    member = RawMember(stack, user, padding=5 * 1024 * 1024)
+    try:
+        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 10,
+                 "the raw member online")
+        blob = unique("big")
+        assert user.api.post(f"/api/array/{blob}?replicas=1", data=b"x" * 1000) \
+            .status_code == 201
+        assert_error(user.api.get(f"/api/array/{blob}"), 503, "not_enough_shares")
+        if stack.stack_info().get("mode", "local") == "local":
+            # The local staging URL admits at most the largest share there is.
+            assert member.uploads == [413]
+    finally:
+        member.close()
