@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from cloudstrype.backends.http import RetryPolicy
 from cloudstrype.backends.registry import open_backend
 from cloudstrype.settings import reset_settings_cache
+
 from tests.fakes import CLIENT_ID, CLIENT_SECRET, FAKES, FakeProvider
 
 

@@ -7,7 +7,6 @@ import time
 
 import pytest
 import requests
-
 from cloudstrype.backends.http import RetryPolicy, error_detail, loggable_url, retry_after_seconds
 
 
@@ -45,7 +44,8 @@ def test_retry_after_in_the_past_means_now():
     ({"error": {"code": "itemNotFound", "message": ""}}, "itemNotFound"),
     ({"type": "error", "status": 409, "code": "item_name_in_use", "message": "Item exists"},
      "Item exists"),
-    ({"error": "invalid_grant", "error_description": "expired code"}, "invalid_grant: expired code"),
+    ({"error": "invalid_grant", "error_description": "expired code"},
+     "invalid_grant: expired code"),
     (b"Service Unavailable", "Service Unavailable"),
     (b"", ""),
 ])

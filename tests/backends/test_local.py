@@ -6,7 +6,6 @@ import shutil
 import time
 
 import pytest
-
 from cloudstrype.backends import local as local_module
 from cloudstrype.backends.base import BackendAuthError, BackendError, BackendFull, ShareNotFound
 from cloudstrype.backends.local import TEMP_PREFIX, LocalBackend

@@ -7,8 +7,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from oauthlib.oauth2 import WebApplicationClient
-
 from cloudstrype.backends import oauth
 from cloudstrype.backends.base import BackendAuthError, BackendError
 from cloudstrype.backends.oauth import (
@@ -21,6 +19,8 @@ from cloudstrype.backends.oauth import (
 )
 from cloudstrype.backends.registry import open_backend
 from cloudstrype.settings import reset_settings_cache
+from oauthlib.oauth2 import WebApplicationClient
+
 from tests.fakes import CLIENT_ID
 
 REDIRECT_URI = "http://127.0.0.1:8080/api/cloud/oauth/callback"

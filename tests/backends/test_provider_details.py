@@ -3,13 +3,13 @@ and error answers."""
 from __future__ import annotations
 
 import pytest
-
 from cloudstrype.backends.base import BackendAuthError, BackendError, ShareNotFound, Usage
 from cloudstrype.backends.box import BoxBackend
 from cloudstrype.backends.dropbox import DropboxBackend
 from cloudstrype.backends.gdrive import GoogleDriveBackend
 from cloudstrype.backends.onedrive import OneDriveBackend
 from cloudstrype.backends.registry import open_backend
+
 from tests.fakes.gdrive import FOLDER
 
 
@@ -30,7 +30,8 @@ def test_single_request_upload_limits_are_the_documented_ones(backend_class, lim
 
 # --- Dropbox -------------------------------------------------------------------------------------
 
-def test_dropbox_shares_are_files_in_the_app_folders_cloudstrype_directory(dropbox_fake, fast_retry):
+def test_dropbox_shares_are_files_in_the_app_folders_cloudstrype_directory(dropbox_fake,
+                                                                           fast_retry):
     connect(dropbox_fake, fast_retry).put("abc.1", b"data")
     assert list(dropbox_fake.files) == ["/cloudstrype/abc.1"]
 

@@ -6,8 +6,13 @@ import threading
 import time
 
 import pytest
-
-from cloudstrype.backends.base import BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
+from cloudstrype.backends.base import (
+    BackendAuthError,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+    Usage,
+)
 from cloudstrype.backends.http import RetryPolicy
 from cloudstrype.backends.oauth import account_info, make_session
 from cloudstrype.backends.registry import open_backend

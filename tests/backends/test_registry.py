@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from cloudstrype.backends.base import (
     Backend,
     BackendAuthError,
@@ -33,7 +32,8 @@ S3_CONFIG = {"endpoint_url": "http://127.0.0.1:9000", "region": "eu-west-1", "bu
 
 
 def test_every_kind_is_described_for_the_api():
-    assert set(KINDS) == {"local", "s3", "dropbox", "gdrive", "onedrive", "box"}
+    # (the array's `member` kind appears too once the array package is loaded)
+    assert set(KINDS) - {"member"} == {"local", "s3", "dropbox", "gdrive", "onedrive", "box"}
     described = json.loads(json.dumps([kind.describe() for kind in KINDS.values()]))
     by_kind = {entry["kind"]: entry for entry in described}
     assert by_kind["s3"]["auth"] == "keys"
@@ -55,6 +55,27 @@ def test_available_kinds_follow_the_settings(monkeypatch):
         monkeypatch.setenv("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "true")
         reset_settings_cache()
         assert [k.kind for k in available_kinds()] == ["local", "s3", "gdrive"]
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+
+
+def test_a_kind_registered_from_another_package_opens_for_its_storage(monkeypatch):
+    # The array registers `member` itself (backends/ imports nothing from array/).
+    from cloudstrype.array.backend import MemberBackend
+    from cloudstrype.backends.registry import Target
+    assert KINDS["member"].auth == "member"
+    backend = open_backend("member", {"member_id": "m-12345678"},
+                           target=Target(owner="u-1", storage_id="mb-m-12345678", name="desk"))
+    assert isinstance(backend, MemberBackend)
+    assert (backend.owner, backend.member_id, backend.name) == ("u-1", "m-12345678", "desk")
+    with pytest.raises(ConfigError, match="unknown field 'path'"):
+        validate_config("member", {"member_id": "m-1", "path": "/x"})
+    # a member joins by connecting: it is never offered as a kind to add
+    monkeypatch.setenv("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "true")
+    reset_settings_cache()
+    try:
+        assert "member" not in [k.kind for k in available_kinds()]
     finally:
         monkeypatch.undo()
         reset_settings_cache()
@@ -208,5 +229,6 @@ class LosingBackend(CorruptingBackend):
 
 
 def test_probe_keeps_the_error_type_and_says_which_step_failed():
-    with pytest.raises(ShareNotFound, match="while reading the test object back: no cloudstrype-probe-"):
+    with pytest.raises(ShareNotFound,
+                       match="while reading the test object back: no cloudstrype-probe-"):
         probe(LosingBackend())

@@ -18,13 +18,18 @@ from types import SimpleNamespace
 import boto3
 import pytest
 import requests
+from cloudstrype.backends import s3 as s3_module
+from cloudstrype.backends.base import (
+    BackendAuthError,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+    Usage,
+)
+from cloudstrype.backends.s3 import S3Backend
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
-
-from cloudstrype.backends.base import BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
-from cloudstrype.backends import s3 as s3_module
-from cloudstrype.backends.s3 import S3Backend
 
 REGION = "us-east-1"
 

@@ -95,7 +95,8 @@ def error_detail(response: requests.Response) -> str:
     error = body.get("error")
     if "error_summary" in body:     # Dropbox (whose "error" is a tagged union)
         text = body["error_summary"]
-    elif isinstance(error, dict):   # Google: {"error": {"message"}}, Graph: {"error": {"code", "message"}}
+    # Google: {"error": {"message"}}, Graph: {"error": {"code", "message"}}
+    elif isinstance(error, dict):
         text = error.get("message") or error.get("code") or ""
     elif "error_description" in body:   # OAuth token endpoints
         text = f"{error}: {body['error_description']}"
@@ -208,7 +209,8 @@ class ProviderClient:
         try:
             body = response.json()
         except ValueError:
-            raise BackendError(f"{self.label}: could not {action}: the answer was not JSON") from None
+            raise BackendError(f"{self.label}: could not {action}: the answer was not "
+                               f"JSON") from None
         if not isinstance(body, dict):
             raise BackendError(f"{self.label}: could not {action}: unexpected answer")
         return body

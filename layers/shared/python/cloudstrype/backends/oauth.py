@@ -263,7 +263,8 @@ def exchange_code(provider: str, code: str, redirect_uri: str,
             f"{p.label} refused the authorization code ({exc.error}); start connecting again"
         ) from exc
     except requests.RequestException as exc:
-        raise BackendError(f"could not reach {p.label}'s token endpoint: {type(exc).__name__}") from exc
+        raise BackendError(f"could not reach {p.label}'s token endpoint: "
+                           f"{type(exc).__name__}") from exc
     return dict(token)
 
 
@@ -273,8 +274,8 @@ class ProviderSession(OAuth2Session):
     It refreshes the access token shortly before the token's stated expiry (auto refresh) and
     when asked to after a 401 (`refresh_access_token`), and hands every new token to
     `on_token_refreshed` so the caller can persist it — Box retires the old refresh token at
-    once (and Microsoft may), so a token not saved is a storage lost. Safe to share between threads: one refresh
-    at a time, and a thread that saw an old token does not refresh again.
+    once (and Microsoft may), so a token not saved is a storage lost. Safe to share between
+    threads: one refresh at a time, and a thread that saw an old token does not refresh again.
     """
 
     def __init__(self, provider: str | Provider, token: dict,

@@ -99,16 +99,17 @@ class _Entry:
 
 
 _REGISTERED: dict[str, _Entry] = {}
-# Every registered kind, live: kinds registered later (the array's `member`) appear here too.
-KINDS: Mapping[str, StorageKind] = MappingProxyType({})
+_KINDS: dict[str, StorageKind] = {}
+# Every registered kind, a live read-only view: kinds registered later (the array's `member`)
+# appear here too, also for modules that imported KINDS before.
+KINDS: Mapping[str, StorageKind] = MappingProxyType(_KINDS)
 
 
 def register(info: StorageKind, opener: Opener, validate: Validator | None = None) -> None:
     """Make a kind of storage known: how it is described, validated and opened. `validate`
     defaults to checking the declared fields. Registering a kind again replaces it."""
-    global KINDS
     _REGISTERED[info.kind] = _Entry(info, opener, validate)
-    KINDS = MappingProxyType({kind: entry.info for kind, entry in _REGISTERED.items()})
+    _KINDS[info.kind] = info
 
 
 def _open_local(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:

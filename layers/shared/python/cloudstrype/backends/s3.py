@@ -128,7 +128,8 @@ class S3Backend(Backend):
         return self.prefix + check_key(key)
 
     def _errors(self, action: str, *, missing_means_not_found: bool = False):
-        where = f"s3 bucket {self.bucket!r}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+        where = f"s3 bucket {self.bucket!r}" + (f" at {self.endpoint_url}"
+                                                 if self.endpoint_url else "")
         return _s3_errors(where, action, missing_means_not_found)
 
 
@@ -141,7 +142,8 @@ def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterat
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = f"{where}: could not {action}: {code or status} {error.get('Message', '')}".rstrip()
+        message = f"{where}: could not {action}: {code or status} " \
+                  f"{error.get('Message', '')}".rstrip()
         if code in _MISSING_KEY_CODES and missing_means_not_found:
             raise ShareNotFound(message) from exc
         if code in _SETTINGS_CODES:
