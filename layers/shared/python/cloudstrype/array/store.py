@@ -199,10 +199,10 @@ class MemberStore:
                 Update(MEMBERS, key, change, still_there),
                 member_offline_op(owner, member_id)])
             return True
-        except ConditionFailed as exc:
-            if exc.index == 0:
-                return False                # the member moved to another connection
-        # Its storage is not active (draining, removed): only the member record changes.
+        except ConditionFailed:
+            pass
+        # Either the member moved to another connection (then this fails too), or its storage
+        # is not active (draining, removed): then only the member record changes.
         try:
             self.engine.update(MEMBERS, key, change, still_there)
             return True
