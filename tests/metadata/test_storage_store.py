@@ -6,7 +6,6 @@ import time
 import uuid
 
 import pytest
-
 from cloudstrype.metadata.engine import ConditionFailed
 from cloudstrype.storages.store import (
     ACTIVE,

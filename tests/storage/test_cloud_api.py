@@ -2,8 +2,9 @@
 import json
 import os
 
-import boto3
 import pytest
+from cloudstrype.metadata.sqlite import SqliteEngine
+from cloudstrype.storages.store import STORAGES
 
 from tests.storage.conftest import S3_KEYS, Storages
 from tests.support import assert_error, register_and_login
@@ -45,15 +46,21 @@ def test_secrets_never_appear_in_responses_and_are_sealed_at_rest(fresh, stack):
                              fresh.user.api.get(f"/api/cloud/storages/{created['id']}").json()])
     assert S3_KEYS["secret_key"] not in everything
     assert "secret_key" not in created["settings"]
-    # What DynamoDB holds is sealed: the secret is not in the table, in any encoding we'd use.
-    info = stack.stack_info()
-    dynamo = boto3.client("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local-secret")
-    items = dynamo.scan(TableName="cloudstrype-storages")["Items"]
-    dump = json.dumps(items, default=str)
+    # What the metadata store holds is sealed: the secret is not in the table, in any encoding
+    # we'd use, nor anywhere in the database's files.
+    engine = SqliteEngine(str(stack.data_dir / "metadata.db"))
+    try:
+        items = engine.scan(STORAGES).items
+    finally:
+        engine.close()
+    dump = json.dumps(items, default=lambda value: value.hex() if isinstance(value, bytes)
+                      else str(value))
     assert created["id"] in dump
     assert S3_KEYS["secret_key"] not in dump
     assert S3_KEYS["secret_key"].encode().hex() not in dump
+    files = b"".join(path.read_bytes() for path in stack.data_dir.glob("metadata.db*"))
+    assert created["id"].encode() in files
+    assert S3_KEYS["secret_key"].encode() not in files
 
 
 def test_log_never_shows_the_secret(fresh, stack):
@@ -124,7 +131,7 @@ def test_storage_with_shares_is_409_until_drained(fresh):
     assert drained.status_code == 200, drained.text
     assert drained.json()["remaining"] == 0 and drained.json()["moved"] >= 1
     assert user.api.get(f"/api/cloud/storages/{victim['id']}").json()["status"] == "draining"
-    for chunk, blob in zip(chunks, data):
+    for chunk, blob in zip(chunks, data, strict=True):
         info = user.api.get(f"/api/chunk/{chunk['chunk_id']}/info").json()
         assert victim["id"] not in {s["storage_id"] for s in info["shares"]}
         assert info["healthy_shares"] == 2

@@ -4,9 +4,11 @@ import os
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
+from cloudstrype.metadata.engine import Change
+from cloudstrype.metadata.sqlite import SqliteEngine
+from cloudstrype.storages.store import OAUTH_STATES, StorageStore
 
 from tests.support import assert_error, register_and_login
 
@@ -64,14 +66,17 @@ def test_connect_every_provider_and_store_chunks_across_them(api):
     assert user.api.get(f"/api/chunk/{stored.json()['chunk_id']}").content == data
 
 
+def _metadata(stack) -> SqliteEngine:
+    """The stack's metadata database, opened beside the running server."""
+    return SqliteEngine(str(stack.data_dir / "metadata.db"))
+
+
 def _sealed_secrets(stack, owner: str, storage_id: str) -> bytes:
-    info = stack.stack_info()
-    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
-                           aws_access_key_id="local", aws_secret_access_key="local-secret"
-                           ).Table("cloudstrype-storages")
-    item = table.get_item(Key={"owner": owner, "storage_id": storage_id},
-                          ConsistentRead=True)["Item"]
-    return bytes(item["sealed_secrets"])
+    engine = _metadata(stack)
+    try:
+        return StorageStore(engine).get(owner, storage_id).sealed_secrets
+    finally:
+        engine.close()
 
 
 def test_expired_access_tokens_are_refreshed_and_saved(api, fake_providers, stack):
@@ -119,12 +124,12 @@ def test_unknown_state_and_missing_parameters_are_refused(stack):
 
 def test_expired_state_is_refused(user, stack):
     started = authorize(user, "box")
-    info = stack.stack_info()
-    table = boto3.resource("dynamodb", endpoint_url=info["aws_endpoint"], region_name="us-east-1",
-                           aws_access_key_id="local", aws_secret_access_key="local-secret"
-                           ).Table("cloudstrype-oauth-states")
-    table.update_item(Key={"state": started["state"]}, UpdateExpression="SET expires_at = :t",
-                      ExpressionAttributeValues={":t": int(time.time()) - 1})
+    engine = _metadata(stack)
+    try:
+        engine.update(OAUTH_STATES, {"state": started["state"]},
+                      Change(set={"expires_at": int(time.time()) - 1}))
+    finally:
+        engine.close()
     callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
     assert_error(callback, 400, "expired_state")
 

@@ -7,9 +7,8 @@ import threading
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from cloudstrype.keys.protector import KeyProtectorError, KmsProtector, LocalProtector
+from moto import mock_aws
 
 ALICE = {"cloudstrype:user": "alice"}
 BOB = {"cloudstrype:user": "bob"}
