@@ -104,7 +104,10 @@ class LocalStack:
                 self.services.start()
             except MetadataError as exc:
                 raise StartupError(str(exc)) from None
-            upgrade.import_if_needed(self.data_dir)
+            try:
+                upgrade.import_if_needed(self.data_dir)
+            except upgrade.UpgradeError as exc:
+                raise StartupError(str(exc)) from None
         else:
             from infra.local import aws
             self.moto = aws.MotoServer()
