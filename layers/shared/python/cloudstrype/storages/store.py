@@ -75,7 +75,7 @@ class Storage:
     stored_bytes: int = 0
     down_until: float = 0
     last_error: str | None = None
-    created: float = field(default_factory=time.time)
+    created: float = field(default_factory=lambda: int(time.time()))
 
     @property
     def free(self) -> int | None:
