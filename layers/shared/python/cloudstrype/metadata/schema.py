@@ -9,7 +9,7 @@ Field types: `str`, `int` (any number, also floats), `bool`, `bytes`, `json` (di
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 STR, INT, BOOL, BYTES, JSON, INT_SET, STR_SET = ("str", "int", "bool", "bytes", "json",
                                                  "set[int]", "set[str]")
@@ -40,6 +40,9 @@ class Table:
     # the engine purges it (DynamoDB's TTL, SQLite's purge_expired).
     expires: str | None = None
     owner_module: str = ""                      # the one module that writes this table
+    # Only the local stack has it (e.g. the local identity service's users: in AWS Cognito holds
+    # them), so the CDK stack does not create it.
+    local_only: bool = False
 
     def __post_init__(self):
         for name, kind in self.fields.items():
@@ -72,10 +75,11 @@ TABLES: dict[str, Table] = {}
 
 def table(name: str, *, hash_key: str, fields: dict[str, str], range_key: str | None = None,
           indexes: tuple[Index, ...] = (), expires: str | None = None,
-          owner_module: str = "") -> Table:
+          owner_module: str = "", local_only: bool = False) -> Table:
     """Declare a table (at import of the module that owns it) and register it."""
     declared = Table(name=name, hash_key=hash_key, fields=dict(fields), range_key=range_key,
-                     indexes=tuple(indexes), expires=expires, owner_module=owner_module)
+                     indexes=tuple(indexes), expires=expires, owner_module=owner_module,
+                     local_only=local_only)
     existing = TABLES.get(name)
     if existing is not None and existing != declared:
         raise ValueError(f"table {name} is declared twice, differently "
