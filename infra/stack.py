@@ -2,8 +2,8 @@
 
 Nothing about the services is declared here: routes, WebSocket handlers and scheduled jobs
 (chalice `@app.schedule`) are read from the services' chalice apps (`functions`), tables from
-the pynamodb models (`cloudstrype.db`), the user pool from `cloudstrype.auth.pool`, the function
-settings from `cloudstrype.settings.Settings`.
+their declarations (`cloudstrype.metadata.schema`), the user pool from `cloudstrype.auth.pool`,
+the function settings from `cloudstrype.settings.Settings`.
 
 Context values (`cdk deploy -c name=value`, or cdk.json):
   stage           API Gateway stage name of both APIs (default `prod`)
@@ -21,12 +21,12 @@ from typing import Any, Mapping
 from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from chalice.app import ScheduledEventConfig
+from cloudstrype.api.service import RouteInfo
+from cloudstrype.metadata import schema
+from cloudstrype.settings import Settings
 from constructs import Construct
 
 import functions as services
-from cloudstrype import db
-from cloudstrype.api.service import RouteInfo
-from cloudstrype.settings import Settings
 from infra.constructs.api import ServiceRestApi
 from infra.constructs.auth import UserDirectory
 from infra.constructs.data import DataStore
@@ -72,8 +72,7 @@ class ServiceCatalog:
 
     @classmethod
     def load(cls) -> "ServiceCatalog":
-        """From every service present under functions/. Loading the apps also imports every
-        module whose models they use, so the table registry is complete afterwards."""
+        """From every service present under functions/."""
         return cls.from_apps({name: services.load_app(name)
                               for name in services.available_services()})
 
@@ -87,9 +86,11 @@ class CloudstrypeStack(Stack):
                          description="Cloudstrype: encrypted, redundant storage over the "
                                      "storage you already have", **kwargs)
         if catalog is None:
-            catalog = ServiceCatalog.load()  # before reading the tables: see load()
+            catalog = ServiceCatalog.load()
+        # The same prefix the functions are given below, so they find the tables made here.
+        table_prefix = Settings.from_env().table_prefix
         self.users = UserDirectory(self, "Users")
-        self.data = DataStore(self, "Data", models=db.all_tables())
+        self.data = DataStore(self, "Data", tables=schema.all_tables(), table_prefix=table_prefix)
         self.oauth_apps = OAuthAppSecrets(self, "OAuthApps", existing_secret_arn=oauth_secret_arn)
         self.layers = FunctionLayers(self, "Layers")
         self.websocket = MemberWebSocketApi(self, "MemberWebSocket", stage_name=stage_name)
@@ -97,7 +98,8 @@ class CloudstrypeStack(Stack):
                                        user_pool=self.users.user_pool)
 
         settings = Settings(
-            table_prefix=db.table_name(""),
+            metadata_engine="dynamodb",
+            table_prefix=table_prefix,
             user_pool_id=self.users.user_pool.user_pool_id,
             user_pool_client_id=self.users.client.user_pool_client_id,
             jwks_url=self.users.jwks_url,

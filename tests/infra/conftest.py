@@ -74,8 +74,9 @@ def websocket_routes():
 @pytest.fixture(scope="session")
 def scheduled_handlers():
     """Handler strings of the services' chalice `@app.schedule` jobs, read from the apps."""
-    import functions
     from chalice.app import ScheduledEventConfig
+
+    import functions
     return [source.handler_string for name in functions.available_services()
             for source in getattr(functions.load_app(name), "event_sources", [])
             if isinstance(source, ScheduledEventConfig)]

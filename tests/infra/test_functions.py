@@ -4,8 +4,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from cloudstrype import db
 from cloudstrype.settings import Settings
 
 OAUTH_SECRETS_ARN_ENV = "CLOUDSTRYPE_OAUTH_SECRETS_ARN"
@@ -86,7 +84,8 @@ def test_setting_values_point_at_the_stack_resources(synthesized, service_functi
     assert variables["CLOUDSTRYPE_KMS_KEY_ID"] == {"Ref": key}
     assert variables["CLOUDSTRYPE_STAGING_BUCKET"] == {"Ref": staging[0]}
     assert variables[OAUTH_SECRETS_ARN_ENV] == {"Ref": secret}
-    assert variables["CLOUDSTRYPE_TABLE_PREFIX"] == db.table_name("")
+    assert variables["CLOUDSTRYPE_TABLE_PREFIX"] == Settings.from_env().table_prefix
+    assert variables["CLOUDSTRYPE_METADATA_ENGINE"] == "dynamodb"
     assert variables["CLOUDSTRYPE_LOCAL_STORAGE_ENABLED"] == "false"
     assert variables["CLOUDSTRYPE_AUTO_CONFIRM_USERS"] == "false"
 
@@ -128,7 +127,7 @@ def test_service_roles_get_the_data_plane_and_auth_gets_cognito(synthesized, ser
                                                         ["Fn::GetAtt"][0])
     assert all(len(roles) == 1 for roles in roles_by_service.values())
     assert {r.service for r in routes} <= set(roles_by_service)
-    table_count = len(synthesized.of_type("AWS::DynamoDB::Table"))
+    assert synthesized.of_type("AWS::DynamoDB::Table")
     for service, (role,) in roles_by_service.items():
         statements = _policy_statements(synthesized, role)
         actions = _actions(statements)
@@ -139,8 +138,8 @@ def test_service_roles_get_the_data_plane_and_auth_gets_cognito(synthesized, ser
         assert {"s3:GetObject*", "s3:PutObject"} <= actions, service
         assert "execute-api:ManageConnections" in actions, service
         assert "secretsmanager:GetSecretValue" in actions, service
-        if table_count:
-            assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"} <= actions
+        assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                "dynamodb:ConditionCheckItem"} <= actions, service
         cognito = {a for a in actions if a.startswith("cognito-idp:")}
         if service == "auth":
             assert {"cognito-idp:AdminDeleteUser", "cognito-idp:AdminAddUserToGroup",

@@ -99,6 +99,7 @@ def test_a_failing_pip_stops_synthesis_with_its_output(bundled):
 
 def test_settings_environment_refuses_secrets_and_unknown_names():
     from cloudstrype.settings import Settings
+
     from infra.constructs.lambdas import settings_environment
 
     environment = settings_environment(

@@ -5,9 +5,9 @@ import json
 import re
 
 from aws_cdk.assertions import Match
-
-from cloudstrype import db
 from cloudstrype.auth import pool
+from cloudstrype.metadata import schema
+from cloudstrype.settings import Settings
 
 
 # -- users ----------------------------------------------------------------------------------------
@@ -45,25 +45,35 @@ def test_admins_group(synthesized):
 
 
 # -- data -----------------------------------------------------------------------------------------
-def test_one_table_per_registered_model_on_demand_with_recovery(synthesized):
-    models = db.all_tables()
+def test_one_table_per_declared_table_on_demand_with_recovery(synthesized):
+    declared = [t for t in schema.all_tables() if not t.local_only]
+    prefix = Settings.from_env().table_prefix
     tables = {t["Properties"]["TableName"]: t for t in
               synthesized.of_type("AWS::DynamoDB::Table").values()}
-    assert set(tables) == {model.Meta.table_name for model in models}
-    for model in models:
-        props = tables[model.Meta.table_name]["Properties"]
+    assert declared and set(tables) == {prefix + t.name for t in declared}
+    for table in declared:
+        resource = tables[prefix + table.name]
+        props = resource["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert props["KeySchema"] == [{"AttributeName": k["AttributeName"],
-                                       "KeyType": k["KeyType"]}
-                                      for k in sorted(model._get_schema()["key_schema"],
-                                                      key=lambda k: k["KeyType"] != "HASH")]
-        ttl = getattr(model.Meta, "ttl_attribute", None)
-        if ttl:
-            assert props["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+        assert props["KeySchema"] == [{"AttributeName": table.hash_key, "KeyType": "HASH"}] + (
+            [{"AttributeName": table.range_key, "KeyType": "RANGE"}] if table.range_key else [])
+        assert {i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])} == \
+            {i.name for i in table.indexes}
+        if table.expires:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": table.expires,
+                                                        "Enabled": True}
         else:
             assert "TimeToLiveSpecification" not in props
-        assert tables[model.Meta.table_name]["DeletionPolicy"] == "Retain"
+        assert resource["DeletionPolicy"] == "Retain"
+
+
+def test_no_table_of_the_local_identity_service(synthesized):
+    # In AWS, Cognito holds users, groups and sessions.
+    local = [t for t in schema.all_tables() if t.local_only]
+    names = {t["Properties"]["TableName"] for t in
+             synthesized.of_type("AWS::DynamoDB::Table").values()}
+    assert local and not any(name.endswith(t.name) for t in local for name in names)
 
 
 def test_kms_key_rotates(synthesized):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from chalice.app import Rate
-
 from cloudstrype.api.service import PUBLIC, ServiceApp
 
 

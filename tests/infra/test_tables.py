@@ -1,114 +1,70 @@
-"""Translating pynamodb models into DynamoDB tables, on models that exist only in this test."""
+"""Translating schema table declarations into DynamoDB tables, on tables that exist only here."""
 from __future__ import annotations
 
 import pytest
-from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.indexes import (AllProjection, GlobalSecondaryIndex, IncludeProjection,
-                              KeysOnlyProjection, LocalSecondaryIndex)
-from pynamodb.models import Model
+from cloudstrype.metadata import schema
+
+SESSIONS = schema.Table(
+    "test-upload-sessions", hash_key="session_id", range_key="part", expires="expires_at",
+    fields={"session_id": schema.STR, "part": schema.INT, "owner": schema.STR,
+            "created": schema.INT, "digest": schema.STR, "size": schema.INT,
+            "blob": schema.BYTES, "expires_at": schema.INT},
+    indexes=(schema.Index("by-owner", "owner", "created"), schema.Index("by-digest", "digest")))
+PLAIN = schema.Table("test-plain", hash_key="id", fields={"id": schema.STR})
+LOCAL = schema.Table("test-local-users", hash_key="name", fields={"name": schema.STR},
+                     local_only=True)
 
 
-class ByOwner(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-owner"
-        projection = IncludeProjection(["size"])
-
-    owner = UnicodeAttribute(hash_key=True)
-    created = NumberAttribute(range_key=True)
-
-
-class ByDigest(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "by-digest"
-        projection = KeysOnlyProjection()
-
-    digest = BinaryAttribute(hash_key=True, legacy_encoding=False)
-
-
-class ByName(LocalSecondaryIndex):
-    class Meta:
-        index_name = "by-name"
-        projection = AllProjection()
-
-    session_id = UnicodeAttribute(hash_key=True, attr_name="pk")
-    name = UnicodeAttribute(range_key=True)
-
-
-class UploadSession(Model):
-    """Not registered with cloudstrype.db: it exists for this test only."""
-
-    class Meta:
-        table_name = "test-upload-sessions"
-        ttl_attribute = "expires_at"
-
-    session_id = UnicodeAttribute(hash_key=True, attr_name="pk")   # stored as "pk"
-    part = NumberAttribute(range_key=True)
-    owner = UnicodeAttribute()
-    created = NumberAttribute()
-    digest = BinaryAttribute(legacy_encoding=False)
-    name = UnicodeAttribute()
-    size = NumberAttribute()
-    by_owner = ByOwner()
-    by_digest = ByDigest()
-    by_name = ByName()
-
-
-class Plain(Model):
-    class Meta:
-        table_name = "test-plain"
-
-    id = UnicodeAttribute(hash_key=True)
-
-
-def _synth(models):
+def _synth(tables, prefix="pre-"):
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
     from infra.constructs.data import Tables
 
     stack = cdk.Stack(cdk.App())
-    Tables(stack, "Tables", models=models)
+    Tables(stack, "Tables", tables=tables, prefix=prefix)
     return Template.from_stack(stack)
 
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, dict]:
-    body = _synth([UploadSession, Plain]).to_json()
+    body = _synth([SESSIONS, PLAIN, LOCAL]).to_json()
     return {r["Properties"]["TableName"]: r["Properties"] for r in body["Resources"].values()
             if r["Type"] == "AWS::DynamoDB::Table"}
 
 
-def test_keys_use_the_stored_attribute_names_and_types(tables):
-    props = tables["test-upload-sessions"]
-    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+def test_names_carry_the_prefix_and_local_only_tables_are_left_out(tables):
+    assert set(tables) == {"pre-test-upload-sessions", "pre-test-plain"}
+
+
+def test_keys_with_their_types(tables):
+    props = tables["pre-test-upload-sessions"]
+    assert props["KeySchema"] == [{"AttributeName": "session_id", "KeyType": "HASH"},
                                   {"AttributeName": "part", "KeyType": "RANGE"}]
     definitions = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
-    assert definitions == {"pk": "S", "part": "N", "owner": "S", "created": "N", "digest": "B",
-                           "name": "S"}
+    # only key attributes (of the table and its indexes) are defined; DynamoDB is schemaless
+    assert definitions == {"session_id": "S", "part": "N", "owner": "S", "created": "N",
+                           "digest": "S"}
+    assert tables["pre-test-plain"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
 
 
-def test_global_indexes_with_their_keys_and_projections(tables):
-    indexes = {i["IndexName"]: i for i in tables["test-upload-sessions"]["GlobalSecondaryIndexes"]}
+def test_global_indexes_with_whole_items(tables):
+    indexes = {i["IndexName"]: i for i in
+               tables["pre-test-upload-sessions"]["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by-owner", "by-digest"}
     assert indexes["by-owner"]["KeySchema"] == [{"AttributeName": "owner", "KeyType": "HASH"},
                                                 {"AttributeName": "created", "KeyType": "RANGE"}]
-    assert indexes["by-owner"]["Projection"] == {"ProjectionType": "INCLUDE",
-                                                 "NonKeyAttributes": ["size"]}
     assert indexes["by-digest"]["KeySchema"] == [{"AttributeName": "digest", "KeyType": "HASH"}]
-    assert indexes["by-digest"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    for index in indexes.values():
+        assert index["Projection"] == {"ProjectionType": "ALL"}
+        assert "ProvisionedThroughput" not in index
+    assert "GlobalSecondaryIndexes" not in tables["pre-test-plain"]
 
 
-def test_local_index(tables):
-    (index,) = tables["test-upload-sessions"]["LocalSecondaryIndexes"]
-    assert index["IndexName"] == "by-name"
-    assert index["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
-                                  {"AttributeName": "name", "KeyType": "RANGE"}]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
-
-
-def test_ttl_only_where_the_model_declares_it(tables):
-    assert tables["test-upload-sessions"]["TimeToLiveSpecification"] == {
+def test_ttl_only_where_the_table_expires(tables):
+    assert tables["pre-test-upload-sessions"]["TimeToLiveSpecification"] == {
         "AttributeName": "expires_at", "Enabled": True}
-    assert "TimeToLiveSpecification" not in tables["test-plain"]
+    assert "TimeToLiveSpecification" not in tables["pre-test-plain"]
 
 
 def test_every_table_on_demand_with_point_in_time_recovery(tables):
@@ -119,12 +75,7 @@ def test_every_table_on_demand_with_point_in_time_recovery(tables):
         assert "ProvisionedThroughput" not in props
 
 
-def test_two_models_on_one_table_are_refused():
-    class Twin(Model):
-        class Meta:
-            table_name = "test-plain"
-
-        other = UnicodeAttribute(hash_key=True)
-
-    with pytest.raises(Exception, match="both declare the table test-plain"):
-        _synth([Plain, Twin])
+def test_one_table_declared_twice_is_refused():
+    twin = schema.Table("test-plain", hash_key="other", fields={"other": schema.STR})
+    with pytest.raises(Exception, match="test-plain is declared twice"):
+        _synth([PLAIN, twin])
