@@ -1,6 +1,7 @@
 """Share bytes pass through staging: a member cannot make the server hold more than a share."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -17,13 +18,10 @@ class RawMember:
     """A hand-written member on a raw WebSocket: stores what it is sent, and answers a `get` by
     uploading `padding` extra bytes after the share while reporting the true size and hash."""
 
-    def __init__(self, stack, user, padding: int):
-        self.member_id = uuid.uuid4().hex[:16]
-        self.padding = padding
+    def __init__(self, ws, member_id: str, padding: int):
+        self.ws, self.member_id, self.padding = ws, member_id, padding
         self.shares: dict[str, bytes] = {}
         self.uploads: list[int] = []          # status of each upload to a staging URL
-        self.ws = connect(f"{stack.ws_url}?member_id={self.member_id}", open_timeout=10,
-                          additional_headers={"Authorization": f"Bearer {user.access_token}"})
         self.ws.send(json.dumps({"type": "hello", "member_id": self.member_id, "name": "raw",
                                  "capacity": 10**8, "used": 0, "free": 10**8}))
         assert json.loads(self.ws.recv(timeout=10))["type"] == "welcome"
@@ -50,16 +48,21 @@ class RawMember:
         self.ws.send(json.dumps({"type": "result", "request_id": message["request_id"],
                                  "ok": True, **fields}))
 
-    def close(self) -> None:
-        self.ws.close()
-        self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def raw_member(stack, user, padding: int):
+    member_id = uuid.uuid4().hex[:16]
+    with connect(f"{stack.ws_url}?member_id={member_id}", open_timeout=10,
+                 additional_headers={"Authorization": f"Bearer {user.access_token}"}) as ws:
+        member = RawMember(ws, member_id, padding)
+        wait_for(lambda: listing(user).get(member_id, {}).get("online"), 10,
+                 "the raw member online")
+        yield member
 
 
 def test_a_member_uploading_more_than_the_share_is_refused_unread(stack, user):
-    member = RawMember(stack, user, padding=256 * 1024)
-    try:
-        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 10,
-                 "the raw member online")
+    with raw_member(stack, user, padding=256 * 1024) as member:
         blob = unique("small")
         stored = user.api.post(f"/api/array/{blob}?replicas=1", data=b"twelve bytes")
         assert stored.status_code == 201, stored.text
@@ -70,15 +73,10 @@ def test_a_member_uploading_more_than_the_share_is_refused_unread(stack, user):
         # The server is none the worse: an honest answer is read as before.
         member.padding = 0
         assert user.api.get(f"/api/array/{blob}").content == b"twelve bytes"
-    finally:
-        member.close()
 
 
 def test_an_upload_past_the_largest_share_is_cut_off_at_the_staging_url(stack, user):
-    member = RawMember(stack, user, padding=5 * 1024 * 1024)
-    try:
-        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 10,
-                 "the raw member online")
+    with raw_member(stack, user, padding=5 * 1024 * 1024) as member:
         blob = unique("big")
         assert user.api.post(f"/api/array/{blob}?replicas=1", data=b"x" * 1000) \
             .status_code == 201
@@ -86,5 +84,3 @@ def test_an_upload_past_the_largest_share_is_cut_off_at_the_staging_url(stack, u
         if stack.stack_info().get("mode", "local") == "local":
             # The local staging URL admits at most the largest share there is.
             assert member.uploads == [413]
-    finally:
-        member.close()
