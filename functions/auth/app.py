@@ -2,6 +2,7 @@
 cloudstrype.auth."""
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp
 from cloudstrype.auth import users
+from cloudstrype.auth.tokens import bearer_token
 
 app = ServiceApp("auth", "/api/auth")
 
@@ -26,6 +27,13 @@ def login(call):
 @app.endpoint("/refresh", ["POST"], auth=PUBLIC)
 def refresh(call):
     return users.refresh(call.field("refresh_token"))
+
+
+@app.endpoint("/logout", ["POST"])
+def logout(call):
+    # The refresh token of this sign-in stops working; locally its access and id tokens too.
+    users.logout(bearer_token(call.header("authorization")), call.principal.token_use)
+    return Reply(status=204)
 
 
 @app.endpoint("/me")

@@ -27,6 +27,7 @@ ADMIN_ACTIONS = [
     "cognito-idp:AdminGetUser",
     "cognito-idp:AdminConfirmSignUp",
     "cognito-idp:AdminDeleteUser",
+    "cognito-idp:AdminUserGlobalSignOut",
     "cognito-idp:AdminListGroupsForUser",
     "cognito-idp:AdminAddUserToGroup",
     "cognito-idp:AdminRemoveUserFromGroup",

@@ -26,11 +26,16 @@ class Settings:
     metadata_path: str = _env("CLOUDSTRYPE_METADATA_PATH", "")
 
     # Auth: the user pool and how its tokens are checked. The JWKS URL and the issuer are separate
-    # because moto serves the JWKS locally but stamps AWS's issuer into the tokens.
+    # settings (Cognito's JWKS URL is derived from the pool, the local gateway serves its own).
     user_pool_id: str = _env("CLOUDSTRYPE_USER_POOL_ID")
     user_pool_client_id: str = _env("CLOUDSTRYPE_USER_POOL_CLIENT_ID")
     jwks_url: str = _env("CLOUDSTRYPE_JWKS_URL")
     token_issuer: str = _env("CLOUDSTRYPE_TOKEN_ISSUER")
+    # Who issues identities: "cognito" (what the CDK sets) or "local" (the identity service of
+    # `serve`, on the metadata store), with the local service's RSA signing key (created 0600 on
+    # first use; the local gateway serves its public half at /.well-known/jwks.json).
+    identity_provider: str = _env("CLOUDSTRYPE_IDENTITY_PROVIDER", "cognito")
+    identity_key_path: str = _env("CLOUDSTRYPE_IDENTITY_KEY_PATH")
     # Locally there is no e-mail to receive Cognito's code, so new users are confirmed at once.
     auto_confirm_users: str = _env("CLOUDSTRYPE_AUTO_CONFIRM_USERS", "false")
 

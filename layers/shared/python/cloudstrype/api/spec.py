@@ -106,6 +106,8 @@ op("POST", "/api/auth/login", "Sign in", public=True,
 op("POST", "/api/auth/refresh", "Fresh id and access tokens", public=True,
    body=_obj(["refresh_token"], refresh_token=S),
    responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}}})
+op("POST", "/api/auth/logout", "End this sign-in: its refresh token stops working",
+   responses={204: "Signed out"})
 op("GET", "/api/auth/me", "The signed-in user",
    responses={200: {"schema": {"$ref": "#/components/schemas/User"}}})
 op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")

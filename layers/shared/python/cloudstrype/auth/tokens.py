@@ -1,7 +1,10 @@
 """Verifying Cognito-issued JWTs ourselves, whatever sits in front of the function.
 
-RS256 only, against the user pool's JWKS (cached), checking signature, expiry, issuer, the app
-client and `token_use`. Both id and access tokens are accepted as bearer tokens.
+RS256 only, against the issuer's JWKS URL (cached; Cognito's, or the local gateway's for the
+local identity service), checking signature, expiry, issuer, the app client and
+`token_use`. Both id and access tokens are accepted as bearer tokens. Then the identity provider
+says whether the sign-in has ended (logout, deleted user): the local service answers from its
+store on every request; Cognito's tokens live until they expire (see identity/cognito.py).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import jwt
 from jwt import PyJWKClient
 
 from cloudstrype import errors
+from cloudstrype.identity import get_identity
 from cloudstrype.settings import get_settings
 
 ALGORITHM = "RS256"
@@ -90,6 +94,9 @@ class TokenVerifier:
         else:
             raise errors.Unauthorized("Only id and access tokens are accepted.",
                                       code="invalid_token")
+        if get_identity().is_revoked(claims):
+            raise errors.Unauthorized("This sign-in has ended (logged out, or the account was "
+                                      "deleted); log in again.", code="token_revoked")
         return Principal(user_id=claims["sub"], username=username or claims["sub"],
                          groups=frozenset(claims.get("cognito:groups") or ()),
                          token_use=token_use, claims=claims)

@@ -1,0 +1,121 @@
+"""The identity seam: who the users are, their passwords, groups and tokens.
+
+Two providers: Cognito in AWS (`cognito.py`) and the local identity service of `cloudstrype serve`
+(`local.py`). Both issue the same RS256 JWTs, verified by the one verifier in
+`cloudstrype.auth.tokens`. Providers raise `cloudstrype.errors` with stable codes; checking what a
+caller typed (username shape, password policy, protected groups) is the domain layer's work
+(`cloudstrype.auth.users`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+CONFIRMED = "CONFIRMED"
+UNCONFIRMED = "UNCONFIRMED"
+
+
+@dataclass
+class User:
+    user_id: str                      # the token's `sub`: every item a user owns is keyed by it
+    username: str
+    email: str | None = None
+    status: str = CONFIRMED
+    enabled: bool = True
+    created: str | None = None        # ISO 8601
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    name: str
+    description: str = ""
+
+
+@dataclass
+class Tokens:
+    id_token: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass
+class UserPage:
+    users: list[User]
+    cursor: str | None = None         # opaque; None at the end
+
+
+class IdentityProvider(ABC):
+    """One user directory. Usernames are case-insensitive; group names are not (as in Cognito)."""
+
+    @abstractmethod
+    def register(self, username: str, email: str, password: str, *, confirmed: bool) -> User:
+        """A new user; `confirmed` skips the confirmation code (local stack, admin CLI).
+        Conflict `username_taken` when the name is in use."""
+
+    @abstractmethod
+    def confirm(self, username: str, code: str) -> None:
+        """NotFound `user_not_found`, Conflict `already_confirmed`, BadRequest `invalid_code`."""
+
+    @abstractmethod
+    def login(self, username: str, password: str) -> Tokens:
+        """Unauthorized `invalid_credentials` (same answer for unknown users), Forbidden
+        `not_confirmed`, TooManyRequests `too_many_attempts` (with Retry-After)."""
+
+    @abstractmethod
+    def refresh(self, refresh_token: str) -> Tokens:
+        """Fresh id and access tokens; Unauthorized `invalid_refresh_token`. The refresh token
+        returned may differ from the one given (the local service rotates it)."""
+
+    @abstractmethod
+    def logout(self, access_token: str) -> None:
+        """End the sign-in the (already verified) access token belongs to: its refresh token
+        stops working."""
+
+    @abstractmethod
+    def is_revoked(self, claims: dict) -> bool:
+        """Whether verified token claims belong to a sign-in that has ended (logout, deleted
+        user). Called on every authenticated request, so it must be cheap."""
+
+    @abstractmethod
+    def describe(self, username: str) -> User:
+        """The user with their groups; NotFound `user_not_found`."""
+
+    @abstractmethod
+    def list_users(self, limit: int, cursor: str | None) -> UserPage:
+        """A page of users; BadRequest `invalid_cursor` for a cursor not handed out here."""
+
+    @abstractmethod
+    def delete_user(self, username: str) -> None:
+        """NotFound `user_not_found`."""
+
+    @abstractmethod
+    def list_groups(self) -> list[Group]:
+        """Every group, by name."""
+
+    @abstractmethod
+    def create_group(self, name: str, description: str) -> Group:
+        """Conflict `group_exists`."""
+
+    @abstractmethod
+    def delete_group(self, name: str) -> None:
+        """NotFound `group_not_found`; members lose the group."""
+
+    @abstractmethod
+    def set_membership(self, group: str, username: str, member: bool) -> None:
+        """Add or remove (removing a non-member is fine). NotFound `group_not_found` or
+        `user_not_found`."""
+
+    @abstractmethod
+    def group_members(self, group: str) -> list[str]:
+        """Usernames, sorted; NotFound `group_not_found`."""
+
+    @abstractmethod
+    def groups_of(self, username: str) -> list[str]:
+        """Group names, sorted; NotFound `user_not_found`."""
+
+    def jwks(self) -> dict | None:
+        """The public signing keys, where this provider publishes them itself (None: the
+        provider serves its own JWKS URL, as Cognito does)."""
+        return None

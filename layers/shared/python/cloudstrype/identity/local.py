@@ -1,0 +1,382 @@
+"""The local identity service of `cloudstrype serve`: Cognito-compatible, on the metadata store.
+
+- Tokens: RS256 JWTs with Cognito's claims, signed by an RSA key generated per install and kept
+  0600 in the data directory; the public half is served as a JWKS by the local gateway
+  (`GET /.well-known/jwks.json`, the JWKS URL), so the one verifier in `cloudstrype.auth.tokens`
+  fetches and checks these tokens exactly as it does Cognito's.
+- Passwords: argon2id (argon2-cffi). Sign-in is throttled per account: after FREE_FAILURES wrong
+  passwords (or confirmation codes) each further try waits exponentially longer (429).
+- Refresh tokens: opaque and random, stored only as a hash, rotated on every refresh (the old one
+  stops working). Access and id tokens name their sign-in (`origin_jti`, as Cognito's do); logout
+  and user deletion end the sign-in, and `is_revoked` refuses its tokens from then on.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cloudstrype import errors
+from cloudstrype.auth import pool
+from cloudstrype.identity.base import (
+    CONFIRMED,
+    UNCONFIRMED,
+    Group,
+    IdentityProvider,
+    Tokens,
+    User,
+    UserPage,
+)
+from cloudstrype.identity.local_store import IdentityStore, Session, UserItem, name_key
+from cloudstrype.metadata.engine import BadCursor, Change
+
+log = logging.getLogger("cloudstrype.identity")
+
+# OWASP's argon2id settings (19 MiB, 2 passes): memory-hard, yet cheap enough for a server that
+# signs many users in at once.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+FREE_FAILURES = 5
+LOCK_BASE_SECONDS = 2
+LOCK_MAX_SECONDS = 15 * 60
+CODE_LIFETIME_SECONDS = 24 * 3600
+ACCESS_SCOPE = "aws.cognito.signin.user.admin"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _uint(value: int) -> str:
+    return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def lock_seconds(failures: int) -> int:
+    """How long an account waits after this many failures in a row."""
+    if failures < FREE_FAILURES:
+        return 0
+    return min(LOCK_BASE_SECONDS * 2 ** (failures - FREE_FAILURES), LOCK_MAX_SECONDS)
+
+
+def _create_file(path: Path, data: bytes, mode: int) -> None:
+    """Write beside, fsync, then link into place: readers never see half a file, and of two
+    processes creating the key at once (server and admin CLI), one key wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class SigningKey:
+    """The install's RSA key: created on first use, 0600, never replaced."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            _create_file(self.path, pem, 0o600)
+        if self.path.stat().st_mode & 0o077:
+            raise RuntimeError(f"The token signing key {self.path} is readable by others; "
+                               f"run 'chmod 600 {self.path}' (or remove it to make a new one, "
+                               f"which signs everyone out).")
+        self.key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
+        numbers = self.key.public_key().public_numbers()
+        public = {"e": _uint(numbers.e), "kty": "RSA", "n": _uint(numbers.n)}
+        # RFC 7638 thumbprint: a kid that names exactly this key.
+        self.kid = _b64(hashlib.sha256(json.dumps(public, separators=(",", ":"),
+                                                  sort_keys=True).encode()).digest())
+        self.jwk = {**public, "alg": "RS256", "use": "sig", "kid": self.kid}
+
+    def jwks(self) -> dict:
+        return {"keys": [self.jwk]}
+
+    def sign(self, claims: dict) -> str:
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+def _log_code(username: str, code: str) -> None:
+    # There is no mail server locally: the operator reads the code from the server log.
+    log.warning("Confirmation code for %s: %s", username, code)
+
+
+class LocalIdentity(IdentityProvider):
+    def __init__(self, key_path: str | None, issuer: str, client_id: str, *,
+                 store: IdentityStore | None = None,
+                 clock: Callable[[], float] = time.time,
+                 deliver_code: Callable[[str, str], None] = _log_code):
+        self.key_path = key_path
+        self.issuer = issuer
+        self.client_id = client_id
+        self.store = store or IdentityStore()
+        self.clock = clock
+        self.deliver_code = deliver_code
+        self._key: SigningKey | None = None
+        self._key_lock = threading.Lock()
+        self._dummy_hash: str | None = None
+        self._admins_ready = False
+
+    # -- keys ---------------------------------------------------------------------------------
+    @property
+    def signing_key(self) -> SigningKey:
+        with self._key_lock:
+            if self._key is None:
+                if not self.key_path:
+                    raise RuntimeError("The local identity service has no signing key: set "
+                                       "CLOUDSTRYPE_IDENTITY_KEY_PATH.")
+                self._key = SigningKey(self.key_path)
+            return self._key
+
+    def jwks(self) -> dict:
+        return self.signing_key.jwks()
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    # -- accounts -----------------------------------------------------------------------------
+    def register(self, username: str, email: str, password: str, *, confirmed: bool) -> User:
+        problems = pool.password_problems(password)
+        if problems:
+            raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) + ".",
+                                    code="weak_password", details={"field": "password"})
+        now = self._now()
+        code = None if confirmed else f"{secrets.randbelow(10 ** 6):06d}"
+        user = UserItem(username=username, user_id=str(uuid.uuid4()), email=email,
+                        password_hash=HASHER.hash(password),
+                        status=CONFIRMED if confirmed else UNCONFIRMED, created=now,
+                        code_hash=_hash(code) if code else None,
+                        code_expires=now + CODE_LIFETIME_SECONDS if code else None)
+        if not self.store.create_user(user):
+            raise errors.Conflict(f"The username '{username}' is taken.", code="username_taken")
+        if code:
+            self.deliver_code(username, code)
+        return self._public(user)
+
+    def _existing(self, username: str) -> UserItem:
+        user = self.store.get_user(username)
+        if user is None:
+            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+        return user
+
+    def _check_throttle(self, user: UserItem) -> None:
+        wait = user.last_failure + lock_seconds(user.failures) - self._now()
+        if user.failures >= FREE_FAILURES and wait > 0:
+            raise errors.TooManyRequests(
+                f"Too many failed attempts for this account; try again in {wait} s.",
+                code="too_many_attempts", headers={"Retry-After": str(wait)})
+
+    def _record_failure(self, user: UserItem) -> None:
+        self.store.update_user(user, Change(add={"failures": 1},
+                                            set={"last_failure": self._now()}))
+
+    def confirm(self, username: str, code: str) -> None:
+        user = self._existing(username)
+        if user.status == CONFIRMED:
+            raise errors.Conflict("This account is confirmed already; log in.",
+                                  code="already_confirmed")
+        self._check_throttle(user)
+        if not (user.code_hash and (user.code_expires or 0) > self._now()
+                and hmac.compare_digest(user.code_hash, _hash(code))):
+            self._record_failure(user)
+            raise errors.BadRequest("The confirmation code is wrong or has expired.",
+                                    code="invalid_code")
+        self.store.update_user(user, Change(set={"status": CONFIRMED, "failures": 0},
+                                            remove=("code_hash", "code_expires")))
+
+    # -- tokens -------------------------------------------------------------------------------
+    def _password_matches(self, user: UserItem | None, password: str) -> bool:
+        if user is None:
+            # Hash anyway, so an unknown username takes as long as a wrong password.
+            if self._dummy_hash is None:
+                self._dummy_hash = HASHER.hash(secrets.token_urlsafe(16))
+            target = self._dummy_hash
+        else:
+            target = user.password_hash
+        try:
+            return HASHER.verify(target, password) and user is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def login(self, username: str, password: str) -> Tokens:
+        user = self.store.get_user(username)
+        if user is not None:
+            self._check_throttle(user)
+        if not self._password_matches(user, password):
+            if user is not None:
+                self._record_failure(user)
+            raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
+        if user.status != CONFIRMED:
+            raise errors.Forbidden("Confirm your account first (POST /api/auth/confirm with the "
+                                   "code you were sent).", code="not_confirmed")
+        change = Change()
+        if user.failures:
+            change.set["failures"] = 0
+        if HASHER.check_needs_rehash(user.password_hash):
+            change.set["password_hash"] = HASHER.hash(password)
+        if change.set:
+            self.store.update_user(user, change)
+        now = self._now()
+        session_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        refresh_token = f"{user.user_id}.{session_id}.{secret}"
+        session = Session(user_id=user.user_id, session=session_id,
+                          name_key=name_key(user.username), token_hash=_hash(refresh_token),
+                          auth_time=now, created=now,
+                          expires=now + pool.REFRESH_TOKEN_DAYS * 86400)
+        if not self.store.create_session(session, user, CONFIRMED):
+            # Deleted (or replaced) between the password check and now.
+            raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
+        return self._issue(user, session, refresh_token)
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        invalid = errors.Unauthorized("The refresh token is not valid; log in again.",
+                                      code="invalid_refresh_token")
+        parts = refresh_token.split(".") if isinstance(refresh_token, str) else []
+        if len(parts) != 3 or not all(parts):
+            raise invalid
+        session = self.store.get_session(parts[0], parts[1])
+        if session is None or not hmac.compare_digest(session.token_hash, _hash(refresh_token)):
+            raise invalid
+        user = self.store.get_user(session.name_key)
+        if user is None or user.user_id != session.user_id or user.status != CONFIRMED:
+            raise invalid
+        fresh = f"{session.user_id}.{session.session}.{secrets.token_urlsafe(32)}"
+        if not self.store.rotate_session(session, _hash(fresh),
+                                         self._now() + pool.REFRESH_TOKEN_DAYS * 86400):
+            raise invalid           # another refresh with the same token won
+        return self._issue(user, session, fresh)
+
+    def _issue(self, user: UserItem, session: Session, refresh_token: str) -> Tokens:
+        now = self._now()
+        common = {"sub": user.user_id, "iss": self.issuer, "origin_jti": session.session,
+                  "event_id": str(uuid.uuid4()), "auth_time": session.auth_time, "iat": now}
+        if user.groups:
+            common["cognito:groups"] = sorted(user.groups)
+        id_claims = {**common, "token_use": "id", "aud": self.client_id,
+                     "cognito:username": user.username, "email": user.email,
+                     "email_verified": True, "jti": str(uuid.uuid4()),
+                     "exp": now + pool.ID_TOKEN_MINUTES * 60}
+        access_claims = {**common, "token_use": "access", "client_id": self.client_id,
+                         "username": user.username, "scope": ACCESS_SCOPE,
+                         "jti": str(uuid.uuid4()), "exp": now + pool.ACCESS_TOKEN_MINUTES * 60}
+        key = self.signing_key
+        return Tokens(id_token=key.sign(id_claims), access_token=key.sign(access_claims),
+                      refresh_token=refresh_token, expires_in=pool.ACCESS_TOKEN_MINUTES * 60)
+
+    def logout(self, access_token: str) -> None:
+        try:
+            claims = jwt.decode(access_token, self.signing_key.key.public_key(),
+                                algorithms=["RS256"], issuer=self.issuer,
+                                options={"verify_aud": False, "verify_exp": False,
+                                         "require": ["sub", "origin_jti"]})
+        except jwt.PyJWTError:
+            raise errors.Unauthorized("The token was not issued here.",
+                                      code="invalid_token") from None
+        # Idempotent: a sign-in that has ended already stays ended.
+        self.store.end_session(claims["sub"], claims["origin_jti"])
+
+    def is_revoked(self, claims: dict) -> bool:
+        user_id, session = claims.get("sub"), claims.get("origin_jti")
+        if not (isinstance(user_id, str) and isinstance(session, str) and user_id and session):
+            return True
+        return self.store.get_session(user_id, session) is None
+
+    # -- directory ----------------------------------------------------------------------------
+    @staticmethod
+    def _public(user: UserItem) -> User:
+        return User(user_id=user.user_id, username=user.username, email=user.email,
+                    status=user.status, enabled=True,
+                    created=datetime.fromtimestamp(user.created, timezone.utc).isoformat(),
+                    groups=sorted(user.groups))
+
+    def describe(self, username: str) -> User:
+        return self._public(self._existing(username))
+
+    def list_users(self, limit: int, cursor: str | None) -> UserPage:
+        try:
+            users, next_cursor = self.store.list_users(limit, cursor)
+        except BadCursor:
+            raise errors.BadRequest("The paging cursor ('next') is not valid; start the listing "
+                                    "again.", code="invalid_cursor") from None
+        return UserPage([self._public(u) for u in users], next_cursor)
+
+    def delete_user(self, username: str) -> None:
+        user = self.store.mark_deleting(username)
+        if user is None:
+            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+        # Sessions first: from here on every token of the user is refused (is_revoked).
+        self.store.end_all_sessions(user.user_id)
+        self.store.forget_user(user)
+
+    def _groups(self):
+        """The group store, with the `admins` group in it (the pool declares it, as the CDK and
+        Cognito do)."""
+        if not self._admins_ready:
+            self.store.create_group(pool.ADMIN_GROUP, "May manage users and groups", self._now())
+            self._admins_ready = True
+        return self.store
+
+    def groups_of(self, username: str) -> list[str]:
+        return sorted(self._existing(username).groups)
+
+    def list_groups(self) -> list[Group]:
+        return [Group(g["name"], g.get("description", "")) for g in self._groups().list_groups()]
+
+    def create_group(self, name: str, description: str) -> Group:
+        if not self._groups().create_group(name, description, self._now()):
+            raise errors.Conflict(f"The group '{name}' exists already.", code="group_exists")
+        return Group(name, description)
+
+    def delete_group(self, name: str) -> None:
+        if not self._groups().delete_group(name):
+            raise errors.NotFound(f"No group '{name}'.", code="group_not_found")
+
+    def set_membership(self, group: str, username: str, member: bool) -> None:
+        if not self._groups().group_exists(group):
+            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+        missing = self.store.set_membership(group, self._existing(username), member)
+        if missing == "group":
+            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+        if missing == "user":
+            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+
+    def group_members(self, group: str) -> list[str]:
+        if not self._groups().group_exists(group):
+            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+        return self.store.group_members(group)

@@ -1,0 +1,406 @@
+"""One conformance suite for IdentityProvider: the local identity service (on each metadata
+engine) and Cognito (moto in-process) must answer alike.
+
+Where moto cannot do what Cognito does (case-insensitive usernames, rejecting a wrong
+confirmation code, locking an account out, rotating refresh tokens, revoking access tokens), the
+shared tests assert only what both do, and the local service's own promises are proven by the
+local-only tests at the end, on both engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+import requests
+from cloudstrype import errors
+from cloudstrype.auth import pool
+from cloudstrype.identity.base import CONFIRMED, UNCONFIRMED
+
+from tests.metadata.conftest import make_engine
+
+PASSWORD = "Str0ngPassw0rd"
+CLIENT_ID = "conformance-client"
+ISSUER = "http://127.0.0.1:1/conformance"
+
+
+def _name(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Clock:
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["local-sqlite", "local-dynamodb", "cognito"])
+def provider(request, tmp_path):
+    """(provider, codes): codes[username] is the confirmation code a user was sent, where the
+    test can read it (locally); Cognito-on-moto accepts any code."""
+    from cloudstrype.metadata.engine import set_engine
+    codes: dict[str, str] = {}
+    if request.param.startswith("local"):
+        from cloudstrype.identity.local import LocalIdentity
+        from cloudstrype.identity.local_store import IdentityStore
+        engine = make_engine(request.param.split("-")[1], tmp_path, request)
+        set_engine(engine)
+        identity = LocalIdentity(str(tmp_path / "identity-key.pem"), ISSUER, CLIENT_ID,
+                                 store=IdentityStore(engine), clock=Clock(),
+                                 deliver_code=codes.__setitem__)
+        identity.kind = "local"
+        yield identity, codes
+        set_engine(None)
+        engine.close()
+        return
+    request.getfixturevalue("_moto")
+    import boto3
+    from cloudstrype.identity.cognito import CognitoIdentity
+    client = boto3.client("cognito-idp", region_name="us-east-1")
+    pool_id = client.create_user_pool(
+        PoolName=pool.POOL_NAME, Policies={"PasswordPolicy": pool.PASSWORD_POLICY},
+        UsernameConfiguration={"CaseSensitive": False})["UserPool"]["Id"]
+    client_id = client.create_user_pool_client(
+        UserPoolId=pool_id, ClientName=pool.CLIENT_NAME, GenerateSecret=False,
+        ExplicitAuthFlows=pool.CLIENT_AUTH_FLOWS)["UserPoolClient"]["ClientId"]
+    client.create_group(UserPoolId=pool_id, GroupName=pool.ADMIN_GROUP)
+    identity = CognitoIdentity(pool_id, client_id, "us-east-1", client=client)
+    identity.kind = "cognito"
+    yield identity, codes
+
+
+@pytest.fixture
+def identity(provider):
+    return provider[0]
+
+
+def _user(identity, name=None, *, groups=()):
+    name = name or _name()
+    identity.register(name, f"{name}@example.org", PASSWORD, confirmed=True)
+    for group in groups:
+        identity.set_membership(group, name, True)
+    return name
+
+
+def _claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def _raises(kind, code, call, *args, **kwargs):
+    with pytest.raises(kind) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code, caught.value.message
+    return caught.value
+
+
+# -- shared promises ----------------------------------------------------------------------------
+
+def test_register_then_login_issues_cognito_shaped_tokens(identity):
+    name = _name()
+    user = identity.register(name, f"{name}@example.org", PASSWORD, confirmed=True)
+    assert user.username == name and user.status == CONFIRMED and user.user_id
+    tokens = identity.login(name, PASSWORD)
+    assert tokens.expires_in == pool.ACCESS_TOKEN_MINUTES * 60 and tokens.refresh_token
+    assert jwt.get_unverified_header(tokens.access_token)["alg"] == "RS256"
+    access, id_ = _claims(tokens.access_token), _claims(tokens.id_token)
+    for claims in (access, id_):
+        assert claims["sub"] == user.user_id
+        assert claims["exp"] > claims["iat"] and "auth_time" in claims and claims["jti"]
+        assert claims["origin_jti"] == access["origin_jti"]
+    assert access["token_use"] == "access" and access["username"] == name
+    assert access["client_id"] == identity.client_id
+    assert id_["token_use"] == "id" and id_["cognito:username"] == name
+    assert id_["aud"] == identity.client_id
+    assert access["jti"] != id_["jti"]
+
+
+def test_duplicate_username_is_a_conflict(identity):
+    name = _user(identity)
+    _raises(errors.Conflict, "username_taken", identity.register, name, "x@example.org",
+            PASSWORD, confirmed=True)
+
+
+def test_wrong_password_and_unknown_user_are_the_same_answer(identity):
+    name = _user(identity)
+    wrong = _raises(errors.Unauthorized, "invalid_credentials", identity.login, name, "Wr0ngPass1")
+    unknown = _raises(errors.Unauthorized, "invalid_credentials", identity.login, _name(),
+                      PASSWORD)
+    assert wrong.message == unknown.message
+
+
+def test_unconfirmed_user_confirms_with_the_code_then_logs_in(provider):
+    identity, codes = provider
+    name = _name()
+    user = identity.register(name, f"{name}@example.org", PASSWORD, confirmed=False)
+    assert user.status == UNCONFIRMED
+    _raises(errors.Forbidden, "not_confirmed", identity.login, name, PASSWORD)
+    # moto accepts any code; locally it is the code the user was sent.
+    identity.confirm(name, codes.get(name, "123456"))
+    assert identity.login(name, PASSWORD).access_token
+    _raises(errors.Conflict, "already_confirmed", identity.confirm, name, "123456")
+    _raises(errors.NotFound, "user_not_found", identity.confirm, _name(), "123456")
+
+
+def test_refresh_gives_working_tokens_and_garbage_is_refused(identity):
+    name = _user(identity)
+    tokens = identity.login(name, PASSWORD)
+    fresh = identity.refresh(tokens.refresh_token)
+    assert _claims(fresh.access_token)["username"] == name
+    assert _claims(fresh.id_token)["sub"] == _claims(tokens.id_token)["sub"]
+    assert fresh.refresh_token
+    for garbage in ("garbage", "a.b.c", ""):
+        _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, garbage)
+
+
+def test_logout_ends_the_refresh_token(identity):
+    name = _user(identity)
+    tokens = identity.login(name, PASSWORD)
+    identity.logout(tokens.access_token)
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, tokens.refresh_token)
+    assert identity.login(name, PASSWORD).access_token       # a new sign-in works
+
+
+def test_describe_lists_and_deletes_users(identity):
+    names = {_user(identity) for _ in range(5)}
+    described = identity.describe(next(iter(names)))
+    assert described.email.endswith("@example.org") and described.groups == []
+    assert described.created and described.enabled
+    _raises(errors.NotFound, "user_not_found", identity.describe, _name())
+
+    seen, cursor, pages = set(), None, 0
+    while True:
+        page = identity.list_users(2, cursor)
+        assert len(page.users) <= 2
+        seen.update(u.username for u in page.users)
+        pages += 1
+        cursor = page.cursor
+        if not cursor:
+            break
+    assert names <= seen and pages >= 3
+    _raises(errors.BadRequest, "invalid_cursor", identity.list_users, 2, "not-a-cursor")
+
+    doomed = names.pop()
+    identity.delete_user(doomed)
+    _raises(errors.NotFound, "user_not_found", identity.describe, doomed)
+    _raises(errors.NotFound, "user_not_found", identity.delete_user, doomed)
+    _raises(errors.Unauthorized, "invalid_credentials", identity.login, doomed, PASSWORD)
+
+
+def test_deleting_a_user_ends_their_refresh_token(identity):
+    name = _user(identity)
+    tokens = identity.login(name, PASSWORD)
+    identity.delete_user(name)
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, tokens.refresh_token)
+
+
+def test_groups_and_memberships(identity):
+    group, member, other = _name("team"), _user(identity), _user(identity)
+    assert identity.create_group(group, "A team").name == group
+    _raises(errors.Conflict, "group_exists", identity.create_group, group, "")
+    assert {"name": group, "description": "A team"} in \
+        [{"name": g.name, "description": g.description} for g in identity.list_groups()]
+    assert pool.ADMIN_GROUP in {g.name for g in identity.list_groups()}
+
+    identity.set_membership(group, member, True)
+    identity.set_membership(group, member, True)                 # twice is fine
+    identity.set_membership(pool.ADMIN_GROUP, member, True)
+    assert identity.group_members(group) == [member]
+    assert identity.groups_of(member) == sorted([group, pool.ADMIN_GROUP])
+    assert identity.describe(member).groups == sorted([group, pool.ADMIN_GROUP])
+    assert identity.groups_of(other) == []
+    # Groups travel in tokens issued after the change (Cognito orders them by precedence).
+    assert set(_claims(identity.login(member, PASSWORD).access_token)["cognito:groups"]) == \
+        {group, pool.ADMIN_GROUP}
+
+    _raises(errors.NotFound, "user_not_found", identity.set_membership, group, _name(), True)
+    _raises(errors.NotFound, "group_not_found", identity.set_membership, _name("g"), member,
+            True)
+    _raises(errors.NotFound, "group_not_found", identity.group_members, _name("g"))
+    _raises(errors.NotFound, "user_not_found", identity.groups_of, _name())
+
+    identity.set_membership(group, member, False)
+    identity.set_membership(group, other, False)                 # not a member: fine
+    assert identity.group_members(group) == []
+    assert identity.groups_of(member) == [pool.ADMIN_GROUP]
+
+    identity.set_membership(group, other, True)
+    identity.delete_group(group)
+    _raises(errors.NotFound, "group_not_found", identity.delete_group, group)
+    assert group not in {g.name for g in identity.list_groups()}
+    assert identity.groups_of(other) == []
+
+
+def test_deleted_user_leaves_their_groups(identity):
+    group = _name("team")
+    identity.create_group(group, "")
+    name = _user(identity, groups=[group])
+    identity.delete_user(name)
+    assert identity.group_members(group) == []
+
+
+# -- the local service's own promises (what moto cannot show for Cognito) ------------------------
+
+# Each test below runs on both engines; `local_param` narrows the provider fixture to them.
+local_param = pytest.mark.parametrize("provider", ["local-sqlite", "local-dynamodb"],
+                                      indirect=True)
+
+
+@pytest.fixture
+def local(provider):
+    assert provider[0].kind == "local", "use @local_param"
+    return provider
+
+
+@pytest.fixture
+def jwks_url(local):
+    """The provider's JWKS served over HTTP, as the local gateway serves it."""
+    identity, _ = local
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(identity.jwks()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def verifier(local, jwks_url):
+    """The real verifier, fetching the keys from the JWKS URL, with this provider installed
+    for its revocation check."""
+    from cloudstrype.auth.tokens import TokenVerifier
+    from cloudstrype.identity import set_identity
+    set_identity(local[0])
+    yield TokenVerifier(jwks_url, ISSUER, CLIENT_ID)
+    set_identity(None)
+
+
+@local_param
+def test_usernames_are_case_insensitive(local):
+    identity, _ = local
+    name = _name("Mixed")
+    identity.register(name, f"{name}@example.org", PASSWORD, confirmed=True)
+    _raises(errors.Conflict, "username_taken", identity.register, name.upper(), "x@example.org",
+            PASSWORD, confirmed=True)
+    tokens = identity.login(name.lower(), PASSWORD)
+    assert _claims(tokens.access_token)["username"] == name      # as registered
+    assert identity.describe(name.upper()).username == name
+
+
+@local_param
+def test_password_is_stored_under_argon2id_only(local, tmp_path):
+    identity, _ = local
+    name = _user(identity)
+    stored = identity.store.get_user(name).password_hash
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+@local_param
+def test_wrong_confirmation_code_is_refused(local):
+    identity, codes = local
+    name = _name()
+    identity.register(name, f"{name}@example.org", PASSWORD, confirmed=False)
+    wrong = "000000" if codes[name] != "000000" else "111111"
+    _raises(errors.BadRequest, "invalid_code", identity.confirm, name, wrong)
+    identity.confirm(name, codes[name])
+    assert identity.login(name, PASSWORD)
+
+
+@local_param
+def test_refresh_rotates_the_token_and_the_old_one_stops_working(local):
+    identity, _ = local
+    name = _user(identity)
+    first = identity.login(name, PASSWORD)
+    second = identity.refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, first.refresh_token)
+    third = identity.refresh(second.refresh_token)
+    assert _claims(third.access_token)["origin_jti"] == _claims(first.access_token)["origin_jti"]
+    # Only a hash of the token is stored.
+    session = identity.store.get_session(_claims(first.access_token)["sub"],
+                                         _claims(first.access_token)["origin_jti"])
+    assert third.refresh_token.split(".")[2] not in session.token_hash
+
+
+@local_param
+def test_logout_and_deletion_revoke_access_tokens_at_once(local, verifier):
+    identity, _ = local
+    name = _user(identity)
+    kept, ended = identity.login(name, PASSWORD), identity.login(name, PASSWORD)
+    assert verifier.verify(ended.access_token).username == name
+    identity.logout(ended.access_token)
+    for token in (ended.access_token, ended.id_token):
+        _raises(errors.Unauthorized, "token_revoked", verifier.verify, token)
+    assert verifier.verify(kept.access_token).username == name     # another sign-in lives on
+    identity.delete_user(name)
+    for token in (kept.access_token, kept.id_token):
+        _raises(errors.Unauthorized, "token_revoked", verifier.verify, token)
+
+
+@local_param
+def test_login_is_throttled_per_account(local):
+    from cloudstrype.identity.local import FREE_FAILURES, lock_seconds
+    identity, _ = local
+    name, bystander = _user(identity), _user(identity)
+    for _ in range(FREE_FAILURES):
+        _raises(errors.Unauthorized, "invalid_credentials", identity.login, name, "Wr0ngPass1")
+    # Locked: even the right password waits, and the answer says how long.
+    locked = _raises(errors.TooManyRequests, "too_many_attempts", identity.login, name, PASSWORD)
+    assert int(locked.headers["Retry-After"]) == lock_seconds(FREE_FAILURES)
+    assert identity.login(bystander, PASSWORD)                      # other accounts unaffected
+    identity.clock.now += lock_seconds(FREE_FAILURES)
+    _raises(errors.Unauthorized, "invalid_credentials", identity.login, name, "Wr0ngPass1")
+    locked = _raises(errors.TooManyRequests, "too_many_attempts", identity.login, name, PASSWORD)
+    assert int(locked.headers["Retry-After"]) == lock_seconds(FREE_FAILURES + 1) == \
+        2 * lock_seconds(FREE_FAILURES)
+    identity.clock.now += lock_seconds(FREE_FAILURES + 1)
+    assert identity.login(name, PASSWORD)                           # and success resets
+    assert identity.store.get_user(name).failures == 0
+
+
+@local_param
+def test_signing_key_is_per_install_private_and_served_as_jwks(local, verifier, jwks_url,
+                                                               tmp_path):
+    identity, _ = local
+    served = requests.get(jwks_url, timeout=10).json()
+    key_path = tmp_path / "identity-key.pem"
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert served["keys"][0]["kid"] and served["keys"][0]["alg"] == "RS256"
+    assert "d" not in served["keys"][0]                             # the public half only
+    tokens = identity.login(_user(identity), PASSWORD)
+    assert jwt.get_unverified_header(tokens.access_token)["kid"] == served["keys"][0]["kid"]
+    assert verifier.verify(tokens.id_token).token_use == "id"
+
+    # Another install has another key: its tokens, for a real sign-in here, are refused.
+    from cloudstrype.identity.local import LocalIdentity
+    other = LocalIdentity(str(tmp_path / "other" / "key.pem"), ISSUER, CLIENT_ID,
+                          store=identity.store, clock=identity.clock)
+    assert other.jwks()["keys"][0]["kid"] != served["keys"][0]["kid"]
+    _raises(errors.Unauthorized, "invalid_token", verifier.verify,
+            other.login(_user(identity), PASSWORD).access_token)
+    # The same key file is the same key (a restart keeps everyone signed in).
+    again = LocalIdentity(str(key_path), ISSUER, CLIENT_ID, store=identity.store)
+    assert again.jwks() == served
+
+    os.chmod(key_path, 0o644)
+    with pytest.raises(RuntimeError, match="chmod 600"):
+        LocalIdentity(str(key_path), ISSUER, CLIENT_ID, store=identity.store).jwks()
