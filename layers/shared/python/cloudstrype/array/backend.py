@@ -73,7 +73,7 @@ class MemberBackend(Backend):
             raise BackendError(f"could not stage the share for member {self.name}: {exc}") \
                 from None
         try:
-            url = area.url_for_get(staged, URL_EXPIRY_SECONDS)
+            url = _signed(area.url_for_get, staged, URL_EXPIRY_SECONDS)
             result = self._request(member, "put", key, TRANSFER_TIMEOUT_SECONDS,
                                    size=len(data), sha256=digest, url=url)
             self._raise_for(result, "put", key)
@@ -87,7 +87,7 @@ class MemberBackend(Backend):
         member = self._online()
         staged = self._staging_key()
         area = _staging()
-        url = area.url_for_put(staged, URL_EXPIRY_SECONDS, MAX_SHARE_BYTES)
+        url = _signed(area.url_for_put, staged, URL_EXPIRY_SECONDS, MAX_SHARE_BYTES)
         try:
             result = self._request(member, "get", key, TRANSFER_TIMEOUT_SECONDS, url=url)
             self._raise_for(result, "get", key)
@@ -224,6 +224,13 @@ def _staging() -> staging.Staging:
         raise BackendError(str(exc)) from None
 
 
+def _signed(make_url, *args) -> str:
+    try:
+        return make_url(*args)
+    except staging.StagingError as exc:
+        raise BackendError(f"could not sign a staging URL: {exc}") from None
+
+
 def _open_member(cleaned: dict, target: registry.Target, on_token_refreshed,
                  retry) -> MemberBackend:
     member_id = cleaned.get("member_id") or \
@@ -234,5 +241,5 @@ def _open_member(cleaned: dict, target: registry.Target, on_token_refreshed,
 # A member joins by connecting, never through the storages API; its storage's settings name it.
 registry.register(
     registry.StorageKind(MEMBER_KIND, "Array member", "member",
-                         (registry.ConfigField("member_id", "Member id"),)),
+                         (registry.ConfigField("member_id", "Member id", required=False),)),
     _open_member)

@@ -71,9 +71,14 @@ class S3Staging(Staging):
             raise StagingError(f"could not delete staged {key}: {exc}") from None
 
     def url_for_get(self, key: str, ttl: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=ttl)
+        return self._presign("get_object", key, ttl)
 
     def url_for_put(self, key: str, ttl: int, max_bytes: int) -> str:
-        return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=ttl)
+        return self._presign("put_object", key, ttl)
+
+    def _presign(self, operation: str, key: str, ttl: int) -> str:
+        try:
+            return self.client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=ttl)
+        except (BotoCoreError, ClientError) as exc:
+            raise StagingError(f"could not sign a URL for {key}: {exc}") from None
