@@ -1,87 +1,70 @@
-"""`cloudstrype admin`: create the first admin, or promote a user, in a user pool.
+"""`cloudstrype admin`: create the first admin, or promote a user.
 
-Against the local stack it talks to the running stack's moto endpoint when the stack is up,
-and otherwise opens the data directory itself (the state is saved back on exit). Against a
-deployment (`--user-pool-id`) it uses the caller's AWS credentials.
+Locally it opens the data directory's metadata database itself: a stopped server is fine, and a
+running one shares the file safely (SQLite in WAL mode). Against a deployment (`--user-pool-id`)
+it uses Cognito with the caller's AWS credentials. Either way it goes through the same identity
+provider the server uses.
 """
 from __future__ import annotations
 
 import contextlib
 import getpass
-import json
-import os
 import sys
 from pathlib import Path
 
-import boto3
-from botocore.exceptions import ClientError, EndpointConnectionError
-
-from infra.local import aws
+from cloudstrype import errors
 
 
 @contextlib.contextmanager
-def _pool(args):
+def _identity(args):
     if args.user_pool_id:
+        import boto3
+        from cloudstrype.identity.cognito import CognitoIdentity
         client = boto3.client("cognito-idp")
         clients = client.list_user_pool_clients(UserPoolId=args.user_pool_id,
                                                 MaxResults=60)["UserPoolClients"]
-        yield client, args.user_pool_id, clients[0]["ClientId"] if clients else None
+        if not clients:
+            raise errors.NotFound(f"the user pool {args.user_pool_id} has no app client")
+        yield CognitoIdentity(args.user_pool_id, clients[0]["ClientId"],
+                              client.meta.region_name, client=client)
         return
+    from cloudstrype.identity.local import LocalIdentity
+    from cloudstrype.identity.local_store import IdentityStore
+    from cloudstrype.metadata import schema
+    from cloudstrype.metadata.sqlite import SqliteEngine
+
+    from infra.local.services import METADATA_FILE
+
     data_dir = Path(args.data_dir).resolve()
-    stack_file = data_dir / "stack.json"
-    if stack_file.exists():
-        stack = json.loads(stack_file.read_text())
-        aws.configure_process_for_local_aws(stack["aws_endpoint"])
-        try:
-            client = boto3.client("cognito-idp")
-            client.describe_user_pool(UserPoolId=stack["user_pool_id"])
-        except EndpointConnectionError:
-            pass  # a stale stack file from a server that did not stop cleanly
-        else:
-            yield client, stack["user_pool_id"], stack["user_pool_client_id"]
-            return
-    # No server running: open the state ourselves and save it back.
     data_dir.mkdir(parents=True, exist_ok=True)
-    moto = aws.MotoServer(data_dir)
-    aws.configure_process_for_local_aws(moto.endpoint)
-    moto.start()
+    engine = SqliteEngine(str(data_dir / METADATA_FILE))
     try:
-        resources = aws.ensure_resources(data_dir / "resources.json")
-        yield boto3.client("cognito-idp"), resources.user_pool_id, resources.user_pool_client_id
+        engine.create_tables(schema.all_tables())   # a data directory never served yet
+        # No signing key: creating and promoting users issues no token.
+        yield LocalIdentity(None, "", "", store=IdentityStore(engine))
     finally:
-        moto.stop()
+        engine.close()
 
 
 def run_admin(args) -> int:
-    from cloudstrype.auth import pool as pool_definition
-    from cloudstrype.auth.pool import password_problems
+    from cloudstrype.auth import pool, users
 
-    with _pool(args) as (client, pool_id, client_id):
-        try:
+    try:
+        with _identity(args) as identity:
             if args.admin_command == "create":
                 password = args.password or getpass.getpass("Password for the new admin: ")
-                problems = password_problems(password)
-                if problems:
-                    print("cloudstrype admin: the password needs " + ", ".join(problems) + ".",
-                          file=sys.stderr)
-                    return 2
-                client.admin_create_user(
-                    UserPoolId=pool_id, Username=args.username, MessageAction="SUPPRESS",
-                    UserAttributes=[{"Name": "email", "Value": args.email},
-                                    {"Name": "email_verified", "Value": "true"}])
-                client.admin_set_user_password(UserPoolId=pool_id, Username=args.username,
-                                               Password=password, Permanent=True)
-            client.admin_add_user_to_group(UserPoolId=pool_id, Username=args.username,
-                                           GroupName=pool_definition.ADMIN_GROUP)
-        except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            messages = {"UsernameExistsException": f"the user '{args.username}' exists already "
-                                                   f"(use 'cloudstrype admin promote')",
-                        "UserNotFoundException": f"there is no user '{args.username}'",
-                        "InvalidPasswordException": "the password does not meet the policy"}
-            print(f"cloudstrype admin: {messages.get(code, exc.response['Error']['Message'])}.",
-                  file=sys.stderr)
-            return 1
-    print(f"{args.username} is now in the '{pool_definition.ADMIN_GROUP}' group. Tokens issued "
+                users.validate_username(args.username)
+                users.validate_email(args.email)
+                users.validate_password(password)
+                identity.register(args.username, args.email, password, confirmed=True)
+            identity.set_membership(pool.ADMIN_GROUP, args.username, True)
+    except errors.ApiError as exc:
+        hints = {"username_taken": f"the user '{args.username}' exists already (use "
+                                   f"'cloudstrype admin promote')",
+                 "user_not_found": f"there is no user '{args.username}'"}
+        message = hints.get(exc.code, exc.message.rstrip("."))
+        print(f"cloudstrype admin: {message}.", file=sys.stderr)
+        return 2 if isinstance(exc, errors.BadRequest) else 1
+    print(f"{args.username} is now in the '{pool.ADMIN_GROUP}' group. Tokens issued "
           f"from now on carry it: log in again.")
     return 0

@@ -88,6 +88,7 @@ class Gateway:
         app.router.add_route("*", "/api", self.rest)
         app.router.add_route("*", "/api/{tail:.*}", self.rest)
         app.router.add_route("GET", "/config.json", self.config)
+        app.router.add_route("GET", "/.well-known/jwks.json", self.jwks)
         app.router.add_route("GET", "/staging/{key:.*}", self.staging_get)
         app.router.add_route("PUT", "/staging/{key:.*}", self.staging_put)
         app.router.add_route("GET", "/{tail:.*}", self.static)
@@ -214,6 +215,17 @@ class Gateway:
         return response
 
     # -- static web UI -----------------------------------------------------------------------
+    async def jwks(self, request: web.Request) -> web.Response:
+        """The local identity service's public signing keys: the JWKS URL its tokens are
+        verified against (Cognito serves its own)."""
+        from cloudstrype.identity import get_identity
+        keys = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: get_identity().jwks())
+        if keys is None:
+            return _error(404, "not_found", "This server's tokens are issued by Cognito; its "
+                          "JWKS is at the user pool's URL.")
+        return web.json_response(keys, headers={"Cache-Control": "public, max-age=300"})
+
     async def config(self, request: web.Request) -> web.Response:
         config = dict(self.web_config)
         scheme = "wss" if request.secure else "ws"
