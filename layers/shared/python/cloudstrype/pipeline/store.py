@@ -6,7 +6,6 @@ Every chunk and every share location belongs to one owner, and every lookup is b
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 import uuid
@@ -14,16 +13,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pynamodb.attributes import (BinaryAttribute, JSONAttribute, ListAttribute, MapAttribute,
-                                 NumberAttribute, NumberSetAttribute, UnicodeAttribute,
-                                 UTCDateTimeAttribute, VersionAttribute)
-from pynamodb.exceptions import PutError, UpdateError
-from pynamodb.models import Model
-
-from cloudstrype import db, errors, vault
-from cloudstrype.backends import storages
-from cloudstrype.backends.base import BackendError, ShareNotFound
+from cloudstrype import errors, storages, vault
+from cloudstrype.backends.base import ShareNotFound
 from cloudstrype.pipeline import codec
+from cloudstrype.pipeline.chunk_store import Chunk, ShareLocation, chunk_store
+
+# Placement is a storage rule; default_durability stays importable from here for callers.
+from cloudstrype.storages.placement import choose_storages, default_durability
 
 log = logging.getLogger("cloudstrype.pipeline")
 
@@ -33,68 +29,8 @@ MAX_CHUNK_SIZE = codec.MAX_CHUNK_SIZE
 HEDGE_SECONDS = 2.0
 # Give up on one share fetch after this long (the storage is then treated as down).
 SHARE_TIMEOUT_SECONDS = 20.0
-# Free-space weight for storages that state no capacity.
-UNKNOWN_FREE_WEIGHT = 1 << 40
 
 _io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
-
-
-class ShareLocation(MapAttribute):
-    index = NumberAttribute()
-    storage_id = UnicodeAttribute()
-    key = UnicodeAttribute()
-
-
-@db.register
-class ChunkRecord(Model):
-    class Meta(db.BaseMeta):
-        table_name = db.table_name("chunks")
-
-    owner = UnicodeAttribute(hash_key=True)
-    chunk_id = UnicodeAttribute(range_key=True)
-    size = NumberAttribute()
-    encryption = UnicodeAttribute()
-    durability = UnicodeAttribute()
-    meta = JSONAttribute()
-    wrapped_key = BinaryAttribute(null=True, legacy_encoding=False)
-    shares = ListAttribute(of=ShareLocation)
-    # Share indexes that failed a read (missing, corrupt, unreachable): the scrub repairs them.
-    damaged = NumberSetAttribute(null=True)
-    created = UTCDateTimeAttribute()
-    version = VersionAttribute()
-
-
-@db.register
-class Placement(Model):
-    """Which shares a storage holds, so a storage can be drained or a lost one repaired."""
-
-    class Meta(db.BaseMeta):
-        table_name = db.table_name("placements")
-
-    storage_ref = UnicodeAttribute(hash_key=True)    # "<owner>#<storage_id>"
-    share_ref = UnicodeAttribute(range_key=True)     # "<chunk_id>#<index>"
-    size = NumberAttribute()
-
-
-@db.register
-class PendingDelete(Model):
-    """A share whose delete failed: its chunk is gone, its (encrypted) bytes are not yet. The
-    scrub retries until the storage confirms, or drops the entry when the storage is removed."""
-
-    class Meta(db.BaseMeta):
-        table_name = db.table_name("pending-deletes")
-
-    owner = UnicodeAttribute(hash_key=True)
-    share_ref = UnicodeAttribute(range_key=True)     # "<storage_id>#<key>"
-    storage_id = UnicodeAttribute()
-    key = UnicodeAttribute()
-    attempts = NumberAttribute(default=1)
-    last_error = UnicodeAttribute(null=True)
-    created = UTCDateTimeAttribute()
-
-
-def _storage_ref(owner: str, storage_id: str) -> str:
-    return f"{owner}#{storage_id}"
 
 
 def _key_purpose(chunk_id: str) -> str:
@@ -114,47 +50,17 @@ def _share_key(owner: str, chunk_id: str, index: int) -> str:
     return f"{owner}.{chunk_id}.{index}.{uuid.uuid4().hex[:8]}".lower()
 
 
-# -- placement ---------------------------------------------------------------------------------
-
-def _weight(record: storages.StorageRecord) -> float:
-    free = record.free
-    return float(UNKNOWN_FREE_WEIGHT if free is None else free) + 1.0
-
-
-def choose_storages(candidates: list, count: int, share_size: int) -> list:
-    """`count` distinct storages, weighted by free space, skipping the down and the full."""
-    now = time.time()
-    usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
-    if len(usable) < count:
-        raise errors.Unprocessable(
-            f"This needs {count} storages with room for a {share_size}-byte share each, but "
-            f"{len(usable)} of your {len(candidates)} storages are usable now. Add storages or "
-            f"choose a durability with fewer shares.", code="not_enough_storages",
-            details={"needed": count, "usable": len(usable)})
-    chosen, pool = [], list(usable)
-    for _ in range(count):
-        # Weighted sampling without replacement (Efraimidis–Spirakis would be overkill here).
-        total = sum(_weight(s) for s in pool)
-        pick = random.uniform(0, total)
-        for position, record in enumerate(pool):
-            pick -= _weight(record)
-            if pick <= 0:
-                break
-        chosen.append(pool.pop(position))
-    return chosen
-
-
 # -- write -------------------------------------------------------------------------------------
 
 @dataclass
 class StoredChunk:
-    record: ChunkRecord
+    record: Chunk
 
     def public(self) -> dict:
         r = self.record
-        return {"chunk_id": r.chunk_id, "size": int(r.size), "encryption": r.encryption,
+        return {"chunk_id": r.chunk_id, "size": r.size, "encryption": r.encryption,
                 "durability": r.durability,
-                "shares": [{"index": int(s.index), "storage_id": s.storage_id}
+                "shares": [{"index": s.index, "storage_id": s.storage_id}
                            for s in sorted(r.shares, key=lambda s: s.index)]}
 
 
@@ -173,41 +79,27 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
         chunk_id = uuid.uuid4().hex
     else:
         validate_chunk_id(chunk_id)
-        if _exists(owner, chunk_id):
+        if chunk_store().exists(owner, chunk_id):
             raise errors.Conflict(f"Chunk {chunk_id} exists already; delete it first to replace "
                                   f"it.", code="chunk_exists")
     encoded = codec.encode(chunk_id, data, enc, dur, None)
     targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
     spares = [s for s in candidates if s not in targets]
     locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
-    record = ChunkRecord(owner, chunk_id, size=len(data), encryption=str(enc),
-                         durability=str(dur), meta=encoded.meta,
-                         wrapped_key=vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
-                         if encoded.data_key else None,
-                         shares=[ShareLocation(index=i, storage_id=s.storage_id, key=k)
-                                 for i, (s, k) in sorted(locations.items())],
-                         created=datetime.now(timezone.utc))
-    try:
-        record.save(condition=ChunkRecord.chunk_id.does_not_exist())
-    except PutError:
-        _delete_shares(owner, {i: (s, k) for i, (s, k) in locations.items()})
+    record = Chunk(owner, chunk_id, size=len(data), encryption=str(enc), durability=str(dur),
+                   meta=encoded.meta,
+                   wrapped_key=vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
+                   if encoded.data_key else None,
+                   shares=[ShareLocation(i, s.storage_id, k)
+                           for i, (s, k) in sorted(locations.items())],
+                   created=time.time())
+    # The record and the placements of its shares are written together, or not at all.
+    if not chunk_store().create(record, encoded.info.share_size):
+        _delete_shares(owner, locations)
         raise errors.Conflict(f"Chunk {chunk_id} was created by another request at the same "
-                              f"time.", code="chunk_exists") from None
-    _record_placements(owner, chunk_id, locations, encoded.info.share_size)
+                              f"time.", code="chunk_exists")
+    _count_shares(locations.values(), 1, encoded.info.share_size)
     return StoredChunk(record)
-
-
-def default_durability(candidates: list) -> str:
-    usable = sum(1 for s in candidates if s.usable())
-    return "raid1(2)" if usable >= 2 else "raid1(1)"
-
-
-def _exists(owner: str, chunk_id: str) -> bool:
-    try:
-        ChunkRecord.get(owner, chunk_id, attributes_to_get=["chunk_id"])
-        return True
-    except ChunkRecord.DoesNotExist:
-        return False
 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
@@ -245,13 +137,10 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
     return locations
 
 
-def _record_placements(owner: str, chunk_id: str, locations: dict, share_size: int) -> None:
-    with Placement.batch_write() as batch:
-        for index, (record, _key) in locations.items():
-            batch.save(Placement(_storage_ref(owner, record.storage_id), f"{chunk_id}#{index}",
-                                 size=share_size))
-    for record, _key in locations.values():
-        storages.count_shares(owner, record.storage_id, 1, share_size)
+def _count_shares(held, sign: int, share_size: int) -> None:
+    """Keep the storages' share counts and stored bytes in step with the placements."""
+    for record, _key in held:
+        storages.count_shares(record.owner, record.storage_id, sign, sign * share_size)
 
 
 def _delete_shares(owner: str, locations: dict) -> list[str]:
@@ -267,22 +156,21 @@ def _delete_shares(owner: str, locations: dict) -> list[str]:
             pass
         except Exception as exc:
             failures.append(f"{record.name}: {exc}")
-            PendingDelete(owner, f"{record.storage_id}#{key}", storage_id=record.storage_id,
-                          key=key, last_error=str(exc)[:500],
-                          created=datetime.now(timezone.utc)).save()
+            chunk_store().add_pending_delete(owner, record.storage_id, key, str(exc))
     return failures
 
 
 def retry_pending_deletes(deadline: float) -> dict:
     """Part of the scrub: delete the shares whose first delete failed."""
     deleted = waiting = dropped = 0
-    for pending in PendingDelete.scan():
+    store = chunk_store()
+    for pending in store.pending_deletes():
         if time.monotonic() > deadline:
             break
         try:
             record = storages.get_storage(pending.owner, pending.storage_id)
         except errors.NotFound:
-            pending.delete()     # the storage was removed; nothing left to reach
+            store.drop_pending_delete(pending)   # the storage was removed; nothing to reach
             dropped += 1
             continue
         try:
@@ -290,34 +178,44 @@ def retry_pending_deletes(deadline: float) -> dict:
         except ShareNotFound:
             pass
         except Exception as exc:
-            pending.update(actions=[PendingDelete.attempts.add(1),
-                                    PendingDelete.last_error.set(str(exc)[:500])])
+            store.pending_delete_failed(pending, str(exc))
             waiting += 1
             continue
-        pending.delete()
+        store.drop_pending_delete(pending)
         deleted += 1
     return {"orphans_deleted": deleted, "orphans_waiting": waiting, "orphans_dropped": dropped}
 
 
 # -- read --------------------------------------------------------------------------------------
 
-def get_record(owner: str, chunk_id: str) -> ChunkRecord:
+def get_record(owner: str, chunk_id: str) -> Chunk:
     validate_chunk_id(chunk_id)
-    try:
-        return ChunkRecord.get(owner, chunk_id)
-    except ChunkRecord.DoesNotExist:
-        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found") from None
+    record = chunk_store().get(owner, chunk_id)
+    if record is None:
+        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
+    return record
+
+
+def find_chunk(owner: str, chunk_id: str) -> Chunk | None:
+    """The owner's chunk, or None (for callers walking placements that may be stale)."""
+    return chunk_store().get(owner, chunk_id)
+
+
+def mark_damaged(owner: str, chunk_id: str, indexes: set[int]) -> None:
+    """Queue shares for repair by the scrub (they failed a read or a verification)."""
+    if not chunk_store().mark_damaged(owner, chunk_id, indexes):
+        log.info("chunk %s is gone; its damaged shares need no repair", chunk_id)
 
 
 def _storages_by_id(owner: str) -> dict:
     return {s.storage_id: s for s in storages.list_storages(owner)}
 
 
-def _fetch_shares(record: ChunkRecord, collector: codec.ShareCollector,
+def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
                   wanted: list[int] | None = None) -> set[int]:
     """Fetch shares in parallel until the collector has enough; returns the failed indexes."""
     by_id = _storages_by_id(record.owner)
-    locations = {int(s.index): s for s in record.shares}
+    locations = {s.index: s for s in record.shares}
     order = [i for i in (wanted or collector.wanted()) if i in locations]
     # Healthy storages first; a storage that is marked down is tried last, not never.
     order.sort(key=lambda i: 0 if (by_id.get(locations[i].storage_id) and
@@ -371,7 +269,7 @@ def get_chunk(owner: str, chunk_id: str) -> bytes:
     collector = codec.ShareCollector(record.meta)
     failed = _fetch_shares(record, collector)
     if failed:
-        _mark_damaged(record, failed)
+        mark_damaged(owner, chunk_id, failed)
     if not collector.enough:
         raise errors.ServiceUnavailable(
             f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares of "
@@ -381,25 +279,17 @@ def get_chunk(owner: str, chunk_id: str) -> bytes:
     return collector.decode(chunk_id, data_key).data
 
 
-def _mark_damaged(record: ChunkRecord, indexes: set[int]) -> None:
-    try:
-        record.update(actions=[ChunkRecord.damaged.add(set(indexes))])
-    except UpdateError:
-        log.warning("could not record damaged shares of %s", record.chunk_id)
-
-
 def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
     record = get_record(owner, chunk_id)
     by_id = _storages_by_id(owner)
-    damaged = set(record.damaged or ())
+    damaged = record.damaged
     checks = {}
     if check:
-        checks = {int(s.index): _io.submit(storages.backend_for(by_id[s.storage_id]).exists,
-                                           s.key)
+        checks = {s.index: _io.submit(storages.backend_for(by_id[s.storage_id]).exists, s.key)
                   for s in record.shares if s.storage_id in by_id}
     shares = []
     for share in sorted(record.shares, key=lambda s: s.index):
-        index = int(share.index)
+        index = share.index
         storage = by_id.get(share.storage_id)
         health = "ok"
         if storage is None:
@@ -415,8 +305,9 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
                        "storage_name": storage.name if storage else None, "health": health})
     healthy = sum(1 for s in shares if s["health"] == "ok")
     needed = codec.parse_durability(record.durability).needed
-    return {"chunk_id": chunk_id, "size": int(record.size), "encryption": record.encryption,
-            "durability": record.durability, "created": record.created.isoformat(),
+    created = datetime.fromtimestamp(record.created, timezone.utc)
+    return {"chunk_id": chunk_id, "size": record.size, "encryption": record.encryption,
+            "durability": record.durability, "created": created.isoformat(),
             "shares": shares, "healthy_shares": healthy, "needed_shares": needed,
             "readable": healthy >= needed, "needs_repair": healthy < len(shares)}
 
@@ -424,18 +315,15 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
 # -- delete ------------------------------------------------------------------------------------
 
 def delete_chunk(owner: str, chunk_id: str) -> None:
-    record = get_record(owner, chunk_id)
+    validate_chunk_id(chunk_id)
+    # The record and its placements go together; what was deleted says which shares to remove.
+    record = chunk_store().delete(owner, chunk_id)
+    if record is None:
+        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
     by_id = _storages_by_id(owner)
-    locations = {int(s.index): (by_id[s.storage_id], s.key) for s in record.shares
+    locations = {s.index: (by_id[s.storage_id], s.key) for s in record.shares
                  if s.storage_id in by_id}
-    record.delete()
-    share_size = int(record.meta.get("share_size", 0))
-    with Placement.batch_write() as batch:
-        for share in record.shares:
-            batch.delete(Placement(_storage_ref(owner, share.storage_id),
-                                   f"{chunk_id}#{int(share.index)}"))
-    for storage, _key in locations.values():
-        storages.count_shares(owner, storage.storage_id, -1, -share_size)
+    _count_shares(locations.values(), -1, int(record.meta.get("share_size", 0)))
     failures = _delete_shares(owner, locations)
     if failures:
         log.warning("chunk %s deleted; some shares could not be removed now: %s", chunk_id,
@@ -448,13 +336,13 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     """Re-create missing or bad shares (and move shares off `move_off` storages) — no key needed.
 
     The new shares go to storages holding no other share of the chunk; the record is updated
-    conditionally on its version, and only then are replaced shares deleted.
+    conditionally on its revision, and only then are replaced shares deleted.
     """
     move_off = move_off or set()
     record = get_record(owner, chunk_id)
     by_id = _storages_by_id(owner)
     collector = codec.ShareCollector(record.meta)
-    locations = {int(s.index): s for s in record.shares}
+    locations = {s.index: s for s in record.shares}
     # Verify every share: repair must know exactly which ones are bad.
     good, failed = _fetch_all(record, collector, by_id)
     if not collector.enough:
@@ -464,7 +352,8 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     replace = set(failed) | {i for i, s in locations.items() if s.storage_id in move_off}
     if not replace:
         if record.damaged:
-            record.update(actions=[ChunkRecord.damaged.remove()])
+            # Only if nothing failed since the check; otherwise the scrub looks again.
+            chunk_store().clear_damage(owner, chunk_id, record.revision)
         return {"chunk_id": chunk_id, "repaired": []}
     rebuilt = codec.rebuild(good, record.meta, replace).shares
     holding = {s.storage_id for i, s in locations.items() if i not in replace}
@@ -476,30 +365,22 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     spares = [s for s in candidates if s not in targets]
     written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares)
     new_locations = {order[position]: value for position, value in written.items()}
-    old = {i: locations[i] for i in new_locations}
-    record.shares = [ShareLocation(index=i, storage_id=new_locations[i][0].storage_id,
-                                   key=new_locations[i][1]) if i in new_locations else
-                     locations[i] for i in sorted(locations)]
-    record.damaged = None
-    try:
-        record.save()
-    except PutError:
+    replaced = chunk_store().replace_shares(
+        record, {i: ShareLocation(i, s.storage_id, key) for i, (s, key) in new_locations.items()},
+        share_size)
+    if replaced is None:
         _delete_shares(owner, new_locations)
         raise errors.Conflict(f"Chunk {chunk_id} changed during its repair; try again.",
-                              code="concurrent_change") from None
-    _record_placements(owner, chunk_id, new_locations, share_size)
-    stale = {i: (by_id[s.storage_id], s.key) for i, s in old.items() if s.storage_id in by_id}
-    with Placement.batch_write() as batch:
-        for i, share in old.items():
-            batch.delete(Placement(_storage_ref(owner, share.storage_id), f"{chunk_id}#{i}"))
-    for share in old.values():
-        if share.storage_id in by_id:
-            storages.count_shares(owner, share.storage_id, -1, -share_size)
+                              code="concurrent_change")
+    _count_shares(new_locations.values(), 1, share_size)
+    stale = {i: (by_id[locations[i].storage_id], locations[i].key) for i in new_locations
+             if locations[i].storage_id in by_id}
+    _count_shares(stale.values(), -1, share_size)
     _delete_shares(owner, stale)
     return {"chunk_id": chunk_id, "repaired": sorted(new_locations)}
 
 
-def _fetch_all(record: ChunkRecord, collector: codec.ShareCollector,
+def _fetch_all(record: Chunk, collector: codec.ShareCollector,
                by_id: dict) -> tuple[dict[int, bytes], set[int]]:
     """Fetch and verify every share: (good shares by index, failed indexes)."""
     futures = {}
@@ -508,9 +389,9 @@ def _fetch_all(record: ChunkRecord, collector: codec.ShareCollector,
     for share in record.shares:
         storage = by_id.get(share.storage_id)
         if storage is None:
-            failed.add(int(share.index))
+            failed.add(share.index)
             continue
-        futures[_io.submit(storages.backend_for(storage).get, share.key)] = int(share.index)
+        futures[_io.submit(storages.backend_for(storage).get, share.key)] = share.index
     for future, index in futures.items():
         try:
             data = future.result(timeout=SHARE_TIMEOUT_SECONDS)
@@ -525,8 +406,8 @@ def _fetch_all(record: ChunkRecord, collector: codec.ShareCollector,
 
 
 def shares_on(owner: str, storage_id: str) -> list[tuple[str, int]]:
-    return [(ref.rsplit("#", 1)[0], int(ref.rsplit("#", 1)[1])) for ref in
-            (p.share_ref for p in Placement.query(_storage_ref(owner, storage_id)))]
+    """(chunk id, share index) of every share the storage holds."""
+    return [(p.chunk_id, p.index) for p in chunk_store().all_placements(owner, storage_id)]
 
 
 def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> dict:
@@ -535,9 +416,7 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> 
     Works in batches within `budget_seconds` (API Gateway allows 29 s); call again, or let the
     scrub continue, until `remaining` is 0 — then the storage can be deleted.
     """
-    record = storages.get_storage(owner, storage_id)
-    if record.status != storages.DRAINING:
-        record.update(actions=[storages.StorageRecord.status.set(storages.DRAINING)])
+    storages.start_draining(owner, storage_id)
     deadline = time.monotonic() + budget_seconds
     moved, problems = 0, []
     chunks = sorted({chunk for chunk, _index in shares_on(owner, storage_id)})
@@ -547,18 +426,12 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> 
         try:
             moved += len(repair_chunk(owner, chunk_id, move_off={storage_id})["repaired"])
         except errors.NotFound:
-            _forget_placements(owner, storage_id, chunk_id)
+            chunk_store().forget_placements(owner, storage_id, chunk_id)
         except errors.ApiError as exc:
             problems.append(f"{chunk_id}: {exc.message}")
     remaining = len(shares_on(owner, storage_id))
     return {"storage_id": storage_id, "status": storages.DRAINING, "moved": moved,
             "remaining": remaining, "problems": problems[:20]}
-
-
-def _forget_placements(owner: str, storage_id: str, chunk_id: str) -> None:
-    for placement in Placement.query(_storage_ref(owner, storage_id),
-                                     Placement.share_ref.startswith(f"{chunk_id}#")):
-        placement.delete()
 
 
 def scrub(budget_seconds: float = 600.0) -> dict:
@@ -570,16 +443,17 @@ def scrub(budget_seconds: float = 600.0) -> dict:
     """
     deadline = time.monotonic() + budget_seconds
     repaired, failed = 0, []
-    for record in ChunkRecord.scan(ChunkRecord.damaged.exists()):
+    for ref in chunk_store().damaged():
         if time.monotonic() > deadline:
             break
         try:
-            repaired += len(repair_chunk(record.owner, record.chunk_id)["repaired"])
+            repaired += len(repair_chunk(ref.owner, ref.chunk_id)["repaired"])
+        except errors.NotFound:
+            pass                 # deleted since it was queued
         except errors.ApiError as exc:
-            failed.append(f"{record.chunk_id}: {exc.message}")
+            failed.append(f"{ref.chunk_id}: {exc.message}")
     drained = 0
-    for storage in storages.StorageRecord.scan(
-            storages.StorageRecord.status == storages.DRAINING):
+    for storage in storages.draining_storages():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
