@@ -19,8 +19,23 @@ def _moto(tmp_path_factory):
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_ENDPOINT_URL", None)
-    with mock_aws():
-        yield
+    # moto answers requests from several threads at once without a lock, so two racing
+    # transactions could both pass their conditions; DynamoDB serializes them. One request at a
+    # time through moto's single entry point, as the service behaves.
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+    lock, answer = threading.Lock(), BotocoreStubber.__call__
+
+    def serialized(self, *args, **kwargs):
+        with lock:
+            return answer(self, *args, **kwargs)
+    BotocoreStubber.__call__ = serialized
+    try:
+        with mock_aws():
+            yield
+    finally:
+        BotocoreStubber.__call__ = answer
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
