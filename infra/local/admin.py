@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def _identity(args):
         yield CognitoIdentity(args.user_pool_id, clients[0]["ClientId"],
                               client.meta.region_name, client=client)
         return
+    data_dir = Path(args.data_dir).resolve()
+    stack_file = data_dir / "stack.json"
+    stack = json.loads(stack_file.read_text()) if stack_file.exists() else {}
+    if stack.get("mode") == "aws-emulated":
+        # A running test stack on moto (the AWS adapters): its Cognito pool.
+        import boto3
+        from cloudstrype.identity.cognito import CognitoIdentity
+
+        from infra.local import aws
+        aws.configure_process_for_local_aws(stack["aws_endpoint"])
+        yield CognitoIdentity(stack["user_pool_id"], stack["user_pool_client_id"], aws.REGION,
+                              client=boto3.client("cognito-idp"))
+        return
     from cloudstrype.identity.local import LocalIdentity
     from cloudstrype.identity.local_store import IdentityStore
     from cloudstrype.metadata import schema
@@ -35,7 +49,6 @@ def _identity(args):
 
     from infra.local.services import METADATA_FILE
 
-    data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = SqliteEngine(str(data_dir / METADATA_FILE))
     try:

@@ -92,15 +92,78 @@ def test_wrong_password_and_unknown_user_are_the_same_401(api, user):
     assert wrong.json() == unknown.json()
 
 
-def test_refresh_gives_fresh_tokens(api, user):
-    response = api.post("/api/auth/refresh", json={"refresh_token": user.tokens["refresh_token"]})
+def is_local(stack) -> bool:
+    return stack.stack_info().get("mode", "local") == "local"
+
+
+def refresh(api, refresh_token):
+    return api.post("/api/auth/refresh", json={"refresh_token": refresh_token})
+
+
+def test_refresh_gives_fresh_tokens(api, stack, user):
+    response = refresh(api, user.tokens["refresh_token"])
     assert response.status_code == 200, response.text
     fresh = response.json()
     assert fresh["token_type"] == "Bearer"
-    assert fresh["refresh_token"] == user.tokens["refresh_token"]
     me = api.as_user(fresh["access_token"]).get("/api/auth/me")
     assert me.status_code == 200 and me.json()["username"] == user.username
     assert api.as_user(fresh["id_token"]).get("/api/auth/me").status_code == 200
+    if is_local(stack):
+        # Rotated on every refresh: the old refresh token stops working, the new one works.
+        assert fresh["refresh_token"] != user.tokens["refresh_token"]
+        assert_error(refresh(api, user.tokens["refresh_token"]), 401, "invalid_refresh_token")
+        assert refresh(api, fresh["refresh_token"]).status_code == 200
+    else:
+        assert fresh["refresh_token"] == user.tokens["refresh_token"]     # Cognito's default
+
+
+def test_logout_ends_the_sign_in(api, stack):
+    member = register_and_login(api)
+    other_sign_in = login(api, member.username)
+    assert member.api.post("/api/auth/logout").status_code == 204
+    assert_error(refresh(api, member.tokens["refresh_token"]), 401, "invalid_refresh_token")
+    if is_local(stack):
+        # Its access and id tokens are refused at once; another sign-in lives on.
+        assert_error(member.api.get("/api/auth/me"), 401, "token_revoked")
+        assert_error(api.as_user(member.tokens["id_token"]).get("/api/auth/me"), 401,
+                     "token_revoked")
+        assert api.as_user(other_sign_in["access_token"]).get("/api/auth/me").status_code == 200
+        assert refresh(api, other_sign_in["refresh_token"]).status_code == 200
+    # Logging out takes the access token, not the id token.
+    fresh = login(api, member.username)
+    assert_error(api.as_user(fresh["id_token"]).post("/api/auth/logout"), 400,
+                 "access_token_required")
+    assert_error(api.as_user(None).post("/api/auth/logout"), 401, "missing_token")
+
+
+def test_usernames_are_case_insensitive(api, stack):
+    member = register_and_login(api, unique("Mixed"))
+    if is_local(stack):     # moto's pool ignores CaseSensitive=False; Cognito honours it
+        tokens = login(api, member.username.upper())
+        me = api.as_user(tokens["access_token"]).get("/api/auth/me").json()
+        assert me["username"] == member.username and me["user_id"] == member.user_id
+        again = api.post("/api/auth/register", json={"username": member.username.lower(),
+                                                     "email": "x@example.org",
+                                                     "password": PASSWORD})
+        assert_error(again, 409, "username_taken")
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(api, stack):
+    victim, bystander = register_and_login(api), register_and_login(api)
+    for _ in range(5):
+        wrong = api.post("/api/auth/login", json={"username": victim.username,
+                                                  "password": "Wr0ngPass1"})
+        assert_error(wrong, 401, "invalid_credentials")
+    right = api.post("/api/auth/login", json={"username": victim.username,
+                                              "password": victim.password})
+    if is_local(stack):    # moto has no lockout (Cognito's answers 429 here too: identity/cognito)
+        assert_error(right, 429, "too_many_attempts")
+        assert int(right.headers["Retry-After"]) >= 1
+    else:
+        assert right.status_code == 200
+    assert login(api, bystander.username)["access_token"]          # other accounts unaffected
+    # A signed-in session of the locked account keeps working.
+    assert victim.api.get("/api/auth/me").status_code == 200
 
 
 def test_bad_refresh_token_is_401(api):
@@ -108,14 +171,17 @@ def test_bad_refresh_token_is_401(api):
                  "invalid_refresh_token")
 
 
-def test_validate_shows_verified_claims(api, user):
+def test_validate_shows_verified_claims(api, stack, user):
     response = user.api.get("/api/auth/validate")
     assert response.status_code == 200
     body = response.json()
     assert body["valid"] is True
     assert body["user_id"] == user.user_id and body["username"] == user.username
     assert body["token_use"] == "access"
-    assert body["issuer"].startswith("https://cognito-idp.")
+    if is_local(stack):
+        assert body["issuer"] == stack.url      # the local identity service is its own issuer
+    else:
+        assert body["issuer"].startswith("https://cognito-idp.")
 
 
 def test_confirm_an_already_confirmed_user_is_409(api, user):
@@ -154,7 +220,8 @@ def test_admin_manages_groups_and_members(admin, api):
     assert created.status_code == 201, created.text
     assert created.json() == {"name": group, "description": "Team"}
     assert_error(admin_api.post("/api/auth/groups", json={"name": group}), 409, "group_exists")
-    assert {"name": group, "description": "Team"} in admin_api.get("/api/auth/groups").json()["groups"]
+    listed = admin_api.get("/api/auth/groups").json()["groups"]
+    assert {"name": group, "description": "Team"} in listed
 
     assert admin_api.put(f"/api/auth/groups/{group}/members/{member.username}").status_code == 204
     members = admin_api.get(f"/api/auth/groups/{group}/members").json()["members"]
@@ -178,7 +245,7 @@ def test_admin_manages_groups_and_members(admin, api):
                  "invalid_group")
 
 
-def test_admin_lists_and_deletes_users(admin, api):
+def test_admin_lists_and_deletes_users(admin, api, stack):
     admin_api, admin_name = admin
     doomed = register_and_login(api)
     listed = admin_api.get("/api/auth/users", params={"limit": 60})
@@ -191,8 +258,13 @@ def test_admin_lists_and_deletes_users(admin, api):
     assert {doomed.username, admin_name} <= names
     assert_error(admin_api.get("/api/auth/users", params={"limit": "many"}), 400)
 
+    assert doomed.api.get("/api/auth/me").status_code == 200
     assert admin_api.delete(f"/api/auth/users/{doomed.username}").status_code == 204
     assert_error(admin_api.delete(f"/api/auth/users/{doomed.username}"), 404, "user_not_found")
+    assert_error(refresh(api, doomed.tokens["refresh_token"]), 401, "invalid_refresh_token")
+    if is_local(stack):
+        # The deleted user's tokens stop working at once, not when they expire.
+        assert_error(doomed.api.get("/api/auth/validate"), 401, "token_revoked")
     assert_error(api.post("/api/auth/login", json={"username": doomed.username,
                                                    "password": doomed.password}), 401)
     assert_error(admin_api.delete(f"/api/auth/users/{admin_name}"), 409, "self_delete")

@@ -1,42 +1,72 @@
-"""Bearer tokens: only RS256 tokens signed by the pool, unexpired, for our client, are accepted.
+"""Bearer tokens: only RS256 tokens signed by this install's issuer, unexpired, for our client,
+of a sign-in that has not ended, are accepted.
 
-The pool's real signing key is moto's (it ships it), so these tests can mint tokens that are
-validly signed but wrong in exactly one way, and prove each check on its own.
+The tests hold the issuer's real signing key (an operator can read it from the data directory;
+in the aws-emulated mode it is moto's, which moto ships), so they can mint tokens that are validly
+signed but wrong in exactly one way, and prove each check on its own.
 """
 import base64
 import gzip
 import hashlib
 import hmac
 import json
+import os
 import time
 from pathlib import Path
 
 import jwt
 import moto
-import requests
 import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import RSAAlgorithm
 
-from tests.support import assert_error
+from tests.support import assert_error, register_and_login
 
 MOTO_KEYS = Path(moto.__file__).parent / "cognitoidp" / "resources"
 
 
-@pytest.fixture(scope="module")
-def pool_key():
+def is_local(stack) -> bool:
+    return stack.stack_info().get("mode", "local") == "local"
+
+
+def moto_key():
+    """The private key moto ships and signs every emulated Cognito token with: public knowledge."""
     jwk = json.loads(gzip.decompress((MOTO_KEYS / "jwks-private.json.gz").read_bytes()))
     jwk = jwk["keys"][0] if "keys" in jwk else jwk
     return RSAAlgorithm.from_jwk(json.dumps(jwk)), jwk.get("kid", "dummy")
 
 
+def install_key_path(stack) -> Path:
+    from cloudstrype.settings import Settings
+    name = Settings.env_names()["identity_key_path"]
+    # Where the stack was told to keep it (its environment is this process's plus extra_env).
+    configured = stack.extra_env.get(name) or os.environ.get(name)
+    return Path(configured) if configured else stack.data_dir / "secrets" / "identity-key.pem"
+
+
 @pytest.fixture(scope="module")
-def claims_template(stack):
-    info = stack.stack_info()
-    return {"iss": f"https://cognito-idp.us-east-1.amazonaws.com/{info['user_pool_id']}",
-            "client_id": info["user_pool_client_id"], "token_use": "access",
-            "username": "mallory", "sub": "00000000-0000-0000-0000-000000000001"}
+def pool_key(stack):
+    """The issuer's signing key and its kid."""
+    if not is_local(stack):
+        return moto_key()
+    key = serialization.load_pem_private_key(install_key_path(stack).read_bytes(), None)
+    kid = requests.get(stack.url + "/.well-known/jwks.json", timeout=10).json()["keys"][0]["kid"]
+    return key, kid
+
+
+@pytest.fixture(scope="module")
+def signed_in(api):
+    """A real sign-in whose claims the minted tokens reuse (so only the tested part differs)."""
+    return register_and_login(api)
+
+
+@pytest.fixture(scope="module")
+def claims_template(signed_in):
+    claims = jwt.decode(signed_in.access_token, options={"verify_signature": False})
+    return {k: v for k, v in claims.items() if k not in ("iat", "exp")}
 
 
 def _b64(data: bytes) -> str:
@@ -50,20 +80,39 @@ def mint(key, kid, claims, **overrides):
     return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
-def me(api, token):
-    return api.as_user(token).get("/api/auth/me")
-
-
 def validate(api, token):
     return api.as_user(token).get("/api/auth/validate")
 
 
-def test_a_correctly_minted_token_is_accepted(api, pool_key, claims_template):
+def test_a_correctly_minted_token_is_accepted(api, pool_key, claims_template, signed_in):
     # The control for every test below: the same minting, with nothing wrong.
     key, kid = pool_key
     response = validate(api, mint(key, kid, claims_template))
     assert response.status_code == 200, response.text
-    assert response.json()["username"] == "mallory"
+    assert response.json()["username"] == signed_in.username
+
+
+def test_token_signed_with_motos_well_known_key_is_refused(api, stack, claims_template):
+    key, kid = moto_key()
+    forged = mint(key, kid, {**claims_template, "cognito:groups": ["admins"]})
+    response = api.as_user(forged).get("/api/auth/users")
+    if is_local(stack):
+        # Anyone can read moto's key, so it must never sign anything a real server accepts.
+        assert_error(response, 401, "invalid_token")
+    else:
+        # The aws-emulated test mode is moto: its key is the pool's (which is why it is a
+        # test tool and never where a user's data lives).
+        assert response.status_code == 200, response.text
+
+
+def test_the_jwks_url_serves_the_public_half_only(stack, pool_key):
+    if is_local(stack):
+        keys = requests.get(stack.url + "/.well-known/jwks.json", timeout=10).json()["keys"]
+        assert [k["kid"] for k in keys] == [pool_key[1]]
+        assert all(k["kty"] == "RSA" and "d" not in k and "p" not in k for k in keys)
+        assert (install_key_path(stack).stat().st_mode & 0o777) == 0o600
+    else:
+        assert_error(requests.get(stack.url + "/.well-known/jwks.json", timeout=10), 404)
 
 
 def test_expired_token_is_rejected(api, pool_key, claims_template):
@@ -102,9 +151,21 @@ def test_token_without_expiry_is_rejected(api, pool_key, claims_template):
     assert_error(validate(api, token), 401, "invalid_token")
 
 
-def test_forged_signature_is_rejected(api, user, claims_template):
+def test_validly_signed_token_of_no_live_sign_in_is_refused(api, stack, pool_key,
+                                                            claims_template):
+    key, kid = pool_key
+    response = validate(api, mint(key, kid, claims_template,
+                                  origin_jti="00000000-0000-0000-0000-000000000000"))
+    if is_local(stack):
+        assert_error(response, 401, "token_revoked")
+    else:
+        # Cognito's tokens are checked offline only (see cloudstrype/identity/cognito.py).
+        assert response.status_code == 200, response.text
+
+
+def test_forged_signature_is_rejected(api, pool_key, claims_template):
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    for kid in ("dummy", "unknown-kid"):
+    for kid in ("dummy", "unknown-kid", pool_key[1]):
         token = mint(impostor, kid, claims_template)
         assert_error(validate(api, token), 401, "invalid_token")
 
@@ -117,8 +178,9 @@ def test_alg_none_is_rejected(api, user):
 
 
 def test_hs256_signed_with_the_public_key_is_rejected(api, stack, user):
-    jwks_url = f"{stack.stack_info()['aws_endpoint']}/{stack.stack_info()['user_pool_id']}" \
-               "/.well-known/jwks.json"
+    info = stack.stack_info()
+    jwks_url = stack.url + "/.well-known/jwks.json" if is_local(stack) else \
+        f"{info['aws_endpoint']}/{info['user_pool_id']}/.well-known/jwks.json"
     public_jwk = requests.get(jwks_url, timeout=10).json()["keys"][0]
     public_pem = RSAAlgorithm.from_jwk(json.dumps(public_jwk)).public_bytes(
         encoding=Encoding.PEM, format=PublicFormat.SubjectPublicKeyInfo)

@@ -15,7 +15,7 @@ import jwt
 from jwt import PyJWKClient
 
 from cloudstrype import errors
-from cloudstrype.identity import get_identity
+from cloudstrype.identity import get_identity, token_settings
 from cloudstrype.settings import get_settings
 
 ALGORITHM = "RS256"
@@ -110,7 +110,7 @@ def get_verifier() -> TokenVerifier:
     global _verifier
     with _verifier_lock:
         settings = get_settings()
-        key = (settings.jwks_url, settings.token_issuer, settings.user_pool_client_id)
+        key = token_settings(settings)
         if _verifier is None or (_verifier._jwks.uri, _verifier.issuer, _verifier.client_id) != key:
             _verifier = TokenVerifier(*key)
         return _verifier
