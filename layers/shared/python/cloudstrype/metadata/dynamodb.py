@@ -123,16 +123,18 @@ def model_for(table: schema.Table, prefix: str, region: str | None = None,
     """The pynamodb Model of a table (generated once per prefix and endpoint)."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
         or "us-east-1"
+    host = host if host is not None else _endpoint()
     key = (prefix, table.name, region, host)
-    with _models_lock:
-        known = _models.get(key)
-        if known is not None:
-            if known[0] != table:
-                raise ValueError(f"table {table.name} is declared twice, differently")
-            return known[1]
-        model = _build_model(table, prefix + table.name, region, host)
-        _models[key] = (table, model)
-        return model
+    known = _models.get(key)
+    if known is None:
+        with _models_lock:
+            known = _models.get(key)
+            if known is None:
+                known = _models[key] = (table, _build_model(table, prefix + table.name,
+                                                            region, host))
+    if known[0] is not table and known[0] != table:
+        raise ValueError(f"table {table.name} is declared twice, differently")
+    return known[1]
 
 
 def _build_model(table: schema.Table, table_name: str, region: str,

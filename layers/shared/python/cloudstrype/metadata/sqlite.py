@@ -469,6 +469,7 @@ class SqliteEngine(Engine):
                 if item.get(name) != key_source[name]:
                     raise ValueError(f"an update cannot change the key field {name}")
         layout.validate(item)
+        item = {k: v for k, v in item.items() if v != set()}  # no empty sets, as in DynamoDB
         row = layout.columns(item)
         names = list(row)
         db.execute(f"INSERT OR REPLACE INTO {layout.sql} ({', '.join(names)}) "
