@@ -120,12 +120,13 @@ class LocalStack:
             stack_info.update(aws_endpoint=self.moto.endpoint, **resources.to_json())
 
         import functions
+        from cloudstrype.identity import token_settings
         from cloudstrype.settings import get_settings
         from infra.local.gateway import Gateway
         apps = [functions.load_app(name) for name in functions.available_services()]
         gateway = Gateway(apps, functions.websocket_handlers(), WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
-                                      "userPoolClientId": get_settings().user_pool_client_id})
+                                      "userPoolClientId": token_settings(get_settings())[2]})
         self.scheduled = functions.scheduled_handlers()
         (self.data_dir / STACK_FILE).write_text(json.dumps(stack_info, indent=2))
         return gateway

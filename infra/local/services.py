@@ -38,7 +38,12 @@ class LocalServices:
         """The settings the handlers run with: the same names the CDK sets in AWS."""
         secrets = self.secrets_dir()
         return {
+            "region": "us-east-1",          # what boto3 and chalice expect to find; unused
             "metadata_engine": "sqlite",
+            "identity_provider": "local",
+            "identity_key_path": str(secrets / "identity-key.pem"),
+            # No e-mail to deliver a confirmation code from one machine.
+            "auto_confirm_users": "true",
             "metadata_path": str(self.metadata_path),
             "key_protector": "local",
             "master_key_path": str(secrets / "master.key"),
