@@ -42,6 +42,8 @@ class LocalServices:
             "metadata_engine": "sqlite",
             "identity_provider": "local",
             "identity_key_path": str(secrets / "identity-key.pem"),
+            # Stable for this install, whatever address it is served on next time.
+            "token_issuer": f"urn:cloudstrype:local:{self._install_id()}",
             # No e-mail to deliver a confirmation code from one machine.
             "auto_confirm_users": "true",
             "metadata_path": str(self.metadata_path),
@@ -54,8 +56,21 @@ class LocalServices:
             "local_storage_root": str(self.data_dir / "storages"),
         }
 
+    def _install_id(self) -> str:
+        path = self.data_dir / "install-id"
+        if not path.exists():
+            import uuid
+            path.write_text(uuid.uuid4().hex + "\n")
+        return path.read_text().strip()
+
     def start(self) -> None:
         """Open the metadata database as its owner and bring its tables up to date."""
+        # The handlers reach WebSocket connections through boto3's API Gateway management
+        # client, here pointed at the gateway's loopback listener: it signs requests, so it gets
+        # stand-in credentials, never a developer's real ones.
+        os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
         from cloudstrype.metadata import schema
         from cloudstrype.metadata.engine import set_engine
         from cloudstrype.metadata.sqlite import SqliteEngine

@@ -179,7 +179,10 @@ def test_validate_shows_verified_claims(api, stack, user):
     assert body["user_id"] == user.user_id and body["username"] == user.username
     assert body["token_use"] == "access"
     if is_local(stack):
-        assert body["issuer"] == stack.url      # the local identity service is its own issuer
+        # The local identity service is its own issuer, named once per install (so tokens
+        # outlive a restart on another address).
+        install_id = (stack.data_dir / "install-id").read_text().strip()
+        assert body["issuer"] == f"urn:cloudstrype:local:{install_id}"
     else:
         assert body["issuer"].startswith("https://cognito-idp.")
 
