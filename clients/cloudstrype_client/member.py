@@ -353,10 +353,13 @@ class Member:
             return False
         if answer.status_code != 200:
             return False
-        token = answer.json().get("access_token")
+        body = answer.json()
+        token = body.get("access_token")
         if not token:
             return False
         self.token = token
+        # Refresh tokens rotate: the one just used no longer works.
+        self.refresh_token = body.get("refresh_token") or self.refresh_token
         return True
 
     # -- requests from the server -------------------------------------------------------

@@ -64,7 +64,8 @@ def test_expired_token_is_refreshed_and_saved(home, api):
     after = home.credentials()
     assert after["access_token"] != before["access_token"]
     assert after["expires_at"] > time.time() + 600
-    assert after["refresh_token"] == before["refresh_token"]
+    # Refresh tokens rotate: the new one is saved, the old one is spent.
+    assert after["refresh_token"] and after["refresh_token"] != before["refresh_token"]
     assert stat.S_IMODE(home.credentials_file.stat().st_mode) == 0o600
     assert "refreshed/" in home.ok("ls", "/").stdout.splitlines()
 
