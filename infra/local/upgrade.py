@@ -50,7 +50,7 @@ def import_if_needed(data_dir: Path) -> dict | None:
         return None
     print(f"Importing {legacy} (written by an older Cloudstrype) into the metadata database…",
           flush=True)
-    counts = import_legacy(legacy)
+    counts = import_legacy(legacy, data_dir)
     (data_dir / IMPORTED_MARK).write_text(json.dumps(
         {"imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "items": counts},
         indent=2) + "\n")
@@ -139,6 +139,21 @@ def _split(value: str) -> tuple[str, str]:
     return left, right
 
 
+def _relocate(item: dict, data_dir: Path) -> None:
+    """A `local` storage of a data directory that was moved since: its folder under the old
+    location's storages/ is found under the new one's."""
+    settings = item.get("settings")
+    if isinstance(settings, str):
+        settings = json.loads(settings)
+    path = Path((settings or {}).get("path", ""))
+    if item.get("kind") != "local" or not path.parts or path.exists():
+        return
+    moved = data_dir / "storages" / path.name
+    if path.parent.name == "storages" and moved.is_dir():
+        item["settings"] = {**settings, "path": str(moved)}
+        log.info("storage %s: %s moved to %s", item.get("storage_id"), path, moved)
+
+
 def _derive(name: str, item: dict) -> dict:
     """Fields the new tables carry that the old ones kept only inside their keys (owners) or did
     not have (the work queues' index fields)."""
@@ -173,7 +188,7 @@ def _derive(name: str, item: dict) -> dict:
 
 # -- writing the new store ---------------------------------------------------------------------
 
-def import_legacy(path: Path) -> dict[str, int]:
+def import_legacy(path: Path, data_dir: Path) -> dict[str, int]:
     from cloudstrype.metadata import schema
     from cloudstrype.metadata.engine import Put, get_engine
 
@@ -195,6 +210,8 @@ def import_legacy(path: Path) -> dict[str, int]:
         converted = []
         for old in read:
             item = _derive(name, {key: _number(value) for key, value in old.items()})
+            if name == "storages":
+                _relocate(item, data_dir)
             if name == "user-keys":
                 item = _rewrapped_key(item, kms)
             converted.append({field: _convert(table.fields[field], value)
