@@ -232,3 +232,18 @@ def test_probe_keeps_the_error_type_and_says_which_step_failed():
     with pytest.raises(ShareNotFound,
                        match="while reading the test object back: no cloudstrype-probe-"):
         probe(LosingBackend())
+
+
+def test_a_function_that_never_imported_the_array_opens_member_storages():
+    """Each function is its own Lambda in AWS: the chunk function must open member storages
+    without having imported the array package itself."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from cloudstrype.backends import registry\n"
+            "assert 'cloudstrype.array.backend' not in sys.modules\n"
+            "assert 'member' not in registry.KINDS\n"
+            "registry._load('member')\n"
+            "assert 'member' in registry.KINDS\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -105,6 +105,17 @@ _KINDS: dict[str, StorageKind] = {}
 KINDS: Mapping[str, StorageKind] = MappingProxyType(_KINDS)
 
 
+# Kinds whose drivers live in another package, loaded on first use: every function (each its own
+# Lambda in AWS) can open them, and this package still imports none of them.
+_ELSEWHERE = {"member": "cloudstrype.array.backend"}
+
+
+def _load(kind: str) -> None:
+    if kind not in _KINDS and kind in _ELSEWHERE:
+        import importlib
+        importlib.import_module(_ELSEWHERE[kind])
+
+
 def register(info: StorageKind, opener: Opener, validate: Validator | None = None) -> None:
     """Make a kind of storage known: how it is described, validated and opened. `validate`
     defaults to checking the declared fields. Registering a kind again replaces it."""
@@ -235,6 +246,7 @@ def open_backend(kind: str, config: dict, on_token_refreshed: TokenCallback | No
                  *, retry: RetryPolicy | None = None, target: Target | None = None) -> Backend:
     """A backend for a storage of `kind` with `config` (validated here). `retry` tunes the
     HTTP providers' retries; tests pass tiny delays. `target` names the storage."""
+    _load(kind)
     cleaned = validate_config(kind, config)
     return _REGISTERED[kind].opener(cleaned, target or Target(), on_token_refreshed, retry)
 
