@@ -132,23 +132,10 @@ def ensure_resources(resources_file: Path) -> LocalResources:
     from cloudstrype.settings import get_settings
     DynamoEngine(prefix=get_settings().table_prefix, region=REGION).create_tables(
         schema.all_tables())
-    _create_legacy_tables()
 
     resources = LocalResources(pool_id, client_id, key_id, STAGING_BUCKET, WEB_BUCKET)
     resources_file.write_text(json.dumps(resources.to_json(), indent=2))
     return resources
-
-
-def _create_legacy_tables() -> None:
-    """TRANSITIONAL (removed when every aggregate is on the engine interface): the pynamodb
-    models not yet converted still need their tables."""
-    import importlib.util
-    if importlib.util.find_spec("cloudstrype.db") is None:
-        return
-    from cloudstrype import db
-    for model in db.all_tables():
-        if not model.exists():
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
 
 
 def settings(resources: LocalResources, moto_endpoint: str, public_url: str,

@@ -102,10 +102,5 @@ TABLE_MODULES = (
 def all_tables() -> list[Table]:
     import importlib
     for module in TABLE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # TRANSITIONAL, while the aggregates move onto the engine interface.
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
     return [TABLES[name] for name in sorted(TABLES)]
