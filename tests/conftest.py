@@ -18,8 +18,27 @@ def fake_providers():
         fake.stop()
 
 
+# The HTTP suites of these services also run against a stack whose services are the AWS
+# adapters on moto (DynamoDB, Cognito, KMS, S3 staging), so the AWS path stays proven end to end.
+AWS_EMULATED_SUITES = ("foundation/test_auth_api.py", "foundation/test_tokens.py", "filesystem/",
+                       "storage/test_chunks.py", "array/")
+
+
+def pytest_generate_tests(metafunc):
+    if "stack" not in metafunc.fixturenames:
+        return
+    path = str(metafunc.definition.path)
+    modes = ["local"]
+    if any(f"/tests/{suite}" in path for suite in AWS_EMULATED_SUITES):
+        modes.append("aws-emulated")
+    metafunc.parametrize("stack", modes, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, fake_providers):
+def stack(request, tmp_path_factory, fake_providers):
+    """A running stack in the mode the test is parametrized with (the embedded default unless
+    the suite is one of AWS_EMULATED_SUITES)."""
+    mode = getattr(request, "param", "local")
     from tests.fakes import CLIENT_ID, CLIENT_SECRET
     overrides, env = {}, {}
     for name, fake in fake_providers.items():
@@ -29,7 +48,7 @@ def stack(tmp_path_factory, fake_providers):
     env["CLOUDSTRYPE_PROVIDER_URL_OVERRIDES"] = json.dumps(overrides)
     # The fake providers speak plain HTTP on loopback; oauthlib insists on HTTPS otherwise.
     env["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
-    running = start_stack(tmp_path_factory.mktemp("stack-data"), env=env)
+    running = start_stack(tmp_path_factory.mktemp(f"stack-{mode}"), env=env, mode=mode)
     yield running
     code = running.stop()
     assert code == 0, f"the stack did not stop cleanly ({code}):\n{running.log()}"
