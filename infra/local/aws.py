@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,16 +35,34 @@ class MotoServer:
 
     def start(self) -> None:
         try:
-            from moto.server import ThreadedMotoServer
+            from moto.server import DomainDispatcherApplication, create_backend_app
         except ImportError:
             raise RuntimeError("The aws-emulated mode needs moto, a test tool: "
                                "pip install -e '.[dev]'.") from None
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ, start_response):
+            # moto checks a condition and writes without a lock of its own: two racing
+            # conditional writes could both succeed, which DynamoDB never allows.
+            with lock:
+                return list(moto_app(environ, start_response))
+
+        class Quiet(WSGIRequestHandler):
+            protocol_version = "HTTP/1.1"       # boto3 keeps its connections
+
+            def log_request(self, *args, **kwargs):
+                pass
+
+        self._server = make_server(self.host, self.port, one_at_a_time, threaded=True,
+                                   request_handler=Quiet)
+        threading.Thread(target=self._server.serve_forever, name="moto", daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
             self._server = None
 
 
