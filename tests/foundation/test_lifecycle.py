@@ -1,4 +1,6 @@
 """Starting, stopping and restarting `cloudstrype serve`: state survives, errors are clear."""
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -7,7 +9,7 @@ import time
 
 import requests
 
-from tests.support import (REPO, Api, free_port, login, register_and_login, start_stack)
+from tests.support import REPO, Api, free_port, login, register_and_login, start_stack
 
 
 def test_state_survives_a_restart(tmp_path):
@@ -33,26 +35,81 @@ def test_state_survives_a_restart(tmp_path):
         assert second.stop(signal.SIGTERM) == 0, second.log()
 
 
-def test_writes_are_saved_without_a_clean_stop(tmp_path):
-    # A crash (SIGKILL) loses at most the last second or so: the snapshot follows the writes.
+def _kill_9(stack) -> None:
+    stack.process.send_signal(signal.SIGKILL)
+    stack.process.wait()
+
+
+def test_an_account_registered_just_before_kill_9_is_there_after(tmp_path):
     data_dir = tmp_path / "data"
     first = start_stack(data_dir)
-    try:
-        user = register_and_login(Api(first.url))
-        deadline = time.monotonic() + 10
-        state = data_dir / "aws-state.pickle"
-        while time.monotonic() < deadline:
-            if state.exists() and user.username.encode() in state.read_bytes():
-                break
-            time.sleep(0.2)
-    finally:
-        first.process.kill()
-        first.process.wait()
+    user = register_and_login(Api(first.url))
+    _kill_9(first)
     second = start_stack(data_dir)
     try:
         assert login(Api(second.url), user.username, user.password)["access_token"]
     finally:
-        second.stop()
+        assert second.stop() == 0, second.log()
+
+
+def test_every_acknowledged_upload_survives_kill_9(tmp_path):
+    data_dir = tmp_path / "data"
+    first = start_stack(data_dir)
+    user = register_and_login(Api(first.url))
+    for n in range(3):
+        made = user.api.post("/api/cloud/storages", json={
+            "name": f"disk{n}", "kind": "local", "config": {"path": f"disk{n}"}})
+        assert made.status_code == 201, made.text
+    acknowledged = {}
+    for n in range(20):
+        content = os.urandom(2000 + n)
+        answer = user.api.post("/api/filesystem/data", data={"path": "/crash"},
+                               files={"file": (f"f{n}.bin", content)})
+        assert answer.status_code == 201, answer.text
+        acknowledged[answer.json()["id"]] = content
+    _kill_9(first)                 # no clean stop: whatever was answered must be on disk
+
+    second = start_stack(data_dir)
+    try:
+        api = Api(second.url).as_user(login(Api(second.url), user.username,
+                                             user.password)["access_token"])
+        for file_id, content in acknowledged.items():
+            read = api.get(f"/api/filesystem/data/{file_id}")
+            assert read.status_code == 200, read.text
+            assert read.content == content
+    finally:
+        assert second.stop() == 0, second.log()
+
+
+def test_a_backup_taken_while_serving_restores_every_user_and_file(tmp_path):
+    data_dir = tmp_path / "data"
+    first = start_stack(data_dir)
+    user = register_and_login(Api(first.url))
+    made = user.api.post("/api/cloud/storages", json={
+        "name": "disk", "kind": "local", "config": {"path": str(tmp_path / "disk")}})
+    assert made.status_code == 201, made.text
+    stored = user.api.post("/api/filesystem/data", data={"path": "/kept"},
+                           files={"file": ("a.txt", b"backed up")})
+    assert stored.status_code == 201, stored.text
+    done = subprocess.run([sys.executable, "-m", "cloudstrype_client.cli", "backup",
+                           str(tmp_path / "backup"), "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert first.stop() == 0, first.log()
+
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    for name in ("metadata.db", "secrets"):
+        source = tmp_path / "backup" / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, restored / name)
+    second = start_stack(restored)
+    try:
+        api = Api(second.url).as_user(login(Api(second.url), user.username,
+                                             user.password)["access_token"])
+        read = api.get(f"/api/filesystem/data/{stored.json()['id']}")
+        assert read.status_code == 200 and read.content == b"backed up"
+    finally:
+        assert second.stop() == 0, second.log()
 
 
 def test_port_in_use_is_a_clear_message(tmp_path):

@@ -27,10 +27,25 @@ import threading
 import time
 from typing import Any, Iterator
 
-from cloudstrype.metadata.engine import (MAX_TRANSACTION_ITEMS, BadCursor, Change, Check,
-                                         Condition, ConditionFailed, Delete, Engine,
-                                         MetadataError, Operation, Page, Put, StoreDamaged,
-                                         StoreFull, Update, decode_cursor, encode_cursor)
+from cloudstrype.metadata.engine import (
+    MAX_TRANSACTION_ITEMS,
+    BadCursor,
+    Change,
+    Check,
+    Condition,
+    ConditionFailed,
+    Delete,
+    Engine,
+    MetadataError,
+    Operation,
+    Page,
+    Put,
+    StoreDamaged,
+    StoreFull,
+    Update,
+    decode_cursor,
+    encode_cursor,
+)
 from cloudstrype.metadata.schema import BOOL, BYTES, INT, INT_SET, JSON, STR, STR_SET, Table
 
 # The engine's own format (how tables are laid out), in PRAGMA user_version.
@@ -439,13 +454,13 @@ class SqliteEngine(Engine):
             raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} operations")
         layouts = [self._layout_of(op.table) for op in operations]
         seen = set()
-        for op, layout in zip(operations, layouts):
+        for op, layout in zip(operations, layouts, strict=True):
             target = (op.table.name, layout.key(op.item if isinstance(op, Put) else op.key))
             if target in seen:
                 raise ValueError(f"a transaction names one item twice ({op.table.name})")
             seen.add(target)
         with self._writing() as db:
-            for position, (op, layout) in enumerate(zip(operations, layouts)):
+            for position, (op, layout) in enumerate(zip(operations, layouts, strict=True)):
                 self._apply(db, op, layout, position)
 
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
@@ -498,6 +513,9 @@ class SqliteEngine(Engine):
         try:
             with self._write_lock:
                 self._writer.backup(target)
+            # The copy is complete and closed: a server started on it did stop cleanly.
+            target.execute("UPDATE cloudstrype_state SET value = '0' WHERE key = 'open'")
+            target.commit()
             target.execute("PRAGMA journal_mode=DELETE")
         finally:
             target.close()
