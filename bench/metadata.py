@@ -67,18 +67,19 @@ def _operations(engine, ops: int) -> dict[str, float]:
         call()
         results.setdefault(name, []).append(time.perf_counter() - started)
 
+    # timed() calls each lambda at once; the defaults only pin this iteration's n and key.
     for n in range(ops):
         key = {"owner": "o", "id": f"{n:06d}"}
-        timed("put", lambda: engine.put(table, {**key, **item}))
-        timed("put if absent", lambda: engine.put(table, {"owner": "c", "id": f"{n:06d}",
-                                                          **item}, Condition.absent()))
-        timed("get", lambda: engine.get(table, key))
+        timed("put", lambda key=key: engine.put(table, {**key, **item}))
+        timed("put if absent", lambda n=n: engine.put(table, {"owner": "c", "id": f"{n:06d}",
+                                                              **item}, Condition.absent()))
+        timed("get", lambda key=key: engine.get(table, key))
         timed("update (counter)", lambda: engine.update(table, {"owner": "n", "id": "ctr"},
                                                         Change(add={"size": 1})))
         timed("query 100", lambda: engine.query(table, "list", limit=100))
-        timed("transaction of 10", lambda: engine.transact(
+        timed("transaction of 10", lambda n=n: engine.transact(
             [Put(table, {"owner": "t", "id": f"{n:06d}-{k}", **item}) for k in range(10)]))
-        timed("delete", lambda: engine.delete(table, key))
+        timed("delete", lambda key=key: engine.delete(table, key))
     return {name: _median_us(samples) for name, samples in results.items()}
 
 
@@ -86,9 +87,8 @@ def _dynamodb_operations(ops: int) -> dict[str, float]:
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_ENDPOINT_URL", None)
-    from moto import mock_aws
-
     from cloudstrype.metadata.dynamodb import DynamoEngine
+    from moto import mock_aws
     with mock_aws():
         return _operations(DynamoEngine(prefix="bench-", region="us-east-1"), ops)
 

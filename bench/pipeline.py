@@ -50,9 +50,8 @@ from contextlib import contextmanager
 
 import cryptography
 import zfec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from cloudstrype.pipeline import codec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB
@@ -140,13 +139,16 @@ def _raw_stages(data: bytes, reps: int) -> list[tuple[str, float, int]]:
         blocks = tuple(encoded.shares[:k])
         encoder = zfec.Encoder(k, n)
         parity = tuple(range(k, n))
+        # _time() runs each closure before the next iteration; the defaults only pin its values.
         rows.append((f"zfec encode {spec}: {k} x {len(blocks[0])} B -> {n - k} parity",
-                     _time(lambda: encoder.encode(blocks, parity), reps)[0], CHUNK))
+                     _time(lambda encoder=encoder, blocks=blocks, parity=parity:
+                           encoder.encode(blocks, parity), reps)[0], CHUNK))
         used = tuple(range(durability.m, n))
         have = tuple(encoded.shares[i] for i in used)
         decoder = zfec.Decoder(k, n)
         rows.append((f"zfec decode {spec}: shares {used[0]}..{used[-1]}",
-                     _time(lambda: decoder.decode(have, used), reps)[0], CHUNK))
+                     _time(lambda decoder=decoder, have=have, used=used:
+                           decoder.decode(have, used), reps)[0], CHUNK))
     return rows
 
 
@@ -158,7 +160,8 @@ def _scheme_rows(chunks: list[bytes], reps: int) -> list[dict]:
             key = _key(encryption)
             turn = iter(range(1 << 30))
 
-            def do_encode():
+            # Only called (and timed) within this iteration; the defaults pin its values.
+            def do_encode(turn=turn, encryption=encryption, durability=durability, key=key):
                 return codec.encode("bench", chunks[next(turn) % len(chunks)], encryption,
                                     durability, key)
 
@@ -168,8 +171,10 @@ def _scheme_rows(chunks: list[bytes], reps: int) -> list[dict]:
             degraded = {i: s for i, s in shares.items() if i >= durability.tolerates}
             assert codec.decode("bench", shares, meta, key).data in chunks
             t_enc, pf_enc = _time(do_encode, reps)
-            t_dec, pf_dec = _time(lambda: codec.decode("bench", shares, meta, key), reps)
-            t_deg, pf_deg = _time(lambda: codec.decode("bench", degraded, meta, key), reps)
+            t_dec, pf_dec = _time(lambda shares=shares, meta=meta, key=key:
+                                  codec.decode("bench", shares, meta, key), reps)
+            t_deg, pf_deg = _time(lambda degraded=degraded, meta=meta, key=key:
+                                  codec.decode("bench", degraded, meta, key), reps)
             rows.append({
                 "encryption": encryption, "durability": spec,
                 "shares": f"{durability.total_shares} x {meta['share_size']}",
@@ -214,17 +219,21 @@ def _target(chunks: list[bytes], rounds: int) -> dict:
         data_blocks = tuple(shares[:k])
         used_normal = tuple(shares[i] for i in normal_used)
         used_degraded = tuple(shares[i] for i in degraded_used)
-        timed("enc_aes", lambda: AESGCM(key).encrypt(os.urandom(12), data, aad))
-        timed("enc_hash", lambda: [sha256(s).hexdigest() for s in shares])
-        timed("enc_zfec", lambda: encoder.encode(data_blocks, tuple(range(k, n))))
-        timed("enc_codec", lambda: codec.encode("bench", data, encryption, durability, key))
-        timed("dec_aes", lambda: AESGCM(key).decrypt(nonce, ciphertext, aad))
-        timed("dec_hash", lambda: [sha256(s).hexdigest() for s in used_normal])
-        timed("dec_zfec", lambda: decoder.decode(used_normal, normal_used))
-        timed("dec_codec", lambda: codec.decode("bench", all_shares, meta, key))
-        timed("deg_hash", lambda: [sha256(s).hexdigest() for s in used_degraded])
-        timed("deg_zfec", lambda: decoder.decode(used_degraded, degraded_used))
-        timed("deg_codec", lambda: codec.decode("bench", lost, meta, key))
+        # timed() calls each lambda at once; the defaults only pin this round's values.
+        timed("enc_aes", lambda data=data: AESGCM(key).encrypt(os.urandom(12), data, aad))
+        timed("enc_hash", lambda shares=shares: [sha256(s).hexdigest() for s in shares])
+        timed("enc_zfec", lambda blocks=data_blocks: encoder.encode(blocks, tuple(range(k, n))))
+        timed("enc_codec",
+              lambda data=data: codec.encode("bench", data, encryption, durability, key))
+        timed("dec_aes", lambda nonce=nonce, ciphertext=ciphertext:
+              AESGCM(key).decrypt(nonce, ciphertext, aad))
+        timed("dec_hash", lambda used=used_normal: [sha256(s).hexdigest() for s in used])
+        timed("dec_zfec", lambda used=used_normal: decoder.decode(used, normal_used))
+        timed("dec_codec",
+              lambda shares=all_shares, meta=meta: codec.decode("bench", shares, meta, key))
+        timed("deg_hash", lambda used=used_degraded: [sha256(s).hexdigest() for s in used])
+        timed("deg_zfec", lambda used=used_degraded: decoder.decode(used, degraded_used))
+        timed("deg_codec", lambda lost=lost, meta=meta: codec.decode("bench", lost, meta, key))
         if r == 0:                                   # the first round is a warm-up
             for samples in stages.values():
                 samples.clear()
@@ -252,7 +261,7 @@ def _print_table(headers: list[str], rows: list[list[str]], align: str) -> None:
 
     def line(cells):
         return "  " + "  ".join(c.ljust(w) if a == "<" else c.rjust(w)
-                                for c, w, a in zip(cells, widths, align))
+                                for c, w, a in zip(cells, widths, align, strict=True))
     print(line(headers))
     print("  " + "  ".join("-" * w for w in widths))
     for row in rows:

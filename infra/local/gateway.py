@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import re
 import time
@@ -106,7 +105,8 @@ class Gateway:
         for route in self.routes:
             found = route.pattern.match(path)
             if found:
-                values = {name: unquote(v) for name, v in zip(route.params, found.groups())}
+                values = {name: unquote(v)
+                          for name, v in zip(route.params, found.groups(), strict=True)}
                 return route, values
         return None
 

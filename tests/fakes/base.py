@@ -170,13 +170,19 @@ class FakeProvider(abc.ABC):
         response = self._dispatch(request)
         return response(environ, start_response)
 
-    def _dispatch(self, request: Request) -> Response:
+    def _route(self, request: Request):
+        """The first route matching the request's method and path: (match, handler, kind)."""
         for method, pattern, handler, kind in self._routes:
             match = pattern.fullmatch(request.path)
             if match and request.method == method:
-                break
-        else:
+                return match, handler, kind
+        return None
+
+    def _dispatch(self, request: Request) -> Response:
+        found = self._route(request)
+        if found is None:
             return Response(f"no route for {request.method} {request.path}", status=404)
+        match, handler, kind = found
         with self.lock:
             if kind == "api":
                 self.api_calls.append(f"{request.method} {request.path}")
@@ -221,7 +227,8 @@ class FakeProvider(abc.ABC):
         query = {"code": code}
         if "state" in args:
             query["state"] = args["state"]
-        return Response(status=302, headers={"Location": f"{args['redirect_uri']}?{urlencode(query)}"})
+        return Response(status=302,
+                        headers={"Location": f"{args['redirect_uri']}?{urlencode(query)}"})
 
     def _token(self, request: Request) -> Response:
         form = request.form.to_dict()
@@ -248,7 +255,8 @@ class FakeProvider(abc.ABC):
                 return self._oauth_error(400, "invalid_request", problem)
             if self.rotates_refresh_tokens:
                 self._refresh_tokens.discard(refresh_token)
-            return self.json_response(self._new_token(with_refresh_token=self.rotates_refresh_tokens))
+            return self.json_response(
+                self._new_token(with_refresh_token=self.rotates_refresh_tokens))
         return self._oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r}")
 
     def check_refresh_request(self, form: dict) -> str | None:

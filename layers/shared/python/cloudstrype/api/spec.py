@@ -46,7 +46,7 @@ def _obj(required: list[str], **props) -> dict:
 
 
 S = {"type": "string"}
-I = {"type": "integer"}
+INT = {"type": "integer"}
 
 # (method, path) -> operation. Path parameters are named as in the route code.
 OPERATIONS: dict[tuple[str, str], dict] = {}
@@ -111,7 +111,7 @@ op("POST", "/api/auth/logout", "End this sign-in: its refresh token stops workin
 op("GET", "/api/auth/me", "The signed-in user",
    responses={200: {"schema": {"$ref": "#/components/schemas/User"}}})
 op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")
-op("GET", "/api/auth/users", "List users (admins)", query={"limit": I, "next": S})
+op("GET", "/api/auth/users", "List users (admins)", query={"limit": INT, "next": S})
 op("DELETE", "/api/auth/users/{username}", "Delete a user (admins)",
    responses={204: "Deleted", 404: "No such user"})
 op("GET", "/api/auth/groups", "List groups (admins)")
@@ -132,12 +132,12 @@ COMPONENTS["schemas"]["Storage"] = {
     "type": "object",
     "properties": {"id": S, "kind": S, "name": S, "status": S, "online": {"type": "boolean"},
                    "settings": {"type": "object"}, "capacity": {"type": ["integer", "null"]},
-                   "used": I, "free": {"type": ["integer", "null"]}, "shares": I,
-                   "stored_bytes": I, "last_error": {"type": ["string", "null"]}}}
+                   "used": INT, "free": {"type": ["integer", "null"]}, "shares": INT,
+                   "stored_bytes": INT, "last_error": {"type": ["string", "null"]}}}
 COMPONENTS["schemas"]["StoredChunk"] = {
     "type": "object",
-    "properties": {"chunk_id": S, "size": I, "encryption": S, "durability": S,
-                   "shares": {"type": "array", "items": _obj(["index", "storage_id"], index=I,
+    "properties": {"chunk_id": S, "size": INT, "encryption": S, "durability": S,
+                   "shares": {"type": "array", "items": _obj(["index", "storage_id"], index=INT,
                                                              storage_id=S)}}}
 CHUNK = {"$ref": "#/components/schemas/StoredChunk"}
 BYTES = {"type": "application/octet-stream", "schema": {"type": "string", "format": "binary"}}
@@ -161,7 +161,7 @@ op("GET", "/api/cloud/oauth/{provider}/callback", "Where the provider sends the 
    responses={201: {"schema": STORAGE}, 302: "Back to return_to"})
 op("POST", "/api/cloud/{chunk_id}", "Store the body as given on N storages",
    body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
-   query={"replicas": I}, responses={201: {"schema": CHUNK}, 409: "Chunk id in use"})
+   query={"replicas": INT}, responses={201: {"schema": CHUNK}, 409: "Chunk id in use"})
 op("GET", "/api/cloud/{chunk_id}", "Read a stored body", responses={200: BYTES, 404: "Unknown"})
 op("DELETE", "/api/cloud/{chunk_id}", "Delete a stored body and its copies",
    responses={204: "Deleted"})
@@ -171,11 +171,11 @@ MEMBER = {"$ref": "#/components/schemas/Member"}
 COMPONENTS["schemas"]["Member"] = {
     "type": "object",
     "properties": {"id": S, "name": S, "storage_id": S, "online": {"type": "boolean"},
-                   "status": S, "capacity": {"type": ["integer", "null"]}, "used": I,
-                   "free": {"type": ["integer", "null"]}, "shares": I, "stored_bytes": I,
+                   "status": S, "capacity": {"type": ["integer", "null"]}, "used": INT,
+                   "free": {"type": ["integer", "null"]}, "shares": INT, "stored_bytes": INT,
                    "last_seen": {"type": ["string", "null"]},
                    "connected_since": {"type": ["string", "null"]},
-                   "version": {"type": ["string", "null"]}, "protocol": I}}
+                   "version": {"type": ["string", "null"]}, "protocol": INT}}
 op("GET", "/api/array/members", "The user's array members: online, space, last seen",
    responses={200: {"schema": _obj(["members"], members={"type": "array", "items": MEMBER})}})
 op("GET", "/api/array/members/{member_id}", "One member",
@@ -191,7 +191,7 @@ op("POST", "/api/array/members/{member_id}/verify",
               409: "Member offline"})
 op("POST", "/api/array/{chunk_id}", "Store the body as given on N members (no encryption)",
    body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
-   query={"replicas": I},
+   query={"replicas": INT},
    responses={201: {"schema": CHUNK}, 409: "Chunk id in use", 422: "Not enough members online"})
 op("GET", "/api/array/{chunk_id}", "Read a stored body from the members that answer first",
    responses={200: BYTES, 404: "Unknown", 503: "Not enough members online"})
@@ -216,12 +216,12 @@ NODE = {"$ref": "#/components/schemas/Node"}
 COMPONENTS["schemas"]["Node"] = {
     "type": "object",
     "properties": {"id": S, "name": S, "path": S, "type": {"enum": ["file", "directory"]},
-                   "size": I, "created": S, "modified": S, "content_type": S, "sha256": S,
+                   "size": INT, "created": S, "modified": S, "content_type": S, "sha256": S,
                    "etag": S, "version": S, "durability": S, "encryption": S,
                    "attributes": {"type": "object"}, "versions": {"type": "array"},
                    "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
 op("GET", "/api/filesystem/info", "A directory and its children to `depth` levels",
-   query={"path": S, "depth": I, "limit": I, "cursor": S},
+   query={"path": S, "depth": INT, "limit": INT, "cursor": S},
    responses={200: {"schema": NODE}, 404: "No such path"})
 op("GET", "/api/filesystem/info/{file_id}", "Metadata of a file (with versions) or directory",
    responses={200: {"schema": NODE}, 404: "Unknown id"})
@@ -242,7 +242,7 @@ op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 2
    responses={200: BYTES, 206: "Partial content", 413: "Too big for one response: use Range",
               416: "Range not satisfiable"})
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
-   body=_obj(["name", "size"], path=S, name=S, size=I, content_type=S, durability=S,
+   body=_obj(["name", "size"], path=S, name=S, size=INT, content_type=S, durability=S,
              encryption=S, sha256=S), responses={201: "Session"})
 op("GET", "/api/filesystem/uploads/{upload_id}", "Which parts arrived (to resume)")
 op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",

@@ -294,6 +294,8 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release files and connections (a clean stop)."""
+        # Deliberately optional: an engine that holds nothing open (DynamoDB) has nothing to do.
+        return None
 
 
 _engine: Engine | None = None
