@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.support import Api, cli, register_and_login, start_stack, unique, login
+from tests.support import Api, cli, login, register_and_login, start_stack, unique
 
 
 @pytest.fixture(scope="session")

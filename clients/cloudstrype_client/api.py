@@ -19,8 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cloudstrype_client import config
-from cloudstrype_client.errors import (AUTH, UNREACHABLE, AuthError, CliError,
-                                       exit_code_for_status)
+from cloudstrype_client.errors import AUTH, UNREACHABLE, AuthError, CliError, exit_code_for_status
 
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed

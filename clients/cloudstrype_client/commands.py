@@ -19,8 +19,15 @@ from datetime import datetime
 
 from cloudstrype_client import config, remote, transfer
 from cloudstrype_client.api import Client, normalize_server
-from cloudstrype_client.errors import (AUTH, CONFLICT, FAILED, INTERRUPTED, NOT_FOUND, OK,
-                                       USAGE, AuthError, CliError, NotFoundError, UsageError)
+from cloudstrype_client.errors import (
+    CONFLICT,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    CliError,
+    NotFoundError,
+    UsageError,
+)
 from cloudstrype_client.progress import human_size
 
 EXIT_CODES_HELP = """exit codes: 0 ok, 1 an operation failed, 2 usage error, 3 not logged in or

@@ -30,8 +30,7 @@ from pathlib import Path
 from cloudstrype_client import remote
 from cloudstrype_client.api import Client
 from cloudstrype_client.config import UploadState
-from cloudstrype_client.errors import (CONFLICT, FAILED, NOT_FOUND, OK, USAGE, CliError,
-                                       UsageError)
+from cloudstrype_client.errors import CONFLICT, FAILED, NOT_FOUND, OK, USAGE, CliError, UsageError
 from cloudstrype_client.progress import Progress
 
 MiB = 1024 * 1024

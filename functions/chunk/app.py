@@ -1,7 +1,6 @@
 """Chunk service: the pipeline over HTTP — encrypt, replicate or erasure-code, place, read back,
 repair. Routes only; the work is in cloudstrype.pipeline."""
 from chalice import Rate
-
 from cloudstrype import errors
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.pipeline import store
@@ -17,7 +16,8 @@ def create_chunk(call):
             fields[part.name] = part.data.decode("utf-8", "replace").strip()
         elif part.name in ("file", None, "") or part.filename is not None:
             if data is not None:
-                raise errors.BadRequest("Send one data part (named 'file').", code="invalid_multipart")
+                raise errors.BadRequest("Send one data part (named 'file').",
+                                        code="invalid_multipart")
             data = part.data
         else:
             raise errors.BadRequest(f"Unknown form field '{part.name}'; expected encryption, "

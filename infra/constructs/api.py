@@ -18,9 +18,9 @@ from aws_cdk import Aws
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_lambda as lambda_
+from cloudstrype.api.service import PUBLIC, RouteInfo
 from constructs import Construct
 
-from cloudstrype.api.service import PUBLIC, RouteInfo
 from infra.constructs.auth import ACCESS_TOKEN_SCOPE
 from infra.constructs.lambdas import ServiceFunctions
 

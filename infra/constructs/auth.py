@@ -8,9 +8,8 @@ from __future__ import annotations
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
-from constructs import Construct
-
 from cloudstrype.auth import pool as pool_spec
+from constructs import Construct
 
 # Cognito API flow name -> the CDK AuthFlow field. ALLOW_REFRESH_TOKEN_AUTH is always on in CDK.
 _AUTH_FLOW_FIELDS = {

@@ -13,9 +13,9 @@ from typing import Callable, Mapping
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from cloudstrype.settings import Settings
 from constructs import Construct
 
-from cloudstrype.settings import Settings
 from infra.constructs.layers import ARCHITECTURE, ASSET_EXCLUDES, PYTHON_RUNTIME, FunctionLayers
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"

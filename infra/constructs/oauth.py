@@ -13,9 +13,8 @@ import dataclasses
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
-
 from cloudstrype.settings import Settings
+from constructs import Construct
 
 OAUTH_SECRETS_ARN_ENV = "CLOUDSTRYPE_OAUTH_SECRETS_ARN"
 

@@ -104,7 +104,6 @@ def ensure_resources(resources_file: Path) -> LocalResources:
     """Create the pool, client, group, key, buckets and tables."""
     import boto3
     from botocore.exceptions import ClientError
-
     from cloudstrype.auth import pool
 
     cognito = boto3.client("cognito-idp")

@@ -119,12 +119,14 @@ class LocalStack:
                                          local_storage_root=str(self.data_dir / "storages")))
             stack_info.update(aws_endpoint=self.moto.endpoint, **resources.to_json())
 
-        import functions
         from cloudstrype.identity import token_settings
         from cloudstrype.settings import get_settings
+
+        import functions
         from infra.local.gateway import Gateway
         apps = [functions.load_app(name) for name in functions.available_services()]
-        gateway = Gateway(apps, functions.websocket_handlers(), WEB_DIR if WEB_DIR.is_dir() else None,
+        gateway = Gateway(apps, functions.websocket_handlers(),
+                          WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
                                       "userPoolClientId": token_settings(get_settings())[2]})
         self.scheduled = functions.scheduled_handlers()

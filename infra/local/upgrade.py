@@ -79,7 +79,8 @@ def _load(path: Path) -> dict:
         import moto  # noqa: F401  (the pickle holds moto's objects)
     except ImportError:
         raise UpgradeError(f"{path} holds moto's objects, and reading it needs moto: run "
-                           f"`make run` (it installs it), or pip install -e '.[upgrade]'.") from None
+                           f"`make run` (it installs it), or pip install -e '.[upgrade]'."
+                           ) from None
     try:
         with path.open("rb") as state_file:
             return _LegacyUnpickler(state_file).load()

@@ -78,6 +78,7 @@ def web_user(api, tmp_path):
     user = register_and_login(api)
     for name in ("disk-a", "disk-b"):
         response = user.api.post("/api/cloud/storages", json={
-            "kind": "local", "name": name, "config": {"path": str(tmp_path / f"{user.username}-{name}")}})
+            "kind": "local", "name": name,
+            "config": {"path": str(tmp_path / f"{user.username}-{name}")}})
         assert response.status_code == 201, response.text
     return user

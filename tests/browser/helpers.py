@@ -84,7 +84,8 @@ def no_horizontal_scroll(page) -> dict:
         clientWidth: document.documentElement.clientWidth,
         bodyScrollWidth: document.body.scrollWidth,
         widest: [...document.querySelectorAll('body *')]
-            .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+            .filter(el => el.getBoundingClientRect().right
+                            > document.documentElement.clientWidth + 1
                           && getComputedStyle(el).position !== 'fixed'
                           && el.getClientRects().length)
             .slice(0, 5).map(el => el.tagName + '.' + el.className),

@@ -42,7 +42,10 @@ LOW_CONTRAST = """() => {
                                  g: top.g * top.a + base.g * (1 - top.a),
                                  b: top.b * top.a + base.b * (1 - top.a), a: 1 });
   const luminance = ({ r, g, b }) => {
-    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    const f = v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
   };
   const background = el => {
@@ -57,11 +60,13 @@ LOW_CONTRAST = """() => {
   };
   const failures = [];
   for (const el of document.querySelectorAll("body *")) {
-    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join("").trim();
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent)
+      .join("").trim();
     if (!text) continue;
     const style = getComputedStyle(el);
     if (!(el.offsetWidth || el.offsetHeight) || style.visibility === "hidden"
-        || parseFloat(style.opacity) === 0 || el.closest("[disabled], [aria-hidden=true]")) continue;
+        || parseFloat(style.opacity) === 0
+        || el.closest("[disabled], [aria-hidden=true]")) continue;
     const bg = background(el);
     const fg = over(parse(style.color), bg);
     const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
@@ -69,7 +74,8 @@ LOW_CONTRAST = """() => {
     const size = parseFloat(style.fontSize);
     const large = size >= 24 || (size >= 18.66 && parseInt(style.fontWeight, 10) >= 700);
     if (ratio < (large ? 3 : 4.5))
-      failures.push(`${el.tagName.toLowerCase()}.${el.className} "${text.slice(0, 40)}" ${ratio.toFixed(2)}:1`);
+      failures.push(`${el.tagName.toLowerCase()}.${el.className} "${text.slice(0, 40)}" `
+                    + `${ratio.toFixed(2)}:1`);
   }
   return failures;
 }"""

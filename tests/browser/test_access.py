@@ -8,8 +8,15 @@ from playwright.sync_api import expect
 
 from tests.support import PASSWORD, register_and_login
 
-from .helpers import (login_ui, no_horizontal_scroll, open_files, row, sign_in_with_tokens,
-                      upload_files, wait_for_transfer)
+from .helpers import (
+    login_ui,
+    no_horizontal_scroll,
+    open_files,
+    row,
+    sign_in_with_tokens,
+    upload_files,
+    wait_for_transfer,
+)
 
 ADMIN_PASSWORD = "Adm1nPassword"     # tests/conftest.py's admin fixture
 
@@ -127,7 +134,8 @@ def test_keyboard_only_login_and_dialogs(page, base_url, web_user):
 
 def test_tokens_are_refreshed_before_expiry_and_after_a_rejection(page, base_url, web_user):
     refreshes = []
-    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+    page.on("request", lambda r: refreshes.append(r.url)
+            if r.url.endswith("/api/auth/refresh") else None)
     login_ui(page, base_url, web_user.username, PASSWORD)
     session = json.loads(page.evaluate("localStorage.getItem('cloudstrype.session')"))
     assert session["refresh_token"] and session["expires_at"] > 0
@@ -147,11 +155,13 @@ def test_tokens_are_refreshed_before_expiry_and_after_a_rejection(page, base_url
     page.reload()
     expect(page.get_by_role("heading", name=f"Hello, {web_user.username}")).to_be_visible()
     assert len(refreshes) == 2
-    assert json.loads(page.evaluate("localStorage.getItem('cloudstrype.session')"))["access_token"] != "not.a.token"
+    stored = json.loads(page.evaluate("localStorage.getItem('cloudstrype.session')"))
+    assert stored["access_token"] != "not.a.token"
 
     # A refresh token the server refuses ends the session with a message.
     page.evaluate("s => localStorage.setItem('cloudstrype.session', s)",
-                  json.dumps({**renewed, "access_token": "not.a.token", "refresh_token": "revoked"}))
+                  json.dumps({**renewed, "access_token": "not.a.token",
+                              "refresh_token": "revoked"}))
     page.reload()
     expect(page.get_by_role("heading", name="Log in to Cloudstrype")).to_be_visible()
     expect(page.get_by_text("Your session has ended. Please log in again.")).to_be_visible()
@@ -180,14 +190,17 @@ def test_admin_page_is_for_admins_only(pages, base_url, admin, web_user):
     expect(page.locator('.groups-table tr[data-group="family"]')).to_contain_text(web_user.username)
     members = admin[0].get("/api/auth/groups/family/members").json()["members"]
     assert members == [web_user.username]
-    page.locator('.groups-table tr[data-group="family"]').get_by_role("button", name="Delete group family").click()
-    page.get_by_role("dialog", name="Delete the group family?").get_by_role("button", name="Delete group").click()
+    page.locator('.groups-table tr[data-group="family"]').get_by_role(
+        "button", name="Delete group family").click()
+    page.get_by_role("dialog", name="Delete the group family?").get_by_role(
+        "button", name="Delete group").click()
     expect(page.locator('.groups-table tr[data-group="family"]')).to_have_count(0)
 
     # A normal user has no Admin link, and the page itself refuses.
     other = pages()
     login_ui(other, base_url, web_user.username, PASSWORD)
-    expect(other.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(0)
+    expect(other.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")
+           ).to_have_count(0)
     other.goto(base_url + "/#/admin")
     expect(other.get_by_role("alert")).to_have_text("This page is for administrators only.")
     expect(other.locator(".users-table")).to_have_count(0)
@@ -206,7 +219,8 @@ def test_phone_width_has_no_horizontal_scrolling(pages, base_url, web_user):
     wait_for_transfer(page, "a-rather-long-file-name-that-would-push-a-table-wide-on-a-phone.pdf")
     expect(page.locator(".file-table tbody tr")).to_have_count(2)
     expect(page.locator(".file-table th.col-modified")).to_be_hidden()
-    expect(row(page, "short.txt").get_by_role("button", name="Actions for short.txt")).to_be_visible()
+    expect(row(page, "short.txt").get_by_role("button", name="Actions for short.txt")
+           ).to_be_visible()
     sizes = no_horizontal_scroll(page)
     assert sizes["scrollWidth"] <= sizes["clientWidth"] == 390, sizes
 

@@ -7,7 +7,14 @@ import os
 
 from playwright.sync_api import expect
 
-from .helpers import open_files, row, row_action, sign_in_with_tokens, upload_files, wait_for_transfer
+from .helpers import (
+    open_files,
+    row,
+    row_action,
+    sign_in_with_tokens,
+    upload_files,
+    wait_for_transfer,
+)
 
 MIB = 1024 * 1024
 
@@ -30,7 +37,8 @@ def test_large_file_goes_through_a_session_retries_a_failed_part_and_downloads_i
     page.route("**/api/filesystem/uploads/*/parts/1", fail_first_attempt)
     sign_in_with_tokens(page, base_url, web_user)
     open_files(page, base_url)
-    upload_files(page, [{"name": "big.bin", "mimeType": "application/octet-stream", "buffer": content}])
+    upload_files(page, [{"name": "big.bin", "mimeType": "application/octet-stream",
+                         "buffer": content}])
     item = wait_for_transfer(page, "big.bin")
     expect(item).to_contain_text("Uploaded (1 retry)")
 
@@ -51,7 +59,8 @@ def test_large_file_goes_through_a_session_retries_a_failed_part_and_downloads_i
     with page.expect_download() as download_info:
         row_action(page, "big.bin", "Download")
     path = download_info.value.path()
-    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == hashlib.sha256(content).hexdigest()
+    assert (hashlib.sha256(open(path, "rb").read()).hexdigest()
+            == hashlib.sha256(content).hexdigest())
     ranges = sorted(r for m, u, r in requests if m == "GET" and "/api/filesystem/data/" in u)
     assert ranges == sorted([f"bytes=0-{4 * MIB - 1}", f"bytes={4 * MIB}-{8 * MIB - 1}",
                              f"bytes={8 * MIB}-{len(content) - 1}"]), ranges
@@ -66,7 +75,8 @@ def test_folders_move_sort_breadcrumbs_and_tree(page, base_url, web_user):
     dialog.get_by_label("Folder name").fill("Reports")
     dialog.get_by_role("button", name="Create").click()
     expect(row(page, "Reports")).to_be_visible()
-    expect(page.get_by_role("navigation", name="Folders").get_by_role("link", name="Reports")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Folders").get_by_role("link", name="Reports")
+           ).to_be_visible()
 
     upload_files(page, [
         {"name": "b-small.txt", "mimeType": "text/plain", "buffer": b"x" * 10},
@@ -79,7 +89,8 @@ def test_folders_move_sort_breadcrumbs_and_tree(page, base_url, web_user):
     expect(names).to_have_count(4)
 
     def order():
-        return page.locator(".file-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.name)")
+        return page.locator(".file-table tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.name)")
 
     assert order() == ["Reports", "a-large.txt", "b-small.txt", "c-medium.txt"]
     page.get_by_role("button", name="Size").click()

@@ -13,7 +13,14 @@ from playwright.sync_api import expect
 
 from tests.support import free_port
 
-from .helpers import open_files, row, sign_in_with_tokens, upload_files, wait_for_transfer, wait_until
+from .helpers import (
+    open_files,
+    row,
+    sign_in_with_tokens,
+    upload_files,
+    wait_for_transfer,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +40,13 @@ def upload_api(user, name, data, **fields):
 
 
 def storage_named(user, name):
-    (found,) = [s for s in user.api.get("/api/cloud/storages").json()["storages"] if s["name"] == name]
+    (found,) = [s for s in user.api.get("/api/cloud/storages").json()["storages"]
+                if s["name"] == name]
     return found
 
 
-def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_user, s3_endpoint, tmp_path):
+def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_user, s3_endpoint,
+                                                            tmp_path):
     bucket = f"web-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="x",
                  aws_secret_access_key="y").create_bucket(Bucket=bucket)
@@ -67,7 +76,8 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     page.reload()
     expect(card.locator(".mini-facts")).to_contain_text("Shares1")
     card.get_by_role("button", name="Remove bucket-one").click()
-    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role("button", name="Remove").click()
+    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role(
+        "button", name="Remove").click()
     expect(page.locator(".toast-error")).to_contain_text("drain")
     expect(card).to_be_visible()
 
@@ -77,9 +87,11 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     expect(card.locator(".mini-facts")).to_contain_text("Shares0")
     expect(card).to_contain_text("Draining")
     card.get_by_role("button", name="Remove bucket-one").click()
-    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role("button", name="Remove").click()
+    page.get_by_role("dialog", name="Remove bucket-one?").get_by_role(
+        "button", name="Remove").click()
     expect(card).to_have_count(0)
-    assert "bucket-one" not in [s["name"] for s in web_user.api.get("/api/cloud/storages").json()["storages"]]
+    storages = web_user.api.get("/api/cloud/storages").json()["storages"]
+    assert "bucket-one" not in [s["name"] for s in storages]
     info = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
     (kept,) = info["children"]
     assert web_user.api.get(f"/api/filesystem/data/{kept['id']}").content == b"keep me" * 100
@@ -87,8 +99,10 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
 
 def test_cloud_account_connected_through_the_oauth_redirect(page, base_url, web_user):
     sign_in_with_tokens(page, base_url, web_user, "#/storages")
-    expect(page.locator('.add-card[data-kind="box"]').get_by_role("button", name="Connect Box")).to_be_enabled()
-    page.locator('.add-card[data-kind="dropbox"]').get_by_role("button", name="Connect Dropbox").click()
+    expect(page.locator('.add-card[data-kind="box"]').get_by_role("button", name="Connect Box")
+           ).to_be_enabled()
+    page.locator('.add-card[data-kind="dropbox"]').get_by_role(
+        "button", name="Connect Dropbox").click()
     dialog = page.get_by_role("dialog", name="Connect Dropbox")
     dialog.get_by_label("Name").fill("My Dropbox")
     dialog.get_by_role("button", name="Continue to Dropbox").click()
@@ -117,7 +131,8 @@ def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, 
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".settings-form .alert-success")).to_have_text(
         "Saved. New files use raid1(1) and none.")
-    assert web_user.api.get("/api/filesystem/settings").json() == {"durability": "raid1(1)", "encryption": "none"}
+    assert web_user.api.get("/api/filesystem/settings").json() == {"durability": "raid1(1)",
+                                                                   "encryption": "none"}
     page.reload()
     expect(page.get_by_label("Durability")).to_have_value("raid1(1)")
 
@@ -131,7 +146,8 @@ def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, 
     expect(page.locator(".shares-table .share")).to_have_count(1)
 
 
-def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, base_url, web_user, tmp_path):
+def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, base_url, web_user,
+                                                                       tmp_path):
     disk_b = tmp_path / f"{web_user.username}-disk-b"
     first = upload_api(web_user, "before.txt", b"written while all was well")
     chunk = f"v{first['version']}-0"
@@ -168,8 +184,8 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     expect(page.locator(".toast-success")).to_contain_text("Re-created 1 share of chunk #1.")
     expect(page.get_by_text("Every share checked is healthy.")).to_be_visible()
     expect(page.locator('.share[data-storage="disk-c"]')).to_contain_text("Healthy")
-    assert {s["storage_name"] for s in web_user.api.get(f"/api/chunk/{chunk}/info").json()["shares"]} \
-        == {"disk-a", "disk-c"}
+    shares = web_user.api.get(f"/api/chunk/{chunk}/info").json()["shares"]
+    assert {s["storage_name"] for s in shares} == {"disk-a", "disk-c"}
 
 
 def test_members_page_without_members(page, base_url, web_user):

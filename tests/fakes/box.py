@@ -97,7 +97,8 @@ class FakeBox(FakeProvider):
             return self.error(404, "not_found", "parent folder not found")
         existing = self.file_named(body["name"], parent)
         if existing:   # ... and, here, a file conflict as a single object
-            return self._name_in_use({"type": "file", "id": existing["id"], "name": existing["name"]})
+            return self._name_in_use(
+                {"type": "file", "id": existing["id"], "name": existing["name"]})
         if self.used_bytes() + int(body.get("size") or 0) > self.quota_bytes:
             return self.error(403, "storage_limit_exceeded", "Account storage limit reached")
         return self.json_response({"upload_url": f"{self.url}/upload/api/2.0/files/content",
@@ -113,7 +114,8 @@ class FakeBox(FakeProvider):
             return self.error(404, "not_found", "parent folder not found")
         existing = self.file_named(attributes["name"], parent)
         if existing:
-            return self._name_in_use([{"type": "file", "id": existing["id"], "name": existing["name"]}])
+            return self._name_in_use(
+                [{"type": "file", "id": existing["id"], "name": existing["name"]}])
         if self.used_bytes() + len(data) > self.quota_bytes:
             return self.error(403, "storage_limit_exceeded", "Account storage limit reached")
         file_id = str(next(self._ids))
@@ -164,7 +166,8 @@ class FakeBox(FakeProvider):
 
     def _file_entries(self, entry: dict) -> Response:
         return self.json_response({"total_count": 1, "entries": [
-            {"type": "file", "id": entry["id"], "name": entry["name"], "size": len(entry["data"])}]},
+            {"type": "file", "id": entry["id"], "name": entry["name"],
+             "size": len(entry["data"])}]},
             201)
 
     def _multipart(self, request: Request) -> tuple[dict, bytes] | Response:

@@ -37,7 +37,8 @@ class FakeGoogleDrive(FakeProvider):
     max_multipart_bytes = 5 * 1024 * 1024
 
     def __init__(self, *args, **kwargs):
-        self.files: dict[str, dict] = {}   # id -> {id, name, mimeType, parents, data, created, modified}
+        # id -> {id, name, mimeType, parents, data, created, modified}
+        self.files: dict[str, dict] = {}
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)   # a logical clock for createdTime / modifiedTime
         super().__init__(*args, **kwargs)
@@ -74,7 +75,8 @@ class FakeGoogleDrive(FakeProvider):
         return sorted(f["name"] for f in self.files.values() if folder_id in f["parents"])
 
     def folders_named(self, name: str) -> list[str]:
-        return [f["id"] for f in self.files.values() if f["name"] == name and f["mimeType"] == FOLDER]
+        return [f["id"] for f in self.files.values()
+                if f["name"] == name and f["mimeType"] == FOLDER]
 
     def add_file(self, name: str, parents: list[str], data: bytes = b"",
                  mime_type: str = "application/octet-stream") -> str:
@@ -126,7 +128,8 @@ class FakeGoogleDrive(FakeProvider):
             parts = parse_multipart(request.headers["Content-Type"], raw)
         except ValueError as exc:
             return self.error(400, "badContent", f"malformed multipart body: {exc}")
-        if len(parts) != 2 or not parts[0][0].get("content-type", "").startswith("application/json"):
+        if (len(parts) != 2
+                or not parts[0][0].get("content-type", "").startswith("application/json")):
             return self.error(400, "badContent", "metadata part then media part expected")
         metadata = json.loads(parts[0][1])
         data = parts[1][1]

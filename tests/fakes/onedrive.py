@@ -73,7 +73,8 @@ class FakeOneDrive(FakeProvider):
     def _upload(self, request: Request, name: str) -> Response:
         data = request.get_data()
         existing = self.items.get(name.lower())
-        if self.used_bytes() - len(existing["data"] if existing else b"") + len(data) > self.quota_bytes:
+        replaced = len(existing["data"]) if existing else 0
+        if self.used_bytes() - replaced + len(data) > self.quota_bytes:
             return self.error(507, "quotaLimitReached", "Insufficient Space Available")
         if existing:
             existing["data"] = data

@@ -1,6 +1,7 @@
 """The OpenAPI document and the routes the services declare stay in step."""
-import functions
 from cloudstrype.api import spec
+
+import functions
 
 
 def declared_routes() -> set[tuple[str, str]]:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cloudstrype.metadata.engine import Change, ConditionFailed, Put, StoreDamaged, StoreFull
 from cloudstrype.metadata.schema import Index, Table
 from cloudstrype.metadata.sqlite import SqliteEngine

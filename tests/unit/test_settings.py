@@ -2,9 +2,8 @@
 import json
 
 import boto3
-from moto import mock_aws
-
 from cloudstrype.settings import Settings, _with_secrets_manager
+from moto import mock_aws
 
 
 def test_every_field_has_a_distinct_environment_name():

@@ -137,7 +137,8 @@ class ServiceApp(Chalice):
                           request.path if request else "?", request_id)
             return _json(500, errors.error_body(
                 500, "internal_error",
-                f"Something went wrong on our side. Quote request id {request_id} if you report it."))
+                f"Something went wrong on our side. Quote request id {request_id} "
+                "if you report it."))
 
     @staticmethod
     def _normalize(request, get_response):
