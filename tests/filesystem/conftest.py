@@ -64,6 +64,7 @@ def download(user, file_id: str, version: str | None = None) -> bytes:
 
 
 def stack_tree_store(stack) -> TreeStore:
-    """The running stack's tree store, opened beside the server (to seed data in bulk)."""
+    """The running (embedded) stack's tree store, opened beside the server to seed data in
+    bulk: SQLite lets a second process write the same database file."""
     from cloudstrype.metadata.sqlite import SqliteEngine
     return TreeStore(SqliteEngine(str(stack.data_dir / "metadata.db")))

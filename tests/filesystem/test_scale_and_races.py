@@ -55,9 +55,8 @@ def test_ten_thousand_entries_list_in_fast_pages(fs_user, stack):
     names = [f"file-{n:05d}.txt" for n in range(10_000)]
     trees = stack_tree_store(stack)
     stamp = time.time()
-    for first in range(0, len(names), 50):
-        trees.create_many([(Node(fs_user.user_id, uuid.uuid4().hex, FILE, name, parent_id,
-                                 stamp, stamp), None) for name in names[first:first + 50]])
+    trees.create_many([(Node(fs_user.user_id, uuid.uuid4().hex, FILE, name, parent_id, stamp,
+                             stamp), None) for name in names])
     trees.engine.close()
     seen, cursor, pages = [], None, 0
     while True:

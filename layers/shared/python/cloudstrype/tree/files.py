@@ -11,9 +11,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cloudstrype import errors
+from cloudstrype import errors, storages
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
+from cloudstrype.storages.placement import default_durability
 from cloudstrype.tree import tree
 from cloudstrype.tree.store import (
     FILE,
@@ -79,8 +80,8 @@ def set_defaults(owner: str, durability: str | None, encryption: str | None) -> 
 def _schemes(owner: str, durability: str | None, encryption: str | None) -> tuple[str, str]:
     chosen = defaults(owner)
     enc = str(codec.parse_encryption(encryption or chosen["encryption"]))
-    dur = durability or chosen["durability"] or store.default_durability(
-        store.storages.list_storages(owner))
+    dur = durability or chosen["durability"] or default_durability(
+        storages.list_storages(owner))
     return str(codec.parse_durability(dur)), enc
 
 
