@@ -129,6 +129,8 @@ class CloudstrypeStack(Stack):
             "userPoolId": self.users.user_pool.user_pool_id,
             "userPoolClientId": self.users.client.user_pool_client_id,
         })
+        # Members ask GET /api/config where the WebSocket is; OAuth connect returns to the UI.
+        self.functions.add_settings(websocket_url=self.websocket.url, web_url=self.web.url)
 
         for name, value, description in [
             ("ApiUrl", self.rest_api.url, "REST API base URL (append /api/...)"),

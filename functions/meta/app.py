@@ -1,6 +1,7 @@
-"""Service-wide endpoints: health and the OpenAPI contract."""
+"""Service-wide endpoints: health, the OpenAPI contract and the public client configuration."""
 from cloudstrype.api import spec
 from cloudstrype.api.service import PUBLIC, ServiceApp
+from cloudstrype.settings import Settings
 
 app = ServiceApp("meta", "/api")
 
@@ -13,3 +14,12 @@ def health(call):
 @app.endpoint("/openapi.json", auth=PUBLIC)
 def openapi(call):
     return spec.document()
+
+
+# What a client given only the API's URL needs to find the rest of the deployment (the same
+# names as the web UI's config.json). From the environment alone: get_settings() would also
+# fetch the OAuth secret, which this service is not allowed to read.
+@app.endpoint("/config", auth=PUBLIC)
+def client_config(call):
+    settings = Settings.from_env()
+    return {"websocketUrl": settings.websocket_endpoint(), "webUrl": settings.web_origin()}

@@ -87,6 +87,15 @@ class ServiceFunctions(Construct):
             self._grant(service, role)
         return self._roles[service]
 
+    def add_settings(self, **values: str) -> None:
+        """Settings (by Settings field name) only known once other resources exist, such as the
+        web UI's URL: set on every function made so far and every one made after."""
+        names = Settings.env_names()
+        for field_name, value in values.items():
+            self.environment[names[field_name]] = value
+            for function in self.functions:
+                function.add_environment(names[field_name], value)
+
     @property
     def roles(self) -> dict[str, iam.Role]:
         return dict(self._roles)

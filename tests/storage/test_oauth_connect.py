@@ -134,12 +134,13 @@ def test_expired_state_is_refused(user, stack):
     assert_error(callback, 400, "expired_state")
 
 
-def test_return_to_redirects_back_to_the_site_only(user):
+def test_return_to_redirects_back_to_the_site_only(user, stack):
     started = authorize(user, "dropbox", return_to="/#/storages")
     callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
     assert callback.status_code == 302
     location = callback.headers["Location"]
-    assert location.startswith("/#/storages?connected=st-")
+    # Absolute, on the web UI's origin (the local stack serves it itself).
+    assert location.startswith(f"{stack.url}/#/storages?connected=st-")
     for evil in ("https://evil.example/", "//evil.example/x", "/\\evil"):
         assert_error(user.api.get("/api/cloud/oauth/dropbox/authorize",
                                   params={"return_to": evil}), 400, "invalid_return_to")

@@ -52,11 +52,25 @@ class Settings:
     ws_management_url: str = _env("CLOUDSTRYPE_WS_MANAGEMENT_URL")
     # Public base URL of the REST API (used to build OAuth redirect URLs).
     public_url: str = _env("CLOUDSTRYPE_PUBLIC_URL", "http://127.0.0.1:8080")
+    # wss:// URL of the members' WebSocket API, told to members by GET /api/config (the CDK sets
+    # the stage URL). Empty: the local gateway's /ws beside public_url.
+    websocket_url: str = _env("CLOUDSTRYPE_WEBSOCKET_URL")
+    # Where the web UI is served (the CDK sets the CloudFront URL): OAuth connect returns the
+    # browser there. Empty: public_url (the local stack serves the UI and the API together).
+    web_url: str = _env("CLOUDSTRYPE_WEB_URL")
 
     # The `local` storage type (a directory on the server) is for the local stack only.
     local_storage_enabled: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "false")
-    # Where a local storage given by a relative path lives.
-    local_storage_root: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ROOT", "storages")
+    # A local storage must be a folder inside a root the operator names: local_storage_root
+    # (`serve`: <data-dir>/storages; where a relative path goes) or one of local_storage_roots
+    # (absolute directories, separated by os.pathsep). None set: no local storage at all.
+    local_storage_root: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ROOT")
+    local_storage_roots: str = _env("CLOUDSTRYPE_LOCAL_STORAGE_ROOTS")
+    # User-given endpoints (an s3 storage's endpoint_url) and the providers' APIs may not reach
+    # loopback, private, link-local, multicast, reserved or metadata addresses unless listed
+    # here: comma-separated hosts, IP addresses or CIDRs, each optionally with ":port"
+    # (IPv6 in brackets), e.g. "minio.internal:9000,10.1.2.0/24".
+    outbound_allow: str = _env("CLOUDSTRYPE_OUTBOUND_ALLOW")
 
     # OAuth applications of the cloud providers. Base URLs are settings so tests can point the
     # clients at local servers speaking each provider's API.
@@ -99,6 +113,15 @@ class Settings:
 
     def flag(self, name: str) -> bool:
         return str(getattr(self, name)).lower() in ("1", "true", "yes", "on")
+
+    def websocket_endpoint(self) -> str:
+        if self.websocket_url:
+            return self.websocket_url
+        scheme, _, rest = self.public_url.rstrip("/").partition("://")
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+
+    def web_origin(self) -> str:
+        return (self.web_url or self.public_url).rstrip("/")
 
 
 def _with_secrets_manager(settings: Settings) -> Settings:

@@ -91,6 +91,8 @@ def _path_params(path: str) -> list[str]:
 op("GET", "/api/health", "Liveness check", public=True,
    responses={200: {"schema": _obj(["status"], status={"const": "ok"})}})
 op("GET", "/api/openapi.json", "This document", public=True)
+op("GET", "/api/config", "Where members connect and where the web UI is", public=True,
+   responses={200: {"schema": _obj(["websocketUrl", "webUrl"], websocketUrl=S, webUrl=S)}})
 
 # -- auth --------------------------------------------------------------------------------------
 op("POST", "/api/auth/register", "Create an account", public=True,

@@ -109,5 +109,7 @@ def finish(provider: str, code: str | None, state: str | None, error: str | None
 
 
 def return_location(return_to: str, storage_id: str) -> str:
+    # Absolute, on the web UI's origin: a relative path would resolve against the API's host.
     separator = "&" if "?" in return_to else "?"
-    return f"{return_to}{separator}{urlencode({'connected': storage_id})}"
+    return f"{get_settings().web_origin()}{return_to}{separator}" \
+           f"{urlencode({'connected': storage_id})}"
