@@ -13,7 +13,7 @@ def create_chunk(call):
     fields, data = {}, None
     for part in call.multipart():
         if part.name in ("encryption", "durability"):
-            fields[part.name] = part.data.decode("utf-8", "replace").strip()
+            fields[part.name] = part.text().strip()
         elif part.name in ("file", None, "") or part.filename is not None:
             if data is not None:
                 raise errors.BadRequest("Send one data part (named 'file').",

@@ -73,7 +73,7 @@ def upload(call):
     fields, content, content_type, filename = {}, None, None, None
     for part in call.multipart():
         if part.name in ("path", "name", "durability", "encryption"):
-            fields[part.name] = part.data.decode("utf-8", "strict").strip("\r\n")
+            fields[part.name] = part.text()
         elif part.name == "file" or (part.name in (None, "") and part.filename is not None):
             if content is not None:
                 raise errors.BadRequest("Send one file part per upload.",
@@ -144,9 +144,8 @@ def upload_status(call, upload_id):
 
 @app.endpoint("/uploads/{upload_id}/parts/{part}", ["PUT"])
 def upload_part(call, upload_id, part):
-    if not part.isdigit():
-        raise errors.BadRequest("The part number is a whole number from 0.", code="invalid_part")
-    return files.put_part(call.principal.user_id, upload_id, int(part), call.raw_body)
+    return files.put_part(call.principal.user_id, upload_id,
+                          call.path_int("part", code="invalid_part"), call.raw_body)
 
 
 @app.endpoint("/uploads/{upload_id}/commit", ["POST"])

@@ -10,6 +10,10 @@ from typing import Any
 from cloudstrype import errors
 
 _MISSING = object()
+# JSON bodies here are small (the largest field is 16 KB of attributes). The bounds keep a
+# hostile body from costing memory or overflowing the parser's recursion.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -18,6 +22,15 @@ class Part:
     filename: str | None
     content_type: str
     data: bytes
+
+    def text(self) -> str:
+        """A form field's value as text (UTF-8, surrounding line breaks dropped)."""
+        try:
+            return self.data.decode("utf-8").strip("\r\n")
+        except UnicodeDecodeError:
+            raise errors.BadRequest(f"Form field '{self.name}' must be UTF-8 text.",
+                                    code="invalid_multipart",
+                                    details={"field": self.name}) from None
 
 
 @dataclass
@@ -56,11 +69,7 @@ class Call:
             if not self.raw_body.strip():
                 self._json = {}
             else:
-                try:
-                    self._json = json.loads(self.raw_body)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise errors.BadRequest(f"The request body is not valid JSON: {exc}.",
-                                            code="invalid_json") from None
+                self._json = parse_json(self.raw_body)
                 if not isinstance(self._json, dict):
                     raise errors.BadRequest("The request body must be a JSON object, e.g. "
                                             '{"name": "value"}.', code="invalid_json")
@@ -82,15 +91,15 @@ class Call:
         raw = self.query.get(name)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise errors.BadRequest(f"Query parameter '{name}' must be a whole number, "
-                                    f"not {raw!r}.", code="invalid_parameter") from None
+        value = whole_number(raw, f"Query parameter '{name}'", "invalid_parameter")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise errors.BadRequest(f"Query parameter '{name}' must be between {minimum} and "
                                     f"{maximum}.", code="invalid_parameter")
         return value
+
+    def path_int(self, name: str, code: str = "invalid_parameter") -> int:
+        """A path parameter that is a whole number from 0."""
+        return whole_number(self.path_params.get(name, ""), f"Path parameter '{name}'", code)
 
     # -- multipart ----------------------------------------------------------------------------
     def multipart(self) -> list[Part]:
@@ -104,6 +113,51 @@ class Call:
             raise errors.BadRequest("The multipart Content-Type has no boundary.",
                                     code="invalid_multipart")
         return parse_multipart(self.raw_body, match.group(1).encode())
+
+
+def parse_json(raw: bytes) -> dict:
+    """A JSON object from a request body, within MAX_JSON_BYTES and MAX_JSON_DEPTH."""
+    if len(raw) > MAX_JSON_BYTES:
+        raise errors.PayloadTooLarge(f"A JSON body is at most {MAX_JSON_BYTES} bytes.",
+                                     code="body_too_large")
+    too_deep = errors.BadRequest(f"The request body nests more than {MAX_JSON_DEPTH} levels "
+                                 f"deep.", code="invalid_json")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        # The C parser stops cleanly at the interpreter's recursion limit.
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.BadRequest(f"The request body is not valid JSON: {exc}.",
+                                code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise errors.BadRequest("The request body must be a JSON object, e.g. "
+                                '{"name": "value"}.', code="invalid_json")
+    # Fewer brackets than the bound cannot nest deeper than it: only such bodies are walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in a parsed value (iteratively: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, (dict, list)):
+            deepest = max(deepest, depth)
+            children = current.values() if isinstance(current, dict) else current
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def whole_number(raw: str, what: str, code: str) -> int:
+    """ASCII digits only (int() also takes digits such as '³' or '٣', '_' and spaces)."""
+    digits = raw[1:] if isinstance(raw, str) and raw.startswith("-") else raw
+    if not isinstance(digits, str) or not (digits.isascii() and digits.isdigit()) or \
+            len(digits) > 18:
+        raise errors.BadRequest(f"{what} must be a whole number, not {raw!r}.", code=code)
+    return int(raw)
 
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "an object",
@@ -157,7 +211,12 @@ def parse_multipart(body: bytes, boundary: bytes) -> list[Part]:
 
 def _part_headers(block: bytes) -> dict[str, str]:
     headers = {}
-    for line in block.decode("utf-8", "replace").split("\r\n"):
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.BadRequest("A multipart part's headers (its field name or filename) "
+                                "must be UTF-8.", code="invalid_multipart") from None
+    for line in text.split("\r\n"):
         if ":" in line:
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()

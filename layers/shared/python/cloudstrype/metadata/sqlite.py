@@ -21,6 +21,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -549,9 +550,27 @@ def _open_cursor(cursor: str, fingerprint: str, size: int) -> list:
     payload = decode_cursor(cursor)
     position = payload.get("p")
     if payload.get("q") != fingerprint or not isinstance(position, list) or \
-            len(position) != size:
+            len(position) != size or not all(map(_key_value, position)):
         raise BadCursor("The paging cursor belongs to another listing; start again.")
     return position
+
+
+def _key_value(value) -> bool:
+    """What a key column can hold: a cursor is the caller's text, so SQLite must not see
+    lists, huge integers or unencodable strings from it."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -2 ** 63 <= value < 2 ** 63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return False
 
 
 def _translate(exc: sqlite3.OperationalError, path: str) -> MetadataError:
