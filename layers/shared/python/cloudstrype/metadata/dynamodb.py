@@ -664,3 +664,8 @@ class DynamoEngine(Engine):
             attr = self._attr(model, name)
             start_key[name] = {attr.attr_type: attr.serialize(position[name])}
         return start_key
+
+
+def open_engine(settings) -> DynamoEngine:
+    """The engine of a function whose settings name this one (what the CDK sets)."""
+    return DynamoEngine(prefix=settings.table_prefix, region=settings.region)

@@ -301,21 +301,24 @@ class Engine(ABC):
 _engine: Engine | None = None
 
 
+# The engines, by the name the `metadata_engine` setting uses; loaded by name on first use, so a
+# Lambda loads only its own engine (and the engines, which import this module, form no cycle).
+ENGINES = {"sqlite": "cloudstrype.metadata.sqlite", "dynamodb": "cloudstrype.metadata.dynamodb"}
+
+
 def get_engine() -> Engine:
     """The process's engine, chosen by the `metadata_engine` setting."""
     global _engine
     if _engine is None:
+        import importlib
+
         from cloudstrype.settings import get_settings
         settings = get_settings()
-        if settings.metadata_engine == "sqlite":
-            from cloudstrype.metadata.sqlite import SqliteEngine
-            _engine = SqliteEngine(settings.metadata_path)
-        elif settings.metadata_engine == "dynamodb":
-            from cloudstrype.metadata.dynamodb import DynamoEngine
-            _engine = DynamoEngine(prefix=settings.table_prefix, region=settings.region)
-        else:
+        if settings.metadata_engine not in ENGINES:
             raise MetadataError(f"Unknown metadata engine {settings.metadata_engine!r}: "
-                                f"set CLOUDSTRYPE_METADATA_ENGINE to sqlite or dynamodb.")
+                                f"set CLOUDSTRYPE_METADATA_ENGINE to one of {sorted(ENGINES)}.")
+        module = importlib.import_module(ENGINES[settings.metadata_engine])
+        _engine = module.open_engine(settings)
     return _engine
 
 

@@ -96,6 +96,7 @@ TABLE_MODULES = (
     "cloudstrype.array.store",
     "cloudstrype.keys.store",
     "cloudstrype.identity.local_store",
+    "cloudstrype.quota",
 )
 
 

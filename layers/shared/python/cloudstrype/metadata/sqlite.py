@@ -581,3 +581,10 @@ def _translate(exc: sqlite3.OperationalError, path: str) -> MetadataError:
     if "locked" in message or "busy" in message:
         return MetadataError(f"The metadata database {path} is busy; try again.")
     return MetadataError(f"The metadata database {path} failed: {message}.")
+
+
+def open_engine(settings) -> SqliteEngine:
+    """The engine of a process whose settings name this one (a stack opens it itself first)."""
+    if not settings.metadata_path:
+        raise MetadataError("CLOUDSTRYPE_METADATA_PATH must name the SQLite database file.")
+    return SqliteEngine(settings.metadata_path)
