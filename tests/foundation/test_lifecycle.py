@@ -132,3 +132,17 @@ def test_second_server_on_the_same_data_dir_is_refused(stack):
     assert done.returncode == 2
     assert "Another Cloudstrype server is using" in done.stderr
     assert requests.get(stack.url + "/api/health", timeout=5).status_code == 200
+
+
+def test_a_lost_write_ahead_log_after_kill_9_stops_the_start_in_words(tmp_path):
+    data_dir = tmp_path / "data"
+    first = start_stack(data_dir)
+    register_and_login(Api(first.url))
+    _kill_9(first)
+    (data_dir / "metadata.db-wal").unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "cloudstrype_client.cli", "serve", "--port", str(free_port()),
+         "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2
+    assert "write-ahead log" in done.stderr and "is missing" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
