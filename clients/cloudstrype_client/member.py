@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 VERSION = "0.1.0"
 PROTOCOL = 1
@@ -328,19 +328,33 @@ class Member:
             session = self._local.session = requests.Session()
         return session
 
-    def _discover_ws_url(self) -> str:
+    def _discover_ws_url(self) -> str | None:
+        """Where to connect: --ws-url, else what the server says. The API answers GET
+        /api/config (deployed, the WebSocket API is a host of its own), a web UI's address
+        /config.json. None while the server cannot be reached, so the caller retries."""
         if self.ws_url:
             return self.ws_url
-        try:
-            config = self._http().get(self.server + "/config.json", timeout=HTTP_TIMEOUT)
-            url = config.json().get("websocketUrl") if config.status_code == 200 else None
-        except Exception:
-            url = None
-        if not url:
-            parts = urlsplit(self.server)
-            scheme = "wss" if parts.scheme == "https" else "ws"
-            url = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
-        return url
+        answered = False
+        for path in ("/api/config", "/config.json"):
+            try:
+                response = self._http().get(self.server + path, timeout=HTTP_TIMEOUT)
+            except OSError:         # requests' errors are OSErrors
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                continue            # busy or failing: ask again later
+            answered = True
+            try:
+                config = response.json() if response.status_code == 200 else None
+            except ValueError:
+                config = None
+            url = config.get("websocketUrl") if isinstance(config, dict) else None
+            if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+                return url
+        if answered:
+            raise Fatal(f"{self.server} does not say where its WebSocket is (neither "
+                        "/api/config nor /config.json names it). Pass the Cloudstrype API URL "
+                        "(the stack's ApiUrl output) or the web UI's address as --server.")
+        return None
 
     def _refresh(self) -> bool:
         if not self.refresh_token:
@@ -565,14 +579,18 @@ class Member:
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.stopping.set))
         slots = asyncio.Semaphore(self.transfers)
         status = asyncio.create_task(self._status_loop())
-        base_url = await asyncio.to_thread(self._discover_ws_url)
-        url = base_url + ("&" if "?" in base_url else "?") + urlencode(
-            {"member_id": self.store.member_id})
+        base_url = url = None
         backoff, refreshed = BACKOFF_FIRST, False
         try:
             while not self.stopping.is_set() and not self.removed:
                 self.welcomed = False
                 try:
+                    if url is None:
+                        base_url = await asyncio.to_thread(self._discover_ws_url)
+                        if base_url is None:
+                            raise ConnectionError("no answer")
+                        url = base_url + ("&" if "?" in base_url else "?") + urlencode(
+                            {"member_id": self.store.member_id})
                     async with connect(url, additional_headers={
                             "Authorization": f"Bearer {self.token}"},
                             open_timeout=15, max_size=MAX_MESSAGE_BYTES, compression=None,
@@ -603,7 +621,8 @@ class Member:
                 except Fatal:
                     raise
                 except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-                    self.say(f"cannot reach {base_url}: {exc or type(exc).__name__}")
+                    self.say(f"cannot reach {base_url or self.server}: "
+                             f"{exc or type(exc).__name__}")
                 except Exception as exc:   # ConnectionClosed and the like
                     self.say(f"connection lost: {exc or type(exc).__name__}")
                 if self.stopping.is_set() or self.removed:
