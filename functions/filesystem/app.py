@@ -4,7 +4,7 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from chalice import Rate
-from cloudstrype import errors
+from cloudstrype import errors, quota
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.tree import files, tree
 
@@ -163,6 +163,11 @@ def abort_upload(call, upload_id):
 @app.endpoint("/settings")
 def get_settings(call):
     return files.defaults(call.principal.user_id)
+
+
+@app.endpoint("/usage")
+def usage(call):
+    return quota.usage(call.principal.user_id)
 
 
 @app.endpoint("/settings", ["PUT"])

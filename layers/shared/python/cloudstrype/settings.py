@@ -90,6 +90,13 @@ class Settings:
     # How long an unfinished upload session may wait for its parts; afterwards the scheduled
     # sweep frees the chunks of the parts it received.
     upload_ttl_seconds: str = _env("CLOUDSTRYPE_UPLOAD_TTL_SECONDS", str(7 * 24 * 3600))
+    # Per user: how many upload sessions may be open at once, and the largest file a session may
+    # declare (1 TiB; at most 2 TiB, so a session's list of parts fits one response).
+    max_open_uploads: str = _env("CLOUDSTRYPE_MAX_OPEN_UPLOADS", "100")
+    max_file_bytes: str = _env("CLOUDSTRYPE_MAX_FILE_BYTES", str(1024 ** 4))
+    # Per user: the bytes of data they may store (files, every version, parts of open sessions,
+    # raw chunks and blobs); 0 is unlimited.
+    quota_bytes: str = _env("CLOUDSTRYPE_QUOTA_BYTES", "0")
 
     # Any value: logs include a stack trace for unexpected errors when set to "true".
     debug: str = _env("CLOUDSTRYPE_DEBUG", "false")

@@ -255,6 +255,8 @@ op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded part
 op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",
    responses={204: "Abandoned"})
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
+op("GET", "/api/filesystem/usage",
+   "Bytes stored and open upload sessions, with the quota and limits (0 quota: unlimited)")
 op("PUT", "/api/filesystem/settings", "Set the user's defaults",
    body={"type": "object", "properties": {"durability": S, "encryption": S}})
 

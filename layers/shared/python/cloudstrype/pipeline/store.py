@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cloudstrype import errors, storages, vault
+from cloudstrype import errors, quota, storages, vault
 from cloudstrype.backends.base import ShareNotFound
 from cloudstrype.pipeline import codec
 from cloudstrype.pipeline.chunk_store import Chunk, ShareLocation, chunk_store
@@ -72,6 +72,17 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
                                      code="chunk_too_large")
+    # Every stored byte counts against the owner's quota, charged before anything is written.
+    quota.charge_bytes(owner, len(data))
+    try:
+        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds)
+    except BaseException:
+        quota.refund_bytes(owner, len(data))
+        raise
+
+
+def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str | None,
+               chunk_id: str | None, kinds: frozenset[str] | None) -> StoredChunk:
     enc = codec.parse_encryption(encryption)
     candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
     dur = codec.parse_durability(durability or default_durability(candidates))
@@ -320,6 +331,8 @@ def delete_chunk(owner: str, chunk_id: str) -> None:
     record = chunk_store().delete(owner, chunk_id)
     if record is None:
         raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
+    # Only the request whose delete removed the record gets here: refunded once.
+    quota.refund_bytes(owner, int(record.size))
     by_id = _storages_by_id(owner)
     locations = {s.index: (by_id[s.storage_id], s.key) for s in record.shares
                  if s.storage_id in by_id}

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cloudstrype import errors, storages
+from cloudstrype import errors, quota, storages
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
 from cloudstrype.storages.placement import default_durability
@@ -36,7 +36,6 @@ log = logging.getLogger("cloudstrype.files")
 # After a session expires, its records stay this long before the engine may drop them, so
 # the hourly sweep has days to free the chunks of its parts first.
 UPLOAD_PURGE_GRACE_SECONDS = 7 * 24 * 3600
-MAX_FILE_BYTES = 5 * 1024 ** 4          # 5 TiB, as S3
 # Racing writers of one name retry (optimistic concurrency) for at most this long.
 ATTACH_SECONDS = 15.0
 _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
@@ -131,6 +130,8 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
            durability: str | None, encryption: str | None) -> Node:
     tree.check_name(name)
     durability, encryption = _schemes(owner, durability, encryption)
+    # The whole file up front (a clear 413 before any chunk); each chunk is charged as stored.
+    quota.check_room(owner, len(data))
     parent, _ = tree.make_dirs(owner, directory)
     version_id = new_version_id()
     count = _store_chunks(owner, version_id, data, durability, encryption)
@@ -186,15 +187,20 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                    durability: str | None, encryption: str | None, sha256: str | None) -> dict:
     tree.check_name(name)
     tree.split_path(directory)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > MAX_FILE_BYTES:
-        raise errors.BadRequest(f"Field 'size' must be the file's size in bytes, 0 to "
-                                f"{MAX_FILE_BYTES}.", code="invalid_field",
-                                details={"field": "size"})
+    largest = quota.max_file_bytes()
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise errors.BadRequest("Field 'size' must be the file's size in bytes.",
+                                code="invalid_field", details={"field": "size"})
+    if size > largest:
+        raise errors.PayloadTooLarge(f"Files are at most {largest} bytes here; this one "
+                                     f"declares {size}.", code="file_too_large",
+                                     details={"field": "size", "max_file_bytes": largest})
     if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64 or
                                any(c not in "0123456789abcdef" for c in sha256.lower())):
         raise errors.BadRequest("Field 'sha256' must be 64 hex digits.", code="invalid_field",
                                 details={"field": "sha256"})
     durability, encryption = _schemes(owner, durability, encryption)
+    quota.check_room(owner, size)
     expires_at = int(time.time()) + _upload_ttl()
     record = Upload(owner, os.urandom(12).hex(), directory=directory, name=name, size=size,
                     chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
@@ -202,7 +208,12 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                     version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
                     purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS,
                     sha256=sha256.lower() if sha256 else None)
-    tree_store().create_upload(record)
+    quota.open_upload(owner)
+    try:
+        tree_store().create_upload(record)
+    except BaseException:
+        quota.close_upload(owner)
+        raise
     return session_info(record)
 
 
@@ -220,7 +231,7 @@ def _expected_part_size(record: Upload, part: int) -> int:
 def get_session(owner: str, upload_id: str) -> Upload:
     record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
         0 < len(upload_id) <= 64 else None
-    if record is None:
+    if record is None or record.aborted:
         raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found")
     if record.expires_at < time.time():
         raise errors.Gone(f"Upload session {upload_id} has expired; start a new one.",
@@ -229,7 +240,8 @@ def get_session(owner: str, upload_id: str) -> Upload:
 
 
 def _received(owner: str, upload_id: str) -> dict[int, UploadPart]:
-    return tree_store().parts(owner, upload_id)
+    """The parts whose chunk is stored."""
+    return {n: p for n, p in tree_store().parts(owner, upload_id).items() if not p.pending}
 
 
 def session_info(record: Upload) -> dict:
@@ -257,23 +269,30 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
         raise errors.BadRequest(f"Part {part} must be exactly {expected} bytes; got "
                                 f"{len(data)}.", code="invalid_part_size")
     digest = hashlib.sha256(data).hexdigest()
-    previous = _received(owner, upload_id).get(part)
-    if previous is not None and previous.sha256 == digest:
+    trees = tree_store()
+    previous = trees.get_part(owner, upload_id, part)
+    if previous is not None and not previous.pending and previous.sha256 == digest:
         return {"part": part, "size": len(data), "sha256": digest, "stored": "already"}
     cid = chunk_id(record.version_id, part)
     if previous is not None:
-        # A different body for a part already received: the newer one wins.
+        # A different body for a part already received (or one whose request died): the newer
+        # one wins.
         try:
             store.delete_chunk(owner, cid)
         except errors.NotFound:
             pass
+    else:
+        # Recorded first, so an abort or the sweep frees this chunk even if this request dies
+        # after storing it: they free recorded parts only, never scan every part number.
+        trees.put_part(UploadPart(owner, upload_id, part, len(data), digest,
+                                  record.expires_at, record.purge_at, pending=True))
     try:
         store.put_chunk(owner, data, record.encryption, record.durability, cid)
     except errors.Conflict:
         # A concurrent retry of the same part stored it first; its record follows below.
         pass
-    tree_store().put_part(UploadPart(owner, upload_id, part, len(data), digest,
-                                     record.expires_at, record.purge_at))
+    trees.put_part(UploadPart(owner, upload_id, part, len(data), digest,
+                              record.expires_at, record.purge_at))
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
@@ -303,28 +322,47 @@ def commit_session(owner: str, upload_id: str) -> Node:
         tree_store().mark_committed(record)
     except Changed:
         pass          # a concurrent commit of the same session: the same file and version
+    else:
+        quota.close_upload(owner)
     return node
 
 
 def abort_session(owner: str, upload_id: str) -> None:
+    """Answers at once whatever the session holds: it is marked aborted (gone for its owner,
+    no longer counted as open) and the scheduled sweep frees its parts' chunks."""
     record = get_session(owner, upload_id)
     if record.committed:
         raise errors.Conflict("This upload is committed; delete the file instead.",
                               code="upload_committed")
-    _discard(record)
+    _close(record)
 
 
-def _discard(record: Upload) -> None:
-    """Free the chunks of an uncommitted session's parts, then forget the session."""
+def _close(record: Upload) -> None:
+    """Abort an uncommitted session once (a racing commit or abort wins otherwise)."""
+    try:
+        tree_store().mark_aborted(record, int(time.time()))
+    except Changed:
+        current = tree_store().get_upload(record.owner, record.upload_id)
+        if current is not None and current.committed:
+            raise errors.Conflict("This upload was committed meanwhile; delete the file "
+                                  "instead.", code="upload_committed") from None
+        return          # aborted (or forgotten) by someone else: done
+    quota.close_upload(record.owner)
+
+
+def _discard(record: Upload, deadline: float) -> bool:
+    """Free the chunks of an uncommitted session's recorded parts, then forget the session;
+    False if the deadline came first (the next sweep continues)."""
     owner = record.owner
-    # Every part number, not only the recorded ones: a part whose chunk was stored by a request
-    # that died before recording it is freed too.
-    for part in range(_parts_total(record)):
+    for part in tree_store().parts(owner, record.upload_id):
+        if time.monotonic() > deadline:
+            return False
         try:
             store.delete_chunk(owner, chunk_id(record.version_id, part))
         except errors.NotFound:
             pass
     _forget(record)
+    return True
 
 
 def _forget(record: Upload) -> None:
@@ -353,8 +391,10 @@ def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
             if record.committed:
                 _forget(record)
                 forgotten += 1
-            else:
-                _discard(record)
+                continue
+            if not record.aborted:
+                _close(record)          # expired: no longer counted as open
+            if _discard(record, deadline):
                 discarded += 1
         except errors.ApiError as exc:
             failed.append(f"{record.upload_id}: {exc.message}")

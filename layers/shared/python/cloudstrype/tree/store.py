@@ -65,14 +65,14 @@ UPLOADS = schema.table(
     fields={"owner": STR, "upload_id": STR, "directory": STR, "name": STR, "size": INT,
             "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
             "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
-            "purge_at": INT, "committed": BOOL, "expiry_queue": STR},
+            "purge_at": INT, "committed": BOOL, "aborted": BOOL, "expiry_queue": STR},
     indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
     expires="purge_at")
 
 UPLOAD_PARTS = schema.table(
     "upload-parts", hash_key="upload_ref", range_key="part", owner_module=__name__,
     fields={"upload_ref": STR, "part": INT, "owner": STR, "size": INT, "sha256": STR,
-            "expires_at": INT, "purge_at": INT},
+            "expires_at": INT, "purge_at": INT, "pending": BOOL},
     expires="purge_at")
 
 PROFILES = schema.table(
@@ -157,6 +157,8 @@ class Upload:
     purge_at: int
     sha256: str | None = None
     committed: bool = False
+    # Aborted: gone for its owner; the sweep frees its parts' chunks in the background.
+    aborted: bool = False
 
 
 @dataclass
@@ -168,6 +170,9 @@ class UploadPart:
     sha256: str
     expires_at: int
     purge_at: int
+    # Recorded before its chunk is stored (so an abort finds every chunk to free), not yet
+    # received until the chunk is.
+    pending: bool = False
 
 
 @dataclass
@@ -248,7 +253,14 @@ def _upload(item: dict) -> Upload:
                   version_id=item["version_id"], created=item["created"],
                   expires_at=int(item["expires_at"]),
                   purge_at=int(item.get("purge_at", item["expires_at"])),
-                  sha256=item.get("sha256"), committed=bool(item.get("committed", False)))
+                  sha256=item.get("sha256"), committed=bool(item.get("committed", False)),
+                  aborted=bool(item.get("aborted", False)))
+
+
+def _upload_part(owner: str, upload_id: str, item: dict) -> UploadPart:
+    return UploadPart(owner, upload_id, int(item["part"]), int(item["size"]), item["sha256"],
+                      int(item["expires_at"]), int(item.get("purge_at", item["expires_at"])),
+                      pending=bool(item.get("pending", False)))
 
 
 class TreeStore:
@@ -437,11 +449,23 @@ class TreeStore:
         return _upload(item) if item is not None else None
 
     def mark_committed(self, upload: Upload) -> None:
-        """Once only: raises Changed if the session is committed already or gone."""
+        """Once only: raises Changed if the session is committed or aborted already, or gone."""
         try:
             self.engine.update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
                                Change(set={"committed": True}),
-                               Condition.exists() & Condition.ne("committed", True))
+                               Condition.exists() & Condition.ne("committed", True)
+                               & Condition.ne("aborted", True))
+        except ConditionFailed:
+            raise Changed(upload.upload_id) from None
+
+    def mark_aborted(self, upload: Upload, now: int) -> None:
+        """Once only, for an uncommitted session: it is gone for its owner and due for the
+        sweep at `now`. Raises Changed if it is committed or aborted already, or gone."""
+        try:
+            self.engine.update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
+                               Change(set={"aborted": True, "expires_at": int(now)}),
+                               Condition.exists() & Condition.ne("committed", True)
+                               & Condition.ne("aborted", True))
         except ConditionFailed:
             raise Changed(upload.upload_id) from None
 
@@ -451,12 +475,15 @@ class TreeStore:
         self.engine.put(UPLOAD_PARTS, item)
 
     def parts(self, owner: str, upload_id: str) -> dict[int, UploadPart]:
-        return {int(item["part"]): UploadPart(owner, upload_id, int(item["part"]),
-                                              int(item["size"]), item["sha256"],
-                                              int(item["expires_at"]),
-                                              int(item.get("purge_at", item["expires_at"])))
+        """Every recorded part, pending ones included."""
+        return {int(item["part"]): _upload_part(owner, upload_id, item)
                 for item in self.engine.query_all(UPLOAD_PARTS, _upload_ref(owner, upload_id))
                 if item.get("owner") == owner}
+
+    def get_part(self, owner: str, upload_id: str, part: int) -> UploadPart | None:
+        item = self._get(UPLOAD_PARTS, {"upload_ref": _upload_ref(owner, upload_id),
+                                        "part": int(part)}, owner)
+        return _upload_part(owner, upload_id, item) if item is not None else None
 
     def forget_upload(self, upload: Upload) -> None:
         """Delete the session's parts, then the session (so an interrupted forget is

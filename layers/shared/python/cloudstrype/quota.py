@@ -1,0 +1,115 @@
+"""Per-user limits on what a user keeps: bytes of data (the `quota_bytes` setting, 0 for
+unlimited) and open upload sessions (`max_open_uploads`).
+
+- `usage` (owner): two counters per user, changed only by atomic adds, never recomputed by a
+  scan. `stored_bytes` is the plaintext size of every chunk the user has (the pipeline adds a
+  chunk's size before storing it and takes it off when the chunk is deleted), so files, all
+  their versions, the parts of open sessions and raw chunks and blobs all count, once each.
+  `open_uploads` goes up when a session is created and down once when it is committed, aborted
+  or swept.
+
+A charge is conditional on the limit, so racing writers cannot overshoot it together; a request
+that dies between a charge and its write leaves the counter a little high, never low.
+"""
+from __future__ import annotations
+
+from cloudstrype import errors
+from cloudstrype.metadata import schema
+from cloudstrype.metadata.engine import Change, Condition, ConditionFailed, get_engine
+from cloudstrype.metadata.schema import INT, STR
+from cloudstrype.settings import get_settings
+
+USAGE = schema.table("usage", hash_key="owner", owner_module=__name__,
+                     fields={"owner": STR, "stored_bytes": INT, "open_uploads": INT})
+
+# A session's status lists its parts; this many (2 TiB of 4 MiB parts) still fit one response.
+MAX_SESSION_FILE_BYTES = 2 * 1024 ** 4
+
+
+def quota_bytes() -> int:
+    return max(0, int(get_settings().quota_bytes or 0))
+
+
+def max_open_uploads() -> int:
+    return max(1, int(get_settings().max_open_uploads or 1))
+
+
+def max_file_bytes() -> int:
+    return max(0, min(int(get_settings().max_file_bytes), MAX_SESSION_FILE_BYTES))
+
+
+def usage(owner: str) -> dict:
+    """The user's counters and limits (0 quota: unlimited)."""
+    item = get_engine().get(USAGE, {"owner": owner}) or {}
+    return {"stored_bytes": max(0, int(item.get("stored_bytes", 0))),
+            "quota_bytes": quota_bytes(),
+            "open_uploads": max(0, int(item.get("open_uploads", 0))),
+            "max_open_uploads": max_open_uploads(), "max_file_bytes": max_file_bytes()}
+
+
+def check_room(owner: str, size: int) -> None:
+    """Refuse early (nothing written) what could not fit the quota; the bytes are charged when
+    they are stored."""
+    limit = quota_bytes()
+    if limit and size > 0:
+        used = usage(owner)["stored_bytes"]
+        if used + size > limit:
+            raise _over_quota(size, used, limit)
+
+
+def charge_bytes(owner: str, size: int) -> None:
+    """Count `size` more bytes for the owner, or raise 413 quota_exceeded (nothing counted)."""
+    if size <= 0:
+        return
+    limit = quota_bytes()
+    if not _add(owner, "stored_bytes", size, limit or None):
+        raise _over_quota(size, usage(owner)["stored_bytes"], limit)
+
+
+def refund_bytes(owner: str, size: int) -> None:
+    if size > 0:
+        _add(owner, "stored_bytes", -size, None)
+
+
+def open_upload(owner: str) -> None:
+    """Count one more open session, or raise 409 too_many_uploads (nothing counted)."""
+    limit = max_open_uploads()
+    if not _add(owner, "open_uploads", 1, limit):
+        raise errors.Conflict(
+            f"You have {limit} upload sessions open, the most allowed; commit or abort one "
+            f"(DELETE /api/filesystem/uploads/<id>) or let it expire, then start this one.",
+            code="too_many_uploads", details={"max_open_uploads": limit})
+
+
+def close_upload(owner: str) -> None:
+    _add(owner, "open_uploads", -1, None)
+
+
+def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:
+    """Add atomically; with a limit, only if the result stays within it (False otherwise)."""
+    engine, key = get_engine(), {"owner": owner}
+    if limit is None:
+        engine.update(USAGE, key, Change(add={name: amount}))
+        return True
+    if amount > limit:
+        return False
+    try:
+        engine.update(USAGE, key, Change(add={name: amount}),
+                      Condition.compare(name, "le", limit - amount))
+        return True
+    except ConditionFailed:
+        pass
+    try:
+        # The user's first use: no counter yet (a missing field counts as 0).
+        engine.update(USAGE, key, Change(add={name: amount}), Condition.missing(name))
+        return True
+    except ConditionFailed:
+        return False
+
+
+def _over_quota(size: int, used: int, limit: int) -> errors.ApiError:
+    return errors.PayloadTooLarge(
+        f"This needs {size} more bytes, but {used} of your quota of {limit} bytes are in use. "
+        f"Delete files or old versions, or ask the operator for a larger quota.",
+        code="quota_exceeded",
+        details={"quota_bytes": limit, "stored_bytes": used, "needed_bytes": size})
