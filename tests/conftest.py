@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from tests.support import Api, cli, login, register_and_login, start_stack, unique
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_storage_roots(tmp_path_factory):
+    """The tests keep local storages in pytest's temporary folders: the root an operator would
+    name (CLOUDSTRYPE_LOCAL_STORAGE_ROOTS), for in-process tests and every stack started."""
+    os.environ["CLOUDSTRYPE_LOCAL_STORAGE_ROOTS"] = str(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +57,9 @@ def stack(request, tmp_path_factory, fake_providers):
     env["CLOUDSTRYPE_PROVIDER_URL_OVERRIDES"] = json.dumps(overrides)
     # The fake providers speak plain HTTP on loopback; oauthlib insists on HTTPS otherwise.
     env["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    # They, and the tests' own S3 servers, listen on loopback, which the server refuses to reach
+    # for users unless allowed (tests/security starts a stack without this).
+    env["CLOUDSTRYPE_OUTBOUND_ALLOW"] = "127.0.0.1"
     running = start_stack(tmp_path_factory.mktemp(f"stack-{mode}"), env=env, mode=mode)
     yield running
     code = running.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,13 +24,27 @@ from tests.fakes import CLIENT_ID, CLIENT_SECRET, FAKES, FakeProvider
 
 
 class RecordingSleep:
-    """Stands in for time.sleep in RetryPolicy: records each wait instead of waiting."""
+    """Stands in for time.sleep in RetryPolicy: records each wait instead of waiting. `clock`
+    is a monotonic clock that the recorded waits move forward, as real sleeps would."""
 
     def __init__(self):
         self.waits: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+    def clock(self) -> float:
+        return time.monotonic() + sum(self.waits)
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed(monkeypatch):
+    """The fakes and moto listen on loopback, which backends refuse to reach unless allowed."""
+    monkeypatch.setenv("CLOUDSTRYPE_OUTBOUND_ALLOW", "127.0.0.1")
+    reset_settings_cache()
+    yield
+    monkeypatch.undo()
+    reset_settings_cache()
 
 
 @contextlib.contextmanager
@@ -86,7 +101,7 @@ def sleeps() -> RecordingSleep:
 def fast_retry(sleeps) -> RetryPolicy:
     """Four attempts, millisecond backoff, waits recorded rather than slept."""
     return RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.004, deadline=30.0,
-                       timeout=(2.0, 10.0), sleep=sleeps)
+                       timeout=(2.0, 10.0), sleep=sleeps, clock=sleeps.clock)
 
 
 @pytest.fixture

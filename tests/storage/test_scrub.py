@@ -49,7 +49,8 @@ def test_a_share_that_cannot_be_deleted_now_is_deleted_by_the_scrub_later(tmp_pa
     endpoint = f"http://127.0.0.1:{port}"
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3_server.start()
-    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2",
+                                                "CLOUDSTRYPE_OUTBOUND_ALLOW": f"127.0.0.1:{port}"})
     try:
         user = register_and_login(Api(stack.url))
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",

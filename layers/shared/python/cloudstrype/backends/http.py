@@ -25,6 +25,7 @@ import requests
 from oauthlib.oauth2 import InsecureTransportError
 
 from .base import BackendAuthError, BackendError, BackendFull
+from .outbound import guard_session
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ class ProviderClient:
         is_rate_limited: ResponseCheck = is_429,
         is_full: ResponseCheck = is_507,
     ):
-        self.session = session
+        # Providers answer with URLs to follow (uploads, downloads, redirects): those go
+        # through the same address check as a user-given endpoint.
+        self.session = guard_session(session)
         self.label = label
         self.policy = policy or DEFAULT_POLICY
         self.is_rate_limited = is_rate_limited

@@ -13,6 +13,9 @@ from pathlib import Path
 from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
 from .keys import check_key
 
+# Marks a directory as one storage's (written by the storages service when it claims it); not a
+# share, so not counted in `used`.
+MARKER = ".cloudstrype-storage"
 # "~" is not a key character, so a temporary file can never be mistaken for a share.
 TEMP_PREFIX = "~tmp-"
 # A temporary file this old was left by a process that died mid-write.
@@ -97,7 +100,7 @@ class LocalBackend(Backend):
         with os.scandir(self.root) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):  # deleted while we looked
-                    if entry.is_file(follow_symlinks=False):
+                    if entry.is_file(follow_symlinks=False) and entry.name != MARKER:
                         total += entry.stat(follow_symlinks=False).st_size
         return total
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from botocore.config import Config
 
 from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
 from .keys import check_key
+from .outbound import OutboundRefused, guard_boto_client
 
 # Error codes (or bare HTTP statuses, which is all a HEAD response carries) by what they mean.
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
@@ -26,6 +28,8 @@ _FULL_CODES = {
     "QuotaExceeded", "StorageFull", "InsufficientStorage", "XMinioStorageFull",
     "XMinioAdminBucketQuotaExceeded", "507",
 }
+
+_CODE = re.compile(r"[A-Za-z0-9.]{1,64}")
 
 LIST_PAGE_SIZE = 1000   # objects per ListObjectsV2 request (S3's maximum)
 
@@ -43,7 +47,9 @@ class S3Backend(Backend):
     """Shares are objects `<prefix><key>` in one bucket.
 
     The client uses only the credentials given here — never the server's own AWS identity — and
-    only the endpoint given here, whatever AWS_* variables the environment holds.
+    only the endpoint given here, whatever AWS_* variables the environment holds. The endpoint is
+    a user's choice: every connection goes through `outbound` (no private or metadata
+    addresses, the checked address pinned), with short timeouts.
     """
 
     kind = "s3"
@@ -59,8 +65,8 @@ class S3Backend(Backend):
         *,
         capacity_bytes: int | None = None,
         max_attempts: int = 3,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
     ):
         self.endpoint_url = endpoint_url or None
         self.bucket = bucket
@@ -89,6 +95,7 @@ class S3Backend(Backend):
                 aws_session_token=None,
                 config=config,
             )
+        guard_boto_client(self._client)
 
     def put(self, key: str, data: bytes) -> None:
         with self._errors(f"write {key}"):
@@ -142,8 +149,10 @@ def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterat
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = f"{where}: could not {action}: {code or status} " \
-                  f"{error.get('Message', '')}".rstrip()
+        # The code and status only: the remote body (its Message) is the endpoint's to choose.
+        if not _CODE.fullmatch(code):
+            code = ""
+        message = f"{where}: could not {action}: {code or 'HTTP'} ({status})"
         if code in _MISSING_KEY_CODES and missing_means_not_found:
             raise ShareNotFound(message) from exc
         if code in _SETTINGS_CODES:
@@ -155,5 +164,8 @@ def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterat
             raise BackendAuthError(message) from exc
         raise BackendError(message) from exc
     except botocore.exceptions.BotoCoreError as exc:
+        refused = getattr(exc, "kwargs", {}).get("error")
+        if isinstance(refused, OutboundRefused):
+            raise OutboundRefused(f"{where}: {refused}") from exc
         # Connection refused, timeouts, closed connections: botocore has already retried.
         raise BackendError(f"{where}: could not {action}: {exc}") from exc

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
 from cloudstrype import errors, vault
-from cloudstrype.backends import registry
+from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
+from cloudstrype.backends.local import MARKER
 from cloudstrype.settings import get_settings
 from cloudstrype.storages.store import ACTIVE, DRAINING, Storage, StorageStore
 
@@ -105,19 +108,39 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     public, secrets = _split_config(kind, cleaned)
     record.settings = public
     _seal(record, secrets)
-    backend = registry.open_backend(kind, cleaned, target=_target(record))
+    if cleaned.get("endpoint_url"):
+        _check_endpoint(cleaned["endpoint_url"])
+    claimed = Path(cleaned["path"]) if kind == "local" else None
+    if claimed is not None:
+        _claim_directory(claimed, record)
     try:
-        registry.probe(backend)
-        usage = backend.usage()
+        backend = registry.open_backend(kind, cleaned, target=_target(record))
+        try:
+            registry.probe(backend)
+            usage = backend.usage()
+        except BackendError as exc:
+            raise errors.BadRequest(f"The storage did not pass a write/read/delete check: "
+                                    f"{exc}", code="probe_failed") from None
+        record.capacity = usage.capacity
+        record.provider_used = usage.used
+        record.usage_checked = time.time()
+        return _save_new(record)
+    except BaseException:
+        if claimed is not None:
+            _release_directory(claimed)
+        raise
+
+
+def _check_endpoint(url: str) -> None:
+    # Before anything is sent: the connections themselves are checked again (outbound).
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundRefused as exc:
+        raise errors.BadRequest(f"endpoint_url: {exc}.", code="endpoint_not_allowed",
+                                details={"field": "endpoint_url"}) from None
     except BackendError as exc:
-        raise errors.BadRequest(f"The storage did not pass a write/read/delete check: {exc}",
-                                code="probe_failed") from None
-    record.capacity = usage.capacity
-    record.provider_used = usage.used
-    record.usage_checked = time.time()
-    if kind == "local":
-        _claim_directory(Path(cleaned["path"]), record)
-    return _save_new(record)
+        raise errors.BadRequest(f"endpoint_url: {exc}.", code="probe_failed",
+                                details={"field": "endpoint_url"}) from None
 
 
 def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
@@ -139,7 +162,43 @@ def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
     return _save_new(record)
 
 
-_MARKER = ".cloudstrype-storage"
+PATH_MAX = 1024
+
+
+def _bad_path(message: str, code: str = "invalid_path") -> errors.BadRequest:
+    return errors.BadRequest(message, code=code, details={"field": "path"})
+
+
+def local_roots() -> list[Path]:
+    """The folders local storages may live in, as the operator named them (real paths); the
+    first is where a relative path goes."""
+    settings = get_settings()
+    named = [settings.local_storage_root, *settings.local_storage_roots.split(os.pathsep)]
+    roots: list[Path] = []
+    for root in (r.strip() for r in named):
+        if root and os.path.isabs(root):
+            real = Path(os.path.realpath(root))
+            if real not in roots:
+                roots.append(real)
+    return roots
+
+
+def _protected() -> tuple[list[Path], list[Path]]:
+    """The server's own files (no storage may hold them) and folders (no storage may be in or
+    around them), whatever the roots: its database and keys; its staging, code and Python."""
+    settings = get_settings()
+    files = [settings.metadata_path, settings.master_key_path, settings.identity_key_path]
+    folders = [settings.staging_dir, sys.prefix]
+    for name in ("cloudstrype", "functions", "infra", "cloudstrype_client"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            folders.append(str(Path(module.__file__).parent.parent))   # its import root
+    return ([Path(os.path.realpath(p)) for p in files if p],
+            [Path(os.path.realpath(p)) for p in folders if p])
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def _local_config(config: dict) -> dict:
@@ -148,27 +207,61 @@ def _local_config(config: dict) -> dict:
                                 code="kind_disabled")
     path = config.get("path")
     if not isinstance(path, str) or not path.strip():
-        raise errors.BadRequest("Field 'path' (a directory) is required for a local storage.",
-                                code="invalid_config", details={"field": "path"})
-    directory = Path(path).expanduser()
-    if not directory.is_absolute():
-        directory = Path(get_settings().local_storage_root) / directory
-    directory = directory.resolve()
-    marker = directory / _MARKER
-    if marker.exists():
-        raise errors.Conflict(f"{directory} is already a Cloudstrype storage; give each storage "
-                              f"its own directory.", code="directory_in_use")
+        raise _bad_path("Field 'path' (a directory) is required for a local storage.",
+                        code="invalid_config")
+    path = path.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise _bad_path("Field 'path' must not contain control characters.")
+    if len(path) > PATH_MAX or any(len(part) > 255 for part in path.split("/")):
+        raise _bad_path(f"Field 'path' must be at most {PATH_MAX} characters, each folder name "
+                        f"at most 255.")
+    roots = local_roots()
+    where = ", ".join(str(r) for r in roots) or "none (the operator has named no roots)"
+    if not roots:
+        raise _bad_path(f"Local storages must be folders inside the storage roots: {where}.",
+                        code="path_not_allowed")
+    # Resolved as the server will open it: "..", and symlinks followed to where they lead.
+    directory = Path(os.path.realpath(roots[0] / path))
+    root = next((r for r in roots if _inside(directory, r)), None)
+    if root is None or directory == root:
+        raise _bad_path(f"{path} is not a folder inside the storage roots; choose a folder "
+                        f"inside one of: {where}.", code="path_not_allowed")
+    files, folders = _protected()
+    if any(_inside(p, directory) for p in files + folders) or \
+            any(_inside(directory, p) for p in folders):
+        raise _bad_path(f"{path} holds or is part of the server's own files; choose another "
+                        f"folder inside one of: {where}.", code="path_not_allowed")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise errors.BadRequest(f"Cannot use {directory}: {exc.strerror}.",
-                                code="invalid_config", details={"field": "path"}) from None
+        raise _bad_path(f"Cannot use {directory}: {exc.strerror}.", code="invalid_config") \
+            from None
     return {**config, "path": str(directory)}
 
 
 def _claim_directory(directory: Path, record: Storage) -> None:
-    # One directory, one storage: two storages on one disk would break "distinct backends".
-    (directory / _MARKER).write_text(json.dumps({"storage_id": record.storage_id}))
+    """One directory, one storage (two on one disk would break "distinct backends"), decided
+    by an exclusive create of the marker: of concurrent claims exactly one wins."""
+    try:
+        fd = os.open(directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o600)
+    except FileExistsError:
+        raise errors.Conflict(f"{directory} is already a Cloudstrype storage; give each storage "
+                              f"its own directory.", code="directory_in_use") from None
+    except OSError as exc:
+        raise _bad_path(f"Cannot use {directory}: {exc.strerror}.", code="invalid_config") \
+            from None
+    with os.fdopen(fd, "w") as marker:
+        marker.write(json.dumps({"storage_id": record.storage_id}))
+    # A folder with something in it is not new: its size would show as this storage's `used`.
+    if any(entry.name != MARKER for entry in os.scandir(directory)):
+        _release_directory(directory)
+        raise errors.Conflict(f"{directory} is not empty; a local storage starts in an empty "
+                              f"or new folder.", code="directory_not_empty")
+
+
+def _release_directory(directory: Path) -> None:
+    (directory / MARKER).unlink(missing_ok=True)
 
 
 def list_storages(owner: str) -> list[Storage]:
@@ -189,9 +282,8 @@ def delete_storage(owner: str, storage_id: str, shares_held: int) -> None:
                               f"shares. Drain it first (POST /api/cloud/storages/{storage_id}"
                               f"/drain) to move them elsewhere.", code="storage_not_empty")
     _store.delete(owner, storage_id)
-    if record.kind == "local":
-        marker = Path(record.settings.get("path", "")) / _MARKER
-        marker.unlink(missing_ok=True)
+    if record.kind == "local" and record.settings.get("path"):
+        _release_directory(Path(record.settings["path"]))
     _backend_cache.pop((owner, storage_id), None)
 
 
