@@ -205,3 +205,16 @@ def test_errors_say_what_failed_without_the_remote_body(guarded):
     error = assert_error(add_s3(user, chatty), 400, "probe_failed")
     assert "AccessDenied" in error["message"] and "403" in error["message"]
     assert _ChattyS3.SECRET not in error["message"]
+
+
+# -- OAuth: return_to is a path on this site ------------------------------------------------
+
+def test_return_to_that_a_browser_reads_as_another_site_is_refused(user):
+    for evil in ("/\t/evil.example", "/%09/evil.example", "/\n/evil.example", "/%2F/evil.example",
+                 "/%5Cevil.example", "/\r\n/evil.example", "//evil.example", "https://evil.example",
+                 "javascript:alert(1)", "/\x7f/evil.example", "/" + "a" * 600):
+        answer = user.api.get("/api/cloud/oauth/dropbox/authorize", params={"return_to": evil})
+        assert_error(answer, 400, "invalid_return_to")
+    kept = user.api.get("/api/cloud/oauth/dropbox/authorize",
+                        params={"return_to": "/#/storages?tab=cloud"})
+    assert kept.status_code == 200, kept.text

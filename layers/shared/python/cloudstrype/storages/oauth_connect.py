@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from cloudstrype import errors, vault
 from cloudstrype.backends import oauth, registry
@@ -40,13 +40,22 @@ def _provider(provider: str):
     return p
 
 
+RETURN_TO_MAX = 500
+
+
 def _safe_return_to(value: str | None) -> str | None:
-    # Only paths on this site: the callback must never become an open redirect.
+    # Only paths on this site: the callback must never become an open redirect. Browsers drop
+    # tabs and newlines and read "\\" as "/", so "/\t/evil.example" would be "//evil.example";
+    # the decoded form is checked too, for a redirect that is decoded once more on the way.
     if not value:
         return None
-    if not value.startswith("/") or value.startswith("//") or "\\" in value:
-        raise errors.BadRequest("return_to must be a path on this site, like /#/storages.",
-                                code="invalid_return_to")
+    for form in (value, unquote(value)):
+        if not form.startswith("/") or form.startswith("//") or "\\" in form \
+                or any(ord(c) < 32 or ord(c) == 127 for c in form) \
+                or len(form) > RETURN_TO_MAX:
+            raise errors.BadRequest("return_to must be a path on this site, like /#/storages "
+                                    "(one leading '/', no '//', backslash or control "
+                                    "characters).", code="invalid_return_to")
     return value
 
 
