@@ -1,7 +1,8 @@
 """What every fake provider shares: a real HTTP server on 127.0.0.1 (werkzeug, in a thread, on
 an ephemeral port), an OAuth2 authorization server (authorize page, token endpoint with the
 authorization_code and refresh_token grants, PKCE S256 checks, expiring access tokens), and
-switches that make the next requests fail.
+switches that make the next requests fail, and a rate limit on writes (`limit_writes`) that
+answers the provider's own throttling response and counts whether the client obeyed it.
 
 Each of the provider's hosts is served under its own path prefix on the one port — the
 provider's `dropbox_content` base URL is `<server>/content` — so a client that sends a request
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import abc
 import base64
+import email.utils
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -59,7 +62,12 @@ class FakeProvider(abc.ABC):
         # Injected failures for the next API requests (that match a method and path, if given).
         self._failures: list[_Failure] = []
         self._token_failures: deque[int] = deque()
-        self._routes: list[tuple[str, re.Pattern, Handler, str]] = []
+        self._routes: list[tuple[str, re.Pattern, Handler, str, bool]] = []
+        # The write rate limit (off until limit_writes) and what it saw.
+        self._write_limit: _WriteLimit | None = None
+        self.writes_accepted = 0     # writes that passed the limit
+        self.throttled = 0           # throttling answers sent
+        self.early_requests = 0      # requests that came before an announced Retry-After elapsed
         self._server = None
         self._thread: threading.Thread | None = None
         self.route("GET", self.authorize_path, self._authorize, kind="oauth")
@@ -88,10 +96,20 @@ class FakeProvider(abc.ABC):
     def token_extras(self) -> dict:
         return {}
 
-    def route(self, method: str, pattern: str, handler: Handler, *, kind: str = "api") -> None:
+    def route(self, method: str, pattern: str, handler: Handler, *, kind: str = "api",
+              write: bool = False) -> None:
         """kind: "api" (bearer token checked, failures injected), "oauth", or "public"
-        (pre-authenticated download URLs)."""
-        self._routes.append((method, re.compile(pattern), handler, kind))
+        (pre-authenticated download URLs). `write`: counts against the write rate limit."""
+        self._routes.append((method, re.compile(pattern), handler, kind, write))
+
+    def throttle(self, retry_after: str | None) -> Response:
+        """The provider's answer to a client over its rate limit (Retry-After, if given)."""
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return self.error(429, None, "rate limit exceeded", headers)
+
+    # Whether the throttling answer names a time to come back (Google Drive's 403 does not:
+    # the client is to back off exponentially).
+    announces_retry_after = True
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -130,6 +148,23 @@ class FakeProvider(abc.ABC):
         failure = _Failure(status, code, retry_after, method, re.compile(path) if path else None)
         with self.lock:
             self._failures.extend([failure] * times)
+
+    def limit_writes(self, per_second: float, burst: int, *, retry_after: float = 1.0,
+                     as_http_date: bool = False, in_flight_grace: float = 0.0) -> None:
+        """From now on, writes past `burst` at once or `per_second` sustained (a token bucket,
+        as the providers do) get the provider's throttling answer with Retry-After
+        `retry_after` seconds (as an HTTP date if asked). Until that time has passed, every API
+        request is throttled again, and counted in `early_requests` unless it came within
+        `in_flight_grace` seconds of the throttling answer (sent by a concurrent client thread
+        before that answer could have reached it)."""
+        with self.lock:
+            self._write_limit = _WriteLimit(per_second, burst, retry_after, as_http_date,
+                                            in_flight_grace, tokens=float(burst),
+                                            refilled=time.monotonic())
+
+    def stop_limiting_writes(self) -> None:
+        with self.lock:
+            self._write_limit = None
 
     def fail_next_token_request(self, status: int, *, times: int = 1) -> None:
         with self.lock:
@@ -172,17 +207,17 @@ class FakeProvider(abc.ABC):
 
     def _route(self, request: Request):
         """The first route matching the request's method and path: (match, handler, kind)."""
-        for method, pattern, handler, kind in self._routes:
+        for method, pattern, handler, kind, write in self._routes:
             match = pattern.fullmatch(request.path)
             if match and request.method == method:
-                return match, handler, kind
+                return match, handler, kind, write
         return None
 
     def _dispatch(self, request: Request) -> Response:
         found = self._route(request)
         if found is None:
             return Response(f"no route for {request.method} {request.path}", status=404)
-        match, handler, kind = found
+        match, handler, kind, write = found
         with self.lock:
             if kind == "api":
                 self.api_calls.append(f"{request.method} {request.path}")
@@ -195,6 +230,10 @@ class FakeProvider(abc.ABC):
                 problem = self._bearer_problem(request)
                 if problem:
                     return self.auth_error(problem)
+                if self._write_limit is not None:
+                    throttled = self._write_limit.check(self, write)
+                    if throttled is not None:
+                        return throttled
             return handler(request, **match.groupdict())
 
     def _bearer_problem(self, request: Request) -> str | None:
@@ -284,6 +323,52 @@ class FakeProvider(abc.ABC):
 
     def _oauth_error(self, status: int, error: str, description: str) -> Response:
         return self.json_response({"error": error, "error_description": description}, status)
+
+
+@dataclass
+class _WriteLimit:
+    per_second: float
+    burst: int
+    retry_after: float
+    as_http_date: bool
+    grace: float
+    tokens: float
+    refilled: float
+    until: float = 0.0       # time.time() before which the client was told not to come back
+    told_at: float = 0.0     # when it was told
+
+    def check(self, fake: FakeProvider, write: bool) -> Response | None:
+        """None if the request may pass; else the throttling answer (the caller holds the lock)."""
+        now = time.time()
+        if now < self.until:
+            if now - self.told_at > self.grace:
+                fake.early_requests += 1
+            fake.throttled += 1
+            return fake.throttle(self._header(self.until - now))
+        if not write:
+            return None
+        clock = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (clock - self.refilled) * self.per_second)
+        self.refilled = clock
+        if self.tokens >= 1:
+            self.tokens -= 1
+            fake.writes_accepted += 1
+            return None
+        fake.throttled += 1
+        if not fake.announces_retry_after:
+            return fake.throttle(None)
+        self.told_at = now
+        if self.as_http_date:
+            # An HTTP date has whole seconds: announce the first whole second after the wait.
+            self.until = math.ceil(now + self.retry_after)
+        else:
+            self.until = now + self.retry_after
+        return fake.throttle(self._header(self.until - now))
+
+    def _header(self, seconds: float) -> str:
+        if self.as_http_date:
+            return email.utils.formatdate(self.until, usegmt=True)
+        return f"{math.ceil(seconds * 1000) / 1000:g}"
 
 
 @dataclass(frozen=True)

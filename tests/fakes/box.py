@@ -39,12 +39,13 @@ class FakeBox(FakeProvider):
         super().__init__(*args, **kwargs)
 
     def add_routes(self) -> None:
-        self.route("POST", r"/api/2\.0/folders", self._create_folder)
+        self.route("POST", r"/api/2\.0/folders", self._create_folder, write=True)
         self.route("OPTIONS", r"/api/2\.0/files/content", self._preflight)
-        self.route("POST", r"/upload/api/2\.0/files/content", self._upload_new)
-        self.route("POST", r"/upload/api/2\.0/files/(?P<file_id>\d+)/content", self._upload_version)
+        self.route("POST", r"/upload/api/2\.0/files/content", self._upload_new, write=True)
+        self.route("POST", r"/upload/api/2\.0/files/(?P<file_id>\d+)/content",
+                   self._upload_version, write=True)
         self.route("GET", r"/api/2\.0/files/(?P<file_id>\d+)/content", self._download)
-        self.route("DELETE", r"/api/2\.0/files/(?P<file_id>\d+)", self._delete)
+        self.route("DELETE", r"/api/2\.0/files/(?P<file_id>\d+)", self._delete, write=True)
         self.route("GET", r"/api/2\.0/users/me", self._me)
         self.route("GET", r"/download/(?P<token>[^/]+)", self._download_content, kind="public")
 

@@ -6,7 +6,10 @@ Paths are case-insensitive as on Dropbox. Errors follow Dropbox's shapes: 409 wi
 """
 from __future__ import annotations
 
+import email.utils
 import json
+import math
+import time
 
 from werkzeug.wrappers import Request, Response
 
@@ -29,9 +32,9 @@ class FakeDropbox(FakeProvider):
         super().__init__(*args, **kwargs)
 
     def add_routes(self) -> None:
-        self.route("POST", r"/content/2/files/upload", self._upload)
+        self.route("POST", r"/content/2/files/upload", self._upload, write=True)
         self.route("POST", r"/content/2/files/download", self._download)
-        self.route("POST", r"/api/2/files/delete_v2", self._delete)
+        self.route("POST", r"/api/2/files/delete_v2", self._delete, write=True)
         self.route("POST", r"/api/2/files/get_metadata", self._get_metadata)
         self.route("POST", r"/api/2/users/get_space_usage", self._space_usage)
         self.route("POST", r"/api/2/users/get_current_account", self._current_account)
@@ -61,6 +64,14 @@ class FakeDropbox(FakeProvider):
 
     def auth_error(self, reason: str) -> Response:
         return self.error(401, f"{reason}_access_token", "")
+
+    def throttle(self, retry_after: str | None) -> Response:
+        # Concurrent writes to one account: 429 too_many_write_operations, with Retry-After.
+        return self.json_response({
+            "error_summary": "too_many_write_operations/",
+            "error": {"reason": {".tag": "too_many_write_operations"},
+                      "retry_after": math.ceil(_seconds(retry_after))}},
+            429, {"Retry-After": retry_after} if retry_after else None)
 
     # --- endpoints ------------------------------------------------------------------------------
 
@@ -152,3 +163,14 @@ def _with_path(arg) -> dict:
     if not isinstance(arg, dict) or not str(arg.get("path", "")).startswith("/"):
         raise ValueError("an argument object with an absolute path is required")
     return arg
+
+
+def _seconds(retry_after: str | None) -> float:
+    """Retry-After in seconds, whether given as a number or an HTTP date."""
+    if not retry_after:
+        return 1.0
+    try:
+        return float(retry_after)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(retry_after).timestamp()
+        return max(1.0, when - time.time())

@@ -45,11 +45,13 @@ class FakeGoogleDrive(FakeProvider):
 
     def add_routes(self) -> None:
         self.route("GET", r"/api/drive/v3/files", self._list)
-        self.route("POST", r"/api/drive/v3/files", self._create_metadata_only)
+        self.route("POST", r"/api/drive/v3/files", self._create_metadata_only, write=True)
         self.route("GET", r"/api/drive/v3/files/(?P<file_id>[^/]+)", self._get)
-        self.route("DELETE", r"/api/drive/v3/files/(?P<file_id>[^/]+)", self._delete)
-        self.route("POST", r"/api/upload/drive/v3/files", self._create_multipart)
-        self.route("PATCH", r"/api/upload/drive/v3/files/(?P<file_id>[^/]+)", self._update_media)
+        self.route("DELETE", r"/api/drive/v3/files/(?P<file_id>[^/]+)", self._delete,
+                   write=True)
+        self.route("POST", r"/api/upload/drive/v3/files", self._create_multipart, write=True)
+        self.route("PATCH", r"/api/upload/drive/v3/files/(?P<file_id>[^/]+)", self._update_media,
+                   write=True)
         self.route("GET", r"/api/drive/v3/about", self._about)
 
     def token_extras(self) -> dict:
@@ -68,6 +70,14 @@ class FakeGoogleDrive(FakeProvider):
 
     def auth_error(self, reason: str) -> Response:
         return self.error(401, "authError", "Invalid Credentials")
+
+    # Drive's per-user limit answers 403 userRateLimitExceeded without a time to come back:
+    # the client backs off exponentially.
+    announces_retry_after = False
+
+    def throttle(self, retry_after: str | None) -> Response:
+        headers = {"Retry-After": retry_after} if retry_after else None
+        return self.error(403, "userRateLimitExceeded", "User Rate Limit Exceeded", headers)
 
     # --- helpers for tests ----------------------------------------------------------------------
 

@@ -37,10 +37,11 @@ class FakeOneDrive(FakeProvider):
         super().__init__(*args, **kwargs)
 
     def add_routes(self) -> None:
-        self.route("PUT", _APPROOT + r":/content", self._upload)
+        self.route("PUT", _APPROOT + r":/content", self._upload, write=True)
         self.route("GET", _APPROOT + r":/content", self._download)
         self.route("GET", _APPROOT, self._item)
-        self.route("DELETE", r"/api/v1\.0/me/drive/items/(?P<item_id>[^/]+)", self._delete)
+        self.route("DELETE", r"/api/v1\.0/me/drive/items/(?P<item_id>[^/]+)", self._delete,
+                   write=True)
         self.route("GET", r"/api/v1\.0/me/drive", self._drive)
         self.route("GET", r"/api/v1\.0/me", self._me)
         self.route("GET", r"/download/(?P<token>[^/]+)", self._download_content, kind="public")

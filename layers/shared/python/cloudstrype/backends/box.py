@@ -16,6 +16,7 @@ from .base import Backend, BackendError, ShareNotFound, Usage
 from .http import ProviderClient, RetryPolicy, is_429, is_507
 from .keys import check_key
 from .oauth import PROVIDERS
+from .pacing import Pacer, pacer_for
 
 ROOT_FOLDER_ID = "0"
 _FULL_CODES = {"storage_limit_exceeded", "insufficient_storage"}
@@ -63,13 +64,14 @@ class BoxBackend(Backend):
     max_share_bytes = 50 * 1024 * 1024
 
     def __init__(self, session: requests.Session, *, folder_name: str = "cloudstrype",
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, pacer: Pacer | None = None):
         provider = PROVIDERS["box"]
         self.folder_name = folder_name
         self._api_url = provider.base_url("api") + "/2.0"
         self._upload_url = provider.base_url("upload") + "/api/2.0"
         self._client = ProviderClient(session, provider.label, policy=retry,
-                                      is_rate_limited=_is_rate_limited, is_full=_is_full)
+                                      is_rate_limited=_is_rate_limited, is_full=_is_full,
+                                      pacer=pacer or pacer_for(self.kind))
         self._folder_id: str | None = None
 
     def put(self, key: str, data: bytes) -> None:
@@ -107,7 +109,7 @@ class BoxBackend(Backend):
         file_id = self._file_id(key)
         if file_id is None:
             return
-        response = self._client.send("DELETE", f"{self._api_url}/files/{file_id}")
+        response = self._client.send("DELETE", f"{self._api_url}/files/{file_id}", write=True)
         if response.status_code not in (204, 404):
             raise self._client.error_for(response, f"delete {key}")
 
@@ -126,7 +128,7 @@ class BoxBackend(Backend):
 
     def _upload(self, url: str, attributes: dict, key: str, data: bytes) -> requests.Response:
         # Box requires the attributes part before the file part.
-        return self._client.send("POST", url, files=[
+        return self._client.send("POST", url, write=True, files=[
             ("attributes", (None, json.dumps(attributes), "application/json")),
             ("file", (key, data, "application/octet-stream")),
         ])
@@ -152,7 +154,7 @@ class BoxBackend(Backend):
         """Our folder's id: created on first use; a 409 names the one that already exists."""
         if self._folder_id is None:
             response = self._client.send(
-                "POST", f"{self._api_url}/folders", params={"fields": "id"},
+                "POST", f"{self._api_url}/folders", params={"fields": "id"}, write=True,
                 json={"name": self.folder_name, "parent": {"id": ROOT_FOLDER_ID}},
             )
             if response.status_code == 201:

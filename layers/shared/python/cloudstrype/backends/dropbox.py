@@ -9,6 +9,7 @@ from .base import Backend, BackendError, ShareNotFound, Usage
 from .http import ProviderClient, RetryPolicy, is_429, is_507
 from .keys import check_key
 from .oauth import PROVIDERS
+from .pacing import Pacer, pacer_for
 
 
 def _error_summary(response: requests.Response) -> str:
@@ -36,13 +37,14 @@ class DropboxBackend(Backend):
     max_share_bytes = 150 * 1024 * 1024
 
     def __init__(self, session: requests.Session, *, folder: str = "/cloudstrype",
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, pacer: Pacer | None = None):
         provider = PROVIDERS["dropbox"]
         self.folder = "/" + folder.strip("/")
         self._api_url = provider.base_url("api")
         self._content_url = provider.base_url("content")
         self._client = ProviderClient(session, provider.label, policy=retry,
-                                      is_rate_limited=is_429, is_full=_is_full)
+                                      is_rate_limited=is_429, is_full=_is_full,
+                                      pacer=pacer or pacer_for(self.kind))
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -50,7 +52,7 @@ class DropboxBackend(Backend):
             raise BackendError(f"Dropbox: a share of {len(data)} bytes is over the "
                                f"{self.max_share_bytes} byte single-upload limit")
         response = self._client.send(
-            "POST", f"{self._content_url}/2/files/upload",
+            "POST", f"{self._content_url}/2/files/upload", write=True,
             headers={
                 "Dropbox-API-Arg": _api_arg({"path": path, "mode": "overwrite",
                                              "autorename": False, "mute": True}),
@@ -73,7 +75,7 @@ class DropboxBackend(Backend):
         raise self._client.error_for(response, f"download {key}")
 
     def delete(self, key: str) -> None:
-        response = self._client.send("POST", f"{self._api_url}/2/files/delete_v2",
+        response = self._client.send("POST", f"{self._api_url}/2/files/delete_v2", write=True,
                                      json={"path": self._path(key)})
         if response.status_code != 200 and not _is_not_found(response):
             raise self._client.error_for(response, f"delete {key}")

@@ -17,6 +17,7 @@ from .base import Backend, BackendError, ShareNotFound, Usage
 from .http import ProviderClient, RetryPolicy, is_429
 from .keys import check_key
 from .oauth import PROVIDERS
+from .pacing import Pacer, pacer_for
 
 FOLDER_MIME_TYPE = "application/vnd.google-apps.folder"
 _RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -49,14 +50,15 @@ class GoogleDriveBackend(Backend):
     max_share_bytes = 5 * 1024 * 1024
 
     def __init__(self, session: requests.Session, *, folder_name: str = "cloudstrype",
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, pacer: Pacer | None = None):
         provider = PROVIDERS["gdrive"]
         self.folder_name = folder_name
         self._files_url = provider.base_url("api") + "/drive/v3/files"
         self._upload_url = provider.base_url("api") + "/upload/drive/v3/files"
         self._about_url = provider.base_url("api") + "/drive/v3/about"
         self._client = ProviderClient(session, provider.label, policy=retry,
-                                      is_rate_limited=_is_rate_limited, is_full=_is_full)
+                                      is_rate_limited=_is_rate_limited, is_full=_is_full,
+                                      pacer=pacer or pacer_for(self.kind))
         self._folder_ids: list[str] = []
 
     def put(self, key: str, data: bytes) -> None:
@@ -67,7 +69,7 @@ class GoogleDriveBackend(Backend):
         existing = self._find(key)
         if existing:
             response = self._client.send(
-                "PATCH", f"{self._upload_url}/{existing[0]}",
+                "PATCH", f"{self._upload_url}/{existing[0]}", write=True,
                 params={"uploadType": "media", "fields": "id"},
                 headers={"Content-Type": "application/octet-stream"}, data=data,
             )
@@ -92,7 +94,7 @@ class GoogleDriveBackend(Backend):
 
     def delete(self, key: str) -> None:
         for file_id in self._find(key):
-            response = self._client.send("DELETE", f"{self._files_url}/{file_id}")
+            response = self._client.send("DELETE", f"{self._files_url}/{file_id}", write=True)
             if response.status_code not in (200, 204, 404):
                 raise self._client.error_for(response, f"delete {key}")
 
@@ -112,7 +114,7 @@ class GoogleDriveBackend(Backend):
         metadata = {"name": key, "parents": [self._folders(create=True)[0]]}
         body, content_type = _multipart_related(metadata, data)
         return self._client.send(
-            "POST", self._upload_url,
+            "POST", self._upload_url, write=True,
             params={"uploadType": "multipart", "fields": "id"},
             headers={"Content-Type": content_type}, data=body,
         )
@@ -139,7 +141,7 @@ class GoogleDriveBackend(Backend):
             self._folder_ids = [item["id"] for item in found]
         if not self._folder_ids and create:
             response = self._client.send(
-                "POST", self._files_url, params={"fields": "id"},
+                "POST", self._files_url, params={"fields": "id"}, write=True,
                 json={"name": self.folder_name, "mimeType": FOLDER_MIME_TYPE, "parents": ["root"]},
             )
             if response.status_code not in (200, 201):

@@ -1,11 +1,14 @@
 """One careful way to call a cloud provider's HTTP API, shared by the Dropbox, Google Drive,
 OneDrive and Box backends and by the OAuth account lookup.
 
-Every request has a timeout. A 401 refreshes the access token once and retries. A rate-limit
-answer (429, or what the provider uses instead) waits for Retry-After; 5xx answers and network
-errors retry with exponential backoff. Both stop after a bounded number of attempts or a total
-time budget, whichever comes first, with BackendError. A Retry-After longer than the remaining
-budget is not slept through: the call fails at once and the pipeline uses another backend.
+Every request has a timeout. A 401 refreshes the access token once and retries. 5xx answers
+and network errors retry with exponential backoff (with jitter) up to a bounded number of
+attempts. A rate-limit answer (429, or what the provider uses instead) waits for Retry-After
+(or backs off with jitter when there is none) and does not use up the attempts: it only slows
+the request down. With a pacer (pacing.py) writes also keep to the provider's rate and a
+Retry-After holds back every request to that storage, from every thread. All of it stays within
+a total time budget per request; a wait past it fails at once with BackendError, and the
+pipeline uses another backend.
 
 Nothing secret reaches the log: only the method, host and path of a URL (download URLs carry
 credentials in their query strings), never headers or bodies.
@@ -26,6 +29,7 @@ from oauthlib.oauth2 import InsecureTransportError
 
 from .base import BackendAuthError, BackendError, BackendFull
 from .outbound import guard_session
+from .pacing import Pacer, WaitTooLong
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class RetryPolicy:
     deadline: float = 20.0
     timeout: tuple[float, float] = (5.0, 20.0)   # (connect, read) per HTTP request
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    # The pacer's "now"; a test whose `sleep` only records passes a clock that its sleeps move.
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
     def backoff_delay(self, retry_number: int) -> float:
         """Exponential backoff with jitter, so many clients do not retry in step."""
@@ -126,6 +132,7 @@ class ProviderClient:
         policy: RetryPolicy | None = None,
         is_rate_limited: ResponseCheck = is_429,
         is_full: ResponseCheck = is_507,
+        pacer: Pacer | None = None,
     ):
         # Providers answer with URLs to follow (uploads, downloads, redirects): those go
         # through the same address check as a user-given endpoint.
@@ -134,18 +141,25 @@ class ProviderClient:
         self.policy = policy or DEFAULT_POLICY
         self.is_rate_limited = is_rate_limited
         self.is_full = is_full
+        self.pacer = pacer
 
-    def send(self, method: str, url: str, **kwargs) -> requests.Response:
+    def send(self, method: str, url: str, *, write: bool = False,
+             **kwargs) -> requests.Response:
+        """`write`: the request creates, changes or deletes something (paced at the
+        provider's write rate)."""
         policy = self.policy
         kwargs.setdefault("timeout", policy.timeout)
         where = f"{self.label} {method} {loggable_url(url)}"
         started = time.monotonic()
         slept = 0.0
         refreshed = False
-        attempt = 0
+        attempt = failures = 0
         while True:
             attempt += 1
+            if self.pacer is not None:
+                slept += self._wait_for_turn(where, write, started, slept)
             token_sent = getattr(self.session, "access_token", None)
+            rate_limited = False
             try:
                 response = self.session.request(method, url, **kwargs)
             except InsecureTransportError:
@@ -175,21 +189,50 @@ class ProviderClient:
                 problem = self._passing_problem(response)
                 if problem is None:
                     return response
+                rate_limited = self.is_rate_limited(response)
                 delay = retry_after_seconds(response)
                 if delay is None:
                     delay = policy.backoff_delay(attempt)
             spent = max(time.monotonic() - started, slept)
-            if attempt >= policy.attempts:
-                raise BackendError(f"{where}: {problem}; gave up after {attempt} attempts")
+            if rate_limited and self.pacer is not None:
+                # Every thread holds back, not only this one.
+                self.pacer.hold_off(delay, now=policy.clock())
+            if not rate_limited:
+                failures += 1
+                if failures >= policy.attempts:
+                    raise BackendError(f"{where}: {problem}; gave up after {failures} attempts")
             if spent + delay > policy.deadline:
                 raise BackendError(
                     f"{where}: {problem}; the next try would be in {delay:.1f} s, past the "
                     f"{policy.deadline:.0f} s budget"
                 )
-            log.warning("%s: %s; retrying in %.2f s (attempt %d of %d)",
-                        where, problem, delay, attempt, policy.attempts)
+            log.warning("%s: %s; retrying in %.2f s (attempt %d)", where, problem, delay, attempt)
             policy.sleep(delay)
             slept += delay
+
+    def _wait_for_turn(self, where: str, write: bool, started: float, slept: float) -> float:
+        """Sleep until the pacer lets this request go; the seconds slept."""
+        spent = max(time.monotonic() - started, slept)
+        try:
+            wait = self.pacer.turn(write=write, budget=self.policy.deadline - spent,
+                                   now=self.policy.clock())
+        except WaitTooLong as exc:
+            raise BackendError(
+                f"{where}: rate limited; the next request may go in {exc.wait:.1f} s, past the "
+                f"{self.policy.deadline:.0f} s budget"
+            ) from None
+        slept = 0.0
+        while wait > 0:
+            if slept + wait > self.policy.deadline - spent:
+                raise BackendError(
+                    f"{where}: rate limited; the next request may go in {wait:.1f} s, past "
+                    f"the {self.policy.deadline:.0f} s budget"
+                )
+            self.policy.sleep(wait)
+            slept += wait
+            # Another thread may have been told to back off while this one slept.
+            wait = self.pacer.held_for(now=self.policy.clock())
+        return slept
 
     def _passing_problem(self, response: requests.Response) -> str | None:
         """What is wrong, if the answer is one to wait out and retry; else None."""

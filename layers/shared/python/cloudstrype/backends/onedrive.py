@@ -11,6 +11,7 @@ from .base import Backend, BackendError, ShareNotFound, Usage
 from .http import ProviderClient, RetryPolicy, is_429, is_507
 from .keys import check_key
 from .oauth import PROVIDERS
+from .pacing import Pacer, pacer_for
 
 
 class OneDriveBackend(Backend):
@@ -18,12 +19,14 @@ class OneDriveBackend(Backend):
     # "Simple upload" (PUT .../content) takes files up to 250 MB.
     max_share_bytes = 250 * 1024 * 1024
 
-    def __init__(self, session: requests.Session, *, retry: RetryPolicy | None = None):
+    def __init__(self, session: requests.Session, *, retry: RetryPolicy | None = None,
+                 pacer: Pacer | None = None):
         provider = PROVIDERS["onedrive"]
         self._drive_url = provider.base_url("api") + "/v1.0/me/drive"
         # Graph answers 507 Insufficient Storage (code quotaLimitReached) when the drive is full.
         self._client = ProviderClient(session, provider.label, policy=retry,
-                                      is_rate_limited=is_429, is_full=is_507)
+                                      is_rate_limited=is_429, is_full=is_507,
+                                      pacer=pacer or pacer_for(self.kind))
 
     def put(self, key: str, data: bytes) -> None:
         item_url = self._item_url(key)
@@ -31,7 +34,7 @@ class OneDriveBackend(Backend):
             raise BackendError(f"OneDrive: a share of {len(data)} bytes is over the "
                                f"{self.max_share_bytes} byte simple-upload limit")
         # PUT .../content replaces an existing file of that name.
-        response = self._client.send("PUT", f"{item_url}:/content", data=data,
+        response = self._client.send("PUT", f"{item_url}:/content", data=data, write=True,
                                      headers={"Content-Type": "application/octet-stream"})
         if response.status_code not in (200, 201):
             raise self._client.error_for(response, f"upload {key}")
@@ -50,7 +53,8 @@ class OneDriveBackend(Backend):
         item_id = self._item_id(key)
         if item_id is None:
             return
-        response = self._client.send("DELETE", f"{self._drive_url}/items/{quote(item_id, safe='')}")
+        response = self._client.send("DELETE", f"{self._drive_url}/items/{quote(item_id, safe='')}",
+                                     write=True)
         if response.status_code not in (204, 404):
             raise self._client.error_for(response, f"delete {key}")
 

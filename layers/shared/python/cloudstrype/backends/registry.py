@@ -31,6 +31,7 @@ from .http import RetryPolicy
 from .local import LocalBackend
 from .oauth import PROVIDERS, TokenCallback, make_session
 from .onedrive import OneDriveBackend
+from .pacing import pacer_for
 from .s3 import S3Backend
 
 
@@ -139,7 +140,8 @@ def _open_s3(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backen
 def _oauth_opener(kind: str, backend_class: Callable[..., Backend]) -> Opener:
     def opener(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
         session = make_session(kind, cleaned["token"], on_token_refreshed)
-        return backend_class(session, retry=retry)
+        # One pacer per storage in this process, whichever backend object writes to it.
+        return backend_class(session, retry=retry, pacer=pacer_for(kind, target.storage_id))
     return opener
 
 
