@@ -81,6 +81,29 @@ def _rules(text: str) -> tuple[_Rule, ...]:
     return tuple(rules)
 
 
+def _allowed() -> tuple[_Rule, ...]:
+    """outbound_allow, and the provider URLs the operator set (provider_url_overrides, e.g. a
+    provider's API on the LAN, or the tests' fakes on loopback): both are the operator's word."""
+    settings = get_settings()
+    return _rules(settings.outbound_allow) + _override_rules(settings.provider_url_overrides)
+
+
+@functools.cache
+def _override_rules(raw: str) -> tuple[_Rule, ...]:
+    from .oauth import provider_url_overrides  # oauth -> http -> here: imported when used
+    try:
+        urls = provider_url_overrides().values()
+    except ValueError:          # malformed: the provider clients say so themselves
+        return ()
+    rules = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            rules.append(_parse_rule(f"[{parts.hostname}]:{port}"))
+    return tuple(rules)
+
+
 def _why_blocked(address: IPAddress) -> str | None:
     """What kind of address this is, if the server must not reach it for a user."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -114,7 +137,7 @@ def resolve(host: str, port: int) -> str:
                                        for info in found))
     if not addresses:
         raise BackendError(f"could not resolve the host {name!r}")
-    rules = _rules(get_settings().outbound_allow)
+    rules = _allowed()
     for address in addresses:
         if any(rule.matches(name, address, port) for rule in rules):
             continue
