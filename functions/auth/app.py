@@ -38,7 +38,8 @@ def logout(call):
 
 @app.endpoint("/me")
 def me(call):
-    record = users.describe(call.principal.username)
+    # By id (`sub`): a name can be freed and taken by someone else; the id is this user's.
+    record = users.describe_by_id(call.principal.user_id)
     return {key: record[key] for key in ("user_id", "username", "email", "groups")}
 
 

@@ -2,16 +2,28 @@
 
 REST: each request under /api/ becomes a REST proxy event for the service app that owns the route
 (binary bodies base64-encoded, headers, query, path parameters), with API Gateway's and Lambda's
-limits enforced. WebSocket: connect / message / disconnect become `$connect` / `$default` /
-`$disconnect` events; a separate loopback-only listener serves the management API
-(`POST /@connections/{id}`) so handlers reach sockets through boto3 exactly as in AWS.
+limits enforced (`cloudstrype.limits`) and its answers for unknown routes, wrong methods and
+preflights as the CDK stack configures them. WebSocket: connect / message / disconnect become
+`$connect` / `$default` / `$disconnect` events; a separate loopback-only listener serves the
+management API (`POST /<secret>/@connections/{id}`, the secret standing in for AWS's signature)
+so handlers reach sockets through boto3 exactly as in AWS.
+
+Beyond API Gateway, because the functions share one process here: each caller (the `sub` of its
+bearer token, or its address) has at most a few requests in flight, so one slow user cannot hold
+every worker thread; and sign-in attempts are throttled per address.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import hmac
+import json
 import logging
+import math
 import re
+import secrets
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,22 +32,96 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
+from cloudstrype import limits
 
 log = logging.getLogger("cloudstrype.gateway")
 
-# The limits of the AWS services this stands in for.
-MAX_REQUEST_BYTES = 10 * 1024 * 1024          # API Gateway REST payload
-MAX_LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024   # Lambda synchronous response, as sent (base64)
-INTEGRATION_TIMEOUT_SECONDS = 29.0
-MAX_WS_MESSAGE_BYTES = 128 * 1024
-WS_IDLE_TIMEOUT_SECONDS = 600.0
 STAGE = "local"
 API_ID = "local"
+# What API Gateway answers (the CDK's gateway response for MISSING_AUTHENTICATION_TOKEN) when no
+# resource matches the path, or the resource has no such method.
+NO_ROUTE_MESSAGE = "No route matches this method and path; GET /api/openapi.json lists the routes."
+# Sign-in routes throttled per client address: "all" attempts count, or only "failures".
+SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
+                  "/api/auth/confirm": "failures"}
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers=headers)
+
+
+def caller_key(authorization: str | None, address: str | None) -> str:
+    """Whom a request counts against: the `sub` of its bearer token, read WITHOUT verifying it
+    (the handler verifies; a forged token fails there within milliseconds, so it cannot hold a
+    slot for long), else the client address."""
+    scheme, _, token = (authorization or "").partition(" ")
+    parts = token.strip().split(".")
+    if scheme.lower() == "bearer" and len(parts) == 3 and len(parts[1]) <= 8192:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, binascii.Error):
+            claims = None
+        sub = claims.get("sub") if isinstance(claims, dict) else None
+        if isinstance(sub, str) and 0 < len(sub) <= 128:
+            return f"user:{sub}"
+    return f"address:{address or '?'}"
+
+
+class InFlight:
+    """At most `limit` requests in flight per caller. A slot is freed when the function really
+    returns, not when the gateway stops waiting (a timed-out function still holds its thread)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        with self._lock:
+            if self._counts.get(key, 0) >= self.limit:
+                return False
+            self._counts[key] = self._counts.get(key, 0) + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            left = self._counts.get(key, 0) - 1
+            if left > 0:
+                self._counts[key] = left
+            else:
+                self._counts.pop(key, None)
+
+
+class AddressBuckets:
+    """A token bucket per client address: `burst` attempts at once, one more every
+    `refill_seconds`."""
+
+    MAX_TRACKED = 10_000
+
+    def __init__(self, burst: int, refill_seconds: float, clock=time.monotonic):
+        self.burst, self.refill_seconds, self.clock = burst, refill_seconds, clock
+        self._buckets: dict[str, tuple[float, float]] = {}   # address -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, at = self._buckets.get(address, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) / self.refill_seconds)
+
+    def wait_seconds(self, address: str) -> int:
+        """0 when an attempt may go ahead, else whole seconds until one may."""
+        with self._lock:
+            tokens = self._tokens(address, self.clock())
+        return 0 if tokens >= 1 else math.ceil((1 - tokens) * self.refill_seconds)
+
+    def take(self, address: str) -> None:
+        with self._lock:
+            now = self.clock()
+            self._buckets[address] = (max(0.0, self._tokens(address, now) - 1), now)
+            if len(self._buckets) > self.MAX_TRACKED:
+                # Forget the addresses whose buckets have filled up again.
+                self._buckets = {a: v for a, v in self._buckets.items()
+                                 if self._tokens(a, now) < self.burst}
 
 
 @dataclass
@@ -48,22 +134,29 @@ class Route:
     methods: set[str]
 
 
+def _route(resource: str, app, methods: set[str]) -> Route:
+    regex, params, literal = "", [], 0
+    for segment in (s for s in resource.split("/") if s):
+        match = re.fullmatch(r"\{([A-Za-z0-9_]+)\}", segment)
+        if match:
+            regex += "/([^/]+)"
+            params.append(match.group(1))
+        else:
+            regex += "/" + re.escape(segment)
+            literal += 1
+    return Route(resource, re.compile(f"^{regex}$"), params, literal, app, methods)
+
+
 def compile_routes(apps: list) -> list[Route]:
-    routes = []
+    routes, declared = [], set()
     for app in apps:
         for resource, methods in app.routes.items():
-            segments = [s for s in resource.split("/") if s]
-            regex, params, literal = "", [], 0
-            for segment in segments:
-                match = re.fullmatch(r"\{([A-Za-z0-9_]+)\}", segment)
-                if match:
-                    regex += "/([^/]+)"
-                    params.append(match.group(1))
-                else:
-                    regex += "/" + re.escape(segment)
-                    literal += 1
-            routes.append(Route(resource, re.compile(f"^{regex}$"), params, literal, app,
-                                set(methods)))
+            routes.append(_route(resource, app, set(methods)))
+            declared.add(resource)
+    # The CDK creates every parent of a route's path as a resource too (with only the CORS
+    # preflight): a path naming one reaches it, not a parameter route beside it.
+    parents = {"/".join(r.split("/")[:n]) for r in declared for n in range(2, r.count("/") + 1)}
+    routes += [_route(parent, None, set()) for parent in sorted(parents - declared)]
     # API Gateway prefers the most specific resource: literal segments beat parameters.
     routes.sort(key=lambda r: (-r.literal_segments, r.resource))
     return routes
@@ -71,18 +164,25 @@ def compile_routes(apps: list) -> list[Route]:
 
 class Gateway:
     def __init__(self, apps: list, websocket_handlers: dict, web_dir: Path | None,
-                 web_config: dict, workers: int = 32):
+                 web_config: dict, management_secret: str | None = None):
+        from cloudstrype.settings import get_settings
+        settings = get_settings()
         self.routes = compile_routes(apps)
         self.ws_handlers = websocket_handlers          # route key -> Lambda handler callable
         self.web_dir = web_dir
         self.web_config = web_config
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
+        self.management_secret = management_secret or secrets.token_urlsafe(24)
+        self.executor = ThreadPoolExecutor(max_workers=int(settings.gateway_workers),
+                                           thread_name_prefix="lambda")
+        self.in_flight = InFlight(int(settings.gateway_max_in_flight_per_caller))
+        self.sign_in = AddressBuckets(int(settings.sign_in_burst_per_address),
+                                      float(settings.sign_in_refill_seconds))
         self.connections: dict[str, "Connection"] = {}
         self.on_request_done = None                    # hook: called after each REST request
 
     # -- applications ---------------------------------------------------------------------------
     def public_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1024 * 1024)
+        app = web.Application(client_max_size=limits.REST_REQUEST_MAX_BYTES + 1024 * 1024)
         app.router.add_route("GET", "/ws", self.websocket)
         app.router.add_route("*", "/api", self.rest)
         app.router.add_route("*", "/api/{tail:.*}", self.rest)
@@ -94,11 +194,24 @@ class Gateway:
         return app
 
     def management_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("POST", "/@connections/{connection_id}", self.post_to_connection)
-        app.router.add_route("GET", "/@connections/{connection_id}", self.get_connection)
-        app.router.add_route("DELETE", "/@connections/{connection_id}", self.delete_connection)
+        """Served on loopback only. Its path starts with this run's secret (where AWS has the
+        stage), which only the handlers know: another program on the machine cannot reach the
+        users' sockets."""
+        app = web.Application(middlewares=[self._management_guard])
+        base = f"/{self.management_secret}/@connections/{{connection_id}}"
+        app.router.add_route("POST", base, self.post_to_connection)
+        app.router.add_route("GET", base, self.get_connection)
+        app.router.add_route("DELETE", base, self.delete_connection)
         return app
+
+    @web.middleware
+    async def _management_guard(self, request: web.Request, handler):
+        prefix = f"/{self.management_secret}/"
+        if not hmac.compare_digest(request.path[:len(prefix)].encode(), prefix.encode()):
+            # What API Gateway answers an unsigned management call.
+            return web.json_response({"message": "Missing Authentication Token"}, status=403,
+                                     headers={"x-amzn-ErrorType": "MissingAuthenticationToken"})
+        return await handler(request)
 
     # -- REST -------------------------------------------------------------------------------
     def match(self, path: str) -> tuple[Route, dict] | None:
@@ -111,54 +224,89 @@ class Gateway:
         return None
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
-            return _error(413, "payload_too_large", "The request body is larger than the 10 MB "
-                          "limit; upload large files in parts (an upload session).")
+        too_large = _error(413, "payload_too_large", "The request is larger than API Gateway "
+                           f"accepts ({limits.REST_REQUEST_MAX_BYTES // limits.MiB} MB); upload "
+                           "big files in parts.")
+        if request.content_length is not None and \
+                request.content_length > limits.REST_REQUEST_MAX_BYTES:
+            return too_large
         body = bytearray()
         async for chunk in request.content.iter_chunked(256 * 1024):
             body.extend(chunk)
-            if len(body) > MAX_REQUEST_BYTES:
-                return _error(413, "payload_too_large", "The request body is larger than the "
-                              "10 MB limit; upload large files in parts (an upload session).")
+            if len(body) > limits.REST_REQUEST_MAX_BYTES:
+                return too_large
 
         path = request.path.rstrip("/") or "/"
-        matched = self.match(path)
-        if matched is None:
-            return _error(404, "not_found", f"No API route {request.path}.")
-        route, params = matched
         method = request.method.upper()
-        if method == "OPTIONS":
-            return self._preflight(route)
-        if method not in route.methods:
-            allowed = ", ".join(sorted(route.methods))
-            return _error(405, "method_not_allowed", f"{method} is not allowed on {route.resource};"
-                          f" use {allowed}.", headers={"Allow": allowed})
+        matched = self.match(path)
+        if matched is not None and method == "OPTIONS":
+            return self._preflight()
+        if matched is None or method not in matched[0].methods:
+            # API Gateway answers an unknown resource and a method a resource lacks alike.
+            return _error(404, "not_found", NO_ROUTE_MESSAGE)
+        route, params = matched
         event = self._rest_event(request, route, params, bytes(body))
+        payload = len(json.dumps(event, separators=(",", ":")))
+        if payload > limits.LAMBDA_PAYLOAD_MAX_BYTES:
+            # Lambda refuses an invocation this large; the function never runs.
+            return _error(413, "payload_too_large", f"This request reaches the function as "
+                          f"{payload} bytes (its body base64-encoded), over Lambda's "
+                          f"{limits.LAMBDA_PAYLOAD_MAX_BYTES} bytes: send at most "
+                          f"{limits.ONE_SHOT_MAX_BYTES} bytes in one request and upload "
+                          f"larger files in parts (POST /api/filesystem/uploads, an upload "
+                          f"session).")
+
+        address = request.remote or "127.0.0.1"
+        throttled = SIGN_IN_ROUTES.get(route.resource) if method == "POST" else None
+        if throttled is not None:
+            wait = self.sign_in.wait_seconds(address)
+            if wait:
+                return _error(429, "too_many_attempts", f"Too many sign-in attempts from your "
+                              f"address; try again in {wait} s.",
+                              headers={"Retry-After": str(wait)})
+            if throttled == "all":
+                self.sign_in.take(address)
+        caller = caller_key(request.headers.get("Authorization"), address)
+        if not self.in_flight.acquire(caller):
+            return _error(429, "too_many_requests", f"You have {self.in_flight.limit} requests "
+                          f"in progress already; wait for one to finish and try again.",
+                          headers={"Retry-After": "1"})
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(self.executor, route.app, event, None),
-                timeout=INTEGRATION_TIMEOUT_SECONDS)
+            future = self.executor.submit(route.app, event, None)
+        except RuntimeError:                           # shutting down
+            self.in_flight.release(caller)
+            return _error(503, "unavailable", "The server is stopping.")
+        # The slot is freed when the function returns, even after the gateway gave up on it.
+        future.add_done_callback(lambda _: self.in_flight.release(caller))
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future),
+                                            timeout=limits.INTEGRATION_TIMEOUT_SECONDS)
         except asyncio.TimeoutError:
-            return _error(504, "timeout", "The function did not answer within API Gateway's 29 s "
-                          "limit.")
+            return _error(504, "timeout", "The request took longer than "
+                          f"{limits.INTEGRATION_TIMEOUT_SECONDS} seconds; try again or use a "
+                          "smaller part.")
         except Exception:
             log.exception("function crashed on %s %s", method, request.path)
             return _error(502, "bad_gateway", "The function failed; see the server log.")
         finally:
             if self.on_request_done is not None and method not in ("GET", "HEAD"):
                 self.on_request_done()
-        log.info("%s %s -> %s (%.0f ms)", method, request.path_qs, result.get("statusCode"),
+        status = result.get("statusCode")
+        if throttled == "failures" and isinstance(status, int) and 400 <= status < 500 \
+                and status != 429:
+            self.sign_in.take(address)
+        # The path only: query strings carry secrets (an OAuth callback's code and state).
+        log.info("%s %s -> %s (%.0f ms)", method, request.path, status,
                  (time.monotonic() - started) * 1000)
         return self._rest_response(result)
 
-    def _preflight(self, route: Route) -> web.Response:
+    def _preflight(self) -> web.Response:
+        # The CDK's preflight: a mock integration on every resource, the same answer on each.
         return web.Response(status=204, headers={
+            "Access-Control-Allow-Headers": ",".join(limits.CORS_ALLOW_HEADERS),
             "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Methods": ", ".join(sorted(route.methods | {"OPTIONS"})),
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, Range, If-Match, "
-                                            "If-None-Match, Content-Range",
-            "Access-Control-Max-Age": "600",
+            "Access-Control-Allow-Methods": ",".join(limits.CORS_ALLOW_METHODS),
         })
 
     def _rest_event(self, request: web.Request, route: Route, params: dict, body: bytes) -> dict:
@@ -201,7 +349,7 @@ class Gateway:
 
     def _rest_response(self, result: dict) -> web.Response:
         encoded = result.get("body") or ""
-        if len(encoded) > MAX_LAMBDA_RESPONSE_BYTES:
+        if len(encoded) > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             return _error(502, "response_too_large", "The function's answer exceeds Lambda's 6 MB "
                           "response limit; read large content by ranges.")
         data = base64.b64decode(encoded) if result.get("isBase64Encoded") else encoded.encode()
@@ -338,14 +486,14 @@ class Gateway:
         if status >= 300:
             # API Gateway refuses the upgrade with the handler's status.
             return web.Response(status=status, text=result.get("body") or "Forbidden")
-        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE_BYTES, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=limits.WS_MESSAGE_MAX_BYTES, autoping=True)
         await ws.prepare(request)
         connection.socket = ws
         self.connections[connection.id] = connection
         try:
             while True:
                 try:
-                    message = await ws.receive(timeout=WS_IDLE_TIMEOUT_SECONDS)
+                    message = await ws.receive(timeout=limits.WS_IDLE_TIMEOUT_SECONDS)
                 except asyncio.TimeoutError:
                     await ws.close(code=1001, message=b"Going away: idle timeout")
                     break
@@ -371,7 +519,7 @@ class Gateway:
         if connection is None or connection.socket is None or connection.socket.closed:
             return _gone()
         data = await request.read()
-        if len(data) > MAX_WS_MESSAGE_BYTES:
+        if len(data) > limits.WS_MESSAGE_MAX_BYTES:
             return web.json_response({"message": "Message too long"}, status=413,
                                      headers={"x-amzn-ErrorType": "PayloadTooLargeException"})
         try:

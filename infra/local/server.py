@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -94,7 +95,10 @@ class LocalStack:
         self._lock_file = _lock_data_dir(self.data_dir)
         _check_port(self.host, self.port)
         self.management_port = free_port("127.0.0.1")
-        management_url = f"http://127.0.0.1:{self.management_port}"
+        # The management API's path starts with a secret of this run, known to the handlers
+        # through their settings alone (in AWS the caller's IAM signature is what is checked).
+        management_secret = secrets.token_urlsafe(24)
+        management_url = f"http://127.0.0.1:{self.management_port}/{management_secret}"
         stack_info = {"url": self.url, "pid": os.getpid(), "mode": self.mode}
         if self.mode == "local":
             from infra.local import upgrade
@@ -128,7 +132,8 @@ class LocalStack:
         gateway = Gateway(apps, functions.websocket_handlers(),
                           WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
-                                      "userPoolClientId": token_settings(get_settings())[2]})
+                                      "userPoolClientId": token_settings(get_settings())[2]},
+                          management_secret=management_secret)
         self.scheduled = functions.scheduled_handlers()
         (self.data_dir / STACK_FILE).write_text(json.dumps(stack_info, indent=2))
         return gateway

@@ -187,12 +187,14 @@ def test_validate_shows_verified_claims(api, stack, user):
         assert body["issuer"].startswith("https://cognito-idp.")
 
 
-def test_confirm_an_already_confirmed_user_is_409(api, user):
-    # Locally users are confirmed at registration, so a confirmation code has nothing to do.
-    response = api.post("/api/auth/confirm", json={"username": user.username, "code": "123456"})
-    assert_error(response, 409, "already_confirmed")
-    assert_error(api.post("/api/auth/confirm", json={"username": unique(), "code": "123456"}),
-                 404, "user_not_found")
+def test_confirm_does_not_tell_whether_a_username_exists(api, user):
+    # Locally users are confirmed at registration: a code for an existing (confirmed) user and
+    # for a name nobody has get the very same answer.
+    existing = api.post("/api/auth/confirm", json={"username": user.username, "code": "123456"})
+    unknown = api.post("/api/auth/confirm", json={"username": unique(), "code": "123456"})
+    assert_error(existing, 400, "invalid_code")
+    assert_error(unknown, 400, "invalid_code")
+    assert existing.json() == unknown.json()
 
 
 # -- admin routes ---------------------------------------------------------------------------
@@ -271,6 +273,20 @@ def test_admin_lists_and_deletes_users(admin, api, stack):
     assert_error(api.post("/api/auth/login", json={"username": doomed.username,
                                                    "password": doomed.password}), 401)
     assert_error(admin_api.delete(f"/api/auth/users/{admin_name}"), 409, "self_delete")
+
+
+def test_me_looks_the_user_up_by_id_not_by_name(admin, api):
+    # A deleted user's name taken by someone new: the old token (Cognito's stays valid until it
+    # expires) must never show the newcomer's account.
+    admin_api, _ = admin
+    gone = register_and_login(api)
+    assert admin_api.delete(f"/api/auth/users/{gone.username}").status_code == 204
+    newcomer = register_and_login(api, gone.username)
+    assert newcomer.user_id != gone.user_id
+    me = gone.api.get("/api/auth/me")
+    assert me.status_code in (401, 404), me.text
+    assert newcomer.user_id not in me.text
+    assert newcomer.api.get("/api/auth/me").json()["user_id"] == newcomer.user_id
 
 
 def test_admin_me_shows_the_admins_group(admin):

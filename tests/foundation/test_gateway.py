@@ -1,6 +1,7 @@
 """The local gateway behaves like API Gateway in front of the functions."""
 import pytest
 import requests
+from cloudstrype import limits
 
 from tests.support import assert_error
 
@@ -11,21 +12,35 @@ def test_health(api):
     assert response.json() == {"status": "ok"}
 
 
+NO_ROUTE = {"error": {"code": "not_found", "message": "No route matches this method and path; "
+                                                   "GET /api/openapi.json lists the routes."}}
+
+
 @pytest.mark.parametrize("path", ["/api/nothing-here", "/api/auth/nope", "/api/auth/users/a/b/c",
-                                  "/api"])
-def test_unknown_routes_are_json_404(api, path):
-    assert_error(api.get(path), 404, "not_found")
+                                  "/api", "/api/cloud/oauth",
+                                  "/api/auth/groups/g1/members/x/y"])
+def test_unknown_routes_are_answered_as_api_gateway_does(api, path):
+    # The deployed API's gateway response for a path no resource matches. A path naming a
+    # resource that only exists as a parent (/api/cloud/oauth) does not fall through to a
+    # parameter route beside it (/api/cloud/{chunk_id}).
+    response = api.get(path)
+    assert_error(response, 404, "not_found")
+    assert response.json() == NO_ROUTE
 
 
-@pytest.mark.parametrize("method, path, allowed", [
-    ("DELETE", "/api/auth/me", "GET"),
-    ("GET", "/api/auth/login", "POST"),
-    ("PATCH", "/api/auth/groups", "GET, POST"),
+@pytest.mark.parametrize("method, path", [
+    ("DELETE", "/api/auth/me"),
+    ("GET", "/api/auth/login"),
+    ("PATCH", "/api/auth/groups"),
+    ("PUT", "/api/cloud/storages"),      # not /api/cloud/{chunk_id}'s PUT either: it has none
 ])
-def test_wrong_method_is_json_405_with_allow(api, method, path, allowed):
+def test_wrong_method_is_404_as_deployed(api, method, path):
+    # API Gateway answers a method the resource lacks as it answers an unknown path: 404 here
+    # (MISSING_AUTHENTICATION_TOKEN, mapped by the CDK stack), never 405, no Allow header.
     response = api.request(method, path)
-    assert_error(response, 405, "method_not_allowed")
-    assert response.headers["Allow"] == allowed
+    assert_error(response, 404, "not_found")
+    assert response.json() == NO_ROUTE
+    assert "Allow" not in response.headers
 
 
 def test_trailing_slash_reaches_the_same_route(api):
@@ -54,14 +69,52 @@ def test_binary_body_reaches_the_function_intact(api):
     assert_error(response, 400, "invalid_json")
 
 
-def test_cors_preflight_and_headers(api):
-    preflight = requests.options(api.base_url + "/api/auth/me", timeout=10,
+@pytest.mark.parametrize("path", ["/api/auth/me", "/api/filesystem/data/some-id", "/api/auth",
+                                  "/api"])
+def test_cors_preflight_is_the_cdk_mock_answer_on_every_resource(api, path):
+    preflight = requests.options(api.base_url + path, timeout=10,
                                  headers={"Origin": "http://example.org",
                                           "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 204
+    assert preflight.content == b""
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
-    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == \
+        "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token,X-Amz-User-Agent," \
+        "Range,If-Match,If-None-Match"
+    assert preflight.headers["Access-Control-Allow-Methods"] == \
+        "OPTIONS,GET,PUT,POST,DELETE,PATCH,HEAD"
+    assert "Access-Control-Max-Age" not in preflight.headers
     assert api.get("/api/health").headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_preflight_of_an_unknown_path_is_404(api):
+    response = requests.options(api.base_url + "/api/nothing-here", timeout=10,
+                                headers={"Origin": "http://example.org",
+                                         "Access-Control-Request-Method": "GET"})
+    assert_error(response, 404, "not_found")
+
+
+def test_cdk_preflight_allows_what_the_local_gateway_allows():
+    # One definition: the CDK stack builds its preflight from cloudstrype.limits too.
+    from infra.constructs import api as cdk_api
+    assert list(cdk_api.CORS_ALLOWED_HEADERS) == list(limits.CORS_ALLOW_HEADERS)
+    assert list(cdk_api.CORS_ALLOWED_METHODS) == list(limits.CORS_ALLOW_METHODS)
+
+
+def test_one_shot_upload_over_the_lambda_payload_is_413_pointing_at_upload_sessions(user):
+    # Under API Gateway's 10 MB, but over Lambda's 6 MB invocation once base64-encoded.
+    response = user.api.post("/api/filesystem/data", data={"path": "/big.bin"},
+                             files={"file": ("big.bin", b"z" * (5 * limits.MiB))})
+    error = assert_error(response, 413, "payload_too_large")
+    assert "/api/filesystem/uploads" in error["message"]
+
+
+def test_a_one_shot_upload_up_to_the_limit_reaches_the_function(user):
+    # The function answers (this user has no storage yet), not the gateway.
+    response = user.api.post("/api/filesystem/data", data={"path": "/fits.bin"},
+                             files={"file": ("fits.bin", b"z" * (limits.ONE_SHOT_MAX_BYTES
+                                                                 - 4096))})
+    assert_error(response, 422, "not_enough_storages")
 
 
 def test_web_ui_is_served_at_root(api):

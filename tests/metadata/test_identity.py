@@ -145,8 +145,9 @@ def test_unconfirmed_user_confirms_with_the_code_then_logs_in(provider):
     # moto accepts any code; locally it is the code the user was sent.
     identity.confirm(name, codes.get(name, "123456"))
     assert identity.login(name, PASSWORD).access_token
-    _raises(errors.Conflict, "already_confirmed", identity.confirm, name, "123456")
-    _raises(errors.NotFound, "user_not_found", identity.confirm, _name(), "123456")
+    # Confirmed already and unknown: the answer to a wrong code (no username is revealed).
+    _raises(errors.BadRequest, "invalid_code", identity.confirm, name, "123456")
+    _raises(errors.BadRequest, "invalid_code", identity.confirm, _name(), "123456")
 
 
 def test_refresh_gives_working_tokens_and_garbage_is_refused(identity):
@@ -174,6 +175,8 @@ def test_describe_lists_and_deletes_users(identity):
     assert described.email.endswith("@example.org") and described.groups == []
     assert described.created and described.enabled
     _raises(errors.NotFound, "user_not_found", identity.describe, _name())
+    assert identity.describe_by_id(described.user_id) == described
+    _raises(errors.NotFound, "user_not_found", identity.describe_by_id, str(uuid.uuid4()))
 
     seen, cursor, pages = set(), None, 0
     while True:
@@ -188,8 +191,10 @@ def test_describe_lists_and_deletes_users(identity):
     _raises(errors.BadRequest, "invalid_cursor", identity.list_users, 2, "not-a-cursor")
 
     doomed = names.pop()
+    doomed_id = identity.describe(doomed).user_id
     identity.delete_user(doomed)
     _raises(errors.NotFound, "user_not_found", identity.describe, doomed)
+    _raises(errors.NotFound, "user_not_found", identity.describe_by_id, doomed_id)
     _raises(errors.NotFound, "user_not_found", identity.delete_user, doomed)
     _raises(errors.Unauthorized, "invalid_credentials", identity.login, doomed, PASSWORD)
 

@@ -98,6 +98,16 @@ class Settings:
     # raw chunks and blobs); 0 is unlimited.
     quota_bytes: str = _env("CLOUDSTRYPE_QUOTA_BYTES", "0")
 
+    # The local gateway (`serve` runs every function in one process): worker threads, how many
+    # requests one caller (a token's user, else an address) may have in flight, and sign-in
+    # attempts per client address (register, and failed logins and confirmations): a burst,
+    # then one more every refill_seconds.
+    gateway_workers: str = _env("CLOUDSTRYPE_GATEWAY_WORKERS", "64")
+    gateway_max_in_flight_per_caller: str = _env("CLOUDSTRYPE_GATEWAY_MAX_IN_FLIGHT_PER_CALLER",
+                                                 "8")
+    sign_in_burst_per_address: str = _env("CLOUDSTRYPE_SIGN_IN_BURST_PER_ADDRESS", "50")
+    sign_in_refill_seconds: str = _env("CLOUDSTRYPE_SIGN_IN_REFILL_SECONDS", "1")
+
     # Any value: logs include a stack trace for unexpected errors when set to "true".
     debug: str = _env("CLOUDSTRYPE_DEBUG", "false")
 

@@ -101,6 +101,10 @@ def describe(username: str) -> dict:
     return asdict(get_identity().describe(username))
 
 
+def describe_by_id(user_id: str) -> dict:
+    return asdict(get_identity().describe_by_id(user_id))
+
+
 def list_users(limit: int, next_token: str | None) -> dict:
     page = get_identity().list_users(limit, _short(next_token, "next") if next_token else None)
     users = []

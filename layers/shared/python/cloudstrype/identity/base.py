@@ -56,7 +56,8 @@ class IdentityProvider(ABC):
 
     @abstractmethod
     def confirm(self, username: str, code: str) -> None:
-        """NotFound `user_not_found`, Conflict `already_confirmed`, BadRequest `invalid_code`."""
+        """BadRequest `invalid_code`, the same answer for an unknown user, a wrong or expired
+        code and an account confirmed already (it does not tell which usernames exist)."""
 
     @abstractmethod
     def login(self, username: str, password: str) -> Tokens:
@@ -81,6 +82,11 @@ class IdentityProvider(ABC):
     @abstractmethod
     def describe(self, username: str) -> User:
         """The user with their groups; NotFound `user_not_found`."""
+
+    @abstractmethod
+    def describe_by_id(self, user_id: str) -> User:
+        """The user whose id (a token's `sub`) this is, with their groups; NotFound
+        `user_not_found`."""
 
     @abstractmethod
     def list_users(self, limit: int, cursor: str | None) -> UserPage:

@@ -71,21 +71,23 @@ class CognitoIdentity(IdentityProvider):
         return User(user_id=result["UserSub"], username=username, email=email, status=status)
 
     def confirm(self, username: str, code: str) -> None:
-        if self._get_user(username)["UserStatus"] == CONFIRMED:
-            raise errors.Conflict("This account is confirmed already; log in.",
-                                  code="already_confirmed")
+        # One answer for an unknown user, a wrong code and a confirmed account, so confirming
+        # does not tell which usernames exist.
+        refused = errors.BadRequest("The confirmation code is wrong or has expired (or the "
+                                    "account is confirmed already: log in).",
+                                    code="invalid_code")
+        try:
+            if self._get_user(username)["UserStatus"] == CONFIRMED:
+                raise refused
+        except errors.NotFound:
+            raise refused from None
         try:
             self.client.confirm_sign_up(ClientId=self.client_id, Username=username,
                                         ConfirmationCode=code)
         except ClientError as exc:
-            if _code(exc) in ("CodeMismatchException", "ExpiredCodeException"):
-                raise errors.BadRequest("The confirmation code is wrong or has expired.",
-                                        code="invalid_code") from None
-            if _code(exc) == "UserNotFoundException":
-                raise _user_not_found(username) from None
-            if _code(exc) == "NotAuthorizedException":
-                raise errors.Conflict("This account is confirmed already; log in.",
-                                      code="already_confirmed") from None
+            if _code(exc) in ("CodeMismatchException", "ExpiredCodeException",
+                              "UserNotFoundException", "NotAuthorizedException"):
+                raise refused from None
             if _code(exc) == "TooManyFailedAttemptsException":
                 raise errors.TooManyRequests("Too many wrong codes; wait a while and try again.",
                                              code="too_many_attempts") from None
@@ -164,6 +166,18 @@ class CognitoIdentity(IdentityProvider):
     def describe(self, username: str) -> User:
         user = _user(self._get_user(username))
         user.groups = self.groups_of(username)
+        return user
+
+    def describe_by_id(self, user_id: str) -> User:
+        # `sub` is an indexed attribute of the pool: a filtered listing finds it.
+        if not user_id or '"' in user_id or "\\" in user_id:
+            raise errors.NotFound("No such user.", code="user_not_found")
+        found = self.client.list_users(UserPoolId=self.pool_id, Filter=f'sub = "{user_id}"',
+                                       Limit=1)["Users"]
+        if not found:
+            raise errors.NotFound("No such user.", code="user_not_found")
+        user = _user(found[0])
+        user.groups = self.groups_of(user.username)
         return user
 
     def list_users(self, limit: int, cursor: str | None) -> UserPage:

@@ -207,16 +207,19 @@ class LocalIdentity(IdentityProvider):
                                             set={"last_failure": self._now()}))
 
     def confirm(self, username: str, code: str) -> None:
-        user = self._existing(username)
-        if user.status == CONFIRMED:
-            raise errors.Conflict("This account is confirmed already; log in.",
-                                  code="already_confirmed")
+        # One answer for an unknown user, a wrong code and a confirmed account, so confirming
+        # does not tell which usernames exist.
+        refused = errors.BadRequest("The confirmation code is wrong or has expired (or the "
+                                    "account is confirmed already: log in).",
+                                    code="invalid_code")
+        user = self.store.get_user(username)
+        if user is None or user.status == CONFIRMED:
+            raise refused
         self._check_throttle(user)
         if not (user.code_hash and (user.code_expires or 0) > self._now()
                 and hmac.compare_digest(user.code_hash, _hash(code))):
             self._record_failure(user)
-            raise errors.BadRequest("The confirmation code is wrong or has expired.",
-                                    code="invalid_code")
+            raise refused
         self.store.update_user(user, Change(set={"status": CONFIRMED, "failures": 0},
                                             remove=("code_hash", "code_expires")))
 
@@ -327,6 +330,12 @@ class LocalIdentity(IdentityProvider):
 
     def describe(self, username: str) -> User:
         return self._public(self._existing(username))
+
+    def describe_by_id(self, user_id: str) -> User:
+        user = self.store.get_user_by_id(user_id)
+        if user is None:
+            raise errors.NotFound("No such user.", code="user_not_found")
+        return self._public(user)
 
     def list_users(self, limit: int, cursor: str | None) -> UserPage:
         try:

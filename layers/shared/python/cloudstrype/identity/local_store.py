@@ -33,6 +33,8 @@ DELETING = "DELETING"          # a user being deleted: invisible, cannot sign in
 USERS = schema.table(
     "identity-users", hash_key="pool", range_key="name_key", owner_module=__name__,
     local_only=True,
+    # A token names its user by id (`sub`): found through this index, not by a name.
+    indexes=(schema.Index("by-user-id", hash_key="user_id", range_key="name_key"),),
     fields={"pool": STR, "name_key": STR, "username": STR, "user_id": STR, "email": STR,
             "password_hash": STR, "status": STR, "created": INT, "groups": STR_SET,
             "failures": INT, "last_failure": INT, "code_hash": STR, "code_expires": INT})
@@ -133,6 +135,13 @@ class IdentityStore:
         if item is None or item["status"] == DELETING:
             return None
         return _user_from(item)
+
+    def get_user_by_id(self, user_id: str) -> UserItem | None:
+        """The user with this id, unless absent or being deleted."""
+        for item in self.engine.query_index(USERS, "by-user-id", user_id, limit=2).items:
+            if item["status"] != DELETING:
+                return _user_from(item)
+        return None
 
     def list_users(self, limit: int, cursor: str | None) -> tuple[list[UserItem], str | None]:
         page = self.engine.query(USERS, USERS_PARTITION, limit=limit, cursor=cursor)
