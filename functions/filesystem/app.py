@@ -177,7 +177,9 @@ def put_settings(call):
                               call.field("encryption", required=False))
 
 
-# Expired upload sessions: every hour in AWS (an EventBridge rule); the local stack's timer too.
+# Expired and aborted upload sessions, and deletes left unfinished: every hour in AWS (an
+# EventBridge rule); the local stack's timer too.
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def sweep_uploads(event):
-    return files.sweep_expired_uploads(budget_seconds=600)
+    return {**files.sweep_expired_uploads(budget_seconds=300),
+            **files.sweep_trash(budget_seconds=300)}

@@ -2,9 +2,14 @@
 (run by the local stack as EventBridge runs it in AWS) frees the chunks of the parts it received,
 and leaves committed files alone."""
 import os
+import time
+import uuid
 from pathlib import Path
 
-from tests.support import Api, register_and_login, start_stack, wait_for
+from cloudstrype.tree.store import DIRECTORY, Node
+
+from tests.filesystem.conftest import stack_tree_store
+from tests.support import Api, register_and_login, start_stack, unique, wait_for
 
 MiB = 1024 * 1024
 
@@ -55,5 +60,77 @@ def test_expired_sessions_free_their_chunks_and_committed_files_stay(tmp_path):
 
         download = user.api.get(f"/api/filesystem/data/{file_id}")
         assert download.status_code == 200 and download.content == data
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
+def _shares(user) -> int:
+    listed = user.api.get("/api/cloud/storages").json()["storages"]
+    return sum(int(s["shares"]) for s in listed)
+
+
+def _stored_bytes(user) -> int:
+    return user.api.get("/api/filesystem/usage").json()["stored_bytes"]
+
+
+def test_long_work_answers_at_once_and_the_sweep_finishes_it(tmp_path):
+    """Aborting a session declared at 512 GiB (131,072 parts) and deleting a tree of 8,000
+    nodes answer at once; the scheduled sweep frees what they held afterwards (issue 12 #4)."""
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2",
+                                                "CLOUDSTRYPE_UPLOAD_TTL_SECONDS": "100"})
+    try:
+        user = register_and_login(Api(stack.url))
+        for n in range(2):
+            added = user.api.post("/api/cloud/storages", json={
+                "kind": "local", "name": f"disk{n}", "config": {"path": unique("long")}})
+            assert added.status_code == 201, added.text
+
+        huge = user.api.post("/api/filesystem/uploads", json={
+            "path": "/", "name": "huge.bin", "size": 512 * 1024 ** 3})
+        assert huge.status_code == 201, huge.text
+        session = huge.json()
+        assert session["parts"] == 131072
+        for part in range(2):
+            stored = user.api.put(
+                f"/api/filesystem/uploads/{session['upload_id']}/parts/{part}",
+                data=os.urandom(session["part_size"]))
+            assert stored.status_code == 200, stored.text
+        assert _shares(user) == 4 and _stored_bytes(user) == 2 * session["part_size"]
+        started = time.monotonic()
+        aborted = user.api.delete(f"/api/filesystem/uploads/{session['upload_id']}")
+        assert aborted.status_code == 204, aborted.text
+        assert time.monotonic() - started < 2
+        assert user.api.get(f"/api/filesystem/uploads/{session['upload_id']}").status_code \
+            == 404
+        assert user.api.get("/api/filesystem/usage").json()["open_uploads"] == 0
+        wait_for(lambda: _shares(user) == 0, timeout=60,
+                 what="the sweep to free the aborted session's parts")
+        assert _stored_bytes(user) == 0
+
+        # A tree of 8,000 directories and one real file, deleted in one request.
+        kept = user.api.post("/api/filesystem/data", files={"file": ("f", b"in the tree")},
+                             data={"path": "/big/inner", "name": "f.txt"})
+        assert kept.status_code == 201, kept.text
+        big = user.api.get("/api/filesystem/info", params={"path": "/big"}).json()
+        trees = stack_tree_store(stack)
+        stamp = time.time()
+        seeded = [Node(user.user_id, uuid.uuid4().hex, DIRECTORY, f"d{n:05d}", big["id"], stamp,
+                       stamp) for n in range(8_000)]
+        trees.create_many([(node, None) for node in seeded])
+        assert _shares(user) == 2
+        started = time.monotonic()
+        deleted = user.api.delete(f"/api/filesystem/info/{big['id']}")
+        assert deleted.status_code == 204, deleted.text
+        assert time.monotonic() - started < 5
+        # Gone for the user at once: by path, by id, and its name is free again.
+        assert user.api.get("/api/filesystem/info", params={"path": "/big"}).status_code == 404
+        assert user.api.get(f"/api/filesystem/info/{big['id']}").status_code == 404
+        assert user.api.post("/api/filesystem/dirs", json={"path": "/big"}).status_code == 201
+        assert trees.get_node(user.user_id, seeded[-1].node_id) is not None  # not freed yet
+        wait_for(lambda: trees.get_node(user.user_id, seeded[-1].node_id) is None
+                 and trees.get_node(user.user_id, big["id"]) is None, timeout=120,
+                 what="the sweep to free the deleted tree")
+        assert _shares(user) == 0 and _stored_bytes(user) == 0
+        trees.engine.close()
     finally:
         assert stack.stop() == 0, stack.log()

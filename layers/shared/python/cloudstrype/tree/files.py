@@ -118,12 +118,17 @@ def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
     return count
 
 
-def _free_chunks(owner: str, version_id: str, count: int) -> None:
+def _free_chunks(owner: str, version_id: str, count: int,
+                 deadline: float = float("inf")) -> bool:
+    """False if the deadline came first (freeing again later skips what is gone)."""
     for index in range(count):
+        if time.monotonic() > deadline:
+            return False
         try:
             store.delete_chunk(owner, chunk_id(version_id, index))
         except errors.NotFound:
             pass
+    return True
 
 
 def upload(owner: str, directory: str, name: str, data: bytes, content_type: str | None,
@@ -471,25 +476,79 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
-def free_version(owner: str, version: Version) -> None:
-    _free_chunks(owner, version.version_id, version.chunk_count)
+def free_version(owner: str, version: Version, deadline: float = float("inf")) -> bool:
+    if not _free_chunks(owner, version.version_id, version.chunk_count, deadline):
+        return False
     tree_store().delete_version(owner, version.node_id, version.version_id)
+    return True
 
 
-def delete_node(owner: str, node: Node) -> int:
-    """Delete a file with all its versions, or a directory recursively; returns nodes removed."""
-    removed = 0
+# A delete frees what it can in this long, and leaves the rest to the sweep.
+DELETE_INLINE_SECONDS = 2.0
+
+
+def delete_node(owner: str, node: Node) -> None:
+    """Delete a file with all its versions, or a directory with everything under it. It is gone
+    for its owner at once (whatever it holds); its content is freed here within a short budget,
+    and what is left by the scheduled sweep, so no request works through a huge tree."""
+    trashed = tree.trash(owner, node)
+    _purge(owner, trashed, time.monotonic() + DELETE_INLINE_SECONDS)
+
+
+def _purge(owner: str, node: Node, deadline: float) -> bool:
+    """Free a deleted node's content, depth first, then the node; False if the deadline came
+    first (the node stays queued and the next sweep continues)."""
+    trees = tree_store()
     if node.type == FILE:
-        for version in tree_store().list_versions(owner, node.node_id):
-            free_version(owner, version)
+        for version in trees.list_versions(owner, node.node_id):
+            if not free_version(owner, version, deadline):
+                return False
     else:
         while True:
-            children, _ = tree.list_children(owner, node.node_id, 100)
-            if not children:
+            entries, _ = trees.list_entries(owner, node.node_id, 100)
+            if not entries:
                 break
-            for entry in children:
-                removed += delete_node(owner, tree.get_node(owner, entry["id"]))
-    if node.node_id != tree.ROOT:
-        tree.unlink(owner, node)
-        removed += 1
-    return removed
+            for entry in entries:
+                if time.monotonic() > deadline:
+                    return False
+                child = trees.get_node(owner, entry.node_id)
+                if child is None:
+                    # An entry whose node is gone (a purge cut short): drop the entry.
+                    _remove(Node(owner, entry.node_id, entry.type, entry.name, node.node_id,
+                                 entry.modified, entry.modified))
+                    continue
+                if not _purge(owner, child, deadline):
+                    return False
+    _remove(node)
+    return True
+
+
+def _remove(node: Node) -> None:
+    try:
+        tree_store().remove(node)
+    except Changed:
+        pass          # removed meanwhile by a concurrent purge (a delete and the sweep)
+
+
+def sweep_trash(budget_seconds: float = 300.0) -> dict:
+    """The scheduled sweep's other half: free deleted nodes the delete left unfinished."""
+    deadline = time.monotonic() + budget_seconds
+    freed = unfinished = 0
+    failed = []
+    trees = tree_store()
+    for found in trees.trashed():
+        if time.monotonic() > deadline:
+            break
+        node = trees.get_node(found.owner, found.node_id)
+        if node is None:
+            continue
+        try:
+            if _purge(node.owner, node, deadline):
+                freed += 1
+            else:
+                unfinished += 1
+        except errors.ApiError as exc:
+            failed.append(f"{node.node_id}: {exc.message}")
+    if failed:
+        log.warning("trash sweep could not free %d nodes: %s", len(failed), failed[:10])
+    return {"freed_nodes": freed, "unfinished_nodes": unfinished, "trash_failed": failed[:50]}

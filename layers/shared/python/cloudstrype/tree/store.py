@@ -3,7 +3,8 @@ reads and writes them (over whichever metadata engine the settings choose).
 
 - `nodes` (owner, node_id): a file or directory; a directory tree by parent pointers, so moving
   a directory is one node and two entries whatever it holds. A file's current version is
-  copied onto its node.
+  copied onto its node. A deleted node is first moved under TRASH (O(1)); the `by-trash`
+  index is the sweep's queue of what is left to free.
 - `entries` (owner#parent_id, name): the directory index. A name is unique in its directory
   because an entry is only ever created if absent; a listing is one query, sorted by name, with
   what a listing shows (id, type, size, modified) copied onto the entry.
@@ -39,6 +40,9 @@ from cloudstrype.metadata.schema import BOOL, INT, JSON, STR, Index
 
 DIRECTORY, FILE = "directory", "file"
 ROOT = "root"
+# The parent of deleted nodes still being freed: no directory, so nothing under it resolves.
+TRASH = "trash"
+_TRASH_QUEUE = "trash"
 # The one partition of the sweep's index: sessions are few (large files only) and short-lived.
 _EXPIRY_QUEUE = "uploads"
 
@@ -47,7 +51,9 @@ NODES = schema.table(
     fields={"owner": STR, "node_id": STR, "type": STR, "name": STR, "parent_id": STR,
             "created": INT, "modified": INT, "attributes": JSON, "revision": INT,
             "version_id": STR, "size": INT, "content_type": STR, "sha256": STR, "etag": STR,
-            "durability": STR, "encryption": STR})
+            "durability": STR, "encryption": STR, "trash_queue": STR, "trashed_at": INT},
+    # Deleted nodes whose content the sweep still has to free, of every owner.
+    indexes=(Index("by-trash", hash_key="trash_queue", range_key="trashed_at"),))
 
 ENTRIES = schema.table(
     "entries", hash_key="parent_ref", range_key="name", owner_module=__name__,
@@ -389,6 +395,38 @@ class TreeStore:
             raise Changed(node.node_id) from None
         return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
                                    revision=node.revision + 1)
+
+    def trash(self, node: Node, now: float) -> Node:
+        """Take the node out of its directory at once (its name is free, nothing under it
+        resolves) and queue it for freeing; O(1) whatever it holds. Raises Changed if the
+        node moved on since it was read."""
+        operations = []
+        entry = self.get_entry(node.owner, node.parent_id, node.name)
+        if entry is not None and entry.node_id == node.node_id:
+            operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
+                                     Condition.eq("node_id", node.node_id)))
+        operations.append(Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+                                 Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
+                                             "trashed_at": int(now)}, add={"revision": 1}),
+                                 Condition.eq("revision", node.revision)))
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed:
+            raise Changed(node.node_id) from None
+        return dataclasses.replace(node, parent_id=TRASH, revision=node.revision + 1)
+
+    def trashed(self, page_size: int = 100) -> Iterator[Node]:
+        """Deleted nodes still to free, of every owner, oldest first (through the sparse
+        index; it may lag: re-read before acting)."""
+        cursor = None
+        while True:
+            page = self.engine.query_index(NODES, "by-trash", _TRASH_QUEUE, limit=page_size,
+                                           cursor=cursor)
+            for item in page.items:
+                yield _node(item)
+            cursor = page.cursor
+            if not cursor:
+                return
 
     def set_attributes(self, node: Node, attributes: dict, now: float) -> Node:
         """Replace the node's custom attributes, if it is still at the revision read."""
