@@ -1,18 +1,36 @@
 """The REST contract (OpenAPI 3.1), written down separately from the route code.
 
 It is served at GET /api/openapi.json. A test compares it with the routes the service apps
-really declare, so a route added without its contract (or the reverse) fails the suite.
+really declare, so a route added without its contract (or the reverse) fails the suite, and a
+bounded fuzz run (tests/security/test_fuzz.py) holds the server to it: every status a route
+answers is listed here, every schema-valid request is one the server accepts, and every answer
+has the documented content type. Patterns and limits come from the validators themselves.
 """
 from __future__ import annotations
 
 import copy
+import re
+
+from cloudstrype.array.protocol import MEMBER_ID_RE
+from cloudstrype.auth import pool
+from cloudstrype.auth.users import EMAIL_RE, GROUP_RE, MAX_PASSWORD, USERNAME_RE
+from cloudstrype.backends import registry
+from cloudstrype.backends.oauth import PROVIDERS
+from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_SHARES
+from cloudstrype.pipeline.store import CHUNK_ID_RE
+from cloudstrype.storages.service import NAME_MAX
+from cloudstrype.storages.store import MEMBER_PREFIX
+from cloudstrype.tree.store import ROOT
+from cloudstrype.tree.tree import MAX_DEPTH, MAX_NAME_BYTES, PAGE_LIMIT_MAX
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+JSON = "application/json"
 
 COMPONENTS = {
     "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                   "description": "A Cognito id or access token from POST /api/auth/login."},
+                   "description": "An id or access token from POST /api/auth/login (deployed: "
+                                  "the access token)."},
     },
     "schemas": {
         "Error": {
@@ -45,88 +63,188 @@ def _obj(required: list[str], **props) -> dict:
     return {"type": "object", "required": required, "properties": props}
 
 
+def _anchored(pattern: re.Pattern) -> str:
+    """A validator's regex as a JSON Schema pattern (those are searched, not matched)."""
+    text = pattern.pattern.removeprefix("^").removesuffix("$")
+    return f"^{text}$"
+
+
+def _inner(pattern: re.Pattern) -> str:
+    return pattern.pattern.removeprefix("^").removesuffix("$")
+
+
+def _literal(text: str) -> str:
+    # re.escape escapes '-' too, which ECMA regexes (JSON Schema's) refuse outside a class.
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text)
+
+
+def _numbers(low: int, high: int) -> str:
+    """A regex alternation of the whole numbers low..high (longest first, so it matches whole)."""
+    return "(?:" + "|".join(str(n) for n in range(high, low - 1, -1)) + ")"
+
+
 S = {"type": "string"}
 INT = {"type": "integer"}
+BINARY = {"type": "string", "format": "binary"}
+
+# -- the shapes of identifiers and values, from the code that checks them ------------------------
+CHUNK_ID = {"type": "string", "pattern": _anchored(CHUNK_ID_RE)}
+MEMBER_ID = {"type": "string", "pattern": _anchored(MEMBER_ID_RE)}
+USERNAME = {"type": "string", "pattern": _anchored(USERNAME_RE)}
+GROUP = {"type": "string", "pattern": _anchored(GROUP_RE)}
+EMAIL = {"type": "string", "pattern": _anchored(EMAIL_RE)}
+# pool.PASSWORD_POLICY as a pattern (ASCII classes: a subset of what the check accepts).
+_POLICY = pool.PASSWORD_POLICY
+PASSWORD = {"type": "string", "pattern": "^" + "".join(
+    look for flag, look in (("RequireUppercase", "(?=.*[A-Z])"),
+                            ("RequireLowercase", "(?=.*[a-z])"),
+                            ("RequireNumbers", "(?=.*[0-9])")) if _POLICY[flag])
+    + f".{{{_POLICY['MinimumLength']},{MAX_PASSWORD}}}$", "format": "password"}
+# Storages are made as "st-" + 12 hex digits (storages.service); a member's storage is
+# MEMBER_PREFIX + its member id.
+STORAGE_ID = {"type": "string",
+              "pattern": f"^(?:st-[0-9a-f]{{12}}|{_literal(MEMBER_PREFIX)}{_inner(MEMBER_ID_RE)})$"}
+# Nodes are the root or a uuid4 hex (tree.new_node_id); upload sessions 12 random bytes in hex.
+# The root is a node too, but only readable: renaming, moving, deleting or downloading it is a
+# different request (400), so the routes that do those take the other ids only.
+FILE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+NODE_ID = {"type": "string", "pattern": f"^(?:{_literal(ROOT)}|[0-9a-f]{{32}})$"}
+UPLOAD_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
+PART = {"type": "string", "pattern": "^[0-9]{1,7}$"}
+PROVIDER = {"type": "string", "enum": sorted(PROVIDERS)}
+# A name (tree.check_name): no '/' or NUL, not '.' or '..', at most MAX_NAME_BYTES of UTF-8
+# (a quarter of that in characters is always within it).
+_NAME = f"(?!\\.{{1,2}}(?:/|$))[^/\\u0000]{{1,{MAX_NAME_BYTES // 4}}}"
+NAME = {"type": "string", "pattern": f"^{_NAME}$"}
+PATH = {"type": "string", "pattern": f"^(?:/|(?:/{_NAME}){{1,{MAX_DEPTH}}}/?)$",
+        "examples": ["/", "/photos/2024"]}
+DURABILITY = {"type": "string", "examples": ["raid1(2)", "rs(4,2)"], "pattern": (
+    f"^(?:raid1\\({_numbers(1, MAX_RAID1_COPIES)}\\)|"
+    f"rs\\({_numbers(1, MAX_RS_SHARES // 2)},{_numbers(1, MAX_RS_SHARES // 2)}\\))$")}
+ENCRYPTION = {"type": "string", "enum": list(ENCRYPTIONS)}
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+PATH_PARAMS = {"chunk_id": CHUNK_ID, "file_id": FILE_ID, "storage_id": STORAGE_ID,
+               "member_id": MEMBER_ID, "username": USERNAME, "group": GROUP,
+               "upload_id": UPLOAD_ID, "part": PART, "provider": PROVIDER}
+
+# What every route can answer besides its own statuses.
+GENERIC = {
+    400: "Bad input; the message says what to fix",
+    401: "Missing, invalid, expired or revoked token",
+    403: "Not in the group this needs",
+    # The local gateway and API Gateway: a request over 10 MB.
+    413: "The request is too large",
+    429: "Too many requests; wait for Retry-After",
+    503: "A store or service this needs is unavailable; retry after Retry-After",
+    # The gateway: the function ran past API Gateway's 29 s.
+    504: "The request took too long",
+    507: "The metadata store is full; nothing was written",
+}
+NO_CONTENT = (204, 302, 304)
 
 # (method, path) -> operation. Path parameters are named as in the route code.
 OPERATIONS: dict[tuple[str, str], dict] = {}
 
 
-def op(method: str, path: str, summary: str, *, public: bool = False, body: dict | None = None,
-       body_type: str = "application/json", query: dict | None = None,
-       responses: dict[int, str | dict] | None = None) -> None:
+def op(method: str, path: str, summary: str, *, public: bool = False, admins: bool = False,
+       body: dict | None = None, body_type: str = JSON, query: dict | None = None,
+       headers: dict | None = None, responses: dict[int, str | dict] | None = None,
+       body_required: bool = True, ids: dict | None = None,
+       required_query: tuple[str, ...] = ()) -> None:
     operation: dict = {"summary": summary, "responses": {}}
+    ids = {**PATH_PARAMS, **(ids or {})}
     if not public:
         operation["security"] = [{"bearer": []}]
-    params = [{"name": name, "in": "path", "required": True, "schema": S}
+    params = [{"name": name, "in": "path", "required": True, "schema": ids[name]}
               for name in _path_params(path)]
     for name, schema in (query or {}).items():
-        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+        params.append({"name": name, "in": "query", "required": name in required_query,
+                       "schema": schema})
+    for name, schema in (headers or {}).items():
+        params.append({"name": name, "in": "header", "required": False, "schema": schema})
     if params:
         operation["parameters"] = params
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+        operation["requestBody"] = {"required": body_required,
+                                    "content": {body_type: {"schema": body}}}
     for status, answer in (responses or {200: "OK"}).items():
         if isinstance(answer, str):
-            operation["responses"][str(status)] = {"description": answer}
-        else:
-            operation["responses"][str(status)] = {
-                "description": answer.get("description", "OK"),
-                "content": {answer.get("type", "application/json"): {"schema": answer["schema"]}}}
-    for status, text in ((400, "Bad input; the message says what to fix"),
-                         (401, "Missing or invalid token"), (403, "Not allowed")):
-        if public and status in (401, 403):
+            answer = {"description": answer}
+        described = {"description": answer.get("description", "OK")}
+        if status not in NO_CONTENT:
+            described["content"] = {answer.get("type", JSON):
+                                    {"schema": answer.get("schema", ERROR if status >= 400
+                                                          else {"type": "object"})}}
+        operation["responses"][str(status)] = described
+    for status, text in GENERIC.items():
+        if (status == 401 and public) or (status == 403 and not admins) \
+                or (status == 413 and body is None):
             continue
         operation["responses"].setdefault(str(status), {
-            "description": text, "content": {"application/json": {"schema": ERROR}}})
+            "description": text, "content": {JSON: {"schema": ERROR}}})
     OPERATIONS[(method.upper(), path)] = operation
 
 
 def _path_params(path: str) -> list[str]:
-    import re
     return re.findall(r"\{([A-Za-z0-9_]+)\}", path)
 
 
+def _meta(method: str, path: str, summary: str, schema: dict) -> None:
+    # Served from the process itself: no store, no token, nothing that can fail but the host.
+    OPERATIONS[(method, path)] = {"summary": summary, "responses": {
+        "200": {"description": "OK", "content": {JSON: {"schema": schema}}}}}
+
+
 # -- meta --------------------------------------------------------------------------------------
-op("GET", "/api/health", "Liveness check", public=True,
-   responses={200: {"schema": _obj(["status"], status={"const": "ok"})}})
-op("GET", "/api/openapi.json", "This document", public=True)
-op("GET", "/api/config", "Where members connect and where the web UI is", public=True,
-   responses={200: {"schema": _obj(["websocketUrl", "webUrl"], websocketUrl=S, webUrl=S)}})
+_meta("GET", "/api/health", "Liveness check", _obj(["status"], status={"const": "ok"}))
+_meta("GET", "/api/openapi.json", "This document", {"type": "object"})
+_meta("GET", "/api/config", "Where members connect and where the web UI is",
+      _obj(["websocketUrl", "webUrl"], websocketUrl=S, webUrl=S))
 
 # -- auth --------------------------------------------------------------------------------------
 op("POST", "/api/auth/register", "Create an account", public=True,
-   body=_obj(["username", "email", "password"], username=S, email=S, password=S),
-   responses={201: {"schema": _obj(["user_id", "username"], user_id=S, username=S)},
+   body=_obj(["username", "email", "password"], username=USERNAME, email=EMAIL,
+             password=PASSWORD),
+   responses={201: {"schema": _obj(["user_id", "username"], user_id=S, username=S,
+                                   confirmed={"type": "boolean"})},
               409: "Username taken"})
 op("POST", "/api/auth/confirm", "Confirm an account with the code Cognito sent", public=True,
-   body=_obj(["username", "code"], username=S, code=S))
+   body=_obj(["username", "code"], username=USERNAME, code={"type": "string", "maxLength": 64}),
+   responses={200: {"schema": _obj(["username", "confirmed"], username=S,
+                                   confirmed={"const": True})},
+              404: "No such user", 409: "Confirmed already"})
 op("POST", "/api/auth/login", "Sign in", public=True,
-   body=_obj(["username", "password"], username=S, password=S),
+   body=_obj(["username", "password"], username=S, password={"type": "string",
+                                                              "format": "password"}),
    responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}},
-              401: "Wrong username or password"})
-op("POST", "/api/auth/refresh", "Fresh id and access tokens", public=True,
-   body=_obj(["refresh_token"], refresh_token=S),
-   responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}}})
-op("POST", "/api/auth/logout", "End this sign-in: its refresh token stops working",
+              401: "Wrong username or password", 403: "Account not confirmed yet",
+              429: "Too many failed attempts: locked for Retry-After seconds"})
+op("POST", "/api/auth/refresh", "Fresh tokens; the refresh token is replaced", public=True,
+   body=_obj(["refresh_token"], refresh_token={"type": "string", "minLength": 1}),
+   responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}},
+              401: "Refresh token not valid, used already or revoked"})
+op("POST", "/api/auth/logout", "End this sign-in: its tokens stop working",
    responses={204: "Signed out"})
 op("GET", "/api/auth/me", "The signed-in user",
-   responses={200: {"schema": {"$ref": "#/components/schemas/User"}}})
+   responses={200: {"schema": {"$ref": "#/components/schemas/User"}}, 404: "User deleted"})
 op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")
-op("GET", "/api/auth/users", "List users (admins)", query={"limit": INT, "next": S})
-op("DELETE", "/api/auth/users/{username}", "Delete a user (admins)",
-   responses={204: "Deleted", 404: "No such user"})
-op("GET", "/api/auth/groups", "List groups (admins)")
-op("POST", "/api/auth/groups", "Create a group (admins)",
-   body=_obj(["name"], name=S, description=S),
+op("GET", "/api/auth/users", "List users (admins)", admins=True,
+   query={"limit": {"type": "integer", "minimum": 1, "maximum": 60}, "next": S})
+op("DELETE", "/api/auth/users/{username}", "Delete a user (admins)", admins=True,
+   responses={204: "Deleted", 404: "No such user", 409: "Your own account"})
+op("GET", "/api/auth/groups", "List groups (admins)", admins=True)
+op("POST", "/api/auth/groups", "Create a group (admins)", admins=True,
+   body=_obj(["name"], name=GROUP, description={"type": "string", "maxLength": 2048}),
    responses={201: {"schema": {"$ref": "#/components/schemas/Group"}}, 409: "Exists"})
-op("DELETE", "/api/auth/groups/{group}", "Delete a group (admins)",
-   responses={204: "Deleted", 404: "No such group"})
-op("GET", "/api/auth/groups/{group}/members", "Members of a group (admins)")
+op("DELETE", "/api/auth/groups/{group}", "Delete a group (admins)", admins=True,
+   responses={204: "Deleted", 404: "No such group", 409: "The admins group stays"})
+op("GET", "/api/auth/groups/{group}/members", "Members of a group (admins)", admins=True,
+   responses={200: "OK", 404: "No such group"})
 op("PUT", "/api/auth/groups/{group}/members/{username}", "Add a user to a group (admins)",
-   responses={204: "Added", 404: "No such user or group"})
+   admins=True, responses={204: "Added", 404: "No such user or group"})
 op("DELETE", "/api/auth/groups/{group}/members/{username}",
-   "Remove a user from a group (admins)", responses={204: "Removed"})
+   "Remove a user from a group (admins)", admins=True,
+   responses={204: "Removed", 404: "No such user or group"})
 
 # -- cloud -------------------------------------------------------------------------------------
 STORAGE = {"$ref": "#/components/schemas/Storage"}
@@ -142,31 +260,81 @@ COMPONENTS["schemas"]["StoredChunk"] = {
                    "shares": {"type": "array", "items": _obj(["index", "storage_id"], index=INT,
                                                              storage_id=S)}}}
 CHUNK = {"$ref": "#/components/schemas/StoredChunk"}
-BYTES = {"type": "application/octet-stream", "schema": {"type": "string", "format": "binary"}}
+BYTES = {"type": "application/octet-stream", "schema": BINARY}
+
+
+# storages.service: printable, not blank, at most NAME_MAX characters.
+STORAGE_NAME = {"type": "string", "pattern": f"^(?=.*\\S)[^\\u0000-\\u001f]{{1,{NAME_MAX}}}$"}
+# The fields whose values registry's validators check beyond "not blank".
+CONFIG_FIELDS = {
+    "capacity": {"type": "integer", "minimum": 1},
+    "endpoint_url": {"type": "string", "pattern": r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$",
+                     "examples": ["https://s3.eu-central-003.backblazeb2.com"]},
+    "region": {"type": "string", "pattern": f"^{registry._REGION.pattern}$"},
+    "bucket": {"type": "string", "pattern": f"^{registry._BUCKET.pattern}$"},
+    "prefix": {"type": "string", "pattern": "^[A-Za-z0-9._/-]{0,200}$"},
+    "path": {"type": "string", "pattern": "^[A-Za-z0-9._/-]{1,200}$",
+             "description": "A folder inside the operator's storage roots"},
+}
+
+
+def _storage_body() -> dict:
+    """One shape per kind added with keys or a path (OAuth kinds connect through /oauth), from
+    the fields each kind's driver declares."""
+    shapes = []
+    for kind, info in sorted(registry.KINDS.items()):
+        if info.auth not in registry.ADDABLE or info.auth == "oauth":
+            continue
+        fields = {f.name: CONFIG_FIELDS.get(f.name, {"type": "string", "pattern": r"\S"})
+                  for f in info.fields}
+        for f in info.fields:
+            if f.secret:
+                fields[f.name] = {**fields[f.name], "writeOnly": True}
+        required = [f.name for f in info.fields if f.required]
+        shapes.append(_obj(["kind", "config"], kind={"const": kind},
+                           name=STORAGE_NAME,
+                           config={**_obj(required, **fields), "additionalProperties": False}))
+    return {"oneOf": shapes}
+
 
 op("GET", "/api/cloud/providers", "Kinds of storage this deployment offers, and their fields")
 op("POST", "/api/cloud/storages", "Add a key-based or local storage (probed before saving)",
-   body=_obj(["kind"], kind=S, name=S, config={"type": "object"}),
-   responses={201: {"schema": STORAGE}, 409: "Directory already in use"})
+   body=_storage_body(),
+   responses={201: {"schema": STORAGE},
+              400: "Bad input, or the storage did not pass its check (the message says which "
+                   "step failed)",
+              409: "Directory already in use"})
 op("GET", "/api/cloud/storages", "The user's storages with usage and health")
 op("GET", "/api/cloud/storages/{storage_id}", "One storage",
    responses={200: {"schema": STORAGE}, 404: "No such storage"})
 op("DELETE", "/api/cloud/storages/{storage_id}", "Remove an empty storage",
-   responses={204: "Removed", 409: "Still holds shares: drain it first"})
+   responses={204: "Removed", 404: "No such storage",
+              409: "Still holds shares: drain it first"})
 op("POST", "/api/cloud/storages/{storage_id}/drain",
    "Move the storage's shares elsewhere (call again while 202)",
-   responses={200: "Drained", 202: "Shares remain; call again"})
+   responses={200: "Drained", 202: "Shares remain; call again", 404: "No such storage",
+              422: "Not enough other storages to move the shares to"})
 op("GET", "/api/cloud/oauth/{provider}/authorize", "Start connecting a cloud account",
-   query={"name": S, "return_to": S})
+   query={"name": S, "return_to": S},
+   responses={200: {"schema": _obj(["authorize_url"], authorize_url=S)},
+              404: "Provider not configured here"})
 op("GET", "/api/cloud/oauth/{provider}/callback", "Where the provider sends the browser back",
-   public=True, query={"code": S, "state": S, "error": S},
-   responses={201: {"schema": STORAGE}, 302: "Back to return_to"})
+   public=True, required_query=("code", "state"),
+   query={"code": {"type": "string", "minLength": 1}, "state": {"type": "string", "minLength": 1},
+          "error": S},
+   responses={201: {"schema": STORAGE}, 302: "Back to return_to",
+              403: "The connect was started by another browser or user",
+              404: "Provider not configured here"})
 op("POST", "/api/cloud/{chunk_id}", "Store the body as given on N storages",
-   body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
-   query={"replicas": INT}, responses={201: {"schema": CHUNK}, 409: "Chunk id in use"})
-op("GET", "/api/cloud/{chunk_id}", "Read a stored body", responses={200: BYTES, 404: "Unknown"})
+   body=BINARY, body_type="application/octet-stream", body_required=False,
+   query={"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_RAID1_COPIES}},
+   responses={201: {"schema": CHUNK}, 409: "Chunk id in use",
+              413: "Over 4 MiB, or over the user's quota",
+              422: "Not enough usable storages"})
+op("GET", "/api/cloud/{chunk_id}", "Read a stored body",
+   responses={200: BYTES, 404: "Unknown"})
 op("DELETE", "/api/cloud/{chunk_id}", "Delete a stored body and its copies",
-   responses={204: "Deleted"})
+   responses={204: "Deleted", 404: "Unknown"})
 
 # -- array -------------------------------------------------------------------------------------
 MEMBER = {"$ref": "#/components/schemas/Member"}
@@ -186,32 +354,40 @@ op("DELETE", "/api/array/members/{member_id}", "Remove an empty member (it is to
    responses={204: "Removed", 404: "No such member", 409: "Still holds shares: drain it first"})
 op("POST", "/api/array/members/{member_id}/drain",
    "Move the member's shares elsewhere (call again while 202)",
-   responses={200: "Drained", 202: "Shares remain; call again"})
+   responses={200: "Drained", 202: "Shares remain; call again", 404: "No such member",
+              422: "Not enough other storages to move the shares to"})
 op("POST", "/api/array/members/{member_id}/verify",
    "The member hashes its shares against the recorded hashes; bad ones are queued for repair",
    responses={200: "Checked every share", 202: "Checked some; call again",
-              409: "Member offline"})
+              404: "No such member", 409: "Member offline"})
 op("POST", "/api/array/{chunk_id}", "Store the body as given on N members (no encryption)",
-   body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
-   query={"replicas": INT},
-   responses={201: {"schema": CHUNK}, 409: "Chunk id in use", 422: "Not enough members online"})
+   body=BINARY, body_type="application/octet-stream", body_required=False,
+   query={"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_RAID1_COPIES}},
+   responses={201: {"schema": CHUNK}, 409: "Chunk id in use",
+              413: "Over 4 MiB, or over the user's quota",
+              422: "Not enough members online"})
 op("GET", "/api/array/{chunk_id}", "Read a stored body from the members that answer first",
    responses={200: BYTES, 404: "Unknown", 503: "Not enough members online"})
 op("DELETE", "/api/array/{chunk_id}", "Delete a stored body and its copies",
-   responses={204: "Deleted"})
+   responses={204: "Deleted", 404: "Unknown"})
 
 # -- chunk -------------------------------------------------------------------------------------
 op("POST", "/api/chunk", "Encrypt, replicate or erasure-code, and store one chunk (<= 4 MiB)",
-   body=_obj(["file"], encryption={"enum": ["aes256-gcm", "aes256-md5", "none"]},
-             durability={"type": "string", "examples": ["raid1(2)", "rs(4,2)"]},
-             file={"type": "string", "format": "binary"}),
-   body_type="multipart/form-data",
-   responses={201: {"schema": CHUNK}, 413: "Over 4 MiB", 422: "Not enough usable storages"})
-op("GET", "/api/chunk/{chunk_id}", "The chunk's bytes", responses={200: BYTES, 404: "Unknown"})
-op("GET", "/api/chunk/{chunk_id}/info", "Scheme, size, shares and their health")
+   body={**_obj(["file"], encryption=ENCRYPTION, durability=DURABILITY, file=BINARY),
+         "additionalProperties": False}, body_type="multipart/form-data",
+   responses={201: {"schema": CHUNK}, 413: "Over 4 MiB, or over the user's quota",
+              415: "Not multipart/form-data", 422: "Not enough usable storages",
+              503: "Not every share could be stored; nothing was kept"})
+op("GET", "/api/chunk/{chunk_id}", "The chunk's bytes",
+   responses={200: BYTES, 404: "Unknown", 503: "Fewer good shares than the chunk needs"})
+op("GET", "/api/chunk/{chunk_id}/info", "Scheme, size, shares and their health",
+   responses={200: {"schema": CHUNK}, 404: "Unknown"})
 op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
-   responses={204: "Deleted"})
-op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now")
+   responses={204: "Deleted", 404: "Unknown"})
+op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now",
+   responses={200: "Repaired (or nothing to repair)", 404: "Unknown",
+              422: "Not enough usable storages",
+              503: "Fewer good shares than the chunk needs"})
 
 # -- filesystem --------------------------------------------------------------------------------
 NODE = {"$ref": "#/components/schemas/Node"}
@@ -222,43 +398,75 @@ COMPONENTS["schemas"]["Node"] = {
                    "etag": S, "version": S, "durability": S, "encryption": S,
                    "attributes": {"type": "object"}, "versions": {"type": "array"},
                    "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
+CONTENT = {"type": "*/*", "schema": BINARY,
+           "description": "The content, as the file's own content type"}
+# At most 16 KB as JSON (tree.set_attributes), even when every character is \\u-escaped.
+ATTRIBUTES = {"type": "object", "maxProperties": 8, "propertyNames": {"maxLength": 32},
+              "additionalProperties": {"type": ["string", "number", "boolean", "null"],
+                                       "maxLength": 64}}
 op("GET", "/api/filesystem/info", "A directory and its children to `depth` levels",
-   query={"path": S, "depth": INT, "limit": INT, "cursor": S},
-   responses={200: {"schema": NODE}, 404: "No such path"})
+   query={"path": PATH, "depth": {"type": "integer", "minimum": 0, "maximum": 5},
+          "limit": {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX},
+          "cursor": {"type": "string", "description": "next_cursor of the previous page"}},
+   responses={200: {"schema": NODE}, 404: "No such path", 409: "A file on the way"})
 op("GET", "/api/filesystem/info/{file_id}", "Metadata of a file (with versions) or directory",
-   responses={200: {"schema": NODE}, 404: "Unknown id"})
+   ids={"file_id": NODE_ID}, responses={200: {"schema": NODE}, 404: "Unknown id"})
 op("POST", "/api/filesystem/info/{file_id}", "Rename (name), move (path) or set attributes",
-   body={"type": "object", "properties": {"name": S, "path": S,
-                                          "attributes": {"type": "object"}}},
-   responses={200: {"schema": NODE}, 409: "Name exists"})
+   body={"type": "object", "anyOf": [{"required": [f]} for f in ("name", "path", "attributes")],
+         "properties": {"name": NAME, "path": PATH, "attributes": ATTRIBUTES}},
+   responses={200: {"schema": NODE}, 404: "Unknown id, or no such directory",
+              409: "Name exists, or a file on the way"})
 op("DELETE", "/api/filesystem/info/{file_id}", "Delete a file or a directory recursively",
-   responses={204: "Deleted"})
+   responses={204: "Deleted", 404: "Unknown id"})
 op("POST", "/api/filesystem/dirs", "Create a directory, parents included",
-   body=_obj(["path"], path=S), responses={201: {"schema": NODE}, 200: "Existed already"})
+   body=_obj(["path"], path=PATH),
+   responses={201: {"schema": NODE}, 200: {"schema": NODE, "description": "Existed already"},
+              409: "A file on the way"})
 op("POST", "/api/filesystem/data", "Upload a file in one request (<= 10 MB)",
-   body=_obj(["file"], path=S, name=S, durability=S, encryption=S,
-             file={"type": "string", "format": "binary"}), body_type="multipart/form-data",
-   responses={201: {"schema": NODE}})
+   body={**_obj(["file"], path=PATH, name=NAME, durability=DURABILITY, encryption=ENCRYPTION,
+                 file=BINARY), "additionalProperties": False}, body_type="multipart/form-data",
+   responses={201: {"schema": NODE}, 404: "No such directory",
+              409: "A directory of that name, or a file on the way",
+              413: "Too large for one request, or over the user's quota",
+              415: "Not multipart/form-data", 422: "Not enough usable storages",
+              503: "Not every share could be stored; nothing was kept"})
 op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
    query={"version": S},
-   responses={200: BYTES, 206: "Partial content", 413: "Too big for one response: use Range",
-              416: "Range not satisfiable"})
+   headers={"Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},
+            "If-None-Match": S},
+   responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
+              304: "Not modified (If-None-Match)", 404: "Unknown id or version",
+              413: "Too big for one response: use Range", 416: "Range not satisfiable",
+              503: "Fewer good shares than a chunk needs"})
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
-   body=_obj(["name", "size"], path=S, name=S, size=INT, content_type=S, durability=S,
-             encryption=S, sha256=S), responses={201: "Session"})
-op("GET", "/api/filesystem/uploads/{upload_id}", "Which parts arrived (to resume)")
+   body=_obj(["name", "size"], path=PATH, name=NAME, size={"type": "integer", "minimum": 0},
+             content_type=S, durability=DURABILITY, encryption=ENCRYPTION, sha256=SHA256),
+   responses={201: "Session", 404: "No such directory",
+              409: "Too many open sessions, or a file on the way",
+              413: "Larger than a file may be here, or over the user's quota"})
+op("GET", "/api/filesystem/uploads/{upload_id}", "Which parts arrived (to resume)",
+   responses={200: "OK", 404: "No such session", 410: "Expired"})
 op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
    "One part: exactly part_size bytes (the last one the rest); retrying is safe",
-   body={"type": "string", "format": "binary"}, body_type="application/octet-stream")
+   body=BINARY, body_type="application/octet-stream", body_required=False,
+   responses={200: "Stored", 404: "No such session", 409: "Committed already",
+              410: "Expired", 413: "Over the user's quota", 422: "Not enough usable storages",
+              503: "Not every share could be stored; nothing was kept"})
 op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded parts the file",
-   responses={201: {"schema": NODE}, 409: "Parts missing"})
+   responses={201: {"schema": NODE}, 404: "No such session",
+              409: "Parts missing, committed already, or a directory of that name",
+              410: "Expired"})
 op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",
-   responses={204: "Abandoned"})
+   responses={204: "Abandoned", 404: "No such session", 409: "Committed already",
+              410: "Expired"})
+op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and the limits",
+   responses={200: {"schema": _obj(
+       ["stored_bytes", "quota_bytes"], stored_bytes=INT, open_uploads=INT,
+       max_open_uploads=INT, max_file_bytes=INT,
+       quota_bytes={"type": "integer", "description": "0: no quota"})}})
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
-op("GET", "/api/filesystem/usage",
-   "Bytes stored and open upload sessions, with the quota and limits (0 quota: unlimited)")
 op("PUT", "/api/filesystem/settings", "Set the user's defaults",
-   body={"type": "object", "properties": {"durability": S, "encryption": S}})
+   body={"type": "object", "properties": {"durability": DURABILITY, "encryption": ENCRYPTION}})
 
 
 def document() -> dict:
