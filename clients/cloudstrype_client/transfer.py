@@ -9,7 +9,9 @@ server does not have yet.
 
 Downloads: the file's metadata first (size, sha256, version), then its bytes — one request up to
 4 MiB, else 4 MiB ranges of that version fetched in parallel into ``NAME.part``, which is checked
-against the size and sha256 and only then renamed to NAME.
+against the size and sha256 and only then renamed to NAME. The sha256 is computed as the ranges
+arrive, in order (a bounded window of them is in flight), so checking costs no second read of
+the file.
 
 Naming follows rsync: a directory SRC is copied *as* DEST/basename(SRC), a SRC ending in '/' has
 its *contents* copied into DEST; a single file SRC goes into DEST when DEST is a directory (or ends
@@ -34,8 +36,12 @@ from cloudstrype_client.errors import CONFLICT, FAILED, NOT_FOUND, OK, USAGE, Cl
 from cloudstrype_client.progress import Progress
 
 MiB = 1024 * 1024
-ONE_SHOT_MAX = 4 * MiB            # files up to this size are uploaded in one request
-RANGE_SIZE = 4 * MiB              # the server's largest range per response
+# Copies of the server's limits (layers/shared/python/cloudstrype/limits.py; the CLI never
+# imports server code), checked against it by tests/foundation/test_gateway.py. Files up to
+# ONE_SHOT_MAX go in one request (under ONE_SHOT_MAX_BYTES, with room for the form around them);
+# RANGE_SIZE is the server's largest range per response (RANGE_MAX_BYTES).
+ONE_SHOT_MAX = 4 * MiB
+RANGE_SIZE = 4 * MiB
 HASH_BLOCK = 4 * MiB
 
 
@@ -377,8 +383,7 @@ class Downloader:
                 digest = hashlib.sha256(data).hexdigest()
                 self.progress.advance(size, bar)
             else:
-                self._ranges(url, params, size, part, item, bar)
-                digest = hash_file(part) if expected else None
+                digest = self._ranges(url, params, size, part, item, bar)
             actual = part.stat().st_size
             if actual != size:
                 raise CliError(f"{item.remote}: wrote {actual} bytes, expected {size}.")
@@ -403,12 +408,17 @@ class Downloader:
         self.progress.file_done(bar)
 
     def _ranges(self, url: str, params: dict, size: int, part: Path, item: Download,
-                bar) -> None:
+                bar) -> str:
+        """Fetch every range into `part`; the sha256 of the whole, hashed in order as the ranges
+        come in. At most `window` ranges are in flight or waiting to be hashed, which bounds the
+        memory held whatever order they finish in."""
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        digest = hashlib.sha256()
+        window: deque = deque()
         try:
             os.ftruncate(fd, size)
 
-            def fetch(first: int) -> None:
+            def fetch(first: int) -> bytes:
                 last = min(size, first + RANGE_SIZE) - 1
                 response = self.client.request(
                     "GET", url, params=params, headers={"Range": f"bytes={first}-{last}"},
@@ -425,11 +435,25 @@ class Downloader:
                 while written < len(data):
                     written += os.pwrite(fd, view[written:], first + written)
                 self.progress.advance(len(data), bar)
+                return data
 
-            _raise_first([self.parts.submit(fetch, first)
-                          for first in range(0, size, RANGE_SIZE)])
+            starts = iter(range(0, size, RANGE_SIZE))
+            limit = max(2, 2 * self.parts._max_workers)
+            for first in starts:
+                window.append(self.parts.submit(fetch, first))
+                if len(window) >= limit:
+                    break
+            while window:
+                digest.update(window.popleft().result())
+                following = next(starts, None)
+                if following is not None:
+                    window.append(self.parts.submit(fetch, following))
         finally:
+            for future in window:
+                future.cancel()
+            wait(window)
             os.close(fd)
+        return digest.hexdigest()
 
 
 def _timestamp(text: str | None) -> float | None:

@@ -1,4 +1,7 @@
 """The local gateway behaves like API Gateway in front of the functions."""
+import re
+from pathlib import Path
+
 import pytest
 import requests
 from cloudstrype import limits
@@ -132,3 +135,26 @@ def test_static_files_never_escape_the_web_folder(api, path):
     response = requests.get(api.base_url + path, timeout=10)
     assert response.status_code == 404
     assert "[project]" not in response.text
+
+
+def _js_constant(path: str, name: str) -> int:
+    text = (Path(__file__).resolve().parents[2] / path).read_text()
+    found = re.search(rf"const {name} = ([0-9* ]+);", text)
+    assert found, f"{name} not found in {path}"
+    value = 1
+    for factor in found.group(1).split("*"):
+        value *= int(factor)
+    return value
+
+
+def test_the_clients_copies_of_the_limits_match_the_server():
+    # The CLI and the web UI never import server code; their copies are checked here.
+    from cloudstrype_client import member, transfer
+    room_for_the_form = 64 * 1024
+    assert transfer.ONE_SHOT_MAX + room_for_the_form <= limits.ONE_SHOT_MAX_BYTES
+    assert transfer.RANGE_SIZE == limits.RANGE_MAX_BYTES
+    assert member.MAX_MESSAGE_BYTES == limits.WS_MESSAGE_MAX_BYTES
+    web_one_shot = _js_constant("web/js/transfers.js", "ONE_SHOT_MAX")
+    assert web_one_shot + room_for_the_form <= limits.ONE_SHOT_MAX_BYTES
+    assert _js_constant("web/js/transfers.js", "RANGE_SIZE") == limits.RANGE_MAX_BYTES
+    assert _js_constant("web/js/format.js", "CHUNK_SIZE") == limits.CHUNK_BYTES

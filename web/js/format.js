@@ -92,6 +92,7 @@ export function describeEncryption(value) {
   return ENCRYPTIONS[value] || value || "—";
 }
 
+// The server's CHUNK_BYTES (cloudstrype/limits.py; a test keeps this copy equal).
 export const CHUNK_SIZE = 4 * 1024 * 1024;
 
 export function chunkCount(size) {

@@ -10,6 +10,9 @@ import { h, icon } from "./dom.js";
 import { bytes, CHUNK_SIZE, plural } from "./format.js";
 
 // One request carries at most this much file data (Lambda's 6 MB payload, after base64).
+// Copies of the server's limits (layers/shared/python/cloudstrype/limits.py), checked against it
+// by tests/foundation/test_gateway.py: files up to ONE_SHOT_MAX go in one request (under
+// ONE_SHOT_MAX_BYTES with room for the form around them); RANGE_SIZE is RANGE_MAX_BYTES.
 export const ONE_SHOT_MAX = 4 * 1024 * 1024;
 const RANGE_SIZE = 4 * 1024 * 1024;
 const FILES_AT_ONCE = 3;
