@@ -13,7 +13,11 @@ import importlib
 import sys
 import time
 
-PARTS = ("pipeline", "metadata", "e2e")
+PARTS = ("pipeline", "metadata", "e2e", "cold-start", "cost")
+
+
+def _module(part: str) -> str:
+    return part.replace("-", "_")     # part cold-start is bench/cold_start.py
 
 
 def _parts(value: str) -> list[str]:
@@ -44,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for name in selected:
         try:
-            module = importlib.import_module(f"bench.{name}")
+            module = importlib.import_module(f"bench.{_module(name)}")
         except ModuleNotFoundError as e:
-            if e.name != f"bench.{name}":
+            if e.name != f"bench.{_module(name)}":
                 raise
-            print(f"[bench] {name}: bench/{name}.py does not exist yet; skipped\n", flush=True)
+            print(f"[bench] {name}: bench/{_module(name)}.py does not exist yet; skipped\n",
+                  flush=True)
             if args.only is not None:
                 status = max(status, 2)
             continue
