@@ -131,8 +131,9 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
         api = Api(stack.url)
         user = register_and_login(api)
         for i in range(3):
-            folder = work / f"storage-{i}"
-            folder.mkdir()
+            # Local storages live inside the operator's roots: the data directory's storages/.
+            folder = stack.data_dir / "storages" / f"disk-{i}"
+            folder.mkdir(parents=True)
             added = user.api.post("/api/cloud/storages", json={
                 "kind": "local", "name": f"disk-{i}", "config": {"path": str(folder)}})
             if added.status_code != 201:
@@ -178,7 +179,9 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
         _row("upload", mb / ours_up, mb / theirs_up, "MB/s")
         _row("download", mb / ours_down, mb / theirs_down, "MB/s")
 
-        # 2. Many small files.
+        # 2. Many small files (--small-files 0 measures the big file alone).
+        if not small_files:
+            return 0
         small = work / "small"
         small.mkdir()
         total = 0

@@ -358,10 +358,13 @@ def plan_get(client: Client, sources: list[str], dest: str, jobs: int
 
 
 class Downloader:
-    def __init__(self, client: Client, progress: Progress, part_pool: ThreadPoolExecutor):
+    def __init__(self, client: Client, progress: Progress, part_pool: ThreadPoolExecutor,
+                 jobs: int = 4):
         self.client = client
         self.progress = progress
         self.parts = part_pool
+        # Ranges of one file in flight or waiting to be hashed: enough to keep the pool busy.
+        self.window = max(2, 2 * jobs)
 
     def download(self, item: Download) -> None:
         info = remote.file_info(self.client, item.node["id"])
@@ -410,8 +413,8 @@ class Downloader:
     def _ranges(self, url: str, params: dict, size: int, part: Path, item: Download,
                 bar) -> str:
         """Fetch every range into `part`; the sha256 of the whole, hashed in order as the ranges
-        come in. At most `window` ranges are in flight or waiting to be hashed, which bounds the
-        memory held whatever order they finish in."""
+        come in. At most `self.window` ranges are in flight or waiting to be hashed, which
+        bounds the memory held whatever order they finish in."""
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         digest = hashlib.sha256()
         window: deque = deque()
@@ -438,10 +441,9 @@ class Downloader:
                 return data
 
             starts = iter(range(0, size, RANGE_SIZE))
-            limit = max(2, 2 * self.parts._max_workers)
             for first in starts:
                 window.append(self.parts.submit(fetch, first))
-                if len(window) >= limit:
+                if len(window) >= self.window:
                     break
             while window:
                 digest.update(window.popleft().result())
@@ -474,7 +476,7 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
     progress = Progress("get", sum(int(d.node.get("size") or 0) for d in downloads),
                         len(downloads), quiet=quiet, bars=bars)
     downloader = Downloader(client, progress, ThreadPoolExecutor(
-        max_workers=jobs, thread_name_prefix="range"))
+        max_workers=jobs, thread_name_prefix="range"), jobs)
     try:
         failures = _each_file("get", jobs, downloads, downloader.download, lambda d: d.remote,
                               progress)
