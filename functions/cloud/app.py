@@ -55,14 +55,19 @@ def oauth_authorize(call, provider):
                          call.query.get("return_to"))
 
 
-# The provider redirects the browser here: no bearer token, the state names the user.
+# The provider redirects the browser here: no bearer token. It holds the grant and sends the
+# browser to the web UI with a finish code; nothing is connected until /finish.
 @app.endpoint("/oauth/{provider}/callback", auth=PUBLIC)
 def oauth_callback(call, provider):
-    record, return_to = connect.finish(provider, call.query.get("code"), call.query.get("state"),
-                                       call.query.get("error"))
-    if return_to:
-        return Reply(status=302, headers={
-            "Location": connect.return_location(return_to, record.storage_id)})
+    location = connect.callback(provider, call.query.get("code"), call.query.get("state"),
+                                call.query.get("error"))
+    return Reply(status=302, headers={"Location": location})
+
+
+@app.endpoint("/oauth/{provider}/finish", ["POST"])
+def oauth_finish(call, provider):
+    record = connect.finish(call.principal.user_id, provider, call.field("state"),
+                            call.field("code"))
     return Reply(record.public(), status=201)
 
 

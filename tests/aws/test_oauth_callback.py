@@ -1,4 +1,5 @@
-"""The OAuth callback as the deployed cloud function answers it: back to the web UI's origin."""
+"""The OAuth callback as the deployed cloud function answers it: back to the web UI's origin,
+with the finish code in the fragment."""
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
@@ -26,22 +27,32 @@ def _granted(provider: str, return_to: str | None) -> dict:
     return {name: values[0] for name, values in parse_qs(back.query).items()}
 
 
+def _fragment(location: str) -> dict:
+    return {name: values[0]
+            for name, values in parse_qs(urlsplit(location).fragment.partition("?")[2]).items()}
+
+
 def test_callback_redirects_to_the_web_ui_not_the_api_host(deployed):
     query = _granted("dropbox", "/#/storages")
     answer = invoke(functions.load_app("cloud"), rest_event(
         "GET", CALLBACK, {"provider": "dropbox"}, query=query))
-    # ...and the function sends the browser on to the web UI on CloudFront.
+    # ...and the function sends the browser on to the web UI on CloudFront, the finish code in
+    # the fragment; the storage exists only once the user who started finishes with it.
     assert answer.status == 302, answer.body
     location = answer.headers["Location"]
-    assert location.startswith(f"{WEB_URL}/#/storages?connected=st-"), location
+    assert location.startswith(f"{WEB_URL}/#/storages?provider=dropbox&"), location
+    back = _fragment(location)
     from cloudstrype import storages
-    connected = parse_qs(location.split("?", 1)[1])["connected"][0]
-    assert storages.get_storage("user-oauth-1", connected).kind == "dropbox"
+    from cloudstrype.storages import oauth_connect
+    assert storages.list_storages("user-oauth-1") == []
+    created = oauth_connect.finish("user-oauth-1", "dropbox", back["state"], back["finish_code"])
+    assert storages.get_storage("user-oauth-1", created.storage_id).kind == "dropbox"
 
 
-def test_callback_without_return_to_answers_the_storage(deployed):
+def test_callback_without_return_to_goes_to_the_storages_page(deployed):
     query = _granted("dropbox", None)
     answer = invoke(functions.load_app("cloud"), rest_event(
         "GET", CALLBACK, {"provider": "dropbox"}, query=query))
-    assert answer.status == 201, answer.body
-    assert answer.json()["kind"] == "dropbox" and "Location" not in answer.headers
+    assert answer.status == 302, answer.body
+    assert answer.headers["Location"].startswith(f"{WEB_URL}/#/storages?provider=dropbox&")
+    assert set(_fragment(answer.headers["Location"])) == {"provider", "state", "finish_code"}

@@ -28,11 +28,31 @@ def consent(authorize_url: str) -> str:
     return response.headers["Location"]
 
 
+def fragment(location: str) -> dict:
+    """The query the callback put in the fragment of the web UI address it redirected to."""
+    hash_route = urlsplit(location).fragment
+    return {name: values[0] for name, values in parse_qs(hash_route.partition("?")[2]).items()}
+
+
+def approve(started: dict) -> dict:
+    """The browser's part: consent at the provider, then the callback, which answers with the
+    web UI address carrying the finish code."""
+    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
+    assert callback.status_code == 302, callback.text
+    return fragment(callback.headers["Location"])
+
+
+def finish(user, provider, state, code):
+    return user.api.post(f"/api/cloud/oauth/{provider}/finish",
+                         json={"state": state, "code": code})
+
+
 def connect(user, provider, **params) -> dict:
     started = authorize(user, provider, **params)
-    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
-    assert callback.status_code == 201, callback.text
-    return callback.json()
+    back = approve(started)
+    finished = finish(user, provider, back["state"], back["finish_code"])
+    assert finished.status_code == 201, finished.text
+    return finished.json()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -99,9 +119,58 @@ def test_expired_access_tokens_are_refreshed_and_saved(api, fake_providers, stac
 def test_state_is_single_use(user):
     started = authorize(user, "gdrive")
     callback_url = consent(started["authorize_url"])
-    assert requests.get(callback_url, allow_redirects=False, timeout=30).status_code == 201
+    assert requests.get(callback_url, allow_redirects=False, timeout=30).status_code == 302
     again = requests.get(callback_url, allow_redirects=False, timeout=30)
     assert_error(again, 400, "reused_state")
+
+
+def test_the_callback_alone_connects_nothing_and_the_finish_code_is_single_use(user, stack):
+    started = authorize(user, "onedrive", name="Held")
+    back = approve(started)
+    assert back["provider"] == "onedrive" and back["state"] == started["state"]
+    assert user.api.get("/api/cloud/storages").json()["storages"] == []
+    # The code is kept only as its hash.
+    engine = _metadata(stack)
+    try:
+        row = engine.get(OAUTH_STATES, {"state": started["state"]})
+    finally:
+        engine.close()
+    assert back["finish_code"] not in repr(row) and row["finish_hash"]
+    created = finish(user, "onedrive", back["state"], back["finish_code"])
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "Held" and created.json()["kind"] == "onedrive"
+    assert_error(finish(user, "onedrive", back["state"], back["finish_code"]), 410,
+                 "already_finished")
+    assert [s["name"] for s in user.api.get("/api/cloud/storages").json()["storages"]] == \
+        ["Held"]
+
+
+def test_finish_refusals_say_what_happened(user, other_user, stack):
+    started = authorize(user, "box")
+    # Before the provider sent the browser back there is nothing to finish.
+    assert_error(finish(user, "box", started["state"], "anything"), 400, "not_approved")
+    back = approve(started)
+    assert_error(finish(user, "box", back["state"], "not-the-code"), 400,
+                 "invalid_finish_code")
+    # Another user, the wrong provider or a made-up state: no such connection (no hint that
+    # the state exists).
+    assert_error(finish(other_user, "box", back["state"], back["finish_code"]), 404,
+                 "unknown_connection")
+    assert_error(finish(user, "dropbox", back["state"], back["finish_code"]), 404,
+                 "unknown_connection")
+    assert_error(finish(user, "box", "made-up", back["finish_code"]), 404, "unknown_connection")
+    for body in ({"state": back["state"]}, {"state": back["state"], "code": ""},
+                 {"state": back["state"], "code": "x" * 201}):
+        assert_error(user.api.post("/api/cloud/oauth/box/finish", json=body), 400)
+    engine = _metadata(stack)
+    try:
+        engine.update(OAUTH_STATES, {"state": back["state"]},
+                      Change(set={"finish_expires_at": int(time.time()) - 1}))
+    finally:
+        engine.close()
+    assert_error(finish(user, "box", back["state"], back["finish_code"]), 410,
+                 "expired_finish_code")
+    assert user.api.get("/api/cloud/storages").json()["storages"] == []
 
 
 def test_state_for_another_provider_is_refused(user, stack):
@@ -134,13 +203,23 @@ def test_expired_state_is_refused(user, stack):
     assert_error(callback, 400, "expired_state")
 
 
-def test_return_to_redirects_back_to_the_site_only(user, stack):
+def test_the_callback_returns_to_the_web_ui_with_the_code_in_the_fragment(user, stack):
     started = authorize(user, "dropbox", return_to="/#/storages")
     callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
     assert callback.status_code == 302
-    location = callback.headers["Location"]
-    # Absolute, on the web UI's origin (the local stack serves it itself).
-    assert location.startswith(f"{stack.url}/#/storages?connected=st-")
+    location = urlsplit(callback.headers["Location"])
+    # Absolute, on the web UI's origin (the local stack serves it itself); the code only in the
+    # fragment, which a browser never sends to a server.
+    assert f"{location.scheme}://{location.netloc}" == stack.url and location.path == "/"
+    assert location.query == "" and location.fragment.startswith("/storages?")
+    assert set(fragment(callback.headers["Location"])) == {"provider", "state", "finish_code"}
+    # Without return_to (the command line), the storages page, which shows the code.
+    back = requests.get(consent(authorize(user, "gdrive")["authorize_url"]),
+                        allow_redirects=False, timeout=30)
+    assert back.headers["Location"].startswith(f"{stack.url}/#/storages?provider=gdrive&")
+
+
+def test_return_to_redirects_back_to_the_site_only(user):
     for evil in ("https://evil.example/", "//evil.example/x", "/\\evil"):
         assert_error(user.api.get("/api/cloud/oauth/dropbox/authorize",
                                   params={"return_to": evil}), 400, "invalid_return_to")

@@ -322,9 +322,22 @@ op("GET", "/api/cloud/oauth/{provider}/callback", "Where the provider sends the 
    public=True, required_query=("code", "state"),
    query={"code": {"type": "string", "minLength": 1}, "state": {"type": "string", "minLength": 1},
           "error": S},
-   responses={201: {"schema": STORAGE}, 302: "Back to return_to",
-              403: "The connect was started by another browser or user",
+   responses={302: "Back to the web UI (return_to, else /#/storages) with provider, state "
+                   "and finish_code in the fragment; nothing is connected yet",
               404: "Provider not configured here"})
+op("POST", "/api/cloud/oauth/{provider}/finish",
+   "Connect the approved account: only the user who started, with the callback's finish code",
+   body=_obj(["state", "code"],
+             state={"type": "string", "minLength": 1, "maxLength": 200},
+             code={"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "The finish_code from the fragment the callback sent the "
+                                  "browser to"}),
+   responses={201: {"schema": STORAGE},
+              400: "Wrong finish code, not approved at the provider yet, or the account did "
+                   "not pass its check",
+              404: "No connection in progress with this state for this user (or provider)",
+              410: "Finished already, expired, failed at the provider, or too many wrong "
+                   "codes: start again"})
 op("POST", "/api/cloud/{chunk_id}", "Store the body as given on N storages",
    body=BINARY, body_type="application/octet-stream", body_required=False,
    query={"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_RAID1_COPIES}},

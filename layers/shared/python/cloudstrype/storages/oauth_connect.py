@@ -1,13 +1,25 @@
-"""Connecting a cloud account: the OAuth2 authorization-code flow, server side.
+"""Connecting a cloud account: the OAuth2 authorization-code flow, server side, in three steps.
 
-`start` stores a random `state` (with the PKCE verifier, sealed, and a 10-minute lifetime) and
-returns the provider's consent URL. The provider sends the browser back to the callback with
-`code` and `state`; `finish` consumes the state exactly once — a reused, expired, unknown or
-other-provider state is refused — exchanges the code and saves the storage for the user who
-started the flow.
+1. `start` (the signed-in user) stores a random `state` (with the PKCE verifier, sealed, and a
+   10-minute lifetime) and returns the provider's consent URL.
+2. `callback` (public: the provider sends the browser back with `code` and `state`) consumes
+   the state exactly once — a reused, expired, unknown or other-provider state is refused —
+   exchanges the code, and keeps the grant sealed on the state with a one-time finish code,
+   stored only as its hash. No storage exists yet: the callback cannot tell who the browser
+   is (the provider's redirect carries no bearer token, and a cookie from the API would not
+   reach it cross-origin), so on its own it would let anyone who lures a victim through an
+   attacker's consent link attach the victim's cloud account to the attacker's Cloudstrype
+   account. The finish code goes only to the browser that came back, in the URL fragment
+   (never sent to a server, never logged).
+3. `finish` (signed in again) creates the storage, only for the user who started and only
+   with the finish code: the account that gains the storage is the one that asked for it,
+   and the person who approved at the provider is the one who hands over the code.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import secrets
 import time
 from urllib.parse import unquote, urlencode
@@ -20,6 +32,15 @@ from cloudstrype.storages import service
 from cloudstrype.storages.store import OAuthState, OAuthStateStore, Storage
 
 STATE_TTL_SECONDS = 600
+# After the callback: how long the grant waits for its finish, how much randomness its code
+# has, how many wrong codes end it.
+FINISH_TTL_SECONDS = 600
+FINISH_CODE_BYTES = 24
+FINISH_ATTEMPTS = 5
+FINISH_FIELD_MAX = 200
+# Where the browser goes back to when the connect did not say (the CLI's): the storages page,
+# which shows the finish code to paste.
+DEFAULT_RETURN_TO = "/#/storages"
 
 _states = OAuthStateStore()
 
@@ -74,8 +95,10 @@ def start(owner: str, provider: str, name: str | None, return_to: str | None) ->
             "expires_in": STATE_TTL_SECONDS}
 
 
-def finish(provider: str, code: str | None, state: str | None, error: str | None = None,
-           caller: str | None = None) -> tuple[Storage, str | None]:
+def callback(provider: str, code: str | None, state: str | None,
+             error: str | None = None) -> str:
+    """Exchange the provider's code and hold the grant; the web UI address to send the
+    browser to, with the state and the finish code in its fragment."""
     if error:
         raise errors.BadRequest(f"The provider did not grant access: {error}.",
                                 code="access_denied")
@@ -90,9 +113,6 @@ def finish(provider: str, code: str | None, state: str | None, error: str | None
     if record.provider != provider:
         raise errors.BadRequest("This state was issued for another provider.",
                                 code="invalid_state")
-    if caller is not None and caller != record.owner:
-        raise errors.Forbidden("This connection was started by another user.",
-                               code="invalid_state")
     if record.expires_at < time.time():
         raise errors.BadRequest("This sign-in link has expired; start connecting again.",
                                 code="expired_state")
@@ -112,13 +132,73 @@ def finish(provider: str, code: str | None, state: str | None, error: str | None
                                 code="code_rejected") from None
     except BackendError as exc:
         raise errors.ServiceUnavailable(f"The provider could not be reached: {exc}") from None
-    saved = service.save_oauth_storage(record.owner, provider, record.storage_name, token,
-                                       account)
-    return saved, record.return_to
+    finish_code = secrets.token_urlsafe(FINISH_CODE_BYTES)
+    sealed = vault.seal(record.owner, json.dumps({"token": token, "account": account}).encode(),
+                        f"oauth-grant:{state}")
+    if not _states.hold_grant(state, sealed, _finish_hash(finish_code),
+                              int(time.time()) + FINISH_TTL_SECONDS):
+        raise errors.BadRequest("This sign-in link was used already; start connecting again.",
+                                code="reused_state")
+    return return_location(record.return_to or DEFAULT_RETURN_TO,
+                           {"provider": provider, "state": state, "finish_code": finish_code})
 
 
-def return_location(return_to: str, storage_id: str) -> str:
-    # Absolute, on the web UI's origin: a relative path would resolve against the API's host.
-    separator = "&" if "?" in return_to else "?"
-    return f"{get_settings().web_origin()}{return_to}{separator}" \
-           f"{urlencode({'connected': storage_id})}"
+def finish(owner: str, provider: str, state: str | None, code: str | None) -> Storage:
+    """Create the storage from a held grant: only for the user who started, with the finish
+    code the callback gave the browser; once."""
+    _provider(provider)
+    for name, value in (("state", state), ("code", code)):
+        if not isinstance(value, str) or not value or len(value) > FINISH_FIELD_MAX:
+            raise errors.BadRequest(f"Field '{name}' must be the {name} from the address the "
+                                    f"browser came back to (1 to {FINISH_FIELD_MAX} "
+                                    f"characters).", code="invalid_field",
+                                    details={"field": name})
+    record = _states.get(state)
+    # Someone else's connection is answered like one that does not exist.
+    if record is None or record.owner != owner or record.provider != provider:
+        raise errors.NotFound(f"No {provider} connection in progress with this state for you; "
+                              f"start connecting again.", code="unknown_connection")
+    if record.finished:
+        raise errors.Gone("This connection was finished already; see your storages.",
+                          code="already_finished")
+    if not record.finish_hash:
+        if record.used:       # the callback failed (the code was refused, or a provider error)
+            raise errors.Gone("This connection did not complete at the provider; start "
+                              "connecting again.", code="connection_failed")
+        raise errors.BadRequest("Access has not been approved at the provider yet: open the "
+                                "authorize_url, approve, then finish with the code shown.",
+                                code="not_approved")
+    if (record.finish_expires_at or 0) < time.time():
+        raise errors.Gone("This finish code has expired; start connecting again.",
+                          code="expired_finish_code")
+    if record.finish_failures >= FINISH_ATTEMPTS:
+        raise errors.Gone("Too many wrong finish codes; start connecting again.",
+                          code="too_many_attempts")
+    if not hmac.compare_digest(_finish_hash(code), record.finish_hash):
+        _states.count_finish_failure(state)
+        raise errors.BadRequest("This finish code is not the one shown when you came back "
+                                "from the provider; copy it again.", code="invalid_finish_code")
+    if not _states.take_grant(state, record.finish_hash, FINISH_ATTEMPTS):
+        raise errors.Gone("This connection was finished already; see your storages.",
+                          code="already_finished")
+    grant = json.loads(vault.open_sealed(owner, record.sealed_grant, f"oauth-grant:{state}"))
+    return service.save_oauth_storage(owner, provider, record.storage_name, grant["token"],
+                                      grant["account"])
+
+
+def _finish_hash(code: str) -> str:
+    # The code is random (FINISH_CODE_BYTES), so a plain hash is enough: only its holder can
+    # produce it, and the table never holds it.
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def return_location(return_to: str, params: dict) -> str:
+    """Absolute, on the web UI's origin (a relative path would resolve against the API's
+    host), with `params` in the fragment: a browser never sends it to a server, so the finish
+    code is in no request line, log or Referer. The web UI routes by the fragment
+    (#/storages?...), so they join its query there."""
+    query = urlencode(params)
+    if "#" in return_to:
+        separator = "&" if "?" in return_to.partition("#")[2] else "?"
+        return f"{get_settings().web_origin()}{return_to}{separator}{query}"
+    return f"{get_settings().web_origin()}{return_to}#{query}"

@@ -44,13 +44,17 @@ STORAGES = schema.table(
     indexes=(schema.Index("draining", hash_key="drain_queue", range_key="drain_since"),))
 
 # An OAuth state is refused as expired at `expires_at`; the row itself stays a day longer
-# (`purge_at`) so a late callback hears "expired", not "unknown".
+# (`purge_at`) so a late callback hears "expired", not "unknown". After the callback the row
+# holds the provider's grant (sealed) until the user who started finishes with the one-time
+# code the callback gave the browser (kept only as its hash).
 OAUTH_STATES = schema.table(
     "oauth-states", hash_key="state", expires="purge_at", owner_module=__name__,
     fields={"state": schema.STR, "owner": schema.STR, "provider": schema.STR,
             "storage_name": schema.STR, "sealed_verifier": schema.BYTES,
             "return_to": schema.STR, "expires_at": schema.INT, "used": schema.BOOL,
-            "purge_at": schema.INT})
+            "purge_at": schema.INT, "sealed_grant": schema.BYTES, "finish_hash": schema.STR,
+            "finish_expires_at": schema.INT, "finish_failures": schema.INT,
+            "finished": schema.BOOL})
 OAUTH_STATE_KEEP_SECONDS = 24 * 3600
 
 
@@ -265,6 +269,12 @@ class OAuthState:
     sealed_verifier: bytes | None = None
     return_to: str | None = None
     used: bool = False
+    # Set by the callback (hold_grant), cleared by the finish (take_grant).
+    sealed_grant: bytes | None = None
+    finish_hash: str | None = None
+    finish_expires_at: int | None = None
+    finish_failures: int = 0
+    finished: bool = False
 
     def to_item(self) -> dict:
         item = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -275,8 +285,9 @@ class OAuthState:
     def from_item(cls, item: dict) -> "OAuthState":
         names = {f.name for f in dataclasses.fields(cls)}
         values = {name: value for name, value in item.items() if name in names}
-        if "sealed_verifier" in values:
-            values["sealed_verifier"] = bytes(values["sealed_verifier"])
+        for name in ("sealed_verifier", "sealed_grant"):
+            if name in values:
+                values[name] = bytes(values[name])
         return cls(**values)
 
 
@@ -300,6 +311,42 @@ class OAuthStateStore:
         try:
             self.engine.update(OAUTH_STATES, {"state": state}, Change(set={"used": True}),
                                condition=Condition.exists() & Condition.eq("used", False))
+            return True
+        except ConditionFailed:
+            return False
+
+    def hold_grant(self, state: str, sealed_grant: bytes, finish_hash: str,
+                   finish_expires_at: int) -> bool:
+        """Keep the provider's grant on a consumed state until it is finished; False if the
+        state is gone or holds one already."""
+        try:
+            self.engine.update(OAUTH_STATES, {"state": state},
+                               Change(set={"sealed_grant": sealed_grant,
+                                           "finish_hash": finish_hash,
+                                           "finish_expires_at": finish_expires_at,
+                                           "finish_failures": 0}),
+                               condition=Condition.exists() & Condition.eq("used", True)
+                               & Condition.missing("finish_hash"))
+            return True
+        except ConditionFailed:
+            return False
+
+    def count_finish_failure(self, state: str) -> None:
+        try:
+            self.engine.update(OAUTH_STATES, {"state": state},
+                               Change(add={"finish_failures": 1}), condition=Condition.exists())
+        except ConditionFailed:
+            pass
+
+    def take_grant(self, state: str, finish_hash: str, max_failures: int) -> bool:
+        """Mark the grant finished and drop it; True for exactly one caller, and only while
+        the code is the held one and fewer than `max_failures` wrong codes were tried."""
+        try:
+            self.engine.update(OAUTH_STATES, {"state": state},
+                               Change(set={"finished": True}, remove=("sealed_grant",)),
+                               condition=Condition.exists() & Condition.has("sealed_grant")
+                               & Condition.eq("finish_hash", finish_hash)
+                               & Condition.compare("finish_failures", "lt", max_failures))
             return True
         except ConditionFailed:
             return False
