@@ -11,9 +11,10 @@ import functools
 import getpass
 import json
 import os
+import queue
 import re
 import sys
-import time
+import threading
 import webbrowser
 from datetime import datetime
 
@@ -436,33 +437,53 @@ def cmd_storages_connect(args) -> int:
     params = {}
     if args.name:
         params["name"] = args.name
-    before = {s.get("id") for s in _storages(client)} if args.wait else set()
     answer = client.get_json(f"/api/cloud/oauth/{args.provider}/authorize", params=params,
                              what=f"connecting {args.provider}")
     url = answer["authorize_url"]
-    print(url)
+    print(url, flush=True)
     if not args.quiet:
-        print(f"Open this address in a browser and allow access; the {args.provider} account "
-              f"then appears in 'cloudstrype storages list'.", file=sys.stderr)
+        print(f"Open this address in a browser and allow access at {args.provider}. The "
+              f"Cloudstrype page you come back to shows a finish code: paste it here.",
+              file=sys.stderr)
     if not args.no_browser and sys.stdout.isatty():
         try:
             webbrowser.open(url)
         except Exception:                           # no browser here: the URL was printed
             pass
-    if args.wait:
-        deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            new = [s for s in _storages(client)
-                   if s.get("id") not in before and s.get("kind") == args.provider]
-            if new:
-                if not args.quiet:
-                    print(f"Connected {args.provider} storage {new[0].get('name')!r} "
-                          f"({new[0].get('id')}).", file=sys.stderr)
-                return OK
-        raise CliError(f"No {args.provider} account was connected within {args.wait} s.",
-                       FAILED)
+    # The server connects the account only for the user who started (this login) and only with
+    # the code the approving browser was given: a consent link alone connects nothing.
+    code = _read_finish_code(args.wait)
+    created = client.request("POST", f"/api/cloud/oauth/{args.provider}/finish",
+                             json={"state": answer["state"], "code": code}, ok=(201,),
+                             what=f"connecting {args.provider}").json()
+    if args.json:
+        _print_json(created)
+    else:
+        print(created.get("id"))
+    if not args.quiet:
+        print(f"Connected {args.provider} storage {created.get('name')!r} "
+              f"({created.get('id')}).", file=sys.stderr)
     return OK
+
+
+def _read_finish_code(wait: int) -> str:
+    """One line from stdin (a prompt when it is a terminal); `wait` seconds at most, if set."""
+    if sys.stdin.isatty():
+        print("Finish code: ", end="", file=sys.stderr, flush=True)
+    lines: queue.Queue = queue.Queue()
+    # A daemon thread: stdin has no portable read timeout, and a line never typed must not keep
+    # the process alive.
+    threading.Thread(target=lambda: lines.put(sys.stdin.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=wait or None)
+    except queue.Empty:
+        raise CliError(f"No finish code was given within {wait} s; run the command again.",
+                       FAILED) from None
+    code = line.strip()
+    if not code:
+        raise CliError("No finish code was given; run the command again, allow access in the "
+                       "browser and paste the code the page shows.", FAILED)
+    return code
 
 
 def _drain(client: Client, storage: dict, quiet: bool) -> None:
@@ -656,7 +677,8 @@ def add_commands(commands) -> None:
     connect.add_argument("--name", help="a name to show")
     connect.add_argument("--no-browser", action="store_true", help="only print the address")
     connect.add_argument("--wait", type=int, default=0, metavar="SECONDS",
-                         help="wait until the account is connected")
+                         help="give up after SECONDS without a finish code (default: no limit)")
+    _json_flag(connect)
     connect.set_defaults(run=cmd_storages_connect)
 
     remove = tasks.add_parser("remove", help="remove an empty storage", parents=[common])

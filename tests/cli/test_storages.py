@@ -5,6 +5,7 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -59,29 +60,66 @@ def test_a_storage_with_shares_is_drained_before_removal(home, api, tmp_path):
     assert home.run("cat", "/f.bin", text=False).stdout == data
 
 
-def test_connect_prints_the_consent_address_and_waits_for_the_account(home, api):
+def _connect_process(home, *args):
+    import subprocess
+    return subprocess.Popen(home.command("storages", "connect", "dropbox", "--no-browser",
+                                         *args),
+                            env=home.env(), cwd=home.home, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _approve(url: str) -> dict:
+    """The browser: consent at the fake provider, then our callback, which sends it to the web
+    UI with the finish code in the fragment."""
+    consent = requests.get(url, allow_redirects=False, timeout=10)
+    assert consent.status_code == 302, consent.text
+    callback = requests.get(consent.headers["Location"], allow_redirects=False, timeout=30)
+    assert callback.status_code == 302, callback.text
+    hash_route = urlsplit(callback.headers["Location"]).fragment
+    return {k: v[0] for k, v in parse_qs(hash_route.partition("?")[2]).items()}
+
+
+def test_connect_prints_the_consent_address_and_takes_the_finish_code(home, api):
     user = register_and_login(api)
     home.login(user)
-    import subprocess
-    process = subprocess.Popen(home.command("storages", "connect", "dropbox", "--name",
-                                            "My Dropbox", "--no-browser", "--wait", "60"),
-                               env=home.env(), cwd=home.home, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = _connect_process(home, "--name", "My Dropbox", "--wait", "60")
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http"), (url, process.stderr.read() if process.poll() else "")
-        consent = requests.get(url, allow_redirects=False, timeout=10)
-        assert consent.status_code == 302, consent.text
-        callback = requests.get(consent.headers["Location"], allow_redirects=False, timeout=30)
-        assert callback.status_code == 201, callback.text
+        back = _approve(url)
+        # Approving alone connects nothing: the command waits for the code.
+        assert json.loads(home.ok("storages", "list", "--json").stdout) == []
+        assert process.poll() is None
+        process.stdin.write(back["finish_code"] + "\n")
+        process.stdin.flush()
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert "Connected dropbox storage 'My Dropbox'" in process.stderr.read()
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    assert "paste it here" in stderr and "Connected dropbox storage 'My Dropbox'" in stderr
     listed = json.loads(home.ok("storages", "list", "--json").stdout)
     assert [(s["kind"], s["name"]) for s in listed] == [("dropbox", "My Dropbox")]
+    assert stdout.strip() == listed[0]["id"]
+
+
+def test_connect_with_a_wrong_or_no_finish_code_fails_clearly(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    process = _connect_process(home)
+    try:
+        _approve(process.stdout.readline().strip())
+        _, stderr = process.communicate("not-the-code\n", timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0 and "finish code is not the one shown" in stderr
+    process = _connect_process(home, "--wait", "1")
+    _, stderr = process.communicate(timeout=60)       # stdin closed: no code at all
+    assert process.returncode == 1 and "No finish code was given" in stderr
+    assert json.loads(home.ok("storages", "list", "--json").stdout) == []
 
 
 def test_members_lists_none_for_a_new_user(home, api):
