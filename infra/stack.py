@@ -6,7 +6,9 @@ their declarations (`cloudstrype.metadata.schema`), the user pool from `cloudstr
 the function settings from `cloudstrype.settings.Settings`.
 
 Context values (`cdk deploy -c name=value`, or cdk.json):
-  stage           API Gateway stage name of both APIs (default `prod`)
+  stage           API Gateway stage name of both APIs (default `prod`); the stack is named
+                  `Cloudstrype-<stage>`, so stages share an account
+  alarmEmail      subscribe this address to the alarms topic
   oauthSecretArn  use this Secrets Manager secret for the OAuth client secrets instead of
                   creating one
   settings        JSON object of further non-secret settings for every function, by environment
@@ -18,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Fn, Stack
 from aws_cdk import aws_iam as iam
 from chalice.app import ScheduledEventConfig
 from cloudstrype.api.service import RouteInfo
@@ -27,11 +29,13 @@ from cloudstrype.settings import Settings
 from constructs import Construct
 
 import functions as services
+from infra import access
 from infra.constructs.api import ServiceRestApi
 from infra.constructs.auth import UserDirectory
 from infra.constructs.data import DataStore
 from infra.constructs.lambdas import ServiceFunctions, settings_environment
 from infra.constructs.layers import FunctionLayers
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.oauth import OAUTH_SECRETS_ARN_ENV, OAuthAppSecrets
 from infra.constructs.schedules import ScheduledJob, ScheduledJobs
 from infra.constructs.web import WebSite
@@ -40,10 +44,18 @@ from infra.constructs.websocket import MemberWebSocketApi, WebSocketHandler
 STACK_NAME = "Cloudstrype"
 DEFAULT_STAGE = "prod"
 
-# Services reach the layers below them in process (filesystem -> chunk -> cloud | array), so a
-# service that touches data at all needs the whole data plane. These two are the exceptions.
-SERVICES_WITHOUT_DATA = {"meta"}
-SERVICES_MANAGING_USERS = {"auth"}
+
+def stack_name(stage: str) -> str:
+    """One stack per stage, so stages share an account: `Cloudstrype-prod`, `Cloudstrype-dev`."""
+    return f"{STACK_NAME}-{stage}"
+
+
+def table_prefix(stage: str) -> str:
+    """`cloudstrype-<stage>-<8 hex of the stack id>-`: tables are kept when the stack is deleted
+    (user data), so a stack created again must not claim their names; the stack id is new with
+    every creation."""
+    stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
+    return Fn.join("", [f"cloudstrype-{stage}-", Fn.select(0, Fn.split("-", stack_uuid)), "-"])
 
 
 @dataclass
@@ -81,16 +93,17 @@ class CloudstrypeStack(Stack):
     def __init__(self, scope: Construct, construct_id: str = STACK_NAME, *,
                  stage_name: str = DEFAULT_STAGE, oauth_secret_arn: str | None = None,
                  settings_overrides: Mapping[str, str] | None = None,
-                 catalog: ServiceCatalog | None = None, **kwargs: Any) -> None:
+                 catalog: ServiceCatalog | None = None, alarm_email: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id,
                          description="Cloudstrype: encrypted, redundant storage over the "
                                      "storage you already have", **kwargs)
         if catalog is None:
             catalog = ServiceCatalog.load()
         # The same prefix the functions are given below, so they find the tables made here.
-        table_prefix = Settings.from_env().table_prefix
+        tables_prefix = table_prefix(stage_name)
         self.users = UserDirectory(self, "Users")
-        self.data = DataStore(self, "Data", tables=schema.all_tables(), table_prefix=table_prefix)
+        self.data = DataStore(self, "Data", tables=schema.all_tables(), table_prefix=tables_prefix)
         self.oauth_apps = OAuthAppSecrets(self, "OAuthApps", existing_secret_arn=oauth_secret_arn)
         self.layers = FunctionLayers(self, "Layers")
         self.websocket = MemberWebSocketApi(self, "MemberWebSocket", stage_name=stage_name)
@@ -99,7 +112,7 @@ class CloudstrypeStack(Stack):
 
         settings = Settings(
             metadata_engine="dynamodb",
-            table_prefix=table_prefix,
+            table_prefix=tables_prefix,
             user_pool_id=self.users.user_pool.user_pool_id,
             user_pool_client_id=self.users.client.user_pool_client_id,
             jwks_url=self.users.jwks_url,
@@ -116,11 +129,19 @@ class CloudstrypeStack(Stack):
             environment=settings_environment(
                 settings, extra={OAUTH_SECRETS_ARN_ENV: self.oauth_apps.arn},
                 overrides=settings_overrides),
-            grant=self._grant_service)
+            grant=self._grant_service, service_environment=self._service_environment)
         self.rest_api.add_routes(catalog.routes, self.functions)
         self.websocket.add_handlers(catalog.websocket_handlers, self.functions)
         self.scheduled_jobs = ScheduledJobs(self, "ScheduledJobs", jobs=catalog.scheduled_jobs,
                                             functions=self.functions)
+        # The WebSocket stage logs through API Gateway's account role, which the REST API sets.
+        self.websocket.stage.node.add_dependency(self.rest_api.api.node.find_child("Account"))
+        self.monitoring = Monitoring(
+            self, "Monitoring", functions_by_service=self.functions.by_service,
+            job_functions={f"{service.capitalize()}{name.capitalize()}": function for
+                           (service, name), function in self.scheduled_jobs.job_functions.items()},
+            failure_queue=self.scheduled_jobs.failures,
+            email=alarm_email)
 
         self.web = WebSite(self, "Web", config={
             "apiBaseUrl": self.rest_api.url,
@@ -140,16 +161,30 @@ class CloudstrypeStack(Stack):
             ("UserPoolClientId", self.users.client.user_pool_client_id, "Public app client"),
             ("OAuthSecretArn", self.oauth_apps.arn, "Put the OAuth client secrets here (JSON)"),
             ("StagingBucketName", self.data.staging_bucket.bucket_name, "Share staging"),
+            ("TablePrefix", tables_prefix, "Prefix of this stack's DynamoDB table names"),
+            ("AlarmTopicArn", self.monitoring.topic.topic_arn, "Subscribe to the alarms here"),
+            ("JobFailureQueueUrl", self.scheduled_jobs.failures.queue_url,
+             "Failed scheduled runs"),
         ]:
             CfnOutput(self, name, value=value, description=description)
 
     def _grant_service(self, service: str, role: iam.IRole) -> None:
-        if service not in SERVICES_WITHOUT_DATA:
-            self.data.grant_data_access(role)
-            self.websocket.grant_manage_connections(role)
+        """Exactly what infra/access.py declares for the service."""
+        declared = access.of(service)
+        self.data.tables.grant(role, declared.tables)
+        self.data.grant_key(role, declared.kms)
+        self.data.grant_staging(role, declared.staging)
+        if declared.oauth_secrets:
             self.oauth_apps.grant_read(role)
-        if service in SERVICES_MANAGING_USERS:
-            self.users.grant_admin(role)
+        if declared.manage_connections:
+            self.websocket.grant_manage_connections(role)
+        if declared.cognito:
+            self.users.grant_admin(role, declared.cognito)
+
+    @staticmethod
+    def _service_environment(service: str) -> dict[str, str]:
+        # A function that may not read the OAuth secret must not try to at start-up.
+        return {} if access.of(service).oauth_secrets else {OAUTH_SECRETS_ARN_ENV: ""}
 
 
 def stack_from_context(scope: Construct, **kwargs: Any) -> CloudstrypeStack:
@@ -158,9 +193,11 @@ def stack_from_context(scope: Construct, **kwargs: Any) -> CloudstrypeStack:
     overrides = node.try_get_context("settings") or {}
     if isinstance(overrides, str):  # `-c settings='{...}'` arrives as a string
         overrides = json.loads(overrides)
+    stage = node.try_get_context("stage") or DEFAULT_STAGE
     return CloudstrypeStack(
-        scope, STACK_NAME,
-        stage_name=node.try_get_context("stage") or DEFAULT_STAGE,
+        scope, stack_name(stage),
+        stage_name=stage,
         oauth_secret_arn=node.try_get_context("oauthSecretArn") or None,
         settings_overrides=overrides,
+        alarm_email=node.try_get_context("alarmEmail") or None,
         **kwargs)

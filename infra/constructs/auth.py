@@ -5,6 +5,8 @@ from too, so both stacks issue the same kind of tokens under the same rules.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -19,24 +21,6 @@ _AUTH_FLOW_FIELDS = {
     "ALLOW_CUSTOM_AUTH": "custom",
     "ALLOW_USER_AUTH": "user",
 }
-
-# What the auth service calls with its own role (cloudstrype.auth.users). SignUp, ConfirmSignUp
-# and InitiateAuth are public client calls and need no IAM permission.
-ADMIN_ACTIONS = [
-    "cognito-idp:AdminGetUser",
-    "cognito-idp:AdminConfirmSignUp",
-    "cognito-idp:AdminDeleteUser",
-    "cognito-idp:AdminUserGlobalSignOut",
-    "cognito-idp:AdminListGroupsForUser",
-    "cognito-idp:AdminAddUserToGroup",
-    "cognito-idp:AdminRemoveUserFromGroup",
-    "cognito-idp:ListUsers",
-    "cognito-idp:ListUsersInGroup",
-    "cognito-idp:ListGroups",
-    "cognito-idp:GetGroup",
-    "cognito-idp:CreateGroup",
-    "cognito-idp:DeleteGroup",
-]
 
 # The scope Cognito puts into access tokens from InitiateAuth. Naming it on a method makes the
 # REST API's Cognito authorizer accept access tokens (without scopes it only takes id tokens).
@@ -107,5 +91,6 @@ class UserDirectory(Construct):
     def jwks_url(self) -> str:
         return f"{self.issuer}/.well-known/jwks.json"
 
-    def grant_admin(self, grantee: iam.IGrantable) -> iam.Grant:
-        return self.user_pool.grant(grantee, *ADMIN_ACTIONS)
+    def grant_admin(self, grantee: iam.IGrantable, actions: Iterable[str]) -> iam.Grant:
+        """Cognito actions (e.g. AdminGetUser) on the pool; infra/access.py names them."""
+        return self.user_pool.grant(grantee, *[f"cognito-idp:{a}" for a in actions])

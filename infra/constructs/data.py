@@ -8,7 +8,7 @@ the SQLite engine read.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
@@ -71,9 +71,18 @@ class Tables(Construct):
     def all(self) -> list[dynamodb.Table]:
         return list(self.by_name.values())
 
-    def grant_read_write(self, grantee: iam.IGrantable) -> None:
-        for table in self.all:
-            table.grant_read_write_data(grantee)
+    def grant(self, grantee: iam.IGrantable, tables: Mapping[str, str]) -> None:
+        """`tables`: schema table name -> "read" or "write" (infra/access.py)."""
+        for name, mode in tables.items():
+            if name not in self.by_name:
+                raise KeyError(f"no table {name!r} in the stack; known: {sorted(self.by_name)}")
+            table = self.by_name[name]
+            if mode == "write":
+                table.grant_read_write_data(grantee)
+            elif mode == "read":
+                table.grant_read_data(grantee)
+            else:
+                raise ValueError(f"table {name}: mode must be read or write, not {mode!r}")
 
 
 class DataStore(Construct):
@@ -109,8 +118,16 @@ class DataStore(Construct):
             )],
         )
 
-    def grant_data_access(self, grantee: iam.IGrantable) -> None:
-        """Tables read/write, encrypt/decrypt/generate data keys, staging read/write."""
-        self.tables.grant_read_write(grantee)
-        self.key.grant_encrypt_decrypt(grantee)
-        self.staging_bucket.grant_read_write(grantee)
+    def grant_key(self, grantee: iam.IGrantable, actions: Iterable[str]) -> None:
+        """KMS actions (e.g. Decrypt) on the user-key key."""
+        actions = [f"kms:{action}" for action in actions]
+        if actions:
+            self.key.grant(grantee, *actions)
+
+    def grant_staging(self, grantee: iam.IGrantable, mode: str | None) -> None:
+        if mode == "write":
+            self.staging_bucket.grant_read_write(grantee)
+        elif mode == "read":
+            self.staging_bucket.grant_read(grantee)
+        elif mode is not None:
+            raise ValueError(f"staging: mode must be read or write, not {mode!r}")

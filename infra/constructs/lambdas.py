@@ -65,14 +65,18 @@ class ServiceFunctions(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, layers: FunctionLayers,
                  environment: Mapping[str, str],
-                 grant: Callable[[str, iam.IRole], None]) -> None:
+                 grant: Callable[[str, iam.IRole], None],
+                 service_environment: Callable[[str], Mapping[str, str]] | None = None) -> None:
         super().__init__(scope, construct_id)
         self.layers = layers
         self.environment = dict(environment)
         self._grant = grant
+        # Per service, over `environment` (e.g. no secret ARN where the role may not read it).
+        self._service_environment = service_environment or (lambda service: {})
         self._roles: dict[str, iam.Role] = {}
         self._code: dict[str, lambda_.Code] = {}
         self.functions: list[lambda_.Function] = []
+        self.by_service: dict[str, list[lambda_.Function]] = {}
 
     def role(self, service: str) -> iam.Role:
         if service not in self._roles:
@@ -113,9 +117,10 @@ class ServiceFunctions(Construct):
             layers=self.layers.all,
             memory_size=MEMORY_MB.get(service, DEFAULT_MEMORY_MB),
             timeout=timeout,
-            environment=self.environment,
+            environment={**self.environment, **self._service_environment(service)},
             role=self.role(service),
             description=description,
         )
         self.functions.append(function)
+        self.by_service.setdefault(service, []).append(function)
         return function

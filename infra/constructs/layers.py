@@ -1,7 +1,7 @@
 """The two Lambda layers every function uses: third-party dependencies and the shared library.
 
 The dependency layer is built WITHOUT Docker: `PipInstallLocally` is the asset's local bundler and
-runs pip on this machine, asking for manylinux2014 x86_64 wheels for CPython 3.11 (what the
+runs pip on this machine, asking for manylinux2014 x86_64 wheels for CPython 3.13 (what the
 functions run on), so nothing is compiled here and the result matches the Lambda platform. The
 Docker command stays as the fallback CDK uses only when the local bundler declines (no pip).
 
@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 DEPENDENCIES_DIR = REPO / "layers" / "dependencies"
 SHARED_DIR = REPO / "layers" / "shared"
 
-PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_11
-PYTHON_VERSION = "3.11"
-# Lambda's python3.11 runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels, x86_64 only
-# (zfec publishes no arm64 wheel).
+# python3.13 (Amazon Linux 2023): every dependency publishes a CPython 3.13 x86_64 wheel
+# (zfec, cffi; cryptography's abi3 wheel); python3.11 runs on Amazon Linux 2, deprecated in 2027.
+PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
+PYTHON_VERSION = "3.13"
+# manylinux2014 wheels run on Amazon Linux 2023 too; x86_64 only (zfec publishes no arm64 wheel).
 WHEEL_PLATFORM = "manylinux2014_x86_64"
 ARCHITECTURE = lambda_.Architecture.X86_64
 

@@ -1,21 +1,31 @@
 """Scheduled jobs (the scrub that repairs lost shares, and the like): chalice `@app.schedule`
-handlers of the services, each its own function started by an EventBridge rule."""
+handlers of the services, each its own function started by an EventBridge rule.
+
+A run that fails lands in one SQS queue (`failures`): EventBridge puts there what it could not
+deliver, Lambda the events of runs that still failed after their retries. The queue's depth and
+each job's errors have alarms (infra/constructs/monitoring.py)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.lambdas import ServiceFunctions
 
 # A job is not bound by API Gateway's 29 s; Lambda's own limit is 15 minutes.
 JOB_TIMEOUT = Duration.minutes(15)
+# Retries of a failed run (Lambda's asynchronous invocation, and EventBridge's delivery).
+JOB_RETRIES = 2
+# Long enough for someone to look after an alarm over a holiday.
+FAILURE_RETENTION = Duration.days(14)
 
 
 @dataclass(frozen=True)
@@ -37,14 +47,23 @@ class ScheduledJobs(Construct):
                  functions: ServiceFunctions) -> None:
         super().__init__(scope, construct_id)
         self.job_functions: dict[tuple[str, str], lambda_.Function] = {}
+        self.jobs: dict[tuple[str, str], ScheduledJob] = {}
+        self.failures = sqs.Queue(
+            self, "Failures", retention_period=FAILURE_RETENTION,
+            encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            removal_policy=RemovalPolicy.DESTROY)
         for job in jobs:
             name = _construct_name(job)
             function = functions.function(
                 self, f"{name}Function", service=job.service, handler=job.handler,
                 description=f"Scheduled {job.name}: {job.expression} ({job.service} service)",
                 timeout=JOB_TIMEOUT)
+            function.configure_async_invoke(
+                retry_attempts=JOB_RETRIES, on_failure=destinations.SqsDestination(self.failures))
             events.Rule(self, f"{name}Schedule",
                         description=job.description or f"Runs {job.service}.{job.name}",
                         schedule=events.Schedule.expression(job.expression),
-                        targets=[targets.LambdaFunction(function, retry_attempts=2)])
+                        targets=[targets.LambdaFunction(function, retry_attempts=JOB_RETRIES,
+                                                        dead_letter_queue=self.failures)])
             self.job_functions[(job.service, job.name)] = function
+            self.jobs[(job.service, job.name)] = job

@@ -5,17 +5,29 @@ connections through the API Gateway management API at `management_url`.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigatewayv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.constructs.api import LOG_RETENTION
 from infra.constructs.lambdas import ServiceFunctions
+
+# One JSON line per connect, message and disconnect (never the message body).
+ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "connectionId": "$context.connectionId",
+    "routeKey": "$context.routeKey", "eventType": "$context.eventType",
+    "status": "$context.status", "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime", "error": "$context.error.message",
+    "integrationError": "$context.integrationErrorMessage"})
 
 
 @dataclass(frozen=True)
@@ -33,10 +45,17 @@ class MemberWebSocketApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, stage_name: str) -> None:
         super().__init__(scope, construct_id)
         self.api = apigatewayv2.WebSocketApi(
-            self, "Api", api_name="cloudstrype-members",
+            self, "Api", api_name=f"cloudstrype-members-{stage_name}",
             description="Cloudstrype array members: JSON control messages only")
         self.stage = apigatewayv2.WebSocketStage(
             self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True)
+        # The L2 stage has no access-log option; the underlying stage has.
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION,
+                                         removal_policy=RemovalPolicy.DESTROY)
+        cfn_stage = self.stage.node.default_child
+        assert isinstance(cfn_stage, apigatewayv2.CfnStage)
+        cfn_stage.access_log_settings = apigatewayv2.CfnStage.AccessLogSettingsProperty(
+            destination_arn=self.access_logs.log_group_arn, format=ACCESS_LOG_FORMAT)
         self.handler_functions: dict[str, lambda_.Function] = {}
 
     @property

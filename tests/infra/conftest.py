@@ -80,3 +80,23 @@ def scheduled_handlers():
     return [source.handler_string for name in functions.available_services()
             for source in getattr(functions.load_app(name), "event_sources", [])
             if isinstance(source, ScheduledEventConfig)]
+
+
+STACK_ID = ("arn:aws:cloudformation:us-east-1:123456789012:stack/Cloudstrype-prod/"
+            "1a2b3c4d-5e6f-7a8b-9c0d-112233445566")
+
+
+def evaluate(value, stack_id: str = STACK_ID):
+    """What CloudFormation makes of a value built from Fn::Join / Select / Split and the stack
+    id (the table names); anything else is returned as it is."""
+    if isinstance(value, dict) and len(value) == 1:
+        (name, args), = value.items()
+        if name == "Ref" and args == "AWS::StackId":
+            return stack_id
+        if name == "Fn::Join":
+            return args[0].join(evaluate(part, stack_id) for part in args[1])
+        if name == "Fn::Split":
+            return evaluate(args[1], stack_id).split(args[0])
+        if name == "Fn::Select":
+            return evaluate(args[1], stack_id)[args[0]]
+    return value

@@ -6,6 +6,8 @@ import dataclasses
 import pytest
 from cloudstrype.settings import Settings
 
+from tests.infra.conftest import evaluate
+
 OAUTH_SECRETS_ARN_ENV = "CLOUDSTRYPE_OAUTH_SECRETS_ARN"
 SECRET_SETTINGS = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["secret"]}
 
@@ -33,12 +35,12 @@ def test_one_function_per_route_websocket_route_and_job_and_nothing_else(
 def test_functions_are_x86_64_python_with_both_layers(synthesized, service_functions):
     layers = synthesized.of_type("AWS::Lambda::LayerVersion")
     ours = {name for name, layer in layers.items()
-            if layer["Properties"].get("CompatibleRuntimes") == ["python3.11"]}
+            if layer["Properties"].get("CompatibleRuntimes") == ["python3.13"]}
     assert len(ours) == 2
     for name, function in service_functions.items():
         props = function["Properties"]
         assert props["Architectures"] == ["x86_64"], name
-        assert props["Runtime"] == "python3.11", name
+        assert props["Runtime"] == "python3.13", name
         # API Gateway gives up after 29 s; scheduled jobs may run to Lambda's 15 minutes.
         assert props["Timeout"] == (900 if props["Description"].startswith("Scheduled ")
                                     else 29), name
@@ -70,7 +72,9 @@ def test_every_setting_is_in_every_function_environment_except_secrets(service_f
 
 
 def test_setting_values_point_at_the_stack_resources(synthesized, service_functions):
-    variables = next(iter(service_functions.values()))["Properties"]["Environment"]["Variables"]
+    variables = next(f for f in service_functions.values()
+                     if "(filesystem service)" in f["Properties"]["Description"]
+                     )["Properties"]["Environment"]["Variables"]
     (pool,) = synthesized.of_type("AWS::Cognito::UserPool")
     (client,) = synthesized.of_type("AWS::Cognito::UserPoolClient")
     (key,) = synthesized.of_type("AWS::KMS::Key")
@@ -84,8 +88,9 @@ def test_setting_values_point_at_the_stack_resources(synthesized, service_functi
     assert variables["CLOUDSTRYPE_USER_POOL_CLIENT_ID"] == {"Ref": client}
     assert variables["CLOUDSTRYPE_KMS_KEY_ID"] == {"Ref": key}
     assert variables["CLOUDSTRYPE_STAGING_BUCKET"] == {"Ref": staging[0]}
+    # (the data-plane services' functions; see test_access for the others)
     assert variables[OAUTH_SECRETS_ARN_ENV] == {"Ref": secret}
-    assert variables["CLOUDSTRYPE_TABLE_PREFIX"] == Settings.from_env().table_prefix
+    assert evaluate(variables["CLOUDSTRYPE_TABLE_PREFIX"]) == "cloudstrype-prod-1a2b3c4d-"
     assert variables["CLOUDSTRYPE_METADATA_ENGINE"] == "dynamodb"
     assert variables["CLOUDSTRYPE_LOCAL_STORAGE_ENABLED"] == "false"
     assert variables["CLOUDSTRYPE_AUTO_CONFIRM_USERS"] == "false"
@@ -101,49 +106,3 @@ def test_setting_values_point_at_the_stack_resources(synthesized, service_functi
     assert management[:2] == ["https://", {"Ref": ws_api}] and management[-1] == "/prod"
     public = joined("CLOUDSTRYPE_PUBLIC_URL")
     assert public[:2] == ["https://", {"Ref": rest_api}] and public[-1] == "/prod"
-
-
-def _policy_statements(synthesized, role_name: str) -> list[dict]:
-    statements = []
-    for policy in synthesized.of_type("AWS::IAM::Policy").values():
-        if {"Ref": role_name} in policy["Properties"]["Roles"]:
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
-
-
-def _actions(statements) -> set[str]:
-    found = set()
-    for statement in statements:
-        actions = statement["Action"]
-        found.update([actions] if isinstance(actions, str) else actions)
-    return found
-
-
-def test_service_roles_get_the_data_plane_and_auth_gets_cognito(synthesized, service_functions,
-                                                                routes):
-    roles_by_service = {}
-    for function in service_functions.values():
-        service = function["Properties"]["Description"].rsplit("(", 1)[1].split()[0]
-        roles_by_service.setdefault(service, set()).add(function["Properties"]["Role"]
-                                                        ["Fn::GetAtt"][0])
-    assert all(len(roles) == 1 for roles in roles_by_service.values())
-    assert {r.service for r in routes} <= set(roles_by_service)
-    assert synthesized.of_type("AWS::DynamoDB::Table")
-    for service, (role,) in roles_by_service.items():
-        statements = _policy_statements(synthesized, role)
-        actions = _actions(statements)
-        if service == "meta":
-            assert not statements
-            continue
-        assert {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"} <= actions, service
-        assert {"s3:GetObject*", "s3:PutObject"} <= actions, service
-        assert "execute-api:ManageConnections" in actions, service
-        assert "secretsmanager:GetSecretValue" in actions, service
-        assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
-                "dynamodb:ConditionCheckItem"} <= actions, service
-        cognito = {a for a in actions if a.startswith("cognito-idp:")}
-        if service == "auth":
-            assert {"cognito-idp:AdminDeleteUser", "cognito-idp:AdminAddUserToGroup",
-                    "cognito-idp:ListUsers", "cognito-idp:CreateGroup"} <= cognito
-        else:
-            assert not cognito, service

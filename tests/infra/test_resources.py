@@ -7,7 +7,8 @@ import re
 from aws_cdk.assertions import Match
 from cloudstrype.auth import pool
 from cloudstrype.metadata import schema
-from cloudstrype.settings import Settings
+
+from tests.infra.conftest import evaluate
 
 
 # -- users ----------------------------------------------------------------------------------------
@@ -47,8 +48,8 @@ def test_admins_group(synthesized):
 # -- data -----------------------------------------------------------------------------------------
 def test_one_table_per_declared_table_on_demand_with_recovery(synthesized):
     declared = [t for t in schema.all_tables() if not t.local_only]
-    prefix = Settings.from_env().table_prefix
-    tables = {t["Properties"]["TableName"]: t for t in
+    prefix = "cloudstrype-prod-1a2b3c4d-"      # stage, then the stack id's first group
+    tables = {evaluate(t["Properties"]["TableName"]): t for t in
               synthesized.of_type("AWS::DynamoDB::Table").values()}
     assert declared and set(tables) == {prefix + t.name for t in declared}
     for table in declared:
@@ -71,7 +72,7 @@ def test_one_table_per_declared_table_on_demand_with_recovery(synthesized):
 def test_no_table_of_the_local_identity_service(synthesized):
     # In AWS, Cognito holds users, groups and sessions.
     local = [t for t in schema.all_tables() if t.local_only]
-    names = {t["Properties"]["TableName"] for t in
+    names = {evaluate(t["Properties"]["TableName"]) for t in
              synthesized.of_type("AWS::DynamoDB::Table").values()}
     assert local and not any(name.endswith(t.name) for t in local for name in names)
 

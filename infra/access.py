@@ -1,0 +1,91 @@
+"""What each service's functions may touch in AWS, declared once.
+
+The stack grants exactly this (infra/stack.py `_grant_service`), and a test checks it against
+the code: tests/infra/test_access.py runs every service's handlers with AWS-shaped events over
+moto, records each table and AWS API call per service, and fails when a service reaches
+something not declared here, or when something declared here is reached by no run.
+
+Tables are named by their `cloudstrype.metadata.schema` names. Everything a service may touch
+beyond its tables:
+  kms              KMS actions on the user-key key (GenerateDataKey makes a user's key, Decrypt
+                   unwraps it; nothing ever calls Encrypt)
+  staging          the staging bucket: READ, or WRITE (presigned PUT/GET for members; a
+                   presigned URL carries the rights of the role that signs it)
+  oauth_secrets    read the OAuth client secrets (Secrets Manager), needed to refresh a
+                   provider's tokens
+  cognito          Cognito admin actions on the user pool (sign-up, sign-in and refresh are
+                   public client calls and need none)
+  manage_connections  post to / drop a member's WebSocket connection
+
+The auth service holds no data-plane rights at all: no table, no key, no bucket, no secret.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+READ = "read"
+WRITE = "write"     # includes read
+
+# What the auth service calls with its own role (cloudstrype.identity.cognito).
+COGNITO_ADMIN_ACTIONS = (
+    "AdminGetUser", "AdminConfirmSignUp", "AdminDeleteUser", "AdminUserGlobalSignOut",
+    "AdminListGroupsForUser", "AdminAddUserToGroup", "AdminRemoveUserFromGroup", "ListUsers",
+    "ListUsersInGroup", "ListGroups", "GetGroup", "CreateGroup", "DeleteGroup",
+)
+# Cognito operations of the public app client: IAM does not authorize them.
+COGNITO_PUBLIC_OPERATIONS = ("SignUp", "ConfirmSignUp", "InitiateAuth", "GlobalSignOut",
+                             "RevokeToken")
+
+KMS_USER_KEYS = ("GenerateDataKey", "Decrypt")
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    tables: Mapping[str, str] = field(default_factory=dict)
+    kms: tuple[str, ...] = ()
+    staging: str | None = None
+    oauth_secrets: bool = False
+    cognito: tuple[str, ...] = ()
+    manage_connections: bool = False
+
+    def table_names(self, mode: str | None = None) -> set[str]:
+        return {name for name, granted in self.tables.items()
+                if mode is None or granted == mode}
+
+
+# The chunk pipeline: every service that stores, reads, repairs or deletes chunks runs it in
+# process (filesystem -> chunk -> cloud | array), with the users' keys, their storages and the
+# array members that hold shares.
+_PIPELINE = {
+    "chunks": WRITE, "placements": WRITE, "pending-deletes": WRITE,
+    "storages": WRITE, "user-keys": WRITE,
+    "members": WRITE, "member-connections": WRITE, "member-requests": WRITE,
+}
+_PIPELINE_RIGHTS = dict(kms=KMS_USER_KEYS, staging=WRITE, oauth_secrets=True,
+                        manage_connections=True)
+
+SERVICES: dict[str, ServiceAccess] = {
+    # Health, the OpenAPI document, the public configuration: nothing.
+    "meta": ServiceAccess(),
+    # Identity lives in Cognito only.
+    "auth": ServiceAccess(cognito=COGNITO_ADMIN_ACTIONS),
+    # Storages and their OAuth connection; draining moves chunks (the pipeline).
+    "cloud": ServiceAccess(tables={**_PIPELINE, "oauth-states": WRITE}, **_PIPELINE_RIGHTS),
+    "chunk": ServiceAccess(tables=dict(_PIPELINE), **_PIPELINE_RIGHTS),
+    # Members, their connections and requests; the WebSocket handlers too.
+    "array": ServiceAccess(tables=dict(_PIPELINE), **_PIPELINE_RIGHTS),
+    # The file tree on top of the pipeline.
+    "filesystem": ServiceAccess(
+        tables={**_PIPELINE, "nodes": WRITE, "entries": WRITE, "versions": WRITE,
+                "uploads": WRITE, "upload-parts": WRITE, "profiles": WRITE},
+        **_PIPELINE_RIGHTS),
+}
+
+
+def of(service: str) -> ServiceAccess:
+    try:
+        return SERVICES[service]
+    except KeyError:
+        raise KeyError(f"infra/access.py declares no access for the service {service!r}: "
+                       f"add it to SERVICES") from None
