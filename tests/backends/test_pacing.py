@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -198,8 +199,13 @@ def _connect(user, provider: str) -> dict:
     started = user.api.get(f"/api/cloud/oauth/{provider}/authorize").json()
     consent = requests.get(started["authorize_url"], allow_redirects=False, timeout=10)
     callback = requests.get(consent.headers["Location"], allow_redirects=False, timeout=30)
-    assert callback.status_code == 201, callback.text
-    return callback.json()
+    assert callback.status_code == 302, callback.text
+    # The finish code is in the fragment of the web UI address; the user who started finishes.
+    back = parse_qs(urlsplit(callback.headers["Location"]).fragment.partition("?")[2])
+    finished = user.api.post(f"/api/cloud/oauth/{provider}/finish",
+                             json={"state": started["state"], "code": back["finish_code"][0]})
+    assert finished.status_code == 201, finished.text
+    return finished.json()
 
 
 def test_chunks_uploaded_through_the_api_to_throttled_providers_all_succeed(
