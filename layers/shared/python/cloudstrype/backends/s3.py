@@ -33,6 +33,21 @@ _CODE = re.compile(r"[A-Za-z0-9.]{1,64}")
 
 LIST_PAGE_SIZE = 1000   # objects per ListObjectsV2 request (S3's maximum)
 
+# Options of newer botocore, which an older one (Lambda's runtime provides the SDK) refuses by
+# name. Older versions need none of them: they read no endpoint URL from the environment
+# (>= 1.31 does) and send no CRC checksums unasked (>= 1.36 does, which many S3-compatible
+# stores reject).
+NEWER_BOTOCORE_OPTIONS = {
+    "ignore_configured_endpoint_urls": True,
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
+
+
+def _known_options(options: dict) -> dict:
+    return {name: value for name, value in options.items() if name in Config.OPTION_DEFAULTS}
+
+
 # One boto3 session for all backends: creating one loads the service models again, which costs
 # more than the request. Clients are thread-safe; creating them from a session is not.
 _SESSION_LOCK = threading.Lock()
@@ -81,10 +96,7 @@ class S3Backend(Backend):
             read_timeout=read_timeout,
             # Most S3-compatible services want path-style URLs; AWS picks its own style.
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
-            ignore_configured_endpoint_urls=True,
-            # Newer botocore sends CRC checksums by default, which many S3-compatible stores reject.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
+            **_known_options(NEWER_BOTOCORE_OPTIONS),
         )
         with _SESSION_LOCK:
             self._client = _shared_session().client(
