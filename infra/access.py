@@ -1,9 +1,11 @@
 """What each service's functions may touch in AWS, declared once.
 
-The stack grants exactly this (infra/stack.py `_grant_service`), and a test checks it against
-the code: tests/infra/test_access.py runs every service's handlers with AWS-shaped events over
-moto, records each table and AWS API call per service, and fails when a service reaches
-something not declared here, or when something declared here is reached by no run.
+The stack grants exactly this (infra/stack.py `_grant_service`); tests/infra/test_access.py
+reads every function's IAM policies from the synthesized template and compares them with it.
+It is derived from the code by reading it, not yet checked against the code by a test: static
+import analysis cannot tell the services apart (every app's import closure, meta's and auth's
+included, reaches every store module through cloudstrype.api), so that check needs the handlers
+run over moto with table and AWS calls recorded per service (open work).
 
 Tables are named by their `cloudstrype.metadata.schema` names. Everything a service may touch
 beyond its tables:
