@@ -22,8 +22,8 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 # Logging out would end the very sign-in the run uses; it takes no input to fuzz, and
 # tests/foundation covers it.
 EXCLUDED = ("/api/auth/logout",)
-EXAMPLES_PER_OPERATION = 12
-WALL_CLOCK_SECONDS = 240
+EXAMPLES_PER_OPERATION = 200
+WALL_CLOCK_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
