@@ -11,7 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from playwright.sync_api import expect
 
-from tests.support import free_port
+from tests.support import free_port, register_and_login
 
 from .helpers import (
     open_files,
@@ -111,6 +111,29 @@ def test_cloud_account_connected_through_the_oauth_redirect(page, base_url, web_
     assert page.url.endswith("#/storages")
     expect(page.locator('.storage-card[data-name="My Dropbox"]')).to_contain_text("Online")
     assert storage_named(web_user, "My Dropbox")["kind"] == "dropbox"
+
+
+def test_a_return_this_tab_did_not_start_only_shows_the_finish_code(page, base_url, web_user,
+                                                                     api):
+    """Someone else's consent link (or a connect the command line started): approving brings
+    this browser back with a finish code, which the page shows and never uses itself."""
+    starter = register_and_login(api)
+    started = starter.api.get("/api/cloud/oauth/dropbox/authorize").json()
+    sign_in_with_tokens(page, base_url, web_user, "#/storages")
+    had = web_user.api.get("/api/cloud/storages").json()["storages"]
+    # The browser approves at the (fake) provider and follows it back through the callback.
+    page.goto(started["authorize_url"])
+    code = page.locator(".finish-code")
+    expect(code).to_be_visible()
+    expect(page.get_by_text("do not give this code to anyone")).to_be_visible()
+    assert page.url.endswith("#/storages")                  # the code is gone from the address
+    finish_code = code.inner_text()
+    assert web_user.api.get("/api/cloud/storages").json()["storages"] == had
+    assert starter.api.get("/api/cloud/storages").json()["storages"] == []
+    # The code shown is the real one: the user who started finishes with it.
+    done = starter.api.post("/api/cloud/oauth/dropbox/finish",
+                            json={"state": started["state"], "code": finish_code})
+    assert done.status_code == 201, done.text
 
 
 def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, web_user):

@@ -49,10 +49,22 @@ export default async function render(root, ctx) {
       list),
     section("Add a storage", addBox));
 
-  const connected = ctx.query.get("connected");
+  let connected = null;
   const oauthError = ctx.query.get("error");
-  if (connected || oauthError) history.replaceState(null, "", "#/storages");
+  const returned = oauthReturn(ctx.query);
+  // The finish code must not stay in the address bar or the history.
+  if (returned || oauthError) history.replaceState(null, "", "#/storages");
   if (oauthError) notices.append(alertBox("error", `The cloud account was not connected: ${oauthError}`));
+  if (returned && !returned.startedHere) notices.append(finishCodeNotice(returned));
+  if (returned?.startedHere) {
+    try {
+      connected = (await api.post(`/api/cloud/oauth/${enc(returned.provider)}/finish`,
+        { state: returned.state, code: returned.code })).id;
+    } catch (error) {
+      if (!ctx.alive()) return;
+      notices.append(alertBox("error", `The cloud account was not connected: ${messageOf(error)}`));
+    }
+  }
 
   let storages = [];
   const load = async () => {
@@ -270,8 +282,35 @@ function connectDialog(oauth) {
         name: form.elements.storage_name.value.trim() || undefined,
         return_to: `${location.pathname}#/storages`,
       });
+      // Only a return to this tab, from a connect it started, is finished by itself.
+      sessionStorage.setItem(PENDING_PREFIX + answer.state, oauth.kind);
       location.assign(answer.authorize_url);
       return answer;
     },
   });
+}
+
+// -- coming back from the provider ----------------------------------------------------------------
+// The callback sends the browser here with provider, state and a one-time finish_code in the
+// fragment; nothing is connected until POST .../finish. This tab finishes a connect it started
+// itself (remembered in sessionStorage). Any other return — a connect started by the command
+// line, or a consent link someone else sent — only shows the code: finishing it here could
+// attach this cloud account to whoever started it.
+const PENDING_PREFIX = "cloudstrype.oauth.";
+
+function oauthReturn(query) {
+  const provider = query.get("provider"), state = query.get("state"), code = query.get("finish_code");
+  if (!provider || !state || !code) return null;
+  const key = PENDING_PREFIX + state;
+  const startedHere = sessionStorage.getItem(key) === provider;
+  sessionStorage.removeItem(key);
+  return { provider, state, code, startedHere };
+}
+
+function finishCodeNotice(returned) {
+  const label = kindLabel(returned.provider);
+  return alertBox("warning",
+    h("p", {}, `You allowed access at ${label}. To finish, paste this code into the command line that is waiting for it (cloudstrype storages connect ${returned.provider}):`),
+    h("p", {}, h("code", { class: "finish-code", "aria-label": "Finish code" }, returned.code)),
+    h("p", {}, "If you did not start connecting a storage yourself, do not give this code to anyone: whoever has it can attach your account to theirs. Close this page instead; it expires in 10 minutes."));
 }
