@@ -217,6 +217,10 @@ def test_the_callback_returns_to_the_web_ui_with_the_code_in_the_fragment(user, 
     back = requests.get(consent(authorize(user, "gdrive")["authorize_url"]),
                         allow_redirects=False, timeout=30)
     assert back.headers["Location"].startswith(f"{stack.url}/#/storages?provider=gdrive&")
+    # A path without a route of the web UI: the storages page's route is added.
+    plain = requests.get(consent(authorize(user, "box", return_to="/")["authorize_url"]),
+                         allow_redirects=False, timeout=30)
+    assert plain.headers["Location"].startswith(f"{stack.url}/#/storages?provider=box&")
 
 
 def test_return_to_redirects_back_to_the_site_only(user):

@@ -196,9 +196,9 @@ def return_location(return_to: str, params: dict) -> str:
     """Absolute, on the web UI's origin (a relative path would resolve against the API's
     host), with `params` in the fragment: a browser never sends it to a server, so the finish
     code is in no request line, log or Referer. The web UI routes by the fragment
-    (#/storages?...), so they join its query there."""
-    query = urlencode(params)
-    if "#" in return_to:
-        separator = "&" if "?" in return_to.partition("#")[2] else "?"
-        return f"{get_settings().web_origin()}{return_to}{separator}{query}"
-    return f"{get_settings().web_origin()}{return_to}#{query}"
+    (#/storages?...), so they join its query there; a path without one gets the storages
+    page's."""
+    if "#" not in return_to:
+        return_to += "#" + DEFAULT_RETURN_TO.partition("#")[2]
+    separator = "&" if "?" in return_to.partition("#")[2] else "?"
+    return f"{get_settings().web_origin()}{return_to}{separator}{urlencode(params)}"
