@@ -63,6 +63,8 @@ _PIPELINE = {
     "chunks": WRITE, "placements": WRITE, "pending-deletes": WRITE,
     "storages": WRITE, "user-keys": WRITE,
     "members": WRITE, "member-connections": WRITE, "member-requests": WRITE,
+    # Each stored chunk is counted against its owner's quota (cloudstrype.quota).
+    "usage": WRITE,
 }
 _PIPELINE_RIGHTS = dict(kms=KMS_USER_KEYS, staging=WRITE, oauth_secrets=True,
                         manage_connections=True)
