@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from cloudstrype import limits
 from cloudstrype.settings import Settings
 from constructs import Construct
 
@@ -21,7 +22,7 @@ from infra.constructs.layers import ARCHITECTURE, ASSET_EXCLUDES, PYTHON_RUNTIME
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 
 # API Gateway stops waiting after 29 s; a function running longer only burns money.
-API_TIMEOUT = Duration.seconds(29)
+API_TIMEOUT = Duration.seconds(limits.INTEGRATION_TIMEOUT_SECONDS)
 # Services that move chunk bytes (encryption, erasure coding) get more memory, hence more CPU.
 DEFAULT_MEMORY_MB = 512
 MEMORY_MB = {"chunk": 1024, "cloud": 1024, "array": 1024, "filesystem": 1024}
