@@ -158,3 +158,13 @@ def test_the_clients_copies_of_the_limits_match_the_server():
     assert web_one_shot + room_for_the_form <= limits.ONE_SHOT_MAX_BYTES
     assert _js_constant("web/js/transfers.js", "RANGE_SIZE") == limits.RANGE_MAX_BYTES
     assert _js_constant("web/js/format.js", "CHUNK_SIZE") == limits.CHUNK_BYTES
+
+
+def test_the_librarys_sizes_are_the_platform_limits():
+    # Until tree/ and pipeline/ import them from cloudstrype.limits, they must equal them.
+    from cloudstrype.pipeline import codec
+    from cloudstrype.tree import files
+    assert files.CHUNK_SIZE == codec.MAX_CHUNK_SIZE == limits.CHUNK_BYTES
+    assert files.MAX_RESPONSE_BYTES == limits.RANGE_MAX_BYTES
+    assert limits.RANGE_MAX_BYTES * 4 // 3 + limits.EVENT_ENVELOPE_BYTES \
+        <= limits.LAMBDA_PAYLOAD_MAX_BYTES
