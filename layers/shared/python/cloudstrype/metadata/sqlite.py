@@ -165,6 +165,16 @@ class _Layout:
         self.key(item)
 
 
+class _WriteRequest:
+    __slots__ = ("work", "result", "error", "done")
+
+    def __init__(self, work):
+        self.work = work
+        self.result = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class SqliteEngine(Engine):
     name = "sqlite"
 
@@ -175,6 +185,8 @@ class SqliteEngine(Engine):
         self.primary = primary
         self._max_pages = max_pages
         self._write_lock = threading.RLock()
+        self._queue: list[_WriteRequest] = []
+        self._queue_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -248,6 +260,48 @@ class SqliteEngine(Engine):
                 if isinstance(exc, sqlite3.OperationalError):
                     raise _translate(exc, self.path) from None
                 raise
+
+    def _write(self, work):
+        """Run `work(db)` as one logical transaction, committed together with the others waiting
+        (group commit: one fsync for every writer queued meanwhile). Each runs in a savepoint, so
+        one whose condition fails is undone alone; each caller returns only after the commit
+        that made its write durable."""
+        request = _WriteRequest(work)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._write_lock:
+            if not request.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _commit(self, batch: list[_WriteRequest]) -> None:
+        db = self._writer
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for request in batch:
+                db.execute("SAVEPOINT one_write")
+                try:
+                    request.result = request.work(db)
+                except sqlite3.OperationalError:
+                    raise                           # the disk or the file: the whole batch fails
+                except Exception as exc:            # handed to its own caller
+                    db.execute("ROLLBACK TO one_write")
+                    request.error = exc
+                db.execute("RELEASE one_write")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            failure = _translate(exc, self.path)
+            for request in batch:
+                request.result, request.error = None, failure
+        finally:
+            for request in batch:
+                request.done = True
 
     def _state(self, key: str) -> str | None:
         row = self._writer.execute("SELECT value FROM cloudstrype_state WHERE key = ?",
@@ -442,13 +496,12 @@ class SqliteEngine(Engine):
     def update(self, table: Table, key: dict, change: Change,
                condition: Condition | None = None) -> dict:
         layout = self._layout_of(table)
-        with self._writing() as db:
-            return self._apply(db, Update(table, key, change, condition), layout, 0)
+        return self._write(lambda db: self._apply(db, Update(table, key, change, condition),
+                                                  layout, 0))
 
     def delete(self, table: Table, key: dict, condition: Condition | None = None) -> dict | None:
         layout = self._layout_of(table)
-        with self._writing() as db:
-            return self._apply(db, Delete(table, key, condition), layout, 0)
+        return self._write(lambda db: self._apply(db, Delete(table, key, condition), layout, 0))
 
     def transact(self, operations: list[Operation]) -> None:
         if len(operations) > MAX_TRANSACTION_ITEMS:
@@ -460,9 +513,10 @@ class SqliteEngine(Engine):
             if target in seen:
                 raise ValueError(f"a transaction names one item twice ({op.table.name})")
             seen.add(target)
-        with self._writing() as db:
+        def work(db):
             for position, (op, layout) in enumerate(zip(operations, layouts, strict=True)):
                 self._apply(db, op, layout, position)
+        self._write(work)
 
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
         key_source = op.item if isinstance(op, Put) else op.key
