@@ -185,12 +185,13 @@ class Gateway:
         app = web.Application(client_max_size=limits.REST_REQUEST_MAX_BYTES + 1024 * 1024)
         app.router.add_route("GET", "/ws", self.websocket)
         app.router.add_route("*", "/api", self.rest)
-        app.router.add_route("*", "/api/{tail:.*}", self.rest)
+        # [\s\S]: any path, a decoded newline (%0A) included, reaches the API's own 404.
+        app.router.add_route("*", "/api/{tail:[\\s\\S]*}", self.rest)
         app.router.add_route("GET", "/config.json", self.config)
         app.router.add_route("GET", "/.well-known/jwks.json", self.jwks)
         app.router.add_route("GET", "/staging/{key:.*}", self.staging_get)
         app.router.add_route("PUT", "/staging/{key:.*}", self.staging_put)
-        app.router.add_route("GET", "/{tail:.*}", self.static)
+        app.router.add_route("GET", "/{tail:[\\s\\S]*}", self.static)
         return app
 
     def management_app(self) -> web.Application:

@@ -113,3 +113,31 @@ def test_concurrent_deletes_of_one_blob_answer_204_once_then_404(user):
         for thread in threads:
             thread.join()
         assert sorted(answers) == [204] + [404] * 5, answers
+
+
+def test_a_path_with_an_encoded_newline_gets_the_apis_json_answer(api, user):
+    # aiohttp's own text/plain 404 used to answer these: the API's routes never saw them.
+    for method, path, status in (("GET", "/api/array/members/%0A", 404),
+                                 ("DELETE", "/api/auth/users/a%0Ab", 403),   # admins only
+                                 ("GET", "/api/nowhere%0A", 404)):
+        response = user.api.request(method, path)
+        assert response.status_code == status, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_an_s3_region_botocore_refuses_is_a_400_naming_the_field(user):
+    for region in ("0", "00", "a-", "-a"):
+        response = user.api.post("/api/cloud/storages", json={
+            "name": unique("s3"), "kind": "s3",
+            "config": {"bucket": "bucket-1", "access_key": "a", "secret_key": "b",
+                       "region": region}})
+        error = assert_error(response, 400)
+        assert "region" in error["message"]
+
+
+def test_whole_number_floats_are_integers(user):
+    started = user.api.post("/api/filesystem/uploads", json={"name": "f.bin", "size": 1024.0})
+    assert started.status_code != 400 or "size" not in started.text, started.text
+    refused = user.api.post("/api/filesystem/uploads", json={"name": "f.bin", "size": 1024.5})
+    error = assert_error(refused, 400)
+    assert "size" in error["message"]

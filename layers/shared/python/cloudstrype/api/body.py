@@ -166,6 +166,8 @@ _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", di
 
 def check_type(name: str, value: Any, kind: type | tuple) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        value = int(value)          # JSON has one number type: 1024.0 is the integer 1024
     ok = any(isinstance(value, k) and not (k is int and isinstance(value, bool)) for k in kinds)
     if not ok:
         wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)

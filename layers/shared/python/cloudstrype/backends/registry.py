@@ -153,7 +153,8 @@ _OAUTH_BACKENDS: Mapping[str, Callable[..., Backend]] = {
 }
 
 
-_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
+# What botocore accepts as a region: not all digits, no hyphen at either end.
+_REGION = re.compile(r"(?![0-9]+$)[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?")
 # Lenient on purpose: S3-compatible services differ in what bucket names they accept.
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 
@@ -305,8 +306,10 @@ def _capacity(kind: str, config: dict) -> int | None:
     value = config.get("capacity")
     if _blank(value):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)          # JSON has one number type: 1024.0 is the integer 1024
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{kind}: capacity must be a positive whole number of bytes, "
                           f"got {value!r}", field="capacity")
