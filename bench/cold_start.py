@@ -13,8 +13,9 @@ The functions' files are laid out as Lambda lays them out, in a temporary folder
 - ``task-<service>``: the function code, functions/<service>/, precompiled the same way.
 
 Each service's module ``app`` (every handler of a service, route or WebSocket or schedule, is an
-attribute of it) is imported in a fresh ``python -I -S`` process whose path is Lambda's order
-(task, /opt/python, runtime), with the settings a deployment sets; the import is timed inside
+attribute of it) is imported in a fresh ``python -I -S -B`` process (-B: nothing is written, as
+/opt and /var/task are read-only in Lambda) whose path is Lambda's order (task, /opt/python,
+runtime), with the settings a deployment sets; the import is timed inside
 the process. The same runs again on a layout without bytecode, to show what precompiling saves.
 
 The layer is built for the Python running the bench (bytecode is per version); deployed, it is
@@ -116,7 +117,7 @@ def time_imports(layout: dict, service: str, repeat: int) -> tuple[list[float], 
             str(layout["runtime"])]
     samples, leaked = [], ""
     for _ in range(repeat):
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", PROBE.format(path=path)],
+        done = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", PROBE.format(path=path)],
                               capture_output=True, text=True, env=deployed_environment(),
                               cwd=layout["tasks"][service], timeout=120)
         if done.returncode != 0:
