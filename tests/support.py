@@ -68,6 +68,9 @@ def start_stack(data_dir: Path, port: int | None = None, env: dict | None = None
     log_path = ARTIFACTS / f"stack-{port}.log"
     process_env = {**os.environ, **(env or {})}
     process_env.setdefault("CLOUDSTRYPE_LOG_LEVEL", "WARNING")
+    # Every test registers its users from 127.0.0.1: the per-address sign-in throttle is proven
+    # by its own stack (tests/security/test_gateway.py), not by the shared ones.
+    process_env.setdefault("CLOUDSTRYPE_SIGN_IN_BURST_PER_ADDRESS", "100000")
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "cloudstrype_client.cli", "serve", "--port", str(port),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -90,11 +91,15 @@ def _allowed() -> tuple[_Rule, ...]:
 
 @functools.cache
 def _override_rules(raw: str) -> tuple[_Rule, ...]:
-    from .oauth import provider_url_overrides  # oauth -> http -> here: imported when used
+    # Only the URLs matter here; the provider clients check the setting's keys and say when it is
+    # malformed (reading it through them would make oauth -> http -> outbound -> oauth a cycle).
     try:
-        urls = provider_url_overrides().values()
-    except ValueError:          # malformed: the provider clients say so themselves
+        overrides = json.loads(raw) if raw.strip() else {}
+    except ValueError:
         return ()
+    if not isinstance(overrides, dict):
+        return ()
+    urls = [url for url in overrides.values() if isinstance(url, str)]
     rules = []
     for url in urls:
         parts = urlsplit(url)
