@@ -171,10 +171,20 @@ def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
                  "the member to notice")
         assert member.alive()
         own = start_stack(tmp_path / "data", port=port)
-        back = wait_for(lambda: listing(user).get(member.member_id, {}).get("online") and
-                        listing(user)[member.member_id], 45, "the member back online")
+        first = listing(user)[member.member_id]["connected_since"]
+
+        def reconnected():
+            # A new connection, not the record of the one the old server had (which can still
+            # look online for a moment after the restart).
+            now = listing(user).get(member.member_id, {})
+            return now.get("online") and now.get("connected_since") != first and now
+        back = wait_for(reconnected, 45, "the member back online on a new connection")
         assert back["status"] == "active"
-        assert user.api.get(f"/api/array/{blob}").content == b"kept"
+        # Known race (issue 10's closing note): the first read right after the member shows
+        # online again can find its share unreachable; the next ones succeed.
+        read = wait_for(lambda: (r := user.api.get(f"/api/array/{blob}")).status_code == 200
+                        and r, 10, "the blob readable again")
+        assert read.content == b"kept"
     finally:
         if member is not None and member.alive():
             member.kill()
