@@ -35,6 +35,8 @@ COGNITO_ADMIN_ACTIONS = (
     "AdminListGroupsForUser", "AdminAddUserToGroup", "AdminRemoveUserFromGroup", "ListUsers",
     "ListUsersInGroup", "ListGroups", "GetGroup", "CreateGroup", "DeleteGroup",
 )
+# What sharing reads of the user pool (identity.cognito describe, groups_of, list_groups).
+SHARING_COGNITO_ACTIONS = ("AdminGetUser", "AdminListGroupsForUser", "ListGroups")
 # Cognito operations of the public app client: IAM does not authorize them.
 COGNITO_PUBLIC_OPERATIONS = ("SignUp", "ConfirmSignUp", "InitiateAuth", "GlobalSignOut",
                              "RevokeToken")
@@ -79,11 +81,13 @@ SERVICES: dict[str, ServiceAccess] = {
     "chunk": ServiceAccess(tables=dict(_PIPELINE), **_PIPELINE_RIGHTS),
     # Members, their connections and requests; the WebSocket handlers too.
     "array": ServiceAccess(tables=dict(_PIPELINE), **_PIPELINE_RIGHTS),
-    # The file tree on top of the pipeline.
+    # The file tree on top of the pipeline; shares and links (cloudstrype.sharing), which look
+    # up a recipient by username and a caller's groups live in the user pool.
     "filesystem": ServiceAccess(
         tables={**_PIPELINE, "nodes": WRITE, "entries": WRITE, "versions": WRITE,
-                "uploads": WRITE, "upload-parts": WRITE, "profiles": WRITE},
-        **_PIPELINE_RIGHTS),
+                "uploads": WRITE, "upload-parts": WRITE, "profiles": WRITE,
+                "shares": WRITE, "links": WRITE, "link-hits": WRITE},
+        cognito=SHARING_COGNITO_ACTIONS, **_PIPELINE_RIGHTS),
 }
 
 

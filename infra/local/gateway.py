@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 from cloudstrype import limits
+from cloudstrype.sharing.links import redact
 
 log = logging.getLogger("cloudstrype.gateway")
 
@@ -288,7 +289,7 @@ class Gateway:
                           f"{limits.INTEGRATION_TIMEOUT_SECONDS} seconds; try again or use a "
                           "smaller part.")
         except Exception:
-            log.exception("function crashed on %s %s", method, request.path)
+            log.exception("function crashed on %s %s", method, redact(request.path))
             return _error(502, "bad_gateway", "The function failed; see the server log.")
         finally:
             if self.on_request_done is not None and method not in ("GET", "HEAD"):
@@ -297,8 +298,9 @@ class Gateway:
         if throttled == "failures" and isinstance(status, int) and 400 <= status < 500 \
                 and status != 429:
             self.sign_in.take(address)
-        # The path only: query strings carry secrets (an OAuth callback's code and state).
-        log.info("%s %s -> %s (%.0f ms)", method, request.path, status,
+        # The path only: query strings carry secrets (an OAuth callback's code and state); a
+        # public link's token is cut out of it.
+        log.info("%s %s -> %s (%.0f ms)", method, redact(request.path), status,
                  (time.monotonic() - started) * 1000)
         return self._rest_response(result)
 

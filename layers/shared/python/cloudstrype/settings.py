@@ -108,6 +108,12 @@ class Settings:
     sign_in_burst_per_address: str = _env("CLOUDSTRYPE_SIGN_IN_BURST_PER_ADDRESS", "50")
     sign_in_refill_seconds: str = _env("CLOUDSTRYPE_SIGN_IN_REFILL_SECONDS", "1")
 
+    # Public link routes (no account): requests per minute per link, and per client address
+    # over all links (wrong passwords and unknown links included).
+    link_requests_per_minute: str = _env("CLOUDSTRYPE_LINK_REQUESTS_PER_MINUTE", "120")
+    link_requests_per_minute_per_address: str = _env(
+        "CLOUDSTRYPE_LINK_REQUESTS_PER_MINUTE_PER_ADDRESS", "300")
+
     # Any value: logs include a stack trace for unexpected errors when set to "true".
     debug: str = _env("CLOUDSTRYPE_DEBUG", "false")
 

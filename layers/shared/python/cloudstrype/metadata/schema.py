@@ -97,6 +97,7 @@ TABLE_MODULES = (
     "cloudstrype.keys.store",
     "cloudstrype.identity.local_store",
     "cloudstrype.quota",
+    "cloudstrype.sharing.store",
 )
 
 

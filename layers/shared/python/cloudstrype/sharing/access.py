@@ -1,0 +1,77 @@
+"""Who may do what with an item: its owner, or a share on it or on a folder above it.
+
+Group membership is read live from the identity provider (never from the token's claims), so
+adding or removing a member counts at that member's next request; a `Viewer` caches it for one
+request only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloudstrype import errors
+from cloudstrype.identity import get_identity
+from cloudstrype.sharing.store import GROUP, READ, USER, WRITE, Share, sharing_store
+from cloudstrype.tree import tree
+
+OWNER = "owner"
+NONE = None
+_RANK = {None: 0, READ: 1, WRITE: 2, OWNER: 3}
+# Deeper than any path may be (tree.MAX_DEPTH is 64): a walk stops here whatever the data says.
+MAX_WALK = 70
+
+
+@dataclass
+class Viewer:
+    """The caller of one request: user id and username, and their groups once looked up."""
+    user_id: str
+    username: str
+    _groups: frozenset[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, principal) -> "Viewer":
+        return cls(principal.user_id, principal.username)
+
+    @property
+    def groups(self) -> frozenset[str]:
+        if self._groups is None:
+            try:
+                self._groups = frozenset(get_identity().groups_of(self.username))
+            except errors.NotFound:
+                self._groups = frozenset()          # deleted meanwhile: no groups
+        return self._groups
+
+    def is_granted(self, share: Share) -> bool:
+        if share.grantee_kind == USER:
+            return share.grantee == self.user_id
+        return share.grantee_kind == GROUP and share.grantee in self.groups
+
+
+def best(levels) -> str | None:
+    return max(levels, key=_RANK.__getitem__, default=None)
+
+
+def at_least(level: str | None, wanted: str) -> bool:
+    return _RANK[level] >= _RANK[wanted]
+
+
+def level(viewer: Viewer, owner: str, node_id: str) -> str | None:
+    """OWNER, WRITE, READ or None for `viewer` on the owner's node: the owner, else the best
+    level any share on the node or a folder above it grants the viewer (as a user, or through a
+    group they are in now). A node in the trash, or missing, grants nothing."""
+    if viewer.user_id == owner:
+        return OWNER
+    shares = sharing_store()
+    found: list[str] = []
+    current = node_id
+    for _ in range(MAX_WALK):
+        try:
+            node = tree.get_node(owner, current)
+        except errors.NotFound:
+            return None
+        found += [s.level for s in shares.shares_of_node(owner, current) if viewer.is_granted(s)]
+        if WRITE in found:
+            return WRITE
+        if node.parent_id is None:
+            break
+        current = node.parent_id
+    return best(found)

@@ -1,0 +1,111 @@
+"""Where one filesystem request may reach: the caller's own tree, or the inside of one share.
+
+Every filesystem route builds a `Scope` first (from the optional `share` parameter) and then
+reads and writes only through it: ids resolve only inside the scope's top item, paths are
+relative to it, and writes need the share's `write` level. A recipient's requests work on the
+owner's tree, so what they write is the owner's (storages, keys, quota).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cloudstrype import errors
+from cloudstrype.sharing import access
+from cloudstrype.sharing.access import OWNER, Viewer
+from cloudstrype.sharing.store import READ, WRITE, Share, sharing_store
+from cloudstrype.tree import tree
+from cloudstrype.tree.store import Node
+
+SHARE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
+# What recipients are not shown of an item: its versions and how its content is stored.
+HIDDEN_FROM_RECIPIENTS = ("versions", "version", "durability", "encryption")
+
+
+def share_not_found(share_id) -> errors.ApiError:
+    return errors.NotFound(f"No share {share_id} for you: it does not exist, was revoked, or "
+                           f"no longer includes you.", code="share_not_found")
+
+
+@dataclass
+class Scope:
+    viewer: Viewer
+    owner: str                  # whose tree the request works on
+    top: Node | None            # the shared item (None: the caller's own tree, all of it)
+    level: str                  # OWNER, WRITE or READ
+    share: Share | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.share is not None
+
+    def require_write(self) -> None:
+        if not access.at_least(self.level, WRITE):
+            raise errors.Forbidden("This share is read-only for you; ask its owner for write "
+                                   "access.", code="read_only_share")
+
+    def node(self, node_id: str) -> Node:
+        """The item with this id, only if it is the top item or below it."""
+        node = tree.get_node(self.owner, node_id)
+        if not self.shared or node.node_id == self.top.node_id:
+            return node
+        current = node
+        for _ in range(access.MAX_WALK):
+            if current.parent_id is None:
+                break
+            if current.parent_id == self.top.node_id:
+                return node
+            try:
+                current = tree.get_node(self.owner, current.parent_id)
+            except errors.NotFound:
+                break
+        # The same answer as for an id that does not exist: nothing outside the share shows.
+        raise errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
+
+    def not_top(self, node: Node, doing: str) -> None:
+        """A recipient cannot rename, move or delete the shared item itself."""
+        if self.shared and node.node_id == self.top.node_id:
+            raise errors.Forbidden(f"The shared item itself cannot be {doing} by a recipient; "
+                                   f"only its owner can.", code="share_root")
+
+    @property
+    def base(self) -> Node | None:
+        """Where paths start (None: the owner's root, as for every unshared request)."""
+        return self.top if self.shared else None
+
+    def resolve(self, path: str) -> Node:
+        return tree.resolve(self.owner, path, self.base)
+
+    def path_of(self, node: Node) -> str:
+        return tree.path_of(self.owner, node, self.base)
+
+    def make_dirs(self, path: str) -> tuple[Node, bool]:
+        return tree.make_dirs(self.owner, path, self.base)
+
+    def shown(self, info: dict) -> dict:
+        """An answer about an item, without what recipients are not shown."""
+        if self.shared:
+            for key in HIDDEN_FROM_RECIPIENTS:
+                info.pop(key, None)
+        return info
+
+
+def scope_for(principal, share_id: str | None) -> Scope:
+    """The caller's own tree (no share named), or the inside of the share `share_id` if it
+    grants the caller now (directly or through a group they are in); else 404."""
+    viewer = Viewer.of(principal)
+    if share_id is None:
+        return Scope(viewer, viewer.user_id, None, OWNER)
+    if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
+        raise share_not_found(share_id)
+    share = sharing_store().get_share(share_id)
+    if share is None or share.owner == viewer.user_id or not viewer.is_granted(share):
+        # An owner works on their own tree without `share`; naming it is a mistake, not a way in.
+        raise share_not_found(share_id)
+    try:
+        top = tree.get_node(share.owner, share.node_id)
+    except errors.NotFound:
+        raise share_not_found(share_id) from None
+    # A share on a folder above can grant more than this one.
+    level = access.level(viewer, share.owner, top.node_id) or READ
+    return Scope(viewer, share.owner, top, level, share)

@@ -1,0 +1,176 @@
+"""Shares: an owner gives a user or a group read or write access to a folder or a file."""
+from __future__ import annotations
+
+import os
+import time
+
+from cloudstrype import errors
+from cloudstrype.identity import get_identity
+from cloudstrype.sharing.access import Viewer
+from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
+from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
+from cloudstrype.tree import tree
+from cloudstrype.tree.store import FILE, ROOT, Node
+
+
+def own_item(owner: str, path: str | None, node_id: str | None) -> Node:
+    """The caller's own item named by `path` or `node_id` (exactly one), never the root."""
+    if (path is None) == (node_id is None):
+        raise errors.BadRequest("Name the item with exactly one of 'path' or 'node_id'.",
+                                code="missing_field", details={"field": "path"})
+    node = tree.resolve(owner, path) if path is not None else tree.get_node(owner, node_id)
+    if node.node_id == ROOT:
+        raise errors.BadRequest("Your whole tree cannot be shared; share a folder or a file.",
+                                code="invalid_target")
+    return node
+
+
+def check_level(level, node: Node | None) -> str:
+    if level not in LEVELS:
+        raise errors.BadRequest(f"Field 'level' must be one of {', '.join(LEVELS)}.",
+                                code="invalid_field", details={"field": "level"})
+    if level == WRITE and node is not None and node.type == FILE:
+        raise errors.Conflict("Write access is for folders; share the folder that holds this "
+                                "file, or share the file read-only.", code="write_needs_folder",
+                                details={"field": "level"})
+    return level
+
+
+def create(principal, path: str | None, node_id: str | None, user: str | None,
+           group: str | None, level) -> tuple[dict, bool]:
+    """Share the caller's item; (share, created). Sharing it again with the same grantee sets
+    the level of the existing share."""
+    viewer = Viewer.of(principal)
+    node = own_item(viewer.user_id, path, node_id)
+    level = check_level(level, node)
+    if (user is None) == (group is None):
+        raise errors.BadRequest("Name the recipient with exactly one of 'user' or 'group'.",
+                                code="missing_field", details={"field": "user"})
+    if user is not None:
+        grantee = get_identity().describe(user)         # 404 user_not_found
+        if grantee.user_id == viewer.user_id:
+            raise errors.BadRequest("You have your own items already; share with someone else.",
+                                    code="invalid_target", details={"field": "user"})
+        kind, grantee_id, grantee_name = USER, grantee.user_id, grantee.username
+    else:
+        _check_group(viewer, principal, group)
+        kind, grantee_id, grantee_name = GROUP, group, group
+    now = int(time.time())
+    wanted = Share(owner=viewer.user_id, owner_name=viewer.username, node_id=node.node_id,
+                   share_id=os.urandom(12).hex(), grantee_kind=kind, grantee=grantee_id,
+                   grantee_name=grantee_name, level=level, created=now, modified=now)
+    stored = sharing_store().put_share(wanted)
+    return for_owner(stored, node), stored.share_id == wanted.share_id
+
+
+def _check_group(viewer: Viewer, principal, group) -> None:
+    if not isinstance(group, str) or not group:
+        raise errors.BadRequest("Field 'group' must be a group name.", code="invalid_field",
+                                details={"field": "group"})
+    if group in viewer.groups:
+        return
+    # Only groups one is in (so a user cannot probe or spam every group); admins manage groups
+    # and may share with any.
+    if not principal.is_admin or "admins" not in viewer.groups:
+        raise errors.Forbidden(f"You can share with groups you are a member of; you are not in "
+                               f"'{group}'.", code="not_a_member", details={"field": "group"})
+    if group not in {g.name for g in get_identity().list_groups()}:
+        raise errors.NotFound(f"No group {group}.", code="group_not_found")
+
+
+def _owned(principal, share_id: str) -> Share:
+    share = find(share_id)
+    if share is None or share.owner != principal.user_id:
+        raise share_not_found(share_id)
+    return share
+
+
+def find(share_id) -> Share | None:
+    if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
+        return None
+    return sharing_store().get_share(share_id)
+
+
+def _node_or_none(owner: str, node_id: str) -> Node | None:
+    try:
+        return tree.get_node(owner, node_id)
+    except errors.NotFound:
+        return None          # deleted (or in the trash): the share waits for it
+
+
+def for_owner(share: Share, node: Node | None) -> dict:
+    return {"id": share.share_id, "node_id": share.node_id,
+            "name": node.name if node else None, "type": node.type if node else None,
+            "path": tree.path_of(share.owner, node) if node else None,
+            "grantee": {"kind": share.grantee_kind, "name": share.grantee_name},
+            "level": share.level, "created": tree.iso(share.created),
+            "modified": tree.iso(share.modified)}
+
+
+def for_recipient(share: Share, node: Node) -> dict:
+    return {"id": share.share_id, "node_id": share.node_id, "name": node.name,
+            "type": node.type, "level": share.level, "owner": share.owner_name,
+            "via": {"kind": share.grantee_kind, "name": share.grantee_name},
+            "created": tree.iso(share.created)}
+
+
+def list_own(principal, node_id: str | None) -> list[dict]:
+    owner = principal.user_id
+    store = sharing_store()
+    if node_id is not None:
+        node = tree.get_node(owner, node_id)
+        return [for_owner(s, node) for s in store.shares_of_node(owner, node.node_id)]
+    nodes: dict[str, Node | None] = {}
+    listed = []
+    for share in store.shares_by_owner(owner):
+        if share.node_id not in nodes:
+            nodes[share.node_id] = _node_or_none(owner, share.node_id)
+        listed.append(for_owner(share, nodes[share.node_id]))
+    return listed
+
+
+def show(principal, share_id: str) -> dict:
+    share = find(share_id)
+    if share is not None:
+        if share.owner == principal.user_id:
+            return for_owner(share, _node_or_none(share.owner, share.node_id))
+        node = _node_or_none(share.owner, share.node_id)
+        if node is not None and Viewer.of(principal).is_granted(share):
+            return for_recipient(share, node)
+    raise share_not_found(share_id)
+
+
+def set_level(principal, share_id: str, level) -> dict:
+    share = _owned(principal, share_id)
+    node = _node_or_none(share.owner, share.node_id)
+    check_level(level, node)
+    try:
+        changed = sharing_store().set_level(share, level, int(time.time()))
+    except KeyError:
+        raise share_not_found(share_id) from None
+    return for_owner(changed, node)
+
+
+def revoke(principal, share_id: str) -> None:
+    if not sharing_store().delete_share(_owned(principal, share_id)):
+        raise share_not_found(share_id)
+
+
+def shared_with_me(principal) -> list[dict]:
+    """Shares granted to the caller or a group they are in now, whose item exists."""
+    viewer = Viewer.of(principal)
+    store = sharing_store()
+    found = store.shares_for(USER, viewer.user_id)
+    for group in sorted(viewer.groups):
+        found += store.shares_for(GROUP, group)
+    listed, seen = [], set()
+    for share in found:
+        if share.share_id in seen or share.owner == viewer.user_id:
+            continue
+        seen.add(share.share_id)
+        # The index may lag a revoke: re-read the share itself.
+        current = store.get_share(share.share_id)
+        node = _node_or_none(share.owner, share.node_id) if current else None
+        if node is not None:
+            listed.append(for_recipient(current, node))
+    return sorted(listed, key=lambda s: (s["owner"], s["name"], s["id"]))
