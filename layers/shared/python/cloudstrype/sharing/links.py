@@ -25,7 +25,7 @@ LINK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 # The public routes' path prefix; the gateway's log shows it without what follows.
 PUBLIC_PREFIX = "/api/filesystem/public/"
 MAX_PASSWORD = 256
-MIN_EXPIRES_IN, MAX_EXPIRES_IN = 60, 365 * 24 * 3600
+MIN_EXPIRES_IN, MAX_EXPIRES_IN = 1, 365 * 24 * 3600
 WINDOW_SECONDS = 60
 
 
@@ -67,7 +67,6 @@ def describe(link: Link, node: Node | None) -> dict:
 
 def create(principal, path: str | None, node_id: str | None, password, expires_in) -> dict:
     owner = principal.user_id
-    node = own_item(owner, path, node_id)
     if password is not None and (not isinstance(password, str) or
                                  not 1 <= len(password) <= MAX_PASSWORD):
         raise errors.BadRequest(f"Field 'password' must be 1 to {MAX_PASSWORD} characters.",
@@ -78,6 +77,7 @@ def create(principal, path: str | None, node_id: str | None, password, expires_i
         raise errors.BadRequest(f"Field 'expires_in' must be whole seconds from "
                                 f"{MIN_EXPIRES_IN} to {MAX_EXPIRES_IN}.", code="invalid_field",
                                 details={"field": "expires_in"})
+    node = own_item(owner, path, node_id)
     now = int(time.time())
     token = secrets.token_urlsafe(32)
     link = Link(link_id=link_id_of(token), owner=owner, node_id=node.node_id, created=now,

@@ -100,12 +100,14 @@ def child(owner: str, parent_id: str, name: str) -> Entry | None:
     return tree_store().get_entry(owner, parent_id, name)
 
 
-def resolve(owner: str, path: str) -> Node:
+def resolve(owner: str, path: str, base: Node | None = None) -> Node:
+    """The node at `path`, from the owner's root or from `base` (the top of a share)."""
     names = split_path(path)
     if not names:
-        return root(owner)
+        return base or root(owner)
     # The entries carry id and type: only the last node is read.
-    node_id, node_type, walked = ROOT, DIRECTORY, ""
+    node_id, node_type = (base.node_id, base.type) if base else (ROOT, DIRECTORY)
+    walked = ""
     for name in names:
         walked += "/" + name
         if node_type != DIRECTORY:
@@ -118,21 +120,23 @@ def resolve(owner: str, path: str) -> Node:
     return get_node(owner, node_id)
 
 
-def path_of(owner: str, node: Node) -> str:
+def path_of(owner: str, node: Node, base: Node | None = None) -> str:
+    """The node's path from the owner's root, or from `base` (a share's top) when given."""
     names = []
     current = node
     for _ in range(MAX_DEPTH + 1):
-        if current.parent_id is None:
+        if current.parent_id is None or (base is not None and current.node_id == base.node_id):
             break
         names.append(current.name)
         current = get_node(owner, current.parent_id)
     return "/" + "/".join(reversed(names))
 
 
-def make_dirs(owner: str, path: str) -> tuple[Node, bool]:
-    """The directory at `path`, creating it and missing parents; (node, created)."""
+def make_dirs(owner: str, path: str, base: Node | None = None) -> tuple[Node, bool]:
+    """The directory at `path` (from the root, or from `base`), creating it and missing
+    parents; (node, created)."""
     names = split_path(path)
-    node = root(owner)
+    node = base or root(owner)
     created = False
     for name in names:
         if node.type != DIRECTORY:
@@ -192,9 +196,10 @@ def list_children(owner: str, directory_id: str, limit: int, cursor: str | None 
              "modified": iso(e.modified)} for e in entries], next_cursor
 
 
-def tree(owner: str, node: Node, depth: int, limit: int, cursor: str | None) -> dict:
+def tree(owner: str, node: Node, depth: int, limit: int, cursor: str | None,
+         base: Node | None = None) -> dict:
     """A directory with its children to `depth` levels; the first level is paginated."""
-    info = describe(owner, node, path_of(owner, node))
+    info = describe(owner, node, path_of(owner, node, base))
     if node.type != DIRECTORY or depth <= 0:
         return info
     children, next_cursor = list_children(owner, node.node_id, limit, cursor)
@@ -213,14 +218,16 @@ def tree(owner: str, node: Node, depth: int, limit: int, cursor: str | None) -> 
 # -- changing names and places ---------------------------------------------------------------
 
 def rename_or_move(owner: str, node: Node, new_name: str | None,
-                   new_directory: str | None) -> Node:
+                   new_directory: str | None, base: Node | None = None) -> Node:
+    """`new_directory` is a path from the root, or from `base` (a share's top: nothing moves
+    out of a share)."""
     if node.node_id == ROOT:
         raise errors.BadRequest("The root directory cannot be renamed or moved.",
                                 code="invalid_target")
     name = check_name(new_name) if new_name is not None else node.name
     parent_id = node.parent_id
     if new_directory is not None:
-        parent, _ = make_dirs(owner, new_directory)
+        parent, _ = make_dirs(owner, new_directory, base)
         if node.type == DIRECTORY:
             _refuse_cycle(owner, node, parent)
         parent_id = parent.node_id
@@ -229,7 +236,7 @@ def rename_or_move(owner: str, node: Node, new_name: str | None,
     try:
         return tree_store().move(node, parent_id, name, now())
     except NameTaken:
-        where = path_of(owner, get_node(owner, parent_id))
+        where = path_of(owner, get_node(owner, parent_id), base)
         raise errors.Conflict(f"'{name}' exists already in {where}.",
                               code="name_exists") from None
     except Changed:
