@@ -6,7 +6,7 @@ from urllib.parse import quote
 from chalice import Rate
 from cloudstrype import errors, quota
 from cloudstrype.api.service import Reply, ServiceApp
-from cloudstrype.tree import files, tree
+from cloudstrype.tree import files, trash, tree
 
 app = ServiceApp("filesystem", "/api/filesystem")
 
@@ -174,11 +174,46 @@ def usage(call):
 def put_settings(call):
     return files.set_defaults(call.principal.user_id,
                               call.field("durability", required=False),
-                              call.field("encryption", required=False))
+                              call.field("encryption", required=False),
+                              call.field("trash_retention_days", int, required=False))
 
 
-# Expired and aborted upload sessions, and deletes left unfinished: every hour in AWS (an
-# EventBridge rule); the local stack's timer too.
+# -- the trash: the caller's own only (docs/trash-api.md) ---------------------------------------
+
+@app.endpoint("/trash")
+def trash_list(call):
+    limit = call.query_int("limit", 100, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
+    return trash.listing(call.principal.user_id, limit, call.query.get("cursor"))
+
+
+@app.endpoint("/trash", ["DELETE"])
+def trash_empty(call):
+    return files.empty_trash(call.principal.user_id)
+
+
+@app.endpoint("/trash/{item_id}")
+def trash_item(call, item_id):
+    return trash.describe(trash.get(call.principal.user_id, item_id))
+
+
+@app.endpoint("/trash/{item_id}", ["DELETE"])
+def trash_delete(call, item_id):
+    files.delete_for_good(call.principal.user_id, item_id)
+    return Reply(status=204)
+
+
+@app.endpoint("/trash/{item_id}/restore", ["POST"])
+def trash_restore(call, item_id):
+    owner = call.principal.user_id
+    node, item = trash.restore(owner, item_id, call.field("path", str, required=False),
+                               call.field("name", str, required=False))
+    restored = tree.describe(owner, node, tree.path_of(owner, node))
+    if node.type == tree.FILE:
+        restored["versions"] = files.versions(owner, node)
+    return {**restored, "original_path": item.original_path}
+
+
+# Expired and aborted upload sessions, deletes left unfinished, trash past its retention:
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def sweep_uploads(event):
     return {**files.sweep_expired_uploads(budget_seconds=300),

@@ -167,6 +167,9 @@ def test_delete_file_and_directory_recursively_frees_chunks(fs_user):
     sub = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}/sub"}).json()
     assert fs_user.api.delete(f"/api/filesystem/info/{sub['id']}").status_code == 204
     assert_error(fs_user.api.get(f"/api/filesystem/info/{nested['id']}"), 404)
+    # In the trash the chunks stay; deleted from there for good, they are freed.
+    assert fs_user.api.get(f"/api/chunk/{chunk}/info").status_code == 200
+    assert fs_user.api.delete(f"/api/filesystem/trash/{sub['id']}").status_code == 204
     assert_error(fs_user.api.get(f"/api/chunk/{chunk}/info"), 404)
     assert download(fs_user, kept["id"]) == b"a"
     assert fs_user.api.delete(f"/api/filesystem/info/{kept['id']}").status_code == 204
@@ -253,7 +256,8 @@ def test_another_users_file_is_404(fs_user, api):
 
 def test_defaults_apply_to_uploads(fs_user, api, tmp_path):
     settings = fs_user.api.get("/api/filesystem/settings").json()
-    assert settings == {"durability": "raid1(2)", "encryption": "aes256-gcm"}
+    assert settings == {"durability": "raid1(2)", "encryption": "aes256-gcm",
+                        "trash_retention_days": 30}
     meta = upload(fs_user, "/", "defaults.txt", b"d")
     assert meta["durability"] == "raid1(2)" and meta["encryption"] == "aes256-gcm"
     explicit = upload(fs_user, "/", "explicit.txt", b"e", durability="rs(2,1)",

@@ -126,6 +126,10 @@ def test_long_work_answers_at_once_and_the_sweep_finishes_it(tmp_path):
         assert user.api.get("/api/filesystem/info", params={"path": "/big"}).status_code == 404
         assert user.api.get(f"/api/filesystem/info/{big['id']}").status_code == 404
         assert user.api.post("/api/filesystem/dirs", json={"path": "/big"}).status_code == 201
+        # In the trash now; deleted from there for good, it too answers at once.
+        started = time.monotonic()
+        assert user.api.delete(f"/api/filesystem/trash/{big['id']}").status_code == 204
+        assert time.monotonic() - started < 5
         assert trees.get_node(user.user_id, seeded[-1].node_id) is not None  # not freed yet
         wait_for(lambda: trees.get_node(user.user_id, seeded[-1].node_id) is None
                  and trees.get_node(user.user_id, big["id"]) is None, timeout=120,

@@ -6,15 +6,19 @@ import time
 import uuid
 
 import pytest
+from cloudstrype import quota
 from cloudstrype.metadata.engine import BadCursor
 from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
+    NODES,
     ROOT,
+    TRASH,
     Changed,
     NameTaken,
     Node,
     Profile,
+    Trashed,
     TreeStore,
     Upload,
     UploadPart,
@@ -332,6 +336,158 @@ def test_remove_leaves_a_newer_entry_of_the_same_name(trees):
     trees.remove(a)          # the stale record still says "a"
     assert trees.get_node(who, moved.node_id) is None
     assert trees.get_entry(who, ROOT, "a").node_id == b.node_id
+
+
+# -- trash ------------------------------------------------------------------------------------
+
+def trash_bytes(trees: TreeStore, who: str) -> int:
+    return int((trees.engine.get(quota.USAGE, {"owner": who}) or {}).get("trash_bytes", 0))
+
+
+def to_trash(trees: TreeStore, node: Node, at: float, size: int = 5,
+             purge_at: int | None = None) -> Trashed:
+    return trees.trash(node, at, path=f"/{node.name}", size=size,
+                       purge_at=int(at) + 30 * 86400 if purge_at is None else purge_at)
+
+
+def test_trash_takes_the_node_out_of_its_directory_into_the_owners_trash(trees):
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    doc = new_file(trees, who, folder.node_id, "doc.txt")
+    item = to_trash(trees, folder, T0 + 5, size=123)
+    assert trees.get_entry(who, ROOT, "folder") is None
+    assert trees.get_node(who, folder.node_id).parent_id == TRASH
+    assert item.node.revision == folder.revision + 1 and item.size == 123
+    found = trees.get_trashed(who, folder.node_id)
+    assert (found.original_parent_id, found.original_path, found.size, found.trashed_at) == \
+        (ROOT, "/folder", 123, int(T0 + 5))
+    assert trash_bytes(trees, who) == 123
+    # What is under it stays put but is in the trash too; the item alone is listed.
+    assert trees.in_trash(trees.get_node(who, doc.node_id))
+    assert not trees.in_trash(new_file(trees, who, ROOT, "live.txt"))
+    assert trees.get_trashed(who, doc.node_id) is None
+    assert [i.node.node_id for i in trees.list_trash(who, 10)[0]] == [folder.node_id]
+    # A stale second trash of the same node writes nothing.
+    with pytest.raises(Changed):
+        to_trash(trees, folder, T0 + 6)
+    assert trash_bytes(trees, who) == 123
+
+
+def test_the_trash_lists_newest_first_in_pages_and_only_the_owners(trees):
+    who, stranger = owner(), owner()
+    made = [to_trash(trees, new_file(trees, who, ROOT, f"f{n}"), T0 + n) for n in range(5)]
+    items, cursor = trees.list_trash(who, 2)
+    seen = [i.node.node_id for i in items]
+    while cursor:
+        items, cursor = trees.list_trash(who, 2, cursor)
+        seen += [i.node.node_id for i in items]
+    assert seen == [t.node.node_id for t in reversed(made)]
+    assert trees.list_trash(stranger, 10) == ([], None)
+    assert trees.get_trashed(stranger, made[0].node.node_id) is None
+    with pytest.raises(BadCursor):
+        trees.list_trash(who, 2, "not-a-cursor")
+
+
+def test_restore_puts_it_back_all_or_nothing(trees):
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    doc = new_file(trees, who, folder.node_id, "doc.txt", size=7)
+    item = to_trash(trees, doc, T0 + 1, size=7)
+    taker = new_file(trees, who, folder.node_id, "doc.txt")
+    with pytest.raises(NameTaken):
+        trees.restore(item, folder, "doc.txt")
+    assert trees.get_trashed(who, doc.node_id) is not None and trash_bytes(trees, who) == 7
+    back = trees.restore(item, folder, "doc (restored).txt")
+    assert back.parent_id == folder.node_id and back.name == "doc (restored).txt"
+    assert trees.get_entry(who, folder.node_id, "doc (restored).txt").node_id == doc.node_id
+    assert trees.get_entry(who, folder.node_id, "doc.txt").node_id == taker.node_id
+    assert trees.list_trash(who, 10) == ([], None) and trash_bytes(trees, who) == 0
+    assert trees.get_trashed(who, doc.node_id) is None
+    assert not trees.in_trash(trees.get_node(who, doc.node_id))
+    assert len(trees.list_versions(who, doc.node_id)) == 1
+    # A restore of the same (stale) item again writes nothing.
+    with pytest.raises(Changed):
+        trees.restore(item, folder, "third.txt")
+    assert trees.get_entry(who, folder.node_id, "third.txt") is None
+
+
+def test_restore_into_a_directory_that_changed_meanwhile_writes_nothing(trees):
+    who = owner()
+    target = new_dir(trees, who, ROOT, "target")
+    item = to_trash(trees, new_file(trees, who, ROOT, "a"), T0 + 1)
+    to_trash(trees, target, T0 + 2)          # the target went to the trash meanwhile
+    with pytest.raises(Changed):
+        trees.restore(item, target, "a")
+    assert trees.get_trashed(who, item.node.node_id) is not None
+    assert trees.get_entry(who, target.node_id, "a") is None
+
+
+def test_racing_restores_and_deletes_exactly_one_wins(trees):
+    who = owner()
+    root = trees.ensure_root(who, T0)
+    item = to_trash(trees, new_file(trees, who, ROOT, "raced"), T0 + 1, size=5)
+    results = race(6, lambda n: trees.restore(item, root, f"name{n}") if n % 3
+                   else trees.doom(item))
+    winners = [r for r in results if isinstance(r, Node)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, Changed) for r in results if not isinstance(r, Node))
+    names = [e.name for e in trees.list_entries(who, ROOT, 10)[0]]
+    assert len(names) == (1 if winners[0].parent_id == ROOT else 0)
+
+
+def test_doom_leaves_the_listing_and_queues_first(trees):
+    who = owner()
+    later = to_trash(trees, new_file(trees, who, ROOT, "later"), T0, purge_at=int(T0) + 100)
+    gone = to_trash(trees, new_file(trees, who, ROOT, "gone"), T0 + 1,
+                    purge_at=int(T0) + 50)
+    trees.doom(gone)
+    assert [i.node.node_id for i in trees.list_trash(who, 10)[0]] == [later.node.node_id]
+    assert trees.get_trashed(who, gone.node.node_id) is None
+    assert trees.get_trashed(who, gone.node.node_id, doomed=True).doomed
+    with pytest.raises(Changed):
+        trees.doom(gone)
+    with pytest.raises(Changed):
+        trees.restore(gone, trees.ensure_root(who, T0), "gone")
+    mine = [t for t in trees.due_for_purge(T0 + 200) if t.node.owner == who]
+    assert [t.node.node_id for t in mine] == [gone.node.node_id, later.node.node_id]
+    assert [t.node.node_id for t in trees.due_for_purge(T0 + 60) if t.node.owner == who] == \
+        [gone.node.node_id]
+
+
+def test_set_purge_at_moves_an_item_in_the_queue(trees):
+    who = owner()
+    item = to_trash(trees, new_file(trees, who, ROOT, "a"), T0, purge_at=int(T0) + 10_000)
+    assert not [t for t in trees.due_for_purge(T0 + 10) if t.node.owner == who]
+    trees.set_purge_at(item, int(T0))
+    assert trees.get_trashed(who, item.node.node_id).purge_at == int(T0)
+    assert [t.node.node_id for t in trees.due_for_purge(T0 + 10) if t.node.owner == who] == \
+        [item.node.node_id]
+    trees.restore(item, trees.ensure_root(who, T0), "a")
+    trees.set_purge_at(item, 0)          # left the trash: a no-op
+    assert "purge_at" not in trees.engine.get(NODES, {"owner": who,
+                                                      "node_id": item.node.node_id})
+
+
+def test_removing_a_freed_trash_item_takes_its_bytes_off_once(trees):
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    child = new_file(trees, who, folder.node_id, "c")
+    item = to_trash(trees, folder, T0, size=40)
+    doomed = trees.doom(item)
+    trees.remove(trees.get_node(who, child.node_id))
+    assert trash_bytes(trees, who) == 40
+    # A delete for good and the sweep may free it together: counted off once.
+    results = race(4, lambda n: trees.remove(doomed))
+    assert all(r is None or isinstance(r, Changed) for r in results), results
+    assert trash_bytes(trees, who) == 0 and trees.get_node(who, folder.node_id) is None
+
+
+def test_profile_keeps_the_trash_retention(trees):
+    who = owner()
+    trees.put_profile(Profile(who, None, None, 7))
+    assert trees.get_profile(who).trash_retention_days == 7
+    trees.put_profile(Profile(who, "raid1(2)", None))
+    assert trees.get_profile(who).trash_retention_days is None
 
 
 # -- upload sessions --------------------------------------------------------------------------

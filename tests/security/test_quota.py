@@ -45,7 +45,8 @@ def _upload(user, name: str, size: int):
 
 
 def test_stored_bytes_are_counted_and_the_quota_is_413_naming_quota_and_usage(quota_user):
-    assert _usage(quota_user) == {"stored_bytes": 0, "quota_bytes": QUOTA, "open_uploads": 0,
+    assert _usage(quota_user) == {"stored_bytes": 0, "live_bytes": 0, "trash_bytes": 0,
+                                  "quota_bytes": QUOTA, "open_uploads": 0,
                                   "max_open_uploads": MAX_OPEN,
                                   "max_file_bytes": 1024 ** 4}
     first = _upload(quota_user, "a.bin", 3 * MiB)
@@ -76,6 +77,9 @@ def test_stored_bytes_are_counted_and_the_quota_is_413_naming_quota_and_usage(qu
     assert quota_user.api.delete("/api/cloud/quota-blob").status_code == 204
     assert quota_user.api.delete(f"/api/filesystem/info/{first.json()['id']}").status_code \
         == 204
+    # The trash counts until it is emptied.
+    assert _usage(quota_user)["trash_bytes"] == 3 * MiB
+    assert quota_user.api.delete("/api/filesystem/trash").status_code == 200
     wait_for(lambda: _usage(quota_user)["stored_bytes"] == 3 * MiB, timeout=30,
              what="the deleted file's bytes to be given back")
     assert _upload(quota_user, "c.bin", 3 * MiB).status_code == 201

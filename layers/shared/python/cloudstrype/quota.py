@@ -6,7 +6,9 @@ unlimited) and open upload sessions (`max_open_uploads`).
   chunk's size before storing it and takes it off when the chunk is deleted), so files, all
   their versions, the parts of open sessions and raw chunks and blobs all count, once each.
   `open_uploads` goes up when a session is created and down once when it is committed, aborted
-  or swept.
+  or swept. `trash_bytes` is the part of `stored_bytes` that is in the trash (or being freed
+  from it): the tree store adds an item's bytes in the transaction that trashes it and takes
+  them off in the one that restores or finally removes it. The quota counts the trash too.
 
 A charge is conditional on the limit, so racing writers cannot overshoot it together; a request
 that dies between a charge and its write leaves the counter a little high, never low.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 from cloudstrype import errors
 from cloudstrype.metadata import schema
-from cloudstrype.metadata.engine import Change, Condition, ConditionFailed, get_engine
+from cloudstrype.metadata.engine import Change, Condition, ConditionFailed, Update, get_engine
 from cloudstrype.metadata.schema import INT, STR
 from cloudstrype.settings import get_settings
 
 USAGE = schema.table("usage", hash_key="owner", owner_module=__name__,
-                     fields={"owner": STR, "stored_bytes": INT, "open_uploads": INT})
+                     fields={"owner": STR, "stored_bytes": INT, "open_uploads": INT,
+                             "trash_bytes": INT})
 
 # A session's status lists its parts; this many (2 TiB of 4 MiB parts) still fit one response.
 MAX_SESSION_FILE_BYTES = 2 * 1024 ** 4
@@ -41,7 +44,9 @@ def max_file_bytes() -> int:
 def usage(owner: str) -> dict:
     """The user's counters and limits (0 quota: unlimited)."""
     item = get_engine().get(USAGE, {"owner": owner}) or {}
-    return {"stored_bytes": max(0, int(item.get("stored_bytes", 0))),
+    stored = max(0, int(item.get("stored_bytes", 0)))
+    trash = max(0, int(item.get("trash_bytes", 0)))
+    return {"stored_bytes": stored, "live_bytes": max(0, stored - trash), "trash_bytes": trash,
             "quota_bytes": quota_bytes(),
             "open_uploads": max(0, int(item.get("open_uploads", 0))),
             "max_open_uploads": max_open_uploads(), "max_file_bytes": max_file_bytes()}
@@ -83,6 +88,12 @@ def open_upload(owner: str) -> None:
 
 def close_upload(owner: str) -> None:
     _add(owner, "open_uploads", -1, None)
+
+
+def trash_bytes_change(owner: str, amount: int) -> Update:
+    """The write that moves `amount` bytes into (negative: out of) the owner's trash count, for
+    the tree store to make part of the transaction that trashes, restores or frees an item."""
+    return Update(USAGE, {"owner": owner}, Change(add={"trash_bytes": int(amount)}))
 
 
 def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:

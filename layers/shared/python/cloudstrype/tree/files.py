@@ -15,7 +15,7 @@ from cloudstrype import errors, quota, storages
 from cloudstrype.pipeline import codec, store
 from cloudstrype.settings import get_settings
 from cloudstrype.storages.placement import default_durability
-from cloudstrype.tree import tree
+from cloudstrype.tree import trash, tree
 from cloudstrype.tree.store import (
     FILE,
     Changed,
@@ -59,20 +59,30 @@ def guess_type(name: str, given: str | None = None) -> str:
 # -- defaults -------------------------------------------------------------------------------------
 
 def defaults(owner: str) -> dict:
-    profile = tree_store().get_profile(owner)
-    if profile is None:
-        return {"durability": None, "encryption": "aes256-gcm"}
+    profile = tree_store().get_profile(owner) or Profile(owner)
+    retention = profile.trash_retention_days
     return {"durability": profile.default_durability, "encryption":
-            profile.default_encryption or "aes256-gcm"}
+            profile.default_encryption or "aes256-gcm",
+            "trash_retention_days": trash.DEFAULT_RETENTION_DAYS if retention is None
+            else retention}
 
 
-def set_defaults(owner: str, durability: str | None, encryption: str | None) -> dict:
+def set_defaults(owner: str, durability: str | None, encryption: str | None,
+                 trash_retention_days=None) -> dict:
     current = defaults(owner)
     if durability is not None:
         current["durability"] = str(codec.parse_durability(durability))
     if encryption is not None:
         current["encryption"] = str(codec.parse_encryption(encryption))
-    tree_store().put_profile(Profile(owner, current["durability"], current["encryption"]))
+    retention_changed = False
+    if trash_retention_days is not None:
+        days = trash.check_retention(trash_retention_days)
+        retention_changed = days != current["trash_retention_days"]
+        current["trash_retention_days"] = days
+    tree_store().put_profile(Profile(owner, current["durability"], current["encryption"],
+                                     current["trash_retention_days"]))
+    if retention_changed:
+        trash.apply_retention(owner, current["trash_retention_days"])
     return current
 
 
@@ -483,16 +493,29 @@ def free_version(owner: str, version: Version, deadline: float = float("inf")) -
     return True
 
 
-# A delete frees what it can in this long, and leaves the rest to the sweep.
+# Deleting for good frees what it can in this long, and leaves the rest to the sweep.
 DELETE_INLINE_SECONDS = 2.0
 
 
 def delete_node(owner: str, node: Node) -> None:
-    """Delete a file with all its versions, or a directory with everything under it. It is gone
-    for its owner at once (whatever it holds); its content is freed here within a short budget,
-    and what is left by the scheduled sweep, so no request works through a huge tree."""
-    trashed = tree.trash(owner, node)
-    _purge(owner, trashed, time.monotonic() + DELETE_INLINE_SECONDS)
+    """Delete a file with all its versions, or a directory with everything under it: it goes
+    to the owner's trash at once, whatever it holds (tree/trash.py)."""
+    trash.move_to_trash(owner, node)
+
+
+def delete_for_good(owner: str, node_id: str) -> None:
+    """Take an item out of the trash for good and free its content: here within a short budget,
+    the rest by the scheduled sweep, so no request works through a huge tree."""
+    _purge(owner, trash.doom(owner, node_id), time.monotonic() + DELETE_INLINE_SECONDS)
+
+
+def empty_trash(owner: str) -> dict:
+    deadline = time.monotonic() + 4 * DELETE_INLINE_SECONDS
+    doomed, complete = trash.doom_all(owner, deadline)
+    for node in doomed:
+        if not _purge(owner, node, deadline):
+            break          # the sweep frees the rest
+    return {"deleted": len(doomed), "complete": complete}
 
 
 def _purge(owner: str, node: Node, deadline: float) -> bool:
@@ -531,17 +554,14 @@ def _remove(node: Node) -> None:
 
 
 def sweep_trash(budget_seconds: float = 300.0) -> dict:
-    """The scheduled sweep's other half: free deleted nodes the delete left unfinished."""
+    """The scheduled sweep's other half: free trash items deleted for good (what their delete
+    left unfinished) and those past their owner's retention."""
     deadline = time.monotonic() + budget_seconds
     freed = unfinished = 0
     failed = []
-    trees = tree_store()
-    for found in trees.trashed():
+    for node in trash.due(time.time()):
         if time.monotonic() > deadline:
             break
-        node = trees.get_node(found.owner, found.node_id)
-        if node is None:
-            continue
         try:
             if _purge(node.owner, node, deadline):
                 freed += 1

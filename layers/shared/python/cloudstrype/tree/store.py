@@ -3,17 +3,20 @@ reads and writes them (over whichever metadata engine the settings choose).
 
 - `nodes` (owner, node_id): a file or directory; a directory tree by parent pointers, so moving
   a directory is one node and two entries whatever it holds. A file's current version is
-  copied onto its node. A deleted node is first moved under TRASH (O(1)); the `by-trash`
-  index is the sweep's queue of what is left to free.
+  copied onto its node. A deleted node moves under TRASH (O(1)) with what the trash shows
+  (original parent and path, bytes, when it is due); the sparse `by-purge` index is the
+  sweep's queue, by due time, of every owner's trash (a deleted-for-good item is due at 0).
 - `entries` (owner#parent_id, name): the directory index. A name is unique in its directory
   because an entry is only ever created if absent; a listing is one query, sorted by name, with
   what a listing shows (id, type, size, modified) copied onto the entry.
+  The owner's trash is the partition owner#trash, its names `<deleted seconds>.<node id>`,
+  so it lists by deletion time.
 - `versions` (owner#node_id, version_id): each upload of a file, oldest first. One partition per
   file, not per user: listing a file's versions reads that file's items only.
 - `uploads` (owner, upload_id) / `upload-parts` (owner#upload_id, part): sessions for files
   larger than one request. The sweep finds expired sessions through the sparse `by-expiry`
   index; `purge_at` (a week later) is only the engine's backstop.
-- `profiles` (owner): a user's defaults.
+- `profiles` (owner): a user's defaults and trash retention.
 
 Times are Unix seconds (float). Every item carries its owner and every read checks it.
 """
@@ -23,10 +26,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from cloudstrype import quota
 from cloudstrype.metadata import schema
 from cloudstrype.metadata.engine import (
     MAX_TRANSACTION_ITEMS,
     Change,
+    Check,
     Condition,
     ConditionFailed,
     Delete,
@@ -40,7 +45,8 @@ from cloudstrype.metadata.schema import BOOL, INT, JSON, STR, Index
 
 DIRECTORY, FILE = "directory", "file"
 ROOT = "root"
-# The parent of deleted nodes still being freed: no directory, so nothing under it resolves.
+# The parent of deleted nodes (in the trash, or being freed): no directory, so nothing under
+# it resolves by path; by id, `in_trash` tells.
 TRASH = "trash"
 _TRASH_QUEUE = "trash"
 # The one partition of the sweep's index: sessions are few (large files only) and short-lived.
@@ -51,9 +57,11 @@ NODES = schema.table(
     fields={"owner": STR, "node_id": STR, "type": STR, "name": STR, "parent_id": STR,
             "created": INT, "modified": INT, "attributes": JSON, "revision": INT,
             "version_id": STR, "size": INT, "content_type": STR, "sha256": STR, "etag": STR,
-            "durability": STR, "encryption": STR, "trash_queue": STR, "trashed_at": INT},
-    # Deleted nodes whose content the sweep still has to free, of every owner.
-    indexes=(Index("by-trash", hash_key="trash_queue", range_key="trashed_at"),))
+            "durability": STR, "encryption": STR, "trash_queue": STR, "trashed_at": INT,
+            "trash_parent_id": STR, "trash_path": STR, "trash_bytes": INT, "purge_at": INT,
+            "doomed": BOOL},
+    # Trashed nodes of every owner by the time they are due to be freed (deleted for good: 0).
+    indexes=(Index("by-purge", hash_key="trash_queue", range_key="purge_at"),))
 
 ENTRIES = schema.table(
     "entries", hash_key="parent_ref", range_key="name", owner_module=__name__,
@@ -83,7 +91,8 @@ UPLOAD_PARTS = schema.table(
 
 PROFILES = schema.table(
     "profiles", hash_key="owner", owner_module=__name__,
-    fields={"owner": STR, "default_durability": STR, "default_encryption": STR})
+    fields={"owner": STR, "default_durability": STR, "default_encryption": STR,
+            "trash_retention_days": INT})
 
 
 class TreeConflict(Exception):
@@ -182,10 +191,23 @@ class UploadPart:
 
 
 @dataclass
+class Trashed:
+    """A top-level item of an owner's trash (what was deleted; what is under it stays put)."""
+    node: Node
+    trashed_at: int
+    original_parent_id: str
+    original_path: str
+    size: int          # bytes of every version under it, measured when it was deleted
+    purge_at: int
+    doomed: bool = False          # deleted for good: out of the listing, being freed
+
+
+@dataclass
 class Profile:
     owner: str
     default_durability: str | None = None
     default_encryption: str | None = None
+    trash_retention_days: int | None = None
 
 
 _VERSION_FIELDS = ("version_id", "size", "content_type", "sha256", "etag", "durability",
@@ -234,6 +256,22 @@ def _entry_item(owner: str, parent_id: str, name: str, node_id: str, type_: str,
                 modified: float) -> dict:
     return {"parent_ref": _parent_ref(owner, parent_id), "name": name, "owner": owner,
             "node_id": node_id, "type": type_, "size": int(size), "modified": modified}
+
+
+def _trash_name(trashed_at: int, node_id: str) -> str:
+    return f"{int(trashed_at):012d}.{node_id}"
+
+
+def _trashed(item: dict) -> Trashed:
+    return Trashed(_node(item), int(item["trashed_at"]), item.get("trash_parent_id") or ROOT,
+                   item.get("trash_path") or "/", int(item.get("trash_bytes", 0)),
+                   int(item.get("purge_at", 0)), bool(item.get("doomed", False)))
+
+
+_TRASH_FIELDS = ("trash_queue", "trashed_at", "trash_parent_id", "trash_path", "trash_bytes",
+                 "purge_at", "doomed")
+# An ancestor walk stops here (deeper than any path: a loop is treated as unreachable).
+_MAX_WALK = 256
 
 
 def _version_item(version: Version) -> dict:
@@ -396,37 +434,142 @@ class TreeStore:
         return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
                                    revision=node.revision + 1)
 
-    def trash(self, node: Node, now: float) -> Node:
-        """Take the node out of its directory at once (its name is free, nothing under it
-        resolves) and queue it for freeing; O(1) whatever it holds. Raises Changed if the
-        node moved on since it was read."""
+    def trash(self, node: Node, now: float, *, path: str, size: int,
+              purge_at: int) -> Trashed:
+        """Move the node to its owner's trash: out of its directory at once (its name is free,
+        nothing under it resolves), listed in the trash, counted in the owner's trash bytes,
+        queued for the sweep at `purge_at`; O(1) whatever it holds. Raises Changed if the node
+        moved on since it was read."""
+        trashed_at = int(now)
         operations = []
         entry = self.get_entry(node.owner, node.parent_id, node.name)
         if entry is not None and entry.node_id == node.node_id:
             operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
                                      Condition.eq("node_id", node.node_id)))
-        operations.append(Update(NODES, {"owner": node.owner, "node_id": node.node_id},
-                                 Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
-                                             "trashed_at": int(now)}, add={"revision": 1}),
-                                 Condition.eq("revision", node.revision)))
+        operations += [
+            Put(ENTRIES, _entry_item(node.owner, TRASH, _trash_name(trashed_at, node.node_id),
+                                     node.node_id, node.type, size, trashed_at),
+                Condition.absent()),
+            Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+                   Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
+                               "trashed_at": trashed_at, "trash_parent_id": node.parent_id,
+                               "trash_path": path, "trash_bytes": int(size),
+                               "purge_at": int(purge_at)}, add={"revision": 1}),
+                   Condition.eq("revision", node.revision) & Condition.ne("parent_id", TRASH)),
+            quota.trash_bytes_change(node.owner, int(size))]
         try:
             self.engine.transact(operations)
         except ConditionFailed:
             raise Changed(node.node_id) from None
-        return dataclasses.replace(node, parent_id=TRASH, revision=node.revision + 1)
+        moved = dataclasses.replace(node, parent_id=TRASH, revision=node.revision + 1)
+        return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at))
 
-    def trashed(self, page_size: int = 100) -> Iterator[Node]:
-        """Deleted nodes still to free, of every owner, oldest first (through the sparse
-        index; it may lag: re-read before acting)."""
+    def get_trashed(self, owner: str, node_id: str, doomed: bool = False) -> Trashed | None:
+        """The owner's trash item `node_id` (None if it is not one, or is deleted for good
+        unless `doomed`)."""
+        item = self._get(NODES, {"owner": owner, "node_id": node_id}, owner)
+        if item is None or item.get("parent_id") != TRASH or "trashed_at" not in item or \
+                (item.get("doomed") and not doomed):
+            return None
+        return _trashed(item)
+
+    def list_trash(self, owner: str, limit: int, cursor: str | None = None
+                   ) -> tuple[list[Trashed], str | None]:
+        """One page of the owner's trash, newest deleted first. Raises BadCursor for a cursor
+        this listing did not hand out."""
+        page = self.engine.query(ENTRIES, _parent_ref(owner, TRASH), limit=limit,
+                                 reverse=True, cursor=cursor)
+        keys = [{"owner": owner, "node_id": item["node_id"]} for item in page.items
+                if item.get("owner") == owner]
+        found = {item["node_id"]: item for item in self.engine.get_many(NODES, keys)}
+        items = [_trashed(found[key["node_id"]]) for key in keys
+                 if key["node_id"] in found and found[key["node_id"]].get("parent_id") == TRASH
+                 and not found[key["node_id"]].get("doomed")]
+        return items, page.cursor
+
+    def restore(self, item: Trashed, parent: Node, name: str) -> Node:
+        """Put a trash item back as `name` in `parent`, all or nothing: if the item is still at
+        the revision read (a racing restore or delete-for-good makes this Changed) and the
+        parent too (not deleted meanwhile). Raises NameTaken if the name exists there."""
+        node = item.node
+        key = {"owner": node.owner, "node_id": node.node_id}
+        operations = [
+            Put(ENTRIES, _entry_item(node.owner, parent.node_id, name, node.node_id,
+                                     node.type, node.size, node.modified), Condition.absent()),
+            Delete(ENTRIES, _entry_key(node.owner, TRASH,
+                                       _trash_name(item.trashed_at, node.node_id)),
+                   Condition.eq("node_id", node.node_id)),
+            Update(NODES, key, Change(set={"parent_id": parent.node_id, "name": name},
+                                      remove=_TRASH_FIELDS, add={"revision": 1}),
+                   Condition.eq("revision", node.revision) & Condition.eq("parent_id", TRASH)),
+            Check(NODES, {"owner": parent.owner, "node_id": parent.node_id},
+                  Condition.eq("revision", parent.revision)),
+            quota.trash_bytes_change(node.owner, -item.size)]
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed:
+            taken = self.get_entry(node.owner, parent.node_id, name)
+            if taken is not None and taken.node_id != node.node_id:
+                raise NameTaken(name) from None
+            raise Changed(node.node_id) from None
+        return dataclasses.replace(node, parent_id=parent.node_id, name=name,
+                                   revision=node.revision + 1)
+
+    def doom(self, item: Trashed) -> Node:
+        """Delete a trash item for good: out of the listing at once, first in the sweep's
+        queue; its bytes stay counted as trash until it is freed (`remove`). Raises Changed if
+        it moved on since it was read (restored, or deleted for good already)."""
+        node = item.node
+        try:
+            self.engine.transact([
+                Delete(ENTRIES, _entry_key(node.owner, TRASH,
+                                           _trash_name(item.trashed_at, node.node_id)),
+                       Condition.eq("node_id", node.node_id)),
+                Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+                       Change(set={"doomed": True, "purge_at": 0}, add={"revision": 1}),
+                       Condition.eq("revision", node.revision)
+                       & Condition.eq("parent_id", TRASH))])
+        except ConditionFailed:
+            raise Changed(node.node_id) from None
+        return dataclasses.replace(node, revision=node.revision + 1)
+
+    def set_purge_at(self, item: Trashed, purge_at: int) -> None:
+        """Move a trash item's due time (its owner changed the retention); a no-op if it left
+        the trash meanwhile."""
+        try:
+            self.engine.update(NODES, {"owner": item.node.owner, "node_id": item.node.node_id},
+                               Change(set={"purge_at": int(purge_at)}),
+                               Condition.eq("parent_id", TRASH) & Condition.ne("doomed", True))
+        except ConditionFailed:
+            pass
+
+    def due_for_purge(self, now: float, page_size: int = 100) -> Iterator[Trashed]:
+        """Trashed nodes of every owner due by `now` (deleted for good first), through the
+        sparse index; it may lag: re-read before acting."""
         cursor = None
         while True:
-            page = self.engine.query_index(NODES, "by-trash", _TRASH_QUEUE, limit=page_size,
-                                           cursor=cursor)
+            page = self.engine.query_index(NODES, "by-purge", _TRASH_QUEUE, before=int(now) + 1,
+                                           limit=page_size, cursor=cursor)
             for item in page.items:
-                yield _node(item)
+                yield _trashed(item)
             cursor = page.cursor
             if not cursor:
                 return
+
+    def in_trash(self, node: Node) -> bool:
+        """Whether the node or a directory above it is in the trash (or gone): an ancestor walk,
+        one read per level, since a trashed directory's subtree is not rewritten."""
+        current = node
+        for _ in range(_MAX_WALK):
+            if current.parent_id == TRASH:
+                return True
+            if current.parent_id in (None, ROOT):
+                return False          # the root is never in the trash: no read for it
+            parent = self.get_node(current.owner, current.parent_id)
+            if parent is None:
+                return True
+            current = parent
+        return True
 
     def set_attributes(self, node: Node, attributes: dict, now: float) -> Node:
         """Replace the node's custom attributes, if it is still at the revision read."""
@@ -447,7 +590,17 @@ class TreeStore:
         """Remove the node and its entry (versions and children are the caller's to remove
         first)."""
         operations = [Delete(NODES, {"owner": node.owner, "node_id": node.node_id})]
-        if node.parent_id is not None:
+        item = self._get(NODES, {"owner": node.owner, "node_id": node.node_id}, node.owner)
+        if item is not None and item.get("parent_id") == TRASH and "trashed_at" in item:
+            # A freed trash item: its bytes leave the trash count, and the trash entry goes.
+            trashed = _trashed(item)
+            # Once only, though a delete and the sweep may free it together.
+            operations[0] = Delete(NODES, {"owner": node.owner, "node_id": node.node_id},
+                                   Condition.eq("trashed_at", trashed.trashed_at))
+            operations += [quota.trash_bytes_change(node.owner, -trashed.size),
+                           Delete(ENTRIES, _entry_key(node.owner, TRASH, _trash_name(
+                               trashed.trashed_at, node.node_id)))]
+        elif node.parent_id is not None:
             entry = self.get_entry(node.owner, node.parent_id, node.name)
             if entry is not None and entry.node_id == node.node_id:
                 operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id,
@@ -550,7 +703,9 @@ class TreeStore:
         item = self._get(PROFILES, {"owner": owner}, owner)
         if item is None:
             return None
-        return Profile(owner, item.get("default_durability"), item.get("default_encryption"))
+        retention = item.get("trash_retention_days")
+        return Profile(owner, item.get("default_durability"), item.get("default_encryption"),
+                       int(retention) if retention is not None else None)
 
     def put_profile(self, profile: Profile) -> None:
         self.engine.put(PROFILES, _present(dataclasses.asdict(profile)))

@@ -11,7 +11,6 @@ from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
     ROOT,
-    TRASH,
     BadCursor,
     Changed,
     Entry,
@@ -91,7 +90,8 @@ def get_node(owner: str, node_id: str) -> Node:
     if node_id == ROOT:
         return root(owner)
     node = tree_store().get_node(owner, node_id)
-    if node is None or node.parent_id == TRASH:
+    # In the trash, or under a directory that is: reachable through the trash routes only.
+    if node is None or tree_store().in_trash(node):
         raise errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
     return node
 
@@ -271,17 +271,6 @@ def set_attributes(owner: str, node: Node, attributes: dict) -> Node:
     except Changed:
         raise errors.Conflict("The item changed while its attributes were being saved; try "
                               "again.", code="concurrent_change") from None
-
-
-def trash(owner: str, node: Node) -> Node:
-    """Delete the node for its owner at once; its content is freed afterwards."""
-    if node.node_id == ROOT:
-        raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
-    try:
-        return tree_store().trash(node, now())
-    except Changed:
-        raise errors.Conflict("The item changed while it was being deleted; try again.",
-                              code="concurrent_change") from None
 
 
 def unlink(owner: str, node: Node) -> None:

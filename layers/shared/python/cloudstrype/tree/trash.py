@@ -1,0 +1,250 @@
+"""The trash: a deleted item (a file with its versions, or a directory with everything under
+it) stays its owner's, unreachable by path or id, until it is restored, deleted for good, or
+older than the owner's retention; then the scheduled sweep frees its chunks (files.py).
+
+Restoring puts the item back into its original directory (followed by id, wherever that
+directory is now) under its original name. If that directory is gone, the directories of the
+original path are made again; if the name is taken, the item gets a dated suffix
+(`report (restored 2026-12-01).txt`). A caller may name the directory and/or the name instead
+(an explicit name that is taken is a conflict, never suffixed). Docs: docs/trash-api.md.
+"""
+from __future__ import annotations
+
+import posixpath
+import time
+from datetime import datetime, timezone
+from typing import Iterator
+
+from cloudstrype import errors
+from cloudstrype.tree import tree
+from cloudstrype.tree.store import (
+    DIRECTORY,
+    FILE,
+    ROOT,
+    BadCursor,
+    Changed,
+    NameTaken,
+    Node,
+    Trashed,
+    tree_store,
+)
+
+DEFAULT_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 3650
+DAY_SECONDS = 24 * 3600
+# Measuring what a deleted directory holds reads every file's versions; a delete spends at most
+# this long on it (a larger tree shows the bytes measured by then).
+MEASURE_SECONDS = 5.0
+# Suffixes tried for a restore whose name is taken, before giving up with a conflict.
+MAX_RESTORE_SUFFIXES = 100
+
+
+def _not_found(node_id) -> errors.ApiError:
+    return errors.NotFound(f"No item {node_id!r} in your trash.", code="trash_item_not_found")
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+def check_retention(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= MAX_RETENTION_DAYS:
+        raise errors.BadRequest(f"Field 'trash_retention_days' must be a whole number of days "
+                                f"from 0 to {MAX_RETENTION_DAYS} (0: the next sweep deletes "
+                                f"trash for good).", code="invalid_field",
+                                details={"field": "trash_retention_days"})
+    return value
+
+
+def retention_days(owner: str) -> int:
+    profile = tree_store().get_profile(owner)
+    if profile is None or profile.trash_retention_days is None:
+        return DEFAULT_RETENTION_DAYS
+    return profile.trash_retention_days
+
+
+def apply_retention(owner: str, days: int) -> None:
+    """Move the due time of what is in the owner's trash to the new retention (the trash holds
+    top-level deleted items only, so this is one small write per item deleted)."""
+    trees = tree_store()
+    cursor = None
+    while True:
+        items, cursor = trees.list_trash(owner, 100, cursor)
+        for item in items:
+            trees.set_purge_at(item, item.trashed_at + days * DAY_SECONDS)
+        if not cursor:
+            return
+
+
+# -- deleting ------------------------------------------------------------------------------------
+
+def measure(owner: str, node: Node, deadline: float) -> int:
+    """Bytes of every version of the file, or of every file under the directory (what the
+    storages keep for it); what was measured by the deadline if that comes first."""
+    trees = tree_store()
+    total, pending = 0, [node]
+    while pending and time.monotonic() < deadline:
+        current = pending.pop()
+        if current.type == FILE:
+            total += sum(int(v.size) for v in trees.list_versions(owner, current.node_id))
+            continue
+        cursor = None
+        while True:
+            entries, cursor = trees.list_entries(owner, current.node_id, 1000, cursor)
+            for entry in entries:
+                pending.append(Node(owner, entry.node_id, entry.type, entry.name,
+                                    current.node_id, entry.modified, entry.modified))
+            if not cursor:
+                break
+    return total
+
+
+def move_to_trash(owner: str, node: Node) -> Trashed:
+    """Delete for its owner at once: the item goes to the owner's trash, O(1) writes whatever it
+    holds."""
+    if node.node_id == ROOT:
+        raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
+    path = tree.path_of(owner, node)
+    size = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
+    stamp = tree.now()
+    try:
+        return tree_store().trash(node, stamp, path=path, size=size,
+                                  purge_at=int(stamp) + retention_days(owner) * DAY_SECONDS)
+    except Changed:
+        raise errors.Conflict("The item changed while it was being deleted; try again.",
+                              code="concurrent_change") from None
+
+
+# -- the owner's view -----------------------------------------------------------------------------
+
+def describe(item: Trashed) -> dict:
+    node = item.node
+    return {"id": node.node_id, "name": node.name, "type": node.type,
+            "original_path": item.original_path, "size": item.size,
+            "deleted": tree.iso(item.trashed_at), "purge_after": tree.iso(item.purge_at)}
+
+
+def listing(owner: str, limit: int, cursor: str | None) -> dict:
+    try:
+        items, next_cursor = tree_store().list_trash(owner, limit, cursor or None)
+    except BadCursor:
+        raise errors.BadRequest("The 'cursor' is not one this API gave out.",
+                                code="invalid_cursor") from None
+    return {"items": [describe(item) for item in items], "next_cursor": next_cursor,
+            "retention_days": retention_days(owner)}
+
+
+def get(owner: str, node_id) -> Trashed:
+    found = tree_store().get_trashed(owner, node_id) if isinstance(node_id, str) and \
+        0 < len(node_id) <= 64 else None
+    if found is None:
+        raise _not_found(node_id)
+    return found
+
+
+# -- restoring ------------------------------------------------------------------------------------
+
+def restored_name(name: str, type_: str, day: str, attempt: int) -> str:
+    """`name (restored <day>)`, `name (restored <day> 2)`, …; a file's extension stays last."""
+    tag = f" (restored {day}{f' {attempt}' if attempt > 1 else ''})"
+    stem, dot, extension = name.rpartition(".")
+    if type_ != FILE or not dot or not stem:
+        stem, extension = name, ""
+    extension = f".{extension}" if extension else ""
+    # Within the name limit: shorten the stem, never the tag or the extension.
+    room = tree.MAX_NAME_BYTES - len((tag + extension).encode("utf-8"))
+    while len(stem.encode("utf-8")) > room:
+        stem = stem[:-1]
+    return stem + tag + extension
+
+
+def _original_parent(owner: str, item: Trashed) -> Node:
+    """The directory the item was deleted from, wherever it is now; if it is gone (freed, or
+    in the trash), the original path's directories, made again."""
+    trees = tree_store()
+    parent = trees.get_node(owner, item.original_parent_id)
+    if parent is not None and parent.type == DIRECTORY and not trees.in_trash(parent):
+        return parent
+    directory, _ = tree.make_dirs(owner, posixpath.dirname(item.original_path) or "/")
+    return directory
+
+
+def restore(owner: str, node_id, directory: str | None = None,
+            name: str | None = None) -> tuple[Node, Trashed]:
+    """Put a trash item back (see the module's doc), all or nothing; of racing restores and
+    deletes of one item exactly one wins."""
+    item = get(owner, node_id)
+    wanted = tree.check_name(name) if name is not None else None
+    if directory is not None:
+        parent, _ = tree.make_dirs(owner, directory)
+    else:
+        parent = _original_parent(owner, item)
+    if wanted is not None:
+        candidates = [wanted]
+    else:
+        day = datetime.now(timezone.utc).date().isoformat()
+        candidates = [item.node.name] + [restored_name(item.node.name, item.node.type, day, n)
+                                         for n in range(1, MAX_RESTORE_SUFFIXES + 1)]
+    trees = tree_store()
+    for candidate in candidates:
+        try:
+            return trees.restore(item, parent, candidate), item
+        except NameTaken:
+            continue
+        except Changed:
+            if trees.get_trashed(owner, item.node.node_id) is None:
+                raise _not_found(node_id) from None
+            raise errors.Conflict("The item or its target directory changed while it was being "
+                                  "restored; try again.", code="concurrent_change") from None
+    where = tree.path_of(owner, parent)
+    raise errors.Conflict(f"'{candidates[-1]}' exists already in {where}; restore it under "
+                          f"another 'name' or into another 'path'.", code="name_exists",
+                          details={"field": "name"})
+
+
+# -- deleting for good ---------------------------------------------------------------------------
+
+def doom(owner: str, node_id) -> Node:
+    """Take an item out of the trash for good; its content is the caller's to free (files.py)."""
+    item = get(owner, node_id)
+    try:
+        return tree_store().doom(item)
+    except Changed:
+        if tree_store().get_trashed(owner, item.node.node_id) is None:
+            raise _not_found(node_id) from None
+        raise errors.Conflict("The item changed while it was being deleted; try again.",
+                              code="concurrent_change") from None
+
+
+def doom_all(owner: str, deadline: float) -> tuple[list[Node], bool]:
+    """Take every item out of the owner's trash for good; (their nodes, whether the trash was
+    emptied before the deadline)."""
+    trees = tree_store()
+    doomed: list[Node] = []
+    while time.monotonic() < deadline:
+        items, _ = trees.list_trash(owner, 100)
+        if not items:
+            return doomed, True
+        for item in items:
+            try:
+                doomed.append(trees.doom(item))
+            except Changed:
+                pass          # restored or deleted meanwhile
+    return doomed, False
+
+
+def due(now: float) -> Iterator[Node]:
+    """Every owner's trashed nodes to free now: deleted for good, or past their retention
+    (these are taken out of the trash first, so a racing restore either wins or finds them
+    gone)."""
+    trees = tree_store()
+    for found in trees.due_for_purge(now):
+        current = trees.get_trashed(found.node.owner, found.node.node_id, doomed=True)
+        if current is None:
+            continue          # restored, or freed, since the index saw it
+        if current.doomed:
+            yield current.node
+        elif current.purge_at <= now:
+            try:
+                yield trees.doom(current)
+            except Changed:
+                continue
