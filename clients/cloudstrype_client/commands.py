@@ -333,8 +333,20 @@ def _bars(args) -> bool | None:
 @_command
 def cmd_put(args) -> int:
     client = _client(args)
+
+    def report(result: transfer.PutResult) -> None:
+        if args.json:
+            _print_json(result.as_json())
+            return
+        if result.dry_run:
+            for item in result.to_send:
+                print(f"would send {item.local} -> {item.remote} ({human_size(item.size)})")
+        if not args.quiet or result.dry_run:
+            print(f"put: {result.summary()}", flush=True)
+
     return transfer.put(client, args.sources, args.dest, jobs=args.jobs, quiet=args.quiet,
-                        bars=_bars(args))
+                        bars=_bars(args), checksum=args.checksum, dry_run=args.dry_run,
+                        report=report)
 
 
 @_command
@@ -603,9 +615,17 @@ def add_commands(commands) -> None:
     put.description = ("Upload files and folders. A folder SRC becomes DEST/NAME; 'SRC/' copies "
                        "its contents into DEST. One file becomes DEST unless DEST is a "
                        "directory or ends in '/'. Interrupted big uploads resume when the same "
-                       "command runs again.")
+                       "command runs again. Files whose remote copy has the same size and "
+                       "modification time are skipped (unchanged), as with 'rclone copy'; the "
+                       "counts end the output: N sent, M skipped (unchanged), K failed.")
     put.add_argument("sources", nargs="+", metavar="SRC", help="local file or folder")
     put.add_argument("dest", metavar="DEST", help="remote path, e.g. /backup/")
+    put.add_argument("-c", "--checksum", action="store_true",
+                     help="skip files by size and sha256 (hashed here) instead of size and "
+                          "modification time")
+    put.add_argument("-n", "--dry-run", action="store_true",
+                     help="list what would be sent; send nothing")
+    _json_flag(put)
     _jobs_flag(put)
 
     get = add("get", "download files and folders", cmd_get)

@@ -13,6 +13,14 @@ against the size and sha256 and only then renamed to NAME. The sha256 is compute
 arrive, in order (a bounded window of them is in flight), so checking costs no second read of
 the file.
 
+Unchanged files are not sent again, as with `rclone copy`: a file whose remote copy has the same
+size and the same modification time (the server keeps the one the CLI sends, to the microsecond;
+they are compared within MODIFY_WINDOW) is skipped; with ``--checksum`` the same size and the
+same sha256 instead. What is remote comes from one paged listing per destination directory of a
+folder (a stat per file named on the command line); ``--checksum`` asks for the sha256 of each
+same-size file (listings do not carry it). ``--dry-run`` lists what would be sent and sends
+nothing. The counts end the output: "N sent, M skipped (unchanged), K failed".
+
 Naming follows rsync: a directory SRC is copied *as* DEST/basename(SRC), a SRC ending in '/' has
 its *contents* copied into DEST; a single file SRC goes into DEST when DEST is a directory (or ends
 in '/', or several SRCs are given), else becomes DEST.
@@ -43,6 +51,9 @@ MiB = 1024 * 1024
 ONE_SHOT_MAX = 4 * MiB
 RANGE_SIZE = 4 * MiB
 HASH_BLOCK = 4 * MiB
+# Modification times within this are the same: the server keeps microseconds, and a float of
+# today's Unix seconds holds about a tenth of one.
+MODIFY_WINDOW = 0.001
 
 
 def hash_file(path: Path) -> str:
@@ -88,6 +99,7 @@ class Upload:
     mtime_ns: int
     directory: str                 # remote directory
     name: str
+    in_folder: bool = False        # found in a folder SRC (compared through its listing)
 
     @property
     def remote(self) -> str:
@@ -161,7 +173,8 @@ def plan_put(client: Client, sources: list[str], dest: str,
                     if not stat_module.S_ISREG(st.st_mode):
                         warn(f"put: skipping {local}: not a regular file", failure=False)
                         continue
-                    uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, filename))
+                    uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, filename,
+                                          in_folder=True))
         elif stat_module.S_ISREG(info.st_mode):
             if into:
                 directory, name = dest_path, path.name
@@ -170,7 +183,94 @@ def plan_put(client: Client, sources: list[str], dest: str,
             uploads.append(Upload(path, info.st_size, info.st_mtime_ns, directory, name))
         else:
             raise UsageError(f"{source} is not a regular file or a directory.")
-    return uploads, _leaves(directories)
+    return uploads, directories
+
+
+def _list_existing(client: Client, directories: set[str], jobs: int
+                   ) -> dict[str, dict[str, dict]]:
+    """{directory: {name: entry}} for those of `directories` that exist remotely: one paged
+    listing each, parents before children, each level in parallel; a directory its parent's
+    listing does not show is not asked for (nothing is below it)."""
+    found: dict[str, dict[str, dict]] = {}
+
+    def listing(directory: str) -> dict[str, dict] | None:
+        parent, name = remote.split(directory) if directory != "/" else ("", "")
+        if parent in found:
+            entry = found[parent].get(name)
+            if entry is None or entry.get("type") != remote.DIRECTORY:
+                return None
+        elif parent in directories:
+            return None                 # its parent does not exist
+        try:
+            return {e["name"]: e for e in remote.list_dir(client, directory)}
+        except CliError as exc:
+            if exc.exit_code == NOT_FOUND or exc.code == "not_a_directory" or \
+                    exc.exit_code == USAGE:
+                return None             # missing, or a file there: the upload will say
+            raise
+
+    by_depth: dict[int, list[str]] = {}
+    for directory in directories:
+        by_depth.setdefault(0 if directory == "/" else directory.count("/"), []).append(
+            directory)
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="list") as pool:
+        for depth in sorted(by_depth):
+            level = by_depth[depth]
+            for directory, children in zip(level, pool.map(listing, level), strict=True):
+                if children is not None:
+                    found[directory] = children
+    return found
+
+
+def _modified_seconds(entry: dict) -> float | None:
+    return _timestamp(entry.get("modified"))
+
+
+def _unchanged(item: Upload, entry: dict | None, checksum: bool) -> bool | None:
+    """True/False when the entry decides; None when --checksum needs the remote sha256."""
+    if entry is None or entry.get("type") != remote.FILE or \
+            int(entry.get("size") or 0) != item.size:
+        return False
+    if checksum:
+        if not entry.get("sha256"):
+            return None
+        return entry["sha256"] == hash_file(item.local)
+    modified = _modified_seconds(entry)
+    return modified is not None and abs(modified - item.mtime_ns / 1e9) <= MODIFY_WINDOW
+
+
+def select_changed(client: Client, uploads: list[Upload], directories: set[str], *,
+                   checksum: bool, jobs: int) -> tuple[list[Upload], int, set[str]]:
+    """(the uploads to send, how many are unchanged, the directories that exist remotely)."""
+    listings = _list_existing(client, directories, jobs)
+
+    def entry_of(item: Upload) -> dict | None:
+        if item.in_folder:
+            return listings.get(item.directory, {}).get(item.name)
+        return remote.stat(client, item.remote)
+
+    def decide(item: Upload) -> bool:
+        entry = entry_of(item)
+        verdict = _unchanged(item, entry, checksum)
+        if verdict is None:             # a listing's entry has no sha256: ask for the file's
+            verdict = _unchanged(item, remote.stat(client, item.remote), checksum)
+        return bool(verdict)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="compare") as pool:
+        if checksum or any(not u.in_folder for u in uploads):
+            same = list(pool.map(decide, uploads))
+        else:                           # listings decide alone: no need for threads
+            same = [decide(u) for u in uploads]
+    changed = [u for u, unchanged in zip(uploads, same, strict=True) if not unchanged]
+    return changed, len(uploads) - len(changed), set(listings)
+
+
+def _stable_mtime(before: os.stat_result, after: os.stat_result) -> float | None:
+    """The modification time to keep with the upload: None (the server's time then) if the file
+    changed while it was read, so that the next `put` sends it again."""
+    if before.st_mtime_ns != after.st_mtime_ns or before.st_size != after.st_size:
+        return None
+    return after.st_mtime_ns / 1e9
 
 
 class Uploader:
@@ -187,11 +287,17 @@ class Uploader:
         return self._session(item)
 
     def _one_shot(self, item: Upload) -> dict:
-        data = item.local.read_bytes()
+        with open(item.local, "rb") as f:
+            before = os.fstat(f.fileno())
+            data = f.read()
+            mtime = _stable_mtime(before, os.fstat(f.fileno()))
         digest = hashlib.sha256(data).hexdigest()
+        fields = {"path": item.directory, "name": item.name}
+        if mtime is not None:
+            fields["mtime"] = f"{mtime:.6f}"
         node = self.client.request(
             "POST", "/api/filesystem/data", retry=True, ok=(201,), what=item.remote,
-            data={"path": item.directory, "name": item.name},
+            data=fields,
             files={"file": (item.name, data, "application/octet-stream")}).json()
         if node.get("size") != len(data) or (node.get("sha256") and node["sha256"] != digest):
             raise CliError(f"{item.remote}: the server stored {node.get('size')} bytes with "
@@ -242,6 +348,9 @@ class Uploader:
         missing = [int(n) for n in session["missing"]]
         self.progress.skip(item.size - sum(part_length(n) for n in missing), bar)
         fd = os.open(item.local, os.O_RDONLY)
+        before = os.fstat(fd)
+        if before.st_mtime_ns != item.mtime_ns:
+            before = None               # changed since the parts already sent were read
         try:
             def send(n: int) -> None:
                 length = part_length(n)
@@ -256,9 +365,12 @@ class Uploader:
 
             for _ in range(3):
                 _raise_first([self.parts.submit(send, n) for n in missing])
+                mtime = before and _stable_mtime(before, os.fstat(fd))
                 try:
                     node = self.client.request("POST", f"{base}/commit", retry=True, ok=(201,),
-                                               what=item.remote).json()
+                                               what=item.remote,
+                                               json={} if mtime is None else {"mtime": mtime}
+                                               ).json()
                     break
                 except CliError as exc:
                     if exc.code == "upload_committed":     # a retried commit that had worked
@@ -280,8 +392,33 @@ class Uploader:
         return node
 
 
+@dataclass
+class PutResult:
+    sent: int
+    skipped: int                   # unchanged
+    failed: int
+    to_send: list[Upload]          # what was (or, in a dry run, would be) sent
+    dry_run: bool
+
+    def summary(self) -> str:
+        if self.dry_run:
+            return (f"{len(self.to_send)} to send (dry run, nothing sent), {self.skipped} "
+                    f"skipped (unchanged), {self.failed} failed")
+        return f"{self.sent} sent, {self.skipped} skipped (unchanged), {self.failed} failed"
+
+    def as_json(self) -> dict:
+        answer = {"sent": self.sent, "skipped": self.skipped, "failed": self.failed,
+                  "dry_run": self.dry_run}
+        if self.dry_run:
+            answer["to_send"] = [{"local": str(u.local), "remote": u.remote, "size": u.size}
+                                 for u in self.to_send]
+        return answer
+
+
 def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
-        quiet: bool = False, bars: bool | None = None) -> int:
+        quiet: bool = False, bars: bool | None = None, checksum: bool = False,
+        dry_run: bool = False, report=None) -> int:
+    """Upload what changed; `report(PutResult)` is called at the end (the command prints it)."""
     jobs = max(1, jobs)
     unreadable: list[str] = []
 
@@ -290,10 +427,18 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
             unreadable.append(text)
         print(text, file=sys.stderr, flush=True)
 
-    uploads, directories = plan_put(client, sources, dest, warn)
+    planned, directories = plan_put(client, sources, dest, warn)
+    uploads, skipped, existing = select_changed(client, planned, directories,
+                                                checksum=checksum, jobs=jobs)
+    if dry_run:
+        result = PutResult(0, skipped, len(unreadable), uploads, True)
+        if report:
+            report(result)
+        return FAILED if unreadable else OK
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mkdir") as pool:
         for future in [pool.submit(client.request, "POST", "/api/filesystem/dirs",
-                                   json={"path": d}, retry=True, what=d) for d in directories]:
+                                   json={"path": d}, retry=True, what=d)
+                       for d in _leaves(directories - existing)]:
             future.result()
     progress = Progress("put", sum(u.size for u in uploads), len(uploads), quiet=quiet,
                         bars=bars)
@@ -304,10 +449,13 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
                               progress)
     finally:
         uploader.parts.shutdown(wait=False, cancel_futures=True)
-        progress.close(summary=True)
+        progress.close(summary=bool(uploads))
     if failures:
         print(f"put: {len(failures)} of {len(uploads)} files failed; run the same command again "
               f"to retry (big files resume where they stopped).", file=sys.stderr)
+    if report:
+        report(PutResult(len(uploads) - len(failures), skipped, len(failures) + len(unreadable),
+                         uploads, False))
     return _exit_code(failures) if failures else (FAILED if unreadable else OK)
 
 

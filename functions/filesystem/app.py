@@ -72,7 +72,7 @@ def make_dirs(call):
 def upload(call):
     fields, content, content_type, filename = {}, None, None, None
     for part in call.multipart():
-        if part.name in ("path", "name", "durability", "encryption"):
+        if part.name in ("path", "name", "durability", "encryption", "mtime"):
             fields[part.name] = part.text()
         elif part.name == "file" or (part.name in (None, "") and part.filename is not None):
             if content is not None:
@@ -81,7 +81,8 @@ def upload(call):
             content, content_type, filename = part.data, part.content_type, part.filename
         else:
             raise errors.BadRequest(f"Unknown form field '{part.name}'; expected path, name, "
-                                    f"file, durability, encryption.", code="invalid_multipart")
+                                    f"file, durability, encryption, mtime.",
+                                    code="invalid_multipart")
     if content is None:
         raise errors.BadRequest("The content is missing: send it as a form part named 'file'.",
                                 code="missing_field", details={"field": "file"})
@@ -92,7 +93,8 @@ def upload(call):
                                 code="missing_field", details={"field": "name"})
     owner = call.principal.user_id
     node = files.upload(owner, fields.get("path") or "/", name, content, content_type,
-                        fields.get("durability") or None, fields.get("encryption") or None)
+                        fields.get("durability") or None, fields.get("encryption") or None,
+                        fields.get("mtime") or None)
     return Reply(_node_info(owner, node), status=201)
 
 
@@ -151,7 +153,8 @@ def upload_part(call, upload_id, part):
 @app.endpoint("/uploads/{upload_id}/commit", ["POST"])
 def commit_upload(call, upload_id):
     owner = call.principal.user_id
-    return Reply(_node_info(owner, files.commit_session(owner, upload_id)), status=201)
+    mtime = call.field("mtime", (int, float), required=False)
+    return Reply(_node_info(owner, files.commit_session(owner, upload_id, mtime)), status=201)
 
 
 @app.endpoint("/uploads/{upload_id}", ["DELETE"])

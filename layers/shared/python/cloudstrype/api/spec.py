@@ -20,6 +20,7 @@ from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_S
 from cloudstrype.pipeline.store import CHUNK_ID_RE
 from cloudstrype.storages.service import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
+from cloudstrype.tree.files import MTIME_MAX, MTIME_MIN
 from cloudstrype.tree.store import ROOT
 from cloudstrype.tree.tree import MAX_DEPTH, MAX_NAME_BYTES, PAGE_LIMIT_MAX
 
@@ -435,9 +436,14 @@ op("POST", "/api/filesystem/dirs", "Create a directory, parents included",
    body=_obj(["path"], path=PATH),
    responses={201: {"schema": NODE}, 200: {"schema": NODE, "description": "Existed already"},
               409: "A file on the way"})
+# The client's modification time, kept as the file's `modified` (so an unchanged file can be
+# told from a listing); without it, `modified` is the time of the upload.
+MTIME = {"type": "number", "minimum": MTIME_MIN, "maximum": MTIME_MAX,
+         "description": "The file's modification time on the client, Unix seconds"}
 op("POST", "/api/filesystem/data", "Upload a file in one request (<= 10 MB)",
    body={**_obj(["file"], path=PATH, name=NAME, durability=DURABILITY, encryption=ENCRYPTION,
-                 file=BINARY), "additionalProperties": False}, body_type="multipart/form-data",
+                 mtime=MTIME, file=BINARY), "additionalProperties": False},
+   body_type="multipart/form-data",
    responses={201: {"schema": NODE}, 404: "No such directory",
               409: "A directory of that name, or a file on the way",
               413: "Too large for one request, or over the user's quota",
@@ -466,6 +472,7 @@ op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
               410: "Expired", 413: "Over the user's quota", 422: "Not enough usable storages",
               503: "Not every share could be stored; nothing was kept"})
 op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded parts the file",
+   body=_obj([], mtime=MTIME), body_required=False,
    responses={201: {"schema": NODE}, 404: "No such session",
               409: "Parts missing, committed already, or a directory of that name",
               410: "Expired"})

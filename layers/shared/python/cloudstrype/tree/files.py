@@ -39,6 +39,26 @@ UPLOAD_PURGE_GRACE_SECONDS = 7 * 24 * 3600
 # Racing writers of one name retry (optimistic concurrency) for at most this long.
 ATTACH_SECONDS = 15.0
 _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
+# A client's modification time (Unix seconds) kept as the file's `modified`, so a client can
+# tell an unchanged file from the listing alone: years 1 to 9999, what a timestamp can show.
+MTIME_MIN, MTIME_MAX = -62135596800, 253402300799
+
+
+def check_mtime(value) -> float | None:
+    """The optional `mtime` field (a number, or its text in a form) as float seconds."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        mtime = float(value)
+        if not MTIME_MIN <= mtime <= MTIME_MAX:          # NaN and infinities fail this too
+            raise ValueError
+    except ValueError:
+        raise errors.BadRequest(f"Field 'mtime' must be the file's modification time in Unix "
+                                f"seconds ({MTIME_MIN} to {MTIME_MAX}), e.g. 1700000000.25.",
+                                code="invalid_field", details={"field": "mtime"}) from None
+    return mtime
 
 
 def new_version_id() -> str:
@@ -106,6 +126,7 @@ class NewVersion:
     content_type: str
     durability: str
     encryption: str
+    mtime: float | None = None          # the client's; else the file's modified is now
 
 
 def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
@@ -142,8 +163,9 @@ def _free_chunks(owner: str, version_id: str, count: int,
 
 
 def upload(owner: str, directory: str, name: str, data: bytes, content_type: str | None,
-           durability: str | None, encryption: str | None) -> Node:
+           durability: str | None, encryption: str | None, mtime=None) -> Node:
     tree.check_name(name)
+    mtime = check_mtime(mtime)
     durability, encryption = _schemes(owner, durability, encryption)
     # The whole file up front (a clear 413 before any chunk); each chunk is charged as stored.
     quota.check_room(owner, len(data))
@@ -152,7 +174,7 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     count = _store_chunks(owner, version_id, data, durability, encryption)
     digest = hashlib.sha256(data).hexdigest()
     version = NewVersion(version_id, len(data), count, digest, f'"{digest[:32]}"',
-                         guess_type(name, content_type), durability, encryption)
+                         guess_type(name, content_type), durability, encryption, mtime)
     try:
         return _attach_version(owner, parent, name, version)
     except Exception:
@@ -164,6 +186,7 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
     """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
     trees = tree_store()
     stamp = tree.now()
+    modified = version.mtime if version.mtime is not None else stamp
     content = {"version_id": version.version_id, "size": version.size, "sha256": version.sha256,
                "etag": version.etag, "content_type": version.content_type,
                "durability": version.durability, "encryption": version.encryption}
@@ -184,12 +207,12 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
         try:
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
-                                         created=stamp, modified=stamp, **content), record)
+                                         created=stamp, modified=modified, **content), record)
             node = trees.get_node(owner, node_id)
             if node is None:
                 continue          # deleted meanwhile: look again
             # Conditional on the node's revision: two uploads never clobber each other.
-            return trees.set_version(node, record, stamp)
+            return trees.set_version(node, record, modified)
         except TreeConflict:
             continue          # lost a race for this name: look again and retry
     raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
@@ -311,7 +334,8 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
-def commit_session(owner: str, upload_id: str) -> Node:
+def commit_session(owner: str, upload_id: str, mtime=None) -> Node:
+    mtime = check_mtime(mtime)
     record = get_session(owner, upload_id)
     if record.committed:
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
@@ -330,7 +354,7 @@ def commit_session(owner: str, upload_id: str) -> Node:
     if total <= 1:
         sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
-                         record.content_type, record.durability, record.encryption)
+                         record.content_type, record.durability, record.encryption, mtime)
     parent, _ = tree.make_dirs(owner, record.directory)
     node = _attach_version(owner, parent, record.name, version)
     try:
