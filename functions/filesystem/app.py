@@ -1,42 +1,57 @@
-"""Filesystem service: the tree, file metadata and versions, file content. Routes only; the work
-is in cloudstrype.tree."""
+"""Filesystem service: the tree, file metadata and versions, file content, shares and links.
+Routes only; the work is in cloudstrype.tree and cloudstrype.sharing.
+
+Every tree route works through a scope (cloudstrype.sharing.scope): the caller's own tree, or,
+with the `share` query parameter, the inside of a share granted to the caller."""
 from email.utils import formatdate
 from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
-from cloudstrype.api.service import Reply, ServiceApp
+from cloudstrype.api.service import PUBLIC, Reply, ServiceApp
+from cloudstrype.sharing import links, shares
+from cloudstrype.sharing.scope import scope_for
 from cloudstrype.tree import files, trash, tree
 
 app = ServiceApp("filesystem", "/api/filesystem")
 
 
-def _node_info(owner, node):
-    info = tree.describe(owner, node, tree.path_of(owner, node))
-    if node.type == tree.FILE:
-        info["versions"] = files.versions(owner, node)
-    return info
+def _scope(call, write: bool = False):
+    """The caller's own tree, or the inside of the share named by `?share=`."""
+    scope = scope_for(call.principal, call.query.get("share"))
+    if write:
+        scope.require_write()
+    return scope
+
+
+def _node_info(scope, node):
+    info = tree.describe(scope.owner, node, scope.path_of(node))
+    if node.type == tree.FILE and not scope.shared:
+        info["versions"] = files.versions(scope.owner, node)
+    return scope.shown(info)
 
 
 @app.endpoint("/info")
 def info_by_path(call):
-    owner = call.principal.user_id
-    node = tree.resolve(owner, call.query.get("path", "/"))
+    scope = _scope(call)
+    node = scope.resolve(call.query.get("path", "/"))
     depth = call.query_int("depth", 1, minimum=0, maximum=5)
     limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
-    return tree.tree(owner, node, depth, limit, call.query.get("cursor"))
+    return scope.shown(tree.tree(scope.owner, node, depth, limit, call.query.get("cursor"),
+                                 scope.base))
 
 
 @app.endpoint("/info/{file_id}")
 def info(call, file_id):
-    owner = call.principal.user_id
-    return _node_info(owner, tree.get_node(owner, file_id))
+    scope = _scope(call)
+    return _node_info(scope, scope.node(file_id))
 
 
 @app.endpoint("/info/{file_id}", ["POST"])
 def save_info(call, file_id):
-    owner = call.principal.user_id
-    node = tree.get_node(owner, file_id)
+    scope = _scope(call, write=True)
+    owner = scope.owner
+    node = scope.node(file_id)
     name = call.field("name", str, required=False)
     directory = call.field("path", str, required=False)
     attributes = call.field("attributes", dict, required=False)
@@ -44,16 +59,19 @@ def save_info(call, file_id):
         raise errors.BadRequest("Send at least one of 'name', 'path' or 'attributes'.",
                                 code="missing_field")
     if name is not None or directory is not None:
-        node = tree.rename_or_move(owner, node, name, directory)
+        scope.not_top(node, "renamed or moved")
+        node = tree.rename_or_move(owner, node, name, directory, scope.base)
     if attributes is not None:
         node = tree.set_attributes(owner, node, attributes)
-    return _node_info(owner, node)
+    return _node_info(scope, node)
 
 
 @app.endpoint("/info/{file_id}", ["DELETE"])
 def delete(call, file_id):
-    owner = call.principal.user_id
-    node = tree.get_node(owner, file_id)
+    scope = _scope(call, write=True)
+    owner = scope.owner
+    node = scope.node(file_id)
+    scope.not_top(node, "deleted")
     if node.node_id == tree.ROOT:
         raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
     files.delete_node(owner, node)
@@ -62,9 +80,9 @@ def delete(call, file_id):
 
 @app.endpoint("/dirs", ["POST"])
 def make_dirs(call):
-    owner = call.principal.user_id
-    node, created = tree.make_dirs(owner, call.field("path"))
-    return Reply(tree.describe(owner, node, tree.path_of(owner, node)),
+    scope = _scope(call, write=True)
+    node, created = scope.make_dirs(call.field("path"))
+    return Reply(scope.shown(tree.describe(scope.owner, node, scope.path_of(node))),
                  status=201 if created else 200)
 
 
@@ -91,18 +109,26 @@ def upload(call):
     if name is None:
         raise errors.BadRequest("Field 'name' is required (or a filename on the file part).",
                                 code="missing_field", details={"field": "name"})
-    owner = call.principal.user_id
-    node = files.upload(owner, fields.get("path") or "/", name, content, content_type,
+    scope = _scope(call, write=True)
+    node = files.upload(scope.owner, fields.get("path") or "/", name, content, content_type,
                         fields.get("durability") or None, fields.get("encryption") or None,
-                        fields.get("mtime") or None)
-    return Reply(_node_info(owner, node), status=201)
+                        fields.get("mtime") or None, base=scope.base)
+    return Reply(_node_info(scope, node), status=201)
 
 
 @app.endpoint("/data/{file_id}")
 def download(call, file_id):
-    owner = call.principal.user_id
-    node = tree.get_node(owner, file_id)
-    version = files.get_version(owner, node, call.query.get("version"))
+    scope = _scope(call)
+    node = scope.node(file_id)
+    if scope.shared and call.query.get("version"):
+        raise errors.Forbidden("Earlier versions of a shared file are its owner's; a share "
+                               "gives the current content.", code="versions_not_shared")
+    return _content(call, scope.owner, node, call.query.get("version"))
+
+
+def _content(call, owner, node, version_id):
+    """A file's content as a download: whole, or the range asked for; 304 if unchanged."""
+    version = files.get_version(owner, node, version_id)
     size = int(version.size)
     headers = {"ETag": version.etag, "Accept-Ranges": "bytes",
                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
@@ -131,6 +157,10 @@ def download(call, file_id):
 
 @app.endpoint("/uploads", ["POST"])
 def create_upload(call):
+    if call.query.get("share") is not None:
+        raise errors.BadRequest("Upload sessions work in your own tree only; inside a share, "
+                                "upload files of one request (POST /api/filesystem/data).",
+                                code="not_in_a_share")
     session = files.create_session(
         call.principal.user_id, call.field("path", str, required=False, default="/"),
         call.field("name"), call.field("size", int), call.field("content_type", required=False),
@@ -154,7 +184,8 @@ def upload_part(call, upload_id, part):
 def commit_upload(call, upload_id):
     owner = call.principal.user_id
     mtime = call.field("mtime", (int, float), required=False)
-    return Reply(_node_info(owner, files.commit_session(owner, upload_id, mtime)), status=201)
+    return Reply(_node_info(scope_for(call.principal, None),
+                            files.commit_session(owner, upload_id, mtime)), status=201)
 
 
 @app.endpoint("/uploads/{upload_id}", ["DELETE"])
@@ -217,7 +248,87 @@ def trash_restore(call, item_id):
 
 
 # Expired and aborted upload sessions, deletes left unfinished, trash past its retention:
+# every hour in AWS (an EventBridge rule); the local stack's timer too.
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def sweep_uploads(event):
     return {**files.sweep_expired_uploads(budget_seconds=300),
             **files.sweep_trash(budget_seconds=300)}
+
+
+# -- shares (docs/sharing-api.md) -------------------------------------------------------------
+
+@app.endpoint("/shares", ["POST"])
+def create_share(call):
+    share, created = shares.create(
+        call.principal, call.field("path", str, required=False),
+        call.field("node_id", str, required=False), call.field("user", str, required=False),
+        call.field("group", str, required=False), call.field("level", str))
+    return Reply(share, status=201 if created else 200)
+
+
+@app.endpoint("/shares")
+def list_shares(call):
+    return {"shares": shares.list_own(call.principal, call.query.get("node_id"))}
+
+
+@app.endpoint("/shares/{share_id}")
+def show_share(call, share_id):
+    return shares.show(call.principal, share_id)
+
+
+@app.endpoint("/shares/{share_id}", ["PUT"])
+def change_share(call, share_id):
+    return shares.set_level(call.principal, share_id, call.field("level", str))
+
+
+@app.endpoint("/shares/{share_id}", ["DELETE"])
+def revoke_share(call, share_id):
+    shares.revoke(call.principal, share_id)
+    return Reply(status=204)
+
+
+@app.endpoint("/shared")
+def shared_with_me(call):
+    return {"shares": shares.shared_with_me(call.principal)}
+
+
+# -- links ------------------------------------------------------------------------------------
+
+@app.endpoint("/links", ["POST"])
+def create_link(call):
+    return Reply(links.create(call.principal, call.field("path", str, required=False),
+                              call.field("node_id", str, required=False),
+                              call.field("password", str, required=False),
+                              call.field("expires_in", int, required=False)), status=201)
+
+
+@app.endpoint("/links")
+def list_links(call):
+    return {"links": links.list_own(call.principal, call.query.get("node_id"))}
+
+
+@app.endpoint("/links/{link_id}", ["DELETE"])
+def revoke_link(call, link_id):
+    links.revoke(call.principal, link_id)
+    return Reply(status=204)
+
+
+def _open_link(call, token):
+    """Public: the link, after its rate limits, state and password (header, never query)."""
+    context = getattr(app.current_request, "context", None) or {}
+    address = (context.get("identity") or {}).get("sourceIp")
+    return links.open_link(token, call.header("x-link-password"), address)
+
+
+@app.endpoint("/public/{token}", auth=PUBLIC)
+def public_info(call, token):
+    opened = _open_link(call, token)
+    limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
+    node = opened.resolve(call.query.get("path", "/"))
+    return links.node_info(opened, node, limit, call.query.get("cursor"))
+
+
+@app.endpoint("/public/{token}/data", auth=PUBLIC)
+def public_download(call, token):
+    opened = _open_link(call, token)
+    return _content(call, opened.owner, opened.resolve(call.query.get("path", "/")), None)

@@ -18,6 +18,10 @@ from cloudstrype.backends import registry
 from cloudstrype.backends.oauth import PROVIDERS
 from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_SHARES
 from cloudstrype.pipeline.store import CHUNK_ID_RE
+from cloudstrype.sharing.links import LINK_ID_RE, MAX_EXPIRES_IN, MIN_EXPIRES_IN, TOKEN_RE
+from cloudstrype.sharing.links import MAX_PASSWORD as MAX_LINK_PASSWORD
+from cloudstrype.sharing.scope import SHARE_ID_RE
+from cloudstrype.sharing.store import LEVELS
 from cloudstrype.storages.service import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
 from cloudstrype.tree.files import MTIME_MAX, MTIME_MIN
@@ -487,6 +491,119 @@ op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and t
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
 op("PUT", "/api/filesystem/settings", "Set the user's defaults",
    body={"type": "object", "properties": {"durability": DURABILITY, "encryption": ENCRYPTION}})
+
+
+# -- shares and links (docs/sharing-api.md) ----------------------------------------------------
+SHARE_ID = {"type": "string", "pattern": _anchored(SHARE_ID_RE)}
+LINK_ID = {"type": "string", "pattern": _anchored(LINK_ID_RE)}
+LINK_TOKEN = {"type": "string", "pattern": _anchored(TOKEN_RE)}
+LEVEL = {"type": "string", "enum": list(LEVELS)}
+GRANTEE = _obj(["kind", "name"], kind={"enum": ["user", "group"]}, name=S)
+COMPONENTS["schemas"]["Share"] = _obj(
+    ["id", "node_id", "grantee", "level"], id=S, node_id=S, name={"type": ["string", "null"]},
+    type={"type": ["string", "null"]}, path={"type": ["string", "null"]}, grantee=GRANTEE,
+    level=LEVEL, created=S, modified=S)
+COMPONENTS["schemas"]["SharedItem"] = _obj(
+    ["id", "node_id", "name", "type", "level", "owner", "via"], id=S, node_id=S, name=S,
+    type=S, level=LEVEL, owner=S, via=GRANTEE, created=S)
+COMPONENTS["schemas"]["Link"] = _obj(
+    ["id", "node_id", "password", "state"], id=S, node_id=S, name={"type": ["string", "null"]},
+    type={"type": ["string", "null"]}, path={"type": ["string", "null"]},
+    password={"type": "boolean"}, expires_at={"type": ["string", "null"]}, created=S,
+    state={"enum": ["active", "expired", "revoked"]}, token=S, url=S)
+SHARE = {"$ref": "#/components/schemas/Share"}
+LINK = {"$ref": "#/components/schemas/Link"}
+# One of path / node_id names the item (a body naming both, or neither, is a 400).
+_TARGET = {"path": PATH, "node_id": FILE_ID}
+_RECIPIENT_WRITES = ("Read-only share, or the shared item itself (renaming, moving or deleting "
+                     "it is its owner's)")
+
+# The filesystem routes a recipient uses inside a share, with `?share=`.
+for _method, _path in (("GET", "/api/filesystem/info"), ("GET", "/api/filesystem/info/{file_id}"),
+                       ("POST", "/api/filesystem/info/{file_id}"),
+                       ("DELETE", "/api/filesystem/info/{file_id}"),
+                       ("POST", "/api/filesystem/dirs"), ("POST", "/api/filesystem/data"),
+                       ("GET", "/api/filesystem/data/{file_id}")):
+    _operation = OPERATIONS[(_method, _path)]
+    _operation.setdefault("parameters", []).append(
+        {"name": "share", "in": "query", "required": False, "schema": SHARE_ID,
+         "description": "Work inside this share (granted to you): paths are relative to the "
+                        "shared item, ids resolve only inside it"})
+    _operation["responses"].setdefault("404", {"description": "No such share for you, or the "
+                                               "item is not inside it",
+                                               "content": {JSON: {"schema": ERROR}}})
+    if _method != "GET" or _path == "/api/filesystem/data/{file_id}":
+        _operation["responses"].setdefault("403", {
+            "description": "Earlier versions of a shared file" if _method == "GET"
+            else _RECIPIENT_WRITES, "content": {JSON: {"schema": ERROR}}})
+PATH_PARAMS.update(share_id=SHARE_ID, link_id=LINK_ID, token=LINK_TOKEN)
+
+op("POST", "/api/filesystem/shares", "Share one of your items with a user or a group",
+   body={**_obj(["level"], **_TARGET, user=USERNAME, group=GROUP, level=LEVEL),
+         "allOf": [{"oneOf": [{"required": ["path"]}, {"required": ["node_id"]}]},
+                   {"oneOf": [{"required": ["user"]}, {"required": ["group"]}]}],
+         "additionalProperties": False},
+   responses={201: {"schema": SHARE}, 200: {"schema": SHARE, "description": "Shared with them "
+                                                                             "already: level set"},
+              403: "A group you are not in", 404: "No such item, user or group",
+              409: "A file on the way"})
+op("GET", "/api/filesystem/shares", "The shares you made (of one item with node_id)",
+   query={"node_id": NODE_ID},
+   responses={200: {"schema": _obj(["shares"], shares={"type": "array", "items": SHARE})},
+              404: "No such item"})
+op("GET", "/api/filesystem/shares/{share_id}", "One share (its owner or a recipient)",
+   responses={200: {"schema": {"oneOf": [SHARE, {"$ref": "#/components/schemas/SharedItem"}]}},
+              404: "No such share for you"})
+op("PUT", "/api/filesystem/shares/{share_id}", "Change a share's level (owner)",
+   body=_obj(["level"], level=LEVEL),
+   responses={200: {"schema": SHARE}, 404: "No such share of yours"})
+op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
+   responses={204: "Revoked", 404: "No such share of yours"})
+op("GET", "/api/filesystem/shared", "Shared with me: to you or to a group you are in now",
+   responses={200: {"schema": _obj(["shares"], shares={
+       "type": "array", "items": {"$ref": "#/components/schemas/SharedItem"}})}})
+op("POST", "/api/filesystem/links", "A read-only link to one of your items (token shown once)",
+   body={**_obj([], **_TARGET, password={"type": "string", "minLength": 1,
+                                          "maxLength": MAX_LINK_PASSWORD, "format": "password"},
+                expires_in={"type": "integer", "minimum": MIN_EXPIRES_IN,
+                            "maximum": MAX_EXPIRES_IN}),
+         "oneOf": [{"required": ["path"]}, {"required": ["node_id"]}],
+         "additionalProperties": False},
+   responses={201: {"schema": LINK}, 404: "No such item", 409: "A file on the way"})
+op("GET", "/api/filesystem/links", "Your links (of one item with node_id), no tokens",
+   query={"node_id": NODE_ID},
+   responses={200: {"schema": _obj(["links"], links={"type": "array", "items": LINK})},
+              404: "No such item"})
+op("DELETE", "/api/filesystem/links/{link_id}", "Revoke a link (owner)",
+   responses={204: "Revoked", 404: "No such link of yours"})
+_PUBLIC_ANSWERS = {401: "The link's password is missing or wrong (X-Link-Password)",
+                   404: "No such link, or nothing at that path",
+                   409: "A file on the way", 410: "The link expired or was revoked",
+                   429: "Too many requests for this link or from this address; wait for "
+                        "Retry-After"}
+_LINK_PASSWORD = {"X-Link-Password": {"type": "string", "format": "password"}}
+op("GET", "/api/filesystem/public/{token}",
+   "No account: the linked item, or an item below a linked folder, with one page of children",
+   public=True, headers=_LINK_PASSWORD,
+   query={"path": PATH, "limit": {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX},
+          "cursor": {"type": "string", "description": "next_cursor of the previous page"}},
+   responses={200: {"schema": _obj(["name", "type", "path"], name=S, type=S, size=INT,
+                                   modified=S, path=S, content_type=S, etag=S,
+                                   expires_at={"type": ["string", "null"]},
+                                   children={"type": "array"},
+                                   next_cursor={"type": ["string", "null"]})},
+              **_PUBLIC_ANSWERS})
+op("GET", "/api/filesystem/public/{token}/data",
+   "No account: the content of the linked file or of a file below a linked folder; Range "
+   "gives 206", public=True,
+   headers={**_LINK_PASSWORD,
+            "Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},
+            "If-None-Match": S},
+   query={"path": PATH},
+   responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
+              304: "Not modified (If-None-Match)", **_PUBLIC_ANSWERS,
+              413: "Too big for one response: use Range", 416: "Range not satisfiable",
+              503: "Fewer good shares than a chunk needs"})
 
 
 def document() -> dict:

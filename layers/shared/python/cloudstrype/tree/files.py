@@ -163,13 +163,16 @@ def _free_chunks(owner: str, version_id: str, count: int,
 
 
 def upload(owner: str, directory: str, name: str, data: bytes, content_type: str | None,
-           durability: str | None, encryption: str | None, mtime=None) -> Node:
+           durability: str | None, encryption: str | None, mtime=None,
+           base: Node | None = None) -> Node:
+    """`directory` is a path from the owner's root, or from `base` (the top of a share the
+    caller writes into: the file is the owner's, on the owner's storages and quota)."""
     tree.check_name(name)
     mtime = check_mtime(mtime)
     durability, encryption = _schemes(owner, durability, encryption)
     # The whole file up front (a clear 413 before any chunk); each chunk is charged as stored.
     quota.check_room(owner, len(data))
-    parent, _ = tree.make_dirs(owner, directory)
+    parent, _ = tree.make_dirs(owner, directory, base)
     version_id = new_version_id()
     count = _store_chunks(owner, version_id, data, durability, encryption)
     digest = hashlib.sha256(data).hexdigest()

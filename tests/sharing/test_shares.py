@@ -1,0 +1,269 @@
+"""Shares through HTTP against the running stack: users and groups, read and write, both ways,
+and nothing reaching beyond a share."""
+from __future__ import annotations
+
+import os
+
+from tests.sharing.conftest import (
+    QUOTA,
+    membership,
+    mkdir,
+    share,
+    upload,
+    uploaded,
+    usage,
+    with_storages,
+)
+from tests.support import Api, assert_error, register_and_login
+
+FS = "/api/filesystem"
+
+
+def listing(user, share_id: str, path: str = "/") -> dict:
+    response = user.api.get(f"{FS}/info", params={"share": share_id, "path": path})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def names(info: dict) -> list[str]:
+    return [child["name"] for child in info["children"]]
+
+
+def test_a_read_share_lets_the_recipient_list_and_read_inside_and_write_nothing(alice, bob):
+    mkdir(alice, "/docs/sub")
+    report = uploaded(alice, "/docs", "report.txt", b"quarterly numbers")
+    uploaded(alice, "/docs/sub", "deep.txt", b"deeper")
+    made = share(alice, "/docs", "read", user=bob)
+    assert made["grantee"] == {"kind": "user", "name": bob.username}
+    assert made["path"] == "/docs" and made["level"] == "read"
+
+    mine = bob.api.get(f"{FS}/shared").json()["shares"]
+    assert [(s["id"], s["name"], s["owner"], s["level"]) for s in mine] == \
+        [(made["id"], "docs", alice.username, "read")]
+
+    top = listing(bob, made["id"])
+    assert top["path"] == "/" and names(top) == ["report.txt", "sub"]
+    assert names(listing(bob, made["id"], "/sub")) == ["deep.txt"]
+    info = bob.api.get(f"{FS}/info/{report['id']}", params={"share": made["id"]}).json()
+    assert info["path"] == "/report.txt" and info["size"] == 17
+    # Versions and how the content is stored stay the owner's.
+    assert not {"versions", "version", "durability", "encryption"} & set(info)
+    data = bob.api.get(f"{FS}/data/{report['id']}", params={"share": made["id"]})
+    assert data.status_code == 200 and data.content == b"quarterly numbers"
+    ranged = bob.api.get(f"{FS}/data/{report['id']}", params={"share": made["id"]},
+                         headers={"Range": "bytes=0-8"})
+    assert ranged.status_code == 206 and ranged.content == b"quarterly"
+
+    s = made["id"]
+    assert_error(upload(bob, "/", "mine.txt", b"x", share=s), 403, "read_only_share")
+    assert_error(mkdir(bob, "/new", share=s), 403, "read_only_share")
+    assert_error(bob.api.post(f"{FS}/info/{report['id']}", params={"share": s},
+                              json={"name": "renamed.txt"}), 403, "read_only_share")
+    assert_error(bob.api.delete(f"{FS}/info/{report['id']}", params={"share": s}), 403,
+                 "read_only_share")
+    assert names(alice.api.get(f"{FS}/info", params={"path": "/docs"}).json()) == \
+        ["report.txt", "sub"]
+
+
+def test_both_ways_a_write_share_stores_on_the_owner_and_charges_the_owner(alice, bob):
+    # Alice shares with Bob, and Bob shares with Alice.
+    mkdir(alice, "/inbox")
+    to_bob = share(alice, "/inbox", "write", user=bob)
+    mkdir(bob, "/music")
+    uploaded(bob, "/music", "song.ogg", b"la la la")
+    to_alice = share(bob, "/music", "write", user=alice)
+
+    before_alice, before_bob = usage(alice), usage(bob)
+    body = os.urandom(100_000)
+    made = uploaded(bob, "/drop", "photo.jpg", body, share=to_bob["id"])
+    assert made["path"] == "/drop/photo.jpg"
+    assert not {"versions", "durability", "encryption"} & set(made)
+    # In Alice's tree, under the shared folder, counted against Alice alone.
+    own = alice.api.get(f"{FS}/info", params={"path": "/inbox/drop"}).json()
+    assert names(own) == ["photo.jpg"]
+    assert alice.api.get(f"{FS}/data/{made['id']}").content == body
+    assert usage(alice) == before_alice + len(body)
+    assert usage(bob) == before_bob
+
+    # The other way round.
+    song = listing(alice, to_alice["id"])["children"][0]
+    assert alice.api.get(f"{FS}/data/{song['id']}",
+                         params={"share": to_alice["id"]}).content == b"la la la"
+    uploaded(alice, "/", "remix.ogg", b"la la LA", share=to_alice["id"])
+    assert names(bob.api.get(f"{FS}/info", params={"path": "/music"}).json()) == \
+        ["remix.ogg", "song.ogg"]
+
+
+def test_a_writer_renames_moves_and_deletes_inside_but_not_the_share_itself(alice, bob):
+    mkdir(alice, "/project/a")
+    mkdir(alice, "/project/b")
+    note = uploaded(alice, "/project/a", "note.txt", b"note")
+    s = share(alice, "/project", "write", user=bob)
+    top = next(c for c in listing(bob, s["id"], "/")["children"] if c["name"] == "a")
+
+    moved = bob.api.post(f"{FS}/info/{note['id']}", params={"share": s["id"]},
+                         json={"path": "/b", "name": "renamed.txt"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["path"] == "/b/renamed.txt"
+    assert names(alice.api.get(f"{FS}/info", params={"path": "/project/b"}).json()) == \
+        ["renamed.txt"]
+    # "Moving out" names a path inside the share: it lands there, never in the owner's root.
+    out = bob.api.post(f"{FS}/info/{note['id']}", params={"share": s["id"]},
+                       json={"path": "/"})
+    assert out.status_code == 200 and out.json()["path"] == "/renamed.txt"
+    assert "renamed.txt" not in names(alice.api.get(f"{FS}/info", params={"path": "/"}).json())
+
+    assert bob.api.delete(f"{FS}/info/{top['id']}", params={"share": s["id"]}).status_code == 204
+    assert names(alice.api.get(f"{FS}/info", params={"path": "/project"}).json()) == \
+        ["b", "renamed.txt"]
+
+    project_id = alice.api.get(f"{FS}/info", params={"path": "/project"}).json()["id"]
+    assert_error(bob.api.delete(f"{FS}/info/{project_id}", params={"share": s["id"]}), 403,
+                 "share_root")
+    assert_error(bob.api.post(f"{FS}/info/{project_id}", params={"share": s["id"]},
+                              json={"name": "mine"}), 403, "share_root")
+
+
+def test_nothing_outside_the_share_resolves_for_the_recipient(alice, bob, carol):
+    mkdir(alice, "/shared")
+    inside = uploaded(alice, "/shared", "in.txt", b"in")
+    secret = uploaded(alice, "/private", "secret.txt", b"secret")
+    bobs = uploaded(bob, "/", "bobs.txt", b"bob's own")
+    s = share(alice, "/shared", "write", user=bob)["id"]
+
+    # Ids outside the shared folder, the recipient's own ids, and no share at all: 404.
+    for node_id in (secret["id"], bobs["id"], "root"):
+        assert_error(bob.api.get(f"{FS}/info/{node_id}", params={"share": s}), 404)
+        assert bob.api.get(f"{FS}/data/{node_id}", params={"share": s}).status_code in (400, 404)
+    for method in ("post", "delete"):
+        call = getattr(bob.api, method)
+        kwargs = {"json": {"name": "x"}} if method == "post" else {}
+        assert_error(call(f"{FS}/info/{secret['id']}", params={"share": s}, **kwargs), 404)
+    assert_error(bob.api.get(f"{FS}/info/{inside['id']}"), 404)    # not in Bob's own tree
+    # Moving one of the recipient's own items (or the owner's others) into the share: 404.
+    assert_error(bob.api.post(f"{FS}/info/{bobs['id']}", params={"share": s},
+                              json={"path": "/"}), 404)
+    # Paths cannot climb out.
+    for path in ("/..", "/../private", "/./x", "//private"):
+        assert_error(bob.api.get(f"{FS}/info", params={"share": s, "path": path}), 400)
+        assert_error(mkdir(bob, path, share=s), 400)
+    # Earlier versions of a shared file are the owner's.
+    uploaded(alice, "/shared", "in.txt", b"in, again")
+    versions = alice.api.get(f"{FS}/info/{inside['id']}").json()["versions"]
+    assert len(versions) == 2
+    assert_error(bob.api.get(f"{FS}/data/{inside['id']}",
+                             params={"share": s, "version": versions[0]["version"]}), 403,
+                 "versions_not_shared")
+    # A share id is no key for anyone else, nor for its owner.
+    for stranger in (carol, alice):
+        assert_error(stranger.api.get(f"{FS}/info", params={"share": s}), 404, "share_not_found")
+    assert_error(bob.api.get(f"{FS}/info", params={"share": "0" * 24}), 404, "share_not_found")
+    assert_error(bob.api.get(f"{FS}/info", params={"share": "nope"}), 404, "share_not_found")
+    # Upload sessions stay in one's own tree.
+    assert_error(bob.api.post(f"{FS}/uploads", params={"share": s},
+                              json={"name": "big", "size": 10}), 400, "not_in_a_share")
+
+
+def test_group_membership_counts_at_once_both_ways(alice, bob, carol, admin, group):
+    assert_error(alice.api.post(f"{FS}/shares", json={"path": "/", "group": group,
+                                                      "level": "read"}), 400)
+    mkdir(alice, "/team")
+    uploaded(alice, "/team", "plan.txt", b"plan")
+    # Only a group one is in.
+    assert_error(alice.api.post(f"{FS}/shares", json={"path": "/team", "group": group,
+                                                      "level": "read"}), 403, "not_a_member")
+    membership(admin, group, alice.username, True)
+    s = share(alice, "/team", "write", group=group)
+    assert s["grantee"] == {"kind": "group", "name": group}
+
+    assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
+    assert bob.api.get(f"{FS}/shared").json()["shares"] == []
+    membership(admin, group, bob.username, True)
+    # Bob's token is unchanged (it names no groups); the membership counts at once.
+    assert names(listing(bob, s["id"])) == ["plan.txt"]
+    shared = bob.api.get(f"{FS}/shared").json()["shares"]
+    assert [(x["id"], x["via"]) for x in shared] == [(s["id"], {"kind": "group",
+                                                                "name": group})]
+    assert upload(bob, "/", "bob.txt", b"from bob", share=s["id"]).status_code == 201
+    # Alice lists her own share neither as shared with her.
+    assert alice.api.get(f"{FS}/shared").json()["shares"] == []
+
+    membership(admin, group, bob.username, False)
+    assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
+    assert_error(upload(bob, "/", "late.txt", b"late", share=s["id"]), 404, "share_not_found")
+    assert bob.api.get(f"{FS}/shared").json()["shares"] == []
+    assert_error(carol.api.get(f"{FS}/info", params={"share": s["id"]}), 404)
+    assert names(alice.api.get(f"{FS}/info", params={"path": "/team"}).json()) == \
+        ["bob.txt", "plan.txt"]
+
+
+def test_the_owner_lists_changes_and_revokes_shares(alice, bob, carol):
+    mkdir(alice, "/album")
+    photo = uploaded(alice, "/album", "cat.jpg", b"meow")
+    s = share(alice, "/album", "read", user=bob)
+    file_share = share(alice, "/album/cat.jpg", "read", user=carol)
+
+    listed = alice.api.get(f"{FS}/shares").json()["shares"]
+    assert {x["id"] for x in listed} == {s["id"], file_share["id"]}
+    only = alice.api.get(f"{FS}/shares", params={"node_id": photo["id"]}).json()["shares"]
+    assert [x["id"] for x in only] == [file_share["id"]]
+    assert bob.api.get(f"{FS}/shares").json()["shares"] == []          # Bob owns none
+    assert alice.api.get(f"{FS}/shares/{s['id']}").json()["grantee"]["name"] == bob.username
+    assert bob.api.get(f"{FS}/shares/{s['id']}").json()["owner"] == alice.username
+    assert_error(carol.api.get(f"{FS}/shares/{s['id']}"), 404, "share_not_found")
+
+    # A recipient cannot change, revoke or reshare.
+    assert_error(bob.api.put(f"{FS}/shares/{s['id']}", json={"level": "write"}), 404)
+    assert_error(bob.api.delete(f"{FS}/shares/{s['id']}"), 404)
+    album_id = s["node_id"]
+    assert_error(bob.api.post(f"{FS}/shares", json={"node_id": album_id, "user": carol.username,
+                                                    "level": "read"}), 404)
+
+    assert_error(upload(bob, "/", "x.txt", b"x", share=s["id"]), 403, "read_only_share")
+    changed = alice.api.put(f"{FS}/shares/{s['id']}", json={"level": "write"})
+    assert changed.status_code == 200 and changed.json()["level"] == "write"
+    assert upload(bob, "/", "x.txt", b"x", share=s["id"]).status_code == 201
+    again = alice.api.post(f"{FS}/shares", json={"path": "/album", "user": bob.username,
+                                                 "level": "read"})
+    assert again.status_code == 200 and again.json()["id"] == s["id"]
+    assert_error(upload(bob, "/", "y.txt", b"y", share=s["id"]), 403, "read_only_share")
+
+    assert alice.api.delete(f"{FS}/shares/{s['id']}").status_code == 204
+    assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
+    assert_error(alice.api.delete(f"{FS}/shares/{s['id']}"), 404, "share_not_found")
+
+    # Mistakes, each named.
+    def refused(body, status, code):
+        assert_error(alice.api.post(f"{FS}/shares", json=body), status, code)
+    refused({"path": "/album", "user": alice.username, "level": "read"}, 400, "invalid_target")
+    refused({"path": "/album/cat.jpg", "user": bob.username, "level": "write"}, 409,
+            "write_needs_folder")
+    refused({"path": "/album", "user": "nobody-" + os.urandom(4).hex(), "level": "read"}, 404,
+            "user_not_found")
+    refused({"path": "/album", "user": bob.username, "level": "admin"}, 400, "invalid_field")
+    refused({"path": "/album", "level": "read"}, 400, "missing_field")
+    refused({"path": "/album", "node_id": album_id, "user": bob.username, "level": "read"}, 400,
+            "missing_field")
+    refused({"path": "/nowhere", "user": bob.username, "level": "read"}, 404, "path_not_found")
+    # A deleted shared item disappears from "shared with me".
+    assert carol.api.get(f"{FS}/shared").json()["shares"] != []
+    assert alice.api.delete(f"{FS}/info/{photo['id']}").status_code == 204
+    assert carol.api.get(f"{FS}/shared").json()["shares"] == []
+    assert_error(carol.api.get(f"{FS}/info", params={"share": file_share["id"]}), 404)
+
+
+def test_what_a_recipient_writes_counts_against_the_owners_quota(limited):
+    api = Api(limited.url)
+    owner, writer = (with_storages(api, register_and_login(api)) for _ in range(2))
+    mkdir(owner, "/inbox")
+    uploaded(owner, "/", "own.bin", os.urandom(QUOTA // 2 + 1000))
+    s = share(owner, "/inbox", "write", user=writer)["id"]
+    half = os.urandom(QUOTA // 2)
+    # The owner's quota is nearly full; the writer's own is empty, and does not count here.
+    error = assert_error(upload(writer, "/", "big.bin", half, share=s), 413, "quota_exceeded")
+    assert error["details"]["stored_bytes"] == QUOTA // 2 + 1000
+    assert usage(writer) == 0
+    uploaded(writer, "/", "big.bin", half)                  # in the writer's own tree: fits
+    small = uploaded(writer, "/", "small.bin", b"x" * 1000, share=s)
+    assert small["path"] == "/small.bin"
+    assert usage(owner) == QUOTA // 2 + 2000 and usage(writer) == QUOTA // 2
