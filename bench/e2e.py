@@ -17,8 +17,9 @@ Workload:
 1. one file of ``--size-mib`` MiB (256 by default) of random bytes: ``cloudstrype put`` then
    ``cloudstrype get``, and ``rclone copy`` both ways; the downloads are checked byte for byte.
 2. ``--small-files`` files (10,000 by default) of 1-4 KiB in one folder: ``cloudstrype put`` of
-   the folder, then ``cloudstrype ls -l`` of it (every page of the listing), and the same by rclone
-   (``copy`` and ``lsl``).
+   the folder, the same ``put`` again with nothing changed (every file must be skipped as
+   unchanged: same size and modification time), then ``cloudstrype ls -l`` of it (every page of
+   the listing), and the same by rclone (``copy``, ``copy`` again, ``lsl``).
 
 MB/s is 10^6 bytes of file content per second of wall time, including process start-up. The ratio
 is Cloudstrype's speed over rclone's (>1 means Cloudstrype is faster). There is no pass/fail
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -189,10 +191,19 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
             data = os.urandom(1024 + (i * 7919) % 3072)
             (small / f"f{i:05d}.txt").write_bytes(data)
             total += len(data)
-        ours_small = _timed(cli + ["put", "-q", "-j", "8", str(small) + "/", "/small/"], env,
-                            "cloudstrype put (small files)")
-        theirs_small = _timed(rc + ["copy", "--transfers", "8", str(small), "safe:small"], env,
-                              "rclone copy (small files)")
+        put_small = cli + ["put", "-q", "-j", "8", str(small) + "/", "/small/"]
+        copy_small = rc + ["copy", "--transfers", "8", str(small), "safe:small"]
+        ours_small = _timed(put_small, env, "cloudstrype put (small files)")
+        theirs_small = _timed(copy_small, env, "rclone copy (small files)")
+        # Again, nothing changed: both only compare (size and modification time) and skip.
+        ours_again, counts = _run_timed(put_small + ["--json"], env,
+                                        "cloudstrype put (unchanged)")
+        theirs_again = _timed(copy_small, env, "rclone copy (unchanged)")
+        counts = json.loads(counts)
+        if (counts["sent"], counts["skipped"]) != (0, small_files):
+            print(f"  cloudstrype put of the unchanged folder: {counts}, not all "
+                  f"{small_files} skipped", flush=True)
+            return 1
         ours_list, listed = _run_timed(cli + ["ls", "-l", "/small"], env, "cloudstrype ls")
         theirs_list = _timed(rc + ["lsl", "safe:small"], env, "rclone lsl")
         count = len(listed.splitlines())        # `ls -l`: one line per entry
@@ -204,6 +215,7 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
         _seconds_row("upload", ours_small, theirs_small)
         print(f"  {'upload rate':<34} {small_files / ours_small:>10.0f} "
               f"{small_files / theirs_small:>10.0f} {'files/s':<8}", flush=True)
+        _seconds_row("again, unchanged (all skipped)", ours_again, theirs_again)
         _seconds_row("list (ls -l / lsl)", ours_list, theirs_list)
         print("  (ratio: above 1 means Cloudstrype did it faster)", flush=True)
         return 0
