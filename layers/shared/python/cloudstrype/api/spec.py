@@ -26,6 +26,7 @@ from cloudstrype.storages.service import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
 from cloudstrype.tree.files import MTIME_MAX, MTIME_MIN
 from cloudstrype.tree.store import ROOT
+from cloudstrype.tree.trash import MAX_RETENTION_DAYS
 from cloudstrype.tree.tree import MAX_DEPTH, MAX_NAME_BYTES, PAGE_LIMIT_MAX
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -408,6 +409,8 @@ op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares 
               503: "Fewer good shares than the chunk needs"})
 
 # -- filesystem --------------------------------------------------------------------------------
+RETENTION = {"type": "integer", "minimum": 0, "maximum": MAX_RETENTION_DAYS,
+             "description": "Days deleted items stay in the trash (0: until the next sweep)"}
 NODE = {"$ref": "#/components/schemas/Node"}
 COMPONENTS["schemas"]["Node"] = {
     "type": "object",
@@ -486,11 +489,39 @@ op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free 
 op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and the limits",
    responses={200: {"schema": _obj(
        ["stored_bytes", "quota_bytes"], stored_bytes=INT, open_uploads=INT,
+       live_bytes=INT, trash_bytes={"type": "integer", "description": "In the trash"},
        max_open_uploads=INT, max_file_bytes=INT,
        quota_bytes={"type": "integer", "description": "0: no quota"})}})
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
 op("PUT", "/api/filesystem/settings", "Set the user's defaults",
-   body={"type": "object", "properties": {"durability": DURABILITY, "encryption": ENCRYPTION}})
+   body={"type": "object", "properties": {"durability": DURABILITY, "encryption": ENCRYPTION,
+                                          "trash_retention_days": RETENTION}})
+
+# -- the trash (docs/trash-api.md) ---------------------------------------------------------------
+TRASH_ITEM = _obj(["id", "name", "type", "original_path", "size", "deleted", "purge_after"],
+                  id=S, name=S, type={"enum": ["file", "directory"]}, original_path=S,
+                  size=INT, deleted=S, purge_after=S)
+_TRASH_ITEM_ID = {"item_id": FILE_ID}
+op("GET", "/api/filesystem/trash", "Your trash, newest deleted first",
+   query={"limit": {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX},
+          "cursor": {"type": "string", "description": "next_cursor of the previous page"}},
+   responses={200: {"schema": _obj(["items", "next_cursor", "retention_days"],
+                                   items={"type": "array", "items": TRASH_ITEM},
+                                   next_cursor={"type": ["string", "null"]},
+                                   retention_days=INT)}})
+op("DELETE", "/api/filesystem/trash", "Empty your trash (its chunks are freed)",
+   responses={200: {"schema": _obj(["deleted", "complete"], deleted=INT,
+                                   complete={"type": "boolean"})}})
+op("GET", "/api/filesystem/trash/{item_id}", "One item of your trash", ids=_TRASH_ITEM_ID,
+   responses={200: {"schema": TRASH_ITEM}, 404: "Not in your trash"})
+op("DELETE", "/api/filesystem/trash/{item_id}", "Delete an item of your trash for good",
+   ids=_TRASH_ITEM_ID,
+   responses={204: "Deleted for good", 404: "Not in your trash", 409: "Changed meanwhile"})
+op("POST", "/api/filesystem/trash/{item_id}/restore",
+   "Restore to its place (a dated name if taken), or into `path` / as `name`",
+   ids=_TRASH_ITEM_ID, body=_obj([], path=PATH, name=NAME), body_required=False,
+   responses={200: {"schema": NODE}, 404: "Not in your trash",
+              409: "The name is taken, a file on the way, or changed meanwhile"})
 
 
 # -- shares and links (docs/sharing-api.md) ----------------------------------------------------
