@@ -587,7 +587,8 @@ op("GET", "/api/filesystem/shares/{share_id}", "One share (its owner or a recipi
               404: "No such share for you"})
 op("PUT", "/api/filesystem/shares/{share_id}", "Change a share's level (owner)",
    body=_obj(["level"], level=LEVEL),
-   responses={200: {"schema": SHARE}, 404: "No such share of yours"})
+   responses={200: {"schema": SHARE}, 404: "No such share of yours",
+              409: "Write on a file share (write is for folders)"})
 op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
    responses={204: "Revoked", 404: "No such share of yours"})
 op("GET", "/api/filesystem/shared", "Shared with me: to you or to a group you are in now",
