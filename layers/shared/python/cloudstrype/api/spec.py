@@ -13,7 +13,7 @@ import re
 
 from cloudstrype.array.protocol import MEMBER_ID_RE
 from cloudstrype.auth import pool
-from cloudstrype.auth.users import EMAIL_RE, GROUP_RE, MAX_PASSWORD, USERNAME_RE
+from cloudstrype.auth.users import EMAIL_RE, GROUP_RE, MAX_EMAIL, MAX_PASSWORD, USERNAME_RE
 from cloudstrype.backends import registry
 from cloudstrype.backends.oauth import PROVIDERS
 from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_SHARES
@@ -98,7 +98,7 @@ CHUNK_ID = {"type": "string", "pattern": _anchored(CHUNK_ID_RE)}
 MEMBER_ID = {"type": "string", "pattern": _anchored(MEMBER_ID_RE)}
 USERNAME = {"type": "string", "pattern": _anchored(USERNAME_RE)}
 GROUP = {"type": "string", "pattern": _anchored(GROUP_RE)}
-EMAIL = {"type": "string", "pattern": _anchored(EMAIL_RE)}
+EMAIL = {"type": "string", "pattern": _anchored(EMAIL_RE), "maxLength": MAX_EMAIL}
 # pool.PASSWORD_POLICY as a pattern (ASCII classes: a subset of what the check accepts).
 _POLICY = pool.PASSWORD_POLICY
 PASSWORD = {"type": "string", "pattern": "^" + "".join(

@@ -13,6 +13,7 @@ from cloudstrype.settings import get_settings
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_EMAIL = 254                                  # RFC 5321's limit on a forward path
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
 # Longer inputs are refused before any hashing (argon2 of megabytes of "password" is a DoS).
 MAX_PASSWORD = 256
@@ -35,7 +36,7 @@ def validate_group(group: str) -> str:
 
 
 def validate_email(email: str) -> str:
-    if not EMAIL_RE.match(email) or len(email) > 254:
+    if not EMAIL_RE.match(email) or len(email) > MAX_EMAIL:
         raise errors.BadRequest(f"'{email}' is not a valid e-mail address.", code="invalid_email",
                                 details={"field": "email"})
     return email
