@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 
@@ -26,6 +27,10 @@ REFRESH_MARGIN = 120                    # seconds before expiry when a token is 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
+# The filesystem routes that work inside a share with ?share= (docs/sharing-api.md). Uploads are
+# included so that a big file sent into a share is refused in the server's words, never
+# written to the caller's own tree instead.
+SHARE_SCOPED = re.compile(r"^/api/filesystem/(info|data|dirs|uploads)(/|$)")
 
 
 def normalize_server(url: str) -> str:
@@ -56,8 +61,9 @@ def error_from_response(response: requests.Response, what: str | None = None) ->
 
 class Client:
     def __init__(self, server: str, credentials: dict | None = None, token: str | None = None,
-                 *, retries: int = 4, pool_size: int = 16):
+                 *, retries: int = 4, pool_size: int = 16, share: str | None = None):
         self.server = normalize_server(server)
+        self.share = share      # a share id: the filesystem routes work inside that share
         self.credentials = credentials
         self.fixed_token = token
         self.retries = retries
@@ -162,6 +168,8 @@ class Client:
         passed as bytes can be re-sent, generators cannot."""
         if retry is None:
             retry = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
+        if self.share and SHARE_SCOPED.match(path):
+            kwargs["params"] = {**(kwargs.get("params") or {}), "share": self.share}
         attempts = self.retries + 1 if retry else 1
         refreshed = False
         attempt = 0

@@ -1,4 +1,5 @@
-"""The desktop commands: login, logout, ls, put, get, mkdir, mv, rm, cat, info, storages, members.
+"""The desktop commands: login, logout, ls, put, get, mkdir, mv, rm, cat, info, storages, members,
+share, unshare, shares, link, links, trash.
 
 They speak HTTP only (cloudstrype_client.api). Messages go to stderr, results to stdout; the exit
 codes are those of cloudstrype_client.errors. ``add_commands(subparsers)`` registers them on the
@@ -69,7 +70,20 @@ def _command(handler):
 
 def _client(args, **kwargs) -> Client:
     jobs = getattr(args, "jobs", None) or 4
-    return Client.from_args(args, pool_size=max(16, 2 * jobs + 4), **kwargs)
+    client = Client.from_args(args, pool_size=max(16, 2 * jobs + 4), **kwargs)
+    share = getattr(args, "share", None)
+    if share:
+        # Checked first: inside a share every 404 would otherwise read "no such file".
+        try:
+            client.get_json(f"/api/filesystem/shares/{share}")
+        except CliError as exc:
+            if exc.status == 404:
+                raise NotFoundError(f"No share {share} is granted to you now (revoked, or you "
+                                    f"left its group?); see 'cloudstrype shares --with-me'."
+                                    ) from None
+            raise
+        client.share = share
+    return client
 
 
 def _print_json(data) -> None:
@@ -562,6 +576,297 @@ def cmd_members(args) -> int:
     return OK
 
 
+# -- shares and links (docs/sharing-api.md) -------------------------------------------------------
+
+FS = "/api/filesystem"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """'7d', '12h', '30m', '90s', '2w', '3600' -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 12h, 7d, "
+                                         f"2w)")
+    return int(match.group(1)) * _SECONDS[match.group(2).lower()]
+
+
+def _grantee(args) -> dict:
+    return {"user": args.user} if args.user else {"group": args.group}
+
+
+def _grantee_text(grantee: dict) -> str:
+    return f"{grantee.get('kind')} {grantee.get('name')}"
+
+
+def _own_node(client: Client, path: str) -> dict:
+    node = remote.lookup(client, path)
+    if node.get("path") == "/" or remote.normalize(path) == "/":
+        raise UsageError("The root directory cannot be shared; share a folder in it.")
+    return node
+
+
+@_command
+def cmd_share(args) -> int:
+    client = _client(args)
+    path = remote.normalize(args.path)
+    level = "write" if args.write else "read"
+    response = client.request("POST", f"{FS}/shares", json={"path": path, "level": level,
+                                                             **_grantee(args)},
+                              ok=(200, 201), what=path)
+    share = response.json()
+    if args.json:
+        _print_json(share)
+        return OK
+    print(share["id"])
+    if not args.quiet:
+        done = "Shared" if response.status_code == 201 else "Changed the share of"
+        print(f"{done} {path} with {_grantee_text(share['grantee'])} ({share['level']}); they "
+              f"use it with --share {share['id']}.", file=sys.stderr)
+    return OK
+
+
+def _shares_of(client: Client, node_id: str | None = None) -> list[dict]:
+    params = {"node_id": node_id} if node_id else None
+    return client.get_json(f"{FS}/shares", params=params).get("shares") or []
+
+
+@_command
+def cmd_unshare(args) -> int:
+    client = _client(args)
+    path = remote.normalize(args.path)
+    node = _own_node(client, path)
+    wanted = {"kind": "user", "name": args.user} if args.user else \
+        {"kind": "group", "name": args.group}
+    found = [s for s in _shares_of(client, node["id"]) if s.get("grantee") == wanted]
+    if not found:
+        raise NotFoundError(f"{path} is not shared with {_grantee_text(wanted)} (see "
+                            f"'cloudstrype shares {path}').")
+    for share in found:
+        client.request("DELETE", f"{FS}/shares/{share['id']}", ok=(204, 404), what=path)
+    if not args.quiet:
+        print(f"{path} is no longer shared with {_grantee_text(wanted)}.", file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_shares(args) -> int:
+    client = _client(args)
+    if args.with_me:
+        if args.path:
+            raise UsageError("--with-me lists every share granted to you; give no PATH.")
+        shares = client.get_json(f"{FS}/shared").get("shares") or []
+        if args.json:
+            _print_json(shares)
+            return OK
+        if not shares:
+            print("Nothing is shared with you.", file=sys.stderr)
+            return OK
+        rows = [[s["id"], s.get("level", ""), s.get("owner", ""),
+                 _grantee_text(s.get("via") or {}),
+                 s.get("name", "") + ("/" if s.get("type") == remote.DIRECTORY else "")]
+                for s in shares]
+        _table(rows, ["ID", "LEVEL", "OWNER", "VIA", "NAME"])
+        return OK
+    node_id = _own_node(client, args.path)["id"] if args.path else None
+    shares = _shares_of(client, node_id)
+    if args.json:
+        _print_json(shares)
+        return OK
+    if not shares:
+        print(f"{args.path or 'Nothing of yours'} is not shared.", file=sys.stderr)
+        return OK
+    rows = [[s["id"], s.get("level", ""), _grantee_text(s.get("grantee") or {}),
+             s.get("path", "")] for s in shares]
+    _table(rows, ["ID", "LEVEL", "WITH", "PATH"])
+    return OK
+
+
+def _read_secret(prompt: str) -> str:
+    """Asked for on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        value = getpass.getpass(prompt)
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise UsageError("The password is empty; give one, or leave out --password.")
+    return value
+
+
+def _links(client: Client) -> list[dict]:
+    return client.get_json(f"{FS}/links").get("links") or []
+
+
+def _find_link(client: Client, ident: str) -> str:
+    """A link id from its full 64 hex digits or a unique prefix of them (as 'links' shows)."""
+    ident = ident.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,64}", ident):
+        raise UsageError(f"Not a link id: {ident!r} (see 'cloudstrype links').")
+    if len(ident) == 64:
+        return ident
+    found = [link["id"] for link in _links(client) if link["id"].startswith(ident)]
+    if not found:
+        raise NotFoundError(f"No link {ident} (see 'cloudstrype links').")
+    if len(found) > 1:
+        raise UsageError(f"Several links start with {ident}; give more of the id.")
+    return found[0]
+
+
+@_command
+def cmd_link(args) -> int:
+    client = _client(args)
+    if args.revoke:
+        if args.path or args.password or args.expires:
+            raise UsageError("--revoke takes only the link id.")
+        link_id = _find_link(client, args.revoke)
+        client.request("DELETE", f"{FS}/links/{link_id}", ok=(204,), what=f"link {args.revoke}")
+        if not args.quiet:
+            print(f"Revoked link {link_id[:12]}; it answers 'revoked' from now on.",
+                  file=sys.stderr)
+        return OK
+    if not args.path:
+        raise UsageError("Give the PATH to make a link to (or --revoke ID).")
+    path = remote.normalize(args.path)
+    body: dict = {"path": path}
+    if args.password:
+        body["password"] = _read_secret("Link password: ")
+    if args.expires:
+        body["expires_in"] = args.expires
+    link = client.request("POST", f"{FS}/links", json=body, ok=(201,), what=path).json()
+    if args.json:
+        _print_json(link)
+        return OK
+    print(link["url"])
+    if not args.quiet:
+        until = f", until {_local_time(link['expires_at'])}" if link.get("expires_at") else ""
+        lock = ", with a password" if link.get("password") else ""
+        print(f"Anyone with this address can read {path}{lock}{until}. It is shown only now; "
+              f"revoke it with 'cloudstrype link --revoke {link['id'][:12]}'.", file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_links(args) -> int:
+    links = _links(_client(args))
+    if args.json:
+        _print_json(links)
+        return OK
+    if not links:
+        print("You have made no links.", file=sys.stderr)
+        return OK
+    rows = [[link["id"][:12], link.get("state", ""), "yes" if link.get("password") else "no",
+             _local_time(link.get("expires_at")) if link.get("expires_at") else "never",
+             link.get("path", "")] for link in links]
+    _table(rows, ["ID", "STATE", "PASSWORD", "EXPIRES", "PATH"])
+    return OK
+
+
+# -- trash (docs/trash-api.md) ---------------------------------------------------------------------
+
+def _trash(client: Client) -> tuple[list[dict], int | None]:
+    items: list[dict] = []
+    cursor, retention = None, None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = client.get_json(f"{FS}/trash", params=params)
+        items.extend(page.get("items") or [])
+        retention = page.get("retention_days", retention)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items, retention
+
+
+def _trash_item(client: Client, ident: str) -> dict:
+    """A trash item by id, or the newest one deleted from the path `ident`."""
+    if ident.startswith("/"):
+        path = remote.normalize(ident)
+        for item in _trash(client)[0]:            # newest deleted first
+            if item.get("original_path") == path:
+                return item
+        raise NotFoundError(f"Nothing deleted from {path} is in the trash (see "
+                            f"'cloudstrype trash').")
+    return client.get_json(f"{FS}/trash/{ident}", what=f"trash item {ident}")
+
+
+@_command
+def cmd_trash_list(args) -> int:
+    items, retention = _trash(_client(args))
+    if args.json:
+        _print_json({"items": items, "retention_days": retention})
+        return OK
+    if not items:
+        print("The trash is empty.", file=sys.stderr)
+        return OK
+    rows = [[item["id"], item.get("type", ""), human_size(item.get("size")),
+             _local_time(item.get("deleted")),
+             item.get("original_path", "") + ("/" if item.get("type") == remote.DIRECTORY
+                                              else "")] for item in items]
+    _table(rows, ["ID", "TYPE", "SIZE", "DELETED", "ORIGINAL PATH"], {2})
+    if not args.quiet and retention is not None:
+        print(f"Items are deleted for good {retention} days after they were deleted.",
+              file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_trash_restore(args) -> int:
+    client = _client(args)
+    item = _trash_item(client, args.item)
+    body = {}
+    if args.to:
+        body["path"] = remote.normalize(args.to)
+    if args.name:
+        body["name"] = args.name
+    node = client.request("POST", f"{FS}/trash/{item['id']}/restore", json=body, retry=True,
+                          ok=(200,), what=f"restoring {item.get('original_path')}").json()
+    if args.json:
+        _print_json(node)
+        return OK
+    print(node.get("path"))
+    if not args.quiet:
+        print(f"Restored {item.get('original_path')} to {node.get('path')}.", file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_trash_delete(args) -> int:
+    client = _client(args)
+    item = _trash_item(client, args.item)
+    client.request("DELETE", f"{FS}/trash/{item['id']}", ok=(204,),
+                   what=f"deleting {item.get('original_path')}")
+    if not args.quiet:
+        print(f"Deleted {item.get('original_path')} for good.", file=sys.stderr)
+    return OK
+
+
+@_command
+def cmd_trash_empty(args) -> int:
+    client = _client(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("Emptying the trash deletes everything in it for good; add --yes "
+                             "to do it without a question.")
+        sys.stderr.write("Delete everything in the trash for good? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Nothing was deleted.", file=sys.stderr)
+            return OK
+    deleted = 0
+    while True:                      # a very large trash takes more than one request
+        answer = client.request("DELETE", f"{FS}/trash", ok=(200,), what="emptying the trash")
+        result = answer.json()
+        deleted += int(result.get("deleted") or 0)
+        if result.get("complete", True):
+            break
+    if args.json:
+        _print_json({"deleted": deleted})
+    elif not args.quiet:
+        print(f"Emptied the trash: {deleted} item{'' if deleted == 1 else 's'} deleted for good.",
+              file=sys.stderr)
+    return OK
+
+
 # -- registration ---------------------------------------------------------------------------------
 
 def _common() -> argparse.ArgumentParser:
@@ -583,6 +888,19 @@ def _jobs_flag(parser: argparse.ArgumentParser, default: int = 4) -> None:
     parser.add_argument("-j", "--jobs", type=_positive, default=default, metavar="N",
                         help=f"parallel transfers: files at once, and parts/ranges at once "
                              f"(default {default})")
+
+
+def _share_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{24}", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"not a share id: {text!r} (24 hex digits, as "
+                                         f"'cloudstrype shares --with-me' shows)")
+    return text.strip().lower()
+
+
+def _share_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--share", metavar="SHARE_ID", type=_share_id,
+                        help="work inside a share granted to you: paths start at the shared "
+                             "folder ('/'); see 'cloudstrype shares --with-me'")
 
 
 def add_commands(commands) -> None:
@@ -714,3 +1032,73 @@ def add_commands(commands) -> None:
 
     members = add("members", "list the array members (desktop machines)", cmd_members)
     _json_flag(members)
+
+    for parser in (ls, put, get, mkdir, mv, rm, cat, info):
+        _share_flag(parser)
+
+    share = add("share", "share a file or folder with a user or a group (or change the level)",
+                cmd_share)
+    share.add_argument("path", metavar="PATH", help="your file or folder")
+    whom = share.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--with", dest="user", metavar="USER", help="a username")
+    whom.add_argument("--group", metavar="GROUP", help="a group you are in")
+    share.add_argument("--write", action="store_true",
+                       help="let them upload, rename and delete inside (folders only); "
+                            "without it: read only")
+    _json_flag(share)
+
+    unshare = add("unshare", "stop sharing a file or folder with a user or a group",
+                  cmd_unshare)
+    unshare.add_argument("path", metavar="PATH")
+    whom = unshare.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--with", dest="user", metavar="USER", help="a username")
+    whom.add_argument("--group", metavar="GROUP", help="a group name")
+
+    shares = add("shares", "list the shares you made (of PATH), or those granted to you",
+                 cmd_shares)
+    shares.add_argument("path", nargs="?", metavar="PATH", help="only this item's shares")
+    shares.add_argument("--with-me", action="store_true",
+                        help="what others share with you (the ids go to --share)")
+    _json_flag(shares)
+
+    link = add("link", "make a read-only link that works without an account (or revoke one)",
+               cmd_link)
+    link.add_argument("path", nargs="?", metavar="PATH", help="your file or folder")
+    link.add_argument("--password", action="store_true",
+                      help="ask for a password the link needs (read from stdin when it is "
+                           "not a terminal)")
+    link.add_argument("--expires", type=parse_duration, metavar="DURATION",
+                      help="stop working after this long, e.g. 12h, 7d, 2w")
+    link.add_argument("--revoke", metavar="ID",
+                      help="revoke the link with this id (or a unique start of it)")
+    _json_flag(link)
+
+    links = add("links", "list the links you made, with their state", cmd_links)
+    _json_flag(links)
+
+    trash = add("trash", "list, restore and empty the trash", lambda args: cmd_trash_list(args))
+    _json_flag(trash)
+    trash_tasks = trash.add_subparsers(dest="trash_command", metavar="TASK")
+    listing = trash_tasks.add_parser("list", help="what is in the trash, newest first",
+                                     parents=[common])
+    _json_flag(listing)
+    listing.set_defaults(run=cmd_trash_list)
+    restore = trash_tasks.add_parser("restore", help="put an item back", parents=[common],
+                                     epilog=EXIT_CODES_HELP)
+    restore.add_argument("item", metavar="ID|PATH",
+                         help="a trash id, or the path it was deleted from (the newest item "
+                              "deleted from there)")
+    restore.add_argument("--to", metavar="DIR",
+                         help="restore into this directory (made if missing) instead of its "
+                              "original place")
+    restore.add_argument("--name", help="restore under this name (an error if taken)")
+    _json_flag(restore)
+    restore.set_defaults(run=cmd_trash_restore)
+    delete = trash_tasks.add_parser("delete", help="delete one item for good", parents=[common])
+    delete.add_argument("item", metavar="ID|PATH")
+    delete.set_defaults(run=cmd_trash_delete)
+    empty = trash_tasks.add_parser("empty", help="delete everything in the trash for good",
+                                   parents=[common])
+    empty.add_argument("--yes", "-y", action="store_true", help="do not ask first")
+    _json_flag(empty)
+    empty.set_defaults(run=cmd_trash_empty)

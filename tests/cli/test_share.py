@@ -1,0 +1,167 @@
+"""share, unshare, shares, link, links and --share through the CLI: two people and a group
+sharing folders both ways, links fetched without an account, and the exit codes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.support import register_and_login, unique
+
+from .conftest import Cli, add_local_storages
+
+
+def _person(api, stack, tmp_path_factory) -> Cli:
+    user = register_and_login(api)
+    add_local_storages(user, tmp_path_factory.mktemp("share-disks"), 2)
+    assert user.api.put("/api/filesystem/settings",
+                        json={"durability": "raid1(2)"}).status_code == 200
+    home = Cli(tmp_path_factory.mktemp("share-home"), stack.url)
+    home.login(user)
+    return home
+
+
+@pytest.fixture
+def alice(api, stack, tmp_path_factory) -> Cli:
+    return _person(api, stack, tmp_path_factory)
+
+
+@pytest.fixture
+def bob(api, stack, tmp_path_factory) -> Cli:
+    return _person(api, stack, tmp_path_factory)
+
+
+def _file(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def _fails(cli: Cli, code: int, *args: str, **kwargs) -> str:
+    done = cli.run(*args, **kwargs)
+    assert done.returncode == code, (f"cloudstrype {' '.join(args)} -> {done.returncode}, "
+                                     f"wanted {code}\nstderr: {done.stderr!r}")
+    assert done.stderr.strip(), "a failure must say what is wrong"
+    return done.stderr
+
+
+def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
+    alice.ok("put", str(_file(tmp_path, "plan.txt", b"the plan\n")), "/team/")
+    share_id = alice.ok("share", "/team", "--with", bob.user.username).stdout.strip()
+    assert len(share_id) == 24
+
+    mine = json.loads(alice.ok("shares", "/team", "--json").stdout)
+    assert [(s["id"], s["level"], s["grantee"]) for s in mine] == [
+        (share_id, "read", {"kind": "user", "name": bob.user.username})]
+    assert bob.user.username in alice.ok("shares").stdout
+
+    granted = json.loads(bob.ok("shares", "--with-me", "--json").stdout)
+    assert [(s["id"], s["owner"], s["level"]) for s in granted] == [
+        (share_id, alice.user.username, "read")]
+    table = bob.ok("shares", "--with-me").stdout
+    assert share_id in table and "team/" in table
+
+    # Bob lists and reads inside the share; paths start at the shared folder.
+    assert bob.ok("ls", "--share", share_id, "/").stdout.splitlines() == ["plan.txt"]
+    bob.ok("get", "--share", share_id, "/plan.txt", str(tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_bytes() == b"the plan\n"
+    assert bob.ok("cat", "--share", share_id, "/plan.txt").stdout == "the plan\n"
+    # ... but without --share the same path is his own (and not there).
+    _fails(bob, 4, "ls", "/plan.txt")
+    # Read only: his upload is refused in the server's words.
+    reply = _fails(bob, 3, "put", str(_file(tmp_path, "bob.txt", b"bob")), "/",
+                   "--share", share_id)
+    assert "read" in reply.lower()
+
+    # The same command with --write changes the level of the same share.
+    again = alice.ok("share", "/team", "--with", bob.user.username, "--write")
+    assert again.stdout.strip() == share_id
+    assert "Changed" in again.stderr
+    bob.ok("put", str(tmp_path / "bob.txt"), "/", "--share", share_id)
+    bob.ok("mkdir", "--share", share_id, "/notes")
+    assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "notes/", "plan.txt"]
+
+    alice.ok("unshare", "/team", "--with", bob.user.username)
+    assert "share" in _fails(bob, 4, "ls", "--share", share_id, "/").lower()
+    assert json.loads(bob.ok("shares", "--with-me", "--json").stdout) == []
+    assert "not shared with" in _fails(alice, 4, "unshare", "/team", "--with",
+                                       bob.user.username)
+
+
+def test_a_group_share_the_other_way_and_membership_counts_at_once(alice, bob, admin,
+                                                                    tmp_path):
+    admin_api, _ = admin
+    group = unique("crew")
+    assert admin_api.post("/api/auth/groups", json={"name": group}).status_code == 201
+    for person in (alice, bob):
+        assert admin_api.put(f"/api/auth/groups/{group}/members/{person.user.username}"
+                             ).status_code == 204
+
+    bob.ok("put", str(_file(tmp_path, "photo.jpg", b"\xff\xd8 jpeg")), "/album/")
+    share_id = bob.ok("share", "/album", "--group", group, "--write").stdout.strip()
+    granted = json.loads(alice.ok("shares", "--with-me", "--json").stdout)
+    assert [(s["id"], s["owner"], s["via"]) for s in granted] == [
+        (share_id, bob.user.username, {"kind": "group", "name": group})]
+    assert alice.ok("ls", "--share", share_id, "/").stdout.splitlines() == ["photo.jpg"]
+    alice.ok("put", str(_file(tmp_path, "alice.jpg", b"from alice")), "/", "--share", share_id)
+    assert alice.ok("ls", "--share", share_id, "/").stdout.splitlines() == [
+        "alice.jpg", "photo.jpg"]
+    # Alice's file is Bob's, in his folder.
+    assert bob.ok("cat", "/album/alice.jpg").stdout == "from alice"
+
+    # Out of the group: the share is gone for her at the next command.
+    assert admin_api.delete(f"/api/auth/groups/{group}/members/{alice.user.username}"
+                            ).status_code == 204
+    _fails(alice, 4, "ls", "--share", share_id, "/")
+    bob.ok("unshare", "/album", "--group", group)
+    assert json.loads(bob.ok("shares", "--json").stdout) == []
+
+
+def test_share_errors_have_exit_codes_and_words(alice, bob, tmp_path):
+    alice.ok("put", str(_file(tmp_path, "one.txt", b"1")), "/solo/")
+    assert "--with" in _fails(alice, 2, "share", "/solo")                  # no grantee
+    _fails(alice, 4, "share", "/nothing-here", "--with", bob.user.username)
+    _fails(alice, 4, "share", "/solo", "--with", unique("nobody"))
+    _fails(alice, 5, "share", "/solo/one.txt", "--with", bob.user.username, "--write")
+    _fails(alice, 3, "share", "/solo", "--group", unique("notmine"))         # 403 or 404
+    _fails(bob, 4, "ls", "--share", "0" * 24, "/")
+    assert "share id" in _fails(bob, 2, "ls", "--share", "../shares", "/")
+
+
+def test_links_work_without_an_account_until_revoked(alice, stack, tmp_path):
+    alice.ok("put", str(_file(tmp_path, "report.txt", b"quarterly numbers")), "/pub/")
+    url = alice.ok("link", "/pub/report.txt", "--password", "--expires", "7d",
+                   input="s3cret\n").stdout.strip()
+    parts = urlsplit(url)
+    assert parts.fragment.startswith("/link/")
+    token = parts.fragment.removeprefix("/link/")
+    data = f"{stack.url}/api/filesystem/public/{token}/data"
+    assert requests.get(data, timeout=30).status_code == 401
+    got = requests.get(data, headers={"X-Link-Password": "s3cret"}, timeout=30)
+    assert got.status_code == 200 and got.content == b"quarterly numbers"
+
+    links = json.loads(alice.ok("links", "--json").stdout)
+    (link,) = [x for x in links if x["path"] == "/pub/report.txt"]
+    assert link["password"] is True and link["expires_at"] and link["state"] == "active"
+    assert "token" not in link
+    assert link["id"][:12] in alice.ok("links").stdout
+
+    # A folder link lists the folder.
+    folder = json.loads(alice.ok("link", "/pub", "--json").stdout)
+    listing = requests.get(f"{stack.url}/api/filesystem/public/{folder['token']}", timeout=30)
+    assert [c["name"] for c in listing.json()["children"]] == ["report.txt"]
+
+    alice.ok("link", "--revoke", link["id"][:12])
+    assert requests.get(data, headers={"X-Link-Password": "s3cret"},
+                        timeout=30).status_code == 410
+    states = {x["id"]: x["state"] for x in json.loads(alice.ok("links", "--json").stdout)}
+    assert states[link["id"]] == "revoked"
+
+    _fails(alice, 2, "link", "/pub", "--expires", "soon")
+    _fails(alice, 2, "link", "/pub", "--password", input="\n")
+    _fails(alice, 2, "link")
+    _fails(alice, 4, "link", "--revoke", "ab" * 32)
+    _fails(alice, 4, "link", "/not-there")

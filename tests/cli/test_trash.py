@@ -1,0 +1,73 @@
+"""rm puts things in the trash; trash lists, restores (to their place, elsewhere), deletes for
+good and empties, through the CLI."""
+from __future__ import annotations
+
+import json
+import uuid
+
+
+def _root() -> str:
+    return f"/trash-{uuid.uuid4().hex[:8]}"
+
+
+def _items(cli) -> list[dict]:
+    return json.loads(cli.ok("trash", "--json").stdout)["items"]
+
+
+def test_rm_then_restore_by_path_and_by_id_elsewhere(cli, tmp_path):
+    root = _root()
+    (tmp_path / "keep.txt").write_bytes(b"keep me\n")
+    cli.ok("put", str(tmp_path / "keep.txt"), root + "/")
+    cli.ok("rm", root + "/keep.txt")
+    assert cli.run("ls", root + "/keep.txt").returncode == 4
+
+    (item,) = [i for i in _items(cli) if i["original_path"] == root + "/keep.txt"]
+    assert item["type"] == "file" and item["size"] == 8
+    table = cli.ok("trash").stdout
+    assert item["id"] in table and root + "/keep.txt" in table
+
+    restored = cli.ok("trash", "restore", root + "/keep.txt")
+    assert restored.stdout.strip() == root + "/keep.txt"
+    assert cli.ok("cat", root + "/keep.txt").stdout == "keep me\n"
+    assert not [i for i in _items(cli) if i["id"] == item["id"]]
+
+    # By id, into another directory (made for it).
+    cli.ok("rm", root + "/keep.txt")
+    done = cli.ok("trash", "restore", item["id"], "--to", root + "/elsewhere", "--json")
+    assert json.loads(done.stdout)["path"] == root + "/elsewhere/keep.txt"
+    assert cli.ok("cat", root + "/elsewhere/keep.txt").stdout == "keep me\n"
+
+
+def test_a_folder_comes_back_whole_and_a_taken_name_gets_a_suffix(cli, tmp_path):
+    root = _root()
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    cli.ok("put", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), root + "/dir/")
+    cli.ok("rm", "-r", root + "/dir")
+    cli.ok("mkdir", root + "/dir")                     # the name is free again, and now taken
+    path = cli.ok("trash", "restore", root + "/dir").stdout.strip()
+    assert path.startswith(root + "/dir (restored ")
+    assert cli.ok("ls", path).stdout.splitlines() == ["a.txt", "b.txt"]
+
+
+def test_delete_for_good_empty_and_errors(cli, tmp_path):
+    root = _root()
+    (tmp_path / "x.txt").write_text("x")
+    cli.ok("put", str(tmp_path / "x.txt"), root + "/")
+    cli.ok("rm", root + "/x.txt")
+    cli.ok("trash", "delete", root + "/x.txt")
+    assert not [i for i in _items(cli) if i["original_path"] == root + "/x.txt"]
+
+    cli.ok("put", str(tmp_path / "x.txt"), root + "/")
+    cli.ok("rm", root + "/x.txt")
+    refused = cli.run("trash", "empty")                # stdin is not a terminal: no question
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert [i for i in _items(cli) if i["original_path"] == root + "/x.txt"]
+    emptied = json.loads(cli.ok("trash", "empty", "--yes", "--json").stdout)
+    assert emptied["deleted"] >= 1
+    assert _items(cli) == []
+    assert "empty" in cli.ok("trash").stderr
+
+    missing = cli.run("trash", "restore", root + "/x.txt")
+    assert missing.returncode == 4 and "trash" in missing.stderr
+    assert cli.run("trash", "restore", "f" * 32).returncode == 4
