@@ -1,4 +1,5 @@
-"""What every storage backend offers the chunk pipeline: put / get / delete / exists / usage.
+"""What every storage backend offers the chunk pipeline: put / get / get_range / delete / exists /
+usage.
 
 A backend stores opaque, already-encrypted share blobs under keys the pipeline chooses
 (`[A-Za-z0-9._-]{1,200}`). Backends raise only the errors below, so the pipeline can tell
@@ -44,6 +45,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes: ...
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes start..start+length-1 of a share (fewer at its end). Backends whose API can
+        read a range override this; the default reads the whole share (packs still work, they
+        just cost a whole share's transfer there)."""
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        return self.get(key)[start:start + length]
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

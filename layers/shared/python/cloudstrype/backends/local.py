@@ -71,6 +71,18 @@ class LocalBackend(Backend):
             except FileNotFoundError:
                 raise ShareNotFound(f"{self.root}: no share {key}") from None
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        path = self._path(key)
+        with _os_errors(f"read {key}"):
+            try:
+                with open(path, "rb") as share:
+                    share.seek(start)
+                    return share.read(length)
+            except FileNotFoundError:
+                raise ShareNotFound(f"{self.root}: no share {key}") from None
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):

@@ -118,6 +118,22 @@ class S3Backend(Backend):
             response = self._client.get_object(Bucket=self.bucket, Key=self._object_name(key))
             return response["Body"].read()
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        if length == 0:
+            return b""           # an empty Range is not valid HTTP
+        with self._errors(f"read {key}", missing_means_not_found=True):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=self._object_name(key),
+                    Range=f"bytes={start}-{start + length - 1}")
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""   # start past the end: nothing there, as a slice would say
+                raise
+            return response["Body"].read()
+
     def delete(self, key: str) -> None:
         # S3's DeleteObject succeeds for a missing key, which is the contract.
         with self._errors(f"delete {key}"):

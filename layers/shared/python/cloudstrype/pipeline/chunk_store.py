@@ -37,7 +37,10 @@ CHUNKS = schema.table(
             "revision": schema.INT,
             # Share indexes that failed a read; damage_shard/damaged_at exist only while the
             # set does, so the "damaged" index holds just the chunks the scrub must repair.
-            "damaged": schema.INT_SET, "damage_shard": schema.STR, "damaged_at": schema.INT},
+            "damaged": schema.INT_SET, "damage_shard": schema.STR, "damaged_at": schema.INT,
+            # Packs only (pipeline/packs.py): how many files' blobs, and their bytes, still use
+            # the chunk; at 0 it is freed. The rest of its bytes are dead until compaction.
+            "live": schema.INT, "live_bytes": schema.INT},
     indexes=(schema.Index("damaged", hash_key="damage_shard", range_key="damaged_at"),),
     owner_module=__name__)
 
@@ -78,6 +81,8 @@ class Chunk:
     created: float = 0.0
     damaged: set[int] = field(default_factory=set)
     revision: int = 0           # bumped by every change; repair compares-and-sets on it
+    live: int | None = None     # a pack's files still using it (None: not a pack)
+    live_bytes: int | None = None
 
     def share(self, index: int) -> ShareLocation | None:
         return next((s for s in self.shares if s.index == index), None)
@@ -123,6 +128,8 @@ def _chunk_item(chunk: Chunk) -> dict:
             "revision": chunk.revision}
     if chunk.wrapped_key:
         item["wrapped_key"] = chunk.wrapped_key
+    if chunk.live is not None:
+        item["live"], item["live_bytes"] = chunk.live, chunk.live_bytes or 0
     return item
 
 
@@ -139,7 +146,9 @@ def _chunk(item: dict) -> Chunk:
                          for s in item["shares"]],
                  created=float(item.get("created", 0)),
                  damaged={int(i) for i in item.get("damaged", ())},
-                 revision=int(item.get("revision", 0)))
+                 revision=int(item.get("revision", 0)),
+                 live=int(item["live"]) if "live" in item else None,
+                 live_bytes=int(item["live_bytes"]) if "live_bytes" in item else None)
 
 
 def _placement_item(owner: str, p: Placement) -> dict:
@@ -263,6 +272,26 @@ class ChunkStore:
                 return chunk
             except ConditionFailed:
                 pass         # changed meanwhile (a repair, a damage mark): read it again
+
+    @staticmethod
+    def release_operation(owner: str, chunk_id: str, size: int) -> Update:
+        """One file's blob of a pack no longer used, as an operation for the caller's
+        transaction (with the deletion of the version that used it, so it happens once). Not
+        a revision change: a repair racing it stays valid."""
+        return Update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                      Change(add={"live": -1, "live_bytes": -int(size)}),
+                      Condition.exists() & Condition.has("live"))
+
+    def release(self, owner: str, chunk_id: str, size: int) -> int | None:
+        """Release one blob now (it was never attached to a file); returns the files still
+        using the pack, None if it is gone."""
+        operation = self.release_operation(owner, chunk_id, size)
+        try:
+            item = self.engine.update(operation.table, operation.key, operation.change,
+                                      operation.condition)
+        except ConditionFailed:
+            return None
+        return int(item.get("live", 0))
 
     def damaged(self) -> Iterator[ChunkRef]:
         """Every chunk with damaged shares, of every owner, oldest damage first per shard (the

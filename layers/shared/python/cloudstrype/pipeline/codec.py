@@ -67,7 +67,7 @@ __all__ = [
     "Durability", "EncodedChunk", "Encryption", "IntegrityError", "KEY_SIZE", "MAX_CHUNK_SIZE",
     "META_FORMAT", "MetaError", "NONCE_SIZE", "NONE", "NotEnoughShares", "RebuildResult",
     "SchemeError", "ShareCollector", "TAG_SIZE", "associated_data", "decode", "encode",
-    "new_data_key", "parse_durability", "parse_encryption", "rebuild",
+    "new_data_key", "parse_durability", "parse_encryption", "plain_segments", "rebuild",
 ]
 
 MAX_CHUNK_SIZE = 4 * 1024 * 1024     # DESIGN.md "Hard limits": chunks are at most 4 MiB
@@ -432,6 +432,31 @@ def _decoder(k: int, n: int) -> zfec.Decoder:
     if coder is None:
         coder = _coders[("d", k, n)] = zfec.Decoder(k, n)
     return coder
+
+
+# --- ranged reads ------------------------------------------------------------------------------
+
+def plain_segments(meta: Mapping | ChunkMeta, offset: int, length: int
+                   ) -> list[tuple[int, int, int]]:
+    """Where bytes offset..offset+length-1 of an unencrypted chunk lie in its shares, as
+    (data share index, start in that share, length) in order: raid1 shares are the chunk itself
+    (index 0 stands for any of them); rs(K,M) data shares are the chunk cut in K stripes of
+    share_size bytes, so a range lies in one or two neighbouring data shares. Only ``none``
+    chunks have plaintext there to read in place (an encrypted chunk is one GCM message)."""
+    info = ChunkMeta.from_dict(meta)
+    if info.encryption.encrypted:
+        raise MetaError("a ranged read needs a chunk stored with encryption 'none'")
+    if offset < 0 or length < 0 or offset + length > info.size:
+        raise MetaError(f"range {offset}+{length} is outside the chunk's {info.size} bytes")
+    if info.durability.kind == "raid1":
+        return [(0, offset, length)] if length else []
+    segments, size = [], info.share_size
+    while length > 0:
+        index, start = divmod(offset, size)
+        take = min(length, size - start)
+        segments.append((index, start, take))
+        offset, length = offset + take, length - take
+    return segments
 
 
 # --- decode ------------------------------------------------------------------------------------

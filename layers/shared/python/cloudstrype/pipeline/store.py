@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cloudstrype import errors, quota, storages, vault
-from cloudstrype.backends.base import ShareNotFound
+from cloudstrype.backends.base import BackendError, ShareNotFound
 from cloudstrype.pipeline import codec
 from cloudstrype.pipeline.chunk_store import Chunk, ShareLocation, chunk_store
 
@@ -35,6 +35,11 @@ _io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
 
 def _key_purpose(chunk_id: str) -> str:
     return f"chunk:{chunk_id}:data-key"
+
+
+def _blob_key_purpose(chunk_id: str) -> str:
+    # A pack's blob key (its chunk is stored unencrypted): never usable as a chunk data key.
+    return f"chunk:{chunk_id}:blob-key"
 
 
 def validate_chunk_id(chunk_id: str) -> str:
@@ -66,8 +71,12 @@ class StoredChunk:
 
 def put_chunk(owner: str, data: bytes, encryption: str | None = None,
               durability: str | None = None, chunk_id: str | None = None,
-              kinds: frozenset[str] | None = None) -> StoredChunk:
-    """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares."""
+              kinds: frozenset[str] | None = None, *, blob_key: bytes | None = None,
+              live: int | None = None) -> StoredChunk:
+    """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares.
+
+    A pack (pipeline/packs.py) passes `live`, the files using it, and `blob_key`, the key of
+    its blobs, kept sealed under the owner's key on the record."""
     if len(data) > MAX_CHUNK_SIZE:
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
@@ -75,14 +84,15 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
     # Every stored byte counts against the owner's quota, charged before anything is written.
     quota.charge_bytes(owner, len(data))
     try:
-        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds)
+        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live)
     except BaseException:
         quota.refund_bytes(owner, len(data))
         raise
 
 
 def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str | None,
-               chunk_id: str | None, kinds: frozenset[str] | None) -> StoredChunk:
+               chunk_id: str | None, kinds: frozenset[str] | None, blob_key: bytes | None,
+               live: int | None) -> StoredChunk:
     enc = codec.parse_encryption(encryption)
     candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
     dur = codec.parse_durability(durability or default_durability(candidates))
@@ -97,13 +107,16 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
     spares = [s for s in candidates if s not in targets]
     locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
+    wrapped = None
+    if encoded.data_key:
+        wrapped = vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
+    elif blob_key:
+        wrapped = vault.seal(owner, blob_key, _blob_key_purpose(chunk_id))
     record = Chunk(owner, chunk_id, size=len(data), encryption=str(enc), durability=str(dur),
-                   meta=encoded.meta,
-                   wrapped_key=vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
-                   if encoded.data_key else None,
+                   meta=encoded.meta, wrapped_key=wrapped,
                    shares=[ShareLocation(i, s.storage_id, k)
                            for i, (s, k) in sorted(locations.items())],
-                   created=time.time())
+                   created=time.time(), live=live, live_bytes=len(data) if live else None)
     # The record and the placements of its shares are written together, or not at all.
     if not chunk_store().create(record, encoded.info.share_size):
         _delete_shares(owner, locations)
@@ -286,8 +299,72 @@ def get_chunk(owner: str, chunk_id: str) -> bytes:
             f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares of "
             f"the {collector.needed} needed are reachable.", code="not_enough_shares")
     data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id)) \
-        if record.wrapped_key else None
+        if record.wrapped_key and collector.info.encryption.encrypted else None
     return collector.decode(chunk_id, data_key).data
+
+
+def blob_key(record: Chunk) -> bytes:
+    """A pack's blob key, unsealed."""
+    if not record.wrapped_key or codec.parse_encryption(record.encryption).encrypted:
+        raise errors.NotFound(f"Chunk {record.chunk_id} holds no encrypted blobs.",
+                              code="chunk_not_found")
+    return vault.open_sealed(record.owner, record.wrapped_key, _blob_key_purpose(record.chunk_id))
+
+
+def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
+    """Bytes offset..offset+length-1 of an unencrypted chunk (a pack), read in place: for raid1
+    a ranged read of one share, for rs the one or two data shares holding them. `good(bytes)`
+    says whether they are right (the caller's recorded hash). A share that is missing, down or
+    gives bytes that fail `good` is queued for repair, and the read moves to another copy
+    (raid1) or to the whole chunk decoded and verified share by share."""
+    owner, chunk_id = record.owner, record.chunk_id
+    segments = codec.plain_segments(record.meta, offset, length)
+    if not segments:
+        return b""
+    by_id = _storages_by_id(owner)
+    locations = {s.index: s for s in record.shares}
+    damaged: set[int] = set()
+
+    def ranged(index: int, start: int, size: int) -> bytes | None:
+        share = locations.get(index)
+        storage = by_id.get(share.storage_id) if share else None
+        if storage is None:
+            damaged.add(index)
+            return None
+        try:
+            # Backends bound their own requests by timeouts (a ranged read is small).
+            return storages.backend_for(storage).get_range(share.key, start, size)
+        except ShareNotFound:
+            damaged.add(index)
+        except BackendError as exc:     # down or slow: another copy, or the whole chunk
+            storages.mark_down(storage, str(exc))
+        return None
+
+    found = None
+    if codec.parse_durability(record.durability).kind == "raid1":
+        order = sorted(locations, key=lambda i: 0 if (
+            by_id.get(locations[i].storage_id) and by_id[locations[i].storage_id].usable()) else 1)
+        for index in order:
+            data = ranged(index, offset, length)
+            if data is not None and good(data):
+                found = data
+                break
+            if data is not None:
+                damaged.add(index)      # every raid1 share is the chunk: this one is wrong
+    else:
+        pieces = list(_io.map(lambda segment: ranged(*segment), segments))
+        if all(p is not None for p in pieces) and good(b"".join(pieces)):
+            found = b"".join(pieces)
+    if damaged:
+        mark_damaged(owner, chunk_id, damaged)
+    if found is not None:
+        return found
+    # The whole chunk: its shares' hashes find the bad one (and queue it for repair).
+    data = get_chunk(owner, chunk_id)[offset:offset + length]
+    if not good(data):
+        raise codec.IntegrityError(f"Bytes {offset}+{length} of chunk {chunk_id} do not match "
+                                   f"their recorded hash, in every copy.")
+    return data
 
 
 def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
