@@ -9,6 +9,10 @@ const PAGES = {
   "": { title: "Dashboard", load: () => import("./js/pages/dashboard.js") },
   files: { title: "Files", load: () => import("./js/pages/files.js") },
   file: { title: "File details", load: () => import("./js/pages/details.js") },
+  shared: { title: "Shared with me", load: () => import("./js/pages/shared.js") },
+  trash: { title: "Trash", load: () => import("./js/pages/trash.js") },
+  // A link works for anyone holding it, signed in or not (docs/sharing-api.md).
+  link: { title: "Shared link", load: () => import("./js/pages/link.js"), anyone: true },
   storages: { title: "Storages", load: () => import("./js/pages/storages.js") },
   members: { title: "Members", load: () => import("./js/pages/members.js") },
   settings: { title: "Settings", load: () => import("./js/pages/settings.js") },
@@ -20,6 +24,8 @@ const PAGES = {
 const NAV = [
   { name: "", label: "Dashboard", icon: "dashboard" },
   { name: "files", label: "Files", icon: "files" },
+  { name: "shared", label: "Shared with me", icon: "share" },
+  { name: "trash", label: "Trash", icon: "trash" },
   { name: "storages", label: "Storages", icon: "storage" },
   { name: "members", label: "Members", icon: "members" },
   { name: "settings", label: "Settings", icon: "settings" },
@@ -119,7 +125,7 @@ async function route() {
     navigate("#/", { replace: true });
     return;
   }
-  if (!page.public && !currentSession()) {
+  if (!page.public && !page.anyone && !currentSession()) {
     const next = location.hash && !location.hash.startsWith("#/login") ? location.hash : "";
     navigate(`#/login${next ? `?next=${encodeURIComponent(next)}` : ""}`, { replace: true });
     return;

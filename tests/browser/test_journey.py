@@ -90,7 +90,7 @@ def test_first_session_from_sign_up_to_log_out(page, base_url, api, tmp_path):
     expect(row(page, "notes.bin")).to_have_count(0)
     row_action(page, "renamed.bin", "Delete")
     confirm = page.get_by_role("dialog", name="Delete file?")
-    expect(confirm).to_contain_text("cannot be undone")
+    expect(confirm).to_contain_text("move to the trash")
     confirm.get_by_role("button", name="Delete").click()
     expect(row(page, "renamed.bin")).to_have_count(0)
     expect(page.get_by_text("This folder is empty.")).to_be_visible()

@@ -105,8 +105,8 @@ export async function deleteItems(items, dir) {
     : `Delete ${plural(items.length, "item")}?`;
   const what = one ? `“${one.name}”` : plural(items.length, "item");
   const message = folders
-    ? `${what} and everything inside ${folders > 1 || !one ? "the folders" : "it"} will be deleted with every version. This cannot be undone.`
-    : `${what} will be deleted with every version. This cannot be undone.`;
+    ? `${what} and everything inside ${folders > 1 || !one ? "the folders" : "it"} will move to the trash with every version. You can restore ${one ? "it" : "them"} from the Trash page until the trash is emptied.`
+    : `${what} will move to the trash with every version. You can restore ${one ? "it" : "them"} from the Trash page until the trash is emptied.`;
   const sure = await confirmDialog({ title, message, confirmLabel: "Delete", danger: true });
   if (!sure) return false;
   const failures = [];

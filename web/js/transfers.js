@@ -132,33 +132,36 @@ function newItem(direction, name, dir, size) {
 }
 
 // files: [{file, dir}] — dir is the destination directory path. emptyDirs: paths to create.
-export function enqueueUploads(files, emptyDirs = []) {
+// share: a share id, to upload inside a share granted to you (paths start at its folder).
+export function enqueueUploads(files, emptyDirs = [], { share } = {}) {
   const started = files.map(({ file, dir }) => {
     const item = newItem("up", file.name, dir, file.size);
     item.file = file;
+    item.share = share;
     item.done = runUpload(item);
     return item;
   });
-  for (const dir of emptyDirs) makeDir(dir);
+  for (const dir of emptyDirs) makeDir(dir, share);
   showPanel();
   draw();
   return started;
 }
 
-async function makeDir(path) {
+async function makeDir(path, share) {
   const item = { requests: new Set(), cancelled: false };
   try {
-    await sendJson(item, { method: "POST", path: "/api/filesystem/dirs",
+    await sendJson(item, { method: "POST", path: "/api/filesystem/dirs", query: { share },
       body: JSON.stringify({ path }), headers: { "Content-Type": "application/json" } });
-    changed(path.slice(0, path.lastIndexOf("/")) || "/");
+    changed(path.slice(0, path.lastIndexOf("/")) || "/", share);
   } catch (error) {
     const { toast } = await import("./ui.js");
     toast(`Could not create the folder ${path}: ${messageOf(error)}`, "error");
   }
 }
 
-function changed(dir) {
-  window.dispatchEvent(new CustomEvent("cloudstrype:changed", { detail: { dir } }));
+// `share` tells the pages that `dir` is a path inside that share, not in the user's own tree.
+function changed(dir, share) {
+  window.dispatchEvent(new CustomEvent("cloudstrype:changed", { detail: { dir, share } }));
 }
 
 async function runUpload(item) {
@@ -172,7 +175,7 @@ async function runUpload(item) {
       else await uploadInParts(item);
       item.loaded = item.size;
       item.state = "done";
-      changed(item.dir);
+      changed(item.dir, item.share);
     } catch (error) {
       if (item.cancelled || error.name === "AbortError") {
         item.state = "cancelled";
@@ -193,6 +196,7 @@ async function uploadOneShot(item) {
     form.append("name", item.name);
     form.append("file", item.file, item.name);
     return send(item, { method: "POST", path: "/api/filesystem/data", body: form,
+      query: { share: item.share },
       onUpload: (loaded, total) => {
         item.loaded = total ? Math.min(item.size, Math.round((loaded / total) * item.size)) : 0;
         draw();
@@ -202,7 +206,8 @@ async function uploadOneShot(item) {
 
 async function startSession(item) {
   const session = await withRetries(item, "Starting the upload", () => sendJson(item, {
-    method: "POST", path: "/api/filesystem/uploads", headers: { "Content-Type": "application/json" },
+    method: "POST", path: "/api/filesystem/uploads", query: { share: item.share },
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ path: item.dir, name: item.name, size: item.size,
       content_type: item.file.type || undefined }) }));
   item.sessionId = session.upload_id;
@@ -313,9 +318,9 @@ function retry(item) {
 // -- downloads -----------------------------------------------------------------------------------
 
 // Downloads one version of a file (the current one unless `version` is given) and saves it.
-export function download({ id, name, size, version, contentType }) {
+export function download({ id, name, size, version, contentType, share }) {
   const item = newItem("down", name, null, size);
-  Object.assign(item, { fileId: id, version, contentType });
+  Object.assign(item, { fileId: id, version, contentType, share });
   item.done = runDownload(item);
   showPanel();
   draw();
@@ -346,7 +351,7 @@ async function runDownload(item) {
 
 async function fetchContent(item) {
   const path = `/api/filesystem/data/${encodeURIComponent(item.fileId)}`;
-  const query = item.version ? { version: item.version } : undefined;
+  const query = { version: item.version, share: item.share };
   if (item.size <= RANGE_SIZE) {
     const xhr = await withRetries(item, "The download", () => requestSlots.run(() => send(item, {
       method: "GET", path, query, responseType: "arraybuffer",

@@ -15,7 +15,9 @@ export function openDialog({ title, body = [], submitLabel = "OK", cancelLabel =
     const error = h("p", { class: "alert alert-error", role: "alert", hidden: true });
     const submit = h("button", { type: "submit", class: danger ? "button danger" : "button primary",
       autofocus: focusSubmit || undefined }, submitLabel);
-    const cancel = h("button", { type: "button", class: "button" }, cancelLabel);
+    // cancelLabel: null for a dialog that only informs (Escape still closes it).
+    const cancel = cancelLabel ? h("button", { type: "button", class: "button" }, cancelLabel)
+      : null;
     const form = h("form", { method: "dialog", class: "dialog-form", novalidate: true },
       h("h2", { id: titleId, class: "dialog-title" }, title),
       h("div", { class: "dialog-body" }, body),
@@ -30,7 +32,7 @@ export function openDialog({ title, body = [], submitLabel = "OK", cancelLabel =
       result = value;
       dialog.close();
     };
-    cancel.addEventListener("click", () => finish(null));
+    cancel?.addEventListener("click", () => finish(null));
     dialog.addEventListener("cancel", (event) => {
       if (busy) event.preventDefault();
     });
@@ -57,7 +59,7 @@ export function openDialog({ title, body = [], submitLabel = "OK", cancelLabel =
       }
       busy = true;
       submit.disabled = true;
-      cancel.disabled = true;
+      if (cancel) cancel.disabled = true;
       submit.setAttribute("aria-busy", "true");
       try {
         const value = await onSubmit(form);
@@ -68,7 +70,7 @@ export function openDialog({ title, body = [], submitLabel = "OK", cancelLabel =
       } finally {
         busy = false;
         submit.disabled = false;
-        cancel.disabled = false;
+        if (cancel) cancel.disabled = false;
         submit.removeAttribute("aria-busy");
       }
     });

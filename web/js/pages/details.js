@@ -6,6 +6,7 @@ import { bytes, chunkCount, date, describeDurability, describeEncryption, parent
 import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { filesHash } from "./files.js";
+import { linkDialog, shareDialog } from "../sharing.js";
 
 const CHUNKS_SHOWN = 24;
 const HEALTH = {
@@ -66,6 +67,12 @@ export default async function render(root, ctx) {
     const done = await moveItems([item], dir);
     if (done && done !== true) ctx.navigate(`#/file/${enc(info.id)}`);
   });
+  const shareButton = h("button", { type: "button", class: "button" }, icon("share"),
+    h("span", {}, "Share"));
+  shareButton.addEventListener("click", () => shareDialog(item));
+  const linkButton = h("button", { type: "button", class: "button" }, icon("link"),
+    h("span", {}, "Get link"));
+  linkButton.addEventListener("click", () => linkDialog(item));
   const remove = h("button", { type: "button", class: "button danger" }, "Delete");
   remove.addEventListener("click", async () => {
     if (await deleteItems([item], dir)) ctx.navigate(filesHash(dir));
@@ -109,7 +116,7 @@ export default async function render(root, ctx) {
 
   root.append(
     back,
-    pageHeader(info.name, downloadButton, rename, move, remove),
+    pageHeader(info.name, downloadButton, shareButton, linkButton, rename, move, remove),
     section("About this file", facts),
     section(`Versions (${versions.length})`,
       h("p", { class: "muted" }, "Uploading a file with the same name adds a version; the newest is current."),

@@ -6,6 +6,7 @@ import { bytes, date, joinPath, normalizePath, parentPath, plural } from "../for
 import { cachedFolders, deleteItems, downloadItem, foldersOf, forgetFolders, moveItems,
   newFolder, renameItem } from "../actions.js";
 import { enqueueUploads } from "../transfers.js";
+import { linkDialog, shareDialog } from "../sharing.js";
 import { alertBox, emptyState, menuButton, pageHeader } from "../ui.js";
 
 const SORT_KEY = "cloudstrype.sort";
@@ -200,6 +201,8 @@ export default async function render(root, ctx) {
         : { label: "Download", icon: "download", onSelect: () => downloadItem(item).catch(showProblem) },
       isDir ? null : { label: "Details", icon: "file",
         onSelect: () => ctx.navigate(`#/file/${encodeURIComponent(entry.id)}`) },
+      { label: "Share", icon: "share", onSelect: () => shareDialog(item) },
+      { label: "Get link", icon: "link", onSelect: () => linkDialog(item) },
       { label: "Rename", onSelect: () => renameItem(item, path) },
       { label: "Move", onSelect: () => moveItems([item], path) },
       { label: "Delete", danger: true, icon: "close", onSelect: () => deleteItems([item], path) },
@@ -290,7 +293,7 @@ export default async function render(root, ctx) {
   let timer = null;
   const onChanged = (event) => {
     const dir = event.detail && event.detail.dir;
-    if (!dir) return;
+    if (!dir || event.detail.share) return;        // a change inside someone's share
     const inside = dir === path || dir.startsWith(`${path === "/" ? "" : path}/`);
     if (dir !== path && inside) forgetFolders(path);
     if (inside || dir === parentPath(path)) {

@@ -1,0 +1,190 @@
+"""Sharing in the web UI: the share dialog (a person with write access, who finds the folder
+under Shared with me, downloads and uploads), links with a password opened in a browser with no
+account, and the Trash page (restore, restore elsewhere, empty)."""
+from __future__ import annotations
+
+import os
+import re
+
+from playwright.sync_api import expect
+
+from tests.support import register_and_login
+
+from .helpers import open_files, row, row_action, sign_in_with_tokens, wait_for_transfer
+
+
+def _put(user, directory: str, name: str, data: bytes) -> dict:
+    done = user.api.post("/api/filesystem/data", data={"path": directory, "name": name},
+                         files={"file": (name, data)})
+    assert done.status_code == 201, done.text
+    return done.json()
+
+
+def _with_storages(user, tmp_path):
+    for n in range(2):
+        added = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"disk{n}",
+            "config": {"path": str(tmp_path / f"{user.username}-{n}")}})
+        assert added.status_code == 201, added.text
+    return user
+
+
+def test_share_dialog_gives_a_person_write_access_who_downloads_and_uploads(
+        pages, base_url, api, web_user):
+    content = os.urandom(3000)
+    _put(web_user, "/team", "plan.bin", content)
+    friend = register_and_login(api)
+
+    owner = pages()
+    sign_in_with_tokens(owner, base_url, web_user)
+    open_files(owner, base_url)
+    row_action(owner, "team", "Share")
+    dialog = owner.get_by_role("dialog", name="Share “team”")
+    expect(dialog.get_by_role("status")).to_contain_text("not shared with anyone")
+    dialog.get_by_label("Username or group name").fill(friend.username)
+    dialog.get_by_label("Access", exact=True).select_option("write")
+    dialog.get_by_role("button", name="Share", exact=True).click()
+    expect(dialog).to_have_count(0)
+    (made,) = web_user.api.get("/api/filesystem/shares").json()["shares"]
+    assert made["grantee"] == {"kind": "user", "name": friend.username}
+    assert made["level"] == "write" and made["path"] == "/team"
+
+    # The friend finds it under Shared with me, downloads a file and uploads one.
+    guest = pages()
+    sign_in_with_tokens(guest, base_url, friend, "#/")
+    guest.get_by_role("navigation", name="Main").get_by_role("link", name="Shared with me").click()
+    shared_row = guest.locator(f'tr[data-share="{made["id"]}"]')
+    expect(shared_row).to_contain_text(web_user.username)
+    expect(shared_row).to_contain_text("Can edit")
+    shared_row.get_by_role("link", name="team").click()
+    expect(row(guest, "plan.bin")).to_be_visible()
+    with guest.expect_download() as download_info:
+        guest.get_by_role("button", name="Download plan.bin").click()
+    assert download_info.value.suggested_filename == "plan.bin"
+    assert open(download_info.value.path(), "rb").read() == content
+    with guest.expect_file_chooser() as chooser:
+        guest.get_by_role("button", name="Upload files").click()
+    chooser.value.set_files([{"name": "reply.txt", "mimeType": "text/plain",
+                              "buffer": b"from the friend"}])
+    wait_for_transfer(guest, "reply.txt")
+    expect(row(guest, "reply.txt")).to_be_visible()
+    listing = web_user.api.get("/api/filesystem/info", params={"path": "/team"}).json()
+    assert sorted(c["name"] for c in listing["children"]) == ["plan.bin", "reply.txt"]
+
+    # The owner sees the share in the dialog, makes it read-only, then removes it.
+    row_action(owner, "team", "Share")
+    dialog = owner.get_by_role("dialog", name="Share “team”")
+    grant = dialog.locator(f'li[data-grantee="{friend.username}"]')
+    grant.get_by_label(f"Access for {friend.username} (person)").select_option("read")
+    expect(owner.locator(".toast", has_text="can now only view")).to_be_visible()
+    assert web_user.api.get(f"/api/filesystem/shares/{made['id']}").json()["level"] == "read"
+    grant.get_by_role("button", name=f"Stop sharing with {friend.username} (person)").click()
+    expect(grant).to_have_count(0)
+    expect(dialog.get_by_role("status")).to_contain_text("not shared with anyone")
+    dialog.get_by_role("button", name="Close").click()
+    guest.reload()
+    expect(guest.get_by_role("alert")).to_contain_text("not available to you")
+
+
+def test_a_link_with_a_password_opens_and_downloads_without_an_account(pages, base_url,
+                                                                       web_user):
+    content = os.urandom(5000)
+    _put(web_user, "/public", "photo.bin", content)
+    _put(web_user, "/public/more", "deep.txt", b"deeper")
+
+    owner = pages()
+    owner.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    sign_in_with_tokens(owner, base_url, web_user)
+    open_files(owner, base_url)
+    row_action(owner, "public", "Get link")
+    dialog = owner.get_by_role("dialog", name="Link to “public”")
+    expect(dialog.get_by_role("status")).to_contain_text("has no links")
+    dialog.get_by_label("Password").fill("open sesame")
+    dialog.get_by_label("Expires").select_option(label="In 7 days")
+    dialog.get_by_role("button", name="Create link").click()
+    shown = owner.get_by_role("dialog", name="Link created")
+    url = shown.get_by_label("Link", exact=True).input_value()
+    assert url.startswith(base_url + "/#/link/"), url
+    shown.get_by_role("button", name="Copy link").click()
+    expect(owner.locator(".toast", has_text="Link copied.")).to_be_visible()
+    assert owner.evaluate("navigator.clipboard.readText()") == url
+    shown.get_by_role("button", name="Done").click()
+    (link,) = web_user.api.get("/api/filesystem/links").json()["links"]
+    assert link["password"] is True and link["expires_at"]
+
+    # A browser with no account: the password first (a wrong one is refused), then the folder.
+    stranger = pages()
+    stranger.goto(url)
+    expect(stranger.get_by_role("heading", name="This link needs a password")).to_be_visible()
+    stranger.get_by_label("Password").fill("guess")
+    stranger.get_by_role("button", name="Open").click()
+    expect(stranger.get_by_role("alert")).to_contain_text("not right")
+    stranger.get_by_label("Password").fill("open sesame")
+    stranger.get_by_role("button", name="Open").click()
+    expect(row(stranger, "photo.bin")).to_be_visible()
+    with stranger.expect_download() as download_info:
+        stranger.get_by_role("button", name="Download photo.bin").click()
+    assert open(download_info.value.path(), "rb").read() == content
+    stranger.get_by_role("link", name="more").click()
+    expect(row(stranger, "deep.txt")).to_be_visible()
+    with stranger.expect_download() as download_info:
+        stranger.get_by_role("button", name="Download deep.txt").click()
+    assert open(download_info.value.path(), "rb").read() == b"deeper"
+    assert stranger.evaluate("localStorage.getItem('cloudstrype.session')") is None
+    assert stranger.locator("#nav").is_hidden()
+
+    # Revoked in the dialog: the link stops working.
+    row_action(owner, "public", "Get link")
+    dialog = owner.get_by_role("dialog", name="Link to “public”")
+    dialog.get_by_role("button", name=re.compile("^Revoke the link")).click()
+    expect(dialog.get_by_text("Revoked")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    stranger.goto(url)
+    stranger.reload()
+    expect(stranger.get_by_role("alert")).to_contain_text("revoked")
+
+
+def test_deleted_files_come_back_from_the_trash_page(page, base_url, web_user):
+    _put(web_user, "/junk", "old.txt", b"old but wanted")
+    _put(web_user, "/junk", "other.txt", b"other")
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url, "/junk")
+    row_action(page, "old.txt", "Delete")
+    confirm = page.get_by_role("dialog", name="Delete file?")
+    expect(confirm).to_contain_text("move to the trash")
+    confirm.get_by_role("button", name="Delete").click()
+    expect(row(page, "old.txt")).to_have_count(0)
+    row_action(page, "other.txt", "Delete")
+    page.get_by_role("dialog", name="Delete file?").get_by_role("button", name="Delete").click()
+    expect(row(page, "other.txt")).to_have_count(0)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Trash").click()
+    expect(row(page, "old.txt")).to_contain_text("/junk")
+    expect(page.get_by_text("deleted for good 30 days after")).to_be_visible()
+    page.get_by_role("button", name="Restore old.txt", exact=True).click()
+    expect(row(page, "old.txt")).to_have_count(0)
+    expect(page.locator(".toast", has_text="Restored old.txt")).to_be_visible()
+    info = web_user.api.get("/api/filesystem/info", params={"path": "/junk/old.txt"})
+    assert info.status_code == 200, info.text
+    assert web_user.api.get(f"/api/filesystem/data/{info.json()['id']}").content == \
+        b"old but wanted"
+
+    # Elsewhere, through the prompt.
+    page.get_by_role("button", name="Restore other.txt to another folder").click()
+    prompt = page.get_by_role("dialog", name="Restore “other.txt” to…")
+    prompt.get_by_label("Folder").fill("/kept")
+    prompt.get_by_role("button", name="Restore").click()
+    expect(page.get_by_text("The trash is empty.")).to_be_visible()
+    assert web_user.api.get("/api/filesystem/info",
+                            params={"path": "/kept/other.txt"}).status_code == 200
+
+    # Emptying asks first and deletes for good.
+    web_user.api.delete(f"/api/filesystem/info/{info.json()['id']}")
+    page.reload()
+    expect(row(page, "old.txt")).to_be_visible()
+    page.get_by_role("button", name="Empty trash").click()
+    sure = page.get_by_role("dialog", name="Empty the trash?")
+    expect(sure).to_contain_text("cannot be undone")
+    sure.get_by_role("button", name="Empty trash").click()
+    expect(page.get_by_text("The trash is empty.")).to_be_visible()
+    assert web_user.api.get("/api/filesystem/trash").json()["items"] == []
