@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from playwright.sync_api import expect
 
-from .helpers import sign_in_with_tokens
+from tests.support import register_and_login
+
+from .helpers import open_files, row_action, sign_in_with_tokens
 
 # Runs in the page: every visible form control or button without an accessible name.
 UNNAMED_CONTROLS = """() => {
@@ -80,7 +83,8 @@ LOW_CONTRAST = """() => {
   return failures;
 }"""
 
-PAGES = ["#/", "#/files", "#/file", "#/storages", "#/members", "#/settings"]
+PAGES = ["#/", "#/files", "#/file", "#/storages", "#/members", "#/settings", "#/shared",
+         "#/shared/<share>", "#/trash"]
 
 
 @pytest.fixture
@@ -89,6 +93,29 @@ def stored_file(web_user):
                              files={"file": ("note.txt", os.urandom(1000))})
     assert done.status_code == 201, done.text
     return done.json()["id"]
+
+
+@pytest.fixture
+def shared_and_trashed(api, web_user, stored_file, tmp_path):
+    """Something in each of the sharing pages: a folder another user shares with web_user (with
+    write access), and a file of web_user's in the trash. Returns the share's id."""
+    friend = register_and_login(api)
+    for n in range(2):
+        added = friend.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"disk{n}", "config": {"path": str(tmp_path / f"f{n}")}})
+        assert added.status_code == 201, added.text
+    assert friend.api.put("/api/filesystem/settings",
+                          json={"durability": "raid1(2)"}).status_code == 200
+    done = friend.api.post("/api/filesystem/data", data={"path": "/for-you", "name": "hi.txt"},
+                           files={"file": ("hi.txt", b"hello")})
+    assert done.status_code == 201, done.text
+    share = friend.api.post("/api/filesystem/shares", json={
+        "path": "/for-you", "user": web_user.username, "level": "write"})
+    assert share.status_code == 201, share.text
+    gone = web_user.api.post("/api/filesystem/data", data={"path": "/a11y", "name": "old.txt"},
+                             files={"file": ("old.txt", b"old")})
+    assert web_user.api.delete(f"/api/filesystem/info/{gone.json()['id']}").status_code == 204
+    return share.json()["id"]
 
 
 def _check(page, where: str) -> None:
@@ -107,10 +134,39 @@ def test_login_page_controls_are_named_and_readable(page, base_url):
 
 
 @pytest.mark.parametrize("hash_", PAGES)
-def test_main_pages_controls_are_named_and_readable(page, base_url, web_user, stored_file, hash_):
-    target = f"#/file/{stored_file}" if hash_ == "#/file" else hash_
+def test_main_pages_controls_are_named_and_readable(page, base_url, web_user, stored_file,
+                                                    shared_and_trashed, hash_):
+    target = f"#/file/{stored_file}" if hash_ == "#/file" else \
+        hash_.replace("<share>", shared_and_trashed)
     sign_in_with_tokens(page, base_url, web_user, target)
     _check(page, target)
+
+
+@pytest.mark.parametrize("dialog", ["Share", "Get link"])
+def test_sharing_dialogs_controls_are_named_and_readable(page, base_url, web_user, stored_file,
+                                                         dialog):
+    assert web_user.api.post("/api/filesystem/links",
+                             json={"path": "/a11y"}).status_code == 201
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    row_action(page, "a11y", dialog)
+    expect(page.get_by_role("dialog").get_by_role("status")).not_to_have_text("Loading…")
+    page.wait_for_load_state("networkidle")
+    _check(page, f"the {dialog} dialog")
+
+
+@pytest.mark.parametrize("password", [False, True])
+def test_the_public_link_page_is_named_and_readable_without_an_account(
+        page, base_url, web_user, stored_file, password):
+    body = {"path": "/a11y", **({"password": "pw"} if password else {})}
+    made = web_user.api.post("/api/filesystem/links", json=body)
+    assert made.status_code == 201, made.text
+    page.goto(made.json()["url"])
+    if password:
+        page.get_by_label("Password").wait_for()
+    else:
+        page.locator('tr[data-name="note.txt"]').wait_for()
+    _check(page, "#/link/<token>")
 
 
 def test_the_checks_catch_what_they_look_for(page, base_url):
