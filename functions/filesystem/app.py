@@ -116,6 +116,41 @@ def upload(call):
     return Reply(_node_info(scope, node), status=201)
 
 
+@app.endpoint("/batch", ["POST"])
+def upload_batch(call):
+    """Many files into one directory: 207 with each file's own result."""
+    files.check_batch_body(len(call.raw_body))
+    fields, items = {}, []
+    for part in call.multipart():
+        if part.name in ("path", "durability", "encryption", "mtimes"):
+            fields[part.name] = part.text()
+        elif part.name == "file":
+            if part.filename is None:
+                raise errors.BadRequest("Each file part needs a filename: the file's name.",
+                                        code="invalid_multipart", details={"field": "file"})
+            items.append(files.BatchFile(part.filename, part.data, part.content_type))
+        else:
+            raise errors.BadRequest(f"Unknown form field '{part.name}'; expected path, file "
+                                    f"(one per file), mtimes, durability, encryption.",
+                                    code="invalid_multipart")
+    mtimes = files.parse_mtimes(fields.get("mtimes"))
+    for item in items:
+        item.mtime = mtimes.get(item.name)
+    scope = _scope(call, write=True)
+    results = files.upload_batch(scope.owner, fields.get("path") or "/", items,
+                                 fields.get("durability") or None,
+                                 fields.get("encryption") or None, base=scope.base)
+    shown = []
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, errors.ApiError):
+            shown.append({"name": item.name, "status": result.status, **result.body()})
+        else:
+            shown.append({"name": item.name, "status": 201, "file": _node_info(scope, result)})
+    created = sum(1 for r in shown if r["status"] == 201)
+    return Reply({"results": shown, "created": created, "failed": len(shown) - created},
+                 status=207)
+
+
 @app.endpoint("/data/{file_id}")
 def download(call, file_id):
     scope = _scope(call)

@@ -24,7 +24,7 @@ from cloudstrype.sharing.scope import SHARE_ID_RE
 from cloudstrype.sharing.store import LEVELS
 from cloudstrype.storages.service import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
-from cloudstrype.tree.files import MTIME_MAX, MTIME_MIN
+from cloudstrype.tree.files import MAX_BATCH_FILES, MTIME_MAX, MTIME_MIN
 from cloudstrype.tree.store import ROOT
 from cloudstrype.tree.trash import MAX_RETENTION_DAYS
 from cloudstrype.tree.tree import MAX_DEPTH, MAX_NAME_BYTES, PAGE_LIMIT_MAX
@@ -456,6 +456,31 @@ op("POST", "/api/filesystem/data", "Upload a file in one request (<= 10 MB)",
               413: "Too large for one request, or over the user's quota",
               415: "Not multipart/form-data", 422: "Not enough usable storages",
               503: "Not every share could be stored; nothing was kept"})
+# The batch's mtimes: a JSON object of file name -> Unix seconds. The pattern is a subset of the
+# JSON the server takes (names without quotes, backslashes or control characters), so every
+# string it allows parses; a time out of range fails that one file.
+_WS = r"[ \t\n\r]*"
+_PAIR = r'"[^"\\\x00-\x1f]*"' + _WS + ":" + _WS + r"-?(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,6})?"
+MTIMES = {"type": "string", "pattern": rf"^\{{{_WS}(?:{_PAIR}{_WS}(?:,{_WS}{_PAIR}{_WS})*)?\}}$",
+          "description": 'JSON: file name -> modification time, e.g. {"a.txt": 1700000000.25}'}
+COMPONENTS["schemas"]["BatchResult"] = _obj(
+    ["name", "status"], name=S, status=INT,
+    file=NODE, error={"type": "object"})
+op("POST", "/api/filesystem/batch", "Upload many files into one directory in one request",
+   body={**_obj(["file"], path=PATH, durability=DURABILITY, encryption=ENCRYPTION,
+                 mtimes=MTIMES,
+                 file={"type": "array", "minItems": 1, "maxItems": MAX_BATCH_FILES,
+                       "items": BINARY,
+                       "description": "One part per file; its filename is the file's name"}),
+         "additionalProperties": False},
+   body_type="multipart/form-data",
+   responses={207: {"schema": _obj(["results", "created", "failed"], results={
+                  "type": "array", "items": {"$ref": "#/components/schemas/BatchResult"}},
+                  created=INT, failed=INT),
+                  "description": "Each file's result: 201 with the file, or its error"},
+              404: "No such directory", 409: "A file on the way",
+              413: f"Over {MAX_BATCH_FILES} files or one request's bytes, or over the quota",
+              415: "Not multipart/form-data"})
 op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
    query={"version": S},
    headers={"Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},
@@ -554,6 +579,7 @@ for _method, _path in (("GET", "/api/filesystem/info"), ("GET", "/api/filesystem
                        ("POST", "/api/filesystem/info/{file_id}"),
                        ("DELETE", "/api/filesystem/info/{file_id}"),
                        ("POST", "/api/filesystem/dirs"), ("POST", "/api/filesystem/data"),
+                       ("POST", "/api/filesystem/batch"),
                        ("GET", "/api/filesystem/data/{file_id}")):
     _operation = OPERATIONS[(_method, _path)]
     _operation.setdefault("parameters", []).append(

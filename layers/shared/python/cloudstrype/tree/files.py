@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import mimetypes
@@ -11,8 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cloudstrype import errors, quota, storages
-from cloudstrype.pipeline import codec, store
+from cloudstrype import errors, limits, quota, storages
+from cloudstrype.pipeline import codec, packs, store
 from cloudstrype.settings import get_settings
 from cloudstrype.storages.placement import default_durability
 from cloudstrype.tree import trash, tree
@@ -127,6 +128,7 @@ class NewVersion:
     durability: str
     encryption: str
     mtime: float | None = None          # the client's; else the file's modified is now
+    pack: packs.PackedBlob | None = None  # packed: its blob (chunk_count is then 0)
 
 
 def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
@@ -206,7 +208,8 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
                                   code="name_exists")
         node_id = existing.node_id if existing is not None else tree.new_node_id()
         record = Version(owner, node_id, chunk_size=CHUNK_SIZE,
-                         chunk_count=version.chunk_count, created=stamp, **content)
+                         chunk_count=version.chunk_count, created=stamp, **content,
+                         **_pack_fields(version.pack))
         try:
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
@@ -220,6 +223,143 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
             continue          # lost a race for this name: look again and retry
     raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
                           code="concurrent_change")
+
+
+def _pack_fields(pack: packs.PackedBlob | None) -> dict:
+    if pack is None:
+        return {}
+    return {"pack_chunk": pack.chunk_id, "pack_offset": pack.offset,
+            "pack_length": pack.length, "blob_hash": pack.blob_hash}
+
+
+def _discard_new(owner: str, version: NewVersion) -> None:
+    """Free what a version that never became a file's holds."""
+    if version.pack is not None:
+        packs.release_now(owner, version.pack.chunk_id, version.pack.length)
+    else:
+        _free_chunks(owner, version.version_id, version.chunk_count)
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+# A batch is one request, so its body is at most limits.ONE_SHOT_MAX_BYTES (Lambda's payload);
+# the file count bounds the metadata writes one request makes within API Gateway's 29 s.
+MAX_BATCH_FILES = 500
+
+
+@dataclass
+class BatchFile:
+    name: str
+    data: bytes
+    content_type: str | None = None
+    mtime: float | str | None = None
+
+
+def _batch_too_large(what: str) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"A batch holds at most {MAX_BATCH_FILES} files and {limits.ONE_SHOT_MAX_BYTES} bytes "
+        f"in all; {what}. Send them in several batches (files larger than that in parts).",
+        code="batch_too_large", details={"max_batch_files": MAX_BATCH_FILES,
+                                         "max_batch_bytes": limits.ONE_SHOT_MAX_BYTES})
+
+
+def check_batch_body(size: int) -> None:
+    """A batch's request body fits one function invocation (Lambda's payload)."""
+    if size > limits.ONE_SHOT_MAX_BYTES:
+        raise _batch_too_large(f"this one has {size} bytes")
+
+
+def parse_mtimes(text: str | None) -> dict:
+    """The batch's optional `mtimes` field: a JSON object of file name -> Unix seconds."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise errors.BadRequest("Field 'mtimes' must be a JSON object of file name to "
+                                "modification time in Unix seconds, e.g. "
+                                '{"a.txt": 1700000000.25}.', code="invalid_field",
+                                details={"field": "mtimes"})
+    return value
+
+
+def upload_batch(owner: str, directory: str, items: list[BatchFile], durability: str | None,
+                 encryption: str | None, base: Node | None = None
+                 ) -> list[Node | errors.ApiError]:
+    """Many files into one directory: per file its new node, or the error that failed it (a bad
+    name, a directory of that name, ...) — never a part of a file. Small files share packs."""
+    if not items:
+        raise errors.BadRequest("Send at least one file part (named 'file', with a filename).",
+                                code="missing_field", details={"field": "file"})
+    if len(items) > MAX_BATCH_FILES:
+        raise _batch_too_large(f"this one has {len(items)} files")
+    results: list = [None] * len(items)
+    mtimes: dict[int, float | None] = {}
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        try:
+            tree.check_name(item.name)
+            mtimes[i] = check_mtime(item.mtime)
+            if item.name in seen:
+                raise errors.BadRequest(f"'{item.name}' is in this batch more than once; send "
+                                        f"each name once.", code="duplicate_name")
+            seen.add(item.name)
+        except errors.ApiError as exc:
+            results[i] = exc
+    wanted = [i for i in range(len(items)) if results[i] is None]
+    if not wanted:
+        return results
+    durability, encryption = _schemes(owner, durability, encryption)
+    quota.check_room(owner, sum(len(items[i].data) for i in wanted))
+    parent, _ = tree.make_dirs(owner, directory, base)
+    made: dict[int, NewVersion] = {}
+
+    def version_of(i: int, version_id: str, count: int, pack) -> NewVersion:
+        item = items[i]
+        digest = hashlib.sha256(item.data).hexdigest()
+        return NewVersion(version_id, len(item.data), count, digest, f'"{digest[:32]}"',
+                          guess_type(item.name, item.content_type), durability, encryption,
+                          mtimes[i], pack)
+
+    small = [i for i in wanted if packs.packable(len(items[i].data))]
+    encrypted = codec.parse_encryption(encryption).encrypted
+    for group in packs.groups([len(items[i].data) for i in small], encrypted):
+        members = [small[g] for g in group]
+        ids = {i: new_version_id() for i in members}
+        try:
+            placed = packs.write_pack(owner, [(ids[i], items[i].data) for i in members],
+                                      encryption, durability)
+        except errors.ApiError as exc:
+            for i in members:
+                results[i] = exc
+            continue
+        for i, where in zip(members, placed, strict=True):
+            made[i] = version_of(i, ids[i], 0, where)
+    for i in wanted:
+        if i in small:
+            continue
+        version_id = new_version_id()
+        try:
+            count = _store_chunks(owner, version_id, items[i].data, durability, encryption)
+        except errors.ApiError as exc:
+            results[i] = exc
+            continue
+        made[i] = version_of(i, version_id, count, None)
+    pending = dict(sorted(made.items()))
+    try:
+        for i, version in list(pending.items()):
+            try:
+                results[i] = _attach_version(owner, parent, items[i].name, version)
+            except errors.ApiError as exc:
+                _discard_new(owner, version)
+                results[i] = exc
+            del pending[i]
+    finally:
+        for version in pending.values():         # an unexpected failure: nothing half-kept
+            _discard_new(owner, version)
+    return results
 
 
 # -- upload sessions --------------------------------------------------------------------------
@@ -503,6 +643,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def read(owner: str, version: Version, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
+    if version.pack_chunk:
+        return _read_packed(owner, version)[first:last + 1]
     chunk_size = int(version.chunk_size)
     version_id = version.version_id
     indexes = range(first // chunk_size, last // chunk_size + 1)
@@ -513,7 +655,27 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
+def _read_packed(owner: str, version: Version) -> bytes:
+    where = packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
+                             int(version.pack_length), version.blob_hash)
+    data = packs.read_blob(owner, version.version_id, where,
+                           codec.parse_encryption(version.encryption).encrypted)
+    if version.sha256 and hashlib.sha256(data).hexdigest() != version.sha256:
+        raise codec.IntegrityError(f"Version {version.version_id} read back with another "
+                                   f"SHA-256 than it was written with.")
+    return data
+
+
 def free_version(owner: str, version: Version, deadline: float = float("inf")) -> bool:
+    if version.pack_chunk:
+        # The version goes with its blob's release, once; the pack when no file uses it.
+        trees = tree_store()
+        release = packs.release_operation(owner, version.pack_chunk, int(version.pack_length))
+        if not trees.delete_version(owner, version.node_id, version.version_id, (release,)) \
+                and store.find_chunk(owner, version.pack_chunk) is None:
+            trees.delete_version(owner, version.node_id, version.version_id)
+        packs.free_if_unused(owner, version.pack_chunk)
+        return True
     if not _free_chunks(owner, version.version_id, version.chunk_count, deadline):
         return False
     tree_store().delete_version(owner, version.node_id, version.version_id)

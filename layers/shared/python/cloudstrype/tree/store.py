@@ -72,7 +72,9 @@ VERSIONS = schema.table(
     "versions", hash_key="file_ref", range_key="version_id", owner_module=__name__,
     fields={"file_ref": STR, "version_id": STR, "owner": STR, "size": INT, "chunk_size": INT,
             "chunk_count": INT, "sha256": STR, "etag": STR, "content_type": STR,
-            "durability": STR, "encryption": STR, "created": INT})
+            "durability": STR, "encryption": STR, "created": INT,
+            # A packed version (pipeline/packs.py): its blob's chunk, place and SHA-256.
+            "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR})
 
 UPLOADS = schema.table(
     "uploads", hash_key="owner", range_key="upload_id", owner_module=__name__,
@@ -153,6 +155,11 @@ class Version:
     encryption: str
     created: float
     sha256: str | None = None
+    # Packed: the content is one blob of a shared chunk (chunk_count is then 0).
+    pack_chunk: str | None = None
+    pack_offset: int | None = None
+    pack_length: int | None = None
+    blob_hash: str | None = None
 
 
 @dataclass
@@ -286,7 +293,14 @@ def _version(item: dict, node_id: str) -> Version:
                    chunk_count=int(item["chunk_count"]), etag=item["etag"],
                    content_type=item["content_type"], durability=item["durability"],
                    encryption=item["encryption"], created=item["created"],
-                   sha256=item.get("sha256"))
+                   sha256=item.get("sha256"), pack_chunk=item.get("pack_chunk"),
+                   pack_offset=_int_or_none(item.get("pack_offset")),
+                   pack_length=_int_or_none(item.get("pack_length")),
+                   blob_hash=item.get("blob_hash"))
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _upload(item: dict) -> Upload:
@@ -624,10 +638,21 @@ class TreeStore:
                 for item in self.engine.query_all(VERSIONS, _file_ref(owner, node_id))
                 if item.get("owner") == owner]
 
-    def delete_version(self, owner: str, node_id: str, version_id: str) -> None:
+    def delete_version(self, owner: str, node_id: str, version_id: str,
+                       along: tuple = ()) -> bool:
+        """Delete a version; `along` are operations done in the same transaction only if the
+        version was still there (a packed version's release of its blob: once, however often
+        a purge is retried). False when it was gone already (or `along` failed)."""
         # The key holds the owner: another owner's version is out of reach.
-        self.engine.delete(VERSIONS, {"file_ref": _file_ref(owner, node_id),
-                                      "version_id": version_id})
+        key = {"file_ref": _file_ref(owner, node_id), "version_id": version_id}
+        if not along:
+            self.engine.delete(VERSIONS, key)
+            return True
+        try:
+            self.engine.transact([Delete(VERSIONS, key, Condition.exists()), *along])
+        except ConditionFailed:
+            return False
+        return True
 
     # -- upload sessions ----------------------------------------------------------------------
 

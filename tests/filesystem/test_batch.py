@@ -1,0 +1,144 @@
+"""The batch upload (POST /api/filesystem/batch) over real HTTP: per-file results, each file
+whole or not at all, the limits, mtimes, and working inside a share."""
+import hashlib
+import json
+import os
+import random
+
+from tests.filesystem.conftest import download
+from tests.support import assert_error, register_and_login
+
+BATCH = "/api/filesystem/batch"
+KiB = 1024
+
+
+def batch(user, directory: str, named: list[tuple[str, bytes]], params=None, **fields):
+    response = user.api.post(BATCH, params=params, data={"path": directory, **fields},
+                             files=[("file", (name, data)) for name, data in named])
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert [r["name"] for r in body["results"]] == [name for name, _ in named]
+    return body
+
+
+def listing(user, path: str) -> dict:
+    response = user.api.get("/api/filesystem/info", params={"path": path})
+    assert response.status_code == 200, response.text
+    return {child["name"]: child for child in response.json()["children"]}
+
+
+def test_each_file_gets_its_own_result(fs_user):
+    assert fs_user.api.post("/api/filesystem/dirs",
+                            json={"path": "/batch1/taken"}).status_code == 201
+    rng = random.Random(11)
+    good = {f"f{n}.txt": rng.randbytes(rng.randint(1, 4 * KiB)) for n in range(20)}
+    named = list(good.items()) + [("taken", b"a directory has this name"),
+                                  ("..", b"not a name"), ("f3.txt", b"twice in one batch"),
+                                  ("big.bin", os.urandom(300 * KiB)), ("empty", b"")]
+    body = batch(fs_user, "/batch1", named)
+    by_name = {}
+    for result in body["results"]:
+        by_name.setdefault(result["name"], []).append(result)
+    for name in [*good, "big.bin", "empty"]:
+        [result] = by_name[name] if name != "f3.txt" else by_name[name][:1]
+        assert result["status"] == 201, result
+        assert result["file"]["path"] == f"/batch1/{name}"
+    assert by_name["taken"][0]["status"] == 409
+    assert by_name["taken"][0]["error"]["code"] == "name_exists"
+    assert by_name[".."][0]["status"] == 400 and by_name[".."][0]["error"]["message"]
+    assert by_name["f3.txt"][1]["status"] == 400
+    assert by_name["f3.txt"][1]["error"]["code"] == "duplicate_name"
+    assert (body["created"], body["failed"]) == (len(good) + 2, 3)
+    # Every file that was created is there whole; the failed ones are not there at all.
+    children = listing(fs_user, "/batch1")
+    assert set(children) == {*good, "big.bin", "empty", "taken"}
+    assert children["taken"]["type"] == "directory"
+    for result in body["results"]:
+        if result["status"] == 201:
+            content = {**dict(named), **good}[result["name"]]
+            assert result["file"]["sha256"] == hashlib.sha256(content).hexdigest()
+            assert download(fs_user, result["file"]["id"]) == content
+
+
+def test_a_batch_that_cannot_be_stored_leaves_nothing(api, tmp_path):
+    user = register_and_login(api)
+    for n in range(2):
+        assert user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"d{n}",
+            "config": {"path": str(tmp_path / f"d{n}")}}).status_code == 201
+    # Three copies on two storages: no file can be stored, and none appears in part.
+    body = batch(user, "/nothing", [("a", b"1"), ("b", b"2" * 300 * KiB)],
+                 durability="raid1(3)")
+    assert body["created"] == 0
+    assert {r["status"] for r in body["results"]} == {422}
+    assert all(r["error"]["code"] == "not_enough_storages" for r in body["results"])
+    assert listing(user, "/nothing") == {}
+    assert user.api.get("/api/filesystem/usage").json()["stored_bytes"] == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and
+            not p.name.startswith(".cloudstrype")] == []
+
+
+def test_a_name_again_is_a_new_version(fs_user):
+    first = batch(fs_user, "/batch2", [("same.txt", b"one")])["results"][0]["file"]
+    second = batch(fs_user, "/batch2", [("same.txt", b"two")])["results"][0]["file"]
+    assert first["id"] == second["id"]
+    info = fs_user.api.get(f"/api/filesystem/info/{first['id']}").json()
+    assert len(info["versions"]) == 2
+    assert download(fs_user, first["id"]) == b"two"
+    assert download(fs_user, first["id"], info["versions"][0]["version"]) == b"one"
+
+
+def test_mtimes_per_file(fs_user):
+    body = batch(fs_user, "/batch3", [("a", b"a"), ("b", b"b"), ("c", b"c")],
+                 mtimes=json.dumps({"a": 1700000000.5, "b": 10 ** 15}))
+    statuses = {r["name"]: r["status"] for r in body["results"]}
+    assert statuses == {"a": 201, "b": 400, "c": 201}
+    assert body["results"][1]["error"]["details"] == {"field": "mtime"}
+    assert body["results"][0]["file"]["modified"].startswith("2023-11-14T22:13:20.5")
+    error = assert_error(fs_user.api.post(BATCH, data={"path": "/", "mtimes": "[1, 2]"},
+                                          files=[("file", ("x", b"x"))]), 400, "invalid_field")
+    assert error["details"] == {"field": "mtimes"}
+
+
+def test_the_limits(fs_user):
+    from cloudstrype import limits
+    from cloudstrype.tree.files import MAX_BATCH_FILES
+    too_many = [("file", (f"n{n}", b"x")) for n in range(MAX_BATCH_FILES + 1)]
+    error = assert_error(fs_user.api.post(BATCH, data={"path": "/limits"}, files=too_many),
+                         413, "batch_too_large")
+    assert str(MAX_BATCH_FILES) in error["message"]
+    assert error["details"] == {"max_batch_files": MAX_BATCH_FILES,
+                                "max_batch_bytes": limits.ONE_SHOT_MAX_BYTES}
+    # Over one request's bytes, though under what API Gateway lets through to the function.
+    heavy = [("file", (f"h{n}", os.urandom(1024 * KiB))) for n in range(4)] + \
+        [("file", ("tail", os.urandom(limits.ONE_SHOT_MAX_BYTES - 4 * 1024 * KiB + 10 * KiB)))]
+    error = assert_error(fs_user.api.post(BATCH, data={"path": "/limits"}, files=heavy),
+                         413, "batch_too_large")
+    assert str(limits.ONE_SHOT_MAX_BYTES) in error["message"]
+    # Far over: the gateway refuses it before the function runs, also naming the limit.
+    huge = [("file", (f"g{n}", os.urandom(1024 * KiB))) for n in range(6)]
+    error = assert_error(fs_user.api.post(BATCH, data={"path": "/limits"}, files=huge), 413)
+    assert str(limits.ONE_SHOT_MAX_BYTES) in error["message"]
+    assert listing(fs_user, "/").get("limits") is None
+    assert_error(fs_user.api.post(BATCH, files=[("path", (None, "/limits"))]), 400,
+                 "missing_field")
+    assert_error(fs_user.api.post(BATCH, data={"path": "/limits", "name": "x"},
+                                  files=[("file", ("x", b"x"))]), 400, "invalid_multipart")
+
+
+def test_inside_a_share(api, fs_user):
+    from tests.sharing.conftest import share
+    bob = register_and_login(api)
+    assert fs_user.api.post("/api/filesystem/dirs", json={"path": "/team"}).status_code == 201
+    granted = share(fs_user, "/team", "write", user=bob)
+    body = batch(bob, "/inbox", [("from-bob.txt", b"hello")], params={"share": granted["id"]})
+    assert body["results"][0]["status"] == 201
+    assert body["results"][0]["file"]["path"] == "/inbox/from-bob.txt"
+    assert "versions" not in body["results"][0]["file"]
+    mine = listing(fs_user, "/team/inbox")["from-bob.txt"]
+    assert download(fs_user, mine["id"]) == b"hello"
+    carol = register_and_login(api)
+    reading = share(fs_user, "/team", "read", user=carol)
+    assert_error(carol.api.post(BATCH, params={"share": reading["id"]}, data={"path": "/"},
+                                files=[("file", ("no.txt", b"no"))]), 403)
+    assert "no.txt" not in listing(fs_user, "/team")
