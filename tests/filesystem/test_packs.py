@@ -1,0 +1,133 @@
+"""Packed files over real HTTP: a batch's small files share one chunk (so few share writes),
+read back byte for byte with every scheme, past lost and corrupt shares; deleting some leaves
+the others readable and the last frees the pack."""
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.filesystem.conftest import download
+from tests.filesystem.test_batch import batch
+from tests.support import register_and_login
+
+KiB = 1024
+SCHEMES = ["raid1(1)", "raid1(3)", "rs(2,1)", "rs(3,2)"]
+
+
+@pytest.fixture(scope="module")
+def packer(api, tmp_path_factory):
+    """A user with five local storages; returns (user, [storage directories])."""
+    user = register_and_login(api)
+    root = tmp_path_factory.mktemp("pack-disks")
+    disks = []
+    for n in range(5):
+        path = root / f"d{n}"
+        response = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"disk{n}", "config": {"path": str(path)}})
+        assert response.status_code == 201, response.text
+        disks.append(path)
+    return user, disks
+
+
+def shares(disks: list[Path]) -> list[Path]:
+    return [p for d in disks for p in d.iterdir()
+            if p.is_file() and not p.name.startswith((".", "~"))]
+
+
+def pack_shares(disks: list[Path], before: set[Path]) -> dict[int, Path]:
+    """The shares written since `before`, by index (one pack, one share per storage)."""
+    new = [p for p in shares(disks) if p not in before]
+    return {int(p.name.split(".")[2]): p for p in new}
+
+
+def small_files(seed: str, count: int) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    return {f"s{n}.bin": rng.randbytes(rng.randint(1, 4 * KiB)) for n in range(count)}
+
+
+def stored(user, directory: str, files: dict[str, bytes], **fields) -> dict[str, str]:
+    body = batch(user, directory, list(files.items()), **fields)
+    assert body["failed"] == 0, body
+    return {r["name"]: r["file"]["id"] for r in body["results"]}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("encryption", ["aes256-gcm", "none"])
+def test_packed_files_read_back_with_every_scheme(packer, scheme, encryption):
+    user, disks = packer
+    before = set(shares(disks))
+    files = small_files(scheme + encryption, 40)
+    ids = stored(user, f"/p/{encryption}/{scheme}", files, durability=scheme,
+                 encryption=encryption)
+    # One pack: one share per storage the scheme needs, for all 40 files.
+    durability = {"raid1(1)": 1, "raid1(3)": 3, "rs(2,1)": 3, "rs(3,2)": 5}[scheme]
+    assert len(pack_shares(disks, before)) == durability
+    for name, content in files.items():
+        assert download(user, ids[name]) == content
+        info = user.api.get(f"/api/filesystem/info/{ids[name]}").json()
+        assert (info["durability"], info["encryption"]) == (scheme, encryption)
+
+
+@pytest.mark.parametrize("scheme,lose", [("raid1(3)", [0, 2]), ("rs(2,1)", [1]),
+                                         ("rs(3,2)", [0, 1]), ("rs(3,2)", [2, 4])])
+def test_packed_files_survive_lost_shares(packer, scheme, lose):
+    user, disks = packer
+    before = set(shares(disks))
+    files = small_files(f"lose{scheme}{lose}", 30)
+    ids = stored(user, f"/lose/{scheme}{lose[0]}{lose[1] if len(lose) > 1 else ''}", files,
+                 durability=scheme)
+    made = pack_shares(disks, before)
+    for index in lose:
+        made[index].unlink()
+    for name, content in files.items():
+        assert download(user, ids[name]) == content
+
+
+@pytest.mark.parametrize("scheme", ["raid1(3)", "rs(3,2)"])
+def test_packed_files_survive_a_corrupt_share(packer, scheme):
+    user, disks = packer
+    before = set(shares(disks))
+    files = small_files(f"corrupt{scheme}", 30)
+    ids = stored(user, f"/corrupt/{scheme}", files, durability=scheme)
+    first = pack_shares(disks, before)[0]
+    raw = bytearray(first.read_bytes())
+    for at in range(0, len(raw), 97):          # damage every file's bytes in that share
+        raw[at] ^= 0x5A
+    first.write_bytes(bytes(raw))
+    for name, content in files.items():
+        assert download(user, ids[name]) == content
+
+
+def test_deleting_packed_files_keeps_the_others_and_the_last_frees_the_pack(packer):
+    user, disks = packer
+    before = set(shares(disks))
+    files = small_files("delete", 10)
+    ids = stored(user, "/del", files, durability="raid1(2)")
+    made = pack_shares(disks, before)
+    assert len(made) == 2
+    used = user.api.get("/api/filesystem/usage").json()["stored_bytes"]
+    names = sorted(files)
+    for name in names[:-1]:
+        assert user.api.delete(f"/api/filesystem/info/{ids[name]}").status_code == 204
+        assert user.api.delete(f"/api/filesystem/trash/{ids[name]}").status_code == 204
+        survivor = names[-1]
+        assert download(user, ids[survivor]) == files[survivor]
+    # The pack stays (its dead bytes counted) while one file uses it.
+    assert all(p.exists() for p in made.values())
+    assert user.api.get("/api/filesystem/usage").json()["stored_bytes"] == used
+    assert user.api.delete(f"/api/filesystem/info/{ids[names[-1]]}").status_code == 204
+    assert user.api.delete(f"/api/filesystem/trash/{ids[names[-1]]}").status_code == 204
+    assert not any(p.exists() for p in made.values())
+    assert user.api.get("/api/filesystem/usage").json()["stored_bytes"] == used - sum(
+        len(c) + 28 for c in files.values())
+
+
+def test_share_writes_per_small_file(api, tmp_path):
+    user = register_and_login(api)
+    disks = [tmp_path / f"d{n}" for n in range(3)]
+    for n, path in enumerate(disks):
+        assert user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"d{n}", "config": {"path": str(path)}}).status_code == 201
+    files = {f"f{n}.txt": random.Random(n).randbytes(1024 + n * 30) for n in range(100)}
+    stored(user, "/hundred", files, durability="raid1(3)")
+    assert len(shares(disks)) / len(files) <= 0.05
