@@ -51,12 +51,37 @@ def _populate(stack, work: Path):
              "/Photos/2026": [("beach.jpg", 2_400_000), ("mountains.jpg", 3_100_000)],
              "/": [("readme.md", 900)]}
     detail_id = None
+    files["/Trip"] = [("itinerary.pdf", 60_000)]
     for directory, entries in files.items():
         for name, size in entries:
             node = _check(api.post("/api/filesystem/data", data={"path": directory, "name": name},
                                    files={"file": (name, os.urandom(size))}), 201)
             if name == "report.pdf":
                 detail_id = node["id"]
+    # Sharing: a friend shares a folder with this user; this user shares /Trip with the friend
+    # and makes a link to it; one deleted file waits in the trash.
+    friend = unique("bob")
+    _check(Api(stack.url).post("/api/auth/register", json={
+        "username": friend, "email": f"{friend}@example.org", "password": PASSWORD}), 201)
+    friend_api = Api(stack.url, login(Api(stack.url), friend, PASSWORD)["access_token"])
+    for name in ("bob-disk-1", "bob-disk-2"):
+        (work / name).mkdir()
+        _check(friend_api.post("/api/cloud/storages", json={
+            "kind": "local", "name": name, "config": {"path": str(work / name)}}), 201)
+    _check(friend_api.put("/api/filesystem/settings", json={"durability": "raid1(2)"}), 200)
+    for name, size in (("cover.png", 250_000), ("draft.md", 8_000)):
+        _check(friend_api.post("/api/filesystem/data", data={"path": "/Band", "name": name},
+                               files={"file": (name, os.urandom(size))}), 201)
+    _check(friend_api.post("/api/filesystem/shares", json={
+        "path": "/Band", "user": username, "level": "write"}), 201)
+    _check(api.post("/api/filesystem/shares", json={"path": "/Trip", "user": friend,
+                                                    "level": "read"}), 201)
+    link = _check(api.post("/api/filesystem/links", json={"path": "/Trip",
+                                                          "expires_in": 7 * 86400}), 201)
+    gone = _check(api.post("/api/filesystem/data", data={"path": "/Documents",
+                                                         "name": "old-draft.txt"},
+                           files={"file": ("old-draft.txt", os.urandom(5_000))}), 201)
+    _check(api.delete(f"/api/filesystem/info/{gone['id']}"), 204)
     member = subprocess.Popen(
         [sys.executable, "-m", "cloudstrype_client.cli", "array", "--server", stack.url,
          "--dir", str(work / "member"), "--size", "2GB", "--name", "desk-pc",
@@ -68,7 +93,8 @@ def _populate(stack, work: Path):
         if any(m.get("online") for m in members):
             break
         time.sleep(0.3)
-    return SimpleNamespace(tokens=tokens, username=username), detail_id, member
+    return (SimpleNamespace(tokens=tokens, username=username, link_url=link["url"]), detail_id,
+            member)
 
 
 def main() -> int:
@@ -76,7 +102,8 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="cloudstrype-shots-"))
-    stack = start_stack(work / "stack")
+    # The storages' folders are in `work`, which the stack is told is a storage root.
+    stack = start_stack(work / "stack", env={"CLOUDSTRYPE_LOCAL_STORAGE_ROOTS": str(work)})
     member = None
     try:
         user, detail_id, member = _populate(stack, work)
@@ -89,13 +116,30 @@ def main() -> int:
             sign_in_with_tokens(page, stack.url, user, "#/")
             shots = [("dashboard", "#/"), ("files", "#/files?path=/Documents"),
                      ("details", f"#/file/{detail_id}"), ("storages", "#/storages"),
-                     ("members", "#/members"), ("settings", "#/settings"), ("admin", "#/admin")]
+                     ("members", "#/members"), ("settings", "#/settings"), ("admin", "#/admin"),
+                     ("shared", "#/shared"), ("trash", "#/trash")]
             for name, hash_ in shots:
                 page.goto(f"{stack.url}/{hash_}")
                 page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(400)        # let the last list render
                 page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
                 print(f"docs/screenshots/{name}.png")
+            # The share dialog on /Trip, then the link page as someone with no account.
+            page.goto(f"{stack.url}/#/files")
+            page.wait_for_load_state("networkidle")
+            page.get_by_role("button", name="Actions for Trip").click()
+            page.get_by_role("menuitem", name="Share").click()
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(400)
+            page.screenshot(path=str(OUT / "share-dialog.png"))
+            print("docs/screenshots/share-dialog.png")
+            context.close()
+            context, stranger, _ = new_page(browser)
+            stranger.goto(user.link_url)
+            stranger.wait_for_load_state("networkidle")
+            stranger.wait_for_timeout(400)
+            stranger.screenshot(path=str(OUT / "link.png"), full_page=True)
+            print("docs/screenshots/link.png")
             context.close()
             context, phone, _ = new_page(browser, (390, 844))
             sign_in_with_tokens(phone, stack.url, user, "#/files?path=/Photos/2026")

@@ -122,6 +122,8 @@ def test_a_link_with_a_password_opens_and_downloads_without_an_account(pages, ba
     stranger.get_by_label("Password").fill("open sesame")
     stranger.get_by_role("button", name="Open").click()
     expect(row(stranger, "photo.bin")).to_be_visible()
+    expect(stranger.locator("main")).to_contain_text("This link works until")
+    expect(stranger.locator("main")).not_to_contain_text("null")
     with stranger.expect_download() as download_info:
         stranger.get_by_role("button", name="Download photo.bin").click()
     assert open(download_info.value.path(), "rb").read() == content

@@ -3,7 +3,7 @@
 // token stays in the fragment (never sent to the web server); the password goes in the
 // X-Link-Password header and is kept only in this page's memory. Contract: docs/sharing-api.md.
 import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, request } from "../api.js";
-import { h, icon, nextId } from "../dom.js";
+import { append, h, icon, nextId } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, plural } from "../format.js";
 import { saveBlob } from "../transfers.js";
 import { alertBox, busy, emptyState, pageHeader, toast } from "../ui.js";
@@ -79,13 +79,13 @@ export default async function render(root, ctx) {
     const get = h("button", { type: "button", class: "button primary" }, icon("download"),
       h("span", {}, "Download"));
     get.addEventListener("click", () => run(get, () => downloadFile(token, path, node)));
-    body.append(pageHeader(node.name),
+    append(body, [pageHeader(node.name),
       names.length ? h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, crumbs) : null,
       h("section", { class: "panel", "aria-label": "Shared file" },
         h("dl", { class: "facts" }, h("dt", {}, "Size"), h("dd", {}, bytes(node.size)),
           h("dt", {}, "Modified"), h("dd", {}, date(node.modified))),
         h("p", { class: "form-actions" }, get)),
-      expires ? h("p", { class: "muted" }, expires) : null);
+      expires ? h("p", { class: "muted" }, expires) : null]);
     return;
   }
 
@@ -110,19 +110,19 @@ export default async function render(root, ctx) {
       h("td", { class: "col-modified" }, date(child.modified)),
       h("td", { class: "row-actions" }, action));
   });
-  body.append(pageHeader(names.length ? names[names.length - 1] : node.name),
+  append(body, [pageHeader(names.length ? names[names.length - 1] : node.name),
     names.length ? h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, crumbs) : null,
     h("p", { class: "muted" }, "A folder shared by link. ", expires),
     h("section", { class: "files-area", "aria-label": "Folder contents" }, children.length
-      ? h("div", { class: "table-wrap" }, h("table", { class: "file-table", "aria-labelledby": captionId },
+      ? h("div", { class: "table-wrap scroll-x" }, h("table", { class: "file-table auto-table", "aria-labelledby": captionId },
         h("caption", { id: captionId, class: "visually-hidden" }, `Contents of ${node.name}`),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"),
           h("th", { scope: "col", class: "col-size" }, "Size"),
           h("th", { scope: "col", class: "col-modified" }, "Modified"),
-          h("th", { scope: "col", class: "col-actions" }, h("span", { class: "visually-hidden" }, "Actions")))),
+          h("th", { scope: "col", class: "col-buttons" }, h("span", { class: "visually-hidden" }, "Actions")))),
         h("tbody", {}, rows)))
       : emptyState("This folder is empty.")),
-    node.next_cursor ? h("p", { class: "muted" }, `Showing the first ${plural(children.length, "item")}.`) : null);
+    node.next_cursor ? h("p", { class: "muted" }, `Showing the first ${plural(children.length, "item")}.`) : null]);
 }
 
 async function run(button, task) {

@@ -17,7 +17,7 @@ function sharedHash(shareId, path = "/") {
 export default async function render(root, ctx) {
   if (ctx.params[0]) return renderShare(root, ctx, ctx.params[0]);
   root.append(pageHeader("Shared with me"));
-  const box = h("div", { class: "listing", "aria-busy": "true" },
+  const box = h("div", { class: "listing scroll-x", "aria-busy": "true" },
     h("p", { class: "loading", role: "status" }, "Loading…"));
   root.append(box);
   let shares;
@@ -36,7 +36,7 @@ export default async function render(root, ctx) {
     return;
   }
   const captionId = nextId("caption");
-  box.replaceChildren(h("table", { class: "file-table shared-table", "aria-labelledby": captionId },
+  box.replaceChildren(h("table", { class: "file-table auto-table shared-table", "aria-labelledby": captionId },
     h("caption", { id: captionId, class: "visually-hidden" }, "Shared with me"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Owner"),
       h("th", { scope: "col" }, "Access"), h("th", { scope: "col" }, "Shared"))),
@@ -106,7 +106,7 @@ async function renderShare(root, ctx, shareId) {
     ...names.map((name, i) => ({ label: name, href: sharedHash(shareId, `/${names.slice(0, i + 1).join("/")}`) }))];
   trail.forEach((item, i) => crumbs.append(h("li", {}, i === trail.length - 1
     ? h("span", { "aria-current": "page" }, item.label) : h("a", { href: item.href }, item.label))));
-  const listing = h("div", { class: "listing", "aria-busy": "true" },
+  const listing = h("div", { class: "listing scroll-x", "aria-busy": "true" },
     h("p", { class: "loading", role: "status" }, "Loading…"));
   root.append(pageHeader(share.name, ...actions), filesInput,
     h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, crumbs),
@@ -163,11 +163,11 @@ async function renderShare(root, ctx, shareId) {
       return;
     }
     const captionId = nextId("caption");
-    listing.replaceChildren(h("table", { class: "file-table", "aria-labelledby": captionId },
+    listing.replaceChildren(h("table", { class: "file-table auto-table", "aria-labelledby": captionId },
       h("caption", { id: captionId, class: "visually-hidden" }, `Contents of ${share.name}${path === "/" ? "" : path}`),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "col-size" }, "Size"),
         h("th", { scope: "col", class: "col-modified" }, "Modified"),
-        h("th", { scope: "col", class: "col-actions" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        h("th", { scope: "col", class: "col-buttons" }, h("span", { class: "visually-hidden" }, "Actions")))),
       h("tbody", {}, entries.map((entry) => {
         const isDir = entry.type === "directory";
         const name = isDir

@@ -24,7 +24,7 @@ export default async function render(root, ctx) {
   const empty = h("button", { type: "button", class: "button danger" }, icon("trash"),
     h("span", {}, "Empty trash"));
   const note = h("p", { class: "muted" });
-  const listing = h("div", { class: "listing", "aria-busy": "true" },
+  const listing = h("div", { class: "listing scroll-x", "aria-busy": "true" },
     h("p", { class: "loading", role: "status" }, "Loading…"));
   root.append(pageHeader("Trash", empty), note, listing);
   let items = [];
@@ -101,11 +101,11 @@ export default async function render(root, ctx) {
       return;
     }
     const captionId = nextId("caption");
-    listing.replaceChildren(h("table", { class: "file-table trash-table", "aria-labelledby": captionId },
+    listing.replaceChildren(h("table", { class: "file-table auto-table trash-table", "aria-labelledby": captionId },
       h("caption", { id: captionId, class: "visually-hidden" }, "Deleted items, newest first"),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Deleted from"),
         h("th", { scope: "col", class: "col-size" }, "Size"), h("th", { scope: "col" }, "Deleted"),
-        h("th", { scope: "col", class: "col-actions" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        h("th", { scope: "col", class: "col-buttons" }, h("span", { class: "visually-hidden" }, "Actions")))),
       h("tbody", {}, items.map((item) => {
         const back = h("button", { type: "button", class: "button small",
           "aria-label": `Restore ${item.name}` }, icon("restore"), h("span", {}, "Restore"));
