@@ -27,10 +27,12 @@ REFRESH_MARGIN = 120                    # seconds before expiry when a token is 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
-# The filesystem routes that work inside a share with ?share= (docs/sharing-api.md). Uploads are
-# included so that a big file sent into a share is refused in the server's words, never
-# written to the caller's own tree instead.
-SHARE_SCOPED = re.compile(r"^/api/filesystem/(info|data|dirs|uploads)(/|$)")
+# The filesystem routes that take ?share= (docs/sharing-api.md): all but the caller's own
+# sharing, trash and account routes. Listed by exclusion so that a route added later (and
+# uploads, which the server refuses inside a share in its own words) never writes into the
+# caller's own tree by mistake.
+SHARE_SCOPED = re.compile(
+    r"^/api/filesystem/(?!(shares|shared|links|public|trash|settings|usage)(/|$))")
 
 
 def normalize_server(url: str) -> str:

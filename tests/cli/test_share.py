@@ -82,6 +82,11 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     assert "Changed" in again.stderr
     bob.ok("put", str(tmp_path / "bob.txt"), "/", "--share", share_id)
     bob.ok("mkdir", "--share", share_id, "/notes")
+    # A file over one request needs an upload session, which stays the caller's own: refused
+    # in words, and nothing lands in Bob's own tree instead.
+    big = _file(tmp_path, "big.bin", b"b" * (4 * 1024 * 1024 + 1))
+    assert "share" in _fails(bob, 2, "put", str(big), "/", "--share", share_id).lower()
+    _fails(bob, 4, "ls", "/big.bin")
     assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "notes/", "plan.txt"]
 
     alice.ok("unshare", "/team", "--with", bob.user.username)
