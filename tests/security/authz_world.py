@@ -11,7 +11,7 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.array.conftest import Members
 from tests.security.test_oauth_csrf import approve_in_browser
-from tests.support import Api, User, login, register_and_login, unique
+from tests.support import PASSWORD, Api, User, cli, login, register_and_login, unique
 
 # Who asks. `link` holds a link's token and no account: on the signed-in routes it tries that
 # token as a bearer token; `anonymous` sends no token at all.
@@ -156,10 +156,21 @@ class World:
             self.members.stop_all()
 
 
-def build(stack, api: Api, admin, tmp: Path) -> World:
-    admin_api, admin_name = admin
+def make_admin(stack, api: Api) -> User:
+    """An admin of this module's own (every account here has storages, this one too)."""
+    username = unique("admin")
+    done = cli("admin", "create", username, "--email", f"{username}@example.org",
+               "--password", PASSWORD, "--data-dir", str(stack.data_dir))
+    assert done.returncode == 0, done.stderr
+    tokens = login(api, username, PASSWORD)
+    return User(username, f"{username}@example.org", PASSWORD, "", tokens,
+                api.as_user(tokens["access_token"]))
+
+
+def build(stack, api: Api, tmp: Path) -> World:
     users = {role: with_storages(register_and_login(api)) for role in ACCOUNTS if role != ADMIN}
-    users[ADMIN] = User(admin_name, "", "Adm1nPassword", "", {}, admin_api)
+    users[ADMIN] = with_storages(make_admin(stack, api))
+    admin_api = users[ADMIN].api
     apis = {role: user.api for role, user in users.items()}
     apis[ANONYMOUS] = Api(api.base_url)
     world = World(stack, api, users, apis, group="")
@@ -171,6 +182,7 @@ def build(stack, api: Api, admin, tmp: Path) -> World:
 
     shared = world.mkdir("/shared")
     world.mkdir("/private")
+    world.mkdir("/elsewhere")
     world.items.update(shared=shared, file=world.upload("/shared", "file.txt", b"shared bytes"),
                        secret=world.upload("/private", "secret.txt", b"private bytes"))
     for key, role, level in (("reader", READER, "read"), ("writer", WRITER, "write")):

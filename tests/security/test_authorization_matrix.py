@@ -318,10 +318,10 @@ ROWS: list[Row] = [
         lambda w, role, item: Ask(path={"file_id": item["id"]}, json={"name": unique(role)},
                                   params={"share": w.share_of(role)}),
         make=lambda w: w.upload("/shared"), consumes=True, intact=node_intact),
-    # The path is the share's: "/private" is made inside it, never the owner's /private.
-    Row("POST", f"{FS}/info/{{file_id}}", "move a file to '/private' (the share's, not the "
+    # The path is the share's: "/elsewhere" is made inside it, never the owner's /elsewhere.
+    Row("POST", f"{FS}/info/{{file_id}}", "move a file to '/elsewhere' (the share's, not the "
         "owner's)", share_write(200),
-        in_share(path={"file_id": node_id}, json={"path": "/private"}),
+        in_share(path={"file_id": node_id}, json={"path": "/elsewhere"}),
         make=lambda w: w.upload("/shared"), then=lambda w, node: w.owner.api.get(
             f"{FS}/info/{node['id']}").json()["path"].startswith("/shared/")),
     Row("POST", f"{FS}/info/{{file_id}}", "move a file out of the share by '..'",
@@ -449,8 +449,8 @@ ROWS: list[Row] = [
 # -- running it ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def world(stack, api, admin, tmp_path_factory):
-    built = build(stack, api, admin, tmp_path_factory.mktemp("authz-members"))
+def world(stack, api, tmp_path_factory):
+    built = build(stack, api, tmp_path_factory.mktemp("authz-members"))
     built.items["file"]["version"] = built.owner.api.get(
         f"{FS}/info/{built.items['file']['id']}").json()["versions"][0]["version"]
     yield built
