@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 from websockets.sync.client import connect as ws_connect
 
 from tests.array.conftest import Members
@@ -50,7 +51,6 @@ class World:
     items: dict = field(default_factory=dict)       # name -> what the owner has
     link_token: str = ""
     members: Members | None = None
-    sockets: list = field(default_factory=list)
 
     # -- people -----------------------------------------------------------------------------
     @property
@@ -137,7 +137,6 @@ class World:
         the callback URL the provider sends the browser to, or the finish code it gave."""
         started = ok(self.owner.api.get("/api/cloud/oauth/dropbox/authorize"))
         if not approved:
-            import requests
             consent = requests.get(started["authorize_url"], allow_redirects=False, timeout=10)
             assert consent.status_code == 302, consent.text
             return {**started, "callback": consent.headers["Location"]}

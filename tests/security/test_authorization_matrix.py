@@ -144,10 +144,6 @@ def node_intact(w, node) -> bool:
     return info.status_code == 200 and info.json()["name"] == node["name"]
 
 
-def fresh_name(w, role, item) -> str:
-    return unique(role)
-
-
 # -- the table -----------------------------------------------------------------------------------
 
 M = "/api"
