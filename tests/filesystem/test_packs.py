@@ -8,7 +8,7 @@ import pytest
 
 from tests.filesystem.conftest import download
 from tests.filesystem.test_batch import batch
-from tests.support import register_and_login
+from tests.support import assert_error, register_and_login
 
 KiB = 1024
 SCHEMES = ["raid1(1)", "raid1(3)", "rs(2,1)", "rs(3,2)"]
@@ -131,3 +131,16 @@ def test_share_writes_per_small_file(api, tmp_path):
     files = {f"f{n}.txt": random.Random(n).randbytes(1024 + n * 30) for n in range(100)}
     stored(user, "/hundred", files, durability="raid1(3)")
     assert len(shares(disks)) / len(files) <= 0.05
+
+
+def test_a_pack_in_use_cannot_be_deleted_as_a_chunk(packer):
+    user, disks = packer
+    before = set(shares(disks))
+    files = small_files("guard", 3)
+    ids = stored(user, "/guard", files, durability="raid1(2)")
+    chunk_id = pack_shares(disks, before)[0].name.split(".")[1]
+    for route in ("/api/chunk/", "/api/cloud/"):
+        error = assert_error(user.api.delete(f"{route}{chunk_id}"), 409, "chunk_in_use")
+        assert "3 files" in error["message"]
+    for name, content in files.items():
+        assert download(user, ids[name]) == content

@@ -61,6 +61,10 @@ PENDING_DELETES = schema.table(
     owner_module=__name__)
 
 
+class PackInUse(Exception):
+    """The chunk is a pack some files still use; `args[0]` says how many."""
+
+
 @dataclass(frozen=True)
 class ShareLocation:
     index: int
@@ -257,11 +261,14 @@ class ChunkStore:
         return replace(chunk, shares=shares, damaged=set(), revision=chunk.revision + 1)
 
     def delete(self, owner: str, chunk_id: str) -> Chunk | None:
-        """Delete the chunk and its placements; returns what was deleted (None if nothing)."""
+        """Delete the chunk and its placements; returns what was deleted (None if nothing).
+        Raises PackInUse for a pack that files still use (`live` only ever goes down)."""
         while True:
             chunk = self.get(owner, chunk_id)
             if chunk is None:
                 return None
+            if chunk.live is not None and chunk.live > 0:
+                raise PackInUse(chunk.live)
             # On the revision read: the placements deleted are those of the shares deleted.
             first = Delete(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
                            Condition.eq("revision", chunk.revision))

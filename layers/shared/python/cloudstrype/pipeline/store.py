@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from cloudstrype import errors, quota, storages, vault
 from cloudstrype.backends.base import BackendError, ShareNotFound
 from cloudstrype.pipeline import codec
-from cloudstrype.pipeline.chunk_store import Chunk, ShareLocation, chunk_store
+from cloudstrype.pipeline.chunk_store import Chunk, PackInUse, ShareLocation, chunk_store
 
 # Placement is a storage rule; default_durability stays importable from here for callers.
 from cloudstrype.storages.placement import choose_storages, default_durability
@@ -405,7 +405,11 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
 def delete_chunk(owner: str, chunk_id: str) -> None:
     validate_chunk_id(chunk_id)
     # The record and its placements go together; what was deleted says which shares to remove.
-    record = chunk_store().delete(owner, chunk_id)
+    try:
+        record = chunk_store().delete(owner, chunk_id)
+    except PackInUse as exc:
+        raise errors.Conflict(f"Chunk {chunk_id} holds {exc.args[0]} files' content (a pack); "
+                              f"delete those files instead.", code="chunk_in_use") from None
     if record is None:
         raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
     # Only the request whose delete removed the record gets here: refunded once.
