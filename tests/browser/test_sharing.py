@@ -190,3 +190,48 @@ def test_deleted_files_come_back_from_the_trash_page(page, base_url, web_user):
     sure.get_by_role("button", name="Empty trash").click()
     expect(page.get_by_text("The trash is empty.")).to_be_visible()
     assert web_user.api.get("/api/filesystem/trash").json()["items"] == []
+
+
+def test_the_other_way_a_folder_shared_with_a_group_through_the_dialog(
+        pages, base_url, api, admin, web_user, tmp_path):
+    """The friend shares back, with a group both are in: the web user finds it under Shared with
+    me (through the group) and downloads; leaving the group takes it away at once."""
+    admin_api, _ = admin
+    friend = _with_storages(register_and_login(api), tmp_path)
+    group = f"team-{friend.username[-6:]}"
+    assert admin_api.post("/api/auth/groups", json={"name": group, "description": ""}) \
+        .status_code == 201
+    for member in (friend.username, web_user.username):
+        assert admin_api.put(f"/api/auth/groups/{group}/members/{member}").status_code in (200,
+                                                                                          204)
+    content = os.urandom(2000)
+    _put(friend, "/from-friend", "notes.bin", content)
+
+    sharer = pages()
+    sign_in_with_tokens(sharer, base_url, friend)
+    open_files(sharer, base_url)
+    row_action(sharer, "from-friend", "Share")
+    dialog = sharer.get_by_role("dialog", name="Share “from-friend”")
+    dialog.get_by_label("Share with").select_option("group")
+    dialog.get_by_label("Username or group name").fill(group)
+    dialog.get_by_role("button", name="Share", exact=True).click()
+    expect(dialog).to_have_count(0)
+    (made,) = friend.api.get("/api/filesystem/shares").json()["shares"]
+    assert made["grantee"] == {"kind": "group", "name": group} and made["level"] == "read"
+
+    reader = pages()
+    sign_in_with_tokens(reader, base_url, web_user, "#/")
+    reader.get_by_role("navigation", name="Main").get_by_role("link",
+                                                              name="Shared with me").click()
+    shared_row = reader.locator(f'tr[data-share="{made["id"]}"]')
+    expect(shared_row).to_contain_text(f"group {group}")
+    shared_row.get_by_role("link", name="from-friend").click()
+    with reader.expect_download() as download_info:
+        reader.get_by_role("button", name="Download notes.bin").click()
+    assert open(download_info.value.path(), "rb").read() == content
+
+    # Out of the group: the share is gone for the reader at once.
+    assert admin_api.delete(f"/api/auth/groups/{group}/members/{web_user.username}") \
+        .status_code in (200, 204)
+    reader.reload()
+    expect(reader.get_by_role("alert")).to_contain_text("not available to you")
