@@ -5,6 +5,13 @@ Nothing about the services is declared here: routes, WebSocket handlers and sche
 their declarations (`cloudstrype.metadata.schema`), the user pool from `cloudstrype.auth.pool`,
 the function settings from `cloudstrype.settings.Settings`.
 
+One CloudFormation stack holds at most 500 resources, and every route costs about six. So the
+parent stack holds what all services share (users, data, keys, layers, both APIs with their
+stages, the web UI, the alarm topic and the jobs' failure queue), and each service gets a nested
+stack (`ServiceStack`) with its role, its functions and their log groups, its REST resources and
+methods, its scheduled jobs and its alarms: adding routes to a service grows that service's
+stack only (tests/infra/test_stack_sizes.py keeps every stack under a margin).
+
 Context values (`cdk deploy -c name=value`, or cdk.json):
   stage           API Gateway stage name of both APIs (default `prod`); the stack is named
                   `Cloudstrype-<stage>`, so stages share an account
@@ -20,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from aws_cdk import Aws, CfnOutput, Fn, Stack
+from aws_cdk import Aws, CfnOutput, Fn, NestedStack, Stack
 from aws_cdk import aws_iam as iam
 from chalice.app import ScheduledEventConfig
 from cloudstrype.api.service import RouteInfo
@@ -50,11 +57,12 @@ def stack_name(stage: str) -> str:
     return f"{STACK_NAME}-{stage}"
 
 
-def table_prefix(stage: str) -> str:
+def table_prefix(stack: Stack, stage: str) -> str:
     """`cloudstrype-<stage>-<8 hex of the stack id>-`: tables are kept when the stack is deleted
     (user data), so a stack created again must not claim their names; the stack id is new with
-    every creation."""
-    stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
+    every creation. It is `stack`'s id wherever the value is used: the nested stacks receive it
+    as a parameter (`Aws.STACK_ID` would be their own id there)."""
+    stack_uuid = Fn.select(2, Fn.split("/", stack.stack_id))
     return Fn.join("", [f"cloudstrype-{stage}-", Fn.select(0, Fn.split("-", stack_uuid)), "-"])
 
 
@@ -89,6 +97,16 @@ class ServiceCatalog:
                               for name in services.available_services()})
 
 
+class ServiceStack(NestedStack):
+    """Everything of one service that grows with its routes (see the module docstring)."""
+
+    def __init__(self, scope: Construct, service: str) -> None:
+        super().__init__(scope, f"{service.capitalize()}Service",
+                         description=f"Cloudstrype {service} service: its functions, routes "
+                                     f"and alarms")
+        self.service = service
+
+
 class CloudstrypeStack(Stack):
     def __init__(self, scope: Construct, construct_id: str = STACK_NAME, *,
                  stage_name: str = DEFAULT_STAGE, oauth_secret_arn: str | None = None,
@@ -101,7 +119,7 @@ class CloudstrypeStack(Stack):
         if catalog is None:
             catalog = ServiceCatalog.load()
         # The same prefix the functions are given below, so they find the tables made here.
-        tables_prefix = table_prefix(stage_name)
+        tables_prefix = table_prefix(self, stage_name)
         self.users = UserDirectory(self, "Users")
         self.data = DataStore(self, "Data", tables=schema.all_tables(), table_prefix=tables_prefix)
         self.oauth_apps = OAuthAppSecrets(self, "OAuthApps", existing_secret_arn=oauth_secret_arn)
@@ -124,24 +142,31 @@ class CloudstrypeStack(Stack):
             public_url=self.rest_api.url,
             local_storage_enabled="false",
         )
+        self.services: dict[str, ServiceStack] = {}
         self.functions = ServiceFunctions(
-            self, "Functions", layers=self.layers,
+            layers=self.layers,
             environment=settings_environment(
                 settings, extra={OAUTH_SECRETS_ARN_ENV: self.oauth_apps.arn},
                 overrides=settings_overrides),
-            grant=self._grant_service, service_environment=self._service_environment)
-        self.rest_api.add_routes(catalog.routes, self.functions)
-        self.websocket.add_handlers(catalog.websocket_handlers, self.functions)
+            grant=self._grant_service, service_scope=self.service_stack,
+            service_environment=self._service_environment)
+        self.rest_api.add_routes(catalog.routes, self.functions,
+                                 service_scope=self.service_stack)
+        self.websocket.add_handlers(catalog.websocket_handlers, self.functions,
+                                    service_scope=self.service_stack)
         self.scheduled_jobs = ScheduledJobs(self, "ScheduledJobs", jobs=catalog.scheduled_jobs,
-                                            functions=self.functions)
+                                            functions=self.functions,
+                                            service_scope=self.service_stack)
         # The WebSocket stage logs through API Gateway's account role, which the REST API sets.
         self.websocket.stage.node.add_dependency(self.rest_api.api.node.find_child("Account"))
-        self.monitoring = Monitoring(
-            self, "Monitoring", functions_by_service=self.functions.by_service,
-            job_functions={f"{service.capitalize()}{name.capitalize()}": function for
-                           (service, name), function in self.scheduled_jobs.job_functions.items()},
-            failure_queue=self.scheduled_jobs.failures,
-            email=alarm_email)
+        self.monitoring = Monitoring(self, "Monitoring",
+                                     failure_queue=self.scheduled_jobs.failures,
+                                     email=alarm_email)
+        for service, functions in sorted(self.functions.by_service.items()):
+            self.monitoring.watch_service(self.service_stack(service), service, functions)
+        for (service, name), function in sorted(self.scheduled_jobs.job_functions.items()):
+            self.monitoring.watch_job(self.service_stack(service),
+                                      f"{service.capitalize()}{name.capitalize()}", function)
 
         self.web = WebSite(self, "Web", config={
             "apiBaseUrl": self.rest_api.url,
@@ -167,6 +192,13 @@ class CloudstrypeStack(Stack):
              "Failed scheduled runs"),
         ]:
             CfnOutput(self, name, value=value, description=description)
+
+    def service_stack(self, service: str) -> ServiceStack:
+        """The service's nested stack, made when the service first needs it."""
+        if service not in self.services:
+            access.of(service)      # a service without declared access gets no stack at all
+            self.services[service] = ServiceStack(self, service)
+        return self.services[service]
 
     def _grant_service(self, service: str, role: iam.IRole) -> None:
         """Exactly what infra/access.py declares for the service."""

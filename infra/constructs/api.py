@@ -1,5 +1,12 @@
 """The REST API: one Lambda function per (path, method) of every service's route table.
 
+The API itself (stage, access logs, gateway responses, authorizer, throttling) and the path
+resources two or more services share (`/api`) live in the parent stack; each service's functions,
+path resources and methods live in that service's nested stack (`ServiceRoutes`), attached to
+the API by its id, so adding routes to one service grows only that service's stack. The
+deployment depends on every service's routes and changes its logical id with them, so each
+deploy publishes the current methods.
+
 Each function runs its service's whole chalice app (`app.app`); chalice picks the view from the
 resource path and method API Gateway puts into the proxy event, so a function only ever serves
 its own route while the code stays one app per service.
@@ -12,12 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable
+from collections import defaultdict
+from typing import Callable, Iterable
 
 import jsii
 from aws_cdk import Aspects, Aws, IAspect, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from cloudstrype import limits
@@ -39,6 +48,9 @@ BINARY_MEDIA_TYPES = ["*/*"]
 CORS_ALLOWED_HEADERS = list(limits.CORS_ALLOW_HEADERS)
 CORS_ALLOWED_METHODS = list(limits.CORS_ALLOW_METHODS)
 CORS_HEADERS = {"Access-Control-Allow-Origin": "'*'"}
+CORS_OPTIONS = apigateway.CorsOptions(allow_origins=apigateway.Cors.ALL_ORIGINS,
+                                      allow_methods=CORS_ALLOWED_METHODS,
+                                      allow_headers=CORS_ALLOWED_HEADERS)
 
 # Throttling (requests per second, burst). The whole stage, and tighter on the routes anyone may
 # call without a token that cost a password hash or a Cognito call (guessing, sign-up floods).
@@ -111,9 +123,34 @@ GATEWAY_RESPONSES = {
 }
 
 
-def route_construct_id(route: RouteInfo) -> str:
-    words = re.split(r"[^0-9A-Za-z]+", f"{route.service} {route.view_name} {route.method}")
+def path_for_arn(path: str) -> str:
+    """A resource path as execute-api ARNs name it: path parameters are `*`."""
+    return re.sub(r"\{[^}]*\}", "*", path)
+
+
+def path_prefixes(path: str) -> list[str]:
+    """/api/a/b -> [/api, /api/a, /api/a/b]."""
+    parts = path.strip("/").split("/")
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def shared_paths(routes: Iterable[RouteInfo]) -> set[str]:
+    """Path resources on the way to routes of two or more services: the parent stack makes
+    them, since API Gateway refuses a second resource with the same path."""
+    services: dict[str, set[str]] = defaultdict(set)
+    for route in routes:
+        for prefix in path_prefixes(route.path):
+            services[prefix].add(route.service)
+    return {path for path, users in services.items() if len(users) > 1}
+
+
+def _words_id(text: str) -> str:
+    words = re.split(r"[^0-9A-Za-z]+", text)
     return "".join(word[:1].upper() + word[1:].lower() for word in words if word)
+
+
+def route_construct_id(route: RouteInfo) -> str:
+    return _words_id(f"{route.service} {route.view_name} {route.method}")
 
 
 class ServiceRestApi(Construct):
@@ -143,11 +180,7 @@ class ServiceRestApi(Construct):
             # (kept on delete: other APIs of the account may rely on it).
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
-            default_cors_preflight_options=apigateway.CorsOptions(
-                allow_origins=apigateway.Cors.ALL_ORIGINS,
-                allow_methods=CORS_ALLOWED_METHODS,
-                allow_headers=CORS_ALLOWED_HEADERS,
-            ),
+            default_cors_preflight_options=CORS_OPTIONS,
         )
         Aspects.of(self.api).add(PreflightsAsText())
         for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
@@ -167,7 +200,7 @@ class ServiceRestApi(Construct):
         return (f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/"
                 f"{self.stage_name}")
 
-    def _cognito_authorizer(self) -> apigateway.CognitoUserPoolsAuthorizer:
+    def cognito_authorizer(self) -> apigateway.CognitoUserPoolsAuthorizer:
         # Made on first use: API Gateway refuses an authorizer no method uses.
         if self._authorizer is None:
             self._authorizer = apigateway.CognitoUserPoolsAuthorizer(
@@ -175,26 +208,34 @@ class ServiceRestApi(Construct):
                 authorizer_name="cloudstrype-users")
         return self._authorizer
 
-    def add_routes(self, routes: Iterable[RouteInfo], functions: ServiceFunctions) -> None:
+    def add_routes(self, routes: Iterable[RouteInfo], functions: ServiceFunctions, *,
+                   service_scope: Callable[[str], Construct]) -> None:
+        """Each service's routes into `service_scope(service)` (its nested stack)."""
+        routes = list(routes)
+        claimed: set[tuple[str, str]] = set()
         for route in routes:
-            key = (route.method, route.path)
-            if key in self.route_functions:
+            if (route.method, route.path) in claimed:
                 raise ValueError(f"Two routes claim {route.method} {route.path}")
-            function = functions.function(
-                self, route_construct_id(route), service=route.service, handler="app.app",
-                description=f"{route.method} {route.path} ({route.service} service)")
+            claimed.add((route.method, route.path))
+        shared = {path: self.api.root.resource_for_path(path)
+                  for path in sorted(shared_paths(routes))}
+        by_service: dict[str, list[RouteInfo]] = defaultdict(list)
+        for route in routes:
+            by_service[route.service].append(route)
+        deployment = self.api.latest_deployment
+        assert deployment is not None
+        for service, service_routes in sorted(by_service.items()):
+            part = ServiceRoutes(service_scope(service), f"{service.capitalize()}Routes",
+                                 rest_api=self, shared=shared, routes=service_routes,
+                                 functions=functions)
+            self.route_functions.update(part.route_functions)
+            # Methods in a nested stack do not reach the deployment by themselves: it waits for
+            # the stack and takes a new logical id when the stack's methods change.
+            deployment.node.add_dependency(part)
+            deployment.add_to_logical_id({"service": service, "methods": part.fingerprint})
+        for route in routes:
             if route.auth == PUBLIC:
-                auth = dict(authorization_type=apigateway.AuthorizationType.NONE)
-            else:
-                auth = dict(authorization_type=apigateway.AuthorizationType.COGNITO,
-                            authorizer=self._cognito_authorizer(),
-                            authorization_scopes=[ACCESS_TOKEN_SCOPE])
-            # One permission per route (no test-invoke permission): the template stays small.
-            integration = apigateway.LambdaIntegration(function, allow_test_invoke=False)
-            self.api.root.resource_for_path(route.path).add_method(
-                route.method, integration, **auth)
-            self.route_functions[key] = function
-            if route.auth == PUBLIC:
+                key = (route.method, route.path)
                 self._throttle(route, CREDENTIAL_ROUTE_THROTTLE if key in CREDENTIAL_ROUTES
                                else PUBLIC_ROUTE_THROTTLE)
 
@@ -207,3 +248,65 @@ class ServiceRestApi(Construct):
             throttling_rate_limit=limit[0], throttling_burst_limit=limit[1],
             metrics_enabled=True))
         stage.method_settings = settings
+
+
+class ServiceRoutes(Construct):
+    """One service's routes, made inside its nested stack: a function, a method and an invoke
+    permission per route, and the path resources (with their CORS preflights) no other service
+    uses. The parent's API and shared resources are attached by id."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, rest_api: ServiceRestApi,
+                 shared: dict[str, apigateway.IResource], routes: Iterable[RouteInfo],
+                 functions: ServiceFunctions) -> None:
+        super().__init__(scope, construct_id)
+        self.api = apigateway.RestApi.from_rest_api_attributes(
+            self, "Api", rest_api_id=rest_api.api.rest_api_id,
+            root_resource_id=rest_api.api.rest_api_root_resource_id)
+        self._shared = shared
+        self._resources: dict[str, apigateway.IResource] = {"/": self.api.root}
+        self.route_functions: dict[tuple[str, str], lambda_.Function] = {}
+        # What the parent's deployment must change with (plain data, no tokens).
+        self.fingerprint: list[list[str]] = []
+        Aspects.of(self).add(PreflightsAsText())
+        for route in routes:
+            self._add(route, rest_api, functions)
+
+    def _resource(self, path: str) -> apigateway.IResource:
+        if path not in self._resources:
+            if path in self._shared:
+                self._resources[path] = apigateway.Resource.from_resource_attributes(
+                    self, "Shared" + _words_id(path), rest_api=self.api,
+                    resource_id=self._shared[path].resource_id, path=path)
+            else:
+                parent, _, part = path.rpartition("/")
+                # Imported parents carry no CORS defaults, so every resource names them.
+                self._resources[path] = self._resource(parent or "/").add_resource(
+                    part, default_cors_preflight_options=CORS_OPTIONS)
+        return self._resources[path]
+
+    def _add(self, route: RouteInfo, rest_api: ServiceRestApi,
+             functions: ServiceFunctions) -> None:
+        function = functions.function(
+            self, route_construct_id(route), service=route.service, handler="app.app",
+            description=f"{route.method} {route.path} ({route.service} service)")
+        if route.auth == PUBLIC:
+            auth = dict(authorization_type=apigateway.AuthorizationType.NONE)
+        else:
+            auth = dict(authorization_type=apigateway.AuthorizationType.COGNITO,
+                        authorizer=rest_api.cognito_authorizer(),
+                        authorization_scopes=[ACCESS_TOKEN_SCOPE])
+        # A plain proxy integration and our own permission: LambdaIntegration would scope the
+        # permission to the stage resource, which is made after (and waits for) this stack.
+        integration = apigateway.Integration(
+            type=apigateway.IntegrationType.AWS_PROXY, integration_http_method="POST",
+            uri=f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}:lambda:path/2015-03-31/"
+                f"functions/{function.function_arn}/invocations")
+        method = self._resource(route.path).add_method(route.method, integration, **auth)
+        # One permission per route (no test-invoke permission): the template stays small.
+        function.add_permission(
+            "ApiPermission", scope=method,
+            principal=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            source_arn=self.api.arn_for_execute_api(
+                route.method, path_for_arn(route.path), rest_api.stage_name))
+        self.route_functions[(route.method, route.path)] = function
+        self.fingerprint.append([route.method, route.path, route.auth, function.node.path])

@@ -1,8 +1,9 @@
 """How every Cloudstrype Lambda function is made: runtime, architecture, layers, settings, role.
 
-A service's functions (one per REST route, plus its WebSocket handlers) share the service's code
-asset (`functions/<service>/`) and one IAM role, so a grant is made once per service and the
-template does not grow a role and a policy per route.
+A service's functions (one per REST route, plus its WebSocket handlers and scheduled jobs) share
+the service's code asset (`functions/<service>/`) and one IAM role, so a grant is made once per
+service and the template does not grow a role and a policy per route. The role lives in the
+service's nested stack, next to its functions.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Mapping
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from cloudstrype import limits
@@ -57,19 +58,20 @@ def service_code(service: str) -> lambda_.Code:
     return lambda_.Code.from_asset(str(FUNCTIONS_DIR / service), exclude=ASSET_EXCLUDES)
 
 
-class ServiceFunctions(Construct):
+class ServiceFunctions:
     """Factory of service functions; owns one role per service and applies its grants once.
 
     `grant(service, role)` is called when a service's role is created: the stack decides there
-    what each service may touch.
+    what each service may touch. The role is made in `service_scope(service)` (the service's
+    nested stack); every function of a service must be made in that same stack.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, layers: FunctionLayers,
-                 environment: Mapping[str, str],
+    def __init__(self, *, layers: FunctionLayers, environment: Mapping[str, str],
                  grant: Callable[[str, iam.IRole], None],
+                 service_scope: Callable[[str], Construct],
                  service_environment: Callable[[str], Mapping[str, str]] | None = None) -> None:
-        super().__init__(scope, construct_id)
         self.layers = layers
+        self._service_scope = service_scope
         self.environment = dict(environment)
         self._grant = grant
         # Per service, over `environment` (e.g. no secret ARN where the role may not read it).
@@ -82,7 +84,7 @@ class ServiceFunctions(Construct):
     def role(self, service: str) -> iam.Role:
         if service not in self._roles:
             role = iam.Role(
-                self, f"{service.capitalize()}Role",
+                self._service_scope(service), f"{service.capitalize()}Role",
                 assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                 description=f"Cloudstrype {service} service functions",
                 managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
@@ -107,6 +109,11 @@ class ServiceFunctions(Construct):
 
     def function(self, scope: Construct, construct_id: str, *, service: str, handler: str,
                  description: str, timeout: Duration = API_TIMEOUT) -> lambda_.Function:
+        role = self.role(service)
+        if Stack.of(scope).node.path != Stack.of(role).node.path:
+            # One code asset and one role per service, both in the service's stack.
+            raise ValueError(f"{construct_id}: a {service} function belongs in the {service} "
+                             f"service's stack ({Stack.of(role).node.path})")
         if service not in self._code:
             self._code[service] = service_code(service)
         function = lambda_.Function(
@@ -119,7 +126,7 @@ class ServiceFunctions(Construct):
             memory_size=MEMORY_MB.get(service, DEFAULT_MEMORY_MB),
             timeout=timeout,
             environment={**self.environment, **self._service_environment(service)},
-            role=self.role(service),
+            role=role,
             description=description,
         )
         self.functions.append(function)

@@ -3,7 +3,7 @@ among them), and failed runs waiting in the jobs' failure queue. They notify one
 (output `AlarmTopicArn`; subscribe an address to it, or give `-c alarmEmail=...`)."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -25,10 +25,11 @@ def _groups(items: Sequence, size: int) -> list[Sequence]:
 
 
 class Monitoring(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *,
-                 functions_by_service: Mapping[str, Iterable[lambda_.Function]],
-                 job_functions: Mapping[str, lambda_.Function],
-                 failure_queue: sqs.IQueue, email: str | None = None) -> None:
+    """The topic and the queue's alarm here; each service's alarms in the scope given (its nested
+    stack, next to the functions they watch)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, failure_queue: sqs.IQueue,
+                 email: str | None = None) -> None:
         super().__init__(scope, construct_id)
         # CloudWatch alarms cannot publish to a topic under the AWS-managed SNS key (its key
         # policy does not admit CloudWatch); see infra/checks-suppressed.yaml.
@@ -37,23 +38,26 @@ class Monitoring(Construct):
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self.alarms: list[cloudwatch.Alarm] = []
-        for service, functions in sorted(functions_by_service.items()):
-            for number, group in enumerate(_groups(list(functions), METRICS_PER_ALARM), 1):
-                for kind in ("Errors", "Throttles"):
-                    self._alarm(
-                        f"{service.capitalize()}{kind}{number}",
-                        self._sum(group, kind),
-                        f"{service} service functions (group {number}): {kind.lower()} in 5 "
-                        f"minutes")
-        for name, function in sorted(job_functions.items()):
-            # Any failed run (an exception or the 15-minute timeout) of a job: the scrub not
-            # finishing means damaged chunks wait for repair.
-            self._alarm(f"{name}Failed", function.metric_errors(period=PERIOD, statistic="Sum"),
-                        f"scheduled job {name} failed")
-        self._alarm("JobFailuresQueued",
+        self._alarm(self, "JobFailuresQueued",
                     failure_queue.metric_approximate_number_of_messages_visible(
                         period=PERIOD, statistic="Maximum"),
                     "failed scheduled runs are waiting in the failure queue")
+
+    def watch_service(self, scope: Construct, service: str,
+                      functions: Iterable[lambda_.Function]) -> None:
+        """Errors and throttles of the service's functions, in groups of METRICS_PER_ALARM."""
+        for number, group in enumerate(_groups(list(functions), METRICS_PER_ALARM), 1):
+            for kind in ("Errors", "Throttles"):
+                self._alarm(
+                    scope, f"{service.capitalize()}{kind}{number}", self._sum(group, kind),
+                    f"{service} service functions (group {number}): {kind.lower()} in 5 "
+                    f"minutes")
+
+    def watch_job(self, scope: Construct, name: str, function: lambda_.Function) -> None:
+        # Any failed run (an exception or the 15-minute timeout) of a job: the scrub not
+        # finishing means damaged chunks wait for repair.
+        self._alarm(scope, f"{name}Failed", function.metric_errors(period=PERIOD, statistic="Sum"),
+                    f"scheduled job {name} failed")
 
     @staticmethod
     def _sum(functions: Sequence[lambda_.Function], kind: str) -> cloudwatch.IMetric:
@@ -64,9 +68,10 @@ class Monitoring(Construct):
             expression="+".join(f"FILL({name},0)" for name in metrics),
             using_metrics=metrics, period=PERIOD, label=f"{kind} (sum)")
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> None:
+    def _alarm(self, scope: Construct, construct_id: str, metric: cloudwatch.IMetric,
+               description: str) -> None:
         alarm = cloudwatch.Alarm(
-            self, construct_id, metric=metric, threshold=1, evaluation_periods=1,
+            scope, construct_id, metric=metric, threshold=1, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"Cloudstrype: {description}")

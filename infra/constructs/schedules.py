@@ -1,5 +1,6 @@
 """Scheduled jobs (the scrub that repairs lost shares, and the like): chalice `@app.schedule`
-handlers of the services, each its own function started by an EventBridge rule.
+handlers of the services, each its own function started by an EventBridge rule, both in the
+job's service's nested stack.
 
 A run that fails lands in one SQS queue (`failures`): EventBridge puts there what it could not
 deliver, Lambda the events of runs that still failed after their retries. The queue's depth and
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
@@ -44,7 +45,8 @@ def _construct_name(job: ScheduledJob) -> str:
 
 class ScheduledJobs(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, jobs: Iterable[ScheduledJob],
-                 functions: ServiceFunctions) -> None:
+                 functions: ServiceFunctions,
+                 service_scope: Callable[[str], Construct]) -> None:
         super().__init__(scope, construct_id)
         self.job_functions: dict[tuple[str, str], lambda_.Function] = {}
         self.jobs: dict[tuple[str, str], ScheduledJob] = {}
@@ -54,13 +56,14 @@ class ScheduledJobs(Construct):
             removal_policy=RemovalPolicy.DESTROY)
         for job in jobs:
             name = _construct_name(job)
+            scope = service_scope(job.service)
             function = functions.function(
-                self, f"{name}Function", service=job.service, handler=job.handler,
+                scope, f"{name}Function", service=job.service, handler=job.handler,
                 description=f"Scheduled {job.name}: {job.expression} ({job.service} service)",
                 timeout=JOB_TIMEOUT)
             function.configure_async_invoke(
                 retry_attempts=JOB_RETRIES, on_failure=destinations.SqsDestination(self.failures))
-            events.Rule(self, f"{name}Schedule",
+            events.Rule(scope, f"{name}Schedule",
                         description=job.description or f"Runs {job.service}.{job.name}",
                         schedule=events.Schedule.expression(job.expression),
                         targets=[targets.LambdaFunction(function, retry_attempts=JOB_RETRIES,

@@ -1,6 +1,7 @@
 """The members' WebSocket API: $connect / $default / $disconnect, each its own function.
 
-The handlers come from the services' chalice apps (`app.websocket_handlers`). Functions reach
+The handlers come from the services' chalice apps (`app.websocket_handlers`); each handler's
+function lives in its service's nested stack, the routes and integrations here. Functions reach
 connections through the API Gateway management API at `management_url`.
 """
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigatewayv2
@@ -71,14 +72,15 @@ class MemberWebSocketApi(Construct):
     def grant_manage_connections(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.api.grant_manage_connections(grantee)
 
-    def add_handlers(self, handlers: Iterable[WebSocketHandler],
-                     functions: ServiceFunctions) -> None:
+    def add_handlers(self, handlers: Iterable[WebSocketHandler], functions: ServiceFunctions, *,
+                     service_scope: Callable[[str], Construct]) -> None:
         for handler in handlers:
             if handler.route_key in self.handler_functions:
                 raise ValueError(f"Two services handle the WebSocket route {handler.route_key}")
             name = _route_name(handler.route_key)
             function = functions.function(
-                self, f"{name}Handler", service=handler.service, handler=handler.handler,
+                service_scope(handler.service), f"WebSocket{name}Handler",
+                service=handler.service, handler=handler.handler,
                 description=f"WebSocket {handler.route_key} ({handler.service} service)")
             self.api.add_route(handler.route_key, integration=integrations.
                                WebSocketLambdaIntegration(f"{name}Integration", function))

@@ -3,6 +3,12 @@
 Asset bundling is switched off with the standard context `aws:cdk:bundling-stacks = []` (the
 dependency layer is then its unbundled source folder; no pip, no Docker, no network). Every other
 context value comes from cdk.json, so the tests see the feature flags a real `cdk synth` uses.
+
+The stack is a parent with one nested stack per service. Most tests read `resources`, all the
+stacks' resources in one view where every value crossing stacks is followed to where it comes
+from: a nested stack's parameter becomes the parent's value for it, a parent's
+`Fn::GetAtt <nested stack>.Outputs.X` the nested output's value. A nested stack's own pseudo
+parameters (its stack id) are renamed, so they are never mistaken for the parent's.
 """
 from __future__ import annotations
 
@@ -25,31 +31,95 @@ def cdk_context(**extra) -> dict:
     return context
 
 
+NESTED_STACK = "AWS::CloudFormation::Stack"
+OWN_PSEUDO_PARAMETERS = ("AWS::StackId", "AWS::StackName")
+
+
 @dataclass
 class Synthesized:
     stack: object
-    template: object          # aws_cdk.assertions.Template
-    resources: dict           # logical id -> resource, from the template JSON
-    outputs: dict
+    template: object          # aws_cdk.assertions.Template of the parent stack
+    resources: dict           # logical id -> resource, every stack's, references followed
+    outputs: dict             # the parent's outputs
     outdir: Path
+    # template file name -> template JSON, as CloudFormation gets them: the parent's first, then
+    # each nested stack's (the value is the raw template, references not followed)
+    templates: dict
+    # parent logical id of each nested stack resource -> its template file name
+    nested: dict
 
     def of_type(self, resource_type: str) -> dict:
         return {name: r for name, r in self.resources.items() if r["Type"] == resource_type}
 
 
+def _replace(value, replace):
+    found = replace(value)
+    if found is not None:
+        return found
+    if isinstance(value, dict):
+        return {key: _replace(item, replace) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace(item, replace) for item in value]
+    return value
+
+
+def synthesize(stack, outdir: Path) -> Synthesized:
+    """Synthesize the app of `stack` (a CloudstrypeStack) into `outdir` and read it back."""
+    from aws_cdk.assertions import Template
+
+    template = Template.from_stack(stack)
+    body = template.to_json()
+    parent_file = f"{stack.artifact_id}.template.json"
+    templates = {parent_file: body}
+    nested, outputs, merged = {}, {}, {}
+
+    def add(logical: str, resource: dict) -> None:
+        assert logical not in merged, f"{logical} is in two stacks"
+        merged[logical] = resource
+
+    for logical, resource in body["Resources"].items():
+        if resource["Type"] != NESTED_STACK:
+            continue
+        name = resource["Metadata"]["aws:asset:path"]
+        nested[logical] = name
+        templates[name] = child = json.loads((outdir / name).read_text())
+        parameters = resource["Properties"].get("Parameters", {})
+
+        def from_parent(value, parameters=parameters, logical=logical):
+            if isinstance(value, dict) and list(value) == ["Ref"]:
+                if value["Ref"] in parameters:
+                    return parameters[value["Ref"]]
+                if value["Ref"] in OWN_PSEUDO_PARAMETERS:
+                    return {"Ref": f"{value['Ref']} of the nested stack {logical}"}
+            return None
+
+        for child_logical, child_resource in child["Resources"].items():
+            add(child_logical, _replace(child_resource, from_parent))
+        outputs[logical] = {key: _replace(output["Value"], from_parent)
+                            for key, output in child.get("Outputs", {}).items()}
+
+    def from_nested(value):
+        if isinstance(value, dict) and list(value) == ["Fn::GetAtt"]:
+            target, attribute = value["Fn::GetAtt"]
+            if target in outputs and attribute.startswith("Outputs."):
+                return outputs[target][attribute.removeprefix("Outputs.")]
+        return None
+
+    for logical, resource in body["Resources"].items():
+        add(logical, _replace(resource, from_nested))
+    return Synthesized(stack, template, merged, body.get("Outputs", {}), outdir, templates,
+                       nested)
+
+
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory) -> Synthesized:
     import aws_cdk as cdk
-    from aws_cdk.assertions import Template
 
     from infra.stack import stack_from_context
 
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(context=cdk_context(), outdir=str(outdir))
-    stack = stack_from_context(app)
-    template = Template.from_stack(stack)
-    body = template.to_json()
-    return Synthesized(stack, template, body["Resources"], body.get("Outputs", {}), outdir)
+    return synthesize(stack_from_context(app), outdir)
 
 
 @pytest.fixture(scope="session")

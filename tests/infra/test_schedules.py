@@ -31,14 +31,14 @@ def _stand_in_chunk_app() -> ServiceApp:
 @pytest.fixture(scope="module")
 def job_stack(tmp_path_factory):
     import aws_cdk as cdk
-    from aws_cdk.assertions import Template
 
     from infra.stack import CloudstrypeStack, ServiceCatalog
-    from tests.infra.conftest import cdk_context
+    from tests.infra.conftest import cdk_context, synthesize
 
     catalog = ServiceCatalog.from_apps({"chunk": _stand_in_chunk_app()})
-    app = cdk.App(context=cdk_context(), outdir=str(tmp_path_factory.mktemp("jobs.out")))
-    return Template.from_stack(CloudstrypeStack(app, catalog=catalog)).to_json()["Resources"]
+    outdir = tmp_path_factory.mktemp("jobs.out")
+    app = cdk.App(context=cdk_context(), outdir=str(outdir))
+    return synthesize(CloudstrypeStack(app, catalog=catalog), outdir).resources
 
 
 def test_catalog_reads_schedules_from_the_app():
