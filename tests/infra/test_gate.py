@@ -1,4 +1,5 @@
-"""The template gate: cfn-lint and checkov on the synthesized template.
+"""The template gate: cfn-lint and checkov on the synthesized templates (the parent stack's and
+every nested stack's).
 
 Every failed check must be listed, with its reason, in infra/checks-suppressed.yaml; a listed
 check that no longer fails must be removed from it. Both tools run at once (about 30 s each).
@@ -43,28 +44,33 @@ def _cfn_lint_codes(output: str) -> dict[str, list[str]]:
     return found
 
 
-def _checkov_codes(output: str) -> dict[str, list[str]]:
+def _checkov_codes(output: str, templates: set[str]) -> dict[str, list[str]]:
     report = json.loads(output)
     report = report[0] if isinstance(report, list) else report
     found: dict[str, list[str]] = {}
     for failed in report["results"]["failed_checks"]:
         found.setdefault(failed["check_id"], []).append(failed["resource"])
     assert report["summary"]["parsing_errors"] == 0
-    assert report["summary"]["resource_count"] > 100   # it read the whole template
+    assert report["summary"]["resource_count"] > 100   # it read the whole templates
+    checked = {Path(c["file_path"]).name for kind in ("passed_checks", "failed_checks")
+               for c in report["results"][kind]}
+    assert checked == templates, templates - checked    # every stack's template
     return found
 
 
 @pytest.fixture(scope="module")
 def findings(synthesized, tmp_path_factory) -> dict[str, dict[str, list[str]]]:
     directory = tmp_path_factory.mktemp("gate")
-    template = directory / "template.json"
-    template.write_text(json.dumps(synthesized.template.to_json()))
+    for name, body in synthesized.templates.items():
+        (directory / name).write_text(json.dumps(body))
     checkov = _checkov()
     lint = subprocess.Popen(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json", str(template)],
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "json",
+         *sorted(str(directory / name) for name in synthesized.templates)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Not --quiet: the passed checks show which templates checkov read.
     check = subprocess.Popen(
-        [str(checkov), "-f", str(template), "--framework", "cloudformation", "--quiet",
+        [str(checkov), "-d", str(directory), "--framework", "cloudformation",
          "--compact", "--output", "json", "--skip-download"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=directory)
     lint_out, lint_err = lint.communicate(timeout=240)
@@ -72,7 +78,8 @@ def findings(synthesized, tmp_path_factory) -> dict[str, dict[str, list[str]]]:
     # cfn-lint exits non-zero when it finds anything; a crash leaves no JSON.
     assert lint_out.strip().startswith("["), lint_err
     assert check_out.strip()[:1] in ("{", "["), check_err
-    return {"cfn-lint": _cfn_lint_codes(lint_out), "checkov": _checkov_codes(check_out)}
+    return {"cfn-lint": _cfn_lint_codes(lint_out),
+            "checkov": _checkov_codes(check_out, set(synthesized.templates))}
 
 
 @pytest.mark.parametrize("tool", ["cfn-lint", "checkov"])
