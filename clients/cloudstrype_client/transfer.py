@@ -1,6 +1,11 @@
 """Moving bytes: `put` (uploads), `get` (downloads) and `cat`.
 
-Uploads: a file of at most 4 MiB goes in one request (POST /api/filesystem/data); a bigger one
+Uploads: small files (at most BATCH_FILE_MAX, the server's pack threshold) bound for the same
+remote directory go many to a request (POST /api/filesystem/batch, each with its modification
+time), filled up to the server's file-count and size limits, several batches in flight at once;
+the server packs them, and its 207 answer fails a file alone (reported by name and counted). A
+lone small file in a directory, and any other file of at most 4 MiB, goes in one request (POST
+/api/filesystem/data); a bigger one
 through an upload session whose 4 MiB parts are sent by a thread pool (``--jobs``), any order,
 each retried on transient failures. Several files move at once (another pool of the same size).
 The session id is remembered in the config folder under (server, user, local file, size, mtime,
@@ -28,6 +33,7 @@ in '/', or several SRCs are given), else becomes DEST.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat as stat_module
 import sys
@@ -40,7 +46,16 @@ from pathlib import Path
 from cloudstrype_client import remote
 from cloudstrype_client.api import Client
 from cloudstrype_client.config import UploadState
-from cloudstrype_client.errors import CONFLICT, FAILED, NOT_FOUND, OK, USAGE, CliError, UsageError
+from cloudstrype_client.errors import (
+    CONFLICT,
+    FAILED,
+    NOT_FOUND,
+    OK,
+    USAGE,
+    CliError,
+    UsageError,
+    exit_code_for_status,
+)
 from cloudstrype_client.progress import Progress
 
 MiB = 1024 * 1024
@@ -51,6 +66,16 @@ MiB = 1024 * 1024
 ONE_SHOT_MAX = 4 * MiB
 RANGE_SIZE = 4 * MiB
 HASH_BLOCK = 4 * MiB
+# Batches, copies of the server's too (checked by tests/cli/test_batch_put.py): files up to
+# BATCH_FILE_MAX (pipeline.packs.PACK_THRESHOLD) are batched, at most BATCH_MAX_FILES
+# (tree.files.MAX_BATCH_FILES) and BATCH_MAX_BYTES of body as sent (ONE_SHOT_MAX_BYTES) each.
+BATCH_FILE_MAX = 256 * 1024
+BATCH_MAX_FILES = 500
+BATCH_MAX_BYTES = 4 * MiB
+# What the form adds per file part besides its bytes and name (boundary, part headers), and once
+# per batch (the path field, the mtimes part's headers), counted generously.
+BATCH_PART_OVERHEAD = 256
+BATCH_FORM_OVERHEAD = 4096
 # Modification times within this are the same: the server keeps microseconds, and a float of
 # today's Unix seconds holds about a tenth of one.
 MODIFY_WINDOW = 0.001
@@ -392,6 +417,127 @@ class Uploader:
         return node
 
 
+    def send_batch(self, items: list[Upload]) -> list[tuple[Upload, BaseException]]:
+        """Upload `items` (small files of one directory) in one request; the files that failed,
+        each with its own error (a file unreadable here is left out of the request)."""
+        failures: list[tuple[Upload, BaseException]] = []
+        parts, mtimes, sent, digests = [], {}, [], {}
+        for item in items:
+            try:
+                item.name.encode("utf-8")
+            except UnicodeEncodeError:
+                failures.append((item, CliError(
+                    "the name is not valid UTF-8, so it cannot be a remote name; rename the "
+                    "file.", USAGE)))
+                continue
+            try:
+                with open(item.local, "rb") as f:
+                    before = os.fstat(f.fileno())
+                    data = f.read()
+                    mtime = _stable_mtime(before, os.fstat(f.fileno()))
+            except OSError as exc:
+                failures.append((item, exc))
+                continue
+            parts.append(("file", (item.name, data, "application/octet-stream")))
+            if mtime is not None:
+                mtimes[item.name] = round(mtime, 6)
+            digests[item.name] = (len(data), hashlib.sha256(data).hexdigest())
+            sent.append(item)
+        if not sent:
+            return failures
+        directory = sent[0].directory
+        answer = self.client.request(
+            "POST", "/api/filesystem/batch", retry=True, ok=(207,),
+            what=f"{directory} (a batch of {len(sent)} files)",
+            data={"path": directory, "mtimes": json.dumps(mtimes)}, files=parts).json()
+        results = {r.get("name"): r for r in answer.get("results") or []}
+        for item in sent:
+            result = results.get(item.name)
+            if result is None:
+                failures.append((item, CliError(f"{item.remote}: the server's answer to the "
+                                                f"batch does not mention this file.")))
+                continue
+            if result.get("status") != 201:
+                error = result.get("error") or {}
+                status = int(result.get("status") or 500)
+                failures.append((item, CliError(
+                    f"{item.remote}: {error.get('message') or f'HTTP {status}'}",
+                    exit_code_for_status(status), status=status, code=error.get("code"))))
+                continue
+            node = result.get("file") or {}
+            size, digest = digests[item.name]
+            if node.get("size") != size or (node.get("sha256") and node["sha256"] != digest):
+                failures.append((item, CliError(
+                    f"{item.remote}: the server stored {node.get('size')} bytes with sha256 "
+                    f"{node.get('sha256')}; expected {size} bytes, {digest}.")))
+                continue
+            self.progress.advance(size)
+            self.progress.file_done()
+        return failures
+
+
+def _batch_cost(item: Upload) -> int:
+    """What `item` adds to a batch's body as sent: its bytes, its part, its mtimes entry (a
+    name may be percent-encoded in the part's header, so three bytes a byte)."""
+    name = item.name.encode("utf-8", "surrogateescape")
+    return item.size + 3 * len(name) + BATCH_PART_OVERHEAD + len(json.dumps(item.name)) + 24
+
+
+def plan_batches(uploads: list[Upload]) -> tuple[list[list[Upload]], list[Upload]]:
+    """(batches: the small files of each remote directory, filled up to the limits; the files
+    to send alone: the big ones, and a small one alone in its directory)."""
+    alone: list[Upload] = []
+    by_directory: dict[str, list[Upload]] = {}
+    for item in uploads:
+        if item.size <= BATCH_FILE_MAX:
+            by_directory.setdefault(item.directory, []).append(item)
+        else:
+            alone.append(item)
+    batches: list[list[Upload]] = []
+    for directory, small in by_directory.items():
+        if len(small) == 1:
+            alone.extend(small)
+            continue
+        room = BATCH_MAX_BYTES - BATCH_FORM_OVERHEAD - 3 * len(directory.encode())
+        batch: list[Upload] = []
+        used = 0
+        for item in small:
+            cost = _batch_cost(item)
+            if batch and (len(batch) >= BATCH_MAX_FILES or used + cost > room):
+                batches.append(batch)
+                batch, used = [], 0
+            batch.append(item)
+            used += cost
+        batches.append(batch)
+    return batches, alone
+
+
+def _send_all(jobs: int, batches: list[list[Upload]], alone: list[Upload], uploader: Uploader,
+              progress: Progress) -> list[tuple[str, BaseException]]:
+    """Send every batch and every lone file, `jobs` requests at once (big files first: they
+    take longest); a failed file is reported and listed, the others go on. Anything but a CLI or
+    OS error is a bug and stops the command."""
+    failures: list[tuple[str, BaseException]] = []
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as pool:
+        lone = {pool.submit(uploader.upload, item): item
+                for item in sorted(alone, key=lambda u: -u.size)}
+        grouped = {pool.submit(uploader.send_batch, batch): batch for batch in batches}
+        for future in as_completed([*lone, *grouped]):
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, (CliError, OSError)):
+                raise exc
+            if future in lone:
+                failed = [(lone[future], exc)] if exc is not None else []
+            elif exc is not None:           # the whole batch: each of its files failed so
+                failed = [(item, exc) for item in grouped[future]]
+            else:
+                failed = future.result()
+            for item, error in failed:
+                failures.append((str(item.local), error))
+                progress.message(f"put: {item.local}: {_describe_failure(error)}", always=True)
+    return failures
+
+
 @dataclass
 class PutResult:
     sent: int
@@ -444,9 +590,9 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
                         bars=bars)
     uploader = Uploader(client, progress, UploadState(), ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="part"))
+    batches, alone = plan_batches(uploads)
     try:
-        failures = _each_file("put", jobs, uploads, uploader.upload, lambda u: str(u.local),
-                              progress)
+        failures = _send_all(jobs, batches, alone, uploader, progress)
     finally:
         uploader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=bool(uploads))

@@ -1,6 +1,10 @@
 // Uploads and downloads, with a progress bar per file and overall.
 //
-// Uploads up to 4 MiB go in one multipart request; bigger files go through an upload session:
+// Small files (up to BATCH_FILE_MAX, the server's pack threshold) bound for the same folder go
+// many to a request (POST /api/filesystem/batch), which the server packs together; each file
+// keeps its own row, the batch's progress is shown on each, and the 207 answer fails a file
+// alone (retried alone, in one request). Cancelling a file of a running batch cancels the batch.
+// Other uploads up to 4 MiB go in one multipart request; bigger files go through an upload session:
 // parts of `part_size` bytes, several at once, each retried on a network error or a 5xx (the
 // API makes a repeated part harmless), then a commit. A failed upload can be resumed: the
 // session says which parts arrived. Downloads up to 4 MiB are one request; bigger ones are
@@ -15,6 +19,15 @@ import { bytes, CHUNK_SIZE, plural } from "./format.js";
 // ONE_SHOT_MAX_BYTES with room for the form around them); RANGE_SIZE is RANGE_MAX_BYTES.
 export const ONE_SHOT_MAX = 4 * 1024 * 1024;
 const RANGE_SIZE = 4 * 1024 * 1024;
+// Batches, copies of the server's (checked by tests/cli/test_batch_put.py): files up to
+// BATCH_FILE_MAX (pipeline.packs.PACK_THRESHOLD), at most BATCH_MAX_FILES (tree.files.
+// MAX_BATCH_FILES) and BATCH_MAX_BYTES of body as sent (under ONE_SHOT_MAX_BYTES) per request.
+const BATCH_FILE_MAX = 256 * 1024;
+const BATCH_MAX_FILES = 500;
+const BATCH_MAX_BYTES = 4 * 1024 * 1024;
+// What the form adds per file part besides its bytes and name, and once per batch, generously.
+const BATCH_PART_OVERHEAD = 256;
+const BATCH_FORM_OVERHEAD = 4096;
 const FILES_AT_ONCE = 3;
 const PARTS_AT_ONCE = 3;
 const ATTEMPTS = 5;
@@ -138,13 +151,106 @@ export function enqueueUploads(files, emptyDirs = [], { share } = {}) {
     const item = newItem("up", file.name, dir, file.size);
     item.file = file;
     item.share = share;
-    item.done = runUpload(item);
     return item;
   });
+  const batched = new Set();
+  for (const batch of planBatches(started)) {
+    const done = runBatch(batch);
+    for (const item of batch) {
+      batched.add(item);
+      item.done = done;
+    }
+  }
+  for (const item of started) if (!batched.has(item)) item.done = runUpload(item);
   for (const dir of emptyDirs) makeDir(dir, share);
   showPanel();
   draw();
   return started;
+}
+
+// The small files of each folder (two or more), in batches filled up to the server's limits.
+function planBatches(uploads) {
+  const byDir = new Map();
+  for (const item of uploads) {
+    if (item.size > BATCH_FILE_MAX) continue;
+    if (!byDir.has(item.dir)) byDir.set(item.dir, []);
+    byDir.get(item.dir).push(item);
+  }
+  const encoder = new TextEncoder();
+  const batches = [];
+  for (const [dir, small] of byDir) {
+    if (small.length < 2) continue;
+    const room = BATCH_MAX_BYTES - BATCH_FORM_OVERHEAD - 3 * encoder.encode(dir).length;
+    let batch = [];
+    let used = 0;
+    for (const item of small) {
+      // A name may be percent-encoded in its part's header: three bytes a byte.
+      const cost = item.size + 3 * encoder.encode(item.name).length + BATCH_PART_OVERHEAD;
+      if (batch.length && (batch.length >= BATCH_MAX_FILES || used + cost > room)) {
+        batches.push(batch);
+        batch = [];
+        used = 0;
+      }
+      batch.push(item);
+      used += cost;
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
+// One request for the batch's files; each file ends done or failed with its own message.
+async function runBatch(batch) {
+  const group = { requests: new Set(), cancelled: false, retries: 0, note: "" };
+  for (const item of batch) item.batch = group;
+  await fileSlots.run(async () => {
+    const live = batch.filter((item) => !item.cancelled);
+    if (!live.length) return;
+    for (const item of live) {
+      item.state = "running";
+      item.message = "";
+    }
+    draw();
+    let answer = null;
+    let failure = null;
+    try {
+      answer = await withRetries(group, "The batch", () => requestSlots.run(() => {
+        const form = new FormData();
+        form.append("path", live[0].dir);
+        for (const item of live) form.append("file", item.file, item.name);
+        return sendJson(group, { method: "POST", path: "/api/filesystem/batch", body: form,
+          query: { share: live[0].share },
+          onUpload: (loaded, sent) => {
+            const fraction = sent ? Math.min(1, loaded / sent) : 0;
+            for (const item of live) item.loaded = Math.round(fraction * item.size);
+            draw();
+          } });
+      }));
+    } catch (error) {
+      failure = error;
+    }
+    const results = new Map((answer?.results || []).map((result) => [result.name, result]));
+    for (const item of live) {
+      item.batch = null;
+      item.note = "";
+      item.retries = group.retries;
+      const result = results.get(item.name);
+      if (failure && (group.cancelled || failure.name === "AbortError")) {
+        item.state = "cancelled";
+      } else if (failure) {
+        item.state = "failed";
+        item.message = messageOf(failure);
+      } else if (result?.status === 201) {
+        item.loaded = item.size;
+        item.state = "done";
+      } else {
+        item.state = "failed";
+        item.message = result?.error?.message || "The server did not report this file.";
+      }
+    }
+    if (answer?.created) changed(live[0].dir, live[0].share);
+    draw();
+  });
 }
 
 async function makeDir(path, share) {
@@ -297,6 +403,10 @@ async function uploadInParts(item) {
 function cancel(item) {
   if (item.state === "done" || item.state === "failed" || item.state === "cancelled") return;
   item.cancelled = true;
+  if (item.batch && item.state === "running") {
+    item.batch.cancelled = true;
+    for (const xhr of item.batch.requests) xhr.abort();
+  }
   for (const xhr of item.requests) xhr.abort();
   if (item.sessionId) {
     const cleanup = { requests: new Set(), cancelled: false };

@@ -1,0 +1,153 @@
+"""`cloudstrype put` of a folder sends its small files in batches (POST /api/filesystem/batch):
+they read back byte for byte, are packed (few share files on the storages), keep their
+modification times so a second put skips them, and a file the server refuses fails alone."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from cloudstrype import limits
+
+from tests.cli.conftest import Cli, add_local_storages
+from tests.foundation.test_gateway import _js_constant
+from tests.support import register_and_login
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+def _counts(output: str) -> tuple[int, int, int]:
+    match = re.search(r"put: (\d+) sent, (\d+) skipped \(unchanged\), (\d+) failed", output)
+    assert match, output
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def _share_files(disks: list[Path]) -> int:
+    return sum(1 for d in disks if d.exists() for p in d.rglob("*")
+               if p.is_file() and not p.name.startswith((".", "~")))
+
+
+def test_the_clients_batch_limits_match_the_server():
+    from cloudstrype.pipeline import packs
+    from cloudstrype.tree import files
+    from cloudstrype_client import transfer
+    assert transfer.BATCH_FILE_MAX == packs.PACK_THRESHOLD
+    assert transfer.BATCH_MAX_FILES == files.MAX_BATCH_FILES
+    assert transfer.BATCH_MAX_BYTES <= limits.ONE_SHOT_MAX_BYTES
+    assert _js_constant("web/js/transfers.js", "BATCH_FILE_MAX") == packs.PACK_THRESHOLD
+    assert _js_constant("web/js/transfers.js", "BATCH_MAX_FILES") == files.MAX_BATCH_FILES
+    assert _js_constant("web/js/transfers.js", "BATCH_MAX_BYTES") <= limits.ONE_SHOT_MAX_BYTES
+
+
+@pytest.fixture
+def packer(api, stack, tmp_path):
+    """A desktop home logged in as a fresh user with three storages and raid1(2)."""
+    user = register_and_login(api)
+    disks_root = tmp_path / "disks"
+    add_local_storages(user, disks_root)
+    assert user.api.put("/api/filesystem/settings",
+                        json={"durability": "raid1(2)"}).status_code == 200
+    home = Cli(tmp_path / "home", stack.url)
+    home.home.mkdir()
+    home.login(user)
+    return home, [disks_root / f"d{n}" for n in range(3)]
+
+
+def _tree(top: Path) -> dict[str, bytes]:
+    """300 small files (250 at the top, 50 below), 20 of 250 KiB (more than one batch's bytes
+    together), one of 600 KiB (alone, one request) and one of 5 MiB (an upload session)."""
+    rng = random.Random(13)
+    files = {f"s{n:03}.txt": rng.randbytes(rng.randint(1, 4 * KiB)) for n in range(250)}
+    files.update({f"sub/t{n:02}.bin": rng.randbytes(rng.randint(1, 4 * KiB)) for n in range(50)})
+    files.update({f"mid/m{n:02}.bin": rng.randbytes(250 * KiB) for n in range(20)})
+    files["large/six.bin"] = rng.randbytes(600 * KiB)
+    files["large/five.bin"] = rng.randbytes(5 * MiB + 7)
+    for name, data in files.items():
+        path = top / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_a_folder_of_small_files_goes_up_in_packed_batches(packer, tmp_path):
+    cli, disks = packer
+    top = tmp_path / "many"
+    files = _tree(top)
+    root = f"/batch-{uuid.uuid4().hex[:8]}"
+    first = cli.ok("put", "-j", "4", str(top) + "/", root)
+    assert _counts(first.stdout) == (len(files), 0, 0)
+
+    # Every file reads back byte for byte (a listing's sizes, then each file's bytes).
+    got = tmp_path / "back"
+    cli.ok("get", "-j", "4", root + "/", str(got))
+    back = {str(p.relative_to(got)): p.read_bytes() for p in got.rglob("*") if p.is_file()}
+    assert back.keys() == files.keys()
+    assert all(back[name] == data for name, data in files.items())
+
+    # Packed: without batches each file would be a chunk of its own, two shares each.
+    written = _share_files(disks)
+    assert written <= 0.05 * len(files) * 2, written
+
+    # Their modification times went with them: a second put skips every file and sends none.
+    again = cli.ok("put", "-j", "4", str(top) + "/", root)
+    assert _counts(again.stdout) == (0, len(files), 0)
+    assert _share_files(disks) == written
+
+
+def test_a_file_the_server_refuses_fails_alone(packer, tmp_path):
+    cli, _ = packer
+    top = tmp_path / "mixed"
+    top.mkdir()
+    for n in range(10):
+        (top / f"ok{n}.txt").write_bytes(f"file {n}\n".encode())
+    (top / "taken").write_bytes(b"a directory has this name remotely")
+    # A name that is not UTF-8 cannot be a remote name: refused here, before any request.
+    os.close(os.open(os.fsencode(top) + b"/bad\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    root = f"/refused-{uuid.uuid4().hex[:8]}"
+    assert cli.user.api.post("/api/filesystem/dirs",
+                             json={"path": f"{root}/taken"}).status_code == 201
+    done = cli.run("put", str(top) + "/", root)
+    assert done.returncode != 0, done.stderr
+    assert "put: 10 sent" in done.stdout, done.stderr
+    assert _counts(done.stdout) == (10, 0, 2)
+    assert re.search(rf"put: .*taken: {re.escape(root)}/taken: .*director", done.stderr), \
+        done.stderr
+    assert "UTF-8" in done.stderr, done.stderr
+    listing = cli.user.api.get("/api/filesystem/info", params={"path": root}).json()
+    children = {c["name"]: c for c in listing["children"]}
+    assert sorted(children) == sorted([f"ok{n}.txt" for n in range(10)] + ["taken"])
+    assert children["taken"]["type"] == "directory"
+    for n in range(10):
+        info = cli.user.api.get("/api/filesystem/info",
+                                params={"path": f"{root}/ok{n}.txt", "depth": 0}).json()
+        assert info["sha256"] == hashlib.sha256(f"file {n}\n".encode()).hexdigest()
+
+
+def test_a_batch_into_a_share_lands_in_the_owners_folder(packer, api, stack, tmp_path):
+    owner, _ = packer
+    owner.user.api.post("/api/filesystem/dirs", json={"path": "/team"})
+    writer_user = register_and_login(api)
+    writer = Cli(tmp_path / "writer", stack.url)
+    writer.home.mkdir()
+    writer.login(writer_user)
+    share_id = owner.ok("share", "/team", "--with", writer_user.username,
+                        "--write").stdout.strip()
+    top = tmp_path / "drop"
+    top.mkdir()
+    sent = {f"n{n}.txt": f"note {n}\n".encode() for n in range(12)}
+    for name, data in sent.items():
+        (top / name).write_bytes(data)
+    done = writer.ok("put", "--share", share_id, str(top) + "/", "/")
+    assert _counts(done.stdout) == (12, 0, 0)
+    for name, data in sent.items():
+        assert owner.ok("cat", f"/team/{name}", text=False).stdout == data
+    # Nothing landed in the writer's own tree.
+    mine = writer_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    assert not [c for c in mine["children"] if c["name"].startswith("n")]
+    again = writer.ok("put", "--share", share_id, str(top) + "/", "/")
+    assert _counts(again.stdout) == (0, 12, 0)
