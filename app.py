@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CDK entry point: builds the `Cloudstrype` stack (see infra/stack.py for its context values).
+"""CDK entry point: builds the `Cloudstrype-<stage>` stack with a nested stack per service (see
+infra/stack.py for both and for its context values).
 
     npx aws-cdk@2 deploy -c stage=prod      # cdk.json runs this file with .venv/bin/python
 """

@@ -295,8 +295,9 @@ class ServiceRoutes(Construct):
             auth = dict(authorization_type=apigateway.AuthorizationType.COGNITO,
                         authorizer=rest_api.cognito_authorizer(),
                         authorization_scopes=[ACCESS_TOKEN_SCOPE])
-        # A plain proxy integration and our own permission: LambdaIntegration would scope the
-        # permission to the stage resource, which is made after (and waits for) this stack.
+        # A proxy integration with its own permission: LambdaIntegration takes the stage from
+        # the API object, which an API attached by id lacks (it would allow any stage); the
+        # stage is named here, since the stage resource is made after this stack.
         integration = apigateway.Integration(
             type=apigateway.IntegrationType.AWS_PROXY, integration_http_method="POST",
             uri=f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}:lambda:path/2015-03-31/"
