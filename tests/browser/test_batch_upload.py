@@ -1,0 +1,72 @@
+"""Many small files chosen or dropped in the web UI go up in batches: one request to
+POST /api/filesystem/batch for a folder's worth, every file shown and listed, and a file the
+server refuses fails alone in its own row."""
+from __future__ import annotations
+
+import hashlib
+
+from playwright.sync_api import expect
+
+from .helpers import open_files, row, sign_in_with_tokens, upload_files, wait_for_transfer
+
+
+def _uploads(requests: list[tuple[str, str]]) -> tuple[int, int]:
+    """(batch requests, one-file upload requests) seen so far."""
+    batches = sum(1 for m, u in requests if m == "POST" and "/api/filesystem/batch" in u)
+    single = sum(1 for m, u in requests if m == "POST" and "/api/filesystem/data" in u)
+    return batches, single
+
+
+def test_chosen_and_dropped_small_files_go_up_in_one_batch_each(page, base_url, web_user):
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.method, r.url)))
+    # A folder already has this name: the server refuses that one file (409), not the batch.
+    assert web_user.api.post("/api/filesystem/dirs",
+                             json={"path": "/clash.txt"}).status_code == 201
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+
+    chosen = {f"pick-{n:02}.txt": f"picked file {n}\n".encode() * (n + 1) for n in range(29)}
+    chosen["clash.txt"] = b"refused: a folder has this name"
+    upload_files(page, [{"name": name, "mimeType": "text/plain", "buffer": data}
+                        for name, data in chosen.items()])
+    for name in chosen:
+        if name != "clash.txt":
+            wait_for_transfer(page, name)
+    clash = wait_for_transfer(page, "clash.txt", state="failed")
+    expect(clash).to_contain_text("Failed:")
+    assert _uploads(requests) == (1, 0)
+
+    # Thirty dropped files: one more batch.
+    area = page.locator(".files-area")
+    transfer = page.evaluate_handle("""() => {
+        const data = new DataTransfer();
+        for (let n = 0; n < 30; n += 1) {
+            const name = `drop-${String(n).padStart(2, "0")}.txt`;
+            data.items.add(new File([`dropped ${n}\\n`.repeat(n + 1)], name,
+                                    {type: "text/plain"}));
+        }
+        return data;
+    }""")
+    area.dispatch_event("dragenter", {"dataTransfer": transfer})
+    area.dispatch_event("drop", {"dataTransfer": transfer})
+    for n in range(30):
+        wait_for_transfer(page, f"drop-{n:02}.txt")
+    assert _uploads(requests) == (2, 0)
+    expect(row(page, "drop-29.txt")).to_be_visible()
+    expect(row(page, "pick-28.txt")).to_be_visible()
+
+    listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    files = {c["name"]: c for c in listing["children"] if c["type"] == "file"}
+    dropped = {f"drop-{n:02}.txt": f"dropped {n}\n".encode() * (n + 1) for n in range(30)}
+    expected = {**{k: v for k, v in chosen.items() if k != "clash.txt"}, **dropped}
+    assert set(files) == set(expected)
+    for name, data in expected.items():
+        info = web_user.api.get(f"/api/filesystem/info/{files[name]['id']}").json()
+        assert info["sha256"] == hashlib.sha256(data).hexdigest(), name
+
+    # The refused file, retried alone, still fails in its own words (one request, one file).
+    clash.get_by_role("button", name="Try clash.txt again").click()
+    wait_for_transfer(page, "clash.txt", state="failed")
+    expect(clash).to_contain_text("Failed:")
+    assert _uploads(requests) == (2, 1)
