@@ -47,6 +47,24 @@ SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
                   "/api/auth/confirm": "failures"}
 
 
+# Bodies above this are base64-coded on a worker thread rather than on the event loop.
+_INLINE_BYTES = 64 * 1024
+
+
+def _b64(body: bytes | bytearray) -> str | None:
+    return base64.b64encode(body).decode() if body else None
+
+
+def _event_size(event: dict) -> int:
+    """The invocation payload's size as Lambda counts it (the event as compact JSON), without
+    serializing a large body again: base64 text needs no JSON escaping."""
+    body = event.get("body")
+    if not body:
+        return len(json.dumps(event, separators=(",", ":")))
+    return len(json.dumps({**event, "body": None}, separators=(",", ":"))) - len("null") + \
+        len(body) + 2
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers=headers)
@@ -247,8 +265,12 @@ class Gateway:
             # API Gateway answers an unknown resource and a method a resource lacks alike.
             return _error(404, "not_found", NO_ROUTE_MESSAGE)
         route, params = matched
-        event = self._rest_event(request, route, params, bytes(body))
-        payload = len(json.dumps(event, separators=(",", ":")))
+        loop = asyncio.get_running_loop()
+        # Base64 of megabytes, off the event loop (it serves every other request meanwhile).
+        encoded = (await loop.run_in_executor(None, _b64, body)) if len(body) > _INLINE_BYTES \
+            else _b64(body)
+        event = self._rest_event(request, route, params, encoded)
+        payload = _event_size(event)
         if payload > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             # Lambda refuses an invocation this large; the function never runs.
             return _error(413, "payload_too_large", f"This request reaches the function as "
@@ -302,6 +324,11 @@ class Gateway:
         # public link's token is cut out of it.
         log.info("%s %s -> %s (%.0f ms)", method, redact(request.path), status,
                  (time.monotonic() - started) * 1000)
+        encoded_answer = result.get("body") or ""
+        if result.get("isBase64Encoded") and _INLINE_BYTES < len(encoded_answer) <= \
+                limits.LAMBDA_PAYLOAD_MAX_BYTES:
+            decoded = await loop.run_in_executor(None, base64.b64decode, encoded_answer)
+            return self._rest_response(result, decoded)
         return self._rest_response(result)
 
     def _preflight(self) -> web.Response:
@@ -312,7 +339,8 @@ class Gateway:
             "Access-Control-Allow-Methods": ",".join(limits.CORS_ALLOW_METHODS),
         })
 
-    def _rest_event(self, request: web.Request, route: Route, params: dict, body: bytes) -> dict:
+    def _rest_event(self, request: web.Request, route: Route, params: dict,
+                    body: str | None) -> dict:
         headers, multi_headers = {}, {}
         for name, value in request.headers.items():
             headers[name] = value
@@ -346,16 +374,20 @@ class Gateway:
                 "requestTimeEpoch": int(now * 1000),
             },
             # Every body travels base64-encoded: the API is configured with binary media */*.
-            "body": base64.b64encode(body).decode() if body else None,
+            "body": body,
             "isBase64Encoded": bool(body),
         }
 
-    def _rest_response(self, result: dict) -> web.Response:
+    def _rest_response(self, result: dict, decoded: bytes | None = None) -> web.Response:
         encoded = result.get("body") or ""
         if len(encoded) > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             return _error(502, "response_too_large", "The function's answer exceeds Lambda's 6 MB "
                           "response limit; read large content by ranges.")
-        data = base64.b64decode(encoded) if result.get("isBase64Encoded") else encoded.encode()
+        if decoded is not None:
+            data = decoded
+        else:
+            data = base64.b64decode(encoded) if result.get("isBase64Encoded") \
+                else encoded.encode()
         response = web.Response(status=result.get("statusCode", 200), body=data)
         for name, value in (result.get("headers") or {}).items():
             response.headers[name] = str(value)
