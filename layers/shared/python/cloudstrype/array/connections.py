@@ -4,9 +4,6 @@ from __future__ import annotations
 import json
 import logging
 
-import boto3
-from botocore.config import Config
-
 from cloudstrype.settings import get_settings
 
 log = logging.getLogger("cloudstrype.array")
@@ -21,6 +18,9 @@ def _management_client():
     if not endpoint:
         raise RuntimeError("CLOUDSTRYPE_WS_MANAGEMENT_URL is not set; members cannot be reached.")
     if _client is None or _client_endpoint != endpoint:
+        # Imported here, not at the top: boto3 is a large part of a cold start.
+        import boto3
+        from botocore.config import Config
         _client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint,
                                region_name=get_settings().region,
                                config=Config(retries={"max_attempts": 2}, connect_timeout=5,

@@ -15,20 +15,14 @@ import ipaddress
 import json
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
-from botocore.awsrequest import (
-    AWSHTTPConnection,
-    AWSHTTPConnectionPool,
-    AWSHTTPSConnection,
-    AWSHTTPSConnectionPool,
-)
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..settings import get_settings
 from .base import BackendError
+
+if TYPE_CHECKING:
+    import requests
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Not "global" by the IANA registries already, named anyway so the rule is plain to read.
@@ -177,55 +171,71 @@ class _Pinned:
         return super()._new_conn()
 
 
-class _HTTPConnection(_Pinned, HTTPConnection):
-    pass
+# The connection classes are built on first use: urllib3, requests and botocore cost a cold start
+# tens of milliseconds, and most calls of a function reach no user-named host.
+@functools.cache
+def _session_adapter() -> type:
+    """requests' adapter whose pools connect only to checked addresses."""
+    import requests.adapters
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class _HTTPConnection(_Pinned, HTTPConnection):
+        pass
+
+    class _HTTPSConnection(_Pinned, HTTPSConnection):
+        pass
+
+    class _HTTPPool(HTTPConnectionPool):
+        ConnectionCls = _HTTPConnection
+
+    class _HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = _HTTPSConnection
+
+    class _GuardedAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    return _GuardedAdapter
 
 
-class _HTTPSConnection(_Pinned, HTTPSConnection):
-    pass
+@functools.cache
+def _boto_pools() -> dict[str, type]:
+    """botocore's pool classes by scheme, connecting only to checked addresses."""
+    from botocore.awsrequest import (
+        AWSHTTPConnection,
+        AWSHTTPConnectionPool,
+        AWSHTTPSConnection,
+        AWSHTTPSConnectionPool,
+    )
 
+    class _AWSHTTPConnection(_Pinned, AWSHTTPConnection):
+        pass
 
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+    class _AWSHTTPSConnection(_Pinned, AWSHTTPSConnection):
+        pass
 
+    class _AWSHTTPPool(AWSHTTPConnectionPool):
+        ConnectionCls = _AWSHTTPConnection
 
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
+    class _AWSHTTPSPool(AWSHTTPSConnectionPool):
+        ConnectionCls = _AWSHTTPSConnection
 
-
-class _AWSHTTPConnection(_Pinned, AWSHTTPConnection):
-    pass
-
-
-class _AWSHTTPSConnection(_Pinned, AWSHTTPSConnection):
-    pass
-
-
-class _AWSHTTPPool(AWSHTTPConnectionPool):
-    ConnectionCls = _AWSHTTPConnection
-
-
-class _AWSHTTPSPool(AWSHTTPSConnectionPool):
-    ConnectionCls = _AWSHTTPSConnection
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return {"http": _AWSHTTPPool, "https": _AWSHTTPSPool}
 
 
 def guard_session(session: requests.Session) -> requests.Session:
     """Every request of this session (redirects too) goes through the check."""
-    if not isinstance(session.get_adapter("https://x/"), _GuardedAdapter):
-        session.mount("https://", _GuardedAdapter())
-        session.mount("http://", _GuardedAdapter())
+    adapter = _session_adapter()
+    if not isinstance(session.get_adapter("https://x/"), adapter):
+        session.mount("https://", adapter())
+        session.mount("http://", adapter())
     return session
 
 
 def guard_boto_client(client):
     """Every connection of this botocore client goes through the check."""
     # botocore's URLLib3Session shares this mapping with its pool managers.
-    client._endpoint.http_session._pool_classes_by_scheme.update(
-        http=_AWSHTTPPool, https=_AWSHTTPSPool)
+    client._endpoint.http_session._pool_classes_by_scheme.update(_boto_pools())
     return client

@@ -8,31 +8,30 @@
 OAuth kinds keep a single field, `token`, which the server fills from the authorization-code
 flow (see oauth.py); `on_token_refreshed` receives each new token so it can be saved.
 
-The drivers in this package register here at import; a kind defined elsewhere (the array's
-`member`) registers itself with `register` from its own package, so this package imports none.
+The kinds of this package are declared here; a kind defined elsewhere (the array's `member`)
+registers itself with `register` from its own package, so this package imports none. Nothing
+heavy is imported until it is needed (boto3 and requests are a large part of a cold start): a
+driver when a storage of its kind is first opened, oauth.py when the kinds are first read.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..settings import get_settings
 from .base import Backend, BackendError, Usage
-from .box import BoxBackend
-from .dropbox import DropboxBackend
-from .gdrive import GoogleDriveBackend
-from .http import RetryPolicy
-from .local import LocalBackend
-from .oauth import PROVIDERS, TokenCallback, make_session
-from .onedrive import OneDriveBackend
-from .pacing import pacer_for
-from .s3 import S3Backend
+
+if TYPE_CHECKING:
+    from .http import RetryPolicy
+    from .oauth import TokenCallback
 
 
 class ConfigError(ValueError):
@@ -101,9 +100,31 @@ class _Entry:
 
 _REGISTERED: dict[str, _Entry] = {}
 _KINDS: dict[str, StorageKind] = {}
-# Every registered kind, a live read-only view: kinds registered later (the array's `member`)
-# appear here too, also for modules that imported KINDS before.
-KINDS: Mapping[str, StorageKind] = MappingProxyType(_KINDS)
+_lock = threading.RLock()
+_oauth_declared = False
+
+
+class _Kinds(Mapping):
+    """Every registered kind, a live read-only view: kinds registered later (the array's
+    `member`) appear here too, also for modules that imported KINDS before."""
+
+    def __getitem__(self, kind: str) -> StorageKind:
+        _declare_oauth()
+        return _KINDS[kind]
+
+    def __iter__(self):
+        _declare_oauth()
+        return iter(dict(_KINDS))
+
+    def __len__(self) -> int:
+        _declare_oauth()
+        return len(_KINDS)
+
+    def __repr__(self) -> str:
+        return f"KINDS({dict(self)!r})"
+
+
+KINDS: Mapping[str, StorageKind] = _Kinds()
 
 
 # Kinds whose drivers live in another package, loaded on first use: every function (each its own
@@ -112,23 +133,52 @@ _ELSEWHERE = {"member": "cloudstrype.array.backend"}
 
 
 def _load(kind: str) -> None:
+    _declare_oauth()
     if kind not in _KINDS and kind in _ELSEWHERE:
-        import importlib
         importlib.import_module(_ELSEWHERE[kind])
 
 
 def register(info: StorageKind, opener: Opener, validate: Validator | None = None) -> None:
     """Make a kind of storage known: how it is described, validated and opened. `validate`
     defaults to checking the declared fields. Registering a kind again replaces it."""
-    _REGISTERED[info.kind] = _Entry(info, opener, validate)
-    _KINDS[info.kind] = info
+    with _lock:
+        _REGISTERED[info.kind] = _Entry(info, opener, validate)
+        _KINDS[info.kind] = info
 
 
+def _declare_oauth() -> None:
+    """Register the OAuth kinds, declared by oauth.PROVIDERS, on the registry's first use:
+    oauth.py brings requests and oauthlib, which the cold start of a function that does not look
+    at the kinds (the chunk, array and filesystem functions) does without."""
+    global _oauth_declared
+    if _oauth_declared:
+        return
+    with _lock:
+        if _oauth_declared:
+            return
+        from .oauth import PROVIDERS
+        # In the order they always had: after the built-in kinds, before those registered since
+        # (the array's `member`); a kind registered under a provider's name keeps its entry.
+        since = {kind: (_REGISTERED.pop(kind), _KINDS.pop(kind))
+                 for kind in list(_KINDS) if kind not in _BUILT_IN}
+        for name, provider in PROVIDERS.items():
+            if name not in since:
+                register(StorageKind(name, provider.label, "oauth", (_TOKEN,)),
+                         _oauth_opener(name), _validate_token)
+        for kind, (entry, info) in since.items():
+            _REGISTERED[kind], _KINDS[kind] = entry, info
+        _oauth_declared = True
+
+
+# The openers import their drivers on first use: a function that never opens an S3 bucket (most
+# of them, most of the time) does not pay for boto3 or requests on its cold start.
 def _open_local(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+    from .local import LocalBackend
     return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"])
 
 
 def _open_s3(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+    from .s3 import S3Backend
     return S3Backend(
         endpoint_url=cleaned["endpoint_url"], region=cleaned["region"],
         bucket=cleaned["bucket"], access_key=cleaned["access_key"],
@@ -137,20 +187,25 @@ def _open_s3(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backen
     )
 
 
-def _oauth_opener(kind: str, backend_class: Callable[..., Backend]) -> Opener:
+def _oauth_backend_class(kind: str) -> Callable[..., Backend]:
+    # They share requests and oauthlib: opening one costs what opening all of them does.
+    from .box import BoxBackend
+    from .dropbox import DropboxBackend
+    from .gdrive import GoogleDriveBackend
+    from .onedrive import OneDriveBackend
+    return {"dropbox": DropboxBackend, "gdrive": GoogleDriveBackend,
+            "onedrive": OneDriveBackend, "box": BoxBackend}[kind]
+
+
+def _oauth_opener(kind: str) -> Opener:
     def opener(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
+        from .oauth import make_session
+        from .pacing import pacer_for
         session = make_session(kind, cleaned["token"], on_token_refreshed)
         # One pacer per storage in this process, whichever backend object writes to it.
-        return backend_class(session, retry=retry, pacer=pacer_for(kind, target.storage_id))
+        return _oauth_backend_class(kind)(session, retry=retry,
+                                          pacer=pacer_for(kind, target.storage_id))
     return opener
-
-
-_OAUTH_BACKENDS: Mapping[str, Callable[..., Backend]] = {
-    "dropbox": DropboxBackend,
-    "gdrive": GoogleDriveBackend,
-    "onedrive": OneDriveBackend,
-    "box": BoxBackend,
-}
 
 
 # What botocore accepts as a region: not all digits, no hyphen at either end.
@@ -200,14 +255,13 @@ register(StorageKind("s3", "S3-compatible bucket", "keys", (
                 help="Store shares under this prefix, e.g. cloudstrype/; empty for none."),
     _CAPACITY,
 )), _open_s3, _validate_s3)
-for _name, _provider in PROVIDERS.items():
-    register(StorageKind(_name, _provider.label, "oauth", (_TOKEN,)),
-             _oauth_opener(_name, _OAUTH_BACKENDS[_name]), _validate_token)
+_BUILT_IN = ("local", "s3")
 
 
 def available_kinds() -> list[StorageKind]:
     """The kinds a user can add on this deployment: OAuth providers with a client id
     configured, and `local` only where the setting allows it."""
+    from .oauth import PROVIDERS
     settings = get_settings()
     kinds = []
     for info in KINDS.values():
@@ -223,6 +277,7 @@ def available_kinds() -> list[StorageKind]:
 
 def validate_config(kind: str, config: dict) -> dict:
     """The config with every field checked and normalized, or ConfigError saying what to fix."""
+    _declare_oauth()
     entry = _REGISTERED.get(kind)
     if entry is None:
         raise ConfigError(f"unknown storage kind {kind!r}; expected one of {sorted(KINDS)}",

@@ -7,7 +7,6 @@ always False here.
 """
 from __future__ import annotations
 
-import boto3
 from botocore.exceptions import ClientError
 
 from cloudstrype import errors
@@ -48,7 +47,10 @@ class CognitoIdentity(IdentityProvider):
                                "CLOUDSTRYPE_USER_POOL_CLIENT_ID.")
         self.pool_id = user_pool_id
         self.client_id = client_id
-        self.client = client or boto3.client("cognito-idp", region_name=region)
+        if client is None:
+            import boto3  # here, not at the top: boto3 is a large part of a cold start
+            client = boto3.client("cognito-idp", region_name=region)
+        self.client = client
 
     # -- accounts -----------------------------------------------------------------------------
     def register(self, username: str, email: str, password: str, *, confirmed: bool) -> User:

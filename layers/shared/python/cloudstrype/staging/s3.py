@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import threading
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cloudstrype.staging.base import (
@@ -29,6 +27,9 @@ class S3Staging(Staging):
     def client(self):
         with self._lock:
             if self._client is None:
+                # Imported here, not at the top: boto3 is a large part of a cold start.
+                import boto3
+                from botocore.config import Config
                 self._client = boto3.client("s3", region_name=self.region,
                                             config=Config(signature_version="s3v4",
                                                           retries={"max_attempts": 3}))

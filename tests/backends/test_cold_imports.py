@@ -1,0 +1,60 @@
+"""Heavy libraries (boto3, botocore, requests, urllib3, oauthlib) are imported on first use, not
+when a function's modules load: they were most of every handler's cold start (issue 11)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("boto3", "botocore", "requests", "urllib3", "oauthlib", "requests_oauthlib")
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_library_modules_of_the_handlers_load_without_the_heavy_libraries():
+    loaded = _run(
+        "import sys\n"
+        "import cloudstrype.storages.service, cloudstrype.backends.registry\n"
+        "import cloudstrype.backends.outbound, cloudstrype.array.connections\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    assert loaded == "[]"
+
+
+def test_the_aws_adapters_create_their_clients_without_boto3_at_import():
+    # They catch botocore's exception classes (a small module); boto3 comes with the client.
+    loaded = _run(
+        "import sys\n"
+        "import cloudstrype.staging.s3, cloudstrype.keys.protector, cloudstrype.identity.cognito\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    assert loaded == "['botocore']"
+
+
+def test_the_kinds_are_all_there_in_their_order_whenever_the_registry_is_first_read():
+    # `member` registers before anything reads the kinds; the OAuth kinds still come before it.
+    order = _run(
+        "import sys\n"
+        "import cloudstrype.array.backend\n"
+        "from cloudstrype.backends import registry\n"
+        "assert 'requests' not in sys.modules\n"
+        "print(','.join(registry.KINDS))\n")
+    assert order == "local,s3,dropbox,gdrive,onedrive,box,member"
+
+
+def test_a_kind_is_validated_before_anything_read_the_kinds():
+    cleaned = _run(
+        "from cloudstrype.backends import registry\n"
+        "print(registry.validate_config('box', {'token': {'access_token': 'x'}}))\n")
+    assert cleaned == "{'token': {'access_token': 'x'}}"
+
+
+def test_guarding_loads_the_connection_classes_once():
+    import requests
+    from cloudstrype.backends import outbound
+
+    session = outbound.guard_session(requests.Session())
+    adapter = session.get_adapter("https://example.com/")
+    assert outbound.guard_session(session).get_adapter("https://example.com/") is adapter
+    assert outbound._session_adapter() is type(adapter)
