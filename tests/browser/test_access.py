@@ -120,7 +120,7 @@ def test_keyboard_only_login_and_dialogs(page, base_url, web_user):
     page.keyboard.press("Enter")
     expect(page.get_by_role("menuitem", name="Open")).to_be_focused()
     page.keyboard.press("ArrowDown")
-    expect(page.get_by_role("menuitem", name="Rename")).to_be_focused()
+    expect(page.get_by_role("menuitem", name="Share")).to_be_focused()
     page.keyboard.press("Escape")
     expect(page.get_by_role("menu")).to_be_hidden()
     expect(menu_button).to_be_focused()

@@ -154,8 +154,9 @@ def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, 
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".settings-form .alert-success")).to_have_text(
         "Saved. New files use raid1(1) and none.")
-    assert web_user.api.get("/api/filesystem/settings").json() == {"durability": "raid1(1)",
-                                                                   "encryption": "none"}
+    assert web_user.api.get("/api/filesystem/settings").json() == {
+        "durability": "raid1(1)", "encryption": "none",
+        "trash_retention_days": 30}              # untouched by this form: the default
     page.reload()
     expect(page.get_by_label("Durability")).to_have_value("raid1(1)")
 
