@@ -70,33 +70,6 @@ _UNAVAILABLE = {"ProvisionedThroughputExceededException", "ThrottlingException",
 _CONFLICT_RETRIES = 3
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# What each field type accepts (the SQLite engine checks the same, so both refuse alike).
-_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    schema.STR: lambda v: isinstance(v, str),
-    schema.INT: _is_number,
-    schema.BOOL: lambda v: isinstance(v, bool),
-    schema.BYTES: lambda v: isinstance(v, (bytes, bytearray)),
-    schema.JSON: lambda v: isinstance(v, (dict, list)),
-    schema.INT_SET: lambda v: isinstance(v, (set, frozenset)) and all(
-        isinstance(x, int) and not isinstance(x, bool) for x in v),
-    schema.STR_SET: lambda v: isinstance(v, (set, frozenset)) and all(
-        isinstance(x, str) for x in v),
-}
-
-
-def _check(table: schema.Table, name: str, value: Any) -> None:
-    kind = table.fields.get(name)
-    if kind is None:
-        raise ValueError(f"table {table.name} declares no field {name!r}")
-    if not _ACCEPTS[kind](value):
-        raise TypeError(f"table {table.name}: field {name} is {kind}, "
-                        f"got {type(value).__name__}")
-
-
 def _py(field_name: str) -> str:
     # Python names are prefixed so a field may be called `get`, `delete`, `count`... without
     # shadowing Model's methods; DynamoDB sees the field's own name (attr_name).
@@ -227,7 +200,7 @@ class DynamoEngine(Engine):
 
     def _instance(self, model: type[Model], table: schema.Table, item: dict) -> Model:
         for name, value in item.items():
-            _check(table, name, value)
+            schema.check_value(table, name, value)
         # DynamoDB cannot store an empty set: it is a missing field.
         return model(**{_py(name): value for name, value in item.items()
                         if not (table.fields[name] in _SET_TYPES and not value)})
@@ -291,13 +264,13 @@ class DynamoEngine(Engine):
         parts are first merged per field, with the semantics (and order) of Change.apply."""
         plan: dict[str, tuple] = {}
         for name, value in change.set.items():
-            _check(table, name, value)
+            schema.check_value(table, name, value)
             plan[name] = ("set", value)
         for name, value in change.set_default.items():
-            _check(table, name, value)
+            schema.check_value(table, name, value)
             plan.setdefault(name, ("default", value))
         for name, amount in change.add.items():
-            if not _is_number(amount):
+            if not schema.is_number(amount):
                 raise TypeError(f"table {table.name}: add needs a number for {name}")
             kind, *args = plan.get(name, ("add", 0))
             plan[name] = {"set": ("set", args and args[0] + amount),

@@ -17,6 +17,34 @@ FIELD_TYPES = (STR, INT, BOOL, BYTES, JSON, INT_SET, STR_SET)
 KEY_TYPES = (STR, INT)
 
 
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each field type accepts; both engines refuse anything else alike.
+_ACCEPTS = {
+    STR: lambda v: isinstance(v, str),
+    INT: is_number,
+    BOOL: lambda v: isinstance(v, bool),
+    BYTES: lambda v: isinstance(v, (bytes, bytearray)),
+    JSON: lambda v: isinstance(v, (dict, list)),
+    INT_SET: lambda v: isinstance(v, (set, frozenset)) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v),
+    STR_SET: lambda v: isinstance(v, (set, frozenset)) and all(isinstance(x, str) for x in v),
+}
+
+
+def check_value(table: "Table", name: str, value) -> None:
+    """ValueError for a field the table does not declare, TypeError for a value of another type
+    (a programming error, not a caller's: domain code builds the items)."""
+    kind = table.fields.get(name)
+    if kind is None:
+        raise ValueError(f"table {table.name} declares no field {name!r}")
+    if not _ACCEPTS[kind](value):
+        raise TypeError(f"table {table.name}: field {name} is {kind}, "
+                        f"got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class Index:
     """A sparse secondary index: only items that have `hash_key` (and `range_key`) appear.

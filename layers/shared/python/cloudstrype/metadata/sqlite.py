@@ -47,7 +47,7 @@ from cloudstrype.metadata.engine import (
     decode_cursor,
     encode_cursor,
 )
-from cloudstrype.metadata.schema import BOOL, BYTES, INT, INT_SET, JSON, STR, STR_SET, Table
+from cloudstrype.metadata.schema import BYTES, INT_SET, STR_SET, Table, check_value
 
 # The engine's own format (how tables are laid out), in PRAGMA user_version.
 FORMAT_VERSION = 1
@@ -85,23 +85,6 @@ def _decode_value(kind: str, value: Any) -> Any:
     if kind in (INT_SET, STR_SET):
         return set(value)
     return value
-
-
-def _check_type(table: Table, name: str, value: Any) -> None:
-    kind = table.fields.get(name)
-    if kind is None:
-        raise ValueError(f"table {table.name} declares no field {name!r}")
-    ok = {STR: lambda v: isinstance(v, str),
-          INT: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          BOOL: lambda v: isinstance(v, bool),
-          BYTES: lambda v: isinstance(v, (bytes, bytearray)),
-          JSON: lambda v: isinstance(v, (dict, list)),
-          INT_SET: lambda v: isinstance(v, (set, frozenset)) and all(
-              isinstance(x, int) and not isinstance(x, bool) for x in v),
-          STR_SET: lambda v: isinstance(v, (set, frozenset)) and all(
-              isinstance(x, str) for x in v)}[kind](value)
-    if not ok:
-        raise TypeError(f"table {table.name}: field {name} is {kind}, got {type(value).__name__}")
 
 
 def _prefix_end(prefix: str) -> str | None:
@@ -161,7 +144,7 @@ class _Layout:
 
     def validate(self, item: dict) -> None:
         for name, value in item.items():
-            _check_type(self.table, name, value)
+            check_value(self.table, name, value)
         self.key(item)
 
 
