@@ -270,7 +270,12 @@ BYTES = {"type": "application/octet-stream", "schema": BINARY}
 
 
 # storages.service: printable, not blank, at most NAME_MAX characters.
-STORAGE_NAME = {"type": "string", "pattern": f"^(?=.*\\S)[^\\u0000-\\u001f]{{1,{NAME_MAX}}}$"}
+# Some character that is not whitespace to Python's str.strip() (what the server's blank check
+# uses) nor to an ECMA regex's \s: the two disagree on \x1c-\x1f and \x85.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+STORAGE_NAME = {"type": "string",
+                "pattern": f"^(?=.*{NOT_BLANK})[^\\u0000-\\u001f]{{1,{NAME_MAX}}}$"}
 # The fields whose values registry's validators check beyond "not blank".
 CONFIG_FIELDS = {
     "capacity": {"type": "integer", "minimum": 1},
@@ -291,7 +296,7 @@ def _storage_body() -> dict:
     for kind, info in sorted(registry.KINDS.items()):
         if info.auth not in registry.ADDABLE or info.auth == "oauth":
             continue
-        fields = {f.name: CONFIG_FIELDS.get(f.name, {"type": "string", "pattern": r"\S"})
+        fields = {f.name: CONFIG_FIELDS.get(f.name, {"type": "string", "pattern": NOT_BLANK})
                   for f in info.fields}
         for f in info.fields:
             if f.secret:
