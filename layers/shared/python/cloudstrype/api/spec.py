@@ -269,11 +269,11 @@ CHUNK = {"$ref": "#/components/schemas/StoredChunk"}
 BYTES = {"type": "application/octet-stream", "schema": BINARY}
 
 
-# storages.service: printable, not blank, at most NAME_MAX characters.
 # Some character that is not whitespace to Python's str.strip() (what the server's blank check
 # uses) nor to an ECMA regex's \s: the two disagree on \x1c-\x1f and \x85.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
+# storages.service: printable, not blank, at most NAME_MAX characters.
 STORAGE_NAME = {"type": "string",
                 "pattern": f"^(?=.*{NOT_BLANK})[^\\u0000-\\u001f]{{1,{NAME_MAX}}}$"}
 # The fields whose values registry's validators check beyond "not blank".
