@@ -166,9 +166,10 @@ def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
                  "the member online")
         blob = unique("kept")
         # Known race (closing note of issue 10): a new member's very first put can be answered
-        # 503 while it stays connected; this test is about reconnecting, so it retries it.
+        # 503 while it stays connected (and its storage is then down for 60 s); this test is
+        # about reconnecting, so it retries it.
         wait_for(lambda: user.api.post(f"/api/array/{blob}?replicas=1",
-                                       data=b"kept").status_code == 201, 10, "the first put")
+                                       data=b"kept").status_code == 201, 75, "the first put")
         assert own.stop() == 0
         wait_for(lambda: "reconnecting" in member.log() or "cannot reach" in member.log(), 15,
                  "the member to notice")
