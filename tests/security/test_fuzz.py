@@ -17,6 +17,10 @@ import pytest
 
 from tests.support import REPO, Api, cli, login, start_stack, unique
 
+# A fixed seed keeps the test command repeatable (CI judges a submission by one run); set
+# CLOUDSTRYPE_FUZZ_SEED=random to explore new inputs, or another number to replay one.
+SEED = os.environ.get("CLOUDSTRYPE_FUZZ_SEED", "20261201")
+
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "positive_data_accepted")
 # Logging out would end the very sign-in the run uses; it takes no input to fuzz, and
@@ -57,6 +61,7 @@ def test_the_api_keeps_its_openapi_contract_under_fuzzing(fuzz_stack, admin_toke
         "--max-examples", str(EXAMPLES_PER_OPERATION),
         "--workers", "2", "--request-timeout", "35", "--no-color",
         "--generation-database", "none",
+        *(["--seed", SEED] if SEED != "random" else []),
         "--header", f"Authorization: Bearer {admin_token}",
         "--report", "junit", "--report-dir", str(tmp_path / "report"),
         *[arg for path in EXCLUDED for arg in ("--exclude-path", path)],
