@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
-from cloudstrype.api.service import PUBLIC, Reply, ServiceApp
+from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp
 from cloudstrype.sharing import links, shares
 from cloudstrype.sharing.scope import scope_for
 from cloudstrype.tree import files, trash, tree
@@ -325,6 +325,14 @@ def revoke_share(call, share_id):
 @app.endpoint("/shared")
 def shared_with_me(call):
     return {"shares": shares.shared_with_me(call.principal)}
+
+
+# The admin page: what a group's members reach through it. Here, not in the auth service, which
+# holds no rights on the data plane.
+@app.endpoint("/groups/{group}/shares", auth=ADMINS)
+def group_shares(call, group):
+    limit = call.query_int("limit", 100, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
+    return shares.granted_to_group(group, limit, call.query.get("cursor"))
 
 
 # -- links ------------------------------------------------------------------------------------

@@ -194,6 +194,27 @@ def test_admin_page_is_for_admins_only(pages, base_url, admin, web_user):
     expect(page.locator('.groups-table tr[data-group="family"]')).to_contain_text(web_user.username)
     members = admin[0].get("/api/auth/groups/family/members").json()["members"]
     assert members == [web_user.username]
+
+    # What the group's members reach through it: nothing yet, then a folder the user shares.
+    groups = page.locator(".groups-table")
+    groups.get_by_role("button", name="Shares of family").click()
+    expect(page.get_by_role("heading", name="Shared with the group family")).to_be_visible()
+    expect(page.get_by_text("Nothing is shared with this group.")).to_be_visible()
+    assert web_user.api.post("/api/filesystem/dirs", json={"path": "/holidays"}).status_code == 201
+    made = web_user.api.post("/api/filesystem/shares", json={"path": "/holidays",
+                                                              "group": "family", "level": "write"})
+    assert made.status_code == 201, made.text
+    share_id = made.json()["id"]
+    expect(groups.get_by_role("button", name="Shares of family")).to_have_attribute(
+        "aria-expanded", "true")
+    groups.get_by_role("button", name="Shares of family").click()
+    listed = page.get_by_role("table", name="Shared with the group family")
+    expect(listed.locator("tbody tr")).to_have_count(1)
+    shown = listed.locator(f'tr[data-share="{share_id}"]')
+    for text in (web_user.username, "/holidays", "write"):
+        expect(shown).to_contain_text(text)
+    # Shares of a deleted group stay with its name: revoke this one before the group goes.
+    assert web_user.api.delete(f"/api/filesystem/shares/{share_id}").status_code == 204
     page.locator('.groups-table tr[data-group="family"]').get_by_role(
         "button", name="Delete group family").click()
     page.get_by_role("dialog", name="Delete the group family?").get_by_role(

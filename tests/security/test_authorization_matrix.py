@@ -415,6 +415,9 @@ ROWS: list[Row] = [
         plain(path={"share_id": node_id}), make=lambda w: w.share("read", to=READER),
         consumes=True, intact=lambda w, s: exists(w, f"{FS}/shares/{s['id']}")),
     Row("GET", f"{FS}/shared", "own list", signed_in(200), plain()),
+    Row("GET", f"{FS}/groups/{{group}}/shares", "admins: what a group reaches (the group "
+        "with the write share)", admins_only(200), plain(path={"group": lambda item: item}),
+        make=lambda w: w.group),
 
     # links: only the owner makes and revokes them
     Row("POST", f"{FS}/links", "the owner's file (recipients cannot link)", owner_only(201),

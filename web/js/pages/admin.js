@@ -1,4 +1,5 @@
-// Admin: users and groups (only for members of `admins`; the API checks that too).
+// Admin: users and groups, and what each group's members reach through it (only for members of
+// `admins`; the API checks that too).
 import { api, enc, messageOf } from "../api.js";
 import { h, nextId } from "../dom.js";
 import { date } from "../format.js";
@@ -7,15 +8,18 @@ import { alertBox, badge, busy, confirmDialog, field, openDialog, pageHeader, se
 export default async function render(root, ctx) {
   const usersBox = h("div", { "aria-busy": "true" }, h("p", { class: "loading", role: "status" }, "Loading…"));
   const groupsBox = h("div", { "aria-busy": "true" });
+  const sharesBox = h("div", { id: nextId("group-shares"), class: "group-shares" });
   const createForm = groupForm();
   root.append(pageHeader("Admin"),
     section("Users", h("p", { class: "muted" }, "Changes to a user's groups take effect when they next log in."), usersBox),
-    section("Groups", groupsBox, h("h3", { class: "subhead" }, "Create a group"), createForm.form));
+    section("Groups", groupsBox, sharesBox, h("h3", { class: "subhead" }, "Create a group"), createForm.form));
 
   let users = [];
   let next = null;
   let groups = [];
   const membersOf = new Map();       // group -> Set(usernames)
+  let sharesOf = null;               // the group whose shares are shown
+  let sharesAsked = 0;               // answers to an earlier choice are dropped
 
   const loadGroups = async () => {
     groups = (await api.get("/api/auth/groups")).groups;
@@ -107,17 +111,84 @@ export default async function render(root, ctx) {
           try {
             await api.del(`/api/auth/groups/${enc(group.name)}`);
             toast(`Deleted the group ${group.name}.`, "success");
+            if (sharesOf === group.name) closeShares();
             await refresh();
           } catch (error) {
             toast(messageOf(error), "error");
           }
         });
+        const shown = h("button", { type: "button", class: "button small", "aria-label": `Shares of ${group.name}`,
+          "aria-controls": sharesBox.id, "aria-expanded": String(sharesOf === group.name) }, "Shares");
+        shown.addEventListener("click", () => showShares(group.name));
         return h("tr", { "data-group": group.name },
           h("th", { scope: "row" }, group.name),
           h("td", { class: "hide-narrow" }, group.description || h("span", { class: "muted" }, "—")),
           h("td", {}, members.length ? members.join(", ") : h("span", { class: "muted" }, "nobody")),
-          h("td", { class: "row-actions" }, remove));
+          h("td", { class: "row-actions" }, shown, remove));
       })))));
+  };
+
+  // What the group's members reach through it: read-only here (owners change their own shares).
+  const closeShares = () => {
+    sharesOf = null;
+    sharesAsked += 1;
+    sharesBox.replaceChildren();
+  };
+  const showShares = async (group) => {
+    sharesOf = group;
+    const asked = ++sharesAsked;
+    const headingId = nextId("shares-heading");
+    const list = h("div", { "aria-busy": "true" }, h("p", { class: "loading", role: "status" }, "Loading…"));
+    const close = h("button", { type: "button", class: "button small", "aria-label": `Close the shares of ${group}` }, "Close");
+    close.addEventListener("click", () => {
+      closeShares();
+      drawGroups();
+      groupsBox.querySelector(`tr[data-group="${CSS.escape(group)}"] button[aria-controls]`)?.focus();
+    });
+    sharesBox.replaceChildren(h("div", { class: "subhead-row" },
+      h("h3", { class: "subhead", id: headingId }, `Shared with the group ${group}`), close),
+    h("p", { class: "muted" }, `What the members of ${group} can reach through it. Only the owners change or revoke their shares.`),
+    list);
+    drawGroups();
+    let found = [];
+    let cursor = null;
+    const draw = () => {
+      list.removeAttribute("aria-busy");
+      // A page can come back empty but not last (its items in their owners' trash).
+      const more = cursor ? h("button", { type: "button", class: "button" }, "Load more shares") : null;
+      more?.addEventListener("click", () => { busy(more, true); load(); });
+      if (!found.length) {
+        list.replaceChildren(h("p", { class: "muted" }, "Nothing is shared with this group."), more);
+        return;
+      }
+      list.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "data-table group-shares-table", "aria-labelledby": headingId },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Owner"), h("th", { scope: "col" }, "Item"),
+          h("th", { scope: "col" }, "Level"), h("th", { scope: "col", class: "hide-narrow" }, "Shared"))),
+        h("tbody", {}, found.map((share) => h("tr", { "data-share": share.id },
+          h("td", {}, share.owner),
+          h("th", { scope: "row", class: "cell-path" }, share.path),
+          h("td", {}, badge(share.level, share.level === "write" ? "info" : "neutral")),
+          h("td", { class: "hide-narrow" }, date(share.created))))))), more);
+    };
+    const load = async () => {
+      try {
+        const page = await api.get(`/api/filesystem/groups/${enc(group)}/shares`, { limit: 100, cursor: cursor || undefined });
+        if (asked !== sharesAsked || !ctx.alive()) return;
+        found = [...found, ...page.shares];
+        cursor = page.next_cursor || null;
+        draw();
+      } catch (error) {
+        if (asked !== sharesAsked) return;
+        if (found.length) {
+          toast(messageOf(error), "error");
+          draw();
+          return;
+        }
+        list.removeAttribute("aria-busy");
+        list.replaceChildren(alertBox("error", messageOf(error)));
+      }
+    };
+    await load();
   };
 
   const refresh = async () => {

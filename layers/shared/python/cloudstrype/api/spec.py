@@ -628,6 +628,17 @@ op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
 op("GET", "/api/filesystem/shared", "Shared with me: to you or to a group you are in now",
    responses={200: {"schema": _obj(["shares"], shares={
        "type": "array", "items": {"$ref": "#/components/schemas/SharedItem"}})}})
+COMPONENTS["schemas"]["GroupShare"] = _obj(
+    ["id", "owner", "node_id", "name", "type", "path", "level", "created"], id=S, owner=S,
+    node_id=S, name=S, type={"enum": ["file", "directory"]}, path=S, level=LEVEL, created=S)
+op("GET", "/api/filesystem/groups/{group}/shares",
+   "What a group's members reach through it: the shares granted to the group (admins)",
+   admins=True,
+   query={"limit": {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX},
+          "cursor": {"type": "string", "description": "next_cursor of the previous page"}},
+   responses={200: {"schema": _obj(["group", "shares", "next_cursor"], group=GROUP, shares={
+       "type": "array", "items": {"$ref": "#/components/schemas/GroupShare"}},
+       next_cursor={"type": ["string", "null"]})}, 404: "No such group"})
 op("POST", "/api/filesystem/links", "A read-only link to one of your items (token shown once)",
    body={**_obj([], **_TARGET, password={"type": "string", "minLength": 1,
                                           "maxLength": MAX_LINK_PASSWORD, "format": "password"},

@@ -5,7 +5,9 @@ import os
 import time
 
 from cloudstrype import errors
+from cloudstrype.auth.users import validate_group
 from cloudstrype.identity import get_identity
+from cloudstrype.metadata.engine import BadCursor
 from cloudstrype.sharing.access import Viewer
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
 from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
@@ -74,6 +76,10 @@ def _check_group(viewer: Viewer, principal, group) -> None:
     if not principal.is_admin or "admins" not in viewer.groups:
         raise errors.Forbidden(f"You can share with groups you are a member of; you are not in "
                                f"'{group}'.", code="not_a_member", details={"field": "group"})
+    _require_group(group)
+
+
+def _require_group(group: str) -> None:
     if group not in {g.name for g in get_identity().list_groups()}:
         raise errors.NotFound(f"No group {group}.", code="group_not_found")
 
@@ -174,3 +180,31 @@ def shared_with_me(principal) -> list[dict]:
         if node is not None:
             listed.append(for_recipient(current, node))
     return sorted(listed, key=lambda s: (s["owner"], s["name"], s["id"]))
+
+
+def for_admin(share: Share, node: Node) -> dict:
+    return {"id": share.share_id, "owner": share.owner_name, "node_id": share.node_id,
+            "name": node.name, "type": node.type, "path": tree.path_of(share.owner, node),
+            "level": share.level, "created": tree.iso(share.created)}
+
+
+def granted_to_group(group, limit: int, cursor: str | None) -> dict:
+    """For admins: one page of the shares granted to `group` whose item exists, i.e. what its
+    members reach through it (the by-grantee index, one page; a page may come out short when
+    items are in their owners' trash)."""
+    validate_group(group)
+    _require_group(group)
+    store = sharing_store()
+    try:
+        found, next_cursor = store.shares_for_page(GROUP, group, limit, cursor or None)
+    except BadCursor:
+        raise errors.BadRequest("The 'cursor' is not one this API gave out.",
+                                code="invalid_cursor", details={"field": "cursor"}) from None
+    listed = []
+    for share in found:
+        # The index may lag a revoke: re-read the share itself.
+        current = store.get_share(share.share_id)
+        node = _node_or_none(share.owner, share.node_id) if current else None
+        if node is not None:
+            listed.append(for_admin(current, node))
+    return {"group": group, "shares": listed, "next_cursor": next_cursor}

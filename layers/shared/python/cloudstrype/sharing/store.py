@@ -166,6 +166,14 @@ class SharingStore:
         return [_share(item) for item in self._index_all("by-grantee",
                                                          grantee_ref(kind, grantee))]
 
+    def shares_for_page(self, kind: str, grantee: str, limit: int,
+                        cursor: str | None) -> tuple[list[Share], str | None]:
+        """One page of `shares_for` (by share id) and the cursor of the next (None: the last).
+        BadCursor for a cursor this query did not hand out."""
+        page = self.engine.query_index(SHARES, "by-grantee", grantee_ref(kind, grantee),
+                                       limit=limit, cursor=cursor)
+        return [_share(item) for item in page.items], page.cursor
+
     def _index_all(self, index: str, value: str, table=SHARES):
         cursor = None
         while True:
