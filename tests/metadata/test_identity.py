@@ -243,6 +243,17 @@ def test_groups_and_memberships(identity):
     assert identity.groups_of(other) == []
 
 
+def test_a_group_says_when_it_was_made_and_a_remade_one_is_newer(identity):
+    group = _name("dated")
+    assert identity.group_created(group) is None
+    before = int(time.time())
+    identity.create_group(group, "")
+    made = identity.group_created(group)
+    assert made is not None and before - 1 <= made <= int(time.time())
+    identity.delete_group(group)
+    assert identity.group_created(group) is None
+
+
 def test_deleted_user_leaves_their_groups(identity):
     group = _name("team")
     identity.create_group(group, "")

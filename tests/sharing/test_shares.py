@@ -3,6 +3,7 @@ and nothing reaching beyond a share."""
 from __future__ import annotations
 
 import os
+import time
 
 from tests.sharing.conftest import (
     QUOTA,
@@ -195,6 +196,24 @@ def test_group_membership_counts_at_once_both_ways(alice, bob, carol, admin, gro
     assert_error(carol.api.get(f"{FS}/info", params={"share": s["id"]}), 404)
     assert names(alice.api.get(f"{FS}/info", params={"path": "/team"}).json()) == \
         ["bob.txt", "plan.txt"]
+
+
+def test_a_group_deleted_and_made_again_inherits_nothing(alice, bob, admin, group):
+    admin_api, _ = admin
+    for user in (alice, bob):
+        membership(admin, group, user.username, True)
+    mkdir(alice, "/old-team")
+    uploaded(alice, "/old-team", "secret.txt", b"for the old group")
+    s = share(alice, "/old-team", "read", group=group)
+    assert names(listing(bob, s["id"])) == ["secret.txt"]
+
+    assert admin_api.delete(f"/api/auth/groups/{group}").status_code == 204
+    time.sleep(1.1)                 # the new group is made in a later second than the share
+    assert admin_api.post("/api/auth/groups", json={"name": group}).status_code == 201
+    membership(admin, group, bob.username, True)
+    # Same name, another group: the old group's share grants its new members nothing.
+    assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
+    assert bob.api.get(f"{FS}/shared").json()["shares"] == []
 
 
 def test_the_owner_lists_changes_and_revokes_shares(alice, bob, carol):

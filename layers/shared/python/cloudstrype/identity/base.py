@@ -121,6 +121,11 @@ class IdentityProvider(ABC):
     def groups_of(self, username: str) -> list[str]:
         """Group names, sorted; NotFound `user_not_found`."""
 
+    @abstractmethod
+    def group_created(self, name: str) -> int | None:
+        """When the group of that name was created (Unix seconds, rounded down), None when there
+        is none: a grant to a group is good only for the group that existed when it was made."""
+
     def jwks(self) -> dict | None:
         """The public signing keys, where this provider publishes them itself (None: the
         provider serves its own JWKS URL, as Cognito does)."""

@@ -242,6 +242,16 @@ class CognitoIdentity(IdentityProvider):
                 raise _group_not_found(name) from None
             raise
 
+    def group_created(self, name: str) -> int | None:
+        try:
+            group = self.client.get_group(UserPoolId=self.pool_id, GroupName=name)["Group"]
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        created = group.get("CreationDate")
+        return int(created.timestamp()) if hasattr(created, "timestamp") else 0
+
     def _require_group(self, name: str) -> None:
         try:
             self.client.get_group(UserPoolId=self.pool_id, GroupName=name)

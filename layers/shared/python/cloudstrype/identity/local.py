@@ -364,6 +364,9 @@ class LocalIdentity(IdentityProvider):
     def groups_of(self, username: str) -> list[str]:
         return sorted(self._existing(username).groups)
 
+    def group_created(self, name: str) -> int | None:
+        return self.store.group_created(name)
+
     def list_groups(self) -> list[Group]:
         return [Group(g["name"], g.get("description", "")) for g in self._groups().list_groups()]
 

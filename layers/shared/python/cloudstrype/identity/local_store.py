@@ -235,6 +235,10 @@ class IdentityStore:
     def group_exists(self, name: str) -> bool:
         return self.engine.get(GROUPS, _group_key(name)) is not None
 
+    def group_created(self, name: str) -> int | None:
+        item = self.engine.get(GROUPS, _group_key(name))
+        return None if item is None else int(item.get("created", 0))
+
     def list_groups(self) -> list[dict]:
         return list(self.engine.query_all(GROUPS, GROUPS_PARTITION))
 

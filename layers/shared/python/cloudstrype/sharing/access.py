@@ -26,6 +26,7 @@ class Viewer:
     user_id: str
     username: str
     _groups: frozenset[str] | None = field(default=None, repr=False)
+    _group_created: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, principal) -> "Viewer":
@@ -43,7 +44,14 @@ class Viewer:
     def is_granted(self, share: Share) -> bool:
         if share.grantee_kind == USER:
             return share.grantee == self.user_id
-        return share.grantee_kind == GROUP and share.grantee in self.groups
+        if share.grantee_kind != GROUP or share.grantee not in self.groups:
+            return False
+        # Only the group the share was made to: a group deleted and made again under the same
+        # name is another group, and inherits nothing.
+        if share.grantee not in self._group_created:
+            self._group_created[share.grantee] = get_identity().group_created(share.grantee)
+        created = self._group_created[share.grantee]
+        return created is not None and created <= share.created
 
 
 def best(levels) -> str | None:
