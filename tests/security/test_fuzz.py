@@ -28,6 +28,7 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 EXCLUDED = ("/api/auth/logout",)
 EXAMPLES_PER_OPERATION = 200
 WALL_CLOCK_SECONDS = 300
+TOOL_CRASH = "AST constructor recursion depth mismatch"
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +69,18 @@ def test_the_api_keeps_its_openapi_contract_under_fuzzing(fuzz_stack, admin_toke
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.security.fuzz_hooks",
            "PYTHONPATH": str(REPO)}
-    try:
-        run = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
-                             timeout=WALL_CLOCK_SECONDS)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the fuzz run took over {WALL_CLOCK_SECONDS}s:\n"
-                    f"{(exc.stdout or b'')[-4000:]}")
-    output = run.stdout + run.stderr
+    for _attempt in range(2):
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
+                                 timeout=WALL_CLOCK_SECONDS)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"the fuzz run took over {WALL_CLOCK_SECONDS}s:\n"
+                        f"{(exc.stdout or b'')[-4000:]}")
+        output = run.stdout + run.stderr
+        # CPython 3.11 can raise this from `ast` when two of the tool's worker threads compile
+        # at once: a crash of the fuzzer, not a finding about the API. Run once more then.
+        if not (run.returncode and TOOL_CRASH in output and "FAILURES" not in output):
+            break
     assert run.returncode == 0, f"schemathesis found failures:\n{output[-20000:]}"
     # It really ran: every operation but the excluded one was tested.
     assert "Tested: " in output, output[-3000:]
