@@ -1,6 +1,7 @@
 """Starting real local stacks and talking to them over HTTP, for the tests."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -181,3 +182,32 @@ def wait_for(condition, timeout: float = 60.0, what: str = "condition", interval
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def embedded_library(tmp_path: Path, monkeypatch, **settings: str):
+    """The shared library in this process as `serve` runs it: a SQLite metadata engine with every
+    table and a local master key under `tmp_path`, plus any further settings (env name -> value).
+    Yields the engine; puts everything back afterwards."""
+    from cloudstrype import vault
+    from cloudstrype.metadata import schema
+    from cloudstrype.metadata.engine import set_engine
+    from cloudstrype.metadata.sqlite import SqliteEngine
+    from cloudstrype.settings import reset_settings_cache
+    monkeypatch.setenv("CLOUDSTRYPE_KEY_PROTECTOR", "local")
+    monkeypatch.setenv("CLOUDSTRYPE_MASTER_KEY_PATH", str(tmp_path / "master.key"))
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    reset_settings_cache()
+    engine = SqliteEngine(str(tmp_path / "metadata.db"))
+    engine.create_tables(schema.all_tables())
+    set_engine(engine)
+    vault.forget_cached_keys()
+    try:
+        yield engine
+    finally:
+        vault.forget_cached_keys()
+        set_engine(None)
+        engine.close()
+        monkeypatch.undo()
+        reset_settings_cache()

@@ -9,29 +9,14 @@ from pathlib import Path
 import pytest
 from cloudstrype import errors
 
+from tests.support import embedded_library
+
 
 @pytest.fixture
 def pipeline(tmp_path, monkeypatch):
-    from cloudstrype import vault
-    from cloudstrype.metadata import schema
-    from cloudstrype.metadata.engine import set_engine
-    from cloudstrype.metadata.sqlite import SqliteEngine
     from cloudstrype.pipeline import store
-    from cloudstrype.settings import reset_settings_cache
-    monkeypatch.setenv("CLOUDSTRYPE_KEY_PROTECTOR", "local")
-    monkeypatch.setenv("CLOUDSTRYPE_MASTER_KEY_PATH", str(tmp_path / "master.key"))
-    monkeypatch.setenv("CLOUDSTRYPE_LOCAL_STORAGE_ENABLED", "true")
-    reset_settings_cache()
-    engine = SqliteEngine(str(tmp_path / "metadata.db"))
-    engine.create_tables(schema.all_tables())
-    set_engine(engine)
-    vault.forget_cached_keys()
-    yield store
-    vault.forget_cached_keys()
-    set_engine(None)
-    engine.close()
-    monkeypatch.undo()
-    reset_settings_cache()
+    with embedded_library(tmp_path, monkeypatch, CLOUDSTRYPE_LOCAL_STORAGE_ENABLED="true"):
+        yield store
 
 
 def add_disks(owner: str, root: Path, count: int) -> dict[str, Path]:

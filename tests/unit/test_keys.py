@@ -10,6 +10,8 @@ import pytest
 from cloudstrype.keys.protector import KeyProtectorError, KmsProtector, LocalProtector
 from moto import mock_aws
 
+from tests.support import embedded_library
+
 ALICE = {"cloudstrype:user": "alice"}
 BOB = {"cloudstrype:user": "bob"}
 
@@ -114,24 +116,8 @@ def test_kms_protector_needs_a_key_id():
 @pytest.fixture
 def local_keys(tmp_path, monkeypatch):
     """The vault on a SQLite store and a local master key, as `serve` runs it."""
-    from cloudstrype import vault
-    from cloudstrype.metadata import schema
-    from cloudstrype.metadata.engine import set_engine
-    from cloudstrype.metadata.sqlite import SqliteEngine
-    from cloudstrype.settings import reset_settings_cache
-    monkeypatch.setenv("CLOUDSTRYPE_KEY_PROTECTOR", "local")
-    monkeypatch.setenv("CLOUDSTRYPE_MASTER_KEY_PATH", str(tmp_path / "master.key"))
-    reset_settings_cache()
-    engine = SqliteEngine(str(tmp_path / "metadata.db"))
-    engine.create_tables(schema.all_tables())
-    set_engine(engine)
-    vault.forget_cached_keys()
-    yield engine
-    vault.forget_cached_keys()
-    set_engine(None)
-    engine.close()
-    monkeypatch.undo()
-    reset_settings_cache()
+    with embedded_library(tmp_path, monkeypatch) as engine:
+        yield engine
 
 
 def test_first_requests_of_a_new_user_agree_on_one_key(local_keys):
