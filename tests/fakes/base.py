@@ -3,6 +3,8 @@ an ephemeral port), an OAuth2 authorization server (authorize page, token endpoi
 authorization_code and refresh_token grants, PKCE S256 checks, expiring access tokens), and
 switches that make the next requests fail, and a rate limit on writes (`limit_writes`) that
 answers the provider's own throttling response and counts whether the client obeyed it.
+Downloads (`serve_file`) honour a Range header as the providers do (206 + Content-Range, 416
+past the end) and count the file bytes they send (`bytes_served`).
 
 Each of the provider's hosts is served under its own path prefix on the one port — the
 provider's `dropbox_content` base URL is `<server>/content` — so a client that sends a request
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from werkzeug.http import parse_options_header
+from werkzeug.http import parse_options_header, parse_range_header
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -68,6 +70,11 @@ class FakeProvider(abc.ABC):
         self.writes_accepted = 0     # writes that passed the limit
         self.throttled = 0           # throttling answers sent
         self.early_requests = 0      # requests that came before an announced Retry-After elapsed
+        # Downloads: file bytes sent in bodies, the Range header of each (None: no header), and
+        # a switch to answer a Range with the whole file (200), which HTTP allows.
+        self.bytes_served = 0
+        self.download_ranges: list[str | None] = []
+        self.honour_ranges = True
         self._server = None
         self._thread: threading.Thread | None = None
         self.route("GET", self.authorize_path, self._authorize, kind="oauth")
@@ -101,6 +108,29 @@ class FakeProvider(abc.ABC):
         """kind: "api" (bearer token checked, failures injected), "oauth", or "public"
         (pre-authenticated download URLs). `write`: counts against the write rate limit."""
         self._routes.append((method, re.compile(pattern), handler, kind, write))
+
+    def serve_file(self, request: Request, data: bytes, headers: dict | None = None) -> Response:
+        """A file download: all of `data` (200), or the one byte range a Range header asks for
+        (206 + Content-Range), or 416 + Content-Range "bytes */<size>" for a range that starts
+        past the end. A Range header that is malformed or asks for several ranges is ignored
+        (RFC 9110 allows both) and the whole file is sent."""
+        header = request.headers.get("Range")
+        parsed = parse_range_header(header) if header and self.honour_ranges else None
+        headers = {"Accept-Ranges": "bytes", **(headers or {})}
+        with self.lock:
+            self.download_ranges.append(header)
+            if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+                self.bytes_served += len(data)
+                return Response(data, headers=headers, mimetype="application/octet-stream")
+            span = parsed.range_for_length(len(data))
+            if span is None:
+                return self.error(416, None, "requested range not satisfiable",
+                                  {**headers, "Content-Range": f"bytes */{len(data)}"})
+            start, stop = span
+            self.bytes_served += stop - start
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+            return Response(data[start:stop], status=206, headers=headers,
+                            mimetype="application/octet-stream")
 
     def throttle(self, retry_after: str | None) -> Response:
         """The provider's answer to a client over its rate limit (Retry-After, if given)."""

@@ -3,9 +3,10 @@
 
 Folders and files have ids and one parent; a name is unique in its folder (case-insensitive),
 and a clash answers 409 item_name_in_use naming the existing item, both on upload and in the
-preflight check (OPTIONS /files/content). Downloads answer 302 to a pre-authenticated URL.
-Box has no PKCE; its refresh tokens are single-use (each refresh returns a new one). Errors
-have Box's shape: {"type": "error", "status", "code", "message", "context_info"}.
+preflight check (OPTIONS /files/content). Downloads answer 302 to a pre-authenticated URL,
+which honours Range. Box has no PKCE; its refresh tokens are single-use (each refresh returns a
+new one). Errors have Box's shape: {"type": "error", "status", "code", "message",
+"context_info"}.
 """
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ class FakeBox(FakeProvider):
         entry = self.files.get(self._downloads.pop(token, ""))
         if entry is None:
             return Response("expired download URL", status=410)
-        return Response(entry["data"], mimetype="application/octet-stream")
+        return self.serve_file(request, entry["data"])
 
     def _delete(self, request: Request, file_id: str) -> Response:
         if self.files.pop(file_id, None) is None:

@@ -101,7 +101,7 @@ class FakeDropbox(FakeProvider):
         if entry is None:
             return self._not_found("path")
         headers = {"Dropbox-API-Result": json.dumps(self._metadata(arg["path"].lower()))}
-        return Response(entry[1], headers=headers, mimetype="application/octet-stream")
+        return self.serve_file(request, entry[1], headers)
 
     def _delete(self, request: Request) -> Response:
         arg, problem = _json_arg(request)

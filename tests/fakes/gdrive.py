@@ -172,7 +172,7 @@ class FakeGoogleDrive(FakeProvider):
         if entry is None:
             return self.error(404, "notFound", f"File not found: {file_id}.")
         if request.args.get("alt") == "media":
-            return Response(entry["data"], mimetype="application/octet-stream")
+            return self.serve_file(request, entry["data"])
         return self.json_response({"id": file_id, "name": entry["name"],
                                    "size": str(len(entry["data"]))})
 

@@ -2,9 +2,10 @@
 login.microsoftonline.com (login) and graph.microsoft.com (api).
 
 Files live in the app folder (special/approot), addressed by path, names case-insensitive.
-Downloads answer 302 to a pre-authenticated URL as Graph does. Errors have Graph's shape:
-{"error": {"code", "message"}}; a full drive answers 507 quotaLimitReached. Like Microsoft's
-token endpoint, a refresh returns a new refresh token and wants the scopes repeated.
+Downloads answer 302 to a pre-authenticated URL as Graph does; that URL honours Range. Errors
+have Graph's shape: {"error": {"code", "message"}}; a full drive answers 507 quotaLimitReached.
+Like Microsoft's token endpoint, a refresh returns a new refresh token and wants the scopes
+repeated.
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ class FakeOneDrive(FakeProvider):
         item = self.items.get(self._downloads.pop(token, ""))
         if item is None:
             return Response("expired download URL", status=410)
-        return Response(item["data"], mimetype="application/octet-stream")
+        return self.serve_file(request, item["data"])
 
     def _item(self, request: Request, name: str) -> Response:
         item = self.items.get(name.lower())
