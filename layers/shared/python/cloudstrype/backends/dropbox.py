@@ -6,7 +6,7 @@ import json
 import requests
 
 from .base import Backend, BackendError, ShareNotFound, Usage
-from .http import ProviderClient, RetryPolicy, is_429, is_507
+from .http import ProviderClient, RetryPolicy, is_429, is_507, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
 from .pacing import Pacer, pacer_for
@@ -70,6 +70,25 @@ class DropboxBackend(Backend):
         )
         if response.status_code == 200:
             return response.content
+        if _is_not_found(response):
+            raise ShareNotFound(f"Dropbox: no share {key}")
+        raise self._client.error_for(response, f"download {key}")
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        # The content download endpoint takes a Range header, as a plain GET would.
+        path = self._path(key)
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        if length == 0:
+            return b""           # an empty Range is not valid HTTP
+        response = self._client.send(
+            "POST", f"{self._content_url}/2/files/download",
+            headers={"Dropbox-API-Arg": _api_arg({"path": path}),
+                     **range_headers(start, length)},
+        )
+        body = self._client.ranged_body(response, start, length, f"download {key}")
+        if body is not None:
+            return body
         if _is_not_found(response):
             raise ShareNotFound(f"Dropbox: no share {key}")
         raise self._client.error_for(response, f"download {key}")

@@ -14,7 +14,7 @@ import secrets
 import requests
 
 from .base import Backend, BackendError, ShareNotFound, Usage
-from .http import ProviderClient, RetryPolicy, is_429
+from .http import ProviderClient, RetryPolicy, is_429, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
 from .pacing import Pacer, pacer_for
@@ -88,6 +88,24 @@ class GoogleDriveBackend(Backend):
                                          params={"alt": "media"})
             if response.status_code == 200:
                 return response.content
+            if response.status_code != 404:   # 404: deleted since we listed it
+                raise self._client.error_for(response, f"download {key}")
+        raise ShareNotFound(f"Google Drive: no share {key}")
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        # files.get?alt=media takes a Range header ("partial download").
+        check_key(key)
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        if length == 0:
+            return b""           # an empty Range is not valid HTTP
+        for file_id in self._find(key):
+            response = self._client.send("GET", f"{self._files_url}/{file_id}",
+                                         params={"alt": "media"},
+                                         headers=range_headers(start, length))
+            body = self._client.ranged_body(response, start, length, f"download {key}")
+            if body is not None:
+                return body
             if response.status_code != 404:   # 404: deleted since we listed it
                 raise self._client.error_for(response, f"download {key}")
         raise ShareNotFound(f"Google Drive: no share {key}")

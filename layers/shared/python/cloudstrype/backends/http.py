@@ -112,6 +112,21 @@ def error_detail(response: requests.Response) -> str:
     return str(text)[:200]
 
 
+def range_headers(start: int, length: int) -> dict[str, str]:
+    """Headers asking for bytes start..start+length-1 (length > 0) of a download, unencoded:
+    a range of a gzip-encoded body would be a range of the compressed bytes."""
+    return {"Range": f"bytes={start}-{start + length - 1}", "Accept-Encoding": "identity"}
+
+
+def _content_range_start(value: str) -> int | None:
+    """The first byte of "bytes a-b/total", or None if the header is absent or malformed."""
+    unit, _, spec = value.strip().partition(" ")
+    first, dash, _ = spec.partition("-")
+    if unit.lower() != "bytes" or not dash or not first.strip().isdigit():
+        return None
+    return int(first)
+
+
 class ProviderClient:
     """Sends requests to one provider through an (OAuth) session, with the rules above.
 
@@ -249,6 +264,23 @@ class ProviderClient:
         if response.status_code in (401, 403):
             return BackendAuthError(message)
         return BackendError(message)
+
+    def ranged_body(self, response: requests.Response, start: int, length: int,
+                    action: str) -> bytes | None:
+        """The bytes asked for with `range_headers` from the answer: a 206's body, the slice
+        of a 200 (a server may ignore Range and send it all), b"" for a 416 (the range starts
+        past the end); None for any other answer, for the caller to interpret."""
+        if response.status_code == 206:
+            served = _content_range_start(response.headers.get("Content-Range", ""))
+            if served is not None and served != start:
+                raise BackendError(f"{self.label}: could not {action}: asked for bytes from "
+                                   f"{start}, the answer has bytes from {served}")
+            return response.content[:length]
+        if response.status_code == 200:
+            return response.content[start:start + length]
+        if response.status_code == 416:
+            return b""
+        return None
 
     def json(self, response: requests.Response, action: str) -> dict:
         """The JSON body of a successful response, or BackendError if it is not JSON."""

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import requests
 
 from .base import Backend, BackendError, ShareNotFound, Usage
-from .http import ProviderClient, RetryPolicy, is_429, is_507
+from .http import ProviderClient, RetryPolicy, is_429, is_507, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
 from .pacing import Pacer, pacer_for
@@ -45,6 +45,23 @@ class OneDriveBackend(Backend):
         response = self._client.send("GET", f"{self._item_url(key)}:/content")
         if response.status_code == 200:
             return response.content
+        if response.status_code == 404:
+            raise ShareNotFound(f"OneDrive: no share {key}")
+        raise self._client.error_for(response, f"download {key}")
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        # The Range header is for the pre-authenticated URL of the 302; requests keeps it
+        # when it follows the redirect.
+        item_url = self._item_url(key)
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        if length == 0:
+            return b""           # an empty Range is not valid HTTP
+        response = self._client.send("GET", f"{item_url}:/content",
+                                     headers=range_headers(start, length))
+        body = self._client.ranged_body(response, start, length, f"download {key}")
+        if body is not None:
+            return body
         if response.status_code == 404:
             raise ShareNotFound(f"OneDrive: no share {key}")
         raise self._client.error_for(response, f"download {key}")
