@@ -11,7 +11,7 @@ from cloudstrype import errors, quota
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp
 from cloudstrype.sharing import links, shares
 from cloudstrype.sharing.scope import scope_for
-from cloudstrype.tree import files, trash, tree
+from cloudstrype.tree import compaction, files, trash, tree
 
 app = ServiceApp("filesystem", "/api/filesystem")
 
@@ -288,6 +288,13 @@ def trash_restore(call, item_id):
 def sweep_uploads(event):
     return {**files.sweep_expired_uploads(budget_seconds=300),
             **files.sweep_trash(budget_seconds=300)}
+
+
+# Packs mostly dead (their files deleted or replaced) rewritten and freed: every hour in AWS,
+# on the local stack's timer too. One run at a time (its budget is well below the interval).
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def compact_packs(event):
+    return compaction.compact(budget_seconds=600)
 
 
 # -- shares (docs/sharing-api.md) -------------------------------------------------------------

@@ -7,11 +7,13 @@ from dataclasses import replace
 
 import pytest
 from cloudstrype.metadata import engine as metadata_engine
+from cloudstrype.metadata.engine import ConditionFailed
 from cloudstrype.pipeline.chunk_store import (
     PLACEMENTS,
     Chunk,
     ChunkRef,
     ChunkStore,
+    PackInUse,
     Placement,
     ShareLocation,
     chunk_store,
@@ -292,3 +294,57 @@ def test_the_scrubs_work_lists_never_scan(store, engine, monkeypatch):
     monkeypatch.setattr(engine, "scan", no_scan)
     assert sorted(r.owner for r in store.damaged()) == sorted(f"user{n}" for n in range(12))
     assert sorted(p.key for p in store.pending_deletes()) == sorted(f"k{n}" for n in range(12))
+
+
+# -- packs: live counts, the compaction queue ---------------------------------------------------
+
+def make_pack(owner: str = "alice", chunk_id: str = "p1", live: int = 3) -> Chunk:
+    return replace(make_chunk(owner, chunk_id), live=live, live_bytes=900 if live else 0)
+
+
+def test_compaction_queue_holds_queued_packs_once_and_new_empty_packs(store, engine,
+                                                                      monkeypatch):
+    store.create(make_pack("alice", "p1"), 10)
+    store.create(make_pack("bob", "p2"), 10)
+    store.create(make_pack("carol", "p3", live=0), 10)      # being filled: queued from birth
+    store.create(make_chunk("dave", "c4"), 10)              # not a pack
+    assert store.queue_compaction("alice", "p1", 1700000100)
+    assert not store.queue_compaction("alice", "p1", 1700000200), "queued already"
+    assert not store.queue_compaction("dave", "c4", 1700000100), "not a pack"
+    assert not store.queue_compaction("alice", "missing", 1700000100)
+    monkeypatch.setattr(engine, "scan", lambda *a, **k: pytest.fail("a full table scan"))
+    assert sorted((r.owner, r.chunk_id) for r in store.compaction_queue()) == [
+        ("alice", "p1"), ("carol", "p3")]
+    store.dequeue_compaction("alice", "p1")
+    store.dequeue_compaction("alice", "missing")             # gone: nothing to do
+    assert [(r.owner, r.chunk_id) for r in store.compaction_queue()] == [("carol", "p3")]
+    assert store.get("alice", "p1").live == 3
+
+
+def test_acquire_and_release_count_files_and_bytes(store, engine):
+    store.create(make_pack("alice", "p1", live=0), 10)
+    engine.transact([store.acquire_operation("alice", "p1", 100)])
+    engine.transact([store.acquire_operation("alice", "p1", 50)])
+    assert (store.get("alice", "p1").live, store.get("alice", "p1").live_bytes) == (2, 150)
+    assert store.release("alice", "p1", 100) == 1
+    assert (store.get("alice", "p1").live, store.get("alice", "p1").live_bytes) == (1, 50)
+    with pytest.raises(ConditionFailed):
+        engine.transact([store.acquire_operation("alice", "missing", 1)])
+
+
+def test_a_pack_in_use_is_never_deleted_even_after_a_stale_read(store, engine, monkeypatch):
+    """Compaction moving a file into a pack does not change its revision: a delete that read
+    the pack empty just before must still not delete it."""
+    store.create(make_pack("alice", "p1", live=0), 10)
+    real_get, moved = store.get, []
+
+    def read_then_a_file_moves_in(owner, chunk_id):
+        seen = real_get(owner, chunk_id)
+        if not moved:
+            engine.transact([store.acquire_operation(owner, chunk_id, 10)])
+            moved.append(chunk_id)
+        return seen
+    monkeypatch.setattr(store, "get", read_then_a_file_moves_in)
+    with pytest.raises(PackInUse):
+        store.delete("alice", "p1")
+    assert moved and real_get("alice", "p1").live == 1

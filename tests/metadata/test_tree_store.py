@@ -1,19 +1,21 @@
 """TreeStore conformance: every operation of the tree's metadata, on each engine."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 
 import pytest
 from cloudstrype import quota
-from cloudstrype.metadata.engine import BadCursor
+from cloudstrype.metadata.engine import BadCursor, Change, Update
 from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
     NODES,
     ROOT,
     TRASH,
+    VERSIONS,
     Changed,
     NameTaken,
     Node,
@@ -591,3 +593,47 @@ def test_another_owners_ids_are_not_found(trees):
     # The stranger's own root is theirs alone.
     theirs = trees.ensure_root(stranger, T0 + 1)
     assert theirs.owner == stranger and trees.get_node(who, ROOT).created == T0
+
+
+# -- packed versions: found by pack, moved by compaction -----------------------------------------
+
+def packed(who: str, node_id: str, version_id: str, chunk: str, offset: int) -> Version:
+    return dataclasses.replace(version(who, node_id, version_id, 10), chunk_count=0,
+                               pack_chunk=chunk, pack_offset=offset, pack_length=38,
+                               blob_hash="cd" * 32)
+
+
+def test_versions_are_found_by_their_pack_and_moved_only_from_where_they_are(trees, engine):
+    who, other = owner(), owner()
+    a = new_file(trees, who, ROOT, "a")
+    b = new_file(trees, who, ROOT, "b")
+    trees.set_version(trees.get_node(who, a.node_id), packed(who, a.node_id, "0002", "pk1", 0),
+                      T0 + 1)
+    trees.set_version(trees.get_node(who, b.node_id), packed(who, b.node_id, "0002", "pk1", 38),
+                      T0 + 1)
+    c = new_file(trees, other, ROOT, "c")
+    trees.set_version(trees.get_node(other, c.node_id),
+                      packed(other, c.node_id, "0002", "pk1", 76), T0 + 1)
+    found = trees.versions_in_pack(who, "pk1")
+    assert sorted((v.node_id, v.pack_offset) for v in found) == sorted(
+        [(a.node_id, 0), (b.node_id, 38)]), "only the owner's versions"
+    assert trees.versions_in_pack(who, "pk2") == []
+
+    stale = trees.get_version(who, a.node_id, "0002")
+    to = {"pack_chunk": "pk2", "pack_offset": 0, "pack_length": 38, "blob_hash": "ef" * 32}
+    assert trees.move_blob(stale, to)
+    moved = trees.get_version(who, a.node_id, "0002")
+    assert (moved.pack_chunk, moved.pack_offset, moved.blob_hash) == ("pk2", 0, "ef" * 32)
+    assert not trees.move_blob(stale, to), "it is no longer where the caller saw it"
+    assert [v.node_id for v in trees.versions_in_pack(who, "pk2")] == [a.node_id]
+    # A delete names the pack it releases from: refused once the version has moved.
+    assert not trees.delete_version(
+        who, a.node_id, "0002",
+        (Update(VERSIONS, {"file_ref": f"{who}#{b.node_id}", "version_id": "0002"},
+                Change(set={"size": 10})),), "pk1")
+    assert trees.get_version(who, a.node_id, "0002") is not None
+    assert trees.delete_version(
+        who, a.node_id, "0002",
+        (Update(VERSIONS, {"file_ref": f"{who}#{b.node_id}", "version_id": "0002"},
+                Change(set={"size": 10})),), "pk2")
+    assert trees.get_version(who, a.node_id, "0002") is None

@@ -9,6 +9,10 @@ unlimited) and open upload sessions (`max_open_uploads`).
   or swept. `trash_bytes` is the part of `stored_bytes` that is in the trash (or being freed
   from it): the tree store adds an item's bytes in the transaction that trashes it and takes
   them off in the one that restores or finally removes it. The quota counts the trash too.
+  `dead_bytes` is the part of `stored_bytes` that no file uses any more but that still sits in
+  packs (pipeline/packs.py): a packed file's blob, once deleted or replaced, stays in its pack
+  until compaction (tree/compaction.py) rewrites the pack or its last file goes. It is added in
+  the transaction that releases the blob and taken off when the pack is freed.
 
 A charge is conditional on the limit, so racing writers cannot overshoot it together; a request
 that dies between a charge and its write leaves the counter a little high, never low.
@@ -23,7 +27,7 @@ from cloudstrype.settings import get_settings
 
 USAGE = schema.table("usage", hash_key="owner", owner_module=__name__,
                      fields={"owner": STR, "stored_bytes": INT, "open_uploads": INT,
-                             "trash_bytes": INT})
+                             "trash_bytes": INT, "dead_bytes": INT})
 
 # A session's status lists its parts; this many (2 TiB of 4 MiB parts) still fit one response.
 MAX_SESSION_FILE_BYTES = 2 * 1024 ** 4
@@ -46,7 +50,9 @@ def usage(owner: str) -> dict:
     item = get_engine().get(USAGE, {"owner": owner}) or {}
     stored = max(0, int(item.get("stored_bytes", 0)))
     trash = max(0, int(item.get("trash_bytes", 0)))
-    return {"stored_bytes": stored, "live_bytes": max(0, stored - trash), "trash_bytes": trash,
+    dead = max(0, int(item.get("dead_bytes", 0)))
+    return {"stored_bytes": stored, "live_bytes": max(0, stored - trash - dead),
+            "trash_bytes": trash, "dead_bytes": dead,
             "quota_bytes": quota_bytes(),
             "open_uploads": max(0, int(item.get("open_uploads", 0))),
             "max_open_uploads": max_open_uploads(), "max_file_bytes": max_file_bytes()}
@@ -94,6 +100,17 @@ def trash_bytes_change(owner: str, amount: int) -> Update:
     """The write that moves `amount` bytes into (negative: out of) the owner's trash count, for
     the tree store to make part of the transaction that trashes, restores or frees an item."""
     return Update(USAGE, {"owner": owner}, Change(add={"trash_bytes": int(amount)}))
+
+
+def dead_bytes_change(owner: str, amount: int) -> Update:
+    """The write that counts `amount` more bytes (negative: fewer) as dead in packs, for the
+    transaction that releases a blob."""
+    return Update(USAGE, {"owner": owner}, Change(add={"dead_bytes": int(amount)}))
+
+
+def add_dead_bytes(owner: str, amount: int) -> None:
+    if amount:
+        _add(owner, "dead_bytes", amount, None)
 
 
 def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:

@@ -40,8 +40,12 @@ CHUNKS = schema.table(
             "damaged": schema.INT_SET, "damage_shard": schema.STR, "damaged_at": schema.INT,
             # Packs only (pipeline/packs.py): how many files' blobs, and their bytes, still use
             # the chunk; at 0 it is freed. The rest of its bytes are dead until compaction.
-            "live": schema.INT, "live_bytes": schema.INT},
-    indexes=(schema.Index("damaged", hash_key="damage_shard", range_key="damaged_at"),),
+            "live": schema.INT, "live_bytes": schema.INT,
+            # A pack whose live bytes fell below the compaction threshold: queued for repacking
+            # (tree/compaction.py) until it is freed.
+            "compact_shard": schema.STR, "compact_at": schema.INT},
+    indexes=(schema.Index("damaged", hash_key="damage_shard", range_key="damaged_at"),
+             schema.Index("compact", hash_key="compact_shard", range_key="compact_at")),
     owner_module=__name__)
 
 PLACEMENTS = schema.table(
@@ -134,6 +138,11 @@ def _chunk_item(chunk: Chunk) -> dict:
         item["wrapped_key"] = chunk.wrapped_key
     if chunk.live is not None:
         item["live"], item["live_bytes"] = chunk.live, chunk.live_bytes or 0
+        if chunk.live == 0:
+            # A pack that files are yet to be moved into (compaction) is queued from the
+            # start: if the moves never come (a crash), the next compaction frees it.
+            item["compact_shard"] = _shard(chunk.owner, chunk.chunk_id)
+            item["compact_at"] = int(chunk.created)
     return item
 
 
@@ -270,8 +279,12 @@ class ChunkStore:
             if chunk.live is not None and chunk.live > 0:
                 raise PackInUse(chunk.live)
             # On the revision read: the placements deleted are those of the shares deleted.
-            first = Delete(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
-                           Condition.eq("revision", chunk.revision))
+            condition = Condition.eq("revision", chunk.revision)
+            if chunk.live is not None:
+                # A pack: also only while no file uses it (a compaction may be moving files in;
+                # that does not change the revision).
+                condition = condition & Condition.compare("live", "le", 0)
+            first = Delete(CHUNKS, {"owner": owner, "chunk_id": chunk_id}, condition)
             deletes = [Delete(PLACEMENTS, _placement_key(owner, s.storage_id, chunk_id, s.index))
                        for s in chunk.shares]
             try:
@@ -289,6 +302,23 @@ class ChunkStore:
                       Change(add={"live": -1, "live_bytes": -int(size)}),
                       Condition.exists() & Condition.has("live"))
 
+    @staticmethod
+    def acquire_operation(owner: str, chunk_id: str, size: int) -> Update:
+        """One more file's blob in a pack (compaction moving it in), for the caller's
+        transaction."""
+        return Update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                      Change(add={"live": 1, "live_bytes": int(size)}),
+                      Condition.exists() & Condition.has("live"))
+
+    def dequeue_compaction(self, owner: str, chunk_id: str) -> None:
+        """Take a pack off the compaction queue (it is dense enough now)."""
+        try:
+            self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                               Change(remove=("compact_shard", "compact_at")),
+                               Condition.exists())
+        except ConditionFailed:
+            pass            # gone meanwhile
+
     def release(self, owner: str, chunk_id: str, size: int) -> int | None:
         """Release one blob now (it was never attached to a file); returns the files still
         using the pack, None if it is gone."""
@@ -300,13 +330,32 @@ class ChunkStore:
             return None
         return int(item.get("live", 0))
 
+    def queue_compaction(self, owner: str, chunk_id: str, now: float) -> bool:
+        """Put a pack on the compaction queue (once); False if it is gone or queued already."""
+        try:
+            self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
+                               Change(set={"compact_shard": _shard(owner, chunk_id),
+                                           "compact_at": int(now)}),
+                               Condition.exists() & Condition.has("live")
+                               & Condition.missing("compact_shard"))
+        except ConditionFailed:
+            return False
+        return True
+
+    def compaction_queue(self) -> Iterator[ChunkRef]:
+        """Packs queued for compaction, of every owner, oldest first per shard."""
+        yield from self._queue("compact")
+
     def damaged(self) -> Iterator[ChunkRef]:
         """Every chunk with damaged shares, of every owner, oldest damage first per shard (the
         scrub's queue; the index may lag a moment behind a write in DynamoDB)."""
+        yield from self._queue("damaged")
+
+    def _queue(self, index: str) -> Iterator[ChunkRef]:
         for shard in range(SHARDS):
             cursor = None
             while True:
-                page = self.engine.query_index(CHUNKS, "damaged", str(shard), cursor=cursor,
+                page = self.engine.query_index(CHUNKS, index, str(shard), cursor=cursor,
                                                limit=100)
                 for item in page.items:
                     yield ChunkRef(item["owner"], item["chunk_id"])

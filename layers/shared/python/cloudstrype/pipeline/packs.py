@@ -12,19 +12,23 @@ Since the chunk is not encrypted as a whole, the blob lies in place in the share
 ranged read of one raid1 share, or of the one or two rs data shares holding it (store.get_range),
 checked against that hash — and falls back to other copies or the whole chunk when it fails.
 
-The chunk's record counts the files still using it (`live`); releasing the last one frees it.
+The chunk's record counts the files still using it (`live`, `live_bytes`); releasing the last
+one frees it. A released blob's bytes are dead (counted in the owner's usage as `dead_bytes`);
+once a pack's live bytes fall below COMPACT_BELOW of its size it is queued for compaction
+(tree/compaction.py), which moves its live blobs into a new pack and frees it.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cloudstrype import errors
+from cloudstrype import errors, quota
 from cloudstrype.pipeline import codec, store
 from cloudstrype.pipeline.chunk_store import chunk_store
 
@@ -34,6 +38,9 @@ PACK_THRESHOLD = 256 * 1024
 BLOB_OVERHEAD = codec.NONCE_SIZE + codec.TAG_SIZE
 MAX_PACK_BYTES = codec.MAX_CHUNK_SIZE
 _AAD_PREFIX = b"cloudstrype/blob/v1\x00"
+# A pack whose live bytes are below this share of its size is repacked: at most half of what a
+# user's packs hold is dead for long, and a repack rewrites at most as much as it frees.
+COMPACT_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,11 @@ def _aad(chunk_id: str, blob_id: str) -> bytes:
 
 
 def write_pack(owner: str, items: list[tuple[str, bytes]], encryption: str,
-               durability: str) -> list[PackedBlob]:
+               durability: str, *, claimed: bool = True) -> list[PackedBlob]:
     """Store (blob id, content) items as one pack with `durability`; blobs encrypted unless
-    `encryption` is ``none``. All stored, or an error and nothing."""
+    `encryption` is ``none``. All stored, or an error and nothing. `claimed`: the files the
+    blobs are for count as using it from the start; otherwise none does until each is moved in
+    (compaction: a pack nothing moved into is then freed, see chunk_store.create)."""
     encrypted = codec.parse_encryption(encryption).encrypted
     chunk_id = f"p{uuid.uuid4().hex}"
     key = codec.new_data_key() if encrypted else None
@@ -90,8 +99,19 @@ def write_pack(owner: str, items: list[tuple[str, bytes]], encryption: str,
         placed.append(PackedBlob(chunk_id, offset, len(blob), hashlib.sha256(blob).hexdigest()))
         offset += len(blob)
     store.put_chunk(owner, b"".join(blobs), codec.NONE, durability, chunk_id, blob_key=key,
-                    live=len(items))
+                    live=len(items) if claimed else 0)
     return placed
+
+
+def _open(chunk_id: str, blob_id: str, blob: bytes, key: bytes | None) -> bytes:
+    if key is None:
+        return blob
+    try:
+        return AESGCM(key).decrypt(blob[:codec.NONCE_SIZE], blob[codec.NONCE_SIZE:],
+                                   _aad(chunk_id, blob_id))
+    except InvalidTag:
+        raise codec.IntegrityError(f"The blob of {blob_id} in pack {chunk_id} does not "
+                                   f"authenticate.") from None
 
 
 def read_blob(owner: str, blob_id: str, where: PackedBlob, encrypted: bool) -> bytes:
@@ -102,33 +122,63 @@ def read_blob(owner: str, blob_id: str, where: PackedBlob, encrypted: bool) -> b
         return hashlib.sha256(data).hexdigest() == where.blob_hash
 
     blob = store.get_range(record, where.offset, where.length, good)
-    if not encrypted:
-        return blob
-    try:
-        return AESGCM(store.blob_key(record)).decrypt(
-            blob[:codec.NONCE_SIZE], blob[codec.NONCE_SIZE:], _aad(where.chunk_id, blob_id))
-    except InvalidTag:
-        raise codec.IntegrityError(f"The blob of {blob_id} in pack {where.chunk_id} does not "
-                                   f"authenticate.") from None
+    return _open(where.chunk_id, blob_id, blob, store.blob_key(record) if encrypted else None)
 
 
-def release_operation(owner: str, chunk_id: str, length: int):
-    """The release of one file's blob, for the transaction that deletes its version."""
-    return chunk_store().release_operation(owner, chunk_id, length)
+def read_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
+               encrypted: bool) -> dict[str, bytes | codec.IntegrityError]:
+    """Many blobs of one pack from one read of the whole pack (compaction): blob id -> content,
+    or the IntegrityError of a blob that is not as recorded."""
+    record = store.get_record(owner, chunk_id)
+    data = memoryview(store.get_chunk(owner, chunk_id))
+    key = store.blob_key(record) if encrypted else None
+    out: dict = {}
+    for blob_id, where in wanted:
+        blob = bytes(data[where.offset:where.offset + where.length])
+        try:
+            if hashlib.sha256(blob).hexdigest() != where.blob_hash:
+                raise codec.IntegrityError(f"The blob of {blob_id} in pack {chunk_id} does not "
+                                           f"match its recorded hash.")
+            out[blob_id] = _open(chunk_id, blob_id, blob, key)
+        except codec.IntegrityError as exc:
+            out[blob_id] = exc
+    return out
 
 
-def free_if_unused(owner: str, chunk_id: str) -> None:
-    """Free the pack once no file uses it (through the chunks' deletion path)."""
-    record = chunk_store().get(owner, chunk_id)
-    if record is not None and record.live is not None and record.live <= 0:
+def acquire_operation(owner: str, where: PackedBlob):
+    """One more file using a blob of a pack (compaction moving a file in), for the transaction
+    that points the file's version at it."""
+    return chunk_store().acquire_operation(owner, where.chunk_id, where.length)
+
+
+def release_operations(owner: str, chunk_id: str, length: int) -> tuple:
+    """The release of one file's blob — one file fewer using the pack, its bytes dead — for the
+    transaction that deletes or moves its version (so it happens once)."""
+    return (chunk_store().release_operation(owner, chunk_id, length),
+            quota.dead_bytes_change(owner, length))
+
+
+def after_release(owner: str, chunk_id: str) -> None:
+    """Free the pack once no file uses it (through the chunks' deletion path), or queue it for
+    compaction once most of it is dead."""
+    chunks = chunk_store()
+    record = chunks.get(owner, chunk_id)
+    if record is None or record.live is None:
+        return
+    if record.live <= 0:
         try:
             store.delete_chunk(owner, chunk_id)
-        except errors.NotFound:
-            pass            # a concurrent release freed it
+        except (errors.NotFound, errors.Conflict):
+            return          # a concurrent release freed it (or a file still uses it)
+        # Only the call that deleted it gets here: its bytes, all dead now, counted off once.
+        quota.add_dead_bytes(owner, -int(record.size))
+    elif (record.live_bytes or 0) < COMPACT_BELOW * record.size:
+        chunks.queue_compaction(owner, chunk_id, time.time())
 
 
 def release_now(owner: str, chunk_id: str, length: int) -> None:
     """Release a blob that no file got (its file failed to attach)."""
     left = chunk_store().release(owner, chunk_id, length)
-    if left is not None and left <= 0:
-        free_if_unused(owner, chunk_id)
+    if left is not None:
+        quota.add_dead_bytes(owner, length)
+        after_release(owner, chunk_id)

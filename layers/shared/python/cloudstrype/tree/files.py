@@ -655,11 +655,25 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
+def packed_blob(version: Version) -> packs.PackedBlob:
+    return packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
+                            int(version.pack_length), version.blob_hash)
+
+
 def _read_packed(owner: str, version: Version) -> bytes:
-    where = packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
-                             int(version.pack_length), version.blob_hash)
-    data = packs.read_blob(owner, version.version_id, where,
-                           codec.parse_encryption(version.encryption).encrypted)
+    while True:
+        try:
+            data = packs.read_blob(owner, version.version_id, packed_blob(version),
+                                   codec.parse_encryption(version.encryption).encrypted)
+            break
+        except (errors.ApiError, codec.CodecError):
+            # Compaction may have moved the blob (and freed its old pack) since the version
+            # was read: read it from where it is now.
+            now = tree_store().get_version(owner, version.node_id, version.version_id)
+            if now is None or (now.pack_chunk, now.pack_offset) == (version.pack_chunk,
+                                                                      version.pack_offset):
+                raise
+            version = now
     if version.sha256 and hashlib.sha256(data).hexdigest() != version.sha256:
         raise codec.IntegrityError(f"Version {version.version_id} read back with another "
                                    f"SHA-256 than it was written with.")
@@ -668,18 +682,39 @@ def _read_packed(owner: str, version: Version) -> bytes:
 
 def free_version(owner: str, version: Version, deadline: float = float("inf")) -> bool:
     if version.pack_chunk:
-        # The version goes with its blob's release, once; the pack when no file uses it.
-        trees = tree_store()
-        release = packs.release_operation(owner, version.pack_chunk, int(version.pack_length))
-        if not trees.delete_version(owner, version.node_id, version.version_id, (release,)) \
-                and store.find_chunk(owner, version.pack_chunk) is None:
-            trees.delete_version(owner, version.node_id, version.version_id)
-        packs.free_if_unused(owner, version.pack_chunk)
+        _free_packed(owner, version)
         return True
     if not _free_chunks(owner, version.version_id, version.chunk_count, deadline):
         return False
     tree_store().delete_version(owner, version.node_id, version.version_id)
     return True
+
+
+def _free_packed(owner: str, version: Version) -> None:
+    """The version goes with its blob's release, once, from the pack that holds it now (it may
+    have been moved by compaction since it was read); the pack goes when no file uses it."""
+    trees = tree_store()
+    for attempt in range(20):
+        if version is None:
+            return
+        if attempt:
+            time.sleep(random.uniform(0.005, 0.05))      # a racing transaction: try again
+        chunk = version.pack_chunk
+        release = packs.release_operations(owner, chunk, int(version.pack_length))
+        if trees.delete_version(owner, version.node_id, version.version_id, release, chunk):
+            packs.after_release(owner, chunk)
+            return
+        now = trees.get_version(owner, version.node_id, version.version_id)
+        if now is not None and now.pack_chunk == chunk:
+            # Still there but its pack is not: nothing to release, the version goes alone.
+            if store.find_chunk(owner, chunk) is None:
+                trees.delete_version(owner, version.node_id, version.version_id)
+                return
+            continue
+        version = now          # moved (release it from there) or gone (done)
+    raise errors.ServiceUnavailable(f"Version {version.version_id} kept changing while it was "
+                                    f"being freed; the sweep frees it later.",
+                                    code="concurrent_change")
 
 
 # Deleting for good frees what it can in this long, and leaves the rest to the sweep.

@@ -74,7 +74,9 @@ VERSIONS = schema.table(
             "chunk_count": INT, "sha256": STR, "etag": STR, "content_type": STR,
             "durability": STR, "encryption": STR, "created": INT,
             # A packed version (pipeline/packs.py): its blob's chunk, place and SHA-256.
-            "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR})
+            "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR},
+    # The versions whose blobs a pack holds: what compaction moves (tree/compaction.py).
+    indexes=(Index("by-pack", hash_key="pack_chunk", range_key="version_id"),))
 
 UPLOADS = schema.table(
     "uploads", hash_key="owner", range_key="upload_id", owner_module=__name__,
@@ -639,17 +641,53 @@ class TreeStore:
                 if item.get("owner") == owner]
 
     def delete_version(self, owner: str, node_id: str, version_id: str,
-                       along: tuple = ()) -> bool:
+                       along: tuple = (), pack_chunk: str | None = None) -> bool:
         """Delete a version; `along` are operations done in the same transaction only if the
-        version was still there (a packed version's release of its blob: once, however often
-        a purge is retried). False when it was gone already (or `along` failed)."""
+        version was still there — and still in `pack_chunk`, when given (a packed version's
+        release of its blob: once, however often a purge is retried, and from the pack that
+        holds it while compaction moves it). False when it was gone already (or had moved, or
+        `along` failed)."""
         # The key holds the owner: another owner's version is out of reach.
         key = {"file_ref": _file_ref(owner, node_id), "version_id": version_id}
         if not along:
             self.engine.delete(VERSIONS, key)
             return True
+        condition = Condition.exists()
+        if pack_chunk is not None:
+            condition = condition & Condition.eq("pack_chunk", pack_chunk)
         try:
-            self.engine.transact([Delete(VERSIONS, key, Condition.exists()), *along])
+            self.engine.transact([Delete(VERSIONS, key, condition), *along])
+        except ConditionFailed:
+            return False
+        return True
+
+    def versions_in_pack(self, owner: str, chunk_id: str) -> list[Version]:
+        """The owner's versions whose blobs are in pack `chunk_id` (through the by-pack index:
+        eventually consistent in DynamoDB, so a caller re-checks each before acting)."""
+        found, cursor = [], None
+        while True:
+            page = self.engine.query_index(VERSIONS, "by-pack", chunk_id, cursor=cursor,
+                                           limit=500)
+            for item in page.items:
+                prefix = _file_ref(owner, "")
+                if item.get("owner") == owner and item["file_ref"].startswith(prefix):
+                    found.append(_version(item, item["file_ref"][len(prefix):]))
+            cursor = page.cursor
+            if not cursor:
+                return found
+
+    def move_blob(self, version: Version, to: dict, along: tuple = ()) -> bool:
+        """Point a packed version at its blob's new place (`to`: pack_chunk, pack_offset,
+        pack_length, blob_hash) if it is still where `version` says, with `along` in the same
+        transaction; False if it was deleted or moved meanwhile."""
+        key = {"file_ref": _file_ref(version.owner, version.node_id),
+               "version_id": version.version_id}
+        try:
+            self.engine.transact([Update(VERSIONS, key, Change(set=dict(to)),
+                                         Condition.exists()
+                                         & Condition.eq("pack_chunk", version.pack_chunk)
+                                         & Condition.eq("pack_offset", version.pack_offset)),
+                                  *along])
         except ConditionFailed:
             return False
         return True

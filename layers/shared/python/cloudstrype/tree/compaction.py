@@ -1,0 +1,169 @@
+"""Compaction: packs whose files are mostly gone are rewritten, and their dead bytes freed.
+
+Deleting or replacing a packed file releases its blob; the bytes stay in the pack (counted as
+the owner's `dead_bytes`) until the last file goes or the pack is repacked. A pack whose live
+bytes fall below packs.COMPACT_BELOW of its size is queued (chunk_store's `compact` index). The
+scheduled job takes the queue per owner, reads each queued pack once, and moves its live blobs,
+re-encrypted under a new key, into new packs with the same durability and encryption — several
+sparse packs into one — then frees the old ones (restic's `prune`, without its lock):
+
+- A new pack starts with no file counted as using it, and queued. Each file is moved by one
+  transaction: its version points at the new place if it is still at the old one, the old pack
+  counts one file fewer, the new one more. A file deleted or moved meanwhile is simply not
+  moved; a crash leaves every file either here or there, and a new pack nothing was moved into
+  is freed by the next run (it is still queued). No lock is held against uploads or deletes.
+- A pack is freed only when no file counts as using it (`live` 0), by the same path as a delete.
+- A reader holding the old place finds the pack gone and reads the version again (files.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from cloudstrype import errors, quota
+from cloudstrype.pipeline import codec, packs
+from cloudstrype.pipeline.chunk_store import chunk_store
+from cloudstrype.tree.store import Version, tree_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    packs_compacted: int = 0          # old packs emptied and freed
+    packs_written: int = 0
+    blobs_moved: int = 0
+    bytes_moved: int = 0
+    bytes_freed: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"packs_compacted": self.packs_compacted, "packs_written": self.packs_written,
+                "blobs_moved": self.blobs_moved, "bytes_moved": self.bytes_moved,
+                "bytes_freed": self.bytes_freed, "compaction_failed": self.failed[:50]}
+
+
+def compact(budget_seconds: float = 300.0) -> dict:
+    """Work through the compaction queue for up to `budget_seconds` (the rest waits for the
+    next run)."""
+    deadline = time.monotonic() + budget_seconds
+    report = Report()
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    for ref in chunk_store().compaction_queue():
+        by_owner[ref.owner].append(ref.chunk_id)
+    for owner, chunk_ids in by_owner.items():
+        if time.monotonic() > deadline:
+            break
+        try:
+            _compact_owner(owner, chunk_ids, deadline, report)
+        except errors.ApiError as exc:
+            report.failed.append(f"{owner}: {exc.message}")
+    if report.failed:
+        log.warning("compaction left %d problems: %s", len(report.failed), report.failed[:10])
+    return report.as_dict()
+
+
+class _Writer:
+    """Live blobs of one owner, durability and encryption, gathered into new packs."""
+
+    def __init__(self, owner: str, durability: str, encryption: str, report: Report):
+        self.owner, self.durability, self.encryption = owner, durability, encryption
+        self.encrypted = codec.parse_encryption(encryption).encrypted
+        self.report = report
+        self.pending: list[tuple[Version, bytes]] = []
+        self.size = 0
+
+    def add(self, version: Version, content: bytes) -> None:
+        need = packs.stored_size(len(content), self.encrypted)
+        if self.pending and self.size + need > packs.MAX_PACK_BYTES:
+            self.flush()
+        self.pending.append((version, content))
+        self.size += need
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending, size, self.size = self.pending, [], self.size, 0
+        owner, trees = self.owner, tree_store()
+        # Counted dead until files are moved in (each move counts its blob live again, as the
+        # same bytes in the old pack are counted dead), so the usage stays right on a crash.
+        quota.add_dead_bytes(owner, size)
+        try:
+            placed = packs.write_pack(owner, [(v.version_id, c) for v, c in pending],
+                                      self.encryption, self.durability, claimed=False)
+        except BaseException:
+            quota.add_dead_bytes(owner, -size)
+            raise
+        self.report.packs_written += 1
+        new_chunk = placed[0].chunk_id
+        for (version, _), where in zip(pending, placed, strict=True):
+            to = {"pack_chunk": where.chunk_id, "pack_offset": where.offset,
+                  "pack_length": where.length, "blob_hash": where.blob_hash}
+            along = (packs.release_operations(owner, version.pack_chunk,
+                                              int(version.pack_length))[0],
+                     packs.acquire_operation(owner, where))
+            if trees.move_blob(version, to, along):
+                self.report.blobs_moved += 1
+                self.report.bytes_moved += where.length
+        # Dense now (taken off the queue), or freed if nothing moved in, or left for next time.
+        record = chunk_store().get(owner, new_chunk)
+        if record is not None and (record.live_bytes or 0) >= packs.COMPACT_BELOW * record.size:
+            chunk_store().dequeue_compaction(owner, new_chunk)
+        else:
+            packs.after_release(owner, new_chunk)
+
+
+def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Report) -> None:
+    chunks, trees = chunk_store(), tree_store()
+    writers: dict[tuple[str, str], _Writer] = {}
+    emptied: list[str] = []
+    for chunk_id in chunk_ids:
+        if time.monotonic() > deadline:
+            break
+        record = chunks.get(owner, chunk_id)
+        if record is None or record.live is None:
+            continue
+        if record.live > 0 and (record.live_bytes or 0) >= packs.COMPACT_BELOW * record.size:
+            # A pack a past run filled and crashed before taking off the queue.
+            chunks.dequeue_compaction(owner, chunk_id)
+            continue
+        versions = [v for v in trees.versions_in_pack(owner, chunk_id)
+                    if v.pack_chunk == chunk_id]
+        by_scheme: dict[tuple[str, str], list[Version]] = defaultdict(list)
+        for version in versions:
+            by_scheme[(version.durability, version.encryption)].append(version)
+        try:
+            for (durability, encryption), group in by_scheme.items():
+                encrypted = codec.parse_encryption(encryption).encrypted
+                contents = packs.read_blobs(
+                    owner, chunk_id, [(v.version_id, _where(v)) for v in group], encrypted)
+                writer = writers.get((durability, encryption))
+                if writer is None:
+                    writer = writers[(durability, encryption)] = _Writer(
+                        owner, durability, encryption, report)
+                for version in group:
+                    content = contents[version.version_id]
+                    if isinstance(content, Exception):
+                        # Left in place (the pack stays) for the scrub to repair.
+                        report.failed.append(f"{chunk_id}/{version.version_id}: {content}")
+                        continue
+                    writer.add(version, content)
+        except (errors.ApiError, codec.CodecError) as exc:
+            report.failed.append(f"{chunk_id}: {exc}")
+            continue
+        emptied.append(chunk_id)
+    for writer in writers.values():
+        writer.flush()
+    for chunk_id in emptied:
+        before = chunks.get(owner, chunk_id)
+        packs.after_release(owner, chunk_id)
+        if before is not None and chunks.get(owner, chunk_id) is None:
+            report.packs_compacted += 1
+            report.bytes_freed += before.size
+
+
+def _where(version: Version) -> packs.PackedBlob:
+    return packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
+                            int(version.pack_length), version.blob_hash)

@@ -1,0 +1,328 @@
+"""Compaction in process, on the SQLite engine and local directory storages (the `pipeline`
+fixture of test_chunk_pipeline): packs mostly deleted are rewritten into new packs and freed;
+every remaining file reads back byte for byte, the usage counts live and dead bytes right, and
+nothing is lost when reads, deletes and a crash meet a compaction."""
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
+
+KiB = 1024
+
+
+@pytest.fixture
+def lib(request):
+    request.getfixturevalue("pipeline")
+    from cloudstrype import errors, quota
+    from cloudstrype.pipeline import packs
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    from cloudstrype.tree import compaction, files, tree
+
+    class Lib:
+        pass
+    lib = Lib()
+    lib.errors, lib.quota, lib.packs, lib.chunks = errors, quota, packs, chunk_store()
+    lib.compaction, lib.files, lib.tree = compaction, files, tree
+    return lib
+
+
+def put_batch(lib, directory: str, seed: str, count: int, **schemes) -> dict:
+    rng = random.Random(seed)
+    items = [lib.files.BatchFile(f"f{n}.bin", rng.randbytes(rng.randint(1, 4 * KiB)))
+             for n in range(count)]
+    nodes = lib.files.upload_batch("alice", directory, items, schemes.get("durability"),
+                                   schemes.get("encryption"))
+    assert all(not isinstance(n, Exception) for n in nodes), nodes
+    return {node.node_id: (node, item.data) for node, item in zip(nodes, items, strict=True)}
+
+
+def read(lib, node) -> bytes:
+    version = lib.files.get_version("alice", node, None)
+    return lib.files.read("alice", version, 0, max(0, version.size - 1))
+
+
+def delete(lib, node) -> None:
+    lib.files.delete_node("alice", node)
+    lib.files.delete_for_good("alice", node.node_id)
+
+
+def pack_of(lib, node) -> str:
+    return lib.files.get_version("alice", node, None).pack_chunk
+
+
+def live_packs(lib, nodes) -> set[str]:
+    return {pack_of(lib, lib.tree.get_node("alice", n.node_id)) for n in nodes}
+
+
+def assert_counts_right(lib, kept: dict) -> None:
+    """Every pack's counts are those of the files that use it; usage's dead bytes are exactly
+    the bytes of stored packs that no file uses."""
+    from cloudstrype.tree.store import tree_store
+    stored = dead = 0
+    for pack in live_packs(lib, [n for n, _ in kept.values()]):
+        record = lib.chunks.get("alice", pack)
+        using = [v for v in tree_store().versions_in_pack("alice", pack)
+                 if v.pack_chunk == pack]
+        assert record.live == len(using)
+        assert record.live_bytes == sum(v.pack_length for v in using)
+        stored += record.size
+        dead += record.size - record.live_bytes
+    usage = lib.quota.usage("alice")
+    assert usage["stored_bytes"] == stored
+    assert usage["dead_bytes"] == dead
+    assert usage["live_bytes"] == stored - dead
+
+
+@pytest.mark.parametrize("encryption", ["aes256-gcm", "none"])
+def test_sparse_packs_are_merged_and_freed(lib, tmp_path, encryption):
+    disks = add_disks("alice", tmp_path, 3)
+    batches = [put_batch(lib, f"/b{n}", f"{encryption}{n}", 60, durability="raid1(2)",
+                         encryption=encryption) for n in range(3)]
+    old_packs = set()
+    kept = {}
+    for files in batches:
+        nodes = [node for node, _ in files.values()]
+        old_packs |= live_packs(lib, nodes)
+        for index, node in enumerate(nodes):
+            if index % 4 == 0:
+                kept[node.node_id] = files[node.node_id]
+            else:
+                delete(lib, node)
+    assert len(old_packs) == 3
+    usage = lib.quota.usage("alice")
+    assert usage["dead_bytes"] > usage["live_bytes"] > 0
+    queued = {ref.chunk_id for ref in lib.chunks.compaction_queue()}
+    assert queued == old_packs
+
+    report = lib.compaction.compact(budget_seconds=60)
+
+    assert report["packs_compacted"] == 3 and report["packs_written"] == 1, report
+    assert report["blobs_moved"] == len(kept)
+    assert report["compaction_failed"] == []
+    for pack in old_packs:
+        assert lib.chunks.get("alice", pack) is None
+        assert all(share_files(d, pack, i) == [] for d in disks.values() for i in range(2))
+    new = live_packs(lib, [n for n, _ in kept.values()])
+    assert len(new) == 1 and not new & old_packs
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)
+    assert lib.quota.usage("alice")["dead_bytes"] == 0
+    assert list(lib.chunks.compaction_queue()) == []
+
+
+def test_a_pack_still_mostly_used_is_left_alone(lib, tmp_path):
+    add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/dense", "dense", 20, durability="raid1(2)")
+    nodes = [node for node, _ in files.values()]
+    for node in nodes[:5]:
+        delete(lib, node)
+    assert list(lib.chunks.compaction_queue()) == []
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["packs_written"] == 0 and report["packs_compacted"] == 0
+    kept = {n.node_id: files[n.node_id] for n in nodes[5:]}
+    assert_counts_right(lib, kept)
+    assert lib.quota.usage("alice")["dead_bytes"] > 0
+
+
+def test_schemes_are_kept_apart(lib, tmp_path):
+    add_disks("alice", tmp_path, 4)
+    kept = {}
+    for durability, encryption in [("raid1(2)", "aes256-gcm"), ("rs(2,1)", "none")]:
+        files = put_batch(lib, f"/{encryption}", durability + encryption, 30,
+                          durability=durability, encryption=encryption)
+        for index, (node, content) in enumerate(files.values()):
+            if index % 5:
+                delete(lib, node)
+            else:
+                kept[node.node_id] = (node, content)
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["packs_written"] == 2 and report["packs_compacted"] == 2, report
+    for node, content in kept.values():
+        version = lib.files.get_version("alice", node, None)
+        assert lib.chunks.get("alice", version.pack_chunk).durability == version.durability
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)
+
+
+def test_a_crash_in_the_middle_loses_nothing_and_the_next_run_finishes(lib, tmp_path,
+                                                                       monkeypatch):
+    add_disks("alice", tmp_path, 3)
+    files = put_batch(lib, "/crash", "crash", 80, durability="raid1(3)")
+    kept = {}
+    for index, (node, content) in enumerate(files.values()):
+        if index % 3:
+            delete(lib, node)
+        else:
+            kept[node.node_id] = (node, content)
+    from cloudstrype.tree.store import TreeStore
+    real_move, moves = TreeStore.move_blob, []
+
+    def crashing_move(self, version, to, along=()):
+        if len(moves) == 10:
+            raise SystemExit("the function was stopped here")
+        moves.append(version.version_id)
+        return real_move(self, version, to, along)
+    monkeypatch.setattr(TreeStore, "move_blob", crashing_move)
+    with pytest.raises(SystemExit):
+        lib.compaction.compact(budget_seconds=60)
+    monkeypatch.setattr(TreeStore, "move_blob", real_move)
+    # Half moved: every file reads back from wherever it is, and the counts are right.
+    assert len(live_packs(lib, [n for n, _ in kept.values()])) == 2
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right_with_orphans(lib, kept)
+
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["compaction_failed"] == [], report
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)
+    assert lib.quota.usage("alice")["dead_bytes"] == 0
+    assert list(lib.chunks.compaction_queue()) == []
+
+
+def assert_counts_right_with_orphans(lib, kept: dict) -> None:
+    """After a crash the new pack holds blobs nothing uses yet: counted dead, and queued."""
+    stored = lib.quota.usage("alice")["stored_bytes"]
+    packs = live_packs(lib, [n for n, _ in kept.values()])
+    assert stored == sum(lib.chunks.get("alice", p).size for p in packs)
+    dead = sum(lib.chunks.get("alice", p).size - lib.chunks.get("alice", p).live_bytes
+               for p in packs)
+    assert lib.quota.usage("alice")["dead_bytes"] == dead
+
+
+def test_a_new_pack_nothing_moved_into_is_freed_by_the_next_run(lib, tmp_path, monkeypatch):
+    add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/none", "none", 30, durability="raid1(2)")
+    kept = {}
+    for index, (node, content) in enumerate(files.values()):
+        if index % 3:
+            delete(lib, node)
+        else:
+            kept[node.node_id] = (node, content)
+    from cloudstrype.tree.store import TreeStore
+
+    def stopped(self, version, to, along=()):
+        raise SystemExit("the function was stopped here")
+    monkeypatch.setattr(TreeStore, "move_blob", stopped)
+    with pytest.raises(SystemExit):
+        lib.compaction.compact(budget_seconds=60)
+    monkeypatch.undo()
+    orphans = [ref.chunk_id for ref in lib.chunks.compaction_queue()
+               if lib.chunks.get("alice", ref.chunk_id).live == 0]
+    assert len(orphans) == 1
+    lib.compaction.compact(budget_seconds=60)
+    assert lib.chunks.get("alice", orphans[0]) is None
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)
+
+
+def test_compaction_loses_nothing_under_concurrent_reads_and_deletes(lib, tmp_path):
+    add_disks("alice", tmp_path, 3)
+    files = {}
+    for n in range(4):
+        files |= put_batch(lib, f"/busy{n}", f"busy{n}", 50, durability="raid1(2)",
+                           encryption="aes256-gcm")
+    nodes = list(files.values())
+    for node, _ in nodes[::2]:
+        delete(lib, node)
+    survivors = nodes[1::2]
+    doomed = {node.node_id for node, _ in survivors[::7]}
+    problems, stop = [], threading.Event()
+
+    def reader():
+        rng = random.Random(threading.get_ident())
+        while not stop.is_set():
+            node, content = rng.choice(survivors)
+            try:
+                got = read(lib, node)
+            except lib.errors.NotFound:
+                if node.node_id not in doomed:
+                    problems.append(f"{node.name} vanished")
+                continue
+            except Exception as exc:         # any other failure is a finding
+                problems.append(f"{node.name}: {exc!r}")
+                continue
+            if got != content:
+                problems.append(f"{node.name} read back different bytes")
+
+    def deleter():
+        for node, _ in survivors[::7]:
+            delete(lib, node)
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    deleting = threading.Thread(target=deleter)
+    deleting.start()
+    report = lib.compaction.compact(budget_seconds=60)
+    deleting.join()
+    lib.compaction.compact(budget_seconds=60)
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert problems == []
+    assert report["blobs_moved"] > 0
+    kept = {node.node_id: (node, content) for node, content in survivors
+            if node.node_id not in doomed}
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)
+
+
+def test_a_reader_holding_the_old_place_reads_from_the_new_one(lib, tmp_path):
+    add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/stale", "stale", 30, durability="raid1(2)",
+                      encryption="aes256-gcm")
+    kept = []
+    for index, (node, content) in enumerate(files.values()):
+        if index % 3:
+            delete(lib, node)
+        else:
+            kept.append((node, content, lib.files.get_version("alice", node, None)))
+    lib.compaction.compact(budget_seconds=60)
+    for _node, content, stale in kept:
+        assert lib.chunks.get("alice", stale.pack_chunk) is None      # the old pack is gone
+        assert lib.files.read("alice", stale, 0, stale.size - 1) == content
+
+
+def test_deleting_with_a_stale_version_releases_from_the_new_pack(lib, tmp_path):
+    add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/stale-delete", "stale-delete", 30, durability="raid1(2)")
+    kept = {}
+    stale = []
+    for index, (node, content) in enumerate(files.values()):
+        if index % 3:
+            delete(lib, node)
+        else:
+            kept[node.node_id] = (node, content)
+            stale.append(lib.files.get_version("alice", node, None))
+    lib.compaction.compact(budget_seconds=60)
+    for version in stale[:4]:
+        lib.files.free_version("alice", version)
+        del kept[version.node_id]
+    assert_versions_gone(lib, stale[:4])
+    assert_counts_right_for_versions(lib, kept)
+
+
+def assert_versions_gone(lib, versions) -> None:
+    from cloudstrype.tree.store import tree_store
+    for version in versions:
+        assert tree_store().get_version("alice", version.node_id, version.version_id) is None
+
+
+def assert_counts_right_for_versions(lib, kept: dict) -> None:
+    from cloudstrype.tree.store import tree_store
+    packs = {tree_store().list_versions("alice", node.node_id)[0].pack_chunk
+             for node, _ in kept.values()}
+    for pack in packs:
+        record = lib.chunks.get("alice", pack)
+        using = [v for v in tree_store().versions_in_pack("alice", pack) if v.pack_chunk == pack]
+        assert (record.live, record.live_bytes) == (len(using),
+                                                    sum(v.pack_length for v in using))
