@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--user-pool-id",
                           help="a deployed Cognito user pool instead of the local stack")
         task.set_defaults(run=_admin)
-    from cloudstrype_client import member  # `array`: this machine as an array member
-    member.add_parser(commands)
+    # `array`: this machine as an array member (its program, asyncio and websockets are loaded
+    # only when it runs).
+    from cloudstrype_client import array_command
+    array_command.add_parser(commands)
     from cloudstrype_client import commands as desktop  # login, ls, put, get, ... (HTTP only)
     desktop.add_commands(commands)
     return parser

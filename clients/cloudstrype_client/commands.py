@@ -16,7 +16,6 @@ import queue
 import re
 import sys
 import threading
-import webbrowser
 from datetime import datetime
 
 from cloudstrype_client import config, remote, transfer
@@ -473,6 +472,8 @@ def cmd_storages_connect(args) -> int:
               file=sys.stderr)
     if not args.no_browser and sys.stdout.isatty():
         try:
+            # Imported here: this command alone opens a browser.
+            import webbrowser
             webbrowser.open(url)
         except Exception:                           # no browser here: the URL was printed
             pass

@@ -7,8 +7,6 @@ import sys
 import threading
 import time
 
-from tqdm import tqdm
-
 # Files at least this big get a bar of their own (when bars are shown at all).
 FILE_BAR_MIN = 8 * 1024 * 1024
 
@@ -25,6 +23,19 @@ def human_size(n: int | None) -> str:
     return "-" if n is None else _format_size(float(n))
 
 
+class _NoBar:
+    """What stands for the overall bar when none is drawn."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Progress:
     def __init__(self, verb: str, total_bytes: int, total_files: int, *, quiet: bool = False,
                  bars: bool | None = None):
@@ -36,15 +47,20 @@ class Progress:
         self.bytes_done = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self.overall = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc=verb, file=sys.stderr, disable=not self.bars, dynamic_ncols=True,
-                            smoothing=0.1, position=0, leave=True)
         if self.bars:
+            # Imported only when bars are drawn: tqdm is slow to import.
+            from tqdm import tqdm
+            self.overall = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+                                desc=verb, file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+                                position=0, leave=True)
             self.overall.set_postfix_str(f"0/{total_files} files")
+        else:
+            self.overall = _NoBar()
 
     def file_bar(self, name: str, size: int):
         if not self.bars or size < FILE_BAR_MIN:
             return None
+        from tqdm import tqdm
         label = name if len(name) <= 30 else "…" + name[-29:]
         return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
                     file=sys.stderr, leave=False, dynamic_ncols=True, smoothing=0.1)
@@ -77,6 +93,7 @@ class Progress:
         if self.quiet and not always:
             return
         if self.bars:
+            from tqdm import tqdm
             tqdm.write(text, file=sys.stderr)
         else:
             print(text, file=sys.stderr, flush=True)

@@ -38,7 +38,7 @@ import os
 import stat as stat_module
 import sys
 from collections import deque
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,7 +119,7 @@ def _exit_code(failures: list[tuple[str, BaseException]]) -> int:
 
 @dataclass
 class Upload:
-    local: Path
+    local: str                     # the local file, as a path on the command line spells it
     size: int
     mtime_ns: int
     directory: str                 # remote directory
@@ -161,12 +161,128 @@ def _each_file(command: str, jobs: int, items: list, transfer, label,
     return failures
 
 
-def plan_put(client: Client, sources: list[str], dest: str,
-             warn) -> tuple[list[Upload], list[str]]:
+class RemoteListings:
+    """The remote directories a `put` writes into, each listed (every page) on a thread of its
+    own as soon as it is named, so the listings travel while the local folder is still being
+    read. A directory is {name: entry}, or None when there is nothing (or a file) at its path;
+    one whose parent was named first is not asked for unless the parent's listing shows it as a
+    directory (nothing can be below a directory that does not exist)."""
+
+    def __init__(self, client: Client, jobs: int):
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="list")
+        self._futures: dict[str, Future] = {}
+
+    def want(self, directory: str) -> None:
+        if directory in self._futures:
+            return
+        parent, name = remote.split(directory) if directory != "/" else ("", "")
+        # Submitted before its children (a walk goes top-down) and the pool takes work in
+        # order, so a child waiting for its parent's listing always waits for a running one.
+        self._futures[directory] = self._pool.submit(self._list, directory,
+                                                     self._futures.get(parent), name)
+
+    def _list(self, directory: str, parent: Future | None, name: str) -> dict | None:
+        if parent is not None:
+            siblings = parent.result()
+            entry = siblings.get(name) if siblings is not None else None
+            if entry is None or entry.get("type") != remote.DIRECTORY:
+                return None
+        try:
+            return {e["name"]: e for e in remote.list_dir(self.client, directory)}
+        except CliError as exc:
+            if exc.exit_code in (NOT_FOUND, USAGE) or exc.code == "not_a_directory":
+                return None             # missing, or a file there: the upload will say
+            raise
+
+    def lookup(self, path: str) -> Future:
+        """The node at `path` (remote.stat), looked up on the pool."""
+        return self._pool.submit(remote.stat, self.client, path)
+
+    def existing(self) -> dict[str, dict[str, dict]]:
+        """{directory: {name: entry}} of the named directories that exist remotely."""
+        return {d: listing for d, future in self._futures.items()
+                if (listing := future.result()) is not None}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
+          listings: RemoteListings | None) -> list[tuple[str, bool]]:
+    """Add the regular files below the local folder `root`, bound for the remote directory
+    `top`, to `uploads` in os.walk's order (top-down, names sorted; unreadable folders and links
+    to folders are passed over as os.walk does); the warnings, (text, is it a failure), about
+    what was passed over. One scandir and one stat a file, and no Path objects: a folder of
+    many small files is read in a few milliseconds a thousand files."""
+    warnings: list[tuple[str, bool]] = []
+    # Local paths read as pathlib would print them: no './' before a relative one.
+    prefix = "" if root == os.curdir else root
+    pending = [(prefix, top)]
+    while pending:
+        local_dir, here = pending.pop()
+        directories.add(here)
+        if listings is not None:
+            listings.want(here)
+        try:
+            with os.scandir(local_dir or os.curdir) as found:
+                entries = sorted(found, key=lambda e: e.name)
+        except OSError:
+            continue
+        below = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            local = os.path.join(local_dir, entry.name)
+            if is_dir:
+                if not entry.is_symlink():
+                    below.append((local, remote.join(here, entry.name)))
+                continue
+            try:
+                st = entry.stat()
+            except OSError as exc:
+                warnings.append((f"put: skipping {local}: {_describe_failure(exc)}", True))
+                continue
+            if not stat_module.S_ISREG(st.st_mode):
+                warnings.append((f"put: skipping {local}: not a regular file", False))
+                continue
+            uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, entry.name,
+                                  in_folder=True))
+        pending.extend(reversed(below))
+    return warnings
+
+
+def _folder_top(source: str, dest_path: str) -> str:
+    """The remote directory a folder SRC fills: DEST itself for 'SRC/', else DEST/name."""
+    name = Path(source).resolve().name
+    contents = source.endswith(("/", os.sep)) or not name
+    return dest_path if contents else remote.join(dest_path, name)
+
+
+def plan_put(client: Client, sources: list[str], dest: str, warn,
+             listings: RemoteListings | None = None) -> tuple[list[Upload], set[str]]:
+    """(the files to consider, the remote directories they go into). With `listings`, DEST is
+    looked up and each folder's remote directories listed while the local folders are read."""
     dest_path = remote.normalize(dest)
-    dest_node = remote.stat(client, dest_path)
-    dest_is_dir = dest_node is not None and dest_node.get("type") == remote.DIRECTORY
-    into = dest_is_dir or dest.endswith("/") or len(sources) > 1
+    lookup = listings.lookup(dest_path) if listings is not None else None
+    if listings is not None:
+        for source in sources:
+            if os.path.isdir(source):
+                listings.want(_folder_top(source, dest_path))
+    known: list[dict | None] = []
+
+    def dest_node() -> dict | None:
+        if not known:
+            known.append(lookup.result() if lookup is not None else
+                         remote.stat(client, dest_path))
+        return known[0]
+
+    def dest_is_dir() -> bool:
+        node = dest_node()
+        return node is not None and node.get("type") == remote.DIRECTORY
+
     uploads: list[Upload] = []
     directories: set[str] = set()
     for source in sources:
@@ -174,77 +290,30 @@ def plan_put(client: Client, sources: list[str], dest: str,
         try:
             info = path.stat()
         except FileNotFoundError:
+            dest_node()                    # the server's objection, if any, comes first
             raise CliError(f"No such local file or directory: {source}", NOT_FOUND) from None
         if stat_module.S_ISDIR(info.st_mode):
-            if dest_node is not None and not dest_is_dir:
+            # Read before DEST is known (it is being looked up meanwhile); what reading it
+            # found to say waits until DEST is known to take a folder.
+            found: list[Upload] = []
+            warnings = _scan(str(path), _folder_top(source, dest_path), found, directories,
+                             listings)
+            if dest_node() is not None and not dest_is_dir():
                 raise CliError(f"{dest_path} is a file; a directory cannot be copied onto it.",
                                CONFLICT)
-            name = path.resolve().name
-            contents = source.endswith(("/", os.sep)) or not name
-            top = dest_path if contents else remote.join(dest_path, name)
-            directories.add(top)
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames.sort()
-                relative = Path(dirpath).relative_to(path)
-                here = remote.join(top, *relative.parts) if relative.parts else top
-                directories.add(here)
-                for filename in sorted(filenames):
-                    local = Path(dirpath) / filename
-                    try:
-                        st = local.stat()
-                    except OSError as exc:
-                        warn(f"put: skipping {local}: {_describe_failure(exc)}")
-                        continue
-                    if not stat_module.S_ISREG(st.st_mode):
-                        warn(f"put: skipping {local}: not a regular file", failure=False)
-                        continue
-                    uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, filename,
-                                          in_folder=True))
+            for text, failure in warnings:
+                warn(text, failure=failure)
+            uploads.extend(found)
         elif stat_module.S_ISREG(info.st_mode):
-            if into:
+            if dest_is_dir() or dest.endswith("/") or len(sources) > 1:
                 directory, name = dest_path, path.name
             else:
                 directory, name = remote.split(dest_path)
-            uploads.append(Upload(path, info.st_size, info.st_mtime_ns, directory, name))
+            uploads.append(Upload(str(path), info.st_size, info.st_mtime_ns, directory, name))
         else:
+            dest_node()
             raise UsageError(f"{source} is not a regular file or a directory.")
     return uploads, directories
-
-
-def _list_existing(client: Client, directories: set[str], jobs: int
-                   ) -> dict[str, dict[str, dict]]:
-    """{directory: {name: entry}} for those of `directories` that exist remotely: one paged
-    listing each, parents before children, each level in parallel; a directory its parent's
-    listing does not show is not asked for (nothing is below it)."""
-    found: dict[str, dict[str, dict]] = {}
-
-    def listing(directory: str) -> dict[str, dict] | None:
-        parent, name = remote.split(directory) if directory != "/" else ("", "")
-        if parent in found:
-            entry = found[parent].get(name)
-            if entry is None or entry.get("type") != remote.DIRECTORY:
-                return None
-        elif parent in directories:
-            return None                 # its parent does not exist
-        try:
-            return {e["name"]: e for e in remote.list_dir(client, directory)}
-        except CliError as exc:
-            if exc.exit_code == NOT_FOUND or exc.code == "not_a_directory" or \
-                    exc.exit_code == USAGE:
-                return None             # missing, or a file there: the upload will say
-            raise
-
-    by_depth: dict[int, list[str]] = {}
-    for directory in directories:
-        by_depth.setdefault(0 if directory == "/" else directory.count("/"), []).append(
-            directory)
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="list") as pool:
-        for depth in sorted(by_depth):
-            level = by_depth[depth]
-            for directory, children in zip(level, pool.map(listing, level), strict=True):
-                if children is not None:
-                    found[directory] = children
-    return found
 
 
 def _modified_seconds(entry: dict) -> float | None:
@@ -265,13 +334,24 @@ def _unchanged(item: Upload, entry: dict | None, checksum: bool) -> bool | None:
 
 
 def select_changed(client: Client, uploads: list[Upload], directories: set[str], *,
-                   checksum: bool, jobs: int) -> tuple[list[Upload], int, set[str]]:
-    """(the uploads to send, how many are unchanged, the directories that exist remotely)."""
-    listings = _list_existing(client, directories, jobs)
+                   checksum: bool, jobs: int, listings: RemoteListings | None = None
+                   ) -> tuple[list[Upload], int, set[str]]:
+    """(the uploads to send, how many are unchanged, the directories that exist remotely).
+    `listings` are those plan_put started (made here when not given)."""
+    own = listings is None
+    if own:
+        listings = RemoteListings(client, jobs)
+    try:
+        for directory in sorted(directories, key=lambda d: (d != "/", d.count("/"), d)):
+            listings.want(directory)       # parents first; those already named are kept
+        found = listings.existing()
+    finally:
+        if own:
+            listings.close()
 
     def entry_of(item: Upload) -> dict | None:
         if item.in_folder:
-            return listings.get(item.directory, {}).get(item.name)
+            return found.get(item.directory, {}).get(item.name)
         return remote.stat(client, item.remote)
 
     def decide(item: Upload) -> bool:
@@ -281,13 +361,13 @@ def select_changed(client: Client, uploads: list[Upload], directories: set[str],
             verdict = _unchanged(item, remote.stat(client, item.remote), checksum)
         return bool(verdict)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="compare") as pool:
-        if checksum or any(not u.in_folder for u in uploads):
+    if checksum or any(not u.in_folder for u in uploads):
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="compare") as pool:
             same = list(pool.map(decide, uploads))
-        else:                           # listings decide alone: no need for threads
-            same = [decide(u) for u in uploads]
+    else:                               # listings decide alone: no need for threads
+        same = [decide(u) for u in uploads]
     changed = [u for u, unchanged in zip(uploads, same, strict=True) if not unchanged]
-    return changed, len(uploads) - len(changed), set(listings)
+    return changed, len(uploads) - len(changed), set(found)
 
 
 def _stable_mtime(before: os.stat_result, after: os.stat_result) -> float | None:
@@ -360,7 +440,7 @@ class Uploader:
         return session, sha256
 
     def _session(self, item: Upload) -> dict:
-        key = UploadState.key(self.client.server, self.client.username, item.local.resolve(),
+        key = UploadState.key(self.client.server, self.client.username, Path(item.local).resolve(),
                               item.size, item.mtime_ns, item.directory, item.name)
         session, sha256 = self._open_session(item, key)
         upload_id, part_size = session["upload_id"], int(session["part_size"])
@@ -573,9 +653,14 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
             unreadable.append(text)
         print(text, file=sys.stderr, flush=True)
 
-    planned, directories = plan_put(client, sources, dest, warn)
-    uploads, skipped, existing = select_changed(client, planned, directories,
-                                                checksum=checksum, jobs=jobs)
+    listings = RemoteListings(client, jobs)
+    try:
+        planned, directories = plan_put(client, sources, dest, warn, listings)
+        uploads, skipped, existing = select_changed(client, planned, directories,
+                                                    checksum=checksum, jobs=jobs,
+                                                    listings=listings)
+    finally:
+        listings.close()
     if dry_run:
         result = PutResult(0, skipped, len(unreadable), uploads, True)
         if report:
