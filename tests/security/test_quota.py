@@ -46,6 +46,7 @@ def _upload(user, name: str, size: int):
 
 def test_stored_bytes_are_counted_and_the_quota_is_413_naming_quota_and_usage(quota_user):
     assert _usage(quota_user) == {"stored_bytes": 0, "live_bytes": 0, "trash_bytes": 0,
+                                  "dead_bytes": 0,
                                   "quota_bytes": QUOTA, "open_uploads": 0,
                                   "max_open_uploads": MAX_OPEN,
                                   "max_file_bytes": 1024 ** 4}

@@ -523,6 +523,8 @@ op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and t
    responses={200: {"schema": _obj(
        ["stored_bytes", "quota_bytes"], stored_bytes=INT, open_uploads=INT,
        live_bytes=INT, trash_bytes={"type": "integer", "description": "In the trash"},
+       dead_bytes={"type": "integer",
+                   "description": "Deleted packed files' bytes still in packs until compaction"},
        max_open_uploads=INT, max_file_bytes=INT,
        quota_bytes={"type": "integer", "description": "0: no quota"})}})
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
