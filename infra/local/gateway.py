@@ -10,7 +10,10 @@ so handlers reach sockets through boto3 exactly as in AWS.
 
 Beyond API Gateway, because the functions share one process here: each caller (the `sub` of its
 bearer token, or its address) has at most a few requests in flight, so one slow user cannot hold
-every worker thread; and sign-in attempts are throttled per address.
+every worker thread; and sign-in attempts are throttled per address. Bodies of 64 KiB and more
+(file parts and ranges) pass between the gateway and the function as the bytes themselves
+(`InProcessBody`, the event marked as in-process) rather than as base64 text that one side would
+encode and the other decode again; Lambda's payload limit is still counted on that text's length.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 from cloudstrype import limits
+from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, InProcessBody
 from cloudstrype.sharing.links import redact
 
 log = logging.getLogger("cloudstrype.gateway")
@@ -47,7 +51,7 @@ SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
                   "/api/auth/confirm": "failures"}
 
 
-# Bodies above this are base64-coded on a worker thread rather than on the event loop.
+# Bodies above this are base64-decoded on a worker thread rather than on the event loop.
 _INLINE_BYTES = 64 * 1024
 
 
@@ -55,14 +59,22 @@ def _b64(body: bytes | bytearray) -> str | None:
     return base64.b64encode(body).decode() if body else None
 
 
+def _event_body(body: bytes) -> str | InProcessBody | None:
+    """The event's body: base64 text as API Gateway sends it, or for a large body the bytes
+    themselves (the function runs in this process, and reads them without decoding)."""
+    return InProcessBody(body) if len(body) >= IN_PROCESS_MIN_BYTES else _b64(body)
+
+
 def _event_size(event: dict) -> int:
-    """The invocation payload's size as Lambda counts it (the event as compact JSON), without
-    serializing a large body again: base64 text needs no JSON escaping."""
+    """The invocation payload's size as Lambda counts it (the event as compact JSON, its body as
+    base64 text), without serializing a large body again: base64 text needs no JSON escaping.
+    The in-process mark is this gateway's, not part of what AWS would send."""
     body = event.get("body")
+    shown = {k: v for k, v in event.items() if k != IN_PROCESS_EVENT}
     if not body:
-        return len(json.dumps(event, separators=(",", ":")))
-    return len(json.dumps({**event, "body": None}, separators=(",", ":"))) - len("null") + \
-        len(body) + 2
+        return len(json.dumps(shown, separators=(",", ":")))
+    shown["body"] = None
+    return len(json.dumps(shown, separators=(",", ":"))) - len("null") + len(body) + 2
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
@@ -250,11 +262,14 @@ class Gateway:
         if request.content_length is not None and \
                 request.content_length > limits.REST_REQUEST_MAX_BYTES:
             return too_large
-        body = bytearray()
+        pieces, received = [], 0
         async for chunk in request.content.iter_chunked(256 * 1024):
-            body.extend(chunk)
-            if len(body) > limits.REST_REQUEST_MAX_BYTES:
+            pieces.append(chunk)
+            received += len(chunk)
+            if received > limits.REST_REQUEST_MAX_BYTES:
                 return too_large
+        body = b"".join(pieces)
+        del pieces
 
         path = request.path.rstrip("/") or "/"
         method = request.method.upper()
@@ -266,10 +281,7 @@ class Gateway:
             return _error(404, "not_found", NO_ROUTE_MESSAGE)
         route, params = matched
         loop = asyncio.get_running_loop()
-        # Base64 of megabytes, off the event loop (it serves every other request meanwhile).
-        encoded = (await loop.run_in_executor(None, _b64, body)) if len(body) > _INLINE_BYTES \
-            else _b64(body)
-        event = self._rest_event(request, route, params, encoded)
+        event = self._rest_event(request, route, params, _event_body(body))
         payload = _event_size(event)
         if payload > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             # Lambda refuses an invocation this large; the function never runs.
@@ -325,8 +337,9 @@ class Gateway:
         log.info("%s %s -> %s (%.0f ms)", method, redact(request.path), status,
                  (time.monotonic() - started) * 1000)
         encoded_answer = result.get("body") or ""
-        if result.get("isBase64Encoded") and _INLINE_BYTES < len(encoded_answer) <= \
-                limits.LAMBDA_PAYLOAD_MAX_BYTES:
+        if result.get("isBase64Encoded") and isinstance(encoded_answer, str) and \
+                _INLINE_BYTES < len(encoded_answer) <= limits.LAMBDA_PAYLOAD_MAX_BYTES:
+            # Base64 of megabytes, off the event loop (it serves every other request meanwhile).
             decoded = await loop.run_in_executor(None, base64.b64decode, encoded_answer)
             return self._rest_response(result, decoded)
         return self._rest_response(result)
@@ -340,7 +353,7 @@ class Gateway:
         })
 
     def _rest_event(self, request: web.Request, route: Route, params: dict,
-                    body: str | None) -> dict:
+                    body: str | InProcessBody | None) -> dict:
         headers, multi_headers = {}, {}
         for name, value in request.headers.items():
             headers[name] = value
@@ -376,6 +389,7 @@ class Gateway:
             # Every body travels base64-encoded: the API is configured with binary media */*.
             "body": body,
             "isBase64Encoded": bool(body),
+            IN_PROCESS_EVENT: True,
         }
 
     def _rest_response(self, result: dict, decoded: bytes | None = None) -> web.Response:
@@ -385,6 +399,8 @@ class Gateway:
                           "response limit; read large content by ranges.")
         if decoded is not None:
             data = decoded
+        elif isinstance(encoded, InProcessBody) and result.get("isBase64Encoded"):
+            data = encoded.raw              # the function's own bytes: nothing to decode
         else:
             data = base64.b64decode(encoded) if result.get("isBase64Encoded") \
                 else encoded.encode()

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from chalice import Chalice, Response
 
 from cloudstrype import errors
-from cloudstrype.api.body import Call
+from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, Call, InProcessBody
 from cloudstrype.metadata.engine import ConditionFailed, MetadataError, StoreFull
 
 log = logging.getLogger("cloudstrype")
@@ -147,6 +147,9 @@ class ServiceApp(Chalice):
         if request is not None and "accept" not in request.headers:
             request.headers._dict["accept"] = "*/*"
         response = get_response(request)
+        if request is not None and type(response) is Response and \
+                request.to_original_event().get(IN_PROCESS_EVENT):
+            response = InProcessResponse(response.body, response.headers, response.status_code)
         # The web UI calls from its own origin (CloudFront); bearer tokens, no cookies, so any
         # origin may read the answers.
         response.headers.setdefault("Access-Control-Allow-Origin", "*")
@@ -161,6 +164,16 @@ class ServiceApp(Chalice):
 
     def routes_table(self) -> list[RouteInfo]:
         return list(self.route_info)
+
+
+class InProcessResponse(Response):
+    """The answer to an event of the local gateway (the function runs in its process): a large
+    binary body goes back as an InProcessBody, the bytes, instead of base64 text."""
+
+    def _base64encode(self, data: bytes) -> str | InProcessBody:
+        if isinstance(data, bytes) and len(data) >= IN_PROCESS_MIN_BYTES:
+            return InProcessBody(data)
+        return super()._base64encode(data)
 
 
 def to_response(result: Any) -> Response:
