@@ -31,6 +31,8 @@ HEDGE_SECONDS = 2.0
 SHARE_TIMEOUT_SECONDS = 20.0
 
 _io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
+# Metadata writes overlapped with a chunk's encoding (the quota charge).
+_meta = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-meta")
 
 
 def _key_purpose(chunk_id: str) -> str:
@@ -81,18 +83,22 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
                                      code="chunk_too_large")
-    # Every stored byte counts against the owner's quota, charged before anything is written.
-    quota.charge_bytes(owner, len(data))
+    # Every stored byte counts against the owner's quota, charged before anything is written:
+    # the charge (a metadata write) runs while the chunk is encoded, and the shares are written
+    # only once it succeeded.
+    charge = _meta.submit(quota.charge_bytes, owner, len(data))
     try:
-        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live)
+        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live,
+                          charge)
     except BaseException:
-        quota.refund_bytes(owner, len(data))
+        if charge.exception() is None:
+            quota.refund_bytes(owner, len(data))
         raise
 
 
 def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str | None,
                chunk_id: str | None, kinds: frozenset[str] | None, blob_key: bytes | None,
-               live: int | None) -> StoredChunk:
+               live: int | None, charge: Future) -> StoredChunk:
     enc = codec.parse_encryption(encryption)
     candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
     dur = codec.parse_durability(durability or default_durability(candidates))
@@ -106,6 +112,7 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     encoded = codec.encode(chunk_id, data, enc, dur, None)
     targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
     spares = [s for s in candidates if s not in targets]
+    charge.result()                     # over quota: raised here, before any share is written
     locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
     wrapped = None
     if encoded.data_key:
@@ -117,12 +124,22 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
                    shares=[ShareLocation(i, s.storage_id, k)
                            for i, (s, k) in sorted(locations.items())],
                    created=time.time(), live=live, live_bytes=len(data) if live else None)
-    # The record and the placements of its shares are written together, or not at all.
-    if not chunk_store().create(record, encoded.info.share_size):
+    # The record and the placements of its shares are written together, or not at all; the
+    # storages' counters are written meanwhile (independent writes: they share a commit or a
+    # round trip with it) and taken back if the record could not be written.
+    share_size = encoded.info.share_size
+    counting = _start_counting(locations.values(), 1, share_size)
+    try:
+        created = chunk_store().create(record, share_size)
+    except BaseException:
+        _take_back(counting)
+        raise
+    if not created:
+        _take_back(counting)
         _delete_shares(owner, locations)
         raise errors.Conflict(f"Chunk {chunk_id} was created by another request at the same "
                               f"time.", code="chunk_exists")
-    _count_shares(locations.values(), 1, encoded.info.share_size)
+    _finish_counting(counting)
     return StoredChunk(record)
 
 
@@ -163,8 +180,44 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
 
 def _count_shares(held, sign: int, share_size: int) -> None:
     """Keep the storages' share counts and stored bytes in step with the placements."""
+    _finish_counting(_start_counting(held, sign, share_size))
+
+
+@dataclass
+class _Counting:
+    owner: str
+    counts: dict[str, tuple[int, int]]        # storage id -> (shares, bytes) added
+    futures: dict[str, Future]
+
+
+def _start_counting(held, sign: int, share_size: int) -> _Counting:
+    """The counter writes for shares `held` ((storage, key) pairs), all started at once."""
+    counts: dict[str, tuple[int, int]] = {}
+    owner = ""
     for record, _key in held:
-        storages.count_shares(record.owner, record.storage_id, sign, sign * share_size)
+        owner = record.owner
+        shares, size = counts.get(record.storage_id, (0, 0))
+        counts[record.storage_id] = (shares + sign, size + sign * share_size)
+    futures = storages.count_shares_async(owner, counts) if counts else {}
+    return _Counting(owner, counts, futures)
+
+
+def _finish_counting(counting: _Counting) -> None:
+    """Wait for the counter writes; the first failure is raised once all are done."""
+    failures = [f.exception() for f in counting.futures.values()]
+    failure = next((f for f in failures if f is not None), None)
+    if failure is not None:
+        raise failure
+
+
+def _take_back(counting: _Counting) -> None:
+    """Undo the counter writes that were made (the chunk's record was not written)."""
+    made = {storage_id: (-shares, -size)
+            for storage_id, (shares, size) in counting.counts.items()
+            if counting.futures[storage_id].exception() is None}
+    if made:
+        _finish_counting(_Counting(counting.owner, made,
+                                   storages.count_shares_async(counting.owner, made)))
 
 
 def _delete_shares(owner: str, locations: dict) -> list[str]:

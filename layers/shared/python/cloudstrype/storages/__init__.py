@@ -10,6 +10,7 @@ from cloudstrype.storages.service import (  # noqa: F401
     add_storage,
     backend_for,
     count_shares,
+    count_shares_async,
     delete_storage,
     draining_storages,
     get_storage,

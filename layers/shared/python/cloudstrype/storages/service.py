@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cloudstrype import errors, vault
@@ -358,6 +359,20 @@ def mark_down(record: Storage, reason: str) -> None:
 
 def count_shares(owner: str, storage_id: str, shares: int, size: int) -> None:
     _store.count_shares(owner, storage_id, shares, size)
+
+
+# Counter writes of one chunk's storages, sent together.
+_counting = ThreadPoolExecutor(max_workers=16, thread_name_prefix="share-counts")
+
+
+def count_shares_async(owner: str, counts: dict[str, tuple[int, int]]) -> dict[str, Future]:
+    """Start adding (shares, bytes) to each storage's counters; returns a future per storage.
+
+    The writes are independent (each storage's counters alone; one that is gone is skipped),
+    so they go out at once rather than one after another: on DynamoDB that is one round trip's
+    wait, on SQLite writes that meet share one commit (its group commit)."""
+    return {storage_id: _counting.submit(_store.count_shares, owner, storage_id, shares, size)
+            for storage_id, (shares, size) in counts.items()}
 
 
 def refresh_usage(record: Storage, force: bool = False) -> Storage:

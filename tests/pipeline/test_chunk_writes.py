@@ -1,0 +1,110 @@
+"""Writing a chunk in process (SQLite engine, local directory storages): the quota is charged
+while the chunk is encoded but before any share is written, and the storages' counters, written
+beside the chunk's record, end in step with its placements whatever happens."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from cloudstrype import errors
+
+from tests.support import embedded_library
+
+QUOTA = 1024 * 1024
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    from cloudstrype.pipeline import store
+    with embedded_library(tmp_path, monkeypatch, CLOUDSTRYPE_LOCAL_STORAGE_ENABLED="true",
+                          CLOUDSTRYPE_QUOTA_BYTES=str(QUOTA)):
+        yield store
+
+
+def add_disks(owner: str, root: Path, count: int) -> dict[str, Path]:
+    from cloudstrype import storages
+    made = {}
+    for n in range(count):
+        record = storages.add_storage(owner, "local", f"disk{n}", {"path": str(root / f"d{n}")})
+        made[record.storage_id] = Path(record.settings["path"])
+    return made
+
+
+def shares_in(disks: dict[str, Path]) -> dict[str, list[str]]:
+    return {sid: sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+            for sid, d in disks.items()}
+
+
+def counters(owner: str) -> dict[str, tuple[int, int]]:
+    from cloudstrype import storages
+    return {s.storage_id: (s.share_count, s.stored_bytes) for s in storages.list_storages(owner)}
+
+
+def placed(pipeline, owner: str, disks) -> dict[str, tuple[int, int]]:
+    """What the counters must say: shares placed on each storage, and their bytes."""
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    expected = {sid: (0, 0) for sid in disks}
+    for sid in disks:
+        for chunk_id, _index in pipeline.shares_on(owner, sid):
+            share_size = int(chunk_store().get(owner, chunk_id).meta["share_size"])
+            shares, size = expected[sid]
+            expected[sid] = (shares + 1, size + share_size)
+    return expected
+
+
+def test_counters_follow_writes_and_deletes(pipeline, tmp_path):
+    disks = add_disks("alice", tmp_path, 4)
+    first = pipeline.put_chunk("alice", os.urandom(100_000), "aes256-gcm", "raid1(3)").record
+    second = pipeline.put_chunk("alice", os.urandom(50_000), "none", "rs(2,1)").record
+    assert counters("alice") == placed(pipeline, "alice", disks)
+    assert sum(n for n, _ in counters("alice").values()) == 6
+
+    pipeline.delete_chunk("alice", first.chunk_id)
+    assert counters("alice") == placed(pipeline, "alice", disks)
+    pipeline.delete_chunk("alice", second.chunk_id)
+    assert set(counters("alice").values()) == {(0, 0)}
+
+
+def test_over_quota_nothing_is_written_or_counted(pipeline, tmp_path):
+    from cloudstrype import quota
+    disks = add_disks("alice", tmp_path, 3)
+    pipeline.put_chunk("alice", os.urandom(QUOTA - 10), "aes256-gcm", "raid1(3)")
+    before_files, before_counts = shares_in(disks), counters("alice")
+    used = quota.usage("alice")["stored_bytes"]
+
+    with pytest.raises(errors.PayloadTooLarge) as refused:
+        pipeline.put_chunk("alice", os.urandom(11), "aes256-gcm", "raid1(3)")
+
+    assert refused.value.code == "quota_exceeded"
+    assert shares_in(disks) == before_files
+    assert counters("alice") == before_counts
+    assert quota.usage("alice")["stored_bytes"] == used
+
+
+def test_racing_writers_of_one_chunk_id_leave_counters_in_step(pipeline, tmp_path):
+    disks = add_disks("alice", tmp_path, 3)
+    for round_ in range(6):
+        chunk_id = f"race-{round_}"
+        start = threading.Barrier(3)
+        outcomes: list = []
+
+        def write(start=start, chunk_id=chunk_id, outcomes=outcomes):
+            start.wait()
+            try:
+                pipeline.put_chunk("alice", os.urandom(20_000), "aes256-gcm", "raid1(3)",
+                                   chunk_id)
+                outcomes.append("stored")
+            except errors.Conflict:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=write) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["conflict", "conflict", "stored"]
+    # Six chunks of three shares: every loser's shares were deleted and its counts taken back.
+    assert counters("alice") == placed(pipeline, "alice", disks)
+    assert sum(len(names) for names in shares_in(disks).values()) == 18
