@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 
 import pytest
@@ -156,3 +157,57 @@ def test_os_errors_map_to_backend_errors(backend, monkeypatch, errno_value, stre
 def test_a_negative_capacity_is_refused(root):
     with pytest.raises(ValueError):
         LocalBackend(root, capacity_bytes=-1)
+
+
+def test_concurrent_writes_share_directory_syncs_and_each_waits_for_one_after_its_rename(
+        backend, monkeypatch):
+    events: list[tuple] = []
+    lock = threading.Lock()
+
+    def log(*event):
+        with lock:
+            events.append(event)
+
+    real_replace, real_sync = os.replace, local_module._fsync_directory
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        log("renamed", os.path.basename(dst))
+
+    def slow_sync(directory):
+        log("sync-start")
+        time.sleep(0.02)          # a slow disk: writers arriving meanwhile queue up
+        real_sync(directory)
+        log("sync-end")
+    monkeypatch.setattr(local_module.os, "replace", replace)
+    monkeypatch.setattr(local_module, "_fsync_directory", slow_sync)
+
+    start = threading.Barrier(8)
+
+    def write(n):
+        start.wait()
+        backend.put(f"k{n}", b"share %d" % n)
+        log("returned", f"k{n}")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for n in range(8):
+        assert backend.get(f"k{n}") == b"share %d" % n
+        renamed = events.index(("renamed", f"k{n}"))
+        returned = events.index(("returned", f"k{n}"))
+        # A sync that started after the rename ended before the put returned.
+        starts = [i for i, e in enumerate(events) if e == ("sync-start",) and i > renamed]
+        assert starts, f"k{n} returned without a directory sync after its rename"
+        end = next(i for i, e in enumerate(events) if e == ("sync-end",) and i > starts[0])
+        assert end < returned
+    syncs = events.count(("sync-start",))
+    assert 1 <= syncs < 8
+    # Never two syncs of the directory at once.
+    running = 0
+    for event in events:
+        running += {("sync-start",): 1, ("sync-end",): -1}.get(event, 0)
+        assert running <= 1

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,16 +53,17 @@ class LocalBackend(Backend):
                     )
             fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.root)
             try:
-                with os.fdopen(fd, "wb") as temp_file:
-                    temp_file.write(data)
-                    temp_file.flush()
-                    os.fsync(temp_file.fileno())
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(temp_name, path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(temp_name)
                 raise
-            self._fsync_directory()
+            _directory_sync(self.root).sync()
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -116,25 +118,82 @@ class LocalBackend(Backend):
                         total += entry.stat(follow_symlinks=False).st_size
         return total
 
-    def _fsync_directory(self) -> None:
-        # Makes the rename itself durable; not every platform can open a directory.
-        try:
-            fd = os.open(self.root, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
     def _remove_stale_temp_files(self) -> None:
         cutoff = time.time() - STALE_TEMP_SECONDS
         for temp_path in self.root.glob(TEMP_PREFIX + "*"):
             with contextlib.suppress(OSError):
                 if temp_path.stat().st_mtime < cutoff:
                     temp_path.unlink()
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes a rename in it durable; not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class DirectorySync:
+    """The fsync of one directory, shared by the writers renaming into it at the same time.
+
+    A sync that starts after a writer's rename makes that rename durable, so writers that
+    arrive while one runs wait for it to end and then share a single next one, instead of
+    each forcing its own journal commit."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._changed = threading.Condition()
+        self._requested = 0         # tickets handed out, one per rename to make durable
+        self._synced = 0            # every ticket up to this one is durable
+        self._running = False
+
+    def sync(self) -> None:
+        """Return once a directory fsync that started after this call has finished."""
+        with self._changed:
+            self._requested += 1
+            ticket = self._requested
+            while self._synced < ticket:
+                if self._running:
+                    self._changed.wait()
+                    continue
+                self._running, covers, done = True, self._requested, False
+                self._changed.release()
+                try:
+                    _fsync_directory(self.directory)
+                    done = True
+                finally:
+                    self._changed.acquire()
+                    self._running = False
+                    if done:
+                        self._synced = max(self._synced, covers)
+                    self._changed.notify_all()
+
+
+_syncs: dict[str, DirectorySync] = {}
+_syncs_lock = threading.Lock()
+
+
+def _directory_sync(directory: Path) -> DirectorySync:
+    """One DirectorySync per directory, whichever backend object writes into it."""
+    key = os.path.abspath(directory)
+    with _syncs_lock:
+        found = _syncs.get(key)
+        if found is None:
+            found = _syncs[key] = DirectorySync(directory)
+        return found
 
 
 def _size_or_zero(path: Path) -> int:
