@@ -10,6 +10,7 @@ from cloudstrype.metadata import engine as metadata_engine
 from cloudstrype.metadata.engine import ConditionFailed
 from cloudstrype.pipeline.chunk_store import (
     PLACEMENTS,
+    Blob,
     Chunk,
     ChunkRef,
     ChunkStore,
@@ -348,3 +349,56 @@ def test_a_pack_in_use_is_never_deleted_even_after_a_stale_read(store, engine, m
     with pytest.raises(PackInUse):
         store.delete("alice", "p1")
     assert moved and real_get("alice", "p1").live == 1
+
+
+# -- blobs: content stored once per owner ---------------------------------------------------------
+
+def make_blob(owner: str = "alice", key: str = "k1", chunk_id: str = "p1", offset: int = 0,
+              refs: int = 1) -> Blob:
+    return Blob(owner, key, chunk_id, offset, 40, "ab" * 32, "v1", 12, "aes256-gcm",
+                "raid1(2)", refs, 1700000000)
+
+
+def test_a_blob_is_registered_once_and_claimed_by_more_readers(store):
+    store.create(make_pack("alice", "p1", live=1), 10)
+    assert store.apply((store.new_blob_operation(make_blob()),))
+    assert not store.apply((store.new_blob_operation(make_blob(chunk_id="p9")),)), \
+        "registered already"
+    assert store.get_blob("alice", "k1") == make_blob()
+    assert store.get_blob("bob", "k1") is None, "owners never meet"
+    assert store.claim_blob("alice", "k1").refs == 2
+    assert store.claim_blob("bob", "k1") is None
+    assert store.claim_blob("alice", "missing") is None
+
+
+def test_unref_counts_down_and_the_last_one_deletes_and_releases(store):
+    store.create(make_pack("alice", "p1", live=1), 10)
+    store.apply((store.new_blob_operation(make_blob()),))
+    store.claim_blob("alice", "k1")
+    stale = store.get_blob("alice", "k1")
+    assert store.apply(tuple(store.unref_operations(stale)))
+    assert not store.apply(tuple(store.unref_operations(stale))), "compare-and-set on refs"
+    last = store.get_blob("alice", "k1")
+    assert last.refs == 1
+    assert store.apply(tuple(store.unref_operations(last)))
+    assert store.get_blob("alice", "k1") is None
+    assert (store.get("alice", "p1").live, store.get("alice", "p1").live_bytes) == (0, 860)
+
+
+def test_blobs_are_found_by_pack_and_moved_only_from_where_they_are(store):
+    store.create(make_pack("alice", "p1", live=2), 10)
+    store.create(make_pack("alice", "p2", live=0), 10)
+    store.apply((store.new_blob_operation(make_blob(key="k1", offset=0)),))
+    store.apply((store.new_blob_operation(make_blob(key="k2", offset=40)),))
+    store.apply((store.new_blob_operation(make_blob(owner="bob", key="k3")),))
+    assert sorted(b.content_key for b in store.blobs_in_pack("alice", "p1")) == ["k1", "k2"]
+    stale = store.get_blob("alice", "k1")
+    to = {"chunk_id": "p2", "offset": 0, "length": 40, "blob_hash": "cd" * 32}
+    along = [store.release_operation("alice", "p1", 40),
+             store.acquire_operation("alice", "p2", 40)]
+    assert store.move_blob(stale, to, along)
+    assert not store.move_blob(stale, to, along), "no longer where the caller saw it"
+    moved = store.get_blob("alice", "k1")
+    assert (moved.chunk_id, moved.blob_hash, moved.refs) == ("p2", "cd" * 32, 1)
+    assert [b.content_key for b in store.blobs_in_pack("alice", "p2")] == ["k1"]
+    assert (store.get("alice", "p1").live, store.get("alice", "p2").live) == (1, 1)

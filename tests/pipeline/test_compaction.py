@@ -15,7 +15,7 @@ KiB = 1024
 
 
 @pytest.fixture
-def lib(request):
+def lib(request, kind):
     request.getfixturevalue("pipeline")
     from cloudstrype import errors, quota
     from cloudstrype.pipeline import packs
@@ -27,17 +27,45 @@ def lib(request):
     lib = Lib()
     lib.errors, lib.quota, lib.packs, lib.chunks = errors, quota, packs, chunk_store()
     lib.compaction, lib.files, lib.tree = compaction, files, tree
+    lib.kind = kind
     return lib
+
+
+@pytest.fixture(params=["stored-once", "in-place"])
+def kind(request):
+    """How packed versions find their blob: through the owner's content record (what uploads
+    make), or with the place on the version itself (versions written before content was
+    stored once; still read, freed and compacted)."""
+    return request.param
 
 
 def put_batch(lib, directory: str, seed: str, count: int, **schemes) -> dict:
     rng = random.Random(seed)
     items = [lib.files.BatchFile(f"f{n}.bin", rng.randbytes(rng.randint(1, 4 * KiB)))
              for n in range(count)]
+    if lib.kind == "in-place":
+        return put_in_place(lib, directory, items, **schemes)
     nodes = lib.files.upload_batch("alice", directory, items, schemes.get("durability"),
                                    schemes.get("encryption"))
     assert all(not isinstance(n, Exception) for n in nodes), nodes
     return {node.node_id: (node, item.data) for node, item in zip(nodes, items, strict=True)}
+
+
+def put_in_place(lib, directory: str, items, durability=None, encryption=None) -> dict:
+    import hashlib
+    durability, encryption = lib.files._schemes("alice", durability, encryption)
+    parent, _ = lib.tree.make_dirs("alice", directory, None)
+    ids = [lib.files.new_version_id() for _ in items]
+    placed = lib.packs.write_pack("alice", [(i, item.data) for i, item in zip(
+        ids, items, strict=True)], encryption, durability)
+    out = {}
+    for item, version_id, where in zip(items, ids, placed, strict=True):
+        digest = hashlib.sha256(item.data).hexdigest()
+        node = lib.files._attach_version("alice", parent, item.name, lib.files.NewVersion(
+            version_id, len(item.data), 0, digest, f'"{digest[:32]}"', "application/x",
+            durability, encryption, None, where))
+        out[node.node_id] = (node, item.data)
+    return out
 
 
 def read(lib, node) -> bytes:
@@ -50,8 +78,20 @@ def delete(lib, node) -> None:
     lib.files.delete_for_good("alice", node.node_id)
 
 
-def pack_of(lib, node) -> str:
-    return lib.files.get_version("alice", node, None).pack_chunk
+def pack_of(lib, node, version=None) -> str:
+    version = version or lib.files.get_version("alice", node, None)
+    if version.content_key:
+        return lib.chunks.get_blob("alice", version.content_key).chunk_id
+    return version.pack_chunk
+
+
+def holders(lib, pack: str) -> list[tuple[str, int]]:
+    """(blob id, stored length) of what uses the pack: versions in place and stored blobs."""
+    from cloudstrype.tree.store import tree_store
+    return [(v.version_id, v.pack_length) for v in tree_store().versions_in_pack("alice", pack)
+            if v.pack_chunk == pack] + [(b.blob_id, b.length)
+                                        for b in lib.chunks.blobs_in_pack("alice", pack)
+                                        if b.chunk_id == pack]
 
 
 def live_packs(lib, nodes) -> set[str]:
@@ -61,14 +101,12 @@ def live_packs(lib, nodes) -> set[str]:
 def assert_counts_right(lib, kept: dict) -> None:
     """Every pack's counts are those of the files that use it; usage's dead bytes are exactly
     the bytes of stored packs that no file uses."""
-    from cloudstrype.tree.store import tree_store
     stored = dead = 0
     for pack in live_packs(lib, [n for n, _ in kept.values()]):
         record = lib.chunks.get("alice", pack)
-        using = [v for v in tree_store().versions_in_pack("alice", pack)
-                 if v.pack_chunk == pack]
+        using = holders(lib, pack)
         assert record.live == len(using)
-        assert record.live_bytes == sum(v.pack_length for v in using)
+        assert record.live_bytes == sum(length for _, length in using)
         stored += record.size
         dead += record.size - record.live_bytes
     usage = lib.quota.usage("alice")
@@ -144,7 +182,7 @@ def test_schemes_are_kept_apart(lib, tmp_path):
     assert report["packs_written"] == 2 and report["packs_compacted"] == 2, report
     for node, content in kept.values():
         version = lib.files.get_version("alice", node, None)
-        assert lib.chunks.get("alice", version.pack_chunk).durability == version.durability
+        assert lib.chunks.get("alice", pack_of(lib, node)).durability == version.durability
         assert read(lib, node) == content
     assert_counts_right(lib, kept)
 
@@ -159,18 +197,18 @@ def test_a_crash_in_the_middle_loses_nothing_and_the_next_run_finishes(lib, tmp_
             delete(lib, node)
         else:
             kept[node.node_id] = (node, content)
-    from cloudstrype.tree.store import TreeStore
-    real_move, moves = TreeStore.move_blob, []
+    mover = moving_store(lib)
+    real_move, moves = mover.move_blob, []
 
-    def crashing_move(self, version, to, along=()):
+    def crashing_move(self, holder, to, along=()):
         if len(moves) == 10:
             raise SystemExit("the function was stopped here")
-        moves.append(version.version_id)
-        return real_move(self, version, to, along)
-    monkeypatch.setattr(TreeStore, "move_blob", crashing_move)
+        moves.append(holder)
+        return real_move(self, holder, to, along)
+    monkeypatch.setattr(mover, "move_blob", crashing_move)
     with pytest.raises(SystemExit):
         lib.compaction.compact(budget_seconds=60)
-    monkeypatch.setattr(TreeStore, "move_blob", real_move)
+    monkeypatch.setattr(mover, "move_blob", real_move)
     # Half moved: every file reads back from wherever it is, and the counts are right.
     assert len(live_packs(lib, [n for n, _ in kept.values()])) == 2
     for node, content in kept.values():
@@ -184,6 +222,13 @@ def test_a_crash_in_the_middle_loses_nothing_and_the_next_run_finishes(lib, tmp_
     assert_counts_right(lib, kept)
     assert lib.quota.usage("alice")["dead_bytes"] == 0
     assert list(lib.chunks.compaction_queue()) == []
+
+
+def moving_store(lib):
+    """The store class whose move_blob compaction calls for this kind of packed version."""
+    from cloudstrype.pipeline.chunk_store import ChunkStore
+    from cloudstrype.tree.store import TreeStore
+    return ChunkStore if lib.kind == "stored-once" else TreeStore
 
 
 def assert_counts_right_with_orphans(lib, kept: dict) -> None:
@@ -205,11 +250,9 @@ def test_a_new_pack_nothing_moved_into_is_freed_by_the_next_run(lib, tmp_path, m
             delete(lib, node)
         else:
             kept[node.node_id] = (node, content)
-    from cloudstrype.tree.store import TreeStore
-
-    def stopped(self, version, to, along=()):
+    def stopped(self, holder, to, along=()):
         raise SystemExit("the function was stopped here")
-    monkeypatch.setattr(TreeStore, "move_blob", stopped)
+    monkeypatch.setattr(moving_store(lib), "move_blob", stopped)
     with pytest.raises(SystemExit):
         lib.compaction.compact(budget_seconds=60)
     monkeypatch.undo()
@@ -286,9 +329,10 @@ def test_a_reader_holding_the_old_place_reads_from_the_new_one(lib, tmp_path):
             delete(lib, node)
         else:
             kept.append((node, content, lib.files.get_version("alice", node, None)))
+    old_pack = pack_of(lib, kept[0][0])
     lib.compaction.compact(budget_seconds=60)
+    assert lib.chunks.get("alice", old_pack) is None      # the old pack is gone
     for _node, content, stale in kept:
-        assert lib.chunks.get("alice", stale.pack_chunk) is None      # the old pack is gone
         assert lib.files.read("alice", stale, 0, stale.size - 1) == content
 
 
@@ -318,11 +362,8 @@ def assert_versions_gone(lib, versions) -> None:
 
 
 def assert_counts_right_for_versions(lib, kept: dict) -> None:
-    from cloudstrype.tree.store import tree_store
-    packs = {tree_store().list_versions("alice", node.node_id)[0].pack_chunk
-             for node, _ in kept.values()}
-    for pack in packs:
+    for pack in live_packs(lib, [node for node, _ in kept.values()]):
         record = lib.chunks.get("alice", pack)
-        using = [v for v in tree_store().versions_in_pack("alice", pack) if v.pack_chunk == pack]
+        using = holders(lib, pack)
         assert (record.live, record.live_bytes) == (len(using),
-                                                    sum(v.pack_length for v in using))
+                                                    sum(length for _, length in using))

@@ -65,6 +65,21 @@ PENDING_DELETES = schema.table(
     owner_module=__name__)
 
 
+BLOBS = schema.table(
+    "blobs", hash_key="owner", range_key="content_key",
+    fields={"owner": schema.STR,
+            # HMAC of the content under a key only the owner's key derives (packs.content_key):
+            # identical content of one owner meets here, nothing is comparable across owners.
+            "content_key": schema.STR,
+            "chunk_id": schema.STR, "offset": schema.INT, "length": schema.INT,
+            "blob_hash": schema.STR, "blob_id": schema.STR, "size": schema.INT,
+            "encryption": schema.STR, "durability": schema.STR, "created": schema.INT,
+            "refs": schema.INT},             # the versions reading it
+    # The blobs a pack holds: what compaction moves.
+    indexes=(schema.Index("by-pack", hash_key="chunk_id", range_key="content_key"),),
+    owner_module=__name__)
+
+
 class PackInUse(Exception):
     """The chunk is a pack some files still use; `args[0]` says how many."""
 
@@ -113,6 +128,30 @@ class PendingDelete:
     attempts: int = 1
     last_error: str | None = None
     created: float = 0.0
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One owner's content stored once in a pack, read by `refs` file versions."""
+    owner: str
+    content_key: str
+    chunk_id: str
+    offset: int
+    length: int
+    blob_hash: str
+    blob_id: str            # the id its encryption is bound to (the first version's)
+    size: int
+    encryption: str
+    durability: str
+    refs: int = 1
+    created: float = 0.0
+
+
+def _blob(item: dict) -> Blob:
+    return Blob(item["owner"], item["content_key"], item["chunk_id"], int(item["offset"]),
+                int(item["length"]), item["blob_hash"], item["blob_id"], int(item["size"]),
+                item["encryption"], item["durability"], int(item.get("refs", 0)),
+                float(item.get("created", 0)))
 
 
 @dataclass(frozen=True)
@@ -345,6 +384,75 @@ class ChunkStore:
     def compaction_queue(self) -> Iterator[ChunkRef]:
         """Packs queued for compaction, of every owner, oldest first per shard."""
         yield from self._queue("compact")
+
+    # -- blobs (content stored once per owner) -------------------------------------------------
+
+    def get_blob(self, owner: str, content_key: str) -> Blob | None:
+        item = self.engine.get(BLOBS, {"owner": owner, "content_key": content_key})
+        return _blob(item) if item is not None and item.get("owner") == owner else None
+
+    @staticmethod
+    def new_blob_operation(blob: Blob) -> Put:
+        """Register a blob just written, read by one version, for the transaction that
+        attaches that version (fails if the content was registered meanwhile)."""
+        item = {"owner": blob.owner, "content_key": blob.content_key, "chunk_id": blob.chunk_id,
+                "offset": blob.offset, "length": blob.length, "blob_hash": blob.blob_hash,
+                "blob_id": blob.blob_id, "size": blob.size, "encryption": blob.encryption,
+                "durability": blob.durability, "created": int(blob.created), "refs": 1}
+        return Put(BLOBS, item, Condition.absent())
+
+    def claim_blob(self, owner: str, content_key: str) -> Blob | None:
+        """One more version will read this content: the blob as it is now, or None if there is
+        none (or its last reader is letting it go)."""
+        try:
+            item = self.engine.update(BLOBS, {"owner": owner, "content_key": content_key},
+                                      Change(add={"refs": 1}),
+                                      Condition.exists() & Condition.compare("refs", "ge", 1))
+        except ConditionFailed:
+            return None
+        return _blob(item)
+
+    def unref_operations(self, blob: Blob) -> list[Operation]:
+        """One reader fewer, as seen in `blob` (compare-and-set on its count): the last one
+        deletes the blob and releases it from its pack."""
+        key = {"owner": blob.owner, "content_key": blob.content_key}
+        if blob.refs > 1:
+            return [Update(BLOBS, key, Change(add={"refs": -1}), Condition.eq("refs", blob.refs))]
+        return [Delete(BLOBS, key, Condition.eq("refs", blob.refs)
+                       & Condition.eq("chunk_id", blob.chunk_id)),
+                self.release_operation(blob.owner, blob.chunk_id, blob.length)]
+
+    def apply(self, operations: tuple) -> bool:
+        """Operations this store made (unref_operations, ...) with the caller's, all or
+        nothing; False if a condition failed."""
+        try:
+            self.engine.transact(list(operations))
+        except ConditionFailed:
+            return False
+        return True
+
+    def blobs_in_pack(self, owner: str, chunk_id: str) -> list[Blob]:
+        """The owner's blobs in pack `chunk_id` (through an eventually consistent index)."""
+        found, cursor = [], None
+        while True:
+            page = self.engine.query_index(BLOBS, "by-pack", chunk_id, cursor=cursor, limit=500)
+            found += [_blob(item) for item in page.items if item.get("owner") == owner]
+            cursor = page.cursor
+            if not cursor:
+                return found
+
+    def move_blob(self, blob: Blob, to: dict, along: list[Operation]) -> bool:
+        """Point a blob at its new place (`to`: chunk_id, offset, length, blob_hash) if it is
+        still where `blob` says, with `along` in the same transaction."""
+        try:
+            self.engine.transact([
+                Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                       Change(set=dict(to)),
+                       Condition.exists() & Condition.eq("chunk_id", blob.chunk_id)
+                       & Condition.eq("offset", blob.offset)), *along])
+        except ConditionFailed:
+            return False
+        return True
 
     def damaged(self) -> Iterator[ChunkRef]:
         """Every chunk with damaged shares, of every owner, oldest damage first per shard (the

@@ -20,15 +20,18 @@ once a pack's live bytes fall below COMPACT_BELOW of its size it is queued for c
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import time
 import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cloudstrype import errors, quota
+from cloudstrype import errors, quota, vault
 from cloudstrype.pipeline import codec, store
 from cloudstrype.pipeline.chunk_store import chunk_store
 
@@ -38,6 +41,7 @@ PACK_THRESHOLD = 256 * 1024
 BLOB_OVERHEAD = codec.NONCE_SIZE + codec.TAG_SIZE
 MAX_PACK_BYTES = codec.MAX_CHUNK_SIZE
 _AAD_PREFIX = b"cloudstrype/blob/v1\x00"
+_CONTENT_KEY_INFO = b"cloudstrype/content-key/v1"
 # A pack whose live bytes are below this share of its size is repacked: at most half of what a
 # user's packs hold is dead for long, and a repack rewrites at most as much as it frees.
 COMPACT_BELOW = 0.5
@@ -72,6 +76,16 @@ def groups(sizes: list[int], encrypted: bool) -> list[list[int]]:
         out[-1].append(index)
         used += need
     return out
+
+
+def content_key(owner: str, durability: str, encryption: str, sha256: bytes) -> str:
+    """The name of one owner's content stored with one scheme (chunk_store.BLOBS): an HMAC
+    under a key derived from the owner's key, so equal content meets only within an account
+    and the name says nothing about the content to anyone else."""
+    key = HKDF(hashes.SHA256(), 32, salt=None,
+               info=_CONTENT_KEY_INFO).derive(vault.user_key(owner))
+    message = f"{durability}\x00{encryption}\x00".encode() + sha256
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def _aad(chunk_id: str, blob_id: str) -> bytes:

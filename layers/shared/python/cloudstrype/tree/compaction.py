@@ -14,6 +14,8 @@ sparse packs into one — then frees the old ones (restic's `prune`, without its
   is freed by the next run (it is still queued). No lock is held against uploads or deletes.
 - A pack is freed only when no file counts as using it (`live` 0), by the same path as a delete.
 - A reader holding the old place finds the pack gone and reads the version again (files.py).
+- Content stored once (chunk_store.BLOBS, read by several versions) moves as one: the blob's
+  record is re-pointed, its readers follow it.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 from cloudstrype import errors, quota
 from cloudstrype.pipeline import codec, packs
-from cloudstrype.pipeline.chunk_store import chunk_store
+from cloudstrype.pipeline.chunk_store import Blob, chunk_store
 from cloudstrype.tree.store import Version, tree_store
 
 log = logging.getLogger(__name__)
@@ -72,14 +74,16 @@ class _Writer:
         self.owner, self.durability, self.encryption = owner, durability, encryption
         self.encrypted = codec.parse_encryption(encryption).encrypted
         self.report = report
-        self.pending: list[tuple[Version, bytes]] = []
+        self.pending: list[tuple[Version | Blob, bytes]] = []
         self.size = 0
 
-    def add(self, version: Version, content: bytes) -> None:
+    def add(self, holder: Version | Blob, content: bytes) -> None:
+        """`holder`: a version holding its blob's place, or a blob stored once (read by many
+        versions through it)."""
         need = packs.stored_size(len(content), self.encrypted)
         if self.pending and self.size + need > packs.MAX_PACK_BYTES:
             self.flush()
-        self.pending.append((version, content))
+        self.pending.append((holder, content))
         self.size += need
 
     def flush(self) -> None:
@@ -91,20 +95,26 @@ class _Writer:
         # same bytes in the old pack are counted dead), so the usage stays right on a crash.
         quota.add_dead_bytes(owner, size)
         try:
-            placed = packs.write_pack(owner, [(v.version_id, c) for v, c in pending],
+            placed = packs.write_pack(owner, [(_blob_id(h), c) for h, c in pending],
                                       self.encryption, self.durability, claimed=False)
         except BaseException:
             quota.add_dead_bytes(owner, -size)
             raise
         self.report.packs_written += 1
         new_chunk = placed[0].chunk_id
-        for (version, _), where in zip(pending, placed, strict=True):
-            to = {"pack_chunk": where.chunk_id, "pack_offset": where.offset,
-                  "pack_length": where.length, "blob_hash": where.blob_hash}
-            along = (packs.release_operations(owner, version.pack_chunk,
-                                              int(version.pack_length))[0],
+        for (holder, _), where in zip(pending, placed, strict=True):
+            old = _where(holder)
+            along = (packs.release_operations(owner, old.chunk_id, old.length)[0],
                      packs.acquire_operation(owner, where))
-            if trees.move_blob(version, to, along):
+            if isinstance(holder, Blob):
+                moved = chunk_store().move_blob(
+                    holder, {"chunk_id": where.chunk_id, "offset": where.offset,
+                             "length": where.length, "blob_hash": where.blob_hash}, along)
+            else:
+                moved = trees.move_blob(
+                    holder, {"pack_chunk": where.chunk_id, "pack_offset": where.offset,
+                             "pack_length": where.length, "blob_hash": where.blob_hash}, along)
+            if moved:
                 self.report.blobs_moved += 1
                 self.report.bytes_moved += where.length
         # Dense now (taken off the queue), or freed if nothing moved in, or left for next time.
@@ -129,27 +139,28 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
             # A pack a past run filled and crashed before taking off the queue.
             chunks.dequeue_compaction(owner, chunk_id)
             continue
-        versions = [v for v in trees.versions_in_pack(owner, chunk_id)
-                    if v.pack_chunk == chunk_id]
-        by_scheme: dict[tuple[str, str], list[Version]] = defaultdict(list)
-        for version in versions:
-            by_scheme[(version.durability, version.encryption)].append(version)
+        holders: list[Version | Blob] = [
+            *(v for v in trees.versions_in_pack(owner, chunk_id) if v.pack_chunk == chunk_id),
+            *(b for b in chunks.blobs_in_pack(owner, chunk_id) if b.chunk_id == chunk_id)]
+        by_scheme: dict[tuple[str, str], list[Version | Blob]] = defaultdict(list)
+        for holder in holders:
+            by_scheme[(holder.durability, holder.encryption)].append(holder)
         try:
             for (durability, encryption), group in by_scheme.items():
                 encrypted = codec.parse_encryption(encryption).encrypted
                 contents = packs.read_blobs(
-                    owner, chunk_id, [(v.version_id, _where(v)) for v in group], encrypted)
+                    owner, chunk_id, [(_blob_id(h), _where(h)) for h in group], encrypted)
                 writer = writers.get((durability, encryption))
                 if writer is None:
                     writer = writers[(durability, encryption)] = _Writer(
                         owner, durability, encryption, report)
-                for version in group:
-                    content = contents[version.version_id]
+                for holder in group:
+                    content = contents[_blob_id(holder)]
                     if isinstance(content, Exception):
                         # Left in place (the pack stays) for the scrub to repair.
-                        report.failed.append(f"{chunk_id}/{version.version_id}: {content}")
+                        report.failed.append(f"{chunk_id}/{_blob_id(holder)}: {content}")
                         continue
-                    writer.add(version, content)
+                    writer.add(holder, content)
         except (errors.ApiError, codec.CodecError) as exc:
             report.failed.append(f"{chunk_id}: {exc}")
             continue
@@ -164,6 +175,14 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
             report.bytes_freed += before.size
 
 
-def _where(version: Version) -> packs.PackedBlob:
-    return packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
-                            int(version.pack_length), version.blob_hash)
+def _where(holder: Version | Blob) -> packs.PackedBlob:
+    if isinstance(holder, Blob):
+        return packs.PackedBlob(holder.chunk_id, holder.offset, holder.length,
+                                holder.blob_hash)
+    return packs.PackedBlob(holder.pack_chunk, int(holder.pack_offset),
+                            int(holder.pack_length), holder.blob_hash)
+
+
+def _blob_id(holder: Version | Blob) -> str:
+    """The id the blob's encryption is bound to (kept when it moves)."""
+    return holder.blob_id if isinstance(holder, Blob) else holder.version_id

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from cloudstrype import errors, limits, quota, storages
 from cloudstrype.pipeline import codec, packs, store
+from cloudstrype.pipeline.chunk_store import Blob, chunk_store
 from cloudstrype.settings import get_settings
 from cloudstrype.storages.placement import default_durability
 from cloudstrype.tree import trash, tree
 from cloudstrype.tree.store import (
     FILE,
+    AlongFailed,
     Changed,
     Node,
     Profile,
@@ -129,6 +131,11 @@ class NewVersion:
     encryption: str
     mtime: float | None = None          # the client's; else the file's modified is now
     pack: packs.PackedBlob | None = None  # packed: its blob (chunk_count is then 0)
+    # Packed content stored once for the owner: its blob (chunk_store.Blob), registered by the
+    # attach (`new_blob`) or claimed already for this version (`claimed`).
+    blob: Blob | None = None
+    new_blob: bool = False
+    claimed: bool = False
 
 
 def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
@@ -209,23 +216,37 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
         node_id = existing.node_id if existing is not None else tree.new_node_id()
         record = Version(owner, node_id, chunk_size=CHUNK_SIZE,
                          chunk_count=version.chunk_count, created=stamp, **content,
-                         **_pack_fields(version.pack))
+                         **_content_fields(version))
+        along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
         try:
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
-                                         created=stamp, modified=modified, **content), record)
+                                         created=stamp, modified=modified, **content), record,
+                                    along)
             node = trees.get_node(owner, node_id)
             if node is None:
                 continue          # deleted meanwhile: look again
             # Conditional on the node's revision: two uploads never clobber each other.
-            return trees.set_version(node, record, modified)
+            return trees.set_version(node, record, modified, along)
+        except AlongFailed:
+            # The same content was registered by another upload meanwhile: read that one, and
+            # let this upload's copy go.
+            claimed = chunk_store().claim_blob(owner, version.blob.content_key)
+            if claimed is not None:
+                packs.release_now(owner, version.pack.chunk_id, version.pack.length)
+                version.pack = packs.PackedBlob(claimed.chunk_id, claimed.offset,
+                                                claimed.length, claimed.blob_hash)
+                version.blob, version.new_blob, version.claimed = claimed, False, True
         except TreeConflict:
             continue          # lost a race for this name: look again and retry
     raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
                           code="concurrent_change")
 
 
-def _pack_fields(pack: packs.PackedBlob | None) -> dict:
+def _content_fields(version: NewVersion) -> dict:
+    if version.blob is not None:
+        return {"content_key": version.blob.content_key}
+    pack = version.pack
     if pack is None:
         return {}
     return {"pack_chunk": pack.chunk_id, "pack_offset": pack.offset,
@@ -234,7 +255,9 @@ def _pack_fields(pack: packs.PackedBlob | None) -> dict:
 
 def _discard_new(owner: str, version: NewVersion) -> None:
     """Free what a version that never became a file's holds."""
-    if version.pack is not None:
+    if version.claimed:
+        _unref(owner, version.blob.content_key)
+    elif version.pack is not None:
         packs.release_now(owner, version.pack.chunk_id, version.pack.length)
     else:
         _free_chunks(owner, version.version_id, version.chunk_count)
@@ -323,20 +346,28 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                           guess_type(item.name, item.content_type), durability, encryption,
                           mtimes[i], pack)
 
-    small = [i for i in wanted if packs.packable(len(items[i].data))]
-    encrypted = codec.parse_encryption(encryption).encrypted
-    for group in packs.groups([len(items[i].data) for i in small], encrypted):
-        members = [small[g] for g in group]
-        ids = {i: new_version_id() for i in members}
+    def attach_all(made: dict[int, NewVersion]) -> None:
+        pending = dict(sorted(made.items()))
         try:
-            placed = packs.write_pack(owner, [(ids[i], items[i].data) for i in members],
-                                      encryption, durability)
-        except errors.ApiError as exc:
-            for i in members:
-                results[i] = exc
-            continue
-        for i, where in zip(members, placed, strict=True):
-            made[i] = version_of(i, ids[i], 0, where)
+            for i, version in list(pending.items()):
+                try:
+                    results[i] = _attach_version(owner, parent, items[i].name, version)
+                except errors.ApiError as exc:
+                    _discard_new(owner, version)
+                    results[i] = exc
+                del pending[i]
+        finally:
+            for version in pending.values():     # an unexpected failure: nothing half-kept
+                _discard_new(owner, version)
+
+    small = [i for i in wanted if packs.packable(len(items[i].data))]
+    keys = {i: packs.content_key(owner, durability, encryption,
+                                 hashlib.sha256(items[i].data).digest()) for i in small}
+    # Small files: content the owner has stored already is claimed, not stored again; each new
+    # content is written once, into packs. Files repeating a content new in this batch wait
+    # for the first one's attach (which registers it) and then claim it.
+    made, repeats = _small_versions(owner, small, keys, items, results, version_of,
+                                    encryption, durability, first_round=True)
     for i in wanted:
         if i in small:
             continue
@@ -347,19 +378,54 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
             results[i] = exc
             continue
         made[i] = version_of(i, version_id, count, None)
-    pending = dict(sorted(made.items()))
-    try:
-        for i, version in list(pending.items()):
-            try:
-                results[i] = _attach_version(owner, parent, items[i].name, version)
-            except errors.ApiError as exc:
-                _discard_new(owner, version)
-                results[i] = exc
-            del pending[i]
-    finally:
-        for version in pending.values():         # an unexpected failure: nothing half-kept
-            _discard_new(owner, version)
+    attach_all(made)
+    if repeats:
+        made, _ = _small_versions(owner, repeats, keys, items, results, version_of, encryption,
+                                  durability, first_round=False)
+        attach_all(made)
     return results
+
+
+def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: list,
+                    results: list, version_of, encryption: str, durability: str,
+                    first_round: bool) -> tuple[dict[int, NewVersion], list[int]]:
+    """New versions of the small files `small`: claimed blobs, or blobs written into packs.
+    In the first round a content repeated within the batch is written once and its repeats
+    are returned for a second round; in that one each is claimed or written anyway."""
+    chunks = chunk_store()
+    made: dict[int, NewVersion] = {}
+    to_write: list[int] = []
+    writing: set[str] = set()
+    repeats: list[int] = []
+    for i in small:
+        blob = chunks.claim_blob(owner, keys[i])
+        if blob is not None:
+            where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
+            made[i] = version_of(i, new_version_id(), 0, where)
+            made[i].blob, made[i].claimed = blob, True
+        elif first_round and keys[i] in writing:
+            repeats.append(i)
+        else:
+            writing.add(keys[i])
+            to_write.append(i)
+    encrypted = codec.parse_encryption(encryption).encrypted
+    for group in packs.groups([len(items[i].data) for i in to_write], encrypted):
+        members = [to_write[g] for g in group]
+        ids = {i: new_version_id() for i in members}
+        try:
+            placed = packs.write_pack(owner, [(ids[i], items[i].data) for i in members],
+                                      encryption, durability)
+        except errors.ApiError as exc:
+            for i in members:
+                results[i] = exc
+            continue
+        for i, where in zip(members, placed, strict=True):
+            made[i] = version_of(i, ids[i], 0, where)
+            made[i].blob = Blob(owner, keys[i], where.chunk_id, where.offset, where.length,
+                                where.blob_hash, ids[i], len(items[i].data), encryption,
+                                durability, created=time.time())
+            made[i].new_blob = True
+    return made, repeats
 
 
 # -- upload sessions --------------------------------------------------------------------------
@@ -643,6 +709,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def read(owner: str, version: Version, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
+    if version.content_key:
+        return _read_content(owner, version)[first:last + 1]
     if version.pack_chunk:
         return _read_packed(owner, version)[first:last + 1]
     chunk_size = int(version.chunk_size)
@@ -680,7 +748,65 @@ def _read_packed(owner: str, version: Version) -> bytes:
     return data
 
 
+def _read_content(owner: str, version: Version) -> bytes:
+    """A version whose content is stored once for the owner: read through its blob, which
+    compaction may move meanwhile (then read from where it is now)."""
+    chunks, seen = chunk_store(), None
+    encrypted = codec.parse_encryption(version.encryption).encrypted
+    while True:
+        blob = chunks.get_blob(owner, version.content_key)
+        if blob is None:
+            raise codec.IntegrityError(f"The content of version {version.version_id} is not "
+                                       f"on record.")
+        where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
+        try:
+            data = packs.read_blob(owner, blob.blob_id, where, encrypted)
+            break
+        except (errors.ApiError, codec.CodecError):
+            if (blob.chunk_id, blob.offset) == seen:
+                raise           # failed twice in the same place: not a move
+            seen = (blob.chunk_id, blob.offset)
+    if version.sha256 and hashlib.sha256(data).hexdigest() != version.sha256:
+        raise codec.IntegrityError(f"Version {version.version_id} read back with another "
+                                   f"SHA-256 than it was written with.")
+    return data
+
+
+def _unref(owner: str, content_key: str, version: Version | None = None) -> None:
+    """One reader of a blob fewer — with the deletion of `version`, when given, in the same
+    transaction; the last reader deletes the blob and releases it from its pack."""
+    chunks, trees = chunk_store(), tree_store()
+    for attempt in range(20):
+        if attempt:
+            time.sleep(random.uniform(0.005, 0.05))      # a racing transaction: try again
+        blob = chunks.get_blob(owner, content_key)
+        if blob is None:
+            if version is not None:
+                trees.delete_version(owner, version.node_id, version.version_id)
+            return
+        last = blob.refs <= 1
+        ops = tuple(chunks.unref_operations(blob))
+        if last:
+            ops += (quota.dead_bytes_change(owner, blob.length),)
+        if version is None:
+            if not chunks.apply(ops):
+                continue
+        elif not trees.delete_version(owner, version.node_id, version.version_id, ops):
+            if trees.get_version(owner, version.node_id, version.version_id) is None:
+                return          # deleted by a concurrent purge, which let the blob go
+            continue
+        if last:
+            packs.after_release(owner, blob.chunk_id)
+        return
+    raise errors.ServiceUnavailable(f"The content {content_key[:12]}… kept changing while it "
+                                    f"was being freed; the sweep frees it later.",
+                                    code="concurrent_change")
+
+
 def free_version(owner: str, version: Version, deadline: float = float("inf")) -> bool:
+    if version.content_key:
+        _unref(owner, version.content_key, version)
+        return True
     if version.pack_chunk:
         _free_packed(owner, version)
         return True

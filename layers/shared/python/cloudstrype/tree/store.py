@@ -74,7 +74,9 @@ VERSIONS = schema.table(
             "chunk_count": INT, "sha256": STR, "etag": STR, "content_type": STR,
             "durability": STR, "encryption": STR, "created": INT,
             # A packed version (pipeline/packs.py): its blob's chunk, place and SHA-256.
-            "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR},
+            "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR,
+            # Or content stored once for the owner: the blob (chunk_store.BLOBS) it reads.
+            "content_key": STR},
     # The versions whose blobs a pack holds: what compaction moves (tree/compaction.py).
     indexes=(Index("by-pack", hash_key="pack_chunk", range_key="version_id"),))
 
@@ -109,6 +111,11 @@ class NameTaken(TreeConflict):
 
 class Changed(TreeConflict):
     """The node changed (or went) since it was read."""
+
+
+class AlongFailed(TreeConflict):
+    """An operation the caller made part of the write failed its condition; nothing was
+    written."""
 
 
 @dataclass
@@ -162,6 +169,8 @@ class Version:
     pack_offset: int | None = None
     pack_length: int | None = None
     blob_hash: str | None = None
+    # Or the owner's content stored once (pipeline/chunk_store.py BLOBS): read through it.
+    content_key: str | None = None
 
 
 @dataclass
@@ -298,7 +307,7 @@ def _version(item: dict, node_id: str) -> Version:
                    sha256=item.get("sha256"), pack_chunk=item.get("pack_chunk"),
                    pack_offset=_int_or_none(item.get("pack_offset")),
                    pack_length=_int_or_none(item.get("pack_length")),
-                   blob_hash=item.get("blob_hash"))
+                   blob_hash=item.get("blob_hash"), content_key=item.get("content_key"))
 
 
 def _int_or_none(value) -> int | None:
@@ -369,10 +378,25 @@ class TreeStore:
                    for item in page.items if item.get("owner") == owner]
         return entries, page.cursor
 
-    def create(self, node: Node, version: Version | None = None) -> Node:
+    def create(self, node: Node, version: Version | None = None, along: tuple = ()) -> Node:
         """A new node under its parent, its entry and (files) its first version, all or
-        nothing. Raises NameTaken when the parent has that name already."""
-        self.create_many([(node, version)])
+        nothing, with `along` in the same transaction. Raises NameTaken when the parent has
+        that name already, AlongFailed when one of `along` failed."""
+        if not along:
+            self.create_many([(node, version)])
+            return node
+        mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name, node.node_id,
+                                         node.type, node.size, node.modified),
+                    Condition.absent()),
+                Put(NODES, _node_item(node), Condition.absent())]
+        if version is not None:
+            mine.append(Put(VERSIONS, _version_item(version)))
+        try:
+            self.engine.transact(mine + list(along))
+        except ConditionFailed as exc:
+            if exc.index is not None and exc.index >= len(mine):
+                raise AlongFailed(exc.index - len(mine)) from None
+            raise NameTaken(node.name) from None
         return node
 
     def create_many(self, nodes: list[tuple[Node, Version | None]]) -> None:
@@ -402,9 +426,10 @@ class TreeStore:
         except ConditionFailed:
             raise NameTaken(", ".join(names)) from None
 
-    def set_version(self, node: Node, version: Version, now: float) -> Node:
+    def set_version(self, node: Node, version: Version, now: float, along: tuple = ()) -> Node:
         """Make `version` the file's current content, if the node is still at the revision
-        read (two writers never clobber each other). Raises Changed otherwise."""
+        read (two writers never clobber each other), with `along` in the same transaction.
+        Raises Changed otherwise, AlongFailed when one of `along` failed."""
         updated = dataclasses.replace(node, modified=now, revision=node.revision + 1,
                                       **{f: getattr(version, f) for f in _VERSION_FIELDS})
         node_change = Change(set=_present({f: getattr(updated, f) for f in _VERSION_FIELDS}
@@ -420,8 +445,10 @@ class TreeStore:
                                                        "modified": now}),
                        Condition.eq("node_id", node.node_id)),
                 Update(NODES, {"owner": node.owner, "node_id": node.node_id}, node_change,
-                       Condition.eq("revision", node.revision))])
-        except ConditionFailed:
+                       Condition.eq("revision", node.revision)), *along])
+        except ConditionFailed as exc:
+            if exc.index is not None and exc.index >= 3:
+                raise AlongFailed(exc.index - 3) from None
             raise Changed(node.node_id) from None
         return updated
 
