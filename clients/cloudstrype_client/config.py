@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,8 @@ def ensure_config_dir() -> Path:
 def write_private(path: Path, data: dict) -> None:
     """Write JSON to `path` atomically, readable by the owner only."""
     folder = ensure_config_dir() if path.parent == config_dir() else path.parent
+    # Imported here: only a command that saves something needs it, and it is slow to import.
+    import tempfile
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o600)

@@ -39,9 +39,9 @@ import stat as stat_module
 import sys
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from cloudstrype_client import remote
 from cloudstrype_client.api import Client
@@ -117,8 +117,7 @@ def _exit_code(failures: list[tuple[str, BaseException]]) -> int:
 
 # -- put ------------------------------------------------------------------------------------------
 
-@dataclass
-class Upload:
+class Upload(NamedTuple):
     local: str                     # the local file, as a path on the command line spells it
     size: int
     mtime_ns: int
@@ -618,8 +617,7 @@ def _send_all(jobs: int, batches: list[list[Upload]], alone: list[Upload], uploa
     return failures
 
 
-@dataclass
-class PutResult:
+class PutResult(NamedTuple):
     sent: int
     skipped: int                   # unchanged
     failed: int
@@ -692,8 +690,7 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
 
 # -- get ------------------------------------------------------------------------------------------
 
-@dataclass
-class Download:
+class Download(NamedTuple):
     node: dict
     target: Path
     remote: str
@@ -755,8 +752,7 @@ class Downloader:
         bar = self.progress.file_bar(item.remote, size)
         try:
             if size <= RANGE_SIZE:
-                data = self.client.request("GET", url, params=params, ok=(200,),
-                                           what=item.remote).content
+                data, _ = self.client.get_bytes(url, params=params, what=item.remote)
                 if len(data) != size:
                     raise CliError(f"{item.remote}: received {len(data)} bytes, expected "
                                    f"{size}.")
@@ -802,15 +798,14 @@ class Downloader:
 
             def fetch(first: int) -> bytes:
                 last = min(size, first + RANGE_SIZE) - 1
-                response = self.client.request(
-                    "GET", url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                data, headers = self.client.get_bytes(
+                    url, params=params, headers={"Range": f"bytes={first}-{last}"},
                     ok=(206,), what=item.remote)
-                data = response.content
-                if len(data) != last - first + 1 or response.headers.get(
+                if len(data) != last - first + 1 or headers.get(
                         "Content-Range", f"bytes {first}-{last}/{size}") != \
                         f"bytes {first}-{last}/{size}":
                     raise CliError(f"{item.remote}: the server sent the wrong range "
-                                   f"({response.headers.get('Content-Range')}, {len(data)} "
+                                   f"({headers.get('Content-Range')}, {len(data)} "
                                    f"bytes) for bytes {first}-{last}.")
                 view = memoryview(data)
                 written = 0
@@ -880,14 +875,14 @@ def cat(client: Client, path: str, out=None, *, jobs: int = 4) -> int:
     url = f"/api/filesystem/data/{node['id']}"
     digest = hashlib.sha256()
     if size <= RANGE_SIZE:
-        data = client.request("GET", url, params=params, ok=(200,), what=path).content
+        data, _ = client.get_bytes(url, params=params, what=path)
         digest.update(data)
         out.write(data)
     else:
         def fetch(first: int) -> bytes:
             last = min(size, first + RANGE_SIZE) - 1
-            return client.request("GET", url, params=params, ok=(206,), what=path,
-                                  headers={"Range": f"bytes={first}-{last}"}).content
+            return client.get_bytes(url, params=params, ok=(206,), what=path,
+                                    headers={"Range": f"bytes={first}-{last}"})[0]
 
         # Ranges are fetched ahead in parallel and written in order.
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="range") as pool:

@@ -1,0 +1,165 @@
+"""Big transfers through a proxy that breaks chosen requests (tests/cli/faults.py): a part or a
+range that fails once is sent or fetched again and the file arrives byte for byte; one that keeps
+failing is reported by name, nothing half-written is left, and running the same `put` again
+sends only the parts the server lacks. And an unchanged folder is compared from its listings
+alone: no request per file."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+
+import pytest
+
+from tests.cli.faults import FaultyProxy
+
+MiB = 1024 * 1024
+PART = 4 * MiB
+PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
+DATA = r"^/api/filesystem/data/"
+
+
+@pytest.fixture
+def proxy(stack):
+    running = FaultyProxy(stack.url)
+    yield running
+    running.close()
+
+
+def _root() -> str:
+    return f"/faults-{uuid.uuid4().hex[:8]}"
+
+
+def _info(user, path: str) -> dict | None:
+    node = user.api.get("/api/filesystem/info", params={"path": path, "depth": 0})
+    if node.status_code == 404:
+        return None
+    assert node.status_code == 200, node.text
+    return user.api.get(f"/api/filesystem/info/{node.json()['id']}").json()
+
+
+def _big(tmp_path, parts: int = 4, extra: int = 777) -> tuple:
+    data = os.urandom((parts - 1) * PART + extra)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    return source, data
+
+
+def test_parts_lost_or_refused_once_are_sent_again(cli, cli_user, tmp_path, proxy):
+    source, data = _big(tmp_path)
+    remote = f"{_root()}/big.bin"
+    proxy.fail("PUT", PARTS + "1$", "status", status=503)
+    proxy.fail("PUT", PARTS + "2$", "drop")
+
+    done = cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+
+    assert "1 sent, 0 skipped (unchanged), 0 failed" in done.stdout, done.stdout
+    assert [proxy.count("PUT", PARTS + f"{n}$") for n in range(4)] == [1, 2, 2, 1]
+    info = _info(cli_user, remote)
+    assert info["size"] == len(data)
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+    back = tmp_path / "back.bin"
+    cli.ok("get", remote, str(back))
+    assert back.read_bytes() == data
+
+
+def test_a_part_the_server_keeps_refusing_is_reported_then_resumed(cli, cli_user, tmp_path,
+                                                                   proxy):
+    source, data = _big(tmp_path)
+    remote = f"{_root()}/big.bin"
+    proxy.fail("PUT", PARTS + "2$", "status", status=500, times=None)
+
+    failed = cli.run("put", str(source), remote, env=proxy.env(cli_user.access_token))
+
+    assert failed.returncode == 1, failed.stderr
+    assert f"put: {source}: {remote} part 2: injected failure 500" in failed.stderr
+    assert "run the same command again" in failed.stderr
+    assert "0 sent, 0 skipped (unchanged), 1 failed" in failed.stdout
+    assert _info(cli_user, remote) is None                     # nothing committed
+    state = json.loads((cli.config_dir / "uploads.json").read_text())
+    (upload_id,) = [e["upload_id"] for e in state.values() if e["remote"] == remote]
+    status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()
+    assert 2 in status["missing"]
+
+    # The same command again, nothing broken now: only what the server lacks travels.
+    proxy.heal()
+    sent_before = [proxy.count("PUT", PARTS + f"{n}$") for n in range(4)]
+    again = cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+    assert f"Resuming upload of {remote}: {len(status['received'])} of 4 parts already " \
+           f"uploaded" in again.stderr, again.stderr
+    resent = [proxy.count("PUT", PARTS + f"{n}$") - sent_before[n] for n in range(4)]
+    assert resent == [1 if n in status["missing"] else 0 for n in range(4)]
+    info = _info(cli_user, remote)
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+    back = tmp_path / "back.bin"
+    cli.ok("get", remote, str(back))
+    assert back.read_bytes() == data
+
+
+def test_ranges_cut_short_are_fetched_again(cli, cli_user, tmp_path, proxy):
+    source, data = _big(tmp_path, parts=3, extra=12345)
+    remote = f"{_root()}/big.bin"
+    cli.ok("put", str(source), remote)
+    proxy.fail("GET", DATA, "cut", range=rf"^bytes={PART}-")
+    proxy.fail("GET", DATA, "drop", range=rf"^bytes={2 * PART}-")
+
+    back = tmp_path / "back.bin"
+    cli.ok("get", remote, str(back), env=proxy.env(cli_user.access_token))
+
+    assert back.read_bytes() == data
+    assert [proxy.count("GET", DATA, rf"^bytes={n * PART}-") for n in range(3)] == [1, 2, 2]
+    assert not (tmp_path / "back.bin.part").exists()
+
+    proxy.fail("GET", DATA, "cut", range=r"^bytes=0-")
+    shown = cli.run("cat", remote, env=proxy.env(cli_user.access_token), text=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == data
+
+
+def test_a_range_that_keeps_breaking_fails_clearly_and_leaves_nothing(cli, cli_user, tmp_path,
+                                                                      proxy):
+    source, _ = _big(tmp_path, parts=2)
+    remote = f"{_root()}/big.bin"
+    cli.ok("put", str(source), remote)
+    proxy.fail("GET", DATA, "cut", range=rf"^bytes={PART}-", times=None)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done = cli.run("get", remote, str(out / "big.bin"), env=proxy.env(cli_user.access_token))
+
+    assert done.returncode == 1, done.stderr
+    assert re.search(rf"get: {re.escape(remote)}: {re.escape(remote)}: the connection broke "
+                     r"\d+ times while the bytes were arriving", done.stderr), done.stderr
+    assert list(out.iterdir()) == []                            # neither the file nor .part
+
+
+def test_an_unchanged_folder_is_compared_from_its_listings_alone(cli, cli_user, tmp_path,
+                                                                 proxy):
+    folder = tmp_path / "many"
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    for n in range(1050):                   # more than one page (1000) of listing
+        (folder / f"f{n:04d}.txt").write_bytes(os.urandom(1 + n % 50))
+    (folder / "sub" / "a.txt").write_text("a\n")
+    (folder / "sub" / "deeper" / "b.txt").write_text("b\n")
+    root = _root()
+    first = json.loads(cli.ok("put", "--json", "-j", "8", str(folder), root).stdout)
+    assert (first["sent"], first["skipped"]) == (1052, 0)
+
+    again = json.loads(cli.ok("put", "--json", str(folder), root,
+                              env=proxy.env(cli_user.access_token)).stdout)
+
+    assert again == {"sent": 0, "skipped": 1052, "failed": 0, "dry_run": False}
+    # DEST looked up once, then one listing per directory: two pages for the big one.
+    assert [m for m, _, _ in proxy.seen] == ["GET"] * 5, proxy.seen
+    assert {p for _, p, _ in proxy.seen} == {"/api/filesystem/info"}
+
+    # A new folder below: not listed (its parent's listing shows it missing), then created.
+    (folder / "sub" / "new").mkdir()
+    (folder / "sub" / "new" / "c.txt").write_text("c\n")
+    before = len(proxy.seen)
+    third = json.loads(cli.ok("put", "--json", str(folder), root,
+                              env=proxy.env(cli_user.access_token)).stdout)
+    assert (third["sent"], third["skipped"]) == (1, 1052)
+    assert proxy.count("GET", "^/api/filesystem/info$") - before == 5
