@@ -66,8 +66,9 @@ __all__ = [
     "AES256_GCM", "AES256_MD5", "ChunkMeta", "ChunkTooLarge", "CodecError", "DecodeResult",
     "Durability", "EncodedChunk", "Encryption", "IntegrityError", "KEY_SIZE", "MAX_CHUNK_SIZE",
     "META_FORMAT", "MetaError", "NONCE_SIZE", "NONE", "NotEnoughShares", "RebuildResult",
-    "SchemeError", "ShareCollector", "TAG_SIZE", "associated_data", "decode", "encode",
-    "new_data_key", "parse_durability", "parse_encryption", "plain_segments", "rebuild",
+    "SchemeError", "ShareCollector", "SharesFailedCheck", "TAG_SIZE", "associated_data",
+    "decode", "encode", "new_data_key", "parse_durability", "parse_encryption", "plain_segments",
+    "rebuild",
 ]
 
 MAX_CHUNK_SIZE = 4 * 1024 * 1024     # DESIGN.md "Hard limits": chunks are at most 4 MiB
@@ -106,6 +107,17 @@ class IntegrityError(CodecError):
     """The shares matched their hashes but the chunk does not authenticate: wrong data key,
     wrong chunk id, tampered metadata, or an MD5 mismatch (aes256-md5)."""
     status, code = 500, "chunk_integrity"
+
+
+class SharesFailedCheck(CodecError):
+    """A chunk read with deferred hashing did not authenticate, and ``bad`` (share indexes)
+    failed their recorded hashes: the collector has dropped them; fetch others and decode
+    again."""
+    status, code = 503, "shares_failed_check"
+
+    def __init__(self, message: str, bad: list[int]):
+        super().__init__(message, details={"bad": bad})
+        self.bad = bad
 
 
 # --- keys and associated data ------------------------------------------------------------------
@@ -468,13 +480,21 @@ class ShareCollector:
     so several fetch threads can hash at once) and returns whether it is good; ``enough`` turns
     true at ``needed`` good shares; ``wanted()`` lists the indexes not tried yet, data shares first
     (fetch those next); ``decode()`` rebuilds and decrypts from the best ``needed`` good shares.
+
+    ``hash_on_failure`` (the read path): for an encrypted chunk, ``add`` checks the size only
+    and the hashes wait. The GCM tag authenticates every byte of the shares used, so a chunk
+    that decrypts needed no hash; one that does not has its unhashed shares hashed then, and
+    those that fail are dropped and reported (:class:`SharesFailedCheck`) so the caller can
+    fetch others. Unencrypted chunks are always hashed on arrival (nothing else checks them).
     """
 
-    def __init__(self, meta: Mapping | ChunkMeta):
+    def __init__(self, meta: Mapping | ChunkMeta, *, hash_on_failure: bool = False):
         self.info = ChunkMeta.from_dict(meta)
         self.durability = self.info.durability
         self._good: dict[int, bytes] = {}
         self._bad: set[int] = set()
+        self._unhashed: set[int] = set()      # good by size only, hash not checked yet
+        self._deferred = hash_on_failure and self.info.encryption.encrypted
         self._lock = threading.Lock()
 
     @property
@@ -516,16 +536,37 @@ class ShareCollector:
 
     def add(self, index: int, data) -> bool:
         """Verify and record share ``index``; returns True if it is good. Thread-safe."""
-        good = self.check(index, data)
+        if self._deferred:
+            self._check_index(index)
+            try:
+                good = _as_bytes_view(data, f"share {index}").nbytes == self.info.share_size
+            except MetaError:
+                good = False
+        else:
+            good = self.check(index, data)
         if good and not isinstance(data, bytes):
             data = bytes(data)
         with self._lock:
             if good:
                 self._good[index] = data
                 self._bad.discard(index)
+                if self._deferred:
+                    self._unhashed.add(index)
             elif index not in self._good:
                 self._bad.add(index)
         return good
+
+    def _hash_unhashed(self, indexes) -> list[int]:
+        """Check the hashes deferred for ``indexes``; drop those that fail. Returns them."""
+        with self._lock:
+            suspects = {i: self._good[i] for i in indexes if i in self._unhashed}
+        failed = [i for i, data in sorted(suspects.items()) if not self.check(i, data)]
+        with self._lock:
+            self._unhashed.difference_update(suspects)
+            for index in failed:
+                self._good.pop(index, None)
+                self._bad.add(index)
+        return failed
 
     def _check_index(self, index) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.total:
@@ -559,6 +600,8 @@ class ShareCollector:
 
     def ciphertext(self) -> tuple[bytes, list[int], list[int]]:
         """The chunk's ciphertext rebuilt from the good shares -> (ciphertext, used, bad)."""
+        # Nothing authenticates a ciphertext handed out as such: every share is hashed first.
+        self._hash_unhashed(list(self._good))
         blocks, used, bad = self._data_blocks()
         return _join(blocks, self.info.share_size, self.info.ciphertext_size), used, bad
 
@@ -574,6 +617,11 @@ class ShareCollector:
                 data = _decrypt_blocks(AESGCM(key), info.nonce, associated_data(chunk_id),
                                        blocks, info.share_size, info.ciphertext_size)
             except InvalidTag:
+                failed = self._hash_unhashed(used)
+                if failed:
+                    raise SharesFailedCheck(
+                        f"chunk {chunk_id}: shares {failed} do not match their recorded "
+                        f"hashes", bad=failed) from None
                 raise IntegrityError(
                     f"chunk {chunk_id} does not authenticate (AES-256-GCM tag mismatch): the data "
                     f"key, the chunk id or the metadata is not this chunk's, or shares "

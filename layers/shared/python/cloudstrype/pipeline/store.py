@@ -343,17 +343,25 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
 
 def get_chunk(owner: str, chunk_id: str) -> bytes:
     record = get_record(owner, chunk_id)
-    collector = codec.ShareCollector(record.meta)
-    failed = _fetch_shares(record, collector)
-    if failed:
-        mark_damaged(owner, chunk_id, failed)
-    if not collector.enough:
-        raise errors.ServiceUnavailable(
-            f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares of "
-            f"the {collector.needed} needed are reachable.", code="not_enough_shares")
-    data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id)) \
-        if record.wrapped_key and collector.info.encryption.encrypted else None
-    return collector.decode(chunk_id, data_key).data
+    # One pass over the bytes: an encrypted chunk's GCM tag checks every share used, so their
+    # hashes are computed only if it does not authenticate (to find the bad one).
+    collector = codec.ShareCollector(record.meta, hash_on_failure=True)
+    data_key = None
+    while True:
+        failed = _fetch_shares(record, collector)
+        if failed:
+            mark_damaged(owner, chunk_id, failed)
+        if not collector.enough:
+            raise errors.ServiceUnavailable(
+                f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares "
+                f"of the {collector.needed} needed are reachable.", code="not_enough_shares")
+        if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
+            data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id))
+        try:
+            return collector.decode(chunk_id, data_key).data
+        except codec.SharesFailedCheck as bad:
+            # Dropped from the collector: the next round fetches other shares instead.
+            mark_damaged(owner, chunk_id, set(bad.bad))
 
 
 def blob_key(record: Chunk) -> bytes:
