@@ -30,6 +30,7 @@ def fake_providers():
 # adapters on moto (DynamoDB, Cognito, KMS, S3 staging), so the AWS path stays proven end to end.
 AWS_EMULATED_SUITES = ("foundation/test_auth_api.py", "foundation/test_tokens.py",
                        "filesystem/test_files.py", "filesystem/test_upload_sweep.py",
+                       "filesystem/test_batch.py", "filesystem/test_packs.py",
                        "storage/test_chunks.py", "array/")
 
 
