@@ -108,3 +108,35 @@ def test_racing_writers_of_one_chunk_id_leave_counters_in_step(pipeline, tmp_pat
     # Six chunks of three shares: every loser's shares were deleted and its counts taken back.
     assert counters("alice") == placed(pipeline, "alice", disks)
     assert sum(len(names) for names in shares_in(disks).values()) == 18
+
+
+def test_the_record_waits_for_the_callers_write_and_is_not_kept_if_it_fails(pipeline, tmp_path):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloudstrype import quota
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 3)
+    seen = []
+
+    def slow_write():
+        time.sleep(0.2)               # the caller's own record, still being written
+        seen.append(chunk_store().exists("alice", "part-0"))
+
+    with ThreadPoolExecutor(1) as pool:
+        stored = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)",
+                                    "part-0", after=pool.submit(slow_write))
+    assert seen == [False]            # the chunk's record came after the caller's write
+    assert chunk_store().exists("alice", "part-0") and stored.record.chunk_id == "part-0"
+    files, counts = shares_in(disks), counters("alice")
+    used = quota.usage("alice")["stored_bytes"]
+
+    def failing_write():
+        raise RuntimeError("the caller's write failed")
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="caller's write"):
+        pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)", "part-1",
+                           after=pool.submit(failing_write))
+    assert not chunk_store().exists("alice", "part-1")
+    assert shares_in(disks) == files and counters("alice") == counts
+    assert quota.usage("alice")["stored_bytes"] == used

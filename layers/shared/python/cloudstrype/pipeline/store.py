@@ -74,11 +74,14 @@ class StoredChunk:
 def put_chunk(owner: str, data: bytes, encryption: str | None = None,
               durability: str | None = None, chunk_id: str | None = None,
               kinds: frozenset[str] | None = None, *, blob_key: bytes | None = None,
-              live: int | None = None) -> StoredChunk:
+              live: int | None = None, after: Future | None = None) -> StoredChunk:
     """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares.
 
     A pack (pipeline/packs.py) passes `live`, the files using it, and `blob_key`, the key of
-    its blobs, kept sealed under the owner's key on the record."""
+    its blobs, kept sealed under the owner's key on the record. `after` is a write of the
+    caller's that must be durable before the chunk's record is (e.g. an upload part recorded
+    as pending, so an abort finds the chunk): it runs while the chunk is encoded and its shares
+    written, and is awaited before the record; if it fails, nothing of the chunk is kept."""
     if len(data) > MAX_CHUNK_SIZE:
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
@@ -89,7 +92,7 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
     charge = _meta.submit(quota.charge_bytes, owner, len(data))
     try:
         return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live,
-                          charge)
+                          charge, after)
     except BaseException:
         if charge.exception() is None:
             quota.refund_bytes(owner, len(data))
@@ -98,7 +101,7 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
 
 def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str | None,
                chunk_id: str | None, kinds: frozenset[str] | None, blob_key: bytes | None,
-               live: int | None, charge: Future) -> StoredChunk:
+               live: int | None, charge: Future, after: Future | None) -> StoredChunk:
     enc = codec.parse_encryption(encryption)
     candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
     dur = codec.parse_durability(durability or default_durability(candidates))
@@ -127,6 +130,12 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     # The record and the placements of its shares are written together, or not at all; the
     # storages' counters are written meanwhile (independent writes: they share a commit or a
     # round trip with it) and taken back if the record could not be written.
+    if after is not None:
+        try:
+            after.result()
+        except BaseException:
+            _delete_shares(owner, locations)
+            raise
     share_size = encoded.info.share_size
     counting = _start_counting(locations.values(), 1, share_size)
     try:
