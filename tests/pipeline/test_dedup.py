@@ -220,3 +220,31 @@ def test_stored_once_content_survives_compaction(lib, tmp_path):
         assert blob_of(lib, "alice", node).refs == 2
     assert_consistent(lib, "alice", [*second.values(), *(first[n] for n in second)])
     assert lib.quota.usage("alice")["dead_bytes"] == 0
+
+
+def test_a_file_written_through_a_share_is_always_written(lib, tmp_path, monkeypatch):
+    """A user writing into someone's share must not learn, by how the upload goes, whether
+    the owner stores that content already: it is written (and then stored once again only if
+    it raced the owner's)."""
+    disks = add_disks("alice", tmp_path, 2)
+    named = {"known.txt": b"alice's diary" * 20}
+    put(lib, "alice", "/private", named)
+    from cloudstrype.backends.local import LocalBackend
+    real_put, puts = LocalBackend.put, []
+
+    def counted_put(self, key, data):
+        puts.append(key)
+        return real_put(self, key, data)
+    monkeypatch.setattr(LocalBackend, "put", counted_put)
+    written = shares_on(disks)
+    top = lib.tree.make_dirs("alice", "/shared", None)[0]
+    items = [lib.files.BatchFile("guess.txt", named["known.txt"])]
+    [node] = lib.files.upload_batch("alice", "/", items, "raid1(2)", "aes256-gcm", base=top)
+    assert not isinstance(node, Exception), node
+    assert len(puts) == 2, "written to the storages like any new content"
+    assert read(lib, "alice", node) == named["known.txt"]
+    # ... and then stored once: the copy that lost to the owner's is let go.
+    assert shares_on(disks) == written
+    # The owner's own upload of it writes nothing.
+    put(lib, "alice", "/again", named)
+    assert len(puts) == 2

@@ -366,8 +366,11 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     # Small files: content the owner has stored already is claimed, not stored again; each new
     # content is written once, into packs. Files repeating a content new in this batch wait
     # for the first one's attach (which registers it) and then claim it.
+    # Written through a share (`base`) by another user, content is always written: whether
+    # the owner stores it already must not show in how the upload goes.
     made, repeats = _small_versions(owner, small, keys, items, results, version_of,
-                                    encryption, durability, first_round=True)
+                                    encryption, durability, first_round=True,
+                                    claim=base is None)
     for i in wanted:
         if i in small:
             continue
@@ -381,14 +384,14 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     attach_all(made)
     if repeats:
         made, _ = _small_versions(owner, repeats, keys, items, results, version_of, encryption,
-                                  durability, first_round=False)
+                                  durability, first_round=False, claim=True)
         attach_all(made)
     return results
 
 
 def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: list,
                     results: list, version_of, encryption: str, durability: str,
-                    first_round: bool) -> tuple[dict[int, NewVersion], list[int]]:
+                    first_round: bool, claim: bool) -> tuple[dict[int, NewVersion], list[int]]:
     """New versions of the small files `small`: claimed blobs, or blobs written into packs.
     In the first round a content repeated within the batch is written once and its repeats
     are returned for a second round; in that one each is claimed or written anyway."""
@@ -398,7 +401,7 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     writing: set[str] = set()
     repeats: list[int] = []
     for i in small:
-        blob = chunks.claim_blob(owner, keys[i])
+        blob = chunks.claim_blob(owner, keys[i]) if claim else None
         if blob is not None:
             where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
             made[i] = version_of(i, new_version_id(), 0, where)
