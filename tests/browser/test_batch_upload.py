@@ -44,7 +44,7 @@ def test_chosen_and_dropped_small_files_go_up_in_one_batch_each(page, base_url, 
         for (let n = 0; n < 30; n += 1) {
             const name = `drop-${String(n).padStart(2, "0")}.txt`;
             data.items.add(new File([`dropped ${n}\\n`.repeat(n + 1)], name,
-                                    {type: "text/plain"}));
+                                    {type: "text/plain", lastModified: 1700000000000 + n * 1000}));
         }
         return data;
     }""")
@@ -64,6 +64,10 @@ def test_chosen_and_dropped_small_files_go_up_in_one_batch_each(page, base_url, 
     for name, data in expected.items():
         info = web_user.api.get(f"/api/filesystem/info/{files[name]['id']}").json()
         assert info["sha256"] == hashlib.sha256(data).hexdigest(), name
+    # Each file keeps its own modification time (sent with the batch as `mtimes`).
+    for n in (0, 29):
+        assert files[f"drop-{n:02}.txt"]["modified"] == \
+            f"2023-11-14T22:{13 + (20 + n) // 60:02}:{(20 + n) % 60:02}+00:00"
 
     # The refused file, retried alone, still fails in its own words (one request, one file).
     clash.get_by_role("button", name="Try clash.txt again").click()

@@ -217,6 +217,8 @@ async function runBatch(batch) {
       answer = await withRetries(group, "The batch", () => requestSlots.run(() => {
         const form = new FormData();
         form.append("path", live[0].dir);
+        form.append("mtimes", JSON.stringify(Object.fromEntries(
+          live.map((item) => [item.name, modifiedTime(item)]))));
         for (const item of live) form.append("file", item.file, item.name);
         return sendJson(group, { method: "POST", path: "/api/filesystem/batch", body: form,
           query: { share: live[0].share },
@@ -270,6 +272,12 @@ function changed(dir, share) {
   window.dispatchEvent(new CustomEvent("cloudstrype:changed", { detail: { dir, share } }));
 }
 
+// The file's own modification time (Unix seconds), kept by the server as the file's
+// `modified` — as the CLI sends it — so listings show when the content last changed.
+function modifiedTime(item) {
+  return (item.file.lastModified || Date.now()) / 1000;
+}
+
 async function runUpload(item) {
   await fileSlots.run(async () => {
     if (item.cancelled) return;
@@ -300,6 +308,7 @@ async function uploadOneShot(item) {
     const form = new FormData();
     form.append("path", item.dir);
     form.append("name", item.name);
+    form.append("mtime", String(modifiedTime(item)));
     form.append("file", item.file, item.name);
     return send(item, { method: "POST", path: "/api/filesystem/data", body: form,
       query: { share: item.share },
@@ -388,7 +397,9 @@ async function uploadInParts(item) {
     await uploadParts(item, [...queue]);
     try {
       await withRetries(item, "Finishing the upload", () => sendJson(item, { method: "POST",
-        path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/commit` }));
+        path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/commit`,
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ mtime: modifiedTime(item) }) }));
       return;
     } catch (error) {
       const missing = error.details && error.details.missing;
