@@ -16,15 +16,16 @@ Downloads: the file's metadata first (size, sha256, version), then its bytes —
 4 MiB, else 4 MiB ranges of that version fetched in parallel into ``NAME.part``, which is checked
 against the size and sha256 and only then renamed to NAME. The sha256 is computed as the ranges
 arrive, in order (a bounded window of them is in flight), so checking costs no second read of
-the file.
+the file. Each range is read in one piece, and fetched again if its connection breaks mid-body.
 
 Unchanged files are not sent again, as with `rclone copy`: a file whose remote copy has the same
 size and the same modification time (the server keeps the one the CLI sends, to the microsecond;
 they are compared within MODIFY_WINDOW) is skipped; with ``--checksum`` the same size and the
 same sha256 instead. What is remote comes from one paged listing per destination directory of a
-folder (a stat per file named on the command line); ``--checksum`` asks for the sha256 of each
-same-size file (listings do not carry it). ``--dry-run`` lists what would be sent and sends
-nothing. The counts end the output: "N sent, M skipped (unchanged), K failed".
+folder, fetched on threads while the folder is read (a stat per file named on the command
+line); ``--checksum`` asks for the sha256 of each same-size file (listings do not carry it).
+``--dry-run`` lists what would be sent and sends nothing. The counts end the output: "N sent,
+M skipped (unchanged), K failed".
 
 Naming follows rsync: a directory SRC is copied *as* DEST/basename(SRC), a SRC ending in '/' has
 its *contents* copied into DEST; a single file SRC goes into DEST when DEST is a directory (or ends
