@@ -220,19 +220,20 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
     what was passed over. One scandir and one stat a file, and no Path objects: a folder of
     many small files is read in a few milliseconds a thousand files."""
     warnings: list[tuple[str, bool]] = []
+    directories.add(top)
     # Local paths read as pathlib would print them: no './' before a relative one.
     prefix = "" if root == os.curdir else root
     pending = [(prefix, top)]
     while pending:
         local_dir, here = pending.pop()
-        directories.add(here)
-        if listings is not None:
-            listings.want(here)
         try:
             with os.scandir(local_dir or os.curdir) as found:
                 entries = sorted(found, key=lambda e: e.name)
         except OSError:
-            continue
+            continue                    # as os.walk: an unreadable folder is not copied
+        directories.add(here)
+        if listings is not None:
+            listings.want(here)
         below = []
         for entry in entries:
             try:
