@@ -219,8 +219,9 @@ def upload_part(call, upload_id, part):
 def commit_upload(call, upload_id):
     owner = call.principal.user_id
     mtime = call.field("mtime", (int, float), required=False)
+    sha256 = call.field("sha256", str, required=False)
     return Reply(_node_info(scope_for(call.principal, None),
-                            files.commit_session(owner, upload_id, mtime)), status=201)
+                            files.commit_session(owner, upload_id, mtime, sha256)), status=201)
 
 
 @app.endpoint("/uploads/{upload_id}", ["DELETE"])

@@ -32,6 +32,39 @@ def test_session_round_trip(fs_user, size):
     assert download(fs_user, meta["id"]) == data
 
 
+def _parts_sent(user, name: str, data: bytes, **declared) -> str:
+    created = user.api.post("/api/filesystem/uploads", json={
+        "path": "/late-hash", "name": name, "size": len(data), **declared})
+    assert created.status_code == 201, created.text
+    session = created.json()
+    for part in range(session["parts"]):
+        body = data[part * session["part_size"]:(part + 1) * session["part_size"]]
+        assert user.api.put(f"/api/filesystem/uploads/{session['upload_id']}/parts/{part}",
+                            data=body).status_code == 200
+    return f"/api/filesystem/uploads/{session['upload_id']}/commit"
+
+
+def test_the_hash_can_be_declared_at_commit(fs_user):
+    data = os.urandom(9 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    commit = _parts_sent(fs_user, "late.bin", data)
+    assert_error(fs_user.api.post(commit, json={"sha256": "xyz"}), 400, "invalid_field")
+    made = fs_user.api.post(commit, json={"sha256": digest.upper()})
+    assert made.status_code == 201, made.text
+    assert made.json()["sha256"] == digest
+    assert download(fs_user, made.json()["id"]) == data
+
+    # It must agree with a hash declared at the start, and with a one-part file's content.
+    commit = _parts_sent(fs_user, "both.bin", data, sha256=digest)
+    wrong = hashlib.sha256(b"other").hexdigest()
+    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 400, "sha256_mismatch")
+    assert fs_user.api.post(commit, json={"sha256": digest}).status_code == 201
+    commit = _parts_sent(fs_user, "small.bin", b"one part")
+    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 400, "sha256_mismatch")
+    made = fs_user.api.post(commit, json={"sha256": hashlib.sha256(b"one part").hexdigest()})
+    assert made.status_code == 201, made.text
+
+
 def test_one_shot_over_10_mb_is_413_pointing_to_sessions(fs_user):
     response = fs_user.api.post("/api/filesystem/data", data={"path": "/", "name": "big"},
                                 files={"file": ("big", b"x" * (10 * MiB + 10))})

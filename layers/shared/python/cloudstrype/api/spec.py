@@ -512,8 +512,10 @@ op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
               410: "Expired", 413: "Over the user's quota", 422: "Not enough usable storages",
               503: "Not every share could be stored; nothing was kept"})
 op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded parts the file",
-   body=_obj([], mtime=MTIME), body_required=False,
-   responses={201: {"schema": NODE}, 404: "No such session",
+   body=_obj([], mtime=MTIME, sha256={"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
+   body_required=False,
+   responses={201: {"schema": NODE}, 400: "A bad mtime, or a sha256 that does not agree",
+              404: "No such session",
               409: "Parts missing, committed already, or a directory of that name",
               410: "Expired"})
 op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",

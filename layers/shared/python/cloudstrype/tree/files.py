@@ -445,10 +445,7 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
         raise errors.PayloadTooLarge(f"Files are at most {largest} bytes here; this one "
                                      f"declares {size}.", code="file_too_large",
                                      details={"field": "size", "max_file_bytes": largest})
-    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64 or
-                               any(c not in "0123456789abcdef" for c in sha256.lower())):
-        raise errors.BadRequest("Field 'sha256' must be 64 hex digits.", code="invalid_field",
-                                details={"field": "sha256"})
+    sha256 = _check_sha256(sha256)
     durability, encryption = _schemes(owner, durability, encryption)
     quota.check_room(owner, size)
     expires_at = int(time.time()) + _upload_ttl()
@@ -457,7 +454,7 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                     durability=durability, encryption=encryption,
                     version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
                     purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS,
-                    sha256=sha256.lower() if sha256 else None)
+                    sha256=sha256)
     quota.open_upload(owner)
     try:
         tree_store().create_upload(record)
@@ -465,6 +462,14 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
         quota.close_upload(owner)
         raise
     return session_info(record)
+
+
+def _check_sha256(value) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) != 64 or
+                              any(c not in "0123456789abcdef" for c in value.lower())):
+        raise errors.BadRequest("Field 'sha256' must be 64 hex digits.", code="invalid_field",
+                                details={"field": "sha256"})
+    return value.lower() if value else None
 
 
 def _parts_total(record: Upload) -> int:
@@ -546,8 +551,11 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
-def commit_session(owner: str, upload_id: str, mtime=None) -> Node:
+def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
+    """`sha256`: the file's, if the client knows it only now (hashed while sending parts);
+    it must agree with one declared at the start, and with the content of a one-part file."""
     mtime = check_mtime(mtime)
+    declared = _check_sha256(sha256)
     record = get_session(owner, upload_id)
     if record.committed:
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
@@ -565,6 +573,11 @@ def commit_session(owner: str, upload_id: str, mtime=None) -> Node:
     sha256 = record.sha256
     if total <= 1:
         sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
+    if declared is not None and sha256 is not None and declared != sha256:
+        raise errors.BadRequest(f"Field 'sha256' ({declared}) is not the file's "
+                                f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
+                                code="sha256_mismatch", details={"field": "sha256"})
+    sha256 = sha256 or declared
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
                          record.content_type, record.durability, record.encryption, mtime)
     parent, _ = tree.make_dirs(owner, record.directory)
