@@ -435,14 +435,13 @@ class Uploader:
             got = len(session.get("received") or [])
             self.progress.message(f"Resuming upload of {item.remote}: {got} of "
                                   f"{session['parts']} parts already uploaded.")
-            return session, sha256 or hash_file(item.local)
-        sha256 = hash_file(item.local)
+            return session, sha256
+        # The hash is computed while the parts go up and declared at the commit.
         session = self.client.post_json("/api/filesystem/uploads", {
-            "path": item.directory, "name": item.name, "size": item.size, "sha256": sha256},
+            "path": item.directory, "name": item.name, "size": item.size},
             ok=(201,), what=item.remote)
-        self.state.put(key, {"upload_id": session["upload_id"], "sha256": sha256,
-                             "remote": item.remote})
-        return session, sha256
+        self.state.put(key, {"upload_id": session["upload_id"], "remote": item.remote})
+        return session, None
 
     def _session(self, item: Upload) -> dict:
         key = UploadState.key(self.client.server, self.client.username, Path(item.local).resolve(),
@@ -457,6 +456,8 @@ class Uploader:
 
         missing = [int(n) for n in session["missing"]]
         self.progress.skip(item.size - sum(part_length(n) for n in missing), bar)
+        hasher = ThreadPoolExecutor(max_workers=1)
+        hashing = hasher.submit(hash_file, item.local) if sha256 is None else None
         fd = os.open(item.local, os.O_RDONLY)
         before = os.fstat(fd)
         if before.st_mtime_ns != item.mtime_ns:
@@ -475,12 +476,14 @@ class Uploader:
 
             for _ in range(3):
                 _raise_first([self.parts.submit(send, n) for n in missing])
+                if hashing is not None:
+                    sha256 = hashing.result()
                 mtime = before and _stable_mtime(before, os.fstat(fd))
+                body = {"sha256": sha256} if mtime is None else {"sha256": sha256,
+                                                                 "mtime": mtime}
                 try:
                     node = self.client.request("POST", f"{base}/commit", retry=True, ok=(201,),
-                                               what=item.remote,
-                                               json={} if mtime is None else {"mtime": mtime}
-                                               ).json()
+                                               what=item.remote, json=body).json()
                     break
                 except CliError as exc:
                     if exc.code == "upload_committed":     # a retried commit that had worked
@@ -494,6 +497,7 @@ class Uploader:
                                f"again to resume.", CONFLICT)
         finally:
             os.close(fd)
+            hasher.shutdown(wait=True, cancel_futures=True)
         self.state.forget(key)
         if node.get("size") != item.size or (node.get("sha256") not in (None, sha256)):
             raise CliError(f"{item.remote}: the server reports {node.get('size')} bytes, sha256 "
