@@ -23,7 +23,8 @@ size and the same modification time (the server keeps the one the CLI sends, to 
 they are compared within MODIFY_WINDOW) is skipped; with ``--checksum`` the same size and the
 same sha256 instead. What is remote comes from one paged listing per destination directory of a
 folder, fetched on threads while the folder is read (a stat per file named on the command
-line); ``--checksum`` asks for the sha256 of each same-size file (listings do not carry it).
+line); ``--checksum`` compares the listing's sha256 (asked for per file only from a server
+whose listings do not carry it).
 ``--dry-run`` lists what would be sent and sends nothing. The counts end the output: "N sent,
 M skipped (unchanged), K failed".
 

@@ -298,3 +298,21 @@ def test_defaults_apply_to_uploads(fs_user, api, tmp_path):
     assert explicit["durability"] == "rs(2,1)" and explicit["encryption"] == "none"
     assert_error(fs_user.api.put("/api/filesystem/settings", json={"durability": "rs(0,0)"}),
                  400)
+
+
+def test_listings_carry_each_files_sha256(fs_user):
+    first = upload(fs_user, "/hashes", "a.txt", b"first")
+    upload(fs_user, "/hashes", "b.txt", b"other")
+    assert fs_user.api.post("/api/filesystem/dirs", json={"path": "/hashes/sub"}).status_code \
+        == 201
+
+    def listed() -> dict:
+        info = fs_user.api.get("/api/filesystem/info", params={"path": "/hashes"}).json()
+        return {c["name"]: c.get("sha256") for c in info["children"]}
+    assert listed() == {"a.txt": hashlib.sha256(b"first").hexdigest(),
+                        "b.txt": hashlib.sha256(b"other").hexdigest(), "sub": None}
+    upload(fs_user, "/hashes", "a.txt", b"second")          # a new version
+    assert listed()["a.txt"] == hashlib.sha256(b"second").hexdigest()
+    moved = fs_user.api.post(f"/api/filesystem/info/{first['id']}", json={"name": "c.txt"})
+    assert moved.status_code == 200, moved.text
+    assert listed()["c.txt"] == hashlib.sha256(b"second").hexdigest()

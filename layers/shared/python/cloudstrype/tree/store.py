@@ -66,7 +66,9 @@ NODES = schema.table(
 ENTRIES = schema.table(
     "entries", hash_key="parent_ref", range_key="name", owner_module=__name__,
     fields={"parent_ref": STR, "name": STR, "owner": STR, "node_id": STR, "type": STR,
-            "size": INT, "modified": INT})
+            "size": INT, "modified": INT,
+            # A file's content hash, so a listing tells an unchanged file by content too.
+            "sha256": STR})
 
 VERSIONS = schema.table(
     "versions", hash_key="file_ref", range_key="version_id", owner_module=__name__,
@@ -148,6 +150,7 @@ class Entry:
     type: str
     size: int
     modified: float
+    sha256: str | None = None
 
 
 @dataclass
@@ -271,9 +274,10 @@ def _node(item: dict) -> Node:
 
 
 def _entry_item(owner: str, parent_id: str, name: str, node_id: str, type_: str, size: int,
-                modified: float) -> dict:
-    return {"parent_ref": _parent_ref(owner, parent_id), "name": name, "owner": owner,
-            "node_id": node_id, "type": type_, "size": int(size), "modified": modified}
+                modified: float, sha256: str | None = None) -> dict:
+    return _present({"parent_ref": _parent_ref(owner, parent_id), "name": name, "owner": owner,
+                     "node_id": node_id, "type": type_, "size": int(size), "modified": modified,
+                     "sha256": sha256})
 
 
 def _trash_name(trashed_at: int, node_id: str) -> str:
@@ -374,7 +378,7 @@ class TreeStore:
         page = self.engine.query(ENTRIES, _parent_ref(owner, parent_id), limit=limit,
                                  cursor=cursor)
         entries = [Entry(owner, parent_id, item["name"], item["node_id"], item["type"],
-                         int(item.get("size", 0)), item["modified"])
+                         int(item.get("size", 0)), item["modified"], item.get("sha256"))
                    for item in page.items if item.get("owner") == owner]
         return entries, page.cursor
 
@@ -386,7 +390,8 @@ class TreeStore:
             self.create_many([(node, version)])
             return node
         mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name, node.node_id,
-                                         node.type, node.size, node.modified),
+                                         node.type, node.size, node.modified,
+                                         node.sha256),
                     Condition.absent()),
                 Put(NODES, _node_item(node), Condition.absent())]
         if version is not None:
@@ -408,7 +413,7 @@ class TreeStore:
         for node, version in nodes:
             mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
                                              node.node_id, node.type, node.size,
-                                             node.modified), Condition.absent()),
+                                             node.modified, node.sha256), Condition.absent()),
                     Put(NODES, _node_item(node), Condition.absent())]
             if version is not None:
                 mine.append(Put(VERSIONS, _version_item(version)))
@@ -441,8 +446,10 @@ class TreeStore:
         try:
             self.engine.transact([
                 Put(VERSIONS, _version_item(version)),
-                Update(ENTRIES, entry_key, Change(set={"size": int(version.size),
-                                                       "modified": now}),
+                Update(ENTRIES, entry_key, Change(set=_present({"size": int(version.size),
+                                                                "modified": now,
+                                                                "sha256": version.sha256}),
+                                                  remove=() if version.sha256 else ("sha256",)),
                        Condition.eq("node_id", node.node_id)),
                 Update(NODES, {"owner": node.owner, "node_id": node.node_id}, node_change,
                        Condition.eq("revision", node.revision)), *along])
@@ -457,7 +464,8 @@ class TreeStore:
         the node's change happen together. O(1) whatever a directory holds. Raises NameTaken
         if the target name exists, Changed if the node moved on since it was read."""
         operations = [Put(ENTRIES, _entry_item(node.owner, parent_id, name, node.node_id,
-                                               node.type, node.size, now), Condition.absent())]
+                                               node.type, node.size, now, node.sha256),
+                          Condition.absent())]
         old = self.get_entry(node.owner, node.parent_id, node.name)
         if old is not None and old.node_id == node.node_id:
             operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
@@ -491,7 +499,7 @@ class TreeStore:
                                      Condition.eq("node_id", node.node_id)))
         operations += [
             Put(ENTRIES, _entry_item(node.owner, TRASH, _trash_name(trashed_at, node.node_id),
-                                     node.node_id, node.type, size, trashed_at),
+                                     node.node_id, node.type, size, trashed_at, node.sha256),
                 Condition.absent()),
             Update(NODES, {"owner": node.owner, "node_id": node.node_id},
                    Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
@@ -538,7 +546,8 @@ class TreeStore:
         key = {"owner": node.owner, "node_id": node.node_id}
         operations = [
             Put(ENTRIES, _entry_item(node.owner, parent.node_id, name, node.node_id,
-                                     node.type, node.size, node.modified), Condition.absent()),
+                                     node.type, node.size, node.modified, node.sha256),
+                Condition.absent()),
             Delete(ENTRIES, _entry_key(node.owner, TRASH,
                                        _trash_name(item.trashed_at, node.node_id)),
                    Condition.eq("node_id", node.node_id)),

@@ -193,7 +193,8 @@ def list_children(owner: str, directory_id: str, limit: int, cursor: str | None 
         raise errors.BadRequest("The 'cursor' is not one this API gave out.",
                                 code="invalid_cursor") from None
     return [{"id": e.node_id, "name": e.name, "type": e.type, "size": e.size,
-             "modified": iso(e.modified)} for e in entries], next_cursor
+             "modified": iso(e.modified), **({"sha256": e.sha256} if e.sha256 else {})}
+            for e in entries], next_cursor
 
 
 def tree(owner: str, node: Node, depth: int, limit: int, cursor: str | None,
