@@ -194,14 +194,57 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
         raise
 
 
+def _node_content(version: NewVersion) -> dict:
+    return {"version_id": version.version_id, "size": version.size, "sha256": version.sha256,
+            "etag": version.etag, "content_type": version.content_type,
+            "durability": version.durability, "encryption": version.encryption}
+
+
+def _new_file(owner: str, parent: Node, name: str, version: NewVersion, stamp: float
+              ) -> tuple[Node, Version, tuple]:
+    """The records of `version` as a new file `name` in `parent`: node, version, and what the
+    same transaction must do besides (register its content)."""
+    content = _node_content(version)
+    node_id = tree.new_node_id()
+    modified = version.mtime if version.mtime is not None else stamp
+    record = Version(owner, node_id, chunk_size=CHUNK_SIZE, chunk_count=version.chunk_count,
+                     created=stamp, **content, **_content_fields(version))
+    along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
+    return (Node(owner, node_id, FILE, name, parent.node_id, created=stamp, modified=modified,
+                 **content), record, along)
+
+
+def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewVersion]]
+                      ) -> dict[int, Node]:
+    """Many new files at once (a batch's names not taken yet), in as few transactions as the
+    engine takes; a transaction that fails (a name taken meanwhile, content registered
+    meanwhile) writes nothing, and its files are left to `_attach_version` one by one."""
+    stamp, made = tree.now(), {}
+    fresh = [(i, *_new_file(owner, parent, name, version, stamp))
+             for i, (name, version) in named.items()
+             if tree.child(owner, parent.node_id, name) is None]
+    group: list = []
+    for item in fresh + [None]:
+        if item is not None and len(group) < tree_store().FILES_PER_TRANSACTION:
+            group.append(item)
+            continue
+        if group:
+            try:
+                tree_store().create_files([(node, record, along)
+                                           for _, node, record, along in group])
+                made.update({i: node for i, node, _, _ in group})
+            except TreeConflict:
+                pass
+        group = [item] if item is not None else []
+    return made
+
+
 def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) -> Node:
     """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
     trees = tree_store()
     stamp = tree.now()
     modified = version.mtime if version.mtime is not None else stamp
-    content = {"version_id": version.version_id, "size": version.size, "sha256": version.sha256,
-               "etag": version.etag, "content_type": version.content_type,
-               "durability": version.durability, "encryption": version.encryption}
+    content = _node_content(version)
     deadline = time.monotonic() + ATTACH_SECONDS
     attempt = 0
     while time.monotonic() < deadline:
@@ -348,6 +391,10 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
 
     def attach_all(made: dict[int, NewVersion]) -> None:
         pending = dict(sorted(made.items()))
+        for i, node in _attach_new_files(owner, parent, {
+                i: (items[i].name, v) for i, v in pending.items()}).items():
+            results[i] = node
+            del pending[i]
         try:
             for i, version in list(pending.items()):
                 try:
@@ -401,7 +448,9 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     writing: set[str] = set()
     repeats: list[int] = []
     for i in small:
-        blob = chunks.claim_blob(owner, keys[i]) if claim else None
+        # A read first: most small files are new content, and a read costs no write.
+        blob = chunks.claim_blob(owner, keys[i]) if claim and chunks.get_blob(
+            owner, keys[i]) is not None else None
         if blob is not None:
             where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
             made[i] = version_of(i, new_version_id(), 0, where)

@@ -431,6 +431,26 @@ class TreeStore:
         except ConditionFailed:
             raise NameTaken(", ".join(names)) from None
 
+    # A new file is 3 writes (entry, node, version) and at most one more of the caller's.
+    FILES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS // 4
+
+    def create_files(self, files: list[tuple[Node, Version, tuple]]) -> None:
+        """New files (node, first version, the caller's operations for it) in one transaction,
+        all or nothing (at most FILES_PER_TRANSACTION). Raises TreeConflict if any name was
+        taken or any of the caller's operations failed."""
+        operations: list = []
+        for node, version, along in files:
+            operations += [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
+                                                    node.node_id, node.type, node.size,
+                                                    node.modified, node.sha256),
+                               Condition.absent()),
+                           Put(NODES, _node_item(node), Condition.absent()),
+                           Put(VERSIONS, _version_item(version)), *along]
+        try:
+            self.engine.transact(operations)
+        except ConditionFailed:
+            raise TreeConflict(", ".join(node.name for node, _, _ in files)) from None
+
     def set_version(self, node: Node, version: Version, now: float, along: tuple = ()) -> Node:
         """Make `version` the file's current content, if the node is still at the revision
         read (two writers never clobber each other), with `along` in the same transaction.
