@@ -31,6 +31,18 @@ def _node_info(scope, node):
     return scope.shown(info)
 
 
+def _batch_file_info(scope, node, directory: str) -> dict:
+    """What _node_info says of a file a batch just wrote, without a lookup per file: its path
+    is its directory's, and a new file's only version is the node's own content."""
+    info = tree.describe(scope.owner, node, directory.rstrip("/") + "/" + node.name)
+    if not scope.shared:
+        info["versions"] = files.versions(scope.owner, node) if node.revision != 1 else [
+            {"version": node.version_id, "size": node.size, "sha256": node.sha256,
+             "etag": node.etag, "created": tree.iso(node.created),
+             "durability": node.durability, "encryption": node.encryption, "current": True}]
+    return scope.shown(info)
+
+
 @app.endpoint("/info")
 def info_by_path(call):
     scope = _scope(call)
@@ -140,12 +152,15 @@ def upload_batch(call):
     results = files.upload_batch(scope.owner, fields.get("path") or "/", items,
                                  fields.get("durability") or None,
                                  fields.get("encryption") or None, base=scope.base)
-    shown = []
+    shown, directory = [], None
     for item, result in zip(items, results, strict=True):
         if isinstance(result, errors.ApiError):
             shown.append({"name": item.name, "status": result.status, **result.body()})
-        else:
-            shown.append({"name": item.name, "status": 201, "file": _node_info(scope, result)})
+            continue
+        if directory is None:           # every file of a batch is in one directory
+            directory = scope.path_of(tree.get_node(scope.owner, result.parent_id))
+        shown.append({"name": item.name, "status": 201,
+                      "file": _batch_file_info(scope, result, directory)})
     created = sum(1 for r in shown if r["status"] == 201)
     return Reply({"results": shown, "created": created, "failed": len(shown) - created},
                  status=207)

@@ -142,3 +142,13 @@ def test_inside_a_share(api, fs_user):
     assert_error(carol.api.post(BATCH, params={"share": reading["id"]}, data={"path": "/"},
                                 files=[("file", ("no.txt", b"no"))]), 403)
     assert "no.txt" not in listing(fs_user, "/team")
+
+
+def test_each_result_describes_the_file_as_info_does(fs_user):
+    batch(fs_user, "/described/deep", [("old.txt", b"first")])
+    body = batch(fs_user, "/described/deep", [("old.txt", b"second"), ("new.txt", b"new")])
+    for result in body["results"]:
+        info = fs_user.api.get(f"/api/filesystem/info/{result['file']['id']}").json()
+        assert result["file"] == info
+    assert body["results"][1]["file"]["path"] == "/described/deep/new.txt"
+    assert len(body["results"][0]["file"]["versions"]) == 2
