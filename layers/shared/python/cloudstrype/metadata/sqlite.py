@@ -504,7 +504,9 @@ class SqliteEngine(Engine):
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
         key_source = op.item if isinstance(op, Put) else op.key
         h, r = layout.key(key_source)
-        current = self._get_in(db, layout, h, r)
+        # A Put without a condition replaces whatever is there: nothing to read first.
+        current = None if isinstance(op, Put) and op.condition is None else \
+            self._get_in(db, layout, h, r)
         if op.condition is not None and not op.condition.holds(current):
             raise ConditionFailed(f"condition failed on {op.table.name}", index=position)
         if isinstance(op, Check):

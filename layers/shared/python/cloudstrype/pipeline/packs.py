@@ -82,10 +82,25 @@ def content_key(owner: str, durability: str, encryption: str, sha256: bytes) -> 
     """The name of one owner's content stored with one scheme (chunk_store.BLOBS): an HMAC
     under a key derived from the owner's key, so equal content meets only within an account
     and the name says nothing about the content to anyone else."""
-    key = HKDF(hashes.SHA256(), 32, salt=None,
-               info=_CONTENT_KEY_INFO).derive(vault.user_key(owner))
+    user_key = vault.user_key(owner)
+    key = _content_hash_key(hashlib.sha256(user_key).digest(), user_key)
     message = f"{durability}\x00{encryption}\x00".encode() + sha256
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+_content_hash_keys: dict[bytes, bytes] = {}
+
+
+def _content_hash_key(fingerprint: bytes, user_key: bytes) -> bytes:
+    """Derived once per user key (a batch names hundreds of files); kept by the key's
+    fingerprint, never by the key itself, and good for naming content only."""
+    derived = _content_hash_keys.get(fingerprint)
+    if derived is None:
+        if len(_content_hash_keys) >= 1024:
+            _content_hash_keys.clear()
+        derived = _content_hash_keys[fingerprint] = HKDF(
+            hashes.SHA256(), 32, salt=None, info=_CONTENT_KEY_INFO).derive(user_key)
+    return derived
 
 
 def _aad(chunk_id: str, blob_id: str) -> bytes:
