@@ -367,3 +367,29 @@ def assert_counts_right_for_versions(lib, kept: dict) -> None:
         using = holders(lib, pack)
         assert (record.live, record.live_bytes) == (len(using),
                                                     sum(length for _, length in using))
+
+
+def test_compaction_works_for_a_user_at_the_quota(lib, tmp_path, monkeypatch):
+    """Who is at the quota needs the dead bytes freed most: the new pack is counted even above
+    the quota (the old one is freed right after), and nothing else gets past it."""
+    from cloudstrype.settings import reset_settings_cache
+    add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/full", "full", 40, durability="raid1(2)")
+    kept = {}
+    for index, (node, content) in enumerate(files.values()):
+        if index % 4:
+            delete(lib, node)
+        else:
+            kept[node.node_id] = (node, content)
+    stored = lib.quota.usage("alice")["stored_bytes"]
+    monkeypatch.setenv("CLOUDSTRYPE_QUOTA_BYTES", str(stored))
+    reset_settings_cache()
+    with pytest.raises(lib.errors.PayloadTooLarge):
+        put_batch(lib, "/more", "more", 1, durability="raid1(2)")
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["packs_compacted"] == 1 and report["compaction_failed"] == [], report
+    usage = lib.quota.usage("alice")
+    assert usage["stored_bytes"] < stored and usage["dead_bytes"] == 0
+    for node, content in kept.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, kept)

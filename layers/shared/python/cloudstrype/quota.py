@@ -68,11 +68,12 @@ def check_room(owner: str, size: int) -> None:
             raise _over_quota(size, used, limit)
 
 
-def charge_bytes(owner: str, size: int) -> None:
-    """Count `size` more bytes for the owner, or raise 413 quota_exceeded (nothing counted)."""
+def charge_bytes(owner: str, size: int, within_quota: bool = True) -> None:
+    """Count `size` more bytes for the owner, or raise 413 quota_exceeded (nothing counted);
+    `within_quota=False` counts them whatever the quota (maintenance moving stored bytes)."""
     if size <= 0:
         return
-    limit = quota_bytes()
+    limit = quota_bytes() if within_quota else 0
     if not _add(owner, "stored_bytes", size, limit or None):
         raise _over_quota(size, usage(owner)["stored_bytes"], limit)
 

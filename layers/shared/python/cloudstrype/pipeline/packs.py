@@ -127,8 +127,10 @@ def write_pack(owner: str, items: list[tuple[str, bytes]], encryption: str,
         blobs.append(blob)
         placed.append(PackedBlob(chunk_id, offset, len(blob), hashlib.sha256(blob).hexdigest()))
         offset += len(blob)
+    # A pack compaction fills is charged whatever the quota: it replaces bytes already stored
+    # (a user at the quota is who needs the dead bytes freed most).
     store.put_chunk(owner, b"".join(blobs), codec.NONE, durability, chunk_id, blob_key=key,
-                    live=len(items) if claimed else 0)
+                    live=len(items) if claimed else 0, within_quota=claimed)
     return placed
 
 

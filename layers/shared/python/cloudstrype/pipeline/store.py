@@ -74,14 +74,17 @@ class StoredChunk:
 def put_chunk(owner: str, data: bytes, encryption: str | None = None,
               durability: str | None = None, chunk_id: str | None = None,
               kinds: frozenset[str] | None = None, *, blob_key: bytes | None = None,
-              live: int | None = None, after: Future | None = None) -> StoredChunk:
+              live: int | None = None, after: Future | None = None,
+              within_quota: bool = True) -> StoredChunk:
     """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares.
 
     A pack (pipeline/packs.py) passes `live`, the files using it, and `blob_key`, the key of
     its blobs, kept sealed under the owner's key on the record. `after` is a write of the
     caller's that must be durable before the chunk's record is (e.g. an upload part recorded
     as pending, so an abort finds the chunk): it runs while the chunk is encoded and its shares
-    written, and is awaited before the record; if it fails, nothing of the chunk is kept."""
+    written, and is awaited before the record; if it fails, nothing of the chunk is kept.
+    `within_quota=False` counts the bytes even above the owner's quota (compaction rewriting
+    what the owner stores already, freed again right after)."""
     if len(data) > MAX_CHUNK_SIZE:
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
@@ -89,7 +92,7 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
     # Every stored byte counts against the owner's quota, charged before anything is written:
     # the charge (a metadata write) runs while the chunk is encoded, and the shares are written
     # only once it succeeded.
-    charge = _meta.submit(quota.charge_bytes, owner, len(data))
+    charge = _meta.submit(quota.charge_bytes, owner, len(data), within_quota)
     try:
         return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live,
                           charge, after)
