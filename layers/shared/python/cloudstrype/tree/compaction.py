@@ -31,6 +31,10 @@ from cloudstrype.tree.store import Version, tree_store
 
 log = logging.getLogger(__name__)
 
+# Queued packs one run takes on (at most ~16 GiB read and rewritten; the run's budget may end
+# it sooner).
+MAX_PACKS_PER_RUN = 4000
+
 
 @dataclass
 class Report:
@@ -53,7 +57,9 @@ def compact(budget_seconds: float = 300.0) -> dict:
     deadline = time.monotonic() + budget_seconds
     report = Report()
     by_owner: dict[str, list[str]] = defaultdict(list)
-    for ref in chunk_store().compaction_queue():
+    for taken, ref in enumerate(chunk_store().compaction_queue()):
+        if taken >= MAX_PACKS_PER_RUN:
+            break           # the rest next time (the oldest of each shard come first)
         by_owner[ref.owner].append(ref.chunk_id)
     for owner, chunk_ids in by_owner.items():
         if time.monotonic() > deadline:
