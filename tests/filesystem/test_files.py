@@ -57,10 +57,10 @@ def test_the_hash_can_be_declared_at_commit(fs_user):
     # It must agree with a hash declared at the start, and with a one-part file's content.
     commit = _parts_sent(fs_user, "both.bin", data, sha256=digest)
     wrong = hashlib.sha256(b"other").hexdigest()
-    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 400, "sha256_mismatch")
+    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 409, "sha256_mismatch")
     assert fs_user.api.post(commit, json={"sha256": digest}).status_code == 201
     commit = _parts_sent(fs_user, "small.bin", b"one part")
-    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 400, "sha256_mismatch")
+    assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 409, "sha256_mismatch")
     made = fs_user.api.post(commit, json={"sha256": hashlib.sha256(b"one part").hexdigest()})
     assert made.status_code == 201, made.text
 

@@ -514,9 +514,9 @@ op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
 op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded parts the file",
    body=_obj([], mtime=MTIME, sha256={"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}),
    body_required=False,
-   responses={201: {"schema": NODE}, 400: "A bad mtime, or a sha256 that does not agree",
-              404: "No such session",
-              409: "Parts missing, committed already, or a directory of that name",
+   responses={201: {"schema": NODE}, 400: "A bad mtime or sha256", 404: "No such session",
+              409: "Parts missing, committed already, a directory of that name, or a sha256 "
+                   "that does not agree",
               410: "Expired"})
 op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",
    responses={204: "Abandoned", 404: "No such session", 409: "Committed already",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cloudstrype import errors, quota, storages, vault
-from cloudstrype.backends.base import BackendError, ShareNotFound
+from cloudstrype.backends.base import BackendError, BackendFull, ShareNotFound
 from cloudstrype.pipeline import codec
 from cloudstrype.pipeline.chunk_store import Chunk, PackInUse, ShareLocation, chunk_store
 
@@ -169,7 +169,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
 
     for index, record in enumerate(targets):
         submit(index, record)
-    failures = []
+    failures, full = [], []
     while pending:
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in done:
@@ -179,11 +179,23 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                 locations[index] = (record, key)
                 continue
             failures.append(f"{record.name}: {error}")
-            storages.mark_down(record, str(error))
+            if isinstance(error, BackendFull):
+                # Full, not down: what it holds is counted again, so placement skips it now.
+                full.append(record.name)
+                storages.refresh_usage(record, force=True)
+            else:
+                storages.mark_down(record, str(error))
             if spares:
                 submit(index, spares.pop(0))
     if len(locations) < len(shares):
         _delete_shares(owner, locations)
+        if len(full) == len(failures):
+            raise errors.Unprocessable(
+                f"Your storages are too full for this chunk's {len(shares)} shares (full: "
+                f"{', '.join(sorted(set(full)))}), so nothing was kept. Free space on them, "
+                f"add storages, or choose a durability with fewer shares.",
+                code="not_enough_storages", details={"needed": len(shares),
+                                                     "full": sorted(set(full))})
         raise errors.ServiceUnavailable("Could not store every share of the chunk, so nothing "
                                         "was kept: " + "; ".join(failures[:5]),
                                         code="storage_unavailable")

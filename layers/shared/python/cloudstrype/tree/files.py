@@ -623,7 +623,7 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     if total <= 1:
         sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
     if declared is not None and sha256 is not None and declared != sha256:
-        raise errors.BadRequest(f"Field 'sha256' ({declared}) is not the file's "
+        raise errors.Conflict(f"Field 'sha256' ({declared}) is not the file's "
                                 f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
                                 code="sha256_mismatch", details={"field": "sha256"})
     sha256 = sha256 or declared

@@ -1,0 +1,36 @@
+"""Storages that are full: a write they refuse is a 422 that names them and says what to do,
+never a 503 that sounds like an outage; nothing of the file is kept, and the next write is
+placed knowing they are full."""
+from __future__ import annotations
+
+import os
+
+from tests.support import assert_error, register_and_login
+
+
+def test_a_write_to_full_storages_is_422_naming_them(api, tmp_path):
+    user = register_and_login(api)
+    for n in range(2):
+        made = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"small{n}",
+            "config": {"path": str(tmp_path / f"small{n}"), "capacity": 1500}})
+        assert made.status_code == 201, made.text
+    first = user.api.post("/api/filesystem/data", files={"file": ("a.bin", os.urandom(1000))},
+                          data={"path": "/", "durability": "raid1(2)", "encryption": "none"})
+    assert first.status_code == 201, first.text
+    for name in ("b.bin", "c.bin"):
+        refused = user.api.post("/api/filesystem/data",
+                                files={"file": (name, os.urandom(1000))},
+                                data={"path": "/", "durability": "raid1(2)",
+                                      "encryption": "none"})
+        error = assert_error(refused, 422, "not_enough_storages")
+        assert "storages" in error["message"]
+    listing = user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    assert [c["name"] for c in listing["children"]] == ["a.bin"]
+    shares = [p for n in range(2) for p in (tmp_path / f"small{n}").iterdir()
+              if p.is_file() and not p.name.startswith((".", "~"))]
+    assert len(shares) == 2, "only the first file's two shares"
+    # Both storages stay usable (full is not down): a small file still fits.
+    assert user.api.post("/api/filesystem/data", files={"file": ("d.bin", b"tiny")},
+                         data={"path": "/", "durability": "raid1(2)",
+                               "encryption": "none"}).status_code == 201
