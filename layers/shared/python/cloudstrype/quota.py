@@ -122,18 +122,20 @@ def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:
         return True
     if amount > limit:
         return False
-    try:
-        engine.update(USAGE, key, Change(add={name: amount}),
-                      Condition.compare(name, "le", limit - amount))
-        return True
-    except ConditionFailed:
-        pass
-    try:
-        # The user's first use: no counter yet (a missing field counts as 0).
-        engine.update(USAGE, key, Change(add={name: amount}), Condition.missing(name))
-        return True
-    except ConditionFailed:
-        return False
+    for _ in range(2):
+        try:
+            engine.update(USAGE, key, Change(add={name: amount}),
+                          Condition.compare(name, "le", limit - amount))
+            return True
+        except ConditionFailed:
+            pass
+        try:
+            # The user's first use: no counter yet (a missing field counts as 0).
+            engine.update(USAGE, key, Change(add={name: amount}), Condition.missing(name))
+            return True
+        except ConditionFailed:
+            pass        # another first use made the counter meanwhile: check the limit again
+    return False
 
 
 def _over_quota(size: int, used: int, limit: int) -> errors.ApiError:
