@@ -73,6 +73,17 @@ def read(lib, node) -> bytes:
     return lib.files.read("alice", version, 0, max(0, version.size - 1))
 
 
+def keep_every(lib, files: dict, step: int) -> dict:
+    """Delete all the files but every `step`-th; the kept ones by node id."""
+    kept = {}
+    for index, (node, content) in enumerate(files.values()):
+        if index % step:
+            delete(lib, node)
+        else:
+            kept[node.node_id] = (node, content)
+    return kept
+
+
 def delete(lib, node) -> None:
     lib.files.delete_node("alice", node)
     lib.files.delete_for_good("alice", node.node_id)
@@ -173,11 +184,7 @@ def test_schemes_are_kept_apart(lib, tmp_path):
     for durability, encryption in [("raid1(2)", "aes256-gcm"), ("rs(2,1)", "none")]:
         files = put_batch(lib, f"/{encryption}", durability + encryption, 30,
                           durability=durability, encryption=encryption)
-        for index, (node, content) in enumerate(files.values()):
-            if index % 5:
-                delete(lib, node)
-            else:
-                kept[node.node_id] = (node, content)
+        kept |= keep_every(lib, files, 5)
     report = lib.compaction.compact(budget_seconds=60)
     assert report["packs_written"] == 2 and report["packs_compacted"] == 2, report
     for node, content in kept.values():
@@ -191,12 +198,7 @@ def test_a_crash_in_the_middle_loses_nothing_and_the_next_run_finishes(lib, tmp_
                                                                        monkeypatch):
     add_disks("alice", tmp_path, 3)
     files = put_batch(lib, "/crash", "crash", 80, durability="raid1(3)")
-    kept = {}
-    for index, (node, content) in enumerate(files.values()):
-        if index % 3:
-            delete(lib, node)
-        else:
-            kept[node.node_id] = (node, content)
+    kept = keep_every(lib, files, 3)
     mover = moving_store(lib)
     real_move, moves = mover.move_blob, []
 
@@ -244,12 +246,7 @@ def assert_counts_right_with_orphans(lib, kept: dict) -> None:
 def test_a_new_pack_nothing_moved_into_is_freed_by_the_next_run(lib, tmp_path, monkeypatch):
     add_disks("alice", tmp_path, 2)
     files = put_batch(lib, "/none", "none", 30, durability="raid1(2)")
-    kept = {}
-    for index, (node, content) in enumerate(files.values()):
-        if index % 3:
-            delete(lib, node)
-        else:
-            kept[node.node_id] = (node, content)
+    kept = keep_every(lib, files, 3)
     def stopped(self, holder, to, along=()):
         raise SystemExit("the function was stopped here")
     monkeypatch.setattr(moving_store(lib), "move_blob", stopped)
@@ -323,12 +320,8 @@ def test_a_reader_holding_the_old_place_reads_from_the_new_one(lib, tmp_path):
     add_disks("alice", tmp_path, 2)
     files = put_batch(lib, "/stale", "stale", 30, durability="raid1(2)",
                       encryption="aes256-gcm")
-    kept = []
-    for index, (node, content) in enumerate(files.values()):
-        if index % 3:
-            delete(lib, node)
-        else:
-            kept.append((node, content, lib.files.get_version("alice", node, None)))
+    kept = [(node, content, lib.files.get_version("alice", node, None))
+            for node, content in keep_every(lib, files, 3).values()]
     old_pack = pack_of(lib, kept[0][0])
     lib.compaction.compact(budget_seconds=60)
     assert lib.chunks.get("alice", old_pack) is None      # the old pack is gone
@@ -339,14 +332,8 @@ def test_a_reader_holding_the_old_place_reads_from_the_new_one(lib, tmp_path):
 def test_deleting_with_a_stale_version_releases_from_the_new_pack(lib, tmp_path):
     add_disks("alice", tmp_path, 2)
     files = put_batch(lib, "/stale-delete", "stale-delete", 30, durability="raid1(2)")
-    kept = {}
-    stale = []
-    for index, (node, content) in enumerate(files.values()):
-        if index % 3:
-            delete(lib, node)
-        else:
-            kept[node.node_id] = (node, content)
-            stale.append(lib.files.get_version("alice", node, None))
+    kept = keep_every(lib, files, 3)
+    stale = [lib.files.get_version("alice", node, None) for node, _ in kept.values()]
     lib.compaction.compact(budget_seconds=60)
     for version in stale[:4]:
         lib.files.free_version("alice", version)
@@ -375,12 +362,7 @@ def test_compaction_works_for_a_user_at_the_quota(lib, tmp_path, monkeypatch):
     from cloudstrype.settings import reset_settings_cache
     add_disks("alice", tmp_path, 2)
     files = put_batch(lib, "/full", "full", 40, durability="raid1(2)")
-    kept = {}
-    for index, (node, content) in enumerate(files.values()):
-        if index % 4:
-            delete(lib, node)
-        else:
-            kept[node.node_id] = (node, content)
+    kept = keep_every(lib, files, 4)
     stored = lib.quota.usage("alice")["stored_bytes"]
     monkeypatch.setenv("CLOUDSTRYPE_QUOTA_BYTES", str(stored))
     reset_settings_cache()

@@ -50,8 +50,7 @@ class Backend(abc.ABC):
         """Bytes start..start+length-1 of a share (fewer at its end). Backends whose API can
         read a range override this; the default reads the whole share (packs still work, they
         just cost a whole share's transfer there)."""
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
+        check_range(start, length)
         return self.get(key)[start:start + length]
 
     @abc.abstractmethod
@@ -63,3 +62,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def usage(self) -> Usage: ...
+
+
+def check_range(start: int, length: int) -> bool:
+    """Refuse a negative range; True when it is empty (no request to make: an empty HTTP
+    Range is not valid)."""
+    if start < 0 or length < 0:
+        raise ValueError("start and length must be >= 0")
+    return length == 0

@@ -12,7 +12,7 @@ import json
 
 import requests
 
-from .base import Backend, BackendError, ShareNotFound, Usage
+from .base import Backend, BackendError, ShareNotFound, Usage, check_range
 from .http import ProviderClient, RetryPolicy, is_429, is_507, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
@@ -108,10 +108,8 @@ class BoxBackend(Backend):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         # GET /files/{id}/content takes a Range header; requests keeps it on the 302.
         check_key(key)
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
-        if length == 0:
-            return b""           # an empty Range is not valid HTTP
+        if check_range(start, length):
+            return b""
         file_id = self._file_id(key)
         if file_id is not None:
             response = self._client.send("GET", f"{self._api_url}/files/{file_id}/content",

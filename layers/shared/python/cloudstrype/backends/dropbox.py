@@ -5,7 +5,7 @@ import json
 
 import requests
 
-from .base import Backend, BackendError, ShareNotFound, Usage
+from .base import Backend, BackendError, ShareNotFound, Usage, check_range
 from .http import ProviderClient, RetryPolicy, is_429, is_507, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
@@ -77,10 +77,8 @@ class DropboxBackend(Backend):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         # The content download endpoint takes a Range header, as a plain GET would.
         path = self._path(key)
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
-        if length == 0:
-            return b""           # an empty Range is not valid HTTP
+        if check_range(start, length):
+            return b""
         response = self._client.send(
             "POST", f"{self._content_url}/2/files/download",
             headers={"Dropbox-API-Arg": _api_arg({"path": path}),

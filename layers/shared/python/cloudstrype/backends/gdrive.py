@@ -13,7 +13,7 @@ import secrets
 
 import requests
 
-from .base import Backend, BackendError, ShareNotFound, Usage
+from .base import Backend, BackendError, ShareNotFound, Usage, check_range
 from .http import ProviderClient, RetryPolicy, is_429, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
@@ -95,10 +95,8 @@ class GoogleDriveBackend(Backend):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         # files.get?alt=media takes a Range header ("partial download").
         check_key(key)
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
-        if length == 0:
-            return b""           # an empty Range is not valid HTTP
+        if check_range(start, length):
+            return b""
         for file_id in self._find(key):
             response = self._client.send("GET", f"{self._files_url}/{file_id}",
                                          params={"alt": "media"},

@@ -11,7 +11,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
+from .base import (
+    Backend,
+    BackendAuthError,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+    Usage,
+    check_range,
+)
 from .keys import check_key
 
 # Marks a directory as one storage's (written by the storages service when it claims it); not a
@@ -74,8 +82,7 @@ class LocalBackend(Backend):
                 raise ShareNotFound(f"{self.root}: no share {key}") from None
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
+        check_range(start, length)
         path = self._path(key)
         with _os_errors(f"read {key}"):
             try:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import requests
 
-from .base import Backend, BackendError, ShareNotFound, Usage
+from .base import Backend, BackendError, ShareNotFound, Usage, check_range
 from .http import ProviderClient, RetryPolicy, is_429, is_507, range_headers
 from .keys import check_key
 from .oauth import PROVIDERS
@@ -53,10 +53,8 @@ class OneDriveBackend(Backend):
         # The Range header is for the pre-authenticated URL of the 302; requests keeps it
         # when it follows the redirect.
         item_url = self._item_url(key)
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
-        if length == 0:
-            return b""           # an empty Range is not valid HTTP
+        if check_range(start, length):
+            return b""
         response = self._client.send("GET", f"{item_url}:/content",
                                      headers=range_headers(start, length))
         body = self._client.ranged_body(response, start, length, f"download {key}")

@@ -11,7 +11,15 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from .base import Backend, BackendAuthError, BackendError, BackendFull, ShareNotFound, Usage
+from .base import (
+    Backend,
+    BackendAuthError,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+    Usage,
+    check_range,
+)
 from .keys import check_key
 from .outbound import OutboundRefused, guard_boto_client
 
@@ -119,10 +127,8 @@ class S3Backend(Backend):
             return response["Body"].read()
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        if start < 0 or length < 0:
-            raise ValueError("start and length must be >= 0")
-        if length == 0:
-            return b""           # an empty Range is not valid HTTP
+        if check_range(start, length):
+            return b""
         with self._errors(f"read {key}", missing_means_not_found=True):
             try:
                 response = self._client.get_object(
