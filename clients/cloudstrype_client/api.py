@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from cloudstrype_client import config
@@ -221,21 +222,24 @@ class Client:
         return response
 
     def get_bytes(self, path: str, *, ok: tuple[int, ...] = (200,), what: str | None = None,
-                  **kwargs) -> tuple[bytes, Mapping[str, str]]:
-        """(body, headers) of a GET. The body is read in one piece when its length is known
-        (not in requests' 10 KiB pieces: a 4 MiB range costs one read, not 400); a connection
-        that breaks while it arrives is retried as a failed request is."""
+                  **kwargs) -> tuple[bytes | bytearray, Mapping[str, str]]:
+        """(body, headers) of a GET. A body of known length is read straight into one buffer
+        (not in requests' 10 KiB pieces joined afterwards: a 4 MiB range costs a few reads and
+        no copy); a connection that breaks while it arrives is retried as a failed request
+        is."""
         attempts = self.retries + 1
         attempt = 0
         while True:
             attempt += 1
             response = self.request("GET", path, ok=ok, what=what, stream=True, **kwargs)
             length = response.headers.get("Content-Length", "")
-            piece = int(length) if length.isdigit() and int(length) > 0 else READ_PIECE
             try:
-                return b"".join(response.iter_content(chunk_size=piece)), response.headers
+                if length.isdigit() and int(length) > 0 and \
+                        not response.headers.get("Content-Encoding"):
+                    return _read_exactly(response, int(length)), response.headers
+                return b"".join(response.iter_content(chunk_size=READ_PIECE)), response.headers
             except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+                    requests.exceptions.ChunkedEncodingError, _ShortBody) as exc:
                 response.close()
                 if attempt < attempts:
                     self._backoff(attempt)
@@ -257,6 +261,26 @@ class Client:
         if retry_after and retry_after.isdigit():
             delay = max(delay, min(30.0, float(retry_after)))
         time.sleep(delay)
+
+
+class _ShortBody(Exception):
+    """The connection ended before the body's announced length."""
+
+
+def _read_exactly(response: requests.Response, length: int) -> bytearray:
+    buffer = bytearray(length)
+    view, got = memoryview(buffer), 0
+    try:
+        while got < length:
+            count = response.raw.readinto(view[got:])
+            if not count:
+                raise _ShortBody(f"the body ended after {got} of {length} bytes")
+            got += count
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+        raise _ShortBody(str(exc)) from None
+    finally:
+        response.close()
+    return buffer
 
 
 def _short(exc: Exception) -> str:
