@@ -489,7 +489,19 @@ class Member:
 
     async def _session(self, ws, slots: asyncio.Semaphore) -> None:
         await ws.send(json.dumps(self._hello()))
-        welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+        # The server counts this member online as it takes the hello, so a request may come
+        # before the welcome does: keep it, and serve it once welcomed.
+        early: list[dict] = []
+        deadline = time.monotonic() + 30
+        while True:
+            welcome = json.loads(await asyncio.wait_for(
+                ws.recv(), timeout=max(0.1, deadline - time.monotonic())))
+            if isinstance(welcome, dict) and welcome.get("type") in OPS and len(early) < 1000:
+                early.append(welcome)
+                continue
+            break
+        if not isinstance(welcome, dict):
+            raise ConnectionError(f"no welcome from the server: {welcome!r}")
         if welcome.get("type") != "welcome":
             message = welcome.get("error") or welcome
             if welcome.get("code") in ("unsupported_protocol", "member_mismatch", "bad_message"):
@@ -502,6 +514,10 @@ class Member:
                  f"('{self.name}', storage {welcome.get('storage_id')}, "
                  f"status {welcome.get('status')})")
         pinger = asyncio.create_task(self._ping_loop(ws))
+        for message in early:
+            task = asyncio.create_task(self._serve_request(message, slots))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             async for raw in ws:
                 try:
@@ -590,6 +606,10 @@ class Member:
                         if session.done() and not session.cancelled() and \
                                 isinstance(session.exception(), Fatal):
                             raise session.exception()
+                        if session.done() and not session.cancelled() and \
+                                session.exception() is not None and not self.welcomed:
+                            self.say(f"the session ended before the server's welcome "
+                                     f"({session.exception()}); retrying")
                         refreshed = False
                 except InvalidStatus as exc:
                     code = exc.response.status_code

@@ -191,9 +191,9 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
         _delete_shares(owner, locations)
         if len(full) == len(failures):
             raise errors.Unprocessable(
-                f"Your storages are too full for this chunk's {len(shares)} shares (full: "
-                f"{', '.join(sorted(set(full)))}), so nothing was kept. Free space on them, "
-                f"add storages, or choose a durability with fewer shares.",
+                f"Your storages are too full for this chunk's {len(shares)} shares, so nothing "
+                f"was kept: {'; '.join(failures[:5])}. Free space on them, add storages, or "
+                f"choose a durability with fewer shares.",
                 code="not_enough_storages", details={"needed": len(shares),
                                                      "full": sorted(set(full))})
         raise errors.ServiceUnavailable("Could not store every share of the chunk, so nothing "
