@@ -68,6 +68,22 @@ def test_put_then_get_returns_exactly_the_item(db):
     assert db.get(SINGLE, {"id": "one"}) == {"id": "one", "n": 0}
 
 
+def test_get_many_reads_the_keys_that_exist_in_order(db):
+    import time
+    db.put(ITEMS, item("a", n=1, blob=b"\x00", tags={"t"}))
+    db.put(ITEMS, item("b", n=2))
+    db.put(ITEMS, item("gone", expires_at=int(time.time()) - 10))
+    db.put(SINGLE, {"id": "one", "n": 1})
+    assert db.get_many(ITEMS, [key("b"), key("missing"), key("a"), key("gone")]) == [
+        item("b", n=2), item("a", n=1, blob=b"\x00", tags={"t"})]
+    assert db.get_many(ITEMS, []) == []
+    assert db.get_many(SINGLE, [{"id": "two"}, {"id": "one"}]) == [{"id": "one", "n": 1}]
+    many = [item(f"k{n:03}", n=n) for n in range(250)]       # more than one call's worth
+    for made in many:
+        db.put(ITEMS, made)
+    assert db.get_many(ITEMS, [key(m["sk"]) for m in many]) == many
+
+
 def test_put_replaces_the_whole_item(db):
     db.put(ITEMS, item("a", n=1, text="x", tags={"t"}))
     db.put(ITEMS, item("a", n=2))

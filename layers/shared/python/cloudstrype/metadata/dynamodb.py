@@ -337,6 +337,22 @@ class DynamoEngine(Engine):
                 return None
         return None if self._expired(table, item, time.time()) else item
 
+    def get_many(self, table: schema.Table, keys: list[dict]) -> list[dict]:
+        """BatchGetItem (pynamodb sends 100 keys a call and asks again for unprocessed ones),
+        strongly consistent like `get`."""
+        model = self._model(table)
+        wanted = [self._key_values(table, key) for key in keys]
+        found: dict[tuple, dict] = {}
+        now = time.time()
+        with _errors():
+            for instance in model.batch_get(
+                    list(dict.fromkeys(w if table.range_key else w[0] for w in wanted)),
+                    consistent_read=True):
+                item = self._dict(instance)
+                if not self._expired(table, item, now):
+                    found[self._key_values(table, item)] = item
+        return [found[w] for w in wanted if w in found]
+
     def put(self, table: schema.Table, item: dict, condition: Condition | None = None) -> None:
         model = self._model(table)
         instance = self._instance(model, table, item)

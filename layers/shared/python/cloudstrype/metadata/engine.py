@@ -274,7 +274,8 @@ class Engine(ABC):
         domain code reads by key, partition or index."""
 
     def get_many(self, table: Table, keys: list[dict]) -> list[dict]:
-        """The items that exist, in the order of `keys`."""
+        """The items that exist, in the order of `keys`, each as `get` reads it. Engines that
+        can read many keys in one call override this."""
         found = (self.get(table, key) for key in keys)
         return [item for item in found if item is not None]
 

@@ -391,6 +391,12 @@ class ChunkStore:
         item = self.engine.get(BLOBS, {"owner": owner, "content_key": content_key})
         return _blob(item) if item is not None and item.get("owner") == owner else None
 
+    def known_contents(self, owner: str, content_keys: list[str]) -> set[str]:
+        """Which of `content_keys` the owner has a blob of (one batched read)."""
+        found = self.engine.get_many(BLOBS, [{"owner": owner, "content_key": key}
+                                             for key in dict.fromkeys(content_keys)])
+        return {item["content_key"] for item in found if item.get("owner") == owner}
+
     @staticmethod
     def new_blob_operation(blob: Blob) -> Put:
         """Register a blob just written, read by one version, for the transaction that

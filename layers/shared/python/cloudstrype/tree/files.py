@@ -220,9 +220,10 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
     engine takes; a transaction that fails (a name taken meanwhile, content registered
     meanwhile) writes nothing, and its files are left to `_attach_version` one by one."""
     stamp, made = tree.now(), {}
+    taken = tree_store().taken_names(owner, parent.node_id,
+                                     [name for name, _ in named.values()])
     fresh = [(i, *_new_file(owner, parent, name, version, stamp))
-             for i, (name, version) in named.items()
-             if tree.child(owner, parent.node_id, name) is None]
+             for i, (name, version) in named.items() if name not in taken]
     group: list = []
     for item in fresh + [None]:
         if item is not None and len(group) < tree_store().FILES_PER_TRANSACTION:
@@ -447,10 +448,10 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     to_write: list[int] = []
     writing: set[str] = set()
     repeats: list[int] = []
+    # One batched read first: most small files are new content, and a read costs no write.
+    known = chunks.known_contents(owner, [keys[i] for i in small]) if claim else set()
     for i in small:
-        # A read first: most small files are new content, and a read costs no write.
-        blob = chunks.claim_blob(owner, keys[i]) if claim and chunks.get_blob(
-            owner, keys[i]) is not None else None
+        blob = chunks.claim_blob(owner, keys[i]) if keys[i] in known else None
         if blob is not None:
             where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
             made[i] = version_of(i, new_version_id(), 0, where)

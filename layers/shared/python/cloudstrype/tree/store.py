@@ -371,6 +371,12 @@ class TreeStore:
         return Entry(owner, parent_id, name, item["node_id"], item["type"],
                      int(item.get("size", 0)), item["modified"])
 
+    def taken_names(self, owner: str, parent_id: str, names: list[str]) -> set[str]:
+        """Which of `names` the directory has an entry of (one batched read)."""
+        found = self.engine.get_many(ENTRIES, [_entry_key(owner, parent_id, name)
+                                               for name in names])
+        return {item["name"] for item in found if item.get("owner") == owner}
+
     def list_entries(self, owner: str, parent_id: str, limit: int,
                      cursor: str | None = None) -> tuple[list[Entry], str | None]:
         """One page of a directory, by name; the cursor (None at the end) continues it.
