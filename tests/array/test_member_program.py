@@ -44,3 +44,45 @@ def test_one_folder_serves_one_member_program(members, user):
     assert second.process.wait(timeout=30) == 2
     assert "Another member program is using" in second.log()
     assert first.alive()
+
+
+def test_a_request_that_comes_before_the_welcome_is_served(tmp_path):
+    """The server counts a member online as it takes the hello, so a request can reach the
+    member before the welcome: the member keeps it and answers it once welcomed (it used to
+    take it for a failed handshake, drop the connection and lose the request)."""
+    import asyncio
+    import json
+
+    from cloudstrype_client.member import Member, ShareStore
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    store = ShareStore(tmp_path / "member", 10**6)
+    store.open()
+    store.path_for("share-1").parent.mkdir(parents=True, exist_ok=True)
+    store.path_for("share-1").write_bytes(b"twelve bytes")
+    answers: list[dict] = []
+
+    async def server(ws):
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello"
+        await ws.send(json.dumps({"type": "stat", "request_id": "early", "key": "share-1"}))
+        await ws.send(json.dumps({"type": "welcome", "id": hello["id"], "storage_id": "mb-x",
+                                  "status": "active"}))
+        answers.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=10)))
+        await ws.close()
+
+    async def run():
+        async with serve(server, "127.0.0.1", 0) as running:
+            port = running.sockets[0].getsockname()[1]
+            member = Member(f"http://127.0.0.1:{port}", store, "m", "token", None, transfers=2,
+                            ping_interval=60, quiet=True)
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await asyncio.wait_for(member._session(ws, asyncio.Semaphore(2)), timeout=15)
+            assert member.welcomed
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+    assert answers == [{"type": "result", "request_id": "early", "op": "stat", "ok": True,
+                        "exists": True, "size": 12}]
