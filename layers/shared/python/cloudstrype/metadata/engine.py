@@ -289,6 +289,18 @@ class Engine(ABC):
             if not cursor:
                 return
 
+    def query_index_all(self, table: Table, index: str, hash_value: Any,
+                        **kwargs) -> Iterator[dict]:
+        """Every item of a sparse index partition, following cursors (`limit` is the page
+        size)."""
+        cursor = None
+        while True:
+            page = self.query_index(table, index, hash_value, cursor=cursor, **kwargs)
+            yield from page.items
+            cursor = page.cursor
+            if not cursor:
+                return
+
     def purge_expired(self, now: float | None = None) -> int:
         """Delete expired items; returns how many. DynamoDB's TTL does this on its own."""
         return 0

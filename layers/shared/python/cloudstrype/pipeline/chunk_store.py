@@ -439,13 +439,9 @@ class ChunkStore:
 
     def blobs_in_pack(self, owner: str, chunk_id: str) -> list[Blob]:
         """The owner's blobs in pack `chunk_id` (through an eventually consistent index)."""
-        found, cursor = [], None
-        while True:
-            page = self.engine.query_index(BLOBS, "by-pack", chunk_id, cursor=cursor, limit=500)
-            found += [_blob(item) for item in page.items if item.get("owner") == owner]
-            cursor = page.cursor
-            if not cursor:
-                return found
+        return [_blob(item) for item in self.engine.query_index_all(BLOBS, "by-pack", chunk_id,
+                                                                     limit=500)
+                if item.get("owner") == owner]
 
     def move_blob(self, blob: Blob, to: dict, along: list[Operation]) -> bool:
         """Point a blob at its new place (`to`: chunk_id, offset, length, blob_hash) if it is
@@ -467,15 +463,8 @@ class ChunkStore:
 
     def _queue(self, index: str) -> Iterator[ChunkRef]:
         for shard in range(SHARDS):
-            cursor = None
-            while True:
-                page = self.engine.query_index(CHUNKS, index, str(shard), cursor=cursor,
-                                               limit=100)
-                for item in page.items:
-                    yield ChunkRef(item["owner"], item["chunk_id"])
-                cursor = page.cursor
-                if not cursor:
-                    break
+            for item in self.engine.query_index_all(CHUNKS, index, str(shard), limit=100):
+                yield ChunkRef(item["owner"], item["chunk_id"])
 
     # -- placements ------------------------------------------------------------------------
 
@@ -521,14 +510,9 @@ class ChunkStore:
                 yield _pending(item)
             return
         for shard in range(SHARDS):
-            cursor = None
-            while True:
-                page = self.engine.query_index(PENDING_DELETES, "pending", str(shard),
-                                               cursor=cursor, limit=100)
-                yield from (_pending(item) for item in page.items)
-                cursor = page.cursor
-                if not cursor:
-                    break
+            for item in self.engine.query_index_all(PENDING_DELETES, "pending", str(shard),
+                                                    limit=100):
+                yield _pending(item)
 
     def pending_delete_failed(self, pending: PendingDelete, error: str) -> None:
         """Count another failed attempt (if the entry is still there)."""

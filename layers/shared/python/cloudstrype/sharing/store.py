@@ -175,13 +175,7 @@ class SharingStore:
         return [_share(item) for item in page.items], page.cursor
 
     def _index_all(self, index: str, value: str, table=SHARES):
-        cursor = None
-        while True:
-            page = self.engine.query_index(table, index, value, limit=200, cursor=cursor)
-            yield from page.items
-            cursor = page.cursor
-            if not cursor:
-                return
+        return self.engine.query_index_all(table, index, value, limit=200)
 
     # -- links --------------------------------------------------------------------------------
 

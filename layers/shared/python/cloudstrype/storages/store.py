@@ -246,15 +246,8 @@ class StorageStore:
     def draining(self, limit: int | None = None) -> Iterator[Storage]:
         """Every draining storage of every user (the scrub's work list), through the sparse
         index: never a scan. The index may lag a little in DynamoDB; the scrub re-reads."""
-        cursor = None
-        while True:
-            page = self.engine.query_index(STORAGES, "draining", DRAIN_QUEUE, limit=limit,
-                                           cursor=cursor)
-            for item in page.items:
-                yield Storage.from_item(item)
-            cursor = page.cursor
-            if not cursor:
-                return
+        for item in self.engine.query_index_all(STORAGES, "draining", DRAIN_QUEUE, limit=limit):
+            yield Storage.from_item(item)
 
 
 # -- OAuth states --------------------------------------------------------------------------------

@@ -624,15 +624,9 @@ class TreeStore:
     def due_for_purge(self, now: float, page_size: int = 100) -> Iterator[Trashed]:
         """Trashed nodes of every owner due by `now` (deleted for good first), through the
         sparse index; it may lag: re-read before acting."""
-        cursor = None
-        while True:
-            page = self.engine.query_index(NODES, "by-purge", _TRASH_QUEUE, before=int(now) + 1,
-                                           limit=page_size, cursor=cursor)
-            for item in page.items:
-                yield _trashed(item)
-            cursor = page.cursor
-            if not cursor:
-                return
+        for item in self.engine.query_index_all(NODES, "by-purge", _TRASH_QUEUE,
+                                                before=int(now) + 1, limit=page_size):
+            yield _trashed(item)
 
     def in_trash(self, node: Node) -> bool:
         """Whether the node or a directory above it is in the trash (or gone): an ancestor walk,
@@ -726,17 +720,10 @@ class TreeStore:
     def versions_in_pack(self, owner: str, chunk_id: str) -> list[Version]:
         """The owner's versions whose blobs are in pack `chunk_id` (through the by-pack index:
         eventually consistent in DynamoDB, so a caller re-checks each before acting)."""
-        found, cursor = [], None
-        while True:
-            page = self.engine.query_index(VERSIONS, "by-pack", chunk_id, cursor=cursor,
-                                           limit=500)
-            for item in page.items:
-                prefix = _file_ref(owner, "")
-                if item.get("owner") == owner and item["file_ref"].startswith(prefix):
-                    found.append(_version(item, item["file_ref"][len(prefix):]))
-            cursor = page.cursor
-            if not cursor:
-                return found
+        prefix = _file_ref(owner, "")
+        return [_version(item, item["file_ref"][len(prefix):])
+                for item in self.engine.query_index_all(VERSIONS, "by-pack", chunk_id, limit=500)
+                if item.get("owner") == owner and item["file_ref"].startswith(prefix)]
 
     def move_blob(self, version: Version, to: dict, along: tuple = ()) -> bool:
         """Point a packed version at its blob's new place (`to`: pack_chunk, pack_offset,
@@ -812,15 +799,9 @@ class TreeStore:
     def expired_uploads(self, before: float, page_size: int = 100) -> Iterator[Upload]:
         """Sessions of every owner whose expiry is before `before`, oldest first, through the
         sparse index (never a scan). The index may lag: re-read a session before acting."""
-        cursor = None
-        while True:
-            page = self.engine.query_index(UPLOADS, "by-expiry", _EXPIRY_QUEUE, before=before,
-                                           limit=page_size, cursor=cursor)
-            for item in page.items:
-                yield _upload(item)
-            cursor = page.cursor
-            if not cursor:
-                return
+        for item in self.engine.query_index_all(UPLOADS, "by-expiry", _EXPIRY_QUEUE,
+                                                before=before, limit=page_size):
+            yield _upload(item)
 
     # -- profiles -----------------------------------------------------------------------------
 
