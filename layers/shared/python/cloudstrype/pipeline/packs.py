@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cloudstrype import errors, quota, vault
 from cloudstrype.pipeline import codec, store
-from cloudstrype.pipeline.chunk_store import chunk_store
+from cloudstrype.pipeline.chunk_store import Blob, Chunk, chunk_store
 
 # Files up to this size are packed; larger ones are chunks of their own (a read of one is then
 # a read of about its size anyway).
@@ -54,6 +54,11 @@ class PackedBlob:
     offset: int
     length: int
     blob_hash: str          # SHA-256 of the stored blob
+
+
+def blob_place(blob: Blob) -> PackedBlob:
+    """Where a blob stored once for its owner (chunk_store.BLOBS) lies now."""
+    return PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
 
 
 def packable(size: int) -> bool:
@@ -189,22 +194,24 @@ def release_operations(owner: str, chunk_id: str, length: int) -> tuple:
             quota.dead_bytes_change(owner, length))
 
 
-def after_release(owner: str, chunk_id: str) -> None:
+def after_release(owner: str, chunk_id: str) -> Chunk | None:
     """Free the pack once no file uses it (through the chunks' deletion path), or queue it for
-    compaction once most of it is dead."""
+    compaction once most of it is dead. Returns the pack's record if this call freed it."""
     chunks = chunk_store()
     record = chunks.get(owner, chunk_id)
     if record is None or record.live is None:
-        return
+        return None
     if record.live <= 0:
         try:
             store.delete_chunk(owner, chunk_id)
         except (errors.NotFound, errors.Conflict):
-            return          # a concurrent release freed it (or a file still uses it)
+            return None     # a concurrent release freed it (or a file still uses it)
         # Only the call that deleted it gets here: its bytes, all dead now, counted off once.
         quota.add_dead_bytes(owner, -int(record.size))
-    elif (record.live_bytes or 0) < COMPACT_BELOW * record.size:
+        return record
+    if (record.live_bytes or 0) < COMPACT_BELOW * record.size:
         chunks.queue_compaction(owner, chunk_id, time.time())
+    return None
 
 
 def release_now(owner: str, chunk_id: str, length: int) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from cloudstrype import errors, quota
 from cloudstrype.pipeline import codec, packs
 from cloudstrype.pipeline.chunk_store import Blob, chunk_store
+from cloudstrype.tree import files
 from cloudstrype.tree.store import Version, tree_store
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,7 @@ class _Writer:
                     holder, {"chunk_id": where.chunk_id, "offset": where.offset,
                              "length": where.length, "blob_hash": where.blob_hash}, along)
             else:
-                moved = trees.move_blob(
-                    holder, {"pack_chunk": where.chunk_id, "pack_offset": where.offset,
-                             "pack_length": where.length, "blob_hash": where.blob_hash}, along)
+                moved = trees.move_blob(holder, files.pack_fields(where), along)
             if moved:
                 self.report.blobs_moved += 1
                 self.report.bytes_moved += where.length
@@ -174,19 +173,14 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
     for writer in writers.values():
         writer.flush()
     for chunk_id in emptied:
-        before = chunks.get(owner, chunk_id)
-        packs.after_release(owner, chunk_id)
-        if before is not None and chunks.get(owner, chunk_id) is None:
+        freed = packs.after_release(owner, chunk_id)
+        if freed is not None:
             report.packs_compacted += 1
-            report.bytes_freed += before.size
+            report.bytes_freed += freed.size
 
 
 def _where(holder: Version | Blob) -> packs.PackedBlob:
-    if isinstance(holder, Blob):
-        return packs.PackedBlob(holder.chunk_id, holder.offset, holder.length,
-                                holder.blob_hash)
-    return packs.PackedBlob(holder.pack_chunk, int(holder.pack_offset),
-                            int(holder.pack_length), holder.blob_hash)
+    return packs.blob_place(holder) if isinstance(holder, Blob) else files.packed_blob(holder)
 
 
 def _blob_id(holder: Version | Blob) -> str:

@@ -278,8 +278,7 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
             claimed = chunk_store().claim_blob(owner, version.blob.content_key)
             if claimed is not None:
                 packs.release_now(owner, version.pack.chunk_id, version.pack.length)
-                version.pack = packs.PackedBlob(claimed.chunk_id, claimed.offset,
-                                                claimed.length, claimed.blob_hash)
+                version.pack = packs.blob_place(claimed)
                 version.blob, version.new_blob, version.claimed = claimed, False, True
         except TreeConflict:
             continue          # lost a race for this name: look again and retry
@@ -290,11 +289,13 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
 def _content_fields(version: NewVersion) -> dict:
     if version.blob is not None:
         return {"content_key": version.blob.content_key}
-    pack = version.pack
-    if pack is None:
-        return {}
-    return {"pack_chunk": pack.chunk_id, "pack_offset": pack.offset,
-            "pack_length": pack.length, "blob_hash": pack.blob_hash}
+    return pack_fields(version.pack) if version.pack is not None else {}
+
+
+def pack_fields(where: packs.PackedBlob) -> dict:
+    """A version's record of the blob that holds its content in place (see packed_blob)."""
+    return {"pack_chunk": where.chunk_id, "pack_offset": where.offset,
+            "pack_length": where.length, "blob_hash": where.blob_hash}
 
 
 def _discard_new(owner: str, version: NewVersion) -> None:
@@ -453,8 +454,7 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     for i in small:
         blob = chunks.claim_blob(owner, keys[i]) if keys[i] in known else None
         if blob is not None:
-            where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
-            made[i] = version_of(i, new_version_id(), 0, where)
+            made[i] = version_of(i, new_version_id(), 0, packs.blob_place(blob))
             made[i].blob, made[i].claimed = blob, True
         elif first_round and keys[i] in writing:
             repeats.append(i)
@@ -625,8 +625,8 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
         sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
     if declared is not None and sha256 is not None and declared != sha256:
         raise errors.Conflict(f"Field 'sha256' ({declared}) is not the file's "
-                                f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
-                                code="sha256_mismatch", details={"field": "sha256"})
+                              f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
+                              code="sha256_mismatch", details={"field": "sha256"})
     sha256 = sha256 or declared
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
                          record.content_type, record.durability, record.encryption, mtime)
@@ -808,6 +808,10 @@ def _read_packed(owner: str, version: Version) -> bytes:
                                                                       version.pack_offset):
                 raise
             version = now
+    return _as_written(version, data)
+
+
+def _as_written(version: Version, data: bytes) -> bytes:
     if version.sha256 and hashlib.sha256(data).hexdigest() != version.sha256:
         raise codec.IntegrityError(f"Version {version.version_id} read back with another "
                                    f"SHA-256 than it was written with.")
@@ -824,18 +828,14 @@ def _read_content(owner: str, version: Version) -> bytes:
         if blob is None:
             raise codec.IntegrityError(f"The content of version {version.version_id} is not "
                                        f"on record.")
-        where = packs.PackedBlob(blob.chunk_id, blob.offset, blob.length, blob.blob_hash)
         try:
-            data = packs.read_blob(owner, blob.blob_id, where, encrypted)
+            data = packs.read_blob(owner, blob.blob_id, packs.blob_place(blob), encrypted)
             break
         except (errors.ApiError, codec.CodecError):
             if (blob.chunk_id, blob.offset) == seen:
                 raise           # failed twice in the same place: not a move
             seen = (blob.chunk_id, blob.offset)
-    if version.sha256 and hashlib.sha256(data).hexdigest() != version.sha256:
-        raise codec.IntegrityError(f"Version {version.version_id} read back with another "
-                                   f"SHA-256 than it was written with.")
-    return data
+    return _as_written(version, data)
 
 
 def _unref(owner: str, content_key: str, version: Version | None = None) -> None:
