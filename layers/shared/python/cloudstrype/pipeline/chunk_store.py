@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 from cloudstrype.metadata import schema
@@ -164,6 +164,11 @@ def _shard(*parts: str) -> str:
     return str(zlib.crc32("#".join(parts).encode()) % SHARDS)
 
 
+def _compaction_queued(owner: str, chunk_id: str, since: float) -> dict:
+    """The fields that put a pack on the compaction queue."""
+    return {"compact_shard": _shard(owner, chunk_id), "compact_at": int(since)}
+
+
 def _storage_ref(owner: str, storage_id: str) -> str:
     return f"{owner}#{storage_id}"
 
@@ -180,8 +185,7 @@ def _chunk_item(chunk: Chunk) -> dict:
         if chunk.live == 0:
             # A pack that files are yet to be moved into (compaction) is queued from the
             # start: if the moves never come (a crash), the next compaction frees it.
-            item["compact_shard"] = _shard(chunk.owner, chunk.chunk_id)
-            item["compact_at"] = int(chunk.created)
+            item.update(_compaction_queued(chunk.owner, chunk.chunk_id, chunk.created))
     return item
 
 
@@ -373,8 +377,7 @@ class ChunkStore:
         """Put a pack on the compaction queue (once); False if it is gone or queued already."""
         try:
             self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
-                               Change(set={"compact_shard": _shard(owner, chunk_id),
-                                           "compact_at": int(now)}),
+                               Change(set=_compaction_queued(owner, chunk_id, now)),
                                Condition.exists() & Condition.has("live")
                                & Condition.missing("compact_shard"))
         except ConditionFailed:
@@ -401,10 +404,7 @@ class ChunkStore:
     def new_blob_operation(blob: Blob) -> Put:
         """Register a blob just written, read by one version, for the transaction that
         attaches that version (fails if the content was registered meanwhile)."""
-        item = {"owner": blob.owner, "content_key": blob.content_key, "chunk_id": blob.chunk_id,
-                "offset": blob.offset, "length": blob.length, "blob_hash": blob.blob_hash,
-                "blob_id": blob.blob_id, "size": blob.size, "encryption": blob.encryption,
-                "durability": blob.durability, "created": int(blob.created), "refs": 1}
+        item = {**asdict(blob), "created": int(blob.created), "refs": 1}
         return Put(BLOBS, item, Condition.absent())
 
     def claim_blob(self, owner: str, content_key: str) -> Blob | None:
@@ -446,15 +446,10 @@ class ChunkStore:
     def move_blob(self, blob: Blob, to: dict, along: list[Operation]) -> bool:
         """Point a blob at its new place (`to`: chunk_id, offset, length, blob_hash) if it is
         still where `blob` says, with `along` in the same transaction."""
-        try:
-            self.engine.transact([
-                Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
-                       Change(set=dict(to)),
-                       Condition.exists() & Condition.eq("chunk_id", blob.chunk_id)
-                       & Condition.eq("offset", blob.offset)), *along])
-        except ConditionFailed:
-            return False
-        return True
+        return self.apply((Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                                  Change(set=dict(to)),
+                                  Condition.exists() & Condition.eq("chunk_id", blob.chunk_id)
+                                  & Condition.eq("offset", blob.offset)), *along))
 
     def damaged(self) -> Iterator[ChunkRef]:
         """Every chunk with damaged shares, of every owner, oldest damage first per shard (the
