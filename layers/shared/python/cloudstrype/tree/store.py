@@ -280,6 +280,17 @@ def _entry_item(owner: str, parent_id: str, name: str, node_id: str, type_: str,
                      "sha256": sha256})
 
 
+def _new_node_writes(node: Node, version: Version | None) -> list:
+    """A new node's entry (only if the name is free), the node, and a file's first version."""
+    writes = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name, node.node_id,
+                                       node.type, node.size, node.modified, node.sha256),
+                  Condition.absent()),
+              Put(NODES, _node_item(node), Condition.absent())]
+    if version is not None:
+        writes.append(Put(VERSIONS, _version_item(version)))
+    return writes
+
+
 def _trash_name(trashed_at: int, node_id: str) -> str:
     return f"{int(trashed_at):012d}.{node_id}"
 
@@ -395,13 +406,7 @@ class TreeStore:
         if not along:
             self.create_many([(node, version)])
             return node
-        mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name, node.node_id,
-                                         node.type, node.size, node.modified,
-                                         node.sha256),
-                    Condition.absent()),
-                Put(NODES, _node_item(node), Condition.absent())]
-        if version is not None:
-            mine.append(Put(VERSIONS, _version_item(version)))
+        mine = _new_node_writes(node, version)
         try:
             self.engine.transact(mine + list(along))
         except ConditionFailed as exc:
@@ -417,12 +422,7 @@ class TreeStore:
         operations: list = []
         names: list[str] = []
         for node, version in nodes:
-            mine = [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
-                                             node.node_id, node.type, node.size,
-                                             node.modified, node.sha256), Condition.absent()),
-                    Put(NODES, _node_item(node), Condition.absent())]
-            if version is not None:
-                mine.append(Put(VERSIONS, _version_item(version)))
+            mine = _new_node_writes(node, version)
             if len(operations) + len(mine) > MAX_TRANSACTION_ITEMS:
                 self._create_all(operations, names)
                 operations, names = [], []
@@ -446,12 +446,7 @@ class TreeStore:
         taken or any of the caller's operations failed."""
         operations: list = []
         for node, version, along in files:
-            operations += [Put(ENTRIES, _entry_item(node.owner, node.parent_id, node.name,
-                                                    node.node_id, node.type, node.size,
-                                                    node.modified, node.sha256),
-                               Condition.absent()),
-                           Put(NODES, _node_item(node), Condition.absent()),
-                           Put(VERSIONS, _version_item(version)), *along]
+            operations += [*_new_node_writes(node, version), *along]
         try:
             self.engine.transact(operations)
         except ConditionFailed:
