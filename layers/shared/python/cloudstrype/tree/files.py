@@ -224,19 +224,14 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
                                      [name for name, _ in named.values()])
     fresh = [(i, *_new_file(owner, parent, name, version, stamp))
              for i, (name, version) in named.items() if name not in taken]
-    group: list = []
-    for item in fresh + [None]:
-        if item is not None and len(group) < tree_store().FILES_PER_TRANSACTION:
-            group.append(item)
+    step = tree_store().FILES_PER_TRANSACTION
+    for start in range(0, len(fresh), step):
+        group = fresh[start:start + step]
+        try:
+            tree_store().create_files([(node, record, along) for _, node, record, along in group])
+        except TreeConflict:
             continue
-        if group:
-            try:
-                tree_store().create_files([(node, record, along)
-                                           for _, node, record, along in group])
-                made.update({i: node for i, node, _, _ in group})
-            except TreeConflict:
-                pass
-        group = [item] if item is not None else []
+        made.update({i: node for i, node, _, _ in group})
     return made
 
 
