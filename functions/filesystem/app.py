@@ -33,13 +33,12 @@ def _node_info(scope, node):
 
 def _batch_file_info(scope, node, directory: str) -> dict:
     """What _node_info says of a file a batch just wrote, without a lookup per file: its path
-    is its directory's, and a new file's only version is the node's own content."""
+    is its directory's, and a file this batch made (its first revision) has one version, the
+    node's own content."""
     info = tree.describe(scope.owner, node, directory.rstrip("/") + "/" + node.name)
     if not scope.shared:
-        info["versions"] = files.versions(scope.owner, node) if node.revision != 1 else [
-            {"version": node.version_id, "size": node.size, "sha256": node.sha256,
-             "etag": node.etag, "created": tree.iso(node.created),
-             "durability": node.durability, "encryption": node.encryption, "current": True}]
+        info["versions"] = [files.describe_version(node, current=True)] \
+            if node.revision == 1 else files.versions(scope.owner, node)
     return scope.shown(info)
 
 

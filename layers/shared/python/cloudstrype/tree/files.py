@@ -732,10 +732,16 @@ def get_version(owner: str, node: Node, version_id: str | None) -> Version:
 
 
 def versions(owner: str, node: Node) -> list[dict]:
-    return [{"version": v.version_id, "size": v.size, "sha256": v.sha256,
-             "etag": v.etag, "created": tree.iso(v.created), "durability": v.durability,
-             "encryption": v.encryption, "current": v.version_id == node.version_id}
+    """A file's versions, oldest first."""
+    return [describe_version(v, current=v.version_id == node.version_id)
             for v in tree_store().list_versions(owner, node.node_id)]
+
+
+def describe_version(v: Version | Node, current: bool) -> dict:
+    """One entry of `versions`; a node describes its current version (same fields)."""
+    return {"version": v.version_id, "size": v.size, "sha256": v.sha256, "etag": v.etag,
+            "created": tree.iso(v.created), "durability": v.durability,
+            "encryption": v.encryption, "current": current}
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
