@@ -19,6 +19,7 @@ import pytest
 from cloudstrype.backends.http import RetryPolicy
 from cloudstrype.backends.registry import open_backend
 from cloudstrype.settings import reset_settings_cache
+from moto.server import ThreadedMotoServer
 
 from tests.fakes import CLIENT_ID, CLIENT_SECRET, FAKES, FakeProvider
 
@@ -35,6 +36,16 @@ class RecordingSleep:
 
     def clock(self) -> float:
         return time.monotonic() + sum(self.waits)
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    """An S3-compatible endpoint of its own (moto's server), for the S3 backend's tests."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

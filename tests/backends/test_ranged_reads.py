@@ -17,7 +17,6 @@ from cloudstrype.backends.base import BackendAuthError, BackendError, ShareNotFo
 from cloudstrype.backends.local import LocalBackend
 from cloudstrype.backends.registry import open_backend
 from cloudstrype.backends.s3 import S3Backend
-from moto.server import ThreadedMotoServer
 from werkzeug.wrappers import Response
 
 from tests.fakes import FAKES
@@ -34,15 +33,6 @@ DOWNLOAD_PATHS = {
     "onedrive": r"/api/v1\.0/me/drive/special/approot:/[^/:]+:/content",
     "box": r"/api/2\.0/files/\d+/content",
 }
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=KINDS)

@@ -27,20 +27,10 @@ from cloudstrype.backends.base import (
     Usage,
 )
 from cloudstrype.backends.s3 import S3Backend
-from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @functools.cache

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cloudstrype import errors
 
+from tests.pipeline.test_chunk_pipeline import add_disks
 from tests.support import embedded_library
 
 QUOTA = 1024 * 1024
@@ -21,15 +22,6 @@ def pipeline(tmp_path, monkeypatch):
     with embedded_library(tmp_path, monkeypatch, CLOUDSTRYPE_LOCAL_STORAGE_ENABLED="true",
                           CLOUDSTRYPE_QUOTA_BYTES=str(QUOTA)):
         yield store
-
-
-def add_disks(owner: str, root: Path, count: int) -> dict[str, Path]:
-    from cloudstrype import storages
-    made = {}
-    for n in range(count):
-        record = storages.add_storage(owner, "local", f"disk{n}", {"path": str(root / f"d{n}")})
-        made[record.storage_id] = Path(record.settings["path"])
-    return made
 
 
 def shares_in(disks: dict[str, Path]) -> dict[str, list[str]]:
