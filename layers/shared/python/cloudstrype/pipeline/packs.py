@@ -181,10 +181,13 @@ def read_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
     return out
 
 
-def acquire_operation(owner: str, where: PackedBlob):
-    """One more file using a blob of a pack (compaction moving a file in), for the transaction
-    that points the file's version at it."""
-    return chunk_store().acquire_operation(owner, where.chunk_id, where.length)
+def move_operations(owner: str, old: PackedBlob, new: PackedBlob) -> tuple:
+    """A file's blob leaving pack `old` for pack `new` (compaction), for the transaction that
+    points the file at it: one file fewer there, one more here. The bytes are the same, so the
+    owner's dead bytes do not change."""
+    chunks = chunk_store()
+    return (chunks.release_operation(owner, old.chunk_id, old.length),
+            chunks.acquire_operation(owner, new.chunk_id, new.length))
 
 
 def release_operations(owner: str, chunk_id: str, length: int) -> tuple:

@@ -110,9 +110,7 @@ class _Writer:
         self.report.packs_written += 1
         new_chunk = placed[0].chunk_id
         for (holder, _), where in zip(pending, placed, strict=True):
-            old = _where(holder)
-            along = (packs.release_operations(owner, old.chunk_id, old.length)[0],
-                     packs.acquire_operation(owner, where))
+            along = packs.move_operations(owner, _where(holder), where)
             if isinstance(holder, Blob):
                 moved = chunk_store().move_blob(
                     holder, {"chunk_id": where.chunk_id, "offset": where.offset,
