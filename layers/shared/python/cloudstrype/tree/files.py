@@ -839,13 +839,20 @@ def _read_content(owner: str, version: Version) -> bytes:
     return _as_written(version, data)
 
 
+def _racing_attempts(count: int = 20):
+    """Attempts at a compare-and-set write that racing writers may spoil, a short random wait
+    before each after the first."""
+    for attempt in range(count):
+        if attempt:
+            time.sleep(random.uniform(0.005, 0.05))
+        yield attempt
+
+
 def _unref(owner: str, content_key: str, version: Version | None = None) -> None:
     """One reader of a blob fewer — with the deletion of `version`, when given, in the same
     transaction; the last reader deletes the blob and releases it from its pack."""
     chunks, trees = chunk_store(), tree_store()
-    for attempt in range(20):
-        if attempt:
-            time.sleep(random.uniform(0.005, 0.05))      # a racing transaction: try again
+    for _ in _racing_attempts():
         blob = chunks.get_blob(owner, content_key)
         if blob is None:
             if version is not None:
@@ -887,11 +894,9 @@ def _free_packed(owner: str, version: Version) -> None:
     """The version goes with its blob's release, once, from the pack that holds it now (it may
     have been moved by compaction since it was read); the pack goes when no file uses it."""
     trees = tree_store()
-    for attempt in range(20):
+    for _ in _racing_attempts():
         if version is None:
             return
-        if attempt:
-            time.sleep(random.uniform(0.005, 0.05))      # a racing transaction: try again
         chunk = version.pack_chunk
         release = packs.release_operations(owner, chunk, int(version.pack_length))
         if trees.delete_version(owner, version.node_id, version.version_id, release, chunk):
