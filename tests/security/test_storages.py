@@ -13,7 +13,15 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.storage.conftest import S3_KEYS
-from tests.support import REPO, Api, assert_error, free_port, register_and_login, start_stack
+from tests.support import (
+    ARTIFACTS,
+    REPO,
+    Api,
+    assert_error,
+    free_port,
+    register_and_login,
+    start_stack,
+)
 
 
 def add_local(user, path: str):
@@ -218,3 +226,25 @@ def test_return_to_that_a_browser_reads_as_another_site_is_refused(user):
     kept = user.api.get("/api/cloud/oauth/dropbox/authorize",
                         params={"return_to": "/#/storages?tab=cloud"})
     assert kept.status_code == 200, kept.text
+
+
+def test_a_data_directory_inside_the_checkout_takes_local_storages():
+    """`make run` keeps its data in the checkout (.cloudstrype-data): the default storage root
+    (<data-dir>/storages) takes local storages there too, while the checkout's code stays out
+    of reach."""
+    import shutil
+    import uuid
+    data_dir = ARTIFACTS / f"data-in-checkout-{uuid.uuid4().hex[:8]}"
+    stack = start_stack(data_dir)
+    try:
+        user = register_and_login(Api(stack.url))
+        made = add_local(user, "disk-a")
+        assert made.status_code == 201, made.text
+        assert made.json()["settings"]["path"] == str(data_dir / "storages" / "disk-a")
+        made = add_local(user, str(data_dir / "storages" / "disk-b"))
+        assert made.status_code == 201, made.text
+        for path in (str(REPO), str(REPO / "layers"), str(data_dir)):
+            assert_error(add_local(user, path), 400, "path_not_allowed")
+    finally:
+        assert stack.stop() == 0, stack.log()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -193,7 +193,9 @@ def _protected() -> tuple[list[Path], list[Path]]:
     for name in ("cloudstrype", "functions", "infra", "cloudstrype_client"):
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
-            folders.append(str(Path(module.__file__).parent.parent))   # its import root
+            # The package's own folder, not its import root: a checkout's root also holds the
+            # default data directory (`make run`), whose storages/ is the default storage root.
+            folders.append(str(Path(module.__file__).parent))
     return ([Path(os.path.realpath(p)) for p in files if p],
             [Path(os.path.realpath(p)) for p in folders if p])
 
