@@ -34,6 +34,12 @@ _ACCEPTS = {
 }
 
 
+def value_checks(table: "Table") -> dict:
+    """Each declared field's test of a value (what `check_value` applies), for an engine that
+    checks every field of every item it writes."""
+    return {name: _ACCEPTS[kind] for name, kind in table.fields.items()}
+
+
 def check_value(table: "Table", name: str, value) -> None:
     """ValueError for a field the table does not declare, TypeError for a value of another type
     (a programming error, not a caller's: domain code builds the items)."""
@@ -43,6 +49,19 @@ def check_value(table: "Table", name: str, value) -> None:
     if not _ACCEPTS[kind](value):
         raise TypeError(f"table {table.name}: field {name} is {kind}, "
                         f"got {type(value).__name__}")
+
+
+def record_item(record) -> dict:
+    """A flat dataclass record as an item: its fields, None left out (an item never stores
+    None), a dict, list or set field copied one level. `dataclasses.asdict` deep-copies every
+    value recursively, and it was the largest cost of writing a small file's records."""
+    item = {}
+    for name in record.__dataclass_fields__:
+        value = getattr(record, name)
+        if value is None:
+            continue
+        item[name] = value.copy() if isinstance(value, (dict, list, set)) else value
+    return item
 
 
 @dataclass(frozen=True)

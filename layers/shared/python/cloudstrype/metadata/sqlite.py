@@ -47,12 +47,20 @@ from cloudstrype.metadata.engine import (
     decode_cursor,
     encode_cursor,
 )
-from cloudstrype.metadata.schema import BYTES, INT_SET, STR_SET, Table, check_value
+from cloudstrype.metadata.schema import (
+    BYTES,
+    INT_SET,
+    STR_SET,
+    Table,
+    check_value,
+    value_checks,
+)
 
 # The engine's own format (how tables are laid out), in PRAGMA user_version.
 FORMAT_VERSION = 1
 _NO_RANGE = ""
 _MAX_PAGE = 1000
+_ABSENT = Condition.absent().clauses
 
 
 def _sql_name(table: Table) -> str:
@@ -107,6 +115,7 @@ class _Layout:
         self.keys = {table.hash_key} | ({table.range_key} if table.range_key else set())
         self.index_positions = {index.name: position
                                 for position, index in enumerate(table.indexes)}
+        self._accepts = value_checks(table)
 
     def columns(self, item: dict) -> dict:
         t = self.table
@@ -143,8 +152,11 @@ class _Layout:
         return h, r
 
     def validate(self, item: dict) -> None:
+        accepts = self._accepts
         for name, value in item.items():
-            check_value(self.table, name, value)
+            accept = accepts.get(name)
+            if accept is None or not accept(value):
+                check_value(self.table, name, value)     # raises, naming the field
         self.key(item)
 
 
@@ -504,8 +516,11 @@ class SqliteEngine(Engine):
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
         key_source = op.item if isinstance(op, Put) else op.key
         h, r = layout.key(key_source)
-        # A Put without a condition replaces whatever is there: nothing to read first.
-        current = None if isinstance(op, Put) and op.condition is None else \
+        # A Put without a condition replaces whatever is there, and one that needs the item
+        # absent (in a table without expiry) lets the primary key refuse it: nothing to read.
+        insert_only = isinstance(op, Put) and op.condition is not None and \
+            op.condition.clauses == _ABSENT and not layout.table.expires
+        current = None if isinstance(op, Put) and (op.condition is None or insert_only) else \
             self._get_in(db, layout, h, r)
         if op.condition is not None and not op.condition.holds(current):
             raise ConditionFailed(f"condition failed on {op.table.name}", index=position)
@@ -527,8 +542,13 @@ class SqliteEngine(Engine):
         item = {k: v for k, v in item.items() if v != set()}  # no empty sets, as in DynamoDB
         row = layout.columns(item)
         names = list(row)
-        db.execute(f"INSERT OR REPLACE INTO {layout.sql} ({', '.join(names)}) "
-                   f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
+        verb = "INSERT" if insert_only else "INSERT OR REPLACE"
+        try:
+            db.execute(f"{verb} INTO {layout.sql} ({', '.join(names)}) "
+                       f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
+        except sqlite3.IntegrityError:      # only the primary key can refuse a row
+            raise ConditionFailed(f"condition failed on {op.table.name}",
+                                  index=position) from None
         return item
 
     # -- maintenance ---------------------------------------------------------------------------

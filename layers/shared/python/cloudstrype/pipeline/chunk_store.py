@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from cloudstrype.metadata import schema
@@ -404,7 +404,7 @@ class ChunkStore:
     def new_blob_operation(blob: Blob) -> Put:
         """Register a blob just written, read by one version, for the transaction that
         attaches that version (fails if the content was registered meanwhile)."""
-        item = {**asdict(blob), "created": int(blob.created), "refs": 1}
+        item = {**schema.record_item(blob), "created": int(blob.created), "refs": 1}
         return Put(BLOBS, item, Condition.absent())
 
     def claim_blob(self, owner: str, content_key: str) -> Blob | None:

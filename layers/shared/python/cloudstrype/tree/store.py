@@ -257,7 +257,7 @@ def _present(values: dict) -> dict:
 
 
 def _node_item(node: Node) -> dict:
-    item = _present(dataclasses.asdict(node))
+    item = schema.record_item(node)
     if not item.get("attributes"):
         item.pop("attributes", None)
     return item
@@ -308,7 +308,7 @@ _MAX_WALK = 256
 
 
 def _version_item(version: Version) -> dict:
-    item = _present(dataclasses.asdict(version))
+    item = schema.record_item(version)
     item["file_ref"] = _file_ref(version.owner, item.pop("node_id"))
     return item
 
@@ -739,7 +739,7 @@ class TreeStore:
     # -- upload sessions ----------------------------------------------------------------------
 
     def create_upload(self, upload: Upload) -> None:
-        item = _present(dataclasses.asdict(upload)) | {"expiry_queue": _EXPIRY_QUEUE}
+        item = schema.record_item(upload) | {"expiry_queue": _EXPIRY_QUEUE}
         self.engine.put(UPLOADS, item, Condition.absent())
 
     def get_upload(self, owner: str, upload_id: str) -> Upload | None:
@@ -768,7 +768,7 @@ class TreeStore:
             raise Changed(upload.upload_id) from None
 
     def put_part(self, part: UploadPart) -> None:
-        item = _present(dataclasses.asdict(part))
+        item = schema.record_item(part)
         item["upload_ref"] = _upload_ref(part.owner, item.pop("upload_id"))
         self.engine.put(UPLOAD_PARTS, item)
 
@@ -809,7 +809,7 @@ class TreeStore:
                        int(retention) if retention is not None else None)
 
     def put_profile(self, profile: Profile) -> None:
-        self.engine.put(PROFILES, _present(dataclasses.asdict(profile)))
+        self.engine.put(PROFILES, schema.record_item(profile))
 
 
 def tree_store() -> TreeStore:
