@@ -78,7 +78,7 @@ def test_get_many_reads_the_keys_that_exist_in_order(db):
         item("b", n=2), item("a", n=1, blob=b"\x00", tags={"t"})]
     assert db.get_many(ITEMS, []) == []
     assert db.get_many(SINGLE, [{"id": "two"}, {"id": "one"}]) == [{"id": "one", "n": 1}]
-    many = [item(f"k{n:03}", n=n) for n in range(250)]       # more than one call's worth
+    many = [item(f"k{n:03}", n=n) for n in range(450)]       # more than one call on each engine
     for made in many:
         db.put(ITEMS, made)
     assert db.get_many(ITEMS, [key(m["sk"]) for m in many]) == many

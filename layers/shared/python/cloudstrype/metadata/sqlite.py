@@ -61,6 +61,11 @@ FORMAT_VERSION = 1
 _NO_RANGE = ""
 _MAX_PAGE = 1000
 _ABSENT = Condition.absent().clauses
+_KEYS_PER_READ = 400                # get_many: (h, r) pairs per SELECT, within SQLite's limits
+# The exact Python types a value of a field kind may have without a closer look (a bool is an
+# int to isinstance, so `int` fields list int and float only).
+_PLAIN_TYPES = {"str": (str,), "int": (int, float), "bool": (bool,), "json": (dict, list)}
+_BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _sql_name(table: Table) -> str:
@@ -116,22 +121,34 @@ class _Layout:
         self.index_positions = {index.name: position
                                 for position, index in enumerate(table.indexes)}
         self._accepts = value_checks(table)
+        # Every write checks and encodes each field; these keep that to a dict lookup for the
+        # common kinds (a str, an int, a bool field), the full test only for the others.
+        self._plain_types = {name: _PLAIN_TYPES[kind] for name, kind in table.fields.items()
+                             if kind in _PLAIN_TYPES}
+        self._encoded = {name: kind for name, kind in table.fields.items()
+                         if kind in (BYTES, INT_SET, STR_SET)}
+        self.column_names = ["h", "r", "body"] + (["exp"] if table.expires else []) + \
+            [column for position in range(len(table.indexes))
+             for column in _index_columns(position)]
+        marks = ", ".join("?" for _ in self.column_names)
+        self.insert_sql = {
+            verb: f"{verb} INTO {self.sql} ({', '.join(self.column_names)}) VALUES ({marks})"
+            for verb in ("INSERT", "INSERT OR REPLACE")}
 
-    def columns(self, item: dict) -> dict:
-        t = self.table
-        row = {"h": item[t.hash_key],
-               "r": item[t.range_key] if t.range_key else _NO_RANGE,
-               "body": json.dumps({k: _encode_value(t.fields[k], v) for k, v in item.items()
-                                   if k not in self.keys}, separators=(",", ":"),
-                                  ensure_ascii=False)}
+    def columns(self, item: dict) -> list:
+        """The row of `item`, in the order of `column_names`."""
+        t, encoded = self.table, self._encoded
+        body = {k: (_encode_value(encoded[k], v) if k in encoded else v)
+                for k, v in item.items() if k not in self.keys}
+        row = [item[t.hash_key], item[t.range_key] if t.range_key else _NO_RANGE,
+               _BODY_ENCODER.encode(body)]
         if t.expires:
-            row["exp"] = item.get(t.expires)
-        for position, index in enumerate(t.indexes):
-            h_col, r_col = _index_columns(position)
+            row.append(item.get(t.expires))
+        for index in t.indexes:
             present = index.hash_key in item and (not index.range_key or index.range_key in item)
-            row[h_col] = item[index.hash_key] if present else None
-            row[r_col] = (item[index.range_key] if index.range_key else _NO_RANGE) \
-                if present else None
+            row.append(item[index.hash_key] if present else None)
+            row.append((item[index.range_key] if index.range_key else _NO_RANGE)
+                       if present else None)
         return row
 
     def item(self, h: Any, r: Any, body: str) -> dict:
@@ -152,8 +169,10 @@ class _Layout:
         return h, r
 
     def validate(self, item: dict) -> None:
-        accepts = self._accepts
+        accepts, plain = self._accepts, self._plain_types
         for name, value in item.items():
+            if type(value) in plain.get(name, ()):
+                continue
             accept = accepts.get(name)
             if accept is None or not accept(value):
                 check_value(self.table, name, value)     # raises, naming the field
@@ -368,7 +387,8 @@ class SqliteEngine(Engine):
         layout = _Layout(table)
         rows = db.execute(f"SELECT h, r, body FROM {sql}").fetchall()
         for h, r, body in rows:
-            columns = layout.columns(layout.item(h, r, body))
+            columns = dict(zip(layout.column_names, layout.columns(layout.item(h, r, body)),
+                               strict=True))
             assignments = [c for c in columns if c not in ("h", "r", "body")]
             if assignments:
                 db.execute(f"UPDATE {sql} SET {', '.join(f'{c} = ?' for c in assignments)} "
@@ -405,6 +425,20 @@ class SqliteEngine(Engine):
         rows = self._read(f"SELECT h, r, body FROM {layout.sql} WHERE h = ? AND r = ? AND "
                           f"{self._live(layout)}", (h, r, self._live_param(layout)))
         return layout.item(*rows[0]) if rows else None
+
+    def get_many(self, table: Table, keys: list[dict]) -> list[dict]:
+        layout = self._layout_of(table)
+        wanted = [layout.key(key) for key in keys]
+        found: dict[tuple, dict] = {}
+        for start in range(0, len(wanted), _KEYS_PER_READ):
+            part = wanted[start:start + _KEYS_PER_READ]
+            rows = self._read(
+                f"SELECT h, r, body FROM {layout.sql} WHERE (h, r) IN "
+                f"(VALUES {', '.join('(?, ?)' for _ in part)}) AND {self._live(layout)}",
+                [value for pair in part for value in pair] + [self._live_param(layout)])
+            found.update(((h, r), layout.item(h, r, body)) for h, r, body in rows)
+        # Each key as `get` reads it (a repeated key twice, each its own copy).
+        return [dict(found[key]) for key in wanted if key in found]
 
     def _get_in(self, db, layout: _Layout, h, r) -> dict | None:
         row = db.execute(f"SELECT h, r, body FROM {layout.sql} WHERE h = ? AND r = ? AND "
@@ -540,12 +574,9 @@ class SqliteEngine(Engine):
                     raise ValueError(f"an update cannot change the key field {name}")
         layout.validate(item)
         item = {k: v for k, v in item.items() if v != set()}  # no empty sets, as in DynamoDB
-        row = layout.columns(item)
-        names = list(row)
-        verb = "INSERT" if insert_only else "INSERT OR REPLACE"
         try:
-            db.execute(f"{verb} INTO {layout.sql} ({', '.join(names)}) "
-                       f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
+            db.execute(layout.insert_sql["INSERT" if insert_only else "INSERT OR REPLACE"],
+                       layout.columns(item))
         except sqlite3.IntegrityError:      # only the primary key can refuse a row
             raise ConditionFailed(f"condition failed on {op.table.name}",
                                   index=position) from None
