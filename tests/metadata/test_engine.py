@@ -327,6 +327,37 @@ def test_transaction_is_all_or_nothing_and_names_the_failed_operation(db, failin
     assert db.get(ITEMS, key("del")) == item("del")
 
 
+def test_a_put_that_needs_the_item_absent_fails_on_an_existing_one_and_undoes_the_rest(db):
+    db.put(ITEMS, item("upd", n=1))
+    db.put(ITEMS, item("taken", n=5))
+    with pytest.raises(ConditionFailed) as raised:
+        db.transact([Update(ITEMS, key("upd"), Change(add={"n": 1})),
+                     Put(ITEMS, item("fresh", n=1), Condition.absent()),
+                     Put(ITEMS, item("taken", n=6), Condition.absent())])
+    assert raised.value.index == 2
+    assert db.get(ITEMS, key("upd")) == item("upd", n=1)
+    assert db.get(ITEMS, key("fresh")) is None
+    assert db.get(ITEMS, key("taken")) == item("taken", n=5)
+
+
+def test_transact_each_applies_each_transaction_on_its_own(db):
+    db.put(ITEMS, item("taken", n=5))
+    outcomes = db.transact_each([
+        [Put(ITEMS, item("one", n=1), Condition.absent()),
+         Put(SINGLE, {"id": "one", "n": 1}, Condition.absent())],
+        [Put(ITEMS, item("two", n=2), Condition.absent()),
+         Put(ITEMS, item("taken", n=6), Condition.absent())],
+        [Update(ITEMS, key("taken"), Change(add={"n": 2}), Condition.eq("n", 5))],
+    ])
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], ConditionFailed) and outcomes[1].index == 1
+    assert db.get(ITEMS, key("one")) == item("one", n=1)
+    assert db.get(SINGLE, {"id": "one"}) == {"id": "one", "n": 1}
+    assert db.get(ITEMS, key("two")) is None
+    assert db.get(ITEMS, key("taken")) == item("taken", n=7)
+    assert db.transact_each([]) == []
+
+
 def test_transaction_size_is_limited(db):
     too_many = [Put(ITEMS, item(f"{i:03}")) for i in range(MAX_TRANSACTION_ITEMS + 1)]
     with pytest.raises(ValueError):

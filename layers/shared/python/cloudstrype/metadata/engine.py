@@ -268,6 +268,19 @@ class Engine(ABC):
     def transact(self, operations: list[Operation]) -> None:
         """All or nothing; at most MAX_TRANSACTION_ITEMS operations, each on a distinct item."""
 
+    def transact_each(self, transactions: list[list[Operation]]) -> list[ConditionFailed | None]:
+        """Several independent transactions, each all or nothing on its own: per transaction,
+        None when it was applied or the ConditionFailed that undid it. Any other failure is
+        raised. Engines that can make them durable together override this."""
+        outcomes: list[ConditionFailed | None] = []
+        for operations in transactions:
+            try:
+                self.transact(operations)
+                outcomes.append(None)
+            except ConditionFailed as failed:
+                outcomes.append(failed)
+        return outcomes
+
     @abstractmethod
     def scan(self, table: Table, *, limit: int | None = None, cursor: str | None = None) -> Page:
         """Every item of a table, in pages. For maintenance (export, import, benchmarks) only:

@@ -281,16 +281,20 @@ class SqliteEngine(Engine):
         one whose condition fails is undone alone; each caller returns only after the commit
         that made its write durable."""
         request = _WriteRequest(work)
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._write_lock:
-            if not request.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
+        self._run_requests([request])
         if request.error is not None:
             raise request.error
         return request.result
+
+    def _run_requests(self, requests: list[_WriteRequest]) -> None:
+        """Queue `requests` and return once a commit has made them all durable (or failed)."""
+        with self._queue_lock:
+            self._queue.extend(requests)
+        with self._write_lock:
+            if not all(request.done for request in requests):
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
 
     def _commit(self, batch: list[_WriteRequest]) -> None:
         db = self._writer
@@ -533,6 +537,23 @@ class SqliteEngine(Engine):
         return self._write(lambda db: self._apply(db, Delete(table, key, condition), layout, 0))
 
     def transact(self, operations: list[Operation]) -> None:
+        self._write(self._transaction(operations))
+
+    def transact_each(self, transactions: list[list[Operation]]) -> list[ConditionFailed | None]:
+        # Queued together, so one commit (one fsync) makes them all durable; each still runs
+        # in its own savepoint, so one whose condition fails is undone alone.
+        requests = [_WriteRequest(self._transaction(operations))
+                    for operations in transactions]
+        self._run_requests(requests)
+        outcomes: list[ConditionFailed | None] = []
+        for request in requests:
+            if request.error is not None and not isinstance(request.error, ConditionFailed):
+                raise request.error
+            outcomes.append(request.error)
+        return outcomes
+
+    def _transaction(self, operations: list[Operation]):
+        """The work of one transaction, its operations checked first."""
         if len(operations) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} operations")
         layouts = [self._layout_of(op.table) for op in operations]
@@ -542,10 +563,11 @@ class SqliteEngine(Engine):
             if target in seen:
                 raise ValueError(f"a transaction names one item twice ({op.table.name})")
             seen.add(target)
+
         def work(db):
             for position, (op, layout) in enumerate(zip(operations, layouts, strict=True)):
                 self._apply(db, op, layout, position)
-        self._write(work)
+        return work
 
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
         key_source = op.item if isinstance(op, Put) else op.key

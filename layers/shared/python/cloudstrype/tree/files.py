@@ -225,13 +225,12 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
     fresh = [(i, *_new_file(owner, parent, name, version, stamp))
              for i, (name, version) in named.items() if name not in taken]
     step = tree_store().FILES_PER_TRANSACTION
-    for start in range(0, len(fresh), step):
-        group = fresh[start:start + step]
-        try:
-            tree_store().create_files([(node, record, along) for _, node, record, along in group])
-        except TreeConflict:
-            continue
-        made.update({i: node for i, node, _, _ in group})
+    groups = [fresh[start:start + step] for start in range(0, len(fresh), step)]
+    written = tree_store().create_files(
+        [[(node, record, along) for _, node, record, along in group] for group in groups])
+    for group, ok in zip(groups, written, strict=True):
+        if ok:
+            made.update({i: node for i, node, _, _ in group})
     return made
 
 

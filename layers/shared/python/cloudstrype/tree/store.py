@@ -440,17 +440,18 @@ class TreeStore:
     # A new file is 3 writes (entry, node, version) and at most one more of the caller's.
     FILES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS // 4
 
-    def create_files(self, files: list[tuple[Node, Version, tuple]]) -> None:
-        """New files (node, first version, the caller's operations for it) in one transaction,
-        all or nothing (at most FILES_PER_TRANSACTION). Raises TreeConflict if any name was
-        taken or any of the caller's operations failed."""
-        operations: list = []
-        for node, version, along in files:
-            operations += [*_new_node_writes(node, version), *along]
-        try:
-            self.engine.transact(operations)
-        except ConditionFailed:
-            raise TreeConflict(", ".join(node.name for node, _, _ in files)) from None
+    def create_files(self, groups: list[list[tuple[Node, Version, tuple]]]) -> list[bool]:
+        """New files (node, first version, the caller's operations for it), each group in one
+        transaction, all or nothing (at most FILES_PER_TRANSACTION files); the engine may make
+        the groups durable together. Per group: False if a name was taken or one of the
+        caller's operations failed (nothing of it written), True if it was written."""
+        transactions = []
+        for files in groups:
+            operations: list = []
+            for node, version, along in files:
+                operations += [*_new_node_writes(node, version), *along]
+            transactions.append(operations)
+        return [failed is None for failed in self.engine.transact_each(transactions)]
 
     def set_version(self, node: Node, version: Version, now: float, along: tuple = ()) -> Node:
         """Make `version` the file's current content, if the node is still at the revision
