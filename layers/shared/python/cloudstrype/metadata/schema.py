@@ -58,10 +58,12 @@ def record_item(record) -> dict:
     item = {}
     for name in record.__dataclass_fields__:
         value = getattr(record, name)
-        if value is None:
-            continue
-        item[name] = value.copy() if isinstance(value, (dict, list, set)) else value
+        if value is not None:
+            item[name] = value.copy() if type(value) in _CONTAINERS else value
     return item
+
+
+_CONTAINERS = frozenset((dict, list, set))
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ class _Layout:
                              if kind in _PLAIN_TYPES}
         self._encoded = {name: kind for name, kind in table.fields.items()
                          if kind in (BYTES, INT_SET, STR_SET)}
+        self.set_fields = [name for name, kind in table.fields.items()
+                           if kind in (INT_SET, STR_SET)]
         self.column_names = ["h", "r", "body"] + (["exp"] if table.expires else []) + \
             [column for position in range(len(table.indexes))
              for column in _index_columns(position)]
@@ -570,23 +572,26 @@ class SqliteEngine(Engine):
         return work
 
     def _apply(self, db, op: Operation, layout: _Layout, position: int):
-        key_source = op.item if isinstance(op, Put) else op.key
+        kind = type(op)
+        key_source = op.item if kind is Put else op.key
         h, r = layout.key(key_source)
         # A Put without a condition replaces whatever is there, and one that needs the item
         # absent (in a table without expiry) lets the primary key refuse it: nothing to read.
-        insert_only = isinstance(op, Put) and op.condition is not None and \
+        insert_only = kind is Put and op.condition is not None and \
             op.condition.clauses == _ABSENT and not layout.table.expires
-        current = None if isinstance(op, Put) and (op.condition is None or insert_only) else \
-            self._get_in(db, layout, h, r)
-        if op.condition is not None and not op.condition.holds(current):
-            raise ConditionFailed(f"condition failed on {op.table.name}", index=position)
-        if isinstance(op, Check):
+        if kind is Put and (op.condition is None or insert_only):
+            current = None
+        else:
+            current = self._get_in(db, layout, h, r)
+            if op.condition is not None and not op.condition.holds(current):
+                raise ConditionFailed(f"condition failed on {op.table.name}", index=position)
+        if kind is Check:
             return None
-        if isinstance(op, Delete):
+        if kind is Delete:
             if current is not None:
                 db.execute(f"DELETE FROM {layout.sql} WHERE h = ? AND r = ?", (h, r))
             return current
-        if isinstance(op, Put):
+        if kind is Put:
             item = dict(op.item)
         else:
             base = current if current is not None else layout.table.key_of(op.key)
@@ -595,7 +600,9 @@ class SqliteEngine(Engine):
                 if item.get(name) != key_source[name]:
                     raise ValueError(f"an update cannot change the key field {name}")
         layout.validate(item)
-        item = {k: v for k, v in item.items() if v != set()}  # no empty sets, as in DynamoDB
+        for name in layout.set_fields:          # no empty sets, as in DynamoDB
+            if name in item and not item[name]:
+                del item[name]
         try:
             db.execute(layout.insert_sql["INSERT" if insert_only else "INSERT OR REPLACE"],
                        layout.columns(item))

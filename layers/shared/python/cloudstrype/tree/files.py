@@ -378,9 +378,16 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     parent, _ = tree.make_dirs(owner, directory, base)
     made: dict[int, NewVersion] = {}
 
+    digests: dict[int, bytes] = {}
+
+    def sha256_of(i: int) -> bytes:
+        if i not in digests:
+            digests[i] = hashlib.sha256(items[i].data).digest()
+        return digests[i]
+
     def version_of(i: int, version_id: str, count: int, pack) -> NewVersion:
         item = items[i]
-        digest = hashlib.sha256(item.data).hexdigest()
+        digest = sha256_of(i).hex()
         return NewVersion(version_id, len(item.data), count, digest, f'"{digest[:32]}"',
                           guess_type(item.name, item.content_type), durability, encryption,
                           mtimes[i], pack)
@@ -404,8 +411,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                 _discard_new(owner, version)
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
-    keys = {i: packs.content_key(owner, durability, encryption,
-                                 hashlib.sha256(items[i].data).digest()) for i in small}
+    keys = {i: packs.content_key(owner, durability, encryption, sha256_of(i)) for i in small}
     # Small files: content the owner has stored already is claimed, not stored again; each new
     # content is written once, into packs. Files repeating a content new in this batch wait
     # for the first one's attach (which registers it) and then claim it.
