@@ -61,6 +61,8 @@ FORMAT_VERSION = 1
 _NO_RANGE = ""
 _MAX_PAGE = 1000
 _ABSENT = Condition.absent().clauses
+_WRITER_CACHE = 64 * 1024 * 1024   # bytes of page cache for the one writing connection
+_READER_CACHE = 8 * 1024 * 1024     # and for each reading thread's connection
 _KEYS_PER_READ = 400                # get_many: (h, r) pairs per SELECT, within SQLite's limits
 # The exact Python types a value of a field kind may have without a closer look (a bool is an
 # int to isinstance, so `int` fields list int and float only).
@@ -243,6 +245,11 @@ class SqliteEngine(Engine):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=OFF")
+            # New files land at random places in the node, version and content tables; with
+            # SQLite's default 2 MB page cache the inserts kept re-reading pages from the OS
+            # (10,000 small files: about 10% of the server's time).
+            cache = _WRITER_CACHE if writer else _READER_CACHE
+            db.execute(f"PRAGMA cache_size = -{cache // 1024}")
             if writer and self._max_pages:
                 db.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
             if not writer:
