@@ -30,7 +30,9 @@ def gateway_url():
     port = free_port()
     loop = asyncio.new_event_loop()
     gateway = Gateway([], {}, None, {})
-    runner = web.AppRunner(gateway.public_app(), access_log=None)
+    # A refused body leaves its connection lingering (aiohttp reads and drops the rest for up
+    # to 10 s); the teardown must not wait for that.
+    runner = web.AppRunner(gateway.public_app(), access_log=None, shutdown_timeout=1)
     started = threading.Event()
 
     def run():
