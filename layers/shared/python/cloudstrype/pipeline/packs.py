@@ -123,9 +123,11 @@ def write_pack(owner: str, items: list[tuple[str, bytes]], encryption: str,
     key = codec.new_data_key() if encrypted else None
     aes = AESGCM(key) if key else None
     blobs, placed, offset = [], [], 0
-    for blob_id, content in items:
+    # Every blob's nonce from one read of the OS's generator (one GIL release, not one a blob).
+    nonces = os.urandom(codec.NONCE_SIZE * len(items)) if aes is not None else b""
+    for n, (blob_id, content) in enumerate(items):
         if aes is not None:
-            nonce = os.urandom(codec.NONCE_SIZE)
+            nonce = nonces[n * codec.NONCE_SIZE:(n + 1) * codec.NONCE_SIZE]
             blob = nonce + aes.encrypt(nonce, content, _aad(chunk_id, blob_id))
         else:
             blob = content

@@ -66,7 +66,7 @@ def check_mtime(value) -> float | None:
 
 def new_version_id() -> str:
     # Sortable by time, so versions list oldest to newest by key.
-    return f"{int(time.time() * 1000):013d}{os.urandom(4).hex()}"
+    return f"{int(time.time() * 1000):013d}{tree.random_hex(4)}"
 
 
 def chunk_id(version_id: str, index: int) -> str:

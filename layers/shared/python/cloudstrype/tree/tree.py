@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
-import uuid
 from datetime import datetime, timezone
 
 from cloudstrype import errors
@@ -32,8 +33,38 @@ def iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat()
 
 
+class _RandomIds(threading.local):
+    """Random bytes for ids, read from the OS a page at a time per thread: a batch names
+    thousands of nodes and versions, and each read of the OS's generator lets go of the GIL,
+    which under load costs a wait to get it back. Ids only; keys and nonces read the OS."""
+    def __init__(self):
+        self.buffer, self.used = b"", 0
+
+
+_ids = _RandomIds()
+_IDS_READ = 4096
+
+
+def _forget_ids_after_fork() -> None:
+    global _ids
+    _ids = _RandomIds()         # a forked child must not hand out its parent's ids
+
+
+os.register_at_fork(after_in_child=_forget_ids_after_fork)
+
+
+def random_hex(size: int) -> str:
+    """`size` random bytes as hex, from this thread's buffer of the OS's generator."""
+    ids = _ids
+    if ids.used + size > len(ids.buffer):
+        ids.buffer, ids.used = os.urandom(max(_IDS_READ, size)), 0
+    chunk = ids.buffer[ids.used:ids.used + size]
+    ids.used += size
+    return chunk.hex()
+
+
 def new_node_id() -> str:
-    return uuid.uuid4().hex
+    return random_hex(16)
 
 
 # -- names and paths ------------------------------------------------------------------------------
