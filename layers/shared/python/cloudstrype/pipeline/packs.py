@@ -87,10 +87,16 @@ def content_key(owner: str, durability: str, encryption: str, sha256: bytes) -> 
     """The name of one owner's content stored with one scheme (chunk_store.BLOBS): an HMAC
     under a key derived from the owner's key, so equal content meets only within an account
     and the name says nothing about the content to anyone else."""
+    return content_keys(owner, durability, encryption, [sha256])[0]
+
+
+def content_keys(owner: str, durability: str, encryption: str, digests: list[bytes]
+                 ) -> list[str]:
+    """`content_key` of each SHA-256 in `digests` (a batch's files: the key looked up once)."""
     user_key = vault.user_key(owner)
     key = _content_hash_key(hashlib.sha256(user_key).digest(), user_key)
-    message = f"{durability}\x00{encryption}\x00".encode() + sha256
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    scheme = f"{durability}\x00{encryption}\x00".encode()
+    return [hmac.digest(key, scheme + digest, "sha256").hex() for digest in digests]
 
 
 _content_hash_keys: dict[bytes, bytes] = {}

@@ -411,7 +411,8 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                 _discard_new(owner, version)
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
-    keys = {i: packs.content_key(owner, durability, encryption, sha256_of(i)) for i in small}
+    keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
+                                              [sha256_of(i) for i in small]), strict=True))
     # Small files: content the owner has stored already is claimed, not stored again; each new
     # content is written once, into packs. Files repeating a content new in this batch wait
     # for the first one's attach (which registers it) and then claim it.
