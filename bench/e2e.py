@@ -24,6 +24,14 @@ Workload:
    its three union directories) over the number of small files; the CLI batches small files and
    the server packs them, so this is well under one.
 
+Each measurement is taken ``--rounds`` times (3 by default), the two sides taking turns at going
+first, into a new destination each round (the unchanged upload and the listing use the last
+round's folder); the median is reported, and every time beside it. Before each timed command the
+kernel writes back what earlier commands left dirty (``sync``): rclone does not fsync and
+Cloudstrype does, and without this one side's writeback landed in the other's time (rclone's
+small-file upload ranged from 1.9 s to 7.9 s in single runs). Backend writes per small file is
+the largest of the rounds.
+
 MB/s is 10^6 bytes of file content per second of wall time, including process start-up. The ratio
 is Cloudstrype's speed over rclone's (>1 means Cloudstrype is faster). There is no pass/fail
 target here: the figures are reported, not judged; a wrong byte fails the part.
@@ -35,6 +43,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +78,10 @@ def _write_random(path: Path, size: int) -> None:
 
 def _run_timed(command: list[str], env: dict, what: str,
                stdin: str | None = None) -> tuple[float, str]:
-    """(seconds, stdout) of a command that must succeed."""
+    """(seconds, stdout) of a command that must succeed. Whatever an earlier command left for
+    the kernel to write back is written first (rclone does not fsync, Cloudstrype does), so
+    neither side's time includes the other's writeback."""
+    os.sync()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -110,6 +122,27 @@ def _rclone_config(rclone: str, root: Path) -> Path:
     return config
 
 
+def _rounds(rounds: int, ours, theirs) -> tuple[float, float, list[float], list[float]]:
+    """Run `ours(r)` and `theirs(r)` (each returns seconds) `rounds` times, taking turns at
+    going first; the medians and every time."""
+    ours_times, theirs_times = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours_times.append(ours(r))
+            theirs_times.append(theirs(r))
+        else:
+            theirs_times.append(theirs(r))
+            ours_times.append(ours(r))
+    return (statistics.median(ours_times), statistics.median(theirs_times), ours_times,
+            theirs_times)
+
+
+def _times(label: str, ours: list[float], theirs: list[float]) -> None:
+    shown = lambda times: " ".join(f"{t:.2f}" for t in times)  # noqa: E731
+    print(f"  {'':<4}{label}: cloudstrype {shown(ours)} s; rclone {shown(theirs)} s",
+          flush=True)
+
+
 def _ratio(value: float) -> str:
     # Three significant digits, so a small ratio does not print as 0.00x.
     return f"{value:>7.3g}x"
@@ -132,7 +165,7 @@ def _seconds_row(label: str, ours: float, theirs: float) -> None:
           flush=True)
 
 
-def run(size_mib: int, small_files: int, work: Path) -> int:
+def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
     rclone = _ensure_rclone()
     version = subprocess.run([rclone, "version"], capture_output=True, text=True).stdout
     print(f"  rclone: {version.splitlines()[0] if version else '?'}; CPUs: {os.cpu_count()}")
@@ -167,30 +200,47 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
         config = _rclone_config(rclone, work / "rclone")
         rc = [rclone, "--config", str(config)]
 
-        # 1. One big file.
+        # 1. One big file, `rounds` times each way (a new name each round).
         size = size_mib * MiB
         big = work / "big.bin"
         _write_random(big, size)
         digest = _sha256(big)
-        ours_up = _timed(cli + ["put", "-q", str(big), "/bench/big.bin"], env, "cloudstrype put")
-        theirs_up = _timed(rc + ["copy", str(big), "safe:"], env, "rclone copy up")
         ours_file, theirs_dir = work / "ours.bin", work / "theirs"
-        ours_down = _timed(cli + ["get", "-q", "/bench/big.bin", str(ours_file)], env,
-                           "cloudstrype get")
-        theirs_down = _timed(rc + ["copy", "safe:big.bin", str(theirs_dir)], env,
-                             "rclone copy down")
-        for name, got in (("cloudstrype get", ours_file), ("rclone", theirs_dir / "big.bin")):
+
+        def ours_up(r: int) -> float:
+            return _timed(cli + ["put", "-q", str(big), f"/bench/big-{r}.bin"], env,
+                          "cloudstrype put")
+
+        def theirs_up(r: int) -> float:
+            return _timed(rc + ["copy", str(big), f"safe:big-{r}"], env, "rclone copy up")
+
+        def fetched(name: str, got: Path, seconds: float) -> float:
             if _sha256(got) != digest:
-                print(f"  {name} gave back different bytes", flush=True)
-                return 1
-        for path in (ours_file, theirs_dir / "big.bin"):
-            path.unlink()
+                raise RuntimeError(f"{name} gave back different bytes")
+            got.unlink()
+            return seconds
+
+        def ours_down(r: int) -> float:
+            return fetched("cloudstrype get", ours_file, _timed(
+                cli + ["get", "-q", f"/bench/big-{r}.bin", str(ours_file)], env,
+                "cloudstrype get"))
+
+        def theirs_down(r: int) -> float:
+            return fetched("rclone", theirs_dir / "big.bin", _timed(
+                rc + ["copy", f"safe:big-{r}/big.bin", str(theirs_dir)], env,
+                "rclone copy down"))
+
+        up = _rounds(rounds, ours_up, theirs_up)
+        down = _rounds(rounds, ours_down, theirs_down)
         mb = size / 1e6
         print(f"\n  {size_mib} MiB file, raid1(3) + aes256-gcm "
-              "(rclone: crypt over a union of 3 dirs, create_policy all)")
+              "(rclone: crypt over a union of 3 dirs, create_policy all); "
+              f"median of {rounds} rounds")
         print(f"  {'':<34} {'cloudstrype':>10} {'rclone':>10} {'':<8} {'ratio':>7}")
-        _row("upload", mb / ours_up, mb / theirs_up, "MB/s")
-        _row("download", mb / ours_down, mb / theirs_down, "MB/s")
+        _row("upload", mb / up[0], mb / up[1], "MB/s")
+        _times("upload", up[2], up[3])
+        _row("download", mb / down[0], mb / down[1], "MB/s")
+        _times("download", down[2], down[3])
 
         # 2. Many small files (--small-files 0 measures the big file alone).
         if not small_files:
@@ -202,38 +252,66 @@ def run(size_mib: int, small_files: int, work: Path) -> int:
             data = os.urandom(1024 + (i * 7919) % 3072)
             (small / f"f{i:05d}.txt").write_bytes(data)
             total += len(data)
-        put_small = cli + ["put", "-q", "-j", "8", str(small) + "/", "/small/"]
-        copy_small = rc + ["copy", "--transfers", "8", str(small), "safe:small"]
+        def put_small(r: int) -> list[str]:
+            return cli + ["put", "-q", "-j", "8", str(small) + "/", f"/small-{r}/"]
+
+        def copy_small(r: int) -> list[str]:
+            return rc + ["copy", "--transfers", "8", str(small), f"safe:small-{r}"]
+
         union = [work / "rclone" / f"union-{i}" for i in range(3)]
-        ours_before, theirs_before = _files_in(disks), _files_in(union)
-        ours_small = _timed(put_small, env, "cloudstrype put (small files)")
-        theirs_small = _timed(copy_small, env, "rclone copy (small files)")
-        ours_writes = (_files_in(disks) - ours_before) / small_files
-        theirs_writes = (_files_in(union) - theirs_before) / small_files
-        # Again, nothing changed: both only compare (size and modification time) and skip.
-        ours_again, counts = _run_timed(put_small + ["--json"], env,
-                                        "cloudstrype put (unchanged)")
-        theirs_again = _timed(copy_small, env, "rclone copy (unchanged)")
-        counts = json.loads(counts)
-        if (counts["sent"], counts["skipped"]) != (0, small_files):
-            print(f"  cloudstrype put of the unchanged folder: {counts}, not all "
-                  f"{small_files} skipped", flush=True)
-            return 1
-        ours_list, listed = _run_timed(cli + ["ls", "-l", "/small"], env, "cloudstrype ls")
-        theirs_list = _timed(rc + ["lsl", "safe:small"], env, "rclone lsl")
-        count = len(listed.splitlines())        # `ls -l`: one line per entry
-        if count != small_files:
-            print(f"  cloudstrype ls listed {count} entries, not {small_files}", flush=True)
-            return 1
-        print(f"\n  {small_files} files of 1-4 KiB ({total / 1e6:.1f} MB), 8 at once")
+        writes: dict[str, list[float]] = {"ours": [], "theirs": []}
+
+        def counted(side: str, directories: list[Path], command: list[str], what: str) -> float:
+            before = _files_in(directories)
+            seconds = _timed(command, env, what)
+            writes[side].append((_files_in(directories) - before) / small_files)
+            return seconds
+
+        upload = _rounds(rounds, lambda r: counted("ours", disks, put_small(r),
+                                                   "cloudstrype put (small files)"),
+                         lambda r: counted("theirs", union, copy_small(r),
+                                           "rclone copy (small files)"))
+        ours_writes, theirs_writes = max(writes["ours"]), max(writes["theirs"])
+        # Again, nothing changed (the last round's folder): both only compare (size and
+        # modification time) and skip.
+        last = rounds - 1
+
+        def ours_again(_r: int) -> float:
+            seconds, counts = _run_timed(put_small(last) + ["--json"], env,
+                                         "cloudstrype put (unchanged)")
+            counts = json.loads(counts)
+            if (counts["sent"], counts["skipped"]) != (0, small_files):
+                raise RuntimeError(f"cloudstrype put of the unchanged folder: {counts}, not "
+                                   f"all {small_files} skipped")
+            return seconds
+
+        again = _rounds(rounds, ours_again,
+                        lambda _r: _timed(copy_small(last), env, "rclone copy (unchanged)"))
+
+        def ours_list(_r: int) -> float:
+            seconds, listed = _run_timed(cli + ["ls", "-l", f"/small-{last}"], env,
+                                         "cloudstrype ls")
+            count = len(listed.splitlines())        # `ls -l`: one line per entry
+            if count != small_files:
+                raise RuntimeError(f"cloudstrype ls listed {count} entries, not {small_files}")
+            return seconds
+
+        listing = _rounds(rounds, ours_list,
+                          lambda _r: _timed(rc + ["lsl", f"safe:small-{last}"], env,
+                                            "rclone lsl"))
+        print(f"\n  {small_files} files of 1-4 KiB ({total / 1e6:.1f} MB), 8 at once; "
+              f"median of {rounds} rounds")
         print(f"  {'':<34} {'cloudstrype':>10} {'rclone':>10} {'':<8} {'ratio':>7}")
-        _seconds_row("upload", ours_small, theirs_small)
-        print(f"  {'upload rate':<34} {small_files / ours_small:>10.0f} "
-              f"{small_files / theirs_small:>10.0f} {'files/s':<8}", flush=True)
+        _seconds_row("upload", upload[0], upload[1])
+        _times("upload", upload[2], upload[3])
+        print(f"  {'upload rate':<34} {small_files / upload[0]:>10.0f} "
+              f"{small_files / upload[1]:>10.0f} {'files/s':<8}", flush=True)
         print(f"  {'backend writes per file':<34} {ours_writes:>10.3f} {theirs_writes:>10.3f} "
               f"{'files':<8}", flush=True)
-        _seconds_row("again, unchanged (all skipped)", ours_again, theirs_again)
-        _seconds_row("list (ls -l / lsl)", ours_list, theirs_list)
+        _seconds_row("again, unchanged (all skipped)", again[0], again[1])
+        _times("again", again[2], again[3])
+        _seconds_row("list (ls -l / lsl)", listing[0], listing[1])
+        _times("list", listing[2], listing[3])
         print("  (ratio: above 1 means Cloudstrype did it faster)", flush=True)
         return 0
     finally:
@@ -246,11 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=256, help="size of the big file")
     parser.add_argument("--small-files", type=int, default=10_000,
                         help="how many small files")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each measurement is taken, both sides taking turns at "
+                             "going first; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="cloudstrype-bench-"))
     try:
-        return run(args.size_mib, args.small_files, work)
+        return run(args.size_mib, args.small_files, args.rounds, work)
     except (RuntimeError, requests.RequestException) as e:
         print(f"  e2e: {e}", flush=True)
         return 1
