@@ -394,11 +394,30 @@ class ChunkStore:
         item = self.engine.get(BLOBS, {"owner": owner, "content_key": content_key})
         return _blob(item) if item is not None and item.get("owner") == owner else None
 
-    def known_contents(self, owner: str, content_keys: list[str]) -> set[str]:
-        """Which of `content_keys` the owner has a blob of (one batched read)."""
-        found = self.engine.get_many(BLOBS, [{"owner": owner, "content_key": key}
-                                             for key in dict.fromkeys(content_keys)])
-        return {item["content_key"] for item in found if item.get("owner") == owner}
+    def claim_blobs(self, owner: str, wanted: dict[str, int]) -> dict[str, Blob]:
+        """`wanted[key]` more versions will read each content: the blobs claimed, by content
+        key; one the owner has no blob of (or whose last reader is letting it go) is left out.
+        One batched read, then every claim in one engine call (a batch's repeated content
+        would otherwise cost a commit per file)."""
+        found = [_blob(item) for item in self.engine.get_many(
+            BLOBS, [{"owner": owner, "content_key": key} for key in wanted])]
+        found = [blob for blob in found if blob.refs >= 1]
+        # Each claim holds only if the blob is still where it was read, so the place read is
+        # the place claimed; one that moved or is being let go meanwhile is claimed afresh.
+        outcomes = self.engine.transact_each([[Update(
+            BLOBS, {"owner": owner, "content_key": blob.content_key},
+            Change(add={"refs": wanted[blob.content_key]}),
+            Condition.exists() & Condition.compare("refs", "ge", 1)
+            & Condition.eq("chunk_id", blob.chunk_id) & Condition.eq("offset", blob.offset))]
+            for blob in found])
+        claimed: dict[str, Blob] = {}
+        for blob, failed in zip(found, outcomes, strict=True):
+            key = blob.content_key
+            if failed is None:
+                claimed[key] = replace(blob, refs=blob.refs + wanted[key])
+            elif (again := self.claim_blob(owner, key, wanted[key])) is not None:
+                claimed[key] = again
+        return claimed
 
     @staticmethod
     def new_blob_operation(blob: Blob) -> Put:
@@ -407,12 +426,12 @@ class ChunkStore:
         item = {**schema.record_item(blob), "created": int(blob.created), "refs": 1}
         return Put(BLOBS, item, Condition.absent())
 
-    def claim_blob(self, owner: str, content_key: str) -> Blob | None:
-        """One more version will read this content: the blob as it is now, or None if there is
-        none (or its last reader is letting it go)."""
+    def claim_blob(self, owner: str, content_key: str, count: int = 1) -> Blob | None:
+        """`count` more versions will read this content: the blob as it is now, or None if
+        there is none (or its last reader is letting it go)."""
         try:
             item = self.engine.update(BLOBS, {"owner": owner, "content_key": content_key},
-                                      Change(add={"refs": 1}),
+                                      Change(add={"refs": count}),
                                       Condition.exists() & Condition.compare("refs", "ge", 1))
         except ConditionFailed:
             return None

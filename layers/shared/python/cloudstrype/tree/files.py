@@ -1,6 +1,7 @@
 """File content: versions made of chunks, one-shot uploads, upload sessions, ranged reads."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -450,10 +451,12 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     to_write: list[int] = []
     writing: set[str] = set()
     repeats: list[int] = []
-    # One batched read first: most small files are new content, and a read costs no write.
-    known = chunks.known_contents(owner, [keys[i] for i in small]) if claim else set()
+    # Contents the owner stores already, claimed once for every file that repeats them: one
+    # batched read and one engine call (most small files are new content: a read, no write).
+    claimed = chunks.claim_blobs(owner, collections.Counter(keys[i] for i in small)) \
+        if claim else {}
     for i in small:
-        blob = chunks.claim_blob(owner, keys[i]) if keys[i] in known else None
+        blob = claimed.get(keys[i])
         if blob is not None:
             made[i] = version_of(i, new_version_id(), 0, packs.blob_place(blob))
             made[i].blob, made[i].claimed = blob, True
