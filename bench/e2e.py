@@ -26,7 +26,8 @@ Workload:
 
 Each measurement is taken ``--rounds`` times (3 by default), the two sides taking turns at going
 first, into a new destination each round (the unchanged upload and the listing use the last
-round's folder); the median is reported, and every time beside it. Before each timed command the
+round's folder, and each round's small files have new content); the median is reported, and
+every time beside it. Before each timed command the
 kernel writes back what earlier commands left dirty (``sync``): rclone does not fsync and
 Cloudstrype does, and without this one side's writeback landed in the other's time (rclone's
 small-file upload ranged from 1.9 s to 7.9 s in single runs). Backend writes per small file is
@@ -122,11 +123,14 @@ def _rclone_config(rclone: str, root: Path) -> Path:
     return config
 
 
-def _rounds(rounds: int, ours, theirs) -> tuple[float, float, list[float], list[float]]:
+def _rounds(rounds: int, ours, theirs, before=None
+            ) -> tuple[float, float, list[float], list[float]]:
     """Run `ours(r)` and `theirs(r)` (each returns seconds) `rounds` times, taking turns at
-    going first; the medians and every time."""
+    going first, `before(r)` (untimed) ahead of each round; the medians and every time."""
     ours_times, theirs_times = [], []
     for r in range(rounds):
+        if before is not None:
+            before(r)
         if r % 2 == 0:
             ours_times.append(ours(r))
             theirs_times.append(theirs(r))
@@ -247,11 +251,14 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
             return 0
         small = work / "small"
         small.mkdir()
-        total = 0
-        for i in range(small_files):
-            data = os.urandom(1024 + (i * 7919) % 3072)
-            (small / f"f{i:05d}.txt").write_bytes(data)
-            total += len(data)
+        total = sum(1024 + (i * 7919) % 3072 for i in range(small_files))
+
+        def new_contents(_r: int) -> None:
+            # Each round's files have new content (same names and sizes), so every round is
+            # the same work for both sides: nothing stored before, nothing to find again.
+            for i in range(small_files):
+                (small / f"f{i:05d}.txt").write_bytes(os.urandom(1024 + (i * 7919) % 3072))
+
         def put_small(r: int) -> list[str]:
             return cli + ["put", "-q", "-j", "8", str(small) + "/", f"/small-{r}/"]
 
@@ -270,7 +277,7 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         upload = _rounds(rounds, lambda r: counted("ours", disks, put_small(r),
                                                    "cloudstrype put (small files)"),
                          lambda r: counted("theirs", union, copy_small(r),
-                                           "rclone copy (small files)"))
+                                           "rclone copy (small files)"), before=new_contents)
         ours_writes, theirs_writes = max(writes["ours"]), max(writes["theirs"])
         # Again, nothing changed (the last round's folder): both only compare (size and
         # modification time) and skip.
