@@ -180,22 +180,13 @@ def _session_adapter() -> type:
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    class _HTTPConnection(_Pinned, HTTPConnection):
-        pass
-
-    class _HTTPSConnection(_Pinned, HTTPSConnection):
-        pass
-
-    class _HTTPPool(HTTPConnectionPool):
-        ConnectionCls = _HTTPConnection
-
-    class _HTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = _HTTPSConnection
+    pools = _pinned_pools({"http": (HTTPConnectionPool, HTTPConnection),
+                           "https": (HTTPSConnectionPool, HTTPSConnection)})
 
     class _GuardedAdapter(requests.adapters.HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+            self.poolmanager.pool_classes_by_scheme = dict(pools)
 
     return _GuardedAdapter
 
@@ -210,19 +201,18 @@ def _boto_pools() -> dict[str, type]:
         AWSHTTPSConnectionPool,
     )
 
-    class _AWSHTTPConnection(_Pinned, AWSHTTPConnection):
-        pass
+    return _pinned_pools({"http": (AWSHTTPConnectionPool, AWSHTTPConnection),
+                          "https": (AWSHTTPSConnectionPool, AWSHTTPSConnection)})
 
-    class _AWSHTTPSConnection(_Pinned, AWSHTTPSConnection):
-        pass
 
-    class _AWSHTTPPool(AWSHTTPConnectionPool):
-        ConnectionCls = _AWSHTTPConnection
-
-    class _AWSHTTPSPool(AWSHTTPSConnectionPool):
-        ConnectionCls = _AWSHTTPSConnection
-
-    return {"http": _AWSHTTPPool, "https": _AWSHTTPSPool}
+def _pinned_pools(classes: dict[str, tuple[type, type]]) -> dict[str, type]:
+    """Per scheme, a subclass of its (pool, connection) classes whose connections go only to
+    checked addresses."""
+    pools = {}
+    for scheme, (pool, connection) in classes.items():
+        pinned = type(f"_Pinned{connection.__name__}", (_Pinned, connection), {})
+        pools[scheme] = type(f"_Pinned{pool.__name__}", (pool,), {"ConnectionCls": pinned})
+    return pools
 
 
 def guard_session(session: requests.Session) -> requests.Session:
