@@ -378,7 +378,7 @@ def test_claim_blobs_claims_many_contents_at_once_by_their_counts(store):
         assert store.apply((store.new_blob_operation(make_blob(key=key, offset=offset)),))
     # k3's last reader is letting it go (refs 0): not claimable.
     assert store.engine.update(BLOBS, {"owner": "alice", "content_key": "k3"},
-                               Change(set={"refs": 0}))
+                               Change(set={"refs": 0}))["refs"] == 0
     store.apply((store.new_blob_operation(make_blob(owner="bob", key="k4")),))
     claimed = store.claim_blobs("alice", {"k1": 3, "k2": 1, "k3": 1, "k4": 1, "missing": 2})
     assert sorted(claimed) == ["k1", "k2"]

@@ -156,6 +156,15 @@ def test_another_scheme_or_another_account_stores_its_own_copy(lib, tmp_path):
         assert read(lib, owner, node) == named["x.bin"]
 
 
+def run_together(target, argument_lists: list[tuple]) -> None:
+    """`target` in one thread per argument list, all at once; returns when all are done."""
+    threads = [threading.Thread(target=target, args=args) for args in argument_lists]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_racing_uploads_and_deletes_of_one_content_keep_the_counts(lib, tmp_path):
     add_disks("alice", tmp_path, 2)
     rng = random.Random(9)
@@ -171,11 +180,7 @@ def test_racing_uploads_and_deletes_of_one_content_keep_the_counts(lib, tmp_path
         except Exception as exc:          # any failure is a finding
             problems.append(repr(exc))
 
-    threads = [threading.Thread(target=uploader, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(uploader, [(n,) for n in range(6)])
     assert problems == []
     assert_consistent(lib, "alice", made)
     keys = {blob_of(lib, "alice", node).content_key for node in made}
@@ -189,11 +194,7 @@ def test_racing_uploads_and_deletes_of_one_content_keep_the_counts(lib, tmp_path
                 delete(lib, "alice", node)
             except Exception as exc:
                 problems.append(repr(exc))
-    threads = [threading.Thread(target=deleter, args=(doomed[n::3],)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(deleter, [(doomed[n::3],) for n in range(3)])
     assert problems == []
     assert_consistent(lib, "alice", kept)
     for node in kept:
