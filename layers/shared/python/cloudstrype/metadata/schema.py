@@ -34,10 +34,17 @@ _ACCEPTS = {
 }
 
 
-def value_checks(table: "Table") -> dict:
-    """Each declared field's test of a value (what `check_value` applies), for an engine that
-    checks every field of every item it writes."""
-    return {name: _ACCEPTS[kind] for name, kind in table.fields.items()}
+# The exact Python types a value of a kind may have without a closer look (a bool is an int
+# to isinstance, so `int` lists int and float only); a value of another type gets the full test.
+_PLAIN_TYPES = {STR: (str,), INT: (int, float), BOOL: (bool,), JSON: (dict, list)}
+
+
+def value_checks(table: "Table") -> tuple[dict, dict]:
+    """For an engine that checks every field of every item it writes: per field, the exact
+    types that pass at once, and the full test of a value (what `check_value` applies)."""
+    return ({name: _PLAIN_TYPES[kind] for name, kind in table.fields.items()
+             if kind in _PLAIN_TYPES},
+            {name: _ACCEPTS[kind] for name, kind in table.fields.items()})
 
 
 def check_value(table: "Table", name: str, value) -> None:

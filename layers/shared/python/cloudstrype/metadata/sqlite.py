@@ -64,9 +64,6 @@ _ABSENT = Condition.absent().clauses
 _WRITER_CACHE = 64 * 1024 * 1024   # bytes of page cache for the one writing connection
 _READER_CACHE = 8 * 1024 * 1024     # and for each reading thread's connection
 _KEYS_PER_READ = 400                # get_many: (h, r) pairs per SELECT, within SQLite's limits
-# The exact Python types a value of a field kind may have without a closer look (a bool is an
-# int to isinstance, so `int` fields list int and float only).
-_PLAIN_TYPES = {"str": (str,), "int": (int, float), "bool": (bool,), "json": (dict, list)}
 _BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -122,11 +119,9 @@ class _Layout:
         self.keys = {table.hash_key} | ({table.range_key} if table.range_key else set())
         self.index_positions = {index.name: position
                                 for position, index in enumerate(table.indexes)}
-        self._accepts = value_checks(table)
         # Every write checks and encodes each field; these keep that to a dict lookup for the
         # common kinds (a str, an int, a bool field), the full test only for the others.
-        self._plain_types = {name: _PLAIN_TYPES[kind] for name, kind in table.fields.items()
-                             if kind in _PLAIN_TYPES}
+        self._plain_types, self._accepts = value_checks(table)
         self._encoded = {name: kind for name, kind in table.fields.items()
                          if kind in (BYTES, INT_SET, STR_SET)}
         self.set_fields = [name for name, kind in table.fields.items()

@@ -379,16 +379,11 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     parent, _ = tree.make_dirs(owner, directory, base)
     made: dict[int, NewVersion] = {}
 
-    digests: dict[int, bytes] = {}
-
-    def sha256_of(i: int) -> bytes:
-        if i not in digests:
-            digests[i] = hashlib.sha256(items[i].data).digest()
-        return digests[i]
+    digests = {i: hashlib.sha256(items[i].data).digest() for i in wanted}
 
     def version_of(i: int, version_id: str, count: int, pack) -> NewVersion:
         item = items[i]
-        digest = sha256_of(i).hex()
+        digest = digests[i].hex()
         return NewVersion(version_id, len(item.data), count, digest, f'"{digest[:32]}"',
                           guess_type(item.name, item.content_type), durability, encryption,
                           mtimes[i], pack)
@@ -413,7 +408,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
     keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
-                                              [sha256_of(i) for i in small]), strict=True))
+                                              [digests[i] for i in small]), strict=True))
     # Small files: content the owner has stored already is claimed, not stored again; each new
     # content is written once, into packs. Files repeating a content new in this batch wait
     # for the first one's attach (which registers it) and then claim it.
