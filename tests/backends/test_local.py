@@ -211,3 +211,33 @@ def test_concurrent_writes_share_directory_syncs_and_each_waits_for_one_after_it
     for event in events:
         running += {("sync-start",): 1, ("sync-end",): -1}.get(event, 0)
         assert running <= 1
+
+
+def test_shares_written_or_streamed_through_leave_the_page_cache_but_small_reads_stay(
+        backend, monkeypatch):
+    # The kernel is told it may drop a share's pages once they are fsynced, and after a read of
+    # a streaming size; a packed file's small ranged read keeps its pages for its neighbours.
+    advice: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd, offset, length, what):
+        advice.append((offset, length, what))
+        real(fd, offset, length, what)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    big = os.urandom(local_module.STREAMING_READ + 5)
+    backend.put("big", big)
+    assert advice == [(0, 0, os.POSIX_FADV_DONTNEED)]
+
+    advice.clear()
+    assert backend.get("big") == big
+    assert backend.get_range("big", 3, local_module.STREAMING_READ) == big[3:3 + len(big) - 5]
+    assert advice == [(0, len(big), os.POSIX_FADV_DONTNEED),
+                      (3, local_module.STREAMING_READ, os.POSIX_FADV_DONTNEED)]
+
+    advice.clear()
+    backend.put("small", b"x" * 4096)
+    advice.clear()
+    assert backend.get("small") == b"x" * 4096
+    assert backend.get_range("big", 10, 4096) == big[10:4106]
+    assert advice == []

@@ -27,6 +27,8 @@ from .keys import check_key
 MARKER = ".cloudstrype-storage"
 # "~" is not a key character, so a temporary file can never be mistaken for a share.
 TEMP_PREFIX = "~tmp-"
+# Reads of at least this many bytes are a file streaming through, not left in the page cache.
+STREAMING_READ = 1024 * 1024
 # A temporary file this old was left by a process that died mid-write.
 STALE_TEMP_SECONDS = 3600
 
@@ -64,6 +66,7 @@ class LocalBackend(Backend):
                 try:
                     _write_all(fd, data)
                     os.fsync(fd)
+                    _drop_cached(fd)
                 finally:
                     os.close(fd)
                 os.replace(temp_name, path)
@@ -77,7 +80,8 @@ class LocalBackend(Backend):
         path = self._path(key)
         with _os_errors(f"read {key}"):
             try:
-                return path.read_bytes()
+                with open(path, "rb") as share:
+                    return _read_through(share, 0, None)
             except FileNotFoundError:
                 raise ShareNotFound(f"{self.root}: no share {key}") from None
 
@@ -87,8 +91,7 @@ class LocalBackend(Backend):
         with _os_errors(f"read {key}"):
             try:
                 with open(path, "rb") as share:
-                    share.seek(start)
-                    return share.read(length)
+                    return _read_through(share, start, length)
             except FileNotFoundError:
                 raise ShareNotFound(f"{self.root}: no share {key}") from None
 
@@ -137,6 +140,27 @@ def _write_all(fd: int, data) -> None:
     view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view):]
+
+
+def _drop_cached(fd: int, start: int = 0, length: int = 0) -> None:
+    """Let the kernel drop a share's pages (`length` 0: to the end) from its cache once they
+    are on disk. A share is written once and read seldom, a whole one when a file streams
+    through: kept cached, every byte that passes holds a page of memory until the kernel must
+    evict it, and the next write or read takes new pages instead of the ones just freed
+    (rclone's local backend does the same)."""
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_DONTNEED)
+
+
+def _read_through(share, start: int, length: int | None) -> bytes:
+    """`length` bytes (None: to the end) from `start`. A read of a streaming size leaves the
+    cache as it found it; a small one (a packed file) stays cached for its neighbours."""
+    share.seek(start)
+    data = share.read() if length is None else share.read(length)
+    if len(data) >= STREAMING_READ:
+        _drop_cached(share.fileno(), start, len(data))
+    return data
 
 
 def _fsync_directory(directory: Path) -> None:
