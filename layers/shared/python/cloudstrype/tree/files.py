@@ -235,8 +235,15 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
     return made
 
 
-def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) -> Node:
-    """Make `version` the current content of `name` in `parent`: a new file, or a new version."""
+class _AlsoFailed(Exception):
+    """One of the operations the caller asked to write with the attach failed its condition;
+    nothing was written."""
+
+
+def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
+                    also: tuple = ()) -> Node:
+    """Make `version` the current content of `name` in `parent`: a new file, or a new version;
+    `also` (operations that must hold with it) in the same transaction, else _AlsoFailed."""
     trees = tree_store()
     stamp = tree.now()
     modified = version.mtime if version.mtime is not None else stamp
@@ -261,13 +268,15 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion) ->
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
                                          created=stamp, modified=modified, **content), record,
-                                    along)
+                                    along + also)
             node = trees.get_node(owner, node_id)
             if node is None:
                 continue          # deleted meanwhile: look again
             # Conditional on the node's revision: two uploads never clobber each other.
-            return trees.set_version(node, record, modified, along)
-        except AlongFailed:
+            return trees.set_version(node, record, modified, along + also)
+        except AlongFailed as failed:
+            if failed.args[0] >= len(along):
+                raise _AlsoFailed() from None
             # The same content was registered by another upload meanwhile: read that one, and
             # let this upload's copy go.
             claimed = chunk_store().claim_blob(owner, version.blob.content_key)
@@ -630,13 +639,27 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
                          record.content_type, record.durability, record.encryption, mtime)
     parent, _ = tree.make_dirs(owner, record.directory)
-    node = _attach_version(owner, parent, record.name, version)
+    # The file appears and the session is marked committed in one transaction: an abort (or
+    # the expiry sweep) that came first stops the commit, and one that comes after cannot free
+    # the parts' chunks under the file.
     try:
-        tree_store().mark_committed(record)
-    except Changed:
-        pass          # a concurrent commit of the same session: the same file and version
-    else:
-        quota.close_upload(owner)
+        node = _attach_version(owner, parent, record.name, version,
+                               also=(tree_store().commit_operation(record),))
+    except _AlsoFailed:
+        now = tree_store().get_upload(owner, upload_id)
+        if now is None or not now.committed:
+            raise errors.Conflict("This upload was aborted (or expired) while it was being "
+                                  "committed; upload the file again.",
+                                  code="upload_aborted") from None
+        # A concurrent commit of the same session made the file: the same file and version.
+        entry = tree.child(owner, parent.node_id, record.name)
+        made = tree_store().get_node(owner, entry.node_id) if entry is not None else None
+        if made is None or made.version_id != record.version_id:
+            raise errors.Conflict("This upload was committed by another request, and its "
+                                  "file was moved or deleted since.",
+                                  code="upload_committed") from None
+        return made
+    quota.close_upload(owner)
     return node
 
 

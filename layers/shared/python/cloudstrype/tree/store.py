@@ -747,13 +747,19 @@ class TreeStore:
         item = self._get(UPLOADS, {"owner": owner, "upload_id": upload_id}, owner)
         return _upload(item) if item is not None else None
 
+    @staticmethod
+    def commit_operation(upload: Upload) -> Update:
+        """The session's commit, for the transaction that attaches its file: holds once only,
+        and not after an abort (whose sweep frees the parts' chunks)."""
+        return Update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
+                      Change(set={"committed": True}),
+                      Condition.exists() & Condition.ne("committed", True)
+                      & Condition.ne("aborted", True))
+
     def mark_committed(self, upload: Upload) -> None:
         """Once only: raises Changed if the session is committed or aborted already, or gone."""
         try:
-            self.engine.update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
-                               Change(set={"committed": True}),
-                               Condition.exists() & Condition.ne("committed", True)
-                               & Condition.ne("aborted", True))
+            self.engine.transact([self.commit_operation(upload)])
         except ConditionFailed:
             raise Changed(upload.upload_id) from None
 
