@@ -74,7 +74,10 @@ BLOBS = schema.table(
             "chunk_id": schema.STR, "offset": schema.INT, "length": schema.INT,
             "blob_hash": schema.STR, "blob_id": schema.STR, "size": schema.INT,
             "encryption": schema.STR, "durability": schema.STR, "created": schema.INT,
-            "refs": schema.INT},             # the versions reading it
+            "refs": schema.INT,              # the versions reading it
+            # Chunked content (a file too large to pack): its chunks are chunk `blob_id`-0..
+            # chunk_count-1 (tree.files.chunk_id), `chunk_id` the first; absent for a packed blob.
+            "chunk_count": schema.INT},
     # The blobs a pack holds: what compaction moves.
     indexes=(schema.Index("by-pack", hash_key="chunk_id", range_key="content_key"),),
     owner_module=__name__)
@@ -132,7 +135,8 @@ class PendingDelete:
 
 @dataclass(frozen=True)
 class Blob:
-    """One owner's content stored once in a pack, read by `refs` file versions."""
+    """One owner's content stored once, read by `refs` file versions: a blob in a pack, or
+    (`chunk_count` > 0) the chunks of the version `blob_id` that first stored it."""
     owner: str
     content_key: str
     chunk_id: str
@@ -145,13 +149,18 @@ class Blob:
     durability: str
     refs: int = 1
     created: float = 0.0
+    chunk_count: int = 0
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunk_count > 0
 
 
 def _blob(item: dict) -> Blob:
     return Blob(item["owner"], item["content_key"], item["chunk_id"], int(item["offset"]),
                 int(item["length"]), item["blob_hash"], item["blob_id"], int(item["size"]),
                 item["encryption"], item["durability"], int(item.get("refs", 0)),
-                float(item.get("created", 0)))
+                float(item.get("created", 0)), int(item.get("chunk_count", 0)))
 
 
 @dataclass(frozen=True)
@@ -424,6 +433,8 @@ class ChunkStore:
         """Register a blob just written, read by one version, for the transaction that
         attaches that version (fails if the content was registered meanwhile)."""
         item = {**schema.record_item(blob), "created": int(blob.created), "refs": 1}
+        if not blob.chunked:
+            del item["chunk_count"]
         return Put(BLOBS, item, Condition.absent())
 
     def claim_blob(self, owner: str, content_key: str, count: int = 1) -> Blob | None:
@@ -436,6 +447,22 @@ class ChunkStore:
         except ConditionFailed:
             return None
         return _blob(item)
+
+    def let_go(self, blob: Blob) -> bool:
+        """Chunked content's last reader is going: the blob is marked as let go (refs 0), so
+        nothing claims it while its chunks are freed; False if it changed since read. Its
+        record goes after the chunks (forget_operation), so a crash in between leaves it for
+        whoever frees that reader again."""
+        return self.apply((Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                                  Change(set={"refs": 0}),
+                                  Condition.eq("refs", blob.refs)
+                                  & Condition.eq("chunk_id", blob.chunk_id)),))
+
+    @staticmethod
+    def forget_operation(blob: Blob) -> Delete:
+        """The record of chunked content let go (refs 0) whose chunks are freed."""
+        return Delete(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                      Condition.eq("refs", 0) & Condition.eq("chunk_id", blob.chunk_id))
 
     def unref_operations(self, blob: Blob) -> list[Operation]:
         """One reader fewer, as seen in `blob` (compare-and-set on its count): the last one

@@ -132,11 +132,65 @@ class NewVersion:
     encryption: str
     mtime: float | None = None          # the client's; else the file's modified is now
     pack: packs.PackedBlob | None = None  # packed: its blob (chunk_count is then 0)
-    # Packed content stored once for the owner: its blob (chunk_store.Blob), registered by the
-    # attach (`new_blob`) or claimed already for this version (`claimed`).
+    # Content stored once for the owner (packed, or chunked): its blob (chunk_store.Blob),
+    # registered by the attach (`new_blob`) or claimed already for this version (`claimed`).
     blob: Blob | None = None
     new_blob: bool = False
     claimed: bool = False
+    # Chunks chunk_id(version_id, i) are stored for this version alone: freed if it is
+    # discarded, or once it is attached if it reads content stored before instead. A session's
+    # parts are the session's (its sweep frees them), not the version's.
+    own_chunks: bool = True
+
+
+# Content too large to pack is named by this and its chunks' SHA-256s (chunked_digest).
+_CHUNKED_CONTENT = b"cloudstrype/chunked-content/v1\x00"
+
+
+def chunk_digests(data) -> list[bytes]:
+    """The SHA-256 of each CHUNK_SIZE piece of `data`, as the chunks are cut."""
+    view = memoryview(data)
+    return [hashlib.sha256(view[start:start + CHUNK_SIZE]).digest()
+            for start in range(0, len(view), CHUNK_SIZE)]
+
+
+def chunked_digest(size: int, digests: list[bytes]) -> bytes:
+    """What identifies chunked content: its size and each chunk's SHA-256 in order, all
+    computed here from the bytes. A session's parts are hashed as each arrives, so this needs
+    neither the whole file at hand nor a hash the client declares."""
+    return hashlib.sha256(_CHUNKED_CONTENT + size.to_bytes(8, "big")
+                          + CHUNK_SIZE.to_bytes(8, "big") + b"".join(digests)).digest()
+
+
+def _stored_once(owner: str, version: NewVersion, digests: list[bytes], claim: bool) -> None:
+    """Chunked content is stored once per owner (and scheme): if the owner stores it already,
+    `version` reads those chunks (claimed); otherwise its own chunks become that content, once
+    its attach registers them (new_blob). `claim` False (written through a share by another
+    user): whether the owner has it must not change how the upload goes, so nothing is
+    claimed up front (an attach may still find it registered, and then reads it)."""
+    if not version.chunk_count:
+        return
+    digest = chunked_digest(version.size, digests)
+    key = packs.content_key(owner, version.durability, version.encryption, digest)
+    found = chunk_store().claim_blob(owner, key) if claim else None
+    if found is not None:
+        version.blob, version.claimed = found, True
+        return
+    version.blob = Blob(owner, key, chunk_id(version.version_id, 0), 0, version.size,
+                        digest.hex(), version.version_id, version.size, version.encryption,
+                        version.durability, created=time.time(),
+                        chunk_count=version.chunk_count)
+    version.new_blob = True
+
+
+def _free_duplicate(owner: str, version: NewVersion) -> None:
+    """An attached version that reads content stored before lets its own copy go."""
+    if version.claimed and version.own_chunks and version.pack is None:
+        try:
+            _free_chunks(owner, version.version_id, version.chunk_count)
+        except errors.ApiError as exc:
+            log.warning("version %s: its copy of content stored before was not freed: %s",
+                        version.version_id, exc.message)
 
 
 def _store_chunks(owner: str, version_id: str, data: bytes, durability: str,
@@ -183,16 +237,22 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     # The whole file up front (a clear 413 before any chunk); each chunk is charged as stored.
     quota.check_room(owner, len(data))
     parent, _ = tree.make_dirs(owner, directory, base)
-    version_id = new_version_id()
-    count = _store_chunks(owner, version_id, data, durability, encryption)
     digest = hashlib.sha256(data).hexdigest()
-    version = NewVersion(version_id, len(data), count, digest, f'"{digest[:32]}"',
-                         guess_type(name, content_type), durability, encryption, mtime)
+    version = NewVersion(new_version_id(), len(data), math.ceil(len(data) / CHUNK_SIZE),
+                         digest, f'"{digest[:32]}"', guess_type(name, content_type), durability,
+                         encryption, mtime)
+    _stored_once(owner, version, chunk_digests(data), claim=base is None)
     try:
-        return _attach_version(owner, parent, name, version)
+        if version.claimed:
+            version.own_chunks = False          # stored before: nothing to write
+        else:
+            _store_chunks(owner, version.version_id, data, durability, encryption)
+        node = _attach_version(owner, parent, name, version)
     except Exception:
-        _free_chunks(owner, version_id, count)
+        _discard_new(owner, version)
         raise
+    _free_duplicate(owner, version)
+    return node
 
 
 def _node_content(version: NewVersion) -> dict:
@@ -241,9 +301,10 @@ class _AlsoFailed(Exception):
 
 
 def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
-                    also: tuple = ()) -> Node:
+                    also=None) -> Node:
     """Make `version` the current content of `name` in `parent`: a new file, or a new version;
-    `also` (operations that must hold with it) in the same transaction, else _AlsoFailed."""
+    `also(version)` (operations that must hold with it) in the same transaction, else
+    _AlsoFailed."""
     trees = tree_store()
     stamp = tree.now()
     modified = version.mtime if version.mtime is not None else stamp
@@ -264,22 +325,29 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
                          chunk_count=version.chunk_count, created=stamp, **content,
                          **_content_fields(version))
         along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
+        extra = tuple(also(version)) if also is not None else ()
         try:
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
                                          created=stamp, modified=modified, **content), record,
-                                    along + also)
+                                    along + extra)
             node = trees.get_node(owner, node_id)
             if node is None:
                 continue          # deleted meanwhile: look again
             # Conditional on the node's revision: two uploads never clobber each other.
-            return trees.set_version(node, record, modified, along + also)
+            return trees.set_version(node, record, modified, along + extra)
         except AlongFailed as failed:
             if failed.args[0] >= len(along):
                 raise _AlsoFailed() from None
             # The same content was registered by another upload meanwhile: read that one, and
             # let this upload's copy go.
             claimed = chunk_store().claim_blob(owner, version.blob.content_key)
+            if version.blob.chunked:
+                # Chunked: read that content (this copy is freed once attached), or, while
+                # its last reader is letting it go, keep this copy, not stored once.
+                version.blob = claimed
+                version.new_blob, version.claimed = False, claimed is not None
+                continue
             if claimed is not None:
                 packs.release_now(owner, version.pack.chunk_id, version.pack.length)
                 version.pack = packs.blob_place(claimed)
@@ -291,8 +359,11 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
 
 
 def _content_fields(version: NewVersion) -> dict:
-    if version.blob is not None:
-        return {"content_key": version.blob.content_key}
+    blob = version.blob
+    if blob is not None:
+        if blob.chunked and blob.blob_id != version.version_id:
+            return {"content_key": blob.content_key, "chunk_source": blob.blob_id}
+        return {"content_key": blob.content_key}
     return pack_fields(version.pack) if version.pack is not None else {}
 
 
@@ -308,7 +379,7 @@ def _discard_new(owner: str, version: NewVersion) -> None:
         _unref(owner, version.blob.content_key)
     elif version.pack is not None:
         packs.release_now(owner, version.pack.chunk_id, version.pack.length)
-    else:
+    if version.own_chunks and version.pack is None:
         _free_chunks(owner, version.version_id, version.chunk_count)
 
 
@@ -414,6 +485,9 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
         finally:
             for version in pending.values():     # an unexpected failure: nothing half-kept
                 _discard_new(owner, version)
+        for i, version in made.items():
+            if not isinstance(results[i], errors.ApiError):
+                _free_duplicate(owner, version)
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
     keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
@@ -429,13 +503,18 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     for i in wanted:
         if i in small:
             continue
-        version_id = new_version_id()
-        try:
-            count = _store_chunks(owner, version_id, items[i].data, durability, encryption)
-        except errors.ApiError as exc:
-            results[i] = exc
-            continue
-        made[i] = version_of(i, version_id, count, None)
+        data = items[i].data
+        version = version_of(i, new_version_id(), math.ceil(len(data) / CHUNK_SIZE), None)
+        _stored_once(owner, version, chunk_digests(data), claim=base is None)
+        if version.claimed:
+            version.own_chunks = False          # stored before: nothing to write
+        else:
+            try:
+                _store_chunks(owner, version.version_id, data, durability, encryption)
+            except errors.ApiError as exc:
+                results[i] = exc
+                continue
+        made[i] = version
     attach_all(made)
     if repeats:
         made, _ = _small_versions(owner, repeats, keys, items, results, version_of, encryption,
@@ -636,16 +715,22 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
                               f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
                               code="sha256_mismatch", details={"field": "sha256"})
     sha256 = sha256 or declared
+    # The parts' chunks are the session's until the commit makes them the file's (or, for
+    # content the owner stores already, frees them).
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
-                         record.content_type, record.durability, record.encryption, mtime)
+                         record.content_type, record.durability, record.encryption, mtime,
+                         own_chunks=False)
     parent, _ = tree.make_dirs(owner, record.directory)
+    _stored_once(owner, version, [bytes.fromhex(received[p].sha256) for p in range(total)],
+                 claim=True)
     # The file appears and the session is marked committed in one transaction: an abort (or
     # the expiry sweep) that came first stops the commit, and one that comes after cannot free
     # the parts' chunks under the file.
     try:
-        node = _attach_version(owner, parent, record.name, version,
-                               also=(tree_store().commit_operation(record),))
+        node = _attach_version(owner, parent, record.name, version, also=lambda v: (
+            tree_store().commit_operation(record, duplicate=v.claimed),))
     except _AlsoFailed:
+        _discard_new(owner, version)
         now = tree_store().get_upload(owner, upload_id)
         if now is None or not now.committed:
             raise errors.Conflict("This upload was aborted (or expired) while it was being "
@@ -659,7 +744,18 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
                                   "file was moved or deleted since.",
                                   code="upload_committed") from None
         return made
+    except Exception:
+        _discard_new(owner, version)
+        raise
     quota.close_upload(owner)
+    if version.claimed:
+        # The file reads content stored before; the parts' copy goes now (or, if this does
+        # not finish, with the session in the sweep: it is marked duplicate).
+        try:
+            _free_chunks(owner, record.version_id, total)
+        except errors.ApiError as exc:
+            log.warning("upload %s: the parts of content stored before were not freed yet: %s",
+                        upload_id, exc.message)
     return node
 
 
@@ -725,7 +821,11 @@ def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
             continue
         try:
             if record.committed:
-                _forget(record)
+                # A duplicate's file reads content stored before: its parts' chunks go too.
+                if not record.duplicate:
+                    _forget(record)
+                elif not _discard(record, deadline):
+                    continue
                 forgotten += 1
                 continue
             if not record.aborted:
@@ -803,12 +903,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def read(owner: str, version: Version, first: int, last: int) -> bytes:
     """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
-    if version.content_key:
+    if version.content_key and not version.chunk_count:
         return _read_content(owner, version)[first:last + 1]
     if version.pack_chunk:
         return _read_packed(owner, version)[first:last + 1]
     chunk_size = int(version.chunk_size)
-    version_id = version.version_id
+    # Chunked content stored once: the chunks of the version that stored it.
+    version_id = version.chunk_source or version.version_id
     indexes = range(first // chunk_size, last // chunk_size + 1)
     chunks = list(_parallel.map(lambda i: store.get_chunk(owner, chunk_id(version_id, i)),
                                 indexes))
@@ -875,17 +976,24 @@ def _racing_attempts(count: int = 20):
         yield attempt
 
 
-def _unref(owner: str, content_key: str, version: Version | None = None) -> None:
+def _unref(owner: str, content_key: str, version: Version | None = None,
+           deadline: float = float("inf")) -> bool:
     """One reader of a blob fewer — with the deletion of `version`, when given, in the same
-    transaction; the last reader deletes the blob and releases it from its pack."""
+    transaction; the last reader deletes the blob and releases it from its pack, or frees its
+    chunks. False if the deadline came first (freeing `version` again later finishes)."""
     chunks, trees = chunk_store(), tree_store()
     for _ in _racing_attempts():
         blob = chunks.get_blob(owner, content_key)
         if blob is None:
             if version is not None:
                 trees.delete_version(owner, version.node_id, version.version_id)
-            return
+            return True
         last = blob.refs <= 1
+        if last and blob.chunked:
+            outcome = _let_chunks_go(owner, blob, version, deadline)
+            if outcome is None:
+                continue
+            return outcome
         ops = tuple(chunks.unref_operations(blob))
         if last:
             ops += (quota.dead_bytes_change(owner, blob.length),)
@@ -898,16 +1006,36 @@ def _unref(owner: str, content_key: str, version: Version | None = None) -> None
             continue
         if last:
             packs.after_release(owner, blob.chunk_id)
-        return
+        return True
     raise errors.ServiceUnavailable(f"The content {content_key[:12]}… kept changing while it "
                                     f"was being freed; the sweep frees it later.",
                                     code="concurrent_change")
 
 
+def _let_chunks_go(owner: str, blob: Blob, version: Version | None, deadline: float
+                   ) -> bool | None:
+    """The last reader of chunked content goes: the blob is marked let go (nothing claims it
+    after), its chunks are freed, then the blob's record goes with `version`'s. A crash or the
+    deadline in between leaves the blob marked and `version` in place, and freeing `version`
+    again finishes (freeing what is gone already is no error). None: the blob changed since
+    read (a new reader claimed it): look again."""
+    chunks, trees = chunk_store(), tree_store()
+    if blob.refs >= 1 and not chunks.let_go(blob):
+        return None
+    if not _free_chunks(owner, blob.blob_id, blob.chunk_count, deadline):
+        return False
+    forget = (chunks.forget_operation(blob),)
+    if version is None:
+        chunks.apply(forget)            # False: a concurrent freer forgot it first
+    elif not trees.delete_version(owner, version.node_id, version.version_id, forget):
+        # Forgotten by a concurrent freer: the version goes alone.
+        trees.delete_version(owner, version.node_id, version.version_id)
+    return True
+
+
 def free_version(owner: str, version: Version, deadline: float = float("inf")) -> bool:
     if version.content_key:
-        _unref(owner, version.content_key, version)
-        return True
+        return _unref(owner, version.content_key, version, deadline)
     if version.pack_chunk:
         _free_packed(owner, version)
         return True

@@ -77,8 +77,9 @@ VERSIONS = schema.table(
             "durability": STR, "encryption": STR, "created": INT,
             # A packed version (pipeline/packs.py): its blob's chunk, place and SHA-256.
             "pack_chunk": STR, "pack_offset": INT, "pack_length": INT, "blob_hash": STR,
-            # Or content stored once for the owner: the blob (chunk_store.BLOBS) it reads.
-            "content_key": STR},
+            # Or content stored once for the owner: the blob (chunk_store.BLOBS) it reads, and
+            # for chunked content the version whose chunks hold it (if not this one).
+            "content_key": STR, "chunk_source": STR},
     # The versions whose blobs a pack holds: what compaction moves (tree/compaction.py).
     indexes=(Index("by-pack", hash_key="pack_chunk", range_key="version_id"),))
 
@@ -87,7 +88,8 @@ UPLOADS = schema.table(
     fields={"owner": STR, "upload_id": STR, "directory": STR, "name": STR, "size": INT,
             "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
             "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
-            "purge_at": INT, "committed": BOOL, "aborted": BOOL, "expiry_queue": STR},
+            "purge_at": INT, "committed": BOOL, "aborted": BOOL, "duplicate": BOOL,
+            "expiry_queue": STR},
     indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
     expires="purge_at")
 
@@ -174,6 +176,8 @@ class Version:
     blob_hash: str | None = None
     # Or the owner's content stored once (pipeline/chunk_store.py BLOBS): read through it.
     content_key: str | None = None
+    # Chunked content stored once: the version whose chunks hold it (None: this one's).
+    chunk_source: str | None = None
 
 
 @dataclass
@@ -195,6 +199,9 @@ class Upload:
     committed: bool = False
     # Aborted: gone for its owner; the sweep frees its parts' chunks in the background.
     aborted: bool = False
+    # Committed as content the owner stored already: the file reads that content's chunks,
+    # and the parts' own chunks are freed (by the sweep, if the commit could not).
+    duplicate: bool = False
 
 
 @dataclass
@@ -322,7 +329,8 @@ def _version(item: dict, node_id: str) -> Version:
                    sha256=item.get("sha256"), pack_chunk=item.get("pack_chunk"),
                    pack_offset=_int_or_none(item.get("pack_offset")),
                    pack_length=_int_or_none(item.get("pack_length")),
-                   blob_hash=item.get("blob_hash"), content_key=item.get("content_key"))
+                   blob_hash=item.get("blob_hash"), content_key=item.get("content_key"),
+                   chunk_source=item.get("chunk_source"))
 
 
 def _int_or_none(value) -> int | None:
@@ -338,7 +346,8 @@ def _upload(item: dict) -> Upload:
                   expires_at=int(item["expires_at"]),
                   purge_at=int(item.get("purge_at", item["expires_at"])),
                   sha256=item.get("sha256"), committed=bool(item.get("committed", False)),
-                  aborted=bool(item.get("aborted", False)))
+                  aborted=bool(item.get("aborted", False)),
+                  duplicate=bool(item.get("duplicate", False)))
 
 
 def _upload_part(owner: str, upload_id: str, item: dict) -> UploadPart:
@@ -748,11 +757,13 @@ class TreeStore:
         return _upload(item) if item is not None else None
 
     @staticmethod
-    def commit_operation(upload: Upload) -> Update:
+    def commit_operation(upload: Upload, duplicate: bool = False) -> Update:
         """The session's commit, for the transaction that attaches its file: holds once only,
-        and not after an abort (whose sweep frees the parts' chunks)."""
+        and not after an abort (whose sweep frees the parts' chunks). `duplicate`: the file
+        reads content stored before, so the parts' chunks are to be freed."""
         return Update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
-                      Change(set={"committed": True}),
+                      Change(set={"committed": True, **({"duplicate": True} if duplicate
+                                                        else {})}),
                       Condition.exists() & Condition.ne("committed", True)
                       & Condition.ne("aborted", True))
 
