@@ -26,7 +26,8 @@ Workload:
 
 Each measurement is taken ``--rounds`` times (3 by default), the two sides taking turns at going
 first, into a new destination each round (the unchanged upload and the listing use the last
-round's folder, and each round's small files have new content); the median is reported, and
+round's folder; each round's big file has new first bytes and its small files new content,
+since Cloudstrype stores content it has already only once); the median is reported, and
 every time beside it. Before each timed command the
 kernel writes back what earlier commands left dirty (``sync``): rclone does not fsync and
 Cloudstrype does, and without this one side's writeback landed in the other's time (rclone's
@@ -204,12 +205,18 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         config = _rclone_config(rclone, work / "rclone")
         rc = [rclone, "--config", str(config)]
 
-        # 1. One big file, `rounds` times each way (a new name each round).
+        # 1. One big file, `rounds` times each way (a new name and new content each round:
+        # Cloudstrype stores content once, so the same bytes again would measure that).
         size = size_mib * MiB
         big = work / "big.bin"
         _write_random(big, size)
-        digest = _sha256(big)
+        digests: dict[int, str] = {}
         ours_file, theirs_dir = work / "ours.bin", work / "theirs"
+
+        def new_head(r: int) -> None:
+            with big.open("r+b") as f:
+                f.write(os.urandom(64))
+            digests[r] = _sha256(big)
 
         def ours_up(r: int) -> float:
             return _timed(cli + ["put", "-q", str(big), f"/bench/big-{r}.bin"], env,
@@ -218,23 +225,23 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         def theirs_up(r: int) -> float:
             return _timed(rc + ["copy", str(big), f"safe:big-{r}"], env, "rclone copy up")
 
-        def fetched(name: str, got: Path, seconds: float) -> float:
-            if _sha256(got) != digest:
+        def fetched(name: str, r: int, got: Path, seconds: float) -> float:
+            if _sha256(got) != digests[r]:
                 raise RuntimeError(f"{name} gave back different bytes")
             got.unlink()
             return seconds
 
         def ours_down(r: int) -> float:
-            return fetched("cloudstrype get", ours_file, _timed(
+            return fetched("cloudstrype get", r, ours_file, _timed(
                 cli + ["get", "-q", f"/bench/big-{r}.bin", str(ours_file)], env,
                 "cloudstrype get"))
 
         def theirs_down(r: int) -> float:
-            return fetched("rclone", theirs_dir / "big.bin", _timed(
+            return fetched("rclone", r, theirs_dir / "big.bin", _timed(
                 rc + ["copy", f"safe:big-{r}/big.bin", str(theirs_dir)], env,
                 "rclone copy down"))
 
-        up = _rounds(rounds, ours_up, theirs_up)
+        up = _rounds(rounds, ours_up, theirs_up, before=new_head)
         down = _rounds(rounds, ours_down, theirs_down)
         mb = size / 1e6
         print(f"\n  {size_mib} MiB file, raid1(3) + aes256-gcm "
