@@ -960,6 +960,10 @@ def _read_content(owner: str, version: Version) -> bytes:
     while True:
         blob = chunks.get_blob(owner, version.content_key)
         if blob is None:
+            if tree_store().get_version(owner, version.node_id, version.version_id) is None:
+                # Deleted for good while it was being read (the blob went with it).
+                raise errors.NotFound(f"Version {version.version_id} was deleted while it "
+                                      f"was being read.", code="version_not_found")
             raise codec.IntegrityError(f"The content of version {version.version_id} is not "
                                        f"on record.")
         try:
