@@ -3,6 +3,7 @@ invoked with AWS-shaped events (tests/aws/events.py) instead of through the loca
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -47,8 +48,10 @@ def deployed(monkeypatch, fake_providers):
             env[f"CLOUDSTRYPE_{name.upper()}_CLIENT_ID"] = CLIENT_ID
             secrets[f"CLOUDSTRYPE_{name.upper()}_CLIENT_SECRET"] = CLIENT_SECRET
         env["CLOUDSTRYPE_PROVIDER_URL_OVERRIDES"] = json.dumps(overrides)
+        # A name of its own: a session-wide moto (the metadata suites') outlives this block.
         env["CLOUDSTRYPE_OAUTH_SECRETS_ARN"] = boto3.client("secretsmanager").create_secret(
-            Name="cloudstrype-oauth", SecretString=json.dumps(secrets))["ARN"]
+            Name=f"cloudstrype-oauth-{uuid.uuid4().hex[:8]}",
+            SecretString=json.dumps(secrets))["ARN"]
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         reset_settings_cache()

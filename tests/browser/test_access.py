@@ -37,6 +37,8 @@ def test_errors_are_shown_in_words(page, base_url, api):
     expect(page.get_by_label("Password")).to_be_focused()
 
     page.get_by_role("link", name="Create an account").click()
+    # The sign-up form replaces the log-in form (both have a Username field): fill the new one.
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
     page.get_by_label("Username").fill(user.username + "x")
     page.get_by_label("E-mail").fill("someone@example.org")
     page.get_by_label("Password").fill("short")

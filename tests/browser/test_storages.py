@@ -188,7 +188,9 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     disk_b.write_text("not a directory any more")
 
     def offline():
-        upload_api(web_user, f"probe-{uuid.uuid4().hex[:6]}.txt", b"probe")
+        # New content each time: content the user stores already is not written again.
+        probe = uuid.uuid4().hex
+        upload_api(web_user, f"probe-{probe[:6]}.txt", probe.encode())
         return not storage_named(web_user, "disk-b")["online"]
 
     assert wait_until(offline, timeout=20), "disk-b never went offline"
