@@ -184,3 +184,49 @@ def test_a_backup_taken_while_writing_is_consistent(tmp_path):
         from cloudstrype.metadata.engine import Condition
         restored.put(counter, {"id": "c", "n": 0}, Condition.absent())
     restored.close()
+
+
+def test_the_write_ahead_log_is_copied_beside_the_writer_and_stays_bounded(tmp_path,
+                                                                             monkeypatch):
+    from cloudstrype.metadata import sqlite as sqlite_module
+    # Small bounds, so a few megabytes of writes cross them many times over.
+    monkeypatch.setattr(sqlite_module, "_WAL_PAGES", 256)             # 1 MiB
+    monkeypatch.setattr(sqlite_module, "_WAL_BYTES_KEPT", 2 * 1024 * 1024)
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_COMMITS", 4)
+    path = tmp_path / "meta.db"
+    wal = Path(str(path) + "-wal")
+    engine = SqliteEngine(str(path), primary=True)
+    engine.create_tables([ITEMS])
+    largest_log = 0
+    for batch in range(300):                          # about 12 MB of rows in all
+        engine.transact([Put(ITEMS, {"batch": f"b{batch}", "n": n, "size": 20,
+                                     "payload": os.urandom(1000).hex()}) for n in range(20)])
+        largest_log = max(largest_log, wal.stat().st_size)
+    # The log was copied into the database while the engine was open, and never grew past
+    # about its bound (it is cut back to _WAL_BYTES_KEPT whenever it starts again).
+    assert path.stat().st_size > 8 * 1024 * 1024
+    assert largest_log < 4 * 1024 * 1024, largest_log
+    engine.close()
+    reopened = SqliteEngine(str(path), primary=True)
+    reopened.create_tables([ITEMS])
+    assert len(reopened.query(ITEMS, "b299").items) == 20
+    assert reopened.get(ITEMS, {"batch": "b0", "n": 19})["size"] == 20
+    reopened.close()
+
+
+def test_a_checkpoint_runs_beside_the_writer_without_waiting_for_the_log_to_fill(
+        tmp_path, monkeypatch):
+    from cloudstrype.metadata import sqlite as sqlite_module
+    monkeypatch.setattr(sqlite_module, "_WAL_PAGES", 10**6)          # the writer never does
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_COMMITS", 4)
+    path = tmp_path / "meta.db"
+    engine = SqliteEngine(str(path), primary=True)
+    engine.create_tables([ITEMS])
+    for batch in range(100):                          # about 4 MB of rows
+        engine.transact([Put(ITEMS, {"batch": f"b{batch}", "n": n, "size": 20,
+                                     "payload": os.urandom(1000).hex()}) for n in range(20)])
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < 3 * 1024 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= 3 * 1024 * 1024, "nothing was copied out of the log"
+    engine.close()

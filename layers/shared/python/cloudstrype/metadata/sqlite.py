@@ -63,6 +63,16 @@ _MAX_PAGE = 1000
 _ABSENT = Condition.absent().clauses
 _WRITER_CACHE = 64 * 1024 * 1024   # bytes of page cache for the one writing connection
 _READER_CACHE = 8 * 1024 * 1024     # and for each reading thread's connection
+# The write-ahead log is copied into the database by a thread of its own after this many
+# commits (or this many seconds with any commit), beside the writer: SQLite's default made the
+# commit that filled 1,000 pages copy them all and fsync the file while every writer waited.
+# The writer still checkpoints when the log reaches _WAL_PAGES, by then copying only the last
+# few commits, so that the next write starts the log from its beginning (a checkpoint from
+# another connection never ends with nothing left to copy while writes go on).
+_CHECKPOINT_COMMITS = 64
+_CHECKPOINT_SECONDS = 2.0
+_WAL_PAGES = 8192
+_WAL_BYTES_KEPT = 64 * 1024 * 1024      # the log file is cut back to this when it restarts
 _KEYS_PER_READ = 400                # get_many: (h, r) pairs per SELECT, within SQLite's limits
 _BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -204,6 +214,10 @@ class SqliteEngine(Engine):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._layouts: dict[str, _Layout] = {}
+        self._commits_unchecked = 0
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._closing = False
         wal_existed = os.path.exists(self.path + "-wal")
         db_existed = os.path.exists(self.path)
         self._writer = self._connect(writer=True)
@@ -245,6 +259,9 @@ class SqliteEngine(Engine):
             # (10,000 small files: about 10% of the server's time).
             cache = _WRITER_CACHE if writer else _READER_CACHE
             db.execute(f"PRAGMA cache_size = -{cache // 1024}")
+            if writer:                                  # see _checkpoint_loop
+                db.execute(f"PRAGMA wal_autocheckpoint = {_WAL_PAGES}")
+                db.execute(f"PRAGMA journal_size_limit = {_WAL_BYTES_KEPT}")
             if writer and self._max_pages:
                 db.execute(f"PRAGMA max_page_count = {int(self._max_pages)}")
             if not writer:
@@ -315,6 +332,7 @@ class SqliteEngine(Engine):
                     request.error = exc
                 db.execute("RELEASE one_write")
             db.execute("COMMIT")
+            self._committed()
         except sqlite3.OperationalError as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -324,6 +342,39 @@ class SqliteEngine(Engine):
         finally:
             for request in batch:
                 request.done = True
+
+    def _committed(self) -> None:
+        """Count a commit (under the write lock); enough of them wake the checkpointer."""
+        self._commits_unchecked += 1
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                                  name="sqlite-checkpoint")
+            self._checkpointer.start()
+        if self._commits_unchecked >= _CHECKPOINT_COMMITS:
+            self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the write-ahead log into the database beside the writer (PASSIVE: it waits for
+        nobody and stops at the oldest page a reader still needs). Once all of it is copied the
+        next writer starts the log from its beginning again, so it does not grow without end."""
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error:
+            return              # the writer checkpoints at close; nothing is at risk
+        try:
+            while not self._closing:
+                self._checkpoint_wanted.wait(_CHECKPOINT_SECONDS)
+                self._checkpoint_wanted.clear()
+                if self._closing:
+                    break
+                if not self._commits_unchecked:
+                    continue
+                self._commits_unchecked = 0
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            db.close()
 
     def _state(self, key: str) -> str | None:
         row = self._writer.execute("SELECT value FROM cloudstrype_state WHERE key = ?",
@@ -654,6 +705,10 @@ class SqliteEngine(Engine):
                 with contextlib.suppress(sqlite3.Error):
                     db.close()
             self._readers.clear()
+        self._closing = True
+        self._checkpoint_wanted.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
         with self._write_lock:
             if self._writer is None:
                 return
