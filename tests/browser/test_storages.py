@@ -220,3 +220,30 @@ def test_members_page_without_members(page, base_url, web_user):
     expect(page.locator("pre.command")).to_contain_text(f"cloudstrype array --server {base_url}")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     expect(page.locator(".stat").filter(has_text="Members online")).to_contain_text("0 of 0")
+
+
+def test_details_show_the_shares_of_a_packed_file_and_of_content_stored_once(page, base_url,
+                                                                             web_user):
+    # Small files sent together are packed; the same large content twice is stored once.
+    batch = web_user.api.post("/api/filesystem/batch", data={"path": "/"}, files=[
+        ("file", (f"small-{n}.txt", f"small file {n} ".encode() * 20)) for n in range(3)])
+    assert batch.status_code == 207 and batch.json()["failed"] == 0, batch.text
+    big = uuid.uuid4().bytes * (300 * 1024 // 16)
+    upload_api(web_user, "original.bin", big)
+    upload_api(web_user, "copy.bin", big)
+
+    sign_in_with_tokens(page, base_url, web_user, "#/files")
+    open_files(page, base_url)
+    row(page, "small-1.txt").get_by_role("link", name="small-1.txt").click()
+    expect(page.get_by_role("heading", name="small-1.txt", level=1)).to_be_visible()
+    expect(page.locator("dl.facts")).to_contain_text("Packed with other small files into one "
+                                                     "chunk")
+    expect(page.locator(".shares-table .share")).to_have_count(2)
+    expect(page.get_by_text("Every share checked is healthy.")).to_be_visible()
+
+    open_files(page, base_url)
+    row(page, "copy.bin").get_by_role("link", name="copy.bin").click()
+    expect(page.get_by_role("heading", name="copy.bin", level=1)).to_be_visible()
+    expect(page.locator(".shares-table .share")).to_have_count(2)
+    expect(page.get_by_text("Every share checked is healthy.")).to_be_visible()
+    expect(page.locator(".shares .alert-error")).to_have_count(0)

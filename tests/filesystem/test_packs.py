@@ -144,3 +144,36 @@ def test_a_pack_in_use_cannot_be_deleted_as_a_chunk(packer):
         assert "3 files" in error["message"]
     for name, content in files.items():
         assert download(user, ids[name]) == content
+
+
+def test_a_files_versions_name_the_chunks_that_hold_it(packer):
+    """GET /api/filesystem/info/{id} lists each version's chunks (and says when that is a pack
+    shared with other small files), so a client never derives chunk ids itself: a packed file
+    and content stored once live in chunks named after other files' versions."""
+    user, _ = packer
+    ids = stored(user, "/where", small_files("where", 3), durability="raid1(2)")
+    big = random.Random("big").randbytes(4 * 1024 * 1024 + 10)
+    made = []
+    for name in ("one.bin", "two.bin"):
+        answer = user.api.post("/api/filesystem/data", data={"path": "/where-big",
+                                                              "durability": "raid1(2)"},
+                               files={"file": (name, big)})
+        assert answer.status_code == 201, answer.text
+        made.append(answer.json())
+
+    def current(file_id: str) -> dict:
+        info = user.api.get(f"/api/filesystem/info/{file_id}").json()
+        (version,) = [v for v in info["versions"] if v["current"]]
+        return version
+
+    packed = [current(file_id) for file_id in ids.values()]
+    assert all(v["packed"] and len(v["chunks"]) == 1 for v in packed)
+    assert len({v["chunks"][0] for v in packed}) == 1            # the same pack
+    first, second = current(made[0]["id"]), current(made[1]["id"])
+    assert not first["packed"] and len(first["chunks"]) == 2
+    assert second["chunks"] == first["chunks"]                  # stored once: the first's
+    for version in (*packed, second):
+        for chunk_id in version["chunks"]:
+            info = user.api.get(f"/api/chunk/{chunk_id}/info")
+            assert info.status_code == 200, info.text
+            assert info.json()["readable"]

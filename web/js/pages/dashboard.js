@@ -5,7 +5,7 @@
 // bounded scan: walk the tree, read each file's info, then each chunk's share health.
 import { api, enc, messageOf } from "../api.js";
 import { h } from "../dom.js";
-import { bytes, chunkCount, describeDurability, joinPath, parseDurability, plural } from "../format.js";
+import { bytes, currentVersion, describeDurability, joinPath, parseDurability, plural, versionChunks } from "../format.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { loadMembers } from "./members.js";
 import { kindLabel, storageState } from "./storages.js";
@@ -65,10 +65,12 @@ async function scan(onProgress) {
     if (done % 10 === 0) onProgress(`Reading files… ${done} of ${files.length}`);
   });
   const chunks = [];
+  const seen = new Set();       // a pack holds many small files: checked once
   for (const info of infos) {
-    const count = chunkCount(info.size);
-    for (let n = 0; n < count && chunks.length < MAX_CHUNKS; n += 1) {
-      chunks.push({ file: info, id: `v${info.version}-${n}` });
+    for (const id of versionChunks(currentVersion(info))) {
+      if (seen.has(id)) continue;
+      seen.add(id);
+      if (chunks.length < MAX_CHUNKS) chunks.push({ file: info, id });
     }
   }
   const chunkResults = [];
@@ -82,7 +84,7 @@ async function scan(onProgress) {
     done += 1;
     if (done % 10 === 0) onProgress(`Checking shares… ${done} of ${chunks.length} chunks`);
   });
-  const chunksTotal = infos.reduce((sum, info) => sum + chunkCount(info.size), 0);
+  const chunksTotal = seen.size;
   return { infos, chunkResults, complete: complete && chunks.length === chunksTotal,
     chunksTotal, at: Date.now() };
 }

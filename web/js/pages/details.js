@@ -1,8 +1,8 @@
 // One file: its facts, versions, and where every share of every chunk lives (and how healthy).
 import { api, enc, messageOf } from "../api.js";
 import { h, icon } from "../dom.js";
-import { bytes, chunkCount, date, describeDurability, describeEncryption, parentPath, parseDurability,
-  plural } from "../format.js";
+import { bytes, chunkCount, currentVersion, date, describeDurability, describeEncryption, parentPath, parseDurability,
+  plural, versionChunks } from "../format.js";
 import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { filesHash } from "./files.js";
@@ -93,8 +93,7 @@ export default async function render(root, ctx) {
       describeDurability(info.durability))),
     fact("Encryption", h("span", {}, h("code", {}, info.encryption || "—"), " — ",
       describeEncryption(info.encryption))),
-    fact("Chunks", info.size ? `${plural(chunkCount(info.size), "chunk")} of up to 4 MiB, each cut into ${
-      durability ? plural(durability.shares, "share") : "shares"}` : "None (empty file)"),
+    fact("Chunks", chunksFact(info, durability)),
     info.sha256 ? fact("SHA-256", h("code", { class: "hash" }, info.sha256)) : null);
 
   const versions = [...(info.versions || [])].sort((a, b) => String(b.created).localeCompare(String(a.created)));
@@ -131,14 +130,27 @@ export default async function render(root, ctx) {
   else sharesBox.append(h("p", { class: "muted" }, "This file has no stored versions."));
 }
 
+function chunksFact(info, durability) {
+  if (!info.size) return "None (empty file)";
+  const shares = durability ? plural(durability.shares, "share") : "shares";
+  const current = currentVersion(info);
+  if (current && current.packed) return `Packed with other small files into one chunk, cut into ${shares}`;
+  // A shared file's versions are its owner's: its size tells how many chunks it has.
+  const count = current ? versionChunks(current).length : chunkCount(info.size);
+  return `${plural(count, "chunk")} of up to 4 MiB, each cut into ${shares}`;
+}
+
 function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
 }
 
 async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
-  const count = chunkCount(version.size);
+  const chunks = versionChunks(version);
+  const count = chunks.length;
+  const what = version.packed ? "packed with other small files into one chunk"
+    : count ? plural(count, "chunk") : "empty";
   const intro = h("p", { class: "muted" }, version.current ? "The current version" : `The version from ${date(version.created)}`,
-    ` is ${count ? plural(count, "chunk") : "empty"}. Each chunk is encrypted, then cut into shares that sit on different storages.`);
+    ` is ${what}. Each chunk is encrypted, then cut into shares that sit on different storages.`);
   if (!count) {
     box.replaceChildren(intro, h("p", {}, "An empty file has no shares."));
     return;
@@ -146,7 +158,7 @@ async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
   const shown = Math.min(count, limit);
   const status = h("p", { class: "muted", role: "status" }, `Checking ${plural(shown, "chunk")}…`);
   box.replaceChildren(intro, status);
-  const ids = Array.from({ length: shown }, (_, n) => `v${version.version}-${n}`);
+  const ids = chunks.slice(0, shown);
   const results = await mapLimit(ids, 4, (chunkId) => api.get(`/api/chunk/${enc(chunkId)}/info`));
   if (!ctx.alive()) return;
 

@@ -425,7 +425,14 @@ COMPONENTS["schemas"]["Node"] = {
     "properties": {"id": S, "name": S, "path": S, "type": {"enum": ["file", "directory"]},
                    "size": INT, "created": S, "modified": S, "content_type": S, "sha256": S,
                    "etag": S, "version": S, "durability": S, "encryption": S,
-                   "attributes": {"type": "object"}, "versions": {"type": "array"},
+                   "attributes": {"type": "object"},
+                   "versions": {"type": "array", "description": (
+                       "A file's versions, oldest first (GET /api/filesystem/info/{file_id}): "
+                       "version, size, sha256, etag, created, durability, encryption, current, "
+                       "and chunks: the ids of the chunks holding its content, in order (see "
+                       "GET /api/chunk/{chunk_id}/info), with packed: true when that is one pack "
+                       "shared with other small files"),
+                       "items": {"type": "object"}},
                    "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
 CONTENT = {"type": "*/*", "schema": BINARY,
            "description": "The content, as the file's own content type"}
