@@ -204,6 +204,19 @@ def _content(call, owner, node, version_id):
                  content_type=version.content_type, headers=headers)
 
 
+@app.endpoint("/chunks/{file_id}")
+def content_chunks(call, file_id):
+    if call.query.get("share") is not None:
+        raise errors.BadRequest("Where a shared file's content is stored is its owner's to see; "
+                                "ask without 'share' for your own files.",
+                                code="not_in_a_share")
+    scope = scope_for(call.principal, None)
+    node = scope.node(file_id)
+    version = files.get_version(scope.owner, node, call.query.get("version"))
+    chunks, packed = files.content_chunks(scope.owner, version)
+    return {"version": version.version_id, "chunks": chunks, "packed": packed}
+
+
 @app.endpoint("/uploads", ["POST"])
 def create_upload(call):
     if call.query.get("share") is not None:

@@ -146,10 +146,10 @@ def test_a_pack_in_use_cannot_be_deleted_as_a_chunk(packer):
         assert download(user, ids[name]) == content
 
 
-def test_a_files_versions_name_the_chunks_that_hold_it(packer):
-    """GET /api/filesystem/info/{id} lists each version's chunks (and says when that is a pack
-    shared with other small files), so a client never derives chunk ids itself: a packed file
-    and content stored once live in chunks named after other files' versions."""
+def test_the_chunks_holding_a_file_are_named_by_the_server(packer):
+    """GET /api/filesystem/chunks/{id} lists the chunks holding a version (and says when that is
+    a pack shared with other small files), so a client never derives chunk ids itself: a packed
+    file and content stored once live in chunks named after other files' versions."""
     user, _ = packer
     ids = stored(user, "/where", small_files("where", 3), durability="raid1(2)")
     big = random.Random("big").randbytes(4 * 1024 * 1024 + 10)
@@ -162,9 +162,11 @@ def test_a_files_versions_name_the_chunks_that_hold_it(packer):
         made.append(answer.json())
 
     def current(file_id: str) -> dict:
+        answer = user.api.get(f"/api/filesystem/chunks/{file_id}")
+        assert answer.status_code == 200, answer.text
         info = user.api.get(f"/api/filesystem/info/{file_id}").json()
-        (version,) = [v for v in info["versions"] if v["current"]]
-        return version
+        assert answer.json()["version"] == info["version"]
+        return answer.json()
 
     packed = [current(file_id) for file_id in ids.values()]
     assert all(v["packed"] and len(v["chunks"]) == 1 for v in packed)
@@ -177,3 +179,13 @@ def test_a_files_versions_name_the_chunks_that_hold_it(packer):
             info = user.api.get(f"/api/chunk/{chunk_id}/info")
             assert info.status_code == 200, info.text
             assert info.json()["readable"]
+    # An earlier version by id; another user's file, an unknown version, or inside a share: no.
+    one = current(made[0]["id"])
+    assert user.api.get(f"/api/filesystem/chunks/{made[0]['id']}",
+                        params={"version": one["version"]}).json() == one
+    assert_error(user.api.get(f"/api/filesystem/chunks/{made[0]['id']}",
+                              params={"version": "0" * 17}), 404, "version_not_found")
+    stranger = register_and_login(user.api.__class__(user.api.base_url))
+    assert stranger.api.get(f"/api/filesystem/chunks/{made[0]['id']}").status_code == 404
+    assert_error(user.api.get(f"/api/filesystem/chunks/{made[0]['id']}",
+                              params={"share": "s" + "0" * 31}), 400, "not_in_a_share")

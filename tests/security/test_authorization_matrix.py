@@ -298,6 +298,10 @@ ROWS: list[Row] = [
         lambda w, role, item: Ask(files=[("file", (unique(role), b"x"))], data={"path": "/"})),
     Row("GET", f"{FS}/data/{{file_id}}", "the owner's file", owner_only(200),
         plain(path={"file_id": node_id}), make=lambda w: w.items["file"]),
+    Row("GET", f"{FS}/chunks/{{file_id}}", "where the owner's file is stored", owner_only(200),
+        plain(path={"file_id": node_id}), make=lambda w: w.items["file"]),
+    Row("GET", f"{FS}/chunks/{{file_id}}", "a file in a share: its storage is the owner's",
+        signed_in(400), in_share(path={"file_id": node_id}), make=lambda w: w.items["file"]),
 
     # filesystem inside the share (?share=: each role names its grant, World.share_of)
     Row("GET", f"{FS}/info", "the shared folder", share_read(200),

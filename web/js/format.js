@@ -99,13 +99,6 @@ export function chunkCount(size) {
   return size > 0 ? Math.ceil(size / CHUNK_SIZE) : 0;
 }
 
-// The chunks holding a version's content, in order, as the server lists them (versions[].chunks
-// of GET /api/filesystem/info/{id}): only the server knows them, since a small file lives in a
-// pack and content stored once in the chunks of the version that stored it first.
-export function versionChunks(version) {
-  return version && Array.isArray(version.chunks) ? version.chunks : [];
-}
-
 export function currentVersion(info) {
   return (info.versions || []).find((v) => v.current) || null;
 }

@@ -5,7 +5,7 @@
 // bounded scan: walk the tree, read each file's info, then each chunk's share health.
 import { api, enc, messageOf } from "../api.js";
 import { h } from "../dom.js";
-import { bytes, currentVersion, describeDurability, joinPath, parseDurability, plural, versionChunks } from "../format.js";
+import { bytes, describeDurability, joinPath, parseDurability, plural } from "../format.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { loadMembers } from "./members.js";
 import { kindLabel, storageState } from "./storages.js";
@@ -57,7 +57,9 @@ async function scan(onProgress) {
   await pool(files, 6, async (file) => {
     try {
       const info = await api.get(`/api/filesystem/info/${enc(file.id)}`);
-      infos.push({ ...info, path: file.path });
+      // The chunks holding it, as the server names them (a small file lives in a pack).
+      const where = await api.get(`/api/filesystem/chunks/${enc(file.id)}`);
+      infos.push({ ...info, path: file.path, chunks: where.chunks });
     } catch {
       // Deleted while scanning: skip.
     }
@@ -67,7 +69,7 @@ async function scan(onProgress) {
   const chunks = [];
   const seen = new Set();       // a pack holds many small files: checked once
   for (const info of infos) {
-    for (const id of versionChunks(currentVersion(info))) {
+    for (const id of info.chunks) {
       if (seen.has(id)) continue;
       seen.add(id);
       if (chunks.length < MAX_CHUNKS) chunks.push({ file: info, id });

@@ -2,7 +2,7 @@
 import { api, enc, messageOf } from "../api.js";
 import { h, icon } from "../dom.js";
 import { bytes, chunkCount, currentVersion, date, describeDurability, describeEncryption, parentPath, parseDurability,
-  plural, versionChunks } from "../format.js";
+  plural } from "../format.js";
 import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { filesHash } from "./files.js";
@@ -82,6 +82,16 @@ export default async function render(root, ctx) {
     h("li", {}, h("a", { href: filesHash(dir) }, dir === "/" ? "My files" : dir)),
     h("li", {}, h("span", { "aria-current": "page" }, info.name))));
 
+  // Where the current version is stored (own files only: a shared file's storage is its owner's).
+  const current = currentVersion(info);
+  if (current) {
+    try {
+      await locate(info.id, current);
+    } catch {
+      // Said where the shares are shown.
+    }
+    if (!ctx.alive()) return;
+  }
   const durability = parseDurability(info.durability);
   const facts = h("dl", { class: "facts" },
     fact("Size", `${bytes(info.size)}${info.size >= 1000 ? ` (${info.size.toLocaleString()} bytes)` : ""}`),
@@ -104,7 +114,7 @@ export default async function render(root, ctx) {
     get.addEventListener("click", () => downloadItem(info, version.version));
     const where = h("button", { type: "button", class: "button small ghost",
       "aria-label": `Show where the version from ${date(version.created)} is stored` }, "Shares");
-    where.addEventListener("click", () => showShares(sharesBox, version, ctx));
+    where.addEventListener("click", () => showShares(sharesBox, info.id, version, ctx));
     return h("tr", {},
       h("td", {}, date(version.created), " ", version.current ? badge("current", "info") : null),
       h("td", {}, bytes(version.size)),
@@ -125,29 +135,46 @@ export default async function render(root, ctx) {
           h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
         h("tbody", {}, versionRows)))),
     section("Where the shares live", sharesBox));
-  const current = versions.find((v) => v.current) || versions[0];
-  if (current) await showShares(sharesBox, current, ctx);
+  const shown = current || versions[0];
+  if (shown) await showShares(sharesBox, info.id, shown, ctx);
   else sharesBox.append(h("p", { class: "muted" }, "This file has no stored versions."));
 }
 
 function chunksFact(info, durability) {
   if (!info.size) return "None (empty file)";
   const shares = durability ? plural(durability.shares, "share") : "shares";
-  const current = currentVersion(info);
-  if (current && current.packed) return `Packed with other small files into one chunk, cut into ${shares}`;
-  // A shared file's versions are its owner's: its size tells how many chunks it has.
-  const count = current ? versionChunks(current).length : chunkCount(info.size);
+  const where = (currentVersion(info) || {}).where;
+  if (where && where.packed) return `Packed with other small files into one chunk, cut into ${shares}`;
+  // A shared file's storage is its owner's: its size tells how many chunks it has.
+  const count = where ? where.chunks.length : chunkCount(info.size);
   return `${plural(count, "chunk")} of up to 4 MiB, each cut into ${shares}`;
+}
+
+// The chunks holding a version's content, as the server names them (a small file lives in a
+// pack, content stored once in the chunks of the version that stored it first), kept on it.
+async function locate(fileId, version) {
+  if (!version.where) {
+    version.where = await api.get(`/api/filesystem/chunks/${enc(fileId)}`, { version: version.version });
+  }
+  return version.where;
 }
 
 function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
 }
 
-async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
-  const chunks = versionChunks(version);
+async function showShares(box, fileId, version, ctx, limit = CHUNKS_SHOWN) {
+  let where;
+  try {
+    where = await locate(fileId, version);
+  } catch (error) {
+    box.replaceChildren(alertBox("error", messageOf(error)));
+    return;
+  }
+  if (!ctx.alive()) return;
+  const chunks = where.chunks;
   const count = chunks.length;
-  const what = version.packed ? "packed with other small files into one chunk"
+  const what = where.packed ? "packed with other small files into one chunk"
     : count ? plural(count, "chunk") : "empty";
   const intro = h("p", { class: "muted" }, version.current ? "The current version" : `The version from ${date(version.created)}`,
     ` is ${what}. Each chunk is encrypted, then cut into shares that sit on different storages.`);
@@ -198,7 +225,7 @@ async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
           toast(done.repaired && done.repaired.length
             ? `Re-created ${plural(done.repaired.length, "share")} of chunk #${n + 1}.`
             : `Chunk #${n + 1} needed no repair.`, "success");
-          await showShares(box, version, ctx, limit);
+          await showShares(box, fileId, version, ctx, limit);
         } catch (error) {
           toast(messageOf(error), "error");
           busy(repair, false);
@@ -222,7 +249,7 @@ async function showShares(box, version, ctx, limit = CHUNKS_SHOWN) {
   const more = [];
   if (shown < count) {
     const all = h("button", { type: "button", class: "button" }, `Show all ${count} chunks`);
-    all.addEventListener("click", () => showShares(box, version, ctx, count));
+    all.addEventListener("click", () => showShares(box, fileId, version, ctx, count));
     more.push(h("p", { class: "muted" }, `Showing the first ${shown} of ${count} chunks. `, all));
   }
   box.replaceChildren(intro, summary, table, ...more);

@@ -425,14 +425,7 @@ COMPONENTS["schemas"]["Node"] = {
     "properties": {"id": S, "name": S, "path": S, "type": {"enum": ["file", "directory"]},
                    "size": INT, "created": S, "modified": S, "content_type": S, "sha256": S,
                    "etag": S, "version": S, "durability": S, "encryption": S,
-                   "attributes": {"type": "object"},
-                   "versions": {"type": "array", "description": (
-                       "A file's versions, oldest first (GET /api/filesystem/info/{file_id}): "
-                       "version, size, sha256, etag, created, durability, encryption, current, "
-                       "and chunks: the ids of the chunks holding its content, in order (see "
-                       "GET /api/chunk/{chunk_id}/info), with packed: true when that is one pack "
-                       "shared with other small files"),
-                       "items": {"type": "object"}},
+                   "attributes": {"type": "object"}, "versions": {"type": "array"},
                    "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
 CONTENT = {"type": "*/*", "schema": BINARY,
            "description": "The content, as the file's own content type"}
@@ -504,6 +497,17 @@ op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 2
               304: "Not modified (If-None-Match)", 404: "Unknown id or version",
               413: "Too big for one response: use Range", 416: "Range not satisfiable",
               503: "Fewer good shares than a chunk needs"})
+op("GET", "/api/filesystem/chunks/{file_id}",
+   "The chunks holding one of your files' content (a version's: `version`, else the current), "
+   "in order, for GET /api/chunk/{chunk_id}/info; `packed` when that is one pack shared with "
+   "other small files. A client never names them itself: a small file lives in a pack, and "
+   "content stored once in the chunks of the version that stored it first",
+   ids={"file_id": NODE_ID}, query={"version": S},
+   responses={200: {"schema": {"type": "object", "properties": {
+       "version": S, "chunks": {"type": "array", "items": S},
+       "packed": {"type": "boolean"}}}},
+       400: "Asked inside a share (the storage layout is its owner's)",
+       404: "Unknown id or version, or a directory"})
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
    body=_obj(["name", "size"], path=PATH, name=NAME, size={"type": "integer", "minimum": 0},
              content_type=S, durability=DURABILITY, encryption=ENCRYPTION, sha256=SHA256),

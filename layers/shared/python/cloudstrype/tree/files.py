@@ -864,19 +864,16 @@ def get_version(owner: str, node: Node, version_id: str | None) -> Version:
 
 
 def versions(owner: str, node: Node) -> list[dict]:
-    """A file's versions, oldest first, each with the chunks that hold its content."""
-    out = []
-    for v in tree_store().list_versions(owner, node.node_id):
-        chunks, packed = content_chunks(owner, v)
-        out.append({**describe_version(v, current=v.version_id == node.version_id),
-                    "chunks": chunks, "packed": packed})
-    return out
+    """A file's versions, oldest first."""
+    return [describe_version(v, current=v.version_id == node.version_id)
+            for v in tree_store().list_versions(owner, node.node_id)]
 
 
 def content_chunks(owner: str, version: Version) -> tuple[list[str], bool]:
     """The chunks that hold a version's content, in order (GET /api/chunk/{id}/info shows
     each one's shares), and whether that is a pack shared with other small files. Only this
-    module knows: content stored once lives in the chunks of the version that stored it."""
+    module knows: a small file lives in a pack, and content stored once in the chunks of the
+    version that stored it first."""
     if version.chunk_count:
         source = version.chunk_source or version.version_id
         return [chunk_id(source, i) for i in range(int(version.chunk_count))], False
