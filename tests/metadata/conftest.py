@@ -1,4 +1,5 @@
-"""The engines every store conformance suite runs against: SQLite on a real file, and DynamoDB
+"""The engines every store conformance suite runs against: SQLite on a real file (its tables as
+made now, and clustered by key as data directories written before keep them), and DynamoDB
 through pynamodb against moto in-process (the AWS stand-in, as a test tool)."""
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 
 import pytest
 
-ENGINES = ("sqlite", "dynamodb")
+ENGINES = ("sqlite", "sqlite_clustered", "dynamodb")
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +47,12 @@ def _moto(tmp_path_factory):
 def make_engine(kind: str, tmp_path, request):
     """A fresh, empty engine of one kind with every declared table."""
     from cloudstrype.metadata import schema
-    if kind == "sqlite":
-        from cloudstrype.metadata.sqlite import SqliteEngine
-        engine = SqliteEngine(str(tmp_path / f"metadata-{uuid.uuid4().hex[:6]}.db"))
+    if kind in ("sqlite", "sqlite_clustered"):
+        from cloudstrype.metadata import sqlite
+        if kind == "sqlite_clustered":
+            request.getfixturevalue("monkeypatch").setattr(sqlite, "_new_table",
+                                                           sqlite._new_clustered_table)
+        engine = sqlite.SqliteEngine(str(tmp_path / f"metadata-{uuid.uuid4().hex[:6]}.db"))
     else:
         request.getfixturevalue("_moto")
         from cloudstrype.metadata.dynamodb import DynamoEngine

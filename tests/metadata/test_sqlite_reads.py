@@ -71,3 +71,34 @@ def test_a_batched_read_of_a_table_with_expiry_uses_the_key_too(tmp_path):
     assert [item["id"] for item in found] == [f"s{n}" for n in range(5)]   # expired: not found
     assert large < 2 * small, (small, large)
     engine.close()
+
+
+def test_tables_append_rows_and_find_them_by_a_unique_key_index(tmp_path, monkeypatch):
+    import sqlite3
+
+    from cloudstrype.metadata import sqlite as sqlite_module
+    engine = SqliteEngine(str(tmp_path / "now.db"), primary=True)
+    engine.create_tables([ROWS])
+    monkeypatch.setattr(sqlite_module, "_new_table", sqlite_module._new_clustered_table)
+    before = SqliteEngine(str(tmp_path / "before.db"), primary=True)
+    before.create_tables([ROWS])
+    for made in (engine, before):
+        _fill(made, ROWS, ({"group": "g", "n": n, "payload": "x"} for n in range(3)))
+        assert [i["n"] for i in made.query(ROWS, "g").items] == [0, 1, 2]
+        made.close()
+
+    def layout(path) -> str:
+        db = sqlite3.connect(path)
+        try:
+            return " ".join(sql for (sql,) in db.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name LIKE '%read%rows%'") if sql)
+        finally:
+            db.close()
+    now, old = layout(tmp_path / "now.db"), layout(tmp_path / "before.db")
+    assert "WITHOUT ROWID" not in now and "CREATE UNIQUE INDEX" in now
+    assert "WITHOUT ROWID" in old and "CREATE UNIQUE INDEX" not in old
+    # A data directory written before is read as it is.
+    reopened = SqliteEngine(str(tmp_path / "before.db"), primary=True)
+    reopened.create_tables([ROWS])
+    assert reopened.get(ROWS, {"group": "g", "n": 2}) == {"group": "g", "n": 2, "payload": "x"}
+    reopened.close()
