@@ -52,8 +52,10 @@ def pool_key(stack):
     """The issuer's signing key and its kid."""
     if not is_local(stack):
         return moto_key()
-    key = serialization.load_pem_private_key(install_key_path(stack).read_bytes(), None)
+    # The JWKS first: the server makes its signing key on first use, and this module may be the
+    # first to use a fresh stack.
     kid = requests.get(stack.url + "/.well-known/jwks.json", timeout=10).json()["keys"][0]["kid"]
+    key = serialization.load_pem_private_key(install_key_path(stack).read_bytes(), None)
     return key, kid
 
 
