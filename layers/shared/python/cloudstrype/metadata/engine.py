@@ -21,7 +21,7 @@ import base64
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from cloudstrype.metadata.schema import Table
 
@@ -224,6 +224,17 @@ def decode_cursor(cursor: str) -> dict:
     return payload
 
 
+def _every_item(read_page: Callable[[str | None], Page]) -> Iterator[dict]:
+    """The items of every page `read_page(cursor)` gives, from the first to the last."""
+    cursor = None
+    while True:
+        page = read_page(cursor)
+        yield from page.items
+        cursor = page.cursor
+        if not cursor:
+            return
+
+
 class Engine(ABC):
     """One metadata database. Thread-safe: one instance serves a whole process."""
 
@@ -294,25 +305,15 @@ class Engine(ABC):
 
     def query_all(self, table: Table, hash_value: Any, **kwargs) -> Iterator[dict]:
         """Every item of a partition, following cursors."""
-        cursor = None
-        while True:
-            page = self.query(table, hash_value, cursor=cursor, **kwargs)
-            yield from page.items
-            cursor = page.cursor
-            if not cursor:
-                return
+        return _every_item(lambda cursor: self.query(table, hash_value, cursor=cursor,
+                                                     **kwargs))
 
     def query_index_all(self, table: Table, index: str, hash_value: Any,
                         **kwargs) -> Iterator[dict]:
         """Every item of a sparse index partition, following cursors (`limit` is the page
         size)."""
-        cursor = None
-        while True:
-            page = self.query_index(table, index, hash_value, cursor=cursor, **kwargs)
-            yield from page.items
-            cursor = page.cursor
-            if not cursor:
-                return
+        return _every_item(lambda cursor: self.query_index(table, index, hash_value,
+                                                           cursor=cursor, **kwargs))
 
     def purge_expired(self, now: float | None = None) -> int:
         """Delete expired items; returns how many. DynamoDB's TTL does this on its own."""
