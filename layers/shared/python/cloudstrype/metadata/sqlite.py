@@ -661,7 +661,7 @@ class SqliteEngine(Engine):
         try:
             db.execute(layout.insert_sql["INSERT" if insert_only else "INSERT OR REPLACE"],
                        layout.columns(item))
-        except sqlite3.IntegrityError:      # only the primary key can refuse a row
+        except sqlite3.IntegrityError:      # only the key (primary or unique index) refuses
             raise ConditionFailed(f"condition failed on {op.table.name}",
                                   index=position) from None
         return item

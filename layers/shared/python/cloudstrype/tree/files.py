@@ -183,6 +183,17 @@ def _stored_once(owner: str, version: NewVersion, digests: list[bytes], claim: b
     version.new_blob = True
 
 
+def _store_content(owner: str, version: NewVersion, data: bytes, claim: bool) -> None:
+    """`version`'s chunks: none if the owner stores that content already (the version then
+    reads those, see _stored_once), else `data` written now. What storing raises, it raises
+    with nothing kept."""
+    _stored_once(owner, version, chunk_digests(data), claim)
+    if version.claimed:
+        version.own_chunks = False          # stored before: nothing to write
+    else:
+        _store_chunks(owner, version.version_id, data, version.durability, version.encryption)
+
+
 def _free_duplicate(owner: str, version: NewVersion) -> None:
     """An attached version that reads content stored before lets its own copy go."""
     if version.claimed and version.own_chunks and version.pack is None:
@@ -246,12 +257,8 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     version = NewVersion(new_version_id(), len(data), math.ceil(len(data) / CHUNK_SIZE),
                          digest, f'"{digest[:32]}"', guess_type(name, content_type), durability,
                          encryption, mtime)
-    _stored_once(owner, version, chunk_digests(data), claim=base is None)
     try:
-        if version.claimed:
-            version.own_chunks = False          # stored before: nothing to write
-        else:
-            _store_chunks(owner, version.version_id, data, durability, encryption)
+        _store_content(owner, version, data, claim=base is None)
         node = _attach_version(owner, parent, name, version)
     except Exception:
         _discard_new(owner, version)
@@ -510,15 +517,11 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
             continue
         data = items[i].data
         version = version_of(i, new_version_id(), math.ceil(len(data) / CHUNK_SIZE), None)
-        _stored_once(owner, version, chunk_digests(data), claim=base is None)
-        if version.claimed:
-            version.own_chunks = False          # stored before: nothing to write
-        else:
-            try:
-                _store_chunks(owner, version.version_id, data, durability, encryption)
-            except errors.ApiError as exc:
-                results[i] = exc
-                continue
+        try:
+            _store_content(owner, version, data, claim=base is None)
+        except errors.ApiError as exc:
+            results[i] = exc
+            continue
         made[i] = version
     attach_all(made)
     if repeats:
