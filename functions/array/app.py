@@ -67,5 +67,5 @@ def get_blob(call, chunk_id):
 
 @app.endpoint("/{chunk_id}", ["DELETE"])
 def delete_blob(call, chunk_id):
-    store.delete_chunk(call.principal.user_id, chunk_id)
+    store.delete_named_chunk(call.principal.user_id, chunk_id)
     return Reply(status=204)

@@ -43,7 +43,7 @@ def chunk_info(call, chunk_id):
 
 @app.endpoint("/{chunk_id}", ["DELETE"])
 def delete_chunk(call, chunk_id):
-    store.delete_chunk(call.principal.user_id, chunk_id)
+    store.delete_named_chunk(call.principal.user_id, chunk_id)
     return Reply(status=204)
 
 

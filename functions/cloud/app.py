@@ -76,7 +76,8 @@ def put_blob(call, chunk_id):
     replicas = call.query_int("replicas", 0, minimum=1, maximum=16) or None
     stored = store.put_chunk(call.principal.user_id, call.raw_body, encryption="none",
                              durability=f"raid1({replicas})" if replicas else None,
-                             chunk_id=chunk_id, kinds=CLOUD_KINDS)
+                             chunk_id=store.check_named_chunk_id(chunk_id),
+                             kinds=CLOUD_KINDS)
     return Reply(stored.public(), status=201)
 
 
@@ -88,5 +89,5 @@ def get_blob(call, chunk_id):
 
 @app.endpoint("/{chunk_id}", ["DELETE"])
 def delete_blob(call, chunk_id):
-    store.delete_chunk(call.principal.user_id, chunk_id)
+    store.delete_named_chunk(call.principal.user_id, chunk_id)
     return Reply(status=204)

@@ -146,6 +146,33 @@ def test_a_pack_in_use_cannot_be_deleted_as_a_chunk(packer):
         assert download(user, ids[name]) == content
 
 
+def test_a_files_chunk_cannot_be_deleted_or_named_through_the_chunk_apis(packer):
+    """The chunk, cloud and array APIs delete a chunk by name: one holding a file's content
+    (named in GET /api/filesystem/chunks) is refused, and the file still reads; nor can those
+    APIs store a chunk of their own under such a name."""
+    user, _ = packer
+    content = random.Random("guarded").randbytes(4 * 1024 * 1024 + 7)
+    answer = user.api.post("/api/filesystem/data", data={"path": "/guarded",
+                                                          "durability": "raid1(2)"},
+                           files={"file": ("big.bin", content)})
+    assert answer.status_code == 201, answer.text
+    file_id = answer.json()["id"]
+    chunks = user.api.get(f"/api/filesystem/chunks/{file_id}").json()["chunks"]
+    assert len(chunks) == 2
+    for route in ("/api/chunk/", "/api/cloud/", "/api/array/"):
+        error = assert_error(user.api.delete(f"{route}{chunks[0]}"), 409, "chunk_in_use")
+        assert "delete the file instead" in error["message"]
+    assert download(user, file_id) == content
+    unused = chunks[0].rsplit("-", 1)[0] + "-99"
+    for route in ("/api/cloud/", "/api/array/"):
+        error = assert_error(user.api.post(f"{route}{unused}", data=b"x"), 400,
+                             "reserved_chunk_id")
+        assert unused in error["message"]
+    # Other names stay the caller's to choose and delete.
+    assert user.api.post("/api/cloud/v1-mine", data=b"mine").status_code == 201
+    assert user.api.delete("/api/cloud/v1-mine").status_code == 204
+
+
 def test_the_chunks_holding_a_file_are_named_by_the_server(packer):
     """GET /api/filesystem/chunks/{id} lists the chunks holding a version (and says when that is
     a pack shared with other small files), so a client never derives chunk ids itself: a packed

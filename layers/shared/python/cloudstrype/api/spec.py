@@ -352,14 +352,16 @@ op("POST", "/api/cloud/oauth/{provider}/finish",
 op("POST", "/api/cloud/{chunk_id}", "Store the body as given on N storages",
    body=BINARY, body_type="application/octet-stream", body_required=False,
    query={"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_RAID1_COPIES}},
-   responses={201: {"schema": CHUNK}, 409: "Chunk id in use",
+   responses={201: {"schema": CHUNK}, 400: "A file system's chunk id (v<version>-<n>)",
+              409: "Chunk id in use",
               413: "Over 4 MiB, or over the user's quota",
               422: "Not enough usable storages"})
 op("GET", "/api/cloud/{chunk_id}", "Read a stored body",
    responses={200: BYTES, 404: "Unknown"})
 op("DELETE", "/api/cloud/{chunk_id}", "Delete a stored body and its copies",
    responses={204: "Deleted", 404: "Unknown",
-              409: "A pack of files' content: delete the files instead"})
+              409: "Holds a file's content (a file's chunk, or a pack): delete the files "
+                   "instead"})
 
 # -- array -------------------------------------------------------------------------------------
 MEMBER = {"$ref": "#/components/schemas/Member"}
@@ -388,14 +390,16 @@ op("POST", "/api/array/members/{member_id}/verify",
 op("POST", "/api/array/{chunk_id}", "Store the body as given on N members (no encryption)",
    body=BINARY, body_type="application/octet-stream", body_required=False,
    query={"replicas": {"type": "integer", "minimum": 1, "maximum": MAX_RAID1_COPIES}},
-   responses={201: {"schema": CHUNK}, 409: "Chunk id in use",
+   responses={201: {"schema": CHUNK}, 400: "A file system's chunk id (v<version>-<n>)",
+              409: "Chunk id in use",
               413: "Over 4 MiB, or over the user's quota",
               422: "Not enough members online"})
 op("GET", "/api/array/{chunk_id}", "Read a stored body from the members that answer first",
    responses={200: BYTES, 404: "Unknown", 503: "Not enough members online"})
 op("DELETE", "/api/array/{chunk_id}", "Delete a stored body and its copies",
    responses={204: "Deleted", 404: "Unknown",
-              409: "A pack of files' content: delete the files instead"})
+              409: "Holds a file's content (a file's chunk, or a pack): delete the files "
+                   "instead"})
 
 # -- chunk -------------------------------------------------------------------------------------
 op("POST", "/api/chunk", "Encrypt, replicate or erasure-code, and store one chunk (<= 4 MiB)",
@@ -410,7 +414,8 @@ op("GET", "/api/chunk/{chunk_id}/info", "Scheme, size, shares and their health",
    responses={200: {"schema": CHUNK}, 404: "Unknown"})
 op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
    responses={204: "Deleted", 404: "Unknown",
-              409: "A pack of files' content: delete the files instead"})
+              409: "Holds a file's content (a file's chunk, or a pack): delete the files "
+                   "instead"})
 op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now",
    responses={200: "Repaired (or nothing to repair)", 404: "Unknown",
               422: "Not enough usable storages",

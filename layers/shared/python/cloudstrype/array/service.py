@@ -118,7 +118,8 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
 def put_blob(owner: str, chunk_id: str, data: bytes, replicas: int | None) -> dict:
     stored = store.put_chunk(owner, data, encryption="none",
                              durability=f"raid1({replicas})" if replicas else None,
-                             chunk_id=chunk_id, kinds=MEMBER_KINDS)
+                             chunk_id=store.check_named_chunk_id(chunk_id),
+                             kinds=MEMBER_KINDS)
     by_id = {m.storage_id: m for m in members.list_members(owner)}
     result = stored.public()
     result["members"] = [{"id": by_id[s["storage_id"]].member_id,

@@ -24,6 +24,10 @@ from cloudstrype.storages.placement import choose_storages, default_durability
 log = logging.getLogger("cloudstrype.pipeline")
 
 CHUNK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# The chunks holding a file version's content are named by the file system (file_chunk_id):
+# the chunk, cloud and array APIs, which store and delete chunks by a caller's name, must not
+# reach them (deleting one would break the file), nor take such a name for a chunk of their own.
+FILE_CHUNK_RE = re.compile(r"^v[0-9a-f]{8,64}-[0-9]{1,7}$")
 MAX_CHUNK_SIZE = codec.MAX_CHUNK_SIZE
 # A read waits this long for a share before asking another storage too.
 HEDGE_SECONDS = 2.0
@@ -49,6 +53,30 @@ def validate_chunk_id(chunk_id: str) -> str:
         raise errors.BadRequest("A chunk id is 1-128 letters, digits, '-' or '_'.",
                                 code="invalid_chunk_id")
     return chunk_id
+
+
+def file_chunk_id(version_id: str, index: int) -> str:
+    """Chunk `index` of a file version's content."""
+    return f"v{version_id}-{index}"
+
+
+def check_named_chunk_id(chunk_id: str) -> str:
+    """A chunk id a caller of the cloud or array API names: not one of the file system's."""
+    validate_chunk_id(chunk_id)
+    if FILE_CHUNK_RE.match(chunk_id):
+        raise errors.BadRequest(f"Chunk ids of the form v<version>-<n> name the chunks of your "
+                                f"files; choose another id than {chunk_id}.",
+                                code="reserved_chunk_id")
+    return chunk_id
+
+
+def delete_named_chunk(owner: str, chunk_id: str) -> None:
+    """DELETE through the chunk, cloud and array APIs: a file's chunk goes with its file only."""
+    validate_chunk_id(chunk_id)
+    if FILE_CHUNK_RE.match(chunk_id) and chunk_store().exists(owner, chunk_id):
+        raise errors.Conflict(f"Chunk {chunk_id} holds content of one of your files; delete "
+                              f"the file instead.", code="chunk_in_use")
+    delete_chunk(owner, chunk_id)
 
 
 def _share_key(owner: str, chunk_id: str, index: int) -> str:

@@ -70,8 +70,7 @@ def new_version_id() -> str:
     return f"{int(time.time() * 1000):013d}{tree.random_hex(4)}"
 
 
-def chunk_id(version_id: str, index: int) -> str:
-    return f"v{version_id}-{index}"
+chunk_id = store.file_chunk_id
 
 
 def guess_type(name: str, given: str | None = None) -> str:
