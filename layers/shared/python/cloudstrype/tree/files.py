@@ -140,6 +140,9 @@ class NewVersion:
     # discarded, or once it is attached if it reads content stored before instead. A session's
     # parts are the session's (its sweep frees them), not the version's.
     own_chunks: bool = True
+    # The record of a one-request upload's chunks (tree.store.Upload, intent): committed with
+    # the attach; the sweep frees the chunks if the server stopped before (see _begin_intent).
+    intent: Upload | None = None
 
 
 # Content too large to pack is named by this and its chunks' SHA-256s (chunked_digest).
@@ -189,8 +192,55 @@ def _store_content(owner: str, version: NewVersion, data: bytes, claim: bool) ->
     _stored_once(owner, version, chunk_digests(data), claim)
     if version.claimed:
         version.own_chunks = False          # stored before: nothing to write
-    else:
-        _store_chunks(owner, version.version_id, data, version.durability, version.encryption)
+    elif version.chunk_count:
+        version.intent = _begin_intent(owner, version)
+        try:
+            _store_chunks(owner, version.version_id, data, version.durability,
+                          version.encryption)
+        except BaseException:
+            _end_intent(version)
+            raise
+
+
+# How long a one-request upload's chunks may wait for its attach before the sweep counts the
+# server as stopped and frees them: far beyond any one request (API Gateway ends one at 29 s,
+# Lambda at 15 min). An attach later than that fails (409 upload_aborted), keeping nothing.
+INTENT_SECONDS = 3600
+
+
+def _begin_intent(owner: str, version: NewVersion) -> Upload:
+    """The record that lets the sweep free `version`'s chunks if its attach never comes."""
+    expires_at = int(time.time()) + INTENT_SECONDS
+    record = Upload(owner, os.urandom(12).hex(), directory="", name="", size=version.size,
+                    chunk_size=CHUNK_SIZE, content_type=version.content_type,
+                    durability=version.durability, encryption=version.encryption,
+                    version_id=version.version_id, created=tree.now(), expires_at=expires_at,
+                    purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS, intent=True)
+    tree_store().create_upload(record)
+    return record
+
+
+def _intent_commit(version: NewVersion) -> tuple:
+    """For the attach's transaction: the intent holds once, and not after the sweep gave up
+    on it. Marked duplicate if the version reads content stored before: its own chunks are
+    then to be freed (by the sweep, if _free_duplicate does not)."""
+    if version.intent is None:
+        return ()
+    return (tree_store().commit_operation(version.intent,
+                                          duplicate=version.claimed and version.own_chunks),)
+
+
+def _end_intent(version: NewVersion) -> None:
+    """The version is attached (and its duplicate chunks freed) or discarded: the record goes.
+    If this fails, the sweep forgets it (committed) or frees the chunks again (not)."""
+    if version.intent is None:
+        return
+    try:
+        tree_store().drop_intent(version.intent)
+    except errors.ApiError as exc:
+        log.warning("upload of version %s: its record was not dropped: %s",
+                    version.version_id, exc.message)
+    version.intent = None
 
 
 def _free_duplicate(owner: str, version: NewVersion) -> None:
@@ -259,11 +309,20 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     try:
         _store_content(owner, version, data, claim=base is None)
         node = _attach_version(owner, parent, name, version)
+    except _AlsoFailed:
+        _discard_new(owner, version)
+        raise _gave_up() from None
     except Exception:
         _discard_new(owner, version)
         raise
     _free_duplicate(owner, version)
+    _end_intent(version)
     return node
+
+
+def _gave_up() -> errors.Conflict:
+    return errors.Conflict(f"This upload took over {INTENT_SECONDS} s to be stored, and its "
+                           f"chunks were freed; upload the file again.", code="upload_aborted")
 
 
 def _node_content(version: NewVersion) -> dict:
@@ -283,7 +342,7 @@ def _new_file(owner: str, parent: Node, name: str, version: NewVersion, stamp: f
                      created=stamp, **content, **_content_fields(version))
     along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
     return (Node(owner, node_id, FILE, name, parent.node_id, created=stamp, modified=modified,
-                 **content), record, along)
+                 **content), record, along + _intent_commit(version))
 
 
 def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewVersion]]
@@ -336,7 +395,7 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
                          chunk_count=version.chunk_count, created=stamp, **content,
                          **_content_fields(version))
         along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
-        extra = tuple(also(version)) if also is not None else ()
+        extra = _intent_commit(version) + (tuple(also(version)) if also is not None else ())
         try:
             if existing is None:
                 return trees.create(Node(owner, node_id, FILE, name, parent.node_id,
@@ -392,6 +451,7 @@ def _discard_new(owner: str, version: NewVersion) -> None:
         packs.release_now(owner, version.pack.chunk_id, version.pack.length)
     if version.own_chunks and version.pack is None:
         _free_chunks(owner, version.version_id, version.chunk_count)
+    _end_intent(version)
 
 
 # -- batches --------------------------------------------------------------------------------------
@@ -492,6 +552,9 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                 except errors.ApiError as exc:
                     _discard_new(owner, version)
                     results[i] = exc
+                except _AlsoFailed:
+                    _discard_new(owner, version)
+                    results[i] = _gave_up()
                 del pending[i]
         finally:
             for version in pending.values():     # an unexpected failure: nothing half-kept
@@ -499,6 +562,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
         for i, version in made.items():
             if not isinstance(results[i], errors.ApiError):
                 _free_duplicate(owner, version)
+                _end_intent(version)
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
     keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
@@ -630,7 +694,7 @@ def _expected_part_size(record: Upload, part: int) -> int:
 def get_session(owner: str, upload_id: str) -> Upload:
     record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
         0 < len(upload_id) <= 64 else None
-    if record is None or record.aborted:
+    if record is None or record.aborted or record.intent:
         raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found")
     if record.expires_at < time.time():
         raise errors.Gone(f"Upload session {upload_id} has expired; start a new one.",
@@ -786,14 +850,18 @@ def _close(record: Upload) -> None:
             raise errors.Conflict("This upload was committed meanwhile; delete the file "
                                   "instead.", code="upload_committed") from None
         return          # aborted (or forgotten) by someone else: done
-    quota.close_upload(record.owner)
+    if not record.intent:           # a one-request upload was never counted as open
+        quota.close_upload(record.owner)
 
 
 def _discard(record: Upload, deadline: float) -> bool:
-    """Free the chunks of an uncommitted session's recorded parts, then forget the session;
-    False if the deadline came first (the next sweep continues)."""
+    """Free the chunks of an uncommitted session's recorded parts (a one-request upload's:
+    every chunk of its size), then forget the session; False if the deadline came first (the
+    next sweep continues)."""
     owner = record.owner
-    for part in tree_store().parts(owner, record.upload_id):
+    chunks = range(math.ceil(record.size / record.chunk_size)) if record.intent else \
+        tree_store().parts(owner, record.upload_id)
+    for part in chunks:
         if time.monotonic() > deadline:
             return False
         try:
@@ -837,6 +905,12 @@ def sweep_expired_uploads(budget_seconds: float = 600.0) -> dict:
                 continue
             if not record.aborted:
                 _close(record)          # expired: no longer counted as open
+                if record.intent:
+                    # An attach that came after our read drops the record at once (the abort
+                    # then finds nothing to abort): the chunks are a file's, leave them.
+                    record = trees.get_upload(found.owner, found.upload_id)
+                    if record is None or record.committed:
+                        continue
             if _discard(record, deadline):
                 discarded += 1
         except errors.ApiError as exc:

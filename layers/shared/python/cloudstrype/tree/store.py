@@ -89,7 +89,7 @@ UPLOADS = schema.table(
             "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
             "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
             "purge_at": INT, "committed": BOOL, "aborted": BOOL, "duplicate": BOOL,
-            "expiry_queue": STR},
+            "intent": BOOL, "expiry_queue": STR},
     indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
     expires="purge_at")
 
@@ -202,6 +202,11 @@ class Upload:
     # Committed as content the owner stored already: the file reads that content's chunks,
     # and the parts' own chunks are freed (by the sweep, if the commit could not).
     duplicate: bool = False
+    # Not a session a client opened: the record a one-request upload (or a batch's large file)
+    # writes before storing its chunks, committed with its file. If the server stops in
+    # between, the sweep finds it expired, uncommitted, and frees the chunks (it has no parts:
+    # its chunks are counted from size and chunk_size). Never shown to the client.
+    intent: bool = False
 
 
 @dataclass
@@ -347,7 +352,8 @@ def _upload(item: dict) -> Upload:
                   purge_at=int(item.get("purge_at", item["expires_at"])),
                   sha256=item.get("sha256"), committed=bool(item.get("committed", False)),
                   aborted=bool(item.get("aborted", False)),
-                  duplicate=bool(item.get("duplicate", False)))
+                  duplicate=bool(item.get("duplicate", False)),
+                  intent=bool(item.get("intent", False)))
 
 
 def _upload_part(owner: str, upload_id: str, item: dict) -> UploadPart:
@@ -807,6 +813,10 @@ class TreeStore:
         ref = _upload_ref(upload.owner, upload.upload_id)
         for part in list(self.parts(upload.owner, upload.upload_id)):
             self.engine.delete(UPLOAD_PARTS, {"upload_ref": ref, "part": part})
+        self.engine.delete(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id})
+
+    def drop_intent(self, upload: Upload) -> None:
+        """Delete a one-request upload's record (it has no parts)."""
         self.engine.delete(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id})
 
     def expired_uploads(self, before: float, page_size: int = 100) -> Iterator[Upload]:
