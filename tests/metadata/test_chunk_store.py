@@ -10,6 +10,7 @@ from cloudstrype.metadata import engine as metadata_engine
 from cloudstrype.metadata.engine import Change, ConditionFailed
 from cloudstrype.pipeline.chunk_store import (
     BLOBS,
+    PACK_CHECK_SECONDS,
     PLACEMENTS,
     Blob,
     Chunk,
@@ -310,17 +311,36 @@ def test_compaction_queue_holds_queued_packs_once_and_new_empty_packs(store, eng
     store.create(make_pack("bob", "p2"), 10)
     store.create(make_pack("carol", "p3", live=0), 10)      # being filled: queued from birth
     store.create(make_chunk("dave", "c4"), 10)              # not a pack
+    # A pack written with its files counted is queued to be checked a day later; queuing it
+    # for compaction moves that earlier, once.
     assert store.queue_compaction("alice", "p1", 1700000100)
     assert not store.queue_compaction("alice", "p1", 1700000200), "queued already"
     assert not store.queue_compaction("dave", "c4", 1700000100), "not a pack"
     assert not store.queue_compaction("alice", "missing", 1700000100)
     monkeypatch.setattr(engine, "scan", lambda *a, **k: pytest.fail("a full table scan"))
-    assert sorted((r.owner, r.chunk_id) for r in store.compaction_queue()) == [
+    hour_later = 1700000000 + 3600
+    assert sorted((r.owner, r.chunk_id) for r in store.compaction_queue(hour_later)) == [
         ("alice", "p1"), ("carol", "p3")]
+    assert sorted((r.owner, r.chunk_id) for r in store.compaction_queue()) == [
+        ("alice", "p1"), ("bob", "p2"), ("carol", "p3")]
+    day_later = 1700000000 + PACK_CHECK_SECONDS
+    assert sorted(r.chunk_id for r in store.compaction_queue(day_later - 1)) == ["p1", "p3"]
+    assert sorted(r.chunk_id for r in store.compaction_queue(day_later)) == ["p1", "p2", "p3"]
     store.dequeue_compaction("alice", "p1")
     store.dequeue_compaction("alice", "missing")             # gone: nothing to do
-    assert [(r.owner, r.chunk_id) for r in store.compaction_queue()] == [("carol", "p3")]
+    assert [(r.owner, r.chunk_id) for r in store.compaction_queue(hour_later)] == [
+        ("carol", "p3")]
     assert store.get("alice", "p1").live == 3
+
+
+def test_a_pack_is_recounted_only_as_it_was_read(store, engine):
+    store.create(make_pack("alice", "p1", live=3), 10)
+    read = store.get("alice", "p1")
+    engine.transact([store.release_operation("alice", "p1", 300)])      # a delete meanwhile
+    assert not store.apply((store.recount_operation(read, 1, 300),))
+    assert (store.get("alice", "p1").live, store.get("alice", "p1").live_bytes) == (2, 600)
+    assert store.apply((store.recount_operation(store.get("alice", "p1"), 1, 300),))
+    assert (store.get("alice", "p1").live, store.get("alice", "p1").live_bytes) == (1, 300)
 
 
 def test_acquire_and_release_count_files_and_bytes(store, engine):

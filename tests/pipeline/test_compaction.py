@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 
@@ -153,7 +154,7 @@ def test_sparse_packs_are_merged_and_freed(lib, tmp_path, encryption):
     assert len(old_packs) == 3
     usage = lib.quota.usage("alice")
     assert usage["dead_bytes"] > usage["live_bytes"] > 0
-    queued = {ref.chunk_id for ref in lib.chunks.compaction_queue()}
+    queued = {ref.chunk_id for ref in lib.chunks.compaction_queue(before=time.time())}
     assert queued == old_packs
 
     report = lib.compaction.compact(budget_seconds=60)
@@ -170,7 +171,7 @@ def test_sparse_packs_are_merged_and_freed(lib, tmp_path, encryption):
         assert read(lib, node) == content
     assert_counts_right(lib, kept)
     assert lib.quota.usage("alice")["dead_bytes"] == 0
-    assert list(lib.chunks.compaction_queue()) == []
+    assert list(lib.chunks.compaction_queue(before=time.time())) == []
 
 
 def test_a_pack_still_mostly_used_is_left_alone(lib, tmp_path):
@@ -179,7 +180,7 @@ def test_a_pack_still_mostly_used_is_left_alone(lib, tmp_path):
     nodes = [node for node, _ in files.values()]
     for node in nodes[:5]:
         delete(lib, node)
-    assert list(lib.chunks.compaction_queue()) == []
+    assert list(lib.chunks.compaction_queue(before=time.time())) == []
     report = lib.compaction.compact(budget_seconds=60)
     assert report["packs_written"] == 0 and report["packs_compacted"] == 0
     kept = {n.node_id: files[n.node_id] for n in nodes[5:]}
@@ -232,7 +233,7 @@ def test_a_crash_in_the_middle_loses_nothing_and_the_next_run_finishes(lib, tmp_
         assert read(lib, node) == content
     assert_counts_right(lib, kept)
     assert lib.quota.usage("alice")["dead_bytes"] == 0
-    assert list(lib.chunks.compaction_queue()) == []
+    assert list(lib.chunks.compaction_queue(before=time.time())) == []
 
 
 def moving_store(lib):
@@ -262,7 +263,7 @@ def test_a_new_pack_nothing_moved_into_is_freed_by_the_next_run(lib, tmp_path, m
     with pytest.raises(SystemExit):
         lib.compaction.compact(budget_seconds=60)
     monkeypatch.undo()
-    orphans = [ref.chunk_id for ref in lib.chunks.compaction_queue()
+    orphans = [ref.chunk_id for ref in lib.chunks.compaction_queue(before=time.time())
                if lib.chunks.get("alice", ref.chunk_id).live == 0]
     assert len(orphans) == 1
     lib.compaction.compact(budget_seconds=60)
@@ -384,3 +385,72 @@ def test_compaction_works_for_a_user_at_the_quota(lib, tmp_path, monkeypatch):
     for node, content in kept.values():
         assert read(lib, node) == content
     assert_counts_right(lib, kept)
+
+
+def a_day_later(monkeypatch) -> None:
+    from cloudstrype.pipeline.chunk_store import PACK_CHECK_SECONDS
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + PACK_CHECK_SECONDS + 60)
+
+
+@pytest.mark.parametrize("attached", [0, 3])
+def test_a_batch_the_server_stopped_mid_attach_has_its_pack_recounted_a_day_later(
+        lib, tmp_path, monkeypatch, attached):
+    """A batch's pack counts its files from the start; the server stopped after `attached`
+    of 8 files got their blob. A day later compaction counts the files that really use it:
+    the rest are dead bytes, and the pack is freed or compacted like any other."""
+    disks = add_disks("alice", tmp_path, 2)
+    base = put_batch(lib, "/base", "base", 4, durability="raid1(2)")   # a pack of its own
+    before = lib.quota.usage("alice")
+    real_attach = lib.files._attach_new_files
+    real_in_place = lib.files._attach_version
+
+    def attach_some(owner, parent, named):
+        real_attach(owner, parent, dict(list(sorted(named.items()))[:attached]))
+        raise SystemExit("the server stops here")
+    if lib.kind == "in-place":
+        count = [0]
+
+        def attach_one(*args, **kwargs):
+            if count[0] >= attached:
+                raise SystemExit("the server stops here")
+            count[0] += 1
+            return real_in_place(*args, **kwargs)
+        monkeypatch.setattr(lib.files, "_attach_version", attach_one)
+    else:
+        monkeypatch.setattr(lib.files, "_attach_new_files", attach_some)
+    with pytest.raises(SystemExit):
+        put_batch(lib, "/cut", "cut", 8, durability="raid1(2)")
+    monkeypatch.undo()
+    base_packs = live_packs(lib, [n for n, _ in base.values()])
+    [cut_pack] = [r.chunk_id for r in lib.chunks.compaction_queue()
+                  if r.chunk_id not in base_packs]
+    record = lib.chunks.get("alice", cut_pack)
+    assert record.live == 8, "counted from the start"
+    kept = {}
+    if attached:
+        for name in ("f0.bin", "f1.bin", "f2.bin")[:attached]:
+            node = lib.tree.resolve("alice", f"/cut/{name}")
+            kept[node.node_id] = (node, read(lib, node))
+    assert len(kept) == attached
+
+    # Today nothing is due: a batch may still be attaching.
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["blobs_unclaimed"] == 0 and lib.chunks.get("alice", cut_pack).live == 8
+    a_day_later(monkeypatch)
+    report = lib.compaction.compact(budget_seconds=60)
+    assert report["blobs_unclaimed"] == 8 - attached, report
+    assert report["compaction_failed"] == []
+    assert lib.chunks.get("alice", cut_pack) is None, "freed (emptied, or compacted away)"
+    everything = {**base, **kept}
+    for node, content in everything.values():
+        assert read(lib, node) == content
+    assert_counts_right(lib, everything)
+    if not attached:
+        assert lib.quota.usage("alice") == before
+    assert list(lib.chunks.compaction_queue(before=time.time())) == []
+    # The base batch's pack was checked too, found right, and taken off the queue.
+    assert list(lib.chunks.compaction_queue()) == []
+    assert len([p for d in disks.values() for p in d.rglob("*") if p.is_file()
+                and not p.name.startswith(".")]) == 2 * len(live_packs(
+                    lib, [n for n, _ in everything.values()]))

@@ -173,6 +173,10 @@ def _shard(*parts: str) -> str:
     return str(zlib.crc32("#".join(parts).encode()) % SHARDS)
 
 
+# When a batch's pack is checked (see _chunk_item): far beyond any request that writes one.
+PACK_CHECK_SECONDS = 24 * 3600
+
+
 def _compaction_queued(owner: str, chunk_id: str, since: float) -> dict:
     """The fields that put a pack on the compaction queue."""
     return {"compact_shard": _shard(owner, chunk_id), "compact_at": int(since)}
@@ -195,6 +199,12 @@ def _chunk_item(chunk: Chunk) -> dict:
             # A pack that files are yet to be moved into (compaction) is queued from the
             # start: if the moves never come (a crash), the next compaction frees it.
             item.update(_compaction_queued(chunk.owner, chunk.chunk_id, chunk.created))
+        elif chunk.live:
+            # A batch's pack counts its files as using it before they are attached: if the
+            # server stops first, it would count them forever. Compaction checks it once,
+            # when no request can still be attaching, against the files that use it.
+            item.update(_compaction_queued(chunk.owner, chunk.chunk_id,
+                                           chunk.created + PACK_CHECK_SECONDS))
     return item
 
 
@@ -383,19 +393,32 @@ class ChunkStore:
         return int(item.get("live", 0))
 
     def queue_compaction(self, owner: str, chunk_id: str, now: float) -> bool:
-        """Put a pack on the compaction queue (once); False if it is gone or queued already."""
-        try:
-            self.engine.update(CHUNKS, {"owner": owner, "chunk_id": chunk_id},
-                               Change(set=_compaction_queued(owner, chunk_id, now)),
-                               Condition.exists() & Condition.has("live")
-                               & Condition.missing("compact_shard"))
-        except ConditionFailed:
-            return False
-        return True
+        """Put a pack on the compaction queue (once), or move its later check to `now`; False
+        if it is gone or queued for `now` or earlier already."""
+        key = {"owner": owner, "chunk_id": chunk_id}
+        for condition in (Condition.missing("compact_shard"),
+                          Condition.compare("compact_at", "gt", int(now))):
+            try:
+                self.engine.update(CHUNKS, key, Change(set=_compaction_queued(owner, chunk_id,
+                                                                              now)),
+                                   Condition.exists() & Condition.has("live") & condition)
+                return True
+            except ConditionFailed:
+                continue
+        return False
 
-    def compaction_queue(self) -> Iterator[ChunkRef]:
-        """Packs queued for compaction, of every owner, oldest first per shard."""
-        yield from self._queue("compact")
+    def compaction_queue(self, before: float | None = None) -> Iterator[ChunkRef]:
+        """Packs queued for compaction (due by `before`, if given: at that second or earlier), of
+        every owner, oldest first per shard."""
+        yield from self._queue("compact", before=int(before) + 1 if before is not None else None)
+
+    def recount_operation(self, chunk: Chunk, live: int, live_bytes: int) -> Update:
+        """A pack's count of the files using it set to what they are (compaction's check), if
+        it is still what `chunk` read."""
+        return Update(CHUNKS, {"owner": chunk.owner, "chunk_id": chunk.chunk_id},
+                      Change(set={"live": int(live), "live_bytes": int(live_bytes)}),
+                      Condition.exists() & Condition.eq("live", chunk.live)
+                      & Condition.eq("live_bytes", chunk.live_bytes or 0))
 
     # -- blobs (content stored once per owner) -------------------------------------------------
 
@@ -502,9 +525,10 @@ class ChunkStore:
         scrub's queue; the index may lag a moment behind a write in DynamoDB)."""
         yield from self._queue("damaged")
 
-    def _queue(self, index: str) -> Iterator[ChunkRef]:
+    def _queue(self, index: str, before: int | None = None) -> Iterator[ChunkRef]:
         for shard in range(SHARDS):
-            for item in self.engine.query_index_all(CHUNKS, index, str(shard), limit=100):
+            for item in self.engine.query_index_all(CHUNKS, index, str(shard), before=before,
+                                                    limit=100):
                 yield ChunkRef(item["owner"], item["chunk_id"])
 
     # -- placements ------------------------------------------------------------------------

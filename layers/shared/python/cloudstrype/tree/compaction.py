@@ -16,17 +16,21 @@ sparse packs into one — then frees the old ones (restic's `prune`, without its
 - A reader holding the old place finds the pack gone and reads the version again (files.py).
 - Content stored once (chunk_store.BLOBS, read by several versions) moves as one: the blob's
   record is re-pointed, its readers follow it.
+- A batch's pack counts its files as using it from the start, before they are attached. It is
+  queued to be checked a day later (chunk_store.PACK_CHECK_SECONDS): compaction then counts the
+  versions and stored-once blobs that really use it, and counts the rest dead (a server that
+  stopped mid-batch), so the pack is freed or compacted like any other.
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cloudstrype import errors, quota
 from cloudstrype.pipeline import codec, packs
-from cloudstrype.pipeline.chunk_store import Blob, chunk_store
+from cloudstrype.pipeline.chunk_store import PACK_CHECK_SECONDS, Blob, Chunk, chunk_store
 from cloudstrype.tree import files
 from cloudstrype.tree.store import Version, tree_store
 
@@ -44,12 +48,15 @@ class Report:
     blobs_moved: int = 0
     bytes_moved: int = 0
     bytes_freed: int = 0
+    # Blobs a pack counted for files that never got them (the server stopped mid-batch).
+    blobs_unclaimed: int = 0
     failed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"packs_compacted": self.packs_compacted, "packs_written": self.packs_written,
                 "blobs_moved": self.blobs_moved, "bytes_moved": self.bytes_moved,
-                "bytes_freed": self.bytes_freed, "compaction_failed": self.failed[:50]}
+                "bytes_freed": self.bytes_freed, "blobs_unclaimed": self.blobs_unclaimed,
+                "compaction_failed": self.failed[:50]}
 
 
 def compact(budget_seconds: float = 300.0) -> dict:
@@ -58,7 +65,7 @@ def compact(budget_seconds: float = 300.0) -> dict:
     deadline = time.monotonic() + budget_seconds
     report = Report()
     by_owner: dict[str, list[str]] = defaultdict(list)
-    for taken, ref in enumerate(chunk_store().compaction_queue()):
+    for taken, ref in enumerate(chunk_store().compaction_queue(before=time.time())):
         if taken >= MAX_PACKS_PER_RUN:
             break           # the rest next time (the oldest of each shard come first)
         by_owner[ref.owner].append(ref.chunk_id)
@@ -129,7 +136,7 @@ class _Writer:
 
 
 def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Report) -> None:
-    chunks, trees = chunk_store(), tree_store()
+    chunks = chunk_store()
     writers: dict[tuple[str, str], _Writer] = {}
     emptied: list[str] = []
     for chunk_id in chunk_ids:
@@ -138,13 +145,19 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
         record = chunks.get(owner, chunk_id)
         if record is None or record.live is None:
             continue
+        holders: list[Version | Blob] | None = None
+        if time.time() - record.created >= PACK_CHECK_SECONDS:
+            holders = _holders(owner, chunk_id)
+            record = _recount(record, holders, report)
+            if record is None:
+                continue
         if record.live > 0 and (record.live_bytes or 0) >= packs.COMPACT_BELOW * record.size:
-            # A pack a past run filled and crashed before taking off the queue.
+            # Dense: a batch's pack, checked; or one a past run filled and crashed before
+            # taking off the queue.
             chunks.dequeue_compaction(owner, chunk_id)
             continue
-        holders: list[Version | Blob] = [
-            *(v for v in trees.versions_in_pack(owner, chunk_id) if v.pack_chunk == chunk_id),
-            *(b for b in chunks.blobs_in_pack(owner, chunk_id) if b.chunk_id == chunk_id)]
+        if holders is None:
+            holders = _holders(owner, chunk_id)
         by_scheme: dict[tuple[str, str], list[Version | Blob]] = defaultdict(list)
         for holder in holders:
             by_scheme[(holder.durability, holder.encryption)].append(holder)
@@ -175,6 +188,35 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
         if freed is not None:
             report.packs_compacted += 1
             report.bytes_freed += freed.size
+
+
+def _holders(owner: str, chunk_id: str) -> list[Version | Blob]:
+    """What uses pack `chunk_id`: versions placed in it, and content stored once in it."""
+    return [*(v for v in tree_store().versions_in_pack(owner, chunk_id)
+              if v.pack_chunk == chunk_id),
+            *(b for b in chunk_store().blobs_in_pack(owner, chunk_id) if b.chunk_id == chunk_id)]
+
+
+def _recount(record: Chunk, holders: list[Version | Blob], report: Report) -> Chunk | None:
+    """A pack old enough that no request can still be attaching files to it counts what really
+    uses it: a batch's pack counted its files from the start, and a server stopped before
+    some were attached left them counted with no file. Their bytes become dead, as a delete's
+    would. Counts only go down: a count below the holders found is left alone (an index that
+    lags shows holders already gone, never ones not yet there, since nothing moves into an
+    old pack). None if the pack changed meanwhile (the next run checks it again)."""
+    count = len(holders)
+    size = sum(_where(h).length for h in holders)
+    live, live_bytes = int(record.live or 0), int(record.live_bytes or 0)
+    if count >= live or size > live_bytes:
+        return record
+    unclaimed = live_bytes - size
+    if not chunk_store().apply((chunk_store().recount_operation(record, count, size),
+                                quota.dead_bytes_change(record.owner, unclaimed))):
+        return None
+    log.warning("pack %s of %s counted %d files that never got their blob; %d bytes are dead",
+                record.chunk_id, record.owner, live - count, unclaimed)
+    report.blobs_unclaimed += live - count
+    return replace(record, live=count, live_bytes=size)
 
 
 def _where(holder: Version | Blob) -> packs.PackedBlob:
