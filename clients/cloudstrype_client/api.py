@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import re
@@ -222,10 +223,12 @@ class Client:
         return response
 
     def get_bytes(self, path: str, *, ok: tuple[int, ...] = (200,), what: str | None = None,
-                  **kwargs) -> tuple[bytes | bytearray, Mapping[str, str]]:
+                  into: bytearray | None = None,
+                  **kwargs) -> tuple[bytes | bytearray | memoryview, Mapping[str, str]]:
         """(body, headers) of a GET. A body of known length is read straight into one buffer
         (not in requests' 10 KiB pieces joined afterwards: a 4 MiB range costs a few reads and
-        no copy); a connection that breaks while it arrives is retried as a failed request
+        no copy): `into`, if it is large enough (the body is then a view of its start), else a
+        new one. A connection that breaks while it arrives is retried as a failed request
         is."""
         attempts = self.retries + 1
         attempt = 0
@@ -236,7 +239,7 @@ class Client:
             try:
                 if length.isdigit() and int(length) > 0 and \
                         not response.headers.get("Content-Encoding"):
-                    return _read_exactly(response, int(length)), response.headers
+                    return _read_exactly(response, int(length), into), response.headers
                 return b"".join(response.iter_content(chunk_size=READ_PIECE)), response.headers
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError, _ShortBody) as exc:
@@ -267,12 +270,17 @@ class _ShortBody(Exception):
     """The connection ended before the body's announced length."""
 
 
-def _read_exactly(response: requests.Response, length: int) -> bytearray:
-    buffer = bytearray(length)
+def _read_exactly(response: requests.Response, length: int,
+                  into: bytearray | None = None) -> bytearray | memoryview:
+    if into is not None and len(into) >= length:
+        buffer = into if len(into) == length else memoryview(into)[:length]
+    else:
+        buffer = bytearray(length)
     view, got = memoryview(buffer), 0
+    readinto = _socket_readinto(response)
     try:
         while got < length:
-            count = response.raw.readinto(view[got:])
+            count = readinto(view[got:])
             if not count:
                 raise _ShortBody(f"the body ended after {got} of {length} bytes")
             got += count
@@ -281,6 +289,19 @@ def _read_exactly(response: requests.Response, length: int) -> bytearray:
     finally:
         response.close()
     return buffer
+
+
+def _socket_readinto(response: requests.Response):
+    """What fills a buffer with the body: http.client's readinto, which reads from the socket
+    into it, when urllib3 has read nothing of the body yet. urllib3's own readinto reads into a
+    new bytes object and copies that: a 4 MiB allocation, its page faults and a copy per
+    range."""
+    raw = response.raw
+    plain = getattr(raw, "_fp", None)
+    if isinstance(plain, http.client.HTTPResponse) and not plain.chunked and \
+            getattr(raw, "_fp_bytes_read", None) == 0 and not getattr(raw, "_decoded_buffer", None):
+        return plain.readinto
+    return raw.readinto
 
 
 def _short(exc: Exception) -> str:

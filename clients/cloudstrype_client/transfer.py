@@ -39,6 +39,7 @@ import json
 import os
 import stat as stat_module
 import sys
+import threading
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
 from datetime import datetime
@@ -752,6 +753,21 @@ class Downloader:
         self.parts = part_pool
         # Ranges of one file in flight or waiting to be hashed: enough to keep the pool busy.
         self.window = max(2, 2 * jobs)
+        # Range buffers, used again once hashed: a new 4 MiB buffer per range costs its zeroing
+        # and its page faults each time (glibc gives large blocks back to the kernel).
+        self._buffers: list[bytearray] = []
+        self._buffers_lock = threading.Lock()
+
+    def _buffer(self) -> bytearray:
+        with self._buffers_lock:
+            if self._buffers:
+                return self._buffers.pop()
+        return bytearray(RANGE_SIZE)
+
+    def _give_back(self, buffer: bytearray) -> None:
+        with self._buffers_lock:
+            if len(self._buffers) < self.window:
+                self._buffers.append(buffer)
 
     def download(self, item: Download) -> None:
         info = remote.file_info(self.client, item.node["id"])
@@ -807,11 +823,16 @@ class Downloader:
         try:
             os.ftruncate(fd, size)
 
-            def fetch(first: int) -> bytes:
+            def fetch(first: int) -> tuple[bytearray, memoryview | bytes]:
                 last = min(size, first + RANGE_SIZE) - 1
-                data, headers = self.client.get_bytes(
-                    url, params=params, headers={"Range": f"bytes={first}-{last}"},
-                    ok=(206,), what=item.remote)
+                buffer = self._buffer()
+                try:
+                    data, headers = self.client.get_bytes(
+                        url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                        ok=(206,), what=item.remote, into=buffer)
+                except BaseException:
+                    self._give_back(buffer)
+                    raise
                 if len(data) != last - first + 1 or headers.get(
                         "Content-Range", f"bytes {first}-{last}/{size}") != \
                         f"bytes {first}-{last}/{size}":
@@ -823,7 +844,7 @@ class Downloader:
                 while written < len(data):
                     written += os.pwrite(fd, view[written:], first + written)
                 self.progress.advance(len(data), bar)
-                return data
+                return buffer, data
 
             starts = iter(range(0, size, RANGE_SIZE))
             for first in starts:
@@ -831,7 +852,11 @@ class Downloader:
                 if len(window) >= self.window:
                     break
             while window:
-                digest.update(window.popleft().result())
+                buffer, data = window.popleft().result()
+                digest.update(data)
+                if isinstance(data, memoryview):
+                    data.release()
+                self._give_back(buffer)
                 following = next(starts, None)
                 if following is not None:
                     window.append(self.parts.submit(fetch, following))

@@ -1,0 +1,79 @@
+"""The CLI's client reads a body of known length from the socket straight into the caller's
+buffer (http.client's readinto), not through urllib3's readinto, which reads into a new bytes
+object and copies it; a buffer given is filled in place and used again. Against a small local
+HTTP server."""
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import threading
+
+import pytest
+
+from cloudstrype_client import api
+
+BODY = os.urandom(3 * 1024 * 1024 + 17)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802
+        if self.path.startswith("/chunked"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for first in range(0, len(BODY), 1 << 20):
+                piece = BODY[first:first + (1 << 20)]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_body_of_known_length_is_read_from_the_socket_into_the_buffer_given(server,
+                                                                             monkeypatch):
+    client = api.Client(server, token="t")
+    used = []
+    real = api._socket_readinto
+
+    def spy(response):
+        reader = real(response)
+        used.append(reader)
+        return reader
+    monkeypatch.setattr(api, "_socket_readinto", spy)
+    buffer = bytearray(4 * 1024 * 1024)
+    body, headers = client.get_bytes("/plain", into=buffer)
+    assert bytes(body) == BODY
+    assert isinstance(body, memoryview) and body.obj is buffer, "filled in place"
+    assert isinstance(used[0].__self__, http.client.HTTPResponse), used[0]
+    # Again into the same buffer (a download uses its range buffers again).
+    body2, _ = client.get_bytes("/plain", into=buffer)
+    assert bytes(body2) == BODY and body2.obj is buffer
+    # Too small a buffer, or none: a new one of the body's size.
+    small = bytearray(10)
+    body3, _ = client.get_bytes("/plain", into=small)
+    assert bytes(body3) == BODY and small == bytearray(10)
+
+
+def test_a_chunked_body_is_read_whole_without_the_shortcut(server):
+    client = api.Client(server, token="t")
+    body, headers = client.get_bytes("/chunked")
+    assert bytes(body) == BODY
