@@ -10,7 +10,6 @@ import os
 import threading
 
 import pytest
-
 from cloudstrype_client import api
 
 BODY = os.urandom(3 * 1024 * 1024 + 17)
