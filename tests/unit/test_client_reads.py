@@ -76,3 +76,25 @@ def test_a_chunked_body_is_read_whole_without_the_shortcut(server):
     client = api.Client(server, token="t")
     body, headers = client.get_bytes("/chunked")
     assert bytes(body) == BODY
+
+
+def test_a_download_lets_the_kernel_drop_pages_once_they_are_written_back(monkeypatch):
+    """Each range written starts its writeback; the pages of the range written eight ranges
+    before are dropped (written back by then), each range's once, none past the file."""
+    from cloudstrype_client import transfer
+    calls = []
+    monkeypatch.setattr(transfer.os, "posix_fadvise",
+                        lambda fd, start, length, advice: calls.append((start, length, advice)))
+    size = transfer.RANGE_SIZE
+    total = 20 * size - 100                     # the last range is short
+    written, dropped, done = [], [], 0
+    while done < total:
+        last = min(size, total - done)
+        done += last
+        calls.clear()
+        transfer._let_pages_go(7, done, last)
+        assert all(advice == transfer.os.POSIX_FADV_DONTNEED for *_, advice in calls)
+        written.append(calls[0][:2])
+        dropped.extend(call[:2] for call in calls[1:])
+    assert written == [(n * size, min(size, total - n * size)) for n in range(20)]
+    assert dropped == [(n * size, size) for n in range(12)]      # all but the last eight
