@@ -676,10 +676,13 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
         if report:
             report(result)
         return FAILED if unreadable else OK
+    # A directory a file goes into is made by that file's upload (with its parents); the
+    # others (empty ones) here, before any file.
+    fed = {item.directory for item in uploads}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mkdir") as pool:
         for future in [pool.submit(client.request, "POST", "/api/filesystem/dirs",
                                    json={"path": d}, retry=True, what=d)
-                       for d in _leaves(directories - existing)]:
+                       for d in _leaves(directories - existing) if d not in fed]:
             future.result()
     progress = Progress("put", sum(u.size for u in uploads), len(uploads), quiet=quiet,
                         bars=bars)
