@@ -387,52 +387,56 @@ def test_a_blob_is_registered_once_and_claimed_by_more_readers(store):
         "registered already"
     assert store.get_blob("alice", "k1") == make_blob()
     assert store.get_blob("bob", "k1") is None, "owners never meet"
-    assert store.claim_blob("alice", "k1").refs == 2
-    assert store.claim_blob("bob", "k1") is None
-    assert store.claim_blob("alice", "missing") is None
+    assert store.apply((store.claim_operation(store.find_blob("alice", "k1")),))
+    assert store.get_blob("alice", "k1").refs == 2
+    assert store.find_blob("bob", "k1") is None
+    assert store.find_blob("alice", "missing") is None
 
 
-def test_claim_blobs_claims_many_contents_at_once_by_their_counts(store):
+def test_find_blobs_reads_many_contents_and_a_claim_counts_its_readers(store):
     store.create(make_pack("alice", "p1", live=3), 10)
     for key, offset in (("k1", 0), ("k2", 40), ("k3", 80)):
         assert store.apply((store.new_blob_operation(make_blob(key=key, offset=offset)),))
-    # k3's last reader is letting it go (refs 0): not claimable.
+    # k3's last reader is letting it go (refs 0): not to be read.
     assert store.engine.update(BLOBS, {"owner": "alice", "content_key": "k3"},
                                Change(set={"refs": 0}))["refs"] == 0
     store.apply((store.new_blob_operation(make_blob(owner="bob", key="k4")),))
-    claimed = store.claim_blobs("alice", {"k1": 3, "k2": 1, "k3": 1, "k4": 1, "missing": 2})
-    assert sorted(claimed) == ["k1", "k2"]
-    assert (claimed["k1"].refs, claimed["k1"].offset) == (4, 0)
-    assert (claimed["k2"].refs, claimed["k2"].offset) == (2, 40)
+    found = store.find_blobs("alice", ["k1", "k2", "k3", "k4", "missing", "k1"])
+    assert sorted(found) == ["k1", "k2"]
+    assert store.get_blob("alice", "k1").refs == 1, "finding claims nothing"
+    assert store.apply((store.claim_operation(found["k1"], 3),
+                        store.claim_operation(found["k2"])))
     assert store.get_blob("alice", "k1").refs == 4
     assert store.get_blob("alice", "k2").refs == 2
-    assert store.get_blob("alice", "k3").refs == 0
     assert store.get_blob("bob", "k4").refs == 1, "owners never meet"
-    assert store.claim_blobs("alice", {}) == {}
+    assert store.find_blobs("alice", []) == {}
+    # Content being let go is not claimed, and neither is one gone.
+    k3 = replace(store.get_blob("alice", "k3"), refs=1)
+    assert not store.apply((store.claim_operation(k3),))
+    assert store.get_blob("alice", "k3").refs == 0
+    assert not store.apply((store.claim_operation(make_blob(key="gone")),))
 
 
-def test_claim_blobs_claims_a_blob_that_moved_after_the_read_at_its_new_place(store, monkeypatch):
+def test_a_claim_holds_only_where_the_blob_was_read(store):
+    """Compaction moved the blob after it was read: the claim fails, and read again it holds
+    at the new place."""
     store.create(make_pack("alice", "p1", live=1), 10)
     store.create(make_pack("alice", "p2", live=0), 10)
     store.apply((store.new_blob_operation(make_blob(key="k1")),))
-    read = store.engine.get_many
-
-    def read_then_move(table, keys):
-        items = read(table, keys)
-        store.move_blob(store.get_blob("alice", "k1"),
-                        {"chunk_id": "p2", "offset": 0, "length": 40, "blob_hash": "cd" * 32},
-                        [])
-        return items
-    monkeypatch.setattr(store.engine, "get_many", read_then_move)
-    claimed = store.claim_blobs("alice", {"k1": 1})
-    assert (claimed["k1"].chunk_id, claimed["k1"].refs) == ("p2", 2)
-    assert store.get_blob("alice", "k1").refs == 2
+    read = store.find_blob("alice", "k1")
+    store.move_blob(read, {"chunk_id": "p2", "offset": 0, "length": 40,
+                           "blob_hash": "cd" * 32}, [])
+    assert not store.apply((store.claim_operation(read),))
+    again = store.find_blob("alice", "k1")
+    assert store.apply((store.claim_operation(again),))
+    assert (store.get_blob("alice", "k1").chunk_id, store.get_blob("alice", "k1").refs) == \
+        ("p2", 2)
 
 
 def test_unref_counts_down_and_the_last_one_deletes_and_releases(store):
     store.create(make_pack("alice", "p1", live=1), 10)
     store.apply((store.new_blob_operation(make_blob()),))
-    store.claim_blob("alice", "k1")
+    store.apply((store.claim_operation(store.get_blob("alice", "k1")),))
     stale = store.get_blob("alice", "k1")
     assert store.apply(tuple(store.unref_operations(stale)))
     assert not store.apply(tuple(store.unref_operations(stale))), "compare-and-set on refs"

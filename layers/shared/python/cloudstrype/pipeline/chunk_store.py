@@ -426,30 +426,28 @@ class ChunkStore:
         item = self.engine.get(BLOBS, {"owner": owner, "content_key": content_key})
         return _blob(item) if item is not None and item.get("owner") == owner else None
 
-    def claim_blobs(self, owner: str, wanted: dict[str, int]) -> dict[str, Blob]:
-        """`wanted[key]` more versions will read each content: the blobs claimed, by content
-        key; one the owner has no blob of (or whose last reader is letting it go) is left out.
-        One batched read, then every claim in one engine call (a batch's repeated content
-        would otherwise cost a commit per file)."""
-        found = [_blob(item) for item in self.engine.get_many(
-            BLOBS, [{"owner": owner, "content_key": key} for key in wanted])]
-        found = [blob for blob in found if blob.refs >= 1]
-        # Each claim holds only if the blob is still where it was read, so the place read is
-        # the place claimed; one that moved or is being let go meanwhile is claimed afresh.
-        outcomes = self.engine.transact_each([[Update(
-            BLOBS, {"owner": owner, "content_key": blob.content_key},
-            Change(add={"refs": wanted[blob.content_key]}),
-            Condition.exists() & Condition.compare("refs", "ge", 1)
-            & Condition.eq("chunk_id", blob.chunk_id) & Condition.eq("offset", blob.offset))]
-            for blob in found])
-        claimed: dict[str, Blob] = {}
-        for blob, failed in zip(found, outcomes, strict=True):
-            key = blob.content_key
-            if failed is None:
-                claimed[key] = replace(blob, refs=blob.refs + wanted[key])
-            elif (again := self.claim_blob(owner, key, wanted[key])) is not None:
-                claimed[key] = again
-        return claimed
+    def find_blobs(self, owner: str, keys) -> dict[str, Blob]:
+        """The owner's stored contents among `keys` (one batched read), by content key: what a
+        new file reads instead of storing again, claimed by the transaction that attaches it
+        (claim_operation). One whose last reader is letting it go is left out."""
+        found = (_blob(item) for item in self.engine.get_many(
+            BLOBS, [{"owner": owner, "content_key": key} for key in dict.fromkeys(keys)]))
+        return {blob.content_key: blob for blob in found if blob.refs >= 1}
+
+    def find_blob(self, owner: str, content_key: str) -> Blob | None:
+        blob = self.get_blob(owner, content_key)
+        return blob if blob is not None and blob.refs >= 1 else None
+
+    @staticmethod
+    def claim_operation(blob: Blob, count: int = 1) -> Update:
+        """`count` more files read this content, for the transaction that attaches them: holds
+        only while it is not being let go and is where `blob` was read (the place read is the
+        place claimed; compaction may move it meanwhile)."""
+        return Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                      Change(add={"refs": int(count)}),
+                      Condition.exists() & Condition.compare("refs", "ge", 1)
+                      & Condition.eq("chunk_id", blob.chunk_id)
+                      & Condition.eq("offset", blob.offset))
 
     @staticmethod
     def new_blob_operation(blob: Blob) -> Put:
@@ -459,17 +457,6 @@ class ChunkStore:
         if not blob.chunked:
             del item["chunk_count"]
         return Put(BLOBS, item, Condition.absent())
-
-    def claim_blob(self, owner: str, content_key: str, count: int = 1) -> Blob | None:
-        """`count` more versions will read this content: the blob as it is now, or None if
-        there is none (or its last reader is letting it go)."""
-        try:
-            item = self.engine.update(BLOBS, {"owner": owner, "content_key": content_key},
-                                      Change(add={"refs": count}),
-                                      Condition.exists() & Condition.compare("refs", "ge", 1))
-        except ConditionFailed:
-            return None
-        return _blob(item)
 
     def let_go(self, blob: Blob) -> bool:
         """Chunked content's last reader is going: the blob is marked as let go (refs 0), so

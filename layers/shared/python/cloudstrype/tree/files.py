@@ -1,7 +1,6 @@
 """File content: versions made of chunks, one-shot uploads, upload sessions, ranged reads."""
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ from cloudstrype.storages.placement import default_durability
 from cloudstrype.tree import trash, tree
 from cloudstrype.tree.store import (
     FILE,
+    NEW_FILE_WRITES,
     AlongFailed,
     Changed,
     Node,
@@ -132,10 +132,17 @@ class NewVersion:
     mtime: float | None = None          # the client's; else the file's modified is now
     pack: packs.PackedBlob | None = None  # packed: its blob (chunk_count is then 0)
     # Content stored once for the owner (packed, or chunked): its blob (chunk_store.Blob),
-    # registered by the attach (`new_blob`) or claimed already for this version (`claimed`).
+    # registered by the attach (`new_blob`), or content the owner stored before, which the
+    # version reads instead of its own (`claimed`: the attach's transaction claims it, so a
+    # server that stops before the attach leaves no claim behind).
     blob: Blob | None = None
     new_blob: bool = False
     claimed: bool = False
+    # This version's own copy, kept while it reads content another upload registered meanwhile:
+    # its blob to register (and its pack place, packed) should that content go before the
+    # attach; let go once the version is attached or discarded.
+    own_blob: Blob | None = None
+    own_pack: packs.PackedBlob | None = None
     # Chunks chunk_id(version_id, i) are stored for this version alone: freed if it is
     # discarded, or once it is attached if it reads content stored before instead. A session's
     # parts are the session's (its sweep frees them), not the version's.
@@ -169,12 +176,12 @@ def _stored_once(owner: str, version: NewVersion, digests: list[bytes], claim: b
     `version` reads those chunks (claimed); otherwise its own chunks become that content, once
     its attach registers them (new_blob). `claim` False (written through a share by another
     user): whether the owner has it must not change how the upload goes, so nothing is
-    claimed up front (an attach may still find it registered, and then reads it)."""
+    looked up (an attach may still find it registered, and then reads it)."""
     if not version.chunk_count:
         return
     digest = chunked_digest(version.size, digests)
     key = packs.content_key(owner, version.durability, version.encryption, digest)
-    found = chunk_store().claim_blob(owner, key) if claim else None
+    found = chunk_store().find_blob(owner, key) if claim else None
     if found is not None:
         version.blob, version.claimed = found, True
         return
@@ -245,6 +252,14 @@ def _end_intent(version: NewVersion) -> None:
 
 def _free_duplicate(owner: str, version: NewVersion) -> None:
     """An attached version that reads content stored before lets its own copy go."""
+    if version.own_pack is not None:
+        try:
+            packs.release_now(owner, version.own_pack.chunk_id, version.own_pack.length)
+        except errors.ApiError as exc:
+            # Counted in its pack until the pack's check (compaction) finds no file using it.
+            log.warning("version %s: its packed copy of content stored before was not "
+                        "released: %s", version.version_id, exc.message)
+        version.own_pack = version.own_blob = None
     if version.claimed and version.own_chunks and version.pack is None:
         try:
             _free_chunks(owner, version.version_id, version.chunk_count)
@@ -308,7 +323,8 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
                          encryption, mtime)
     try:
         _store_content(owner, version, data, claim=base is None)
-        node = _attach_version(owner, parent, name, version)
+        node = _attach_version(owner, parent, name, version,
+                               own_copy=lambda v: _store_own(owner, v, data))
     except _AlsoFailed:
         _discard_new(owner, version)
         raise _gave_up() from None
@@ -318,6 +334,12 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     _free_duplicate(owner, version)
     _end_intent(version)
     return node
+
+
+def _store_own(owner: str, version: NewVersion, data: bytes) -> None:
+    """`version`'s own chunks after all: the content it was to read went before its attach."""
+    version.own_chunks = True
+    _store_content(owner, version, data, claim=False)
 
 
 def _gave_up() -> errors.Conflict:
@@ -334,7 +356,8 @@ def _node_content(version: NewVersion) -> dict:
 def _new_file(owner: str, parent: Node, name: str, version: NewVersion, stamp: float
               ) -> tuple[Node, Version, tuple]:
     """The records of `version` as a new file `name` in `parent`: node, version, and what the
-    same transaction must do besides (register its content)."""
+    same transaction must do besides (register its content; a claim of content stored
+    before is the caller's, one for every file of a transaction that reads it)."""
     content = _node_content(version)
     node_id = tree.new_node_id()
     modified = version.mtime if version.mtime is not None else stamp
@@ -343,6 +366,15 @@ def _new_file(owner: str, parent: Node, name: str, version: NewVersion, stamp: f
     along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
     return (Node(owner, node_id, FILE, name, parent.node_id, created=stamp, modified=modified,
                  **content), record, along + _intent_commit(version))
+
+
+def _content_operations(version: NewVersion) -> tuple:
+    """What the attach's transaction does for the content: register it, or claim it."""
+    if version.new_blob:
+        return (chunk_store().new_blob_operation(version.blob),)
+    if version.claimed:
+        return (chunk_store().claim_operation(version.blob),)
+    return ()
 
 
 def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewVersion]]
@@ -355,10 +387,32 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
                                      [name for name, _ in named.values()])
     fresh = [(i, *_new_file(owner, parent, name, version, stamp))
              for i, (name, version) in named.items() if name not in taken]
-    step = tree_store().FILES_PER_TRANSACTION
-    groups = [fresh[start:start + step] for start in range(0, len(fresh), step)]
-    written = tree_store().create_files(
-        [[(node, record, along) for _, node, record, along in group] for group in groups])
+    groups: list[list] = []
+    claims: list[dict[str, tuple[Blob, int]]] = []
+    room = 0
+    for entry in fresh:
+        version = named[entry[0]][1]
+        cost = NEW_FILE_WRITES + len(entry[3]) + (1 if version.claimed else 0)
+        if not groups or cost > room:
+            groups.append([])
+            claims.append({})
+            room = tree_store().TRANSACTION_OPERATIONS
+        groups[-1].append(entry)
+        room -= cost
+        if version.claimed:
+            # One claim a content per transaction (DynamoDB takes one write an item), for as
+            # many files as read it there.
+            key = version.blob.content_key
+            blob, count = claims[-1].get(key, (version.blob, 0))
+            claims[-1][key] = (blob, count + 1)
+    transactions = []
+    for group, claimed in zip(groups, claims, strict=True):
+        files = [(node, record, along) for _, node, record, along in group]
+        node, record, along = files[0]
+        files[0] = (node, record, along + tuple(
+            chunk_store().claim_operation(blob, count) for blob, count in claimed.values()))
+        transactions.append(files)
+    written = tree_store().create_files(transactions)
     for group, ok in zip(groups, written, strict=True):
         if ok:
             made.update({i: node for i, node, _, _ in group})
@@ -371,10 +425,12 @@ class _AlsoFailed(Exception):
 
 
 def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
-                    also=None) -> Node:
+                    also=None, own_copy=None) -> Node:
     """Make `version` the current content of `name` in `parent`: a new file, or a new version;
     `also(version)` (operations that must hold with it) in the same transaction, else
-    _AlsoFailed."""
+    _AlsoFailed. Content stored before that goes before the attach can claim it: the version
+    falls back on its own copy, stored then by `own_copy(version)` if it has none (else the
+    attach fails with 409 concurrent_change)."""
     trees = tree_store()
     stamp = tree.now()
     modified = version.mtime if version.mtime is not None else stamp
@@ -394,7 +450,7 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
         record = Version(owner, node_id, chunk_size=CHUNK_SIZE,
                          chunk_count=version.chunk_count, created=stamp, **content,
                          **_content_fields(version))
-        along = (chunk_store().new_blob_operation(version.blob),) if version.new_blob else ()
+        along = _content_operations(version)
         extra = _intent_commit(version) + (tuple(also(version)) if also is not None else ())
         try:
             if existing is None:
@@ -409,23 +465,51 @@ def _attach_version(owner: str, parent: Node, name: str, version: NewVersion,
         except AlongFailed as failed:
             if failed.args[0] >= len(along):
                 raise _AlsoFailed() from None
-            # The same content was registered by another upload meanwhile: read that one, and
-            # let this upload's copy go.
-            claimed = chunk_store().claim_blob(owner, version.blob.content_key)
-            if version.blob.chunked:
-                # Chunked: read that content (this copy is freed once attached), or, while
-                # its last reader is letting it go, keep this copy, not stored once.
-                version.blob = claimed
-                version.new_blob, version.claimed = False, claimed is not None
+            found = chunk_store().find_blob(owner, version.blob.content_key)
+            if version.claimed:
+                # The content read before moved (compaction), or is being let go, or is gone.
+                if found is not None:
+                    _read_stored(version, found)
+                else:
+                    _use_own_copy(version, own_copy, name)
                 continue
-            if claimed is not None:
-                packs.release_now(owner, version.pack.chunk_id, version.pack.length)
-                version.pack = packs.blob_place(claimed)
-                version.blob, version.new_blob, version.claimed = claimed, False, True
+            # The same content was registered by another upload meanwhile: read that one (this
+            # copy is let go once attached). While its last reader lets chunked content go,
+            # keep this copy, not stored once; packed content is gone at once, so registering
+            # this one is tried again.
+            if found is not None:
+                version.own_blob = version.blob
+                version.own_pack = version.pack if not version.blob.chunked else None
+                _read_stored(version, found)
+            elif version.blob.chunked:
+                version.blob, version.new_blob = None, False
         except TreeConflict:
             continue          # lost a race for this name: look again and retry
     raise errors.Conflict(f"'{name}' kept changing while it was being written; try again.",
                           code="concurrent_change")
+
+
+def _read_stored(version: NewVersion, found: Blob) -> None:
+    """`version` reads content the owner stores already, claimed by its attach."""
+    version.blob, version.new_blob, version.claimed = found, False, True
+    if not found.chunked:
+        version.pack = packs.blob_place(found)
+
+
+def _use_own_copy(version: NewVersion, own_copy, name: str) -> None:
+    """The content `version` was to read went before its attach: its own copy instead."""
+    version.claimed = False
+    if version.own_blob is not None:          # kept: register it after all
+        version.blob, version.new_blob = version.own_blob, True
+        if version.own_pack is not None:
+            version.pack = version.own_pack
+        version.own_blob = version.own_pack = None
+        return
+    if own_copy is None:
+        raise errors.Conflict(f"The content of '{name}' was deleted while it was being "
+                              f"written; try again.", code="concurrent_change")
+    version.blob = None
+    own_copy(version)
 
 
 def _content_fields(version: NewVersion) -> dict:
@@ -444,11 +528,13 @@ def pack_fields(where: packs.PackedBlob) -> dict:
 
 
 def _discard_new(owner: str, version: NewVersion) -> None:
-    """Free what a version that never became a file's holds."""
-    if version.claimed:
-        _unref(owner, version.blob.content_key)
-    elif version.pack is not None:
+    """Free what a version that never became a file's holds (content it was to read is not
+    claimed before the attach: nothing to give back)."""
+    if version.pack is not None and not version.claimed:
         packs.release_now(owner, version.pack.chunk_id, version.pack.length)
+    if version.own_pack is not None:
+        packs.release_now(owner, version.own_pack.chunk_id, version.own_pack.length)
+        version.own_pack = None
     if version.own_chunks and version.pack is None:
         _free_chunks(owner, version.version_id, version.chunk_count)
     _end_intent(version)
@@ -539,6 +625,19 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                           guess_type(item.name, item.content_type), durability, encryption,
                           mtimes[i], pack)
 
+    def own_copy(i: int, version: NewVersion) -> None:
+        """File i's own copy: the content it was to read went before its attach."""
+        if version.chunk_count:
+            _store_own(owner, version, items[i].data)
+            return
+        [where] = packs.write_pack(owner, [(version.version_id, items[i].data)], encryption,
+                                   durability)
+        version.pack = where
+        version.blob = Blob(owner, keys[i], where.chunk_id, where.offset, where.length,
+                            where.blob_hash, version.version_id, len(items[i].data),
+                            encryption, durability, created=time.time())
+        version.new_blob = True
+
     def attach_all(made: dict[int, NewVersion]) -> None:
         pending = dict(sorted(made.items()))
         for i, node in _attach_new_files(owner, parent, {
@@ -548,7 +647,8 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
         try:
             for i, version in list(pending.items()):
                 try:
-                    results[i] = _attach_version(owner, parent, items[i].name, version)
+                    results[i] = _attach_version(owner, parent, items[i].name, version,
+                                                 own_copy=lambda v, i=i: own_copy(i, v))
                 except errors.ApiError as exc:
                     _discard_new(owner, version)
                     results[i] = exc
@@ -605,10 +705,9 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
     to_write: list[int] = []
     writing: set[str] = set()
     repeats: list[int] = []
-    # Contents the owner stores already, claimed once for every file that repeats them: one
-    # batched read and one engine call (most small files are new content: a read, no write).
-    claimed = chunks.claim_blobs(owner, collections.Counter(keys[i] for i in small)) \
-        if claim else {}
+    # Contents the owner stores already (one batched read; most small files are new content),
+    # claimed by the transactions that attach their files.
+    claimed = chunks.find_blobs(owner, [keys[i] for i in small]) if claim else {}
     for i in small:
         blob = claimed.get(keys[i])
         if blob is not None:
@@ -792,14 +891,15 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
                          record.content_type, record.durability, record.encryption, mtime,
                          own_chunks=False)
     parent, _ = tree.make_dirs(owner, record.directory)
-    _stored_once(owner, version, [bytes.fromhex(received[p].sha256) for p in range(total)],
-                 claim=True)
+    digests = [bytes.fromhex(received[p].sha256) for p in range(total)]
+    _stored_once(owner, version, digests, claim=True)
     # The file appears and the session is marked committed in one transaction: an abort (or
     # the expiry sweep) that came first stops the commit, and one that comes after cannot free
     # the parts' chunks under the file.
     try:
         node = _attach_version(owner, parent, record.name, version, also=lambda v: (
-            tree_store().commit_operation(record, duplicate=v.claimed),))
+            tree_store().commit_operation(record, duplicate=v.claimed),),
+            own_copy=lambda v: _stored_once(owner, v, digests, claim=False))
     except _AlsoFailed:
         _discard_new(owner, version)
         now = tree_store().get_upload(owner, upload_id)

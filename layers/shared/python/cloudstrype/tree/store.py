@@ -105,6 +105,10 @@ PROFILES = schema.table(
             "trash_retention_days": INT})
 
 
+# A new file's writes: its directory entry, its node and its first version.
+NEW_FILE_WRITES = 3
+
+
 class TreeConflict(Exception):
     """A write lost a race; nothing was written."""
 
@@ -452,12 +456,13 @@ class TreeStore:
         except ConditionFailed:
             raise NameTaken(", ".join(names)) from None
 
-    # A new file is 3 writes (entry, node, version) and at most one more of the caller's.
-    FILES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS // 4
+    # Operations one transaction of create_files takes: NEW_FILE_WRITES a file, and the
+    # caller's.
+    TRANSACTION_OPERATIONS = MAX_TRANSACTION_ITEMS
 
     def create_files(self, groups: list[list[tuple[Node, Version, tuple]]]) -> list[bool]:
         """New files (node, first version, the caller's operations for it), each group in one
-        transaction, all or nothing (at most FILES_PER_TRANSACTION files); the engine may make
+        transaction, all or nothing (at most TRANSACTION_OPERATIONS writes); the engine may make
         the groups durable together. Per group: False if a name was taken or one of the
         caller's operations failed (nothing of it written), True if it was written."""
         transactions = []
