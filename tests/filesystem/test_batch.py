@@ -152,3 +152,34 @@ def test_each_result_describes_the_file_as_info_does(fs_user):
         assert result["file"] == info
     assert body["results"][1]["file"]["path"] == "/described/deep/new.txt"
     assert len(body["results"][0]["file"]["versions"]) == 2
+
+
+def test_a_batch_repeating_content_stored_before_claims_it_for_every_file(fs_user):
+    """Many files of one batch reading content the owner stores already: each transaction
+    claims a content once for all its files (DynamoDB refuses two writes to one item in a
+    transaction), and every file reads back."""
+    rng = random.Random(41)
+    originals = [(f"o{n}.txt", rng.randbytes(rng.randint(1, 4 * KiB))) for n in range(3)]
+    batch(fs_user, "/repeat-first", originals)
+    used = fs_user.api.get("/api/filesystem/usage").json()["stored_bytes"]
+    copies = [(f"c{n}-{name}", data) for n in range(30) for name, data in originals]
+    body = batch(fs_user, "/repeat-copies", copies)
+    assert (body["created"], body["failed"]) == (90, 0), body
+    assert fs_user.api.get("/api/filesystem/usage").json()["stored_bytes"] == used
+    for result, (_, data) in zip(body["results"][::17], copies[::17], strict=True):
+        assert download(fs_user, result["file"]["id"]) == data
+
+
+def test_repeats_of_a_content_whose_first_file_failed_are_stored(fs_user):
+    """The first file of a content repeated in a batch fails (a directory has its name): the
+    repeats, which waited for it, store the content themselves (and then all read one copy;
+    the others are dead bytes for compaction). This was a 500: the repeats registered the
+    content several times in one transaction."""
+    assert fs_user.api.post("/api/filesystem/dirs",
+                            json={"path": "/repeat-fail/a-dir"}).status_code == 201
+    data = random.Random(43).randbytes(3 * KiB)
+    named = [("a-dir", data), ("one.txt", data), ("two.txt", data), ("three.txt", data)]
+    body = batch(fs_user, "/repeat-fail", named)
+    assert [r["status"] for r in body["results"]] == [409, 201, 201, 201], body
+    for result in body["results"][1:]:
+        assert download(fs_user, result["file"]["id"]) == data

@@ -389,20 +389,28 @@ def _attach_new_files(owner: str, parent: Node, named: dict[int, tuple[str, NewV
              for i, (name, version) in named.items() if name not in taken]
     groups: list[list] = []
     claims: list[dict[str, tuple[Blob, int]]] = []
+    registered: list[set[str]] = []
     room = 0
     for entry in fresh:
         version = named[entry[0]][1]
+        key = version.blob.content_key if version.blob is not None else None
         cost = NEW_FILE_WRITES + len(entry[3]) + (1 if version.claimed else 0)
         if not groups or cost > room:
             groups.append([])
             claims.append({})
+            registered.append(set())
             room = tree_store().TRANSACTION_OPERATIONS
+        # DynamoDB takes one write an item in a transaction: a content is claimed once for
+        # all the files that read it there, and one registered there is neither claimed nor
+        # registered again in it (such a file is attached on its own, and then reads it).
+        if version.new_blob and (key in registered[-1] or key in claims[-1]) or \
+                version.claimed and key in registered[-1]:
+            continue
         groups[-1].append(entry)
         room -= cost
-        if version.claimed:
-            # One claim a content per transaction (DynamoDB takes one write an item), for as
-            # many files as read it there.
-            key = version.blob.content_key
+        if version.new_blob:
+            registered[-1].add(key)
+        elif version.claimed:
             blob, count = claims[-1].get(key, (version.blob, 0))
             claims[-1][key] = (blob, count + 1)
     transactions = []
