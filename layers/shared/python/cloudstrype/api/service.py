@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import orjson
 from chalice import Chalice, Response
 
 from cloudstrype import errors
@@ -193,8 +194,22 @@ def to_response(result: Any) -> Response:
 def _json(status: int, body: Any, headers: dict | None = None) -> Response:
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
-    return Response(body=json.dumps(body, default=_json_default), status_code=status,
-                    headers=all_headers)
+    return Response(body=_json_text(body), status_code=status, headers=all_headers)
+
+
+# Dataclasses and datetimes go through _json_default, as with the standard encoder (orjson
+# would write a dataclass's every field).
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _json_text(body: Any) -> str:
+    """orjson, a dozen times faster than the standard encoder (a batch's answer describes 500
+    files); what it refuses (an integer past 64 bits, a key that is not a string) goes through
+    the standard encoder."""
+    try:
+        return orjson.dumps(body, default=_json_default, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(body, default=_json_default)
 
 
 def _json_default(value):
