@@ -62,8 +62,24 @@ class RunningStack:
 
 def start_stack(data_dir: Path, port: int | None = None, env: dict | None = None,
                 wait: float = 60, mode: str = "local") -> RunningStack:
-    """`mode`: "local" (the embedded default) or "aws-emulated" (the AWS adapters on moto)."""
-    port = port or free_port()
+    """`mode`: "local" (the embedded default) or "aws-emulated" (the AWS adapters on moto).
+    Without a `port`, a free one; if another process takes it before the server binds it (the
+    test workers and their fake servers pick ports at the same time), another one."""
+    for attempt in range(3):
+        try:
+            return _start_stack(data_dir, port or free_port(), env, wait, mode)
+        except _PortTaken:
+            if port is not None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_stack(data_dir: Path, port: int, env: dict | None, wait: float,
+                 mode: str) -> RunningStack:
     env = {**(env or {}), "CLOUDSTRYPE_SERVE_MODE": mode}
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"stack-{port}.log"
@@ -82,7 +98,9 @@ def start_stack(data_dir: Path, port: int | None = None, env: dict | None = None
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the local stack exited early:\n{stack.log()}")
+            log = stack.log()
+            failure = _PortTaken if "address already in use" in log else RuntimeError
+            raise failure(f"the local stack exited early:\n{log}")
         try:
             if requests.get(stack.url + "/api/health", timeout=1).status_code == 200:
                 return stack
