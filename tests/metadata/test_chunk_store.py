@@ -3,6 +3,7 @@ pending deletes — each owner's items reachable by that owner only."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -464,3 +465,19 @@ def test_blobs_are_found_by_pack_and_moved_only_from_where_they_are(store):
     assert (moved.chunk_id, moved.blob_hash, moved.refs) == ("p2", "cd" * 32, 1)
     assert [b.content_key for b in store.blobs_in_pack("alice", "p2")] == ["k1"]
     assert (store.get("alice", "p1").live, store.get("alice", "p2").live) == (1, 1)
+
+
+def test_shares_planned_before_a_write_are_due_later_and_a_record_takes_them_off(store,
+                                                                               monkeypatch):
+    now = time.time()
+    chunk = make_chunk("alice", "c1")
+    planned = [(s.storage_id, s.key) for s in chunk.shares] + [("s9", "alice.c1.0.failed")]
+    store.plan_share_writes("alice", planned, due=now + 3600)
+    assert {p.key for p in store.pending_deletes("alice")} == {k for _, k in planned}
+    assert [p for p in store.pending_deletes() if p.owner == "alice"] == [], "not due yet"
+    assert store.create(chunk, 10)
+    # The shares on the record are taken off in the record's transaction; the failed one stays.
+    assert [p.key for p in store.pending_deletes("alice")] == ["alice.c1.0.failed"]
+    monkeypatch.setattr(time, "time", lambda: now + 3601)
+    assert [p.key for p in store.pending_deletes() if p.owner == "alice"] == [
+        "alice.c1.0.failed"]

@@ -60,6 +60,9 @@ PENDING_DELETES = schema.table(
     "pending-deletes", hash_key="owner", range_key="share_ref",
     fields={"owner": schema.STR, "share_ref": schema.STR,    # "<storage_id>#<key>"
             "storage_id": schema.STR, "key": schema.STR, "attempts": schema.INT,
+            # When the scrub deletes it: at once for a delete that failed; for a share about
+            # to be written, once no request can still be writing it (the chunk's record,
+            # written with its shares, takes the entries of those shares off).
             "last_error": schema.STR, "created": schema.INT, "shard": schema.STR},
     indexes=(schema.Index("pending", hash_key="shard", range_key="created"),),
     owner_module=__name__)
@@ -236,6 +239,12 @@ def _placement_key(owner: str, storage_id: str, chunk_id: str, index: int) -> di
     return {"storage_ref": _storage_ref(owner, storage_id), "share_ref": f"{chunk_id}#{index}"}
 
 
+def _written(owner: str, shares) -> list[Delete]:
+    """The scrub's entries of shares now on a chunk's record (see plan_share_writes)."""
+    return [Delete(PENDING_DELETES, {"owner": owner, "share_ref": f"{s.storage_id}#{s.key}"})
+            for s in shares]
+
+
 def _pending(item: dict) -> PendingDelete:
     return PendingDelete(owner=item["owner"], storage_id=item["storage_id"], key=item["key"],
                          attempts=int(item.get("attempts", 1)),
@@ -255,14 +264,15 @@ class ChunkStore:
     # -- chunks ----------------------------------------------------------------------------
 
     def create(self, chunk: Chunk, placement_size: int) -> bool:
-        """Record a new chunk and the placements of its shares, all or nothing; False (and
-        nothing written) when the owner has a chunk of that id already."""
+        """Record a new chunk and the placements of its shares, all or nothing, and take its
+        shares off the scrub's list (plan_share_writes); False (and nothing written) when the
+        owner has a chunk of that id already."""
         first = Put(CHUNKS, _chunk_item(replace(chunk, revision=1)), Condition.absent())
         placements = [Put(PLACEMENTS, _placement_item(chunk.owner, Placement(
             chunk.owner, s.storage_id, chunk.chunk_id, s.index, placement_size)))
             for s in chunk.shares]
         try:
-            self._write([first] + placements)
+            self._write([first] + _written(chunk.owner, chunk.shares) + placements)
         except ConditionFailed:
             return False
         return True
@@ -326,7 +336,7 @@ class ChunkStore:
                 if (key["storage_ref"], key["share_ref"]) not in put_keys:
                     deletes.append(Delete(PLACEMENTS, key))
         try:
-            self._write([first] + puts + deletes)
+            self._write([first] + _written(chunk.owner, new.values()) + puts + deletes)
         except ConditionFailed:
             return None
         return replace(chunk, shares=shares, damaged=set(), revision=chunk.revision + 1)
@@ -548,6 +558,15 @@ class ChunkStore:
 
     # -- pending deletes -------------------------------------------------------------------
 
+    def plan_share_writes(self, owner: str, shares: list[tuple[str, str]], due: float) -> None:
+        """Before (storage id, key) shares are written: the scrub deletes them from `due` on,
+        unless the chunk's record (create, replace_shares) took them off the list meanwhile.
+        A server stopped while it wrote a chunk's shares leaves none behind."""
+        self.engine.transact([Put(PENDING_DELETES, {
+            "owner": owner, "share_ref": f"{storage_id}#{key}", "storage_id": storage_id,
+            "key": key, "attempts": 0, "last_error": "being written", "created": int(due),
+            "shard": _shard(owner, storage_id, key)}) for storage_id, key in shares])
+
     def add_pending_delete(self, owner: str, storage_id: str, key: str, error: str) -> None:
         self.engine.put(PENDING_DELETES, {
             "owner": owner, "share_ref": f"{storage_id}#{key}", "storage_id": storage_id,
@@ -555,15 +574,16 @@ class ChunkStore:
             "shard": _shard(owner, storage_id, key)})
 
     def pending_deletes(self, owner: str | None = None) -> Iterator[PendingDelete]:
-        """The shares waiting to be deleted: one owner's (their partition), or every owner's
-        (through the index, for the scrub)."""
+        """The shares waiting to be deleted, due or not: one owner's (their partition), or
+        every owner's (through the index, for the scrub: only those due now)."""
         if owner is not None:
             for item in self.engine.query_all(PENDING_DELETES, owner):
                 yield _pending(item)
             return
+        due = int(time.time()) + 1
         for shard in range(SHARDS):
             for item in self.engine.query_index_all(PENDING_DELETES, "pending", str(shard),
-                                                    limit=100):
+                                                    before=due, limit=100):
                 yield _pending(item)
 
     def pending_delete_failed(self, pending: PendingDelete, error: str) -> None:

@@ -33,6 +33,9 @@ MAX_CHUNK_SIZE = codec.MAX_CHUNK_SIZE
 HEDGE_SECONDS = 2.0
 # Give up on one share fetch after this long (the storage is then treated as down).
 SHARE_TIMEOUT_SECONDS = 20.0
+# A share on no chunk's record this long after its write began is deleted by the scrub: far
+# beyond any request (API Gateway ends one at 29 s, Lambda at 15 min).
+SHARE_WRITE_GRACE_SECONDS = 6 * 3600
 
 _io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
 # Metadata writes overlapped with a chunk's encoding (the quota charge).
@@ -185,18 +188,27 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                   spares: list) -> dict[int, tuple]:
-    """Write share i to targets[i] in parallel; a failed write moves to a spare storage."""
+    """Write share i to targets[i] in parallel; a failed write moves to a spare storage. Each
+    share is put on the scrub's list before it is written, and the chunk's record takes it off
+    (chunk_store.plan_share_writes): whatever a stopped server or a failed write leaves on a
+    storage is deleted later."""
     locations: dict[int, tuple] = {}
     pending: dict[Future, tuple[int, object, str]] = {}
     spares = [s for s in spares if s.usable()]
 
-    def submit(index: int, record) -> None:
-        key = _share_key(owner, chunk_id, index)
+    def plan(placed: list[tuple[int, object]]) -> list[tuple[int, object, str]]:
+        keyed = [(index, record, _share_key(owner, chunk_id, index)) for index, record in placed]
+        chunk_store().plan_share_writes(
+            owner, [(record.storage_id, key) for _, record, key in keyed],
+            time.time() + SHARE_WRITE_GRACE_SECONDS)
+        return keyed
+
+    def submit(index: int, record, key: str) -> None:
         future = _io.submit(storages.backend_for(record).put, key, shares[index])
         pending[future] = (index, record, key)
 
-    for index, record in enumerate(targets):
-        submit(index, record)
+    for index, record, key in plan(list(enumerate(targets))):
+        submit(index, record, key)
     failures, full = [], []
     while pending:
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -214,7 +226,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
             else:
                 storages.mark_down(record, str(error))
             if spares:
-                submit(index, spares.pop(0))
+                submit(*plan([(index, spares.pop(0))])[0])
     if len(locations) < len(shares):
         _delete_shares(owner, locations)
         if len(full) == len(failures):
@@ -290,7 +302,8 @@ def _delete_shares(owner: str, locations: dict) -> list[str]:
 
 
 def retry_pending_deletes(deadline: float) -> dict:
-    """Part of the scrub: delete the shares whose first delete failed."""
+    """Part of the scrub: delete the shares whose first delete failed, and those written for
+    no chunk (a stopped server, a failed write) once their grace is over."""
     deleted = waiting = dropped = 0
     store = chunk_store()
     for pending in store.pending_deletes():

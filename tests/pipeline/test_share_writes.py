@@ -1,0 +1,93 @@
+"""Shares are put on the scrub's list before they are written, and the chunk's record takes them
+off: a server stopped while it wrote a chunk (or a repair), or a share write that failed, leaves
+nothing on the storages once the grace is over, and nothing on a record is ever touched. In
+process on the SQLite engine and local directory storages."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
+
+
+def files_on(disks: dict) -> set:
+    return {p for d in disks.values() if d.exists() for p in d.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "~"))}
+
+
+def later(monkeypatch, seconds: float) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+
+def test_a_chunk_the_server_stopped_writing_leaves_no_share_after_the_grace(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    from cloudstrype.pipeline.chunk_store import ChunkStore, chunk_store
+    disks = add_disks("alice", tmp_path, 3)
+    kept = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)").record
+    assert list(chunk_store().pending_deletes("alice")) == [], "a written chunk leaves none"
+    before = files_on(disks)
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit("the server stops here")
+    monkeypatch.setattr(ChunkStore, "create", stop)
+    with pytest.raises(SystemExit):
+        pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)")
+    monkeypatch.undo()
+    assert len(files_on(disks) - before) == 3          # on no chunk's record
+
+    # Within the grace the scrub leaves them: the request may still be writing.
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 0
+    assert len(files_on(disks) - before) == 3
+    later(monkeypatch, pipeline.SHARE_WRITE_GRACE_SECONDS + 60)
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 3
+    assert files_on(disks) == before
+    assert pipeline.get_chunk("alice", kept.chunk_id) is not None
+    assert list(chunk_store().pending_deletes("alice")) == []
+
+
+def test_a_repair_the_server_stopped_leaves_no_share_and_the_chunk_reads(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    from cloudstrype.pipeline.chunk_store import ChunkStore
+    disks = add_disks("alice", tmp_path, 4)
+    data = os.urandom(8000)
+    record = pipeline.put_chunk("alice", data, "aes256-gcm", "raid1(3)").record
+    lost = record.shares[0]
+    for path in share_files(disks[lost.storage_id], record.chunk_id, 0):
+        path.unlink()
+    before = files_on(disks)
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit("the server stops here")
+    monkeypatch.setattr(ChunkStore, "replace_shares", stop)
+    with pytest.raises(SystemExit):
+        pipeline.repair_chunk("alice", record.chunk_id)
+    monkeypatch.undo()
+    assert len(files_on(disks) - before) == 1          # the rebuilt share, on no record
+
+    later(monkeypatch, pipeline.SHARE_WRITE_GRACE_SECONDS + 60)
+    report = pipeline.scrub(budget_seconds=60)
+    assert report["orphans_deleted"] == 1, report
+    # The scrub then repairs the chunk for real (its damage was found by the read above).
+    assert pipeline.get_chunk("alice", record.chunk_id) == data
+    assert pipeline.repair_chunk("alice", record.chunk_id)["repaired"] == [0]
+    for share in pipeline.get_record("alice", record.chunk_id).shares:
+        assert share_files(disks[share.storage_id], record.chunk_id, share.index)
+    monkeypatch.undo()
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 0
+    assert pipeline.get_chunk("alice", record.chunk_id) == data
+
+
+def test_shares_on_a_record_are_never_deleted_by_the_scrub(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    disks = add_disks("alice", tmp_path, 3)
+    data = [os.urandom(3000 + n) for n in range(5)]
+    records = [pipeline.put_chunk("alice", d, "aes256-gcm", "raid1(3)").record for d in data]
+    written = files_on(disks)
+    later(monkeypatch, 10 * pipeline.SHARE_WRITE_GRACE_SECONDS)
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 0
+    assert files_on(disks) == written
+    for record, d in zip(records, data, strict=True):
+        assert pipeline.get_chunk("alice", record.chunk_id) == d
