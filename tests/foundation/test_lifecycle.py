@@ -146,3 +146,35 @@ def test_a_lost_write_ahead_log_after_kill_9_stops_the_start_in_words(tmp_path):
     assert done.returncode == 2
     assert "write-ahead log" in done.stderr and "is missing" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_stop_does_not_wait_for_a_storage_that_never_answers(tmp_path):
+    """A read hedged past a share that never answers (here a named pipe nobody writes, where
+    the share file was) leaves a work thread waiting on it for good; Ctrl-C still stops the
+    server at once, the file's other copy having answered the request."""
+    import time
+    stack = start_stack(tmp_path / "data")
+    try:
+        user = register_and_login(Api(stack.url))
+        disks = []
+        for n in range(2):
+            disks.append(stack.data_dir / "storages" / f"d{n}")
+            added = user.api.post("/api/cloud/storages", json={
+                "kind": "local", "name": f"d{n}", "config": {"path": str(disks[-1])}})
+            assert added.status_code == 201, added.text
+        content = os.urandom(300 * 1024)
+        made = user.api.post("/api/filesystem/data", data={"path": "/", "durability": "raid1(2)"},
+                             files={"file": ("f.bin", content)})
+        assert made.status_code == 201, made.text
+        [chunk] = user.api.get(f"/api/filesystem/chunks/{made.json()['id']}").json()["chunks"]
+        [first] = [p for d in disks for p in d.iterdir() if f".{chunk}.0." in p.name]
+        first.unlink()
+        os.mkfifo(first)
+        read = user.api.get(f"/api/filesystem/data/{made.json()['id']}")
+        assert read.status_code == 200 and read.content == content
+    finally:
+        started = time.monotonic()
+        code = stack.stop(signal.SIGINT)
+        assert code == 0, stack.log()
+        assert time.monotonic() - started < 15
+    assert "Stopped." in stack.log()
