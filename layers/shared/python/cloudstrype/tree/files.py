@@ -1185,17 +1185,16 @@ def _racing_attempts(count: int = 20):
         yield attempt
 
 
-def _unref(owner: str, content_key: str, version: Version | None = None,
+def _unref(owner: str, content_key: str, version: Version,
            deadline: float = float("inf")) -> bool:
-    """One reader of a blob fewer — with the deletion of `version`, when given, in the same
-    transaction; the last reader deletes the blob and releases it from its pack, or frees its
-    chunks. False if the deadline came first (freeing `version` again later finishes)."""
+    """One reader of a blob fewer, with the deletion of `version` in the same transaction; the
+    last reader deletes the blob and releases it from its pack, or frees its chunks. False if
+    the deadline came first (freeing `version` again later finishes)."""
     chunks, trees = chunk_store(), tree_store()
     for _ in _racing_attempts():
         blob = chunks.get_blob(owner, content_key)
         if blob is None:
-            if version is not None:
-                trees.delete_version(owner, version.node_id, version.version_id)
+            trees.delete_version(owner, version.node_id, version.version_id)
             return True
         last = blob.refs <= 1
         if last and blob.chunked:
@@ -1206,10 +1205,7 @@ def _unref(owner: str, content_key: str, version: Version | None = None,
         ops = tuple(chunks.unref_operations(blob))
         if last:
             ops += (quota.dead_bytes_change(owner, blob.length),)
-        if version is None:
-            if not chunks.apply(ops):
-                continue
-        elif not trees.delete_version(owner, version.node_id, version.version_id, ops):
+        if not trees.delete_version(owner, version.node_id, version.version_id, ops):
             if trees.get_version(owner, version.node_id, version.version_id) is None:
                 return          # deleted by a concurrent purge, which let the blob go
             continue
@@ -1221,7 +1217,7 @@ def _unref(owner: str, content_key: str, version: Version | None = None,
                                     code="concurrent_change")
 
 
-def _let_chunks_go(owner: str, blob: Blob, version: Version | None, deadline: float
+def _let_chunks_go(owner: str, blob: Blob, version: Version, deadline: float
                    ) -> bool | None:
     """The last reader of chunked content goes: the blob is marked let go (nothing claims it
     after), its chunks are freed, then the blob's record goes with `version`'s. A crash or the
@@ -1234,9 +1230,7 @@ def _let_chunks_go(owner: str, blob: Blob, version: Version | None, deadline: fl
     if not _free_chunks(owner, blob.blob_id, blob.chunk_count, deadline):
         return False
     forget = (chunks.forget_operation(blob),)
-    if version is None:
-        chunks.apply(forget)            # False: a concurrent freer forgot it first
-    elif not trees.delete_version(owner, version.node_id, version.version_id, forget):
+    if not trees.delete_version(owner, version.node_id, version.version_id, forget):
         # Forgotten by a concurrent freer: the version goes alone.
         trees.delete_version(owner, version.node_id, version.version_id)
     return True
