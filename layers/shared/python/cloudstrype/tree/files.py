@@ -1207,7 +1207,7 @@ def _unref(owner: str, content_key: str, version: Version,
             ops += (quota.dead_bytes_change(owner, blob.length),)
         if not trees.delete_version(owner, version.node_id, version.version_id, ops):
             if trees.get_version(owner, version.node_id, version.version_id) is None:
-                return          # deleted by a concurrent purge, which let the blob go
+                return True     # deleted by a concurrent purge, which let the blob go
             continue
         if last:
             packs.after_release(owner, blob.chunk_id)
