@@ -640,11 +640,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
             return
         [where] = packs.write_pack(owner, [(version.version_id, items[i].data)], encryption,
                                    durability)
-        version.pack = where
-        version.blob = Blob(owner, keys[i], where.chunk_id, where.offset, where.length,
-                            where.blob_hash, version.version_id, len(items[i].data),
-                            encryption, durability, created=time.time())
-        version.new_blob = True
+        _packed_anew(owner, version, keys[i], where)
 
     def attach_all(made: dict[int, NewVersion]) -> None:
         pending = dict(sorted(made.items()))
@@ -739,11 +735,19 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
             continue
         for i, where in zip(members, placed, strict=True):
             made[i] = version_of(i, ids[i], 0, where)
-            made[i].blob = Blob(owner, keys[i], where.chunk_id, where.offset, where.length,
-                                where.blob_hash, ids[i], len(items[i].data), encryption,
-                                durability, created=time.time())
-            made[i].new_blob = True
+            _packed_anew(owner, made[i], keys[i], where)
     return made, repeats
+
+
+def _packed_anew(owner: str, version: NewVersion, content_key: str,
+                 where: packs.PackedBlob) -> None:
+    """`version` reads the blob just written for it at `where`, registered by its attach as
+    the owner's content `content_key`."""
+    version.pack = where
+    version.blob = Blob(owner, content_key, where.chunk_id, where.offset, where.length,
+                        where.blob_hash, version.version_id, version.size, version.encryption,
+                        version.durability, created=time.time())
+    version.new_blob = True
 
 
 # -- upload sessions --------------------------------------------------------------------------
