@@ -250,6 +250,13 @@ def _end_intent(version: NewVersion) -> None:
     version.intent = None
 
 
+def _attached(owner: str, version: NewVersion) -> None:
+    """After the attach: the version's own copy goes if it reads content stored before, and
+    the record of its chunks goes."""
+    _free_duplicate(owner, version)
+    _end_intent(version)
+
+
 def _free_duplicate(owner: str, version: NewVersion) -> None:
     """An attached version that reads content stored before lets its own copy go."""
     if version.own_pack is not None:
@@ -331,8 +338,7 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     except Exception:
         _discard_new(owner, version)
         raise
-    _free_duplicate(owner, version)
-    _end_intent(version)
+    _attached(owner, version)
     return node
 
 
@@ -665,8 +671,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
                 _discard_new(owner, version)
         for i, version in made.items():
             if not isinstance(results[i], errors.ApiError):
-                _free_duplicate(owner, version)
-                _end_intent(version)
+                _attached(owner, version)
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
     keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
