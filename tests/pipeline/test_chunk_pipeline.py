@@ -33,9 +33,13 @@ def share_files(directory: Path, chunk_id: str, index: int) -> list[Path]:
     return [p for p in directory.rglob("*") if p.is_file() and marker in p.name]
 
 
-def test_write_read_repair_drain_delete(pipeline, tmp_path):
+def test_write_read_repair_drain_delete(pipeline, tmp_path, monkeypatch):
     from cloudstrype import storages
     from cloudstrype.pipeline.chunk_store import chunk_store
+    # The read below must decode from the corrupt share to find it: no hedge to the third
+    # share, which a machine stalled for 2 s (a loaded test run) started, and then decoded
+    # from the other two without ever looking at the bad one.
+    monkeypatch.setattr(pipeline, "HEDGE_SECONDS", 60.0)
     disks = add_disks("alice", tmp_path, 4)
     data = os.urandom(150_000)
     stored = pipeline.put_chunk("alice", data, "aes256-gcm", "rs(2,1)").record
