@@ -196,7 +196,7 @@ class Client:
                 response = self._send(method, path, auth=token, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < attempts:
-                    self._backoff(attempt)
+                    self.backoff(attempt)
                     continue
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
                 raise CliError(f"Cannot reach the server at {self.server} ({kind}: "
@@ -209,7 +209,7 @@ class Client:
                 continue
             if response.status_code in RETRY_STATUSES and attempt < attempts:
                 response.close()
-                self._backoff(attempt, response.headers.get("Retry-After"))
+                self.backoff(attempt, response.headers.get("Retry-After"))
                 continue
             break
         if (ok is not None and response.status_code not in ok) or \
@@ -234,22 +234,34 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            response = self.request("GET", path, ok=ok, what=what, stream=True, **kwargs)
-            length = response.headers.get("Content-Length", "")
+            body = self.open_body(path, ok=ok, what=what, **kwargs)
             try:
-                if length.isdigit() and int(length) > 0 and \
-                        not response.headers.get("Content-Encoding"):
-                    return _read_exactly(response, int(length), into), response.headers
-                return b"".join(response.iter_content(chunk_size=READ_PIECE)), response.headers
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError, _ShortBody) as exc:
-                response.close()
+                if body.length is None:
+                    return body.read_all(), body.headers
+                if into is not None and len(into) >= body.length:
+                    buffer = into if len(into) == body.length else \
+                        memoryview(into)[:body.length]
+                else:
+                    buffer = bytearray(body.length)
+                body.readinto(memoryview(buffer))
+                return buffer, body.headers
+            except BodyBroken as exc:
                 if attempt < attempts:
-                    self._backoff(attempt)
+                    self.backoff(attempt)
                     continue
                 raise CliError(f"{what or path}: the connection broke {attempts} times while "
                                f"the bytes were arriving ({_short(exc)}); run the command "
                                f"again.", FAILED) from None
+            finally:
+                body.close()
+
+    def open_body(self, path: str, *, ok: tuple[int, ...] = (200,), what: str | None = None,
+                  **kwargs) -> Body:
+        """A GET answered (status and headers read) whose body is still on its connection, to
+        be read in pieces with Body.readinto and then closed. Failing to connect is retried
+        as any request is; a connection that breaks while the body arrives raises BodyBroken
+        from readinto, for the caller to ask again for what is missing."""
+        return Body(self.request("GET", path, ok=ok, what=what, stream=True, **kwargs))
 
     def get_json(self, path: str, **kwargs) -> dict:
         return self.request("GET", path, **kwargs).json()
@@ -259,36 +271,62 @@ class Client:
         return response.json() if response.content else {}
 
     @staticmethod
-    def _backoff(attempt: int, retry_after: str | None = None) -> None:
+    def backoff(attempt: int, retry_after: str | None = None) -> None:
         delay = min(8.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.7, 1.3)
         if retry_after and retry_after.isdigit():
             delay = max(delay, min(30.0, float(retry_after)))
         time.sleep(delay)
 
 
-class _ShortBody(Exception):
-    """The connection ended before the body's announced length."""
+class BodyBroken(Exception):
+    """The connection broke, or ended, before the body's announced length."""
 
 
-def _read_exactly(response: requests.Response, length: int,
-                  into: bytearray | None = None) -> bytearray | memoryview:
-    if into is not None and len(into) >= length:
-        buffer = into if len(into) == length else memoryview(into)[:length]
-    else:
-        buffer = bytearray(length)
-    view, got = memoryview(buffer), 0
-    readinto = _socket_readinto(response)
-    try:
-        while got < length:
-            count = readinto(view[got:])
-            if not count:
-                raise _ShortBody(f"the body ended after {got} of {length} bytes")
-            got += count
-    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
-        raise _ShortBody(str(exc)) from None
-    finally:
-        response.close()
-    return buffer
+class Body:
+    """An answer's body left on its connection. With a Content-Length (and no encoding) it is
+    read from the socket straight into the caller's buffers (see _socket_readinto)."""
+
+    def __init__(self, response: requests.Response):
+        self.response = response
+        self.headers = response.headers
+        length = response.headers.get("Content-Length", "")
+        self.length = int(length) if length.isdigit() and \
+            not response.headers.get("Content-Encoding") else None
+        self.received = 0
+        self._readinto = _socket_readinto(response) if self.length else None
+
+    def readinto(self, view: memoryview) -> None:
+        """Fill all of `view` with the body's next bytes."""
+        got, wanted = 0, len(view)
+        if self.received + wanted > (self.length or 0):
+            raise ValueError(f"{wanted} bytes asked past the body's {self.length}")
+        try:
+            while got < wanted:
+                count = self._readinto(view[got:])
+                if not count:
+                    raise BodyBroken(f"the body ended after {self.received + got} of "
+                                     f"{self.length} bytes")
+                got += count
+        except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            raise BodyBroken(str(exc)) from None
+        finally:
+            self.received += got
+
+    def read_all(self) -> bytes:
+        """A body of unknown length (or encoded), whole."""
+        try:
+            return b"".join(self.response.iter_content(chunk_size=READ_PIECE))
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            raise BodyBroken(str(exc)) from None
+
+    def close(self) -> None:
+        if self.length is not None and self.received == self.length:
+            # Read to its end: the connection goes back to the pool for the next request.
+            # (Closing the response would close it: urllib3 did not see the body read.)
+            self.response.raw.release_conn()
+        else:
+            self.response.close()
 
 
 def _socket_readinto(response: requests.Response):

@@ -19,6 +19,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802
+        if self.path.startswith("/ranges"):
+            return self._range()
         if self.path.startswith("/chunked"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -28,13 +30,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
             return
+        _PEERS.append(self.client_address)
         self.send_response(200)
         self.send_header("Content-Length", str(len(BODY)))
         self.end_headers()
         self.wfile.write(BODY)
 
+    def _range(self):
+        asked = self.headers["Range"]
+        _RANGES_ASKED.append(asked)
+        first, last = (int(n) for n in asked.removeprefix("bytes=").split("-"))
+        shown = f"bytes {first}-{last}/{len(BODY)}"
+        if "wrong" in self.path and first > 0:
+            shown = f"bytes {first + 1}-{last + 1}/{len(BODY)}"
+        self.send_response(206)
+        self.send_header("Content-Range", shown)
+        self.send_header("Content-Length", str(last - first + 1))
+        self.end_headers()
+        self.wfile.write(BODY[first:last + 1])
+
     def log_message(self, *args):
         pass
+
+
+_RANGES_ASKED: list[str] = []
+_PEERS: list[tuple] = []
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +118,80 @@ def test_a_download_lets_the_kernel_drop_pages_once_they_are_written_back(monkey
         dropped.extend(call[:2] for call in calls[1:])
     assert written == [(n * size, min(size, total - n * size)) for n in range(20)]
     assert dropped == [(n * size, size) for n in range(12)]      # all but the last eight
+
+
+@pytest.fixture
+def small_ranges(monkeypatch):
+    from cloudstrype_client import transfer
+    monkeypatch.setattr(transfer, "RANGE_SIZE", 1024 * 1024)
+    _RANGES_ASKED.clear()
+    return transfer
+
+
+def test_ranges_are_read_in_order_in_pieces_from_one_buffer(server, small_ranges):
+    """A file's bytes come to the consumer in order, READ_PIECE at a time, every piece a view
+    of the same buffer; the ranges were asked for ahead (the window) before being read."""
+    from concurrent.futures import ThreadPoolExecutor
+    transfer = small_ranges
+    client = api.Client(server, token="t")
+    got, buffers, asked_when_first_read = [], set(), []
+
+    def consume(offset, piece):
+        if not got:
+            asked_when_first_read.append(len(_RANGES_ASKED))
+        assert offset == sum(len(p) for p in got)
+        assert len(piece) <= transfer.READ_PIECE
+        buffers.add(id(piece.obj))
+        got.append(bytes(piece))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        transfer._read_ranges(client, "/ranges", {}, len(BODY), "f", pool, 3, consume)
+    assert b"".join(got) == BODY
+    assert len(buffers) == 1
+    assert sorted(_RANGES_ASKED) == sorted(
+        f"bytes={n}-{min(len(BODY), n + 1024 * 1024) - 1}"
+        for n in range(0, len(BODY), 1024 * 1024))
+    # Reading began once the first range was answered; the window asked for up to 3 at once.
+    assert 1 <= asked_when_first_read[0] <= 3
+
+
+def test_a_range_answered_for_other_bytes_is_refused(server, small_ranges):
+    from concurrent.futures import ThreadPoolExecutor
+    transfer = small_ranges
+    client = api.Client(server, token="t")
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(
+            transfer.CliError, match=r"f: the server sent the wrong range \(bytes 1048577-"):
+        transfer._read_ranges(client, "/ranges-wrong", {}, len(BODY), "f", pool, 2,
+                              lambda offset, piece: None)
+
+
+def test_a_consumer_that_fails_stops_the_download(server, small_ranges):
+    """What the consumer raises ends the read at once: no range past the window is asked for,
+    and the ranges answered meanwhile are closed (their connections are not left waiting)."""
+    from concurrent.futures import ThreadPoolExecutor
+    transfer = small_ranges
+    client = api.Client(server, token="t")
+
+    def consume(offset, piece):
+        raise OSError("disk full")
+
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(OSError, match="disk full"):
+        transfer._read_ranges(client, "/ranges", {}, len(BODY), "f", pool, 2, consume)
+    assert len(_RANGES_ASKED) <= 2
+
+
+def test_a_body_read_to_its_end_leaves_its_connection_for_the_next_request(server):
+    """Read in place (past urllib3), a body read whole still gives its connection back to the
+    pool; one left part-way closes it (what is left of it would be read as the next answer)."""
+    client = api.Client(server, token="t")
+    _PEERS.clear()
+    for _ in range(3):
+        body, _ = client.get_bytes("/plain")
+        assert bytes(body) == BODY
+    assert len(_PEERS) == 3 and len(set(_PEERS)) == 1
+    opened = client.open_body("/plain")
+    opened.readinto(memoryview(bytearray(1000)))
+    opened.close()
+    body, _ = client.get_bytes("/plain")
+    assert bytes(body) == BODY
+    assert len(set(_PEERS)) == 2
