@@ -77,6 +77,26 @@ def _event_size(event: dict) -> int:
     return len(json.dumps(shown, separators=(",", ":"))) - len("null") + len(body) + 2
 
 
+# What an event holds besides the request's own text and its body (its keys, the request
+# context's ids and times), counted generously.
+_EVENT_FIXED_BYTES = 4096
+
+
+def _event_size_bound(header_items, raw_path: str, body) -> int:
+    """More than _event_size can be, without serializing the event: each character of the
+    request's path and headers appears at most three times in it (single- and multi-value
+    forms, and the request context), as at most 12 characters of JSON (a character beyond the
+    BMP, escaped as two surrogates)."""
+    text = len(raw_path) + sum(len(name) + len(value) for name, value in header_items)
+    return 36 * text + _EVENT_FIXED_BYTES + (len(body) if body else 0)
+
+
+def _too_large() -> web.Response:
+    return _error(413, "payload_too_large", "The request is larger than API Gateway accepts "
+                  f"({limits.REST_REQUEST_MAX_BYTES // limits.MiB} MB); upload big files in "
+                  "parts.")
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers=headers)
@@ -256,18 +276,15 @@ class Gateway:
         return None
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
-        too_large = _error(413, "payload_too_large", "The request is larger than API Gateway "
-                           f"accepts ({limits.REST_REQUEST_MAX_BYTES // limits.MiB} MB); upload "
-                           "big files in parts.")
         if request.content_length is not None and \
                 request.content_length > limits.REST_REQUEST_MAX_BYTES:
-            return too_large
+            return _too_large()
         pieces, received = [], 0
         async for chunk in request.content.iter_chunked(256 * 1024):
             pieces.append(chunk)
             received += len(chunk)
             if received > limits.REST_REQUEST_MAX_BYTES:
-                return too_large
+                return _too_large()
         body = b"".join(pieces)
         del pieces
 
@@ -281,8 +298,13 @@ class Gateway:
             return _error(404, "not_found", NO_ROUTE_MESSAGE)
         route, params = matched
         loop = asyncio.get_running_loop()
-        event = self._rest_event(request, route, params, _event_body(body))
-        payload = _event_size(event)
+        event_body = _event_body(body)
+        event = self._rest_event(request, route, params, event_body)
+        # Counted exactly only when it could matter (serializing every event cost more than
+        # the rest of a small request's trip through the gateway).
+        payload = _event_size(event) if _event_size_bound(
+            request.raw_headers, request.raw_path, event_body) > \
+            limits.LAMBDA_PAYLOAD_MAX_BYTES else 0
         if payload > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             # Lambda refuses an invocation this large; the function never runs.
             return _error(413, "payload_too_large", f"This request reaches the function as "
