@@ -280,6 +280,40 @@ def test_usage_shows_trash_bytes_apart(owner):
     assert owner.usage()["trash_bytes"] == 0
 
 
+def test_content_stored_once_counts_as_trash_only_where_deleting_frees_it(owner):
+    """A file whose content a kept file also reads frees nothing when deleted for good: its
+    trash item shows its size, but the trash bytes do not count it (live bytes stay whole).
+    Duplicates deleted together count once; the trash bytes never pass what is stored."""
+    same, other = os.urandom(1000), os.urandom(300)
+    owner.upload("/dup", "kept.bin", same)
+    stored = owner.usage()["stored_bytes"]
+    copy = owner.upload("/dup", "copy.bin", same)
+    assert owner.usage()["stored_bytes"] == stored, "the copy is stored once"
+
+    owner.delete(copy["id"])
+    assert owner.trash()[copy["id"]]["size"] == 1000
+    usage = owner.usage()
+    assert usage["trash_bytes"] == 0 and usage["live_bytes"] == usage["stored_bytes"]
+
+    twins = [owner.upload("/dup/both", f"twin{n}.bin", other) for n in range(2)]
+    folder = owner.at("/dup/both")
+    owner.delete(folder["id"])
+    assert owner.trash()[folder["id"]]["size"] == 600
+    usage = owner.usage()
+    assert usage["trash_bytes"] == 300, "the twins' one content, once"
+    assert usage["trash_bytes"] <= usage["stored_bytes"]
+
+    assert owner.restore(copy["id"]).status_code == 200
+    assert owner.usage()["trash_bytes"] == 300
+    emptied = owner.api.delete("/api/filesystem/trash")
+    assert emptied.status_code == 200, emptied.text
+    wait_for(lambda: owner.usage()["trash_bytes"] == 0, timeout=30,
+             what="the sweep to free the emptied trash")
+    assert all(owner.api.get(f"/api/filesystem/info/{twin['id']}").status_code == 404
+               for twin in twins)
+    assert download(owner.user, copy["id"]) == same
+
+
 def test_another_user_can_neither_see_nor_touch_your_trash(sweeping, owner, tmp_path):
     stranger = Owner(sweeping, tmp_path / "stranger")
     node = owner.upload("/mine", "secret.txt", b"secret")

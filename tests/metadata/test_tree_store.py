@@ -375,6 +375,27 @@ def test_trash_takes_the_node_out_of_its_directory_into_the_owners_trash(trees):
     assert trash_bytes(trees, who) == 123
 
 
+def test_a_trash_item_counts_what_it_frees_apart_from_its_size(trees):
+    """The trash bytes take what deleting an item for good frees (`counted`), less than its
+    size when a kept file reads the same content; restoring or removing it takes off that,
+    however the item was read back."""
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    kept = new_file(trees, who, folder.node_id, "dup.txt")
+    freed = new_file(trees, who, folder.node_id, "own.txt")
+    dup = trees.trash(kept, T0 + 1, path="/folder/dup.txt", size=900, counted=0,
+                      purge_at=int(T0))
+    own = to_trash(trees, freed, T0 + 2, size=40)
+    assert (dup.size, dup.counted, own.counted) == (900, 0, 40)
+    assert trash_bytes(trees, who) == 40
+    found = trees.get_trashed(who, kept.node_id)
+    assert (found.size, found.counted) == (900, 0)
+    trees.restore(found, folder, "dup.txt")
+    assert trash_bytes(trees, who) == 40
+    trees.remove(trees.get_node(who, freed.node_id))
+    assert trash_bytes(trees, who) == 0
+
+
 def test_the_trash_lists_newest_first_in_pages_and_only_the_owners(trees):
     who, stranger = owner(), owner()
     made = [to_trash(trees, new_file(trees, who, ROOT, f"f{n}"), T0 + n) for n in range(5)]

@@ -540,7 +540,8 @@ op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free 
 op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and the limits",
    responses={200: {"schema": _obj(
        ["stored_bytes", "quota_bytes"], stored_bytes=INT, open_uploads=INT,
-       live_bytes=INT, trash_bytes={"type": "integer", "description": "In the trash"},
+       live_bytes=INT,
+       trash_bytes={"type": "integer", "description": "What emptying the trash frees"},
        dead_bytes={"type": "integer",
                    "description": "Deleted packed files' bytes still in packs until compaction"},
        max_open_uploads=INT, max_file_bytes=INT,

@@ -58,8 +58,8 @@ NODES = schema.table(
             "created": INT, "modified": INT, "attributes": JSON, "revision": INT,
             "version_id": STR, "size": INT, "content_type": STR, "sha256": STR, "etag": STR,
             "durability": STR, "encryption": STR, "trash_queue": STR, "trashed_at": INT,
-            "trash_parent_id": STR, "trash_path": STR, "trash_bytes": INT, "purge_at": INT,
-            "doomed": BOOL},
+            "trash_parent_id": STR, "trash_path": STR, "trash_bytes": INT,
+            "trash_counted": INT, "purge_at": INT, "doomed": BOOL},
     # Trashed nodes of every owner by the time they are due to be freed (deleted for good: 0).
     indexes=(Index("by-purge", hash_key="trash_queue", range_key="purge_at"),))
 
@@ -237,6 +237,14 @@ class Trashed:
     size: int          # bytes of every version under it, measured when it was deleted
     purge_at: int
     doomed: bool = False          # deleted for good: out of the listing, being freed
+    # What it adds to the owner's trash_bytes: what deleting it for good would free, measured
+    # then (content stored once that a file outside it also reads is not counted). Items
+    # trashed before this was kept counted their size.
+    counted: int | None = None
+
+    def __post_init__(self):
+        if self.counted is None:
+            self.counted = self.size
 
 
 @dataclass
@@ -312,13 +320,14 @@ def _trash_name(trashed_at: int, node_id: str) -> str:
 
 
 def _trashed(item: dict) -> Trashed:
+    size = int(item.get("trash_bytes", 0))
     return Trashed(_node(item), int(item["trashed_at"]), item.get("trash_parent_id") or ROOT,
-                   item.get("trash_path") or "/", int(item.get("trash_bytes", 0)),
-                   int(item.get("purge_at", 0)), bool(item.get("doomed", False)))
+                   item.get("trash_path") or "/", size, int(item.get("purge_at", 0)),
+                   bool(item.get("doomed", False)), int(item.get("trash_counted", size)))
 
 
 _TRASH_FIELDS = ("trash_queue", "trashed_at", "trash_parent_id", "trash_path", "trash_bytes",
-                 "purge_at", "doomed")
+                 "trash_counted", "purge_at", "doomed")
 # An ancestor walk stops here (deeper than any path: a loop is treated as unreachable).
 _MAX_WALK = 256
 
@@ -527,12 +536,13 @@ class TreeStore:
         return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
                                    revision=node.revision + 1)
 
-    def trash(self, node: Node, now: float, *, path: str, size: int,
-              purge_at: int) -> Trashed:
+    def trash(self, node: Node, now: float, *, path: str, size: int, purge_at: int,
+              counted: int | None = None) -> Trashed:
         """Move the node to its owner's trash: out of its directory at once (its name is free,
-        nothing under it resolves), listed in the trash, counted in the owner's trash bytes,
-        queued for the sweep at `purge_at`; O(1) whatever it holds. Raises Changed if the node
-        moved on since it was read."""
+        nothing under it resolves), listed in the trash with `size`, adding `counted` (default:
+        `size`) to the owner's trash bytes, queued for the sweep at `purge_at`; O(1) whatever
+        it holds. Raises Changed if the node moved on since it was read."""
+        counted = int(size if counted is None else counted)
         trashed_at = int(now)
         operations = []
         entry = self.get_entry(node.owner, node.parent_id, node.name)
@@ -547,15 +557,17 @@ class TreeStore:
                    Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
                                "trashed_at": trashed_at, "trash_parent_id": node.parent_id,
                                "trash_path": path, "trash_bytes": int(size),
-                               "purge_at": int(purge_at)}, add={"revision": 1}),
+                               "trash_counted": counted, "purge_at": int(purge_at)},
+                          add={"revision": 1}),
                    Condition.eq("revision", node.revision) & Condition.ne("parent_id", TRASH)),
-            quota.trash_bytes_change(node.owner, int(size))]
+            quota.trash_bytes_change(node.owner, counted)]
         try:
             self.engine.transact(operations)
         except ConditionFailed:
             raise Changed(node.node_id) from None
         moved = dataclasses.replace(node, parent_id=TRASH, revision=node.revision + 1)
-        return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at))
+        return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at),
+                       counted=counted)
 
     def get_trashed(self, owner: str, node_id: str, doomed: bool = False) -> Trashed | None:
         """The owner's trash item `node_id` (None if it is not one, or is deleted for good
@@ -598,7 +610,7 @@ class TreeStore:
                    Condition.eq("revision", node.revision) & Condition.eq("parent_id", TRASH)),
             Check(NODES, {"owner": parent.owner, "node_id": parent.node_id},
                   Condition.eq("revision", parent.revision)),
-            quota.trash_bytes_change(node.owner, -item.size)]
+            quota.trash_bytes_change(node.owner, -item.counted)]
         try:
             self.engine.transact(operations)
         except ConditionFailed:
@@ -685,7 +697,7 @@ class TreeStore:
             # Once only, though a delete and the sweep may free it together.
             operations[0] = Delete(NODES, {"owner": node.owner, "node_id": node.node_id},
                                    Condition.eq("trashed_at", trashed.trashed_at))
-            operations += [quota.trash_bytes_change(node.owner, -trashed.size),
+            operations += [quota.trash_bytes_change(node.owner, -trashed.counted),
                            Delete(ENTRIES, _entry_key(node.owner, TRASH, _trash_name(
                                trashed.trashed_at, node.node_id)))]
         elif node.parent_id is not None:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from cloudstrype import errors
+from cloudstrype.pipeline.chunk_store import chunk_store
 from cloudstrype.tree import tree
 from cloudstrype.tree.store import (
     DIRECTORY,
@@ -77,15 +78,24 @@ def apply_retention(owner: str, days: int) -> None:
 
 # -- deleting ------------------------------------------------------------------------------------
 
-def measure(owner: str, node: Node, deadline: float) -> int:
-    """Bytes of every version of the file, or of every file under the directory (what the
-    storages keep for it); what was measured by the deadline if that comes first."""
+def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
+    """(size, frees): the bytes of every version of the file, or of every file under the
+    directory; and of those, what deleting it for good would free. A content stored once
+    (tree/files.py) counts in `frees` once, and only if every file version reading it is under
+    the item: one also read by a file kept (a duplicate left in place) stays stored. What was
+    measured by the deadline if that comes first."""
     trees = tree_store()
-    total, pending = 0, [node]
+    size, frees, pending = 0, 0, [node]
+    readers: dict[str, list[int]] = {}          # content key -> [versions under it, bytes]
     while pending and time.monotonic() < deadline:
         current = pending.pop()
         if current.type == FILE:
-            total += sum(int(v.size) for v in trees.list_versions(owner, current.node_id))
+            for version in trees.list_versions(owner, current.node_id):
+                size += int(version.size)
+                if version.content_key:
+                    readers.setdefault(version.content_key, [0, int(version.size)])[0] += 1
+                else:
+                    frees += int(version.size)
             continue
         cursor = None
         while True:
@@ -95,7 +105,20 @@ def measure(owner: str, node: Node, deadline: float) -> int:
                                     current.node_id, entry.modified, entry.modified))
             if not cursor:
                 break
-    return total
+    keys = list(readers)
+    for first in range(0, len(keys), _BLOBS_PER_READ):
+        wanted = keys[first:first + _BLOBS_PER_READ]
+        stored = chunk_store().find_blobs(owner, wanted)      # (one being let go: absent)
+        for key in wanted:
+            under, length = readers[key]
+            blob = stored.get(key)
+            if blob is None or blob.refs <= under:
+                frees += length
+    return size, frees
+
+
+# Contents looked up per read when a deleted item is measured.
+_BLOBS_PER_READ = 100
 
 
 def move_to_trash(owner: str, node: Node) -> Trashed:
@@ -104,10 +127,10 @@ def move_to_trash(owner: str, node: Node) -> Trashed:
     if node.node_id == ROOT:
         raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
     path = tree.path_of(owner, node)
-    size = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
+    size, frees = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
     stamp = tree.now()
     try:
-        return tree_store().trash(node, stamp, path=path, size=size,
+        return tree_store().trash(node, stamp, path=path, size=size, counted=frees,
                                   purge_at=int(stamp) + retention_days(owner) * DAY_SECONDS)
     except Changed:
         raise errors.Conflict("The item changed while it was being deleted; try again.",
