@@ -39,13 +39,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import stat as stat_module
 import sys
+import threading
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote
 
 from cloudstrype_client import remote
 from cloudstrype_client.api import Body, BodyBroken, Client
@@ -397,6 +400,9 @@ class Uploader:
         self.progress = progress
         self.state = state
         self.parts = part_pool
+        # Batches are read and encoded one at a time (then sent in parallel): built all at
+        # once, the first ones were ready only when all were, and the server waited idle.
+        self._building = threading.Lock()
 
     def upload(self, item: Upload) -> dict:
         if item.size <= ONE_SHOT_MAX:
@@ -517,35 +523,38 @@ class Uploader:
         """Upload `items` (small files of one directory) in one request; the files that failed,
         each with its own error (a file unreadable here is left out of the request)."""
         failures: list[tuple[Upload, BaseException]] = []
-        parts, mtimes, sent, digests = [], {}, [], {}
-        for item in items:
-            try:
-                item.name.encode("utf-8")
-            except UnicodeEncodeError:
-                failures.append((item, CliError(
-                    "the name is not valid UTF-8, so it cannot be a remote name; rename the "
-                    "file.", USAGE)))
-                continue
-            try:
-                with open(item.local, "rb") as f:
-                    before = os.fstat(f.fileno())
-                    data = f.read()
-                    mtime = _stable_mtime(before, os.fstat(f.fileno()))
-            except OSError as exc:
-                failures.append((item, exc))
-                continue
-            parts.append(("file", (item.name, data, "application/octet-stream")))
-            if mtime is not None:
-                mtimes[item.name] = round(mtime, 6)
-            digests[item.name] = (len(data), hashlib.sha256(data).hexdigest())
-            sent.append(item)
-        if not sent:
-            return failures
-        directory = sent[0].directory
+        with self._building:
+            parts, mtimes, sent, digests = [], {}, [], {}
+            for item in items:
+                try:
+                    item.name.encode("utf-8")
+                except UnicodeEncodeError:
+                    failures.append((item, CliError(
+                        "the name is not valid UTF-8, so it cannot be a remote name; rename "
+                        "the file.", USAGE)))
+                    continue
+                try:
+                    with open(item.local, "rb") as f:
+                        before = os.fstat(f.fileno())
+                        data = f.read()
+                        mtime = _stable_mtime(before, os.fstat(f.fileno()))
+                except OSError as exc:
+                    failures.append((item, exc))
+                    continue
+                parts.append((item.name, data))
+                if mtime is not None:
+                    mtimes[item.name] = round(mtime, 6)
+                digests[item.name] = (len(data), hashlib.sha256(data).hexdigest())
+                sent.append(item)
+            if not sent:
+                return failures
+            directory = sent[0].directory
+            body, content_type = multipart_form(
+                [("path", directory), ("mtimes", json.dumps(mtimes))], parts)
         answer = self.client.request(
             "POST", "/api/filesystem/batch", retry=True, ok=(207,),
-            what=f"{directory} (a batch of {len(sent)} files)",
-            data={"path": directory, "mtimes": json.dumps(mtimes)}, files=parts).json()
+            what=f"{directory} (a batch of {len(sent)} files)", data=body,
+            headers={"Content-Type": content_type}).json()
         results = {r.get("name"): r for r in answer.get("results") or []}
         for item in sent:
             result = results.get(item.name)
@@ -572,11 +581,42 @@ class Uploader:
         return failures
 
 
+def multipart_form(fields: list[tuple[str, str]], files: list[tuple[str, bytes]]
+                   ) -> tuple[bytes, str]:
+    """(body, Content-Type) of a multipart/form-data form: the fields, then each (name, bytes)
+    as a `file` part. A file's name goes as `filename*=UTF-8''<percent-encoded>` (exact for
+    any name; the server prefers it) after an ASCII `filename` for other readers. (requests
+    wrote names as browsers do, '"' as %22, which cannot be told from a name holding "%22",
+    and spent more time encoding the form than reading the files.)"""
+    boundary = secrets.token_hex(16)
+    marker = b"--" + boundary.encode()
+    while any(marker in data for _, data in files):
+        boundary = secrets.token_hex(16)
+        marker = b"--" + boundary.encode()
+    pieces = []
+    for name, value in fields:
+        pieces += [marker, b'\r\nContent-Disposition: form-data; name="', name.encode(),
+                   b'"\r\n\r\n', value.encode("utf-8"), b"\r\n"]
+    for filename, data in files:
+        pieces += [marker, b'\r\nContent-Disposition: form-data; name="file"; filename="',
+                   _ascii_filename(filename), b"\"; filename*=UTF-8''",
+                   quote(filename, safe="").encode(),
+                   b"\r\nContent-Type: application/octet-stream\r\n\r\n", data, b"\r\n"]
+    pieces += [marker, b"--\r\n"]
+    return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
+
+
+def _ascii_filename(name: str) -> bytes:
+    """`name` for a quoted `filename`: what is not printable ASCII, and quotes and
+    backslashes, as '_'."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name).encode()
+
+
 def _batch_cost(item: Upload) -> int:
-    """What `item` adds to a batch's body as sent: its bytes, its part, its mtimes entry (a
-    name may be percent-encoded in the part's header, so three bytes a byte)."""
+    """What `item` adds to a batch's body as sent: its bytes, its part, its mtimes entry (the
+    name is in the part's header twice: percent-encoded, three bytes a byte, and as ASCII)."""
     name = item.name.encode("utf-8", "surrogateescape")
-    return item.size + 3 * len(name) + BATCH_PART_OVERHEAD + len(json.dumps(item.name)) + 24
+    return item.size + 4 * len(name) + BATCH_PART_OVERHEAD + len(json.dumps(item.name)) + 24
 
 
 def plan_batches(uploads: list[Upload]) -> tuple[list[list[Upload]], list[Upload]]:

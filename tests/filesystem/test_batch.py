@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import random
+from urllib.parse import quote
 
 from tests.filesystem.conftest import download
 from tests.support import assert_error, register_and_login
@@ -183,3 +184,44 @@ def test_repeats_of_a_content_whose_first_file_failed_are_stored(fs_user):
     assert [r["status"] for r in body["results"]] == [409, 201, 201, 201], body
     for result in body["results"][1:]:
         assert download(fs_user, result["file"]["id"]) == data
+
+
+ODD_NAMES = ['a"b.txt', "new\nline.txt", "cr\rname.txt", "back\\slash.txt", "semi;colon=1.txt",
+             "ünï cödé 😀.txt", "quote'single.txt"]
+
+
+def test_names_as_browsers_and_as_rfc_5987_write_them(fs_user):
+    """A part's filename as browsers, curl and urllib3 2 write it ('"', LF and CR as %22, %0A,
+    %0D) is read back as the name; `filename*=UTF-8''...` is exact for any name (a literal
+    "%22" too) and wins over `filename`."""
+    named = [(name, name.encode()) for name in ODD_NAMES]
+    # requests (urllib3 2) writes names the browsers' way.
+    body = batch(fs_user, "/odd-browser", named)
+    assert body["created"] == len(named)
+    assert sorted(listing(fs_user, "/odd-browser")) == sorted(ODD_NAMES)
+
+    names = [*ODD_NAMES, "literal%22.txt", "100%.txt"]
+    boundary = "b0undary"
+    pieces = [f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n'
+              f'/odd-5987\r\n'.encode()]
+    for name in names:
+        pieces.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                      f'filename="fallback.txt"; filename*=UTF-8\'\'{quote(name, safe="")}'
+                      f'\r\n\r\n'.encode() + name.encode() + b"\r\n")
+    pieces.append(f"--{boundary}--\r\n".encode())
+    response = fs_user.api.post(BATCH, data=b"".join(pieces), headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 207, response.text
+    assert [r["name"] for r in response.json()["results"]] == names
+    children = listing(fs_user, "/odd-5987")
+    assert sorted(children) == sorted(names)
+    for name in names:
+        assert download(fs_user, children[name]["id"]) == name.encode()
+
+
+def test_a_filename_star_that_is_not_utf8_is_refused(fs_user):
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f"filename*=latin-1''caf%E9.txt\r\n\r\nx\r\n--{boundary}--\r\n").encode()
+    assert_error(fs_user.api.post(BATCH, data=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"}), 400, "invalid_multipart")

@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from cloudstrype import errors
 
@@ -269,9 +270,33 @@ def _part_headers(block: bytes) -> dict[str, str]:
     return headers
 
 
+# What browsers, curl (7.81+) and urllib3 2 percent-encode in a quoted name or filename (the
+# WHATWG HTML standard): nothing else, not even '%' itself.
+_WHATWG_ESCAPES = {"%22": '"', "%0A": "\n", "%0D": "\r", "%0a": "\n", "%0d": "\r"}
+_WHATWG_ESCAPED = re.compile("|".join(_WHATWG_ESCAPES))
+
+
 def _disposition_param(disposition: str, param: str) -> str | None:
+    """A parameter of a part's Content-Disposition. `param*` (RFC 5987: UTF-8''<percent-
+    encoded>, exact for any name; the CLI sends it) wins over `param`. A quoted `param` is
+    read as browsers write it: `\"` and the WHATWG escapes %22, %0A and %0D stand for the
+    characters (so a literal "%22" in a name sent that way cannot be told apart; send
+    `filename*` to keep it)."""
+    extended = re.search(rf"(?:^|;)\s*{param}\*\s*=\s*([^;\s]+)", disposition)
+    if extended:
+        charset, _, rest = extended.group(1).partition("'")
+        _, _, encoded = rest.partition("'")
+        if charset.lower() != "utf-8":
+            raise errors.BadRequest(f"A multipart part's {param}* must be UTF-8''<percent-"
+                                    f"encoded>.", code="invalid_multipart")
+        try:
+            return unquote_to_bytes(encoded).decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.BadRequest(f"A multipart part's {param}* is not UTF-8 once decoded.",
+                                    code="invalid_multipart") from None
     match = re.search(rf'(?:^|;)\s*{param}="((?:[^"\\]|\\.)*)"', disposition)
     if match:
-        return match.group(1).replace('\\"', '"')
+        return _WHATWG_ESCAPED.sub(lambda m: _WHATWG_ESCAPES[m.group(0)],
+                                   match.group(1).replace('\\"', '"'))
     match = re.search(rf"(?:^|;)\s*{param}=([^;\s]+)", disposition)
     return match.group(1) if match else None
