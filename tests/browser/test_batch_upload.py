@@ -7,6 +7,8 @@ import hashlib
 
 from playwright.sync_api import expect
 
+from tests.support import wait_for
+
 from .helpers import open_files, row, sign_in_with_tokens, upload_files, wait_for_transfer
 
 
@@ -74,3 +76,29 @@ def test_chosen_and_dropped_small_files_go_up_in_one_batch_each(page, base_url, 
     wait_for_transfer(page, "clash.txt", state="failed")
     expect(clash).to_contain_text("Failed:")
     assert _uploads(requests) == (2, 1)
+
+
+def test_a_dropped_files_name_with_quotes_is_kept(page, base_url, web_user):
+    """The browser writes '"' in a part's filename as %22 (the WHATWG form); the server reads
+    the name back as it was."""
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    names = ['say "hi".txt', "plain (1).txt", "100%22 literal.txt"]
+    transfer = page.evaluate_handle("""(names) => {
+        const data = new DataTransfer();
+        for (const name of names) data.items.add(new File([name], name, {type: "text/plain"}));
+        return data;
+    }""", names)
+    area = page.locator(".files-area")
+    area.dispatch_event("dragenter", {"dataTransfer": transfer})
+    area.dispatch_event("drop", {"dataTransfer": transfer})
+    wait_for_transfer(page, "plain (1).txt")
+
+    def listed() -> set[str]:
+        listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+        return {c["name"] for c in listing["children"] if c["type"] == "file"}
+    wait_for(lambda: len(listed()) == 3, timeout=30, what="the three files to be listed")
+    files = listed()
+    assert {'say "hi".txt', "plain (1).txt"} <= files
+    # The WHATWG form cannot tell a literal "%22" from a quote: that name comes back with one.
+    assert '100" literal.txt' in files
