@@ -3,12 +3,13 @@ Routes only; the work is in cloudstrype.tree and cloudstrype.sharing.
 
 Every tree route works through a scope (cloudstrype.sharing.scope): the caller's own tree, or,
 with the `share` query parameter, the inside of a share granted to the caller."""
+import secrets
 from email.utils import formatdate
 from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
-from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp
+from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp, json_text
 from cloudstrype.sharing import links, shares
 from cloudstrype.sharing.scope import scope_for
 from cloudstrype.tree import compaction, files, trash, tree
@@ -163,6 +164,79 @@ def upload_batch(call):
     created = sum(1 for r in shown if r["status"] == 201)
     return Reply({"results": shown, "created": created, "failed": len(shown) - created},
                  status=207)
+
+
+@app.endpoint("/read", ["POST"])
+def read_batch(call):
+    """Many small files' content in one answer (200, multipart/form-data): a `results` part,
+    each asked id's result in order (200 with the file, or its error), then a part per file
+    read, named by its id. Ids past what one answer carries are listed in `remaining`."""
+    ids = _read_ids(call)
+    scope = _scope(call)
+    shown, wanted, remaining = [], [], []
+    used = len(_READ_FRAME)
+    for n, file_id in enumerate(ids):
+        try:
+            node = scope.node(file_id)
+            files.check_batch_readable(node)
+        except errors.ApiError as exc:
+            node, result = None, {"id": file_id, "status": exc.status, **exc.body()}
+        else:
+            result = {"id": file_id, "status": 200, "file": {
+                "id": node.node_id, "name": node.name, "size": node.size,
+                "sha256": node.sha256, "version": node.version_id,
+                "modified": tree.iso(node.modified), "content_type": node.content_type}}
+        cost = len(json_text(result)) + 1 + (_READ_PART + len(file_id) + node.size
+                                             if node else 0)
+        if shown and used + cost > files.MAX_RESPONSE_BYTES:
+            remaining = ids[n:]
+            break
+        used += cost
+        shown.append(result)
+        if node is not None:
+            wanted.append((result, node))
+    contents = files.read_current(scope.owner, [node for _, node in wanted])
+    parts = []
+    for (result, node), content in zip(wanted, contents, strict=True):
+        if isinstance(content, errors.ApiError):
+            result.pop("file")
+            result.update(status=content.status, **content.body())
+        else:
+            parts.append((node.node_id, content))
+    read = len(parts)
+    body, content_type = _multipart_answer(
+        {"results": shown, "read": read, "failed": len(shown) - read, "remaining": remaining},
+        parts)
+    return Reply(data=body, content_type=content_type)
+
+
+# What a batch read's answer adds around its results and per file part (counted generously).
+_READ_FRAME = " " * 512
+_READ_PART = 256
+
+
+def _read_ids(call) -> list[str]:
+    ids = call.field("ids", list)
+    if not ids or len(ids) > files.MAX_BATCH_FILES or \
+            not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise errors.BadRequest(f"'ids' must list 1 to {files.MAX_BATCH_FILES} file ids.",
+                                code="invalid_field", details={"field": "ids"})
+    return list(dict.fromkeys(ids))
+
+
+def _multipart_answer(results: dict, parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    while any(boundary.encode() in data for _, data in parts):
+        boundary = secrets.token_hex(16)
+    marker = f"--{boundary}".encode()
+    pieces = [marker, b'\r\nContent-Disposition: form-data; name="results"\r\n'
+              b"Content-Type: application/json\r\n\r\n", json_text(results).encode(), b"\r\n"]
+    for file_id, data in parts:
+        pieces += [marker, f'\r\nContent-Disposition: form-data; name="{file_id}"; '
+                           f'filename="{file_id}"\r\nContent-Type: application/octet-stream'
+                           f"\r\n\r\n".encode(), data, b"\r\n"]
+    pieces += [marker, b"--\r\n"]
+    return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
 
 
 @app.endpoint("/data/{file_id}")

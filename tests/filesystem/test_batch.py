@@ -225,3 +225,82 @@ def test_a_filename_star_that_is_not_utf8_is_refused(fs_user):
             f"filename*=latin-1''caf%E9.txt\r\n\r\nx\r\n--{boundary}--\r\n").encode()
     assert_error(fs_user.api.post(BATCH, data=body, headers={
         "Content-Type": f"multipart/form-data; boundary={boundary}"}), 400, "invalid_multipart")
+
+
+READ = "/api/filesystem/read"
+
+
+def read_many(user, ids: list[str], params=None) -> tuple[dict, dict[str, bytes]]:
+    from cloudstrype.api.body import parse_multipart
+    response = user.api.post(READ, json={"ids": ids}, params=params)
+    assert response.status_code == 200, response.text
+    assert len(response.content) <= files_limits()["answer"]
+    boundary = response.headers["Content-Type"].split("boundary=", 1)[1].encode()
+    parts = parse_multipart(response.content, boundary)
+    assert parts[0].name == "results"
+    return json.loads(parts[0].data), {p.name: p.data for p in parts[1:]}
+
+
+def files_limits() -> dict:
+    from cloudstrype.tree import files
+    return {"answer": files.MAX_RESPONSE_BYTES, "file": files.READ_BATCH_FILE_MAX}
+
+
+def test_many_small_files_are_read_in_one_answer(fs_user):
+    """Each id gets its own result in order (a directory, an unknown id and a file too big
+    for a batch fail alone); each file read comes whole, as its listing describes it."""
+    rng = random.Random(5)
+    limit = files_limits()["file"]
+    sizes = [0, 1, 4 * KiB, limit] + [rng.randint(1, 4 * KiB) for _ in range(26)]
+    named = [(f"r{n:02}.bin", rng.randbytes(size)) for n, size in enumerate(sizes)]
+    body = batch(fs_user, "/reads", named)
+    by_name = {r["name"]: r["file"] for r in body["results"]}
+    big = fs_user.api.post("/api/filesystem/data", files={"file": ("big.bin", b"b" * (limit + 1))},
+                           data={"path": "/reads", "name": "big.bin"}).json()
+    folder = fs_user.api.post("/api/filesystem/dirs", json={"path": "/reads/sub"}).json()
+    unknown = "0" * 32
+    ids = [by_name[name]["id"] for name, _ in named]
+    asked = ids[:2] + [folder["id"], unknown, big["id"], ids[0]] + ids[2:]
+    results, data = read_many(fs_user, asked)
+    shown = results["results"]
+    assert [r["id"] for r in shown] == list(dict.fromkeys(asked))
+    assert results["remaining"] == [] and results["read"] == len(named)
+    assert results["failed"] == 3
+    assert [r["status"] for r in shown[2:5]] == [400, 404, 413]
+    assert [r["error"]["code"] for r in shown[2:5]] == [
+        "not_a_file", "node_not_found", "file_too_large_for_batch"]
+    for (name, content), result in zip(named, [r for r in shown if r["status"] == 200],
+                                       strict=True):
+        file = result["file"]
+        assert data[file["id"]] == content, name
+        assert (file["name"], file["size"]) == (name, len(content))
+        assert file["sha256"] == hashlib.sha256(content).hexdigest()
+        assert file["version"] == by_name[name]["version"]
+        assert file["modified"] == by_name[name]["modified"]
+    assert not ({folder["id"], unknown, big["id"]} & set(data))
+
+
+def test_what_one_answer_cannot_carry_is_left_to_ask_again(fs_user):
+    rng = random.Random(6)
+    named = [(f"w{n:02}.bin", rng.randbytes(files_limits()["file"])) for n in range(20)]
+    ids = []
+    for first in range(0, 20, 5):                   # 5 a batch: each within one request
+        ids += [r["file"]["id"] for r in batch(fs_user, "/wide", named[first:first + 5])
+                ["results"]]
+    results, data = read_many(fs_user, ids)
+    assert 0 < results["read"] < 20
+    assert results["remaining"] == ids[results["read"]:]
+    got = dict(data)
+    while results["remaining"]:
+        results, data = read_many(fs_user, results["remaining"])
+        assert results["read"] > 0
+        got.update(data)
+    assert [got[i] for i in ids] == [content for _, content in named]
+
+
+def test_a_batch_read_names_what_to_fix(fs_user):
+    assert_error(fs_user.api.post(READ, json={"ids": []}), 400, "invalid_field")
+    assert_error(fs_user.api.post(READ, json={"ids": ["0" * 32] * 501}), 400, "invalid_field")
+    assert_error(fs_user.api.post(READ, json={"ids": "0" * 32}), 400)
+    assert_error(fs_user.api.post(READ, json={"ids": [7]}), 400, "invalid_field")
+    assert_error(fs_user.api.post(READ, json={}), 400, "missing_field")

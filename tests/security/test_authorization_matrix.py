@@ -25,6 +25,7 @@ a service gains a route without a row here.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote
@@ -77,6 +78,9 @@ class Row:
     consumes: bool = False
     # What must hold after every answer, success or not.
     then: Callable[[World, object], bool] | None = None
+    # What a successful answer must say to this role: (world, role, item, response) -> a
+    # problem, or None (routes that answer 200 and put each item's own status inside).
+    says: Callable[[World, str, object, object], str | None] | None = None
 
     @property
     def id(self) -> str:
@@ -137,6 +141,30 @@ def node_id(item) -> str:
 
 def exists(w: World, route: str) -> bool:
     return w.owner.api.get(route).status_code == 200
+
+
+def read_answer(response) -> tuple[dict, dict[str, bytes]]:
+    """A batch read's results and the files' bytes by id."""
+    from cloudstrype.api.body import parse_multipart
+    boundary = response.headers["Content-Type"].split("boundary=", 1)[1].encode()
+    parts = parse_multipart(response.content, boundary)
+    results = next(p for p in parts if p.name == "results")
+    return json.loads(results.data), {p.name: p.data for p in parts if p.name != "results"}
+
+
+def reads_for(allowed_roles) -> Callable:
+    """A batch read of the item: its bytes to `allowed_roles`, to the others a 404 of their
+    own for it and no bytes (the same answer as for an id that does not exist)."""
+    def says(w, role, item, response):
+        results, data = read_answer(response)
+        [result] = results["results"]
+        expected = 200 if role in allowed_roles else 404
+        if result["status"] != expected:
+            return f"the file's own status is {result['status']}, expected {expected}"
+        if (item["id"] in data) != (expected == 200):
+            return "its bytes were sent" if expected != 200 else "its bytes are missing"
+        return None
+    return says
 
 
 def node_intact(w, node) -> bool:
@@ -298,6 +326,9 @@ ROWS: list[Row] = [
         lambda w, role, item: Ask(files=[("file", (unique(role), b"x"))], data={"path": "/"})),
     Row("GET", f"{FS}/data/{{file_id}}", "the owner's file", owner_only(200),
         plain(path={"file_id": node_id}), make=lambda w: w.items["file"]),
+    Row("POST", f"{FS}/read", "the owner's file, among many", signed_in(200),
+        lambda w, role, item: Ask(json={"ids": [item["id"]]}),
+        make=lambda w: w.items["file"], says=reads_for({OWNER})),
     Row("GET", f"{FS}/chunks/{{file_id}}", "where the owner's file is stored", owner_only(200),
         plain(path={"file_id": node_id}), make=lambda w: w.items["file"]),
     Row("GET", f"{FS}/chunks/{{file_id}}", "a file in a share: its storage is the owner's",
@@ -361,6 +392,15 @@ ROWS: list[Row] = [
         make=lambda w: w.items["file"]),
     Row("GET", f"{FS}/data/{{file_id}}", "the owner's file outside the share", signed_in(404),
         in_share(path={"file_id": node_id}), make=lambda w: w.items["secret"]),
+    Row("POST", f"{FS}/read", "a file in the share, among many", share_read(200),
+        lambda w, role, item: Ask(json={"ids": [item["id"]]},
+                                  params={"share": w.share_of(role)}),
+        make=lambda w: w.items["file"], says=reads_for(set(GRANTED))),
+    Row("POST", f"{FS}/read", "the owner's file outside the share, among many",
+        granted(200, 404),
+        lambda w, role, item: Ask(json={"ids": [item["id"]]},
+                                  params={"share": w.share_of(role)}),
+        make=lambda w: w.items["secret"], says=reads_for(set())),
 
     # filesystem: upload sessions, settings, usage, the trash: each one's own only
     Row("POST", f"{FS}/uploads", "in one's own tree", signed_in(201),
@@ -486,6 +526,10 @@ def test_route_answers_each_role_as_expected(world, row):
         elif response.status_code >= 400 and row.intact is not None \
                 and not row.intact(world, item):
             wrong.append(f"{role}: answered {response.status_code} but changed the item")
+        if row.says is not None and response.status_code < 400:
+            problem = row.says(world, role, item, response)
+            if problem:
+                wrong.append(f"{role}: {problem}")
         if row.then is not None and not row.then(world, item):
             wrong.append(f"{role}: after answering {response.status_code}, the item is not "
                          f"where it must be")

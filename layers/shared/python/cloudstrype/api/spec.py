@@ -494,6 +494,24 @@ op("POST", "/api/filesystem/batch", "Upload many files into one directory in one
               404: "No such directory", 409: "A file on the way",
               413: f"Over {MAX_BATCH_FILES} files or one request's bytes, or over the quota",
               415: "Not multipart/form-data"})
+COMPONENTS["schemas"]["ReadResult"] = _obj(
+    ["id", "status"], id=S, status=INT,
+    file=_obj([], id=S, name=S, size=INT, sha256=S, version=S, modified=S, content_type=S),
+    error={"type": "object"})
+op("POST", "/api/filesystem/read",
+   "Many small files' current content in one answer: a `results` part (JSON: each id's result "
+   "in order, 200 with the file or its error; `remaining`: ids past what one answer carries, "
+   "to ask again) then one part per file read, named by its id",
+   body=_obj(["ids"], ids={"type": "array", "minItems": 1, "maxItems": MAX_BATCH_FILES,
+                           "items": NODE_ID}),
+   responses={200: {"type": "multipart/form-data", "schema": _obj(
+                  ["results"], results=_obj(
+                      ["results", "read", "failed", "remaining"],
+                      results={"type": "array",
+                               "items": {"$ref": "#/components/schemas/ReadResult"}},
+                      read=INT, failed=INT, remaining={"type": "array", "items": S})),
+                  "description": "Each file's result, then the files' bytes"},
+              400: "No ids, or more than the batch limit"})
 op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
    query={"version": S},
    headers={"Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},

@@ -1132,6 +1132,39 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
+# POST /api/filesystem/read: the current content of many small files (up to MAX_BATCH_FILES,
+# each at most READ_BATCH_FILE_MAX: bigger ones are read by ranges) in one answer of at most
+# MAX_RESPONSE_BYTES, framing included.
+READ_BATCH_FILE_MAX = packs.PACK_THRESHOLD
+# Its reads run here, apart from _parallel, which a chunked file's read uses inside them.
+_batch_reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-reads")
+
+
+def check_batch_readable(node: Node) -> None:
+    """Raise the error a batch read gives this file, if it cannot be in one."""
+    if node.type != FILE:
+        raise errors.BadRequest(f"'{node.name}' is a directory; it has no content.",
+                                code="not_a_file")
+    if int(node.size or 0) > READ_BATCH_FILE_MAX:
+        raise errors.PayloadTooLarge(
+            f"'{node.name}' is {node.size} bytes; files over {READ_BATCH_FILE_MAX} bytes are "
+            f"read one by one (GET /api/filesystem/data/{{id}}, by ranges).",
+            code="file_too_large_for_batch")
+
+
+def read_current(owner: str, nodes: list[Node]) -> list[bytes | errors.ApiError]:
+    """The content of each file's version the node names, read in parallel (a file that
+    cannot be read: its error, in its place)."""
+    def one(node: Node) -> bytes | errors.ApiError:
+        try:
+            version = get_version(owner, node, None)
+            size = int(version.size)
+            return read(owner, version, 0, size - 1) if size else b""
+        except errors.ApiError as exc:
+            return exc
+    return list(_batch_reads.map(one, nodes))
+
+
 def packed_blob(version: Version) -> packs.PackedBlob:
     return packs.PackedBlob(version.pack_chunk, int(version.pack_offset),
                             int(version.pack_length), version.blob_hash)
