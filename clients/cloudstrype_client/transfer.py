@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import stat as stat_module
 import sys
@@ -81,6 +82,9 @@ READ_PIECE = 1 * MiB
 # BATCH_FILE_MAX (pipeline.packs.PACK_THRESHOLD) are batched, at most BATCH_MAX_FILES
 # (tree.files.MAX_BATCH_FILES) and BATCH_MAX_BYTES of body as sent (ONE_SHOT_MAX_BYTES) each.
 BATCH_FILE_MAX = 256 * 1024
+# Files up to this are read many to a request (POST /api/filesystem/read), a copy of the
+# server's tree.files.READ_BATCH_FILE_MAX (checked by tests/cli/test_batch_get.py).
+READ_BATCH_FILE_MAX = 256 * 1024
 BATCH_MAX_FILES = 500
 BATCH_MAX_BYTES = 4 * MiB
 # What the form adds per file part besides its bytes and name (boundary, part headers), and once
@@ -648,30 +652,36 @@ def plan_batches(uploads: list[Upload]) -> tuple[list[list[Upload]], list[Upload
     return batches, alone
 
 
-def _send_all(jobs: int, batches: list[list[Upload]], alone: list[Upload], uploader: Uploader,
-              progress: Progress) -> list[tuple[str, BaseException]]:
-    """Send every batch and every lone file, `jobs` requests at once (big files first: they
-    take longest); a failed file is reported and listed, the others go on. Anything but a CLI or
-    OS error is a bug and stops the command."""
+def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, many, label,
+             progress: Progress) -> list[tuple[str, BaseException]]:
+    """Run `one` on every lone item (biggest first: they take longest) and `many` on every
+    batch (it answers the batch's failed items, each with its error), `jobs` at once; a failed
+    item is reported and listed, the others go on. Anything but a CLI or OS error is a bug and
+    stops the command."""
     failures: list[tuple[str, BaseException]] = []
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as pool:
-        lone = {pool.submit(uploader.upload, item): item
-                for item in sorted(alone, key=lambda u: -u.size)}
-        grouped = {pool.submit(uploader.send_batch, batch): batch for batch in batches}
+        lone = {pool.submit(one, item): item
+                for item in sorted(alone, key=lambda item: -_size_of(item))}
+        grouped = {pool.submit(many, batch): batch for batch in batches}
         for future in as_completed([*lone, *grouped]):
             exc = future.exception()
             if exc is not None and not isinstance(exc, (CliError, OSError)):
                 raise exc
             if future in lone:
                 failed = [(lone[future], exc)] if exc is not None else []
-            elif exc is not None:           # the whole batch: each of its files failed so
+            elif exc is not None:           # the whole batch: each of its items failed so
                 failed = [(item, exc) for item in grouped[future]]
             else:
                 failed = future.result()
             for item, error in failed:
-                failures.append((str(item.local), error))
-                progress.message(f"put: {item.local}: {_describe_failure(error)}", always=True)
+                failures.append((label(item), error))
+                progress.message(f"{command}: {label(item)}: {_describe_failure(error)}",
+                                 always=True)
     return failures
+
+
+def _size_of(item) -> int:
+    return item.size if isinstance(item, Upload) else int(item.node.get("size") or 0)
 
 
 class PutResult(NamedTuple):
@@ -735,7 +745,8 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
         max_workers=jobs, thread_name_prefix="part"))
     batches, alone = plan_batches(uploads)
     try:
-        failures = _send_all(jobs, batches, alone, uploader, progress)
+        failures = _run_all("put", jobs, batches, alone, uploader.upload, uploader.send_batch,
+                            lambda item: str(item.local), progress)
     finally:
         uploader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=bool(uploads))
@@ -846,6 +857,86 @@ class Downloader:
                 pass
         self.progress.file_done(bar)
 
+    def read_batch(self, items: list[Download]) -> list[tuple[Download, BaseException]]:
+        """Download `items` (small files) through POST /api/filesystem/read, asking again for
+        what one answer could not carry; the files that failed, each with its own error. A
+        batch refused as a whole (a server without that route) goes one request per file."""
+        failures: list[tuple[Download, BaseException]] = []
+        pending = {item.node["id"]: item for item in items}
+        while pending:
+            try:
+                response = self.client.request(
+                    "POST", "/api/filesystem/read", json={"ids": list(pending)}, retry=True,
+                    ok=(200,), what=f"{len(pending)} files")
+            except CliError as exc:
+                # Refused as a whole (a server without the route: 403 from API Gateway, 404
+                # here): file by file, each then failing, if it does, in its own words.
+                if exc.status is None or not 400 <= exc.status < 500 or exc.status == 401:
+                    raise
+                return failures + self._one_by_one(list(pending.values()))
+            answer, contents = _read_form(response.content,
+                                          response.headers.get("Content-Type", ""))
+            results = answer.get("results") or []
+            for result in results:
+                item = pending.pop(result.get("id"), None)
+                if item is None:
+                    continue
+                try:
+                    self._write_read(item, result, contents.get(item.node["id"]))
+                except (CliError, OSError) as exc:
+                    failures.append((item, exc))
+            # What is left must be what the server left to ask again, and it must have
+            # answered something (else asking again would go on for ever).
+            again = set(answer.get("remaining") or []) if results else set()
+            for file_id in [i for i in pending if i not in again]:
+                item = pending.pop(file_id)
+                failures.append((item, CliError(f"{item.remote}: the server's answer to the "
+                                                f"batch does not mention this file.")))
+        return failures
+
+    def _one_by_one(self, items: list[Download]) -> list[tuple[Download, BaseException]]:
+        failures = []
+        for item in items:
+            try:
+                self.download(item)
+            except (CliError, OSError) as exc:
+                failures.append((item, exc))
+        return failures
+
+    def _write_read(self, item: Download, result: dict, data: bytes | None) -> None:
+        """One file of a batch read: checked against the size and sha256 the server gives for
+        the version it read, written as NAME.part, then renamed."""
+        status = int(result.get("status") or 500)
+        if status != 200:
+            error = result.get("error") or {}
+            raise CliError(f"{item.remote}: {error.get('message') or f'HTTP {status}'}",
+                           exit_code_for_status(status), status=status, code=error.get("code"))
+        file = result.get("file") or {}
+        if data is None or len(data) != file.get("size") or (
+                file.get("sha256") and hashlib.sha256(data).hexdigest() != file["sha256"]):
+            raise CliError(f"{item.remote}: the bytes received do not match the size and "
+                           f"sha256 the server gives; nothing was written.")
+        item.target.parent.mkdir(parents=True, exist_ok=True)
+        part = item.target.with_name(item.target.name + ".part")
+        try:
+            with open(part, "wb") as out:
+                out.write(data)
+            os.replace(part, item.target)
+        except BaseException:
+            try:
+                part.unlink()
+            except OSError:
+                pass
+            raise
+        modified = _timestamp(file.get("modified"))
+        if modified is not None:
+            try:
+                os.utime(item.target, (modified, modified))
+            except OSError:
+                pass
+        self.progress.advance(len(data))
+        self.progress.file_done()
+
     def _ranges(self, url: str, params: dict, size: int, part: Path, item: Download,
                 bar) -> str:
         """Write the file into `part`; the sha256 of the whole."""
@@ -869,6 +960,54 @@ class Downloader:
         finally:
             os.close(fd)
         return digest.hexdigest()
+
+
+def plan_reads(downloads: list[Download]) -> tuple[list[list[Download]], list[Download]]:
+    """(batches of small files, read many to a request; the files to fetch one by one: the
+    big ones, and a lone small one). A batch is filled up to the server's file count and about
+    what one answer carries: the server answers what fits and names the rest to ask again."""
+    small = [d for d in downloads if int(d.node.get("size") or 0) <= READ_BATCH_FILE_MAX]
+    alone = [d for d in downloads if int(d.node.get("size") or 0) > READ_BATCH_FILE_MAX]
+    if len(small) == 1:
+        return [], alone + small
+    batches: list[list[Download]] = []
+    batch: list[Download] = []
+    used = 0
+    for item in small:
+        cost = int(item.node.get("size") or 0) + BATCH_PART_OVERHEAD
+        if batch and (len(batch) >= BATCH_MAX_FILES or used + cost > BATCH_MAX_BYTES):
+            batches.append(batch)
+            batch, used = [], 0
+        batch.append(item)
+        used += cost
+    if batch:
+        batches.append(batch)
+    return batches, alone
+
+
+def _read_form(body: bytes, content_type: str) -> tuple[dict, dict[str, bytes]]:
+    """A batch read's answer: its `results` part (JSON) and every other part's bytes by the
+    part's name (the file's id)."""
+    boundary = content_type.partition("boundary=")[2].strip('"')
+    if not content_type.startswith("multipart/form-data") or not boundary:
+        raise CliError(f"The server's answer to a batch read is not a form ({content_type}).")
+    marker = b"\r\n--" + boundary.encode()
+    pieces = (b"\r\n" + body).split(marker)
+    answer, contents = None, {}
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):
+            break
+        head, found, data = piece.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]*)"', head) if found else None
+        if name is None:
+            raise CliError("The server's answer to a batch read has a part without a name.")
+        if name.group(1) == b"results":
+            answer = json.loads(data)
+        else:
+            contents[name.group(1).decode()] = data
+    if not isinstance(answer, dict):
+        raise CliError("The server's answer to a batch read has no results.")
+    return answer, contents
 
 
 def _read_ranges(client: Client, url: str, params: dict, size: int, what: str,
@@ -986,9 +1125,10 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
                         len(downloads), quiet=quiet, bars=bars)
     downloader = Downloader(client, progress, ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="range"), jobs)
+    batches, alone = plan_reads(downloads)
     try:
-        failures = _each_file("get", jobs, downloads, downloader.download, lambda d: d.remote,
-                              progress)
+        failures = _run_all("get", jobs, batches, alone, downloader.download,
+                            downloader.read_batch, lambda d: d.remote, progress)
     finally:
         downloader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=True)
