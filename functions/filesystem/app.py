@@ -173,11 +173,15 @@ def read_batch(call):
     read, named by its id. Ids past what one answer carries are listed in `remaining`."""
     ids = _read_ids(call)
     scope = _scope(call)
+    found = scope.nodes(ids)
     shown, wanted, remaining = [], [], []
     used = len(_READ_FRAME)
     for n, file_id in enumerate(ids):
         try:
-            node = scope.node(file_id)
+            node = found.get(file_id)
+            if node is None:
+                raise errors.NotFound(f"No file or directory {file_id}.",
+                                      code="node_not_found")
             files.check_batch_readable(node)
         except errors.ApiError as exc:
             node, result = None, {"id": file_id, "status": exc.status, **exc.body()}

@@ -304,3 +304,46 @@ def test_a_batch_read_names_what_to_fix(fs_user):
     assert_error(fs_user.api.post(READ, json={"ids": "0" * 32}), 400)
     assert_error(fs_user.api.post(READ, json={"ids": [7]}), 400, "invalid_field")
     assert_error(fs_user.api.post(READ, json={}), 400, "missing_field")
+
+
+def test_a_file_bad_in_every_copy_fails_alone_in_a_batch_read(api, tmp_path):
+    """Neighbours in a pack are read together; a blob no copy holds right fails its own file,
+    and every other file of the answer still comes whole."""
+    user = register_and_login(api)
+    for n in range(2):
+        assert user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"d{n}", "config": {"path": str(tmp_path / f"d{n}")}}
+        ).status_code == 201
+    assert user.api.put("/api/filesystem/settings",
+                        json={"durability": "raid1(2)"}).status_code == 200
+    named = [(f"n{n:02}.bin", os.urandom(2 * KiB)) for n in range(12)]
+    ids = [r["file"]["id"] for r in batch(user, "/bad", named)["results"]]
+    [pack] = {c for i in ids for c in user.api.get(
+        f"/api/filesystem/chunks/{i}").json()["chunks"]}
+    shares = [f for f in tmp_path.rglob("*") if f.is_file() and pack in f.name]
+    assert len(shares) == 2
+    for share in shares:                    # the same byte of both copies: mid-pack
+        raw = bytearray(share.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        share.write_bytes(bytes(raw))
+    results, data = read_many(user, ids)
+    assert (results["read"], results["failed"]) == (11, 1)
+    [bad] = [r for r in results["results"] if r["status"] != 200]
+    assert bad["status"] >= 500 and bad["error"]["code"]
+    for (name, content), result in zip(named, results["results"], strict=True):
+        if result is not bad:
+            assert data[result["id"]] == content, name
+
+
+def test_files_under_a_deleted_folder_are_not_read(fs_user):
+    """In the trash, directly or under a deleted folder, a file answers 404 as its own GET
+    does; one beside the folder still reads."""
+    inside = [r["file"]["id"] for r in batch(fs_user, "/gone/deep/er", [
+        (f"x{n}.txt", b"x" * n) for n in range(1, 4)])["results"]]
+    kept = batch(fs_user, "/gone-not", [("k1.txt", b"k"), ("k2.txt", b"kk")])["results"]
+    folder = fs_user.api.get("/api/filesystem/info", params={"path": "/gone", "depth": 0})
+    assert fs_user.api.delete(f"/api/filesystem/info/{folder.json()['id']}").status_code == 204
+    results, data = read_many(fs_user, inside + [kept[0]["file"]["id"]])
+    assert [r["status"] for r in results["results"]] == [404, 404, 404, 200]
+    assert all(fs_user.api.get(f"/api/filesystem/data/{i}").status_code == 404 for i in inside)
+    assert data == {kept[0]["file"]["id"]: b"k"}

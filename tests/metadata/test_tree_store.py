@@ -340,6 +340,24 @@ def test_remove_leaves_a_newer_entry_of_the_same_name(trees):
     assert trees.get_entry(who, ROOT, "a").node_id == b.node_id
 
 
+def test_nodes_and_versions_are_read_many_at_once_and_only_the_owners(trees):
+    who, stranger = owner(), owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    made = [new_file(trees, who, folder.node_id, f"f{n}", size=n + 1) for n in range(5)]
+    theirs = new_file(trees, stranger, ROOT, "theirs")
+    asked = [m.node_id for m in made] + [theirs.node_id, "0" * 32, made[0].node_id]
+    found = trees.get_nodes(who, asked)
+    assert set(found) == {m.node_id for m in made}
+    assert all(found[m.node_id].name == m.name for m in made)
+    assert trees.get_nodes(stranger, asked).keys() == {theirs.node_id}
+    pairs = [(m.node_id, "0001") for m in made] + [(made[0].node_id, "9999"),
+                                                   (theirs.node_id, "0001")]
+    versions = trees.get_versions(who, pairs)
+    assert set(versions) == {(m.node_id, "0001") for m in made}
+    assert [versions[(m.node_id, "0001")].size for m in made] == [1, 2, 3, 4, 5]
+    assert all(v.node_id == node_id for (node_id, _), v in versions.items())
+
+
 # -- trash ------------------------------------------------------------------------------------
 
 def trash_bytes(trees: TreeStore, who: str) -> int:

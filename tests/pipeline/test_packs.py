@@ -120,6 +120,56 @@ def test_a_corrupt_share_is_read_past_and_repaired(packs, store, tmp_path, schem
     _read_all(packs, placed, items, True)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_near_blobs_are_read_together_past_lost_shares(packs, store, tmp_path, monkeypatch,
+                                                       scheme):
+    """A batch read of many blobs of a pack: every one byte for byte, in a few ranged reads
+    (neighbours together, a far one apart), and past a lost share where the scheme has one
+    to spare."""
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 5)
+    items = _items(random.Random(scheme + "near"), 60, big=200 * KiB)
+    placed = packs.write_pack("alice", items, "aes256-gcm", scheme)
+    chunk_id = placed[0].chunk_id
+    wanted = [(items[n][0], placed[n]) for n in (*range(10, 40), 60)]
+    calls = []
+    real = LocalBackend.get_range
+    monkeypatch.setattr(LocalBackend, "get_range", lambda backend, key, start, length: (
+        calls.append(length), real(backend, key, start, length))[1])
+    got = packs.read_near_blobs("alice", chunk_id, wanted, True)
+    assert got == {blob_id: dict(items)[blob_id] for blob_id, _ in wanted}
+    assert 2 <= len(calls) <= 6, calls      # the 30 neighbours, then the big one (per share)
+    if scheme != "raid1(1)":
+        record = chunk_store().get("alice", chunk_id)
+        lost = record.shares[0]
+        for path in share_files(disks[lost.storage_id], chunk_id, lost.index):
+            path.unlink()
+        got = packs.read_near_blobs("alice", chunk_id, wanted, True)
+        assert got == {blob_id: dict(items)[blob_id] for blob_id, _ in wanted}
+
+
+def test_a_blob_bad_in_every_copy_fails_alone(packs, store, tmp_path):
+    """Near blobs share a read; one that no copy holds right gives its own error (the read
+    of its span fails), and the others are still read (the caller reads them alone)."""
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 3)
+    items = _items(random.Random(3), 12)
+    placed = packs.write_pack("alice", items, "aes256-gcm", "raid1(2)")
+    chunk_id = placed[0].chunk_id
+    record = chunk_store().get("alice", chunk_id)
+    for share in record.shares:
+        for path in share_files(disks[share.storage_id], chunk_id, share.index):
+            raw = bytearray(path.read_bytes())
+            raw[placed[4].offset + 30] ^= 0xFF
+            path.write_bytes(bytes(raw))
+    wanted = [(items[n][0], placed[n]) for n in range(12)]
+    got = packs.read_near_blobs("alice", chunk_id, wanted, True)
+    assert isinstance(got["blob4"], errors.ApiError)
+    for blob_id, content in items:
+        if blob_id != "blob4":
+            assert packs.read_blob("alice", blob_id, placed[int(blob_id[4:])], True) == content
+
+
 class Counting:
     """Counts the bytes the local backends hand out."""
 

@@ -169,6 +169,51 @@ def read_blob(owner: str, blob_id: str, where: PackedBlob, encrypted: bool) -> b
     return _open(where.chunk_id, blob_id, blob, store.blob_key(record) if encrypted else None)
 
 
+# Blobs of one pack at most this far apart are read together by read_near_blobs (the bytes
+# between them read for nothing rather than a request more).
+NEAR_GAP = 64 * 1024
+
+
+def read_near_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
+                    encrypted: bool) -> dict[str, bytes | errors.ApiError]:
+    """Many files' content from one pack (a batch read): blobs close together come from one
+    ranged read (read_blob's, checked by every blob's hash), each then opened; blob id ->
+    content, or the error of what could not be read (the caller may read that one alone)."""
+    record = store.get_record(owner, chunk_id)
+    key = store.blob_key(record) if encrypted else None
+    spans: list[list[tuple[str, PackedBlob]]] = []
+    end = 0
+    for blob_id, where in sorted(wanted, key=lambda pair: pair[1].offset):
+        stop = where.offset + where.length
+        if spans and where.offset - end <= NEAR_GAP:
+            spans[-1].append((blob_id, where))
+            end = max(end, stop)
+        else:
+            spans.append([(blob_id, where)])
+            end = stop
+    out: dict[str, bytes | errors.ApiError] = {}
+    for span in spans:
+        start = span[0][1].offset
+        length = max(where.offset + where.length for _, where in span) - start
+
+        def good(data: bytes, span=span, start=start) -> bool:
+            view = memoryview(data)
+            return all(hashlib.sha256(view[w.offset - start:w.offset - start + w.length])
+                       .hexdigest() == w.blob_hash for _, w in span)
+        try:
+            data = memoryview(store.get_range(record, start, length, good))
+        except errors.ApiError as exc:
+            out.update((blob_id, exc) for blob_id, _ in span)
+            continue
+        for blob_id, where in span:
+            blob = bytes(data[where.offset - start:where.offset - start + where.length])
+            try:
+                out[blob_id] = _open(chunk_id, blob_id, blob, key)
+            except codec.IntegrityError as exc:
+                out[blob_id] = exc
+    return out
+
+
 def read_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
                encrypted: bool) -> dict[str, bytes | codec.IntegrityError]:
     """Many blobs of one pack from one read of the whole pack (compaction): blob id -> content,

@@ -391,6 +391,12 @@ class TreeStore:
         item = self._get(NODES, {"owner": owner, "node_id": node_id}, owner)
         return _node(item) if item is not None else None
 
+    def get_nodes(self, owner: str, node_ids: list[str]) -> dict[str, Node]:
+        """The owner's nodes among `node_ids` (one batched read), by id."""
+        items = self.engine.get_many(NODES, [{"owner": owner, "node_id": node_id}
+                                             for node_id in dict.fromkeys(node_ids)])
+        return {item["node_id"]: _node(item) for item in items if item.get("owner") == owner}
+
     def ensure_root(self, owner: str, now: float) -> Node:
         """The owner's root directory, created on first use."""
         found = self.get_node(owner, ROOT)
@@ -717,6 +723,20 @@ class TreeStore:
         item = self._get(VERSIONS, {"file_ref": _file_ref(owner, node_id),
                                     "version_id": version_id}, owner)
         return _version(item, node_id) if item is not None else None
+
+    def get_versions(self, owner: str, wanted: list[tuple[str, str]]
+                     ) -> dict[tuple[str, str], Version]:
+        """The owner's versions among (node id, version id) pairs (one batched read)."""
+        refs = {(_file_ref(owner, node_id), version_id): (node_id, version_id)
+                for node_id, version_id in wanted}
+        items = self.engine.get_many(VERSIONS, [{"file_ref": ref, "version_id": version_id}
+                                                for ref, version_id in refs])
+        found = {}
+        for item in items:
+            pair = refs.get((item.get("file_ref"), item.get("version_id")))
+            if pair is not None and item.get("owner") == owner:
+                found[pair] = _version(item, pair[0])
+        return found
 
     def list_versions(self, owner: str, node_id: str) -> list[Version]:
         """Oldest first (version ids sort by time)."""

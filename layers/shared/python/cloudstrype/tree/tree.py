@@ -12,6 +12,7 @@ from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
     ROOT,
+    TRASH,
     BadCursor,
     Changed,
     Entry,
@@ -128,6 +129,44 @@ def get_node(owner: str, node_id: str) -> Node:
     if node is None or tree_store().in_trash(node):
         raise errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
     return node
+
+
+class Lineage:
+    """Directories' chains of ancestors (the directory first, the root last), each directory
+    read once: a batch of files in a few directories costs a few reads, not a walk per file.
+    None for a directory in the trash, under one, or gone."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self._chains: dict[str, tuple[str, ...] | None] = {ROOT: (ROOT,)}
+
+    def chain(self, directory_id: str | None) -> tuple[str, ...] | None:
+        walked, current = [], directory_id
+        while current not in self._chains:
+            node = tree_store().get_node(self.owner, current) if current else None
+            if node is None or node.parent_id in (None, TRASH) or len(walked) > MAX_DEPTH:
+                self._chains[current] = None
+                break
+            walked.append(current)
+            current = node.parent_id
+        chain = self._chains[current]
+        for directory in reversed(walked):
+            chain = None if chain is None else (directory, *chain)
+            self._chains[directory] = chain
+        return self._chains[directory_id]
+
+
+def get_nodes(owner: str, node_ids: list[str]) -> tuple[dict[str, Node], Lineage]:
+    """The nodes among `node_ids` that get_node would answer (the others, unknown or in the
+    trash, left out), read together; and the lineage it walked."""
+    lineage = Lineage(owner)
+    wanted = [i for i in node_ids if isinstance(i, str) and 0 < len(i) <= 64]
+    found = tree_store().get_nodes(owner, [i for i in wanted if i != ROOT])
+    nodes = {node_id: node for node_id, node in found.items()
+             if lineage.chain(node.parent_id) is not None}
+    if ROOT in wanted:
+        nodes[ROOT] = root(owner)
+    return nodes, lineage
 
 
 def child(owner: str, parent_id: str, name: str) -> Entry | None:
