@@ -19,7 +19,8 @@ Workload:
 2. ``--small-files`` files (10,000 by default) of 1-4 KiB in one folder: ``cloudstrype put`` of
    the folder, the same ``put`` again with nothing changed (every file must be skipped as
    unchanged: same size and modification time), then ``cloudstrype ls -l`` of it (every page of
-   the listing), and the same by rclone (``copy``, ``copy`` again, ``lsl``). Backend writes per
+   the listing), then ``cloudstrype get`` of it into an empty folder (every file checked), and
+   the same by rclone (``copy``, ``copy`` again, ``lsl``, ``copy`` back). Backend writes per
    small file: the files the first upload created in the three storage directories (rclone: in
    its three union directories) over the number of small files; the CLI batches small files and
    the server packs them, so this is well under one.
@@ -313,6 +314,28 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         listing = _rounds(rounds, ours_list,
                           lambda _r: _timed(rc + ["lsl", f"safe:small-{last}"], env,
                                             "rclone lsl"))
+        # Down: the last round's folder into an empty one, 8 at once, checked file by file.
+        wanted = {f"f{i:05d}.txt": (small / f"f{i:05d}.txt").read_bytes()
+                  for i in range(small_files)}
+
+        def landed(name: str, folder: Path, seconds: float) -> float:
+            got = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else {}
+            if got != wanted:
+                raise RuntimeError(f"{name} of the small files gave back "
+                                   f"{len(set(got) & set(wanted))} of {small_files} files, or "
+                                   f"different bytes")
+            shutil.rmtree(folder)
+            return seconds
+
+        ours_back, theirs_back = work / "ours-small", work / "theirs-small"
+        down_small = _rounds(
+            rounds,
+            lambda _r: landed("cloudstrype get", ours_back, _timed(
+                cli + ["get", "-q", "-j", "8", f"/small-{last}/", str(ours_back)], env,
+                "cloudstrype get (small files)")),
+            lambda _r: landed("rclone copy", theirs_back, _timed(
+                rc + ["copy", "--transfers", "8", f"safe:small-{last}", str(theirs_back)],
+                env, "rclone copy down (small files)")))
         print(f"\n  {small_files} files of 1-4 KiB ({total / 1e6:.1f} MB), 8 at once; "
               f"median of {rounds} rounds")
         print(f"  {'':<34} {'cloudstrype':>10} {'rclone':>10} {'':<8} {'ratio':>7}")
@@ -326,6 +349,8 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         _times("again", again[2], again[3])
         _seconds_row("list (ls -l / lsl)", listing[0], listing[1])
         _times("list", listing[2], listing[3])
+        _seconds_row("download (into an empty folder)", down_small[0], down_small[1])
+        _times("download", down_small[2], down_small[3])
         print("  (ratio: above 1 means Cloudstrype did it faster)", flush=True)
         return 0
     finally:
