@@ -186,10 +186,10 @@ def read_batch(call):
         except errors.ApiError as exc:
             node, result = None, {"id": file_id, "status": exc.status, **exc.body()}
         else:
-            result = {"id": file_id, "status": 200, "file": {
+            result = {"id": file_id, "status": 200, "file": scope.shown({
                 "id": node.node_id, "name": node.name, "size": node.size,
                 "sha256": node.sha256, "version": node.version_id,
-                "modified": tree.iso(node.modified), "content_type": node.content_type}}
+                "modified": tree.iso(node.modified), "content_type": node.content_type})}
         cost = len(json_text(result)) + 1 + (_READ_PART + len(file_id) + node.size
                                              if node else 0)
         if shown and used + cost > files.MAX_RESPONSE_BYTES:

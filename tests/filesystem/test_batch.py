@@ -143,6 +143,11 @@ def test_inside_a_share(api, fs_user):
     assert_error(carol.api.post(BATCH, params={"share": reading["id"]}, data={"path": "/"},
                                 files=[("file", ("no.txt", b"no"))]), 403)
     assert "no.txt" not in listing(fs_user, "/team")
+    # Read back through the read share: the bytes, without what recipients are not shown.
+    results, data = read_many(carol, [mine["id"]], params={"share": reading["id"]})
+    [result] = results["results"]
+    assert result["status"] == 200 and data == {mine["id"]: b"hello"}
+    assert not {"version", "versions", "durability", "encryption"} & set(result["file"])
 
 
 def test_each_result_describes_the_file_as_info_does(fs_user):
