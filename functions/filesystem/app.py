@@ -175,7 +175,8 @@ def read_batch(call):
     scope = _scope(call)
     found = scope.nodes(ids)
     shown, wanted, remaining = [], [], []
-    used = len(_READ_FRAME)
+    # Room for the frame, and for every id in `remaining` should it come to that.
+    used = _READ_FRAME_BYTES + sum(len(json_text(file_id)) + 1 for file_id in ids)
     for n, file_id in enumerate(ids):
         try:
             node = found.get(file_id)
@@ -190,7 +191,7 @@ def read_batch(call):
                 "id": node.node_id, "name": node.name, "size": node.size,
                 "sha256": node.sha256, "version": node.version_id,
                 "modified": tree.iso(node.modified), "content_type": node.content_type})}
-        cost = len(json_text(result)) + 1 + (_READ_PART + len(file_id) + node.size
+        cost = len(json_text(result)) + 1 + (_READ_PART_BYTES + len(file_id) + node.size
                                              if node else 0)
         if shown and used + cost > files.MAX_RESPONSE_BYTES:
             remaining = ids[n:]
@@ -215,8 +216,8 @@ def read_batch(call):
 
 
 # What a batch read's answer adds around its results and per file part (counted generously).
-_READ_FRAME = " " * 512
-_READ_PART = 256
+_READ_FRAME_BYTES = 512
+_READ_PART_BYTES = 256
 
 
 def _read_ids(call) -> list[str]:
