@@ -420,3 +420,55 @@ def test_signing_key_is_per_install_private_and_served_as_jwks(local, verifier, 
     os.chmod(key_path, 0o644)
     with pytest.raises(RuntimeError, match="chmod 600"):
         LocalIdentity(str(key_path), ISSUER, CLIENT_ID, store=identity.store).jwks()
+
+
+@local_param
+def test_a_checked_token_is_not_checked_again_but_still_expires_and_is_revoked(
+        local, verifier, monkeypatch):
+    """The verifier remembers a token whose signature and claims checked out; its expiry and
+    its sign-in's revocation are still looked at on every request."""
+    from cloudstrype.auth import tokens
+    identity, _ = local
+    name = _user(identity)
+    signed_in = identity.login(name, PASSWORD)
+    checks = []
+    real = tokens.TokenVerifier._check
+    monkeypatch.setattr(tokens.TokenVerifier, "_check",
+                        lambda self, token: (checks.append(token), real(self, token))[1])
+    for _ in range(5):
+        assert verifier.verify(signed_in.access_token).username == name
+    assert len(checks) == 1
+    # Past its expiry (and the leeway), remembered or not, it is refused as expired.
+    late = _claims(signed_in.access_token)["exp"] + tokens.LEEWAY_SECONDS + 1
+    with monkeypatch.context() as later:
+        later.setattr(tokens.time, "time", lambda: late)
+        later.setattr(jwt.api_jwt, "datetime", _clock_at(late))
+        _raises(errors.Unauthorized, "token_expired", verifier.verify, signed_in.access_token)
+    assert len(checks) == 2
+    # Logged out: refused at once though remembered.
+    again = identity.login(name, PASSWORD)
+    assert verifier.verify(again.access_token).username == name
+    identity.logout(again.access_token)
+    _raises(errors.Unauthorized, "token_revoked", verifier.verify, again.access_token)
+
+
+@local_param
+def test_the_verifier_remembers_a_bounded_number_of_tokens(local, verifier, monkeypatch):
+    from cloudstrype.auth import tokens
+    identity, _ = local
+    monkeypatch.setattr(tokens, "VERIFIED_TOKENS", 3)
+    name = _user(identity)
+    for _ in range(6):
+        verifier.verify(identity.login(name, PASSWORD).access_token)
+    assert len(verifier._verified) == 3
+
+
+def _clock_at(timestamp: float):
+    """A datetime class whose now() is `timestamp` (PyJWT's clock, for a token's expiry)."""
+    from datetime import datetime, timezone
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(timestamp, tz or timezone.utc)
+    return Frozen
