@@ -12,9 +12,12 @@ The session id is remembered in the config folder under (server, user, local fil
 destination), so running the same `put` again after an interruption sends only the parts the
 server does not have yet.
 
-Downloads: the file's metadata first (size, sha256, version), then its bytes — one request up to
-4 MiB, else 4 MiB ranges of that version into ``NAME.part``, which is checked against the size and
-sha256 and only then renamed to NAME. A window of ranges is asked for at once on several
+Downloads: files up to READ_BATCH_FILE_MAX (the server's pack threshold) many to a request
+(POST /api/filesystem/read, which answers each file's size, sha256 and version with its bytes;
+what one answer cannot carry is asked for again), each checked and written as ``NAME.part`` and
+renamed. A bigger file: its metadata first (size, sha256, version), then its bytes — one request
+up to 4 MiB, else 4 MiB ranges of that version into ``NAME.part``, which is checked against the
+size and sha256 and only then renamed to NAME. A window of ranges is asked for at once on several
 connections, so the server prepares them in parallel; their bodies are read in order, 1 MiB at a
 time, and each piece is hashed and written while it is still in the CPU's cache (see
 _read_ranges). Checking costs no second read of the file. A range whose connection breaks
