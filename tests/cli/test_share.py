@@ -69,6 +69,11 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     bob.ok("get", "--share", share_id, "/plan.txt", str(tmp_path / "got.txt"))
     assert (tmp_path / "got.txt").read_bytes() == b"the plan\n"
     assert bob.ok("cat", "--share", share_id, "/plan.txt").stdout == "the plan\n"
+    # The whole folder: its small files come many to a request (POST /read, inside S).
+    alice.ok("put", str(_file(tmp_path, "extra.txt", b"more\n")), "/team/")
+    bob.ok("get", "--share", share_id, "/", str(tmp_path / "whole") + "/")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()} == {
+        "plan.txt": b"the plan\n", "extra.txt": b"more\n"}
     # ... but without --share the same path is his own (and not there).
     _fails(bob, 4, "ls", "/plan.txt")
     # Read only: his upload is refused in the server's words.
@@ -87,7 +92,8 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     big = _file(tmp_path, "big.bin", b"b" * (4 * 1024 * 1024 + 1))
     assert "share" in _fails(bob, 2, "put", str(big), "/", "--share", share_id).lower()
     _fails(bob, 4, "ls", "/big.bin")
-    assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "notes/", "plan.txt"]
+    assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "extra.txt", "notes/",
+                                                           "plan.txt"]
 
     alice.ok("unshare", "/team", "--with", bob.user.username)
     assert "share" in _fails(bob, 4, "ls", "--share", share_id, "/").lower()
