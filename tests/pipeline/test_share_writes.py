@@ -26,7 +26,8 @@ def test_a_chunk_the_server_stopped_writing_leaves_no_share_after_the_grace(
         pipeline, tmp_path, monkeypatch):  # noqa: F811
     from cloudstrype.pipeline.chunk_store import ChunkStore, chunk_store
     disks = add_disks("alice", tmp_path, 3)
-    kept = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)").record
+    content = os.urandom(5000)
+    kept = pipeline.put_chunk("alice", content, "aes256-gcm", "raid1(3)").record
     assert list(chunk_store().pending_deletes("alice")) == [], "a written chunk leaves none"
     before = files_on(disks)
 
@@ -44,7 +45,7 @@ def test_a_chunk_the_server_stopped_writing_leaves_no_share_after_the_grace(
     later(monkeypatch, pipeline.SHARE_WRITE_GRACE_SECONDS + 60)
     assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 3
     assert files_on(disks) == before
-    assert pipeline.get_chunk("alice", kept.chunk_id) is not None
+    assert pipeline.get_chunk("alice", kept.chunk_id) == content
     assert list(chunk_store().pending_deletes("alice")) == []
 
 

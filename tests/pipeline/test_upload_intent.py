@@ -59,7 +59,8 @@ def stored(lib, owner: str) -> int:  # noqa: F811
 def test_chunks_of_an_upload_the_server_stopped_before_attaching_are_freed(
         lib, tmp_path, monkeypatch, send):  # noqa: F811
     disks = add_disks("alice", tmp_path, 2)
-    kept = send(lib, "alice", "/kept.bin", os.urandom(SIZE))
+    content = os.urandom(SIZE)
+    kept = send(lib, "alice", "/kept.bin", content)
     assert intents(lib, "alice") == [], "an attached upload leaves no record behind"
     before, used = shares_on(disks), stored(lib, "alice")
 
@@ -82,7 +83,7 @@ def test_chunks_of_an_upload_the_server_stopped_before_attaching_are_freed(
     assert stored(lib, "alice") == used
     assert intents(lib, "alice") == []
     assert absent(lib, "alice", "/lost.bin")
-    assert read(lib, "alice", kept) is not None
+    assert read(lib, "alice", kept) == content
 
 
 def test_an_attach_after_the_sweep_gave_up_keeps_nothing(lib, tmp_path, monkeypatch):  # noqa: F811
