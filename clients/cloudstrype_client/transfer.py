@@ -664,7 +664,7 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
     failures: list[tuple[str, BaseException]] = []
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as pool:
         lone = {pool.submit(one, item): item
-                for item in sorted(alone, key=lambda item: -_size_of(item))}
+                for item in sorted(alone, key=lambda item: -item.size)}
         grouped = {pool.submit(many, batch): batch for batch in batches}
         for future in as_completed([*lone, *grouped]):
             exc = future.exception()
@@ -681,10 +681,6 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
                 progress.message(f"{command}: {label(item)}: {_describe_failure(error)}",
                                  always=True)
     return failures
-
-
-def _size_of(item) -> int:
-    return item.size if isinstance(item, Upload) else int(item.node.get("size") or 0)
 
 
 class PutResult(NamedTuple):
@@ -769,6 +765,10 @@ class Download(NamedTuple):
     target: Path
     remote: str
 
+    @property
+    def size(self) -> int:
+        return int(self.node.get("size") or 0)
+
 
 def _safe_name(name: str) -> bool:
     return name not in ("", ".", "..") and "/" not in name and os.sep not in name \
@@ -849,19 +849,11 @@ class Downloader:
                                f"sha256 ({digest} != {expected}); nothing was written.")
             os.replace(part, item.target)
         except BaseException:
-            try:
-                part.unlink()
-            except OSError:
-                pass
+            _discard(part)
             if bar is not None:
                 bar.close()
             raise
-        modified = _timestamp(info.get("modified"))
-        if modified is not None:
-            try:
-                os.utime(item.target, (modified, modified))
-            except OSError:
-                pass
+        _set_modified(item.target, info.get("modified"))
         self.progress.file_done(bar)
 
     def read_batch(self, items: list[Download]) -> list[tuple[Download, BaseException]]:
@@ -931,17 +923,9 @@ class Downloader:
                 out.write(data)
             os.replace(part, item.target)
         except BaseException:
-            try:
-                part.unlink()
-            except OSError:
-                pass
+            _discard(part)
             raise
-        modified = _timestamp(file.get("modified"))
-        if modified is not None:
-            try:
-                os.utime(item.target, (modified, modified))
-            except OSError:
-                pass
+        _set_modified(item.target, file.get("modified"))
         self.progress.advance(len(data))
         self.progress.file_done()
 
@@ -974,15 +958,15 @@ def plan_reads(downloads: list[Download]) -> tuple[list[list[Download]], list[Do
     """(batches of small files, read many to a request; the files to fetch one by one: the
     big ones, and a lone small one). A batch is filled up to the server's file count and about
     what one answer carries: the server answers what fits and names the rest to ask again."""
-    small = [d for d in downloads if int(d.node.get("size") or 0) <= READ_BATCH_FILE_MAX]
-    alone = [d for d in downloads if int(d.node.get("size") or 0) > READ_BATCH_FILE_MAX]
+    small = [d for d in downloads if d.size <= READ_BATCH_FILE_MAX]
+    alone = [d for d in downloads if d.size > READ_BATCH_FILE_MAX]
     if len(small) == 1:
         return [], alone + small
     batches: list[list[Download]] = []
     batch: list[Download] = []
     used = 0
     for item in small:
-        cost = int(item.node.get("size") or 0) + BATCH_PART_OVERHEAD
+        cost = item.size + BATCH_PART_OVERHEAD
         if batch and (len(batch) >= BATCH_MAX_FILES or used + cost > BATCH_MAX_BYTES):
             batches.append(batch)
             batch, used = [], 0
@@ -1114,6 +1098,24 @@ def _let_pages_go(fd: int, done: int, last: int) -> None:
         pass                # advice only
 
 
+def _discard(part: Path) -> None:
+    """A download's temporary file, gone (if it was made)."""
+    try:
+        part.unlink()
+    except OSError:
+        pass
+
+
+def _set_modified(path: Path, text: str | None) -> None:
+    """Give a downloaded file the remote modification time (ISO text), if there is one."""
+    modified = _timestamp(text)
+    if modified is not None:
+        try:
+            os.utime(path, (modified, modified))
+        except OSError:
+            pass
+
+
 def _timestamp(text: str | None) -> float | None:
     if not text:
         return None
@@ -1129,7 +1131,7 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
     downloads, directories = plan_get(client, sources, dest, jobs)
     for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)
-    progress = Progress("get", sum(int(d.node.get("size") or 0) for d in downloads),
+    progress = Progress("get", sum(d.size for d in downloads),
                         len(downloads), quiet=quiet, bars=bars)
     downloader = Downloader(client, progress, ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="range"), jobs)
