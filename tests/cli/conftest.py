@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.faults import FaultyProxy
 from tests.support import PASSWORD, User, register_and_login
 
 _OVERRIDES = ("CLOUDSTRYPE_SERVER", "CLOUDSTRYPE_TOKEN")
@@ -97,3 +98,11 @@ def cli(stack, cli_user, tmp_path_factory) -> Cli:
     runner = Cli(tmp_path_factory.mktemp("cli-home"), stack.url)
     runner.login(cli_user)
     return runner
+
+
+@pytest.fixture
+def proxy(stack):
+    """A proxy in front of the stack that breaks the requests a test picks (faults.py)."""
+    running = FaultyProxy(stack.url)
+    yield running
+    running.close()

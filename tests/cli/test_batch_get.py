@@ -8,21 +8,10 @@ import random
 import re
 import uuid
 
-import pytest
-
-from tests.cli.faults import FaultyProxy
-
 KiB = 1024
 READ = r"^/api/filesystem/read$"
 DATA = r"^/api/filesystem/data/"
 INFO = r"^/api/filesystem/info/[0-9a-f]+$"
-
-
-@pytest.fixture
-def proxy(stack):
-    running = FaultyProxy(stack.url)
-    yield running
-    running.close()
 
 
 def test_the_clients_read_limits_match_the_server():
@@ -32,7 +21,7 @@ def test_the_clients_read_limits_match_the_server():
     assert transfer.BATCH_MAX_FILES == files.MAX_BATCH_FILES
 
 
-def _folder(top, count: int = 700) -> dict[str, bytes]:
+def _folder(top, count: int) -> dict[str, bytes]:
     rng = random.Random(21)
     files = {f"d{n % 3}/f{n:03}.txt": rng.randbytes(rng.randint(0, 3 * KiB))
              for n in range(count)}
@@ -45,11 +34,20 @@ def _folder(top, count: int = 700) -> dict[str, bytes]:
     return files
 
 
-def test_a_folder_of_small_files_comes_down_many_to_a_request(cli, cli_user, tmp_path, proxy):
-    top = tmp_path / "up"
-    files = _folder(top)
+def _uploaded(cli, tmp_path, count: int) -> tuple[dict[str, bytes], str]:
+    """A folder of `count` small files and one big one, put under a new remote folder."""
+    files = _folder(tmp_path / "up", count)
     root = f"/reads-{uuid.uuid4().hex[:8]}"
-    cli.ok("put", str(top) + "/", root)
+    cli.ok("put", str(tmp_path / "up") + "/", root)
+    return files, root
+
+
+def _landed(back) -> dict[str, bytes]:
+    return {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*") if p.is_file()}
+
+
+def test_a_folder_of_small_files_comes_down_many_to_a_request(cli, cli_user, tmp_path, proxy):
+    files, root = _uploaded(cli, tmp_path, 700)
 
     back = tmp_path / "back"
     cli.ok("get", "-j", "4", root + "/", str(back), env=proxy.env(cli_user.access_token))
@@ -66,32 +64,25 @@ def test_a_folder_of_small_files_comes_down_many_to_a_request(cli, cli_user, tmp
 
 
 def test_a_file_that_cannot_be_written_fails_alone(cli, cli_user, tmp_path, proxy):
-    top = tmp_path / "up"
-    files = _folder(top, count=40)
-    root = f"/blocked-{uuid.uuid4().hex[:8]}"
-    cli.ok("put", str(top) + "/", root)
+    files, root = _uploaded(cli, tmp_path, 40)
     back = tmp_path / "back"
     (back / "d1" / "f001.txt").mkdir(parents=True)      # a folder where a file must go
     done = cli.run("get", root + "/", str(back), env=proxy.env(cli_user.access_token))
     assert done.returncode != 0
     assert re.search(r"get: .*/d1/f001\.txt: ", done.stderr), done.stderr
     assert "get: 1 of 41 files failed." in done.stderr, done.stderr
-    landed = {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*") if p.is_file()}
-    assert landed == {name: data for name, data in files.items() if name != "d1/f001.txt"}
+    assert _landed(back) == {name: data for name, data in files.items()
+                             if name != "d1/f001.txt"}
     assert not list(back.rglob("*.part"))
     assert proxy.count("POST", READ) == 1
 
 
 def test_a_server_without_batch_reads_gets_a_request_per_file(cli, cli_user, tmp_path, proxy):
-    top = tmp_path / "up"
-    files = _folder(top, count=30)
-    root = f"/old-{uuid.uuid4().hex[:8]}"
-    cli.ok("put", str(top) + "/", root)
+    files, root = _uploaded(cli, tmp_path, 30)
     proxy.fail("POST", READ, "status", status=403, times=None)
     back = tmp_path / "back"
     done = cli.run("get", root + "/", str(back), env=proxy.env(cli_user.access_token))
     assert done.returncode == 0, done.stderr
-    assert {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*")
-            if p.is_file()} == files
+    assert _landed(back) == files
     assert proxy.count("GET", DATA) == len(files)
     assert proxy.count("POST", READ) == 1               # refused once, then file by file

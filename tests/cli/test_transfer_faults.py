@@ -11,21 +11,10 @@ import os
 import re
 import uuid
 
-import pytest
-
-from tests.cli.faults import FaultyProxy
-
 MiB = 1024 * 1024
 PART = 4 * MiB
 PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
 DATA = r"^/api/filesystem/data/"
-
-
-@pytest.fixture
-def proxy(stack):
-    running = FaultyProxy(stack.url)
-    yield running
-    running.close()
 
 
 def _root() -> str:
