@@ -181,8 +181,7 @@ def read_batch(call):
         try:
             node = found.get(file_id)
             if node is None:
-                raise errors.NotFound(f"No file or directory {file_id}.",
-                                      code="node_not_found")
+                raise tree.no_node(file_id)
             files.check_batch_readable(node)
         except errors.ApiError as exc:
             node, result = None, {"id": file_id, "status": exc.status, **exc.body()}

@@ -45,22 +45,12 @@ class Scope:
                                    "access.", code="read_only_share")
 
     def node(self, node_id: str) -> Node:
-        """The item with this id, only if it is the top item or below it."""
-        node = tree.get_node(self.owner, node_id)
-        if not self.shared or node.node_id == self.top.node_id:
-            return node
-        current = node
-        for _ in range(access.MAX_WALK):
-            if current.parent_id is None:
-                break
-            if current.parent_id == self.top.node_id:
-                return node
-            try:
-                current = tree.get_node(self.owner, current.parent_id)
-            except errors.NotFound:
-                break
-        # The same answer as for an id that does not exist: nothing outside the share shows.
-        raise errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
+        """The item with this id, only if it is the top item or below it (outside the share:
+        the same answer as for an id that does not exist)."""
+        node = self.nodes([node_id]).get(node_id)
+        if node is None:
+            raise tree.no_node(node_id)
+        return node
 
     def nodes(self, node_ids: list[str]) -> dict[str, Node]:
         """What node() would answer for each id, read together (by id; the others, answered

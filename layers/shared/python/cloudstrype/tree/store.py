@@ -329,7 +329,7 @@ def _trashed(item: dict) -> Trashed:
 _TRASH_FIELDS = ("trash_queue", "trashed_at", "trash_parent_id", "trash_path", "trash_bytes",
                  "trash_counted", "purge_at", "doomed")
 # An ancestor walk stops here (deeper than any path: a loop is treated as unreachable).
-_MAX_WALK = 256
+MAX_WALK = 256
 
 
 def _version_item(version: Version) -> dict:
@@ -666,7 +666,7 @@ class TreeStore:
         """Whether the node or a directory above it is in the trash (or gone): an ancestor walk,
         one read per level, since a trashed directory's subtree is not rewritten."""
         current = node
-        for _ in range(_MAX_WALK):
+        for _ in range(MAX_WALK):
             if current.parent_id == TRASH:
                 return True
             if current.parent_id in (None, ROOT):

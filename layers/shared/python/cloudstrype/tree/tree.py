@@ -11,6 +11,7 @@ from cloudstrype import errors
 from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
+    MAX_WALK,
     ROOT,
     TRASH,
     BadCursor,
@@ -120,15 +121,22 @@ def root(owner: str) -> Node:
 
 
 def get_node(owner: str, node_id: str) -> Node:
-    if not isinstance(node_id, str) or not node_id or len(node_id) > 64:
-        raise errors.NotFound(f"No file or directory {node_id!r}.", code="node_not_found")
-    if node_id == ROOT:
-        return root(owner)
-    node = tree_store().get_node(owner, node_id)
     # In the trash, or under a directory that is: reachable through the trash routes only.
-    if node is None or tree_store().in_trash(node):
-        raise errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
+    node = get_nodes(owner, [node_id])[0].get(node_id)
+    if node is None:
+        raise no_node(node_id)
     return node
+
+
+def no_node(node_id) -> errors.NotFound:
+    """The 404 of an id that names nothing the caller may see."""
+    if not _node_id_shaped(node_id):
+        return errors.NotFound(f"No file or directory {node_id!r}.", code="node_not_found")
+    return errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
+
+
+def _node_id_shaped(node_id) -> bool:
+    return isinstance(node_id, str) and 0 < len(node_id) <= 64
 
 
 class Lineage:
@@ -144,7 +152,7 @@ class Lineage:
         walked, current = [], directory_id
         while current not in self._chains:
             node = tree_store().get_node(self.owner, current) if current else None
-            if node is None or node.parent_id in (None, TRASH) or len(walked) > MAX_DEPTH:
+            if node is None or node.parent_id in (None, TRASH) or len(walked) > MAX_WALK:
                 self._chains[current] = None
                 break
             walked.append(current)
@@ -160,7 +168,7 @@ def get_nodes(owner: str, node_ids: list[str]) -> tuple[dict[str, Node], Lineage
     """The nodes among `node_ids` that get_node would answer (the others, unknown or in the
     trash, left out), read together; and the lineage it walked."""
     lineage = Lineage(owner)
-    wanted = [i for i in node_ids if isinstance(i, str) and 0 < len(i) <= 64]
+    wanted = [i for i in node_ids if _node_id_shaped(i)]
     found = tree_store().get_nodes(owner, [i for i in wanted if i != ROOT])
     nodes = {node_id: node for node_id, node in found.items()
              if lineage.chain(node.parent_id) is not None}
