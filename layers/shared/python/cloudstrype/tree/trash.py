@@ -105,20 +105,13 @@ def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
                                     current.node_id, entry.modified, entry.modified))
             if not cursor:
                 break
-    keys = list(readers)
-    for first in range(0, len(keys), _BLOBS_PER_READ):
-        wanted = keys[first:first + _BLOBS_PER_READ]
-        stored = chunk_store().find_blobs(owner, wanted)      # (one being let go: absent)
-        for key in wanted:
-            under, length = readers[key]
-            blob = stored.get(key)
-            if blob is None or blob.refs <= under:
-                frees += length
+    # One batched read (the engines page it); a content being let go is absent: it goes.
+    stored = chunk_store().find_blobs(owner, list(readers)) if readers else {}
+    for key, (under, length) in readers.items():
+        blob = stored.get(key)
+        if blob is None or blob.refs <= under:
+            frees += length
     return size, frees
-
-
-# Contents looked up per read when a deleted item is measured.
-_BLOBS_PER_READ = 100
 
 
 def move_to_trash(owner: str, node: Node) -> Trashed:
