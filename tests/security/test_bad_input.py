@@ -141,3 +141,85 @@ def test_whole_number_floats_are_integers(user):
     refused = user.api.post("/api/filesystem/uploads", json={"name": "f.bin", "size": 1024.5})
     error = assert_error(refused, 400)
     assert "size" in error["message"]
+
+
+LONE = '"\\ud800"'          # JSON text for a lone UTF-16 surrogate: valid JSON, not Unicode
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/auth/login", '{"username": "alice", "password": %s}' % LONE),
+    ("/api/auth/login", '{"username": %s, "password": "x"}' % LONE),
+    ("/api/auth/register", '{"username": "sur1", "password": "Passw0rd-long"}'.replace(
+        '"Passw0rd-long"', '"Passw0rd\\ud800"')),
+    ("/api/auth/confirm", '{"username": %s, "code": %s}' % (LONE, LONE)),
+])
+def test_a_lone_surrogate_in_a_public_json_body_is_400_naming_the_field(api, path, body):
+    response = api.post(path, data=body, headers={"Content-Type": "application/json"})
+    error = assert_error(response, 400, "invalid_text")
+    assert "Field '" in error["message"] and "surrogate" in error["message"]
+
+
+def test_a_lone_surrogate_in_a_signed_in_json_body_is_400_naming_the_field(user):
+    made = user.api.post("/api/filesystem/dirs", json={"path": "/sur"})
+    assert made.status_code == 201, made.text
+    node_id = made.json()["id"]
+    for method, path, body, field in (
+            ("POST", "/api/filesystem/links", '{"path": "/sur", "password": %s}' % LONE,
+             "password"),
+            ("POST", "/api/filesystem/links", '{"node_id": %s}' % LONE, "node_id"),
+            ("POST", "/api/filesystem/shares",
+             '{"path": "/sur", "user": %s, "level": "read"}' % LONE, "user"),
+            ("POST", f"/api/filesystem/info/{node_id}", '{"attributes": {"k": %s}}' % LONE,
+             "attributes.k"),
+            ("POST", "/api/filesystem/read", '{"ids": [%s]}' % LONE, "ids[0]"),
+            ("POST", "/api/cloud/storages",
+             '{"kind": "local", "name": %s, "config": {"path": "x"}}' % LONE, "name"),
+            ("POST", "/api/cloud/storages",
+             '{"kind": "local", "name": "n", "config": {"path": %s}}' % LONE, "config.path")):
+        response = user.api.request(method, path, data=body,
+                                    headers={"Content-Type": "application/json"})
+        error = assert_error(response, 400, "invalid_text")
+        assert f"Field '{field}'" in error["message"], (path, error)
+    # A surrogate pair is one character (an emoji): accepted.
+    named = user.api.post("/api/filesystem/dirs", data='{"path": "/sur/\\ud83d\\ude00"}',
+                          headers={"Content-Type": "application/json"})
+    assert named.status_code == 201, named.text
+    assert named.json()["name"] == "\U0001f600"
+
+
+def test_a_header_that_is_not_utf8_is_400_signed_in_or_not(api, user):
+    for who, path in ((api, "/api/auth/me"), (user.api, "/api/filesystem/usage")):
+        response = who.request("GET", path, headers={"Authorization": b"Bearer \xff\xfe"})
+        error = assert_error(response, 400, "invalid_header")
+        assert "authorization" in error["message"].lower()
+    made = user.api.post("/api/filesystem/dirs", json={"path": "/linked"})
+    link = user.api.post("/api/filesystem/links", json={"path": "/linked", "password": "pw"})
+    assert made.status_code == 201 and link.status_code == 201, link.text
+    token = link.json()["token"]
+    response = api.get(f"/api/filesystem/public/{token}",
+                       headers={"X-Link-Password": b"\xff\xfe"})
+    error = assert_error(response, 400, "invalid_header")
+    assert "x-link-password" in error["message"].lower()
+
+
+def test_a_number_too_long_to_read_is_400_without_internals(user):
+    response = user.api.post("/api/filesystem/uploads", data='{"name": "n.bin", "size": %s}'
+                             % ("9" * 5000), headers={"Content-Type": "application/json"})
+    error = assert_error(response, 400, "invalid_json")
+    assert "digits" in error["message"] and "sys." not in error["message"]
+
+
+def test_a_form_mtime_is_ascii_decimal_seconds(user):
+    assert user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "mt", "config": {"path": unique("mt")}}).status_code == 201
+    for text in ("\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660", "1_700_000_000",
+                 "inf", "nan", " 17", "1e9", "+5"):
+        response = user.api.post("/api/filesystem/data", files={"file": ("m.txt", b"m")},
+                                 data={"path": "/", "mtime": text.encode()})
+        error = assert_error(response, 400, "invalid_field")
+        assert "mtime" in error["message"], text
+    for text, when in (("1700000000.25", "2023-11-14T22:13:20.25"), ("-86400", "1969-12-31")):
+        made = user.api.post("/api/filesystem/data", files={"file": ("m.txt", b"m")},
+                             data={"path": "/", "mtime": text})
+        assert made.status_code == 201, made.text
+        assert made.json()["modified"].startswith(when)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -92,6 +93,11 @@ class Call:
     @classmethod
     def from_chalice(cls, request, path_params: dict) -> "Call":
         headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+        for name, value in headers.items():
+            if not value.isascii() and not _encodable(value):
+                # Bytes that are not UTF-8 reach here as surrogates (aiohttp, API Gateway).
+                raise errors.BadRequest(f"Header '{name}' is not valid UTF-8 text.",
+                                        code="invalid_header", details={"header": name})
         query = dict(request.query_params or {})
         try:
             raw = _raw_body(request)
@@ -172,7 +178,11 @@ def parse_json(raw: bytes) -> dict:
     except RecursionError:
         # The C parser stops cleanly at the interpreter's recursion limit.
         raise too_deep from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise errors.BadRequest(f"A number in the request body has more than "
+                                    f"{sys.get_int_max_str_digits()} digits.",
+                                    code="invalid_json") from None
         raise errors.BadRequest(f"The request body is not valid JSON: {exc}.",
                                 code="invalid_json") from None
     if not isinstance(value, dict):
@@ -181,7 +191,45 @@ def parse_json(raw: bytes) -> dict:
     # Fewer brackets than the bound cannot nest deeper than it: only such bodies are walked.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise too_deep
+    # UTF-8 cannot carry a lone surrogate: only a \uD800-\uDFFF escape can, so only bodies
+    # with one are walked.
+    if _SURROGATE_ESCAPE.search(raw):
+        _check_text(value)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _check_text(value) -> None:
+    """Refuse a body holding text that is not Unicode (a lone surrogate), naming its field:
+    nothing downstream (UTF-8 storage, hashing, tokens) can take it."""
+    stack = [(value, "")]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, dict):
+            for key, child in current.items():
+                place = f"{where}.{key}" if where else str(key)
+                if not _encodable(key):
+                    raise _not_text(f"A field name{f' in {where!r}' if where else ''}")
+                stack.append((child, place))
+        elif isinstance(current, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(current))
+        elif isinstance(current, str) and not _encodable(current):
+            raise _not_text(f"Field '{where}'")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_text(what: str) -> errors.BadRequest:
+    return errors.BadRequest(f"{what} is not valid Unicode text: it holds a lone UTF-16 "
+                             f"surrogate (\\uD800-\\uDFFF not in a pair).", code="invalid_text")
 
 
 def _depth(value) -> int:
