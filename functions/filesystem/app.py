@@ -260,7 +260,7 @@ def _content(call, owner, node, version_id):
     headers = {"ETag": version.etag, "Accept-Ranges": "bytes",
                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
                "Last-Modified": formatdate(version.created, usegmt=True)}
-    if call.header("if-none-match") == version.etag:
+    if files.none_match(call.header("if-none-match"), version.etag):
         return Reply(status=304, headers=headers)
     wanted = files.parse_range(call.header("range"), size)
     if wanted is None:

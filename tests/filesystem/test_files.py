@@ -82,6 +82,12 @@ def test_small_file_reads_whole_with_headers(fs_user):
     again = fs_user.api.get(f"/api/filesystem/data/{meta['id']}",
                             headers={"If-None-Match": meta["etag"]})
     assert again.status_code == 304 and again.content == b""
+    # RFC 9110: any ETag of a list, a weak one, or '*' matches; another ETag does not.
+    for header, status in (("*", 304), (f'"other", {meta["etag"]}', 304),
+                           (f"W/{meta['etag']}", 304), ('"other"', 200), ("W/\"other\"", 200)):
+        answered = fs_user.api.get(f"/api/filesystem/data/{meta['id']}",
+                                   headers={"If-None-Match": header})
+        assert answered.status_code == status, (header, answered.status_code)
 
 
 def test_large_file_without_range_is_a_clear_4xx(fs_user):
@@ -112,7 +118,10 @@ def test_ranges_at_chunk_borders(fs_user):
 
 @pytest.mark.parametrize("header, status", [("bytes=99999999999-", 416), ("bytes=5-2", 416),
                                             ("lines=1-2", 400), ("bytes=0-1,4-5", 400),
-                                            ("bytes=abc", 400), ("bytes=0-5000000", 413)])
+                                            ("bytes=abc", 400), ("bytes=0-5000000", 413),
+                                            ("bytes=+1-2", 400), ("bytes=--1", 400),
+                                            ("bytes=1_0-20", 400), ("bytes=-", 400),
+                                            ("bytes=\u0663-\u0665".encode(), 400)])
 def test_bad_ranges(fs_user, header, status):
     meta = upload(fs_user, "/", f"r-{abs(hash(header))}.bin", os.urandom(4 * MiB + 100))
     response = fs_user.api.get(f"/api/filesystem/data/{meta['id']}", headers={"Range": header})

@@ -8,6 +8,7 @@ import math
 import mimetypes
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,12 +49,17 @@ _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
 MTIME_MIN, MTIME_MAX = -62135596800, 253402300799
 
 
+# A form's mtime text: ASCII decimal seconds (float() also takes '١٧٠٠', 'inf' and '1_0').
+_MTIME_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
+
+
 def check_mtime(value) -> float | None:
     """The optional `mtime` field (a number, or its text in a form) as float seconds."""
     if value is None:
         return None
     try:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+                isinstance(value, str) and _MTIME_TEXT.fullmatch(value) is None):
             raise ValueError
         mtime = float(value)
         if not MTIME_MIN <= mtime <= MTIME_MAX:          # NaN and infinities fail this too
@@ -1085,31 +1091,52 @@ def describe_version(v: Version | Node, current: bool) -> dict:
             "encryption": v.encryption, "current": current}
 
 
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header matches the current ETag (RFC 9110 13.1.2: '*', a list,
+    weak comparison: W/"x" matches "x")."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    current = etag[2:] if etag.startswith("W/") else etag
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if (candidate[2:] if candidate.startswith("W/") else candidate) == current:
+            return True
+    return False
+
+
+# RFC 9110's byte ranges: ASCII digits only (int() also takes '+1', '٣' and '1_0').
+_RANGE_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) inclusive for a single 'bytes=' range; None for no Range header."""
     if not header:
         return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        raise errors.BadRequest(f"Malformed Range header {header!r}: ranges are in bytes, like "
+                                f"'bytes=0-1023'.", code="invalid_range")
+    if "," in spec:
         raise errors.BadRequest("Only single ranges are supported, like 'bytes=0-1023'.",
                                 code="invalid_range")
-    first_text, dash, last_text = spec.strip().partition("-")
-    try:
-        if not dash:
-            raise ValueError
-        if first_text == "":
-            suffix = int(last_text)
-            if suffix <= 0:
-                raise errors.RangeNotSatisfiable("An empty suffix range selects nothing.",
-                                                 headers={"Content-Range": f"bytes */{size}"})
-            first, last = max(0, size - suffix), size - 1
-        else:
-            first = int(first_text)
-            last = int(last_text) if last_text else size - 1
-    except ValueError:
-        raise errors.BadRequest(f"Malformed Range header {header!r}.", code="invalid_range") \
-            from None
-    if first < 0 or first >= size or last < first:
+    match = _RANGE_SPEC.fullmatch(spec.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        raise errors.BadRequest(f"Malformed Range header {header!r}: give 'bytes=FIRST-LAST', "
+                                f"'bytes=FIRST-' or 'bytes=-SUFFIX' in decimal digits.",
+                                code="invalid_range")
+    first_text, last_text = match.groups()
+    if first_text == "":
+        suffix = int(last_text)
+        if suffix <= 0:
+            raise errors.RangeNotSatisfiable("An empty suffix range selects nothing.",
+                                             headers={"Content-Range": f"bytes */{size}"})
+        first, last = max(0, size - suffix), size - 1
+    else:
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    if first >= size or last < first:
         raise errors.RangeNotSatisfiable(f"The range {header!r} is outside the file's {size} "
                                          f"bytes.", headers={"Content-Range": f"bytes */{size}"})
     return first, min(last, size - 1)
