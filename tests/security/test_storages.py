@@ -248,3 +248,24 @@ def test_a_data_directory_inside_the_checkout_takes_local_storages():
     finally:
         assert stack.stop() == 0, stack.log()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_storage_inside_another_storages_folder_is_409(api, user, tmp_path):
+    outer = add_local(user, str(tmp_path / "outer"))
+    assert outer.status_code == 201, outer.text
+    stranger = register_and_login(api)
+    for who in (stranger, user):
+        error = assert_error(add_local(who, str(tmp_path / "outer" / "sub" / "inner")), 409,
+                             "directory_in_use")
+        assert "inside" in error["message"]
+    assert not (tmp_path / "outer" / "sub").exists()
+    beside = add_local(stranger, str(tmp_path / "beside"))
+    assert beside.status_code == 201, beside.text
+
+
+def test_a_refused_local_storage_leaves_no_folder_behind(user, tmp_path):
+    for config in ({"path": str(tmp_path / "a" / "b"), "capacity": -5},
+                   {"path": str(tmp_path / "c"), "no_such_field": 1}):
+        response = user.api.post("/api/cloud/storages", json={"kind": "local", "config": config})
+        assert_error(response, 400)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

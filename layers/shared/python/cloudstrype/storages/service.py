@@ -112,8 +112,14 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     if cleaned.get("endpoint_url"):
         _check_endpoint(cleaned["endpoint_url"])
     claimed = Path(cleaned["path"]) if kind == "local" else None
+    made: list[Path] = []
     if claimed is not None:
-        _claim_directory(claimed, record)
+        made = _make_directory(claimed)
+        try:
+            _claim_directory(claimed, record)
+        except BaseException:
+            _remove_made(made)
+            raise
     try:
         backend = registry.open_backend(kind, cleaned, target=_target(record))
         try:
@@ -129,6 +135,7 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     except BaseException:
         if claimed is not None:
             _release_directory(claimed)
+            _remove_made(made)
         raise
 
 
@@ -234,12 +241,41 @@ def _local_config(config: dict) -> dict:
             any(_inside(directory, p) for p in folders):
         raise _bad_path(f"{path} holds or is part of the server's own files; choose another "
                         f"folder inside one of: {where}.", code="path_not_allowed")
+    # One directory, one storage: not one inside another's either (deleting or draining the
+    # outer one would take the inner one's shares; its `used` would count them).
+    for ancestor in directory.parents:
+        if not _inside(ancestor, root) or ancestor == root:
+            break
+        if (ancestor / MARKER).exists():
+            raise errors.Conflict(f"{path} is inside the folder of another Cloudstrype storage; "
+                                  f"give each storage its own folder, beside the others.",
+                                  code="directory_in_use")
+    return {**config, "path": str(directory)}
+
+
+def _make_directory(directory: Path) -> list[Path]:
+    """Create a local storage's folder; the folders this made, innermost first (removed again
+    if the storage is not added)."""
+    made = []
+    for folder in [directory, *directory.parents]:
+        if folder.exists():
+            break
+        made.append(folder)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_made(made)
         raise _bad_path(f"Cannot use {directory}: {exc.strerror}.", code="invalid_config") \
             from None
-    return {**config, "path": str(directory)}
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    for folder in made:
+        try:
+            folder.rmdir()          # only if still empty
+        except OSError:
+            return
 
 
 def _claim_directory(directory: Path, record: Storage) -> None:
