@@ -347,10 +347,12 @@ def usage(call):
 
 @app.endpoint("/settings", ["PUT"])
 def put_settings(call):
-    return files.set_defaults(call.principal.user_id,
-                              call.field("durability", required=False),
-                              call.field("encryption", required=False),
-                              call.field("trash_retention_days", int, required=False))
+    fields = {"durability": str, "encryption": str, "trash_retention_days": int}
+    call.only_fields(*fields, nullable=True)
+    body = call.json()
+    return files.set_defaults(call.principal.user_id, {
+        name: None if body[name] is None else call.field(name, kind)
+        for name, kind in fields.items() if name in body})
 
 
 # -- the trash: the caller's own only (docs/trash-api.md) ---------------------------------------

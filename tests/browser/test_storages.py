@@ -169,6 +169,13 @@ def test_default_durability_and_encryption_apply_to_new_uploads(page, base_url, 
     expect(facts).to_contain_text("none — None")
     expect(page.locator(".shares-table .share")).to_have_count(1)
 
+    # Back to automatic: the saved scheme is dropped, not kept.
+    sign_in_with_tokens(page, base_url, web_user, "#/settings")
+    page.get_by_label("Durability").select_option("")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".settings-form .alert-success")).to_contain_text("automatic durability")
+    assert web_user.api.get("/api/filesystem/settings").json()["durability"] is None
+
 
 def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, base_url, web_user,
                                                                        tmp_path):

@@ -325,3 +325,24 @@ def test_listings_carry_each_files_sha256(fs_user):
     moved = fs_user.api.post(f"/api/filesystem/info/{first['id']}", json={"name": "c.txt"})
     assert moved.status_code == 200, moved.text
     assert listed()["c.txt"] == hashlib.sha256(b"second").hexdigest()
+
+
+def test_settings_refuse_unknown_fields_and_null_resets_a_default(fs_user):
+    error = assert_error(fs_user.api.put("/api/filesystem/settings",
+                                         json={"trash_retention_day": 5}), 400, "unknown_field")
+    assert "trash_retention_day'" in error["message"] and "trash_retention_days" in \
+        error["message"]
+    chosen = fs_user.api.put("/api/filesystem/settings",
+                             json={"durability": "rs(2,1)", "trash_retention_days": 7})
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["durability"] == "rs(2,1)"
+    kept = fs_user.api.put("/api/filesystem/settings", json={"encryption": "aes256-gcm"})
+    assert kept.json()["durability"] == "rs(2,1)" and kept.json()["trash_retention_days"] == 7
+    reset = fs_user.api.put("/api/filesystem/settings",
+                            json={"durability": None, "trash_retention_days": None})
+    assert reset.status_code == 200, reset.text
+    assert reset.json() == {"durability": None, "encryption": "aes256-gcm",
+                            "trash_retention_days": 30}
+    meta = upload(fs_user, "/", "automatic.txt", b"a")
+    assert meta["durability"] == "raid1(2)"       # chosen from the two storages again
+    assert_error(fs_user.api.put("/api/filesystem/settings", json={"durability": 3}), 400)

@@ -21,10 +21,9 @@ export default async function render(root, ctx) {
   const adviceId = nextId("durability-advice");
   const current = defaults.durability;
   const options = [];
-  if (!current) {
-    options.push(h("option", { value: AUTO },
-      `Automatic: 2 copies once you have two storages (now ${usable >= 2 ? "2 copies" : "1 copy"})`));
-  }
+  // Always offered: a chosen scheme can be set back to automatic (saved as null).
+  options.push(h("option", { value: AUTO, selected: !current },
+    `Automatic: 2 copies once you have two storages (now ${usable >= 2 ? "2 copies" : "1 copy"})`));
   const presets = current && !PRESETS.includes(current) ? [...PRESETS, current] : PRESETS;
   for (const preset of presets) {
     const scheme = parseDurability(preset);
@@ -93,6 +92,8 @@ export default async function render(root, ctx) {
         return;
       }
       body.durability = scheme;
+    } else {
+      body.durability = null;     // back to automatic
     }
     busy(save, true);
     try {

@@ -565,9 +565,12 @@ op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and t
        max_open_uploads=INT, max_file_bytes=INT,
        quota_bytes={"type": "integer", "description": "0: no quota"})}})
 op("GET", "/api/filesystem/settings", "The user's default durability and encryption")
-op("PUT", "/api/filesystem/settings", "Set the user's defaults",
-   body={"type": "object", "properties": {"durability": DURABILITY, "encryption": ENCRYPTION,
-                                          "trash_retention_days": RETENTION}})
+op("PUT", "/api/filesystem/settings", "Set the user's defaults (a field left out is kept; "
+   "null sets it back to the default: automatic durability, aes256-gcm, 30 days)",
+   body={"type": "object", "additionalProperties": False,
+         "properties": {"durability": {"anyOf": [DURABILITY, {"type": "null"}]},
+                        "encryption": {"anyOf": [ENCRYPTION, {"type": "null"}]},
+                        "trash_retention_days": {"anyOf": [RETENTION, {"type": "null"}]}}})
 
 # -- the trash (docs/trash-api.md) ---------------------------------------------------------------
 TRASH_ITEM = _obj(["id", "name", "type", "original_path", "size", "deleted", "purge_after"],

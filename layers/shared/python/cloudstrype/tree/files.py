@@ -96,16 +96,23 @@ def defaults(owner: str) -> dict:
             else retention}
 
 
-def set_defaults(owner: str, durability: str | None, encryption: str | None,
-                 trash_retention_days=None) -> dict:
+def set_defaults(owner: str, changes: dict) -> dict:
+    """Change the fields of `changes` (durability, encryption, trash_retention_days); None sets
+    one back to the deployment's default (automatic durability: chosen from the storages at
+    each upload)."""
     current = defaults(owner)
-    if durability is not None:
-        current["durability"] = str(codec.parse_durability(durability))
-    if encryption is not None:
-        current["encryption"] = str(codec.parse_encryption(encryption))
+    if "durability" in changes:
+        durability = changes["durability"]
+        current["durability"] = None if durability is None else \
+            str(codec.parse_durability(durability))
+    if "encryption" in changes:
+        encryption = changes["encryption"]
+        current["encryption"] = "aes256-gcm" if encryption is None else \
+            str(codec.parse_encryption(encryption))
     retention_changed = False
-    if trash_retention_days is not None:
-        days = trash.check_retention(trash_retention_days)
+    if "trash_retention_days" in changes:
+        given = changes["trash_retention_days"]
+        days = trash.DEFAULT_RETENTION_DAYS if given is None else trash.check_retention(given)
         retention_changed = days != current["trash_retention_days"]
         current["trash_retention_days"] = days
     tree_store().put_profile(Profile(owner, current["durability"], current["encryption"],
