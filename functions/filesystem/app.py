@@ -25,6 +25,18 @@ def _scope(call, write: bool = False):
     return scope
 
 
+def _own_tree_only(call, message: str) -> None:
+    """Refuse `?share=` on a route that works in the caller's own tree only (it would be
+    ignored, and the answer would be about the caller's tree, not the share)."""
+    if call.query.get("share") is not None:
+        raise errors.BadRequest(message, code="not_in_a_share")
+
+
+_SHARING_IS_THE_OWNERS = ("Sharing and links are the owner's: a recipient cannot share, link or "
+                          "manage what was shared with them; ask its owner, or leave out 'share' "
+                          "for your own files.")
+
+
 def _node_info(scope, node):
     info = tree.describe(scope.owner, node, scope.path_of(node))
     if node.type == tree.FILE and not scope.shared:
@@ -284,10 +296,8 @@ def _content(call, owner, node, version_id):
 
 @app.endpoint("/chunks/{file_id}")
 def content_chunks(call, file_id):
-    if call.query.get("share") is not None:
-        raise errors.BadRequest("Where a shared file's content is stored is its owner's to see; "
-                                "ask without 'share' for your own files.",
-                                code="not_in_a_share")
+    _own_tree_only(call, "Where a shared file's content is stored is its owner's to see; ask "
+                         "without 'share' for your own files.")
     scope = scope_for(call.principal, None)
     node = scope.node(file_id)
     version = files.get_version(scope.owner, node, call.query.get("version"))
@@ -297,10 +307,8 @@ def content_chunks(call, file_id):
 
 @app.endpoint("/uploads", ["POST"])
 def create_upload(call):
-    if call.query.get("share") is not None:
-        raise errors.BadRequest("Upload sessions work in your own tree only; inside a share, "
-                                "upload files of one request (POST /api/filesystem/data).",
-                                code="not_in_a_share")
+    _own_tree_only(call, "Upload sessions work in your own tree only; inside a share, upload "
+                         "files of one request (POST /api/filesystem/data).")
     session = files.create_session(
         call.principal.user_id, call.field("path", str, required=False, default="/"),
         call.field("name"), call.field("size", int), call.field("content_type", required=False),
@@ -409,6 +417,7 @@ def compact_packs(event):
 
 @app.endpoint("/shares", ["POST"])
 def create_share(call):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     share, created = shares.create(
         call.principal, call.field("path", str, required=False),
         call.field("node_id", str, required=False), call.field("user", str, required=False),
@@ -418,21 +427,25 @@ def create_share(call):
 
 @app.endpoint("/shares")
 def list_shares(call):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return {"shares": shares.list_own(call.principal, call.query.get("node_id"))}
 
 
 @app.endpoint("/shares/{share_id}")
 def show_share(call, share_id):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return shares.show(call.principal, share_id)
 
 
 @app.endpoint("/shares/{share_id}", ["PUT"])
 def change_share(call, share_id):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return shares.set_level(call.principal, share_id, call.field("level", str))
 
 
 @app.endpoint("/shares/{share_id}", ["DELETE"])
 def revoke_share(call, share_id):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     shares.revoke(call.principal, share_id)
     return Reply(status=204)
 
@@ -454,6 +467,7 @@ def group_shares(call, group):
 
 @app.endpoint("/links", ["POST"])
 def create_link(call):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return Reply(links.create(call.principal, call.field("path", str, required=False),
                               call.field("node_id", str, required=False),
                               call.field("password", str, required=False),
@@ -462,11 +476,13 @@ def create_link(call):
 
 @app.endpoint("/links")
 def list_links(call):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return {"links": links.list_own(call.principal, call.query.get("node_id"))}
 
 
 @app.endpoint("/links/{link_id}", ["DELETE"])
 def revoke_link(call, link_id):
+    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     links.revoke(call.principal, link_id)
     return Reply(status=204)
 

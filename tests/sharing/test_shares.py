@@ -286,3 +286,23 @@ def test_what_a_recipient_writes_counts_against_the_owners_quota(limited):
     small = uploaded(writer, "/", "small.bin", b"x" * 1000, share=s)
     assert small["path"] == "/small.bin"
     assert usage(owner) == QUOTA // 2 + 2000 and usage(writer) == QUOTA // 2
+
+
+def test_a_recipient_cannot_share_or_link_inside_a_share_and_is_told_so(alice, bob, carol):
+    mkdir(alice, "/team")
+    made = share(alice, "/team", "write", user=bob)
+    s = made["id"]
+    for method, path, body in (
+            ("POST", f"{FS}/shares", {"path": "/", "user": carol.username, "level": "read"}),
+            ("GET", f"{FS}/shares", None),
+            ("GET", f"{FS}/shares/{s}", None),
+            ("PUT", f"{FS}/shares/{s}", {"level": "read"}),
+            ("DELETE", f"{FS}/shares/{s}", None),
+            ("POST", f"{FS}/links", {"path": "/"}),
+            ("GET", f"{FS}/links", None)):
+        response = bob.api.request(method, path, params={"share": s}, json=body)
+        error = assert_error(response, 400, "not_in_a_share")
+        assert "owner" in error["message"], (method, path)
+    # Nothing changed: the share is still bob's to use, at the level alice gave.
+    assert alice.api.get(f"{FS}/shares/{s}").json()["level"] == "write"
+    assert carol.api.get(f"{FS}/shared").json()["shares"] == []
