@@ -279,6 +279,11 @@ class Gateway:
         if request.content_length is not None and \
                 request.content_length > limits.REST_REQUEST_MAX_BYTES:
             return _too_large()
+        head = len(request.method) + len(request.raw_path) + sum(
+            len(value) for _, value in request.raw_headers)
+        if head > limits.REST_HEADERS_MAX_BYTES:
+            return _error(431, "headers_too_large", f"The request line and headers are {head} "
+                          f"bytes; API Gateway takes at most {limits.REST_HEADERS_MAX_BYTES}.")
         pieces, received = [], 0
         async for chunk in request.content.iter_chunked(256 * 1024):
             pieces.append(chunk)

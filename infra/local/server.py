@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+from cloudstrype import limits
 from cloudstrype.metadata.engine import MetadataError
 
 REGION = "us-east-1"
@@ -142,7 +143,11 @@ class LocalStack:
         from aiohttp import web
 
         gateway = self.prepare()
-        public = web.AppRunner(gateway.public_app(), access_log=None, handle_signals=False)
+        # aiohttp's own limits sit above API Gateway's, so that what API Gateway refuses gets
+        # the API's JSON answer from the gateway, not aiohttp's text one.
+        parser_limit = 4 * limits.REST_HEADERS_MAX_BYTES
+        public = web.AppRunner(gateway.public_app(), access_log=None, handle_signals=False,
+                               max_line_size=parser_limit, max_field_size=parser_limit)
         management = web.AppRunner(gateway.management_app(), access_log=None)
         await public.setup()
         await management.setup()

@@ -223,3 +223,12 @@ def test_a_form_mtime_is_ascii_decimal_seconds(user):
                              data={"path": "/", "mtime": text})
         assert made.status_code == 201, made.text
         assert made.json()["modified"].startswith(when)
+
+
+def test_headers_over_api_gateways_limit_get_the_apis_json_answer(api, user):
+    for who, path in ((api, "/api/filesystem/public/nothing"), (user.api, "/api/filesystem/usage")):
+        response = who.get(path, headers={"X-Link-Password": "p" * 11_000})
+        error = assert_error(response, 431, "headers_too_large")
+        assert "10240" in error["message"]
+    under = user.api.get("/api/filesystem/usage", headers={"X-Padding": "p" * 8_000})
+    assert under.status_code == 200, under.text

@@ -12,6 +12,8 @@ MiB = 1024 * 1024
 
 # API Gateway REST: the largest request it accepts (answered 413 above).
 REST_REQUEST_MAX_BYTES = 10 * MiB
+# API Gateway REST: the request line and the header values together, at most (its quota page).
+REST_HEADERS_MAX_BYTES = 10240
 # Lambda synchronous invocation: the largest event (request) and result (response) payload, as
 # sent, i.e. after the body is base64-encoded (the API's binary media type is */*).
 LAMBDA_PAYLOAD_MAX_BYTES = 6 * MiB
