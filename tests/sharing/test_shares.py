@@ -306,3 +306,20 @@ def test_a_recipient_cannot_share_or_link_inside_a_share_and_is_told_so(alice, b
     # Nothing changed: the share is still bob's to use, at the level alice gave.
     assert alice.api.get(f"{FS}/shares/{s}").json()["level"] == "write"
     assert carol.api.get(f"{FS}/shared").json()["shares"] == []
+
+
+def test_a_share_to_a_deleted_account_says_so_and_its_namesake_gets_nothing(api, admin, alice):
+    admin_api, _ = admin
+    mkdir(alice, "/kept")
+    gone = register_and_login(api)
+    made = share(alice, "/kept", "read", user=gone)
+    assert "deleted" not in made["grantee"]
+    assert admin_api.delete(f"/api/auth/users/{gone.username}").status_code == 204
+    namesake = register_and_login(api, gone.username)
+    again = share(alice, "/kept", "read", user=namesake)
+    listed = {s["id"]: s["grantee"] for s in alice.api.get(f"{FS}/shares").json()["shares"]}
+    assert listed[made["id"]] == {"kind": "user", "name": gone.username, "deleted": True}
+    assert listed[again["id"]] == {"kind": "user", "name": gone.username}
+    shown = alice.api.get(f"{FS}/shares/{made['id']}").json()
+    assert shown["grantee"]["deleted"] is True
+    assert [s["id"] for s in namesake.api.get(f"{FS}/shared").json()["shares"]] == [again["id"]]

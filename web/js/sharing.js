@@ -10,7 +10,8 @@ const EXPIRIES = [["", "Never"], ["86400", "In 1 day"], ["604800", "In 7 days"],
   ["2592000", "In 30 days"]];
 
 function grantee(share) {
-  const kind = share.grantee.kind === "group" ? "group" : "person";
+  const kind = share.grantee.kind === "group" ? "group"
+    : share.grantee.deleted ? "account deleted" : "person";
   return `${share.grantee.name} (${kind})`;
 }
 

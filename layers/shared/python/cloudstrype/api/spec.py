@@ -604,7 +604,9 @@ SHARE_ID = {"type": "string", "pattern": _anchored(SHARE_ID_RE)}
 LINK_ID = {"type": "string", "pattern": _anchored(LINK_ID_RE)}
 LINK_TOKEN = {"type": "string", "pattern": _anchored(TOKEN_RE)}
 LEVEL = {"type": "string", "enum": list(LEVELS)}
-GRANTEE = _obj(["kind", "name"], kind={"enum": ["user", "group"]}, name=S)
+GRANTEE = _obj(["kind", "name"], kind={"enum": ["user", "group"]}, name=S,
+               deleted={"type": "boolean", "description": "the user's account is gone (a new "
+                        "account of that name gets nothing from this share)"})
 COMPONENTS["schemas"]["Share"] = _obj(
     ["id", "node_id", "grantee", "level"], id=S, node_id=S, name={"type": ["string", "null"]},
     type={"type": ["string", "null"]}, path={"type": ["string", "null"]}, grantee=GRANTEE,

@@ -104,11 +104,14 @@ def _node_or_none(owner: str, node_id: str) -> Node | None:
         return None          # deleted (or in the trash): the share waits for it
 
 
-def for_owner(share: Share, node: Node | None) -> dict:
+def for_owner(share: Share, node: Node | None, gone: bool = False) -> dict:
+    """`gone`: the user granted has deleted their account (a new account of the same name is
+    another user, and gets nothing from this share)."""
     return {"id": share.share_id, "node_id": share.node_id,
             "name": node.name if node else None, "type": node.type if node else None,
             "path": tree.path_of(share.owner, node) if node else None,
-            "grantee": {"kind": share.grantee_kind, "name": share.grantee_name},
+            "grantee": {"kind": share.grantee_kind, "name": share.grantee_name,
+                        **({"deleted": True} if gone else {})},
             "level": share.level, "created": tree.iso(share.created),
             "modified": tree.iso(share.modified)}
 
@@ -125,21 +128,37 @@ def list_own(principal, node_id: str | None) -> list[dict]:
     store = sharing_store()
     if node_id is not None:
         node = tree.get_node(owner, node_id)
-        return [for_owner(s, node) for s in store.shares_of_node(owner, node.node_id)]
+        found = store.shares_of_node(owner, node.node_id)
+        gone = _deleted_grantees(found)
+        return [for_owner(s, node, s.grantee in gone) for s in found]
     nodes: dict[str, Node | None] = {}
     listed = []
-    for share in store.shares_by_owner(owner):
+    found = store.shares_by_owner(owner)
+    gone = _deleted_grantees(found)
+    for share in found:
         if share.node_id not in nodes:
             nodes[share.node_id] = _node_or_none(owner, share.node_id)
-        listed.append(for_owner(share, nodes[share.node_id]))
+        listed.append(for_owner(share, nodes[share.node_id], share.grantee in gone))
     return listed
+
+
+def _deleted_grantees(found: list[Share]) -> set[str]:
+    """The ids of the users granted among `found` whose accounts are gone."""
+    gone = set()
+    for user_id in {s.grantee for s in found if s.grantee_kind == USER}:
+        try:
+            get_identity().describe_by_id(user_id)
+        except errors.NotFound:
+            gone.add(user_id)
+    return gone
 
 
 def show(principal, share_id: str) -> dict:
     share = find(share_id)
     if share is not None:
         if share.owner == principal.user_id:
-            return for_owner(share, _node_or_none(share.owner, share.node_id))
+            return for_owner(share, _node_or_none(share.owner, share.node_id),
+                             share.grantee in _deleted_grantees([share]))
         node = _node_or_none(share.owner, share.node_id)
         if node is not None and Viewer.of(principal).is_granted(share):
             return for_recipient(share, node)
