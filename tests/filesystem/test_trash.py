@@ -314,6 +314,19 @@ def test_content_stored_once_counts_as_trash_only_where_deleting_frees_it(owner)
     assert download(owner.user, copy["id"]) == same
 
 
+def test_packed_files_in_the_trash_count_as_stored_with_their_nonces_and_tags(owner):
+    """A packed file's blob is stored with its nonce and tag (28 bytes more than its content);
+    deleting the folder moves exactly what is stored into the trash bytes."""
+    files = [("file", (f"p{n}.txt", os.urandom(100 + n))) for n in range(20)]
+    sent = owner.api.post("/api/filesystem/batch", data={"path": "/packed"}, files=files)
+    assert sent.status_code == 207 and sent.json()["created"] == 20, sent.status_code
+    stored = owner.usage()["stored_bytes"]
+    assert stored == sum(100 + n + 28 for n in range(20)), "each blob with its nonce and tag"
+    owner.delete(owner.at("/packed")["id"])
+    usage = owner.usage()
+    assert usage["trash_bytes"] == stored and usage["live_bytes"] == 0, usage
+
+
 def test_another_user_can_neither_see_nor_touch_your_trash(sweeping, owner, tmp_path):
     stranger = Owner(sweeping, tmp_path / "stranger")
     node = owner.upload("/mine", "secret.txt", b"secret")

@@ -95,7 +95,9 @@ def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
                 if version.content_key:
                     readers.setdefault(version.content_key, [0, int(version.size)])[0] += 1
                 else:
-                    frees += int(version.size)
+                    # A packed file frees its blob as stored (with its nonce and tag).
+                    frees += int(version.pack_length if version.pack_chunk and
+                                 version.pack_length is not None else version.size)
             continue
         cursor = None
         while True:
@@ -110,7 +112,7 @@ def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
     for key, (under, length) in readers.items():
         blob = stored.get(key)
         if blob is None or blob.refs <= under:
-            frees += length
+            frees += length if blob is None or blob.chunked else int(blob.length)
     return size, frees
 
 
