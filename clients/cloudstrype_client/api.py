@@ -7,6 +7,8 @@
   when the server answers 401, and saved again.
 * Transient failures (connection errors, timeouts, 429, 502, 503, 504) of idempotent requests are
   retried with backoff. Errors become CliError with the server's message and an exit code.
+* `Client.stop`, once set (Ctrl-C, or a transfer that found the server unreachable), makes every
+  request not yet sent, and every retry waiting for its backoff, raise Cancelled at once.
 """
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ from requests.adapters import HTTPAdapter
 from cloudstrype_client import config
 from cloudstrype_client.errors import (
     AUTH,
+    BAD_LOCAL_NAME,
     FAILED,
     UNREACHABLE,
     AuthError,
+    Cancelled,
     CliError,
     exit_code_for_status,
 )
@@ -69,7 +73,7 @@ def error_from_response(response: requests.Response, what: str | None = None) ->
             f": {text[:200]}" if text else ".")
     if what:
         message = f"{what}: {message}"
-    return CliError(message, exit_code_for_status(response.status_code),
+    return CliError(message, exit_code_for_status(response.status_code, code),
                     status=response.status_code, code=code)
 
 
@@ -84,6 +88,7 @@ class Client:
         self.pool_size = pool_size
         self._local = threading.local()
         self._refresh_lock = threading.Lock()
+        self.stop = threading.Event()   # set: the command is stopping; no new request goes
 
     # -- construction from the command line ------------------------------------------------------
 
@@ -172,6 +177,11 @@ class Client:
         except requests.exceptions.InvalidURL as exc:
             raise CliError(f"The server address {self.server!r} is not a valid URL ({exc}).",
                            2) from None
+        except UnicodeEncodeError:
+            # A name from a local file that is not UTF-8 (Python holds its bytes as
+            # surrogates): it cannot travel. Refused here whatever the caller checked.
+            raise CliError("A name is not valid UTF-8, so it cannot be a remote name; rename "
+                           "the file.", FAILED, code=BAD_LOCAL_NAME) from None
 
     def request(self, method: str, path: str, *, auth: bool = True, retry: bool | None = None,
                 ok: tuple[int, ...] | None = None, what: str | None = None,
@@ -189,6 +199,8 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
+            if self.stop.is_set():
+                raise Cancelled()
             token = self._token() if auth else None
             if auth and not token:
                 raise AuthError("Not logged in; run 'cloudstrype login'.")
@@ -270,12 +282,13 @@ class Client:
         response = self.request("POST", path, json=body if body is not None else {}, **kwargs)
         return response.json() if response.content else {}
 
-    @staticmethod
-    def backoff(attempt: int, retry_after: str | None = None) -> None:
+    def backoff(self, attempt: int, retry_after: str | None = None) -> None:
+        """Wait before attempt `attempt` + 1; Cancelled at once when the command stops."""
         delay = min(8.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.7, 1.3)
         if retry_after and retry_after.isdigit():
             delay = max(delay, min(30.0, float(retry_after)))
-        time.sleep(delay)
+        if self.stop.wait(delay):
+            raise Cancelled()
 
 
 class BodyBroken(Exception):

@@ -4,10 +4,12 @@ Scripts may rely on these numbers:
 
     0  OK                 everything asked for was done
     1  FAILED             an operation failed (server error, network trouble mid-transfer,
-                          a verification mismatch, some files of a batch not transferred)
+                          a verification mismatch, some files of a batch not transferred) or
+                          was refused (403: a read-only share, a group you are not in; a big
+                          file into a share; a local name that cannot be a remote one)
     2  USAGE              the command line is wrong (bad option, bad path or name, the server
                           refused the input as invalid, 'rm' of a directory without -r)
-    3  AUTH               not logged in, wrong username or password, token refused, not allowed
+    3  AUTH               not logged in, wrong username or password, token refused (401)
     4  NOT_FOUND          a path, id or storage does not exist
     5  CONFLICT           something is in the way: the name exists, a storage still holds
                           shares, an upload is incomplete
@@ -25,12 +27,16 @@ CONFLICT = 5
 UNREACHABLE = 6
 INTERRUPTED = 130
 
-_BY_STATUS = {400: USAGE, 401: AUTH, 403: AUTH, 404: NOT_FOUND, 405: USAGE, 409: CONFLICT,
+_BY_STATUS = {400: USAGE, 401: AUTH, 403: FAILED, 404: NOT_FOUND, 405: USAGE, 409: CONFLICT,
               410: NOT_FOUND, 412: CONFLICT, 413: USAGE, 415: USAGE, 416: USAGE}
+# The code of a local file's name refused before anything is sent (not valid UTF-8).
+BAD_LOCAL_NAME = "bad_local_name"
+# Refusals whose status says "bad input" though the command line was right.
+_BY_CODE = {"not_in_a_share": FAILED}
 
 
-def exit_code_for_status(status: int) -> int:
-    return _BY_STATUS.get(status, FAILED)
+def exit_code_for_status(status: int, code: str | None = None) -> int:
+    return _BY_CODE.get(code or "", _BY_STATUS.get(status, FAILED))
 
 
 class CliError(Exception):
@@ -46,6 +52,29 @@ class CliError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request would be refused again as it is: the server's 4xx (but a
+        request timeout, a rate limit or a lost login), or a local refusal made so."""
+        if self.exit_code in (UNREACHABLE, INTERRUPTED):
+            return False
+        if self.status is None:
+            return self.exit_code in (USAGE, NOT_FOUND) or self.code == BAD_LOCAL_NAME
+        return 400 <= self.status < 500 and self.status not in (401, 408, 429)
+
+
+class Cancelled(CliError):
+    """What a transfer's worker raises once its command is stopping (interrupted, or the server
+    unreachable): the file is not sent, and no failure of its own."""
+
+    def __init__(self, message: str = "stopped"):
+        super().__init__(message, INTERRUPTED)
+
+
+class Stopped(CliError):
+    """A transfer stopped as a whole; its message has the counts. Requests may still be under
+    way on other threads: the command leaves without waiting for them."""
 
 
 class UsageError(CliError):

@@ -76,10 +76,13 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
         "plan.txt": b"the plan\n", "extra.txt": b"more\n"}
     # ... but without --share the same path is his own (and not there).
     _fails(bob, 4, "ls", "/plan.txt")
-    # Read only: his upload is refused in the server's words.
-    reply = _fails(bob, 3, "put", str(_file(tmp_path, "bob.txt", b"bob")), "/",
+    # Read only: his upload, mkdir and rm are refused in the server's words, exit 1 (a refused
+    # operation; 3 is for not logged in).
+    reply = _fails(bob, 1, "put", str(_file(tmp_path, "bob.txt", b"bob")), "/",
                    "--share", share_id)
     assert "read" in reply.lower()
+    assert "read" in _fails(bob, 1, "mkdir", "--share", share_id, "/notes").lower()
+    assert "read" in _fails(bob, 1, "rm", "--share", share_id, "/plan.txt").lower()
 
     # The same command with --write changes the level of the same share.
     again = alice.ok("share", "/team", "--with", bob.user.username, "--write")
@@ -90,7 +93,7 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     # A file over one request needs an upload session, which stays the caller's own: refused
     # in words, and nothing lands in Bob's own tree instead.
     big = _file(tmp_path, "big.bin", b"b" * (4 * 1024 * 1024 + 1))
-    assert "share" in _fails(bob, 2, "put", str(big), "/", "--share", share_id).lower()
+    assert "share" in _fails(bob, 1, "put", str(big), "/", "--share", share_id).lower()
     _fails(bob, 4, "ls", "/big.bin")
     assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "extra.txt", "notes/",
                                                            "plan.txt"]
@@ -137,7 +140,7 @@ def test_share_errors_have_exit_codes_and_words(alice, bob, tmp_path):
     _fails(alice, 4, "share", "/nothing-here", "--with", bob.user.username)
     _fails(alice, 4, "share", "/solo", "--with", unique("nobody"))
     _fails(alice, 5, "share", "/solo/one.txt", "--with", bob.user.username, "--write")
-    _fails(alice, 3, "share", "/solo", "--group", unique("notmine"))         # 403 or 404
+    _fails(alice, 1, "share", "/solo", "--group", unique("notmine"))         # 403: refused
     _fails(bob, 4, "ls", "--share", "0" * 24, "/")
     assert "share id" in _fails(bob, 2, "ls", "--share", "../shares", "/")
 
