@@ -20,6 +20,7 @@ from datetime import datetime
 
 from cloudstrype_client import config, remote, transfer
 from cloudstrype_client.api import Client, normalize_server
+from cloudstrype_client.display import shown
 from cloudstrype_client.errors import (
     CONFLICT,
     FAILED,
@@ -27,6 +28,7 @@ from cloudstrype_client.errors import (
     OK,
     CliError,
     NotFoundError,
+    Stopped,
     UsageError,
 )
 from cloudstrype_client.progress import human_size
@@ -52,7 +54,13 @@ def _command(handler):
         try:
             return handler(args) or OK
         except CliError as exc:
-            print(f"cloudstrype {args.command}: {exc.message}", file=sys.stderr, flush=True)
+            print(f"cloudstrype {args.command}: {shown(exc.message)}", file=sys.stderr,
+                  flush=True)
+            if isinstance(exc, Stopped):
+                # A transfer that stopped may leave requests under way on its threads (the
+                # server not answering): leave without waiting for them.
+                sys.stdout.flush()
+                os._exit(exc.exit_code)
             return exc.exit_code
         except BrokenPipeError:
             # The reader went away (`cloudstrype cat x | head`): stop quietly.
@@ -101,6 +109,8 @@ def _local_time(text: str | None) -> str:
 
 
 def _table(rows: list[list[str]], headers: list[str], right: set[int] = frozenset()) -> None:
+    """Aligned columns; every cell shown safe for a terminal (display.shown)."""
+    rows = [[shown(c) for c in row] for row in rows]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
         cells = [str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i])
@@ -199,9 +209,9 @@ def cmd_ls(args) -> int:
         _print_json([_entry_json(entry, full) for _, entry, full in rows])
         return OK
     out = []
-    for shown, entry, _ in rows:
+    for name_, entry, _ in rows:
         is_dir = entry.get("type") == remote.DIRECTORY
-        name = shown + ("/" if is_dir else "")
+        name = shown(name_) + ("/" if is_dir else "")
         if args.long:
             size = "-" if is_dir else str(int(entry.get("size") or 0))
             out.append(f"{'d' if is_dir else '-'} {size:>14} {_local_time(entry.get('modified'))}"
@@ -233,16 +243,16 @@ def cmd_info(args) -> int:
             value = f"{value} ({human_size(value)})"
         elif key in ("created", "modified"):
             value = _local_time(value)
-        print(f"{key + ':':<14}{'-' if value is None else value}")
+        print(f"{key + ':':<14}{'-' if value is None else shown(value)}")
     versions = info.get("versions") or []
     if versions:
         print(f"{'versions:':<14}{len(versions)}")
         for v in versions:
             mark = "*" if v.get("current") else " "
-            print(f"  {mark} {v.get('version')}  {v.get('size'):>12}  "
-                  f"{_local_time(v.get('created'))}")
+            print(shown(f"  {mark} {v.get('version')}  {v.get('size'):>12}  "
+                        f"{_local_time(v.get('created'))}"))
     for key, value in sorted((info.get("attributes") or {}).items()):
-        print(f"{'attribute:':<14}{key} = {value}")
+        print(f"{'attribute:':<14}{shown(key)} = {shown(value)}")
     return OK
 
 
@@ -276,7 +286,7 @@ def cmd_mkdir(args) -> int:
             client.request("POST", "/api/filesystem/dirs", json={"path": path}, retry=True,
                            ok=(200, 201), what=path)
         except CliError as exc:
-            print(f"cloudstrype mkdir: {exc.message}", file=sys.stderr)
+            print(f"cloudstrype mkdir: {shown(exc.message)}", file=sys.stderr)
             status = exc.exit_code
     return status
 
@@ -305,7 +315,7 @@ def cmd_mv(args) -> int:
             client.request("POST", f"/api/filesystem/info/{node['id']}", json=body,
                            retry=True, what=f"{remote.normalize(source)} -> {dest}")
         except CliError as exc:
-            print(f"cloudstrype mv: {exc.message}", file=sys.stderr)
+            print(f"cloudstrype mv: {shown(exc.message)}", file=sys.stderr)
             status = exc.exit_code
     return status
 
@@ -330,7 +340,7 @@ def cmd_rm(args) -> int:
             client.request("DELETE", f"/api/filesystem/info/{node['id']}", ok=(204, 404),
                            what=path)
         except CliError as exc:
-            print(f"cloudstrype rm: {exc.message}", file=sys.stderr)
+            print(f"cloudstrype rm: {shown(exc.message)}", file=sys.stderr)
             status = exc.exit_code
     return status
 
@@ -353,7 +363,8 @@ def cmd_put(args) -> int:
             return
         if result.dry_run:
             for item in result.to_send:
-                print(f"would send {item.local} -> {item.remote} ({human_size(item.size)})")
+                print(f"would send {shown(item.local)} -> {shown(item.remote)} "
+                      f"({human_size(item.size)})")
         if not args.quiet or result.dry_run:
             print(f"put: {result.summary()}", flush=True)
 
@@ -411,7 +422,7 @@ def cmd_storages_list(args) -> int:
     _table(rows, ["ID", "KIND", "NAME", "STATUS", "STORED", "CAPACITY", "SHARES"], {4, 5, 6})
     for s in storages:
         if s.get("last_error"):
-            print(f"{s.get('name')}: last error: {s['last_error']}", file=sys.stderr)
+            print(shown(f"{s.get('name')}: last error: {s['last_error']}"), file=sys.stderr)
     return OK
 
 
@@ -425,9 +436,9 @@ def _add_storage(args, kind: str, storage_config: dict) -> int:
     if args.json:
         _print_json(created)
     else:
-        print(created.get("id"))
+        print(shown(created.get("id")))
         if not args.quiet:
-            print(f"Added {kind} storage {created.get('name')!r} ({created.get('id')}).",
+            print(shown(f"Added {kind} storage {created.get('name')!r} ({created.get('id')})."),
                   file=sys.stderr)
     return OK
 
@@ -465,7 +476,7 @@ def cmd_storages_connect(args) -> int:
     answer = client.get_json(f"/api/cloud/oauth/{args.provider}/authorize", params=params,
                              what=f"connecting {args.provider}")
     url = answer["authorize_url"]
-    print(url, flush=True)
+    print(shown(url), flush=True)
     if not args.quiet:
         print(f"Open this address in a browser and allow access at {args.provider}. The "
               f"Cloudstrype page you come back to shows a finish code: paste it here.",
@@ -486,10 +497,10 @@ def cmd_storages_connect(args) -> int:
     if args.json:
         _print_json(created)
     else:
-        print(created.get("id"))
+        print(shown(created.get("id")))
     if not args.quiet:
-        print(f"Connected {args.provider} storage {created.get('name')!r} "
-              f"({created.get('id')}).", file=sys.stderr)
+        print(shown(f"Connected {args.provider} storage {created.get('name')!r} "
+                    f"({created.get('id')})."), file=sys.stderr)
     return OK
 
 
@@ -519,8 +530,8 @@ def _drain(client: Client, storage: dict, quiet: bool) -> None:
         result = client.request("POST", f"/api/cloud/storages/{sid}/drain", ok=(200, 202),
                                 what=f"draining {storage.get('name')}").json()
         if not quiet:
-            print(f"{storage.get('name')}: moved {result.get('moved', 0)} shares, "
-                  f"{result.get('remaining', 0)} remain.", file=sys.stderr)
+            print(shown(f"{storage.get('name')}: moved {result.get('moved', 0)} shares, "
+                        f"{result.get('remaining', 0)} remain."), file=sys.stderr)
         if not result.get("remaining"):
             return
         if not result.get("moved"):
@@ -545,7 +556,8 @@ def cmd_storages_remove(args) -> int:
     client.request("DELETE", f"/api/cloud/storages/{storage['id']}", ok=(204,),
                    what=f"removing {storage.get('name')}")
     if not args.quiet:
-        print(f"Removed storage {storage.get('name')!r} ({storage['id']}).", file=sys.stderr)
+        print(shown(f"Removed storage {storage.get('name')!r} ({storage['id']})."),
+              file=sys.stderr)
     return OK
 
 
@@ -620,11 +632,11 @@ def cmd_share(args) -> int:
     if args.json:
         _print_json(share)
         return OK
-    print(share["id"])
+    print(shown(share["id"]))
     if not args.quiet:
         done = "Shared" if response.status_code == 201 else "Changed the share of"
-        print(f"{done} {path} with {_grantee_text(share['grantee'])} ({share['level']}); they "
-              f"use it with --share {share['id']}.", file=sys.stderr)
+        print(shown(f"{done} {path} with {_grantee_text(share['grantee'])} ({share['level']}); "
+                    f"they use it with --share {share['id']}."), file=sys.stderr)
     return OK
 
 
@@ -647,7 +659,8 @@ def cmd_unshare(args) -> int:
     for share in found:
         client.request("DELETE", f"{FS}/shares/{share['id']}", ok=(204, 404), what=path)
     if not args.quiet:
-        print(f"{path} is no longer shared with {_grantee_text(wanted)}.", file=sys.stderr)
+        print(shown(f"{path} is no longer shared with {_grantee_text(wanted)}."),
+              file=sys.stderr)
     return OK
 
 
@@ -676,7 +689,7 @@ def cmd_shares(args) -> int:
         _print_json(shares)
         return OK
     if not shares:
-        print(f"{args.path or 'Nothing of yours'} is not shared.", file=sys.stderr)
+        print(shown(f"{args.path or 'Nothing of yours'} is not shared."), file=sys.stderr)
         return OK
     rows = [[s["id"], s.get("level", ""), _grantee_text(s.get("grantee") or {}),
              s.get("path", "")] for s in shares]
@@ -738,12 +751,13 @@ def cmd_link(args) -> int:
     if args.json:
         _print_json(link)
         return OK
-    print(link["url"])
+    print(shown(link["url"]))
     if not args.quiet:
         until = f", until {_local_time(link['expires_at'])}" if link.get("expires_at") else ""
         lock = ", with a password" if link.get("password") else ""
-        print(f"Anyone with this address can read {path}{lock}{until}. It is shown only now; "
-              f"revoke it with 'cloudstrype link --revoke {link['id'][:12]}'.", file=sys.stderr)
+        print(shown(f"Anyone with this address can read {path}{lock}{until}. It is shown only "
+                    f"now; revoke it with 'cloudstrype link --revoke {link['id'][:12]}'."),
+              file=sys.stderr)
     return OK
 
 
@@ -824,9 +838,10 @@ def cmd_trash_restore(args) -> int:
     if args.json:
         _print_json(node)
         return OK
-    print(node.get("path"))
+    print(shown(node.get("path")))
     if not args.quiet:
-        print(f"Restored {item.get('original_path')} to {node.get('path')}.", file=sys.stderr)
+        print(shown(f"Restored {item.get('original_path')} to {node.get('path')}."),
+              file=sys.stderr)
     return OK
 
 
@@ -837,7 +852,7 @@ def cmd_trash_delete(args) -> int:
     client.request("DELETE", f"{FS}/trash/{item['id']}", ok=(204,),
                    what=f"deleting {item.get('original_path')}")
     if not args.quiet:
-        print(f"Deleted {item.get('original_path')} for good.", file=sys.stderr)
+        print(shown(f"Deleted {item.get('original_path')} for good."), file=sys.stderr)
     return OK
 
 

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from cloudstrype_client.display import shown
+
 # Files at least this big get a bar of their own (when bars are shown at all).
 FILE_BAR_MIN = 8 * 1024 * 1024
 
@@ -61,6 +63,7 @@ class Progress:
         if not self.bars or size < FILE_BAR_MIN:
             return None
         from tqdm import tqdm
+        name = shown(name)
         label = name if len(name) <= 30 else "…" + name[-29:]
         return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
                     file=sys.stderr, leave=False, dynamic_ncols=True, smoothing=0.1)
@@ -92,6 +95,7 @@ class Progress:
         """A line on stderr (errors pass always=True so that -q still shows them)."""
         if self.quiet and not always:
             return
+        text = shown(text)              # names in it are the server's, or a sharer's
         if self.bars:
             from tqdm import tqdm
             tqdm.write(text, file=sys.stderr)

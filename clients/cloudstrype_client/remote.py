@@ -5,6 +5,7 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from cloudstrype_client.api import Client
+from cloudstrype_client.display import shown
 from cloudstrype_client.errors import NOT_FOUND, CliError, NotFoundError, UsageError
 
 PAGE = 1000
@@ -17,6 +18,11 @@ def normalize(path: str) -> str:
     server refuses them with a message)."""
     if not path.startswith("/"):
         raise UsageError(f"Remote paths are absolute, like /photos/x.jpg; got {path!r}.")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"The remote path {shown(path)} is not valid UTF-8 (remote names are "
+                         f"text).") from None
     parts = [p for p in path.split("/") if p != ""]
     return "/" + "/".join(parts)
 
