@@ -14,14 +14,16 @@ server does not have yet.
 
 Downloads: files up to READ_BATCH_FILE_MAX (the server's pack threshold) many to a request
 (POST /api/filesystem/read, which answers each file's size, sha256 and version with its bytes;
-what one answer cannot carry is asked for again), each checked and written as ``NAME.part`` and
-renamed. A bigger file: its metadata first (size, sha256, version), then its bytes — one request
-up to 4 MiB, else 4 MiB ranges of that version into ``NAME.part``, which is checked against the
-size and sha256 and only then renamed to NAME. A window of ranges is asked for at once on several
-connections, so the server prepares them in parallel; their bodies are read in order, 1 MiB at a
-time, and each piece is hashed and written while it is still in the CPU's cache (see
-_read_ranges). Checking costs no second read of the file. A range whose connection breaks
-mid-body is asked for again from the byte where it broke.
+what one answer cannot carry is asked for again), each checked, written to a temporary file and
+renamed to NAME. A bigger file: its metadata first (size, sha256, version), then its bytes — one
+request up to 4 MiB, else 4 MiB ranges of that version into the temporary file, which is checked
+against the size and sha256 and only then renamed to NAME. The temporary file is new, made beside
+NAME with O_EXCL (never an existing file, never through a symlink) under a short hidden name of its
+own (``.XXXXXXXX.cloudstrype-part``, see _new_part), and removed if the file fails. A window of
+ranges is asked for at once on several connections, so the server prepares them in parallel;
+their bodies are read in order, 1 MiB at a time, and each piece is hashed and written while it
+is still in the CPU's cache (see _read_ranges). Checking costs no second read of the file. A
+range whose connection breaks mid-body is asked for again from the byte where it broke.
 
 Unchanged files are not sent again, as with `rclone copy`: a file whose remote copy has the same
 size and the same modification time (the server keeps the one the CLI sends, to the microsecond;
@@ -32,6 +34,11 @@ line); ``--checksum`` compares the listing's sha256 (asked for per file only fro
 whose listings do not carry it).
 ``--dry-run`` lists what would be sent and sends nothing. The counts end the output: "N sent,
 M skipped (unchanged), K failed".
+
+Stopping: on Ctrl-C, or once a file finds the server unreachable (after the client's own retries
+with backoff), a transfer stops as a whole (see _run_all): no new file, part, range or batch is
+asked for, an upload session whose parts were cut short is not committed (running the same `put`
+again resumes it), the files under way get STOP_GRACE to end, and one message gives the counts.
 
 Naming follows rsync: a directory SRC is copied *as* DEST/basename(SRC), a SRC ending in '/' has
 its *contents* copied into DEST; a single file SRC goes into DEST when DEST is a directory (or ends
@@ -46,6 +53,7 @@ import re
 import secrets
 import stat as stat_module
 import sys
+import tempfile
 import threading
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
@@ -57,13 +65,19 @@ from urllib.parse import quote
 from cloudstrype_client import remote
 from cloudstrype_client.api import Body, BodyBroken, Client
 from cloudstrype_client.config import UploadState
+from cloudstrype_client.display import shown
 from cloudstrype_client.errors import (
+    BAD_LOCAL_NAME,
     CONFLICT,
     FAILED,
+    INTERRUPTED,
     NOT_FOUND,
     OK,
+    UNREACHABLE,
     USAGE,
+    Cancelled,
     CliError,
+    Stopped,
     UsageError,
     exit_code_for_status,
 )
@@ -97,6 +111,12 @@ BATCH_FORM_OVERHEAD = 4096
 # Modification times within this are the same: the server keeps microseconds, and a float of
 # today's Unix seconds holds about a tenth of one.
 MODIFY_WINDOW = 0.001
+# How long a stopping transfer waits for what is under way on its threads (a part, a range, a
+# batch, each one request) before it leaves without them.
+STOP_GRACE = 1.0
+# A download's temporary file: '.' + mkstemp's 8 random characters + this, beside its target.
+PART_PREFIX, PART_SUFFIX = ".", ".cloudstrype-part"
+NOT_UTF8 = "the name is not valid UTF-8, so it cannot be a remote name; rename it."
 
 
 def hash_file(path: str | Path) -> str:
@@ -112,9 +132,14 @@ def hash_file(path: str | Path) -> str:
 
 
 def _raise_first(futures) -> None:
-    """Wait for `futures`; on the first failure cancel the rest and raise it."""
+    """Wait for `futures`; on the first failure cancel the rest and raise it (Cancelled for
+    one cancelled: its pool was shut down, the command is stopping)."""
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in done:
+        if future.cancelled():
+            for other in pending:
+                other.cancel()
+            raise Cancelled()
         if future.exception() is not None:
             for other in pending:
                 other.cancel()
@@ -128,6 +153,27 @@ def _describe_failure(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return f"{type(exc).__name__}: {exc}"
+
+
+def _failure_line(label: str, exc: BaseException) -> str:
+    """'LABEL: what went wrong', without LABEL twice when the message starts with it."""
+    text = _describe_failure(exc)
+    if text.startswith(label + ": "):
+        text = text[len(label) + 2:]
+    return f"{label}: {text}"
+
+
+def _utf8(name: str) -> bool:
+    """Whether a local name can be a remote one (not made of bytes that are not UTF-8)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_name() -> CliError:
+    return CliError(NOT_UTF8, FAILED, code=BAD_LOCAL_NAME)
 
 
 def _exit_code(failures: list[tuple[str, BaseException]]) -> int:
@@ -258,6 +304,9 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
             except OSError:
                 is_dir = False
             local = os.path.join(local_dir, entry.name)
+            if not _utf8(entry.name):
+                warnings.append((f"put: skipping {local}: {NOT_UTF8}", True))
+                continue
             if is_dir:
                 if not entry.is_symlink():
                     below.append((local, remote.join(here, entry.name)))
@@ -315,11 +364,14 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
             dest_node()                    # the server's objection, if any, comes first
             raise CliError(f"No such local file or directory: {source}", NOT_FOUND) from None
         if stat_module.S_ISDIR(info.st_mode):
+            top = _folder_top(source, dest_path)
+            if not _utf8(top):
+                warn(f"put: skipping {source}: {NOT_UTF8}")
+                continue
             # Read before DEST is known (it is being looked up meanwhile); what reading it
             # found to say waits until DEST is known to take a folder.
             found: list[Upload] = []
-            warnings = _scan(str(path), _folder_top(source, dest_path), found, directories,
-                             listings)
+            warnings = _scan(str(path), top, found, directories, listings)
             if dest_node() is not None and not dest_is_dir():
                 raise CliError(f"{dest_path} is a file; a directory cannot be copied onto it.",
                                CONFLICT)
@@ -331,6 +383,9 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
                 directory, name = dest_path, path.name
             else:
                 directory, name = remote.split(dest_path)
+            if not _utf8(name):
+                warn(f"put: skipping {source}: {NOT_UTF8}")
+                continue
             uploads.append(Upload(str(path), info.st_size, info.st_mtime_ns, directory, name))
         else:
             dest_node()
@@ -384,8 +439,11 @@ def select_changed(client: Client, uploads: list[Upload], directories: set[str],
         return bool(verdict)
 
     if checksum or any(not u.in_folder for u in uploads):
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="compare") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="compare")
+        try:
             same = list(pool.map(decide, uploads))
+        finally:                        # (on Ctrl-C: without waiting for the hashing)
+            pool.shutdown(wait=False, cancel_futures=True)
     else:                               # listings decide alone: no need for threads
         same = [decide(u) for u in uploads]
     changed = [u for u, unchanged in zip(uploads, same, strict=True) if not unchanged]
@@ -484,6 +542,8 @@ class Uploader:
             before = None               # changed since the parts already sent were read
         try:
             def send(n: int) -> None:
+                if self.client.stop.is_set():
+                    raise Cancelled()
                 length = part_length(n)
                 body = os.pread(fd, length, n * part_size)
                 if len(body) != length:
@@ -496,6 +556,8 @@ class Uploader:
 
             for _ in range(3):
                 _raise_first([self.parts.submit(send, n) for n in missing])
+                if self.client.stop.is_set():
+                    raise Cancelled()           # parts were cut short: no commit
                 if hashing is not None:
                     sha256 = hashing.result()
                 mtime = before and _stable_mtime(before, os.fstat(fd))
@@ -533,12 +595,8 @@ class Uploader:
         with self._building:
             parts, mtimes, sent, digests = [], {}, [], {}
             for item in items:
-                try:
-                    item.name.encode("utf-8")
-                except UnicodeEncodeError:
-                    failures.append((item, CliError(
-                        "the name is not valid UTF-8, so it cannot be a remote name; rename "
-                        "the file.", USAGE)))
+                if not _utf8(item.name):        # (plan_put leaves such names out)
+                    failures.append((item, _bad_name()))
                     continue
                 try:
                     with open(item.local, "rb") as f:
@@ -574,7 +632,8 @@ class Uploader:
                 status = int(result.get("status") or 500)
                 failures.append((item, CliError(
                     f"{item.remote}: {error.get('message') or f'HTTP {status}'}",
-                    exit_code_for_status(status), status=status, code=error.get("code"))))
+                    exit_code_for_status(status, error.get("code")), status=status,
+                    code=error.get("code"))))
                 continue
             node = result.get("file") or {}
             size, digest = digests[item.name]
@@ -655,32 +714,84 @@ def plan_batches(uploads: list[Upload]) -> tuple[list[list[Upload]], list[Upload
     return batches, alone
 
 
+class _Halted(Exception):
+    """A transfer stopped as a whole: `cause` is the error that stopped it (the server
+    unreachable), None for Ctrl-C; `failures` those reported until then."""
+
+    def __init__(self, cause: CliError | None, failures: list[tuple[str, BaseException]]):
+        super().__init__("stopped")
+        self.cause = cause
+        self.failures = failures
+
+
 def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, many, label,
-             progress: Progress) -> list[tuple[str, BaseException]]:
+             progress: Progress, client: Client) -> list[tuple[str, BaseException]]:
     """Run `one` on every lone item (biggest first: they take longest) and `many` on every
     batch (it answers the batch's failed items, each with its error), `jobs` at once; a failed
     item is reported and listed, the others go on. Anything but a CLI or OS error is a bug and
-    stops the command."""
+    stops the command.
+
+    Ctrl-C, or an item that finds the server unreachable (after the client's retries), stops
+    it all instead: client.stop is set (no request is sent or retried from then on), the items
+    not started are dropped, those under way get STOP_GRACE to end (a download removes its
+    temporary file, a session is not committed), and _Halted is raised. What a stopped item
+    raises (Cancelled) is no failure of its own."""
     failures: list[tuple[str, BaseException]] = []
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as pool:
-        lone = {pool.submit(one, item): item
-                for item in sorted(alone, key=lambda item: -item.size)}
-        grouped = {pool.submit(many, batch): batch for batch in batches}
-        for future in as_completed([*lone, *grouped]):
+    cause: CliError | None = None
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file")
+    futures: dict[Future, tuple[list, bool]] = {}
+    finished = False
+    try:
+        for item in sorted(alone, key=lambda item: -item.size):
+            futures[pool.submit(one, item)] = ([item], False)
+        for batch in batches:
+            futures[pool.submit(many, batch)] = (batch, True)
+        for future in as_completed(futures):
             exc = future.exception()
             if exc is not None and not isinstance(exc, (CliError, OSError)):
                 raise exc
-            if future in lone:
-                failed = [(lone[future], exc)] if exc is not None else []
-            elif exc is not None:           # the whole batch: each of its items failed so
-                failed = [(item, exc) for item in grouped[future]]
+            items, grouped = futures[future]
+            if exc is not None:             # the whole batch: each of its items failed so
+                failed = [(item, exc) for item in items]
             else:
-                failed = future.result()
+                failed = future.result() if grouped else []
             for item, error in failed:
+                if isinstance(error, Cancelled):
+                    continue
+                if isinstance(error, CliError) and error.exit_code == UNREACHABLE:
+                    cause = cause or error
+                    continue
                 failures.append((label(item), error))
-                progress.message(f"{command}: {label(item)}: {_describe_failure(error)}",
+                progress.message(f"{command}: {_failure_line(label(item), error)}",
                                  always=True)
+            if cause is not None:
+                break
+        else:
+            finished = True
+    except KeyboardInterrupt:
+        cause = None
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            client.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=STOP_GRACE)
+    if not finished:
+        raise _Halted(cause, failures)
     return failures
+
+
+def _stopped(command: str, halted: _Halted, done: int, total: int, verb: str,
+             again: str) -> Stopped:
+    """The one message of a transfer that stopped, with its counts."""
+    failed = len(halted.failures)
+    counts = (f"{done} of {total} files {verb}, " + (f"{failed} failed, " if failed else "") +
+              f"{total - done - failed} not {verb}")
+    if halted.cause is None:
+        return Stopped(f"interrupted: {counts}; {again}.", INTERRUPTED)
+    return Stopped(f"{halted.cause.message} Stopped: {counts}; once the server answers, "
+                   f"{again}.", halted.cause.exit_code)
 
 
 class PutResult(NamedTuple):
@@ -689,16 +800,20 @@ class PutResult(NamedTuple):
     failed: int
     to_send: list[Upload]          # what was (or, in a dry run, would be) sent
     dry_run: bool
+    not_sent: int = 0              # left when the command stopped (Ctrl-C, server unreachable)
 
     def summary(self) -> str:
         if self.dry_run:
             return (f"{len(self.to_send)} to send (dry run, nothing sent), {self.skipped} "
                     f"skipped (unchanged), {self.failed} failed")
-        return f"{self.sent} sent, {self.skipped} skipped (unchanged), {self.failed} failed"
+        return (f"{self.sent} sent, {self.skipped} skipped (unchanged), {self.failed} failed" +
+                (f", {self.not_sent} not sent (stopped)" if self.not_sent else ""))
 
     def as_json(self) -> dict:
         answer = {"sent": self.sent, "skipped": self.skipped, "failed": self.failed,
                   "dry_run": self.dry_run}
+        if self.not_sent:
+            answer["not_sent"] = self.not_sent
         if self.dry_run:
             answer["to_send"] = [{"local": str(u.local), "remote": u.remote, "size": u.size}
                                  for u in self.to_send]
@@ -715,7 +830,7 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
     def warn(text: str, failure: bool = True) -> None:
         if failure:
             unreadable.append(text)
-        print(text, file=sys.stderr, flush=True)
+        print(shown(text), file=sys.stderr, flush=True)
 
     listings = RemoteListings(client, jobs)
     try:
@@ -743,19 +858,42 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
     uploader = Uploader(client, progress, UploadState(), ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="part"))
     batches, alone = plan_batches(uploads)
+    halted = None
     try:
         failures = _run_all("put", jobs, batches, alone, uploader.upload, uploader.send_batch,
-                            lambda item: str(item.local), progress)
+                            lambda item: str(item.local), progress, client)
+    except _Halted as stop:
+        halted, failures = stop, stop.failures
     finally:
         uploader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=bool(uploads))
-    if failures:
-        print(f"put: {len(failures)} of {len(uploads)} files failed; run the same command again "
-              f"to retry (big files resume where they stopped).", file=sys.stderr)
+    if halted is not None:
+        sent = progress.files_done
+        if report:
+            report(PutResult(sent, skipped, len(failures) + len(unreadable), uploads, False,
+                             len(uploads) - sent - len(failures)))
+        raise _stopped("put", halted, sent, len(uploads), "sent",
+                       "running the same command again sends the rest (a big file resumes "
+                       "where it stopped)")
+    _advise_put(failures, len(uploads))
     if report:
         report(PutResult(len(uploads) - len(failures), skipped, len(failures) + len(unreadable),
                          uploads, False))
     return _exit_code(failures) if failures else (FAILED if unreadable else OK)
+
+
+def _advise_put(failures: list[tuple[str, BaseException]], total: int) -> None:
+    """What to do about the files that failed: run the command again for those that may go
+    through then, something else for those refused as they are (a name taken, refused)."""
+    refused = sum(1 for _, exc in failures if isinstance(exc, CliError) and exc.permanent)
+    again = len(failures) - refused
+    if again:
+        print(f"put: {again} of {total} files failed; run the same command again to retry "
+              f"(big files resume where they stopped).", file=sys.stderr)
+    if refused:
+        print(f"put: {refused} of {total} files were refused, and would be again as they are "
+              f"(see why above): rename them, move what is in their way, or put them "
+              f"elsewhere; running the same command again does not help.", file=sys.stderr)
 
 
 # -- get ------------------------------------------------------------------------------------------
@@ -820,36 +958,42 @@ class Downloader:
         # small files at once spent more in handing the GIL around (a wake-up per system call)
         # than in writing.
         self._writing = threading.Lock()
+        # The mode a new file gets (mkstemp makes its files 0600), read here, on the main
+        # thread: reading the umask means setting it.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        self.mode = 0o666 & ~mask
 
     def download(self, item: Download) -> None:
+        _check_target(item.target)
         info = remote.file_info(self.client, item.node["id"])
         size, expected = int(info.get("size") or 0), info.get("sha256")
         params = {"version": info["version"]} if info.get("version") else {}
         url = f"/api/filesystem/data/{item.node['id']}"
         item.target.parent.mkdir(parents=True, exist_ok=True)
-        part = item.target.with_name(item.target.name + ".part")
-        bar = self.progress.file_bar(item.remote, size)
+        fd, part = _new_part(item.target, self.mode)
+        bar = None
         try:
+            bar = self.progress.file_bar(item.remote, size)
             if size <= RANGE_SIZE:
                 data, _ = self.client.get_bytes(url, params=params, what=item.remote)
                 if len(data) != size:
                     raise CliError(f"{item.remote}: received {len(data)} bytes, expected "
                                    f"{size}.")
-                with open(part, "wb") as out:
-                    out.write(data)
+                _write_all(fd, data)
                 digest = hashlib.sha256(data).hexdigest()
                 self.progress.advance(size, bar)
             else:
-                digest = self._ranges(url, params, size, part, item, bar)
-            actual = part.stat().st_size
+                digest = self._ranges(url, params, size, fd, item, bar)
+            actual = os.fstat(fd).st_size
             if actual != size:
                 raise CliError(f"{item.remote}: wrote {actual} bytes, expected {size}.")
             if expected and digest != expected:
                 raise CliError(f"{item.remote}: the downloaded bytes do not match the file's "
                                f"sha256 ({digest} != {expected}); nothing was written.")
-            os.replace(part, item.target)
+            _keep_part(fd, part, item.target)
         except BaseException:
-            _discard(part)
+            _discard(fd, part)
             if bar is not None:
                 bar.close()
             raise
@@ -905,52 +1049,49 @@ class Downloader:
 
     def _write_read(self, item: Download, result: dict, data: bytes | None) -> None:
         """One file of a batch read: checked against the size and sha256 the server gives for
-        the version it read, written as NAME.part, then renamed."""
+        the version it read, written to a temporary file (_new_part), then renamed."""
         status = int(result.get("status") or 500)
         if status != 200:
             error = result.get("error") or {}
             raise CliError(f"{item.remote}: {error.get('message') or f'HTTP {status}'}",
-                           exit_code_for_status(status), status=status, code=error.get("code"))
+                           exit_code_for_status(status, error.get("code")), status=status,
+                           code=error.get("code"))
         file = result.get("file") or {}
         if data is None or len(data) != file.get("size") or (
                 file.get("sha256") and hashlib.sha256(data).hexdigest() != file["sha256"]):
             raise CliError(f"{item.remote}: the bytes received do not match the size and "
                            f"sha256 the server gives; nothing was written.")
+        _check_target(item.target)
         item.target.parent.mkdir(parents=True, exist_ok=True)
-        part = item.target.with_name(item.target.name + ".part")
+        fd, part = _new_part(item.target, self.mode)
         try:
-            with open(part, "wb") as out:
-                out.write(data)
-            os.replace(part, item.target)
+            _write_all(fd, data)
+            _keep_part(fd, part, item.target)
         except BaseException:
-            _discard(part)
+            _discard(fd, part)
             raise
         _set_modified(item.target, file.get("modified"))
         self.progress.advance(len(data))
         self.progress.file_done()
 
-    def _ranges(self, url: str, params: dict, size: int, part: Path, item: Download,
+    def _ranges(self, url: str, params: dict, size: int, fd: int, item: Download,
                 bar) -> str:
-        """Write the file into `part`; the sha256 of the whole."""
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        """Write the file into the open file `fd`; the sha256 of the whole."""
         digest = hashlib.sha256()
-        try:
-            os.ftruncate(fd, size)
+        os.ftruncate(fd, size)
 
-            def write(offset: int, piece: memoryview) -> None:
-                digest.update(piece)
-                written = 0
-                while written < len(piece):
-                    written += os.pwrite(fd, piece[written:], offset + written)
-                self.progress.advance(len(piece), bar)
-                done = offset + len(piece)
-                if done % RANGE_SIZE == 0 or done == size:
-                    _let_pages_go(fd, done, (done - 1) % RANGE_SIZE + 1)
+        def write(offset: int, piece: memoryview) -> None:
+            digest.update(piece)
+            written = 0
+            while written < len(piece):
+                written += os.pwrite(fd, piece[written:], offset + written)
+            self.progress.advance(len(piece), bar)
+            done = offset + len(piece)
+            if done % RANGE_SIZE == 0 or done == size:
+                _let_pages_go(fd, done, (done - 1) % RANGE_SIZE + 1)
 
-            _read_ranges(self.client, url, params, size, item.remote, self.parts, self.window,
-                         write)
-        finally:
-            os.close(fd)
+        _read_ranges(self.client, url, params, size, item.remote, self.parts, self.window,
+                     write)
         return digest.hexdigest()
 
 
@@ -1046,6 +1187,8 @@ def _read_ranges(client: Client, url: str, params: dict, size: int, what: str,
             body, broken = opened.result(), 0
             try:
                 while offset <= last:
+                    if client.stop.is_set():
+                        raise Cancelled()
                     count = min(len(piece), last + 1 - offset)
                     try:
                         body.readinto(piece[:count])
@@ -1098,12 +1241,78 @@ def _let_pages_go(fd: int, done: int, last: int) -> None:
         pass                # advice only
 
 
-def _discard(part: Path) -> None:
-    """A download's temporary file, gone (if it was made)."""
+# The temporary files of the downloads under way, removed by discard_parts when a command
+# stops without waiting for them.
+_parts_lock = threading.Lock()
+_live_parts: set[Path] = set()
+
+
+def _check_target(target: Path) -> None:
+    """A directory where a file must go: refused in words (a rename over it would fail)."""
+    if target.is_dir() and not target.is_symlink():
+        raise CliError(f"{target} is a directory, so the file cannot be written there; move "
+                       f"it away, or give a destination inside it.", CONFLICT)
+
+
+def _new_part(target: Path, mode: int) -> tuple[int, Path]:
+    """(open fd, path) of a new temporary file for `target`, beside it. mkstemp makes it with
+    O_EXCL (and O_NOFOLLOW): never a file that was there, never through a symlink, and
+    '.XXXXXXXX.cloudstrype-part' is short enough whatever the target's name (up to 255
+    bytes)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=PART_PREFIX, suffix=PART_SUFFIX)
+    part = Path(name)
+    with _parts_lock:
+        _live_parts.add(part)
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        pass                            # (as mkstemp made it: 0600)
+    return fd, part
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _keep_part(fd: int, part: Path, target: Path) -> None:
+    """The temporary file, closed and renamed to `target` (replacing what is there)."""
+    os.close(fd)
+    try:
+        os.replace(part, target)
+    except BaseException:
+        _discard(None, part)
+        raise
+    with _parts_lock:
+        _live_parts.discard(part)
+
+
+def _discard(fd: int | None, part: Path) -> None:
+    """A download's temporary file, closed (fd None: it is) and gone."""
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         part.unlink()
     except OSError:
         pass
+    with _parts_lock:
+        _live_parts.discard(part)
+
+
+def discard_parts() -> None:
+    """Remove the temporary files of downloads still under way (the command is leaving)."""
+    with _parts_lock:
+        parts = list(_live_parts)
+        _live_parts.clear()
+    for part in parts:
+        try:
+            part.unlink()
+        except OSError:
+            pass
 
 
 def _set_modified(path: Path, text: str | None) -> None:
@@ -1136,12 +1345,19 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
     downloader = Downloader(client, progress, ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="range"), jobs)
     batches, alone = plan_reads(downloads)
+    halted = None
     try:
         failures = _run_all("get", jobs, batches, alone, downloader.download,
-                            downloader.read_batch, lambda d: d.remote, progress)
+                            downloader.read_batch, lambda d: d.remote, progress, client)
+    except _Halted as stop:
+        halted, failures = stop, stop.failures
     finally:
         downloader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=True)
+    if halted is not None:
+        discard_parts()
+        raise _stopped("get", halted, progress.files_done, len(downloads), "received",
+                       "running the same command again fetches the files again")
     if failures:
         print(f"get: {len(failures)} of {len(downloads)} files failed.", file=sys.stderr)
     return _exit_code(failures)

@@ -8,7 +8,9 @@ picks (method, path and optionally the Range header, for the first `times` match
 * ``drop``: the request is read, then the connection closed with no answer (a part lost on the
   way);
 * ``cut``: the stack's answer goes back with its full Content-Length but only half its body,
-  then the connection closes (a download broken half-way).
+  then the connection closes (a download broken half-way);
+* ``slow``: passed on as any other, after waiting ``delay`` seconds (a slow network, so that a
+  test can interrupt a transfer half-way).
 
 Every request seen is recorded as (method, path, Range header), broken or not.
 """
@@ -19,6 +21,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -32,8 +35,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 class Rule:
     method: str
     path: re.Pattern
-    action: str                      # "status", "drop" or "cut"
+    action: str                      # "status", "drop", "cut" or "slow"
     status: int = 0
+    delay: float = 0.0
     range: re.Pattern | None = None
     times: int | None = None         # None: every match
     hits: int = 0
@@ -72,6 +76,8 @@ class FaultyProxy:
                 if rule is not None and rule.action == "drop":
                     self._close()
                     return
+                if rule is not None and rule.action == "slow":
+                    time.sleep(rule.delay)
                 if rule is not None and rule.action == "status":
                     payload = json.dumps({"error": {
                         "code": "injected", "message": f"injected failure {rule.status}"}}
@@ -133,9 +139,9 @@ class FaultyProxy:
             return None
 
     def fail(self, method: str, path: str, action: str, *, status: int = 0,
-             range: str | None = None, times: int | None = 1) -> Rule:
+             range: str | None = None, times: int | None = 1, delay: float = 0.0) -> Rule:
         """Break requests matching `method` and the `path` regex (and the `range` regex)."""
-        rule = Rule(method, re.compile(path), action, status,
+        rule = Rule(method, re.compile(path), action, status, delay,
                     re.compile(range) if range else None, times)
         with self._lock:
             self.rules.append(rule)

@@ -73,7 +73,7 @@ def test_a_file_that_cannot_be_written_fails_alone(cli, cli_user, tmp_path, prox
     assert "get: 1 of 41 files failed." in done.stderr, done.stderr
     assert _landed(back) == {name: data for name, data in files.items()
                              if name != "d1/f001.txt"}
-    assert not list(back.rglob("*.part"))
+    assert not list(back.rglob("*cloudstrype-part"))
     assert proxy.count("POST", READ) == 1
 
 

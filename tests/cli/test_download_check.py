@@ -49,4 +49,4 @@ def test_a_large_file_whose_bytes_do_not_match_its_sha256_is_refused(cli, cli_us
 
     assert done.returncode == 1, done.stderr
     assert "do not match the file's sha256" in done.stderr
-    assert list(tmp_path.iterdir()) == []     # neither the file nor its .part
+    assert list(tmp_path.iterdir()) == []     # neither the file nor a temporary one

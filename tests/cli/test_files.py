@@ -49,7 +49,7 @@ def test_put_then_get_of_a_folder_is_byte_identical(cli, sample, uploaded, tmp_p
     assert "get: 6 of 6 files" in done.stderr
     assert _tree(tmp_path / "out" / "album") == _tree(sample)
     assert (tmp_path / "out" / "album" / "empty-dir").is_dir()
-    assert not list(tmp_path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*cloudstrype-part"))      # no temporary file left
 
 
 def test_the_big_file_went_through_an_upload_session(cli, cli_user, sample, uploaded):

@@ -166,6 +166,10 @@ def test_a_file_that_cannot_be_sent_is_counted_as_failed(cli, cli_user, folder):
     assert done.returncode == 5                              # the conflict's exit code
     assert _counts(done.stdout) == (5, 0, 1)
     assert "a.txt" in done.stderr
+    # Running it again cannot help a name taken by a folder: it says what to do instead.
+    assert "run the same command again to retry" not in done.stderr, done.stderr
+    assert "put: 1 of 6 files were refused, and would be again as they are" in done.stderr
+    assert "rename them, move what is in their way, or put them elsewhere" in done.stderr
 
 
 def test_the_upload_api_keeps_a_given_mtime_and_refuses_a_bad_one(cli_user):
