@@ -209,25 +209,6 @@ def _leaves(directories: set[str]) -> list[str]:
     return leaves
 
 
-def _each_file(command: str, jobs: int, items: list, transfer, label,
-               progress: Progress) -> list[tuple[str, BaseException]]:
-    """Run `transfer` on every item, `jobs` at once; a failed file is reported and listed, the
-    others go on. Anything but a CLI or OS error is a bug and stops the command."""
-    failures: list[tuple[str, BaseException]] = []
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file") as files:
-        futures = {files.submit(transfer, item): item for item in items}
-        for future in as_completed(futures):
-            exc = future.exception()
-            if exc is None:
-                continue
-            if not isinstance(exc, (CliError, OSError)):
-                raise exc
-            name = label(futures[future])
-            failures.append((name, exc))
-            progress.message(f"{command}: {name}: {_describe_failure(exc)}", always=True)
-    return failures
-
-
 class RemoteListings:
     """The remote directories a `put` writes into, each listed (every page) on a thread of its
     own as soon as it is named, so the listings travel while the local folder is still being
