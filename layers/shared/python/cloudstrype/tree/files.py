@@ -49,8 +49,9 @@ _parallel = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-chunks")
 MTIME_MIN, MTIME_MAX = -62135596800, 253402300799
 
 
-# A form's mtime text: ASCII decimal seconds (float() also takes '١٧٠٠', 'inf' and '1_0').
-_MTIME_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
+# A form's mtime text: a JSON number in ASCII (float() also takes '١٧٠٠', 'inf', ' 1' and
+# '1_0').
+_MTIME_TEXT = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 
 
 def check_mtime(value) -> float | None:
