@@ -233,3 +233,11 @@ def test_headers_over_api_gateways_limit_get_the_apis_json_answer(api, user):
         assert "10240" in error["message"]
     under = user.api.get("/api/filesystem/usage", headers={"X-Padding": "p" * 8_000})
     assert under.status_code == 200, under.text
+
+
+def test_a_long_id_is_not_echoed_whole(user):
+    long_id = "s" * 5000
+    for path in (f"/api/filesystem/shares/{long_id}", f"/api/filesystem/info/{long_id}",
+                 f"/api/cloud/storages/{long_id}"):
+        error = assert_error(user.api.get(path), 404)
+        assert len(error["message"]) < 400 and "characters)" in error["message"], path

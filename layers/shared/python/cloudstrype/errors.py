@@ -90,5 +90,12 @@ class GatewayTimeout(ApiError):
     status, code = 504, "timeout"
 
 
+def shown(value, limit: int = 80) -> str:
+    """A caller's id as an error message names it: whole up to `limit` characters, else its
+    start and its length (a message never echoes kilobytes a caller sent)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}

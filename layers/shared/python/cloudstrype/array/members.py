@@ -187,7 +187,7 @@ def get_member(owner: str, member_id: str) -> Member:
     member = _members().get_member(owner, member_id) \
         if protocol.valid_member_id(member_id) else None
     if member is None:
-        raise errors.NotFound(f"No member {member_id}.", code="member_not_found")
+        raise errors.NotFound(f"No member {errors.shown(member_id)}.", code="member_not_found")
     return member
 
 

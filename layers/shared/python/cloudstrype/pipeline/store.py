@@ -334,7 +334,7 @@ def get_record(owner: str, chunk_id: str) -> Chunk:
     validate_chunk_id(chunk_id)
     record = chunk_store().get(owner, chunk_id)
     if record is None:
-        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
+        raise errors.NotFound(f"No chunk {errors.shown(chunk_id)}.", code="chunk_not_found")
     return record
 
 
@@ -537,7 +537,7 @@ def delete_chunk(owner: str, chunk_id: str) -> None:
         raise errors.Conflict(f"Chunk {chunk_id} holds {exc.args[0]} files' content (a pack); "
                               f"delete those files instead.", code="chunk_in_use") from None
     if record is None:
-        raise errors.NotFound(f"No chunk {chunk_id}.", code="chunk_not_found")
+        raise errors.NotFound(f"No chunk {errors.shown(chunk_id)}.", code="chunk_not_found")
     # Only the request whose delete removed the record gets here: refunded once.
     quota.refund_bytes(owner, int(record.size))
     by_id = _storages_by_id(owner)

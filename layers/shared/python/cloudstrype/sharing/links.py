@@ -109,7 +109,7 @@ def list_own(principal, node_id: str | None) -> list[dict]:
 def revoke(principal, link_id: str) -> None:
     if not (isinstance(link_id, str) and LINK_ID_RE.match(link_id)
             and sharing_store().revoke_link(principal.user_id, link_id)):
-        raise errors.NotFound(f"No link {link_id}.", code="link_not_found")
+        raise errors.NotFound(f"No link {errors.shown(link_id)}.", code="link_not_found")
 
 
 # -- the public side --------------------------------------------------------------------------

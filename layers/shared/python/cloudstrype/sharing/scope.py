@@ -23,8 +23,8 @@ HIDDEN_FROM_RECIPIENTS = ("versions", "version", "durability", "encryption")
 
 
 def share_not_found(share_id) -> errors.ApiError:
-    return errors.NotFound(f"No share {share_id} for you: it does not exist, was revoked, or "
-                           f"no longer includes you.", code="share_not_found")
+    return errors.NotFound(f"No share {errors.shown(share_id)} for you: it does not exist, was "
+                           f"revoked, or no longer includes you.", code="share_not_found")
 
 
 @dataclass

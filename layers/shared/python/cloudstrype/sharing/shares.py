@@ -81,7 +81,7 @@ def _check_group(viewer: Viewer, principal, group) -> None:
 
 def _require_group(group: str) -> None:
     if group not in {g.name for g in get_identity().list_groups()}:
-        raise errors.NotFound(f"No group {group}.", code="group_not_found")
+        raise errors.NotFound(f"No group {errors.shown(group)}.", code="group_not_found")
 
 
 def _owned(principal, share_id: str) -> Share:

@@ -310,7 +310,7 @@ def list_storages(owner: str) -> list[Storage]:
 def get_storage(owner: str, storage_id: str) -> Storage:
     record = _store.get(owner, storage_id)
     if record is None:
-        raise errors.NotFound(f"No storage {storage_id}.", code="storage_not_found")
+        raise errors.NotFound(f"No storage {errors.shown(storage_id)}.", code="storage_not_found")
     return record
 
 
@@ -332,7 +332,8 @@ def start_draining(owner: str, storage_id: str) -> Storage:
     record = get_storage(owner, storage_id)
     if record.status != DRAINING:
         if not _store.set_status(owner, storage_id, DRAINING):
-            raise errors.NotFound(f"No storage {storage_id}.", code="storage_not_found")
+            raise errors.NotFound(f"No storage {errors.shown(storage_id)}.",
+                                  code="storage_not_found")
         record.status = DRAINING
     return record
 

@@ -825,7 +825,8 @@ def get_session(owner: str, upload_id: str) -> Upload:
     record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
         0 < len(upload_id) <= 64 else None
     if record is None or record.aborted or record.intent:
-        raise errors.NotFound(f"No upload session {upload_id}.", code="upload_not_found")
+        raise errors.NotFound(f"No upload session {errors.shown(upload_id)}.",
+                              code="upload_not_found")
     if record.expires_at < time.time():
         raise errors.Gone(f"Upload session {upload_id} has expired; start a new one.",
                           code="upload_expired")
@@ -1065,7 +1066,7 @@ def get_version(owner: str, node: Node, version_id: str | None) -> Version:
     wanted = version_id or node.version_id
     found = tree_store().get_version(owner, node.node_id, wanted) if wanted else None
     if found is None:
-        raise errors.NotFound(f"No version {wanted} of '{node.name}'.",
+        raise errors.NotFound(f"No version {errors.shown(wanted)} of '{node.name}'.",
                               code="version_not_found")
     return found
 

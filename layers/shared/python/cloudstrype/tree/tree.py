@@ -131,7 +131,8 @@ def get_node(owner: str, node_id: str) -> Node:
 def no_node(node_id) -> errors.NotFound:
     """The 404 of an id that names nothing the caller may see."""
     if not _node_id_shaped(node_id):
-        return errors.NotFound(f"No file or directory {node_id!r}.", code="node_not_found")
+        return errors.NotFound(f"No file or directory {errors.shown(repr(node_id))}.",
+                               code="node_not_found")
     return errors.NotFound(f"No file or directory {node_id}.", code="node_not_found")
 
 
