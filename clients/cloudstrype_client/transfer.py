@@ -55,6 +55,7 @@ import stat as stat_module
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
 from datetime import datetime
@@ -1235,11 +1236,39 @@ def _check_target(target: Path) -> None:
                        f"it away, or give a destination inside it.", CONFLICT)
 
 
+# A temporary file not written for this long belongs to a download that was killed (one being
+# written is touched by every piece); the next download into its directory removes it.
+STALE_PART_SECONDS = 3600
+_STALE_PART_NAME = re.compile(r"\.[A-Za-z0-9_]{8}" + re.escape(PART_SUFFIX))
+_cleared_directories: set[Path] = set()
+
+
+def _clear_stale_parts(directory: Path) -> None:
+    """Remove the temporary files killed downloads left in `directory`, once per run."""
+    with _parts_lock:
+        if directory in _cleared_directories:
+            return
+        _cleared_directories.add(directory)
+    cutoff = time.time() - STALE_PART_SECONDS
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if _STALE_PART_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False) \
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+        except OSError:
+            pass                    # gone already, or not ours to remove: left as it is
+
+
 def _new_part(target: Path, mode: int) -> tuple[int, Path]:
     """(open fd, path) of a new temporary file for `target`, beside it. mkstemp makes it with
     O_EXCL (and O_NOFOLLOW): never a file that was there, never through a symlink, and
     '.XXXXXXXX.cloudstrype-part' is short enough whatever the target's name (up to 255
     bytes)."""
+    _clear_stale_parts(target.parent)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=PART_PREFIX, suffix=PART_SUFFIX)
     part = Path(name)
     with _parts_lock:

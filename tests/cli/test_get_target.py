@@ -113,3 +113,22 @@ def test_a_download_keeps_the_usual_file_mode(cli, hello, tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     assert (out / "hello.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_killed_downloads_stale_temporary_file_is_removed_by_the_next_one(cli, hello, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh = out / ".abc_1234.cloudstrype-part", out / ".fresh123.cloudstrype-part"
+    lookalike = out / ".notours.cloudstrype-part.txt"
+    for path in (stale, fresh, lookalike):
+        path.write_bytes(b"x")
+    hours_ago = os.stat(stale).st_mtime - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    os.utime(lookalike, (hours_ago, hours_ago))
+
+    cli.ok("get", hello, str(out) + "/")
+
+    assert (out / "hello.txt").read_bytes() == b"hello\n"
+    assert not stale.exists(), "a temporary file nobody wrote for 2 hours is a killed get's"
+    assert fresh.exists(), "one written within the hour may be another get's, still running"
+    assert lookalike.exists()
