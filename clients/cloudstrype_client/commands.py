@@ -610,7 +610,8 @@ def _grantee(args) -> dict:
 
 
 def _grantee_text(grantee: dict) -> str:
-    return f"{grantee.get('kind')} {grantee.get('name')}"
+    gone = " (account deleted)" if grantee.get("deleted") else ""
+    return f"{grantee.get('kind')} {grantee.get('name')}{gone}"
 
 
 def _own_node(client: Client, path: str) -> dict:
@@ -652,7 +653,9 @@ def cmd_unshare(args) -> int:
     node = _own_node(client, path)
     wanted = {"kind": "user", "name": args.user} if args.user else \
         {"kind": "group", "name": args.group}
-    found = [s for s in _shares_of(client, node["id"]) if s.get("grantee") == wanted]
+    # Kind and name: a share to a deleted account (grantee.deleted) is removed by its name too.
+    found = [s for s in _shares_of(client, node["id"])
+             if {k: (s.get("grantee") or {}).get(k) for k in wanted} == wanted]
     if not found:
         raise NotFoundError(f"{path} is not shared with {_grantee_text(wanted)} (see "
                             f"'cloudstrype shares {path}').")

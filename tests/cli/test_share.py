@@ -179,3 +179,16 @@ def test_links_work_without_an_account_until_revoked(alice, stack, tmp_path):
     _fails(alice, 2, "link")
     _fails(alice, 4, "link", "--revoke", "ab" * 32)
     _fails(alice, 4, "link", "/not-there")
+
+
+def test_a_share_to_a_deleted_account_is_shown_so_and_unshared_by_name(alice, admin, api,
+                                                                        tmp_path):
+    admin_api, _ = admin
+    gone = register_and_login(api)
+    alice.ok("put", str(_file(tmp_path, "note.txt", b"n")), "/kept/")
+    alice.ok("share", "/kept", "--with", gone.username)
+    assert admin_api.delete(f"/api/auth/users/{gone.username}").status_code == 204
+    listed = alice.ok("shares", "/kept").stdout
+    assert f"user {gone.username} (account deleted)" in listed, listed
+    alice.ok("unshare", "/kept", "--with", gone.username)
+    assert json.loads(alice.ok("shares", "--json").stdout) == []
