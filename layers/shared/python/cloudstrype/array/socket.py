@@ -5,10 +5,10 @@ learn it from the connection record written then.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from cloudstrype import errors
+from cloudstrype.api.body import parse_json
 from cloudstrype.array import connections, members, protocol
 from cloudstrype.auth.tokens import authenticate
 
@@ -51,11 +51,11 @@ def handle(connection_id: str, body: str | None) -> dict | None:
             raise protocol.ProtocolError(f"Messages must be JSON objects under "
                                          f"{protocol.MAX_MESSAGE_BYTES // 1024} KB.")
         try:
-            message = json.loads(body)
-        except ValueError:
-            raise protocol.ProtocolError("Messages must be JSON.") from None
-        if not isinstance(message, dict):
-            raise protocol.ProtocolError("Messages must be JSON objects with a 'type'.")
+            # The REST bodies' parser: its depth bound, and text that is Unicode.
+            message = parse_json(body.encode("utf-8", "surrogatepass"))
+        except errors.ApiError as exc:
+            raise protocol.ProtocolError(f"Messages must be JSON objects with a 'type': "
+                                         f"{exc.message}") from None
         message_id = message.get("id")
         kind = message.get("type")
         conn = members.connection(connection_id)
