@@ -21,10 +21,16 @@ def _management_client():
         # Imported here, not at the top: boto3 is a large part of a cold start.
         import boto3
         from botocore.config import Config
+
+        from cloudstrype.pipeline.store import SHARE_IO_THREADS
         _client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint,
                                region_name=get_settings().region,
+                               # As many connections as share writes run at once: botocore's
+                               # 10 made the rest open and drop one per message, with a
+                               # warning each.
                                config=Config(retries={"max_attempts": 2}, connect_timeout=5,
-                                             read_timeout=10))
+                                             read_timeout=10,
+                                             max_pool_connections=SHARE_IO_THREADS))
         _client_endpoint = endpoint
     return _client
 

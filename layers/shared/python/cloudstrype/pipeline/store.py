@@ -37,7 +37,8 @@ SHARE_TIMEOUT_SECONDS = 20.0
 # beyond any request (API Gateway ends one at 29 s, Lambda at 15 min).
 SHARE_WRITE_GRACE_SECONDS = 6 * 3600
 
-_io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="share-io")
+SHARE_IO_THREADS = 32
+_io = ThreadPoolExecutor(max_workers=SHARE_IO_THREADS, thread_name_prefix="share-io")
 # Metadata writes overlapped with a chunk's encoding (the quota charge).
 _meta = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-meta")
 
