@@ -241,3 +241,4 @@ def test_a_long_id_is_not_echoed_whole(user):
                  f"/api/cloud/storages/{long_id}"):
         error = assert_error(user.api.get(path), 404)
         assert len(error["message"]) < 400 and "characters)" in error["message"], path
+

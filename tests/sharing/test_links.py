@@ -8,7 +8,7 @@ import time
 import requests
 
 from tests.sharing.conftest import PER_ADDRESS, PER_LINK, mkdir, uploaded, with_storages
-from tests.support import Api, assert_error, register_and_login
+from tests.support import Api, assert_error, register_and_login, unique, wait_for
 
 FS = "/api/filesystem"
 
@@ -158,3 +158,16 @@ def test_public_requests_are_rate_limited_per_link_and_per_address(limited):
     log = limited.log()
     assert f"{FS}/public/<redacted>" in log, log[-2000:]
     assert first not in log and second not in log
+
+
+def test_a_path_cannot_forge_a_log_line(limited):
+    # Paths reach the log decoded: %0A would start a line of the caller's own.
+    marker = unique("FORGED")
+    response = requests.get(f"{limited.url}/api/array/members/x%0A2026-12-02 04:58:00,000 ERROR "
+                            f"fake: {marker}%1B%5B31m%00", timeout=10)
+    assert response.status_code == 401
+    logged = wait_for(lambda: [line for line in limited.log().splitlines() if marker in line],
+                      timeout=10, what="the request's log line")
+    assert all(not line.startswith("2026-12-02 04:58:00") for line in logged), logged
+    assert all("\x1b" not in line and "\x00" not in line for line in logged), logged
+    assert any("x\\n2026-12-02" in line for line in logged), logged

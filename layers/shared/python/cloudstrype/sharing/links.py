@@ -39,13 +39,21 @@ def link_id_of(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# What a caller's path may not bring into a log line: line breaks and other controls (a forged
+# line, terminal escapes, a NUL), and bidi overrides.
+_NOT_FOR_LOGS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+LOGGED_PATH_MAX = 400
+
+
 def redact(path: str) -> str:
-    """A request path fit for a log: a public link's token replaced."""
+    """A request path fit for a log: a public link's token replaced, controls escaped (paths
+    arrive decoded: %0A is a line break), and at most LOGGED_PATH_MAX characters."""
     if path.startswith(PUBLIC_PREFIX):
         rest = path[len(PUBLIC_PREFIX):]
         _, slash, tail = rest.partition("/")
-        return f"{PUBLIC_PREFIX}<redacted>{slash}{tail}"
-    return path
+        path = f"{PUBLIC_PREFIX}<redacted>{slash}{tail}"
+    path = _NOT_FOR_LOGS.sub(lambda m: m.group().encode("unicode_escape").decode(), path)
+    return path if len(path) <= LOGGED_PATH_MAX else path[:LOGGED_PATH_MAX] + "…"
 
 
 def _state(link: Link, now: float) -> str:
