@@ -39,6 +39,10 @@ def exit_code_for_status(status: int, code: str | None = None) -> int:
     return _BY_CODE.get(code or "", _BY_STATUS.get(status, FAILED))
 
 
+# The server's 4xx codes for a state that passes: the same request may go through later.
+PASSING_CODES = frozenset({"upload_aborted", "not_enough_storages"})
+
+
 class CliError(Exception):
     """A failure to report to the user: one line on stderr and an exit code."""
 
@@ -61,7 +65,9 @@ class CliError(Exception):
             return False
         if self.status is None:
             return self.exit_code in (USAGE, NOT_FOUND) or self.code == BAD_LOCAL_NAME
-        return 400 <= self.status < 500 and self.status not in (401, 408, 429)
+        # 422: the storages cannot take it now (one down, too few for the scheme); that passes.
+        return 400 <= self.status < 500 and self.status not in (401, 408, 422, 429) and \
+            self.code not in PASSING_CODES
 
 
 class Cancelled(CliError):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import assert_error
+from tests.support import assert_error, register_and_login
+
+from .conftest import add_local_storages
 
 MiB = 1024 * 1024
 # 2023-11-14T22:13:20.123456Z: a time no test run happens at, to the microsecond.
@@ -197,3 +199,26 @@ def test_the_upload_api_keeps_a_given_mtime_and_refuses_a_bad_one(cli_user):
     committed = cli_user.api.post(f"{base}/commit", json={"mtime": 1700000000.25})
     assert committed.status_code == 201, committed.text
     assert committed.json()["modified"] == "2023-11-14T22:13:20.250000+00:00"
+
+
+def test_a_put_refused_for_want_of_storages_is_told_to_run_again(api, home, tmp_path):
+    user = register_and_login(api)
+    add_local_storages(user, tmp_path / "disks", 1)
+    assert user.api.put("/api/filesystem/settings",
+                        json={"durability": "raid1(2)"}).status_code == 200
+    home.login(user)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (folder / name).write_bytes(name.encode())
+
+    refused = home.run("put", str(folder), "/")
+    assert refused.returncode == 1, refused.stderr
+    assert "run the same command again" in refused.stderr, refused.stderr
+    assert "does not help" not in refused.stderr, refused.stderr
+
+    added = user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "second", "config": {"path": str(tmp_path / "disks" / "e")}})
+    assert added.status_code == 201, added.text
+    home.ok("put", str(folder), "/")
+    assert home.ok("cat", "/two/b.txt").stdout == "b.txt"
