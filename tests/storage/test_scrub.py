@@ -35,6 +35,36 @@ def test_scrub_repairs_damaged_chunks_and_finishes_drains(tmp_path, external_s3)
         assert stack.stop() == 0, stack.log()
 
 
+def test_a_missing_share_chunk_info_finds_is_repaired_by_the_scrub(tmp_path, external_s3):
+    """A parity share no read touches: chunk info (the web UI's details, the dashboard) finds
+    it missing and queues it, and the scrub brings it back."""
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
+    try:
+        user = register_and_login(Api(stack.url))
+        disks = Storages(user, tmp_path, *external_s3)
+        for n in range(3):
+            disks.add_local(f"disk{n}")
+        data = os.urandom(150_000)
+        stored = user.api.post("/api/chunk", files={"file": ("c", data)},
+                               data={"durability": "rs(2,1)"}).json()
+        shares = {s["index"]: s["storage_id"] for s in stored["shares"]}
+        disks.destroy(stored["chunk_id"], 2, shares[2])
+        assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data   # no parity
+
+        info = user.api.get(f"/api/chunk/{stored['chunk_id']}/info").json()
+        assert [s["health"] for s in info["shares"]] == ["ok", "ok", "missing"], info
+
+        def healthy():
+            info = user.api.get(f"/api/chunk/{stored['chunk_id']}/info").json()
+            return info["healthy_shares"] == 3 and info
+        # Info checks that each share exists where its record says.
+        info = wait_for(healthy, what="the scrub to write the missing share again")
+        assert [s["health"] for s in info["shares"]] == ["ok", "ok", "ok"], info
+        assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
 def test_a_share_that_cannot_be_deleted_now_is_deleted_by_the_scrub_later(tmp_path):
     """Deleting a chunk while one of its storages is unreachable leaves that share behind;
     the scrub deletes it once the storage answers again."""

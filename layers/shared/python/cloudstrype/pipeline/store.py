@@ -519,6 +519,11 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
         shares.append({"index": index, "storage_id": share.storage_id,
                        "storage_name": storage.name if storage else None, "health": health})
     healthy = sum(1 for s in shares if s["health"] == "ok")
+    # What this check found gone is queued for the scrub's repair, as a failed read's is (the
+    # shares of a lost storage wait for its drain).
+    missing = {s["index"] for s in shares if s["health"] == "missing"}
+    if missing:
+        mark_damaged(owner, chunk_id, missing)
     needed = codec.parse_durability(record.durability).needed
     created = datetime.fromtimestamp(record.created, timezone.utc)
     return {"chunk_id": chunk_id, "size": record.size, "encryption": record.encryption,
