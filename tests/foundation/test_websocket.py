@@ -34,7 +34,7 @@ def test_unknown_message_type_gets_an_error_reply(stack, user):
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
 
 
-def test_deep_or_non_unicode_json_gets_a_protocol_error_not_a_crash(stack, user):
+def test_deep_json_lone_surrogates_and_huge_sizes_get_a_protocol_error_not_a_crash(stack, user):
     with connect(f"{stack.ws_url}?token={user.access_token}", open_timeout=10) as ws:
         for text, says in (("[" * 10000, "deep"), ('{"type": "hello", "name": "\\ud800"}',
                                                     "surrogate")):
@@ -42,6 +42,10 @@ def test_deep_or_non_unicode_json_gets_a_protocol_error_not_a_crash(stack, user)
             reply = json.loads(ws.recv(timeout=10))
             assert reply["type"] == "error" and reply["code"] != "internal_error", reply
             assert says in reply["error"], reply
+        ws.send(json.dumps({"type": "hello", "id": "h", "member_id": "member-big",
+                            "capacity": 10 ** 30, "used": 0, "free": 10 ** 30}))
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["type"] == "error" and "1 EiB" in reply["error"], reply
         ws.send(json.dumps({"type": "ping", "id": "still"}))    # the connection still works
         assert json.loads(ws.recv(timeout=10)) == {"type": "pong", "id": "still"}
 

@@ -49,10 +49,17 @@ def clean_name(value, fallback: str) -> str:
     return name or fallback
 
 
+# The most bytes a member may report (1 EiB): a number any store and display keeps exactly
+# (10**30 was stored as 1000000000000000019884624838656 and shown as 10**15 PB).
+MAX_REPORTED_BYTES = 2 ** 60
+
+
 def non_negative_int(message: dict, field: str, required: bool = True) -> int | None:
     value = message.get(field)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProtocolError(f"'{field}' must be a whole number of bytes >= 0.")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or \
+            value > MAX_REPORTED_BYTES:
+        raise ProtocolError(f"'{field}' must be a whole number of bytes from 0 to "
+                            f"{MAX_REPORTED_BYTES} (1 EiB).")
     return value
