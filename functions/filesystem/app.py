@@ -134,9 +134,12 @@ def upload(call):
         raise errors.BadRequest("Field 'name' is required (or a filename on the file part).",
                                 code="missing_field", details={"field": "name"})
     scope = _scope(call, write=True)
-    node = files.upload(scope.owner, fields.get("path") or "/", name, content, content_type,
-                        fields.get("durability") or None, fields.get("encryption") or None,
-                        fields.get("mtime") or None, base=scope.base)
+    try:
+        node = files.upload(scope.owner, fields.get("path") or "/", name, content, content_type,
+                            fields.get("durability") or None, fields.get("encryption") or None,
+                            fields.get("mtime") or None, base=scope.base)
+    except errors.ApiError as exc:
+        raise scope.told(exc) from None
     return Reply(_node_info(scope, node), status=201)
 
 
@@ -167,6 +170,7 @@ def upload_batch(call):
     shown, directory = [], None
     for item, result in zip(items, results, strict=True):
         if isinstance(result, errors.ApiError):
+            result = scope.told(result)
             shown.append({"name": item.name, "status": result.status, **result.body()})
             continue
         if directory is None:           # every file of a batch is in one directory

@@ -323,3 +323,23 @@ def test_a_share_to_a_deleted_account_says_so_and_its_namesake_gets_nothing(api,
     shown = alice.api.get(f"{FS}/shares/{made['id']}").json()
     assert shown["grantee"]["deleted"] is True
     assert [s["id"] for s in namesake.api.get(f"{FS}/shared").json()["shares"]] == [again["id"]]
+
+
+def test_a_recipient_is_not_shown_the_owners_storages_when_they_cannot_take_a_write(alice, bob):
+    mkdir(alice, "/drop")
+    s = share(alice, "/drop", "write", user=bob)["id"]
+    # Alice asks for more copies than she has storages: nothing of hers can take a write.
+    assert alice.api.put(f"{FS}/settings", json={"durability": "raid1(3)"}).status_code == 200
+    own = alice.api.post(f"{FS}/data", files={"file": ("a.txt", b"a")}, data={"path": "/drop"})
+    assert own.status_code == 422 and "your" in own.json()["error"]["message"], own.text
+
+    single = upload(bob, "/", "b.txt", b"b", share=s)
+    error = assert_error(single, 422, own.json()["error"]["code"])
+    assert "owner" in error["message"] and "your" not in error["message"], error
+    assert alice.user_id not in single.text and "disk" not in single.text, single.text
+    batch = bob.api.post(f"{FS}/batch", params={"share": s}, data={"path": "/"},
+                         files=[("file", ("c.txt", b"c")), ("file", ("d.txt", b"d"))])
+    assert batch.status_code == 207, batch.text
+    for result in batch.json()["results"]:
+        assert result["status"] == 422 and "owner" in result["error"]["message"], result
+        assert alice.user_id not in batch.text, batch.text

@@ -27,6 +27,11 @@ def share_not_found(share_id) -> errors.ApiError:
                            f"revoked, or no longer includes you.", code="share_not_found")
 
 
+# What the owner's storages answer for a write they cannot take: not enough of them usable (422),
+# a write that failed (503), full (507).
+STORAGE_STATUSES = frozenset({422, 503, 507})
+
+
 @dataclass
 class Scope:
     viewer: Viewer
@@ -88,6 +93,18 @@ class Scope:
             for key in HIDDEN_FROM_RECIPIENTS:
                 info.pop(key, None)
         return info
+
+    def told(self, error: errors.ApiError) -> errors.ApiError:
+        """An error as the caller may read it. A recipient whose write the owner's storages
+        could not take is told so, not which storages, their keys (the owner's user id) or
+        advice only the owner can follow ("add storages")."""
+        if not self.shared or error.status not in STORAGE_STATUSES:
+            return error
+        told = type(error)("The owner's storages cannot take this file now; try again later, "
+                           "or tell the owner (adding storages is theirs to do).",
+                           code=error.code, headers=error.headers)
+        told.status = error.status
+        return told
 
 
 def scope_for(principal, share_id: str | None) -> Scope:
