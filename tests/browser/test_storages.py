@@ -221,6 +221,18 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     assert {s["storage_name"] for s in shares} == {"disk-a", "disk-c"}
 
 
+def test_dashboard_with_more_files_than_it_samples_gives_no_ratio(page, base_url, web_user):
+    files = [("file", (f"s{n:03d}.txt", b"x" * 10)) for n in range(301)]
+    sent = web_user.api.post("/api/filesystem/batch", data={"path": "/many"}, files=files)
+    assert sent.status_code == 207 and sent.json()["created"] == 301, sent.text[:300]
+    sign_in_with_tokens(page, base_url, web_user, "#/")
+    stats = page.locator(".stat")
+    expect(stats.first).to_contain_text("300+")
+    expect(stats.first).to_contain_text("or more")
+    expect(stats.nth(1)).to_contain_text("encrypted shares")
+    assert "×" not in stats.nth(1).text_content()
+
+
 def test_members_page_without_members(page, base_url, web_user):
     sign_in_with_tokens(page, base_url, web_user, "#/members")
     expect(page.get_by_text("No members yet.")).to_be_visible()

@@ -188,13 +188,15 @@ function drawStats(box, storages, members, result) {
   box.removeAttribute("aria-busy");
   const stored = storages.reduce((sum, s) => sum + (s.stored_bytes || 0), 0);
   const logical = result ? result.infos.reduce((sum, f) => sum + (f.size || 0), 0) : null;
+  // Only a count of every file gives a ratio: a sample ("300+") would inflate it many times.
+  const whole = Boolean(result && result.complete);
   const online = storages.filter((s) => s.online).length;
   const membersOnline = members.filter((m) => m.online).length;
   box.replaceChildren(
     stat("Your files", result ? `${result.infos.length}${result.complete ? "" : "+"}` : "…",
-      logical !== null ? bytes(logical) : "counting…"),
-    stat("Stored on backends", bytes(stored), logical ? `${(stored / logical).toFixed(2)}× your data, encrypted and spread out`
-      : "encrypted shares"),
+      logical !== null ? `${bytes(logical)}${whole ? "" : " or more"}` : "counting…"),
+    stat("Stored on backends", bytes(stored), logical && whole
+      ? `${(stored / logical).toFixed(2)}× your data, encrypted and spread out` : "encrypted shares"),
     stat("Storages online", `${online} of ${storages.length}`, online === storages.length ? "all reachable" : "some unreachable"),
     stat("Members online", `${membersOnline} of ${members.length}`, members.length ? "machines of yours" : "none added"));
 }
