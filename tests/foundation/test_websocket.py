@@ -77,3 +77,21 @@ def test_binary_frames_are_refused(stack, user):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1003
+
+
+def test_a_user_has_at_most_64_members(stack, user):
+    def hello(ws, member_id):
+        ws.send(json.dumps({"type": "hello", "id": member_id, "member_id": member_id,
+                            "capacity": 10 ** 9, "used": 0, "free": 10 ** 9}))
+        return json.loads(ws.recv(timeout=10))
+
+    for n in range(64):
+        with connect(f"{stack.ws_url}?token={user.access_token}", open_timeout=10) as ws:
+            assert hello(ws, f"member-{n:04d}")["type"] == "welcome"
+    with connect(f"{stack.ws_url}?token={user.access_token}", open_timeout=10) as ws:
+        refused = hello(ws, "member-one-more")
+        assert refused["type"] == "error" and refused["code"] == "too_many_members", refused
+    with connect(f"{stack.ws_url}?token={user.access_token}", open_timeout=10) as ws:
+        assert hello(ws, "member-0007")["type"] == "welcome"     # a known one comes back
+    listed = user.api.get("/api/array/members").json()["members"]
+    assert len(listed) == 64

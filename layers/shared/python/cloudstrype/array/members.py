@@ -81,6 +81,13 @@ def hello(conn: Connection, message: dict) -> dict:
     name = protocol.clean_name(message.get("name"), f"member-{member_id[:8]}")
     program = str(message.get("version") or "")[:40] or None
     store = _members()
+    if store.get_member(conn.owner, member_id) is None and \
+            len(store.list_members(conn.owner)) >= protocol.MAX_MEMBERS_PER_USER:
+        raise protocol.ProtocolError(
+            f"You have {protocol.MAX_MEMBERS_PER_USER} members already, the most one user may "
+            f"have; remove one you no longer use (DELETE /api/array/members/{{id}}, or the "
+            f"web UI's Members page).",
+            code="too_many_members")
     if conn.member_id is None:
         if not store.bind_connection(conn, member_id):
             raise protocol.ProtocolError("This connection is not known; reconnect.",

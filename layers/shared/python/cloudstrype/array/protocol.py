@@ -49,6 +49,9 @@ def clean_name(value, fallback: str) -> str:
     return name or fallback
 
 
+# The most members (machines) one user may have: each is a storage of theirs, listed and
+# placed on; hello creating one more is refused.
+MAX_MEMBERS_PER_USER = 64
 # The most bytes a member may report (1 EiB): a number any store and display keeps exactly
 # (10**30 was stored as 1000000000000000019884624838656 and shown as 10**15 PB).
 MAX_REPORTED_BYTES = 2 ** 60
