@@ -111,6 +111,19 @@ def test_oauth_kinds_are_not_added_with_keys(fresh):
     assert_error(response, 400, "use_oauth")
 
 
+def test_a_drain_that_cannot_finish_says_why(fresh):
+    user = fresh.user
+    disks = [fresh.add_local(f"disk{i}") for i in range(2)]
+    stored = user.api.post("/api/chunk", files={"file": ("c", os.urandom(5_000))},
+                           data={"durability": "raid1(2)"})
+    assert stored.status_code == 201, stored.text
+    drained = user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain")
+    assert drained.status_code in (200, 202), drained.text
+    answer = drained.json()
+    assert answer["remaining"] == 1 and len(answer["problems"]) == 1, answer
+    assert "0 of the 0 storages that hold no share of this chunk yet" in answer["problems"][0]
+
+
 def test_storage_with_shares_is_409_until_drained(fresh):
     user = fresh.user
     disks = [fresh.add_local(f"disk{i}") for i in range(3)]

@@ -586,7 +586,9 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     candidates = [s for s in by_id.values() if s.storage_id not in holding
                   and s.storage_id not in move_off]
     share_size = int(record.meta.get("share_size", 0))
-    targets = choose_storages(candidates, len(rebuilt), share_size)
+    # Each share of a chunk on its own storage: those holding one already are not candidates.
+    targets = choose_storages(candidates, len(rebuilt), share_size,
+                              among="the {n} storages that hold no share of this chunk yet")
     order = sorted(rebuilt)
     spares = [s for s in candidates if s not in targets]
     written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares)

@@ -17,15 +17,17 @@ def weight(storage: Storage) -> float:
     return float(UNKNOWN_FREE_WEIGHT if free is None else free) + 1.0
 
 
-def choose_storages(candidates: list[Storage], count: int, share_size: int) -> list[Storage]:
-    """`count` distinct storages, weighted by free space, skipping the down and the full."""
+def choose_storages(candidates: list[Storage], count: int, share_size: int,
+                    among: str = "your {n} storages") -> list[Storage]:
+    """`count` distinct storages, weighted by free space, skipping the down and the full.
+    `among` says in a refusal which storages were the candidates ({n}: how many)."""
     now = time.time()
     usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
     if len(usable) < count:
         raise errors.Unprocessable(
             f"This needs {count} storages with room for a {share_size}-byte share each, but "
-            f"{len(usable)} of your {len(candidates)} storages are usable now. Add storages or "
-            f"choose a durability with fewer shares.", code="not_enough_storages",
+            f"{len(usable)} of {among.format(n=len(candidates))} are usable now. Add storages "
+            f"or choose a durability with fewer shares.", code="not_enough_storages",
             details={"needed": count, "usable": len(usable)})
     chosen, pool = [], list(usable)
     for _ in range(count):
