@@ -40,7 +40,7 @@ def exit_code_for_status(status: int, code: str | None = None) -> int:
 
 
 # The server's 4xx codes for a state that passes: the same request may go through later.
-PASSING_CODES = frozenset({"upload_aborted", "not_enough_storages"})
+PASSING_CODES = frozenset({"upload_aborted"})
 
 
 class CliError(Exception):

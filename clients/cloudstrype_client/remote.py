@@ -13,16 +13,24 @@ DIRECTORY = "directory"
 FILE = "file"
 
 
+def is_text(name: str) -> bool:
+    """Whether a name can be a remote one: Python holds the bytes of a local name that is not
+    UTF-8 as lone surrogates, which cannot travel."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize(path: str) -> str:
     """'/a//b/' -> '/a/b'. Remote paths are absolute; '.' and '..' are not resolved here (the
     server refuses them with a message)."""
     if not path.startswith("/"):
         raise UsageError(f"Remote paths are absolute, like /photos/x.jpg; got {path!r}.")
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_text(path):
         raise UsageError(f"The remote path {shown(path)} is not valid UTF-8 (remote names are "
-                         f"text).") from None
+                         f"text).")
     parts = [p for p in path.split("/") if p != ""]
     return "/" + "/".join(parts)
 

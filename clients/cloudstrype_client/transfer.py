@@ -164,15 +164,6 @@ def _failure_line(label: str, exc: BaseException) -> str:
     return f"{label}: {text}"
 
 
-def _utf8(name: str) -> bool:
-    """Whether a local name can be a remote one (not made of bytes that are not UTF-8)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _bad_name() -> CliError:
     return CliError(NOT_UTF8, FAILED, code=BAD_LOCAL_NAME)
 
@@ -286,7 +277,7 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
             except OSError:
                 is_dir = False
             local = os.path.join(local_dir, entry.name)
-            if not _utf8(entry.name):
+            if not remote.is_text(entry.name):
                 warnings.append((f"put: skipping {local}: {NOT_UTF8}", True))
                 continue
             if is_dir:
@@ -347,7 +338,7 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
             raise CliError(f"No such local file or directory: {source}", NOT_FOUND) from None
         if stat_module.S_ISDIR(info.st_mode):
             top = _folder_top(source, dest_path)
-            if not _utf8(top):
+            if not remote.is_text(top):
                 warn(f"put: skipping {source}: {NOT_UTF8}")
                 continue
             # Read before DEST is known (it is being looked up meanwhile); what reading it
@@ -365,7 +356,7 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
                 directory, name = dest_path, path.name
             else:
                 directory, name = remote.split(dest_path)
-            if not _utf8(name):
+            if not remote.is_text(name):
                 warn(f"put: skipping {source}: {NOT_UTF8}")
                 continue
             uploads.append(Upload(str(path), info.st_size, info.st_mtime_ns, directory, name))
@@ -577,7 +568,7 @@ class Uploader:
         with self._building:
             parts, mtimes, sent, digests = [], {}, [], {}
             for item in items:
-                if not _utf8(item.name):        # (plan_put leaves such names out)
+                if not remote.is_text(item.name):        # (plan_put leaves such names out)
                     failures.append((item, _bad_name()))
                     continue
                 try:

@@ -360,7 +360,7 @@ def usage(call):
 @app.endpoint("/settings", ["PUT"])
 def put_settings(call):
     fields = {"durability": str, "encryption": str, "trash_retention_days": int}
-    call.only_fields(*fields, nullable=True)
+    call.only_fields(*fields)
     body = call.json()
     return files.set_defaults(call.principal.user_id, {
         name: None if body[name] is None else call.field(name, kind)

@@ -126,21 +126,13 @@ class Call:
                                             '{"name": "value"}.', code="invalid_json")
         return self._json
 
-    def only_fields(self, *names: str, nullable: bool = False) -> None:
-        """Refuse fields the route does not take (a misspelt one would be silently ignored)
-        and, unless `nullable`, a null where a value was meant."""
-        body = self.json()
-        unknown = sorted(set(body) - set(names))
+    def only_fields(self, *names: str) -> None:
+        """Refuse fields the route does not take (a misspelt one would be silently ignored)."""
+        unknown = sorted(set(self.json()) - set(names))
         if unknown:
             raise errors.BadRequest(f"Unknown field '{unknown[0]}'; the fields are "
                                     f"{', '.join(names)}.", code="unknown_field",
                                     details={"field": unknown[0]})
-        if not nullable:
-            for name in names:
-                if name in body and body[name] is None:
-                    raise errors.BadRequest(f"Field '{name}' is null; give a value, or leave "
-                                            f"the field out to keep the current one.",
-                                            code="invalid_field", details={"field": name})
 
     def field(self, name: str, kind: type | tuple = str, *, required: bool = True,
               default: Any = None) -> Any:

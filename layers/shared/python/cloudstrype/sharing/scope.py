@@ -100,11 +100,9 @@ class Scope:
         advice only the owner can follow ("add storages")."""
         if not self.shared or error.status not in STORAGE_STATUSES:
             return error
-        told = type(error)("The owner's storages cannot take this file now; try again later, "
+        return type(error)("The owner's storages cannot take this file now; try again later, "
                            "or tell the owner (adding storages is theirs to do).",
                            code=error.code, headers=error.headers)
-        told.status = error.status
-        return told
 
 
 def scope_for(principal, share_id: str | None) -> Scope:

@@ -1107,12 +1107,12 @@ def none_match(header: str | None, etag: str) -> bool:
         return False
     if header.strip() == "*":
         return True
-    current = etag[2:] if etag.startswith("W/") else etag
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if (candidate[2:] if candidate.startswith("W/") else candidate) == current:
-            return True
-    return False
+
+    def opaque(tag: str) -> str:            # weak comparison: the tag without its W/
+        tag = tag.strip()
+        return tag[2:] if tag.startswith("W/") else tag
+
+    return opaque(etag) in {opaque(candidate) for candidate in header.split(",")}
 
 
 # RFC 9110's byte ranges: ASCII digits only (int() also takes '+1', '٣' and '1_0').
