@@ -206,21 +206,22 @@ class SharingStore:
         """Count one request in a window's bucket; False (nothing counted) once it holds
         `limit`. Atomic, so concurrent requests cannot overshoot together."""
         key = {"bucket": bucket}
-        try:
-            self.engine.update(LINK_HITS, key, Change(add={"count": 1},
-                                                      set={"purge_at": purge_at}),
-                               Condition.compare("count", "lt", limit))
-            return True
-        except ConditionFailed:
-            pass
-        try:
-            # The window's first request: no counter yet.
-            self.engine.update(LINK_HITS, key, Change(add={"count": 1},
-                                                      set={"purge_at": purge_at}),
-                               Condition.missing("count"))
-            return True
-        except ConditionFailed:
-            return False
+        change = Change(add={"count": 1}, set={"purge_at": purge_at})
+        # Twice at most: a request that found no counter and then lost the race to create it
+        # counts against the counter the winner made (it used to be refused, under the limit).
+        for _ in range(2):
+            try:
+                self.engine.update(LINK_HITS, key, change, Condition.compare("count", "lt", limit))
+                return True
+            except ConditionFailed:
+                pass
+            try:
+                # The window's first request: no counter yet.
+                self.engine.update(LINK_HITS, key, change, Condition.missing("count"))
+                return True
+            except ConditionFailed:
+                continue
+        return False
 
 
 def sharing_store() -> SharingStore:
