@@ -423,6 +423,12 @@ def cmd_storages_list(args) -> int:
     for s in storages:
         if s.get("last_error"):
             print(shown(f"{s.get('name')}: last error: {s['last_error']}"), file=sys.stderr)
+        check = s.get("check") or {}
+        if check.get("missing_found") or check.get("corrupt_found"):
+            print(shown(f"{s.get('name')}: the scrub's checks found "
+                        f"{check.get('missing_found', 0)} shares missing and "
+                        f"{check.get('corrupt_found', 0)} corrupt here so far (each queued for "
+                        f"repair)."), file=sys.stderr)
     return OK
 
 

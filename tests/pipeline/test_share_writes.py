@@ -71,9 +71,10 @@ def test_a_repair_the_server_stopped_leaves_no_share_and_the_chunk_reads(
     later(monkeypatch, pipeline.SHARE_WRITE_GRACE_SECONDS + 60)
     report = pipeline.scrub(budget_seconds=60)
     assert report["orphans_deleted"] == 1, report
-    # The scrub then repairs the chunk for real (its damage was found by the read above).
+    # The same run's checks found the share gone, and its repair made it again, for real.
+    assert report["missing_shares"] == 1 and report["repaired_shares"] == 1, report
     assert pipeline.get_chunk("alice", record.chunk_id) == data
-    assert pipeline.repair_chunk("alice", record.chunk_id)["repaired"] == [0]
+    assert pipeline.repair_chunk("alice", record.chunk_id)["repaired"] == []
     for share in pipeline.get_record("alice", record.chunk_id).shares:
         assert share_files(disks[share.storage_id], record.chunk_id, share.index)
     monkeypatch.undo()

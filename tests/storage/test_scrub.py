@@ -65,6 +65,43 @@ def test_a_missing_share_chunk_info_finds_is_repaired_by_the_scrub(tmp_path, ext
         assert stack.stop() == 0, stack.log()
 
 
+def test_the_scrub_finds_a_gone_and_a_changed_share_no_read_touches(tmp_path, external_s3):
+    """Nothing reads the parity shares and nobody asks for chunk info: the scrub's own checks
+    find one share gone and one changed in place, repair both, and the storages say so."""
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
+    try:
+        user = register_and_login(Api(stack.url))
+        disks = Storages(user, tmp_path, *external_s3)
+        for n in range(3):
+            disks.add_local(f"disk{n}")
+        stored = []
+        for size in (150_000, 120_000):
+            data = os.urandom(size)
+            answer = user.api.post("/api/chunk", files={"file": ("c", data)},
+                                   data={"durability": "rs(2,1)"}).json()
+            stored.append((answer, data, {s["index"]: s["storage_id"] for s in answer["shares"]}))
+        (gone, _, gone_on), (changed, _, changed_on) = stored
+        disks.destroy(gone["chunk_id"], 2, gone_on[2])
+        disks.corrupt(changed["chunk_id"], 2, changed_on[2], offset=1000)
+
+        def found():
+            checks = {s["id"]: s["check"] for s in
+                      user.api.get("/api/cloud/storages").json()["storages"]}
+            return (checks[gone_on[2]]["missing_found"] == 1
+                    and checks[changed_on[2]]["corrupt_found"] == 1 and checks)
+        checks = wait_for(found, what="the scrub's checks to find both shares")
+        assert all(c["last_full_pass"] for c in checks.values()), checks
+        for answer, data, _ in stored:
+            info = user.api.get(f"/api/chunk/{answer['chunk_id']}/info").json()
+            assert [s["health"] for s in info["shares"]] == ["ok", "ok", "ok"], info
+            assert user.api.get(f"/api/chunk/{answer['chunk_id']}").content == data
+        # Repaired means rewritten: the share found gone is back on a storage.
+        fresh = user.api.get(f"/api/chunk/{gone['chunk_id']}/info").json()["shares"][2]
+        assert disks.share_objects(gone["chunk_id"], 2, fresh["storage_id"])
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
 def test_a_share_that_cannot_be_deleted_now_is_deleted_by_the_scrub_later(tmp_path):
     """Deleting a chunk while one of its storages is unreachable leaves that share behind;
     the scrub deletes it once the storage answers again."""

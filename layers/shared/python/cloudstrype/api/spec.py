@@ -259,7 +259,12 @@ COMPONENTS["schemas"]["Storage"] = {
     "properties": {"id": S, "kind": S, "name": S, "status": S, "online": {"type": "boolean"},
                    "settings": {"type": "object"}, "capacity": {"type": ["integer", "null"]},
                    "used": INT, "free": {"type": ["integer", "null"]}, "shares": INT,
-                   "stored_bytes": INT, "last_error": {"type": ["string", "null"]}}}
+                   "stored_bytes": INT, "last_error": {"type": ["string", "null"]},
+                   "check": _obj(["checked_at", "last_full_pass", "missing_found",
+                                  "corrupt_found"],
+                                 checked_at={"type": ["string", "null"]},
+                                 last_full_pass={"type": ["string", "null"]},
+                                 missing_found=INT, corrupt_found=INT)}}
 COMPONENTS["schemas"]["StoredChunk"] = {
     "type": "object",
     "properties": {"chunk_id": S, "size": INT, "encryption": S, "durability": S,

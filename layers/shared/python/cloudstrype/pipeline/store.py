@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from cloudstrype import errors, quota, storages, vault
 from cloudstrype.backends.base import BackendError, BackendFull, ShareNotFound
-from cloudstrype.pipeline import codec
+from cloudstrype.pipeline import checker, codec
 from cloudstrype.pipeline.chunk_store import Chunk, PackInUse, ShareLocation, chunk_store
 
 # Placement is a storage rule; default_durability stays importable from here for callers.
@@ -188,8 +188,10 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
-                  spares: list) -> dict[int, tuple]:
-    """Write share i to targets[i] in parallel; a failed write moves to a spare storage. Each
+                  spares: list, indexes: list[int] | None = None) -> dict[int, tuple]:
+    """Write share i to targets[i] in parallel; a failed write moves to a spare storage.
+    `indexes`: the chunk's share index of each (a repair writes some of them), named in its key;
+    by default 0, 1, ... Each
     share is put on the scrub's list before it is written, and the chunk's record takes it off
     (chunk_store.plan_share_writes): whatever a stopped server or a failed write leaves on a
     storage is deleted later."""
@@ -198,7 +200,9 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
     spares = [s for s in spares if s.usable()]
 
     def plan(placed: list[tuple[int, object]]) -> list[tuple[int, object, str]]:
-        keyed = [(index, record, _share_key(owner, chunk_id, index)) for index, record in placed]
+        keyed = [(index, record, _share_key(owner, chunk_id,
+                                            index if indexes is None else indexes[index]))
+                 for index, record in placed]
         chunk_store().plan_share_writes(
             owner, [(record.storage_id, key) for _, record, key in keyed],
             time.time() + SHARE_WRITE_GRACE_SECONDS)
@@ -591,7 +595,8 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
                               among="the {n} storages that hold no share of this chunk yet")
     order = sorted(rebuilt)
     spares = [s for s in candidates if s not in targets]
-    written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares)
+    written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares,
+                            indexes=order)
     new_locations = {order[position]: value for position, value in written.items()}
     replaced = chunk_store().replace_shares(
         record, {i: ShareLocation(i, s.storage_id, key) for i, (s, key) in new_locations.items()},
@@ -663,13 +668,17 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> 
 
 
 def scrub(budget_seconds: float = 600.0) -> dict:
-    """The scheduled scrub: repair chunks whose shares failed a read, continue drains, and retry
-    share deletions that failed.
+    """The scheduled scrub: check and verify a part of every storage's shares (checker.py),
+    repair chunks whose shares failed a check or a read, continue drains, and retry share
+    deletions that failed.
 
-    Runs across all users (it is the system's own job, not a request). Stops when the budget is
-    spent; the next run continues where the damage still is.
+    Runs across all users (it is the system's own job, not a request). The checks take at most
+    half the budget, so that what they find is repaired in the same run; it stops when the
+    budget is spent, and the next run continues where the damage still is.
     """
-    deadline = time.monotonic() + budget_seconds
+    started = time.monotonic()
+    deadline = started + budget_seconds
+    checks = checker.check_storages(started + budget_seconds / 2)
     repaired, failed = 0, []
     for ref in chunk_store().damaged():
         if time.monotonic() > deadline:
@@ -689,5 +698,5 @@ def scrub(budget_seconds: float = 600.0) -> dict:
     orphans = retry_pending_deletes(deadline)
     if failed:
         log.warning("scrub could not repair %d chunks: %s", len(failed), failed[:10])
-    return {"repaired_shares": repaired, "moved_shares": drained, **orphans,
+    return {"repaired_shares": repaired, "moved_shares": drained, **orphans, **checks,
             "failed": failed[:50]}

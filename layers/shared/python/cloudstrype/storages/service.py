@@ -338,6 +338,18 @@ def start_draining(owner: str, storage_id: str) -> Storage:
     return record
 
 
+def all_storages():
+    """Every storage of every user (the scrub's checks walk them all)."""
+    return _store.every()
+
+
+def record_check(record: Storage, *, check_cursor: str | None, verify_cursor: str | None,
+                 passed: bool, missing: int, corrupt: int) -> None:
+    _store.record_check(record.owner, record.storage_id, check_cursor=check_cursor,
+                        verify_cursor=verify_cursor, passed=passed, missing=missing,
+                        corrupt=corrupt)
+
+
 def draining_storages():
     """Every draining storage of every user: the scrub's work list (an index, not a scan)."""
     return _store.draining()

@@ -40,7 +40,10 @@ STORAGES = schema.table(
             "provider_used": schema.INT, "usage_checked": schema.INT,
             "share_count": schema.INT, "stored_bytes": schema.INT, "down_until": schema.INT,
             "last_error": schema.STR, "created": schema.INT,
-            "drain_queue": schema.STR, "drain_since": schema.INT},
+            "drain_queue": schema.STR, "drain_since": schema.INT,
+            "check_cursor": schema.STR, "verify_cursor": schema.STR, "checked_at": schema.INT,
+            "check_pass_at": schema.INT, "missing_found": schema.INT,
+            "corrupt_found": schema.INT},
     indexes=(schema.Index("draining", hash_key="drain_queue", range_key="drain_since"),))
 
 # An OAuth state is refused as expired at `expires_at`; the row itself stays a day longer
@@ -80,6 +83,15 @@ class Storage:
     down_until: float = 0
     last_error: str | None = None
     created: float = field(default_factory=lambda: int(time.time()))
+    # The checker's walk over the storage's shares (pipeline/checker.py): where the next run
+    # goes on from (opaque listing cursors), when it last ran and last finished a whole pass,
+    # and what it has found wrong so far.
+    check_cursor: str | None = None
+    verify_cursor: str | None = None
+    checked_at: float = 0
+    check_pass_at: float = 0
+    missing_found: int = 0
+    corrupt_found: int = 0
 
     @property
     def free(self) -> int | None:
@@ -98,8 +110,11 @@ class Storage:
             "used": int(self.provider_used or 0), "free": self.free,
             "shares": int(self.share_count or 0), "stored_bytes": int(self.stored_bytes or 0),
             "last_error": self.last_error,
-            "created": datetime.fromtimestamp(self.created, timezone.utc).isoformat()
-            if self.created else None,
+            "created": _iso(self.created),
+            "check": {"checked_at": _iso(self.checked_at),
+                      "last_full_pass": _iso(self.check_pass_at),
+                      "missing_found": int(self.missing_found or 0),
+                      "corrupt_found": int(self.corrupt_found or 0)},
         }
 
     def to_item(self) -> dict:
@@ -115,6 +130,10 @@ class Storage:
         if "sealed_secrets" in values:
             values["sealed_secrets"] = bytes(values["sealed_secrets"])
         return cls(**values)
+
+
+def _iso(seconds: float | None) -> str | None:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat() if seconds else None
 
 
 # Kept so callers written against the pynamodb model keep working.
@@ -218,6 +237,34 @@ class StorageStore:
         if name:
             values["name"] = name
         return self._update(owner, storage_id, Change(set=values, remove=removed))
+
+    def record_check(self, owner: str, storage_id: str, *, check_cursor: str | None,
+                     verify_cursor: str | None, passed: bool, missing: int,
+                     corrupt: int) -> bool:
+        """Where the checker goes on from next time, and what it found this time (added to
+        the totals); `passed`: it reached the end of the storage's shares."""
+        now = int(time.time())
+        values = {"checked_at": now, **({"check_pass_at": now} if passed else {})}
+        removed = tuple(name for name, cursor in (("check_cursor", check_cursor),
+                                                  ("verify_cursor", verify_cursor))
+                        if not cursor)
+        values.update({name: cursor for name, cursor in (("check_cursor", check_cursor),
+                                                          ("verify_cursor", verify_cursor))
+                       if cursor})
+        return self._update(owner, storage_id, Change(
+            set=values, add={"missing_found": missing, "corrupt_found": corrupt},
+            remove=removed))
+
+    def every(self) -> Iterator[Storage]:
+        """Every storage of every user: the checker's round, once per scheduled run. A scan,
+        which the design keeps for maintenance: there is a row per storage, not per share."""
+        cursor = None
+        while True:
+            page = self.engine.scan(STORAGES, limit=500, cursor=cursor)
+            yield from (Storage.from_item(item) for item in page.items)
+            cursor = page.cursor
+            if not cursor:
+                return
 
     def set_sealed_secrets(self, owner: str, storage_id: str, sealed: bytes) -> bool:
         return self._update(owner, storage_id, Change(set={"sealed_secrets": sealed}))
