@@ -67,7 +67,24 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     expect(card).to_contain_text("S3-compatible bucket")
     expect(card).to_contain_text(bucket)
     expect(card).to_contain_text("Online")
+    expect(card.locator(".check-state")).to_have_text("not yet")     # the scrub's checks
     assert "s3cr3t-key" not in page.content()
+    # What the checks found is shown as the API gives it (here the answer is altered: the scrub
+    # finding shares is proven through the API in tests/storage/test_scrub.py).
+
+    def found(route):
+        answer = route.fetch().json()
+        for storage in answer["storages"]:
+            storage["check"].update(checked_at="2026-01-01T00:00:00+00:00", missing_found=2,
+                                    corrupt_found=1)
+        route.fulfill(json=answer)
+    page.route("**/api/cloud/storages", found)
+    page.reload()
+    expect(card.locator(".check-state")).to_contain_text("2026")
+    expect(card).to_contain_text("found 2 shares missing and 1 corrupt")
+    page.unroute("**/api/cloud/storages")
+    page.reload()
+    expect(card.locator(".check-state")).to_have_text("not yet")
 
     # Three copies put a share on the bucket; removing it is refused until it is drained.
     upload_api(web_user, "kept.txt", b"keep me" * 100, durability="raid1(3)")

@@ -2,7 +2,7 @@
 // S3-compatible bucket with keys; connecting a cloud account through the provider's consent page.
 import { api, ApiError, enc, messageOf } from "../api.js";
 import { h, icon, nextId } from "../dom.js";
-import { bytes, parseSize, plural } from "../format.js";
+import { bytes, parseSize, plural, relative } from "../format.js";
 import { alertBox, badge, busy, confirmDialog, emptyState, meter, openDialog, pageHeader, section,
   toast } from "../ui.js";
 
@@ -161,9 +161,22 @@ function storageCard(storage, reload) {
     usage,
     h("dl", { class: "mini-facts" },
       h("dt", {}, "Shares"), h("dd", {}, String(storage.shares)),
-      h("dt", {}, "Cloudstrype data"), h("dd", {}, bytes(storage.stored_bytes))),
+      h("dt", {}, "Cloudstrype data"), h("dd", {}, bytes(storage.stored_bytes)),
+      h("dt", {}, "Last checked"), h("dd", { class: "check-state" }, checkState(storage.check))),
     storage.last_error ? alertBox("warning", `Last problem: ${storage.last_error}`) : null,
+    checkFound(storage.check),
     actions);
+}
+
+// The scrub's checks of the storage's shares (README: Storages, the scrub).
+function checkState(check) {
+  if (!check || !check.checked_at) return "not yet";
+  return relative(check.checked_at);
+}
+
+function checkFound(check) {
+  if (!check || (!check.missing_found && !check.corrupt_found)) return null;
+  return alertBox("warning", `The scrub's checks found ${plural(check.missing_found, "share")} missing and ${check.corrupt_found} corrupt here so far; each was queued for repair from the other storages.`);
 }
 
 async function drainStorage(storage, button, reload) {
