@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 from datetime import datetime
+from urllib.parse import quote
 
 from cloudstrype_client import config, remote, transfer
 from cloudstrype_client.api import Client, normalize_server
@@ -554,6 +555,24 @@ def cmd_storages_drain(args) -> int:
 
 
 @_command
+def cmd_storages_undrain(args) -> int:
+    client = _client(args)
+    storage = _find_storage(client, args.storage)
+    member_id = (storage.get("settings") or {}).get("member_id")
+    # An array member's storage is stopped through its member (the server knows if it is
+    # connected, and so whether it comes back active or offline).
+    url = f"/api/array/members/{quote(member_id, safe='')}/drain" if \
+        storage.get("kind") == "member" and member_id else \
+        f"/api/cloud/storages/{quote(storage['id'], safe='')}/drain"
+    result = client.request("DELETE", url, ok=(200,),
+                            what=f"stopping the drain of {storage.get('name')}").json()
+    if not args.quiet:
+        print(shown(f"{storage.get('name')}: {result.get('status')}; it takes new shares again "
+                    f"(the {result.get('shares', 0)} it holds stay)."), file=sys.stderr)
+    return OK
+
+
+@_command
 def cmd_storages_remove(args) -> int:
     client = _client(args)
     storage = _find_storage(client, args.storage)
@@ -1004,7 +1023,7 @@ def add_commands(commands) -> None:
     info.add_argument("path", metavar="PATH")
     _json_flag(info)
 
-    storages = add("storages", "list, add, connect, drain and remove storages",
+    storages = add("storages", "list, add, connect, drain (and undrain) and remove storages",
                    lambda args: cmd_storages_list(args))
     _json_flag(storages)
     tasks = storages.add_subparsers(dest="storages_command", metavar="TASK")
@@ -1054,6 +1073,11 @@ def add_commands(commands) -> None:
                              parents=[common])
     drain.add_argument("storage", metavar="ID", help="storage id or name")
     drain.set_defaults(run=cmd_storages_drain)
+
+    undrain = tasks.add_parser("undrain", help="stop draining a storage: it takes new shares "
+                               "again", parents=[common])
+    undrain.add_argument("storage", metavar="ID", help="storage id or name")
+    undrain.set_defaults(run=cmd_storages_undrain)
 
     members = add("members", "list the array members (desktop machines)", cmd_members)
     _json_flag(members)

@@ -46,6 +46,11 @@ def drain_member(call, member_id):
     return Reply(result, status=200 if result["remaining"] == 0 else 202)
 
 
+@app.endpoint("/members/{member_id}/drain", ["DELETE"])
+def stop_draining_member(call, member_id):
+    return service.stop_draining_member(call.principal.user_id, member_id)
+
+
 @app.endpoint("/members/{member_id}/verify", ["POST"])
 def verify_member(call, member_id):
     result = service.verify_member(call.principal.user_id, member_id)

@@ -49,6 +49,11 @@ def drain_storage(call, storage_id):
     return Reply(result, status=200 if result["remaining"] == 0 else 202)
 
 
+@app.endpoint("/storages/{storage_id}/drain", ["DELETE"])
+def stop_draining(call, storage_id):
+    return storages.stop_draining(call.principal.user_id, storage_id).public()
+
+
 @app.endpoint("/oauth/{provider}/authorize")
 def oauth_authorize(call, provider):
     return connect.start(call.principal.user_id, provider, call.query.get("name"),

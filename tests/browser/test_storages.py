@@ -103,6 +103,12 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     expect(page.locator(".toast-success")).to_contain_text("bucket-one is drained")
     expect(card.locator(".mini-facts")).to_contain_text("Shares0")
     expect(card).to_contain_text("Draining")
+    # A drain can be undone: it takes shares again (here: none to take back).
+    card.get_by_role("button", name="Stop draining bucket-one").click()
+    expect(page.locator(".toast-success").last).to_contain_text(
+        "bucket-one takes new shares again")
+    expect(card).to_contain_text("Online")
+    assert storage_named(web_user, "bucket-one")["status"] == "active"
     card.get_by_role("button", name="Remove bucket-one").click()
     page.get_by_role("dialog", name="Remove bucket-one?").get_by_role(
         "button", name="Remove").click()
@@ -256,6 +262,30 @@ def test_members_page_without_members(page, base_url, web_user):
     expect(page.locator("pre.command")).to_contain_text(f"cloudstrype array --server {base_url}")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     expect(page.locator(".stat").filter(has_text="Members online")).to_contain_text("0 of 0")
+
+
+def test_a_members_drain_is_stopped_from_the_members_page(page, base_url, web_user):
+    import json
+
+    from websockets.sync.client import connect
+    member_id = f"m{uuid.uuid4().hex[:10]}"
+    # A member that said hello and hung up: offline, holding nothing.
+    ws_url = base_url.replace("http://", "ws://") + f"/ws?token={web_user.access_token}"
+    with connect(ws_url, open_timeout=10) as socket:
+        socket.send(json.dumps({"type": "hello", "id": 1, "member_id": member_id,
+                                "capacity": 10 ** 9, "used": 0, "free": 10 ** 9}))
+        assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+    drained = web_user.api.post(f"/api/array/members/{member_id}/drain")
+    assert drained.status_code == 200, drained.text
+    sign_in_with_tokens(page, base_url, web_user, "#/members")
+    member_row = page.locator(f'tr[data-id="{member_id}"]')
+    expect(member_row).to_contain_text("Draining")
+    name = web_user.api.get(f"/api/array/members/{member_id}").json()["name"]
+    member_row.get_by_role("button", name=f"Stop draining {name}").click()
+    expect(member_row).to_contain_text("Offline")
+    expect(member_row.get_by_role("button", name=f"Stop draining {name}")).to_have_count(0)
+    status = web_user.api.get(f"/api/array/members/{member_id}").json()["status"]
+    assert status == "offline", status
 
 
 def test_details_show_the_shares_of_a_packed_file_and_of_content_stored_once(page, base_url,

@@ -60,6 +60,24 @@ def test_a_storage_with_shares_is_drained_before_removal(home, api, tmp_path):
     assert home.run("cat", "/f.bin", text=False).stdout == data
 
 
+def test_a_drain_with_nowhere_to_go_is_undone(home, api, tmp_path):
+    user = register_and_login(api)
+    home.login(user)
+    for n in range(2):
+        home.ok("storages", "add", "local", str(tmp_path / f"u{n}"), "--name", f"u{n}")
+    (tmp_path / "f.bin").write_bytes(os.urandom(5000))
+    home.ok("put", str(tmp_path / "f.bin"), "/f.bin")
+    stuck = home.run("storages", "drain", "u0")
+    assert stuck.returncode == 1 and "could not be moved" in stuck.stderr, stuck
+    assert "draining" in home.ok("storages", "list").stdout
+    undone = home.ok("storages", "undrain", "u0")
+    assert "u0: active; it takes new shares again" in undone.stderr, undone
+    states = {s["name"]: s["status"] for s in
+              json.loads(home.ok("storages", "list", "--json").stdout)}
+    assert states == {"u0": "active", "u1": "active"}
+    assert home.run("storages", "undrain", "nothere").returncode == 4
+
+
 def _connect_process(home, *args):
     import subprocess
     return subprocess.Popen(home.command("storages", "connect", "dropbox", "--no-browser",

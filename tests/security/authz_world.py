@@ -121,6 +121,17 @@ class World:
             "kind": "local", "name": unique("spare"), "config": {"path": unique("authz-spare")}}),
             201)
 
+    def draining_storage(self) -> dict:
+        """An empty storage its owner started draining."""
+        made = self.storage()
+        ok(self.owner.api.post(f"/api/cloud/storages/{made['id']}/drain"), 200)
+        return ok(self.owner.api.get(f"/api/cloud/storages/{made['id']}"), 200)
+
+    def draining_member(self) -> str:
+        member_id = self.fake_member()
+        ok(self.owner.api.post(f"/api/array/members/{member_id}/drain"), 200)
+        return member_id
+
     def fake_member(self) -> str:
         """A member that said hello over the WebSocket and hung up: offline, holding nothing."""
         member_id = unique("fake").replace("-", "")

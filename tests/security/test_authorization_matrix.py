@@ -246,6 +246,11 @@ ROWS: list[Row] = [
         plain(path={"storage_id": node_id}), make=lambda w: w.storage(), consumes=True,
         intact=lambda w, s: w.owner.api.get(f"{CLOUD}/storages/{s['id']}").json()["status"]
         == s["status"]),
+    Row("DELETE", f"{CLOUD}/storages/{{storage_id}}/drain", "the owner's storage",
+        owner_only(200), plain(path={"storage_id": node_id}),
+        make=lambda w: w.draining_storage(), consumes=True,
+        intact=lambda w, s: w.owner.api.get(f"{CLOUD}/storages/{s['id']}").json()["status"]
+        == "draining"),
     Row("GET", f"{CLOUD}/oauth/{{provider}}/authorize", "starts one's own", signed_in(200),
         plain(path={"provider": lambda item: "dropbox"})),
     Row("GET", f"{CLOUD}/oauth/{{provider}}/callback", "the provider's redirect: state and code "
@@ -293,6 +298,11 @@ ROWS: list[Row] = [
         plain(path={"member_id": lambda m: m}), make=lambda w: w.fake_member(), consumes=True,
         intact=lambda w, m: w.owner.api.get(f"{ARRAY}/members/{m}").json()["status"]
         != "draining"),
+    Row("DELETE", f"{ARRAY}/members/{{member_id}}/drain", "the owner's member",
+        owner_only(200), plain(path={"member_id": lambda m: m}),
+        make=lambda w: w.draining_member(), consumes=True,
+        intact=lambda w, m: w.owner.api.get(f"{ARRAY}/members/{m}").json()["status"]
+        == "draining"),
     Row("POST", f"{ARRAY}/members/{{member_id}}/verify", "the owner's member", owner_only(200),
         plain(path={"member_id": lambda m: m}), make=lambda w: w.items["member_id"]),
     Row("POST", f"{ARRAY}/{{chunk_id}}", "the owner's blob id: the owner's stays",

@@ -124,6 +124,33 @@ def test_a_drain_that_cannot_finish_says_why(fresh):
     assert "0 of the 0 storages that hold no share of this chunk yet" in answer["problems"][0]
 
 
+def test_a_drain_that_cannot_finish_can_be_stopped(fresh):
+    """A drain started by mistake (or with nowhere to go) is undone: the storage takes new
+    shares again, and the scrub does not start it again."""
+    user = fresh.user
+    disks = [fresh.add_local(f"disk{i}") for i in range(2)]
+    stored = user.api.post("/api/chunk", files={"file": ("c", os.urandom(5_000))},
+                           data={"durability": "raid1(2)"}).json()
+    assert user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain").status_code == 202
+    # While draining, it takes no new shares: two copies need both storages.
+    refused = user.api.post("/api/chunk", files={"file": ("c", b"new")},
+                            data={"durability": "raid1(2)"})
+    assert refused.status_code == 422, refused.text
+
+    stopped = user.api.delete(f"/api/cloud/storages/{disks[0]['id']}/drain")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["status"] == "active" and stopped.json()["shares"] == 1
+    again = user.api.delete(f"/api/cloud/storages/{disks[0]['id']}/drain")   # idempotent
+    assert again.status_code == 200 and again.json()["status"] == "active"
+    taken = user.api.post("/api/chunk", files={"file": ("c", b"new")},
+                          data={"durability": "raid1(2)"})
+    assert taken.status_code == 201, taken.text
+    assert disks[0]["id"] in {s["storage_id"] for s in taken.json()["shares"]}
+    assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content
+    assert_error(user.api.delete("/api/cloud/storages/st-nothere/drain"), 404,
+                 "storage_not_found")
+
+
 def test_storage_with_shares_is_409_until_drained(fresh):
     user = fresh.user
     disks = [fresh.add_local(f"disk{i}") for i in range(3)]

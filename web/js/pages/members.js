@@ -3,6 +3,7 @@ import { api, ApiError, enc, getConfig, messageOf } from "../api.js";
 import { h } from "../dom.js";
 import { bytes, plural, relative } from "../format.js";
 import { alertBox, badge, busy, confirmDialog, emptyState, meter, pageHeader, section, toast } from "../ui.js";
+import { stopDraining } from "./storages.js";
 
 export async function loadMembers() {
   try {
@@ -58,7 +59,8 @@ export default async function render(root, ctx) {
 }
 
 function memberRow(member, reload) {
-  const state = member.online ? badge("Online", "ok") : badge("Offline", "bad");
+  const state = member.status === "draining" ? badge("Draining", "warn")
+    : member.online ? badge("Online", "ok") : badge("Offline", "bad");
   const used = member.capacity
     ? [meter(member.used, member.capacity, `${member.name}: ${bytes(member.used)} of ${bytes(member.capacity)}`),
       h("span", { class: "small" }, `${bytes(member.used)} of ${bytes(member.capacity)}`)]
@@ -95,5 +97,14 @@ function memberRow(member, reload) {
     h("td", { class: "usage-cell" }, used),
     h("td", { class: "hide-narrow" }, String(member.shares ?? 0)),
     h("td", { class: "hide-narrow" }, member.online ? "now" : relative(member.last_seen)),
-    h("td", { class: "row-actions" }, remove));
+    h("td", { class: "row-actions" }, member.status === "draining" ? stopButton(member, reload) : null,
+      remove));
+}
+
+function stopButton(member, reload) {
+  const stop = h("button", { type: "button", class: "button small",
+    "aria-label": `Stop draining ${member.name}` }, "Stop draining");
+  stop.addEventListener("click", () => stopDraining(
+    `/api/array/members/${enc(member.id)}/drain`, member.name, stop, reload));
+  return stop;
 }

@@ -141,6 +141,13 @@ function storageCard(storage, reload) {
   if (storage.kind === "member") {
     actions.append(h("a", { href: "#/members", class: "button small" }, "See members"));
   } else {
+    if (storage.status === "draining") {
+      const stop = h("button", { type: "button", class: "button small",
+        "aria-label": `Stop draining ${storage.name}` }, "Stop draining");
+      stop.addEventListener("click", () => stopDraining(
+        `/api/cloud/storages/${enc(storage.id)}/drain`, storage.name, stop, reload));
+      actions.append(stop);
+    }
     if (storage.shares > 0) {
       const drain = h("button", { type: "button", class: "button small",
         "aria-label": `Drain ${storage.name}` }, "Drain");
@@ -177,6 +184,18 @@ function checkState(check) {
 function checkFound(check) {
   if (!check || (!check.missing_found && !check.corrupt_found)) return null;
   return alertBox("warning", `The scrub's checks found ${plural(check.missing_found, "share")} missing and ${check.corrupt_found} corrupt here so far; each was queued for repair from the other storages.`);
+}
+
+// Undo a drain: the storage (or member) takes new shares again; what moved stays moved.
+export async function stopDraining(url, name, button, reload) {
+  busy(button, true);
+  try {
+    await api.del(url);
+    toast(`${name} takes new shares again.`, "success");
+  } catch (error) {
+    toast(messageOf(error), "error");
+  }
+  await reload();
 }
 
 async function drainStorage(storage, button, reload) {

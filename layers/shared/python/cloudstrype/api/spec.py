@@ -330,6 +330,10 @@ op("POST", "/api/cloud/storages/{storage_id}/drain",
    "Move the storage's shares elsewhere (call again while 202)",
    responses={200: "Drained", 202: "Shares remain; call again", 404: "No such storage",
               422: "Not enough other storages to move the shares to"})
+op("DELETE", "/api/cloud/storages/{storage_id}/drain",
+   "Stop draining: the storage takes new shares again (the shares moved stay moved)",
+   responses={200: {"schema": STORAGE}, 400: "An array member's storage: stop it as a member",
+              404: "No such storage"})
 op("GET", "/api/cloud/oauth/{provider}/authorize", "Start connecting a cloud account",
    query={"name": S, "return_to": S},
    responses={200: {"schema": _obj(["authorize_url"], authorize_url=S)},
@@ -388,6 +392,9 @@ op("POST", "/api/array/members/{member_id}/drain",
    "Move the member's shares elsewhere (call again while 202)",
    responses={200: "Drained", 202: "Shares remain; call again", 404: "No such member",
               422: "Not enough other storages to move the shares to"})
+op("DELETE", "/api/array/members/{member_id}/drain",
+   "Stop draining: the member takes new shares again once connected",
+   responses={200: {"schema": MEMBER}, 404: "No such member"})
 op("POST", "/api/array/members/{member_id}/verify",
    "The member hashes its shares against the recorded hashes; bad ones are queued for repair",
    responses={200: "Checked every share", 202: "Checked some; call again",

@@ -63,6 +63,14 @@ def drain_member(owner: str, member_id: str) -> dict:
     return {**result, "member_id": member_id}
 
 
+def stop_draining_member(owner: str, member_id: str) -> dict:
+    """The member takes new shares again (once connected); the shares moved stay moved."""
+    member = members.get_member(owner, member_id)
+    storages.stop_draining(owner, member.storage_id,
+                           member_online=members.is_online(member))
+    return get_member(owner, member_id)
+
+
 def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> dict:
     """Have the member hash every share it holds against the hash recorded at write time; bad
     or missing shares are marked damaged so repair re-creates them. No share bytes move."""

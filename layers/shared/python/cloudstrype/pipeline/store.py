@@ -643,18 +643,24 @@ def shares_on(owner: str, storage_id: str) -> list[tuple[str, int]]:
     return [(p.chunk_id, p.index) for p in chunk_store().all_placements(owner, storage_id)]
 
 
-def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> dict:
+def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
+                  start: bool = True) -> dict:
     """Move every share off a storage (it stops taking new shares at once).
 
     Works in batches within `budget_seconds` (API Gateway allows 29 s); call again, or let the
-    scrub continue, until `remaining` is 0 — then the storage can be deleted.
+    scrub continue, until `remaining` is 0 — then the storage can be deleted. `start` False (the
+    scrub): only go on with a drain under way; one stopped meanwhile (stop_draining) is left.
     """
-    storages.start_draining(owner, storage_id)
+    if start:
+        storages.start_draining(owner, storage_id)
     deadline = time.monotonic() + budget_seconds
     moved, problems = 0, []
     chunks = sorted({chunk for chunk, _index in shares_on(owner, storage_id)})
-    for chunk_id in chunks:
+    for number, chunk_id in enumerate(chunks):
         if time.monotonic() > deadline:
+            break
+        # A drain stopped by its owner stops moving shares (looked at every few chunks).
+        if number % 8 == 0 and not storages.still_draining(owner, storage_id):
             break
         try:
             moved += len(repair_chunk(owner, chunk_id, move_off={storage_id})["repaired"])
@@ -663,7 +669,9 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0) -> 
         except errors.ApiError as exc:
             problems.append(f"{chunk_id}: {exc.message}")
     remaining = len(shares_on(owner, storage_id))
-    return {"storage_id": storage_id, "status": storages.DRAINING, "moved": moved,
+    status = storages.DRAINING if storages.still_draining(owner, storage_id) else \
+        storages.get_storage(owner, storage_id).status
+    return {"storage_id": storage_id, "status": status, "moved": moved,
             "remaining": remaining, "problems": problems[:20]}
 
 
@@ -694,7 +702,8 @@ def scrub(budget_seconds: float = 600.0) -> dict:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        drained += drain_storage(storage.owner, storage.storage_id, remaining)["moved"]
+        drained += drain_storage(storage.owner, storage.storage_id, remaining,
+                                 start=False)["moved"]
     orphans = retry_pending_deletes(deadline)
     if failed:
         log.warning("scrub could not repair %d chunks: %s", len(failed), failed[:10])

@@ -22,6 +22,8 @@ from cloudstrype.storages.service import (  # noqa: F401
     refresh_usage,
     save_oauth_storage,
     start_draining,
+    still_draining,
+    stop_draining,
 )
 from cloudstrype.storages.store import (  # noqa: F401
     ACTIVE,

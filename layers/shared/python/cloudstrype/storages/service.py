@@ -21,7 +21,7 @@ from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
 from cloudstrype.backends.local import MARKER
 from cloudstrype.settings import get_settings
-from cloudstrype.storages.store import ACTIVE, DRAINING, Storage, StorageStore
+from cloudstrype.storages.store import ACTIVE, DRAINING, MEMBER_KIND, OFFLINE, Storage, StorageStore
 
 log = logging.getLogger("cloudstrype.storages")
 
@@ -336,6 +336,28 @@ def start_draining(owner: str, storage_id: str) -> Storage:
                                   code="storage_not_found")
         record.status = DRAINING
     return record
+
+
+def stop_draining(owner: str, storage_id: str, member_online: bool | None = None) -> Storage:
+    """Undo a drain: the storage takes new shares again; the shares already moved stay where
+    they went. Idempotent. An array member's storage is stopped through its member (the array
+    service), which says whether it is connected: ACTIVE if so, else OFFLINE until it is."""
+    record = get_storage(owner, storage_id)
+    if record.kind == MEMBER_KIND and member_online is None:
+        raise errors.BadRequest("This storage is an array member's; stop its drain with DELETE "
+                                "/api/array/members/{member_id}/drain.", code="member_storage")
+    if record.status != DRAINING:
+        return record
+    status = OFFLINE if record.kind == MEMBER_KIND and not member_online else ACTIVE
+    if _store.set_status(owner, storage_id, status, expected=(DRAINING,)):
+        record.status = status
+        return record
+    return get_storage(owner, storage_id)      # changed meanwhile: as it is now
+
+
+def still_draining(owner: str, storage_id: str) -> bool:
+    record = _store.get(owner, storage_id)
+    return record is not None and record.status == DRAINING
 
 
 def all_storages():
