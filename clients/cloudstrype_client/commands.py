@@ -423,7 +423,10 @@ def cmd_storages_list(args) -> int:
     _table(rows, ["ID", "KIND", "NAME", "STATUS", "STORED", "CAPACITY", "SHARES"], {4, 5, 6})
     for s in storages:
         if s.get("last_error"):
-            print(shown(f"{s.get('name')}: last error: {s['last_error']}"), file=sys.stderr)
+            when = f" ({s['last_error_at'][:19].replace('T', ' ')} UTC)" \
+                if s.get("last_error_at") else ""
+            print(shown(f"{s.get('name')}: last error{when}: {s['last_error']}"),
+                  file=sys.stderr)
         check = s.get("check") or {}
         if check.get("missing_found") or check.get("corrupt_found"):
             print(shown(f"{s.get('name')}: the scrub's checks found "

@@ -77,11 +77,15 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
         for storage in answer["storages"]:
             storage["check"].update(checked_at="2026-01-01T00:00:00+00:00", missing_found=2,
                                     corrupt_found=1)
+            storage.update(last_error="timed out", last_error_at="2026-01-01T00:00:00+00:00")
         route.fulfill(json=answer)
     page.route("**/api/cloud/storages", found)
     page.reload()
     expect(card.locator(".check-state")).to_contain_text("2026")
     expect(card).to_contain_text("found 2 shares missing and 1 corrupt")
+    problem = card.locator(".alert").filter(has_text="Last problem (")
+    expect(problem).to_contain_text("2026")          # when, in the browser's own time zone
+    expect(problem).to_contain_text("): timed out")
     page.unroute("**/api/cloud/storages")
     page.reload()
     expect(card.locator(".check-state")).to_have_text("not yet")

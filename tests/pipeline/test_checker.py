@@ -5,6 +5,7 @@ and local directory storages."""
 from __future__ import annotations
 
 import os
+import time
 
 from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
 
@@ -103,3 +104,24 @@ def test_a_storage_that_does_not_answer_is_skipped_not_taken_as_empty(
     storages.mark_down(down, "timed out")
     result = pipeline.scrub(budget_seconds=60)
     assert result["checked_shares"] == 1 and result["storages_not_reached"] == 0, result
+    assert storages.get_storage("alice", down.storage_id).public()["last_error"] == "timed out"
+
+    # Once back (a minute later) and answering every check, its old error is history.
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + storages.DOWN_SECONDS + 1)
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["checked_shares"] == 2, result
+    shown = storages.get_storage("alice", down.storage_id).public()
+    assert shown["last_error"] is None and shown["last_error_at"] is None, shown
+
+
+def test_an_error_recorded_during_the_check_is_kept(pipeline, tmp_path):  # noqa: F811
+    from cloudstrype import storages
+    from cloudstrype.storages.store import StorageStore
+    (disk_id, _), = add_disks("alice", tmp_path, 1).items()
+    store = StorageStore()
+    store.mark_down("alice", disk_id, 0, "refused")          # just now, not down any more
+    assert not store.clear_error("alice", disk_id, before=time.time() - 60)
+    assert storages.get_storage("alice", disk_id).last_error == "refused"
+    assert store.clear_error("alice", disk_id, before=time.time() + 1)
+    assert storages.get_storage("alice", disk_id).last_error is None

@@ -170,7 +170,7 @@ function storageCard(storage, reload) {
       h("dt", {}, "Shares"), h("dd", {}, String(storage.shares)),
       h("dt", {}, "Cloudstrype data"), h("dd", {}, bytes(storage.stored_bytes)),
       h("dt", {}, "Last checked"), h("dd", { class: "check-state" }, checkState(storage.check))),
-    storage.last_error ? alertBox("warning", `Last problem: ${storage.last_error}`) : null,
+    storage.last_error ? alertBox("warning", `Last problem${storage.last_error_at ? ` (${relative(storage.last_error_at)})` : ""}: ${storage.last_error}`) : null,
     checkFound(storage.check),
     actions);
 }

@@ -260,6 +260,7 @@ COMPONENTS["schemas"]["Storage"] = {
                    "settings": {"type": "object"}, "capacity": {"type": ["integer", "null"]},
                    "used": INT, "free": {"type": ["integer", "null"]}, "shares": INT,
                    "stored_bytes": INT, "last_error": {"type": ["string", "null"]},
+                   "last_error_at": {"type": ["string", "null"]},
                    "check": _obj(["checked_at", "last_full_pass", "missing_found",
                                   "corrupt_found"],
                                  checked_at={"type": ["string", "null"]},

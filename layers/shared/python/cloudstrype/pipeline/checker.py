@@ -83,6 +83,7 @@ def check_storage(record, deadline: float) -> Found:
     """Check the storage's next CHECK_SHARES shares and verify its next VERIFY_BYTES; record
     where the next run goes on from. Raises BackendError (nothing recorded) when the storage
     does not answer."""
+    started = time.time()
     backend = storages.backend_for(record)
     found = Found()
     placements, check_cursor = chunk_store().placements(
@@ -120,6 +121,9 @@ def check_storage(record, deadline: float) -> Found:
     except BackendError as exc:
         # The page it stopped in is verified again next time; what was found is recorded.
         log.info("verifying storage %s stopped: %s", record.storage_id, exc)
+    else:
+        # It answered every check and verification: an error from before is history.
+        storages.clear_old_error(record, started)
     storages.record_check(record, check_cursor=check_cursor, verify_cursor=verify_cursor,
                           passed=not check_cursor, missing=found.missing,
                           corrupt=found.corrupt)

@@ -10,6 +10,7 @@ from cloudstrype.storages.service import (  # noqa: F401
     add_storage,
     all_storages,
     backend_for,
+    clear_old_error,
     count_shares,
     count_shares_async,
     delete_storage,

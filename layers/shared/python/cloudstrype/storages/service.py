@@ -372,6 +372,13 @@ def record_check(record: Storage, *, check_cursor: str | None, verify_cursor: st
                         corrupt=corrupt)
 
 
+def clear_old_error(record: Storage, answered_since: float) -> None:
+    """The storage answered everything asked of it since `answered_since`: an error recorded
+    before then is history, no longer shown as its last problem."""
+    if record.last_error:
+        _store.clear_error(record.owner, record.storage_id, answered_since)
+
+
 def draining_storages():
     """Every draining storage of every user: the scrub's work list (an index, not a scan)."""
     return _store.draining()

@@ -39,7 +39,7 @@ STORAGES = schema.table(
             "sealed_secrets": schema.BYTES, "capacity": schema.INT,
             "provider_used": schema.INT, "usage_checked": schema.INT,
             "share_count": schema.INT, "stored_bytes": schema.INT, "down_until": schema.INT,
-            "last_error": schema.STR, "created": schema.INT,
+            "last_error": schema.STR, "last_error_at": schema.INT, "created": schema.INT,
             "drain_queue": schema.STR, "drain_since": schema.INT,
             "check_cursor": schema.STR, "verify_cursor": schema.STR, "checked_at": schema.INT,
             "check_pass_at": schema.INT, "missing_found": schema.INT,
@@ -82,6 +82,7 @@ class Storage:
     stored_bytes: int = 0
     down_until: float = 0
     last_error: str | None = None
+    last_error_at: float = 0
     created: float = field(default_factory=lambda: int(time.time()))
     # The checker's walk over the storage's shares (pipeline/checker.py): where the next run
     # goes on from (opaque listing cursors), when it last ran and last finished a whole pass,
@@ -109,7 +110,7 @@ class Storage:
             "capacity": None if self.capacity is None else int(self.capacity),
             "used": int(self.provider_used or 0), "free": self.free,
             "shares": int(self.share_count or 0), "stored_bytes": int(self.stored_bytes or 0),
-            "last_error": self.last_error,
+            "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
             "created": _iso(self.created),
             "check": {"checked_at": _iso(self.checked_at),
                       "last_full_pass": _iso(self.check_pass_at),
@@ -218,8 +219,27 @@ class StorageStore:
                                                            "stored_bytes": size}))
 
     def mark_down(self, owner: str, storage_id: str, until: float, reason: str) -> bool:
-        return self._update(owner, storage_id, Change(set={"down_until": until,
-                                                           "last_error": reason[:500]}))
+        return self._update(owner, storage_id, Change(set={
+            "down_until": until, "last_error": reason[:500], "last_error_at": int(time.time())}))
+
+    def clear_error(self, owner: str, storage_id: str, before: float) -> bool:
+        """Forget the last error if it happened before `before` (the storage has answered
+        since); one recorded meanwhile stays. An error recorded without its time (before the
+        time was kept) counts as old. True if it was forgotten."""
+        if self._forget_error(owner, storage_id, Condition.exists() & Condition.has(
+                "last_error") & Condition.missing("last_error_at")):
+            return True
+        condition = Condition.exists() & Condition.has("last_error") & Condition.compare(
+            "last_error_at", "lt", int(before))
+        return self._forget_error(owner, storage_id, condition)
+
+    def _forget_error(self, owner: str, storage_id: str, condition: Condition) -> bool:
+        try:
+            self.engine.update(STORAGES, _key(owner, storage_id),
+                               Change(remove=("last_error", "last_error_at")), condition)
+            return True
+        except ConditionFailed:
+            return False
 
     def set_usage(self, owner: str, storage_id: str, *, used: int,
                   capacity: int | None = None, keep_capacity: bool = False,
