@@ -105,6 +105,29 @@ def test_one_directory_cannot_be_two_storages(fresh, api):
     assert_error(theirs, 409, "directory_in_use")
 
 
+def test_a_users_storages_have_distinct_names(fresh, api):
+    user = fresh.user
+    fresh.add_local("Disk")
+    taken = user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": " disk ", "config": {"path": str(fresh.tmp / "other")}})
+    error = assert_error(taken, 409, "name_taken")
+    assert "'disk'" in error["message"] and error["details"] == {"field": "name"}
+    assert not (fresh.tmp / "other").exists()                   # nothing made, nothing kept
+    # Unnamed ones get the kind's name, numbered when taken.
+    names = [user.api.post("/api/cloud/storages", json={
+        "kind": "local", "config": {"path": str(fresh.tmp / f"unnamed{n}")}}).json()["name"]
+        for n in range(3)]
+    assert names == ["local", "local 2", "local 3"]
+    # Another user's names are theirs.
+    other = register_and_login(api)
+    made = other.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "Disk", "config": {"path": str(fresh.tmp / "theirs")}})
+    assert made.status_code == 201, made.text
+    # Connecting a cloud account under a taken name is refused before the provider is asked.
+    assert_error(user.api.get("/api/cloud/oauth/dropbox/authorize", params={"name": "DISK"}),
+                 409, "name_taken")
+
+
 def test_oauth_kinds_are_not_added_with_keys(fresh):
     response = fresh.user.api.post("/api/cloud/storages",
                                    json={"kind": "dropbox", "config": {"token": {}}})

@@ -86,6 +86,22 @@ def test_connect_every_provider_and_store_chunks_across_them(api):
     assert user.api.get(f"/api/chunk/{stored.json()['chunk_id']}").content == data
 
 
+def test_accounts_connected_under_one_name_are_numbered(api):
+    """The name is checked when connecting starts; two connections started under one free
+    name both finish (the provider granted them), the second numbered."""
+    user = register_and_login(api)
+    first, second = (authorize(user, "dropbox") for _ in range(2))   # default name: Dropbox
+    names = []
+    for started in (first, second):
+        back = approve(started)
+        finished = finish(user, "dropbox", back["state"], back["finish_code"])
+        assert finished.status_code == 201, finished.text
+        names.append(finished.json()["name"])
+    assert names == ["Dropbox", "Dropbox 2"]
+    assert_error(user.api.get("/api/cloud/oauth/box/authorize", params={"name": "dropbox 2"}),
+                 409, "name_taken")
+
+
 def _metadata(stack) -> SqliteEngine:
     """The stack's metadata database, opened beside the running server."""
     return SqliteEngine(str(stack.data_dir / "metadata.db"))

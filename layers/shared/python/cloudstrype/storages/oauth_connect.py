@@ -82,6 +82,7 @@ def _safe_return_to(value: str | None) -> str | None:
 
 def start(owner: str, provider: str, name: str | None, return_to: str | None) -> dict:
     p = _provider(provider)
+    service.check_name_free(owner, name, p.label)
     state = secrets.token_urlsafe(32)
     url, verifier = oauth.authorization_url(provider, redirect_uri(provider), state)
     record = OAuthState(state, owner=owner, provider=provider,

@@ -74,6 +74,30 @@ def _clean_name(name: str | None, fallback: str) -> str:
     return name
 
 
+def _taken_names(owner: str) -> set[str]:
+    return {record.name.casefold() for record in _store.list(owner)}
+
+
+def check_name_free(owner: str, name: str | None, fallback: str) -> None:
+    """A user's storages have distinct names (the CLI, the web UI and error messages name them):
+    a name the user chose that another of their storages has is a 409. Checked when added; two
+    adds racing with one name may both pass."""
+    if name is not None and _clean_name(name, fallback).casefold() in _taken_names(owner):
+        raise errors.Conflict(f"You have a storage named '{name.strip()}' already; choose "
+                              f"another name.", code="name_taken", details={"field": "name"})
+
+
+def _unused_name(owner: str, name: str) -> str:
+    """`name`, or 'name 2', 'name 3'... if taken: a connected account is never refused for its
+    name once the provider granted it."""
+    taken, candidate, number = _taken_names(owner), name, 1
+    while candidate.casefold() in taken:
+        number += 1
+        suffix = f" {number}"
+        candidate = name[:NAME_MAX - len(suffix)] + suffix
+    return candidate
+
+
 def _new_storage(owner: str, kind: str, name: str | None) -> Storage:
     return Storage(owner, f"st-{uuid.uuid4().hex[:12]}", kind=kind,
                    name=_clean_name(name, kind), status=ACTIVE, created=int(time.time()))
@@ -105,7 +129,10 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
         cleaned = registry.validate_config(kind, config)
     except ValueError as exc:
         raise errors.BadRequest(str(exc), code="invalid_config") from None
+    check_name_free(owner, name, kind)
     record = _new_storage(owner, kind, name)
+    if name is None:
+        record.name = _unused_name(owner, record.name)
     public, secrets = _split_config(kind, cleaned)
     record.settings = public
     _seal(record, secrets)
@@ -154,6 +181,7 @@ def _check_endpoint(url: str) -> None:
 def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
                        account: dict) -> Storage:
     record = _new_storage(owner, kind, name)
+    record.name = _unused_name(owner, record.name)
     record.settings = {"account_id": account.get("account_id"),
                        "account_name": account.get("display_name")}
     _seal(record, {"token": token})
