@@ -9,12 +9,29 @@ still fails here, and every such code is listed with its reason.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
+import threading
 
 import schemathesis
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+# CPython 3.11 keeps the depth of its AST conversion in one counter for all threads (fixed in
+# 3.12, gh-106905): two of the fuzzer's worker threads parsing at once (hypothesis reads a
+# lambda's source to describe a filter) crash it with "AST constructor recursion depth
+# mismatch". Parsing one at a time removes the race; nothing here parses often.
+_parsing = threading.Lock()
+_parse = ast.parse
+
+
+def _parse_one_at_a_time(*args, **kwargs):
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _parse_one_at_a_time
 
 # error code -> why a schema cannot rule it out.
 STATE_CODES = {

@@ -78,7 +78,8 @@ def test_the_api_keeps_its_openapi_contract_under_fuzzing(fuzz_stack, admin_toke
                         f"{(exc.stdout or b'')[-4000:]}")
         output = run.stdout + run.stderr
         # CPython 3.11 can raise this from `ast` when two of the tool's worker threads compile
-        # at once: a crash of the fuzzer, not a finding about the API. Run once more then.
+        # at once: a crash of the fuzzer, not a finding about the API (fuzz_hooks parses one at
+        # a time, which should prevent it). Run once more then.
         if not (run.returncode and TOOL_CRASH in output and "FAILURES" not in output):
             break
     assert run.returncode == 0, f"schemathesis found failures:\n{output[-20000:]}"
