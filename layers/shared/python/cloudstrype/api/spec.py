@@ -15,7 +15,7 @@ from cloudstrype.array.protocol import MEMBER_ID_RE
 from cloudstrype.auth import pool
 from cloudstrype.auth.users import EMAIL_RE, GROUP_RE, MAX_EMAIL, MAX_PASSWORD, USERNAME_RE
 from cloudstrype.backends import registry
-from cloudstrype.backends.oauth import PROVIDERS
+from cloudstrype.backends.providers import PROVIDERS
 from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_SHARES
 from cloudstrype.pipeline.store import CHUNK_ID_RE
 from cloudstrype.sharing.links import LINK_ID_RE, MAX_EXPIRES_IN, MIN_EXPIRES_IN, TOKEN_RE

@@ -147,16 +147,16 @@ def register(info: StorageKind, opener: Opener, validate: Validator | None = Non
 
 
 def _declare_oauth() -> None:
-    """Register the OAuth kinds, declared by oauth.PROVIDERS, on the registry's first use:
-    oauth.py brings requests and oauthlib, which the cold start of a function that does not look
-    at the kinds (the chunk, array and filesystem functions) does without."""
+    """Register the OAuth kinds, declared by providers.PROVIDERS, on the registry's first use
+    (their openers import oauth.py, which brings requests and oauthlib, when a storage of theirs
+    is opened)."""
     global _oauth_declared
     if _oauth_declared:
         return
     with _lock:
         if _oauth_declared:
             return
-        from .oauth import PROVIDERS
+        from .providers import PROVIDERS
         # In the order they always had: after the built-in kinds, before those registered since
         # (the array's `member`); a kind registered under a provider's name keeps its entry.
         since = {kind: (_REGISTERED.pop(kind), _KINDS.pop(kind))

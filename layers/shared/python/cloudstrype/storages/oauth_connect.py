@@ -25,7 +25,7 @@ import time
 from urllib.parse import unquote, urlencode
 
 from cloudstrype import errors, vault
-from cloudstrype.backends import oauth, registry
+from cloudstrype.backends import providers, registry
 from cloudstrype.backends.base import BackendAuthError, BackendError
 from cloudstrype.settings import get_settings
 from cloudstrype.storages import service
@@ -45,6 +45,14 @@ DEFAULT_RETURN_TO = "/#/storages"
 _states = OAuthStateStore()
 
 
+def _flow():
+    """The authorization-code flow (backends/oauth.py), imported when a connection starts or
+    returns: it brings requests and oauthlib, which the cloud function's cold start (and every
+    other request it serves) does without."""
+    from cloudstrype.backends import oauth
+    return oauth
+
+
 def redirect_uri(provider: str) -> str:
     return f"{get_settings().public_url.rstrip('/')}/api/cloud/oauth/{provider}/callback"
 
@@ -52,8 +60,8 @@ def redirect_uri(provider: str) -> str:
 def _provider(provider: str):
     if provider not in registry.KINDS or registry.KINDS[provider].auth != "oauth":
         raise errors.NotFound(f"No OAuth provider '{provider}'; choose one of "
-                              f"{', '.join(sorted(oauth.PROVIDERS))}.", code="unknown_provider")
-    p = oauth.get_provider(provider)
+                              f"{', '.join(sorted(providers.PROVIDERS))}.", code="unknown_provider")
+    p = providers.get_provider(provider)
     if not p.configured:
         raise errors.BadRequest(f"{p.label} is not set up on this deployment (no OAuth client "
                                 f"id); ask the operator to configure it.",
@@ -84,7 +92,7 @@ def start(owner: str, provider: str, name: str | None, return_to: str | None) ->
     p = _provider(provider)
     service.check_name_free(owner, name, p.label)
     state = secrets.token_urlsafe(32)
-    url, verifier = oauth.authorization_url(provider, redirect_uri(provider), state)
+    url, verifier = _flow().authorization_url(provider, redirect_uri(provider), state)
     record = OAuthState(state, owner=owner, provider=provider,
                         storage_name=(name or p.label)[:100],
                         return_to=_safe_return_to(return_to),
@@ -126,8 +134,9 @@ def callback(provider: str, code: str | None, state: str | None,
         verifier = vault.open_sealed(record.owner, record.sealed_verifier,
                                      f"oauth-state:{state}").decode()
     try:
-        token = oauth.exchange_code(provider, code, redirect_uri(provider), verifier)
-        account = oauth.account_info(provider, oauth.make_session(provider, token))
+        flow = _flow()
+        token = flow.exchange_code(provider, code, redirect_uri(provider), verifier)
+        account = flow.account_info(provider, flow.make_session(provider, token))
     except BackendAuthError as exc:
         raise errors.BadRequest(f"The provider refused the authorization code: {exc}",
                                 code="code_rejected") from None
