@@ -23,6 +23,18 @@ def test_the_library_modules_of_the_handlers_load_without_the_heavy_libraries():
     assert loaded == "[]"
 
 
+def test_the_oauth_connect_routes_and_the_api_description_load_without_the_flow():
+    # The cloud function's cold start: the provider table is read, the flow (requests,
+    # oauthlib) comes when a connection starts or returns.
+    loaded = _run(
+        "import sys\n"
+        "import cloudstrype.storages.oauth_connect, cloudstrype.api.spec\n"
+        "from cloudstrype.backends import registry\n"
+        "assert 'dropbox' in registry.KINDS\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    assert loaded == "[]"
+
+
 def test_the_aws_adapters_create_their_clients_without_boto3_at_import():
     # They catch botocore's exception classes (a small module); boto3 comes with the client.
     loaded = _run(
