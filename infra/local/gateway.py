@@ -293,7 +293,10 @@ class Gateway:
         body = b"".join(pieces)
         del pieces
 
-        path = request.path.rstrip("/") or "/"
+        # Routed on the path as sent, as API Gateway routes it: an encoded "/" (%2F) belongs to
+        # the segment it is in (GET /info/%2F asks for the item whose id is "/"), and each
+        # parameter is decoded once matched.
+        path = request.rel_url.raw_path.rstrip("/") or "/"
         method = request.method.upper()
         matched = self.match(path)
         if matched is not None and method == "OPTIONS":

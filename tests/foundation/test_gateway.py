@@ -50,6 +50,17 @@ def test_trailing_slash_reaches_the_same_route(api):
     assert api.get("/api/health/").json() == {"status": "ok"}
 
 
+def test_an_encoded_slash_stays_in_its_segment(user):
+    """API Gateway routes on the path as sent: /info/%2F asks for the item whose id is "/" (there
+    is none), not for the root's listing; an id with an encoded "/" reaches the function whole."""
+    for path, item in (("%2F", "/"), ("%2Fphotos%2F..", "/photos/..")):
+        gone = user.api.get(f"/api/filesystem/info/{path}")
+        assert gone.status_code == 404, gone.text
+        assert gone.json()["error"]["code"] == "node_not_found", gone.text
+        assert f"No file or directory {item}." == gone.json()["error"]["message"]
+    assert user.api.get("/api/filesystem/info").status_code == 200          # the root
+
+
 def test_body_over_10_mb_is_json_413(api):
     response = api.post("/api/auth/register", data=b"x" * (10 * 1024 * 1024 + 1),
                         headers={"Content-Type": "application/json"})
