@@ -5,7 +5,6 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from cloudstrype_client.api import Client
-from cloudstrype_client.display import shown
 from cloudstrype_client.errors import NOT_FOUND, CliError, NotFoundError, UsageError
 
 PAGE = 1000
@@ -29,7 +28,7 @@ def normalize(path: str) -> str:
     if not path.startswith("/"):
         raise UsageError(f"Remote paths are absolute, like /photos/x.jpg; got {path!r}.")
     if not is_text(path):
-        raise UsageError(f"The remote path {shown(path)} is not valid UTF-8 (remote names are "
+        raise UsageError(f"The remote path {path} is not valid UTF-8 (remote names are "
                          f"text).")
     parts = [p for p in path.split("/") if p != ""]
     return "/" + "/".join(parts)

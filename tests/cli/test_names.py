@@ -25,6 +25,10 @@ HOSTILE = {
     "iso\u2066late": r"iso\u2066late",
     "c1\x9bname": r"c1\x9bname",
     "del\x7fname": r"del\x7fname",
+    # Text that reads like an escape is told apart from the character: the backslash doubled.
+    r"text\x1bname": r"text\\x1bname",
+    "back\\\x1bslash": r"back\\\x1bslash",
+    r"win\path": r"win\path",
 }
 
 
