@@ -26,3 +26,47 @@ def test_corrupt_copies_are_skipped_and_queued_for_repair(pipeline, tmp_path):  
     assert result["repaired_shares"] == 2 and result["failed"] == []
     assert chunk_store().get("alice", record.chunk_id).damaged == set()
     assert pipeline.get_chunk("alice", record.chunk_id) == data
+
+
+def test_a_copy_that_hangs_does_not_hold_a_ranged_read(pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """A packed file's ranged read asks the next copy when one has not answered within the
+    hedge (a member whose machine went to sleep holds its requests for 15 s), and a copy with
+    wrong bytes is passed over and queued for repair."""
+    import hashlib
+    import threading
+    import time
+
+    from cloudstrype.backends.local import LocalBackend
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    add_disks("alice", tmp_path, 3)
+    data = os.urandom(100_000)
+    record = pipeline.put_chunk("alice", data, "none", "raid1(3)").record
+    first, second, _ = (s.storage_id for s in sorted(record.shares, key=lambda s: s.index))
+    wanted = data[5000:9096]
+
+    def good(got: bytes) -> bool:
+        return hashlib.sha256(got).digest() == hashlib.sha256(wanted).digest()
+
+    released = threading.Event()
+    real = LocalBackend.get_range
+
+    def get_range(self, key, start, length):
+        if self.root.name == paths[first]:
+            released.wait(30)                              # hangs until the test ends
+        if self.root.name == paths[second]:
+            return b"x" * length                           # wrong bytes
+        return real(self, key, start, length)
+
+    from cloudstrype import storages
+    paths = {s.storage_id: os.path.basename(s.settings["path"])
+             for s in storages.list_storages("alice")}
+    monkeypatch.setattr(LocalBackend, "get_range", get_range)
+    monkeypatch.setattr(pipeline, "HEDGE_SECONDS", 0.5)
+    try:
+        started = time.monotonic()
+        assert pipeline.get_range(record, 5000, 4096, good) == wanted
+        # The hanging copy, then the wrong one at once, then the third: about one hedge.
+        assert time.monotonic() - started < 5, "waited for the copy that hangs"
+    finally:
+        released.set()
+    assert 1 in chunk_store().get("alice", record.chunk_id).damaged      # the wrong copy

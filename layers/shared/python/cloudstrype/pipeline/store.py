@@ -442,6 +442,35 @@ def blob_key(record: Chunk) -> bytes:
     return vault.open_sealed(record.owner, record.wrapped_key, _blob_key_purpose(record.chunk_id))
 
 
+def _first_good_copy(indexes: list[int], read, good, damaged: set[int]) -> bytes | None:
+    """The first copy (raid1 share) read by `read(index)` that is `good`, asking the copies in
+    order: the next when one fails, and also when one has not answered within HEDGE_SECONDS (a
+    storage that hangs, such as a member whose machine went to sleep, would otherwise hold the
+    read for its whole timeout). A copy that gives wrong bytes goes into `damaged`."""
+    waiting = list(indexes)
+    pending: dict[Future, int] = {}
+
+    def ask_next() -> None:
+        if waiting:
+            index = waiting.pop(0)
+            pending[_io.submit(read, index)] = index
+    ask_next()
+    while pending:
+        done, _ = wait(list(pending), timeout=HEDGE_SECONDS, return_when=FIRST_COMPLETED)
+        if not done:
+            ask_next()          # slow: another copy too; the first to give good bytes wins
+            continue
+        for future in done:
+            index = pending.pop(future)
+            data = future.result()
+            if data is not None and good(data):
+                return data
+            if data is not None:
+                damaged.add(index)      # every raid1 share is the chunk: this one is wrong
+            ask_next()                  # in its place, whatever else is still under way
+    return None
+
+
 def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
     """Bytes offset..offset+length-1 of an unencrypted chunk (a pack), read in place: for raid1
     a ranged read of one share, for rs the one or two data shares holding them. `good(bytes)`
@@ -475,13 +504,8 @@ def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
     if codec.parse_durability(record.durability).kind == "raid1":
         order = sorted(locations, key=lambda i: 0 if (
             by_id.get(locations[i].storage_id) and by_id[locations[i].storage_id].usable()) else 1)
-        for index in order:
-            data = ranged(index, offset, length)
-            if data is not None and good(data):
-                found = data
-                break
-            if data is not None:
-                damaged.add(index)      # every raid1 share is the chunk: this one is wrong
+        found = _first_good_copy(order, lambda index: ranged(index, offset, length), good,
+                                 damaged)
     else:
         pieces = list(_io.map(lambda segment: ranged(*segment), segments))
         if all(p is not None for p in pieces) and good(b"".join(pieces)):
