@@ -1,4 +1,5 @@
 """The scheduled scrub, run by the local stack as EventBridge would run it in AWS."""
+import contextlib
 import os
 
 from tests.storage.conftest import Storages
@@ -35,19 +36,33 @@ def test_scrub_repairs_damaged_chunks_and_finishes_drains(tmp_path, external_s3)
         assert stack.stop() == 0, stack.log()
 
 
-def test_a_missing_share_chunk_info_finds_is_repaired_by_the_scrub(tmp_path, external_s3):
-    """A parity share no read touches: chunk info (the web UI's details, the dashboard) finds
-    it missing and queues it, and the scrub brings it back."""
+@contextlib.contextmanager
+def _three_disks(tmp_path, external_s3):
+    """A stack whose scrub runs every 2 s, and a user with three local storages."""
     stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
     try:
         user = register_and_login(Api(stack.url))
         disks = Storages(user, tmp_path, *external_s3)
         for n in range(3):
             disks.add_local(f"disk{n}")
-        data = os.urandom(150_000)
-        stored = user.api.post("/api/chunk", files={"file": ("c", data)},
-                               data={"durability": "rs(2,1)"}).json()
-        shares = {s["index"]: s["storage_id"] for s in stored["shares"]}
+        yield user, disks
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
+def _store_rs(user, size: int) -> tuple[dict, bytes, dict]:
+    """A chunk of `size` random bytes as rs(2,1): (the answer, the bytes, index -> storage)."""
+    data = os.urandom(size)
+    stored = user.api.post("/api/chunk", files={"file": ("c", data)},
+                           data={"durability": "rs(2,1)"}).json()
+    return stored, data, {s["index"]: s["storage_id"] for s in stored["shares"]}
+
+
+def test_a_missing_share_chunk_info_finds_is_repaired_by_the_scrub(tmp_path, external_s3):
+    """A parity share no read touches: chunk info (the web UI's details, the dashboard) finds
+    it missing and queues it, and the scrub brings it back."""
+    with _three_disks(tmp_path, external_s3) as (user, disks):
+        stored, data, shares = _store_rs(user, 150_000)
         disks.destroy(stored["chunk_id"], 2, shares[2])
         assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data   # no parity
 
@@ -61,25 +76,13 @@ def test_a_missing_share_chunk_info_finds_is_repaired_by_the_scrub(tmp_path, ext
         info = wait_for(healthy, what="the scrub to write the missing share again")
         assert [s["health"] for s in info["shares"]] == ["ok", "ok", "ok"], info
         assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data
-    finally:
-        assert stack.stop() == 0, stack.log()
 
 
 def test_the_scrub_finds_a_gone_and_a_changed_share_no_read_touches(tmp_path, external_s3):
     """Nothing reads the parity shares and nobody asks for chunk info: the scrub's own checks
     find one share gone and one changed in place, repair both, and the storages say so."""
-    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2"})
-    try:
-        user = register_and_login(Api(stack.url))
-        disks = Storages(user, tmp_path, *external_s3)
-        for n in range(3):
-            disks.add_local(f"disk{n}")
-        stored = []
-        for size in (150_000, 120_000):
-            data = os.urandom(size)
-            answer = user.api.post("/api/chunk", files={"file": ("c", data)},
-                                   data={"durability": "rs(2,1)"}).json()
-            stored.append((answer, data, {s["index"]: s["storage_id"] for s in answer["shares"]}))
+    with _three_disks(tmp_path, external_s3) as (user, disks):
+        stored = [_store_rs(user, size) for size in (150_000, 120_000)]
         (gone, _, gone_on), (changed, _, changed_on) = stored
         disks.destroy(gone["chunk_id"], 2, gone_on[2])
         disks.corrupt(changed["chunk_id"], 2, changed_on[2], offset=1000)
@@ -98,8 +101,6 @@ def test_the_scrub_finds_a_gone_and_a_changed_share_no_read_touches(tmp_path, ex
         # Repaired means rewritten: the share found gone is back on a storage.
         fresh = user.api.get(f"/api/chunk/{gone['chunk_id']}/info").json()["shares"][2]
         assert disks.share_objects(gone["chunk_id"], 2, fresh["storage_id"])
-    finally:
-        assert stack.stop() == 0, stack.log()
 
 
 def test_a_share_that_cannot_be_deleted_now_is_deleted_by_the_scrub_later(tmp_path):
