@@ -217,7 +217,8 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     expect(page.get_by_text("Nothing at risk")).to_be_visible()
     expect(page.locator(".redundancy")).to_contain_text("raid1(2) — 1 file")
 
-    # disk-b's directory turns into a file: writes fail and the storage is marked offline.
+    # disk-b's directory turns into a file (its folder moved away): it is not the storage's
+    # folder any more, and the storage is marked offline, saying why.
     shutil.move(disk_b, tmp_path / "disk-b-elsewhere")
     disk_b.write_text("not a directory any more")
 
@@ -231,7 +232,7 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     page.get_by_role("button", name="Check again").click()
     risks = page.locator(".risks")
     expect(risks).to_contain_text("disk-b is offline.")
-    expect(risks).to_contain_text("Not a directory")
+    expect(risks).to_contain_text("its .cloudstrype-storage file is missing")
     expect(risks).to_contain_text("lost shares and await repair")
     expect(risks.get_by_role("link", name="/before.txt")).to_be_visible()
     expect(page.locator('.bar-row[data-storage="disk-b"]')).to_contain_text("Offline")

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+from cloudstrype.backends.base import BackendError
+
 from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
 
 
@@ -125,3 +128,83 @@ def test_an_error_recorded_during_the_check_is_kept(pipeline, tmp_path):  # noqa
     assert storages.get_storage("alice", disk_id).last_error == "refused"
     assert store.clear_error("alice", disk_id, before=time.time() + 1)
     assert storages.get_storage("alice", disk_id).last_error is None
+
+
+def test_a_storage_folder_that_is_gone_or_swapped_waits_and_loses_nothing(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """A disk that is not mounted (an empty mount point), a folder moved away, or another
+    storage's folder in its place: its shares are unreachable, not lost — nothing is queued or
+    rebuilt, files read from the other copies, and it all comes back with the folder."""
+    from cloudstrype import storages
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    from cloudstrype.storages import service
+    disks = add_disks("alice", tmp_path, 3)
+    data = os.urandom(20_000)
+    record = pipeline.put_chunk("alice", data, "aes256-gcm", "raid1(2)").record
+    held = record.shares[0].storage_id
+    folder = disks[held]
+    moved = folder.with_name(folder.name + ".moved")
+    service._backend_cache.clear()
+
+    folder.rename(moved)
+    folder.mkdir()                              # the empty mount point of a disk not mounted
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["storages_not_reached"] == 1 and result["missing_shares"] == 0, result
+    assert result["repaired_shares"] == 0, result
+    assert not chunk_store().get("alice", record.chunk_id).damaged
+    shown = storages.get_storage("alice", held).public()
+    assert shown["check"]["missing_found"] == 0
+    assert pipeline.get_chunk("alice", record.chunk_id) == data        # the other copy
+    # The read found it unreachable too: down for a while, and the user is told why.
+    assert "not this storage's folder now" in storages.get_storage("alice", held).last_error
+
+    # Another storage's folder in its place is not its own either.
+    other = next(sid for sid in disks if sid not in {s.storage_id for s in record.shares})
+    folder.rmdir()
+    disks[other].rename(folder)
+    service._backend_cache.clear()
+    with pytest.raises(BackendError, match="names another storage"):
+        storages.backend_for(storages.get_storage("alice", held)).exists("x")
+    folder.rename(disks[other])
+
+    moved.rename(folder)                        # mounted again
+    service._backend_cache.clear()
+    real = time.time                            # and the read's down mark has run out
+    monkeypatch.setattr(time, "time", lambda: real() + storages.DOWN_SECONDS + 1)
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["storages_not_reached"] == 0 and result["missing_shares"] == 0, result
+    assert result["checked_shares"] == 2, result
+    assert [p for p in folder.iterdir() if record.chunk_id in p.name]
+    assert storages.get_storage("alice", held).last_error is None        # healthy again
+
+
+def test_the_folder_of_a_storage_cannot_be_claimed_again(pipeline, tmp_path):  # noqa: F811
+    from cloudstrype import errors, storages
+    from cloudstrype.backends.local import MARKER
+    disks = add_disks("alice", tmp_path, 1)
+    (folder,) = disks.values()
+    (folder / MARKER).unlink()                  # emptied behind the server's back
+    with pytest.raises(errors.Conflict) as refused:
+        storages.add_storage("bob", "local", "mine", {"path": str(folder)})
+    assert refused.value.code == "directory_in_use"
+
+
+def test_a_share_grown_huge_is_found_without_reading_it_all(pipeline, tmp_path, monkeypatch):  # noqa: F811
+    from cloudstrype.backends.local import LocalBackend
+    disks = add_disks("alice", tmp_path, 2)
+    record = pipeline.put_chunk("alice", os.urandom(30_000), "aes256-gcm", "raid1(2)").record
+    share = record.shares[1]
+    (path,) = share_files(disks[share.storage_id], record.chunk_id, share.index)
+    with path.open("r+b") as grown:
+        grown.truncate(1 << 30)                 # 1 GiB, sparse: cheap to make, not to read
+    asked = []
+    real = LocalBackend.get_range
+
+    def get_range(self, key, start, length):
+        asked.append(length)
+        return real(self, key, start, length)
+    monkeypatch.setattr(LocalBackend, "get_range", get_range)
+    monkeypatch.setattr(LocalBackend, "get", lambda *_: pytest.fail("read whole"))
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["corrupt_shares"] == 1, result
+    assert max(asked) <= int(record.meta["share_size"]) + 1, asked

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -42,16 +43,54 @@ class LocalBackend(Backend):
 
     kind = "local"
 
-    def __init__(self, root_dir: str | os.PathLike, capacity_bytes: int | None = None):
+    def __init__(self, root_dir: str | os.PathLike, capacity_bytes: int | None = None,
+                 storage_id: str | None = None):
+        """`storage_id`: the storage whose folder this is (the storages service claimed it with
+        a MARKER naming it). Every operation then first checks that the marker is there and
+        names it, and the folder is never created: a disk that is not mounted leaves an empty
+        mount point, a folder moved away leaves nothing, another storage's folder swapped in
+        names another storage — its shares are then unreachable (BackendError), never "not
+        found", so nothing is taken for lost and rebuilt elsewhere while they wait on a disk
+        that comes back. Without it (tests, tools) the folder is made if missing."""
         if capacity_bytes is not None and capacity_bytes < 0:
             raise ValueError("capacity_bytes must be a positive number of bytes or None")
         self.root = Path(root_dir)
         self.capacity_bytes = capacity_bytes
-        with _os_errors(f"create the directory {self.root}"):
-            self.root.mkdir(parents=True, exist_ok=True)
+        self.storage_id = storage_id
+        self._marker_seen: tuple[int, int] | None = None    # (device, inode) found naming it
+        if storage_id is None:
+            with _os_errors(f"create the directory {self.root}"):
+                self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            try:
+                self._check_home()
+            except BackendError:
+                return          # each operation says so; opening it is not one
         self._remove_stale_temp_files()
 
+    def _check_home(self) -> None:
+        """Raise BackendError unless the folder is still this storage's (see __init__)."""
+        if self.storage_id is None:
+            return
+        marker = self.root / MARKER
+        try:
+            found = os.stat(marker, follow_symlinks=False)
+            if self._marker_seen == (found.st_dev, found.st_ino):
+                return
+            named = json.loads(marker.read_text()).get("storage_id")
+        except (OSError, ValueError, AttributeError):
+            named, found = None, None
+        if found is None or named != self.storage_id:
+            state = "is missing" if found is None else "names another storage"
+            raise BackendError(
+                f"{self.root} is not this storage's folder now: its {MARKER} file {state} (a "
+                f"disk that is not mounted, a folder moved, emptied or swapped). Put the folder "
+                f"back: its shares are waited for, not taken for lost. To rebuild them on your "
+                f"other storages instead, drain this one.")
+        self._marker_seen = (found.st_dev, found.st_ino)
+
     def put(self, key: str, data: bytes) -> None:
+        self._check_home()
         path = self._path(key)
         with _os_errors(f"write {key}"):
             if self.capacity_bytes is not None:
@@ -77,6 +116,7 @@ class LocalBackend(Backend):
             _directory_sync(self.root).sync()
 
     def get(self, key: str) -> bytes:
+        self._check_home()
         path = self._path(key)
         with _os_errors(f"read {key}"):
             try:
@@ -87,6 +127,7 @@ class LocalBackend(Backend):
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
+        self._check_home()
         path = self._path(key)
         with _os_errors(f"read {key}"):
             try:
@@ -96,11 +137,13 @@ class LocalBackend(Backend):
                 raise ShareNotFound(f"{self.root}: no share {key}") from None
 
     def delete(self, key: str) -> None:
+        self._check_home()
         path = self._path(key)
         with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
             path.unlink()
 
     def exists(self, key: str) -> bool:
+        self._check_home()
         path = self._path(key)
         with _os_errors(f"look up {key}"):
             return path.is_file()
@@ -109,6 +152,7 @@ class LocalBackend(Backend):
         """`used` is the bytes of the files in the directory; `capacity` is the configured one,
         else those bytes plus the filesystem's free space (so `Usage.free` is what can still be
         written, even when other data shares the filesystem)."""
+        self._check_home()
         with _os_errors("measure the directory"):
             used = self._used_bytes()
             if self.capacity_bytes is not None:

@@ -174,7 +174,9 @@ def _declare_oauth() -> None:
 # of them, most of the time) does not pay for boto3 or requests on its cold start.
 def _open_local(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
     from .local import LocalBackend
-    return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"])
+    # A storage's folder is checked to be still its own (its marker) before every use.
+    return LocalBackend(cleaned["path"], capacity_bytes=cleaned["capacity"],
+                        storage_id=target.storage_id or None)
 
 
 def _open_s3(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:

@@ -378,7 +378,8 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
             if storage is None:          # the storage was removed: the share is gone
                 failed.add(index)
                 continue
-            future = _io.submit(storages.backend_for(storage).get, locations[index].key)
+            future = _io.submit(_read_share, storage, locations[index].key,
+                                int(record.meta.get("share_size") or 0))
             pending[future] = index
             started[future] = time.monotonic()
             return True
@@ -440,6 +441,14 @@ def blob_key(record: Chunk) -> bytes:
         raise errors.NotFound(f"Chunk {record.chunk_id} holds no encrypted blobs.",
                               code="chunk_not_found")
     return vault.open_sealed(record.owner, record.wrapped_key, _blob_key_purpose(record.chunk_id))
+
+
+def _read_share(storage, key: str, share_size: int) -> bytes:
+    """A share's bytes, at most one more than its recorded size: a share grown huge on a
+    storage (anyone who can write there could do that) fails its size check without being
+    held in memory whole. A backend that cannot read a range reads it all (an array member)."""
+    backend = storages.backend_for(storage)
+    return backend.get_range(key, 0, share_size + 1) if share_size > 0 else backend.get(key)
 
 
 def _first_good_copy(indexes: list[int], read, good, damaged: set[int]) -> bytes | None:
@@ -648,7 +657,8 @@ def _fetch_all(record: Chunk, collector: codec.ShareCollector,
         if storage is None:
             failed.add(share.index)
             continue
-        futures[_io.submit(storages.backend_for(storage).get, share.key)] = share.index
+        futures[_io.submit(_read_share, storage, share.key,
+                           int(record.meta.get("share_size") or 0))] = share.index
     for future, index in futures.items():
         try:
             data = future.result(timeout=SHARE_TIMEOUT_SECONDS)

@@ -141,6 +141,7 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     claimed = Path(cleaned["path"]) if kind == "local" else None
     made: list[Path] = []
     if claimed is not None:
+        _refuse_recorded_folder(claimed)
         made = _make_directory(claimed)
         try:
             _claim_directory(claimed, record)
@@ -304,6 +305,17 @@ def _remove_made(made: list[Path]) -> None:
             folder.rmdir()          # only if still empty
         except OSError:
             return
+
+
+def _refuse_recorded_folder(directory: Path) -> None:
+    """A folder that a storage's record names (anyone's) is that storage's, even when its marker
+    is gone (the folder emptied, the disk not mounted): claiming it again would give two
+    storages one folder. A scan of the storages table: adding a local storage is rare, and local
+    storages exist only where the server runs on the machine."""
+    for record in _store.every():
+        if record.kind == "local" and record.settings.get("path") == str(directory):
+            raise errors.Conflict(f"{directory} is the folder of another Cloudstrype storage; "
+                                  f"give each storage its own folder.", code="directory_in_use")
 
 
 def _claim_directory(directory: Path, record: Storage) -> None:
