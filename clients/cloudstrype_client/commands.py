@@ -429,10 +429,10 @@ def cmd_storages_list(args) -> int:
                   file=sys.stderr)
         check = s.get("check") or {}
         if check.get("missing_found") or check.get("corrupt_found"):
-            print(shown(f"{s.get('name')}: the scrub's checks found "
+            print(shown(f"{s.get('name')}: since it was added, the scrub's checks have found "
                         f"{check.get('missing_found', 0)} shares missing and "
-                        f"{check.get('corrupt_found', 0)} corrupt here so far (each queued for "
-                        f"repair)."), file=sys.stderr)
+                        f"{check.get('corrupt_found', 0)} corrupt here (each queued for repair "
+                        f"when found)."), file=sys.stderr)
     return OK
 
 

@@ -82,7 +82,7 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     page.route("**/api/cloud/storages", found)
     page.reload()
     expect(card.locator(".check-state")).to_contain_text("2026")
-    expect(card).to_contain_text("found 2 shares missing and 1 corrupt")
+    expect(card).to_contain_text("have found 2 shares missing and 1 corrupt")
     problem = card.locator(".alert").filter(has_text="Last problem (")
     expect(problem).to_contain_text("2026")          # when, in the browser's own time zone
     expect(problem).to_contain_text("): timed out")

@@ -208,3 +208,18 @@ def test_a_share_grown_huge_is_found_without_reading_it_all(pipeline, tmp_path, 
     result = pipeline.scrub(budget_seconds=60)
     assert result["corrupt_shares"] == 1, result
     assert max(asked) <= int(record.meta["share_size"]) + 1, asked
+
+
+def test_a_share_that_cannot_be_repaired_yet_is_counted_once(pipeline, tmp_path):  # noqa: F811
+    """rs(2,1) with two of its three shares gone cannot be rebuilt until one comes back: every
+    run finds them still gone; they stay queued, counted the first time only."""
+    from cloudstrype import storages
+    disks = add_disks("alice", tmp_path, 3)
+    record = pipeline.put_chunk("alice", os.urandom(3000), "aes256-gcm", "rs(2,1)").record
+    for lost in record.shares[:2]:
+        for path in share_files(disks[lost.storage_id], record.chunk_id, lost.index):
+            path.unlink()
+    runs = [pipeline.scrub(budget_seconds=60) for _ in range(3)]
+    assert [r["missing_shares"] for r in runs] == [2, 0, 0], runs
+    assert all(r["repaired_shares"] == 0 and r["failed"] for r in runs), runs
+    assert sum(s.missing_found for s in storages.list_storages("alice")) == 2

@@ -183,7 +183,7 @@ function checkState(check) {
 
 function checkFound(check) {
   if (!check || (!check.missing_found && !check.corrupt_found)) return null;
-  return alertBox("warning", `The scrub's checks found ${plural(check.missing_found, "share")} missing and ${check.corrupt_found} corrupt here so far; each was queued for repair from the other storages.`);
+  return alertBox("info", `Since it was added, the scrub's checks have found ${plural(check.missing_found, "share")} missing and ${check.corrupt_found} corrupt here; each was queued for repair from your other storages when found (a file at risk shows on the dashboard).`);
 }
 
 // Undo a drain: the storage (or member) takes new shares again; what moved stays moved.

@@ -90,9 +90,12 @@ def check_storage(record, deadline: float) -> Found:
         record.owner, record.storage_id, limit=CHECK_SHARES, cursor=record.check_cursor)
     held = _held_here(record, placements)
     answers = list(_checks.map(lambda item: backend.exists(item[1].key), held))
-    queued: set[str] = set()            # share keys queued for repair by this run
+    queued: set[str] = set()            # share keys queued for repair (by now or before)
     for (chunk, share), there in zip(held, answers, strict=True):
         found.checked += 1
+        if share.index in chunk.damaged:
+            queued.add(share.key)       # found before and still awaiting repair: not again
+            continue
         if not there and _still_here(record, chunk, share):
             found.missing += 1
             queued.add(share.key)
@@ -104,7 +107,7 @@ def check_storage(record, deadline: float) -> Found:
             page, next_cursor = chunk_store().placements(
                 record.owner, record.storage_id, limit=VERIFY_PAGE, cursor=verify_cursor)
             for chunk, share in _held_here(record, page):
-                if share.key in queued:
+                if share.key in queued or share.index in chunk.damaged:
                     continue
                 state, size = _verify(backend, chunk, share)
                 found.verified += 1
