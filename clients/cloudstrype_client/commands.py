@@ -536,14 +536,19 @@ def _read_finish_code(wait: int) -> str:
 
 def _drain(client: Client, storage: dict, quiet: bool) -> None:
     sid = storage["id"]
+    params: dict = {}
     while True:
         result = client.request("POST", f"/api/cloud/storages/{sid}/drain", ok=(200, 202),
-                                what=f"draining {storage.get('name')}").json()
+                                params=params, what=f"draining {storage.get('name')}").json()
+        params = {"continue": 1}        # the next rounds go on with this drain only
         if not quiet:
             print(shown(f"{storage.get('name')}: moved {result.get('moved', 0)} shares, "
                         f"{result.get('remaining', 0)} remain."), file=sys.stderr)
         if not result.get("remaining"):
             return
+        if result.get("status") not in (None, "draining"):
+            raise CliError(f"{storage.get('name')}: the drain was stopped meanwhile ('storages "
+                           f"undrain'); {result['remaining']} shares stay on it.", FAILED)
         if not result.get("moved"):
             problems = "; ".join(map(str, result.get("problems") or [])) or "no progress"
             raise CliError(f"{storage.get('name')}: {result['remaining']} shares could not be "

@@ -42,7 +42,8 @@ def delete_member(call, member_id):
 
 @app.endpoint("/members/{member_id}/drain", ["POST"])
 def drain_member(call, member_id):
-    result = service.drain_member(call.principal.user_id, member_id)
+    result = service.drain_member(call.principal.user_id, member_id,
+                                  start=not call.query_int("continue", 0, minimum=0, maximum=1))
     return Reply(result, status=200 if result["remaining"] == 0 else 202)
 
 

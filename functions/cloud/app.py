@@ -45,7 +45,10 @@ def delete_storage(call, storage_id):
 
 @app.endpoint("/storages/{storage_id}/drain", ["POST"])
 def drain_storage(call, storage_id):
-    result = store.drain_storage(call.principal.user_id, storage_id)
+    # continue=1: the next round of a drain under way, not a new one (a drain stopped since
+    # stays stopped; the answer's status says so).
+    result = store.drain_storage(call.principal.user_id, storage_id,
+                                 start=not call.query_int("continue", 0, minimum=0, maximum=1))
     return Reply(result, status=200 if result["remaining"] == 0 else 202)
 
 

@@ -165,6 +165,14 @@ def test_a_drain_that_cannot_finish_can_be_stopped(fresh):
     assert stopped.json()["status"] == "active" and stopped.json()["shares"] == 1
     again = user.api.delete(f"/api/cloud/storages/{disks[0]['id']}/drain")   # idempotent
     assert again.status_code == 200 and again.json()["status"] == "active"
+    # A client still looping on the drain goes on with a drain under way only: this one was
+    # stopped, and stays stopped.
+    looped = user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain?continue=1")
+    assert looped.status_code == 202 and looped.json()["status"] == "active", looped.text
+    assert looped.json()["moved"] == 0
+    assert user.api.get(f"/api/cloud/storages/{disks[0]['id']}").json()["status"] == "active"
+    assert_error(user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain?continue=2"), 400,
+                 "invalid_parameter")
     taken = user.api.post("/api/chunk", files={"file": ("c", b"new")},
                           data={"durability": "raid1(2)"})
     assert taken.status_code == 201, taken.text

@@ -77,10 +77,13 @@ function memberRow(member, reload) {
     busy(remove, true);
     try {
       if (member.shares) {
+        let query = "";
         for (;;) {
-          const response = await api.post(`/api/array/members/${enc(member.id)}/drain`, {}, { raw: true });
+          const response = await api.post(`/api/array/members/${enc(member.id)}/drain${query}`, {}, { raw: true });
           if (response.status === 200) break;
           const result = await response.json();
+          if (result.status !== "draining") throw new Error(`The drain of ${member.name} was stopped; it keeps its shares.`);
+          query = "?continue=1";
           remove.textContent = `Moving… ${plural(result.remaining, "share")} left`;
         }
       }

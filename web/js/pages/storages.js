@@ -208,10 +208,17 @@ async function drainStorage(storage, button, reload) {
   busy(button, true);
   button.textContent = "Draining…";
   try {
+    let query = "";
     for (;;) {
-      const response = await api.post(`/api/cloud/storages/${enc(storage.id)}/drain`, {}, { raw: true });
+      const response = await api.post(`/api/cloud/storages/${enc(storage.id)}/drain${query}`, {}, { raw: true });
       const result = await response.json();
       if (response.status === 200 || !result.remaining) break;
+      if (result.status !== "draining") {
+        toast(`The drain of ${storage.name} was stopped; ${plural(result.remaining, "share")} stay on it.`, "info");
+        await reload();
+        return;
+      }
+      query = "?continue=1";      // the next rounds go on with this drain only
       button.textContent = `Draining… ${plural(result.remaining, "share")} left`;
     }
     toast(`${storage.name} is drained; you can remove it now.`, "success");

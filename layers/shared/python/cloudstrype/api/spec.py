@@ -327,8 +327,10 @@ op("GET", "/api/cloud/storages/{storage_id}", "One storage",
 op("DELETE", "/api/cloud/storages/{storage_id}", "Remove an empty storage",
    responses={204: "Removed", 404: "No such storage",
               409: "Still holds shares: drain it first"})
+CONTINUE = {"continue": {"type": "integer", "minimum": 0, "maximum": 1}}
 op("POST", "/api/cloud/storages/{storage_id}/drain",
-   "Move the storage's shares elsewhere (call again while 202)",
+   "Move the storage's shares elsewhere (call again with continue=1 while 202: a drain "
+   "stopped meanwhile stays stopped, and the answer's status says so)", query=CONTINUE,
    responses={200: "Drained", 202: "Shares remain; call again", 404: "No such storage",
               422: "Not enough other storages to move the shares to"})
 op("DELETE", "/api/cloud/storages/{storage_id}/drain",
@@ -390,7 +392,8 @@ op("GET", "/api/array/members/{member_id}", "One member",
 op("DELETE", "/api/array/members/{member_id}", "Remove an empty member (it is told to stop)",
    responses={204: "Removed", 404: "No such member", 409: "Still holds shares: drain it first"})
 op("POST", "/api/array/members/{member_id}/drain",
-   "Move the member's shares elsewhere (call again while 202)",
+   "Move the member's shares elsewhere (call again with continue=1 while 202)",
+   query=CONTINUE,
    responses={200: "Drained", 202: "Shares remain; call again", 404: "No such member",
               422: "Not enough other storages to move the shares to"})
 op("DELETE", "/api/array/members/{member_id}/drain",

@@ -57,9 +57,9 @@ def delete_member(owner: str, member_id: str) -> None:
             pass
 
 
-def drain_member(owner: str, member_id: str) -> dict:
+def drain_member(owner: str, member_id: str, start: bool = True) -> dict:
     member = members.get_member(owner, member_id)
-    result = store.drain_storage(owner, member.storage_id)
+    result = store.drain_storage(owner, member.storage_id, start=start)
     return {**result, "member_id": member_id}
 
 
