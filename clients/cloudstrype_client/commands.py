@@ -397,7 +397,10 @@ def _storages(client: Client) -> list[dict]:
 
 def _find_storage(client: Client, ident: str) -> dict:
     storages = _storages(client)
-    for wanted in (lambda s: s.get("id") == ident, lambda s: s.get("name") == ident):
+    # The id, the name as written, then the name whatever its case (the server keeps a user's
+    # storage names distinct that way).
+    for wanted in (lambda s: s.get("id") == ident, lambda s: s.get("name") == ident,
+                   lambda s: str(s.get("name", "")).casefold() == ident.casefold()):
         found = [s for s in storages if wanted(s)]
         if len(found) == 1:
             return found[0]
@@ -413,7 +416,10 @@ def cmd_storages_list(args) -> int:
         _print_json(storages)
         return OK
     rows = [[s.get("id", ""), s.get("kind", ""), s.get("name", ""),
-             s.get("status", "") + ("" if s.get("online") else " (offline)"),
+             # Only an active storage can be told offline (a draining one takes no shares
+             # anyway; a member's status already says).
+             s.get("status", "") + (" (offline)" if s.get("status") == "active" and
+                                    not s.get("online") else ""),
              human_size(s.get("stored_bytes")), human_size(s.get("capacity")),
              str(s.get("shares", 0))] for s in storages]
     if not rows:

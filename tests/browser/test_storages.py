@@ -107,6 +107,12 @@ def test_s3_bucket_added_with_keys_then_drained_and_removed(page, base_url, web_
     expect(page.locator(".toast-success")).to_contain_text("bucket-one is drained")
     expect(card.locator(".mini-facts")).to_contain_text("Shares0")
     expect(card).to_contain_text("Draining")
+    # The dashboard tells a draining storage from a lost one.
+    page.evaluate("location.hash = '#/'")
+    risks = page.locator(".risks")
+    expect(risks).to_contain_text("bucket-one is draining.")
+    expect(risks).to_contain_text("It holds no shares any more; you can remove it.")
+    page.evaluate("location.hash = '#/storages'")
     # A drain can be undone: it takes shares again (here: none to take back).
     card.get_by_role("button", name="Stop draining bucket-one").click()
     expect(page.locator(".toast-success").last).to_contain_text(

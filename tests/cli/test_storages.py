@@ -70,7 +70,7 @@ def test_a_drain_with_nowhere_to_go_is_undone(home, api, tmp_path):
     stuck = home.run("storages", "drain", "u0")
     assert stuck.returncode == 1 and "could not be moved" in stuck.stderr, stuck
     assert "draining" in home.ok("storages", "list").stdout
-    undone = home.ok("storages", "undrain", "u0")
+    undone = home.ok("storages", "undrain", "U0")           # a name whatever its case
     assert "u0: active; it takes new shares again" in undone.stderr, undone
     states = {s["name"]: s["status"] for s in
               json.loads(home.ok("storages", "list", "--json").stdout)}

@@ -111,12 +111,20 @@ def test_a_users_storages_have_distinct_names(fresh, api):
     taken = user.api.post("/api/cloud/storages", json={
         "kind": "local", "name": " disk ", "config": {"path": str(fresh.tmp / "other")}})
     error = assert_error(taken, 409, "name_taken")
-    assert "'disk'" in error["message"] and error["details"] == {"field": "name"}
+    # The message names the storage the user has.
+    assert "You have a storage named 'Disk' already" in error["message"], error
+    assert error["details"] == {"field": "name"}
     assert not (fresh.tmp / "other").exists()                   # nothing made, nothing kept
+    # Names that read the same are the same: composed or not, invisible characters, full-width.
+    fresh.add_local("Á")
+    for same in ("A\u0301", "\u00c1\u200b", "Ｄｉｓｋ", "disk\u00a0", "\u200bDISK"):
+        again = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": same, "config": {"path": str(fresh.tmp / "same")}})
+        assert_error(again, 409, "name_taken")
     # Unnamed ones get the kind's name, numbered when taken.
     names = [user.api.post("/api/cloud/storages", json={
-        "kind": "local", "config": {"path": str(fresh.tmp / f"unnamed{n}")}}).json()["name"]
-        for n in range(3)]
+        "kind": "local", "config": {"path": str(fresh.tmp / f"unnamed{n}")}, **blank}
+    ).json()["name"] for n, blank in enumerate(({}, {"name": ""}, {"name": "   "}))]
     assert names == ["local", "local 2", "local 3"]
     # Another user's names are theirs.
     other = register_and_login(api)

@@ -5,7 +5,7 @@
 // bounded scan: walk the tree, read each file's info, then each chunk's share health.
 import { api, enc, messageOf } from "../api.js";
 import { h } from "../dom.js";
-import { bytes, describeDurability, joinPath, parseDurability, plural } from "../format.js";
+import { bytes, describeDurability, joinPath, parseDurability, plural, relative } from "../format.js";
 import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
 import { loadMembers } from "./members.js";
 import { kindLabel, storageState } from "./storages.js";
@@ -265,10 +265,18 @@ function drawRisks(box, storages, members, result, ctx) {
   const items = [];
   for (const s of storages) {
     const [state] = storageState(s);
-    if (!s.online) {
+    const problem = s.last_error
+      ? h("div", { class: "small" }, `Last problem${s.last_error_at ? ` (${relative(s.last_error_at)})` : ""}: ${s.last_error}`)
+      : null;
+    if (s.status === "draining") {
+      // Draining takes no new shares; its shares are read and moved, not lost.
+      items.push(alertBox("info", h("strong", {}, `${s.name} is draining. `),
+        s.shares ? `${plural(s.shares, "share")} on it are moving to your other storages.`
+          : "It holds no shares any more; you can remove it.", problem));
+    } else if (!s.online) {
       items.push(alertBox("error", h("strong", {}, `${s.name} is ${state.toLowerCase()}. `),
         s.shares ? `${plural(s.shares, "share")} on it cannot be read until it is back; files stay readable while their other shares suffice.`
-          : "It holds no shares.", s.last_error ? h("div", { class: "small" }, `Last problem: ${s.last_error}`) : null));
+          : "It holds no shares.", problem));
     } else if (s.capacity && s.free !== null && s.free !== undefined && s.free / s.capacity < 0.1) {
       items.push(alertBox("warning", h("strong", {}, `${s.name} is nearly full: `), `${bytes(s.free)} free.`));
     }

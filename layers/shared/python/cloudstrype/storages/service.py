@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -67,31 +68,42 @@ def _seal(record: Storage, secrets: dict) -> None:
 
 
 def _clean_name(name: str | None, fallback: str) -> str:
-    name = (name or fallback).strip()
-    if not name or len(name) > NAME_MAX or any(ord(c) < 32 for c in name):
+    name = (name or "").strip() or fallback         # blank: no name given
+    if not name or len(name) > NAME_MAX or any(unicodedata.category(c) == "Cc" for c in name):
         raise errors.BadRequest(f"Storage name must be 1-{NAME_MAX} printable characters.",
                                 code="invalid_name", details={"field": "name"})
     return name
 
 
-def _taken_names(owner: str) -> set[str]:
-    return {record.name.casefold() for record in _store.list(owner)}
+def _name_key(name: str) -> str:
+    """What makes two names the same to a reader: Unicode compatibility forms (NFKC: "Á" built
+    of two characters, full-width letters, a no-break space), invisible format characters (a
+    zero-width space) and case. Look-alike letters of other scripts are not caught."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cf").split())
+
+
+def _taken_names(owner: str) -> dict[str, str]:
+    return {_name_key(record.name): record.name for record in _store.list(owner)}
 
 
 def check_name_free(owner: str, name: str | None, fallback: str) -> None:
     """A user's storages have distinct names (the CLI, the web UI and error messages name them):
-    a name the user chose that another of their storages has is a 409. Checked when added; two
-    adds racing with one name may both pass."""
-    if name is not None and _clean_name(name, fallback).casefold() in _taken_names(owner):
-        raise errors.Conflict(f"You have a storage named '{name.strip()}' already; choose "
-                              f"another name.", code="name_taken", details={"field": "name"})
+    a name the user chose that reads as another of their storages' is a 409. Checked when added;
+    two adds racing with one name may both pass."""
+    if not (name or "").strip():
+        return                  # no name given: the default, numbered (_unused_name)
+    existing = _taken_names(owner).get(_name_key(_clean_name(name, fallback)))
+    if existing is not None:
+        raise errors.Conflict(f"You have a storage named '{existing}' already; choose another "
+                              f"name.", code="name_taken", details={"field": "name"})
 
 
 def _unused_name(owner: str, name: str) -> str:
     """`name`, or 'name 2', 'name 3'... if taken: a connected account is never refused for its
     name once the provider granted it."""
     taken, candidate, number = _taken_names(owner), name, 1
-    while candidate.casefold() in taken:
+    while _name_key(candidate) in taken:
         number += 1
         suffix = f" {number}"
         candidate = name[:NAME_MAX - len(suffix)] + suffix
@@ -131,7 +143,7 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
         raise errors.BadRequest(str(exc), code="invalid_config") from None
     check_name_free(owner, name, kind)
     record = _new_storage(owner, kind, name)
-    if name is None:
+    if not (name or "").strip():
         record.name = _unused_name(owner, record.name)
     public, secrets = _split_config(kind, cleaned)
     record.settings = public
