@@ -167,6 +167,7 @@ def test_a_drain_that_cannot_finish_can_be_stopped(fresh):
     refused = user.api.post("/api/chunk", files={"file": ("c", b"new")},
                             data={"durability": "raid1(2)"})
     assert refused.status_code == 422, refused.text
+    assert "1 of your 2 storages are usable now (disk0: draining)" in refused.text, refused.text
 
     stopped = user.api.delete(f"/api/cloud/storages/{disks[0]['id']}/drain")
     assert stopped.status_code == 200, stopped.text

@@ -17,6 +17,15 @@ def weight(storage: Storage) -> float:
     return float(UNKNOWN_FREE_WEIGHT if free is None else free) + 1.0
 
 
+def _not_usable(storage: Storage, share_size: int, now: float) -> str:
+    """Why placement passes a storage over, in a few words."""
+    if storage.status != "active":
+        return storage.status.replace("_", " ")     # draining, offline, needs reconnect
+    if now < (storage.down_until or 0):
+        return f"down for {int(storage.down_until - now) + 1} s after an error"
+    return f"full ({storage.free} bytes free)"
+
+
 def choose_storages(candidates: list[Storage], count: int, share_size: int,
                     among: str = "your {n} storages") -> list[Storage]:
     """`count` distinct storages, weighted by free space, skipping the down and the full.
@@ -24,10 +33,13 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
     now = time.time()
     usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
     if len(usable) < count:
+        why = "; ".join(f"{s.name}: {_not_usable(s, share_size, now)}"
+                        for s in candidates if s not in usable)
         raise errors.Unprocessable(
             f"This needs {count} storages with room for a {share_size}-byte share each, but "
-            f"{len(usable)} of {among.format(n=len(candidates))} are usable now. Add storages "
-            f"or choose a durability with fewer shares.", code="not_enough_storages",
+            f"{len(usable)} of {among.format(n=len(candidates))} are usable now"
+            f"{f' ({why})' if why else ''}. Add storages or choose a durability with fewer "
+            f"shares.", code="not_enough_storages",
             details={"needed": count, "usable": len(usable)})
     chosen, pool = [], list(usable)
     for _ in range(count):
