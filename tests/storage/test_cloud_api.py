@@ -124,8 +124,12 @@ def test_a_users_storages_have_distinct_names(fresh, api):
     # Unnamed ones get the kind's name, numbered when taken.
     names = [user.api.post("/api/cloud/storages", json={
         "kind": "local", "config": {"path": str(fresh.tmp / f"unnamed{n}")}, **blank}
-    ).json()["name"] for n, blank in enumerate(({}, {"name": ""}, {"name": "   "}))]
+    ).json()["name"] for n, blank in enumerate(({}, {"name": ""}, {"name": None}))]
     assert names == ["local", "local 2", "local 3"]
+    for bad in ("   ", "c1\u009aname", "del\u007f"):
+        refused = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": bad, "config": {"path": str(fresh.tmp / "bad")}})
+        assert_error(refused, 400, "invalid_name")
     # Another user's names are theirs.
     other = register_and_login(api)
     made = other.api.post("/api/cloud/storages", json={

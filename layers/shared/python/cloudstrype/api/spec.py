@@ -279,9 +279,10 @@ BYTES = {"type": "application/octet-stream", "schema": BINARY}
 # uses) nor to an ECMA regex's \s: the two disagree on \x1c-\x1f and \x85.
 NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
-# storages.service: printable, not blank, at most NAME_MAX characters.
+# storages.service: printable (no C0, DEL or C1 control), not blank, at most NAME_MAX
+# characters.
 STORAGE_NAME = {"type": "string",
-                "pattern": f"^(?=.*{NOT_BLANK})[^\\u0000-\\u001f]{{1,{NAME_MAX}}}$"}
+                "pattern": f"^(?=.*{NOT_BLANK})[^\\u0000-\\u001f\\u007f-\\u009f]{{1,{NAME_MAX}}}$"}
 # The fields whose values registry's validators check beyond "not blank".
 CONFIG_FIELDS = {
     "capacity": {"type": "integer", "minimum": 1},

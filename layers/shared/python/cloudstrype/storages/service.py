@@ -68,7 +68,7 @@ def _seal(record: Storage, secrets: dict) -> None:
 
 
 def _clean_name(name: str | None, fallback: str) -> str:
-    name = (name or "").strip() or fallback         # blank: no name given
+    name = (name or fallback).strip()               # "" or none: no name given
     if not name or len(name) > NAME_MAX or any(unicodedata.category(c) == "Cc" for c in name):
         raise errors.BadRequest(f"Storage name must be 1-{NAME_MAX} printable characters.",
                                 code="invalid_name", details={"field": "name"})
@@ -91,7 +91,7 @@ def check_name_free(owner: str, name: str | None, fallback: str) -> None:
     """A user's storages have distinct names (the CLI, the web UI and error messages name them):
     a name the user chose that reads as another of their storages' is a 409. Checked when added;
     two adds racing with one name may both pass."""
-    if not (name or "").strip():
+    if not name:
         return                  # no name given: the default, numbered (_unused_name)
     existing = _taken_names(owner).get(_name_key(_clean_name(name, fallback)))
     if existing is not None:
@@ -143,7 +143,7 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
         raise errors.BadRequest(str(exc), code="invalid_config") from None
     check_name_free(owner, name, kind)
     record = _new_storage(owner, kind, name)
-    if not (name or "").strip():
+    if not name:
         record.name = _unused_name(owner, record.name)
     public, secrets = _split_config(kind, cleaned)
     record.settings = public
