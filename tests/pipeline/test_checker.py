@@ -100,18 +100,20 @@ def test_a_storage_that_does_not_answer_is_skipped_not_taken_as_empty(
     assert not chunk_store().get("alice", record.chunk_id).damaged
     for storage in storages.list_storages("alice"):
         assert not storage.checked_at and storage.check_cursor is None, storage
+        assert storage.last_error == "the disk is not mounted", storage
 
-    # A storage marked down is not asked at all until it is back.
+    # A storage marked down is not asked at all until it is back (these two: a minute on).
     monkeypatch.undo()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + storages.DOWN_SECONDS + 1)
     down = storages.get_storage("alice", record.shares[0].storage_id)
     storages.mark_down(down, "timed out")
     result = pipeline.scrub(budget_seconds=60)
     assert result["checked_shares"] == 1 and result["storages_not_reached"] == 0, result
     assert storages.get_storage("alice", down.storage_id).public()["last_error"] == "timed out"
 
-    # Once back (a minute later) and answering every check, its old error is history.
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + storages.DOWN_SECONDS + 1)
+    # Once back (another minute on) and answering every check, its old error is history.
+    monkeypatch.setattr(time, "time", lambda: real() + 2 * (storages.DOWN_SECONDS + 1))
     result = pipeline.scrub(budget_seconds=60)
     assert result["checked_shares"] == 2, result
     shown = storages.get_storage("alice", down.storage_id).public()
@@ -154,9 +156,10 @@ def test_a_storage_folder_that_is_gone_or_swapped_waits_and_loses_nothing(
     assert not chunk_store().get("alice", record.chunk_id).damaged
     shown = storages.get_storage("alice", held).public()
     assert shown["check"]["missing_found"] == 0
+    # Down for a while, and its owner is told why.
+    assert not shown["online"] and "its .cloudstrype-storage file is missing" in \
+        shown["last_error"], shown
     assert pipeline.get_chunk("alice", record.chunk_id) == data        # the other copy
-    # The read found it unreachable too: down for a while, and the user is told why.
-    assert "not this storage's folder now" in storages.get_storage("alice", held).last_error
 
     # Another storage's folder in its place is not its own either.
     other = next(sid for sid in disks if sid not in {s.storage_id for s in record.shares})

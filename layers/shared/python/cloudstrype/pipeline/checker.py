@@ -71,7 +71,10 @@ def check_storages(deadline: float) -> dict:
         try:
             found.add(check_storage(record, deadline))
         except BackendError as exc:
+            # Down, as a failed read would mark it: placement and reads pass it over for a
+            # while, and its owner sees why (last_error); the checks wait for the next run.
             found.skipped += 1
+            storages.mark_down(record, str(exc))
             log.info("checks of storage %s wait for the next run: %s", record.storage_id, exc)
     if found.missing or found.corrupt:
         log.warning("the scrub's checks found %d shares missing and %d corrupt; queued for "
