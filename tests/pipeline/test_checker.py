@@ -226,3 +226,15 @@ def test_a_share_that_cannot_be_repaired_yet_is_counted_once(pipeline, tmp_path)
     assert [r["missing_shares"] for r in runs] == [2, 0, 0], runs
     assert all(r["repaired_shares"] == 0 and r["failed"] for r in runs), runs
     assert sum(s.missing_found for s in storages.list_storages("alice")) == 2
+
+
+def test_an_empty_storage_that_does_not_answer_is_down_too(pipeline, tmp_path):  # noqa: F811
+    from cloudstrype import storages
+    from cloudstrype.storages import service
+    (disk_id, folder), = add_disks("alice", tmp_path, 1).items()
+    service._store.mark_down("alice", disk_id, 0, "an old problem")     # not down any more
+    folder.rename(folder.with_name("away"))
+    service._backend_cache.clear()
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["storages_not_reached"] == 1, result
+    assert "is not this storage's folder now" in storages.get_storage("alice", disk_id).last_error

@@ -88,6 +88,9 @@ def check_storage(record, deadline: float) -> Found:
     does not answer."""
     started = time.time()
     backend = storages.backend_for(record)
+    # Asked something even when it holds nothing yet: an empty storage that does not answer is
+    # down too, and must not pass for one that answered (clear_old_error below).
+    backend.usage()
     found = Found()
     placements, check_cursor = chunk_store().placements(
         record.owner, record.storage_id, limit=CHECK_SHARES, cursor=record.check_cursor)
