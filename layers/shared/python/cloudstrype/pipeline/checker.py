@@ -88,12 +88,13 @@ def check_storage(record, deadline: float) -> Found:
     does not answer."""
     started = time.time()
     backend = storages.backend_for(record)
-    # Asked something even when it holds nothing yet: an empty storage that does not answer is
-    # down too, and must not pass for one that answered (clear_old_error below).
-    backend.usage()
     found = Found()
     placements, check_cursor = chunk_store().placements(
         record.owner, record.storage_id, limit=CHECK_SHARES, cursor=record.check_cursor)
+    if not placements:
+        # Asked something even when it holds nothing (yet): an empty storage that does not
+        # answer is down too, and must not pass for one that answered (clear_old_error).
+        backend.usage()
     held = _held_here(record, placements)
     answers = list(_checks.map(lambda item: backend.exists(item[1].key), held))
     queued: set[str] = set()            # share keys queued for repair (by now or before)
