@@ -157,13 +157,9 @@ OK, MISSING, CORRUPT = "ok", "missing", "corrupt"
 
 
 def _verify(backend: Backend, chunk: Chunk, share: ShareLocation) -> tuple[str, int]:
-    """(OK if the share is the one recorded, else MISSING or CORRUPT; bytes read). At most one
-    byte more than the recorded size is read: a share grown huge on the storage is found
-    corrupt without being held in memory."""
-    size = int(chunk.meta.get("share_size") or 0)
+    """(OK if the share is the one recorded, else MISSING or CORRUPT; bytes read)."""
     try:
-        # As reads do (store._read_share), with the backend already opened.
-        data = backend.get_range(share.key, 0, size + 1) if size else backend.get(share.key)
+        data = backend.get_share(share.key, int(chunk.meta.get("share_size") or 0))
     except ShareNotFound:
         return MISSING, 0
     good = codec.ShareCollector(chunk.meta).check(share.index, data)

@@ -444,11 +444,7 @@ def blob_key(record: Chunk) -> bytes:
 
 
 def _read_share(storage, key: str, share_size: int) -> bytes:
-    """A share's bytes, at most one more than its recorded size: a share grown huge on a
-    storage (anyone who can write there could do that) fails its size check without being
-    held in memory whole. A backend that cannot read a range reads it all (an array member)."""
-    backend = storages.backend_for(storage)
-    return backend.get_range(key, 0, share_size + 1) if share_size > 0 else backend.get(key)
+    return storages.backend_for(storage).get_share(key, share_size)
 
 
 def _first_good_copy(indexes: list[int], read, good, damaged: set[int]) -> bytes | None:
@@ -703,8 +699,7 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
         except errors.ApiError as exc:
             problems.append(f"{chunk_id}: {exc.message}")
     remaining = len(shares_on(owner, storage_id))
-    status = storages.DRAINING if storages.still_draining(owner, storage_id) else \
-        storages.get_storage(owner, storage_id).status
+    status = storages.get_storage(owner, storage_id).status    # stopped meanwhile, or not
     return {"storage_id": storage_id, "status": status, "moved": moved,
             "remaining": remaining, "problems": problems[:20]}
 

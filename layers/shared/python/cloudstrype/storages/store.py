@@ -264,16 +264,16 @@ class StorageStore:
         """Where the checker goes on from next time, and what it found this time (added to
         the totals); `passed`: it reached the end of the storage's shares."""
         now = int(time.time())
-        values = {"checked_at": now, **({"check_pass_at": now} if passed else {})}
-        removed = tuple(name for name, cursor in (("check_cursor", check_cursor),
-                                                  ("verify_cursor", verify_cursor))
-                        if not cursor)
-        values.update({name: cursor for name, cursor in (("check_cursor", check_cursor),
-                                                          ("verify_cursor", verify_cursor))
-                       if cursor})
+        values: dict = {"checked_at": now, **({"check_pass_at": now} if passed else {})}
+        removed = []
+        for name, cursor in (("check_cursor", check_cursor), ("verify_cursor", verify_cursor)):
+            if cursor:
+                values[name] = cursor
+            else:
+                removed.append(name)            # at the end: the next run starts over
         return self._update(owner, storage_id, Change(
             set=values, add={"missing_found": missing, "corrupt_found": corrupt},
-            remove=removed))
+            remove=tuple(removed)))
 
     def every(self) -> Iterator[Storage]:
         """Every storage of every user: the checker's round, once per scheduled run. A scan,
