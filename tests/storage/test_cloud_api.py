@@ -164,7 +164,8 @@ def test_a_drain_that_cannot_finish_can_be_stopped(fresh):
     shares again, and the scrub does not start it again."""
     user = fresh.user
     disks = [fresh.add_local(f"disk{i}") for i in range(2)]
-    stored = user.api.post("/api/chunk", files={"file": ("c", os.urandom(5_000))},
+    data = os.urandom(5_000)
+    stored = user.api.post("/api/chunk", files={"file": ("c", data)},
                            data={"durability": "raid1(2)"}).json()
     assert user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain").status_code == 202
     # While draining, it takes no new shares: two copies need both storages.
@@ -190,7 +191,7 @@ def test_a_drain_that_cannot_finish_can_be_stopped(fresh):
                           data={"durability": "raid1(2)"})
     assert taken.status_code == 201, taken.text
     assert disks[0]["id"] in {s["storage_id"] for s in taken.json()["shares"]}
-    assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content
+    assert user.api.get(f"/api/chunk/{stored['chunk_id']}").content == data
     assert_error(user.api.delete("/api/cloud/storages/st-nothere/drain"), 404,
                  "storage_not_found")
 
