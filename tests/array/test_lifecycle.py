@@ -162,8 +162,11 @@ def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
         user = register_and_login(Api(own.url))
         member = MemberProcess(own.url, tmp_path / "m", user.access_token, unique("phoenix"))
         member.start()
-        wait_for(lambda: listing(user).get(member.member_id, {}).get("online"), 30,
-                 "the member online")
+        online = wait_for(lambda: listing(user).get(member.member_id, {}).get("online") and
+                          listing(user)[member.member_id], 30, "the member online")
+        # Taken before the restart: read after it, the member may already be back on its new
+        # connection, and no later one would differ from it.
+        first = online["connected_since"]
         blob = unique("kept")
         # The first put right after the member shows online (it may reach the member before
         # the server's welcome does).
@@ -174,7 +177,6 @@ def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
                  "the member to notice")
         assert member.alive()
         own = start_stack(tmp_path / "data", port=port)
-        first = listing(user)[member.member_id]["connected_since"]
 
         def reconnected():
             # A new connection, not the record of the one the old server had (which can still
