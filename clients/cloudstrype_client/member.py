@@ -185,6 +185,15 @@ class ShareStore:
         except FileNotFoundError:
             raise RequestFailed("not_found", f"no share {key}") from None
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes start..start+length-1 of a share (fewer at its end, none past it)."""
+        try:
+            with open(self.path_for(key), "rb") as share:
+                share.seek(start)
+                return share.read(length)
+        except FileNotFoundError:
+            raise RequestFailed("not_found", f"no share {key}") from None
+
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
@@ -409,7 +418,14 @@ class Member:
         url = request.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise RequestFailed("bad_request", "get needs key and url")
-        data = self.store.read(request.get("key"))
+        start, length = request.get("start"), request.get("length")
+        ranged = start is not None or length is not None
+        if ranged and not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                              for n in (start, length)):
+            raise RequestFailed("bad_request", "a ranged get needs whole numbers start and "
+                                               "length, 0 or more")
+        key = request.get("key")
+        data = self.store.read_range(key, start, length) if ranged else self.store.read(key)
         try:
             answer = self._http().put(url, data=data, timeout=HTTP_TIMEOUT)
         except Exception as exc:
@@ -417,7 +433,8 @@ class Member:
         if answer.status_code not in (200, 201, 204):
             raise RequestFailed("upload_failed", f"staging answered {answer.status_code}")
         self.stats.moved("out", len(data))
-        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        result = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return {**result, "start": start} if ranged else result
 
     def _do_delete(self, request: dict) -> dict:
         existed = self.store.delete(request.get("key"))

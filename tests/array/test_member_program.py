@@ -86,3 +86,64 @@ def test_a_request_that_comes_before_the_welcome_is_served(tmp_path):
         store.close()
     assert answers == [{"type": "result", "request_id": "early", "op": "stat", "ok": True,
                         "exists": True, "size": 12}]
+
+
+def test_a_ranged_get_uploads_those_bytes_alone(tmp_path):
+    """A packed file's read asks a member for a range of a share: only that range is read and
+    uploaded, and the result says so (`start`), so the server can tell it from a whole share."""
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cloudstrype_client.member import Member, ShareStore
+
+    uploads: list[bytes] = []
+
+    class Staging(BaseHTTPRequestHandler):
+        def do_PUT(self):
+            uploads.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Staging)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/staged"
+    store = ShareStore(tmp_path / "member", 10**6)
+    store.open()
+    share = bytes(range(256)) * 40
+    store.path_for("share-1").parent.mkdir(parents=True, exist_ok=True)
+    store.path_for("share-1").write_bytes(share)
+    member = Member("http://127.0.0.1:1", store, "m", "token", None, transfers=1,
+                    ping_interval=60, quiet=True)
+
+    def get(**fields):
+        return member.answer({"type": "get", "request_id": "r", "key": "share-1", "url": url,
+                              **fields})
+    try:
+        ranged = get(start=1000, length=300)
+        assert (ranged["ok"], ranged["start"], ranged["size"]) == (True, 1000, 300)
+        assert uploads[-1] == share[1000:1300]
+        assert ranged["sha256"] == hashlib.sha256(share[1000:1300]).hexdigest()
+        tail = get(start=len(share) - 10, length=100)        # what there is
+        assert (tail["size"], uploads[-1]) == (10, share[-10:])
+        past = get(start=len(share) + 5, length=100)         # nothing there
+        assert (past["ok"], past["size"], uploads[-1]) == (True, 0, b"")
+        whole = get()
+        assert whole["ok"] and "start" not in whole and uploads[-1] == share
+        sent = len(uploads)
+        for bad in ({"start": -1, "length": 5}, {"start": 0}, {"start": "0", "length": 5},
+                    {"start": True, "length": 5}):
+            refused = get(**bad)
+            assert refused["ok"] is False and refused["error"]["code"] == "bad_request", bad
+            assert "start and length" in refused["error"]["message"]
+        assert len(uploads) == sent                          # nothing sent for those
+        missing = member.answer({"type": "get", "request_id": "r", "key": "share-2",
+                                 "url": url, "start": 0, "length": 5})
+        assert missing["error"]["code"] == "not_found"
+    finally:
+        server.shutdown()
+        store.close()

@@ -190,3 +190,36 @@ def test_killed_member_loses_nothing_and_comes_back_as_itself(trio):
     finally:
         for other in started[1:]:
             group.restart(user, other)
+
+
+def _bytes_read(member) -> int:
+    """What the member program has read from files so far (Linux's count; its sockets are read
+    with recv, which that count leaves out). A share it sends is read first."""
+    io = dict(line.split(": ") for line in
+              (open(f"/proc/{member.process.pid}/io").read().splitlines()))
+    return int(io["rchar"])
+
+
+def test_a_packed_file_read_from_members_moves_about_its_own_size(trio):
+    """A small file lives in a pack (a chunk of many files, one share on each member): reading
+    it has a member send the file's own bytes, not the pack's share."""
+    user, _group, started = trio
+    assert user.api.put("/api/filesystem/settings", json={
+        "durability": "raid1(3)", "encryption": "aes256-gcm"}).status_code == 200
+    files = {f"p{n}.bin": os.urandom(4 * 1024) for n in range(200)}
+    response = user.api.post("/api/filesystem/batch", data={"path": "/packed"},
+                             files=[("file", item) for item in files.items()])
+    assert response.status_code == 207, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201] * len(files)
+    pack_shares = [max(m.share_files(), key=lambda p: p.stat().st_size) for m in started]
+    assert all(p.stat().st_size > 200 * 4 * 1024 for p in pack_shares)   # one pack, whole
+
+    wanted = results[123]["file"]
+    before = sum(_bytes_read(m) for m in started)
+    read = user.api.get(f"/api/filesystem/data/{wanted['id']}")
+    assert read.status_code == 200, read.text
+    assert read.content == files[wanted["name"]]
+    moved = sum(_bytes_read(m) for m in started) - before
+    # The file's 4 KiB (sealed) were read and sent by a member; a whole share is 800 KiB.
+    assert 4 * 1024 <= moved <= 64 * 1024, moved

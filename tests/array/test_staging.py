@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import threading
 import uuid
 
@@ -11,15 +12,19 @@ import requests
 from websockets.sync.client import connect
 
 from tests.array.conftest import listing, wait_for
-from tests.support import assert_error, unique
+from tests.support import Api, assert_error, register_and_login, unique
 
 
 class RawMember:
     """A hand-written member on a raw WebSocket: stores what it is sent, and answers a `get` by
-    uploading `padding` extra bytes after the share while reporting the true size and hash."""
+    uploading `padding` extra bytes after the share while reporting the true size and hash. It
+    knows nothing of ranged gets (as a member program from before them): a `get` with `start`
+    and `length` is answered with the whole share. With `ranges` set it sends the range (and
+    the padding after it) and says so, as a current program does."""
 
-    def __init__(self, ws, member_id: str, padding: int):
-        self.ws, self.member_id, self.padding = ws, member_id, padding
+    def __init__(self, ws, member_id: str, padding: int, ranges: bool = False):
+        self.ws, self.member_id, self.padding, self.ranges = ws, member_id, padding, ranges
+        self.asked: list[tuple] = []          # (start, length) of each get
         self.shares: dict[str, bytes] = {}
         self.uploads: list[int] = []          # status of each upload to a staging URL
         self.ws.send(json.dumps({"type": "hello", "member_id": self.member_id, "name": "raw",
@@ -36,11 +41,17 @@ class RawMember:
                 self.shares[message["key"]] = data
                 self._answer(message, size=len(data), sha256=hashlib.sha256(data).hexdigest())
             elif message.get("type") == "get":
-                data = self.shares[message["key"]]
+                data, said = self.shares[message["key"]], {}
+                start, length = message.get("start"), message.get("length")
+                self.asked.append((start, length))
+                if self.ranges and start is not None:
+                    data, said = data[start:start + length], {"start": start}
                 answer = requests.put(message["url"], data=data + b"\0" * self.padding,
                                       timeout=30)
                 self.uploads.append(answer.status_code)
-                self._answer(message, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+                self._answer(message, size=len(data) + (self.padding if said else 0),
+                             sha256=hashlib.sha256(data + (b"\0" * self.padding if said else b""))
+                             .hexdigest(), **said)
             elif message.get("type") in ("delete", "stat", "verify"):
                 self._answer(message, exists=message["key"] in self.shares)
 
@@ -51,11 +62,11 @@ class RawMember:
 
 
 @contextlib.contextmanager
-def raw_member(stack, user, padding: int):
+def raw_member(stack, user, padding: int, ranges: bool = False):
     member_id = uuid.uuid4().hex[:16]
     with connect(f"{stack.ws_url}?member_id={member_id}", open_timeout=10,
                  additional_headers={"Authorization": f"Bearer {user.access_token}"}) as ws:
-        member = RawMember(ws, member_id, padding)
+        member = RawMember(ws, member_id, padding, ranges)
         wait_for(lambda: listing(user).get(member_id, {}).get("online"), 10,
                  "the raw member online")
         yield member
@@ -84,3 +95,41 @@ def test_an_upload_past_the_largest_share_is_cut_off_at_the_staging_url(stack, u
         if stack.stack_info().get("mode", "local") == "local":
             # The local staging URL admits at most the largest share there is.
             assert member.uploads == [413]
+
+
+def _packed_files(user, count: int = 40) -> dict[str, tuple[str, bytes]]:
+    """`count` small files in one batch (one pack on the user's one storage): id -> (name,
+    bytes)."""
+    assert user.api.put("/api/filesystem/settings", json={
+        "durability": "raid1(1)", "encryption": "aes256-gcm"}).status_code == 200
+    files = {f"f{n}.txt": os.urandom(1000 + n) for n in range(count)}
+    response = user.api.post("/api/filesystem/batch", data={"path": "/" + unique("packed")},
+                             files=[("file", item) for item in files.items()])
+    assert response.status_code == 207, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201] * count
+    return {r["file"]["id"]: (r["name"], files[r["name"]]) for r in results}
+
+
+def test_a_member_from_before_ranged_gets_still_serves_packed_files(stack):
+    """It answers a ranged get with the whole share; the server takes the range from it."""
+    user = register_and_login(Api(stack.url))
+    with raw_member(stack, user, padding=0) as member:
+        files = _packed_files(user)
+        for file_id in list(files)[::13]:
+            read = user.api.get(f"/api/filesystem/data/{file_id}")
+            assert read.status_code == 200, read.text
+            assert read.content == files[file_id][1]
+        assert [length for _, length in member.asked if length is not None], member.asked
+
+
+def test_a_member_sending_more_than_the_range_it_was_asked_is_not_believed(stack):
+    user = register_and_login(Api(stack.url))
+    with raw_member(stack, user, padding=0, ranges=True) as member:
+        files = _packed_files(user)
+        file_id = next(iter(files))
+        assert user.api.get(f"/api/filesystem/data/{file_id}").content == files[file_id][1]
+        assert member.asked[-1][1] is not None            # a range was asked for
+        member.padding = 100          # reported honestly, and more than was asked for
+        assert_error(user.api.get(f"/api/filesystem/data/{file_id}"), 503,
+                     "not_enough_shares")

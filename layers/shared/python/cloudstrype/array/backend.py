@@ -24,7 +24,14 @@ from cloudstrype import staging
 from cloudstrype.array import connections, members
 from cloudstrype.array.store import DONE, Member, MemberRequest, MemberStore
 from cloudstrype.backends import registry
-from cloudstrype.backends.base import Backend, BackendError, BackendFull, ShareNotFound, Usage
+from cloudstrype.backends.base import (
+    Backend,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+    Usage,
+    check_range,
+)
 from cloudstrype.storages.store import MEMBER_KIND, MEMBER_PREFIX, StorageStore, member_storage_id
 
 log = logging.getLogger("cloudstrype.array")
@@ -84,12 +91,24 @@ class MemberBackend(Backend):
             self._unstage(area, staged)
 
     def get(self, key: str) -> bytes:
+        return self._fetch(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Only those bytes travel: the member reads and uploads the range alone (a packed
+        file's read, a share's bounded read). A member program from before ranged gets sends
+        the whole share, which is cut here."""
+        check_range(start, length)
+        return self._fetch(key, start, length)
+
+    def _fetch(self, key: str, start: int | None = None, length: int | None = None) -> bytes:
         member = self._online()
         staged = self._staging_key()
         area = _staging()
         url = _signed(area.url_for_put, staged, URL_EXPIRY_SECONDS, MAX_SHARE_BYTES)
+        ranged = {} if start is None else {"start": start, "length": length}
         try:
-            result = self._request(member, "get", key, TRANSFER_TIMEOUT_SECONDS, url=url)
+            result = self._request(member, "get", key, TRANSFER_TIMEOUT_SECONDS, url=url,
+                                   **ranged)
             self._raise_for(result, "get", key)
             size = result.get("size")
             if not isinstance(size, int) or not 0 <= size <= MAX_SHARE_BYTES:
@@ -111,7 +130,14 @@ class MemberBackend(Backend):
         if len(data) != size or _sha256(data) != result.get("sha256"):
             raise BackendError(f"the copy of {key} staged by member {self.name} is not what it "
                                f"reported sending")
-        return data
+        if start is None:
+            return data
+        if result.get("start") == start:        # the range alone
+            if len(data) > length:
+                raise BackendError(f"member {self.name} sent {len(data)} bytes of {key} for a "
+                                   f"range of {length}")
+            return data
+        return data[start:start + length]       # the whole share, from an older member
 
     def delete(self, key: str) -> None:
         result = self._request(self._online(), "delete", key, SMALL_TIMEOUT_SECONDS)

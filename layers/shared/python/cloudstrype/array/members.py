@@ -140,7 +140,7 @@ def report_usage(owner: str, member_id: str, *, used: int | None, free: int | No
 # -- requests and results ------------------------------------------------------------------------
 
 _RESULT_FIELDS = {"ok": bool, "size": int, "sha256": str, "exists": bool, "match": bool,
-                  "used": int, "free": int}
+                  "used": int, "free": int, "start": int}
 
 
 def record_result(conn: Connection, message: dict) -> None:
