@@ -508,13 +508,18 @@ def cmd_storages_connect(args) -> int:
     # the code the approving browser was given: a consent link alone connects nothing.
     code = _read_finish_code(args.wait)
     created = client.request("POST", f"/api/cloud/oauth/{args.provider}/finish",
-                             json={"state": answer["state"], "code": code}, ok=(201,),
+                             json={"state": answer["state"], "code": code}, ok=(200, 201),
                              what=f"connecting {args.provider}").json()
     if args.json:
         _print_json(created)
     else:
         print(shown(created.get("id")))
-    if not args.quiet:
+    if not args.quiet and created.get("reconnected"):
+        # One account is one storage: connecting it again renews that storage's access.
+        print(shown(f"This {args.provider} account is your storage {created.get('name')!r} "
+                    f"({created.get('id')}) already: it is reconnected, with the new access."),
+              file=sys.stderr)
+    elif not args.quiet:
         print(shown(f"Connected {args.provider} storage {created.get('name')!r} "
                     f"({created.get('id')})."), file=sys.stderr)
     return OK

@@ -74,8 +74,10 @@ def oauth_callback(call, provider):
 
 @app.endpoint("/oauth/{provider}/finish", ["POST"])
 def oauth_finish(call, provider):
-    record = connect.finish(call.principal.user_id, provider, call.field("state"),
-                            call.field("code"))
+    record, reconnected = connect.finish(call.principal.user_id, provider,
+                                         call.field("state"), call.field("code"))
+    if reconnected:
+        return Reply({**record.public(), "reconnected": True}, status=200)
     return Reply(record.public(), status=201)
 
 

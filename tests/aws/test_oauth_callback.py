@@ -45,7 +45,9 @@ def test_callback_redirects_to_the_web_ui_not_the_api_host(deployed):
     from cloudstrype import storages
     from cloudstrype.storages import oauth_connect
     assert storages.list_storages("user-oauth-1") == []
-    created = oauth_connect.finish("user-oauth-1", "dropbox", back["state"], back["finish_code"])
+    created, reconnected = oauth_connect.finish("user-oauth-1", "dropbox", back["state"],
+                                                back["finish_code"])
+    assert not reconnected
     assert storages.get_storage("user-oauth-1", created.storage_id).kind == "dropbox"
 
 

@@ -144,6 +144,17 @@ def test_cloud_account_connected_through_the_oauth_redirect(page, base_url, web_
     assert page.url.endswith("#/storages")
     expect(page.locator('.storage-card[data-name="My Dropbox"]')).to_contain_text("Online")
     assert storage_named(web_user, "My Dropbox")["kind"] == "dropbox"
+    # The same account again: that storage is reconnected, not a second one made.
+    page.locator('.add-card[data-kind="dropbox"]').get_by_role(
+        "button", name="Connect Dropbox").click()
+    dialog = page.get_by_role("dialog", name="Connect Dropbox")
+    dialog.get_by_label("Name").fill("Dropbox again")
+    dialog.get_by_role("button", name="Continue to Dropbox").click()
+    expect(page.get_by_text("This account is your storage My Dropbox (Dropbox) already: it is "
+                            "reconnected, with the new access.")).to_be_visible()
+    expect(page.locator('.storage-card[data-name="Dropbox again"]')).to_have_count(0)
+    storages = web_user.api.get("/api/cloud/storages").json()["storages"]
+    assert [s["name"] for s in storages if s["kind"] == "dropbox"] == ["My Dropbox"]
 
 
 def test_a_return_this_tab_did_not_start_only_shows_the_finish_code(page, base_url, web_user,

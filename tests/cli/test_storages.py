@@ -122,6 +122,33 @@ def test_connect_prints_the_consent_address_and_takes_the_finish_code(home, api)
     assert stdout.strip() == listed[0]["id"]
 
 
+def test_connecting_an_account_again_says_it_is_reconnected(home, api):
+    import os
+    user = register_and_login(api)
+    home.login(user)
+    account = f"cli-again-{os.urandom(4).hex()}"
+    messages, ids = [], []
+    for name in ("First", "Second"):
+        process = _connect_process(home, "--name", name, "--wait", "60")
+        try:
+            url = process.stdout.readline().strip()
+            back = _approve(f"{url}&fake_account={account}")
+            process.stdin.write(back["finish_code"] + "\n")
+            process.stdin.flush()
+            assert process.wait(timeout=60) == 0, process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        ids.append(process.stdout.read().strip())
+        messages.append(process.stderr.read())
+    assert "Connected dropbox storage 'First'" in messages[0]
+    assert f"is your storage 'First' ({ids[0]}) already: it is reconnected" in messages[1]
+    assert ids[0] == ids[1]
+    listed = json.loads(home.ok("storages", "list", "--json").stdout)
+    assert [(s["id"], s["name"]) for s in listed] == [(ids[0], "First")]
+
+
 def test_connect_with_a_wrong_or_no_finish_code_fails_clearly(home, api):
     user = register_and_login(api)
     home.login(user)

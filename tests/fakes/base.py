@@ -61,6 +61,10 @@ class FakeProvider(abc.ABC):
         self._codes: dict[str, dict] = {}
         self._access_tokens: dict[str, float] = {}    # token -> expiry (time.time())
         self._refresh_tokens: set[str] = set()
+        # Whose each token is: "" for the one account everything is stored in, or the name
+        # a consent gave as `fake_account` (another account of this provider: its own id in
+        # the current-account answer; the files are the fake's one set).
+        self._token_accounts: dict[str, str] = {}
         # Injected failures for the next API requests (that match a method and path, if given).
         self._failures: list[_Failure] = []
         self._token_failures: deque[int] = deque()
@@ -224,6 +228,23 @@ class FakeProvider(abc.ABC):
         with self.lock:
             return refresh_token in self._refresh_tokens
 
+    def revoke_account(self, account: str) -> None:
+        """The user of the account a consent named `account` disconnected the app: its access
+        and refresh tokens stop working (the other accounts' go on)."""
+        with self.lock:
+            for token, whose in self._token_accounts.items():
+                if whose == account:
+                    self._access_tokens.pop(token, None)
+                    self._refresh_tokens.discard(token)
+
+    def account_of(self, request: Request, base_id: str) -> str:
+        """The id of the account a request's bearer token is for: `base_id` for the default
+        one, `base_id-<name>` for one a consent named."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        with self.lock:
+            account = self._token_accounts.get(token, "")
+        return f"{base_id}-{account}" if account else base_id
+
     def access_token_is_valid(self, access_token: str) -> bool:
         with self.lock:
             return self._access_tokens.get(access_token, 0) > time.time()
@@ -292,7 +313,8 @@ class FakeProvider(abc.ABC):
         if challenge and args.get("code_challenge_method") != "S256":
             return Response("only S256 code challenges", status=400)
         code = secrets.token_urlsafe(16)
-        self._codes[code] = {"redirect_uri": args["redirect_uri"], "challenge": challenge}
+        self._codes[code] = {"redirect_uri": args["redirect_uri"], "challenge": challenge,
+                             "account": args.get("fake_account", "")}
         query = {"code": code}
         if "state" in args:
             query["state"] = args["state"]
@@ -314,7 +336,8 @@ class FakeProvider(abc.ABC):
                 return self._oauth_error(400, "invalid_grant", "bad code or redirect_uri")
             if issued["challenge"] and _s256(form.get("code_verifier", "")) != issued["challenge"]:
                 return self._oauth_error(400, "invalid_grant", "PKCE verification failed")
-            return self.json_response(self._new_token(with_refresh_token=True))
+            return self.json_response(self._new_token(with_refresh_token=True,
+                                                      account=issued["account"]))
         if grant == "refresh_token":
             refresh_token = form.get("refresh_token", "")
             if refresh_token not in self._refresh_tokens:
@@ -325,7 +348,8 @@ class FakeProvider(abc.ABC):
             if self.rotates_refresh_tokens:
                 self._refresh_tokens.discard(refresh_token)
             return self.json_response(
-                self._new_token(with_refresh_token=self.rotates_refresh_tokens))
+                self._new_token(with_refresh_token=self.rotates_refresh_tokens,
+                                account=self._token_accounts.get(refresh_token, "")))
         return self._oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r}")
 
     def check_refresh_request(self, form: dict) -> str | None:
@@ -339,15 +363,18 @@ class FakeProvider(abc.ABC):
             return client_id, secret
         return form.get("client_id"), form.get("client_secret")
 
-    def _new_token(self, *, with_refresh_token: bool, lifetime: float | None = None) -> dict:
+    def _new_token(self, *, with_refresh_token: bool, lifetime: float | None = None,
+                   account: str = "") -> dict:
         access_token = "at-" + secrets.token_urlsafe(16)
         lifetime = self.access_token_lifetime if lifetime is None else lifetime
         self._access_tokens[access_token] = time.time() + lifetime
+        self._token_accounts[access_token] = account
         token = {"access_token": access_token, "token_type": "bearer", "expires_in": lifetime,
                  **self.token_extras()}
         if with_refresh_token:
             refresh_token = "rt-" + secrets.token_urlsafe(16)
             self._refresh_tokens.add(refresh_token)
+            self._token_accounts[refresh_token] = account
             token["refresh_token"] = refresh_token
         return token
 

@@ -158,7 +158,8 @@ class FakeBox(FakeProvider):
         return Response(status=204)
 
     def _me(self, request: Request) -> Response:
-        return self.json_response({"type": "user", "id": "11446498", "name": "Fake Box User",
+        return self.json_response({"type": "user", "id": self.account_of(request, "11446498"),
+                                   "name": "Fake Box User",
                                    "login": "fake@example.org", "space_amount": self.quota_bytes,
                                    "space_used": self.used_bytes()})
 

@@ -127,7 +127,8 @@ class FakeDropbox(FakeProvider):
 
     def _current_account(self, request: Request) -> Response:
         return self.json_response({
-            "account_id": "dbid:fake-account", "email": "fake@example.org",
+            "account_id": self.account_of(request, "dbid:fake-account"),
+            "email": "fake@example.org",
             "name": {"display_name": "Fake Dropbox User", "given_name": "Fake"},
         })
 

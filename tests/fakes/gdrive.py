@@ -191,5 +191,6 @@ class FakeGoogleDrive(FakeProvider):
         if fields == "user":
             return self.json_response({"user": {
                 "kind": "drive#user", "displayName": "Fake Drive User",
-                "emailAddress": "fake@example.org", "permissionId": "00112233445566778899"}})
+                "emailAddress": "fake@example.org",
+                "permissionId": self.account_of(request, "00112233445566778899")}})
         return self.error(400, "required", "The 'fields' parameter is required for this method.")

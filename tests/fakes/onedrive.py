@@ -118,7 +118,8 @@ class FakeOneDrive(FakeProvider):
             "deleted": 0, "state": "normal"}})
 
     def _me(self, request: Request) -> Response:
-        return self.json_response({"id": "fake-user-id", "displayName": "Fake OneDrive User",
+        return self.json_response({"id": self.account_of(request, "fake-user-id"),
+                                   "displayName": "Fake OneDrive User",
                                    "userPrincipalName": "fake@example.org"})
 
     @staticmethod

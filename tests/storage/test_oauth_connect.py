@@ -34,10 +34,12 @@ def fragment(location: str) -> dict:
     return {name: values[0] for name, values in parse_qs(hash_route.partition("?")[2]).items()}
 
 
-def approve(started: dict) -> dict:
-    """The browser's part: consent at the provider, then the callback, which answers with the
-    web UI address carrying the finish code."""
-    callback = requests.get(consent(started["authorize_url"]), allow_redirects=False, timeout=30)
+def approve(started: dict, account: str | None = None) -> dict:
+    """The browser's part: consent at the provider (signed in to the fake's default account,
+    or to another one named `account`), then the callback, which answers with the web UI
+    address carrying the finish code."""
+    url = started["authorize_url"] + (f"&fake_account={account}" if account else "")
+    callback = requests.get(consent(url), allow_redirects=False, timeout=30)
     assert callback.status_code == 302, callback.text
     return fragment(callback.headers["Location"])
 
@@ -47,11 +49,11 @@ def finish(user, provider, state, code):
                          json={"state": state, "code": code})
 
 
-def connect(user, provider, **params) -> dict:
+def connect(user, provider, account: str | None = None, status: int = 201, **params) -> dict:
     started = authorize(user, provider, **params)
-    back = approve(started)
+    back = approve(started, account)
     finished = finish(user, provider, back["state"], back["finish_code"])
-    assert finished.status_code == 201, finished.text
+    assert finished.status_code == status, finished.text
     return finished.json()
 
 
@@ -87,19 +89,63 @@ def test_connect_every_provider_and_store_chunks_across_them(api):
 
 
 def test_accounts_connected_under_one_name_are_numbered(api):
-    """The name is checked when connecting starts; two connections started under one free
-    name both finish (the provider granted them), the second numbered."""
+    """The name is checked when connecting starts; two connections of two accounts started
+    under one free name both finish (the provider granted them), the second numbered."""
     user = register_and_login(api)
     first, second = (authorize(user, "dropbox") for _ in range(2))   # default name: Dropbox
     names = []
-    for started in (first, second):
-        back = approve(started)
+    for started, account in ((first, "numbered-1"), (second, "numbered-2")):
+        back = approve(started, account)
         finished = finish(user, "dropbox", back["state"], back["finish_code"])
         assert finished.status_code == 201, finished.text
         names.append(finished.json()["name"])
     assert names == ["Dropbox", "Dropbox 2"]
     assert_error(user.api.get("/api/cloud/oauth/box/authorize", params={"name": "dropbox 2"}),
                  409, "name_taken")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_account_connected_again_is_its_storage_reconnected(api, fake_providers, provider):
+    """One account is one storage (two would let two copies of a chunk sit in one account):
+    connecting it again gives that storage the new grant, and is how a storage whose access
+    was revoked is mended. Another account of the same provider is a storage of its own."""
+    user = register_and_login(api)
+    account = f"again-{os.urandom(4).hex()}"
+    storage = connect(user, provider, account, name="Mine")
+    stored = user.api.post("/api/chunk", files={"file": ("c", b"kept through it")},
+                           data={"durability": "raid1(1)"})
+    assert stored.status_code == 201, stored.text
+    chunk = stored.json()["chunk_id"]
+
+    fake_providers[provider].revoke_account(account)       # disconnected at the provider
+    assert_error(user.api.get(f"/api/chunk/{chunk}"), 503, "not_enough_shares")
+    [down] = user.api.get("/api/cloud/storages").json()["storages"]
+    assert down["online"] is False and down["last_error"], down
+
+    again = connect(user, provider, account, status=200, name="Another name")
+    assert again["reconnected"] is True
+    assert (again["id"], again["name"]) == (storage["id"], "Mine")
+    assert again["online"] is True and not again.get("last_error"), again
+    assert user.api.get(f"/api/chunk/{chunk}").content == b"kept through it"
+    assert [s["id"] for s in user.api.get("/api/cloud/storages").json()["storages"]] == \
+        [storage["id"]]
+
+    other = connect(user, provider, account + "-other")
+    assert other["id"] != storage["id"] and "reconnected" not in other
+    assert len(user.api.get("/api/cloud/storages").json()["storages"]) == 2
+
+
+def test_an_account_is_reconnected_only_for_its_own_user(api):
+    """Another user connecting the same provider account gets a storage of their own: whose
+    account it is at the provider is the provider's business, and one user's storages are
+    never another's."""
+    first, second = register_and_login(api), register_and_login(api)
+    account = f"two-users-{os.urandom(4).hex()}"
+    mine = connect(first, "box", account)
+    theirs = connect(second, "box", account)
+    assert theirs["id"] != mine["id"] and "reconnected" not in theirs
+    assert [s["id"] for s in first.api.get("/api/cloud/storages").json()["storages"]] == \
+        [mine["id"]]
 
 
 def _metadata(stack) -> SqliteEngine:

@@ -49,7 +49,7 @@ export default async function render(root, ctx) {
       list),
     section("Add a storage", addBox));
 
-  let connected = null;
+  let connected = null, reconnected = false;
   const oauthError = ctx.query.get("error");
   const returned = oauthReturn(ctx.query);
   // The finish code must not stay in the address bar or the history.
@@ -58,8 +58,10 @@ export default async function render(root, ctx) {
   if (returned && !returned.startedHere) notices.append(finishCodeNotice(returned));
   if (returned?.startedHere) {
     try {
-      connected = (await api.post(`/api/cloud/oauth/${enc(returned.provider)}/finish`,
-        { state: returned.state, code: returned.code })).id;
+      const answer = await api.post(`/api/cloud/oauth/${enc(returned.provider)}/finish`,
+        { state: returned.state, code: returned.code });
+      connected = answer.id;
+      reconnected = Boolean(answer.reconnected);
     } catch (error) {
       if (!ctx.alive()) return;
       notices.append(alertBox("error", `The cloud account was not connected: ${messageOf(error)}`));
@@ -75,9 +77,11 @@ export default async function render(root, ctx) {
       drawList();
       if (connected) {
         const found = storages.find((s) => s.id === connected);
-        notices.replaceChildren(alertBox("success", found
-          ? `Connected ${found.name} (${kindLabel(found.kind)}). New shares can go there now.`
-          : "The cloud account is connected."));
+        notices.replaceChildren(alertBox("success", !found ? "The cloud account is connected."
+          : reconnected
+            // One account is one storage: connecting it again renews that storage's access.
+            ? `This account is your storage ${found.name} (${kindLabel(found.kind)}) already: it is reconnected, with the new access.`
+            : `Connected ${found.name} (${kindLabel(found.kind)}). New shares can go there now.`));
       }
     } catch (error) {
       list.removeAttribute("aria-busy");

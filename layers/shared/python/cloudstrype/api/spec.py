@@ -357,8 +357,14 @@ op("POST", "/api/cloud/oauth/{provider}/finish",
                    "description": "The finish_code from the fragment the callback sent the "
                                   "browser to"}),
    responses={201: {"schema": STORAGE},
+              200: {"description": "The account is one of the user's storages already: that "
+                                   "storage is reconnected with the new grant (its access "
+                                   "error forgotten; name, shares and status kept), and the "
+                                   "answer is it with \"reconnected\": true",
+                    "schema": STORAGE},
               400: "Wrong finish code, not approved at the provider yet, or the account did "
                    "not pass its check",
+              409: "The storage being reconnected was removed meanwhile",
               404: "No connection in progress with this state for this user (or provider)",
               410: "Finished already, expired, failed at the provider, or too many wrong "
                    "codes: start again"})

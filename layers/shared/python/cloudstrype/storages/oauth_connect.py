@@ -153,9 +153,11 @@ def callback(provider: str, code: str | None, state: str | None,
                            {"provider": provider, "state": state, "finish_code": finish_code})
 
 
-def finish(owner: str, provider: str, state: str | None, code: str | None) -> Storage:
+def finish(owner: str, provider: str, state: str | None,
+           code: str | None) -> tuple[Storage, bool]:
     """Create the storage from a held grant: only for the user who started, with the finish
-    code the callback gave the browser; once."""
+    code the callback gave the browser; once. -> (storage, whether the account was connected
+    already: then that storage was given the new grant; see service.save_oauth_storage)."""
     _provider(provider)
     for name, value in (("state", state), ("code", code)):
         if not isinstance(value, str) or not value or len(value) > FINISH_FIELD_MAX:

@@ -192,12 +192,23 @@ def _check_endpoint(url: str) -> None:
 
 
 def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
-                       account: dict) -> Storage:
-    record = _new_storage(owner, kind, name)
-    record.name = _unused_name(owner, record.name)
-    record.settings = {"account_id": account.get("account_id"),
-                       "account_name": account.get("display_name")}
+                       account: dict) -> tuple[Storage, bool]:
+    """The storage for a granted account -> (storage, whether it was connected already).
+
+    One account is one storage: two storages on it would let placement put two copies of a
+    chunk where one lost account (closed, or access revoked) takes both. So an account the
+    user has connected already is reconnected instead: that storage gets the new token and
+    its access error is forgotten (the way to mend a storage whose access was revoked), and
+    keeps its name, its shares and its status."""
+    settings = {"account_id": account.get("account_id"),
+                "account_name": account.get("display_name")}
+    existing = _connected_as(owner, kind, settings["account_id"])
+    record = existing or _new_storage(owner, kind, name)
+    if existing is None:
+        record.name = _unused_name(owner, record.name)
+    record.settings = {**(record.settings or {}), **settings}
     _seal(record, {"token": token})
+    _backend_cache.pop((owner, record.storage_id), None)
     backend = backend_for(record)
     try:
         registry.probe(backend)
@@ -206,9 +217,26 @@ def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
         _backend_cache.pop((owner, record.storage_id), None)
         raise errors.BadRequest(f"The connected account did not pass a write/read/delete "
                                 f"check: {exc}", code="probe_failed") from None
+    if existing is not None:
+        if not _store.reconnect(owner, record.storage_id, record.settings,
+                                record.sealed_secrets):
+            _backend_cache.pop((owner, record.storage_id), None)
+            raise errors.Conflict(f"Storage '{record.name}' was removed while its account was "
+                                  f"being connected again; connect it again.",
+                                  code="storage_removed")
+        _store.set_usage(owner, record.storage_id, used=usage.used, capacity=usage.capacity)
+        return get_storage(owner, record.storage_id), True
     record.capacity, record.provider_used = usage.capacity, usage.used
     record.usage_checked = time.time()
-    return _save_new(record)
+    return _save_new(record), False
+
+
+def _connected_as(owner: str, kind: str, account_id: str | None) -> Storage | None:
+    """The owner's storage of this kind on this provider account, if any."""
+    if not account_id:
+        return None
+    return next((record for record in _store.list(owner) if record.kind == kind and
+                 (record.settings or {}).get("account_id") == account_id), None)
 
 
 PATH_MAX = 1024

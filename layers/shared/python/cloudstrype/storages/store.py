@@ -289,6 +289,13 @@ class StorageStore:
     def set_sealed_secrets(self, owner: str, storage_id: str, sealed: bytes) -> bool:
         return self._update(owner, storage_id, Change(set={"sealed_secrets": sealed}))
 
+    def reconnect(self, owner: str, storage_id: str, settings: dict, sealed: bytes) -> bool:
+        """New credentials for a storage: its last error and time marked down go with the old
+        ones. False if the storage is gone."""
+        return self._update(owner, storage_id, Change(
+            set={"settings": settings, "sealed_secrets": sealed, "down_until": 0},
+            remove=("last_error", "last_error_at")))
+
     def _update(self, owner: str, storage_id: str, change: Change) -> bool:
         # Never create: a counter or health write about a removed storage is dropped.
         try:
