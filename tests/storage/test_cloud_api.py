@@ -63,6 +63,37 @@ def test_secrets_never_appear_in_responses_and_are_sealed_at_rest(fresh, stack):
     assert S3_KEYS["secret_key"].encode() not in files
 
 
+def test_one_bucket_place_is_one_storage(fresh, api):
+    """Two storages whose keys overlap in one bucket would be one place for a chunk's copies
+    (and count each other's shares): the second is refused, naming the first; a prefix of its
+    own is a storage of its own, and so is another user's storage in the same place."""
+    bucket = f"b-{fresh.user.username}"
+    first = fresh.add_s3("first", bucket)                     # the whole bucket
+
+    def add(user, name, **config):
+        return user.api.post("/api/cloud/storages", json={"kind": "s3", "name": name, "config": {
+            "endpoint_url": fresh.s3_endpoint, "bucket": bucket, **S3_KEYS, **config}})
+
+    for config in ({}, {"prefix": "cloudstrype/"},
+                   {"endpoint_url": fresh.s3_endpoint.upper() + "/"}):
+        error = assert_error(add(fresh.user, "second", **config), 409, "storage_place_taken")
+        assert "'first'" in error["message"] and "whole bucket" in error["message"], error
+        assert error["details"]["field"] == "prefix"
+    assert fresh.user.api.delete(f"/api/cloud/storages/{first['id']}").status_code == 204
+
+    assert add(fresh.user, "photos", prefix="photos/").status_code == 201
+    assert add(fresh.user, "music", prefix="music/").status_code == 201
+    assert add(fresh.user, "photo", prefix="photo").status_code == 201
+    for prefix in ("photos/", "photos/2026/", ""):      # ("photo" is "photo/": its own)
+        error = assert_error(add(fresh.user, "again", prefix=prefix), 409,
+                             "storage_place_taken")
+        assert "prefix" in error["message"], error
+    other = register_and_login(api)
+    assert add(other, "theirs", prefix="photos/").status_code == 201
+    names = {s["name"] for s in fresh.user.api.get("/api/cloud/storages").json()["storages"]}
+    assert names == {"photos", "music", "photo"}
+
+
 def test_log_never_shows_the_secret(fresh, stack):
     fresh.add_s3("bucket", f"b-{fresh.user.username}")
     assert S3_KEYS["secret_key"] not in stack.log()

@@ -321,7 +321,9 @@ op("POST", "/api/cloud/storages", "Add a key-based or local storage (probed befo
    responses={201: {"schema": STORAGE},
               400: "Bad input, or the storage did not pass its check (the message says which "
                    "step failed)",
-              409: "Directory already in use"})
+              409: "Directory already in use, a name the user has already (name_taken), or "
+                   "an S3 bucket and prefix whose keys overlap one of the user's storages "
+                   "(storage_place_taken)"})
 op("GET", "/api/cloud/storages", "The user's storages with usage and health")
 op("GET", "/api/cloud/storages/{storage_id}", "One storage",
    responses={200: {"schema": STORAGE}, 404: "No such storage"})

@@ -150,6 +150,8 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     _seal(record, secrets)
     if cleaned.get("endpoint_url"):
         _check_endpoint(cleaned["endpoint_url"])
+    if kind == "s3":
+        _refuse_overlapping_bucket(owner, cleaned)
     claimed = Path(cleaned["path"]) if kind == "local" else None
     made: list[Path] = []
     if claimed is not None:
@@ -177,6 +179,35 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
             _release_directory(claimed)
             _remove_made(made)
         raise
+
+
+def _bucket_place(settings: dict) -> tuple[str, str, str]:
+    """(endpoint, bucket, key prefix) of an S3 storage; the endpoint "" for AWS (its bucket
+    names are global, whatever the region)."""
+    endpoint = (settings.get("endpoint_url") or "").strip().rstrip("/").lower()
+    return endpoint, settings.get("bucket") or "", settings.get("prefix") or ""
+
+
+def _refuse_overlapping_bucket(owner: str, config: dict) -> None:
+    """A user's S3 storages do not share keys: one whose prefix holds another's (the same
+    prefix, or one that begins the other, in one bucket) would count the other's shares as its
+    own, and the two are one place, not two, for a chunk's copies. Checked when added; two
+    adds racing may both pass."""
+    endpoint, bucket, prefix = _bucket_place(config)
+    for record in _store.list(owner):
+        if record.kind != "s3":
+            continue
+        other_endpoint, other_bucket, other_prefix = _bucket_place(record.settings or {})
+        if (other_endpoint, other_bucket) == (endpoint, bucket) and (
+                prefix.startswith(other_prefix) or other_prefix.startswith(prefix)):
+            where, fix = (f"under prefix '{other_prefix}'", f"another bucket, or a prefix "
+                          f"that neither begins nor is begun by '{other_prefix}'") \
+                if other_prefix else ("in the whole bucket", "another bucket")
+            raise errors.Conflict(
+                f"Your storage '{record.name}' keeps its shares in bucket '{bucket}' {where} "
+                f"already; a second storage there would be the same place for a chunk's "
+                f"copies. Use {fix}.", code="storage_place_taken",
+                details={"field": "prefix"})
 
 
 def _check_endpoint(url: str) -> None:
