@@ -53,6 +53,8 @@ SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
 
 # Bodies above this are base64-decoded on a worker thread rather than on the event loop.
 _INLINE_BYTES = 64 * 1024
+# Bodies from this size are sent after their headers rather than joined to them (Gateway._send).
+_STREAMED_BODY_BYTES = 256 * 1024
 
 
 def _b64(body: bytes | bytearray) -> str | None:
@@ -371,8 +373,23 @@ class Gateway:
                 _INLINE_BYTES < len(encoded_answer) <= limits.LAMBDA_PAYLOAD_MAX_BYTES:
             # Base64 of megabytes, off the event loop (it serves every other request meanwhile).
             decoded = await loop.run_in_executor(None, base64.b64decode, encoded_answer)
-            return self._rest_response(result, decoded)
-        return self._rest_response(result)
+            return await self._send(request, self._rest_response(result, decoded))
+        return await self._send(request, self._rest_response(result))
+
+    @staticmethod
+    async def _send(request: web.Request, response: web.Response) -> web.StreamResponse:
+        """A large body goes after its headers, as it is: given to aiohttp whole, it is first
+        joined to them (a copy of every byte, on Python before 3.12)."""
+        body = response.body
+        if not isinstance(body, bytes) or len(body) < _STREAMED_BODY_BYTES or \
+                request.method == "HEAD" or response.status in (204, 304):
+            return response
+        streamed = web.StreamResponse(status=response.status, headers=response.headers)
+        streamed.content_length = len(body)
+        await streamed.prepare(request)
+        await streamed.write(body)
+        await streamed.write_eof()
+        return streamed
 
     def _preflight(self) -> web.Response:
         # The CDK's preflight: a mock integration on every resource, the same answer on each.
