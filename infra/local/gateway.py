@@ -55,6 +55,7 @@ SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
 _INLINE_BYTES = 64 * 1024
 # Bodies from this size are sent after their headers rather than joined to them (Gateway._send).
 _STREAMED_BODY_BYTES = 256 * 1024
+_STREAMED_PIECE_BYTES = 512 * 1024
 
 
 def _b64(body: bytes | bytearray) -> str | None:
@@ -387,7 +388,9 @@ class Gateway:
         streamed = web.StreamResponse(status=response.status, headers=response.headers)
         streamed.content_length = len(body)
         await streamed.prepare(request)
-        await streamed.write(body)
+        with memoryview(body) as view:
+            for start in range(0, len(body), _STREAMED_PIECE_BYTES):
+                await streamed.write(view[start:start + _STREAMED_PIECE_BYTES])
         await streamed.write_eof()
         return streamed
 
