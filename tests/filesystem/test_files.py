@@ -184,6 +184,40 @@ def test_rename_move_and_attributes(fs_user):
                                   json={"attributes": {"x": [1]}}), 400)
 
 
+def test_two_directories_moved_into_each_other_at_once_are_never_lost(fs_user):
+    """x into y and y into x at the same moment: one move wins, the other is refused (either
+    as a cycle or as a concurrent change); neither may go, each into the other, a loop cut off
+    from the root with all it holds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def mkdir(path):
+        made = fs_user.api.post("/api/filesystem/dirs", json={"path": path})
+        assert made.status_code == 201, made.text
+        return made.json()["id"]
+
+    def move(node_id, into):
+        return fs_user.api.post(f"/api/filesystem/info/{node_id}", json={"path": into})
+
+    base = "/cross-" + os.urandom(3).hex()
+    with ThreadPoolExecutor(2) as pool:
+        for trial in range(12):
+            root = f"{base}/{trial}"
+            x, y = mkdir(f"{root}/x"), mkdir(f"{root}/y")
+            inside = {d: upload(fs_user, f"{root}/{d}", "in.txt", d.encode())["id"]
+                      for d in ("x", "y")}
+            answers = list(pool.map(lambda job: move(*job),
+                                    [(x, f"{root}/y"), (y, f"{root}/x")]))
+            codes = sorted(a.status_code for a in answers)
+            assert codes[0] == 200 and codes[1] in (200, 400, 409), \
+                [(a.status_code, a.text) for a in answers]
+            for node_id in (x, y, *inside.values()):
+                info = fs_user.api.get(f"/api/filesystem/info/{node_id}")
+                assert info.status_code == 200, (trial, info.text)
+                assert info.json()["path"].startswith(root + "/"), info.json()["path"]
+            for d, file_id in inside.items():
+                assert download(fs_user, file_id) == d.encode()
+
+
 def test_versions_keep_old_content(fs_user):
     base = "/ver-" + os.urandom(3).hex()
     first = upload(fs_user, base, "doc.txt", b"version one")

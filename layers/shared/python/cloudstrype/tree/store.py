@@ -516,10 +516,13 @@ class TreeStore:
             raise Changed(node.node_id) from None
         return updated
 
-    def move(self, node: Node, parent_id: str, name: str, now: float) -> Node:
+    def move(self, node: Node, parent_id: str, name: str, now: float,
+             unmoved: list[Node] = ()) -> Node:
         """Give the node a new parent and/or name: the new entry, the old one's removal and
-        the node's change happen together. O(1) whatever a directory holds. Raises NameTaken
-        if the target name exists, Changed if the node moved on since it was read."""
+        the node's change happen together, on condition that the `unmoved` directories still
+        have the parents they had when read. O(1) whatever a directory holds. Raises
+        NameTaken if the target name exists, Changed if the node or one of `unmoved` moved on
+        since it was read."""
         operations = [Put(ENTRIES, _entry_item(node.owner, parent_id, name, node.node_id,
                                                node.type, node.size, now, node.sha256),
                           Condition.absent())]
@@ -531,6 +534,9 @@ class TreeStore:
                                  Change(set={"name": name, "parent_id": parent_id,
                                              "modified": now}, add={"revision": 1}),
                                  Condition.eq("revision", node.revision)))
+        operations += [Check(NODES, {"owner": other.owner, "node_id": other.node_id},
+                             Condition.eq("parent_id", other.parent_id))
+                       for other in unmoved if other.parent_id is not None]
         try:
             self.engine.transact(operations)
         except ConditionFailed:

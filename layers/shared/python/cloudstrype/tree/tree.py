@@ -309,15 +309,19 @@ def rename_or_move(owner: str, node: Node, new_name: str | None,
                                 code="invalid_target")
     name = check_name(new_name) if new_name is not None else node.name
     parent_id = node.parent_id
+    above: list[Node] = []
     if new_directory is not None:
         parent, _ = make_dirs(owner, new_directory, base)
         if node.type == DIRECTORY:
-            _refuse_cycle(owner, node, parent)
+            above = _refuse_cycle(owner, node, parent)
         parent_id = parent.node_id
     if parent_id == node.parent_id and name == node.name:
         return node
     try:
-        return tree_store().move(node, parent_id, name, now())
+        # The target's ancestors must be where they were when no cycle was found: two
+        # directories moved into each other at once would otherwise both go, each into the
+        # other, a loop cut off from the root with everything in it.
+        return tree_store().move(node, parent_id, name, now(), unmoved=above)
     except NameTaken:
         where = path_of(owner, get_node(owner, parent_id), base)
         raise errors.Conflict(f"'{name}' exists already in {where}.",
@@ -327,15 +331,19 @@ def rename_or_move(owner: str, node: Node, new_name: str | None,
                               code="concurrent_change") from None
 
 
-def _refuse_cycle(owner: str, moving: Node, target: Node) -> None:
-    current = target
+def _refuse_cycle(owner: str, moving: Node, target: Node) -> list[Node]:
+    """Refuse moving a directory under itself; the chain from `target` up to the root (the
+    directories that must not move meanwhile)."""
+    current, chain = target, []
     for _ in range(MAX_DEPTH + 1):
         if current.node_id == moving.node_id:
             raise errors.BadRequest("A directory cannot be moved into itself or its own "
                                     "subdirectory.", code="invalid_target")
+        chain.append(current)
         if current.parent_id is None:
-            return
+            return chain
         current = get_node(owner, current.parent_id)
+    return chain
 
 
 def set_attributes(owner: str, node: Node, attributes: dict) -> Node:
