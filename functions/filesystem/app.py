@@ -134,6 +134,7 @@ def upload(call):
         raise errors.BadRequest("Field 'name' is required (or a filename on the file part).",
                                 code="missing_field", details={"field": "name"})
     scope = _scope(call, write=True)
+    scope.owners_scheme(fields.get("durability"), fields.get("encryption"))
     try:
         node = files.upload(scope.owner, fields.get("path") or "/", name, content, content_type,
                             fields.get("durability") or None, fields.get("encryption") or None,
@@ -164,6 +165,7 @@ def upload_batch(call):
     for item in items:
         item.mtime = mtimes.get(item.name)
     scope = _scope(call, write=True)
+    scope.owners_scheme(fields.get("durability"), fields.get("encryption"))
     results = files.upload_batch(scope.owner, fields.get("path") or "/", items,
                                  fields.get("durability") or None,
                                  fields.get("encryption") or None, base=scope.base)

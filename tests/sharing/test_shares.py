@@ -95,6 +95,33 @@ def test_both_ways_a_write_share_stores_on_the_owner_and_charges_the_owner(alice
         ["remix.ogg", "song.ogg"]
 
 
+def test_a_writer_stores_with_the_owners_durability_and_encryption_only(alice, bob):
+    """A recipient naming a scheme is refused (it would have them store the owner's data
+    unencrypted, or with less redundancy): one file and a batch, each field alone."""
+    assert alice.api.put(f"{FS}/settings", json={"durability": "raid1(2)",
+                                                 "encryption": "aes256-gcm"}).status_code == 200
+    mkdir(alice, "/scheme")
+    to_bob = share(alice, "/scheme", "write", user=bob)
+    params = {"share": to_bob["id"]}
+    for field, value in (("encryption", "none"), ("durability", "raid1(1)")):
+        one = bob.api.post(f"{FS}/data", params=params, files={"file": ("a.txt", b"mine")},
+                           data={"path": "/", "name": "a.txt", field: value})
+        error = assert_error(one, 403, "owners_scheme")
+        assert error["details"]["field"] == field and "owner's" in error["message"]
+        many = bob.api.post(f"{FS}/batch", params=params, data={"path": "/", field: value},
+                            files=[("file", ("b.txt", b"b")), ("file", ("c.txt", b"c"))])
+        assert_error(many, 403, "owners_scheme")
+    assert names(alice.api.get(f"{FS}/info", params={"path": "/scheme"}).json()) == []
+    # Left out, the owner's defaults apply.
+    made = uploaded(bob, "/", "a.txt", b"mine", share=to_bob["id"])
+    info = alice.api.get(f"{FS}/info/{made['id']}").json()
+    assert (info["durability"], info["encryption"]) == ("raid1(2)", "aes256-gcm")
+    # The owner, in their own tree, chooses as before.
+    own = alice.api.post(f"{FS}/data", files={"file": ("o.txt", b"o")},
+                         data={"path": "/scheme", "name": "o.txt", "encryption": "none"})
+    assert own.status_code == 201 and own.json()["encryption"] == "none"
+
+
 def test_a_writer_renames_moves_and_deletes_inside_but_not_the_share_itself(alice, bob):
     mkdir(alice, "/project/a")
     mkdir(alice, "/project/b")

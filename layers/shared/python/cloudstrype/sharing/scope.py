@@ -67,6 +67,17 @@ class Scope:
         return {node_id: node for node_id, node in found.items()
                 if node_id == top or top in (lineage.chain(node.parent_id) or ())}
 
+    def owners_scheme(self, durability: str | None, encryption: str | None) -> None:
+        """What a recipient writes into a share is stored as its owner chose (their defaults):
+        the owner's data, the owner's storages. A recipient naming a durability or an
+        encryption is refused, not ignored, so no one believes a file stored as they asked."""
+        if self.shared and (durability or encryption):
+            field = "durability" if durability else "encryption"
+            raise errors.Forbidden("Files written into a share are stored with its owner's "
+                                   "durability and encryption; leave out 'durability' and "
+                                   "'encryption'.", code="owners_scheme",
+                                   details={"field": field})
+
     def not_top(self, node: Node, doing: str) -> None:
         """A recipient cannot rename, move or delete the shared item itself."""
         if self.shared and node.node_id == self.top.node_id:
