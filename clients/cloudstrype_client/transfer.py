@@ -483,9 +483,12 @@ class Uploader:
                 self.state.forget(key)
         sha256 = entry.get("sha256") if (entry and session) else None
         if session is not None:
-            got = len(session.get("received") or [])
+            changed = self._changed_parts(item, session)
+            session["missing"] = sorted({*map(int, session["missing"]), *changed})
+            got = len(session.get("received") or []) - len(changed)
+            again = f" ({len(changed)} changed since, sent again)" if changed else ""
             self.progress.message(f"Resuming upload of {item.remote}: {got} of "
-                                  f"{session['parts']} parts already uploaded.")
+                                  f"{session['parts']} parts already uploaded{again}.")
             return session, sha256
         # The hash is computed while the parts go up and declared at the commit.
         session = self.client.post_json("/api/filesystem/uploads", {
@@ -493,6 +496,23 @@ class Uploader:
             ok=(201,), what=item.remote)
         self.state.put(key, {"upload_id": session["upload_id"], "remote": item.remote})
         return session, None
+
+    def _changed_parts(self, item: Upload, session: dict) -> list[int]:
+        """The parts the server has that the local file no longer holds (changed since, even
+        with its size and modification time as they were: `cp -p`, `rsync -t`, `tar x`).
+        Each is read and hashed here; a server that does not say what its parts hold has all
+        of them sent again."""
+        part_size, hashes = int(session["part_size"]), session.get("part_sha256")
+        received = [int(n) for n in session.get("received") or []]
+        if not isinstance(hashes, dict):
+            return received
+        changed = []
+        with open(item.local, "rb", buffering=0) as local:
+            for n in received:
+                data = os.pread(local.fileno(), part_size, n * part_size)
+                if hashlib.sha256(data).hexdigest() != hashes.get(str(n)):
+                    changed.append(n)
+        return changed
 
     def _session(self, item: Upload) -> dict:
         key = UploadState.key(self.client.server, self.client.username, Path(item.local).resolve(),

@@ -562,7 +562,9 @@ op("POST", "/api/filesystem/uploads", "Start an upload session for a large file"
    responses={201: "Session", 404: "No such directory",
               409: "Too many open sessions, or a file on the way",
               413: "Larger than a file may be here, or over the user's quota"})
-op("GET", "/api/filesystem/uploads/{upload_id}", "Which parts arrived (to resume)",
+op("GET", "/api/filesystem/uploads/{upload_id}",
+   "Which parts arrived (received, missing), and the SHA-256 of each received one "
+   "(part_sha256, by part number), to resume",
    responses={200: "OK", 404: "No such session", 410: "Expired"})
 op("PUT", "/api/filesystem/uploads/{upload_id}/parts/{part}",
    "One part: exactly part_size bytes (the last one the rest); retrying is safe",

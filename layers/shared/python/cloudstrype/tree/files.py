@@ -845,6 +845,9 @@ def session_info(record: Upload) -> dict:
             "size": int(record.size), "part_size": int(record.chunk_size), "parts": total,
             "received": sorted(received), "missing": [p for p in range(total)
                                                      if p not in received],
+            # What each received part holds, so a client resuming can check that its file
+            # still has those bytes there before it leaves them out.
+            "part_sha256": {str(p): received[p].sha256 for p in sorted(received)},
             "durability": record.durability, "encryption": record.encryption,
             "committed": bool(record.committed),
             "expires_at": int(record.expires_at)}
