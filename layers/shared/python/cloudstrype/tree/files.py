@@ -603,7 +603,7 @@ def parse_mtimes(text: str | None) -> dict:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):    # (the C parser stops cleanly at the limit)
         value = None
     if not isinstance(value, dict):
         raise errors.BadRequest("Field 'mtimes' must be a JSON object of file name to "
