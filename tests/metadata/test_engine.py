@@ -4,6 +4,7 @@ The tables here exist for this suite only (not registered in schema.TABLES).
 """
 from __future__ import annotations
 
+import base64
 import threading
 import time
 
@@ -467,8 +468,9 @@ def test_int_range_keys_order_numerically(db):
 
 
 def test_forged_cursor_is_refused(listed):
+    nested_too_deep = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode()
     for forged in ("garbage!", "e30", encode_cursor({"k": {"pk": "p", "sk": "b"}}),
-                   encode_cursor([1, 2])):
+                   encode_cursor([1, 2]), nested_too_deep):
         with pytest.raises(BadCursor):
             listed.query(ITEMS, "p", limit=2, cursor=forged)
         with pytest.raises(BadCursor):

@@ -217,7 +217,7 @@ def decode_cursor(cursor: str) -> dict:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError, UnicodeError):
+    except (ValueError, TypeError, UnicodeError, RecursionError):
         raise BadCursor("The paging cursor is not valid; start the listing again.") from None
     if not isinstance(payload, dict):
         raise BadCursor("The paging cursor is not valid; start the listing again.")
