@@ -63,6 +63,11 @@ def test_the_hash_can_be_declared_at_commit(fs_user):
     assert_error(fs_user.api.post(commit, json={"sha256": wrong}), 409, "sha256_mismatch")
     made = fs_user.api.post(commit, json={"sha256": hashlib.sha256(b"one part").hexdigest()})
     assert made.status_code == 201, made.text
+    # A one-part (or empty) file declared at the start with a hash that is not its content's.
+    for name, content in (("one.bin", b"one part"), ("empty.bin", b"")):
+        commit = _parts_sent(fs_user, name, content, sha256=wrong)
+        error = assert_error(fs_user.api.post(commit, json={}), 409, "sha256_mismatch")
+        assert "declared when this upload started" in error["message"]
 
 
 def test_one_shot_over_10_mb_is_413_pointing_to_sessions(fs_user):

@@ -914,7 +914,13 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     etag = f'"{parts_hash.hexdigest()[:32]}-{total}"'
     sha256 = record.sha256
     if total <= 1:
+        # All the bytes are one part: the content's own hash, which a declaration (at the
+        # start or now) must match.
         sha256 = received[0].sha256 if total == 1 else hashlib.sha256(b"").hexdigest()
+        if record.sha256 is not None and record.sha256 != sha256:
+            raise errors.Conflict(f"The SHA-256 declared when this upload started "
+                                  f"({record.sha256}) is not its content's ({sha256}).",
+                                  code="sha256_mismatch", details={"field": "sha256"})
     if declared is not None and sha256 is not None and declared != sha256:
         raise errors.Conflict(f"Field 'sha256' ({declared}) is not the file's "
                               f"{'content' if total <= 1 else 'declared'} SHA-256 ({sha256}).",
