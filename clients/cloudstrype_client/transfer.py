@@ -828,6 +828,7 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
     listings = RemoteListings(client, jobs)
     try:
         planned, directories = plan_put(client, sources, dest, warn, listings)
+        _refuse_one_destination_twice(planned)
         uploads, skipped, existing = select_changed(client, planned, directories,
                                                     checksum=checksum, jobs=jobs,
                                                     listings=listings)
@@ -873,6 +874,19 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
         report(PutResult(len(uploads) - len(failures), skipped, len(failures) + len(unreadable),
                          uploads, False))
     return _exit_code(failures) if failures else (FAILED if unreadable else OK)
+
+
+def _refuse_one_destination_twice(planned: list[Upload]) -> None:
+    """Two local files bound for one remote path (`put a/sub b/sub /D/` when both hold
+    sub/x): whichever went last would win, a different one each run. Refused before anything
+    is sent, naming both."""
+    first: dict[str, Upload] = {}
+    for item in planned:
+        other = first.setdefault(item.remote, item)
+        if other is not item:
+            raise CliError(f"{other.local} and {item.local} would both be {item.remote}; send "
+                           f"them in separate commands to different places, or rename one.",
+                           USAGE)
 
 
 def _advise_put(failures: list[tuple[str, BaseException]], total: int) -> None:

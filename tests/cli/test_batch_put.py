@@ -128,6 +128,22 @@ def test_a_file_the_server_refuses_fails_alone(packer, tmp_path):
         assert info["sha256"] == hashlib.sha256(f"file {n}\n".encode()).hexdigest()
 
 
+def test_two_files_bound_for_one_remote_path_are_refused_before_anything_is_sent(packer,
+                                                                                  tmp_path):
+    cli, _ = packer
+    for side in ("twoA", "twoB"):
+        (tmp_path / side / "sub").mkdir(parents=True)
+        (tmp_path / side / "sub" / "same.txt").write_bytes(side.encode())
+        (tmp_path / side / "sub" / f"only-{side}.txt").write_bytes(b"x")
+    root = f"/twice-{uuid.uuid4().hex[:8]}"
+    done = cli.run("put", str(tmp_path / "twoA" / "sub"), str(tmp_path / "twoB" / "sub"),
+                   root + "/")
+    assert done.returncode == 2, done.stderr
+    assert f"twoA/sub/same.txt and {tmp_path}/twoB/sub/same.txt would both be " \
+           f"{root}/sub/same.txt" in done.stderr, done.stderr
+    assert cli.run("info", root).returncode == 4          # nothing was sent
+
+
 def test_a_batch_into_a_share_lands_in_the_owners_folder(packer, api, stack, tmp_path):
     owner, _ = packer
     owner.user.api.post("/api/filesystem/dirs", json={"path": "/team"})
