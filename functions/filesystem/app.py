@@ -280,7 +280,8 @@ def _content(call, owner, node, version_id):
                "Last-Modified": formatdate(version.created, usegmt=True)}
     if files.none_match(call.header("if-none-match"), version.etag):
         return Reply(status=304, headers=headers)
-    wanted = files.parse_range(call.header("range"), size)
+    wanted = files.parse_range(call.header("range"), size) if files.range_applies(
+        call.header("if-range"), version.etag, headers["Last-Modified"]) else None
     if wanted is None:
         if size > files.MAX_RESPONSE_BYTES:
             raise errors.PayloadTooLarge(

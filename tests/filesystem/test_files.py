@@ -1,6 +1,7 @@
 """The filesystem service over real HTTP."""
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -133,6 +134,31 @@ def test_bad_ranges(fs_user, header, status):
     assert_error(response, status)
     if status == 416:
         assert response.headers["Content-Range"] == f"bytes */{4 * MiB + 100}"
+    if header == "bytes=5-2":
+        assert "last byte (2) comes before its first (5)" in response.json()["error"]["message"]
+
+
+def test_a_range_with_if_range_is_served_only_for_the_version_it_names(fs_user):
+    """RFC 9110 13.1.5: a client resuming with If-Range gets the range only if the file is
+    still the version it began; else the whole new version (200), never a range of it to
+    splice onto bytes of the old one."""
+    name = f"resume-{os.urandom(3).hex()}.txt"
+    old = upload(fs_user, "/", name, b"AAAAAAAAAA")
+    url = f"/api/filesystem/data/{old['id']}"
+    first = fs_user.api.get(url, headers={"Range": "bytes=0-4"})
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    for validator in (etag, modified):
+        same = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Range": validator})
+        assert (same.status_code, same.content) == (206, b"AAAAA"), validator
+    time.sleep(1.1)                             # (a new Last-Modified second)
+    upload(fs_user, "/", name, b"BBBBBBBBBB")
+    for validator in (etag, modified, "W/" + etag, '"not-this-one"'):
+        whole = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Range": validator})
+        assert (whole.status_code, whole.content) == (200, b"BBBBBBBBBB"), validator
+        assert "Content-Range" not in whole.headers
+    current = fs_user.api.get(url).headers["ETag"]
+    again = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Range": current})
+    assert (again.status_code, again.content) == (206, b"BBBBB")
 
 
 def test_tree_listing_depth_and_info(fs_user):

@@ -1128,6 +1128,19 @@ def none_match(header: str | None, etag: str) -> bool:
 _RANGE_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")
 
 
+def range_applies(if_range: str | None, etag: str, last_modified: str) -> bool:
+    """Whether a Range is to be served, given the request's If-Range (RFC 9110 13.1.5):
+    without one, yes; with one, only if it names the version being read (its ETag, or its
+    Last-Modified date exactly). Else the client's earlier bytes are of another version, and
+    the whole of this one is the answer, not a range to splice onto them."""
+    if if_range is None:
+        return True
+    if_range = if_range.strip()
+    if if_range.startswith(("W/", '"')):
+        return if_range == etag               # a strong comparison: weak tags never match
+    return if_range == last_modified
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) inclusive for a single 'bytes=' range; None for no Range header."""
     if not header:
@@ -1154,7 +1167,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         first = int(first_text)
         last = int(last_text) if last_text else size - 1
-    if first >= size or last < first:
+        if last < first:
+            raise errors.RangeNotSatisfiable(
+                f"The range {header!r} is not valid: its last byte ({last}) comes before its "
+                f"first ({first}).", headers={"Content-Range": f"bytes */{size}"})
+    if first >= size:
         raise errors.RangeNotSatisfiable(f"The range {header!r} is outside the file's {size} "
                                          f"bytes.", headers={"Content-Range": f"bytes */{size}"})
     return first, min(last, size - 1)
