@@ -301,6 +301,12 @@ def cmd_mv(args) -> int:
     if len(args.sources) > 1 and not into:
         raise UsageError(f"Moving several items needs an existing directory as DEST; {dest} is "
                          f"{'a file' if target else 'not there'}.")
+    if args.dest.endswith("/") and not into:
+        # As `put` and `get` read it (and GNU mv): a DEST ending in '/' is a directory, never
+        # the new name of what is moved.
+        raise UsageError(f"{args.dest} ends in '/' but is {'a file' if target else 'not there'}: "
+                         f"make that directory first (cloudstrype mkdir), or leave out the "
+                         f"'/' to rename.")
     status = OK
     for source in args.sources:
         try:

@@ -141,6 +141,14 @@ def test_mv_renames_and_moves(cli, sample):
     assert taken.returncode == 5, taken
     nowhere = cli.run("mv", root + "/in/out/b.txt", root + "/no/such/dir/x")
     assert nowhere.returncode == 4, nowhere
+    # A DEST ending in '/' is a directory: one that is not there is not a new name.
+    slash = cli.run("mv", root + "/in/out/b.txt", root + "/in/archive/")
+    assert slash.returncode == 2 and "ends in '/' but is not there" in slash.stderr, slash
+    onto_file = cli.run("mv", root + "/in/out/b.txt", root + "/in/out/tiny.bin/")
+    assert onto_file.returncode == 2 and "but is a file" in onto_file.stderr, onto_file
+    assert cli.ok("ls", root + "/in/out").stdout.splitlines() == ["b.txt", "tiny.bin"]
+    cli.ok("mv", root + "/in/out/b.txt", root + "/in/")                # into, with its '/'
+    assert cli.ok("ls", root + "/in").stdout.splitlines() == ["b.txt", "out/"]
 
 
 def test_rm_files_and_recursive(cli, sample):
