@@ -171,8 +171,16 @@ def _bad_name() -> CliError:
 def _exit_code(failures: list[tuple[str, BaseException]]) -> int:
     if not failures:
         return OK
-    codes = {exc.exit_code if isinstance(exc, CliError) else FAILED for _, exc in failures}
+    codes = {_file_exit_code(exc) for _, exc in failures}
     return codes.pop() if len(codes) == 1 else FAILED
+
+
+def _file_exit_code(exc: BaseException) -> int:
+    """A file the server refused as bad input (a name, a depth, a size) failed as an operation
+    (1): the command line was right, so it is not a usage error (2)."""
+    if not isinstance(exc, CliError):
+        return FAILED
+    return FAILED if exc.exit_code == USAGE and exc.status is not None else exc.exit_code
 
 
 # -- put ------------------------------------------------------------------------------------------

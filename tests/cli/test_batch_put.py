@@ -128,6 +128,21 @@ def test_a_file_the_server_refuses_fails_alone(packer, tmp_path):
         assert info["sha256"] == hashlib.sha256(f"file {n}\n".encode()).hexdigest()
 
 
+def test_a_file_the_server_refuses_as_bad_input_fails_the_put_not_its_usage(packer, tmp_path):
+    """Exit 1 (an operation failed), not 2 (usage): the command line was right."""
+    cli, _ = packer
+    top = tmp_path / "deep"
+    deepest = top.joinpath(*[f"l{n}" for n in range(70)])      # past the 64 levels allowed
+    deepest.mkdir(parents=True)
+    (deepest / "leaf.txt").write_bytes(b"leaf")
+    (top / "top.txt").write_bytes(b"top")
+    root = f"/deep-{uuid.uuid4().hex[:8]}"
+    done = cli.run("put", str(top) + "/", root)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "leaf.txt" in done.stderr and _counts(done.stdout)[0] == 1, done.stderr
+    assert cli.run("info", f"{root}/top.txt").returncode == 0
+
+
 def test_two_files_bound_for_one_remote_path_are_refused_before_anything_is_sent(packer,
                                                                                   tmp_path):
     cli, _ = packer
