@@ -22,7 +22,13 @@ def _format_size(n: float) -> str:
 
 
 def human_size(n: int | None) -> str:
-    return "-" if n is None else _format_size(float(n))
+    """A byte count for people; one no disk holds (a server's figure gone wrong) is shown as
+    it is, not a crash."""
+    if n is None:
+        return "-"
+    if not isinstance(n, (int, float)) or isinstance(n, bool) or not 0 <= n < 2 ** 70:
+        return f"{n} B"
+    return _format_size(float(n))
 
 
 class _NoBar:

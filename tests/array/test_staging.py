@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 
 import requests
@@ -25,6 +26,8 @@ class RawMember:
     def __init__(self, ws, member_id: str, padding: int, ranges: bool = False):
         self.ws, self.member_id, self.padding, self.ranges = ws, member_id, padding, ranges
         self.asked: list[tuple] = []          # (start, length) of each get
+        self.extra: dict = {}                 # fields added to every answer
+        self.errors: list[dict] = []          # the server's error messages to it
         self.shares: dict[str, bytes] = {}
         self.uploads: list[int] = []          # status of each upload to a staging URL
         self.ws.send(json.dumps({"type": "hello", "member_id": self.member_id, "name": "raw",
@@ -36,7 +39,9 @@ class RawMember:
     def _serve(self) -> None:
         for raw in self.ws:
             message = json.loads(raw)
-            if message.get("type") == "put":
+            if message.get("type") == "error":
+                self.errors.append(message)
+            elif message.get("type") == "put":
                 data = requests.get(message["url"], timeout=10).content
                 self.shares[message["key"]] = data
                 self._answer(message, size=len(data), sha256=hashlib.sha256(data).hexdigest())
@@ -57,7 +62,7 @@ class RawMember:
 
     def _answer(self, message: dict, **fields) -> None:
         self.ws.send(json.dumps({"type": "result", "request_id": message["request_id"],
-                                 "ok": True, **fields}))
+                                 "ok": True, **fields, **self.extra}))
 
 
 
@@ -133,3 +138,21 @@ def test_a_member_sending_more_than_the_range_it_was_asked_is_not_believed(stack
         member.padding = 100          # reported honestly, and more than was asked for
         assert_error(user.api.get(f"/api/filesystem/data/{file_id}"), 503,
                      "not_enough_shares")
+
+
+def test_impossible_byte_counts_in_a_result_fail_the_request_and_are_not_recorded(stack):
+    """hello and ping take 0 to 2**60 bytes; a result's used/free/size are held to the same,
+    or one member's bad figure shows as its space (and crashed the CLI's listings)."""
+    user = register_and_login(Api(stack.url))
+    with raw_member(stack, user, padding=0) as member:
+        before = listing(user)[member.member_id]
+        for bad in ({"used": 10 ** 30}, {"used": -5}, {"free": 2 ** 61}, {"size": -1}):
+            member.extra = bad
+            started = time.monotonic()
+            stored = user.api.post(f"/api/array/{unique('bad')}?replicas=1", data=b"twelve bytes")
+            assert stored.status_code >= 400, (bad, stored.text)
+            assert time.monotonic() - started < 5, "the request waited out its timeout"
+            wait_for(lambda: member.errors, 10, "the member told of its bad result")
+            assert "bytes" in member.errors[-1]["error"], member.errors[-1]
+            now = listing(user)[member.member_id]
+            assert (now["used"], now["capacity"]) == (before["used"], before["capacity"]), now

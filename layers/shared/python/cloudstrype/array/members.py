@@ -161,11 +161,25 @@ def record_result(conn: Connection, message: dict) -> None:
         result["error"] = {"code": str(error.get("code", "error"))[:40],
                            "message": str(error.get("message", ""))[:500]}
     result["ok"] = bool(result.get("ok"))
+    # Byte counts within what hello and ping take: an impossible one fails the request (its
+    # waiter hears it at once) and is not recorded as the member's space.
+    refused = None
+    for name in ("size", "start", "used", "free"):
+        if name in result:
+            try:
+                protocol.non_negative_int(result, name)
+            except protocol.ProtocolError as exc:
+                refused = exc
+                result = {"ok": False, "error": {"code": "bad_request",
+                                                 "message": f"the member's result: {exc}"}}
+                break
     if not _members().answer_request(conn.owner, conn.member_id, request_id, result):
         if not _late_answer(request_id, conn, result):
             raise protocol.ProtocolError(f"No pending request {request_id} for this member "
                                          f"(unknown, answered already, or timed out).",
                                          code="unknown_request")
+    if refused is not None:
+        raise refused
     if "used" in result:
         report_usage(conn.owner, conn.member_id, used=result["used"], free=result.get("free"))
 
