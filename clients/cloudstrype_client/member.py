@@ -115,10 +115,28 @@ class ShareStore:
             meta = {"member_id": uuid.uuid4().hex, "created": time.time()}
             self._write_atomic(meta_path, json.dumps(meta, indent=2).encode())
         self.member_id = meta["member_id"]
+        self._home = _identity(meta_path)
+        self._recount()
+
+    def _recount(self) -> None:
+        used = count = 0
         for path in self.shares_dir.rglob("*"):
-            if path.is_file():
-                self.used += path.stat().st_size
-                self.count += 1
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file():
+                    used += path.stat().st_size
+                    count += 1
+        with self._lock:
+            self.used, self.count = used, count
+
+    def check_home(self) -> None:
+        """The folder is still this member's: its member.json is the one found at start. A
+        folder moved away (or a disk unmounted, an empty folder left in its place) must not
+        answer "no such share" for every share, which has the server re-create them all
+        elsewhere: it fails every request, in words, until the folder is back."""
+        if _identity(self.root / META_FILE) != self._home:
+            raise RequestFailed("io_error", f"{self.root} is not this member's folder now (its "
+                                            f"{META_FILE} is gone or another); put the folder "
+                                            f"back: this member's shares are in it")
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -173,7 +191,14 @@ class ShareStore:
                 size = path.stat().st_size
                 path.unlink()
             except FileNotFoundError:
-                return False
+                gone = True
+            else:
+                gone = False
+        if gone:
+            # Removed behind the program's back: what it counts as used may hold it still.
+            self._recount()
+            return False
+        with self._lock:
             self.used -= size
             self.count -= 1
         _fsync_dir(path.parent)
@@ -189,8 +214,10 @@ class ShareStore:
         """Bytes start..start+length-1 of a share (fewer at its end, none past it)."""
         try:
             with open(self.path_for(key), "rb") as share:
+                size = os.fstat(share.fileno()).st_size
                 share.seek(start)
-                return share.read(length)
+                # At most what is there: a length far past the end reads no more.
+                return share.read(max(0, min(length, size - start)))
         except FileNotFoundError:
             raise RequestFailed("not_found", f"no share {key}") from None
 
@@ -203,6 +230,15 @@ class ShareStore:
             os.fsync(out.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None if it is not there."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _lock(handle) -> bool:
@@ -284,6 +320,7 @@ class Member:
         self._tasks: set[asyncio.Task] = set()
         self._local = threading.local()
         self._put_delay = float(os.environ.get(PUT_DELAY_ENV) or 0)
+        self._home_lost = False          # the folder was found not to be this member's
         self._tty = sys.stderr.isatty()
         self._last_line = 0.0
 
@@ -469,13 +506,23 @@ class Member:
         result = {"type": "result", "request_id": request.get("request_id"), "op": op}
         try:
             handler = getattr(self, f"_do_{op}")
+            self.store.check_home()
             result.update(handler(request), ok=True)
             self.stats.done += 1
+            self._home_lost = False
         except RequestFailed as exc:
             result.update(ok=False, error={"code": exc.code, "message": str(exc)[:300]})
             self.stats.failed += 1
+            if exc.code == "io_error" and "not this member's folder" in str(exc) and \
+                    not self._home_lost:
+                self._home_lost = True              # said once, until it is back
+                self.say(f"warning: {exc}")
         except OSError as exc:
             result.update(ok=False, error={"code": "io_error", "message": str(exc)[:300]})
+            self.stats.failed += 1
+        except Exception as exc:                    # noqa: BLE001 - every request is answered
+            result.update(ok=False, error={"code": "io_error",
+                                           "message": f"{type(exc).__name__}: {exc}"[:300]})
             self.stats.failed += 1
         return result
 

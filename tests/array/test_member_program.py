@@ -124,6 +124,8 @@ def test_a_ranged_get_uploads_those_bytes_alone(tmp_path):
         return member.answer({"type": "get", "request_id": "r", "key": "share-1", "url": url,
                               **fields})
     try:
+        huge = get(start=10, length=2 ** 40)               # far past the end: what is there
+        assert (huge["ok"], huge["size"], uploads[-1]) == (True, len(share) - 10, share[10:])
         ranged = get(start=1000, length=300)
         assert (ranged["ok"], ranged["start"], ranged["size"]) == (True, 1000, 300)
         assert uploads[-1] == share[1000:1300]
@@ -146,4 +148,61 @@ def test_a_ranged_get_uploads_those_bytes_alone(tmp_path):
         assert missing["error"]["code"] == "not_found"
     finally:
         server.shutdown()
+        store.close()
+
+
+def test_a_member_whose_folder_is_moved_away_fails_requests_instead_of_losing_shares(tmp_path):
+    """Every request fails in words while the folder is not this member's (moved away, an
+    empty one in its place), so the server marks the member down instead of taking every share
+    for lost; all is answered again once it is back."""
+    from cloudstrype_client.member import Member, ShareStore
+
+    folder = tmp_path / "member"
+    store = ShareStore(folder, 10**6)
+    store.open()
+    store.path_for("share-1").parent.mkdir(parents=True, exist_ok=True)
+    store.path_for("share-1").write_bytes(b"kept")
+    member = Member("http://127.0.0.1:1", store, "m", "token", None, transfers=1,
+                    ping_interval=60, quiet=True)
+    lines = []
+    member.say = lines.append
+
+    def stat():
+        return member.answer({"type": "stat", "request_id": "r", "key": "share-1"})
+    try:
+        assert stat()["exists"] is True
+        folder.rename(tmp_path / "elsewhere")
+        folder.mkdir()                                     # an empty folder in its place
+        for _ in range(2):
+            gone = stat()
+            assert gone["ok"] is False and gone["error"]["code"] == "io_error", gone
+            assert "not this member's folder now" in gone["error"]["message"]
+        assert len([line for line in lines if "not this member's folder" in line]) == 1
+        folder.rmdir()
+        (tmp_path / "elsewhere").rename(folder)
+        assert stat()["exists"] is True
+    finally:
+        store.close()
+
+
+def test_a_share_removed_behind_the_programs_back_leaves_the_counts(tmp_path):
+    from cloudstrype_client.member import Member, ShareStore
+
+    store = ShareStore(tmp_path / "member", 10**6)
+    store.open()
+    for key, size in (("share-1", 1000), ("share-2", 300)):
+        store.path_for(key).parent.mkdir(parents=True, exist_ok=True)
+        store.path_for(key).write_bytes(b"x" * size)
+    store.close()
+    store = ShareStore(tmp_path / "member", 10**6)
+    store.open()
+    member = Member("http://127.0.0.1:1", store, "m", "token", None, transfers=1,
+                    ping_interval=60, quiet=True)
+    try:
+        assert (store.used, store.count) == (1300, 2)
+        store.path_for("share-1").unlink()                 # by hand, or a failing disk
+        answer = member.answer({"type": "delete", "request_id": "r", "key": "share-1"})
+        assert answer["ok"] and answer["existed"] is False
+        assert (store.used, store.count, answer["used"]) == (300, 1, 300)
+    finally:
         store.close()
