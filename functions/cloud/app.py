@@ -1,9 +1,10 @@
 """Cloud service: connecting storages, and raw blobs on the user's clouds. Routes only."""
-from cloudstrype import storages
+from cloudstrype import errors, storages
 from cloudstrype.api.service import PUBLIC, Reply, ServiceApp
 from cloudstrype.backends import registry
 from cloudstrype.pipeline import store
 from cloudstrype.storages import oauth_connect as connect
+from cloudstrype.storages.store import MEMBER_PREFIX
 
 app = ServiceApp("cloud", "/api/cloud")
 
@@ -39,6 +40,18 @@ def get_storage(call, storage_id):
 @app.endpoint("/storages/{storage_id}", ["DELETE"])
 def delete_storage(call, storage_id):
     owner = call.principal.user_id
+    if storage_id.startswith(MEMBER_PREFIX):
+        # A member's storage goes with the member: its program is told and stops (else it
+        # would register itself again at its next hello).
+        from cloudstrype.array import members as array_members
+        from cloudstrype.array import service as array_service
+        try:
+            array_members.get_member(owner, storage_id[len(MEMBER_PREFIX):])
+        except errors.NotFound:
+            pass                            # no member: the storage alone, as any other
+        else:
+            array_service.delete_member(owner, storage_id[len(MEMBER_PREFIX):])
+            return Reply(status=204)
     storages.delete_storage(owner, storage_id, len(store.shares_on(owner, storage_id)))
     return Reply(status=204)
 

@@ -53,6 +53,21 @@ def test_a_member_holding_shares_cannot_be_removed_until_drained(members, api):
     assert_error(user.api.delete(f"/api/array/members/{holder.member_id}"), 404)
 
 
+def test_removing_a_members_storage_removes_the_member(members, api):
+    """DELETE /api/cloud/storages/mb-… (what `cloudstrype storages remove` sends) is the
+    member's removal: its program is told and stops; it does not register itself again."""
+    user = register_and_login(api)
+    member = members.start(user)
+    assert user.api.delete(f"/api/cloud/storages/{member.storage_id}").status_code == 204
+    assert member.process.wait(timeout=15) == 0, member.log()
+    assert "removed" in member.log()
+    assert member.member_id not in listing(user)
+    assert member.storage_id not in {s["id"] for s in
+                                     user.api.get("/api/cloud/storages").json()["storages"]}
+    assert_error(user.api.delete(f"/api/cloud/storages/{member.storage_id}"), 404,
+                 "storage_not_found")
+
+
 def test_a_stale_connection_takes_the_member_offline_and_it_registers_again(members, api,
                                                                              metadata):
     user = register_and_login(api)

@@ -327,7 +327,8 @@ op("POST", "/api/cloud/storages", "Add a key-based or local storage (probed befo
 op("GET", "/api/cloud/storages", "The user's storages with usage and health")
 op("GET", "/api/cloud/storages/{storage_id}", "One storage",
    responses={200: {"schema": STORAGE}, 404: "No such storage"})
-op("DELETE", "/api/cloud/storages/{storage_id}", "Remove an empty storage",
+op("DELETE", "/api/cloud/storages/{storage_id}",
+   "Remove an empty storage (a member's: the member, as DELETE /api/array/members/{id} does)",
    responses={204: "Removed", 404: "No such storage",
               409: "Still holds shares: drain it first"})
 CONTINUE = {"continue": {"type": "integer", "minimum": 0, "maximum": 1}}
