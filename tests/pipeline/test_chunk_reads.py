@@ -70,3 +70,30 @@ def test_a_copy_that_hangs_does_not_hold_a_ranged_read(pipeline, tmp_path, monke
     finally:
         released.set()
     assert 1 in chunk_store().get("alice", record.chunk_id).damaged      # the wrong copy
+
+
+def test_copies_that_do_not_answer_a_ranged_read_are_not_asked_again_for_the_chunk(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """Every copy of a pack failed to answer its ranged read: the whole chunk is not asked of
+    the same storages again (a hung member, asked twice, held the request past the gateway's
+    29 s); the read is a 503 at once, and nothing is queued for repair (down is not damaged)."""
+    import pytest
+    from cloudstrype import errors
+    from cloudstrype.backends.base import BackendError
+    from cloudstrype.backends.local import LocalBackend
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    add_disks("alice", tmp_path, 2)
+    data = os.urandom(50_000)
+    record = pipeline.put_chunk("alice", data, "none", "raid1(2)").record
+    asked = []
+
+    def unreachable(self, key, *args):
+        asked.append(self.root.name)
+        raise BackendError(f"{self.root.name} did not answer within 15 s")
+
+    monkeypatch.setattr(LocalBackend, "get_range", unreachable)
+    monkeypatch.setattr(LocalBackend, "get", unreachable)
+    with pytest.raises(errors.ServiceUnavailable, match="0 good shares of the 1 needed"):
+        pipeline.get_range(record, 100, 1000, lambda got: got == data[100:1100])
+    assert sorted(asked) == sorted(set(asked)) and len(asked) == 2, asked
+    assert chunk_store().get("alice", record.chunk_id).damaged == set()

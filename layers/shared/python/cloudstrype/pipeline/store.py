@@ -359,11 +359,15 @@ def _storages_by_id(owner: str) -> dict:
 
 
 def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
-                  wanted: list[int] | None = None) -> set[int]:
-    """Fetch shares in parallel until the collector has enough; returns the failed indexes."""
+                  wanted: list[int] | None = None, skip: frozenset[str] = frozenset()
+                  ) -> set[int]:
+    """Fetch shares in parallel until the collector has enough; returns the failed indexes.
+    Shares on the storages in `skip` (found not answering by this request already) are not
+    asked, nor counted as failed."""
     by_id = _storages_by_id(record.owner)
     locations = {s.index: s for s in record.shares}
-    order = [i for i in (wanted or collector.wanted()) if i in locations]
+    order = [i for i in (wanted or collector.wanted())
+             if i in locations and locations[i].storage_id not in skip]
     # Healthy storages first; a storage that is marked down is tried last, not never.
     order.sort(key=lambda i: 0 if (by_id.get(locations[i].storage_id) and
                                    by_id[locations[i].storage_id].usable()) else 1)
@@ -412,14 +416,15 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
     return failed
 
 
-def get_chunk(owner: str, chunk_id: str) -> bytes:
+def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> bytes:
+    """The chunk's bytes, from enough good shares; none asked of the storages in `skip`."""
     record = get_record(owner, chunk_id)
     # One pass over the bytes: an encrypted chunk's GCM tag checks every share used, so their
     # hashes are computed only if it does not authenticate (to find the bad one).
     collector = codec.ShareCollector(record.meta, hash_on_failure=True)
     data_key = None
     while True:
-        failed = _fetch_shares(record, collector)
+        failed = _fetch_shares(record, collector, skip=skip)
         if failed:
             mark_damaged(owner, chunk_id, failed)
         if not collector.enough:
@@ -489,6 +494,7 @@ def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
     by_id = _storages_by_id(owner)
     locations = {s.index: s for s in record.shares}
     damaged: set[int] = set()
+    unreachable: set[str] = set()
 
     def ranged(index: int, start: int, size: int) -> bytes | None:
         share = locations.get(index)
@@ -503,6 +509,7 @@ def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
             damaged.add(index)
         except BackendError as exc:     # down or slow: another copy, or the whole chunk
             storages.mark_down(storage, str(exc))
+            unreachable.add(storage.storage_id)
         return None
 
     found = None
@@ -519,8 +526,10 @@ def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
         mark_damaged(owner, chunk_id, damaged)
     if found is not None:
         return found
-    # The whole chunk: its shares' hashes find the bad one (and queue it for repair).
-    data = get_chunk(owner, chunk_id)[offset:offset + length]
+    # The whole chunk: its shares' hashes find the bad one (and queue it for repair). Not from
+    # the storages that did not answer just now: asked again, a hung one (a member whose
+    # machine sleeps) would hold the request past the gateway's limit for nothing.
+    data = get_chunk(owner, chunk_id, frozenset(unreachable))[offset:offset + length]
     if not good(data):
         raise codec.IntegrityError(f"Bytes {offset}+{length} of chunk {chunk_id} do not match "
                                    f"their recorded hash, in every copy.")
