@@ -315,6 +315,7 @@ class Member:
         self.stats = Stats()
         self.stopping: asyncio.Event | None = None
         self.removed = False
+        self.replaced = False            # another program took this member over
         self.ws = None
         self.welcomed = False
         self._tasks: set[asyncio.Task] = set()
@@ -604,10 +605,15 @@ class Member:
                         # The server lost track of this connection (e.g. a stale-connection
                         # error): register again.
                         await ws.send(json.dumps(self._hello()))
-                elif kind == "removed":
+                elif kind in ("removed", "replaced"):
+                    # Removed from the account, or another program connected as this member
+                    # (its folder copied to another machine): stop, and do not reconnect (two
+                    # programs would take the member from each other in turn).
                     self.removed = True
-                    self.say(f"this member was removed from the account: "
-                             f"{message.get('reason', '')} Stopping.")
+                    self.replaced = kind == "replaced"
+                    default = ("this member was removed from the account." if kind == "removed"
+                               else "another program connected as this member.")
+                    self.say(f"{str(message.get('reason') or default)[:300]} Stopping.")
                     await ws.close()
                     return
                 elif kind == "error":
@@ -708,7 +714,7 @@ class Member:
                 sys.stderr.write("\r\033[K")
         self.say(f"stopped ({self.store.count} shares, {human(self.store.used)} kept in "
                  f"{self.store.root})")
-        return 0
+        return 2 if self.replaced else 0
 
     async def _drain(self) -> None:
         """Let running transfers finish (bounded), so nothing half-done is left behind."""

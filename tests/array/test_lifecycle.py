@@ -68,6 +68,26 @@ def test_removing_a_members_storage_removes_the_member(members, api):
                  "storage_not_found")
 
 
+def test_a_copy_of_a_members_folder_takes_it_over_and_the_first_program_stops(members, api):
+    """Two programs with one member id (a folder copied to another machine) would take the
+    member from each other at every ping: the later one keeps it, the earlier is told, says
+    why and stops (exit 2) instead of reconnecting."""
+    import shutil
+    user = register_and_login(api)
+    first = members.start(user)
+    copy = first.folder.parent / (first.folder.name + "-copy")
+    shutil.copytree(first.folder, copy, ignore=shutil.ignore_patterns(".lock"))
+    second = members.start(user, name=first.name + "-copy", folder=copy, wait=False)
+    assert first.process.wait(timeout=30) == 2, first.log()
+    assert "Another program connected as this member" in first.log()
+    assert "folder copied to another machine" in first.log()
+    info = wait_for(lambda: (i := listing(user).get(first.member_id, {})).get("online") and
+                    i.get("name") == second.name and i, 15, "the copy online as the member")
+    assert info["status"] == "active"
+    time.sleep(1.5)
+    assert second.alive() and listing(user)[first.member_id]["name"] == second.name
+
+
 def test_a_stale_connection_takes_the_member_offline_and_it_registers_again(members, api,
                                                                              metadata):
     user = register_and_login(api)

@@ -81,7 +81,8 @@ def hello(conn: Connection, message: dict) -> dict:
     name = protocol.clean_name(message.get("name"), f"member-{member_id[:8]}")
     program = str(message.get("version") or "")[:40] or None
     store = _members()
-    if store.get_member(conn.owner, member_id) is None and \
+    previous = store.get_member(conn.owner, member_id)
+    if previous is None and \
             len(store.list_members(conn.owner)) >= protocol.MAX_MEMBERS_PER_USER:
         raise protocol.ProtocolError(
             f"You have {protocol.MAX_MEMBERS_PER_USER} members already, the most one user may "
@@ -94,12 +95,31 @@ def hello(conn: Connection, message: dict) -> dict:
                                          code="unknown_connection")
         _connection_cache[conn.connection_id] = conn
     store.register(conn, member_id, name=name, version=program, protocol=version)
+    if previous is not None and previous.connection_id and \
+            previous.connection_id != conn.connection_id and is_online(previous):
+        _replaced(previous.connection_id, member_id)
     report_usage(conn.owner, member_id, capacity=capacity, used=used, free=free, name=name)
     storage = StorageStore().get(conn.owner, member_storage_id(member_id))
     return {"type": "welcome", "id": message.get("id"), "member_id": member_id,
             "storage_id": member_storage_id(member_id), "protocol": version,
             "status": storage.status if storage else "removed",
             "ping_interval": protocol.PING_INTERVAL_SECONDS}
+
+
+def _replaced(connection_id: str, member_id: str) -> None:
+    """The member's earlier connection, still open, when a hello came on another: a program
+    that lost its connection without the server seeing it (then nothing hears this), or a
+    second program with the same member id, its folder copied to another machine. That one is
+    told and hung up on, and stops; left open, the two would take the member from each other
+    at every ping."""
+    try:
+        connections.send(connection_id, {
+            "type": "replaced", "member_id": member_id,
+            "reason": "Another program connected as this member (is its folder copied to "
+                      "another machine? Give each machine a folder of its own)."})
+        connections.close(connection_id)
+    except Exception:       # noqa: BLE001 - gone already: nothing to tell
+        pass
 
 
 def mark_offline(owner: str, member_id: str, connection_id: str) -> bool:
