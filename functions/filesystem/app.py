@@ -61,8 +61,10 @@ def info_by_path(call):
     node = scope.resolve(call.query.get("path", "/"))
     depth = call.query_int("depth", 1, minimum=0, maximum=5)
     limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
-    return scope.shown(tree.tree(scope.owner, node, depth, limit, call.query.get("cursor"),
-                                 scope.base))
+    found = tree.tree(scope.owner, node, depth, limit, call.query.get("cursor"), scope.base)
+    if node.type == tree.FILE and not scope.shared:
+        found["versions"] = files.versions(scope.owner, node)     # as GET /info/{id} says
+    return scope.shown(found)
 
 
 @app.endpoint("/info/{file_id}")
@@ -76,6 +78,7 @@ def save_info(call, file_id):
     scope = _scope(call, write=True)
     owner = scope.owner
     node = scope.node(file_id)
+    call.only_fields("name", "path", "attributes")
     name = call.field("name", str, required=False)
     directory = call.field("path", str, required=False)
     attributes = call.field("attributes", dict, required=False)

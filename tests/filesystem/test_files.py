@@ -55,6 +55,9 @@ def test_the_hash_can_be_declared_at_commit(fs_user):
     assert made.json()["sha256"] == digest
     assert download(fs_user, made.json()["id"]) == data
 
+    wrong_mtime = assert_error(fs_user.api.post(commit, json={"mtime": "yesterday"}), 400,
+                               "invalid_field")
+    assert wrong_mtime["message"] == "Field 'mtime' must be a number.", wrong_mtime
     # It must agree with a hash declared at the start, and with a one-part file's content.
     commit = _parts_sent(fs_user, "both.bin", data, sha256=digest)
     wrong = hashlib.sha256(b"other").hexdigest()
@@ -211,6 +214,12 @@ def test_rename_move_and_attributes(fs_user):
     assert_error(fs_user.api.post(f"/api/filesystem/info/{folder['id']}",
                                   json={"path": f"{base}/archive/2024"}), 400, "invalid_target")
     assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}", json={}), 400)
+    long_limit = assert_error(fs_user.api.get("/api/filesystem/info", params={
+        "path": base, "limit": "9" * 20}), 400)
+    assert "at most 18 digits" in long_limit["message"], long_limit
+    unknown = assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                                            json={"nmae": "typo.txt"}), 400, "unknown_field")
+    assert unknown["details"] == {"field": "nmae"}
     assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
                                   json={"attributes": {"x": [1]}}), 400)
 
@@ -255,6 +264,8 @@ def test_versions_keep_old_content(fs_user):
     second = upload(fs_user, base, "doc.txt", b"version two!")
     assert second["id"] == first["id"]
     assert second["version"] != first["version"]
+    by_path = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}/doc.txt"}).json()
+    assert by_path["versions"] == second["versions"]
     versions = second["versions"]
     assert [v["version"] for v in versions] == [first["version"], second["version"]]
     assert [v["current"] for v in versions] == [False, True]

@@ -257,6 +257,9 @@ def whole_number(raw: str, what: str, code: str) -> int:
     digits = raw[1:] if isinstance(raw, str) and raw.startswith("-") else raw
     if not isinstance(digits, str) or not (digits.isascii() and digits.isdigit()) or \
             len(digits) > 18:
+        if isinstance(digits, str) and digits.isascii() and digits.isdigit():
+            raise errors.BadRequest(f"{what} must be a whole number of at most 18 digits, not "
+                                    f"{errors.shown(raw)}.", code=code)
         raise errors.BadRequest(f"{what} must be a whole number, not {raw!r}.", code=code)
     return int(raw)
 
@@ -271,7 +274,10 @@ def check_type(name: str, value: Any, kind: type | tuple) -> Any:
         value = int(value)          # JSON has one number type: 1024.0 is the integer 1024
     ok = any(isinstance(value, k) and not (k is int and isinstance(value, bool)) for k in kinds)
     if not ok:
-        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        # A whole number is a number too: (int, float) reads "a number", not "a whole number
+        # or a number".
+        shown = [k for k in kinds if not (k is int and float in kinds)]
+        wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in shown)
         raise errors.BadRequest(f"Field '{name}' must be {wanted}.", code="invalid_field",
                                 details={"field": name})
     return value
