@@ -314,6 +314,34 @@ def test_content_stored_once_counts_as_trash_only_where_deleting_frees_it(owner)
     assert download(owner.user, copy["id"]) == same
 
 
+@pytest.mark.parametrize("size", [300_000, 1000], ids=["chunked", "packed"])
+def test_content_uploaded_again_after_its_file_was_deleted_leaves_the_trash_bytes(owner, size):
+    """Delete a file, then upload its content again (a new file reads the content still
+    stored): emptying the trash no longer frees it, so the trash bytes no longer count it, and
+    the live bytes do. Restoring the deleted file afterwards counts nothing twice."""
+    content = os.urandom(size)
+    folder = f"/again-{size}"
+    first = owner.upload(folder, "a.bin", content)
+    stored = owner.usage()["stored_bytes"]
+    owner.delete(first["id"])
+    assert owner.usage()["trash_bytes"] == stored
+    second = owner.upload(folder, "b.bin", content)
+    usage = owner.usage()
+    assert usage["stored_bytes"] == stored, "the content is stored once"
+    assert (usage["trash_bytes"], usage["live_bytes"]) == (0, stored), usage
+    assert owner.restore(first["id"]).status_code == 200
+    assert (owner.usage()["trash_bytes"], owner.usage()["live_bytes"]) == (0, stored)
+    owner.delete(first["id"])
+    assert owner.usage()["trash_bytes"] == 0, "b still reads it"
+    emptied = owner.api.delete("/api/filesystem/trash")
+    assert emptied.status_code == 200, emptied.text
+    wait_for(lambda: owner.trash() == {}, timeout=30, what="the emptied trash")
+    usage = owner.usage()
+    assert (usage["stored_bytes"], usage["trash_bytes"], usage["live_bytes"]) == \
+        (stored, 0, stored), usage
+    assert download(owner.user, second["id"]) == content
+
+
 def test_packed_files_in_the_trash_count_as_stored_with_their_nonces_and_tags(owner):
     """A packed file's blob is stored with its nonce and tag (28 bytes more than its content);
     deleting the folder moves exactly what is stored into the trash bytes."""

@@ -80,7 +80,11 @@ BLOBS = schema.table(
             "refs": schema.INT,              # the versions reading it
             # Chunked content (a file too large to pack): its chunks are chunk `blob_id`-0..
             # chunk_count-1 (tree.files.chunk_id), `chunk_id` the first; absent for a packed blob.
-            "chunk_count": schema.INT},
+            "chunk_count": schema.INT,
+            # "<node id>:<trashed at>:<bytes>": the trashed item whose trash_bytes count this
+            # content (all its readers were in that item); a new reader takes it back out
+            # (tree.trash.claimed_from_trash).
+            "trash_mark": schema.STR},
     # The blobs a pack holds: what compaction moves.
     indexes=(schema.Index("by-pack", hash_key="chunk_id", range_key="content_key"),),
     owner_module=__name__)
@@ -153,6 +157,7 @@ class Blob:
     refs: int = 1
     created: float = 0.0
     chunk_count: int = 0
+    trash_mark: str | None = None
 
     @property
     def chunked(self) -> bool:
@@ -163,7 +168,8 @@ def _blob(item: dict) -> Blob:
     return Blob(item["owner"], item["content_key"], item["chunk_id"], int(item["offset"]),
                 int(item["length"]), item["blob_hash"], item["blob_id"], int(item["size"]),
                 item["encryption"], item["durability"], int(item.get("refs", 0)),
-                float(item.get("created", 0)), int(item.get("chunk_count", 0)))
+                float(item.get("created", 0)), int(item.get("chunk_count", 0)),
+                item.get("trash_mark"))
 
 
 @dataclass(frozen=True)
@@ -465,11 +471,29 @@ class ChunkStore:
                       & Condition.eq("chunk_id", blob.chunk_id)
                       & Condition.eq("offset", blob.offset))
 
+    def mark_in_trash(self, blob: Blob, mark: str) -> bool:
+        """Note that a trashed item counts this content in the trash bytes (see BLOBS'
+        trash_mark), if its readers are still the ones `blob` read; False if not."""
+        try:
+            self.engine.update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                               Change(set={"trash_mark": mark}),
+                               Condition.exists() & Condition.eq("refs", blob.refs))
+            return True
+        except ConditionFailed:
+            return False
+
+    @staticmethod
+    def unmark_operation(blob: Blob, mark: str) -> Update:
+        """The trash's count of this content taken back (or found gone already)."""
+        return Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
+                      Change(remove=("trash_mark",)), Condition.eq("trash_mark", mark))
+
     @staticmethod
     def new_blob_operation(blob: Blob) -> Put:
         """Register a blob just written, read by one version, for the transaction that
         attaches that version (fails if the content was registered meanwhile)."""
         item = {**schema.record_item(blob), "created": int(blob.created), "refs": 1}
+        item.pop("trash_mark", None)
         if not blob.chunked:
             del item["chunk_count"]
         return Put(BLOBS, item, Condition.absent())

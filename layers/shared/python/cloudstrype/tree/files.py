@@ -269,6 +269,8 @@ def _attached(owner: str, version: NewVersion) -> None:
     the record of its chunks goes."""
     _free_duplicate(owner, version)
     _end_intent(version)
+    if version.claimed and version.blob is not None:
+        trash.claimed_from_trash(owner, version.blob)
 
 
 def _free_duplicate(owner: str, version: NewVersion) -> None:
@@ -961,6 +963,7 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
         raise
     quota.close_upload(owner)
     if version.claimed:
+        trash.claimed_from_trash(owner, version.blob)
         # The file reads content stored before; the parts' copy goes now (or, if this does
         # not finish, with the session in the sweep: it is marked duplicate).
         try:

@@ -581,6 +581,22 @@ class TreeStore:
         return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at),
                        counted=counted)
 
+    def uncount_trashed(self, owner: str, node_id: str, trashed_at: int, amount: int,
+                        along: tuple = ()) -> bool:
+        """Take `amount` bytes out of what the trash item `node_id` (deleted at `trashed_at`)
+        counts, and out of the owner's trash bytes, with `along`; False (nothing written) if
+        it is not that trash item any more or counts less."""
+        try:
+            self.engine.transact([
+                Update(NODES, {"owner": owner, "node_id": node_id},
+                       Change(add={"trash_counted": -int(amount)}),
+                       Condition.eq("parent_id", TRASH) & Condition.eq("trashed_at", trashed_at)
+                       & Condition.compare("trash_counted", "ge", int(amount))),
+                quota.trash_bytes_change(owner, -int(amount)), *along])
+            return True
+        except ConditionFailed:
+            return False
+
     def get_trashed(self, owner: str, node_id: str, doomed: bool = False) -> Trashed | None:
         """The owner's trash item `node_id` (None if it is not one, or is deleted for good
         unless `doomed`)."""

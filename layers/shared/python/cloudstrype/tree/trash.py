@@ -10,13 +10,14 @@ original path are made again; if the name is taken, the item gets a dated suffix
 """
 from __future__ import annotations
 
+import logging
 import posixpath
 import time
 from datetime import datetime, timezone
 from typing import Iterator
 
 from cloudstrype import errors
-from cloudstrype.pipeline.chunk_store import chunk_store
+from cloudstrype.pipeline.chunk_store import Blob, chunk_store
 from cloudstrype.tree import tree
 from cloudstrype.tree.store import (
     DIRECTORY,
@@ -36,6 +37,10 @@ DAY_SECONDS = 24 * 3600
 # Measuring what a deleted directory holds reads every file's versions; a delete spends at most
 # this long on it (a larger tree shows the bytes measured by then).
 MEASURE_SECONDS = 5.0
+# And on noting which contents stored once it counted (_mark_counted).
+MARK_SECONDS = 2.0
+
+log = logging.getLogger("cloudstrype.trash")
 # Suffixes tried for a restore whose name is taken, before giving up with a conflict.
 MAX_RESTORE_SUFFIXES = 100
 
@@ -78,12 +83,13 @@ def apply_retention(owner: str, days: int) -> None:
 
 # -- deleting ------------------------------------------------------------------------------------
 
-def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
-    """(size, frees): the bytes of every version of the file, or of every file under the
-    directory; and of those, what deleting it for good would free. A content stored once
-    (tree/files.py) counts in `frees` once, and only if every file version reading it is under
-    the item: one also read by a file kept (a duplicate left in place) stays stored. What was
-    measured by the deadline if that comes first."""
+def measure(owner: str, node: Node, deadline: float) -> tuple[int, int, list[tuple[Blob, int]]]:
+    """(size, frees, counted): the bytes of every version of the file, or of every file under
+    the directory; of those, what deleting it for good would free; and the contents stored
+    once that `frees` counts, each with its bytes. A content stored once (tree/files.py) counts
+    in `frees` once, and only if every file version reading it is under the item: one also read
+    by a file kept (a duplicate left in place) stays stored. What was measured by the deadline
+    if that comes first."""
     trees = tree_store()
     size, frees, pending = 0, 0, [node]
     readers: dict[str, list[int]] = {}          # content key -> [versions under it, bytes]
@@ -109,11 +115,15 @@ def measure(owner: str, node: Node, deadline: float) -> tuple[int, int]:
                 break
     # One batched read (the engines page it); a content being let go is absent: it goes.
     stored = chunk_store().find_blobs(owner, list(readers)) if readers else {}
+    counted = []
     for key, (under, length) in readers.items():
         blob = stored.get(key)
         if blob is None or blob.refs <= under:
-            frees += length if blob is None or blob.chunked else int(blob.length)
-    return size, frees
+            amount = length if blob is None or blob.chunked else int(blob.length)
+            frees += amount
+            if blob is not None:
+                counted.append((blob, amount))
+    return size, frees, counted
 
 
 def move_to_trash(owner: str, node: Node) -> Trashed:
@@ -122,14 +132,51 @@ def move_to_trash(owner: str, node: Node) -> Trashed:
     if node.node_id == ROOT:
         raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
     path = tree.path_of(owner, node)
-    size, frees = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
+    size, frees, counted = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
     stamp = tree.now()
     try:
-        return tree_store().trash(node, stamp, path=path, size=size, counted=frees,
-                                  purge_at=int(stamp) + retention_days(owner) * DAY_SECONDS)
+        trashed = tree_store().trash(node, stamp, path=path, size=size, counted=frees,
+                                     purge_at=int(stamp) + retention_days(owner) * DAY_SECONDS)
     except Changed:
         raise errors.Conflict("The item changed while it was being deleted; try again.",
                               code="concurrent_change") from None
+    _mark_counted(trashed, counted, time.monotonic() + MARK_SECONDS)
+    return trashed
+
+
+def _mark_counted(trashed: Trashed, counted: list[tuple[Blob, int]], deadline: float) -> None:
+    """Note on each content stored once that the trash item counts it, so that a file uploaded
+    again with that content (which then reads it, and emptying the trash no longer frees it)
+    takes it back out of the trash bytes. What is not noted by the deadline (or a crash) stays
+    counted until the item is emptied or restored: the trash bytes may then be high by it."""
+    for blob, amount in counted:
+        if time.monotonic() >= deadline:
+            break
+        chunk_store().mark_in_trash(
+            blob, f"{trashed.node.node_id}:{trashed.trashed_at}:{amount}")
+
+
+def claimed_from_trash(owner: str, blob: Blob) -> None:
+    """A new file reads `blob` (content claimed by its attach, see tree/files.py): if a trash
+    item counted it as freed by emptying, it no longer is, and comes out of the count. Best
+    effort after the attach: if this does not happen, the count stays high by it until the
+    item is emptied or restored."""
+    mark = blob.trash_mark
+    if not mark:
+        return
+    try:
+        node_id, trashed_at, amount = mark.rsplit(":", 2)
+        trashed_at, amount = int(trashed_at), int(amount)
+    except ValueError:
+        return
+    unmark = chunk_store().unmark_operation(blob, mark)
+    try:
+        if not tree_store().uncount_trashed(owner, node_id, trashed_at, amount, (unmark,)):
+            # Restored or emptied since (or counted otherwise): the mark alone goes.
+            chunk_store().apply((unmark,))
+    except errors.ApiError as exc:
+        log.warning("content %s: the trash's count of it was not taken back: %s",
+                    blob.content_key, exc.message)
 
 
 # -- the owner's view -----------------------------------------------------------------------------
