@@ -422,9 +422,10 @@ def cmd_storages_list(args) -> int:
         _print_json(storages)
         return OK
     rows = [[s.get("id", ""), s.get("kind", ""), s.get("name", ""),
-             # Only an active storage can be told offline (a draining one takes no shares
-             # anyway; a member's status already says).
-             s.get("status", "") + (" (offline)" if s.get("status") == "active" and
+             # Only an active storage can be told down (a draining one takes no shares
+             # anyway; a member's status says whether it is connected): marked down after an
+             # error, which the lines below the table give.
+             s.get("status", "") + (" (down)" if s.get("status") == "active" and
                                     not s.get("online") else ""),
              human_size(s.get("stored_bytes")), human_size(s.get("capacity")),
              str(s.get("shares", 0))] for s in storages]
