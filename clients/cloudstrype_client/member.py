@@ -90,6 +90,9 @@ class ShareStore:
         self.member_id = ""
 
     def open(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise Fatal(f"Cannot use {self.root}: it is a file; --dir names a folder (made if "
+                        f"it is not there).")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.shares_dir.mkdir(exist_ok=True)

@@ -206,3 +206,13 @@ def test_a_share_removed_behind_the_programs_back_leaves_the_counts(tmp_path):
         assert (store.used, store.count, answer["used"]) == (300, 1, 300)
     finally:
         store.close()
+
+
+def test_a_dir_that_is_a_file_is_refused_in_words(tmp_path):
+    import pytest
+    from cloudstrype_client.member import Fatal, ShareStore
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(Fatal, match="it is a file; --dir names a folder"):
+        ShareStore(afile, 10**6).open()
