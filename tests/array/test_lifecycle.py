@@ -43,14 +43,19 @@ def test_a_member_holding_shares_cannot_be_removed_until_drained(members, api):
     wait_for(lambda: not holder.chunk_files(blob), 10, "the drained share to be deleted")
 
     assert user.api.delete(f"/api/array/members/{holder.member_id}").status_code == 204
-    # The program is told it was removed, and stops instead of reconnecting.
-    assert holder.process.wait(timeout=15) == 0, holder.log()
-    assert "removed" in holder.log()
-    assert holder.member_id not in listing(user)
-    assert holder.storage_id not in {s["id"] for s in
-                                     user.api.get("/api/cloud/storages").json()["storages"]}
+    _assert_removed(user, holder)
     assert user.api.get(f"/api/array/{blob}").content == data
     assert_error(user.api.delete(f"/api/array/members/{holder.member_id}"), 404)
+
+
+def _assert_removed(user, member) -> None:
+    """The program was told it was removed and stopped instead of reconnecting; neither the
+    member nor its storage is listed."""
+    assert member.process.wait(timeout=15) == 0, member.log()
+    assert "removed" in member.log()
+    assert member.member_id not in listing(user)
+    assert member.storage_id not in {s["id"] for s in
+                                     user.api.get("/api/cloud/storages").json()["storages"]}
 
 
 def test_removing_a_members_storage_removes_the_member(members, api):
@@ -59,11 +64,7 @@ def test_removing_a_members_storage_removes_the_member(members, api):
     user = register_and_login(api)
     member = members.start(user)
     assert user.api.delete(f"/api/cloud/storages/{member.storage_id}").status_code == 204
-    assert member.process.wait(timeout=15) == 0, member.log()
-    assert "removed" in member.log()
-    assert member.member_id not in listing(user)
-    assert member.storage_id not in {s["id"] for s in
-                                     user.api.get("/api/cloud/storages").json()["storages"]}
+    _assert_removed(user, member)
     assert_error(user.api.delete(f"/api/cloud/storages/{member.storage_id}"), 404,
                  "storage_not_found")
 
