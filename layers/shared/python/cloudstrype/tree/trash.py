@@ -39,10 +39,10 @@ DAY_SECONDS = 24 * 3600
 MEASURE_SECONDS = 5.0
 # And on noting which contents stored once it counted (_mark_counted).
 MARK_SECONDS = 2.0
-
-log = logging.getLogger("cloudstrype.trash")
 # Suffixes tried for a restore whose name is taken, before giving up with a conflict.
 MAX_RESTORE_SUFFIXES = 100
+
+log = logging.getLogger("cloudstrype.trash")
 
 
 def _not_found(node_id) -> errors.ApiError:
