@@ -3,6 +3,7 @@ Routes only; the work is in cloudstrype.tree and cloudstrype.sharing.
 
 Every tree route works through a scope (cloudstrype.sharing.scope): the caller's own tree, or,
 with the `share` query parameter, the inside of a share granted to the caller."""
+import functools
 import secrets
 from email.utils import formatdate
 from urllib.parse import quote
@@ -11,7 +12,7 @@ from chalice import Rate
 from cloudstrype import errors, quota
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp, json_text
 from cloudstrype.sharing import links, shares
-from cloudstrype.sharing.scope import scope_for
+from cloudstrype.sharing.scope import SHARE_ROUTES, scope_for
 from cloudstrype.tree import compaction, files, trash, tree
 
 app = ServiceApp("filesystem", "/api/filesystem")
@@ -25,16 +26,37 @@ def _scope(call, write: bool = False):
     return scope
 
 
-def _own_tree_only(call, message: str) -> None:
-    """Refuse `?share=` on a route that works in the caller's own tree only (it would be
-    ignored, and the answer would be about the caller's tree, not the share)."""
-    if call.query.get("share") is not None:
-        raise errors.BadRequest(message, code="not_in_a_share")
-
-
 _SHARING_IS_THE_OWNERS = ("Sharing and links are the owner's: a recipient cannot share, link or "
                           "manage what was shared with them; ask its owner, or leave out 'share' "
                           "for your own files.")
+# Why a route of the caller's own tree refuses `?share=` (SHARE_ROUTES take it), where there
+# is more to say than that it works in their own files only.
+_OWN_TREE_ONLY = {
+    "/chunks/{file_id}": "Where a shared file's content is stored is its owner's to see; ask "
+                         "without 'share' for your own files.",
+    "/uploads": "Upload sessions work in your own tree only; inside a share, upload files of "
+                "one request (POST /api/filesystem/data).",
+    "/shares": _SHARING_IS_THE_OWNERS, "/shares/{share_id}": _SHARING_IS_THE_OWNERS,
+    "/links": _SHARING_IS_THE_OWNERS, "/links/{link_id}": _SHARING_IS_THE_OWNERS,
+}
+
+
+def _endpoint(path: str, methods=("GET",), **kwargs):
+    """app.endpoint, refusing `?share=` on the routes not in SHARE_ROUTES: ignored, it would
+    have a recipient act on their own files (empty their own trash, change their own
+    settings) believing they act in the share."""
+    def register(handler):
+        @functools.wraps(handler)
+        def checked(call, **params):
+            if call.query.get("share") is not None and \
+                    (call.method.upper(), path) not in SHARE_ROUTES:
+                raise errors.BadRequest(
+                    _OWN_TREE_ONLY.get(path) or f"{call.method.upper()} /api/filesystem{path} "
+                    f"works in your own files only, not inside a share; leave out 'share'.",
+                    code="not_in_a_share")
+            return handler(call, **params)
+        return app.endpoint(path, methods, **kwargs)(checked)
+    return register
 
 
 def _node_info(scope, node):
@@ -55,7 +77,7 @@ def _batch_file_info(scope, node, directory: str) -> dict:
     return scope.shown(info)
 
 
-@app.endpoint("/info")
+@_endpoint("/info")
 def info_by_path(call):
     scope = _scope(call)
     node = scope.resolve(call.query.get("path", "/"))
@@ -67,13 +89,13 @@ def info_by_path(call):
     return scope.shown(found)
 
 
-@app.endpoint("/info/{file_id}")
+@_endpoint("/info/{file_id}")
 def info(call, file_id):
     scope = _scope(call)
     return _node_info(scope, scope.node(file_id))
 
 
-@app.endpoint("/info/{file_id}", ["POST"])
+@_endpoint("/info/{file_id}", ["POST"])
 def save_info(call, file_id):
     scope = _scope(call, write=True)
     owner = scope.owner
@@ -93,7 +115,7 @@ def save_info(call, file_id):
     return _node_info(scope, node)
 
 
-@app.endpoint("/info/{file_id}", ["DELETE"])
+@_endpoint("/info/{file_id}", ["DELETE"])
 def delete(call, file_id):
     scope = _scope(call, write=True)
     owner = scope.owner
@@ -105,7 +127,7 @@ def delete(call, file_id):
     return Reply(status=204)
 
 
-@app.endpoint("/dirs", ["POST"])
+@_endpoint("/dirs", ["POST"])
 def make_dirs(call):
     scope = _scope(call, write=True)
     node, created = scope.make_dirs(call.field("path"))
@@ -113,7 +135,7 @@ def make_dirs(call):
                  status=201 if created else 200)
 
 
-@app.endpoint("/data", ["POST"])
+@_endpoint("/data", ["POST"])
 def upload(call):
     fields, content, content_type, filename = {}, None, None, None
     for part in call.multipart():
@@ -147,7 +169,7 @@ def upload(call):
     return Reply(_node_info(scope, node), status=201)
 
 
-@app.endpoint("/batch", ["POST"])
+@_endpoint("/batch", ["POST"])
 def upload_batch(call):
     """Many files into one directory: 207 with each file's own result."""
     files.check_batch_body(len(call.raw_body))
@@ -187,7 +209,7 @@ def upload_batch(call):
                  status=207)
 
 
-@app.endpoint("/read", ["POST"])
+@_endpoint("/read", ["POST"])
 def read_batch(call):
     """Many small files' content in one answer (200, multipart/form-data): a `results` part,
     each asked id's result in order (200 with the file, or its error), then a part per file
@@ -264,7 +286,7 @@ def _multipart_answer(results: dict, parts: list[tuple[str, bytes]]) -> tuple[by
     return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
 
 
-@app.endpoint("/data/{file_id}")
+@_endpoint("/data/{file_id}")
 def download(call, file_id):
     scope = _scope(call)
     node = scope.node(file_id)
@@ -304,10 +326,8 @@ def _content(call, owner, node, version_id):
                  content_type=version.content_type, headers=headers)
 
 
-@app.endpoint("/chunks/{file_id}")
+@_endpoint("/chunks/{file_id}")
 def content_chunks(call, file_id):
-    _own_tree_only(call, "Where a shared file's content is stored is its owner's to see; ask "
-                         "without 'share' for your own files.")
     scope = scope_for(call.principal, None)
     node = scope.node(file_id)
     version = files.get_version(scope.owner, node, call.query.get("version"))
@@ -315,10 +335,8 @@ def content_chunks(call, file_id):
     return {"version": version.version_id, "chunks": chunks, "packed": packed}
 
 
-@app.endpoint("/uploads", ["POST"])
+@_endpoint("/uploads", ["POST"])
 def create_upload(call):
-    _own_tree_only(call, "Upload sessions work in your own tree only; inside a share, upload "
-                         "files of one request (POST /api/filesystem/data).")
     session = files.create_session(
         call.principal.user_id, call.field("path", str, required=False, default="/"),
         call.field("name"), call.field("size", int), call.field("content_type", required=False),
@@ -327,18 +345,18 @@ def create_upload(call):
     return Reply(session, status=201)
 
 
-@app.endpoint("/uploads/{upload_id}")
+@_endpoint("/uploads/{upload_id}")
 def upload_status(call, upload_id):
     return files.session_info(files.get_session(call.principal.user_id, upload_id))
 
 
-@app.endpoint("/uploads/{upload_id}/parts/{part}", ["PUT"])
+@_endpoint("/uploads/{upload_id}/parts/{part}", ["PUT"])
 def upload_part(call, upload_id, part):
     return files.put_part(call.principal.user_id, upload_id,
                           call.path_int("part", code="invalid_part"), call.raw_body)
 
 
-@app.endpoint("/uploads/{upload_id}/commit", ["POST"])
+@_endpoint("/uploads/{upload_id}/commit", ["POST"])
 def commit_upload(call, upload_id):
     owner = call.principal.user_id
     mtime = call.field("mtime", (int, float), required=False)
@@ -347,23 +365,23 @@ def commit_upload(call, upload_id):
                             files.commit_session(owner, upload_id, mtime, sha256)), status=201)
 
 
-@app.endpoint("/uploads/{upload_id}", ["DELETE"])
+@_endpoint("/uploads/{upload_id}", ["DELETE"])
 def abort_upload(call, upload_id):
     files.abort_session(call.principal.user_id, upload_id)
     return Reply(status=204)
 
 
-@app.endpoint("/settings")
+@_endpoint("/settings")
 def get_settings(call):
     return files.defaults(call.principal.user_id)
 
 
-@app.endpoint("/usage")
+@_endpoint("/usage")
 def usage(call):
     return quota.usage(call.principal.user_id)
 
 
-@app.endpoint("/settings", ["PUT"])
+@_endpoint("/settings", ["PUT"])
 def put_settings(call):
     fields = {"durability": str, "encryption": str, "trash_retention_days": int}
     call.only_fields(*fields)
@@ -375,29 +393,29 @@ def put_settings(call):
 
 # -- the trash: the caller's own only (docs/trash-api.md) ---------------------------------------
 
-@app.endpoint("/trash")
+@_endpoint("/trash")
 def trash_list(call):
     limit = call.query_int("limit", 100, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
     return trash.listing(call.principal.user_id, limit, call.query.get("cursor"))
 
 
-@app.endpoint("/trash", ["DELETE"])
+@_endpoint("/trash", ["DELETE"])
 def trash_empty(call):
     return files.empty_trash(call.principal.user_id)
 
 
-@app.endpoint("/trash/{item_id}")
+@_endpoint("/trash/{item_id}")
 def trash_item(call, item_id):
     return trash.describe(trash.get(call.principal.user_id, item_id))
 
 
-@app.endpoint("/trash/{item_id}", ["DELETE"])
+@_endpoint("/trash/{item_id}", ["DELETE"])
 def trash_delete(call, item_id):
     files.delete_for_good(call.principal.user_id, item_id)
     return Reply(status=204)
 
 
-@app.endpoint("/trash/{item_id}/restore", ["POST"])
+@_endpoint("/trash/{item_id}/restore", ["POST"])
 def trash_restore(call, item_id):
     owner = call.principal.user_id
     node, item = trash.restore(owner, item_id, call.field("path", str, required=False),
@@ -425,9 +443,8 @@ def compact_packs(event):
 
 # -- shares (docs/sharing-api.md) -------------------------------------------------------------
 
-@app.endpoint("/shares", ["POST"])
+@_endpoint("/shares", ["POST"])
 def create_share(call):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     share, created = shares.create(
         call.principal, call.field("path", str, required=False),
         call.field("node_id", str, required=False), call.field("user", str, required=False),
@@ -435,39 +452,35 @@ def create_share(call):
     return Reply(share, status=201 if created else 200)
 
 
-@app.endpoint("/shares")
+@_endpoint("/shares")
 def list_shares(call):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return {"shares": shares.list_own(call.principal, call.query.get("node_id"))}
 
 
-@app.endpoint("/shares/{share_id}")
+@_endpoint("/shares/{share_id}")
 def show_share(call, share_id):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return shares.show(call.principal, share_id)
 
 
-@app.endpoint("/shares/{share_id}", ["PUT"])
+@_endpoint("/shares/{share_id}", ["PUT"])
 def change_share(call, share_id):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return shares.set_level(call.principal, share_id, call.field("level", str))
 
 
-@app.endpoint("/shares/{share_id}", ["DELETE"])
+@_endpoint("/shares/{share_id}", ["DELETE"])
 def revoke_share(call, share_id):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     shares.revoke(call.principal, share_id)
     return Reply(status=204)
 
 
-@app.endpoint("/shared")
+@_endpoint("/shared")
 def shared_with_me(call):
     return {"shares": shares.shared_with_me(call.principal)}
 
 
 # The admin page: what a group's members reach through it. Here, not in the auth service, which
 # holds no rights on the data plane.
-@app.endpoint("/groups/{group}/shares", auth=ADMINS)
+@_endpoint("/groups/{group}/shares", auth=ADMINS)
 def group_shares(call, group):
     limit = call.query_int("limit", 100, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
     return shares.granted_to_group(group, limit, call.query.get("cursor"))
@@ -475,24 +488,21 @@ def group_shares(call, group):
 
 # -- links ------------------------------------------------------------------------------------
 
-@app.endpoint("/links", ["POST"])
+@_endpoint("/links", ["POST"])
 def create_link(call):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return Reply(links.create(call.principal, call.field("path", str, required=False),
                               call.field("node_id", str, required=False),
                               call.field("password", str, required=False),
                               call.field("expires_in", int, required=False)), status=201)
 
 
-@app.endpoint("/links")
+@_endpoint("/links")
 def list_links(call):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     return {"links": links.list_own(call.principal, call.query.get("node_id"))}
 
 
-@app.endpoint("/links/{link_id}", ["DELETE"])
+@_endpoint("/links/{link_id}", ["DELETE"])
 def revoke_link(call, link_id):
-    _own_tree_only(call, _SHARING_IS_THE_OWNERS)
     links.revoke(call.principal, link_id)
     return Reply(status=204)
 
@@ -504,7 +514,7 @@ def _open_link(call, token):
     return links.open_link(token, call.header("x-link-password"), address)
 
 
-@app.endpoint("/public/{token}", auth=PUBLIC)
+@_endpoint("/public/{token}", auth=PUBLIC)
 def public_info(call, token):
     opened = _open_link(call, token)
     limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
@@ -512,7 +522,7 @@ def public_info(call, token):
     return links.node_info(opened, node, limit, call.query.get("cursor"))
 
 
-@app.endpoint("/public/{token}/data", auth=PUBLIC)
+@_endpoint("/public/{token}/data", auth=PUBLIC)
 def public_download(call, token):
     opened = _open_link(call, token)
     return _content(call, opened.owner, opened.resolve(call.query.get("path", "/")), None)

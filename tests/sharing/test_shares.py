@@ -370,3 +370,34 @@ def test_a_recipient_is_not_shown_the_owners_storages_when_they_cannot_take_a_wr
     for result in batch.json()["results"]:
         assert result["status"] == 422 and "owner" in result["error"]["message"], result
         assert alice.user_id not in batch.text, batch.text
+
+
+def test_share_is_refused_on_every_route_that_works_in_your_own_files_only(alice, bob):
+    """`?share=` on a route that does not work inside a share would be ignored, and the route
+    would act on the caller's own files (a recipient emptying the share's trash emptied their
+    own): every such route of the service refuses it, naming why, and nothing happens."""
+    import re
+
+    from cloudstrype.api.service import ADMINS, PUBLIC
+    from cloudstrype.sharing.scope import SHARE_ROUTES
+
+    import functions
+
+    mkdir(alice, "/given")
+    to_bob = share(alice, "/given", "write", user=bob)
+    kept = uploaded(bob, "/", "bobs-precious.txt", b"mine")
+    assert bob.api.delete(f"{FS}/info/{kept['id']}").status_code == 204
+    before = bob.api.get(f"{FS}/trash").json()["items"]
+    assert [item["name"] for item in before] == ["bobs-precious.txt"]
+    own_tree = [(r.method, r.path) for r in functions.load_app("filesystem").route_info
+                if (r.method, r.path.removeprefix("/api/filesystem")) not in SHARE_ROUTES
+                and r.auth not in (ADMINS, PUBLIC)]
+    assert ("DELETE", "/api/filesystem/trash") in own_tree and len(own_tree) >= 20
+    for method, path in own_tree:
+        url = re.sub(r"\{[a-z_]+\}", "0" * 24, path)
+        answer = bob.api.request(method, url, params={"share": to_bob["id"]}, json={})
+        error = assert_error(answer, 400, "not_in_a_share")
+        assert "share" in error["message"], (method, path, error)
+    assert bob.api.get(f"{FS}/trash").json()["items"] == before
+    # Inside the share, the routes that take it go on working.
+    assert listing(bob, to_bob["id"])["children"] == []

@@ -20,7 +20,7 @@ from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_S
 from cloudstrype.pipeline.store import CHUNK_ID_RE
 from cloudstrype.sharing.links import LINK_ID_RE, MAX_EXPIRES_IN, MIN_EXPIRES_IN, TOKEN_RE
 from cloudstrype.sharing.links import MAX_PASSWORD as MAX_LINK_PASSWORD
-from cloudstrype.sharing.scope import SHARE_ID_RE
+from cloudstrype.sharing.scope import SHARE_ID_RE, SHARE_ROUTES
 from cloudstrype.sharing.store import LEVELS
 from cloudstrype.storages.service import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
@@ -654,13 +654,10 @@ _TARGET = {"path": PATH, "node_id": FILE_ID}
 _RECIPIENT_WRITES = ("Read-only share, or the shared item itself (renaming, moving or deleting "
                      "it is its owner's)")
 
-# The filesystem routes a recipient uses inside a share, with `?share=`.
-for _method, _path in (("GET", "/api/filesystem/info"), ("GET", "/api/filesystem/info/{file_id}"),
-                       ("POST", "/api/filesystem/info/{file_id}"),
-                       ("DELETE", "/api/filesystem/info/{file_id}"),
-                       ("POST", "/api/filesystem/dirs"), ("POST", "/api/filesystem/data"),
-                       ("POST", "/api/filesystem/batch"),
-                       ("GET", "/api/filesystem/data/{file_id}")):
+# The filesystem routes a recipient uses inside a share, with `?share=` (every other one
+# refuses it: 400 not_in_a_share).
+for _method, _relative in sorted(SHARE_ROUTES):
+    _path = "/api/filesystem" + _relative
     _operation = OPERATIONS[(_method, _path)]
     _operation.setdefault("parameters", []).append(
         {"name": "share", "in": "query", "required": False, "schema": SHARE_ID,

@@ -18,6 +18,16 @@ from cloudstrype.tree import tree
 from cloudstrype.tree.store import Node
 
 SHARE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
+
+# The filesystem routes (method, path under /api/filesystem) that work inside a share, with
+# `?share=`: the API description lists the parameter on these, and every other route of the
+# service refuses it (ignored, it would have a recipient act on their own files, e.g. empty
+# their own trash, believing they act in the share).
+SHARE_ROUTES = frozenset({
+    ("GET", "/info"), ("GET", "/info/{file_id}"), ("POST", "/info/{file_id}"),
+    ("DELETE", "/info/{file_id}"), ("POST", "/dirs"), ("POST", "/data"), ("POST", "/batch"),
+    ("POST", "/read"), ("GET", "/data/{file_id}")})
+
 # What recipients are not shown of an item: its versions and how its content is stored.
 HIDDEN_FROM_RECIPIENTS = ("versions", "version", "durability", "encryption")
 
