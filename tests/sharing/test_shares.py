@@ -296,6 +296,16 @@ def test_the_owner_lists_changes_and_revokes_shares(alice, bob, carol):
     assert alice.api.delete(f"{FS}/info/{photo['id']}").status_code == 204
     assert carol.api.get(f"{FS}/shared").json()["shares"] == []
     assert_error(carol.api.get(f"{FS}/info", params={"share": file_share["id"]}), 404)
+    # A file's share stays read-only while the file is in the trash, and after its restore.
+    error = assert_error(alice.api.put(f"{FS}/shares/{file_share['id']}",
+                                       json={"level": "write"}), 409, "item_in_trash")
+    assert "restore it first" in error["message"]
+    assert alice.api.put(f"{FS}/shares/{file_share['id']}",
+                         json={"level": "read"}).status_code == 200
+    assert alice.api.post(f"{FS}/trash/{photo['id']}/restore").status_code == 200
+    assert_error(alice.api.put(f"{FS}/shares/{file_share['id']}", json={"level": "write"}),
+                 409, "write_needs_folder")
+    assert alice.api.get(f"{FS}/shares/{file_share['id']}").json()["level"] == "read"
 
 
 def test_what_a_recipient_writes_counts_against_the_owners_quota(limited):

@@ -169,6 +169,12 @@ def set_level(principal, share_id: str, level) -> dict:
     share = _owned(principal, share_id)
     node = _node_or_none(share.owner, share.node_id)
     check_level(level, node)
+    if level == WRITE and node is None and share.level != WRITE:
+        # In the trash (or deleted for good): whether it is a folder cannot be read until it
+        # is back, and a file must not come back with a writable share.
+        raise errors.Conflict("The shared item is in the trash (or deleted), so its share can "
+                              "be revoked or left as it is, not made writable; restore it "
+                              "first.", code="item_in_trash", details={"field": "level"})
     try:
         changed = sharing_store().set_level(share, level, int(time.time()))
     except KeyError:
