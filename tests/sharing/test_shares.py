@@ -3,7 +3,6 @@ and nothing reaching beyond a share."""
 from __future__ import annotations
 
 import os
-import time
 
 from tests.sharing.conftest import (
     QUOTA,
@@ -234,13 +233,22 @@ def test_a_group_deleted_and_made_again_inherits_nothing(alice, bob, admin, grou
     s = share(alice, "/old-team", "read", group=group)
     assert names(listing(bob, s["id"])) == ["secret.txt"]
 
+    # At once: made again within the second the share was made in, it is still another group.
     assert admin_api.delete(f"/api/auth/groups/{group}").status_code == 204
-    time.sleep(1.1)                 # the new group is made in a later second than the share
     assert admin_api.post("/api/auth/groups", json={"name": group}).status_code == 201
     membership(admin, group, bob.username, True)
-    # Same name, another group: the old group's share grants its new members nothing.
+    # Same name, another group: the old group's share grants its new members nothing, and
+    # the admins' view of what the group reaches does not list it.
     assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
     assert bob.api.get(f"{FS}/shared").json()["shares"] == []
+    assert admin_api.get(f"{FS}/groups/{group}/shares").json()["shares"] == []
+    # Shared again by its owner (one of the new group too), it is a share of the new group.
+    membership(admin, group, alice.username, True)
+    again = share(alice, "/old-team", "read", group=group)
+    assert again["id"] != s["id"]
+    assert names(listing(bob, again["id"])) == ["secret.txt"]
+    assert [x["id"] for x in admin_api.get(f"{FS}/groups/{group}/shares").json()["shares"]] \
+        == [again["id"]]
 
 
 def test_the_owner_lists_changes_and_revokes_shares(alice, bob, carol):

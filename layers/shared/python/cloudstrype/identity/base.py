@@ -122,9 +122,10 @@ class IdentityProvider(ABC):
         """Group names, sorted; NotFound `user_not_found`."""
 
     @abstractmethod
-    def group_created(self, name: str) -> int | None:
-        """When the group of that name was created (Unix seconds, rounded down), None when there
-        is none: a grant to a group is good only for the group that existed when it was made."""
+    def group_created(self, name: str) -> float | None:
+        """When the group of that name was created (Unix seconds, with the fraction the provider
+        keeps), None when there is none: a grant to a group is good only for the group that
+        existed when it was made (a group deleted and made again within a second is another)."""
 
     def jwks(self) -> dict | None:
         """The public signing keys, where this provider publishes them itself (None: the

@@ -242,7 +242,7 @@ class CognitoIdentity(IdentityProvider):
                 raise _group_not_found(name) from None
             raise
 
-    def group_created(self, name: str) -> int | None:
+    def group_created(self, name: str) -> float | None:
         try:
             group = self.client.get_group(UserPoolId=self.pool_id, GroupName=name)["Group"]
         except ClientError as exc:
@@ -250,7 +250,7 @@ class CognitoIdentity(IdentityProvider):
                 return None
             raise
         created = group.get("CreationDate")
-        return int(created.timestamp()) if hasattr(created, "timestamp") else 0
+        return created.timestamp() if hasattr(created, "timestamp") else 0.0
 
     def _require_group(self, name: str) -> None:
         try:

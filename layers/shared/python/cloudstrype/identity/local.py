@@ -364,14 +364,14 @@ class LocalIdentity(IdentityProvider):
     def groups_of(self, username: str) -> list[str]:
         return sorted(self._existing(username).groups)
 
-    def group_created(self, name: str) -> int | None:
+    def group_created(self, name: str) -> float | None:
         return self.store.group_created(name)
 
     def list_groups(self) -> list[Group]:
         return [Group(g["name"], g.get("description", "")) for g in self._groups().list_groups()]
 
     def create_group(self, name: str, description: str) -> Group:
-        if not self._groups().create_group(name, description, self._now()):
+        if not self._groups().create_group(name, description, time.time()):
             raise errors.Conflict(f"The group '{name}' exists already.", code="group_exists")
         return Group(name, description)
 

@@ -224,7 +224,7 @@ class IdentityStore:
         return ended
 
     # -- groups -------------------------------------------------------------------------------
-    def create_group(self, name: str, description: str, now: int) -> bool:
+    def create_group(self, name: str, description: str, now: float) -> bool:
         try:
             self.engine.put(GROUPS, {**_group_key(name), "description": description,
                                      "created": now}, Condition.absent())
@@ -235,9 +235,9 @@ class IdentityStore:
     def group_exists(self, name: str) -> bool:
         return self.engine.get(GROUPS, _group_key(name)) is not None
 
-    def group_created(self, name: str) -> int | None:
+    def group_created(self, name: str) -> float | None:
         item = self.engine.get(GROUPS, _group_key(name))
-        return None if item is None else int(item.get("created", 0))
+        return None if item is None else float(item.get("created", 0))
 
     def list_groups(self) -> list[dict]:
         return list(self.engine.query_all(GROUPS, GROUPS_PARTITION))

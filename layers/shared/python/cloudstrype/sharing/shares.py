@@ -57,12 +57,27 @@ def create(principal, path: str | None, node_id: str | None, user: str | None,
     else:
         _check_group(viewer, principal, group)
         kind, grantee_id, grantee_name = GROUP, group, group
-    now = int(time.time())
+    # The creation time to the microsecond: a group grant is good only for a group made
+    # before it (access.Viewer.is_granted), and a group can be deleted and made again within
+    # one second.
+    now = time.time()
     wanted = Share(owner=viewer.user_id, owner_name=viewer.username, node_id=node.node_id,
                    share_id=os.urandom(12).hex(), grantee_kind=kind, grantee=grantee_id,
-                   grantee_name=grantee_name, level=level, created=now, modified=now)
-    stored = sharing_store().put_share(wanted)
+                   grantee_name=grantee_name, level=level, created=now, modified=int(now))
+    store = sharing_store()
+    stored = store.put_share(wanted)
+    if kind == GROUP and stored.share_id != wanted.share_id and \
+            not _for_the_group_now(stored):
+        # A share to an earlier group of that name, which grants this one nothing: replaced.
+        store.delete_share(stored)
+        stored = store.put_share(wanted)
     return for_owner(stored, node), stored.share_id == wanted.share_id
+
+
+def _for_the_group_now(share: Share) -> bool:
+    """Whether a group share was made to the group of that name that exists now."""
+    created = get_identity().group_created(share.grantee)
+    return created is not None and created <= share.created
 
 
 def _check_group(viewer: Viewer, principal, group) -> None:
@@ -112,7 +127,7 @@ def for_owner(share: Share, node: Node | None, gone: bool = False) -> dict:
             "path": tree.path_of(share.owner, node) if node else None,
             "grantee": {"kind": share.grantee_kind, "name": share.grantee_name,
                         **({"deleted": True} if gone else {})},
-            "level": share.level, "created": tree.iso(share.created),
+            "level": share.level, "created": tree.iso(int(share.created)),
             "modified": tree.iso(share.modified)}
 
 
@@ -120,7 +135,7 @@ def for_recipient(share: Share, node: Node) -> dict:
     return {"id": share.share_id, "node_id": share.node_id, "name": node.name,
             "type": node.type, "level": share.level, "owner": share.owner_name,
             "via": {"kind": share.grantee_kind, "name": share.grantee_name},
-            "created": tree.iso(share.created)}
+            "created": tree.iso(int(share.created))}
 
 
 def list_own(principal, node_id: str | None) -> list[dict]:
@@ -211,7 +226,7 @@ def shared_with_me(principal) -> list[dict]:
 def for_admin(share: Share, node: Node) -> dict:
     return {"id": share.share_id, "owner": share.owner_name, "node_id": share.node_id,
             "name": node.name, "type": node.type, "path": tree.path_of(share.owner, node),
-            "level": share.level, "created": tree.iso(share.created)}
+            "level": share.level, "created": tree.iso(int(share.created))}
 
 
 def granted_to_group(group, limit: int, cursor: str | None) -> dict:
@@ -230,7 +245,8 @@ def granted_to_group(group, limit: int, cursor: str | None) -> dict:
     for share in found:
         # The index may lag a revoke: re-read the share itself.
         current = store.get_share(share.share_id)
-        node = _node_or_none(share.owner, share.node_id) if current else None
+        node = _node_or_none(share.owner, share.node_id) if current and \
+            _for_the_group_now(current) else None
         if node is not None:
             listed.append(for_admin(current, node))
     return {"group": group, "shares": listed, "next_cursor": next_cursor}

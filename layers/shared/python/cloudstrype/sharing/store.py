@@ -55,7 +55,7 @@ class Share:
     grantee: str               # a user id, or a group name
     grantee_name: str          # the username (for a user), or the group name
     level: str                 # READ or WRITE
-    created: int
+    created: float              # to the microsecond (shares.create)
     modified: int
 
     @property
@@ -87,8 +87,8 @@ def _share(item: dict) -> Share:
                  node_id=item["node_id"], share_id=item["share_id"],
                  grantee_kind=item["grantee_kind"], grantee=item["grantee"],
                  grantee_name=item.get("grantee_name", item["grantee"]), level=item["level"],
-                 created=int(item["created"]), modified=int(item.get("modified",
-                                                                     item["created"])))
+                 created=float(item["created"]), modified=int(item.get("modified",
+                                                                       item["created"])))
 
 
 def _link(item: dict) -> Link:
