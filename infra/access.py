@@ -35,8 +35,10 @@ COGNITO_ADMIN_ACTIONS = (
     "AdminListGroupsForUser", "AdminAddUserToGroup", "AdminRemoveUserFromGroup", "ListUsers",
     "ListUsersInGroup", "ListGroups", "GetGroup", "CreateGroup", "DeleteGroup",
 )
-# What sharing reads of the user pool (identity.cognito describe, groups_of, list_groups).
-SHARING_COGNITO_ACTIONS = ("AdminGetUser", "AdminListGroupsForUser", "ListGroups")
+# What sharing reads of the user pool (identity.cognito describe, groups_of, list_groups,
+# and user_exists / describe_by_id: a share's owner and grantees by id, a filtered listing).
+SHARING_COGNITO_ACTIONS = ("AdminGetUser", "AdminListGroupsForUser", "ListGroups", "ListUsers",
+                           "GetGroup")
 # Cognito operations of the public app client: IAM does not authorize them.
 COGNITO_PUBLIC_OPERATIONS = ("SignUp", "ConfirmSignUp", "InitiateAuth", "GlobalSignOut",
                              "RevokeToken")

@@ -139,6 +139,8 @@ def test_bad_ranges(fs_user, header, status):
         assert response.headers["Content-Range"] == f"bytes */{4 * MiB + 100}"
     if header == "bytes=5-2":
         assert "last byte (2) comes before its first (5)" in response.json()["error"]["message"]
+    if header == "bytes=99999999999-":            # an open end past the file: outside it
+        assert "outside the file's" in response.json()["error"]["message"]
 
 
 def test_a_range_with_if_range_is_served_only_for_the_version_it_names(fs_user):

@@ -419,3 +419,29 @@ def test_share_is_refused_on_every_route_that_works_in_your_own_files_only(alice
     assert bob.api.get(f"{FS}/trash").json()["items"] == before
     # Inside the share, the routes that take it go on working.
     assert listing(bob, to_bob["id"])["children"] == []
+
+
+def test_a_deleted_owners_shares_and_links_stop(api, admin, stack, bob):
+    """Once an owner's account is deleted, nothing they shared grants anything: their shares
+    are neither listed nor usable (no one could revoke them any more, and a writer would go on
+    filling their storages), and their links no longer open."""
+    import requests
+
+    admin_api, _ = admin
+    owner = with_storages(api, register_and_login(api))
+    mkdir(owner, "/given")
+    uploaded(owner, "/given", "doc.txt", b"the owner's")
+    given = share(owner, "/given", "write", user=bob)
+    link = owner.api.post(f"{FS}/links", json={"path": "/given/doc.txt"})
+    assert link.status_code == 201, link.text
+    opened = f"{stack.url}{FS}/public/{link.json()['token']}/data"
+    assert requests.get(opened, timeout=30).content == b"the owner's"
+    assert names(listing(bob, given["id"])) == ["doc.txt"]
+
+    assert admin_api.delete(f"/api/auth/users/{owner.username}").status_code == 204
+    assert_error(bob.api.get(f"{FS}/info", params={"share": given["id"]}), 404,
+                 "share_not_found")
+    assert_error(upload(bob, "/", "more.txt", b"x", share=given["id"]), 404, "share_not_found")
+    assert given["id"] not in {s["id"] for s in bob.api.get(f"{FS}/shared").json()["shares"]}
+    gone = assert_error(requests.get(opened, timeout=30), 410, "link_owner_gone")
+    assert "no longer has an account" in gone["message"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from cloudstrype import errors
+
 CONFIRMED = "CONFIRMED"
 UNCONFIRMED = "UNCONFIRMED"
 
@@ -120,6 +122,15 @@ class IdentityProvider(ABC):
     @abstractmethod
     def groups_of(self, username: str) -> list[str]:
         """Group names, sorted; NotFound `user_not_found`."""
+
+    def user_exists(self, user_id: str) -> bool:
+        """Whether the account with this id is still there (a deleted owner's shares and links
+        stop granting)."""
+        try:
+            self.describe_by_id(user_id)
+        except errors.NotFound:
+            return False
+        return True
 
     @abstractmethod
     def group_created(self, name: str) -> float | None:

@@ -7,6 +7,8 @@ always False here.
 """
 from __future__ import annotations
 
+import time
+
 from botocore.exceptions import ClientError
 
 from cloudstrype import errors
@@ -169,6 +171,25 @@ class CognitoIdentity(IdentityProvider):
         user = _user(self._get_user(username))
         user.groups = self.groups_of(username)
         return user
+
+    # A found account is taken as there for this long without asking again: every shared
+    # request checks its owner, and the pool answers a listing ~30 times a second.
+    USER_EXISTS_SECONDS = 60.0
+
+    def user_exists(self, user_id: str) -> bool:
+        cache = self.__dict__.setdefault("_exists_until", {})
+        now = time.monotonic()
+        if cache.get(user_id, 0) > now:
+            return True
+        if not user_id or '"' in user_id or "\\" in user_id:
+            return False
+        found = self.client.list_users(UserPoolId=self.pool_id, Filter=f'sub = "{user_id}"',
+                                       Limit=1)["Users"]
+        if found:
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[user_id] = now + self.USER_EXISTS_SECONDS
+        return bool(found)
 
     def describe_by_id(self, user_id: str) -> User:
         # `sub` is an indexed attribute of the pool: a filtered listing finds it.

@@ -27,6 +27,7 @@ class Viewer:
     username: str
     _groups: frozenset[str] | None = field(default=None, repr=False)
     _group_created: dict = field(default_factory=dict, repr=False)
+    _owners: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, principal) -> "Viewer":
@@ -40,6 +41,13 @@ class Viewer:
             except errors.NotFound:
                 self._groups = frozenset()          # deleted meanwhile: no groups
         return self._groups
+
+    def owner_active(self, owner: str) -> bool:
+        """Whether the account that owns a share is still there: a deleted owner's shares grant
+        nothing (nor their links open; links.open_link asks owner_active too)."""
+        if owner not in self._owners:
+            self._owners[owner] = owner_active(owner)
+        return self._owners[owner]
 
     def is_granted(self, share: Share) -> bool:
         if share.grantee_kind == USER:
@@ -83,3 +91,8 @@ def level(viewer: Viewer, owner: str, node_id: str) -> str | None:
             break
         current = node.parent_id
     return best(found)
+
+
+def owner_active(owner: str) -> bool:
+    """Whether the account `owner` (a user id) still exists."""
+    return get_identity().user_exists(owner)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cloudstrype import errors
 from cloudstrype.settings import get_settings
+from cloudstrype.sharing import access
 from cloudstrype.sharing.shares import own_item
 from cloudstrype.sharing.store import Link, sharing_store
 from cloudstrype.tree import tree
@@ -179,6 +180,9 @@ def open_link(token: str, password: str | None, address: str | None) -> Opened:
         except (VerificationError, InvalidHashError):
             raise errors.Unauthorized("Wrong password for this link.",
                                       code="wrong_password") from None
+    if not access.owner_active(link.owner):
+        raise errors.Gone("This link's owner no longer has an account here; it does not open "
+                          "any more.", code="link_owner_gone")
     try:
         top = tree.get_node(link.owner, link.node_id)
     except errors.NotFound:

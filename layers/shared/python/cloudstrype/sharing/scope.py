@@ -135,7 +135,8 @@ def scope_for(principal, share_id: str | None) -> Scope:
     if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
         raise share_not_found(share_id)
     share = sharing_store().get_share(share_id)
-    if share is None or share.owner == viewer.user_id or not viewer.is_granted(share):
+    if share is None or share.owner == viewer.user_id or not viewer.is_granted(share) or \
+            not viewer.owner_active(share.owner):
         # An owner works on their own tree without `share`; naming it is a mistake, not a way in.
         raise share_not_found(share_id)
     try:

@@ -216,7 +216,8 @@ def shared_with_me(principal) -> list[dict]:
         seen.add(share.share_id)
         # The index may lag a revoke: re-read the share itself.
         current = store.get_share(share.share_id)
-        granted = current is not None and viewer.is_granted(current)
+        granted = current is not None and viewer.is_granted(current) and \
+            viewer.owner_active(current.owner)
         node = _node_or_none(share.owner, share.node_id) if granted else None
         if node is not None:
             listed.append(for_recipient(current, node))

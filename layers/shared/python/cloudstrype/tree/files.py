@@ -1170,7 +1170,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         first = int(first_text)
         last = int(last_text) if last_text else size - 1
-        if last < first:
+        if last_text and last < first:
             raise errors.RangeNotSatisfiable(
                 f"The range {header!r} is not valid: its last byte ({last}) comes before its "
                 f"first ({first}).", headers={"Content-Range": f"bytes */{size}"})
