@@ -653,7 +653,11 @@ def parse_duration(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 12h, 7d, "
                                          f"2w)")
-    return int(match.group(1)) * _SECONDS[match.group(2).lower()]
+    seconds = int(match.group(1)) * _SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is no time at all; give a duration of at "
+                                         f"least a second (e.g. 90s, 7d)")
+    return seconds
 
 
 def _grantee(args) -> dict:
@@ -746,7 +750,7 @@ def cmd_shares(args) -> int:
         print(shown(f"{args.path or 'Nothing of yours'} is not shared."), file=sys.stderr)
         return OK
     rows = [[s["id"], s.get("level", ""), _grantee_text(s.get("grantee") or {}),
-             s.get("path", "")] for s in shares]
+             s.get("path") or "(in the trash)"] for s in shares]
     _table(rows, ["ID", "LEVEL", "WITH", "PATH"])
     return OK
 
@@ -785,7 +789,7 @@ def _find_link(client: Client, ident: str) -> str:
 def cmd_link(args) -> int:
     client = _client(args)
     if args.revoke:
-        if args.path or args.password or args.expires:
+        if args.path or args.password or args.expires is not None:
             raise UsageError("--revoke takes only the link id.")
         link_id = _find_link(client, args.revoke)
         client.request("DELETE", f"{FS}/links/{link_id}", ok=(204,), what=f"link {args.revoke}")
@@ -799,7 +803,8 @@ def cmd_link(args) -> int:
     body: dict = {"path": path}
     if args.password:
         body["password"] = _read_secret("Link password: ")
-    if args.expires:
+    if args.expires is not None:
+        # 0 is a duration too, and the server refuses it in words (never a link that lasts).
         body["expires_in"] = args.expires
     link = client.request("POST", f"{FS}/links", json=body, ok=(201,), what=path).json()
     if args.json:
@@ -826,7 +831,7 @@ def cmd_links(args) -> int:
         return OK
     rows = [[link["id"][:12], link.get("state", ""), "yes" if link.get("password") else "no",
              _local_time(link.get("expires_at")) if link.get("expires_at") else "never",
-             link.get("path", "")] for link in links]
+             link.get("path") or "(in the trash)"] for link in links]
     _table(rows, ["ID", "STATE", "PASSWORD", "EXPIRES", "PATH"])
     return OK
 

@@ -175,6 +175,13 @@ def test_links_work_without_an_account_until_revoked(alice, stack, tmp_path):
     assert states[link["id"]] == "revoked"
 
     _fails(alice, 2, "link", "/pub", "--expires", "soon")
+    for nothing in ("0d", "0s", "0"):        # never a link that lasts for ever by mistake
+        assert "no time at all" in _fails(alice, 2, "link", "/pub", "--expires", nothing)
+    _fails(alice, 2, "link", "--revoke", link["id"][:12], "--expires", "1d")
+    # An item in the trash shows as such in the listings, not as "None".
+    alice.ok("rm", "/pub/report.txt")
+    listed = alice.ok("links").stdout
+    assert "(in the trash)" in listed and "None" not in listed, listed
     _fails(alice, 2, "link", "/pub", "--password", input="\n")
     _fails(alice, 2, "link")
     _fails(alice, 4, "link", "--revoke", "ab" * 32)
