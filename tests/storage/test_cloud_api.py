@@ -74,8 +74,11 @@ def test_one_bucket_place_is_one_storage(fresh, api):
         return user.api.post("/api/cloud/storages", json={"kind": "s3", "name": name, "config": {
             "endpoint_url": fresh.s3_endpoint, "bucket": bucket, **S3_KEYS, **config}})
 
+    host, port = fresh.s3_endpoint.rsplit(":", 1)
     for config in ({}, {"prefix": "cloudstrype/"},
-                   {"endpoint_url": fresh.s3_endpoint.upper() + "/"}):
+                   {"endpoint_url": fresh.s3_endpoint.upper() + "/"},
+                   {"endpoint_url": f"{host}:0{port}"},                        # a leading 0
+                   {"endpoint_url": f"http://localhost:{port}"}):       # another name of it
         error = assert_error(add(fresh.user, "second", **config), 409, "storage_place_taken")
         assert "'first'" in error["message"] and "whole bucket" in error["message"], error
         assert error["details"]["field"] == "prefix"
@@ -94,6 +97,17 @@ def test_one_bucket_place_is_one_storage(fresh, api):
     assert names == {"photos", "music", "photo"}
 
 
+def test_an_endpoint_holding_a_password_is_refused_without_repeating_it(fresh):
+    bucket = f"b-{fresh.user.username}"
+    fresh.s3.create_bucket(Bucket=bucket)
+    host = fresh.s3_endpoint.removeprefix("http://")
+    answer = fresh.user.api.post("/api/cloud/storages", json={"kind": "s3", "config": {
+        "endpoint_url": f"http://someone:S3cretPw@{host}", "bucket": bucket, **S3_KEYS}})
+    error = assert_error(answer, 400)
+    assert "user name or password" in error["message"] and "S3cretPw" not in answer.text
+    assert fresh.user.api.get("/api/cloud/storages").json()["storages"] == []
+
+
 def test_log_never_shows_the_secret(fresh, stack):
     fresh.add_s3("bucket", f"b-{fresh.user.username}")
     assert S3_KEYS["secret_key"] not in stack.log()
@@ -104,6 +118,9 @@ def test_log_never_shows_the_secret(fresh, stack):
     ({"kind": "s3", "config": {"access_key": "a", "secret_key": "b"}}, "bucket"),
     ({"kind": "floppy", "config": {}}, "kind"),
     ({"kind": "local", "config": {}}, "path"),
+    ({"kind": "local", "config": {"path": "big", "capacity": 10 ** 23}}, "capacity"),
+    ({"kind": "local", "config": {"path": "big", "capacity": "99999999999999999999999"}},
+     "capacity"),
     ({"config": {}}, "kind"),
 ])
 def test_bad_storage_input_is_400_naming_the_field(fresh, body, field):

@@ -285,7 +285,7 @@ STORAGE_NAME = {"type": "string",
                 "pattern": f"^(?=.*{NOT_BLANK})[^\\u0000-\\u001f\\u007f-\\u009f]{{1,{NAME_MAX}}}$"}
 # The fields whose values registry's validators check beyond "not blank".
 CONFIG_FIELDS = {
-    "capacity": {"type": "integer", "minimum": 1},
+    "capacity": {"type": "integer", "minimum": 1, "maximum": registry.MAX_CAPACITY},
     "endpoint_url": {"type": "string", "pattern": r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$",
                      "examples": ["https://s3.eu-central-003.backblazeb2.com"]},
     "region": {"type": "string", "pattern": f"^{registry._REGION.pattern}$"},

@@ -211,6 +211,9 @@ def _oauth_opener(kind: str) -> Opener:
 
 
 # What botocore accepts as a region: not all digits, no hyphen at either end.
+# The most bytes a capacity may be (as the most a member may report): a figure every store and
+# display keeps exactly.
+MAX_CAPACITY = 2 ** 60
 _REGION = re.compile(r"(?![0-9]+$)[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?")
 # Lenient on purpose: S3-compatible services differ in what bucket names they accept.
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
@@ -359,6 +362,11 @@ def _directory(value) -> str:
     return os.path.normpath(path)
 
 
+def _shown(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def _capacity(kind: str, config: dict) -> int | None:
     value = config.get("capacity")
     if _blank(value):
@@ -367,9 +375,9 @@ def _capacity(kind: str, config: dict) -> int | None:
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)          # JSON has one number type: 1024.0 is the integer 1024
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{kind}: capacity must be a positive whole number of bytes, "
-                          f"got {value!r}", field="capacity")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CAPACITY:
+        raise ConfigError(f"{kind}: capacity must be a whole number of bytes from 1 to "
+                          f"{MAX_CAPACITY} (1 EiB), got {_shown(value)}", field="capacity")
     return value
 
 
@@ -378,10 +386,25 @@ def _endpoint_url(value) -> str | None:
         return None
     url = _text("s3", "endpoint_url", value)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if "@" in parts.netloc:
+        # Never echoed: it would hold a password, shown in every listing of the storage.
+        raise ConfigError("s3: endpoint_url must not hold a user name or password "
+                          "(user:password@host); the keys go in access_key and secret_key",
+                          field="endpoint_url")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == -1:
         raise ConfigError(f"s3: endpoint_url must be an http(s) URL such as "
                           f"https://s3.example.com, got {url!r}", field="endpoint_url")
-    return url.rstrip("/")
+    # One spelling for one place (a port of 044035 is 44035, HTTPS:// is https://), so two
+    # storages on one bucket can be told apart from two buckets (storages.service).
+    scheme, host = parts.scheme.lower(), parts.hostname
+    host = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    shown_port = f":{port}" if port is not None and port != default else ""
+    return f"{scheme}://{host}{shown_port}{parts.path}".rstrip("/")
 
 
 def _region(value) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ import unicodedata
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cloudstrype import errors, vault
 from cloudstrype.backends import outbound, registry
@@ -184,8 +186,29 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
 def _bucket_place(settings: dict) -> tuple[str, str, str]:
     """(endpoint, bucket, key prefix) of an S3 storage; the endpoint "" for AWS (its bucket
     names are global, whatever the region)."""
-    endpoint = (settings.get("endpoint_url") or "").strip().rstrip("/").lower()
+    endpoint = (settings.get("endpoint_url") or "").strip().rstrip("/")
     return endpoint, settings.get("bucket") or "", settings.get("prefix") or ""
+
+
+def _same_endpoint(first: str, second: str) -> bool:
+    """Whether two endpoint URLs (as registry._endpoint_url spells them) reach one server: the
+    same URL, or the same scheme, port and path on host names that share an address
+    (`localhost` and `127.0.0.1`)."""
+    if first == second:
+        return True
+    if not first or not second:
+        return False                        # AWS's own endpoint and another
+    a, b = urlsplit(first), urlsplit(second)
+    if (a.scheme, a.port, a.path) != (b.scheme, b.port, b.path):
+        return False
+    return bool(_addresses(a.hostname) & _addresses(b.hostname))
+
+
+def _addresses(host: str | None) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return set()
 
 
 def _refuse_overlapping_bucket(owner: str, config: dict) -> None:
@@ -198,7 +221,7 @@ def _refuse_overlapping_bucket(owner: str, config: dict) -> None:
         if record.kind != "s3":
             continue
         other_endpoint, other_bucket, other_prefix = _bucket_place(record.settings or {})
-        if (other_endpoint, other_bucket) == (endpoint, bucket) and (
+        if other_bucket == bucket and _same_endpoint(other_endpoint, endpoint) and (
                 prefix.startswith(other_prefix) or other_prefix.startswith(prefix)):
             where, fix = (f"under prefix '{other_prefix}'", f"another bucket, or a prefix "
                           f"that neither begins nor is begun by '{other_prefix}'") \
