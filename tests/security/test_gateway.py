@@ -99,6 +99,21 @@ def listening_sockets(pid: int) -> list[tuple[str, int]]:
     return found
 
 
+def test_an_s3_endpoint_that_never_answers_fails_its_check_within_the_gateways_limit(
+        api, blackhole):
+    """It takes the connection and says nothing: the storage's check gives up in words (400)
+    before API Gateway's 29 s would answer 504 for it."""
+    user = register_and_login(api)
+    started = time.monotonic()
+    answer = user.api.post("/api/cloud/storages", timeout=90, json={
+        "kind": "s3", "config": {"endpoint_url": f"http://127.0.0.1:{blackhole.port}",
+                                 "bucket": "never-answers", **S3_KEYS}})
+    took = time.monotonic() - started
+    assert_error(answer, 400, "probe_failed")
+    assert took < 29, took
+    assert user.api.get("/api/cloud/storages").json()["storages"] == []
+
+
 # -- finding 4: one slow user cannot starve the others ---------------------------------------
 
 def test_one_user_with_32_stuck_requests_does_not_freeze_the_api(api, blackhole):
