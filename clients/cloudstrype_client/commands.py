@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from cloudstrype_client import config, remote, transfer
 from cloudstrype_client.api import Client, normalize_server
-from cloudstrype_client.display import shown
+from cloudstrype_client.display import plural, shown
 from cloudstrype_client.errors import (
     CONFLICT,
     FAILED,
@@ -443,7 +443,7 @@ def cmd_storages_list(args) -> int:
         check = s.get("check") or {}
         if check.get("missing_found") or check.get("corrupt_found"):
             print(shown(f"{s.get('name')}: since it was added, the scrub's checks have found "
-                        f"{check.get('missing_found', 0)} shares missing and "
+                        f"{plural(check.get('missing_found', 0), 'share')} missing and "
                         f"{check.get('corrupt_found', 0)} corrupt here (each queued for repair "
                         f"when found)."), file=sys.stderr)
     return OK
@@ -560,7 +560,8 @@ def _drain(client: Client, storage: dict, quiet: bool) -> None:
                                 params=params, what=f"draining {storage.get('name')}").json()
         params = {"continue": 1}        # the next rounds go on with this drain only
         if not quiet:
-            print(shown(f"{storage.get('name')}: moved {result.get('moved', 0)} shares, "
+            moved = plural(result.get("moved", 0), "share")
+            print(shown(f"{storage.get('name')}: moved {moved}, "
                         f"{result.get('remaining', 0)} remain."), file=sys.stderr)
         if not result.get("remaining"):
             return

@@ -38,3 +38,8 @@ def _escape(match: re.Match) -> str:
 def shown(text: object) -> str:
     """`text` (any object, as str()) with every character a terminal could act on escaped."""
     return _UNSAFE.sub(_escape, str(text))
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 share', '2 shares'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

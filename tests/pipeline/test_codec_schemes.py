@@ -97,6 +97,7 @@ def test_durability_constructors_and_data_shares():
     ("rs(-1,2)", ["'-1'", "whole number"]),
     ("rs(4.0,2)", ["'4.0'", "whole number"]),
     ("raid1()", ["''", "whole number"]),
+    ("raid1(99999999999999999999)", ["'99999999999999999999'", "too large", "1 <= N <= 16"]),
     ("rs(4,2)x", ["cannot read durability"]),
     ("", ["empty"]),
     ("  ", ["empty"]),

@@ -99,3 +99,8 @@ def shown(value, limit: int = 80) -> str:
 
 def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 share', '2 shares': a count as a message says it."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

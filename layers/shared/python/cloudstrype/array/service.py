@@ -37,7 +37,8 @@ def delete_member(owner: str, member_id: str) -> None:
     member = members.get_member(owner, member_id)
     held = len(store.shares_on(owner, member.storage_id))
     if held:
-        raise errors.Conflict(f"Member '{member.name}' still holds {held} shares. Drain it first "
+        raise errors.Conflict(f"Member '{member.name}' still holds {errors.plural(held, 'share')}. "
+                              f"Drain it first "
                               f"(POST /api/array/members/{member_id}/drain, again while it "
                               f"answers 202) to move them elsewhere.", code="member_not_empty",
                               details={"shares": held})

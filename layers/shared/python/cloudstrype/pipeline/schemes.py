@@ -185,7 +185,8 @@ def parse_durability(value: str | Durability) -> Durability:
     parts = [p.strip() for p in args.split(",")]
     for p in parts:
         if not _INT_RE.fullmatch(p):
-            raise SchemeError(f"durability {_show(value)}: {_show(p)} is not a whole number; "
+            what = "is too large" if p.isascii() and p.isdigit() else "is not a whole number"
+            raise SchemeError(f"durability {_show(value)}: {_show(p)} {what}; "
                               + DURABILITY_HELP)
     numbers = [int(p) for p in parts]
     if kind == "raid1":

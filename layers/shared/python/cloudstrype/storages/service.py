@@ -451,9 +451,10 @@ def get_storage(owner: str, storage_id: str) -> Storage:
 def delete_storage(owner: str, storage_id: str, shares_held: int) -> None:
     record = get_storage(owner, storage_id)
     if shares_held > 0:
-        raise errors.Conflict(f"Storage '{record.name}' still holds {shares_held} "
-                              f"shares. Drain it first (POST /api/cloud/storages/{storage_id}"
-                              f"/drain) to move them elsewhere.", code="storage_not_empty")
+        raise errors.Conflict(f"Storage '{record.name}' still holds "
+                              f"{errors.plural(shares_held, 'share')}. Drain it first (POST "
+                              f"/api/cloud/storages/{storage_id}/drain) to move them "
+                              f"elsewhere.", code="storage_not_empty")
     _store.delete(owner, storage_id)
     if record.kind == "local" and record.settings.get("path"):
         _release_directory(Path(record.settings["path"]))
