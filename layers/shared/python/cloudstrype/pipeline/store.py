@@ -693,7 +693,7 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
     if start:
         storages.start_draining(owner, storage_id)
     deadline = time.monotonic() + budget_seconds
-    moved, problems = 0, []
+    moved, problems = 0, {}
     chunks = sorted({chunk for chunk, _index in shares_on(owner, storage_id)})
     for number, chunk_id in enumerate(chunks):
         if time.monotonic() > deadline:
@@ -706,11 +706,15 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
         except errors.NotFound:
             chunk_store().forget_placements(owner, storage_id, chunk_id)
         except errors.ApiError as exc:
-            problems.append(f"{chunk_id}: {exc.message}")
+            problems.setdefault(exc.message, []).append(chunk_id)
     remaining = len(shares_on(owner, storage_id))
     status = storages.get_storage(owner, storage_id).status    # stopped meanwhile, or not
+    # One line per reason, naming its chunks (the same reason for every chunk was said once
+    # per chunk).
+    said = [f"{message} ({errors.plural(len(ids), 'chunk')}: {', '.join(ids[:3])}"
+            f"{', …' if len(ids) > 3 else ''})" for message, ids in problems.items()]
     return {"storage_id": storage_id, "status": status, "moved": moved,
-            "remaining": remaining, "problems": problems[:20]}
+            "remaining": remaining, "problems": said[:20]}
 
 
 def scrub(budget_seconds: float = 600.0) -> dict:

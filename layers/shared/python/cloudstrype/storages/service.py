@@ -450,6 +450,12 @@ def get_storage(owner: str, storage_id: str) -> Storage:
 
 def delete_storage(owner: str, storage_id: str, shares_held: int) -> None:
     record = get_storage(owner, storage_id)
+    if shares_held > 0 and record.status == DRAINING:
+        raise errors.Conflict(f"Storage '{record.name}' is draining but still holds "
+                              f"{errors.plural(shares_held, 'share')}: the drain has not moved "
+                              f"them yet. Run it again to see why (POST /api/cloud/storages/"
+                              f"{storage_id}/drain), or add a storage they can move to.",
+                              code="storage_not_empty")
     if shares_held > 0:
         raise errors.Conflict(f"Storage '{record.name}' still holds "
                               f"{errors.plural(shares_held, 'share')}. Drain it first (POST "
