@@ -63,6 +63,11 @@ class RequestFailed(Exception):
         self.code = code
 
 
+class NotHome(RequestFailed):
+    """The member's folder is not its own now (ShareStore.check_home): an I/O error to the
+    server, and a warning here."""
+
+
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -137,9 +142,9 @@ class ShareStore:
         answer "no such share" for every share, which has the server re-create them all
         elsewhere: it fails every request, in words, until the folder is back."""
         if _identity(self.root / META_FILE) != self._home:
-            raise RequestFailed("io_error", f"{self.root} is not this member's folder now (its "
-                                            f"{META_FILE} is gone or another); put the folder "
-                                            f"back: this member's shares are in it")
+            raise NotHome("io_error", f"{self.root} is not this member's folder now (its "
+                                      f"{META_FILE} is gone or another); put the folder back: "
+                                      f"this member's shares are in it")
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -517,8 +522,7 @@ class Member:
         except RequestFailed as exc:
             result.update(ok=False, error={"code": exc.code, "message": str(exc)[:300]})
             self.stats.failed += 1
-            if exc.code == "io_error" and "not this member's folder" in str(exc) and \
-                    not self._home_lost:
+            if isinstance(exc, NotHome) and not self._home_lost:
                 self._home_lost = True              # said once, until it is back
                 self.say(f"warning: {exc}")
         except OSError as exc:

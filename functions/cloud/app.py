@@ -43,15 +43,14 @@ def delete_storage(call, storage_id):
     if storage_id.startswith(MEMBER_PREFIX):
         # A member's storage goes with the member: its program is told and stops (else it
         # would register itself again at its next hello).
-        from cloudstrype.array import members as array_members
         from cloudstrype.array import service as array_service
         try:
-            array_members.get_member(owner, storage_id[len(MEMBER_PREFIX):])
-        except errors.NotFound:
-            pass                            # no member: the storage alone, as any other
-        else:
             array_service.delete_member(owner, storage_id[len(MEMBER_PREFIX):])
             return Reply(status=204)
+        except errors.NotFound as exc:
+            if exc.code != "member_not_found":
+                raise
+            # No member (its first step, before anything changes): the storage alone.
     storages.delete_storage(owner, storage_id, len(store.shares_on(owner, storage_id)))
     return Reply(status=204)
 

@@ -26,6 +26,9 @@ ONE_SHOT_MAX_BYTES = (LAMBDA_PAYLOAD_MAX_BYTES - EVENT_ENVELOPE_BYTES) // 4 * 3
 # one function payload each way.
 CHUNK_BYTES = 4 * MiB
 RANGE_MAX_BYTES = 4 * MiB
+# The most bytes any byte count may be (a storage's capacity, what a member reports): 1 EiB, a
+# figure every store and display keeps exactly.
+MAX_BYTE_COUNT = 2 ** 60
 # API Gateway's integration timeout; a function behind it is stopped at the same time.
 INTEGRATION_TIMEOUT_SECONDS = 29
 # API Gateway WebSocket: message and frame sizes, and the idle time after which it closes.

@@ -255,12 +255,11 @@ def _depth(value) -> int:
 def whole_number(raw: str, what: str, code: str) -> int:
     """ASCII digits only (int() also takes digits such as '³' or '٣', '_' and spaces)."""
     digits = raw[1:] if isinstance(raw, str) and raw.startswith("-") else raw
-    if not isinstance(digits, str) or not (digits.isascii() and digits.isdigit()) or \
-            len(digits) > 18:
-        if isinstance(digits, str) and digits.isascii() and digits.isdigit():
-            raise errors.BadRequest(f"{what} must be a whole number of at most 18 digits, not "
-                                    f"{errors.shown(raw)}.", code=code)
+    if not isinstance(digits, str) or not (digits.isascii() and digits.isdigit()):
         raise errors.BadRequest(f"{what} must be a whole number, not {raw!r}.", code=code)
+    if len(digits) > 18:
+        raise errors.BadRequest(f"{what} must be a whole number of at most 18 digits, not "
+                                f"{errors.shown(raw)}.", code=code)
     return int(raw)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from cloudstrype.limits import MAX_BYTE_COUNT
+
 # Versions this server speaks. A member says which it speaks in `hello`.
 PROTOCOL_VERSIONS = (1,)
 CURRENT_PROTOCOL = 1
@@ -54,7 +56,7 @@ def clean_name(value, fallback: str) -> str:
 MAX_MEMBERS_PER_USER = 64
 # The most bytes a member may report (1 EiB): a number any store and display keeps exactly
 # (10**30 was stored as 1000000000000000019884624838656 and shown as 10**15 PB).
-MAX_REPORTED_BYTES = 2 ** 60
+MAX_REPORTED_BYTES = MAX_BYTE_COUNT
 
 
 def non_negative_int(message: dict, field: str, required: bool = True) -> int | None:

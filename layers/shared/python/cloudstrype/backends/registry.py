@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..errors import shown
+from ..limits import MAX_BYTE_COUNT
 from ..settings import get_settings
 from .base import Backend, BackendError, Usage
 
@@ -210,10 +212,9 @@ def _oauth_opener(kind: str) -> Opener:
     return opener
 
 
+# The most bytes a capacity may be.
+MAX_CAPACITY = MAX_BYTE_COUNT
 # What botocore accepts as a region: not all digits, no hyphen at either end.
-# The most bytes a capacity may be (as the most a member may report): a figure every store and
-# display keeps exactly.
-MAX_CAPACITY = 2 ** 60
 _REGION = re.compile(r"(?![0-9]+$)[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?")
 # Lenient on purpose: S3-compatible services differ in what bucket names they accept.
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
@@ -362,11 +363,6 @@ def _directory(value) -> str:
     return os.path.normpath(path)
 
 
-def _shown(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
 def _capacity(kind: str, config: dict) -> int | None:
     value = config.get("capacity")
     if _blank(value):
@@ -377,7 +373,7 @@ def _capacity(kind: str, config: dict) -> int | None:
         value = int(value)          # JSON has one number type: 1024.0 is the integer 1024
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CAPACITY:
         raise ConfigError(f"{kind}: capacity must be a whole number of bytes from 1 to "
-                          f"{MAX_CAPACITY} (1 EiB), got {_shown(value)}", field="capacity")
+                          f"{MAX_CAPACITY} (1 EiB), got {shown(repr(value), 40)}", field="capacity")
     return value
 
 

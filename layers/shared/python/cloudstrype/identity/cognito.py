@@ -53,6 +53,7 @@ class CognitoIdentity(IdentityProvider):
             import boto3  # here, not at the top: boto3 is a large part of a cold start
             client = boto3.client("cognito-idp", region_name=region)
         self.client = client
+        self._exists_until: dict[str, float] = {}       # user id -> until (user_exists)
 
     # -- accounts -----------------------------------------------------------------------------
     def register(self, username: str, email: str, password: str, *, confirmed: bool) -> User:
@@ -177,31 +178,32 @@ class CognitoIdentity(IdentityProvider):
     USER_EXISTS_SECONDS = 60.0
 
     def user_exists(self, user_id: str) -> bool:
-        cache = self.__dict__.setdefault("_exists_until", {})
         now = time.monotonic()
-        if cache.get(user_id, 0) > now:
+        if self._exists_until.get(user_id, 0) > now:
             return True
-        if not user_id or '"' in user_id or "\\" in user_id:
+        if self._by_sub(user_id) is None:
             return False
-        found = self.client.list_users(UserPoolId=self.pool_id, Filter=f'sub = "{user_id}"',
-                                       Limit=1)["Users"]
-        if found:
-            if len(cache) > 10_000:
-                cache.clear()
-            cache[user_id] = now + self.USER_EXISTS_SECONDS
-        return bool(found)
+        if len(self._exists_until) > 10_000:
+            self._exists_until.clear()
+        self._exists_until[user_id] = now + self.USER_EXISTS_SECONDS
+        return True
 
     def describe_by_id(self, user_id: str) -> User:
-        # `sub` is an indexed attribute of the pool: a filtered listing finds it.
-        if not user_id or '"' in user_id or "\\" in user_id:
+        found = self._by_sub(user_id)
+        if found is None:
             raise errors.NotFound("No such user.", code="user_not_found")
-        found = self.client.list_users(UserPoolId=self.pool_id, Filter=f'sub = "{user_id}"',
-                                       Limit=1)["Users"]
-        if not found:
-            raise errors.NotFound("No such user.", code="user_not_found")
-        user = _user(found[0])
+        user = _user(found)
         user.groups = self.groups_of(user.username)
         return user
+
+    def _by_sub(self, user_id: str) -> dict | None:
+        """The pool's record of the account with this id (`sub`, an indexed attribute: a
+        filtered listing finds it), None if there is none."""
+        if not user_id or '"' in user_id or "\\" in user_id:
+            return None
+        found = self.client.list_users(UserPoolId=self.pool_id, Filter=f'sub = "{user_id}"',
+                                       Limit=1)["Users"]
+        return found[0] if found else None
 
     def list_users(self, limit: int, cursor: str | None) -> UserPage:
         args = {"UserPoolId": self.pool_id, "Limit": limit}

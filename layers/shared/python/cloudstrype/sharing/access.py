@@ -58,8 +58,7 @@ class Viewer:
         # name is another group, and inherits nothing.
         if share.grantee not in self._group_created:
             self._group_created[share.grantee] = get_identity().group_created(share.grantee)
-        created = self._group_created[share.grantee]
-        return created is not None and created <= share.created
+        return made_to_the_group_now(share, self._group_created[share.grantee])
 
 
 def best(levels) -> str | None:
@@ -96,3 +95,9 @@ def level(viewer: Viewer, owner: str, node_id: str) -> str | None:
 def owner_active(owner: str) -> bool:
     """Whether the account `owner` (a user id) still exists."""
     return get_identity().user_exists(owner)
+
+
+def made_to_the_group_now(share: Share, group_created: float | None) -> bool:
+    """Whether a group share was made to the group of its name that exists now (created at
+    `group_created`; None: there is none), not to one deleted since and made again."""
+    return group_created is not None and group_created <= share.created

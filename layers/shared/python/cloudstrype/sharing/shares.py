@@ -8,7 +8,7 @@ from cloudstrype import errors
 from cloudstrype.auth.users import validate_group
 from cloudstrype.identity import get_identity
 from cloudstrype.metadata.engine import BadCursor
-from cloudstrype.sharing.access import Viewer
+from cloudstrype.sharing.access import Viewer, made_to_the_group_now
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
 from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
 from cloudstrype.tree import tree
@@ -67,17 +67,15 @@ def create(principal, path: str | None, node_id: str | None, user: str | None,
     store = sharing_store()
     stored = store.put_share(wanted)
     if kind == GROUP and stored.share_id != wanted.share_id and \
-            not _for_the_group_now(stored):
+            not _made_to_the_group_now(stored):
         # A share to an earlier group of that name, which grants this one nothing: replaced.
         store.delete_share(stored)
         stored = store.put_share(wanted)
     return for_owner(stored, node), stored.share_id == wanted.share_id
 
 
-def _for_the_group_now(share: Share) -> bool:
-    """Whether a group share was made to the group of that name that exists now."""
-    created = get_identity().group_created(share.grantee)
-    return created is not None and created <= share.created
+def _made_to_the_group_now(share: Share) -> bool:
+    return made_to_the_group_now(share, get_identity().group_created(share.grantee))
 
 
 def _check_group(viewer: Viewer, principal, group) -> None:
@@ -247,7 +245,7 @@ def granted_to_group(group, limit: int, cursor: str | None) -> dict:
         # The index may lag a revoke: re-read the share itself.
         current = store.get_share(share.share_id)
         node = _node_or_none(share.owner, share.node_id) if current and \
-            _for_the_group_now(current) else None
+            _made_to_the_group_now(current) else None
         if node is not None:
             listed.append(for_admin(current, node))
     return {"group": group, "shares": listed, "next_cursor": next_cursor}
