@@ -181,9 +181,9 @@ def test_nothing_outside_the_share_resolves_for_the_recipient(alice, bob, carol)
     assert_error(bob.api.get(f"{FS}/data/{inside['id']}",
                              params={"share": s, "version": versions[0]["version"]}), 403,
                  "versions_not_shared")
-    # A share id is no key for anyone else, nor for its owner.
-    for stranger in (carol, alice):
-        assert_error(stranger.api.get(f"{FS}/info", params={"share": s}), 404, "share_not_found")
+    # A share id is no key for anyone else; its owner is told to leave it out (a 400).
+    assert_error(carol.api.get(f"{FS}/info", params={"share": s}), 404, "share_not_found")
+    assert_error(alice.api.get(f"{FS}/info", params={"share": s}), 400, "own_share")
     assert_error(bob.api.get(f"{FS}/info", params={"share": "0" * 24}), 404, "share_not_found")
     assert_error(bob.api.get(f"{FS}/info", params={"share": "nope"}), 404, "share_not_found")
     # Upload sessions stay in one's own tree.

@@ -135,9 +135,11 @@ def scope_for(principal, share_id: str | None) -> Scope:
     if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
         raise share_not_found(share_id)
     share = sharing_store().get_share(share_id)
-    if share is None or share.owner == viewer.user_id or not viewer.is_granted(share) or \
-            not viewer.owner_active(share.owner):
+    if share is not None and share.owner == viewer.user_id:
         # An owner works on their own tree without `share`; naming it is a mistake, not a way in.
+        raise errors.BadRequest(f"Share {share_id} is one of yours: work on your own files "
+                                f"without 'share'.", code="own_share")
+    if share is None or not viewer.is_granted(share) or not viewer.owner_active(share.owner):
         raise share_not_found(share_id)
     try:
         top = tree.get_node(share.owner, share.node_id)
