@@ -106,9 +106,15 @@ def admins_only(status) -> dict:
     return {**signed_in(403), ADMIN: status}
 
 
+def in_a_share(status) -> dict:
+    """With ?share= naming a share the role is not granted: `status`; the owner, naming its own
+    share, is told to leave it out (400 own_share)."""
+    return {**signed_in(status), OWNER: 400}
+
+
 def share_read(status) -> dict:
     """With ?share= (each role naming its grant, see World.share_of): the granted roles."""
-    return {**signed_in(404), **dict.fromkeys(GRANTED, status)}
+    return {**in_a_share(404), **dict.fromkeys(GRANTED, status)}
 
 
 def share_write(status) -> dict:
@@ -116,7 +122,7 @@ def share_write(status) -> dict:
 
 
 def granted(status, others) -> dict:
-    return {**signed_in(others), **dict.fromkeys(GRANTED, status)}
+    return {**in_a_share(others), **dict.fromkeys(GRANTED, status)}
 
 
 # -- how roles ask -------------------------------------------------------------------------------
@@ -347,13 +353,13 @@ ROWS: list[Row] = [
     # filesystem inside the share (?share=: each role names its grant, World.share_of)
     Row("GET", f"{FS}/info", "the shared folder", share_read(200),
         in_share(params={"path": "/"})),
-    Row("GET", f"{FS}/info", "the owner's /private, named inside the share", signed_in(404),
+    Row("GET", f"{FS}/info", "the owner's /private, named inside the share", in_a_share(404),
         in_share(params={"path": "/private"})),
     Row("GET", f"{FS}/info", "a path climbing out of the share", granted(400, 404),
         in_share(params={"path": "/../private"})),
     Row("GET", f"{FS}/info/{{file_id}}", "a file in the share", share_read(200),
         in_share(path={"file_id": node_id}), make=lambda w: w.items["file"]),
-    Row("GET", f"{FS}/info/{{file_id}}", "the owner's file outside the share", signed_in(404),
+    Row("GET", f"{FS}/info/{{file_id}}", "the owner's file outside the share", in_a_share(404),
         in_share(path={"file_id": node_id}), make=lambda w: w.items["secret"]),
     Row("POST", f"{FS}/info/{{file_id}}", "rename a file in the share", share_write(200),
         lambda w, role, item: Ask(path={"file_id": item["id"]}, json={"name": unique(role)},
@@ -374,14 +380,14 @@ ROWS: list[Row] = [
         in_share(path={"file_id": node_id}, json={"name": "renamed"}),
         make=lambda w: w.items["shared"], intact=node_intact),
     Row("POST", f"{FS}/info/{{file_id}}", "rename the owner's file outside the share",
-        {**signed_in(404), READER: 403},
+        {**in_a_share(404), READER: 403},
         in_share(path={"file_id": node_id}, json={"name": "taken"}),
         make=lambda w: w.items["secret"], intact=node_intact),
     Row("DELETE", f"{FS}/info/{{file_id}}", "a file in the share", share_write(204),
         in_share(path={"file_id": node_id}), make=lambda w: w.upload("/shared"),
         consumes=True, intact=node_intact),
     Row("DELETE", f"{FS}/info/{{file_id}}", "the owner's file outside the share",
-        {**signed_in(404), READER: 403}, in_share(path={"file_id": node_id}),
+        {**in_a_share(404), READER: 403}, in_share(path={"file_id": node_id}),
         make=lambda w: w.upload("/private"), intact=node_intact),
     Row("POST", f"{FS}/dirs", "a folder in the share", share_write(201),
         lambda w, role, item: Ask(json={"path": f"/{unique(role)}"},
@@ -400,7 +406,7 @@ ROWS: list[Row] = [
         lambda w, role, item: Ask(path={"file_id": item["id"]}, params={
             "share": w.share_of(role), "version": item["version"]}),
         make=lambda w: w.items["file"]),
-    Row("GET", f"{FS}/data/{{file_id}}", "the owner's file outside the share", signed_in(404),
+    Row("GET", f"{FS}/data/{{file_id}}", "the owner's file outside the share", in_a_share(404),
         in_share(path={"file_id": node_id}), make=lambda w: w.items["secret"]),
     Row("POST", f"{FS}/read", "a file in the share, among many", share_read(200),
         lambda w, role, item: Ask(json={"ids": [item["id"]]},
