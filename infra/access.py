@@ -88,6 +88,9 @@ SERVICES: dict[str, ServiceAccess] = {
     "filesystem": ServiceAccess(
         tables={**_PIPELINE, "nodes": WRITE, "entries": WRITE, "versions": WRITE,
                 "uploads": WRITE, "upload-parts": WRITE, "profiles": WRITE,
+                # Contents stored once (pipeline.chunk_store BLOBS): only the tree's uploads,
+                # deletes, trash and pack compaction use them.
+                "blobs": WRITE,
                 "shares": WRITE, "links": WRITE, "link-hits": WRITE},
         cognito=SHARING_COGNITO_ACTIONS, **_PIPELINE_RIGHTS),
 }

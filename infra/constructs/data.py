@@ -125,9 +125,18 @@ class DataStore(Construct):
             self.key.grant(grantee, *actions)
 
     def grant_staging(self, grantee: iam.IGrantable, mode: str | None) -> None:
-        if mode == "write":
-            self.staging_bucket.grant_read_write(grantee)
-        elif mode == "read":
-            self.staging_bucket.grant_read(grantee)
-        elif mode is not None:
+        """Only what cloudstrype.staging.s3 calls (get, put, delete an object; presigned GET
+        and PUT carry the signer's rights), not CDK's grant_read_write (tagging, retention,
+        legal hold, multipart abort). ListBucket stays: without it S3 answers a missing key
+        with AccessDenied, not NoSuchKey, and a staged share that is not there yet would read
+        as a failure."""
+        if mode not in (None, "read", "write"):
             raise ValueError(f"staging: mode must be read or write, not {mode!r}")
+        if mode is None:
+            return
+        objects = ["s3:GetObject"] + (["s3:PutObject", "s3:DeleteObject"] if mode == "write"
+                                      else [])
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=objects, resources=[self.staging_bucket.arn_for_objects("*")]))
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[self.staging_bucket.bucket_arn]))
