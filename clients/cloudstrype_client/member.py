@@ -152,7 +152,7 @@ class ShareStore:
             self._lock_file = None
 
     def path_for(self, key: str) -> Path:
-        if not KEY_RE.match(key or ""):
+        if not KEY_RE.fullmatch(key or ""):
             raise RequestFailed("bad_request", f"invalid share key {key!r}")
         return self.shares_dir / hashlib.sha256(key.encode()).hexdigest()[:2] / key
 
@@ -420,7 +420,7 @@ class Member:
         size, expected = request.get("size"), request.get("sha256")
         self.store.path_for(key)              # a valid key, before anything is downloaded
         if not isinstance(size, int) or not 0 <= size <= MAX_SHARE_BYTES \
-                or not isinstance(expected, str) or not SHA256_RE.match(expected) \
+                or not isinstance(expected, str) or not SHA256_RE.fullmatch(expected) \
                 or not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise RequestFailed("bad_request", "put needs key, size, sha256 and url")
         with self.store.reservation(size):
@@ -495,7 +495,7 @@ class Member:
 
     def _do_verify(self, request: dict) -> dict:
         expected = request.get("sha256")
-        if not isinstance(expected, str) or not SHA256_RE.match(expected):
+        if not isinstance(expected, str) or not SHA256_RE.fullmatch(expected):
             raise RequestFailed("bad_request", "verify needs key and sha256")
         path = self.store.path_for(request.get("key"))
         digest, size = hashlib.sha256(), 0

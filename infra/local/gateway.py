@@ -271,7 +271,7 @@ class Gateway:
     # -- REST -------------------------------------------------------------------------------
     def match(self, path: str) -> tuple[Route, dict] | None:
         for route in self.routes:
-            found = route.pattern.match(path)
+            found = route.pattern.fullmatch(path)
             if found:
                 values = {name: unquote(v)
                           for name, v in zip(route.params, found.groups(), strict=True)}

@@ -47,14 +47,16 @@ def test_weak_password_is_400_naming_what_is_missing(api, password, missing):
     assert missing in error["message"]
 
 
-@pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.org", "a b@example.org", ""])
+@pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.org", "a b@example.org", "",
+                                   "bob@example.org\n"])
 def test_bad_email_is_400(api, email):
     response = api.post("/api/auth/register", json={"username": unique(), "email": email,
                                                     "password": PASSWORD})
     assert_error(response, 400, "invalid_email")
 
 
-@pytest.mark.parametrize("username", ["ab", "has space", "slash/name", "x" * 65, "-leading"])
+@pytest.mark.parametrize("username", ["ab", "has space", "slash/name", "x" * 65, "-leading",
+                                      "alice\n"])
 def test_bad_username_is_400(api, username):
     response = api.post("/api/auth/register", json={"username": username,
                                                     "email": "a@example.org",
@@ -293,3 +295,38 @@ def test_admin_me_shows_the_admins_group(admin):
     admin_api, admin_name = admin
     me = admin_api.get("/api/auth/me").json()
     assert me["username"] == admin_name and me["groups"] == ["admins"]
+
+
+def test_an_admin_removed_from_admins_loses_its_routes_at_once(admin, api):
+    """Groups are read live for admin routes, not from the token (valid for up to an hour):
+    removed, a former admin can neither use the routes nor put themselves back."""
+    admin_api, _ = admin
+    deputy = register_and_login(api)
+    assert admin_api.put(f"/api/auth/groups/admins/members/{deputy.username}").status_code == 204
+    deputy_api = api.as_user(login(api, deputy.username)["access_token"])
+    assert deputy_api.get("/api/auth/users").status_code == 200
+    assert admin_api.delete(
+        f"/api/auth/groups/admins/members/{deputy.username}").status_code == 204
+    assert_error(deputy_api.get("/api/auth/users"), 403)
+    assert_error(deputy_api.put(f"/api/auth/groups/admins/members/{deputy.username}"), 403)
+    members = admin_api.get("/api/auth/groups/admins/members").json()["members"]
+    assert deputy.username not in members
+
+
+def test_names_and_addresses_are_checked_whole_and_not_echoed_whole(api, admin):
+    admin_api, _ = admin
+    # A final newline is no part of a valid name ('$' alone would let it through).
+    assert_error(admin_api.post("/api/auth/groups", json={"name": "fam\n"}), 400,
+                 "invalid_group")
+    error = assert_error(admin_api.put("/api/auth/groups/bad%20name/members/x"), 400,
+                         "invalid_group")
+    assert error["details"]["field"] == "group"
+    huge = "a" * 100_000 + "@x"
+    response = api.post("/api/auth/register", json={"username": unique(), "email": huge,
+                                                    "password": PASSWORD})
+    assert_error(response, 400, "invalid_email")
+    assert len(response.content) < 1000
+    long = api.post("/api/auth/register", json={"username": unique(), "email": "a@example.org",
+                                                "password": PASSWORD + "x" * 300})
+    error = assert_error(long, 400, "invalid_password")
+    assert "at most 256 characters" in error["message"]

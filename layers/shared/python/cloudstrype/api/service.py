@@ -50,6 +50,18 @@ class RouteInfo:
     view_name: str
 
 
+def _live_groups(principal) -> frozenset[str]:
+    """The caller's groups now, from the identity provider, not the token's claims: someone
+    removed from `admins` loses its routes at their next request, not when their token expires
+    (an hour in Cognito), and cannot put themselves back meanwhile. A deleted account has
+    none."""
+    from cloudstrype.identity import get_identity
+    try:
+        return frozenset(get_identity().groups_of(principal.username))
+    except errors.NotFound:
+        return frozenset()
+
+
 class ServiceApp(Chalice):
     """Chalice with per-thread request state, JSON errors and declared access per route.
 
@@ -115,7 +127,7 @@ class ServiceApp(Chalice):
             if auth != PUBLIC:
                 from cloudstrype.auth.tokens import authenticate
                 call.principal = authenticate(call.header("authorization"))
-                if auth != USER and auth not in call.principal.groups:
+                if auth != USER and auth not in _live_groups(call.principal):
                     raise errors.Forbidden(f"This needs membership of the '{auth}' group.")
             result = handler(call, **path_params)
             return to_response(result)

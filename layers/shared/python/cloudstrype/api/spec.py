@@ -218,18 +218,21 @@ op("POST", "/api/auth/confirm", "Confirm an account with the code Cognito sent",
    body=_obj(["username", "code"], username=USERNAME, code={"type": "string", "maxLength": 64}),
    responses={200: {"schema": _obj(["username", "confirmed"], username=S,
                                    confirmed={"const": True})},
-              404: "No such user", 409: "Confirmed already"})
+              400: "Code not valid (the same answer for an unknown user or an account "
+                   "confirmed already: it does not tell which)"})
 op("POST", "/api/auth/login", "Sign in", public=True,
    body=_obj(["username", "password"], username=S, password={"type": "string",
                                                               "format": "password"}),
    responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}},
               401: "Wrong username or password", 403: "Account not confirmed yet",
               429: "Too many failed attempts: locked for Retry-After seconds"})
-op("POST", "/api/auth/refresh", "Fresh tokens; the refresh token is replaced", public=True,
+op("POST", "/api/auth/refresh", "Fresh tokens; locally the refresh token is replaced (Cognito "
+   "gives the same one back)", public=True,
    body=_obj(["refresh_token"], refresh_token={"type": "string", "minLength": 1}),
    responses={200: {"schema": {"$ref": "#/components/schemas/Tokens"}},
               401: "Refresh token not valid, used already or revoked"})
-op("POST", "/api/auth/logout", "End this sign-in: its tokens stop working",
+op("POST", "/api/auth/logout", "End this sign-in: locally its tokens stop working at once; "
+   "deployed, Cognito ends every sign-in of the user and access tokens run to their expiry",
    responses={204: "Signed out"})
 op("GET", "/api/auth/me", "The signed-in user",
    responses={200: {"schema": {"$ref": "#/components/schemas/User"}}, 404: "User deleted"})

@@ -42,7 +42,7 @@ class ProtocolError(ValueError):
 
 
 def valid_member_id(value) -> bool:
-    return isinstance(value, str) and bool(MEMBER_ID_RE.match(value))
+    return isinstance(value, str) and bool(MEMBER_ID_RE.fullmatch(value))
 
 
 def clean_name(value, fallback: str) -> str:

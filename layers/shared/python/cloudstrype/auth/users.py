@@ -24,31 +24,34 @@ MAX_SECRET = 4096
 
 
 def validate_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):
         raise errors.BadRequest("Username must be 3-64 characters: letters, digits, '.', '_' or "
                                 "'-', starting with a letter or digit.", code="invalid_username",
                                 details={"field": "username"})
     return username
 
 
-def validate_group(group: str) -> str:
-    if not GROUP_RE.match(group):
+def validate_group(group: str, field: str = "name") -> str:
+    """`field`: where the name came from (the body's `name`, or the path's `group`)."""
+    if not GROUP_RE.fullmatch(group):
         raise errors.BadRequest("Group name must be 1-128 characters: letters, digits, '.', '_' "
-                                "or '-'.", code="invalid_group", details={"field": "name"})
+                                "or '-'.", code="invalid_group", details={"field": field})
     return group
 
 
 def validate_email(email: str) -> str:
-    if not EMAIL_RE.match(email) or len(email) > MAX_EMAIL:
-        raise errors.BadRequest(f"'{email}' is not a valid e-mail address.", code="invalid_email",
+    if not EMAIL_RE.fullmatch(email) or len(email) > MAX_EMAIL:
+        raise errors.BadRequest(f"'{errors.shown(email)}' is not a valid e-mail address.",
+                                code="invalid_email",
                                 details={"field": "email"})
     return email
 
 
 def validate_password(password: str) -> str:
-    problems = pool.password_problems(password)
     if len(password) > MAX_PASSWORD:
-        problems.append(f"at most {MAX_PASSWORD} characters")
+        raise errors.BadRequest(f"Password must be at most {MAX_PASSWORD} characters.",
+                                code="invalid_password", details={"field": "password"})
+    problems = pool.password_problems(password)
     if problems:
         raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) + ".",
                                 code="weak_password", details={"field": "password"})
@@ -139,17 +142,17 @@ def create_group(name: str, description: str) -> dict:
 
 
 def delete_group(name: str) -> None:
-    validate_group(name)
+    validate_group(name, "group")
     if name == pool.ADMIN_GROUP:
         raise errors.Conflict("The admins group cannot be deleted.", code="protected_group")
     get_identity().delete_group(name)
 
 
 def set_membership(group: str, username: str, member: bool) -> None:
-    validate_group(group)
+    validate_group(group, "group")
     get_identity().set_membership(group, _short(username, "username", 128), member)
 
 
 def group_members(group: str) -> list[str]:
-    validate_group(group)
+    validate_group(group, "group")
     return get_identity().group_members(group)

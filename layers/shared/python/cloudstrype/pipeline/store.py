@@ -53,7 +53,7 @@ def _blob_key_purpose(chunk_id: str) -> str:
 
 
 def validate_chunk_id(chunk_id: str) -> str:
-    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.match(chunk_id):
+    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.fullmatch(chunk_id):
         raise errors.BadRequest("A chunk id is 1-128 letters, digits, '-' or '_'.",
                                 code="invalid_chunk_id")
     return chunk_id
@@ -67,7 +67,7 @@ def file_chunk_id(version_id: str, index: int) -> str:
 def check_named_chunk_id(chunk_id: str) -> str:
     """A chunk id a caller of the cloud or array API names: not one of the file system's."""
     validate_chunk_id(chunk_id)
-    if FILE_CHUNK_RE.match(chunk_id):
+    if FILE_CHUNK_RE.fullmatch(chunk_id):
         raise errors.BadRequest(f"Chunk ids of the form v<version>-<n> name the chunks of your "
                                 f"files; choose another id than {chunk_id}.",
                                 code="reserved_chunk_id")
@@ -77,7 +77,7 @@ def check_named_chunk_id(chunk_id: str) -> str:
 def delete_named_chunk(owner: str, chunk_id: str) -> None:
     """DELETE through the chunk, cloud and array APIs: a file's chunk goes with its file only."""
     validate_chunk_id(chunk_id)
-    if FILE_CHUNK_RE.match(chunk_id) and chunk_store().exists(owner, chunk_id):
+    if FILE_CHUNK_RE.fullmatch(chunk_id) and chunk_store().exists(owner, chunk_id):
         raise errors.Conflict(f"Chunk {chunk_id} holds content of one of your files; delete "
                               f"the file instead.", code="chunk_in_use")
     delete_chunk(owner, chunk_id)

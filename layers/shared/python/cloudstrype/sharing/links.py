@@ -116,7 +116,7 @@ def list_own(principal, node_id: str | None) -> list[dict]:
 
 
 def revoke(principal, link_id: str) -> None:
-    if not (isinstance(link_id, str) and LINK_ID_RE.match(link_id)
+    if not (isinstance(link_id, str) and LINK_ID_RE.fullmatch(link_id)
             and sharing_store().revoke_link(principal.user_id, link_id)):
         raise errors.NotFound(f"No link {errors.shown(link_id)}.", code="link_not_found")
 
@@ -160,7 +160,7 @@ def open_link(token: str, password: str | None, address: str | None) -> Opened:
     _count(f"address:{address or '?'}",
            _limit("link_requests_per_minute_per_address", 300), now)
     _count(f"link:{link_id}", _limit("link_requests_per_minute", 120), now)
-    link = sharing_store().get_link(link_id) if TOKEN_RE.match(token or "") else None
+    link = sharing_store().get_link(link_id) if TOKEN_RE.fullmatch(token or "") else None
     missing = errors.NotFound("No such link (check that it was copied whole).",
                               code="link_not_found")
     if link is None:

@@ -132,7 +132,7 @@ def scope_for(principal, share_id: str | None) -> Scope:
     viewer = Viewer.of(principal)
     if share_id is None:
         return Scope(viewer, viewer.user_id, None, OWNER)
-    if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
+    if not isinstance(share_id, str) or not SHARE_ID_RE.fullmatch(share_id):
         raise share_not_found(share_id)
     share = sharing_store().get_share(share_id)
     if share is not None and share.owner == viewer.user_id:

@@ -105,7 +105,7 @@ def _owned(principal, share_id: str) -> Share:
 
 
 def find(share_id) -> Share | None:
-    if not isinstance(share_id, str) or not SHARE_ID_RE.match(share_id):
+    if not isinstance(share_id, str) or not SHARE_ID_RE.fullmatch(share_id):
         return None
     return sharing_store().get_share(share_id)
 
@@ -232,7 +232,7 @@ def granted_to_group(group, limit: int, cursor: str | None) -> dict:
     """For admins: one page of the shares granted to `group` whose item exists, i.e. what its
     members reach through it (the by-grantee index, one page; a page may come out short when
     items are in their owners' trash)."""
-    validate_group(group)
+    validate_group(group, "group")
     _require_group(group)
     store = sharing_store()
     try:

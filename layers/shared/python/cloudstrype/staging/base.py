@@ -23,7 +23,7 @@ class StagedObjectTooLarge(StagingError):
 
 def valid_key(key) -> bool:
     return isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and \
-        all(_SEGMENT.match(segment) for segment in key.split("/"))
+        all(_SEGMENT.fullmatch(segment) for segment in key.split("/"))
 
 
 def check_key(key) -> str:
