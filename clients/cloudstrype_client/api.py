@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -33,6 +34,7 @@ from cloudstrype_client.errors import (
     AuthError,
     Cancelled,
     CliError,
+    UsageError,
     exit_code_for_status,
 )
 
@@ -52,10 +54,20 @@ SHARE_SCOPED = re.compile(
 
 
 def normalize_server(url: str) -> str:
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    return url
+    """The server's address as requests are made to it: http:// added when no scheme is
+    given; anything but an http(s) address with a host is refused (a usage error)."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:
+        scheme, host = None, None
+    if scheme not in ("http", "https") or not host:
+        raise UsageError(f"The server address {url.strip()!r} is not an http:// or https:// "
+                         f"address with a host, such as http://127.0.0.1:8080.")
+    return text.rstrip("/")
 
 
 def error_from_response(response: requests.Response, what: str | None = None) -> CliError:

@@ -27,6 +27,7 @@ from cloudstrype_client.errors import (
     FAILED,
     INTERRUPTED,
     OK,
+    AuthError,
     CliError,
     NotFoundError,
     Stopped,
@@ -165,6 +166,11 @@ def cmd_login(args) -> int:
     response = client.request("POST", "/api/auth/login", auth=False, retry=True, ok=(200,),
                               json={"username": username, "password": password})
     tokens = response.json()
+    if saved and (normalize_server(saved["server"]) != server or
+                  (saved.get("username") or "").lower() != username.lower()):
+        # The login this one replaces, someone else's or another server's (best effort). Not
+        # the same user's: deployed, Cognito's sign-out would end the new sign-in too.
+        _end_sign_in(saved)
     config.save_credentials(config.tokens_to_credentials(server, username, tokens))
     if not args.quiet:
         print(f"Logged in to {server} as {username} (credentials in "
@@ -172,13 +178,31 @@ def cmd_login(args) -> int:
     return OK
 
 
+def _end_sign_in(saved: dict) -> str | None:
+    """Ask the server to end a saved sign-in (its tokens then stop working there, not only
+    here); None when it did or had already, else why it could not be told."""
+    try:
+        client = Client(saved["server"], saved, retries=0)
+        client.request("POST", "/api/auth/logout", retry=False, ok=(204,),
+                       timeout=(5, 10))
+    except AuthError:
+        return None                 # refused: that sign-in has ended already
+    except CliError as exc:
+        return exc.message
+    return None
+
+
 @_command
 def cmd_logout(args) -> int:
     saved = config.load_credentials()
+    problem = _end_sign_in(saved) if saved else None
     removed = config.delete_credentials()
     if not args.quiet:
         if removed and saved:
             print(f"Logged out of {saved.get('server')}.", file=sys.stderr)
+            if problem:
+                print(f"The server could not be told ({problem}); the sign-in's tokens, "
+                      f"deleted here, stay valid there until they expire.", file=sys.stderr)
         else:
             print("Not logged in.", file=sys.stderr)
     return OK

@@ -79,8 +79,18 @@ def credentials_path() -> Path:
 
 
 def load_credentials() -> dict | None:
+    """The saved login, or None when there is none or it is not one this program wrote (a
+    hand-edited or damaged file reads as not logged in, never as a crash)."""
     data = read_json(credentials_path())
-    if not data or not data.get("access_token") or not data.get("server"):
+    if not isinstance(data, dict) or not isinstance(data.get("access_token"), str) or \
+            not data["access_token"] or not isinstance(data.get("server"), str) or \
+            not data["server"]:
+        return None
+    try:
+        float(data.get("expires_at") or 0)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data.get("refresh_token") or "", str):
         return None
     return data
 

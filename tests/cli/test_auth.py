@@ -46,6 +46,36 @@ def test_login_saves_private_credentials_and_logout_forgets_them(home, api):
     again = home.run("ls", "/")
     assert again.returncode == 3
     assert "Not logged in" in again.stderr
+    # The server was told: a copy of the deleted tokens works no more.
+    assert api.as_user(saved["access_token"]).get("/api/auth/me").status_code == 401
+    assert api.post("/api/auth/refresh",
+                    json={"refresh_token": saved["refresh_token"]}).status_code == 401
+
+
+def test_logging_in_as_someone_else_ends_the_previous_sign_in(home, api):
+    first, second = register_and_login(api), register_and_login(api)
+    home.login(first)
+    before = home.credentials()
+    home.login(second)
+    assert home.credentials()["username"] == second.username
+    assert api.as_user(before["access_token"]).get("/api/auth/me").status_code == 401
+    home.ok("ls", "/")
+
+
+def test_a_bad_server_address_or_credentials_file_is_said_in_words(home, api):
+    for address in ("ftp://x", "file:///etc", "http://", "http://[::1"):
+        done = home.run("login", "--server", address, "--username", "u", "--password-stdin",
+                        input="p\n")
+        assert done.returncode == 2, (address, done)
+        assert "not an http:// or https:// address" in done.stderr
+        assert "Traceback" not in done.stderr
+    user = register_and_login(api)
+    home.login(user)
+    saved = home.credentials()
+    home.credentials_file.write_text(json.dumps({**saved, "expires_at": "soon"}))
+    done = home.run("ls", "/")
+    assert done.returncode == 3, done
+    assert "Not logged in" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_not_logged_in_exits_3(home):
