@@ -49,7 +49,11 @@ def _identity(args):
 
     from infra.local.services import METADATA_FILE
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.admin_command != "create" and not (data_dir / METADATA_FILE).exists():
+        # A mistyped --data-dir would otherwise become a new, empty one with no users in it.
+        raise errors.NotFound(f"{data_dir} holds no Cloudstrype data (no {METADATA_FILE}); give "
+                              f"the --data-dir that 'cloudstrype serve' uses")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = SqliteEngine(str(data_dir / METADATA_FILE))
     try:
         engine.create_tables(schema.all_tables())   # a data directory never served yet
@@ -78,6 +82,6 @@ def run_admin(args) -> int:
         message = hints.get(exc.code, exc.message.rstrip("."))
         print(f"cloudstrype admin: {message}.", file=sys.stderr)
         return 2 if isinstance(exc, errors.BadRequest) else 1
-    print(f"{args.username} is now in the '{pool.ADMIN_GROUP}' group. Tokens issued "
-          f"from now on carry it: log in again.")
+    print(f"{args.username} is now in the '{pool.ADMIN_GROUP}' group: the admin routes "
+          f"answer them from their next request.")
     return 0

@@ -92,7 +92,10 @@ class LocalStack:
         gateway."""
         from infra.local.services import LocalServices, export_settings
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Only its owner may read it: it holds password hashes, emails, the file tree and
+        # (locally) the master key; PostgreSQL and restic keep theirs 0700 too.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
         self._lock_file = _lock_data_dir(self.data_dir)
         _check_port(self.host, self.port)
         self.management_port = free_port("127.0.0.1")

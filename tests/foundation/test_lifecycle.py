@@ -3,12 +3,13 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 
 import requests
 
-from tests.support import REPO, Api, free_port, login, register_and_login, start_stack
+from tests.support import REPO, Api, cli, free_port, login, register_and_login, start_stack
 
 
 def test_state_survives_a_restart(tmp_path):
@@ -21,8 +22,10 @@ def test_state_survives_a_restart(tmp_path):
         assert first.stop(signal.SIGINT) == 0, first.log()
     assert "Stopped." in first.log()
 
+    data_dir.chmod(0o755)       # opened up meanwhile: the next start closes it again
     second = start_stack(data_dir)
     try:
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
         api = Api(second.url)
         # The old token is still valid: same pool, same signing keys.
         me = api.as_user(old_token).get("/api/auth/me")
@@ -68,8 +71,10 @@ def test_every_acknowledged_upload_survives_kill_9(tmp_path):
         acknowledged[answer.json()["id"]] = content
     _kill_9(first)                 # no clean stop: whatever was answered must be on disk
 
+    data_dir.chmod(0o755)       # opened up meanwhile: the next start closes it again
     second = start_stack(data_dir)
     try:
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
         api = Api(second.url).as_user(login(Api(second.url), user.username,
                                              user.password)["access_token"])
         for file_id, content in acknowledged.items():
@@ -178,3 +183,11 @@ def test_a_stop_does_not_wait_for_a_storage_that_never_answers(tmp_path):
         assert code == 0, stack.log()
         assert time.monotonic() - started < 15
     assert "Stopped." in stack.log()
+
+
+def test_admin_promote_on_a_mistyped_data_dir_says_so_and_makes_nothing(tmp_path):
+    typo = tmp_path / "no-such-data"
+    done = cli("admin", "promote", "alice", "--data-dir", str(typo))
+    assert done.returncode == 1, done
+    assert "holds no Cloudstrype data" in done.stderr
+    assert not typo.exists()
