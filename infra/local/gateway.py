@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import functools
 import hmac
 import json
 import logging
@@ -37,6 +37,7 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 from cloudstrype import limits
 from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, InProcessBody
+from cloudstrype.auth.tokens import verified_user_id
 from cloudstrype.sharing.links import redact
 
 log = logging.getLogger("cloudstrype.gateway")
@@ -105,21 +106,11 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
                              headers=headers)
 
 
-def caller_key(authorization: str | None, address: str | None) -> str:
-    """Whom a request counts against: the `sub` of its bearer token, read WITHOUT verifying it
-    (the handler verifies; a forged token fails there within milliseconds, so it cannot hold a
-    slot for long), else the client address."""
-    scheme, _, token = (authorization or "").partition(" ")
-    parts = token.strip().split(".")
-    if scheme.lower() == "bearer" and len(parts) == 3 and len(parts[1]) <= 8192:
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, binascii.Error):
-            claims = None
-        sub = claims.get("sub") if isinstance(claims, dict) else None
-        if isinstance(sub, str) and 0 < len(sub) <= 128:
-            return f"user:{sub}"
-    return f"address:{address or '?'}"
+def caller_key(user_id: str | None, address: str | None) -> str:
+    """Whom a request counts against: the user of its bearer token once the token is verified
+    (never its claims unverified: anyone could name another user's `sub` in a forged token and
+    spend that user's slots), else the client address."""
+    return f"user:{user_id}" if user_id else f"address:{address or '?'}"
 
 
 class InFlight:
@@ -335,7 +326,14 @@ class Gateway:
                               headers={"Retry-After": str(wait)})
             if throttled == "all":
                 self.sign_in.take(address)
-        caller = caller_key(request.headers.get("Authorization"), address)
+        authorization = request.headers.get("Authorization")
+        user_id = verified_user_id(authorization)
+        if user_id is None and authorization:
+            # A token not seen yet is verified once, off the loop; the handler then finds it
+            # verified (TokenVerifier keeps the last 4,096).
+            user_id = await asyncio.get_running_loop().run_in_executor(
+                self.executor, functools.partial(verified_user_id, authorization, check=True))
+        caller = caller_key(user_id, address)
         if not self.in_flight.acquire(caller):
             return _error(429, "too_many_requests", f"You have {self.in_flight.limit} requests "
                           f"in progress already; wait for one to finish and try again.",

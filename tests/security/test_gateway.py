@@ -152,6 +152,35 @@ def test_one_user_with_32_stuck_requests_does_not_freeze_the_api(api, blackhole)
              "the attacker's slots to be freed")
 
 
+def test_a_forged_token_naming_someone_elses_user_spends_none_of_their_slots(api):
+    """Requests count against a token's user only once the token is verified: a flood of
+    tokens carrying Bob's `sub` under a broken signature counts against its sender's address,
+    and Bob is never told he has too many requests in progress."""
+    bob = register_and_login(api)
+    assert bob.api.get("/api/auth/me").status_code == 200
+    header, payload, signature = bob.access_token.split(".")
+    forged = f"{header}.{payload}.{signature[:-6]}AAAAAA"
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def flood():
+        session = requests.Session()
+        while not stop.is_set():
+            answer = session.get(api.base_url + "/api/auth/me", timeout=10,
+                                 headers={"Authorization": f"Bearer {forged}"})
+            statuses.append(answer.status_code)
+
+    with ThreadPoolExecutor(12) as pool:
+        for _ in range(12):
+            pool.submit(flood)
+        try:
+            bobs = [bob.api.get("/api/auth/me", timeout=10).status_code for _ in range(60)]
+        finally:
+            stop.set()
+    assert set(bobs) == {200}, bobs
+    assert statuses and set(statuses) <= {401, 429}, set(statuses)
+
+
 # -- finding 9: no moto, and a management listener only the handlers can use ---------------
 
 @pytest.mark.parametrize("path", ["/moto-api/", "/moto-api/data.json", "/moto-api/reset"])

@@ -75,6 +75,15 @@ class TokenVerifier:
                                       "deleted); log in again.", code="token_revoked")
         return principal
 
+    def known(self, token: str) -> Principal | None:
+        """The principal of a token this verifier has checked already and that has not expired,
+        without checking anything (no I/O: callers may be on an event loop)."""
+        with self._verified_lock:
+            known = self._verified.get(token)
+        if known is None or time.time() > known[1] + LEEWAY_SECONDS:
+            return None
+        return known[0]
+
     def _check(self, token: str) -> Principal:
         """The token's principal if its signature and claims check out (not its revocation)."""
         try:
@@ -156,3 +165,21 @@ def bearer_token(authorization: str | None) -> str:
 
 def authenticate(authorization: str | None) -> Principal:
     return get_verifier().verify(bearer_token(authorization))
+
+
+def verified_user_id(authorization: str | None, *, check: bool = False) -> str | None:
+    """The `sub` of a valid bearer token, else None. Without `check`, only a token this process
+    has verified before counts (TokenVerifier.known: no I/O, for an event loop); with it, the
+    token is verified now (it may fetch the signing keys)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    if not check:
+        principal = _verifier.known(token.strip()) if _verifier is not None else None
+        return principal.user_id if principal is not None else None
+    try:
+        return get_verifier().verify(token.strip()).user_id
+    except Exception:       # noqa: BLE001 - any token that does not verify: the handler says why
+        return None
