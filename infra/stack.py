@@ -174,7 +174,7 @@ class CloudstrypeStack(Stack):
             "region": Aws.REGION,
             "userPoolId": self.users.user_pool.user_pool_id,
             "userPoolClientId": self.users.client.user_pool_client_id,
-        })
+        }, connect_sources=(self.rest_api.url, self.websocket.url))
         # Members ask GET /api/config where the WebSocket is; OAuth connect returns to the UI.
         self.functions.add_settings(websocket_url=self.websocket.url, web_url=self.web.url)
 

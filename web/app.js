@@ -2,6 +2,7 @@
 // hash (#/files?path=/docs, #/file/<id>, #/storages, ...) and draws the frame around the pages.
 import { api, currentSession, loadConfig, logout, messageOf, onSessionChange } from "./js/api.js";
 import { h, icon } from "./js/dom.js";
+import { safeNext } from "./js/hash.js";
 import { alertBox, toast } from "./js/ui.js";
 import { initTransfers } from "./js/transfers.js";
 
@@ -95,7 +96,11 @@ function drawFrame(current) {
   nav.replaceChildren(h("ul", { class: "nav-list" }, items));
   const out = h("button", { type: "button", class: "button ghost logout-button" },
     icon("logout"), h("span", {}, "Log out"));
-  out.addEventListener("click", () => {
+  out.addEventListener("click", async () => {
+    out.disabled = true;
+    // End the sign-in on the server too (its tokens stop working there), then here; a server
+    // that cannot be reached does not keep anyone signed in on this page.
+    await api.post("/api/auth/logout").catch(() => {});
     pendingNotice = "You have logged out.";
     logout("logout");
   });
@@ -131,7 +136,7 @@ async function route() {
     return;
   }
   if (page.public && currentSession()) {
-    navigate(where.query.get("next") || "#/", { replace: true });
+    navigate(safeNext(where.query.get("next")), { replace: true });
     return;
   }
   if (currentSession() && !me) {

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
+from cloudstrype.api.security_headers import FILE_CONTENT_HEADERS
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp, json_text
 from cloudstrype.sharing import links, shares
 from cloudstrype.sharing.scope import SHARE_ROUTES, scope_for
@@ -302,7 +303,8 @@ def _content(call, owner, node, version_id):
     size = int(version.size)
     headers = {"ETag": version.etag, "Accept-Ranges": "bytes",
                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
-               "Last-Modified": formatdate(version.created, usegmt=True)}
+               "Last-Modified": formatdate(version.created, usegmt=True),
+               **FILE_CONTENT_HEADERS}
     if files.none_match(call.header("if-none-match"), version.etag):
         return Reply(status=304, headers=headers)
     wanted = files.parse_range(call.header("range"), size) if files.range_applies(

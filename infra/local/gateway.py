@@ -37,6 +37,7 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 from cloudstrype import limits
 from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, InProcessBody
+from cloudstrype.api.security_headers import WEB_UI_HEADERS, web_ui_policy
 from cloudstrype.auth.tokens import verified_user_id
 from cloudstrype.sharing.links import redact
 
@@ -104,6 +105,14 @@ def _too_large() -> web.Response:
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers=headers)
+
+
+def _web_ui_headers(request: web.Request) -> dict[str, str]:
+    """What CloudFront sends with the web UI when deployed (cloudstrype.api.security_headers):
+    here the API is this origin, the WebSocket this host's /ws."""
+    scheme = "wss" if request.secure else "ws"
+    return {"Content-Security-Policy": web_ui_policy(f"{scheme}://{request.host}"),
+            **WEB_UI_HEADERS}
 
 
 def caller_key(user_id: str | None, address: str | None) -> str:
@@ -236,7 +245,9 @@ class Gateway:
         app.router.add_route("GET", "/.well-known/jwks.json", self.jwks)
         app.router.add_route("GET", "/staging/{key:.*}", self.staging_get)
         app.router.add_route("PUT", "/staging/{key:.*}", self.staging_put)
+        # The web UI's files answer HEAD too, as CloudFront does.
         app.router.add_route("GET", "/{tail:[\\s\\S]*}", self.static)
+        app.router.add_route("HEAD", "/{tail:[\\s\\S]*}", self.static)
         return app
 
     def management_app(self) -> web.Application:
@@ -477,7 +488,8 @@ class Gateway:
         config = dict(self.web_config)
         scheme = "wss" if request.secure else "ws"
         config.setdefault("websocketUrl", f"{scheme}://{request.host}/ws")
-        return web.json_response(config, headers={"Cache-Control": "no-store"})
+        return web.json_response(config, headers={"Cache-Control": "no-store",
+                                                  **_web_ui_headers(request)})
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         if self.web_dir is None:
@@ -491,7 +503,7 @@ class Gateway:
             target = target / "index.html"
         if not target.is_file():
             return _error(404, "not_found", f"No page {request.path}.")
-        return web.FileResponse(target)
+        return web.FileResponse(target, headers=_web_ui_headers(request))
 
     # -- staging (what S3's presigned URLs are in AWS) ----------------------------------------
     def _staging(self, request: web.Request, method: str):

@@ -23,6 +23,9 @@ def new_page(browser, viewport=(1280, 860)):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Anything the page's Content-Security-Policy refuses is a bug of the page (or an attack).
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     return context, page, errors
 
 

@@ -183,6 +183,8 @@ def test_admin_page_is_for_admins_only(pages, base_url, admin, web_user):
     users = page.locator(".users-table")
     expect(users.locator(f'tr[data-username="{admin_name}"]')).to_contain_text("admins")
     expect(users.get_by_role("button", name=f"Delete {admin_name}")).to_be_disabled()
+    # One page of users and no more: nothing below the table ("null" was, once).
+    assert "null" not in page.locator("#main").inner_text()
 
     # Create a group and put the normal user in it.
     page.get_by_label("Group name").fill("family")

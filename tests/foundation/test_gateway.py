@@ -140,6 +140,32 @@ def test_web_ui_is_served_at_root(api):
     assert config["apiBaseUrl"] == "" and config["websocketUrl"].endswith("/ws")
 
 
+def test_the_web_ui_and_file_content_come_with_their_security_headers(api, user):
+    """The UI: a strict Content-Security-Policy (its scripts and styles only, no frames), no
+    sniffing, no framing; HEAD answered as CloudFront does. A file's content, whatever type
+    its uploader gave (here HTML with a script), is never run in the API's origin."""
+    for path in ("/", "/app.js", "/config.json"):
+        page = requests.get(api.base_url + path, timeout=10)
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, policy
+        assert f"ws://{api.base_url.split('://')[1]}" in policy
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        assert page.headers["X-Frame-Options"] == "DENY"
+    assert requests.head(api.base_url + "/", timeout=10).status_code == 200
+    assert user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "sh", "config": {"path": "sec-headers"}}).status_code == 201
+    made = user.api.post("/api/filesystem/data", data={"path": "/", "name": "page.html"},
+                         files={"file": ("page.html", b"<script>alert(1)</script>",
+                                         "text/html")})
+    assert made.status_code == 201, made.text
+    content = user.api.get(f"/api/filesystem/data/{made.json()['id']}")
+    assert content.status_code == 200
+    assert content.headers["X-Content-Type-Options"] == "nosniff"
+    assert content.headers["Content-Security-Policy"].startswith("sandbox")
+    assert content.headers["Content-Disposition"].startswith("attachment")
+    assert user.api.get("/api/filesystem/usage").headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.mark.parametrize("path", ["/../pyproject.toml", "/%2e%2e/pyproject.toml",
                                   "/missing.html"])
 def test_static_files_never_escape_the_web_folder(api, path):

@@ -5,6 +5,7 @@ import json
 import re
 
 from aws_cdk.assertions import Match
+from cloudstrype.api.security_headers import WEB_UI_HEADERS, web_ui_policy
 from cloudstrype.auth import pool
 from cloudstrype.metadata import schema
 
@@ -151,6 +152,29 @@ def test_web_bucket_behind_cloudfront_with_origin_access_control(synthesized):
     assert synthesized.resources[web_bucket]["Properties"]["PublicAccessBlockConfiguration"][
         "RestrictPublicBuckets"] is True
     assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_the_web_ui_is_sent_with_the_same_security_headers_as_locally(synthesized):
+    """CloudFront's response headers policy says what cloudstrype.api.security_headers says
+    (the local gateway sends those): the policy with the API and WebSocket as connect sources,
+    nosniff, no framing, no referrer; HSTS besides."""
+    (distribution,) = synthesized.of_type("AWS::CloudFront::Distribution").values()
+    policy_ref = distribution["Properties"]["DistributionConfig"]["DefaultCacheBehavior"][
+        "ResponseHeadersPolicyId"]
+    policy = synthesized.resources[policy_ref["Ref"]]["Properties"]["ResponseHeadersPolicyConfig"]
+    headers = policy["SecurityHeadersConfig"]
+    csp = headers["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+    text = json.dumps(csp)
+    for directive in web_ui_policy().split("; "):
+        if not directive.startswith("connect-src"):
+            assert directive in text, directive
+    assert "execute-api" in text and "wss://" in text and "connect-src 'self' " in text
+    assert headers["ContentTypeOptions"]["Override"] is True
+    shown = {"X-Content-Type-Options": "nosniff",
+             "X-Frame-Options": headers["FrameOptions"]["FrameOption"],
+             "Referrer-Policy": headers["ReferrerPolicy"]["ReferrerPolicy"]}
+    assert shown == WEB_UI_HEADERS
+    assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31_536_000
 
 
 def test_web_content_and_config_json_are_deployed(synthesized):

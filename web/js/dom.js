@@ -4,6 +4,15 @@
 const PROPERTIES = new Set(["value", "checked", "selected", "indeterminate", "disabled",
   "multiple", "open", "hidden", "files"]);
 
+// Characters that change the direction of the text around them (U+202E makes "gnp.exe.txt"
+// read as "txt.exe.png"): in a name they are shown as what they are, never obeyed.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+export function shownText(value) {
+  return String(value).replace(BIDI_CONTROLS,
+    (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+}
+
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
   setProps(el, props);
@@ -18,7 +27,7 @@ export function setProps(el, props) {
       continue;
     }
     if (key === "class") el.className = value;
-    else if (key === "text") el.textContent = value;
+    else if (key === "text") el.textContent = shownText(value);
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
     else if (key.startsWith("on") && typeof value === "function") {
@@ -31,7 +40,7 @@ export function setProps(el, props) {
 export function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(shownText(child)));
   }
   return el;
 }

@@ -32,6 +32,9 @@ const FILES_AT_ONCE = 3;
 const PARTS_AT_ONCE = 3;
 const ATTEMPTS = 5;
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+// What a downloaded file's blob is typed as, whatever its own type: the blob: URL is of this
+// page's origin, and an HTML or SVG file opened from it would run as the app.
+export const DOWNLOAD_TYPE = "application/octet-stream";
 
 class Limiter {
   constructor(size) {
@@ -480,7 +483,7 @@ async function fetchContent(item) {
         item.loaded = Math.min(item.size, loaded);
         draw();
       } })));
-    return new Blob([xhr.response], { type: item.contentType || "application/octet-stream" });
+    return new Blob([xhr.response], { type: DOWNLOAD_TYPE });
   }
   const count = Math.ceil(item.size / RANGE_SIZE);
   const pieces = new Array(count);
@@ -515,7 +518,7 @@ async function fetchContent(item) {
   const results = await Promise.allSettled(workers);
   const failed = results.find((r) => r.status === "rejected");
   if (failed) throw failed.reason;
-  return new Blob(pieces, { type: item.contentType || "application/octet-stream" });
+  return new Blob(pieces, { type: DOWNLOAD_TYPE });
 }
 
 export function saveBlob(blob, name) {

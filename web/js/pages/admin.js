@@ -86,7 +86,7 @@ export default async function render(root, ctx) {
         h("th", { scope: "col" }, "Groups"), h("th", { scope: "col", class: "hide-narrow" }, "Status"),
         h("th", { scope: "col", class: "hide-narrow" }, "Created"),
         h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
-      h("tbody", {}, rows))), more);
+      h("tbody", {}, rows))), ...(more ? [more] : []));
   };
 
   const drawGroups = () => {

@@ -1,6 +1,7 @@
 // Log in, sign up and (deployed, where Cognito mails a code) confirm an account.
 import { api, login, messageOf } from "../api.js";
 import { h } from "../dom.js";
+import { safeNext } from "../hash.js";
 import { alertBox, busy, field } from "../ui.js";
 
 export default async function render(root, ctx) {
@@ -44,8 +45,7 @@ function requireFields(form, checks) {
 }
 
 function nextPage(ctx) {
-  const next = ctx.query.get("next");
-  return next && next.startsWith("#/") && !next.startsWith("#/login") ? next : "#/";
+  return safeNext(ctx.query.get("next"));
 }
 
 function loginForm(card, ctx, { username = "", notice } = {}) {

@@ -5,7 +5,7 @@
 import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, request } from "../api.js";
 import { append, h, icon, nextId } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, plural } from "../format.js";
-import { saveBlob } from "../transfers.js";
+import { DOWNLOAD_TYPE, saveBlob } from "../transfers.js";
 import { alertBox, busy, emptyState, pageHeader, toast } from "../ui.js";
 
 const RANGE_SIZE = 4 * 1024 * 1024;          // the server's largest read (RANGE_MAX_BYTES)
@@ -41,7 +41,7 @@ async function downloadFile(token, path, entry) {
       pieces.push(await fetchBytes(token, path, `bytes=${first}-${last}`));
     }
   }
-  saveBlob(new Blob(pieces, { type: entry.content_type || "application/octet-stream" }), entry.name);
+  saveBlob(new Blob(pieces, { type: DOWNLOAD_TYPE }), entry.name);
 }
 
 export default async function render(root, ctx) {

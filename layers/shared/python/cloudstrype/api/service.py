@@ -168,6 +168,9 @@ class ServiceApp(Chalice):
         response.headers.setdefault("Access-Control-Allow-Origin", "*")
         response.headers.setdefault("Access-Control-Expose-Headers",
                                     "Content-Range, Content-Length, ETag, Accept-Ranges")
+        # No answer is ever read as another type than it says (a JSON error naming a file
+        # "<script>…" stays JSON).
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # Chalice's own errors (405 and the like) come as {"Code", "Message"}; speak ours.
         body = response.body
         if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:

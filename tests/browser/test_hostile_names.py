@@ -1,0 +1,71 @@
+"""What other people's names cannot do to the page: widen it past the window, turn text around
+(bidi controls), or send a signed-in browser elsewhere (`next=`); and that Log out ends the
+sign-in on the server, not only in this browser."""
+from __future__ import annotations
+
+import json
+
+from playwright.sync_api import expect
+
+from tests.support import register_and_login
+
+from .helpers import no_horizontal_scroll, sign_in_with_tokens
+
+LONG = "x" * 250                        # one word: nothing to wrap at but anywhere
+TURNED = "\u202egnp.exe.txt"            # drawn as "txt.exe.png" if the U+202E is obeyed
+
+
+def _put(user, directory, name, data=b"x"):
+    done = user.api.post("/api/filesystem/data", data={"path": directory, "name": name},
+                         files={"file": ("f", data)})
+    assert done.status_code == 201, done.text
+    return done.json()
+
+
+def test_long_and_turned_names_stay_in_the_window_and_read_as_they_are(
+        pages, base_url, api, web_user):
+    _put(web_user, f"/{LONG}", TURNED)
+    _put(web_user, f"/{LONG}", f"{LONG}.bin")
+    gone = _put(web_user, "/", f"{LONG}.old")
+    assert web_user.api.delete(f"/api/filesystem/info/{gone['id']}").status_code == 204
+    friend = register_and_login(api)
+    share = web_user.api.post("/api/filesystem/shares", json={
+        "path": f"/{LONG}", "user": friend.username, "level": "read"})
+    assert share.status_code == 201, share.text
+
+    guest = pages()
+    sign_in_with_tokens(guest, base_url, friend, "#/shared")
+    expect(guest.locator(f'tr[data-share="{share.json()["id"]}"]')).to_be_visible()
+    for hash_ in ("#/shared", f"#/shared/{share.json()['id']}"):
+        guest.goto(f"{base_url}/{hash_}")
+        expect(guest.locator("tbody tr").first).to_be_visible()
+        fits = no_horizontal_scroll(guest)
+        assert fits["scrollWidth"] <= fits["clientWidth"], (hash_, fits)
+    # The control character is shown, not obeyed.
+    expect(guest.get_by_text("\\u202Egnp.exe.txt")).to_be_visible()
+    assert "txt.exe.png" not in guest.locator("#main").inner_text()
+
+    owner = pages()
+    sign_in_with_tokens(owner, base_url, web_user, "#/trash")
+    expect(owner.locator("tbody tr").first).to_be_visible()
+    fits = no_horizontal_scroll(owner)
+    assert fits["scrollWidth"] <= fits["clientWidth"], fits
+    expect(owner.get_by_role("button", name="Restore").first).to_be_in_viewport()
+
+
+def test_next_never_leaves_the_app_and_log_out_ends_the_sign_in(pages, base_url, api, web_user):
+    page = pages()
+    sign_in_with_tokens(page, base_url, web_user, "#/")
+    expect(page.get_by_role("heading", name=f"Hello, {web_user.username}")).to_be_visible()
+    for next_ in ("javascript%3Aalert%281%29", "%2F%2Fexample.org%2Fx",
+                  "https%3A%2F%2Fexample.org"):
+        page.goto(f"{base_url}/#/login?next={next_}")
+        expect(page.get_by_role("heading", name=f"Hello, {web_user.username}")).to_be_visible()
+        assert page.url.startswith(base_url)
+
+    session = json.loads(page.evaluate("localStorage.getItem('cloudstrype.session')"))
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to Cloudstrype")).to_be_visible()
+    assert api.as_user(session["access_token"]).get("/api/auth/me").status_code == 401
+    assert api.post("/api/auth/refresh",
+                    json={"refresh_token": session["refresh_token"]}).status_code == 401
