@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -157,6 +158,39 @@ def test_a_token_endpoint_that_is_down_is_a_passing_error_not_an_auth_error(fake
     with pytest.raises(BackendError, match="503") as raised:
         exchange_code(fake.name, code, REDIRECT_URI, verifier)
     assert type(raised.value) is BackendError
+
+
+def test_a_token_endpoint_that_redirects_is_refused_and_nothing_follows_it(fake, monkeypatch):
+    """The exchange carries the client secret, the code and the PKCE verifier: a redirect to
+    an address the server may not reach (here a loopback port no rule allows) is not followed,
+    so none of them reaches it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    monkeypatch.setenv("CLOUDSTRYPE_OUTBOUND_ALLOW", "127.0.0.1:1")
+    reset_settings_cache()
+    try:
+        for status in (301, 307, 308):
+            code, verifier = authorize(fake)
+            fake.answer_next_token_request(status, headers={
+                "Location": f"http://127.0.0.1:{listener.getsockname()[1]}/stolen"})
+            with pytest.raises(BackendError, match="redirect"):
+                exchange_code(fake.name, code, REDIRECT_URI, verifier)
+            with pytest.raises(socket.timeout):
+                listener.accept()
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("body", [
+    "[1, 2, 3]", '{"access_token": "x", "token_type": "bearer", "expires_in": "soon"}',
+    '{"access_token": "x", "token_type": "mac"}', '{"access_token": 5, "token_type": "bearer"}',
+    "not json"])
+def test_a_token_answer_that_is_not_a_bearer_token_is_a_backend_error(fake, body):
+    code, verifier = authorize(fake)
+    fake.answer_next_token_request(200, body, {"Content-Type": "application/json"})
+    with pytest.raises(BackendError) as raised:
+        exchange_code(fake.name, code, REDIRECT_URI, verifier)
+    assert "token" in str(raised.value)
 
 
 def test_a_refresh_that_meets_a_busy_token_endpoint_is_a_passing_error(backend, fake):

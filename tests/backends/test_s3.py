@@ -268,3 +268,29 @@ def run(backend: S3Backend, operation: str):
         "usage": backend.usage,
         "delete": lambda: backend.delete("k"),
     }[operation]()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_an_endpoint_that_redirects_is_an_error_after_one_try_not_a_loop(status):
+    """botocore takes an S3 3xx for "the bucket is in another region" and asks the endpoint for
+    the bucket's region, which redirects again: 78 requests, then a RecursionError (a 500). For
+    an S3-compatible endpoint a redirect is an error, said at once."""
+    asked = []
+
+    @Request.application
+    def redirecting(request):
+        asked.append(request.method)
+        return Response(status=status, headers={"Location": "http://169.254.169.254/"})
+
+    server = make_server("127.0.0.1", 0, redirecting, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = S3Backend(f"http://127.0.0.1:{server.server_port}", REGION, "bucket", "a", "a",
+                            max_attempts=1)
+        with pytest.raises(BackendError):
+            backend.put("share", b"data")
+        with pytest.raises(BackendError):
+            backend.get("share")
+    finally:
+        server.shutdown()
+    assert len(asked) <= 4, asked

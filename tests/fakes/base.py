@@ -68,6 +68,7 @@ class FakeProvider(abc.ABC):
         # Injected failures for the next API requests (that match a method and path, if given).
         self._failures: list[_Failure] = []
         self._token_failures: deque[int] = deque()
+        self._token_answers: deque[Response] = deque()
         self._routes: list[tuple[str, re.Pattern, Handler, str, bool]] = []
         # The write rate limit (off until limit_writes) and what it saw.
         self._write_limit: _WriteLimit | None = None
@@ -204,6 +205,13 @@ class FakeProvider(abc.ABC):
         with self.lock:
             self._token_failures.extend([status] * times)
 
+    def answer_next_token_request(self, status: int, body: bytes | str = b"",
+                                  headers: dict | None = None) -> None:
+        """The next token request gets exactly this answer (a redirect, a malformed token): what
+        a broken or hostile token endpoint could send."""
+        with self.lock:
+            self._token_answers.append(Response(body, status=status, headers=headers or {}))
+
     def expire_access_tokens(self) -> None:
         """Every access token issued so far stops working now (the client still thinks it
         valid), as when a provider ends a token early."""
@@ -325,6 +333,8 @@ class FakeProvider(abc.ABC):
         form = request.form.to_dict()
         self.token_grants.append(form.get("grant_type", ""))
         self.token_requests.append({k: v for k, v in form.items() if k != "client_secret"})
+        if self._token_answers:
+            return self._token_answers.popleft()
         if self._token_failures:
             return Response("token service unavailable", status=self._token_failures.popleft())
         if self._client_from(request, form) != (self.client_id, self.client_secret):

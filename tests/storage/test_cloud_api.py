@@ -174,7 +174,8 @@ def test_a_users_storages_have_distinct_names(fresh, api):
         "kind": "local", "config": {"path": str(fresh.tmp / f"unnamed{n}")}, **blank}
     ).json()["name"] for n, blank in enumerate(({}, {"name": ""}, {"name": None}))]
     assert names == ["local", "local 2", "local 3"]
-    for bad in ("   ", "c1\u009aname", "del\u007f"):
+    for bad in ("   ", "c1\u009aname", "del\u007f", "\u202egnp.exe", "two\u2028lines",
+                "\u200b\u200b"):
         refused = user.api.post("/api/cloud/storages", json={
             "kind": "local", "name": bad, "config": {"path": str(fresh.tmp / "bad")}})
         assert_error(refused, 400, "invalid_name")

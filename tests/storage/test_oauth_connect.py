@@ -246,8 +246,13 @@ def test_unknown_state_and_missing_parameters_are_refused(stack):
     assert_error(requests.get(base, params={"code": "c", "state": "made-up"}, timeout=10), 400,
                  "invalid_state")
     assert_error(requests.get(base, params={"state": "s"}, timeout=10), 400, "missing_parameter")
-    assert_error(requests.get(base, params={"error": "access_denied"}, timeout=10), 400,
-                 "access_denied")
+    denied = assert_error(requests.get(base, params={"error": "access_denied"}, timeout=10),
+                          400, "access_denied")
+    assert "(access_denied)" in denied["message"]
+    # Anything but an OAuth error code is not repeated: it would be someone's text on our site.
+    told = assert_error(requests.get(base, params={"error": "Go to evil.example " * 200},
+                                     timeout=10), 400, "access_denied")
+    assert "evil" not in told["message"]
     assert_error(requests.get(f"{stack.url}/api/cloud/oauth/myspace/callback",
                               params={"code": "c", "state": "s"}, timeout=10), 404,
                  "unknown_provider")
@@ -283,6 +288,10 @@ def test_the_callback_returns_to_the_web_ui_with_the_code_in_the_fragment(user, 
     plain = requests.get(consent(authorize(user, "box", return_to="/")["authorize_url"]),
                          allow_redirects=False, timeout=30)
     assert plain.headers["Location"].startswith(f"{stack.url}/#/storages?provider=box&")
+    # A return_to of other letters is percent-encoded: a header is ASCII.
+    other = requests.get(consent(authorize(user, "box", return_to="/#/files?path=/été")[
+        "authorize_url"]), allow_redirects=False, timeout=30)
+    assert other.headers["Location"].startswith(f"{stack.url}/#/files?path=/%C3%A9t%C3%A9&")
 
 
 def test_return_to_redirects_back_to_the_site_only(user):

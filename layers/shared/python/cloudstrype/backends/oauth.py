@@ -39,6 +39,7 @@ import logging
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -46,6 +47,7 @@ import requests
 from oauthlib.oauth2 import OAuth2Error
 from requests_oauthlib import OAuth2Session
 
+from . import outbound
 from .base import BackendAuthError, BackendError
 from .http import DEFAULT_POLICY, ProviderClient, RetryPolicy, error_detail
 from .providers import (  # noqa: F401  (the provider table, importable from here as before)
@@ -107,6 +109,11 @@ def exchange_code(provider: str, code: str, redirect_uri: str,
     # No scope on this session: providers answer with their own spelling of the granted scopes,
     # which oauthlib would otherwise report as a scope change and raise.
     session = OAuth2Session(client_id, redirect_uri=redirect_uri)
+    # The request carries the app's client secret, the code and the PKCE verifier: it goes to
+    # an allowed address only (outbound), and nowhere else by a redirect (a token endpoint
+    # never redirects; a redirect is refused, not followed).
+    outbound.guard_session(session)
+    session.max_redirects = 0
     session.register_compliance_hook("access_token_response", _raise_if_transient(p))
     extra = {"code_verifier": code_verifier} if p.pkce else {}
     try:
@@ -116,11 +123,47 @@ def exchange_code(provider: str, code: str, redirect_uri: str,
         )
     except OAuth2Error as exc:
         raise BackendAuthError(
-            f"{p.label} refused the authorization code ({exc.error}); start connecting again"
-        ) from exc
+            f"{p.label} refused the authorization code ({_bounded(exc.error)}); start "
+            f"connecting again") from exc
+    except requests.TooManyRedirects as exc:
+        raise BackendError(f"{p.label}'s token endpoint answered with a redirect, which is "
+                           f"not followed") from exc
     except requests.RequestException as exc:
         raise BackendError(f"could not reach {p.label}'s token endpoint: "
                            f"{type(exc).__name__}") from exc
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise BackendError(f"{p.label}'s token endpoint gave an answer that is not an OAuth "
+                           f"token") from exc
+    return _checked_token(p, token)
+
+
+def _bounded(text, limit: int = 100) -> str:
+    """A provider's words in our message: at most `limit` characters of them."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _checked_token(p: Provider, token) -> dict:
+    """The token a provider gave, if it is one: a bearer access token of sane length, and a
+    number of seconds (if any) until it expires."""
+    if not isinstance(token, dict):
+        raise BackendError(f"{p.label}'s token endpoint gave an answer that is not an OAuth "
+                           f"token")
+    access = token.get("access_token")
+    kind = token.get("token_type", "bearer")
+    expires = token.get("expires_in", 0)
+    refresh = token.get("refresh_token")
+    if not isinstance(access, str) or not 0 < len(access) <= 8192 or \
+            not isinstance(kind, str) or kind.lower() != "bearer" or \
+            isinstance(expires, bool) or not isinstance(expires, (int, float, str)) or \
+            (refresh is not None and (not isinstance(refresh, str) or len(refresh) > 8192)):
+        raise BackendError(f"{p.label}'s token answer is malformed (a bearer access token and "
+                           f"its expiry are expected)")
+    try:
+        float(expires)
+    except ValueError:
+        raise BackendError(f"{p.label}'s token answer is malformed (its expires_in is not a "
+                           f"number)") from None
     return dict(token)
 
 
@@ -239,11 +282,21 @@ def account_info(provider: str, session: requests.Session,
         raise client.error_for(response, "read the account")
     body = client.json(response, "read the account")
     account_id = _dig(body, id_path)
-    if not account_id:
-        raise BackendError(f"{p.label}: the account answer has no id")
+    if isinstance(account_id, bool) or not isinstance(account_id, (str, int)) or \
+            not 0 < len(str(account_id)) <= 256:
+        raise BackendError(f"{p.label}: the account answer has no id (or not one of at most "
+                           f"256 characters)")
     names = (_dig(body, name_path) for name_path in name_paths)
-    display_name = next((name for name in names if name), str(account_id))
-    return {"account_id": str(account_id), "display_name": str(display_name)}
+    display_name = next((_printable(name) for name in names
+                         if isinstance(name, str) and _printable(name)), str(account_id))
+    return {"account_id": str(account_id), "display_name": display_name[:200]}
+
+
+def _printable(text: str) -> str:
+    """A provider's name for an account, as we show it: without control or format characters
+    (terminal escapes, line breaks, bidi overrides)."""
+    return "".join(c for c in text if unicodedata.category(c) not in
+                   ("Cc", "Cf", "Zl", "Zp")).strip()
 
 
 def _dig(body: dict, path: tuple[str, ...]):

@@ -119,6 +119,8 @@ class S3Backend(Backend):
                 config=config,
             )
         guard_boto_client(self._client)
+        if self.endpoint_url:
+            self._client.meta.events.register("before-call.s3", _no_region_redirects)
 
     def put(self, key: str, data: bytes) -> None:
         with self._errors(f"write {key}"):
@@ -177,6 +179,15 @@ class S3Backend(Backend):
         return _s3_errors(where, action, missing_means_not_found)
 
 
+def _no_region_redirects(context=None, **_) -> None:
+    """An S3-compatible endpoint's 301/302/307 is an error to report, not AWS's "the bucket is
+    in another region": botocore would ask the endpoint for the bucket's region, get redirected
+    again, and ask again until Python's stack ran out (78 requests, then a RecursionError).
+    Marked as redirected already, the redirector lets the answer through as an error."""
+    if context is not None and isinstance(context.get("s3_redirect"), dict):
+        context["s3_redirect"]["redirected"] = True
+
+
 @contextlib.contextmanager
 def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterator[None]:
     """Map botocore's exceptions to the backend errors."""
@@ -200,6 +211,9 @@ def _s3_errors(where: str, action: str, missing_means_not_found: bool) -> Iterat
         if code in _AUTH_CODES or status == 403:
             raise BackendAuthError(message) from exc
         raise BackendError(message) from exc
+    except RecursionError as exc:       # an endpoint that answers in loops (see above)
+        raise BackendError(f"{where}: could not {action}: the endpoint's answers go round in "
+                           f"circles (redirects)") from exc
     except botocore.exceptions.BotoCoreError as exc:
         refused = getattr(exc, "kwargs", {}).get("error")
         if isinstance(refused, OutboundRefused):

@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from cloudstrype import errors, vault
 from cloudstrype.backends import providers, registry
@@ -30,6 +31,9 @@ from cloudstrype.backends.base import BackendAuthError, BackendError
 from cloudstrype.settings import get_settings
 from cloudstrype.storages import service
 from cloudstrype.storages.store import OAuthState, OAuthStateStore, Storage
+
+# What an OAuth error code looks like (RFC 6749: access_denied, invalid_scope, ...).
+OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 STATE_TTL_SECONDS = 600
 # After the callback: how long the grant waits for its finish, how much randomness its code
@@ -109,8 +113,11 @@ def callback(provider: str, code: str | None, state: str | None,
     """Exchange the provider's code and hold the grant; the web UI address to send the
     browser to, with the state and the finish code in its fragment."""
     if error:
-        raise errors.BadRequest(f"The provider did not grant access: {error}.",
-                                code="access_denied")
+        # An OAuth error code (RFC 6749 4.1.2.1) is a short word; anything else is not
+        # repeated (it would be someone's text shown on this site).
+        said = f" ({error})" if OAUTH_ERROR_CODE.fullmatch(error) else ""
+        raise errors.BadRequest(f"The provider did not grant access{said}; connect the "
+                                f"storage again to retry.", code="access_denied")
     if not code or not state:
         raise errors.BadRequest("The callback needs both 'code' and 'state' query parameters.",
                                 code="missing_parameter")
@@ -213,4 +220,6 @@ def return_location(return_to: str, params: dict) -> str:
     if "#" not in return_to:
         return_to += "#" + DEFAULT_RETURN_TO.partition("#")[2]
     separator = "&" if "?" in return_to.partition("#")[2] else "?"
-    return f"{get_settings().web_origin()}{return_to}{separator}{urlencode(params)}"
+    # Percent-encoded as a Location header needs (ASCII only); what is already encoded stays.
+    shown = quote(return_to, safe="/#?&=%+:@!$'()*,;~-._")
+    return f"{get_settings().web_origin()}{shown}{separator}{urlencode(params)}"

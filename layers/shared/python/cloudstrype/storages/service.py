@@ -69,10 +69,20 @@ def _seal(record: Storage, secrets: dict) -> None:
                                        _purpose(record)) if secrets else None
 
 
+# Characters that turn the text around them (U+202E shows "gnp.exe" as "exe.png").
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
+
+
 def _clean_name(name: str | None, fallback: str) -> str:
     name = (name or fallback).strip()               # "" or none: no name given
-    if not name or len(name) > NAME_MAX or any(unicodedata.category(c) == "Cc" for c in name):
-        raise errors.BadRequest(f"Storage name must be 1-{NAME_MAX} printable characters.",
+    if not name or len(name) > NAME_MAX or \
+            any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI_CONTROLS
+                for c in name) or \
+            all(unicodedata.category(c) == "Cf" for c in name):
+        raise errors.BadRequest(f"Storage name must be 1-{NAME_MAX} printable characters "
+                                f"(no control characters, line breaks or direction marks, "
+                                f"and not only invisible ones).",
                                 code="invalid_name", details={"field": "name"})
     return name
 
