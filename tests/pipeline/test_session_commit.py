@@ -95,3 +95,45 @@ def test_a_commit_racing_another_commit_of_the_same_session_gives_the_same_file(
     outer = files.commit_session("alice", session["upload_id"])
     assert outer.node_id == inner[0].node_id and outer.version_id == inner[0].version_id
     assert _read(files, "/docs/report.bin") == data
+
+
+def test_a_part_sent_again_while_the_commit_runs_is_never_committed_under_old_hashes(
+        files, tmp_path, monkeypatch):
+    """Found by a sweep: the re-sent part replaced its chunk after the commit had read the old
+    part hashes, so the file held bytes its ETag and content key did not describe (and content
+    stored once was then served to another upload). Now the commit fails and can be repeated,
+    and what it commits is what the parts hold."""
+    from cloudstrype import errors
+    from cloudstrype.tree import tree
+    session, data = _session_with_parts(files, tmp_path, files.CHUNK_SIZE + 1000)
+    other = os.urandom(files.CHUNK_SIZE)
+    make_dirs = tree.make_dirs
+
+    def resend_first(*args, **kwargs):
+        # The commit has read the parts; now part 0 arrives again with other bytes.
+        assert files.put_part("alice", session["upload_id"], 0, other)["stored"] == "now"
+        return make_dirs(*args, **kwargs)
+
+    monkeypatch.setattr(tree, "make_dirs", resend_first)
+    with pytest.raises(errors.Conflict) as refused:
+        files.commit_session("alice", session["upload_id"])
+    assert refused.value.code == "parts_changed"
+    monkeypatch.setattr(tree, "make_dirs", make_dirs)
+    node = files.commit_session("alice", session["upload_id"])
+    expected = other + data[files.CHUNK_SIZE:]
+    assert _read(files, "/docs/report.bin") == expected
+    # Committed, its parts cannot change any more.
+    with pytest.raises(errors.Conflict) as late:
+        files.put_part("alice", session["upload_id"], 0, data[:files.CHUNK_SIZE])
+    assert late.value.code == "upload_committed"
+    assert _read(files, "/docs/report.bin") == expected
+    # Its content is what another upload of the same bytes is matched to, and reads right.
+    again = files.create_session("alice", "/docs", "copy.bin", len(expected), None, "raid1(2)",
+                                 "aes256-gcm", None)
+    for part in range(again["parts"]):
+        start = part * files.CHUNK_SIZE
+        files.put_part("alice", again["upload_id"], part,
+                       expected[start:start + files.CHUNK_SIZE])
+    files.commit_session("alice", again["upload_id"])
+    assert _read(files, "/docs/copy.bin") == expected
+    assert node.node_id

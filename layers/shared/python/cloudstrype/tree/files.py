@@ -875,7 +875,13 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     cid = chunk_id(record.version_id, part)
     if previous is not None:
         # A different body for a part already received (or one whose request died): the newer
-        # one wins.
+        # one wins, but only before the commit. Reopened first, the part cannot be committed
+        # with its old hash over its new bytes (nor be missing under a committed file).
+        try:
+            trees.reopen_part(record, part)
+        except Changed:
+            raise errors.Conflict("This upload is committed (or aborted) already; its parts "
+                                  "cannot change now.", code="upload_committed") from None
         try:
             store.delete_chunk(owner, cid)
         except errors.NotFound:
@@ -888,8 +894,12 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     try:
         store.put_chunk(owner, data, record.encryption, record.durability, cid)
     except errors.Conflict:
-        # A concurrent retry of the same part stored it first; its record follows below.
-        pass
+        # Another request for this part stored its body first: the same body (a retry), whose
+        # record follows below, or another one, which this request cannot vouch for.
+        if hashlib.sha256(store.get_chunk(owner, cid)).hexdigest() != digest:
+            raise errors.Conflict(f"Part {part} was being sent by another request at the same "
+                                  f"moment, with other bytes; send it again.",
+                                  code="part_in_progress") from None
     trees.put_part(UploadPart(owner, upload_id, part, len(data), digest,
                               record.expires_at, record.purge_at))
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
@@ -946,6 +956,11 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     except _AlsoFailed:
         _discard_new(owner, version)
         now = tree_store().get_upload(owner, upload_id)
+        if now is not None and not now.committed and not now.aborted:
+            # Its parts' revision moved: a part got another body since they were read.
+            raise errors.Conflict("A part of this upload was sent again while it was being "
+                                  "committed; commit again once every part is in.",
+                                  code="parts_changed") from None
         if now is None or not now.committed:
             raise errors.Conflict("This upload was aborted (or expired) while it was being "
                                   "committed; upload the file again.",

@@ -89,7 +89,7 @@ UPLOADS = schema.table(
             "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
             "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
             "purge_at": INT, "committed": BOOL, "aborted": BOOL, "duplicate": BOOL,
-            "intent": BOOL, "expiry_queue": STR},
+            "intent": BOOL, "expiry_queue": STR, "parts_revision": INT},
     indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
     expires="purge_at")
 
@@ -211,6 +211,9 @@ class Upload:
     # between, the sweep finds it expired, uncommitted, and frees the chunks (it has no parts:
     # its chunks are counted from size and chunk_size). Never shown to the client.
     intent: bool = False
+    # How many times a part was given another body (None: never, and no attribute stored): a
+    # commit holds only if this did not move since it read the parts (see reopen_part).
+    parts_revision: int | None = None
 
 
 @dataclass
@@ -366,7 +369,8 @@ def _upload(item: dict) -> Upload:
                   sha256=item.get("sha256"), committed=bool(item.get("committed", False)),
                   aborted=bool(item.get("aborted", False)),
                   duplicate=bool(item.get("duplicate", False)),
-                  intent=bool(item.get("intent", False)))
+                  intent=bool(item.get("intent", False)),
+                  parts_revision=item.get("parts_revision"))
 
 
 def _upload_part(owner: str, upload_id: str, item: dict) -> UploadPart:
@@ -826,11 +830,32 @@ class TreeStore:
         """The session's commit, for the transaction that attaches its file: holds once only,
         and not after an abort (whose sweep frees the parts' chunks). `duplicate`: the file
         reads content stored before, so the parts' chunks are to be freed."""
+        revision = Condition.missing("parts_revision") if upload.parts_revision is None \
+            else Condition.eq("parts_revision", upload.parts_revision)
         return Update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
                       Change(set={"committed": True, **({"duplicate": True} if duplicate
                                                         else {})}),
                       Condition.exists() & Condition.ne("committed", True)
-                      & Condition.ne("aborted", True))
+                      & Condition.ne("aborted", True) & revision)
+
+    def reopen_part(self, upload: Upload, part: int) -> None:
+        """Before a received part's chunk is replaced by another body: the part becomes pending
+        again and the session's parts revision moves on, together, and only while the session
+        is neither committed nor aborted. A commit that read the parts before this fails (its
+        commit_operation holds on the revision it read); one that reads them after finds the
+        part missing until its new body is stored. Raises Changed if the session is committed
+        or aborted (or gone)."""
+        try:
+            self.engine.transact([
+                Update(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id},
+                       Change(add={"parts_revision": 1}),
+                       Condition.exists() & Condition.ne("committed", True)
+                       & Condition.ne("aborted", True)),
+                Update(UPLOAD_PARTS, {"upload_ref": _upload_ref(upload.owner, upload.upload_id),
+                                      "part": int(part)},
+                       Change(set={"pending": True}), Condition.exists())])
+        except ConditionFailed:
+            raise Changed(upload.upload_id) from None
 
     def mark_committed(self, upload: Upload) -> None:
         """Once only: raises Changed if the session is committed or aborted already, or gone."""
