@@ -308,7 +308,8 @@ def _content(call, owner, node, version_id):
     if files.none_match(call.header("if-none-match"), version.etag):
         return Reply(status=304, headers=headers)
     wanted = files.parse_range(call.header("range"), size) if files.range_applies(
-        call.header("if-range"), version.etag, headers["Last-Modified"]) else None
+        call.header("if-range"), version.etag, headers["Last-Modified"],
+        lambda: files.alone_in_its_second(owner, node, version)) else None
     if wanted is None:
         if size > files.MAX_RESPONSE_BYTES:
             raise errors.PayloadTooLarge(

@@ -33,6 +33,20 @@ def test_session_round_trip(fs_user, size):
     assert download(fs_user, meta["id"]) == data
 
 
+def test_a_session_under_a_file_is_refused_when_it_starts(fs_user):
+    """Not after every part has been sent: a file where the path needs a folder is said at
+    once; a folder that does not exist yet is made at the commit."""
+    made = upload(fs_user, "/sd", "afile", b"x")
+    assert made["path"] == "/sd/afile"
+    for path in ("/sd/afile", "/sd/afile/sub"):
+        refused = fs_user.api.post("/api/filesystem/uploads", json={
+            "path": path, "name": "big.bin", "size": 5 * MiB})
+        assert_error(refused, 409, "not_a_directory")
+    fine = fs_user.api.post("/api/filesystem/uploads", json={
+        "path": "/sd/not-yet/there", "name": "big.bin", "size": 5 * MiB})
+    assert fine.status_code == 201, fine.text
+
+
 def _parts_sent(user, name: str, data: bytes, **declared) -> str:
     created = user.api.post("/api/filesystem/uploads", json={
         "path": "/late-hash", "name": name, "size": len(data), **declared})
@@ -164,6 +178,24 @@ def test_a_range_with_if_range_is_served_only_for_the_version_it_names(fs_user):
     current = fs_user.api.get(url).headers["ETag"]
     again = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Range": current})
     assert (again.status_code, again.content) == (206, b"BBBBB")
+
+
+def test_if_range_by_date_is_no_validator_when_two_versions_share_its_second(fs_user):
+    """Last-Modified has whole seconds: two versions made within one second have the same one,
+    and a range of the new one would splice onto the old one's bytes (found by a sweep). The
+    date then names no version: the whole file is the answer."""
+    name = f"same-second-{os.urandom(3).hex()}.txt"
+    for _ in range(5):                  # until both land in one second (almost always at once)
+        old = upload(fs_user, "/", name, b"AAAAAAAAAA")
+        modified = fs_user.api.get(f"/api/filesystem/data/{old['id']}").headers["Last-Modified"]
+        upload(fs_user, "/", name, b"BBBBBBBBBB")
+        url = f"/api/filesystem/data/{old['id']}"
+        if fs_user.api.get(url).headers["Last-Modified"] == modified:
+            break
+    else:
+        pytest.fail("no two versions were made within one second in five tries")
+    whole = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Range": modified})
+    assert (whole.status_code, whole.content) == (200, b"BBBBBBBBBB")
 
 
 def test_tree_listing_depth_and_info(fs_user):

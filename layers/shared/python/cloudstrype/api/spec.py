@@ -541,10 +541,18 @@ op("POST", "/api/filesystem/read",
                       read=INT, failed=INT, remaining={"type": "array", "items": S})),
                   "description": "Each file's result, then the files' bytes"},
               400: "No ids, or more than the batch limit"})
+# What a read of a file's content takes: one range (first-last, first-, or the last N bytes;
+# several ranges in one request are a 400), If-Range (an ETag, or a Last-Modified date that no
+# other version of the file shares) and If-None-Match.
+_READ_HEADERS = {
+    "Range": {"type": "string",
+              "pattern": "^bytes=(?:[0-9]{1,12}-[0-9]{0,12}|-[0-9]{1,12})$"},
+    "If-Range": S,
+    "If-None-Match": S,
+}
 op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
    query={"version": S},
-   headers={"Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},
-            "If-None-Match": S},
+   headers={**_READ_HEADERS},
    responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
               304: "Not modified (If-None-Match)", 404: "Unknown id or version",
               413: "Too big for one response: use Range", 416: "Range not satisfiable",
@@ -563,7 +571,7 @@ op("GET", "/api/filesystem/chunks/{file_id}",
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
    body=_obj(["name", "size"], path=PATH, name=NAME, size={"type": "integer", "minimum": 0},
              content_type=S, durability=DURABILITY, encryption=ENCRYPTION, sha256=SHA256),
-   responses={201: "Session", 404: "No such directory",
+   responses={201: "Session (folders of the path that do not exist are made at the commit)",
               409: "Too many open sessions, or a file on the way",
               413: "Larger than a file may be here, or over the user's quota"})
 op("GET", "/api/filesystem/uploads/{upload_id}",
@@ -745,9 +753,7 @@ op("GET", "/api/filesystem/public/{token}",
 op("GET", "/api/filesystem/public/{token}/data",
    "No account: the content of the linked file or of a file below a linked folder; Range "
    "gives 206", public=True,
-   headers={**_LINK_PASSWORD,
-            "Range": {"type": "string", "pattern": "^bytes=[0-9]{1,12}-[0-9]{0,12}$"},
-            "If-None-Match": S},
+   headers={**_LINK_PASSWORD, **_READ_HEADERS},
    query={"path": PATH},
    responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
               304: "Not modified (If-None-Match)", **_PUBLIC_ANSWERS,

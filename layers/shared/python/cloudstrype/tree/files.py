@@ -10,6 +10,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -776,7 +777,9 @@ def _packed_anew(owner: str, version: NewVersion, content_key: str,
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
                    durability: str | None, encryption: str | None, sha256: str | None) -> dict:
     tree.check_name(name)
-    tree.split_path(directory)
+    # A file on the way is said now, not after every part has been sent; missing folders are
+    # made at the commit (the path is taken as it is then).
+    tree.check_dirs(owner, directory)
     largest = quota.max_file_bytes()
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise errors.BadRequest("Field 'size' must be the file's size in bytes.",
@@ -1146,17 +1149,29 @@ def none_match(header: str | None, etag: str) -> bool:
 _RANGE_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")
 
 
-def range_applies(if_range: str | None, etag: str, last_modified: str) -> bool:
+def range_applies(if_range: str | None, etag: str, last_modified: str,
+                  date_names_one_version: Callable[[], bool] = lambda: True) -> bool:
     """Whether a Range is to be served, given the request's If-Range (RFC 9110 13.1.5):
     without one, yes; with one, only if it names the version being read (its ETag, or its
-    Last-Modified date exactly). Else the client's earlier bytes are of another version, and
-    the whole of this one is the answer, not a range to splice onto them."""
+    Last-Modified date exactly, when no other version of the file has that date: dates are
+    whole seconds, and two versions of one second would splice). Else the client's earlier
+    bytes may be of another version, and the whole of this one is the answer, not a range to
+    splice onto them."""
     if if_range is None:
         return True
     if_range = if_range.strip()
     if if_range.startswith(("W/", '"')):
         return if_range == etag               # a strong comparison: weak tags never match
-    return if_range == last_modified
+    return if_range == last_modified and date_names_one_version()
+
+
+def alone_in_its_second(owner: str, node: Node, version: Version) -> bool:
+    """Whether no other version of the file was made in the same second as `version` (so its
+    Last-Modified date names it alone)."""
+    second = int(float(version.created))
+    return not any(int(float(other.created)) == second and
+                   other.version_id != version.version_id
+                   for other in tree_store().list_versions(owner, node.node_id))
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -235,6 +235,22 @@ def make_dirs(owner: str, path: str, base: Node | None = None) -> tuple[Node, bo
     return node, created
 
 
+def check_dirs(owner: str, path: str, base: Node | None = None) -> None:
+    """What make_dirs would refuse, without making anything: a file where `path` needs a
+    directory (409 not_a_directory). Folders that do not exist yet are fine."""
+    node = base or root(owner)
+    for name in split_path(path):
+        if node.type != DIRECTORY:
+            raise errors.Conflict(f"'{node.name}' is a file, not a directory.",
+                                  code="not_a_directory")
+        entry = child(owner, node.node_id, name)
+        if entry is None:
+            return
+        node = get_node(owner, entry.node_id)
+    if node.type != DIRECTORY:
+        raise errors.Conflict(f"{path} is a file, not a directory.", code="not_a_directory")
+
+
 def _create_dir(owner: str, parent: Node, name: str) -> tuple[Node, bool]:
     stamp = now()
     node = Node(owner, new_node_id(), DIRECTORY, name, parent.node_id, created=stamp,
