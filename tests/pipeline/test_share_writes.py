@@ -93,3 +93,49 @@ def test_shares_on_a_record_are_never_deleted_by_the_scrub(
     assert files_on(disks) == written
     for record, d in zip(records, data, strict=True):
         assert pipeline.get_chunk("alice", record.chunk_id) == d
+
+
+def test_a_delete_the_server_stopped_leaves_no_share_behind(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """Found by a sweep: a kill between a chunk's record going and its shares being deleted (an
+    emptied trash, a freed pack) left the shares on no list, for ever. The record's delete now
+    lists them for the scrub in the same transaction."""
+    disks = add_disks("alice", tmp_path, 3)
+    before = files_on(disks)
+    record = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)").record
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit("the server stops here")
+    monkeypatch.setattr(pipeline, "_delete_shares", stop)
+    with pytest.raises(SystemExit):
+        pipeline.delete_chunk("alice", record.chunk_id)
+    monkeypatch.undo()
+    assert len(files_on(disks) - before) == 3          # on no record now
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 3
+    assert files_on(disks) == before
+
+
+def test_shares_a_repair_moved_off_go_even_if_the_server_stopped(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """The same for a repair's (or a drain's) old shares: listed with the record's change."""
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 4)
+    data = os.urandom(8000)
+    record = pipeline.put_chunk("alice", data, "aes256-gcm", "raid1(3)").record
+    first = record.shares[0]
+    [path] = share_files(disks[first.storage_id], record.chunk_id, 0)
+    path.write_bytes(b"\xff" + path.read_bytes()[1:])      # damaged: the repair replaces it
+    chunk_store().mark_damaged("alice", record.chunk_id, {0})
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit("the server stops here")
+    real = pipeline._delete_shares
+    monkeypatch.setattr(pipeline, "_delete_shares", stop)
+    with pytest.raises(SystemExit):
+        pipeline.repair_chunk("alice", record.chunk_id)
+    monkeypatch.setattr(pipeline, "_delete_shares", real)
+    assert path.exists()                               # the old, damaged share: left behind
+    assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] >= 1
+    assert not path.exists()
+    assert pipeline.get_chunk("alice", record.chunk_id) == data
+    assert list(chunk_store().pending_deletes("alice")) == []

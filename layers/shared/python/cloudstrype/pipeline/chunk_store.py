@@ -245,6 +245,17 @@ def _placement_key(owner: str, storage_id: str, chunk_id: str, index: int) -> di
     return {"storage_ref": _storage_ref(owner, storage_id), "share_ref": f"{chunk_id}#{index}"}
 
 
+def _deleting(owner: str, shares) -> list[Put]:
+    """The scrub's entries of shares taken off a chunk's record, written in the same
+    transaction: a server stopped before it deleted them leaves none behind (the deleter drops
+    each entry once its share is gone; the scrub deletes what is left)."""
+    now = int(time.time())
+    return [Put(PENDING_DELETES, {
+        "owner": owner, "share_ref": f"{s.storage_id}#{s.key}", "storage_id": s.storage_id,
+        "key": s.key, "attempts": 0, "last_error": "being deleted", "created": now,
+        "shard": _shard(owner, s.storage_id, s.key)}) for s in shares]
+
+
 def _written(owner: str, shares) -> list[Delete]:
     """The scrub's entries of shares now on a chunk's record (see plan_share_writes)."""
     return [Delete(PENDING_DELETES, {"owner": owner, "share_ref": f"{s.storage_id}#{s.key}"})
@@ -347,8 +358,10 @@ class ChunkStore:
                 # A share rebuilt onto the storage that held it before keeps its placement.
                 if (key["storage_ref"], key["share_ref"]) not in put_keys:
                     deletes.append(Delete(PLACEMENTS, key))
+        replaced = [old[i] for i in sorted(new) if i in old]
         try:
-            self._write([first] + _written(chunk.owner, new.values()) + puts + deletes)
+            self._write([first] + _deleting(chunk.owner, replaced) +
+                        _written(chunk.owner, new.values()) + puts + deletes)
         except ConditionFailed:
             return None
         return replace(chunk, shares=shares, damaged=set(), revision=chunk.revision + 1)
@@ -372,7 +385,7 @@ class ChunkStore:
             deletes = [Delete(PLACEMENTS, _placement_key(owner, s.storage_id, chunk_id, s.index))
                        for s in chunk.shares]
             try:
-                self._write([first] + deletes)
+                self._write([first] + _deleting(owner, chunk.shares) + deletes)
                 return chunk
             except ConditionFailed:
                 pass         # changed meanwhile (a repair, a damage mark): read it again
@@ -627,6 +640,12 @@ class ChunkStore:
 
     def drop_pending_delete(self, pending: PendingDelete) -> None:
         self.engine.delete(PENDING_DELETES, self._pending_key(pending))
+
+    def drop_pending_deletes(self, owner: str, shares: list[tuple[str, str]]) -> None:
+        """Forget the scrub's entries of (storage id, key) shares that are gone now."""
+        if shares:
+            self._write([Delete(PENDING_DELETES, {"owner": owner, "share_ref": f"{sid}#{key}"})
+                         for sid, key in shares])
 
     @staticmethod
     def _pending_key(pending: PendingDelete) -> dict:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from cloudstrype import errors, quota, storages, vault
 from cloudstrype.backends.base import BackendError, BackendFull, ShareNotFound
+from cloudstrype.metadata.engine import MetadataError
 from cloudstrype.pipeline import checker, codec
 from cloudstrype.pipeline.chunk_store import Chunk, PackInUse, ShareLocation, chunk_store
 
@@ -294,7 +295,7 @@ def _delete_shares(owner: str, locations: dict) -> list[str]:
     (until then it is unreadable, encrypted garbage). Returns the failures."""
     futures = {_io.submit(storages.backend_for(record).delete, key): (record, key)
                for record, key in locations.values()}
-    failures = []
+    failures, gone = [], []
     for future, (record, key) in futures.items():
         try:
             future.result(timeout=SHARE_TIMEOUT_SECONDS)
@@ -303,6 +304,13 @@ def _delete_shares(owner: str, locations: dict) -> list[str]:
         except Exception as exc:
             failures.append(f"{record.name}: {exc}")
             chunk_store().add_pending_delete(owner, record.storage_id, key, str(exc))
+            continue
+        gone.append((record.storage_id, key))
+    # Their entries (written with the record's change, or before the write) are done with.
+    try:
+        chunk_store().drop_pending_deletes(owner, gone)
+    except MetadataError as exc:
+        log.warning("shares deleted; the scrub will find their entries and finish: %s", exc)
     return failures
 
 
