@@ -33,11 +33,16 @@ def test_a_chunk_the_server_stopped_writing_leaves_no_share_after_the_grace(
 
     def stop(*_args, **_kwargs):
         raise SystemExit("the server stops here")
+    from cloudstrype import quota
+    counted = quota.usage("alice")["stored_bytes"]
     monkeypatch.setattr(ChunkStore, "create", stop)
     with pytest.raises(SystemExit):
         pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)")
     monkeypatch.undo()
     assert len(files_on(disks) - before) == 3          # on no chunk's record
+    # Charged with the record only: a chunk never recorded counts nothing (a sweep found
+    # 28 MB counted for good after kills during uploads).
+    assert quota.usage("alice")["stored_bytes"] == counted
 
     # Within the grace the scrub leaves them: the request may still be writing.
     assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 0
@@ -100,9 +105,11 @@ def test_a_delete_the_server_stopped_leaves_no_share_behind(
     """Found by a sweep: a kill between a chunk's record going and its shares being deleted (an
     emptied trash, a freed pack) left the shares on no list, for ever. The record's delete now
     lists them for the scrub in the same transaction."""
+    from cloudstrype import quota
     disks = add_disks("alice", tmp_path, 3)
     before = files_on(disks)
     record = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)").record
+    assert quota.usage("alice")["stored_bytes"] == 5000
 
     def stop(*_args, **_kwargs):
         raise SystemExit("the server stops here")
@@ -111,6 +118,7 @@ def test_a_delete_the_server_stopped_leaves_no_share_behind(
         pipeline.delete_chunk("alice", record.chunk_id)
     monkeypatch.undo()
     assert len(files_on(disks) - before) == 3          # on no record now
+    assert quota.usage("alice")["stored_bytes"] == 0   # counted off with the record
     assert pipeline.scrub(budget_seconds=60)["orphans_deleted"] == 3
     assert files_on(disks) == before
 
@@ -139,3 +147,36 @@ def test_shares_a_repair_moved_off_go_even_if_the_server_stopped(
     assert not path.exists()
     assert pipeline.get_chunk("alice", record.chunk_id) == data
     assert list(chunk_store().pending_deletes("alice")) == []
+
+
+def test_a_pack_freed_or_written_by_compaction_counts_its_dead_bytes_whenever_it_stops(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """Found by a crash sweep: dead bytes were counted apart from the pack's record (added
+    before a compaction's pack was written, taken off after a freed pack's record went), and a
+    kill in between left them wrong for good. Both now go in the record's transaction."""
+    from cloudstrype import quota
+    from cloudstrype.pipeline import packs
+    from cloudstrype.pipeline.chunk_store import ChunkStore
+    add_disks("alice", tmp_path, 3)
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit("the server stops here")
+    # A compaction's pack that was never recorded: no dead bytes counted for it.
+    monkeypatch.setattr(ChunkStore, "create", stop)
+    with pytest.raises(SystemExit):
+        packs.write_pack("alice", [("b1", b"x" * 3000)], "aes256-gcm", "raid1(3)",
+                         claimed=False)
+    monkeypatch.undo()
+    assert quota.usage("alice")["dead_bytes"] == 0
+    # One recorded, all dead: counted with its record; freed with a stop right after the
+    # record went: counted off with it.
+    placed = packs.write_pack("alice", [("b2", b"y" * 3000)], "aes256-gcm", "raid1(3)",
+                              claimed=False)
+    size = pipeline.get_record("alice", placed[0].chunk_id).size
+    assert quota.usage("alice")["dead_bytes"] == size
+    monkeypatch.setattr(pipeline, "_delete_shares", stop)
+    with pytest.raises(SystemExit):
+        packs.after_release("alice", placed[0].chunk_id)
+    monkeypatch.undo()
+    assert quota.usage("alice")["dead_bytes"] == 0
+    assert quota.usage("alice")["stored_bytes"] == 0

@@ -2,9 +2,9 @@
 unlimited) and open upload sessions (`max_open_uploads`).
 
 - `usage` (owner): two counters per user, changed only by atomic adds, never recomputed by a
-  scan. `stored_bytes` is the plaintext size of every chunk the user has (the pipeline adds a
-  chunk's size before storing it and takes it off when the chunk is deleted), so files, all
-  their versions, the parts of open sessions and raw chunks and blobs all count, once each.
+  scan. `stored_bytes` is the plaintext size of every chunk the user has (added in the
+  transaction that records a chunk, taken off in the one that deletes it), so files, all their
+  versions, the parts of open sessions and raw chunks and blobs all count, once each.
   `open_uploads` goes up when a session is created and down once when it is committed, aborted
   or swept. `trash_bytes` is the part of `stored_bytes` that is in the trash (or being freed
   from it): the tree store adds an item's bytes in the transaction that trashes it and takes
@@ -12,10 +12,12 @@ unlimited) and open upload sessions (`max_open_uploads`).
   `dead_bytes` is the part of `stored_bytes` that no file uses any more but that still sits in
   packs (pipeline/packs.py): a packed file's blob, once deleted or replaced, stays in its pack
   until compaction (tree/compaction.py) rewrites the pack or its last file goes. It is added in
-  the transaction that releases the blob and taken off when the pack is freed.
+  the transaction that releases the blob (or records a compaction's new pack) and taken off in
+  the one that frees the pack.
 
-A charge is conditional on the limit, so racing writers cannot overshoot it together; a request
-that dies between a charge and its write leaves the counter a little high, never low.
+Every counter changes in the transaction of the record it counts, so a server stopped at any
+moment leaves them right. A charge is conditional on the limit, so racing writers cannot
+overshoot it together; whether a chunk fits is also read before its shares are written.
 """
 from __future__ import annotations
 
@@ -68,19 +70,42 @@ def check_room(owner: str, size: int) -> None:
             raise _over_quota(size, used, limit)
 
 
-def charge_bytes(owner: str, size: int, within_quota: bool = True) -> None:
-    """Count `size` more bytes for the owner, or raise 413 quota_exceeded (nothing counted);
-    `within_quota=False` counts them whatever the quota (maintenance moving stored bytes)."""
-    if size <= 0:
-        return
+def charge_operation(owner: str, size: int, within_quota: bool = True,
+                     dead: bool = False) -> Update:
+    """The charge of `size` stored bytes, for the transaction that records what holds them (a
+    chunk): counted exactly when the record is, so a server stopped in between leaves no
+    charge for bytes nobody holds. Within the quota it holds only while the count stays within
+    it (the caller then raises over_quota); a counter never written yet fails that condition
+    too: ensure_counter makes it, and the transaction is tried again. `dead`: the bytes count
+    as dead too (a compaction's new pack, until files are moved in)."""
     limit = quota_bytes() if within_quota else 0
-    if not _add(owner, "stored_bytes", size, limit or None):
-        raise _over_quota(size, usage(owner)["stored_bytes"], limit)
+    change = Change(add={"stored_bytes": int(size), **({"dead_bytes": int(size)} if dead
+                                                       else {})})
+    if not limit or size <= 0:
+        return Update(USAGE, {"owner": owner}, change)
+    return Update(USAGE, {"owner": owner}, change,
+                  Condition.compare("stored_bytes", "le", limit - size))
 
 
-def refund_bytes(owner: str, size: int) -> None:
-    if size > 0:
-        _add(owner, "stored_bytes", -size, None)
+def stored_bytes_change(owner: str, amount: int, dead: bool = False) -> Update:
+    """`amount` more (negative: fewer) stored bytes, for the transaction that deletes a record
+    holding them; `dead`: as many dead bytes too (a pack no file uses)."""
+    return Update(USAGE, {"owner": owner}, Change(add={
+        "stored_bytes": int(amount), **({"dead_bytes": int(amount)} if dead else {})}))
+
+
+def ensure_counter(owner: str) -> bool:
+    """Make the owner's stored-bytes counter (0) if it was never written; True if it had to."""
+    try:
+        get_engine().update(USAGE, {"owner": owner}, Change(add={"stored_bytes": 0}),
+                            Condition.missing("stored_bytes"))
+        return True
+    except ConditionFailed:
+        return False
+
+
+def over_quota(owner: str, size: int) -> errors.ApiError:
+    return _over_quota(size, usage(owner)["stored_bytes"], quota_bytes())
 
 
 def open_upload(owner: str) -> None:
@@ -107,11 +132,6 @@ def dead_bytes_change(owner: str, amount: int) -> Update:
     """The write that counts `amount` more bytes (negative: fewer) as dead in packs, for the
     transaction that releases a blob."""
     return Update(USAGE, {"owner": owner}, Change(add={"dead_bytes": int(amount)}))
-
-
-def add_dead_bytes(owner: str, amount: int) -> None:
-    if amount:
-        _add(owner, "dead_bytes", amount, None)
 
 
 def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 from cloudstrype.metadata import schema
 from cloudstrype.metadata.engine import (
@@ -272,6 +272,11 @@ def _pending(item: dict) -> PendingDelete:
 _DAMAGE_FIELDS = ("damaged", "damage_shard", "damaged_at")
 
 
+class AlongRefused(Exception):
+    """A caller's write made part of a chunk's transaction did not hold (its `along` index);
+    nothing was written."""
+
+
 class ChunkStore:
     """Domain operations on chunks, their placements and pending deletes."""
 
@@ -280,17 +285,21 @@ class ChunkStore:
 
     # -- chunks ----------------------------------------------------------------------------
 
-    def create(self, chunk: Chunk, placement_size: int) -> bool:
+    def create(self, chunk: Chunk, placement_size: int, along: tuple = ()) -> bool:
         """Record a new chunk and the placements of its shares, all or nothing, and take its
         shares off the scrub's list (plan_share_writes); False (and nothing written) when the
-        owner has a chunk of that id already."""
+        owner has a chunk of that id already. `along`: the caller's writes in the same
+        transaction (its usage counters); AlongRefused (nothing written) if one's condition
+        fails."""
         first = Put(CHUNKS, _chunk_item(replace(chunk, revision=1)), Condition.absent())
         placements = [Put(PLACEMENTS, _placement_item(chunk.owner, Placement(
             chunk.owner, s.storage_id, chunk.chunk_id, s.index, placement_size)))
             for s in chunk.shares]
         try:
-            self._write([first] + _written(chunk.owner, chunk.shares) + placements)
-        except ConditionFailed:
+            self._write([first, *along] + _written(chunk.owner, chunk.shares) + placements)
+        except ConditionFailed as exc:
+            if exc.index is not None and 0 < exc.index <= len(along):
+                raise AlongRefused(exc.index - 1) from None
             return False
         return True
 
@@ -366,9 +375,11 @@ class ChunkStore:
             return None
         return replace(chunk, shares=shares, damaged=set(), revision=chunk.revision + 1)
 
-    def delete(self, owner: str, chunk_id: str) -> Chunk | None:
+    def delete(self, owner: str, chunk_id: str,
+               along: Callable[[Chunk], list] = lambda chunk: []) -> Chunk | None:
         """Delete the chunk and its placements; returns what was deleted (None if nothing).
-        Raises PackInUse for a pack that files still use (`live` only ever goes down)."""
+        Raises PackInUse for a pack that files still use (`live` only ever goes down).
+        `along(chunk)`: the caller's writes for the same transaction (its usage counters)."""
         while True:
             chunk = self.get(owner, chunk_id)
             if chunk is None:
@@ -385,7 +396,7 @@ class ChunkStore:
             deletes = [Delete(PLACEMENTS, _placement_key(owner, s.storage_id, chunk_id, s.index))
                        for s in chunk.shares]
             try:
-                self._write([first] + _deleting(owner, chunk.shares) + deletes)
+                self._write([first, *along(chunk)] + _deleting(owner, chunk.shares) + deletes)
                 return chunk
             except ConditionFailed:
                 pass         # changed meanwhile (a repair, a damage mark): read it again
@@ -655,8 +666,9 @@ class ChunkStore:
 
     def _write(self, operations: list[Operation]) -> None:
         """The first MAX_TRANSACTION_ITEMS operations all or nothing, then the rest in further
-        transactions of at most that many. Only the first operation (the chunk's) carries a
-        condition, so a ConditionFailed always means that one failed and nothing was written."""
+        transactions of at most that many. Conditions are only on the first operations (the
+        chunk's, and a caller's `along`), all in the first transaction: a ConditionFailed means
+        one of those failed and nothing was written."""
         for start in range(0, len(operations), MAX_TRANSACTION_ITEMS):
             batch = operations[start:start + MAX_TRANSACTION_ITEMS]
             if batch:

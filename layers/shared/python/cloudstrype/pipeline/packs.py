@@ -143,7 +143,8 @@ def write_pack(owner: str, items: list[tuple[str, bytes]], encryption: str,
     # A pack compaction fills is charged whatever the quota: it replaces bytes already stored
     # (a user at the quota is who needs the dead bytes freed most).
     store.put_chunk(owner, b"".join(blobs), codec.NONE, durability, chunk_id, blob_key=key,
-                    live=len(items) if claimed else 0, within_quota=claimed)
+                    live=len(items) if claimed else 0, within_quota=claimed,
+                    dead=not claimed)
     return placed
 
 
@@ -259,11 +260,10 @@ def after_release(owner: str, chunk_id: str) -> Chunk | None:
         return None
     if record.live <= 0:
         try:
-            store.delete_chunk(owner, chunk_id)
+            # Its bytes, all dead now, leave the dead count in the delete's transaction: once.
+            store.delete_chunk(owner, chunk_id, dead=True)
         except (errors.NotFound, errors.Conflict):
             return None     # a concurrent release freed it (or a file still uses it)
-        # Only the call that deleted it gets here: its bytes, all dead now, counted off once.
-        quota.add_dead_bytes(owner, -int(record.size))
         return record
     if (record.live_bytes or 0) < COMPACT_BELOW * record.size:
         chunks.queue_compaction(owner, chunk_id, time.time())
@@ -272,7 +272,6 @@ def after_release(owner: str, chunk_id: str) -> Chunk | None:
 
 def release_now(owner: str, chunk_id: str, length: int) -> None:
     """Release a blob that no file got (its file failed to attach)."""
-    left = chunk_store().release(owner, chunk_id, length)
-    if left is not None:
-        quota.add_dead_bytes(owner, length)
+    # The release and its dead bytes together: a server stopped between them miscounts none.
+    if chunk_store().apply(release_operations(owner, chunk_id, length)):
         after_release(owner, chunk_id)

@@ -17,7 +17,13 @@ from cloudstrype import errors, quota, storages, vault
 from cloudstrype.backends.base import BackendError, BackendFull, ShareNotFound
 from cloudstrype.metadata.engine import MetadataError
 from cloudstrype.pipeline import checker, codec
-from cloudstrype.pipeline.chunk_store import Chunk, PackInUse, ShareLocation, chunk_store
+from cloudstrype.pipeline.chunk_store import (
+    AlongRefused,
+    Chunk,
+    PackInUse,
+    ShareLocation,
+    chunk_store,
+)
 
 # Placement is a storage rule; default_durability stays importable from here for callers.
 from cloudstrype.storages.placement import choose_storages, default_durability
@@ -108,7 +114,7 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
               durability: str | None = None, chunk_id: str | None = None,
               kinds: frozenset[str] | None = None, *, blob_key: bytes | None = None,
               live: int | None = None, after: Future | None = None,
-              within_quota: bool = True) -> StoredChunk:
+              within_quota: bool = True, dead: bool = False) -> StoredChunk:
     """Encode and store one chunk; `kinds` limits which kinds of storage may hold its shares.
 
     A pack (pipeline/packs.py) passes `live`, the files using it, and `blob_key`, the key of
@@ -117,27 +123,27 @@ def put_chunk(owner: str, data: bytes, encryption: str | None = None,
     as pending, so an abort finds the chunk): it runs while the chunk is encoded and its shares
     written, and is awaited before the record; if it fails, nothing of the chunk is kept.
     `within_quota=False` counts the bytes even above the owner's quota (compaction rewriting
-    what the owner stores already, freed again right after)."""
+    what the owner stores already, freed again right after). `dead`: its bytes count as dead
+    from the start (a compaction's pack, until files are moved in), from the same
+    transaction."""
     if len(data) > MAX_CHUNK_SIZE:
         raise errors.PayloadTooLarge(f"A chunk is at most {MAX_CHUNK_SIZE} bytes (4 MiB); this "
                                      f"one has {len(data)}. Split the data into chunks.",
                                      code="chunk_too_large")
-    # Every stored byte counts against the owner's quota, charged before anything is written:
-    # the charge (a metadata write) runs while the chunk is encoded, and the shares are written
-    # only once it succeeded.
-    charge = _meta.submit(quota.charge_bytes, owner, len(data), within_quota)
-    try:
-        return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live,
-                          charge, after)
-    except BaseException:
-        if charge.exception() is None:
-            quota.refund_bytes(owner, len(data))
-        raise
+    # Every stored byte counts against the owner's quota. Whether it fits is read while the
+    # chunk is encoded, before any share is written; the bytes are charged in the transaction
+    # that records the chunk (so a server stopped in between charges nothing), which holds
+    # only within the quota.
+    room = _meta.submit(quota.check_room, owner, len(data)) \
+        if within_quota and quota.quota_bytes() else None
+    return _put_chunk(owner, data, encryption, durability, chunk_id, kinds, blob_key, live,
+                      room, after, within_quota, dead)
 
 
 def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str | None,
                chunk_id: str | None, kinds: frozenset[str] | None, blob_key: bytes | None,
-               live: int | None, charge: Future, after: Future | None) -> StoredChunk:
+               live: int | None, room: Future | None, after: Future | None,
+               within_quota: bool, dead: bool) -> StoredChunk:
     enc = codec.parse_encryption(encryption)
     candidates = [s for s in storages.list_storages(owner) if kinds is None or s.kind in kinds]
     dur = codec.parse_durability(durability or default_durability(candidates))
@@ -151,7 +157,8 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     encoded = codec.encode(chunk_id, data, enc, dur, None)
     targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
     spares = [s for s in candidates if s not in targets]
-    charge.result()                     # over quota: raised here, before any share is written
+    if room is not None:
+        room.result()                   # over quota: raised here, before any share is written
     locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
     wrapped = None
     if encoded.data_key:
@@ -175,8 +182,15 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     share_size = encoded.info.share_size
     counting = _start_counting(locations.values(), 1, share_size)
     try:
-        created = chunk_store().create(record, share_size)
+        created = _create_charged(record, share_size, within_quota, dead)
+    except errors.ApiError:
+        # Over the quota: nothing was written, and the shares go now.
+        _take_back(counting)
+        _delete_shares(owner, locations)
+        raise
     except BaseException:
+        # Whether the record was written is not known (a store that did not answer): its
+        # shares stay on the scrub's list, which deletes them only if no record took them.
         _take_back(counting)
         raise
     if not created:
@@ -186,6 +200,21 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
                               f"time.", code="chunk_exists")
     _finish_counting(counting)
     return StoredChunk(record)
+
+
+def _create_charged(record: Chunk, share_size: int, within_quota: bool, dead: bool) -> bool:
+    """chunk_store().create with the chunk's bytes charged in its transaction: over the quota
+    (another upload took the room since it was checked), 413 and nothing written; a counter
+    never written yet is made, and the transaction tried again."""
+    owner, size = record.owner, int(record.size)
+    for _ in range(2):
+        try:
+            return chunk_store().create(record, share_size, (
+                quota.charge_operation(owner, size, within_quota, dead),))
+        except AlongRefused as refused:
+            if refused.args[0] != 0 or not quota.ensure_counter(owner):
+                raise quota.over_quota(owner, size) from None
+    raise quota.over_quota(owner, size)
 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
@@ -584,18 +613,21 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
 
 # -- delete ------------------------------------------------------------------------------------
 
-def delete_chunk(owner: str, chunk_id: str) -> None:
+def delete_chunk(owner: str, chunk_id: str, dead: bool = False) -> None:
+    """`dead`: a pack no file uses, whose bytes the usage counts as dead."""
     validate_chunk_id(chunk_id)
     # The record and its placements go together; what was deleted says which shares to remove.
+    # Its bytes leave the usage in the same transaction (and, for a pack all dead, its dead
+    # bytes too): a server stopped after it leaves nothing counted for a chunk that is gone.
+    def uncount(chunk: Chunk) -> list:
+        return [quota.stored_bytes_change(owner, -int(chunk.size), dead=dead)]
     try:
-        record = chunk_store().delete(owner, chunk_id)
+        record = chunk_store().delete(owner, chunk_id, uncount)
     except PackInUse as exc:
         raise errors.Conflict(f"Chunk {chunk_id} holds {exc.args[0]} files' content (a pack); "
                               f"delete those files instead.", code="chunk_in_use") from None
     if record is None:
         raise errors.NotFound(f"No chunk {errors.shown(chunk_id)}.", code="chunk_not_found")
-    # Only the request whose delete removed the record gets here: refunded once.
-    quota.refund_bytes(owner, int(record.size))
     by_id = _storages_by_id(owner)
     locations = {s.index: (by_id[s.storage_id], s.key) for s in record.shares
                  if s.storage_id in by_id}

@@ -103,17 +103,13 @@ class _Writer:
     def flush(self) -> None:
         if not self.pending:
             return
-        pending, self.pending, size, self.size = self.pending, [], self.size, 0
+        pending, self.pending, self.size = self.pending, [], 0
         owner, trees = self.owner, tree_store()
         # Counted dead until files are moved in (each move counts its blob live again, as the
-        # same bytes in the old pack are counted dead), so the usage stays right on a crash.
-        quota.add_dead_bytes(owner, size)
-        try:
-            placed = packs.write_pack(owner, [(_blob_id(h), c) for h, c in pending],
-                                      self.encryption, self.durability, claimed=False)
-        except BaseException:
-            quota.add_dead_bytes(owner, -size)
-            raise
+        # same bytes in the old pack are counted dead), from the transaction that records the
+        # pack: the usage stays right whenever the server stops.
+        placed = packs.write_pack(owner, [(_blob_id(h), c) for h, c in pending],
+                                  self.encryption, self.durability, claimed=False)
         self.report.packs_written += 1
         new_chunk = placed[0].chunk_id
         for (holder, _), where in zip(pending, placed, strict=True):
