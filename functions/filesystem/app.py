@@ -265,9 +265,11 @@ _READ_PART_BYTES = 256
 
 def _read_ids(call) -> list[str]:
     ids = call.field("ids", list)
-    if not ids or len(ids) > files.MAX_BATCH_FILES or \
-            not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+    if not ids or len(ids) > files.MAX_BATCH_FILES:
         raise errors.BadRequest(f"'ids' must list 1 to {files.MAX_BATCH_FILES} file ids.",
+                                code="invalid_field", details={"field": "ids"})
+    if not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise errors.BadRequest("Each of 'ids' must be a file id: text of 1 to 64 characters.",
                                 code="invalid_field", details={"field": "ids"})
     return list(dict.fromkeys(ids))
 

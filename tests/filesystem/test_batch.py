@@ -94,7 +94,8 @@ def test_mtimes_per_file(fs_user):
                  mtimes=json.dumps({"a": 1700000000.5, "b": 10 ** 15}))
     statuses = {r["name"]: r["status"] for r in body["results"]}
     assert statuses == {"a": 201, "b": 400, "c": 201}
-    assert body["results"][1]["error"]["details"] == {"field": "mtime"}
+    assert body["results"][1]["error"]["details"] == {"field": "mtimes.b"}
+    assert "'mtimes.b'" in body["results"][1]["error"]["message"]
     assert body["results"][0]["file"]["modified"].startswith("2023-11-14T22:13:20.5")
     for mtimes in ("[1, 2]", "[" * 100_000 + "]" * 100_000,
                    '{"x": ' + "[" * 5000 + "]" * 5000 + "}"):

@@ -55,7 +55,8 @@ MTIME_MIN, MTIME_MAX = -62135596800, 253402300799
 _MTIME_TEXT = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 
 
-def check_mtime(value) -> float | None:
+def check_mtime(value, field: str = "mtime") -> float | None:
+    """`field`: how the request named it (a batch's is its file's entry in `mtimes`)."""
     """The optional `mtime` field (a number, or its text in a form) as float seconds."""
     if value is None:
         return None
@@ -67,9 +68,9 @@ def check_mtime(value) -> float | None:
         if not MTIME_MIN <= mtime <= MTIME_MAX:          # NaN and infinities fail this too
             raise ValueError
     except ValueError:
-        raise errors.BadRequest(f"Field 'mtime' must be the file's modification time in Unix "
+        raise errors.BadRequest(f"Field '{field}' must be the file's modification time in Unix "
                                 f"seconds ({MTIME_MIN} to {MTIME_MAX}), e.g. 1700000000.25.",
-                                code="invalid_field", details={"field": "mtime"}) from None
+                                code="invalid_field", details={"field": field}) from None
     return mtime
 
 
@@ -632,7 +633,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     for i, item in enumerate(items):
         try:
             tree.check_name(item.name)
-            mtimes[i] = check_mtime(item.mtime)
+            mtimes[i] = check_mtime(item.mtime, f"mtimes.{item.name}")
             if item.name in seen:
                 raise errors.BadRequest(f"'{item.name}' is in this batch more than once; send "
                                         f"each name once.", code="duplicate_name")
