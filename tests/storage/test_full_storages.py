@@ -34,3 +34,27 @@ def test_a_write_to_full_storages_is_422_naming_them(api, tmp_path):
     assert user.api.post("/api/filesystem/data", files={"file": ("d.bin", b"tiny")},
                          data={"path": "/", "durability": "raid1(2)",
                                "encryption": "none"}).status_code == 201
+
+
+def test_a_batch_too_big_for_the_room_left_stores_each_file_that_fits(api, tmp_path):
+    """Found by a sweep: storages with room for a few of a batch's files refused the whole
+    pack, so every file failed. Smaller packs are tried: the files that fit are stored, and
+    only the rest fail, each alone, naming the storages."""
+    user = register_and_login(api)
+    for n in range(2):
+        made = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"near{n}",
+            "config": {"path": str(tmp_path / f"near{n}"), "capacity": 700_000}})
+        assert made.status_code == 201, made.text
+    files = [("file", (f"f{n}.bin", os.urandom(200_000))) for n in range(8)]
+    answer = user.api.post("/api/filesystem/batch", files=files,
+                           data={"path": "/", "durability": "raid1(2)", "encryption": "none"})
+    assert answer.status_code == 207, answer.text
+    statuses = [r["status"] for r in answer.json()["results"]]
+    stored = statuses.count(201)
+    assert 1 <= stored <= 3 and set(statuses) <= {201, 422}, statuses
+    for result in answer.json()["results"]:
+        if result["status"] == 422:
+            assert result["error"]["code"] == "not_enough_storages"
+    listing = user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    assert len(listing["children"]) == stored

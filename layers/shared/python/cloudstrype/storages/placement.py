@@ -40,7 +40,11 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
             f"{len(usable)} of {among.format(n=len(candidates))} are usable now"
             f"{f' ({why})' if why else ''}. Add storages or choose a durability with fewer "
             f"shares.", code="not_enough_storages",
-            details={"needed": count, "usable": len(usable)})
+            # "full": passed over only for room; a smaller write may fit them.
+            details={"needed": count, "usable": len(usable),
+                     "full": sum(1 for s in candidates
+                                 if s.usable(now) and s.free is not None and
+                                 s.free < share_size)})
     chosen, pool = [], list(usable)
     for _ in range(count):
         # Weighted sampling without replacement (Efraimidis–Spirakis would be overkill here).

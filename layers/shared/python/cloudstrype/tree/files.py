@@ -746,20 +746,35 @@ def _small_versions(owner: str, small: list[int], keys: dict[int, str], items: l
             writing.add(keys[i])
             to_write.append(i)
     encrypted = codec.parse_encryption(encryption).encrypted
-    for group in packs.groups([len(items[i].data) for i in to_write], encrypted):
-        members = [to_write[g] for g in group]
+    def write(members: list[int]) -> None:
         ids = {i: new_version_id() for i in members}
         try:
             placed = packs.write_pack(owner, [(ids[i], items[i].data) for i in members],
                                       encryption, durability)
         except errors.ApiError as exc:
+            if len(members) > 1 and (exc.status in _ROOM_STATUSES or (
+                    exc.code == "not_enough_storages" and (exc.details or {}).get("full"))):
+                # No room for the whole pack (full storages, the quota): smaller ones may fit,
+                # so each file that fits is stored and only those that do not fail.
+                half = len(members) // 2
+                write(members[:half])
+                write(members[half:])
+                return
             for i in members:
                 results[i] = exc
-            continue
+            return
         for i, where in zip(members, placed, strict=True):
             made[i] = version_of(i, ids[i], 0, where)
             _packed_anew(owner, made[i], keys[i], where)
+
+    for group in packs.groups([len(items[i].data) for i in to_write], encrypted):
+        write([to_write[g] for g in group])
     return made, repeats
+
+
+# What a pack too large for the room left answers besides placement's "full" storages (422):
+# a storage that filled meanwhile (507), over the quota (413).
+_ROOM_STATUSES = frozenset({507, 413})
 
 
 def _packed_anew(owner: str, version: NewVersion, content_key: str,
