@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = admin_commands.add_parser("create", help="create a user in the admins group")
     create.add_argument("username")
     create.add_argument("--email", required=True)
-    create.add_argument("--password", help="(prompted for when omitted)")
+    create.add_argument("--password", help="prompted for when omitted, which is better: a "
+                        "password on the command line is seen in the process list and kept "
+                        "in your shell's history")
     promote = admin_commands.add_parser("promote", help="add an existing user to admins")
     promote.add_argument("username")
     for task in (create, promote):

@@ -168,6 +168,14 @@ def test_folder_upload_by_picker_and_files_by_drag_and_drop(page, base_url, web_
     wait_for_transfer(page, "beach.txt")
     wait_for_transfer(page, "notes.txt")
     expect(row(page, "holiday")).to_be_visible()
+    # The open transfers panel floats over the page, which keeps room for it below its last
+    # row: no row's buttons stay under it.
+    room = page.evaluate("""() => {
+        const panel = document.getElementById('transfers');
+        return [parseFloat(getComputedStyle(document.getElementById('main')).paddingBottom),
+                panel.offsetHeight];
+    }""")
+    assert room[0] >= room[1] + 32, room
     info = web_user.api.get("/api/filesystem/info", params={"path": "/holiday", "depth": 2}).json()
     names = {c["name"]: c for c in info["children"]}
     assert set(names) == {"day1", "notes.txt"}

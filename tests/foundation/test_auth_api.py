@@ -48,7 +48,7 @@ def test_weak_password_is_400_naming_what_is_missing(api, password, missing):
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "@example.org", "a b@example.org", "",
-                                   "bob@example.org\n"])
+                                   "bob@example.org\n", "bob\u202e@example.org"])
 def test_bad_email_is_400(api, email):
     response = api.post("/api/auth/register", json={"username": unique(), "email": email,
                                                     "password": PASSWORD})

@@ -534,6 +534,14 @@ export function saveBlob(blob, name) {
 
 export function initTransfers() {
   panel = document.getElementById("transfers");
+  // The page keeps room below its last row for the panel (which floats over it), so no
+  // row's buttons sit under it while it is open.
+  if (panel && typeof ResizeObserver === "function") {
+    new ResizeObserver(() => {
+      const space = panel.hidden ? 0 : panel.offsetHeight + 32;
+      document.documentElement.style.setProperty("--transfers-space", `${space}px`);
+    }).observe(panel);
+  }
   window.addEventListener("beforeunload", (event) => {
     if (items.some((item) => item.state === "running" || item.state === "queued")) {
       event.preventDefault();

@@ -14,10 +14,12 @@ from cloudstrype.settings import get_settings
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_EMAIL = 254                                  # RFC 5321's limit on a forward path
-# Explicit about what is not allowed (control characters, whitespace, BOM), so Python and the
-# OpenAPI document's ECMA regex, whose \s differ, agree on every address.
-EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f-\x9f\ufeff]{1,64}@[^@\s\x00-\x1f\x7f-\x9f\ufeff]+"
-                      r"\.[^@\s.\x00-\x1f\x7f-\x9f\ufeff]{2,}$")
+# Explicit about what is not allowed (control characters, whitespace, BOM, direction marks and
+# zero-width characters), so Python and the OpenAPI document's ECMA regex, whose \s differ,
+# agree on every address.
+_NOT_IN_EMAIL = r"\s\x00-\x1f\x7f-\x9f\ufeff\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069"
+EMAIL_RE = re.compile(rf"^[^@{_NOT_IN_EMAIL}]{{1,64}}@[^@{_NOT_IN_EMAIL}]+"
+                      rf"\.[^@.{_NOT_IN_EMAIL}]{{2,}}$")
 # Longer inputs are refused before any hashing (argon2 of megabytes of "password" is a DoS).
 MAX_PASSWORD = 256
 MAX_SECRET = 4096
