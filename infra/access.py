@@ -41,7 +41,7 @@ SHARING_COGNITO_ACTIONS = ("AdminGetUser", "AdminListGroupsForUser", "ListGroups
                            "GetGroup")
 # Cognito operations of the public app client: IAM does not authorize them.
 COGNITO_PUBLIC_OPERATIONS = ("SignUp", "ConfirmSignUp", "InitiateAuth", "GlobalSignOut",
-                             "RevokeToken")
+                             "ChangePassword", "RevokeToken")
 
 KMS_USER_KEYS = ("GenerateDataKey", "Decrypt")
 

@@ -226,7 +226,7 @@ class Client:
                 raise CliError(f"Cannot reach the server at {self.server} ({kind}: "
                                f"{_short(exc)}).", UNREACHABLE) from None
             if response.status_code == 401 and auth and not self.fixed_token \
-                    and self.credentials and not refreshed:
+                    and self.credentials and not refreshed and _token_refused(response):
                 refreshed = True
                 response.close()        # (a streamed answer holds its connection until then)
                 self.refresh(token)
@@ -241,7 +241,7 @@ class Client:
             error = error_from_response(response, what)
             if error.exit_code == AUTH and self.fixed_token and response.status_code == 401:
                 error.message = f"CLOUDSTRYPE_TOKEN was refused: {error.message}"
-            elif response.status_code == 401 and auth:
+            elif response.status_code == 401 and auth and _token_refused(response):
                 error.message += " Run 'cloudstrype login'."
             raise error
         return response
@@ -352,6 +352,20 @@ class Body:
             self.response.raw.release_conn()
         else:
             self.response.close()
+
+
+# 401s that are about something else than the request's token (a password it carries).
+_NOT_THE_TOKEN = frozenset({"wrong_password"})
+
+
+def _token_refused(response: requests.Response) -> bool:
+    """Whether a 401 refuses the token (worth a refresh, then a login), not a password the
+    request carried."""
+    try:
+        code = response.json().get("error", {}).get("code")
+    except (ValueError, AttributeError):
+        return True
+    return code not in _NOT_THE_TOKEN
 
 
 def _socket_readinto(response: requests.Response):

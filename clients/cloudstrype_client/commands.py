@@ -208,6 +208,28 @@ def cmd_logout(args) -> int:
     return OK
 
 
+@_command
+def cmd_passwd(args) -> int:
+    client = Client.from_args(args)
+    if args.password_stdin:
+        old, new = (sys.stdin.readline().rstrip("\r\n") for _ in range(2))
+    else:
+        old = getpass.getpass("Current password: ")
+        new = getpass.getpass("New password: ")
+        if getpass.getpass("New password again: ") != new:
+            raise UsageError("The two new passwords differ; nothing was changed.")
+    if not old or not new:
+        raise UsageError("Both the current and the new password are needed (with "
+                         "--password-stdin: the current one on the first line, the new one on "
+                         "the second).")
+    client.request("POST", "/api/auth/password", ok=(204,), retry=False,
+                   json={"old_password": old, "new_password": new})
+    if not args.quiet:
+        print("Password changed. Your other sign-ins have ended (deployed: log out to end "
+              "them); this one goes on.", file=sys.stderr)
+    return OK
+
+
 # -- listing and metadata -------------------------------------------------------------------------
 
 def _entry_json(entry: dict, path: str) -> dict:
@@ -1017,7 +1039,12 @@ def add_commands(commands) -> None:
     login.add_argument("--username", "-u", help="(asked for when omitted)")
     login.add_argument("--password-stdin", action="store_true",
                        help="read the password from the first line of stdin")
-    add("logout", "forget the saved credentials", cmd_logout)
+    add("logout", "end the sign-in on the server and forget the saved credentials",
+        cmd_logout)
+    passwd = add("passwd", "change your password (asks for the current one)", cmd_passwd)
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the current password from the first line of stdin and the "
+                             "new one from the second")
 
     ls = add("ls", "list a directory", cmd_ls)
     ls.add_argument("path", nargs="?", default="/", metavar="PATH")

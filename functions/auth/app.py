@@ -36,6 +36,15 @@ def logout(call):
     return Reply(status=204)
 
 
+@app.endpoint("/password", ["POST"])
+def change_password(call):
+    # Locally every other sign-in of the user ends; this one goes on.
+    users.change_password(call.principal.username, bearer_token(call.header("authorization")),
+                          call.principal.token_use, call.field("old_password", str),
+                          call.field("new_password", str))
+    return Reply(status=204)
+
+
 @app.endpoint("/me")
 def me(call):
     # By id (`sub`): a name can be freed and taken by someone else; the id is this user's.

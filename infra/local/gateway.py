@@ -50,7 +50,7 @@ API_ID = "local"
 NO_ROUTE_MESSAGE = "No route matches this method and path; GET /api/openapi.json lists the routes."
 # Sign-in routes throttled per client address: "all" attempts count, or only "failures".
 SIGN_IN_ROUTES = {"/api/auth/register": "all", "/api/auth/login": "failures",
-                  "/api/auth/confirm": "failures"}
+                  "/api/auth/confirm": "failures", "/api/auth/password": "failures"}
 
 
 # Bodies above this are base64-decoded on a worker thread rather than on the event loop.

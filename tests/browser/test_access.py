@@ -272,3 +272,22 @@ def test_phone_width_has_no_horizontal_scrolling(pages, base_url, web_user):
     page.locator(".shares-table").wait_for()
     sizes = no_horizontal_scroll(page)
     assert sizes["scrollWidth"] <= sizes["clientWidth"], ("details", sizes)
+
+
+def test_the_password_is_changed_on_the_settings_page(pages, base_url, api):
+    user = register_and_login(api)
+    page = pages()
+    login_ui(page, base_url, user.username, PASSWORD)
+    page.goto(base_url + "/#/settings")
+    page.get_by_label("Current password").fill("not-the-password")
+    page.get_by_label("New password", exact=True).fill("N3w-Passw0rd-Web")
+    page.get_by_label("New password again").fill("N3w-Passw0rd-Web")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_contain_text("current password is wrong")
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status").filter(has_text="Password changed")).to_be_visible()
+    # Still signed in here; the new password is the one that works.
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    assert api.post("/api/auth/login", json={"username": user.username,
+                                             "password": "N3w-Passw0rd-Web"}).status_code == 200

@@ -130,3 +130,18 @@ def test_token_and_server_overrides(home, api, cli_user):
     assert refused.returncode == 3
     assert "CLOUDSTRYPE_TOKEN was refused" in refused.stderr
     assert not home.credentials_file.exists()
+
+
+def test_passwd_changes_the_password_with_the_current_one(home, api):
+    user = register_and_login(api)
+    home.login(user)
+    wrong = home.run("passwd", "--password-stdin", input="not-it\nN3w-Passw0rd-X\n")
+    assert wrong.returncode == 3, wrong
+    assert "current password is wrong" in wrong.stderr
+    weak = home.run("passwd", "--password-stdin", input=f"{user.password}\nshort\n")
+    assert weak.returncode == 2 and "too weak" in weak.stderr, weak
+    done = home.ok("passwd", "--password-stdin", input=f"{user.password}\nN3w-Passw0rd-X\n")
+    assert "Password changed" in done.stderr
+    home.ok("ls", "/")                          # this sign-in goes on
+    assert api.post("/api/auth/login", json={"username": user.username,
+                                             "password": "N3w-Passw0rd-X"}).status_code == 200

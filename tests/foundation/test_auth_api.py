@@ -330,3 +330,30 @@ def test_names_and_addresses_are_checked_whole_and_not_echoed_whole(api, admin):
                                                 "password": PASSWORD + "x" * 300})
     error = assert_error(long, 400, "invalid_password")
     assert "at most 256 characters" in error["message"]
+
+
+def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(api, stack):
+    user = register_and_login(api)
+    here = api.as_user(login(api, user.username)["access_token"])
+    elsewhere = login(api, user.username)
+    new = "N3w-Passw0rd-For-Me"
+    wrong = here.post("/api/auth/password", json={"old_password": "not-it",
+                                                  "new_password": new})
+    assert_error(wrong, 401, "wrong_password")
+    assert_error(here.post("/api/auth/password", json={"old_password": user.password,
+                                                       "new_password": "short"}),
+                 400, "weak_password")
+    assert_error(here.post("/api/auth/password", json={"old_password": user.password}),
+                 400, "missing_field")
+    assert here.post("/api/auth/password", json={"old_password": user.password,
+                                                 "new_password": new}).status_code == 204
+    # The new password signs in, the old one no longer does.
+    assert login(api, user.username, new)["access_token"]
+    assert_error(api.post("/api/auth/login", json={"username": user.username,
+                                                   "password": user.password}), 401)
+    # This sign-in goes on; locally every other one has ended.
+    assert here.get("/api/auth/me").status_code == 200
+    if is_local(stack):
+        assert api.as_user(elsewhere["access_token"]).get("/api/auth/me").status_code == 401
+        assert api.post("/api/auth/refresh", json={
+            "refresh_token": elsewhere["refresh_token"]}).status_code == 401

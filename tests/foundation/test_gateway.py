@@ -197,6 +197,16 @@ def test_the_clients_copies_of_the_limits_match_the_server():
     assert _js_constant("web/js/format.js", "CHUNK_SIZE") == limits.CHUNK_BYTES
 
 
+def test_the_web_uis_password_help_says_the_pools_policy():
+    from cloudstrype.auth import pool
+    text = (Path(__file__).resolve().parents[2] / "web/js/format.js").read_text()
+    policy = pool.PASSWORD_POLICY
+    assert f"At least {policy['MinimumLength']} characters" in text
+    for rule, words in (("RequireUppercase", "upper-case"), ("RequireLowercase", "lower-case"),
+                        ("RequireNumbers", "digit"), ("RequireSymbols", "symbol")):
+        assert (words in text.split("PASSWORD_HELP")[1]) == policy[rule], rule
+
+
 def test_the_librarys_sizes_are_the_platform_limits():
     # Until tree/ and pipeline/ import them from cloudstrype.limits, they must equal them.
     from cloudstrype.pipeline import codec

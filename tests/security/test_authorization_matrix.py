@@ -212,6 +212,8 @@ ROWS: list[Row] = [
     Row("POST", f"{AUTH}/logout", "each account ends its own sign-in", signed_in(204),
         lambda w, role, item: Ask(headers={"Authorization": f"Bearer {w.fresh_login(role)}"}
                                   if role in ACCOUNTS else {})),
+    Row("POST", f"{AUTH}/password", "one's own only: a wrong current password", signed_in(401),
+        plain(json={"old_password": "not-the-password", "new_password": "An0ther-Passw0rd"})),
     Row("GET", f"{AUTH}/me", "own", signed_in(200), plain()),
     Row("GET", f"{AUTH}/validate", "own", signed_in(200), plain()),
     Row("GET", f"{AUTH}/users", "admins", admins_only(200), plain()),

@@ -55,6 +55,19 @@ const FRIENDLY = {
   payload_too_large: "That is too large to send in one request.",
 };
 
+// 401s about something else than the request's token (a password it carries): no refresh, no
+// logout, the server's words.
+const NOT_THE_TOKEN = new Set(["wrong_password"]);
+
+async function refusesTheToken(response) {
+  try {
+    const body = await response.clone().json();
+    return !(body && body.error && NOT_THE_TOKEN.has(body.error.code));
+  } catch {
+    return true;
+  }
+}
+
 export function statusMessage(status) {
   if (status === 401) return "You are not signed in, or your session has ended. Please log in again.";
   if (status === 403) return "You are not allowed to do that.";
@@ -231,13 +244,14 @@ export async function request(path, options = {}) {
     if (error && error.name === "AbortError") throw error;
     throw new ApiError(NETWORK_MESSAGE, { code: "network" });
   }
-  if (response.status === 401 && auth && !options.retried && session) {
+  const tokenRefused = response.status === 401 && auth && await refusesTheToken(response);
+  if (tokenRefused && !options.retried && session) {
     await refresh();
     return request(path, { ...options, retried: true });
   }
   if (!response.ok) {
     const error = await errorFrom(response.status, () => response.json());
-    if (response.status === 401 && auth) logout("Your session has ended. Please log in again.");
+    if (tokenRefused) logout("Your session has ended. Please log in again.");
     throw error;
   }
   if (raw) return response;

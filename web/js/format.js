@@ -120,3 +120,7 @@ export function normalizePath(path) {
   const parts = String(path || "/").split("/").filter((p) => p && p !== ".");
   return `/${parts.join("/")}`;
 }
+
+// The user pool's password policy in words (cloudstrype.auth.pool.PASSWORD_POLICY).
+export const PASSWORD_HELP =
+  "At least 8 characters, with an upper-case letter, a lower-case letter and a digit.";

@@ -1,6 +1,7 @@
 // Log in, sign up and (deployed, where Cognito mails a code) confirm an account.
 import { api, login, messageOf } from "../api.js";
 import { h } from "../dom.js";
+import { PASSWORD_HELP } from "../format.js";
 import { safeNext } from "../hash.js";
 import { alertBox, busy, field } from "../ui.js";
 
@@ -104,7 +105,7 @@ function signupForm(card, ctx) {
     field({ label: "E-mail", name: "email", type: "email", required: true, autocomplete: "email" }),
     field({ label: "Password", name: "password", type: "password", required: true,
       autocomplete: "new-password",
-      help: "At least 8 characters, with an upper-case letter, a lower-case letter and a digit." }),
+      help: PASSWORD_HELP }),
     h("div", { class: "form-actions" }, submit),
     h("p", { class: "auth-switch" }, "Have an account? ", h("a", { href: "#/login" }, "Log in")));
   const errors = formError(form);

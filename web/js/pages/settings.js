@@ -1,8 +1,8 @@
 // Settings: the default durability and encryption of new uploads, and the account.
 import { api, messageOf } from "../api.js";
 import { h, nextId } from "../dom.js";
-import { describeDurability, ENCRYPTIONS, parseDurability } from "../format.js";
-import { alertBox, busy, pageHeader, section } from "../ui.js";
+import { describeDurability, ENCRYPTIONS, PASSWORD_HELP, parseDurability } from "../format.js";
+import { alertBox, busy, field, pageHeader, section } from "../ui.js";
 
 const PRESETS = ["raid1(1)", "raid1(2)", "raid1(3)", "rs(2,1)", "rs(4,2)", "rs(6,3)"];
 const AUTO = "";
@@ -113,5 +113,50 @@ export default async function render(root, ctx) {
     section("Account", h("dl", { class: "facts" },
       h("dt", {}, "Username"), h("dd", {}, me.username),
       h("dt", {}, "E-mail"), h("dd", {}, me.email || "—"),
-      h("dt", {}, "Groups"), h("dd", {}, (me.groups || []).length ? me.groups.join(", ") : "none"))));
+      h("dt", {}, "Groups"), h("dd", {}, (me.groups || []).length ? me.groups.join(", ") : "none")),
+    passwordForm()));
+}
+
+// Changing the password: the current one, the new one twice. The server ends every other
+// sign-in of the account (locally); this page stays signed in.
+function passwordForm() {
+  const old = field({ label: "Current password", name: "old_password", type: "password",
+    required: true, autocomplete: "current-password" });
+  const fresh = field({ label: "New password", name: "new_password", type: "password",
+    required: true, autocomplete: "new-password",
+    help: PASSWORD_HELP });
+  const again = field({ label: "New password again", name: "new_password_again",
+    type: "password", required: true, autocomplete: "new-password" });
+  const submit = h("button", { type: "submit", class: "button" }, "Change password");
+  const result = h("div", { class: "form-result" });
+  const form = h("form", { class: "settings-form", novalidate: true },
+    h("h3", { class: "subsection-title" }, "Password"), old, fresh, again,
+    h("div", { class: "form-actions" }, submit), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    result.replaceChildren();
+    const values = Object.fromEntries(new FormData(form));
+    if (!values.old_password || !values.new_password) {
+      result.replaceChildren(alertBox("error", "Fill in the current and the new password."));
+      return;
+    }
+    if (values.new_password !== values.new_password_again) {
+      result.replaceChildren(alertBox("error", "The two new passwords differ."));
+      form.elements.new_password_again.focus();
+      return;
+    }
+    busy(submit, true);
+    try {
+      await api.post("/api/auth/password", { old_password: values.old_password,
+        new_password: values.new_password });
+      form.reset();
+      result.replaceChildren(alertBox("success",
+        "Password changed. Your other sign-ins have ended; this one goes on."));
+    } catch (error) {
+      result.replaceChildren(alertBox("error", messageOf(error)));
+    } finally {
+      busy(submit, false);
+    }
+  });
+  return form;
 }

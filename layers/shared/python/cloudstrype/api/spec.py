@@ -234,6 +234,16 @@ op("POST", "/api/auth/refresh", "Fresh tokens; locally the refresh token is repl
 op("POST", "/api/auth/logout", "End this sign-in: locally its tokens stop working at once; "
    "deployed, Cognito ends every sign-in of the user and access tokens run to their expiry",
    responses={204: "Signed out"})
+op("POST", "/api/auth/password",
+   "Change your password: the current one, then the new one. Locally every other sign-in "
+   "ends (this one goes on); deployed, Cognito's policy applies and other sign-ins end only "
+   "with a logout",
+   body=_obj(["old_password", "new_password"],
+             old_password={"type": "string", "format": "password", "minLength": 1},
+             new_password=PASSWORD),
+   responses={204: "Changed", 400: "The new password is too weak or too long",
+              401: "The current password is wrong",
+              429: "Too many failed attempts: locked for Retry-After seconds"})
 op("GET", "/api/auth/me", "The signed-in user",
    responses={200: {"schema": {"$ref": "#/components/schemas/User"}}, 404: "User deleted"})
 op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")

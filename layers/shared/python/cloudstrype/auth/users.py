@@ -102,6 +102,22 @@ def logout(access_token: str, token_use: str) -> None:
     get_identity().logout(access_token)
 
 
+def change_password(username: str, access_token: str, token_use: str, old_password: str,
+                    new_password: str) -> None:
+    if token_use != "access":
+        raise errors.BadRequest("Change the password with the access token (not the id "
+                                "token).", code="access_token_required")
+    for name, value in (("old_password", old_password), ("new_password", new_password)):
+        if not isinstance(value, str) or not value:
+            raise errors.BadRequest(f"Field '{name}' is required.", code="missing_field",
+                                    details={"field": name})
+    _short(old_password, "old_password", MAX_PASSWORD)
+    if len(new_password) > MAX_PASSWORD:
+        raise errors.BadRequest(f"Password must be at most {MAX_PASSWORD} characters.",
+                                code="invalid_password", details={"field": "new_password"})
+    get_identity().change_password(username, access_token, old_password, new_password)
+
+
 def groups_of(username: str) -> list[str]:
     return get_identity().groups_of(username)
 

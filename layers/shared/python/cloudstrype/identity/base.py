@@ -77,6 +77,14 @@ class IdentityProvider(ABC):
         stops working."""
 
     @abstractmethod
+    def change_password(self, username: str, access_token: str, old_password: str,
+                        new_password: str) -> None:
+        """Set a new password for the signed-in user (the access token is theirs, verified)
+        after checking the old one: Unauthorized `wrong_password` (throttled as sign-ins are),
+        BadRequest `weak_password`. Every other sign-in of the user ends (where the provider
+        can end them alone; Cognito cannot, see its implementation)."""
+
+    @abstractmethod
     def is_revoked(self, claims: dict) -> bool:
         """Whether verified token claims belong to a sign-in that has ended (logout, deleted
         user). Called on every authenticated request, so it must be cheap."""

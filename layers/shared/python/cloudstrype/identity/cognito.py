@@ -164,6 +164,28 @@ class CognitoIdentity(IdentityProvider):
                                           code="token_revoked") from None
             raise
 
+    def change_password(self, username: str, access_token: str, old_password: str,
+                        new_password: str) -> None:
+        # ChangePassword is a public client call made with the user's own access token. Other
+        # sign-ins are not ended: Cognito ends sign-ins only all at once (GlobalSignOut),
+        # this one included; the user can follow with a logout.
+        try:
+            self.client.change_password(PreviousPassword=old_password,
+                                        ProposedPassword=new_password, AccessToken=access_token)
+        except ClientError as exc:
+            if _code(exc) == "LimitExceededException" or "attempts exceeded" in _message(exc):
+                raise errors.TooManyRequests("Too many failed attempts; wait a while and try "
+                                             "again.", code="too_many_attempts") from None
+            if _code(exc) == "NotAuthorizedException":
+                raise errors.Unauthorized("The current password is wrong.",
+                                          code="wrong_password",
+                                          details={"field": "old_password"}) from None
+            if _code(exc) in ("InvalidPasswordException", "InvalidParameterException"):
+                raise errors.BadRequest("Password is too weak for the user pool's policy.",
+                                        code="weak_password",
+                                        details={"field": "new_password"}) from None
+            raise
+
     def is_revoked(self, claims: dict) -> bool:
         return False
 

@@ -45,7 +45,7 @@ from cloudstrype.identity.base import (
     UserPage,
 )
 from cloudstrype.identity.local_store import IdentityStore, Session, UserItem, name_key
-from cloudstrype.metadata.engine import BadCursor, Change
+from cloudstrype.metadata.engine import BadCursor, Change, Condition
 
 log = logging.getLogger("cloudstrype.identity")
 
@@ -313,6 +313,29 @@ class LocalIdentity(IdentityProvider):
                                       code="invalid_token") from None
         # Idempotent: a sign-in that has ended already stays ended.
         self.store.end_session(claims["sub"], claims["origin_jti"])
+
+    def change_password(self, username: str, access_token: str, old_password: str,
+                        new_password: str) -> None:
+        user = self._existing(username)
+        self._check_throttle(user)
+        if not self._password_matches(user, old_password):
+            self._record_failure(user)
+            raise errors.Unauthorized("The current password is wrong.", code="wrong_password",
+                                      details={"field": "old_password"})
+        problems = pool.password_problems(new_password)
+        if problems:
+            raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) +
+                                    ".", code="weak_password",
+                                    details={"field": "new_password"})
+        changed = self.store.update_user(user, Change(set={
+            "password_hash": HASHER.hash(new_password), "failures": 0}),
+            Condition.eq("password_hash", user.password_hash))
+        if changed is None:
+            raise errors.Conflict("The password was changed (or the account deleted) meanwhile; "
+                                  "try again.", code="concurrent_change")
+        # Whoever knew the old password is signed out everywhere but here.
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+        self.store.end_all_sessions(user.user_id, keep=claims.get("origin_jti"))
 
     def is_revoked(self, claims: dict) -> bool:
         user_id, session = claims.get("sub"), claims.get("origin_jti")

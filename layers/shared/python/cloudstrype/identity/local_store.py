@@ -217,10 +217,12 @@ class IdentityStore:
         return self.engine.delete(REFRESH_TOKENS, {"user_id": user_id, "session": session}) \
             is not None
 
-    def end_all_sessions(self, user_id: str) -> int:
+    def end_all_sessions(self, user_id: str, keep: str | None = None) -> int:
+        """End every sign-in of the user but `keep` (a session id); how many ended."""
         ended = 0
         for item in list(self.engine.query_all(REFRESH_TOKENS, user_id)):
-            ended += self.end_session(user_id, item["session"])
+            if item["session"] != keep:
+                ended += self.end_session(user_id, item["session"])
         return ended
 
     # -- groups -------------------------------------------------------------------------------
