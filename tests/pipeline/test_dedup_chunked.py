@@ -198,3 +198,22 @@ def test_racing_uploads_and_deletes_of_one_large_content_lose_nothing(
     for node in kept:
         delete(lib, "alice", node)
     assert shares_on(disks) == set() and stored(lib, "alice") == 0
+
+
+def test_a_version_purged_twice_at_once_never_frees_another_files_content(
+        lib, tmp_path, monkeypatch):  # noqa: F811
+    """Found by a sweep: the trash sweep and a request purged one deleted version together.
+    The first took its reference off; the second, holding the version it had listed, read the
+    count left (the other file's, 1) as its own last one and freed the chunks under a live
+    file. The content is let go now only while the version is still there."""
+    add_disks("alice", tmp_path, 2)
+    data = os.urandom(SIZE)
+    doomed = upload(lib, "alice", "/a/one.bin", data)
+    kept = upload(lib, "alice", "/b/two.bin", data)
+    held = version(lib, "alice", doomed)            # what the second purger listed
+    assert blob(lib, "alice", kept).refs == 2
+    assert lib.files.free_version("alice", held)    # the first purger
+    assert blob(lib, "alice", kept).refs == 1
+    assert lib.files.free_version("alice", held)    # the second, with the same version
+    assert blob(lib, "alice", kept).refs == 1
+    assert read(lib, "alice", kept) == data

@@ -522,15 +522,16 @@ class ChunkStore:
             del item["chunk_count"]
         return Put(BLOBS, item, Condition.absent())
 
-    def let_go(self, blob: Blob) -> bool:
+    def let_go(self, blob: Blob, along: tuple = ()) -> bool:
         """Chunked content's last reader is going: the blob is marked as let go (refs 0), so
-        nothing claims it while its chunks are freed; False if it changed since read. Its
-        record goes after the chunks (forget_operation), so a crash in between leaves it for
-        whoever frees that reader again."""
+        nothing claims it while its chunks are freed; False if it changed since read (or
+        `along`, the caller's checks — that the reader is still there — failed). Its record
+        goes after the chunks (forget_operation), so a crash in between leaves it for whoever
+        frees that reader again."""
         return self.apply((Update(BLOBS, {"owner": blob.owner, "content_key": blob.content_key},
                                   Change(set={"refs": 0}),
                                   Condition.eq("refs", blob.refs)
-                                  & Condition.eq("chunk_id", blob.chunk_id)),))
+                                  & Condition.eq("chunk_id", blob.chunk_id)), *along))
 
     @staticmethod
     def forget_operation(blob: Blob) -> Delete:

@@ -1426,7 +1426,13 @@ def _let_chunks_go(owner: str, blob: Blob, version: Version, deadline: float
     again finishes (freeing what is gone already is no error). None: the blob changed since
     read (a new reader claimed it): look again."""
     chunks, trees = chunk_store(), tree_store()
-    if blob.refs >= 1 and not chunks.let_go(blob):
+    # Only while `version` is still there: a concurrent purge of the same version (a request's
+    # and the trash sweep's) may have taken its reference off already, and the count read as
+    # "last" is then another file's, whose content must stay.
+    if blob.refs >= 1 and not chunks.let_go(blob, (trees.version_exists_check(
+            owner, version.node_id, version.version_id),)):
+        if trees.get_version(owner, version.node_id, version.version_id) is None:
+            return True         # freed by the concurrent purge; nothing of ours is left
         return None
     if not _free_chunks(owner, blob.blob_id, blob.chunk_count, deadline):
         return False

@@ -745,6 +745,12 @@ class TreeStore:
 
     # -- versions -----------------------------------------------------------------------------
 
+    @staticmethod
+    def version_exists_check(owner: str, node_id: str, version_id: str) -> Check:
+        """For a transaction that holds only while this version is still there."""
+        return Check(VERSIONS, {"file_ref": _file_ref(owner, node_id), "version_id": version_id},
+                     Condition.exists())
+
     def get_version(self, owner: str, node_id: str, version_id: str) -> Version | None:
         item = self._get(VERSIONS, {"file_ref": _file_ref(owner, node_id),
                                     "version_id": version_id}, owner)
