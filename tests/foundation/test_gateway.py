@@ -94,7 +94,7 @@ def test_cors_preflight_is_the_cdk_mock_answer_on_every_resource(api, path):
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert preflight.headers["Access-Control-Allow-Headers"] == \
         "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token,X-Amz-User-Agent," \
-        "Range,If-Match,If-None-Match"
+        "Range,If-Match,If-None-Match,If-Range,X-Link-Password"
     assert preflight.headers["Access-Control-Allow-Methods"] == \
         "OPTIONS,GET,PUT,POST,DELETE,PATCH,HEAD"
     assert "Access-Control-Max-Age" not in preflight.headers
@@ -195,6 +195,22 @@ def test_the_clients_copies_of_the_limits_match_the_server():
     assert web_one_shot + room_for_the_form <= limits.ONE_SHOT_MAX_BYTES
     assert _js_constant("web/js/transfers.js", "RANGE_SIZE") == limits.RANGE_MAX_BYTES
     assert _js_constant("web/js/format.js", "CHUNK_SIZE") == limits.CHUNK_BYTES
+
+
+def test_every_header_the_web_ui_sends_is_allowed_by_the_preflight():
+    """Deployed, the web UI (CloudFront) calls the API (API Gateway) across origins: a header
+    the preflight does not allow blocks the request (X-Link-Password was missing, so a
+    password-protected link could not open)."""
+    web = Path(__file__).resolve().parents[2] / "web"
+    sent = set()
+    for script in [web / "app.js", *web.joinpath("js").rglob("*.js")]:
+        text = script.read_text()
+        sent |= set(re.findall(r'"?\b((?:X-[A-Za-z-]+)|Range|If-[A-Za-z-]+|Content-Type)"?\s*:',
+                               text))
+        sent |= set(re.findall(r"headers\.([A-Z][A-Za-z]+)\s*=", text))
+    assert {"X-Link-Password", "Range", "Content-Type", "Authorization"} <= sent
+    allowed = {h.lower() for h in limits.CORS_ALLOW_HEADERS}
+    assert {h for h in sent if h.lower() not in allowed} == set()
 
 
 def test_the_web_uis_password_help_says_the_pools_policy():

@@ -40,7 +40,7 @@ WS_IDLE_TIMEOUT_SECONDS = 10 * 60
 # gateway can answer the same.
 CORS_ALLOW_HEADERS = ("Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key",
                       "X-Amz-Security-Token", "X-Amz-User-Agent", "Range", "If-Match",
-                      "If-None-Match")
+                      "If-None-Match", "If-Range", "X-Link-Password")
 CORS_ALLOW_METHODS = ("OPTIONS", "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD")
 
 
