@@ -60,11 +60,24 @@ def _endpoint(path: str, methods=("GET",), **kwargs):
     return register
 
 
-def _node_info(scope, node):
-    info = tree.describe(scope.owner, node, scope.path_of(node))
+def _node_info(scope, node, written_at=None):
+    """`written_at()`: for the answer to a write that has happened, the path it was written to,
+    said if the item's path cannot be found now (a folder above it went to the trash at the
+    same moment): a write that took place is never answered 404."""
+    try:
+        path = scope.path_of(node)
+    except errors.NotFound:
+        if written_at is None:
+            raise
+        path = written_at()
+    info = tree.describe(scope.owner, node, path)
     if node.type == tree.FILE and not scope.shared:
         info["versions"] = files.versions(scope.owner, node)
     return scope.shown(info)
+
+
+def _joined(directory: str | None, name: str) -> str:
+    return (directory or "/").rstrip("/") + "/" + name
 
 
 def _batch_file_info(scope, node, directory: str) -> dict:
@@ -113,7 +126,7 @@ def save_info(call, file_id):
         node = tree.rename_or_move(owner, node, name, directory, scope.base)
     if attributes is not None:
         node = tree.set_attributes(owner, node, attributes)
-    return _node_info(scope, node)
+    return _node_info(scope, node, (lambda: _joined(directory, node.name)) if directory else None)
 
 
 @_endpoint("/info/{file_id}", ["DELETE"])
@@ -167,7 +180,8 @@ def upload(call):
                             fields.get("mtime") or None, base=scope.base)
     except errors.ApiError as exc:
         raise scope.told(exc) from None
-    return Reply(_node_info(scope, node), status=201)
+    return Reply(_node_info(scope, node, lambda: _joined(fields.get("path"), node.name)),
+                 status=201)
 
 
 @_endpoint("/batch", ["POST"])
@@ -202,7 +216,10 @@ def upload_batch(call):
             shown.append({"name": item.name, "status": result.status, **result.body()})
             continue
         if directory is None:           # every file of a batch is in one directory
-            directory = scope.path_of(tree.get_node(scope.owner, result.parent_id))
+            try:
+                directory = scope.path_of(tree.get_node(scope.owner, result.parent_id))
+            except errors.NotFound:     # gone to the trash since: the files are written
+                directory = fields.get("path") or "/"
         shown.append({"name": item.name, "status": 201,
                       "file": _batch_file_info(scope, result, directory)})
     created = sum(1 for r in shown if r["status"] == 201)
@@ -366,8 +383,10 @@ def commit_upload(call, upload_id):
     owner = call.principal.user_id
     mtime = call.field("mtime", (int, float), required=False)
     sha256 = call.field("sha256", str, required=False)
-    return Reply(_node_info(scope_for(call.principal, None),
-                            files.commit_session(owner, upload_id, mtime, sha256)), status=201)
+    session = files.get_session(owner, upload_id)
+    node = files.commit_session(owner, upload_id, mtime, sha256)
+    return Reply(_node_info(scope_for(call.principal, None), node,
+                            lambda: _joined(session.directory, node.name)), status=201)
 
 
 @_endpoint("/uploads/{upload_id}", ["DELETE"])
