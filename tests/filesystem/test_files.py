@@ -208,6 +208,10 @@ def test_tree_listing_depth_and_info(fs_user):
     assert set(names) == {"a", "top.txt"}
     assert names["top.txt"]["size"] == 3 and names["a"]["type"] == "directory"
     assert [c["name"] for c in names["a"]["children"]] == ["b"]
+    assert "children" not in names["a"]["children"][0]          # two levels, as asked
+    deep = fs_user.api.get("/api/filesystem/info", params={"path": base, "depth": 3}).json()
+    a = next(c for c in deep["children"] if c["name"] == "a")
+    assert [c["name"] for c in a["children"][0]["children"]] == ["deep.txt"]
     shallow = fs_user.api.get("/api/filesystem/info", params={"path": base, "depth": 0}).json()
     assert "children" not in shallow
     assert_error(fs_user.api.get("/api/filesystem/info", params={"path": base + "/nope"}), 404)

@@ -302,16 +302,34 @@ def tree(owner: str, node: Node, depth: int, limit: int, cursor: str | None,
     if node.type != DIRECTORY or depth <= 0:
         return info
     children, next_cursor = list_children(owner, node.node_id, limit, cursor)
-    if depth > 1:
-        for entry in children:
-            if entry["type"] == DIRECTORY:
-                sub, more = list_children(owner, entry["id"], limit)
-                entry["children"] = sub
-                if more:
-                    entry["truncated"] = True
+    _expand(owner, children, depth - 1, limit, [MAX_TREE_ENTRIES - len(children)])
     info["children"] = children
     info["next_cursor"] = next_cursor
     return info
+
+
+# The most entries one answer lists below its first level (a response must stay small).
+MAX_TREE_ENTRIES = 5000
+
+
+def _expand(owner: str, entries: list[dict], levels: int, limit: int, budget: list[int]) -> None:
+    """Give each directory among `entries` its children, `levels` deep, each level's first
+    `limit`. A directory with more children, or left unexpanded because the answer is full, is
+    marked `truncated`: list it by its path for the rest."""
+    if levels <= 0:
+        return
+    for entry in entries:
+        if entry["type"] != DIRECTORY:
+            continue
+        if budget[0] <= 0:
+            entry["truncated"] = True
+            continue
+        sub, more = list_children(owner, entry["id"], min(limit, budget[0]))
+        budget[0] -= len(sub)
+        entry["children"] = sub
+        if more:
+            entry["truncated"] = True
+        _expand(owner, sub, levels - 1, limit, budget)
 
 
 # -- changing names and places ---------------------------------------------------------------
