@@ -17,6 +17,11 @@ def files_on(disks: dict) -> set:
             if p.is_file() and not p.name.startswith((".", "~"))}
 
 
+def stop(*_args, **_kwargs):
+    """Where a test's server stops (kill -9): nothing after it runs."""
+    raise SystemExit("the server stops here")
+
+
 def later(monkeypatch, seconds: float) -> None:
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + seconds)
@@ -31,8 +36,6 @@ def test_a_chunk_the_server_stopped_writing_leaves_no_share_after_the_grace(
     assert list(chunk_store().pending_deletes("alice")) == [], "a written chunk leaves none"
     before = files_on(disks)
 
-    def stop(*_args, **_kwargs):
-        raise SystemExit("the server stops here")
     from cloudstrype import quota
     counted = quota.usage("alice")["stored_bytes"]
     monkeypatch.setattr(ChunkStore, "create", stop)
@@ -65,8 +68,6 @@ def test_a_repair_the_server_stopped_leaves_no_share_and_the_chunk_reads(
         path.unlink()
     before = files_on(disks)
 
-    def stop(*_args, **_kwargs):
-        raise SystemExit("the server stops here")
     monkeypatch.setattr(ChunkStore, "replace_shares", stop)
     with pytest.raises(SystemExit):
         pipeline.repair_chunk("alice", record.chunk_id)
@@ -111,8 +112,6 @@ def test_a_delete_the_server_stopped_leaves_no_share_behind(
     record = pipeline.put_chunk("alice", os.urandom(5000), "aes256-gcm", "raid1(3)").record
     assert quota.usage("alice")["stored_bytes"] == 5000
 
-    def stop(*_args, **_kwargs):
-        raise SystemExit("the server stops here")
     monkeypatch.setattr(pipeline, "_delete_shares", stop)
     with pytest.raises(SystemExit):
         pipeline.delete_chunk("alice", record.chunk_id)
@@ -135,8 +134,6 @@ def test_shares_a_repair_moved_off_go_even_if_the_server_stopped(
     path.write_bytes(b"\xff" + path.read_bytes()[1:])      # damaged: the repair replaces it
     chunk_store().mark_damaged("alice", record.chunk_id, {0})
 
-    def stop(*_args, **_kwargs):
-        raise SystemExit("the server stops here")
     real = pipeline._delete_shares
     monkeypatch.setattr(pipeline, "_delete_shares", stop)
     with pytest.raises(SystemExit):
@@ -159,8 +156,6 @@ def test_a_pack_freed_or_written_by_compaction_counts_its_dead_bytes_whenever_it
     from cloudstrype.pipeline.chunk_store import ChunkStore
     add_disks("alice", tmp_path, 3)
 
-    def stop(*_args, **_kwargs):
-        raise SystemExit("the server stops here")
     # A compaction's pack that was never recorded: no dead bytes counted for it.
     monkeypatch.setattr(ChunkStore, "create", stop)
     with pytest.raises(SystemExit):

@@ -8,13 +8,19 @@ import os
 from tests.support import assert_error, register_and_login
 
 
-def test_a_write_to_full_storages_is_422_naming_them(api, tmp_path):
+def _with_small_storages(api, tmp_path, prefix: str, capacity: int):
+    """A new user with two local storages of `capacity` bytes each."""
     user = register_and_login(api)
     for n in range(2):
         made = user.api.post("/api/cloud/storages", json={
-            "kind": "local", "name": f"small{n}",
-            "config": {"path": str(tmp_path / f"small{n}"), "capacity": 1500}})
+            "kind": "local", "name": f"{prefix}{n}",
+            "config": {"path": str(tmp_path / f"{prefix}{n}"), "capacity": capacity}})
         assert made.status_code == 201, made.text
+    return user
+
+
+def test_a_write_to_full_storages_is_422_naming_them(api, tmp_path):
+    user = _with_small_storages(api, tmp_path, "small", 1500)
     first = user.api.post("/api/filesystem/data", files={"file": ("a.bin", os.urandom(1000))},
                           data={"path": "/", "durability": "raid1(2)", "encryption": "none"})
     assert first.status_code == 201, first.text
@@ -40,12 +46,7 @@ def test_a_batch_too_big_for_the_room_left_stores_each_file_that_fits(api, tmp_p
     """Found by a sweep: storages with room for a few of a batch's files refused the whole
     pack, so every file failed. Smaller packs are tried: the files that fit are stored, and
     only the rest fail, each alone, naming the storages."""
-    user = register_and_login(api)
-    for n in range(2):
-        made = user.api.post("/api/cloud/storages", json={
-            "kind": "local", "name": f"near{n}",
-            "config": {"path": str(tmp_path / f"near{n}"), "capacity": 700_000}})
-        assert made.status_code == 201, made.text
+    user = _with_small_storages(api, tmp_path, "near", 700_000)
     files = [("file", (f"f{n}.bin", os.urandom(200_000))) for n in range(8)]
     answer = user.api.post("/api/filesystem/batch", files=files,
                            data={"path": "/", "durability": "raid1(2)", "encryption": "none"})
