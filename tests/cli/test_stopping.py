@@ -27,8 +27,11 @@ def _root() -> str:
 def _interrupt(cli, env: dict, args: list[str], ready) -> tuple[subprocess.CompletedProcess,
                                                                 float]:
     """Run the CLI, send SIGINT once ready() holds; (what it did, seconds from SIGINT to exit)."""
+    # SIGINT as a terminal gives it, whatever this suite's shell did: a job a script starts in
+    # the background inherits SIGINT ignored, and Python then leaves it ignored.
     running = subprocess.Popen(cli.command(*args), env=cli.env(env), cwd=cli.home, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: ready() or running.poll() is not None, 60, "the transfer to start",
                  interval=0.02)
