@@ -2,7 +2,8 @@
 
 What it copies: the metadata database (through SQLite's online backup, so writes in progress
 are either wholly in the copy or not at all) and the secrets (the master key that wraps every
-user key, the identity signing key, the staging secret). Without the master key the shares on
+user key, the identity signing key, the staging secret) and the install id (the issuer of the
+tokens given out: kept, they stay valid after a restore). Without the master key the shares on
 the storages cannot be decrypted, so the two are copied together. The shares themselves are
 on the storages, redundantly: they are not part of this backup. Restore: stop the server and
 copy the backup's files back into the data directory.
@@ -14,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from infra.local.services import METADATA_FILE, SECRETS_DIR
+from infra.local.services import INSTALL_ID_FILE, METADATA_FILE, SECRETS_DIR
 
 
 def run_backup(data_dir: str, destination: str) -> int:
@@ -38,5 +39,7 @@ def run_backup(data_dir: str, destination: str) -> int:
         engine.close()
     if (source / SECRETS_DIR).is_dir():
         shutil.copytree(source / SECRETS_DIR, target / SECRETS_DIR)
+    if (source / INSTALL_ID_FILE).is_file():
+        shutil.copy2(source / INSTALL_ID_FILE, target / INSTALL_ID_FILE)
     print(f"Backed up {source} to {target}.")
     return 0

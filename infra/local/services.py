@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 
 METADATA_FILE = "metadata.db"
+# Names this installation (the issuer of its tokens): a restore must keep it, or every token
+# given out before is refused.
+INSTALL_ID_FILE = "install-id"
 SECRETS_DIR = "secrets"
 
 
@@ -57,7 +60,7 @@ class LocalServices:
         }
 
     def _install_id(self) -> str:
-        path = self.data_dir / "install-id"
+        path = self.data_dir / INSTALL_ID_FILE
         if not path.exists():
             import uuid
             path.write_text(uuid.uuid4().hex + "\n")

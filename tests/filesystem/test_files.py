@@ -260,6 +260,15 @@ def test_rename_move_and_attributes(fs_user):
     assert unknown["details"] == {"field": "nmae"}
     assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
                                   json={"attributes": {"x": [1]}}), 400)
+    # 16 KB in all, not per call: calls of 10 KB each stop at the second, on every engine
+    # (DynamoDB refused the item past 400 KB; SQLite took any size).
+    url = f"/api/filesystem/info/{meta['id']}"
+    assert fs_user.api.post(url, json={"attributes": {"a": "x" * 10_000}}).status_code == 200
+    too_many = assert_error(fs_user.api.post(url, json={"attributes": {"b": "x" * 10_000}}),
+                            400, "invalid_field")
+    assert "in all" in too_many["message"]
+    assert fs_user.api.post(url, json={"attributes": {"a": None, "b": "x" * 10_000}}
+                            ).status_code == 200     # one removed, the other fits
 
 
 def test_two_directories_moved_into_each_other_at_once_are_never_lost(fs_user):

@@ -103,11 +103,15 @@ def test_a_backup_taken_while_serving_restores_every_user_and_file(tmp_path):
 
     restored = tmp_path / "restored"
     restored.mkdir()
-    for name in ("metadata.db", "secrets"):
-        source = tmp_path / "backup" / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, restored / name)
+    # Restored as the README says: every file of the backup back into a data directory.
+    for source in (tmp_path / "backup").iterdir():
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, restored / source.name)
+    assert {p.name for p in restored.iterdir()} >= {"metadata.db", "secrets", "install-id"}
     second = start_stack(restored)
     try:
+        # A token given out before the backup still works (same install id: same issuer).
+        assert Api(second.url).as_user(user.access_token).get(
+            "/api/auth/me").status_code == 200
         api = Api(second.url).as_user(login(Api(second.url), user.username,
                                              user.password)["access_token"])
         read = api.get(f"/api/filesystem/data/{stored.json()['id']}")

@@ -380,8 +380,12 @@ def _refuse_cycle(owner: str, moving: Node, target: Node) -> list[Node]:
     return chain
 
 
+# What one item's custom attributes may hold, all of them together.
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+
 def set_attributes(owner: str, node: Node, attributes: dict) -> Node:
-    if len(json.dumps(attributes)) > 16 * 1024:
+    if len(json.dumps(attributes)) > MAX_ATTRIBUTES_BYTES:
         raise errors.BadRequest("Custom attributes are at most 16 KB of JSON.",
                                 code="invalid_field", details={"field": "attributes"})
     for key, value in attributes.items():
@@ -391,6 +395,13 @@ def set_attributes(owner: str, node: Node, attributes: dict) -> Node:
                                     details={"field": "attributes"})
     merged = {**(node.attributes or {}), **attributes}
     merged = {k: v for k, v in merged.items() if v is not None}
+    # The bound is on what the item holds, not on one call: calls adding 15 KB each grew an
+    # item past DynamoDB's 400 KB (a 503 that never passed) while SQLite took any size.
+    if len(json.dumps(merged)) > MAX_ATTRIBUTES_BYTES:
+        raise errors.BadRequest(f"An item's custom attributes are at most "
+                                f"{MAX_ATTRIBUTES_BYTES // 1024} KB of JSON in all; these would "
+                                f"make {len(json.dumps(merged))} bytes. Remove some (set them to "
+                                f"null).", code="invalid_field", details={"field": "attributes"})
     try:
         return tree_store().set_attributes(node, merged, now())
     except Changed:
