@@ -104,6 +104,11 @@ def ensure_counter(owner: str) -> bool:
         return False
 
 
+def has_room(owner: str, size: int) -> bool:
+    limit = quota_bytes()
+    return not limit or usage(owner)["stored_bytes"] + size <= limit
+
+
 def over_quota(owner: str, size: int) -> errors.ApiError:
     return _over_quota(size, usage(owner)["stored_bytes"], quota_bytes())
 

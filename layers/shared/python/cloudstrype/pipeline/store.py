@@ -207,12 +207,14 @@ def _create_charged(record: Chunk, share_size: int, within_quota: bool, dead: bo
     (another upload took the room since it was checked), 413 and nothing written; a counter
     never written yet is made, and the transaction tried again."""
     owner, size = record.owner, int(record.size)
-    for _ in range(2):
+    for _ in range(3):
         try:
             return chunk_store().create(record, share_size, (
                 quota.charge_operation(owner, size, within_quota, dead),))
-        except AlongRefused as refused:
-            if refused.args[0] != 0 or not quota.ensure_counter(owner):
+        except AlongRefused:
+            # A counter not made yet fails the condition too: made now (by this request or a
+            # racing one), the charge is tried again while the quota has room for it.
+            if not quota.ensure_counter(owner) and not quota.has_room(owner, size):
                 raise quota.over_quota(owner, size) from None
     raise quota.over_quota(owner, size)
 
