@@ -24,10 +24,28 @@ def _session_with_parts(files, tmp_path, size: int):
     data = os.urandom(size)
     session = files.create_session("alice", "/docs", "report.bin", size, None, "raid1(2)",
                                    "aes256-gcm", None)
+    _put_parts(files, session, data)
+    return session, data
+
+
+def _put_parts(files, session: dict, data: bytes) -> None:
     for part in range(session["parts"]):
         start = part * files.CHUNK_SIZE
         files.put_part("alice", session["upload_id"], part, data[start:start + files.CHUNK_SIZE])
-    return session, data
+
+
+def _before_the_commit_writes(monkeypatch, happening):
+    """Run `happening()` once the commit has read the session and its parts (at its
+    make_dirs), before it writes anything; returns what puts make_dirs back."""
+    from cloudstrype.tree import tree
+    make_dirs = tree.make_dirs
+
+    def first(*args, **kwargs):
+        happening()
+        return make_dirs(*args, **kwargs)
+
+    monkeypatch.setattr(tree, "make_dirs", first)
+    return lambda: monkeypatch.setattr(tree, "make_dirs", make_dirs)
 
 
 def _read(files, path: str) -> bytes:
@@ -43,18 +61,13 @@ def test_an_abort_that_lands_during_the_commit_stops_it_and_nothing_is_left(
     from cloudstrype.tree import tree
     from cloudstrype.tree.store import tree_store
     session, _ = _session_with_parts(files, tmp_path, files.CHUNK_SIZE + 1000)
-    make_dirs = tree.make_dirs
-
-    def abort_first(*args, **kwargs):
-        # The commit has read the session and its parts; now the owner aborts it.
-        files.abort_session("alice", session["upload_id"])
-        return make_dirs(*args, **kwargs)
-
-    monkeypatch.setattr(tree, "make_dirs", abort_first)
+    # The commit has read the session and its parts; now the owner aborts it.
+    restore = _before_the_commit_writes(
+        monkeypatch, lambda: files.abort_session("alice", session["upload_id"]))
     with pytest.raises(errors.Conflict) as refused:
         files.commit_session("alice", session["upload_id"])
     assert refused.value.code == "upload_aborted"
-    monkeypatch.setattr(tree, "make_dirs", make_dirs)
+    restore()
     docs = tree.resolve("alice", "/docs")
     assert tree.child("alice", docs.node_id, "report.bin") is None
 
@@ -107,18 +120,14 @@ def test_a_part_sent_again_while_the_commit_runs_is_never_committed_under_old_ha
     from cloudstrype.tree import tree
     session, data = _session_with_parts(files, tmp_path, files.CHUNK_SIZE + 1000)
     other = os.urandom(files.CHUNK_SIZE)
-    make_dirs = tree.make_dirs
-
-    def resend_first(*args, **kwargs):
-        # The commit has read the parts; now part 0 arrives again with other bytes.
-        assert files.put_part("alice", session["upload_id"], 0, other)["stored"] == "now"
-        return make_dirs(*args, **kwargs)
-
-    monkeypatch.setattr(tree, "make_dirs", resend_first)
+    resent = []
+    # The commit has read the parts; now part 0 arrives again with other bytes.
+    restore = _before_the_commit_writes(monkeypatch, lambda: resent.append(
+        files.put_part("alice", session["upload_id"], 0, other)["stored"]))
     with pytest.raises(errors.Conflict) as refused:
         files.commit_session("alice", session["upload_id"])
-    assert refused.value.code == "parts_changed"
-    monkeypatch.setattr(tree, "make_dirs", make_dirs)
+    assert refused.value.code == "parts_changed" and resent == ["now"]
+    restore()
     node = files.commit_session("alice", session["upload_id"])
     expected = other + data[files.CHUNK_SIZE:]
     assert _read(files, "/docs/report.bin") == expected
@@ -130,10 +139,7 @@ def test_a_part_sent_again_while_the_commit_runs_is_never_committed_under_old_ha
     # Its content is what another upload of the same bytes is matched to, and reads right.
     again = files.create_session("alice", "/docs", "copy.bin", len(expected), None, "raid1(2)",
                                  "aes256-gcm", None)
-    for part in range(again["parts"]):
-        start = part * files.CHUNK_SIZE
-        files.put_part("alice", again["upload_id"], part,
-                       expected[start:start + files.CHUNK_SIZE])
+    _put_parts(files, again, expected)
     files.commit_session("alice", again["upload_id"])
     assert _read(files, "/docs/copy.bin") == expected
-    assert node.node_id
+    assert tree.resolve("alice", "/docs/report.bin").node_id == node.node_id

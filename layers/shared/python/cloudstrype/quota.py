@@ -63,11 +63,8 @@ def usage(owner: str) -> dict:
 def check_room(owner: str, size: int) -> None:
     """Refuse early (nothing written) what could not fit the quota; the bytes are charged when
     they are stored."""
-    limit = quota_bytes()
-    if limit and size > 0:
-        used = usage(owner)["stored_bytes"]
-        if used + size > limit:
-            raise _over_quota(size, used, limit)
+    if size > 0 and not has_room(owner, size):
+        raise over_quota(owner, size)
 
 
 def charge_operation(owner: str, size: int, within_quota: bool = True,
