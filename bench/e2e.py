@@ -63,6 +63,7 @@ sys.path.insert(0, str(REPO))
 from tests.support import PASSWORD, Api, register_and_login, start_stack  # noqa: E402
 
 MiB = 1024 * 1024
+FLOOR = REPO / "bench" / "download_floor.py"     # run by path: it imports no project code
 
 
 def _sha256(path: Path) -> str:
@@ -256,7 +257,24 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
                 "rclone copy down"))
 
         up = _rounds(rounds, ours_up, theirs_up, before=new_head)
-        down = _rounds(rounds, ours_down, theirs_down)
+        # The floor under any Python download (bench.download_floor), timed in the same rounds,
+        # right after ours: the last round's file, encrypted into pieces beforehand.
+        pieces, floor_file, floor_times = work / "pieces", work / "floor.bin", []
+        _run_timed([sys.executable, str(FLOOR), "prepare", str(big),
+                    str(pieces)], env, "preparing the floor's pieces")
+        floor_digest = _sha256(big)
+
+        def ours_then_floor(r: int) -> float:
+            seconds = ours_down(r)
+            floor_times.append(_timed([sys.executable, str(FLOOR), "restore",
+                                       str(pieces), str(floor_file)], env, "the floor"))
+            if _sha256(floor_file) != floor_digest:
+                raise RuntimeError("the floor wrote different bytes")
+            floor_file.unlink()
+            return seconds
+
+        down = _rounds(rounds, ours_then_floor, theirs_down)
+        shutil.rmtree(pieces)
         mb = size / 1e6
         print(f"\n  {size_mib} MiB file, raid1(3) + aes256-gcm "
               "(rclone: crypt over a union of 3 dirs, create_policy all); "
@@ -266,6 +284,11 @@ def run(size_mib: int, small_files: int, rounds: int, work: Path) -> int:
         _times("upload", up[2], up[3])
         _row("download", mb / down[0], mb / down[1], "MB/s")
         _times("download", down[2], down[3])
+        floor = statistics.median(floor_times)
+        _row("download: Python floor, no server", mb / floor, mb / down[1], "MB/s")
+        print(f"  {'':<4}floor: {' '.join(f'{t:.2f}' for t in floor_times)} s: one Python "
+              "process reading the pieces, AES-GCM, writing the file; no HTTP, no sha256",
+              flush=True)
 
         # 2. Many small files (--small-files 0 measures the big file alone).
         if not small_files:
