@@ -271,6 +271,23 @@ def test_rename_move_and_attributes(fs_user):
                             ).status_code == 200     # one removed, the other fits
 
 
+def test_a_renamed_moved_or_tagged_file_keeps_its_modified_time(fs_user):
+    """`modified` is the content's time (the uploader's mtime): a rename, a move or new
+    attributes do not change the content, so they leave it, and `put` of the same local file
+    to the new path is still skipped as unchanged."""
+    base = "/keep-mtime-" + os.urandom(3).hex()
+    meta = upload(fs_user, base, "a.txt", b"content", mtime="1700000000.25")
+    url = f"/api/filesystem/info/{meta['id']}"
+    assert fs_user.api.post(url, json={"name": "b.txt"}).status_code == 200
+    assert fs_user.api.post(url, json={"path": f"{base}/sub"}).status_code == 200
+    assert fs_user.api.post(url, json={"attributes": {"k": "v"}}).status_code == 200
+    info = fs_user.api.get(url).json()
+    listed = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}/sub"}).json()
+    assert info["modified"] == meta["modified"] == listed["children"][0]["modified"], (
+        meta, info, listed)
+    assert info["modified"].startswith("2023-11-14T22:13:20.25"), info
+
+
 def test_two_directories_moved_into_each_other_at_once_are_never_lost(fs_user):
     """x into y and y into x at the same moment: one move wins, the other is refused (either
     as a cycle or as a concurrent change); neither may go, each into the other, a loop cut off

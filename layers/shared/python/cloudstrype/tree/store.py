@@ -520,23 +520,25 @@ class TreeStore:
             raise Changed(node.node_id) from None
         return updated
 
-    def move(self, node: Node, parent_id: str, name: str, now: float,
+    def move(self, node: Node, parent_id: str, name: str,
              unmoved: list[Node] = ()) -> Node:
         """Give the node a new parent and/or name: the new entry, the old one's removal and
         the node's change happen together, on condition that the `unmoved` directories still
         have the parents they had when read. O(1) whatever a directory holds. Raises
         NameTaken if the target name exists, Changed if the node or one of `unmoved` moved on
         since it was read."""
+        # `modified` stays: it is the content's time (a client's mtime), which a move does not
+        # change; a renamed file that is otherwise unchanged is still skipped by `put`.
         operations = [Put(ENTRIES, _entry_item(node.owner, parent_id, name, node.node_id,
-                                               node.type, node.size, now, node.sha256),
+                                               node.type, node.size, node.modified, node.sha256),
                           Condition.absent())]
         old = self.get_entry(node.owner, node.parent_id, node.name)
         if old is not None and old.node_id == node.node_id:
             operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
                                      Condition.eq("node_id", node.node_id)))
         operations.append(Update(NODES, {"owner": node.owner, "node_id": node.node_id},
-                                 Change(set={"name": name, "parent_id": parent_id,
-                                             "modified": now}, add={"revision": 1}),
+                                 Change(set={"name": name, "parent_id": parent_id},
+                                        add={"revision": 1}),
                                  Condition.eq("revision", node.revision)))
         operations += [Check(NODES, {"owner": other.owner, "node_id": other.node_id},
                              Condition.eq("parent_id", other.parent_id))
@@ -549,7 +551,7 @@ class TreeStore:
             if taken is not None and taken.node_id != node.node_id:
                 raise NameTaken(name) from None
             raise Changed(node.node_id) from None
-        return dataclasses.replace(node, parent_id=parent_id, name=name, modified=now,
+        return dataclasses.replace(node, parent_id=parent_id, name=name,
                                    revision=node.revision + 1)
 
     def trash(self, node: Node, now: float, *, path: str, size: int, purge_at: int,
@@ -703,9 +705,10 @@ class TreeStore:
             current = parent
         return True
 
-    def set_attributes(self, node: Node, attributes: dict, now: float) -> Node:
-        """Replace the node's custom attributes, if it is still at the revision read."""
-        change = Change(set={"modified": now}, add={"revision": 1})
+    def set_attributes(self, node: Node, attributes: dict) -> Node:
+        """Replace the node's custom attributes, if it is still at the revision read. Its
+        `modified` (the content's time) stays."""
+        change = Change(add={"revision": 1})
         if attributes:
             change.set["attributes"] = attributes
         else:
@@ -715,7 +718,7 @@ class TreeStore:
                                Condition.eq("revision", node.revision))
         except ConditionFailed:
             raise Changed(node.node_id) from None
-        return dataclasses.replace(node, attributes=dict(attributes), modified=now,
+        return dataclasses.replace(node, attributes=dict(attributes),
                                    revision=node.revision + 1)
 
     def remove(self, node: Node) -> None:

@@ -355,7 +355,7 @@ def rename_or_move(owner: str, node: Node, new_name: str | None,
         # The target's ancestors must be where they were when no cycle was found: two
         # directories moved into each other at once would otherwise both go, each into the
         # other, a loop cut off from the root with everything in it.
-        return tree_store().move(node, parent_id, name, now(), unmoved=above)
+        return tree_store().move(node, parent_id, name, unmoved=above)
     except NameTaken:
         where = path_of(owner, get_node(owner, parent_id), base)
         raise errors.Conflict(f"'{name}' exists already in {where}.",
@@ -403,7 +403,7 @@ def set_attributes(owner: str, node: Node, attributes: dict) -> Node:
                                 f"make {len(json.dumps(merged))} bytes. Remove some (set them to "
                                 f"null).", code="invalid_field", details={"field": "attributes"})
     try:
-        return tree_store().set_attributes(node, merged, now())
+        return tree_store().set_attributes(node, merged)
     except Changed:
         raise errors.Conflict("The item changed while its attributes were being saved; try "
                               "again.", code="concurrent_change") from None
