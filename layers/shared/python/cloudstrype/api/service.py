@@ -106,7 +106,7 @@ class ServiceApp(Chalice):
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def view(**path_params):
-                return self._run(handler, auth, path_params)
+                return self._run(handler, auth, path_params, full_path)
 
             view.__name__ = f"{handler.__name__}"
             # Chalice checks content types against this list before our code runs; we accept any
@@ -119,7 +119,7 @@ class ServiceApp(Chalice):
 
         return register
 
-    def _run(self, handler, auth: str, path_params: dict) -> Response:
+    def _run(self, handler, auth: str, path_params: dict, full_path: str) -> Response:
         request = self.current_request
         request_id = _request_id(request)
         try:
@@ -129,6 +129,9 @@ class ServiceApp(Chalice):
                 call.principal = authenticate(call.header("authorization"))
                 if auth != USER and auth not in _live_groups(call.principal):
                     raise errors.Forbidden(f"This needs membership of the '{auth}' group.")
+            fields = _json_fields(request.method.upper(), full_path)
+            if fields is not None:
+                call.only_fields(*fields)
             result = handler(call, **path_params)
             return to_response(result)
         except errors.ApiError as exc:
@@ -180,6 +183,14 @@ class ServiceApp(Chalice):
 
     def routes_table(self) -> list[RouteInfo]:
         return list(self.route_info)
+
+
+@functools.lru_cache(maxsize=None)
+def _json_fields(method: str, path: str) -> tuple[str, ...] | None:
+    # The API description is read on the first request with a body, not when a handler loads
+    # (it imports every driver's declarations: cold starts).
+    from cloudstrype.api.spec import json_fields
+    return json_fields(method, path)
 
 
 class InProcessResponse(Response):

@@ -171,6 +171,12 @@ def op(method: str, path: str, summary: str, *, public: bool = False, admins: bo
     if params:
         operation["parameters"] = params
     if body is not None:
+        if body_type == JSON:
+            # A JSON body holds the fields named and no other (json_fields; the service
+            # refuses the rest by name).
+            for shape in _shapes(body):
+                if shape.get("type") == "object" and "properties" in shape:
+                    shape.setdefault("additionalProperties", False)
         operation["requestBody"] = {"required": body_required,
                                     "content": {body_type: {"schema": body}}}
     for status, answer in (responses or {200: "OK"}).items():
@@ -189,6 +195,28 @@ def op(method: str, path: str, summary: str, *, public: bool = False, admins: bo
         operation["responses"].setdefault(str(status), {
             "description": text, "content": {JSON: {"schema": ERROR}}})
     OPERATIONS[(method.upper(), path)] = operation
+
+
+def _shapes(schema: dict) -> list[dict]:
+    """The object shapes a body may take: its oneOf's, unless the oneOf only says which of
+    its own properties are required."""
+    return [schema] if "properties" in schema else schema.get("oneOf") or [schema]
+
+
+def json_fields(method: str, path: str) -> tuple[str, ...] | None:
+    """The fields a JSON body of the operation may hold, from its schema here (every shape of
+    a oneOf together); None when its body is not a JSON object of named fields. The service
+    refuses any other field (400 unknown_field): a misspelt optional one ("expire_in") would
+    otherwise be ignored, and a link meant to expire would not."""
+    body = OPERATIONS.get((method, path), {}).get("requestBody")
+    schema = body and body["content"].get(JSON, {}).get("schema")
+    if not schema:
+        return None
+    shapes = _shapes(schema)
+    if any(shape.get("type") != "object" or "properties" not in shape
+           or shape.get("additionalProperties", False) is not False for shape in shapes):
+        return None
+    return tuple(sorted({name for shape in shapes for name in shape["properties"]}))
 
 
 def _path_params(path: str) -> list[str]:
