@@ -149,3 +149,31 @@ def test_open_sessions_are_bounded_and_freed_by_commit_and_abort(quota_user):
         assert created.status_code == 201, created.text
     assert_error(quota_user.api.post("/api/filesystem/uploads", json=one_more), 409,
                  "too_many_uploads")
+
+
+def _batch(user, files: dict[str, bytes]):
+    return user.api.post("/api/filesystem/batch", data={"path": "/batch"},
+                         files=[("file", (name, data)) for name, data in files.items()])
+
+
+def test_a_batch_past_the_quota_answers_each_file_and_stores_what_fits(quota_user):
+    """A batch is answered file by file (207), a quota too full for some of its files too: the
+    files that cannot fit even alone are 413 each, and what fits is stored."""
+    assert _upload(quota_user, "a.bin", 4 * MiB).status_code == 201
+    assert _upload(quota_user, "b.bin", 4 * MiB - 100 * 1024).status_code == 201  # 100 KiB left
+    answer = _batch(quota_user, {"fits.txt": os.urandom(20 * 1024),
+                                 "too-big.txt": os.urandom(200 * 1024)})
+    assert answer.status_code == 207, answer.text
+    results = {r["name"]: r for r in answer.json()["results"]}
+    assert results["fits.txt"]["status"] == 201, results
+    assert results["too-big.txt"]["status"] == 413, results
+    assert results["too-big.txt"]["error"]["code"] == "quota_exceeded", results
+    stored = _usage(quota_user)["stored_bytes"]      # the file in its pack: + nonce and tag
+    assert 8 * MiB - 80 * 1024 < stored < 8 * MiB - 80 * 1024 + 100, stored
+
+    # No room at all: still each file's own answer.
+    assert _upload(quota_user, "c.bin", 8 * MiB - stored).status_code == 201
+    full = _batch(quota_user, {"x.txt": b"x" * 10, "y.txt": b"y" * 10})
+    assert full.status_code == 207, full.text
+    assert [r["status"] for r in full.json()["results"]] == [413, 413], full.text
+    assert _usage(quota_user)["stored_bytes"] == 8 * MiB

@@ -224,6 +224,34 @@ def test_group_membership_counts_at_once_both_ways(alice, bob, carol, admin, gro
         ["bob.txt", "plan.txt"]
 
 
+def test_an_owner_taken_out_of_the_group_stops_sharing_with_it(alice, bob, admin, group):
+    """Sharing with a group needs the owner in it: not only when the share is made but for as
+    long as it grants (and an owner taken out cannot raise it to write meanwhile)."""
+    admin_api, _ = admin
+    for user in (alice, bob):
+        membership(admin, group, user.username, True)
+    mkdir(alice, "/fam")
+    uploaded(alice, "/fam", "note.txt", b"for the family")
+    s = share(alice, "/fam", "read", group=group)["id"]
+    assert names(listing(bob, s)) == ["note.txt"]
+
+    membership(admin, group, alice.username, False)
+    assert_error(bob.api.get(f"{FS}/info", params={"share": s}), 404, "share_not_found")
+    assert_error(bob.api.get(f"{FS}/shares/{s}"), 404, "share_not_found")
+    assert bob.api.get(f"{FS}/shared").json()["shares"] == []
+    listed = admin_api.get(f"{FS}/groups/{group}/shares").json()["shares"]
+    assert s not in {x["id"] for x in listed}
+    assert_error(alice.api.put(f"{FS}/shares/{s}", json={"level": "write"}), 403,
+                 "not_a_member")
+    assert_error(upload(bob, "/", "in.txt", b"x", share=s), 404, "share_not_found")
+
+    # Put back, the share grants again, as it was (read).
+    membership(admin, group, alice.username, True)
+    assert names(listing(bob, s)) == ["note.txt"]
+    assert_error(upload(bob, "/", "in.txt", b"x", share=s), 403)
+    assert alice.api.delete(f"{FS}/shares/{s}").status_code == 204
+
+
 def test_a_group_deleted_and_made_again_inherits_nothing(alice, bob, admin, group):
     admin_api, _ = admin
     for user in (alice, bob):
@@ -325,7 +353,9 @@ def test_what_a_recipient_writes_counts_against_the_owners_quota(limited):
     half = os.urandom(QUOTA // 2)
     # The owner's quota is nearly full; the writer's own is empty, and does not count here.
     error = assert_error(upload(writer, "/", "big.bin", half, share=s), 413, "quota_exceeded")
-    assert error["details"]["stored_bytes"] == QUOTA // 2 + 1000
+    # Told it is the owner's quota, and not the owner's figures nor advice only they can follow.
+    assert "owner's storage quota is full" in error["message"], error
+    assert str(QUOTA) not in error["message"] and "details" not in error, error
     assert usage(writer) == 0
     uploaded(writer, "/", "big.bin", half)                  # in the writer's own tree: fits
     small = uploaded(writer, "/", "small.bin", b"x" * 1000, share=s)
@@ -443,5 +473,7 @@ def test_a_deleted_owners_shares_and_links_stop(api, admin, stack, bob):
                  "share_not_found")
     assert_error(upload(bob, "/", "more.txt", b"x", share=given["id"]), 404, "share_not_found")
     assert given["id"] not in {s["id"] for s in bob.api.get(f"{FS}/shared").json()["shares"]}
+    # The share itself, asked for by id, is gone for the recipient too (the CLI asks first).
+    assert_error(bob.api.get(f"{FS}/shares/{given['id']}"), 404, "share_not_found")
     gone = assert_error(requests.get(opened, timeout=30), 410, "link_owner_gone")
     assert "no longer has an account" in gone["message"]

@@ -106,6 +106,20 @@ def has_room(owner: str, size: int) -> bool:
     return not limit or usage(owner)["stored_bytes"] + size <= limit
 
 
+def too_big_alone(owner: str, sizes: dict) -> dict:
+    """For a batch (key -> size): when all of it cannot fit the quota, the keys whose size
+    cannot fit even alone, each with its refusal; the rest are tried, and a charge that would
+    pass the limit is refused when its chunk is recorded. One usage read."""
+    limit = quota_bytes()
+    if not limit:
+        return {}
+    used = usage(owner)["stored_bytes"]
+    if used + sum(sizes.values()) <= limit:
+        return {}
+    return {key: _over_quota(size, used, limit) for key, size in sizes.items()
+            if size > 0 and used + size > limit}
+
+
 def over_quota(owner: str, size: int) -> errors.ApiError:
     return _over_quota(size, usage(owner)["stored_bytes"], quota_bytes())
 

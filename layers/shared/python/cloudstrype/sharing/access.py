@@ -28,6 +28,7 @@ class Viewer:
     _groups: frozenset[str] | None = field(default=None, repr=False)
     _group_created: dict = field(default_factory=dict, repr=False)
     _owners: dict = field(default_factory=dict, repr=False)
+    _owner_groups: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, principal) -> "Viewer":
@@ -58,7 +59,11 @@ class Viewer:
         # name is another group, and inherits nothing.
         if share.grantee not in self._group_created:
             self._group_created[share.grantee] = get_identity().group_created(share.grantee)
-        return made_to_the_group_now(share, self._group_created[share.grantee])
+        if not made_to_the_group_now(share, self._group_created[share.grantee]):
+            return False
+        if share.owner not in self._owner_groups:
+            self._owner_groups[share.owner] = groups_of_owner(share)
+        return owner_may_share_with(share, self._owner_groups[share.owner])
 
 
 def best(levels) -> str | None:
@@ -95,6 +100,21 @@ def level(viewer: Viewer, owner: str, node_id: str) -> str | None:
 def owner_active(owner: str) -> bool:
     """Whether the account `owner` (a user id) still exists."""
     return get_identity().user_exists(owner)
+
+
+def groups_of_owner(share: Share) -> frozenset[str]:
+    """The groups the share's owner is in now (none once their account is gone)."""
+    try:
+        return frozenset(get_identity().groups_of(share.owner_name))
+    except errors.NotFound:
+        return frozenset()
+
+
+def owner_may_share_with(share: Share, owner_groups: frozenset[str]) -> bool:
+    """Whether a group share's owner may share with its group now: a member of it (or an
+    admin), as when it was made. An owner taken out of the group stops sharing with it, and
+    it grants again if they are put back."""
+    return share.grantee in owner_groups or "admins" in owner_groups
 
 
 def made_to_the_group_now(share: Share, group_created: float | None) -> bool:

@@ -119,6 +119,11 @@ class Scope:
         """An error as the caller may read it. A recipient whose write the owner's storages
         could not take is told so, not which storages, their keys (the owner's user id) or
         advice only the owner can follow ("add storages")."""
+        if self.shared and error.code == "quota_exceeded":
+            # The quota and its figures are the owner's; freeing space is theirs to do.
+            return type(error)("The owner's storage quota is full, so this share cannot take "
+                               "this file now; tell the owner (freeing space or a larger "
+                               "quota is theirs to arrange).", code=error.code)
         if not self.shared or error.status not in STORAGE_STATUSES:
             return error
         return type(error)("The owner's storages cannot take this file now; try again later, "

@@ -8,7 +8,13 @@ from cloudstrype import errors
 from cloudstrype.auth.users import validate_group
 from cloudstrype.identity import get_identity
 from cloudstrype.metadata.engine import BadCursor
-from cloudstrype.sharing.access import Viewer, made_to_the_group_now
+from cloudstrype.sharing.access import (
+    Viewer,
+    groups_of_owner,
+    made_to_the_group_now,
+    owner_active,
+    owner_may_share_with,
+)
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
 from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
 from cloudstrype.tree import tree
@@ -172,14 +178,18 @@ def show(principal, share_id: str) -> dict:
         if share.owner == principal.user_id:
             return for_owner(share, _node_or_none(share.owner, share.node_id),
                              share.grantee in _deleted_grantees([share]))
+        viewer = Viewer.of(principal)
         node = _node_or_none(share.owner, share.node_id)
-        if node is not None and Viewer.of(principal).is_granted(share):
+        if node is not None and viewer.is_granted(share) and viewer.owner_active(share.owner):
             return for_recipient(share, node)
     raise share_not_found(share_id)
 
 
 def set_level(principal, share_id: str, level) -> dict:
     share = _owned(principal, share_id)
+    if share.grantee_kind == GROUP:
+        # As when it was made: one shares with groups one is in.
+        _check_group(Viewer.of(principal), principal, share.grantee)
     node = _node_or_none(share.owner, share.node_id)
     check_level(level, node)
     if level == WRITE and node is None and share.level != WRITE:
@@ -245,7 +255,8 @@ def granted_to_group(group, limit: int, cursor: str | None) -> dict:
         # The index may lag a revoke: re-read the share itself.
         current = store.get_share(share.share_id)
         node = _node_or_none(share.owner, share.node_id) if current and \
-            _made_to_the_group_now(current) else None
+            _made_to_the_group_now(current) and owner_active(current.owner) and \
+            owner_may_share_with(current, groups_of_owner(current)) else None
         if node is not None:
             listed.append(for_admin(current, node))
     return {"group": group, "shares": listed, "next_cursor": next_cursor}

@@ -644,7 +644,12 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     if not wanted:
         return results
     durability, encryption = _schemes(owner, durability, encryption)
-    quota.check_room(owner, sum(len(items[i].data) for i in wanted))
+    # Each file its own answer (207), a quota too full for some of them included.
+    for i, refusal in quota.too_big_alone(owner, {i: len(items[i].data) for i in wanted}).items():
+        results[i] = refusal
+    wanted = [i for i in wanted if results[i] is None]
+    if not wanted:
+        return results
     parent, _ = tree.make_dirs(owner, directory, base)
     made: dict[int, NewVersion] = {}
 
