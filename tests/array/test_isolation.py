@@ -127,3 +127,22 @@ def test_a_rejected_saved_token_is_renewed_with_the_saved_refresh_token(members,
                                  "refresh_token": user.tokens["refresh_token"]}))
     member = members.start(user, name=name, token=None, server=None)
     assert listing(user)[member.member_id]["online"]
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", [1]])
+def test_a_hello_with_a_protocol_not_an_integer_is_refused_and_leaves_nothing(api, stack,
+                                                                             version):
+    """true and 1.0 equal 1 in Python: they passed the version check, then failed in the store
+    (an internal error) after the member's storage was made, which placement then chose."""
+    user = register_and_login(api)
+    member_id = unique("proto").replace(".", "-")[:40]
+    auth = {"Authorization": f"Bearer {user.access_token}"}
+    with connect(f"{stack.ws_url}?member_id={member_id}", additional_headers=auth,
+                 open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "hello", "member_id": member_id, "protocol": version,
+                            "capacity": 10**9, "used": 0, "free": 10**9}))
+        answer = json.loads(ws.recv(timeout=10))
+    assert answer.get("code") == "unsupported_protocol", answer
+    assert member_id not in listing(user)
+    storages = user.api.get("/api/cloud/storages").json()["storages"]
+    assert not [s for s in storages if member_id in s["id"]], storages

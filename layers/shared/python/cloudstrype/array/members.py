@@ -64,7 +64,8 @@ def close_connection(connection_id: str) -> None:
 def hello(conn: Connection, message: dict) -> dict:
     """Register (or re-register) the member on this connection; returns the `welcome` message."""
     version = message.get("protocol", protocol.CURRENT_PROTOCOL)
-    if version not in protocol.PROTOCOL_VERSIONS:
+    # An integer, exactly: true and 1.0 equal 1 in Python, and reached the store as other types.
+    if type(version) is not int or version not in protocol.PROTOCOL_VERSIONS:
         raise protocol.ProtocolError(
             f"Protocol version {version!r} is not spoken here; this server speaks "
             f"{list(protocol.PROTOCOL_VERSIONS)}. Update the member program.",

@@ -24,7 +24,15 @@ from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
 from cloudstrype.backends.local import MARKER
 from cloudstrype.settings import get_settings
-from cloudstrype.storages.store import ACTIVE, DRAINING, MEMBER_KIND, OFFLINE, Storage, StorageStore
+from cloudstrype.storages.store import (
+    ACTIVE,
+    DRAINING,
+    MEMBER_KIND,
+    MEMBER_PREFIX,
+    OFFLINE,
+    Storage,
+    StorageStore,
+)
 
 log = logging.getLogger("cloudstrype.storages")
 
@@ -495,8 +503,10 @@ def stop_draining(owner: str, storage_id: str, member_online: bool | None = None
     service), which says whether it is connected: ACTIVE if so, else OFFLINE until it is."""
     record = get_storage(owner, storage_id)
     if record.kind == MEMBER_KIND and member_online is None:
-        raise errors.BadRequest("This storage is an array member's; stop its drain with DELETE "
-                                "/api/array/members/{member_id}/drain.", code="member_storage")
+        member_id = storage_id.removeprefix(MEMBER_PREFIX)
+        raise errors.BadRequest(f"This storage is an array member's; stop its drain with DELETE "
+                                f"/api/array/members/{member_id}/drain (cloudstrype storages "
+                                f"undrain works too).", code="member_storage")
     if record.status != DRAINING:
         return record
     status = OFFLINE if record.kind == MEMBER_KIND and not member_online else ACTIVE
