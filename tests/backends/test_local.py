@@ -154,6 +154,29 @@ def test_os_errors_map_to_backend_errors(backend, monkeypatch, errno_value, stre
     assert type(raised.value) is error_type
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "link out", "link inside"])
+def test_only_a_regular_file_in_the_folder_is_read_as_a_share(backend, root, tmp_path, kind):
+    """A FIFO put in a share's place held the reading thread for ever (waiting for a writer);
+    a link was followed out of the folder. Each is no share (the scrub repairs it), at once,
+    and a repair's write replaces it."""
+    backend.put("other", b"another share")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the storage's")
+    place = root / "k"
+    {"fifo": lambda: os.mkfifo(place), "directory": place.mkdir,
+     "link out": lambda: place.symlink_to(outside),
+     "link inside": lambda: place.symlink_to(root / "other")}[kind]()
+    started = time.monotonic()
+    for read in (lambda: backend.get("k"), lambda: backend.get_range("k", 0, 4)):
+        with pytest.raises(ShareNotFound, match="not a share"):
+            read()
+    assert time.monotonic() - started < 5
+    assert not backend.exists("k")
+    if kind != "directory":
+        backend.put("k", b"repaired")
+        assert backend.get("k") == b"repaired" and outside.read_bytes() == b"not the storage's"
+
+
 def test_a_negative_capacity_is_refused(root):
     with pytest.raises(ValueError):
         LocalBackend(root, capacity_bytes=-1)

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -119,22 +120,16 @@ class LocalBackend(Backend):
         self._check_home()
         path = self._path(key)
         with _os_errors(f"read {key}"):
-            try:
-                with open(path, "rb") as share:
-                    return _read_through(share, 0, None)
-            except FileNotFoundError:
-                raise ShareNotFound(f"{self.root}: no share {key}") from None
+            with self._open_share(path, key) as share:
+                return _read_through(share, 0, None)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
         self._check_home()
         path = self._path(key)
         with _os_errors(f"read {key}"):
-            try:
-                with open(path, "rb") as share:
-                    return _read_through(share, start, length)
-            except FileNotFoundError:
-                raise ShareNotFound(f"{self.root}: no share {key}") from None
+            with self._open_share(path, key) as share:
+                return _read_through(share, start, length)
 
     def delete(self, key: str) -> None:
         self._check_home()
@@ -146,7 +141,10 @@ class LocalBackend(Backend):
         self._check_home()
         path = self._path(key)
         with _os_errors(f"look up {key}"):
-            return path.is_file()
+            try:        # as _open_share reads it: a regular file, not a link
+                return stat.S_ISREG(os.lstat(path).st_mode)
+            except FileNotFoundError:
+                return False
 
     def usage(self) -> Usage:
         """`used` is the bytes of the files in the directory; `capacity` is the configured one,
@@ -158,6 +156,23 @@ class LocalBackend(Backend):
             if self.capacity_bytes is not None:
                 return Usage(used=used, capacity=self.capacity_bytes)
             return Usage(used=used, capacity=used + shutil.disk_usage(self.root).free)
+
+    def _open_share(self, path: Path, key: str):
+        """The share's file, opened to read: a regular file in the folder, never a link out of
+        it nor a FIFO or device put in its place (a read of a FIFO waited for a writer for
+        ever, holding a server thread). Anything else is no share: it is repaired."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise ShareNotFound(f"{self.root}: no share {key}") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise ShareNotFound(f"{self.root}: {key} is a symbolic link, not a share") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ShareNotFound(f"{self.root}: {key} is not a regular file, not a share")
+        return os.fdopen(fd, "rb")
 
     def _path(self, key: str) -> Path:
         # check_key admits no "/" and no "." or "..", so the path cannot leave the root.
