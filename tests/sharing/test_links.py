@@ -127,6 +127,12 @@ def test_links_expire_and_are_revoked_at_once_by_their_owner_only(stack, alice, 
                          ({"path": "/x", "expires_in": 0}, 400),
                          ({"path": "/x", "password": ""}, 400), ({}, 400)):
         assert_error(alice.api.post(f"{FS}/links", json=body), status)
+    # A password a browser could not send back in the X-Link-Password header is refused.
+    for password in ("pässwörd", "pass€word", "tab\there"):
+        error = assert_error(alice.api.post(f"{FS}/links", json={"path": "/x",
+                                                                  "password": password}),
+                             400, "invalid_field")
+        assert error["details"] == {"field": "password"} and "ASCII" in error["message"]
     assert_error(bob.api.post(f"{FS}/links", json={"node_id": file_id}), 404)
 
 

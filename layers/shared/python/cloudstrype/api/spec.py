@@ -20,6 +20,7 @@ from cloudstrype.pipeline.schemes import ENCRYPTIONS, MAX_RAID1_COPIES, MAX_RS_S
 from cloudstrype.pipeline.store import CHUNK_ID_RE
 from cloudstrype.sharing.links import LINK_ID_RE, MAX_EXPIRES_IN, MIN_EXPIRES_IN, TOKEN_RE
 from cloudstrype.sharing.links import MAX_PASSWORD as MAX_LINK_PASSWORD
+from cloudstrype.sharing.links import PASSWORD_RE as LINK_PASSWORD_RE
 from cloudstrype.sharing.scope import SHARE_ID_RE, SHARE_ROUTES
 from cloudstrype.sharing.store import LEVELS
 from cloudstrype.storages.service import NAME_MAX
@@ -759,7 +760,8 @@ op("GET", "/api/filesystem/groups/{group}/shares",
        next_cursor={"type": ["string", "null"]})}, 404: "No such group"})
 op("POST", "/api/filesystem/links", "A read-only link to one of your items (token shown once)",
    body={**_obj([], **_TARGET, password={"type": "string", "minLength": 1,
-                                          "maxLength": MAX_LINK_PASSWORD, "format": "password"},
+                                          "maxLength": MAX_LINK_PASSWORD, "format": "password",
+                                          "pattern": _anchored(LINK_PASSWORD_RE)},
                 expires_in={"type": "integer", "minimum": MIN_EXPIRES_IN,
                             "maximum": MAX_EXPIRES_IN}),
          "oneOf": [{"required": ["path"]}, {"required": ["node_id"]}],

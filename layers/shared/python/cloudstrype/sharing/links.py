@@ -26,6 +26,8 @@ LINK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 # The public routes' path prefix; the gateway's log shows it without what follows.
 PUBLIC_PREFIX = "/api/filesystem/public/"
 MAX_PASSWORD = 256
+# Printable ASCII: what a browser can put in the X-Link-Password header.
+PASSWORD_RE = re.compile(r"[\x20-\x7e]+")
 MIN_EXPIRES_IN, MAX_EXPIRES_IN = 1, 365 * 24 * 3600
 WINDOW_SECONDS = 60
 
@@ -79,6 +81,12 @@ def create(principal, path: str | None, node_id: str | None, password, expires_i
     if password is not None and (not isinstance(password, str) or
                                  not 1 <= len(password) <= MAX_PASSWORD):
         raise errors.BadRequest(f"Field 'password' must be 1 to {MAX_PASSWORD} characters.",
+                                code="invalid_field", details={"field": "password"})
+    if password is not None and not PASSWORD_RE.fullmatch(password):
+        # It is sent back in a header (X-Link-Password), which browsers can only send in
+        # Latin-1 or not at all: a password like "pässwörd" could never be typed into the page.
+        raise errors.BadRequest("Field 'password' may hold letters a-z and A-Z, digits, spaces "
+                                "and ASCII punctuation only (it travels in an HTTP header).",
                                 code="invalid_field", details={"field": "password"})
     if expires_in is not None and (not isinstance(expires_in, int) or
                                    isinstance(expires_in, bool) or
