@@ -30,6 +30,7 @@ class RawMember:
         self.errors: list[dict] = []          # the server's error messages to it
         self.shares: dict[str, bytes] = {}
         self.uploads: list[int] = []          # status of each upload to a staging URL
+        self.unanswered: set[str] = set()     # message types it never answers
         self.ws.send(json.dumps({"type": "hello", "member_id": self.member_id, "name": "raw",
                                  "capacity": 10**8, "used": 0, "free": 10**8}))
         assert json.loads(self.ws.recv(timeout=10))["type"] == "welcome"
@@ -39,6 +40,8 @@ class RawMember:
     def _serve(self) -> None:
         for raw in self.ws:
             message = json.loads(raw)
+            if message.get("type") in self.unanswered:
+                continue
             if message.get("type") == "error":
                 self.errors.append(message)
             elif message.get("type") == "put":
@@ -156,3 +159,26 @@ def test_impossible_byte_counts_in_a_result_fail_the_request_and_are_not_recorde
             assert "bytes" in member.errors[-1]["error"], member.errors[-1]
             now = listing(user)[member.member_id]
             assert (now["used"], now["capacity"]) == (before["used"], before["capacity"]), now
+
+
+def test_verifying_a_member_that_stops_answering_answers_within_the_budget(stack, user):
+    """A member that never answers `verify`: the answer still comes within the budget (20 s,
+    under the gateway's 29 s), with the shares not verified counted as remaining; a check
+    started just before the budget ran out used to wait its full transfer timeout (a 504,
+    every result lost)."""
+    with raw_member(stack, user, padding=0) as member:
+        for n in range(12):
+            stored = user.api.post(f"/api/array/{unique(f'v{n}')}?replicas=1", data=b"x" * 100)
+            assert stored.status_code == 201, stored.text
+        member.unanswered.add("verify")
+        started = time.monotonic()
+        answer = user.api.post(f"/api/array/members/{member.member_id}/verify")
+        took = time.monotonic() - started
+    assert answer.status_code == 202, answer.text      # partial: some remain
+    result = answer.json()
+    assert took < 25, took
+    # Eight at once wait their 15 s and are unreachable; the last four run out of budget.
+    assert result["checked"] == 8 and result["remaining"] == 4, result
+    assert result["bad"] == [] and all(p["problem"].startswith("unreachable")
+                                       for p in result["problems"]), result
+

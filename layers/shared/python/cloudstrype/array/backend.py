@@ -152,11 +152,10 @@ class MemberBackend(Backend):
             self._raise_for(result, "stat", key)
         return bool(result.get("exists", True))
 
-    def verify(self, key: str, sha256: str) -> bool:
+    def verify(self, key: str, sha256: str, timeout: float = TRANSFER_TIMEOUT_SECONDS) -> bool:
         """Whether the member's copy of `key` has this SHA-256; it hashes it, nothing moves.
         ShareNotFound when it has no such share."""
-        result = self._request(self._online(), "verify", key, TRANSFER_TIMEOUT_SECONDS,
-                               sha256=sha256)
+        result = self._request(self._online(), "verify", key, timeout, sha256=sha256)
         self._raise_for(result, "verify", key)
         return bool(result.get("match"))
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cloudstrype import errors
 from cloudstrype.array import connections, members
-from cloudstrype.array.backend import MemberBackend
+from cloudstrype.array.backend import TRANSFER_TIMEOUT_SECONDS, MemberBackend
 from cloudstrype.backends.base import BackendError, ShareNotFound
 from cloudstrype.pipeline import store
 from cloudstrype.storages import service as storages
@@ -15,6 +15,8 @@ from cloudstrype.storages.store import MEMBER_KIND
 
 MEMBER_KINDS = frozenset({MEMBER_KIND})
 VERIFY_PARALLEL = 8
+# A share is asked to be verified only with at least this long left of the budget.
+MIN_VERIFY_SECONDS = 0.5
 
 
 def list_members(owner: str) -> list[dict]:
@@ -98,13 +100,19 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
 
     def check(item):
         record, index, key, expected = item
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left < MIN_VERIFY_SECONDS:
             return item, "skipped"
         try:
-            return item, "ok" if backend.verify(key, expected) else "corrupt"
+            # Within what is left of the budget: a member that stops answering must not hold
+            # the answer past the gateway's limit (a 504, and every result lost).
+            return item, "ok" if backend.verify(key, expected, timeout=min(
+                TRANSFER_TIMEOUT_SECONDS, left)) else "corrupt"
         except ShareNotFound:
             return item, "missing"
         except BackendError as exc:
+            if time.monotonic() >= deadline:
+                return item, "skipped"          # out of time, not known to be unreachable
             return item, f"unreachable: {exc}"
 
     with ThreadPoolExecutor(max_workers=VERIFY_PARALLEL) as pool:
