@@ -153,13 +153,22 @@ class Client:
         return self.credentials["access_token"]
 
     def refresh(self, stale_token: str | None = None) -> None:
-        """New tokens from the refresh token, saved; a no-op when another thread just did it."""
-        with self._refresh_lock:
+        """New tokens from the refresh token, saved; a no-op when another thread, or another
+        process sharing the credentials file, just did it. (The server replaces the refresh
+        token on use: two processes refreshing at once would leave one of them refused.)"""
+        with self._refresh_lock, config.locked(config.credentials_path()):
             creds = self.credentials
             if creds is None:
                 raise AuthError("Not logged in; run 'cloudstrype login'.")
             if stale_token is not None and creds["access_token"] != stale_token:
-                return                  # someone else refreshed meanwhile
+                return                  # another thread refreshed meanwhile
+            saved = config.load_credentials()
+            if saved and saved["access_token"] != creds["access_token"] and \
+                    (saved["server"], saved.get("username")) == \
+                    (creds["server"], creds.get("username")):
+                self.credentials = creds = saved     # another process refreshed meanwhile
+                if float(saved.get("expires_at") or 0) - time.time() >= REFRESH_MARGIN:
+                    return
             if not creds.get("refresh_token"):
                 raise AuthError("Your session has expired; run 'cloudstrype login' again.")
             response = self._send("POST", "/api/auth/refresh",

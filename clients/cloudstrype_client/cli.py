@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        # (inside: a Ctrl-C while the commands' modules load is an interrupt too, not a
+        # traceback)
+        args = build_parser().parse_args(argv)
         return args.run(args) or 0
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -133,9 +133,14 @@ def parse_size(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """-j/--jobs: a whole number from 1 to 64 (argparse names the option before the words)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give how many transfers "
+                                         f"run at once, 1 to 64") from None
     if value < 1 or value > 64:
-        raise argparse.ArgumentTypeError("use 1 to 64")
+        raise argparse.ArgumentTypeError(f"{value} is out of range; use 1 to 64")
     return value
 
 
@@ -163,8 +168,13 @@ def cmd_login(args) -> int:
     if not password:
         raise UsageError("A password is needed.")
     client = Client(server)
-    response = client.request("POST", "/api/auth/login", auth=False, retry=True, ok=(200,),
-                              json={"username": username, "password": password})
+    try:
+        response = client.request("POST", "/api/auth/login", auth=False, retry=True,
+                                  ok=(200,), json={"username": username, "password": password})
+    except CliError as exc:
+        if exc.status in (404, 405):        # no login route there: not a server's address
+            raise _not_a_server(server) from None
+        raise
     tokens = response.json()
     if saved and (normalize_server(saved["server"]) != server or
                   (saved.get("username") or "").lower() != username.lower()):
@@ -176,6 +186,16 @@ def cmd_login(args) -> int:
         print(f"Logged in to {server} as {username} (credentials in "
               f"{config.credentials_path()}).", file=sys.stderr)
     return OK
+
+
+def _not_a_server(server: str) -> UsageError:
+    """A login refused as an unknown route: the address is not a Cloudstrype server's (often
+    its API's, ending in /api, given instead)."""
+    suggestion = re.sub(r"/api/?$", "", server)
+    hint = f" Give its address without '/api': {suggestion}" if suggestion != server else \
+        " Give the address the server was started on, such as http://127.0.0.1:8080"
+    return UsageError(f"{server} does not look like a Cloudstrype server (it has no "
+                      f"/api/auth/login).{hint}")
 
 
 def _end_sign_in(saved: dict) -> str | None:
@@ -651,8 +671,16 @@ def cmd_storages_remove(args) -> int:
     storage = _find_storage(client, args.storage)
     if args.drain:
         _drain(client, storage, args.quiet)
-    client.request("DELETE", f"/api/cloud/storages/{storage['id']}", ok=(204,),
-                   what=f"removing {storage.get('name')}")
+    try:
+        client.request("DELETE", f"/api/cloud/storages/{storage['id']}", ok=(204,),
+                       what=f"removing {storage.get('name')}")
+    except CliError as exc:
+        if exc.code == "storage_not_empty":
+            # The server names its API route; here the command that does it.
+            exc.message = re.sub(r"\(POST /api/cloud/storages/[^)\s]*/drain\)",
+                                 f"('cloudstrype storages drain {storage.get('name')}', or "
+                                 f"'storages remove --drain')", exc.message)
+        raise
     if not args.quiet:
         print(shown(f"Removed storage {storage.get('name')!r} ({storage['id']})."),
               file=sys.stderr)

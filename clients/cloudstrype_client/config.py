@@ -78,6 +78,21 @@ def credentials_path() -> Path:
     return config_dir() / CREDENTIALS_FILE
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock (flock) on the file `path` + '.lock' while the block runs: the other
+    processes sharing this config folder wait for it."""
+    ensure_config_dir()
+    with open(path.with_name(path.name + ".lock"), "a") as lock_file:
+        if fcntl is not None:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 def load_credentials() -> dict | None:
     """The saved login, or None when there is none or it is not one this program wrote (a
     hand-edited or damaged file reads as not logged in, never as a crash)."""
@@ -133,17 +148,8 @@ class UploadState:
 
     @contextlib.contextmanager
     def _locked(self):
-        with self._lock:
-            ensure_config_dir()
-            lock_path = self.path.with_name(self.path.name + ".lock")
-            with open(lock_path, "a") as lock_file:
-                if fcntl is not None:
-                    fcntl.flock(lock_file, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    if fcntl is not None:
-                        fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with self._lock, locked(self.path):
+            yield
 
     def _read(self) -> dict:
         data = read_json(self.path) or {}

@@ -46,6 +46,7 @@ in '/', or several SRCs are given), else becomes DEST.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -117,6 +118,8 @@ MODIFY_WINDOW = 0.001
 STOP_GRACE = 1.0
 # A download's temporary file: '.' + mkstemp's 8 random characters + this, beside its target.
 PART_PREFIX, PART_SUFFIX = ".", ".cloudstrype-part"
+# The server's code for a file refused because it would pass the user's quota.
+QUOTA_EXCEEDED = "quota_exceeded"
 NOT_UTF8 = "the name is not valid UTF-8, so it cannot be a remote name; rename it."
 
 
@@ -259,10 +262,12 @@ class RemoteListings:
 def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
           listings: RemoteListings | None) -> list[tuple[str, bool]]:
     """Add the regular files below the local folder `root`, bound for the remote directory
-    `top`, to `uploads` in os.walk's order (top-down, names sorted; unreadable folders and links
-    to folders are passed over as os.walk does); the warnings, (text, is it a failure), about
-    what was passed over. One scandir and one stat a file, and no Path objects: a folder of
-    many small files is read in a few milliseconds a thousand files."""
+    `top`, to `uploads` in os.walk's order (top-down, names sorted); the warnings, (text, is it
+    a failure), about what was passed over: a folder that cannot be read (unreadable, a path
+    too long) is a failure, as an unreadable file is; a link to a folder is not followed (it
+    could loop, or lead out of the tree), and says so. One scandir and one stat a file, and no
+    Path objects: a folder of many small files is read in a few milliseconds a thousand
+    files."""
     warnings: list[tuple[str, bool]] = []
     directories.add(top)
     # Local paths read as pathlib would print them: no './' before a relative one.
@@ -273,8 +278,10 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
         try:
             with os.scandir(local_dir or os.curdir) as found:
                 entries = sorted(found, key=lambda e: e.name)
-        except OSError:
-            continue                    # as os.walk: an unreadable folder is not copied
+        except OSError as exc:
+            warnings.append((f"put: skipping the folder {local_dir or os.curdir}: "
+                             f"{exc.strerror or exc}", True))
+            continue
         directories.add(here)
         if listings is not None:
             listings.want(here)
@@ -289,7 +296,10 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
                 warnings.append((f"put: skipping {local}: {NOT_UTF8}", True))
                 continue
             if is_dir:
-                if not entry.is_symlink():
+                if entry.is_symlink():
+                    warnings.append((f"put: skipping {local}: a link to a folder (not "
+                                     f"followed; name the folder itself to send it)", False))
+                else:
                     below.append((local, remote.join(here, entry.name)))
                 continue
             try:
@@ -311,6 +321,17 @@ def _folder_top(source: str, dest_path: str) -> str:
     name = Path(source).resolve().name
     contents = source.endswith(("/", os.sep)) or not name
     return dest_path if contents else remote.join(dest_path, name)
+
+
+def _unusable_source(source: str, exc: OSError) -> CliError:
+    """A SRC that cannot be read, in words: missing (or below a file) is not found (4), a
+    path that cannot name a file (a link loop, a name too long) is usage (2), the rest (no
+    permission) failed (1)."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return CliError(f"No such local file or directory: {source}", NOT_FOUND)
+    if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+        return UsageError(f"{source}: {exc.strerror}.")
+    return CliError(f"{source}: {exc.strerror or exc}.", FAILED)
 
 
 def plan_put(client: Client, sources: list[str], dest: str, warn,
@@ -341,9 +362,9 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
         path = Path(source)
         try:
             info = path.stat()
-        except FileNotFoundError:
+        except OSError as exc:
             dest_node()                    # the server's objection, if any, comes first
-            raise CliError(f"No such local file or directory: {source}", NOT_FOUND) from None
+            raise _unusable_source(source, exc) from None
         if stat_module.S_ISDIR(info.st_mode):
             top = _folder_top(source, dest_path)
             if not remote.is_text(top):
@@ -431,12 +452,30 @@ def select_changed(client: Client, uploads: list[Upload], directories: set[str],
     return changed, len(uploads) - len(changed), set(found)
 
 
+def _same_file_state(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether nothing was written to the file between the two stats: its size, mtime and
+    ctime are as they were (ctime moves on any write, even one whose mtime is then put back)."""
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == \
+        (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+
+
 def _stable_mtime(before: os.stat_result, after: os.stat_result) -> float | None:
     """The modification time to keep with the upload: None (the server's time then) if the file
     changed while it was read, so that the next `put` sends it again."""
-    if before.st_mtime_ns != after.st_mtime_ns or before.st_size != after.st_size:
+    if not _same_file_state(before, after):
         return None
     return after.st_mtime_ns / 1e9
+
+
+CHANGED_WHILE_SENT = "changed_while_sent"
+
+
+def _changed_while_sent(item: Upload) -> CliError:
+    """A file written to while it was read for its upload: not stored, and worth sending again
+    (not a permanent refusal)."""
+    return CliError(f"{item.local} changed while it was being sent, so it was not stored; "
+                    f"running the command again sends it as it is then.",
+                    code=CHANGED_WHILE_SENT)
 
 
 class Uploader:
@@ -525,7 +564,19 @@ class Uploader:
     def _session(self, item: Upload) -> dict:
         key = UploadState.key(self.client.server, self.client.username, Path(item.local).resolve(),
                               item.size, item.mtime_ns, item.directory, item.name)
-        session, sha256 = self._open_session(item, key)
+        # The declared sha256 comes from a read of its own, the parts from others (and a
+        # resume's parts from an earlier run, checked against the file in _open_session): only
+        # a file nothing wrote to from before the first of these reads to after the last one is
+        # committed, else the hash would not describe the bytes sent.
+        fd = os.open(item.local, os.O_RDONLY)
+        before = os.fstat(fd)
+        try:
+            if before.st_size != item.size:
+                raise _changed_while_sent(item)
+            session, sha256 = self._open_session(item, key)
+        except BaseException:
+            os.close(fd)
+            raise
         upload_id, part_size = session["upload_id"], int(session["part_size"])
         base = f"/api/filesystem/uploads/{upload_id}"
         bar = self.progress.file_bar(item.remote, item.size)
@@ -537,33 +588,41 @@ class Uploader:
         self.progress.skip(item.size - sum(part_length(n) for n in missing), bar)
         hasher = ThreadPoolExecutor(max_workers=1)
         hashing = hasher.submit(hash_file, item.local) if sha256 is None else None
-        fd = os.open(item.local, os.O_RDONLY)
-        before = os.fstat(fd)
-        if before.st_mtime_ns != item.mtime_ns:
-            before = None               # changed since the parts already sent were read
         try:
             def send(n: int) -> None:
                 if self.client.stop.is_set():
                     raise Cancelled()
                 length = part_length(n)
                 body = os.pread(fd, length, n * part_size)
-                if len(body) != length:
-                    raise CliError(f"{item.local} changed while it was being uploaded (it is "
-                                   f"shorter now); run the command again.")
+                if len(body) != length:             # (shorter now)
+                    raise _changed_while_sent(item)
                 self.client.request("PUT", f"{base}/parts/{n}", data=body, ok=(200,),
                                     headers={"Content-Type": "application/octet-stream"},
                                     what=f"{item.remote} part {n}")
                 self.progress.advance(length, bar)
 
             for _ in range(3):
-                _raise_first([self.parts.submit(send, n) for n in missing])
+                try:
+                    _raise_first([self.parts.submit(send, n) for n in missing])
+                except CliError as exc:
+                    if exc.code == CHANGED_WHILE_SENT:
+                        self._abandon(base, key)
+                    raise
                 if self.client.stop.is_set():
                     raise Cancelled()           # parts were cut short: no commit
                 if hashing is not None:
                     sha256 = hashing.result()
-                mtime = before and _stable_mtime(before, os.fstat(fd))
-                body = {"sha256": sha256} if mtime is None else {"sha256": sha256,
-                                                                 "mtime": mtime}
+                if not (_same_file_state(before, os.fstat(fd)) and
+                        _same_file_state(before, os.stat(item.local))):
+                    # (the session goes too: a run again sends the file as it is then, which
+                    # a resume of parts read from another content would not)
+                    self._abandon(base, key)
+                    raise _changed_while_sent(item)
+                # A file changed after it was listed but not while it was read is stored
+                # without its mtime, so that the next `put` compares it again.
+                body = {"sha256": sha256}
+                if before.st_mtime_ns == item.mtime_ns:
+                    body["mtime"] = before.st_mtime_ns / 1e9
                 try:
                     node = self.client.request("POST", f"{base}/commit", retry=True, ok=(201,),
                                                what=item.remote, json=body).json()
@@ -573,6 +632,10 @@ class Uploader:
                         node = remote.lookup(self.client, item.remote)
                         break
                     if exc.code != "parts_missing":
+                        if exc.permanent:
+                            # Refused as it is (a folder of its name is there): running again
+                            # does not help, so its parts are not kept for a resume.
+                            self._abandon(base, key)
                         raise
                     missing = [int(n) for n in self.client.get_json(base)["missing"]]
             else:
@@ -588,6 +651,14 @@ class Uploader:
         self.progress.file_done(bar)
         return node
 
+    def _abandon(self, base: str, key: str) -> None:
+        """Forget an upload session that will not be committed, and ask the server to free its
+        parts (at once rather than when it expires; a failure to ask leaves that to expiry)."""
+        self.state.forget(key)
+        try:
+            self.client.request("DELETE", base, ok=(204, 404, 409, 410), retry=True)
+        except CliError:
+            pass
 
     def send_batch(self, items: list[Upload]) -> list[tuple[Upload, BaseException]]:
         """Upload `items` (small files of one directory) in one request; the files that failed,
@@ -899,12 +970,20 @@ def _refuse_one_destination_twice(planned: list[Upload]) -> None:
 
 def _advise_put(failures: list[tuple[str, BaseException]], total: int) -> None:
     """What to do about the files that failed: run the command again for those that may go
-    through then, something else for those refused as they are (a name taken, refused)."""
-    refused = sum(1 for _, exc in failures if isinstance(exc, CliError) and exc.permanent)
-    again = len(failures) - refused
+    through then, free space first for those over the quota, something else for those refused
+    as they are (a name taken, refused)."""
+    over_quota = sum(1 for _, exc in failures
+                     if isinstance(exc, CliError) and exc.code == QUOTA_EXCEEDED)
+    refused = sum(1 for _, exc in failures if isinstance(exc, CliError) and exc.permanent
+                  and exc.code != QUOTA_EXCEEDED)
+    again = len(failures) - refused - over_quota
     if again:
         print(f"put: {again} of {total} files failed; run the same command again to retry "
               f"(big files resume where they stopped).", file=sys.stderr)
+    if over_quota:
+        print(f"put: {over_quota} of {total} files did not fit in your quota: free space "
+              f"(empty the trash with 'cloudstrype trash empty', delete files or their old "
+              f"versions), then run the same command again to send the rest.", file=sys.stderr)
     if refused:
         print(f"put: {refused} of {total} files were refused, and would be again as they are "
               f"(see why above): rename them, move what is in their way, or put them "
@@ -929,11 +1008,12 @@ def _safe_name(name: str) -> bool:
 
 
 def plan_get(client: Client, sources: list[str], dest: str, jobs: int
-             ) -> tuple[list[Download], list[Path]]:
+             ) -> tuple[list[Download], list[tuple[Path, Path]]]:
+    """(the files to fetch, the local folders to make: (DEST, a folder at or below it))."""
     dest_path = Path(dest)
     into = dest_path.is_dir() or dest.endswith(("/", os.sep)) or len(sources) > 1
     downloads: list[Download] = []
-    directories: list[Path] = []
+    directories: list[tuple[Path, Path]] = []
     for source in sources:
         path = remote.normalize(source)
         node = remote.lookup(client, path)
@@ -943,7 +1023,7 @@ def plan_get(client: Client, sources: list[str], dest: str, jobs: int
                                CONFLICT)
             contents = source.endswith("/") or not node.get("name")
             top = dest_path if contents else dest_path / node["name"]
-            directories.append(top)
+            directories.append((dest_path, top))
             for relative, entry in remote.walk(client, path, jobs):
                 parts = relative.split("/")
                 if not all(_safe_name(p) for p in parts):
@@ -951,13 +1031,86 @@ def plan_get(client: Client, sources: list[str], dest: str, jobs: int
                                    f"on this system.", USAGE)
                 local = top.joinpath(*parts)
                 if entry.get("type") == remote.DIRECTORY:
-                    directories.append(local)
+                    directories.append((dest_path, local))
                 else:
                     downloads.append(Download(entry, local, remote.join(path, relative)))
         else:
             target = dest_path / node["name"] if into else dest_path
             downloads.append(Download(node, target, path))
+    _refuse_one_target_twice(downloads)
     return downloads, directories
+
+
+def _refuse_one_target_twice(downloads: list[Download]) -> None:
+    """Two remote files bound for one local path (`get /a/ /b/ D/` when both hold sub/x):
+    whichever landed last would win. Refused before anything is fetched, naming both (as
+    `put` refuses the mirror case)."""
+    first: dict[Path, Download] = {}
+    for item in downloads:
+        other = first.setdefault(item.target, item)
+        if other is not item:
+            raise CliError(f"{other.remote} and {item.remote} would both be {item.target}; get "
+                           f"them in separate commands to different places.", USAGE)
+
+
+def _make_folders(directories: list[tuple[Path, Path]]) -> dict[Path, CliError]:
+    """Make the local folders of a `get` (each folder's failure its own: the others are
+    made); {the path at fault: why} for those that could not be."""
+    refused: dict[Path, CliError] = {}
+    for base, folder in directories:
+        if folder in refused or any(parent in refused for parent in folder.parents):
+            continue
+        try:
+            _make_folder(base, folder)
+        except _FolderRefused as exc:
+            refused.setdefault(exc.path, exc.error)
+    return refused
+
+
+class _FolderRefused(Exception):
+    def __init__(self, path: Path, error: CliError):
+        super().__init__(error.message)
+        self.path, self.error = path, error
+
+
+def _make_folder(base: Path, folder: Path) -> None:
+    """Make `folder` below the destination `base` one level at a time, never through a
+    symbolic link below `base` (one there could lead the files anywhere: rsync and tar refuse
+    them too); `base` itself, as given, may be one."""
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _FolderRefused(base, _folder_error(base, exc)) from None
+    current = base
+    for part in folder.relative_to(base).parts:
+        current = current / part
+        try:
+            os.mkdir(current)
+            continue
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _FolderRefused(current, _folder_error(current, exc)) from None
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError as exc:
+            raise _FolderRefused(current, _folder_error(current, exc)) from None
+        if stat_module.S_ISLNK(mode):
+            raise _FolderRefused(current, CliError(
+                f"{current} is a symbolic link; nothing is written through one inside the "
+                f"destination (it could lead outside it): remove it, or get into another "
+                f"folder.", CONFLICT))
+        if not stat_module.S_ISDIR(mode):
+            raise _FolderRefused(current, CliError(
+                f"{current} is a file, so the folder cannot be made there; move it away, or "
+                f"get into another folder.", CONFLICT))
+
+
+def _folder_error(path: Path, exc: OSError) -> CliError:
+    if isinstance(exc, FileExistsError):
+        return CliError(f"{path} is a file, so the folder cannot be made there; move it away, "
+                        f"or get into another folder.", CONFLICT)
+    return CliError(f"{path}: the folder cannot be made ({exc.strerror or exc}).", FAILED)
 
 
 class Downloader:
@@ -1380,9 +1533,20 @@ def _timestamp(text: str | None) -> float | None:
 def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: bool = False,
         bars: bool | None = None) -> int:
     jobs = max(1, jobs)
-    downloads, directories = plan_get(client, sources, dest, jobs)
-    for directory in directories:
-        directory.mkdir(parents=True, exist_ok=True)
+    planned, directories = plan_get(client, sources, dest, jobs)
+    # A folder that cannot be made fails its files (said once, for the folder); the rest go.
+    refused = _make_folders(directories)
+    downloads, unmade = [], []
+    for item in planned:
+        at_fault = next((p for p in item.target.parents if p in refused), None)
+        if at_fault is None:
+            downloads.append(item)
+        else:
+            unmade.append((item.remote, refused[at_fault]))
+    for error in refused.values():
+        count = sum(1 for _, e in unmade if e is error)
+        print(shown(f"get: {error.message} ({count} file{'' if count == 1 else 's'} not "
+                    f"written)"), file=sys.stderr, flush=True)
     progress = Progress("get", sum(d.size for d in downloads),
                         len(downloads), quiet=quiet, bars=bars)
     downloader = Downloader(client, progress, ThreadPoolExecutor(
@@ -1397,12 +1561,14 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
     finally:
         downloader.parts.shutdown(wait=False, cancel_futures=True)
         progress.close(summary=True)
+    failures = unmade + failures
     if halted is not None:
         discard_parts()
-        raise _stopped("get", halted, progress.files_done, len(downloads), "received",
+        halted.failures = failures
+        raise _stopped("get", halted, progress.files_done, len(planned), "received",
                        "running the same command again fetches the files again")
     if failures:
-        print(f"get: {len(failures)} of {len(downloads)} files failed.", file=sys.stderr)
+        print(f"get: {len(failures)} of {len(planned)} files failed.", file=sys.stderr)
     return _exit_code(failures)
 
 

@@ -1,0 +1,123 @@
+"""A big file (an upload session) is committed only when nothing wrote to it from before its
+sha256 was read to after its last part was: one changed while `put` sends it is reported, not
+stored, and its session is gone, so the same command again sends it as it is then. A session
+whose commit is refused for good (a folder of the file's name is there) is not left open."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+
+MiB = 1024 * 1024
+PART = 4 * MiB
+PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
+
+
+def _root() -> str:
+    return f"/changed-{uuid.uuid4().hex[:8]}"
+
+
+def _info(user, path: str) -> dict | None:
+    node = user.api.get("/api/filesystem/info", params={"path": path, "depth": 0})
+    if node.status_code == 404:
+        return None
+    assert node.status_code == 200, node.text
+    return user.api.get(f"/api/filesystem/info/{node.json()['id']}").json()
+
+
+def _upload_ids(proxy) -> set[str]:
+    return {m.group(1) for _, path, _ in proxy.seen
+            if (m := re.match(r"^/api/filesystem/uploads/([0-9a-f]+)/parts/", path))}
+
+
+def _saved_sessions(cli, remote: str) -> list[dict]:
+    state = cli.config_dir / "uploads.json"
+    if not state.exists():
+        return []
+    return [e for e in json.loads(state.read_text()).values() if e.get("remote") == remote]
+
+
+def _put_while_changing(cli, cli_user, proxy, source, remote, change) -> tuple[int, str, str]:
+    """`put -j 1 SOURCE REMOTE` with its first part slowed down, change() run once that part is
+    on its way (the sha256 is read by then, the last parts not yet); (exit code, out, err)."""
+    proxy.fail("PUT", PARTS + "0$", "slow", delay=2.0)
+    running = subprocess.Popen(cli.command("put", "-j", "1", str(source), remote),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=cli.env(proxy.env(cli_user.access_token)), cwd=cli.home)
+    deadline = time.monotonic() + 60
+    while proxy.count("PUT", PARTS + "0$") == 0:
+        assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    change()
+    out, err = running.communicate(timeout=120)
+    return running.returncode, out, err
+
+
+def _assert_not_stored_and_sent_again(cli, cli_user, proxy, source, remote, code, out, err):
+    assert code == 1, (code, out, err)
+    assert f"{source} changed while it was being sent, so it was not stored; running the " \
+           f"command again sends it" in err, err
+    assert "0 sent, 0 skipped (unchanged), 1 failed" in out, out
+    assert "run the same command again" in err, err
+    assert _info(cli_user, remote) is None                      # nothing committed
+    assert _saved_sessions(cli, remote) == []                   # nothing to resume
+    (upload_id,) = _upload_ids(proxy)
+    assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)
+    # The same command again sends the file as it is now.
+    proxy.heal()
+    cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+    info = _info(cli_user, remote)
+    assert info["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    back = source.with_name("back.bin")
+    cli.ok("get", remote, str(back))
+    assert back.read_bytes() == source.read_bytes()
+
+
+def test_a_file_edited_in_place_while_sent_is_not_committed(cli, cli_user, tmp_path, proxy):
+    source = tmp_path / "edited.bin"
+    source.write_bytes(os.urandom(3 * PART + 999))
+    before = os.stat(source)
+    remote = f"{_root()}/edited.bin"
+
+    def edit_keeping_size_and_mtime() -> None:       # as `cp -p` or `rsync -t` would leave it
+        with open(source, "r+b") as f:
+            f.seek(3 * PART + 10)
+            f.write(b"Z" * 500)
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    code, out, err = _put_while_changing(cli, cli_user, proxy, source, remote,
+                                         edit_keeping_size_and_mtime)
+    _assert_not_stored_and_sent_again(cli, cli_user, proxy, source, remote, code, out, err)
+
+
+def test_a_file_growing_while_sent_is_not_committed(cli, cli_user, tmp_path, proxy):
+    source = tmp_path / "growing.bin"
+    source.write_bytes(os.urandom(3 * PART + 999))
+    remote = f"{_root()}/growing.bin"
+
+    def append() -> None:
+        with open(source, "ab") as f:
+            f.write(os.urandom(100_000))
+
+    code, out, err = _put_while_changing(cli, cli_user, proxy, source, remote, append)
+    _assert_not_stored_and_sent_again(cli, cli_user, proxy, source, remote, code, out, err)
+
+
+def test_a_session_refused_for_good_at_its_commit_is_deleted(cli, cli_user, tmp_path, proxy):
+    source = tmp_path / "taken.bin"
+    source.write_bytes(os.urandom(PART + 5))
+    root = _root()
+    cli.ok("mkdir", "-p", f"{root}/taken.bin")          # a folder of the file's name
+
+    done = cli.run("put", str(source), f"{root}/", env=proxy.env(cli_user.access_token))
+
+    assert done.returncode == 5, done.stderr
+    assert "running the same command again does not help" in done.stderr
+    assert _saved_sessions(cli, f"{root}/taken.bin") == []
+    (upload_id,) = _upload_ids(proxy)
+    assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)

@@ -1,0 +1,33 @@
+"""What `put` tells to do about the files that failed: files over the quota need space freed
+(then the same command sends the rest), not renaming."""
+from __future__ import annotations
+
+from cloudstrype_client import transfer
+from cloudstrype_client.errors import CliError, exit_code_for_status
+
+
+def _refusal(status: int, code: str) -> CliError:
+    return CliError(f"refused ({code})", exit_code_for_status(status, code), status=status,
+                    code=code)
+
+
+def test_files_over_the_quota_are_told_to_free_space_then_run_again(capsys):
+    transfer._advise_put([("a.bin", _refusal(413, "quota_exceeded")),
+                          ("b.bin", _refusal(413, "quota_exceeded"))], 3)
+
+    err = capsys.readouterr().err
+    assert "put: 2 of 3 files did not fit in your quota: free space (empty the trash" in err
+    assert "delete files or their old versions), then run the same command again to send " \
+           "the rest." in err
+    assert "rename" not in err and "does not help" not in err
+
+
+def test_each_kind_of_failure_gets_its_own_advice(capsys):
+    transfer._advise_put([("a.bin", _refusal(413, "quota_exceeded")),
+                          ("b.bin", _refusal(409, "is_a_directory")),
+                          ("c.bin", CliError("part 2: injected failure 500"))], 5)
+
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("put: 1 of 5 files failed; run the same command again")
+    assert lines[1].startswith("put: 1 of 5 files did not fit in your quota")
+    assert lines[2].startswith("put: 1 of 5 files were refused, and would be again")
