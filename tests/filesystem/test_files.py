@@ -486,3 +486,42 @@ def test_settings_refuse_unknown_fields_and_null_resets_a_default(fs_user):
     meta = upload(fs_user, "/", "automatic.txt", b"a")
     assert meta["durability"] == "raid1(2)"       # chosen from the two storages again
     assert_error(fs_user.api.put("/api/filesystem/settings", json={"durability": 3}), 400)
+
+
+def test_a_move_or_restore_that_would_put_items_past_the_depth_limit_is_refused(fs_user):
+    """Paths are at most 64 levels: a move (or a restore into another folder) that would put
+    anything deeper is refused, nothing moved; before, it went through and the item's path
+    came out cut short, and a restore rebuilt it in the wrong place."""
+    base = "/deep-" + os.urandom(3).hex()
+    chain = base + "".join(f"/l{n}" for n in range(2, 63))          # 62 levels
+    assert fs_user.api.post("/api/filesystem/dirs", json={"path": chain}).status_code == 201
+    meta = upload(fs_user, f"{base}-src/y/w", "f.txt", b"deep")       # w holds f
+    folder = fs_user.api.get("/api/filesystem/info", params={"path": f"{base}-src/y/w"}).json()
+
+    refused = assert_error(fs_user.api.post(f"/api/filesystem/info/{folder['id']}",
+                                            json={"path": chain + "/l63"}), 400, "too_deep")
+    assert "64 levels" in refused["message"]
+    info = fs_user.api.get(f"/api/filesystem/info/{meta['id']}").json()
+    assert info["path"] == f"{base}-src/y/w/f.txt"
+    # Level 64 is a path still: the file may go there, and the folder one level higher.
+    file_moved = fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                                  json={"path": chain + "/l63"})
+    assert file_moved.status_code == 200 and file_moved.json()["path"] == \
+        chain + "/l63/f.txt", file_moved.text
+    assert_error(fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                                  json={"path": chain + "/l63/l64"}), 400, "too_deep")
+    assert fs_user.api.post(f"/api/filesystem/info/{meta['id']}",
+                            json={"path": f"{base}-src/y/w"}).status_code == 200
+    assert fs_user.api.post(f"/api/filesystem/info/{folder['id']}",
+                            json={"path": chain}).status_code == 200
+    # Moved higher again (no deeper than it was): no need to look inside.
+    assert fs_user.api.post(f"/api/filesystem/info/{folder['id']}",
+                            json={"path": base}).status_code == 200
+
+    # A restore into a folder too deep for what it brings back is refused the same way.
+    assert fs_user.api.delete(f"/api/filesystem/info/{folder['id']}").status_code == 204
+    assert_error(fs_user.api.post(f"/api/filesystem/trash/{folder['id']}/restore",
+                                  json={"path": chain + "/l63"}), 400, "too_deep")
+    back = fs_user.api.post(f"/api/filesystem/trash/{folder['id']}/restore")
+    assert back.status_code == 200 and back.json()["path"] == f"{base}/w", back.text
+    assert download(fs_user, meta["id"]) == b"deep"

@@ -243,6 +243,9 @@ def restore(owner: str, node_id, directory: str | None = None,
         parent, _ = tree.make_dirs(owner, directory)
     else:
         parent = _original_parent(owner, item)
+    # Where it was, its path was within the limit; its new folder may be deeper (or have been
+    # moved deeper since).
+    tree.refuse_too_deep(owner, item.node, parent, depth=len(tree.split_path(item.original_path)))
     if wanted is not None:
         candidates = [wanted]
     else:

@@ -202,15 +202,27 @@ def resolve(owner: str, path: str, base: Node | None = None) -> Node:
     return get_node(owner, node_id)
 
 
+def _parent(owner: str, node: Node) -> Node:
+    """The node's directory, read as it is (one read: get_node would check the whole chain
+    above it again, and a walk up a deep path would read it depth² times); NotFound when the
+    node is in the trash or its directory is gone."""
+    parent = tree_store().get_node(owner, node.parent_id) \
+        if node.parent_id not in (None, TRASH) else None
+    if parent is None:
+        raise no_node(node.node_id)
+    return parent
+
+
 def path_of(owner: str, node: Node, base: Node | None = None) -> str:
-    """The node's path from the owner's root, or from `base` (a share's top) when given."""
+    """The node's path from the owner's root, or from `base` (a share's top) when given.
+    NotFound when it is in the trash, or under a directory that is."""
     names = []
     current = node
-    for _ in range(MAX_DEPTH + 1):
+    for _ in range(MAX_WALK + 1):
         if current.parent_id is None or (base is not None and current.node_id == base.node_id):
             break
         names.append(current.name)
-        current = get_node(owner, current.parent_id)
+        current = _parent(owner, current)
     return "/" + "/".join(reversed(names))
 
 
@@ -219,20 +231,24 @@ def make_dirs(owner: str, path: str, base: Node | None = None) -> tuple[Node, bo
     parents; (node, created)."""
     names = split_path(path)
     node = base or root(owner)
+    # Walked by the entries (id, type, name): only the last node is read (reading each one
+    # checked the chain above it again, depth² reads down a deep path).
+    node_id, node_type, node_name = node.node_id, node.type, node.name
     created = False
     for name in names:
-        if node.type != DIRECTORY:
-            raise errors.Conflict(f"'{node.name}' is a file, not a directory.",
+        if node_type != DIRECTORY:
+            raise errors.Conflict(f"'{node_name}' is a file, not a directory.",
                                   code="not_a_directory")
-        entry = child(owner, node.node_id, name)
+        entry = child(owner, node_id, name)
         if entry is None:
-            node, made = _create_dir(owner, node, name)
+            node, made = _create_dir(owner, node_id, name)
             created = created or made
+            node_id, node_type, node_name = node.node_id, node.type, node.name
         else:
-            node = get_node(owner, entry.node_id)
-    if node.type != DIRECTORY:
+            node_id, node_type, node_name = entry.node_id, entry.type, entry.name
+    if node_type != DIRECTORY:
         raise errors.Conflict(f"{path} is a file, not a directory.", code="not_a_directory")
-    return node, created
+    return (node if node.node_id == node_id else get_node(owner, node_id)), created
 
 
 def check_dirs(owner: str, path: str, base: Node | None = None) -> None:
@@ -251,16 +267,16 @@ def check_dirs(owner: str, path: str, base: Node | None = None) -> None:
         raise errors.Conflict(f"{path} is a file, not a directory.", code="not_a_directory")
 
 
-def _create_dir(owner: str, parent: Node, name: str) -> tuple[Node, bool]:
+def _create_dir(owner: str, parent_id: str, name: str) -> tuple[Node, bool]:
     stamp = now()
-    node = Node(owner, new_node_id(), DIRECTORY, name, parent.node_id, created=stamp,
+    node = Node(owner, new_node_id(), DIRECTORY, name, parent_id, created=stamp,
                 modified=stamp)
     try:
         return tree_store().create(node), True
     except NameTaken:
         # Someone created the same name at the same moment: use theirs (its type is checked
         # by the caller).
-        existing = child(owner, parent.node_id, name)
+        existing = child(owner, parent_id, name)
         if existing is None:
             raise errors.Conflict(f"Could not create '{name}'; try again.",
                                   code="concurrent_change") from None
@@ -348,6 +364,7 @@ def rename_or_move(owner: str, node: Node, new_name: str | None,
         parent, _ = make_dirs(owner, new_directory, base)
         if node.type == DIRECTORY:
             above = _refuse_cycle(owner, node, parent)
+        refuse_too_deep(owner, node, parent)
         parent_id = parent.node_id
     if parent_id == node.parent_id and name == node.name:
         return node
@@ -376,8 +393,61 @@ def _refuse_cycle(owner: str, moving: Node, target: Node) -> list[Node]:
         chain.append(current)
         if current.parent_id is None:
             return chain
-        current = get_node(owner, current.parent_id)
+        current = _parent(owner, current)
     return chain
+
+
+# How many entries a deepening move may list to find its folder's deepest level.
+DEPTH_CHECK_BUDGET = 20_000
+
+
+def depth_of(owner: str, node: Node) -> int:
+    """Levels below the root (the root is 0)."""
+    depth, current = 0, node
+    while current.parent_id is not None and depth <= MAX_WALK:
+        depth += 1
+        current = _parent(owner, current)
+    return depth
+
+
+def refuse_too_deep(owner: str, node: Node, parent: Node, depth: int | None = None) -> None:
+    """Refuse a move that would put anything deeper than MAX_DEPTH levels: its path could
+    not be written (nor its trash item put back where it was). Every path is within the limit
+    already, so a move that does not take the item deeper is fine as it is; one that does has
+    the folder's levels counted, down to what the new place leaves room for. `depth`: the
+    node's depth where it was (default: where it is)."""
+    new_depth = depth_of(owner, parent) + 1
+    too_deep = errors.BadRequest(f"This move would put items more than {MAX_DEPTH} levels deep, "
+                                 f"the most a path may have; move it higher up.",
+                                 code="too_deep", details={"max_depth": MAX_DEPTH})
+    if new_depth > MAX_DEPTH:
+        raise too_deep
+    if node.type != DIRECTORY or new_depth <= (depth_of(owner, node) if depth is None
+                                               else depth):
+        return
+    frontier, listed = [node.node_id], 0
+    for level in range(MAX_DEPTH - new_depth + 1):
+        below = []
+        for directory_id in frontier:
+            cursor = None
+            while True:
+                entries, cursor = tree_store().list_entries(owner, directory_id, PAGE_LIMIT_MAX,
+                                                            cursor)
+                listed += len(entries)
+                if entries and level == MAX_DEPTH - new_depth:
+                    raise too_deep
+                if listed > DEPTH_CHECK_BUDGET:
+                    raise errors.BadRequest(
+                        f"This folder holds too many items to check, in one request, that "
+                        f"moving it deeper keeps every path within {MAX_DEPTH} levels; move it "
+                        f"to a folder no deeper than where it is, or move its contents in "
+                        f"parts.", code="too_deep", details={"max_depth": MAX_DEPTH})
+                below += [e.node_id for e in entries if e.type == DIRECTORY]
+                if cursor is None:
+                    break
+        frontier = below
+        if not frontier:
+            return
 
 
 # What one item's custom attributes may hold, all of them together.
