@@ -45,6 +45,12 @@ def test_a_session_under_a_file_is_refused_when_it_starts(fs_user):
     fine = fs_user.api.post("/api/filesystem/uploads", json={
         "path": "/sd/not-yet/there", "name": "big.bin", "size": 5 * MiB})
     assert fine.status_code == 201, fine.text
+    # A folder of the file's name: said at once too, not at the commit.
+    assert fs_user.api.post("/api/filesystem/dirs", json={"path": "/sd/taken"}).status_code \
+        == 201
+    error = assert_error(fs_user.api.post("/api/filesystem/uploads", json={
+        "path": "/sd", "name": "taken", "size": 5 * MiB}), 409, "name_exists")
+    assert "'taken' is a directory" in error["message"]
 
 
 def _parts_sent(user, name: str, data: bytes, **declared) -> str:

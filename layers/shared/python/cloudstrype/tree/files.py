@@ -798,9 +798,13 @@ def _packed_anew(owner: str, version: NewVersion, content_key: str,
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
                    durability: str | None, encryption: str | None, sha256: str | None) -> dict:
     tree.check_name(name)
-    # A file on the way is said now, not after every part has been sent; missing folders are
-    # made at the commit (the path is taken as it is then).
-    tree.check_dirs(owner, directory)
+    # A file on the way, or a folder of the file's name, is said now, not after every part has
+    # been sent; missing folders are made at the commit (the path is taken as it is then).
+    directory_id = tree.check_dirs(owner, directory)
+    existing = tree.child(owner, directory_id, name) if directory_id else None
+    if existing is not None and existing.type != FILE:
+        raise errors.Conflict(f"'{name}' is a directory; choose another name.",
+                              code="name_exists")
     largest = quota.max_file_bytes()
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise errors.BadRequest("Field 'size' must be the file's size in bytes.",

@@ -251,20 +251,23 @@ def make_dirs(owner: str, path: str, base: Node | None = None) -> tuple[Node, bo
     return (node if node.node_id == node_id else get_node(owner, node_id)), created
 
 
-def check_dirs(owner: str, path: str, base: Node | None = None) -> None:
+def check_dirs(owner: str, path: str, base: Node | None = None) -> str | None:
     """What make_dirs would refuse, without making anything: a file where `path` needs a
-    directory (409 not_a_directory). Folders that do not exist yet are fine."""
-    node = base or root(owner)
+    directory (409 not_a_directory). Folders that do not exist yet are fine. The directory's
+    id if it exists."""
+    start = base or root(owner)
+    node_id, node_type, node_name = start.node_id, start.type, start.name
     for name in split_path(path):
-        if node.type != DIRECTORY:
-            raise errors.Conflict(f"'{node.name}' is a file, not a directory.",
+        if node_type != DIRECTORY:
+            raise errors.Conflict(f"'{node_name}' is a file, not a directory.",
                                   code="not_a_directory")
-        entry = child(owner, node.node_id, name)
+        entry = child(owner, node_id, name)
         if entry is None:
-            return
-        node = get_node(owner, entry.node_id)
-    if node.type != DIRECTORY:
+            return None
+        node_id, node_type, node_name = entry.node_id, entry.type, entry.name
+    if node_type != DIRECTORY:
         raise errors.Conflict(f"{path} is a file, not a directory.", code="not_a_directory")
+    return node_id
 
 
 def _create_dir(owner: str, parent_id: str, name: str) -> tuple[Node, bool]:
