@@ -240,7 +240,8 @@ class Client:
                 response.close()        # (a streamed answer holds its connection until then)
                 self.refresh(token)
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < attempts:
+            if response.status_code in RETRY_STATUSES and attempt < attempts and \
+                    not _for_good(response):
                 response.close()
                 self.backoff(attempt, response.headers.get("Retry-After"))
                 continue
@@ -365,6 +366,20 @@ class Body:
 
 # 401s that are about something else than the request's token (a password it carries).
 _NOT_THE_TOKEN = frozenset({"wrong_password"})
+
+
+# 503s that say trying again will not help (data damaged past its redundancy).
+_NOT_PASSING = frozenset({"chunk_damaged"})
+
+
+def _for_good(response: requests.Response) -> bool:
+    """Whether a 503 says the failure will not pass by itself (then it is not retried)."""
+    if response.status_code != 503 or "json" not in response.headers.get("Content-Type", ""):
+        return False
+    try:
+        return response.json().get("error", {}).get("code") in _NOT_PASSING
+    except (ValueError, AttributeError):
+        return False
 
 
 def _token_refused(response: requests.Response) -> bool:

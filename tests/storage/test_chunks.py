@@ -95,8 +95,10 @@ def test_one_loss_past_the_redundancy_is_a_clear_error(five_storages, durability
     by_index = {s["index"]: s["storage_id"] for s in stored["shares"]}
     for index in lost:
         five_storages.destroy(stored["chunk_id"], index, by_index[index])
-    error = assert_error(read(user, stored["chunk_id"]), 503, "not_enough_shares")
-    assert "good shares" in error["message"]
+    # Every storage answered; the shares are gone: said to be damage, not an outage.
+    error = assert_error(read(user, stored["chunk_id"]), 503, "chunk_damaged")
+    assert "damaged past its redundancy" in error["message"], error
+    assert "will not help" in error["message"]
     info = user.api.get(f"/api/chunk/{stored['chunk_id']}/info").json()
     assert info["readable"] is False
     assert sorted(s["index"] for s in info["shares"] if s["health"] == "missing") == list(lost)

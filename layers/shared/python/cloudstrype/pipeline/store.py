@@ -398,11 +398,13 @@ def _storages_by_id(owner: str) -> dict:
 
 
 def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
-                  wanted: list[int] | None = None, skip: frozenset[str] = frozenset()
-                  ) -> set[int]:
-    """Fetch shares in parallel until the collector has enough; returns the failed indexes.
-    Shares on the storages in `skip` (found not answering by this request already) are not
-    asked, nor counted as failed."""
+                  wanted: list[int] | None = None, skip: frozenset[str] = frozenset(),
+                  unreachable: set[int] | None = None) -> set[int]:
+    """Fetch shares in parallel until the collector has enough; returns the failed indexes,
+    and adds to `unreachable` those that failed for want of an answer (an error, a timeout),
+    not for being missing or wrong. Shares on the storages in `skip` (found not answering by
+    this request already) are not asked, nor counted as failed."""
+    unreachable = set() if unreachable is None else unreachable
     by_id = _storages_by_id(record.owner)
     locations = {s.index: s for s in record.shares}
     order = [i for i in (wanted or collector.wanted())
@@ -437,7 +439,9 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
             launch()
             now = time.monotonic()
             for future in [f for f in pending if now - started[f] > SHARE_TIMEOUT_SECONDS]:
-                failed.add(pending.pop(future))
+                index = pending.pop(future)
+                failed.add(index)
+                unreachable.add(index)
                 launch()
             continue
         for future in done:
@@ -447,8 +451,10 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
                 continue
             failed.add(index)
             storage = by_id.get(locations[index].storage_id)
-            if error is not None and not isinstance(error, ShareNotFound) and storage:
-                storages.mark_down(storage, str(error))
+            if error is not None and not isinstance(error, ShareNotFound):
+                unreachable.add(index)
+                if storage:
+                    storages.mark_down(storage, str(error))
             launch()
     for future in pending:
         future.cancel()
@@ -462,14 +468,13 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
     # hashes are computed only if it does not authenticate (to find the bad one).
     collector = codec.ShareCollector(record.meta, hash_on_failure=True)
     data_key = None
+    unreachable: set[int] = set()
     while True:
-        failed = _fetch_shares(record, collector, skip=skip)
+        failed = _fetch_shares(record, collector, skip=skip, unreachable=unreachable)
         if failed:
             mark_damaged(owner, chunk_id, failed)
         if not collector.enough:
-            raise errors.ServiceUnavailable(
-                f"Chunk {chunk_id} cannot be read now: {len(collector.good_shares)} good shares "
-                f"of the {collector.needed} needed are reachable.", code="not_enough_shares")
+            raise _too_few_shares(record, collector, bool(unreachable or skip))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
             data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id))
         try:
@@ -477,6 +482,23 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
         except codec.SharesFailedCheck as bad:
             # Dropped from the collector: the next round fetches other shares instead.
             mark_damaged(owner, chunk_id, set(bad.bad))
+
+
+def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
+                    some_unreachable: bool) -> errors.ApiError:
+    """Too few good shares to decode: for now, when some storage did not answer (it may come
+    back); for good, when every storage answered and the shares were missing or corrupt (the
+    damage is past the redundancy: retrying does not help, only a share put back would)."""
+    good, needed = len(collector.good_shares), collector.needed
+    if some_unreachable:
+        return errors.ServiceUnavailable(
+            f"Chunk {record.chunk_id} cannot be read now: {good} good shares of the {needed} "
+            f"needed are reachable.", code="not_enough_shares")
+    return errors.ServiceUnavailable(
+        f"Chunk {record.chunk_id} is damaged past its redundancy: its storages answered, but "
+        f"only {good} of its shares are intact and {needed} are needed (the others are missing "
+        f"or corrupt). Trying again will not help; it can be read again only if a lost share's "
+        f"file is put back on its storage.", code="chunk_damaged")
 
 
 def blob_key(record: Chunk) -> bytes:
