@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from cloudstrype.backends.local import MARKER
+
 from tests.cli.conftest import Cli, add_local_storages
 from tests.support import register_and_login
 
