@@ -318,7 +318,9 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
 
 def _folder_top(source: str, dest_path: str) -> str:
     """The remote directory a folder SRC fills: DEST itself for 'SRC/', else DEST/name."""
-    name = Path(source).resolve().name
+    # The name as given (a link named `current` fills DEST/current, not DEST/<its target's
+    # name>); '.' and '..' are made plain first.
+    name = Path(os.path.abspath(source)).name
     contents = source.endswith(("/", os.sep)) or not name
     return dest_path if contents else remote.join(dest_path, name)
 

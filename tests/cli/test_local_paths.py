@@ -51,6 +51,16 @@ def test_a_link_to_a_folder_inside_the_tree_is_said_to_be_skipped(cli, tmp_path)
     assert "folder-link" not in listed and "file-link" in listed
 
 
+def test_a_src_that_is_a_link_to_a_folder_keeps_the_links_name(cli, tmp_path):
+    (tmp_path / "releases" / "v3").mkdir(parents=True)
+    (tmp_path / "releases" / "v3" / "app.txt").write_text("v3\n")
+    (tmp_path / "current").symlink_to("releases/v3")
+    root = _root()
+    cli.ok("put", str(tmp_path / "current"), f"{root}/")
+    assert cli.ok("cat", f"{root}/current/app.txt").stdout == "v3\n"
+    assert cli.run("cat", f"{root}/v3/app.txt").returncode != 0
+
+
 def test_a_folder_past_path_max_is_reported_and_counted_as_failed(cli, tmp_path):
     top = tmp_path / "deep"
     top.mkdir()
