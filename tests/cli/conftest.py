@@ -67,6 +67,15 @@ class Cli:
         return json.loads(self.credentials_file.read_text())
 
 
+def remote_info(user: User, path: str) -> dict | None:
+    """GET /api/filesystem/info/{id} of what is at `path` (None if nothing is)."""
+    node = user.api.get("/api/filesystem/info", params={"path": path, "depth": 0})
+    if node.status_code == 404:
+        return None
+    assert node.status_code == 200, node.text
+    return user.api.get(f"/api/filesystem/info/{node.json()['id']}").json()
+
+
 def add_local_storages(user: User, root: Path, count: int = 3) -> None:
     for n in range(count):
         response = user.api.post("/api/cloud/storages", json={

@@ -12,6 +12,8 @@ import subprocess
 import time
 import uuid
 
+from tests.cli.conftest import remote_info
+
 MiB = 1024 * 1024
 PART = 4 * MiB
 PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
@@ -19,14 +21,6 @@ PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
 
 def _root() -> str:
     return f"/changed-{uuid.uuid4().hex[:8]}"
-
-
-def _info(user, path: str) -> dict | None:
-    node = user.api.get("/api/filesystem/info", params={"path": path, "depth": 0})
-    if node.status_code == 404:
-        return None
-    assert node.status_code == 200, node.text
-    return user.api.get(f"/api/filesystem/info/{node.json()['id']}").json()
 
 
 def _upload_ids(proxy) -> set[str]:
@@ -64,14 +58,14 @@ def _assert_not_stored_and_sent_again(cli, cli_user, proxy, source, remote, code
            f"command again sends it" in err, err
     assert "0 sent, 0 skipped (unchanged), 1 failed" in out, out
     assert "run the same command again" in err, err
-    assert _info(cli_user, remote) is None                      # nothing committed
+    assert remote_info(cli_user, remote) is None                      # nothing committed
     assert _saved_sessions(cli, remote) == []                   # nothing to resume
     (upload_id,) = _upload_ids(proxy)
     assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)
     # The same command again sends the file as it is now.
     proxy.heal()
     cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
-    info = _info(cli_user, remote)
+    info = remote_info(cli_user, remote)
     assert info["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     back = source.with_name("back.bin")
     cli.ok("get", remote, str(back))
@@ -109,15 +103,23 @@ def test_a_file_growing_while_sent_is_not_committed(cli, cli_user, tmp_path, pro
 
 
 def test_a_session_refused_for_good_at_its_commit_is_deleted(cli, cli_user, tmp_path, proxy):
+    """A folder of the file's name made while the parts are on their way: the commit is
+    refused for good (a folder there already when it starts is refused then, before any
+    part is sent)."""
     source = tmp_path / "taken.bin"
     source.write_bytes(os.urandom(PART + 5))
-    root = _root()
-    cli.ok("mkdir", "-p", f"{root}/taken.bin")          # a folder of the file's name
+    early, root = _root(), _root()
+    cli.ok("mkdir", "-p", f"{early}/taken.bin")
+    refused = cli.run("put", str(source), f"{early}/", env=proxy.env(cli_user.access_token))
+    assert refused.returncode == 5 and "is a directory" in refused.stderr, refused.stderr
+    assert proxy.count("PUT", PARTS) == 0 and _saved_sessions(cli, f"{early}/taken.bin") == []
 
-    done = cli.run("put", str(source), f"{root}/", env=proxy.env(cli_user.access_token))
+    code, out, err = _put_while_changing(
+        cli, cli_user, proxy, source, f"{root}/taken.bin",
+        lambda: cli.ok("mkdir", "-p", f"{root}/taken.bin"))     # a folder of the file's name
 
-    assert done.returncode == 5, done.stderr
-    assert "running the same command again does not help" in done.stderr
+    assert code == 5, err
+    assert "running the same command again does not help" in err
     assert _saved_sessions(cli, f"{root}/taken.bin") == []
     (upload_id,) = _upload_ids(proxy)
     assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)

@@ -11,6 +11,8 @@ import os
 import re
 import uuid
 
+from tests.cli.conftest import remote_info
+
 MiB = 1024 * 1024
 PART = 4 * MiB
 PARTS = r"^/api/filesystem/uploads/[0-9a-f]+/parts/"
@@ -19,14 +21,6 @@ DATA = r"^/api/filesystem/data/"
 
 def _root() -> str:
     return f"/faults-{uuid.uuid4().hex[:8]}"
-
-
-def _info(user, path: str) -> dict | None:
-    node = user.api.get("/api/filesystem/info", params={"path": path, "depth": 0})
-    if node.status_code == 404:
-        return None
-    assert node.status_code == 200, node.text
-    return user.api.get(f"/api/filesystem/info/{node.json()['id']}").json()
 
 
 def _big(tmp_path, parts: int = 4, extra: int = 777) -> tuple:
@@ -46,7 +40,7 @@ def test_parts_lost_or_refused_once_are_sent_again(cli, cli_user, tmp_path, prox
 
     assert "1 sent, 0 skipped (unchanged), 0 failed" in done.stdout, done.stdout
     assert [proxy.count("PUT", PARTS + f"{n}$") for n in range(4)] == [1, 2, 2, 1]
-    info = _info(cli_user, remote)
+    info = remote_info(cli_user, remote)
     assert info["size"] == len(data)
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
     back = tmp_path / "back.bin"
@@ -66,7 +60,7 @@ def test_a_part_the_server_keeps_refusing_is_reported_then_resumed(cli, cli_user
     assert f"put: {source}: {remote} part 2: injected failure 500" in failed.stderr
     assert "run the same command again" in failed.stderr
     assert "0 sent, 0 skipped (unchanged), 1 failed" in failed.stdout
-    assert _info(cli_user, remote) is None                     # nothing committed
+    assert remote_info(cli_user, remote) is None                     # nothing committed
     state = json.loads((cli.config_dir / "uploads.json").read_text())
     (upload_id,) = [e["upload_id"] for e in state.values() if e["remote"] == remote]
     status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()
@@ -80,7 +74,7 @@ def test_a_part_the_server_keeps_refusing_is_reported_then_resumed(cli, cli_user
            f"uploaded" in again.stderr, again.stderr
     resent = [proxy.count("PUT", PARTS + f"{n}$") - sent_before[n] for n in range(4)]
     assert resent == [1 if n in status["missing"] else 0 for n in range(4)]
-    info = _info(cli_user, remote)
+    info = remote_info(cli_user, remote)
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
     back = tmp_path / "back.bin"
     cli.ok("get", remote, str(back))
