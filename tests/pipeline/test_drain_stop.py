@@ -50,7 +50,7 @@ def test_a_members_drain_is_stopped_through_its_member(pipeline):  # noqa: F811
     with pytest.raises(errors.BadRequest) as refused:
         storages.stop_draining("alice", member.storage_id)
     assert refused.value.code == "member_storage"
-    assert "/api/array/members/{member_id}/drain" in refused.value.message
+    assert "/api/array/members/m1/drain" in refused.value.message
     # Not connected: offline until it says hello again (then active, as any member).
     stopped = storages.stop_draining("alice", member.storage_id, member_online=False)
     assert stopped.status == storages.OFFLINE
