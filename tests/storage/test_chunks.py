@@ -104,6 +104,38 @@ def test_one_loss_past_the_redundancy_is_a_clear_error(five_storages, durability
     assert sorted(s["index"] for s in info["shares"] if s["health"] == "missing") == list(lost)
 
 
+@pytest.mark.parametrize("encryption", ["aes256-gcm", "none"])
+def test_raid1_copies_each_damaged_in_another_place_are_merged_back(five_storages, encryption):
+    """Bit rot on both copies of a raid1(2) chunk, in different places: no copy is intact,
+    but together they are. The read and the repair merge them into the copy whose hash was
+    recorded (nothing else would be accepted), and the repair rewrites both."""
+    user = five_storages.user
+    data = os.urandom(300_000)
+    stored = store(user, data, "raid1(2)", encryption)
+    first, second = stored["shares"]
+    five_storages.corrupt(stored["chunk_id"], first["index"], first["storage_id"], offset=1234)
+    five_storages.corrupt(stored["chunk_id"], second["index"], second["storage_id"],
+                          offset=200_000)
+    response = read(user, stored["chunk_id"])
+    assert response.status_code == 200 and response.content == data, response.text[:200]
+    repaired = user.api.post(f"/api/chunk/{stored['chunk_id']}/repair")
+    assert repaired.status_code == 200, repaired.text
+    assert sorted(repaired.json()["repaired"]) == [0, 1]
+    info = user.api.get(f"/api/chunk/{stored['chunk_id']}/info").json()
+    assert info["healthy_shares"] == 2 and info["needs_repair"] is False, info
+    # Each new copy is whole: either alone reads the chunk.
+    share = info["shares"][0]
+    five_storages.destroy(stored["chunk_id"], share["index"], share["storage_id"])
+    assert read(user, stored["chunk_id"]).content == data
+
+    # Damaged in the same place on both: nothing to merge from, and said so.
+    again = store(user, os.urandom(50_000), "raid1(2)", encryption)
+    for share in again["shares"]:
+        five_storages.corrupt(again["chunk_id"], share["index"], share["storage_id"],
+                              offset=777)
+    assert_error(read(user, again["chunk_id"]), 503, "chunk_damaged")
+
+
 @pytest.mark.parametrize("durability", ["raid1(3)", "rs(3,2)"])
 def test_corrupt_share_is_detected_and_the_chunk_still_reads(five_storages, durability):
     user = five_storages.user

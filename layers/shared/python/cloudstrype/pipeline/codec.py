@@ -38,6 +38,7 @@ indexes are still worth fetching, and then decodes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -494,6 +495,9 @@ class ShareCollector:
         self._good: dict[int, bytes] = {}
         self._bad: set[int] = set()
         self._unhashed: set[int] = set()      # good by size only, hash not checked yet
+        # raid1: the copies that failed their hash, kept for rescue() (each may be bad in
+        # another place).
+        self._bad_copies: dict[int, bytes] = {}
         self._deferred = hash_on_failure and self.info.encryption.encrypted
         self._lock = threading.Lock()
 
@@ -518,6 +522,10 @@ class ShareCollector:
     def bad_shares(self) -> list[int]:
         with self._lock:
             return sorted(self._bad)
+
+    def good_copy(self, index: int) -> bytes:
+        with self._lock:
+            return self._good[index]
 
     def wanted(self) -> list[int]:
         """Indexes neither good nor bad yet, in preferred order (data shares first)."""
@@ -554,7 +562,38 @@ class ShareCollector:
                     self._unhashed.add(index)
             elif index not in self._good:
                 self._bad.add(index)
+                self._keep_bad_copy(index, data)
         return good
+
+    def _keep_bad_copy(self, index: int, data) -> None:
+        # (under the lock)
+        if self.durability.kind == "raid1" and self.needed == 1:
+            try:
+                view = _as_bytes_view(data, f"share {index}")
+            except MetaError:
+                return
+            if view.nbytes == self.info.share_size:
+                self._bad_copies[index] = bytes(view)
+
+    def rescue(self) -> int | None:
+        """raid1 with no good copy: rebuild one from copies each damaged in other places
+        (merge_copies; it must match the recorded hash, so nothing wrong is ever made). The
+        index it is recorded under (that copy is still bad where it is stored), or None."""
+        with self._lock:
+            if self._good or len(self._bad_copies) < 2:
+                return None
+            copies = dict(self._bad_copies)
+        expected = {self.info.share_hashes[i] for i in copies}
+        if len(expected) != 1:
+            return None
+        merged = merge_copies(list(copies.values()), expected.pop())
+        if merged is None:
+            return None
+        index = min(copies)
+        with self._lock:
+            self._good[index] = merged
+            self._unhashed.discard(index)
+        return index
 
     def _hash_unhashed(self, indexes) -> list[int]:
         """Check the hashes deferred for ``indexes``; drop those that fail. Returns them."""
@@ -566,6 +605,7 @@ class ShareCollector:
             for index in failed:
                 self._good.pop(index, None)
                 self._bad.add(index)
+                self._keep_bad_copy(index, suspects[index])
         return failed
 
     def _check_index(self, index) -> None:
@@ -634,6 +674,52 @@ class ShareCollector:
             raise IntegrityError(f"chunk {chunk_id} decrypted but its MD5 does not match the "
                                  f"recorded {info.md5}: the metadata was altered")
         return DecodeResult(data, bad, used)
+
+
+# merge_copies: copies are compared in blocks of this size, and at most this many ways of
+# taking each damaged region from one copy or another are hashed.
+MERGE_BLOCK = 4096
+MERGE_MAX_TRIES = 256
+
+
+def merge_copies(copies: list[bytes], expected_sha256: str) -> bytes | None:
+    """One intact copy made from raid1 copies that are each damaged in other places (bit rot
+    on two storages), or None. Where the copies differ, runs of differing blocks are regions,
+    each taken whole from one copy or another; every way of choosing is hashed until one
+    matches the recorded SHA-256 — only then is it returned, so a wrong merge cannot come out.
+    Bounded: a region of three different versions, or too many regions, is not tried."""
+    size = len(copies[0])
+    if len(copies) < 2 or any(len(c) != size for c in copies):
+        return None
+    views = [memoryview(c) for c in copies]
+    regions: list[tuple[int, int]] = []
+    start = None
+    for offset in range(0, size, MERGE_BLOCK):
+        end = min(size, offset + MERGE_BLOCK)
+        first = views[0][offset:end]
+        differs = any(v[offset:end] != first for v in views[1:])
+        if differs and start is None:
+            start = offset
+        elif not differs and start is not None:
+            regions.append((start, offset))
+            start = None
+    if start is not None:
+        regions.append((start, size))
+    choices = []
+    tries = 1
+    for begin, end in regions:
+        versions = list(dict.fromkeys(bytes(v[begin:end]) for v in views))
+        choices.append(versions)
+        tries *= len(versions)
+        if tries > MERGE_MAX_TRIES:
+            return None
+    merged = bytearray(copies[0])
+    for picks in itertools.product(*choices):
+        for (begin, end), version in zip(regions, picks, strict=True):
+            merged[begin:end] = version
+        if hashlib.sha256(merged).hexdigest() == expected_sha256:
+            return bytes(merged)
+    return None
 
 
 def _join(blocks, share_size: int, ct_size: int) -> bytes:

@@ -473,7 +473,7 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
         failed = _fetch_shares(record, collector, skip=skip, unreachable=unreachable)
         if failed:
             mark_damaged(owner, chunk_id, failed)
-        if not collector.enough:
+        if not collector.enough and collector.rescue() is None:
             raise _too_few_shares(record, collector, bool(unreachable or skip))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
             data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id))
@@ -677,6 +677,11 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     locations = {s.index: s for s in record.shares}
     # Verify every share: repair must know exactly which ones are bad.
     good, failed = _fetch_all(record, collector, by_id)
+    rescued = collector.rescue() if not collector.enough else None
+    if rescued is not None:
+        # raid1 copies each bad in another place, merged into one that matches the recorded
+        # hash: the source of the new copies (every stored copy is still replaced).
+        good[rescued] = collector.good_copy(rescued)
     if not collector.enough:
         raise errors.ServiceUnavailable(f"Chunk {chunk_id} has {len(collector.good_shares)} good "
                                         f"shares of {collector.needed} needed; it cannot be "
