@@ -448,3 +448,54 @@ def test_bad_trash_requests_are_clear_4xx(owner):
     assert len(seen) == len(set(seen)) == 6
     deleted = [owner.trash()[i]["deleted"] for i in seen]
     assert deleted == sorted(deleted, reverse=True)
+
+
+def _upload_while_deleting(owner: Owner, folder: str, for_good: bool) -> list[int]:
+    """Three uploads into `folder` and its delete (and delete for good) at the same moment;
+    the uploads' statuses."""
+    assert owner.api.post("/api/filesystem/dirs", json={"path": folder}).status_code == 201
+    folder_id = owner.at(folder)["id"]
+    start = threading.Barrier(4)
+    answers: list[int] = []
+
+    def write(n: int) -> None:
+        start.wait()
+        answers.append(owner.api.post("/api/filesystem/data", files={
+            "file": (f"f{n}", os.urandom(300_000 + n))},
+            data={"path": folder, "name": f"f{n}"}).status_code)
+
+    def delete() -> None:
+        start.wait()
+        time.sleep(0.02)
+        assert owner.api.delete(f"/api/filesystem/info/{folder_id}").status_code == 204
+        if for_good:
+            assert owner.api.delete(f"/api/filesystem/trash/{folder_id}").status_code == 204
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=delete))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.mark.parametrize("for_good", [True, False], ids=["deleted-for-good", "deleted"])
+def test_writes_racing_their_folders_delete_leave_nothing_behind_and_count_right(owner,
+                                                                                 for_good):
+    """Uploads into a folder while it is deleted (and deleted for good) at the same moment.
+    Nothing makes a create wait on its folder, so a write can land in it just after: before,
+    those files stayed unreachable with their bytes stored and counted for ever (a race sweep
+    found 24 MB held), or sat uncounted in a trashed folder. Now a folder deleted for good
+    takes them with it, and one in the trash counts them."""
+    for round_ in range(4):
+        answers = _upload_while_deleting(owner, f"/race{round_}", for_good)
+        assert all(status in (201, 404) for status in answers), answers
+    usage = owner.usage()
+    if not for_good:
+        # Everything written is in the trash, and counted there.
+        assert usage["live_bytes"] == 0 and usage["trash_bytes"] == usage["stored_bytes"], usage
+        assert sum(item["size"] for item in owner.trash().values()) <= usage["trash_bytes"]
+        assert owner.api.delete("/api/filesystem/trash").status_code == 200
+    wait_for(lambda: owner.share_files() == 0 and owner.usage()["stored_bytes"] == 0,
+             timeout=30, what="every byte written into the deleted folders freed")

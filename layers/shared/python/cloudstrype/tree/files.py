@@ -338,6 +338,7 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
     caller writes into: the file is the owner's, on the owner's storages and quota)."""
     tree.check_name(name)
     mtime = check_mtime(mtime)
+    started = tree.now()
     durability, encryption = _schemes(owner, durability, encryption)
     # The whole file up front (a clear 413 before any chunk); each chunk is charged as stored.
     quota.check_room(owner, len(data))
@@ -357,6 +358,7 @@ def upload(owner: str, directory: str, name: str, data: bytes, content_type: str
         _discard_new(owner, version)
         raise
     _attached(owner, version)
+    _deleted_meanwhile(owner, [node], since=started)
     return node
 
 
@@ -559,6 +561,27 @@ def pack_fields(where: packs.PackedBlob) -> dict:
             "pack_length": where.length, "blob_hash": where.blob_hash}
 
 
+def _deleted_meanwhile(owner: str, nodes: list[Node], since: float) -> None:
+    """The files this request made (created at `since` or later), if their folder was deleted
+    as they were written. Nothing makes a create wait on its folder (that would have every
+    write into one folder contend on it), so a write and its folder's delete can pass each
+    other: a folder deleted for good has its delete finished for them here (to the trash,
+    deleted for good, freed like the rest of it); one in the trash has them counted in its
+    trash item. The write's answer stands: it happened, then the delete."""
+    made = [n for n in nodes if n.created >= since]
+    for parent_id in {n.parent_id for n in made}:
+        state = trash.deleted_state(owner, parent_id)
+        if state is None:
+            continue
+        for node in (n for n in made if n.parent_id == parent_id):
+            if state == trash.FOR_GOOD:
+                doomed = trash.trash_late(owner, node)
+                if doomed is not None:
+                    _purge(owner, doomed, time.monotonic() + DELETE_INLINE_SECONDS)
+            else:
+                trash.count_late(owner, state, node)
+
+
 def _discard_new(owner: str, version: NewVersion) -> None:
     """Free what a version that never became a file's holds (content it was to read is not
     claimed before the attach: nothing to give back)."""
@@ -628,6 +651,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
     if len(items) > MAX_BATCH_FILES:
         raise _batch_too_large(f"this one has {len(items)} files")
     results: list = [None] * len(items)
+    started = tree.now()
     mtimes: dict[int, float | None] = {}
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -723,6 +747,7 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
         made, _ = _small_versions(owner, repeats, keys, items, results, version_of, encryption,
                                   durability, first_round=False, claim=True)
         attach_all(made)
+    _deleted_meanwhile(owner, [r for r in results if isinstance(r, Node)], since=started)
     return results
 
 
@@ -937,6 +962,7 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     """`sha256`: the file's, if the client knows it only now (hashed while sending parts);
     it must agree with one declared at the start, and with the content of a one-part file."""
     mtime = check_mtime(mtime)
+    started = tree.now()
     declared = _check_sha256(sha256)
     record = get_session(owner, upload_id)
     if record.committed:
@@ -1014,6 +1040,7 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
         except errors.ApiError as exc:
             log.warning("upload %s: the parts of content stored before were not freed yet: %s",
                         upload_id, exc.message)
+    _deleted_meanwhile(owner, [node], since=started)
     return node
 
 

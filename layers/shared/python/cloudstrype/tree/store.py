@@ -587,6 +587,21 @@ class TreeStore:
         return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at),
                        counted=counted)
 
+    def count_trashed(self, owner: str, node_id: str, trashed_at: int, amount: int) -> bool:
+        """Add `amount` bytes to what the trash item `node_id` (deleted at `trashed_at`, not
+        for good) counts, and to the owner's trash bytes; False (nothing written) if it is not
+        that trash item any more."""
+        try:
+            self.engine.transact([
+                Update(NODES, {"owner": owner, "node_id": node_id},
+                       Change(add={"trash_counted": int(amount), "trash_bytes": int(amount)}),
+                       Condition.eq("parent_id", TRASH) & Condition.eq("trashed_at", trashed_at)
+                       & Condition.ne("doomed", True)),
+                quota.trash_bytes_change(owner, int(amount))])
+            return True
+        except ConditionFailed:
+            return False
+
     def uncount_trashed(self, owner: str, node_id: str, trashed_at: int, amount: int,
                         along: tuple = ()) -> bool:
         """Take `amount` bytes out of what the trash item `node_id` (deleted at `trashed_at`)

@@ -22,7 +22,9 @@ from cloudstrype.tree import tree
 from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
+    MAX_WALK,
     ROOT,
+    TRASH,
     BadCursor,
     Changed,
     NameTaken,
@@ -142,6 +144,49 @@ def move_to_trash(owner: str, node: Node) -> Trashed:
                               code="concurrent_change") from None
     _mark_counted(trashed, counted, time.monotonic() + MARK_SECONDS)
     return trashed
+
+
+# deleted_state: the folder is deleted for good (or gone).
+FOR_GOOD = "for good"
+
+
+def deleted_state(owner: str, directory_id: str) -> str | Trashed | None:
+    """Whether the directory is deleted, read now: None (it is not), FOR_GOOD (it, or a
+    folder above it, is gone or deleted for good), or the trash item it is in."""
+    trees = tree_store()
+    current = directory_id
+    for _ in range(MAX_WALK):
+        if current == ROOT:
+            return None
+        node = trees.get_node(owner, current)
+        if node is None:
+            return FOR_GOOD
+        if node.parent_id == TRASH:
+            item = trees.get_trashed(owner, node.node_id, doomed=True)
+            return FOR_GOOD if item is None or item.doomed else item
+        current = node.parent_id
+    return None
+
+
+def count_late(owner: str, item: Trashed, node: Node) -> None:
+    """A file made in the folder of trash item `item` as it was deleted (after it was
+    measured): counted in it now, as if it had been there then."""
+    _size, frees, _counted = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
+    if frees:
+        tree_store().count_trashed(owner, item.node.node_id, item.trashed_at, frees)
+
+
+def trash_late(owner: str, node: Node) -> Node | None:
+    """A file made in a folder deleted for good at the same moment, taken out of the tree as
+    its folder's delete would have: to the trash and deleted for good (the caller frees it);
+    None if it moved on meanwhile (someone else deleted it)."""
+    size, frees, _counted = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
+    try:
+        trashed = tree_store().trash(node, tree.now(), path=f"/{node.name}", size=size,
+                                     counted=frees, purge_at=0)
+        return tree_store().doom(trashed)
+    except Changed:
+        return None
 
 
 def _mark_counted(trashed: Trashed, counted: list[tuple[Blob, int]], deadline: float) -> None:
