@@ -1,7 +1,7 @@
 """The `cloudstrype` command.
 
-Desktop commands speak HTTP and WebSocket only. `serve`, `backup` and `admin` are operator
-commands that load the server side lazily, so a desktop install never imports it.
+Desktop commands speak HTTP and WebSocket only. `serve`, `backup`, `restore` and `admin` are
+operator commands that load the server side lazily, so a desktop install never imports it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def _backup(args) -> int:
     return run_backup(args.data_dir, args.destination)
 
 
+def _restore(args) -> int:
+    from infra.local.backup import run_restore
+    return run_restore(args.backup, args.data_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudstrype",
                                      description="Encrypted, redundant storage over the storage "
@@ -44,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--data-dir", default=".cloudstrype-data",
                         help="the local stack's data directory")
     backup.set_defaults(run=_backup)
+
+    restore = commands.add_parser(
+        "restore", help="put a backup back into a data directory (with the server stopped)")
+    restore.add_argument("backup", help="a directory written by 'cloudstrype backup'")
+    restore.add_argument("--data-dir", default=".cloudstrype-data",
+                         help="the local stack's data directory")
+    restore.set_defaults(run=_restore)
 
     admin = commands.add_parser("admin", help="operator tasks on a user pool")
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="TASK")
