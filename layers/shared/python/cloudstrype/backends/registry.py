@@ -229,7 +229,8 @@ def _validate_s3(kind: str, config: dict) -> dict:
         "endpoint_url": _endpoint_url(config.get("endpoint_url")),
         "region": _region(config.get("region")),
         "bucket": _text(kind, "bucket", config["bucket"], _BUCKET,
-                        "use letters, digits, '.', '-' or '_'"),
+                        "2 to 255 letters, digits, '.', '-' or '_', starting with a letter "
+                        "or digit"),
         "access_key": _text(kind, "access_key", config["access_key"]),
         "secret_key": _text(kind, "secret_key", config["secret_key"]),
         "prefix": _prefix(config.get("prefix")),
@@ -247,7 +248,9 @@ def _validate_token(kind: str, config: dict) -> dict:
 
 
 register(StorageKind("local", "Directory on the server", "local", (
-    ConfigField("path", "Directory", help="An absolute path on the server."),
+    ConfigField("path", "Directory", help="A folder on the server: a relative path is under "
+                "its data directory's storages/, an absolute one must be inside a storage root "
+                "the operator named."),
     _CAPACITY,
 )), _open_local, _validate_local)
 register(StorageKind("s3", "S3-compatible bucket", "keys", (
