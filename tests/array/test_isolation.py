@@ -146,3 +146,28 @@ def test_a_hello_with_a_protocol_not_an_integer_is_refused_and_leaves_nothing(ap
     assert member_id not in listing(user)
     storages = user.api.get("/api/cloud/storages").json()["storages"]
     assert not [s for s in storages if member_id in s["id"]], storages
+
+
+def test_a_member_named_as_another_storage_is_numbered(api, stack, tmp_path):
+    """A user's storages have distinct names (the CLI names them in commands): a member whose
+    name another storage of the user has (case aside) connects numbered, as a connected account
+    is, and keeps its own name when it says hello again."""
+    user = register_and_login(api)
+    assert user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "disk-a", "config": {"path": str(tmp_path / "a")}}
+    ).status_code == 201
+    auth = {"Authorization": f"Bearer {user.access_token}"}
+    ids = [unique("named").replace(".", "-")[:40] for _ in range(2)]
+
+    def hello(member_id: str, name: str) -> dict:
+        with connect(f"{stack.ws_url}?member_id={member_id}", additional_headers=auth,
+                     open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "hello", "member_id": member_id, "name": name,
+                                "capacity": 10**9, "used": 0, "free": 10**9}))
+            return json.loads(ws.recv(timeout=10))
+
+    assert hello(ids[0], "DISK-A")["type"] == "welcome"
+    assert hello(ids[1], "Disk-A")["type"] == "welcome"
+    assert hello(ids[0], "DISK-A")["type"] == "welcome"             # again: unchanged
+    names = sorted(s["name"] for s in user.api.get("/api/cloud/storages").json()["storages"])
+    assert names == ["DISK-A 2", "Disk-A 3", "disk-a"], names

@@ -103,8 +103,9 @@ def _name_key(name: str) -> str:
     return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cf").split())
 
 
-def _taken_names(owner: str) -> dict[str, str]:
-    return {_name_key(record.name): record.name for record in _store.list(owner)}
+def _taken_names(owner: str, ignore: str | None = None) -> dict[str, str]:
+    return {_name_key(record.name): record.name for record in _store.list(owner)
+            if record.storage_id != ignore}
 
 
 def check_name_free(owner: str, name: str | None, fallback: str) -> None:
@@ -112,17 +113,18 @@ def check_name_free(owner: str, name: str | None, fallback: str) -> None:
     a name the user chose that reads as another of their storages' is a 409. Checked when added;
     two adds racing with one name may both pass."""
     if not name:
-        return                  # no name given: the default, numbered (_unused_name)
+        return                  # no name given: the default, numbered (unused_name)
     existing = _taken_names(owner).get(_name_key(_clean_name(name, fallback)))
     if existing is not None:
         raise errors.Conflict(f"You have a storage named '{existing}' already; choose another "
                               f"name.", code="name_taken", details={"field": "name"})
 
 
-def _unused_name(owner: str, name: str) -> str:
-    """`name`, or 'name 2', 'name 3'... if taken: a connected account is never refused for its
-    name once the provider granted it."""
-    taken, candidate, number = _taken_names(owner), name, 1
+def unused_name(owner: str, name: str, ignore: str | None = None) -> str:
+    """`name`, or 'name 2', 'name 3'... if another storage than `ignore` has it: a connected
+    account (or a member) is never refused for its name once the provider granted it (or its
+    machine connected)."""
+    taken, candidate, number = _taken_names(owner, ignore), name, 1
     while _name_key(candidate) in taken:
         number += 1
         suffix = f" {number}"
@@ -164,7 +166,7 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     check_name_free(owner, name, kind)
     record = _new_storage(owner, kind, name)
     if not name:
-        record.name = _unused_name(owner, record.name)
+        record.name = unused_name(owner, record.name)
     public, secrets = _split_config(kind, cleaned)
     record.settings = public
     _seal(record, secrets)
@@ -277,7 +279,7 @@ def save_oauth_storage(owner: str, kind: str, name: str, token: dict,
     existing = _connected_as(owner, kind, settings["account_id"])
     record = existing or _new_storage(owner, kind, name)
     if existing is None:
-        record.name = _unused_name(owner, record.name)
+        record.name = unused_name(owner, record.name)
     record.settings = {**(record.settings or {}), **settings}
     _seal(record, {"token": token})
     _backend_cache.pop((owner, record.storage_id), None)
