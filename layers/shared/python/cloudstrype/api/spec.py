@@ -328,7 +328,10 @@ STORAGE_NAME = {"type": "string",
 # The fields whose values registry's validators check beyond "not blank".
 CONFIG_FIELDS = {
     "capacity": {"type": "integer", "minimum": 1, "maximum": registry.MAX_CAPACITY},
-    "endpoint_url": {"type": "string", "pattern": r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$",
+    # A port is 0-65535: a higher one is refused (400), so the pattern says so too.
+    "endpoint_url": {"type": "string", "pattern": r"^https?://[A-Za-z0-9.-]+(?::(?:6553[0-5]|"
+                     r"655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+                     r"/?$",
                      "examples": ["https://s3.eu-central-003.backblazeb2.com"]},
     "region": {"type": "string", "pattern": f"^{registry._REGION.pattern}$"},
     "bucket": {"type": "string", "pattern": f"^{registry._BUCKET.pattern}$"},

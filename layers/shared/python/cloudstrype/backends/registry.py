@@ -393,8 +393,9 @@ def _endpoint_url(value) -> str | None:
     try:
         port = parts.port
     except ValueError:
-        port = -1
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == -1:
+        raise ConfigError(f"s3: endpoint_url {url!r} has a port out of 0-65535 (or not a "
+                          f"number)", field="endpoint_url") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"s3: endpoint_url must be an http(s) URL such as "
                           f"https://s3.example.com, got {url!r}", field="endpoint_url")
     # One spelling for one place (a port of 044035 is 44035, HTTPS:// is https://), so two
