@@ -706,19 +706,25 @@ class TreeStore:
             yield _trashed(item)
 
     def in_trash(self, node: Node) -> bool:
-        """Whether the node or a directory above it is in the trash (or gone): an ancestor walk,
-        one read per level, since a trashed directory's subtree is not rewritten."""
+        """Whether the node or a directory above it is in the trash (or gone)."""
+        return self.trashed_above(node) is not None
+
+    def trashed_above(self, node: Node) -> Node | None:
+        """The node, or the directory above it, that is in the trash; if a directory above it
+        is gone, the last one found below it; None if the node is in the tree. An ancestor walk,
+        one read per level, since a trashed directory's subtree is not rewritten (past MAX_WALK
+        levels, the node reached: counted as deleted)."""
         current = node
         for _ in range(MAX_WALK):
             if current.parent_id == TRASH:
-                return True
+                return current
             if current.parent_id in (None, ROOT):
-                return False          # the root is never in the trash: no read for it
+                return None           # the root is never in the trash: no read for it
             parent = self.get_node(current.owner, current.parent_id)
             if parent is None:
-                return True
+                return current
             current = parent
-        return True
+        return current
 
     def set_attributes(self, node: Node, attributes: dict) -> Node:
         """Replace the node's custom attributes, if it is still at the revision read. Its

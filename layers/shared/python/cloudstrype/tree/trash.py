@@ -22,9 +22,7 @@ from cloudstrype.tree import tree
 from cloudstrype.tree.store import (
     DIRECTORY,
     FILE,
-    MAX_WALK,
     ROOT,
-    TRASH,
     BadCursor,
     Changed,
     NameTaken,
@@ -153,19 +151,15 @@ FOR_GOOD = "for good"
 def deleted_state(owner: str, directory_id: str) -> str | Trashed | None:
     """Whether the directory is deleted, read now: None (it is not), FOR_GOOD (it, or a
     folder above it, is gone or deleted for good), or the trash item it is in."""
+    if directory_id == ROOT:
+        return None
     trees = tree_store()
-    current = directory_id
-    for _ in range(MAX_WALK):
-        if current == ROOT:
-            return None
-        node = trees.get_node(owner, current)
-        if node is None:
-            return FOR_GOOD
-        if node.parent_id == TRASH:
-            item = trees.get_trashed(owner, node.node_id, doomed=True)
-            return FOR_GOOD if item is None or item.doomed else item
-        current = node.parent_id
-    return None
+    directory = trees.get_node(owner, directory_id)
+    found = trees.trashed_above(directory) if directory is not None else None
+    if directory is not None and found is None:
+        return None
+    item = trees.get_trashed(owner, found.node_id, doomed=True) if found is not None else None
+    return FOR_GOOD if item is None or item.doomed else item
 
 
 def count_late(owner: str, item: Trashed, node: Node) -> None:
