@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.local import moto_speedups
+
 log = logging.getLogger("cloudstrype.local")
 
 REGION = "us-east-1"
@@ -42,6 +44,7 @@ class MotoServer:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         moto_app = DomainDispatcherApplication(create_backend_app)
+        moto_speedups.install()
         lock = threading.Lock()
 
         def one_at_a_time(environ, start_response):

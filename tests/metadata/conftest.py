@@ -1,6 +1,8 @@
 """The engines every store conformance suite runs against: SQLite on a real file (its tables as
 made now, and clustered by key as data directories written before keep them), and DynamoDB
-through pynamodb against moto in-process (the AWS stand-in, as a test tool)."""
+through pynamodb against moto in-process (the AWS stand-in, as a test tool), with the
+aws-emulated stack's speed-ups to it (infra/local/moto_speedups.py), so that the suite holds the
+stand-in the stack serves to DynamoDB's contract too."""
 from __future__ import annotations
 
 import uuid
@@ -32,11 +34,14 @@ def _moto(tmp_path_factory):
         with lock:
             return answer(self, *args, **kwargs)
     BotocoreStubber.__call__ = serialized
+    from infra.local import moto_speedups
+    moto_speedups.install()
     try:
         with mock_aws():
             yield
     finally:
         BotocoreStubber.__call__ = answer
+        moto_speedups.uninstall()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
