@@ -416,6 +416,25 @@ def test_a_trash_item_counts_what_it_frees_apart_from_its_size(trees):
     assert trash_bytes(trees, who) == 0
 
 
+def test_a_trash_item_is_counted_again_only_from_the_count_it_was_read_with(trees):
+    """A new measure of a deleted folder sets its size and count, and moves the owner's trash
+    bytes by the difference; one read before another recount (or a restore) writes nothing."""
+    who = owner()
+    home = new_dir(trees, who, ROOT, "home")
+    folder = new_dir(trees, who, home.node_id, "folder")
+    item = to_trash(trees, folder, T0 + 1, size=100)
+    assert trees.recount_trashed(item, 160, 150)
+    found = trees.get_trashed(who, folder.node_id)
+    assert (found.size, found.counted, trash_bytes(trees, who)) == (160, 150, 150)
+    assert not trees.recount_trashed(item, 999, 999)          # read before the last recount
+    assert trees.recount_trashed(found, 160, 90)              # a measure may also find less
+    assert trash_bytes(trees, who) == 90
+    again = trees.get_trashed(who, folder.node_id)
+    trees.restore(again, home, "folder")
+    assert not trees.recount_trashed(again, 500, 500)
+    assert trash_bytes(trees, who) == 0
+
+
 def test_the_trash_lists_newest_first_in_pages_and_only_the_owners(trees):
     who, stranger = owner(), owner()
     made = [to_trash(trees, new_file(trees, who, ROOT, f"f{n}"), T0 + n) for n in range(5)]

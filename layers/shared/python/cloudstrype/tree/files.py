@@ -573,13 +573,13 @@ def _deleted_meanwhile(owner: str, nodes: list[Node], since: float) -> None:
         state = trash.deleted_state(owner, parent_id)
         if state is None:
             continue
+        if state != trash.FOR_GOOD:
+            trash.recount(owner, state)
+            continue
         for node in (n for n in made if n.parent_id == parent_id):
-            if state == trash.FOR_GOOD:
-                doomed = trash.trash_late(owner, node)
-                if doomed is not None:
-                    _purge(owner, doomed, time.monotonic() + DELETE_INLINE_SECONDS)
-            else:
-                trash.count_late(owner, state, node)
+            doomed = trash.trash_late(owner, node)
+            if doomed is not None:
+                _purge(owner, doomed, time.monotonic() + DELETE_INLINE_SECONDS)
 
 
 def _discard_new(owner: str, version: NewVersion) -> None:

@@ -587,17 +587,21 @@ class TreeStore:
         return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at),
                        counted=counted)
 
-    def count_trashed(self, owner: str, node_id: str, trashed_at: int, amount: int) -> bool:
-        """Add `amount` bytes to what the trash item `node_id` (deleted at `trashed_at`, not
-        for good) counts, and to the owner's trash bytes; False (nothing written) if it is not
-        that trash item any more."""
+    def recount_trashed(self, item: Trashed, size: int, counted: int) -> bool:
+        """Set what the trash item counts (its `size`, and the `counted` bytes emptying it
+        would free, in the owner's trash bytes too) to a new measure of what is under it; False
+        (nothing written) if it is not that trash item any more, or its count moved since
+        `item` was read."""
+        node = item.node
         try:
             self.engine.transact([
-                Update(NODES, {"owner": owner, "node_id": node_id},
-                       Change(add={"trash_counted": int(amount), "trash_bytes": int(amount)}),
-                       Condition.eq("parent_id", TRASH) & Condition.eq("trashed_at", trashed_at)
-                       & Condition.ne("doomed", True)),
-                quota.trash_bytes_change(owner, int(amount))])
+                Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+                       Change(set={"trash_counted": int(counted), "trash_bytes": int(size)}),
+                       Condition.eq("parent_id", TRASH) & Condition.eq("trashed_at",
+                                                                       item.trashed_at)
+                       & Condition.ne("doomed", True)
+                       & Condition.eq("trash_counted", int(item.counted))),
+                quota.trash_bytes_change(node.owner, int(counted) - int(item.counted))])
             return True
         except ConditionFailed:
             return False

@@ -141,6 +141,8 @@ def move_to_trash(owner: str, node: Node) -> Trashed:
         raise errors.Conflict("The item changed while it was being deleted; try again.",
                               code="concurrent_change") from None
     _mark_counted(trashed, counted, time.monotonic() + MARK_SECONDS)
+    if node.type != FILE:
+        recount(owner, trashed)         # files that landed in it as it was measured
     return trashed
 
 
@@ -162,12 +164,31 @@ def deleted_state(owner: str, directory_id: str) -> str | Trashed | None:
     return FOR_GOOD if item is None or item.doomed else item
 
 
-def count_late(owner: str, item: Trashed, node: Node) -> None:
-    """A file made in the folder of trash item `item` as it was deleted (after it was
-    measured): counted in it now, as if it had been there then."""
-    _size, frees, _counted = measure(owner, node, time.monotonic() + MEASURE_SECONDS)
-    if frees:
-        tree_store().count_trashed(owner, item.node.node_id, item.trashed_at, frees)
+RECOUNT_ATTEMPTS = 5
+
+
+def recount(owner: str, item: Trashed) -> None:
+    """Count a deleted folder again from what is under it now. Nothing makes a create wait on
+    its folder, so a file can land in it after the delete measured it: the delete counts again
+    once the folder is in the trash (catching writes that landed before that), and a write
+    that finds its folder in the trash does (catching the rest); whichever measures last sets
+    the count, so nothing is counted twice. A measure cut short by its deadline sets nothing."""
+    trees = tree_store()
+    for _attempt in range(RECOUNT_ATTEMPTS):
+        current = trees.get_trashed(owner, item.node.node_id)
+        if current is None or current.trashed_at != item.trashed_at:
+            return                      # restored, emptied or deleted for good meanwhile
+        deadline = time.monotonic() + MEASURE_SECONDS
+        size, frees, counted = measure(owner, current.node, deadline)
+        if time.monotonic() >= deadline:
+            log.warning("trash item %s: not counted again within %ss", item.node.node_id,
+                        MEASURE_SECONDS)
+            return
+        if (size, frees) == (current.size, current.counted):
+            return
+        if trees.recount_trashed(current, size, frees):
+            _mark_counted(current, counted, time.monotonic() + MARK_SECONDS)
+            return
 
 
 def trash_late(owner: str, node: Node) -> Node | None:
