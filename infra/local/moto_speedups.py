@@ -6,8 +6,8 @@ item it keeps, until its requests pass the gateway's 29 s. DynamoDB does neither
 query reads its one partition, an index query scans unsorted (the query sorts what it keeps),
 and a transaction checks every condition first, against the items as they were (as DynamoDB
 does: one transaction never touches an item twice), then writes, keeping copies of only the
-items it writes. Same answers: the metadata conformance suite (tests/metadata) holds the DynamoDB engine on
-this stand-in to the stores' contract.
+items it writes. Same answers: the metadata conformance suite (tests/metadata) holds the
+DynamoDB engine on this stand-in to the stores' contract.
 """
 from __future__ import annotations
 
