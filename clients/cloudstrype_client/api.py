@@ -25,7 +25,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from cloudstrype_client import config
+from cloudstrype_client import config, local_transfer
 from cloudstrype_client.errors import (
     AUTH,
     BAD_LOCAL_NAME,
@@ -248,13 +248,58 @@ class Client:
             break
         if (ok is not None and response.status_code not in ok) or \
                 (ok is None and response.status_code >= 400):
-            error = error_from_response(response, what)
-            if error.exit_code == AUTH and self.fixed_token and response.status_code == 401:
-                error.message = f"CLOUDSTRYPE_TOKEN was refused: {error.message}"
-            elif response.status_code == 401 and auth and _token_refused(response):
-                error.message += " Run 'cloudstrype login'."
-            raise error
+            raise self._refusal(response, what, auth)
         return response
+
+    def _refusal(self, response: requests.Response, what: str | None, auth: bool) -> CliError:
+        error = error_from_response(response, what)
+        if error.exit_code == AUTH and self.fixed_token and response.status_code == 401:
+            error.message = f"CLOUDSTRYPE_TOKEN was refused: {error.message}"
+        elif response.status_code == 401 and auth and _token_refused(response):
+            error.message += " Run 'cloudstrype login'."
+        return error
+
+    # -- downloads written by a server on this machine (local_transfer.py) -----------------------
+
+    def transfer_socket(self) -> str | None:
+        """The server's local transfer socket, if it is on this machine (asked once)."""
+        with self._refresh_lock:
+            if not hasattr(self, "_transfer_socket"):
+                self._transfer_socket = local_transfer.locate(self)
+            return self._transfer_socket
+
+    def get_into_file(self, channel: local_transfer.Channel, path: str, *, params: dict,
+                      headers: dict, into: int, ok: tuple[int, ...], what: str | None
+                      ) -> tuple[requests.Response, int]:
+        """A GET whose body the server writes into the channel's file at `into`: (the answer,
+        bytes written). Retried, refreshed and refused as `request` does; raises
+        local_transfer.Unavailable when the socket fails (the caller goes over HTTP)."""
+        query = dict(params or {})
+        if self.share and SHARE_SCOPED.match(path):
+            query["share"] = self.share
+        attempts, attempt, refreshed = self.retries + 1, 0, False
+        while True:
+            attempt += 1
+            if self.stop.is_set():
+                raise Cancelled()
+            token = self._token()
+            if not token:
+                raise AuthError("Not logged in; run 'cloudstrype login'.")
+            response, written = channel.get(path, query, {
+                **headers, "Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}, into)
+            if response.status_code == 401 and not self.fixed_token and self.credentials \
+                    and not refreshed and _token_refused(response):
+                refreshed = True
+                self.refresh(token)
+                continue
+            if response.status_code in RETRY_STATUSES and attempt < attempts and \
+                    not _for_good(response):
+                self.backoff(attempt, response.headers.get("Retry-After"))
+                continue
+            break
+        if response.status_code not in ok:
+            raise self._refusal(response, what, True)
+        return response, written
 
     def get_bytes(self, path: str, *, ok: tuple[int, ...] = (200,), what: str | None = None,
                   into: bytearray | None = None,

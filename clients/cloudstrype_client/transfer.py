@@ -50,6 +50,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import secrets
 import stat as stat_module
@@ -64,8 +65,8 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from cloudstrype_client import remote
-from cloudstrype_client.api import Body, BodyBroken, Client
+from cloudstrype_client import local_transfer, remote
+from cloudstrype_client.api import READ_TIMEOUT, Body, BodyBroken, Client
 from cloudstrype_client.config import UploadState
 from cloudstrype_client.display import shown
 from cloudstrype_client.errors import (
@@ -1246,7 +1247,18 @@ class Downloader:
 
     def _ranges(self, url: str, params: dict, size: int, fd: int, item: Download,
                 bar) -> str:
-        """Write the file into the open file `fd`; the sha256 of the whole."""
+        """Write the file into the open file `fd`; the sha256 of the whole. A server on this
+        machine writes it there itself (local_transfer.py); any other, or one whose socket
+        fails, sends it over HTTP."""
+        here = self.client.transfer_socket()
+        if here is not None:
+            written = [0]
+            try:
+                return self._ranges_here(here, url, params, size, fd, item, bar, written)
+            except local_transfer.Unavailable as exc:
+                self.progress.advance(-written[0], bar)
+                self.progress.message(f"{item.remote}: the server's local socket failed "
+                                      f"({exc}); downloading over HTTP.")
         digest = hashlib.sha256()
         os.ftruncate(fd, size)
 
@@ -1262,6 +1274,78 @@ class Downloader:
 
         _read_ranges(self.client, url, params, size, item.remote, self.parts, self.window,
                      write)
+        return digest.hexdigest()
+
+
+    def _ranges_here(self, socket_path: str, url: str, params: dict, size: int, fd: int,
+                     item: Download, bar, written: list[int]) -> str:
+        """_ranges through the server's local socket: `window` ranges asked for ahead, each on
+        a connection of its own, written into `fd` by the server; each read back in order
+        (just written, from the page cache) for the sha256. `written` counts the bytes
+        advanced on the progress bar, for a fall-back to take back."""
+        os.ftruncate(fd, size)
+        idle: queue.SimpleQueue = queue.SimpleQueue()
+        channels: list[local_transfer.Channel] = []
+        lock = threading.Lock()
+
+        def fetch(first: int, last: int) -> None:
+            try:
+                channel = idle.get_nowait()
+            except queue.Empty:
+                channel = local_transfer.Channel(socket_path, fd, READ_TIMEOUT)
+                with lock:
+                    channels.append(channel)
+            try:
+                answer, count = self.client.get_into_file(
+                    channel, url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                    into=first, ok=(206,), what=item.remote)
+            finally:
+                idle.put(channel)
+            range_given = answer.headers.get("Content-Range", f"bytes {first}-{last}/{size}")
+            if count != last - first + 1 or range_given != f"bytes {first}-{last}/{size}":
+                raise CliError(f"{item.remote}: the server wrote the wrong range "
+                               f"({range_given}, {count} bytes) for bytes {first}-{last}.")
+
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(min(RANGE_SIZE, size)))
+        spans = iter([(first, min(size, first + RANGE_SIZE) - 1)
+                      for first in range(0, size, RANGE_SIZE)])
+        pending: deque = deque()
+
+        def ask_next() -> None:
+            span = next(spans, None)
+            if span is not None:
+                pending.append((span, self.parts.submit(fetch, *span)))
+
+        for _ in range(self.window):
+            ask_next()
+        try:
+            while pending:
+                (first, last), done = pending.popleft()
+                done.result()
+                view = buffer[:last - first + 1]
+                got = 0
+                while got < len(view):
+                    read = os.preadv(fd, [view[got:]], first + got)
+                    if read == 0:
+                        raise CliError(f"{item.remote}: the file ends at {first + got} bytes "
+                                       f"of {size} after the server wrote it.")
+                    got += read
+                digest.update(view)
+                self.progress.advance(len(view), bar)
+                written[0] += len(view)
+                _let_pages_go(fd, last + 1, len(view))
+                ask_next()
+        finally:
+            for _, done in pending:
+                done.cancel()
+            for _, done in pending:
+                try:
+                    done.result()
+                except BaseException:       # noqa: BLE001 - failing already, or cancelled
+                    pass
+            for channel in channels:
+                channel.close()
         return digest.hexdigest()
 
 

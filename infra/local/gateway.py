@@ -41,6 +41,8 @@ from cloudstrype.api.security_headers import WEB_UI_HEADERS, web_ui_policy
 from cloudstrype.auth.tokens import verified_user_id
 from cloudstrype.sharing.links import redact
 
+from infra.local import transfer
+
 log = logging.getLogger("cloudstrype.gateway")
 
 STAGE = "local"
@@ -233,6 +235,7 @@ class Gateway:
                                       float(settings.sign_in_refill_seconds))
         self.connections: dict[str, "Connection"] = {}
         self.on_request_done = None                    # hook: called after each REST request
+        self.transfer_socket: str | None = None        # infra/local/transfer.py, once open
 
     # -- applications ---------------------------------------------------------------------------
     def public_app(self) -> web.Application:
@@ -243,6 +246,7 @@ class Gateway:
         app.router.add_route("*", "/api/{tail:[\\s\\S]*}", self.rest)
         app.router.add_route("GET", "/config.json", self.config)
         app.router.add_route("GET", "/.well-known/jwks.json", self.jwks)
+        app.router.add_route("GET", transfer.WELL_KNOWN_PATH, self.transfer_location)
         app.router.add_route("GET", "/staging/{key:.*}", self.staging_get)
         app.router.add_route("PUT", "/staging/{key:.*}", self.staging_put)
         # The web UI's files answer HEAD too, as CloudFront does.
@@ -281,6 +285,12 @@ class Gateway:
         return None
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
+        return await self._send(request, await self.respond(request))
+
+    async def respond(self, request) -> web.Response:
+        """The answer to a REST request, as API Gateway and the function make it (its body
+        whole). `request` is aiohttp's, or one of the local transfer socket's
+        (infra/local/transfer.py), which has the same fields."""
         if request.content_length is not None and \
                 request.content_length > limits.REST_REQUEST_MAX_BYTES:
             return _too_large()
@@ -383,8 +393,8 @@ class Gateway:
                 _INLINE_BYTES < len(encoded_answer) <= limits.LAMBDA_PAYLOAD_MAX_BYTES:
             # Base64 of megabytes, off the event loop (it serves every other request meanwhile).
             decoded = await loop.run_in_executor(None, base64.b64decode, encoded_answer)
-            return await self._send(request, self._rest_response(result, decoded))
-        return await self._send(request, self._rest_response(result))
+            return self._rest_response(result, decoded)
+        return self._rest_response(result)
 
     @staticmethod
     async def _send(request: web.Request, response: web.Response) -> web.StreamResponse:
@@ -473,6 +483,13 @@ class Gateway:
         return response
 
     # -- static web UI -----------------------------------------------------------------------
+    async def transfer_location(self, request: web.Request) -> web.Response:
+        """Where a CLI on this machine finds the transfer socket (infra/local/transfer.py);
+        not found for anyone else, or when it is off."""
+        if self.transfer_socket is None or request.remote not in ("127.0.0.1", "::1"):
+            return _error(404, "not_found", "There is no local transfer socket here.")
+        return web.json_response({"socket": self.transfer_socket})
+
     async def jwks(self, request: web.Request) -> web.Response:
         """The local identity service's public signing keys: the JWKS URL its tokens are
         verified against (Cognito serves its own)."""

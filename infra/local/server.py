@@ -154,6 +154,7 @@ class LocalStack:
         management = web.AppRunner(gateway.management_app(), access_log=None)
         await public.setup()
         await management.setup()
+        transfer_socket = None
         try:
             try:
                 await web.TCPSite(public, self.host, self.port).start()
@@ -161,6 +162,7 @@ class LocalStack:
                 raise StartupError(f"Cannot listen on {self.host}:{self.port}: {exc.strerror}.") \
                     from None
             await web.TCPSite(management, "127.0.0.1", self.management_port).start()
+            transfer_socket = self._open_transfer_socket(gateway)
             print(f"Cloudstrype is running at {self.url}  (data in {self.data_dir}; Ctrl-C stops)",
                   flush=True)
             if ready is not None:
@@ -174,6 +176,8 @@ class LocalStack:
             print("Stopping Cloudstrype…", flush=True)
             jobs.cancel()
         finally:
+            if transfer_socket is not None:
+                transfer_socket.close()
             for connection in list(gateway.connections.values()):
                 if connection.socket is not None:
                     await connection.socket.close(code=1001, message=b"Server shutting down")
@@ -181,6 +185,22 @@ class LocalStack:
             await management.cleanup()
             gateway.executor.shutdown(wait=True, cancel_futures=True)
             self.shutdown()
+
+    def _open_transfer_socket(self, gateway):
+        """Downloads into the CLI's own file, for a CLI on this machine (infra/local/transfer.py);
+        None where it is switched off or the platform cannot pass files over a socket."""
+        from infra.local import transfer
+        if not transfer.enabled() or not hasattr(socket, "recv_fds") or \
+                not hasattr(socket, "SO_PEERCRED"):
+            return None
+        try:
+            opened = transfer.TransferSocket(gateway, asyncio.get_running_loop(),
+                                            self.url.split("://", 1)[1])
+        except OSError as exc:
+            log.warning("no local transfer socket (downloads go over HTTP only): %s", exc)
+            return None
+        gateway.transfer_socket = str(opened.path)
+        return opened
 
     async def _run_schedules(self, gateway) -> None:
         """What EventBridge does in AWS: call each scheduled job's handler now and then."""

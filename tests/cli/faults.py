@@ -13,6 +13,10 @@ picks (method, path and optionally the Range header, for the first `times` match
   test can interrupt a transfer half-way).
 
 Every request seen is recorded as (method, path, Range header), broken or not.
+
+A proxy stands for a network between the CLI and the server, so it does not pass on where the
+server's local transfer socket is (local_transfer.py), unless told to (`local_socket`: PASS, or
+the path to answer instead).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+PASS = "pass"
+WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
 # Not passed on: they describe one connection, not the message.
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te",
               "trailer", "upgrade"}
@@ -54,6 +60,7 @@ class Rule:
 class FaultyProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
+    local_socket: str | None = None  # None: not found; PASS: the stack's; else this path
     seen: list[tuple[str, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,6 +80,16 @@ class FaultyProxy:
                 path = urlsplit(self.path).path
                 range_header = self.headers.get("Range") or ""
                 rule = proxy._pick(self.command, path, range_header)
+                if path == WELL_KNOWN_PATH and proxy.local_socket != PASS:
+                    found = proxy.local_socket is not None
+                    payload = json.dumps({"socket": proxy.local_socket} if found else
+                                         {"error": {"code": "not_found"}}).encode()
+                    self.send_response(200 if found else 404)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if rule is not None and rule.action == "drop":
                     self._close()
                     return
