@@ -239,7 +239,7 @@ def bench_library(files: int) -> bool:
     if project is not None:
         t0 = time.perf_counter()
         store.move(store.get_node(owner, project.node_id), made["projects"].node_id,
-                   project.name + "-renamed", time.time())
+                   project.name + "-renamed")
         rename = time.perf_counter() - t0
     engine.close()
     size_mb = sum(p.stat().st_size for p in data_dir.glob("metadata.db*")) / 1e6
