@@ -79,6 +79,17 @@ class Channel:
             raise Unavailable("the server closed the transfer socket")
         try:
             parsed = json.loads(answer)
+            failed = parsed.get("write_error")
+        except (ValueError, AttributeError):
+            raise Unavailable("the transfer socket answered something else than JSON") \
+                from None
+        if isinstance(failed, dict):
+            # The server could not write into this file (full, too big): as if the CLI's own
+            # write had failed, which HTTP would meet too.
+            number = int(failed.get("errno") or 0)
+            message = str(failed.get("message") or "the write into the file failed")
+            raise OSError(number, message) if number else OSError(message)
+        try:
             response = requests.Response()
             response.status_code = int(parsed["status"])
             response.headers = CaseInsensitiveDict(parsed.get("headers") or {})

@@ -14,17 +14,23 @@ The protocol, one JSON object per line each way:
     request  {"path": "/api/...", "query": {...}, "headers": {...}, "into": OFFSET}
     answer   {"status": 206, "headers": {...}, "written": N}     (body written at OFFSET)
           or {"status": 404, "headers": {...}, "body": "..."}    (nothing written)
+          or {"status": 206, "headers": {...}, "write_error": {"errno": 28, "message": "..."}}
+             (the answer was the content, but writing it into the file failed)
+The file must be a regular file open for writing; a connection idle for IDLE_SECONDS is
+closed, and at most MAX_CONNECTIONS are served at once (more are closed at once).
 Only GET requests travel here; everything else goes over HTTP. The CLI finds the socket at
 GET /.well-known/cloudstrype-transfer (answered to loopback callers only).
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
+import stat
 import struct
 import tempfile
 import threading
@@ -38,6 +44,14 @@ WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
 MAX_LINE_BYTES = 64 * 1024
 # CLOUDSTRYPE_LOCAL_TRANSFER=off: downloads go over HTTP only.
 SWITCH = "CLOUDSTRYPE_LOCAL_TRANSFER"
+# A CLI asks for its next range as soon as it has hashed one: a minute without a line is a
+# client gone or stuck, whose thread and descriptor go back.
+IDLE_SECONDS = 60.0
+# Each connection holds a thread and a descriptor: one stuck local program must not take all
+# the server's (HTTP's users share them). A CLI opens 2 x jobs connections.
+MAX_CONNECTIONS = 64
+# An offset past any file Cloudstrype stores (limits: 1 TiB) is not a range of one.
+MAX_OFFSET = 1 << 50
 
 
 def enabled() -> bool:
@@ -86,6 +100,7 @@ class TransferSocket:
         os.chmod(self.path, 0o600)
         self._listener.listen(64)
         self._closed = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         threading.Thread(target=self._accept, name="transfer-accept", daemon=True).start()
 
     def close(self) -> None:
@@ -103,32 +118,44 @@ class TransferSocket:
                 connection, _ = self._listener.accept()
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                connection.close()          # the CLI goes over HTTP
+                continue
             threading.Thread(target=self._serve, args=(connection,), name="transfer",
                              daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
-        fd = None
+        fd, unusable = None, None
         try:
             if not _same_user(connection):
                 return
+            connection.settimeout(IDLE_SECONDS)
             data, fds, _flags, _address = socket.recv_fds(connection, MAX_LINE_BYTES, 1)
+            for extra in fds[1:]:
+                os.close(extra)
             if fds:
                 fd = fds[0]
-                for extra in fds[1:]:
-                    os.close(extra)
+                unusable = _unusable(fd)
             pending = bytearray(data)
             while not self._closed.is_set():
                 line = _next_line(connection, pending)
                 if line is None:
                     return
-                answer = self._answer(line, fd)
+                try:
+                    answer = _refused(unusable) if unusable else self._answer(line, fd)
+                except Exception:           # a request this code did not foresee: answered
+                    log.exception("local transfer: a request failed")
+                    answer = {"status": 500, "headers": {}, "body": json.dumps({"error": {
+                        "code": "internal_error", "message": "The request failed; see the "
+                        "server log."}})}
                 connection.sendall(json.dumps(answer).encode() + b"\n")
         except OSError:
-            pass                            # the CLI went away
+            pass                            # the CLI went away, or sent nothing for a minute
         finally:
             if fd is not None:
                 os.close(fd)
             connection.close()
+            self._slots.release()
 
     def _answer(self, line: bytes, fd: int | None) -> dict:
         try:
@@ -139,11 +166,15 @@ class TransferSocket:
                     isinstance(query, dict) and isinstance(headers, dict) and
                     all(isinstance(v, str) for v in (*query, *query.values(), *headers,
                                                      *headers.values())) and
-                    isinstance(into, int) and into >= 0):
+                    isinstance(into, int) and not isinstance(into, bool) and
+                    0 <= into <= MAX_OFFSET):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+            for text in (path, *query, *query.values(), *headers, *headers.values()):
+                text.encode("utf-8")        # a lone surrogate has no UTF-8: not a name
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError):
             return _refused("Each line is a JSON object with 'path' (under /api/), 'query' and "
-                            "'headers' (strings) and 'into' (the file offset, 0 or more).")
+                            "'headers' (UTF-8 strings) and 'into' (the file offset, 0 to "
+                            f"{MAX_OFFSET}).")
         if fd is None:
             return _refused("The first message must carry the open file to write into.")
         request = _Request(path, query, headers, self.host)
@@ -155,11 +186,28 @@ class TransferSocket:
         if response.status not in (200, 206):
             return {"status": response.status, "headers": shown,
                     "body": bytes(body).decode("utf-8", "replace")}
-        with memoryview(body) as view:
-            written = 0
-            while written < len(view):
-                written += os.pwrite(fd, view[written:], into + written)
+        try:
+            with memoryview(body) as view:
+                written = 0
+                while written < len(view):
+                    written += os.pwrite(fd, view[written:], into + written)
+        except OSError as exc:
+            # The CLI's own file failed (full, too big): its error, as its own write's would be.
+            return {"status": response.status, "headers": shown,
+                    "write_error": {"errno": exc.errno or 0, "message": exc.strerror or str(exc)}}
         return {"status": response.status, "headers": shown, "written": written}
+
+
+def _unusable(fd: int) -> str | None:
+    """Why the file handed over cannot be written into (None if it can)."""
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except OSError:
+        regular = writable = False
+    if regular and writable:
+        return None
+    return "The file handed over must be a regular file open for writing."
 
 
 def _refused(message: str) -> dict:
