@@ -451,11 +451,15 @@ def test_bad_trash_requests_are_clear_4xx(owner):
     assert deleted == sorted(deleted, reverse=True)
 
 
-def _upload_while_deleting(owner: Owner, folder: str, for_good: bool) -> list[int]:
+def _upload_while_deleting(owner: Owner, folder: str, for_good: bool,
+                           overwrite: bool = False) -> list[int]:
     """Three uploads into `folder` and its delete (and delete for good) at the same moment;
-    the uploads' statuses."""
+    the uploads' statuses. `overwrite`: the three files are there already, and the uploads
+    are their new versions."""
     assert owner.api.post("/api/filesystem/dirs", json={"path": folder}).status_code == 201
     folder_id = owner.at(folder)["id"]
+    for n in range(3 if overwrite else 0):
+        owner.upload(folder, f"f{n}", f"first version of {folder}/f{n}".encode())
     start = threading.Barrier(4)
     answers: list[int] = []
 
@@ -481,16 +485,18 @@ def _upload_while_deleting(owner: Owner, folder: str, for_good: bool) -> list[in
     return answers
 
 
-@pytest.mark.parametrize("for_good", [True, False], ids=["deleted-for-good", "deleted"])
+@pytest.mark.parametrize("for_good,overwrite", [(True, False), (False, False), (False, True)],
+                         ids=["deleted-for-good", "deleted", "deleted-while-overwritten"])
 def test_writes_racing_their_folders_delete_leave_nothing_behind_and_count_right(owner,
-                                                                                 for_good):
+                                                                                 for_good,
+                                                                                 overwrite):
     """Uploads into a folder while it is deleted (and deleted for good) at the same moment.
     Nothing makes a create wait on its folder, so a write can land in it just after: before,
     those files stayed unreachable with their bytes stored and counted for ever (a race sweep
     found 24 MB held), or sat uncounted in a trashed folder. Now a folder deleted for good
     takes them with it, and one in the trash counts them."""
     for round_ in range(4):
-        answers = _upload_while_deleting(owner, f"/race{round_}", for_good)
+        answers = _upload_while_deleting(owner, f"/race{round_}", for_good, overwrite)
         assert all(status in (201, 404) for status in answers), answers
     usage = owner.usage()
     if not for_good:

@@ -427,6 +427,10 @@ def test_a_trash_item_is_counted_again_only_from_the_count_it_was_read_with(tree
     found = trees.get_trashed(who, folder.node_id)
     assert (found.size, found.counted, trash_bytes(trees, who)) == (160, 150, 150)
     assert not trees.recount_trashed(item, 999, 999)          # read before the last recount
+    assert trees.recount_trashed(found, 170, 150)             # more bytes, none freed more
+    stale = found                                             # (its size is 160 no more)
+    found = trees.get_trashed(who, folder.node_id)
+    assert not trees.recount_trashed(stale, 165, 150)
     assert trees.recount_trashed(found, 160, 90)              # a measure may also find less
     assert trash_bytes(trees, who) == 90
     again = trees.get_trashed(who, folder.node_id)

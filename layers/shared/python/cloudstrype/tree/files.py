@@ -562,14 +562,17 @@ def pack_fields(where: packs.PackedBlob) -> dict:
 
 
 def _deleted_meanwhile(owner: str, nodes: list[Node], since: float) -> None:
-    """The files this request made (created at `since` or later), if their folder was deleted
-    as they were written. Nothing makes a create wait on its folder (that would have every
-    write into one folder contend on it), so a write and its folder's delete can pass each
-    other: a folder deleted for good has its delete finished for them here (to the trash,
-    deleted for good, freed like the rest of it); one in the trash has them counted in its
-    trash item. The write's answer stands: it happened, then the delete."""
+    """The files this request made (created at `since` or later) or gave a new version, if
+    their folder was deleted as they were written. Nothing makes a create wait on its folder
+    (that would have every write into one folder contend on it), so a write and its folder's
+    delete can pass each other: a folder deleted for good has its delete finished for them
+    here (to the trash, deleted for good, freed like the rest of it); one in the trash has
+    them counted in its trash item. The write's answer stands: it happened, then the delete."""
     made = [n for n in nodes if n.created >= since]
-    for parent_id in {n.parent_id for n in made}:
+    # New versions of files already there count too in a folder in the trash; in one deleted
+    # for good they go with their file, which the purge frees (or has, and then the version
+    # found no file to land on).
+    for parent_id in {n.parent_id for n in nodes}:
         state = trash.deleted_state(owner, parent_id)
         if state is None:
             continue

@@ -590,8 +590,8 @@ class TreeStore:
     def recount_trashed(self, item: Trashed, size: int, counted: int) -> bool:
         """Set what the trash item counts (its `size`, and the `counted` bytes emptying it
         would free, in the owner's trash bytes too) to a new measure of what is under it; False
-        (nothing written) if it is not that trash item any more, or its count moved since
-        `item` was read."""
+        (nothing written) if it is not that trash item any more, or its size or count moved
+        since `item` was read (another measure landed first: this one may be older)."""
         node = item.node
         try:
             self.engine.transact([
@@ -600,7 +600,8 @@ class TreeStore:
                        Condition.eq("parent_id", TRASH) & Condition.eq("trashed_at",
                                                                        item.trashed_at)
                        & Condition.ne("doomed", True)
-                       & Condition.eq("trash_counted", int(item.counted))),
+                       & Condition.eq("trash_counted", int(item.counted))
+                       & Condition.eq("trash_bytes", int(item.size))),
                 quota.trash_bytes_change(node.owner, int(counted) - int(item.counted))])
             return True
         except ConditionFailed:
