@@ -195,7 +195,8 @@ class LocalStack:
             return None
         try:
             opened = transfer.TransferSocket(gateway, asyncio.get_running_loop(),
-                                            self.url.split("://", 1)[1])
+                                            self.url.split("://", 1)[1],
+                                            transfer.socket_path(self.data_dir))
         except OSError as exc:
             log.warning("no local transfer socket (downloads go over HTTP only): %s", exc)
             return None

@@ -4,7 +4,7 @@ Over HTTP every byte of a download is copied into a socket by the server and out
 CLI before the CLI writes it: on the benchmark's machine that hop, not the reading, decrypting or
 writing, is most of what a 256 MiB `get` costs beyond what one Python process pays (README,
 Benchmarks). A CLI run by the same OS user on this machine can instead connect to this Unix
-socket (in a directory of the server's own, 0700), hand over the file it is writing with its
+socket (in a 0700 folder of the OS user's own), hand over the file it is writing with its
 first message (SCM_RIGHTS: the server never opens a path anyone names), and send GET requests
 as it would over HTTP. Each is answered by the gateway's own code (its limits, authentication,
 the function and its authorization, see Gateway.respond); a 200 or 206 answer's body is
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import stat
 import struct
@@ -56,6 +56,24 @@ MAX_OFFSET = 1 << 50
 
 def enabled() -> bool:
     return os.environ.get(SWITCH, "on").lower() not in ("off", "0", "false", "no")
+
+
+def socket_path(data_dir: Path) -> Path:
+    """The socket of the server of `data_dir`: in this OS user's own private folder under the
+    temporary directory (a data directory's path may be too long for a socket's, 108 bytes),
+    named after the data directory, so a restart after a crash reuses it rather than leaving
+    one behind. Raises OSError if that folder is not this user's alone."""
+    folder = Path(tempfile.gettempdir()) / f"cloudstrype-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or \
+            found.st_mode & 0o077:
+        raise OSError(f"{folder} is not a folder of this user's alone")
+    name = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    return folder / f"{name}.sock"
 
 
 class _Version:
@@ -91,10 +109,12 @@ class _Request:
 class TransferSocket:
     """The socket, its thread accepting connections and one thread per connection."""
 
-    def __init__(self, gateway, loop: asyncio.AbstractEventLoop, host: str):
+    def __init__(self, gateway, loop: asyncio.AbstractEventLoop, host: str, path: Path):
+        """`path`: where to listen (socket_path(data_dir): one per data directory, whose lock
+        makes this server its only user, so a socket left there by a killed one is taken)."""
         self.gateway, self.loop, self.host = gateway, loop, host
-        self.directory = Path(tempfile.mkdtemp(prefix="cloudstrype-"))     # 0700
-        self.path = self.directory / "transfer.sock"
+        self.path = path
+        self.path.unlink(missing_ok=True)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.path))
         os.chmod(self.path, 0o600)
@@ -110,7 +130,7 @@ class TransferSocket:
         except OSError:
             pass
         self._listener.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.path.unlink(missing_ok=True)
 
     def _accept(self) -> None:
         while not self._closed.is_set():

@@ -33,13 +33,13 @@ class Gateway:
 
 
 @pytest.fixture
-def served(monkeypatch):
+def served(monkeypatch, tmp_path):
     monkeypatch.setattr(transfer, "IDLE_SECONDS", 0.5)
     monkeypatch.setattr(transfer, "MAX_CONNECTIONS", 2)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     gateway = Gateway()
-    opened = transfer.TransferSocket(gateway, loop, "127.0.0.1:1")
+    opened = transfer.TransferSocket(gateway, loop, "127.0.0.1:1", tmp_path / "t.sock")
     yield opened, gateway
     opened.close()
     loop.call_soon_threadsafe(loop.stop)
@@ -161,3 +161,34 @@ def test_a_failed_write_is_answered_and_the_cli_raises_it_as_its_own(tmp_path):
         os.close(fd)
         server.close()
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_one_socket_per_data_directory_in_a_private_folder(tmp_path):
+    """A restart (after kill -9 too) takes its data directory's socket again rather than
+    leaving one behind; two data directories get two."""
+    first = transfer.socket_path(tmp_path / "a")
+    assert first == transfer.socket_path(tmp_path / "a")
+    assert first != transfer.socket_path(tmp_path / "b")
+    assert first.parent.stat().st_mode & 0o777 == 0o700
+    assert len(str(first)) < 100
+
+
+def test_a_socket_left_by_a_killed_server_is_taken(tmp_path):
+    where = tmp_path / "left.sock"
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(where))
+    left.close()                            # its file stays, as after kill -9
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    opened = transfer.TransferSocket(Gateway(), loop, "127.0.0.1:1", where)
+    try:
+        with _connect(opened) as connection:
+            fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                assert _ask(connection, GOOD, fd)["written"] == 10
+            finally:
+                os.close(fd)
+    finally:
+        opened.close()
+        loop.call_soon_threadsafe(loop.stop)
+    assert not where.exists()
