@@ -229,3 +229,9 @@ def embedded_library(tmp_path: Path, monkeypatch, **settings: str):
         engine.close()
         monkeypatch.undo()
         reset_settings_cache()
+
+
+def flipped_first_byte(raw: bytes) -> bytes:
+    """Bytes damaged for sure: setting the first byte to a value it may already hold (1 in 256
+    for random bytes) leaves them intact, and a test expecting damage then fails now and then."""
+    return bytes([raw[0] ^ 0xFF]) + raw[1:]

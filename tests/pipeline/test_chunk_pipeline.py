@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cloudstrype import errors
 
-from tests.support import embedded_library
+from tests.support import embedded_library, flipped_first_byte
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_write_read_repair_drain_delete(pipeline, tmp_path, monkeypatch):
     # A corrupt share: the read still succeeds, the chunk is queued, the scrub repairs it.
     bad = stored.shares[0]
     [path] = share_files(disks[bad.storage_id], chunk_id, 0)
-    path.write_bytes(b"\xff" + path.read_bytes()[1:])
+    path.write_bytes(flipped_first_byte(path.read_bytes()))
     assert pipeline.get_chunk("alice", chunk_id) == data
     assert chunk_store().get("alice", chunk_id).damaged == {0}
     result = pipeline.scrub(budget_seconds=60)

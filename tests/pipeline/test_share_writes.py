@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
+from tests.support import flipped_first_byte
 
 
 def files_on(disks: dict) -> set:
@@ -131,7 +132,7 @@ def test_shares_a_repair_moved_off_go_even_if_the_server_stopped(
     record = pipeline.put_chunk("alice", data, "aes256-gcm", "raid1(3)").record
     first = record.shares[0]
     [path] = share_files(disks[first.storage_id], record.chunk_id, 0)
-    path.write_bytes(b"\xff" + path.read_bytes()[1:])      # damaged: the repair replaces it
+    path.write_bytes(flipped_first_byte(path.read_bytes()))      # damaged: the repair replaces it
     chunk_store().mark_damaged("alice", record.chunk_id, {0})
 
     real = pipeline._delete_shares
