@@ -89,6 +89,9 @@ def error_from_response(response: requests.Response, what: str | None = None) ->
                     status=response.status_code, code=code)
 
 
+_NOT_ASKED = object()
+
+
 class Client:
     def __init__(self, server: str, credentials: dict | None = None, token: str | None = None,
                  *, retries: int = 4, pool_size: int = 16, share: str | None = None):
@@ -100,6 +103,8 @@ class Client:
         self.pool_size = pool_size
         self._local = threading.local()
         self._refresh_lock = threading.Lock()
+        self._transfer_lock = threading.Lock()
+        self._transfer_socket: str | None | object = _NOT_ASKED
         self.stop = threading.Event()   # set: the command is stopping; no new request goes
 
     # -- construction from the command line ------------------------------------------------------
@@ -213,9 +218,25 @@ class Client:
         passed as bytes can be re-sent, generators cannot."""
         if retry is None:
             retry = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
+        kwargs["params"] = self._scoped(path, kwargs.get("params"))
+        response = self._exchange(
+            lambda token: self._send(method, path, auth=token, **kwargs), auth=auth,
+            attempts=self.retries + 1 if retry else 1)
+        if (ok is not None and response.status_code not in ok) or \
+                (ok is None and response.status_code >= 400):
+            raise self._refusal(response, what, auth)
+        return response
+
+    def _scoped(self, path: str, params: dict | None) -> dict | None:
+        """The query of a request to `path`: inside the client's share, if it works in one."""
         if self.share and SHARE_SCOPED.match(path):
-            kwargs["params"] = {**(kwargs.get("params") or {}), "share": self.share}
-        attempts = self.retries + 1 if retry else 1
+            return {**(params or {}), "share": self.share}
+        return params
+
+    def _exchange(self, send, *, auth: bool, attempts: int) -> requests.Response:
+        """send(token) until its answer stands: again after a failure that may pass (a lost
+        connection, 429/502/503/504) up to `attempts` times, with backoff; once more with
+        fresh tokens after a 401 that refuses the token."""
         refreshed = False
         attempt = 0
         while True:
@@ -226,7 +247,7 @@ class Client:
             if auth and not token:
                 raise AuthError("Not logged in; run 'cloudstrype login'.")
             try:
-                response = self._send(method, path, auth=token, **kwargs)
+                response = send(token)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < attempts:
                     self.backoff(attempt)
@@ -245,11 +266,7 @@ class Client:
                 response.close()
                 self.backoff(attempt, response.headers.get("Retry-After"))
                 continue
-            break
-        if (ok is not None and response.status_code not in ok) or \
-                (ok is None and response.status_code >= 400):
-            raise self._refusal(response, what, auth)
-        return response
+            return response
 
     def _refusal(self, response: requests.Response, what: str | None, auth: bool) -> CliError:
         error = error_from_response(response, what)
@@ -263,8 +280,8 @@ class Client:
 
     def transfer_socket(self) -> str | None:
         """The server's local transfer socket, if it is on this machine (asked once)."""
-        with self._refresh_lock:
-            if not hasattr(self, "_transfer_socket"):
+        with self._transfer_lock:
+            if self._transfer_socket is _NOT_ASKED:
                 self._transfer_socket = local_transfer.locate(self)
             return self._transfer_socket
 
@@ -274,29 +291,16 @@ class Client:
         """A GET whose body the server writes into the channel's file at `into`: (the answer,
         bytes written). Retried, refreshed and refused as `request` does; raises
         local_transfer.Unavailable when the socket fails (the caller goes over HTTP)."""
-        query = dict(params or {})
-        if self.share and SHARE_SCOPED.match(path):
-            query["share"] = self.share
-        attempts, attempt, refreshed = self.retries + 1, 0, False
-        while True:
-            attempt += 1
-            if self.stop.is_set():
-                raise Cancelled()
-            token = self._token()
-            if not token:
-                raise AuthError("Not logged in; run 'cloudstrype login'.")
+        query = self._scoped(path, params) or {}
+        written = 0
+
+        def send(token: str) -> requests.Response:
+            nonlocal written
             response, written = channel.get(path, query, {
                 **headers, "Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}, into)
-            if response.status_code == 401 and not self.fixed_token and self.credentials \
-                    and not refreshed and _token_refused(response):
-                refreshed = True
-                self.refresh(token)
-                continue
-            if response.status_code in RETRY_STATUSES and attempt < attempts and \
-                    not _for_good(response):
-                self.backoff(attempt, response.headers.get("Retry-After"))
-                continue
-            break
+            return response
+
+        response = self._exchange(send, auth=True, attempts=self.retries + 1)
         if response.status_code not in ok:
             raise self._refusal(response, what, True)
         return response, written
