@@ -2,7 +2,6 @@
 cloudstrype.array)."""
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.array import service, socket
-from cloudstrype.pipeline import store
 
 app = ServiceApp("array", "/api/array")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -67,11 +66,11 @@ def put_blob(call, chunk_id):
 
 @app.endpoint("/{chunk_id}")
 def get_blob(call, chunk_id):
-    return Reply(data=store.get_chunk(call.principal.user_id, chunk_id),
+    return Reply(data=service.get_blob(call.principal.user_id, chunk_id),
                  content_type="application/octet-stream")
 
 
 @app.endpoint("/{chunk_id}", ["DELETE"])
 def delete_blob(call, chunk_id):
-    store.delete_named_chunk(call.principal.user_id, chunk_id)
+    service.delete_blob(call.principal.user_id, chunk_id)
     return Reply(status=204)

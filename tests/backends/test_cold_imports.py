@@ -70,3 +70,25 @@ def test_guarding_loads_the_connection_classes_once():
     adapter = session.get_adapter("https://example.com/")
     assert outbound.guard_session(session).get_adapter("https://example.com/") is adapter
     assert outbound._session_adapter() is type(adapter)
+
+
+def test_the_array_functions_modules_load_without_the_pipeline_and_the_storage_rules():
+    # Its WebSocket handlers (connect, every message, disconnect) share the module with the
+    # routes and use neither; both came in with it and were a third of its cold start.
+    loaded = _run(
+        "import sys\n"
+        "import cloudstrype.array.service, cloudstrype.array.socket, cloudstrype.storages\n"
+        "print(sorted(m for m in ('cloudstrype.pipeline.store', 'cloudstrype.storages.service',"
+        " 'cloudstrype.vault') if m in sys.modules))\n")
+    assert loaded == "[]"
+
+
+def test_the_storages_package_still_gives_the_services_names_on_first_use():
+    names = _run(
+        "import sys\n"
+        "from cloudstrype import storages\n"
+        "assert 'cloudstrype.storages.service' not in sys.modules\n"
+        "from cloudstrype.storages import service\n"
+        "assert storages.backend_for is service.backend_for and storages.DRAINING == 'draining'\n"
+        "print(storages.list_storages.__module__)\n")
+    assert names == "cloudstrype.storages.service"

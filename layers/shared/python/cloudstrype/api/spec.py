@@ -23,7 +23,7 @@ from cloudstrype.sharing.links import MAX_PASSWORD as MAX_LINK_PASSWORD
 from cloudstrype.sharing.links import PASSWORD_RE as LINK_PASSWORD_RE
 from cloudstrype.sharing.scope import SHARE_ID_RE, SHARE_ROUTES
 from cloudstrype.sharing.store import LEVELS
-from cloudstrype.storages.service import NAME_MAX
+from cloudstrype.storages.names import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
 from cloudstrype.tree.files import MAX_BATCH_FILES, MTIME_MAX, MTIME_MIN
 from cloudstrype.tree.store import ROOT

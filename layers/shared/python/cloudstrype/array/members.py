@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from cloudstrype import errors
 from cloudstrype.array import connections, protocol
 from cloudstrype.array.store import ABANDONED, Connection, Member, MemberStore
-from cloudstrype.storages.service import unused_name
+from cloudstrype.storages.names import unused_name
 from cloudstrype.storages.store import Storage, StorageStore, member_storage_id
 
 log = logging.getLogger("cloudstrype.array")
@@ -82,8 +82,8 @@ def hello(conn: Connection, message: dict) -> dict:
     free = protocol.non_negative_int(message, "free")
     # A user's storages have distinct names (the CLI and the web UI name them): a member whose
     # name another storage has is numbered, as a connected account is.
-    name = unused_name(conn.owner, protocol.clean_name(message.get("name"),
-                                                       f"member-{member_id[:8]}"),
+    name = unused_name(StorageStore(), conn.owner,
+                       protocol.clean_name(message.get("name"), f"member-{member_id[:8]}"),
                        ignore=member_storage_id(member_id))
     program = str(message.get("version") or "")[:40] or None
     store = _members()

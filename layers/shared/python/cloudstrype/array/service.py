@@ -1,5 +1,10 @@
 """What the array service's REST routes do: list, drain, verify and remove members; raw blobs
-stored on members only."""
+stored on members only.
+
+The chunk pipeline and the storage rules are imported by the functions that use them, not with
+the module: the array function's WebSocket handlers (connect, every message, disconnect) load
+this module with the routes and never use them, and they were a third of its cold start
+(bench/cold_start.py)."""
 from __future__ import annotations
 
 import time
@@ -9,8 +14,6 @@ from cloudstrype import errors
 from cloudstrype.array import connections, members
 from cloudstrype.array.backend import TRANSFER_TIMEOUT_SECONDS, MemberBackend
 from cloudstrype.backends.base import BackendError, ShareNotFound
-from cloudstrype.pipeline import store
-from cloudstrype.storages import service as storages
 from cloudstrype.storages.store import MEMBER_KIND
 
 MEMBER_KINDS = frozenset({MEMBER_KIND})
@@ -20,6 +23,7 @@ MIN_VERIFY_SECONDS = 0.5
 
 
 def list_members(owner: str) -> list[dict]:
+    from cloudstrype.storages import service as storages
     by_id = {s.storage_id: s for s in storages.list_storages(owner)}
     found = members.list_members(owner)
     found.sort(key=lambda m: (m.name.lower(), m.member_id))
@@ -27,6 +31,7 @@ def list_members(owner: str) -> list[dict]:
 
 
 def get_member(owner: str, member_id: str) -> dict:
+    from cloudstrype.storages import service as storages
     member = members.get_member(owner, member_id)
     try:
         storage = storages.get_storage(owner, member.storage_id)
@@ -36,6 +41,8 @@ def get_member(owner: str, member_id: str) -> dict:
 
 
 def delete_member(owner: str, member_id: str) -> None:
+    from cloudstrype.pipeline import store
+    from cloudstrype.storages import service as storages
     member = members.get_member(owner, member_id)
     held = len(store.shares_on(owner, member.storage_id))
     if held:
@@ -61,6 +68,7 @@ def delete_member(owner: str, member_id: str) -> None:
 
 
 def drain_member(owner: str, member_id: str, start: bool = True) -> dict:
+    from cloudstrype.pipeline import store
     member = members.get_member(owner, member_id)
     result = store.drain_storage(owner, member.storage_id, start=start)
     return {**result, "member_id": member_id}
@@ -68,6 +76,7 @@ def drain_member(owner: str, member_id: str, start: bool = True) -> dict:
 
 def stop_draining_member(owner: str, member_id: str) -> dict:
     """The member takes new shares again (once connected); the shares moved stay moved."""
+    from cloudstrype.storages import service as storages
     member = members.get_member(owner, member_id)
     storages.stop_draining(owner, member.storage_id,
                            member_online=members.is_online(member))
@@ -77,6 +86,7 @@ def stop_draining_member(owner: str, member_id: str) -> dict:
 def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> dict:
     """Have the member hash every share it holds against the hash recorded at write time; bad
     or missing shares are marked damaged so repair re-creates them. No share bytes move."""
+    from cloudstrype.pipeline import store
     member = members.get_member(owner, member_id)
     if not members.is_online(member):
         raise errors.Conflict(f"Member '{member.name}' is offline; it can be verified when it is "
@@ -133,6 +143,7 @@ def verify_member(owner: str, member_id: str, budget_seconds: float = 20.0) -> d
 
 
 def put_blob(owner: str, chunk_id: str, data: bytes, replicas: int | None) -> dict:
+    from cloudstrype.pipeline import store
     stored = store.put_chunk(owner, data, encryption="none",
                              durability=f"raid1({replicas})" if replicas else None,
                              chunk_id=store.check_named_chunk_id(chunk_id),
@@ -143,3 +154,13 @@ def put_blob(owner: str, chunk_id: str, data: bytes, replicas: int | None) -> di
                           "name": by_id[s["storage_id"]].name}
                          for s in result["shares"] if s["storage_id"] in by_id]
     return result
+
+
+def get_blob(owner: str, chunk_id: str) -> bytes:
+    from cloudstrype.pipeline import store
+    return store.get_chunk(owner, chunk_id)
+
+
+def delete_blob(owner: str, chunk_id: str) -> None:
+    from cloudstrype.pipeline import store
+    store.delete_named_chunk(owner, chunk_id)

@@ -24,6 +24,8 @@ from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
 from cloudstrype.backends.local import MARKER
 from cloudstrype.settings import get_settings
+from cloudstrype.storages import names
+from cloudstrype.storages.names import NAME_MAX
 from cloudstrype.storages.store import (
     ACTIVE,
     DRAINING,
@@ -40,7 +42,6 @@ log = logging.getLogger("cloudstrype.storages")
 DOWN_SECONDS = 60
 # Provider-reported usage is refreshed at most this often.
 USAGE_MAX_AGE_SECONDS = 600
-NAME_MAX = 100
 
 _store = StorageStore()
 
@@ -95,41 +96,21 @@ def _clean_name(name: str | None, fallback: str) -> str:
     return name
 
 
-def _name_key(name: str) -> str:
-    """What makes two names the same to a reader: Unicode compatibility forms (NFKC: "Á" built
-    of two characters, full-width letters, a no-break space), invisible format characters (a
-    zero-width space) and case. Look-alike letters of other scripts are not caught."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return " ".join("".join(c for c in folded if unicodedata.category(c) != "Cf").split())
-
-
-def _taken_names(owner: str, ignore: str | None = None) -> dict[str, str]:
-    return {_name_key(record.name): record.name for record in _store.list(owner)
-            if record.storage_id != ignore}
-
-
 def check_name_free(owner: str, name: str | None, fallback: str) -> None:
     """A user's storages have distinct names (the CLI, the web UI and error messages name them):
     a name the user chose that reads as another of their storages' is a 409. Checked when added;
     two adds racing with one name may both pass."""
     if not name:
         return                  # no name given: the default, numbered (unused_name)
-    existing = _taken_names(owner).get(_name_key(_clean_name(name, fallback)))
+    taken = names.taken_names(_store, owner)
+    existing = taken.get(names.name_key(_clean_name(name, fallback)))
     if existing is not None:
         raise errors.Conflict(f"You have a storage named '{existing}' already; choose another "
                               f"name.", code="name_taken", details={"field": "name"})
 
 
 def unused_name(owner: str, name: str, ignore: str | None = None) -> str:
-    """`name`, or 'name 2', 'name 3'... if another storage than `ignore` has it: a connected
-    account (or a member) is never refused for its name once the provider granted it (or its
-    machine connected)."""
-    taken, candidate, number = _taken_names(owner, ignore), name, 1
-    while _name_key(candidate) in taken:
-        number += 1
-        suffix = f" {number}"
-        candidate = name[:NAME_MAX - len(suffix)] + suffix
-    return candidate
+    return names.unused_name(_store, owner, name, ignore)
 
 
 def _new_storage(owner: str, kind: str, name: str | None) -> Storage:
