@@ -113,7 +113,7 @@ class Client:
     def from_args(cls, args, *, need_auth: bool = True, pool_size: int = 16) -> "Client":
         saved = config.load_credentials()
         chosen = getattr(args, "server", None) or os.environ.get("CLOUDSTRYPE_SERVER")
-        server = normalize_server(chosen or (saved or {}).get("server") or
+        server = normalize_server(chosen or config.remembered_server() or
                                   config.DEFAULT_SERVER)
         token = os.environ.get("CLOUDSTRYPE_TOKEN") or None
         if token:

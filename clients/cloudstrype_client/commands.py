@@ -150,7 +150,7 @@ def _positive(text: str) -> int:
 def cmd_login(args) -> int:
     saved = config.load_credentials()
     server = normalize_server(args.server or os.environ.get("CLOUDSTRYPE_SERVER") or
-                              (saved or {}).get("server") or config.DEFAULT_SERVER)
+                              config.remembered_server() or config.DEFAULT_SERVER)
     username = args.username
     if not username:
         if args.password_stdin or not sys.stdin.isatty():

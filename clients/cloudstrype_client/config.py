@@ -116,11 +116,23 @@ def save_credentials(credentials: dict) -> None:
 
 
 def delete_credentials() -> bool:
-    try:
-        credentials_path().unlink()
-        return True
-    except FileNotFoundError:
-        return False
+    """Forget the saved login's tokens; whether the file was there. Its server's address stays
+    in it alone (remembered_server), so that after a logout the hint to log in again, and a
+    login without --server, name the server the user was on, not the default one."""
+    server = remembered_server()
+    existed = credentials_path().exists()
+    if server is not None:
+        write_private(credentials_path(), {"server": server})
+    else:
+        credentials_path().unlink(missing_ok=True)
+    return existed
+
+
+def remembered_server() -> str | None:
+    """The server of the saved login, or of the last one after a logout."""
+    data = read_json(credentials_path())
+    server = data.get("server") if isinstance(data, dict) else None
+    return server if isinstance(server, str) and server else None
 
 
 def tokens_to_credentials(server: str, username: str, tokens: dict,

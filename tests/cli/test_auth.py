@@ -42,10 +42,17 @@ def test_login_saves_private_credentials_and_logout_forgets_them(home, api):
 
     done = home.ok("logout")
     assert "Logged out" in done.stderr
-    assert not path.exists()
+    # The tokens are gone; the server's address stays, for the hint and the next login.
+    assert json.loads(path.read_text()) == {"server": home.server}
     again = home.run("ls", "/")
     assert again.returncode == 3
-    assert "Not logged in" in again.stderr
+    assert f"Not logged in; run 'cloudstrype login --server {home.server}'" in again.stderr
+    assert "Not logged in" in home.run("logout").stderr
+    # Logging in again without --server goes back to that server (the stack has no other).
+    home.ok("login", "--username", user.username, "--password-stdin", input=PASSWORD + "\n")
+    assert home.credentials()["server"] == home.server
+    home.ok("ls", "/")
+    home.ok("logout")
     # The server was told: a copy of the deleted tokens works no more.
     assert api.as_user(saved["access_token"]).get("/api/auth/me").status_code == 401
     assert api.post("/api/auth/refresh",
