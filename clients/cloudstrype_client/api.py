@@ -46,9 +46,9 @@ READ_TIMEOUT = 120
 # How much of a body of unknown length is read at a time.
 READ_PIECE = 1024 * 1024
 # The filesystem routes that take ?share= (docs/sharing-api.md): all but the caller's own
-# sharing, trash and account routes. Listed by exclusion so that a route added later (and
-# uploads, which the server refuses inside a share in its own words) never writes into the
-# caller's own tree by mistake.
+# sharing, trash and account routes. Listed by exclusion so that a route added later never
+# writes into the caller's own tree by mistake (the server refuses ?share= in its own words
+# where it does not take it).
 SHARE_SCOPED = re.compile(
     r"^/api/filesystem/(?!(shares|shared|links|public|trash|settings|usage)(/|$))")
 

@@ -155,8 +155,11 @@ class UploadState:
 
     @staticmethod
     def key(server: str, username: str | None, local: Path, size: int, mtime_ns: int,
-            directory: str, name: str) -> str:
-        return json.dumps([server, username or "", str(local), size, mtime_ns, directory, name])
+            directory: str, name: str, share: str | None = None) -> str:
+        # A session opened inside a share is found through that share only (the server
+        # answers 404 elsewhere): the share is part of the key, when there is one.
+        fields = [server, username or "", str(local), size, mtime_ns, directory, name]
+        return json.dumps(fields + [share] if share else fields)
 
     @contextlib.contextmanager
     def _locked(self):

@@ -567,7 +567,8 @@ class Uploader:
 
     def _session(self, item: Upload) -> dict:
         key = UploadState.key(self.client.server, self.client.username, Path(item.local).resolve(),
-                              item.size, item.mtime_ns, item.directory, item.name)
+                              item.size, item.mtime_ns, item.directory, item.name,
+                              self.client.share)
         # The declared sha256 comes from a read of its own, the parts from others (and a
         # resume's parts from an earlier run, checked against the file in _open_session): only
         # a file nothing wrote to from before the first of these reads to after the last one is

@@ -35,8 +35,6 @@ _SHARING_IS_THE_OWNERS = ("Sharing and links are the owner's: a recipient cannot
 _OWN_TREE_ONLY = {
     "/chunks/{file_id}": "Where a shared file's content is stored is its owner's to see; ask "
                          "without 'share' for your own files.",
-    "/uploads": "Upload sessions work in your own tree only; inside a share, upload files of "
-                "one request (POST /api/filesystem/data).",
     "/shares": _SHARING_IS_THE_OWNERS, "/shares/{share_id}": _SHARING_IS_THE_OWNERS,
     "/links": _SHARING_IS_THE_OWNERS, "/links/{link_id}": _SHARING_IS_THE_OWNERS,
 }
@@ -357,41 +355,67 @@ def content_chunks(call, file_id):
     return {"version": version.version_id, "chunks": chunks, "packed": packed}
 
 
+def _session_holder(scope) -> files.SessionHolder:
+    """Whose upload sessions the request works on: the caller's own, or (inside a share) the
+    ones the caller opened through that share."""
+    if not scope.shared:
+        return files.OWNER_SESSION
+    return files.SessionHolder(scope.viewer.user_id, scope.share.share_id, scope.base)
+
+
 @_endpoint("/uploads", ["POST"])
 def create_upload(call):
-    session = files.create_session(
-        call.principal.user_id, call.field("path", str, required=False, default="/"),
-        call.field("name"), call.field("size", int), call.field("content_type", required=False),
-        call.field("durability", required=False), call.field("encryption", required=False),
-        call.field("sha256", required=False))
-    return Reply(session, status=201)
+    scope = _scope(call, write=True)
+    durability = call.field("durability", required=False)
+    encryption = call.field("encryption", required=False)
+    scope.owners_scheme(durability, encryption)
+    try:
+        session = files.create_session(
+            scope.owner, call.field("path", str, required=False, default="/"),
+            call.field("name"), call.field("size", int),
+            call.field("content_type", required=False), durability, encryption,
+            call.field("sha256", required=False), _session_holder(scope))
+    except errors.ApiError as exc:
+        raise scope.told(exc) from None
+    return Reply(scope.shown(session), status=201)
 
 
 @_endpoint("/uploads/{upload_id}")
 def upload_status(call, upload_id):
-    return files.session_info(files.get_session(call.principal.user_id, upload_id))
+    scope = _scope(call, write=True)
+    return scope.shown(files.session_info(
+        files.get_session(scope.owner, upload_id, _session_holder(scope))))
 
 
 @_endpoint("/uploads/{upload_id}/parts/{part}", ["PUT"])
 def upload_part(call, upload_id, part):
-    return files.put_part(call.principal.user_id, upload_id,
-                          call.path_int("part", code="invalid_part"), call.raw_body)
+    scope = _scope(call, write=True)
+    try:
+        return files.put_part(scope.owner, upload_id, call.path_int("part", code="invalid_part"),
+                              call.raw_body, _session_holder(scope))
+    except errors.ApiError as exc:
+        raise scope.told(exc) from None
 
 
 @_endpoint("/uploads/{upload_id}/commit", ["POST"])
 def commit_upload(call, upload_id):
-    owner = call.principal.user_id
+    scope = _scope(call, write=True)
+    holder = _session_holder(scope)
     mtime = call.field("mtime", (int, float), required=False)
     sha256 = call.field("sha256", str, required=False)
-    session = files.get_session(owner, upload_id)
-    node = files.commit_session(owner, upload_id, mtime, sha256)
-    return Reply(_node_info(scope_for(call.principal, None), node,
-                            lambda: _joined(session.directory, node.name)), status=201)
+    session = files.get_session(scope.owner, upload_id, holder)
+    try:
+        node = files.commit_session(scope.owner, upload_id, mtime, sha256, holder)
+    except errors.ApiError as exc:
+        raise scope.told(exc) from None
+    return Reply(_node_info(scope, node, lambda: _joined(session.directory, node.name)),
+                 status=201)
 
 
 @_endpoint("/uploads/{upload_id}", ["DELETE"])
 def abort_upload(call, upload_id):
-    files.abort_session(call.principal.user_id, upload_id)
+    scope = _scope(call, write=True)
+    files.abort_session(scope.owner, upload_id, _session_holder(scope))
     return Reply(status=204)
 
 

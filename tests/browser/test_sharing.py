@@ -64,12 +64,25 @@ def test_share_dialog_gives_a_person_write_access_who_downloads_and_uploads(
     assert open(download_info.value.path(), "rb").read() == content
     with guest.expect_file_chooser() as chooser:
         guest.get_by_role("button", name="Upload files").click()
+    # One small file, and one over a request (4 MiB): an upload session inside the share.
+    video = os.urandom(4 * 1024 * 1024 + 1000)
     chooser.value.set_files([{"name": "reply.txt", "mimeType": "text/plain",
-                              "buffer": b"from the friend"}])
+                              "buffer": b"from the friend"},
+                             {"name": "video.bin", "mimeType": "application/octet-stream",
+                              "buffer": video}])
     wait_for_transfer(guest, "reply.txt")
+    wait_for_transfer(guest, "video.bin")
     expect(row(guest, "reply.txt")).to_be_visible()
+    expect(row(guest, "video.bin")).to_be_visible()
     listing = web_user.api.get("/api/filesystem/info", params={"path": "/team"}).json()
-    assert sorted(c["name"] for c in listing["children"]) == ["plan.bin", "reply.txt"]
+    assert sorted(c["name"] for c in listing["children"]) == ["plan.bin", "reply.txt",
+                                                              "video.bin"]
+    (stored,) = [c for c in listing["children"] if c["name"] == "video.bin"]
+    half = len(video) // 2
+    got = b"".join(web_user.api.get(f"/api/filesystem/data/{stored['id']}", headers={
+        "Range": f"bytes={first}-{last}"}).content
+        for first, last in ((0, half - 1), (half, len(video) - 1)))
+    assert got == video
 
     # The owner sees the share in the dialog, makes it read-only, then removes it.
     row_action(owner, "team", "Share")

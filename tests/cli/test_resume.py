@@ -9,6 +9,9 @@ import subprocess
 import time
 import uuid
 
+from tests.cli.conftest import add_local_storages
+from tests.support import register_and_login
+
 MiB = 1024 * 1024
 PARTS = 12
 
@@ -25,10 +28,13 @@ def _session_of(cli, remote_path: str) -> str | None:
     return None
 
 
-def _kill_put_after_parts(cli, cli_user, source, remote_path: str, parts: int = 3) -> dict:
-    """Start a `put` of `source`, kill -9 it once the server has `parts` of its parts; the
-    session's status then."""
-    first = subprocess.Popen(cli.command("put", "-j", "1", str(source), remote_path),
+def _kill_put_after_parts(cli, cli_user, source, remote_path: str, parts: int = 3,
+                          share: str | None = None) -> dict:
+    """Start a `put` of `source` (inside `share`, if given), kill -9 it once the server has
+    `parts` of its parts; the session's status then."""
+    inside = ("--share", share) if share else ()
+    params = {"share": share} if share else None
+    first = subprocess.Popen(cli.command("put", "-j", "1", *inside, str(source), remote_path),
                              env=cli.env(), cwd=cli.home, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     upload_id, received = None, 0
@@ -38,7 +44,8 @@ def _kill_put_after_parts(cli, cli_user, source, remote_path: str, parts: int = 
             assert first.poll() is None, "the upload finished before it could be interrupted"
             upload_id = upload_id or _session_of(cli, remote_path)
             if upload_id:
-                status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()
+                status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}",
+                                          params=params).json()
                 received = len(status["received"])
             time.sleep(0.05)
     finally:
@@ -46,9 +53,9 @@ def _kill_put_after_parts(cli, cli_user, source, remote_path: str, parts: int = 
         first.wait()
     assert upload_id and received >= parts, \
         f"no progress to interrupt: {first.stderr.read()!r}"
-    status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()
+    status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}", params=params).json()
     assert status["parts"] == PARTS and len(status["missing"]) > 0 and not status["committed"]
-    assert cli.run("info", remote_path).returncode == 4        # nothing committed yet
+    assert cli.run("info", *inside, remote_path).returncode == 4   # nothing committed yet
     return status
 
 
@@ -99,3 +106,34 @@ def test_a_resumed_put_sends_again_the_parts_the_file_no_longer_holds(cli, cli_u
     out = tmp_path / "back.bin"
     cli.ok("get", remote_path, str(out))
     assert out.read_bytes() == bytes(data)
+
+
+def test_a_killed_put_into_a_share_resumes_through_that_share(cli, cli_user, api, tmp_path):
+    owner = register_and_login(api)
+    add_local_storages(owner, tmp_path / "owners-disks")
+    folder = f"/inbox-{uuid.uuid4().hex[:8]}"
+    assert owner.api.post("/api/filesystem/dirs", json={"path": folder}).status_code == 201
+    made = owner.api.post("/api/filesystem/shares", json={
+        "path": folder, "user": cli_user.username, "level": "write"})
+    assert made.status_code == 201, made.text
+    share = made.json()["id"]
+    data = os.urandom(PARTS * 4 * MiB - 1000)
+    source = tmp_path / "large.bin"
+    source.write_bytes(data)
+    status = _kill_put_after_parts(cli, cli_user, source, "/large.bin", share=share)
+
+    # The same file put to the same path of the user's own tree meanwhile is another upload
+    # (a session of its own: the one in the share is not found there) and leaves this one be.
+    cli.ok("put", "-j", "2", str(source), "/large.bin")
+    done = cli.ok("put", "-j", "2", "--share", share, str(source), "/large.bin")
+    match = re.search(rf"Resuming upload of /large.bin: (\d+) of {PARTS} parts already "
+                      rf"uploaded", done.stderr)
+    assert match and int(match.group(1)) >= len(status["received"]), done.stderr
+    assert _session_of(cli, "/large.bin") is None
+    # The owner's file, whole.
+    info = owner.api.get("/api/filesystem/info", params={"path": f"{folder}/large.bin"}).json()
+    assert info["size"] == len(data)
+    out = tmp_path / "back.bin"
+    cli.ok("get", "--share", share, "/large.bin", str(out))
+    assert out.read_bytes() == data
+    cli.ok("rm", "/large.bin")

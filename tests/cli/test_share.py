@@ -3,6 +3,7 @@ sharing folders both ways, links fetched without an account, and the exit codes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -90,13 +91,18 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     assert "Changed" in again.stderr
     bob.ok("put", str(tmp_path / "bob.txt"), "/", "--share", share_id)
     bob.ok("mkdir", "--share", share_id, "/notes")
-    # A file over one request needs an upload session, which stays the caller's own: refused
-    # in words, and nothing lands in Bob's own tree instead.
-    big = _file(tmp_path, "big.bin", b"b" * (4 * 1024 * 1024 + 1))
-    assert "share" in _fails(bob, 1, "put", str(big), "/", "--share", share_id).lower()
+    # A file over one request goes in an upload session opened inside the share: the owner's
+    # file, read back whole through the share, and nothing in Bob's own tree.
+    contents = os.urandom(9 * 1024 * 1024 + 1)
+    big = _file(tmp_path, "big.bin", contents)
+    bob.ok("put", str(big), "/", "--share", share_id)
     _fails(bob, 4, "ls", "/big.bin")
-    assert alice.ok("ls", "/team").stdout.splitlines() == ["bob.txt", "extra.txt", "notes/",
-                                                           "plan.txt"]
+    assert alice.ok("ls", "/team").stdout.splitlines() == ["big.bin", "bob.txt", "extra.txt",
+                                                           "notes/", "plan.txt"]
+    alice.ok("get", "/team/big.bin", str(tmp_path / "alices.bin"))
+    bob.ok("get", "--share", share_id, "/big.bin", str(tmp_path / "bobs.bin"))
+    assert (tmp_path / "alices.bin").read_bytes() == contents
+    assert (tmp_path / "bobs.bin").read_bytes() == contents
 
     alice.ok("unshare", "/team", "--with", bob.user.username)
     assert "share" in _fails(bob, 4, "ls", "--share", share_id, "/").lower()

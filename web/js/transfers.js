@@ -338,7 +338,8 @@ async function startSession(item) {
 async function resumeSession(item) {
   try {
     const status = await sendJson(item, { method: "GET",
-      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}` });
+      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}`,
+      query: { share: item.share } });
     if (status.committed) return [];
     for (const part of status.received) item.parts.set(part, partLength(item, part));
     return status.missing;
@@ -373,6 +374,7 @@ async function uploadParts(item, queue) {
         item.parts.set(part, 0);
         return send(item, { method: "PUT", body: blob,
           path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/parts/${part}`,
+          query: { share: item.share },
           headers: { "Content-Type": "application/octet-stream" },
           onUpload: (loaded) => {
             item.parts.set(part, Math.min(loaded, blob.size));
@@ -401,6 +403,7 @@ async function uploadInParts(item) {
     try {
       await withRetries(item, "Finishing the upload", () => sendJson(item, { method: "POST",
         path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/commit`,
+        query: { share: item.share },
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ mtime: modifiedTime(item) }) }));
       return;
@@ -425,7 +428,8 @@ function cancel(item) {
   if (item.sessionId) {
     const cleanup = { requests: new Set(), cancelled: false };
     send(cleanup, { method: "DELETE",
-      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}` }).catch(() => {});
+      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}`,
+      query: { share: item.share } }).catch(() => {});
   }
   if (item.state === "queued") item.state = "cancelled";
   draw();

@@ -26,7 +26,11 @@ SHARE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 SHARE_ROUTES = frozenset({
     ("GET", "/info"), ("GET", "/info/{file_id}"), ("POST", "/info/{file_id}"),
     ("DELETE", "/info/{file_id}"), ("POST", "/dirs"), ("POST", "/data"), ("POST", "/batch"),
-    ("POST", "/read"), ("GET", "/data/{file_id}")})
+    ("POST", "/read"), ("GET", "/data/{file_id}"),
+    # Upload sessions, each the recipient's own, through the share it was opened in.
+    ("POST", "/uploads"), ("GET", "/uploads/{upload_id}"),
+    ("PUT", "/uploads/{upload_id}/parts/{part}"), ("POST", "/uploads/{upload_id}/commit"),
+    ("DELETE", "/uploads/{upload_id}")})
 
 # What recipients are not shown of an item: its versions and how its content is stored.
 HIDDEN_FROM_RECIPIENTS = ("versions", "version", "durability", "encryption")

@@ -823,12 +823,27 @@ def _packed_anew(owner: str, version: NewVersion, content_key: str,
 
 # -- upload sessions --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class SessionHolder:
+    """Who may use an upload session: its owner in their own tree (the default), or one of a
+    share's recipients through that share (`base`, its shared folder, where paths start). A
+    session is found only by the holder that opened it: another recipient, the owner, or the
+    same recipient through another share gets 404 upload_not_found."""
+    uploader: str | None = None
+    share_id: str | None = None
+    base: Node | None = None
+
+
+OWNER_SESSION = SessionHolder()
+
+
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
-                   durability: str | None, encryption: str | None, sha256: str | None) -> dict:
+                   durability: str | None, encryption: str | None, sha256: str | None,
+                   holder: SessionHolder = OWNER_SESSION) -> dict:
     tree.check_name(name)
     # A file on the way, or a folder of the file's name, is said now, not after every part has
     # been sent; missing folders are made at the commit (the path is taken as it is then).
-    directory_id = tree.check_dirs(owner, directory)
+    directory_id = tree.check_dirs(owner, directory, holder.base)
     existing = tree.child(owner, directory_id, name) if directory_id else None
     if existing is not None and existing.type != FILE:
         raise errors.Conflict(f"'{name}' is a directory; choose another name.",
@@ -850,7 +865,7 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                     durability=durability, encryption=encryption,
                     version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
                     purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS,
-                    sha256=sha256)
+                    sha256=sha256, uploader=holder.uploader, share_id=holder.share_id)
     quota.open_upload(owner)
     try:
         tree_store().create_upload(record)
@@ -879,10 +894,11 @@ def _expected_part_size(record: Upload, part: int) -> int:
     return int(record.chunk_size)
 
 
-def get_session(owner: str, upload_id: str) -> Upload:
+def get_session(owner: str, upload_id: str, holder: SessionHolder = OWNER_SESSION) -> Upload:
     record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
         0 < len(upload_id) <= 64 else None
-    if record is None or record.aborted or record.intent:
+    if record is None or record.aborted or record.intent or \
+            (record.uploader, record.share_id) != (holder.uploader, holder.share_id):
         raise errors.NotFound(f"No upload session {errors.shown(upload_id)}.",
                               code="upload_not_found")
     if record.expires_at < time.time():
@@ -911,8 +927,9 @@ def session_info(record: Upload) -> dict:
             "expires_at": int(record.expires_at)}
 
 
-def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
-    record = get_session(owner, upload_id)
+def put_part(owner: str, upload_id: str, part: int, data: bytes,
+             holder: SessionHolder = OWNER_SESSION) -> dict:
+    record = get_session(owner, upload_id, holder)
     if record.committed:
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
     total = _parts_total(record)
@@ -961,13 +978,14 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes) -> dict:
     return {"part": part, "size": len(data), "sha256": digest, "stored": "now"}
 
 
-def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
+def commit_session(owner: str, upload_id: str, mtime=None, sha256=None,
+                   holder: SessionHolder = OWNER_SESSION) -> Node:
     """`sha256`: the file's, if the client knows it only now (hashed while sending parts);
     it must agree with one declared at the start, and with the content of a one-part file."""
     mtime = check_mtime(mtime)
     started = tree.now()
     declared = _check_sha256(sha256)
-    record = get_session(owner, upload_id)
+    record = get_session(owner, upload_id, holder)
     if record.committed:
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
     received = _received(owner, upload_id)
@@ -1000,9 +1018,11 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     version = NewVersion(record.version_id, int(record.size), total, sha256, etag,
                          record.content_type, record.durability, record.encryption, mtime,
                          own_chunks=False)
-    parent, _ = tree.make_dirs(owner, record.directory)
+    parent, _ = tree.make_dirs(owner, record.directory, holder.base)
     digests = [bytes.fromhex(received[p].sha256) for p in range(total)]
-    _stored_once(owner, version, digests, claim=True)
+    # Through a share, whether the owner stores this content already must not change how the
+    # commit goes (as for a one-request upload there): nothing is looked up.
+    _stored_once(owner, version, digests, claim=holder.uploader is None)
     # The file appears and the session is marked committed in one transaction: an abort (or
     # the expiry sweep) that came first stops the commit, and one that comes after cannot free
     # the parts' chunks under the file.
@@ -1047,10 +1067,10 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None) -> Node:
     return node
 
 
-def abort_session(owner: str, upload_id: str) -> None:
+def abort_session(owner: str, upload_id: str, holder: SessionHolder = OWNER_SESSION) -> None:
     """Answers at once whatever the session holds: it is marked aborted (gone for its owner,
     no longer counted as open) and the scheduled sweep frees its parts' chunks."""
-    record = get_session(owner, upload_id)
+    record = get_session(owner, upload_id, holder)
     if record.committed:
         raise errors.Conflict("This upload is committed; delete the file instead.",
                               code="upload_committed")

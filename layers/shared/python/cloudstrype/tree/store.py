@@ -89,7 +89,8 @@ UPLOADS = schema.table(
             "chunk_size": INT, "content_type": STR, "durability": STR, "encryption": STR,
             "sha256": STR, "version_id": STR, "created": INT, "expires_at": INT,
             "purge_at": INT, "committed": BOOL, "aborted": BOOL, "duplicate": BOOL,
-            "intent": BOOL, "expiry_queue": STR, "parts_revision": INT},
+            "intent": BOOL, "expiry_queue": STR, "parts_revision": INT, "uploader": STR,
+            "share_id": STR},
     indexes=(Index("by-expiry", hash_key="expiry_queue", range_key="expires_at"),),
     expires="purge_at")
 
@@ -214,6 +215,11 @@ class Upload:
     # How many times a part was given another body (None: never, and no attribute stored): a
     # commit holds only if this did not move since it read the parts (see reopen_part).
     parts_revision: int | None = None
+    # Opened inside a share by one of its recipients (None, None: by the owner, in their own
+    # tree): the session is theirs alone, through that share alone, and `directory` is a path
+    # from the shared folder. The file it makes is the owner's, as a one-request upload's is.
+    uploader: str | None = None
+    share_id: str | None = None
 
 
 @dataclass
@@ -370,7 +376,8 @@ def _upload(item: dict) -> Upload:
                   aborted=bool(item.get("aborted", False)),
                   duplicate=bool(item.get("duplicate", False)),
                   intent=bool(item.get("intent", False)),
-                  parts_revision=item.get("parts_revision"))
+                  parts_revision=item.get("parts_revision"),
+                  uploader=item.get("uploader"), share_id=item.get("share_id"))
 
 
 def _upload_part(owner: str, upload_id: str, item: dict) -> UploadPart:
