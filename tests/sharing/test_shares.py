@@ -489,6 +489,10 @@ def test_a_writer_puts_a_large_file_into_a_share_through_an_upload_session(alice
     # Paths start at the shared folder; how the owner stores it is not shown, nor chosen.
     assert session["path"] == "/sub" and session["parts"] == 2
     assert "durability" not in session and "encryption" not in session
+    # It counts among Bob's open sessions (max_open_uploads), not the owner's: she can neither
+    # see nor abort it, so his could not block her uploads.
+    open_sessions = lambda user: user.api.get(f"{FS}/usage").json()["open_uploads"]  # noqa: E731
+    assert (open_sessions(alice), open_sessions(bob)) == (0, 1)
     assert_error(bob.api.post(f"{FS}/uploads", params={"share": s},
                               json={"name": "x", "size": 1, "durability": "raid1(1)"}),
                  403, "owners_scheme")
@@ -514,6 +518,7 @@ def test_a_writer_puts_a_large_file_into_a_share_through_an_upload_session(alice
                              json={"sha256": hashlib.sha256(data).hexdigest()})
     assert committed.status_code == 201, committed.text
     assert committed.json()["path"] == "/sub/big.bin"
+    assert (open_sessions(alice), open_sessions(bob)) == (0, 0)
     # It is the owner's file, where the share put it, with every byte.
     mine = alice.api.get(f"{FS}/info", params={"path": "/team/sub/big.bin"}).json()
     assert mine["size"] == len(data) and mine["sha256"] == hashlib.sha256(data).hexdigest()

@@ -866,13 +866,20 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                     version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
                     purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS,
                     sha256=sha256, uploader=holder.uploader, share_id=holder.share_id)
-    quota.open_upload(owner)
+    quota.open_upload(_counted_by(record))
     try:
         tree_store().create_upload(record)
     except BaseException:
-        quota.close_upload(owner)
+        quota.close_upload(_counted_by(record))
         raise
     return session_info(record)
+
+
+def _counted_by(record: Upload) -> str:
+    """Whose open sessions `record` counts among (max_open_uploads): its uploader's. A share's
+    recipient keeping sessions open uses up their own allowance, not the owner's (the owner
+    could neither see nor abort those)."""
+    return record.uploader or record.owner
 
 
 def _check_sha256(value) -> str | None:
@@ -1053,7 +1060,7 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None,
     except Exception:
         _discard_new(owner, version)
         raise
-    quota.close_upload(owner)
+    quota.close_upload(_counted_by(record))
     if version.claimed:
         trash.claimed_from_trash(owner, version.blob)
         # The file reads content stored before; the parts' copy goes now (or, if this does
@@ -1088,7 +1095,7 @@ def _close(record: Upload) -> None:
                                   "instead.", code="upload_committed") from None
         return          # aborted (or forgotten) by someone else: done
     if not record.intent:           # a one-request upload was never counted as open
-        quota.close_upload(record.owner)
+        quota.close_upload(_counted_by(record))
 
 
 def _discard(record: Upload, deadline: float) -> bool:
