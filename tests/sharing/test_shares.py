@@ -359,6 +359,24 @@ def test_what_a_recipient_writes_counts_against_the_owners_quota(limited):
     small = uploaded(writer, "/", "small.bin", b"x" * 1000, share=s)
     assert small["path"] == "/small.bin"
     assert usage(owner) == QUOTA // 2 + 2000 and usage(writer) == QUOTA // 2
+    # An upload session through the share opens whatever size it declares (refusing sizes over
+    # the owner's free space would let the writer search for it, byte by byte); the part that
+    # does not fit is refused, in the same words, and nothing is charged for it.
+    opened = writer.api.post(f"{FS}/uploads", params={"share": s},
+                             json={"name": "huge.bin", "size": QUOTA})
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    error = assert_error(writer.api.put(f"{FS}/uploads/{upload_id}/parts/0",
+                                        params={"share": s}, data=os.urandom(QUOTA)),
+                         413, "quota_exceeded")
+    assert "owner's storage quota is full" in error["message"] and str(QUOTA) not in \
+        error["message"], error
+    assert writer.api.delete(f"{FS}/uploads/{upload_id}", params={"share": s}
+                             ).status_code == 204
+    assert usage(owner) == QUOTA // 2 + 2000
+    # The owner's own session is refused up front, with the figures (they are hers).
+    assert_error(owner.api.post(f"{FS}/uploads", json={"name": "huge.bin", "size": QUOTA}),
+                 413, "quota_exceeded")
 
 
 def test_a_recipient_cannot_share_or_link_inside_a_share_and_is_told_so(alice, bob, carol):

@@ -858,7 +858,12 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                                      details={"field": "size", "max_file_bytes": largest})
     sha256 = _check_sha256(sha256)
     durability, encryption = _schemes(owner, durability, encryption)
-    quota.check_room(owner, size)
+    if holder.uploader is None:
+        # Said before any part is sent. Not through a share: a declared size costs nothing to
+        # send, so a recipient could search for the size that just fits and learn the owner's
+        # free quota to the byte. There the parts are charged as they are stored, and the one
+        # that does not fit is refused (quota_exceeded), after its 4 MiB were sent.
+        quota.check_room(owner, size)
     expires_at = int(time.time()) + _upload_ttl()
     record = Upload(owner, os.urandom(12).hex(), directory=directory, name=name, size=size,
                     chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
