@@ -561,3 +561,61 @@ def test_a_writer_puts_a_large_file_into_a_share_through_an_upload_session(alice
     names_there = [c["name"] for c in alice.api.get(
         f"{FS}/info", params={"path": "/team/sub"}).json()["children"]]
     assert names_there == ["big.bin"]
+
+
+def test_what_a_recipient_writes_is_stored_apart_whether_or_not_the_owner_has_it(alice, bob):
+    """Were a recipient's write to meet the owner's copy of the same bytes (content stored
+    once), the upload would go differently (it read the owner's copy, and took longer): the
+    recipient could tell what the owner stores. Every way in stores the recipient's bytes as a
+    copy of their own, which outlives the owner's."""
+    mkdir(alice, "/drop")
+    s = share(alice, "/drop", "write", user=bob)["id"]
+    small, big = os.urandom(100_000), os.urandom(4 * 1024 * 1024 + 10)
+    mine = {"small": uploaded(alice, "/", "small.bin", small),
+            "big": uploaded(alice, "/", "big.bin", big[:4 * 1024 * 1024])}
+    session = alice.api.post(f"{FS}/uploads", json={"name": "big2.bin", "size": len(big)}).json()
+    for part in range(2):
+        assert alice.api.put(f"{FS}/uploads/{session['upload_id']}/parts/{part}",
+                             data=big[part * 4 * 1024 * 1024:(part + 1) * 4 * 1024 * 1024]
+                             ).status_code == 200
+    assert alice.api.post(f"{FS}/uploads/{session['upload_id']}/commit", json={}
+                          ).status_code == 201
+    stored = usage(alice)
+
+    # The same bytes through the share: one request, a batch, and an upload session.
+    uploaded(bob, "/", "small.bin", small, share=s)
+    assert usage(alice) == stored + len(small)
+    batch = bob.api.post(f"{FS}/batch", params={"share": s}, data={"path": "/"},
+                         files=[("file", ("a.bin", small)), ("file", ("b.bin", small))])
+    assert batch.status_code == 207 and [r["status"] for r in batch.json()["results"]] == \
+        [201, 201], batch.text
+    # (a batch packs its small files: each blob counts its few bytes of encryption too)
+    after_batch = usage(alice)
+    assert stored + 3 * len(small) <= after_batch < stored + 3 * len(small) + 1000
+    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
+                          json={"name": "big.bin", "size": len(big)}).json()
+    for part in range(2):
+        assert bob.api.put(f"{FS}/uploads/{opened['upload_id']}/parts/{part}",
+                           params={"share": s},
+                           data=big[part * 4 * 1024 * 1024:(part + 1) * 4 * 1024 * 1024]
+                           ).status_code == 200
+    assert bob.api.post(f"{FS}/uploads/{opened['upload_id']}/commit", params={"share": s},
+                        json={}).status_code == 201
+    assert usage(alice) == after_batch + len(big)
+
+    # The owner's own copies go for good; what came through the share still reads whole.
+    for node in mine.values():
+        assert alice.api.delete(f"{FS}/info/{node['id']}").status_code == 204
+    big2 = alice.api.get(f"{FS}/info", params={"path": "/big2.bin"}).json()
+    assert alice.api.delete(f"{FS}/info/{big2['id']}").status_code == 204
+    assert alice.api.delete(f"{FS}/trash").json()["complete"] is True
+    listing_now = {c["name"]: c for c in alice.api.get(
+        f"{FS}/info", params={"path": "/drop"}).json()["children"]}
+    assert sorted(listing_now) == ["a.bin", "b.bin", "big.bin", "small.bin"]
+    for name in ("small.bin", "a.bin", "b.bin"):
+        assert alice.api.get(f"{FS}/data/{listing_now[name]['id']}").content == small
+    half = 4 * 1024 * 1024
+    got = b"".join(alice.api.get(f"{FS}/data/{listing_now['big.bin']['id']}", headers={
+        "Range": f"bytes={first}-{last}"}).content
+        for first, last in ((0, half - 1), (half, len(big) - 1)))
+    assert got == big

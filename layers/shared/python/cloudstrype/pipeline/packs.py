@@ -90,6 +90,15 @@ def content_key(owner: str, durability: str, encryption: str, sha256: bytes) -> 
     return content_keys(owner, durability, encryption, [sha256])[0]
 
 
+def unshared_content_key() -> str:
+    """The name of content written into an owner's tree by someone else (through a share): not
+    the name that content has as the owner's, and random, so it never meets the owner's copy
+    of the same bytes (stored apart) nor another such write. Registering the owner's name
+    instead failed when the owner stored the content already, and the upload then took longer
+    (it read the owner's copy): a recipient could time it to learn what the owner stores."""
+    return os.urandom(32).hex()
+
+
 def content_keys(owner: str, durability: str, encryption: str, digests: list[bytes]
                  ) -> list[str]:
     """`content_key` of each SHA-256 in `digests` (a batch's files: the key looked up once)."""

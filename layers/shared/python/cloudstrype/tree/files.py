@@ -192,11 +192,12 @@ def _stored_once(owner: str, version: NewVersion, digests: list[bytes], claim: b
     `version` reads those chunks (claimed); otherwise its own chunks become that content, once
     its attach registers them (new_blob). `claim` False (written through a share by another
     user): whether the owner has it must not change how the upload goes, so nothing is
-    looked up (an attach may still find it registered, and then reads it)."""
+    looked up and the content gets a name of its own (packs.unshared_content_key)."""
     if not version.chunk_count:
         return
     digest = chunked_digest(version.size, digests)
-    key = packs.content_key(owner, version.durability, version.encryption, digest)
+    key = packs.content_key(owner, version.durability, version.encryption, digest) if claim \
+        else packs.unshared_content_key()
     found = chunk_store().find_blob(owner, key) if claim else None
     if found is not None:
         version.blob, version.claimed = found, True
@@ -725,12 +726,14 @@ def upload_batch(owner: str, directory: str, items: list[BatchFile], durability:
 
     small = [i for i in wanted if packs.packable(len(items[i].data))]
     keys = dict(zip(small, packs.content_keys(owner, durability, encryption,
-                                              [digests[i] for i in small]), strict=True))
+                                              [digests[i] for i in small])
+                    if base is None else [packs.unshared_content_key() for _ in small],
+                    strict=True))
     # Small files: content the owner has stored already is claimed, not stored again; each new
     # content is written once, into packs. Files repeating a content new in this batch wait
     # for the first one's attach (which registers it) and then claim it.
-    # Written through a share (`base`) by another user, content is always written: whether
-    # the owner stores it already must not show in how the upload goes.
+    # Written through a share (`base`) by another user, content is always written, under names
+    # of its own: whether the owner stores it already must not show in how the upload goes.
     made, repeats = _small_versions(owner, small, keys, items, results, version_of,
                                     encryption, durability, first_round=True,
                                     claim=base is None)
