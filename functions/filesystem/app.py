@@ -336,14 +336,15 @@ def _content(call, owner, node, version_id):
                 code="use_range", headers={"Accept-Ranges": "bytes",
                                            "X-Content-Length": str(size)})
         data = files.read(owner, version, 0, size - 1) if size else b""
-        return Reply(data=data, content_type=version.content_type, headers=headers)
+        return Reply(data=data, content_type=files.served_type(version.content_type),
+                     headers=headers)
     first, last = wanted
     if last - first + 1 > files.MAX_RESPONSE_BYTES:
         raise errors.PayloadTooLarge(f"Ask for at most {files.MAX_RESPONSE_BYTES} bytes per "
                                      f"range request.", code="range_too_large")
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return Reply(data=files.read(owner, version, first, last), status=206,
-                 content_type=version.content_type, headers=headers)
+                 content_type=files.served_type(version.content_type), headers=headers)
 
 
 @_endpoint("/chunks/{file_id}")

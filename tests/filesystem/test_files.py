@@ -53,6 +53,34 @@ def test_a_session_under_a_file_is_refused_when_it_starts(fs_user):
     assert "'taken' is a directory" in error["message"]
 
 
+def test_a_content_type_is_a_media_type_or_refused_and_what_is_served_always_is_one(fs_user):
+    # A type with a line break in it was stored, and the file could not be downloaded by
+    # anyone after (the framework refused the header: a 500).
+    for bad in ("text/plain\r\nSet-Cookie: a=b", "a\x01b", "text plain", "x" * 300 + "/y"):
+        error = assert_error(fs_user.api.post("/api/filesystem/uploads", json={
+            "name": "t.txt", "size": 5, "content_type": bad}), 400, "invalid_field")
+        assert error["details"]["field"] == "content_type" and "media type" in error["message"]
+    opened = fs_user.api.post("/api/filesystem/uploads", json={
+        "name": "t.txt", "size": 5, "content_type": "text/markdown; charset=utf-8"}).json()
+    assert fs_user.api.put(f"/api/filesystem/uploads/{opened['upload_id']}/parts/0",
+                           data=b"hello").status_code == 200
+    made = fs_user.api.post(f"/api/filesystem/uploads/{opened['upload_id']}/commit", json={})
+    assert made.status_code == 201 and made.json()["content_type"] == "text/markdown"
+    got = fs_user.api.get(f"/api/filesystem/data/{made.json()['id']}")
+    assert got.status_code == 200 and got.headers["Content-Type"] == "text/markdown"
+    # A form part's type that is none falls back on the name's.
+    sent = fs_user.api.post("/api/filesystem/data", data={"path": "/", "name": "n.txt"},
+                            files={"file": ("n.txt", b"hi", "a\x01b")})
+    assert sent.status_code == 201 and sent.json()["content_type"] == "text/plain", sent.text
+
+
+def test_a_stored_type_no_header_can_carry_is_served_as_octet_stream():
+    from cloudstrype.tree import files
+    assert files.served_type("text/plain\r\nSet-Cookie: a=b") == "application/octet-stream"
+    assert files.served_type("image/png") == "image/png"
+    assert files.guess_type("a.txt", "a\x01b") == "text/plain"
+
+
 def _parts_sent(user, name: str, data: bytes, **declared) -> str:
     created = user.api.post("/api/filesystem/uploads", json={
         "path": "/late-hash", "name": name, "size": len(data), **declared})

@@ -82,10 +82,34 @@ def new_version_id() -> str:
 chunk_id = store.file_chunk_id
 
 
+# A media type as RFC 6838 names one (type/subtype of restricted-name characters): what a
+# Content-Type header can carry as it is. A stored type with a line break in it made the file
+# one no one could download (the framework refused the header: a 500).
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
+                         r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def media_type(value) -> str | None:
+    """`value` without its parameters, if it is a media type; else None."""
+    if not isinstance(value, str):
+        return None
+    bare = value.split(";")[0].strip()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else None
+
+
 def guess_type(name: str, given: str | None = None) -> str:
-    if given and given not in ("application/octet-stream", "") and "/" in given:
-        return given.split(";")[0].strip()[:255]
+    """The type a client gave (a form part's, or an upload session's), else one guessed from
+    the name."""
+    given = media_type(given)
+    if given and given != "application/octet-stream":
+        return given
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def served_type(stored: str | None) -> str:
+    """The Content-Type a file is served with: its type, or application/octet-stream for one
+    stored before types were checked that no header can carry."""
+    return media_type(stored) or "application/octet-stream"
 
 
 # -- defaults -------------------------------------------------------------------------------------
@@ -844,6 +868,11 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                    durability: str | None, encryption: str | None, sha256: str | None,
                    holder: SessionHolder = OWNER_SESSION) -> dict:
     tree.check_name(name)
+    if content_type not in (None, "") and media_type(content_type) is None:
+        raise errors.BadRequest("Field 'content_type' must be a media type such as "
+                                "'image/jpeg' (type/subtype; no spaces, line breaks or other "
+                                "control characters).", code="invalid_field",
+                                details={"field": "content_type"})
     # A file on the way, or a folder of the file's name, is said now, not after every part has
     # been sent; missing folders are made at the commit (the path is taken as it is then).
     directory_id = tree.check_dirs(owner, directory, holder.base)
