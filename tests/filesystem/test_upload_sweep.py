@@ -138,3 +138,44 @@ def test_long_work_answers_at_once_and_the_sweep_finishes_it(tmp_path):
         trees.engine.close()
     finally:
         assert stack.stop() == 0, stack.log()
+
+
+def test_revoking_a_share_ends_the_sessions_opened_through_it_and_frees_their_parts(tmp_path):
+    """The parts of a recipient's unfinished session count in the owner's stored bytes, and the
+    owner can neither see nor abort that session: revoking the share aborts it, and the sweep
+    frees its parts (not a week later, when it would expire)."""
+    # (the sweep leaves an aborted session a tenth of the TTL, at most a minute, for parts
+    # still on their way)
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_SCHEDULE_INTERVAL": "2",
+                                                "CLOUDSTRYPE_UPLOAD_TTL_SECONDS": "100"})
+    try:
+        api = Api(stack.url)
+        owner, recipient = register_and_login(api), register_and_login(api)
+        for n in range(2):
+            added = owner.api.post("/api/cloud/storages", json={
+                "kind": "local", "name": f"disk{n}", "config": {"path": unique("revoked")}})
+            assert added.status_code == 201, added.text
+        assert owner.api.post("/api/filesystem/dirs", json={"path": "/in"}).status_code == 201
+        shared = owner.api.post("/api/filesystem/shares", json={
+            "path": "/in", "user": recipient.username, "level": "write"}).json()["id"]
+        through = {"share": shared}
+        sessions = [recipient.api.post("/api/filesystem/uploads", params=through, json={
+            "name": f"{n}.bin", "size": 2 * MiB}).json() for n in range(2)]
+        for session in sessions:
+            assert recipient.api.put(
+                f"/api/filesystem/uploads/{session['upload_id']}/parts/0", params=through,
+                data=os.urandom(2 * MiB)).status_code == 200
+        assert _stored_bytes(owner) == 4 * MiB and _shares(owner) == 4
+        # The owner's own session stays: only what came through the share ends.
+        own = owner.api.post("/api/filesystem/uploads", json={"name": "own.bin", "size": 10})
+        assert own.status_code == 201, own.text
+
+        assert owner.api.delete(f"/api/filesystem/shares/{shared}").status_code == 204
+        assert recipient.api.get("/api/filesystem/usage").json()["open_uploads"] == 0
+        wait_for(lambda: _shares(owner) == 0, timeout=60,
+                 what="the sweep to free the revoked share's sessions' parts")
+        assert _stored_bytes(owner) == 0
+        assert owner.api.get(f"/api/filesystem/uploads/{own.json()['upload_id']}"
+                             ).json()["committed"] is False
+    finally:
+        assert stack.stop() == 0, stack.log()

@@ -587,6 +587,25 @@ def test_upload_session_with_parts(trees):
     assert trees.parts(who, up.upload_id) == {}
 
 
+def test_an_owners_open_sessions_are_listed_with_who_opened_them(trees):
+    who, other = owner(), owner()
+    later = int(time.time()) + 3600
+    mine = session(who, later)
+    theirs = session(who, later, uploader="recipient-1", share_id="s" * 24)
+    done, dropped = session(who, later), session(who, later)
+    intent = session(who, later, intent=True)
+    elsewhere = session(other, later)
+    for up in (mine, theirs, done, dropped, intent, elsewhere):
+        trees.create_upload(up)
+    trees.mark_committed(done)
+    trees.mark_aborted(dropped, int(time.time()))
+    listed = {u.upload_id: u for u in trees.open_uploads(who)}
+    assert set(listed) == {mine.upload_id, theirs.upload_id}
+    assert (listed[theirs.upload_id].uploader, listed[theirs.upload_id].share_id) == \
+        ("recipient-1", "s" * 24)
+    assert (listed[mine.upload_id].uploader, listed[mine.upload_id].share_id) == (None, None)
+
+
 def test_expired_sessions_are_found_through_the_index(trees):
     now = int(time.time())
     a, b = owner(), owner()

@@ -17,7 +17,7 @@ from cloudstrype.sharing.access import (
 )
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
 from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
-from cloudstrype.tree import tree
+from cloudstrype.tree import files, tree
 from cloudstrype.tree.store import FILE, ROOT, Node
 
 
@@ -206,8 +206,12 @@ def set_level(principal, share_id: str, level) -> dict:
 
 
 def revoke(principal, share_id: str) -> None:
-    if not sharing_store().delete_share(_owned(principal, share_id)):
+    share = _owned(principal, share_id)
+    if not sharing_store().delete_share(share):
         raise share_not_found(share_id)
+    # What recipients were uploading through it ends with it (its parts are the owner's bytes,
+    # and the owner can neither see nor abort those sessions).
+    files.abort_sessions_through(share.owner, share.share_id)
 
 
 def shared_with_me(principal) -> list[dict]:

@@ -1121,6 +1121,21 @@ def abort_session(owner: str, upload_id: str, holder: SessionHolder = OWNER_SESS
     _close(record)
 
 
+def abort_sessions_through(owner: str, share_id: str) -> int:
+    """Abort the sessions recipients opened through the share `share_id` (revoked): they can
+    no longer be used, and their parts, which count in the owner's stored bytes, are freed by
+    the sweep now instead of when they expire. How many were aborted."""
+    aborted = 0
+    for record in tree_store().open_uploads(owner):
+        if record.share_id == share_id:
+            try:
+                _close(record)
+                aborted += 1
+            except errors.Conflict:
+                pass                # committed meanwhile: the file is there, the share was not
+    return aborted
+
+
 def _close(record: Upload) -> None:
     """Abort an uncommitted session once (a racing commit or abort wins otherwise)."""
     try:

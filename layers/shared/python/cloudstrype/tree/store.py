@@ -945,6 +945,14 @@ class TreeStore:
         """Delete a one-request upload's record (it has no parts)."""
         self.engine.delete(UPLOADS, {"owner": upload.owner, "upload_id": upload.upload_id})
 
+    def open_uploads(self, owner: str) -> Iterator[Upload]:
+        """The owner's sessions neither committed nor aborted (one-request uploads' records
+        left out), read from the owner's partition."""
+        for item in self.engine.query_all(UPLOADS, owner):
+            upload = _upload(item)
+            if not (upload.committed or upload.aborted or upload.intent):
+                yield upload
+
     def expired_uploads(self, before: float, page_size: int = 100) -> Iterator[Upload]:
         """Sessions of every owner whose expiry is before `before`, oldest first, through the
         sparse index (never a scan). The index may lag: re-read a session before acting."""
