@@ -5,6 +5,7 @@ reads the same blob; the blob goes when its last reader goes; nothing is shared 
 across accounts; racing uploads and deletes keep every count right."""
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 
@@ -225,8 +226,8 @@ def test_stored_once_content_survives_compaction(lib, tmp_path):
 
 def test_a_file_written_through_a_share_is_always_written(lib, tmp_path, monkeypatch):
     """A user writing into someone's share must not learn, by how the upload goes, whether
-    the owner stores that content already: it is written (and then stored once again only if
-    it raced the owner's)."""
+    the owner stores that content already: it is written, and kept apart from the owner's
+    copy (meeting it made the upload read that copy, and take measurably longer)."""
     disks = add_disks("alice", tmp_path, 2)
     named = {"known.txt": b"alice's diary" * 20}
     put(lib, "alice", "/private", named)
@@ -244,8 +245,11 @@ def test_a_file_written_through_a_share_is_always_written(lib, tmp_path, monkeyp
     assert not isinstance(node, Exception), node
     assert len(puts) == 2, "written to the storages like any new content"
     assert read(lib, "alice", node) == named["known.txt"]
-    # ... and then stored once: the copy that lost to the owner's is let go.
-    assert shares_on(disks) == written
-    # The owner's own upload of it writes nothing.
+    # ... and kept: a pack of its own on each of the two storages, under a name of its own.
+    assert len(shares_on(disks) - written) == 2
+    assert blob_of(lib, "alice", node).content_key != \
+        lib.packs.content_key("alice", "raid1(2)", "aes256-gcm",
+                              hashlib.sha256(named["known.txt"]).digest())
+    # The owner's own upload of it meets the owner's copy and writes nothing.
     put(lib, "alice", "/again", named)
     assert len(puts) == 2

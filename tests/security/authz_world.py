@@ -99,6 +99,18 @@ class World:
             ok(self.owner.api.put(f"{FS}/uploads/{session['upload_id']}/parts/0", data=data))
         return session
 
+    def writer_session(self, filled: bool = False) -> dict:
+        """An upload session the writer opened through their share of /shared."""
+        data, through = b"0123456789", {"share": self.share_of(WRITER)}
+        writer = self.users[WRITER]
+        session = ok(writer.api.post(f"{FS}/uploads", params=through, json={
+            "path": "/", "name": unique("w") + ".bin", "size": len(data)}), 201)
+        session["data"] = data
+        if filled:
+            ok(writer.api.put(f"{FS}/uploads/{session['upload_id']}/parts/0", params=through,
+                              data=data))
+        return session
+
     def share(self, level: str = "read", to: str = READER) -> dict:
         folder = self.mkdir(f"/private/{unique('shared')}")
         return ok(self.owner.api.post(f"{FS}/shares", json={

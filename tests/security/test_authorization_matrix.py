@@ -423,7 +423,9 @@ ROWS: list[Row] = [
     # filesystem: upload sessions, settings, usage, the trash: each one's own only
     Row("POST", f"{FS}/uploads", "in one's own tree", signed_in(201),
         lambda w, role, item: Ask(json={"path": "/", "name": unique(role), "size": 1})),
-    Row("POST", f"{FS}/uploads", "not inside a share, whoever asks", signed_in(400),
+    # Through a share: each granted writer opens their own; a session is its opener's alone,
+    # through the share it was opened in (the group member, another share: 404).
+    Row("POST", f"{FS}/uploads", "a session in the share", share_write(201),
         in_share(json={"path": "/", "name": "n", "size": 1})),
     Row("GET", f"{FS}/uploads/{{upload_id}}", "the owner's session", owner_only(200),
         plain(path={"upload_id": lambda s: s["upload_id"]}), make=lambda w: w.items["session"]),
@@ -440,6 +442,32 @@ ROWS: list[Row] = [
     Row("DELETE", f"{FS}/uploads/{{upload_id}}", "the owner's session", owner_only(204),
         plain(path={"upload_id": lambda s: s["upload_id"]}), make=lambda w: w.session(),
         consumes=True, intact=lambda w, s: exists(w, f"{FS}/uploads/{s['upload_id']}")),
+    Row("GET", f"{FS}/uploads/{{upload_id}}", "the writer's session in the share",
+        {**share_write(404), WRITER: 200},
+        in_share(path={"upload_id": lambda s: s["upload_id"]}),
+        make=lambda w: w.writer_session()),
+    Row("PUT", f"{FS}/uploads/{{upload_id}}/parts/{{part}}", "the writer's session in the share",
+        {**share_write(404), WRITER: 200}, lambda w, role, item: Ask(
+            path={"upload_id": item["upload_id"], "part": "0"}, data=b"9876543210",
+            params={"share": w.share_of(role)}),
+        make=lambda w: w.writer_session(), consumes=True,
+        intact=lambda w, s: w.users[WRITER].api.get(
+            f"{FS}/uploads/{s['upload_id']}", params={"share": w.share_of(WRITER)}).json()
+        ["received"] == []),
+    Row("POST", f"{FS}/uploads/{{upload_id}}/commit", "the writer's session in the share",
+        {**share_write(404), WRITER: 201},
+        in_share(path={"upload_id": lambda s: s["upload_id"]}),
+        make=lambda w: w.writer_session(filled=True), consumes=True,
+        intact=lambda w, s: w.users[WRITER].api.get(
+            f"{FS}/uploads/{s['upload_id']}", params={"share": w.share_of(WRITER)}
+        ).status_code == 200),
+    Row("DELETE", f"{FS}/uploads/{{upload_id}}", "the writer's session in the share",
+        {**share_write(404), WRITER: 204},
+        in_share(path={"upload_id": lambda s: s["upload_id"]}),
+        make=lambda w: w.writer_session(), consumes=True,
+        intact=lambda w, s: w.users[WRITER].api.get(
+            f"{FS}/uploads/{s['upload_id']}", params={"share": w.share_of(WRITER)}
+        ).status_code == 200),
     Row("GET", f"{FS}/settings", "own", signed_in(200), plain()),
     Row("PUT", f"{FS}/settings", "own", signed_in(200),
         plain(json={"trash_retention_days": 30})),

@@ -25,7 +25,7 @@ from cloudstrype.sharing.scope import SHARE_ID_RE, SHARE_ROUTES
 from cloudstrype.sharing.store import LEVELS
 from cloudstrype.storages.names import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
-from cloudstrype.tree.files import MAX_BATCH_FILES, MTIME_MAX, MTIME_MIN
+from cloudstrype.tree.files import MAX_BATCH_FILES, MEDIA_TYPE, MTIME_MAX, MTIME_MIN
 from cloudstrype.tree.store import ROOT
 from cloudstrype.tree.trash import MAX_RETENTION_DAYS
 from cloudstrype.tree.tree import MAX_DEPTH, MAX_NAME_BYTES, PAGE_LIMIT_MAX
@@ -130,6 +130,8 @@ DURABILITY = {"type": "string", "examples": ["raid1(2)", "rs(4,2)"], "pattern": 
     f"rs\\({_numbers(1, MAX_RS_SHARES // 2)},{_numbers(1, MAX_RS_SHARES // 2)}\\))$")}
 ENCRYPTION = {"type": "string", "enum": list(ENCRYPTIONS)}
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+# A file's type as a client gives it (tree.files.media_type): a media type, then parameters.
+GIVEN_CONTENT_TYPE = {"type": "string", "pattern": f"^{MEDIA_TYPE}( *;.*)?$"}
 PATH_PARAMS = {"chunk_id": CHUNK_ID, "file_id": FILE_ID, "storage_id": STORAGE_ID,
                "member_id": MEMBER_ID, "username": USERNAME, "group": GROUP,
                "upload_id": UPLOAD_ID, "part": PART, "provider": PROVIDER}
@@ -612,7 +614,8 @@ op("GET", "/api/filesystem/chunks/{file_id}",
        404: "Unknown id or version, or a directory"})
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
    body=_obj(["name", "size"], path=PATH, name=NAME, size={"type": "integer", "minimum": 0},
-             content_type=S, durability=DURABILITY, encryption=ENCRYPTION, sha256=SHA256),
+             content_type=GIVEN_CONTENT_TYPE, durability=DURABILITY, encryption=ENCRYPTION,
+             sha256=SHA256),
    responses={201: "Session (folders of the path that do not exist are made at the commit)",
               409: "Too many open sessions, or a file on the way",
               413: "Larger than a file may be here, or over the user's quota"})

@@ -85,16 +85,17 @@ chunk_id = store.file_chunk_id
 # A media type as RFC 6838 names one (type/subtype of restricted-name characters): what a
 # Content-Type header can carry as it is. A stored type with a line break in it made the file
 # one no one could download (the framework refused the header: a 500).
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
-                         r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+MEDIA_TYPE = (r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
+              r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+# What a client may give as a file's type (the API description says the same): a media type,
+# then parameters, which are not kept.
+_GIVEN_TYPE = re.compile(rf"({MEDIA_TYPE})(?: *;.*)?", re.S)
 
 
 def media_type(value) -> str | None:
-    """`value` without its parameters, if it is a media type; else None."""
-    if not isinstance(value, str):
-        return None
-    bare = value.split(";")[0].strip()
-    return bare if _MEDIA_TYPE.fullmatch(bare) else None
+    """The media type `value` gives, without its parameters; None if it gives none."""
+    match = _GIVEN_TYPE.fullmatch(value) if isinstance(value, str) else None
+    return match.group(1) if match else None
 
 
 def guess_type(name: str, given: str | None = None) -> str:
