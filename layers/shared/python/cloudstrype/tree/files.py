@@ -1134,6 +1134,10 @@ def abort_sessions_through(owner: str, share_id: str) -> int:
                 aborted += 1
             except errors.Conflict:
                 pass                # committed meanwhile: the file is there, the share was not
+            except Exception:       # noqa: BLE001 - the share is revoked already; this one
+                # can no longer be used, and it expires with its parts as any session does
+                log.warning("upload %s: not aborted with its revoked share", record.upload_id,
+                            exc_info=True)
     return aborted
 
 
