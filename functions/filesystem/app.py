@@ -381,6 +381,12 @@ def create_upload(call):
     return Reply(scope.shown(session), status=201)
 
 
+@_endpoint("/uploads")
+def list_uploads(call):
+    scope = _scope(call, write=True)
+    return {"uploads": files.list_sessions(scope.owner, _session_holder(scope))}
+
+
 @_endpoint("/uploads/{upload_id}")
 def upload_status(call, upload_id):
     scope = _scope(call, write=True)

@@ -173,6 +173,16 @@ def reads_for(allowed_roles) -> Callable:
     return says
 
 
+def lists_session_to(holder: str) -> Callable:
+    """GET /uploads: the session under test is listed to `holder`, and to no one else."""
+    def check(w, role, session, response):
+        listed = {u["upload_id"] for u in response.json()["uploads"]}
+        if (session["upload_id"] in listed) != (role == holder):
+            return f"session listed to {role}: {session['upload_id'] in listed}"
+        return None
+    return check
+
+
 def node_intact(w, node) -> bool:
     info = w.owner.api.get(f"{FS}/info/{node['id']}")
     return info.status_code == 200 and info.json()["name"] == node["name"]
@@ -421,6 +431,10 @@ ROWS: list[Row] = [
         make=lambda w: w.items["secret"], says=reads_for(set())),
 
     # filesystem: upload sessions, settings, usage, the trash: each one's own only
+    Row("GET", f"{FS}/uploads", "one's own open sessions", signed_in(200), plain(),
+        make=lambda w: w.items["session"], says=lists_session_to(OWNER)),
+    Row("GET", f"{FS}/uploads", "one's own sessions in the share", share_write(200),
+        in_share(), make=lambda w: w.writer_session(), says=lists_session_to(WRITER)),
     Row("POST", f"{FS}/uploads", "in one's own tree", signed_in(201),
         lambda w, role, item: Ask(json={"path": "/", "name": unique(role), "size": 1})),
     # Through a share: each granted writer opens their own; a session is its opener's alone,

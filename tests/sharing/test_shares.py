@@ -531,12 +531,20 @@ def test_a_writer_puts_a_large_file_into_a_share_through_an_upload_session(alice
                  "share_not_found")
     status = bob.api.get(f"{FS}/uploads/{upload_id}", params={"share": s}).json()
     assert status["received"] == [0, 1] and status["missing"] == []
+    # Listed to Bob through the share only; the owner's list is hers.
+    listed = bob.api.get(f"{FS}/uploads", params={"share": s}).json()["uploads"]
+    assert [(u["upload_id"], u["path"], u["name"], u["parts"]) for u in listed] == [
+        (upload_id, "/sub", "big.bin", 2)]
+    assert bob.api.get(f"{FS}/uploads").json()["uploads"] == []
+    assert alice.api.get(f"{FS}/uploads").json()["uploads"] == []
+    assert_error(carol.api.get(f"{FS}/uploads", params={"share": s}), 404, "share_not_found")
 
     committed = bob.api.post(f"{FS}/uploads/{upload_id}/commit", params={"share": s},
                              json={"sha256": hashlib.sha256(data).hexdigest()})
     assert committed.status_code == 201, committed.text
     assert committed.json()["path"] == "/sub/big.bin"
     assert (open_sessions(alice), open_sessions(bob)) == (0, 0)
+    assert bob.api.get(f"{FS}/uploads", params={"share": s}).json()["uploads"] == []
     # It is the owner's file, where the share put it, with every byte.
     mine = alice.api.get(f"{FS}/info", params={"path": "/team/sub/big.bin"}).json()
     assert mine["size"] == len(data) and mine["sha256"] == hashlib.sha256(data).hexdigest()

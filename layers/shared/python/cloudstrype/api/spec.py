@@ -619,6 +619,13 @@ op("POST", "/api/filesystem/uploads", "Start an upload session for a large file"
    responses={201: "Session (folders of the path that do not exist are made at the commit)",
               409: "Too many open sessions, or a file on the way",
               413: "Larger than a file may be here, or over the user's quota"})
+op("GET", "/api/filesystem/uploads",
+   "Your open upload sessions (in your tree; with share=, those you opened through that "
+   "share), oldest first",
+   responses={200: {"schema": {"type": "object", "properties": {"uploads": {
+       "type": "array", "items": _obj([], upload_id=S, path=S, name=S, size=INT,
+                                      part_size=INT, parts=INT, created=S,
+                                      expires_at=INT)}}}}})
 op("GET", "/api/filesystem/uploads/{upload_id}",
    "Which parts arrived (received, missing), and the SHA-256 of each received one "
    "(part_sha256, by part number), to resume",

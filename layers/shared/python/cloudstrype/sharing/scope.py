@@ -28,7 +28,7 @@ SHARE_ROUTES = frozenset({
     ("DELETE", "/info/{file_id}"), ("POST", "/dirs"), ("POST", "/data"), ("POST", "/batch"),
     ("POST", "/read"), ("GET", "/data/{file_id}"),
     # Upload sessions, each the recipient's own, through the share it was opened in.
-    ("POST", "/uploads"), ("GET", "/uploads/{upload_id}"),
+    ("POST", "/uploads"), ("GET", "/uploads"), ("GET", "/uploads/{upload_id}"),
     ("PUT", "/uploads/{upload_id}/parts/{part}"), ("POST", "/uploads/{upload_id}/commit"),
     ("DELETE", "/uploads/{upload_id}")})
 

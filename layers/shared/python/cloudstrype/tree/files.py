@@ -920,6 +920,20 @@ def _counted_by(record: Upload) -> str:
     return record.uploader or record.owner
 
 
+def list_sessions(owner: str, holder: SessionHolder = OWNER_SESSION) -> list[dict]:
+    """The holder's open sessions in `owner`'s tree, oldest first: what `session_info` says of
+    each but the parts (a client resuming one asks for it)."""
+    now = time.time()
+    found = [record for record in tree_store().open_uploads(owner)
+             if (record.uploader, record.share_id) == (holder.uploader, holder.share_id)
+             and record.expires_at >= now]
+    found.sort(key=lambda record: (record.created, record.upload_id))
+    return [{"upload_id": record.upload_id, "path": record.directory, "name": record.name,
+             "size": int(record.size), "part_size": int(record.chunk_size),
+             "parts": _parts_total(record), "created": tree.iso(record.created),
+             "expires_at": int(record.expires_at)} for record in found]
+
+
 def _check_sha256(value) -> str | None:
     if value is not None and (not isinstance(value, str) or len(value) != 64 or
                               any(c not in "0123456789abcdef" for c in value.lower())):
