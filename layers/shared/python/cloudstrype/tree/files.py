@@ -861,6 +861,9 @@ class SessionHolder:
     share_id: str | None = None
     base: Node | None = None
 
+    def holds(self, record: Upload) -> bool:
+        return (record.uploader, record.share_id) == (self.uploader, self.share_id)
+
 
 OWNER_SESSION = SessionHolder()
 
@@ -925,8 +928,7 @@ def list_sessions(owner: str, holder: SessionHolder = OWNER_SESSION) -> list[dic
     each but the parts (a client resuming one asks for it)."""
     now = time.time()
     found = [record for record in tree_store().open_uploads(owner)
-             if (record.uploader, record.share_id) == (holder.uploader, holder.share_id)
-             and record.expires_at >= now]
+             if holder.holds(record) and record.expires_at >= now]
     found.sort(key=lambda record: (record.created, record.upload_id))
     return [{"upload_id": record.upload_id, "path": record.directory, "name": record.name,
              "size": int(record.size), "part_size": int(record.chunk_size),
@@ -956,8 +958,7 @@ def _expected_part_size(record: Upload, part: int) -> int:
 def get_session(owner: str, upload_id: str, holder: SessionHolder = OWNER_SESSION) -> Upload:
     record = tree_store().get_upload(owner, upload_id) if isinstance(upload_id, str) and \
         0 < len(upload_id) <= 64 else None
-    if record is None or record.aborted or record.intent or \
-            (record.uploader, record.share_id) != (holder.uploader, holder.share_id):
+    if record is None or record.aborted or record.intent or not holder.holds(record):
         raise errors.NotFound(f"No upload session {errors.shown(upload_id)}.",
                               code="upload_not_found")
     if record.expires_at < time.time():
