@@ -286,11 +286,12 @@ class Client:
             return self._transfer_socket
 
     def get_into_file(self, channel: local_transfer.Channel, path: str, *, params: dict,
-                      headers: dict, into: int, ok: tuple[int, ...], what: str | None
+                      headers: dict, into: int | None, ok: tuple[int, ...], what: str | None
                       ) -> tuple[requests.Response, int]:
         """A GET whose body the server writes into the channel's file at `into`: (the answer,
-        bytes written). Retried, refreshed and refused as `request` does; raises
-        local_transfer.Unavailable when the socket fails (the caller goes over HTTP)."""
+        bytes written); `into` None: the answer with its (text) body, nothing written.
+        Retried, refreshed and refused as `request` does; raises local_transfer.Unavailable
+        when the socket fails (the caller goes over HTTP)."""
         query = self._scoped(path, params) or {}
         written = 0
 

@@ -1,17 +1,27 @@
-"""Downloads from a server on this machine written by the server straight into the file.
+"""Downloads from a server on this machine, without HTTP's copies of every byte.
 
-`cloudstrype serve` opens a Unix socket for this (its infra/local/transfer.py describes it):
-the CLI hands over the file it is writing and asks for ranges as it would over HTTP; the server
-writes each range's bytes into the file instead of sending them, which saves the copy into a
-socket and out of it. The CLI then reads each range back (from the page cache) for its
-end-to-end SHA-256, as it hashes what arrives over HTTP. Any server but one on this machine (or
-CLOUDSTRYPE_LOCAL_TRANSFER=off) gets HTTP.
+`cloudstrype serve` opens a Unix socket for this (its infra/local/transfer.py describes it).
+The CLI hands over the file it is writing and first asks for the file's direct-read plan
+(GET /data/{id}?direct=1, answered through this socket alone): for each chunk, the files of
+the shares to decode it from and its key. It reads those files and decodes each chunk with
+the server's own codec (cloudstrype.pipeline.codec, installed with the CLI), so each byte is
+read, decrypted and written once, by one process. A chunk it cannot read so (a share missing,
+damaged or on a storage that is not a folder here) it asks for as a range, which the server
+writes into the file itself, reading, repairing and reporting as its reads do. Either way the
+CLI hashes the whole for its end-to-end SHA-256, as it hashes what arrives over HTTP.
+
+Any server but one on this machine gets HTTP; CLOUDSTRYPE_LOCAL_TRANSFER=off does too, and
+=ranges keeps the socket but not the direct reads.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import queue
 import socket
+import stat
+import threading
 from urllib.parse import urlsplit
 
 import requests
@@ -22,6 +32,9 @@ WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
 MAX_LINE_BYTES = 64 * 1024
 SWITCH = "CLOUDSTRYPE_LOCAL_TRANSFER"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# A chunk's bytes at most (the server's codec: MAX_CHUNK_SIZE): a buffer of this size serves
+# every chunk of a direct read.
+CHUNK_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class Unavailable(Exception):
@@ -30,6 +43,22 @@ class Unavailable(Exception):
 
 def enabled() -> bool:
     return os.environ.get(SWITCH, "on").lower() not in ("off", "0", "false", "no")
+
+
+def direct_reads() -> bool:
+    """Whether this CLI reads shares itself when the server says where they are: the switch
+    allows it and the server's codec is installed beside the CLI."""
+    return enabled() and os.environ.get(SWITCH, "on").lower() != "ranges" and \
+        _codec() is not None
+
+
+@functools.cache
+def _codec():
+    try:
+        from cloudstrype.pipeline import codec
+    except ImportError:         # the CLI installed without the server: ranges only
+        return None
+    return codec
 
 
 def locate(client) -> str | None:
@@ -43,6 +72,89 @@ def locate(client) -> str | None:
     except (requests.RequestException, ValueError, AttributeError):
         return None
     return found if isinstance(found, str) and os.path.exists(found) else None
+
+
+class DirectReader:
+    """Reads chunks from their shares' files as a direct-read plan names them, decoded as the
+    server decodes them (cloudstrype.pipeline.codec: the GCM tag authenticates every byte).
+    Its buffers are reused: each thread's for the shares it reads, and the chunks' own, given
+    back with done() once their bytes are hashed (new memory, not the reading or decrypting,
+    was most of a download's kernel time on the benchmark's VM)."""
+
+    def __init__(self):
+        self._threads = threading.local()
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read(self, read, size: int) -> memoryview | None:
+        """The chunk's `size` bytes, in a buffer of this reader's (give it back with done());
+        None if they cannot be read so (a share gone, replaced, of another size or failing its
+        tag, an entry this codec does not know): the server is asked for them instead, and
+        its read finds and reports what is wrong."""
+        codec = _codec()
+        if codec is None or not isinstance(read, dict):
+            return None
+        out = self._chunk_buffer(size)
+        try:
+            meta = codec.ChunkMeta.from_dict(read["meta"])
+            shares = {}
+            for slot, share in enumerate(read["shares"]):
+                data = self._share_file(str(share["file"]), meta.share_size, slot)
+                if data is None:
+                    raise ValueError("not a share")
+                shares[int(share["index"])] = data
+            key = bytes.fromhex(read["key"]) if read.get("key") else None
+            if codec.decode_into(str(read["chunk"]), shares, meta, key, out) == size:
+                return memoryview(out)[:size]
+        except (codec.CodecError, OSError, ValueError, KeyError, TypeError):
+            pass
+        self._free.put(out)
+        return None
+
+    def done(self, view: memoryview) -> None:
+        """Take back the buffer of a chunk read()."""
+        buffer = view.obj
+        view.release()
+        self._free.put(buffer)
+
+    def _chunk_buffer(self, size: int) -> bytearray:
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            buffer = None
+        return buffer if buffer is not None and len(buffer) >= size else \
+            bytearray(max(size, CHUNK_BUFFER_BYTES))
+
+    def _share_file(self, path: str, size: int, slot: int) -> memoryview | None:
+        """A share's file read as the local storage reads it (a regular file, not a link; at
+        most one byte more than recorded, so a grown one fails its size check), into this
+        thread's buffer `slot`; its pages are let go, as that storage lets go of a share read
+        whole."""
+        buffers = getattr(self._threads, "buffers", None)
+        if buffers is None:
+            buffers = self._threads.buffers = []
+        while len(buffers) <= slot:
+            buffers.append(bytearray(0))
+        if len(buffers[slot]) < size + 1:
+            buffers[slot] = bytearray(max(size + 1, CHUNK_BUFFER_BYTES + 64))
+        view = memoryview(buffers[slot])[:size + 1]
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            if hasattr(os, "posix_fadvise"):
+                # The whole share asked of the disk at once, not a readahead window at a time.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            got = 0
+            while got < len(view):
+                count = os.readv(fd, [view[got:]])
+                if not count:
+                    break
+                got += count
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            return view[:got]
+        finally:
+            os.close(fd)
 
 
 class Channel:
@@ -60,10 +172,10 @@ class Channel:
             raise Unavailable(f"cannot connect to {path}: {exc}") from None
         self.reader = self.sock.makefile("rb")
 
-    def get(self, path: str, query: dict, headers: dict, into: int) -> tuple[
+    def get(self, path: str, query: dict, headers: dict, into: int | None) -> tuple[
             requests.Response, int]:
         """(the answer as a requests.Response without its body if it was written, the bytes
-        written into the file at `into`)."""
+        written into the file at `into`; `into` None: with its body, nothing written)."""
         line = json.dumps({"path": path, "query": query, "headers": headers,
                            "into": into}).encode() + b"\n"
         try:

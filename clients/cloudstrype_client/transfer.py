@@ -1281,16 +1281,18 @@ class Downloader:
 
     def _ranges_here(self, socket_path: str, url: str, params: dict, size: int, fd: int,
                      item: Download, bar, written: list[int]) -> str:
-        """_ranges through the server's local socket: `window` ranges asked for ahead, each on
-        a connection of its own, written into `fd` by the server; each read back in order
-        (just written, from the page cache) for the sha256. `written` counts the bytes
-        advanced on the progress bar, for a fall-back to take back."""
+        """_ranges through the server's local socket: `window` ranges asked for ahead, each
+        read by this process from the shares' files where the server's direct-read plan says
+        they are (local_transfer.read_chunk), else written into `fd` by the server through a
+        connection of its own; hashed in order, from memory or (written by the server) in
+        place. `written` counts the bytes advanced on the progress bar, for a fall-back to
+        take back."""
         os.ftruncate(fd, size)
         idle: queue.SimpleQueue = queue.SimpleQueue()
         channels: list[local_transfer.Channel] = []
         lock = threading.Lock()
 
-        def fetch(first: int, last: int) -> None:
+        def borrowed(work):
             try:
                 channel = idle.get_nowait()
             except queue.Empty:
@@ -1298,19 +1300,40 @@ class Downloader:
                 with lock:
                     channels.append(channel)
             try:
-                answer, count = self.client.get_into_file(
-                    channel, url, params=params, headers={"Range": f"bytes={first}-{last}"},
-                    into=first, ok=(206,), what=item.remote)
+                return work(channel)
             finally:
                 idle.put(channel)
+
+        reader = local_transfer.DirectReader()
+
+        def fetch(first: int, last: int, read) -> memoryview | None:
+            if read is not None:
+                data = reader.read(read, last - first + 1)
+                if data is not None:
+                    try:
+                        _write_at(fd, data, first)
+                    except BaseException:
+                        reader.done(data)
+                        raise
+                    return data
+            answer, count = borrowed(lambda channel: self.client.get_into_file(
+                channel, url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                into=first, ok=(206,), what=item.remote))
             range_given = answer.headers.get("Content-Range", f"bytes {first}-{last}/{size}")
             if count != last - first + 1 or range_given != f"bytes {first}-{last}/{size}":
                 raise CliError(f"{item.remote}: the server wrote the wrong range "
                                f"({range_given}, {count} bytes) for bytes {first}-{last}.")
+            return None
+
+        def plan_from(offset: int) -> list[tuple[int, int, dict | None]] | None:
+            answer, _ = borrowed(lambda channel: self.client.get_into_file(
+                channel, url, params={**params, "direct": "1"},
+                headers={"Range": f"bytes={offset}-{size - 1}"}, into=None, ok=(200,),
+                what=item.remote))
+            return _direct_spans(answer, offset, size, params.get("version"))
 
         digest = hashlib.sha256()
-        spans = iter([(first, min(size, first + RANGE_SIZE) - 1)
-                      for first in range(0, size, RANGE_SIZE)])
+        spans = self._spans_here(size, plan_from)
         pending: deque = deque()
 
         def ask_next() -> None:
@@ -1318,14 +1341,18 @@ class Downloader:
             if span is not None:
                 pending.append((span, self.parts.submit(fetch, *span)))
 
-        for _ in range(self.window):
-            ask_next()
         try:
+            for _ in range(self.window):
+                ask_next()
             while pending:
-                (first, last), done = pending.popleft()
-                done.result()
+                (first, last, _), done = pending.popleft()
+                data = done.result()
                 length = last - first + 1
-                _hash_in_place(digest, fd, first, length)
+                if data is None:
+                    _hash_in_place(digest, fd, first, length)
+                else:
+                    digest.update(data)
+                    reader.done(data)
                 self.progress.advance(length, bar)
                 written[0] += length
                 _let_pages_go(fd, last + 1, length)
@@ -1341,6 +1368,58 @@ class Downloader:
             for channel in channels:
                 channel.close()
         return digest.hexdigest()
+
+    def _spans_here(self, size: int, plan_from):
+        """(first, last, direct-read entry or None) for each range of the file, in order: the
+        chunks of the server's direct-read plans while it gives them (a plan at a time, as the
+        ranges reach it), else RANGE_SIZE ranges asked of the server."""
+        offset = 0
+        direct = not self.client.share and local_transfer.direct_reads()
+        while offset < size:
+            planned = None
+            if direct:
+                try:
+                    planned = plan_from(offset)
+                except CliError:        # a server without direct reads, or a file without
+                    planned = None      # chunks of its own: by ranges
+            if not planned:
+                for first in range(offset, size, RANGE_SIZE):
+                    yield first, min(size, first + RANGE_SIZE) - 1, None
+                return
+            for span in planned:
+                yield span
+            offset = planned[-1][1] + 1
+
+
+def _direct_spans(answer, offset: int, size: int, version: str | None
+                  ) -> list[tuple[int, int, dict | None]] | None:
+    """The spans of a direct-read plan (GET /data?direct=1): its chunks, which must follow on
+    from `offset` without gaps, each at most a range's size (a chunk read through the server
+    is one range), of the version being read; None for a plan that is not so."""
+    try:
+        plan = answer.json()
+        if plan.get("size") != size or (version and plan.get("version") != version):
+            return None
+        spans, at = [], offset
+        for chunk in plan["chunks"]:
+            length = chunk["size"]
+            # (Each at an offset the file can be mapped at, for _hash_in_place.)
+            if chunk["offset"] != at or at % mmap.ALLOCATIONGRANULARITY or \
+                    not isinstance(length, int) or not 0 < length <= RANGE_SIZE or \
+                    at + length > size:
+                return None
+            spans.append((at, at + length - 1, chunk.get("read")))
+            at += length
+        return spans or None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _write_at(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)
 
 
 def _hash_in_place(digest, fd: int, first: int, length: int) -> None:

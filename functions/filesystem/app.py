@@ -311,7 +311,29 @@ def download(call, file_id):
     if scope.shared and call.query.get("version"):
         raise errors.Forbidden("Earlier versions of a shared file are its owner's; a share "
                                "gives the current content.", code="versions_not_shared")
+    if call.query.get("direct") is not None:
+        return _direct(call, scope, node)
     return _content(call, scope.owner, node, call.query.get("version"))
+
+
+def _direct(call, scope, node):
+    """?direct=1: how to read the file's chunks without the server's copy of each byte
+    (files.local_read_plan), for the bytes the Range names (else from the start). Only a
+    program of the server's own OS user on its machine gets it (it can read the storages and
+    the master key already); where a file's content is stored is its owner's to see."""
+    if call.query["direct"] != "1":
+        raise errors.BadRequest("'direct' takes the value 1.", code="invalid_parameter",
+                                details={"parameter": "direct"})
+    if not call.local_transfer:
+        raise errors.BadRequest("'direct' is answered only through the local server's transfer "
+                                "socket, to a program on its machine; leave it out over HTTP.",
+                                code="direct_local_only")
+    if scope.shared:
+        raise errors.BadRequest(_OWN_TREE_ONLY["/chunks/{file_id}"], code="not_in_a_share")
+    version = files.get_version(scope.owner, node, call.query.get("version"))
+    size = int(version.size)
+    first, last = files.parse_range(call.header("range"), size) or (0, max(size - 1, 0))
+    return files.local_read_plan(scope.owner, version, first, last)
 
 
 def _content(call, owner, node, version_id):

@@ -36,7 +36,12 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 from cloudstrype import limits
-from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, InProcessBody
+from cloudstrype.api.body import (
+    IN_PROCESS_EVENT,
+    IN_PROCESS_MIN_BYTES,
+    LOCAL_TRANSFER_CONTEXT,
+    InProcessBody,
+)
 from cloudstrype.api.security_headers import WEB_UI_HEADERS, web_ui_policy
 from cloudstrype.auth.tokens import verified_user_id
 from cloudstrype.sharing.links import redact
@@ -454,6 +459,8 @@ class Gateway:
                 "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
                 "identity": {"sourceIp": peer, "userAgent": request.headers.get("User-Agent")},
                 "requestTimeEpoch": int(now * 1000),
+                **({LOCAL_TRANSFER_CONTEXT: True} if getattr(request, "local_transfer", False)
+                   else {}),
             },
             # Every body travels base64-encoded: the API is configured with binary media */*.
             "body": body,

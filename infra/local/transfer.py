@@ -8,12 +8,18 @@ socket (in a 0700 folder of the OS user's own), hand over the file it is writing
 first message (SCM_RIGHTS: the server never opens a path anyone names), and send GET requests
 as it would over HTTP. Each is answered by the gateway's own code (its limits, authentication,
 the function and its authorization, see Gateway.respond); a 200 or 206 answer's body is
-written into the file at the offset the request names instead of being sent back.
+written into the file at the offset the request names instead of being sent back. A request
+without an offset has its answer's body sent back (text only): that is how the CLI asks for
+a file's direct-read plan (GET /data/{id}?direct=1, which the function answers to requests
+of this socket alone: the CLI then reads the shares' files and decodes them itself, and asks
+here, by ranges, for what it cannot read).
 
 The protocol, one JSON object per line each way:
     request  {"path": "/api/...", "query": {...}, "headers": {...}, "into": OFFSET}
     answer   {"status": 206, "headers": {...}, "written": N}     (body written at OFFSET)
           or {"status": 404, "headers": {...}, "body": "..."}    (nothing written)
+    request  {"path": "/api/...", "query": {...}, "headers": {...}, "into": null}
+    answer   {"status": 200, "headers": {...}, "body": "..."}    (a UTF-8 body, sent back)
           or {"status": 206, "headers": {...}, "write_error": {"errno": 28, "message": "..."}}
              (the answer was the content, but writing it into the file failed)
 The file must be a regular file open for writing; a connection idle for IDLE_SECONDS is
@@ -90,6 +96,7 @@ class _Request:
     """A GET from the socket, with the fields Gateway.respond reads of aiohttp's request."""
 
     content_length = None
+    local_transfer = True                   # the function may answer what only this socket gets
     method = "GET"
     version = _Version()
     content = _NoBody()
@@ -186,15 +193,15 @@ class TransferSocket:
                     isinstance(query, dict) and isinstance(headers, dict) and
                     all(isinstance(v, str) for v in (*query, *query.values(), *headers,
                                                      *headers.values())) and
-                    isinstance(into, int) and not isinstance(into, bool) and
-                    0 <= into <= MAX_OFFSET):
+                    (into is None or isinstance(into, int) and not isinstance(into, bool) and
+                     0 <= into <= MAX_OFFSET)):
                 raise ValueError
             for text in (path, *query, *query.values(), *headers, *headers.values()):
                 text.encode("utf-8")        # a lone surrogate has no UTF-8: not a name
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeEncodeError):
             return _refused("Each line is a JSON object with 'path' (under /api/), 'query' and "
                             "'headers' (UTF-8 strings) and 'into' (the file offset, 0 to "
-                            f"{MAX_OFFSET}).")
+                            f"{MAX_OFFSET}, or null to have the answer's body sent back).")
         if fd is None:
             return _refused("The first message must carry the open file to write into.")
         request = _Request(path, query, headers, self.host)
@@ -206,6 +213,13 @@ class TransferSocket:
         if response.status not in (200, 206):
             return {"status": response.status, "headers": shown,
                     "body": bytes(body).decode("utf-8", "replace")}
+        if into is None:
+            try:
+                return {"status": response.status, "headers": shown,
+                        "body": bytes(body).decode("utf-8")}
+            except UnicodeDecodeError:
+                return _refused("The answer is not text; give 'into' to have it written into "
+                                "the file.")
         try:
             with memoryview(body) as view:
                 written = 0

@@ -1,8 +1,11 @@
-"""`cloudstrype get` from a server on this machine: the server writes a large file's ranges into
-the CLI's own file through its local socket (infra/local/transfer.py, local_transfer.py), none
-of them over HTTP; a socket that fails sends the download over HTTP instead. The socket itself
-is held to what HTTP is: only GETs under /api/, authorized as they are there, and nothing
-written into the file for an answer that is not the content."""
+"""`cloudstrype get` from a server on this machine: through the server's local socket
+(infra/local/transfer.py, local_transfer.py) the CLI asks for the file's direct-read plan and
+reads its chunks' shares from the storages' folders itself; a chunk it cannot read so, the
+server writes into the CLI's file as a range; none of it over HTTP. A socket that fails sends
+the download over HTTP instead. The socket itself is held to what HTTP is: only GETs under
+/api/, authorized as they are there, and nothing written into the file for an answer that is
+not the content; the plan (the shares' files and keys) is given through it alone, and only
+for the caller's own files."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +19,7 @@ import pytest
 from cloudstrype_client import local_transfer
 
 from infra.local import transfer
-from tests.cli.faults import PASS, WELL_KNOWN_PATH
+from tests.cli.faults import WELL_KNOWN_PATH
 from tests.cli.test_download_check import _upload_with_declared_sha256
 from tests.support import Api, register_and_login, start_stack
 
@@ -38,13 +41,124 @@ def test_the_cli_and_the_server_agree_on_the_socket_protocol():
     assert local_transfer.SWITCH == transfer.SWITCH
 
 
-def test_a_large_get_from_this_machine_is_written_by_the_server(cli, cli_user, proxy, tmp_path):
-    proxy.local_socket = PASS                   # as if the proxy were not there
+class _Relay:
+    """A Unix socket in front of the stack's transfer socket: passes everything on both ways
+    (the file handed over too) and keeps the request lines, so a test sees what the CLI asked
+    through the socket."""
+
+    def __init__(self, target: str, where):
+        self.target, self.where = target, str(where)
+        self.requests: list[dict] = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.where)
+        self._listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def plans(self) -> list[dict]:
+        return [r for r in self.requests if r["query"].get("direct") == "1"]
+
+    def ranges(self) -> list[str]:
+        return [r["headers"]["Range"] for r in self.requests if r["into"] is not None]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+            first, fds, _flags, _address = socket.recv_fds(client, 65536, 1)
+            upstream.connect(self.target)
+            socket.send_fds(upstream, [first], fds)
+            for fd in fds:
+                os.close(fd)
+            threading.Thread(target=self._pump, args=(upstream, client, None),
+                             daemon=True).start()
+            self._pump(client, upstream, bytearray(first))
+
+    def _pump(self, source: socket.socket, sink: socket.socket, lines: bytearray | None):
+        try:
+            while True:
+                if lines is not None:
+                    while b"\n" in lines:
+                        line, _, rest = bytes(lines).partition(b"\n")
+                        self.requests.append(json.loads(line))
+                        lines[:] = rest
+                data = source.recv(65536)
+                if not data:
+                    return
+                if lines is not None:
+                    lines += data
+                sink.sendall(data)
+        except OSError:
+            return
+        finally:
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def relay(api, proxy, tmp_path):
+    """The stack's transfer socket behind a _Relay, found by the CLI through the proxy."""
+    running = _Relay(api.get(WELL_KNOWN_PATH).json()["socket"], tmp_path / "relay.sock")
+    proxy.local_socket = running.where
+    yield running
+    running.close()
+
+
+def test_a_large_get_from_this_machine_reads_the_shares_itself(cli, cli_user, proxy, relay,
+                                                                tmp_path):
     path, data = _stored(cli_user, 9 * MiB + 3)
     cli.ok("get", "-q", path, str(tmp_path / "got.bin"), env=proxy.env(cli_user.access_token))
     assert (tmp_path / "got.bin").read_bytes() == data
     assert proxy.count("GET", WELL_KNOWN_PATH) == 1
-    assert proxy.count("GET", RANGES) == 0      # all three ranges came through the socket
+    assert proxy.count("GET", RANGES) == 0      # nothing over HTTP
+    assert len(relay.plans()) == 1              # one plan for the three chunks,
+    assert relay.ranges() == []                 # each read from its share's file
+
+
+def test_switched_to_ranges_the_server_writes_every_range(cli, cli_user, proxy, relay, tmp_path):
+    path, data = _stored(cli_user, 9 * MiB + 3)
+    cli.ok("get", "-q", path, str(tmp_path / "got.bin"),
+           env={**proxy.env(cli_user.access_token), "CLOUDSTRYPE_LOCAL_TRANSFER": "ranges"})
+    assert (tmp_path / "got.bin").read_bytes() == data
+    assert relay.plans() == []
+    assert sorted(relay.ranges()) == [f"bytes=0-{4 * MiB - 1}", f"bytes={4 * MiB}-{8 * MiB - 1}",
+                                      f"bytes={8 * MiB}-{9 * MiB + 2}"]   # asked in parallel
+    assert proxy.count("GET", RANGES) == 0
+
+
+def test_a_copy_that_fails_its_tag_is_read_by_the_server_which_reports_it(
+        api, cli, cli_user, proxy, relay, tmp_path):
+    """The middle chunk's first copy changed on disk (same size): the CLI's decode fails its
+    tag, so that chunk is asked of the server, whose read takes the other copy and marks the
+    changed one for repair. The file comes out whole, and nothing changed comes out."""
+    path, data = _stored(cli_user, 9 * MiB + 3)
+    node_id = cli_user.api.get("/api/filesystem/info", params={"path": path}).json()["id"]
+    plan = _plan(api, cli_user, node_id, tmp_path)
+    middle = plan["chunks"][1]["read"]
+    share_file = middle["shares"][0]["file"]
+    with open(share_file, "r+b") as share:
+        share.seek(1000)
+        byte = share.read(1)
+        share.seek(1000)
+        share.write(bytes([byte[0] ^ 0xFF]))
+
+    cli.ok("get", "-q", path, str(tmp_path / "got.bin"), env=proxy.env(cli_user.access_token))
+
+    assert (tmp_path / "got.bin").read_bytes() == data
+    assert relay.ranges() == [f"bytes={4 * MiB}-{8 * MiB - 1}"]
+    info = cli_user.api.get(f"/api/chunk/{middle['chunk']}/info").json()
+    health = {s["index"]: s["health"] for s in info["shares"]}
+    assert health[middle["shares"][0]["index"]] == "damaged", info
 
 
 def test_a_server_across_a_network_sends_it_over_http(cli, cli_user, proxy, tmp_path):
@@ -144,6 +258,85 @@ def test_the_socket_names_what_is_wrong_with_a_request(api, tmp_path, request_li
     finally:
         os.close(fd)
     assert answer["status"] == 400 and fix in answer["body"], answer
+    assert (tmp_path / "out.bin").stat().st_size == 0
+
+
+def _plan_request(node_id: str, token: str, query: dict | None = None,
+                  headers: dict | None = None) -> dict:
+    return {"path": f"/api/filesystem/data/{node_id}", "query": {"direct": "1", **(query or {})},
+            "headers": {"Authorization": f"Bearer {token}", **(headers or {})}, "into": None}
+
+
+def _plan(api, user, node_id: str, tmp_path, **asked) -> dict:
+    where = api.get(WELL_KNOWN_PATH).json()["socket"]
+    fd = os.open(tmp_path / "plan.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        (answer,) = _ask(where, fd, _plan_request(node_id, user.access_token, **asked))
+    finally:
+        os.close(fd)
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])
+
+
+def test_the_plan_names_each_chunk_s_share_files_and_key(api, cli_user, tmp_path):
+    path, data = _stored(cli_user, 9 * MiB + 3)
+    node_id = cli_user.api.get("/api/filesystem/info", params={"path": path}).json()["id"]
+
+    plan = _plan(api, cli_user, node_id, tmp_path)
+
+    assert plan["size"] == len(data) and plan["sha256"] == hashlib.sha256(data).hexdigest()
+    assert [(c["offset"], c["size"]) for c in plan["chunks"]] == [
+        (0, 4 * MiB), (4 * MiB, 4 * MiB), (8 * MiB, MiB + 3)]
+    reader = local_transfer.DirectReader()
+    for chunk in plan["chunks"]:
+        read = chunk["read"]
+        assert len(read["shares"]) == 1                 # raid1(2): one copy is enough
+        assert len(bytes.fromhex(read["key"])) == 32
+        assert os.path.getsize(read["shares"][0]["file"]) == chunk["size"] + 16   # + GCM tag
+        got = reader.read(read, chunk["size"])
+        assert bytes(got) == data[chunk["offset"]:chunk["offset"] + chunk["size"]]
+        reader.done(got)
+    assert (tmp_path / "plan.bin").stat().st_size == 0  # a plan writes nothing into the file
+    later = _plan(api, cli_user, node_id, tmp_path, headers={"Range": f"bytes={5 * MiB}-"})
+    assert [c["offset"] for c in later["chunks"]] == [4 * MiB, 8 * MiB]
+
+
+def test_the_plan_is_given_through_the_socket_alone_and_to_the_owner_alone(api, cli_user,
+                                                                            tmp_path):
+    path, _ = _stored(cli_user, 5 * MiB)
+    node_id = cli_user.api.get("/api/filesystem/info", params={"path": path}).json()["id"]
+    over_http = cli_user.api.get(f"/api/filesystem/data/{node_id}", params={"direct": "1"})
+    assert over_http.status_code == 400 and over_http.json()["error"]["code"] == \
+        "direct_local_only", over_http.text
+
+    reader = register_and_login(api)
+    folder = path.rsplit("/", 1)[0]
+    shared = cli_user.api.post("/api/filesystem/shares", json={
+        "path": folder, "user": reader.username, "level": "read"})
+    assert shared.status_code == 201, shared.text
+    stranger = register_and_login(api)
+    packed = cli_user.api.post("/api/filesystem/batch", data={"path": folder}, files=[
+        ("file", (f"small-{n}.txt", os.urandom(100))) for n in range(2)])
+    assert packed.status_code == 207 and packed.json()["created"] == 2, packed.text
+    small_id = cli_user.api.get("/api/filesystem/info",
+                                params={"path": f"{folder}/small-0.txt"}).json()["id"]
+    where = api.get(WELL_KNOWN_PATH).json()["socket"]
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        theirs, through_share, wrong_value, packed = _ask(
+            where, fd, _plan_request(node_id, stranger.access_token),
+            _plan_request(node_id, reader.access_token,
+                          {"share": shared.json()["id"]}),
+            _plan_request(node_id, cli_user.access_token, {"direct": "yes"}),
+            _plan_request(small_id, cli_user.access_token))
+    finally:
+        os.close(fd)
+    assert theirs["status"] == 404, theirs
+    assert through_share["status"] == 400 and "not_in_a_share" in through_share["body"]
+    assert wrong_value["status"] == 400 and "invalid_parameter" in wrong_value["body"]
+    assert packed["status"] == 400 and "not_chunked" in packed["body"], packed
+    for answer in (theirs, through_share, wrong_value, packed):
+        assert "key" not in answer["body"] and "file" not in json.loads(answer["body"])
     assert (tmp_path / "out.bin").stat().st_size == 0
 
 

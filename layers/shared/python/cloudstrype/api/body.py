@@ -79,6 +79,12 @@ class Part:
                                     details={"field": self.name}) from None
 
 
+# Set in a request's context by the local server's transfer socket (infra/local/transfer.py)
+# alone: its caller is a program of the server's own OS user on the server's machine. API
+# Gateway builds the context itself, so no request from outside can carry it.
+LOCAL_TRANSFER_CONTEXT = "cloudstrypeLocalTransfer"
+
+
 @dataclass
 class Call:
     method: str
@@ -88,6 +94,7 @@ class Call:
     path_params: dict[str, str]
     raw_body: bytes
     principal: Any = None            # cloudstrype.auth.tokens.Principal for authenticated routes
+    local_transfer: bool = False     # came through the local transfer socket
     _json: Any = field(default=_MISSING, repr=False)
 
     @classmethod
@@ -104,7 +111,9 @@ class Call:
         except Exception as exc:  # malformed base64 from a hand-built event
             raise errors.BadRequest(f"The request body could not be read: {exc}") from None
         return cls(method=request.method, path=request.path, headers=headers, query=query,
-                   path_params=dict(path_params), raw_body=raw)
+                   path_params=dict(path_params), raw_body=raw,
+                   local_transfer=(getattr(request, "context", None) or {}).get(
+                       LOCAL_TRANSFER_CONTEXT) is True)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

@@ -43,6 +43,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None: ...
 
+    def put_share(self, key: str, data: bytes, read_first: bool) -> None:
+        """put() a chunk's share; `read_first`: reads ask for this one before the chunk's
+        others (raid1's first copy, rs's data shares), a hint for a storage that caches."""
+        self.put(key, data)
+
     @abc.abstractmethod
     def get(self, key: str) -> bytes: ...
 
@@ -59,6 +64,12 @@ class Backend(abc.ABC):
         size check without being held in memory whole. A backend that cannot read a range
         reads it all (get_range's default)."""
         return self.get_range(key, 0, size + 1) if size > 0 else self.get(key)
+
+    def local_file(self, key: str) -> str | None:
+        """The file holding the share on this machine's filesystem, for a reader on this
+        machine that reads shares itself (the local transfer socket's direct reads); None for
+        a storage whose shares are not files here (every one but `local`)."""
+        return None
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

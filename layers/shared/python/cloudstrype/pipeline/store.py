@@ -159,7 +159,8 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     spares = [s for s in candidates if s not in targets]
     if room is not None:
         room.result()                   # over quota: raised here, before any share is written
-    locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
+    locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares,
+                              read_first=dur.needed)
     wrapped = None
     if encoded.data_key:
         wrapped = vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
@@ -220,10 +221,12 @@ def _create_charged(record: Chunk, share_size: int, within_quota: bool, dead: bo
 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
-                  spares: list, indexes: list[int] | None = None) -> dict[int, tuple]:
+                  spares: list, indexes: list[int] | None = None,
+                  read_first: int = 0) -> dict[int, tuple]:
     """Write share i to targets[i] in parallel; a failed write moves to a spare storage.
     `indexes`: the chunk's share index of each (a repair writes some of them), named in its key;
-    by default 0, 1, ... Each
+    by default 0, 1, ... `read_first`: the shares of an index below it are the ones reads ask
+    first (Backend.put_share). Each
     share is put on the scrub's list before it is written, and the chunk's record takes it off
     (chunk_store.plan_share_writes): whatever a stopped server or a failed write leaves on a
     storage is deleted later."""
@@ -231,9 +234,11 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
     pending: dict[Future, tuple[int, object, str]] = {}
     spares = [s for s in spares if s.usable()]
 
+    def share_index(index: int) -> int:
+        return index if indexes is None else indexes[index]
+
     def plan(placed: list[tuple[int, object]]) -> list[tuple[int, object, str]]:
-        keyed = [(index, record, _share_key(owner, chunk_id,
-                                            index if indexes is None else indexes[index]))
+        keyed = [(index, record, _share_key(owner, chunk_id, share_index(index)))
                  for index, record in placed]
         chunk_store().plan_share_writes(
             owner, [(record.storage_id, key) for _, record, key in keyed],
@@ -241,7 +246,8 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
         return keyed
 
     def submit(index: int, record, key: str) -> None:
-        future = _io.submit(storages.backend_for(record).put, key, shares[index])
+        future = _io.submit(storages.backend_for(record).put_share, key, shares[index],
+                            share_index(index) < read_first)
         pending[future] = (index, record, key)
 
     for index, record, key in plan(list(enumerate(targets))):
@@ -484,6 +490,45 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
             mark_damaged(owner, chunk_id, set(bad.bad))
 
 
+def local_reads(owner: str, chunk_ids: list[str]) -> list[dict | None]:
+    """How a reader on this machine reads each chunk itself, get_chunk's work without its
+    trips through the server: the chunk's codec metadata, its data key (hex; None for an
+    unencrypted chunk) and the files of the shares to decode it from, the ones get_chunk
+    would ask first (data shares first, on storages not marked down). None for a chunk whose
+    needed shares are not all files on this machine: that one is read through the server.
+
+    The reader is the server's own OS user (infra/local/transfer.py checks it), who can read
+    the storages' folders and the data directory's master key already; what it gains is the
+    keys of chunks its Cloudstrype user may read, sparing the server's copy of each byte."""
+    records = chunk_store().get_many(owner, chunk_ids)
+    by_id = _storages_by_id(owner)
+    return [_local_read(records[chunk_id], by_id) if chunk_id in records else None
+            for chunk_id in chunk_ids]
+
+
+def _local_read(record: Chunk, by_id: dict) -> dict | None:
+    collector = codec.ShareCollector(record.meta)
+    locations = {s.index: s for s in record.shares}
+    files: list[dict] = []
+    for index in collector.wanted():
+        location = locations.get(index)
+        storage = by_id.get(location.storage_id) if location else None
+        if storage is None or not storage.usable():
+            continue
+        path = storages.backend_for(storage).local_file(location.key)
+        if path is not None:
+            files.append({"index": index, "file": path})
+        if len(files) == collector.needed:
+            break
+    if len(files) < collector.needed:
+        return None
+    key = None
+    if record.wrapped_key and collector.info.encryption.encrypted:
+        key = vault.open_sealed(record.owner, record.wrapped_key,
+                                _key_purpose(record.chunk_id)).hex()
+    return {"chunk": record.chunk_id, "meta": record.meta, "key": key, "shares": files}
+
+
 def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
                     some_unreachable: bool) -> errors.ApiError:
     """Too few good shares to decode: for now, when some storage did not answer (it may come
@@ -703,7 +748,7 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     order = sorted(rebuilt)
     spares = [s for s in candidates if s not in targets]
     written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares,
-                            indexes=order)
+                            indexes=order, read_first=collector.needed)
     new_locations = {order[position]: value for position, value in written.items()}
     replaced = chunk_store().replace_shares(
         record, {i: ShareLocation(i, s.storage_id, key) for i, (s, key) in new_locations.items()},

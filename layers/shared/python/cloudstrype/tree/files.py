@@ -1381,6 +1381,32 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
+# A direct-read plan (local_read_plan) covers at most this many chunks, 1 GiB: a reader asks
+# again for the rest, so no answer grows with the file.
+LOCAL_PLAN_MAX_CHUNKS = 256
+
+
+def local_read_plan(owner: str, version: Version, first: int, last: int) -> dict:
+    """For a reader on the server's machine (GET /data?direct=1 through the local transfer
+    socket): the chunks holding bytes first..last of a version, from the first, at most
+    LOCAL_PLAN_MAX_CHUNKS, each with the bytes of the file it holds and how to read it
+    without the server (store.local_reads; None: through the server). A version whose
+    content is not in chunks of its own (a small file, packed) has no plan: it is read
+    whole."""
+    if not int(version.chunk_count or 0) or version.pack_chunk:
+        raise errors.BadRequest("This file's content is not stored in chunks of its own (a "
+                                "small file, packed with others); read it without 'direct'.",
+                                code="not_chunked")
+    chunk_size, size = int(version.chunk_size), int(version.size)
+    source = version.chunk_source or version.version_id
+    indexes = range(first // chunk_size,
+                    min(last // chunk_size, first // chunk_size + LOCAL_PLAN_MAX_CHUNKS - 1) + 1)
+    reads = store.local_reads(owner, [chunk_id(source, i) for i in indexes])
+    return {"version": version.version_id, "size": size, "sha256": version.sha256,
+            "chunks": [{"offset": i * chunk_size, "size": min(chunk_size, size - i * chunk_size),
+                        "read": read} for i, read in zip(indexes, reads, strict=True)]}
+
+
 # POST /api/filesystem/read: the current content of many small files (up to MAX_BATCH_FILES,
 # each at most READ_BATCH_FILE_MAX: bigger ones are read by ranges) in one answer of at most
 # MAX_RESPONSE_BYTES, framing included.
