@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 
@@ -265,26 +264,3 @@ def test_shares_written_or_streamed_through_leave_the_page_cache_but_small_reads
     assert backend.get("small") == b"x" * 4096
     assert backend.get_range("big", 10, 4096) == big[10:4106]
     assert advice == []
-
-
-def _cached_bytes(path) -> int:
-    """Bytes of the file in the page cache (util-linux fincore, as mincore(2) sees them)."""
-    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                          capture_output=True, text=True, check=True)
-    return int(done.stdout.strip())
-
-
-def test_the_share_reads_ask_first_stays_cached_and_the_others_are_let_go(backend, root):
-    """Backend.put_share: the copy a read asks first stays in the page cache (a file read soon
-    after it is written comes from memory), the chunk's other shares are let go (cached too,
-    memory would hold the same bytes once per copy)."""
-    data = os.urandom(2 * 1024 * 1024)
-    backend.put("control", data)            # put(): let go, if this filesystem can
-    if _cached_bytes(root / "control") == len(data):
-        pytest.skip(f"{root} keeps every page (tmpfs?): nothing to let go")
-    backend.put_share("first", data, read_first=True)
-    backend.put_share("second", data, read_first=False)
-
-    assert _cached_bytes(root / "first") == len(data)
-    assert _cached_bytes(root / "second") < len(data) // 4
-    assert backend.get("first") == backend.get("second") == data

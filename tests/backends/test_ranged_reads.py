@@ -107,14 +107,6 @@ def test_a_range_of_a_deleted_share_raises_share_not_found(any_backend, data):
         any_backend.get_range("share-1", 0, 10)
 
 
-@pytest.mark.parametrize("read_first", [True, False], ids=["read-first", "other"])
-def test_put_share_stores_a_share_as_put_does(any_backend, data, read_first):
-    any_backend.put_share("share-1", data, read_first)
-
-    assert any_backend.get("share-1") == data
-    assert any_backend.get_range("share-1", 100, 10) == data[100:110]
-
-
 def test_only_a_local_storage_names_a_file_a_reader_here_can_read(any_backend, data):
     any_backend.put("share-1", data)
 

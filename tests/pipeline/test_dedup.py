@@ -232,12 +232,12 @@ def test_a_file_written_through_a_share_is_always_written(lib, tmp_path, monkeyp
     named = {"known.txt": b"alice's diary" * 20}
     put(lib, "alice", "/private", named)
     from cloudstrype.backends.local import LocalBackend
-    real_put, puts = LocalBackend.put_share, []
+    real_put, puts = LocalBackend.put, []
 
-    def counted_put(self, key, data, read_first):
+    def counted_put(self, key, data):
         puts.append(key)
-        return real_put(self, key, data, read_first)
-    monkeypatch.setattr(LocalBackend, "put_share", counted_put)
+        return real_put(self, key, data)
+    monkeypatch.setattr(LocalBackend, "put", counted_put)
     written = shares_on(disks)
     top = lib.tree.make_dirs("alice", "/shared", None)[0]
     items = [lib.files.BatchFile("guess.txt", named["known.txt"])]

@@ -43,11 +43,6 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None: ...
 
-    def put_share(self, key: str, data: bytes, read_first: bool) -> None:
-        """put() a chunk's share; `read_first`: reads ask for this one before the chunk's
-        others (raid1's first copy, rs's data shares), a hint for a storage that caches."""
-        self.put(key, data)
-
     @abc.abstractmethod
     def get(self, key: str) -> bytes: ...
 

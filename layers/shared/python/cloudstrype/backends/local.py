@@ -91,16 +91,6 @@ class LocalBackend(Backend):
         self._marker_seen = (found.st_dev, found.st_ino)
 
     def put(self, key: str, data: bytes) -> None:
-        self._put(key, data, keep_cached=False)
-
-    def put_share(self, key: str, data: bytes, read_first: bool) -> None:
-        """The share reads ask first stays in the page cache, as any file written stays there
-        until memory is wanted: a file read back soon after it is written is read from memory.
-        The chunk's other shares are let go (_drop_cached): read only when that one fails,
-        cached they would hold the same bytes in memory again, once per copy."""
-        self._put(key, data, keep_cached=read_first)
-
-    def _put(self, key: str, data: bytes, keep_cached: bool) -> None:
         self._check_home()
         path = self._path(key)
         with _os_errors(f"write {key}"):
@@ -116,8 +106,7 @@ class LocalBackend(Backend):
                 try:
                     _write_all(fd, data)
                     os.fsync(fd)
-                    if not keep_cached:
-                        _drop_cached(fd)
+                    _drop_cached(fd)
                 finally:
                     os.close(fd)
                 os.replace(temp_name, path)

@@ -159,8 +159,7 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
     spares = [s for s in candidates if s not in targets]
     if room is not None:
         room.result()                   # over quota: raised here, before any share is written
-    locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares,
-                              read_first=dur.needed)
+    locations = _write_shares(owner, chunk_id, encoded.shares, targets, spares)
     wrapped = None
     if encoded.data_key:
         wrapped = vault.seal(owner, encoded.data_key, _key_purpose(chunk_id))
@@ -221,12 +220,10 @@ def _create_charged(record: Chunk, share_size: int, within_quota: bool, dead: bo
 
 
 def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
-                  spares: list, indexes: list[int] | None = None,
-                  read_first: int = 0) -> dict[int, tuple]:
+                  spares: list, indexes: list[int] | None = None) -> dict[int, tuple]:
     """Write share i to targets[i] in parallel; a failed write moves to a spare storage.
     `indexes`: the chunk's share index of each (a repair writes some of them), named in its key;
-    by default 0, 1, ... `read_first`: the shares of an index below it are the ones reads ask
-    first (Backend.put_share). Each
+    by default 0, 1, ... Each
     share is put on the scrub's list before it is written, and the chunk's record takes it off
     (chunk_store.plan_share_writes): whatever a stopped server or a failed write leaves on a
     storage is deleted later."""
@@ -234,11 +231,9 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
     pending: dict[Future, tuple[int, object, str]] = {}
     spares = [s for s in spares if s.usable()]
 
-    def share_index(index: int) -> int:
-        return index if indexes is None else indexes[index]
-
     def plan(placed: list[tuple[int, object]]) -> list[tuple[int, object, str]]:
-        keyed = [(index, record, _share_key(owner, chunk_id, share_index(index)))
+        keyed = [(index, record, _share_key(owner, chunk_id,
+                                            index if indexes is None else indexes[index]))
                  for index, record in placed]
         chunk_store().plan_share_writes(
             owner, [(record.storage_id, key) for _, record, key in keyed],
@@ -246,8 +241,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
         return keyed
 
     def submit(index: int, record, key: str) -> None:
-        future = _io.submit(storages.backend_for(record).put_share, key, shares[index],
-                            share_index(index) < read_first)
+        future = _io.submit(storages.backend_for(record).put, key, shares[index])
         pending[future] = (index, record, key)
 
     for index, record, key in plan(list(enumerate(targets))):
@@ -748,7 +742,7 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     order = sorted(rebuilt)
     spares = [s for s in candidates if s not in targets]
     written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares,
-                            indexes=order, read_first=collector.needed)
+                            indexes=order)
     new_locations = {order[position]: value for position, value in written.items()}
     replaced = chunk_store().replace_shares(
         record, {i: ShareLocation(i, s.storage_id, key) for i, (s, key) in new_locations.items()},
