@@ -14,11 +14,7 @@ from cloudstrype.pipeline.codec import (
     new_data_key,
 )
 
-SIZE = 100_003
-
-
-def _flip(share: bytes, at: int) -> bytes:
-    return share[:at] + bytes([share[at] ^ 0xFF]) + share[at + 1:]
+from tests.pipeline.test_codec_deferred_hash import SIZE, _flip
 
 
 @pytest.mark.parametrize("encryption, durability, used", [
