@@ -1350,12 +1350,16 @@ class Downloader:
                 length = last - first + 1
                 if data is None:
                     _hash_in_place(digest, fd, first, length)
+                    _let_pages_go(fd, last + 1, length)
                 else:
+                    # Written from memory and hashed there: its pages are left to the kernel.
+                    # Written back during the download (_let_pages_go), they took the disk
+                    # from the shares' reads: a 256 MiB get from cold shares took 0.73 s
+                    # against 0.64 s, and 0.86 s against 0.73 s (medians of 10 and 12, README).
                     digest.update(data)
                     reader.done(data)
                 self.progress.advance(length, bar)
                 written[0] += length
-                _let_pages_go(fd, last + 1, length)
                 ask_next()
         finally:
             for _, done in pending:
