@@ -96,6 +96,8 @@ class DirectReader:
         out = self._chunk_buffer(size)
         try:
             meta = codec.ChunkMeta.from_dict(read["meta"])
+            if meta.share_size > CHUNK_BUFFER_BYTES + 64:   # no share of a chunk is bigger
+                raise ValueError("not a chunk's share")
             shares = {}
             for slot, share in enumerate(read["shares"]):
                 data = self._share_file(str(share["file"]), meta.share_size, slot)
@@ -135,7 +137,7 @@ class DirectReader:
         while len(buffers) <= slot:
             buffers.append(bytearray(0))
         if len(buffers[slot]) < size + 1:
-            buffers[slot] = bytearray(max(size + 1, CHUNK_BUFFER_BYTES + 64))
+            buffers[slot] = bytearray(size + 1)
         view = memoryview(buffers[slot])[:size + 1]
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
