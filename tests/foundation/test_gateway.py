@@ -185,7 +185,8 @@ def _js_constant(path: str, name: str) -> int:
 
 
 def test_the_clients_copies_of_the_limits_match_the_server():
-    # The CLI and the web UI never import server code; their copies are checked here.
+    # The CLI (but for the codec of its direct reads, when installed) and the web UI import no
+    # server code; their copies are checked here.
     from cloudstrype_client import member, transfer
     room_for_the_form = 64 * 1024
     assert transfer.ONE_SHOT_MAX + room_for_the_form <= limits.ONE_SHOT_MAX_BYTES

@@ -5,6 +5,7 @@ server without plans, a plan that does not follow on, or a share's client."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import requests
@@ -94,3 +95,28 @@ def test_a_share_s_client_does_not_ask_for_plans():
 
     spans = list(_downloader(share="s1")._spans_here(2 * R, plan_from))
     assert [read for _, _, read in spans] == [None, None]
+
+
+def test_a_cli_installed_without_the_server_s_codec_reads_by_ranges(monkeypatch):
+    """The CLI imports the server's codec only for direct reads, and only if it is installed
+    beside it (it is wherever `cloudstrype serve` runs); a desktop install without it asks the
+    server for every range."""
+    monkeypatch.undo()                      # the real direct_reads, not the fixture's
+    monkeypatch.setitem(sys.modules, "cloudstrype.pipeline.codec", None)   # import fails
+    local_transfer._codec.cache_clear()
+    try:
+        assert local_transfer.direct_reads() is False
+        assert local_transfer.DirectReader().read({"meta": {}, "shares": []}, 10) is None
+    finally:
+        local_transfer._codec.cache_clear()
+
+
+def test_with_the_codec_installed_direct_reads_follow_the_switch(monkeypatch):
+    monkeypatch.undo()
+    local_transfer._codec.cache_clear()
+    monkeypatch.setenv(local_transfer.SWITCH, "on")
+    assert local_transfer.direct_reads() is True
+    monkeypatch.setenv(local_transfer.SWITCH, "ranges")
+    assert local_transfer.direct_reads() is False
+    monkeypatch.setenv(local_transfer.SWITCH, "off")
+    assert local_transfer.direct_reads() is False
