@@ -1283,7 +1283,7 @@ class Downloader:
                      item: Download, bar, written: list[int]) -> str:
         """_ranges through the server's local socket: `window` ranges asked for ahead, each
         read by this process from the shares' files where the server's direct-read plan says
-        they are (local_transfer.read_chunk), else written into `fd` by the server through a
+        they are (local_transfer.DirectReader), else written into `fd` by the server through a
         connection of its own; hashed in order, from memory or (written by the server) in
         place. `written` counts the bytes advanced on the progress bar, for a fall-back to
         take back."""
