@@ -21,6 +21,7 @@ import os
 import queue
 import socket
 import stat
+import struct
 import threading
 from urllib.parse import urlsplit
 
@@ -32,6 +33,9 @@ WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
 MAX_LINE_BYTES = 64 * 1024
 SWITCH = "CLOUDSTRYPE_LOCAL_TRANSFER"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# An answer line read at most: a range's answer is a few hundred bytes, a direct-read plan at
+# most ~40 KiB (the server's files.LOCAL_PLAN_MAX_BYTES, escaped in the line), with room.
+ANSWER_MAX_BYTES = 1024 * 1024
 # A chunk's bytes at most (the server's codec: MAX_CHUNK_SIZE): a buffer of this size serves
 # every chunk of a direct read.
 CHUNK_BUFFER_BYTES = 4 * 1024 * 1024
@@ -159,6 +163,16 @@ class DirectReader:
             os.close(fd)
 
 
+def _peer_uid(connection: socket.socket) -> int:
+    """The OS user of the process at the other end of a Unix socket (OSError where the
+    system cannot tell: such a socket is not used)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        raise OSError("this system does not tell a socket's peer")
+    credentials = connection.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
 class Channel:
     """One connection to the socket; the file goes with its first request."""
 
@@ -169,9 +183,15 @@ class Channel:
         self.sock.settimeout(timeout)
         try:
             self.sock.connect(path)
+            owner = _peer_uid(self.sock)
         except OSError as exc:
             self.sock.close()
             raise Unavailable(f"cannot connect to {path}: {exc}") from None
+        if owner != os.getuid():
+            # The file and the token go only to a server of this OS user (the server checks
+            # the CLI the same way).
+            self.sock.close()
+            raise Unavailable(f"{path} is another user's socket")
         self.reader = self.sock.makefile("rb")
 
     def get(self, path: str, query: dict, headers: dict, into: int | None) -> tuple[
@@ -186,11 +206,13 @@ class Channel:
             else:
                 socket.send_fds(self.sock, [line], [self.fd])
                 self.sent_file = True
-            answer = self.reader.readline(MAX_LINE_BYTES)
+            answer = self.reader.readline(ANSWER_MAX_BYTES)
         except OSError as exc:
             raise Unavailable(f"the transfer socket failed: {exc}") from None
         if not answer.endswith(b"\n"):
-            raise Unavailable("the server closed the transfer socket")
+            raise Unavailable(f"the server's answer was longer than {ANSWER_MAX_BYTES} bytes"
+                              if len(answer) >= ANSWER_MAX_BYTES else
+                              "the server closed the transfer socket")
         try:
             parsed = json.loads(answer)
             failed = parsed.get("write_error")

@@ -301,6 +301,45 @@ def test_the_plan_names_each_chunk_s_share_files_and_key(api, cli_user, tmp_path
     assert [c["offset"] for c in later["chunks"]] == [4 * MiB, 8 * MiB]
 
 
+def test_a_file_of_many_chunks_is_read_directly_a_plan_at_a_time(cli, cli_user, proxy, relay,
+                                                                  tmp_path):
+    """A plan holds what fits in files.LOCAL_PLAN_MAX_BYTES (~45 raid1(2) chunks): a 50-chunk
+    file takes more than one, and every chunk is still read from its share's file."""
+    path, data = _stored(cli_user, 50 * 4 * MiB - 5)
+    cli.ok("get", "-q", path, str(tmp_path / "got.bin"), env=proxy.env(cli_user.access_token))
+    assert (tmp_path / "got.bin").read_bytes() == data
+    offsets = [int(p["headers"]["Range"].split("=")[1].split("-")[0]) for p in relay.plans()]
+    assert len(offsets) >= 2 and offsets[0] == 0 and offsets == sorted(offsets), offsets
+    assert relay.ranges() == []
+    assert proxy.count("GET", RANGES) == 0
+
+
+def test_an_answer_longer_than_the_cli_reads_is_said_so(api, cli_user, tmp_path, monkeypatch):
+    path, _ = _stored(cli_user, 9 * MiB)
+    node_id = cli_user.api.get("/api/filesystem/info", params={"path": path}).json()["id"]
+    monkeypatch.setattr(local_transfer, "ANSWER_MAX_BYTES", 1000)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    channel = local_transfer.Channel(api.get(WELL_KNOWN_PATH).json()["socket"], fd, 60)
+    try:
+        with pytest.raises(local_transfer.Unavailable, match="longer than 1000 bytes"):
+            channel.get(f"/api/filesystem/data/{node_id}", {"direct": "1"},
+                        {"Authorization": f"Bearer {cli_user.access_token}"}, None)
+    finally:
+        channel.close()
+        os.close(fd)
+
+
+def test_the_cli_hands_its_file_to_no_other_user_s_socket(api, tmp_path, monkeypatch):
+    """The server checks the CLI's OS user; the CLI checks the server's the same way."""
+    monkeypatch.setattr(local_transfer, "_peer_uid", lambda connection: os.getuid() + 1)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(local_transfer.Unavailable, match="another user's socket"):
+            local_transfer.Channel(api.get(WELL_KNOWN_PATH).json()["socket"], fd, 60)
+    finally:
+        os.close(fd)
+
+
 def test_the_plan_is_given_through_the_socket_alone_and_to_the_owner_alone(api, cli_user,
                                                                             tmp_path):
     path, _ = _stored(cli_user, 5 * MiB)

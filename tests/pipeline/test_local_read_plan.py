@@ -91,3 +91,20 @@ def test_a_packed_file_has_no_plan(lib, tmp_path):  # noqa: F811
     with pytest.raises(errors.BadRequest) as refused:
         lib.files.local_read_plan("alice", version(lib, "alice", node), 0, 9)
     assert refused.value.code == "not_chunked"
+
+
+def test_a_plan_holds_what_fits_in_its_bytes_and_at_least_one_chunk(lib, tmp_path,  # noqa: F811
+                                                                   monkeypatch):
+    import json
+    add_disks("alice", tmp_path, 2)
+    node = upload(lib, "alice", "/big.bin", os.urandom(SIZE))
+    current = version(lib, "alice", node)
+    whole = lib.files.local_read_plan("alice", current, 0, SIZE - 1)["chunks"]
+    one = len(json.dumps(whole[0]))
+
+    monkeypatch.setattr(lib.files, "LOCAL_PLAN_MAX_BYTES", 2 * one + 10)
+    assert [c["offset"] for c in lib.files.local_read_plan("alice", current, 0, SIZE - 1)[
+        "chunks"]] == [0, 4 * MiB]
+    monkeypatch.setattr(lib.files, "LOCAL_PLAN_MAX_BYTES", 1)
+    assert [c["offset"] for c in lib.files.local_read_plan("alice", current, 4 * MiB, SIZE - 1)[
+        "chunks"]] == [4 * MiB]

@@ -1381,18 +1381,21 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
     return joined[first - offset:last - offset + 1]
 
 
-# A direct-read plan (local_read_plan) covers at most this many chunks, 1 GiB: a reader asks
-# again for the rest, so no answer grows with the file.
+# A direct-read plan (local_read_plan) covers at most this many chunks (1 GiB), and no more
+# than fit in this many bytes of JSON (a chunk of rs(10,4) takes ~3 KB, of raid1(2) ~700 B): a
+# reader asks again for the rest, so no answer grows with the file, and each fits well in one
+# line of the local transfer socket.
 LOCAL_PLAN_MAX_CHUNKS = 256
+LOCAL_PLAN_MAX_BYTES = 32 * 1024
 
 
 def local_read_plan(owner: str, version: Version, first: int, last: int) -> dict:
     """For a reader on the server's machine (GET /data?direct=1 through the local transfer
     socket): the chunks holding bytes first..last of a version, from the first, at most
-    LOCAL_PLAN_MAX_CHUNKS, each with the bytes of the file it holds and how to read it
-    without the server (store.local_reads; None: through the server). A version whose
-    content is not in chunks of its own (a small file, packed) has no plan: it is read
-    whole."""
+    LOCAL_PLAN_MAX_CHUNKS and LOCAL_PLAN_MAX_BYTES (at least one), each with the bytes of the
+    file it holds and how to read it without the server (store.local_reads; None: through the
+    server). A version whose content is not in chunks of its own (a small file, packed) has no
+    plan: it is read whole."""
     if not int(version.chunk_count or 0) or version.pack_chunk:
         raise errors.BadRequest("This file's content is not stored in chunks of its own (a "
                                 "small file, packed with others); read it without 'direct'.",
@@ -1402,9 +1405,16 @@ def local_read_plan(owner: str, version: Version, first: int, last: int) -> dict
     indexes = range(first // chunk_size,
                     min(last // chunk_size, first // chunk_size + LOCAL_PLAN_MAX_CHUNKS - 1) + 1)
     reads = store.local_reads(owner, [chunk_id(source, i) for i in indexes])
+    chunks, used = [], 0
+    for i, read in zip(indexes, reads, strict=True):
+        chunk = {"offset": i * chunk_size, "size": min(chunk_size, size - i * chunk_size),
+                 "read": read}
+        used += len(json.dumps(chunk))
+        if chunks and used > LOCAL_PLAN_MAX_BYTES:
+            break
+        chunks.append(chunk)
     return {"version": version.version_id, "size": size, "sha256": version.sha256,
-            "chunks": [{"offset": i * chunk_size, "size": min(chunk_size, size - i * chunk_size),
-                        "read": read} for i, read in zip(indexes, reads, strict=True)]}
+            "chunks": chunks}
 
 
 # POST /api/filesystem/read: the current content of many small files (up to MAX_BATCH_FILES,
