@@ -108,3 +108,24 @@ def test_a_plan_holds_what_fits_in_its_bytes_and_at_least_one_chunk(lib, tmp_pat
     monkeypatch.setattr(lib.files, "LOCAL_PLAN_MAX_BYTES", 1)
     assert [c["offset"] for c in lib.files.local_read_plan("alice", current, 4 * MiB, SIZE - 1)[
         "chunks"]] == [4 * MiB]
+
+
+def test_the_chunks_past_a_plan_s_bound_are_not_read(lib, tmp_path, monkeypatch):  # noqa: F811
+    """Their records and keys are read in batches, stopping at the batch that fills the plan."""
+    from cloudstrype.pipeline import store
+    add_disks("alice", tmp_path, 2)
+    node = upload(lib, "alice", "/big.bin", os.urandom(SIZE))
+    current = version(lib, "alice", node)
+    asked, real = [], store.local_reads
+
+    def counted(owner, chunk_ids):
+        asked.append(len(chunk_ids))
+        return real(owner, chunk_ids)
+    monkeypatch.setattr(store, "local_reads", counted)
+    monkeypatch.setattr(lib.files, "LOCAL_PLAN_BATCH", 1)
+    monkeypatch.setattr(lib.files, "LOCAL_PLAN_MAX_BYTES", 1)
+
+    planned = lib.files.local_read_plan("alice", current, 0, SIZE - 1)
+
+    assert [c["offset"] for c in planned["chunks"]] == [0]
+    assert asked == [1, 1]          # the first chunk, and the one found not to fit

@@ -1387,6 +1387,7 @@ def read(owner: str, version: Version, first: int, last: int) -> bytes:
 # line of the local transfer socket.
 LOCAL_PLAN_MAX_CHUNKS = 256
 LOCAL_PLAN_MAX_BYTES = 32 * 1024
+LOCAL_PLAN_BATCH = 16
 
 
 def local_read_plan(owner: str, version: Version, first: int, last: int) -> dict:
@@ -1404,17 +1405,25 @@ def local_read_plan(owner: str, version: Version, first: int, last: int) -> dict
     source = version.chunk_source or version.version_id
     indexes = range(first // chunk_size,
                     min(last // chunk_size, first // chunk_size + LOCAL_PLAN_MAX_CHUNKS - 1) + 1)
-    reads = store.local_reads(owner, [chunk_id(source, i) for i in indexes])
-    chunks, used = [], 0
-    for i, read in zip(indexes, reads, strict=True):
-        chunk = {"offset": i * chunk_size, "size": min(chunk_size, size - i * chunk_size),
-                 "read": read}
-        used += len(json.dumps(chunk))
-        if chunks and used > LOCAL_PLAN_MAX_BYTES:
-            break
-        chunks.append(chunk)
-    return {"version": version.version_id, "size": size, "sha256": version.sha256,
-            "chunks": chunks}
+    chunks: list[dict] = []
+
+    def plan() -> dict:
+        return {"version": version.version_id, "size": size, "sha256": version.sha256,
+                "chunks": chunks}
+
+    used = 0
+    # In batches, so the chunks past the byte bound are neither read nor their keys unsealed.
+    for start in range(0, len(indexes), LOCAL_PLAN_BATCH):
+        batch = indexes[start:start + LOCAL_PLAN_BATCH]
+        reads = store.local_reads(owner, [chunk_id(source, i) for i in batch])
+        for i, read in zip(batch, reads, strict=True):
+            chunk = {"offset": i * chunk_size, "size": min(chunk_size, size - i * chunk_size),
+                     "read": read}
+            used += len(json.dumps(chunk))
+            if chunks and used > LOCAL_PLAN_MAX_BYTES:
+                return plan()
+            chunks.append(chunk)
+    return plan()
 
 
 # POST /api/filesystem/read: the current content of many small files (up to MAX_BATCH_FILES,
