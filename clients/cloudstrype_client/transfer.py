@@ -1266,9 +1266,7 @@ class Downloader:
 
         def write(offset: int, piece: memoryview) -> None:
             digest.update(piece)
-            written = 0
-            while written < len(piece):
-                written += os.pwrite(fd, piece[written:], offset + written)
+            _write_at(fd, piece, offset)
             self.progress.advance(len(piece), bar)
             done = offset + len(piece)
             if done % RANGE_SIZE == 0 or done == size:
@@ -1420,6 +1418,7 @@ def _direct_spans(answer, offset: int, size: int, version: str | None
 
 
 def _write_at(fd: int, data, offset: int) -> None:
+    """All of `data` into the file at `offset` (pwrite may write less than asked)."""
     view = memoryview(data)
     written = 0
     while written < len(view):

@@ -806,10 +806,10 @@ def decode_into(chunk_id: str, shares: Mapping[int, bytes], meta: Mapping | Chun
     target = memoryview(out).cast("B")
     if target.readonly or target.nbytes < info.size:
         raise MetaError(f"decode_into needs a writable buffer of at least {info.size} bytes")
+    collector = ShareCollector(info, hash_on_failure=True)
     if info.durability.needed == 1 and info.encryption.encrypted and info.md5 is None and \
             len(shares) == 1:
         ((index, share),) = shares.items()
-        collector = ShareCollector(info)
         collector._check_index(index)
         view = _as_bytes_view(share, f"share {index}")
         key = _check_key(info.encryption, data_key, chunk_id=chunk_id)
@@ -820,7 +820,6 @@ def decode_into(chunk_id: str, shares: Mapping[int, bytes], meta: Mapping | Chun
                 return info.size
             except InvalidTag:
                 pass        # decoded below, the hashes saying which share is wrong
-    collector = ShareCollector(info, hash_on_failure=True)
     for index in sorted(shares):
         collector.add(index, shares[index])
     data = collector.decode(chunk_id, data_key).data
