@@ -30,6 +30,8 @@ def _scope(call, write: bool = False):
 _SHARING_IS_THE_OWNERS = ("Sharing and links are the owner's: a recipient cannot share, link or "
                           "manage what was shared with them; ask its owner, or leave out 'share' "
                           "for your own files.")
+_LINK_NAMES_ITS_ITEM = ("A link's token names what it reaches, and 'path' an item below it; "
+                       "leave out 'share'.")
 # Why a route of the caller's own tree refuses `?share=` (SHARE_ROUTES take it), where there
 # is more to say than that it works in their own files only.
 _OWN_TREE_ONLY = {
@@ -37,6 +39,7 @@ _OWN_TREE_ONLY = {
                          "without 'share' for your own files.",
     "/shares": _SHARING_IS_THE_OWNERS, "/shares/{share_id}": _SHARING_IS_THE_OWNERS,
     "/links": _SHARING_IS_THE_OWNERS, "/links/{link_id}": _SHARING_IS_THE_OWNERS,
+    "/public/{token}": _LINK_NAMES_ITS_ITEM, "/public/{token}/data": _LINK_NAMES_ITS_ITEM,
 }
 
 
@@ -199,9 +202,7 @@ def upload_batch(call):
             raise errors.BadRequest(f"Unknown form field '{part.name}'; expected path, file "
                                     f"(one per file), mtimes, durability, encryption.",
                                     code="invalid_multipart")
-    mtimes = files.parse_mtimes(fields.get("mtimes"))
-    for item in items:
-        item.mtime = mtimes.get(item.name)
+    files.set_mtimes(items, fields.get("mtimes"))
     scope = _scope(call, write=True)
     scope.owners_scheme(fields.get("durability"), fields.get("encryption"))
     results = files.upload_batch(scope.owner, fields.get("path") or "/", items,

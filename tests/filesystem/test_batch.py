@@ -102,6 +102,12 @@ def test_mtimes_per_file(fs_user):
         error = assert_error(fs_user.api.post(BATCH, data={"path": "/", "mtimes": mtimes},
                                               files=[("file", ("x", b"x"))]), 400)
         assert error["details"] == {"field": "mtimes"}, error
+    # A name no file of the batch has (misspelt): refused whole, nothing written.
+    error = assert_error(fs_user.api.post(BATCH, data={"path": "/batch4", "mtimes": json.dumps(
+        {"a.txt": 1700000000, "b.txt": 1700000000})}, files=[("file", ("a.txt", b"a"))]), 400,
+        "mtimes_name_unknown")
+    assert error["details"] == {"field": "mtimes"} and "'b.txt'" in error["message"], error
+    assert fs_user.api.get("/api/filesystem/info", params={"path": "/batch4"}).status_code == 404
 
 
 def test_the_limits(fs_user):

@@ -424,8 +424,16 @@ def test_bad_parts_are_refused(fs_user):
     url = f"/api/filesystem/uploads/{created['upload_id']}/parts"
     assert_error(fs_user.api.put(f"{url}/0", data=b"short"), 400, "invalid_part_size")
     assert_error(fs_user.api.put(f"{url}/2", data=b"x"), 400, "invalid_part")
-    assert_error(fs_user.api.put(f"{url}/-1", data=b"x"), 400, "invalid_part")
+    error = assert_error(fs_user.api.put(f"{url}/-1", data=b"x"), 400, "invalid_part")
+    assert "0 to 1" in error["message"], error
     assert fs_user.api.delete(f"/api/filesystem/uploads/{created['upload_id']}").status_code == 204
+    # An empty file's session has no parts to send: it is committed as it is.
+    empty = fs_user.api.post("/api/filesystem/uploads", json={"name": "e.bin", "size": 0}).json()
+    error = assert_error(fs_user.api.put(
+        f"/api/filesystem/uploads/{empty['upload_id']}/parts/0", data=b""), 400, "invalid_part")
+    assert "no parts" in error["message"] and "-1" not in error["message"], error
+    committed = fs_user.api.post(f"/api/filesystem/uploads/{empty['upload_id']}/commit")
+    assert committed.status_code == 201 and committed.json()["size"] == 0, committed.text
     assert_error(fs_user.api.get(f"/api/filesystem/uploads/{created['upload_id']}"), 404)
     assert_error(fs_user.api.post("/api/filesystem/uploads", json={"name": "x", "size": -1}),
                  400)

@@ -155,6 +155,11 @@ def test_restore_when_the_name_is_taken(owner):
     assert download(owner.user, owner.at("/t/notes.txt")["id"]) == b"new"
     # No extension: the suffix goes last.
     assert owner.restore(again["id"]).json()["name"] == f"other (restored {_today()})"
+    # A name ending in a dot has no extension either: the dot stays where it was.
+    dotted = owner.upload("/t", "trail.", b"d")
+    owner.delete(dotted["id"])
+    owner.upload("/t", "trail.", b"e")
+    assert owner.restore(dotted["id"]).json()["name"] == f"trail. (restored {_today()})"
 
     # Taken twice: numbered.
     third = owner.upload("/t", "notes.txt", b"third")

@@ -175,6 +175,9 @@ def test_describe_lists_and_deletes_users(identity):
     assert described.email.endswith("@example.org") and described.groups == []
     assert described.created and described.enabled
     _raises(errors.NotFound, "user_not_found", identity.describe, _name())
+    # A name of kilobytes is not echoed whole.
+    long = _raises(errors.NotFound, "user_not_found", identity.describe, "u" * 5000)
+    assert len(long.message) < 400 and "characters)" in long.message, long.message
     assert identity.describe_by_id(described.user_id) == described
     _raises(errors.NotFound, "user_not_found", identity.describe_by_id, str(uuid.uuid4()))
 

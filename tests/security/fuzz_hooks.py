@@ -65,6 +65,9 @@ STATE_CODES = {
     "not_a_file": "the id is a directory's (only ids seen in earlier answers reach this)",
     "invalid_target": "a directory cannot move into itself",
     "upload_expired": "the session has expired",
+    # A batch's mtimes name its files: a schema cannot tie an object's keys to the filenames
+    # of the form's file parts.
+    "mtimes_name_unknown": "an mtimes entry names no file of the batch",
     # A link the run made and then revoked, or one whose expiry has passed.
     "link_revoked": "the link's owner revoked it",
     "link_expired": "the link's expiry has passed",

@@ -209,6 +209,33 @@ def test_a_number_too_long_to_read_is_400_without_internals(user):
     assert "digits" in error["message"] and "sys." not in error["message"]
 
 
+def test_json_numbers_no_engine_keeps_exactly_are_400(user):
+    # NaN and Infinity are not JSON; an integer past 64 bits or a float past the largest
+    # double would be stored as something else than was sent (SQLite's JSON read back, or
+    # DynamoDB's numbers), so each is refused, and the attributes stay as they were.
+    made = user.api.post("/api/filesystem/dirs", json={"path": "/numbers"})
+    assert made.status_code == 201, made.text
+    node = made.json()["id"]
+    for number, said in (("NaN", "NaN"), ("-Infinity", "-Infinity"),
+                         ("12345678901234567890123", "64 bits"), ("9223372036854775808",
+                                                                   "64 bits"),
+                         ("1e400", "too large"), ("-1e400", "too large")):
+        response = user.api.post(f"/api/filesystem/info/{node}", data='{"attributes": '
+                                 '{"k": %s}}' % number,
+                                 headers={"Content-Type": "application/json"})
+        error = assert_error(response, 400, "invalid_json")
+        assert said in error["message"], (number, error)
+    for number, kept in (("9223372036854775807", 9223372036854775807),
+                         ("-9223372036854775808", -9223372036854775808), ("1.5e300", 1.5e300)):
+        response = user.api.post(f"/api/filesystem/info/{node}", data='{"attributes": '
+                                 '{"k": %s}}' % number,
+                                 headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        read = user.api.get(f"/api/filesystem/info/{node}")
+        assert read.json()["attributes"]["k"] == kept and \
+            type(read.json()["attributes"]["k"]) is type(kept), read.text
+
+
 def test_a_form_mtime_is_ascii_decimal_seconds(user):
     assert user.api.post("/api/cloud/storages", json={
         "kind": "local", "name": "mt", "config": {"path": unique("mt")}}).status_code == 201
@@ -238,7 +265,7 @@ def test_headers_over_api_gateways_limit_get_the_apis_json_answer(api, user):
 def test_a_long_id_is_not_echoed_whole(user):
     long_id = "s" * 5000
     for path in (f"/api/filesystem/shares/{long_id}", f"/api/filesystem/info/{long_id}",
-                 f"/api/cloud/storages/{long_id}"):
+                 f"/api/cloud/storages/{long_id}", f"/api/filesystem/trash/{long_id}"):
         error = assert_error(user.api.get(path), 404)
         assert len(error["message"]) < 400 and "characters)" in error["message"], path
 

@@ -463,6 +463,14 @@ def test_share_is_refused_on_every_route_that_works_in_your_own_files_only(alice
         error = assert_error(answer, 400, "not_in_a_share")
         assert "share" in error["message"], (method, path, error)
     assert bob.api.get(f"{FS}/trash").json()["items"] == before
+    # A public link's routes say what a link takes instead.
+    link = alice.api.post(f"{FS}/links", json={"path": "/given"})
+    assert link.status_code == 201, link.text
+    for suffix in ("", "/data"):
+        error = assert_error(bob.api.get(f"{FS}/public/{link.json()['token']}{suffix}",
+                                         params={"share": to_bob["id"]}), 400,
+                             "not_in_a_share")
+        assert "token" in error["message"] and "own files" not in error["message"], error
     # Inside the share, the routes that take it go on working.
     assert listing(bob, to_bob["id"])["children"] == []
 
@@ -627,3 +635,21 @@ def test_what_a_recipient_writes_is_stored_apart_whether_or_not_the_owner_has_it
         "Range": f"bytes={first}-{last}"}).content
         for first, last in ((0, half - 1), (half, len(big) - 1)))
     assert got == big
+
+
+def test_a_file_share_is_read_only_for_every_write_through_it(alice, bob):
+    """A file share grants read only: a write through it is 403 read_only_share (what to ask
+    for), not an answer about paths inside a file; with write on a folder above, the same
+    write is about the path (a file holds nothing)."""
+    mkdir(alice, "/files")
+    top = uploaded(alice, "/files", "top.txt", b"one file")
+    s = share(alice, "/files/top.txt", "read", user=bob)["id"]
+    assert_error(mkdir(bob, "/x", share=s), 403, "read_only_share")
+    assert_error(upload(bob, "/", "x.txt", b"x", share=s), 403, "read_only_share")
+    assert_error(bob.api.post(f"{FS}/uploads", params={"share": s},
+                              json={"path": "/", "name": "x.bin", "size": 5}), 403,
+                 "read_only_share")
+    read = bob.api.get(f"{FS}/data/{top['id']}", params={"share": s})
+    assert read.status_code == 200 and read.content == b"one file"
+    share(alice, "/files", "write", user=bob)
+    assert_error(mkdir(bob, "/x", share=s), 409, "not_a_directory")

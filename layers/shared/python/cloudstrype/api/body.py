@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -183,6 +183,35 @@ class Call:
         return parse_multipart(self.raw_body, match.group(1).encode())
 
 
+# Numbers a body may hold: what every metadata engine keeps exactly (SQLite's JSON text, read
+# back through orjson, and DynamoDB's numbers) - a 64-bit integer or a finite float.
+_INT_LIMIT = 2 ** 63
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:      # more digits than any 64-bit integer: not converted at all
+        raise errors.BadRequest(f"A number in the request body has {len(text)} digits; "
+                                f"integers here are at most 64 bits.", code="invalid_json")
+    value = int(text)
+    if not -_INT_LIMIT <= value < _INT_LIMIT:
+        raise errors.BadRequest(f"The number {text} in the request body is larger than 64 "
+                                f"bits.", code="invalid_json")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise errors.BadRequest(f"The number {text[:40]} in the request body is too large.",
+                                code="invalid_json")
+    return value
+
+
+def _no_constant(name: str):
+    raise errors.BadRequest(f"The request body is not valid JSON: {name} is not a JSON value "
+                            f"(send a number, or a string).", code="invalid_json")
+
+
 def parse_json(raw: bytes) -> dict:
     """A JSON object from a request body, within MAX_JSON_BYTES and MAX_JSON_DEPTH."""
     if len(raw) > MAX_JSON_BYTES:
@@ -191,15 +220,12 @@ def parse_json(raw: bytes) -> dict:
     too_deep = errors.BadRequest(f"The request body nests more than {MAX_JSON_DEPTH} levels "
                                  f"deep.", code="invalid_json")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float,
+                           parse_constant=_no_constant)
     except RecursionError:
         # The C parser stops cleanly at the interpreter's recursion limit.
         raise too_deep from None
     except ValueError as exc:
-        if "integer string conversion" in str(exc):
-            raise errors.BadRequest(f"A number in the request body has more than "
-                                    f"{sys.get_int_max_str_digits()} digits.",
-                                    code="invalid_json") from None
         raise errors.BadRequest(f"The request body is not valid JSON: {exc}.",
                                 code="invalid_json") from None
     if not isinstance(value, dict):

@@ -717,6 +717,12 @@ _TARGET = {"path": PATH, "node_id": FILE_ID}
 _RECIPIENT_WRITES = ("Read-only share, or the shared item itself (renaming, moving or deleting "
                      "it is its owner's)")
 
+# The reads inside a share that can be refused (403) all the same.
+_SHARE_READS_REFUSED = {
+    "/api/filesystem/data/{file_id}": "Earlier versions of a shared file",
+    "/api/filesystem/uploads": "A read-only share (upload sessions are for writing)",
+    "/api/filesystem/uploads/{upload_id}": "A read-only share (upload sessions are for writing)"}
+
 # The filesystem routes a recipient uses inside a share, with `?share=` (every other one
 # refuses it: 400 not_in_a_share).
 for _method, _relative in sorted(SHARE_ROUTES):
@@ -729,10 +735,10 @@ for _method, _relative in sorted(SHARE_ROUTES):
     _operation["responses"].setdefault("404", {"description": "No such share for you, or the "
                                                "item is not inside it",
                                                "content": {JSON: {"schema": ERROR}}})
-    if _method != "GET" or _path == "/api/filesystem/data/{file_id}":
+    if _method != "GET" or _path in _SHARE_READS_REFUSED:
         _operation["responses"].setdefault("403", {
-            "description": "Earlier versions of a shared file" if _method == "GET"
-            else _RECIPIENT_WRITES, "content": {JSON: {"schema": ERROR}}})
+            "description": _SHARE_READS_REFUSED.get(_path, _RECIPIENT_WRITES),
+            "content": {JSON: {"schema": ERROR}}})
 PATH_PARAMS.update(share_id=SHARE_ID, link_id=LINK_ID, token=LINK_TOKEN)
 
 op("POST", "/api/filesystem/shares", "Share one of your items with a user or a group",
@@ -753,7 +759,8 @@ op("GET", "/api/filesystem/shares/{share_id}", "One share (its owner or a recipi
               404: "No such share for you"})
 op("PUT", "/api/filesystem/shares/{share_id}", "Change a share's level (owner)",
    body=_obj(["level"], level=LEVEL),
-   responses={200: {"schema": SHARE}, 404: "No such share of yours",
+   responses={200: {"schema": SHARE}, 403: "Shared with a group you are no longer in",
+              404: "No such share of yours",
               409: "Write on a file share (write is for folders)"})
 op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
    responses={204: "Revoked", 404: "No such share of yours"})
@@ -814,14 +821,31 @@ op("GET", "/api/filesystem/public/{token}/data",
               503: "Fewer good shares than a chunk needs"})
 
 
+def _int64(schema) -> None:
+    """Every integer of the API is a 64-bit one (api.body refuses others in a JSON body: no
+    metadata engine keeps a larger one exactly): said on each integer schema without tighter
+    bounds of its own."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            schema.setdefault("minimum", -2 ** 63)
+            schema.setdefault("maximum", 2 ** 63 - 1)
+        for value in schema.values():
+            _int64(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _int64(value)
+
+
 def document() -> dict:
     paths: dict[str, dict] = {}
     for (method, path), operation in sorted(OPERATIONS.items(), key=lambda kv: kv[0][1]):
         paths.setdefault(path, {})[method.lower()] = copy.deepcopy(operation)
-    return {
+    described = {
         "openapi": "3.1.0",
         "info": {"title": "Cloudstrype API", "version": "1",
                  "description": "Errors are JSON {\"error\": {\"code\", \"message\"}}."},
         "paths": paths,
         "components": copy.deepcopy(COMPONENTS),
     }
+    _int64(described)
+    return described

@@ -25,11 +25,11 @@ def _message(exc: ClientError) -> str:
 
 
 def _user_not_found(username: str) -> errors.NotFound:
-    return errors.NotFound(f"No user '{username}'.", code="user_not_found")
+    return errors.NotFound(f"No user '{errors.shown(username)}'.", code="user_not_found")
 
 
 def _group_not_found(name: str) -> errors.NotFound:
-    return errors.NotFound(f"No group '{name}'.", code="group_not_found")
+    return errors.NotFound(f"No group '{errors.shown(name)}'.", code="group_not_found")
 
 
 def _user(user: dict) -> User:

@@ -192,7 +192,7 @@ class LocalIdentity(IdentityProvider):
     def _existing(self, username: str) -> UserItem:
         user = self.store.get_user(username)
         if user is None:
-            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+            raise errors.NotFound(f"No user '{errors.shown(username)}'.", code="user_not_found")
         return user
 
     def _check_throttle(self, user: UserItem) -> None:
@@ -371,7 +371,7 @@ class LocalIdentity(IdentityProvider):
     def delete_user(self, username: str) -> None:
         user = self.store.mark_deleting(username)
         if user is None:
-            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+            raise errors.NotFound(f"No user '{errors.shown(username)}'.", code="user_not_found")
         # Sessions first: from here on every token of the user is refused (is_revoked).
         self.store.end_all_sessions(user.user_id)
         self.store.forget_user(user)
@@ -400,18 +400,18 @@ class LocalIdentity(IdentityProvider):
 
     def delete_group(self, name: str) -> None:
         if not self._groups().delete_group(name):
-            raise errors.NotFound(f"No group '{name}'.", code="group_not_found")
+            raise errors.NotFound(f"No group '{errors.shown(name)}'.", code="group_not_found")
 
     def set_membership(self, group: str, username: str, member: bool) -> None:
         if not self._groups().group_exists(group):
-            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+            raise errors.NotFound(f"No group '{errors.shown(group)}'.", code="group_not_found")
         missing = self.store.set_membership(group, self._existing(username), member)
         if missing == "group":
-            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+            raise errors.NotFound(f"No group '{errors.shown(group)}'.", code="group_not_found")
         if missing == "user":
-            raise errors.NotFound(f"No user '{username}'.", code="user_not_found")
+            raise errors.NotFound(f"No user '{errors.shown(username)}'.", code="user_not_found")
 
     def group_members(self, group: str) -> list[str]:
         if not self._groups().group_exists(group):
-            raise errors.NotFound(f"No group '{group}'.", code="group_not_found")
+            raise errors.NotFound(f"No group '{errors.shown(group)}'.", code="group_not_found")
         return self.store.group_members(group)

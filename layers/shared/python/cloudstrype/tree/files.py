@@ -653,6 +653,21 @@ def check_batch_body(size: int) -> None:
         raise _batch_too_large(f"this one has {size} bytes")
 
 
+def set_mtimes(items: list[BatchFile], text: str | None) -> None:
+    """Each file's modification time from the batch's optional `mtimes` field (a JSON object
+    of file name -> Unix seconds). A name no file of the batch has is refused, not ignored:
+    it is a misspelling, and that file would be stored as modified now."""
+    mtimes = parse_mtimes(text)
+    stray = sorted(set(mtimes) - {item.name for item in items})
+    if stray:
+        raise errors.BadRequest(f"Field 'mtimes' names '{errors.shown(stray[0])}', which is not "
+                                f"the filename of any file in this batch; name each file as "
+                                f"its 'file' part does.", code="mtimes_name_unknown",
+                                details={"field": "mtimes"})
+    for item in items:
+        item.mtime = mtimes.get(item.name)
+
+
 def parse_mtimes(text: str | None) -> dict:
     """The batch's optional `mtimes` field: a JSON object of file name -> Unix seconds."""
     if not text:
@@ -994,8 +1009,9 @@ def put_part(owner: str, upload_id: str, part: int, data: bytes,
         raise errors.Conflict("This upload is committed already.", code="upload_committed")
     total = _parts_total(record)
     if part < 0 or part >= total:
-        raise errors.BadRequest(f"Part numbers of this upload are 0 to {total - 1}.",
-                                code="invalid_part")
+        raise errors.BadRequest(f"Part numbers of this upload are 0 to {total - 1}." if total
+                                else "This upload is of an empty file: it has no parts; "
+                                     "commit it as it is.", code="invalid_part")
     expected = _expected_part_size(record, part)
     if len(data) != expected:
         raise errors.BadRequest(f"Part {part} must be exactly {expected} bytes; got "

@@ -46,7 +46,8 @@ log = logging.getLogger("cloudstrype.trash")
 
 
 def _not_found(node_id) -> errors.ApiError:
-    return errors.NotFound(f"No item {node_id!r} in your trash.", code="trash_item_not_found")
+    return errors.NotFound(f"No item {errors.shown(repr(node_id))} in your trash.",
+                           code="trash_item_not_found")
 
 
 # -- retention ------------------------------------------------------------------------------------
@@ -272,7 +273,8 @@ def restored_name(name: str, type_: str, day: str, attempt: int) -> str:
     """`name (restored <day>)`, `name (restored <day> 2)`, …; a file's extension stays last."""
     tag = f" (restored {day}{f' {attempt}' if attempt > 1 else ''})"
     stem, dot, extension = name.rpartition(".")
-    if type_ != FILE or not dot or not stem:
+    if type_ != FILE or not dot or not stem or not extension:
+        # No extension ("notes", ".bashrc", "trail."): the whole name, then the tag.
         stem, extension = name, ""
     extension = f".{extension}" if extension else ""
     # Within the name limit: shorten the stem, never the tag or the extension.
