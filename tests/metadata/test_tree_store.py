@@ -454,6 +454,43 @@ def test_the_trash_lists_newest_first_in_pages_and_only_the_owners(trees):
         trees.list_trash(who, 2, "not-a-cursor")
 
 
+def test_deletes_within_one_second_list_newest_first_beside_older_items(trees):
+    """The listing's order is the deletes' own, not the ids', within a second too; an item
+    trashed before the listing kept the microsecond (its entry named by the second alone)
+    sorts among them by its second, and restores and deletes for good as before."""
+    who = owner()
+    files = sorted((new_file(trees, who, ROOT, f"s{n}") for n in range(5)),
+                   key=lambda node: node.node_id, reverse=True)
+    # Trashed in the order that the ids alone would list last-deleted last.
+    made = [to_trash(trees, node, T0 + 10 + n / 10) for n, node in enumerate(files)]
+    folder = new_dir(trees, who, ROOT, "kept")
+    older = to_trash(trees, new_file(trees, who, folder.node_id, "older"), T0 + 5)
+    _as_before_the_microsecond(trees, older)
+    seen = [i.node.node_id for i in trees.list_trash(who, 10)[0]]
+    assert seen == [t.node.node_id for t in reversed(made)] + [older.node.node_id]
+    legacy = trees.get_trashed(who, older.node.node_id)
+    assert legacy.entry_name == "" and trees.restore(legacy, folder, "older").name == "older"
+    doomed = trees.get_trashed(who, made[0].node.node_id)
+    trees.doom(doomed)
+    assert [i.node.node_id for i in trees.list_trash(who, 10)[0]] == \
+        [t.node.node_id for t in reversed(made[1:])]
+
+
+def _as_before_the_microsecond(trees: TreeStore, item: Trashed) -> None:
+    """Rewrite a trash item as items trashed before the listing kept the microsecond are."""
+    from cloudstrype.metadata.engine import Delete, Put
+    from cloudstrype.tree.store import ENTRIES, _entry_item, _entry_key, _trash_name
+
+    node = item.node
+    trees.engine.transact([
+        Delete(ENTRIES, _entry_key(node.owner, TRASH, item.entry_name)),
+        Put(ENTRIES, _entry_item(node.owner, TRASH, _trash_name(item.trashed_at, node.node_id),
+                                 node.node_id, node.type, item.size, item.trashed_at,
+                                 node.sha256)),
+        Update(NODES, {"owner": node.owner, "node_id": node.node_id},
+               Change(remove=("trash_entry",)))])
+
+
 def test_restore_puts_it_back_all_or_nothing(trees):
     who = owner()
     folder = new_dir(trees, who, ROOT, "folder")

@@ -59,7 +59,7 @@ NODES = schema.table(
             "version_id": STR, "size": INT, "content_type": STR, "sha256": STR, "etag": STR,
             "durability": STR, "encryption": STR, "trash_queue": STR, "trashed_at": INT,
             "trash_parent_id": STR, "trash_path": STR, "trash_bytes": INT,
-            "trash_counted": INT, "purge_at": INT, "doomed": BOOL},
+            "trash_counted": INT, "purge_at": INT, "doomed": BOOL, "trash_entry": STR},
     # Trashed nodes of every owner by the time they are due to be freed (deleted for good: 0).
     indexes=(Index("by-purge", hash_key="trash_queue", range_key="purge_at"),))
 
@@ -250,10 +250,17 @@ class Trashed:
     # then (content stored once that a file outside it also reads is not counted). Items
     # trashed before this was kept counted their size.
     counted: int | None = None
+    # Its entry's name in the trash listing ("" for items trashed before it was kept: their
+    # name follows from trashed_at and the id).
+    entry_name: str = ""
 
     def __post_init__(self):
         if self.counted is None:
             self.counted = self.size
+
+    @property
+    def entry(self) -> str:
+        return self.entry_name or _trash_name(self.trashed_at, self.node.node_id)
 
 
 @dataclass
@@ -324,19 +331,26 @@ def _new_node_writes(node: Node, version: Version | None) -> list:
     return writes
 
 
-def _trash_name(trashed_at: int, node_id: str) -> str:
-    return f"{int(trashed_at):012d}.{node_id}"
+def _trash_name(trashed_at: int, node_id: str, now: float | None = None) -> str:
+    """The trash listing's name of an item: it lists newest deleted first by this name, so
+    it starts with the second of the delete and, given `now`, its microsecond (two deletes
+    within one second are listed in order too; items trashed before that have the second
+    alone, which sorts the same way against them)."""
+    if now is None:
+        return f"{int(trashed_at):012d}.{node_id}"
+    return f"{int(trashed_at):012d}.{int((now - int(trashed_at)) * 1e6):06d}.{node_id}"
 
 
 def _trashed(item: dict) -> Trashed:
     size = int(item.get("trash_bytes", 0))
     return Trashed(_node(item), int(item["trashed_at"]), item.get("trash_parent_id") or ROOT,
                    item.get("trash_path") or "/", size, int(item.get("purge_at", 0)),
-                   bool(item.get("doomed", False)), int(item.get("trash_counted", size)))
+                   bool(item.get("doomed", False)), int(item.get("trash_counted", size)),
+                   item.get("trash_entry") or "")
 
 
 _TRASH_FIELDS = ("trash_queue", "trashed_at", "trash_parent_id", "trash_path", "trash_bytes",
-                 "trash_counted", "purge_at", "doomed")
+                 "trash_counted", "purge_at", "doomed", "trash_entry")
 # An ancestor walk stops here (deeper than any path: a loop is treated as unreachable).
 MAX_WALK = 256
 
@@ -569,20 +583,22 @@ class TreeStore:
         it holds. Raises Changed if the node moved on since it was read."""
         counted = int(size if counted is None else counted)
         trashed_at = int(now)
+        entry_name = _trash_name(trashed_at, node.node_id, now)
         operations = []
         entry = self.get_entry(node.owner, node.parent_id, node.name)
         if entry is not None and entry.node_id == node.node_id:
             operations.append(Delete(ENTRIES, _entry_key(node.owner, node.parent_id, node.name),
                                      Condition.eq("node_id", node.node_id)))
         operations += [
-            Put(ENTRIES, _entry_item(node.owner, TRASH, _trash_name(trashed_at, node.node_id),
-                                     node.node_id, node.type, size, trashed_at, node.sha256),
+            Put(ENTRIES, _entry_item(node.owner, TRASH, entry_name, node.node_id, node.type,
+                                     size, trashed_at, node.sha256),
                 Condition.absent()),
             Update(NODES, {"owner": node.owner, "node_id": node.node_id},
                    Change(set={"parent_id": TRASH, "trash_queue": _TRASH_QUEUE,
                                "trashed_at": trashed_at, "trash_parent_id": node.parent_id,
                                "trash_path": path, "trash_bytes": int(size),
-                               "trash_counted": counted, "purge_at": int(purge_at)},
+                               "trash_counted": counted, "purge_at": int(purge_at),
+                               "trash_entry": entry_name},
                           add={"revision": 1}),
                    Condition.eq("revision", node.revision) & Condition.ne("parent_id", TRASH)),
             quota.trash_bytes_change(node.owner, counted)]
@@ -592,7 +608,7 @@ class TreeStore:
             raise Changed(node.node_id) from None
         moved = dataclasses.replace(node, parent_id=TRASH, revision=node.revision + 1)
         return Trashed(moved, trashed_at, node.parent_id, path, int(size), int(purge_at),
-                       counted=counted)
+                       counted=counted, entry_name=entry_name)
 
     def recount_trashed(self, item: Trashed, size: int, counted: int) -> bool:
         """Set what the trash item counts (its `size`, and the `counted` bytes emptying it
@@ -663,8 +679,7 @@ class TreeStore:
             Put(ENTRIES, _entry_item(node.owner, parent.node_id, name, node.node_id,
                                      node.type, node.size, node.modified, node.sha256),
                 Condition.absent()),
-            Delete(ENTRIES, _entry_key(node.owner, TRASH,
-                                       _trash_name(item.trashed_at, node.node_id)),
+            Delete(ENTRIES, _entry_key(node.owner, TRASH, item.entry),
                    Condition.eq("node_id", node.node_id)),
             Update(NODES, key, Change(set={"parent_id": parent.node_id, "name": name},
                                       remove=_TRASH_FIELDS, add={"revision": 1}),
@@ -689,8 +704,7 @@ class TreeStore:
         node = item.node
         try:
             self.engine.transact([
-                Delete(ENTRIES, _entry_key(node.owner, TRASH,
-                                           _trash_name(item.trashed_at, node.node_id)),
+                Delete(ENTRIES, _entry_key(node.owner, TRASH, item.entry),
                        Condition.eq("node_id", node.node_id)),
                 Update(NODES, {"owner": node.owner, "node_id": node.node_id},
                        Change(set={"doomed": True, "purge_at": 0}, add={"revision": 1}),
@@ -766,8 +780,7 @@ class TreeStore:
             operations[0] = Delete(NODES, {"owner": node.owner, "node_id": node.node_id},
                                    Condition.eq("trashed_at", trashed.trashed_at))
             operations += [quota.trash_bytes_change(node.owner, -trashed.counted),
-                           Delete(ENTRIES, _entry_key(node.owner, TRASH, _trash_name(
-                               trashed.trashed_at, node.node_id)))]
+                           Delete(ENTRIES, _entry_key(node.owner, TRASH, trashed.entry))]
         elif node.parent_id is not None:
             entry = self.get_entry(node.owner, node.parent_id, node.name)
             if entry is not None and entry.node_id == node.node_id:
