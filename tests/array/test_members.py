@@ -171,11 +171,14 @@ def test_killed_member_loses_nothing_and_comes_back_as_itself(trio):
     for blob, data in blobs.items():
         got = user.api.get(f"/api/array/{blob}")
         assert got.status_code == 200 and got.content == data
-    # New writes go to the members that are there; more shares than that is a clear 422.
+    # New writes go to the members that are there; more shares than that waits for the one
+    # away: a 503 naming it, to retry (nothing stored with fewer shares than asked).
     fresh = put_chunk(user, b"while one is away", "raid1(2)")
     assert victim.storage_id not in {s["storage_id"] for s in fresh["shares"]}
-    assert_error(user.api.post("/api/chunk", files={"file": ("c", b"x")},
-                               data={"durability": "rs(2,1)"}), 422, "not_enough_storages")
+    waiting = user.api.post("/api/chunk", files={"file": ("c", b"x")},
+                            data={"durability": "rs(2,1)"})
+    error = assert_error(waiting, 503, "storages_unavailable")
+    assert "offline" in error["message"] and int(waiting.headers["Retry-After"]) > 0, error
     # The same folder comes back as the same member, with its shares.
     group.restart(user, victim)
     back = listing(user)[victim.member_id]

@@ -42,11 +42,10 @@ def test_deep_json_lone_surrogates_and_huge_sizes_get_a_protocol_error_not_a_cra
             reply = json.loads(ws.recv(timeout=10))
             assert reply["type"] == "error" and reply["code"] != "internal_error", reply
             assert says in reply["error"], reply
-        for huge, says in ((2 ** 62, "1 EiB"), (10 ** 30, "64 bits")):
-            ws.send(json.dumps({"type": "hello", "id": "h", "member_id": "member-big",
-                                "capacity": huge, "used": 0, "free": huge}))
-            reply = json.loads(ws.recv(timeout=10))
-            assert reply["type"] == "error" and says in reply["error"], reply
+        ws.send(json.dumps({"type": "hello", "id": "h", "member_id": "member-big",
+                            "capacity": 10 ** 30, "used": 0, "free": 10 ** 30}))
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["type"] == "error" and "1 EiB" in reply["error"], reply
         ws.send(json.dumps({"type": "ping", "id": "still"}))    # the connection still works
         assert json.loads(ws.recv(timeout=10)) == {"type": "pong", "id": "still"}
 

@@ -132,3 +132,43 @@ def test_the_record_waits_for_the_callers_write_and_is_not_kept_if_it_fails(pipe
     assert not chunk_store().exists("alice", "part-1")
     assert shares_in(disks) == files and counters("alice") == counts
     assert quota.usage("alice")["stored_bytes"] == used
+
+
+def test_storages_out_of_reach_never_make_new_chunks_single_copies(pipeline, tmp_path):
+    """The automatic durability counts the storages a user keeps (any not draining), not the
+    ones answering this moment: with two of three folders gone (a disk not mounted), a chunk
+    is refused, each time, with a 503 to retry - never stored as raid1(1) for good - and
+    once they are back it has its two copies."""
+    from cloudstrype import storages
+    from cloudstrype.storages import placement
+
+    owner = "u-unreachable"
+    disks = add_disks(owner, tmp_path, 3)
+    away = list(disks.values())[:2]
+    for folder in away:
+        folder.rename(folder.with_name(folder.name + ".off"))
+    codes = []
+    for _ in range(4):
+        with pytest.raises(errors.ServiceUnavailable) as caught:
+            pipeline.put_chunk(owner, os.urandom(1000))
+        codes.append(caught.value.code)
+    assert codes[-1] == "storages_unavailable" and "storage_unavailable" in codes[:2], codes
+    assert int(caught.value.headers["Retry-After"]) <= placement.DOWN_RETRY_SECONDS
+    assert "down for" in caught.value.message and "try again" in caught.value.message
+    assert placement.default_durability(storages.list_storages(owner)) == "raid1(2)"
+    assert [p for p in list(disks.values())[2].iterdir() if not p.name.startswith(".")] == []
+
+    # Draining is the user's choice: then one storage kept means one copy.
+    for storage_id in list(disks)[:2]:
+        storages.start_draining(owner, storage_id)
+    assert placement.default_durability(storages.list_storages(owner)) == "raid1(1)"
+    for storage_id in list(disks)[:2]:
+        storages.stop_draining(owner, storage_id)
+
+    for folder in away:
+        folder.with_name(folder.name + ".off").rename(folder)
+    from cloudstrype.storages import service
+    for storage_id in disks:                    # their minute down is over
+        service._store.mark_down(owner, storage_id, 0, "back")
+    stored = pipeline.put_chunk(owner, os.urandom(1000)).record
+    assert stored.durability == "raid1(2)" and len(stored.shares) == 2

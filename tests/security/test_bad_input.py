@@ -219,12 +219,15 @@ def test_json_numbers_no_engine_keeps_exactly_are_400(user):
     for number, said in (("NaN", "NaN"), ("-Infinity", "-Infinity"),
                          ("12345678901234567890123", "64 bits"), ("9223372036854775808",
                                                                    "64 bits"),
-                         ("1e400", "too large"), ("-1e400", "too large")):
+                         ("1e400", "larger than"), ("-1e400", "larger than"),
+                         ("1" + "0" * 5000, "5001 digits")):
         response = user.api.post(f"/api/filesystem/info/{node}", data='{"attributes": '
                                  '{"k": %s}}' % number,
                                  headers={"Content-Type": "application/json"})
         error = assert_error(response, 400, "invalid_json")
-        assert said in error["message"], (number, error)
+        assert said in error["message"] and "'attributes.k'" in error["message"], (number,
+                                                                                    error)
+        assert error["details"] == {"field": "attributes.k"} and len(error["message"]) < 200
     for number, kept in (("9223372036854775807", 9223372036854775807),
                          ("-9223372036854775808", -9223372036854775808), ("1.5e300", 1.5e300)):
         response = user.api.post(f"/api/filesystem/info/{node}", data='{"attributes": '

@@ -188,40 +188,64 @@ class Call:
 _INT_LIMIT = 2 ** 63
 
 
-def _bounded_int(text: str) -> int:
-    if len(text) > 20:      # more digits than any 64-bit integer: not converted at all
-        raise errors.BadRequest(f"A number in the request body has {len(text)} digits; "
-                                f"integers here are at most 64 bits.", code="invalid_json")
-    value = int(text)
-    if not -_INT_LIMIT <= value < _INT_LIMIT:
-        raise errors.BadRequest(f"The number {text} in the request body is larger than 64 "
-                                f"bits.", code="invalid_json")
+class _Unkept:
+    """A number parsed from a body that no engine would keep as sent (NaN, Infinity, an
+    integer past 64 bits, a float past a double): left in its place so that the walk after
+    the parse names its field."""
+    __slots__ = ("text", "why")
+
+    def __init__(self, text: str, why: str):
+        self.text, self.why = text, why
+
+
+def _int_or_unkept(text: str):
+    # More digits than any 64-bit integer: not converted (int() of thousands is slow).
+    value = int(text) if len(text) <= 20 else None
+    if value is None or not -_INT_LIMIT <= value < _INT_LIMIT:
+        return _Unkept(text, "integers here are at most 64 bits")
     return value
 
 
-def _finite_float(text: str) -> float:
+def _float_or_unkept(text: str):
     value = float(text)
-    if not math.isfinite(value):
-        raise errors.BadRequest(f"The number {text[:40]} in the request body is too large.",
-                                code="invalid_json")
-    return value
+    return value if math.isfinite(value) else _Unkept(text, "larger than any number here")
 
 
-def _no_constant(name: str):
-    raise errors.BadRequest(f"The request body is not valid JSON: {name} is not a JSON value "
-                            f"(send a number, or a string).", code="invalid_json")
+def _constant_unkept(name: str):
+    return _Unkept(name, "not a JSON value (send a number, or a string)")
 
 
-def parse_json(raw: bytes) -> dict:
-    """A JSON object from a request body, within MAX_JSON_BYTES and MAX_JSON_DEPTH."""
+def _refuse_unkept(value) -> None:
+    """Raise for the first _Unkept in a parsed body, naming its field."""
+    stack = [(value, "")]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, _Unkept):
+            shown = current.text if len(current.text) <= 40 else \
+                f"{current.text[:20]}... ({len(current.text)} digits)"
+            raise errors.BadRequest(
+                f"{f'Field {where!r}' if where else 'A value'} is {shown}: {current.why}.",
+                code="invalid_json", details={"field": where} if where else None)
+        if isinstance(current, dict):
+            stack.extend((child, f"{where}.{key}" if where else str(key))
+                         for key, child in current.items())
+        elif isinstance(current, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(current))
+
+
+def parse_json(raw: bytes, *, bounded_numbers: bool = True) -> dict:
+    """A JSON object from a request body, within MAX_JSON_BYTES and MAX_JSON_DEPTH, with
+    64-bit integers and finite floats only (`bounded_numbers`; a caller that checks its
+    numbers' ranges itself may take any)."""
     if len(raw) > MAX_JSON_BYTES:
         raise errors.PayloadTooLarge(f"A JSON body is at most {MAX_JSON_BYTES} bytes.",
                                      code="body_too_large")
     too_deep = errors.BadRequest(f"The request body nests more than {MAX_JSON_DEPTH} levels "
                                  f"deep.", code="invalid_json")
+    unkept = {"parse_int": _int_or_unkept, "parse_float": _float_or_unkept,
+              "parse_constant": _constant_unkept} if bounded_numbers else {}
     try:
-        value = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float,
-                           parse_constant=_no_constant)
+        value = json.loads(raw, **unkept)
     except RecursionError:
         # The C parser stops cleanly at the interpreter's recursion limit.
         raise too_deep from None
@@ -238,7 +262,14 @@ def parse_json(raw: bytes) -> dict:
     # with one are walked.
     if _SURROGATE_ESCAPE.search(raw):
         _check_text(value)
+    # Only a body with a number out of bounds is walked (the parse marks each in place).
+    if bounded_numbers and _MAYBE_UNKEPT.search(raw):
+        _refuse_unkept(value)
     return value
+
+
+# What any _Unkept is parsed from: NaN, Infinity, 20 or more digits in a row, an exponent.
+_MAYBE_UNKEPT = re.compile(rb"NaN|Infinity|[0-9]{19}|[eE][+-]?[0-9]{3}")
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")

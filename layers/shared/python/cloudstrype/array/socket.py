@@ -52,7 +52,7 @@ def handle(connection_id: str, body: str | None) -> dict | None:
                                          f"{protocol.MAX_MESSAGE_BYTES // 1024} KB.")
         try:
             # The REST bodies' parser: its depth bound, and text that is Unicode.
-            message = parse_json(body.encode("utf-8", "surrogatepass"))
+            message = parse_json(body.encode("utf-8", "surrogatepass"), bounded_numbers=False)
         except errors.ApiError as exc:
             raise protocol.ProtocolError(f"Messages must be JSON objects with a 'type': "
                                          f"{exc.message}") from None

@@ -6,7 +6,7 @@ import random
 import time
 
 from cloudstrype import errors
-from cloudstrype.storages.store import Storage
+from cloudstrype.storages.store import DRAINING, OFFLINE, Storage
 
 # Free-space weight for storages that state no capacity.
 UNKNOWN_FREE_WEIGHT = 1 << 40
@@ -35,6 +35,20 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
     if len(usable) < count:
         why = "; ".join(f"{s.name}: {_not_usable(s, share_size, now)}"
                         for s in candidates if s not in usable)
+        # Storages out of reach for a while (down after an error, a member not connected):
+        # if they would make up the count, this passes when they are back - worth a retry.
+        waiting = [s for s in candidates if s not in usable and _back_soon(s, now)]
+        if len(usable) + len(waiting) >= count:
+            retry = max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
+                                                       for s in waiting
+                                                       if now < (s.down_until or 0)]))
+            raise errors.ServiceUnavailable(
+                f"This needs {count} storages, but {len(usable)} of "
+                f"{among.format(n=len(candidates))} are usable now ({why}). Nothing was "
+                f"stored; try again when they are back (retry in {retry} s), or choose a "
+                f"durability with fewer shares.", code="storages_unavailable",
+                details={"needed": count, "usable": len(usable), "waiting": len(waiting)},
+                headers={"Retry-After": str(retry)})
         raise errors.Unprocessable(
             f"This needs {count} storages with room for a {share_size}-byte share each, but "
             f"{len(usable)} of {among.format(n=len(candidates))} are usable now"
@@ -60,6 +74,20 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
 
 
 def default_durability(candidates: list[Storage]) -> str:
-    """Two copies when two storages can take them, else one."""
-    usable = sum(1 for s in candidates if s.usable())
-    return "raid1(2)" if usable >= 2 else "raid1(1)"
+    """Two copies when the user keeps two storages for data (any not draining), else one.
+    Counted whether or not each is reachable this moment: a storage down for a minute after
+    an error, a member not connected or one to reconnect must not make new files single
+    copies for good; such a write waits for it (choose_storages: 503 storages_unavailable)."""
+    kept = sum(1 for s in candidates if s.status != DRAINING)
+    return "raid1(2)" if kept >= 2 else "raid1(1)"
+
+
+# How long a write refused for storages out of reach asks its client to wait, at most.
+DOWN_RETRY_SECONDS = 60
+
+
+def _back_soon(storage: Storage, now: float) -> bool:
+    """Out of reach for now only: down for a while after an error, or a member not
+    connected (not draining, full, or waiting for its user to reconnect it)."""
+    return storage.status == OFFLINE or (storage.status == "active" and
+                                         now < (storage.down_until or 0))
