@@ -490,9 +490,16 @@ op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
               409: "Holds a file's content (a file's chunk, or a pack): delete the files "
                    "instead"})
 op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now",
-   responses={200: "Repaired (or nothing to repair)", 404: "Unknown",
-              422: "Not enough usable storages",
-              503: "Fewer good shares than the chunk needs"})
+   responses={200: {"description": "Repaired, or nothing to repair; shares whose storage "
+                                    "does not answer now are waited for, not rebuilt",
+                     "schema": _obj(["chunk_id", "repaired"], chunk_id=S,
+                                    repaired={"type": "array", "items": INT},
+                                    remaining={"type": "array", "items": INT,
+                                               "description": "Left for the next scrub: too "
+                                                              "few usable storages now"})},
+              404: "Unknown", 422: "Not enough usable storages",
+              503: "Fewer good shares than the chunk needs (not_enough_shares: some storage "
+                   "did not answer; chunk_damaged: all did), or storages out of reach now"})
 
 # -- filesystem --------------------------------------------------------------------------------
 RETENTION = {"type": "integer", "minimum": 0, "maximum": MAX_RETENTION_DAYS,

@@ -471,8 +471,10 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
     unreachable: set[int] = set()
     while True:
         failed = _fetch_shares(record, collector, skip=skip, unreachable=unreachable)
-        if failed:
-            mark_damaged(owner, chunk_id, failed)
+        # Only what is missing or wrong is damage: a share on a storage that did not answer
+        # is waited for (its storage is marked down), not rebuilt elsewhere.
+        if failed - unreachable:
+            mark_damaged(owner, chunk_id, failed - unreachable)
         if not collector.enough and collector.rescue() is None:
             raise _too_few_shares(record, collector, bool(unreachable or skip))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
@@ -706,8 +708,12 @@ def delete_chunk(owner: str, chunk_id: str, dead: bool = False) -> None:
 def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) -> dict:
     """Re-create missing or bad shares (and move shares off `move_off` storages) — no key needed.
 
-    The new shares go to storages holding no other share of the chunk; the record is updated
-    conditionally on its revision, and only then are replaced shares deleted.
+    A share on a storage that does not answer now (down, a member not connected, a folder not
+    mounted) is neither: it is waited for, not rebuilt elsewhere, unless its storage is being
+    drained (`move_off`). The new shares go to storages holding no other share of the chunk; as
+    many as there are such storages usable now (the missing and bad ones first), the rest left
+    marked for the next scrub. The record is updated conditionally on its revision, and only
+    then are replaced shares deleted.
     """
     move_off = move_off or set()
     record = get_record(owner, chunk_id)
@@ -715,27 +721,33 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     collector = codec.ShareCollector(record.meta)
     locations = {s.index: s for s in record.shares}
     # Verify every share: repair must know exactly which ones are bad.
-    good, failed = _fetch_all(record, collector, by_id)
+    good, failed, unreachable = _fetch_all(record, collector, by_id)
     rescued = collector.rescue() if not collector.enough else None
     if rescued is not None:
         # raid1 copies each bad in another place, merged into one that matches the recorded
         # hash: the source of the new copies (every stored copy is still replaced).
         good[rescued] = collector.good_copy(rescued)
     if not collector.enough:
-        raise errors.ServiceUnavailable(f"Chunk {chunk_id} has {len(collector.good_shares)} good "
-                                        f"shares of {collector.needed} needed; it cannot be "
-                                        f"repaired now.", code="not_enough_shares")
-    replace = set(failed) | {i for i, s in locations.items() if s.storage_id in move_off}
+        too_few = _too_few_shares(record, collector, bool(unreachable))
+        raise type(too_few)(f"{too_few.message} It cannot be repaired now.", code=too_few.code)
+    moving = {i for i, s in locations.items() if s.storage_id in move_off}
+    replace = failed | moving
     if not replace:
         if record.damaged:
             # Only if nothing failed since the check; otherwise the scrub looks again.
             chunk_store().clear_damage(owner, chunk_id, record.revision)
         return {"chunk_id": chunk_id, "repaired": []}
-    rebuilt = codec.rebuild(good, record.meta, replace).shares
     holding = {s.storage_id for i, s in locations.items() if i not in replace}
     candidates = [s for s in by_id.values() if s.storage_id not in holding
                   and s.storage_id not in move_off]
     share_size = int(record.meta.get("share_size", 0))
+    room = sum(1 for s in candidates if s.usable() and (s.free is None or s.free >= share_size))
+    left = set()
+    if 0 < room < len(replace):
+        # What can be repaired now is: the missing and bad shares first, then those moving.
+        first = sorted(failed) + sorted(moving - failed)
+        replace, left = set(first[:room]), set(first[room:])
+    rebuilt = codec.rebuild(good, record.meta, replace).shares
     # Each share of a chunk on its own storage: those holding one already are not candidates.
     targets = choose_storages(candidates, len(rebuilt), share_size,
                               among="the {n} storages that hold no share of this chunk yet")
@@ -756,15 +768,19 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
              if locations[i].storage_id in by_id}
     _count_shares(stale.values(), -1, share_size)
     _delete_shares(owner, stale)
-    return {"chunk_id": chunk_id, "repaired": sorted(new_locations)}
+    if left & failed:
+        mark_damaged(owner, chunk_id, left & failed)      # the rest, at the next scrub
+    return {"chunk_id": chunk_id, "repaired": sorted(new_locations),
+            **({"remaining": sorted(left)} if left else {})}
 
 
 def _fetch_all(record: Chunk, collector: codec.ShareCollector,
-               by_id: dict) -> tuple[dict[int, bytes], set[int]]:
-    """Fetch and verify every share: (good shares by index, failed indexes)."""
+               by_id: dict) -> tuple[dict[int, bytes], set[int], set[int]]:
+    """Fetch and verify every share: (good shares by index, the indexes of shares missing or
+    wrong or on a storage removed, the indexes of shares whose storage did not answer)."""
     futures = {}
     good: dict[int, bytes] = {}
-    failed = set()
+    failed, unreachable = set(), set()
     for share in record.shares:
         storage = by_id.get(share.storage_id)
         if storage is None:
@@ -775,14 +791,17 @@ def _fetch_all(record: Chunk, collector: codec.ShareCollector,
     for future, index in futures.items():
         try:
             data = future.result(timeout=SHARE_TIMEOUT_SECONDS)
-        except Exception:
+        except ShareNotFound:
             failed.add(index)
+            continue
+        except Exception:   # noqa: BLE001 - no answer (an error, a timeout): not a loss
+            unreachable.add(index)
             continue
         if collector.add(index, data):
             good[index] = data
         else:
             failed.add(index)
-    return good, failed
+    return good, failed, unreachable
 
 
 def shares_on(owner: str, storage_id: str) -> list[tuple[str, int]]:
