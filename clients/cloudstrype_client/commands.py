@@ -8,6 +8,7 @@ codes are those of cloudstrype_client.errors. ``add_commands(subparsers)`` regis
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import getpass
 import json
@@ -27,6 +28,7 @@ from cloudstrype_client.errors import (
     FAILED,
     INTERRUPTED,
     OK,
+    USAGE,
     AuthError,
     CliError,
     NotFoundError,
@@ -54,7 +56,10 @@ def _command(handler):
             if not hasattr(args, name):
                 setattr(args, name, default)
         try:
-            return handler(args) or OK
+            code = handler(args) or OK
+            if sys.stdout is not None:
+                sys.stdout.flush()      # a full disk or a closed pipe is met here, in words
+            return code
         except CliError as exc:
             print(f"cloudstrype {args.command}: {shown(exc.message)}", file=sys.stderr,
                   flush=True)
@@ -69,12 +74,48 @@ def _command(handler):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             return OK
+        except OSError as exc:
+            # A local file or the output that cannot be written (a full disk, a closed output):
+            # said in words, not a traceback.
+            where = f"{shown(str(exc.filename))}: " if exc.filename else \
+                "writing the output: " if exc.errno in _OUTPUT_ERRNOS else ""
+            print(f"cloudstrype {args.command}: {where}{exc.strerror or exc}", file=sys.stderr,
+                  flush=True)
+            _quiet_stdout()
+            return FAILED
+        except EOFError:
+            print(f"cloudstrype {args.command}: the input ended before an answer was typed; "
+                  f"run it at a terminal (a password can come from --password-stdin).",
+                  file=sys.stderr, flush=True)
+            return USAGE
         except KeyboardInterrupt:
-            print("\nInterrupted; running the same command again resumes big uploads.",
+            print(f"\nInterrupted; {_AFTER_INTERRUPT.get(args.command, _DONE_SO_FAR)}",
                   file=sys.stderr, flush=True)
             # Worker threads may be mid-request: leave without waiting for them.
             os._exit(INTERRUPTED)
     return run
+
+
+# What an interrupted command leaves, said as it stops.
+_DONE_SO_FAR = "what was done before it stopped stays done."
+_AFTER_INTERRUPT = {
+    "put": "running the same command again resumes big uploads and skips what was sent.",
+    "get": "running the same command again fetches the files again (nothing half-written "
+           "was left).",
+    "storages": "a drain goes on on the server (`cloudstrype storages list` shows it; "
+                "`undrain` stops it); anything else was done or not.",
+}
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EBADF, errno.EIO, errno.EFBIG})
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush as it exits does not fail again
+    (and print a second error) on what could not be written."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _client(args, **kwargs) -> Client:
@@ -455,10 +496,21 @@ def cmd_get(args) -> int:
 
 @_command
 def cmd_cat(args) -> int:
+    if sys.stdout is None:
+        raise UsageError("The output is closed: there is nowhere to write the files to.")
     client = _client(args)
+    # As cat(1): a file that cannot be read is said, and the others are still written; the
+    # exit code is the first failure's.
+    code = OK
     for path in args.paths:
-        transfer.cat(client, path, jobs=args.jobs)
-    return OK
+        try:
+            transfer.cat(client, path, jobs=args.jobs)
+        except CliError as exc:
+            if isinstance(exc, Stopped) or len(args.paths) == 1:
+                raise
+            print(f"cloudstrype cat: {shown(exc.message)}", file=sys.stderr, flush=True)
+            code = code or exc.exit_code
+    return code
 
 
 # -- storages -------------------------------------------------------------------------------------
@@ -637,7 +689,10 @@ def _drain(client: Client, storage: dict, quiet: bool) -> None:
         if not result.get("moved"):
             problems = "; ".join(map(str, result.get("problems") or [])) or "no progress"
             raise CliError(f"{storage.get('name')}: {result['remaining']} shares could not be "
-                           f"moved ({problems}). Add a storage or try again later.", FAILED)
+                           f"moved ({problems}). It stays draining (it takes no new shares, "
+                           f"and the server goes on moving them when it can): add a storage, "
+                           f"or 'cloudstrype storages undrain {storage.get('name')}' to use it "
+                           f"again.", FAILED)
 
 
 @_command
@@ -849,7 +904,8 @@ def _find_link(client: Client, ident: str) -> str:
     """A link id from its full 64 hex digits or a unique prefix of them (as 'links' shows)."""
     ident = ident.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,64}", ident):
-        raise UsageError(f"Not a link id: {ident!r} (see 'cloudstrype links').")
+        raise UsageError(f"Not a link id: {ident!r}; give the id or its first 4 or more hex "
+                         f"digits, as 'cloudstrype links' shows it.")
     if len(ident) == 64:
         return ident
     found = [link["id"] for link in _links(client) if link["id"].startswith(ident)]

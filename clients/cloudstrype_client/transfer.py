@@ -161,6 +161,29 @@ def _describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class _Repeats:
+    """The failure lines of a transfer, each said as it happens, except that a reason shared by
+    many files (a read-only share, a full quota) is said for the first few and then counted:
+    one line at the end says how many more failed so, instead of a thousand alike."""
+    SHOWN = 3
+
+    def __init__(self, progress: Progress, command: str):
+        self.progress, self.command = progress, command
+        self.counts: dict[str, int] = {}
+
+    def say(self, line: str, label: str) -> None:
+        reason = line[len(f"{self.command}: {label}: "):]
+        count = self.counts[reason] = self.counts.get(reason, 0) + 1
+        if count <= self.SHOWN:
+            self.progress.message(line, always=True)
+
+    def summarize(self) -> None:
+        for reason, count in self.counts.items():
+            if count > self.SHOWN:
+                self.progress.message(f"{self.command}: {count - self.SHOWN} more files failed "
+                                      f"the same way: {reason}", always=True)
+
+
 def _failure_line(label: str, exc: BaseException) -> str:
     """'LABEL: what went wrong', without LABEL twice when the message starts with it."""
     text = _describe_failure(exc)
@@ -306,11 +329,25 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
                 continue
             try:
                 st = entry.stat()
+            except FileNotFoundError:
+                if entry.is_symlink():      # a link to nothing: nothing to send, no failure
+                    warnings.append((f"put: skipping {local}: a link to nothing (its target "
+                                     f"does not exist)", False))
+                    continue
+                warnings.append((f"put: skipping {local}: it was removed while the folder "
+                                 f"was read", True))
+                continue
             except OSError as exc:
                 warnings.append((f"put: skipping {local}: {_describe_failure(exc)}", True))
                 continue
             if not stat_module.S_ISREG(st.st_mode):
                 warnings.append((f"put: skipping {local}: not a regular file", False))
+                continue
+            if _STALE_PART_NAME.fullmatch(entry.name):
+                # A download's temporary file (_new_part): never a file of the folder's own.
+                warnings.append((f"put: skipping {local}: a temporary file of a `cloudstrype "
+                                 f"get` (removed when it finishes, or an hour after it "
+                                 f"stopped)", False))
                 continue
             uploads.append(Upload(local, st.st_size, st.st_mtime_ns, here, entry.name,
                                   in_folder=True))
@@ -814,6 +851,7 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
     temporary file, a session is not committed), and _Halted is raised. What a stopped item
     raises (Cancelled) is no failure of its own."""
     failures: list[tuple[str, BaseException]] = []
+    said = _Repeats(progress, command)
     cause: CliError | None = None
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="file")
     futures: dict[Future, tuple[list, bool]] = {}
@@ -839,8 +877,7 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
                     cause = cause or error
                     continue
                 failures.append((label(item), error))
-                progress.message(f"{command}: {_failure_line(label(item), error)}",
-                                 always=True)
+                said.say(f"{command}: {_failure_line(label(item), error)}", label(item))
             if cause is not None:
                 break
         else:
@@ -848,6 +885,7 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
     except KeyboardInterrupt:
         cause = None
     finally:
+        said.summarize()
         if finished:
             pool.shutdown(wait=True)
         else:
@@ -1017,6 +1055,10 @@ def plan_get(client: Client, sources: list[str], dest: str, jobs: int
     """(the files to fetch, the local folders to make: (DEST, a folder at or below it))."""
     dest_path = Path(dest)
     into = dest_path.is_dir() or dest.endswith(("/", os.sep)) or len(sources) > 1
+    if into and (dest_path.exists() or dest_path.is_symlink()) and not dest_path.is_dir():
+        raise CliError(f"{dest} is {'a file' if dest_path.exists() else 'a broken link'}, not a "
+                       f"folder, so nothing can be written into it; give a folder (or, for one "
+                       f"file, the file's new name without a '/' at the end).", CONFLICT)
     downloads: list[Download] = []
     directories: list[tuple[Path, Path]] = []
     for source in sources:

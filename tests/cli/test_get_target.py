@@ -132,3 +132,16 @@ def test_a_killed_downloads_stale_temporary_file_is_removed_by_the_next_one(cli,
     assert not stale.exists(), "a temporary file nobody wrote for 2 hours is a killed get's"
     assert fresh.exists(), "one written within the hour may be another get's, still running"
     assert lookalike.exists()
+
+
+def test_a_dest_ending_in_a_slash_that_is_a_file_is_refused_in_words(cli, hello, tmp_path):
+    from cloudstrype_client.errors import CONFLICT
+    afile = tmp_path / "afile"
+    afile.write_text("old\n")
+    done = cli.run("get", hello, str(afile) + "/")
+    assert done.returncode == CONFLICT, done.stderr
+    assert "is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
+    assert afile.read_text() == "old\n" and _leftovers(tmp_path) == []
+    # Without the '/', DEST is the file's new name: replaced.
+    cli.ok("get", hello, str(afile))
+    assert afile.read_bytes() == b"hello\n"

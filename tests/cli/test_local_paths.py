@@ -51,6 +51,26 @@ def test_a_link_to_a_folder_inside_the_tree_is_said_to_be_skipped(cli, tmp_path)
     assert "folder-link" not in listed and "file-link" in listed
 
 
+def test_a_dangling_link_and_a_downloads_temporary_file_are_passed_over_not_failed(
+        cli, tmp_path):
+    # A link to nothing has nothing to send; a `get` killed mid-way leaves its temporary file
+    # (.XXXXXXXX.cloudstrype-part) for up to an hour: neither is a file of the folder's own.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "kept.txt").write_text("k\n")
+    (tree / "dangling").symlink_to("nowhere")
+    (tree / f".AbCd_123{transfer.PART_SUFFIX}").write_bytes(b"half a download")
+    root = _root()
+
+    done = cli.run("put", str(tree), f"{root}/")
+
+    assert done.returncode == 0, done.stderr
+    assert f"put: skipping {tree / 'dangling'}: a link to nothing" in done.stderr, done.stderr
+    assert "a temporary file of a `cloudstrype get`" in done.stderr, done.stderr
+    assert _counts(done.stdout) == (1, 0, 0)
+    assert _remote_files(cli, f"{root}/tree") == ["kept.txt"]
+
+
 def test_a_src_that_is_a_link_to_a_folder_keeps_the_links_name(cli, tmp_path):
     (tmp_path / "releases" / "v3").mkdir(parents=True)
     (tmp_path / "releases" / "v3" / "app.txt").write_text("v3\n")

@@ -82,6 +82,15 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     reply = _fails(bob, 1, "put", str(_file(tmp_path, "bob.txt", b"bob")), "/",
                    "--share", share_id)
     assert "read" in reply.lower()
+    # A folder's files refused for one reason: said for the first few, then counted.
+    many = tmp_path / "many"
+    many.mkdir()
+    for n in range(10):
+        (many / f"m{n}.txt").write_text(f"{n}\n")
+    done = bob.run("put", str(many), "/", "--share", share_id)
+    assert done.returncode == 1, done.stderr
+    said = [line for line in done.stderr.splitlines() if "read-only" in line]
+    assert len(said) == 4 and "7 more files failed the same way" in said[-1], done.stderr
     assert "read" in _fails(bob, 1, "mkdir", "--share", share_id, "/notes").lower()
     assert "read" in _fails(bob, 1, "rm", "--share", share_id, "/plan.txt").lower()
 

@@ -277,15 +277,17 @@ def test_storage_with_shares_is_409_until_drained(fresh):
 def test_drain_with_nowhere_to_go_reports_problems(fresh):
     user = fresh.user
     disks = [fresh.add_local(f"disk{i}") for i in range(2)]
-    stored = [user.api.post("/api/chunk", files={"file": ("c", b"two copies %d" % n)},
-                            data={"durability": "raid1(2)"}).json() for n in range(5)]
+    # Of five sizes: the reason's words name each chunk's share size, and it is still one.
+    contents = [b"two copies %d" % n * (1 + 50 * n) for n in range(5)]
+    stored = [user.api.post("/api/chunk", files={"file": ("c", data)},
+                            data={"durability": "raid1(2)"}).json() for data in contents]
     drained = user.api.post(f"/api/cloud/storages/{disks[0]['id']}/drain")
     assert drained.status_code == 202
     # One reason, said once, naming how many chunks it holds back.
     [problem] = drained.json()["problems"]
     assert drained.json()["remaining"] == 5 and "(5 chunks: " in problem, problem
-    for n, chunk in enumerate(stored):
-        assert user.api.get(f"/api/chunk/{chunk['chunk_id']}").content == b"two copies %d" % n
+    for data, chunk in zip(contents, stored, strict=True):
+        assert user.api.get(f"/api/chunk/{chunk['chunk_id']}").content == data
     removed = assert_error(user.api.delete(f"/api/cloud/storages/{disks[0]['id']}"), 409,
                            "storage_not_empty")
     assert "is draining but still holds 5 shares" in removed["message"], removed

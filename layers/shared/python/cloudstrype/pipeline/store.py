@@ -833,13 +833,14 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
         except errors.NotFound:
             chunk_store().forget_placements(owner, storage_id, chunk_id)
         except errors.ApiError as exc:
-            problems.setdefault(exc.message, []).append(chunk_id)
+            # By its code: the messages of one reason differ by chunk (each its share size).
+            message, ids = problems.setdefault(exc.code, (exc.message, []))
+            ids.append(chunk_id)
     remaining = len(shares_on(owner, storage_id))
     status = storages.get_storage(owner, storage_id).status    # stopped meanwhile, or not
-    # One line per reason, naming its chunks (the same reason for every chunk was said once
-    # per chunk).
+    # One line per reason (the first chunk's words), naming its chunks.
     said = [f"{message} ({errors.plural(len(ids), 'chunk')}: {', '.join(ids[:3])}"
-            f"{', …' if len(ids) > 3 else ''})" for message, ids in problems.items()]
+            f"{', …' if len(ids) > 3 else ''})" for message, ids in problems.values()]
     return {"storage_id": storage_id, "status": status, "moved": moved,
             "remaining": remaining, "problems": said[:20]}
 
