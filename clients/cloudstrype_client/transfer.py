@@ -647,7 +647,9 @@ class Uploader:
                 try:
                     _raise_first([self.parts.submit(send, n) for n in missing])
                 except CliError as exc:
-                    if exc.code == CHANGED_WHILE_SENT:
+                    # Changed while sent, or refused as it is (the share revoked or made
+                    # read-only, the session gone): its parts are not kept for a resume.
+                    if exc.code == CHANGED_WHILE_SENT or exc.permanent:
                         self._abandon(base, key)
                     raise
                 if self.client.stop.is_set():
@@ -1011,18 +1013,33 @@ def _refuse_one_destination_twice(planned: list[Upload]) -> None:
                            USAGE)
 
 
+# A share's refusals of a write: its owner's to change, not a name's or a retry's.
+_SHARE_REFUSALS = frozenset({"read_only_share", "share_not_found"})
+
+
 def _advise_put(failures: list[tuple[str, BaseException]], total: int) -> None:
     """What to do about the files that failed: run the command again for those that may go
     through then, free space first for those over the quota, something else for those refused
     as they are (a name taken, refused)."""
     over_quota = sum(1 for _, exc in failures
                      if isinstance(exc, CliError) and exc.code == QUOTA_EXCEEDED)
+    by_share = sum(1 for _, exc in failures
+                   if isinstance(exc, CliError) and exc.code in _SHARE_REFUSALS)
+    unreadable = sum(1 for _, exc in failures if isinstance(exc, PermissionError))
     refused = sum(1 for _, exc in failures if isinstance(exc, CliError) and exc.permanent
-                  and exc.code != QUOTA_EXCEEDED)
-    again = len(failures) - refused - over_quota
+                  and exc.code != QUOTA_EXCEEDED and exc.code not in _SHARE_REFUSALS)
+    again = len(failures) - refused - over_quota - by_share - unreadable
     if again:
         print(f"put: {again} of {total} files failed; run the same command again to retry "
               f"(big files resume where they stopped).", file=sys.stderr)
+    if unreadable:
+        print(f"put: {unreadable} of {total} files could not be read here (permission denied): "
+              f"give yourself read access to them, then run the same command again.",
+              file=sys.stderr)
+    if by_share:
+        print(f"put: {by_share} of {total} files were refused by the share (read-only for you, "
+              f"or no longer granted): ask its owner; running the same command again does "
+              f"not help until then.", file=sys.stderr)
     if over_quota:
         print(f"put: {over_quota} of {total} files did not fit in your quota: free space "
               f"(empty the trash with 'cloudstrype trash empty', delete files or their old "

@@ -411,11 +411,17 @@ class Gateway:
             return response
         streamed = web.StreamResponse(status=response.status, headers=response.headers)
         streamed.content_length = len(body)
-        await streamed.prepare(request)
-        with memoryview(body) as view:
-            for start in range(0, len(body), _STREAMED_PIECE_BYTES):
-                await streamed.write(view[start:start + _STREAMED_PIECE_BYTES])
-        await streamed.write_eof()
+        try:
+            await streamed.prepare(request)
+            with memoryview(body) as view:
+                for start in range(0, len(body), _STREAMED_PIECE_BYTES):
+                    await streamed.write(view[start:start + _STREAMED_PIECE_BYTES])
+            await streamed.write_eof()
+        except ConnectionError:
+            # The client went away mid-answer (a download stopped): its business, not a
+            # server error with a traceback.
+            log.info("%s %s: the client closed the connection before the answer was sent",
+                     request.method, redact(request.path))
         return streamed
 
     def _preflight(self) -> web.Response:

@@ -123,3 +123,18 @@ def test_a_session_refused_for_good_at_its_commit_is_deleted(cli, cli_user, tmp_
     assert _saved_sessions(cli, f"{root}/taken.bin") == []
     (upload_id,) = _upload_ids(proxy)
     assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)
+
+
+def test_a_session_whose_part_is_refused_for_good_is_deleted(cli, cli_user, tmp_path, proxy):
+    """A part refused as it is (a share revoked or made read-only, the session gone): running
+    again cannot resume it, so the session is not kept for a resume, and its parts are freed."""
+    source = tmp_path / "refused.bin"
+    source.write_bytes(os.urandom(2 * PART + 5))
+    remote = f"{_root()}/refused.bin"
+    proxy.fail("PUT", PARTS + "1$", "status", status=403, times=None)
+    done = cli.run("put", "-j", "1", str(source), remote, env=proxy.env(cli_user.access_token))
+    assert done.returncode != 0 and "injected failure 403" in done.stderr, done.stderr
+    assert _saved_sessions(cli, remote) == []
+    (upload_id,) = _upload_ids(proxy)
+    assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)
+    assert remote_info(cli_user, remote) is None

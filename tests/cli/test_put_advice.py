@@ -31,3 +31,15 @@ def test_each_kind_of_failure_gets_its_own_advice(capsys):
     assert lines[0].startswith("put: 1 of 5 files failed; run the same command again")
     assert lines[1].startswith("put: 1 of 5 files did not fit in your quota")
     assert lines[2].startswith("put: 1 of 5 files were refused, and would be again")
+
+
+def test_unreadable_files_and_a_shares_refusals_are_not_told_to_retry(capsys):
+    transfer._advise_put([("a.bin", PermissionError(13, "Permission denied")),
+                          ("b.bin", _refusal(403, "read_only_share")),
+                          ("c.bin", _refusal(404, "share_not_found"))], 3)
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("put: 1 of 3 files could not be read here (permission denied)")
+    assert lines[1].startswith("put: 2 of 3 files were refused by the share") and \
+        "ask its owner" in lines[1]

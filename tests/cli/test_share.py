@@ -89,8 +89,9 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
         (many / f"m{n}.txt").write_text(f"{n}\n")
     done = bob.run("put", str(many), "/", "--share", share_id)
     assert done.returncode == 1, done.stderr
-    said = [line for line in done.stderr.splitlines() if "read-only" in line]
+    said = [line for line in done.stderr.splitlines() if "share is read-only" in line]
     assert len(said) == 4 and "7 more files failed the same way" in said[-1], done.stderr
+    assert "refused by the share" in done.stderr and "ask its owner" in done.stderr
     assert "read" in _fails(bob, 1, "mkdir", "--share", share_id, "/notes").lower()
     assert "read" in _fails(bob, 1, "rm", "--share", share_id, "/plan.txt").lower()
 

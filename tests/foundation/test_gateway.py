@@ -232,3 +232,37 @@ def test_the_librarys_sizes_are_the_platform_limits():
     assert files.MAX_RESPONSE_BYTES == limits.RANGE_MAX_BYTES
     assert limits.RANGE_MAX_BYTES * 4 // 3 + limits.EVENT_ENVELOPE_BYTES \
         <= limits.LAMBDA_PAYLOAD_MAX_BYTES
+
+
+def test_a_client_that_goes_away_mid_answer_is_no_server_error(stack, user):
+    """A download stopped half-way (the CLI killed, a browser tab closed) is the client's
+    doing: the gateway notes it in one line (at INFO), not as an error with a traceback."""
+    import socket
+    import struct
+    import time
+    from urllib.parse import urlsplit
+
+    from tests.support import unique
+    assert user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": "gone", "config": {"path": unique("gone")}}).status_code == 201
+    data = b"x" * (4 * 1024 * 1024)
+    made = user.api.post("/api/filesystem/data", files={"file": ("gone.bin", data)},
+                         data={"path": "/gateway-gone"})
+    assert made.status_code == 201, made.text
+    before = stack.log().count("Traceback")
+    address = urlsplit(stack.url)
+    for _ in range(3):
+        with socket.create_connection((address.hostname, address.port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET /api/filesystem/data/{made.json()['id']} HTTP/1.1\r\n"
+                      f"Host: {address.netloc}\r\nAuthorization: Bearer {user.access_token}"
+                      f"\r\n\r\n".encode())
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+            # Closed with a reset, with most of the body unread.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The gateway's writes meet the reset within moments; a traceback would be logged then.
+    deadline = time.monotonic() + 3
+    while stack.log().count("Traceback") == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.log().count("Traceback") == before, stack.log()[-3000:]
+    assert user.api.get("/api/health").status_code == 200
