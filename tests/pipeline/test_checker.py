@@ -238,3 +238,24 @@ def test_an_empty_storage_that_does_not_answer_is_down_too(pipeline, tmp_path): 
     result = pipeline.scrub(budget_seconds=60)
     assert result["storages_not_reached"] == 1, result
     assert "is not this storage's folder now" in storages.get_storage("alice", disk_id).last_error
+
+
+def test_a_draining_storage_is_checked_too_and_its_old_error_cleared(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """A drain held back (nowhere to move its shares) can last: the storage's shares are still
+    data, so the checks go on there, and an error it no longer has stops being shown."""
+    from cloudstrype import storages
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 2)
+    record = pipeline.put_chunk("alice", os.urandom(4000), "aes256-gcm", "raid1(2)").record
+    draining = record.shares[0].storage_id
+    storages.mark_down(storages.get_storage("alice", draining), "member m1 is offline")
+    storages.start_draining("alice", draining)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + storages.DOWN_SECONDS + 1)
+    share_files(disks[draining], record.chunk_id, 0)[0].unlink()
+    result = pipeline.scrub(budget_seconds=60)
+    assert result["missing_shares"] == 1, result
+    shown = storages.get_storage("alice", draining).public()
+    assert shown["status"] == "draining" and shown["last_error"] is None, shown
+    assert chunk_store().get("alice", record.chunk_id) is not None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from cloudstrype import storages
 from cloudstrype.backends.base import Backend, BackendError, ShareNotFound
+from cloudstrype.storages.store import ACTIVE, DRAINING
 
 from . import codec
 from .chunk_store import Chunk, ShareLocation, chunk_store
@@ -66,7 +67,7 @@ def check_storages(deadline: float) -> dict:
     for record in sorted(storages.all_storages(), key=lambda s: s.checked_at or 0):
         if time.monotonic() > deadline:
             break
-        if not record.usable():
+        if not _checkable(record):
             continue
         try:
             found.add(check_storage(record, deadline))
@@ -80,6 +81,12 @@ def check_storages(deadline: float) -> dict:
         log.warning("the scrub's checks found %d shares missing and %d corrupt; queued for "
                     "repair", found.missing, found.corrupt)
     return found.public()
+
+
+def _checkable(record) -> bool:
+    """Active, or draining (its shares are still data until moved, and a drain held back can
+    last; its check also clears an error it no longer has), and not marked down."""
+    return record.status in (ACTIVE, DRAINING) and time.time() >= (record.down_until or 0)
 
 
 def check_storage(record, deadline: float) -> Found:
