@@ -53,6 +53,18 @@ def test_delete_of_a_missing_share_is_not_an_error(backend):
     assert not backend.exists("never-written")
 
 
+def test_a_folder_made_where_a_share_was_is_no_share_and_is_left_alone(backend, root):
+    # Deleting it answers "no such share" (done, as for a missing one), never an error the
+    # scrub retries for ever, and what the folder holds is not touched.
+    backend.put("k", b"share")
+    (root / "k").unlink()
+    (root / "k").mkdir()
+    (root / "k" / "theirs.txt").write_text("not ours")
+    with pytest.raises(ShareNotFound):
+        backend.delete("k")
+    assert (root / "k" / "theirs.txt").read_text() == "not ours"
+
+
 @pytest.mark.parametrize("key", ["../outside", "..", ".", "a/b", "/etc/passwd", "a\\b", "",
                                  "x" * 201, "nul\x00", "é"])
 def test_keys_that_could_leave_the_directory_are_refused(backend, tmp_path, key):

@@ -141,8 +141,15 @@ class LocalBackend(Backend):
     def delete(self, key: str) -> None:
         self._check_home()
         path = self._path(key)
-        with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        try:
+            with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except BackendError as exc:
+            if isinstance(exc.__cause__, IsADirectoryError):
+                # A folder made where the share was is not the share: the share is gone, and
+                # the folder (not ours) stays.
+                raise ShareNotFound(f"{self.root}: {key} is a folder, not a share") from None
+            raise
 
     def exists(self, key: str) -> bool:
         self._check_home()
