@@ -35,13 +35,20 @@ def _holders(pipeline, chunk_id: str) -> dict[int, str]:
     return {s.index: s.storage_id for s in chunk_store().get(OWNER, chunk_id).shares}
 
 
-def test_a_read_queues_lost_shares_for_repair_not_unreachable_ones(pipeline, tmp_path):
-    from cloudstrype.pipeline.chunk_store import chunk_store
-    disks = add_disks(OWNER, tmp_path, 3)
-    record = pipeline.put_chunk(OWNER, os.urandom(100_000), "aes256-gcm", "raid1(3)").record
+def _one_away_one_lost(pipeline, tmp_path, storages: int, durability: str):
+    """A chunk on `storages` folders, share 0's folder unmounted and share 1's file deleted:
+    (the folders, the chunk's record, its holders by index, where share 0's folder went)."""
+    disks = add_disks(OWNER, tmp_path, storages)
+    record = pipeline.put_chunk(OWNER, os.urandom(100_000), "aes256-gcm", durability).record
     holders = _holders(pipeline, record.chunk_id)
     away = _away(disks[holders[0]])
     share_files(disks[holders[1]], record.chunk_id, 1)[0].unlink()
+    return disks, record, holders, away
+
+
+def test_a_read_queues_lost_shares_for_repair_not_unreachable_ones(pipeline, tmp_path):
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks, record, holders, away = _one_away_one_lost(pipeline, tmp_path, 3, "raid1(3)")
     # Copy 2 not asked: the read meets the unmounted copy 0 and the missing copy 1 alone.
     with pytest.raises(errors.ServiceUnavailable) as caught:
         pipeline.get_chunk(OWNER, record.chunk_id, frozenset({holders[2]}))
@@ -74,11 +81,7 @@ def test_repair_rebuilds_what_is_lost_and_leaves_what_is_unreachable(pipeline, t
 
 
 def test_too_few_shares_answering_to_repair_moves_nothing(pipeline, tmp_path):
-    disks = add_disks(OWNER, tmp_path, 4)
-    record = pipeline.put_chunk(OWNER, os.urandom(100_000), "aes256-gcm", "rs(2,1)").record
-    holders = _holders(pipeline, record.chunk_id)
-    away = _away(disks[holders[0]])
-    share_files(disks[holders[1]], record.chunk_id, 1)[0].unlink()
+    disks, record, holders, away = _one_away_one_lost(pipeline, tmp_path, 4, "rs(2,1)")
     with pytest.raises(errors.ServiceUnavailable) as caught:
         pipeline.repair_chunk(OWNER, record.chunk_id)
     # One good share of the two needed answers: not yet (the unmounted one may come back).
