@@ -49,7 +49,9 @@ def delete_chunk(call, chunk_id):
 
 @app.endpoint("/{chunk_id}/repair", ["POST"])
 def repair_chunk(call, chunk_id):
-    return store.repair_chunk(call.principal.user_id, chunk_id)
+    # Asked by the chunk's owner ("Repair now"): shares on storages out of reach are
+    # re-created elsewhere too (the scrub waits for those storages instead).
+    return store.repair_chunk(call.principal.user_id, chunk_id, unreachable_too=True)
 
 
 # The scrub: every hour in AWS (an EventBridge rule); the local stack runs it on a timer too.

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
+from cloudstrype.api.body import as_form_filename
 from cloudstrype.api.security_headers import FILE_CONTENT_HEADERS
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp, json_text
 from cloudstrype.sharing import links, shares
@@ -202,7 +203,7 @@ def upload_batch(call):
             raise errors.BadRequest(f"Unknown form field '{part.name}'; expected path, file "
                                     f"(one per file), mtimes, durability, encryption.",
                                     code="invalid_multipart")
-    files.set_mtimes(items, fields.get("mtimes"))
+    files.set_mtimes(items, fields.get("mtimes"), as_read=as_form_filename)
     scope = _scope(call, write=True)
     scope.owners_scheme(fields.get("durability"), fields.get("encryption"))
     results = files.upload_batch(scope.owner, fields.get("path") or "/", items,

@@ -108,6 +108,19 @@ def test_mtimes_per_file(fs_user):
         "mtimes_name_unknown")
     assert error["details"] == {"field": "mtimes"} and "'b.txt'" in error["message"], error
     assert fs_user.api.get("/api/filesystem/info", params={"path": "/batch4"}).status_code == 404
+    # A browser's form writes '"' in a filename as %22, and the server reads it back as '"':
+    # the mtimes key the browser wrote (the name as it knows it) still finds its file.
+    body = ('--b\r\nContent-Disposition: form-data; name="path"\r\n\r\n/batch5\r\n'
+            '--b\r\nContent-Disposition: form-data; name="mtimes"\r\n\r\n'
+            '{"say %22hi%22.txt": 1700000000}\r\n'
+            '--b\r\nContent-Disposition: form-data; name="file"; filename="say %22hi%22.txt"'
+            '\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n')
+    sent = fs_user.api.post(BATCH, data=body.encode(),
+                            headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert sent.status_code == 207, sent.text
+    [result] = sent.json()["results"]
+    assert result["name"] == 'say "hi".txt' and \
+        result["file"]["modified"].startswith("2023-11-14T22:13:20"), result
 
 
 def test_the_limits(fs_user):

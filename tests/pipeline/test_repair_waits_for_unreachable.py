@@ -122,3 +122,24 @@ def test_repair_past_the_redundancy_with_every_storage_answering_says_so(pipelin
         pipeline.repair_chunk(OWNER, record.chunk_id)
     assert caught.value.code == "chunk_damaged", caught.value.message
     assert "repaired now" in caught.value.message
+
+
+def test_the_owner_asking_now_has_an_unreachable_share_rebuilt_elsewhere(pipeline, tmp_path):
+    """"Repair now" (POST /api/chunk/{id}/repair) does not wait: a share whose folder is not
+    mounted is re-created on another storage, and its old copy goes once the folder is back.
+    The scrub's repair waits instead."""
+    import time
+    disks = add_disks(OWNER, tmp_path, 5)
+    data = os.urandom(120_000)
+    record = pipeline.put_chunk(OWNER, data, "aes256-gcm", "rs(2,2)").record
+    holders = _holders(pipeline, record.chunk_id)
+    spare = next(sid for sid in disks if sid not in holders.values())
+    away = _away(disks[holders[0]])
+    assert pipeline.repair_chunk(OWNER, record.chunk_id)["repaired"] == []
+    assert pipeline.repair_chunk(OWNER, record.chunk_id, unreachable_too=True)["repaired"] == [0]
+    assert _holders(pipeline, record.chunk_id)[0] == spare
+    away.rename(disks[holders[0]])
+    assert share_files(disks[holders[0]], record.chunk_id, 0)     # not deleted while away
+    pipeline.retry_pending_deletes(time.monotonic() + 30)
+    assert not share_files(disks[holders[0]], record.chunk_id, 0)
+    assert pipeline.get_chunk(OWNER, record.chunk_id) == data

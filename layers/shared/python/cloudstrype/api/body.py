@@ -403,6 +403,13 @@ _WHATWG_ESCAPES = {"%22": '"', "%0A": "\n", "%0D": "\r", "%0a": "\n", "%0d": "\r
 _WHATWG_ESCAPED = re.compile("|".join(_WHATWG_ESCAPES))
 
 
+def as_form_filename(name: str) -> str:
+    """A name as a part's quoted `filename="..."` brings it here (what a browser's form
+    escapes, read back): a client naming a part's file in another field (a batch's `mtimes`)
+    writes it as it knows it, and the part's name may have been read back otherwise."""
+    return _WHATWG_ESCAPED.sub(lambda m: _WHATWG_ESCAPES[m.group(0)], name)
+
+
 def _disposition_param(disposition: str, param: str) -> str | None:
     """A parameter of a part's Content-Disposition. `param*` (RFC 5987: UTF-8''<percent-
     encoded>, exact for any name; the CLI sends it) wins over `param`. A quoted `param` is

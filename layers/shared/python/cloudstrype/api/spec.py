@@ -490,8 +490,9 @@ op("DELETE", "/api/chunk/{chunk_id}", "Delete the chunk and every share",
               409: "Holds a file's content (a file's chunk, or a pack): delete the files "
                    "instead"})
 op("POST", "/api/chunk/{chunk_id}/repair", "Re-create missing or corrupt shares now",
-   responses={200: {"description": "Repaired, or nothing to repair; shares whose storage "
-                                    "does not answer now are waited for, not rebuilt",
+   responses={200: {"description": "Repaired, or nothing to repair; asked so, shares whose "
+                                    "storage does not answer now are re-created elsewhere "
+                                    "too (the scheduled scrub waits for them instead)",
                      "schema": _obj(["chunk_id", "repaired"], chunk_id=S,
                                     repaired={"type": "array", "items": INT},
                                     remaining={"type": "array", "items": INT,

@@ -705,15 +705,17 @@ def delete_chunk(owner: str, chunk_id: str, dead: bool = False) -> None:
 
 # -- repair ------------------------------------------------------------------------------------
 
-def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) -> dict:
+def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None, *,
+                 unreachable_too: bool = False) -> dict:
     """Re-create missing or bad shares (and move shares off `move_off` storages) — no key needed.
 
     A share on a storage that does not answer now (down, a member not connected, a folder not
     mounted) is neither: it is waited for, not rebuilt elsewhere, unless its storage is being
-    drained (`move_off`). The new shares go to storages holding no other share of the chunk; as
-    many as there are such storages usable now (the missing and bad ones first), the rest left
-    marked for the next scrub. The record is updated conditionally on its revision, and only
-    then are replaced shares deleted.
+    drained (`move_off`) or the owner asks for it now (`unreachable_too`: the old copy is
+    deleted once its storage answers). The new shares go to storages holding no other share
+    of the chunk; as many as there are such storages usable now (the missing and bad ones
+    first), the rest left marked for the next scrub. The record is updated conditionally on
+    its revision, and only then are replaced shares deleted.
     """
     move_off = move_off or set()
     record = get_record(owner, chunk_id)
@@ -730,7 +732,8 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
     if not collector.enough:
         too_few = _too_few_shares(record, collector, bool(unreachable))
         raise type(too_few)(f"{too_few.message} It cannot be repaired now.", code=too_few.code)
-    moving = {i for i, s in locations.items() if s.storage_id in move_off}
+    moving = {i for i, s in locations.items() if s.storage_id in move_off} | \
+        (unreachable if unreachable_too else set())
     replace = failed | moving
     if not replace:
         if record.damaged:
@@ -738,8 +741,9 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None) ->
             chunk_store().clear_damage(owner, chunk_id, record.revision)
         return {"chunk_id": chunk_id, "repaired": []}
     holding = {s.storage_id for i, s in locations.items() if i not in replace}
+    away = {locations[i].storage_id for i in moving}
     candidates = [s for s in by_id.values() if s.storage_id not in holding
-                  and s.storage_id not in move_off]
+                  and s.storage_id not in move_off and s.storage_id not in away]
     share_size = int(record.meta.get("share_size", 0))
     room = sum(1 for s in candidates if s.usable() and (s.free is None or s.free >= share_size))
     left = set()

@@ -653,12 +653,17 @@ def check_batch_body(size: int) -> None:
         raise _batch_too_large(f"this one has {size} bytes")
 
 
-def set_mtimes(items: list[BatchFile], text: str | None) -> None:
+def set_mtimes(items: list[BatchFile], text: str | None,
+               as_read=lambda name: name) -> None:
     """Each file's modification time from the batch's optional `mtimes` field (a JSON object
     of file name -> Unix seconds). A name no file of the batch has is refused, not ignored:
-    it is a misspelling, and that file would be stored as modified now."""
+    it is a misspelling, and that file would be stored as modified now. `as_read(key)`: the
+    name a part sent as `key` may have been read back as (a browser's escapes)."""
     mtimes = parse_mtimes(text)
-    stray = sorted(set(mtimes) - {item.name for item in items})
+    names = {item.name for item in items}
+    for key in [k for k in mtimes if k not in names and as_read(k) in names]:
+        mtimes.setdefault(as_read(key), mtimes.pop(key))
+    stray = sorted(set(mtimes) - names)
     if stray:
         raise errors.BadRequest(f"Field 'mtimes' names '{errors.shown(stray[0])}', which is not "
                                 f"the filename of any file in this batch; name each file as "
