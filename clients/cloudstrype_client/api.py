@@ -41,6 +41,8 @@ from cloudstrype_client.errors import (
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A wait the server asks for that is said (shorter ones pass unsaid).
+WAIT_TOLD_SECONDS = 5
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
 # How much of a body of unknown length is read at a time.
@@ -106,6 +108,10 @@ class Client:
         self._transfer_lock = threading.Lock()
         self._transfer_socket: str | None | object = _NOT_ASKED
         self.stop = threading.Event()   # set: the command is stopping; no new request goes
+        # Told, once per reason, when the server asks for a wait of some seconds before a
+        # retry (storages out of reach): a command waiting minutes does not look hung.
+        self.on_wait = None
+        self._waits_told: set[str] = set()
 
     # -- construction from the command line ------------------------------------------------------
 
@@ -263,10 +269,26 @@ class Client:
                 continue
             if response.status_code in RETRY_STATUSES and attempt < attempts and \
                     not _for_good(response):
+                self._tell_wait(response)
                 response.close()
                 self.backoff(attempt, response.headers.get("Retry-After"))
                 continue
             return response
+
+    def _tell_wait(self, response: requests.Response) -> None:
+        retry_after = response.headers.get("Retry-After", "")
+        if self.on_wait is None or not retry_after.isdigit() or \
+                int(retry_after) < WAIT_TOLD_SECONDS:
+            return
+        try:
+            reason = str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            reason = f"the server answered {response.status_code}"
+        with self._refresh_lock:
+            if reason in self._waits_told:
+                return
+            self._waits_told.add(reason)
+        self.on_wait(f"waiting to try again ({retry_after} s): {reason}")
 
     def _refusal(self, response: requests.Response, what: str | None, auth: bool) -> CliError:
         error = error_from_response(response, what)

@@ -973,6 +973,7 @@ def put(client: Client, sources: list[str], dest: str, *, jobs: int = 4,
             future.result()
     progress = Progress("put", sum(u.size for u in uploads), len(uploads), quiet=quiet,
                         bars=bars)
+    client.on_wait = lambda text: progress.message(f"put: {text}")
     uploader = Uploader(client, progress, UploadState(), ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="part"))
     batches, alone = plan_batches(uploads)
@@ -1781,6 +1782,7 @@ def get(client: Client, sources: list[str], dest: str, *, jobs: int = 4, quiet: 
                     f"written)"), file=sys.stderr, flush=True)
     progress = Progress("get", sum(d.size for d in downloads),
                         len(downloads), quiet=quiet, bars=bars)
+    client.on_wait = lambda text: progress.message(f"get: {text}")
     downloader = Downloader(client, progress, ThreadPoolExecutor(
         max_workers=jobs, thread_name_prefix="range"), jobs)
     batches, alone = plan_reads(downloads)

@@ -47,6 +47,7 @@ class Rule:
     range: re.Pattern | None = None
     times: int | None = None         # None: every match
     hits: int = 0
+    retry_after: int | None = None   # "status": sent as its Retry-After
 
     def picks(self, method: str, path: str, range_header: str) -> bool:
         if method != self.method or not self.path.search(path):
@@ -101,6 +102,8 @@ class FaultyProxy:
                     ).encode()
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/json")
+                    if rule.retry_after is not None:
+                        self.send_header("Retry-After", str(rule.retry_after))
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
@@ -156,10 +159,11 @@ class FaultyProxy:
             return None
 
     def fail(self, method: str, path: str, action: str, *, status: int = 0,
-             range: str | None = None, times: int | None = 1, delay: float = 0.0) -> Rule:
+             range: str | None = None, times: int | None = 1, delay: float = 0.0,
+             retry_after: int | None = None) -> Rule:
         """Break requests matching `method` and the `path` regex (and the `range` regex)."""
         rule = Rule(method, re.compile(path), action, status, delay,
-                    re.compile(range) if range else None, times)
+                    re.compile(range) if range else None, times, retry_after=retry_after)
         with self._lock:
             self.rules.append(rule)
         return rule

@@ -30,6 +30,20 @@ def _big(tmp_path, parts: int = 4, extra: int = 777) -> tuple:
     return source, data
 
 
+def test_a_wait_the_server_asks_for_is_said_once_then_the_file_goes(cli, cli_user, tmp_path,
+                                                                    proxy):
+    # Storages out of reach for a while: 503 with Retry-After. The CLI waits as asked and says
+    # why (a command waiting minutes must not look hung), once per reason.
+    source, data = _big(tmp_path, parts=2)
+    remote = f"{_root()}/waited.bin"
+    proxy.fail("PUT", PARTS + "0$", "status", status=503, retry_after=5, times=2)
+    done = cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+    told = [line for line in done.stderr.splitlines() if "waiting to try again" in line]
+    assert told == ["put: waiting to try again (5 s): injected failure 503"], done.stderr
+    assert proxy.count("PUT", PARTS + "0$") == 3
+    assert remote_info(cli_user, remote)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_parts_lost_or_refused_once_are_sent_again(cli, cli_user, tmp_path, proxy):
     source, data = _big(tmp_path)
     remote = f"{_root()}/big.bin"
