@@ -571,6 +571,13 @@ class Uploader:
                 self.state.forget(key)
         sha256 = entry.get("sha256") if (entry and session) else None
         if session is not None:
+            # A folder of the file's name made since: the commit would refuse it after every
+            # part had gone up again, so it is refused before, and the session freed.
+            there = remote.stat(self.client, item.remote)
+            if there is not None and there.get("type") == remote.DIRECTORY:
+                self._abandon(f"/api/filesystem/uploads/{session['upload_id']}", key)
+                raise CliError(f"{item.remote}: '{item.name}' is a directory now; choose "
+                               f"another name.", CONFLICT, status=409, code="is_a_directory")
             changed = self._changed_parts(item, session)
             session["missing"] = sorted({*map(int, session["missing"]), *changed})
             got = len(session.get("received") or []) - len(changed)

@@ -138,3 +138,25 @@ def test_a_session_whose_part_is_refused_for_good_is_deleted(cli, cli_user, tmp_
     (upload_id,) = _upload_ids(proxy)
     assert cli_user.api.get(f"/api/filesystem/uploads/{upload_id}").status_code in (404, 410)
     assert remote_info(cli_user, remote) is None
+
+
+def test_a_resume_whose_name_is_a_folder_now_sends_nothing(cli, cli_user, tmp_path, proxy):
+    """A session kept for a resume, and a folder of the file's name made meanwhile: the next
+    run refuses the file before sending its parts again (the commit would refuse it after),
+    and frees the session."""
+    source = tmp_path / "later.bin"
+    source.write_bytes(os.urandom(2 * PART + 5))
+    root = _root()
+    remote = f"{root}/later.bin"
+    proxy.fail("PUT", PARTS + "1$", "status", status=503, times=None)
+    first = cli.run("put", "-j", "1", str(source), f"{root}/",
+                    env=proxy.env(cli_user.access_token))
+    assert first.returncode != 0 and len(_saved_sessions(cli, remote)) == 1, first.stderr
+    proxy.heal()
+    cli.ok("mkdir", "-p", remote)
+    sent = proxy.count("PUT", PARTS)
+    again = cli.run("put", "-j", "1", str(source), f"{root}/",
+                    env=proxy.env(cli_user.access_token))
+    assert again.returncode == 5 and "is a directory now" in again.stderr, again.stderr
+    assert proxy.count("PUT", PARTS) == sent
+    assert _saved_sessions(cli, remote) == []
