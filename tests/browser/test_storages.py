@@ -250,14 +250,14 @@ def test_dashboard_shows_an_offline_storage_and_shares_awaiting_repair(page, bas
     risks = page.locator(".risks")
     expect(risks).to_contain_text("disk-b is offline.")
     expect(risks).to_contain_text("its .cloudstrype-storage file is missing")
-    expect(risks).to_contain_text("lost shares and await repair")
+    expect(risks).to_contain_text("have shares missing or out of reach")
     expect(risks.get_by_role("link", name="/before.txt")).to_be_visible()
     expect(page.locator('.bar-row[data-storage="disk-b"]')).to_contain_text("Offline")
 
     # The details page shows which share is gone; Repair now re-creates it elsewhere.
     risks.get_by_role("link", name="/before.txt").click()
     expect(page.locator('.share[data-storage="disk-b"] .badge')).not_to_have_text("Healthy")
-    expect(page.get_by_text("await repair; the file is still readable")).to_be_visible()
+    expect(page.get_by_text("out of reach; the file is still readable")).to_be_visible()
     page.get_by_role("button", name="Repair now").click()
     expect(page.locator(".toast-success")).to_contain_text("Re-created 1 share of chunk #1.")
     expect(page.get_by_text("Every share checked is healthy.")).to_be_visible()

@@ -1,5 +1,5 @@
 // The dashboard: how much is stored where, how redundant the data is, and what is at risk
-// (storages offline or failing, chunks that lost shares and await repair, files kept once).
+// (storages offline or failing, chunks with shares missing or out of reach, files kept once).
 //
 // The API has no summary endpoint, so the redundancy picture and the share health come from a
 // bounded scan: walk the tree, read each file's info, then each chunk's share health.
@@ -309,7 +309,7 @@ function drawRisks(box, storages, members, result, ctx) {
         lastScan = null;
         if (ctx.alive()) ctx.navigate("#/");
       });
-      items.push(alertBox("warning", h("strong", {}, `${plural(repair.length, "chunk")} lost shares and await repair`),
+      items.push(alertBox("warning", h("strong", {}, `${plural(repair.length, "chunk")} have shares missing or out of reach`),
         ` (still readable) in: `, fileLinks(repair), " ", fix));
     }
     const single = result.infos.filter((f) => parseDurability(f.durability)?.tolerates === 0);
