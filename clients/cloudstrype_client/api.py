@@ -112,6 +112,7 @@ class Client:
         # retry (storages out of reach): a command waiting minutes does not look hung.
         self.on_wait = None
         self._waits_told: set[str] = set()
+        self._waits_lock = threading.Lock()
 
     # -- construction from the command line ------------------------------------------------------
 
@@ -284,7 +285,7 @@ class Client:
             reason = str(response.json()["error"]["message"])
         except (ValueError, KeyError, TypeError):
             reason = f"the server answered {response.status_code}"
-        with self._refresh_lock:
+        with self._waits_lock:
             if reason in self._waits_told:
                 return
             self._waits_told.add(reason)

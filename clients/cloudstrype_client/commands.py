@@ -71,8 +71,7 @@ def _command(handler):
             return exc.exit_code
         except BrokenPipeError:
             # The reader went away (`cloudstrype cat x | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _quiet_stdout()
             return OK
         except OSError as exc:
             # A local file or the output that cannot be written (a full disk, a closed output):

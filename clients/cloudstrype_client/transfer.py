@@ -171,11 +171,11 @@ class _Repeats:
         self.progress, self.command = progress, command
         self.counts: dict[str, int] = {}
 
-    def say(self, line: str, label: str) -> None:
-        reason = line[len(f"{self.command}: {label}: "):]
+    def say(self, label: str, error: BaseException) -> None:
+        reason = _failure_text(label, error)
         count = self.counts[reason] = self.counts.get(reason, 0) + 1
         if count <= self.SHOWN:
-            self.progress.message(line, always=True)
+            self.progress.message(f"{self.command}: {label}: {reason}", always=True)
 
     def summarize(self) -> None:
         for reason, count in self.counts.items():
@@ -184,12 +184,10 @@ class _Repeats:
                                       f"the same way: {reason}", always=True)
 
 
-def _failure_line(label: str, exc: BaseException) -> str:
-    """'LABEL: what went wrong', without LABEL twice when the message starts with it."""
+def _failure_text(label: str, exc: BaseException) -> str:
+    """What went wrong with LABEL, without LABEL when the message starts with it."""
     text = _describe_failure(exc)
-    if text.startswith(label + ": "):
-        text = text[len(label) + 2:]
-    return f"{label}: {text}"
+    return text[len(label) + 2:] if text.startswith(label + ": ") else text
 
 
 def _bad_name() -> CliError:
@@ -886,7 +884,7 @@ def _run_all(command: str, jobs: int, batches: list[list], alone: list, one, man
                     cause = cause or error
                     continue
                 failures.append((label(item), error))
-                said.say(f"{command}: {_failure_line(label(item), error)}", label(item))
+                said.say(label(item), error)
             if cause is not None:
                 break
         else:

@@ -217,20 +217,13 @@ def _constant_unkept(name: str):
 
 def _refuse_unkept(value) -> None:
     """Raise for the first _Unkept in a parsed body, naming its field."""
-    stack = [(value, "")]
-    while stack:
-        current, where = stack.pop()
+    for current, where in _walk(value):
         if isinstance(current, _Unkept):
             shown = current.text if len(current.text) <= 40 else \
                 f"{current.text[:20]}... ({len(current.text)} digits)"
             raise errors.BadRequest(
                 f"{f'Field {where!r}' if where else 'A value'} is {shown}: {current.why}.",
                 code="invalid_json", details={"field": where} if where else None)
-        if isinstance(current, dict):
-            stack.extend((child, f"{where}.{key}" if where else str(key))
-                         for key, child in current.items())
-        elif isinstance(current, list):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(current))
 
 
 def parse_json(raw: bytes, *, bounded_numbers: bool = True) -> dict:
@@ -275,20 +268,27 @@ _MAYBE_UNKEPT = re.compile(rb"NaN|Infinity|[0-9]{19}|[eE][+-]?[0-9]{3}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
-def _check_text(value) -> None:
-    """Refuse a body holding text that is not Unicode (a lone surrogate), naming its field:
-    nothing downstream (UTF-8 storage, hashing, tokens) can take it."""
+def _walk(value):
+    """Every value in a parsed body with where it is ("a.b[2]"; "" for the body itself),
+    iteratively (no recursion, whatever the nesting)."""
     stack = [(value, "")]
     while stack:
         current, where = stack.pop()
+        yield current, where
         if isinstance(current, dict):
-            for key, child in current.items():
-                place = f"{where}.{key}" if where else str(key)
-                if not _encodable(key):
-                    raise _not_text(f"A field name{f' in {where!r}' if where else ''}")
-                stack.append((child, place))
+            stack.extend((child, f"{where}.{key}" if where else str(key))
+                         for key, child in current.items())
         elif isinstance(current, list):
             stack.extend((child, f"{where}[{i}]") for i, child in enumerate(current))
+
+
+def _check_text(value) -> None:
+    """Refuse a body holding text that is not Unicode (a lone surrogate), naming its field:
+    nothing downstream (UTF-8 storage, hashing, tokens) can take it."""
+    for current, where in _walk(value):
+        if isinstance(current, dict):
+            if not all(_encodable(key) for key in current):
+                raise _not_text(f"A field name{f' in {where!r}' if where else ''}")
         elif isinstance(current, str) and not _encodable(current):
             raise _not_text(f"Field '{where}'")
 
@@ -430,7 +430,6 @@ def _disposition_param(disposition: str, param: str) -> str | None:
                                     code="invalid_multipart") from None
     match = re.search(rf'(?:^|;)\s*{param}="((?:[^"\\]|\\.)*)"', disposition)
     if match:
-        return _WHATWG_ESCAPED.sub(lambda m: _WHATWG_ESCAPES[m.group(0)],
-                                   match.group(1).replace('\\"', '"'))
+        return as_form_filename(match.group(1).replace('\\"', '"'))
     match = re.search(rf"(?:^|;)\s*{param}=([^;\s]+)", disposition)
     return match.group(1) if match else None

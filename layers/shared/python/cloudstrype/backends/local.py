@@ -141,15 +141,13 @@ class LocalBackend(Backend):
     def delete(self, key: str) -> None:
         self._check_home()
         path = self._path(key)
-        try:
-            with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
+        with _os_errors(f"delete {key}"), contextlib.suppress(FileNotFoundError):
+            try:
                 path.unlink()
-        except BackendError as exc:
-            if isinstance(exc.__cause__, IsADirectoryError):
+            except IsADirectoryError:
                 # A folder made where the share was is not the share: the share is gone, and
                 # the folder (not ours) stays.
                 raise ShareNotFound(f"{self.root}: {key} is a folder, not a share") from None
-            raise
 
     def exists(self, key: str) -> bool:
         self._check_home()

@@ -86,7 +86,7 @@ def check_storages(deadline: float) -> dict:
 def _checkable(record) -> bool:
     """Active, or draining (its shares are still data until moved, and a drain held back can
     last; its check also clears an error it no longer has), and not marked down."""
-    return record.status in (ACTIVE, DRAINING) and time.time() >= (record.down_until or 0)
+    return record.status in (ACTIVE, DRAINING) and not record.down()
 
 
 def check_storage(record, deadline: float) -> Found:

@@ -26,7 +26,7 @@ from cloudstrype.pipeline.chunk_store import (
 )
 
 # Placement is a storage rule; default_durability stays importable from here for callers.
-from cloudstrype.storages.placement import choose_storages, default_durability
+from cloudstrype.storages.placement import can_take, choose_storages, default_durability
 
 log = logging.getLogger("cloudstrype.pipeline")
 
@@ -473,8 +473,9 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
         failed = _fetch_shares(record, collector, skip=skip, unreachable=unreachable)
         # Only what is missing or wrong is damage: a share on a storage that did not answer
         # is waited for (its storage is marked down), not rebuilt elsewhere.
-        if failed - unreachable:
-            mark_damaged(owner, chunk_id, failed - unreachable)
+        lost = failed - unreachable
+        if lost:
+            mark_damaged(owner, chunk_id, lost)
         if not collector.enough and collector.rescue() is None:
             raise _too_few_shares(record, collector, bool(unreachable or skip))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
@@ -745,7 +746,7 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None, *,
     candidates = [s for s in by_id.values() if s.storage_id not in holding
                   and s.storage_id not in move_off and s.storage_id not in away]
     share_size = int(record.meta.get("share_size", 0))
-    room = sum(1 for s in candidates if s.usable() and (s.free is None or s.free >= share_size))
+    room = sum(1 for s in candidates if can_take(s, share_size))
     left = set()
     if 0 < room < len(replace):
         # What can be repaired now is: the missing and bad shares first, then those moving.
@@ -838,8 +839,7 @@ def drain_storage(owner: str, storage_id: str, budget_seconds: float = 20.0,
             chunk_store().forget_placements(owner, storage_id, chunk_id)
         except errors.ApiError as exc:
             # By its code: the messages of one reason differ by chunk (each its share size).
-            message, ids = problems.setdefault(exc.code, (exc.message, []))
-            ids.append(chunk_id)
+            problems.setdefault(exc.code, (exc.message, []))[1].append(chunk_id)
     remaining = len(shares_on(owner, storage_id))
     status = storages.get_storage(owner, storage_id).status    # stopped meanwhile, or not
     # One line per reason (the first chunk's words), naming its chunks.

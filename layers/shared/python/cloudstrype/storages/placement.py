@@ -6,7 +6,7 @@ import random
 import time
 
 from cloudstrype import errors
-from cloudstrype.storages.store import DRAINING, OFFLINE, Storage
+from cloudstrype.storages.store import ACTIVE, DRAINING, OFFLINE, Storage
 
 # Free-space weight for storages that state no capacity.
 UNKNOWN_FREE_WEIGHT = 1 << 40
@@ -19,11 +19,16 @@ def weight(storage: Storage) -> float:
 
 def _not_usable(storage: Storage, share_size: int, now: float) -> str:
     """Why placement passes a storage over, in a few words."""
-    if storage.status != "active":
+    if storage.status != ACTIVE:
         return storage.status.replace("_", " ")     # draining, offline, needs reconnect
-    if now < (storage.down_until or 0):
+    if storage.down(now):
         return f"down for {int(storage.down_until - now) + 1} s after an error"
     return f"full ({storage.free} bytes free)"
+
+
+def can_take(storage: Storage, share_size: int, now: float | None = None) -> bool:
+    """Whether placement may put a share of `share_size` bytes on the storage now."""
+    return storage.usable(now) and (storage.free is None or storage.free >= share_size)
 
 
 def choose_storages(candidates: list[Storage], count: int, share_size: int,
@@ -31,7 +36,7 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
     """`count` distinct storages, weighted by free space, skipping the down and the full.
     `among` says in a refusal which storages were the candidates ({n}: how many)."""
     now = time.time()
-    usable = [s for s in candidates if s.usable(now) and (s.free is None or s.free >= share_size)]
+    usable = [s for s in candidates if can_take(s, share_size, now)]
     if len(usable) < count:
         why = "; ".join(f"{s.name}: {_not_usable(s, share_size, now)}"
                         for s in candidates if s not in usable)
@@ -41,7 +46,7 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
         if len(usable) + len(waiting) >= count:
             retry = max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
                                                        for s in waiting
-                                                       if now < (s.down_until or 0)]))
+                                                       if s.down(now)]))
             raise errors.ServiceUnavailable(
                 f"This needs {count} storages, but {len(usable)} of "
                 f"{among.format(n=len(candidates))} are usable now ({why}). Nothing was "
@@ -89,5 +94,4 @@ DOWN_RETRY_SECONDS = 60
 def _back_soon(storage: Storage, now: float) -> bool:
     """Out of reach for now only: down for a while after an error, or a member not
     connected (not draining, full, or waiting for its user to reconnect it)."""
-    return storage.status == OFFLINE or (storage.status == "active" and
-                                         now < (storage.down_until or 0))
+    return storage.status == OFFLINE or (storage.status == ACTIVE and storage.down(now))

@@ -101,7 +101,11 @@ class Storage:
         return max(0, int(self.capacity) - int(self.provider_used))
 
     def usable(self, now: float | None = None) -> bool:
-        return self.status == ACTIVE and (now or time.time()) >= (self.down_until or 0)
+        return self.status == ACTIVE and not self.down(now)
+
+    def down(self, now: float | None = None) -> bool:
+        """Marked down after an error, for a while (mark_down)."""
+        return (now or time.time()) < (self.down_until or 0)
 
     def public(self) -> dict:
         return {
