@@ -4,6 +4,7 @@ server refuses fails alone in its own row."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 from playwright.sync_api import expect
 
@@ -102,3 +103,31 @@ def test_a_dropped_files_name_with_quotes_is_kept(page, base_url, web_user):
     assert {'say "hi".txt', "plain (1).txt"} <= files
     # The WHATWG form cannot tell a literal "%22" from a quote: that name comes back with one.
     assert '100" literal.txt' in files
+
+
+def test_a_batch_refused_for_a_while_waits_as_long_as_the_server_asks(page, base_url, web_user):
+    """A 503 with Retry-After (storages away for a while) is waited for as asked, and said: the
+    UI's own backoff would try again in under half a second, while the storages are still away."""
+    attempts: list[float] = []
+
+    def away_first(route):
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            route.fulfill(status=503, content_type="application/json",
+                          headers={"Retry-After": "3"},
+                          body='{"error": {"code": "storages_unavailable", "message": '
+                               '"disk-b is down for a while."}}')
+        else:
+            route.continue_()
+
+    page.route("**/api/filesystem/batch", away_first)
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    upload_files(page, [{"name": f"later-{n}.txt", "mimeType": "text/plain",
+                         "buffer": f"later {n}\n".encode()} for n in range(2)])
+    expect(page.get_by_text("disk-b is down for a while. Trying again in 3 s").first
+           ).to_be_visible()
+    for n in range(2):
+        expect(wait_for_transfer(page, f"later-{n}.txt")).to_contain_text("Uploaded (1 retry)")
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 2.9, attempts
+    expect(row(page, "later-1.txt")).to_be_visible()

@@ -98,7 +98,11 @@ def test_cors_preflight_is_the_cdk_mock_answer_on_every_resource(api, path):
     assert preflight.headers["Access-Control-Allow-Methods"] == \
         "OPTIONS,GET,PUT,POST,DELETE,PATCH,HEAD"
     assert "Access-Control-Max-Age" not in preflight.headers
-    assert api.get("/api/health").headers["Access-Control-Allow-Origin"] == "*"
+    answer = api.get("/api/health")
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    # A page of another origin (the deployed UI on CloudFront) reads what it waits and ranges by.
+    exposed = {name.strip() for name in answer.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Retry-After", "Content-Range", "ETag"} <= exposed, exposed
 
 
 def test_preflight_of_an_unknown_path_is_404(api):

@@ -32,6 +32,8 @@ const FILES_AT_ONCE = 3;
 const PARTS_AT_ONCE = 3;
 const ATTEMPTS = 5;
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+// A Retry-After longer than this is waited for this long (the server asks at most 60 s).
+const RETRY_AFTER_MAX_SECONDS = 120;
 // What a downloaded file's blob is typed as, whatever its own type: the blob: URL is of this
 // page's origin, and an HTML or SVG file opened from it would run as the app.
 export const DOWNLOAD_TYPE = "application/octet-stream";
@@ -105,9 +107,18 @@ async function send(item, { method, path, query, body, headers = {}, responseTyp
       retried: true });
   }
   if (result.status >= 400 || result.status === 0) {
-    throw await errorFrom(result.status, () => JSON.parse(decodeText(result)));
+    const error = await errorFrom(result.status, () => JSON.parse(decodeText(result)));
+    error.retryAfter = retryAfterSeconds(result.getResponseHeader("Retry-After"));
+    throw error;
   }
   return result;
+}
+
+// The seconds a Retry-After header asks to wait (its number form; the date form is not sent by
+// this server), or 0.
+function retryAfterSeconds(value) {
+  const seconds = Number.parseInt(value || "", 10);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
 }
 
 async function sendJson(item, options) {
@@ -128,9 +139,16 @@ async function withRetries(item, what, task) {
       if (item.cancelled) throw cancelledError();
       if (!retriable(error) || attempt >= ATTEMPTS) throw error;
       item.retries += 1;
-      item.note = `${what} did not get through; trying again (${attempt} of ${ATTEMPTS - 1})…`;
+      // The server's own wait when it names one (a storage away for a while: 503 with
+      // Retry-After), else a backoff of our own.
+      const asked = Math.min(RETRY_AFTER_MAX_SECONDS, error.retryAfter || 0) * 1000;
+      const wait = Math.max(asked,
+        Math.min(8000, 400 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+      item.note = asked
+        ? `${error.message} Trying again in ${Math.ceil(wait / 1000)} s (${attempt} of ${ATTEMPTS - 1})…`
+        : `${what} did not get through; trying again (${attempt} of ${ATTEMPTS - 1})…`;
       draw();
-      await sleep(Math.min(8000, 400 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+      await sleep(wait);
       item.note = "";
     }
   }
@@ -574,7 +592,9 @@ function statusText(item) {
     const percent = item.size ? Math.floor((item.loaded / item.size) * 100) : 0;
     const parts = item.direction === "up" && item.partCount > 1
       ? ` in ${item.partCount} parts` : "";
-    return item.note || `${verb}${parts}… ${percent}% (${bytes(item.loaded)} of ${bytes(item.size)})`;
+    // A batch's files share its request, and so its retry notes.
+    const note = item.note || item.batch?.note;
+    return note || `${verb}${parts}… ${percent}% (${bytes(item.loaded)} of ${bytes(item.size)})`;
   }
   if (item.state === "done") {
     return item.direction === "up"

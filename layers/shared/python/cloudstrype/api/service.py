@@ -170,7 +170,8 @@ class ServiceApp(Chalice):
         # origin may read the answers.
         response.headers.setdefault("Access-Control-Allow-Origin", "*")
         response.headers.setdefault("Access-Control-Expose-Headers",
-                                    "Content-Range, Content-Length, ETag, Accept-Ranges")
+                                    "Content-Range, Content-Length, ETag, Accept-Ranges, "
+                                    "Retry-After")
         # No answer is ever read as another type than it says (a JSON error naming a file
         # "<script>…" stays JSON).
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
