@@ -1203,10 +1203,22 @@ class Downloader:
         self.mode = 0o666 & ~mask
 
     def download(self, item: Download) -> None:
+        """Fetch one file into its target, from the start again if it is replaced meanwhile
+        (a shared file: its reader cannot pin a version)."""
+        for attempt in range(1, CHANGED_TRIES + 1):
+            try:
+                return self._download_once(item)
+            except CliError as exc:
+                if exc.code != "file_changed" or attempt == CHANGED_TRIES:
+                    raise
+                self.progress.message(f"{item.remote} was replaced while it was read; "
+                                      f"reading the new version from the start.")
+
+    def _download_once(self, item: Download) -> None:
         _check_target(item.target)
         info = remote.file_info(self.client, item.node["id"])
         size, expected = int(info.get("size") or 0), info.get("sha256")
-        params = {"version": info["version"]} if info.get("version") else {}
+        params, pin = _content_pin(info)
         url = f"/api/filesystem/data/{item.node['id']}"
         item.target.parent.mkdir(parents=True, exist_ok=True)
         fd, part = _new_part(item.target, self.mode)
@@ -1214,7 +1226,8 @@ class Downloader:
         try:
             bar = self.progress.file_bar(item.remote, size)
             if size <= RANGE_SIZE:
-                data, _ = self.client.get_bytes(url, params=params, what=item.remote)
+                data, _ = self.client.get_bytes(url, params=params, headers=pin,
+                                                what=item.remote)
                 if len(data) != size:
                     raise CliError(f"{item.remote}: received {len(data)} bytes, expected "
                                    f"{size}.")
@@ -1222,7 +1235,7 @@ class Downloader:
                 digest = hashlib.sha256(data).hexdigest()
                 self.progress.advance(size, bar)
             else:
-                digest = self._ranges(url, params, size, fd, item, bar)
+                digest = self._ranges(url, params, pin, size, fd, item, bar)
             actual = os.fstat(fd).st_size
             if actual != size:
                 raise CliError(f"{item.remote}: wrote {actual} bytes, expected {size}.")
@@ -1312,7 +1325,7 @@ class Downloader:
         self.progress.advance(len(data))
         self.progress.file_done()
 
-    def _ranges(self, url: str, params: dict, size: int, fd: int, item: Download,
+    def _ranges(self, url: str, params: dict, pin: dict, size: int, fd: int, item: Download,
                 bar) -> str:
         """Write the file into the open file `fd`; the sha256 of the whole. A server on this
         machine writes it there itself (local_transfer.py); any other, or one whose socket
@@ -1321,7 +1334,8 @@ class Downloader:
         if here is not None:
             written = [0]
             try:
-                return self._ranges_here(here, url, params, size, fd, item, bar, written)
+                return self._ranges_here(here, url, params, pin, size, fd, item, bar,
+                                         written)
             except local_transfer.Unavailable as exc:
                 self.progress.advance(-written[0], bar)
                 self.progress.message(f"{item.remote}: the server's local socket failed "
@@ -1337,13 +1351,13 @@ class Downloader:
             if done % RANGE_SIZE == 0 or done == size:
                 _let_pages_go(fd, done, (done - 1) % RANGE_SIZE + 1)
 
-        _read_ranges(self.client, url, params, size, item.remote, self.parts, self.window,
+        _read_ranges(self.client, url, params, pin, size, item.remote, self.parts, self.window,
                      write)
         return digest.hexdigest()
 
 
-    def _ranges_here(self, socket_path: str, url: str, params: dict, size: int, fd: int,
-                     item: Download, bar, written: list[int]) -> str:
+    def _ranges_here(self, socket_path: str, url: str, params: dict, pin: dict, size: int,
+                     fd: int, item: Download, bar, written: list[int]) -> str:
         """_ranges through the server's local socket: `window` ranges asked for ahead, each
         read by this process from the shares' files where the server's direct-read plan says
         they are (local_transfer.DirectReader), else written into `fd` by the server through a
@@ -1380,7 +1394,7 @@ class Downloader:
                         raise
                     return data
             answer, count = borrowed(lambda channel: self.client.get_into_file(
-                channel, url, params=params, headers={"Range": f"bytes={first}-{last}"},
+                channel, url, params=params, headers={"Range": f"bytes={first}-{last}", **pin},
                 into=first, ok=(206,), what=item.remote))
             range_given = answer.headers.get("Content-Range", f"bytes {first}-{last}/{size}")
             if count != last - first + 1 or range_given != f"bytes {first}-{last}/{size}":
@@ -1549,7 +1563,16 @@ def _read_form(body: bytes, content_type: str) -> tuple[dict, dict[str, bytes]]:
     return answer, contents
 
 
-def _read_ranges(client: Client, url: str, params: dict, size: int, what: str,
+def _content_pin(info: dict) -> tuple[dict, dict]:
+    """(query, headers) that hold every read of a file's content to the version `info`
+    describes: the version by id where the caller may name it (its own files), and its ETag
+    in If-Match always (a share's recipient may not name versions): the server answers 412
+    file_changed rather than a range of a newer version to join to this one's."""
+    params = {"version": info["version"]} if info.get("version") else {}
+    return params, ({"If-Match": info["etag"]} if info.get("etag") else {})
+
+
+def _read_ranges(client: Client, url: str, params: dict, pin: dict, size: int, what: str,
                  pool: ThreadPoolExecutor, window: int, consume) -> None:
     """Give every byte of a file to consume(offset, piece), in order, in READ_PIECE pieces (a
     view of one buffer, used again once consume returns).
@@ -1570,7 +1593,7 @@ def _read_ranges(client: Client, url: str, params: dict, size: int, what: str,
     def open_range(first: int) -> Body:
         first, last = span(first)
         body = client.open_body(url, params=params, ok=(206,), what=what,
-                                headers={"Range": f"bytes={first}-{last}"})
+                                headers={"Range": f"bytes={first}-{last}", **pin})
         if body.length != last - first + 1 or body.headers.get(
                 "Content-Range", f"bytes {first}-{last}/{size}") != f"bytes {first}-{last}/{size}":
             body.close()
@@ -1623,6 +1646,9 @@ def _read_ranges(client: Client, url: str, params: dict, size: int, what: str,
             except BaseException:       # noqa: BLE001 - failing already, or cancelled
                 pass
 
+
+# How many times a download starts again when its file is replaced while it is read.
+CHANGED_TRIES = 3
 
 # Pages of a download written this long ago are written back by now (see _let_pages_go).
 _WRITTEN_BACK_LAG = 8 * RANGE_SIZE
@@ -1820,11 +1846,11 @@ def cat(client: Client, path: str, out=None, *, jobs: int = 4) -> int:
         raise CliError(f"{remote.normalize(path)} is a directory.", USAGE)
     info = remote.file_info(client, node["id"])
     size, expected = int(info.get("size") or 0), info.get("sha256")
-    params = {"version": info["version"]} if info.get("version") else {}
+    params, pin = _content_pin(info)
     url = f"/api/filesystem/data/{node['id']}"
     digest = hashlib.sha256()
     if size <= RANGE_SIZE:
-        data, _ = client.get_bytes(url, params=params, what=path)
+        data, _ = client.get_bytes(url, params=params, headers=pin, what=path)
         digest.update(data)
         out.write(data)
     else:
@@ -1833,7 +1859,7 @@ def cat(client: Client, path: str, out=None, *, jobs: int = 4) -> int:
             out.write(piece)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="range") as pool:
-            _read_ranges(client, url, params, size, path, pool, max(2, jobs), write)
+            _read_ranges(client, url, params, pin, size, path, pool, max(2, jobs), write)
     out.flush()
     if expected and digest.hexdigest() != expected:
         raise CliError(f"{path}: the bytes received do not match the file's sha256.", FAILED)

@@ -346,6 +346,11 @@ def _content(call, owner, node, version_id):
                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(node.name)}",
                "Last-Modified": formatdate(version.created, usegmt=True),
                **FILE_CONTENT_HEADERS}
+    if not files.match(call.header("if-match"), version.etag):
+        raise errors.PreconditionFailed(
+            "This file has changed since the read that gave the ETag in If-Match (it is now "
+            f"{version.etag}): read it again from the start, so as not to join two versions.",
+            code="file_changed", headers={"ETag": version.etag})
     if files.none_match(call.header("if-none-match"), version.etag):
         return Reply(status=304, headers=headers)
     wanted = files.parse_range(call.header("range"), size) if files.range_applies(

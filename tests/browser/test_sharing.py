@@ -8,6 +8,7 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.filesystem.conftest import session_upload
 from tests.support import register_and_login
 
 from .helpers import open_files, row, row_action, sign_in_with_tokens, wait_for_transfer
@@ -248,3 +249,59 @@ def test_the_other_way_a_folder_shared_with_a_group_through_the_dialog(
         .status_code in (200, 204)
     reader.reload()
     expect(reader.get_by_role("alert")).to_contain_text("not available to you")
+
+
+def _replaced_between_parts(page, url_glob: str, owner, new: bytes) -> list[str]:
+    """Replace /moving/f.bin with `new` just before the browser's first request for its second
+    4 MiB part is passed on; the ETags of the replacements."""
+    replaced: list[str] = []
+
+    def replace_then_continue(route):
+        if not replaced and route.request.headers.get("range", "").startswith("bytes=4194304-"):
+            replaced.append(session_upload(owner, "/moving", "f.bin", new)["etag"])
+        route.continue_()
+
+    page.route(url_glob, replace_then_continue)
+    return replaced
+
+
+def test_a_shared_file_replaced_while_it_downloads_comes_whole_in_its_new_version(
+        pages, base_url, api, web_user):
+    """A recipient's download pins no version: its later parts carry the first one's ETag, the
+    server refuses a part of a newer version (412), and the page downloads the new version from
+    the start — not the old version's first 4 MiB joined to the new one's rest (found by a
+    sweep; the owner's file had no sha256 declared, as the web UI's uploads have none)."""
+    size = 9 * 1024 * 1024 + 7
+    old, new = os.urandom(size), os.urandom(size)
+    session_upload(web_user, "/moving", "f.bin", old)
+    friend = register_and_login(api)
+    assert web_user.api.post("/api/filesystem/shares", json={
+        "path": "/moving", "user": friend.username, "level": "read"}).status_code == 201
+
+    guest = pages()
+    replaced = _replaced_between_parts(guest, "**/api/filesystem/data/*", web_user, new)
+    sign_in_with_tokens(guest, base_url, friend, "#/")
+    guest.get_by_role("navigation", name="Main").get_by_role("link", name="Shared with me").click()
+    guest.get_by_role("link", name="moving").click()
+    with guest.expect_download() as download_info:
+        guest.get_by_role("button", name="Download f.bin").click()
+    assert replaced, "the file was not replaced during the download"
+    assert open(download_info.value.path(), "rb").read() == new
+
+
+def test_a_linked_file_replaced_while_it_downloads_comes_whole_in_its_new_version(
+        pages, base_url, web_user):
+    size = 9 * 1024 * 1024 + 7
+    old, new = os.urandom(size), os.urandom(size)
+    session_upload(web_user, "/moving", "f.bin", old)
+    made = web_user.api.post("/api/filesystem/links", json={"path": "/moving"})
+    assert made.status_code == 201, made.text
+
+    stranger = pages()
+    replaced = _replaced_between_parts(stranger, "**/api/filesystem/public/*/data*", web_user,
+                                       new)
+    stranger.goto(made.json()["url"])
+    with stranger.expect_download() as download_info:
+        stranger.get_by_role("button", name="Download f.bin").click()
+    assert replaced, "the file was not replaced during the download"
+    assert open(download_info.value.path(), "rb").read() == new

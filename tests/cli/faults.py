@@ -10,7 +10,9 @@ picks (method, path and optionally the Range header, for the first `times` match
 * ``cut``: the stack's answer goes back with its full Content-Length but only half its body,
   then the connection closes (a download broken half-way);
 * ``slow``: passed on as any other, after waiting ``delay`` seconds (a slow network, so that a
-  test can interrupt a transfer half-way).
+  test can interrupt a transfer half-way);
+* ``call``: passed on as any other, after ``call()`` has run (something done to the server at
+  that very moment, e.g. a file replaced between two ranges of its download).
 
 Every request seen is recorded as (method, path, Range header), broken or not.
 
@@ -26,6 +28,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -48,6 +51,7 @@ class Rule:
     times: int | None = None         # None: every match
     hits: int = 0
     retry_after: int | None = None   # "status": sent as its Retry-After
+    call: Callable[[], None] | None = None  # "call": run before the request is passed on
 
     def picks(self, method: str, path: str, range_header: str) -> bool:
         if method != self.method or not self.path.search(path):
@@ -96,6 +100,8 @@ class FaultyProxy:
                     return
                 if rule is not None and rule.action == "slow":
                     time.sleep(rule.delay)
+                if rule is not None and rule.action == "call":
+                    rule.call()
                 if rule is not None and rule.action == "status":
                     payload = json.dumps({"error": {
                         "code": "injected", "message": f"injected failure {rule.status}"}}
@@ -164,6 +170,15 @@ class FaultyProxy:
         """Break requests matching `method` and the `path` regex (and the `range` regex)."""
         rule = Rule(method, re.compile(path), action, status, delay,
                     re.compile(range) if range else None, times, retry_after=retry_after)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def before(self, method: str, path: str, call: Callable[[], None], *,
+               range: str | None = None, times: int | None = 1) -> Rule:
+        """Run `call` before passing on requests matching `method`, `path` (and `range`)."""
+        rule = Rule(method, re.compile(path), "call", range=re.compile(range) if range else None,
+                    times=times, call=call)
         with self._lock:
             self.rules.append(rule)
         return rule

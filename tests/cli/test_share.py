@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from tests.filesystem.conftest import session_upload
 from tests.support import register_and_login, unique
 
 from .conftest import Cli, add_local_storages
@@ -119,6 +120,29 @@ def test_a_user_share_read_then_write_then_revoked(alice, bob, tmp_path):
     assert json.loads(bob.ok("shares", "--with-me", "--json").stdout) == []
     assert "not shared with" in _fails(alice, 4, "unshare", "/team", "--with",
                                        bob.user.username)
+
+
+def test_a_shared_file_replaced_while_it_is_read_is_read_again_whole(alice, bob, tmp_path,
+                                                                    proxy):
+    """A recipient cannot pin a version: its ranges carry the first answer's ETag (If-Match),
+    the server refuses a range of a newer version (412 file_changed), and the CLI reads the new
+    one from the start — never the old one's first 4 MiB joined to the new one's rest (found
+    by a sweep, with a file whose uploader declared no sha256 to catch it afterwards)."""
+    size = 9 * 1024 * 1024 + 1
+    old, new = os.urandom(size), os.urandom(size)
+    session_upload(alice.user, "/moving", "f.bin", old)        # no sha256 declared
+    share_id = alice.ok("share", "/moving", "--with", bob.user.username).stdout.strip()
+    replaced = []
+    # Between the first range and the second: the moment the sweep found.
+    proxy.before("GET", r"/api/filesystem/data/", range=r"^bytes=4194304-",
+                 call=lambda: replaced.append(
+                     session_upload(alice.user, "/moving", "f.bin", new)["etag"]))
+    got = tmp_path / "got.bin"
+    done = bob.ok("get", "--share", share_id, "/f.bin", str(got),
+                  env=proxy.env(bob.user.access_token))
+    assert replaced, "the file was not replaced during the download"
+    assert got.read_bytes() == new
+    assert "was replaced while it was read" in done.stderr
 
 
 def test_a_group_share_the_other_way_and_membership_counts_at_once(alice, bob, admin,

@@ -214,6 +214,32 @@ def test_a_range_with_if_range_is_served_only_for_the_version_it_names(fs_user):
     assert (again.status_code, again.content) == (206, b"BBBBB")
 
 
+def test_if_match_refuses_a_range_of_a_file_replaced_since_the_first(fs_user):
+    """A reader of several ranges sends the first answer's ETag in If-Match with the others
+    (RFC 9110 13.1.1): once the file is replaced, 412 file_changed with the new ETag, never a
+    range of the new version to join to the old one's (found by a sweep: a shared file's
+    download, which pins no version, came back as a mix of two)."""
+    name = f"if-match-{os.urandom(3).hex()}.txt"
+    made = upload(fs_user, "/", name, b"AAAAAAAAAA")
+    url = f"/api/filesystem/data/{made['id']}"
+    first = fs_user.api.get(url, headers={"Range": "bytes=0-4"})
+    etag = first.headers["ETag"]
+    for header in (etag, f'"other", {etag}', "*"):
+        same = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Match": header})
+        assert (same.status_code, same.content) == (206, b"AAAAA"), header
+    upload(fs_user, "/", name, b"BBBBBBBBBB")
+    for header in (etag, "W/" + etag):             # strong comparison: a weak tag never matches
+        changed = fs_user.api.get(url, headers={"Range": "bytes=5-9", "If-Match": header})
+        assert_error(changed, 412, "file_changed")
+        assert "read it again from the start" in changed.json()["error"]["message"]
+        assert changed.headers["ETag"] != etag
+        assert changed.headers["ETag"] == fs_user.api.get(url).headers["ETag"]
+    # The earlier version, named, still matches its own ETag.
+    pinned = fs_user.api.get(url, params={"version": made["version"]},
+                             headers={"Range": "bytes=5-9", "If-Match": etag})
+    assert (pinned.status_code, pinned.content) == (206, b"AAAAA")
+
+
 def test_if_range_by_date_is_no_validator_when_two_versions_share_its_second(fs_user):
     """Last-Modified has whole seconds: two versions made within one second have the same one,
     and a range of the new one would splice onto the old one's bytes (found by a sweep). The

@@ -153,7 +153,7 @@ def test_ranges_are_read_in_order_in_pieces_from_one_buffer(server, small_ranges
         got.append(bytes(piece))
 
     with ThreadPoolExecutor(max_workers=3) as pool:
-        transfer._read_ranges(client, "/ranges", {}, len(BODY), "f", pool, 3, consume)
+        transfer._read_ranges(client, "/ranges", {}, {}, len(BODY), "f", pool, 3, consume)
     assert b"".join(got) == BODY
     assert len(buffers) == 1
     assert sorted(_RANGES_ASKED) == sorted(
@@ -169,7 +169,7 @@ def test_a_range_answered_for_other_bytes_is_refused(server, small_ranges):
     client = api.Client(server, token="t")
     with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(
             transfer.CliError, match=r"f: the server sent the wrong range \(bytes 1048577-"):
-        transfer._read_ranges(client, "/ranges-wrong", {}, len(BODY), "f", pool, 2,
+        transfer._read_ranges(client, "/ranges-wrong", {}, {}, len(BODY), "f", pool, 2,
                               lambda offset, piece: None)
 
 
@@ -184,7 +184,7 @@ def test_a_consumer_that_fails_stops_the_download(server, small_ranges):
         raise OSError("disk full")
 
     with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(OSError, match="disk full"):
-        transfer._read_ranges(client, "/ranges", {}, len(BODY), "f", pool, 2, consume)
+        transfer._read_ranges(client, "/ranges", {}, {}, len(BODY), "f", pool, 2, consume)
     assert len(_RANGES_ASKED) <= 2
 
 

@@ -31,6 +31,8 @@ const BATCH_FORM_OVERHEAD = 4096;
 const FILES_AT_ONCE = 3;
 const PARTS_AT_ONCE = 3;
 const ATTEMPTS = 5;
+// How many times a download starts again when its file is replaced while it downloads.
+const CHANGED_TRIES = 3;
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 // A Retry-After longer than this is waited for this long (the server asks at most 60 s).
 const RETRY_AFTER_MAX_SECONDS = 120;
@@ -495,7 +497,23 @@ async function runDownload(item) {
   });
 }
 
+// The bytes of the file `item` names, as one version: a file replaced while its parts come is
+// downloaded again from the start (its new version), never joined from two.
 async function fetchContent(item) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fetchVersion(item);
+    } catch (error) {
+      if (item.cancelled || !(error instanceof ApiError) || error.code !== "file_changed"
+        || attempt >= CHANGED_TRIES) throw error;
+      item.loaded = 0;
+      item.note = "The file was replaced while it downloaded; downloading the new version…";
+      draw();
+    }
+  }
+}
+
+async function fetchVersion(item) {
   const path = `/api/filesystem/data/${encodeURIComponent(item.fileId)}`;
   const query = { version: item.version, share: item.share };
   if (item.size <= RANGE_SIZE) {
@@ -505,34 +523,45 @@ async function fetchContent(item) {
         item.loaded = Math.min(item.size, loaded);
         draw();
       } })));
+    item.size = xhr.response.byteLength;
     return new Blob([xhr.response], { type: DOWNLOAD_TYPE });
   }
+  const progress = new Map();
+  // Every part after the first carries the first one's ETag (If-Match): a part of a newer
+  // version is refused (412 file_changed). The first says the size of its version too, which
+  // a listing read earlier may not.
+  let pinned = null;
+  const part = (index) => withRetries(item, `Part ${index + 1}`, () => requestSlots.run(
+    async () => {
+      const first = index * RANGE_SIZE;
+      const last = Math.min(item.size, first + RANGE_SIZE) - 1;
+      const answer = await send(item, { method: "GET", path, query, responseType: "arraybuffer",
+        headers: { Range: `bytes=${first}-${last}`, ...(pinned ? { "If-Match": pinned } : {}) },
+        onDownload: (loaded) => {
+          progress.set(index, loaded);
+          item.loaded = [...progress.values()].reduce((a, b) => a + b, 0);
+          draw();
+        } });
+      const total = Number((answer.getResponseHeader("Content-Range") || "").split("/")[1]);
+      if (index === 0 && answer.status === 206 && Number.isSafeInteger(total)) item.size = total;
+      const length = Math.min(item.size, first + RANGE_SIZE) - first;
+      if (answer.status !== 206 || answer.response.byteLength !== length) {
+        throw new ApiError("The server sent a different part of the file than asked for.",
+          { status: 502 });
+      }
+      progress.set(index, length);
+      return answer;
+    }));
+  const head = await part(0);
+  pinned = head.getResponseHeader("ETag");
   const count = Math.ceil(item.size / RANGE_SIZE);
   const pieces = new Array(count);
-  const progress = new Map();
-  const queue = [...Array(count).keys()];
+  pieces[0] = head.response;
+  const queue = [...Array(count).keys()].slice(1);
   const worker = async () => {
     while (queue.length) {
       const index = queue.shift();
-      const first = index * RANGE_SIZE;
-      const last = Math.min(item.size, first + RANGE_SIZE) - 1;
-      const xhr = await withRetries(item, `Part ${index + 1} of ${count}`, () => requestSlots.run(
-        async () => {
-          const answer = await send(item, { method: "GET", path, query, responseType: "arraybuffer",
-            headers: { Range: `bytes=${first}-${last}` },
-            onDownload: (loaded) => {
-              progress.set(index, loaded);
-              item.loaded = [...progress.values()].reduce((a, b) => a + b, 0);
-              draw();
-            } });
-          if (answer.status !== 206 || answer.response.byteLength !== last - first + 1) {
-            throw new ApiError("The server sent a different part of the file than asked for.",
-              { status: 502 });
-          }
-          return answer;
-        }));
-      pieces[index] = xhr.response;
-      progress.set(index, last - first + 1);
+      pieces[index] = (await part(index)).response;
     }
   };
   const workers = [];

@@ -19,29 +19,66 @@ function headersFor(token) {
   return passwords.has(token) ? { "X-Link-Password": passwords.get(token) } : {};
 }
 
-async function fetchBytes(token, path, range) {
+// How many times a download starts again when its file is replaced while it downloads.
+const CHANGED_TRIES = 3;
+
+// (bytes, the answer's ETag, the size of the file it is a range of).
+async function fetchBytes(token, path, range, etag) {
   let response;
   try {
     response = await fetch(apiUrl(`/api/filesystem/public/${encodeURIComponent(token)}/data`, { path }),
-      { headers: { ...headersFor(token), ...(range ? { Range: range } : {}) }, cache: "no-store" });
+      { headers: { ...headersFor(token), ...(range ? { Range: range } : {}),
+        ...(etag ? { "If-Match": etag } : {}) }, cache: "no-store" });
   } catch {
     throw new ApiError(NETWORK_MESSAGE, { code: "network" });
   }
   if (!response.ok) throw await errorFrom(response.status, () => response.json());
-  return response.arrayBuffer();
+  const data = await response.arrayBuffer();
+  const total = Number((response.headers.get("Content-Range") || "").split("/")[1]);
+  return { data, etag: response.headers.get("ETag"),
+    size: Number.isSafeInteger(total) ? total : data.byteLength };
 }
 
-async function downloadFile(token, path, entry) {
-  const pieces = [];
-  if (entry.size <= RANGE_SIZE) {
-    pieces.push(await fetchBytes(token, path));
-  } else {
-    for (let first = 0; first < entry.size; first += RANGE_SIZE) {
-      const last = Math.min(entry.size, first + RANGE_SIZE) - 1;
-      pieces.push(await fetchBytes(token, path, `bytes=${first}-${last}`));
+// Every part after the first is asked for with the ETag of the first (If-Match): a file
+// replaced while its parts come is refused (412 file_changed) and read again from the start,
+// never joined from two versions. The first part says the size of its version (a listing read
+// earlier may be older).
+async function downloadFile(token, path, entry, button) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const pieces = [];
+      let size = entry.size;
+      let etag = null;
+      if (size <= RANGE_SIZE) {
+        pieces.push((await fetchBytes(token, path, null, null)).data);
+      } else {
+        for (let first = 0; first < size; first += RANGE_SIZE) {
+          const last = Math.min(size, first + RANGE_SIZE) - 1;
+          const got = await fetchBytes(token, path, `bytes=${first}-${last}`, etag);
+          if (first === 0) ({ etag, size } = got);
+          pieces.push(got.data);
+          progressOn(button, Math.min(1, (first + got.data.byteLength) / size));
+        }
+      }
+      saveBlob(new Blob(pieces, { type: DOWNLOAD_TYPE }), entry.name);
+      return;
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.code !== "file_changed" || attempt >= CHANGED_TRIES) {
+        throw error;
+      }
+    } finally {
+      progressOn(button, null);
     }
   }
-  saveBlob(new Blob(pieces, { type: DOWNLOAD_TYPE }), entry.name);
+}
+
+// A large download's share so far, on its button (null: back to the button's own words).
+function progressOn(button, fraction) {
+  const label = button?.querySelector("span");
+  if (!label) return;
+  if (!label.dataset.words) label.dataset.words = label.textContent;
+  label.textContent = fraction === null ? label.dataset.words
+    : `${label.dataset.words} ${Math.floor(fraction * 100)}%`;
 }
 
 export default async function render(root, ctx) {
@@ -78,7 +115,7 @@ export default async function render(root, ctx) {
   if (node.type !== "directory") {
     const get = h("button", { type: "button", class: "button primary" }, icon("download"),
       h("span", {}, "Download"));
-    get.addEventListener("click", () => run(get, () => downloadFile(token, path, node)));
+    get.addEventListener("click", () => run(get, () => downloadFile(token, path, node, get)));
     append(body, [pageHeader(node.name),
       names.length ? h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, crumbs) : null,
       h("section", { class: "panel", "aria-label": "Shared file" },
@@ -99,7 +136,7 @@ export default async function render(root, ctx) {
     if (!isDir) {
       action = h("button", { type: "button", class: "button small", "aria-label": `Download ${child.name}` },
         icon("download"), h("span", {}, "Download"));
-      action.addEventListener("click", () => run(action, () => downloadFile(token, target, child)));
+      action.addEventListener("click", () => run(action, () => downloadFile(token, target, child, action)));
     }
     return h("tr", { "data-name": child.name, "data-type": child.type },
       h("td", { class: "col-name" }, isDir

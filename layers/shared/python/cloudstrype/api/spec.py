@@ -595,18 +595,21 @@ op("POST", "/api/filesystem/read",
               400: "No ids, or more than the batch limit"})
 # What a read of a file's content takes: one range (first-last, first-, or the last N bytes;
 # several ranges in one request are a 400), If-Range (an ETag, or a Last-Modified date that no
-# other version of the file shares) and If-None-Match.
+# other version of the file shares), If-None-Match, and If-Match (the ETag of the first range
+# read: 412 file_changed if the file has been replaced since).
 _READ_HEADERS = {
     "Range": {"type": "string",
               "pattern": "^bytes=(?:[0-9]{1,12}-[0-9]{0,12}|-[0-9]{1,12})$"},
     "If-Range": S,
     "If-None-Match": S,
+    "If-Match": S,
 }
 op("GET", "/api/filesystem/data/{file_id}", "File content; Range requests give 206",
    query={"version": S},
    headers={**_READ_HEADERS},
    responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
               304: "Not modified (If-None-Match)", 404: "Unknown id or version",
+              412: "Changed since the ETag in If-Match (file_changed)",
               413: "Too big for one response: use Range", 416: "Range not satisfiable",
               503: "Fewer good shares than a chunk needs"})
 op("GET", "/api/filesystem/chunks/{file_id}",
@@ -825,6 +828,7 @@ op("GET", "/api/filesystem/public/{token}/data",
    query={"path": PATH},
    responses={200: CONTENT, 206: {**CONTENT, "description": "Partial content"},
               304: "Not modified (If-None-Match)", **_PUBLIC_ANSWERS,
+              412: "Changed since the ETag in If-Match (file_changed)",
               413: "Too big for one response: use Range", 416: "Range not satisfiable",
               503: "Fewer good shares than a chunk needs"})
 

@@ -1320,6 +1320,16 @@ def none_match(header: str | None, etag: str) -> bool:
     return opaque(etag) in {opaque(candidate) for candidate in header.split(",")}
 
 
+def match(header: str | None, etag: str) -> bool:
+    """Whether an If-Match header lets a read go on (RFC 9110 13.1.1: absent or '*', else a
+    list holding the current ETag by strong comparison: a weak tag never matches). A reader
+    of several ranges sends the first answer's ETag with the others, so that a file replaced
+    between two of them is never served as a mix of two versions."""
+    if header is None or header.strip() == "*":
+        return True
+    return etag in {candidate.strip() for candidate in header.split(",")}
+
+
 # RFC 9110's byte ranges: ASCII digits only (int() also takes '+1', '٣' and '1_0').
 _RANGE_SPEC = re.compile(r"([0-9]{0,18})-([0-9]{0,18})")
 
