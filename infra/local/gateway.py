@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
-from cloudstrype import limits
+from cloudstrype import errors, limits
 from cloudstrype.api.body import (
     IN_PROCESS_EVENT,
     IN_PROCESS_MIN_BYTES,
@@ -526,13 +526,17 @@ class Gateway:
             return _error(404, "not_found", "No web UI is served here.")
         relative = request.match_info["tail"] or "index.html"
         root = self.web_dir.resolve()
-        target = (root / relative).resolve()
-        if root not in target.parents and target != root:
-            return _error(404, "not_found", f"No page {request.path}.")
-        if target.is_dir():
-            target = target / "index.html"
-        if not target.is_file():
-            return _error(404, "not_found", f"No page {request.path}.")
+        missing = _error(404, "not_found", f"No page {errors.shown(request.path)}.")
+        try:
+            target = (root / relative).resolve()
+            if root not in target.parents and target != root:
+                return missing
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                return missing
+        except (ValueError, OSError):   # a NUL in the path, a name too long: no such page
+            return missing
         return web.FileResponse(target, headers=_web_ui_headers(request))
 
     # -- staging (what S3's presigned URLs are in AWS) ----------------------------------------

@@ -171,10 +171,13 @@ def test_the_web_ui_and_file_content_come_with_their_security_headers(api, user)
 
 
 @pytest.mark.parametrize("path", ["/../pyproject.toml", "/%2e%2e/pyproject.toml",
-                                  "/missing.html"])
+                                  "/missing.html", "/index.html%00", "/%00", "/js/app%00.js",
+                                  "/" + "n" * 300 + ".js"])
 def test_static_files_never_escape_the_web_folder(api, path):
+    # A NUL or a name too long for the file system is no page either (they were 500s, with a
+    # traceback in the log).
     response = requests.get(api.base_url + path, timeout=10)
-    assert response.status_code == 404
+    assert_error(response, 404, "not_found")
     assert "[project]" not in response.text
 
 
