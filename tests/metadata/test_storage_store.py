@@ -256,3 +256,43 @@ def test_an_expired_oauth_state_still_answers_until_purged(engine):
                       storage_name="Box", expires_at=int(time.time()) - 2 * 24 * 3600)
     states.create(gone)
     assert states.get(gone.state) is None
+
+
+def test_usage_is_measured_again_sooner_once_shares_were_written_since(engine, monkeypatch):
+    """A storage's `used` is measured again after ten minutes, or after USAGE_CHANGED_MAX_AGE
+    once its stored bytes moved since the last measure (found by the web UI sweep: 21.8 MB
+    stored beside '0 bytes used' for ten minutes). The measure's time is in the answer."""
+    from cloudstrype.backends.base import Usage
+    from cloudstrype.storages import service
+    measured: list[int] = []
+
+    class Measured:
+        def usage(self):
+            measured.append(1)
+            return Usage(used=1000 * len(measured), capacity=None)
+
+    monkeypatch.setattr(service, "backend_for", lambda record: Measured())
+    store = StorageStore()
+    owner = _owner()
+    record = _storage(owner)
+    store.create(record)
+    now = time.time()
+    stale = now - service.USAGE_CHANGED_MAX_AGE_SECONDS - 1
+
+    def measured_again(checked: float, stored: int) -> bool:
+        assert store.set_usage(owner, record.storage_id, used=1, checked=checked, stored=0)
+        current = store.get(owner, record.storage_id)
+        current.stored_bytes = stored
+        before = len(measured)
+        after = service.refresh_usage(current)
+        if len(measured) > before:      # what was measured is kept, with what it saw
+            again = store.get(owner, record.storage_id)
+            assert again.provider_used == after.provider_used == 1000 * len(measured)
+            assert again.usage_stored_bytes == stored
+            assert after.public()["used_measured_at"] is not None
+        return len(measured) > before
+
+    assert not measured_again(checked=now, stored=5000)          # just measured
+    assert measured_again(checked=stale, stored=5000)             # written since, 31 s ago
+    assert not measured_again(checked=stale, stored=0)            # nothing written since
+    assert measured_again(checked=now - service.USAGE_MAX_AGE_SECONDS - 1, stored=0)

@@ -190,14 +190,20 @@ function drawStats(box, storages, members, result) {
   const logical = result ? result.infos.reduce((sum, f) => sum + (f.size || 0), 0) : null;
   // Only a count of every file gives a ratio: a sample ("300+") would inflate it many times.
   const whole = Boolean(result && result.complete);
+  // `online`: taking new shares now. A draining storage takes none by the user's choice; it is
+  // not unreachable.
   const online = storages.filter((s) => s.online).length;
+  const draining = storages.filter((s) => s.status === "draining").length;
+  const away = storages.length - online - draining;
+  const notTaking = [away ? `${away} unreachable or needing attention` : "",
+    draining ? `${draining} draining` : ""].filter(Boolean).join(", ");
   const membersOnline = members.filter((m) => m.online).length;
   box.replaceChildren(
     stat("Your files", result ? `${result.infos.length}${result.complete ? "" : "+"}` : "…",
       logical !== null ? `${bytes(logical)}${whole ? "" : " or more"}` : "counting…"),
     stat("Stored on backends", bytes(stored), logical && whole
       ? `${(stored / logical).toFixed(2)}× your data, encrypted and spread out` : "encrypted shares"),
-    stat("Storages online", `${online} of ${storages.length}`, online === storages.length ? "all reachable" : "some unreachable"),
+    stat("Storages online", `${online} of ${storages.length}`, notTaking || "all reachable"),
     stat("Members online", `${membersOnline} of ${members.length}`, members.length ? "machines of yours" : "none added"));
 }
 
@@ -218,7 +224,7 @@ function drawBackends(box, storages) {
         h("div", { class: "bar", role: "img", "aria-label": `${s.name} holds ${bytes(s.stored_bytes)}, ${(share * 100).toFixed(0)}% of your stored data` },
           h("div", { class: "bar-fill", style: { width: `${(share * 100).toFixed(1)}%` } })),
         h("p", { class: "small" }, `${bytes(s.stored_bytes)} in ${plural(s.shares, "share")}`,
-          s.capacity ? ` · ${bytes(s.used)} of ${bytes(s.capacity)} used in all` : ""));
+          s.capacity ? ` · ${bytes(s.used)} of ${bytes(s.capacity)} used in all (measured ${relative(s.used_measured_at)})` : ""));
     })));
 }
 

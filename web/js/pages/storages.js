@@ -32,7 +32,7 @@ const FIELD_HELP = {
 };
 
 export function storageState(storage) {
-  if (storage.status === "draining") return ["Draining", "warn"];
+  if (storage.status === "draining") return storage.shares ? ["Draining", "warn"] : ["Drained", "warn"];
   if (storage.status === "needs_reconnect") return ["Needs reconnecting", "bad"];
   if (storage.status !== "active") return [storage.status, "warn"];
   return storage.online ? ["Online", "ok"] : ["Offline", "bad"];
@@ -139,8 +139,9 @@ function storageCard(storage, reload) {
   const usage = storage.capacity
     ? [meter(storage.used, storage.capacity, `${storage.name}: ${bytes(storage.used)} of ${bytes(storage.capacity)} used`),
       h("p", { class: "small" }, `${bytes(storage.used)} used of ${bytes(storage.capacity)}`,
-        storage.free !== null && storage.free !== undefined ? ` · ${bytes(storage.free)} free` : "")]
-    : [h("p", { class: "small" }, `${bytes(storage.used)} used · no size limit known`)];
+        storage.free !== null && storage.free !== undefined ? ` · ${bytes(storage.free)} free` : "",
+        ` · measured ${relative(storage.used_measured_at)}`)]
+    : [h("p", { class: "small" }, `${bytes(storage.used)} used · no size limit known · measured ${relative(storage.used_measured_at)}`)];
   const actions = h("div", { class: "card-actions" });
   if (storage.kind === "member") {
     actions.append(h("a", { href: "#/members", class: "button small" }, "See members"));

@@ -303,6 +303,7 @@ COMPONENTS["schemas"]["Storage"] = {
     "properties": {"id": S, "kind": S, "name": S, "status": S, "online": {"type": "boolean"},
                    "settings": {"type": "object"}, "capacity": {"type": ["integer", "null"]},
                    "used": INT, "free": {"type": ["integer", "null"]}, "shares": INT,
+                   "used_measured_at": {"type": ["string", "null"]},
                    "stored_bytes": INT, "last_error": {"type": ["string", "null"]},
                    "last_error_at": {"type": ["string", "null"]},
                    "check": _obj(["checked_at", "last_full_pass", "missing_found",

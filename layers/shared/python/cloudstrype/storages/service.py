@@ -40,8 +40,12 @@ log = logging.getLogger("cloudstrype.storages")
 
 # A storage that just failed is skipped by placement for this long.
 DOWN_SECONDS = 60
-# Provider-reported usage is refreshed at most this often.
+# Provider-reported usage is measured again when it is this old, or sooner, once it is this old,
+# when shares have been written or deleted there since (a user who just stored 20 MB is not
+# shown "0 bytes used" for ten minutes; a bucket's measure lists every object, so not at every
+# look either).
 USAGE_MAX_AGE_SECONDS = 600
+USAGE_CHANGED_MAX_AGE_SECONDS = 30
 
 _store = StorageStore()
 
@@ -600,7 +604,9 @@ def count_shares_async(owner: str, counts: dict[str, tuple[int, int]]) -> dict[s
 
 
 def refresh_usage(record: Storage, force: bool = False) -> Storage:
-    if not force and time.time() - (record.usage_checked or 0) < USAGE_MAX_AGE_SECONDS:
+    age = time.time() - (record.usage_checked or 0)
+    changed = int(record.stored_bytes or 0) != int(record.usage_stored_bytes or 0)
+    if not force and age < (USAGE_CHANGED_MAX_AGE_SECONDS if changed else USAGE_MAX_AGE_SECONDS):
         return record
     try:
         usage = backend_for(record).usage()
@@ -609,6 +615,7 @@ def refresh_usage(record: Storage, force: bool = False) -> Storage:
         return record
     record.capacity, record.provider_used = usage.capacity, usage.used
     record.usage_checked = time.time()
+    record.usage_stored_bytes = int(record.stored_bytes or 0)
     _store.set_usage(record.owner, record.storage_id, used=usage.used, capacity=usage.capacity,
-                     checked=record.usage_checked)
+                     checked=record.usage_checked, stored=record.usage_stored_bytes)
     return record

@@ -38,6 +38,7 @@ STORAGES = schema.table(
             "name": schema.STR, "status": schema.STR, "settings": schema.JSON,
             "sealed_secrets": schema.BYTES, "capacity": schema.INT,
             "provider_used": schema.INT, "usage_checked": schema.INT,
+            "usage_stored_bytes": schema.INT,
             "share_count": schema.INT, "stored_bytes": schema.INT, "down_until": schema.INT,
             "last_error": schema.STR, "last_error_at": schema.INT, "created": schema.INT,
             "drain_queue": schema.STR, "drain_since": schema.INT,
@@ -78,6 +79,9 @@ class Storage:
     capacity: int | None = None
     provider_used: int = 0
     usage_checked: float = 0
+    # stored_bytes when `provider_used` was measured: a measure older than our own writes since
+    # is taken again sooner (storages.refresh_usage).
+    usage_stored_bytes: int = 0
     share_count: int = 0
     stored_bytes: int = 0
     down_until: float = 0
@@ -113,6 +117,7 @@ class Storage:
             "online": self.usable(), "settings": self.settings or {},
             "capacity": None if self.capacity is None else int(self.capacity),
             "used": int(self.provider_used or 0), "free": self.free,
+            "used_measured_at": _iso(self.usage_checked),
             "shares": int(self.share_count or 0), "stored_bytes": int(self.stored_bytes or 0),
             "last_error": self.last_error, "last_error_at": _iso(self.last_error_at),
             "created": _iso(self.created),
@@ -247,11 +252,14 @@ class StorageStore:
 
     def set_usage(self, owner: str, storage_id: str, *, used: int,
                   capacity: int | None = None, keep_capacity: bool = False,
-                  name: str | None = None, checked: float | None = None) -> bool:
+                  name: str | None = None, checked: float | None = None,
+                  stored: int | None = None) -> bool:
         """Record the space a storage reports (and a new name, for a member). Capacity None
         means no limit, unless `keep_capacity` leaves it as it is."""
         values = {"provider_used": used,
                   "usage_checked": time.time() if checked is None else checked}
+        if stored is not None:
+            values["usage_stored_bytes"] = stored
         removed: tuple = ()
         if not keep_capacity:
             if capacity is None:
