@@ -1008,8 +1008,44 @@ def cmd_trash_list(args) -> int:
                                               else "")] for item in items]
     _table(rows, ["ID", "TYPE", "SIZE", "DELETED", "ORIGINAL PATH"], {2})
     if not args.quiet and retention is not None:
-        print(f"Items are deleted for good {retention} days after they were deleted.",
-              file=sys.stderr)
+        print(_retention_text(retention), file=sys.stderr)
+    return OK
+
+
+def _retention_text(days) -> str:
+    if days == 0:
+        return "Items are deleted for good by the next maintenance run after they were deleted."
+    return f"Items are deleted for good {plural(days, 'day')} after they were deleted."
+
+
+@_command
+def cmd_usage(args) -> int:
+    """What the account keeps against its quota: the live files, the trash, and what deleted
+    packed files still hold until compaction (GET /api/filesystem/usage)."""
+    usage = _client(args).get_json(f"{FS}/usage")
+    if args.json:
+        _print_json(usage)
+        return OK
+
+    def size(key: str) -> str:
+        return human_size(usage.get(key))
+
+    quota = usage.get("quota_bytes") or 0
+    stored = usage.get("stored_bytes") or 0
+    rows = [["stored", size("stored_bytes"), "what you keep, counted once (before redundancy)"],
+            ["  files", size("live_bytes"), "your files and their earlier versions"],
+            ["  trash", size("trash_bytes"), "freed when the trash is emptied"],
+            ["  dead", size("dead_bytes"),
+             "deleted small files still in packs: freed by the next compaction"]]
+    if quota:
+        rows.append(["quota", human_size(quota), f"{min(100, stored * 100 // quota)}% used, "
+                                                 f"{human_size(max(0, quota - stored))} left"])
+    else:
+        rows.append(["quota", "none", "no limit is set for this account"])
+    rows.append(["uploads", f"{usage.get('open_uploads', 0)} of "
+                            f"{usage.get('max_open_uploads', '-')}",
+                 "big uploads under way (sessions open)"])
+    _table(rows, ["", "SIZE", ""], {1})
     return OK
 
 
@@ -1290,6 +1326,10 @@ def add_commands(commands) -> None:
 
     links = add("links", "list the links you made, with their state", cmd_links)
     _json_flag(links)
+
+    usage = add("usage", "what your account keeps against its quota: files, trash, and what "
+                         "deleted small files hold until compaction", cmd_usage)
+    _json_flag(usage)
 
     trash = add("trash", "list, restore and empty the trash", lambda args: cmd_trash_list(args))
     _json_flag(trash)

@@ -1048,8 +1048,9 @@ def _advise_put(failures: list[tuple[str, BaseException]], total: int) -> None:
               f"not help until then.", file=sys.stderr)
     if over_quota:
         print(f"put: {over_quota} of {total} files did not fit in your quota: free space "
-              f"(empty the trash with 'cloudstrype trash empty', delete files or their old "
-              f"versions), then run the same command again to send the rest.", file=sys.stderr)
+              f"(delete files, their earlier versions go with them, and empty the trash with "
+              f"'cloudstrype trash empty'; 'cloudstrype usage' shows what takes it), then run "
+              f"the same command again to send the rest.", file=sys.stderr)
     if refused:
         print(f"put: {refused} of {total} files were refused, and would be again as they are "
               f"(see why above): rename them, move what is in their way, or put them "

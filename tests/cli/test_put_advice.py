@@ -16,9 +16,9 @@ def test_files_over_the_quota_are_told_to_free_space_then_run_again(capsys):
                           ("b.bin", _refusal(413, "quota_exceeded"))], 3)
 
     err = capsys.readouterr().err
-    assert "put: 2 of 3 files did not fit in your quota: free space (empty the trash" in err
-    assert "delete files or their old versions), then run the same command again to send " \
-           "the rest." in err
+    assert "put: 2 of 3 files did not fit in your quota: free space (delete files" in err
+    assert "'cloudstrype usage' shows what takes it), then run the same command again to " \
+           "send the rest." in err
     assert "rename" not in err and "does not help" not in err
 
 

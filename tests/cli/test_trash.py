@@ -71,3 +71,35 @@ def test_delete_for_good_empty_and_errors(cli, tmp_path):
     missing = cli.run("trash", "restore", root + "/x.txt")
     assert missing.returncode == 4 and "trash" in missing.stderr
     assert cli.run("trash", "restore", "f" * 32).returncode == 4
+
+
+def test_usage_shows_files_trash_and_quota_and_a_retention_of_no_days(api, stack,
+                                                                       tmp_path_factory):
+    """`cloudstrype usage` says what the account keeps: its files, the trash, what packs hold
+    for deleted small files, the quota (found by a sweep: only the REST API said it)."""
+    from tests.support import register_and_login
+
+    from .conftest import Cli, add_local_storages
+    user = register_and_login(api)
+    add_local_storages(user, tmp_path_factory.mktemp("usage-disks"), 2)
+    cli = Cli(tmp_path_factory.mktemp("usage-home"), stack.url)
+    cli.login(user)
+    folder = tmp_path_factory.mktemp("usage-files")
+    (folder / "big.bin").write_bytes(b"b" * 200_000)
+    (folder / "small.txt").write_bytes(b"s" * 3000)
+    cli.ok("put", str(folder / "big.bin"), str(folder / "small.txt"), "/u/")
+    cli.ok("rm", "/u/big.bin")
+
+    reported = json.loads(cli.ok("usage", "--json").stdout)
+    assert reported == user.api.get("/api/filesystem/usage").json()
+    assert reported["trash_bytes"] >= 200_000 and reported["live_bytes"] >= 3000
+    lines = {line.split()[0]: line for line in cli.ok("usage").stdout.splitlines()[1:]}
+    assert set(lines) == {"stored", "files", "trash", "dead", "quota", "uploads"}, lines
+    assert "freed when the trash is emptied" in lines["trash"]
+    assert "KiB" in lines["trash"], lines
+    assert lines["uploads"].split()[1:4] == ["0", "of", str(reported["max_open_uploads"])]
+
+    assert user.api.put("/api/filesystem/settings",
+                        json={"trash_retention_days": 0}).status_code == 200
+    said = cli.ok("trash").stderr
+    assert "by the next maintenance run" in said and "0 days" not in said

@@ -177,6 +177,7 @@ def _add(owner: str, name: str, amount: int, limit: int | None) -> bool:
 def _over_quota(size: int, used: int, limit: int) -> errors.ApiError:
     return errors.PayloadTooLarge(
         f"This needs {size} more bytes, but {used} of your quota of {limit} bytes are in use. "
-        f"Delete files or old versions, or ask the operator for a larger quota.",
+        f"Delete files (a file's earlier versions go with it) and empty the trash, or ask "
+        f"the operator for a larger quota.",
         code="quota_exceeded",
         details={"quota_bytes": limit, "stored_bytes": used, "needed_bytes": size})
