@@ -126,10 +126,14 @@ async function route() {
   const where = parseHash();
   let page = PAGES[where.name];
   const main = document.getElementById("main");
-  if (!page) {
+  // An address this app has no page for (a typo, an old bookmark) is said, not swapped for the
+  // dashboard in silence; signed out, it is the sign-in page as before.
+  const unknown = !page;
+  if (unknown && !currentSession()) {
     navigate("#/", { replace: true });
     return;
   }
+  if (unknown) page = { title: "No such page", anyone: true };
   if (!page.public && !page.anyone && !currentSession()) {
     const next = location.hash && !location.hash.startsWith("#/login") ? location.hash : "";
     navigate(`#/login${next ? `?next=${encodeURIComponent(next)}` : ""}`, { replace: true });
@@ -167,6 +171,12 @@ async function route() {
   if (!page) {
     root.append(h("h1", { tabindex: "-1", class: "page-title" }, "Not allowed"),
       alertBox("error", "This page is for administrators only."));
+    return;
+  }
+  if (unknown) {
+    root.append(h("h1", { tabindex: "-1", class: "page-title" }, "No such page"),
+      alertBox("error", "There is no page at this address. ",
+        h("a", { href: "#/" }, "Go to the dashboard"), "."));
     return;
   }
   const ctx = {

@@ -291,3 +291,12 @@ def test_the_password_is_changed_on_the_settings_page(pages, base_url, api):
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     assert api.post("/api/auth/login", json={"username": user.username,
                                              "password": "N3w-Passw0rd-Web"}).status_code == 200
+
+
+def test_an_address_with_no_page_is_said_not_swapped_for_the_dashboard(page, base_url,
+                                                                       web_user):
+    sign_in_with_tokens(page, base_url, web_user, "#/no-such-thing")
+    expect(page.get_by_role("heading", name="No such page")).to_be_visible()
+    assert page.url.endswith("#/no-such-thing")
+    page.get_by_role("link", name="Go to the dashboard").click()
+    expect(page.locator(".stat").first).to_be_visible()

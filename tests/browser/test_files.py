@@ -7,6 +7,8 @@ import os
 
 from playwright.sync_api import expect
 
+from tests.support import wait_for
+
 from .helpers import (
     open_files,
     row,
@@ -202,3 +204,28 @@ def test_folder_upload_by_picker_and_files_by_drag_and_drop(page, base_url, web_
     expect(page.locator("#transfers .transfers-overall")).to_have_attribute("value", "100")
     expect(page.locator("#transfers li progress")).to_have_count(4)
     expect(page.locator("#transfers .transfers-summary")).to_have_text("4 transfers finished")
+
+
+def test_a_large_upload_refused_for_good_leaves_no_session_open(page, base_url, web_user):
+    """A part refused for good (422: a durability the storages cannot give) fails the upload
+    and abandons its session, whose parts are freed; it stayed open for a week, counted against
+    the open-uploads limit, with nothing in the UI to close it (found by the web UI sweep)."""
+    def refuse(route):
+        route.fulfill(status=422, content_type="application/json",
+                      body='{"error": {"code": "not_enough_storages", "message": '
+                           '"This needs 6 storages."}}')
+
+    page.route("**/api/filesystem/uploads/*/parts/1", refuse)
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    upload_files(page, [{"name": "refused.bin", "mimeType": "application/octet-stream",
+                         "buffer": os.urandom(9 * MIB)}])
+    item = wait_for_transfer(page, "refused.bin", state="failed")
+    expect(item).to_contain_text("This needs 6 storages.")
+
+    def closed() -> bool:
+        answer = web_user.api.get("/api/filesystem/uploads")
+        assert answer.status_code == 200, answer.text
+        return not [u for u in answer.json()["uploads"] if u["name"] == "refused.bin"]
+
+    wait_for(closed, timeout=10, what="the refused upload's session to be abandoned")

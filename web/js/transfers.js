@@ -319,11 +319,24 @@ async function runUpload(item) {
       } else {
         item.state = "failed";
         item.message = messageOf(error);
+        // Refused for good (not a network failure or a busy server): its session would only
+        // be refused again, so it is abandoned and its parts freed, not left open for a week
+        // against the open-uploads limit; Try again starts afresh.
+        if (item.sessionId && !retriable(error)) abandonSession(item);
       }
     }
     item.note = "";
     draw();
   });
+}
+
+function abandonSession(item) {
+  const cleanup = { requests: new Set(), cancelled: false };
+  send(cleanup, { method: "DELETE",
+    path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}`,
+    query: { share: item.share } }).catch(() => {});
+  item.sessionId = null;
+  item.parts.clear();
 }
 
 async function uploadOneShot(item) {
@@ -445,12 +458,7 @@ function cancel(item) {
     for (const xhr of item.batch.requests) xhr.abort();
   }
   for (const xhr of item.requests) xhr.abort();
-  if (item.sessionId) {
-    const cleanup = { requests: new Set(), cancelled: false };
-    send(cleanup, { method: "DELETE",
-      path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}`,
-      query: { share: item.share } }).catch(() => {});
-  }
+  if (item.sessionId) abandonSession(item);
   if (item.state === "queued") item.state = "cancelled";
   draw();
 }

@@ -11,7 +11,7 @@ export default async function render(root, ctx) {
   const sharesBox = h("div", { id: nextId("group-shares"), class: "group-shares" });
   const createForm = groupForm();
   root.append(pageHeader("Admin"),
-    section("Users", h("p", { class: "muted" }, "Changes to a user's groups take effect when they next log in."), usersBox),
+    section("Users", h("p", { class: "muted" }, "Changes to a user's groups take effect at once: what a group is granted is checked on every request."), usersBox),
     section("Groups", groupsBox, sharesBox, h("h3", { class: "subhead" }, "Create a group"), createForm.form));
 
   let users = [];

@@ -109,11 +109,13 @@ export default async function render(root, ctx) {
   let storages = [];
   let members = [];
   let defaults = {};
+  let usage = null;
   try {
-    [storages, members, defaults] = await Promise.all([
+    [storages, members, defaults, usage] = await Promise.all([
       api.get("/api/cloud/storages").then((a) => a.storages),
       loadMembers().catch(() => []),
       api.get("/api/filesystem/settings").catch(() => ({})),
+      api.get("/api/filesystem/usage").catch(() => null),
     ]);
   } catch (error) {
     stats.removeAttribute("aria-busy");
@@ -126,7 +128,7 @@ export default async function render(root, ctx) {
   drawBackends(backends, storages);
 
   const drawAll = (result) => {
-    drawStats(stats, storages, members, result);
+    drawStats(stats, storages, members, result, usage);
     drawRedundancy(redundancy, result, defaults, online.length);
     drawRisks(risks, storages, members, result, ctx);
     scanStatus.textContent = result
@@ -157,7 +159,9 @@ export default async function render(root, ctx) {
   };
   refresh.addEventListener("click", async () => {
     try {
-      storages = (await api.get("/api/cloud/storages")).storages;
+      [storages, usage] = await Promise.all([
+        api.get("/api/cloud/storages").then((a) => a.storages),
+        api.get("/api/filesystem/usage").catch(() => null)]);
       drawBackends(backends, storages);
     } catch (error) {
       toast(messageOf(error), "error");
@@ -184,12 +188,26 @@ function stat(label, value, detail) {
     h("p", { class: "stat-value" }, value), detail ? h("p", { class: "stat-detail muted" }, detail) : null);
 }
 
-function drawStats(box, storages, members, result) {
+// What the account keeps, counted once (GET /api/filesystem/usage): against the quota, and
+// where it is (files and their versions, the trash, deleted small files until compaction).
+function spaceStat(usage) {
+  if (!usage) return stat("Your space", "—", "not known now");
+  const quota = usage.quota_bytes || 0;
+  const parts = [`files ${bytes(usage.live_bytes)}`, `trash ${bytes(usage.trash_bytes)}`];
+  if (usage.dead_bytes) parts.push(`${bytes(usage.dead_bytes)} freed by the next compaction`);
+  return stat("Your space", quota ? `${bytes(usage.stored_bytes)} of ${bytes(quota)}`
+    : bytes(usage.stored_bytes), parts.join(" · "));
+}
+
+function drawStats(box, storages, members, result, usage) {
   box.removeAttribute("aria-busy");
   const stored = storages.reduce((sum, s) => sum + (s.stored_bytes || 0), 0);
   const logical = result ? result.infos.reduce((sum, f) => sum + (f.size || 0), 0) : null;
   // Only a count of every file gives a ratio: a sample ("300+") would inflate it many times.
   const whole = Boolean(result && result.complete);
+  // The shares against what they hold (every version, the trash): the scan's files are the
+  // current versions only, which made the ratio look larger than it is.
+  const kept = usage ? usage.stored_bytes : null;
   // `online`: taking new shares now. A draining storage takes none by the user's choice; it is
   // not unreachable.
   const online = storages.filter((s) => s.online).length;
@@ -201,8 +219,9 @@ function drawStats(box, storages, members, result) {
   box.replaceChildren(
     stat("Your files", result ? `${result.infos.length}${result.complete ? "" : "+"}` : "…",
       logical !== null ? `${bytes(logical)}${whole ? "" : " or more"}` : "counting…"),
-    stat("Stored on backends", bytes(stored), logical && whole
-      ? `${(stored / logical).toFixed(2)}× your data, encrypted and spread out` : "encrypted shares"),
+    stat("Stored on backends", bytes(stored), kept
+      ? `${(stored / kept).toFixed(2)}× what you keep, encrypted and spread out` : "encrypted shares"),
+    spaceStat(usage),
     stat("Storages online", `${online} of ${storages.length}`, notTaking || "all reachable"),
     stat("Members online", `${membersOnline} of ${members.length}`, members.length ? "machines of yours" : "none added"));
 }
@@ -315,7 +334,7 @@ function drawRisks(box, storages, members, result, ctx) {
         lastScan = null;
         if (ctx.alive()) ctx.navigate("#/");
       });
-      items.push(alertBox("warning", h("strong", {}, `${plural(repair.length, "chunk")} have shares missing or out of reach`),
+      items.push(alertBox("warning", h("strong", {}, `${plural(repair.length, "chunk")} ${repair.length === 1 ? "has" : "have"} shares missing or out of reach`),
         ` (still readable) in: `, fileLinks(repair), " ", fix));
     }
     const single = result.infos.filter((f) => parseDurability(f.durability)?.tolerates === 0);

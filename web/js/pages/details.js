@@ -238,7 +238,7 @@ async function showShares(box, fileId, version, ctx, limit = CHUNKS_SHOWN) {
 
   const summary = h("div", { class: "share-summary" },
     unreadable ? alertBox("error", `${plural(unreadable, "chunk")} cannot be read right now: too few healthy shares.`)
-      : repairs ? alertBox("warning", `${plural(repairs, "chunk")} have shares missing or out of reach; the file is still readable. Repair now re-creates them elsewhere (the scheduled repair waits for a storage that is only away).`)
+      : repairs ? alertBox("warning", `${plural(repairs, "chunk")} ${repairs === 1 ? "has" : "have"} shares missing or out of reach; the file is still readable. Repair now re-creates them elsewhere (the scheduled repair waits for a storage that is only away).`)
         : alertBox("success", "Every share checked is healthy."),
     h("p", {}, "Stored on: ", [...byStorage.entries()].map(([name, n], i) => [i ? ", " : "",
       h("strong", {}, name), ` (${plural(n, "share")})`])));

@@ -1,7 +1,7 @@
 // Settings: the default durability and encryption of new uploads, and the account.
 import { api, messageOf } from "../api.js";
 import { h, nextId } from "../dom.js";
-import { describeDurability, ENCRYPTIONS, PASSWORD_HELP, parseDurability } from "../format.js";
+import { describeDurability, ENCRYPTIONS, PASSWORD_HELP, parseDurability, plural } from "../format.js";
 import { alertBox, busy, field, pageHeader, section } from "../ui.js";
 
 const PRESETS = ["raid1(1)", "raid1(2)", "raid1(3)", "rs(2,1)", "rs(4,2)", "rs(6,3)"];
@@ -15,6 +15,9 @@ export default async function render(root, ctx) {
   ]);
   if (!ctx.alive()) return;
   const usable = storageList.filter((s) => s.online).length;
+  // The automatic choice counts the storages kept for data (any not draining), reachable this
+  // moment or not, as the server does (placement.default_durability).
+  const kept = storageList.filter((s) => s.status !== "draining").length;
 
   const durabilityId = nextId("durability");
   const customId = nextId("durability-custom");
@@ -23,12 +26,12 @@ export default async function render(root, ctx) {
   const options = [];
   // Always offered: a chosen scheme can be set back to automatic (saved as null).
   options.push(h("option", { value: AUTO, selected: !current },
-    `Automatic: 2 copies once you have two storages (now ${usable >= 2 ? "2 copies" : "1 copy"})`));
+    `Automatic: 2 copies once you have two storages (now ${kept >= 2 ? "2 copies" : "1 copy"})`));
   const presets = current && !PRESETS.includes(current) ? [...PRESETS, current] : PRESETS;
   for (const preset of presets) {
     const scheme = parseDurability(preset);
     options.push(h("option", { value: preset, selected: preset === current },
-      `${preset} — ${describeDurability(preset)} (needs ${scheme.shares} storages)`));
+      `${preset} — ${describeDurability(preset)} (needs ${plural(scheme.shares, "storage")})`));
   }
   options.push(h("option", { value: OTHER }, "Other scheme…"));
   const select = h("select", { id: durabilityId, name: "durability", "aria-describedby": adviceId }, options);

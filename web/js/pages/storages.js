@@ -246,7 +246,10 @@ async function removeStorage(storage, reload) {
     await api.del(`/api/cloud/storages/${enc(storage.id)}`);
     toast(`Removed ${storage.name}.`, "success");
   } catch (error) {
-    toast(messageOf(error), "error");
+    // The API's words name its route; here the button is the way.
+    toast(error instanceof ApiError && error.code === "storage_not_empty"
+      ? `${storage.name} still holds shares: drain it first (Drain moves them to your other storages), then remove it.`
+      : messageOf(error), "error");
   }
   await reload();
 }
