@@ -459,3 +459,41 @@ def test_a_batch_the_server_stopped_mid_attach_has_its_pack_recounted_a_day_late
     assert len([p for d in disks.values() for p in d.rglob("*") if p.is_file()
                 and not p.name.startswith(".")]) == 2 * len(live_packs(
                     lib, [n for n, _ in everything.values()]))
+
+
+def place_of(lib, node):
+    version = lib.files.get_version("alice", node, None)
+    if version.content_key:
+        return lib.packs.blob_place(lib.chunks.get_blob("alice", version.content_key))
+    return lib.files.packed_blob(version)
+
+
+def test_a_pack_with_no_whole_good_copy_gives_up_only_its_damaged_file(lib, tmp_path):
+    """Damage past the redundancy in one file of a pack (one copy's share deleted, the other's
+    bytes of that file flipped): compaction still moves every other kept file, each read from
+    the copy that holds it intact, and leaves the damaged one (it read the whole pack first,
+    failed, and moved none: the intact files stayed at one copy for good; found by a sweep)."""
+    disks = add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/hurt", "hurt", 60, durability="raid1(2)", encryption="aes256-gcm")
+    kept = keep_every(lib, files, 4)
+    (hurt, _), *rest = kept.values()
+    where = place_of(lib, hurt)
+    pack = where.chunk_id
+    first, second = [share_files(d, pack, i) for d in disks.values() for i in range(2)
+                     if share_files(d, pack, i)]
+    (flipped,), (deleted,) = first, second
+    data = bytearray(flipped.read_bytes())
+    data[where.offset + where.length // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    deleted.unlink()
+
+    report = lib.compaction.compact(budget_seconds=60)
+
+    assert report["blobs_moved"] == len(rest), report
+    assert len(report["compaction_failed"]) == 1, report
+    for node, content in rest:
+        assert pack_of(lib, node) != pack
+        assert read(lib, node) == content
+    assert pack_of(lib, hurt) == pack            # left where it is, for the scrub to report
+    with pytest.raises(lib.errors.ApiError):
+        read(lib, hurt)

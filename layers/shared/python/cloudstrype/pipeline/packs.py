@@ -227,9 +227,15 @@ def read_near_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlo
 def read_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
                encrypted: bool) -> dict[str, bytes | codec.IntegrityError]:
     """Many blobs of one pack from one read of the whole pack (compaction): blob id -> content,
-    or the IntegrityError of a blob that is not as recorded."""
+    or the error of a blob that is not as recorded or cannot be read."""
     record = store.get_record(owner, chunk_id)
-    data = memoryview(store.get_chunk(owner, chunk_id))
+    try:
+        data = memoryview(store.get_chunk(owner, chunk_id))
+    except (errors.ApiError, codec.CodecError):
+        # No whole copy is good (damage past the redundancy in some blob, or a copy away): each
+        # blob is read on its own from whichever copy holds it intact, so that compaction
+        # moves the intact files rather than leave them all in a pack no repair can mend.
+        return _blob_by_blob(owner, chunk_id, wanted, encrypted)
     key = store.blob_key(record) if encrypted else None
     out: dict = {}
     for blob_id, where in wanted:
@@ -241,6 +247,20 @@ def read_blobs(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
             out[blob_id] = _open(chunk_id, blob_id, blob, key)
         except codec.IntegrityError as exc:
             out[blob_id] = exc
+    return out
+
+
+def _blob_by_blob(owner: str, chunk_id: str, wanted: list[tuple[str, PackedBlob]],
+                  encrypted: bool) -> dict[str, bytes | Exception]:
+    """read_near_blobs, then each blob of a span that failed read alone (a span fails as a
+    whole when any blob in it is bad on every copy)."""
+    out: dict[str, bytes | Exception] = dict(read_near_blobs(owner, chunk_id, wanted, encrypted))
+    for blob_id, where in wanted:
+        if isinstance(out.get(blob_id), Exception):
+            try:
+                out[blob_id] = read_blob(owner, blob_id, where, encrypted)
+            except (errors.ApiError, codec.CodecError) as exc:
+                out[blob_id] = exc
     return out
 
 
