@@ -436,6 +436,8 @@ def cmd_mv(args) -> int:
 @_command
 def cmd_rm(args) -> int:
     client = _client(args)
+    if args.versions:
+        return _rm_versions(client, args)
     status = OK
     for given in args.paths:
         try:
@@ -452,6 +454,39 @@ def cmd_rm(args) -> int:
                                  f"everything in it.")
             client.request("DELETE", f"/api/filesystem/info/{node['id']}", ok=(204, 404),
                            what=path)
+        except CliError as exc:
+            print(f"cloudstrype rm: {shown(exc.message)}", file=sys.stderr)
+            status = exc.exit_code
+    return status
+
+
+# Rounds of a version's deletion that the server answers "partly freed, ask again" (202).
+VERSION_DELETE_ROUNDS = 20
+
+
+def _rm_versions(client, args) -> int:
+    """rm --version V PATH: earlier versions of one file deleted for good (their content freed);
+    the file and its current version stay."""
+    if len(args.paths) != 1:
+        raise UsageError("'rm --version' takes one file: the one whose versions go.")
+    path = remote.normalize(args.paths[0])
+    node = remote.lookup(client, path)
+    if node.get("type") != remote.FILE:
+        raise UsageError(f"{path} is a directory; only a file has versions.")
+    status = OK
+    for version in args.versions:
+        url = f"/api/filesystem/info/{node['id']}/versions/{quote(version, safe='')}"
+        try:
+            for _ in range(VERSION_DELETE_ROUNDS):
+                answer = client.request("DELETE", url, ok=(202, 204), retry=True,
+                                        what=f"{path} version {version}")
+                if answer.status_code == 204:
+                    break
+            else:
+                raise CliError(f"{path}: version {version} is still being freed; run the same "
+                               f"command again to finish.")
+            if not args.quiet:
+                print(shown(f"Deleted version {version} of {path} for good."), file=sys.stderr)
         except CliError as exc:
             print(f"cloudstrype rm: {shown(exc.message)}", file=sys.stderr)
             status = exc.exit_code
@@ -1216,6 +1251,10 @@ def add_commands(commands) -> None:
     rm.add_argument("-r", "-R", "--recursive", dest="recursive", action="store_true",
                     help="delete directories and everything in them")
     rm.add_argument("-f", "--force", action="store_true", help="no error for missing paths")
+    rm.add_argument("--version", dest="versions", action="append", metavar="VERSION",
+                    help="delete this earlier version of the file PATH for good, freeing its "
+                         "content (repeatable; 'cloudstrype info PATH' lists them); the file "
+                         "and its current version stay")
 
     cat = add("cat", "write files' contents to stdout", cmd_cat)
     cat.add_argument("paths", nargs="+", metavar="PATH")

@@ -41,6 +41,9 @@ _OWN_TREE_ONLY = {
     "/shares": _SHARING_IS_THE_OWNERS, "/shares/{share_id}": _SHARING_IS_THE_OWNERS,
     "/links": _SHARING_IS_THE_OWNERS, "/links/{link_id}": _SHARING_IS_THE_OWNERS,
     "/public/{token}": _LINK_NAMES_ITS_ITEM, "/public/{token}/data": _LINK_NAMES_ITS_ITEM,
+    "/info/{file_id}/versions/{version_id}": "Earlier versions of a shared file are its "
+                                             "owner's to keep or delete; leave out 'share' "
+                                             "for your own files.",
 }
 
 
@@ -141,6 +144,16 @@ def delete(call, file_id):
         raise errors.BadRequest("The root directory cannot be deleted.", code="invalid_target")
     files.delete_node(owner, node)
     return Reply(status=204)
+
+
+@_endpoint("/info/{file_id}/versions/{version_id}", ["DELETE"])
+def delete_version(call, file_id, version_id):
+    scope = _scope(call, write=True)          # never a share's: _endpoint refuses `share`
+    if files.delete_earlier_version(scope.owner, scope.node(file_id), version_id):
+        return Reply(status=204)
+    return Reply({"complete": False,
+                  "message": "The version's content is being freed; not all of it was in "
+                             "this request's time. Delete it again to finish."}, status=202)
 
 
 @_endpoint("/dirs", ["POST"])

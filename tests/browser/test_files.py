@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 from playwright.sync_api import expect
 
@@ -229,3 +230,20 @@ def test_a_large_upload_refused_for_good_leaves_no_session_open(page, base_url, 
         return not [u for u in answer.json()["uploads"] if u["name"] == "refused.bin"]
 
     wait_for(closed, timeout=10, what="the refused upload's session to be abandoned")
+
+
+def test_an_earlier_version_is_deleted_from_the_files_page(page, base_url, web_user):
+    name = f"drafts-{os.urandom(3).hex()}.txt"
+    made = [web_user.api.post("/api/filesystem/data", data={"path": "/", "name": name},
+                              files={"file": (name, words)}).json()
+            for words in (b"first draft", b"second draft")]
+    sign_in_with_tokens(page, base_url, web_user, f"#/file/{made[-1]['id']}")
+    expect(page.get_by_role("heading", name="Versions (2)")).to_be_visible()
+    deletes = page.get_by_role("button", name=re.compile("^Delete the version from"))
+    expect(deletes).to_have_count(1)            # the current version has none
+    deletes.click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator(".toast-success")).to_contain_text("Deleted the version from")
+    expect(page.get_by_role("heading", name="Versions (1)")).to_be_visible()
+    left = web_user.api.get(f"/api/filesystem/info/{made[-1]['id']}").json()["versions"]
+    assert [v["version"] for v in left] == [made[-1]["version"]]

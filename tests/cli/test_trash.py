@@ -103,3 +103,25 @@ def test_usage_shows_files_trash_and_quota_and_a_retention_of_no_days(api, stack
                         json={"trash_retention_days": 0}).status_code == 200
     said = cli.ok("trash").stderr
     assert "by the next maintenance run" in said and "0 days" not in said
+
+
+def test_rm_version_deletes_an_earlier_version_for_good_and_keeps_the_file(cli, tmp_path):
+    root = _root()
+    source = tmp_path / "doc.txt"
+    for words in (b"first draft\n", b"second draft\n", b"third draft\n"):
+        source.write_bytes(words)
+        cli.ok("put", str(source), root + "/doc.txt")
+    versions = json.loads(cli.ok("info", root + "/doc.txt", "--json").stdout)["versions"]
+    first, second, current = (v["version"] for v in versions)
+
+    done = cli.ok("rm", "--version", first, "--version", second, root + "/doc.txt")
+    assert f"Deleted version {first} of {root}/doc.txt for good." in done.stderr
+    left = json.loads(cli.ok("info", root + "/doc.txt", "--json").stdout)["versions"]
+    assert [v["version"] for v in left] == [current]
+    assert cli.ok("cat", root + "/doc.txt").stdout == "third draft\n"
+    assert not [i for i in _items(cli) if i["original_path"] == root + "/doc.txt"]
+
+    refused = cli.run("rm", "--version", current, root + "/doc.txt")
+    assert refused.returncode != 0 and "current content" in refused.stderr
+    two = cli.run("rm", "--version", current, root + "/doc.txt", root + "/other")
+    assert two.returncode == 2 and "one file" in two.stderr

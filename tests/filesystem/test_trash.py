@@ -511,3 +511,64 @@ def test_writes_racing_their_folders_delete_leave_nothing_behind_and_count_right
         assert owner.api.delete("/api/filesystem/trash").status_code == 200
     wait_for(lambda: owner.share_files() == 0 and owner.usage()["stored_bytes"] == 0,
              timeout=30, what="every byte written into the deleted folders freed")
+
+
+def test_an_earlier_version_is_deleted_for_good_and_its_content_freed(owner):
+    """DELETE /info/{id}/versions/{version}: an earlier version goes for good and its content is
+    freed (unless another version holds the same content, stored once); the current one goes
+    only with its file; never through a share. (Versions could not be deleted at all: the quota
+    advice said to delete them, and replacing a file never freed a byte.)"""
+    big_one, big_two = os.urandom(300_000), os.urandom(300_000)
+    first = owner.upload("/docs", "report.bin", big_one)
+    second = owner.upload("/docs", "report.bin", big_two)
+    third = owner.upload("/docs", "report.bin", big_one)      # the first's content again
+    file_id = third["id"]
+    url = f"/api/filesystem/info/{file_id}/versions"
+    files_before = owner.share_files()
+    stored_before = owner.api.get("/api/filesystem/usage").json()["stored_bytes"]
+
+    assert owner.api.delete(f"{url}/{second['version']}").status_code == 204
+    assert owner.share_files() < files_before
+    stored_after = owner.api.get("/api/filesystem/usage").json()["stored_bytes"]
+    assert stored_before - stored_after >= len(big_two)
+    listed = [v["version"] for v in owner.api.get(f"/api/filesystem/info/{file_id}").json()[
+        "versions"]]
+    assert listed == [first["version"], third["version"]]
+    assert_error(owner.api.get(f"/api/filesystem/data/{file_id}",
+                               params={"version": second["version"]}), 404, "version_not_found")
+
+    # The first version's content is the current one's too: it stays for the current one.
+    files_before = owner.share_files()
+    assert owner.api.delete(f"{url}/{first['version']}").status_code == 204
+    assert owner.share_files() == files_before
+    assert download(owner.user, file_id) == big_one
+
+    assert_error(owner.api.delete(f"{url}/{third['version']}"), 409, "current_version")
+    assert_error(owner.api.delete(f"{url}/{second['version']}"), 404, "version_not_found")
+    too_long = owner.api.delete(f"/api/filesystem/info/{file_id}/versions/{'0' * 5000}")
+    assert_error(too_long, 404, "version_not_found")
+    assert len(too_long.text) < 500                  # the id shortened, not echoed whole
+
+    # A small file's earlier version lives in a pack: its bytes are dead until compaction.
+    for words in (b"first words", b"second words"):
+        sent = owner.api.post("/api/filesystem/batch", data={"path": "/docs"}, files=[
+            ("file", ("note.txt", words)), ("file", ("other.txt", words + b"!"))])
+        assert sent.status_code == 207, sent.text
+    note = owner.at("/docs/note.txt")
+    old = note["versions"][0]["version"]
+    assert owner.api.get(f"/api/filesystem/chunks/{note['id']}",
+                         params={"version": old}).json()["packed"] is True
+    dead_before = owner.api.get("/api/filesystem/usage").json()["dead_bytes"]
+    assert owner.api.delete(f"/api/filesystem/info/{note['id']}/versions/{old}").status_code \
+        == 204
+    assert owner.api.get("/api/filesystem/usage").json()["dead_bytes"] > dead_before
+
+    # A recipient may not: earlier versions are the owner's.
+    friend = register_and_login(Api(owner.api.base_url))
+    shared = owner.api.post("/api/filesystem/shares", json={
+        "path": "/docs", "user": friend.username, "level": "write"})
+    assert shared.status_code == 201, shared.text
+    refused = friend.api.delete(f"{url}/{first['version']}",
+                                params={"share": shared.json()["id"]})
+    assert_error(refused, 400, "not_in_a_share")
+    assert "owner's to keep or delete" in refused.json()["error"]["message"]

@@ -82,6 +82,12 @@ class World:
         return ok(self.owner.api.post(f"{FS}/data", files={"file": (name, data)},
                                       data={"path": directory, "name": name}), 201)
 
+    def versioned(self, directory: str) -> dict:
+        """A file of two versions; `old` is the earlier one's id."""
+        name = unique("v") + ".txt"
+        first = self.upload(directory, name, b"first version")
+        return {**self.upload(directory, name, b"second version"), "old": first["version"]}
+
     def mkdir(self, path: str) -> dict:
         return ok(self.owner.api.post(f"{FS}/dirs", json={"path": path}), 201)
 

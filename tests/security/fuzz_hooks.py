@@ -68,6 +68,8 @@ STATE_CODES = {
     # A batch's mtimes name its files: a schema cannot tie an object's keys to the filenames
     # of the form's file parts.
     "mtimes_name_unknown": "an mtimes entry names no file of the batch",
+    # If-Match holds an ETag only the server hands out (the one of the file as it is now).
+    "file_changed": "an If-Match names another version's ETag than the file's now",
     # A link the run made and then revoked, or one whose expiry has passed.
     "link_revoked": "the link's owner revoked it",
     "link_expired": "the link's expiry has passed",

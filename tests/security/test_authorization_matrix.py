@@ -188,6 +188,12 @@ def node_intact(w, node) -> bool:
     return info.status_code == 200 and info.json()["name"] == node["name"]
 
 
+def old_version_kept(w, node) -> bool:
+    info = w.owner.api.get(f"{FS}/info/{node['id']}")
+    return info.status_code == 200 and node["old"] in [v["version"]
+                                                        for v in info.json()["versions"]]
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 M = "/api"
@@ -357,6 +363,14 @@ ROWS: list[Row] = [
     Row("POST", f"{FS}/read", "the owner's file, among many", signed_in(200),
         lambda w, role, item: Ask(json={"ids": [item["id"]]}),
         make=lambda w: w.items["file"], says=reads_for({OWNER})),
+    Row("DELETE", f"{FS}/info/{{file_id}}/versions/{{version_id}}",
+        "the owner's earlier version", owner_only(204),
+        plain(path={"file_id": node_id, "version_id": lambda item: item["old"]}),
+        make=lambda w: w.versioned("/shared"), consumes=True, intact=old_version_kept),
+    Row("DELETE", f"{FS}/info/{{file_id}}/versions/{{version_id}}",
+        "an earlier version in a share: versions are the owner's", signed_in(400),
+        in_share(path={"file_id": node_id, "version_id": lambda item: item["old"]}),
+        make=lambda w: w.versioned("/shared"), intact=old_version_kept),
     Row("GET", f"{FS}/chunks/{{file_id}}", "where the owner's file is stored", owner_only(200),
         plain(path={"file_id": node_id}), make=lambda w: w.items["file"]),
     Row("GET", f"{FS}/chunks/{{file_id}}", "a file in a share: its storage is the owner's",

@@ -4,7 +4,7 @@ import { h, icon } from "../dom.js";
 import { bytes, chunkCount, currentVersion, date, describeDurability, describeEncryption, parentPath, parseDurability,
   plural } from "../format.js";
 import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
-import { alertBox, badge, busy, pageHeader, section, toast } from "../ui.js";
+import { alertBox, badge, busy, confirmDialog, pageHeader, section, toast } from "../ui.js";
 import { filesHash } from "./files.js";
 import { linkDialog, shareDialog } from "../sharing.js";
 
@@ -115,12 +115,20 @@ export default async function render(root, ctx) {
     const where = h("button", { type: "button", class: "button small ghost",
       "aria-label": `Show where the version from ${date(version.created)} is stored` }, "Shares");
     where.addEventListener("click", () => showShares(sharesBox, info.id, version, ctx));
+    let drop = null;
+    if (!version.current) {
+      drop = h("button", { type: "button", class: "button small danger",
+        "aria-label": `Delete the version from ${date(version.created)}` }, "Delete");
+      drop.addEventListener("click", async () => {
+        if (await deleteVersion(info, version, drop)) ctx.navigate(`#/file/${enc(info.id)}`);
+      });
+    }
     return h("tr", {},
       h("td", {}, date(version.created), " ", version.current ? badge("current", "info") : null),
       h("td", {}, bytes(version.size)),
       h("td", {}, h("code", {}, version.durability)),
       h("td", { class: "hide-narrow" }, h("code", {}, version.encryption)),
-      h("td", { class: "row-actions" }, get, where));
+      h("td", { class: "row-actions" }, get, where, drop));
   });
 
   root.append(
@@ -128,7 +136,7 @@ export default async function render(root, ctx) {
     pageHeader(info.name, downloadButton, shareButton, linkButton, rename, move, remove),
     section("About this file", facts),
     section(`Versions (${versions.length})`,
-      h("p", { class: "muted" }, "Uploading a file with the same name adds a version; the newest is current."),
+      h("p", { class: "muted" }, "Uploading a file with the same name adds a version; the newest is current. An earlier version can be deleted for good to free its space; the current one goes with the file."),
       h("div", { class: "table-wrap" }, h("table", { class: "data-table" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Uploaded"), h("th", { scope: "col" }, "Size"),
           h("th", { scope: "col" }, "Durability"), h("th", { scope: "col", class: "hide-narrow" }, "Encryption"),
@@ -138,6 +146,33 @@ export default async function render(root, ctx) {
   const shown = current || versions[0];
   if (shown) await showShares(sharesBox, info.id, shown, ctx);
   else sharesBox.append(h("p", { class: "muted" }, "This file has no stored versions."));
+}
+
+// An earlier version deleted for good (DELETE /info/{id}/versions/{version}); the server frees a
+// huge one over several requests (202: ask again). True once gone.
+async function deleteVersion(info, version, button) {
+  const sure = await confirmDialog({
+    title: `Delete the version from ${date(version.created)}?`,
+    message: `It is deleted for good, not moved to the trash, and its ${bytes(version.size)} are freed. The file and its other versions stay.`,
+    confirmLabel: "Delete", danger: true,
+  });
+  if (!sure) return false;
+  busy(button, true);
+  try {
+    for (let round = 0; round < 20; round += 1) {
+      const answer = await api.del(`/api/filesystem/info/${enc(info.id)}/versions/${enc(version.version)}`);
+      if (!answer || answer.complete !== false) {
+        toast(`Deleted the version from ${date(version.created)}.`, "success");
+        return true;
+      }
+    }
+    toast("The version is still being freed; delete it again to finish.", "error");
+  } catch (error) {
+    toast(messageOf(error), "error");
+  } finally {
+    busy(button, false);
+  }
+  return false;
 }
 
 function chunksFact(info, durability) {

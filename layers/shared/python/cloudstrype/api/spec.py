@@ -132,9 +132,13 @@ ENCRYPTION = {"type": "string", "enum": list(ENCRYPTIONS)}
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 # A file's type as a client gives it (tree.files.media_type): a media type, then parameters.
 GIVEN_CONTENT_TYPE = {"type": "string", "pattern": f"^{MEDIA_TYPE}( *;.*)?$"}
+# A file version's id (tree.files.new_version_id: milliseconds, then random hex), loosely:
+# what older releases wrote is read too.
+VERSION_ID = {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"}
 PATH_PARAMS = {"chunk_id": CHUNK_ID, "file_id": FILE_ID, "storage_id": STORAGE_ID,
                "member_id": MEMBER_ID, "username": USERNAME, "group": GROUP,
-               "upload_id": UPLOAD_ID, "part": PART, "provider": PROVIDER}
+               "upload_id": UPLOAD_ID, "part": PART, "provider": PROVIDER,
+               "version_id": VERSION_ID}
 
 # What every route can answer besides its own statuses.
 GENERIC = {
@@ -534,6 +538,15 @@ op("POST", "/api/filesystem/info/{file_id}", "Rename (name), move (path) or set 
               409: "Name exists, or a file on the way"})
 op("DELETE", "/api/filesystem/info/{file_id}", "Delete a file or a directory recursively",
    responses={204: "Deleted", 404: "Unknown id"})
+op("DELETE", "/api/filesystem/info/{file_id}/versions/{version_id}",
+   "Delete an earlier version of your file for good, freeing its content (not the current "
+   "one: that goes with the file, to the trash)",
+   responses={204: "Deleted and freed",
+              202: {"schema": _obj(["complete", "message"], complete={"type": "boolean"},
+                                   message=S),
+                    "description": "Partly freed in this request's time: delete it again"},
+              400: "Through a share (not_in_a_share)",
+              404: "Unknown file or version", 409: "The current version (current_version)"})
 op("POST", "/api/filesystem/dirs", "Create a directory, parents included",
    body=_obj(["path"], path=PATH),
    responses={201: {"schema": NODE}, 200: {"schema": NODE, "description": "Existed already"},

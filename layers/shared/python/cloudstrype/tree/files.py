@@ -1696,6 +1696,23 @@ def _free_packed(owner: str, version: Version) -> None:
 
 # Deleting for good frees what it can in this long, and leaves the rest to the sweep.
 DELETE_INLINE_SECONDS = 2.0
+# An earlier version's deletion frees its content within this long (a huge one: the caller
+# asks again, and freeing goes on where it stopped).
+VERSION_DELETE_SECONDS = 8.0
+
+
+def delete_earlier_version(owner: str, node: Node, version_id: str) -> bool:
+    """Delete one earlier version of a file for good and free its content (content stored once
+    goes with its last reader; a packed one's bytes are dead until compaction). The current
+    version is the file's: it goes with the file, to the trash. True once freed; False if time
+    ran out first (the version is then still listed, its content partly freed: deleting it
+    again finishes)."""
+    version = get_version(owner, node, version_id)
+    if version.version_id == node.version_id:
+        raise errors.Conflict(f"Version {errors.shown(version_id)} is the current content of "
+                              f"'{node.name}'; delete the file instead (it goes to the trash), "
+                              f"or upload a newer version first.", code="current_version")
+    return free_version(owner, version, time.monotonic() + VERSION_DELETE_SECONDS)
 
 
 def delete_node(owner: str, node: Node) -> None:
