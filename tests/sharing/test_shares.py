@@ -15,7 +15,7 @@ from tests.sharing.conftest import (
     usage,
     with_storages,
 )
-from tests.support import Api, assert_error, register_and_login
+from tests.support import Api, assert_error, register_and_login, unique
 
 FS = "/api/filesystem"
 
@@ -653,3 +653,23 @@ def test_a_file_share_is_read_only_for_every_write_through_it(alice, bob):
     assert read.status_code == 200 and read.content == b"one file"
     share(alice, "/files", "write", user=bob)
     assert_error(mkdir(bob, "/x", share=s), 409, "not_a_directory")
+
+
+def test_a_promotion_lets_one_share_with_any_group_at_the_next_request(alice, admin, group):
+    """An admin may share with any group (not only their own); promoted, with the token from
+    before, the next request counts it, as the admin routes do (found by a README walk: it
+    waited for the next sign-in), and a demotion likewise."""
+    admin_api, _ = admin
+    mkdir(alice, "/for-all")
+    ask = {"path": "/for-all", "group": group, "level": "read"}
+    assert_error(alice.api.post(f"{FS}/shares", json=ask), 403, "not_a_member")
+    membership(admin, "admins", alice.username, True)
+    try:
+        made = alice.api.post(f"{FS}/shares", json=ask)
+        assert made.status_code == 201, made.text
+        assert_error(alice.api.post(f"{FS}/shares", json={**ask, "group": unique("nogroup")}),
+                     404, "group_not_found")
+    finally:
+        membership(admin, "admins", alice.username, False)
+    assert_error(alice.api.post(f"{FS}/shares", json={**ask, "level": "write"}), 403,
+                 "not_a_member")

@@ -145,9 +145,13 @@ GENERIC = {
     400: "Bad input; the message says what to fix",
     401: "Missing, invalid, expired or revoked token",
     403: "Not in the group this needs",
-    # The local gateway and API Gateway: a request over 10 MB.
+    # The local gateway and API Gateway: a request over 10 MB (a body on any method).
     413: "The request is too large",
     429: "Too many requests; wait for Retry-After",
+    # The local gateway and API Gateway: over 10,240 bytes of request line and headers.
+    431: "The request line and headers are too large",
+    # A defect: the answer names a request id for the logs, never a stack.
+    500: "An unexpected failure; the message names a request id",
     503: "A store or service this needs is unavailable; retry after Retry-After",
     # The gateway: the function ran past API Gateway's 29 s.
     504: "The request took too long",
@@ -196,8 +200,7 @@ def op(method: str, path: str, summary: str, *, public: bool = False, admins: bo
                                                           else {"type": "object"})}}
         operation["responses"][str(status)] = described
     for status, text in GENERIC.items():
-        if (status == 401 and public) or (status == 403 and not admins) \
-                or (status == 413 and body is None):
+        if (status == 401 and public) or (status == 403 and not admins):
             continue
         operation["responses"].setdefault(str(status), {
             "description": text, "content": {JSON: {"schema": ERROR}}})

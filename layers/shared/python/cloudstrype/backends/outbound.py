@@ -144,8 +144,8 @@ def resolve(host: str, port: int) -> str:
         if why is not None:
             shown = name if str(address) == name else f"{name} ({address})"
             raise OutboundRefused(f"refusing to connect to {shown}: {why}, which this server "
-                                  f"does not reach for users (the operator can allow it in "
-                                  f"outbound_allow)")
+                                  f"does not reach for users (the operator can allow it with "
+                                  f"CLOUDSTRYPE_OUTBOUND_ALLOW)")
     return str(addresses[0])
 
 

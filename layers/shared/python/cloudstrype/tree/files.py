@@ -1074,7 +1074,9 @@ def commit_session(owner: str, upload_id: str, mtime=None, sha256=None,
     missing = [p for p in range(total) if p not in received]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + ("…" if len(missing) > 20 else "")
-        raise errors.Conflict(f"Parts {shown} have not arrived yet; upload them, then commit.",
+        raise errors.Conflict(f"{'Part' if len(missing) == 1 else 'Parts'} {shown} "
+                              f"{'has' if len(missing) == 1 else 'have'} not arrived yet; upload "
+                              f"{'it' if len(missing) == 1 else 'them'}, then commit.",
                               code="parts_missing", details={"missing": missing[:1000]})
     # Without every byte at hand, the content hash is the client's declaration; the ETag is
     # always ours: a hash of the parts' hashes, as S3 multipart ETags are.
