@@ -69,3 +69,16 @@ def test_next_never_leaves_the_app_and_log_out_ends_the_sign_in(pages, base_url,
     assert api.as_user(session["access_token"]).get("/api/auth/me").status_code == 401
     assert api.post("/api/auth/refresh",
                     json={"refresh_token": session["refresh_token"]}).status_code == 401
+
+
+def test_names_that_differ_in_spaces_are_shown_apart(page, base_url, web_user):
+    """HTML collapses runs of spaces: "a  b.txt" and "a b.txt", two files, looked the same
+    (found by the web UI sweep)."""
+    folder = "/spaces"
+    for name in ("a  b.txt", "a b.txt", "  lead.txt"):
+        _put(web_user, folder, name)
+    sign_in_with_tokens(page, base_url, web_user, "#/files?path=" + folder)
+    names = page.locator("tbody .item-name")
+    expect(names).to_have_count(3)
+    shown = sorted(names.evaluate_all("els => els.map((e) => e.innerText)"))
+    assert shown == sorted(["a  b.txt", "a b.txt", "  lead.txt"]), shown

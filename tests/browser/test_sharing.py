@@ -305,3 +305,27 @@ def test_a_linked_file_replaced_while_it_downloads_comes_whole_in_its_new_versio
         stranger.get_by_role("button", name="Download f.bin").click()
     assert replaced, "the file was not replaced during the download"
     assert open(download_info.value.path(), "rb").read() == new
+
+
+def test_a_writer_renames_and_moves_inside_the_share(pages, base_url, api, web_user):
+    _put(web_user, "/desk", "draft.txt", b"draft")
+    assert web_user.api.post("/api/filesystem/dirs", json={"path": "/desk/done"}).status_code \
+        == 201
+    friend = register_and_login(api)
+    made = web_user.api.post("/api/filesystem/shares", json={
+        "path": "/desk", "user": friend.username, "level": "write"})
+    assert made.status_code == 201, made.text
+    guest = pages()
+    sign_in_with_tokens(guest, base_url, friend, f"#/shared/{made.json()['id']}")
+    guest.get_by_role("button", name="Rename draft.txt").click()
+    dialog = guest.get_by_role("dialog", name="Rename file")
+    dialog.get_by_label("New name").fill("final.txt")
+    dialog.get_by_role("button", name="Rename").click()
+    expect(row(guest, "final.txt")).to_be_visible()
+    guest.get_by_role("button", name="Move final.txt").click()
+    dialog = guest.get_by_role("dialog", name="Move “final.txt”")
+    dialog.get_by_label("Folder to move it into").fill("/done")
+    dialog.get_by_role("button", name="Move").click()
+    expect(row(guest, "final.txt")).to_have_count(0)
+    moved = web_user.api.get("/api/filesystem/info", params={"path": "/desk/done/final.txt"})
+    assert moved.status_code == 200 and moved.json()["size"] == 5

@@ -130,6 +130,35 @@ async function renderShare(root, ctx, shareId) {
     }
   };
 
+  // A writer renames and moves inside the share, as the API lets them (paths start at the
+  // shared folder).
+  const rename = (entry) => promptDialog({
+    title: `Rename ${entry.type === "directory" ? "folder" : "file"}`, label: "New name",
+    value: entry.name, submitLabel: "Rename",
+    onSubmit: async (name) => {
+      if (!name || name.includes("/")) throw new ApiError("Enter a name without '/'.");
+      if (name === entry.name) return true;
+      await api.post(`/api/filesystem/info/${enc(entry.id)}`, { name }, { query: { share: shareId } });
+      toast(`Renamed to ${name}.`, "success");
+      load();
+      return true;
+    },
+  });
+
+  const move = (entry) => promptDialog({
+    title: `Move “${entry.name}”`, label: "Folder to move it into", value: path,
+    help: `A folder inside ${share.name}: / is the shared folder itself; a missing one is made.`,
+    submitLabel: "Move",
+    onSubmit: async (target) => {
+      const into = normalizePath(target.trim() || "/");
+      if (into === path) throw new ApiError("That is the folder it is in already; choose another.");
+      await api.post(`/api/filesystem/info/${enc(entry.id)}`, { path: into }, { query: { share: shareId } });
+      toast(`Moved ${entry.name} to ${into === "/" ? share.name : into}.`, "success");
+      load();
+      return true;
+    },
+  });
+
   const newFolder = () => promptDialog({
     title: "New folder", label: "Folder name", submitLabel: "Create",
     onSubmit: async (name) => {
@@ -182,10 +211,16 @@ async function renderShare(root, ctx, shareId) {
           buttons.push(get);
         }
         if (canWrite && share.type === "directory") {
+          const renameButton = h("button", { type: "button", class: "button small ghost",
+            "aria-label": `Rename ${entry.name}` }, "Rename");
+          renameButton.addEventListener("click", () => rename(entry));
+          const moveButton = h("button", { type: "button", class: "button small ghost",
+            "aria-label": `Move ${entry.name}` }, "Move");
+          moveButton.addEventListener("click", () => move(entry));
           const del = h("button", { type: "button", class: "button small danger",
             "aria-label": `Delete ${entry.name}` }, "Delete");
           del.addEventListener("click", () => remove(entry));
-          buttons.push(del);
+          buttons.push(renameButton, moveButton, del);
         }
         return h("tr", { "data-name": entry.name, "data-type": entry.type },
           h("td", { class: "col-name" }, name),
