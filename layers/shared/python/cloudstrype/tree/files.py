@@ -1398,7 +1398,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def read(owner: str, version: Version, first: int, last: int) -> bytes:
-    """Bytes first..last (inclusive) of a version, from the chunks that hold them."""
+    """Bytes first..last (inclusive) of a version, from the chunks that hold them. A version
+    deleted while it was read is said as such (its chunks' absence is how the read meets it)."""
+    try:
+        return _read_range(owner, version, first, last)
+    except errors.NotFound:
+        if tree_store().get_version(owner, version.node_id, version.version_id) is None:
+            raise errors.NotFound(f"Version {errors.shown(version.version_id)} was deleted "
+                                  f"while it was read.", code="version_not_found") from None
+        raise
+
+
+def _read_range(owner: str, version: Version, first: int, last: int) -> bytes:
     if version.content_key and not version.chunk_count:
         return _read_content(owner, version)[first:last + 1]
     if version.pack_chunk:
@@ -1714,7 +1725,22 @@ def delete_earlier_version(owner: str, node: Node, version_id: str) -> bool:
         raise errors.Conflict(f"Version {errors.shown(version_id)} is the current content of "
                               f"'{node.name}'; delete the file instead (it goes to the trash), "
                               f"or upload a newer version first.", code="current_version")
-    return free_version(owner, version, time.monotonic() + VERSION_DELETE_SECONDS)
+    freed = free_version(owner, version, time.monotonic() + VERSION_DELETE_SECONDS)
+    _recount_if_deleted(owner, node.node_id)
+    return freed
+
+
+def _recount_if_deleted(owner: str, node_id: str) -> None:
+    """A delete of the file, or of a folder above it, racing this version's may have measured
+    the version before it was freed (and counted it in the trash for good): its trash item is
+    counted again now that it is gone. A delete that lands after this look counts again itself
+    (trash.move_to_trash)."""
+    trees = tree_store()
+    node = trees.get_node(owner, node_id)
+    found = trees.trashed_above(node) if node is not None else None
+    item = trees.get_trashed(owner, found.node_id) if found is not None else None
+    if item is not None:
+        trash.recount(owner, item)
 
 
 def delete_node(owner: str, node: Node) -> None:

@@ -142,8 +142,9 @@ def move_to_trash(owner: str, node: Node) -> Trashed:
         raise errors.Conflict("The item changed while it was being deleted; try again.",
                               code="concurrent_change") from None
     _mark_counted(trashed, counted, time.monotonic() + MARK_SECONDS)
-    if node.type != FILE:
-        recount(owner, trashed)         # files that landed in it as it was measured
+    # Counted again from what is there now: files that landed in a folder as it was measured,
+    # and versions deleted for good meanwhile (files.delete_earlier_version).
+    recount(owner, trashed)
     return trashed
 
 
