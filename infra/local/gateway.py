@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from cloudstrype import errors, limits
 from cloudstrype.api.body import (
     IN_PROCESS_EVENT,
@@ -49,6 +50,28 @@ from cloudstrype.sharing.links import redact
 from infra.local import transfer
 
 log = logging.getLogger("cloudstrype.gateway")
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a NUL in a header, a broken request line) at
+    ERROR with a traceback, after answering it 400. Any client can send one, so each would put
+    a traceback in the operator's log: it is one line at INFO instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not log.isEnabledFor(logging.INFO):
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "refused a malformed request from %s: %s", (
+            remote, exc.message)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequests())
 
 STAGE = "local"
 API_ID = "local"

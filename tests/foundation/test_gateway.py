@@ -273,3 +273,20 @@ def test_a_client_that_goes_away_mid_answer_is_no_server_error(stack, user):
         time.sleep(0.1)
     assert stack.log().count("Traceback") == before, stack.log()[-3000:]
     assert user.api.get("/api/health").status_code == 200
+
+
+def test_a_request_aiohttp_cannot_parse_is_a_400_and_no_traceback(api, stack):
+    """A NUL in a header (any client can send one) was answered 400 and logged as an ERROR with
+    a traceback each time (found by an attacker sweep)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+    before = stack.log().count("Traceback")
+    address = urlsplit(stack.url)
+    for header in (b"If-Match: \x00", b"Range: \x00", b"If-Range: a\x00b"):
+        with socket.create_connection((address.hostname, address.port), timeout=10) as s:
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+            assert s.recv(1024).split(b" ")[1] == b"400"
+    time.sleep(0.5)
+    assert stack.log().count("Traceback") == before, stack.log()[-3000:]
+    assert api.get("/api/health").status_code == 200

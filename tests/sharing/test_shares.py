@@ -673,3 +673,24 @@ def test_a_promotion_lets_one_share_with_any_group_at_the_next_request(alice, ad
         membership(admin, "admins", alice.username, False)
     assert_error(alice.api.post(f"{FS}/shares", json={**ask, "level": "write"}), 403,
                  "not_a_member")
+
+
+def test_a_share_made_read_only_ends_the_uploads_under_way_through_it(alice, bob):
+    """As a revoke does: the writer can no longer commit or abort them, and their parts are the
+    owner's bytes (found by an attacker sweep: they stayed counted for a week)."""
+    mkdir(alice, "/drop")
+    s = share(alice, "/drop", "write", user=bob)["id"]
+    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
+                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    sent = bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
+                       data=os.urandom(4 * 1024 * 1024))
+    assert sent.status_code == 200, sent.text
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 1
+
+    assert alice.api.put(f"{FS}/shares/{s}", json={"level": "read"}).status_code == 200
+    # Closed at once (its parts are freed by the scheduled sweep, as an abort's are).
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
+    assert_error(bob.api.get(f"{FS}/uploads/{upload_id}", params={"share": s}), 403,
+                 "read_only_share")

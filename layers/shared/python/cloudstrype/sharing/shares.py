@@ -203,6 +203,10 @@ def set_level(principal, share_id: str, level) -> dict:
         changed = sharing_store().set_level(share, level, int(time.time()))
     except KeyError:
         raise share_not_found(share_id) from None
+    if share.level == WRITE and changed.level != WRITE:
+        # Made read-only: what recipients were uploading through it can no longer be committed
+        # or aborted by them, so it ends here, as with a revoke.
+        files.abort_sessions_through(share.owner, share.share_id)
     return for_owner(changed, node)
 
 
