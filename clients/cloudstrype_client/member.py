@@ -574,6 +574,13 @@ class Member:
             break
         if not isinstance(welcome, dict):
             raise ConnectionError(f"no welcome from the server: {welcome!r}")
+        if welcome.get("type") == "removed":
+            # Removed from the account while this program was away: stop, as when told live.
+            self.removed = True
+            reason = welcome.get("reason") or "this member was removed from the account."
+            self.say(f"{str(reason)[:300]} Stopping.")
+            await ws.close()
+            return
         if welcome.get("type") != "welcome":
             message = welcome.get("error") or welcome
             if welcome.get("code") in ("unsupported_protocol", "member_mismatch", "bad_message"):

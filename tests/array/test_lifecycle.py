@@ -229,3 +229,22 @@ def test_a_member_reconnects_by_itself_when_the_server_comes_back(tmp_path):
         if member is not None and member.alive():
             member.kill()
         own.stop()
+
+
+def test_a_member_removed_while_away_is_told_so_when_it_comes_back(members, api):
+    """Removed while its program was stopped (drained from its other copies, then removed),
+    the member started again is told it was removed and stops; it is not registered anew as a
+    storage the user did not add (found by the members sweep)."""
+    user = register_and_login(api)
+    member = members.start(user)
+    assert member.stop() == 0, member.log()
+    members.wait_online(user, member, online=False, timeout=10)
+    assert user.api.delete(f"/api/array/members/{member.member_id}").status_code == 204
+    assert member.member_id not in listing(user)
+
+    member.start()                          # the same folder and member id, as before
+    assert member.process.wait(timeout=20) == 0, member.log()
+    assert "removed from the account while it was away" in member.log()
+    assert member.member_id not in listing(user)
+    assert member.storage_id not in {s["id"] for s in
+                                     user.api.get("/api/cloud/storages").json()["storages"]}

@@ -108,9 +108,13 @@ def test_a_ping_counts_only_on_the_members_current_connection(members):
 
 def test_delete_member(members):
     hello(members, connect(members))
+    assert not members.was_removed("alice", MEMBER)
     members.delete_member("alice", MEMBER)
     assert members.get_member("alice", MEMBER) is None
     assert members.list_members("alice") == []
+    # Remembered as removed (its program is told so if it comes back), for its owner only.
+    assert members.was_removed("alice", MEMBER)
+    assert not members.was_removed("bob", MEMBER)
 
 
 # -- connections -------------------------------------------------------------------------------

@@ -87,6 +87,13 @@ def hello(conn: Connection, message: dict) -> dict:
                        ignore=member_storage_id(member_id))
     program = str(message.get("version") or "")[:40] or None
     store = _members()
+    if store.was_removed(conn.owner, member_id):
+        # Removed while it was away: told, as a connected one is at its removal, not taken
+        # back as a new storage the user did not add.
+        return {"type": "removed", "member_id": member_id,
+                "reason": "This member was removed from the account while it was away. To add "
+                          "this machine again, start it on a new folder (or delete the "
+                          "folder's member.json)."}
     previous = store.get_member(conn.owner, member_id)
     if previous is None and \
             len(store.list_members(conn.owner)) >= protocol.MAX_MEMBERS_PER_USER:

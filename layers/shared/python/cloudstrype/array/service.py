@@ -63,7 +63,7 @@ def delete_member(owner: str, member_id: str) -> None:
                 "type": "removed", "member_id": member_id,
                 "reason": "This member was removed from the account."})
             connections.close(member.connection_id)
-        except Exception:   # it is removed either way; a later hello would register it anew
+        except Exception:   # it is removed either way; a later hello is told so (was_removed)
             pass
 
 

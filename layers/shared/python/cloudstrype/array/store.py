@@ -42,6 +42,10 @@ MEMBERS = schema.table(
             "last_seen": schema.INT, "version": schema.STR, "protocol": schema.INT,
             "created": schema.INT})
 
+# A removed member's id, kept under this prefix in its owner's members ('#' is in no member
+# id: protocol.valid_member_id).
+REMOVED_PREFIX = "removed#"
+
 # `$default` events carry only the connection id, so the identity proven at `$connect` is kept.
 CONNECTIONS = schema.table(
     "member-connections", hash_key="connection_id", expires="expires_at", owner_module=__name__,
@@ -156,10 +160,19 @@ class MemberStore:
         return _member(item) if item else None
 
     def list_members(self, owner: str) -> list[Member]:
-        return [_member(item) for item in self.engine.query_all(MEMBERS, owner)]
+        return [_member(item) for item in self.engine.query_all(MEMBERS, owner)
+                if not item["member_id"].startswith(REMOVED_PREFIX)]
 
     def delete_member(self, owner: str, member_id: str) -> None:
+        """The member goes, and its id is remembered as removed (was_removed): its program,
+        started again while it was away, is told so rather than registered anew."""
+        self.engine.put(MEMBERS, {"owner": owner, "member_id": REMOVED_PREFIX + member_id,
+                                  "created": int(time.time())})
         self.engine.delete(MEMBERS, {"owner": owner, "member_id": member_id})
+
+    def was_removed(self, owner: str, member_id: str) -> bool:
+        return self.engine.get(MEMBERS, {"owner": owner,
+                                         "member_id": REMOVED_PREFIX + member_id}) is not None
 
     def register(self, conn: Connection, member_id: str, *, name: str,
                  version: str | None = None, protocol: int = 1,
