@@ -53,6 +53,12 @@ def test_a_read_queues_lost_shares_for_repair_not_unreachable_ones(pipeline, tmp
     with pytest.raises(errors.ServiceUnavailable) as caught:
         pipeline.get_chunk(OWNER, record.chunk_id, frozenset({holders[2]}))
     assert caught.value.code == "not_enough_shares", caught.value.message
+    # The storage out of reach is named, with why, and the answer says when to try again.
+    from cloudstrype import storages
+    away_name = storages.get_storage(OWNER, holders[0]).name
+    assert f"({away_name}: " in caught.value.message, caught.value.message
+    assert "not this storage's folder now" in caught.value.message
+    assert 1 <= int(caught.value.headers["Retry-After"]) <= 60
     assert chunk_store().get(OWNER, record.chunk_id).damaged == {1}
     away.rename(disks[holders[0]])
 

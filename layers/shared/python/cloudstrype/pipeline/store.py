@@ -24,9 +24,15 @@ from cloudstrype.pipeline.chunk_store import (
     ShareLocation,
     chunk_store,
 )
+from cloudstrype.storages.placement import (
+    DOWN_RETRY_SECONDS,
+    can_take,
+    choose_storages,
+    default_durability,
+)
 
 # Placement is a storage rule; default_durability stays importable from here for callers.
-from cloudstrype.storages.placement import can_take, choose_storages, default_durability
+from cloudstrype.storages.store import Storage
 
 log = logging.getLogger("cloudstrype.pipeline")
 
@@ -477,7 +483,8 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
         if lost:
             mark_damaged(owner, chunk_id, lost)
         if not collector.enough and collector.rescue() is None:
-            raise _too_few_shares(record, collector, bool(unreachable or skip))
+            raise _too_few_shares(record, collector, bool(unreachable or skip),
+                                  _not_answering(record, unreachable))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
             data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id))
         try:
@@ -526,16 +533,33 @@ def _local_read(record: Chunk, by_id: dict) -> dict | None:
     return {"chunk": record.chunk_id, "meta": record.meta, "key": key, "shares": files}
 
 
+def _not_answering(record: Chunk, unreachable: set[int]) -> list[Storage]:
+    """The storages of the shares in `unreachable` (those that did not answer)."""
+    if not unreachable:
+        return []
+    by_id = _storages_by_id(record.owner)
+    ids = {s.storage_id for s in record.shares if s.index in unreachable}
+    return sorted((by_id[i] for i in ids if i in by_id), key=lambda s: s.name)
+
+
 def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
-                    some_unreachable: bool) -> errors.ApiError:
+                    some_unreachable: bool, away: list[Storage] = ()) -> errors.ApiError:
     """Too few good shares to decode: for now, when some storage did not answer (it may come
-    back); for good, when every storage answered and the shares were missing or corrupt (the
-    damage is past the redundancy: retrying does not help, only a share put back would)."""
+    back: named, with a Retry-After of the soonest its down-time ends); for good, when every
+    storage answered and the shares were missing or corrupt (the damage is past the
+    redundancy: retrying does not help, only a share put back would)."""
     good, needed = len(collector.good_shares), collector.needed
     if some_unreachable:
+        now = time.time()
+        named = "; ".join(f"{s.name}: {(s.last_error or 'did not answer')[:120]}"
+                          for s in away)
+        retry = max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
+                                                   for s in away if s.down(now)]))
         return errors.ServiceUnavailable(
             f"Chunk {record.chunk_id} cannot be read now: {good} good shares of the {needed} "
-            f"needed are reachable.", code="not_enough_shares")
+            f"needed are reachable{f' ({named})' if named else ''}. Try again when "
+            f"{'they are' if len(away) != 1 else 'it is'} back.", code="not_enough_shares",
+            headers={"Retry-After": str(retry)})
     return errors.ServiceUnavailable(
         f"Chunk {record.chunk_id} is damaged past its redundancy: its storages answered, but "
         f"only {good} of its shares are intact and {needed} are needed (the others are missing "
