@@ -754,6 +754,14 @@ def cmd_storages_undrain(args) -> int:
     return OK
 
 
+def drain_advice(message: str, name: str) -> str:
+    """The server's refusal to remove a storage that holds shares names its API route (a
+    member's, for a member); here the command that does it."""
+    return re.sub(r"\(POST /api/(?:cloud/storages|array/members)/[^)]*/drain[^)]*\)",
+                  f"('cloudstrype storages drain {name}', or 'storages remove --drain')",
+                  message)
+
+
 @_command
 def cmd_storages_remove(args) -> int:
     client = _client(args)
@@ -764,11 +772,8 @@ def cmd_storages_remove(args) -> int:
         client.request("DELETE", f"/api/cloud/storages/{storage['id']}", ok=(204,),
                        what=f"removing {storage.get('name')}")
     except CliError as exc:
-        if exc.code == "storage_not_empty":
-            # The server names its API route; here the command that does it.
-            exc.message = re.sub(r"\(POST /api/cloud/storages/[^)\s]*/drain\)",
-                                 f"('cloudstrype storages drain {storage.get('name')}', or "
-                                 f"'storages remove --drain')", exc.message)
+        if exc.code in ("storage_not_empty", "member_not_empty"):
+            exc.message = drain_advice(exc.message, str(storage.get("name")))
         raise
     if not args.quiet:
         print(shown(f"Removed storage {storage.get('name')!r} ({storage['id']})."),

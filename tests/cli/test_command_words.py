@@ -48,6 +48,17 @@ def test_removing_a_storage_that_holds_shares_points_to_the_drain_command(home, 
     assert "POST /api" not in refused.stderr
 
 
+def test_a_members_refusal_points_to_the_drain_command_too():
+    """A member's refusal names the array route, with more in its parentheses (found by the
+    members sweep: `storages remove` of a member told a CLI user to POST to the API)."""
+    from cloudstrype_client.commands import drain_advice
+    said = drain_advice("Member 'm4' still holds 3 shares. Drain it first (POST /api/array/"
+                        "members/abc/drain, again while it answers 202) to move them "
+                        "elsewhere.", "m4")
+    assert said == ("Member 'm4' still holds 3 shares. Drain it first ('cloudstrype storages "
+                    "drain m4', or 'storages remove --drain') to move them elsewhere.")
+
+
 def test_ctrl_c_while_the_command_starts_is_an_interrupt(monkeypatch, capsys):
     def interrupted():
         raise KeyboardInterrupt
