@@ -521,6 +521,10 @@ class Member:
             self._home_lost = False
         except RequestFailed as exc:
             result.update(ok=False, error={"code": exc.code, "message": str(exc)[:300]})
+            if exc.code == "full":
+                # The room as it is now (a disk filled from outside): the server places by it,
+                # and would go on sending shares here until the next ping otherwise.
+                result.update(used=self.store.used, free=self.store.free())
             self.stats.failed += 1
             if isinstance(exc, NotHome) and not self._home_lost:
                 self._home_lost = True              # said once, until it is back

@@ -208,6 +208,26 @@ def test_a_share_removed_behind_the_programs_back_leaves_the_counts(tmp_path):
         store.close()
 
 
+def test_a_put_refused_for_a_full_disk_says_the_room_there_is(tmp_path, monkeypatch):
+    """A disk filled from outside: the refusal carries the member's room now, so the server
+    stops placing shares there at once, not at the next ping (found by the members sweep)."""
+    from cloudstrype_client.member import Member, ShareStore
+
+    store = ShareStore(tmp_path / "member", 10**9)
+    store.open()
+    monkeypatch.setattr(store, "disk_free", lambda: 46_000)
+    member = Member("http://127.0.0.1:1", store, "m", "token", None, transfers=1,
+                    ping_interval=60, quiet=True)
+    try:
+        answer = member.answer({"type": "put", "request_id": "r", "key": "share-1",
+                                "size": 805_712, "sha256": "0" * 64,
+                                "url": "http://127.0.0.1:1/never-fetched"})
+        assert not answer["ok"] and answer["error"]["code"] == "full", answer
+        assert (answer["used"], answer["free"]) == (0, 46_000)
+    finally:
+        store.close()
+
+
 def test_a_dir_that_is_a_file_is_refused_in_words(tmp_path):
     import pytest
     from cloudstrype_client.member import Fatal, ShareStore
