@@ -113,6 +113,9 @@ class Client:
         self.on_wait = None
         self._waits_told: set[str] = set()
         self._waits_lock = threading.Lock()
+        # Refusals for storages out of reach that one request waited out in full and still
+        # met: the command's other requests are not made to wait as long again for them.
+        self._waited_out: set[str] = set()
 
     # -- construction from the command line ------------------------------------------------------
 
@@ -268,15 +271,23 @@ class Client:
                 response.close()        # (a streamed answer holds its connection until then)
                 self.refresh(token)
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < attempts and \
-                    not _for_good(response):
-                self._tell_wait(response)
-                response.close()
-                self.backoff(attempt, response.headers.get("Retry-After"))
-                continue
+            if response.status_code in RETRY_STATUSES and not _for_good(response):
+                code = _error_code(response) if response.status_code == 503 else None
+                if code in WAITED_OUT_ONCE:
+                    with self._waits_lock:
+                        if code in self._waited_out:
+                            return response     # waited out in full once: not again
+                        if attempt >= attempts:
+                            self._waited_out.add(code)
+                if attempt < attempts:
+                    self._tell_wait(response)
+                    response.close()
+                    self.backoff(attempt, response.headers.get("Retry-After"))
+                    continue
             return response
 
     def _tell_wait(self, response: requests.Response) -> None:
+        """Say once per reason why the command waits, when the server asks for some seconds."""
         retry_after = response.headers.get("Retry-After", "")
         if self.on_wait is None or not retry_after.isdigit() or \
                 int(retry_after) < WAIT_TOLD_SECONDS:
@@ -445,14 +456,25 @@ _NOT_THE_TOKEN = frozenset({"wrong_password"})
 _NOT_PASSING = frozenset({"chunk_damaged"})
 
 
+# 503s for storages out of reach: waited for (Retry-After) once in full by a command; its
+# other requests then fail at once instead of each waiting as long again (a folder of files
+# took minutes each while a member was away).
+WAITED_OUT_ONCE = frozenset({"storages_unavailable"})
+
+
+def _error_code(response: requests.Response) -> str | None:
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        code = response.json().get("error", {}).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
 def _for_good(response: requests.Response) -> bool:
     """Whether a 503 says the failure will not pass by itself (then it is not retried)."""
-    if response.status_code != 503 or "json" not in response.headers.get("Content-Type", ""):
-        return False
-    try:
-        return response.json().get("error", {}).get("code") in _NOT_PASSING
-    except (ValueError, AttributeError):
-        return False
+    return response.status_code == 503 and _error_code(response) in _NOT_PASSING
 
 
 def _token_refused(response: requests.Response) -> bool:

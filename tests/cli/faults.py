@@ -51,6 +51,7 @@ class Rule:
     times: int | None = None         # None: every match
     hits: int = 0
     retry_after: int | None = None   # "status": sent as its Retry-After
+    code: str = "injected"           # "status": the error code of its body
     call: Callable[[], None] | None = None  # "call": run before the request is passed on
 
     def picks(self, method: str, path: str, range_header: str) -> bool:
@@ -104,7 +105,7 @@ class FaultyProxy:
                     rule.call()
                 if rule is not None and rule.action == "status":
                     payload = json.dumps({"error": {
-                        "code": "injected", "message": f"injected failure {rule.status}"}}
+                        "code": rule.code, "message": f"injected failure {rule.status}"}}
                     ).encode()
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/json")
@@ -166,10 +167,11 @@ class FaultyProxy:
 
     def fail(self, method: str, path: str, action: str, *, status: int = 0,
              range: str | None = None, times: int | None = 1, delay: float = 0.0,
-             retry_after: int | None = None) -> Rule:
+             retry_after: int | None = None, code: str = "injected") -> Rule:
         """Break requests matching `method` and the `path` regex (and the `range` regex)."""
         rule = Rule(method, re.compile(path), action, status, delay,
-                    re.compile(range) if range else None, times, retry_after=retry_after)
+                    re.compile(range) if range else None, times, retry_after=retry_after,
+                    code=code)
         with self._lock:
             self.rules.append(rule)
         return rule

@@ -44,6 +44,23 @@ def test_a_wait_the_server_asks_for_is_said_once_then_the_file_goes(cli, cli_use
     assert remote_info(cli_user, remote)["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_storages_away_are_waited_out_once_not_once_per_file(cli, cli_user, tmp_path, proxy):
+    """A put of several files while storages are out of reach: the first file waits as the
+    server asks, in full; the others then fail at once, not after as long a wait each (found
+    by the members sweep: minutes per file)."""
+    sources = []
+    for n in range(3):
+        path = tmp_path / f"away-{n}.bin"
+        path.write_bytes(os.urandom(300_000))           # past the batch size: one request each
+        sources.append(str(path))
+    proxy.fail("POST", r"^/api/filesystem/data$", "status", status=503, retry_after=1,
+               times=None, code="storages_unavailable")
+    done = cli.run("put", "-j", "1", *sources, f"{_root()}/", env=proxy.env(cli_user.access_token))
+    assert done.returncode != 0, done.stderr
+    assert proxy.count("POST", r"^/api/filesystem/data$") == 5 + 1 + 1, done.stderr
+    assert "3 of 3 files failed" in done.stderr, done.stderr
+
+
 def test_parts_lost_or_refused_once_are_sent_again(cli, cli_user, tmp_path, proxy):
     source, data = _big(tmp_path)
     remote = f"{_root()}/big.bin"
