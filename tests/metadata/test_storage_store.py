@@ -212,10 +212,12 @@ def test_member_storage_is_created_once_and_moves_in_transactions(engine):
     assert store.get(owner, storage_id).status == OFFLINE
     with pytest.raises(ConditionFailed):            # offline only from active
         engine.transact([member_offline_op(owner, "member-0001")])
-    store.mark_down(owner, storage_id, time.time() + 60, "gone")
+    store.mark_down(owner, storage_id, time.time() + 60, "member is offline")
     engine.transact([member_online_op(owner, "member-0001")])
     got = store.get(owner, storage_id)
     assert got.status == ACTIVE and got.usable()
+    # Back online, its last error is over (it was shown until the next check pass).
+    assert got.last_error is None and not got.last_error_at
     # a draining member storage stays draining whatever its member does
     store.set_status(owner, storage_id, DRAINING)
     with pytest.raises(ConditionFailed):

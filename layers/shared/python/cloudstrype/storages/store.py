@@ -154,12 +154,14 @@ def _key(owner: str, storage_id: str) -> dict:
     return {"owner": owner, "storage_id": storage_id}
 
 
-def _status_change(status: str, extra: dict | None = None) -> Change:
+def _status_change(status: str, extra: dict | None = None, clear: tuple = ()) -> Change:
     """Setting a status also enters the storage into, or takes it out of, the draining index."""
     if status == DRAINING:
         return Change(set={"status": status, **(extra or {})},
-                      set_default={"drain_queue": DRAIN_QUEUE, "drain_since": int(time.time())})
-    return Change(set={"status": status, **(extra or {})}, remove=("drain_queue", "drain_since"))
+                      set_default={"drain_queue": DRAIN_QUEUE, "drain_since": int(time.time())},
+                      remove=clear)
+    return Change(set={"status": status, **(extra or {})},
+                  remove=("drain_queue", "drain_since", *clear))
 
 
 # -- operations for another aggregate's transaction ------------------------------------------
@@ -167,8 +169,10 @@ def _status_change(status: str, extra: dict | None = None) -> Change:
 def member_online_op(owner: str, member_id: str) -> Update:
     """The member's storage back to active and not down: unless its owner chose otherwise (a
     draining storage stays draining) or it was removed — then the transaction fails."""
+    # Its last error (most often "member ... is offline") is over with its reconnection; it was
+    # shown until the next check pass.
     return Update(STORAGES, _key(owner, member_storage_id(member_id)),
-                  _status_change(ACTIVE, {"down_until": 0}),
+                  _status_change(ACTIVE, {"down_until": 0}, ("last_error", "last_error_at")),
                   condition=Condition.is_in("status", ACTIVE, OFFLINE))
 
 
