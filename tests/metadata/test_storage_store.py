@@ -291,7 +291,9 @@ def test_usage_is_measured_again_sooner_once_shares_were_written_since(engine, m
             again = store.get(owner, record.storage_id)
             assert again.provider_used == after.provider_used == 1000 * len(measured)
             assert again.usage_stored_bytes == stored
-            assert after.public()["used_measured_at"] is not None
+            # The answer's measure time is the new one, kept.
+            assert after.public()["used_measured_at"] == again.public()["used_measured_at"] \
+                != _storage(owner, usage_checked=checked).public()["used_measured_at"]
         return len(measured) > before
 
     assert not measured_again(checked=now, stored=5000)          # just measured

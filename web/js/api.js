@@ -96,6 +96,12 @@ export async function errorFrom(status, readJson) {
   return new ApiError(statusMessage(status), { status });
 }
 
+// The size of the whole file a 206's Content-Range ("bytes a-b/size") names, or null.
+export function rangeTotal(header) {
+  const total = Number((header || "").split("/")[1]);
+  return Number.isSafeInteger(total) ? total : null;
+}
+
 export function messageOf(error) {
   if (error instanceof ApiError) return error.message;
   if (error && error.name === "AbortError") return "Cancelled.";

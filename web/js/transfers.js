@@ -9,7 +9,7 @@
 // API makes a repeated part harmless), then a commit. A failed upload can be resumed: the
 // session says which parts arrived. Downloads up to 4 MiB are one request; bigger ones are
 // Range requests of at most 4 MiB, pinned to one version, assembled into a Blob.
-import { accessToken, apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, refresh } from "./api.js";
+import { accessToken, apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, rangeTotal, refresh } from "./api.js";
 import { h, icon } from "./dom.js";
 import { bytes, CHUNK_SIZE, plural } from "./format.js";
 
@@ -550,8 +550,8 @@ async function fetchVersion(item) {
           item.loaded = [...progress.values()].reduce((a, b) => a + b, 0);
           draw();
         } });
-      const total = Number((answer.getResponseHeader("Content-Range") || "").split("/")[1]);
-      if (index === 0 && answer.status === 206 && Number.isSafeInteger(total)) item.size = total;
+      const total = rangeTotal(answer.getResponseHeader("Content-Range"));
+      if (index === 0 && answer.status === 206 && total !== null) item.size = total;
       const length = Math.min(item.size, first + RANGE_SIZE) - first;
       if (answer.status !== 206 || answer.response.byteLength !== length) {
         throw new ApiError("The server sent a different part of the file than asked for.",

@@ -2,7 +2,7 @@
 // the folders below it), downloads files, and asks for the password when the link has one. The
 // token stays in the fragment (never sent to the web server); the password goes in the
 // X-Link-Password header and is kept only in this page's memory. Contract: docs/sharing-api.md.
-import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, request } from "../api.js";
+import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, rangeTotal, request } from "../api.js";
 import { append, h, icon, nextId } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, plural } from "../format.js";
 import { DOWNLOAD_TYPE, saveBlob } from "../transfers.js";
@@ -34,9 +34,8 @@ async function fetchBytes(token, path, range, etag) {
   }
   if (!response.ok) throw await errorFrom(response.status, () => response.json());
   const data = await response.arrayBuffer();
-  const total = Number((response.headers.get("Content-Range") || "").split("/")[1]);
   return { data, etag: response.headers.get("ETag"),
-    size: Number.isSafeInteger(total) ? total : data.byteLength };
+    size: rangeTotal(response.headers.get("Content-Range")) ?? data.byteLength };
 }
 
 // Every part after the first is asked for with the ETag of the first (If-Match): a file

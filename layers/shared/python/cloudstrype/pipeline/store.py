@@ -24,14 +24,14 @@ from cloudstrype.pipeline.chunk_store import (
     ShareLocation,
     chunk_store,
 )
+
+# Placement is a storage rule; default_durability stays importable from here for callers.
 from cloudstrype.storages.placement import (
-    DOWN_RETRY_SECONDS,
     can_take,
     choose_storages,
     default_durability,
+    retry_after_seconds,
 )
-
-# Placement is a storage rule; default_durability stays importable from here for callers.
 from cloudstrype.storages.store import Storage
 
 log = logging.getLogger("cloudstrype.pipeline")
@@ -550,11 +550,9 @@ def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
     redundancy: retrying does not help, only a share put back would)."""
     good, needed = len(collector.good_shares), collector.needed
     if some_unreachable:
-        now = time.time()
         named = "; ".join(f"{s.name}: {(s.last_error or 'did not answer')[:120]}"
                           for s in away)
-        retry = max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
-                                                   for s in away if s.down(now)]))
+        retry = retry_after_seconds(away, time.time())
         return errors.ServiceUnavailable(
             f"Chunk {record.chunk_id} cannot be read now: {good} good shares of the {needed} "
             f"needed are reachable{f' ({named})' if named else ''}. Try again when "

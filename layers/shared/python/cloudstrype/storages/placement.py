@@ -44,9 +44,7 @@ def choose_storages(candidates: list[Storage], count: int, share_size: int,
         # if they would make up the count, this passes when they are back - worth a retry.
         waiting = [s for s in candidates if s not in usable and _back_soon(s, now)]
         if len(usable) + len(waiting) >= count:
-            retry = max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
-                                                       for s in waiting
-                                                       if s.down(now)]))
+            retry = retry_after_seconds(waiting, now)
             raise errors.ServiceUnavailable(
                 f"This needs {count} storages, but {len(usable)} of "
                 f"{among.format(n=len(candidates))} are usable now ({why}). Nothing was "
@@ -89,6 +87,14 @@ def default_durability(candidates: list[Storage]) -> str:
 
 # How long a write refused for storages out of reach asks its client to wait, at most.
 DOWN_RETRY_SECONDS = 60
+
+
+def retry_after_seconds(away: list[Storage], now: float) -> int:
+    """The Retry-After for work that waits on storages out of reach: the soonest any of them
+    marked down comes back, at most DOWN_RETRY_SECONDS (a member not connected says nothing
+    of when it returns)."""
+    return max(1, min([DOWN_RETRY_SECONDS] + [int(s.down_until - now) + 1
+                                              for s in away if s.down(now)]))
 
 
 def _back_soon(storage: Storage, now: float) -> bool:

@@ -1735,11 +1735,8 @@ def _recount_if_deleted(owner: str, node_id: str) -> None:
     the version before it was freed (and counted it in the trash for good): its trash item is
     counted again now that it is gone. A delete that lands after this look counts again itself
     (trash.move_to_trash)."""
-    trees = tree_store()
-    node = trees.get_node(owner, node_id)
-    found = trees.trashed_above(node) if node is not None else None
-    item = trees.get_trashed(owner, found.node_id) if found is not None else None
-    if item is not None:
+    item = trash.deleted_state(owner, node_id)
+    if item is not None and item != trash.FOR_GOOD:
         trash.recount(owner, item)
 
 
