@@ -2,6 +2,7 @@
 repair. Routes only; the work is in cloudstrype.pipeline."""
 from chalice import Rate
 from cloudstrype import errors
+from cloudstrype.api.body import take_field
 from cloudstrype.api.service import Reply, ServiceApp
 from cloudstrype.pipeline import store
 
@@ -13,7 +14,7 @@ def create_chunk(call):
     fields, data = {}, None
     for part in call.multipart():
         if part.name in ("encryption", "durability"):
-            fields[part.name] = part.text().strip()
+            fields[part.name] = take_field(fields, part).strip()
         elif part.name in ("file", None, "") or part.filename is not None:
             if data is not None:
                 raise errors.BadRequest("Send one data part (named 'file').",

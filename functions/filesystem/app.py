@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from chalice import Rate
 from cloudstrype import errors, quota
-from cloudstrype.api.body import as_form_filename
+from cloudstrype.api.body import as_form_filename, take_field
 from cloudstrype.api.security_headers import FILE_CONTENT_HEADERS
 from cloudstrype.api.service import ADMINS, PUBLIC, Reply, ServiceApp, json_text
 from cloudstrype.sharing import links, shares
@@ -169,7 +169,7 @@ def upload(call):
     fields, content, content_type, filename = {}, None, None, None
     for part in call.multipart():
         if part.name in ("path", "name", "durability", "encryption", "mtime"):
-            fields[part.name] = part.text()
+            take_field(fields, part)
         elif part.name == "file" or (part.name in (None, "") and part.filename is not None):
             if content is not None:
                 raise errors.BadRequest("Send one file part per upload.",
@@ -206,7 +206,7 @@ def upload_batch(call):
     fields, items = {}, []
     for part in call.multipart():
         if part.name in ("path", "durability", "encryption", "mtimes"):
-            fields[part.name] = part.text()
+            take_field(fields, part)
         elif part.name == "file":
             if part.filename is None:
                 raise errors.BadRequest("Each file part needs a filename: the file's name.",

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from tests.filesystem.conftest import download, session_upload, upload
+from tests.filesystem.test_batch import read_many
 from tests.support import assert_error, register_and_login
 
 MiB = 1024 * 1024
@@ -593,3 +594,15 @@ def test_a_move_or_restore_that_would_put_items_past_the_depth_limit_is_refused(
     back = fs_user.api.post(f"/api/filesystem/trash/{folder['id']}/restore")
     assert back.status_code == 200 and back.json()["path"] == f"{base}/w", back.text
     assert download(fs_user, meta["id"]) == b"deep"
+
+
+def test_reading_a_directory_s_content_names_it_and_the_root_as_slash(fs_user):
+    folder = fs_user.api.post("/api/filesystem/dirs", json={"path": "/no-content"}).json()
+    for node_id, named in (("root", "'/' (the root)"), (folder["id"], "'no-content'")):
+        error = assert_error(fs_user.api.get(f"/api/filesystem/data/{node_id}"), 400,
+                             "not_a_file")
+        assert error["message"].startswith(f"{named} is a directory"), error
+        results, _ = read_many(fs_user, [node_id])
+        (result,) = results["results"]
+        assert result["error"]["code"] == "not_a_file", result
+        assert result["error"]["message"].startswith(f"{named} is a directory"), result

@@ -250,6 +250,9 @@ def test_admin_manages_groups_and_members(admin, api):
     assert_error(admin_api.delete("/api/auth/groups/admins"), 409, "protected_group")
     assert_error(admin_api.post("/api/auth/groups", json={"name": "bad name!"}), 400,
                  "invalid_group")
+    too_long = assert_error(admin_api.post("/api/auth/groups", json={
+        "name": unique("long"), "description": "d" * 2049}), 400, "invalid_field")
+    assert too_long["details"] == {"field": "description"}
 
 
 def test_admin_lists_and_deletes_users(admin, api, stack):

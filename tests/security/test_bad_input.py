@@ -68,6 +68,24 @@ def test_non_utf8_multipart_names_and_values_are_400(user, path):
     assert "UTF-8" in error["message"]
 
 
+@pytest.mark.parametrize("path,field,value", [
+    ("/api/filesystem/data", "path", "/twice-{n}"), ("/api/filesystem/data", "name", "f{n}.txt"),
+    ("/api/filesystem/batch", "path", "/twice-{n}"), ("/api/chunk", "encryption", "aes256-gcm")])
+def test_a_form_field_sent_twice_is_refused_by_name(user, path, field, value):
+    """Which of the two was meant cannot be told: neither is taken, nothing is stored."""
+    fields = [(field, value.format(n=n)) for n in (1, 2)]
+    if path == "/api/filesystem/data" and field != "name":
+        fields.append(("name", "a.txt"))
+    response = user.api.post(path, data=fields, files=[("file", ("a.txt", b"hello"))])
+    error = assert_error(response, 400, "invalid_multipart")
+    assert error["details"] == {"field": field} and f"'{field}'" in error["message"]
+    if "filesystem" in path:
+        for _, given in fields[:2]:
+            where = f"{given}/a.txt" if field == "path" else f"/{given}"
+            listed = user.api.get("/api/filesystem/info", params={"path": where})
+            assert listed.status_code == 404, listed.text
+
+
 def test_part_numbers_are_ascii_digits(user):
     assert user.api.post("/api/cloud/storages", json={
         "kind": "local", "name": "parts", "config": {"path": unique("parts")}}).status_code == 201

@@ -79,6 +79,16 @@ class Part:
                                     details={"field": self.name}) from None
 
 
+def take_field(fields: dict[str, str], part: Part) -> str:
+    """A form field's text, kept in `fields` under its name; a field sent twice is refused by
+    name (which of the two was meant cannot be told, so neither is taken)."""
+    if part.name in fields:
+        raise errors.BadRequest(f"Form field '{part.name}' was sent more than once; send it "
+                                f"once.", code="invalid_multipart", details={"field": part.name})
+    fields[part.name] = value = part.text()
+    return value
+
+
 # Set in a request's context by the local server's transfer socket (infra/local/transfer.py)
 # alone: its caller is a program of the server's own OS user on the server's machine. API
 # Gateway builds the context itself, so no request from outside can carry it.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 
+from cloudstrype.api.body import MAX_JSON_BYTES
 from cloudstrype.array.protocol import MEMBER_ID_RE
 from cloudstrype.auth import pool
 from cloudstrype.auth.users import EMAIL_RE, GROUP_RE, MAX_EMAIL, MAX_PASSWORD, USERNAME_RE
@@ -145,8 +146,10 @@ GENERIC = {
     400: "Bad input; the message says what to fix",
     401: "Missing, invalid, expired or revoked token",
     403: "Not in the group this needs",
-    # The local gateway and API Gateway: a request over 10 MB (a body on any method).
-    413: "The request is too large",
+    # The local gateway and API Gateway: a request over 10 MB (a body on any method); the
+    # functions: a JSON body over body.MAX_JSON_BYTES.
+    413: f"The request is too large (a JSON body: over {MAX_JSON_BYTES // 1024 // 1024} MiB, "
+         f"body_too_large)",
     429: "Too many requests; wait for Retry-After",
     # The local gateway and API Gateway: over 10,240 bytes of request line and headers.
     431: "The request line and headers are too large",

@@ -154,8 +154,8 @@ def list_groups() -> list[dict]:
 def create_group(name: str, description: str) -> dict:
     validate_group(name)
     if len(description) > 2048:
-        raise errors.BadRequest("Description must be at most 2048 characters.",
-                                details={"field": "description"})
+        raise errors.BadRequest("Field 'description' must be at most 2048 characters.",
+                                code="invalid_field", details={"field": "description"})
     return asdict(get_identity().create_group(name, description))
 
 

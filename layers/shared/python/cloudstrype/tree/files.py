@@ -23,6 +23,7 @@ from cloudstrype.tree import trash, tree
 from cloudstrype.tree.store import (
     FILE,
     NEW_FILE_WRITES,
+    ROOT,
     AlongFailed,
     Changed,
     Node,
@@ -1266,10 +1267,14 @@ def _upload_ttl() -> int:
 
 # -- reading --------------------------------------------------------------------------------------
 
+def _no_content(directory: Node) -> errors.BadRequest:
+    named = "'/' (the root)" if directory.node_id == ROOT else f"'{directory.name}'"
+    return errors.BadRequest(f"{named} is a directory; it has no content.", code="not_a_file")
+
+
 def get_version(owner: str, node: Node, version_id: str | None) -> Version:
     if node.type != FILE:
-        raise errors.BadRequest(f"'{node.name}' is a directory; it has no content.",
-                                code="not_a_file")
+        raise _no_content(node)
     wanted = version_id or node.version_id
     found = tree_store().get_version(owner, node.node_id, wanted) if wanted else None
     if found is None:
@@ -1481,8 +1486,7 @@ _batch_reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="file-reads"
 def check_batch_readable(node: Node) -> None:
     """Raise the error a batch read gives this file, if it cannot be in one."""
     if node.type != FILE:
-        raise errors.BadRequest(f"'{node.name}' is a directory; it has no content.",
-                                code="not_a_file")
+        raise _no_content(node)
     if int(node.size or 0) > READ_BATCH_FILE_MAX:
         raise errors.PayloadTooLarge(
             f"'{node.name}' is {node.size} bytes; files over {READ_BATCH_FILE_MAX} bytes are "
