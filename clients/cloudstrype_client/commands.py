@@ -88,6 +88,9 @@ def _command(handler):
                   file=sys.stderr, flush=True)
             return USAGE
         except KeyboardInterrupt:
+            # A second Ctrl-C can arrive while the first one's stop waits for the transfers:
+            # the downloads' temporary files still go, as the first stop would have removed.
+            transfer.discard_parts()
             print(f"\nInterrupted; {_AFTER_INTERRUPT.get(args.command, _DONE_SO_FAR)}",
                   file=sys.stderr, flush=True)
             # Worker threads may be mid-request: leave without waiting for them.

@@ -1680,11 +1680,25 @@ _parts_lock = threading.Lock()
 _live_parts: set[Path] = set()
 
 
+_SPECIAL_FILES = ((stat_module.S_ISFIFO, "a FIFO"), (stat_module.S_ISCHR, "a device"),
+                  (stat_module.S_ISBLK, "a device"), (stat_module.S_ISSOCK, "a socket"))
+
+
 def _check_target(target: Path) -> None:
-    """A directory where a file must go: refused in words (a rename over it would fail)."""
-    if target.is_dir() and not target.is_symlink():
+    """A directory where a file must go: refused in words (a rename over it would fail); a
+    FIFO, device or socket too: the rename would replace it with a file (/dev/null, for root)."""
+    try:
+        mode = target.lstat().st_mode
+    except OSError:
+        return                  # nothing there (or nothing this user can see): written anew
+    if stat_module.S_ISDIR(mode):
         raise CliError(f"{target} is a directory, so the file cannot be written there; move "
                        f"it away, or give a destination inside it.", CONFLICT)
+    for kind, named in _SPECIAL_FILES:
+        if kind(mode):
+            raise CliError(f"{target} is {named}, not a file: get writes a file whole and "
+                           f"then puts it in its place, which would replace it. Give a "
+                           f"file's path, or write into it with `cloudstrype cat`.", CONFLICT)
 
 
 # A temporary file not written for this long belongs to a download that was killed (one being

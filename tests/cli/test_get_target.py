@@ -107,6 +107,27 @@ def test_a_directory_where_the_file_goes_is_named(cli, hello, tmp_path):
     assert list((out / "hello.txt").iterdir()) == []
 
 
+def test_a_fifo_or_socket_where_the_file_goes_is_named_and_left_alone(cli, hello, tmp_path):
+    """A rename over a FIFO or device would replace it with a file (root's /dev/null)."""
+    import socket
+    import stat
+    out = tmp_path / "special"
+    out.mkdir()
+    os.mkfifo(out / "hello.txt")
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(out / "sock"))
+    try:
+        for target, named, kind in ((out / "hello.txt", "a FIFO", stat.S_ISFIFO),
+                                    (out / "sock", "a socket", stat.S_ISSOCK)):
+            done = cli.run("get", hello, str(target))
+            assert done.returncode == 5, done.stderr
+            assert f"{target} is {named}, not a file" in done.stderr, done.stderr
+            assert kind(target.lstat().st_mode)                 # still what it was
+        assert sorted(p.name for p in out.iterdir()) == ["hello.txt", "sock"]
+    finally:
+        listening.close()
+
+
 def test_a_download_keeps_the_usual_file_mode(cli, hello, tmp_path):
     out = tmp_path / "mode"
     cli.ok("get", hello, str(out) + "/")

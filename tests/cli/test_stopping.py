@@ -24,9 +24,10 @@ def _root() -> str:
     return f"/stop-{uuid.uuid4().hex[:8]}"
 
 
-def _interrupt(cli, env: dict, args: list[str], ready) -> tuple[subprocess.CompletedProcess,
-                                                                float]:
-    """Run the CLI, send SIGINT once ready() holds; (what it did, seconds from SIGINT to exit)."""
+def _interrupt(cli, env: dict, args: list[str], ready, again_after: float | None = None
+               ) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI, send SIGINT once ready() holds (and again `again_after` seconds later, as
+    an impatient user presses Ctrl-C twice); (what it did, seconds from SIGINT to exit)."""
     # SIGINT as a terminal gives it, whatever this suite's shell did: a job a script starts in
     # the background inherits SIGINT ignored, and Python then leaves it ignored.
     running = subprocess.Popen(cli.command(*args), env=cli.env(env), cwd=cli.home, text=True,
@@ -38,6 +39,10 @@ def _interrupt(cli, env: dict, args: list[str], ready) -> tuple[subprocess.Compl
         assert running.poll() is None, running.communicate()
         running.send_signal(signal.SIGINT)
         sent = time.monotonic()
+        if again_after is not None:
+            time.sleep(again_after)
+            assert running.poll() is None, "stopped before the second Ctrl-C"
+            running.send_signal(signal.SIGINT)
         out, err = running.communicate(timeout=30)
         took = time.monotonic() - sent
     finally:
@@ -116,6 +121,26 @@ def test_ctrl_c_stops_a_get_and_leaves_no_temporary_file(cli, cli_user, tmp_path
     assert "interrupted: 0 of 1 files received, 1 not received" in done.stderr, done.stderr
     assert list(out.iterdir()) == []
     assert proxy.count("GET", DATA) <= 4
+
+
+def test_a_second_ctrl_c_while_a_get_stops_still_leaves_no_temporary_file(cli, cli_user,
+                                                                         tmp_path, proxy):
+    """The second one lands while the first one's stop waits for the ranges under way."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(8 * 4 * MiB))
+    remote = _root() + "/big.bin"
+    cli.ok("put", str(source), remote)
+    proxy.fail("GET", DATA, "slow", delay=0.6, times=None)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    done, _ = _interrupt(cli, proxy.env(cli_user.access_token),
+                         ["get", "-j", "4", remote, str(out) + "/"],
+                         lambda: proxy.count("GET", DATA) >= 2, again_after=0.15)
+
+    assert done.returncode == 130, done.stderr
+    assert "nothing half-written was left" in done.stderr, done.stderr
+    assert list(out.iterdir()) == []
 
 
 def test_an_unreachable_server_stops_a_put_with_one_message(cli, cli_user, tmp_path, proxy):
