@@ -182,6 +182,27 @@ class UploadState:
             data[key] = {**entry, "saved": int(time.time())}
             write_private(self.path, data)
 
+    def superseded(self, key: str) -> list[tuple[str, dict]]:
+        """The entries of the same upload as `key` (server, user, local file, destination,
+        share) made when the file had another size or modification time: their sessions can
+        never be resumed, since the file they were sending is not there any more."""
+        try:
+            wanted = json.loads(key)
+        except ValueError:
+            return []
+        same = wanted[:3] + wanted[5:]
+        with self._locked():
+            found = []
+            for other, entry in self._read().items():
+                try:
+                    fields = json.loads(other)
+                except ValueError:
+                    continue
+                if other != key and isinstance(fields, list) and len(fields) == len(wanted) \
+                        and fields[:3] + fields[5:] == same:
+                    found.append((other, entry))
+            return found
+
     def forget(self, key: str) -> None:
         with self._locked():
             data = self._read()

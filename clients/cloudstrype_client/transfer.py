@@ -381,8 +381,9 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
     lookup = listings.lookup(dest_path) if listings is not None else None
     if listings is not None:
         for source in sources:
-            if os.path.isdir(source):
-                listings.want(_folder_top(source, dest_path))
+            top = _folder_top(source, dest_path) if os.path.isdir(source) else None
+            if top is not None and remote.is_text(top):   # (one that is not is said below)
+                listings.want(top)
     known: list[dict | None] = []
 
     def dest_node() -> dict | None:
@@ -583,11 +584,27 @@ class Uploader:
             self.progress.message(f"Resuming upload of {item.remote}: {got} of "
                                   f"{session['parts']} parts already uploaded{again}.")
             return session, sha256
+        # Sessions an earlier run opened for this file as it was then (another size or
+        # modification time) cannot be resumed: freed now, not left a week against the quota
+        # and the open-uploads limit.
+        for stale_key, stale in self.state.superseded(key):
+            if isinstance(stale.get("upload_id"), str):
+                self._abandon(f"/api/filesystem/uploads/{quote(stale['upload_id'], safe='')}",
+                              stale_key)
         # The hash is computed while the parts go up and declared at the commit.
         session = self.client.post_json("/api/filesystem/uploads", {
             "path": item.directory, "name": item.name, "size": item.size},
             ok=(201,), what=item.remote)
-        self.state.put(key, {"upload_id": session["upload_id"], "remote": item.remote})
+        try:
+            self.state.put(key, {"upload_id": session["upload_id"], "remote": item.remote})
+        except OSError as exc:
+            # A session no later run could find to resume: freed at once, and the file
+            # that could not be written is named (not the file being sent).
+            self._abandon(f"/api/filesystem/uploads/{session['upload_id']}", key)
+            raise CliError(f"{item.remote}: the upload could not be recorded in "
+                           f"{self.state.path} for a later run to resume "
+                           f"({exc.strerror or exc}); nothing was sent. Free space there, or "
+                           f"set XDG_CONFIG_HOME to a folder with room.") from None
         return session, None
 
     def _changed_parts(self, item: Upload, session: dict) -> list[int]:
@@ -713,6 +730,7 @@ class Uploader:
         """Upload `items` (small files of one directory) in one request; the files that failed,
         each with its own error (a file unreadable here is left out of the request)."""
         failures: list[tuple[Upload, BaseException]] = []
+        grown: list[Upload] = []
         with self._building:
             parts, mtimes, sent, digests = [], {}, [], {}
             for item in items:
@@ -727,13 +745,18 @@ class Uploader:
                 except OSError as exc:
                     failures.append((item, exc))
                     continue
+                if len(data) > item.size:
+                    # Grown since the folder was read: it may no longer fit the batch (one
+                    # such file made the whole batch too large), so it goes alone, as it is now.
+                    grown.append(item._replace(size=len(data), mtime_ns=before.st_mtime_ns))
+                    continue
                 parts.append((item.name, data))
                 if mtime is not None:
                     mtimes[item.name] = round(mtime, 6)
                 digests[item.name] = (len(data), hashlib.sha256(data).hexdigest())
                 sent.append(item)
             if not sent:
-                return failures
+                return failures + self._each_alone(grown)
             directory = sent[0].directory
             body, content_type = multipart_form(
                 [("path", directory), ("mtimes", json.dumps(mtimes))], parts)
@@ -765,6 +788,16 @@ class Uploader:
                 continue
             self.progress.advance(size)
             self.progress.file_done()
+        return failures + self._each_alone(grown)
+
+    def _each_alone(self, items: list[Upload]) -> list[tuple[Upload, BaseException]]:
+        """Upload each of `items` alone; the ones that failed, each with its error."""
+        failures: list[tuple[Upload, BaseException]] = []
+        for item in items:
+            try:
+                self.upload(item)
+            except (CliError, OSError) as exc:
+                failures.append((item, exc))
         return failures
 
 

@@ -204,3 +204,77 @@ def test_any_name_goes_up_in_a_batch_as_it_is(packer, tmp_path):
     assert {p.name: p.read_bytes() for p in back.iterdir()} == \
         {name: name.encode() * 3 for name in names}
     assert _counts(cli.ok("put", str(top) + "/", root).stdout) == (0, len(names), 0)
+
+
+def test_a_small_file_grown_since_its_folder_was_read_goes_alone_and_its_batch_goes_on(
+        packer, tmp_path):
+    """Listed as small, it was 5 MiB by the time its batch was read: sent with it, the batch
+    was too large for a request and all its files failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloudstrype_client import transfer
+    from cloudstrype_client.api import Client
+    from cloudstrype_client.config import UploadState
+    from cloudstrype_client.progress import Progress
+
+    cli, _ = packer
+    root = f"/grown-{uuid.uuid4().hex[:8]}"
+    assert cli.user.api.post("/api/filesystem/dirs", json={"path": root}).status_code == 201
+    top = tmp_path / "growing"
+    top.mkdir()
+    contents, items = {}, []
+    for name, size in [(f"small{n}.txt", 100 + n) for n in range(5)] + [("grew.bin", 100)]:
+        (top / name).write_bytes(os.urandom(size))
+        items.append(transfer.Upload(str(top / name), size, (top / name).stat().st_mtime_ns,
+                                     root, name))
+    (top / "grew.bin").write_bytes(os.urandom(transfer.BATCH_MAX_BYTES + MiB))
+    for name in [item.name for item in items]:
+        contents[name] = (top / name).read_bytes()
+    with ThreadPoolExecutor(2) as parts:
+        uploader = transfer.Uploader(
+            Client(cli.server, token=cli.user.access_token),
+            Progress("put", sum(len(c) for c in contents.values()), len(items), quiet=True),
+            UploadState(tmp_path / "uploads.json"), parts)
+        failures = uploader.send_batch(items)
+
+    assert failures == []
+    for name, content in contents.items():
+        info = cli.user.api.get("/api/filesystem/info",
+                                params={"path": f"{root}/{name}", "depth": 0}).json()
+        assert (info["size"], info["sha256"]) == (len(content),
+                                                  hashlib.sha256(content).hexdigest()), name
+
+
+def test_a_session_that_cannot_be_recorded_is_freed_and_the_record_file_named(packer, tmp_path):
+    """The state file's disk is full: no later run could resume the session, so it is not
+    left open, and the error names the file that could not be written, not the one sent."""
+    import errno
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloudstrype_client import transfer
+    from cloudstrype_client.api import Client
+    from cloudstrype_client.config import UploadState
+    from cloudstrype_client.errors import CliError
+    from cloudstrype_client.progress import Progress
+
+    class FullDisk(UploadState):
+        def put(self, key, entry):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    cli, _ = packer
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * MiB))
+    item = transfer.Upload(str(big), big.stat().st_size, big.stat().st_mtime_ns, "/", "big.bin")
+    state = FullDisk(tmp_path / "uploads.json")
+    with ThreadPoolExecutor(2) as parts:
+        uploader = transfer.Uploader(Client(cli.server, token=cli.user.access_token),
+                                     Progress("put", item.size, 1, quiet=True), state, parts)
+        with pytest.raises(CliError) as failed:
+            uploader.upload(item)
+
+    assert str(state.path) in failed.value.message and "No space left" in \
+        failed.value.message, failed.value.message
+    assert str(big) not in failed.value.message
+    assert cli.user.api.get("/api/filesystem/uploads").json()["uploads"] == []
+    assert cli.user.api.get("/api/filesystem/info",
+                            params={"path": "/big.bin"}).status_code == 404

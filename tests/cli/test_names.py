@@ -84,6 +84,12 @@ def test_a_name_that_is_not_utf8_is_refused_in_words_on_every_run(cli, tmp_path)
     _refused_in_words(below, shown)
     assert cli.ok("ls", "-R", root).stdout.splitlines() == ["src/", "src/a.txt", "src/b.txt"]
 
+    # That folder named on the command line beside a file: said, and the file is sent.
+    named = cli.run("put", str(src / "a.txt"), str(src / ODD), root + "/named/")
+    assert named.returncode == 1, named.stderr
+    assert f"{shown}: the name is not valid UTF-8" in named.stderr, named.stderr
+    assert cli.ok("ls", root + "/named").stdout.splitlines() == ["a.txt"]
+
 
 def test_a_remote_path_that_is_not_utf8_is_a_usage_error(cli):
     for args in (("ls", "/" + ODD), ("mkdir", "-p", "/" + ODD), ("info", "/" + ODD)):

@@ -81,6 +81,34 @@ def test_ctrl_c_stops_a_big_put_without_committing_and_a_rerun_resumes(cli, cli_
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
 
 
+def test_a_rerun_after_the_file_changed_frees_the_session_it_cannot_resume(cli, cli_user,
+                                                                          tmp_path, proxy):
+    """Its size changed, so the interrupted session cannot be continued: it was left open for
+    a week, against the quota and the open-uploads limit."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(10 * 4 * MiB - 5))
+    remote = _root() + "/big.bin"
+    proxy.fail("PUT", PARTS, "slow", delay=0.4, times=None)
+    done, _ = _interrupt(cli, proxy.env(cli_user.access_token),
+                         ["put", "-j", "2", str(source), remote],
+                         lambda: proxy.count("PUT", PARTS) >= 2)
+    assert done.returncode == 130, done.stderr
+    (first,) = cli_user.api.get("/api/filesystem/uploads").json()["uploads"]
+
+    proxy.heal()
+    data = os.urandom(9 * 4 * MiB)
+    source.write_bytes(data)
+    again = cli.ok("put", "-j", "2", str(source), remote, env=proxy.env(cli_user.access_token))
+
+    assert "Resuming" not in again.stderr, again.stderr
+    assert cli_user.api.get("/api/filesystem/uploads").json()["uploads"] == []
+    gone = cli_user.api.get(f"/api/filesystem/uploads/{first['upload_id']}")
+    assert gone.status_code in (404, 410), gone.text
+    back = tmp_path / "back.bin"
+    cli.ok("get", remote, str(back))
+    assert back.read_bytes() == data
+
+
 def test_ctrl_c_stops_a_folder_of_small_files_between_batches(cli, cli_user, tmp_path, proxy):
     folder = tmp_path / "many"
     for d in range(12):                               # a batch per directory
