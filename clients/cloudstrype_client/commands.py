@@ -422,6 +422,8 @@ def cmd_mv(args) -> int:
             node = remote.lookup(client, source)
             if node.get("path") == "/" or remote.normalize(source) == "/":
                 raise UsageError("The root directory cannot be moved.")
+            if not into and remote.normalize(source) == dest:
+                raise CliError(f"{dest} and {dest} are the same item; nothing to move.")
             if into:
                 body = {"path": dest}
             else:

@@ -139,6 +139,9 @@ def test_mv_renames_and_moves(cli, sample):
         "in/", "in/out/", "in/out/b.txt", "in/out/tiny.bin"]
     taken = cli.run("mv", root + "/in/out/b.txt", root + "/in/out/tiny.bin")
     assert taken.returncode == 5, taken
+    itself = cli.run("mv", root + "/in/out/b.txt", root + "/in//out/b.txt")
+    assert itself.returncode == 1 and "are the same item; nothing to move" in itself.stderr, \
+        itself
     nowhere = cli.run("mv", root + "/in/out/b.txt", root + "/no/such/dir/x")
     assert nowhere.returncode == 4, nowhere
     # A DEST ending in '/' is a directory: one that is not there is not a new name.
