@@ -302,7 +302,7 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
             with os.scandir(local_dir or os.curdir) as found:
                 entries = sorted(found, key=lambda e: e.name)
         except OSError as exc:
-            warnings.append((f"put: skipping the folder {local_dir or os.curdir}: "
+            warnings.append((f"put: cannot send the folder {local_dir or os.curdir}: "
                              f"{exc.strerror or exc}", True))
             continue
         directories.add(here)
@@ -316,7 +316,7 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
                 is_dir = False
             local = os.path.join(local_dir, entry.name)
             if not remote.is_text(entry.name):
-                warnings.append((f"put: skipping {local}: {NOT_UTF8}", True))
+                warnings.append((f"put: cannot send {local}: {NOT_UTF8}", True))
                 continue
             if is_dir:
                 if entry.is_symlink():
@@ -332,11 +332,11 @@ def _scan(root: str, top: str, uploads: list[Upload], directories: set[str],
                     warnings.append((f"put: skipping {local}: a link to nothing (its target "
                                      f"does not exist)", False))
                     continue
-                warnings.append((f"put: skipping {local}: it was removed while the folder "
-                                 f"was read", True))
+                warnings.append((f"put: cannot send {local}: it was removed while the "
+                                 f"folder was read", True))
                 continue
             except OSError as exc:
-                warnings.append((f"put: skipping {local}: {_describe_failure(exc)}", True))
+                warnings.append((f"put: cannot send {local}: {_describe_failure(exc)}", True))
                 continue
             if not stat_module.S_ISREG(st.st_mode):
                 warnings.append((f"put: skipping {local}: not a regular file", False))
@@ -408,7 +408,7 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
         if stat_module.S_ISDIR(info.st_mode):
             top = _folder_top(source, dest_path)
             if not remote.is_text(top):
-                warn(f"put: skipping {source}: {NOT_UTF8}")
+                warn(f"put: cannot send {source}: {NOT_UTF8}")
                 continue
             # Read before DEST is known (it is being looked up meanwhile); what reading it
             # found to say waits until DEST is known to take a folder.
@@ -426,7 +426,7 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
             else:
                 directory, name = remote.split(dest_path)
             if not remote.is_text(name):
-                warn(f"put: skipping {source}: {NOT_UTF8}")
+                warn(f"put: cannot send {source}: {NOT_UTF8}")
                 continue
             uploads.append(Upload(str(path), info.st_size, info.st_mtime_ns, directory, name))
         else:

@@ -102,7 +102,7 @@ def test_a_folder_past_path_max_is_reported_and_counted_as_failed(cli, tmp_path)
     done = cli.run("put", str(top), f"{_root()}/")
 
     assert done.returncode == 1, done.stderr
-    assert "put: skipping the folder " in done.stderr and "File name too long" in done.stderr
+    assert "put: cannot send the folder " in done.stderr and "File name too long" in done.stderr
     assert "Traceback" not in done.stderr
     sent, _, failed = _counts(done.stdout)
     assert sent == 1 and failed == 1, done.stdout
@@ -126,10 +126,10 @@ def test_an_unreadable_folder_is_a_failure_not_a_silence(tmp_path, monkeypatch):
     warnings = transfer._scan(str(top), "/top", uploads, set(), None)
 
     assert [u.name for u in uploads] == ["ok.txt"]
-    assert warnings == [(f"put: skipping the folder {top / 'secret'}: Permission denied", True)]
+    assert warnings == [(f"put: cannot send the folder {top / 'secret'}: Permission denied", True)]
     # A folder SRC that cannot be read at all: the same.
     assert transfer._scan(str(top / "secret"), "/s", [], set(), None) == [
-        (f"put: skipping the folder {top / 'secret'}: Permission denied", True)]
+        (f"put: cannot send the folder {top / 'secret'}: Permission denied", True)]
 
 
 def test_a_src_that_cannot_be_stated_is_refused_in_words(cli, tmp_path):
