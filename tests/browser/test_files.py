@@ -57,6 +57,8 @@ def test_large_file_goes_through_a_session_retries_a_failed_part_and_downloads_i
     listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
     (entry,) = [c for c in listing["children"] if c["name"] == "big.bin"]
     assert entry["size"] == len(content)
+    # Hashed in the page while its parts went up, declared at the commit.
+    assert entry["sha256"] == hashlib.sha256(content).hexdigest()
 
     requests.clear()
     with page.expect_download() as download_info:

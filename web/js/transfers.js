@@ -12,6 +12,7 @@
 import { accessToken, apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, rangeTotal, refresh } from "./api.js";
 import { h, icon } from "./dom.js";
 import { bytes, CHUNK_SIZE, plural } from "./format.js";
+import { sha256 } from "./vendor/noble-hashes/sha2.js";
 
 // One request carries at most this much file data (Lambda's 6 MB payload, after base64).
 // Copies of the server's limits (layers/shared/python/cloudstrype/limits.py), checked against it
@@ -30,6 +31,7 @@ const BATCH_PART_OVERHEAD = 256;
 const BATCH_FORM_OVERHEAD = 4096;
 const FILES_AT_ONCE = 3;
 const PARTS_AT_ONCE = 3;
+const HASH_SLICE = 4 * 1024 * 1024;
 const ATTEMPTS = 5;
 // How many times a download starts again when its file is replaced while it downloads.
 const CHANGED_TRIES = 3;
@@ -428,17 +430,33 @@ async function uploadParts(item, queue) {
   if (failed) throw failed.reason;
 }
 
+// The file's SHA-256, read in order a slice at a time while its parts go up (in any order),
+// declared at the commit: the server keeps it as the file's, and every later download (the
+// CLI's, this page's) is checked against it. WebCrypto's digest would need the whole file in
+// memory at once.
+async function fileSha256(item) {
+  const hash = sha256.create();
+  for (let start = 0; start < item.size; start += HASH_SLICE) {
+    if (item.cancelled) throw cancelledError();
+    hash.update(new Uint8Array(await item.file.slice(start, start + HASH_SLICE).arrayBuffer()));
+  }
+  return Array.from(hash.digest(), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function uploadInParts(item) {
   let queue = item.sessionId ? await resumeSession(item) : await startSession(item);
+  const hashing = fileSha256(item);
+  hashing.catch(() => {});          // (awaited below; a failure is the upload's)
   updatePartsProgress(item);
   for (let round = 0; round < 3; round += 1) {
     await uploadParts(item, [...queue]);
+    const declared = await hashing;
     try {
       await withRetries(item, "Finishing the upload", () => sendJson(item, { method: "POST",
         path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}/commit`,
         query: { share: item.share },
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ mtime: modifiedTime(item) }) }));
+        body: JSON.stringify({ mtime: modifiedTime(item), sha256: declared }) }));
       return;
     } catch (error) {
       const missing = error.details && error.details.missing;
