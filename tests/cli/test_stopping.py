@@ -52,17 +52,23 @@ def _interrupt(cli, env: dict, args: list[str], ready, again_after: float | None
     return subprocess.CompletedProcess(args, running.returncode, out, err), took
 
 
-def test_ctrl_c_stops_a_big_put_without_committing_and_a_rerun_resumes(cli, cli_user, tmp_path,
-                                                                       proxy):
-    data = os.urandom(10 * 4 * MiB - 5)
+def _put_interrupted(cli, cli_user, proxy, tmp_path, data: bytes):
+    """(local file, remote path, what the CLI did, seconds to stop): a put of `data` through
+    slowed parts, Ctrl-C once two parts were asked for."""
     source = tmp_path / "big.bin"
     source.write_bytes(data)
     remote = _root() + "/big.bin"
     proxy.fail("PUT", PARTS, "slow", delay=0.4, times=None)
-
     done, took = _interrupt(cli, proxy.env(cli_user.access_token),
                             ["put", "-j", "2", str(source), remote],
                             lambda: proxy.count("PUT", PARTS) >= 2)
+    return source, remote, done, took
+
+
+def test_ctrl_c_stops_a_big_put_without_committing_and_a_rerun_resumes(cli, cli_user, tmp_path,
+                                                                       proxy):
+    data = os.urandom(10 * 4 * MiB - 5)
+    source, remote, done, took = _put_interrupted(cli, cli_user, proxy, tmp_path, data)
 
     assert done.returncode == 130, done.stderr
     assert took < 3, took
@@ -85,13 +91,8 @@ def test_a_rerun_after_the_file_changed_frees_the_session_it_cannot_resume(cli, 
                                                                           tmp_path, proxy):
     """Its size changed, so the interrupted session cannot be continued: it was left open for
     a week, against the quota and the open-uploads limit."""
-    source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(10 * 4 * MiB - 5))
-    remote = _root() + "/big.bin"
-    proxy.fail("PUT", PARTS, "slow", delay=0.4, times=None)
-    done, _ = _interrupt(cli, proxy.env(cli_user.access_token),
-                         ["put", "-j", "2", str(source), remote],
-                         lambda: proxy.count("PUT", PARTS) >= 2)
+    source, remote, done, _ = _put_interrupted(cli, cli_user, proxy, tmp_path,
+                                               os.urandom(10 * 4 * MiB - 5))
     assert done.returncode == 130, done.stderr
     (first,) = cli_user.api.get("/api/filesystem/uploads").json()["uploads"]
 
@@ -131,14 +132,20 @@ def test_ctrl_c_stops_a_folder_of_small_files_between_batches(cli, cli_user, tmp
     assert f"put: {sent} sent, 0 skipped (unchanged), 0 failed, {left} not sent" in done.stdout
 
 
-def test_ctrl_c_stops_a_get_and_leaves_no_temporary_file(cli, cli_user, tmp_path, proxy):
+def _stored_then_slowed(cli, proxy, tmp_path, delay: float) -> tuple[str, object]:
+    """(remote path, empty local folder): a 32 MiB file stored, its reads then slowed."""
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(8 * 4 * MiB))
     remote = _root() + "/big.bin"
     cli.ok("put", str(source), remote)
-    proxy.fail("GET", DATA, "slow", delay=0.4, times=None)
+    proxy.fail("GET", DATA, "slow", delay=delay, times=None)
     out = tmp_path / "out"
     out.mkdir()
+    return remote, out
+
+
+def test_ctrl_c_stops_a_get_and_leaves_no_temporary_file(cli, cli_user, tmp_path, proxy):
+    remote, out = _stored_then_slowed(cli, proxy, tmp_path, 0.4)
 
     done, took = _interrupt(cli, proxy.env(cli_user.access_token),
                             ["get", "-j", "1", remote, str(out) + "/"],
@@ -154,13 +161,7 @@ def test_ctrl_c_stops_a_get_and_leaves_no_temporary_file(cli, cli_user, tmp_path
 def test_a_second_ctrl_c_while_a_get_stops_still_leaves_no_temporary_file(cli, cli_user,
                                                                          tmp_path, proxy):
     """The second one lands while the first one's stop waits for the ranges under way."""
-    source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(8 * 4 * MiB))
-    remote = _root() + "/big.bin"
-    cli.ok("put", str(source), remote)
-    proxy.fail("GET", DATA, "slow", delay=0.6, times=None)
-    out = tmp_path / "out"
-    out.mkdir()
+    remote, out = _stored_then_slowed(cli, proxy, tmp_path, 0.6)
 
     done, _ = _interrupt(cli, proxy.env(cli_user.access_token),
                          ["get", "-j", "4", remote, str(out) + "/"],
