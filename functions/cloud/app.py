@@ -51,7 +51,10 @@ def delete_storage(call, storage_id):
             if exc.code != "member_not_found":
                 raise
             # No member (its first step, before anything changes): the storage alone.
-    storages.delete_storage(owner, storage_id, len(store.shares_on(owner, storage_id)))
+    held = len(store.shares_on(owner, storage_id))
+    if not held:
+        store.delete_leftovers_on(owner, storage_id)
+    storages.delete_storage(owner, storage_id, held)
     return Reply(status=204)
 
 

@@ -57,3 +57,32 @@ def test_a_members_drain_is_stopped_through_its_member(pipeline):  # noqa: F811
     storages.start_draining("alice", member.storage_id)
     assert storages.stop_draining("alice", member.storage_id,
                                   member_online=True).status == storages.ACTIVE
+
+
+def test_a_removed_storage_keeps_no_leftover_of_a_stopped_server(pipeline, tmp_path):  # noqa: F811
+    """A write a stopped server left half done is deleted by the scrub only after its grace
+    (hours): a storage drained and removed before then kept it for good."""
+    import time
+
+    from cloudstrype import storages
+    from cloudstrype.backends.local import TEMP_PREFIX
+    from cloudstrype.pipeline import store
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    disks = add_disks("alice", tmp_path, 3)
+    for _ in range(5):
+        pipeline.put_chunk("alice", os.urandom(2000), "aes256-gcm", "raid1(2)")
+    doomed, folder = next(iter(disks.items()))
+    key = store._share_key("alice", "v0123456789abcdef-0", 1)
+    chunk_store().plan_share_writes("alice", [(doomed, key)], due=time.time() + 6 * 3600)
+    storages.backend_for(storages.get_storage("alice", doomed)).put(key, os.urandom(3000))
+    (folder / f"{TEMP_PREFIX}half").write_bytes(os.urandom(100))
+    pipeline.drain_storage("alice", doomed)
+    assert pipeline.shares_on("alice", doomed) == []
+    other = [p for p in chunk_store().pending_deletes("alice") if p.storage_id != doomed]
+
+    # As DELETE /api/cloud/storages/{id} does for a storage that holds no share:
+    assert store.delete_leftovers_on("alice", doomed) == 1
+    storages.delete_storage("alice", doomed, 0)
+
+    assert list(folder.iterdir()) == []
+    assert [p for p in chunk_store().pending_deletes("alice")] == other

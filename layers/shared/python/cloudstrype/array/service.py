@@ -52,6 +52,7 @@ def delete_member(owner: str, member_id: str) -> None:
                               f"answers 202) to move them elsewhere.", code="member_not_empty",
                               details={"shares": held})
     try:
+        store.delete_leftovers_on(owner, member.storage_id)
         storages.delete_storage(owner, member.storage_id, 0)
     except errors.NotFound:
         pass

@@ -378,6 +378,34 @@ def retry_pending_deletes(deadline: float) -> dict:
     return {"orphans_deleted": deleted, "orphans_waiting": waiting, "orphans_dropped": dropped}
 
 
+LEFTOVERS_SECONDS = 10.0
+
+
+def delete_leftovers_on(owner: str, storage_id: str) -> int:
+    """Before a storage that holds no share is removed: delete now the files its pending-delete
+    entries name (shares a stopped server left half written, deletes that failed), whatever
+    their grace, and drop the entries. No chunk's record names them (it holds no share), and
+    once the storage is gone the scrub could not reach them: they stayed on it for good. Best
+    effort, within LEFTOVERS_SECONDS: a storage out of reach keeps them (it is being removed;
+    nothing of the account's is lost). Returns how many were deleted."""
+    record = storages.get_storage(owner, storage_id)
+    backend = storages.backend_for(record)
+    store, deadline, deleted = chunk_store(), time.monotonic() + LEFTOVERS_SECONDS, 0
+    for pending in [p for p in store.pending_deletes(owner) if p.storage_id == storage_id]:
+        if time.monotonic() > deadline:
+            break
+        try:
+            backend.delete(pending.key)
+            deleted += 1
+        except ShareNotFound:
+            pass
+        except Exception as exc:        # out of reach: left there, as said above
+            log.info("storage %s removed with a leftover it could not delete: %s",
+                     storage_id, exc)
+        store.drop_pending_delete(pending)
+    return deleted
+
+
 # -- read --------------------------------------------------------------------------------------
 
 def get_record(owner: str, chunk_id: str) -> Chunk:
