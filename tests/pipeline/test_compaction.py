@@ -497,3 +497,37 @@ def test_a_pack_with_no_whole_good_copy_gives_up_only_its_damaged_file(lib, tmp_
     assert pack_of(lib, hurt) == pack            # left where it is, for the scrub to report
     with pytest.raises(lib.errors.ApiError):
         read(lib, hurt)
+
+
+def test_emptying_the_trash_counts_each_byte_once_while_it_goes(lib, tmp_path, monkeypatch):
+    """A big folder being emptied is freed a file at a time: each file's bytes left the trash
+    count only when the whole folder was gone, so meanwhile they counted twice (in the trash,
+    and as dead in their pack or gone from the stored bytes) and live bytes read 0."""
+    add_disks("alice", tmp_path, 2)
+    kept = put_batch(lib, "/keep", "kept", 3)
+    put_batch(lib, "/big", "doomed", 40)
+    rng = random.Random(7)
+    lib.files.upload("alice", "/big", "chunked.bin", rng.randbytes(300 * KiB), None, None,
+                     None)
+    live = lib.quota.usage("alice")["live_bytes"]
+    lib.files.delete_node("alice", lib.tree.resolve("alice", "/big"))
+    trashed = lib.quota.usage("alice")
+    assert trashed["trash_bytes"] > 0 and trashed["live_bytes"] < live
+    kept_live = trashed["live_bytes"]
+
+    seen, real_free = [], lib.files.free_version
+
+    def look_then_free(owner, version, deadline=float("inf")):
+        # Between two files (each file's own freeing is one step, its count follows it).
+        seen.append(lib.quota.usage("alice"))
+        return real_free(owner, version, deadline)
+    monkeypatch.setattr(lib.files, "free_version", look_then_free)
+    lib.files.empty_trash("alice")
+
+    assert len(seen) == 41
+    for usage in seen:
+        assert usage["live_bytes"] == kept_live, usage
+        assert usage["trash_bytes"] + usage["dead_bytes"] <= usage["stored_bytes"], usage
+    after = lib.quota.usage("alice")
+    assert (after["trash_bytes"], after["live_bytes"]) == (0, kept_live)
+    assert_counts_right(lib, kept)

@@ -1633,6 +1633,8 @@ def _unref(owner: str, content_key: str, version: Version,
             outcome = _let_chunks_go(owner, blob, version, deadline)
             if outcome is None:
                 continue
+            if outcome:
+                trash.freed_while_counted(owner, blob)
             return outcome
         ops = tuple(chunks.unref_operations(blob))
         if last:
@@ -1643,6 +1645,7 @@ def _unref(owner: str, content_key: str, version: Version,
             continue
         if last:
             packs.after_release(owner, blob.chunk_id)
+            trash.freed_while_counted(owner, blob)
         return True
     raise errors.ServiceUnavailable(f"The content {content_key[:12]}… kept changing while it "
                                     f"was being freed; the sweep frees it later.",
@@ -1767,12 +1770,22 @@ def empty_trash(owner: str) -> dict:
 
 def _purge(owner: str, node: Node, deadline: float) -> bool:
     """Free a deleted node's content, depth first, then the node; False if the deadline came
-    first (the node stays queued and the next sweep continues)."""
+    first (the node stays queued and the next sweep continues). What is freed leaves the trash
+    item's count as it goes (trash.uncount_freed)."""
+    return _purge_under(owner, node, deadline,
+                        tree_store().get_trashed(owner, node.node_id, doomed=True))
+
+
+def _purge_under(owner: str, node: Node, deadline: float, item: trash.Trashed | None) -> bool:
     trees = tree_store()
     if node.type == FILE:
         for version in trees.list_versions(owner, node.node_id):
             if not free_version(owner, version, deadline):
                 return False
+            if not version.content_key:     # (content stored once: as its blob goes, _unref)
+                trash.uncount_freed(owner, item, int(
+                    version.pack_length if version.pack_chunk and
+                    version.pack_length is not None else version.size))
     else:
         while True:
             entries, _ = trees.list_entries(owner, node.node_id, 100)
@@ -1787,7 +1800,7 @@ def _purge(owner: str, node: Node, deadline: float) -> bool:
                     _remove(Node(owner, entry.node_id, entry.type, entry.name, node.node_id,
                                  entry.modified, entry.modified))
                     continue
-                if not _purge(owner, child, deadline):
+                if not _purge_under(owner, child, deadline, item):
                     return False
     _remove(node)
     return True

@@ -218,19 +218,44 @@ def _mark_counted(trashed: Trashed, counted: list[tuple[Blob, int]], deadline: f
             blob, f"{trashed.node.node_id}:{trashed.trashed_at}:{amount}")
 
 
+def _counted_by(blob: Blob) -> tuple[str, int, int] | None:
+    """(trash item, its trashed_at, bytes) that counts `blob` (_mark_counted), if one does."""
+    try:
+        node_id, trashed_at, amount = (blob.trash_mark or "").rsplit(":", 2)
+        return node_id, int(trashed_at), int(amount)
+    except ValueError:
+        return None
+
+
+def uncount_freed(owner: str, item: Trashed | None, amount: int) -> None:
+    """Bytes a trash item counts were just freed (a version of it, while it is emptied): out
+    of its count and the owner's trash bytes now, not when the whole item is gone, so a large
+    item being emptied is not counted twice meanwhile (in the trash, and as freed: stored
+    bytes gone, or dead in a pack). Best effort: what is not taken out here the item's
+    removal takes (tree/store.py remove)."""
+    if item is not None and amount > 0:
+        tree_store().uncount_trashed(owner, item.node.node_id, item.trashed_at, amount)
+
+
+def freed_while_counted(owner: str, blob: Blob) -> None:
+    """Content stored once that a trash item counts was freed (its last reader went): out of
+    that item's count now, as uncount_freed."""
+    counted = _counted_by(blob)
+    if counted is not None:
+        node_id, trashed_at, amount = counted
+        tree_store().uncount_trashed(owner, node_id, trashed_at, amount)
+
+
 def claimed_from_trash(owner: str, blob: Blob) -> None:
     """A new file reads `blob` (content claimed by its attach, see tree/files.py): if a trash
     item counted it as freed by emptying, it no longer is, and comes out of the count. Best
     effort after the attach: if this does not happen, the count stays high by it until the
     item is emptied or restored."""
+    counted = _counted_by(blob)
+    if counted is None:
+        return
+    node_id, trashed_at, amount = counted
     mark = blob.trash_mark
-    if not mark:
-        return
-    try:
-        node_id, trashed_at, amount = mark.rsplit(":", 2)
-        trashed_at, amount = int(trashed_at), int(amount)
-    except ValueError:
-        return
     unmark = chunk_store().unmark_operation(blob, mark)
     try:
         if not tree_store().uncount_trashed(owner, node_id, trashed_at, amount, (unmark,)):
