@@ -625,8 +625,13 @@ def _add_storage(args, kind: str, storage_config: dict) -> int:
 
 @_command
 def cmd_storages_add_local(args) -> int:
-    return _add_storage(args, "local", {"path": os.path.abspath(args.path),
-                                        "capacity": args.capacity})
+    path = os.path.abspath(args.path)
+    if not remote.is_text(path):
+        # (It cannot travel in the request's JSON: the server would name UTF-16 surrogates.)
+        raise UsageError(f"The folder {path} has a name that is not valid UTF-8; a local "
+                         f"storage's folder must have one that is (rename it, or choose "
+                         f"another).")
+    return _add_storage(args, "local", {"path": path, "capacity": args.capacity})
 
 
 @_command
@@ -981,7 +986,17 @@ def cmd_link(args) -> int:
     if args.expires is not None:
         # 0 is a duration too, and the server refuses it in words (never a link that lasts).
         body["expires_in"] = args.expires
-    link = client.request("POST", f"{FS}/links", json=body, ok=(201,), what=path).json()
+    try:
+        link = client.request("POST", f"{FS}/links", json=body, ok=(201,), what=path).json()
+    except CliError as exc:
+        bounds = re.search(r"'expires_in' must be whole seconds from (\d+) to (\d+)",
+                           exc.message) if exc.code == "invalid_field" else None
+        if bounds:
+            # Said as the option the user typed, not the API's field.
+            least, most = (int(n) for n in bounds.groups())
+            raise UsageError(f"--expires must be from {least} seconds to {most // 86400} days "
+                             f"({least}s to {most}s).") from None
+        raise
     if args.json:
         _print_json(link)
         return OK

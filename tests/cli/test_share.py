@@ -218,6 +218,8 @@ def test_links_work_without_an_account_until_revoked(alice, stack, tmp_path):
     for nothing in ("0d", "0s", "0"):        # never a link that lasts for ever by mistake
         assert "no time at all" in _fails(alice, 2, "link", "/pub", "--expires", nothing)
     _fails(alice, 2, "link", "--revoke", link["id"][:12], "--expires", "1d")
+    too_long = _fails(alice, 2, "link", "/pub", "--expires", "99999d")
+    assert "--expires must be from" in too_long and "expires_in" not in too_long, too_long
     # An item in the trash shows as such in the listings, not as "None".
     alice.ok("rm", "/pub/report.txt")
     listed = alice.ok("links").stdout

@@ -39,6 +39,10 @@ def test_add_local_list_and_remove(home, api, tmp_path):
     home.ok("storages", "remove", "relative")
     assert json.loads(home.ok("storages", "list", "--json").stdout) == []
     assert home.run("storages", "remove", storage_id).returncode == 4
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/disk\xff")
+    refused = home.run("storages", "add", "local", odd)
+    assert refused.returncode == 2 and "not valid UTF-8" in refused.stderr, refused
+    assert "surrogate" not in refused.stderr
 
 
 def test_a_storage_with_shares_is_drained_before_removal(home, api, tmp_path):
