@@ -356,7 +356,9 @@ def cmd_info(args) -> int:
         print(f"{key + ':':<14}{'-' if value is None else shown(value)}")
     versions = info.get("versions") or []
     if versions:
-        print(f"{'versions:':<14}{len(versions)}")
+        total = info.get("versions_total") or len(versions)
+        listed = f" (the newest {len(versions)} listed)" if total > len(versions) else ""
+        print(f"{'versions:':<14}{total}{listed}")
         for v in versions:
             mark = "*" if v.get("current") else " "
             print(shown(f"  {mark} {v.get('version')}  {v.get('size'):>12}  "

@@ -77,7 +77,7 @@ def _node_info(scope, node, written_at=None):
         path = written_at()
     info = tree.describe(scope.owner, node, path)
     if node.type == tree.FILE and not scope.shared:
-        info["versions"] = files.versions(scope.owner, node)
+        info.update(files.versions(scope.owner, node))
     return scope.shown(info)
 
 
@@ -87,12 +87,15 @@ def _joined(directory: str | None, name: str) -> str:
 
 def _batch_file_info(scope, node, directory: str) -> dict:
     """What _node_info says of a file a batch just wrote, without a lookup per file: its path
-    is its directory's, and a file this batch made (its first revision) has one version, the
-    node's own content."""
+    is its directory's; of its versions, the one written (every file's whole history made a
+    batch's answer grow past a response's 6 MB after a few dozen puts of the same files,
+    answered 502 after the batch was stored: GET /info/{id} lists them)."""
     info = tree.describe(scope.owner, node, directory.rstrip("/") + "/" + node.name)
     if not scope.shared:
-        info["versions"] = [files.describe_version(node, current=True)] \
-            if node.revision == 1 else files.versions(scope.owner, node)
+        # A file this batch made (its first revision): the node's own content, no lookup.
+        written = node if node.revision == 1 else \
+            files.get_version(scope.owner, node, node.version_id)
+        info["versions"] = [files.describe_version(written, current=True)]
     return scope.shown(info)
 
 
@@ -104,7 +107,7 @@ def info_by_path(call):
     limit = call.query_int("limit", 1000, minimum=1, maximum=tree.PAGE_LIMIT_MAX)
     found = tree.tree(scope.owner, node, depth, limit, call.query.get("cursor"), scope.base)
     if node.type == tree.FILE and not scope.shared:
-        found["versions"] = files.versions(scope.owner, node)     # as GET /info/{id} says
+        found.update(files.versions(scope.owner, node))           # as GET /info/{id} says
     return scope.shown(found)
 
 
@@ -519,7 +522,7 @@ def trash_restore(call, item_id):
                                call.field("name", str, required=False))
     restored = tree.describe(owner, node, tree.path_of(owner, node))
     if node.type == tree.FILE:
-        restored["versions"] = files.versions(owner, node)
+        restored.update(files.versions(owner, node))
     return {**restored, "original_path": item.original_path}
 
 

@@ -173,13 +173,19 @@ def test_inside_a_share(api, fs_user):
 
 
 def test_each_result_describes_the_file_as_info_does(fs_user):
+    """...but of its versions only the one written: every file's whole history made the
+    answer of a batch of often replaced files grow past a response's 6 MB (a 502 after the
+    batch was stored)."""
     batch(fs_user, "/described/deep", [("old.txt", b"first")])
     body = batch(fs_user, "/described/deep", [("old.txt", b"second"), ("new.txt", b"new")])
     for result in body["results"]:
         info = fs_user.api.get(f"/api/filesystem/info/{result['file']['id']}").json()
-        assert result["file"] == info
+        (written,) = [v for v in info.pop("versions") if v["current"]]
+        assert result["file"].pop("versions") == [written]
+        assert result["file"] == {k: v for k, v in info.items() if k != "versions_total"}
     assert body["results"][1]["file"]["path"] == "/described/deep/new.txt"
-    assert len(body["results"][0]["file"]["versions"]) == 2
+    old = fs_user.api.get(f"/api/filesystem/info/{body['results'][0]['file']['id']}").json()
+    assert len(old["versions"]) == old["versions_total"] == 2
 
 
 def test_a_batch_repeating_content_stored_before_claims_it_for_every_file(fs_user):

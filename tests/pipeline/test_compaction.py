@@ -531,3 +531,17 @@ def test_emptying_the_trash_counts_each_byte_once_while_it_goes(lib, tmp_path, m
     after = lib.quota.usage("alice")
     assert (after["trash_bytes"], after["live_bytes"]) == (0, kept_live)
     assert_counts_right(lib, kept)
+
+
+def test_a_file_s_info_lists_its_newest_versions_and_says_how_many(lib, tmp_path,
+                                                                   monkeypatch):
+    add_disks("alice", tmp_path, 2)
+    monkeypatch.setattr(lib.files, "MAX_LISTED_VERSIONS", 3)
+    for n in range(5):
+        node = lib.files.upload("alice", "/", "often.txt", f"version {n}".encode(), None,
+                                None, None)
+    listed = lib.files.versions("alice", node)
+    assert listed["versions_total"] == 5
+    assert [v["size"] for v in listed["versions"]] == [len(b"version 2")] * 3
+    assert [v["current"] for v in listed["versions"]] == [False, False, True]
+    assert listed["versions"][-1]["version"] == node.version_id

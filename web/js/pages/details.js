@@ -135,8 +135,11 @@ export default async function render(root, ctx) {
     back,
     pageHeader(info.name, downloadButton, shareButton, linkButton, rename, move, remove),
     section("About this file", facts),
-    section(`Versions (${versions.length})`,
+    section(`Versions (${info.versions_total ?? versions.length})`,
       h("p", { class: "muted" }, "Uploading a file with the same name adds a version; the newest is current. An earlier version can be deleted for good to free its space; the current one goes with the file."),
+      (info.versions_total ?? 0) > versions.length
+        ? h("p", { class: "muted" }, `The newest ${versions.length} are listed.`)
+        : null,
       h("div", { class: "table-wrap" }, h("table", { class: "data-table" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Uploaded"), h("th", { scope: "col" }, "Size"),
           h("th", { scope: "col" }, "Durability"), h("th", { scope: "col", class: "hide-narrow" }, "Encryption"),

@@ -522,7 +522,11 @@ COMPONENTS["schemas"]["Node"] = {
     "properties": {"id": S, "name": S, "path": S, "type": {"enum": ["file", "directory"]},
                    "size": INT, "created": S, "modified": S, "content_type": S, "sha256": S,
                    "etag": S, "version": S, "durability": S, "encryption": S,
-                   "attributes": {"type": "object"}, "versions": {"type": "array"},
+                   "attributes": {"type": "object"},
+                   "versions": {"type": "array", "description":
+                                "A file's newest versions, oldest first (at most 1,000; a "
+                                "batch's answer: the one it wrote)"},
+                   "versions_total": {**INT, "description": "How many versions the file has"},
                    "children": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}}}
 CONTENT = {"type": "*/*", "schema": BINARY,
            "description": "The content, as the file's own content type"}

@@ -1283,10 +1283,19 @@ def get_version(owner: str, node: Node, version_id: str | None) -> Version:
     return found
 
 
-def versions(owner: str, node: Node) -> list[dict]:
-    """A file's versions, oldest first."""
-    return [describe_version(v, current=v.version_id == node.version_id)
-            for v in tree_store().list_versions(owner, node.node_id)]
+# A file's info lists at most its newest this many versions (~280 KB of JSON), and says how
+# many it has: the answer stays far below a response's 6 MB however often a file is replaced.
+MAX_LISTED_VERSIONS = 1000
+
+
+def versions(owner: str, node: Node) -> dict:
+    """{"versions": the file's newest MAX_LISTED_VERSIONS versions, oldest first;
+    "versions_total": how many it has}."""
+    found = tree_store().list_versions(owner, node.node_id)
+    found.sort(key=lambda v: (v.created, v.version_id))
+    return {"versions": [describe_version(v, current=v.version_id == node.version_id)
+                         for v in found[-MAX_LISTED_VERSIONS:]],
+            "versions_total": len(found)}
 
 
 def content_chunks(owner: str, version: Version) -> tuple[list[str], bool]:
