@@ -877,9 +877,18 @@ def cmd_share(args) -> int:
     return OK
 
 
+def _listed(client: Client, path: str, key: str, params: dict | None = None,
+            more: str = "give a PATH to list one item's") -> list[dict]:
+    """A sharing listing's items; said on stderr if the server listed only its newest."""
+    answer = client.get_json(f"{FS}/{path}", params=params)
+    if answer.get("truncated"):
+        print(f"(Only the newest {len(answer.get(key) or [])} are listed; {more}.)",
+              file=sys.stderr)
+    return answer.get(key) or []
+
+
 def _shares_of(client: Client, node_id: str | None = None) -> list[dict]:
-    params = {"node_id": node_id} if node_id else None
-    return client.get_json(f"{FS}/shares", params=params).get("shares") or []
+    return _listed(client, "shares", "shares", {"node_id": node_id} if node_id else None)
 
 
 @_command
@@ -909,7 +918,8 @@ def cmd_shares(args) -> int:
     if args.with_me:
         if args.path:
             raise UsageError("--with-me lists every share granted to you; give no PATH.")
-        shares = client.get_json(f"{FS}/shared").get("shares") or []
+        shares = _listed(client, "shared", "shares",
+                         more="more may be shared with you (use one with --share ID)")
         if args.json:
             _print_json(shares)
             return OK
@@ -948,7 +958,8 @@ def _read_secret(prompt: str) -> str:
 
 
 def _links(client: Client) -> list[dict]:
-    return client.get_json(f"{FS}/links").get("links") or []
+    return _listed(client, "links", "links",
+                   more="an older one is revoked by its whole id (link --revoke ID)")
 
 
 def _find_link(client: Client, ident: str) -> str:

@@ -554,7 +554,7 @@ def create_share(call):
 
 @_endpoint("/shares")
 def list_shares(call):
-    return {"shares": shares.list_own(call.principal, call.query.get("node_id"))}
+    return shares.list_own(call.principal, call.query.get("node_id"))
 
 
 @_endpoint("/shares/{share_id}")
@@ -575,7 +575,7 @@ def revoke_share(call, share_id):
 
 @_endpoint("/shared")
 def shared_with_me(call):
-    return {"shares": shares.shared_with_me(call.principal)}
+    return shares.shared_with_me(call.principal)
 
 
 # The admin page: what a group's members reach through it. Here, not in the auth service, which
@@ -598,7 +598,7 @@ def create_link(call):
 
 @_endpoint("/links")
 def list_links(call):
-    return {"links": links.list_own(call.principal, call.query.get("node_id"))}
+    return links.list_own(call.principal, call.query.get("node_id"))
 
 
 @_endpoint("/links/{link_id}", ["DELETE"])

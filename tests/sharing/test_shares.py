@@ -694,3 +694,40 @@ def test_a_share_made_read_only_ends_the_uploads_under_way_through_it(alice, bob
     assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
     assert_error(bob.api.get(f"{FS}/uploads/{upload_id}", params={"share": s}), 403,
                  "read_only_share")
+
+
+def test_listings_of_shares_and_links_keep_to_their_newest_and_say_so(alice, bob):
+    """Unbounded, a listing outgrew a response's 6 MB (23,000 links, 30,000 shares): the owner
+    could not list them, nor the recipient anything shared with them."""
+    from cloudstrype.sharing.store import MAX_LISTED
+    count = MAX_LISTED + 2
+    made = []
+    for first in range(0, count, 500):
+        names = [f"f{n:05d}.txt" for n in range(first, min(count, first + 500))]
+        answer = alice.api.post("/api/filesystem/batch", data={"path": "/many"},
+                                files=[("file", (name, name.encode())) for name in names])
+        assert answer.status_code == 207, answer.text
+        made += [r["file"]["id"] for r in answer.json()["results"]]
+    shares = []
+    for node_id in made:
+        shared = alice.api.post("/api/filesystem/shares", json={
+            "node_id": node_id, "user": bob.username, "level": "read"})
+        assert shared.status_code == 201, shared.text
+        shares.append(shared.json()["id"])
+    links = []
+    for _ in range(count):
+        linked = alice.api.post("/api/filesystem/links", json={"node_id": made[0]})
+        assert linked.status_code == 201, linked.text
+        links.append(linked.json()["id"])
+
+    own = alice.api.get("/api/filesystem/shares").json()
+    assert own["truncated"] is True and len(own["shares"]) == MAX_LISTED
+    assert {s["id"] for s in own["shares"]} == set(shares[2:])          # the newest
+    mine = bob.api.get("/api/filesystem/shared").json()
+    assert mine["truncated"] is True and {s["id"] for s in mine["shares"]} == set(shares[2:])
+    listed = alice.api.get("/api/filesystem/links").json()
+    assert listed["truncated"] is True and len(listed["links"]) == MAX_LISTED
+    # (A link's time is whole seconds: of those made in the same second, any may be kept.)
+    assert links[-1] in {x["id"] for x in listed["links"]} <= set(links)
+    one = alice.api.get("/api/filesystem/shares", params={"node_id": made[0]}).json()
+    assert (one["truncated"], [s["id"] for s in one["shares"]]) == (False, [shares[0]])

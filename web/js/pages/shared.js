@@ -21,8 +21,9 @@ export default async function render(root, ctx) {
     h("p", { class: "loading", role: "status" }, "Loading…"));
   root.append(box);
   let shares;
+  let truncated = false;
   try {
-    ({ shares } = await api.get("/api/filesystem/shared"));
+    ({ shares, truncated } = await api.get("/api/filesystem/shared"));
   } catch (error) {
     box.removeAttribute("aria-busy");
     box.replaceChildren(alertBox("error", messageOf(error)));
@@ -36,6 +37,9 @@ export default async function render(root, ctx) {
     return;
   }
   const captionId = nextId("caption");
+  if (truncated) {
+    root.insertBefore(h("p", { class: "muted" }, `The ${shares.length} newest shares are listed; more may be shared with you.`), box);
+  }
   box.replaceChildren(h("table", { class: "file-table auto-table shared-table", "aria-labelledby": captionId },
     h("caption", { id: captionId, class: "visually-hidden" }, "Shared with me"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Owner"),

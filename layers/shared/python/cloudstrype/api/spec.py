@@ -23,7 +23,7 @@ from cloudstrype.sharing.links import LINK_ID_RE, MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from cloudstrype.sharing.links import MAX_PASSWORD as MAX_LINK_PASSWORD
 from cloudstrype.sharing.links import PASSWORD_RE as LINK_PASSWORD_RE
 from cloudstrype.sharing.scope import SHARE_ID_RE, SHARE_ROUTES
-from cloudstrype.sharing.store import LEVELS
+from cloudstrype.sharing.store import LEVELS, MAX_LISTED
 from cloudstrype.storages.names import NAME_MAX
 from cloudstrype.storages.store import MEMBER_PREFIX
 from cloudstrype.tree.files import MAX_BATCH_FILES, MEDIA_TYPE, MTIME_MAX, MTIME_MIN
@@ -776,6 +776,7 @@ for _method, _relative in sorted(SHARE_ROUTES):
             "content": {JSON: {"schema": ERROR}}})
 PATH_PARAMS.update(share_id=SHARE_ID, link_id=LINK_ID, token=LINK_TOKEN)
 
+TRUNCATED = {"type": "boolean", "description": f"Only the newest {MAX_LISTED} are listed"}
 op("POST", "/api/filesystem/shares", "Share one of your items with a user or a group",
    body={**_obj(["level"], **_TARGET, user=USERNAME, group=GROUP, level=LEVEL),
          "allOf": [{"oneOf": [{"required": ["path"]}, {"required": ["node_id"]}]},
@@ -787,8 +788,8 @@ op("POST", "/api/filesystem/shares", "Share one of your items with a user or a g
               409: "A file on the way"})
 op("GET", "/api/filesystem/shares", "The shares you made (of one item with node_id)",
    query={"node_id": NODE_ID},
-   responses={200: {"schema": _obj(["shares"], shares={"type": "array", "items": SHARE})},
-              404: "No such item"})
+   responses={200: {"schema": _obj(["shares", "truncated"], shares={
+       "type": "array", "items": SHARE}, truncated=TRUNCATED)}, 404: "No such item"})
 op("GET", "/api/filesystem/shares/{share_id}", "One share (its owner or a recipient)",
    responses={200: {"schema": {"oneOf": [SHARE, {"$ref": "#/components/schemas/SharedItem"}]}},
               404: "No such share for you"})
@@ -800,8 +801,9 @@ op("PUT", "/api/filesystem/shares/{share_id}", "Change a share's level (owner)",
 op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
    responses={204: "Revoked", 404: "No such share of yours"})
 op("GET", "/api/filesystem/shared", "Shared with me: to you or to a group you are in now",
-   responses={200: {"schema": _obj(["shares"], shares={
-       "type": "array", "items": {"$ref": "#/components/schemas/SharedItem"}})}})
+   responses={200: {"schema": _obj(["shares", "truncated"], shares={
+       "type": "array", "items": {"$ref": "#/components/schemas/SharedItem"}},
+       truncated=TRUNCATED)}})
 COMPONENTS["schemas"]["GroupShare"] = _obj(
     ["id", "owner", "node_id", "name", "type", "path", "level", "created"], id=S, owner=S,
     node_id=S, name=S, type={"enum": ["file", "directory"]}, path=S, level=LEVEL, created=S)
@@ -824,8 +826,8 @@ op("POST", "/api/filesystem/links", "A read-only link to one of your items (toke
    responses={201: {"schema": LINK}, 404: "No such item", 409: "A file on the way"})
 op("GET", "/api/filesystem/links", "Your links (of one item with node_id), no tokens",
    query={"node_id": NODE_ID},
-   responses={200: {"schema": _obj(["links"], links={"type": "array", "items": LINK})},
-              404: "No such item"})
+   responses={200: {"schema": _obj(["links", "truncated"], links={
+       "type": "array", "items": LINK}, truncated=TRUNCATED)}, 404: "No such item"})
 op("DELETE", "/api/filesystem/links/{link_id}", "Revoke a link (owner)",
    responses={204: "Revoked", 404: "No such link of yours"})
 _PUBLIC_ANSWERS = {401: "The link's password is missing or wrong (X-Link-Password)",

@@ -17,7 +17,7 @@ from cloudstrype import errors
 from cloudstrype.settings import get_settings
 from cloudstrype.sharing import access
 from cloudstrype.sharing.shares import own_item
-from cloudstrype.sharing.store import Link, sharing_store
+from cloudstrype.sharing.store import MAX_LISTED, Link, sharing_store
 from cloudstrype.tree import tree
 from cloudstrype.tree.store import Node
 
@@ -105,22 +105,26 @@ def create(principal, path: str | None, node_id: str | None, password, expires_i
             "url": f"{get_settings().web_origin()}/#/link/{token}"}
 
 
-def list_own(principal, node_id: str | None) -> list[dict]:
+def list_own(principal, node_id: str | None) -> dict:
+    """{"links": the owner's newest MAX_LISTED links (of one item: `node_id`), oldest first;
+    "truncated": whether there are more}."""
     owner = principal.user_id
     if node_id is not None:
         node_id = tree.get_node(owner, node_id).node_id
     nodes: dict[str, Node | None] = {}
     listed = []
-    for link in sharing_store().links_by_owner(owner):
-        if node_id is not None and link.node_id != node_id:
-            continue
+    found = sorted((link for link in sharing_store().links_by_owner(owner)
+                    if node_id is None or link.node_id == node_id),
+                   key=lambda link: link.created, reverse=True)
+    for link in found[:MAX_LISTED]:
         if link.node_id not in nodes:
             try:
                 nodes[link.node_id] = tree.get_node(owner, link.node_id)
             except errors.NotFound:
                 nodes[link.node_id] = None
         listed.append(describe(link, nodes[link.node_id]))
-    return sorted(listed, key=lambda item: item["created"])
+    return {"links": sorted(listed, key=lambda item: item["created"]),
+            "truncated": len(found) > MAX_LISTED}
 
 
 def revoke(principal, link_id: str) -> None:

@@ -16,7 +16,15 @@ from cloudstrype.sharing.access import (
     owner_may_share_with,
 )
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
-from cloudstrype.sharing.store import GROUP, LEVELS, USER, WRITE, Share, sharing_store
+from cloudstrype.sharing.store import (
+    GROUP,
+    LEVELS,
+    MAX_LISTED,
+    USER,
+    WRITE,
+    Share,
+    sharing_store,
+)
 from cloudstrype.tree import files, tree
 from cloudstrype.tree.store import FILE, ROOT, Node
 
@@ -143,23 +151,32 @@ def for_recipient(share: Share, node: Node) -> dict:
             "created": tree.iso(int(share.created))}
 
 
-def list_own(principal, node_id: str | None) -> list[dict]:
+def _newest(found: list[Share]) -> list[Share]:
+    return sorted(found, key=lambda share: share.created, reverse=True)[:MAX_LISTED]
+
+
+def list_own(principal, node_id: str | None) -> dict:
+    """{"shares": the owner's newest MAX_LISTED shares (of one item: `node_id`); "truncated":
+    whether there are more}."""
     owner = principal.user_id
     store = sharing_store()
     if node_id is not None:
         node = tree.get_node(owner, node_id)
         found = store.shares_of_node(owner, node.node_id)
-        gone = _deleted_grantees(found)
-        return [for_owner(s, node, s.grantee in gone) for s in found]
+        kept = _newest(found)
+        gone = _deleted_grantees(kept)
+        return {"shares": [for_owner(s, node, s.grantee in gone) for s in kept],
+                "truncated": len(found) > len(kept)}
     nodes: dict[str, Node | None] = {}
     listed = []
     found = store.shares_by_owner(owner)
-    gone = _deleted_grantees(found)
-    for share in found:
+    kept = _newest(found)
+    gone = _deleted_grantees(kept)
+    for share in kept:
         if share.node_id not in nodes:
             nodes[share.node_id] = _node_or_none(owner, share.node_id)
         listed.append(for_owner(share, nodes[share.node_id], share.grantee in gone))
-    return listed
+    return {"shares": listed, "truncated": len(found) > len(kept)}
 
 
 def _deleted_grantees(found: list[Share]) -> set[str]:
@@ -219,15 +236,20 @@ def revoke(principal, share_id: str) -> None:
     files.abort_sessions_through(share.owner, share.share_id)
 
 
-def shared_with_me(principal) -> list[dict]:
-    """Shares granted to the caller or a group they are in now, whose item exists."""
+def shared_with_me(principal) -> dict:
+    """{"shares": the newest MAX_LISTED shares granted to the caller or a group they are in
+    now, whose item exists; "truncated": whether more may be (others can grant a user any
+    number: unbounded, the answer outgrew a response and the user saw none)}."""
     viewer = Viewer.of(principal)
     store = sharing_store()
     found = store.shares_for(USER, viewer.user_id)
     for group in sorted(viewer.groups):
         found += store.shares_for(GROUP, group)
-    listed, seen = [], set()
-    for share in found:
+    listed, seen, truncated = [], set(), False
+    for share in sorted(found, key=lambda s: s.created, reverse=True):
+        if len(listed) >= MAX_LISTED:
+            truncated = True
+            break
         if share.share_id in seen or share.owner == viewer.user_id:
             continue
         seen.add(share.share_id)
@@ -238,7 +260,8 @@ def shared_with_me(principal) -> list[dict]:
         node = _node_or_none(share.owner, share.node_id) if granted else None
         if node is not None:
             listed.append(for_recipient(current, node))
-    return sorted(listed, key=lambda s: (s["owner"], s["name"], s["id"]))
+    return {"shares": sorted(listed, key=lambda s: (s["owner"], s["name"], s["id"])),
+            "truncated": truncated}
 
 
 def for_admin(share: Share, node: Node) -> dict:

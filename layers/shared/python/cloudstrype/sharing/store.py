@@ -24,6 +24,10 @@ from cloudstrype.metadata.schema import BOOL, INT, STR, Index
 USER, GROUP = "user", "group"
 READ, WRITE = "read", "write"
 LEVELS = (READ, WRITE)
+# A listing of shares or links (an owner's, or those shared with a user) answers at most this
+# many, the newest, and says whether there were more (`truncated`): one answer stays ~300 KB,
+# far below a response's 6 MB, however many an owner makes or others grant a user.
+MAX_LISTED = 1000
 
 SHARES = schema.table(
     "shares", hash_key="node_ref", range_key="grantee_ref", owner_module=__name__,
