@@ -41,6 +41,11 @@ from cloudstrype_client.errors import (
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A 429 of the gateway's in-flight limit (infra/local/gateway.py): nothing ran, so any request
+# is sent again, about a second apart, for up to this long. (API Gateway's own throttling
+# answers 429 without this code: retried as any other 429.)
+BUSY = "too_many_requests"
+BUSY_WAIT_SECONDS = 120.0
 # A wait the server asks for that is said (shorter ones pass unsaid).
 WAIT_TOLD_SECONDS = 5
 CONNECT_TIMEOUT = 10
@@ -249,6 +254,7 @@ class Client:
         fresh tokens after a 401 that refuses the token."""
         refreshed = False
         attempt = 0
+        busy_since, busy_waits = None, 0
         while True:
             attempt += 1
             if self.stop.is_set():
@@ -271,6 +277,17 @@ class Client:
                 response.close()        # (a streamed answer holds its connection until then)
                 self.refresh(token)
                 continue
+            if response.status_code == 429 and _error_code(response) == BUSY:
+                # The gateway ran none of it (this caller has its most requests in flight):
+                # sent again, whatever the request, until the others end - several commands
+                # of one user at once gave up after ~4 s of this and failed their files.
+                busy_since = busy_since or time.monotonic()
+                if time.monotonic() - busy_since < BUSY_WAIT_SECONDS:
+                    response.close()
+                    busy_waits += 1
+                    attempt -= 1
+                    self.backoff(min(busy_waits, 3), response.headers.get("Retry-After"))
+                    continue
             if response.status_code in RETRY_STATUSES and not _for_good(response):
                 code = _error_code(response) if response.status_code == 503 else None
                 if code in WAITED_OUT_ONCE:

@@ -44,6 +44,20 @@ def test_a_wait_the_server_asks_for_is_said_once_then_the_file_goes(cli, cli_use
     assert remote_info(cli_user, remote)["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_a_request_the_gateway_ran_none_of_for_a_busy_caller_is_sent_until_it_goes(
+        cli, cli_user, tmp_path, proxy):
+    """429 too_many_requests: this user's other commands hold every request in flight. More
+    than the client's retries (4), one request not idempotent among them: nothing ran."""
+    source = tmp_path / "small.txt"
+    source.write_bytes(b"busy")
+    remote = f"{_root()}/small.txt"
+    proxy.fail("POST", r"^/api/filesystem/data$", "status", status=429, retry_after=1, times=6,
+               code="too_many_requests")
+    cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+    assert proxy.count("POST", r"^/api/filesystem/data$") == 7
+    assert remote_info(cli_user, remote)["sha256"] == hashlib.sha256(b"busy").hexdigest()
+
+
 def test_storages_away_are_waited_out_once_not_once_per_file(cli, cli_user, tmp_path, proxy):
     """A put of several files while storages are out of reach: the first file waits as the
     server asks, in full; the others then fail at once, not after as long a wait each (found
