@@ -1176,8 +1176,9 @@ def cmd_trash_empty(args) -> int:
     if args.json:
         _print_json({"deleted": deleted})
     elif not args.quiet:
-        print(f"Emptied the trash: {deleted} item{'' if deleted == 1 else 's'} deleted for good.",
-              file=sys.stderr)
+        print(f"Emptied the trash: {deleted} item{'' if deleted == 1 else 's'} deleted for good "
+              f"(space not freed yet is freed by the next maintenance run; `cloudstrype usage` "
+              f"shows the trash going down).", file=sys.stderr)
     return OK
 
 

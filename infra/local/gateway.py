@@ -501,7 +501,8 @@ class Gateway:
         encoded = result.get("body") or ""
         if len(encoded) > limits.LAMBDA_PAYLOAD_MAX_BYTES:
             return _error(502, "response_too_large", "The function's answer exceeds Lambda's 6 MB "
-                          "response limit; read large content by ranges.")
+                          "response limit (a file's content is read by ranges, with Range; a "
+                          "folder's listing by pages, with limit and cursor).")
         if decoded is not None:
             data = decoded
         elif isinstance(encoded, InProcessBody) and result.get("isBase64Encoded"):
