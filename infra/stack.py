@@ -174,7 +174,10 @@ class CloudstrypeStack(Stack):
             "region": Aws.REGION,
             "userPoolId": self.users.user_pool.user_pool_id,
             "userPoolClientId": self.users.client.user_pool_client_id,
-        }, connect_sources=(self.rest_api.url, self.websocket.url))
+        # A CSP source with a path matches that path alone unless it ends in '/': the API's
+        # ends in one (every call is below it: .../prod/api/...); the WebSocket is called at
+        # its own URL exactly.
+        }, connect_sources=(self.rest_api.url + "/", self.websocket.url))
         # Members ask GET /api/config where the WebSocket is; OAuth connect returns to the UI.
         self.functions.add_settings(websocket_url=self.websocket.url, web_url=self.web.url)
 

@@ -41,9 +41,9 @@ from cloudstrype_client.errors import (
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-# A 429 of the gateway's in-flight limit (infra/local/gateway.py): nothing ran, so any request
-# is sent again, about a second apart, for up to this long. (API Gateway's own throttling
-# answers 429 without this code: retried as any other 429.)
+# A 429 of the gateway's in-flight limit (infra/local/gateway.py), or deployed API Gateway's
+# throttling (infra/constructs/api.py answers it with this code): nothing ran, so any request
+# is sent again, about a second apart, for up to this long.
 BUSY = "too_many_requests"
 BUSY_WAIT_SECONDS = 120.0
 # A wait the server asks for that is said (shorter ones pass unsaid).

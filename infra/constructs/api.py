@@ -123,6 +123,14 @@ GATEWAY_RESPONSES = {
 }
 
 
+# Headers some gateway responses carry besides CORS's: a throttled request (nothing ran) says
+# when to try again, as the local gateway's in-flight 429 does, readable by the web UI too.
+GATEWAY_RESPONSE_HEADERS = {
+    apigateway.ResponseType.THROTTLED.response_type: {
+        "Retry-After": "'1'", "Access-Control-Expose-Headers": "'Retry-After'"},
+}
+
+
 def path_for_arn(path: str) -> str:
     """A resource path as execute-api ARNs name it: path parameters are `*`."""
     return re.sub(r"\{[^}]*\}", "*", path)
@@ -186,7 +194,9 @@ class ServiceRestApi(Construct):
         for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
             self.api.add_gateway_response(
                 f"{response_type.response_type.title().replace('_', '')}Response",
-                type=response_type, status_code=status, response_headers=CORS_HEADERS,
+                type=response_type, status_code=status,
+                response_headers={**CORS_HEADERS, **GATEWAY_RESPONSE_HEADERS.get(
+                    response_type.response_type, {})},
                 templates=_error_template(code, message))
         self.route_functions: dict[tuple[str, str], lambda_.Function] = {}
 

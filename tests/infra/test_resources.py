@@ -169,6 +169,15 @@ def test_the_web_ui_is_sent_with_the_same_security_headers_as_locally(synthesize
         if not directive.startswith("connect-src"):
             assert directive in text, directive
     assert "execute-api" in text and "wss://" in text and "connect-src 'self' " in text
+    # The API's source ends in '/', so it matches every call below the stage (.../prod/api/...):
+    # without it a CSP path source matches that one path, and the deployed page could call
+    # nothing. The WebSocket is called at its URL exactly.
+    (rest_api,) = synthesized.of_type("AWS::ApiGateway::RestApi")
+    parts = csp["Fn::Join"][1]
+    api = parts.index({"Ref": rest_api})
+    assert parts[api - 1].endswith("connect-src 'self' https://"), parts[api - 1]
+    assert parts[api + 5].startswith("/prod/ wss://"), parts[api:api + 6]
+    assert parts[-1] == "/prod"
     assert headers["ContentTypeOptions"]["Override"] is True
     shown = {"X-Content-Type-Options": "nosniff",
              "X-Frame-Options": headers["FrameOptions"]["FrameOption"],

@@ -130,6 +130,7 @@ def test_rest_api_takes_any_body_as_binary(synthesized):
     ("EXPIRED_TOKEN", "401", "token_expired"),
     ("ACCESS_DENIED", "403", "forbidden"),
     ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
+    ("THROTTLED", "429", "too_many_requests"),
     ("DEFAULT_4XX", None, "bad_request"),
     ("DEFAULT_5XX", None, "internal_error"),
 ])
@@ -145,3 +146,6 @@ def test_gateway_errors_use_the_json_error_shape(synthesized, response_type, sta
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert response["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] \
         == "'*'"
+    if code == "too_many_requests":
+        # Nothing ran: the CLI sends it again (api.BUSY), after Retry-After.
+        assert response["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
