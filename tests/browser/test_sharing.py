@@ -307,6 +307,34 @@ def test_a_linked_file_replaced_while_it_downloads_comes_whole_in_its_new_versio
     assert open(download_info.value.path(), "rb").read() == new
 
 
+def test_a_link_download_waits_out_a_too_many_requests_and_comes_whole(pages, base_url,
+                                                                       web_user):
+    """A link's requests per minute are counted per range: a large download met 429 part-way
+    and failed; it waits as Retry-After asks now."""
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    session_upload(web_user, "/busy-link", "f.bin", data)
+    made = web_user.api.post("/api/filesystem/links", json={"path": "/busy-link"})
+    assert made.status_code == 201, made.text
+    stranger = pages()
+    refused = []
+
+    def second_part_busy_once(route):
+        if "bytes=4194304-" in (route.request.headers.get("range") or "") and not refused:
+            refused.append(route.request.url)
+            route.fulfill(status=429, headers={"Retry-After": "1",
+                                               "Access-Control-Expose-Headers": "Retry-After"},
+                          content_type="application/json", body='{"error": {"code": '
+                          '"too_many_requests", "message": "Too many requests for this link."}}')
+        else:
+            route.continue_()
+    stranger.route("**/api/filesystem/public/*/data*", second_part_busy_once)
+    stranger.goto(made.json()["url"])
+    with stranger.expect_download() as download_info:
+        stranger.get_by_role("button", name="Download f.bin").click()
+    assert refused, "no part was refused"
+    assert open(download_info.value.path(), "rb").read() == data
+
+
 def test_a_writer_renames_and_moves_inside_the_share(pages, base_url, api, web_user):
     _put(web_user, "/desk", "draft.txt", b"draft")
     assert web_user.api.post("/api/filesystem/dirs", json={"path": "/desk/done"}).status_code \

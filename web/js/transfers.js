@@ -120,7 +120,7 @@ async function send(item, { method, path, query, body, headers = {}, responseTyp
 
 // The seconds a Retry-After header asks to wait (its number form; the date form is not sent by
 // this server), or 0.
-function retryAfterSeconds(value) {
+export function retryAfterSeconds(value) {
   const seconds = Number.parseInt(value || "", 10);
   return Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
 }
@@ -135,27 +135,41 @@ function retriable(error) {
   return error instanceof ApiError && (error.code === "network" || RETRY_STATUSES.has(error.status));
 }
 
-async function withRetries(item, what, task) {
+// `task()` again after a failure that may pass (a lost connection, 408/429/5xx), up to ATTEMPTS
+// times: after the server's own wait when it names one (Retry-After: a storage away for a
+// while, too many requests), else a backoff of our own. `onWait(error, attempt, ms, asked)` is
+// told each wait, `onWait(null)` once it is over; `stopped()` ends the retrying.
+export async function retrying(task, { onWait = () => {}, stopped = () => false } = {}) {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await task();
     } catch (error) {
-      if (item.cancelled) throw cancelledError();
+      if (stopped()) throw cancelledError();
       if (!retriable(error) || attempt >= ATTEMPTS) throw error;
-      item.retries += 1;
-      // The server's own wait when it names one (a storage away for a while: 503 with
-      // Retry-After), else a backoff of our own.
       const asked = Math.min(RETRY_AFTER_MAX_SECONDS, error.retryAfter || 0) * 1000;
       const wait = Math.max(asked,
         Math.min(8000, 400 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+      onWait(error, attempt, wait, asked);
+      await sleep(wait);
+      onWait(null);
+    }
+  }
+}
+
+function withRetries(item, what, task) {
+  return retrying(task, {
+    stopped: () => item.cancelled,
+    onWait: (error, attempt, wait, asked) => {
+      if (error === null) {
+        item.note = "";
+        return;
+      }
+      item.retries += 1;
       item.note = asked
         ? `${error.message} Trying again in ${Math.ceil(wait / 1000)} s (${attempt} of ${ATTEMPTS - 1})…`
         : `${what} did not get through; trying again (${attempt} of ${ATTEMPTS - 1})…`;
       draw();
-      await sleep(wait);
-      item.note = "";
-    }
-  }
+    } });
 }
 
 // -- uploads -------------------------------------------------------------------------------------

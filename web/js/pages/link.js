@@ -5,7 +5,7 @@
 import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, rangeTotal, request } from "../api.js";
 import { append, h, icon, nextId } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, plural } from "../format.js";
-import { DOWNLOAD_TYPE, saveBlob } from "../transfers.js";
+import { DOWNLOAD_TYPE, retryAfterSeconds, retrying, saveBlob } from "../transfers.js";
 import { alertBox, busy, emptyState, pageHeader, toast } from "../ui.js";
 
 const RANGE_SIZE = 4 * 1024 * 1024;          // the server's largest read (RANGE_MAX_BYTES)
@@ -22,8 +22,14 @@ function headersFor(token) {
 // How many times a download starts again when its file is replaced while it downloads.
 const CHANGED_TRIES = 3;
 
-// (bytes, the answer's ETag, the size of the file it is a range of).
-async function fetchBytes(token, path, range, etag) {
+// (bytes, the answer's ETag, the size of the file it is a range of); a request refused for a
+// while (a link's requests per minute: 429 with Retry-After; a storage away) is sent again
+// after the wait the server asks, as the transfers panel does.
+function fetchBytes(token, path, range, etag) {
+  return retrying(() => fetchOnce(token, path, range, etag));
+}
+
+async function fetchOnce(token, path, range, etag) {
   let response;
   try {
     response = await fetch(apiUrl(`/api/filesystem/public/${encodeURIComponent(token)}/data`, { path }),
@@ -32,7 +38,11 @@ async function fetchBytes(token, path, range, etag) {
   } catch {
     throw new ApiError(NETWORK_MESSAGE, { code: "network" });
   }
-  if (!response.ok) throw await errorFrom(response.status, () => response.json());
+  if (!response.ok) {
+    const error = await errorFrom(response.status, () => response.json());
+    error.retryAfter = retryAfterSeconds(response.headers.get("Retry-After"));
+    throw error;
+  }
   const data = await response.arrayBuffer();
   return { data, etag: response.headers.get("ETag"),
     size: rangeTotal(response.headers.get("Content-Range")) ?? data.byteLength };
