@@ -23,7 +23,7 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 import jsii
-from aws_cdk import Aspects, Aws, IAspect, RemovalPolicy
+from aws_cdk import Aspects, Aws, Duration, IAspect, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -50,7 +50,8 @@ CORS_ALLOWED_METHODS = list(limits.CORS_ALLOW_METHODS)
 CORS_HEADERS = {"Access-Control-Allow-Origin": "'*'"}
 CORS_OPTIONS = apigateway.CorsOptions(allow_origins=apigateway.Cors.ALL_ORIGINS,
                                       allow_methods=CORS_ALLOWED_METHODS,
-                                      allow_headers=CORS_ALLOWED_HEADERS)
+                                      allow_headers=CORS_ALLOWED_HEADERS,
+                                      max_age=Duration.seconds(limits.CORS_MAX_AGE_SECONDS))
 
 # Throttling (requests per second, burst). The whole stage, and tighter on the routes anyone may
 # call without a token that cost a password hash or a Cognito call (guessing, sign-up floods).

@@ -453,6 +453,7 @@ class Gateway:
             "Access-Control-Allow-Headers": ",".join(limits.CORS_ALLOW_HEADERS),
             "Access-Control-Allow-Origin": "*",
             "Access-Control-Allow-Methods": ",".join(limits.CORS_ALLOW_METHODS),
+            "Access-Control-Max-Age": str(limits.CORS_MAX_AGE_SECONDS),
         })
 
     def _rest_event(self, request: web.Request, route: Route, params: dict,

@@ -97,7 +97,7 @@ def test_cors_preflight_is_the_cdk_mock_answer_on_every_resource(api, path):
         "Range,If-Match,If-None-Match,If-Range,X-Link-Password"
     assert preflight.headers["Access-Control-Allow-Methods"] == \
         "OPTIONS,GET,PUT,POST,DELETE,PATCH,HEAD"
-    assert "Access-Control-Max-Age" not in preflight.headers
+    assert preflight.headers["Access-Control-Max-Age"] == "3600"        # as the CDK's
     answer = api.get("/api/health")
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     # A page of another origin (the deployed UI on CloudFront) reads what it waits and ranges by.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from cloudstrype import limits
 from cloudstrype.api.service import PUBLIC
 
 from infra.stack import stack_name
@@ -24,6 +25,9 @@ def test_preflights_convert_to_text_so_binary_media_types_do_not_break_them(synt
         headers = integration["IntegrationResponses"][0]["ResponseParameters"]
         assert "Authorization" in headers["method.response.header.Access-Control-Allow-Headers"]
         assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"
+        # Kept by the browser for a while: not a preflight before nearly every call.
+        assert headers["method.response.header.Access-Control-Max-Age"] == \
+            f"'{limits.CORS_MAX_AGE_SECONDS}'"
 
 
 def _stage(synthesized) -> dict:

@@ -42,6 +42,9 @@ CORS_ALLOW_HEADERS = ("Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key"
                       "X-Amz-Security-Token", "X-Amz-User-Agent", "Range", "If-Match",
                       "If-None-Match", "If-Range", "X-Link-Password")
 CORS_ALLOW_METHODS = ("OPTIONS", "GET", "PUT", "POST", "DELETE", "PATCH", "HEAD")
+# How long a browser may keep a preflight's answer (Chromium keeps at most 2 h): without it
+# nearly every call of the web UI to the API was preceded by an OPTIONS of its own.
+CORS_MAX_AGE_SECONDS = 3600
 
 
 def as_dict() -> dict[str, int]:
