@@ -249,3 +249,97 @@ def test_an_earlier_version_is_deleted_from_the_files_page(page, base_url, web_u
     expect(page.get_by_role("heading", name="Versions (1)")).to_be_visible()
     left = web_user.api.get(f"/api/filesystem/info/{made[-1]['id']}").json()["versions"]
     assert [v["version"] for v in left] == [made[-1]["version"]]
+
+
+def test_a_commit_whose_answer_was_lost_is_not_said_to_have_failed(page, base_url, web_user):
+    """The commit landed, its answer did not: sent again, it is 409 upload_committed, which
+    means the file is there (the row said Failed, and Try again stored it a second time)."""
+    content = os.urandom(5 * MIB)
+    lost = []
+
+    def commit_then_lose_the_answer(route):
+        if not lost:
+            lost.append(route.fetch().status)       # the server commits...
+            route.abort()                            # ...and its answer never arrives
+        else:
+            route.continue_()
+    page.route("**/api/filesystem/uploads/*/commit*", commit_then_lose_the_answer)
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    upload_files(page, [{"name": "landed.bin", "mimeType": "application/octet-stream",
+                         "buffer": content}])
+    wait_for_transfer(page, "landed.bin")
+    assert lost == [201]
+    listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    (entry,) = [c for c in listing["children"] if c["name"] == "landed.bin"]
+    info = web_user.api.get(f"/api/filesystem/info/{entry['id']}").json()
+    assert info["versions_total"] == 1 and info["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_cancel_that_comes_as_the_commit_lands_says_the_file_is_there(page, base_url,
+                                                                        web_user):
+    """Its abandon finds the session committed (409): the row said Cancelled, and the file
+    was not in the listing until a reload."""
+    content = os.urandom(5 * MIB)
+    held = []
+
+    def commit_and_hold_the_answer(route):
+        held.append((route, route.fetch()))          # committed; answered when the test says
+    page.route("**/api/filesystem/uploads/*/commit*", commit_and_hold_the_answer)
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    upload_files(page, [{"name": "late.bin", "mimeType": "application/octet-stream",
+                         "buffer": content}])
+    wait_for(lambda: held or page.wait_for_timeout(100), 60, "the commit to be sent")
+    page.locator('#transfers li[data-name="late.bin"]').get_by_role(
+        "button", name=re.compile("Cancel")).click()
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    item = wait_for_transfer(page, "late.bin")          # "Uploaded", not "Cancelled"
+    expect(item).to_contain_text("Uploaded")
+    expect(row(page, "late.bin")).to_be_visible()
+    info = web_user.api.get("/api/filesystem/info", params={"path": "/late.bin"}).json()
+    assert info["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_the_shares_shown_are_those_of_the_version_asked_for_last(page, base_url, web_user):
+    """An earlier version's Shares, slow to answer, then the current one's: the slow answer
+    landed last and was drawn over the current version's."""
+    name = f"where-{os.urandom(3).hex()}.txt"
+    made = [web_user.api.post("/api/filesystem/data", data={"path": "/", "name": name},
+                              files={"file": (name, words)}).json()
+            for words in (b"first", b"second")]
+    old = made[0]["version"]
+    held = []
+    page.route(f"**/api/filesystem/chunks/*version={old}*",
+               lambda route: held.append((route, route.fetch())))
+    sign_in_with_tokens(page, base_url, web_user, f"#/file/{made[-1]['id']}")
+    box = page.locator(".shares")
+    expect(box).to_contain_text("The current version")
+    shares_of = page.get_by_role("button", name=re.compile("^Show where the version from"))
+    shares_of.last.click()                          # the earlier version (listed newest first)
+    wait_for(lambda: held or page.wait_for_timeout(100), 30, "the earlier version's request")
+    shares_of.first.click()                         # then the current one
+    expect(box).to_contain_text("The current version")
+    route, answer = held[0]
+    route.fulfill(response=answer)                  # the earlier version's answer, last
+    page.wait_for_timeout(500)
+    expect(box).to_contain_text("The current version")
+
+
+def test_a_download_that_does_not_match_its_sha256_is_not_saved(page, base_url, web_user):
+    """A file stored otherwise than its uploader hashed it (here: a session declaring another
+    file's SHA-256) downloaded from the page as "Downloaded"; the CLI refused it."""
+    from tests.cli.test_download_check import _upload_with_declared_sha256
+    content = os.urandom(5 * MIB)
+    name = f"liar-{os.urandom(3).hex()}.bin"
+    _upload_with_declared_sha256(web_user, "/", name, content, hashlib.sha256(b"other").hexdigest())
+    saved = []
+    page.on("download", lambda download: saved.append(download))
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    row_action(page, name, "Download")
+    item = wait_for_transfer(page, name, state="failed")
+    expect(item).to_contain_text("do not match the file's SHA-256")
+    page.wait_for_timeout(300)
+    assert saved == []

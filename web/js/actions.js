@@ -211,5 +211,6 @@ export async function downloadItem(item, version) {
   const info = item.versions ? item : await api.get(`/api/filesystem/info/${enc(item.id)}`);
   const chosen = version ? (info.versions || []).find((v) => v.version === version) : null;
   download({ id: info.id, name: info.name, size: chosen ? chosen.size : info.size,
-    version: chosen ? chosen.version : info.version, contentType: info.content_type });
+    version: chosen ? chosen.version : info.version, contentType: info.content_type,
+    sha256: chosen ? chosen.sha256 : info.sha256 });
 }

@@ -331,7 +331,8 @@ async function runUpload(item) {
       changed(item.dir, item.share);
     } catch (error) {
       if (item.cancelled || error.name === "AbortError") {
-        item.state = "cancelled";
+        // (Unless the cancel found its commit had landed: cancel() said so already.)
+        if (item.state !== "done") item.state = "cancelled";
       } else {
         item.state = "failed";
         item.message = messageOf(error);
@@ -346,13 +347,21 @@ async function runUpload(item) {
   });
 }
 
-function abandonSession(item) {
+// The session abandoned and its parts freed; true if it turned out committed already (a
+// cancel that came as its commit landed: the file is there).
+async function abandonSession(item) {
   const cleanup = { requests: new Set(), cancelled: false };
-  send(cleanup, { method: "DELETE",
-    path: `/api/filesystem/uploads/${encodeURIComponent(item.sessionId)}`,
-    query: { share: item.share } }).catch(() => {});
+  const sessionId = item.sessionId;
   item.sessionId = null;
   item.parts.clear();
+  try {
+    await send(cleanup, { method: "DELETE",
+      path: `/api/filesystem/uploads/${encodeURIComponent(sessionId)}`,
+      query: { share: item.share } });
+    return false;
+  } catch (error) {
+    return error instanceof ApiError && error.code === "upload_committed";
+  }
 }
 
 async function uploadOneShot(item) {
@@ -448,11 +457,16 @@ async function uploadParts(item, queue) {
 // declared at the commit: the server keeps it as the file's, and every later download (the
 // CLI's, this page's) is checked against it. WebCrypto's digest would need the whole file in
 // memory at once.
-async function fileSha256(item) {
+function fileSha256(item) {
+  return blobSha256(item.file, () => item.cancelled);
+}
+
+// A Blob's SHA-256 (hex), read a slice at a time.
+async function blobSha256(blob, stopped) {
   const hash = sha256.create();
-  for (let start = 0; start < item.size; start += HASH_SLICE) {
-    if (item.cancelled) throw cancelledError();
-    hash.update(new Uint8Array(await item.file.slice(start, start + HASH_SLICE).arrayBuffer()));
+  for (let start = 0; start < blob.size; start += HASH_SLICE) {
+    if (stopped()) throw cancelledError();
+    hash.update(new Uint8Array(await blob.slice(start, start + HASH_SLICE).arrayBuffer()));
   }
   return Array.from(hash.digest(), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -473,6 +487,8 @@ async function uploadInParts(item) {
         body: JSON.stringify({ mtime: modifiedTime(item), sha256: declared }) }));
       return;
     } catch (error) {
+      // A commit sent again after its answer was lost on the way: it had landed.
+      if (error instanceof ApiError && error.code === "upload_committed") return;
       const missing = error.details && error.details.missing;
       if (error.code !== "parts_missing" || !Array.isArray(missing)) throw error;
       for (const part of missing) item.parts.delete(part);
@@ -490,7 +506,16 @@ function cancel(item) {
     for (const xhr of item.batch.requests) xhr.abort();
   }
   for (const xhr of item.requests) xhr.abort();
-  if (item.sessionId) abandonSession(item);
+  if (item.sessionId) {
+    abandonSession(item).then((committed) => {
+      if (!committed) return;
+      // Cancelled as its commit landed: the file is stored, and said so.
+      item.state = "done";
+      item.loaded = item.size;
+      changed(item.dir, item.share);
+      draw();
+    });
+  }
   if (item.state === "queued") item.state = "cancelled";
   draw();
 }
@@ -506,9 +531,9 @@ function retry(item) {
 // -- downloads -----------------------------------------------------------------------------------
 
 // Downloads one version of a file (the current one unless `version` is given) and saves it.
-export function download({ id, name, size, version, contentType, share }) {
+export function download({ id, name, size, version, contentType, share, sha256 = null }) {
   const item = newItem("down", name, null, size);
-  Object.assign(item, { fileId: id, version, contentType, share });
+  Object.assign(item, { fileId: id, version, contentType, share, sha256 });
   item.done = runDownload(item);
   showPanel();
   draw();
@@ -523,6 +548,7 @@ async function runDownload(item) {
     try {
       const blob = await fetchContent(item);
       item.loaded = item.size;
+      await checkSha256(item, blob);
       item.state = "done";
       saveBlob(blob, item.name);
     } catch (error) {
@@ -537,6 +563,20 @@ async function runDownload(item) {
   });
 }
 
+// The bytes are checked against the file's SHA-256 where the page knows it for the version
+// downloaded (the CLI checks every download so): a file stored otherwise than its uploader
+// hashed it, or a wrong range, is not saved.
+async function checkSha256(item, blob) {
+  if (!item.sha256) return;
+  item.note = "Checking the file's SHA-256…";
+  draw();
+  const digest = await blobSha256(blob, () => item.cancelled);
+  if (digest !== item.sha256) {
+    throw new ApiError("The downloaded bytes do not match the file's SHA-256, so nothing was "
+      + "saved. Try again; if it happens again, the file is not stored as its uploader hashed it.");
+  }
+}
+
 // The bytes of the file `item` names, as one version: a file replaced while its parts come is
 // downloaded again from the start (its new version), never joined from two.
 async function fetchContent(item) {
@@ -547,6 +587,7 @@ async function fetchContent(item) {
       if (item.cancelled || !(error instanceof ApiError) || error.code !== "file_changed"
         || attempt >= CHANGED_TRIES) throw error;
       item.loaded = 0;
+      item.sha256 = null;           // (the hash known here was the replaced version's)
       item.note = "The file was replaced while it downloaded; downloading the new version…";
       draw();
     }

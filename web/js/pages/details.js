@@ -201,15 +201,22 @@ function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
 }
 
+// The box's latest request: an answer to an earlier one (another version asked for before,
+// slower to answer) is dropped, not drawn over the one asked for last.
+const askedOf = new WeakMap();
+
 async function showShares(box, fileId, version, ctx, limit = CHUNKS_SHOWN) {
+  const asked = {};
+  askedOf.set(box, asked);
+  const current = () => ctx.alive() && askedOf.get(box) === asked;
   let where;
   try {
     where = await locate(fileId, version);
   } catch (error) {
-    box.replaceChildren(alertBox("error", messageOf(error)));
+    if (current()) box.replaceChildren(alertBox("error", messageOf(error)));
     return;
   }
-  if (!ctx.alive()) return;
+  if (!current()) return;
   const chunks = where.chunks;
   const count = chunks.length;
   const what = where.packed ? "packed with other small files into one chunk"
@@ -225,7 +232,7 @@ async function showShares(box, fileId, version, ctx, limit = CHUNKS_SHOWN) {
   box.replaceChildren(intro, status);
   const ids = chunks.slice(0, shown);
   const results = await mapLimit(ids, 4, (chunkId) => api.get(`/api/chunk/${enc(chunkId)}/info`));
-  if (!ctx.alive()) return;
+  if (!current()) return;
 
   const byStorage = new Map();
   let repairs = 0;
