@@ -30,7 +30,7 @@ export function date(iso) {
   const when = new Date(iso);
   if (Number.isNaN(when.getTime())) return "—";
   return when.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit" });
+    hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 export function relative(iso) {

@@ -15,9 +15,10 @@ export function openDialog({ title, body = [], submitLabel = "OK", cancelLabel =
     const error = h("p", { class: "alert alert-error", role: "alert", hidden: true });
     const submit = h("button", { type: "submit", class: danger ? "button danger" : "button primary",
       autofocus: focusSubmit || undefined }, submitLabel);
-    // cancelLabel: null for a dialog that only informs (Escape still closes it).
-    const cancel = cancelLabel ? h("button", { type: "button", class: "button" }, cancelLabel)
-      : null;
+    // cancelLabel: null for a dialog that only informs (Escape still closes it). A dangerous
+    // one (delete) starts on Cancel: an Enter pressed once too often deletes nothing.
+    const cancel = cancelLabel ? h("button", { type: "button", class: "button",
+      autofocus: (danger && !focusSubmit) || undefined }, cancelLabel) : null;
     const form = h("form", { method: "dialog", class: "dialog-form", novalidate: true },
       h("h2", { id: titleId, class: "dialog-title" }, title),
       h("div", { class: "dialog-body" }, body),
@@ -90,7 +91,7 @@ function labelOf(input) {
 
 export async function confirmDialog({ title, message, confirmLabel = "OK", danger = false }) {
   const answer = await openDialog({ title, body: [h("p", {}, message)], submitLabel: confirmLabel,
-    danger, focusSubmit: true });
+    danger, focusSubmit: !danger });
   return answer === true;
 }
 
