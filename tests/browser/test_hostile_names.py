@@ -45,6 +45,12 @@ def test_long_and_turned_names_stay_in_the_window_and_read_as_they_are(
     expect(guest.get_by_text("\\u202Egnp.exe.txt")).to_be_visible()
     assert "txt.exe.png" not in guest.locator("#main").inner_text()
 
+    # In the tab's title too (the file's page).
+    turned = web_user.api.get("/api/filesystem/info", params={"path": f"/{LONG}/{TURNED}"}).json()
+    page_of = pages()
+    sign_in_with_tokens(page_of, base_url, web_user, f"#/file/{turned['id']}")
+    expect(page_of).to_have_title("\\u202Egnp.exe.txt · Cloudstrype")
+
     owner = pages()
     sign_in_with_tokens(owner, base_url, web_user, "#/trash")
     expect(owner.locator("tbody tr").first).to_be_visible()

@@ -13,6 +13,12 @@ export function shownText(value) {
     (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
 }
 
+// The tab's title for a page about `name`: shown as in the page (a direction override in the
+// name is not obeyed in the title either).
+export function setTitle(name) {
+  document.title = `${shownText(name)} · Cloudstrype`;
+}
+
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
   setProps(el, props);

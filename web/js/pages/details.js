@@ -1,6 +1,6 @@
 // One file: its facts, versions, and where every share of every chunk lives (and how healthy).
 import { api, enc, messageOf } from "../api.js";
-import { h, icon } from "../dom.js";
+import { h, icon, setTitle } from "../dom.js";
 import { bytes, chunkCount, currentVersion, date, describeDurability, describeEncryption, parentPath, parseDurability,
   plural } from "../format.js";
 import { deleteItems, downloadItem, moveItems, renameItem } from "../actions.js";
@@ -52,7 +52,7 @@ export default async function render(root, ctx) {
   }
   const dir = parentPath(info.path);
   const item = { id: info.id, name: info.name, type: info.type };
-  document.title = `${info.name} · Cloudstrype`;
+  setTitle(info.name);
 
   const downloadButton = h("button", { type: "button", class: "button primary" }, icon("download"),
     h("span", {}, "Download"));

@@ -3,7 +3,7 @@
 // token stays in the fragment (never sent to the web server); the password goes in the
 // X-Link-Password header and is kept only in this page's memory. Contract: docs/sharing-api.md.
 import { apiUrl, ApiError, errorFrom, messageOf, NETWORK_MESSAGE, rangeTotal, request } from "../api.js";
-import { append, h, icon, nextId } from "../dom.js";
+import { append, h, icon, nextId, setTitle } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, plural } from "../format.js";
 import { DOWNLOAD_TYPE, retryAfterSeconds, retrying, saveBlob } from "../transfers.js";
 import { alertBox, busy, emptyState, pageHeader, toast } from "../ui.js";
@@ -110,7 +110,7 @@ export default async function render(root, ctx) {
     return;
   }
   if (!ctx.alive()) return;
-  document.title = `${node.name} · Cloudstrype`;
+  setTitle(node.name);
   const crumbs = h("ol", {});
   const names = path.split("/").filter(Boolean);
   const trail = [{ label: node.type === "directory" && names.length ? "Shared folder" : node.name, path: "/" },

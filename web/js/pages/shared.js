@@ -3,7 +3,7 @@
 // names the share with ?share= (docs/sharing-api.md). With write access: upload, new folder,
 // delete.
 import { api, ApiError, enc, messageOf } from "../api.js";
-import { h, icon, nextId } from "../dom.js";
+import { h, icon, nextId, setTitle } from "../dom.js";
 import { bytes, date, joinPath, normalizePath, parentPath, plural } from "../format.js";
 import { download, enqueueUploads } from "../transfers.js";
 import { alertBox, badge, confirmDialog, emptyState, pageHeader, promptDialog, toast } from "../ui.js";
@@ -84,7 +84,7 @@ async function renderShare(root, ctx, shareId) {
   }
   if (!ctx.alive()) return;
   const canWrite = share.level === "write";
-  document.title = `${share.name} · Cloudstrype`;
+  setTitle(share.name);
 
   const actions = [];
   const filesInput = h("input", { type: "file", multiple: true, class: "visually-hidden",
