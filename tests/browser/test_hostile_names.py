@@ -88,3 +88,13 @@ def test_names_that_differ_in_spaces_are_shown_apart(page, base_url, web_user):
     expect(names).to_have_count(3)
     shown = sorted(names.evaluate_all("els => els.map((e) => e.innerText)"))
     assert shown == sorted(["a  b.txt", "a b.txt", "  lead.txt"]), shown
+
+
+def test_a_file_address_that_names_no_file_says_so(pages, base_url, web_user):
+    """'..' in a file's address: sent as it was, the browser resolved it into another API route,
+    and the page showed that route's message for developers."""
+    page = pages()
+    for odd in ("%2e%2e", "..%2Fx", "a%20b"):
+        sign_in_with_tokens(page, base_url, web_user, f"#/file/{odd}")
+        expect(page.get_by_role("alert")).to_contain_text("There is no such file")
+        assert "openapi" not in page.locator("#main").inner_text()

@@ -1,5 +1,5 @@
 // One file: its facts, versions, and where every share of every chunk lives (and how healthy).
-import { api, enc, messageOf } from "../api.js";
+import { api, ApiError, enc, messageOf } from "../api.js";
 import { h, icon, setTitle } from "../dom.js";
 import { bytes, chunkCount, currentVersion, date, describeDurability, describeEncryption, parentPath, parseDurability,
   plural } from "../format.js";
@@ -39,6 +39,11 @@ export default async function render(root, ctx) {
   const id = ctx.params[0];
   let info;
   try {
+    // An id is letters, digits, '-' and '_': anything else ('..', a path) names no file (sent,
+    // the browser would resolve it into another route of the API).
+    if (!/^[A-Za-z0-9_-]{1,128}$/.test(id || "")) {
+      throw new ApiError("There is no such file: the address does not name one.", { status: 404 });
+    }
     info = await api.get(`/api/filesystem/info/${enc(id)}`);
   } catch (error) {
     root.append(pageHeader("File details"), alertBox("error", messageOf(error), " ",
