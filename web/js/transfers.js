@@ -524,6 +524,7 @@ function retry(item) {
   item.cancelled = false;
   item.state = "queued";
   item.message = "";
+  item.retries = 0;               // (this attempt's retries are counted afresh)
   item.done = item.direction === "up" ? runUpload(item) : runDownload(item);
   draw();
 }
