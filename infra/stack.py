@@ -31,6 +31,7 @@ from aws_cdk import Aws, CfnOutput, Fn, NestedStack, Stack
 from aws_cdk import aws_iam as iam
 from chalice.app import ScheduledEventConfig
 from cloudstrype.api.service import RouteInfo
+from cloudstrype.backends.providers import PROVIDERS
 from cloudstrype.metadata import schema
 from cloudstrype.settings import Settings
 from constructs import Construct
@@ -188,6 +189,11 @@ class CloudstrypeStack(Stack):
             ("UserPoolId", self.users.user_pool.user_pool_id, "Cognito user pool"),
             ("UserPoolClientId", self.users.client.user_pool_client_id, "Public app client"),
             ("OAuthSecretArn", self.oauth_apps.arn, "Put the OAuth client secrets here (JSON)"),
+            # The redirect URI each provider's OAuth app must list (oauth_connect.redirect_uri
+            # with the deployment's public_url, the API's URL).
+            ("OAuthRedirectUris", self.rest_api.url + "/api/cloud/oauth/<provider>/callback",
+             "Register with each provider's OAuth app, <provider> one of "
+             + ", ".join(sorted(PROVIDERS))),
             ("StagingBucketName", self.data.staging_bucket.bucket_name, "Share staging"),
             ("TablePrefix", tables_prefix, "Prefix of this stack's DynamoDB table names"),
             ("AlarmTopicArn", self.monitoring.topic.topic_arn, "Subscribe to the alarms here"),

@@ -218,5 +218,8 @@ def test_web_content_and_config_json_are_deployed(synthesized):
 # -- the stack as a whole -------------------------------------------------------------------------
 def test_outputs_name_the_endpoints(synthesized):
     assert {"ApiUrl", "WebSocketUrl", "WebUrl", "UserPoolId", "UserPoolClientId",
-            "OAuthSecretArn"} <= set(synthesized.outputs)
+            "OAuthSecretArn", "OAuthRedirectUris"} <= set(synthesized.outputs)
+    # What the providers' OAuth apps must list: the API's URL and the callback route.
+    redirect = json.dumps(synthesized.outputs["OAuthRedirectUris"])
+    assert "/prod/api/cloud/oauth/<provider>/callback" in redirect, redirect
 
