@@ -22,6 +22,16 @@ from .helpers import (
 MIB = 1024 * 1024
 
 
+def _upload_in_page(page, base_url, web_user, name: str, content: bytes, wait: bool = True):
+    """Sign in, open My files and upload `content` as `name` through the picker; its transfer
+    row once done (`wait`)."""
+    sign_in_with_tokens(page, base_url, web_user)
+    open_files(page, base_url)
+    upload_files(page, [{"name": name, "mimeType": "application/octet-stream",
+                         "buffer": content}])
+    return wait_for_transfer(page, name) if wait else None
+
+
 def test_large_file_goes_through_a_session_retries_a_failed_part_and_downloads_identical(
         page, base_url, web_user):
     content = os.urandom(9 * MIB + 12345)
@@ -38,11 +48,7 @@ def test_large_file_goes_through_a_session_retries_a_failed_part_and_downloads_i
             route.continue_()
 
     page.route("**/api/filesystem/uploads/*/parts/1", fail_first_attempt)
-    sign_in_with_tokens(page, base_url, web_user)
-    open_files(page, base_url)
-    upload_files(page, [{"name": "big.bin", "mimeType": "application/octet-stream",
-                         "buffer": content}])
-    item = wait_for_transfer(page, "big.bin")
+    item = _upload_in_page(page, base_url, web_user, "big.bin", content)
     expect(item).to_contain_text("Uploaded (1 retry)")
 
     # One session, three parts (part 1 twice), a commit; no one-shot upload of the whole file.
@@ -264,11 +270,7 @@ def test_a_commit_whose_answer_was_lost_is_not_said_to_have_failed(page, base_ur
         else:
             route.continue_()
     page.route("**/api/filesystem/uploads/*/commit*", commit_then_lose_the_answer)
-    sign_in_with_tokens(page, base_url, web_user)
-    open_files(page, base_url)
-    upload_files(page, [{"name": "landed.bin", "mimeType": "application/octet-stream",
-                         "buffer": content}])
-    wait_for_transfer(page, "landed.bin")
+    _upload_in_page(page, base_url, web_user, "landed.bin", content)
     assert lost == [201]
     listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
     (entry,) = [c for c in listing["children"] if c["name"] == "landed.bin"]
@@ -286,10 +288,7 @@ def test_a_cancel_that_comes_as_the_commit_lands_says_the_file_is_there(page, ba
     def commit_and_hold_the_answer(route):
         held.append((route, route.fetch()))          # committed; answered when the test says
     page.route("**/api/filesystem/uploads/*/commit*", commit_and_hold_the_answer)
-    sign_in_with_tokens(page, base_url, web_user)
-    open_files(page, base_url)
-    upload_files(page, [{"name": "late.bin", "mimeType": "application/octet-stream",
-                         "buffer": content}])
+    _upload_in_page(page, base_url, web_user, "late.bin", content, wait=False)
     wait_for(lambda: held or page.wait_for_timeout(100), 60, "the commit to be sent")
     page.locator('#transfers li[data-name="late.bin"]').get_by_role(
         "button", name=re.compile("Cancel")).click()
