@@ -1792,9 +1792,7 @@ def _purge_under(owner: str, node: Node, deadline: float, item: trash.Trashed | 
             if not free_version(owner, version, deadline):
                 return False
             if not version.content_key:     # (content stored once: as its blob goes, _unref)
-                trash.uncount_freed(owner, item, int(
-                    version.pack_length if version.pack_chunk and
-                    version.pack_length is not None else version.size))
+                trash.uncount_freed(owner, item, trash.frees_alone(version))
     else:
         while True:
             entries, _ = trees.list_entries(owner, node.node_id, 100)

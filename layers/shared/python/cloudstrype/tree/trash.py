@@ -84,6 +84,13 @@ def apply_retention(owner: str, days: int) -> None:
 
 # -- deleting ------------------------------------------------------------------------------------
 
+def frees_alone(version) -> int:
+    """What freeing a version whose content is its own (not stored once) frees, as the trash
+    counts it: a packed file its blob as stored (with its nonce and tag), else its size."""
+    return int(version.pack_length if version.pack_chunk and version.pack_length is not None
+               else version.size)
+
+
 def measure(owner: str, node: Node, deadline: float) -> tuple[int, int, list[tuple[Blob, int]]]:
     """(size, frees, counted): the bytes of every version of the file, or of every file under
     the directory; of those, what deleting it for good would free; and the contents stored
@@ -102,9 +109,7 @@ def measure(owner: str, node: Node, deadline: float) -> tuple[int, int, list[tup
                 if version.content_key:
                     readers.setdefault(version.content_key, [0, int(version.size)])[0] += 1
                 else:
-                    # A packed file frees its blob as stored (with its nonce and tag).
-                    frees += int(version.pack_length if version.pack_chunk and
-                                 version.pack_length is not None else version.size)
+                    frees += frees_alone(version)
             continue
         cursor = None
         while True:
