@@ -118,11 +118,17 @@ def test_stale_temporary_files_are_removed_when_the_backend_opens(root):
     recent.write_bytes(b"another process is writing")
     old = time.time() - 2 * local_module.STALE_TEMP_SECONDS
     os.utime(stale, (old, old))
+    # A link of that name is not a temporary file of ours: neither it nor what it names goes.
+    elsewhere = root.parent / "not-a-share"
+    elsewhere.write_bytes(b"someone's")
+    os.utime(elsewhere, (old, old))
+    (root / f"{TEMP_PREFIX}link").symlink_to(elsewhere)
 
     LocalBackend(root)
 
     assert not stale.exists()
     assert recent.exists()
+    assert (root / f"{TEMP_PREFIX}link").is_symlink() and elsewhere.exists()
 
 
 def test_usage_counts_the_bytes_in_the_directory(backend):

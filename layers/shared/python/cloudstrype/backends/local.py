@@ -200,11 +200,19 @@ class LocalBackend(Backend):
         return total
 
     def _remove_stale_temp_files(self) -> None:
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for temp_path in self.root.glob(TEMP_PREFIX + "*"):
-            with contextlib.suppress(OSError):
-                if temp_path.stat().st_mtime < cutoff:
-                    temp_path.unlink()
+        remove_temp_files(self.root, older_than=STALE_TEMP_SECONDS)
+
+
+def remove_temp_files(root: Path, older_than: float | None = None) -> None:
+    """Remove the temporary files of share writes in the storage folder `root` (regular files
+    named TEMP_PREFIX…, never through a link): those not written for `older_than` seconds
+    (writes a stopped server left), or all (None: the folder is no storage's any more)."""
+    cutoff = None if older_than is None else time.time() - older_than
+    for temp_path in root.glob(TEMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            found = temp_path.lstat()
+            if stat.S_ISREG(found.st_mode) and (cutoff is None or found.st_mtime < cutoff):
+                temp_path.unlink()
 
 
 def _write_all(fd: int, data) -> None:

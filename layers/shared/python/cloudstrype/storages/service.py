@@ -6,7 +6,6 @@ this module except into a backend client.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 from cloudstrype import errors, vault
 from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
-from cloudstrype.backends.local import MARKER, TEMP_PREFIX
+from cloudstrype.backends.local import MARKER, remove_temp_files
 from cloudstrype.settings import get_settings
 from cloudstrype.storages import names
 from cloudstrype.storages.names import NAME_MAX
@@ -443,10 +442,7 @@ def _release_directory(directory: Path) -> None:
     """The folder is no storage's any more: its marker goes, and the temporary files of writes
     a stopped server left (the storage held no share, so none is a write under way that
     matters: placement sends none to a draining storage)."""
-    for temp in directory.glob(TEMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            if temp.is_file() and not temp.is_symlink():
-                temp.unlink()
+    remove_temp_files(directory)
     (directory / MARKER).unlink(missing_ok=True)
 
 
