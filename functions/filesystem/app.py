@@ -85,16 +85,14 @@ def _joined(directory: str | None, name: str) -> str:
     return (directory or "/").rstrip("/") + "/" + name
 
 
-def _batch_file_info(scope, node, directory: str) -> dict:
+def _batch_file_info(scope, node, directory: str, written) -> dict:
     """What _node_info says of a file a batch just wrote, without a lookup per file: its path
-    is its directory's; of its versions, the one written (every file's whole history made a
-    batch's answer grow past a response's 6 MB after a few dozen puts of the same files,
-    answered 502 after the batch was stored: GET /info/{id} lists them)."""
+    is its directory's; of its versions, the one written (`written`, files.written_versions:
+    every file's whole history made a batch's answer grow past a response's 6 MB after a few
+    dozen puts of the same files, answered 502 after the batch was stored: GET /info/{id}
+    lists them)."""
     info = tree.describe(scope.owner, node, directory.rstrip("/") + "/" + node.name)
     if not scope.shared:
-        # A file this batch made (its first revision): the node's own content, no lookup.
-        written = node if node.revision == 1 else \
-            files.get_version(scope.owner, node, node.version_id)
         info["versions"] = [files.describe_version(written, current=True)]
     return scope.shown(info)
 
@@ -226,6 +224,8 @@ def upload_batch(call):
                                  fields.get("durability") or None,
                                  fields.get("encryption") or None, base=scope.base)
     shown, directory = [], None
+    written = {} if scope.shared else files.written_versions(
+        scope.owner, [r for r in results if not isinstance(r, errors.ApiError)])
     for item, result in zip(items, results, strict=True):
         if isinstance(result, errors.ApiError):
             result = scope.told(result)
@@ -237,7 +237,8 @@ def upload_batch(call):
             except errors.NotFound:     # gone to the trash since: the files are written
                 directory = fields.get("path") or "/"
         shown.append({"name": item.name, "status": 201,
-                      "file": _batch_file_info(scope, result, directory)})
+                      "file": _batch_file_info(scope, result, directory,
+                                               written.get(result.node_id, result))})
     created = sum(1 for r in shown if r["status"] == 201)
     return Reply({"results": shown, "created": created, "failed": len(shown) - created},
                  status=207)

@@ -1298,6 +1298,16 @@ def versions(owner: str, node: Node) -> dict:
             "versions_total": len(found)}
 
 
+def written_versions(owner: str, nodes: list[Node]) -> dict[str, Version | Node]:
+    """Each file's current version, by node id, read together (one batched read): a file made
+    by this write (its first revision) is described by its node, with no read at all."""
+    written: dict[str, Version | Node] = {n.node_id: n for n in nodes if n.revision == 1}
+    later = [(n.node_id, n.version_id) for n in nodes if n.revision != 1 and n.version_id]
+    found = tree_store().get_versions(owner, later) if later else {}
+    written.update({node_id: version for (node_id, _), version in found.items()})
+    return written
+
+
 def content_chunks(owner: str, version: Version) -> tuple[list[str], bool]:
     """The chunks that hold a version's content, in order (GET /api/chunk/{id}/info shows
     each one's shares), and whether that is a pack shared with other small files. Only this
