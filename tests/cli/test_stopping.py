@@ -99,9 +99,11 @@ def test_a_rerun_after_the_file_changed_frees_the_session_it_cannot_resume(cli, 
     proxy.heal()
     data = os.urandom(9 * 4 * MiB)
     source.write_bytes(data)
-    again = cli.ok("put", "-j", "2", str(source), remote, env=proxy.env(cli_user.access_token))
+    asked = proxy.count("PUT", PARTS)
+    cli.ok("put", "-j", "2", str(source), remote, env=proxy.env(cli_user.access_token))
 
-    assert "Resuming" not in again.stderr, again.stderr
+    assert proxy.count("PUT", PARTS) - asked == 9          # a new session: every part sent
+    assert proxy.count("DELETE", r"^/api/filesystem/uploads/[0-9a-f]+$") == 1   # the old one
     assert cli_user.api.get("/api/filesystem/uploads").json()["uploads"] == []
     gone = cli_user.api.get(f"/api/filesystem/uploads/{first['upload_id']}")
     assert gone.status_code in (404, 410), gone.text
