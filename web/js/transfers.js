@@ -453,15 +453,10 @@ async function uploadParts(item, queue) {
   if (failed) throw failed.reason;
 }
 
-// The file's SHA-256, read in order a slice at a time while its parts go up (in any order),
-// declared at the commit: the server keeps it as the file's, and every later download (the
-// CLI's, this page's) is checked against it. WebCrypto's digest would need the whole file in
-// memory at once.
-function fileSha256(item) {
-  return blobSha256(item.file, () => item.cancelled);
-}
-
-// A Blob's SHA-256 (hex), read a slice at a time.
+// A Blob's SHA-256 (hex), read in order a slice at a time: an upload's while its parts go up
+// (in any order), declared at the commit, so that later downloads (the CLI's, the owner's in
+// this page: checkSha256) are checked against it; a download's before it is saved.
+// WebCrypto's digest would need the whole file in memory at once.
 async function blobSha256(blob, stopped) {
   const hash = sha256.create();
   for (let start = 0; start < blob.size; start += HASH_SLICE) {
@@ -473,7 +468,7 @@ async function blobSha256(blob, stopped) {
 
 async function uploadInParts(item) {
   let queue = item.sessionId ? await resumeSession(item) : await startSession(item);
-  const hashing = fileSha256(item);
+  const hashing = blobSha256(item.file, () => item.cancelled);
   hashing.catch(() => {});          // (awaited below; a failure is the upload's)
   updatePartsProgress(item);
   for (let round = 0; round < 3; round += 1) {
