@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "layers/shared/python"))
 PRICES_AS_OF = "2025-06-01"
 PRICES = {   # USD, us-east-1, on-demand list prices
     "apigw_rest_per_million": 3.50,          # REST API requests (first 333 M a month)
+    "waf_per_million": 0.60,                 # WAF requests (the REST stage's web ACL)
     "lambda_per_million": 0.20,              # Lambda requests
     "lambda_per_gb_s": 0.0000166667,         # Lambda x86 duration
     "ddb_wru_per_million": 0.625,            # DynamoDB on-demand write request units
@@ -350,7 +351,8 @@ def per_operation(meter: Meter, phase: str, repeat: int) -> dict:
     secrets = sum(v for k, v in calls.items() if k.startswith("secretsmanager "))
     p = PRICES
     cost = {
-        "API Gateway": requests * p["apigw_rest_per_million"] / 1e6,
+        "API Gateway + WAF": requests * (p["apigw_rest_per_million"] + p["waf_per_million"])
+        / 1e6,
         "Lambda": requests * p["lambda_per_million"] / 1e6 + gb_s * p["lambda_per_gb_s"],
         "DynamoDB": units.get("wru", 0) * p["ddb_wru_per_million"] / 1e6 +
         units.get("rru", 0) * p["ddb_rru_per_million"] / 1e6,

@@ -41,6 +41,7 @@ from infra import access
 from infra.constructs.api import ServiceRestApi
 from infra.constructs.auth import UserDirectory
 from infra.constructs.data import DataStore
+from infra.constructs.firewall import ApiFirewall, sign_in_limit
 from infra.constructs.lambdas import ServiceFunctions, settings_environment
 from infra.constructs.layers import FunctionLayers
 from infra.constructs.monitoring import Monitoring
@@ -153,6 +154,14 @@ class CloudstrypeStack(Stack):
             service_environment=self._service_environment)
         self.rest_api.add_routes(catalog.routes, self.functions,
                                  service_scope=self.service_stack)
+        # Sign-in attempts per client address, as the local gateway counts them (same settings).
+        sign_in = {**settings.to_env(), **(settings_overrides or {})}
+        self.firewall = ApiFirewall(
+            self, "Firewall", stage=self.rest_api.api.deployment_stage,
+            metric_prefix=f"cloudstrype-{stage_name}",
+            sign_in_per_window=sign_in_limit(
+                int(sign_in["CLOUDSTRYPE_SIGN_IN_BURST_PER_ADDRESS"]),
+                float(sign_in["CLOUDSTRYPE_SIGN_IN_REFILL_SECONDS"])))
         self.websocket.add_handlers(catalog.websocket_handlers, self.functions,
                                     service_scope=self.service_stack)
         self.scheduled_jobs = ScheduledJobs(self, "ScheduledJobs", jobs=catalog.scheduled_jobs,

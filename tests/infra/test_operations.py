@@ -3,10 +3,14 @@ access logs, alarms and the scheduled jobs' failure destination."""
 from __future__ import annotations
 
 import json
+import re
 
 from cloudstrype import limits
 from cloudstrype.api.service import PUBLIC
+from cloudstrype.settings import Settings
 
+from infra.constructs.api import CREDENTIAL_ROUTES
+from infra.constructs.firewall import SIGN_IN_PATH_PATTERN, WINDOW_SECONDS, sign_in_limit
 from infra.stack import stack_name
 from tests.infra.conftest import STACK_ID, evaluate
 
@@ -147,3 +151,51 @@ def test_functions_run_a_current_python(synthesized):
                 for f in synthesized.of_type("AWS::Lambda::Function").values()
                 if f["Properties"]["Handler"].startswith("app.")}
     assert runtimes == {"python3.13"}
+
+
+def test_sign_in_attempts_are_counted_per_address_by_a_web_acl_on_the_rest_stage(
+        synthesized, routes):
+    """API Gateway's route throttling is one budget for every caller; the web ACL counts
+    sign-in attempts per address, with the local gateway's numbers (its settings' defaults)."""
+    (acl_id, acl), = synthesized.of_type("AWS::WAFv2::WebACL").items()
+    acl = acl["Properties"]
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    (association,) = [r["Properties"] for r in
+                      synthesized.of_type("AWS::WAFv2::WebACLAssociation").values()]
+    assert association["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    (stage_id,) = synthesized.of_type("AWS::ApiGateway::Stage")
+    assert stage_id in json.dumps(association["ResourceArn"])
+
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    rated = rules["SignInPerAddress"]["Statement"]["RateBasedStatement"]
+    settings = Settings()
+    assert rated["AggregateKeyType"] == "IP" and rated["EvaluationWindowSec"] == WINDOW_SECONDS
+    # 50 at once, then one a second: 350 in five minutes.
+    assert rated["Limit"] == sign_in_limit(int(settings.sign_in_burst_per_address),
+                                           float(settings.sign_in_refill_seconds)) == 350
+    matched = rated["ScopeDownStatement"]["RegexMatchStatement"]
+    assert matched["RegexString"] == SIGN_IN_PATH_PATTERN
+    assert [t["Type"] for t in sorted(matched["TextTransformations"],
+                                      key=lambda t: t["Priority"])] == ["URL_DECODE", "LOWERCASE"]
+    # What WAF sees is the path with the stage in front; every credential route is counted,
+    # with or without a trailing '/', and no other route.
+    pattern = re.compile(SIGN_IN_PATH_PATTERN)
+    credential = {path for method, path in CREDENTIAL_ROUTES}
+    assert credential == {"/api/auth/register", "/api/auth/confirm", "/api/auth/login",
+                          "/api/auth/refresh"}
+    for route in routes:
+        for seen in (f"/prod{route.path}", f"/prod{route.path}/"):
+            assert bool(pattern.search(seen)) == (route.path in credential), seen
+
+    refused = rules["SignInPerAddress"]["Action"]["Block"]["CustomResponse"]
+    assert refused["ResponseCode"] == 429
+    body = json.loads(acl["CustomResponseBodies"][refused["CustomResponseBodyKey"]]["Content"])
+    assert body["error"]["code"] == "too_many_requests" and body["error"]["message"]
+    headers = {h["Name"]: h["Value"] for h in refused["ResponseHeaders"]}
+    assert int(headers["Retry-After"]) > 0
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "Retry-After" in headers["Access-Control-Expose-Headers"]
+    # Known exploit patterns are refused before anything else is counted.
+    assert rules["KnownBadInputs"]["Priority"] < rules["SignInPerAddress"]["Priority"]
+    assert rules["KnownBadInputs"]["Statement"]["ManagedRuleGroupStatement"]["Name"] == \
+        "AWSManagedRulesKnownBadInputsRuleSet"
