@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from urllib.parse import parse_qs, urlsplit
 
@@ -201,6 +202,33 @@ def test_a_refresh_that_meets_a_busy_token_endpoint_is_a_passing_error(backend, 
     with pytest.raises(BackendError, match="500") as raised:
         backend.get("share-1")
     assert type(raised.value) is BackendError
+    # The grant is intact: the next attempt refreshes and reads.
+    assert backend.get("share-1") == b"x"
+
+
+def test_a_refresh_whose_token_endpoint_redirects_sends_its_secrets_nowhere_else(
+        backend, fake, monkeypatch):
+    """A refresh carries the client secret and the refresh token, as the code exchange does:
+    a redirect, even to an address the server may reach, is refused, not followed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    backend.put("share-1", b"x")
+    monkeypatch.setenv("CLOUDSTRYPE_OUTBOUND_ALLOW",
+                       f"{os.environ.get('CLOUDSTRYPE_OUTBOUND_ALLOW', '')},127.0.0.1:{port}")
+    reset_settings_cache()
+    try:
+        for status in (301, 302, 307, 308):
+            fake.expire_access_tokens()
+            fake.answer_next_token_request(status, headers={
+                "Location": f"http://127.0.0.1:{port}/stolen"})
+            with pytest.raises(BackendError, match="redirect") as raised:
+                backend.get("share-1")
+            assert type(raised.value) is BackendError      # a passing error, not a dead grant
+            with pytest.raises(socket.timeout):
+                listener.accept()
+    finally:
+        listener.close()
     # The grant is intact: the next attempt refreshes and reads.
     assert backend.get("share-1") == b"x"
 

@@ -195,6 +195,11 @@ class ProviderSession(OAuth2Session):
     def request(self, method, url, data=None, headers=None, withhold_token=False, **kwargs):
         if not withhold_token and self._expires_soon():
             self.refresh_access_token(stale=self.access_token)
+        if url == self.provider.token_url:
+            # A refresh carries the app's client secret and the refresh token: as at the code
+            # exchange, a redirect (a 307 or 308 would post them again, to wherever it names)
+            # is refused, not followed (_raise_if_transient).
+            kwargs["allow_redirects"] = False
         return super().request(method, url, data=data, headers=headers,
                                withhold_token=withhold_token, **kwargs)
 
@@ -248,6 +253,9 @@ def _raise_if_transient(p: Provider) -> Callable[[requests.Response], requests.R
     """A compliance hook: a token endpoint that is down or busy is a passing BackendError, not
     an OAuth error (which would read as a dead grant)."""
     def check(response: requests.Response) -> requests.Response:
+        if response.is_redirect:
+            raise BackendError(f"{p.label}'s token endpoint answered with a redirect, which is "
+                               f"not followed; try again later")
         if response.status_code == 429 or response.status_code >= 500:
             raise BackendError(
                 f"{p.label}'s token endpoint answered HTTP {response.status_code} "
