@@ -9,6 +9,16 @@ import argparse
 import sys
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return port
+
+
 def _serve(args) -> int:
     from infra.local.server import serve
     return serve(args.host, args.port, args.data_dir)
@@ -38,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the whole stack locally (no AWS account)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8080, help="port to listen on")
     serve.add_argument("--data-dir", default=".cloudstrype-data",
                        help="where the local stack keeps its state")
     serve.set_defaults(run=_serve)

@@ -18,6 +18,8 @@ from pathlib import Path
 from cloudstrype import limits
 from cloudstrype.metadata.engine import MetadataError
 
+from infra.local.services import LOCK_FILE, RESOURCES_FILE, foreign_folder
+
 REGION = "us-east-1"
 
 log = logging.getLogger("cloudstrype.local")
@@ -42,6 +44,8 @@ def _check_port(host: str, port: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+        except OverflowError:
+            raise StartupError(f"Port {port} is not a port; use 1-65535.") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise StartupError(f"Port {port} on {host} is already in use. Stop the program "
@@ -52,8 +56,30 @@ def _check_port(host: str, port: int) -> None:
             raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
 
 
+
+
+def _make_data_dir(data_dir: Path) -> None:
+    """The data directory, made (or checked) and closed to everyone but its owner: it holds
+    password hashes, e-mails, the file tree and (locally) the master key; PostgreSQL and restic
+    keep theirs 0700 too. A folder of other files is not taken over (nor its mode changed):
+    `--data-dir ~` or `/tmp` by mistake would otherwise be closed to everyone else and filled."""
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise StartupError(f"{data_dir} is a file, not a folder; name a folder (new or "
+                               f"Cloudstrype's) with --data-dir.")
+        if foreign_folder(data_dir):
+            raise StartupError(f"{data_dir} holds other files and no Cloudstrype data; name a "
+                               f"new or empty folder with --data-dir (or the one Cloudstrype "
+                               f"used before).")
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+    except OSError as exc:
+        raise StartupError(f"Cannot use {data_dir} as the data directory: "
+                           f"{exc.strerror or exc}.") from None
+
+
 def _lock_data_dir(data_dir: Path):
-    lock_file = (data_dir / ".lock").open("w")
+    lock_file = (data_dir / LOCK_FILE).open("w")
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -90,12 +116,9 @@ class LocalStack:
     def prepare(self):
         """Start the services behind the handlers and export their settings; returns the
         gateway."""
-        from infra.local.services import LocalServices, export_settings
+        from infra.local.services import LocalServices, SecretsMissing, export_settings
 
-        # Only its owner may read it: it holds password hashes, emails, the file tree and
-        # (locally) the master key; PostgreSQL and restic keep theirs 0700 too.
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
+        _make_data_dir(self.data_dir)
         self._lock_file = _lock_data_dir(self.data_dir)
         _check_port(self.host, self.port)
         self.management_port = free_port("127.0.0.1")
@@ -110,7 +133,7 @@ class LocalStack:
             export_settings(self.services.settings())
             try:
                 self.services.start()
-            except MetadataError as exc:
+            except (MetadataError, SecretsMissing) as exc:
                 raise StartupError(str(exc)) from None
             try:
                 upgrade.import_if_needed(self.data_dir)
@@ -121,7 +144,7 @@ class LocalStack:
             self.moto = aws.MotoServer()
             aws.configure_process_for_local_aws(self.moto.endpoint)
             self.moto.start()
-            resources = aws.ensure_resources(self.data_dir / "resources.json")
+            resources = aws.ensure_resources(self.data_dir / RESOURCES_FILE)
             export_settings(aws.settings(resources, self.moto.endpoint, public_url=self.url,
                                          ws_management_url=management_url,
                                          local_storage_root=str(self.data_dir / "storages")))

@@ -18,6 +18,27 @@ METADATA_FILE = "metadata.db"
 # given out before is refused.
 INSTALL_ID_FILE = "install-id"
 SECRETS_DIR = "secrets"
+MASTER_KEY_FILE = "master.key"
+# Held by the server while it runs (and by a restore): one of them at a time.
+LOCK_FILE = ".lock"
+
+
+# What a folder holds once a Cloudstrype server (this version, an older one, or the
+# aws-emulated mode) has used it; a folder of other files is not taken for a data directory.
+LEGACY_STATE = "aws-state.pickle"
+RESOURCES_FILE = "resources.json"
+DATA_DIR_MARKS = (METADATA_FILE, INSTALL_ID_FILE, SECRETS_DIR, LOCK_FILE, LEGACY_STATE,
+                  RESOURCES_FILE)
+
+
+def foreign_folder(path: Path) -> bool:
+    """Whether `path` is a folder of other files: not empty, and nothing of Cloudstrype's in it."""
+    return path.is_dir() and not any((path / mark).exists() for mark in DATA_DIR_MARKS) and \
+        any(path.iterdir())
+
+
+class SecretsMissing(Exception):
+    """The database needs a secret the data directory does not hold; said without a traceback."""
 
 
 class LocalServices:
@@ -51,7 +72,7 @@ class LocalServices:
             "auto_confirm_users": "true",
             "metadata_path": str(self.metadata_path),
             "key_protector": "local",
-            "master_key_path": str(secrets / "master.key"),
+            "master_key_path": str(secrets / MASTER_KEY_FILE),
             "staging_dir": str(self.data_dir / "staging"),
             "ws_management_url": self.ws_management_url,
             "public_url": self.public_url,
@@ -80,6 +101,12 @@ class LocalServices:
 
         self.engine = SqliteEngine(str(self.metadata_path), primary=True)
         self.engine.create_tables(schema.all_tables())
+        try:
+            check_master_key(self.engine, self.data_dir / SECRETS_DIR / MASTER_KEY_FILE)
+        except SecretsMissing:
+            self.engine.close()
+            self.engine = None
+            raise
         set_engine(self.engine)
 
     def stop(self) -> None:
@@ -88,6 +115,18 @@ class LocalServices:
             set_engine(None)
             self.engine.close()
             self.engine = None
+
+
+def check_master_key(engine, master_key: Path) -> None:
+    """Refuse a database whose users' keys were wrapped by a master key that is not there: a
+    new one would be made at the first use, which opens none of them (every download and
+    storage then fails), and the old one, restored later, would have to win a race with it."""
+    from cloudstrype.keys.store import UserKeyStore
+    if not master_key.exists() and UserKeyStore(engine).holds_keys():
+        raise SecretsMissing(
+            f"{master_key} is missing, and the database holds users' keys that only it opens. "
+            f"Put back the secrets/ folder of the backup this database came from (cloudstrype "
+            f"restore copies both); without it no stored file can be read.")
 
 
 def export_settings(decided: dict[str, str]) -> None:

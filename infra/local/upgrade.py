@@ -16,22 +16,25 @@ installed for the purpose by `make run`) and written into the metadata database 
 
 The import is one pass and checked: the number of items written per table must equal what was
 read, or the start fails and nothing is marked done, so the next start tries again from the
-untouched old file. When it succeeds `aws-state.imported` records the counts; the old file is
-kept, never modified.
+untouched old file. When it succeeds `aws-state.imported` records the counts and the old file
+is deleted: it holds every user's password in plain text (as moto kept them) and the emulated
+KMS key that unwraps their old keys.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from infra.local.services import LEGACY_STATE
+
 log = logging.getLogger("cloudstrype.local")
 
-LEGACY_STATE = "aws-state.pickle"
 IMPORTED_MARK = "aws-state.imported"
 _LEGACY_PREFIX = "cloudstrype-"
 _REGION = "us-east-1"
@@ -46,7 +49,13 @@ class UpgradeError(Exception):
 def import_if_needed(data_dir: Path) -> dict | None:
     """Import once; returns the counts when it imported now, None when there was nothing to do."""
     legacy = data_dir / LEGACY_STATE
-    if not legacy.exists() or (data_dir / IMPORTED_MARK).exists():
+    if not legacy.exists():
+        return None
+    if (data_dir / IMPORTED_MARK).exists():
+        # Imported before, by a start that stopped before it deleted the old file (or a
+        # release that kept it).
+        legacy.unlink()
+        _sync_directory(data_dir)
         return None
     print(f"Importing {legacy} (written by an older Cloudstrype) into the metadata database…",
           flush=True)
@@ -54,9 +63,22 @@ def import_if_needed(data_dir: Path) -> dict | None:
     (data_dir / IMPORTED_MARK).write_text(json.dumps(
         {"imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "items": counts},
         indent=2) + "\n")
+    # The old file holds every user's password as moto kept it (in plain text) and the key that
+    # unwraps their old keys: once all of it is in the database (counted, committed), it goes.
+    legacy.unlink()
+    _sync_directory(data_dir)
     print(f"Imported: {', '.join(f'{n} {name}' for name, n in sorted(counts.items()))}. The old "
-          f"file is kept as it was.", flush=True)
+          f"file held the passwords in plain text and is deleted; delete any copy of it too "
+          f"(a backup of this folder taken before).", flush=True)
     return counts
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # -- reading the old state ---------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Starting, stopping and restarting `cloudstrype serve`: state survives, errors are clear."""
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import requests
 
@@ -246,3 +248,142 @@ def test_admin_promote_on_a_mistyped_data_dir_says_so_and_makes_nothing(tmp_path
     assert done.returncode == 1, done
     assert "holds no Cloudstrype data" in done.stderr
     assert not typo.exists()
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess:
+    return _cloudstrype("serve", "--port", str(free_port()), *args)
+
+
+def test_serve_refuses_what_it_cannot_use_in_one_line(tmp_path):
+    for port in ("70000", "-1", "0", "http"):
+        done = _cloudstrype("serve", "--port", port, "--data-dir", str(tmp_path / "p"))
+        assert done.returncode == 2 and "is not a port (1-65535)" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "p").exists()            # nothing made for a start refused
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    done = _serve("--data-dir", str(a_file))
+    assert done.returncode == 2, done.stderr
+    assert f"{a_file} is a file, not a folder" in done.stderr
+    assert "Traceback" not in done.stderr and a_file.read_text() == "mine"
+
+    done = _serve("--data-dir", "/proc/cloudstrype-data")     # cannot be made
+    assert done.returncode == 2, done.stderr
+    assert "Cannot use /proc/cloudstrype-data as the data directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_does_not_take_over_a_folder_of_other_files(tmp_path):
+    """`--data-dir ~` or `/tmp` by mistake: the folder was closed to everyone else (0700, its
+    sticky bit gone) and filled with the server's files."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "someone-elses-file").write_text("theirs")
+    done = _serve("--data-dir", str(shared))
+    assert done.returncode == 2, done.stderr
+    assert "holds other files and no Cloudstrype data" in done.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert [p.name for p in shared.iterdir()] == ["someone-elses-file"]
+    # An empty folder is taken, and closed.
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    stack = start_stack(empty)
+    try:
+        assert stat.S_IMODE(empty.stat().st_mode) == 0o700
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
+def _backed_up_stack(tmp_path):
+    """A data directory with one user, one stored file, and its backup (the server stopped)."""
+    data_dir = tmp_path / "data"
+    stack = start_stack(data_dir)
+    user = register_and_login(Api(stack.url))
+    assert user.api.post("/api/cloud/storages", json={
+        "name": "disk", "kind": "local", "config": {"path": str(tmp_path / "disk")}}
+    ).status_code == 201
+    stored = user.api.post("/api/filesystem/data", data={"path": "/kept"},
+                           files={"file": ("a.txt", b"backed up")})
+    assert stored.status_code == 201, stored.text
+    done = _cloudstrype("backup", str(tmp_path / "backup"), "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert stack.stop() == 0, stack.log()
+    return data_dir, tmp_path / "backup", user, stored.json()["id"]
+
+
+def test_a_backup_is_private_and_never_inside_what_it_backs_up(tmp_path):
+    data_dir, backup, _, _ = _backed_up_stack(tmp_path)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+    for path in backup.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) in (0o700, 0o600), path
+    inside = _cloudstrype("backup", str(data_dir / "bk"), "--data-dir", str(data_dir))
+    assert inside.returncode == 2 and "inside the data directory" in inside.stderr
+    assert not (data_dir / "bk").exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    onto_file = _cloudstrype("backup", str(a_file), "--data-dir", str(data_dir))
+    assert onto_file.returncode == 2 and "is a file" in onto_file.stderr
+    assert "Traceback" not in inside.stderr + onto_file.stderr and a_file.read_text() == "mine"
+    unwritable = _cloudstrype("backup", "/proc/cloudstrype-backup", "--data-dir", str(data_dir))
+    assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr, unwritable.stderr
+    assert "Nothing was replaced" in unwritable.stderr
+
+
+def test_a_restore_onto_its_own_backup_is_refused_and_the_backup_kept(tmp_path):
+    """It deleted the backup's secrets before copying them onto themselves: the master key,
+    the only key that opens the users' keys, was gone for good."""
+    data_dir, backup, _, _ = _backed_up_stack(tmp_path)
+    before = {p.relative_to(backup): p.read_bytes() for p in backup.rglob("*") if p.is_file()}
+    assert Path("secrets/master.key") in before
+    for target in (backup, backup / "inner", backup.parent):
+        done = _cloudstrype("restore", str(backup), "--data-dir", str(target))
+        assert done.returncode == 2, done.stderr
+        assert "one holds the other" in done.stderr and "Traceback" not in done.stderr
+    assert {p.relative_to(backup): p.read_bytes() for p in backup.rglob("*")
+            if p.is_file()} == before
+
+
+def test_a_database_without_its_master_key_is_refused_not_given_a_new_one(tmp_path):
+    """A new master key opens none of the users' keys: every download and storage failed 503
+    keys_unavailable, on a server that had started as if all were well."""
+    data_dir, backup, user, file_id = _backed_up_stack(tmp_path)
+    keyless = tmp_path / "keyless"
+    shutil.copytree(backup, keyless)
+    (keyless / "secrets" / "master.key").unlink()
+    restored = tmp_path / "restored"
+    done = _cloudstrype("restore", str(keyless), "--data-dir", str(restored))
+    assert done.returncode == 2, done.stderr
+    assert "holds users' keys but not secrets/master.key" in done.stderr
+    assert not (restored / "metadata.db").exists()
+
+    # The same database in place, its key lost: the server does not start.
+    (data_dir / "secrets" / "master.key").rename(tmp_path / "master.key")
+    started = _serve("--data-dir", str(data_dir))
+    assert started.returncode == 2, started.stderr
+    assert "master.key is missing" in started.stderr and "Traceback" not in started.stderr
+    assert not (data_dir / "secrets" / "master.key").exists()
+    # Put back, all is there.
+    (tmp_path / "master.key").rename(data_dir / "secrets" / "master.key")
+    stack = start_stack(data_dir)
+    try:
+        api = Api(stack.url).as_user(login(Api(stack.url), user.username,
+                                           user.password)["access_token"])
+        assert api.get(f"/api/filesystem/data/{file_id}").content == b"backed up"
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
+def test_a_restore_is_private_and_says_what_it_cannot_bring_back(tmp_path):
+    _, backup, _, _ = _backed_up_stack(tmp_path)
+    restored = tmp_path / "restored"
+    done = _cloudstrype("restore", str(backup), "--data-dir", str(restored))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(restored.stat().st_mode) == 0o700
+    for name in ("metadata.db", "install-id", "secrets/master.key"):
+        assert stat.S_IMODE((restored / name).stat().st_mode) == 0o600, name
+    # The shares of files written after the backup are not removed by anything: said so.
+    assert "stay on the storages unused" in done.stdout
+    assert "must be connected again" in done.stdout
+    assert not [p for p in restored.iterdir() if p.name.endswith((".restoring", ".replaced"))]

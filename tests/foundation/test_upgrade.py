@@ -1,7 +1,8 @@
 """A data directory written by the Cloudstrype of the moto era (tests/fixtures/v0-data, made by
 commit c430454; see tests/fixtures/make_v0_data.py) is imported on the first start, once: every
 user logs in with the old password, reads every version of every file, the raw chunk and blob,
-keeps their groups; the old state file is kept untouched."""
+keeps their groups; the old state file, which held the passwords in plain text, is deleted once
+everything is in the database."""
 from __future__ import annotations
 
 import hashlib
@@ -51,12 +52,19 @@ def _read(api: Api, file_id: str, version: dict, part: int = 4 * 1024 * 1024) ->
     return data
 
 
-def test_the_import_runs_once_and_keeps_the_old_file(upgraded):
+def test_the_import_runs_once_and_deletes_the_old_file_with_its_plain_passwords(upgraded):
     stack, manifest, legacy = upgraded
     assert "Imported:" in stack.log()
     mark = json.loads((stack.data_dir / "aws-state.imported").read_text())
     assert mark["items"]["users"] == len(manifest["users"]) + 1          # and the admin
-    assert (stack.data_dir / "aws-state.pickle").read_bytes() == legacy
+    # moto kept the passwords as they were typed: the old file held every one.
+    assert all(user["password"].encode() in legacy for user in manifest["users"])
+    assert not (stack.data_dir / "aws-state.pickle").exists()
+    for path in stack.data_dir.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(user["password"].encode() in content for user in manifest["users"]), \
+                path
 
 
 def test_every_user_logs_in_and_reads_every_version_of_every_file(upgraded):

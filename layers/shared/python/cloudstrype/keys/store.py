@@ -37,6 +37,10 @@ class UserKeyStore:
         return UserKey(owner=item["owner"], encrypted_key=bytes(item["encrypted_key"]),
                        protector=item.get("protector", "kms"), created=item.get("created", 0))
 
+    def holds_keys(self) -> bool:
+        """Whether any user's key is stored (opened only by what wrapped it)."""
+        return bool(self.engine.scan(USER_KEYS, limit=1).items)
+
     def create(self, owner: str, encrypted_key: bytes, protector: str) -> UserKey:
         """Store the user's key unless one exists; returns the key that is stored (the other
         one when a concurrent first request won the race)."""
