@@ -940,7 +940,9 @@ def cmd_shares(args) -> int:
     if not shares:
         print(shown(f"{args.path or 'Nothing of yours'} is not shared."), file=sys.stderr)
         return OK
-    rows = [[s["id"], s.get("level", ""), _grantee_text(s.get("grantee") or {}),
+    rows = [[s["id"], s.get("level", "") if s.get("grants", True) else "none",
+             _grantee_text(s.get("grantee") or {}) +
+             (f" (grants nothing: {s['not_granting']})" if s.get("not_granting") else ""),
              s.get("path") or "(in the trash)"] for s in shares]
     _table(rows, ["ID", "LEVEL", "WITH", "PATH"])
     return OK

@@ -238,6 +238,9 @@ def test_a_share_to_a_deleted_account_is_shown_so_and_unshared_by_name(alice, ad
     alice.ok("share", "/kept", "--with", gone.username)
     assert admin_api.delete(f"/api/auth/users/{gone.username}").status_code == 204
     listed = alice.ok("shares", "/kept").stdout
-    assert f"user {gone.username} (account deleted)" in listed, listed
+    assert f"user {gone.username} (account deleted) (grants nothing: the account it was " \
+        "made to is deleted)" in listed, listed
+    (row,) = [line for line in listed.splitlines() if gone.username in line]
+    assert row.split()[1] == "none", row           # its level column: it grants nothing
     alice.ok("unshare", "/kept", "--with", gone.username)
     assert json.loads(alice.ok("shares", "--json").stdout) == []

@@ -242,10 +242,14 @@ def test_an_owner_taken_out_of_the_group_stops_sharing_with_it(alice, bob, admin
     assert_error(alice.api.put(f"{FS}/shares/{s}", json={"level": "write"}), 403,
                  "not_a_member")
     assert_error(upload(bob, "/", "in.txt", b"x", share=s), 404, "share_not_found")
+    # Its owner sees why it grants nothing.
+    (mine,) = alice.api.get(f"{FS}/shares").json()["shares"]
+    assert mine["grants"] is False and "no longer in the group" in mine["not_granting"]
 
     # Put back, the share grants again, as it was (read).
     membership(admin, group, alice.username, True)
     assert names(listing(bob, s)) == ["note.txt"]
+    assert alice.api.get(f"{FS}/shares/{s}").json()["grants"] is True
     assert_error(upload(bob, "/", "in.txt", b"x", share=s), 403)
     assert alice.api.delete(f"{FS}/shares/{s}").status_code == 204
 
@@ -268,10 +272,19 @@ def test_a_group_deleted_and_made_again_inherits_nothing(alice, bob, admin, grou
     assert_error(bob.api.get(f"{FS}/info", params={"share": s["id"]}), 404, "share_not_found")
     assert bob.api.get(f"{FS}/shared").json()["shares"] == []
     assert admin_api.get(f"{FS}/groups/{group}/shares").json()["shares"] == []
+    # Its owner is told it grants nothing (it looked like a working share), and cannot set
+    # its level as if it did (sharing sweep: 200).
+    membership(admin, group, alice.username, True)
+    (mine,) = alice.api.get(f"{FS}/shares").json()["shares"]
+    assert mine["grants"] is False and "earlier group" in mine["not_granting"]
+    assert alice.api.get(f"{FS}/shares/{s['id']}").json()["grants"] is False
+    assert_error(alice.api.put(f"{FS}/shares/{s['id']}", json={"level": "read"}), 409,
+                 "share_not_granting")
+    membership(admin, group, alice.username, False)
     # Shared again by its owner (one of the new group too), it is a share of the new group.
     membership(admin, group, alice.username, True)
     again = share(alice, "/old-team", "read", group=group)
-    assert again["id"] != s["id"]
+    assert again["id"] != s["id"] and again["grants"] is True and "not_granting" not in again
     assert names(listing(bob, again["id"])) == ["secret.txt"]
     assert [x["id"] for x in admin_api.get(f"{FS}/groups/{group}/shares").json()["shares"]] \
         == [again["id"]]
@@ -694,6 +707,28 @@ def test_a_share_made_read_only_ends_the_uploads_under_way_through_it(alice, bob
     assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
     assert_error(bob.api.get(f"{FS}/uploads/{upload_id}", params={"share": s}), 403,
                  "read_only_share")
+
+
+def test_sharing_again_read_only_ends_the_uploads_under_way_as_put_does(alice, bob):
+    """POST /shares with the same grantee sets the level (what `cloudstrype share` without
+    --write sends): made read-only so, the session stayed, and came back whole (and was
+    committed) when the share was made writable again (sharing sweep)."""
+    mkdir(alice, "/drop2")
+    s = share(alice, "/drop2", "write", user=bob)["id"]
+    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
+                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    assert bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
+                       data=os.urandom(4 * 1024 * 1024)).status_code == 200
+
+    again = alice.api.post(f"{FS}/shares", json={"path": "/drop2", "user": bob.username,
+                                                  "level": "read"})
+    assert again.status_code == 200 and again.json()["id"] == s, again.text
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
+    assert alice.api.put(f"{FS}/shares/{s}", json={"level": "write"}).status_code == 200
+    assert_error(bob.api.get(f"{FS}/uploads/{upload_id}", params={"share": s}), 404,
+                 "upload_not_found")
 
 
 def test_listings_of_shares_and_links_keep_to_their_newest_and_say_so(alice, bob):

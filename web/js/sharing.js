@@ -60,9 +60,14 @@ export async function shareDialog(item) {
           toast(messageOf(error), "error");
         }
       });
+      // A share that grants nothing now (its group deleted or made again, you out of it, the
+      // account gone) says so: it looked like a working one.
+      const why = share.grants === false
+        ? h("span", { class: "muted grant-why" }, `Grants nothing: ${share.not_granting || "not in effect"}.`)
+        : null;
       return h("li", { class: "grant", "data-grantee": share.grantee.name },
         h("span", { class: "grant-who" }, icon(share.grantee.kind === "group" ? "members" : "share"),
-          h("span", {}, who)), level, remove);
+          h("span", {}, who), why), level, remove);
     }));
   };
   draw();

@@ -734,9 +734,13 @@ GRANTEE = _obj(["kind", "name"], kind={"enum": ["user", "group"]}, name=S,
                deleted={"type": "boolean", "description": "the user's account is gone (a new "
                         "account of that name gets nothing from this share)"})
 COMPONENTS["schemas"]["Share"] = _obj(
-    ["id", "node_id", "grantee", "level"], id=S, node_id=S, name={"type": ["string", "null"]},
-    type={"type": ["string", "null"]}, path={"type": ["string", "null"]}, grantee=GRANTEE,
-    level=LEVEL, created=S, modified=S)
+    ["id", "node_id", "grantee", "level", "grants"], id=S, node_id=S,
+    name={"type": ["string", "null"]}, type={"type": ["string", "null"]},
+    path={"type": ["string", "null"]}, grantee=GRANTEE, level=LEVEL, created=S, modified=S,
+    grants={"type": "boolean", "description": "whether it grants its grantee anything now"},
+    not_granting={"type": "string", "description": "why it grants nothing (only then): the "
+                  "group deleted, or made again since the share; the owner no longer in the "
+                  "group; the account deleted"})
 COMPONENTS["schemas"]["SharedItem"] = _obj(
     ["id", "node_id", "name", "type", "level", "owner", "via"], id=S, node_id=S, name=S,
     type=S, level=LEVEL, owner=S, via=GRANTEE, created=S)
@@ -797,7 +801,8 @@ op("PUT", "/api/filesystem/shares/{share_id}", "Change a share's level (owner)",
    body=_obj(["level"], level=LEVEL),
    responses={200: {"schema": SHARE}, 403: "Shared with a group you are no longer in",
               404: "No such share of yours",
-              409: "Write on a file share (write is for folders)"})
+              409: "Write on a file share (write is for folders), or a share made to an "
+                   "earlier group of its name (share_not_granting)"})
 op("DELETE", "/api/filesystem/shares/{share_id}", "Revoke a share (owner)",
    responses={204: "Revoked", 404: "No such share of yours"})
 op("GET", "/api/filesystem/shared", "Shared with me: to you or to a group you are in now",

@@ -82,10 +82,18 @@ def create(principal, path: str | None, node_id: str | None, user: str | None,
     stored = store.put_share(wanted)
     if kind == GROUP and stored.share_id != wanted.share_id and \
             not _made_to_the_group_now(stored):
-        # A share to an earlier group of that name, which grants this one nothing: replaced.
+        # A share to an earlier group of that name, which grants this one nothing: replaced,
+        # and what was being uploaded through it ends as with a revoke.
         store.delete_share(stored)
+        files.abort_sessions_through(stored.owner, stored.share_id)
         stored = store.put_share(wanted)
-    return for_owner(stored, node), stored.share_id == wanted.share_id
+    created = stored.share_id == wanted.share_id
+    if not created and stored.level != WRITE:
+        # Shared again read-only: as PUT /shares/{id} making it read-only, the recipients'
+        # sessions through it end (they could no longer commit or abort them, and their parts
+        # are the owner's bytes).
+        files.abort_sessions_through(stored.owner, stored.share_id)
+    return for_owner(stored, node), created
 
 
 def _made_to_the_group_now(share: Share) -> bool:
@@ -132,16 +140,47 @@ def _node_or_none(owner: str, node_id: str) -> Node | None:
         return None          # deleted (or in the trash): the share waits for it
 
 
-def for_owner(share: Share, node: Node | None, gone: bool = False) -> dict:
+def for_owner(share: Share, node: Node | None, gone: bool = False,
+              not_granting: str | None = None) -> dict:
     """`gone`: the user granted has deleted their account (a new account of the same name is
-    another user, and gets nothing from this share)."""
+    another user, and gets nothing from this share); `not_granting`: why a group share grants
+    nothing now (_not_granting)."""
+    if gone:
+        not_granting = "the account it was made to is deleted"
     return {"id": share.share_id, "node_id": share.node_id,
             "name": node.name if node else None, "type": node.type if node else None,
             "path": tree.path_of(share.owner, node) if node else None,
             "grantee": {"kind": share.grantee_kind, "name": share.grantee_name,
                         **({"deleted": True} if gone else {})},
             "level": share.level, "created": tree.iso(int(share.created)),
-            "modified": tree.iso(share.modified)}
+            "modified": tree.iso(share.modified), "grants": not_granting is None,
+            **({"not_granting": not_granting} if not_granting else {})}
+
+
+class _GrantsNow:
+    """Why each of one owner's group shares grants nothing now, if it does not (the checks of
+    access.Viewer.is_granted, as the owner sees them); each group and the owner read once."""
+
+    def __init__(self):
+        self._created: dict[str, float | None] = {}
+        self._owner_groups: frozenset[str] | None = None
+
+    def why_not(self, share: Share) -> str | None:
+        if share.grantee_kind != GROUP:
+            return None
+        if share.grantee not in self._created:
+            self._created[share.grantee] = get_identity().group_created(share.grantee)
+        created = self._created[share.grantee]
+        if created is None:
+            return f"the group {share.grantee_name} is deleted"
+        if not made_to_the_group_now(share, created):
+            return (f"made to an earlier group named {share.grantee_name}, deleted since; "
+                    f"share the item with the group again")
+        if self._owner_groups is None:
+            self._owner_groups = groups_of_owner(share)
+        if not owner_may_share_with(share, self._owner_groups):
+            return f"you are no longer in the group {share.grantee_name}"
+        return None
 
 
 def for_recipient(share: Share, node: Node) -> dict:
@@ -164,18 +203,20 @@ def list_own(principal, node_id: str | None) -> dict:
         node = tree.get_node(owner, node_id)
         found = store.shares_of_node(owner, node.node_id)
         kept = _newest(found)
-        gone = _deleted_grantees(kept)
-        return {"shares": [for_owner(s, node, s.grantee in gone) for s in kept],
+        gone, grants = _deleted_grantees(kept), _GrantsNow()
+        return {"shares": [for_owner(s, node, s.grantee in gone, grants.why_not(s))
+                           for s in kept],
                 "truncated": len(found) > len(kept)}
     nodes: dict[str, Node | None] = {}
     listed = []
     found = store.shares_by_owner(owner)
     kept = _newest(found)
-    gone = _deleted_grantees(kept)
+    gone, grants = _deleted_grantees(kept), _GrantsNow()
     for share in kept:
         if share.node_id not in nodes:
             nodes[share.node_id] = _node_or_none(owner, share.node_id)
-        listed.append(for_owner(share, nodes[share.node_id], share.grantee in gone))
+        listed.append(for_owner(share, nodes[share.node_id], share.grantee in gone,
+                                grants.why_not(share)))
     return {"shares": listed, "truncated": len(found) > len(kept)}
 
 
@@ -195,7 +236,8 @@ def show(principal, share_id: str) -> dict:
     if share is not None:
         if share.owner == principal.user_id:
             return for_owner(share, _node_or_none(share.owner, share.node_id),
-                             share.grantee in _deleted_grantees([share]))
+                             share.grantee in _deleted_grantees([share]),
+                             _GrantsNow().why_not(share))
         viewer = Viewer.of(principal)
         node = _node_or_none(share.owner, share.node_id)
         if node is not None and viewer.is_granted(share) and viewer.owner_active(share.owner):
@@ -208,6 +250,11 @@ def set_level(principal, share_id: str, level) -> dict:
     if share.grantee_kind == GROUP:
         # As when it was made: one shares with groups one is in.
         _check_group(Viewer.of(principal), share.grantee)
+        if not _made_to_the_group_now(share):
+            raise errors.Conflict(
+                f"This share was made to an earlier group named {share.grantee_name} (deleted "
+                f"since) and grants nothing; share the item with the group again (that "
+                f"replaces it), or revoke it.", code="share_not_granting")
     node = _node_or_none(share.owner, share.node_id)
     check_level(level, node)
     if level == WRITE and node is None and share.level != WRITE:
@@ -224,7 +271,7 @@ def set_level(principal, share_id: str, level) -> dict:
         # Made read-only: what recipients were uploading through it can no longer be committed
         # or aborted by them, so it ends here, as with a revoke.
         files.abort_sessions_through(share.owner, share.share_id)
-    return for_owner(changed, node)
+    return for_owner(changed, node, not_granting=_GrantsNow().why_not(changed))
 
 
 def revoke(principal, share_id: str) -> None:
