@@ -94,9 +94,22 @@ def test_a_password_goes_in_a_header_and_is_checked(stack, alice):
     assert_error(public(stack.url, token, params={"password": "open sesame"}), 401)
     right = public(stack.url, token, "/data", headers={"X-Link-Password": "open sesame"})
     assert right.status_code == 200 and right.content == b"locked"
+    # Kept by no shared cache (it would give it to anyone asking, password or not, revoked
+    # or not); the JSON answers by no cache at all.
+    assert right.headers["Cache-Control"] == "private, no-cache"
+    assert public(stack.url, token, headers={"X-Link-Password": "open sesame"}
+                  ).headers["Cache-Control"] == "no-store"
     listed = alice.api.get(f"{FS}/links").json()["links"]
     assert [x["id"] for x in listed] == [link["id"]]
     assert "open sesame" not in str(listed) and "token" not in listed[0]
+    # HTTP drops a header's edge spaces: a password that starts or ends with one could never
+    # be sent back, so it is refused when the link is made (sharing sweep).
+    for edged in ("secret ", " secret", " ", "\tsecret"):
+        refused = alice.api.post(f"{FS}/links", json={"path": "/locked.txt", "password": edged})
+        assert_error(refused, 400, "invalid_field")
+    inner = make_link(alice, path="/locked.txt", password="a  b")
+    assert public(stack.url, inner["token"], "/data",
+                  headers={"X-Link-Password": "a  b"}).content == b"locked"
 
 
 def test_links_expire_and_are_revoked_at_once_by_their_owner_only(stack, alice, bob):

@@ -42,4 +42,10 @@ WEB_UI_HEADERS = {
 FILE_CONTENT_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "sandbox; default-src 'none'",
+    # Never kept by a shared cache (a proxy, a CDN): a link's content asked for without its
+    # password, or after it was revoked, would come from there. The reader's own browser may
+    # keep it, asking each time whether it changed (ETag: a 304, or the link's 410).
+    "Cache-Control": "private, no-cache",
 }
+# Every other answer of the API is one caller's, as of now: kept by no cache.
+API_CACHE_CONTROL = "no-store"

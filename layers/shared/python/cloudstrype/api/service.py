@@ -21,6 +21,7 @@ from chalice import Chalice, Response
 
 from cloudstrype import errors
 from cloudstrype.api.body import IN_PROCESS_EVENT, IN_PROCESS_MIN_BYTES, Call, InProcessBody
+from cloudstrype.api.security_headers import API_CACHE_CONTROL
 from cloudstrype.metadata.engine import ConditionFailed, MetadataError, StoreFull
 
 log = logging.getLogger("cloudstrype")
@@ -175,6 +176,7 @@ class ServiceApp(Chalice):
         # No answer is ever read as another type than it says (a JSON error naming a file
         # "<script>…" stays JSON).
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", API_CACHE_CONTROL)
         # Chalice's own errors (405 and the like) come as {"Code", "Message"}; speak ours.
         body = response.body
         if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:

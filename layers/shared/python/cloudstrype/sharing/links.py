@@ -27,7 +27,9 @@ LINK_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 PUBLIC_PREFIX = "/api/filesystem/public/"
 MAX_PASSWORD = 256
 # Printable ASCII: what a browser can put in the X-Link-Password header.
-PASSWORD_RE = re.compile(r"[\x20-\x7e]+")
+# Printable ASCII, not starting or ending with a space: HTTP drops a header value's edge
+# spaces, so such a password could never be sent back (X-Link-Password).
+PASSWORD_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 MIN_EXPIRES_IN, MAX_EXPIRES_IN = 1, 365 * 24 * 3600
 WINDOW_SECONDS = 60
 
@@ -86,7 +88,8 @@ def create(principal, path: str | None, node_id: str | None, password, expires_i
         # It is sent back in a header (X-Link-Password), which browsers can only send in
         # Latin-1 or not at all: a password like "pässwörd" could never be typed into the page.
         raise errors.BadRequest("Field 'password' may hold letters a-z and A-Z, digits, spaces "
-                                "and ASCII punctuation only (it travels in an HTTP header).",
+                                "(not at its start or end) and ASCII punctuation only (it "
+                                "travels in an HTTP header).",
                                 code="invalid_field", details={"field": "password"})
     if expires_in is not None and (not isinstance(expires_in, int) or
                                    isinstance(expires_in, bool) or
