@@ -83,7 +83,12 @@ def _start_stack(data_dir: Path, port: int, env: dict | None, wait: float,
     env = {**(env or {}), "CLOUDSTRYPE_SERVE_MODE": mode}
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"stack-{port}.log"
-    process_env = {**os.environ, **(env or {})}
+    # Where users reach it, only as a test says: a value another stack of this process
+    # exported for its functions would otherwise be taken for the operator's.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("CLOUDSTRYPE_PUBLIC_URL", "CLOUDSTRYPE_WEB_URL",
+                              "CLOUDSTRYPE_WEBSOCKET_URL")}
+    process_env = {**inherited, **(env or {})}
     process_env.setdefault("CLOUDSTRYPE_LOG_LEVEL", "WARNING")
     # Every test registers its users from 127.0.0.1: the per-address sign-in throttle is proven
     # by its own stack (tests/security/test_gateway.py), not by the shared ones.

@@ -14,13 +14,17 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cloudstrype import limits
 from cloudstrype.metadata.engine import MetadataError
+from cloudstrype.settings import Settings
 
 from infra.local.services import LOCK_FILE, RESOURCES_FILE, foreign_folder
 
 REGION = "us-east-1"
+# The setting of the public address, as the functions read it.
+PUBLIC_URL_ENV = Settings.env_names()["public_url"]
 
 log = logging.getLogger("cloudstrype.local")
 
@@ -107,11 +111,35 @@ class LocalStack:
         self.management_port = 0
         self.scheduled: dict = {}
         self._lock_file = None
+        # As the operator set it: the settings exported for the functions overwrite it.
+        self._public_url_given = os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/")
 
     @property
     def url(self) -> str:
+        """Where this machine reaches the server (the admin commands and the tests use it)."""
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{shown}:{self.port}"
+
+    def _given_public_url(self) -> str | None:
+        """CLOUDSTRYPE_PUBLIC_URL as the operator set it (a TLS proxy in front: OAuth's
+        redirects, links' addresses and the web UI's WebSocket name it); None if not set."""
+        given = self._public_url_given
+        return self._checked_public_url(given) if given else None
+
+    @property
+    def public_url(self) -> str:
+        """Where users reach it: CLOUDSTRYPE_PUBLIC_URL, else `url`."""
+        return self._given_public_url() or self.url
+
+    @staticmethod
+    def _checked_public_url(given: str) -> str:
+        parts = urlsplit(given)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
+                parts.fragment or parts.username or parts.password or parts.path:
+            raise StartupError(f"{PUBLIC_URL_ENV} must be an address such as "
+                               f"https://files.example.org (a scheme, a host, an optional port, "
+                               f"nothing after it), not {given!r}.")
+        return given
 
     def prepare(self):
         """Start the services behind the handlers and export their settings; returns the
@@ -126,10 +154,13 @@ class LocalStack:
         # through their settings alone (in AWS the caller's IAM signature is what is checked).
         management_secret = secrets.token_urlsafe(24)
         management_url = f"http://127.0.0.1:{self.management_port}/{management_secret}"
-        stack_info = {"url": self.url, "pid": os.getpid(), "mode": self.mode}
+        public_url = self.public_url
+        stack_info = {"url": self.url, "public_url": public_url, "pid": os.getpid(),
+                      "mode": self.mode}
         if self.mode == "local":
             from infra.local import upgrade
-            self.services = LocalServices(self.data_dir, self.url, management_url)
+            self.services = LocalServices(self.data_dir, public_url, management_url,
+                                          own_url=self.url)
             export_settings(self.services.settings())
             try:
                 self.services.start()
@@ -145,7 +176,7 @@ class LocalStack:
             aws.configure_process_for_local_aws(self.moto.endpoint)
             self.moto.start()
             resources = aws.ensure_resources(self.data_dir / RESOURCES_FILE)
-            export_settings(aws.settings(resources, self.moto.endpoint, public_url=self.url,
+            export_settings(aws.settings(resources, self.moto.endpoint, public_url=public_url,
                                          ws_management_url=management_url,
                                          local_storage_root=str(self.data_dir / "storages")))
             stack_info.update(aws_endpoint=self.moto.endpoint, **resources.to_json())
@@ -159,7 +190,11 @@ class LocalStack:
         gateway = Gateway(apps, functions.websocket_handlers(),
                           WEB_DIR if WEB_DIR.is_dir() else None,
                           web_config={"apiBaseUrl": "",
-                                      "userPoolClientId": token_settings(get_settings())[2]},
+                                      "userPoolClientId": token_settings(get_settings())[2],
+                                      # Behind a TLS proxy the browser must be told wss://
+                                      # at the public address (it cannot tell from here).
+                                      **({"websocketUrl": get_settings().websocket_endpoint()}
+                                         if self._given_public_url() else {})},
                           management_secret=management_secret)
         self.scheduled = functions.scheduled_handlers()
         (self.data_dir / STACK_FILE).write_text(json.dumps(stack_info, indent=2))
@@ -188,6 +223,14 @@ class LocalStack:
             transfer_socket = self._open_transfer_socket(gateway)
             print(f"Cloudstrype is running at {self.url}  (data in {self.data_dir}; Ctrl-C stops)",
                   flush=True)
+            public_url = self.public_url
+            if public_url != self.url:
+                print(f"Users reach it at {public_url} ({PUBLIC_URL_ENV}).", flush=True)
+            if self.host not in ("127.0.0.1", "::1", "localhost") and \
+                    not public_url.startswith("https://"):
+                print(f"Warning: listening on {self.host} in plain HTTP: passwords and files "
+                      f"cross the network readable. Put a TLS-terminating proxy in front and "
+                      f"set {PUBLIC_URL_ENV} to its https:// address (SECURITY.md).", flush=True)
             if ready is not None:
                 ready.set()
             jobs = asyncio.create_task(self._run_schedules(gateway))

@@ -42,9 +42,13 @@ class SecretsMissing(Exception):
 
 
 class LocalServices:
-    def __init__(self, data_dir: Path, public_url: str, ws_management_url: str):
+    def __init__(self, data_dir: Path, public_url: str, ws_management_url: str,
+                 own_url: str | None = None):
+        """`public_url`: where users reach the server; `own_url`: where it reaches itself (the
+        same unless a proxy is in front)."""
         self.data_dir = data_dir
         self.public_url = public_url
+        self.own_url = own_url or public_url
         self.ws_management_url = ws_management_url
         self.engine = None
 
@@ -76,6 +80,8 @@ class LocalServices:
             "staging_dir": str(self.data_dir / "staging"),
             "ws_management_url": self.ws_management_url,
             "public_url": self.public_url,
+            # The server reads its own key set from itself, not through the proxy in front.
+            "jwks_url": f"{self.own_url.rstrip('/')}/.well-known/jwks.json",
             "local_storage_enabled": "true",
             "local_storage_root": str(self.data_dir / "storages"),
         }

@@ -387,3 +387,60 @@ def test_a_restore_is_private_and_says_what_it_cannot_bring_back(tmp_path):
     assert "stay on the storages unused" in done.stdout
     assert "must be connected again" in done.stdout
     assert not [p for p in restored.iterdir() if p.name.endswith((".restoring", ".replaced"))]
+
+
+def test_a_public_address_behind_a_proxy_is_what_users_are_given(tmp_path):
+    """Behind a TLS proxy the server cannot tell its users' address: OAuth's redirect URI,
+    links and the web UI's WebSocket named http://127.0.0.1:PORT, so none worked there."""
+    public = "https://files.example.org"
+    stack = start_stack(tmp_path / "data", env={"CLOUDSTRYPE_PUBLIC_URL": public + "/"})
+    try:
+        assert f"Users reach it at {public}" in stack.log()
+        assert requests.get(stack.url + "/config.json", timeout=10).json()["websocketUrl"] == \
+            "wss://files.example.org/ws"
+        user = register_and_login(Api(stack.url))
+        assert user.api.post("/api/cloud/storages", json={
+            "name": "disk", "kind": "local", "config": {"path": "disk"}}).status_code == 201
+        assert user.api.post("/api/filesystem/data", data={"path": "/"},
+                             files={"file": ("a.txt", b"a")}).status_code == 201
+        link = user.api.post("/api/filesystem/links", json={"path": "/a.txt"})
+        assert link.status_code == 201, link.text
+        assert link.json()["url"].startswith(public + "/#/link/")
+    finally:
+        assert stack.stop() == 0, stack.log()
+    # Without one, the browser's own address is used, as before.
+    plain = start_stack(tmp_path / "plain")
+    try:
+        host = plain.url.split("://", 1)[1]
+        assert requests.get(plain.url + "/config.json", timeout=10).json()["websocketUrl"] == \
+            f"ws://{host}/ws"
+        assert "Users reach it" not in plain.log() and "Warning" not in plain.log()
+    finally:
+        assert plain.stop() == 0, plain.log()
+    for wrong in ("files.example.org", "https://files.example.org/app", "ftp://x.org",
+                  "https://user@files.example.org"):
+        done = subprocess.run(
+            [sys.executable, "-m", "cloudstrype_client.cli", "serve", "--port", str(free_port()),
+             "--data-dir", str(tmp_path / "wrong")], capture_output=True, text=True, timeout=60,
+            cwd=REPO, env={**os.environ, "CLOUDSTRYPE_PUBLIC_URL": wrong})
+        assert done.returncode == 2, (wrong, done.stderr)
+        assert "CLOUDSTRYPE_PUBLIC_URL must be an address such as" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_listening_beyond_loopback_in_plain_http_warns(tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cloudstrype_client.cli", "serve", "--host", "0.0.0.0",
+         "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "CLOUDSTRYPE_PUBLIC_URL"})
+    said = []
+    try:
+        for line in server.stdout:
+            said.append(line)
+            if "Warning" in line or len(said) > 20:
+                break
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
+    assert any("Warning: listening on 0.0.0.0 in plain HTTP" in line for line in said), said
