@@ -499,6 +499,46 @@ def test_a_pack_with_no_whole_good_copy_gives_up_only_its_damaged_file(lib, tmp_
         read(lib, hurt)
 
 
+def test_a_full_pack_damaged_in_every_copy_is_rescued_file_by_file(lib, tmp_path):
+    """Each copy of a pack damaged in another place: every file still reads (from the copy
+    that holds it intact), but the scrub's repair cannot rebuild the pack whole, and
+    compaction took only packs below half live: each file stayed at one good copy for good,
+    the scrub saying on every run it could not be repaired (trash sweep). The repair now hands
+    such a pack to compaction, which moves its files to a new, whole pack."""
+    from cloudstrype.pipeline import store
+    disks = add_disks("alice", tmp_path, 2)
+    files = put_batch(lib, "/full", "full", 12, durability="raid1(2)", encryption="aes256-gcm")
+    nodes = [node for node, _ in files.values()]
+    pack = pack_of(lib, nodes[0])
+    assert live_packs(lib, nodes) == {pack}
+    # Two neighbouring files, one damaged in each copy: the copies differ in one run of
+    # blocks, which no merge of whole regions can mend (codec.merge_copies).
+    first, second = sorted((place_of(lib, n) for n in nodes), key=lambda w: w.offset)[:2]
+    (copy_a,), (copy_b,) = [share_files(d, pack, i) for d in disks.values() for i in range(2)
+                            if share_files(d, pack, i)]
+    for path, where in ((copy_a, first), (copy_b, second)):
+        data = bytearray(path.read_bytes())
+        data[where.offset + where.length // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    for node, content in files.values():
+        assert read(lib, node) == content           # each from the copy holding it intact
+    assert lib.compaction.compact(budget_seconds=60)["packs_compacted"] == 0   # not queued
+
+    lib.chunks.mark_damaged("alice", pack, {0, 1})
+    report = store.scrub(budget_seconds=60)
+    assert any("moved to a new pack by the next compaction run" in f
+               for f in report["failed"]), report
+    report = lib.compaction.compact(budget_seconds=60)
+
+    assert report["blobs_moved"] == len(files) and report["packs_compacted"] == 1, report
+    for node, content in files.values():
+        assert pack_of(lib, node) != pack and read(lib, node) == content
+    assert lib.chunks.get("alice", pack) is None
+    rescued = pack_of(lib, nodes[0])
+    assert store.repair_chunk("alice", rescued)["repaired"] == []     # whole in both copies
+    assert_counts_right(lib, {n.node_id: (n, c) for n, c in files.values()})
+
+
 def test_emptying_the_trash_counts_each_byte_once_while_it_goes(lib, tmp_path, monkeypatch):
     """A big folder being emptied is freed a file at a time: each file's bytes left the trash
     count only when the whole folder was gone, so meanwhile they counted twice (in the trash,

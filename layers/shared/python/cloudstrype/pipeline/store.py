@@ -782,6 +782,14 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None, *,
         good[rescued] = collector.good_copy(rescued)
     if not collector.enough:
         too_few = _too_few_shares(record, collector, bool(unreachable))
+        if record.live is not None and not unreachable:
+            # A pack past its redundancy as a whole may still hold every file whole in some
+            # copy (each copy damaged elsewhere): compaction reads its files one by one and
+            # moves them to a new pack, however full this one is (tree/compaction.py).
+            chunk_store().queue_compaction(owner, chunk_id, time.time())
+            raise type(too_few)(f"{too_few.message} Its files that still read whole are moved "
+                                f"to a new pack by the next compaction run.",
+                                code=too_few.code)
         raise type(too_few)(f"{too_few.message} It cannot be repaired now.", code=too_few.code)
     moving = {i for i, s in locations.items() if s.storage_id in move_off} | \
         (unreachable if unreachable_too else set())

@@ -16,6 +16,9 @@ sparse packs into one — then frees the old ones (restic's `prune`, without its
 - A reader holding the old place finds the pack gone and reads the version again (files.py).
 - Content stored once (chunk_store.BLOBS, read by several versions) moves as one: the blob's
   record is re-pointed, its readers follow it.
+- A pack damaged past its redundancy as a whole (every copy bad somewhere) is queued by the
+  scrub's repair, however dense: its files that still read whole in some copy are moved out
+  like any others, and it is freed once none uses it.
 - A batch's pack counts its files as using it from the start, before they are attached. It is
   queued to be checked a day later (chunk_store.PACK_CHECK_SECONDS): compaction then counts the
   versions and stored-once blobs that really use it, and counts the rest dead (a server that
@@ -147,9 +150,11 @@ def _compact_owner(owner: str, chunk_ids: list[str], deadline: float, report: Re
             record = _recount(record, holders, report)
             if record is None:
                 continue
-        if record.live > 0 and (record.live_bytes or 0) >= packs.COMPACT_BELOW * record.size:
+        if record.live > 0 and (record.live_bytes or 0) >= packs.COMPACT_BELOW * record.size \
+                and not record.damaged:
             # Dense: a batch's pack, checked; or one a past run filled and crashed before
-            # taking off the queue.
+            # taking off the queue. A damaged one is queued by the repair that could not
+            # rebuild it whole, to be rescued file by file: it is moved, however dense.
             chunks.dequeue_compaction(owner, chunk_id)
             continue
         if holders is None:
