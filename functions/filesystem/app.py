@@ -502,7 +502,9 @@ def trash_list(call):
 
 @_endpoint("/trash", ["DELETE"])
 def trash_empty(call):
-    return files.empty_trash(call.principal.user_id)
+    emptied = files.empty_trash(call.principal.user_id)
+    shares.forget_items_gone(call.principal.user_id)
+    return emptied
 
 
 @_endpoint("/trash/{item_id}")
@@ -513,6 +515,7 @@ def trash_item(call, item_id):
 @_endpoint("/trash/{item_id}", ["DELETE"])
 def trash_delete(call, item_id):
     files.delete_for_good(call.principal.user_id, item_id)
+    shares.forget_items_gone(call.principal.user_id)
     return Reply(status=204)
 
 
@@ -532,7 +535,7 @@ def trash_restore(call, item_id):
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def sweep_uploads(event):
     return {**files.sweep_expired_uploads(budget_seconds=300),
-            **files.sweep_trash(budget_seconds=300)}
+            **files.sweep_trash(budget_seconds=300, after_purge=shares.forget_items_gone)}
 
 
 # Packs mostly dead (their files deleted or replaced) rewritten and freed: every hour in AWS,

@@ -150,7 +150,9 @@ def test_a_crash_while_the_last_reader_goes_is_finished_by_freeing_it_again(
     assert read(lib, "alice", again) == data
 
     # The trash sweep frees the file deleted for good again, and that finishes the job.
-    assert lib.files.sweep_trash()["freed_nodes"] == 1
+    told = []
+    assert lib.files.sweep_trash(after_purge=told.append)["freed_nodes"] == 1
+    assert told == ["alice"]            # what goes with freed items is then let go too
     assert lib.chunks.get_blob("alice", key) is None
     assert read(lib, "alice", again) == data
     assert len(shares_on(disks)) == 4             # only the new copy

@@ -731,6 +731,37 @@ def test_sharing_again_read_only_ends_the_uploads_under_way_as_put_does(alice, b
                  "upload_not_found")
 
 
+def test_an_item_deleted_for_good_takes_its_shares_links_and_sessions_with_it(alice, bob):
+    """They stayed: the shares and links listed as active though they opened nothing, and the
+    sessions recipients had open through them held the owner's bytes for a week, which
+    neither could see or abort (sharing sweep). In the trash they are kept (restored, it is
+    shared again as it was)."""
+    mkdir(alice, "/gone")
+    uploaded(alice, "/gone", "a.txt", b"a")
+    s = share(alice, "/gone", "write", user=bob)["id"]
+    link = alice.api.post(f"{FS}/links", json={"path": "/gone/a.txt"})
+    assert link.status_code == 201, link.text
+    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
+                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    assert bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
+                       data=os.urandom(4 * 1024 * 1024)).status_code == 200
+
+    folder = alice.api.get(f"{FS}/info", params={"path": "/gone"}).json()["id"]
+    assert alice.api.delete(f"{FS}/info/{folder}").status_code == 204
+    # In the trash: kept.
+    assert [x["id"] for x in alice.api.get(f"{FS}/shares").json()["shares"]] == [s]
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 1
+    (item,) = alice.api.get(f"{FS}/trash").json()["items"]
+    assert alice.api.delete(f"{FS}/trash/{item['id']}").status_code == 204
+
+    assert alice.api.get(f"{FS}/shares").json()["shares"] == []
+    assert alice.api.get(f"{FS}/links").json()["links"] == []
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
+    assert_error(bob.api.get(f"{FS}/shares/{s}"), 404, "share_not_found")
+
+
 def test_listings_of_shares_and_links_keep_to_their_newest_and_say_so(alice, bob):
     """Unbounded, a listing outgrew a response's 6 MB (23,000 links, 30,000 shares): the owner
     could not list them, nor the recipient anything shared with them."""

@@ -26,7 +26,7 @@ from cloudstrype.sharing.store import (
     sharing_store,
 )
 from cloudstrype.tree import files, tree
-from cloudstrype.tree.store import FILE, ROOT, Node
+from cloudstrype.tree.store import FILE, ROOT, Node, tree_store
 
 
 def own_item(owner: str, path: str | None, node_id: str | None) -> Node:
@@ -272,6 +272,31 @@ def set_level(principal, share_id: str, level) -> dict:
         # or aborted by them, so it ends here, as with a revoke.
         files.abort_sessions_through(share.owner, share.share_id)
     return for_owner(changed, node, not_granting=_GrantsNow().why_not(changed))
+
+
+def forget_items_gone(owner: str) -> dict:
+    """After items of `owner` were deleted for good: their shares and links go too (they
+    granted nothing, yet were listed as if they did), and so do the upload sessions recipients
+    had opened through those shares (their parts are the owner's bytes, which neither the owner
+    nor the recipient could see or abort any more). An item in the trash keeps them: restored,
+    it is shared again as it was."""
+    store, trees = sharing_store(), tree_store()
+    present: dict[str, bool] = {}
+
+    def gone(node_id: str) -> bool:
+        if node_id not in present:
+            present[node_id] = trees.get_node(owner, node_id) is not None
+        return not present[node_id]
+
+    shares_gone = links_gone = 0
+    for share in store.shares_by_owner(owner):
+        if gone(share.node_id) and store.delete_share(share):
+            files.abort_sessions_through(owner, share.share_id)
+            shares_gone += 1
+    for link in store.links_by_owner(owner):
+        if gone(link.node_id) and store.delete_link(owner, link.link_id):
+            links_gone += 1
+    return {"shares_forgotten": shares_gone, "links_forgotten": links_gone}
 
 
 def revoke(principal, share_id: str) -> None:

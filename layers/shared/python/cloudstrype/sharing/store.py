@@ -195,6 +195,14 @@ class SharingStore:
         return [_link(item) for item in self._index_all("by-owner", owner, LINKS)
                 if item.get("owner") == owner]
 
+    def delete_link(self, owner: str, link_id: str) -> bool:
+        """The link's record gone (its item deleted for good); False if it was gone already."""
+        try:
+            self.engine.delete(LINKS, {"link_id": link_id}, Condition.eq("owner", owner))
+        except ConditionFailed:
+            return False
+        return True
+
     def revoke_link(self, owner: str, link_id: str) -> bool:
         """False if the owner has no such link."""
         try:

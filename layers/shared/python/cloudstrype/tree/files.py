@@ -1830,22 +1830,32 @@ def _remove(node: Node) -> None:
         pass          # removed meanwhile by a concurrent purge (a delete and the sweep)
 
 
-def sweep_trash(budget_seconds: float = 300.0) -> dict:
+def sweep_trash(budget_seconds: float = 300.0,
+                after_purge: Callable[[str], object] | None = None) -> dict:
     """The scheduled sweep's other half: free trash items deleted for good (what their delete
-    left unfinished) and those past their owner's retention."""
+    left unfinished) and those past their owner's retention. `after_purge(owner)` is called
+    once for each owner some of whose items were freed whole (what else must go with them:
+    their shares and links)."""
     deadline = time.monotonic() + budget_seconds
     freed = unfinished = 0
     failed = []
+    owners: set[str] = set()
     for node in trash.due(time.time()):
         if time.monotonic() > deadline:
             break
         try:
             if _purge(node.owner, node, deadline):
                 freed += 1
+                owners.add(node.owner)
             else:
                 unfinished += 1
         except errors.ApiError as exc:
             failed.append(f"{node.node_id}: {exc.message}")
+    for owner in sorted(owners) if after_purge is not None else ():
+        try:
+            after_purge(owner)
+        except errors.ApiError as exc:
+            failed.append(f"{owner}: {exc.message}")
     if failed:
         log.warning("trash sweep could not free %d nodes: %s", len(failed), failed[:10])
     return {"freed_nodes": freed, "unfinished_nodes": unfinished, "trash_failed": failed[:50]}
