@@ -1009,7 +1009,8 @@ def cmd_link(args) -> int:
         if bounds:
             # Said as the option the user typed, not the API's field.
             least, most = (int(n) for n in bounds.groups())
-            raise UsageError(f"--expires must be from {least} seconds to {most // 86400} days "
+            raise UsageError(f"--expires must be from {least} second{'s' if least != 1 else ''} "
+                             f"to {most // 86400} days "
                              f"({least}s to {most}s).") from None
         raise
     if args.json:

@@ -302,11 +302,23 @@ class LocalStack:
             self._lock_file = None
 
 
-def serve(host: str, port: int, data_dir: str) -> int:
-    logging.basicConfig(level=os.environ.get("CLOUDSTRYPE_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+# Libraries whose debug lines carry secrets: botocore logs each request's signed headers,
+# urllib3 the URLs (a presigned one is a credential), requests-oauthlib and oauthlib the token
+# requests and answers. At most their warnings reach the log, whatever its level.
+SECRET_TELLING_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "requests_oauthlib",
+                          "oauthlib")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # moto and werkzeug narrate every request; keep the console for what matters.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for name in SECRET_TELLING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def serve(host: str, port: int, data_dir: str) -> int:
+    configure_logging(os.environ.get("CLOUDSTRYPE_LOG_LEVEL", "WARNING"))
     stack = LocalStack(host, port, Path(data_dir))
     try:
         asyncio.run(stack.run())

@@ -81,6 +81,7 @@ def test_a_name_with_one_private_address_among_public_ones_is_refused(monkeypatc
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe",
+                                     "2002:7f00:1::", "2002:a9fe:a9fe::1",     # 6to4 (sweep)
                                      "169.254.169.254", "fd00:ec2::254", "0.0.0.0", "fe80::1",
                                      "100.64.1.1", "224.0.0.251", "255.255.255.255"])
 def test_addresses_of_the_servers_own_network_are_refused(monkeypatch, address):

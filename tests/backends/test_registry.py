@@ -107,6 +107,11 @@ def test_s3_optional_fields_get_defaults():
     ("s3", {**S3_CONFIG, "capacity": True}, "capacity", "from 1 to"),
     ("s3", {**S3_CONFIG, "capacity": "lots"}, "capacity", "from 1 to"),
     ("s3", {**S3_CONFIG, "access_key": 42}, "access_key", "text"),
+    # Into the signed headers: a line break echoed the whole signed header (operator sweep).
+    ("s3", {**S3_CONFIG, "access_key": "A\r\nX: y"}, "access_key", "printable ASCII"),
+    ("s3", {**S3_CONFIG, "access_key": "A B"}, "access_key", "no spaces"),
+    ("s3", {**S3_CONFIG, "access_key": "A" * 257}, "access_key", "1 to 256"),
+    ("s3", {**S3_CONFIG, "secret_key": "s3cr\x00t"}, "secret_key", "^s3: secret_key is not"),
     ("s3", {**S3_CONFIG, "bukket": "x"}, "bukket", "unknown field 'bukket'"),
     ("local", {"path": "relative/dir"}, "path", "absolute"),
     ("local", {}, "path", "path .* is required"),

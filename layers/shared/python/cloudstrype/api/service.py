@@ -143,11 +143,17 @@ class ServiceApp(Chalice):
                                        code="concurrent_change")
             return _json(conflict.status, conflict.body())
         except MetadataError as exc:
-            # Nothing was written; the message says what the operator must fix.
+            # Nothing was written. The log says what the operator must fix (it names the
+            # server's files); the caller is told what happened, not where.
             log.error("metadata store (request %s): %s", request_id, exc)
-            failure = errors.InsufficientStorage if isinstance(exc, StoreFull) \
-                else errors.ServiceUnavailable
-            failure = failure(f"{exc} (request {request_id})")
+            if isinstance(exc, StoreFull):
+                failure = errors.InsufficientStorage(
+                    f"The server's disk is full; nothing was written. Try again once its "
+                    f"operator has freed space (request {request_id}).")
+            else:
+                failure = errors.ServiceUnavailable(
+                    f"The server's metadata store could not do this now; nothing was written. "
+                    f"Try again (request {request_id}).")
             return _json(failure.status, failure.body(), {"Retry-After": "30"})
         except Exception:
             log.exception("unhandled error in %s %s (request %s)", request.method,

@@ -106,7 +106,9 @@ def _override_rules(raw: str) -> tuple[_Rule, ...]:
 def _why_blocked(address: IPAddress) -> str | None:
     """What kind of address this is, if the server must not reach it for a user."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or (
+        # An IPv4 address carried inside (mapped, 6to4's 2002::/16, NAT64) is judged as
+        # itself: a relay or the host's own stack may deliver to it.
+        embedded = address.ipv4_mapped or address.sixtofour or (
             ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
         if embedded is not None:
             return _why_blocked(embedded)

@@ -231,8 +231,12 @@ def _validate_s3(kind: str, config: dict) -> dict:
         "bucket": _text(kind, "bucket", config["bucket"], _BUCKET,
                         "2 to 255 letters, digits, '.', '-' or '_', starting with a letter "
                         "or digit"),
-        "access_key": _text(kind, "access_key", config["access_key"]),
-        "secret_key": _text(kind, "secret_key", config["secret_key"]),
+        # They go into the request's signed headers: printable, no spaces or line breaks
+        # (one held CR LF and the probe's error echoed the whole signed header).
+        "access_key": _text(kind, "access_key", config["access_key"], _CREDENTIAL,
+                            "1 to 256 printable ASCII characters, no spaces"),
+        "secret_key": _text(kind, "secret_key", config["secret_key"], _CREDENTIAL,
+                            "1 to 256 printable ASCII characters, no spaces", secret=True),
         "prefix": _prefix(config.get("prefix")),
         "capacity": _capacity(kind, config),
     }
@@ -349,12 +353,18 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _text(kind: str, name: str, value, pattern: re.Pattern | None = None, rule: str = "") -> str:
+_CREDENTIAL = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def _text(kind: str, name: str, value, pattern: re.Pattern | None = None, rule: str = "",
+          secret: bool = False) -> str:
+    """`secret`: a refusal does not repeat the value."""
     if not isinstance(value, str):
         raise ConfigError(f"{kind}: {name} must be text", field=name)
     value = value.strip()
     if pattern is not None and not pattern.fullmatch(value):
-        raise ConfigError(f"{kind}: {name} {value!r} is not valid: {rule}", field=name)
+        shown = "" if secret else f" {value!r}"
+        raise ConfigError(f"{kind}: {name}{shown} is not valid: {rule}", field=name)
     return value
 
 
