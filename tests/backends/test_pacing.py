@@ -249,3 +249,13 @@ def test_chunks_uploaded_through_the_api_to_throttled_providers_all_succeed(
         throttled, early = before[fake.name]
         assert fake.throttled > throttled, f"{fake.name} never throttled"
         assert fake.early_requests == early, f"{fake.name}: a request came before Retry-After"
+
+
+def test_a_request_whose_budget_is_spent_says_so_not_rate_limited(dropbox_fake):
+    """A token refresh that took 28 s of a 20 s budget was reported as "rate limited; the
+    next request may go in 0.0 s" (operator sweep): nothing was rate limited."""
+    backend = paced_backend(dropbox_fake, Pacer(Rate(per_second=50, burst=10)))
+    client = backend._client
+    with pytest.raises(BackendError, match="budget is spent") as raised:
+        client._wait_for_turn("Dropbox POST /upload", True, time.monotonic() - 28, 0.0)
+    assert "rate limited" not in str(raised.value)

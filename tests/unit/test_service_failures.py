@@ -52,6 +52,7 @@ def test_a_debug_log_leaves_out_what_libraries_say_of_credentials(tmp_path):
         "import logging\n"
         "from infra.local.server import configure_logging, SECRET_TELLING_LOGGERS\n"
         "configure_logging('DEBUG')\n"
+        "import cloudstrype.backends.oauth  # imported later by the functions\n"
         "for name in SECRET_TELLING_LOGGERS + ('botocore.endpoint', 'urllib3.connectionpool'):\n"
         "    logging.getLogger(name).debug('Authorization: AWS4-HMAC-SHA256 secret')\n"
         "    logging.getLogger(name).info('token: secret')\n"

@@ -228,6 +228,11 @@ class ProviderClient:
     def _wait_for_turn(self, where: str, write: bool, started: float, slept: float) -> float:
         """Sleep until the pacer lets this request go; the seconds slept."""
         spent = max(time.monotonic() - started, slept)
+        if spent >= self.policy.deadline:
+            # Spent already (a slow answer, a token refresh that took long): said as such,
+            # not as a rate limit, which there may be none of.
+            raise BackendError(f"{where}: this request's {self.policy.deadline:.0f} s budget "
+                               f"is spent ({spent:.0f} s so far); try again")
         try:
             wait = self.pacer.turn(write=write, budget=self.policy.deadline - spent,
                                    now=self.policy.clock())

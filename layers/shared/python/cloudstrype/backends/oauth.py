@@ -59,13 +59,15 @@ from .providers import (  # noqa: F401  (the provider table, importable from her
     provider_url_overrides,
 )
 
-logging.getLogger("requests_oauthlib").setLevel(logging.INFO)
+# Its debug lines hold token requests and answers (secrets): never below warnings, whatever the
+# process's level (the local server says the same of it: infra/local/server.py).
+logging.getLogger("requests_oauthlib").setLevel(logging.WARNING)
 
 TokenCallback = Callable[[dict], None]
 
 # Refresh this long before the access token's stated expiry, so a request never races it.
 REFRESH_MARGIN_SECONDS = 60
-TOKEN_REQUEST_TIMEOUT = (5.0, 30.0)
+TOKEN_REQUEST_TIMEOUT = (5.0, 10.0)
 # Token errors that mean the grant is gone and a person must connect the storage again.
 _DEAD_GRANT_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "access_denied"}
 
