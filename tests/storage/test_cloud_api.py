@@ -1,6 +1,7 @@
 """The cloud service over real HTTP: storages, sealed credentials, drain, raw blobs."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 from cloudstrype.metadata.sqlite import SqliteEngine
@@ -151,6 +152,28 @@ def test_one_directory_cannot_be_two_storages(fresh, api):
     theirs = stranger.api.post("/api/cloud/storages", json={
         "kind": "local", "config": {"path": first["settings"]["path"]}})
     assert_error(theirs, 409, "directory_in_use")
+
+
+def test_the_folder_of_a_storage_removed_while_away_says_what_to_do(fresh):
+    """Removed while its folder was away (moved, unmounted), the storage could not take its
+    marker with it: the folder back, adding it again said only that it is 'already a
+    Cloudstrype storage' (trash sweep), naming a storage that no longer exists."""
+    import shutil
+    disk = fresh.add_local("away")
+    folder = Path(disk["settings"]["path"])
+    aside = fresh.tmp / "aside"
+    shutil.move(folder, aside)
+    assert fresh.user.api.delete(f"/api/cloud/storages/{disk['id']}").status_code == 204
+    shutil.move(aside, folder)
+    again = fresh.user.api.post("/api/cloud/storages", json={
+        "kind": "local", "config": {"path": str(folder)}})
+    error = assert_error(again, 409, "directory_in_use")
+    assert f"storage that has been removed ({disk['id']})" in error["message"], error
+    assert "Empty the folder" in error["message"]
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    assert fresh.user.api.post("/api/cloud/storages", json={
+        "kind": "local", "config": {"path": str(folder)}}).status_code == 201
 
 
 def test_a_users_storages_have_distinct_names(fresh, api):

@@ -424,6 +424,14 @@ def _claim_directory(directory: Path, record: Storage) -> None:
         fd = os.open(directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                      0o600)
     except FileExistsError:
+        claimed_by = _marker_storage(directory)
+        if claimed_by is not None and not any(r.storage_id == claimed_by
+                                              for r in _store.every()):
+            raise errors.Conflict(
+                f"{directory} was the folder of a storage that has been removed "
+                f"({claimed_by}); what is left in it is no longer used. Empty the folder "
+                f"(its {MARKER} too) to use it again, or name another.",
+                code="directory_in_use") from None
         raise errors.Conflict(f"{directory} is already a Cloudstrype storage; give each storage "
                               f"its own directory.", code="directory_in_use") from None
     except OSError as exc:
@@ -436,6 +444,17 @@ def _claim_directory(directory: Path, record: Storage) -> None:
         _release_directory(directory)
         raise errors.Conflict(f"{directory} is not empty; a local storage starts in an empty "
                               f"or new folder.", code="directory_not_empty")
+
+
+def _marker_storage(directory: Path) -> str | None:
+    """The storage id a folder's marker names (None if it cannot be read as one)."""
+    try:
+        fd = os.open(directory / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as marker:
+            found = json.loads(marker.read(1024)).get("storage_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _release_directory(directory: Path) -> None:
