@@ -348,6 +348,8 @@ CONFIG_FIELDS = {
                      "examples": ["https://s3.eu-central-003.backblazeb2.com"]},
     "region": {"type": "string", "pattern": f"^{registry._REGION.pattern}$"},
     "bucket": {"type": "string", "pattern": f"^{registry._BUCKET.pattern}$"},
+    "access_key": {"type": "string", "pattern": f"^{registry._CREDENTIAL.pattern}$"},
+    "secret_key": {"type": "string", "pattern": f"^{registry._CREDENTIAL.pattern}$"},
     "prefix": {"type": "string", "pattern": "^[A-Za-z0-9._/-]{0,200}$"},
     "path": {"type": "string", "pattern": "^[A-Za-z0-9._/-]{1,200}$",
              "description": "A folder inside the operator's storage roots"},
