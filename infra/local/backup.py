@@ -34,6 +34,7 @@ from infra.local.services import (
     METADATA_FILE,
     SECRETS_DIR,
     foreign_folder,
+    fsync_directory,
 )
 
 
@@ -51,14 +52,6 @@ def _private(path: Path) -> None:
     for inner in path.rglob("*"):
         if not inner.is_symlink():
             os.chmod(inner, 0o700 if inner.is_dir() else 0o600)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _said(command: str, run) -> int:
@@ -177,7 +170,7 @@ def _restore(source: Path, target: Path) -> int:
         if (source / INSTALL_ID_FILE).is_file():
             shutil.copy2(source / INSTALL_ID_FILE, target / INSTALL_ID_FILE)
             os.chmod(target / INSTALL_ID_FILE, 0o600)
-        _fsync_directory(target)
+        fsync_directory(target)
     print(f"Restored {target} from {source}. Files written after the backup are not in it, and "
           f"their shares stay on the storages unused (no record names them now, and "
           f"maintenance only visits the shares records name). Storages whose provider "

@@ -135,6 +135,15 @@ def check_master_key(engine, master_key: Path) -> None:
             f"restore copies both); without it no stored file can be read.")
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make the renames and deletions in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def export_settings(decided: dict[str, str]) -> None:
     """Put decided settings (by field name) into this process's environment."""
     from cloudstrype.settings import Settings, reset_settings_cache

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from infra.local.services import LEGACY_STATE
+from infra.local.services import LEGACY_STATE, fsync_directory
 
 log = logging.getLogger("cloudstrype.local")
 
@@ -55,7 +54,7 @@ def import_if_needed(data_dir: Path) -> dict | None:
         # Imported before, by a start that stopped before it deleted the old file (or a
         # release that kept it).
         legacy.unlink()
-        _sync_directory(data_dir)
+        fsync_directory(data_dir)
         return None
     print(f"Importing {legacy} (written by an older Cloudstrype) into the metadata database…",
           flush=True)
@@ -66,19 +65,11 @@ def import_if_needed(data_dir: Path) -> dict | None:
     # The old file holds every user's password as moto kept it (in plain text) and the key that
     # unwraps their old keys: once all of it is in the database (counted, committed), it goes.
     legacy.unlink()
-    _sync_directory(data_dir)
+    fsync_directory(data_dir)
     print(f"Imported: {', '.join(f'{n} {name}' for name, n in sorted(counts.items()))}. The old "
           f"file held the passwords in plain text and is deleted; delete any copy of it too "
           f"(a backup of this folder taken before).", flush=True)
     return counts
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- reading the old state ---------------------------------------------------------------------

@@ -688,18 +688,26 @@ def test_a_promotion_lets_one_share_with_any_group_at_the_next_request(alice, ad
                  "not_a_member")
 
 
+def session_through(recipient, share_id: str) -> str:
+    """An upload session the recipient opens through the share, one 4 MiB part sent; its id."""
+    opened = recipient.api.post(f"{FS}/uploads", params={"share": share_id},
+                                json={"path": "/", "name": "big.bin",
+                                      "size": 4 * 1024 * 1024 + 1})
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    sent = recipient.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": share_id},
+                             data=os.urandom(4 * 1024 * 1024))
+    assert sent.status_code == 200, sent.text
+    assert recipient.api.get(f"{FS}/usage").json()["open_uploads"] >= 1
+    return upload_id
+
+
 def test_a_share_made_read_only_ends_the_uploads_under_way_through_it(alice, bob):
     """As a revoke does: the writer can no longer commit or abort them, and their parts are the
     owner's bytes (found by an attacker sweep: they stayed counted for a week)."""
     mkdir(alice, "/drop")
     s = share(alice, "/drop", "write", user=bob)["id"]
-    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
-                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
-    assert opened.status_code == 201, opened.text
-    upload_id = opened.json()["upload_id"]
-    sent = bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
-                       data=os.urandom(4 * 1024 * 1024))
-    assert sent.status_code == 200, sent.text
+    upload_id = session_through(bob, s)
     assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 1
 
     assert alice.api.put(f"{FS}/shares/{s}", json={"level": "read"}).status_code == 200
@@ -715,12 +723,7 @@ def test_sharing_again_read_only_ends_the_uploads_under_way_as_put_does(alice, b
     committed) when the share was made writable again (sharing sweep)."""
     mkdir(alice, "/drop2")
     s = share(alice, "/drop2", "write", user=bob)["id"]
-    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
-                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
-    assert opened.status_code == 201, opened.text
-    upload_id = opened.json()["upload_id"]
-    assert bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
-                       data=os.urandom(4 * 1024 * 1024)).status_code == 200
+    upload_id = session_through(bob, s)
 
     again = alice.api.post(f"{FS}/shares", json={"path": "/drop2", "user": bob.username,
                                                   "level": "read"})
@@ -741,12 +744,7 @@ def test_an_item_deleted_for_good_takes_its_shares_links_and_sessions_with_it(al
     s = share(alice, "/gone", "write", user=bob)["id"]
     link = alice.api.post(f"{FS}/links", json={"path": "/gone/a.txt"})
     assert link.status_code == 201, link.text
-    opened = bob.api.post(f"{FS}/uploads", params={"share": s},
-                          json={"path": "/", "name": "big.bin", "size": 4 * 1024 * 1024 + 1})
-    assert opened.status_code == 201, opened.text
-    upload_id = opened.json()["upload_id"]
-    assert bob.api.put(f"{FS}/uploads/{upload_id}/parts/0", params={"share": s},
-                       data=os.urandom(4 * 1024 * 1024)).status_code == 200
+    session_through(bob, s)
 
     folder = alice.api.get(f"{FS}/info", params={"path": "/gone"}).json()["id"]
     assert alice.api.delete(f"{FS}/info/{folder}").status_code == 204
