@@ -49,18 +49,34 @@ def _identity(args):
 
     from infra.local.services import METADATA_FILE
 
-    if args.admin_command != "create" and not (data_dir / METADATA_FILE).exists():
-        # A mistyped --data-dir would otherwise become a new, empty one with no users in it.
+    if not (data_dir / METADATA_FILE).exists():
+        # A mistyped (or left out) --data-dir would otherwise become a new, empty one, and an
+        # admin created there is not the running server's (it reported success all the same).
         raise errors.NotFound(f"{data_dir} holds no Cloudstrype data (no {METADATA_FILE}); give "
-                              f"the --data-dir that 'cloudstrype serve' uses")
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                              f"the --data-dir that 'cloudstrype serve' uses (start it once "
+                              f"first for a new one)")
     engine = SqliteEngine(str(data_dir / METADATA_FILE))
     try:
-        engine.create_tables(schema.all_tables())   # a data directory never served yet
+        engine.create_tables(schema.all_tables())   # one served by an older release
         # No signing key: creating and promoting users issues no token.
         yield LocalIdentity(None, "", "", store=IdentityStore(engine))
     finally:
         engine.close()
+
+
+def _new_password() -> str:
+    """Asked twice on a terminal (a typo would make an admin no one can sign in as); else the
+    first line of stdin, as `login --password-stdin` reads it."""
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise errors.BadRequest("no password: type it at the prompt, or give it on the "
+                                    "first line of stdin")
+        return password
+    password = getpass.getpass("Password for the new admin: ")
+    if getpass.getpass("The same again: ") != password:
+        raise errors.BadRequest("the two passwords differ; nothing was created")
+    return password
 
 
 def run_admin(args) -> int:
@@ -69,7 +85,7 @@ def run_admin(args) -> int:
     try:
         with _identity(args) as identity:
             if args.admin_command == "create":
-                password = args.password or getpass.getpass("Password for the new admin: ")
+                password = args.password or _new_password()
                 users.validate_username(args.username)
                 users.validate_email(args.email)
                 users.validate_password(password)

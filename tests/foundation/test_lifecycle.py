@@ -248,6 +248,25 @@ def test_admin_promote_on_a_mistyped_data_dir_says_so_and_makes_nothing(tmp_path
     assert done.returncode == 1, done
     assert "holds no Cloudstrype data" in done.stderr
     assert not typo.exists()
+    # create too: without --data-dir (or with a wrong one) it made a new database beside the
+    # running server's and said the admin was made (README walk).
+    made = cli("admin", "create", "root", "--email", "root@example.org", "--data-dir",
+               str(typo), input="Adm1nPassword\n")
+    assert made.returncode == 1, made
+    assert "holds no Cloudstrype data" in made.stderr and not typo.exists()
+
+
+def test_admin_create_reads_its_password_from_stdin_when_not_a_terminal(stack, api):
+    """It crashed (EOFError, a traceback) with no terminal and nothing on stdin."""
+    nothing = cli("admin", "create", "nobody", "--email", "n@example.org", "--data-dir",
+                  str(stack.data_dir), input="")
+    assert nothing.returncode == 2, nothing
+    assert "no password" in nothing.stderr and "Traceback" not in nothing.stderr
+    username = f"root{os.getpid()}"
+    made = cli("admin", "create", username, "--email", f"{username}@example.org",
+               "--data-dir", str(stack.data_dir), input="Adm1nPassword\n")
+    assert made.returncode == 0, made.stderr
+    assert login(api, username, "Adm1nPassword")["access_token"]
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess:
