@@ -49,7 +49,14 @@ BUSY_WAIT_SECONDS = 120.0
 # A wait the server asks for that is said (shorter ones pass unsaid).
 WAIT_TOLD_SECONDS = 5
 CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 120
+# The gateway answers every request within 29 s (API Gateway's integration timeout, which the
+# local gateway keeps too: a 504 then), so a server silent past this is gone quiet: waiting 120 s
+# five times made `ls` against a stalled server take ten minutes.
+READ_TIMEOUT = 35
+# A request's body is sent under the same socket timeout, which counts the whole send: a 4 MiB
+# part on a slow uplink took longer than any fixed wait (every part of a file over 4 MiB timed
+# out, and was sent again, below ~35 KB/s). A body may take as long as this rate allows.
+SLOWEST_UPLOAD_BYTES_PER_SECOND = 8 * 1024
 # How much of a body of unknown length is read at a time.
 READ_PIECE = 1024 * 1024
 # The filesystem routes that take ?share= (docs/sharing-api.md): all but the caller's own
@@ -211,10 +218,13 @@ class Client:
         all_headers = dict(headers or {})
         if auth:
             all_headers["Authorization"] = f"Bearer {auth}"
+        if timeout is None:
+            sending = _body_length(kwargs)
+            timeout = (CONNECT_TIMEOUT,
+                       max(READ_TIMEOUT, sending / SLOWEST_UPLOAD_BYTES_PER_SECOND))
         try:
             return self.session.request(method, self.server + path, headers=all_headers,
-                                        timeout=timeout or (CONNECT_TIMEOUT, READ_TIMEOUT),
-                                        **kwargs)
+                                        timeout=timeout, **kwargs)
         except requests.exceptions.InvalidURL as exc:
             raise CliError(f"The server address {self.server!r} is not a valid URL ({exc}).",
                            2) from None
@@ -264,12 +274,13 @@ class Client:
                 raise AuthError("Not logged in; run 'cloudstrype login'.")
             try:
                 response = send(token)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # (ChunkedEncodingError: the answer's body broke off as it was read)
                 if attempt < attempts:
                     self.backoff(attempt)
                     continue
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
-                raise CliError(f"Cannot reach the server at {self.server} ({kind}: "
+                raise CliError(f"Cannot reach the server at {self.server} ({_failure(exc)}: "
                                f"{_short(exc)}).", UNREACHABLE) from None
             if response.status_code == 401 and auth and not self.fixed_token \
                     and self.credentials and not refreshed and _token_refused(response):
@@ -517,12 +528,38 @@ def _socket_readinto(response: requests.Response):
     return raw.readinto
 
 
+def _body_length(kwargs: dict) -> int:
+    """The bytes a request's body carries (data as bytes, files as (name, bytes, ...))."""
+    total = 0
+    data = kwargs.get("data")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        total += len(data)
+    for value in (kwargs.get("files") or {}).values():
+        content = value[1] if isinstance(value, tuple) and len(value) > 1 else value
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            total += len(content)
+    return total
+
+
+def _failure(exc: Exception) -> str:
+    """What went wrong with a request that got no answer, in a word or three."""
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time"
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.ConnectionError) and any(
+            marker in text for marker in ("NewConnectionError", "Connection refused",
+                                          "Name or service not known", "No route to host")):
+        return "could not connect"
+    return "the connection was lost"
+
+
 def _short(exc: Exception) -> str:
     text = str(exc)
     # urllib3 nests reasons; the last clause is the useful one
     if "Caused by" in text or "(" in text:
         for marker in ("Connection refused", "Name or service not known", "timed out",
-                       "No route to host", "Connection reset"):
+                       "No route to host", "Connection reset", "Connection broken",
+                       "Connection aborted", "Remote end closed connection"):
             if marker in text:
                 return marker
     return text[:160]

@@ -435,6 +435,12 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
     return uploads, directories
 
 
+def _answer_lost(exc: CliError) -> bool:
+    """Whether a request that failed so may have done its work all the same: the connection
+    failed (perhaps after the request was sent), or a gateway lost the server's answer."""
+    return exc.exit_code == UNREACHABLE or exc.status in (502, 504)
+
+
 def _modified_seconds(entry: dict) -> float | None:
     return _timestamp(entry.get("modified"))
 
@@ -543,10 +549,17 @@ class Uploader:
         fields = {"path": item.directory, "name": item.name}
         if mtime is not None:
             fields["mtime"] = f"{mtime:.6f}"
-        node = self.client.request(
-            "POST", "/api/filesystem/data", retry=True, ok=(201,), what=item.remote,
+        found: dict[str, dict] = {}
+
+        def landed() -> bool:
+            found.update(self._landed(item.directory, {item.name: (len(data), digest, mtime)}))
+            return bool(found)
+
+        node = self._sent_once(lambda: self.client.request(
+            "POST", "/api/filesystem/data", retry=False, ok=(201,), what=item.remote,
             data=fields,
-            files={"file": (item.name, data, "application/octet-stream")}).json()
+            files={"file": (item.name, data, "application/octet-stream")}).json(), landed)
+        node = found[item.name] if node is None else node
         if node.get("size") != len(data) or (node.get("sha256") and node["sha256"] != digest):
             raise CliError(f"{item.remote}: the server stored {node.get('size')} bytes with "
                            f"sha256 {node.get('sha256')}; expected {len(data)} bytes, {digest}.")
@@ -758,13 +771,7 @@ class Uploader:
             if not sent:
                 return failures + self._each_alone(grown)
             directory = sent[0].directory
-            body, content_type = multipart_form(
-                [("path", directory), ("mtimes", json.dumps(mtimes))], parts)
-        answer = self.client.request(
-            "POST", "/api/filesystem/batch", retry=True, ok=(207,),
-            what=f"{directory} (a batch of {len(sent)} files)", data=body,
-            headers={"Content-Type": content_type}).json()
-        results = {r.get("name"): r for r in answer.get("results") or []}
+        results = self._post_batch(directory, parts, mtimes, digests)
         for item in sent:
             result = results.get(item.name)
             if result is None:
@@ -789,6 +796,86 @@ class Uploader:
             self.progress.advance(size)
             self.progress.file_done()
         return failures + self._each_alone(grown)
+
+    def _post_batch(self, directory: str, parts: list[tuple[str, bytes]],
+                    mtimes: dict[str, float], digests: dict[str, tuple[int, str]]
+                    ) -> dict[str, dict]:
+        """POST /batch of `parts` (name, bytes); each file's result by name. An upload is not
+        idempotent (each stores a version): when an attempt's answer is lost (the connection
+        broke after the request went, a gateway's 502 or 504), the files already there as
+        they were being sent are taken as stored, and only the others are sent again (a
+        retry of the whole batch stored every file of it a second time, as a new version)."""
+        results: dict[str, dict] = {}
+        pending = list(parts)
+
+        def post() -> dict:
+            mine = {name: mtimes[name] for name, _ in pending if name in mtimes}
+            body, content_type = multipart_form(
+                [("path", directory), ("mtimes", json.dumps(mine))], pending)
+            return self.client.request(
+                "POST", "/api/filesystem/batch", retry=False, ok=(207,),
+                what=f"{directory} (a batch of {len(pending)} files)", data=body,
+                headers={"Content-Type": content_type}).json()
+
+        def landed() -> bool:
+            found = self._landed(directory, {name: (*digests[name], mtimes.get(name))
+                                             for name, _ in pending})
+            results.update({name: {"name": name, "status": 201, "file": node}
+                            for name, node in found.items()})
+            pending[:] = [(name, data) for name, data in pending if name not in found]
+            return not pending
+
+        answer = self._sent_once(post, landed)
+        if answer is not None:
+            results.update({r.get("name"): r for r in answer.get("results") or []})
+        return results
+
+    def _sent_once(self, post, landed) -> dict | None:
+        """post() (a non-idempotent upload) until it is answered, as Client.request retries;
+        after an attempt whose answer was lost, landed() first says whether what it sends is
+        stored already (and trims what the next post() sends to what is not): None when all
+        of it was."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return post()
+            except CliError as exc:
+                if attempt > self.client.retries:
+                    raise
+                if _answer_lost(exc):
+                    if landed():
+                        return None
+                elif exc.status not in (429, 503) or exc.permanent:
+                    raise               # refused as it is: not sent again
+            self.client.backoff(attempt)
+
+    def _landed(self, directory: str, expected: dict[str, tuple[int, str, float | None]]
+                ) -> dict[str, dict]:
+        """Of the files `expected` (name: size, sha256, mtime sent or None) in `directory`,
+        those the server holds now as they were being sent (by the rule a later `put` skips
+        them by, and their sha256): an upload whose answer was lost stored them."""
+        try:
+            if len(expected) == 1:
+                (name,) = expected
+                found = remote.stat(self.client, remote.join(directory, name))
+                entries = [found] if found is not None else []
+            else:
+                entries = remote.list_dir(self.client, directory)
+        except CliError:
+            return {}               # not there, or the server still unreachable: send again
+        landed = {}
+        for entry in entries:
+            name = entry.get("name")
+            if name not in expected or entry.get("type") != remote.FILE:
+                continue
+            size, digest, mtime = expected[name]
+            modified = _modified_seconds(entry)
+            if entry.get("size") == size and entry.get("sha256") == digest and (
+                    mtime is None or (modified is not None and
+                                      abs(modified - mtime) <= MODIFY_WINDOW)):
+                landed[name] = entry
+        return landed
 
     def _each_alone(self, items: list[Upload]) -> list[tuple[Upload, BaseException]]:
         """Upload each of `items` alone; the ones that failed, each with its error."""

@@ -328,11 +328,19 @@ class Gateway:
             return _error(431, "headers_too_large", f"The request line and headers are {head} "
                           f"bytes; API Gateway takes at most {limits.REST_HEADERS_MAX_BYTES}.")
         pieces, received = [], 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            pieces.append(chunk)
-            received += len(chunk)
-            if received > limits.REST_REQUEST_MAX_BYTES:
-                return _too_large()
+        try:
+            async for chunk in request.content.iter_chunked(256 * 1024):
+                pieces.append(chunk)
+                received += len(chunk)
+                if received > limits.REST_REQUEST_MAX_BYTES:
+                    return _too_large()
+        except ConnectionResetError:
+            # The client went away before its request was whole (a bad network does that):
+            # nothing ran and no one is left to answer; a line, not a stack trace.
+            log.info("client went away mid-request: %s %s", request.method,
+                     redact(request.path))
+            return _error(400, "request_incomplete", "The connection closed before the "
+                          "request was whole.")
         body = b"".join(pieces)
         del pieces
 

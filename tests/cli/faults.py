@@ -9,6 +9,8 @@ picks (method, path and optionally the Range header, for the first `times` match
   way);
 * ``cut``: the stack's answer goes back with its full Content-Length but only half its body,
   then the connection closes (a download broken half-way);
+* ``lost``: the stack does the request, then the connection closes with none of its answer
+  (the work done, the answer lost on the way back);
 * ``slow``: passed on as any other, after waiting ``delay`` seconds (a slow network, so that a
   test can interrupt a transfer half-way);
 * ``call``: passed on as any other, after ``call()`` has run (something done to the server at
@@ -44,7 +46,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 class Rule:
     method: str
     path: re.Pattern
-    action: str                      # "status", "drop", "cut" or "slow"
+    action: str                      # "status", "drop", "cut", "lost" or "slow"
     status: int = 0
     delay: float = 0.0
     range: re.Pattern | None = None
@@ -125,6 +127,9 @@ class FaultyProxy:
                     data = answer.read()
                 finally:
                     upstream.close()
+                if rule is not None and rule.action == "lost":
+                    self._close()
+                    return
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
