@@ -236,17 +236,19 @@ class Client:
 
     def request(self, method: str, path: str, *, auth: bool = True, retry: bool | None = None,
                 ok: tuple[int, ...] | None = None, what: str | None = None,
-                **kwargs) -> requests.Response:
+                resend_lost: bool = True, **kwargs) -> requests.Response:
         """Send a request; a status outside `ok` (default: any 2xx/3xx) raises CliError.
 
         `retry` (default: for GET, HEAD, PUT, DELETE) re-sends after transient failures; bodies
-        passed as bytes can be re-sent, generators cannot."""
+        passed as bytes can be re-sent, generators cannot. `resend_lost` False: not after one
+        whose answer may have been lost on the way (the connection failed, a gateway's 502 or
+        504), which the caller settles itself (it may have done its work)."""
         if retry is None:
             retry = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
         kwargs["params"] = self._scoped(path, kwargs.get("params"))
         response = self._exchange(
             lambda token: self._send(method, path, auth=token, **kwargs), auth=auth,
-            attempts=self.retries + 1 if retry else 1)
+            attempts=self.retries + 1 if retry else 1, resend_lost=resend_lost)
         if (ok is not None and response.status_code not in ok) or \
                 (ok is None and response.status_code >= 400):
             raise self._refusal(response, what, auth)
@@ -258,7 +260,8 @@ class Client:
             return {**(params or {}), "share": self.share}
         return params
 
-    def _exchange(self, send, *, auth: bool, attempts: int) -> requests.Response:
+    def _exchange(self, send, *, auth: bool, attempts: int,
+                  resend_lost: bool = True) -> requests.Response:
         """send(token) until its answer stands: again after a failure that may pass (a lost
         connection, 429/502/503/504) up to `attempts` times, with backoff; once more with
         fresh tokens after a 401 that refuses the token."""
@@ -277,7 +280,7 @@ class Client:
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 # (ChunkedEncodingError: the answer's body broke off as it was read)
-                if attempt < attempts:
+                if attempt < attempts and resend_lost:
                     self.backoff(attempt)
                     continue
                 raise CliError(f"Cannot reach the server at {self.server} ({_failure(exc)}: "
@@ -299,6 +302,8 @@ class Client:
                     attempt -= 1
                     self.backoff(min(busy_waits, 3), response.headers.get("Retry-After"))
                     continue
+            if response.status_code in (502, 504) and not resend_lost:
+                return response         # the answer may be lost, the work done: the caller's
             if response.status_code in RETRY_STATUSES and not _for_good(response):
                 code = _error_code(response) if response.status_code == 503 else None
                 if code in WAITED_OUT_ONCE:

@@ -556,7 +556,8 @@ class Uploader:
             return bool(found)
 
         node = self._sent_once(lambda: self.client.request(
-            "POST", "/api/filesystem/data", retry=False, ok=(201,), what=item.remote,
+            "POST", "/api/filesystem/data", retry=True, resend_lost=False, ok=(201,),
+            what=item.remote,
             data=fields,
             files={"file": (item.name, data, "application/octet-stream")}).json(), landed)
         node = found[item.name] if node is None else node
@@ -813,7 +814,7 @@ class Uploader:
             body, content_type = multipart_form(
                 [("path", directory), ("mtimes", json.dumps(mine))], pending)
             return self.client.request(
-                "POST", "/api/filesystem/batch", retry=False, ok=(207,),
+                "POST", "/api/filesystem/batch", retry=True, resend_lost=False, ok=(207,),
                 what=f"{directory} (a batch of {len(pending)} files)", data=body,
                 headers={"Content-Type": content_type}).json()
 
@@ -831,23 +832,20 @@ class Uploader:
         return results
 
     def _sent_once(self, post, landed) -> dict | None:
-        """post() (a non-idempotent upload) until it is answered, as Client.request retries;
-        after an attempt whose answer was lost, landed() first says whether what it sends is
-        stored already (and trims what the next post() sends to what is not): None when all
-        of it was."""
+        """post() (a non-idempotent upload, sent with resend_lost=False: Client.request still
+        waits out what ran nothing, 429 and 503) until it is answered; after an attempt whose
+        answer was lost, landed() first says whether what it sends is stored already (and
+        trims what the next post() sends to what is not): None when all of it was."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 return post()
             except CliError as exc:
-                if attempt > self.client.retries:
+                if attempt > self.client.retries or not _answer_lost(exc):
                     raise
-                if _answer_lost(exc):
-                    if landed():
-                        return None
-                elif exc.status not in (429, 503) or exc.permanent:
-                    raise               # refused as it is: not sent again
+            if landed():
+                return None
             self.client.backoff(attempt)
 
     def _landed(self, directory: str, expected: dict[str, tuple[int, str, float | None]]

@@ -7,6 +7,8 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import requests
@@ -215,7 +217,6 @@ def test_a_stop_does_not_wait_for_a_storage_that_never_answers(tmp_path):
     """A read hedged past a share that never answers (here a named pipe nobody writes, where
     the share file was) leaves a work thread waiting on it for good; Ctrl-C still stops the
     server at once, the file's other copy having answered the request."""
-    import time
     stack = start_stack(tmp_path / "data")
     try:
         user = register_and_login(Api(stack.url))
@@ -454,15 +455,19 @@ def test_listening_beyond_loopback_in_plain_http_warns(tmp_path):
          "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         env={k: v for k, v in os.environ.items() if k != "CLOUDSTRYPE_PUBLIC_URL"})
-    said = []
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(server.stdout), daemon=True)
+    reader.start()
     try:
-        for line in server.stdout:
-            said.append(line)
-            if "Warning" in line or len(said) > 20:
-                break
+        deadline = time.monotonic() + 60
+        # The warning comes right after the line saying where it runs.
+        while time.monotonic() < deadline and not any("is running at" in x for x in said):
+            time.sleep(0.1)
+        time.sleep(1)
     finally:
         server.send_signal(signal.SIGINT)
-        server.communicate(timeout=60)
+        server.wait(timeout=60)
+        reader.join(timeout=10)
     assert any("Warning: listening on 0.0.0.0 in plain HTTP" in line for line in said), said
 
 
