@@ -254,6 +254,19 @@ class Client:
             raise self._refusal(response, what, auth)
         return response
 
+    def delete_settled(self, path: str, *, ok: tuple[int, ...],
+                       what: str | None = None) -> requests.Response:
+        """DELETE `path`; when an attempt's answer was lost on the way (it may have done the
+        work), the next attempt's 404 means it did (a retried delete said "not found" though
+        the first one had deleted)."""
+        try:
+            return self.request("DELETE", path, ok=ok, resend_lost=False, what=what)
+        except CliError as exc:
+            if not (exc.exit_code == UNREACHABLE or exc.status in (502, 504)):
+                raise
+        self.backoff(1)
+        return self.request("DELETE", path, ok=ok + (404,), what=what)
+
     def _scoped(self, path: str, params: dict | None) -> dict | None:
         """The query of a request to `path`: inside the client's share, if it works in one."""
         if self.share and SHARE_SCOPED.match(path):

@@ -485,9 +485,9 @@ def _rm_versions(client, args) -> int:
         url = f"/api/filesystem/info/{node['id']}/versions/{quote(version, safe='')}"
         try:
             for _ in range(VERSION_DELETE_ROUNDS):
-                answer = client.request("DELETE", url, ok=(202, 204), retry=True,
-                                        what=f"{path} version {version}")
-                if answer.status_code == 204:
+                answer = client.delete_settled(url, ok=(202, 204),
+                                               what=f"{path} version {version}")
+                if answer.status_code in (204, 404):        # (404: a lost answer's delete)
                     break
             else:
                 raise CliError(f"{path}: version {version} is still being freed; run the same "
@@ -1150,8 +1150,8 @@ def cmd_trash_restore(args) -> int:
 def cmd_trash_delete(args) -> int:
     client = _client(args)
     item = _trash_item(client, args.item)
-    client.request("DELETE", f"{FS}/trash/{item['id']}", ok=(204,),
-                   what=f"deleting {item.get('original_path')}")
+    client.delete_settled(f"{FS}/trash/{item['id']}", ok=(204,),
+                          what=f"deleting {item.get('original_path')}")
     if not args.quiet:
         print(shown(f"Deleted {item.get('original_path')} for good."), file=sys.stderr)
     return OK

@@ -243,3 +243,29 @@ def test_an_answer_cut_short_is_asked_for_again(cli, cli_user, tmp_path, proxy):
     listed = cli.ok("ls", "-l", root, env=proxy.env(cli_user.access_token))
     assert "note.txt" in listed.stdout
     assert proxy.count("GET", r"^/api/filesystem/info$") >= 2
+
+
+def test_a_delete_whose_answer_was_lost_is_not_reported_as_not_found(cli, cli_user, tmp_path,
+                                                                     proxy):
+    """Retried after a lost answer, `rm --version` and `trash delete` met the 404 their first
+    attempt had caused and said "not found", exit 4, though it was done (network sweep)."""
+    root = _root()
+    source = tmp_path / "v.txt"
+    source.write_bytes(b"one")
+    cli.ok("put", str(source), f"{root}/v.txt")
+    source.write_bytes(b"two, longer")
+    cli.ok("put", str(source), f"{root}/v.txt")
+    old = remote_info(cli_user, f"{root}/v.txt")["versions"][0]["version"]
+    env = proxy.env(cli_user.access_token)
+    proxy.fail("DELETE", r"/versions/", "lost")
+    cli.ok("rm", "--version", old, f"{root}/v.txt", env=env)
+    assert len(remote_info(cli_user, f"{root}/v.txt")["versions"]) == 1
+
+    cli.ok("rm", f"{root}/v.txt")
+    proxy.fail("DELETE", r"^/api/filesystem/trash/", "lost")
+    done = cli.ok("trash", "delete", f"{root}/v.txt", env=env)
+    assert "Deleted" in done.stderr
+    assert proxy.count("DELETE", r"^/api/filesystem/trash/") == 2
+    # A delete of what never was is still "not found" (the 404 counts only after a loss).
+    missing = cli.run("rm", "--version", "0" * 21, f"{root}/missing.txt", env=env)
+    assert missing.returncode == 4, missing.stderr
