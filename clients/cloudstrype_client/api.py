@@ -262,7 +262,7 @@ class Client:
         try:
             return self.request("DELETE", path, ok=ok, resend_lost=False, what=what)
         except CliError as exc:
-            if not (exc.exit_code == UNREACHABLE or exc.status in (502, 504)):
+            if not answer_lost(exc):
                 raise
         self.backoff(1)
         return self.request("DELETE", path, ok=ok + (404,), what=what)
@@ -544,6 +544,13 @@ def _socket_readinto(response: requests.Response):
             getattr(raw, "_fp_bytes_read", None) == 0 and not getattr(raw, "_decoded_buffer", None):
         return plain.readinto
     return raw.readinto
+
+
+def answer_lost(exc: CliError) -> bool:
+    """Whether a request that failed so may have done its work all the same (what a request
+    sent with resend_lost=False leaves to its caller): the connection failed, perhaps after the
+    request was sent, or a gateway lost the server's answer."""
+    return exc.exit_code == UNREACHABLE or exc.status in (502, 504)
 
 
 def _body_length(kwargs: dict) -> int:

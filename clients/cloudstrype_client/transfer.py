@@ -67,7 +67,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from cloudstrype_client import local_transfer, remote
-from cloudstrype_client.api import READ_TIMEOUT, Body, BodyBroken, Client
+from cloudstrype_client.api import READ_TIMEOUT, Body, BodyBroken, Client, answer_lost
 from cloudstrype_client.config import UploadState
 from cloudstrype_client.display import shown
 from cloudstrype_client.errors import (
@@ -433,12 +433,6 @@ def plan_put(client: Client, sources: list[str], dest: str, warn,
             dest_node()
             raise UsageError(f"{source} is not a regular file or a directory.")
     return uploads, directories
-
-
-def _answer_lost(exc: CliError) -> bool:
-    """Whether a request that failed so may have done its work all the same: the connection
-    failed (perhaps after the request was sent), or a gateway lost the server's answer."""
-    return exc.exit_code == UNREACHABLE or exc.status in (502, 504)
 
 
 def _modified_seconds(entry: dict) -> float | None:
@@ -842,7 +836,7 @@ class Uploader:
             try:
                 return post()
             except CliError as exc:
-                if attempt > self.client.retries or not _answer_lost(exc):
+                if attempt > self.client.retries or not answer_lost(exc):
                     raise
             if landed():
                 return None
