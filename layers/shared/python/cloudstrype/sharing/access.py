@@ -6,6 +6,7 @@ request only.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cloudstrype import errors
@@ -55,15 +56,14 @@ class Viewer:
             return share.grantee == self.user_id
         if share.grantee_kind != GROUP or share.grantee not in self.groups:
             return False
-        # Only the group the share was made to: a group deleted and made again under the same
-        # name is another group, and inherits nothing.
         if share.grantee not in self._group_created:
             self._group_created[share.grantee] = get_identity().group_created(share.grantee)
-        if not made_to_the_group_now(share, self._group_created[share.grantee]):
-            return False
-        if share.owner not in self._owner_groups:
-            self._owner_groups[share.owner] = groups_of_owner(share)
-        return owner_may_share_with(share, self._owner_groups[share.owner])
+
+        def owner_groups() -> frozenset[str]:
+            if share.owner not in self._owner_groups:
+                self._owner_groups[share.owner] = groups_of_owner(share)
+            return self._owner_groups[share.owner]
+        return group_share_void(share, self._group_created[share.grantee], owner_groups) is None
 
 
 def best(levels) -> str | None:
@@ -115,6 +115,23 @@ def owner_may_share_with(share: Share, owner_groups: frozenset[str]) -> bool:
     admin), as when it was made. An owner taken out of the group stops sharing with it, and
     it grants again if they are put back."""
     return share.grantee in owner_groups or "admins" in owner_groups
+
+
+def group_share_void(share: Share, group_created: float | None,
+                     owner_groups: Callable[[], frozenset[str]]) -> str | None:
+    """Why a group share grants its group's members nothing now (None: it grants), in words
+    for its owner: the group deleted; made again since the share (a group deleted and made
+    again under the same name is another group, and inherits nothing); the owner no longer
+    in it. `group_created`: when the group of that name was made (None: there is none);
+    `owner_groups()`, the owner's groups now, is asked only when the rest holds."""
+    if group_created is None:
+        return f"the group {share.grantee_name} is deleted"
+    if not made_to_the_group_now(share, group_created):
+        return (f"made to an earlier group named {share.grantee_name}, deleted since; "
+                f"share the item with the group again")
+    if not owner_may_share_with(share, owner_groups()):
+        return f"you are no longer in the group {share.grantee_name}"
+    return None
 
 
 def made_to_the_group_now(share: Share, group_created: float | None) -> bool:

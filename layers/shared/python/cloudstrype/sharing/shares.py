@@ -10,10 +10,10 @@ from cloudstrype.identity import get_identity
 from cloudstrype.metadata.engine import BadCursor
 from cloudstrype.sharing.access import (
     Viewer,
+    group_share_void,
     groups_of_owner,
     made_to_the_group_now,
     owner_active,
-    owner_may_share_with,
 )
 from cloudstrype.sharing.scope import SHARE_ID_RE, share_not_found
 from cloudstrype.sharing.store import (
@@ -170,17 +170,12 @@ class _GrantsNow:
             return None
         if share.grantee not in self._created:
             self._created[share.grantee] = get_identity().group_created(share.grantee)
-        created = self._created[share.grantee]
-        if created is None:
-            return f"the group {share.grantee_name} is deleted"
-        if not made_to_the_group_now(share, created):
-            return (f"made to an earlier group named {share.grantee_name}, deleted since; "
-                    f"share the item with the group again")
-        if self._owner_groups is None:
-            self._owner_groups = groups_of_owner(share)
-        if not owner_may_share_with(share, self._owner_groups):
-            return f"you are no longer in the group {share.grantee_name}"
-        return None
+
+        def owner_groups() -> frozenset[str]:
+            if self._owner_groups is None:
+                self._owner_groups = groups_of_owner(share)
+            return self._owner_groups
+        return group_share_void(share, self._created[share.grantee], owner_groups)
 
 
 def for_recipient(share: Share, node: Node) -> dict:
@@ -355,12 +350,13 @@ def granted_to_group(group, limit: int, cursor: str | None) -> dict:
         raise errors.BadRequest("The 'cursor' is not one this API gave out.",
                                 code="invalid_cursor", details={"field": "cursor"}) from None
     listed = []
+    created = get_identity().group_created(group)
     for share in found:
         # The index may lag a revoke: re-read the share itself.
         current = store.get_share(share.share_id)
         node = _node_or_none(share.owner, share.node_id) if current and \
-            _made_to_the_group_now(current) and owner_active(current.owner) and \
-            owner_may_share_with(current, groups_of_owner(current)) else None
+            owner_active(current.owner) and group_share_void(
+                current, created, lambda held=current: groups_of_owner(held)) is None else None
         if node is not None:
             listed.append(for_admin(current, node))
     return {"group": group, "shares": listed, "next_cursor": next_cursor}
