@@ -599,20 +599,27 @@ class Uploader:
             if isinstance(stale.get("upload_id"), str):
                 self._abandon(f"/api/filesystem/uploads/{quote(stale['upload_id'], safe='')}",
                               stale_key)
-        # The hash is computed while the parts go up and declared at the commit.
-        session = self.client.post_json("/api/filesystem/uploads", {
-            "path": item.directory, "name": item.name, "size": item.size},
-            ok=(201,), what=item.remote)
+        # The session's id is chosen here and remembered before it is asked for, so the
+        # request can be sent again after its answer was lost (the server answers the session
+        # it opened then), and a later run finds a session whose every answer was lost.
+        upload_id = os.urandom(12).hex()
         try:
-            self.state.put(key, {"upload_id": session["upload_id"], "remote": item.remote})
+            self.state.put(key, {"upload_id": upload_id, "remote": item.remote})
         except OSError as exc:
-            # A session no later run could find to resume: freed at once, and the file
-            # that could not be written is named (not the file being sent).
-            self._abandon(f"/api/filesystem/uploads/{session['upload_id']}", key)
+            # The file that could not be written is named (not the file being sent).
             raise CliError(f"{item.remote}: the upload could not be recorded in "
                            f"{self.state.path} for a later run to resume "
                            f"({exc.strerror or exc}); nothing was sent. Free space there, or "
                            f"set XDG_CONFIG_HOME to a folder with room.") from None
+        try:
+            # The hash is computed while the parts go up and declared at the commit.
+            session = self.client.post_json("/api/filesystem/uploads", {
+                "path": item.directory, "name": item.name, "size": item.size,
+                "upload_id": upload_id}, ok=(200, 201), retry=True, what=item.remote)
+        except CliError as exc:
+            if not answer_lost(exc):
+                self.state.forget(key)              # refused: there is nothing to resume
+            raise
         return session, None
 
     def _changed_parts(self, item: Upload, session: dict) -> list[int]:

@@ -417,14 +417,15 @@ def create_upload(call):
     encryption = call.field("encryption", required=False)
     scope.owners_scheme(durability, encryption)
     try:
-        session = files.create_session(
+        session, new = files.create_session(
             scope.owner, call.field("path", str, required=False, default="/"),
             call.field("name"), call.field("size", int),
             call.field("content_type", required=False), durability, encryption,
-            call.field("sha256", required=False), _session_holder(scope))
+            call.field("sha256", required=False), _session_holder(scope),
+            call.field("upload_id", required=False))
     except errors.ApiError as exc:
         raise scope.told(exc) from None
-    return Reply(scope.shown(session), status=201)
+    return Reply(scope.shown(session), status=201 if new else 200)
 
 
 @_endpoint("/uploads")

@@ -269,3 +269,41 @@ def test_a_delete_whose_answer_was_lost_is_not_reported_as_not_found(cli, cli_us
     # A delete of what never was is still "not found" (the 404 counts only after a loss).
     missing = cli.run("rm", "--version", "0" * 21, f"{root}/missing.txt", env=env)
     assert missing.returncode == 4, missing.stderr
+
+
+def _open_sessions(user) -> list[dict]:
+    listed = user.api.get("/api/filesystem/uploads")
+    assert listed.status_code == 200, listed.text
+    return listed.json()["uploads"]
+
+
+def test_a_session_whose_opening_answer_was_lost_is_found_again(cli, cli_user, tmp_path,
+                                                                proxy):
+    """Opening an upload session was sent once: a reset stopped the whole `put`, and a session
+    whose answer was lost stayed open, unknown to every later run, for a week (network sweep).
+    The CLI chooses the session's id, so the request is sent again and the server answers the
+    session it opened; a run whose every attempt was lost is resumed by the next."""
+    root = _root()
+    source, data = _big(tmp_path, parts=2)
+    env = proxy.env(cli_user.access_token)
+    before = len(_open_sessions(cli_user))
+    proxy.fail("POST", r"^/api/filesystem/uploads$", "lost")
+
+    cli.ok("put", str(source), f"{root}/once.bin", env=env)
+
+    assert proxy.count("POST", r"^/api/filesystem/uploads$") == 2
+    assert remote_info(cli_user, f"{root}/once.bin")["sha256"] == \
+        hashlib.sha256(data).hexdigest()
+    assert len(_open_sessions(cli_user)) == before
+
+    # Every answer lost: the run fails, the session it opened is the next run's.
+    proxy.fail("POST", r"^/api/filesystem/uploads$", "lost", times=None)
+    failed = cli.run("put", str(source), f"{root}/later.bin", env=env)
+    assert failed.returncode != 0
+    opened = [s for s in _open_sessions(cli_user) if s["name"] == "later.bin"]
+    assert len(opened) == 1
+    proxy.heal()
+    cli.ok("put", str(source), f"{root}/later.bin", env=env)
+    assert remote_info(cli_user, f"{root}/later.bin")["sha256"] == \
+        hashlib.sha256(data).hexdigest()
+    assert [s for s in _open_sessions(cli_user) if s["name"] == "later.bin"] == []

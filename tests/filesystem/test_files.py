@@ -54,6 +54,38 @@ def test_a_session_under_a_file_is_refused_when_it_starts(fs_user):
     assert "'taken' is a directory" in error["message"]
 
 
+def test_a_session_opened_with_the_clients_id_is_opened_once(fs_user, api):
+    """A client that chose the session's id may send the request again after its answer was
+    lost: the same session is answered (200), not a second one opened; the id of another
+    session, another file's or another holder's, is refused by name."""
+    upload_id = os.urandom(12).hex()
+    body = {"path": "/mine", "name": "big.bin", "size": 5 * MiB, "upload_id": upload_id}
+    opened = fs_user.api.post("/api/filesystem/uploads", json=body)
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["upload_id"] == upload_id
+    again = fs_user.api.post("/api/filesystem/uploads", json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["upload_id"] == upload_id and again.json()["missing"] == [0, 1]
+    listed = fs_user.api.get("/api/filesystem/uploads").json()["uploads"]
+    assert [u["upload_id"] for u in listed].count(upload_id) == 1
+    for other in ({"name": "other.bin"}, {"size": 6 * MiB}, {"path": "/elsewhere"}):
+        assert_error(fs_user.api.post("/api/filesystem/uploads", json={**body, **other}),
+                     409, "upload_id_taken")
+    for bad in ("ABCDEF" * 4, "0" * 23, "0" * 25, "../" + "0" * 21, 12):
+        error = assert_error(fs_user.api.post("/api/filesystem/uploads",
+                                              json={**body, "upload_id": bad}), 400)
+        assert "upload_id" in error["message"]
+    # Ids are the caller's own: another user's session of that id is neither found nor hurt.
+    bob = register_and_login(api)
+    theirs = bob.api.post("/api/filesystem/uploads", json=body)
+    assert theirs.status_code == 201, theirs.text
+    assert fs_user.api.get(f"/api/filesystem/uploads/{upload_id}").json()["path"] == "/mine"
+    # Once ended, the id opens nothing again.
+    assert fs_user.api.delete(f"/api/filesystem/uploads/{upload_id}").status_code == 204
+    assert_error(fs_user.api.post("/api/filesystem/uploads", json=body), 409,
+                 "upload_id_taken")
+
+
 def test_a_content_type_is_a_media_type_or_refused_and_what_is_served_always_is_one(fs_user):
     # A type with a line break in it was stored, and the file could not be downloaded by
     # anyone after (the framework refused the header: a 500).

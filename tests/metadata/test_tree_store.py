@@ -605,7 +605,10 @@ def session(who: str, expires_at: int, purge_at: int | None = None, **extra) -> 
 def test_upload_session_with_parts(trees):
     who = owner()
     up = session(who, int(time.time()) + 3600, sha256="cd" * 32)
-    trees.create_upload(up)
+    assert trees.create_upload(up) is True
+    assert trees.get_upload(who, up.upload_id) == up
+    # An id recorded once is not recorded again (a client may choose it: files.create_session).
+    assert trees.create_upload(dataclasses.replace(up, name="other.bin")) is False
     assert trees.get_upload(who, up.upload_id) == up
     assert trees.parts(who, up.upload_id) == {}
     for n in (2, 0):

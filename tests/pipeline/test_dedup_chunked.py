@@ -26,8 +26,8 @@ def upload(lib, owner: str, path: str, data: bytes, durability="raid1(2)",  # no
 
 def session(lib, owner: str, path: str, data: bytes, commit: bool = True):  # noqa: F811
     directory, _, name = path.rpartition("/")
-    opened = lib.files.create_session(owner, directory or "/", name, len(data), None,
-                                      "raid1(2)", "aes256-gcm", None)
+    opened, _ = lib.files.create_session(owner, directory or "/", name, len(data), None,
+                                         "raid1(2)", "aes256-gcm", None)
     size = lib.files.CHUNK_SIZE
     for part in range(opened["parts"]):
         lib.files.put_part(owner, opened["upload_id"], part, data[part * size:(part + 1) * size])

@@ -22,8 +22,8 @@ def files(pipeline):  # noqa: F811
 def _session_with_parts(files, tmp_path, size: int):
     add_disks("alice", tmp_path, 2)
     data = os.urandom(size)
-    session = files.create_session("alice", "/docs", "report.bin", size, None, "raid1(2)",
-                                   "aes256-gcm", None)
+    session, _ = files.create_session("alice", "/docs", "report.bin", size, None,
+                                      "raid1(2)", "aes256-gcm", None)
     _put_parts(files, session, data)
     return session, data
 
@@ -137,8 +137,8 @@ def test_a_part_sent_again_while_the_commit_runs_is_never_committed_under_old_ha
     assert late.value.code == "upload_committed"
     assert _read(files, "/docs/report.bin") == expected
     # Its content is what another upload of the same bytes is matched to, and reads right.
-    again = files.create_session("alice", "/docs", "copy.bin", len(expected), None, "raid1(2)",
-                                 "aes256-gcm", None)
+    again, _ = files.create_session("alice", "/docs", "copy.bin", len(expected), None,
+                                    "raid1(2)", "aes256-gcm", None)
     _put_parts(files, again, expected)
     files.commit_session("alice", again["upload_id"])
     assert _read(files, "/docs/copy.bin") == expected

@@ -652,9 +652,12 @@ op("GET", "/api/filesystem/chunks/{file_id}",
 op("POST", "/api/filesystem/uploads", "Start an upload session for a large file",
    body=_obj(["name", "size"], path=PATH, name=NAME, size={"type": "integer", "minimum": 0},
              content_type=GIVEN_CONTENT_TYPE, durability=DURABILITY, encryption=ENCRYPTION,
-             sha256=SHA256),
+             sha256=SHA256, upload_id=UPLOAD_ID),
    responses={201: "Session (folders of the path that do not exist are made at the commit)",
-              409: "Too many open sessions, or a file on the way",
+              200: "The session of the upload_id given, opened already for this file (the "
+                   "request sent again after its answer was lost)",
+              409: "Too many open sessions, a file on the way, or upload_id_taken (the "
+                   "upload_id names another session)",
               413: "Larger than a file may be here, or over the user's quota"})
 op("GET", "/api/filesystem/uploads",
    "Your open upload sessions (in your tree; with share=, those you opened through that "

@@ -36,6 +36,8 @@ from cloudstrype.tree.store import (
 )
 
 CHUNK_SIZE = 4 * 1024 * 1024
+# An upload session's id, the server's or one a client chose: 12 random bytes in hex.
+UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{24}")
 # What one response may carry: Lambda's 6 MB payload holds 4.5 MB of raw bytes after base64.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 log = logging.getLogger("cloudstrype.files")
@@ -266,7 +268,8 @@ def _begin_intent(owner: str, version: NewVersion) -> Upload:
                     durability=version.durability, encryption=version.encryption,
                     version_id=version.version_id, created=tree.now(), expires_at=expires_at,
                     purge_at=expires_at + UPLOAD_PURGE_GRACE_SECONDS, intent=True)
-    tree_store().create_upload(record)
+    if not tree_store().create_upload(record):
+        raise RuntimeError("a new upload id was drawn twice")   # 96 random bits
     return record
 
 
@@ -891,8 +894,21 @@ OWNER_SESSION = SessionHolder()
 
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
                    durability: str | None, encryption: str | None, sha256: str | None,
-                   holder: SessionHolder = OWNER_SESSION) -> dict:
+                   holder: SessionHolder = OWNER_SESSION,
+                   upload_id: str | None = None) -> tuple[dict, bool]:
+    """(the session, whether it is new). `upload_id`, chosen by the client, makes the request
+    safe to send again: a session of that id the holder opened already for the same path, name
+    and size is answered as it is (its answer may have been lost on the way), any other is
+    409 `upload_id_taken`."""
     tree.check_name(name)
+    if upload_id is not None:
+        if not isinstance(upload_id, str) or not UPLOAD_ID_PATTERN.fullmatch(upload_id):
+            raise errors.BadRequest("Field 'upload_id' must be 24 lowercase hex digits (12 "
+                                    "random bytes).", code="invalid_field",
+                                    details={"field": "upload_id"})
+        opened = _opened_before(owner, upload_id, directory, name, size, holder)
+        if opened is not None:
+            return opened, False
     if content_type not in (None, "") and media_type(content_type) is None:
         raise errors.BadRequest("Field 'content_type' must be a media type such as "
                                 "'image/jpeg' (type/subtype; no spaces, line breaks or other "
@@ -922,7 +938,8 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
         # that does not fit is refused (quota_exceeded), after its 4 MiB were sent.
         quota.check_room(owner, size)
     expires_at = int(time.time()) + _upload_ttl()
-    record = Upload(owner, os.urandom(12).hex(), directory=directory, name=name, size=size,
+    record = Upload(owner, upload_id or os.urandom(12).hex(), directory=directory, name=name,
+                    size=size,
                     chunk_size=CHUNK_SIZE, content_type=guess_type(name, content_type),
                     durability=durability, encryption=encryption,
                     version_id=new_version_id(), created=tree.now(), expires_at=expires_at,
@@ -930,11 +947,38 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
                     sha256=sha256, uploader=holder.uploader, share_id=holder.share_id)
     quota.open_upload(_counted_by(record))
     try:
-        tree_store().create_upload(record)
+        created = tree_store().create_upload(record)
     except BaseException:
         quota.close_upload(_counted_by(record))
         raise
+    if not created:
+        # The same id recorded meanwhile: the first of two sends of one request, or taken.
+        quota.close_upload(_counted_by(record))
+        opened = _opened_before(owner, record.upload_id, directory, name, size, holder)
+        if opened is None:
+            raise _upload_id_taken()
+        return opened, False
+    return session_info(record), True
+
+
+def _opened_before(owner: str, upload_id: str, directory: str, name: str, size,
+                   holder: SessionHolder) -> dict | None:
+    """The session `upload_id` if the holder opened it for this file (None: there is none);
+    409 if the id is another's, another file's, or a session that ended."""
+    record = tree_store().get_upload(owner, upload_id)
+    if record is None:
+        return None
+    if record.aborted or record.intent or not holder.holds(record) or \
+            record.expires_at < time.time() or \
+            (record.directory, record.name, int(record.size)) != (directory, name, size):
+        raise _upload_id_taken()
     return session_info(record)
+
+
+def _upload_id_taken() -> errors.ApiError:
+    return errors.Conflict("This upload_id names another upload session; choose another "
+                           "(12 new random bytes).", code="upload_id_taken",
+                           details={"field": "upload_id"})
 
 
 def _counted_by(record: Upload) -> str:

@@ -872,9 +872,14 @@ class TreeStore:
 
     # -- upload sessions ----------------------------------------------------------------------
 
-    def create_upload(self, upload: Upload) -> None:
+    def create_upload(self, upload: Upload) -> bool:
+        """Record a new session; False if one of its id is there already."""
         item = schema.record_item(upload) | {"expiry_queue": _EXPIRY_QUEUE}
-        self.engine.put(UPLOADS, item, Condition.absent())
+        try:
+            self.engine.put(UPLOADS, item, Condition.absent())
+        except ConditionFailed:
+            return False
+        return True
 
     def get_upload(self, owner: str, upload_id: str) -> Upload | None:
         item = self._get(UPLOADS, {"owner": owner, "upload_id": upload_id}, owner)
