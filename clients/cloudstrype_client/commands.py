@@ -21,7 +21,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from cloudstrype_client import config, remote, transfer
-from cloudstrype_client.api import Client, normalize_server
+from cloudstrype_client.api import Client, answer_lost, normalize_server
 from cloudstrype_client.display import plural, shown
 from cloudstrype_client.errors import (
     CONFLICT,
@@ -1125,6 +1125,29 @@ def cmd_usage(args) -> int:
     return OK
 
 
+def _restored(client: Client, item: dict, body: dict) -> dict:
+    """The node a trash item was restored as. Sent again after a lost answer, the restore meets
+    the 404 its first attempt caused (the item is out of the trash): the item's node, found
+    live, is that first attempt's work ("not found", exit 4, said though it was restored)."""
+    url, what = f"{FS}/trash/{item['id']}/restore", f"restoring {item.get('original_path')}"
+    try:
+        return client.request("POST", url, json=body, retry=True, resend_lost=False, ok=(200,),
+                              what=what).json()
+    except CliError as exc:
+        if not answer_lost(exc):
+            raise
+    client.backoff(1)
+    try:
+        return client.request("POST", url, json=body, retry=True, ok=(200,), what=what).json()
+    except CliError as exc:
+        if exc.status != 404:
+            raise
+        try:
+            return remote.file_info(client, item["id"])
+        except CliError:
+            raise exc from None
+
+
 @_command
 def cmd_trash_restore(args) -> int:
     client = _client(args)
@@ -1134,8 +1157,7 @@ def cmd_trash_restore(args) -> int:
         body["path"] = remote.normalize(args.to)
     if args.name:
         body["name"] = args.name
-    node = client.request("POST", f"{FS}/trash/{item['id']}/restore", json=body, retry=True,
-                          ok=(200,), what=f"restoring {item.get('original_path')}").json()
+    node = _restored(client, item, body)
     if args.json:
         _print_json(node)
         return OK

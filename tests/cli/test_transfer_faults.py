@@ -266,6 +266,16 @@ def test_a_delete_whose_answer_was_lost_is_not_reported_as_not_found(cli, cli_us
     done = cli.ok("trash", "delete", f"{root}/v.txt", env=env)
     assert "Deleted" in done.stderr
     assert proxy.count("DELETE", r"^/api/filesystem/trash/") == 2
+    # A restore, the same: its first attempt restored the item, the second met a 404.
+    source.write_bytes(b"three")
+    cli.ok("put", str(source), f"{root}/r.txt")
+    cli.ok("rm", f"{root}/r.txt")
+    proxy.fail("POST", r"^/api/filesystem/trash/[^/]+/restore$", "lost")
+    back = cli.ok("trash", "restore", f"{root}/r.txt", env=env)
+    assert back.stdout.strip() == f"{root}/r.txt"
+    assert "Restored" in back.stderr
+    assert proxy.count("POST", r"^/api/filesystem/trash/[^/]+/restore$") == 2
+    assert remote_info(cli_user, f"{root}/r.txt")["size"] == 5
     # A delete of what never was is still "not found" (the 404 counts only after a loss).
     missing = cli.run("rm", "--version", "0" * 21, f"{root}/missing.txt", env=env)
     assert missing.returncode == 4, missing.stderr
