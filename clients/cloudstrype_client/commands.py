@@ -862,9 +862,11 @@ def cmd_share(args) -> int:
     client = _client(args)
     path = remote.normalize(args.path)
     level = "write" if args.write else "read"
+    # Sent again after a lost answer too: sharing an item again with the same person at the
+    # same level changes nothing (200).
     response = client.request("POST", f"{FS}/shares", json={"path": path, "level": level,
                                                              **_grantee(args)},
-                              ok=(200, 201), what=path)
+                              ok=(200, 201), retry=True, what=path)
     share = response.json()
     if args.json:
         _print_json(share)
@@ -1002,8 +1004,16 @@ def cmd_link(args) -> int:
         # 0 is a duration too, and the server refuses it in words (never a link that lasts).
         body["expires_in"] = args.expires
     try:
-        link = client.request("POST", f"{FS}/links", json=body, ok=(201,), what=path).json()
+        link = client.request("POST", f"{FS}/links", json=body, ok=(201,), resend_lost=False,
+                              what=path).json()
     except CliError as exc:
+        if answer_lost(exc):
+            # Not sent again: each request makes a link, whose address is shown only in its
+            # answer, so the one made may be there unshown.
+            raise CliError(f"{exc.message} A link to {path} may have been made all the same, "
+                           f"its address lost with the answer: 'cloudstrype links' lists it, "
+                           f"'cloudstrype link --revoke ID' revokes it; then make one again.",
+                           exc.exit_code, status=exc.status, code=exc.code) from None
         bounds = re.search(r"'expires_in' must be whole seconds from (\d+) to (\d+)",
                            exc.message) if exc.code == "invalid_field" else None
         if bounds:

@@ -12,6 +12,7 @@ import re
 import uuid
 
 from tests.cli.conftest import remote_info
+from tests.support import register_and_login
 
 MiB = 1024 * 1024
 PART = 4 * MiB
@@ -317,3 +318,32 @@ def test_a_session_whose_opening_answer_was_lost_is_found_again(cli, cli_user, t
     assert remote_info(cli_user, f"{root}/later.bin")["sha256"] == \
         hashlib.sha256(data).hexdigest()
     assert [s for s in _open_sessions(cli_user) if s["name"] == "later.bin"] == []
+
+
+def test_a_share_or_link_whose_answer_was_lost_is_said_as_it_is(cli, cli_user, api, tmp_path,
+                                                                proxy):
+    """Both said the server could not be reached though the change was made (network sweep).
+    A share is sent again (sharing again at the same level changes nothing); a link is not
+    (each request makes one), and the message says where to find the one that may be there."""
+    root = _root()
+    source = tmp_path / "s.txt"
+    source.write_bytes(b"shared")
+    cli.ok("put", str(source), f"{root}/s.txt")
+    bob = register_and_login(api)
+    env = proxy.env(cli_user.access_token)
+    proxy.fail("POST", r"^/api/filesystem/shares$", "lost")
+    shared = cli.ok("share", f"{root}/s.txt", "--with", bob.username, env=env)
+    assert proxy.count("POST", r"^/api/filesystem/shares$") == 2
+    given = [s for s in cli_user.api.get("/api/filesystem/shares").json()["shares"]
+             if s["path"] == f"{root}/s.txt"]
+    assert len(given) == 1 and shared.stdout.strip() == given[0]["id"]
+
+    proxy.fail("POST", r"^/api/filesystem/links$", "lost")
+    made = cli.run("link", f"{root}/s.txt", env=env)
+    assert made.returncode != 0
+    assert "may have been made all the same" in made.stderr and "cloudstrype links" in \
+        made.stderr, made.stderr
+    assert proxy.count("POST", r"^/api/filesystem/links$") == 1
+    links = [link for link in cli_user.api.get("/api/filesystem/links").json()["links"]
+             if link.get("path") == f"{root}/s.txt"]
+    assert len(links) == 1
