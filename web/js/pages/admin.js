@@ -29,9 +29,9 @@ export default async function render(root, ctx) {
     groups.forEach((g, i) => membersOf.set(g.name, new Set(lists[i])));
   };
   const loadUsers = async (more = false) => {
-    const page = await api.get("/api/auth/users", { limit: 60, next: more ? next : undefined });
+    const page = await api.get("/api/auth/users", { limit: 60, cursor: more ? next : undefined });
     users = more ? [...users, ...page.users] : page.users;
-    next = page.next || null;
+    next = page.next_cursor || null;
   };
 
   const groupsFor = (username) => groups.filter((g) => membersOf.get(g.name)?.has(username)).map((g) => g.name);

@@ -289,7 +289,8 @@ op("GET", "/api/auth/me", "The signed-in user",
    responses={200: {"schema": {"$ref": "#/components/schemas/User"}}, 404: "User deleted"})
 op("GET", "/api/auth/validate", "Verify the bearer token and show its claims")
 op("GET", "/api/auth/users", "List users (admins)", admins=True,
-   query={"limit": {"type": "integer", "minimum": 1, "maximum": 60}, "next": S})
+   query={"limit": {"type": "integer", "minimum": 1, "maximum": 60}, "cursor": S,
+          "next": {**S, "description": "The same as cursor (its first name)"}})
 op("DELETE", "/api/auth/users/{username}", "Delete a user (admins)", admins=True,
    responses={204: "Deleted", 404: "No such user", 409: "Your own account"})
 op("GET", "/api/auth/groups", "List groups (admins)", admins=True)

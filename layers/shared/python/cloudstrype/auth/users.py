@@ -131,13 +131,14 @@ def describe_by_id(user_id: str) -> dict:
 
 
 def list_users(limit: int, next_token: str | None) -> dict:
-    page = get_identity().list_users(limit, _short(next_token, "next") if next_token else None)
+    page = get_identity().list_users(limit, _short(next_token, "cursor") if next_token else None)
     users = []
     for user in page.users:
         record = asdict(user)
         record.pop("groups")        # a listing does not look up every user's groups
         users.append(record)
-    return {"users": users, "next": page.cursor}
+    # `next_cursor` as every other listing says it; `next` for clients of its first name.
+    return {"users": users, "next_cursor": page.cursor, "next": page.cursor}
 
 
 def delete_user(username: str, acting_username: str) -> None:
