@@ -131,6 +131,8 @@ def save_info(call, file_id):
         scope.not_top(node, "renamed or moved")
         node = tree.rename_or_move(owner, node, name, directory, scope.base)
     if attributes is not None:
+        # (The shared folder's own attributes are its owner's, as its name is.)
+        scope.not_top(node, "given attributes")
         node = tree.set_attributes(owner, node, attributes)
     return _node_info(scope, node, (lambda: _joined(directory, node.name)) if directory else None)
 

@@ -150,6 +150,14 @@ def test_a_writer_renames_moves_and_deletes_inside_but_not_the_share_itself(alic
                  "share_root")
     assert_error(bob.api.post(f"{FS}/info/{project_id}", params={"share": s["id"]},
                               json={"name": "mine"}), 403, "share_root")
+    # Nor its attributes (sharing sweep: a write recipient could set them); inside, they can.
+    assert_error(bob.api.post(f"{FS}/info/{project_id}", params={"share": s["id"]},
+                              json={"attributes": {"color": "red"}}), 403, "share_root")
+    assert "color" not in (alice.api.get(f"{FS}/info/{project_id}").json().get("attributes")
+                           or {})
+    tagged = bob.api.post(f"{FS}/info/{note['id']}", params={"share": s["id"]},
+                          json={"attributes": {"color": "red"}})
+    assert tagged.status_code == 200 and tagged.json()["attributes"] == {"color": "red"}
 
 
 def test_nothing_outside_the_share_resolves_for_the_recipient(alice, bob, carol):

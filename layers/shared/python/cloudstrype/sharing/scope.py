@@ -93,7 +93,8 @@ class Scope:
                                    details={"field": field})
 
     def not_top(self, node: Node, doing: str) -> None:
-        """A recipient cannot rename, move or delete the shared item itself."""
+        """A recipient cannot rename, move, delete or set the attributes of the shared item
+        itself."""
         if self.shared and node.node_id == self.top.node_id:
             raise errors.Forbidden(f"The shared item itself cannot be {doing} by a recipient; "
                                    f"only its owner can.", code="share_root")
