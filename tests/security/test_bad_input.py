@@ -1,6 +1,9 @@
 """Bad input is a clear 4xx naming what to fix, never a 500 (issue 12, finding 13): each attack
 of the round, replayed through HTTP against the running stack."""
+import http.client
+import json
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 from cloudstrype.metadata.engine import decode_cursor, encode_cursor
@@ -290,3 +293,33 @@ def test_a_long_id_is_not_echoed_whole(user):
         error = assert_error(user.api.get(path), 404)
         assert len(error["message"]) < 400 and "characters)" in error["message"], path
 
+
+
+def test_a_one_value_header_sent_twice_is_400_naming_it(user):
+    """Two Range headers took the second (API Gateway and the local gateway hand a function the
+    last); which was meant cannot be told, so such a request is refused by name."""
+    added = user.api.post("/api/cloud/storages", json={
+        "kind": "local", "name": unique("twice"), "config": {"path": unique("twice")}})
+    assert added.status_code == 201, added.text
+    made = user.api.post("/api/filesystem/data", files={"file": ("r.txt", b"0123456789")},
+                         data={"path": "/twice", "durability": "raid1(1)"})
+    assert made.status_code == 201, made.text
+    url = urlsplit(user.api.base_url)
+
+    def sent(headers: list[tuple[str, str]]) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        try:
+            connection.putrequest("GET", f"/api/filesystem/data/{made.json()['id']}")
+            for name, value in [("Authorization", f"Bearer {user.access_token}"), *headers]:
+                connection.putheader(name, value)
+            connection.endheaders()
+            answer = connection.getresponse()
+            body = answer.read()
+            return answer.status, (json.loads(body) if answer.status >= 400 else {})
+        finally:
+            connection.close()
+
+    status, body = sent([("Range", "bytes=0-1"), ("Range", "bytes=5-9")])
+    assert status == 400 and body["error"]["code"] == "invalid_header", body
+    assert "'range' was sent 2 times" in body["error"]["message"].lower()
+    assert sent([("Range", "bytes=5-9")])[0] == 206

@@ -94,6 +94,10 @@ def take_field(fields: dict[str, str], part: Part) -> str:
 # Gateway builds the context itself, so no request from outside can carry it.
 LOCAL_TRANSFER_CONTEXT = "cloudstrypeLocalTransfer"
 
+# Headers that carry one value: sent twice, which was meant cannot be told (API Gateway and the
+# local gateway hand the function the last one), so the request is refused by name.
+SINGLE_HEADERS = ("authorization", "content-type", "range", "x-link-password")
+
 
 @dataclass
 class Call:
@@ -110,6 +114,12 @@ class Call:
     @classmethod
     def from_chalice(cls, request, path_params: dict) -> "Call":
         headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+        event = getattr(request, "_event_dict", None) or {}
+        for name, values in (event.get("multiValueHeaders") or {}).items():
+            if name.lower() in SINGLE_HEADERS and isinstance(values, list) and len(values) > 1:
+                raise errors.BadRequest(f"Header '{name}' was sent {len(values)} times; send it "
+                                        f"once.", code="invalid_header",
+                                        details={"header": name.lower()})
         for name, value in headers.items():
             if not value.isascii() and not _encodable(value):
                 # Bytes that are not UTF-8 reach here as surrogates (aiohttp, API Gateway).
