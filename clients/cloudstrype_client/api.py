@@ -12,7 +12,9 @@
 """
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import os
 import random
 import re
@@ -106,6 +108,17 @@ def error_from_response(response: requests.Response, what: str | None = None) ->
 _NOT_ASKED = object()
 
 
+def _token_username(token: str) -> str | None:
+    """The username a JWT's claims name (Cognito's or the local identity's claim), or None."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        name = claims.get("cognito:username") or claims.get("username")
+    except (IndexError, ValueError, AttributeError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
 class Client:
     def __init__(self, server: str, credentials: dict | None = None, token: str | None = None,
                  *, retries: int = 4, pool_size: int = 16, share: str | None = None):
@@ -152,7 +165,12 @@ class Client:
 
     @property
     def username(self) -> str | None:
-        return (self.credentials or {}).get("username")
+        """Whose the requests are: the login's user, or (CLOUDSTRYPE_TOKEN) the user the token
+        names, read without checking it (the server checks it; here it only keeps one user's
+        resumable uploads apart from another's)."""
+        if self.credentials:
+            return self.credentials.get("username")
+        return _token_username(self.fixed_token) if self.fixed_token else None
 
     # -- sessions --------------------------------------------------------------------------------
 
