@@ -323,3 +323,17 @@ def test_a_one_value_header_sent_twice_is_400_naming_it(user):
     assert status == 400 and body["error"]["code"] == "invalid_header", body
     assert "'range' was sent 2 times" in body["error"]["message"].lower()
     assert sent([("Range", "bytes=5-9")])[0] == 206
+
+
+def test_a_json_field_sent_twice_is_400_naming_it(api, user):
+    """json.loads kept the last of a repeated name, so `{"path": "/a", "path": "/b"}` made /b;
+    which was meant cannot be told (README walk), as for a form field sent twice."""
+    for who, path, body in (
+            (user.api, "/api/filesystem/dirs", '{"path": "/dup-a", "path": "/dup-b"}'),
+            (user.api, "/api/filesystem/dirs", '{"x": {"k": 1, "k": 2}, "path": "/dup-c"}'),
+            (api, "/api/auth/login", '{"username": "a", "username": "b", "password": "p"}')):
+        response = who.post(path, data=body, headers={"Content-Type": "application/json"})
+        error = assert_error(response, 400, "invalid_json")
+        assert "appears more than once" in error["message"], error
+    for name in ("/dup-a", "/dup-b", "/dup-c"):
+        assert user.api.get("/api/filesystem/info", params={"path": name}).status_code == 404

@@ -258,7 +258,12 @@ def parse_json(raw: bytes, *, bounded_numbers: bool = True) -> dict:
     unkept = {"parse_int": _int_or_unkept, "parse_float": _float_or_unkept,
               "parse_constant": _constant_unkept} if bounded_numbers else {}
     try:
-        value = json.loads(raw, **unkept)
+        value = json.loads(raw, object_pairs_hook=_object_once, **unkept)
+    except _Repeated as exc:
+        # Which of the two was meant cannot be told (a form field sent twice is refused too).
+        raise errors.BadRequest(f"Field '{errors.shown(exc.name)}' appears more than once in "
+                                f"one object; send it once.", code="invalid_json",
+                                details={"field": errors.shown(exc.name)}) from None
     except RecursionError:
         # The C parser stops cleanly at the interpreter's recursion limit.
         raise too_deep from None
@@ -278,6 +283,25 @@ def parse_json(raw: bytes, *, bounded_numbers: bool = True) -> dict:
     # Only a body with a number out of bounds is walked (the parse marks each in place).
     if bounded_numbers and _MAYBE_UNKEPT.search(raw):
         _refuse_unkept(value)
+    return value
+
+
+class _Repeated(Exception):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _object_once(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose every name appears once (json.loads keeps the last of a repeated
+    one)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Repeated(name)
+            seen.add(name)
     return value
 
 
