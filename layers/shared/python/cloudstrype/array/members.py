@@ -29,8 +29,8 @@ def _members() -> MemberStore:
 # -- connections ---------------------------------------------------------------------------------
 
 def open_connection(connection_id: str, owner: str, username: str | None,
-                    member_id: str | None) -> None:
-    _members().open_connection(connection_id, owner, username, member_id)
+                    member_id: str | None, session: str | None = None) -> None:
+    _members().open_connection(connection_id, owner, username, member_id, session=session)
 
 
 def connection(connection_id: str) -> Connection | None:

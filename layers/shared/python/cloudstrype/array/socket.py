@@ -11,6 +11,7 @@ from cloudstrype import errors
 from cloudstrype.api.body import parse_json
 from cloudstrype.array import connections, members, protocol
 from cloudstrype.auth.tokens import authenticate
+from cloudstrype.identity import get_identity
 
 log = logging.getLogger("cloudstrype.array")
 
@@ -33,14 +34,43 @@ def on_connect(event: dict, connection_id: str) -> dict:
     if member_id is not None and not protocol.valid_member_id(member_id):
         return {"statusCode": 400,
                 "body": "member_id must be 8-64 letters, digits, '-' or '_'."}
-    members.open_connection(connection_id, principal.user_id, principal.username, member_id)
+    members.open_connection(connection_id, principal.user_id, principal.username, member_id,
+                            _session_of(principal.claims))
     return {"statusCode": 200}
+
+
+def _session_of(claims: dict) -> str | None:
+    session = claims.get("origin_jti")
+    return session if isinstance(session, str) and session else None
+
+
+def _signed_out(conn) -> bool:
+    """Whether the sign-in that opened the connection has ended since (logout, a password
+    change, the account deleted): a token is checked once, at `$connect`, and a member's
+    connection outlives it (locally with no bound at all)."""
+    identity = get_identity()
+    if identity.is_revoked({"sub": conn.owner, "origin_jti": conn.session}):
+        return True
+    return not identity.user_exists(conn.owner)
+
+
+SIGNED_OUT = "signed_out"
+
+
+class _SignedOut(protocol.ProtocolError):
+    """The connection's sign-in has ended: said, then the connection closed."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=SIGNED_OUT)
 
 
 def on_message(connection_id: str, body: str | None) -> None:
     reply = handle(connection_id, body)
     if reply is not None:
         connections.send(connection_id, reply)
+    if reply is not None and reply.get("code") == SIGNED_OUT:
+        members.close_connection(connection_id)
+        connections.close(connection_id)
 
 
 def handle(connection_id: str, body: str | None) -> dict | None:
@@ -62,6 +92,10 @@ def handle(connection_id: str, body: str | None) -> dict | None:
         if conn is None:
             raise protocol.ProtocolError("This connection is not known; reconnect.",
                                          code="unknown_connection")
+        if _signed_out(conn):
+            raise _SignedOut("The sign-in this connection was opened with has ended (logged "
+                             "out, password changed or account deleted); log in again and "
+                             "reconnect.")
         if kind == "ping":
             return members.ping(conn, message)
         if kind == "hello":

@@ -50,7 +50,8 @@ REMOVED_PREFIX = "removed#"
 CONNECTIONS = schema.table(
     "member-connections", hash_key="connection_id", expires="expires_at", owner_module=__name__,
     fields={"connection_id": schema.STR, "owner": schema.STR, "username": schema.STR,
-            "member_id": schema.STR, "connected_at": schema.INT, "expires_at": schema.INT})
+            "member_id": schema.STR, "connected_at": schema.INT, "expires_at": schema.INT,
+            "session": schema.STR})
 
 REQUESTS = schema.table(
     "member-requests", hash_key="request_id", expires="expires_at", owner_module=__name__,
@@ -81,6 +82,9 @@ class Connection:
     member_id: str | None = None           # set by $connect (?member_id=) or by hello
     connected_at: float = 0
     expires_at: int = 0
+    # The sign-in the connecting token belongs to (its `origin_jti`): the connection lasts
+    # only as long as it does (array.socket checks it on every message).
+    session: str | None = None
 
 
 @dataclass
@@ -125,9 +129,11 @@ class MemberStore:
     # -- connections ------------------------------------------------------------------------
     def open_connection(self, connection_id: str, owner: str, username: str | None,
                         member_id: str | None, *, now: float | None = None,
-                        ttl: int = CONNECTION_TTL_SECONDS) -> Connection:
+                        ttl: int = CONNECTION_TTL_SECONDS,
+                        session: str | None = None) -> Connection:
         now = time.time() if now is None else now
-        conn = Connection(connection_id, owner, username, member_id, now, int(now + ttl))
+        conn = Connection(connection_id, owner, username, member_id, now, int(now + ttl),
+                          session)
         self.engine.put(CONNECTIONS, _drop_none(conn.__dict__))
         return conn
 
