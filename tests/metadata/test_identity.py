@@ -480,3 +480,27 @@ def _clock_at(timestamp: float):
         def now(cls, tz=None):
             return datetime.fromtimestamp(timestamp, tz or timezone.utc)
     return Frozen
+
+
+@local_param
+def test_a_sign_in_checked_against_the_old_password_does_not_outlive_a_change(local,
+                                                                             monkeypatch):
+    """A password change ends every other sign-in; a login that had checked the old password
+    just before it began its session just after, and lived on with its refresh token (accounts
+    sweep: 4–6 of ~40 racing logins survived a change)."""
+    identity, _ = local
+    name = _user(identity)
+    changer = identity.login(name, PASSWORD)
+    begin_session = identity.store.create_session
+
+    def changed_first(*args, **kwargs):
+        # The change lands between the racing login's check and its session.
+        identity.change_password(name, changer.access_token, PASSWORD, "N3wPassword!")
+        return begin_session(*args, **kwargs)
+
+    monkeypatch.setattr(identity.store, "create_session", changed_first)
+    _raises(errors.Unauthorized, "invalid_credentials", identity.login, name, PASSWORD)
+    monkeypatch.setattr(identity.store, "create_session", begin_session)
+    assert identity.login(name, "N3wPassword!").refresh_token
+    assert not identity.is_revoked(jwt.decode(changer.access_token,
+                                              options={"verify_signature": False}))

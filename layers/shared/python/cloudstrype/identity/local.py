@@ -253,8 +253,15 @@ class LocalIdentity(IdentityProvider):
             change.set["failures"] = 0
         if HASHER.check_needs_rehash(user.password_hash):
             change.set["password_hash"] = HASHER.hash(password)
+        # The password checked is the one the session begins with (a change made meanwhile
+        # ended every sign-in but its own, and must end this one too).
+        checked = user.password_hash
         if change.set:
-            self.store.update_user(user, change)
+            if self.store.update_user(user, change,
+                                      Condition.eq("password_hash", checked)) is None:
+                raise errors.Unauthorized("Wrong username or password.",
+                                          code="invalid_credentials")
+            checked = change.set.get("password_hash", checked)
         now = self._now()
         session_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
         refresh_token = f"{user.user_id}.{session_id}.{secret}"
@@ -262,8 +269,8 @@ class LocalIdentity(IdentityProvider):
                           name_key=name_key(user.username), token_hash=_hash(refresh_token),
                           auth_time=now, created=now,
                           expires=now + pool.REFRESH_TOKEN_DAYS * 86400)
-        if not self.store.create_session(session, user, CONFIRMED):
-            # Deleted (or replaced) between the password check and now.
+        if not self.store.create_session(session, user, CONFIRMED, checked):
+            # Deleted, replaced or given another password between the check and now.
             raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
         return self._issue(user, session, refresh_token)
 

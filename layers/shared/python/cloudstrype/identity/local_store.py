@@ -178,8 +178,11 @@ class IdentityStore:
             pass                # a concurrent deletion finished first
 
     # -- sessions (refresh tokens) ------------------------------------------------------------
-    def create_session(self, session: Session, user: UserItem, status: str) -> bool:
-        """Only while the user still exists with this status (a deletion may be under way)."""
+    def create_session(self, session: Session, user: UserItem, status: str,
+                       password_hash: str | None = None) -> bool:
+        """Only while the user still exists with this status (a deletion may be under way) and,
+        given `password_hash` (the one a sign-in checked), that password (a change ends every
+        other sign-in: one checked against the old password must not begin after it)."""
         item = {"user_id": session.user_id, "session": session.session,
                 "name_key": session.name_key, "token_hash": session.token_hash,
                 "auth_time": session.auth_time, "created": session.created,
@@ -187,7 +190,9 @@ class IdentityStore:
         try:
             self.engine.transact([
                 Check(USERS, user.key, Condition.eq("user_id", user.user_id)
-                      & Condition.eq("status", status)),
+                      & Condition.eq("status", status)
+                      & (Condition.eq("password_hash", password_hash)
+                         if password_hash is not None else Condition())),
                 Put(REFRESH_TOKENS, item, Condition.absent()),
             ])
         except ConditionFailed:
