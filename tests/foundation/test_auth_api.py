@@ -1,7 +1,16 @@
 """The auth service through real HTTP against a running local stack."""
 import pytest
 
-from tests.support import PASSWORD, assert_error, login, register_and_login, unique
+from tests.support import (
+    PASSWORD,
+    Api,
+    assert_error,
+    cli,
+    login,
+    register_and_login,
+    start_stack,
+    unique,
+)
 
 
 def test_register_login_me_round_trip(api):
@@ -364,3 +373,29 @@ def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(api
         assert api.as_user(elsewhere["access_token"]).get("/api/auth/me").status_code == 401
         assert api.post("/api/auth/refresh", json={
             "refresh_token": elsewhere["refresh_token"]}).status_code == 401
+
+
+def test_the_last_admin_cannot_leave_the_admins_group(tmp_path):
+    """The only admin could take themselves out of `admins` (204), and no one could manage
+    users and groups after (accounts sweep)."""
+    own = start_stack(tmp_path / "data")
+    try:
+        api = Api(own.url)
+        names = [unique("boss"), unique("boss")]
+        for name in names:
+            made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
+                       "Adm1nPassword", "--data-dir", str(own.data_dir))
+            assert made.returncode == 0, made.stderr
+        first = api.as_user(login(api, names[0], "Adm1nPassword")["access_token"])
+        # One of two may go (here the other one, who stays a user) ...
+        assert first.delete(f"/api/auth/groups/admins/members/{names[1]}").status_code == 204
+        # ... the last may not, by any spelling of the name.
+        for spelled in (names[0], names[0].upper()):
+            error = assert_error(first.delete(f"/api/auth/groups/admins/members/{spelled}"),
+                                 409, "last_admin")
+            assert "make someone else an admin first" in error["message"]
+        assert first.get("/api/auth/users").status_code == 200
+        assert first.put(f"/api/auth/groups/admins/members/{names[1]}").status_code == 204
+        assert first.delete(f"/api/auth/groups/admins/members/{names[0]}").status_code == 204
+    finally:
+        own.stop()

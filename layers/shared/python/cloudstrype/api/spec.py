@@ -305,7 +305,8 @@ op("PUT", "/api/auth/groups/{group}/members/{username}", "Add a user to a group 
    admins=True, responses={204: "Added", 404: "No such user or group"})
 op("DELETE", "/api/auth/groups/{group}/members/{username}",
    "Remove a user from a group (admins)", admins=True,
-   responses={204: "Removed", 404: "No such user or group"})
+   responses={204: "Removed", 404: "No such user or group",
+              409: "The last member of admins (last_admin)"})
 
 # -- cloud -------------------------------------------------------------------------------------
 STORAGE = {"$ref": "#/components/schemas/Storage"}

@@ -169,7 +169,16 @@ def delete_group(name: str) -> None:
 
 def set_membership(group: str, username: str, member: bool) -> None:
     validate_group(group, "group")
-    get_identity().set_membership(group, _short(username, "username", 128), member)
+    username = _short(username, "username", 128)
+    identity = get_identity()
+    if not member and group == pool.ADMIN_GROUP:
+        admins = identity.group_members(group)
+        if [name.lower() for name in admins] == [username.lower()]:
+            # No one could manage users and groups after (only the operator's
+            # `cloudstrype admin promote` on the server's machine could undo it).
+            raise errors.Conflict(f"{username} is the last member of {group}; make someone "
+                                  f"else an admin first.", code="last_admin")
+    identity.set_membership(group, username, member)
 
 
 def group_members(group: str) -> list[str]:
