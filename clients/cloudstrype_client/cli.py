@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "in your shell's history")
     promote = admin_commands.add_parser("promote", help="add an existing user to admins")
     promote.add_argument("username")
-    for task in (create, promote):
+    reset = admin_commands.add_parser(
+        "set-password", help="give a user a new password (a forgotten one); every sign-in "
+                             "they had ends. Prompted for twice, or the first line of stdin")
+    reset.add_argument("username")
+    for task in (create, promote, reset):
         task.add_argument("--data-dir", default=".cloudstrype-data",
                           help="the local stack's data directory (default)")
         task.add_argument("--user-pool-id",

@@ -1,4 +1,5 @@
-"""`cloudstrype admin`: create the first admin, or promote a user.
+"""`cloudstrype admin`: create the first admin, promote a user, or set a user's password (the
+recovery for a forgotten one: every sign-in of the user ends).
 
 Locally it opens the data directory's metadata database itself: a stopped server is fine, and a
 running one shares the file safely (SQLite in WAL mode). Against a deployment (`--user-pool-id`)
@@ -64,18 +65,18 @@ def _identity(args):
         engine.close()
 
 
-def _new_password() -> str:
-    """Asked twice on a terminal (a typo would make an admin no one can sign in as); else the
-    first line of stdin, as `login --password-stdin` reads it."""
+def _new_password(whose: str) -> str:
+    """Asked twice on a terminal (a typo would make a password no one can sign in with); else
+    the first line of stdin, as `login --password-stdin` reads it."""
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise errors.BadRequest("no password: type it at the prompt, or give it on the "
                                     "first line of stdin")
         return password
-    password = getpass.getpass("Password for the new admin: ")
+    password = getpass.getpass(f"Password for {whose}: ")
     if getpass.getpass("The same again: ") != password:
-        raise errors.BadRequest("the two passwords differ; nothing was created")
+        raise errors.BadRequest("the two passwords differ; nothing was changed")
     return password
 
 
@@ -84,8 +85,14 @@ def run_admin(args) -> int:
 
     try:
         with _identity(args) as identity:
+            if args.admin_command == "set-password":
+                password = _new_password(args.username)
+                users.validate_password(password)
+                identity.reset_password(args.username, password)
+                print(f"{args.username} has a new password; every sign-in they had has ended.")
+                return 0
             if args.admin_command == "create":
-                password = args.password or _new_password()
+                password = args.password or _new_password("the new admin")
                 users.validate_username(args.username)
                 users.validate_email(args.email)
                 users.validate_password(password)

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import requests
 
-from tests.support import REPO, Api, cli, free_port, login, register_and_login, start_stack
+from tests.support import (
+    PASSWORD,
+    REPO,
+    Api,
+    assert_error,
+    cli,
+    free_port,
+    login,
+    register_and_login,
+    start_stack,
+)
 
 
 def test_state_survives_a_restart(tmp_path):
@@ -269,6 +279,27 @@ def test_admin_create_reads_its_password_from_stdin_when_not_a_terminal(stack, a
                "--data-dir", str(stack.data_dir), input="Adm1nPassword\n")
     assert made.returncode == 0, made.stderr
     assert login(api, username, "Adm1nPassword")["access_token"]
+
+
+def test_an_operator_sets_a_forgotten_password_on_the_running_server(stack, api):
+    """There was no way back from a forgotten password but deleting the account (and its
+    files with it: a new account is another user): the operator sets a new one, and every
+    sign-in the user had ends (accounts sweep)."""
+    user = register_and_login(api)
+    done = cli("admin", "set-password", user.username, "--data-dir", str(stack.data_dir),
+               input="Rec0veredPass\n")
+    assert done.returncode == 0, done.stderr
+    assert "every sign-in they had has ended" in done.stdout
+    assert_error(user.api.get("/api/auth/me"), 401, "token_revoked")
+    assert api.post("/api/auth/login", json={"username": user.username,
+                                             "password": PASSWORD}).status_code == 401
+    assert login(api, user.username, "Rec0veredPass")["access_token"]
+    weak = cli("admin", "set-password", user.username, "--data-dir", str(stack.data_dir),
+               input="weak\n")
+    assert weak.returncode == 2 and "too weak" in weak.stderr, weak
+    missing = cli("admin", "set-password", "no-such-user-here", "--data-dir",
+                  str(stack.data_dir), input="Rec0veredPass\n")
+    assert missing.returncode == 1 and "there is no user" in missing.stderr, missing
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess:

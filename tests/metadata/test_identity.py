@@ -209,6 +209,20 @@ def test_deleting_a_user_ends_their_refresh_token(identity):
     _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, tokens.refresh_token)
 
 
+def test_an_operator_resets_a_forgotten_password_and_every_sign_in_ends(identity):
+    name = _user(identity)
+    first, second = identity.login(name, PASSWORD), identity.login(name, PASSWORD)
+    identity.reset_password(name, "Ch0senAgain!")
+    for tokens in (first, second):
+        _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
+                tokens.refresh_token)
+    _raises(errors.Unauthorized, "invalid_credentials", identity.login, name, PASSWORD)
+    assert identity.login(name, "Ch0senAgain!").access_token
+    _raises(errors.NotFound, "user_not_found", identity.reset_password, _name(),
+            "Ch0senAgain!")
+    _raises(errors.BadRequest, "weak_password", identity.reset_password, name, "short")
+
+
 def test_groups_and_memberships(identity):
     group, member, other = _name("team"), _user(identity), _user(identity)
     assert identity.create_group(group, "A team").name == group

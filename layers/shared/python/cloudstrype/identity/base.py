@@ -85,6 +85,12 @@ class IdentityProvider(ABC):
         can end them alone; Cognito cannot, see its implementation)."""
 
     @abstractmethod
+    def reset_password(self, username: str, new_password: str) -> None:
+        """The operator's recovery for a forgotten password: set it without the old one, and
+        end every sign-in of the user (its refresh tokens stop working). NotFound
+        `user_not_found`, BadRequest `weak_password`."""
+
+    @abstractmethod
     def is_revoked(self, claims: dict) -> bool:
         """Whether verified token claims belong to a sign-in that has ended (logout, deleted
         user). Called on every authenticated request, so it must be cheap."""

@@ -186,6 +186,20 @@ class CognitoIdentity(IdentityProvider):
                                         details={"field": "new_password"}) from None
             raise
 
+    def reset_password(self, username: str, new_password: str) -> None:
+        try:
+            self.client.admin_set_user_password(UserPoolId=self.pool_id, Username=username,
+                                                Password=new_password, Permanent=True)
+            self.client.admin_user_global_sign_out(UserPoolId=self.pool_id, Username=username)
+        except ClientError as exc:
+            if _code(exc) == "UserNotFoundException":
+                raise _user_not_found(username) from None
+            if _code(exc) in ("InvalidPasswordException", "InvalidParameterException"):
+                raise errors.BadRequest("Password is too weak for the user pool's policy.",
+                                        code="weak_password",
+                                        details={"field": "new_password"}) from None
+            raise
+
     def is_revoked(self, claims: dict) -> bool:
         return False
 

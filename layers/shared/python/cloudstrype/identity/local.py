@@ -344,6 +344,19 @@ class LocalIdentity(IdentityProvider):
         claims = jwt.decode(access_token, options={"verify_signature": False})
         self.store.end_all_sessions(user.user_id, keep=claims.get("origin_jti"))
 
+    def reset_password(self, username: str, new_password: str) -> None:
+        user = self._existing(username)
+        problems = pool.password_problems(new_password)
+        if problems:
+            raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) +
+                                    ".", code="weak_password",
+                                    details={"field": "new_password"})
+        # A sign-in that checked the old hash cannot begin after this (create_session).
+        if self.store.update_user(user, Change(set={"password_hash": HASHER.hash(new_password),
+                                                    "failures": 0})) is None:
+            raise errors.NotFound(f"No user '{errors.shown(username)}'.", code="user_not_found")
+        self.store.end_all_sessions(user.user_id)
+
     def is_revoked(self, claims: dict) -> bool:
         user_id, session = claims.get("sub"), claims.get("origin_jti")
         if not (isinstance(user_id, str) and isinstance(session, str) and user_id and session):
