@@ -416,6 +416,35 @@ def test_login_is_throttled_per_account(local):
 
 
 @local_param
+def test_wrong_passwords_sent_at_once_get_no_more_checks_than_in_a_row(local):
+    """Checked first and counted after, parallel attempts all passed the lock before any was
+    counted (accounts sweep: 11 of 24 wrong passwords at once were checked, not 5)."""
+    from cloudstrype.identity.local import FREE_FAILURES
+    identity, _ = local
+    name = _user(identity)
+    answers, start = [], threading.Barrier(12)
+
+    def attempt():
+        start.wait()
+        for _ in range(2):
+            try:
+                identity.login(name, "Wr0ngPass1")
+                answers.append("signed in")
+            except errors.ApiError as exc:
+                answers.append(exc.code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers.count("invalid_credentials") == FREE_FAILURES, answers
+    assert answers.count("too_many_attempts") == 24 - FREE_FAILURES, answers
+    # Each checked attempt counted once, the refused ones not at all.
+    assert identity.store.get_user(name).failures == FREE_FAILURES
+
+
+@local_param
 def test_signing_key_is_per_install_private_and_served_as_jwks(local, verifier, jwks_url,
                                                                tmp_path):
     identity, _ = local
