@@ -257,6 +257,18 @@ def _end_sign_in(saved: dict) -> str | None:
 
 @_command
 def cmd_logout(args) -> int:
+    if os.environ.get("CLOUDSTRYPE_TOKEN"):
+        # The sign-in every command used: ended on its server; a saved login is another one,
+        # left as it is (it said "Not logged in." and the token kept working).
+        client = Client.from_args(args)
+        client.request("POST", "/api/auth/logout", ok=(204,), what="logging out")
+        if not args.quiet:
+            print(f"Ended the sign-in of CLOUDSTRYPE_TOKEN at {client.server}: the token is "
+                  f"refused from now on (unset it).", file=sys.stderr)
+            if config.load_credentials():
+                print("The saved login is another sign-in and stays; run 'cloudstrype "
+                      "logout' without CLOUDSTRYPE_TOKEN to end it too.", file=sys.stderr)
+        return OK
     saved = config.load_credentials()
     problem = _end_sign_in(saved) if saved else None
     removed = config.delete_credentials()

@@ -24,6 +24,21 @@ def test_unknown_user_exits_3(home):
     assert "Wrong username or password" in done.stderr
 
 
+def test_logout_under_cloudstrype_token_ends_that_sign_in(home, api):
+    """It said "Not logged in.", exit 0, and the token every command used kept working
+    (accounts sweep); a saved login is another sign-in, and stays."""
+    user, other = register_and_login(api), register_and_login(api)
+    home.login(other)
+    env = {"CLOUDSTRYPE_SERVER": home.server, "CLOUDSTRYPE_TOKEN": user.access_token}
+    home.ok("ls", "/", env=env)
+    done = home.ok("logout", env=env)
+    assert "Ended the sign-in of CLOUDSTRYPE_TOKEN" in done.stderr
+    assert "The saved login is another sign-in and stays" in done.stderr
+    assert home.run("ls", "/", env=env).returncode == 3
+    assert api.as_user(user.access_token).get("/api/auth/me").status_code == 401
+    home.ok("ls", "/")                                   # the saved login's sign-in lives
+
+
 def test_login_saves_private_credentials_and_logout_forgets_them(home, api):
     user = register_and_login(api)
     home.login(user)

@@ -547,3 +547,33 @@ def test_a_sign_in_checked_against_the_old_password_does_not_outlive_a_change(lo
     assert identity.login(name, "N3wPassword!").refresh_token
     assert not identity.is_revoked(jwt.decode(changer.access_token,
                                               options={"verify_signature": False}))
+
+
+@local_param
+def test_a_sign_in_lasts_its_days_from_the_login_however_often_refreshed(local):
+    """A refresh moved the sign-in's end on by REFRESH_TOKEN_DAYS, so one refreshed within
+    them never ended (Cognito's refresh tokens count from the sign-in: accounts sweep)."""
+    from cloudstrype.auth import pool
+    identity, _ = local
+    name = _user(identity)
+    tokens = identity.login(name, PASSWORD)
+    for _ in range(3):
+        identity.clock.now += (pool.REFRESH_TOKEN_DAYS - 1) * 86400 / 3
+        tokens = identity.refresh(tokens.refresh_token)
+    identity.clock.now += 2 * 86400                 # past the days from the login
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
+            tokens.refresh_token)
+
+
+@local_param
+def test_a_username_with_a_letter_that_folds_to_ascii_is_not_another_users(local):
+    """str.lower() made the Kelvin sign (U+212A) a 'k': '\u212aate' signed in as kate, was shared
+    with as kate and deleted kate (accounts sweep)."""
+    identity, _ = local
+    name = _user(identity, "kate" + uuid.uuid4().hex[:8])
+    lookalike = "\u212a" + name[1:]
+    assert lookalike.lower() == name                         # (what folding did)
+    _raises(errors.Unauthorized, "invalid_credentials", identity.login, lookalike, PASSWORD)
+    _raises(errors.NotFound, "user_not_found", identity.describe, lookalike)
+    _raises(errors.NotFound, "user_not_found", identity.delete_user, lookalike)
+    assert identity.login(name.upper(), PASSWORD).access_token       # ASCII case still folds

@@ -300,14 +300,16 @@ class LocalIdentity(IdentityProvider):
         if len(parts) != 3 or not all(parts):
             raise invalid
         session = self.store.get_session(parts[0], parts[1])
-        if session is None or not hmac.compare_digest(session.token_hash, _hash(refresh_token)):
+        if session is None or session.expires <= self._now() or \
+                not hmac.compare_digest(session.token_hash, _hash(refresh_token)):
             raise invalid
         user = self.store.get_user(session.name_key)
         if user is None or user.user_id != session.user_id or user.status != CONFIRMED:
             raise invalid
         fresh = f"{session.user_id}.{session.session}.{secrets.token_urlsafe(32)}"
-        if not self.store.rotate_session(session, _hash(fresh),
-                                         self._now() + pool.REFRESH_TOKEN_DAYS * 86400):
+        # A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not (as Cognito's
+        # refresh tokens do): a refresh that moved it on kept a stolen token alive for ever.
+        if not self.store.rotate_session(session, _hash(fresh), session.expires):
             raise invalid           # another refresh with the same token won
         return self._issue(user, session, fresh)
 

@@ -56,7 +56,9 @@ TABLES = [USERS, GROUPS, GROUP_MEMBERS, REFRESH_TOKENS]
 
 
 def name_key(username: str) -> str:
-    return username.lower()
+    """Usernames are ASCII and compared case aside. Only ASCII is folded: str.lower() made the
+    Kelvin sign (U+212A) a 'k', so 'Kate' with it signed in as, and was shared with, kate."""
+    return username.lower() if username.isascii() else username
 
 
 @dataclass
