@@ -159,9 +159,9 @@ class Call:
         """Refuse fields the route does not take (a misspelt one would be silently ignored)."""
         unknown = sorted(set(self.json()) - set(names))
         if unknown:
-            raise errors.BadRequest(f"Unknown field '{unknown[0]}'; the fields are "
-                                    f"{', '.join(names)}.", code="unknown_field",
-                                    details={"field": unknown[0]})
+            takes = f"the fields are {', '.join(names)}" if names else "this takes no body"
+            raise errors.BadRequest(f"Unknown field '{unknown[0]}'; {takes}.",
+                                    code="unknown_field", details={"field": unknown[0]})
 
     def field(self, name: str, kind: type | tuple = str, *, required: bool = True,
               default: Any = None) -> Any:

@@ -131,7 +131,8 @@ class ServiceApp(Chalice):
                 if auth != USER and auth not in _live_groups(call.principal):
                     raise errors.Forbidden(f"This needs membership of the '{auth}' group.")
             fields = _json_fields(request.method.upper(), full_path)
-            if fields is not None:
+            # (A route taking no body checks only a JSON one: `{"x": 1}` to logout was taken.)
+            if fields is not None and (fields or call.content_type == "application/json"):
                 call.only_fields(*fields)
             result = handler(call, **path_params)
             return to_response(result)

@@ -221,7 +221,10 @@ def json_fields(method: str, path: str) -> tuple[str, ...] | None:
     a oneOf together); None when its body is not a JSON object of named fields. The service
     refuses any other field (400 unknown_field): a misspelt optional one ("expire_in") would
     otherwise be ignored, and a link meant to expire would not."""
-    body = OPERATIONS.get((method, path), {}).get("requestBody")
+    operation = OPERATIONS.get((method, path))
+    if operation is not None and "requestBody" not in operation:
+        return ()           # it takes no body: a JSON one may hold no field
+    body = (operation or {}).get("requestBody")
     schema = body and body["content"].get(JSON, {}).get("schema")
     if not schema:
         return None
