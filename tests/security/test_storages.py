@@ -263,6 +263,27 @@ def test_a_storage_inside_another_storages_folder_is_409(api, user, tmp_path):
     assert beside.status_code == 201, beside.text
 
 
+def test_nested_claims_racing_never_both_hold(api, tmp_path):
+    """Each claim looked for a storage above it before making its own: claims of a folder and
+    of one inside it, at once, could both hold (concurrency sweep: one round in five). At most
+    one holds now (all may be refused, each told why, and a claim again then holds)."""
+    users = [register_and_login(api) for _ in range(3)]
+    for attempt in range(20):
+        top = tmp_path / f"nest-{attempt}"
+        paths = [top, top / "inner", top / "inner" / "deeper", top]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda n, p=paths: add_local(users[n % 3], str(p[n])),
+                                    range(4)))
+        held = [str(paths[n]) for n, a in enumerate(answers) if a.status_code == 201]
+        assert len(held) <= 1, (held, [a.text for a in answers])
+        for answer in answers:
+            if answer.status_code != 201:
+                assert answer.json()["error"]["code"] in ("directory_in_use",
+                                                          "directory_not_empty"), answer.text
+        markers = sorted(str(p.parent) for p in top.rglob(".cloudstrype-storage"))
+        assert markers == held, markers
+
+
 def test_a_refused_local_storage_leaves_no_folder_behind(user, tmp_path):
     for config in ({"path": str(tmp_path / "a" / "b"), "capacity": -5},
                    {"path": str(tmp_path / "c"), "no_such_field": 1}):

@@ -444,6 +444,14 @@ def _claim_directory(directory: Path, record: Storage) -> None:
         _release_directory(directory)
         raise errors.Conflict(f"{directory} is not empty; a local storage starts in an empty "
                               f"or new folder.", code="directory_not_empty")
+    # Looked at again now that this claim is on disk: a folder above claimed since the check
+    # before (_local_config) saw nothing there. Of an outer and an inner claim racing, the
+    # outer sees the inner folder in its scan above, or the inner sees the outer's marker here.
+    if any((ancestor / MARKER).exists() for ancestor in directory.parents):
+        _release_directory(directory)
+        raise errors.Conflict(f"{directory} is inside the folder of another Cloudstrype "
+                              f"storage; give each storage its own folder, beside the "
+                              f"others.", code="directory_in_use")
 
 
 def _marker_storage(directory: Path) -> str | None:
