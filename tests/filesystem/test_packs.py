@@ -216,3 +216,31 @@ def test_the_chunks_holding_a_file_are_named_by_the_server(packer):
     assert stranger.api.get(f"/api/filesystem/chunks/{made[0]['id']}").status_code == 404
     assert_error(user.api.get(f"/api/filesystem/chunks/{made[0]['id']}",
                               params={"share": "s" + "0" * 31}), 400, "not_in_a_share")
+
+
+def test_a_packed_file_past_its_redundancy_names_every_storage_away(api, tmp_path):
+    """The ranged read's storage was left out of the whole chunk's read and then of the message
+    (only two of three away were named), and each storage's reason was cut at 120 characters,
+    mid-sentence, losing its advice (concurrency sweep)."""
+    user = register_and_login(api)
+    disks = []
+    for n in range(5):
+        path = tmp_path / f"away{n}"
+        added = user.api.post("/api/cloud/storages", json={
+            "kind": "local", "name": f"away{n}", "config": {"path": str(path)}})
+        assert added.status_code == 201, added.text
+        disks.append(path)
+    ids = stored(user, "/away", small_files("away", 10), durability="rs(3,2)")
+    made = pack_shares(disks, set())
+    gone = sorted({made[i].parent for i in (0, 1, 2)})
+    for disk in gone:
+        disk.rename(disk.with_name(disk.name + "-moved"))
+    try:
+        refused = user.api.get(f"/api/filesystem/data/{ids['s0.bin']}")
+        error = assert_error(refused, 503, "not_enough_shares")
+        for disk in gone:
+            assert f"{disk.name}: " in error["message"], error["message"]
+        assert error["message"].count("Put the folder back") == 3, error["message"]
+    finally:
+        for disk in gone:
+            disk.with_name(disk.name + "-moved").rename(disk)

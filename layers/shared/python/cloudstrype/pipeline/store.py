@@ -512,7 +512,7 @@ def get_chunk(owner: str, chunk_id: str, skip: frozenset[str] = frozenset()) -> 
             mark_damaged(owner, chunk_id, lost)
         if not collector.enough and collector.rescue() is None:
             raise _too_few_shares(record, collector, bool(unreachable or skip),
-                                  _not_answering(record, unreachable))
+                                  _not_answering(record, unreachable, skip))
         if data_key is None and record.wrapped_key and collector.info.encryption.encrypted:
             data_key = vault.open_sealed(owner, record.wrapped_key, _key_purpose(chunk_id))
         try:
@@ -561,13 +561,27 @@ def _local_read(record: Chunk, by_id: dict) -> dict | None:
     return {"chunk": record.chunk_id, "meta": record.meta, "key": key, "shares": files}
 
 
-def _not_answering(record: Chunk, unreachable: set[int]) -> list[Storage]:
-    """The storages of the shares in `unreachable` (those that did not answer)."""
-    if not unreachable:
+def _not_answering(record: Chunk, unreachable: set[int],
+                   skipped: frozenset[str] = frozenset()) -> list[Storage]:
+    """The storages of the shares in `unreachable` (those that did not answer), and those of
+    its shares not asked because they had just failed (`skipped`: a ranged read's, which the
+    whole chunk's read then leaves out; they were not named as away)."""
+    ids = {s.storage_id for s in record.shares
+           if s.index in unreachable or s.storage_id in skipped}
+    if not ids:
         return []
     by_id = _storages_by_id(record.owner)
-    ids = {s.storage_id for s in record.shares if s.index in unreachable}
     return sorted((by_id[i] for i in ids if i in by_id), key=lambda s: s.name)
+
+
+def _reason(error: str | None, limit: int = 300) -> str:
+    """A storage's last error as a message names it: whole sentences up to `limit` characters
+    (cut anywhere, "...its file is missing (a disk that is" lost the advice that followed)."""
+    text = (error or "did not answer").strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(". ", 0, limit)
+    return text[:cut + 1] if cut > 0 else text[:limit].rstrip() + "…"
 
 
 def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
@@ -578,8 +592,7 @@ def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
     redundancy: retrying does not help, only a share put back would)."""
     good, needed = len(collector.good_shares), collector.needed
     if some_unreachable:
-        named = "; ".join(f"{s.name}: {(s.last_error or 'did not answer')[:120]}"
-                          for s in away)
+        named = "; ".join(f"{s.name}: {_reason(s.last_error)}" for s in away)
         retry = retry_after_seconds(away, time.time())
         return errors.ServiceUnavailable(
             f"Chunk {record.chunk_id} cannot be read now: {good} good shares of the {needed} "
