@@ -430,10 +430,24 @@ def create_upload(call):
     return Reply(scope.shown(session), status=201 if new else 200)
 
 
+def _listed_or_aborted_holder(call, scope) -> files.SessionHolder:
+    """`recipients=1`: the owner's view of the sessions recipients opened in their tree."""
+    if call.query.get("recipients") is None:
+        return _session_holder(scope)
+    if call.query["recipients"] != "1":
+        raise errors.BadRequest("'recipients' takes the value 1.", code="invalid_parameter",
+                                details={"parameter": "recipients"})
+    if scope.shared:
+        raise errors.BadRequest("'recipients' is for the owner of the tree; leave out "
+                                "'share'.", code="invalid_parameter",
+                                details={"parameter": "recipients"})
+    return files.RECIPIENTS
+
+
 @_endpoint("/uploads")
 def list_uploads(call):
     scope = _scope(call, write=True)
-    return {"uploads": files.list_sessions(scope.owner, _session_holder(scope))}
+    return {"uploads": files.list_sessions(scope.owner, _listed_or_aborted_holder(call, scope))}
 
 
 @_endpoint("/uploads/{upload_id}")
@@ -471,7 +485,7 @@ def commit_upload(call, upload_id):
 @_endpoint("/uploads/{upload_id}", ["DELETE"])
 def abort_upload(call, upload_id):
     scope = _scope(call, write=True)
-    files.abort_session(scope.owner, upload_id, _session_holder(scope))
+    files.abort_session(scope.owner, upload_id, _listed_or_aborted_holder(call, scope))
     return Reply(status=204)
 
 

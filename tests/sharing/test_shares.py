@@ -710,6 +710,34 @@ def session_through(recipient, share_id: str) -> str:
     return upload_id
 
 
+def test_the_owner_sees_and_ends_the_uploads_recipients_have_open_in_their_tree(alice, bob):
+    """A recipient's session counts in the owner's bytes, and the owner could neither see it
+    nor end it but by revoking the share for everyone; a recipient who lost access (removed
+    from the group, account deleted) left it there for a week (accounts sweep)."""
+    mkdir(alice, "/inbox")
+    s = share(alice, "/inbox", "write", user=bob)["id"]
+    upload_id = session_through(bob, s)
+    own = alice.api.get(f"{FS}/uploads").json()["uploads"]
+    assert upload_id not in [u["upload_id"] for u in own]
+    theirs = alice.api.get(f"{FS}/uploads", params={"recipients": "1"}).json()["uploads"]
+    (listed,) = [u for u in theirs if u["upload_id"] == upload_id]
+    assert (listed["share_id"], listed["name"], listed["path"]) == (s, "big.bin", "/")
+    # Not a holder of it otherwise: no parts, no commit, no status without `recipients`.
+    assert_error(alice.api.delete(f"{FS}/uploads/{upload_id}"), 404, "upload_not_found")
+    assert_error(alice.api.delete(f"{FS}/uploads/{upload_id}", params={"recipients": "2"}),
+                 400, "invalid_parameter")
+    assert_error(bob.api.get(f"{FS}/uploads", params={"recipients": "1", "share": s}), 400,
+                 "invalid_parameter")
+    assert bob.api.get(f"{FS}/uploads", params={"recipients": "1"}).json()["uploads"] == []
+
+    ended = alice.api.delete(f"{FS}/uploads/{upload_id}", params={"recipients": "1"})
+    assert ended.status_code == 204, ended.text
+    assert bob.api.get(f"{FS}/usage").json()["open_uploads"] == 0
+    assert_error(bob.api.put(f"{FS}/uploads/{upload_id}/parts/1", params={"share": s},
+                             data=b"x"), 404, "upload_not_found")
+    assert alice.api.get(f"{FS}/uploads", params={"recipients": "1"}).json()["uploads"] == []
+
+
 def test_a_share_made_read_only_ends_the_uploads_under_way_through_it(alice, bob):
     """As a revoke does: the writer can no longer commit or abort them, and their parts are the
     owner's bytes (found by an attacker sweep: they stayed counted for a week)."""

@@ -118,6 +118,8 @@ STORAGE_ID = {"type": "string",
 FILE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 NODE_ID = {"type": "string", "pattern": f"^(?:{_literal(ROOT)}|[0-9a-f]{{32}})$"}
 UPLOAD_ID = {"type": "string", "pattern": "^[0-9a-f]{24}$"}
+# The owner's view of the upload sessions recipients opened in their tree.
+RECIPIENTS_FLAG = {"type": "string", "enum": ["1"]}
 PART = {"type": "string", "pattern": "^[0-9]{1,7}$"}
 PROVIDER = {"type": "string", "enum": sorted(PROVIDERS)}
 # A name (tree.check_name): no '/' or NUL, not '.' or '..', at most MAX_NAME_BYTES of UTF-8
@@ -666,11 +668,13 @@ op("POST", "/api/filesystem/uploads", "Start an upload session for a large file"
               413: "Larger than a file may be here, or over the user's quota"})
 op("GET", "/api/filesystem/uploads",
    "Your open upload sessions (in your tree; with share=, those you opened through that "
-   "share), oldest first",
+   "share; with recipients=1, those your shares' recipients opened in your tree, each with "
+   "its share_id and a path inside that share's folder), oldest first",
+   query={"recipients": RECIPIENTS_FLAG},
    responses={200: {"schema": {"type": "object", "properties": {"uploads": {
        "type": "array", "items": _obj([], upload_id=S, path=S, name=S, size=INT,
                                       part_size=INT, parts=INT, created=S,
-                                      expires_at=INT)}}}}})
+                                      expires_at=INT, share_id=S)}}}}})
 op("GET", "/api/filesystem/uploads/{upload_id}",
    "Which parts arrived (received, missing), and the SHA-256 of each received one "
    "(part_sha256, by part number), to resume",
@@ -688,7 +692,10 @@ op("POST", "/api/filesystem/uploads/{upload_id}/commit", "Make the uploaded part
               409: "Parts missing, committed already, a directory of that name, or a sha256 "
                    "that does not agree",
               410: "Expired"})
-op("DELETE", "/api/filesystem/uploads/{upload_id}", "Abandon an upload and free its parts",
+op("DELETE", "/api/filesystem/uploads/{upload_id}",
+   "Abandon an upload and free its parts (recipients=1: one a recipient opened in your tree "
+   "through a share)",
+   query={"recipients": RECIPIENTS_FLAG},
    responses={204: "Abandoned", 404: "No such session", 409: "Committed already",
               410: "Expired"})
 op("GET", "/api/filesystem/usage", "What the user keeps against the quota, and the limits",

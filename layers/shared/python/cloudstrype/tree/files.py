@@ -892,6 +892,18 @@ class SessionHolder:
 OWNER_SESSION = SessionHolder()
 
 
+class _Recipients(SessionHolder):
+    """The owner looking at the sessions recipients opened in the owner's tree through shares
+    (their parts count in the owner's stored bytes): to list them and abort them, as a revoke
+    of their share would, without revoking it. Not to send parts or commit."""
+
+    def holds(self, record: Upload) -> bool:
+        return record.uploader is not None
+
+
+RECIPIENTS = _Recipients()
+
+
 def create_session(owner: str, directory: str, name: str, size, content_type: str | None,
                    durability: str | None, encryption: str | None, sha256: str | None,
                    holder: SessionHolder = OWNER_SESSION,
@@ -998,7 +1010,11 @@ def list_sessions(owner: str, holder: SessionHolder = OWNER_SESSION) -> list[dic
     return [{"upload_id": record.upload_id, "path": record.directory, "name": record.name,
              "size": int(record.size), "part_size": int(record.chunk_size),
              "parts": _parts_total(record), "created": tree.iso(record.created),
-             "expires_at": int(record.expires_at)} for record in found]
+             "expires_at": int(record.expires_at),
+             # (A recipient's, listed to the owner: the share it came through; its path is
+             # inside that share's folder.)
+             **({"share_id": record.share_id} if holder is RECIPIENTS else {})}
+            for record in found]
 
 
 def _check_sha256(value) -> str | None:
