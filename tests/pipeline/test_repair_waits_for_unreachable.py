@@ -53,10 +53,13 @@ def test_a_read_queues_lost_shares_for_repair_not_unreachable_ones(pipeline, tmp
     with pytest.raises(errors.ServiceUnavailable) as caught:
         pipeline.get_chunk(OWNER, record.chunk_id, frozenset({holders[2]}))
     assert caught.value.code == "not_enough_shares", caught.value.message
-    # The storage out of reach is named, with why, and the answer says when to try again.
+    # The storage out of reach is named, with why, and the answer says when to try again; so
+    # is the one not asked (`skip` holds those a ranged read has just found not answering).
     from cloudstrype import storages
     away_name = storages.get_storage(OWNER, holders[0]).name
-    assert f"({away_name}: " in caught.value.message, caught.value.message
+    skipped_name = storages.get_storage(OWNER, holders[2]).name
+    assert f"{away_name}: " in caught.value.message, caught.value.message
+    assert f"{skipped_name}: " in caught.value.message, caught.value.message
     assert "not this storage's folder now" in caught.value.message
     assert 1 <= int(caught.value.headers["Retry-After"]) <= 60
     assert chunk_store().get(OWNER, record.chunk_id).damaged == {1}
