@@ -47,6 +47,11 @@ def test_duplicate_username_is_409(api, user):
     ("alllowercase1", "an upper-case letter"),
     ("ALLUPPERCASE1", "a lower-case letter"),
     ("NoDigitsHere", "a digit"),
+    # Basic Latin only (accounts sweep: a superscript two, an Arabic-Indic one and a
+    # full-width capital counted).
+    ("Passwor\u00b2d", "a digit (0-9)"),
+    ("Password\u0661", "a digit (0-9)"),
+    ("\uff21password1", "an upper-case letter (A-Z)"),
 ])
 def test_weak_password_is_400_naming_what_is_missing(api, password, missing):
     response = api.post("/api/auth/register", json={"username": unique(),

@@ -123,4 +123,4 @@ export function normalizePath(path) {
 
 // The user pool's password policy in words (cloudstrype.auth.pool.PASSWORD_POLICY).
 export const PASSWORD_HELP =
-  "At least 8 characters, with an upper-case letter, a lower-case letter and a digit.";
+  "At least 8 characters, with an upper-case letter (A-Z), a lower-case letter (a-z) and a digit (0-9).";

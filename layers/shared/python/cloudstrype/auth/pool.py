@@ -25,10 +25,11 @@ def password_problems(password: str) -> list[str]:
     problems = []
     if len(password) < PASSWORD_POLICY["MinimumLength"]:
         problems.append(f"at least {PASSWORD_POLICY['MinimumLength']} characters")
-    if PASSWORD_POLICY["RequireUppercase"] and not any(c.isupper() for c in password):
-        problems.append("an upper-case letter")
-    if PASSWORD_POLICY["RequireLowercase"] and not any(c.islower() for c in password):
-        problems.append("a lower-case letter")
-    if PASSWORD_POLICY["RequireNumbers"] and not any(c.isdigit() for c in password):
-        problems.append("a digit")
+    # Basic Latin, as the rules are meant (str.isdigit took '²', isupper a full-width 'Ａ').
+    if PASSWORD_POLICY["RequireUppercase"] and not any("A" <= c <= "Z" for c in password):
+        problems.append("an upper-case letter (A-Z)")
+    if PASSWORD_POLICY["RequireLowercase"] and not any("a" <= c <= "z" for c in password):
+        problems.append("a lower-case letter (a-z)")
+    if PASSWORD_POLICY["RequireNumbers"] and not any("0" <= c <= "9" for c in password):
+        problems.append("a digit (0-9)")
     return problems
