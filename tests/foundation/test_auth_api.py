@@ -241,6 +241,11 @@ def test_admin_manages_groups_and_members(admin, api):
     assert created.status_code == 201, created.text
     assert created.json() == {"name": group, "description": "Team"}
     assert_error(admin_api.post("/api/auth/groups", json={"name": group}), 409, "group_exists")
+    # Names differing only in case are one name (accounts sweep: "Admins" beside admins).
+    for variant in (group.upper(), "Admins"):
+        error = assert_error(admin_api.post("/api/auth/groups", json={"name": variant}), 409,
+                             "group_exists")
+        assert "differing only in case" in error["message"]
     listed = admin_api.get("/api/auth/groups").json()["groups"]
     assert {"name": group, "description": "Team"} in listed
 

@@ -157,7 +157,16 @@ def create_group(name: str, description: str) -> dict:
     if len(description) > 2048:
         raise errors.BadRequest("Field 'description' must be at most 2048 characters.",
                                 code="invalid_field", details={"field": "description"})
-    return asdict(get_identity().create_group(name, description))
+    identity = get_identity()
+    # Told apart by case alone, two groups read as one ("Admins" beside admins, a share to
+    # "Team" meant for team).
+    taken = next((g.name for g in identity.list_groups()
+                  if g.name.lower() == name.lower() and g.name != name), None)
+    if taken is not None:
+        raise errors.Conflict(f"The group '{taken}' exists already; names differing only in "
+                              f"case are one name here.", code="group_exists",
+                              details={"field": "name"})
+    return asdict(identity.create_group(name, description))
 
 
 def delete_group(name: str) -> None:
