@@ -14,19 +14,24 @@ KiB = 1024
 SCHEMES = ["raid1(1)", "raid1(3)", "rs(2,1)", "rs(3,2)"]
 
 
-@pytest.fixture(scope="module")
-def packer(api, tmp_path_factory):
-    """A user with five local storages; returns (user, [storage directories])."""
+def five_disks(api, root: Path, folder: str = "d", name: str = "disk"):
+    """A new user with five local storages in `root` (folders `folder`0..4, named `name`0..4):
+    (user, [storage directories])."""
     user = register_and_login(api)
-    root = tmp_path_factory.mktemp("pack-disks")
     disks = []
     for n in range(5):
-        path = root / f"d{n}"
+        path = root / f"{folder}{n}"
         response = user.api.post("/api/cloud/storages", json={
-            "kind": "local", "name": f"disk{n}", "config": {"path": str(path)}})
+            "kind": "local", "name": f"{name}{n}", "config": {"path": str(path)}})
         assert response.status_code == 201, response.text
         disks.append(path)
     return user, disks
+
+
+@pytest.fixture(scope="module")
+def packer(api, tmp_path_factory):
+    """A user with five local storages; returns (user, [storage directories])."""
+    return five_disks(api, tmp_path_factory.mktemp("pack-disks"))
 
 
 def shares(disks: list[Path]) -> list[Path]:
@@ -222,14 +227,7 @@ def test_a_packed_file_past_its_redundancy_names_every_storage_away(api, tmp_pat
     """The ranged read's storage was left out of the whole chunk's read and then of the message
     (only two of three away were named), and each storage's reason was cut at 120 characters,
     mid-sentence, losing its advice (concurrency sweep)."""
-    user = register_and_login(api)
-    disks = []
-    for n in range(5):
-        path = tmp_path / f"away{n}"
-        added = user.api.post("/api/cloud/storages", json={
-            "kind": "local", "name": f"away{n}", "config": {"path": str(path)}})
-        assert added.status_code == 201, added.text
-        disks.append(path)
+    user, disks = five_disks(api, tmp_path, "away", "away")
     ids = stored(user, "/away", small_files("away", 10), durability="rs(3,2)")
     made = pack_shares(disks, set())
     gone = sorted({made[i].parent for i in (0, 1, 2)})

@@ -16,15 +16,27 @@ from websockets.sync.client import connect
 from tests.support import PASSWORD, login, register_and_login, unique
 
 
+def _member(stack, token: str, name: str):
+    """A WebSocket opened as a member of the user of `token`: (the connection, its member id)."""
+    member_id = unique(name).replace(".", "-")[:40]
+    ws = connect(f"{stack.ws_url}?member_id={member_id}",
+                 additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10)
+    return ws, member_id
+
+
+def _hello(ws, member_id: str) -> dict:
+    ws.send(json.dumps({"type": "hello", "id": "h1", "member_id": member_id, "protocol": 1,
+                        "capacity": 10**9, "used": 0, "free": 10**9}))
+    return json.loads(ws.recv(timeout=10))
+
+
 @pytest.mark.parametrize("ending", ["logout", "password", "deleted"])
 def test_a_connection_ends_with_the_sign_in_that_opened_it(api, stack, admin, ending):
     user = register_and_login(api)
     # The member's own sign-in (a password change ends every sign-in but the one making it).
     member = login(api, user.username)
-    member_id = unique("ends").replace(".", "-")[:40]
-    auth = {"Authorization": f"Bearer {member['access_token']}"}
-    with connect(f"{stack.ws_url}?member_id={member_id}", additional_headers=auth,
-                 open_timeout=10) as ws:
+    ws, member_id = _member(stack, member["access_token"], "ends")
+    with ws:
         ws.send(json.dumps({"type": "ping", "id": "p1"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "pong"
         if ending == "logout":
@@ -37,9 +49,7 @@ def test_a_connection_ends_with_the_sign_in_that_opened_it(api, stack, admin, en
         else:
             admin_api, _ = admin
             assert admin_api.delete(f"/api/auth/users/{user.username}").status_code == 204
-        ws.send(json.dumps({"type": "hello", "id": "h1", "member_id": member_id,
-                            "protocol": 1, "capacity": 10**9, "used": 0, "free": 10**9}))
-        answer = json.loads(ws.recv(timeout=10))
+        answer = _hello(ws, member_id)
         assert answer.get("code") == "signed_out" and "log in again" in answer["error"], answer
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
@@ -55,11 +65,7 @@ def test_a_connection_of_a_live_sign_in_goes_on(api, stack):
     user ending leaves it be."""
     user = register_and_login(api)
     other = login(api, user.username)
-    member_id = unique("lives").replace(".", "-")[:40]
-    auth = {"Authorization": f"Bearer {user.access_token}"}
-    with connect(f"{stack.ws_url}?member_id={member_id}", additional_headers=auth,
-                 open_timeout=10) as ws:
+    ws, member_id = _member(stack, user.access_token, "lives")
+    with ws:
         assert api.as_user(other["access_token"]).post("/api/auth/logout").status_code == 204
-        ws.send(json.dumps({"type": "hello", "id": "h1", "member_id": member_id,
-                            "protocol": 1, "capacity": 10**9, "used": 0, "free": 10**9}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        assert _hello(ws, member_id)["type"] == "welcome"
