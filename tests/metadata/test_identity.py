@@ -445,6 +445,25 @@ def test_wrong_passwords_sent_at_once_get_no_more_checks_than_in_a_row(local):
 
 
 @local_param
+def test_right_answers_are_not_counted_as_failed_attempts(provider):
+    """Attempts are counted before they are checked: the right password of an unconfirmed
+    account, or a change refused for its weak new password, must not lock the account."""
+    from cloudstrype.identity.local import FREE_FAILURES
+    identity, _ = provider
+    name = _name()
+    identity.register(name, f"{name}@example.org", PASSWORD, confirmed=False)
+    for _ in range(FREE_FAILURES + 2):
+        _raises(errors.Forbidden, "not_confirmed", identity.login, name, PASSWORD)
+    assert identity.store.get_user(name).failures == 0
+    confirmed = _user(identity)
+    tokens = identity.login(confirmed, PASSWORD)
+    for _ in range(FREE_FAILURES + 2):
+        _raises(errors.BadRequest, "weak_password", identity.change_password, confirmed,
+                tokens.access_token, PASSWORD, "weak")
+    identity.change_password(confirmed, tokens.access_token, PASSWORD, "N3wPassword!")
+
+
+@local_param
 def test_signing_key_is_per_install_private_and_served_as_jwks(local, verifier, jwks_url,
                                                                tmp_path):
     identity, _ = local

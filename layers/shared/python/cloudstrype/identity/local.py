@@ -265,6 +265,8 @@ class LocalIdentity(IdentityProvider):
         if not self._password_matches(user, password):
             raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
         if user.status != CONFIRMED:
+            # The right password: not a failure (counted as one before it was checked).
+            self.store.update_user(user, Change(set={"failures": 0}))
             raise errors.Forbidden("Confirm your account first (POST /api/auth/confirm with the "
                                    "code you were sent).", code="not_confirmed")
         change = Change()
@@ -344,15 +346,17 @@ class LocalIdentity(IdentityProvider):
 
     def change_password(self, username: str, access_token: str, old_password: str,
                         new_password: str) -> None:
-        user = self._take_attempt(self._existing(username))
-        if not self._password_matches(user, old_password):
-            raise errors.Unauthorized("The current password is wrong.", code="wrong_password",
-                                      details={"field": "old_password"})
+        user = self._existing(username)
+        # Said before the current password is tried: a weak new one is no failed attempt.
         problems = pool.password_problems(new_password)
         if problems:
             raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) +
                                     ".", code="weak_password",
                                     details={"field": "new_password"})
+        user = self._take_attempt(user)
+        if not self._password_matches(user, old_password):
+            raise errors.Unauthorized("The current password is wrong.", code="wrong_password",
+                                      details={"field": "old_password"})
         changed = self.store.update_user(user, Change(set={
             "password_hash": HASHER.hash(new_password), "failures": 0}),
             Condition.eq("password_hash", user.password_hash))
