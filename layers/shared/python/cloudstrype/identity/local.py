@@ -202,31 +202,12 @@ class LocalIdentity(IdentityProvider):
                 f"Too many failed attempts for this account; try again in {wait} s.",
                 code="too_many_attempts", headers={"Retry-After": str(wait)})
 
-    def _take_attempt(self, user: UserItem) -> UserItem:
-        """Count an attempt at the account's password (or code) as failed before it is
-        checked, the account as it is now unless it is locked (429): checked first and counted
-        after, parallel attempts all passed the check before any was counted (accounts sweep:
-        11 of 24 wrong passwords sent at once were checked, not 5). Each count holds only on
-        the count it was decided on, so no more than FREE_FAILURES pass between two locks. A
-        right answer resets the count."""
-        for _ in range(100):
-            self._check_throttle(user)
-            change = Change(add={"failures": 1}, set={"last_failure": self._now()})
-            # (A count never stored is 0 too.)
-            guards = [Condition.eq("failures", user.failures)] + \
-                ([Condition.missing("failures")] if not user.failures else [])
-            for guard in guards:
-                taken = self.store.update_user(user, change, guard)
-                if taken is not None:
-                    return taken
-            again = self.store.get_user(user.username)
-            if again is None or again.user_id != user.user_id:
-                raise errors.Unauthorized("Wrong username or password.",
-                                          code="invalid_credentials")
-            user = again
-        raise errors.TooManyRequests("Too many attempts for this account at once; try again "
-                                     "in a moment.", code="too_many_attempts",
-                                     headers={"Retry-After": "1"})
+    def _record_failure(self, user: UserItem) -> None:
+        # Counted after the check, not before: counted before, right answers in flight
+        # counted as failures (six correct logins at once locked the account). So wrong
+        # answers sent at once may all be checked before the first is counted (README).
+        self.store.update_user(user, Change(add={"failures": 1},
+                                            set={"last_failure": self._now()}))
 
     def confirm(self, username: str, code: str) -> None:
         # One answer for an unknown user, a wrong code and a confirmed account, so confirming
@@ -237,9 +218,10 @@ class LocalIdentity(IdentityProvider):
         user = self.store.get_user(username)
         if user is None or user.status == CONFIRMED:
             raise refused
-        user = self._take_attempt(user)
+        self._check_throttle(user)
         if not (user.code_hash and (user.code_expires or 0) > self._now()
                 and hmac.compare_digest(user.code_hash, _hash(code))):
+            self._record_failure(user)
             raise refused
         self.store.update_user(user, Change(set={"status": CONFIRMED, "failures": 0},
                                             remove=("code_hash", "code_expires")))
@@ -261,12 +243,12 @@ class LocalIdentity(IdentityProvider):
     def login(self, username: str, password: str) -> Tokens:
         user = self.store.get_user(username)
         if user is not None:
-            user = self._take_attempt(user)
+            self._check_throttle(user)
         if not self._password_matches(user, password):
+            if user is not None:
+                self._record_failure(user)
             raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
         if user.status != CONFIRMED:
-            # The right password: not a failure (counted as one before it was checked).
-            self.store.update_user(user, Change(set={"failures": 0}))
             raise errors.Forbidden("Confirm your account first (POST /api/auth/confirm with the "
                                    "code you were sent).", code="not_confirmed")
         change = Change()
@@ -353,8 +335,9 @@ class LocalIdentity(IdentityProvider):
             raise errors.BadRequest("Password is too weak: it needs " + ", ".join(problems) +
                                     ".", code="weak_password",
                                     details={"field": "new_password"})
-        user = self._take_attempt(user)
+        self._check_throttle(user)
         if not self._password_matches(user, old_password):
+            self._record_failure(user)
             raise errors.Unauthorized("The current password is wrong.", code="wrong_password",
                                       details={"field": "old_password"})
         changed = self.store.update_user(user, Change(set={
