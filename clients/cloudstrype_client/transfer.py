@@ -603,6 +603,30 @@ class Uploader:
         # request can be sent again after its answer was lost (the server answers the session
         # it opened then), and a later run finds a session whose every answer was lost.
         upload_id = os.urandom(12).hex()
+        self._remember(key, upload_id, item)
+        body = {"path": item.directory, "name": item.name, "size": item.size,
+                "upload_id": upload_id}
+        try:
+            # The hash is computed while the parts go up and declared at the commit.
+            session = self.client.post_json("/api/filesystem/uploads", body, ok=(200, 201),
+                                            retry=True, what=item.remote)
+        except CliError as exc:
+            if not answer_lost(exc):
+                self.state.forget(key)              # refused: there is nothing to resume
+            if exc.code != "unknown_field" or "'upload_id'" not in exc.message:
+                raise
+            # A server from before clients chose the id: opened as then, sent once.
+            del body["upload_id"]
+            session = self.client.post_json("/api/filesystem/uploads", body, ok=(201,),
+                                            what=item.remote)
+            try:
+                self._remember(key, session["upload_id"], item)
+            except CliError:
+                self._abandon(f"/api/filesystem/uploads/{session['upload_id']}", key)
+                raise
+        return session, None
+
+    def _remember(self, key: str, upload_id: str, item: Upload) -> None:
         try:
             self.state.put(key, {"upload_id": upload_id, "remote": item.remote})
         except OSError as exc:
@@ -611,16 +635,6 @@ class Uploader:
                            f"{self.state.path} for a later run to resume "
                            f"({exc.strerror or exc}); nothing was sent. Free space there, or "
                            f"set XDG_CONFIG_HOME to a folder with room.") from None
-        try:
-            # The hash is computed while the parts go up and declared at the commit.
-            session = self.client.post_json("/api/filesystem/uploads", {
-                "path": item.directory, "name": item.name, "size": item.size,
-                "upload_id": upload_id}, ok=(200, 201), retry=True, what=item.remote)
-        except CliError as exc:
-            if not answer_lost(exc):
-                self.state.forget(key)              # refused: there is nothing to resume
-            raise
-        return session, None
 
     def _changed_parts(self, item: Upload, session: dict) -> list[int]:
         """The parts the server has that the local file no longer holds (changed since, even

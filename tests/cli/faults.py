@@ -54,6 +54,7 @@ class Rule:
     hits: int = 0
     retry_after: int | None = None   # "status": sent as its Retry-After
     code: str = "injected"           # "status": the error code of its body
+    message: str | None = None       # "status": the error message of its body
     call: Callable[[], None] | None = None  # "call": run before the request is passed on
 
     def picks(self, method: str, path: str, range_header: str) -> bool:
@@ -107,7 +108,8 @@ class FaultyProxy:
                     rule.call()
                 if rule is not None and rule.action == "status":
                     payload = json.dumps({"error": {
-                        "code": rule.code, "message": f"injected failure {rule.status}"}}
+                        "code": rule.code,
+                        "message": rule.message or f"injected failure {rule.status}"}}
                     ).encode()
                     self.send_response(rule.status)
                     self.send_header("Content-Type", "application/json")
@@ -172,11 +174,12 @@ class FaultyProxy:
 
     def fail(self, method: str, path: str, action: str, *, status: int = 0,
              range: str | None = None, times: int | None = 1, delay: float = 0.0,
-             retry_after: int | None = None, code: str = "injected") -> Rule:
+             retry_after: int | None = None, code: str = "injected",
+             message: str | None = None) -> Rule:
         """Break requests matching `method` and the `path` regex (and the `range` regex)."""
         rule = Rule(method, re.compile(path), action, status, delay,
                     re.compile(range) if range else None, times, retry_after=retry_after,
-                    code=code)
+                    code=code, message=message)
         with self._lock:
             self.rules.append(rule)
         return rule

@@ -347,3 +347,18 @@ def test_a_share_or_link_whose_answer_was_lost_is_said_as_it_is(cli, cli_user, a
     links = [link for link in cli_user.api.get("/api/filesystem/links").json()["links"]
              if link.get("path") == f"{root}/s.txt"]
     assert len(links) == 1
+
+
+def test_a_server_from_before_chosen_session_ids_still_takes_big_files(cli, cli_user, tmp_path,
+                                                                       proxy):
+    """The CLI sends the session's id it chose; a server from before refuses the field by name
+    (400 unknown_field), and every file over 4 MiB was refused for good (review sweep). Such a
+    server gets the request without it."""
+    source, data = _big(tmp_path, parts=2)
+    remote = f"{_root()}/old-server.bin"
+    proxy.fail("POST", r"^/api/filesystem/uploads$", "status", status=400, code="unknown_field",
+               message="Unknown field 'upload_id'; the fields are content_type, durability, "
+                       "encryption, name, path, sha256, size.")
+    cli.ok("put", str(source), remote, env=proxy.env(cli_user.access_token))
+    assert proxy.count("POST", r"^/api/filesystem/uploads$") == 2
+    assert remote_info(cli_user, remote)["sha256"] == hashlib.sha256(data).hexdigest()
