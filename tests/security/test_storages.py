@@ -284,6 +284,18 @@ def test_nested_claims_racing_never_both_hold(api, tmp_path):
         assert markers == held, markers
 
 
+def test_a_marker_left_above_the_storage_root_refuses_nothing(user, stack):
+    """The claim's second look walked up to / : a marker left in the data directory (a folder
+    that was once a storage's) refused every local storage (review sweep)."""
+    stale = stack.data_dir / ".cloudstrype-storage"
+    stale.write_text('{"storage_id": "st-000000000000"}')
+    try:
+        made = add_local(user, "below-a-stale-marker")
+        assert made.status_code == 201, made.text
+    finally:
+        stale.unlink()
+
+
 def test_a_refused_local_storage_leaves_no_folder_behind(user, tmp_path):
     for config in ({"path": str(tmp_path / "a" / "b"), "capacity": -5},
                    {"path": str(tmp_path / "c"), "no_such_field": 1}):

@@ -447,7 +447,14 @@ def _claim_directory(directory: Path, record: Storage) -> None:
     # Looked at again now that this claim is on disk: a folder above claimed since the check
     # before (_local_config) saw nothing there. Of an outer and an inner claim racing, the
     # outer sees the inner folder in its scan above, or the inner sees the outer's marker here.
-    if any((ancestor / MARKER).exists() for ancestor in directory.parents):
+    # (Up to the storage root, as that check: a marker left above it decides nothing.)
+    roots = local_roots()
+    above = []
+    for ancestor in directory.parents:
+        if ancestor in roots:
+            break
+        above.append(ancestor)
+    if any((ancestor / MARKER).exists() for ancestor in above):
         _release_directory(directory)
         raise errors.Conflict(f"{directory} is inside the folder of another Cloudstrype "
                               f"storage; give each storage its own folder, beside the "
