@@ -94,8 +94,8 @@ def handle(connection_id: str, body: str | None) -> dict | None:
                                          code="unknown_connection")
         if _signed_out(conn):
             raise _SignedOut("The sign-in this connection was opened with has ended (logged "
-                             "out, password changed or account deleted); log in again and "
-                             "reconnect.")
+                             "out, password changed, account deleted, or its 30 days from "
+                             "the login over); log in again and reconnect.")
         if kind == "ping":
             return members.ping(conn, message)
         if kind == "hello":
