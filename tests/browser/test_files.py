@@ -240,6 +240,33 @@ def test_a_large_upload_refused_for_good_leaves_no_session_open(page, base_url, 
     wait_for(closed, timeout=10, what="the refused upload's session to be abandoned")
 
 
+def test_a_session_whose_opening_answer_was_lost_is_opened_once(page, base_url, web_user):
+    """The page retried opening a session after a lost answer, and the first one stayed open
+    for a week (review sweep): it draws the session's id, and the retry is answered the session
+    the first attempt opened."""
+    lost = []
+
+    def lose_first_answer(route):
+        if route.request.method == "POST" and not lost:
+            lost.append(route.fetch().status)          # done by the server, answer lost
+            route.fulfill(status=502, content_type="application/json",
+                          body='{"message": "Internal server error"}')
+        else:
+            route.continue_()
+
+    page.route("**/api/filesystem/uploads", lose_first_answer)
+    page.route("**/api/filesystem/uploads?*", lose_first_answer)
+    content = os.urandom(5 * MIB)
+    item = _upload_in_page(page, base_url, web_user, "lost-answer.bin", content)
+    expect(item).to_contain_text("Uploaded")
+    assert lost == [201]
+    listed = web_user.api.get("/api/filesystem/uploads").json()["uploads"]
+    assert [u for u in listed if u["name"] == "lost-answer.bin"] == []
+    listing = web_user.api.get("/api/filesystem/info", params={"path": "/"}).json()
+    (entry,) = [c for c in listing["children"] if c["name"] == "lost-answer.bin"]
+    assert entry["sha256"] == hashlib.sha256(content).hexdigest()
+
+
 def test_an_earlier_version_is_deleted_from_the_files_page(page, base_url, web_user):
     name = f"drafts-{os.urandom(3).hex()}.txt"
     made = [web_user.api.post("/api/filesystem/data", data={"path": "/", "name": name},

@@ -381,11 +381,15 @@ async function uploadOneShot(item) {
 }
 
 async function startSession(item) {
+  // The session's id is drawn here, so a retry after a lost answer is answered the session
+  // the first attempt opened (200), not a second one left open for a week.
+  const uploadId = Array.from(crypto.getRandomValues(new Uint8Array(12)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
   const session = await withRetries(item, "Starting the upload", () => sendJson(item, {
     method: "POST", path: "/api/filesystem/uploads", query: { share: item.share },
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ path: item.dir, name: item.name, size: item.size,
-      content_type: item.file.type || undefined }) }));
+      content_type: item.file.type || undefined, upload_id: uploadId }) }));
   item.sessionId = session.upload_id;
   item.partSize = session.part_size;
   item.partCount = session.parts;
