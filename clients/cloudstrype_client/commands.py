@@ -261,7 +261,10 @@ def cmd_logout(args) -> int:
         # The sign-in every command used: ended on its server; a saved login is another one,
         # left as it is (it said "Not logged in." and the token kept working).
         client = Client.from_args(args)
-        client.request("POST", "/api/auth/logout", ok=(204,), what="logging out")
+        try:
+            client.request("POST", "/api/auth/logout", ok=(204,), what="logging out")
+        except AuthError:
+            pass                    # refused: that sign-in has ended already (or expired)
         if not args.quiet:
             print(f"Ended the sign-in of CLOUDSTRYPE_TOKEN at {client.server}: the token is "
                   f"refused from now on (unset it).", file=sys.stderr)

@@ -35,6 +35,7 @@ def test_logout_under_cloudstrype_token_ends_that_sign_in(home, api):
     assert "Ended the sign-in of CLOUDSTRYPE_TOKEN" in done.stderr
     assert "The saved login is another sign-in and stays" in done.stderr
     assert home.run("ls", "/", env=env).returncode == 3
+    home.ok("logout", env=env)                # again: ended already, as a saved login's is
     assert api.as_user(user.access_token).get("/api/auth/me").status_code == 401
     home.ok("ls", "/")                                   # the saved login's sign-in lives
 
