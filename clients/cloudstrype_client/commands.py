@@ -263,8 +263,9 @@ def cmd_logout(args) -> int:
         client = Client.from_args(args)
         try:
             client.request("POST", "/api/auth/logout", ok=(204,), what="logging out")
-        except AuthError:
-            pass                    # refused: that sign-in has ended already (or expired)
+        except CliError as exc:
+            if exc.status != 401:
+                raise               # (401: that sign-in has ended already, or expired)
         if not args.quiet:
             print(f"Ended the sign-in of CLOUDSTRYPE_TOKEN at {client.server}: the token is "
                   f"refused from now on (unset it).", file=sys.stderr)
