@@ -44,9 +44,10 @@ def _kill_put_after_parts(cli, cli_user, source, remote_path: str, parts: int = 
             assert first.poll() is None, "the upload finished before it could be interrupted"
             upload_id = upload_id or _session_of(cli, remote_path)
             if upload_id:
-                status = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}",
-                                          params=params).json()
-                received = len(status["received"])
+                answer = cli_user.api.get(f"/api/filesystem/uploads/{upload_id}",
+                                          params=params)
+                # (The CLI remembers the session's id before it asks the server to open it.)
+                received = len(answer.json()["received"]) if answer.status_code == 200 else 0
             time.sleep(0.05)
     finally:
         first.send_signal(signal.SIGKILL)

@@ -423,6 +423,11 @@ def _claim_directory(directory: Path, record: Storage) -> None:
     try:
         fd = os.open(directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                      0o600)
+    except FileNotFoundError:
+        # Made by this claim, then removed by a claim of a folder around or inside it that
+        # gave up: nothing is claimed; the same request again makes it anew.
+        raise errors.Conflict(f"{directory} was removed by another claim while it was being "
+                              f"claimed; try again.", code="concurrent_change") from None
     except FileExistsError:
         claimed_by = _marker_storage(directory)
         if claimed_by is not None and not any(r.storage_id == claimed_by
