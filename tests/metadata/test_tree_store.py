@@ -585,6 +585,31 @@ def test_removing_a_freed_trash_item_takes_its_bytes_off_once(trees):
     assert trash_bytes(trees, who) == 0 and trees.get_node(who, folder.node_id) is None
 
 
+def test_removing_a_trash_item_as_another_purger_counts_it_down_takes_each_byte_off_once(
+        trees, monkeypatch):
+    """A trash empty and the sweep freeing one item together: one took off what it freed
+    (uncount_trashed) between the other's read of the item and its removal, which then took
+    the whole count read before off again (crash sweep: the owner's trash bytes drifted below
+    the items' sum, −88,099 B in half an hour)."""
+    who = owner()
+    folder = new_dir(trees, who, ROOT, "folder")
+    item = to_trash(trees, folder, T0, size=100)
+    doomed = trees.doom(item)
+    read = trees._get
+    raced = []
+
+    def read_then_race(table, key, *args):
+        found = read(table, key, *args)
+        if not raced and found is not None and found.get("node_id") == folder.node_id:
+            raced.append(trees.uncount_trashed(who, folder.node_id, item.trashed_at, 30))
+        return found
+
+    monkeypatch.setattr(trees, "_get", read_then_race)
+    trees.remove(doomed)
+    assert raced == [True]
+    assert trash_bytes(trees, who) == 0 and trees.get_node(who, folder.node_id) is None
+
+
 def test_profile_keeps_the_trash_retention(trees):
     who = owner()
     trees.put_profile(Profile(who, None, None, 7))

@@ -771,14 +771,30 @@ class TreeStore:
     def remove(self, node: Node) -> None:
         """Remove the node and its entry (versions and children are the caller's to remove
         first)."""
+        for attempt in range(3):
+            try:
+                return self._remove_once(node)
+            except Changed:
+                # A trash item whose count another purger has just lowered is read again;
+                # one gone or moved meanwhile is the caller's to know.
+                item = self._get(NODES, {"owner": node.owner, "node_id": node.node_id},
+                                 node.owner)
+                if item is None or item.get("parent_id") != TRASH or attempt == 2:
+                    raise
+
+    def _remove_once(self, node: Node) -> None:
         operations = [Delete(NODES, {"owner": node.owner, "node_id": node.node_id})]
         item = self._get(NODES, {"owner": node.owner, "node_id": node.node_id}, node.owner)
         if item is not None and item.get("parent_id") == TRASH and "trashed_at" in item:
             # A freed trash item: its bytes leave the trash count, and the trash entry goes.
             trashed = _trashed(item)
-            # Once only, though a delete and the sweep may free it together.
+            # Once only, though a delete and the sweep may free it together; and what it still
+            # counts as read (the other purger takes off what it frees as it goes: taken off
+            # again here, the owner's trash bytes drifted below the items' sum).
+            counted = Condition.eq("trash_counted", trashed.counted) \
+                if "trash_counted" in item else Condition.missing("trash_counted")
             operations[0] = Delete(NODES, {"owner": node.owner, "node_id": node.node_id},
-                                   Condition.eq("trashed_at", trashed.trashed_at))
+                                   Condition.eq("trashed_at", trashed.trashed_at) & counted)
             operations += [quota.trash_bytes_change(node.owner, -trashed.counted),
                            Delete(ENTRIES, _entry_key(node.owner, TRASH, trashed.entry))]
         elif node.parent_id is not None:
