@@ -68,9 +68,20 @@ def test_a_session_opened_with_the_clients_id_is_opened_once(fs_user, api):
     assert again.json()["upload_id"] == upload_id and again.json()["missing"] == [0, 1]
     listed = fs_user.api.get("/api/filesystem/uploads").json()["uploads"]
     assert [u["upload_id"] for u in listed].count(upload_id) == 1
-    for other in ({"name": "other.bin"}, {"size": 6 * MiB}, {"path": "/elsewhere"}):
+    for other in ({"name": "other.bin"}, {"size": 6 * MiB}, {"path": "/elsewhere"},
+                  {"content_type": "image/png"}, {"sha256": "ab" * 32},
+                  {"encryption": "none"}):
+        # (Another type, sha256 or scheme is another request, not the same one sent again:
+        # answering the first session would store the file otherwise than asked.)
         assert_error(fs_user.api.post("/api/filesystem/uploads", json={**body, **other}),
                      409, "upload_id_taken")
+    # What the request names, named again the same (in another spelling), is the same.
+    typed_id = os.urandom(12).hex()
+    typed = {**body, "upload_id": typed_id, "content_type": "text/plain",
+             "sha256": "AB" * 32, "encryption": "aes256-gcm"}
+    assert fs_user.api.post("/api/filesystem/uploads", json=typed).status_code == 201
+    same = fs_user.api.post("/api/filesystem/uploads", json={**typed, "sha256": "ab" * 32})
+    assert same.status_code == 200, same.text
     for bad in ("ABCDEF" * 4, "0" * 23, "0" * 25, "../" + "0" * 21, 12):
         error = assert_error(fs_user.api.post("/api/filesystem/uploads",
                                               json={**body, "upload_id": bad}), 400)

@@ -664,7 +664,8 @@ op("POST", "/api/filesystem/uploads", "Start an upload session for a large file"
               200: "The session of the upload_id given, opened already for this file (the "
                    "request sent again after its answer was lost)",
               409: "Too many open sessions, a file on the way, or upload_id_taken (the "
-                   "upload_id names another session)",
+                   "upload_id names another session, or one asked for with another type, "
+                   "sha256 or scheme)",
               413: "Larger than a file may be here, or over the user's quota"})
 op("GET", "/api/filesystem/uploads",
    "Your open upload sessions (in your tree; with share=, those you opened through that "

@@ -918,7 +918,8 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
             raise errors.BadRequest("Field 'upload_id' must be 24 lowercase hex digits (12 "
                                     "random bytes).", code="invalid_field",
                                     details={"field": "upload_id"})
-        opened = _opened_before(owner, upload_id, directory, name, size, holder)
+        opened = _opened_before(owner, upload_id, directory, name, size, holder,
+                                _asked(name, content_type, durability, encryption, sha256))
         if opened is not None:
             return opened, False
     if content_type not in (None, "") and media_type(content_type) is None:
@@ -966,23 +967,46 @@ def create_session(owner: str, directory: str, name: str, size, content_type: st
     if not created:
         # The same id recorded meanwhile: the first of two sends of one request, or taken.
         quota.close_upload(_counted_by(record))
-        opened = _opened_before(owner, record.upload_id, directory, name, size, holder)
+        opened = _opened_before(owner, record.upload_id, directory, name, size, holder,
+                                _asked(name, content_type, durability, encryption, sha256))
         if opened is None:
             raise _upload_id_taken()
         return opened, False
     return session_info(record), True
 
 
+def _asked(name: str, content_type, durability, encryption, sha256) -> dict:
+    """What a session request asks for beyond its path and size, as its session records it
+    (only what the request names: a default it leaves to the server may have changed since
+    the session opened). A value that cannot be read is left out: a new session refuses it."""
+    asked = {}
+    try:
+        if content_type not in (None, ""):
+            asked["content_type"] = guess_type(name, content_type)
+        if durability:
+            asked["durability"] = str(codec.parse_durability(durability))
+        if encryption:
+            asked["encryption"] = str(codec.parse_encryption(encryption))
+        if sha256 is not None:
+            asked["sha256"] = _check_sha256(sha256)
+    except (codec.CodecError, errors.ApiError, TypeError, ValueError):
+        pass
+    return asked
+
+
 def _opened_before(owner: str, upload_id: str, directory: str, name: str, size,
-                   holder: SessionHolder) -> dict | None:
-    """The session `upload_id` if the holder opened it for this file (None: there is none);
-    409 if the id is another's, another file's, or a session that ended."""
+                   holder: SessionHolder, asked: dict) -> dict | None:
+    """The session `upload_id` if the holder opened it for this file as `asked` (None: there
+    is none); 409 if the id is another's, another file's, one asked for otherwise (another
+    type, durability, encryption or sha256: sent again, a request is the same request), or a
+    session that ended."""
     record = tree_store().get_upload(owner, upload_id)
     if record is None:
         return None
     if record.aborted or record.intent or not holder.holds(record) or \
             record.expires_at < time.time() or \
-            (record.directory, record.name, int(record.size)) != (directory, name, size):
+            (record.directory, record.name, int(record.size)) != (directory, name, size) or \
+            any(getattr(record, field) != value for field, value in asked.items()):
         raise _upload_id_taken()
     return session_info(record)
 
