@@ -371,6 +371,11 @@ def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(api
                  400, "weak_password")
     assert_error(here.post("/api/auth/password", json={"old_password": user.password}),
                  400, "missing_field")
+    same = assert_error(here.post("/api/auth/password", json={
+        "old_password": user.password, "new_password": user.password}), 400, "same_password")
+    assert same["details"]["field"] == "new_password"
+    # Refused, it ended no other sign-in.
+    assert api.as_user(elsewhere["access_token"]).get("/api/auth/me").status_code == 200
     assert here.post("/api/auth/password", json={"old_password": user.password,
                                                  "new_password": new}).status_code == 204
     # The new password signs in, the old one no longer does.

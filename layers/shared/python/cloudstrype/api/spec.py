@@ -287,7 +287,7 @@ op("POST", "/api/auth/password",
    body=_obj(["old_password", "new_password"],
              old_password={"type": "string", "format": "password", "minLength": 1},
              new_password=PASSWORD),
-   responses={204: "Changed", 400: "The new password is too weak or too long",
+   responses={204: "Changed", 400: "The new password is too weak, too long or the current one",
               401: "The current password is wrong",
               429: "Too many failed attempts: locked for Retry-After seconds"})
 op("GET", "/api/auth/me", "The signed-in user",

@@ -115,6 +115,10 @@ def change_password(username: str, access_token: str, token_use: str, old_passwo
     if len(new_password) > MAX_PASSWORD:
         raise errors.BadRequest(f"Password must be at most {MAX_PASSWORD} characters.",
                                 code="invalid_password", details={"field": "new_password"})
+    if new_password == old_password:
+        # Taken, it changed nothing but the other sign-ins ended: a slip, not a change.
+        raise errors.BadRequest("The new password is the one you have now; choose another.",
+                                code="same_password", details={"field": "new_password"})
     get_identity().change_password(username, access_token, old_password, new_password)
 
 
