@@ -63,8 +63,9 @@ def validate(call):
 @app.endpoint("/users", auth=ADMINS)
 def list_users(call):
     # `cursor` as every other listing names it; `next`, its first name, still taken.
+    field = "cursor" if call.query.get("cursor") else "next"
     return users.list_users(call.query_int("limit", 60, minimum=1, maximum=60),
-                            call.query.get("cursor") or call.query.get("next"))
+                            call.query.get(field), field)
 
 
 @app.endpoint("/users/{username}", ["DELETE"], auth=ADMINS)

@@ -290,6 +290,10 @@ def test_admin_lists_and_deletes_users(admin, api, stack):
         pages += 1
     assert pages >= 2 and {doomed.username, admin_name} <= names
     assert_error(admin_api.get("/api/auth/users", params={"limit": "many"}), 400)
+    for field in ("cursor", "next"):
+        bad = assert_error(admin_api.get("/api/auth/users", params={field: "not-a-cursor"}),
+                           400, "invalid_cursor")
+        assert bad["details"] == {"field": field} and f"'{field}'" in bad["message"]
 
     assert doomed.api.get("/api/auth/me").status_code == 200
     assert admin_api.delete(f"/api/auth/users/{doomed.username}").status_code == 204

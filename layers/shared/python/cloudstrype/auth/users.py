@@ -134,8 +134,16 @@ def describe_by_id(user_id: str) -> dict:
     return asdict(get_identity().describe_by_id(user_id))
 
 
-def list_users(limit: int, next_token: str | None) -> dict:
-    page = get_identity().list_users(limit, _short(next_token, "cursor") if next_token else None)
+def list_users(limit: int, next_token: str | None, field: str = "cursor") -> dict:
+    """A page of users; `field`: the query parameter the cursor came in (said if it is bad)."""
+    try:
+        page = get_identity().list_users(limit, _short(next_token, field) if next_token
+                                         else None)
+    except errors.ApiError as exc:
+        if exc.code != "invalid_cursor":
+            raise
+        raise errors.BadRequest(f"The '{field}' is not one this API gave out.",
+                                code="invalid_cursor", details={"field": field}) from None
     users = []
     for user in page.users:
         record = asdict(user)
