@@ -1,4 +1,7 @@
 """The auth service through real HTTP against a running local stack."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.support import (
@@ -416,5 +419,49 @@ def test_the_last_admin_cannot_leave_the_admins_group(tmp_path):
         assert first.get("/api/auth/users").status_code == 200
         assert first.put(f"/api/auth/groups/admins/members/{names[1]}").status_code == 204
         assert first.delete(f"/api/auth/groups/admins/members/{names[0]}").status_code == 204
+    finally:
+        own.stop()
+
+
+def test_two_admins_leaving_at_once_leave_one(tmp_path):
+    """Each of two admins taking themselves out at the same moment saw the other still in,
+    and both went (accounts sweep): no one could manage users after. Of the two one stays."""
+    own = start_stack(tmp_path / "data")
+    try:
+        api = Api(own.url)
+        names = [unique("boss"), unique("boss")]
+        for name in names:
+            made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
+                       "Adm1nPassword", "--data-dir", str(own.data_dir))
+            assert made.returncode == 0, made.stderr
+
+        def members() -> set[str]:
+            for name in names:
+                seen = api.as_user(login(api, name, "Adm1nPassword")["access_token"]).get(
+                    "/api/auth/groups/admins/members")
+                if seen.status_code == 200:
+                    return {m.lower() for m in seen.json()["members"]}
+            return set()
+
+        for _ in range(12):
+            sessions = [api.as_user(login(api, name, "Adm1nPassword")["access_token"])
+                        for name in names]
+            start = threading.Barrier(2)
+
+            def leave(i: int, start=start, sessions=sessions) -> int:
+                start.wait()
+                return sessions[i].delete(
+                    f"/api/auth/groups/admins/members/{names[i]}").status_code
+
+            with ThreadPoolExecutor(2) as pool:
+                answers = sorted(pool.map(leave, range(2)))
+            left = members()
+            assert left, f"both admins went: {answers}"
+            assert answers in ([204, 409], [409, 409]), answers
+            assert len(left) == answers.count(409)
+            for name in names:        # both admins again for the next round
+                assert api.as_user(login(api, next(iter(left)), "Adm1nPassword")[
+                    "access_token"]).put(f"/api/auth/groups/admins/members/{name}"
+                                         ).status_code == 204
     finally:
         own.stop()

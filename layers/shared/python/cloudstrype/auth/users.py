@@ -192,14 +192,20 @@ def set_membership(group: str, username: str, member: bool) -> None:
     validate_group(group, "group")
     username = _short(username, "username", 128)
     identity = get_identity()
+    last_admin = errors.Conflict(f"{username} is the last member of {group}; make someone "
+                                 f"else an admin first.", code="last_admin")
     if not member and group == pool.ADMIN_GROUP:
         admins = identity.group_members(group)
         if [name.lower() for name in admins] == [username.lower()]:
             # No one could manage users and groups after (only the operator's
             # `cloudstrype admin promote` on the server's machine could undo it).
-            raise errors.Conflict(f"{username} is the last member of {group}; make someone "
-                                  f"else an admin first.", code="last_admin")
+            raise last_admin
     identity.set_membership(group, username, member)
+    if not member and group == pool.ADMIN_GROUP and not identity.group_members(group):
+        # Two admins taking themselves (or each other) out at once each saw the other one
+        # still in: looked at again after, the one that left none puts its member back.
+        identity.set_membership(group, username, True)
+        raise last_admin
 
 
 def group_members(group: str) -> list[str]:
