@@ -441,6 +441,45 @@ def test_right_passwords_sent_at_once_are_never_locked_out(local):
 
 
 @local_param
+def test_wrong_passwords_sent_at_once_are_checked_no_more_than_in_a_row(local):
+    """Counted after its check, each of 24 wrong passwords sent at the same moment was checked
+    before the first was counted: 11 were tried where five lock the account (accounts sweep).
+    One account's attempts take turns, so five are checked and the rest wait out the lock;
+    a wrong confirmation code likewise."""
+    from cloudstrype.identity.local import FREE_FAILURES
+    identity, _ = local
+
+    def at_once(attempt, count: int = 24) -> list[str]:
+        answers, start = [], threading.Barrier(count)
+
+        def one():
+            start.wait()
+            try:
+                attempt()
+                answers.append("ok")
+            except errors.ApiError as exc:
+                answers.append(exc.code)
+
+        threads = [threading.Thread(target=one) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
+
+    name = _user(identity)
+    answers = at_once(lambda: identity.login(name, "Wr0ngPass1"))
+    assert answers.count("invalid_credentials") == FREE_FAILURES, answers
+    assert answers.count("too_many_attempts") == 24 - FREE_FAILURES, answers
+    assert identity.store.get_user(name).failures == FREE_FAILURES
+    unconfirmed = _name()
+    identity.register(unconfirmed, f"{unconfirmed}@example.org", PASSWORD, confirmed=False)
+    answers = at_once(lambda: identity.confirm(unconfirmed, "not-a-code"))
+    assert answers.count("invalid_code") == FREE_FAILURES, answers
+    assert answers.count("too_many_attempts") == 24 - FREE_FAILURES, answers
+
+
+@local_param
 def test_right_answers_are_not_counted_as_failed_attempts(provider):
     """Attempts are counted before they are checked: the right password of an unconfirmed
     account, or a change refused for its weak new password, must not lock the account."""

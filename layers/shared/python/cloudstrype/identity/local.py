@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -69,6 +70,31 @@ def _uint(value: int) -> str:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# One account's attempts (a password or a confirmation code) are checked one at a time in
+# this process: each is counted, if wrong, before the next one is checked. Counted only after
+# its check, wrong ones sent at the same moment were otherwise all checked before the first
+# was counted (11 of 24 at once where five lock the account); counted before, right ones in
+# flight were counted as failures. Striped: a lock per account would be a lock per name ever
+# tried.
+_ATTEMPT_LOCKS = tuple(threading.RLock() for _ in range(256))
+# How long an attempt waits for the ones before it (each a password hash, ~0.1 s): past it,
+# too many at once.
+ATTEMPT_WAIT_SECONDS = 30
+
+
+@contextlib.contextmanager
+def _one_attempt_at_a_time(username):
+    lock = _ATTEMPT_LOCKS[hash(str(username).lower()) % len(_ATTEMPT_LOCKS)]
+    if not lock.acquire(timeout=ATTEMPT_WAIT_SECONDS):
+        raise errors.TooManyRequests("Too many sign-in attempts for this account at once; try "
+                                     "again in a minute.", code="too_many_attempts",
+                                     headers={"Retry-After": "60"})
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def lock_seconds(failures: int) -> int:
@@ -204,12 +230,16 @@ class LocalIdentity(IdentityProvider):
 
     def _record_failure(self, user: UserItem) -> None:
         # Counted after the check, not before: counted before, right answers in flight
-        # counted as failures (six correct logins at once locked the account). So wrong
-        # answers sent at once may all be checked before the first is counted (README).
+        # counted as failures (six correct logins at once locked the account). The checks of
+        # one account take turns (_one_attempt_at_a_time), so the next one sees this count.
         self.store.update_user(user, Change(add={"failures": 1},
                                             set={"last_failure": self._now()}))
 
     def confirm(self, username: str, code: str) -> None:
+        with _one_attempt_at_a_time(username):
+            self._confirm(username, code)
+
+    def _confirm(self, username: str, code: str) -> None:
         # One answer for an unknown user, a wrong code and a confirmed account, so confirming
         # does not tell which usernames exist.
         refused = errors.BadRequest("The confirmation code is wrong or has expired (or the "
@@ -241,6 +271,10 @@ class LocalIdentity(IdentityProvider):
             return False
 
     def login(self, username: str, password: str) -> Tokens:
+        with _one_attempt_at_a_time(username):
+            return self._login(username, password)
+
+    def _login(self, username: str, password: str) -> Tokens:
         user = self.store.get_user(username)
         if user is not None:
             self._check_throttle(user)
@@ -328,6 +362,11 @@ class LocalIdentity(IdentityProvider):
 
     def change_password(self, username: str, access_token: str, old_password: str,
                         new_password: str) -> None:
+        with _one_attempt_at_a_time(username):
+            self._change_password(username, access_token, old_password, new_password)
+
+    def _change_password(self, username: str, access_token: str, old_password: str,
+                         new_password: str) -> None:
         user = self._existing(username)
         # Said before the current password is tried: a weak new one is no failed attempt.
         problems = pool.password_problems(new_password)
