@@ -20,6 +20,7 @@ def response(status=200, body=b"", headers=None) -> requests.Response:
 
 @pytest.mark.parametrize("value, expected", [
     ("7", 7.0), ("0", 0.0), ("1.5", 1.5), ("-3", 0.0), ("", None), ("soon", None),
+    ("inf", None), ("nan", None), ("1e999", None), ("99999999999", 3600.0),
 ])
 def test_retry_after_in_seconds(value, expected):
     headers = {"Retry-After": value} if value else {}
@@ -30,6 +31,11 @@ def test_retry_after_as_an_http_date():
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     seconds = retry_after_seconds(response(503, headers={"Retry-After": when}))
     assert 27 <= seconds <= 31
+
+
+def test_retry_after_as_a_date_years_away_is_an_hour():
+    when = email.utils.formatdate(time.time() + 10 * 365 * 86400, usegmt=True)
+    assert retry_after_seconds(response(503, headers={"Retry-After": when})) == 3600.0
 
 
 def test_retry_after_in_the_past_means_now():

@@ -193,6 +193,53 @@ def test_a_retry_after_past_the_budget_is_a_clear_error_and_the_storage_is_left_
     assert fake.early_requests == 0
 
 
+@pytest.mark.parametrize("value", ["inf", "1e999", "99999999999"])
+def test_a_retry_after_of_no_sane_length_does_not_hold_the_storage_off_for_good(
+        onedrive_fake, value):
+    """"inf" held the storage's process-wide pacer off for ever, a huge number for years:
+    every later request, reads and new backend objects too, failed unsent until a restart
+    (providers sweep). Garbage is no Retry-After; a long one is waited at most an hour."""
+    from cloudstrype.backends.http import MAX_RETRY_AFTER_SECONDS
+    pacer = Pacer(None)
+    backend = paced_backend(onedrive_fake, pacer)
+    backend.put("k1", b"hello")
+    onedrive_fake.fail_next(429, retry_after=float(value))
+    if value == "99999999999":
+        with pytest.raises(BackendError, match="budget"):
+            backend.put("k2", b"x")
+        assert pacer.held_for() <= MAX_RETRY_AFTER_SECONDS
+    else:
+        backend.put("k2", b"x")        # waited our own backoff, then went
+        assert pacer.held_for() < 1 and backend.get("k2") == b"x"
+
+
+def test_retry_after_zero_again_and_again_is_backed_off_not_sent_back_to_back(dropbox_fake):
+    """A provider answering 429 with Retry-After: 0 to every try had a read sent ~300 times a
+    second until its budget ran out (providers sweep): each try waits at least its backoff."""
+    backend = DropboxBackend(make_session("dropbox", dropbox_fake.issue_token()),
+                             retry=RetryPolicy(attempts=4, backoff=0.05, max_backoff=0.2,
+                                               deadline=2.0, timeout=(2.0, 5.0)),
+                             pacer=Pacer(None))
+    backend.put("k", b"x")
+    dropbox_fake.fail_next(429, retry_after=0, times=100000)
+    before = len(dropbox_fake.api_calls)
+    with pytest.raises(BackendError, match="budget"):
+        backend.get("k")
+    # 2 s at no less than 0.1 s apart (the backoff of 0.2 s, jittered down to half).
+    assert len(dropbox_fake.api_calls) - before <= 25
+
+
+def test_onedrive_throttling_with_503_and_retry_after_slows_down_and_succeeds(onedrive_fake):
+    """Graph throttles OneDrive and SharePoint with 503 + Retry-After as well as 429; the
+    client took it for a failure, used up its attempts and failed the write, holding back no
+    other thread (providers sweep)."""
+    pacer = Pacer(None)
+    backend = paced_backend(onedrive_fake, pacer)
+    onedrive_fake.fail_next(503, retry_after=0.2, times=5)
+    backend.put("k", b"x")
+    assert pacer.holds == 5 and backend.get("k") == b"x"
+
+
 # -- through the running stack ---------------------------------------------------------------
 
 def _connect(user, provider: str) -> dict:

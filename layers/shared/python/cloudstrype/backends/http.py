@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -67,22 +68,31 @@ def is_507(response: requests.Response) -> bool:
     return response.status_code == 507
 
 
+# The longest pause a provider's Retry-After is taken for. A storage's pacer holds every
+# request of the process back for it: "inf" or a date in a year held the storage off until a
+# restart. Longer answers wait this long, then ask again.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
 def retry_after_seconds(response: requests.Response) -> float | None:
-    """The Retry-After header in seconds (it may be a number or an HTTP date), or None."""
+    """The Retry-After header in seconds (it may be a number or an HTTP date), at most
+    MAX_RETRY_AFTER_SECONDS; None when absent or not a number or date."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if not math.isfinite(seconds):
+        return None     # "nan", "inf": no number of seconds
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 def loggable_url(url: str) -> str:
@@ -208,6 +218,10 @@ class ProviderClient:
                 delay = retry_after_seconds(response)
                 if delay is None:
                     delay = policy.backoff_delay(attempt)
+                elif rate_limited:
+                    # At least the backoff of this try: "Retry-After: 0" (or a date gone
+                    # by) again and again had reads sent back to back (~300 a second).
+                    delay = max(delay, policy.backoff_delay(attempt))
             spent = max(time.monotonic() - started, slept)
             if rate_limited and self.pacer is not None:
                 # Every thread holds back, not only this one.

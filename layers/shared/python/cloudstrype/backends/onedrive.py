@@ -14,6 +14,14 @@ from .oauth import PROVIDERS
 from .pacing import Pacer, pacer_for
 
 
+def _is_rate_limited(response: requests.Response) -> bool:
+    """429, or 503 with Retry-After: Graph throttles SharePoint and OneDrive with either
+    (learn.microsoft.com/graph/throttling; /sharepoint/dev/general-development/how-to-avoid-
+    getting-throttled-or-blocked-in-sharepoint-online)."""
+    return is_429(response) or (response.status_code == 503 and
+                                bool(response.headers.get("Retry-After")))
+
+
 class OneDriveBackend(Backend):
     kind = "onedrive"
     # "Simple upload" (PUT .../content) takes files up to 250 MB.
@@ -25,7 +33,7 @@ class OneDriveBackend(Backend):
         self._drive_url = provider.base_url("api") + "/v1.0/me/drive"
         # Graph answers 507 Insufficient Storage (code quotaLimitReached) when the drive is full.
         self._client = ProviderClient(session, provider.label, policy=retry,
-                                      is_rate_limited=is_429, is_full=is_507,
+                                      is_rate_limited=_is_rate_limited, is_full=is_507,
                                       pacer=pacer or pacer_for(self.kind))
 
     def put(self, key: str, data: bytes) -> None:
