@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,7 +20,7 @@ from cloudstrype.backends.oauth import (
     exchange_code,
     make_session,
 )
-from cloudstrype.backends.registry import open_backend
+from cloudstrype.backends.registry import Target, open_backend
 from cloudstrype.settings import reset_settings_cache
 from oauthlib.oauth2 import WebApplicationClient
 
@@ -271,6 +272,70 @@ def test_box_refresh_tokens_are_single_use_so_the_new_one_reaches_the_callback(
                             retry=fast_retry)
     reopened.usage()
     assert len(saved) == 2
+
+
+def test_a_session_whose_refresh_token_another_process_used_takes_the_stored_one(
+        box_fake, fast_retry):
+    """Two backends of one storage (two server processes or Lambda instances) opened from the
+    stored token: the first refreshed and stored the new one, Box retired the old, and the
+    second's refresh with it was 'reconnect the storage' though the store held a good token
+    (providers sweep). Refused, it looks at the stored token and goes on with it."""
+    stored = {"token": box_fake.issue_token(lifetime=30)}   # within the refresh margin
+
+    def save(token):
+        stored["token"] = token
+
+    def opened():
+        return open_backend("box", {"token": dict(stored["token"])}, on_token_refreshed=save,
+                            retry=fast_retry,
+                            target=Target(owner="u", storage_id="s",
+                                          stored_token=lambda: dict(stored["token"])))
+
+    first, second = opened(), opened()
+    first.put("k", b"v")                          # refreshes; the new token is stored
+    assert second.get("k") == b"v"                # the old one refused: the stored one used
+    assert box_fake.refresh_token_is_valid(stored["token"]["refresh_token"])
+    # A grant the provider refuses and the store holds no other of is still said as such.
+    box_fake.revoke_grants()
+    with pytest.raises(BackendAuthError, match="reconnect the storage"):
+        opened().get("k")
+
+
+def test_first_writes_at_once_to_a_storage_open_one_backend_and_refresh_once(
+        box_fake, monkeypatch):
+    """Eight first writes at once to a storage idle past its token's hour each opened a
+    backend of their own, each refreshed with the same refresh token, and Box took the first
+    alone: 7 of 8 writes were 'reconnect the storage', and the backend left cached for five
+    minutes was often one of those (providers sweep)."""
+    from cloudstrype.storages import service
+    from cloudstrype.storages.store import Storage
+
+    token = box_fake.issue_token(lifetime=-10)          # expired while the storage sat idle
+    record = Storage(owner="u-cold", storage_id="st-cold", kind="box", name="Box")
+    monkeypatch.setattr(service, "_full_config", lambda _record: {"token": dict(token)})
+    monkeypatch.setattr(service, "_store", type("NoRecord", (), {
+        "get": staticmethod(lambda owner, storage_id: None)})())
+    monkeypatch.setattr(service, "_backend_cache", {})
+    start, opened, answers = threading.Barrier(8), set(), []
+
+    def write(i: int) -> None:
+        start.wait()
+        backend = service.backend_for(record)
+        opened.add(id(backend))
+        try:
+            backend.put(f"share-{i}", b"x")
+            answers.append("ok")
+        except BackendError as exc:
+            answers.append(str(exc))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == ["ok"] * 8, answers
+    assert len(opened) == 1
+    assert [t["grant_type"] for t in box_fake.token_requests].count("refresh_token") == 1
 
 
 def test_no_token_reaches_the_log(fake, fast_retry, caplog):

@@ -180,7 +180,8 @@ class ProviderSession(OAuth2Session):
     """
 
     def __init__(self, provider: str | Provider, token: dict,
-                 on_token_refreshed: TokenCallback | None = None):
+                 on_token_refreshed: TokenCallback | None = None,
+                 stored_token: Callable[[], dict | None] | None = None):
         self.provider = get_provider(provider)
         client_id, client_secret = self.provider.client_credentials()
         super().__init__(
@@ -191,6 +192,7 @@ class ProviderSession(OAuth2Session):
             token_updater=self._token_refreshed,
         )
         self._on_token_refreshed = on_token_refreshed
+        self._stored_token = stored_token
         self._refresh_lock = threading.Lock()
         self.register_compliance_hook("refresh_token_response", _raise_if_transient(self.provider))
 
@@ -217,22 +219,43 @@ class ProviderSession(OAuth2Session):
                     f"{p.label}: the access token expired and there is no refresh token; "
                     "reconnect the storage"
                 )
-            body = urlencode({"scope": " ".join(p.scopes)}) if p.refresh_with_scope else ""
             try:
-                token = self.refresh_token(p.token_url, body=body, timeout=TOKEN_REQUEST_TIMEOUT)
-            except OAuth2Error as exc:
-                if exc.error in _DEAD_GRANT_ERRORS:
-                    raise BackendAuthError(
-                        f"{p.label} refused to refresh the access token ({exc.error}); "
-                        "reconnect the storage"
-                    ) from exc
-                raise BackendError(f"{p.label}: token refresh failed ({exc.error})") from exc
-            except requests.RequestException as exc:
-                raise BackendError(
-                    f"could not reach {p.label}'s token endpoint: {type(exc).__name__}"
-                ) from exc
+                token = self._refresh_once()
+            except _DeadGrant as dead:
+                # Another process (another function, the scrub) may have refreshed with this
+                # refresh token and stored the new one: Box retires a refresh token once used.
+                stored = self._stored_token() if self._stored_token is not None else None
+                used = self.token.get("refresh_token")
+                if not stored or not stored.get("access_token") or \
+                        stored.get("refresh_token") in (None, used):
+                    raise dead.error from dead.__cause__
+                self.token = dict(stored)
+                if not self._expires_soon():
+                    return self.token
+                try:
+                    token = self._refresh_once()
+                except _DeadGrant as again:
+                    raise again.error from again.__cause__
             self._token_refreshed(token)
             return token
+
+    def _refresh_once(self) -> dict:
+        """One refresh with the session's refresh token; _DeadGrant if the provider says the
+        grant is dead (revoked, or a rotated refresh token used again)."""
+        p = self.provider
+        body = urlencode({"scope": " ".join(p.scopes)}) if p.refresh_with_scope else ""
+        try:
+            return self.refresh_token(p.token_url, body=body, timeout=TOKEN_REQUEST_TIMEOUT)
+        except OAuth2Error as exc:
+            if exc.error in _DEAD_GRANT_ERRORS:
+                raise _DeadGrant(BackendAuthError(
+                    f"{p.label} refused to refresh the access token ({exc.error}); "
+                    "reconnect the storage")) from exc
+            raise BackendError(f"{p.label}: token refresh failed ({exc.error})") from exc
+        except requests.RequestException as exc:
+            raise BackendError(
+                f"could not reach {p.label}'s token endpoint: {type(exc).__name__}"
+            ) from exc
 
     def _expires_soon(self) -> bool:
         expires_at = (self.token or {}).get("expires_at")
@@ -243,12 +266,22 @@ class ProviderSession(OAuth2Session):
             self._on_token_refreshed(dict(token))
 
 
+class _DeadGrant(Exception):
+    """The provider refused the refresh token (`error`: the BackendAuthError to raise)."""
+
+    def __init__(self, error: BackendAuthError):
+        super().__init__(str(error))
+        self.error = error
+
+
 def make_session(provider: str, token: dict,
-                 on_token_refreshed: TokenCallback | None = None) -> ProviderSession:
-    """A session that signs requests with `token` and keeps it fresh (see ProviderSession)."""
+                 on_token_refreshed: TokenCallback | None = None, *,
+                 stored_token: Callable[[], dict | None] | None = None) -> ProviderSession:
+    """A session that signs requests with `token` and keeps it fresh (see ProviderSession);
+    `stored_token`: the token as stored now, looked at when the provider refuses a refresh."""
     if not isinstance(token, dict) or not token.get("access_token"):
         raise ValueError("token must be a dict with an access_token")
-    return ProviderSession(provider, token, on_token_refreshed)
+    return ProviderSession(provider, token, on_token_refreshed, stored_token)
 
 
 def _raise_if_transient(p: Provider) -> Callable[[requests.Response], requests.Response]:

@@ -80,10 +80,15 @@ _TOKEN = ConfigField(
 @dataclass(frozen=True)
 class Target:
     """The storage a backend is opened for. Drivers that reach a storage through the server's
-    own records (an array member) need it; the others ignore it."""
+    own records (an array member; an OAuth storage's token as stored now) need it; the others
+    ignore it."""
     owner: str = ""
     storage_id: str = ""
     name: str = ""
+    # The storage's OAuth token as its record holds it now (None: gone): another process may
+    # have refreshed it since this backend was opened, and Box retires the refresh token it
+    # used at once.
+    stored_token: Callable[[], dict | None] | None = field(default=None, compare=False)
 
 
 # opener(cleaned config, target, on_token_refreshed, retry) -> Backend
@@ -205,7 +210,8 @@ def _oauth_opener(kind: str) -> Opener:
     def opener(cleaned: dict, target: Target, on_token_refreshed, retry) -> Backend:
         from .oauth import make_session
         from .pacing import pacer_for
-        session = make_session(kind, cleaned["token"], on_token_refreshed)
+        session = make_session(kind, cleaned["token"], on_token_refreshed,
+                               stored_token=target.stored_token)
         # One pacer per storage in this process, whichever backend object writes to it.
         return _oauth_backend_class(kind)(session, retry=retry,
                                           pacer=pacer_for(kind, target.storage_id))

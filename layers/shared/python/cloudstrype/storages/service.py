@@ -580,10 +580,25 @@ def draining_storages():
 _backend_cache: dict[tuple[str, str], tuple[Backend, float]] = {}
 _cache_lock = threading.Lock()
 _BACKEND_CACHE_SECONDS = 300
+# A storage's backend is opened by one thread at a time: eight first writes at once opened
+# eight, each of whose sessions refreshed an expired token with the same refresh token, and
+# Box took the first alone (7 of 8 writes: "reconnect the storage"). Striped by storage.
+_OPENING_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 def _target(record: Storage) -> registry.Target:
-    return registry.Target(owner=record.owner, storage_id=record.storage_id, name=record.name)
+    owner, storage_id = record.owner, record.storage_id
+
+    def stored_token() -> dict | None:
+        fresh = _store.get(owner, storage_id)
+        if fresh is None or not fresh.sealed_secrets:
+            return None
+        token = json.loads(vault.open_sealed(fresh.owner, fresh.sealed_secrets,
+                                             _purpose(fresh))).get("token")
+        return token if isinstance(token, dict) else None
+
+    return registry.Target(owner=owner, storage_id=storage_id, name=record.name,
+                           stored_token=stored_token if is_oauth(record.kind) else None)
 
 
 def backend_for(record: Storage) -> Backend:
@@ -592,12 +607,22 @@ def backend_for(record: Storage) -> Backend:
         raise BackendError(f"storage {record.name}: no driver for kind '{record.kind}' is "
                            f"loaded here")
     key = (record.owner, record.storage_id)
-    now = time.monotonic()
     with _cache_lock:
         cached = _backend_cache.get(key)
-        if cached and cached[1] > now:
+        if cached and cached[1] > time.monotonic():
             return cached[0]
+    with _OPENING_LOCKS[hash(key) % len(_OPENING_LOCKS)]:
+        with _cache_lock:
+            cached = _backend_cache.get(key)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]       # opened by the thread this one waited for
+        backend = _open(record)
+        with _cache_lock:
+            _backend_cache[key] = (backend, time.monotonic() + _BACKEND_CACHE_SECONDS)
+        return backend
 
+
+def _open(record: Storage) -> Backend:
     def save_refreshed_token(token: dict) -> None:
         # Providers rotate refresh tokens: persist the new one or the storage is lost.
         fresh = _store.get(record.owner, record.storage_id)
@@ -609,14 +634,10 @@ def backend_for(record: Storage) -> Backend:
         _seal(fresh, secrets)
         _store.set_sealed_secrets(fresh.owner, fresh.storage_id, fresh.sealed_secrets)
 
-    config = _full_config(record)
-    backend = registry.open_backend(record.kind, config,
-                                    on_token_refreshed=save_refreshed_token
-                                    if is_oauth(record.kind) else None,
-                                    target=_target(record))
-    with _cache_lock:
-        _backend_cache[key] = (backend, now + _BACKEND_CACHE_SECONDS)
-    return backend
+    return registry.open_backend(record.kind, _full_config(record),
+                                 on_token_refreshed=save_refreshed_token
+                                 if is_oauth(record.kind) else None,
+                                 target=_target(record))
 
 
 def mark_down(record: Storage, reason: str) -> None:
