@@ -2,6 +2,8 @@
 and error answers."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from cloudstrype.backends.base import BackendAuthError, BackendError, ShareNotFound, Usage
 from cloudstrype.backends.box import BoxBackend
@@ -85,6 +87,53 @@ def test_gdrive_finds_shares_in_every_duplicate_folder_and_writes_to_the_oldest(
     assert backend.get("in-newer") == b"from the newer folder"
     backend.put("fresh", b"x")
     assert gdrive_fake.names_in(oldest) == ["fresh"]
+
+
+def test_gdrive_writes_at_once_after_the_folder_went_missing_make_one_and_find_every_share(
+        gdrive_fake, fast_retry):
+    """Eight writes at once after the user deleted our folder made up to eight folders, and
+    the backend then searched only the last it made: 2-7 of the shares it had just written
+    read as missing (providers sweep)."""
+    backend = connect(gdrive_fake, fast_retry)
+    backend.put("probe", b"p")                       # the connect's probe made the folder
+    [folder] = gdrive_fake.folders_named("cloudstrype")
+    with gdrive_fake.lock:                           # deleted in Drive, with what it held
+        gdrive_fake.files = {i: f for i, f in gdrive_fake.files.items()
+                             if i != folder and folder not in f["parents"]}
+    start = threading.Barrier(8)
+
+    def put(i: int) -> None:
+        start.wait()
+        backend.put(f"share-{i}", b"data %d" % i)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(gdrive_fake.folders_named("cloudstrype")) == 1
+    assert [backend.get(f"share-{i}") for i in range(8)] == [b"data %d" % i for i in range(8)]
+
+
+def test_gdrive_a_folder_made_at_the_same_moment_elsewhere_is_searched_too(gdrive_fake,
+                                                                         fast_retry):
+    """Two processes making the folder at once each make one: each, after making its own,
+    looks again, searches both and writes to the oldest."""
+    backend = connect(gdrive_fake, fast_retry)
+    elsewhere = []
+    make = gdrive_fake.add_file
+
+    def racing_add_file(name, parents, *args, **kwargs):
+        made = make(name, parents, *args, **kwargs)
+        if kwargs.get("mime_type") == FOLDER and not elsewhere:
+            elsewhere.append(make("cloudstrype", ["root"], mime_type=FOLDER))
+            elsewhere.append(make("theirs", [elsewhere[0]], b"written by the other"))
+        return made
+
+    gdrive_fake.add_file = racing_add_file
+    backend.put("mine", b"x")
+    assert len(gdrive_fake.folders_named("cloudstrype")) == 2
+    assert backend.get("theirs") == b"written by the other" and backend.get("mine") == b"x"
 
 
 def test_gdrive_duplicate_names_read_the_newest_and_delete_removes_all(gdrive_fake, fast_retry):

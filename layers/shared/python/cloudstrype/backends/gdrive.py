@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 
 import requests
 
@@ -60,6 +61,10 @@ class GoogleDriveBackend(Backend):
                                       is_rate_limited=_is_rate_limited, is_full=_is_full,
                                       pacer=pacer or pacer_for(self.kind))
         self._folder_ids: list[str] = []
+        # Our folder is looked for, and made, by one thread at a time: writes at once after it
+        # went missing made one each, and this backend then searched only the last one made
+        # (shares it had just written read as missing).
+        self._folder_lock = threading.Lock()
 
     def put(self, key: str, data: bytes) -> None:
         check_key(key)
@@ -77,7 +82,7 @@ class GoogleDriveBackend(Backend):
             response = self._create(key, data)
             if response.status_code == 404:
                 # The folder we knew was deleted meanwhile: find or make it again.
-                self._folder_ids = []
+                self._forget_folder(self._folder_ids)
                 response = self._create(key, data)
         if response.status_code not in (200, 201):
             raise self._client.error_for(response, f"upload {key}")
@@ -127,7 +132,8 @@ class GoogleDriveBackend(Backend):
         return Usage(used=int(quota.get("usage", 0)), capacity=int(limit) if limit else None)
 
     def _create(self, key: str, data: bytes) -> requests.Response:
-        metadata = {"name": key, "parents": [self._folders(create=True)[0]]}
+        folders = self._folders(create=True)
+        metadata = {"name": key, "parents": [folders[0]]}
         body, content_type = _multipart_related(metadata, data)
         return self._client.send(
             "POST", self._upload_url, write=True,
@@ -147,23 +153,38 @@ class GoogleDriveBackend(Backend):
         files = self._list(query, order_by="modifiedTime desc", action=f"look up {key}")
         return [item["id"] for item in files]
 
+    def _forget_folder(self, known: list[str]) -> None:
+        """Look for our folder again on the next use (unless another thread did meanwhile)."""
+        with self._folder_lock:
+            if self._folder_ids == known:
+                self._folder_ids = []
+
     def _folders(self, *, create: bool) -> list[str]:
         """Ids of our folder(s), oldest first; creates it when asked to and it is missing."""
-        if not self._folder_ids:
-            name = self.folder_name.replace("\\", "\\\\").replace("'", "\\'")
-            query = (f"name = '{name}' and mimeType = '{FOLDER_MIME_TYPE}' "
-                     "and 'root' in parents and trashed = false")
-            found = self._list(query, order_by="createdTime", action="find the folder")
-            self._folder_ids = [item["id"] for item in found]
-        if not self._folder_ids and create:
-            response = self._client.send(
-                "POST", self._files_url, params={"fields": "id"}, write=True,
-                json={"name": self.folder_name, "mimeType": FOLDER_MIME_TYPE, "parents": ["root"]},
-            )
-            if response.status_code not in (200, 201):
-                raise self._client.error_for(response, "create the folder")
-            self._folder_ids = [self._client.json(response, "create the folder")["id"]]
-        return self._folder_ids
+        with self._folder_lock:
+            if not self._folder_ids:
+                self._folder_ids = self._listed_folders()
+            if not self._folder_ids and create:
+                response = self._client.send(
+                    "POST", self._files_url, params={"fields": "id"}, write=True,
+                    json={"name": self.folder_name, "mimeType": FOLDER_MIME_TYPE,
+                          "parents": ["root"]},
+                )
+                if response.status_code not in (200, 201):
+                    raise self._client.error_for(response, "create the folder")
+                made = self._client.json(response, "create the folder")["id"]
+                # Another process may have made one at the same moment: every lookup searches
+                # all of them, and new shares go to the oldest.
+                listed = self._listed_folders()
+                self._folder_ids = listed if made in listed else [*listed, made]
+            return list(self._folder_ids)
+
+    def _listed_folders(self) -> list[str]:
+        name = self.folder_name.replace("\\", "\\\\").replace("'", "\\'")
+        query = (f"name = '{name}' and mimeType = '{FOLDER_MIME_TYPE}' "
+                 "and 'root' in parents and trashed = false")
+        found = self._list(query, order_by="createdTime", action="find the folder")
+        return [item["id"] for item in found]
 
     def _list(self, query: str, *, order_by: str, action: str) -> list[dict]:
         files: list[dict] = []
