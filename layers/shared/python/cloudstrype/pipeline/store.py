@@ -5,8 +5,10 @@ Every chunk and every share location belongs to one owner, and every lookup is b
 """
 from __future__ import annotations
 
+import collections
 import logging
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -52,6 +54,75 @@ SHARE_WRITE_GRACE_SECONDS = 6 * 3600
 
 SHARE_IO_THREADS = 32
 _io = ThreadPoolExecutor(max_workers=SHARE_IO_THREADS, thread_name_prefix="share-io")
+# The most of those one remote storage keeps busy at once: a throttled provider's requests
+# sleep in their threads (pacing), and 32 writes queued for one had every thread asleep, so a
+# write to a healthy storage of any user waited its turn (3.7 s behind a 4 s hold).
+STORAGE_IO_THREADS = 8
+
+
+class _StorageLanes:
+    """Share I/O on the shared pool, at most `per_storage` tasks of one storage running at
+    once; the rest wait in that storage's own queue, not in a thread."""
+
+    def __init__(self, pool: ThreadPoolExecutor, per_storage: int):
+        self._pool = pool
+        self._per_storage = per_storage
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque] = {}
+
+    def submit(self, storage_id: str, fn, *args) -> Future:
+        future: Future = Future()
+        with self._lock:
+            running = self._running.get(storage_id, 0)
+            if running >= self._per_storage:
+                self._waiting.setdefault(storage_id, collections.deque()).append(
+                    (future, fn, args))
+                return future
+            self._running[storage_id] = running + 1
+        self._start(storage_id, future, fn, args)
+        return future
+
+    def _start(self, storage_id: str, future: Future, fn, args) -> None:
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return              # cancelled while it waited
+            try:
+                result = fn(*args)
+            except BaseException as exc:    # noqa: BLE001 - handed to the future's waiter
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        try:
+            self._pool.submit(run).add_done_callback(lambda _: self._next(storage_id))
+        except RuntimeError as exc:         # the pool is shut down (the process is ending)
+            if future.set_running_or_notify_cancel():
+                future.set_exception(exc)
+            self._next(storage_id)
+
+    def _next(self, storage_id: str) -> None:
+        with self._lock:
+            waiting = self._waiting.get(storage_id)
+            if not waiting:
+                self._waiting.pop(storage_id, None)
+                self._running[storage_id] -= 1
+                if not self._running[storage_id]:
+                    del self._running[storage_id]
+                return
+            queued = waiting.popleft()
+        self._start(storage_id, *queued)
+
+
+_lanes = _StorageLanes(_io, STORAGE_IO_THREADS)
+
+
+def _share_io(record, fn, *args) -> Future:
+    """Run `fn(*args)`, an I/O of the storage `record`, on the share pool: a folder on this
+    server straight away, any other storage in its lane."""
+    if record.kind == "local":
+        return _io.submit(fn, *args)
+    return _lanes.submit(record.storage_id, fn, *args)
 # Metadata writes overlapped with a chunk's encoding (the quota charge).
 _meta = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-meta")
 
@@ -247,7 +318,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
         return keyed
 
     def submit(index: int, record, key: str) -> None:
-        future = _io.submit(storages.backend_for(record).put, key, shares[index])
+        future = _share_io(record, storages.backend_for(record).put, key, shares[index])
         pending[future] = (index, record, key)
 
     for index, record, key in plan(list(enumerate(targets))):
@@ -330,7 +401,7 @@ def _take_back(counting: _Counting) -> None:
 def _delete_shares(owner: str, locations: dict) -> list[str]:
     """Best effort now; a share that cannot be deleted is remembered and the scrub retries it
     (until then it is unreadable, encrypted garbage). Returns the failures."""
-    futures = {_io.submit(storages.backend_for(record).delete, key): (record, key)
+    futures = {_share_io(record, storages.backend_for(record).delete, key): (record, key)
                for record, key in locations.values()}
     failures, gone = [], []
     for future, (record, key) in futures.items():
@@ -457,8 +528,8 @@ def _fetch_shares(record: Chunk, collector: codec.ShareCollector,
             if storage is None:          # the storage was removed: the share is gone
                 failed.add(index)
                 continue
-            future = _io.submit(_read_share, storage, locations[index].key,
-                                int(record.meta.get("share_size") or 0))
+            future = _share_io(storage, _read_share, storage, locations[index].key,
+                               int(record.meta.get("share_size") or 0))
             pending[future] = index
             started[future] = time.monotonic()
             return True
@@ -708,7 +779,8 @@ def chunk_info(owner: str, chunk_id: str, check: bool = True) -> dict:
     damaged = record.damaged
     checks = {}
     if check:
-        checks = {s.index: _io.submit(storages.backend_for(by_id[s.storage_id]).exists, s.key)
+        checks = {s.index: _share_io(by_id[s.storage_id],
+                                     storages.backend_for(by_id[s.storage_id]).exists, s.key)
                   for s in record.shares if s.storage_id in by_id}
     shares = []
     for share in sorted(record.shares, key=lambda s: s.index):
@@ -862,8 +934,8 @@ def _fetch_all(record: Chunk, collector: codec.ShareCollector,
         if storage is None:
             failed.add(share.index)
             continue
-        futures[_io.submit(_read_share, storage, share.key,
-                           int(record.meta.get("share_size") or 0))] = share.index
+        futures[_share_io(storage, _read_share, storage, share.key,
+                          int(record.meta.get("share_size") or 0))] = share.index
     for future, index in futures.items():
         try:
             data = future.result(timeout=SHARE_TIMEOUT_SECONDS)
