@@ -101,7 +101,8 @@ def test_a_stale_connection_takes_the_member_offline_and_it_registers_again(memb
                     Change(set={"connection_id": "GoneConnId0="}), Condition.exists())
     started = time.monotonic()
     response = user.api.post(f"/api/array/{unique('stale')}?replicas=1", data=b"data")
-    assert_error(response, 503, "storage_unavailable")
+    assert_error(response, 503, "storages_unavailable")
+    assert int(response.headers["Retry-After"]) >= 1
     assert time.monotonic() - started < 5           # GoneException: no waiting for an answer
     assert "gone" in response.json()["error"]["message"]
     assert listing(user)[member.member_id]["online"] is False

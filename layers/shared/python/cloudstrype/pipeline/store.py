@@ -323,7 +323,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
 
     for index, record, key in plan(list(enumerate(targets))):
         submit(index, record, key)
-    failures, full = [], []
+    failures, full, away = [], [], []
     while pending:
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in done:
@@ -339,6 +339,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                 storages.refresh_usage(record, force=True)
             else:
                 storages.mark_down(record, str(error))
+                away.append(record)
             if spares:
                 submit(*plan([(index, spares.pop(0))])[0])
     if len(locations) < len(shares):
@@ -350,9 +351,16 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                 f"choose a durability with fewer shares.",
                 code="not_enough_storages", details={"needed": len(shares),
                                                      "full": sorted(set(full))})
-        raise errors.ServiceUnavailable("Could not store every share of the chunk, so nothing "
-                                        "was kept: " + "; ".join(failures[:5]),
-                                        code="storage_unavailable")
+        # As placement says it of storages already known to be away (README, Durability):
+        # the write waits for them, the one to find them away included.
+        retry = retry_after_seconds(away, time.time())
+        raise errors.ServiceUnavailable(
+            f"This needs {len(shares)} storages, but {len(away)} failed as the chunk was "
+            f"written ({'; '.join(failures[:5])}). Nothing was stored; try again when they "
+            f"are back (retry in {retry} s), or choose a durability with fewer shares.",
+            code="storages_unavailable",
+            details={"needed": len(shares), "away": sorted({r.name for r in away})},
+            headers={"Retry-After": str(retry)})
     return locations
 
 
