@@ -392,7 +392,9 @@ def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(api
     # This sign-in goes on; locally every other one has ended.
     assert here.get("/api/auth/me").status_code == 200
     if is_local(stack):
-        assert api.as_user(elsewhere["access_token"]).get("/api/auth/me").status_code == 401
+        ended = assert_error(api.as_user(elsewhere["access_token"]).get("/api/auth/me"), 401,
+                             "token_revoked")
+        assert "password changed" in ended["message"]     # not only "logged out" or deleted
         assert api.post("/api/auth/refresh", json={
             "refresh_token": elsewhere["refresh_token"]}).status_code == 401
 

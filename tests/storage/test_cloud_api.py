@@ -8,7 +8,7 @@ from cloudstrype.metadata.sqlite import SqliteEngine
 from cloudstrype.storages.store import STORAGES
 
 from tests.storage.conftest import S3_KEYS, Storages
-from tests.support import assert_error, register_and_login
+from tests.support import Api, assert_error, register_and_login, start_stack
 
 
 @pytest.fixture
@@ -123,11 +123,32 @@ def test_log_never_shows_the_secret(fresh, stack):
     ({"kind": "local", "config": {"path": "big", "capacity": "99999999999999999999999"}},
      "capacity"),
     ({"config": {}}, "kind"),
+    # A misspelt field is named, not the field it was meant for (README walk: 'pth' was
+    # answered "Field 'path' is required").
+    ({"kind": "local", "config": {"pth": "disk9"}}, "pth"),
+    ({"kind": "s3", "config": {"buckett": "b", "access_key": "a", "secret_key": "s"}},
+     "buckett"),
 ])
 def test_bad_storage_input_is_400_naming_the_field(fresh, body, field):
     response = fresh.user.api.post("/api/cloud/storages", json=body)
     error = assert_error(response, 400)
     assert field in error["message"]
+
+
+def test_an_unknown_kind_is_told_the_kinds_this_server_offers(tmp_path):
+    """The refusal listed every kind there is (box, dropbox, ...) on a server with no OAuth
+    provider set up (README walk): it lists those GET /api/cloud/providers lists."""
+    own = start_stack(tmp_path / "data")        # no provider's client id: local and s3 only
+    try:
+        user = register_and_login(Api(own.url))
+        offered = sorted(p["kind"] for p in
+                         user.api.get("/api/cloud/providers").json()["providers"])
+        assert offered == ["local", "s3"]
+        error = assert_error(user.api.post("/api/cloud/storages", json={
+            "kind": "lcoal", "config": {}}), 400, "invalid_kind")
+        assert error["message"].endswith("choose one of local, s3.")
+    finally:
+        own.stop()
 
 
 def test_unreachable_or_wrong_s3_fails_the_probe_and_saves_nothing(fresh, external_s3):

@@ -71,8 +71,9 @@ class TokenVerifier:
                 while len(self._verified) > VERIFIED_TOKENS:
                     self._verified.popitem(last=False)
         if get_identity().is_revoked(principal.claims):
-            raise errors.Unauthorized("This sign-in has ended (logged out, or the account was "
-                                      "deleted); log in again.", code="token_revoked")
+            raise errors.Unauthorized("This sign-in has ended (logged out, the password "
+                                      "changed or reset, or the account deleted); log in "
+                                      "again.", code="token_revoked")
         return principal
 
     def known(self, token: str) -> Principal | None:

@@ -133,8 +133,10 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     """Validate, probe with a real write/read/delete, then save. Nothing is saved on failure."""
     addable = [k for k, info in registry.KINDS.items() if info.auth in registry.ADDABLE]
     if kind not in addable:
+        # The kinds offered here (GET /api/cloud/providers), not every kind there is.
+        offered = sorted(info.kind for info in registry.available_kinds())
         raise errors.BadRequest(f"Unknown storage kind '{kind}'; choose one of "
-                                f"{', '.join(sorted(addable))}.", code="invalid_kind",
+                                f"{', '.join(offered)}.", code="invalid_kind",
                                 details={"field": "kind"})
     if is_oauth(kind):
         raise errors.BadRequest(f"'{kind}' storages are connected through OAuth: open "
@@ -142,6 +144,14 @@ def add_storage(owner: str, kind: str, name: str | None, config: dict) -> Storag
     if not isinstance(config, dict):
         raise errors.BadRequest("Field 'config' must be an object of fields.",
                                 code="invalid_config", details={"field": "config"})
+    known = sorted(f.name for f in registry.KINDS[kind].fields)
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        # Named before anything else is asked of the config: a misspelt 'pth' was answered
+        # "Field 'path' is required", which did not say what was wrong.
+        raise errors.BadRequest(f"Unknown field '{unknown[0]}' in 'config'; a {kind} storage's "
+                                f"fields are {', '.join(known)}.", code="invalid_config",
+                                details={"field": f"config.{unknown[0]}"})
     if kind == "local":
         config = _local_config(config)
     try:
