@@ -747,10 +747,14 @@ def _drain(client: Client, storage: dict, quiet: bool) -> None:
             return
         if result.get("status") not in (None, "draining"):
             raise CliError(f"{storage.get('name')}: the drain was stopped meanwhile ('storages "
-                           f"undrain'); {result['remaining']} shares stay on it.", FAILED)
+                           f"undrain'); {result['remaining']} "
+                           f"{'share stays' if result['remaining'] == 1 else 'shares stay'} "
+                           f"on it.", FAILED)
         if not result.get("moved"):
             problems = "; ".join(map(str, result.get("problems") or [])) or "no progress"
-            raise CliError(f"{storage.get('name')}: {result['remaining']} shares could not be "
+            remaining = result["remaining"]
+            raise CliError(f"{storage.get('name')}: {remaining} "
+                           f"{'share' if remaining == 1 else 'shares'} could not be "
                            f"moved ({problems}). It stays draining (it takes no new shares, "
                            f"and the server goes on moving them when it can): add a storage, "
                            f"or 'cloudstrype storages undrain {storage.get('name')}' to use it "

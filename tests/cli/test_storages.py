@@ -72,7 +72,7 @@ def test_a_drain_with_nowhere_to_go_is_undone(home, api, tmp_path):
     (tmp_path / "f.bin").write_bytes(os.urandom(5000))
     home.ok("put", str(tmp_path / "f.bin"), "/f.bin")
     stuck = home.run("storages", "drain", "u0")
-    assert stuck.returncode == 1 and "could not be moved" in stuck.stderr, stuck
+    assert stuck.returncode == 1 and "u0: 1 share could not be moved" in stuck.stderr, stuck
     assert "draining" in home.ok("storages", "list").stdout
     undone = home.ok("storages", "undrain", "U0")           # a name whatever its case
     assert "u0: active; it takes new shares again" in undone.stderr, undone

@@ -99,6 +99,9 @@ def test_one_loss_past_the_redundancy_is_a_clear_error(five_storages, durability
     error = assert_error(read(user, stored["chunk_id"]), 503, "chunk_damaged")
     assert "damaged past its redundancy" in error["message"], error
     assert "will not help" in error["message"]
+    intact, needed = (0, 1) if durability.startswith("raid1") else (2, 3)
+    assert (f"only {intact} of its shares {'is' if intact == 1 else 'are'} intact and {needed} "
+            f"{'is' if needed == 1 else 'are'} needed") in error["message"], error
     info = user.api.get(f"/api/chunk/{stored['chunk_id']}/info").json()
     assert info["readable"] is False
     assert sorted(s["index"] for s in info["shares"] if s["health"] == "missing") == list(lost)

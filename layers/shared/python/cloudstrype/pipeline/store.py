@@ -680,9 +680,10 @@ def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
             headers={"Retry-After": str(retry)})
     return errors.ServiceUnavailable(
         f"Chunk {record.chunk_id} is damaged past its redundancy: its storages answered, but "
-        f"only {good} of its shares are intact and {needed} are needed (the others are missing "
-        f"or corrupt). Trying again will not help; it can be read again only if a lost share's "
-        f"file is put back on its storage.", code="chunk_damaged")
+        f"only {good} of its shares {'is' if good == 1 else 'are'} intact and {needed} "
+        f"{'is' if needed == 1 else 'are'} needed (the others are missing or corrupt). "
+        f"Trying again will not help; it can be read again only if a lost share's file is put "
+        f"back on its storage.", code="chunk_damaged")
 
 
 def blob_key(record: Chunk) -> bytes:
