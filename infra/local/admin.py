@@ -105,6 +105,8 @@ def run_admin(args) -> int:
         message = hints.get(exc.code, exc.message.rstrip("."))
         print(f"cloudstrype admin: {message}.", file=sys.stderr)
         return 2 if isinstance(exc, errors.BadRequest) else 1
-    print(f"{args.username} is now in the '{pool.ADMIN_GROUP}' group: the admin routes "
+    made = f"Created the user {args.username} ({args.email}); " \
+        if args.admin_command == "create" else ""
+    print(f"{made}{args.username} is now in the '{pool.ADMIN_GROUP}' group: the admin routes "
           f"answer them from their next request.")
     return 0

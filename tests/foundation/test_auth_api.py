@@ -410,6 +410,8 @@ def test_the_last_admin_cannot_leave_the_admins_group(tmp_path):
             made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
                        "Adm1nPassword", "--data-dir", str(own.data_dir))
             assert made.returncode == 0, made.stderr
+            # Said as made (it said only that the user was in admins: README walk).
+            assert f"Created the user {name} ({name}@example.org)" in made.stdout, made
         first = api.as_user(login(api, names[0], "Adm1nPassword")["access_token"])
         # One of two may go (here the other one, who stays a user) ...
         assert first.delete(f"/api/auth/groups/admins/members/{names[1]}").status_code == 204
