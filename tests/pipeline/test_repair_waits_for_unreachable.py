@@ -95,6 +95,8 @@ def test_too_few_shares_answering_to_repair_moves_nothing(pipeline, tmp_path):
         pipeline.repair_chunk(OWNER, record.chunk_id)
     # One good share of the two needed answers: not yet (the unmounted one may come back).
     assert caught.value.code == "not_enough_shares", caught.value.message
+    assert "1 good share of the 2 needed is reachable" in caught.value.message
+    assert ".;" not in caught.value.message                 # reasons joined as a list
     assert _holders(pipeline, record.chunk_id) == holders
     away.rename(disks[holders[0]])
     assert pipeline.repair_chunk(OWNER, record.chunk_id)["repaired"] == [1]

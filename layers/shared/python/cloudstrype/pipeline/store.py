@@ -671,11 +671,14 @@ def _too_few_shares(record: Chunk, collector: codec.ShareCollector,
     redundancy: retrying does not help, only a share put back would)."""
     good, needed = len(collector.good_shares), collector.needed
     if some_unreachable:
-        named = "; ".join(f"{s.name}: {_reason(s.last_error)}" for s in away)
+        # (Each reason without its last full stop: "….; name:" read as a typo.)
+        named = "; ".join(f"{s.name}: {_reason(s.last_error).rstrip('.')}" for s in away)
         retry = retry_after_seconds(away, time.time())
         return errors.ServiceUnavailable(
-            f"Chunk {record.chunk_id} cannot be read now: {good} good shares of the {needed} "
-            f"needed are reachable{f' ({named})' if named else ''}. Try again when "
+            f"Chunk {record.chunk_id} cannot be read now: {good} good "
+            f"{'share' if good == 1 else 'shares'} of the {needed} needed "
+            f"{'is' if good == 1 else 'are'} reachable{f' ({named})' if named else ''}. "
+            f"Try again when "
             f"{'they are' if len(away) != 1 else 'it is'} back.", code="not_enough_shares",
             headers={"Retry-After": str(retry)})
     return errors.ServiceUnavailable(
