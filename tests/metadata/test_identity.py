@@ -8,6 +8,7 @@ local-only tests at the end, on both engines.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -477,6 +478,39 @@ def test_wrong_passwords_sent_at_once_are_checked_no_more_than_in_a_row(local):
     answers = at_once(lambda: identity.confirm(unconfirmed, "not-a-code"))
     assert answers.count("invalid_code") == FREE_FAILURES, answers
     assert answers.count("too_many_attempts") == 24 - FREE_FAILURES, answers
+
+
+@local_param
+def test_sign_ins_of_other_accounts_do_not_wait_for_one_accounts_attempts(local):
+    """The attempts took turns by one of 256 locks their name fell on: an account's sign-in
+    waited behind another's that shared it (review sweep). Only the same name waits, and a
+    name's lock lives only while attempts at it are in flight."""
+    from cloudstrype.identity import local as local_identity
+    identity, _ = local
+    name = _user(identity)
+    busy = [f"busy-{uuid.uuid4().hex}" for _ in range(2000)]   # every stripe there was
+    holding, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with contextlib.ExitStack() as stack:
+            for other in busy:
+                stack.enter_context(local_identity._one_attempt_at_a_time(other))
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        signed_in = threading.Thread(target=lambda: identity.login(name, PASSWORD) and
+                                     done.set())
+        signed_in.start()
+        assert done.wait(10), "a sign-in waited for other accounts' attempts"
+        signed_in.join()
+    finally:
+        release.set()
+        holder.join()
+    assert local_identity._attempts == {}
 
 
 @local_param

@@ -76,9 +76,11 @@ def _hash(secret: str) -> str:
 # this process: each is counted, if wrong, before the next one is checked. Counted only after
 # its check, wrong ones sent at the same moment were otherwise all checked before the first
 # was counted (11 of 24 at once where five lock the account); counted before, right ones in
-# flight were counted as failures. Striped: a lock per account would be a lock per name ever
-# tried.
-_ATTEMPT_LOCKS = tuple(threading.RLock() for _ in range(256))
+# flight were counted as failures. A lock per account name while attempts at it are in
+# flight (kept only as long: not a lock for every name ever tried); re-entrant, as a login
+# may meet a password change of the same account in one thread.
+_attempts: dict[str, list] = {}         # name -> [its lock, attempts holding or awaiting it]
+_attempts_lock = threading.Lock()
 # How long an attempt waits for the ones before it (each a password hash, ~0.1 s): past it,
 # too many at once.
 ATTEMPT_WAIT_SECONDS = 30
@@ -86,15 +88,24 @@ ATTEMPT_WAIT_SECONDS = 30
 
 @contextlib.contextmanager
 def _one_attempt_at_a_time(username):
-    lock = _ATTEMPT_LOCKS[hash(str(username).lower()) % len(_ATTEMPT_LOCKS)]
-    if not lock.acquire(timeout=ATTEMPT_WAIT_SECONDS):
-        raise errors.TooManyRequests("Too many sign-in attempts for this account at once; try "
-                                     "again in a minute.", code="too_many_attempts",
-                                     headers={"Retry-After": "60"})
+    name = str(username).lower()
+    with _attempts_lock:
+        entry = _attempts.setdefault(name, [threading.RLock(), 0])
+        entry[1] += 1
     try:
-        yield
+        if not entry[0].acquire(timeout=ATTEMPT_WAIT_SECONDS):
+            raise errors.TooManyRequests("Too many sign-in attempts for this account at once; "
+                                         "try again in a minute.", code="too_many_attempts",
+                                         headers={"Retry-After": "60"})
+        try:
+            yield
+        finally:
+            entry[0].release()
     finally:
-        lock.release()
+        with _attempts_lock:
+            entry[1] -= 1
+            if not entry[1]:
+                del _attempts[name]
 
 
 def lock_seconds(failures: int) -> int:
