@@ -113,6 +113,10 @@ def test_gdrive_writes_at_once_after_the_folder_went_missing_make_one_and_find_e
         thread.join()
     assert len(gdrive_fake.folders_named("cloudstrype")) == 1
     assert [backend.get(f"share-{i}") for i in range(8)] == [b"data %d" % i for i in range(8)]
+    # A 404 met late forgets only the folder its request used, not one found again since.
+    found_again = backend._folders(create=False)
+    backend._forget_folder([folder])
+    assert backend._folders(create=False) == found_again and folder not in found_again
 
 
 def test_gdrive_a_folder_made_at_the_same_moment_elsewhere_is_searched_too(gdrive_fake,

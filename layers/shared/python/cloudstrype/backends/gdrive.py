@@ -79,11 +79,11 @@ class GoogleDriveBackend(Backend):
                 headers={"Content-Type": "application/octet-stream"}, data=data,
             )
         else:
-            response = self._create(key, data)
+            response, used = self._create(key, data)
             if response.status_code == 404:
                 # The folder we knew was deleted meanwhile: find or make it again.
-                self._forget_folder(self._folder_ids)
-                response = self._create(key, data)
+                self._forget_folder(used)
+                response, _ = self._create(key, data)
         if response.status_code not in (200, 201):
             raise self._client.error_for(response, f"upload {key}")
 
@@ -131,7 +131,8 @@ class GoogleDriveBackend(Backend):
         limit = quota.get("limit")   # int64 values come as strings
         return Usage(used=int(quota.get("usage", 0)), capacity=int(limit) if limit else None)
 
-    def _create(self, key: str, data: bytes) -> requests.Response:
+    def _create(self, key: str, data: bytes) -> tuple[requests.Response, list[str]]:
+        """(the answer, the folders known when it was sent: a 404 forgets those alone)."""
         folders = self._folders(create=True)
         metadata = {"name": key, "parents": [folders[0]]}
         body, content_type = _multipart_related(metadata, data)
@@ -139,7 +140,7 @@ class GoogleDriveBackend(Backend):
             "POST", self._upload_url, write=True,
             params={"uploadType": "multipart", "fields": "id"},
             headers={"Content-Type": content_type}, data=body,
-        )
+        ), folders
 
     def _find(self, key: str) -> list[str]:
         """Ids of the files named `key` in our folder(s), most recently modified first."""
@@ -154,7 +155,9 @@ class GoogleDriveBackend(Backend):
         return [item["id"] for item in files]
 
     def _forget_folder(self, known: list[str]) -> None:
-        """Look for our folder again on the next use (unless another thread did meanwhile)."""
+        """Look for our folder again on the next use, if `known` (the folders a request that
+        met a 404 used) are still the ones known: another thread may have found or made the
+        folder again meanwhile."""
         with self._folder_lock:
             if self._folder_ids == known:
                 self._folder_ids = []
