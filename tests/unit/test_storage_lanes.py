@@ -1,4 +1,4 @@
-"""Share I/O of one remote storage keeps at most STORAGE_IO_THREADS of the shared pool busy.
+"""Share I/O of one OAuth storage keeps at most STORAGE_IO_THREADS of the shared pool busy.
 
 A throttled provider's requests sleep in their threads (pacing); 32 writes queued for one had
 every thread of the pool asleep, and a write to a healthy storage of any user waited 3.7 s
@@ -37,7 +37,8 @@ def test_a_throttled_storage_leaves_threads_for_every_other_storage():
             for i in range(2 * store.SHARE_IO_THREADS)]
     try:
         time.sleep(0.2)
-        for other in (_record("s3", "healthy-bucket"), _record("local", "healthy-folder")):
+        for other in (_record("dropbox", "healthy-dropbox"), _record("s3", "healthy-bucket"),
+                      _record("local", "healthy-folder")):
             started = time.monotonic()
             assert store._share_io(other, lambda: "fast").result(timeout=5) == "fast"
             assert time.monotonic() - started < 1
@@ -63,3 +64,22 @@ def test_a_lane_hands_back_errors_and_skips_what_was_cancelled_while_it_waited()
     with pytest.raises(ZeroDivisionError):
         failing.result(timeout=10)
     assert ran == []
+
+
+def test_a_request_that_waited_too_long_in_its_storages_queue_fails_as_that_storages(
+        monkeypatch):
+    """What a request waits in the queue comes before its own budget, and both must end
+    inside the gateway's 29 s: past STORAGE_QUEUE_SECONDS it fails as the storage's (the
+    write then goes to another storage), without being sent (review sweep)."""
+    from cloudstrype.backends.base import BackendError
+    monkeypatch.setattr(store, "STORAGE_QUEUE_SECONDS", 0.2)
+    gate, sent = threading.Event(), []
+    record = _record("gdrive", "slow-drive")
+    first = [store._share_io(record, gate.wait, 10) for _ in range(store.STORAGE_IO_THREADS)]
+    late = store._share_io(record, sent.append, "late")
+    time.sleep(0.5)
+    gate.set()
+    with pytest.raises(BackendError, match="waited .* request slots"):
+        late.result(timeout=10)
+    assert all(f.result(timeout=10) for f in first) and sent == []
+    assert not store._lanes._running and not store._lanes._waiting

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cloudstrype import errors, quota, storages, vault
-from cloudstrype.backends.base import BackendError, BackendFull, ShareNotFound
+from cloudstrype.backends.base import (
+    BackendAuthError,
+    BackendError,
+    BackendFull,
+    ShareNotFound,
+)
 from cloudstrype.metadata.engine import MetadataError
 from cloudstrype.pipeline import checker, codec
 from cloudstrype.pipeline.chunk_store import (
@@ -54,10 +59,15 @@ SHARE_WRITE_GRACE_SECONDS = 6 * 3600
 
 SHARE_IO_THREADS = 32
 _io = ThreadPoolExecutor(max_workers=SHARE_IO_THREADS, thread_name_prefix="share-io")
-# The most of those one remote storage keeps busy at once: a throttled provider's requests
+# The most of those one OAuth storage keeps busy at once: a throttled provider's requests
 # sleep in their threads (pacing), and 32 writes queued for one had every thread asleep, so a
-# write to a healthy storage of any user waited its turn (3.7 s behind a 4 s hold).
+# write to a healthy storage of any user waited its turn (3.7 s behind a 4 s hold). More at
+# once would not go faster: the providers take 3-8 writes a second.
 STORAGE_IO_THREADS = 8
+# How long a request waits in its storage's queue before it fails as that storage's (and the
+# write goes to another storage, as when a provider's wait runs past the request's budget):
+# what it waited comes before that budget, and both must end inside the gateway's 29 s.
+STORAGE_QUEUE_SECONDS = 8.0
 
 
 class _StorageLanes:
@@ -77,7 +87,7 @@ class _StorageLanes:
             running = self._running.get(storage_id, 0)
             if running >= self._per_storage:
                 self._waiting.setdefault(storage_id, collections.deque()).append(
-                    (future, fn, args))
+                    (future, fn, args, time.monotonic()))
                 return future
             self._running[storage_id] = running + 1
         self._start(storage_id, future, fn, args)
@@ -102,25 +112,33 @@ class _StorageLanes:
             self._next(storage_id)
 
     def _next(self, storage_id: str) -> None:
-        with self._lock:
-            waiting = self._waiting.get(storage_id)
-            if not waiting:
-                self._waiting.pop(storage_id, None)
-                self._running[storage_id] -= 1
-                if not self._running[storage_id]:
-                    del self._running[storage_id]
+        while True:
+            with self._lock:
+                waiting = self._waiting.get(storage_id)
+                if not waiting:
+                    self._waiting.pop(storage_id, None)
+                    self._running[storage_id] -= 1
+                    if not self._running[storage_id]:
+                        del self._running[storage_id]
+                    return
+                future, fn, args, queued_at = waiting.popleft()
+            waited = time.monotonic() - queued_at
+            if waited <= STORAGE_QUEUE_SECONDS:
+                self._start(storage_id, future, fn, args)
                 return
-            queued = waiting.popleft()
-        self._start(storage_id, *queued)
+            if future.set_running_or_notify_cancel():
+                future.set_exception(BackendError(
+                    f"busy: this request waited {waited:.0f} s for one of the storage's "
+                    f"{self._per_storage} request slots (its provider is slowing it down)"))
 
 
 _lanes = _StorageLanes(_io, STORAGE_IO_THREADS)
 
 
 def _share_io(record, fn, *args) -> Future:
-    """Run `fn(*args)`, an I/O of the storage `record`, on the share pool: a folder on this
-    server straight away, any other storage in its lane."""
-    if record.kind == "local":
+    """Run `fn(*args)`, an I/O of the storage `record`, on the share pool: an OAuth storage's
+    (paced: its requests may sleep) in its lane, any other straight away."""
+    if not storages.is_oauth(record.kind):
         return _io.submit(fn, *args)
     return _lanes.submit(record.storage_id, fn, *args)
 # Metadata writes overlapped with a chunk's encoding (the quota charge).
@@ -323,7 +341,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
 
     for index, record, key in plan(list(enumerate(targets))):
         submit(index, record, key)
-    failures, full, away = [], [], []
+    failures, full, away, refused = [], [], [], []
     while pending:
         done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in done:
@@ -339,7 +357,7 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                 storages.refresh_usage(record, force=True)
             else:
                 storages.mark_down(record, str(error))
-                away.append(record)
+                (refused if isinstance(error, BackendAuthError) else away).append(record)
             if spares:
                 submit(*plan([(index, spares.pop(0))])[0])
     if len(locations) < len(shares):
@@ -352,14 +370,23 @@ def _write_shares(owner: str, chunk_id: str, shares: list[bytes], targets: list,
                 code="not_enough_storages", details={"needed": len(shares),
                                                      "full": sorted(set(full))})
         # As placement says it of storages already known to be away (README, Durability):
-        # the write waits for them, the one to find them away included.
+        # the write waits for them, the one to find them away included. What will not pass
+        # by waiting is said with what to do: a storage whose provider refused its access
+        # (reconnect it), one full (free space).
         retry = retry_after_seconds(away, time.time())
+        todo = [f"reconnect {', '.join(sorted({r.name for r in refused}))} (its provider "
+                f"refused its access)" if refused else "",
+                f"free space on {', '.join(sorted(set(full)))}" if full else "",
+                f"try again when {'it is' if len(away) == 1 else 'they are'} back (retry in "
+                f"{retry} s)" if away else ""]
         raise errors.ServiceUnavailable(
-            f"This needs {len(shares)} storages, but {len(away)} failed as the chunk was "
-            f"written ({'; '.join(failures[:5])}). Nothing was stored; try again when they "
-            f"are back (retry in {retry} s), or choose a durability with fewer shares.",
+            f"This needs {len(shares)} storages, but {len(failures)} failed as the chunk was "
+            f"written ({'; '.join(failures[:5])}). Nothing was stored; "
+            f"{'; '.join(t for t in todo if t)}; or choose a durability with fewer shares.",
             code="storages_unavailable",
-            details={"needed": len(shares), "away": sorted({r.name for r in away})},
+            details={"needed": len(shares), "away": sorted({r.name for r in away}),
+                     "refused": sorted({r.name for r in refused}),
+                     "full": sorted(set(full))},
             headers={"Retry-After": str(retry)})
     return locations
 
@@ -701,7 +728,8 @@ def _read_share(storage, key: str, share_size: int) -> bytes:
     return storages.backend_for(storage).get_share(key, share_size)
 
 
-def _first_good_copy(indexes: list[int], read, good, damaged: set[int]) -> bytes | None:
+def _first_good_copy(indexes: list[int], read, good, damaged: set[int],
+                     storage_of=lambda _index: None) -> bytes | None:
     """The first copy (raid1 share) read by `read(index)` that is `good`, asking the copies in
     order: the next when one fails, and also when one has not answered within HEDGE_SECONDS (a
     storage that hangs, such as a member whose machine went to sleep, would otherwise hold the
@@ -712,7 +740,9 @@ def _first_good_copy(indexes: list[int], read, good, damaged: set[int]) -> bytes
     def ask_next() -> None:
         if waiting:
             index = waiting.pop(0)
-            pending[_io.submit(read, index)] = index
+            storage = storage_of(index)      # (in its storage's lane, when it has one)
+            pending[_share_io(storage, read, index) if storage is not None else
+                    _io.submit(read, index)] = index
     ask_next()
     while pending:
         done, _ = wait(list(pending), timeout=HEDGE_SECONDS, return_when=FIRST_COMPLETED)
@@ -761,14 +791,21 @@ def get_range(record: Chunk, offset: int, length: int, good) -> bytes:
             unreachable.add(storage.storage_id)
         return None
 
+    def storage_of(index: int):
+        share = locations.get(index)
+        return by_id.get(share.storage_id) if share else None
+
     found = None
     if codec.parse_durability(record.durability).kind == "raid1":
         order = sorted(locations, key=lambda i: 0 if (
             by_id.get(locations[i].storage_id) and by_id[locations[i].storage_id].usable()) else 1)
         found = _first_good_copy(order, lambda index: ranged(index, offset, length), good,
-                                 damaged)
+                                 damaged, storage_of)
     else:
-        pieces = list(_io.map(lambda segment: ranged(*segment), segments))
+        reads = [_share_io(storage_of(segment[0]), ranged, *segment)
+                 if storage_of(segment[0]) is not None else _io.submit(ranged, *segment)
+                 for segment in segments]
+        pieces = [read.result() for read in reads]
         if all(p is not None for p in pieces) and good(b"".join(pieces)):
             found = b"".join(pieces)
     if damaged:
