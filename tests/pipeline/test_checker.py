@@ -259,3 +259,79 @@ def test_a_draining_storage_is_checked_too_and_its_old_error_cleared(
     shown = storages.get_storage("alice", draining).public()
     assert shown["status"] == "draining" and shown["last_error"] is None, shown
     assert chunk_store().get("alice", record.chunk_id) is not None
+
+
+def _unreadable(monkeypatch, paths) -> None:
+    """These files' permissions taken away, as the server's user meets it (the tests may run
+    as root, whom chmod 000 does not stop): opening them to read is refused."""
+    real_open, refused = os.open, {str(p) for p in paths}
+
+    def opened(path, flags, *args, **kwargs):
+        if str(path) in refused and not flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opened)
+
+
+def test_a_share_that_cannot_be_read_is_repaired_and_the_verifier_goes_on(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """One share file whose permissions were taken away stopped the verifier at it in every
+    run (the rest of the storage, damaged shares included, never verified again) while the
+    storage showed no problem; and a read took its whole storage down for a minute (disk
+    sweep). It is a share lost, rebuilt from the others; the storage stays up."""
+    from cloudstrype import storages
+    disks = add_disks("alice", tmp_path, 2)
+    records = [pipeline.put_chunk("alice", os.urandom(20_000), "aes256-gcm", "raid1(2)").record
+               for _ in range(4)]
+    storage_id = records[0].share(0).storage_id
+    index = {r.chunk_id: next(s.index for s in r.shares if s.storage_id == storage_id)
+             for r in records}
+    locked = share_files(disks[storage_id], records[0].chunk_id, index[records[0].chunk_id])
+    for record in records[1:]:
+        for path in share_files(disks[storage_id], record.chunk_id, index[record.chunk_id]):
+            _flip_a_byte(path)
+    _unreadable(monkeypatch, locked)
+    result = pipeline.scrub(budget_seconds=60)
+    # The verifier went past it to the three changed ones; all four rebuilt.
+    assert result["missing_shares"] == 1 and result["corrupt_shares"] == 3, result
+    assert result["repaired_shares"] == 4, result
+    monkeypatch.undo()
+    for record in records:
+        info = pipeline.chunk_info("alice", record.chunk_id)
+        assert [s["health"] for s in info["shares"]] == ["ok", "ok"], info
+    assert not storages.get_storage("alice", storage_id).last_error
+
+    # A read meeting such a share reads the other copy and queues it; its storage stays up.
+    from cloudstrype.pipeline.chunk_store import chunk_store
+    fresh = chunk_store().get("alice", records[0].chunk_id)
+    first = fresh.share(0)
+    _unreadable(monkeypatch, share_files(disks[first.storage_id], fresh.chunk_id, 0))
+    assert pipeline.get_chunk("alice", fresh.chunk_id)
+    assert chunk_store().get("alice", fresh.chunk_id).damaged == {0}
+    assert storages.get_storage("alice", first.storage_id).usable()
+
+
+def test_a_storage_folder_the_server_may_not_read_is_said_so(
+        pipeline, tmp_path, monkeypatch):  # noqa: F811
+    """It was said to be missing its marker file (a disk not mounted?) when the folder's
+    permissions had been taken away (disk sweep)."""
+    from cloudstrype import storages
+    disks = add_disks("alice", tmp_path, 2)
+    record = pipeline.put_chunk("alice", os.urandom(5_000), "aes256-gcm", "raid1(2)").record
+    storage_id = record.share(0).storage_id
+    folder = disks[storage_id]
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path).startswith(str(folder)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    storages.service._backend_cache.clear()
+    monkeypatch.setattr(os, "stat", stat)
+    pipeline.scrub(budget_seconds=60)
+    monkeypatch.undo()
+    error = storages.get_storage("alice", storage_id).last_error
+    assert "cannot be read by the server (Permission denied)" in error, error
+    assert "missing" not in error, error

@@ -19,6 +19,12 @@ class ShareNotFound(BackendError):
     """The backend answered, and the key is not there."""
 
 
+class ShareUnreadable(ShareNotFound):
+    """The backend answered, and the share is there but cannot be read (a folder storage's
+    file whose permissions were taken away): to the pipeline a share lost, rebuilt from the
+    others, not its whole storage down."""
+
+
 class BackendAuthError(BackendError):
     """The credentials are wrong or revoked; a person must reconnect the storage."""
 

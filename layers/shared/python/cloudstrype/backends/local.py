@@ -19,6 +19,7 @@ from .base import (
     BackendError,
     BackendFull,
     ShareNotFound,
+    ShareUnreadable,
     Usage,
     check_range,
 )
@@ -79,6 +80,13 @@ class LocalBackend(Backend):
             if self._marker_seen == (found.st_dev, found.st_ino):
                 return
             named = json.loads(marker.read_text()).get("storage_id")
+        except PermissionError as exc:
+            # Said as it is: "its marker is missing" sent the owner looking for a disk not
+            # mounted when the folder's permissions had been taken away.
+            raise BackendError(
+                f"{self.root} cannot be read by the server ({exc.strerror}): give the server's "
+                f"user access to the folder again. Its shares are waited for, not taken for "
+                f"lost.") from None
         except (OSError, ValueError, AttributeError):
             named, found = None, None
         if found is None or named != self.storage_id:
@@ -177,6 +185,11 @@ class LocalBackend(Backend):
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise ShareNotFound(f"{self.root}: no share {key}") from None
+        except PermissionError as exc:
+            # One file's permissions: that share is lost to the server (and rebuilt), not its
+            # whole storage down (the folder itself was checked just before).
+            raise ShareUnreadable(f"{self.root}: {key} cannot be read by the server "
+                                  f"({exc.strerror})") from None
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise

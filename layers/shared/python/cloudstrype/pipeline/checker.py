@@ -137,7 +137,11 @@ def check_storage(record, deadline: float) -> Found:
                 break       # round the storage once per run at most; the next run starts over
     except BackendError as exc:
         # The page it stopped in is verified again next time; what was found is recorded.
-        log.info("verifying storage %s stopped: %s", record.storage_id, exc)
+        # Said where the owner looks (last_error) and down for a while, as a failed read
+        # marks it: logged only at INFO, a verifier stopped at the same share run after run
+        # while the storage showed no problem (disk sweep).
+        log.warning("verifying storage %s stopped: %s", record.storage_id, exc)
+        storages.mark_down(record, str(exc))
     else:
         # It answered every check and verification: an error from before is history.
         storages.clear_old_error(record, started)
