@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from cloudstrype import errors
 
 from tests.pipeline.test_chunk_pipeline import add_disks, pipeline, share_files  # noqa: F401
 from tests.support import flipped_first_byte
@@ -176,3 +177,42 @@ def test_a_pack_freed_or_written_by_compaction_counts_its_dead_bytes_whenever_it
     monkeypatch.undo()
     assert quota.usage("alice")["dead_bytes"] == 0
     assert quota.usage("alice")["stored_bytes"] == 0
+
+
+def test_storages_full_when_last_measured_are_measured_again_before_a_write_is_refused(
+        pipeline, tmp_path):  # noqa: F811
+    """Space freed on a full storage was not seen for up to ten minutes (the last measure,
+    kept that long): writes were refused 422 "full" with room on the disk (disk sweep). A
+    figure saying full and older than half a minute is measured again first."""
+    from cloudstrype import storages
+    from cloudstrype.storages.service import _store
+    disks = add_disks("alice", tmp_path, 2)
+    for storage_id in disks:            # measured full a while ago; freed since
+        _store.set_usage("alice", storage_id, used=10_000, capacity=10_000,
+                         checked=time.time() - 120)
+    stored = pipeline.put_chunk("alice", os.urandom(5_000), "aes256-gcm", "raid1(2)")
+    assert len(stored.record.shares) == 2
+    assert all(s.free and s.free > 10_000 for s in storages.list_storages("alice"))
+    # Measured just now and full: refused at once, not measured at every write.
+    for storage_id in disks:
+        _store.set_usage("alice", storage_id, used=10_000, capacity=10_000)
+    with pytest.raises(errors.Unprocessable):
+        pipeline.put_chunk("alice", os.urandom(5_000), "aes256-gcm", "raid1(2)")
+
+
+def test_a_usage_measure_that_cannot_be_saved_is_still_shown(pipeline, tmp_path,  # noqa: F811
+                                                            monkeypatch):
+    """With the data directory's disk full, listing the storages was refused 507: the listing
+    saves a fresh measure, which nobody asked to write (disk sweep)."""
+    from cloudstrype import storages
+    from cloudstrype.metadata.engine import StoreFull
+    from cloudstrype.storages import service
+    add_disks("alice", tmp_path, 1)
+    [record] = storages.list_storages("alice")
+
+    def full(*_args, **_kwargs):
+        raise StoreFull("the data directory's disk is full; nothing was written")
+
+    monkeypatch.setattr(service._store, "set_usage", full)
+    measured = storages.refresh_usage(record, force=True)
+    assert measured.capacity and measured.usage_checked > time.time() - 60

@@ -145,6 +145,17 @@ def _share_io(record, fn, *args) -> Future:
 _meta = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-meta")
 
 
+def _choose(candidates: list[Storage], count: int, share_size: int, **kwargs) -> list[Storage]:
+    """choose_storages, once more after measuring again those too full when last measured
+    (space freed since was not seen for up to ten minutes: writes were refused "full")."""
+    try:
+        return choose_storages(candidates, count, share_size, **kwargs)
+    except errors.Unprocessable:
+        if not storages.remeasure_full(candidates, share_size):
+            raise
+    return choose_storages(candidates, count, share_size, **kwargs)
+
+
 def _key_purpose(chunk_id: str) -> str:
     return f"chunk:{chunk_id}:data-key"
 
@@ -250,7 +261,7 @@ def _put_chunk(owner: str, data: bytes, encryption: str | None, durability: str 
             raise errors.Conflict(f"Chunk {chunk_id} exists already; delete it first to replace "
                                   f"it.", code="chunk_exists")
     encoded = codec.encode(chunk_id, data, enc, dur, None)
-    targets = choose_storages(candidates, dur.total_shares, encoded.info.share_size)
+    targets = _choose(candidates, dur.total_shares, encoded.info.share_size)
     spares = [s for s in candidates if s not in targets]
     if room is not None:
         room.result()                   # over quota: raised here, before any share is written
@@ -946,8 +957,8 @@ def repair_chunk(owner: str, chunk_id: str, move_off: set[str] | None = None, *,
         replace, left = set(first[:room]), set(first[room:])
     rebuilt = codec.rebuild(good, record.meta, replace).shares
     # Each share of a chunk on its own storage: those holding one already are not candidates.
-    targets = choose_storages(candidates, len(rebuilt), share_size,
-                              among="the {n} storages that hold no share of this chunk yet")
+    targets = _choose(candidates, len(rebuilt), share_size,
+                      among="the {n} storages that hold no share of this chunk yet")
     order = sorted(rebuilt)
     spares = [s for s in candidates if s not in targets]
     written = _write_shares(owner, chunk_id, [rebuilt[i] for i in order], targets, spares,

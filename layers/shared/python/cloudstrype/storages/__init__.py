@@ -32,7 +32,8 @@ _FROM_SERVICE = frozenset({
     "DOWN_SECONDS", "USAGE_MAX_AGE_SECONDS", "add_storage", "all_storages", "backend_for",
     "clear_old_error", "count_shares", "count_shares_async", "delete_storage",
     "draining_storages", "get_storage", "is_oauth", "list_storages", "mark_down",
-    "record_check", "refresh_usage", "save_oauth_storage", "start_draining", "still_draining",
+    "record_check", "refresh_usage", "remeasure_full", "save_oauth_storage", "start_draining",
+    "still_draining",
     "stop_draining",
 })
 

@@ -23,6 +23,7 @@ from cloudstrype import errors, vault
 from cloudstrype.backends import outbound, registry
 from cloudstrype.backends.base import Backend, BackendError
 from cloudstrype.backends.local import MARKER, remove_temp_files
+from cloudstrype.metadata.engine import MetadataError
 from cloudstrype.settings import get_settings
 from cloudstrype.storages import names
 from cloudstrype.storages.names import NAME_MAX
@@ -690,6 +691,25 @@ def refresh_usage(record: Storage, force: bool = False) -> Storage:
     record.capacity, record.provider_used = usage.capacity, usage.used
     record.usage_checked = time.time()
     record.usage_stored_bytes = int(record.stored_bytes or 0)
-    _store.set_usage(record.owner, record.storage_id, used=usage.used, capacity=usage.capacity,
-                     checked=record.usage_checked, stored=record.usage_stored_bytes)
+    try:
+        _store.set_usage(record.owner, record.storage_id, used=usage.used,
+                         capacity=usage.capacity, checked=record.usage_checked,
+                         stored=record.usage_stored_bytes)
+    except MetadataError as exc:
+        # A measure kept for later, not a write anyone asked for: with the data directory's
+        # disk full, listing the storages was refused 507 (disk sweep). Shown, not saved.
+        log.warning("the usage of storage %s was measured but not saved: %s",
+                    record.storage_id, exc)
     return record
+
+
+def remeasure_full(candidates: list[Storage], share_size: int) -> bool:
+    """Measure again the storages too full for a share of `share_size` bytes when last
+    measured at least USAGE_CHANGED_MAX_AGE_SECONDS ago (a figure may be ten minutes old:
+    space freed since was not seen, and writes were refused "full"); whether any was."""
+    now = time.time()
+    stale = [s for s in candidates if s.usable(now) and s.free is not None and
+             s.free < share_size and now - (s.usage_checked or 0) >= USAGE_CHANGED_MAX_AGE_SECONDS]
+    for record in stale:
+        refresh_usage(record, force=True)
+    return bool(stale)
