@@ -285,6 +285,11 @@ class LocalStack:
                 try:
                     result = await loop.run_in_executor(gateway.executor, handler, event, None)
                     log.info("scheduled job %s: %s", name, result)
+                except MetadataError as exc:
+                    # The metadata store's own words (its disk full, busy): said in a line, as
+                    # requests meeting it are; the job runs again at the next interval.
+                    log.warning("scheduled job %s stopped, to run again in %.0f s: %s", name,
+                                interval, exc)
                 except Exception:
                     log.exception("scheduled job %s failed", name)
 

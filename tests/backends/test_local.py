@@ -143,6 +143,18 @@ def test_usage_counts_the_bytes_in_the_directory(backend):
     assert abs(usage.free - free_now) < 64 * 1024 * 1024
 
 
+def test_a_filesystem_out_of_inodes_has_no_room(backend, monkeypatch):
+    """Out of inodes, a storage showed its free bytes while every write failed "No space
+    left on device" (disk sweep): no file can be written, so it has no room."""
+    backend.put("a", b"x" * 100)
+    real = os.statvfs(backend.root)
+    fields = {name: getattr(real, name) for name in dir(real) if name.startswith("f_")}
+    out_of_inodes = type("StatVfs", (), {**fields, "f_favail": 0, "f_ffree": 0})()
+    monkeypatch.setattr(os, "statvfs", lambda _path: out_of_inodes)
+    usage = backend.usage()
+    assert usage.used == 100 and usage.free == 0
+
+
 def test_a_configured_capacity_is_reported_and_enforced(root):
     backend = LocalBackend(root, capacity_bytes=1000)
     backend.put("a", b"x" * 600)

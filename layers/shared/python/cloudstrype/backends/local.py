@@ -5,7 +5,6 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 import threading
@@ -175,7 +174,13 @@ class LocalBackend(Backend):
             used = self._used_bytes()
             if self.capacity_bytes is not None:
                 return Usage(used=used, capacity=self.capacity_bytes)
-            return Usage(used=used, capacity=used + shutil.disk_usage(self.root).free)
+            found = os.statvfs(self.root)
+            free = found.f_bavail * found.f_frsize
+            if found.f_files and not found.f_favail:
+                # Out of inodes: no share can be written, whatever bytes are free (it showed
+                # 300 MiB free while every write failed "No space left on device").
+                free = 0
+            return Usage(used=used, capacity=used + free)
 
     def _open_share(self, path: Path, key: str):
         """The share's file, opened to read: a regular file in the folder, never a link out of
