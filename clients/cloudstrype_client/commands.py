@@ -207,7 +207,7 @@ def cmd_login(args) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
+        password = _ask_hidden("Password: ")
     if not password:
         raise UsageError("A password is needed.")
     client = Client(server)
@@ -293,9 +293,9 @@ def cmd_passwd(args) -> int:
     if args.password_stdin:
         old, new = (sys.stdin.readline().rstrip("\r\n") for _ in range(2))
     else:
-        old = getpass.getpass("Current password: ")
-        new = getpass.getpass("New password: ")
-        if getpass.getpass("New password again: ") != new:
+        old = _ask_hidden("Current password: ")
+        new = _ask_hidden("New password: ")
+        if _ask_hidden("New password again: ") != new:
             raise UsageError("The two new passwords differ; nothing was changed.")
     if not old or not new:
         raise UsageError("Both the current and the new password are needed (with "
@@ -968,6 +968,27 @@ def cmd_shares(args) -> int:
              s.get("path") or "(in the trash)"] for s in shares]
     _table(rows, ["ID", "LEVEL", "WITH", "PATH"])
     return OK
+
+
+def _ask_hidden(prompt: str) -> str:
+    """getpass at a terminal. Without one, getpass reads stdin too, after two lines of
+    "GetPassWarning … Password input may be echoed" (README walk): noise, as a pipe echoes
+    nothing; so stdin is read here without them (EOFError when it has ended, as getpass).
+    Scripts have --password-stdin."""
+    terminal = True
+    if os.name == "posix":
+        try:
+            os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        except OSError:
+            terminal = False
+    if terminal:
+        return getpass.getpass(prompt)
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    print(file=sys.stderr)
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
 
 
 def _read_secret(prompt: str) -> str:

@@ -11,6 +11,8 @@ import uuid
 import pytest
 from cloudstrype_client.errors import FAILED, NOT_FOUND, USAGE
 
+from tests.support import PASSWORD, register_and_login
+
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 
 
@@ -51,6 +53,17 @@ def test_cat_goes_on_past_a_path_it_cannot_read(cli, stored):
                 stdout=subprocess.PIPE)
     assert done.stdout == "small\n", done
     assert done.returncode == NOT_FOUND and "nope.txt" in done.stderr, done.stderr
+
+
+def test_a_password_piped_in_without_a_terminal_gets_no_python_warning(home, api):
+    """Without a terminal, getpass reads stdin and warned twice ("GetPassWarning: Can not
+    control echo … Password input may be echoed"): noise, as a pipe echoes nothing (README
+    walk). No session: no terminal to fall back to, as under a service or CI."""
+    user = register_and_login(api)
+    done = _run(home, "login", "--server", home.server, "-u", user.username,
+                input=PASSWORD + "\n", start_new_session=True)
+    assert done.returncode == 0, done.stderr
+    assert "GetPassWarning" not in done.stderr and "echoed" not in done.stderr, done.stderr
 
 
 def test_a_login_whose_input_ends_before_the_password_says_so(home):
