@@ -399,19 +399,24 @@ def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(api
             "refresh_token": elsewhere["refresh_token"]}).status_code == 401
 
 
+def _two_admins(own) -> list[str]:
+    """Two admins made by the operator's command on `own` stack (password Adm1nPassword)."""
+    names = [unique("boss"), unique("boss")]
+    for name in names:
+        made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
+                   "Adm1nPassword", "--data-dir", str(own.data_dir))
+        assert made.returncode == 0, made.stderr
+        # Said as made (it said only that the user was in admins: README walk).
+        assert f"Created the user {name} ({name}@example.org)" in made.stdout, made
+    return names
+
+
 def test_the_last_admin_cannot_leave_the_admins_group(tmp_path):
     """The only admin could take themselves out of `admins` (204), and no one could manage
     users and groups after (accounts sweep)."""
     own = start_stack(tmp_path / "data")
     try:
-        api = Api(own.url)
-        names = [unique("boss"), unique("boss")]
-        for name in names:
-            made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
-                       "Adm1nPassword", "--data-dir", str(own.data_dir))
-            assert made.returncode == 0, made.stderr
-            # Said as made (it said only that the user was in admins: README walk).
-            assert f"Created the user {name} ({name}@example.org)" in made.stdout, made
+        api, names = Api(own.url), _two_admins(own)
         first = api.as_user(login(api, names[0], "Adm1nPassword")["access_token"])
         # One of two may go (here the other one, who stays a user) ...
         assert first.delete(f"/api/auth/groups/admins/members/{names[1]}").status_code == 204
@@ -432,12 +437,7 @@ def test_two_admins_leaving_at_once_leave_one(tmp_path):
     and both went (accounts sweep): no one could manage users after. Of the two one stays."""
     own = start_stack(tmp_path / "data")
     try:
-        api = Api(own.url)
-        names = [unique("boss"), unique("boss")]
-        for name in names:
-            made = cli("admin", "create", name, "--email", f"{name}@example.org", "--password",
-                       "Adm1nPassword", "--data-dir", str(own.data_dir))
-            assert made.returncode == 0, made.stderr
+        api, names = Api(own.url), _two_admins(own)
 
         def members() -> set[str]:
             for name in names:
