@@ -1345,6 +1345,12 @@ class Downloader:
             except CliError as exc:
                 if exc.code != "file_changed" or attempt == CHANGED_TRIES:
                     raise
+            except OSError as exc:
+                if exc.filename is not None or exc.errno is None:
+                    raise
+                # A write into the local file: said with the file it was writing ("No space
+                # left on device" alone named only the remote file: disk sweep).
+                raise OSError(exc.errno, exc.strerror, str(item.target)) from exc
                 self.progress.message(f"{item.remote} was replaced while it was read; "
                                       f"reading the new version from the start.")
 
