@@ -94,6 +94,9 @@ MiB = 1024 * 1024
 # RANGE_SIZE is the server's largest range per response (RANGE_MAX_BYTES).
 ONE_SHOT_MAX = 4 * MiB
 RANGE_SIZE = 4 * MiB
+# What writing into a local file fails with: said with the file's name (Downloader.download).
+_LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS,
+                                 errno.EIO})
 HASH_BLOCK = 1 * MiB                    # (measured a little faster than 4 MiB)
 # A download's bytes are read from the socket, hashed and written in pieces this big: small
 # enough to stay in the CPU's cache from one step to the next (2 MiB of L2 per core on the
@@ -1345,14 +1348,16 @@ class Downloader:
             except CliError as exc:
                 if exc.code != "file_changed" or attempt == CHANGED_TRIES:
                     raise
+                self.progress.message(f"{item.remote} was replaced while it was read; "
+                                      f"reading the new version from the start.")
             except OSError as exc:
-                if exc.filename is not None or exc.errno is None:
+                # (Only a local write's errors: the network's are OSErrors too, handled above
+                # this, and must reach their handlers as they are.)
+                if exc.filename is not None or exc.errno not in _LOCAL_WRITE_ERRORS:
                     raise
                 # A write into the local file: said with the file it was writing ("No space
                 # left on device" alone named only the remote file: disk sweep).
                 raise OSError(exc.errno, exc.strerror, str(item.target)) from exc
-                self.progress.message(f"{item.remote} was replaced while it was read; "
-                                      f"reading the new version from the start.")
 
     def _download_once(self, item: Download) -> None:
         _check_target(item.target)
