@@ -13,19 +13,16 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from cloudstrype_client import config, local_transfer
 from cloudstrype_client.errors import (
@@ -39,6 +36,27 @@ from cloudstrype_client.errors import (
     UsageError,
     exit_code_for_status,
 )
+
+if TYPE_CHECKING:
+    import requests
+
+# `requests` is imported when a request first goes over HTTP: a command whose requests all go
+# through a local server's socket (local_transfer) does without it (~70 ms of a `get`).
+
+
+def _requests():
+    import requests
+    return requests
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """requests' errors of a request that got no (whole) answer; none if it is not loaded
+    (no request went over HTTP, so none can have failed so)."""
+    if "requests" not in sys.modules:
+        return ()
+    requests = sys.modules["requests"]
+    return (requests.ConnectionError, requests.Timeout,
+            requests.exceptions.ChunkedEncodingError)
 
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed
@@ -132,6 +150,7 @@ class Client:
         self._refresh_lock = threading.Lock()
         self._transfer_lock = threading.Lock()
         self._transfer_socket: str | None | object = _NOT_ASKED
+        self._gets_socket: str | None | object = _NOT_ASKED
         self.stop = threading.Event()   # set: the command is stopping; no new request goes
         # Told, once per reason, when the server asks for a wait of some seconds before a
         # retry (storages out of reach): a command waiting minutes does not look hung.
@@ -178,6 +197,8 @@ class Client:
     def session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
+            requests = _requests()
+            from requests.adapters import HTTPAdapter
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
             session.mount("http://", adapter)
@@ -240,10 +261,14 @@ class Client:
             sending = _body_length(kwargs)
             timeout = (CONNECT_TIMEOUT,
                        max(READ_TIMEOUT, sending / SLOWEST_UPLOAD_BYTES_PER_SECOND))
+        if method == "GET" and set(kwargs) <= {"params"}:
+            answer = self._local_get(path, kwargs.get("params"), all_headers)
+            if answer is not None:
+                return answer
         try:
             return self.session.request(method, self.server + path, headers=all_headers,
                                         timeout=timeout, **kwargs)
-        except requests.exceptions.InvalidURL as exc:
+        except _requests().exceptions.InvalidURL as exc:
             raise CliError(f"The server address {self.server!r} is not a valid URL ({exc}).",
                            2) from None
         except UnicodeEncodeError:
@@ -308,8 +333,7 @@ class Client:
                 raise AuthError("Not logged in; run 'cloudstrype login'.")
             try:
                 response = send(token)
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+            except _network_errors() as exc:
                 # (ChunkedEncodingError: the answer's body broke off as it was read)
                 if attempt < attempts and resend_lost:
                     self.backoff(attempt)
@@ -374,7 +398,7 @@ class Client:
             error.message += " Run 'cloudstrype login'."
         return error
 
-    # -- downloads written by a server on this machine (local_transfer.py) -----------------------
+    # -- a server on this machine (local_transfer.py) --------------------------------------------
 
     def transfer_socket(self) -> str | None:
         """The server's local transfer socket, if it is on this machine (asked once)."""
@@ -382,6 +406,45 @@ class Client:
             if self._transfer_socket is _NOT_ASKED:
                 self._transfer_socket = local_transfer.locate(self)
             return self._transfer_socket
+
+    def _local_get(self, path: str, params: dict | None, headers: dict
+                   ) -> local_transfer.Answer | None:
+        """A GET sent through the local transfer socket, its answer sent back (each thread its
+        own connection); None where it cannot go so (no socket found, a query that is not
+        plain text, the socket failing twice): then over HTTP, as before."""
+        query: dict[str, str] = {}
+        for name, value in (params or {}).items():
+            if value is None:
+                continue                # (as requests leaves it out)
+            if not isinstance(value, (str, int, float)):
+                return None
+            query[str(name)] = str(value).lower() if isinstance(value, bool) else str(value)
+        with self._transfer_lock:
+            if self._gets_socket is _NOT_ASKED:
+                self._gets_socket = local_transfer.discover(self.server)
+            found = self._gets_socket
+        if found is None:
+            return None
+        try:
+            for text in (path, *query.values()):
+                text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None             # refused in HTTP's words (_send)
+        sent = {**headers, "User-Agent": USER_AGENT}
+        for fresh in (False, True):
+            channel = getattr(self._local, "channel", None)
+            try:
+                if channel is None or fresh:
+                    channel = self._local.channel = local_transfer.Channel(found, None,
+                                                                           READ_TIMEOUT)
+                return channel.get(path, query, sent, None)[0]
+            except local_transfer.Unavailable:
+                # (A connection the server closed after a minute idle fails once; a new
+                # one is tried before HTTP.)
+                if channel is not None:
+                    channel.close()
+                self._local.channel = None
+        return None
 
     def get_into_file(self, channel: local_transfer.Channel, path: str, *, params: dict,
                       headers: dict, into: int | None, ok: tuple[int, ...], what: str | None
@@ -490,7 +553,7 @@ class Body:
                     raise BodyBroken(f"the body ended after {self.received + got} of "
                                      f"{self.length} bytes")
                 got += count
-        except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+        except (OSError, ValueError, sys.modules["urllib3"].exceptions.HTTPError) as exc:
             raise BodyBroken(str(exc)) from None
         finally:
             self.received += got
@@ -499,8 +562,7 @@ class Body:
         """A body of unknown length (or encoded), whole."""
         try:
             return b"".join(self.response.iter_content(chunk_size=READ_PIECE))
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
+        except _network_errors() as exc:
             raise BodyBroken(str(exc)) from None
 
     def close(self) -> None:
@@ -556,6 +618,7 @@ def _socket_readinto(response: requests.Response):
     into it, when urllib3 has read nothing of the body yet. urllib3's own readinto reads into a
     new bytes object and copies that: a 4 MiB allocation, its page faults and a copy per
     range."""
+    import http.client
     raw = response.raw
     plain = getattr(raw, "_fp", None)
     if isinstance(plain, http.client.HTTPResponse) and not plain.chunked and \
@@ -586,6 +649,7 @@ def _body_length(kwargs: dict) -> int:
 
 def _failure(exc: Exception) -> str:
     """What went wrong with a request that got no answer, in a word or three."""
+    requests = _requests()
     if isinstance(exc, requests.Timeout):
         return "no answer in time"
     text = str(exc)

@@ -10,6 +10,12 @@ damaged or on a storage that is not a folder here) it asks for as a range, which
 writes into the file itself, reading, repairing and reporting as its reads do. Either way the
 CLI hashes the whole for its end-to-end SHA-256, as it hashes what arrives over HTTP.
 
+The command's other GETs (a file's details, listings) go through the socket too, on
+connections of their own that carry no file (Client._local_get), and the socket is found
+among this OS user's without HTTP (discover): a command that makes no other request never
+loads an HTTP client (`requests` took ~70 ms of a 256 MiB `get`'s ~400 ms on the benchmark's
+machine). Anything else (POSTs, a token's refresh, a body streamed in ranges) goes over HTTP.
+
 Any server but one on this machine gets HTTP; CLOUDSTRYPE_LOCAL_TRANSFER=off does too, and
 =ranges keeps the socket but not the direct reads.
 """
@@ -22,11 +28,9 @@ import queue
 import socket
 import stat
 import struct
+import tempfile
 import threading
 from urllib.parse import urlsplit
-
-import requests
-from requests.structures import CaseInsensitiveDict
 
 # The server's infra/local/transfer.py declares these; tests/cli checks the copies.
 WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
@@ -65,17 +69,106 @@ def _codec():
     return codec
 
 
-def locate(client) -> str | None:
-    """The transfer socket of the client's server, if it is on this machine and has one."""
-    if not enabled() or not hasattr(socket, "send_fds") or \
-            urlsplit(client.server).hostname not in LOOPBACK:
+def _server_port(server: str) -> int | None:
+    """The port of `server` if it is an address on this machine (loopback), else None."""
+    try:
+        parts = urlsplit(server)
+        if parts.hostname not in LOOPBACK:
+            return None
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
         return None
+
+
+def usable(server: str) -> bool:
+    """Whether a socket may carry this CLI's requests to `server` at all."""
+    return enabled() and hasattr(socket, "send_fds") and _server_port(server) is not None
+
+
+def discover(server: str) -> str | None:
+    """The transfer socket of `server`, found among this OS user's sockets (the server's
+    infra/local/transfer.py socket_path folder) by asking each which address its server
+    listens on: no HTTP request, so a command needs no HTTP client. None if none is it."""
+    port = _server_port(server)
+    if not usable(server):
+        return None
+    folder = os.path.join(tempfile.gettempdir(), f"cloudstrype-{os.getuid()}")
+    try:
+        found = os.lstat(folder)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or \
+                found.st_mode & 0o077:
+            return None             # not this user's alone: nothing in it is trusted
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                continue
+            channel = Channel(entry.path, None, 2.0)
+        except (OSError, Unavailable):
+            continue
+        try:
+            answer, _ = channel.get(WELL_KNOWN_PATH, {}, {}, None)
+            told = answer.json() if answer.status_code == 200 else {}
+            address = str(told.get("server") or "")
+            host, _, told_port = address.rpartition(":")
+            if host.strip("[]") in LOOPBACK and told_port.isdigit() and \
+                    int(told_port) == port and told.get("socket") == entry.path:
+                return entry.path
+        except (Unavailable, OSError, ValueError, AttributeError):
+            pass
+        finally:
+            channel.close()
+    return None
+
+
+def locate(client) -> str | None:
+    """The transfer socket of the client's server, if it is on this machine and has one:
+    found among this user's sockets, else asked of the server over HTTP."""
+    if not usable(client.server):
+        return None
+    found = discover(client.server)
+    if found is not None:
+        return found
     try:
         response = client.session.get(client.server + WELL_KNOWN_PATH, timeout=(2, 5))
         found = response.json().get("socket") if response.status_code == 200 else None
-    except (requests.RequestException, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):     # (requests' errors are OSErrors)
         return None
     return found if isinstance(found, str) and os.path.exists(found) else None
+
+
+class Headers(dict):
+    """An answer's headers, looked up whatever the case of the name (as HTTP's are)."""
+
+    def __init__(self, given: dict | None = None):
+        super().__init__((str(k).lower(), str(v)) for k, v in (given or {}).items())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(str(name).lower())
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
+class Answer:
+    """A GET's answer from the socket, with what the CLI reads of an HTTP response."""
+
+    def __init__(self, status: int, headers: dict, body: str):
+        self.status_code = status
+        self.headers = Headers(headers)
+        self.text = body
+        self.content = body.encode()
+
+    def json(self):
+        return json.loads(self.text)
+
+    def close(self) -> None:
+        pass
 
 
 class DirectReader:
@@ -174,9 +267,10 @@ def _peer_uid(connection: socket.socket) -> int:
 
 
 class Channel:
-    """One connection to the socket; the file goes with its first request."""
+    """One connection to the socket; the file goes with its first request (`fd` None: a
+    connection for answers sent back only, "into" null)."""
 
-    def __init__(self, path: str, fd: int, timeout: float):
+    def __init__(self, path: str, fd: int | None, timeout: float):
         self.fd = fd
         self.sent_file = False
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -195,13 +289,13 @@ class Channel:
         self.reader = self.sock.makefile("rb")
 
     def get(self, path: str, query: dict, headers: dict, into: int | None) -> tuple[
-            requests.Response, int]:
-        """(the answer as a requests.Response without its body if it was written, the bytes
-        written into the file at `into`; `into` None: with its body, nothing written)."""
+            Answer, int]:
+        """(the answer, without its body if it was written; the bytes written into the file
+        at `into`; `into` None: with its body, nothing written)."""
         line = json.dumps({"path": path, "query": query, "headers": headers,
                            "into": into}).encode() + b"\n"
         try:
-            if self.sent_file:
+            if self.sent_file or self.fd is None:
                 self.sock.sendall(line)
             else:
                 socket.send_fds(self.sock, [line], [self.fd])
@@ -226,12 +320,8 @@ class Channel:
             message = str(failed.get("message") or "the write into the file failed")
             raise OSError(number, message) if number else OSError(message)
         try:
-            response = requests.Response()
-            response.status_code = int(parsed["status"])
-            response.headers = CaseInsensitiveDict(parsed.get("headers") or {})
-            response._content = str(parsed.get("body") or "").encode()
-            response.encoding = "utf-8"
-            return response, int(parsed.get("written") or 0)
+            return Answer(int(parsed["status"]), dict(parsed.get("headers") or {}),
+                          str(parsed.get("body") or "")), int(parsed.get("written") or 0)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Unavailable("the transfer socket answered something else than JSON") \
                 from None

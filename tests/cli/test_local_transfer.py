@@ -12,11 +12,14 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 
 import pytest
 from cloudstrype_client import local_transfer
+from cloudstrype_client.api import Client
 
 from infra.local import transfer
 from tests.cli.faults import WELL_KNOWN_PATH
@@ -393,3 +396,110 @@ def test_switched_off_there_is_no_socket(tmp_path_factory):
         assert answer.status_code == 404, answer.text
     finally:
         assert stack.stop() == 0, stack.log()
+
+
+# -- every GET of a command through the socket: no HTTP client ------------------------------------
+
+# Runs the CLI, then says whether it loaded an HTTP client (requests) on the way.
+_SAYS_IF_HTTP = ("import sys\n"
+                 "from cloudstrype_client import cli\n"
+                 "code = cli.main(sys.argv[1:])\n"
+                 "print('http client:', 'requests' in sys.modules, file=sys.stderr)\n"
+                 "sys.exit(code)\n")
+
+
+def _said_if_http(cli, *args: str):
+    done = subprocess.run([sys.executable, "-c", _SAYS_IF_HTTP, *args], capture_output=True,
+                          text=True, env=cli.env(), cwd=cli.home, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_command_against_this_machine_s_server_sends_its_gets_through_the_socket(
+        cli, cli_user, tmp_path):
+    path, data = _stored(cli_user, 9 * MiB + 3)
+    got = _said_if_http(cli, "get", "-q", path, str(tmp_path / "got.bin"))
+    assert (tmp_path / "got.bin").read_bytes() == data
+    assert "http client: False" in got.stderr, got.stderr
+    listed = _said_if_http(cli, "ls", "-l", path.rsplit("/", 1)[0])
+    assert "big.bin" in listed.stdout and "http client: False" in listed.stderr, listed
+    # Refused as over HTTP, in the same words.
+    missing = cli.run("ls", "/no-such-folder-" + uuid.uuid4().hex[:8])
+    assert missing.returncode != 0 and "no-such-folder" in missing.stderr, missing
+
+
+def test_switched_off_a_command_goes_over_http(cli, cli_user, tmp_path):
+    path, data = _stored(cli_user, 5 * MiB)
+    done = subprocess.run([sys.executable, "-c", _SAYS_IF_HTTP, "get", "-q", path,
+                           str(tmp_path / "got.bin")], capture_output=True, text=True,
+                          env=cli.env({"CLOUDSTRYPE_LOCAL_TRANSFER": "off"}), cwd=cli.home,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "got.bin").read_bytes() == data
+    assert "http client: True" in done.stderr, done.stderr
+
+
+def test_the_socket_says_which_server_it_is_to_a_connection_without_a_file(api, stack):
+    where = api.get(WELL_KNOWN_PATH).json()["socket"]
+    (told,) = _ask(where, None, {"path": WELL_KNOWN_PATH, "query": {}, "headers": {},
+                                 "into": None})
+    assert told["status"] == 200, told
+    assert json.loads(told["body"]) == {"socket": where,
+                                        "server": stack.url.split("://", 1)[1]}
+    assert local_transfer.discover(stack.url) == where
+    assert local_transfer.discover(stack.url.replace("127.0.0.1", "localhost")) == where
+    assert local_transfer.discover("http://127.0.0.1:1") is None       # no server of it
+    assert local_transfer.discover("http://192.0.2.1:" + stack.url.rsplit(":", 1)[1]) is None
+
+
+def test_only_its_server_s_socket_in_a_private_folder_is_taken(tmp_path, monkeypatch):
+    """Among this user's sockets: not one left by a killed server, not another server's,
+    not anything in a folder others may write into."""
+    monkeypatch.setattr(local_transfer.tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = tmp_path / f"cloudstrype-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(folder / "a-stale.sock"))
+    stale.close()                               # the file stays; nobody listens
+
+    def answering(name: str, server: str) -> socket.socket:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(folder / name))
+        listener.listen(4)
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                with connection:
+                    connection.recv(65536)
+                    body = json.dumps({"socket": str(folder / name), "server": server})
+                    connection.sendall(json.dumps({"status": 200, "headers": {},
+                                                   "body": body}).encode() + b"\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+        return listener
+
+    other = answering("b-other.sock", "127.0.0.1:5001")
+    ours = answering("c-ours.sock", "127.0.0.1:5002")
+    try:
+        assert local_transfer.discover("http://127.0.0.1:5002") == str(folder / "c-ours.sock")
+        assert local_transfer.discover("http://127.0.0.1:5003") is None
+        folder.chmod(0o770)
+        assert local_transfer.discover("http://127.0.0.1:5002") is None
+    finally:
+        other.close()
+        ours.close()
+
+
+def test_a_connection_the_server_closed_is_replaced_before_http_is_used(api, stack, cli_user):
+    client = Client(stack.url, token=cli_user.access_token)
+    first = client.get_json("/api/filesystem/usage")
+    channel = client._local.channel
+    assert channel is not None                  # it went through the socket
+    channel.sock.shutdown(socket.SHUT_RDWR)     # as the server does after a minute idle
+    again = client.get_json("/api/filesystem/usage")
+    assert again == first
+    assert client._local.channel is not None and client._local.channel is not channel
