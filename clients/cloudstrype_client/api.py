@@ -60,6 +60,9 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 USER_AGENT = "cloudstrype-cli/0.1"
 REFRESH_MARGIN = 120                    # seconds before expiry when a token is renewed
+# A refresh is asked this many times at most (its backoff ~2 s in all: well inside the minute
+# the local server gives the same new token again after an answer lost).
+REFRESH_TRIES = 4
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # A 429 of the gateway's in-flight limit (infra/local/gateway.py), or deployed API Gateway's
 # throttling (infra/constructs/api.py answers it with this code): nothing ran, so any request
@@ -237,8 +240,7 @@ class Client:
                     return
             if not creds.get("refresh_token"):
                 raise AuthError("Your session has expired; run 'cloudstrype login' again.")
-            response = self._send("POST", "/api/auth/refresh",
-                                  json={"refresh_token": creds["refresh_token"]}, auth=None)
+            response = self._refresh_answer(creds["refresh_token"])
             if response.status_code in (400, 401, 403):
                 error = error_from_response(response)
                 raise AuthError(f"Your session has expired ({error.message}); run "
@@ -249,6 +251,29 @@ class Client:
                                                  response.json(), creds.get("refresh_token"))
             self.credentials = fresh
             config.save_credentials(fresh)
+
+    def _refresh_answer(self, refresh_token: str) -> requests.Response:
+        """POST /api/auth/refresh, asked again after an answer lost on the way (a connection
+        that failed, a gateway's 502/504) or a busy server: the local server replaces the
+        refresh token at each use, and gives the same new one again for a minute after
+        (an answer lost signed the CLI out: the token it kept had been replaced)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._send("POST", "/api/auth/refresh",
+                                      json={"refresh_token": refresh_token}, auth=None)
+            except _network_errors() as exc:
+                if attempt >= REFRESH_TRIES:
+                    raise CliError(f"Cannot reach the server at {self.server} to refresh the "
+                                   f"login ({_failure(exc)}: {_short(exc)}).",
+                                   UNREACHABLE) from None
+                self.backoff(attempt)
+                continue
+            if response.status_code in (429, 502, 503, 504) and attempt < REFRESH_TRIES:
+                self.backoff(attempt, response.headers.get("Retry-After"))
+                continue
+            return response
 
     # -- requests --------------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DISK_RESERVE_BYTES = 256 * 1024 * 1024
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 60.0
 HTTP_TIMEOUT = (10, 60)
+# A refresh is asked this many times at most (an answer lost, a busy server): ~3.5 s in all.
+REFRESH_TRIES = 4
 SHUTDOWN_GRACE_SECONDS = 10.0
 META_FILE = "member.json"
 # Testing aid: seconds to hold each put after its download, before it is made durable.
@@ -395,13 +397,22 @@ class Member:
         return None
 
     def _refresh(self) -> bool:
+        """New tokens from the refresh token; asked again after an answer lost on the way or
+        a busy server (the server gives the same new tokens again for a minute after)."""
         if not self.refresh_token:
             return False
-        try:
-            answer = self._http().post(self.server + "/api/auth/refresh",
-                                       json={"refresh_token": self.refresh_token},
-                                       timeout=HTTP_TIMEOUT)
-        except Exception:
+        for attempt in range(REFRESH_TRIES):
+            if attempt:
+                time.sleep(0.25 * 2 ** attempt)
+            try:
+                answer = self._http().post(self.server + "/api/auth/refresh",
+                                           json={"refresh_token": self.refresh_token},
+                                           timeout=HTTP_TIMEOUT)
+            except Exception:
+                continue
+            if answer.status_code not in (429, 502, 503, 504):
+                break
+        else:
             return False
         if answer.status_code != 200:
             return False

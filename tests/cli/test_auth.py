@@ -168,3 +168,35 @@ def test_passwd_changes_the_password_with_the_current_one(home, api):
     home.ok("ls", "/")                          # this sign-in goes on
     assert api.post("/api/auth/login", json={"username": user.username,
                                              "password": "N3w-Passw0rd-X"}).status_code == 200
+
+
+def test_a_refresh_whose_answer_is_lost_is_asked_again_and_the_login_lives_on(home, api, proxy):
+    """The server replaces the refresh token at each use: an answer lost on the way left the
+    CLI with a replaced token, and it was signed out. It asks again (the server gives the
+    same new tokens again within a minute) and goes on."""
+    user = register_and_login(api)
+    home.ok("login", "--server", proxy.url, "--username", user.username, "--password-stdin",
+            input=PASSWORD + "\n")
+    saved = home.credentials()
+    home.credentials_file.write_text(json.dumps({**saved, "expires_at": 0}))
+    proxy.fail("POST", "^/api/auth/refresh$", "lost")
+    home.ok("ls", "/")
+    assert proxy.count("POST", "^/api/auth/refresh$") == 2
+    renewed = home.credentials()
+    assert renewed["refresh_token"] != saved["refresh_token"]
+    # The token kept is the sign-in's current one: the next refresh takes it.
+    home.credentials_file.write_text(json.dumps({**renewed, "expires_at": 0}))
+    home.ok("ls", "/")
+    assert home.credentials()["refresh_token"] not in (saved["refresh_token"],
+                                                       renewed["refresh_token"])
+
+
+def test_a_refresh_that_cannot_reach_the_server_says_so(home, api, proxy):
+    user = register_and_login(api)
+    home.ok("login", "--server", proxy.url, "--username", user.username, "--password-stdin",
+            input=PASSWORD + "\n")
+    home.credentials_file.write_text(json.dumps({**home.credentials(), "expires_at": 0}))
+    proxy.fail("POST", "^/api/auth/refresh$", "drop", times=None)
+    done = home.run("ls", "/")
+    assert done.returncode == 6, done
+    assert "to refresh the login" in done.stderr and "Traceback" not in done.stderr

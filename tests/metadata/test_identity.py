@@ -371,8 +371,9 @@ def test_refresh_rotates_the_token_and_the_old_one_stops_working(local):
     first = identity.login(name, PASSWORD)
     second = identity.refresh(first.refresh_token)
     assert second.refresh_token != first.refresh_token
-    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, first.refresh_token)
     third = identity.refresh(second.refresh_token)
+    # Two replacements back: no longer a token of the sign-in.
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, first.refresh_token)
     assert _claims(third.access_token)["origin_jti"] == _claims(first.access_token)["origin_jti"]
     # Only a hash of the token is stored.
     session = identity.store.get_session(_claims(first.access_token)["sub"],
@@ -665,3 +666,69 @@ def test_a_username_with_a_letter_that_folds_to_ascii_is_not_another_users(local
     _raises(errors.NotFound, "user_not_found", identity.describe, lookalike)
     _raises(errors.NotFound, "user_not_found", identity.delete_user, lookalike)
     assert identity.login(name.upper(), PASSWORD).access_token       # ASCII case still folds
+
+
+@local_param
+def test_a_refresh_asked_again_soon_gives_the_same_successor(local):
+    """A refresh whose answer was lost is asked again with the token it replaced: the same
+    new token comes back (it was signed out: accounts and network sweeps), and it works."""
+    identity, _ = local
+    name = _user(identity)
+    first = identity.login(name, PASSWORD)
+    second = identity.refresh(first.refresh_token)
+    identity.clock.now += pool_grace() - 1
+    again = identity.refresh(first.refresh_token)
+    assert again.refresh_token == second.refresh_token
+    assert again.access_token != second.access_token        # new access tokens each time
+    assert identity.refresh(again.refresh_token).refresh_token
+
+
+@local_param
+def test_two_refreshes_with_one_token_at_once_both_get_its_successor(local):
+    identity, _ = local
+    name = _user(identity)
+    first = identity.login(name, PASSWORD)
+    results, barrier = [], threading.Barrier(4)
+
+    def refresh() -> None:
+        barrier.wait()
+        results.append(identity.refresh(first.refresh_token).refresh_token)
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and len(set(results)) == 1
+    assert identity.refresh(results[0]).refresh_token
+
+
+@local_param
+def test_a_replaced_refresh_token_used_late_ends_the_sign_in(local, verifier):
+    """Reuse detection: a replaced token used after the grace is a copy in other hands (or
+    the holder's, with the copy in use): the sign-in ends, its access tokens with it. A token
+    replaced twice is only refused."""
+    identity, _ = local
+    name = _user(identity)
+    first = identity.login(name, PASSWORD)
+    second = identity.refresh(first.refresh_token)
+    identity.clock.now += pool_grace() + 1
+    _raises(errors.Unauthorized, "refresh_token_reused", identity.refresh, first.refresh_token)
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
+            second.refresh_token)
+    _raises(errors.Unauthorized, "token_revoked", verifier.verify, second.access_token)
+    # Replaced twice (its successor used since): refused, the sign-in lives on.
+    other = identity.login(name, PASSWORD)
+    after = identity.refresh(other.refresh_token)
+    later = identity.refresh(after.refresh_token)
+    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
+            other.refresh_token)
+    assert identity.refresh(later.refresh_token).refresh_token
+    # Another sign-in of the user is not touched by the first one's end.
+    assert not identity.is_revoked(jwt.decode(later.access_token,
+                                              options={"verify_signature": False}))
+
+
+def pool_grace() -> int:
+    from cloudstrype.auth import pool
+    return pool.REFRESH_REUSE_GRACE_SECONDS

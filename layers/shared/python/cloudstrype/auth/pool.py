@@ -18,6 +18,10 @@ CLIENT_AUTH_FLOWS = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
 ACCESS_TOKEN_MINUTES = 60
 ID_TOKEN_MINUTES = 60
 REFRESH_TOKEN_DAYS = 30
+# The local identity replaces a refresh token at each use. The one just replaced still gives
+# the same successor for this long (a client whose answer was lost asks again); used after
+# it, it ends the sign-in (a copy of it is in other hands).
+REFRESH_REUSE_GRACE_SECONDS = 60
 
 
 def password_problems(password: str) -> list[str]:

@@ -6,9 +6,13 @@
   fetches and checks these tokens exactly as it does Cognito's.
 - Passwords: argon2id (argon2-cffi). Sign-in is throttled per account: after FREE_FAILURES wrong
   passwords (or confirmation codes) each further try waits exponentially longer (429).
-- Refresh tokens: opaque and random, stored only as a hash, rotated on every refresh (the old one
-  stops working). Access and id tokens name their sign-in (`origin_jti`, as Cognito's do); logout
-  and user deletion end the sign-in, and `is_revoked` refuses its tokens from then on.
+- Refresh tokens: opaque and random, stored only as a hash, rotated on every refresh. The one
+  just replaced gives the same successor again for REFRESH_REUSE_GRACE_SECONDS (a refresh whose
+  answer was lost is asked again; each successor is an HMAC of the token used under a secret of
+  the sign-in's, so nothing but the hashes is stored); used later, it ends the sign-in
+  (`refresh_token_reused`: a copy of the token is in other hands). One replaced twice is refused.
+  Access and id tokens name their sign-in (`origin_jti`, as Cognito's do); logout and user
+  deletion end the sign-in, and `is_revoked` refuses its tokens from then on.
 """
 from __future__ import annotations
 
@@ -66,6 +70,18 @@ def _b64(data: bytes) -> str:
 
 def _uint(value: int) -> str:
     return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def _successor(session: Session, refresh_token: str) -> str:
+    """The refresh token that replaces `refresh_token` in its sign-in: always the same one for
+    the same token, unknowable without the sign-in's secret. (A sign-in from before the
+    secret was kept gets a random one: its first refresh cannot be asked again.)"""
+    if not session.rotation_key:
+        return f"{session.user_id}.{session.session}.{secrets.token_urlsafe(32)}"
+    mac = hmac.new(bytes.fromhex(session.rotation_key), refresh_token.encode(),
+                   hashlib.sha256).digest()
+    secret = base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    return f"{session.user_id}.{session.session}.{secret}"
 
 
 def _hash(secret: str) -> str:
@@ -316,7 +332,8 @@ class LocalIdentity(IdentityProvider):
         session = Session(user_id=user.user_id, session=session_id,
                           name_key=name_key(user.username), token_hash=_hash(refresh_token),
                           auth_time=now, created=now,
-                          expires=now + pool.REFRESH_TOKEN_DAYS * 86400)
+                          expires=now + pool.REFRESH_TOKEN_DAYS * 86400,
+                          rotation_key=secrets.token_hex(32))
         if not self.store.create_session(session, user, CONFIRMED, checked):
             # Deleted, replaced or given another password between the check and now.
             raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
@@ -328,19 +345,42 @@ class LocalIdentity(IdentityProvider):
         parts = refresh_token.split(".") if isinstance(refresh_token, str) else []
         if len(parts) != 3 or not all(parts):
             raise invalid
-        session = self.store.get_session(parts[0], parts[1])
-        if session is None or session.expires <= self._now() or \
-                not hmac.compare_digest(session.token_hash, _hash(refresh_token)):
-            raise invalid
-        user = self.store.get_user(session.name_key)
-        if user is None or user.user_id != session.user_id or user.status != CONFIRMED:
-            raise invalid
-        fresh = f"{session.user_id}.{session.session}.{secrets.token_urlsafe(32)}"
-        # A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not (as Cognito's
-        # refresh tokens do): a refresh that moved it on kept a stolen token alive for ever.
-        if not self.store.rotate_session(session, _hash(fresh), session.expires):
-            raise invalid           # another refresh with the same token won
-        return self._issue(user, session, fresh)
+        now = self._now()
+        given = _hash(refresh_token)
+        for _ in range(3):
+            session = self.store.get_session(parts[0], parts[1])
+            if session is None or session.expires <= now:
+                raise invalid
+            fresh = _successor(session, refresh_token)
+            if hmac.compare_digest(session.token_hash, given):
+                # (A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not, as
+                # Cognito's does: a refresh that moved it on kept a stolen token alive.)
+                if not self.store.rotate_session(session, _hash(fresh), session.expires, now):
+                    continue        # another refresh changed it: look again
+            elif session.previous_hash and hmac.compare_digest(session.previous_hash, given):
+                if not session.rotation_key:
+                    raise invalid   # a sign-in from before successors were derived
+                if now - session.rotated_at > pool.REFRESH_REUSE_GRACE_SECONDS:
+                    # Replaced a while ago and used again: a copy of it is being used by
+                    # someone else than the holder of the sign-in, or the other way round.
+                    # The two cannot be told apart, so the sign-in ends for both.
+                    self.store.end_session(session.user_id, session.session)
+                    log.warning("a replaced refresh token was used again; sign-in %s of user "
+                                "%s ended", session.session, session.user_id)
+                    raise errors.Unauthorized(
+                        "This refresh token was replaced by a newer one and was used again, "
+                        "so the sign-in has been ended in case a copy of it is in other "
+                        "hands; log in again.", code="refresh_token_reused")
+                # Asked again soon after (the answer was lost on the way, or two commands
+                # refreshed at once): the same successor, still current (its own use would
+                # have made this token two replacements old, refused above).
+            else:
+                raise invalid
+            user = self.store.get_user(session.name_key)
+            if user is None or user.user_id != session.user_id or user.status != CONFIRMED:
+                raise invalid
+            return self._issue(user, session, fresh)
+        raise invalid
 
     def _issue(self, user: UserItem, session: Session, refresh_token: str) -> Tokens:
         now = self._now()
