@@ -9,6 +9,7 @@ local-only tests at the end, on both engines.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -22,7 +23,9 @@ import pytest
 import requests
 from cloudstrype import errors
 from cloudstrype.auth import pool
+from cloudstrype.identity import local_store
 from cloudstrype.identity.base import CONFIRMED, UNCONFIRMED
+from cloudstrype.metadata.engine import Change
 
 from tests.metadata.conftest import make_engine
 
@@ -372,13 +375,18 @@ def test_refresh_rotates_the_token_and_the_old_one_stops_working(local):
     second = identity.refresh(first.refresh_token)
     assert second.refresh_token != first.refresh_token
     third = identity.refresh(second.refresh_token)
-    # Two replacements back: no longer a token of the sign-in.
-    _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, first.refresh_token)
+    # A forged one (its MAC does not check) is refused, and ends nothing.
+    user_id, sign_in, generation, mac = third.refresh_token.split(".")
+    for forged in (f"{user_id}.{sign_in}.{int(generation) + 1}.{mac}",
+                   f"{user_id}.{sign_in}.{generation}.{mac[:-2]}AA", "a.b.c.d.e", "a.b"):
+        _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh, forged)
+    assert identity.refresh(third.refresh_token).refresh_token
     assert _claims(third.access_token)["origin_jti"] == _claims(first.access_token)["origin_jti"]
-    # Only a hash of the token is stored.
+    # Only a hash of the token is stored, and its generation.
     session = identity.store.get_session(_claims(first.access_token)["sub"],
                                          _claims(first.access_token)["origin_jti"])
-    assert third.refresh_token.split(".")[2] not in session.token_hash
+    assert third.refresh_token.split(".")[3] not in json.dumps(session.__dict__)
+    assert session.generation == 4             # login 1, three refreshes
 
 
 @local_param
@@ -704,10 +712,11 @@ def test_two_refreshes_with_one_token_at_once_both_get_its_successor(local):
 
 
 @local_param
-def test_a_replaced_refresh_token_used_late_ends_the_sign_in(local, verifier):
-    """Reuse detection: a replaced token used after the grace is a copy in other hands (or
-    the holder's, with the copy in use): the sign-in ends, its access tokens with it. A token
-    replaced twice is only refused."""
+def test_a_replaced_refresh_token_used_late_or_refreshed_past_ends_the_sign_in(local, verifier):
+    """Reuse detection: a replaced token used after the grace, or any older one of the
+    sign-in (a thief who refreshed twice at once does not escape it: review sweep), is a copy
+    in other hands (or the holder's, with the copy in use): the sign-in ends, its access
+    tokens with it."""
     identity, _ = local
     name = _user(identity)
     first = identity.login(name, PASSWORD)
@@ -717,18 +726,41 @@ def test_a_replaced_refresh_token_used_late_ends_the_sign_in(local, verifier):
     _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
             second.refresh_token)
     _raises(errors.Unauthorized, "token_revoked", verifier.verify, second.access_token)
-    # Replaced twice (its successor used since): refused, the sign-in lives on.
-    other = identity.login(name, PASSWORD)
-    after = identity.refresh(other.refresh_token)
-    later = identity.refresh(after.refresh_token)
+    # Refreshed twice by a thief at once; the holder's token, two behind, within the grace.
+    kept = identity.login(name, PASSWORD)
+    stolen = identity.login(name, PASSWORD)
+    thief = identity.refresh(identity.refresh(stolen.refresh_token).refresh_token)
+    _raises(errors.Unauthorized, "refresh_token_reused", identity.refresh,
+            stolen.refresh_token)
     _raises(errors.Unauthorized, "invalid_refresh_token", identity.refresh,
-            other.refresh_token)
-    assert identity.refresh(later.refresh_token).refresh_token
-    # Another sign-in of the user is not touched by the first one's end.
-    assert not identity.is_revoked(jwt.decode(later.access_token,
+            thief.refresh_token)
+    # Another sign-in of the user is not touched by their end.
+    assert not identity.is_revoked(jwt.decode(kept.access_token,
                                               options={"verify_signature": False}))
+    assert identity.refresh(kept.refresh_token).refresh_token
+
+
+@local_param
+def test_a_sign_in_from_before_generations_moves_to_them_at_its_first_refresh(local):
+    """Its random token is checked by its hash once; from then on it has the grace and
+    reuse detection as any other (review sweep: such sign-ins never got them)."""
+    identity, _ = local
+    name = _user(identity)
+    tokens = identity.login(name, PASSWORD)
+    claims = _claims(tokens.access_token)
+    old_token = f"{claims['sub']}.{claims['origin_jti']}.{uuid.uuid4().hex}"
+    session = identity.store.get_session(claims["sub"], claims["origin_jti"])
+    identity.store.engine.update(
+        local_store.REFRESH_TOKENS, {"user_id": session.user_id, "session": session.session},
+        Change(set={"token_hash": hashlib.sha256(old_token.encode()).hexdigest()},
+               remove={"generation", "rotated_at"}))
+    assert identity.store.get_session(claims["sub"], claims["origin_jti"]).generation == 0
+    fresh = identity.refresh(old_token)
+    assert len(fresh.refresh_token.split(".")) == 4
+    assert identity.refresh(fresh.refresh_token).refresh_token
+    identity.clock.now += pool_grace() + 1
+    _raises(errors.Unauthorized, "refresh_token_reused", identity.refresh, fresh.refresh_token)
 
 
 def pool_grace() -> int:
-    from cloudstrype.auth import pool
     return pool.REFRESH_REUSE_GRACE_SECONDS

@@ -6,11 +6,13 @@
   fetches and checks these tokens exactly as it does Cognito's.
 - Passwords: argon2id (argon2-cffi). Sign-in is throttled per account: after FREE_FAILURES wrong
   passwords (or confirmation codes) each further try waits exponentially longer (429).
-- Refresh tokens: opaque and random, stored only as a hash, rotated on every refresh. The one
-  just replaced gives the same successor again for REFRESH_REUSE_GRACE_SECONDS (a refresh whose
-  answer was lost is asked again; each successor is an HMAC of the token used under a secret of
-  the sign-in's, so nothing but the hashes is stored); used later, it ends the sign-in
-  (`refresh_token_reused`: a copy of the token is in other hands). One replaced twice is refused.
+- Refresh tokens: `user.sign-in.generation.mac`, the MAC (HMAC-SHA256) under a key derived from
+  the signing key (not in the database: a copy of it cannot make tokens), stored only as a hash
+  of the current one; each refresh moves the sign-in to the next generation. The token just
+  replaced gives the same successor again for REFRESH_REUSE_GRACE_SECONDS (a refresh whose
+  answer was lost is asked again); any older token of the sign-in, or that one later, ends the
+  sign-in (`refresh_token_reused`: a copy of a token is in other hands — however many times
+  the copy was refreshed since). A token whose MAC does not check is only refused.
   Access and id tokens name their sign-in (`origin_jti`, as Cognito's do); logout and user
   deletion end the sign-in, and `is_revoked` refuses its tokens from then on.
 """
@@ -72,16 +74,10 @@ def _uint(value: int) -> str:
     return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
-def _successor(session: Session, refresh_token: str) -> str:
-    """The refresh token that replaces `refresh_token` in its sign-in: always the same one for
-    the same token, unknowable without the sign-in's secret. (A sign-in from before the
-    secret was kept gets a random one: its first refresh cannot be asked again.)"""
-    if not session.rotation_key:
-        return f"{session.user_id}.{session.session}.{secrets.token_urlsafe(32)}"
-    mac = hmac.new(bytes.fromhex(session.rotation_key), refresh_token.encode(),
-                   hashlib.sha256).digest()
-    secret = base64.urlsafe_b64encode(mac).decode().rstrip("=")
-    return f"{session.user_id}.{session.session}.{secret}"
+def _refresh_token(key: bytes, user_id: str, session: str, generation: int) -> str:
+    """The sign-in's refresh token of `generation`: unforgeable without the server's key."""
+    body = f"{user_id}.{session}.{generation}"
+    return f"{body}.{_b64(hmac.new(key, body.encode(), hashlib.sha256).digest())}"
 
 
 def _hash(secret: str) -> str:
@@ -177,6 +173,12 @@ class SigningKey:
         self.kid = _b64(hashlib.sha256(json.dumps(public, separators=(",", ":"),
                                                   sort_keys=True).encode()).digest())
         self.jwk = {**public, "alg": "RS256", "use": "sig", "kid": self.kid}
+        # The refresh tokens' MAC key, from the private key: nothing in the database makes one.
+        secret = self.key.private_bytes(serialization.Encoding.DER,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+        self.refresh_key = hmac.new(secret, b"cloudstrype refresh tokens",
+                                    hashlib.sha256).digest()
 
     def jwks(self) -> dict:
         return {"keys": [self.jwk]}
@@ -327,13 +329,14 @@ class LocalIdentity(IdentityProvider):
                                           code="invalid_credentials")
             checked = change.set.get("password_hash", checked)
         now = self._now()
-        session_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
-        refresh_token = f"{user.user_id}.{session_id}.{secret}"
+        session_id = str(uuid.uuid4())
+        refresh_token = _refresh_token(self.signing_key.refresh_key, user.user_id, session_id,
+                                       1)
         session = Session(user_id=user.user_id, session=session_id,
                           name_key=name_key(user.username), token_hash=_hash(refresh_token),
                           auth_time=now, created=now,
-                          expires=now + pool.REFRESH_TOKEN_DAYS * 86400,
-                          rotation_key=secrets.token_hex(32))
+                          expires=now + pool.REFRESH_TOKEN_DAYS * 86400, generation=1,
+                          rotated_at=now)
         if not self.store.create_session(session, user, CONFIRMED, checked):
             # Deleted, replaced or given another password between the check and now.
             raise errors.Unauthorized("Wrong username or password.", code="invalid_credentials")
@@ -343,39 +346,54 @@ class LocalIdentity(IdentityProvider):
         invalid = errors.Unauthorized("The refresh token is not valid; log in again.",
                                       code="invalid_refresh_token")
         parts = refresh_token.split(".") if isinstance(refresh_token, str) else []
-        if len(parts) != 3 or not all(parts):
+        if len(parts) not in (3, 4) or not all(parts):
             raise invalid
+        key = self.signing_key.refresh_key
+        given = None                        # the token's generation (None: one from before)
+        if len(parts) == 4:
+            if not parts[2].isdigit() or not hmac.compare_digest(
+                    refresh_token, _refresh_token(key, parts[0], parts[1], int(parts[2]))):
+                raise invalid
+            given = int(parts[2])
         now = self._now()
-        given = _hash(refresh_token)
-        for _ in range(3):
+        for _ in range(5):
             session = self.store.get_session(parts[0], parts[1])
             if session is None or session.expires <= now:
                 raise invalid
-            fresh = _successor(session, refresh_token)
-            if hmac.compare_digest(session.token_hash, given):
-                # (A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not, as
-                # Cognito's does: a refresh that moved it on kept a stolen token alive.)
-                if not self.store.rotate_session(session, _hash(fresh), session.expires, now):
-                    continue        # another refresh changed it: look again
-            elif session.previous_hash and hmac.compare_digest(session.previous_hash, given):
-                if not session.rotation_key:
-                    raise invalid   # a sign-in from before successors were derived
-                if now - session.rotated_at > pool.REFRESH_REUSE_GRACE_SECONDS:
-                    # Replaced a while ago and used again: a copy of it is being used by
-                    # someone else than the holder of the sign-in, or the other way round.
-                    # The two cannot be told apart, so the sign-in ends for both.
-                    self.store.end_session(session.user_id, session.session)
-                    log.warning("a replaced refresh token was used again; sign-in %s of user "
-                                "%s ended", session.session, session.user_id)
-                    raise errors.Unauthorized(
-                        "This refresh token was replaced by a newer one and was used again, "
-                        "so the sign-in has been ended in case a copy of it is in other "
-                        "hands; log in again.", code="refresh_token_reused")
+            current = session.generation
+            if given is None:
+                # A token from before generations: its hash, then the next generation.
+                if current or not hmac.compare_digest(session.token_hash,
+                                                      _hash(refresh_token)):
+                    raise invalid
+                successor = 1
+            elif given == current:
+                successor = current + 1
+            elif given == current - 1 and now - session.rotated_at <= \
+                    pool.REFRESH_REUSE_GRACE_SECONDS:
                 # Asked again soon after (the answer was lost on the way, or two commands
-                # refreshed at once): the same successor, still current (its own use would
-                # have made this token two replacements old, refused above).
+                # refreshed at once): the same successor, the current token.
+                successor = None
+            elif given < current:
+                # A token of this sign-in replaced before: a copy of one is being used by
+                # someone else than the holder of the sign-in, or the other way round, and
+                # the two cannot be told apart. The sign-in ends for both.
+                self.store.end_session(session.user_id, session.session)
+                log.warning("a replaced refresh token was used again; sign-in %s of user %s "
+                            "ended", session.session, session.user_id)
+                raise errors.Unauthorized(
+                    "This refresh token was replaced by a newer one and was used again, so "
+                    "the sign-in has been ended in case a copy of it is in other hands; log "
+                    "in again.", code="refresh_token_reused")
             else:
                 raise invalid
+            fresh = _refresh_token(key, session.user_id, session.session,
+                                   successor or current)
+            # (A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not, as
+            # Cognito's does: a refresh that moved it on kept a stolen token alive.)
+            if successor is not None and not self.store.rotate_session(
+                    session, _hash(fresh), session.expires, successor, now):
+                continue            # another refresh moved it on: look again
             user = self.store.get_user(session.name_key)
             if user is None or user.user_id != session.user_id or user.status != CONFIRMED:
                 raise invalid

@@ -51,8 +51,8 @@ REFRESH_TOKENS = schema.table(
     local_only=True,
     expires="expires",
     fields={"user_id": STR, "session": STR, "name_key": STR, "token_hash": STR,
-            "auth_time": INT, "created": INT, "expires": INT, "rotation_key": STR,
-            "previous_hash": STR, "rotated_at": INT})
+            "auth_time": INT, "created": INT, "expires": INT, "generation": INT,
+            "rotated_at": INT})
 TABLES = [USERS, GROUPS, GROUP_MEMBERS, REFRESH_TOKENS]
 
 
@@ -90,10 +90,10 @@ class Session:
     auth_time: int
     created: int
     expires: int
-    # Each next refresh token is derived from the one used with this secret (hex), so asking
-    # again with the same one gives the same successor; the one replaced last, and when.
-    rotation_key: str = ""
-    previous_hash: str | None = None
+    # Which refresh token of the sign-in is current (each names its generation and is
+    # MACed by the server: identity.local), and when it last replaced the one before. 0: a
+    # sign-in from before generations, whose token is checked by its hash alone.
+    generation: int = 0
     rotated_at: int = 0
 
 
@@ -194,7 +194,8 @@ class IdentityStore:
         item = {"user_id": session.user_id, "session": session.session,
                 "name_key": session.name_key, "token_hash": session.token_hash,
                 "auth_time": session.auth_time, "created": session.created,
-                "expires": session.expires, "rotation_key": session.rotation_key}
+                "expires": session.expires, "generation": session.generation,
+                "rotated_at": session.rotated_at}
         try:
             self.engine.transact([
                 Check(USERS, user.key, Condition.eq("user_id", user.user_id)
@@ -214,21 +215,22 @@ class IdentityStore:
         return Session(**{k: item[k] for k in ("user_id", "session", "name_key", "token_hash")},
                        auth_time=int(item["auth_time"]), created=int(item["created"]),
                        expires=int(item["expires"]),
-                       rotation_key=str(item.get("rotation_key") or ""),
-                       previous_hash=item.get("previous_hash"),
+                       generation=int(item.get("generation") or 0),
                        rotated_at=int(item.get("rotated_at") or 0))
 
     def rotate_session(self, session: Session, new_hash: str, expires: int,
-                       now: int = 0) -> bool:
-        """Compare-and-set on the token hash: of two refreshes with one token, one wins. The
-        hash replaced is kept as `previous_hash`, with `now` as `rotated_at`."""
+                       generation: int = 0, now: int = 0) -> bool:
+        """Compare-and-set on the sign-in's generation (on the token hash for one from before
+        generations): of two refreshes with one token, one wins. `generation` and `now`
+        become the sign-in's generation and rotated_at."""
+        condition = Condition.eq("generation", session.generation) if session.generation \
+            else Condition.eq("token_hash", session.token_hash)
         try:
             self.engine.update(REFRESH_TOKENS, {"user_id": session.user_id,
                                                 "session": session.session},
                                Change(set={"token_hash": new_hash, "expires": expires,
-                                           "previous_hash": session.token_hash,
-                                           "rotated_at": now}),
-                               Condition.eq("token_hash", session.token_hash))
+                                           "generation": generation, "rotated_at": now}),
+                               condition)
         except ConditionFailed:
             return False
         return True
