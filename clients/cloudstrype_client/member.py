@@ -48,8 +48,6 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DISK_RESERVE_BYTES = 256 * 1024 * 1024
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 60.0
 HTTP_TIMEOUT = (10, 60)
-# A refresh is asked this many times at most (an answer lost, a busy server): ~3.5 s in all.
-REFRESH_TRIES = 4
 SHUTDOWN_GRACE_SECONDS = 10.0
 META_FILE = "member.json"
 # Testing aid: seconds to hold each put after its download, before it is made durable.
@@ -311,13 +309,14 @@ class Stats:
 
 class Member:
     def __init__(self, server: str, store: ShareStore, name: str, token: str,
-                 refresh_token: str | None, transfers: int, ping_interval: float,
+                 login: dict | None, transfers: int, ping_interval: float,
                  ws_url: str | None = None, quiet: bool = False):
         self.server = server.rstrip("/")
         self.store = store
         self.name = name
         self.token = token
-        self.refresh_token = refresh_token
+        # The CLI's saved login the token is of (renewed with it, and saved back), or None.
+        self.login = login
         self.transfers = transfers
         self.ping_interval = ping_interval
         self.ws_url = ws_url
@@ -397,32 +396,23 @@ class Member:
         return None
 
     def _refresh(self) -> bool:
-        """New tokens from the refresh token; asked again after an answer lost on the way or
-        a busy server (the server gives the same new tokens again for a minute after)."""
-        if not self.refresh_token:
+        """New tokens for the CLI's saved login this member runs with, by the CLI's own refresh
+        (api.Client.refresh): under the lock on the credentials file, taking the tokens a
+        command refreshed meanwhile, saving the new ones, asked again after an answer lost on
+        the way. The member and the CLI share one sign-in: a member that kept its new refresh
+        token to itself left the CLI with a replaced one, and a replaced token used again ends
+        the sign-in (review sweep)."""
+        if self.login is None:
             return False
-        for attempt in range(REFRESH_TRIES):
-            if attempt:
-                time.sleep(0.25 * 2 ** attempt)
-            try:
-                answer = self._http().post(self.server + "/api/auth/refresh",
-                                           json={"refresh_token": self.refresh_token},
-                                           timeout=HTTP_TIMEOUT)
-            except Exception:
-                continue
-            if answer.status_code not in (429, 502, 503, 504):
-                break
-        else:
+        from cloudstrype_client.api import Client
+        from cloudstrype_client.errors import CliError
+        client = Client(self.login["server"], credentials=dict(self.login))
+        try:
+            client.refresh(self.login.get("access_token"))
+        except CliError:
             return False
-        if answer.status_code != 200:
-            return False
-        body = answer.json()
-        token = body.get("access_token")
-        if not token:
-            return False
-        self.token = token
-        # Refresh tokens rotate: the one just used no longer works.
-        self.refresh_token = body.get("refresh_token") or self.refresh_token
+        self.login = client.credentials
+        self.token = self.login["access_token"]
         return True
 
     # -- requests from the server -------------------------------------------------------
@@ -785,8 +775,10 @@ def run(args) -> int:
         print("cloudstrype array: no token. Pass --token, set CLOUDSTRYPE_TOKEN, or log in with "
               "the CLI first.", file=sys.stderr)
         return 2
-    # The saved refresh token renews an expired access token, but only for the login it goes with.
-    refresh = login.get("refresh_token") if token == login.get("access_token") else None
+    # The saved refresh token renews an expired access token, but only for the login it goes
+    # with, and on its server.
+    renewable = bool(login.get("refresh_token")) and token == login.get("access_token") and \
+        str(server).rstrip("/") == str(login.get("server") or "").rstrip("/")
     if not 1 <= args.transfers <= 64:
         print("cloudstrype array: --transfers must be 1-64.", file=sys.stderr)
         return 2
@@ -794,7 +786,8 @@ def run(args) -> int:
     try:
         store.open()
         name = (args.name or f"{socket.gethostname()}:{store.root.name}").strip()[:100]
-        member = Member(server, store, name, token, refresh, args.transfers,
+        member = Member(server, store, name, token, login if renewable else None,
+                        args.transfers,
                         max(1.0, args.ping_interval), args.ws_url, args.quiet)
         return asyncio.run(member.run())
     except Fatal as exc:

@@ -9,7 +9,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.array.conftest import listing
-from tests.support import assert_error, register_and_login, unique
+from tests.support import Api, assert_error, register_and_login, unique
 
 
 def test_members_only_ever_hold_their_own_users_shares(trio, api, members):
@@ -127,6 +127,15 @@ def test_a_rejected_saved_token_is_renewed_with_the_saved_refresh_token(members,
                                  "refresh_token": user.tokens["refresh_token"]}))
     member = members.start(user, name=name, token=None, server=None)
     assert listing(user)[member.member_id]["online"]
+    # Saved back for the CLI, whose sign-in it is: the CLI's next refresh takes the new token
+    # (kept by the member alone, the CLI's replaced one would end the sign-in).
+    renewed = json.loads(saved.read_text())
+    assert renewed["access_token"] != "expired.or.revoked"
+    if stack.stack_info().get("mode", "local") == "local":     # (Cognito keeps its own)
+        assert renewed["refresh_token"] != user.tokens["refresh_token"]
+    again = Api(stack.url).post("/api/auth/refresh",
+                                json={"refresh_token": renewed["refresh_token"]})
+    assert again.status_code == 200, again.text
 
 
 @pytest.mark.parametrize("version", [True, 1.0, "1", [1]])
