@@ -49,13 +49,18 @@ def _requests():
     return requests
 
 
+class _LocalNoAnswer(Exception):
+    """A GET sent through the local socket got no answer in time: a request that failed as
+    a timed-out HTTP one does (retried as one, said as one)."""
+
+
 def _network_errors() -> tuple[type[BaseException], ...]:
-    """requests' errors of a request that got no (whole) answer; none if it is not loaded
-    (no request went over HTTP, so none can have failed so)."""
+    """The errors of a request that got no (whole) answer: the local socket's, and requests'
+    if it is loaded (if not, no request went over HTTP, so none can have failed so)."""
     if "requests" not in sys.modules:
-        return ()
+        return (_LocalNoAnswer,)
     requests = sys.modules["requests"]
-    return (requests.ConnectionError, requests.Timeout,
+    return (_LocalNoAnswer, requests.ConnectionError, requests.Timeout,
             requests.exceptions.ChunkedEncodingError)
 
 USER_AGENT = "cloudstrype-cli/0.1"
@@ -443,7 +448,7 @@ class Client:
                 continue                # (as requests leaves it out)
             if not isinstance(value, (str, int, float)):
                 return None
-            query[str(name)] = str(value).lower() if isinstance(value, bool) else str(value)
+            query[str(name)] = str(value)           # (as requests sends it: True, 1.5)
         with self._transfer_lock:
             if self._gets_socket is _NOT_ASKED:
                 self._gets_socket = local_transfer.discover(self.server)
@@ -463,12 +468,17 @@ class Client:
                     channel = self._local.channel = local_transfer.Channel(found, None,
                                                                            READ_TIMEOUT)
                 return channel.get(path, query, sent, None)[0]
-            except local_transfer.Unavailable:
+            except local_transfer.Unavailable as exc:
                 # (A connection the server closed after a minute idle fails once; a new
-                # one is tried before HTTP.)
+                # one is tried before HTTP. One that got no answer in time, or an answer too
+                # long to read, is out of step with the server: closed either way.)
                 if channel is not None:
                     channel.close()
                 self._local.channel = None
+                if isinstance(exc, local_transfer.NoAnswer):
+                    raise _LocalNoAnswer(str(exc)) from None     # retried as a timeout is
+                if isinstance(exc, local_transfer.AnswerTooLong):
+                    return None
         return None
 
     def get_into_file(self, channel: local_transfer.Channel, path: str, *, params: dict,
@@ -674,6 +684,8 @@ def _body_length(kwargs: dict) -> int:
 
 def _failure(exc: Exception) -> str:
     """What went wrong with a request that got no answer, in a word or three."""
+    if isinstance(exc, _LocalNoAnswer):
+        return "no answer in time"
     requests = _requests()
     if isinstance(exc, requests.Timeout):
         return "no answer in time"

@@ -38,8 +38,10 @@ MAX_LINE_BYTES = 64 * 1024
 SWITCH = "CLOUDSTRYPE_LOCAL_TRANSFER"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # An answer line read at most: a range's answer is a few hundred bytes, a direct-read plan at
-# most ~40 KiB (the server's files.LOCAL_PLAN_MAX_BYTES, escaped in the line), with room.
-ANSWER_MAX_BYTES = 1024 * 1024
+# most ~40 KiB (the server's files.LOCAL_PLAN_MAX_BYTES, escaped in the line); a listing's page
+# as big as API Gateway's largest answer (~6 MB), its quotes escaped again in the line: a
+# longer one goes over HTTP.
+ANSWER_MAX_BYTES = 16 * 1024 * 1024
 # A chunk's bytes at most (the server's codec: MAX_CHUNK_SIZE): a buffer of this size serves
 # every chunk of a direct read.
 CHUNK_BUFFER_BYTES = 4 * 1024 * 1024
@@ -47,6 +49,15 @@ CHUNK_BUFFER_BYTES = 4 * 1024 * 1024
 
 class Unavailable(Exception):
     """The socket cannot carry this download (gone, closed, refused): HTTP then."""
+
+
+class NoAnswer(Unavailable):
+    """The server did not answer in time (a stalled or overloaded server, not a broken
+    socket): the connection is out of step and closed; HTTP would wait as long."""
+
+
+class AnswerTooLong(Unavailable):
+    """An answer longer than ANSWER_MAX_BYTES: that request goes over HTTP."""
 
 
 def enabled() -> bool:
@@ -101,6 +112,8 @@ def discover(server: str) -> str | None:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return None
+    asked = (urlsplit(server).hostname or "").lower()
+    found = []
     for entry in entries:
         try:
             if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
@@ -113,14 +126,29 @@ def discover(server: str) -> str | None:
             told = answer.json() if answer.status_code == 200 else {}
             address = str(told.get("server") or "")
             host, _, told_port = address.rpartition(":")
-            if host.strip("[]") in LOOPBACK and told_port.isdigit() and \
-                    int(told_port) == port and told.get("socket") == entry.path:
-                return entry.path
+            if told_port.isdigit() and int(told_port) == port and \
+                    _same_host(asked, host.strip("[]").lower()) and \
+                    told.get("socket") == entry.path:
+                found.append(entry.path)
         except (Unavailable, OSError, ValueError, AttributeError):
             pass
         finally:
             channel.close()
-    return None
+    # Two servers at that port (one on 127.0.0.1, one on ::1, asked as "localhost"): which one
+    # the address reaches is not known here, so neither socket is used.
+    return found[0] if len(found) == 1 else None
+
+
+def _same_host(asked: str, listening: str) -> bool:
+    """Whether a server listening on `listening` is the one at `asked` (both loopback, or a
+    wildcard): the port alone picked a server on ::1 for 127.0.0.1 (review sweep)."""
+    if listening in ("", "::"):
+        return True                 # every address of the machine
+    if listening == "0.0.0.0":
+        return asked in ("127.0.0.1", "localhost")
+    if asked == listening:
+        return True
+    return "localhost" in (asked, listening) and {asked, listening} <= LOOPBACK
 
 
 def locate(client) -> str | None:
@@ -301,12 +329,16 @@ class Channel:
                 socket.send_fds(self.sock, [line], [self.fd])
                 self.sent_file = True
             answer = self.reader.readline(ANSWER_MAX_BYTES)
+        except TimeoutError:
+            raise NoAnswer(f"the server did not answer within {self.sock.gettimeout():g} s "
+                           f"on its transfer socket") from None
         except OSError as exc:
             raise Unavailable(f"the transfer socket failed: {exc}") from None
         if not answer.endswith(b"\n"):
-            raise Unavailable(f"the server's answer was longer than {ANSWER_MAX_BYTES} bytes"
-                              if len(answer) >= ANSWER_MAX_BYTES else
-                              "the server closed the transfer socket")
+            if len(answer) >= ANSWER_MAX_BYTES:
+                raise AnswerTooLong(f"the server's answer was longer than {ANSWER_MAX_BYTES} "
+                                    f"bytes")
+            raise Unavailable("the server closed the transfer socket")
         try:
             parsed = json.loads(answer)
             failed = parsed.get("write_error")

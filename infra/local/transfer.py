@@ -184,7 +184,8 @@ class TransferSocket:
                     answer = {"status": 500, "headers": {}, "body": json.dumps({"error": {
                         "code": "internal_error", "message": "The request failed; see the "
                         "server log."}})}
-                connection.sendall(json.dumps(answer).encode() + b"\n")
+                # (Not ASCII-escaped: a listing's non-ASCII names would take six bytes each.)
+                connection.sendall(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
         except OSError:
             pass                            # the CLI went away, or sent nothing for a minute
         finally:

@@ -15,11 +15,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
+from cloudstrype_client import api as api_module
 from cloudstrype_client import local_transfer
 from cloudstrype_client.api import Client
+from cloudstrype_client.errors import UNREACHABLE, CliError
 
 from infra.local import transfer
 from tests.cli.faults import WELL_KNOWN_PATH
@@ -482,16 +485,26 @@ def test_only_its_server_s_socket_in_a_private_folder_is_taken(tmp_path, monkeyp
         threading.Thread(target=serve, daemon=True).start()
         return listener
 
-    other = answering("b-other.sock", "127.0.0.1:5001")
-    ours = answering("c-ours.sock", "127.0.0.1:5002")
+    listeners = [answering("b-other.sock", "127.0.0.1:5001"),
+                 answering("c-ours.sock", "127.0.0.1:5002"),
+                 # The same port on ::1 and on 127.0.0.1: two servers (review sweep: the port
+                 # alone took the ::1 one's socket for 127.0.0.1, and sent it the token).
+                 answering("d-v6.sock", "::1:5004"), answering("e-v4.sock", "127.0.0.1:5004"),
+                 answering("f-any.sock", "0.0.0.0:5005")]
     try:
         assert local_transfer.discover("http://127.0.0.1:5002") == str(folder / "c-ours.sock")
+        assert local_transfer.discover("http://localhost:5002") == str(folder / "c-ours.sock")
+        assert local_transfer.discover("http://[::1]:5002") is None
         assert local_transfer.discover("http://127.0.0.1:5003") is None
+        assert local_transfer.discover("http://[::1]:5004") == str(folder / "d-v6.sock")
+        assert local_transfer.discover("http://127.0.0.1:5004") == str(folder / "e-v4.sock")
+        assert local_transfer.discover("http://localhost:5004") is None      # which one?
+        assert local_transfer.discover("http://127.0.0.1:5005") == str(folder / "f-any.sock")
         folder.chmod(0o770)
         assert local_transfer.discover("http://127.0.0.1:5002") is None
     finally:
-        other.close()
-        ours.close()
+        for listener in listeners:
+            listener.close()
 
 
 def test_a_connection_the_server_closed_is_replaced_before_http_is_used(api, stack, cli_user):
@@ -503,3 +516,67 @@ def test_a_connection_the_server_closed_is_replaced_before_http_is_used(api, sta
     again = client.get_json("/api/filesystem/usage")
     assert again == first
     assert client._local.channel is not None and client._local.channel is not channel
+
+
+def test_a_server_that_does_not_answer_on_its_socket_fails_as_a_timeout_does(tmp_path,
+                                                                            monkeypatch):
+    """One that answers who it is, then nothing: each try waits its timeout once, as over
+    HTTP, and the command says "no answer in time" (review sweep: a timeout was tried on a new
+    connection, then over HTTP, three times the wait)."""
+    monkeypatch.setattr(local_transfer.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(api_module, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(Client, "backoff", lambda self, attempt, retry_after=None: None)
+    folder = tmp_path / f"cloudstrype-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    where = folder / "stalled.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(where))
+    listener.listen(8)
+    asked: list[dict] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            line = json.loads(connection.recv(65536).split(b"\n")[0])
+            asked.append(line)
+            if line["path"] == WELL_KNOWN_PATH:
+                body = json.dumps({"socket": str(where), "server": "127.0.0.1:1"})
+                connection.sendall(json.dumps({"status": 200, "headers": {},
+                                               "body": body}).encode() + b"\n")
+                connection.close()
+            # else: left open, never answered
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        client = Client("http://127.0.0.1:1", token="t", retries=1)
+        started = time.monotonic()
+        with pytest.raises(CliError, match="no answer in time") as failed:
+            client.get_json("/api/filesystem/usage")
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert failed.value.exit_code == UNREACHABLE
+    assert [a["path"] for a in asked].count("/api/filesystem/usage") == 2   # 2 tries, no more
+    assert took < 2.0, took
+
+
+def test_an_answer_too_long_for_the_socket_goes_over_http_at_once(api, stack, cli_user,
+                                                                 monkeypatch):
+    client = Client(stack.url, token=cli_user.access_token)
+    expected = client.get_json("/api/filesystem/usage")
+    assert client._local.channel is not None
+    monkeypatch.setattr(local_transfer, "ANSWER_MAX_BYTES", 20)
+    sent = []
+    real_get = local_transfer.Channel.get
+
+    def counted(self, *args, **kwargs):
+        sent.append(args[0])
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(local_transfer.Channel, "get", counted)
+    assert client.get_json("/api/filesystem/usage") == expected      # over HTTP
+    assert sent == ["/api/filesystem/usage"]       # one try on the socket, not a second
+    assert client._local.channel is None           # out of step: closed
