@@ -118,6 +118,8 @@ class LocalStack:
     def url(self) -> str:
         """Where this machine reaches the server (the admin commands and the tests use it)."""
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        if ":" in shown:
+            shown = f"[{shown.strip('[]')}]"      # an IPv6 address, as a URL writes it
         return f"http://{shown}:{self.port}"
 
     def _given_public_url(self) -> str | None:
