@@ -467,7 +467,10 @@ class Client:
                 if channel is None or fresh:
                     channel = self._local.channel = local_transfer.Channel(found, None,
                                                                            READ_TIMEOUT)
-                return channel.get(path, query, sent, None)[0]
+                answer = channel.get(path, query, sent, None)[0]
+                if answer.status_code == 400 and _error_code(answer) == local_transfer.NOT_TEXT:
+                    return None         # a body that is not text: over HTTP
+                return answer
             except local_transfer.Unavailable as exc:
                 # (A connection the server closed after a minute idle fails once; a new
                 # one is tried before HTTP. One that got no answer in time, or an answer too

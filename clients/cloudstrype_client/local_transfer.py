@@ -37,6 +37,8 @@ WELL_KNOWN_PATH = "/.well-known/cloudstrype-transfer"
 MAX_LINE_BYTES = 64 * 1024
 SWITCH = "CLOUDSTRYPE_LOCAL_TRANSFER"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# The server's refusal of an answer to send back that is not text (infra/local/transfer.py).
+NOT_TEXT = "answer_not_text"
 # An answer line read at most: a range's answer is a few hundred bytes, a direct-read plan at
 # most ~40 KiB (the server's files.LOCAL_PLAN_MAX_BYTES, escaped in the line); a listing's page
 # as big as API Gateway's largest answer (~6 MB), its quotes escaped again in the line: a

@@ -67,6 +67,8 @@ IDLE_SECONDS = 60.0
 MAX_CONNECTIONS = 64
 # An offset past any file Cloudstrype stores (limits: 1 TiB) is not a range of one.
 MAX_OFFSET = 1 << 50
+# The refusal of an answer sent back that is not text: the CLI asks for it over HTTP.
+NOT_TEXT = "answer_not_text"
 
 
 def enabled() -> bool:
@@ -236,7 +238,7 @@ class TransferSocket:
                         "body": bytes(body).decode("utf-8")}
             except UnicodeDecodeError:
                 return _refused("The answer is not text; give 'into' to have it written into "
-                                "the file.")
+                                "the file.", code=NOT_TEXT)
         try:
             with memoryview(body) as view:
                 written = 0
@@ -261,9 +263,9 @@ def _unusable(fd: int) -> str | None:
     return "The file handed over must be a regular file open for writing."
 
 
-def _refused(message: str) -> dict:
-    return {"status": 400, "headers": {},
-            "body": json.dumps({"error": {"code": "bad_request", "message": message}})}
+def _refused(message: str, code: str = "bad_request") -> dict:
+    return {"status": 400, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": {"code": code, "message": message}})}
 
 
 def _body_bytes(body) -> bytes | bytearray | memoryview:

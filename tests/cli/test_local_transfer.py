@@ -44,6 +44,7 @@ def _stored(user, size: int) -> tuple[str, bytes]:
 def test_the_cli_and_the_server_agree_on_the_socket_protocol():
     assert local_transfer.WELL_KNOWN_PATH == transfer.WELL_KNOWN_PATH == WELL_KNOWN_PATH
     assert local_transfer.MAX_LINE_BYTES == transfer.MAX_LINE_BYTES
+    assert local_transfer.NOT_TEXT == transfer.NOT_TEXT
     assert local_transfer.SWITCH == transfer.SWITCH
 
 
@@ -580,3 +581,18 @@ def test_an_answer_too_long_for_the_socket_goes_over_http_at_once(api, stack, cl
     assert client.get_json("/api/filesystem/usage") == expected      # over HTTP
     assert sent == ["/api/filesystem/usage"]       # one try on the socket, not a second
     assert client._local.channel is None           # out of step: closed
+
+
+def test_a_get_whose_answer_is_not_text_goes_over_http(api, stack, cli_user):
+    """The socket sends back text only; a plain GET of bytes (a small file's content) is
+    asked over HTTP instead of failing with the socket's 400."""
+    data = bytes(range(256)) * 4
+    directory = f"/nt-{uuid.uuid4().hex[:8]}"
+    made = cli_user.api.post("/api/filesystem/data", data={"path": directory, "name": "bin.dat"},
+                             files={"file": ("bin.dat", data)})
+    assert made.status_code == 201, made.text
+    node_id = cli_user.api.get("/api/filesystem/info",
+                               params={"path": f"{directory}/bin.dat"}).json()["id"]
+    client = Client(stack.url, token=cli_user.access_token)
+    answer = client.request("GET", f"/api/filesystem/data/{node_id}")
+    assert answer.content == data
