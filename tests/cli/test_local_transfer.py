@@ -175,23 +175,34 @@ def test_a_server_across_a_network_sends_it_over_http(cli, cli_user, proxy, tmp_
     assert proxy.count("GET", RANGES, range="bytes=") == 3
 
 
-def test_a_socket_that_fails_leaves_the_download_to_http(cli, cli_user, proxy, tmp_path):
-    """A socket that takes the file and hangs up: the CLI says so and downloads over HTTP."""
-    broken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    where = tmp_path / "broken.sock"
-    broken.bind(str(where))
-    broken.listen(8)
+def _fake_socket(where, handle) -> socket.socket:
+    """A Unix socket at `where` whose every connection goes to `handle(connection)` on a
+    thread of its own; closed by closing what this returns."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(where))
+    listener.listen(8)
 
-    def hang_up() -> None:
+    def accept() -> None:
         while True:
             try:
-                connection, _ = broken.accept()
+                connection, _ = listener.accept()
             except OSError:
                 return
-            connection.recv(65536)
-            connection.close()
+            threading.Thread(target=handle, args=(connection,), daemon=True).start()
 
-    threading.Thread(target=hang_up, daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+def test_a_socket_that_fails_leaves_the_download_to_http(cli, cli_user, proxy, tmp_path):
+    """A socket that takes the file and hangs up: the CLI says so and downloads over HTTP."""
+    where = tmp_path / "broken.sock"
+
+    def hang_up(connection: socket.socket) -> None:
+        connection.recv(65536)
+        connection.close()
+
+    broken = _fake_socket(where, hang_up)
     proxy.local_socket = str(where)
     try:
         path, data = _stored(cli_user, 9 * MiB + 3)
@@ -467,24 +478,14 @@ def test_only_its_server_s_socket_in_a_private_folder_is_taken(tmp_path, monkeyp
     stale.close()                               # the file stays; nobody listens
 
     def answering(name: str, server: str) -> socket.socket:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(folder / name))
-        listener.listen(4)
+        def tell(connection: socket.socket) -> None:
+            with connection:
+                connection.recv(65536)
+                body = json.dumps({"socket": str(folder / name), "server": server})
+                connection.sendall(json.dumps({"status": 200, "headers": {},
+                                               "body": body}).encode() + b"\n")
 
-        def serve() -> None:
-            while True:
-                try:
-                    connection, _ = listener.accept()
-                except OSError:
-                    return
-                with connection:
-                    connection.recv(65536)
-                    body = json.dumps({"socket": str(folder / name), "server": server})
-                    connection.sendall(json.dumps({"status": 200, "headers": {},
-                                                   "body": body}).encode() + b"\n")
-
-        threading.Thread(target=serve, daemon=True).start()
-        return listener
+        return _fake_socket(folder / name, tell)
 
     listeners = [answering("b-other.sock", "127.0.0.1:5001"),
                  answering("c-ours.sock", "127.0.0.1:5002"),
@@ -530,27 +531,21 @@ def test_a_server_that_does_not_answer_on_its_socket_fails_as_a_timeout_does(tmp
     folder = tmp_path / f"cloudstrype-{os.getuid()}"
     folder.mkdir(mode=0o700)
     where = folder / "stalled.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(where))
-    listener.listen(8)
     asked: list[dict] = []
+    held: list[socket.socket] = []
 
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            line = json.loads(connection.recv(65536).split(b"\n")[0])
-            asked.append(line)
-            if line["path"] == WELL_KNOWN_PATH:
-                body = json.dumps({"socket": str(where), "server": "127.0.0.1:1"})
-                connection.sendall(json.dumps({"status": 200, "headers": {},
-                                               "body": body}).encode() + b"\n")
-                connection.close()
-            # else: left open, never answered
+    def serve(connection: socket.socket) -> None:
+        line = json.loads(connection.recv(65536).split(b"\n")[0])
+        asked.append(line)
+        if line["path"] == WELL_KNOWN_PATH:
+            body = json.dumps({"socket": str(where), "server": "127.0.0.1:1"})
+            connection.sendall(json.dumps({"status": 200, "headers": {},
+                                           "body": body}).encode() + b"\n")
+            connection.close()
+        else:
+            held.append(connection)         # left open, never answered
 
-    threading.Thread(target=serve, daemon=True).start()
+    listener = _fake_socket(where, serve)
     try:
         client = Client("http://127.0.0.1:1", token="t", retries=1)
         started = time.monotonic()
