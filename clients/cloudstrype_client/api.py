@@ -158,7 +158,8 @@ class Client:
         self._refresh_lock = threading.Lock()
         self._transfer_lock = threading.Lock()
         self._transfer_socket: str | None | object = _NOT_ASKED
-        self._gets_socket: str | None | object = _NOT_ASKED
+        self._discovered: str | None | object = _NOT_ASKED
+        self._discover_lock = threading.Lock()     # (transfer_socket holds its own meanwhile)
         self.stop = threading.Event()   # set: the command is stopping; no new request goes
         # Told, once per reason, when the server asks for a wait of some seconds before a
         # retry (storages out of reach): a command waiting minutes does not look hung.
@@ -437,6 +438,14 @@ class Client:
                 self._transfer_socket = local_transfer.locate(self)
             return self._transfer_socket
 
+    def found_socket(self) -> str | None:
+        """The server's socket as found among this user's (local_transfer.discover), looked
+        for once: the plain GETs and a download's socket both use it."""
+        with self._discover_lock:
+            if self._discovered is _NOT_ASKED:
+                self._discovered = local_transfer.discover(self.server)
+            return self._discovered
+
     def _local_get(self, path: str, params: dict | None, headers: dict
                    ) -> local_transfer.Answer | None:
         """A GET sent through the local transfer socket, its answer sent back (each thread its
@@ -449,10 +458,7 @@ class Client:
             if not isinstance(value, (str, int, float)):
                 return None
             query[str(name)] = str(value)           # (as requests sends it: True, 1.5)
-        with self._transfer_lock:
-            if self._gets_socket is _NOT_ASKED:
-                self._gets_socket = local_transfer.discover(self.server)
-            found = self._gets_socket
+        found = self.found_socket()
         if found is None:
             return None
         try:

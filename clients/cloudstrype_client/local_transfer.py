@@ -107,9 +107,9 @@ def discover(server: str) -> str | None:
         return None
     folder = os.path.join(tempfile.gettempdir(), f"cloudstrype-{os.getuid()}")
     try:
-        found = os.lstat(folder)
-        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or \
-                found.st_mode & 0o077:
+        folder_stat = os.lstat(folder)
+        if not stat.S_ISDIR(folder_stat.st_mode) or folder_stat.st_uid != os.getuid() or \
+                folder_stat.st_mode & 0o077:
             return None             # not this user's alone: nothing in it is trusted
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
@@ -155,10 +155,11 @@ def _same_host(asked: str, listening: str) -> bool:
 
 def locate(client) -> str | None:
     """The transfer socket of the client's server, if it is on this machine and has one:
-    found among this user's sockets, else asked of the server over HTTP."""
+    found among this user's sockets (Client.found_socket: discover, once per command), else
+    asked of the server over HTTP."""
     if not usable(client.server):
         return None
-    found = discover(client.server)
+    found = client.found_socket()
     if found is not None:
         return found
     try:

@@ -591,3 +591,18 @@ def test_a_get_whose_answer_is_not_text_goes_over_http(api, stack, cli_user):
     client = Client(stack.url, token=cli_user.access_token)
     answer = client.request("GET", f"/api/filesystem/data/{node_id}")
     assert answer.content == data
+
+
+def test_a_command_looks_for_its_server_s_socket_once(api, stack, cli_user, monkeypatch):
+    """Its GETs and its download use the same socket, found by asking the user's sockets
+    once (each ask connects to every socket in the folder)."""
+    asked = []
+    real_discover = local_transfer.discover
+    monkeypatch.setattr(local_transfer, "discover",
+                        lambda server: asked.append(server) or real_discover(server))
+    client = Client(stack.url, token=cli_user.access_token)
+    client.get_json("/api/filesystem/usage")
+    where = api.get(WELL_KNOWN_PATH).json()["socket"]
+    assert client.transfer_socket() == where
+    client.get_json("/api/filesystem/usage")
+    assert asked == [stack.url]

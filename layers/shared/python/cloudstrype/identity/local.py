@@ -7,8 +7,8 @@
 - Passwords: argon2id (argon2-cffi). Sign-in is throttled per account: after FREE_FAILURES wrong
   passwords (or confirmation codes) each further try waits exponentially longer (429).
 - Refresh tokens: `user.sign-in.generation.mac`, the MAC (HMAC-SHA256) under a key derived from
-  the signing key (not in the database: a copy of it cannot make tokens), stored only as a hash
-  of the current one; each refresh moves the sign-in to the next generation. The token just
+  the signing key (not in the database: a copy of it cannot make tokens); only the sign-in's
+  current generation is stored, and each refresh moves it to the next. The token just
   replaced gives the same successor again for REFRESH_REUSE_GRACE_SECONDS (a refresh whose
   answer was lost is asked again); any older token of the sign-in, or that one later, ends the
   sign-in (`refresh_token_reused`: a copy of a token is in other hands — however many times
@@ -333,7 +333,7 @@ class LocalIdentity(IdentityProvider):
         refresh_token = _refresh_token(self.signing_key.refresh_key, user.user_id, session_id,
                                        1)
         session = Session(user_id=user.user_id, session=session_id,
-                          name_key=name_key(user.username), token_hash=_hash(refresh_token),
+                          name_key=name_key(user.username), token_hash="",
                           auth_time=now, created=now,
                           expires=now + pool.REFRESH_TOKEN_DAYS * 86400, generation=1,
                           rotated_at=now)
@@ -391,8 +391,8 @@ class LocalIdentity(IdentityProvider):
                                    successor or current)
             # (A sign-in lasts REFRESH_TOKEN_DAYS from the login, refreshed or not, as
             # Cognito's does: a refresh that moved it on kept a stolen token alive.)
-            if successor is not None and not self.store.rotate_session(
-                    session, _hash(fresh), session.expires, successor, now):
+            if successor is not None and \
+                    not self.store.rotate_session(session, successor, now):
                 continue            # another refresh moved it on: look again
             user = self.store.get_user(session.name_key)
             if user is None or user.user_id != session.user_id or user.status != CONFIRMED:

@@ -92,7 +92,8 @@ class Session:
     expires: int
     # Which refresh token of the sign-in is current (each names its generation and is
     # MACed by the server: identity.local), and when it last replaced the one before. 0: a
-    # sign-in from before generations, whose token is checked by its hash alone.
+    # sign-in from before generations, whose token is checked by `token_hash` alone (empty
+    # for the others: nothing of their tokens is stored).
     generation: int = 0
     rotated_at: int = 0
 
@@ -218,18 +219,16 @@ class IdentityStore:
                        generation=int(item.get("generation") or 0),
                        rotated_at=int(item.get("rotated_at") or 0))
 
-    def rotate_session(self, session: Session, new_hash: str, expires: int,
-                       generation: int = 0, now: int = 0) -> bool:
-        """Compare-and-set on the sign-in's generation (on the token hash for one from before
-        generations): of two refreshes with one token, one wins. `generation` and `now`
-        become the sign-in's generation and rotated_at."""
+    def rotate_session(self, session: Session, generation: int, now: int) -> bool:
+        """Move the sign-in to `generation` at `now`, compare-and-set on its generation (on the
+        token hash for one from before generations): of two refreshes with one token, one
+        wins. (Its end stays: a sign-in lasts its days from the login.)"""
         condition = Condition.eq("generation", session.generation) if session.generation \
             else Condition.eq("token_hash", session.token_hash)
         try:
             self.engine.update(REFRESH_TOKENS, {"user_id": session.user_id,
                                                 "session": session.session},
-                               Change(set={"token_hash": new_hash, "expires": expires,
-                                           "generation": generation, "rotated_at": now}),
+                               Change(set={"generation": generation, "rotated_at": now}),
                                condition)
         except ConditionFailed:
             return False
